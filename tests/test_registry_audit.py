@@ -80,11 +80,16 @@ def test_every_registry_change_has_exactly_one_event_with_the_status_answered(se
             ("save_card", client.put(NET + "/versions/v1/card", json={"text": "# net"})),
             ("remove_alias", client.delete(NET + "/aliases/staging")),
             ("remove_alias", client.delete(NET + "/aliases/production")),  # protected: refused
+            ("save_aliases", client.post(NET + "/versions/v1/aliases", json={"add": ["canary"]})),
+            ("save_aliases", client.post(NET + "/versions/v1/aliases",  # opens nothing new: names #1
+                                         json={"add": ["production", "best"], "remove": ["canary"]})),
         ]
         assert [(action, answer.status_code) for action, answer in answers] == [
             ("set_alias", 200), ("protect", 200), ("set_alias", 409), ("save_card", 200), ("remove_alias", 200),
-            ("remove_alias", 409)]
-        for action in ("set_alias", "protect", "save_card", "remove_alias"):
+            ("remove_alias", 409), ("save_aliases", 200), ("save_aliases", 409)]
+        assert "promotion request #1 " in answers[-1][1].json()["detail"]
+        assert client.get(NET + "/versions/canary").json()["link"]["version"] == 1  # the refused save moved nothing
+        for action in ("set_alias", "protect", "save_card", "remove_alias", "save_aliases"):
             expected = [(answer.status_code, "ok" if answer.status_code < 400 else "rejected")
                         for name, answer in answers if name == action]
             assert _events(client, action) == expected, action

@@ -211,8 +211,6 @@ def test_a_taken_port_is_one_clear_error_and_port_0_serves_on_the_port_it_announ
     """A taken port printed "tracklet server on http://...:PORT" and then uvicorn's raw
     ``[Errno 98]`` line; ``--port 0`` announced ``:0``. The address is now bound before it is
     announced."""
-    import re
-    import select
     import socket
 
     holder = socket.socket()
@@ -227,19 +225,27 @@ def test_a_taken_port_is_one_clear_error_and_port_0_serves_on_the_port_it_announ
     assert f"port {port} on 127.0.0.1 is in use (another `tracklet server` or `tracklet ui`?)" in result.stderr
     assert "tracklet server on" not in result.stderr and "Errno" not in result.stderr
 
-    process = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dev", "--dir", str(tmp_path / "free"),
-                                "--port", "0"], env={**os.environ, "PYTHONPATH": str(REPO)},
-                               stderr=subprocess.PIPE, text=True)
+    _serves_where_it_announces(["--dir", str(tmp_path / "free")], "127.0.0.1")
+
+
+def _serves_where_it_announces(arguments: list[str], host: str) -> None:
+    """Start ``tracklet server --dev --port 0 ARGUMENTS``: its first line announces
+    ``http://HOST:PORT`` (a real port, not 0) and the API answers there."""
+    import re
+    import select
+
+    process = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dev", "--port", "0", *arguments],
+                               env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([process.stderr], [], [], 60)
         assert ready, "the server announced nothing within 60 s"
         line = process.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+) ", line)
+        match = re.search(rf"http://{re.escape(host)}:(\d+) ", line)
         assert match and int(match[1]) != 0, line
         answered = None
         for _ in range(600):
             try:
-                answered = httpx.get(f"http://127.0.0.1:{match[1]}/api/v1/projects", timeout=5)
+                answered = httpx.get(f"http://{host}:{match[1]}/api/v1/projects", timeout=5)
                 break
             except httpx.TransportError:
                 threading.Event().wait(0.1)
@@ -247,3 +253,35 @@ def test_a_taken_port_is_one_clear_error_and_port_0_serves_on_the_port_it_announ
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_port_is_bound_before_the_server_opens_its_store(tmp_path, monkeypatch):
+    """``create_app`` (the store's full index, audit recovery: minutes on a large server) ran
+    before the port was bound, so a taken port was reported only after all that work."""
+    import socket
+
+    from click.testing import CliRunner
+
+    import tracklet.server.app
+    from tracklet.cli.main import main
+
+    opened: list[Path] = []
+
+    def create_app(root, **_):  # the spy: the real app is not wanted here
+        opened.append(root)
+        raise AssertionError("the app was created before the port was bound")
+
+    monkeypatch.setattr(tracklet.server.app, "create_app", create_app)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        result = CliRunner().invoke(main, ["server", "--dev", "--dir", str(tmp_path / "s"), "--port",
+                                           str(holder.getsockname()[1])])
+    finally:
+        holder.close()
+    assert result.exit_code == 2 and "is in use" in result.output and opened == []
+
+
+def test_an_ipv6_host_is_bracketed_in_the_announced_url(tmp_path):
+    _serves_where_it_announces(["--host", "::1", "--dir", str(tmp_path / "v6")], "[::1]")

@@ -35,6 +35,18 @@ def _log_dataset_versions(wandb, tmp_path) -> None:
         run.finish()
 
 
+def _log_versions(wandb, run, tmp_path, name: str, type: str, count: int,
+                  aliases: dict[int, list[str]] | None = None):
+    """Log ``count`` versions of ``name`` (each a different file) in ``run``; version N gets
+    ``aliases[N]``. Returns the last, stored."""
+    for number in range(count):
+        (tmp_path / "file.bin").write_bytes(f"{name} {number}".encode())
+        artifact = wandb.Artifact(name, type=type)
+        artifact.add_file(str(tmp_path / "file.bin"))
+        run.log_artifact(artifact, aliases=(aliases or {}).get(number, [])).wait()
+    return artifact
+
+
 def test_aliases_of_a_logged_version_move_with_append_and_save(root, tmp_path, monkeypatch):
     import tracklet.compat.wandb as wandb
     from tracklet.errors import ArtifactError
@@ -124,6 +136,8 @@ def test_one_file_or_a_prefix_is_downloaded_alone(root, tmp_path, monkeypatch):
     directory = artifact.download(str(tmp_path / "images-only"), path_prefix="images/")
     assert sorted(os.listdir(directory)) == ["images"]
     assert (tmp_path / "images-only" / "images" / "a.bin").read_bytes() == b"image 1"
+    artifact.download(str(tmp_path / "starts-with"), path_prefix="a.bin")  # a prefix, not a substring
+    assert not (tmp_path / "starts-with" / "images").exists()
 
 
 def test_from_a_server_versions_list_lineage_is_the_servers_and_alias_moves_are_refused_clearly(
@@ -148,9 +162,17 @@ def test_from_a_server_versions_list_lineage_is_the_servers_and_alias_moves_are_
     assert writer is not None and writer.job_type == "dataset" and writer.project == "arts"
     assert [run.id for run in first.used_by()] == [reader_id]
     assert api.artifact("arts/mnist:v1").used_by() == []
+    # Lineage walked on from a run found there (it raised: the run had no Api to resolve with).
+    assert ("mnist", "v0") in [(artifact.name, artifact.version) for artifact in writer.logged_artifacts()]
+    assert [(a.name, a.version) for a in first.used_by()[0].used_artifacts()] == [("mnist", "v0")]
     remote = api.artifact("arts/mnist:latest")
     remote.aliases.append("best")
     with pytest.raises(ArtifactError, match="read from a server: its aliases can't be moved"):
+        remote.save()
+    from tracklet.errors import ArtifactNameError
+
+    remote.aliases.append("v7")  # a bad alias is named as such first, wherever the version is
+    with pytest.raises(ArtifactNameError):
         remote.save()
 
 
@@ -164,11 +186,7 @@ def test_w_and_b_cleanup_script_deletes_versions_without_aliases(root, tmp_path,
 
     monkeypatch.chdir(tmp_path)
     with wandb.init(project="clean", settings=wandb.Settings(x_disable_stats=True)) as run:
-        for number in range(4):
-            (tmp_path / "model.pt").write_bytes(f"weights {number}".encode())
-            model = wandb.Artifact("model", type="model")
-            model.add_file(str(tmp_path / "model.pt"))
-            run.log_artifact(model, aliases=["best"] if number == 1 else []).wait()
+        model = _log_versions(wandb, run, tmp_path, "model", "model", 4, {1: ["best"]})
         run.link_artifact(model, "wandb-registry-model/prod-models")  # v3, registered
     api = wandb.Api()
     for version in api.artifacts("model", "clean/model"):
@@ -202,6 +220,7 @@ def test_w_and_b_artifact_attributes_scripts_read(root, tmp_path, monkeypatch):
     version = wandb.Api().artifact("arts/mnist:v1")
     assert not version.is_draft() and version.id == "arts/mnist:v1" and version.entity is None
     assert version.file_count == 2 and version.ttl is None
+    assert version.created_at.endswith("Z")  # UTC, as W&B writes it
     stored = datetime.datetime.fromisoformat(version.created_at.replace("Z", "+00:00"))
     assert abs(stored.timestamp() - tracklet_created_at(root, "arts/mnist:v1")) < 1
     assert version.updated_at == version.created_at
@@ -239,3 +258,43 @@ def test_a_missing_artifact_is_a_comm_error_as_w_and_b_raises_it(root, tmp_path,
     with pytest.raises(wandb.errors.CommError) as raised:
         wandb.Api().artifact("resume/ckpt:latest")
     assert isinstance(raised.value, ArtifactNotFound)
+
+
+def test_a_runs_artifacts_leave_out_a_deleted_version_with_a_warning(root, tmp_path, monkeypatch):
+    """After ``artifact.delete()``, ``run.logged_artifacts()``/``used_artifacts()`` of every run
+    that touched the version raised ArtifactNotFound: the deleted one is left out, with a warning.
+    A run that used two versions of one collection lists both."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="p", settings=wandb.Settings(x_disable_stats=True)) as run:
+        _log_versions(wandb, run, tmp_path, "ds", "dataset", 3)
+        writer = run.id
+    with wandb.init(project="p", settings=wandb.Settings(x_disable_stats=True)) as user:
+        user.use_artifact("ds:v0")
+        user.use_artifact("ds:v1")
+        reader = user.id
+    api = wandb.Api()
+    assert [a.version for a in api.run(f"p/{reader}").used_artifacts()] == ["v0", "v1"]
+    api.artifact("p/ds:v0").delete()
+    with pytest.warns(Warning, match="deleted since, left out: p/ds:v0"):
+        assert [a.version for a in api.run(f"p/{writer}").logged_artifacts()] == ["v1", "v2"]
+    with pytest.warns(Warning, match="deleted since, left out: p/ds:v0"):
+        assert [a.version for a in api.run(f"p/{reader}").used_artifacts()] == ["v1"]
+
+
+def test_a_servers_lineage_rows_are_checked_and_their_runs_fetched_only_when_read():
+    """A malformed lineage row (no run id, a project that is a path) raised a bare KeyError
+    losing the whole list, or went unescaped into the run's URL; every run was fetched up front
+    (one request each). A bad row is left out with one warning; the runs read lazily."""
+    from tracklet.artifacts.remote import lineage_runs
+    from tracklet.client.http import HttpClient
+    from tracklet.errors import TrackletWarning
+
+    rows = [{"project": "arts", "run_id": "abc123", "name": "eval", "state": "finished"},
+            {"project": "../admin", "run_id": "x"}, {"project": "arts"}, "not a row",
+            {"project": "arts", "run_id": "a/b"}]
+    with HttpClient("http://127.0.0.1:9") as nowhere:  # nothing listens: no request may be made
+        with pytest.warns(TrackletWarning, match="4 run\\(s\\) of v0's lineage from the server were malformed"):
+            runs = lineage_runs(nowhere, rows, "v0's lineage")
+        assert [(run.path, run.name, run.state) for run in runs] == [("arts/abc123", "eval", "finished")]

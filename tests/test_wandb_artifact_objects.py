@@ -190,6 +190,21 @@ def test_image_cells_of_a_table_on_a_server_are_images_too(root, monkeypatch, tm
     monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
     _check_cells_are_images(wandb.Api(overrides={"base_url": server.url}), run_id, pixels, mask)
 
+    # A cell's file is read from the server streamed, capped at the size expected, by its digest only.
+    import tracklet
+    from tracklet.errors import ArtifactError
+
+    with tracklet.Api(base_url=server.url) as api:
+        remote = api.run(f"seg/{run_id}")
+        digest = remote.table("preds").to_arrow().column("image")[0].as_py()["digest"]
+        blobs = remote._table_blobs("preds")
+        whole = blobs.read_bytes(digest)
+        assert blobs.read_bytes(digest, size=len(whole)) == whole
+        with pytest.raises(ArtifactError, match=f"more than the {len(whole) - 1} bytes expected"):
+            blobs.read_bytes(digest, size=len(whole) - 1)
+        with pytest.raises(ArtifactError, match="is not a media file's digest"):
+            blobs.read_bytes("../../../etc/passwd")
+
 
 def test_a_cell_whose_file_is_gone_is_none_and_costs_only_itself(root, monkeypatch):
     run_id, pixels, _ = _log_segmented_table(monkeypatch, root)
@@ -226,3 +241,49 @@ def test_w_and_b_segmentation_example_with_classes_and_a_joined_table(root, monk
     assert got.masks["prediction"].class_labels == {0: "background", 1: "car"}
     assert np.array_equal(got.masks["prediction"].to_numpy(), mask)
     assert recorded.summary["loss"] == 0.5 and "joined" not in recorded.summary
+
+
+def test_a_table_cell_naming_a_path_instead_of_a_digest_reads_no_file(root, tmp_path):
+    """A damaged or hostile table file's media cell whose digest is a path (``../../secret``) is
+    None with a warning: it read any file the path named, through the blob store's own path."""
+    import pandas as pd
+
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.compat.wandb.apis._run_tables import media_objects
+    from tracklet.errors import ArtifactError
+
+    store_dir = tmp_path / "store"
+    (store_dir / "blobs" / "sha256" / "..").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "secret.html").write_text("<p>not yours</p>")
+    hostile = "../../secret.html"  # blobs/sha256/<hostile[:2]>/<hostile> is tmp_path/secret.html
+    assert (store_dir / "blobs" / "sha256" / hostile[:2] / hostile).resolve() == (tmp_path / "secret.html").resolve()
+    blobs = FsspecBlobStore(store_dir)
+    with pytest.raises(ArtifactError, match="is not a blob's digest"):
+        blobs.local_path(hostile)
+    frame = pd.DataFrame({"id": [0], "page": [{"kind": "html", "digest": hostile, "caption": None}]})
+    with pytest.warns(Warning, match="column 'page' is None"):
+        got = media_objects(frame, blobs)
+    assert got["page"].tolist() == [None] and got["id"].tolist() == [0]
+
+
+def test_html_plotly_and_pixel_box_cells_read_back_as_logged(root, monkeypatch):
+    """A logged table's html and plotly cells read back through W&B's ``get`` as ``wandb.Html``
+    and ``wandb.Plotly``, and a box given in pixels keeps its ``"pixel"`` domain."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    box = {"position": {"minX": 1, "maxX": 4, "minY": 2, "maxY": 5}, "domain": "pixel", "class_id": 0}
+    with wandb.init(project="cells") as run:
+        table = wandb.Table(columns=["page", "chart", "image"])
+        table.add_data(wandb.Html("<p>hello</p>"), wandb.Plotly({"data": [{"type": "bar", "x": ["a"], "y": [2]}]}),
+                       wandb.Image(np.zeros((8, 8, 3), dtype=np.uint8),
+                                   boxes={"pred": {"box_data": [box], "class_labels": {0: "cat"}}}))
+        run.log({"cells": table})
+        run_id = run.id
+    got = wandb.Api().artifact(f"cells/run-{run_id}-cells:latest").get("cells")
+    (page,), (chart,), (image,) = got.get_column("page"), got.get_column("chart"), got.get_column("image")
+    assert isinstance(page, wandb.Html) and b"<p>hello</p>" in page._data
+    assert isinstance(chart, wandb.Plotly) and chart.figure["data"][0]["y"] == [2]
+    with wandb.init(project="cells") as again:
+        again.log({"boxed": image})
+        logged = again._run
+    (kept,) = read(logged).images("boxed")[0].boxes["pred"].boxes
+    assert (kept.min_x, kept.max_x, kept.min_y, kept.max_y, kept.pixel) == (1, 4, 2, 5, True)

@@ -821,6 +821,10 @@ def test_wandb_table_add_computed_columns_and_cast_as_w_and_b(root):
     assert table.get_column("correct") == [False, True, True] and table.get_column("row") == [0, 1, 2]
     with pytest.raises(TypeError, match="must return a dict"):
         table.add_computed_columns(lambda ndx, row: row["truth"])
+    # Every row's keys make columns (only the first row's did), None where a row lacks one.
+    table.add_computed_columns(lambda ndx, row: {"flag": True} if ndx else {"note": "first"})
+    assert table.columns == ["image", "truth", "pred", "correct", "row", "note", "flag"]
+    assert table.get_column("note") == ["first", None, None] and table.get_column("flag") == [None, True, True]
     run.log({"preds": table})
     wandb.finish()
     got = tracklet.Api(root).run(f"tables/{run.id}").table("preds").to_pandas()

@@ -323,6 +323,10 @@ class RemoteRun:
         return f"<tracklet RemoteRun {self.path}>"
 
 
+#: The most bytes one media file read from a server may have when its record gives no size.
+MAX_MEDIA_READ_BYTES = 1 << 30
+
+
 class _RemoteBlobs:
     """A run's media blobs on a server, for ``MediaItem`` (``read_bytes``, ``local_path``): each
     fetched from ``GET .../media/{digest}`` and checked against its digest; ``local_path`` puts it
@@ -336,21 +340,49 @@ class _RemoteBlobs:
         self.url = f"{http.base_url}/api/v1/runs/{path}/{self._route}"
         self._cache: Any = None
 
-    def read_bytes(self, digest: str) -> bytes:
+    def read_bytes(self, digest: str, size: int | None = None) -> bytes:
+        """The file's bytes, streamed and capped: at ``size`` when its record gives it, else at
+        ``MAX_MEDIA_READ_BYTES`` (a server's answer is never read whole into memory unbounded);
+        checked against ``digest``, which must be a sha256 in hex."""
+
+        from tracklet.core.digests import is_sha256
+        from tracklet.errors import ArtifactError
+
+        if not is_sha256(digest):
+            raise ArtifactError(f"{str(digest)[:100]!r} is not a media file's digest (a sha256 in hex)")
+        import httpx
+
+        cap = MAX_MEDIA_READ_BYTES if size is None else int(size)
+        try:
+            return self._read_capped(digest, cap)
+        except httpx.TransportError as failure:
+            raise ArtifactError(f"{self.url}/{digest}: reading it failed ({type(failure).__name__}: {failure})") \
+                from None
+
+    def _read_capped(self, digest: str, cap: int) -> bytes:
         import hashlib
 
         from tracklet.errors import ArtifactError
 
-        response = self._http.request("GET", f"/api/v1/runs/{self._path}/{self._route}/{digest}", params=self._params)
-        if response.status_code == 404:
-            raise ArtifactError(f"{self.url}/{digest}: the server has no such file of run {self._path} "
-                                f"({response.text[:200]})")
-        if response.status_code != 200:
-            raise self._http.refusal(response, what=f"media file {digest}")
-        data = response.content
-        if hashlib.sha256(data).hexdigest() != digest:
+        hasher, parts, total = hashlib.sha256(), [], 0
+        with self._http.stream("GET", f"/api/v1/runs/{self._path}/{self._route}/{digest}",
+                               params=self._params) as response:
+            if response.status_code == 404:
+                response.read()
+                raise ArtifactError(f"{self.url}/{digest}: the server has no such file of run {self._path} "
+                                    f"({response.text[:200]})")
+            if response.status_code != 200:
+                response.read()
+                raise self._http.refusal(response, what=f"media file {digest}")
+            for chunk in response.iter_bytes(1 << 20):
+                total += len(chunk)
+                if total > cap:
+                    raise ArtifactError(f"{self.url}/{digest}: the server sent more than the {cap} bytes expected")
+                hasher.update(chunk)
+                parts.append(chunk)
+        if hasher.hexdigest() != digest:
             raise ArtifactError(f"{self.url}/{digest}: the bytes received don't match their digest")
-        return data
+        return b"".join(parts)
 
     def local_path(self, digest: str) -> Path | None:
         from tracklet.artifacts.cache import BlobCache, CacheFull
@@ -478,6 +510,15 @@ class RemoteApi(Api):
         self._http = HttpClient(base_url, api_key=api_key, timeout=timeout, retry=read_retry(), error=RemoteError)
         self.base_url = self._http.base_url
         self._remote_artifacts: Any = None
+
+    @classmethod
+    def over(cls, http: Any) -> RemoteApi:
+        """An Api over ``http``, the client of the server something was read from (a run of an
+        artifact's lineage: its ``logged_artifacts()`` resolve on that server). It shares the
+        client: closing it is the owner's."""
+        api = object.__new__(cls)
+        api._http, api.base_url, api._remote_artifacts = http, http.base_url, None
+        return api
 
     def close(self) -> None:
         self._http.close()

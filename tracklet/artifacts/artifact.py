@@ -57,6 +57,7 @@ class Artifact:
         self.type = type
         self.description = description or ""
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self._metadata_read: str | None = None  # the stored version's metadata as read (save() tells an edit)
         self._pending: dict[str, Pending] = {}
         self._dirs: set[str] | None = None
         self._dirs_for: dict[str, Pending] | None = None
@@ -147,7 +148,7 @@ class Artifact:
             return self._alias_edit
         if self._state == DRAFT:
             return self._requested_aliases
-        return list(self._requested_aliases)  # being stored with these: a copy (edit once committed)
+        return _StoringAliases(self._requested_aliases, self._name)  # being stored with these: edits raise
 
     @aliases.setter
     def aliases(self, value: list[str]) -> None:
@@ -422,6 +423,7 @@ class Artifact:
         finally:
             self._drop_staging()
         self._store, self._info, self._manifest = store, result.info, result.manifest
+        self._metadata_read = _as_stored(result.info.metadata or {})
         self.reused, self.bytes_written = result.reused, result.bytes_written
         self._state = COMMITTED
         if after is not None:
@@ -451,7 +453,11 @@ class Artifact:
         ``ArtifactError`` (log the change as a new version: ``new_draft()``)."""
         from tracklet.artifacts.storage import open_store
 
+        if self._state == PENDING:
+            raise ArtifactError(f"artifact {self._name!r} is still being stored: call wait() first, then edit its "
+                                "aliases and save()")
         if self._state == COMMITTED:
+            self._done.wait()  # an online run's upload first: whether the server has a copy is known then
             if aliases:
                 self.aliases.extend(alias for alias in aliases if alias not in self.aliases)
             self._save_aliases()
@@ -464,7 +470,8 @@ class Artifact:
         """Apply the alias edits of a committed version (``save``), checking everything first, so
         a refused save changes nothing."""
         info = self._info
-        if self.description != (info.description or "") or _as_stored(self.metadata) != _as_stored(info.metadata or {}):
+        read = self._metadata_read if self._metadata_read is not None else _as_stored(info.metadata or {})
+        if self.description != (info.description or "") or _as_stored(self.metadata) != read:
             raise ArtifactError(f"artifact {info.qualified_name}: a stored version's description and metadata can't "
                                 "change; log the change as a new version (artifact.new_draft())")
         if self._alias_edit is None:
@@ -503,19 +510,16 @@ class Artifact:
 
     def _save_link_aliases(self, added: list[str], removed: list[str]) -> None:
         """Move the aliases of a registry collection's version in the registry it was read from
-        (local or a server's), with its rules: every move is in the alias history, and a
-        protected alias raises ``PromotionRequired`` naming the request it opened."""
+        (local or a server's), with its rules, in one transaction: every move is in the alias
+        history; a protected alias raises ``PromotionRequired`` naming the request it opened and
+        nothing moves; an alias removed that someone else has moved since stays where it is."""
         from tracklet.registry.service import default_actor
 
         link, backend = self._link, self._registry
         if backend is None:
             raise ArtifactError(f"artifact {link.path}: move its aliases with `tracklet registry alias`")
-        actor = default_actor()
-        for alias in removed:
-            backend.remove_alias(link.registry, link.collection, alias, actor=actor, reason="artifact.save()")
-        for alias in added:
-            backend.set_alias(link.registry, link.collection, alias, f"v{link.version}", actor=actor,
-                              reason="artifact.save()")
+        backend.save_aliases(link.registry, link.collection, link.version, added, removed, actor=default_actor(),
+                             reason="artifact.save()")
         fixed = [alias for alias in link.aliases if alias in ("latest", f"v{link.version}")]
         custom = sorted({*self._stored_aliases(), *added} - {*removed, *fixed})
         self._link = dataclasses.replace(link, aliases=[*fixed, *custom])
@@ -537,8 +541,12 @@ class Artifact:
 
     @classmethod
     def _from_version(cls, store: VersionStore, info: Any) -> Artifact:
-        artifact = cls(info.name, info.type, info.description, info.metadata)
+        import copy
+
+        # A deep copy: a nested edit (metadata["cfg"]["lr"] = ...) must not reach the version read.
+        artifact = cls(info.name, info.type, info.description, copy.deepcopy(info.metadata))
         artifact._store, artifact._info, artifact._state = store, info, COMMITTED
+        artifact._metadata_read = _as_stored(info.metadata or {})
         artifact.project = info.project
         artifact._done.set()
         return artifact
@@ -587,22 +595,37 @@ class Artifact:
         self.wait()
         return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
-    def delete(self, delete_aliases: bool = False) -> None:
+    def delete(self, delete_aliases: bool = False, *, break_registry_links: bool = False) -> None:
         """Delete this version from the data root (W&B's ``delete``; ``tracklet artifact rm``): its
         number is never given again and its files stay stored until ``tracklet artifact gc``. A
-        version holding custom aliases, or registered in the model registry, raises
-        ``ArtifactError`` naming them unless ``delete_aliases`` (its aliases go with it)."""
+        version holding custom aliases raises ``ArtifactError`` naming them unless
+        ``delete_aliases`` (its aliases go with it, as W&B's flag says). A version linked into
+        the model registry always raises naming its registry versions: W&B's flag is about aliases
+        only, and deleting the version would leave those registry versions (and their protected
+        aliases) without files. ``break_registry_links=True`` (``tracklet artifact rm --force``)
+        deletes it anyway, with a warning naming them. A registry version (a link) itself can't be
+        deleted: the registry keeps its versions and their alias history (W&B unlinks it)."""
         from tracklet.artifacts.lookup import delete_version
 
         info = self._committed_info("version to delete")
         if self._link is not None:
-            raise ArtifactError(f"{self._link.path} is a registry collection's version (a link): delete its source "
-                                f"{info.qualified_name} instead")
+            raise ArtifactError(f"{self._link.path} is a registry collection's version: tracklet's registry keeps "
+                                "its versions and their alias history, so it can't be deleted or unlinked (W&B's "
+                                f"delete() unlinks it); move its aliases away instead (`tracklet registry alias`)")
         if not hasattr(getattr(self._store, "registry", None), "delete_version"):
             raise ArtifactError(f"artifact {info.qualified_name} was read from a server: it can't be deleted from "
                                 "this client")
         assert self._store is not None
-        delete_version(self._store.data_root, info, force=delete_aliases)
+        _, links = delete_version(self._store.data_root, info, drop_aliases=delete_aliases,
+                                  break_links=break_registry_links)
+        if links:
+            import warnings
+
+            from tracklet.core.stack import user_stacklevel
+            from tracklet.errors import TrackletWarning
+
+            warnings.warn(f"tracklet: deleted {info.qualified_name}, which {', '.join(links)} linked: those registry "
+                          "versions have no files now", TrackletWarning, stacklevel=user_stacklevel())
 
     def logged_by(self) -> Any:
         """The run that logged this version (a ``tracklet.RecordedRun``; for a version read from a
@@ -626,6 +649,23 @@ class Artifact:
         if hasattr(self._store, "lineage"):
             return list(self._store.lineage(self._info, "used"))
         return used_by(self._store.data_root, self._info)
+
+
+class _StoringAliases(list):
+    """The aliases of a version being stored (``Artifact.aliases`` while pending): the worker
+    commits with them, so an edit now could only be lost. Every edit raises ``ArtifactError``
+    saying to ``wait()`` first (then edit and ``save()``)."""
+
+    def __init__(self, aliases: list[str], name: str) -> None:
+        super().__init__(aliases)
+        self._name = name
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise ArtifactError(f"artifact {self._name!r} is still being stored with aliases {list(self)}: call wait() "
+                            "first, then edit its aliases and save()")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
 
 
 def _as_stored(metadata: Any) -> str:

@@ -52,6 +52,15 @@ class BlobStore(Protocol):
 
 
 def blob_key(digest: str) -> str:
+    """Where the blob of ``digest`` is under a store's ``blobs/``. Anything but a sha256 in hex
+    raises ``ArtifactError``: a digest read from a file or a server's answer (a table cell, a
+    manifest) must never name a path of its choosing (``../../etc/passwd``)."""
+    from tracklet.core.digests import is_sha256
+
+    if not is_sha256(digest):
+        from tracklet.errors import ArtifactError
+
+        raise ArtifactError(f"{str(digest)[:100]!r} is not a blob's digest (a sha256 in hex)")
     return f"sha256/{digest[:2]}/{digest}"
 
 

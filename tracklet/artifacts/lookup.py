@@ -71,18 +71,23 @@ def collections(root: str | os.PathLike, project: str, type: str | None = None) 
     return listed
 
 
-def delete_version(root: str | os.PathLike, info: Any, *, force: bool = False) -> tuple[list[str], list[str]]:
+def delete_version(root: str | os.PathLike, info: Any, *, drop_aliases: bool = False,
+                   break_links: bool = False) -> tuple[list[str], list[str]]:
     """Delete the local version ``info`` (``tracklet artifact rm``, ``Artifact.delete``): its number
     is never given again, its files stay stored until ``tracklet artifact gc``. A version with
-    custom aliases, or registered in the data root's registry, is refused with ``ArtifactError``
-    naming them unless ``force`` (its aliases are dropped; its registry versions are left without
-    files). Returns (the aliases dropped, the registry versions linking it)."""
+    custom aliases is refused with ``ArtifactError`` naming them unless ``drop_aliases`` (they are
+    dropped); one registered in the data root's registry is refused naming its registry versions
+    unless ``break_links`` (``tracklet artifact rm --force``: they are left without files). The
+    two are apart because W&B's ``delete(delete_aliases=True)`` is about aliases only: it must
+    never break a registry's versions. Returns (the aliases dropped, the registry versions linking it)."""
     from tracklet.registry.service import open_local
 
     registry = open_local(Path(root), create=False)
     links = [link.path for link in registry.links_to(info.project, info.name, info.version)] if registry else []
-    if links and not force:
-        raise ArtifactError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it breaks those "
-                            "versions (--force deletes it anyway; from Python: delete(delete_aliases=True))")
-    dropped = open_store(Path(root)).registry.delete_version(info.project, info.name, info.version, drop_aliases=force)
+    if links and not break_links:
+        raise ArtifactError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it would leave "
+                            "those registry versions without files (`tracklet artifact rm` with --force deletes it anyway; "
+                            "from Python: delete(break_registry_links=True))")
+    dropped = open_store(Path(root)).registry.delete_version(info.project, info.name, info.version,
+                                                             drop_aliases=drop_aliases)
     return dropped, links

@@ -614,11 +614,9 @@ class ServerVersionStore:
     def lineage(self, info: VersionInfo, direction: str) -> list[Any]:
         """The server's runs that logged (``direction="logged"``) or used (``"used"``) the version,
         as ``tracklet.api.remote.RemoteRun``s: its lineage, not this machine's store's."""
-        from tracklet.api.remote import RemoteRun
-
         found = self.client.lineage(info.project, info.name, f"v{info.version}")
-        rows = found["logged_by" if direction == "logged" else "used_by"]
-        return [RemoteRun(self.client.http, {"run_id": row["run_id"]}, row["project"]).refresh() for row in rows]
+        return lineage_runs(self.client.http, found["logged_by" if direction == "logged" else "used_by"],
+                            f"{info.qualified_name}'s lineage")
 
     def manifest(self, info: VersionInfo) -> Manifest:
         manifest = self._manifests.get(info.manifest)
@@ -704,6 +702,33 @@ def version_info(document: dict[str, Any]) -> VersionInfo:
                        description=document.get("description") or "", metadata=dict(document.get("metadata") or {}),
                        created_at=document.get("created_at") or 0.0, logged_by=document.get("logged_by"),
                        aliases=list(document.get("aliases") or []))
+
+
+def lineage_runs(http: Any, rows: list[Any], what: str) -> list[Any]:
+    """The runs of a server's lineage ``rows`` (``project``, ``run_id``, ``name``, ``state``) as
+    ``RemoteRun``s that fetch the rest of their row only when asked (no request per run up
+    front: a version may have thousands of users, and one deleted since no longer fails them
+    all). A row whose project or run id is not a valid name (it would be a path segment of the
+    run's URLs) or that lacks them is left out, with one warning saying how many."""
+    import warnings
+
+    from tracklet.api.remote import RemoteRun
+    from tracklet.core.layout import check_name
+    from tracklet.errors import TrackletWarning
+
+    runs, bad = [], 0
+    for row in rows:
+        try:
+            project, run_id = check_name("project", row["project"]), check_name("run id", row["run_id"])
+        except (TypeError, KeyError, ValueError):
+            bad += 1
+            continue
+        known = {key: row[key] for key in ("name", "state") if isinstance(row.get(key), str)}
+        runs.append(RemoteRun(http, {**known, "run_id": run_id}, project))
+    if bad:
+        warnings.warn(f"tracklet: {bad} run(s) of {what} from the server were malformed (no valid project and run "
+                      "id): left out", TrackletWarning, stacklevel=3)
+    return runs
 
 
 class RemoteArtifacts:

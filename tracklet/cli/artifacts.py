@@ -203,7 +203,7 @@ def rm(ctx: click.Context, ref: str, force: bool) -> None:
 
     store = open_store(_state(ctx).api.root)
     info = store.registry.version(parsed.project, parsed.name, parsed.selector)
-    dropped, links = delete_version(_state(ctx).api.root, info, force=force)
+    dropped, links = delete_version(_state(ctx).api.root, info, drop_aliases=force, break_links=force)
     note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
     note += f" (registry versions left without files: {', '.join(links)})" if links else ""
     click.echo(f"deleted {info.qualified_name}{note}; run `tracklet artifact gc` to free its storage")

@@ -129,27 +129,34 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     limits = ConnectionLimits(header_timeout=header_timeout, idle_timeout=idle_timeout, keep_alive=keep_alive,
                               max_connections=max_connections)
     root = _server_root(ctx, server_dir)
-    app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
-                     files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
-                     artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
-                     auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base),
-                     delivery_process=webhook_delivery == "process", freeze_heap=True)
     from tracklet.cli.ui import bind_loopback
 
-    try:  # bound before it is announced: a taken port is one clear error
+    # Bound first, before the app opens the store (indexing, audit recovery: it may take long):
+    # a taken port is one clear error at once, never after that work, and never announced.
+    try:
         sock = bind_loopback(host, port, other="another `tracklet server` or `tracklet ui`",
                              backlog=2048)
     except ValueError as error:
         raise CliError(str(error)) from None
     except OSError as error:  # an address this machine doesn't have, a privileged port
         raise CliError(f"can't listen on {host}:{port}: {error.strerror or error}") from None
+    try:
+        app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
+                         files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
+                         artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
+                         auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base),
+                         delivery_process=webhook_delivery == "process", freeze_heap=True)
+    except BaseException:
+        sock.close()
+        raise
     port = sock.getsockname()[1]  # --port 0: the free port chosen
     if dev:  # no keys: only this machine's own pages and programs, never a page by DNS rebinding
         from tracklet.server.localaccess import LoopbackHostCheck
 
         app.add_middleware(LoopbackHostCheck, port=port, bound=host)
     mode = "--dev: no API keys" if dev else "API keys required"
-    click.echo(f"tracklet server on http://{host}:{port} ({mode}; data root {root})", err=True)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed in a URL
+    click.echo(f"tracklet server on http://{shown}:{port} ({mode}; data root {root})", err=True)
     if not dev and not app.state.tracklet.authorizer.accounts.users():
         click.echo(f"No users yet: create the first admin with `{first_admin_command(root, store_url)}`",
                    err=True)

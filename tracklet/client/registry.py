@@ -68,6 +68,13 @@ class RegistryClient:
             return self._call("DELETE", url, f"removing alias {alias}", params={"reason": reason or ""})
         return self._call("PUT", url, f"moving alias {alias}", json={"version": selector, "reason": reason or ""})
 
+    def save_aliases(self, registry: str, collection: str, version: int, added: list[str], removed: list[str],
+                     reason: str | None = None) -> dict[str, Any]:
+        """Move version ``vN``'s aliases at once (all or nothing); ``{"events": [...]}``."""
+        return self._call("POST", f"{self._collection(registry, collection)}/versions/v{int(version)}/aliases",
+                          f"saving the aliases of {registry}/{collection}:v{int(version)}",
+                          json={"add": list(added), "remove": list(removed), "reason": reason or ""})
+
     def history(self, registry: str, collection: str, alias: str | None = None) -> list[dict[str, Any]]:
         params = {"alias": alias} if alias else {}
         return self._call("GET", f"{self._collection(registry, collection)}/history", "reading alias history",

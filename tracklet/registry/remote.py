@@ -55,6 +55,14 @@ class RemoteRegistry:
         event = self.client.set_alias(registry, collection, alias, None, reason)["event"]
         return AliasEvent(**event) if event else None
 
+    def save_aliases(self, registry: str, collection: str, version: int, added: list[str] | tuple[str, ...] = (),
+                     removed: list[str] | tuple[str, ...] = (), *, actor: str | None = None,
+                     reason: str | None = None) -> list[AliasEvent]:
+        """``ModelRegistry.save_aliases`` on the server (one transaction there, with its role
+        checks and audit); ``actor`` is the key's user, whatever is passed."""
+        answer = self.client.save_aliases(registry, collection, version, list(added), list(removed), reason)
+        return [AliasEvent(**event) for event in answer["events"]]
+
     def history(self, registry: str, collection: str, alias: str | None = None, **_: Any) -> list[AliasEvent]:
         return [AliasEvent(**event) for event in self.client.history(registry, collection, alias)]
 

@@ -218,6 +218,11 @@ def _actor(actor: str | None) -> str:
     return (str(actor or "unknown")[:300]).replace("\0", "\ufffd")
 
 
+#: A kind ``on_write`` may get without any event: a move that named the promotion request its
+#: actor had already opened for it (the server's audit answers it 409, as the first).
+REQUEST_PENDING = "promotion.pending"
+
+
 class ModelRegistry:
     """The registry in the database at ``engine`` (its tables must exist: ``local.open_registry``
     creates them for a data root, the server's migration for a server)."""
@@ -481,6 +486,15 @@ class ModelRegistry:
             if version is None:
                 raise PromotionRequired(f"alias {alias!r} of {registry}/{collection} is protected: it can't be "
                                         "removed (unprotect it first)")
+            pending = connection.execute(sa.select(registry_requests.c.id).where(
+                self._key(registry_requests, registry, collection), registry_requests.c.alias == alias,
+                registry_requests.c.to_version == version, registry_requests.c.requester == actor,
+                registry_requests.c.state == "pending").order_by(registry_requests.c.id).limit(1)).scalar()
+            if pending is not None:  # the same promotion asked again (a retry): its request, not a second one
+                kinds = getattr(self._emitted, "kinds", None)
+                if kinds is not None:  # no event (nothing changed), but on_write is told the move was refused
+                    kinds.append(REQUEST_PENDING)
+                return int(pending)
             request_id = connection.execute(registry_requests.insert().values(
                 registry=registry, collection=collection, alias=alias, to_version=version, from_version=current,
                 requester=actor, reason=reason, state="pending", created_at=time.time())
@@ -549,6 +563,54 @@ class ModelRegistry:
             self._hold(connection, registry, collection)
             outcome = self._move(connection, registry, collection, alias, None, actor, why)
         return outcome if isinstance(outcome, AliasEvent) else None
+
+    def save_aliases(self, registry: str, collection: str, version: int, added: list[str] | tuple[str, ...] = (),
+                     removed: list[str] | tuple[str, ...] = (), *, actor: str | None = None,
+                     reason: str | None = None) -> list[AliasEvent]:
+        """Move the aliases of the collection's version ``version`` in one transaction (what
+        ``artifact.aliases`` edits + ``save()`` do): point each of ``added`` at it, take each of
+        ``removed`` off it. Everything is checked before anything changes, so a refused save
+        changes nothing: a bad alias raises ``ArtifactNameError``, a protected alias to remove
+        ``PromotionRequired``; a protected alias to add opens a promotion request (or names the
+        pending one this actor opened for that alias and version) and raises
+        ``PromotionRequired`` naming it, with no alias moved. An alias in ``removed`` is removed
+        only if it still names this version: one someone else moved since it was read stays
+        where they put it (W&B removes an alias from the edited artifact only). Returns the
+        events appended."""
+        adding = [check_alias(alias) for alias in dict.fromkeys(added) if alias != LATEST]
+        removing = [check_alias(alias) for alias in dict.fromkeys(removed) if alias not in adding]
+        actor, why = _actor(actor), _reason(reason)
+        opened: list[tuple[str, int]] = []
+        events: list[AliasEvent] = []
+        with self._write() as connection:
+            self._hold(connection, registry, collection)
+            number = self._linked(connection, registry, collection, f"v{int(version)}")
+            state = {alias: tuple(connection.execute(_CURRENT, {"b_registry": registry, "b_collection": collection,
+                                                                "b_alias": alias}).one())
+                     for alias in [*adding, *removing]}
+            removing = [alias for alias in removing if state[alias][0] == number]
+            for alias in removing:
+                if state[alias][1]:
+                    raise PromotionRequired(f"alias {alias!r} of {registry}/{collection} is protected: it can't be "
+                                            "removed (unprotect it first); no alias was changed")
+            protected = [alias for alias in adding if state[alias][1] and state[alias][0] != number]
+            if protected:
+                for alias in protected:
+                    outcome = self._move(connection, registry, collection, alias, number, actor, why)
+                    assert isinstance(outcome, int)
+                    opened.append((alias, outcome))
+            else:
+                for alias in [*removing, *adding]:
+                    moved = self._move(connection, registry, collection, alias, None if alias in removing else number,
+                                       actor, why)
+                    if isinstance(moved, AliasEvent):
+                        events.append(moved)
+        if opened:
+            named = "; ".join(f"alias {alias!r} of {registry}/{collection} is protected: promotion request "
+                              f"#{request_id} (to v{number}) waits for approval by someone else (`tracklet registry "
+                              f"approve {request_id}`)" for alias, request_id in opened)
+            raise PromotionRequired(f"{named}; no alias was moved", opened[0][1])
+        return events
 
     # ------------------------------------------------------------ model cards
 

@@ -83,7 +83,8 @@ DATABASE_ONLY = frozenset({
     "create_report", "preview", "delete_report", "save_report", "freeze_report", "publish_report", "revert_report",
     "create_token", "revoke_token",
     "create_sweep", "control", "heartbeat", "next_trial", "release", "tell",
-    "link", "set_alias", "remove_alias", "protect", "save_card", "set_registry_member", "remove_registry_member",
+    "link", "set_alias", "remove_alias", "save_aliases", "protect", "save_card", "set_registry_member",
+    "remove_registry_member",
     "review",
     # OTLP spans are rows only (no blob, no file); the span writer's transaction carries the event.
     "receive_traces",

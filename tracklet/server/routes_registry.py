@@ -23,11 +23,12 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from tracklet.artifacts.names import check_artifact_name
+from tracklet.artifacts.names import check_artifact_name, version_number
 from tracklet.errors import (ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
                              PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
-from tracklet.registry.sql import DEFAULT_APPROVER_ROLE, Link, ModelRegistry, Protection, role_at_least
+from tracklet.registry.sql import (DEFAULT_APPROVER_ROLE, REQUEST_PENDING, Link, ModelRegistry, Protection,
+                                   role_at_least)
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
 from tracklet.server.models import INT64_MAX, ArtifactVersion, ErrorResponse, LineageResponse, RowId, errors
 from tracklet.server import audit
@@ -53,6 +54,17 @@ class LinkRequest(BaseModel):
 class AliasRequest(BaseModel):
     version: str = Field(max_length=128, description="`vN`, `latest` or another alias of the collection")
     reason: str = Field(default="", max_length=4096)
+
+
+class SaveAliasesRequest(BaseModel):
+    add: list[str] = Field(default_factory=list, max_length=100, description="aliases to point at the version")
+    remove: list[str] = Field(default_factory=list, max_length=100,
+                              description="aliases to take off it (one that names another version now stays)")
+    reason: str = Field(default="", max_length=4096)
+
+
+class SaveAliasesResponse(BaseModel):
+    events: list[AliasMove] = Field(description="the moves made, in order")
 
 
 class CardRequest(BaseModel):
@@ -214,7 +226,8 @@ def _audit_in_transaction(connection: Any, kinds: list[str]) -> None:
     if request is None:
         return
     route = request.scope.get("route")
-    opened = getattr(route, "name", None) == "set_alias" and "promotion.requested" in kinds
+    opened = getattr(route, "name", None) in ("set_alias", "save_aliases") and (
+        "promotion.requested" in kinds or REQUEST_PENDING in kinds)
     audit.record_in(connection, request, status=409 if opened else 200)
 
 
@@ -431,6 +444,27 @@ def remove_alias(request: Request, registry: str, collection: str, alias: str,
     event = registry_of(request).remove_alias(current.registry, current.collection, alias, actor=_actor(request),
                                               reason=reason)
     return {"event": event.to_json() if event is not None else None}
+
+
+@router.post(_COLLECTION + "/versions/{version}/aliases", response_model=SaveAliasesResponse, responses=_ERRORS,
+             summary="Move a version's aliases at once")
+def save_aliases(request: Request, registry: str, collection: str, version: str,
+                 body: SaveAliasesRequest) -> dict[str, Any]:
+    """Point `add` at version `version` (`vN`) and take `remove` off it, in one transaction
+    (`artifact.aliases` edits + `save()`): all or nothing. An alias of `remove` that names
+    another version now is left there; a protected alias to remove answers 409, one to add 409
+    naming the promotion request opened (or the caller's pending one for it), and nothing
+    moves. Needs the member role."""
+    registry, collection = _names(registry, collection)
+    number = version_number(check_selector(version))
+    if number is None:
+        raise HTTPException(status_code=400, detail=f"name the version as vN; got {version!r}")
+    _require(request, registry, "move_alias")
+    if body.remove:
+        _require(request, registry, "remove_alias")
+    events = registry_of(request).save_aliases(registry, collection, number, body.add, body.remove,
+                                               actor=_actor(request), reason=body.reason)
+    return {"events": [event.to_json() for event in events]}
 
 
 @router.get(_COLLECTION + "/history", response_model=AliasHistoryResponse, responses=_ERRORS,

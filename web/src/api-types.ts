@@ -1377,6 +1377,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/registries/{registry}/collections/{collection}/versions/{version}/aliases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move a version's aliases at once
+         * @description Point `add` at version `version` (`vN`) and take `remove` off it, in one transaction
+         *     (`artifact.aliases` edits + `save()`): all or nothing. An alias of `remove` that names
+         *     another version now is left there; a protected alias to remove answers 409, one to add 409
+         *     naming the promotion request opened (or the caller's pending one for it), and nothing
+         *     moves. Needs the member role.
+         */
+        post: operations["save_aliases_api_v1_registries__registry__collections__collection__versions__version__aliases_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/registries/{registry}/collections/{collection}/history": {
         parameters: {
             query?: never;
@@ -3968,6 +3992,32 @@ export interface components {
         RunsResponse: {
             /** Runs */
             runs: components["schemas"]["RunRow"][];
+        };
+        /** SaveAliasesRequest */
+        SaveAliasesRequest: {
+            /**
+             * Add
+             * @description aliases to point at the version
+             */
+            add?: string[];
+            /**
+             * Remove
+             * @description aliases to take off it (one that names another version now stays)
+             */
+            remove?: string[];
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
+        };
+        /** SaveAliasesResponse */
+        SaveAliasesResponse: {
+            /**
+             * Events
+             * @description the moves made, in order
+             */
+            events: components["schemas"]["AliasMove"][];
         };
         /** SaveReportRequest */
         SaveReportRequest: {
@@ -10229,6 +10279,97 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AliasMoveResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    save_aliases_api_v1_registries__registry__collections__collection__versions__version__aliases_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SaveAliasesRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SaveAliasesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

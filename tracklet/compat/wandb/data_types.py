@@ -218,13 +218,13 @@ class Table(_TrackletTable, WBValue):
 
     def add_computed_columns(self, fn: Any) -> "Table":
         """W&B's ``add_computed_columns``: ``fn(index, row)`` (``row`` a dict by column name)
-        returns a dict of new columns' values for that row; the columns its first answer names
-        are added (a row whose answer lacks one gets None). Returns the table."""
+        returns a dict of new columns' values for that row; every column any answer names is
+        added, in the order first named (a row whose answer lacks one gets None). Returns the table."""
         names = self.columns
         computed = [fn(index, dict(zip(names, row))) for index, row in self.iterrows()]
         if not all(isinstance(values, dict) for values in computed):
             raise TypeError("add_computed_columns: fn must return a dict of column name to value for every row")
-        for name in (list(computed[0]) if computed else []):
+        for name in dict.fromkeys(name for values in computed for name in values):
             self.add_column(name, [values.get(name) for values in computed])
         return self
 
@@ -391,11 +391,15 @@ class Artifact(_TrackletArtifact, WBValue):
         return [self._public_run(found) for found in super().used_by()]
 
     def _public_run(self, recorded: Any) -> Any:
+        """``recorded`` as W&B's public Run, bound to an Api of where it was read (its data root,
+        or the server this version was read from: its ``logged_artifacts()`` resolve there)."""
         import tracklet
+        from tracklet.api.remote import RemoteApi
         from tracklet.compat.wandb.apis.public import Run
 
-        local = hasattr(recorded, "_paths")  # else a run on the server this version was read from
-        return Run(recorded, None, tracklet.Api(recorded._paths.root) if local else None)
+        if hasattr(recorded, "_paths"):
+            return Run(recorded, None, tracklet.Api(recorded._paths.root))
+        return Run(recorded, None, RemoteApi.over(recorded._http))
 
     def get_entry(self, name: str) -> Any:
         """W&B's ``get_entry``: the file's entry, whose ``download(root)`` fetches that file alone."""

@@ -80,6 +80,8 @@ def media_objects(frame: Any, blobs: Any) -> Any:
 
 
 def _is_cell(value: Any) -> bool:
+    """Whether ``value`` is a media cell: a ``kind`` and a ``digest`` (``_path`` refuses a digest
+    that is not a sha256: a damaged cell is None, never a file of its choosing)."""
     return isinstance(value, dict) and isinstance(value.get("kind"), str) and isinstance(value.get("digest"), str)
 
 
@@ -108,9 +110,14 @@ def _media_object(cell: dict[str, Any], blobs: Any, column: str) -> Any:
         return None
 
 
-def _path(blobs: Any, digest: str) -> Any:
+def _path(blobs: Any, digest: Any) -> Any:
+    """The file of blob ``digest`` (a sha256 in hex: a mask's digest is read from the table file
+    too), or ``ArtifactError``."""
+    from tracklet.core.digests import is_sha256
     from tracklet.errors import ArtifactError
 
+    if not is_sha256(digest):
+        raise ArtifactError(f"{str(digest)[:100]!r} is not a blob's digest (a sha256 in hex)")
     path = blobs.local_path(digest)
     if path is None or not path.is_file():
         raise ArtifactError(f"blob {digest} is not in the blob store")

@@ -313,19 +313,34 @@ class Run:
         from tracklet.api.local import LocalApi as TrackletApi
         from tracklet.store.lineage import edges_of_run
 
+        from tracklet.compat.wandb._messages import warn_once
+        from tracklet.errors import ArtifactNotFound
+
         recorded = self._recorded
         found: list[tuple[float, Any]] = []
+        gone: list[str] = []
         if not hasattr(recorded, "_paths"):  # a run on a tracking server: its lineage from the server
             refs = recorded.used_artifacts if direction == "used" else recorded.logged_artifacts
-            found.extend((ref["time"], Artifact._wrap(self._api.artifact(
-                f"{ref['project']}/{ref['name']}:v{ref['version']}"))) for ref in refs)
+            edges = [{**ref, "reference": f"{ref['project']}/{ref['name']}:v{ref['version']}"} for ref in refs]
+            look_up = self._api.artifact
         else:
             root = recorded._paths.root
-            edges = edges_of_run(TrackletApi(root).store.engine, recorded.project, recorded.id, direction)
-            for edge in edges:
-                reference = f"{edge['project']}/{edge['name']}:v{edge['version']}"
-                if all(a.qualified_name != reference for _, a in found):
-                    found.append((edge["time"], Artifact._wrap(resolve(root, reference))))
+            edges = [{**edge, "reference": f"{edge['project']}/{edge['name']}:v{edge['version']}"}
+                     for edge in edges_of_run(TrackletApi(root).store.engine, recorded.project, recorded.id, direction)]
+
+            def look_up(reference: str) -> Any:
+                return resolve(root, reference)
+        for edge in edges:
+            if any(a.qualified_name == edge["reference"] for _, a in found):
+                continue
+            try:
+                found.append((edge["time"], Artifact._wrap(look_up(edge["reference"]))))
+            except ArtifactNotFound:  # deleted since (artifact.delete()): the others are still listed
+                gone.append(edge["reference"])
+        if gone:
+            warn_once(f"run-artifacts-gone-{self.project}/{self.id}-{direction}",
+                      f"run {self.project}/{self.id} {direction} artifact version(s) deleted since, left out: "
+                      f"{', '.join(gone[:10])}")
         if direction == "logged":
             from tracklet.compat.wandb.apis._run_tables import run_table_artifacts
 

@@ -1,0 +1,117 @@
+"""Edits of a logged artifact that used to be lost silently: a nested metadata edit passed
+``save()`` (the object read shared its nested dicts with the version, so the check compared the
+edit with itself), and an alias appended while the version was still being stored went to a copy
+(``save()`` then said the version "can't change any more")."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+
+def _logged(tracklet, start, tmp_path):
+    (tmp_path / "m.bin").write_bytes(b"abc")
+    run = start(project="p")
+    artifact = tracklet.Artifact("m", "model", metadata={"cfg": {"lr": 0.1}})
+    artifact.add_file(str(tmp_path / "m.bin"))
+    run.log_artifact(artifact).wait()
+    run.finish()
+    return artifact
+
+
+def test_a_nested_metadata_edit_is_refused_by_save_not_dropped(root, start, tmp_path):
+    import tracklet
+    from tracklet.errors import ArtifactError
+
+    logged = _logged(tracklet, start, tmp_path)
+    logged.metadata["cfg"]["lr"] = 0.3
+    logged.aliases.append("best")
+    with pytest.raises(ArtifactError, match="metadata can't change"):
+        logged.save()
+
+    api = tracklet.Api(root)
+    read = api.artifact("p/m:v0")
+    read.metadata["cfg"]["lr"] = 0.5
+    read.aliases.append("nested")
+    with pytest.raises(ArtifactError, match="metadata can't change"):
+        read.save()
+    again = tracklet.Api(root).artifact("p/m:v0")
+    assert again.metadata == {"cfg": {"lr": 0.1}} and again.aliases == ["latest"]
+    again.aliases.append("kept")  # an alias edit alone still saves
+    again.save()
+    assert tracklet.Api(root).artifact("p/m:kept").version == "v0"
+
+
+def test_aliases_of_a_version_being_stored_refuse_edits_until_wait(root, start, tmp_path, monkeypatch):
+    """The worker commits with the aliases the version had when logged: an edit meanwhile raises
+    saying to wait() first (it went to a copy, lost), and so does save()."""
+    import tracklet
+    from tracklet.artifacts import storage
+    from tracklet.errors import ArtifactError
+
+    release = threading.Event()
+    commit = storage.ArtifactStore.commit
+
+    def held_commit(self, *args, **kwargs):  # the real commit, once the test has looked
+        release.wait(30)
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(storage.ArtifactStore, "commit", held_commit)
+    (tmp_path / "d.bin").write_bytes(b"data")
+    run = start(project="p")
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_file(str(tmp_path / "d.bin"))
+    run.log_artifact(artifact, aliases=["train"])
+    try:
+        assert artifact.state == "pending" and artifact.aliases == ["train"]
+        with pytest.raises(ArtifactError, match=r"still being stored .*call wait\(\) first"):
+            artifact.aliases.append("best")
+        with pytest.raises(ArtifactError, match=r"still being stored: call wait\(\) first"):
+            artifact.save()
+        assert artifact.aliases == ["train"]
+    finally:
+        release.set()
+    artifact.wait()
+    artifact.aliases.append("best")
+    artifact.save()
+    run.finish()
+    assert sorted(tracklet.Api(root).artifact("p/ds:v0").aliases) == ["best", "latest", "train"]
+
+
+def test_save_during_an_online_runs_upload_waits_for_it_and_warns(root, tmp_path, servers, monkeypatch):
+    """The version is committed locally before the upload sets the server's version number:
+    a save() in between skipped the warning that the server's copy keeps its aliases."""
+    import tracklet
+    from conftest import QUIET
+    from tracklet.artifacts.worker import ArtifactWorker
+    from tracklet.errors import TrackletWarning
+
+    release = threading.Event()
+    upload = ArtifactWorker._upload
+
+    def held_upload(self, *args, **kwargs):  # the real upload, once the test has called save()
+        release.wait(60)
+        return upload(self, *args, **kwargs)
+
+    monkeypatch.setattr(ArtifactWorker, "_upload", held_upload)
+    server = servers(tmp_path / "server")
+    run = tracklet.init(project="p", dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
+    (tmp_path / "d.bin").write_bytes(b"data")
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_file(str(tmp_path / "d.bin"))
+    run.log_artifact(artifact)
+    try:
+        for _ in range(6000):  # committed locally, its upload held
+            if artifact.state == "committed":
+                break
+            threading.Event().wait(0.01)
+        assert artifact.state == "committed"
+        artifact.aliases.append("best")
+        threading.Timer(0.2, release.set).start()  # save() must wait for the upload to see its outcome
+        with pytest.warns(TrackletWarning, match="server's copy \\(v0\\) keeps its aliases"):
+            artifact.save()
+    finally:
+        release.set()
+        run.finish()
+    assert sorted(tracklet.Api(root).artifact("p/ds:v0").aliases) == ["best", "latest"]

@@ -146,6 +146,14 @@ def _sweep_view() -> Any:
     return view
 
 
+def _remote_runs() -> Any:
+    """What an artifact version read from a server gives its lineage's runs as (``tracklet.api.remote``'s
+    ``RemoteRun``): the artifacts package sits below the api package."""
+    from tracklet.api import remote
+
+    return remote
+
+
 def _plug_in() -> None:
     from tracklet.core.extensions import provide
 
@@ -157,6 +165,7 @@ def _plug_in() -> None:
     provide("registry", _registry)
     provide("reports", _reports)
     provide("sweep_view", _sweep_view)
+    provide("remote_runs", _remote_runs)
 
 
 _plug_in()

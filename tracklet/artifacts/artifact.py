@@ -513,12 +513,13 @@ class Artifact:
         (local or a server's), with its rules, in one transaction: every move is in the alias
         history; a protected alias raises ``PromotionRequired`` naming the request it opened and
         nothing moves; an alias removed that someone else has moved since stays where it is."""
-        from tracklet.registry.service import default_actor
+        from tracklet.core.extensions import load
 
         link, backend = self._link, self._registry
         if backend is None:
             raise ArtifactError(f"artifact {link.path}: move its aliases with `tracklet registry alias`")
-        backend.save_aliases(link.registry, link.collection, link.version, added, removed, actor=default_actor(),
+        backend.save_aliases(link.registry, link.collection, link.version, added, removed,
+                             actor=load("registry").default_actor(),
                              reason="artifact.save()")
         fixed = [alias for alias in link.aliases if alias in ("latest", f"v{link.version}")]
         custom = sorted({*self._stored_aliases(), *added} - {*removed, *fixed})

@@ -80,9 +80,9 @@ def delete_version(root: str | os.PathLike, info: Any, *, drop_aliases: bool = F
     unless ``break_links`` (``tracklet artifact rm --force``: they are left without files). The
     two are apart because W&B's ``delete(delete_aliases=True)`` is about aliases only: it must
     never break a registry's versions. Returns (the aliases dropped, the registry versions linking it)."""
-    from tracklet.registry.service import open_local
+    from tracklet.core.extensions import load
 
-    registry = open_local(Path(root), create=False)
+    registry = load("registry").open_local(Path(root), create=False)
     links = [link.path for link in registry.links_to(info.project, info.name, info.version)] if registry else []
     if links and not break_links:
         raise ArtifactError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it would leave "

@@ -712,7 +712,7 @@ def lineage_runs(http: Any, rows: list[Any], what: str) -> list[Any]:
     run's URLs) or that lacks them is left out, with one warning saying how many."""
     import warnings
 
-    from tracklet.api.remote import RemoteRun
+    from tracklet.core.extensions import load
     from tracklet.core.layout import check_name
     from tracklet.errors import TrackletWarning
 
@@ -724,7 +724,7 @@ def lineage_runs(http: Any, rows: list[Any], what: str) -> list[Any]:
             bad += 1
             continue
         known = {key: row[key] for key in ("name", "state") if isinstance(row.get(key), str)}
-        runs.append(RemoteRun(http, {**known, "run_id": run_id}, project))
+        runs.append(load("remote_runs").RemoteRun(http, {**known, "run_id": run_id}, project))
     if bad:
         warnings.warn(f"tracklet: {bad} run(s) of {what} from the server were malformed (no valid project and run "
                       "id): left out", TrackletWarning, stacklevel=3)

@@ -542,6 +542,36 @@ def test_a_run_found_crashed_has_its_open_blocks_joined_and_resumed_appends_to_t
     server.store.close()
 
 
+def _start_frame(name: str, host: str, *, resumed: bool, at: float, tag: str) -> bytes:
+    record = pb.Record()
+    start = record.run_start
+    start.run_id, start.project, start.name, start.host = RUN, PROJECT, name, host
+    start.resumed, start.start_time = resumed, at
+    start.tags.append(tag)
+    return record.SerializeToString()
+
+
+def _identity_uploaded(tmp_path: Path, store_url: str, payloads: list[bytes]) -> list[dict]:
+    """The run's name, host and tags in the store after a log of ``payloads`` is uploaded whole,
+    then (another server) with its first frame alone first."""
+    directory = tmp_path / "client"
+    directory.mkdir()
+    writer = RecordLogWriter(directory / "log")
+    for payload in payloads:
+        writer.write(payload)
+    writer.close()
+    data = (directory / "log").read_bytes()
+    fields = ("name", "host", "tags")
+    found = []
+    for ends in ([len(data)], [_cuts(data, piece=1)[0], len(data)]):
+        server = _Server(tmp_path / str(len(ends)), store_url)
+        server.upload(data, ends)
+        run = server.store.run(PROJECT, RUN, fields=fields)
+        found.append({field: run[field] for field in fields})
+        server.store.close()
+    return found
+
+
 @pytest.mark.parametrize("first_resumed", [False, True])
 def test_a_runs_identity_is_its_first_starts_however_its_log_is_uploaded(tmp_path, store_url, fresh_url,
                                                                          first_resumed):
@@ -549,50 +579,17 @@ def test_a_runs_identity_is_its_first_starts_however_its_log_is_uploaded(tmp_pat
     start (here with no name, from another machine) changes none of them, whether it arrives in the
     same upload or one of its own, and also where the log's first start is itself a resumed one
     (a run resumed from another store's copy)."""
-    directory = tmp_path / "client"
-    directory.mkdir()
-    writer = RecordLogWriter(directory / "log")
-    for number, (name, host) in enumerate((("first-name", "h1"), ("", "elsewhere"))):
-        record = pb.Record()
-        start = record.run_start
-        start.run_id, start.project, start.name, start.host = RUN, PROJECT, name, host
-        start.resumed, start.start_time = number > 0 or first_resumed, 1.8e9 + 10 * number
-        start.tags.append(f"t{number}")
-        writer.write(record.SerializeToString())
-    writer.close()
-    data = (directory / "log").read_bytes()
-    fields = ("name", "host", "tags")
-    for ends in ([len(data)], [_cuts(data, piece=1)[0], len(data)]):
-        server = _Server(tmp_path / str(len(ends)), store_url)
-        server.upload(data, ends)
-        run = server.store.run(PROJECT, RUN, fields=fields)
-        assert {field: run[field] for field in fields} == {"name": "first-name", "host": "h1", "tags": ["t0"]}
-        server.store.close()
+    starts = [_start_frame("first-name", "h1", resumed=first_resumed, at=1.8e9, tag="t0"),
+              _start_frame("", "elsewhere", resumed=True, at=1.8e9 + 10, tag="t1")]
+    assert _identity_uploaded(tmp_path, store_url, starts) == [{"name": "first-name", "host": "h1", "tags": ["t0"]}] * 2
 
 
 def test_a_run_whose_first_upload_held_no_start_takes_its_identity_from_the_first_start(tmp_path, store_url):
     """A log whose first frames are not a start (its first frame torn, a copy cut short at the
     front) gets a run row from its first upload; the first start that arrives later, resumed or
     not, still gives the run its name, host and tags, as one pass over the log does."""
-    directory = tmp_path / "client"
-    directory.mkdir()
-    writer = RecordLogWriter(directory / "log")
     history = pb.Record()
     history.history.steps.append(0)
     history.history.times.append(1.8e9)
-    writer.write(history.SerializeToString())
-    record = pb.Record()
-    start = record.run_start
-    start.run_id, start.project, start.name, start.host = RUN, PROJECT, "resumed-name", "h2"
-    start.resumed, start.start_time = True, 1.8e9 + 10
-    start.tags.append("t1")
-    writer.write(record.SerializeToString())
-    writer.close()
-    data = (directory / "log").read_bytes()
-    fields = ("name", "host", "tags")
-    for ends in ([len(data)], [_cuts(data, piece=1)[0], len(data)]):
-        server = _Server(tmp_path / str(len(ends)), store_url)
-        server.upload(data, ends)
-        run = server.store.run(PROJECT, RUN, fields=fields)
-        assert {field: run[field] for field in fields} == {"name": "resumed-name", "host": "h2", "tags": ["t1"]}
-        server.store.close()
+    frames = [history.SerializeToString(), _start_frame("resumed-name", "h2", resumed=True, at=1.8e9 + 10, tag="t1")]
+    assert _identity_uploaded(tmp_path, store_url, frames) == [{"name": "resumed-name", "host": "h2", "tags": ["t1"]}] * 2

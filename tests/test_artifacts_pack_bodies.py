@@ -135,3 +135,53 @@ def test_a_pack_over_the_limit_or_damaged_is_refused_clearly_and_nothing_is_kept
         sock.close()
     assert status == 200, body
     assert _missing(server, "p", ids) == []
+
+
+def _put(server, pack_id: str, data: bytes) -> httpx.Response:
+    """One PUT of a pack, never sent again (unlike the client's upload)."""
+    return httpx.put(f"{server.url}/api/v1/projects/p/artifacts/_packs/{pack_id}", content=data, timeout=30,
+                     headers={"Content-Type": "application/octet-stream"})
+
+
+def test_pack_buffers_out_at_once_are_capped_503_then_the_clients_upload_completes(servers):
+    """``--max-pack-buffers-mb``: the memory lent to packs at once is capped. With a cap below one
+    pack, packs are taken one at a time: a second pack while one is received gets 503 with
+    Retry-After; the client's upload sends it again and completes once the first is gone. A buffer
+    comes back on every path (a client gone mid-body, a damaged pack, a stored pack): were one
+    kept, every later pack would get 503 for good."""
+    import threading
+
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    server = servers(extra=("--max-pack-buffers-mb", "1"))  # each pack here is 1.5 MiB: one at a time
+    held_id, held, _ = _pack()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock.sendall(_head(server, held_id, len(held)) + held[:len(held) // 2])  # its buffer stays lent
+    second_id, second, second_ids = _pack()
+    deadline = time.monotonic() + 10
+    refused = _put(server, second_id, second)
+    while refused.status_code == 200 and time.monotonic() < deadline:  # the half may not have arrived yet
+        second_id, second, second_ids = _pack()
+        refused = _put(server, second_id, second)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "1"
+    assert "pack buffers" in refused.json()["detail"]
+
+    third_id, third, third_ids = _pack()
+    sent: list[int] = []
+    upload = threading.Thread(target=lambda: sent.append(
+        ArtifactClient(HttpClient(server.url)).upload_pack("p", third_id, third)))
+    upload.start()
+    sock.close()  # the first client is gone mid-body: its buffer comes back
+    upload.join(timeout=120)
+    assert sent == [len(third)]  # the client's retries got through
+    assert _missing(server, "p", third_ids) == []
+
+    damaged_id, damaged, _ = _pack()
+    damaged = damaged[:100] + bytes([damaged[100] ^ 1]) + damaged[101:]
+    assert _put(server, damaged_id, damaged).status_code == 400
+    for _ in range(3):  # no buffer kept by the refusal or by a stored pack
+        pack_id, data, ids = _pack()
+        assert _put(server, pack_id, data).status_code == 200
+        assert _missing(server, "p", ids) == []

@@ -77,3 +77,41 @@ def test_an_app_made_without_freeze_heap_freezes_nothing(tmp_path: Path):
     """)
     assert result.returncode == 0, result.stderr
     assert "frozen 0" in result.stdout
+
+
+def test_the_tracklet_server_command_freezes_its_heap(tmp_path: Path):
+    """``tracklet server`` itself (cli/serve.py) asks for the freeze: its own process, started as a
+    user starts it (not forked from the tests' pre-frozen template), reports a frozen heap once
+    it answers and the freeze thread is done. On stdin's first line the process reports
+    ``gc.get_freeze_count()``; nothing is added to the server for the check."""
+    from serverproc import Server
+
+    server = Server(tmp_path / "server")
+    watcher = textwrap.dedent("""
+        import gc, sys, threading
+
+        def report():
+            sys.stdin.readline()
+            for thread in threading.enumerate():
+                if thread.name == "tracklet-heap-freeze":
+                    thread.join(120)
+            print("frozen", gc.get_freeze_count(), flush=True)
+
+        threading.Thread(target=report, daemon=True).start()
+        from tracklet.cli.main import main
+        main(args=sys.argv[1:], prog_name="tracklet")
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", watcher, *server.args[3:]], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    server.proc = proc
+    try:
+        server.wait_ready()  # answering: its app has started, so a freeze thread exists if asked for
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("report\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline().split()
+        assert line[0] == "frozen" and int(line[1]) > 50_000, line
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

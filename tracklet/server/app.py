@@ -101,7 +101,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
                logs_url: str | None = None, artifacts_url: str | None = None,
                delivery: DeliveryPolicy | None = None, automation_interval: float = 1.0,
-               delivery_process: bool = False, freeze_heap: bool = False) -> FastAPI:
+               delivery_process: bool = False, freeze_heap: bool = False,
+               max_pack_buffer_bytes: int | None = None) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
@@ -121,7 +122,9 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``shared_root``): in a thread of this process, or with ``delivery_process`` (``tracklet
     server``) in a process of its own, so that no request waits for a delivery. With
     ``freeze_heap`` (``tracklet server``'s own process) the start-up's objects are moved out of the
-    garbage collector's full collections once the warm-ups are done (``heap.py``)."""
+    garbage collector's full collections once the warm-ups are done (``heap.py``).
+    ``max_pack_buffer_bytes`` caps the memory lent to pack uploads at once (default
+    ``artifact_chunks.MAX_PACK_BUFFER_BYTES``; past it a pack gets 503 and is sent again)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
                                  routes_compare, routes_files, routes_histograms, routes_ingest, routes_log_read, routes_media, routes_read, routes_registry,
                                  routes_reports, routes_reproduce,
@@ -150,6 +153,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                         authorizer=Authorizer(Accounts(store)) if auth else None,
                         artifacts=ServerArtifacts.connect(root, artifacts_url, files_options, store.engine),
                         audit=AuditLog(store.engine), automations=Automations(store.engine))
+    if max_pack_buffer_bytes is not None:
+        state.artifacts.pack_buffers.max_out_bytes = max_pack_buffer_bytes
     # A run the heartbeat sweep marks crashed emits run.crashed (docs/audit.md), as an upload's exit would.
     state.indexer.on_crashed = lambda project, run_id: state.automations.after_ingest(store, project, run_id)
     worker: AutomationWorker | DeliveryProcess | None = None

@@ -174,6 +174,10 @@ class ServerArtifacts:
             if engine.dialect.name == "postgresql":  # a deployment any number of processes may serve
                 self.registry = SqlRegistry(engine)
         self.engine = engine
+        from tracklet.server.artifact_chunks import BufferPool
+
+        #: Pack bodies' buffers, shared by the server's requests (``create_app`` sets its cap).
+        self.pack_buffers = BufferPool()
         # Blobs and packs on a local disk are fsync'd before any row names them (artifacts/durable.py).
         self.blobs = PackedBlobStore(url if url is not None else directory, options, durable=True)
         if self.blobs.fs is None:

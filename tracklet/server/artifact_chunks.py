@@ -32,6 +32,15 @@ LOCATE_BATCH = 256
 MAX_RECIPE_BYTES = 64 << 20
 
 
+#: Bytes of pack buffers out at once (lent to requests) by default: past it a pack gets 503.
+MAX_PACK_BUFFER_BYTES = 512 << 20
+
+
+class PackBuffersBusy(Exception):
+    """Every byte the pool may lend is lent: the pack is answered 503 with ``Retry-After`` (a
+    client sends it again), so a thousand packs at once cost bounded memory, not 17 GiB."""
+
+
 class BufferPool:
     """Reusable buffers for pack bodies: a pack is received into memory the process has touched
     before, not into fresh pages. A fresh 8 MiB allocation is mapped anew and zeroed by the kernel
@@ -40,31 +49,50 @@ class BufferPool:
     (``MAX_UPLOAD_PACK_BYTES`` each at most; a client's are 17 MiB: ~170 MiB held once a large
     upload ran: a streamed upload's 3 packs in flight and the ~5 a file's hash keeps,
     ``artifact_streams.MAX_HELD_BYTES``, or a sync's 8 smaller packs in flight); more packs at once
-    get fresh ones."""
+    get fresh ones, while the buffers lent stay within ``max_out_bytes`` (``PackBuffersBusy``
+    past it; one buffer is always lent when none is out, so a cap below one pack still serves
+    packs one at a time). Every buffer taken must be given back exactly once."""
 
-    def __init__(self, keep: int = 10) -> None:
+    def __init__(self, keep: int = 10, max_out_bytes: int = MAX_PACK_BUFFER_BYTES) -> None:
         self.keep = keep
+        self.max_out_bytes = max_out_bytes
+        #: Bytes of the buffers lent now (taken, not yet given back).
+        self.out_bytes = 0
         self._free: list[bytearray] = []
         self._lock = threading.Lock()
 
     def take(self, size: int) -> bytearray:
-        """A buffer of at least ``size`` bytes (its contents are stale: overwrite what you read)."""
+        """A buffer of at least ``size`` bytes (its contents are stale: overwrite what you read);
+        ``PackBuffersBusy`` if lending it would pass ``max_out_bytes``."""
         with self._lock:
             for index, buffer in enumerate(self._free):
                 if len(buffer) >= size:
+                    self._lend(len(buffer))
                     return self._free.pop(index)
-        # A client's streamed pack (16 MiB of chunks, one more chunk, the index) gets room for any
-        # other, so the buffer serves them all once given back; a smaller pack only its own size.
-        return bytearray(size if size < 8 << 20 else max(size, 17 << 20))
+            # A client's streamed pack (16 MiB of chunks, one more chunk, the index) gets room for any
+            # other, so the buffer serves them all once given back; a smaller pack only its own size.
+            length = size if size < 8 << 20 else max(size, 17 << 20)
+            self._lend(length)
+        try:
+            return bytearray(length)
+        except BaseException:
+            with self._lock:
+                self.out_bytes -= length
+            raise
+
+    def _lend(self, length: int) -> None:
+        """Count ``length`` bytes as lent, or ``PackBuffersBusy`` (under ``_lock``)."""
+        if self.out_bytes and self.out_bytes + length > self.max_out_bytes:
+            raise PackBuffersBusy(f"{self.out_bytes >> 20} MiB of pack buffers are in use (the server's "
+                                  f"limit is {self.max_out_bytes >> 20} MiB): send the pack again shortly")
+        self.out_bytes += length
 
     def give(self, buffer: bytearray) -> None:
+        """Take back a buffer ``take`` lent (kept for reuse while fewer than ``keep`` are)."""
         with self._lock:
+            self.out_bytes -= len(buffer)
             if len(self._free) < self.keep and len(buffer) <= MAX_UPLOAD_PACK_BYTES:
                 self._free.append(buffer)
-
-
-#: Pack bodies' buffers, shared by the server's requests.
-PACK_BUFFERS = BufferPool()
 
 
 #: A chunk id as sent: 64 lowercase hex digits (matched whole: no trailing newline).

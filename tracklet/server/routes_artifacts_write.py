@@ -276,7 +276,7 @@ def missing_chunks(request: Request, project: str, query: ChunkQuery) -> ChunkQu
                                                                          segment=query.segment))
 
 
-@router.put("/_packs/{pack_id}", response_model=PutPackResponse, responses=errors(400, 413, 415),
+@router.put("/_packs/{pack_id}", response_model=PutPackResponse, responses=errors(400, 413, 415, 503),
             openapi_extra=_RAW_BODY, summary="Upload a pack of chunks (each chunk verified)")
 @arms_itself
 async def put_pack(request: Request, project: str, pack_id: str) -> PutPackResponse:
@@ -284,8 +284,9 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
     per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
     chunk's bytes must hash to its id and the index to `pack_id`, else 400 and nothing is kept;
     then the pack is stored whole and its chunks are held by the project. A pack cut short is
-    not kept: send it again."""
-    from tracklet.server.artifact_chunks import MAX_UPLOAD_PACK_BYTES, PACK_BUFFERS
+    not kept: send it again. While the server's pack buffers are all lent (`--max-pack-buffers-mb`),
+    503 with `Retry-After`: send it again then."""
+    from tracklet.server.artifact_chunks import MAX_UPLOAD_PACK_BYTES, PackBuffersBusy
 
     artifacts = _artifacts(request)
     declared = request.headers.get("content-length", "")
@@ -295,30 +296,36 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
         chunks = await run_in_threadpool(armed, request, artifacts.store_pack, project, pack_id, body)
         return PutPackResponse(pack=pack_id, chunks=chunks, size=len(body))
     size = int(declared)
-    buffer = PACK_BUFFERS.take(size)  # each piece copied once, into memory touched before
+    pool = artifacts.pack_buffers
+    try:
+        buffer = pool.take(size)  # each piece copied once, into memory touched before
+    except PackBuffersBusy as error:  # the client's upload retries a 503 after Retry-After
+        raise HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "1"}) from None
     view = memoryview(buffer)
+    handed = False  # whether store() owns the buffer (it gives it back, now or later)
 
     def store() -> int:
         # The buffer goes back to the pool when nothing reads it any more (store_pack says when:
         # a file's hash may keep a pack that arrived ahead), never from the request: a cancelled
-        # request must not hand out a buffer still read.
+        # request must not hand out a buffer still read. Set here, in the thread: a request
+        # cancelled before the thread starts gives the buffer back below, so the cap never leaks.
+        nonlocal handed
+        handed = True
         try:
             arm(request)  # the audit intent, before the change (arms_itself)
         except BaseException:
-            PACK_BUFFERS.give(buffer)
+            pool.give(buffer)
             raise
-        return artifacts.store_pack(project, pack_id, view[:size], release=lambda: PACK_BUFFERS.give(buffer))
+        return artifacts.store_pack(project, pack_id, view[:size], release=lambda: pool.give(buffer))
 
-    handed = False
     try:
         received = await read_body_into(request, view[:size])
         if received != size:
             raise HTTPException(status_code=400, detail=f"pack {pack_id}: {received} of {size} bytes arrived")
-        handed = True
         chunks = await run_in_threadpool(store)
     finally:
         if not handed:
-            PACK_BUFFERS.give(buffer)
+            pool.give(buffer)
     return PutPackResponse(pack=pack_id, chunks=chunks, size=size)
 
 

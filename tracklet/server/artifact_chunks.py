@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.packs import ENTRY, FOOTER, ChunkLocator, PackReader, PackStore, decode_trailer, pack_id_of
-from tracklet.errors import ChunkStoreError, PackCorrupt
+from tracklet.errors import ChunkStoreError, PackCorrupt, TrackletError
 from tracklet.server.logs import BadRequest
 
 #: The largest pack one request may carry (a client's upload packs are about 8 or 16 MiB of chunks).
@@ -36,7 +36,7 @@ MAX_RECIPE_BYTES = 64 << 20
 MAX_PACK_BUFFER_BYTES = 512 << 20
 
 
-class PackBuffersBusy(Exception):
+class PackBuffersBusy(TrackletError):
     """Every byte the pool may lend is lent: the pack is answered 503 with ``Retry-After`` (a
     client sends it again), so a thousand packs at once cost bounded memory, not 17 GiB."""
 
@@ -208,5 +208,5 @@ class ChunkedFile:
         self.close()
 
 
-__all__ = ["MAX_CHUNK_IDS_PER_QUERY", "PACK_BUFFERS", "BufferPool", "MAX_RECIPE_BYTES", "MAX_UPLOAD_PACK_BYTES", "ChunkStoreError", "ChunkedFile",
+__all__ = ["MAX_CHUNK_IDS_PER_QUERY", "MAX_PACK_BUFFER_BYTES", "BufferPool", "PackBuffersBusy", "MAX_RECIPE_BYTES", "MAX_UPLOAD_PACK_BYTES", "ChunkStoreError", "ChunkedFile",
            "check_chunk_id", "check_pack"]

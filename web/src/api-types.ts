@@ -761,7 +761,8 @@ export interface paths {
          *     per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
          *     chunk's bytes must hash to its id and the index to `pack_id`, else 400 and nothing is kept;
          *     then the pack is stored whole and its chunks are held by the project. A pack cut short is
-         *     not kept: send it again.
+         *     not kept: send it again. While the server's pack buffers are all lent (`--max-pack-buffers-mb`),
+         *     503 with `Retry-After`: send it again then.
          */
         put: operations["put_pack_api_v1_projects__project__artifacts__packs__pack_id__put"];
         post?: never;
@@ -7988,6 +7989,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

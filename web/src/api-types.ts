@@ -43,7 +43,9 @@ export interface paths {
         };
         /**
          * Where a client resumes uploading
-         * @description The size of the server's copy of the run's record log (0 when the run is unknown).
+         * @description The size of the server's copy of the run's record log (0 when the run is unknown): the
+         *     upload's first request, so it needs `write` on the project, as the upload does (anyone may ask
+         *     about a project that doesn't exist yet: 0; the upload creates it).
          */
         get: operations["get_offset_api_v1_runs__project___run_id__log_offset_get"];
         put?: never;

@@ -1,7 +1,7 @@
 """W&B's ``artifact.unlink()`` over tracklet's registry: a registry version leaves its collection
 (its aliases first, every step in the alias history), the artifact version it linked stays; not a
 link, a protected alias, a pending promotion request: refused, nothing changed; a server's
-registry: refused, naming the missing route."""
+server's registry: the same, there (its admin role, tests/test_registry_roles.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from conftest import QUIET
 
 import tracklet
-from tracklet.errors import ArtifactError, ArtifactNotLinked, PromotionRequired, RegistryError
+from tracklet.errors import ArtifactNotLinked, PromotionRequired, RegistryError
 
 SETTINGS = {"console": "off", "x_disable_stats": True, "disable_git": True}
 
@@ -95,16 +95,27 @@ def test_unlink_is_refused_for_what_the_registry_protects(root, tmp_path, monkey
     assert [link.version for link in registry.versions("model", "classifier")] == [0]
 
 
-def test_unlink_of_a_servers_registry_version_names_the_missing_route(root, servers, tmp_path):
+def test_unlink_of_a_servers_registry_version_unlinks_it_there(root, servers, tmp_path):
     import tracklet.compat.wandb as wandb
 
     server = servers()
     run = tracklet.init(project="train", dir=str(tmp_path / "client"), mode="online",
                         settings={**QUIET, "base_url": server.url})
-    (tmp_path / "model.pt").write_bytes(b"weights")
-    run.link_model(tmp_path / "model.pt", registered_model_name="net", aliases=["production"])
+    for weights in (b"one", b"two"):
+        (tmp_path / "model.pt").write_bytes(weights)
+        run.link_model(tmp_path / "model.pt", registered_model_name="net",
+                       aliases=["production"] if weights == b"one" else ["staging"])
     run.finish()
-    linked = wandb.Api(overrides={"base_url": server.url}).artifact("wandb-registry-model/net:production")
-    with pytest.raises(ArtifactError, match="server's registry, and the server has no route to unlink"):
-        linked.unlink()
-    assert tracklet.Api(base_url=server.url).registry.resolve("model", "net", "production").version == 0
+    api = wandb.Api(overrides={"base_url": server.url})
+    remote = tracklet.Api(base_url=server.url).registry
+    remote.protect("model", "net", "production")
+    with pytest.raises(PromotionRequired, match="protected alias.*production.*nothing was changed"):
+        api.artifact("wandb-registry-model/net:production").unlink()
+    with pytest.raises(ValueError, match="is not a linked artifact"):
+        api.artifact(api.artifact("wandb-registry-model/net:v1").source_qualified_name).unlink()
+    api.artifact("wandb-registry-model/net:staging").unlink()
+    assert [(link.version, link.aliases) for link in remote.versions("model", "net")] == [
+        (0, ["v0", "latest", "production"])]
+    assert [(event.alias, event.from_version, event.to_version, event.reason)
+            for event in remote.history("model", "net")[-2:]] == [
+        ("staging", 1, None, "artifact.unlink()"), ("v1", 1, None, "artifact.unlink()")]

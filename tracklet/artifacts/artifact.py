@@ -603,9 +603,9 @@ class Artifact:
         (``ModelRegistry.unlink``: its aliases are removed, each in the alias history, then the
         version, also in the history; a version a protected alias or a pending promotion request
         names is refused and nothing changes). The artifact version it linked is untouched. A
-        version that isn't a link raises ``ArtifactNotLinked`` (a ``ValueError``, as W&B's);
-        one read from a tracking server's registry raises ``ArtifactError``: the server has no
-        route to unlink a version."""
+        version that isn't a link raises ``ArtifactNotLinked`` (a ``ValueError``, as W&B's). A
+        version read from a tracking server's registry is unlinked there (the registry's admin
+        role); a server without the route answers 404 or 405, raised as it comes."""
         from tracklet.core.extensions import load
         from tracklet.errors import ArtifactNotLinked
 
@@ -614,14 +614,11 @@ class Artifact:
         if link is None:
             raise ArtifactNotLinked(f"artifact {info.qualified_name} is not a linked artifact (a registry collection's "
                                     "version), so it can't be unlinked; to delete it, use delete() instead")
-        unlink = getattr(backend, "unlink", None)
-        if unlink is None:
-            where = ("it was read from a tracking server's registry, and the server has no route to unlink a "
-                     "version (this tracklet can unlink in a data root's registry only)") if backend is not None \
-                else "it was read without its registry"
-            raise ArtifactError(f"{link.path} can't be unlinked: {where}; nothing was changed")
-        unlink(link.registry, link.collection, link.version, actor=load("registry").default_actor(),
-               reason="artifact.unlink()")
+        if backend is None:
+            raise ArtifactError(f"{link.path} can't be unlinked: it was read without its registry; nothing was "
+                                "changed")
+        backend.unlink(link.registry, link.collection, link.version, actor=load("registry").default_actor(),
+                       reason="artifact.unlink()")
 
     def delete(self, delete_aliases: bool = False, *, break_registry_links: bool = False) -> None:
         """Delete this version from the data root (W&B's ``delete``; ``tracklet artifact rm``): its

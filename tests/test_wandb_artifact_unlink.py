@@ -5,6 +5,7 @@ server's registry: the same, there (its admin role, tests/test_registry_roles.py
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from conftest import QUIET
 
@@ -119,3 +120,8 @@ def test_unlink_of_a_servers_registry_version_unlinks_it_there(root, servers, tm
     assert [(event.alias, event.from_version, event.to_version, event.reason)
             for event in remote.history("model", "net")[-2:]] == [
         ("staging", 1, None, "artifact.unlink()"), ("v1", 1, None, "artifact.unlink()")]
+    # One audit event per request, the refused one included, as every registry change has.
+    audit = httpx.get(f"{server.url}/api/v1/audit", params={"action": "unlink_version", "order": "asc"}).json()
+    assert [(event["status"], event["outcome"], event["target"]) for event in audit["events"]] == [
+        (409, "rejected", "registries/model/collections/net/versions/v0"),
+        (200, "ok", "registries/model/collections/net/versions/v1")]

@@ -87,9 +87,11 @@ def check_access(request: Request, authorizer: Authorizer) -> None:
     access = route_access(request)
     needed = access.role
     # The first upload of a run, or of an artifact, creates its project (else no role could guard its reads).
-    creating = needed == "write" and request.method not in ("GET", "HEAD") and (request.url.path.startswith("/api/v1/runs/")
-                                      or request.url.path.startswith(f"/api/v1/projects/{project}/artifacts/")
-                                      or request.url.path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
+    # A read (the upload's offset probe needs write) never creates one.
+    path = request.url.path
+    creating = needed == "write" and request.method not in ("GET", "HEAD") and (
+        path.startswith("/api/v1/runs/") or path.startswith(f"/api/v1/projects/{project}/artifacts/")
+        or path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
     authorizer.check(request, project, needed, create=creating, missing_ok=access.missing_ok)
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "TrialPruned",
     "MediaError",
     "ArtifactError",
+    "ArtifactNotLinked",
     "ArtifactNameError",
     "ArtifactNotFound",
     "ArtifactVerifyError",
@@ -209,6 +210,11 @@ class ArtifactNameError(ArtifactError, ValueError):
 
 class ArtifactNotFound(ArtifactError, LookupError):
     """No artifact version matches the name, alias or version asked for."""
+
+
+class ArtifactNotLinked(ArtifactError, ValueError):
+    """``unlink()`` on an artifact version that isn't a registry collection's version (a link):
+    there is no link to remove (W&B raises ``ValueError`` there too); ``delete()`` deletes a version."""
 
 
 class ArtifactVerifyError(ArtifactError):

@@ -107,6 +107,8 @@ class RemoteRun:
     notes = property(lambda self: self._field("notes"))
     host = property(lambda self: self._field("host"))
     created_at = property(lambda self: self._field("created_at"))
+    updated_at = property(lambda self: self._field("updated_at"),
+                          doc="When the run last wrote a record with a time (the store's: seconds since the epoch).")
     last_step = property(lambda self: self._field("last_step"))
     exit_code = property(lambda self: self._field("exit_code"))
     config = property(lambda self: dict(self._field("config") or {}))

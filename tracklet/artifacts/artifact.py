@@ -596,6 +596,30 @@ class Artifact:
         self.wait()
         return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
+    def unlink(self) -> None:
+        """W&B's ``artifact.unlink()``: remove this registry collection's version (one read through
+        a registry: ``wandb-registry-model/name:v0``, ``link()``'s, ``use_model``'s) from its
+        collection, in the registry it was read from, by that registry's rules
+        (``ModelRegistry.unlink``: its aliases are removed, each in the alias history, then the
+        version, also in the history; a version a protected alias or a pending promotion request
+        names is refused and nothing changes). The artifact version it linked is untouched. A
+        version that isn't a link raises ``ArtifactNotLinked`` (a ``ValueError``, as W&B's). A
+        version read from a tracking server's registry is unlinked there (the registry's admin
+        role); a server without the route answers 404 or 405, raised as it comes."""
+        from tracklet.core.extensions import load
+        from tracklet.errors import ArtifactNotLinked
+
+        info = self._committed_info("registry link to remove")
+        link, backend = self._link, self._registry
+        if link is None:
+            raise ArtifactNotLinked(f"artifact {info.qualified_name} is not a linked artifact (a registry collection's "
+                                    "version), so it can't be unlinked; to delete it, use delete() instead")
+        if backend is None:
+            raise ArtifactError(f"{link.path} can't be unlinked: it was read without its registry; nothing was "
+                                "changed")
+        backend.unlink(link.registry, link.collection, link.version, actor=load("registry").default_actor(),
+                       reason="artifact.unlink()")
+
     def delete(self, delete_aliases: bool = False, *, break_registry_links: bool = False) -> None:
         """Delete this version from the data root (W&B's ``delete``; ``tracklet artifact rm``): its
         number is never given again and its files stay stored until ``tracklet artifact gc``. A
@@ -605,14 +629,16 @@ class Artifact:
         only, and deleting the version would leave those registry versions (and their protected
         aliases) without files. ``break_registry_links=True`` (``tracklet artifact rm --force``)
         deletes it anyway, with a warning naming them. A registry version (a link) itself can't be
-        deleted: the registry keeps its versions and their alias history (W&B unlinks it)."""
+        deleted: the registry keeps its versions and their alias history (``unlink()`` removes it
+        from its collection, as W&B's ``delete()`` of a link does)."""
         from tracklet.artifacts.lookup import delete_version
 
         info = self._committed_info("version to delete")
         if self._link is not None:
             raise ArtifactError(f"{self._link.path} is a registry collection's version: tracklet's registry keeps "
-                                "its versions and their alias history, so it can't be deleted or unlinked (W&B's "
-                                f"delete() unlinks it); move its aliases away instead (`tracklet registry alias`)")
+                                "its versions and their alias history, so delete() refuses it (W&B's delete() "
+                                "unlinks it); remove it from its collection with unlink(), which records that in "
+                                "the alias history")
         if not hasattr(getattr(self._store, "registry", None), "delete_version"):
             raise ArtifactError(f"artifact {info.qualified_name} was read from a server: it can't be deleted from "
                                 "this client")

@@ -75,6 +75,17 @@ class RegistryClient:
                           f"saving the aliases of {registry}/{collection}:v{int(version)}",
                           json={"add": list(added), "remove": list(removed), "reason": reason or ""})
 
+    def unlink(self, registry: str, collection: str, version: int, reason: str | None = None) -> dict[str, Any]:
+        """Remove version ``vN`` from the collection, its aliases first; ``{"events": [...]}``. A
+        server older than the route (405) raises ``RegistryError`` saying so."""
+        what = f"unlinking {registry}/{collection}:v{int(version)}"
+        response = self.http.request("DELETE", f"{self._collection(registry, collection)}/versions/v{int(version)}",
+                                     params={"reason": reason or ""})
+        if response.status_code == 405:
+            raise RegistryError(f"{what}: the server at {self.http.base_url} has no route to unlink a registry "
+                                "version (a tracklet server older than this client): upgrade it; nothing was changed")
+        return self._answer(response, what)
+
     def history(self, registry: str, collection: str, alias: str | None = None) -> list[dict[str, Any]]:
         params = {"alias": alias} if alias else {}
         return self._call("GET", f"{self._collection(registry, collection)}/history", "reading alias history",

@@ -163,6 +163,20 @@ class RecordedRun:
         return self._read.last_step
 
     @property
+    def updated_at(self) -> float | None:
+        """When the run last wrote a record that carries a time: its last session's start, its
+        last history row or its exit (seconds since the epoch), the store's ``updated_at``; None
+        for a log without a start."""
+        state = self._read
+        times = [session.start_time for session in state.sessions[-1:]]
+        last_rows = next((batch.times for batch in reversed(state.batches) if batch.times), None)
+        if last_rows:
+            times.append(last_rows[-1])
+        if state.exit is not None:
+            times.append(state.exit.end_time)
+        return max(times, default=None)
+
+    @property
     def exit_code(self) -> int | None:
         end = self._read.exit
         return end.exit_code if end is not None else None

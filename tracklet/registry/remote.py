@@ -63,6 +63,12 @@ class RemoteRegistry:
         answer = self.client.save_aliases(registry, collection, version, list(added), list(removed), reason)
         return [AliasEvent(**event) for event in answer["events"]]
 
+    def unlink(self, registry: str, collection: str, version: int, *, actor: str | None = None,
+               reason: str | None = None) -> list[AliasEvent]:
+        """``ModelRegistry.unlink`` on the server (its admin role, its audit); ``actor`` is the
+        key's user, whatever is passed."""
+        return [AliasEvent(**event) for event in self.client.unlink(registry, collection, version, reason)["events"]]
+
     def history(self, registry: str, collection: str, alias: str | None = None, **_: Any) -> list[AliasEvent]:
         return [AliasEvent(**event) for event in self.client.history(registry, collection, alias)]
 

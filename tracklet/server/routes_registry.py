@@ -3,8 +3,8 @@ history, model cards, protected aliases and promotion requests, in the server's 
 (``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
 
 Who may do what: registry roles (``registry_roles.ACTIONS``: viewer reads; member links, moves and
-removes aliases, edits cards, and so requests promotions; admin protects aliases and manages the
-registry's members), checked by every route through ``_require``; a promotion request is reviewed
+removes aliases, edits cards, and so requests promotions; admin unlinks versions, protects aliases
+and manages the registry's members), checked by every route through ``_require``; a promotion request is reviewed
 by holders of its alias's approver role or a higher one (the protection's policy, admin unless it
 names another), never its requester: ``ModelRegistry.review`` decides under the collection's lock. Linking also
 needs ``read`` on the artifact version's project: no one registers what they can't read. The
@@ -464,6 +464,25 @@ def save_aliases(request: Request, registry: str, collection: str, version: str,
         _require(request, registry, "remove_alias")
     events = registry_of(request).save_aliases(registry, collection, number, body.add, body.remove,
                                                actor=_actor(request), reason=body.reason)
+    return {"events": [event.to_json() for event in events]}
+
+
+@router.delete(_COLLECTION + "/versions/{version}", response_model=SaveAliasesResponse, responses=_ERRORS,
+               summary="Unlink a version from its collection")
+def unlink_version(request: Request, registry: str, collection: str, version: str,
+                   reason: str = Query("", max_length=4096)) -> dict[str, Any]:
+    """Remove version `version` (`vN`) from the collection (W&B's `artifact.unlink()`): its
+    aliases are removed first, each in the alias history, then the version (an event of alias
+    `vN`); the artifact version it linked stays, and its number is never given again. A version a
+    protected alias names answers 409, one a pending promotion request targets 400; nothing
+    changes then. Needs the admin role."""
+    registry, collection = _names(registry, collection)
+    number = version_number(check_selector(version))
+    if number is None:
+        raise HTTPException(status_code=400, detail=f"name the version as vN; got {version!r}")
+    _require(request, registry, "unlink")
+    events = registry_of(request).unlink(registry, collection, number, actor=_actor(request),
+                                         reason=reason or "unlinked")
     return {"events": [event.to_json() for event in events]}
 
 

@@ -43,7 +43,9 @@ export interface paths {
         };
         /**
          * Where a client resumes uploading
-         * @description The size of the server's copy of the run's record log (0 when the run is unknown).
+         * @description The size of the server's copy of the run's record log (0 when the run is unknown): the
+         *     upload's first request, so it needs `write` on the project, as the upload does (anyone may ask
+         *     about a project that doesn't exist yet: 0; the upload creates it).
          */
         get: operations["get_offset_api_v1_runs__project___run_id__log_offset_get"];
         put?: never;
@@ -1397,6 +1399,30 @@ export interface paths {
          */
         post: operations["save_aliases_api_v1_registries__registry__collections__collection__versions__version__aliases_post"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Unlink a version from its collection
+         * @description Remove version `version` (`vN`) from the collection (W&B's `artifact.unlink()`): its
+         *     aliases are removed first, each in the alias history, then the version (an event of alias
+         *     `vN`); the artifact version it linked stays, and its number is never given again. A version a
+         *     protected alias names answers 409, one a pending promotion request targets 400; nothing
+         *     changes then. Needs the admin role.
+         */
+        delete: operations["unlink_version_api_v1_registries__registry__collections__collection__versions__version__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -10372,6 +10398,95 @@ export interface operations {
                 "application/json": components["schemas"]["SaveAliasesRequest"];
             };
         };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SaveAliasesResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    unlink_version_api_v1_registries__registry__collections__collection__versions__version__delete: {
+        parameters: {
+            query?: {
+                reason?: string;
+            };
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
         responses: {
             /** @description Successful Response */
             200: {

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tracklet.artifacts.entries import InMemoryFile, LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
+from tracklet.core.filehash import HashedBytes
 from tracklet.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -323,16 +324,16 @@ class Artifact:
             yield handle
         self._add(entry_name, LocalFile(path))
 
-    def _add_bytes(self, name: str, data: bytes, digest: str = "") -> None:
+    def _add_bytes(self, name: str, data: bytes | HashedBytes) -> None:
         """A file holding ``data``, kept in memory until the artifact is stored (``InMemoryFile``):
-        what a run's code snapshot is made of (``digest``: the sha256 of ``data`` where the caller
-        has it already). Nothing is staged on disk, so logging it imports
+        what a run's code snapshot is made of (``HashedBytes`` where the caller hashed the bytes
+        already, so they aren't hashed again). Nothing is staged on disk, so logging it imports
         neither ``tempfile`` nor ``shutil`` and opens no stat cache (inside ``finish()``)."""
         self._check_draft()
         entry_name = check_entry_path(name)
         if entry_name in self._pending:
             raise ArtifactError(f"artifact {self._name!r} already has a file {entry_name!r}")
-        self._add(entry_name, InMemoryFile(bytes(data), digest))
+        self._add(entry_name, InMemoryFile(data if isinstance(data, HashedBytes) else bytes(data)))
 
     def add_reference(self, uri: str, name: str | None = None, checksum: bool = True,
                       max_objects: int | None = None) -> list[str]:

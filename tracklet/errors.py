@@ -343,6 +343,11 @@ class PromotionRequired(RegistryError):
         self.request_id = request_id
 
 
+class AliasMoved(RegistryError):
+    """The alias no longer names the version the caller read (someone moved or removed it since):
+    nothing was changed (a server answers 409); read the alias again and decide anew."""
+
+
 class RegistryUnavailable(RegistryError):
     """The registry's database refused a change (unreachable, a constraint, or what commits with
     it, such as a server's audit event, could not be written): it rolled back, nothing changed."""

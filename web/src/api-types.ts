@@ -1371,7 +1371,14 @@ export interface paths {
          */
         put: operations["set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put"];
         post?: never;
-        /** Remove an alias */
+        /**
+         * Remove an alias
+         * @description Remove `alias` from the collection, appending the removal to its history; a protected
+         *     alias answers 409. With `version`, only if it still names that version (412 otherwise,
+         *     nothing changed): what `RemoteRegistry.remove_alias(expected=N)` sends, so a client that
+         *     read the alias a while ago never removes it from the version someone moved it to since.
+         *     Needs the member role.
+         */
         delete: operations["remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete"];
         options?: never;
         head?: never;
@@ -10271,6 +10278,8 @@ export interface operations {
         parameters: {
             query?: {
                 reason?: string;
+                /** @description `vN`: remove the alias only if it still names that version (the one the caller read), checked in the removal's transaction; 412 if it names another one (or none) now. Without it the alias is removed wherever it points (an explicit removal). */
+                version?: string | null;
             };
             header?: never;
             path: {
@@ -10329,6 +10338,15 @@ export interface operations {
             };
             /** @description Conflicts with what the server holds */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The alias names another version (or none) than `version` now: someone moved it since the caller read it; nothing was removed */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -52,6 +52,7 @@ __all__ = [
     "PromotionRequired",
     "PromotionCheckRequired",
     "PromotionReviewRefused",
+    "AliasMoved",
     "RegistryUnavailable",
     "RemoteError",
     "ReproduceError",

@@ -53,6 +53,7 @@ __all__ = [
     "PromotionRequired",
     "PromotionCheckRequired",
     "PromotionReviewRefused",
+    "AliasMoved",
     "RegistryUnavailable",
     "RemoteError",
     "ReproduceError",
@@ -347,6 +348,11 @@ class PromotionRequired(RegistryError):
     def __init__(self, message: str, request_id: int | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+class AliasMoved(RegistryError):
+    """The alias no longer names the version the caller read (someone moved or removed it since):
+    nothing was changed (a server answers 409); read the alias again and decide anew."""
 
 
 class RegistryUnavailable(RegistryError):

@@ -581,14 +581,38 @@ def fetch_blob(client: ArtifactClient, cache: BlobCache, project: str, digest: s
     return True
 
 
+class ServerVersions:
+    """A server's versions with the writing calls of the local ``LocalRegistry`` that an
+    ``Artifact`` makes (``set_aliases``, ``delete_version``, ``version``), each one request: the
+    server applies the local store's rules in one transaction of the collection
+    (``POST .../versions/vN/aliases``, ``DELETE .../versions/vN``), so ``artifact.aliases``
+    edits + ``save()`` and ``delete()`` are the same code against a data root and a server."""
+
+    remote = True  # a server's: Artifact.delete refuses break_registry_links here
+
+    def __init__(self, client: ArtifactClient) -> None:
+        self.client = client
+
+    def version(self, project: str, name: str, selector: str) -> VersionInfo:
+        return version_info(self.client.version(project, name, selector))
+
+    def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
+        self.client.save_aliases(project, name, version, add, remove)
+
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False) -> list[str]:
+        return list(self.client.delete_version(project, name, version, delete_aliases=drop_aliases)["aliases_dropped"])
+
+
 class ServerVersionStore:
     """What a version read from a server downloads through (the ``ArtifactStore`` calls an
     ``Artifact`` makes: ``manifest``, ``download``): manifests from the server, file bytes
     through the size-capped ``BlobCache`` (``artifacts/cache.py``), materialized by reflink, hard
-    link or copy as in local mode."""
+    link or copy as in local mode; its aliases moved and the version deleted on the server
+    (``registry``: ``ServerVersions``)."""
 
     def __init__(self, client: ArtifactClient, data_root: str | os.PathLike, cache: BlobCache | None = None) -> None:
         self.client = client
+        self.registry = ServerVersions(client)
         self.data_root = Path(data_root).expanduser()  # for lineage (logged_by, used_by) read locally
         self._cache = cache
         self._manifests: dict[str, Manifest] = {}

@@ -35,7 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
-from tracklet.errors import (ArtifactNotFound, PromotionCheckRequired, PromotionRequired, PromotionReviewRefused,
+from tracklet.errors import (AliasMoved, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, PromotionReviewRefused,
                              RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name
 from tracklet.registry.tables import (registry_alias_events, registry_aliases, registry_cards, registry_collections,
@@ -558,12 +558,28 @@ class ModelRegistry:
                                     f"(`tracklet registry approve {request_id}`)", request_id)
         return outcome if isinstance(outcome, AliasEvent) else None
 
-    def remove_alias(self, registry: str, collection: str, alias: str, *, actor: str | None = None,
+    def remove_alias(self, registry: str, collection: str, alias: str, *, expected: int | None = None,
+                     unconditional: bool = False, actor: str | None = None,
                      reason: str | None = None) -> AliasEvent | None:
-        """Remove ``alias`` from the collection (the event, or None if it had no such alias)."""
+        """Remove ``alias`` from the collection if it still names version ``expected`` (the one
+        the caller read), in the removal's transaction: one someone moved or removed meanwhile
+        raises ``AliasMoved`` and nothing changes, so a stale caller never removes an alias
+        from the version someone else put it on. ``unconditional=True`` (and no ``expected``)
+        removes it wherever it points: what an explicit ``tracklet registry alias --remove``
+        without a version asks for. The event, or None if it had no such alias (unconditional)."""
+        if expected is None and not unconditional:
+            raise RegistryError(f"removing alias {alias!r} of {registry}/{collection}: name the version you read it "
+                                "on (expected=N), or pass unconditional=True to remove it wherever it points now")
         actor, why = _actor(actor), _reason(reason)
         with self._write() as connection:
             self._hold(connection, registry, collection)
+            if expected is not None:
+                current = connection.execute(_CURRENT, {"b_registry": registry, "b_collection": collection,
+                                                        "b_alias": alias}).one()[0]
+                if current != int(expected):
+                    now = f"names v{current} now" if current is not None else "names no version now"
+                    raise AliasMoved(f"alias {alias!r} of {registry}/{collection} {now}, not v{int(expected)} as "
+                                     "read: someone moved it meanwhile; nothing was removed (read it again)")
             outcome = self._move(connection, registry, collection, alias, None, actor, why)
         return outcome if isinstance(outcome, AliasEvent) else None
 

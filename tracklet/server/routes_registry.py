@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tracklet.artifacts.names import check_artifact_name, version_number
-from tracklet.errors import (ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
+from tracklet.errors import (AliasMoved, ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
                              PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import (DEFAULT_APPROVER_ROLE, REQUEST_PENDING, Link, ModelRegistry, Protection,
@@ -320,6 +320,7 @@ def _require(request: Request, registry: str, action: str, *, claim: bool = Fals
 # The registry's refusals, each family answered by one app-level handler (install_error_handlers):
 # routes raise them as they come. ArtifactNameError (a bad name) is also a ValueError: 400.
 REFUSALS: dict[type[Exception], int] = {ArtifactNameError: 400, ArtifactNotFound: 404, RegistryError: 400,
+                                        AliasMoved: 412,
                                         PromotionRequired: 409, PromotionReviewRefused: 403,
                                         RegistryUnavailable: 503}
 
@@ -435,14 +436,32 @@ def set_alias(request: Request, registry: str, collection: str, alias: str, body
     return {"event": event.to_json() if event is not None else None}
 
 
-@router.delete(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses=_ERRORS,
+@router.delete(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses={**_ERRORS, 412: {
+                   "model": ErrorResponse, "description": "The alias names another version (or none) than `version` "
+                   "now: someone moved it since the caller read it; nothing was removed"}},
                summary="Remove an alias")
 def remove_alias(request: Request, registry: str, collection: str, alias: str,
-                 reason: str = Query("", max_length=4096)) -> dict[str, Any]:
+                 reason: str = Query("", max_length=4096),
+                 version: str | None = Query(None, max_length=32, description=(
+                     "`vN`: remove the alias only if it still names that version (the one the caller read), "
+                     "checked in the removal's transaction; 412 if it names another one (or none) now. "
+                     "Without it the alias is removed wherever it points (an explicit removal)."))) -> dict[str, Any]:
+    """Remove `alias` from the collection, appending the removal to its history; a protected
+    alias answers 409. With `version`, only if it still names that version (412 otherwise,
+    nothing changed): what `RemoteRegistry.remove_alias(expected=N)` sends, so a client that
+    read the alias a while ago never removes it from the version someone moved it to since.
+    Needs the member role."""
     _require(request, check_registry_name(registry), "remove_alias")
-    current = _resolve(request, registry, collection, alias)
-    event = registry_of(request).remove_alias(current.registry, current.collection, alias, actor=_actor(request),
-                                              reason=reason)
+    expected = None
+    if version is not None:
+        expected = version_number(check_selector(version))
+        if expected is None:
+            raise HTTPException(status_code=400, detail=f"name the version as vN; got {version!r}")
+    if expected is None:
+        _resolve(request, registry, collection, alias)  # 404 naming what is missing
+    registry, collection = _names(registry, collection)
+    event = registry_of(request).remove_alias(registry, collection, alias, expected=expected,
+                                              unconditional=expected is None, actor=_actor(request), reason=reason)
     return {"event": event.to_json() if event is not None else None}
 
 

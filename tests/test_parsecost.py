@@ -13,7 +13,7 @@ import pytest
 import tracklet
 from tracklet.client.sync import SyncClient
 from tracklet.core.layout import RunPaths
-from tracklet.core.parsecost import MAX_PARSE_BYTES, MAX_RATIO, _SHAPES, _MESSAGE, parse_cost, parse_record, walk_cost
+from tracklet.core.parsecost import MAX_PARSE_BYTES, MAX_RATIO, parse_cost, parse_record, walk_cost
 from tracklet.core.recordlog import MAGIC, frame, read_log
 from tracklet.core.validate import RecordRejected, decode_record
 from tracklet.core.wire import varint
@@ -93,12 +93,9 @@ def test_every_repeated_message_field_is_counted_and_refused_past_the_limit():
 
 def test_the_shortcut_for_small_payloads_is_an_upper_bound_of_the_walk():
     # a payload of at most limit / MAX_RATIO bytes is parsed unwalked: no field may cost more per byte
-    for shape in _SHAPES.values():
-        for field in shape.fields.values():
-            if field.kind == _MESSAGE and field.repeated:
-                assert field.shape.instance + field.element <= 2 * MAX_RATIO
-    payload = _empty_elements(("environment", "packages"), 1000)
-    assert walk_cost(payload, 1 << 40) <= parse_cost(payload, 1 << 40) == len(payload) * MAX_RATIO
+    for path in _repeated_message_paths():
+        payload = _empty_elements(path, 1000)
+        assert walk_cost(payload, 1 << 40) <= parse_cost(payload, 1 << 40) == len(payload) * MAX_RATIO, path
 
 
 _MEASURE = """
@@ -212,3 +209,22 @@ def test_a_resume_download_refuses_a_costly_stored_frame(servers, tmp_path):
                                           r"record whose fields would take more than 256 MiB of memory to parse"):
         _online(tmp_path / "b", server.url, id="runabc", resume="must")
     assert not (tmp_path / "b" / "projects" / "p" / "runs" / "runabc").exists()
+
+
+def test_an_otlp_request_of_dense_empty_spans_is_refused_unparsed(servers, tmp_path):
+    """The OTLP receiver parses another message type through the same estimate: 15 MiB of empty
+    ``ResourceSpans`` (~500 MiB parsed) get a 400 naming the limit; an ordinary request passes."""
+    import httpx
+
+    from tracklet.proto import otlp_trace_pb2 as otlp
+
+    server = servers(tmp_path / "srv")
+    url = f"{server.url}/v1/traces"
+    crafted = b"\x0a\x00" * (15 << 19)
+    assert walk_cost(crafted, MAX_PARSE_BYTES, otlp.ExportTraceServiceRequest.DESCRIPTOR) > MAX_PARSE_BYTES
+    refused = httpx.post(url, content=crafted, headers={"content-type": "application/x-protobuf"}, timeout=60)
+    assert refused.status_code == 400, refused.text[:300]
+    assert refused.json()["detail"].startswith("the body is refused unparsed: a 15,728,640-byte OTLP request whose "
+                                               "fields would take more than 256 MiB of memory to parse")
+    empty = otlp.ExportTraceServiceRequest().SerializeToString()
+    assert httpx.post(url, content=empty, headers={"content-type": "application/x-protobuf"}).status_code == 200

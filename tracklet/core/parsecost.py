@@ -68,15 +68,15 @@ class _Shape:
     fields: dict[int, _Field]
 
 
-_SHAPES: dict[str, _Shape] = {}
+_SHAPES: dict[Any, _Shape] = {}  # by descriptor: two pools may hold types of one name (tracing/otlp.py)
 
 
 def _shape(descriptor: Any) -> _Shape:
-    known = _SHAPES.get(descriptor.full_name)
+    known = _SHAPES.get(descriptor)
     if known is not None:
         return known
     shape = _Shape(0, {})
-    _SHAPES[descriptor.full_name] = shape  # before the fields: messages nest themselves (Value)
+    _SHAPES[descriptor] = shape  # before the fields: messages nest themselves (Value)
     slots = 0
     seen_oneofs: set[str] = set()
     for field in descriptor.fields:
@@ -109,40 +109,59 @@ def _is_repeated(field: Any) -> bool:
     return bool(field.is_repeated)
 
 
-_RECORD = _shape(pb.Record.DESCRIPTOR)
-
-
-def _max_ratio() -> int:
-    """The most the estimate can charge per byte of payload, over every field of every message a
-    record may hold: how small a payload is safe without walking it."""
+def _max_ratio(root: _Shape) -> int:
+    """The most the estimate can charge per byte of payload, over every field of every message
+    ``root`` may hold: how small a payload is safe without walking it."""
     ratio = max(_ELEMENT + _STRING_COPY, 2 * _ELEMENT)  # an empty string (2 bytes), a 1-byte varint
-    for shape in _SHAPES.values():
+    seen: set[int] = set()
+    shapes = [root]
+    while shapes:
+        shape = shapes.pop()
+        if id(shape) in seen:
+            continue
+        seen.add(id(shape))
         for field in shape.fields.values():
-            # A singular message field repeated on the wire is merged into one instance.
-            if field.kind == _MESSAGE and field.shape is not None and field.repeated:
-                ratio = max(ratio, field.shape.instance + field.element)  # its smallest: 2 bytes
+            if field.kind == _MESSAGE and field.shape is not None:
+                shapes.append(field.shape)
+                # A singular message field repeated on the wire is merged into one instance.
+                if field.repeated:
+                    ratio = max(ratio, field.shape.instance + field.element)  # its smallest: 2 bytes
     return ratio // 2 + 1
 
 
-MAX_RATIO = _max_ratio()
+_RATIOS: dict[Any, int] = {}
 
 
-def parse_cost(payload: bytes, limit: int = MAX_PARSE_BYTES) -> int:
-    """An upper bound on the bytes parsing ``payload`` as a ``Record`` allocates; once it passes
-    ``limit`` counting stops and what was counted so far (more than ``limit``) is returned. A
-    payload that isn't valid wire format is counted as far as it can be (the parser then refuses
-    it)."""
-    if len(payload) * MAX_RATIO <= limit:
-        return len(payload) * MAX_RATIO
-    return walk_cost(bytes(payload), limit)
+def _ratio(descriptor: Any) -> int:
+    ratio = _RATIOS.get(descriptor)
+    if ratio is None:
+        ratio = _RATIOS[descriptor] = _max_ratio(_shape(descriptor))
+    return ratio
 
 
-def walk_cost(data: bytes, limit: int) -> int:
+#: The most a ``Record`` payload may cost per byte (at most ``MAX_PARSE_BYTES / MAX_RATIO`` bytes
+#: are parsed unwalked).
+MAX_RATIO = _ratio(pb.Record.DESCRIPTOR)
+
+
+def parse_cost(payload: bytes, limit: int = MAX_PARSE_BYTES, message: Any = pb.Record.DESCRIPTOR) -> int:
+    """An upper bound on the bytes parsing ``payload`` as a ``message`` (a descriptor; a ``Record``
+    by default) allocates; once it passes ``limit`` counting stops and what was counted so far
+    (more than ``limit``) is returned. A payload that isn't valid wire format is counted as far as
+    it can be (the parser then refuses it)."""
+    ratio = _ratio(message)
+    if len(payload) * ratio <= limit:
+        return len(payload) * ratio
+    return walk_cost(bytes(payload), limit, message)
+
+
+def walk_cost(data: bytes, limit: int, message: Any = pb.Record.DESCRIPTOR) -> int:
     """:func:`parse_cost` without its shortcut for small payloads: the walk itself."""
-    cost = _RECORD.instance
+    root = _shape(message)
+    cost = root.instance
     # (resume position, end, shape) of the messages whose fields are being walked, outermost first
     stack: list[tuple[int, int, _Shape]] = []
-    position, end, shape = 0, len(data), _RECORD
+    position, end, shape = 0, len(data), root
     while True:
         if position >= end:
             if not stack:
@@ -227,12 +246,13 @@ def _varint(data: bytes, position: int, first: int) -> tuple[int, int]:
     return 0, -1
 
 
-def record_parse_problem(payload: bytes, limit: int = MAX_PARSE_BYTES) -> str | None:
-    """Why ``payload`` must not be parsed (its parsed objects would take more than ``limit``
-    bytes), or ``None``."""
-    if parse_cost(payload, limit) <= limit:
+def record_parse_problem(payload: bytes, limit: int = MAX_PARSE_BYTES, message: Any = pb.Record.DESCRIPTOR,
+                         what: str = "record") -> str | None:
+    """Why ``payload`` must not be parsed as a ``message`` (a ``Record`` by default; ``what`` names
+    it): its parsed objects would take more than ``limit`` bytes; or ``None``."""
+    if parse_cost(payload, limit, message) <= limit:
         return None
-    return (f"a {len(payload):,}-byte record whose fields would take more than {limit >> 20} MiB of memory to "
+    return (f"a {len(payload):,}-byte {what} whose fields would take more than {limit >> 20} MiB of memory to "
             "parse (estimated from its wire format: dense repeated fields, e.g. millions of empty structured "
             "values or columns); refused unparsed")
 

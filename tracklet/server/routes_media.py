@@ -23,9 +23,10 @@ from tracklet.media.retention import merge_cutoffs, read_cutoffs
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/runs", tags=["read"])
-projects_router = APIRouter(prefix="/api/v1/projects", tags=["media"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
+projects_router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects", tags=["media"])
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 

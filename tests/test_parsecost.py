@@ -5,6 +5,7 @@ frames are kept, and a large frame of ordinary data still goes through."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from tracklet.core.parsecost import MAX_PARSE_BYTES, MAX_RATIO, parse_cost, pars
 from tracklet.core.recordlog import MAGIC, frame, read_log
 from tracklet.core.validate import RecordRejected, decode_record
 from tracklet.core.wire import varint
-from tracklet.errors import ResumeError, SyncError
+from tracklet.errors import ResumeError
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import Store
 
@@ -167,7 +168,14 @@ def test_the_indexer_skips_a_costly_frame_and_keeps_the_runs_other_frames(root, 
     assert history["loss"] == [1.0]
 
 
-def test_the_server_refuses_a_costly_frame_naming_it_and_the_run(root, servers):
+def test_the_server_refuses_a_costly_frame_and_sync_sends_a_gap_in_its_place(root, servers):
+    """The server refuses the frame (400 naming it, the run and the limit; nothing stored); ``tracklet
+    sync`` sends a gap record of its length in its place, as for local damage, so the run's later
+    frames (here a large ordinary one) still upload at their own offsets. The local log keeps it."""
+    import gzip
+
+    import httpx
+
     server = servers()
     run = tracklet.init(project="p", id="up", dir=str(root), settings=QUIET)
     run.log({"loss": 1.0})
@@ -175,25 +183,31 @@ def test_the_server_refuses_a_costly_frame_naming_it_and_the_run(root, servers):
     paths = RunPaths(root, "p", "up")
     with SyncClient(server.url) as client:
         stored = client.sync_run(paths).offset
-        with paths.log_file.open("ab") as log:
-            log.write(frame(_crafted_values(COSTLY_VALUES)))
-        with pytest.raises(SyncError, match=rf"the frame at byte {stored} of the log of run p/up is not a valid "
-                                            r"record: a [\d,]+-byte record whose fields would take more than "
-                                            r"256 MiB of memory to parse"):
-            client.sync_run(paths)
-        assert client.server_offset(paths) == stored  # what it had is kept, nothing of the refused request
-    paths.log_file.write_bytes(paths.log_file.read_bytes()[:stored])
     known = sum(len(decode_record(p).history.new_keys) for _, p in read_log(paths.log_file).payloads)
+    costly = frame(_crafted_values(COSTLY_VALUES))
+    refused = httpx.put(f"{server.url}/api/v1/runs/p/up/log", params={"offset": stored}, timeout=60,
+                        content=gzip.compress(costly, 1), headers={"Content-Encoding": "gzip"})
+    assert refused.status_code == 400
+    assert re.fullmatch(rf"the frame at byte {stored} of the log of run p/up is not a valid record: a [\d,]+-byte "
+                        r"record whose fields would take more than 256 MiB of memory to parse .*; nothing of this "
+                        r"request was stored", refused.json()["detail"]), refused.json()["detail"]
     ordinary = pb.Record()
     ordinary.history.steps.extend(range(1, 2001))
     ordinary.history.times.extend([1.5] * 2000)
-    for key in range(known, known + 400):  # ~6.5 MiB of floats
+    for key in range(known, known + 400):  # ~6.5 MiB of floats: past the size parsed unwalked
         ordinary.history.new_keys.add(id=key, name=f"k{key}")
         ordinary.history.columns.add(key=key).floats.extend([0.5] * 2000)
     with paths.log_file.open("ab") as log:
-        log.write(frame(ordinary.SerializeToString()))
+        log.write(costly + frame(ordinary.SerializeToString()))
     with SyncClient(server.url) as client:
-        assert client.sync_run(paths).offset == paths.log_file.stat().st_size
+        result = client.sync_run(paths)
+    assert result.offset == paths.log_file.stat().st_size
+    (gap,) = result.gaps
+    assert (gap.offset, gap.end) == (stored, stored + len(costly))
+    assert "record too costly to parse: a 20,1" in result.describe_gaps()[0]
+    copy = tracklet.Api(base_url=server.url).run("p/up").history()
+    assert copy["_step"] == list(range(2001)) and copy["loss"] == [1.0] + [None] * 2000
+    assert copy[f"k{known}"] == [None] + [0.5] * 2000
 
 
 def test_a_resume_download_refuses_a_costly_stored_frame(servers, tmp_path):

@@ -126,7 +126,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     project lacks, then register each file (the server rebuilds it from its chunks and checks its
     digest). Bytes sent. A killed upload resumes for free: the packs the server stored hold their
     chunks, and the next try asks again and sends only the rest."""
-    from tracklet.artifacts.packs import pack_trailer
+    from tracklet.artifacts.packs import pack_trailer, upload_pack_room
     from tracklet.client.artifacts import Pieces
 
     def build_pack(chunks: list[tuple[bytes, bytes]]) -> tuple[str, Pieces]:
@@ -165,6 +165,10 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
             size = 0
             try:
                 for cid, piece in zip(todo, reader.iter_chunks(todo, name=entries[0].path)):
+                    if batch and not upload_pack_room(size, len(batch), len(piece)):
+                        slots.acquire()  # the pack is closed before this chunk takes it past the server's limits
+                        futures.append(pool.submit(send, *build_pack(batch)))
+                        batch, size = [], 0
                     batch.append((cid, piece))  # a view of one read of the local pack, sent as it is
                     size += len(piece)
                     if size >= pack_bytes:
@@ -347,7 +351,7 @@ class ChunkStreamer:
 
     def _send(self, data: Any, used: int, entries: list[tuple[bytes, int, int]],
               segment: tuple[str, int, list[bytes]] | None) -> None:
-        from tracklet.artifacts.packs import encode_trailer, pack_id_of
+        from tracklet.artifacts.packs import encode_trailer, pack_id_of, upload_pack_room
         from tracklet.client.artifacts import Pieces
 
         try:
@@ -366,8 +370,23 @@ class ChunkStreamer:
             runs: list[memoryview] = []  # the pack's chunk bytes: runs of adjacent chunks in ``data``
             run_start = run_end = -1
             size = 0
+
+            def send_pack() -> None:
+                nonlocal pack, runs, size, run_start, run_end
+                runs.append(view[run_start:run_end])
+                trailer = encode_trailer(pack, size)
+                sent = self.client.upload_pack(self.project, pack_id_of(trailer), Pieces([*runs, trailer]))
+                with self._lock:
+                    self.sent += sent
+                pack, runs, size = [], [], 0
+                run_start = run_end = -1
+
             for number, (cid, start, length) in enumerate(entries):
                 if cid.hex() in lacking:
+                    if pack and not upload_pack_room(size, len(pack), length):
+                        if self.error is not None:
+                            return
+                        send_pack()  # closed before this chunk takes it past the server's limits
                     pack.append((cid, size, length))
                     if start != run_end:
                         if run_end > run_start:
@@ -378,13 +397,7 @@ class ChunkStreamer:
                 if pack and (size >= self.pack_bytes or number == len(entries) - 1):
                     if self.error is not None:
                         return
-                    runs.append(view[run_start:run_end])
-                    trailer = encode_trailer(pack, size)
-                    sent = self.client.upload_pack(self.project, pack_id_of(trailer), Pieces([*runs, trailer]))
-                    with self._lock:
-                        self.sent += sent
-                    pack, runs, size = [], [], 0
-                    run_start = run_end = -1
+                    send_pack()
         except BaseException as error:  # noqa: BLE001 - the caller decides (ServerChunks: store locally)
             self.error = error
         finally:

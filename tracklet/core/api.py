@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 
 from tracklet.core import identity
 from tracklet.core.layout import RunPaths
+from tracklet.core.parsecost import parse_record
 from tracklet.core.reader import (
     Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, damage_summary, replay, run_state_label,
     warn_damage,
@@ -42,7 +43,7 @@ class RecordedRun:
             try:  # a damaged or unreadable log lists under its id; reading it says what is wrong
                 payload = read_first_payload(self._paths.log_file)
                 if payload is not None:
-                    record.ParseFromString(payload)
+                    record = parse_record(payload)  # within bounded memory (core/parsecost.py)
             except Exception:
                 record = pb.Record()
             self._first = record.run_start if record.WhichOneof("kind") == "run_start" else pb.RunStart()

@@ -26,7 +26,7 @@ from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
                                             check_file_digest)
 from tracklet.server.audit import arm, armed, arms_itself
-from tracklet.server.body import read_body, read_body_into
+from tracklet.server.body import BoundedBodyRoute, read_body, read_body_into
 from tracklet.server.events import alias_versions, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
@@ -35,7 +35,7 @@ from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse,
                                     VersionAliasesRequest, VersionAliasesResponse, VersionDeleteResponse, errors)
 from tracklet.server.routes_artifacts_read import _version_model
 
-router = APIRouter(prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
 
 _RAW_BODY = {
     "requestBody": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, AuthError, Principal, requires
+from tracklet.server.body import BoundedBodyRoute
 from tracklet.server.models import (
     ApiKey,
     ApiKeysResponse,
@@ -25,7 +26,7 @@ from tracklet.server.models import (
     errors,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["accounts"])
 
 
 _ERRORS = errors(400, 401, 403, 404)

@@ -11,11 +11,11 @@ from fastapi.responses import JSONResponse
 
 from tracklet.server.audit import armed, arms_itself
 from tracklet.server.auth import requires
-from tracklet.server.body import read_body
+from tracklet.server.body import BoundedBodyRoute, read_body
 from tracklet.server.logs import OffsetConflict, run_paths
 from tracklet.server.models import AppendResponse, OffsetConflictResponse, OffsetResponse, errors
 
-router = APIRouter(prefix="/api/v1/runs", tags=["ingest"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["ingest"])
 
 
 _RAW_BODY = {

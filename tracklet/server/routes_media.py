@@ -24,9 +24,10 @@ from tracklet.server.auth import requires
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/runs", tags=["read"])
-projects_router = APIRouter(prefix="/api/v1/projects", tags=["media"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
+projects_router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects", tags=["media"])
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 

@@ -36,8 +36,9 @@ from tracklet.server.registry_lineage import registered_lineage
 from tracklet.server.registry_checks import DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, RegistryChecks
 from tracklet.server.registry_roles import ACTIONS, RegistryRoles, role_allows
 from tracklet.server.routes_artifacts_read import _version_model
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1", tags=["registry"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["registry"])
 _ERRORS = errors(400, 403, 404, 409, 503)
 _COLLECTION = "/registries/{registry}/collections/{collection}"
 

@@ -22,8 +22,9 @@ from tracklet.errors import TableError, TableNotFound
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import TableColumn, TableRowsResponse, errors
 from tracklet.server.routes_tables import MAX_PAGE, _records, fragment_source
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["read"])
 
 _ERRORS = errors(400, 404)
 _DIGEST = re.compile(r"[0-9a-f]{64}")

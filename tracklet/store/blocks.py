@@ -1,7 +1,12 @@
 """Binary blocks of a metric series, and the min/max/last/count pyramid built over them.
 
 A numeric series is stored at several levels. Level 0 holds the points: blocks of up to
-``BLOCK_SIZE`` (step, value) pairs, steps delta-encoded and compressed, values raw float64.
+``BLOCK_SIZE`` (step, value) pairs, steps delta-encoded and compressed, values raw float64. A
+block holding a value logged as an int or a bool also keeps, after them, how each of its points
+was logged and the ints exactly (int64: past 2**53 too), compressed (``Logged``): readers of the
+values as data give them back as logged, charts read the float64s. Blocks an older tracklet
+wrote have no such part and read as floats, as they did (``tracklet index --rebuild`` gives them
+their ints); a float series' blocks are the same bytes as before.
 Level L >= 1 holds one summary *entry* per ``FANOUT ** L`` consecutive points: first and last
 step, min and max of the finite values, the last value, the point count and how many were
 NaN or +-inf (so one NaN never poisons a bucket's min or max). A query for B buckets reads the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -65,15 +71,65 @@ def stored_rows(length: int, changed: int, joined: bool = False) -> list[tuple[i
 
 _POINTS_HEADER = struct.Struct("<IqI")  # point count, first step, compressed deltas length
 
+# How a point was logged (``Logged``'s kinds): a float (or an int outside int64, kept as a double),
+# an int, a bool.
+FLOAT, INT, BOOL = 0, 1, 2
 
-def encode_points(steps: np.ndarray, values: np.ndarray) -> bytes:
+
+class Logged(NamedTuple):
+    """How each point of a run of points was logged: ``kinds`` (uint8: FLOAT, INT or BOOL) and,
+    for INT and BOOL points, the exact value in ``ints`` (int64; 0 for a float point). Kept only
+    for points that hold an int or a bool (None otherwise: a series of floats pays nothing)."""
+
+    kinds: np.ndarray
+    ints: np.ndarray
+
+    def take(self, index: Any) -> Logged:
+        """The points ``index`` (a slice, a mask, indices) selects, like numpy's ``array[index]``."""
+        return Logged(self.kinds[index], self.ints[index])
+
+
+def floats_logged(count: int) -> Logged:
+    """``count`` points logged as floats."""
+    return Logged(np.zeros(count, dtype=np.uint8), np.zeros(count, dtype=np.int64))
+
+
+def join_logged(parts: Sequence[tuple[int, Logged | None]]) -> Logged | None:
+    """The ``Logged`` of consecutive runs of points, given as (points, Logged or None); None when
+    none of them has one."""
+    if all(logged is None for _, logged in parts):
+        return None
+    filled = [logged if logged is not None else floats_logged(count) for count, logged in parts]
+    return Logged(np.concatenate([logged.kinds for logged in filled]),
+                  np.concatenate([logged.ints for logged in filled]))
+
+
+def as_logged(values: np.ndarray, logged: Logged | None) -> list[Any]:
+    """Points' values as logged: a Python int for an int, a bool for a bool, a float otherwise."""
+    found = values.tolist()
+    if logged is None:
+        return found
+    kinds = logged.kinds
+    ints = np.flatnonzero(kinds == INT)
+    exact = logged.ints[ints].tolist()
+    for at, value in zip(ints.tolist(), exact):
+        found[at] = value
+    for at in np.flatnonzero(kinds == BOOL).tolist():
+        found[at] = bool(logged.ints[at])
+    return found
+
+
+def encode_points(steps: np.ndarray, values: np.ndarray, logged: Logged | None = None) -> bytes:
     count = len(steps)
     deltas = np.diff(steps.astype("<i8")).tobytes()
     packed = zlib.compress(deltas, 1)
-    return _POINTS_HEADER.pack(count, int(steps[0]) if count else 0, len(packed)) + packed + values.astype("<f8").tobytes()
+    data = _POINTS_HEADER.pack(count, int(steps[0]) if count else 0, len(packed)) + packed + values.astype("<f8").tobytes()
+    if logged is not None and logged.kinds.any():
+        data += zlib.compress(logged.kinds.astype(np.uint8).tobytes() + logged.ints.astype("<i8").tobytes(), 1)
+    return data
 
 
-def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray, int]:
     count, first, packed_length = _POINTS_HEADER.unpack_from(data)
     start = _POINTS_HEADER.size
     deltas = np.frombuffer(zlib.decompress(data[start : start + packed_length]), dtype="<i8")
@@ -83,7 +139,24 @@ def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         np.cumsum(deltas, out=steps[1:])
         steps[1:] += first
     values = np.frombuffer(data, dtype="<f8", count=count, offset=start + packed_length)
+    return steps, values, start + packed_length + 8 * count
+
+
+def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A level-0 block's steps and float64 values (what charts read)."""
+    steps, values, _ = _decode_points(data)
     return steps, values
+
+
+def decode_block(data: bytes) -> tuple[np.ndarray, np.ndarray, Logged | None]:
+    """A level-0 block's steps, float64 values and, where it keeps one, its ``Logged``."""
+    steps, values, end = _decode_points(data)
+    if len(data) <= end:
+        return steps, values, None
+    count = len(steps)
+    trailer = zlib.decompress(data[end:])
+    return steps, values, Logged(np.frombuffer(trailer, dtype=np.uint8, count=count),
+                                 np.frombuffer(trailer, dtype="<i8", count=count, offset=count))
 
 
 _INT_FIELDS = ("first_step", "last_step", "count", "nonfinite")

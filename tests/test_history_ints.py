@@ -62,6 +62,19 @@ def test_every_read_path_of_a_server_and_of_a_store_gives_ints_for_ints(root, se
         assert _same(history[key], expected), (key, history[key])
     for series in remote.history(run.path, keys, buckets=None):
         assert _same(series.as_logged(), LOGGED[series.key][1]), (series.key, series.as_logged())
+    import io
+    import json
+
+    from tracklet.core.export import export_history
+
+    exported = io.StringIO()
+    export_history(remote.run(run.path), "jsonl", exported, keys=["epoch", "tokens", "flag", "three"])
+    lines = [json.loads(line) for line in exported.getvalue().splitlines()]
+    assert [(line["epoch"], line["tokens"], line["flag"], line["three"]) for line in lines][-1] == (2, 2**63 - 1, True, 3.0)
+    assert '"three":3.0' in exported.getvalue().splitlines()[-1] and '"epoch":2,' in exported.getvalue()
+    exported = io.StringIO()
+    export_history(remote.run(run.path), "csv", exported, keys=["epoch", "tokens", "flag"])
+    assert exported.getvalue().splitlines()[-1].endswith(f",2,{2**63 - 1},true")
     summary = remote.run(run.path).summary
     assert summary["epoch"] == 2 and type(summary["epoch"]) is int and summary["tokens"] == 2**63 - 1
 

@@ -180,6 +180,8 @@ class _Points:
             logged = logged.take(by_row) if logged is not None else None
         # Several values of one key at one step (commit=False rows, a repeated log): keep the last.
         keep = np.append(steps[1:] != steps[:-1], True) if len(steps) else np.ones(0, dtype=bool)
+        if keep.all():
+            return steps, values, logged
         return steps[keep], values[keep], logged.take(keep) if logged is not None else None
 
 
@@ -1099,9 +1101,12 @@ class BlockWriter:
         base = seq * size
         replaces = old_count > 0
 
+        uniform = B.uniform_part(logged)  # the same for every block: not computed per block
+
         def points(start: int, end: int) -> tuple[int, int, bytes]:
             return int(steps[start]), int(steps[end - 1]), B.encode_points(
-                steps[start:end], values[start:end], logged.take(slice(start, end)) if logged is not None else None)
+                steps[start:end], values[start:end],
+                logged.take(slice(start, end)) if logged is not None and uniform is None else None, part=uniform)
 
         def entries(start: int, end: int) -> tuple[int, int, bytes]:
             chunk = current[start:end]

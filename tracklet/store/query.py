@@ -86,12 +86,16 @@ def logged_json(values: np.ndarray, logged: B.Logged | None) -> dict[str, Any]:
     out when none is)."""
     from tracklet.core.jsonsafe import json_floats
 
-    found = json_floats(values)
     if logged is None:
-        return {"values": found}
-    exact = np.flatnonzero(logged.kinds != B.FLOAT)
-    for at, value in zip(exact.tolist(), logged.ints[exact].tolist()):
-        found[at] = value
+        return {"values": json_floats(values)}
+    exact = logged.kinds != B.FLOAT
+    if exact.all():
+        found = logged.ints.tolist()
+    else:
+        found = json_floats(values)
+        at = np.flatnonzero(exact)
+        for index, value in zip(at.tolist(), logged.ints[at].tolist()):
+            found[index] = value
     bools = np.flatnonzero(logged.kinds == B.BOOL).tolist()
     return {"values": found, "bools": bools} if bools else {"values": found}
 

@@ -57,7 +57,38 @@ def series_from_json(data: dict[str, Any]) -> Any:
     from tracklet.store.query import SeriesHistory
 
     arrays = {name: _array(data[name], name in _INTEGER_ARRAYS) for name in _ARRAYS if name in data}
-    return SeriesHistory(run=data["run"], key=data["key"], exact=data["exact"], stat=data.get("stat"), **arrays)
+    return SeriesHistory(run=data["run"], key=data["key"], exact=data["exact"], stat=data.get("stat"),
+                         logged=_logged(data), **arrays)
+
+
+def _logged(data: dict[str, Any]) -> Any:
+    """How an exact series' values were logged (``blocks.Logged``), from its JSON: a JSON integer
+    is an int (a bool where ``bools`` names it); None when every value is a float."""
+    import numpy as np
+
+    from tracklet.store.blocks import BOOL, INT, Logged
+
+    values = data.get("values")
+    if not data.get("exact") or not values:
+        return None
+    exact = [at for at, value in enumerate(values) if type(value) is int]
+    if not exact:
+        return None
+    kinds = np.zeros(len(values), dtype=np.uint8)
+    ints = np.zeros(len(values), dtype=np.int64)
+    kinds[exact] = INT
+    ints[exact] = [values[at] for at in exact]
+    kinds[data.get("bools") or []] = BOOL
+    return Logged(kinds, ints)
+
+
+def _as_logged(data: dict[str, Any]) -> list[Any]:
+    """An exact series' JSON values as logged: JSON integers are ints already (exact), those that
+    ``bools`` names were bools."""
+    values = data["values"]
+    for at in data.get("bools") or ():
+        values[at] = bool(values[at])
+    return values
 
 
 def read_retry() -> RetryPolicy:
@@ -140,7 +171,7 @@ class RemoteRun:
             if name == "_runtime":  # not a series of the server's: the local reader's rule
                 continue
             by_step = ({step: value if not isinstance(value, str) else float_from_json(value)
-                        for step, value in zip(series[name]["steps"], series[name]["values"])}
+                        for step, value in zip(series[name]["steps"], _as_logged(series[name]))}
                        if name in series else {})
             if name in texts:
                 by_step.update(zip(texts[name]["steps"], texts[name]["values"]))

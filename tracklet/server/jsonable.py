@@ -9,6 +9,7 @@ import numpy as np
 
 from tracklet.core.jsonsafe import json_floats, json_safe
 from tracklet.store import SeriesHistory
+from tracklet.store.query import logged_json
 
 _ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
 
@@ -27,6 +28,8 @@ def series_json(history: SeriesHistory) -> dict[str, Any]:
         array = getattr(history, name)
         if array is not None:
             data[name] = floats(np.asarray(array))
+    if history.exact and history.values is not None and history.logged is not None:
+        data.update(logged_json(np.asarray(history.values), history.logged))  # ints exact, bools named
     return data
 
 

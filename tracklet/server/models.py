@@ -164,6 +164,9 @@ class Series(BaseModel):
     x: Numbers
     steps: list[int]
     values: Numbers | Absent = None
+    bools: list[int] | Absent = Field(None, description="Exact points only: the indices of the values logged as "
+                                      "booleans (given as 1 and 0 in `values`); left out when none was. A value "
+                                      "logged as an int is a JSON integer, exact past 2**53 too")
     first_steps: list[int] | Absent = None
     min: Numbers | Absent = None
     max: Numbers | Absent = None
@@ -188,6 +191,8 @@ class CompareSeries(BaseModel):
     x: Numbers
     steps: list[int] | Absent = None
     values: Numbers | Absent = None
+    bools: list[int] | Absent = Field(None, description="The indices of the values logged as booleans (1 and 0 "
+                                      "in `values`); left out when none was")
     min: Numbers | Absent = None
     max: Numbers | Absent = None
     last: Numbers | Absent = None

@@ -94,7 +94,8 @@ def get_history(
     buckets: int = Query(1000, ge=0, le=100_000, description="Buckets (0: every point)"),
 ) -> Response:
     """Min/max/last/count per bucket over equal step ranges, or the exact points when the window
-    holds no more points than `buckets`."""
+    holds no more points than `buckets`: each value as logged, an int as a JSON integer (exact past
+    2**53 too), a float as a JSON float (3.0 stays 3.0), a boolean as 1 or 0 named in `bools`."""
     app = request.app.state.tracklet
     run_paths(app.root, project, run_id)
     names = [key for key in (part.strip() for part in keys.split(",")) if key]

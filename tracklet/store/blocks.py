@@ -1,7 +1,14 @@
 """Binary blocks of a metric series, and the min/max/last/count pyramid built over them.
 
 A numeric series is stored at several levels. Level 0 holds the points: blocks of up to
-``BLOCK_SIZE`` (step, value) pairs, steps delta-encoded and compressed, values raw float64.
+``BLOCK_SIZE`` (step, value) pairs, steps delta-encoded and compressed, values raw float64. A
+block holding a value logged as an int or a bool also keeps, after them, how each of its points
+was logged (``Logged``): one byte where every point is an int its float64 holds exactly (within
+2**53), or every point a bool; else each point's kind and the ints exactly (int64: past 2**53
+too), compressed. Readers of the values as data give them back as logged, charts read the
+float64s. Blocks an older tracklet
+wrote have no such part and read as floats, as they did (``tracklet index --rebuild`` gives them
+their ints); a float series' blocks are the same bytes as before.
 Level L >= 1 holds one summary *entry* per ``FANOUT ** L`` consecutive points: first and last
 step, min and max of the finite values, the last value, the point count and how many were
 NaN or +-inf (so one NaN never poisons a bucket's min or max). A query for B buckets reads the
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -65,15 +73,98 @@ def stored_rows(length: int, changed: int, joined: bool = False) -> list[tuple[i
 
 _POINTS_HEADER = struct.Struct("<IqI")  # point count, first step, compressed deltas length
 
+# How a point was logged (``Logged``'s kinds): a float (or an int outside int64, kept as a double),
+# an int, a bool.
+FLOAT, INT, BOOL = 0, 1, 2
 
-def encode_points(steps: np.ndarray, values: np.ndarray) -> bytes:
+
+class Logged(NamedTuple):
+    """How each point of a run of points was logged: ``kinds`` (uint8: FLOAT, INT or BOOL) and,
+    for INT and BOOL points, the exact value in ``ints`` (int64; 0 for a float point). Kept only
+    for points that hold an int or a bool (None otherwise: a series of floats pays nothing)."""
+
+    kinds: np.ndarray
+    ints: np.ndarray
+
+    def take(self, index: Any) -> Logged:
+        """The points ``index`` (a slice, a mask, indices) selects, like numpy's ``array[index]``."""
+        return Logged(self.kinds[index], self.ints[index])
+
+
+def floats_logged(count: int) -> Logged:
+    """``count`` points logged as floats."""
+    return Logged(np.zeros(count, dtype=np.uint8), np.zeros(count, dtype=np.int64))
+
+
+def join_logged(parts: Sequence[tuple[int, Logged | None]]) -> Logged | None:
+    """The ``Logged`` of consecutive runs of points, given as (points, Logged or None); None when
+    none of them has one."""
+    if len(parts) == 1:
+        return parts[0][1]
+    if all(logged is None for _, logged in parts):
+        return None
+    filled = [logged if logged is not None else floats_logged(count) for count, logged in parts]
+    return Logged(np.concatenate([logged.kinds for logged in filled]),
+                  np.concatenate([logged.ints for logged in filled]))
+
+
+def as_logged(values: np.ndarray, logged: Logged | None) -> list[Any]:
+    """Points' values as logged: a Python int for an int, a bool for a bool, a float otherwise."""
+    if logged is None:
+        return values.tolist()
+    kinds = logged.kinds
+    if (kinds == INT).all():
+        return logged.ints.tolist()
+    if (kinds == BOOL).all():
+        return logged.ints.astype(bool).tolist()
+    found = values.tolist()
+    ints = np.flatnonzero(kinds == INT)
+    exact = logged.ints[ints].tolist()
+    for at, value in zip(ints.tolist(), exact):
+        found[at] = value
+    for at in np.flatnonzero(kinds == BOOL).tolist():
+        found[at] = bool(logged.ints[at])
+    return found
+
+
+# The part after a level-0 block's values, by its first byte: every point an int that its float64
+# holds exactly, every point a bool (that byte alone), or the kinds and ints compressed after it.
+_ALL_EXACT_INTS, _ALL_BOOLS, _EACH = b"\x01", b"\x02", b"\x00"
+_EXACT_LIMIT = 2**53  # ints within it are exact as float64s
+
+
+def logged_part(logged: Logged | None) -> bytes:
+    """What a level-0 block of these points keeps after its values (nothing for floats alone)."""
+    if logged is None:
+        return b""
+    kinds = logged.kinds
+    if not len(kinds) or kinds[0] == FLOAT and not kinds.any():
+        return b""
+    if kinds[0] == INT and (kinds == INT).all() and -_EXACT_LIMIT <= logged.ints.min() and logged.ints.max() <= _EXACT_LIMIT:
+        return _ALL_EXACT_INTS
+    if kinds[0] == BOOL and (kinds == BOOL).all():
+        return _ALL_BOOLS
+    return _EACH + zlib.compress(kinds.astype(np.uint8).tobytes() + logged.ints.astype("<i8").tobytes(), 1)
+
+
+def uniform_part(logged: Logged | None) -> bytes | None:
+    """``logged_part`` of every block cut from these points where it is the same for all (floats,
+    exact ints or bools alone), so an append computes it once, not per block; else None."""
+    part = logged_part(logged)
+    return part if len(part) <= 1 else None
+
+
+def encode_points(steps: np.ndarray, values: np.ndarray, logged: Logged | None = None, *,
+                  part: bytes | None = None) -> bytes:
+    """``part``: ``logged_part(logged)`` when known (``uniform_part``)."""
     count = len(steps)
     deltas = np.diff(steps.astype("<i8")).tobytes()
     packed = zlib.compress(deltas, 1)
-    return _POINTS_HEADER.pack(count, int(steps[0]) if count else 0, len(packed)) + packed + values.astype("<f8").tobytes()
+    return (_POINTS_HEADER.pack(count, int(steps[0]) if count else 0, len(packed)) + packed
+            + values.astype("<f8").tobytes() + (part if part is not None else logged_part(logged)))
 
 
-def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray, int]:
     count, first, packed_length = _POINTS_HEADER.unpack_from(data)
     start = _POINTS_HEADER.size
     deltas = np.frombuffer(zlib.decompress(data[start : start + packed_length]), dtype="<i8")
@@ -83,7 +174,29 @@ def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         np.cumsum(deltas, out=steps[1:])
         steps[1:] += first
     values = np.frombuffer(data, dtype="<f8", count=count, offset=start + packed_length)
+    return steps, values, start + packed_length + 8 * count
+
+
+def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A level-0 block's steps and float64 values (what charts read)."""
+    steps, values, _ = _decode_points(data)
     return steps, values
+
+
+def decode_block(data: bytes) -> tuple[np.ndarray, np.ndarray, Logged | None]:
+    """A level-0 block's steps, float64 values and, where it keeps one, its ``Logged``."""
+    steps, values, end = _decode_points(data)
+    if len(data) <= end:
+        return steps, values, None
+    count = len(steps)
+    tag = data[end : end + 1]
+    if tag == _ALL_EXACT_INTS:
+        return steps, values, Logged(np.full(count, INT, dtype=np.uint8), values.astype(np.int64))
+    if tag == _ALL_BOOLS:
+        return steps, values, Logged(np.full(count, BOOL, dtype=np.uint8), values.astype(np.int64))
+    trailer = zlib.decompress(data[end + 1 :])
+    return steps, values, Logged(np.frombuffer(trailer, dtype=np.uint8, count=count),
+                                 np.frombuffer(trailer, dtype="<i8", count=count, offset=count))
 
 
 _INT_FIELDS = ("first_step", "last_step", "count", "nonfinite")

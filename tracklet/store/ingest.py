@@ -149,28 +149,40 @@ class _Points:
     (batch number, row in the batch): a batch stores a key once per key set, so rows with and
     without an eval metric arrive as two groups, not in row order."""
 
-    __slots__ = ("steps", "values", "order")
+    __slots__ = ("steps", "values", "order", "logged")
 
     def __init__(self) -> None:
         self.steps: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
         self.order: list[np.ndarray] = []
+        self.logged: list[B.Logged | None] = []  # None: logged as floats
 
-    def add(self, steps: np.ndarray, values: np.ndarray, order: np.ndarray) -> None:
+    def add(self, steps: np.ndarray, values: np.ndarray, order: np.ndarray, logged: B.Logged | None = None) -> None:
         self.steps.append(steps)
         self.values.append(values)
         self.order.append(order)
+        self.logged.append(logged)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) in the order logged, the last value of each step."""
+        steps, values, _ = self.points()
+        return steps, values
+
+    def points(self) -> tuple[np.ndarray, np.ndarray, B.Logged | None]:
+        """``arrays()`` and how each point was logged (None: every one as a float)."""
         steps = np.concatenate(self.steps)
         values = np.concatenate(self.values)
         order = np.concatenate(self.order)
+        logged = B.join_logged([(len(part), logged) for part, logged in zip(self.steps, self.logged)])
         if len(order) > 1 and np.any(order[1:] < order[:-1]):
             by_row = np.argsort(order, kind="stable")
             steps, values = steps[by_row], values[by_row]
+            logged = logged.take(by_row) if logged is not None else None
         # Several values of one key at one step (commit=False rows, a repeated log): keep the last.
         keep = np.append(steps[1:] != steps[:-1], True) if len(steps) else np.ones(0, dtype=bool)
-        return steps[keep], values[keep]
+        if keep.all():
+            return steps, values, logged
+        return steps[keep], values[keep], logged.take(keep) if logged is not None else None
 
 
 class _RunFold:
@@ -264,27 +276,33 @@ class _RunFold:
         self.last_step = int(steps[-1])
         self.last_time = float(times[-1])
         for column in batch.columns:
+            logged = None
             if column.floats:
                 values = np.array(column.floats, dtype=np.float64)
             elif column.ints:
-                values = np.array(column.ints, dtype=np.float64)
+                exact = np.array(column.ints, dtype=np.int64)
+                values = exact.astype(np.float64)
+                logged = B.Logged(np.full(len(exact), B.INT, dtype=np.uint8), exact)
             elif column.bools:
-                values = np.array(column.bools, dtype=np.float64)
+                exact = np.array(column.bools, dtype=np.int64)
+                values = exact.astype(np.float64)
+                logged = B.Logged(np.full(len(exact), B.BOOL, dtype=np.uint8), exact)
             elif column.big_ints:  # ints outside int64: charted as doubles (the record log keeps them exact)
                 values = np.array([_as_double(text) for text in column.big_ints], dtype=np.float64)
             else:
                 continue  # strings and histograms stay in the record log (Api.history reads them)
             rows = np.array(column.rows, dtype=np.int64) if column.rows else None
             if rows is None:
-                self._add(self.keys[column.key], steps, values, order)
+                self._add(self.keys[column.key], steps, values, order, logged)
             else:
-                self._add(self.keys[column.key], steps[rows], values, order[rows])
+                self._add(self.keys[column.key], steps[rows], values, order[rows], logged)
 
-    def _add(self, key: str, steps: np.ndarray, values: np.ndarray, order: np.ndarray) -> None:
+    def _add(self, key: str, steps: np.ndarray, values: np.ndarray, order: np.ndarray,
+             logged: B.Logged | None = None) -> None:
         points = self.points.get(key)
         if points is None:
             points = self.points[key] = _Points()
-        points.add(steps, values, order)
+        points.add(steps, values, order, logged)
 
 
 class _NewRun:
@@ -296,11 +314,11 @@ class _NewRun:
 
     def __init__(self, row: dict[str, Any], fold: _RunFold) -> None:
         self.row = row
-        # (kind, key) -> (steps, values), in the order ``_write_series`` would insert them
-        self.series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {
-            ("number", key): points.arrays() for key, points in fold.points.items()}
+        # (kind, key) -> (steps, values, logged), in the order ``_write_series`` would insert them
+        self.series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, B.Logged | None]] = {
+            ("number", key): points.points() for key, points in fold.points.items()}
         for kind, by_name in fold.data.system_series(None).items():  # a new run has no windows stored
-            self.series.update(((kind, name), points.arrays()) for name, points in by_name.items())
+            self.series.update(((kind, name), (*points.arrays(), None)) for name, points in by_name.items())
         self.console = fold.data.console
         self.alerts = fold.data.alerts
         self.edges = fold.artifact_edges
@@ -310,7 +328,7 @@ class _NewRun:
 
     def points(self) -> int:
         """Metric points, as ``_write_series`` counts them (not ``_timestamp``, not system metrics)."""
-        return sum(len(steps) for (kind, key), (steps, _) in self.series.items()
+        return sum(len(steps) for (kind, key), (steps, _, _) in self.series.items()
                    if kind == "number" and key != TIMESTAMP_KEY)
 
 
@@ -539,18 +557,18 @@ class Indexer:
                 ids.update(((project_id, run_id), run_pk) for run_pk, run_id in found_ids)
         run_pks = [ids[(new.row["project_id"], new.row["run_id"])] for new in pending]
         series_rows: list[dict[str, Any]] = []
-        points: list[tuple[np.ndarray, np.ndarray]] = []
+        points: list[tuple[np.ndarray, np.ndarray, B.Logged | None]] = []
         console: list[dict[str, Any]] = []
         found: list[dict[str, Any]] = []
         edges: list[dict[str, Any]] = []
         media_found: list[dict[str, Any]] = []
         span_rows: list[dict[str, Any]] = []
         for run_pk, new in zip(run_pks, pending):
-            for (kind, key), (steps, values) in new.series.items():
+            for (kind, key), (steps, values, logged) in new.series.items():
                 counts = ({"count": len(steps), "first_step": int(steps[0]), "last_step": int(steps[-1])}
                           if len(steps) else {"count": 0, "first_step": None, "last_step": None})
                 series_rows.append({"run_pk": run_pk, "key": key, "kind": kind, **counts})
-                points.append((steps, values))
+                points.append((steps, values, logged))
             console.extend(console_rows(run_pk, new.console))
             found.extend(alert_rows(run_pk, new.alerts))
             edges.extend(edge_rows(run_pk, new.edges))
@@ -566,11 +584,11 @@ class Indexer:
                 rows = connection.execute(_NEW_SERIES_IDS, {"run_pks": run_pks[start : start + _IDS_PER_QUERY]})
                 series_ids.update(((r.run_pk, r.kind, r.key), r.id) for r in rows)
             joined = {run_pk for run_pk, new in zip(run_pks, pending) if new.joined}
-            for row, (steps, values) in zip(series_rows, points):
+            for row, (steps, values, logged) in zip(series_rows, points):
                 if len(steps):
                     series_id = series_ids[(row["run_pk"], row["kind"], row["key"])]
                     writer.append(series_id, 0, steps, values, int(steps[0]), counted=True,
-                                  joined=row["run_pk"] in joined)
+                                  joined=row["run_pk"] in joined, logged=logged)
         if console:
             connection.execute(console_lines.insert(), console)
         if found:
@@ -853,13 +871,13 @@ class Indexer:
         writer.load(targets)
         total = 0
         for key, points in new.items():
-            steps, values = points.arrays()
+            steps, values, logged = points.points() if isinstance(points, _Points) else (*points.arrays(), None)
             if not len(steps):
                 continue
             current = existing[key]
             old_count = current.count or 0
             first_step = current.first_step if old_count else int(steps[0])
-            writer.append(current.id, old_count, steps, values, first_step, joined=joined)
+            writer.append(current.id, old_count, steps, values, first_step, joined=joined, logged=logged)
             total += len(steps) if key != TIMESTAMP_KEY else 0
         if shared is None:
             writer.flush()
@@ -906,9 +924,10 @@ def join_open_blocks(connection: sa.Connection, run_pk: int) -> None:
         for (series_id, level), group in itertools.groupby(rows, key=lambda r: (r.series_id, r.level)):
             pieces = list(group)
             if level == 0:
-                decoded = [B.decode_points(piece.data) for piece in pieces]
-                data = B.encode_points(np.concatenate([steps for steps, _ in decoded]),
-                                       np.concatenate([values for _, values in decoded]))
+                decoded = [B.decode_block(piece.data) for piece in pieces]
+                data = B.encode_points(np.concatenate([steps for steps, _, _ in decoded]),
+                                       np.concatenate([values for _, values, _ in decoded]),
+                                       B.join_logged([(len(steps), logged) for steps, _, logged in decoded]))
             else:
                 data = B.encode_entries(np.concatenate([B.decode_entries(piece.data) for piece in pieces]))
             joins.append({"sid": series_id, "lvl": level, "low": pieces[0].seq, "high": pieces[-1].seq + 1,
@@ -1020,15 +1039,17 @@ class BlockWriter:
                 if B.PIECE_SIZE < r.entries < B.BLOCK_SIZE:  # more than a piece holds: a joined open block
                     self.joined.add(place)
 
-    def _points(self, series_id: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
-        """The level-0 block ``seq`` of a series, as ``load`` found it."""
+    def _points(self, series_id: int, seq: int) -> tuple[np.ndarray, np.ndarray, B.Logged | None]:
+        """The level-0 block ``seq`` of a series (steps, values, how they were logged), as ``load``
+        found it."""
         kept = self.decoded.get((series_id, 0, seq))
         if kept is not None:
             return kept
-        pieces = [B.decode_points(data) for data in self.tails[(series_id, 0, seq)]]
+        pieces = [B.decode_block(data) for data in self.tails[(series_id, 0, seq)]]
         if len(pieces) == 1:
             return pieces[0]
-        return np.concatenate([steps for steps, _ in pieces]), np.concatenate([values for _, values in pieces])
+        return (np.concatenate([steps for steps, _, _ in pieces]), np.concatenate([values for _, values, _ in pieces]),
+                B.join_logged([(len(steps), logged) for steps, _, logged in pieces]))
 
     def _entries(self, series_id: int, level: int, seq: int) -> np.ndarray:
         """The summary block ``seq`` of a series' ``level``, as ``load`` found it."""
@@ -1060,10 +1081,10 @@ class BlockWriter:
         (self.upserts if replaces else self.inserts).extend(rows)
 
     def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int,
-               *, counted: bool = False, joined: bool = False) -> None:
+               *, counted: bool = False, joined: bool = False, logged: B.Logged | None = None) -> None:
         """Append points to a series: rewrite the changed rows of its last level-0 block and, level
         by level, of the summary entries the new points change (only ever the last block of each
-        level). ``counted``: the series' row already has its new count and first and last step (a
+        level). ``logged``: how the points were logged (None: as floats). ``counted``: the series' row already has its new count and first and last step (a
         series inserted with its points), so it isn't updated. ``joined``: the run ended, each
         level's open block is written as one row (and not kept for a next append)."""
         if not counted:
@@ -1073,14 +1094,19 @@ class BlockWriter:
         seq = old_count // size
         new_count = old_count + len(steps)
         if old_count % size:
-            tail_steps, tail_values = self._points(series_id, seq)
+            tail_steps, tail_values, tail_logged = self._points(series_id, seq)
+            logged = B.join_logged([(len(tail_steps), tail_logged), (len(steps), logged)])
             steps = np.concatenate([tail_steps, steps])
             values = np.concatenate([tail_values, values])
         base = seq * size
         replaces = old_count > 0
 
+        uniform = B.uniform_part(logged)  # the same for every block: not computed per block
+
         def points(start: int, end: int) -> tuple[int, int, bytes]:
-            return int(steps[start]), int(steps[end - 1]), B.encode_points(steps[start:end], values[start:end])
+            return int(steps[start]), int(steps[end - 1]), B.encode_points(
+                steps[start:end], values[start:end],
+                logged.take(slice(start, end)) if logged is not None and uniform is None else None, part=uniform)
 
         def entries(start: int, end: int) -> tuple[int, int, bytes]:
             chunk = current[start:end]
@@ -1088,7 +1114,9 @@ class BlockWriter:
 
         self._store(series_id, 0, seq, len(steps), old_count - base, old_count - base, points, replaces, joined)
         last = (len(steps) - 1) // size * size  # each level's last block: what the series' next append rewrites
-        tail: dict[tuple[int, int], Any] = {(0, seq + last // size): (_kept(steps, last), _kept(values, last))}
+        tail: dict[tuple[int, int], Any] = {(0, seq + last // size): (
+            _kept(steps, last), _kept(values, last),
+            B.Logged(_kept(logged.kinds, last), _kept(logged.ints, last)) if logged is not None else None)}
 
         # Level 0 as entries, from the first point of the first level-1 entry the new points change on.
         below_base = old_count // B.FANOUT * B.FANOUT

@@ -26,7 +26,9 @@ from tracklet.errors import RunNotIndexed  # noqa: F401  (defined there; importe
 class SeriesHistory:
     """One run's one key over the window.
 
-    Exact (``exact`` is True): ``x``, ``steps`` and ``values`` per point. Bucketed: per bucket,
+    Exact (``exact`` is True): ``x``, ``steps`` and ``values`` (float64: what charts draw) per
+    point, and ``logged``, how each was logged where some value was an int or a bool (None: all
+    floats; ``as_logged()`` gives the values so, ints exact past 2**53). Bucketed: per bucket,
     ``x`` and ``steps`` at the bucket's last point, ``min``/``max`` over its finite values (NaN
     when it has none), ``last``, ``count`` (points) and ``nonfinite`` (NaN/inf points).
     ``stat`` is None for a metric; for a system metric, ``"mean"`` or ``"max"`` says which of the
@@ -46,9 +48,19 @@ class SeriesHistory:
     count: np.ndarray | None = None
     nonfinite: np.ndarray | None = None
     stat: str | None = None
+    logged: B.Logged | None = None
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    def as_logged(self) -> list[Any]:
+        """The exact values as they were logged: an int for an int (exact, past 2**53 too), a
+        bool for a bool, a float for a float (and for an int outside int64). Points an older
+        tracklet indexed give floats (``tracklet index --rebuild``: their ints). A bucketed series
+        has no values: ValueError."""
+        if not self.exact or self.values is None:
+            raise ValueError("a bucketed series has no values as logged (read it with buckets=None)")
+        return B.as_logged(np.asarray(self.values), self.logged)
 
     def as_json(self, by_step: bool) -> dict[str, Any]:
         """The series as ``GET /projects/{p}/history`` answers it: the run id, strict-JSON floats,
@@ -60,11 +72,32 @@ class SeriesHistory:
         if not by_step:
             data["steps"] = np.asarray(self.steps).tolist()
         if self.exact:
-            data["values"] = json_floats(np.asarray(self.values))
+            data.update(logged_json(np.asarray(self.values), self.logged))
         else:
             for name in ("min", "max", "last"):
                 data[name] = json_floats(np.asarray(getattr(self, name)))
         return data
+
+
+def logged_json(values: np.ndarray, logged: B.Logged | None) -> dict[str, Any]:
+    """Exact values as a history route answers them: ``values`` strict-JSON numbers, an int logged
+    as an int as a JSON integer (exact past 2**53 too, for clients that parse them so), a bool as
+    1 or 0 (charts read numbers) named in ``bools`` (the indices of the values logged as bools; left
+    out when none is)."""
+    from tracklet.core.jsonsafe import json_floats
+
+    if logged is None:
+        return {"values": json_floats(values)}
+    exact = logged.kinds != B.FLOAT
+    if exact.all():
+        found = logged.ints.tolist()
+    else:
+        found = json_floats(values)
+        at = np.flatnonzero(exact)
+        for index, value in zip(at.tolist(), logged.ints[at].tolist()):
+            found[index] = value
+    bools = np.flatnonzero(logged.kinds == B.BOOL).tolist()
+    return {"values": found, "bools": bools} if bools else {"values": found}
 
 
 class HistoryReader:
@@ -85,9 +118,11 @@ class HistoryReader:
         (answer,) = self.windows.read([WindowRequest(row, start, end)], buckets)
         return answer
 
-    def read_many(self, requests: Sequence[WindowRequest], buckets: int | None) -> list[tuple[bool, Any]]:
-        """``read`` for many series at once, in a few statements (store/windows.py)."""
-        return self.windows.read(requests, buckets)
+    def read_many(self, requests: Sequence[WindowRequest], buckets: int | None, *,
+                  logged: bool = False) -> list[tuple[bool, Any]]:
+        """``read`` for many series at once, in a few statements (store/windows.py); ``logged``:
+        exact points with how they were logged (``WindowReader.read``)."""
+        return self.windows.read(requests, buckets, logged=logged)
 
 
 STEP_LIMIT = 2**62  # beyond any step; keeps window bounds inside the databases' 64-bit integers
@@ -99,8 +134,9 @@ def _clamp_step(value: float) -> int:
 
 def _as_history(run: str, key: str, exact: bool, data: Any) -> SeriesHistory:
     if exact:
-        steps, values = data
-        return SeriesHistory(run, key, True, steps.astype(np.float64), steps, values=values)
+        steps, values, *rest = data
+        return SeriesHistory(run, key, True, steps.astype(np.float64), steps, values=values,
+                             logged=rest[0] if rest else None)
     return SeriesHistory(
         run, key, False, data["last_step"].astype(np.float64), data["last_step"].copy(),
         first_steps=data["first_step"].copy(), min=data["min"].copy(), max=data["max"].copy(),
@@ -178,7 +214,7 @@ class StoreQueries:
                     if row is not None:
                         requests.append(WindowRequest(row, step_start, step_end))
                         owners.append((path, key, curve, offset))
-            for (path, key, curve, offset), (exact, data) in zip(owners, reader.read_many(requests, buckets)):
+            for (path, key, curve, offset), (exact, data) in zip(owners, reader.read_many(requests, buckets, logged=True)):
                 result = _as_history(path, key, exact, data)
                 if axis_key is not None:
                     result.x = (np.interp(result.steps, *curve) - offset if curve is not None

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-Points = tuple[np.ndarray, np.ndarray]  # a level-0 block: steps, values
+Points = tuple[np.ndarray, np.ndarray, Any]  # a level-0 block: steps, values, blocks.Logged or None
 Block = Points | np.ndarray  # a level >= 1 block: summary entries (blocks.ENTRY)
 Version = tuple[int, Any, str]  # the run row's (log_offset, heartbeat_at, state)
 
@@ -38,8 +38,14 @@ class SeriesTail:
         self.count = count
         self.first_step = first_step
         self.blocks = blocks
-        self.nbytes = sum(sum(a.nbytes for a in block) if isinstance(block, tuple) else block.nbytes
-                          for block in blocks.values())
+        self.nbytes = sum(_nbytes(block) for block in blocks.values())
+
+
+def _nbytes(block: Block) -> int:
+    """Memory held by a decoded block: its arrays (a level-0 block's ``Logged`` is a tuple of two)."""
+    if isinstance(block, tuple):
+        return sum(_nbytes(part) for part in block if part is not None)
+    return block.nbytes
 
 
 class RunTails:

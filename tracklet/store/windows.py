@@ -28,6 +28,7 @@ CHUNK = 400  # series per statement: well under SQLite's and PostgreSQL's parame
 CACHE_BYTES = 128 << 20  # decoded blocks kept per process (their stored bytes included)
 
 Points = tuple[np.ndarray, np.ndarray]  # (steps int64, values float64)
+LoggedPoints = tuple[np.ndarray, np.ndarray, "B.Logged | None"]  # and how they were logged (None: as floats)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +50,11 @@ class _Piece:
     start: int
     end: int
     parts: list[np.ndarray | _Piece] = dataclasses.field(default_factory=list)
-    points: Points | None = None  # level 0: the points themselves
+    points: LoggedPoints | None = None  # level 0: the points themselves
 
     def entries(self) -> np.ndarray:
         if self.points is not None:
-            return B.point_entries(*self.points)
+            return B.point_entries(self.points[0], self.points[1])
         parts = [part.entries() if isinstance(part, _Piece) else part for part in self.parts]
         if len(parts) == 1:
             return parts[0]
@@ -115,9 +116,11 @@ def _overlapping(windows: Iterable[tuple[int, int, int]]) -> sa.ColumnElement[bo
     ))
 
 
-def _nbytes(decoded: tuple[np.ndarray, ...] | np.ndarray) -> int:
-    """Memory held by a decoded block: its points' (steps, values) arrays or its entries array."""
-    return sum(part.nbytes for part in decoded) if isinstance(decoded, tuple) else decoded.nbytes
+def _nbytes(decoded: Any) -> int:
+    """Memory held by a decoded block: its points' (steps, values, logged) arrays or its entries array."""
+    if isinstance(decoded, tuple):
+        return sum(_nbytes(part) for part in decoded if part is not None)
+    return int(decoded.nbytes)
 
 
 class DecodedBlocks:
@@ -139,7 +142,7 @@ class DecodedBlocks:
             if found is not None:
                 self._entries.move_to_end(key)
                 return found
-        decoded = B.decode_points(key[1]) if level == 0 else B.decode_entries(key[1])
+        decoded = B.decode_block(key[1]) if level == 0 else B.decode_entries(key[1])
         size = len(key[1]) + _nbytes(decoded)
         with self._lock:
             if key not in self._entries:
@@ -147,8 +150,7 @@ class DecodedBlocks:
                 self._bytes += size
                 while self._bytes > self.limit and self._entries:
                     (_, old), dropped = self._entries.popitem(last=False)
-                    self._bytes -= len(old) + (dropped[0].nbytes + dropped[1].nbytes if isinstance(dropped, tuple)
-                                               else dropped.nbytes)
+                    self._bytes -= len(old) + _nbytes(dropped)
         return decoded
 
 
@@ -159,17 +161,19 @@ class WindowReader:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
 
-    def read(self, requests: Sequence[WindowRequest], buckets: int | None) -> list[tuple[bool, Any]]:
+    def read(self, requests: Sequence[WindowRequest], buckets: int | None, *,
+             logged: bool = False) -> list[tuple[bool, Any]]:
         """Per request: ``(True, (steps, values))``, the exact points (every point when
         ``buckets`` is None, or when the window has no more than ``buckets``), or ``(False,
-        entries)``: at most ``buckets`` merged entries over equal step ranges of the window."""
+        entries)``: at most ``buckets`` merged entries over equal step ranges of the window.
+        ``logged``: exact points as ``(steps, values, blocks.Logged or None)``, how each was logged."""
         answers: list[tuple[bool, Any] | None] = [None] * len(requests)
         tops: list[tuple[int, _Piece]] = []
         windows: list[tuple[int, int, int]] = []
         for index, request in enumerate(requests):
             row = request.row
             if row.count == 0:
-                answers[index] = (True, (np.empty(0, dtype=np.int64), np.empty(0)))
+                answers[index] = (True, (np.empty(0, dtype=np.int64), np.empty(0), None)[: 3 if logged else 2])
                 continue
             start = row.first_step if request.start is None else request.start
             end = row.last_step if request.end is None else request.end
@@ -183,9 +187,9 @@ class WindowReader:
         self._fill([piece for _, piece in tops])
         for index, piece in tops:
             if piece.points is not None:
-                steps, values = piece.points
+                steps, values, _ = piece.points
                 if buckets is None or len(steps) <= buckets:
-                    answers[index] = (True, piece.points)
+                    answers[index] = (True, piece.points if logged else (steps, values))
                 else:
                     answers[index] = (False, bucketize_points(steps, values, piece.start, piece.end, buckets))
             else:
@@ -240,13 +244,19 @@ class WindowReader:
         return found
 
     @staticmethod
-    def _points(data: list[Points], start: int, end: int) -> Points:
+    def _points(data: list[LoggedPoints], start: int, end: int) -> LoggedPoints:
         if not data:
-            return np.empty(0, dtype=np.int64), np.empty(0)
-        steps = np.concatenate([d[0] for d in data]) if len(data) > 1 else data[0][0]
-        values = np.concatenate([d[1] for d in data]) if len(data) > 1 else data[0][1]
+            return np.empty(0, dtype=np.int64), np.empty(0), None
+        if len(data) == 1:
+            steps, values, logged = data[0]
+        else:
+            steps = np.concatenate([d[0] for d in data])
+            values = np.concatenate([d[1] for d in data])
+            logged = B.join_logged([(len(d[0]), d[2]) for d in data])
         inside = (steps >= start) & (steps <= end)
-        return (steps, values) if inside.all() else (steps[inside], values[inside])
+        if inside.all():
+            return steps, values, logged
+        return steps[inside], values[inside], logged.take(inside) if logged is not None else None
 
     @staticmethod
     def _split(piece: _Piece, data: list[np.ndarray]) -> list[_Piece]:

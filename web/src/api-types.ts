@@ -128,7 +128,8 @@ export interface paths {
         /**
          * Metric histories at a resolution
          * @description Min/max/last/count per bucket over equal step ranges, or the exact points when the window
-         *     holds no more points than `buckets`.
+         *     holds no more points than `buckets`: each value as logged, an int as a JSON integer (exact past
+         *     2**53 too), a float as a JSON float (3.0 stays 3.0), a boolean as 1 or 0 named in `bools`.
          */
         get: operations["get_history_api_v1_runs__project___run_id__history_get"];
         put?: never;
@@ -2704,6 +2705,11 @@ export interface components {
             steps?: number[];
             /** Values */
             values?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
+            /**
+             * Bools
+             * @description The indices of the values logged as booleans (1 and 0 in `values`); left out when none was
+             */
+            bools?: number[];
             /** Min */
             min?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Max */
@@ -4144,6 +4150,11 @@ export interface components {
             steps: number[];
             /** Values */
             values?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
+            /**
+             * Bools
+             * @description Exact points only: the indices of the values logged as booleans (given as 1 and 0 in `values`); left out when none was. A value logged as an int is a JSON integer, exact past 2**53 too
+             */
+            bools?: number[];
             /** First Steps */
             first_steps?: number[];
             /** Min */

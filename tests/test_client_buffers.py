@@ -85,13 +85,12 @@ class Relay:
             cut = self.cut if not self.cut_done else None
             self.cut_done = self.cut_done or cut is not None
             self._open += [client, upstream]
-        answered = threading.Event()  # set once the server's side ended (closed, or cut)
-        threading.Thread(target=self._pump, args=(upstream, client, None, answered), daemon=True).start()
-        if self._pump(client, upstream, cut, None) and not answered.is_set():
+        ended = threading.Event()  # set once either side ended (closed, or cut)
+        threading.Thread(target=self._pump, args=(upstream, client, None, ended), daemon=True).start()
+        if self._pump(client, upstream, cut, ended):
             self.ended.release()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, cut: int | None,
-              finished: threading.Event | None) -> bool:
+    def _pump(self, source: socket.socket, sink: socket.socket, cut: int | None, ended: threading.Event) -> bool:
         """Copy ``source`` to ``sink`` until either ends; True when ``source`` closed first."""
         moved = 0
         closed = False
@@ -103,11 +102,10 @@ class Relay:
                 sink.sendall(data)
                 moved += len(data)
             else:
-                closed = True
+                closed = not ended.is_set()
         except OSError:
             pass
-        if finished is not None:
-            finished.set()
+        ended.set()
         for end in (source, sink):
             with _quiet():
                 end.shutdown(socket.SHUT_RDWR)
@@ -259,10 +257,14 @@ def test_over_https_the_servers_certificate_is_verified_and_the_key_sent(keyed, 
         monkeypatch.setattr(http_module, "_ssl_context", None)
         monkeypatch.setenv("SSL_CERT_FILE", str(ca))
         http = HttpClient(url, api_key=keyed.admin_key)
-        pack_id, pieces, ids = _pack()
-        assert ArtifactClient(http).upload_pack("p", pack_id, pieces) == len(pieces)
+        packs = [_pack(), _pack()]
+        for pack_id, pieces, _ in packs:
+            assert ArtifactClient(http).upload_pack("p", pack_id, pieces) == len(pieces)
         http.close()
-        assert _missing(keyed.url, "p", ids, _bearer(keyed)) == []
+        assert relay.connections == 1  # the TLS connection kept alive between packs
+        assert _missing(keyed.url, "p", packs[0][2] + packs[1][2], _bearer(keyed)) == []
+        with pytest.raises(RuntimeError, match="closed"):  # a closed client is not retried for minutes
+            ArtifactClient(http).upload_pack("p", *_pack(2)[:2])
 
         monkeypatch.delenv("TRACKLET_API_KEY", raising=False)
         keyless = HttpClient(url)  # no key saved for this new port

@@ -147,8 +147,8 @@ class BufferSender:
             else:
                 connection = http.client.HTTPConnection(url.host, port, timeout=timeout)
             with self._lock:
-                if self._closed:
-                    raise httpx.ConnectError("the client is closed", request=request)
+                if self._closed:  # as httpx answers a closed client: not a failure to retry
+                    raise RuntimeError("Cannot send a request, as the client has been closed.")
                 ended = [old for old, thread in self._connections.items() if not thread.is_alive()]
                 for old in ended:  # a finished thread's (a pool's, after its upload): its socket, not left open
                     del self._connections[old]
@@ -166,7 +166,8 @@ class BufferSender:
             self._local.connection = None
 
     def close(self) -> None:
-        """Close every thread's connection; later requests fail (``ConnectError``)."""
+        """Close every thread's connection; a later request raises ``RuntimeError`` (as httpx's
+        closed client does)."""
         with self._lock:
             self._closed = True
             connections, self._connections = list(self._connections), {}

@@ -34,6 +34,11 @@ import httpx
 
 Buffer = bytes | bytearray | memoryview
 
+#: Bytes handed to one ``sendall`` at most. A socket's timeout bounds a whole ``sendall`` (since
+#: Python 3.5), httpx's write timeout each ``send``: in pieces this size a slow link still gets the
+#: client's write timeout per MiB, as under httpx, not for a whole 16 MiB pack.
+SEND_BYTES = 1 << 20
+
 # Headers httpx adds that this path leaves out: an encoded answer would need httpx's decoders.
 _SKIPPED = frozenset({"accept-encoding", "content-length", "transfer-encoding"})
 
@@ -108,7 +113,9 @@ class BufferSender:
                 connection.putheader("Content-Length", str(length))
                 connection.endheaders()
                 for buffer in buffers:
-                    sock.sendall(buffer)
+                    view = memoryview(buffer).cast("B")
+                    for start in range(0, len(view), SEND_BYTES):
+                        sock.sendall(view[start:start + SEND_BYTES])
             except OSError as failure:  # the server may have answered and closed early (a refusal): read on
                 sent_error = failure
             sock.settimeout(timeout.read)

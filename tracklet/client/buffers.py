@@ -116,6 +116,8 @@ class BufferSender:
                     view = memoryview(buffer).cast("B")
                     for start in range(0, len(view), SEND_BYTES):
                         sock.sendall(view[start:start + SEND_BYTES])
+            except TimeoutError as failure:
+                raise httpx.WriteTimeout(f"{type(failure).__name__}: {failure}", request=request) from failure
             except OSError as failure:  # the server may have answered and closed early (a refusal): read on
                 sent_error = failure
             sock.settimeout(timeout.read)
@@ -124,7 +126,8 @@ class BufferSender:
                 body = answer.read()
             except (OSError, http.client.HTTPException) as failure:
                 if sent_error is not None:  # no answer to a body that didn't go out: the send's failure
-                    raise _failure(sent_error, request, httpx.WriteTimeout, httpx.WriteError) from sent_error
+                    raise httpx.WriteError(f"{type(sent_error).__name__}: {sent_error}",
+                                           request=request) from sent_error
                 if isinstance(failure, http.client.HTTPException):  # a closed connection, a garbled answer
                     raise httpx.RemoteProtocolError(f"{type(failure).__name__}: {failure}",
                                                     request=request) from failure

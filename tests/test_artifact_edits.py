@@ -6,6 +6,7 @@ edit with itself), and an alias appended while the version was still being store
 from __future__ import annotations
 
 import threading
+import warnings
 
 import pytest
 
@@ -79,9 +80,10 @@ def test_aliases_of_a_version_being_stored_refuse_edits_until_wait(root, start, 
     assert sorted(tracklet.Api(root).artifact("p/ds:v0").aliases) == ["best", "latest", "train"]
 
 
-def test_save_during_an_online_runs_upload_waits_for_it_and_warns(root, tmp_path, servers, monkeypatch):
+def test_save_during_an_online_runs_upload_waits_for_it_and_moves_the_servers_copy_too(root, tmp_path, servers,
+                                                                                       monkeypatch):
     """The version is committed locally before the upload sets the server's version number:
-    a save() in between skipped the warning that the server's copy keeps its aliases."""
+    a save() in between must wait for it, then move the aliases of the server's copy as well."""
     import tracklet
     from conftest import QUIET
     from tracklet.artifacts.worker import ArtifactWorker
@@ -109,9 +111,12 @@ def test_save_during_an_online_runs_upload_waits_for_it_and_warns(root, tmp_path
         assert artifact.state == "committed"
         artifact.aliases.append("best")
         threading.Timer(0.2, release.set).start()  # save() must wait for the upload to see its outcome
-        with pytest.warns(TrackletWarning, match="server's copy \\(v0\\) keeps its aliases"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", TrackletWarning)
             artifact.save()
     finally:
         release.set()
         run.finish()
     assert sorted(tracklet.Api(root).artifact("p/ds:v0").aliases) == ["best", "latest"]
+    with tracklet.Api(base_url=server.url) as api:
+        assert api.artifact("p/ds:best").version == "v0"

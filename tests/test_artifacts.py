@@ -823,6 +823,38 @@ def test_the_blob_store_works_over_any_fsspec_file_system(tmp_path):
         store.read_bytes(small)
 
 
+def test_a_blob_is_stored_only_under_the_digest_its_bytes_hash_to(start, root, tmp_path):
+    # Content addressing: no caller can name the digest bytes are stored under. A digest string
+    # is no way in; HashedBytes carry the sha256 of the very bytes they hold, and an in-memory
+    # file of a draft is stored under what its bytes hash to.
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.core.filehash import HashedBytes
+
+    store = FsspecBlobStore(str(tmp_path / "cas"))
+    claimed = "0" * 64
+    with pytest.raises(TypeError):
+        store.put_bytes(b"payload", claimed)  # type: ignore[call-arg]
+    assert not store.has(claimed) and not store.has(hashlib.sha256(b"payload").hexdigest())
+    buffer = bytearray(b"original bytes")
+    hashed = HashedBytes(buffer)
+    buffer[:] = b"changed meanwhile"  # after hashing: what is stored is what was hashed
+    with pytest.raises(AttributeError):
+        hashed.digest = claimed  # type: ignore[misc]
+    digest, written = store.put_bytes(hashed)
+    assert digest == hashlib.sha256(b"original bytes").hexdigest() and written == len(b"original bytes")
+    assert store.read_bytes(digest) == b"original bytes" and not store.has(claimed)
+    run = start()
+    artifact = tracklet.Artifact("snapshot", "code")
+    artifact._add_bytes("plain.py", b"x = 1\n")
+    artifact._add_bytes("hashed.py", HashedBytes(b"y = 2\n"))
+    run.log_artifact(artifact).wait()
+    run.finish()
+    entries = {entry.path: entry.digest for entry in artifact.files()}
+    assert entries == {"plain.py": hashlib.sha256(b"x = 1\n").hexdigest(),
+                       "hashed.py": hashlib.sha256(b"y = 2\n").hexdigest()}
+    assert _tree(Path(artifact.download(tmp_path / "out"))) == {"plain.py": b"x = 1\n", "hashed.py": b"y = 2\n"}
+
+
 def test_a_mutable_file_is_snapshot_when_added_so_overwriting_it_after_logging_is_safe(start, root, tmp_path):
     checkpoint = tmp_path / "model.keras"
     checkpoint.write_bytes(b"epoch 0 weights")

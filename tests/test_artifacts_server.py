@@ -678,22 +678,133 @@ def test_a_server_version_fetches_its_http_references_from_where_they_live(serve
         assert not (skipped / "weights.bin").exists() and (skipped / "card.txt").is_file()
 
 
-def test_moving_an_online_versions_aliases_says_the_servers_copy_keeps_its_own(servers, tmp_path, monkeypatch):
-    """``aliases.append`` + ``save()`` on a version an online run logged moves them in the local
-    store; the server's copy is not moved, and the caller is told so rather than left to assume it."""
-    from tracklet.errors import TrackletWarning
-
-    server = servers(tmp_path / "server")
-    writer = tmp_path / "writer"
-    run = tracklet.init(project="vision", dir=str(writer), mode="online", settings={**QUIET, "base_url": server.url})
-    (tmp_path / "m.bin").write_bytes(b"model")
-    artifact = run.log_artifact(tmp_path / "m.bin", name="m", type="model").wait()
+def _online_versions(server, root: Path, tmp_path: Path, contents: list[bytes], first: int = 0) -> list[tracklet.Artifact]:
+    """Versions of ``vision/m`` an online run logged to ``server`` (one per content, in order,
+    numbered from ``first`` on the server)."""
+    run = tracklet.init(project="vision", dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
+    logged = []
+    for index, content in enumerate(contents):
+        (tmp_path / "m.bin").write_bytes(content)
+        logged.append(run.log_artifact(tmp_path / "m.bin", name="m", type="model").wait())
+        assert logged[-1].upload_error is None and logged[-1]._server_version == first + index
     run.finish()
-    assert artifact.upload_error is None
-    artifact.aliases.append("best")
-    with pytest.warns(TrackletWarning, match=r"moved in the local store only; the server's copy \(v0\) keeps its"):
-        artifact.save()
-    assert tracklet.Api(writer).artifact("vision/m:best").version == "v0"
+    return logged
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_servers_versions_move_aliases_and_are_deleted_by_the_same_code_as_local_ones(servers, tmp_path, monkeypatch,
+                                                                                        request, database):
+    """``aliases.append`` + ``save()`` and ``delete()`` on a version of a server's project (read
+    through ``Api(base_url=)``, or logged by an online run) go to the server, with the local
+    store's rules: one version per alias, ``latest``/``vN`` fixed, an alias removed from a stale
+    view stays where someone moved it, custom aliases need ``delete_aliases``, a registered
+    version is refused, a deleted number is never given again, its blobs stay for the GC."""
+    import warnings
+
+    from tracklet.errors import ArtifactError, ArtifactNameError, ArtifactNotFound
+
+    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store_url)
+    writer = tmp_path / "writer"
+    logged = _online_versions(server, writer, tmp_path, [b"v0", b"v1", b"v2"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "the server's copy keeps its aliases" any more
+        logged[0].aliases.append("best")
+        logged[0].save()
+    assert tracklet.Api(writer).artifact("vision/m:best").version == "v0"  # the local store's copy moved too
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
     with tracklet.Api(base_url=server.url) as api:
-        assert api.artifact("vision/m:latest").aliases == ["latest"]
+        assert api.artifact("vision/m:best").version == "v0"
+        one, stale = api.artifact("vision/m:v1"), api.artifact("vision/m:v0")
+        one.aliases.append("best")
+        one.save()
+        assert one.aliases == ["best"] and api.artifact("vision/m:best").version == "v1"
+        assert api.artifact("vision/m:v0").aliases == []  # moved, not copied: one version per alias
+        stale.aliases.remove("best")  # this view still shows best on v0; it is on v1 now
+        stale.save()
+        assert api.artifact("vision/m:best").version == "v1"
+        with pytest.raises(ArtifactNameError):
+            one.aliases.append("v7")
+            one.save()
+        one.aliases = ["best"]
+        latest = api.artifact("vision/m:latest")
+        latest.aliases.remove("latest")
+        with pytest.raises(ArtifactError, match="'latest' always names the newest version"):
+            latest.save()
+        client = _client(server.url)
+        with pytest.raises(ArtifactError, match="'latest' always names the newest version"):
+            client.save_aliases("vision", "m", 1, [], ["latest"])
+        with pytest.raises(ArtifactError, match="alias 'v7' is not allowed"):
+            client.save_aliases("vision", "m", 1, ["v7"], [])
+        with pytest.raises(ArtifactNotFound, match="vision/m:v9 does not exist"):
+            client.save_aliases("vision", "m", 9, ["best"], [])
+
+        two = api.artifact("vision/m:v2")
+        two.aliases.append("best")
+        two.save()
+        with pytest.raises(ArtifactError, match="has alias.*best"):
+            two.delete()
+        assert api.artifact("vision/m:best").version == "v2"  # a refused delete changes nothing
+        file_digest = two.manifest.entries["m.bin"].digest
+        two.delete(delete_aliases=True)
+        with pytest.raises(ArtifactNotFound):
+            api.artifact("vision/m:v2")
+        with pytest.raises(ArtifactNotFound):
+            api.artifact("vision/m:best")
+        assert api.artifact("vision/m:latest").version == "v1"
+        assert client.read("vision", file_digest) == b"v2"  # its blobs stay until artifact-gc
+
+        one.link("model/m")
+        with pytest.raises(ArtifactError, match="is registered as model/m:v0"):
+            api.artifact("vision/m:v1").delete()
+        with pytest.raises(ArtifactError, match="never deletes a version its model registry links"):
+            api.artifact("vision/m:v1").delete(break_registry_links=True)
+        assert api.artifact("vision/m:v1").version == "v1"
+
+    _online_versions(server, writer, tmp_path, [b"v3"], first=3)  # v2's number is never given again
+    with pytest.raises(ArtifactError, match="has alias.*best"):  # best is still on v0 in the writer's store
+        logged[0].delete()
+    with tracklet.Api(base_url=server.url) as api:
+        assert api.artifact("vision/m:v0").version == "v0"  # refused before the server's copy was touched
+    logged[0].delete(delete_aliases=True)  # an online run's version: the server's copy and the local one
+    with tracklet.Api(base_url=server.url) as api:
+        with pytest.raises(ArtifactNotFound):
+            api.artifact("vision/m:v0")
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(writer).artifact("vision/m:v0")
+    with httpx.Client(base_url=server.url) as http:
+        events = http.get("/api/v1/audit", params={"project": "vision", "limit": 1000}).json()["events"]
+    actions = [(event["action"], event["target"].rsplit("/", 1)[-1], event["status"]) for event in events
+               if event["action"] in ("save_version_aliases", "delete_version")]
+    assert [entry for entry in actions if entry[0] == "delete_version"] == [
+        ("delete_version", "v2", 409), ("delete_version", "v2", 200), ("delete_version", "v1", 409),
+        ("delete_version", "v0", 200)]  # each as answered: a refusal is audited as one
+    assert [status for action, _, status in actions if action == "save_version_aliases"] == [
+        200, 200, 200, 400, 400, 404, 200]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_clients_moving_one_alias_at_once_leave_it_on_one_version(servers, tmp_path, request, database):
+    """Each move is one locked transaction of the collection: whatever the interleaving, the alias
+    always names one version (a reader never finds it missing mid-move), one version holds it
+    once the moves are done, and the last move wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store_url)
+    _online_versions(server, tmp_path / "writer", tmp_path, [b"a", b"b"])
+    clients = [_client(server.url), _client(server.url)]
+
+    def move(target: int) -> set[int]:
+        seen = set()
+        for _ in range(15):
+            clients[target].save_aliases("vision", "m", target, ["best"], [])
+            seen.add(clients[target].version("vision", "m", "best")["index"])  # found, on some version
+        return seen
+
+    with ThreadPoolExecutor(2) as pool:
+        assert set().union(*pool.map(move, [0, 1])) <= {0, 1}
+    holders = [v["index"] for v in clients[0].versions("vision", "m") if "best" in v["aliases"]]
+    assert len(holders) == 1
+    clients[1].save_aliases("vision", "m", 1, ["best"], [])  # the last writer wins
+    assert clients[0].version("vision", "m", "best")["index"] == 1

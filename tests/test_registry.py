@@ -15,7 +15,7 @@ from conftest import QUIET, REPO
 
 import tracklet
 from tracklet.core.recordlog import read_log
-from tracklet.errors import ArtifactNameError, ArtifactNotFound, RegistryError
+from tracklet.errors import AliasMoved, ArtifactNameError, ArtifactNotFound, RegistryError
 from tracklet.proto import records_pb2 as pb
 
 
@@ -130,7 +130,12 @@ def test_every_alias_move_is_kept_with_who_when_and_why(start, root, tmp_path):
     registry.set_alias("model", "net", "production", "v2", actor="bob", reason="better accuracy")
     registry.set_alias("model", "net", "staging", "latest", actor="carol")
     registry.set_alias("model", "net", "production", "v1", actor="alice", reason="rollback: v2 regressed")
-    registry.remove_alias("model", "net", "staging", actor="carol", reason="cleanup")
+    with pytest.raises(RegistryError, match="name the version you read it on"):
+        registry.remove_alias("model", "net", "staging", actor="carol")
+    with pytest.raises(AliasMoved, match=r"'staging' of model/net names v2 now, not v0 as read"):
+        registry.remove_alias("model", "net", "staging", expected=0, actor="carol")  # a stale caller: nothing removed
+    assert registry.resolve("model", "net", "staging").version == 2
+    registry.remove_alias("model", "net", "staging", expected=2, actor="carol", reason="cleanup")
     assert api.artifact("models:/net@production").version == "v1"
 
     moves = [(e.alias, e.from_version, e.to_version, e.actor, e.reason) for e in api.alias_history("model/net")]

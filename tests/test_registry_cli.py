@@ -7,10 +7,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import QUIET
 from test_cli import assert_clean_error, invoke
 
 import tracklet
+from tracklet.errors import AliasMoved, RegistryError
 from tracklet.registry.cards import front_matter
 
 
@@ -112,6 +114,23 @@ def test_the_command_line_reads_and_moves_a_servers_registry(servers, tmp_path, 
     shown = invoke(reader, "registry", "--url", server.url, "card", "models:/mnist/0")
     assert front_matter(shown.stdout) == facts
     assert not (reader / "artifacts" / "registry.sqlite").exists()  # nothing local was written
+
+    # Removing an alias is conditional on the version the caller read: a stale client (it read
+    # production on v1; it names v0 now) removes nothing, in Python and from the command line.
+    with tracklet.Api(base_url=server.url) as api:
+        with pytest.raises(RegistryError, match="name the version you read it on"):
+            api.registry.remove_alias("model", "mnist", "production")
+        with pytest.raises(AliasMoved, match=r"'production' of model/mnist names v0 now, not v1 as read"):
+            api.registry.remove_alias("model", "mnist", "production", expected=1)
+        assert api.registry.resolve("model", "mnist", "production").version == 0
+    assert_clean_error(invoke(reader, "registry", "--url", server.url, "alias", "model/mnist", "production", "v1",
+                              "--remove"), "names v0 now, not v1 as read")
+    removed = invoke(reader, "registry", "--url", server.url, "alias", "model/mnist", "production", "v0", "--remove")
+    assert "production: v0 -> -" in removed.output, removed.output
+    invoke(reader, "registry", "--url", server.url, "alias", "model/mnist", "staging", "v0")
+    gone = invoke(reader, "registry", "--url", server.url, "alias", "model/mnist", "staging", "--remove")
+    assert "staging: v0 -> -" in gone.output, gone.output  # explicit, without a version: wherever it points
+    assert "production" not in invoke(reader, "registry", "--url", server.url, "ls").output
 
 
 def test_a_registered_version_is_not_deleted_without_force(root, tmp_path):

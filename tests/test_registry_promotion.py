@@ -48,7 +48,7 @@ def test_a_protected_alias_moves_only_when_someone_else_approves(store_url):
     with pytest.raises(RegistryError, match="bob has reviewed promotion request #1 already"):
         registry.review(request_id, "approve", reviewer="bob")
     with pytest.raises(PromotionRequired, match="can't be removed"):
-        registry.remove_alias("model", "net", "production", actor="mallory")
+        registry.remove_alias("model", "net", "production", unconditional=True, actor="mallory")
     decided = registry.review(request_id, "approve", reviewer="carol")
     assert decided.state == "approved" and [r["reviewer"] for r in decided.reviews] == ["bob", "carol"]
     assert registry.resolve("model", "net", "production").version == 2
@@ -204,7 +204,7 @@ def test_every_change_is_reported_inside_its_transaction(store_url):
     registry.on_event = refuse  # a hook that fails: the change is not made
     with pytest.raises(RuntimeError):
         registry.set_alias("model", "net", "staging", "v0", actor="alice")  # already there: no event, no call
-        registry.remove_alias("model", "net", "staging", actor="alice")
+        registry.remove_alias("model", "net", "staging", expected=0, actor="alice")
     assert registry.resolve("model", "net", "staging").version == 0
     assert [event.alias for event in registry.history("model", "net")] == ["staging", "production"]
 

@@ -34,6 +34,7 @@ MATRIX = [
     ("review", 401, 403, 403, 403, 200),
     ("protect", 401, 403, 403, 403, 200),
     ("manage_members", 401, 403, 403, 403, 200),
+    ("unlink", 401, 403, 403, 403, 200),
 ]
 WHO = ("nokey", "outsider", "viewer", "member", "radmin")
 
@@ -108,6 +109,11 @@ def _act(action: str, client: httpx.Client, admin: httpx.Client) -> httpx.Respon
         return client.put(net + "/protections/gold", json={"approvals": 2})
     if action == "manage_members":
         return client.put("/registries/model/members/outsider", json={"role": "viewer"})
+    if action == "unlink":  # a version of its own collection, linked anew each time (v0's source)
+        source = admin.get(net + "/versions/v0").json()["link"]
+        linked = admin.post("/registries/model/collections/scratch/links", json={
+            "project": "train", "name": source["source_name"], "version": source["source_version"]})
+        return client.delete(f"/registries/model/collections/scratch/versions/v{linked.json()['link']['version']}")
     raise AssertionError(action)
 
 

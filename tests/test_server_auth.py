@@ -85,9 +85,9 @@ def test_keys_and_roles_guard_every_project(keyed_server, root):
     _record(root, "vision", "r1")
     with SyncClient(url, api_key=alice["key"]) as client:
         client.sync_run(RunPaths(root, "vision", "r1"))
-    # Bob can neither read nor write it...
+    # Bob can neither read nor write it: the upload says it needs write access...
     with SyncClient(url, api_key=bob["key"], give_up_after=5) as client:
-        with pytest.raises(SyncError, match="403.*needs read access to project 'vision'"):
+        with pytest.raises(SyncError, match="403.*needs write access to project 'vision'"):
             client.sync_run(RunPaths(root, "vision", "r1"))
     # ...and without a key there is no upload at all.
     with SyncClient(url, api_key=None, give_up_after=5) as client:
@@ -139,6 +139,48 @@ def test_keys_and_roles_guard_every_project(keyed_server, root):
         raw = b"".join(p.read_bytes() for p in server.root.glob("store.sqlite*"))
         for key in (server.admin_key, alice["key"], bob["key"], second["key"]):
             assert key.split("_", 2)[2].encode() not in raw
+
+
+def test_every_refusal_names_the_role_its_route_needs(keyed_server, root):
+    """A read-only member's writes are refused naming `write` (uploads, files, artifact writes, the
+    upload's offset probe, a sweep) or `admin` (members, media prune), never the `read` they hold;
+    reads still work. The upload through SyncClient says the same."""
+    server = keyed_server
+    admin = _bearer(server.admin_key)
+    _record(root, "vision", "r1")
+    with SyncClient(server.url, api_key=server.admin_key) as client:
+        client.sync_run(RunPaths(root, "vision", "r1"))
+    with httpx.Client(base_url=server.url) as http:
+        reader = http.post("/api/v1/users", json={"name": "rita"}, headers=admin).json()
+        assert http.put("/api/v1/projects/vision/members/rita", json={"role": "read"}, headers=admin).status_code == 204
+        as_reader = _bearer(reader["key"])
+        assert http.get("/api/v1/runs/vision/r1", headers=as_reader).status_code == 200
+        log = RunPaths(root, "vision", "r1").log_file.read_bytes()
+        needs_write = [
+            ("GET", "/api/v1/runs/vision/r1/log/offset", None),
+            ("PUT", "/api/v1/runs/vision/r1/log?offset=0", {"content": log[:64]}),
+            ("PUT", "/api/v1/runs/vision/r1/files/notes.txt", {"content": b"hi"}),
+            ("POST", "/api/v1/projects/vision/artifacts/_blobs/missing", {"json": {"digests": []}}),
+            ("PUT", f"/api/v1/projects/vision/artifacts/_blobs/{'0' * 64}", {"content": b"x"}),
+            ("POST", "/api/v1/projects/vision/artifacts/data/versions", {"json": {}}),
+            ("POST", "/api/v1/projects/vision/sweeps", {"json": {"config": {"method": "random"}}}),
+        ]
+        needs_admin = [
+            ("PUT", "/api/v1/projects/vision/members/rita", {"json": {"role": "write"}}),
+            ("DELETE", "/api/v1/projects/vision/members/rita", None),
+            ("POST", "/api/v1/projects/vision/media/prune", {"json": {"keep_last": 1}}),
+        ]
+        for role, calls in (("write", needs_write), ("admin", needs_admin)):
+            for method, path, body in calls:
+                refused = http.request(method, path, headers=as_reader, **(body or {}))
+                assert refused.status_code == 403, (method, path, refused.text)
+                assert refused.json()["detail"] == f"user 'rita' needs {role} access to project 'vision' (has read)", \
+                    (method, path)
+        # A project that doesn't exist yet: the upload's probe answers 0 (the upload creates it).
+        assert http.get("/api/v1/runs/fresh/r/log/offset", headers=as_reader).json() == {"offset": 0}
+    with SyncClient(server.url, api_key=reader["key"], give_up_after=5) as client:
+        with pytest.raises(SyncError, match=r"403.*needs write access to project 'vision' \(has read\)"):
+            client.sync_run(RunPaths(root, "vision", "r1"))
 
 
 def test_admin_cli_manages_users_keys_and_members(tmp_path):

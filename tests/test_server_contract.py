@@ -54,7 +54,7 @@ def test_every_route_declares_a_response_model_and_error_response(app):
         name = f"{sorted(route.methods)} {route.path}"
         if route.status_code == 204:
             assert route.response_model is None, name
-        elif route.name in ("get_file", "get_blob", "get_media_file", "get_table_blob", "get_trace_blob"):  # raw bytes
+        elif route.name in ("get_file", "get_blob", "get_media_file", "get_table_blob", "get_trace_blob", "get_log"):  # raw bytes
             assert "application/octet-stream" in route.responses[200]["content"], name
         elif route.name == "report_data":  # JSON lines streamed as each panel is ready, declared as such
             assert "application/x-ndjson" in route.responses[200]["content"], name

@@ -80,7 +80,7 @@ def test_database_outage_is_503_with_retry_after_and_uploads_arrive_after(server
 
 def test_sqlite_query_defects_are_not_outages(tmp_path):
     """SQLite says OperationalError for a wrong query as for a locked file: only the second is 503."""
-    from tracklet.server.db_unavailable import is_unavailable
+    from tracklet.store import is_unavailable
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}", connect_args={"timeout": 0})
     with engine.begin() as connection:

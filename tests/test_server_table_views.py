@@ -132,6 +132,37 @@ def test_media_cells_serve_only_blobs_the_table_names(start, client, root):
         assert page["rows"][0][0]["digest"] == small_cell["digest"] and page["rows"][0][0]["kind"] == "image"
 
 
+def test_a_large_cell_file_is_served_from_a_checked_file_not_from_memory(start, client, root, monkeypatch):
+    """A table file may name any blob its project holds, a huge one too: past ``IN_MEMORY_BYTES``
+    the file is checked on disk in pieces and streamed from it (a file response: it takes
+    ranges), never read whole into memory; a damaged one is still refused, not served."""
+    import os
+
+    from tracklet.server import media_blobs
+
+    run = start(project="proj", id="lg")
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)  # a PNG of ~12 kB
+    run.log({"cells": tracklet.Table(columns=["img"], data=[[tracklet.Image(pixels)]])})
+    run.finish()
+    digest = tracklet.Api().run(run.path).table("cells").to_arrow().to_pylist()[0]["img"]["digest"]
+    blob = root / "artifacts" / "blobs" / "sha256" / digest[:2] / digest
+    monkeypatch.setattr(media_blobs, "IN_MEMORY_BYTES", blob.stat().st_size - 1)
+    with client() as http:
+        response = http.get(f"/api/v1/runs/proj/lg/table-blobs/{digest}", params={"key": "cells"})
+        assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == digest
+        assert response.headers["content-type"] == "image/png" and response.headers["accept-ranges"] == "bytes"
+        assert response.headers["content-security-policy"] == "sandbox"
+        ranged = http.get(f"/api/v1/runs/proj/lg/table-blobs/{digest}", params={"key": "cells"},
+                          headers={"Range": "bytes=0-7"})
+        assert ranged.status_code == 206 and ranged.content == blob.read_bytes()[:8]
+        os.chmod(blob, 0o644)
+        damaged = bytearray(blob.read_bytes())
+        damaged[-1] ^= 1
+        blob.write_bytes(bytes(damaged))
+        refused = http.get(f"/api/v1/runs/proj/lg/table-blobs/{digest}", params={"key": "cells"})
+        assert refused.status_code == 404 and "missing or damaged" in refused.json()["detail"]
+
+
 def test_histograms_over_steps_come_back_as_logged(start, client):
     run = start(project="proj", id="h")
     edges = [float(e) for e in np.linspace(0, 1, 9)]

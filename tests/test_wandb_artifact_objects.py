@@ -204,6 +204,19 @@ def test_image_cells_of_a_table_on_a_server_are_images_too(root, monkeypatch, tm
             blobs.read_bytes(digest, size=len(whole) - 1)
         with pytest.raises(ArtifactError, match="is not a media file's digest"):
             blobs.read_bytes("../../../etc/passwd")
+        # A cell's file larger than what may be read into memory: read_bytes refuses it by the
+        # length the server announces; local_path streams it into the blob cache in pieces.
+        import tracklet.api.remote as remote_module
+        from tracklet.artifacts.cache import BlobCache
+
+        monkeypatch.setattr(remote_module, "MAX_MEDIA_READ_BYTES", len(whole) - 1)
+        with pytest.raises(ArtifactError, match=f"announced {len(whole)} bytes, more than the {len(whole) - 1} bytes"):
+            blobs.read_bytes(digest)
+        fresh = remote._table_blobs("preds")
+        fresh._cache = BlobCache(tmp_path / "empty-cache")  # the test's cache holds the file already
+        assert fresh.local_path(digest).read_bytes() == whole
+        with pytest.raises(ArtifactError, match="is not a media file's digest"):
+            fresh.local_path("../../../etc/passwd")
 
 
 def test_a_cell_whose_file_is_gone_is_none_and_costs_only_itself(root, monkeypatch):
@@ -264,6 +277,33 @@ def test_a_table_cell_naming_a_path_instead_of_a_digest_reads_no_file(root, tmp_
     with pytest.warns(Warning, match="column 'page' is None"):
         got = media_objects(frame, blobs)
     assert got["page"].tolist() == [None] and got["id"].tolist() == [0]
+
+
+def test_a_text_cell_naming_a_huge_file_is_none_and_named_not_read_into_memory(tmp_path):
+    """A crafted table file's html or plotly cell may name any blob of the store, a huge one too:
+    it is read whole (and a figure parsed), so one over ``MAX_TEXT_CELL_BYTES`` is None, with a
+    warning naming the table, the row and the column; the column's other cells are read."""
+    import hashlib
+
+    import pandas as pd
+
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.compat.wandb.apis._run_tables import MAX_TEXT_CELL_BYTES, media_objects
+
+    blobs = FsspecBlobStore(tmp_path / "store")
+    small, _ = blobs.put_bytes(b"<p>fine</p>")
+    with open(tmp_path / "huge.html", "wb") as handle:
+        handle.truncate(MAX_TEXT_CELL_BYTES + 1)  # sparse: a file this size costs no disk
+    huge = hashlib.sha256(b"\0" * (MAX_TEXT_CELL_BYTES + 1)).hexdigest()
+    blobs.put_file(str(tmp_path / "huge.html"), huge)
+    frame = pd.DataFrame({"page": [{"kind": "html", "digest": small, "caption": None},
+                                   {"kind": "html", "digest": huge, "caption": None}]})
+    with pytest.warns(Warning, match=(r"a media cell of table 'crafted', row 1, column 'page' is None: its file "
+                                      f"{huge} can't be read \\(its html file is {MAX_TEXT_CELL_BYTES + 1:,} bytes, "
+                                      f"over the {MAX_TEXT_CELL_BYTES:,}-byte cap")):
+        got = media_objects(frame, blobs, table="crafted")
+    first, second = got["page"].tolist()
+    assert isinstance(first, wandb.Html) and b"<p>fine</p>" in first._data and second is None
 
 
 def test_html_plotly_and_pixel_box_cells_read_back_as_logged(root, monkeypatch):

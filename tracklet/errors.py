@@ -21,6 +21,7 @@ __all__ = [
     "TrialPruned",
     "MediaError",
     "ArtifactError",
+    "ArtifactNotLinked",
     "ArtifactNameError",
     "ArtifactNotFound",
     "ArtifactVerifyError",
@@ -52,6 +53,7 @@ __all__ = [
     "PromotionRequired",
     "PromotionCheckRequired",
     "PromotionReviewRefused",
+    "AliasMoved",
     "RegistryUnavailable",
     "RemoteError",
     "ReproduceError",
@@ -211,6 +213,11 @@ class ArtifactNotFound(ArtifactError, LookupError):
     """No artifact version matches the name, alias or version asked for."""
 
 
+class ArtifactNotLinked(ArtifactError, ValueError):
+    """``unlink()`` on an artifact version that isn't a registry collection's version (a link):
+    there is no link to remove (W&B raises ``ValueError`` there too); ``delete()`` deletes a version."""
+
+
 class ArtifactVerifyError(ArtifactError):
     """Files that don't match the manifest: ``problems`` maps each file's path in the artifact
     to what is wrong with it (``digest mismatch``, ``missing``, ``not in the manifest``)."""
@@ -341,6 +348,11 @@ class PromotionRequired(RegistryError):
     def __init__(self, message: str, request_id: int | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+class AliasMoved(RegistryError):
+    """The alias no longer names the version the caller read (someone moved or removed it since):
+    nothing was changed (a server answers 409); read the alias again and decide anew."""
 
 
 class RegistryUnavailable(RegistryError):

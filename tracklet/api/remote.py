@@ -13,6 +13,7 @@ the server (``read_retry``), and refusals as ``RemoteError`` (``RunNotFound`` fo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -107,6 +108,8 @@ class RemoteRun:
     notes = property(lambda self: self._field("notes"))
     host = property(lambda self: self._field("host"))
     created_at = property(lambda self: self._field("created_at"))
+    updated_at = property(lambda self: self._field("updated_at"),
+                          doc="When the run last wrote a record with a time (the store's: seconds since the epoch).")
     last_step = property(lambda self: self._field("last_step"))
     exit_code = property(lambda self: self._field("exit_code"))
     config = property(lambda self: dict(self._field("config") or {}))
@@ -323,8 +326,12 @@ class RemoteRun:
         return f"<tracklet RemoteRun {self.path}>"
 
 
-#: The most bytes one media file read from a server may have when its record gives no size.
-MAX_MEDIA_READ_BYTES = 1 << 30
+#: The most bytes one media file read from a server into memory (``read_bytes``) may have when its
+#: record gives no size: a table's media cell (the cell comes from a table file, so a crafted or
+#: damaged one may name any blob the project holds). It was 1 GiB, held twice while the pieces were
+#: joined. ``local_path`` (what ``wandb.Api``'s table cells and ``path`` use) streams a file of any
+#: size into the blob cache in 1 MiB pieces instead, bounded by the cache's own cap.
+MAX_MEDIA_READ_BYTES = 256 << 20
 
 
 class _RemoteBlobs:
@@ -359,12 +366,11 @@ class _RemoteBlobs:
             raise ArtifactError(f"{self.url}/{digest}: reading it failed ({type(failure).__name__}: {failure})") \
                 from None
 
-    def _read_capped(self, digest: str, cap: int) -> bytes:
-        import hashlib
-
+    @contextlib.contextmanager
+    def _response(self, digest: str) -> Iterator[Any]:
+        """The server's 200 answer for the file (``ArtifactError`` for none, its refusal else)."""
         from tracklet.errors import ArtifactError
 
-        hasher, parts, total = hashlib.sha256(), [], 0
         with self._http.stream("GET", f"/api/v1/runs/{self._path}/{self._route}/{digest}",
                                params=self._params) as response:
             if response.status_code == 404:
@@ -374,6 +380,19 @@ class _RemoteBlobs:
             if response.status_code != 200:
                 response.read()
                 raise self._http.refusal(response, what=f"media file {digest}")
+            yield response
+
+    def _read_capped(self, digest: str, cap: int) -> bytes:
+        import hashlib
+
+        from tracklet.errors import ArtifactError
+
+        hasher, parts, total = hashlib.sha256(), [], 0
+        with self._response(digest) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise ArtifactError(f"{self.url}/{digest}: the server announced {int(declared)} bytes, more than the "
+                                    f"{cap} bytes expected (nothing read; local_path streams a large file to disk)")
             for chunk in response.iter_bytes(1 << 20):
                 total += len(chunk)
                 if total > cap:
@@ -385,16 +404,32 @@ class _RemoteBlobs:
         return b"".join(parts)
 
     def local_path(self, digest: str) -> Path | None:
-        from tracklet.artifacts.cache import BlobCache, CacheFull
+        """The file in the machine's blob cache, streamed there from the server in 1 MiB pieces
+        (never whole in memory, whatever its size) and checked against its digest and the length
+        the server announced; None when the cache has no room for it."""
+        import httpx
 
+        from tracklet.artifacts.cache import BlobCache, CacheFull
+        from tracklet.core.digests import is_sha256
+        from tracklet.errors import ArtifactError
+
+        if not is_sha256(digest):
+            raise ArtifactError(f"{str(digest)[:100]!r} is not a media file's digest (a sha256 in hex)")
         if self._cache is None:
             self._cache = BlobCache()
         if not self._cache.has(digest):
-            data = self.read_bytes(digest)
             try:
-                self._cache.put_stream([data], digest, len(data))
-            except CacheFull:
-                return None
+                with self._response(digest) as response:
+                    declared = response.headers.get("content-length", "")
+                    if not declared.isdigit():
+                        raise ArtifactError(f"{self.url}/{digest}: the server gave no length for the file")
+                    try:
+                        self._cache.put_stream(response.iter_bytes(1 << 20), digest, int(declared))
+                    except CacheFull:
+                        return None
+            except httpx.TransportError as failure:
+                raise ArtifactError(f"{self.url}/{digest}: reading it failed ({type(failure).__name__}: {failure})") \
+                    from None
         return Path(self._cache.path(digest))
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tracklet.artifacts.entries import InMemoryFile, LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
+from tracklet.core.filehash import HashedBytes
 from tracklet.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Artifact:
         self.bytes_written = 0
         self.upload_error: Exception | None = None  # online runs: why the upload to the server failed
         self._server_version: int | None = None  # online runs: N of the server's vN, once uploaded
+        self._server_remote: tuple[str, str | None, str] | None = None  # online runs: (URL, key, data root)
 
     # ------------------------------------------------------------ identity
 
@@ -323,16 +325,16 @@ class Artifact:
             yield handle
         self._add(entry_name, LocalFile(path))
 
-    def _add_bytes(self, name: str, data: bytes, digest: str = "") -> None:
+    def _add_bytes(self, name: str, data: bytes | HashedBytes) -> None:
         """A file holding ``data``, kept in memory until the artifact is stored (``InMemoryFile``):
-        what a run's code snapshot is made of (``digest``: the sha256 of ``data`` where the caller
-        has it already). Nothing is staged on disk, so logging it imports
+        what a run's code snapshot is made of (``HashedBytes`` where the caller hashed the bytes
+        already, so they aren't hashed again). Nothing is staged on disk, so logging it imports
         neither ``tempfile`` nor ``shutil`` and opens no stat cache (inside ``finish()``)."""
         self._check_draft()
         entry_name = check_entry_path(name)
         if entry_name in self._pending:
             raise ArtifactError(f"artifact {self._name!r} already has a file {entry_name!r}")
-        self._add(entry_name, InMemoryFile(bytes(data), digest))
+        self._add(entry_name, InMemoryFile(data if isinstance(data, HashedBytes) else bytes(data)))
 
     def add_reference(self, uri: str, name: str | None = None, checksum: bool = True,
                       max_objects: int | None = None) -> list[str]:
@@ -449,6 +451,8 @@ class Artifact:
         On a committed version, save the aliases edited since it was read (``aliases``; and
         ``aliases=`` given here are added): custom aliases added move to this version, those
         removed are taken away (W&B's ``artifact.aliases.append("best"); artifact.save()``).
+        A version read from a server is moved there, with the same rules (one request, one
+        transaction); one an online run logged moves on its server, then in the local store.
         Its files, description and metadata are fixed once stored: changing them raises
         ``ArtifactError`` (log the change as a new version: ``new_draft()``)."""
         from tracklet.artifacts.storage import open_store
@@ -493,20 +497,23 @@ class Artifact:
             return
         registry = getattr(self._store, "registry", None)
         if registry is None or not hasattr(registry, "set_aliases"):
-            raise ArtifactError(f"artifact {info.qualified_name} was read from a server: its aliases can't be moved "
-                                "from this client; log the version again with aliases=[...]")
+            raise ArtifactError(f"artifact {info.qualified_name}: its store can't move aliases")
+        server = self._server_versions()
+        if server is not None:  # an online run's version: the server's copy first (its refusal changes nothing)
+            assert self._server_version is not None
+            server.set_aliases(info.project, info.name, self._server_version, added, removed)
         registry.set_aliases(info.project, info.name, info.version, added, removed)
         self._info = registry.version(info.project, info.name, f"v{info.version}")
         self._alias_edit = None
-        if self._server_version is not None:  # an online run's version: its server copy is not moved
-            import warnings
 
-            from tracklet.core.stack import user_stacklevel
-            from tracklet.errors import TrackletWarning
+    def _server_versions(self) -> Any:
+        """The server an online run uploaded this version to (``ServerVersions``), or None."""
+        if self._server_version is None or self._server_remote is None:
+            return None
+        from tracklet.artifacts.remote import ServerVersions, connect
 
-            warnings.warn(f"tracklet: the aliases of {info.qualified_name} moved in the local store only; the "
-                          f"server's copy (v{self._server_version}) keeps its aliases (log the version again "
-                          "with aliases=[...] to move them there)", TrackletWarning, stacklevel=user_stacklevel())
+        base_url, api_key, root = self._server_remote
+        return ServerVersions(connect(base_url, root, api_key=api_key))
 
     def _save_link_aliases(self, added: list[str], removed: list[str]) -> None:
         """Move the aliases of a registry collection's version in the registry it was read from
@@ -596,27 +603,66 @@ class Artifact:
         self.wait()
         return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
+    def unlink(self) -> None:
+        """W&B's ``artifact.unlink()``: remove this registry collection's version (one read through
+        a registry: ``wandb-registry-model/name:v0``, ``link()``'s, ``use_model``'s) from its
+        collection, in the registry it was read from, by that registry's rules
+        (``ModelRegistry.unlink``: its aliases are removed, each in the alias history, then the
+        version, also in the history; a version a protected alias or a pending promotion request
+        names is refused and nothing changes). The artifact version it linked is untouched. A
+        version that isn't a link raises ``ArtifactNotLinked`` (a ``ValueError``, as W&B's). A
+        version read from a tracking server's registry is unlinked there (the registry's admin
+        role); a server without the route answers 404 or 405, raised as it comes."""
+        from tracklet.core.extensions import load
+        from tracklet.errors import ArtifactNotLinked
+
+        info = self._committed_info("registry link to remove")
+        link, backend = self._link, self._registry
+        if link is None:
+            raise ArtifactNotLinked(f"artifact {info.qualified_name} is not a linked artifact (a registry collection's "
+                                    "version), so it can't be unlinked; to delete it, use delete() instead")
+        if backend is None:
+            raise ArtifactError(f"{link.path} can't be unlinked: it was read without its registry; nothing was "
+                                "changed")
+        backend.unlink(link.registry, link.collection, link.version, actor=load("registry").default_actor(),
+                       reason="artifact.unlink()")
+
     def delete(self, delete_aliases: bool = False, *, break_registry_links: bool = False) -> None:
-        """Delete this version from the data root (W&B's ``delete``; ``tracklet artifact rm``): its
-        number is never given again and its files stay stored until ``tracklet artifact gc``. A
+        """Delete this version from the data root (W&B's ``delete``; ``tracklet artifact rm``), or
+        from the server it was read from (``DELETE .../versions/vN``, the same rules; one an
+        online run logged: from its server, then from the data root, once the local rules are
+        met): its number is never given again and its files stay stored until ``tracklet
+        artifact gc`` (a server's: ``tracklet admin artifact-gc``). A
         version holding custom aliases raises ``ArtifactError`` naming them unless
         ``delete_aliases`` (its aliases go with it, as W&B's flag says). A version linked into
         the model registry always raises naming its registry versions: W&B's flag is about aliases
         only, and deleting the version would leave those registry versions (and their protected
         aliases) without files. ``break_registry_links=True`` (``tracklet artifact rm --force``)
         deletes it anyway, with a warning naming them. A registry version (a link) itself can't be
-        deleted: the registry keeps its versions and their alias history (W&B unlinks it)."""
-        from tracklet.artifacts.lookup import delete_version
+        deleted: the registry keeps its versions and their alias history (``unlink()`` removes it
+        from its collection, as W&B's ``delete()`` of a link does)."""
+        from tracklet.artifacts.lookup import check_deletable, delete_version
 
         info = self._committed_info("version to delete")
         if self._link is not None:
             raise ArtifactError(f"{self._link.path} is a registry collection's version: tracklet's registry keeps "
-                                "its versions and their alias history, so it can't be deleted or unlinked (W&B's "
-                                f"delete() unlinks it); move its aliases away instead (`tracklet registry alias`)")
-        if not hasattr(getattr(self._store, "registry", None), "delete_version"):
-            raise ArtifactError(f"artifact {info.qualified_name} was read from a server: it can't be deleted from "
-                                "this client")
+                                "its versions and their alias history, so delete() refuses it (W&B's delete() "
+                                "unlinks it); remove it from its collection with unlink(), which records that in "
+                                "the alias history")
+        registry = getattr(self._store, "registry", None)
+        if not hasattr(registry, "delete_version"):
+            raise ArtifactError(f"artifact {info.qualified_name}: its store can't delete versions")
+        server = registry if getattr(registry, "remote", False) else self._server_versions()
+        if server is not None and break_registry_links:
+            raise ArtifactError(f"artifact {info.qualified_name} is on a server, which never deletes a version its "
+                                "model registry links (break_registry_links applies to a data root's registry)")
+        if server is registry:  # a version of a server's project
+            registry.delete_version(info.project, info.name, info.version, drop_aliases=delete_aliases)  # type: ignore[union-attr]
+            return
         assert self._store is not None
+        if server is not None:  # an online run's: its local copy's rules first, then the server's copy, then it
+            check_deletable(self._store.data_root, info, drop_aliases=delete_aliases)
+            server.delete_version(info.project, info.name, self._server_version, drop_aliases=delete_aliases)
         _, links = delete_version(self._store.data_root, info, drop_aliases=delete_aliases,
                                   break_links=break_registry_links)
         if links:

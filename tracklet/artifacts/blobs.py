@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from tracklet.artifacts.durable import DirectorySyncs, sync_file
 from tracklet.core.digests import FileHasher
-from tracklet.core.filehash import sha256_hex
+from tracklet.core.filehash import HashedBytes, sha256_hex
 from tracklet.errors import ArtifactError
 
 _CHUNK = 1 << 20
@@ -44,7 +44,7 @@ class BlobStore(Protocol):
 
     def put_file(self, path: str, digest: str, on_bytes: Callable[[int], None] | None = None) -> int: ...
 
-    def put_bytes(self, data: bytes, digest: str = "") -> tuple[str, int]: ...
+    def put_bytes(self, data: bytes | HashedBytes) -> tuple[str, int]: ...
 
     def read_bytes(self, digest: str) -> bytes: ...
 
@@ -230,10 +230,15 @@ class FsspecBlobStore:
                 raise
         return digest, size, size
 
-    def put_bytes(self, data: bytes, digest: str = "") -> tuple[str, int]:
-        """Store ``data``; its (sha256, bytes written). ``digest``: the sha256 of ``data`` where the
-        caller computed it from these very bytes already (not checked again), "" to hash them here."""
-        digest = digest or sha256_hex(data)
+    def put_bytes(self, data: bytes | HashedBytes) -> tuple[str, int]:
+        """Store ``data`` under its sha256; returns (sha256, bytes written). Plain bytes are hashed
+        here; ``HashedBytes`` carry the digest computed from these very bytes when they were made,
+        so they aren't hashed again. There is no way to name the digest: a blob's name is always
+        what its bytes hash to (content addressing), whatever a caller believes they hash to."""
+        if isinstance(data, HashedBytes):
+            digest, data = data.digest, data.data
+        else:
+            digest = sha256_hex(data)
         if self.has(digest):
             return digest, 0
         temporary = self._temporary()

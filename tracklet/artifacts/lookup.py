@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
-from tracklet.artifacts.names import check_artifact_name, parse_ref
+from tracklet.artifacts.names import LATEST, check_artifact_name, parse_ref
 from tracklet.errors import ArtifactError, ArtifactNotFound
 
 
@@ -80,6 +80,17 @@ def delete_version(root: str | os.PathLike, info: Any, *, drop_aliases: bool = F
     unless ``break_links`` (``tracklet artifact rm --force``: they are left without files). The
     two are apart because W&B's ``delete(delete_aliases=True)`` is about aliases only: it must
     never break a registry's versions. Returns (the aliases dropped, the registry versions linking it)."""
+    links = check_deletable(root, info, drop_aliases=drop_aliases, break_links=break_links)
+    dropped = open_store(Path(root)).registry.delete_version(info.project, info.name, info.version,
+                                                             drop_aliases=drop_aliases)
+    return dropped, links
+
+
+def check_deletable(root: str | os.PathLike, info: Any, *, drop_aliases: bool = False,
+                    break_links: bool = False) -> list[str]:
+    """``delete_version``'s refusals, checked without deleting (what an online run's version
+    checks before its server copy is deleted, so the two are deleted or neither is): the
+    ``ArtifactError`` it would raise; else the registry versions linking it."""
     from tracklet.core.extensions import load
 
     registry = load("registry").open_local(Path(root), create=False)
@@ -88,6 +99,9 @@ def delete_version(root: str | os.PathLike, info: Any, *, drop_aliases: bool = F
         raise ArtifactError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it would leave "
                             "those registry versions without files (`tracklet artifact rm` with --force deletes it anyway; "
                             "from Python: delete(break_registry_links=True))")
-    dropped = open_store(Path(root)).registry.delete_version(info.project, info.name, info.version,
-                                                             drop_aliases=drop_aliases)
-    return dropped, links
+    current = open_store(Path(root)).registry.version(info.project, info.name, f"v{info.version}")
+    custom = sorted(alias for alias in current.aliases if alias not in (LATEST, f"v{info.version}"))
+    if custom and not drop_aliases:
+        raise ArtifactError(f"artifact {info.qualified_name} has alias(es) {', '.join(custom)}: move them to another "
+                            "version first, or delete it with its aliases (--force)")
+    return links

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PACK_SIZE",
+    "MAX_UPLOAD_PACK_BYTES",
+    "MAX_UPLOAD_PACK_CHUNKS",
     "ChunkCorrupt",
     "ChunkIndex",
     "ChunkMissing",
@@ -63,6 +65,7 @@ __all__ = [
     "PackStore",
     "PackWriter",
     "reassemble",
+    "upload_pack_room",
 ]
 
 #: A pack is sealed once its chunk bytes reach this size (a pack never splits a chunk).
@@ -77,6 +80,23 @@ FOOTER = struct.Struct("<QI8s")
 MAX_READ = 4 * 1024 * 1024
 #: The largest chunk a pack may hold (pyfastcdc's own ceiling for max_size).
 MAX_CHUNK = 16 * 1024 * 1024
+#: The largest pack a server takes in one upload (its buffer for the body). An uploader closes a
+#: pack before a chunk would take it past this (``upload_pack_room``): a pack of ``pack_bytes`` of
+#: chunks plus one more chunk (up to ``MAX_CHUNK`` with the largest chunking parameters) plus its
+#: index could pass it, and the server would refuse it on every try.
+MAX_UPLOAD_PACK_BYTES = 32 << 20
+#: The most chunks one uploaded pack may hold: the server keeps an index entry and a chunk row per
+#: chunk in Python (~300 bytes), so a pack of tiny chunks (small files' tails, small chunking
+#: parameters) would cost it ~7x its bytes; at this cap, ~10 MiB. tracklet's own packs hold ~1,000.
+MAX_UPLOAD_PACK_CHUNKS = 1 << 15
+
+
+def upload_pack_room(size: int, count: int, length: int) -> bool:
+    """Whether a chunk of ``length`` bytes may join an upload pack of ``count`` chunks taking
+    ``size`` bytes and stay within the server's limits (``MAX_UPLOAD_PACK_BYTES`` with its index,
+    ``MAX_UPLOAD_PACK_CHUNKS``). A pack's first chunk always may (a chunk is at most ``MAX_CHUNK``)."""
+    return (count < MAX_UPLOAD_PACK_CHUNKS
+            and size + length + (count + 1) * ENTRY.size + FOOTER.size <= MAX_UPLOAD_PACK_BYTES)
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     project lacks, then register each file (the server rebuilds it from its chunks and checks its
     digest). Bytes sent. A killed upload resumes for free: the packs the server stored hold their
     chunks, and the next try asks again and sends only the rest."""
-    from tracklet.artifacts.packs import pack_trailer
+    from tracklet.artifacts.packs import pack_trailer, upload_pack_room
     from tracklet.client.artifacts import Pieces
 
     def build_pack(chunks: list[tuple[bytes, bytes]]) -> tuple[str, Pieces]:
@@ -165,6 +165,10 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
             size = 0
             try:
                 for cid, piece in zip(todo, reader.iter_chunks(todo, name=entries[0].path)):
+                    if batch and not upload_pack_room(size, len(batch), len(piece)):
+                        slots.acquire()  # the pack is closed before this chunk takes it past the server's limits
+                        futures.append(pool.submit(send, *build_pack(batch)))
+                        batch, size = [], 0
                     batch.append((cid, piece))  # a view of one read of the local pack, sent as it is
                     size += len(piece)
                     if size >= pack_bytes:
@@ -347,7 +351,7 @@ class ChunkStreamer:
 
     def _send(self, data: Any, used: int, entries: list[tuple[bytes, int, int]],
               segment: tuple[str, int, list[bytes]] | None) -> None:
-        from tracklet.artifacts.packs import encode_trailer, pack_id_of
+        from tracklet.artifacts.packs import encode_trailer, pack_id_of, upload_pack_room
         from tracklet.client.artifacts import Pieces
 
         try:
@@ -366,8 +370,23 @@ class ChunkStreamer:
             runs: list[memoryview] = []  # the pack's chunk bytes: runs of adjacent chunks in ``data``
             run_start = run_end = -1
             size = 0
+
+            def send_pack() -> None:
+                nonlocal pack, runs, size, run_start, run_end
+                runs.append(view[run_start:run_end])
+                trailer = encode_trailer(pack, size)
+                sent = self.client.upload_pack(self.project, pack_id_of(trailer), Pieces([*runs, trailer]))
+                with self._lock:
+                    self.sent += sent
+                pack, runs, size = [], [], 0
+                run_start = run_end = -1
+
             for number, (cid, start, length) in enumerate(entries):
                 if cid.hex() in lacking:
+                    if pack and not upload_pack_room(size, len(pack), length):
+                        if self.error is not None:
+                            return
+                        send_pack()  # closed before this chunk takes it past the server's limits
                     pack.append((cid, size, length))
                     if start != run_end:
                         if run_end > run_start:
@@ -378,13 +397,7 @@ class ChunkStreamer:
                 if pack and (size >= self.pack_bytes or number == len(entries) - 1):
                     if self.error is not None:
                         return
-                    runs.append(view[run_start:run_end])
-                    trailer = encode_trailer(pack, size)
-                    sent = self.client.upload_pack(self.project, pack_id_of(trailer), Pieces([*runs, trailer]))
-                    with self._lock:
-                        self.sent += sent
-                    pack, runs, size = [], [], 0
-                    run_start = run_end = -1
+                    send_pack()
         except BaseException as error:  # noqa: BLE001 - the caller decides (ServerChunks: store locally)
             self.error = error
         finally:
@@ -581,14 +594,38 @@ def fetch_blob(client: ArtifactClient, cache: BlobCache, project: str, digest: s
     return True
 
 
+class ServerVersions:
+    """A server's versions with the writing calls of the local ``LocalRegistry`` that an
+    ``Artifact`` makes (``set_aliases``, ``delete_version``, ``version``), each one request: the
+    server applies the local store's rules in one transaction of the collection
+    (``POST .../versions/vN/aliases``, ``DELETE .../versions/vN``), so ``artifact.aliases``
+    edits + ``save()`` and ``delete()`` are the same code against a data root and a server."""
+
+    remote = True  # a server's: Artifact.delete refuses break_registry_links here
+
+    def __init__(self, client: ArtifactClient) -> None:
+        self.client = client
+
+    def version(self, project: str, name: str, selector: str) -> VersionInfo:
+        return version_info(self.client.version(project, name, selector))
+
+    def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
+        self.client.save_aliases(project, name, version, add, remove)
+
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False) -> list[str]:
+        return list(self.client.delete_version(project, name, version, delete_aliases=drop_aliases)["aliases_dropped"])
+
+
 class ServerVersionStore:
     """What a version read from a server downloads through (the ``ArtifactStore`` calls an
     ``Artifact`` makes: ``manifest``, ``download``): manifests from the server, file bytes
     through the size-capped ``BlobCache`` (``artifacts/cache.py``), materialized by reflink, hard
-    link or copy as in local mode."""
+    link or copy as in local mode; its aliases moved and the version deleted on the server
+    (``registry``: ``ServerVersions``)."""
 
     def __init__(self, client: ArtifactClient, data_root: str | os.PathLike, cache: BlobCache | None = None) -> None:
         self.client = client
+        self.registry = ServerVersions(client)
         self.data_root = Path(data_root).expanduser()  # for lineage (logged_by, used_by) read locally
         self._cache = cache
         self._manifests: dict[str, Manifest] = {}

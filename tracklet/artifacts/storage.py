@@ -208,7 +208,7 @@ class ArtifactStore:
                 digest, size = digests[item.path]
                 entries[path] = ManifestEntry(path, digest, size)
             elif isinstance(item, InMemoryFile):
-                entries[path] = ManifestEntry(path, item.digest or sha256_hex(item.data), len(item.data))
+                entries[path] = ManifestEntry(path, item.hashed().digest, len(item.data))
             else:
                 entries[path] = self._reference_entry(name, path, item, digests)
         manifest = Manifest(entries)
@@ -302,7 +302,7 @@ class ArtifactStore:
             item = pending[entry.path]
             if isinstance(item, InMemoryFile):
                 try:
-                    written.append(self.blobs.put_bytes(item.data, entry.digest)[1])
+                    written.append(self.blobs.put_bytes(item.hashed())[1])
                 except OSError as error:
                     raise _os_error(name, error) from None
                 if progress is not None:

@@ -124,6 +124,7 @@ class ArtifactWorker:
                                     result.manifest)
             # The server numbers its own versions: what a registry link on that server names.
             artifact._server_version = int(answer["version"]["index"])
+            artifact._server_remote = (base_url, api_key, str(self._root))  # its aliases move there too (save())
         except Exception as error:
             self._warn(("artifact-upload", artifact.name, id(artifact)),
                        f"tracklet: artifact {result.info.qualified_name} is stored locally, but uploading it to "

@@ -99,13 +99,23 @@ def link(ctx: click.Context, ref: str, target: str, aliases: tuple[str, ...], re
 @_handle_errors
 def alias(ctx: click.Context, collection: str, alias: str, version: str | None, remove: bool, reason: str) -> None:
     """Point ALIAS of COLLECTION at VERSION (vN, latest or another alias), or --remove it. A
-    protected alias opens a promotion request instead (exit 2, naming it)."""
+    protected alias opens a promotion request instead (exit 2, naming it). --remove with VERSION
+    (vN) removes it only if it still names that version (else an error, nothing changed); without
+    VERSION it is removed wherever it points: you asked for that alias to go."""
     ref = _collection(collection)
     registry = _api(ctx).registry
-    if remove == (version is not None):
-        raise CliError("give VERSION to move the alias, or --remove (not both)")
+    if not remove and version is None:
+        raise CliError("give VERSION to move the alias, or --remove")
     if remove:
-        event = registry.remove_alias(ref.registry, ref.collection, alias, actor=_actor(), reason=reason)
+        expected = None
+        if version is not None:
+            from tracklet.artifacts.names import version_number
+
+            expected = version_number(version)
+            if expected is None:
+                raise CliError(f"--remove takes VERSION as vN (the version the alias must still name); got {version!r}")
+        event = registry.remove_alias(ref.registry, ref.collection, alias, expected=expected,
+                                      unconditional=expected is None, actor=_actor(), reason=reason)
     else:
         assert version is not None
         event = registry.set_alias(ref.registry, ref.collection, alias, version, actor=_actor(), reason=reason)

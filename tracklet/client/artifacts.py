@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tracklet.client.http import HttpClient
-from tracklet.errors import ArtifactNotFound, RemoteError
+from tracklet.client.http import HttpClient, response_detail
+from tracklet.errors import ArtifactError, ArtifactNotFound, RemoteError
 
 MAX_DIGESTS_PER_QUERY = 1000  # the server's limit per "which are missing?" request
 PART_BYTES = 8 << 20
@@ -384,6 +384,33 @@ class ArtifactClient:
         """One ``ArtifactVersion`` (``vN``, ``latest`` or an alias); ``ArtifactNotFound`` if none."""
         return self.http.get_json(f"{self._base(project)}/{name}/versions/{selector}",
                                   missing=ArtifactNotFound)["version"]
+
+    def save_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> dict[str, Any]:
+        """Point ``add`` at ``project/name:v<version>`` and take ``remove`` off it, in one
+        transaction on the server; the version after (``ArtifactVersion``). ``ArtifactNotFound``
+        for no such version, ``ArtifactError`` with the server's reason for a refused alias."""
+        response = self.http.request("POST", f"{self._base(project)}/{name}/versions/v{int(version)}/aliases",
+                                     json={"add": list(add), "remove": list(remove)})
+        if response.status_code == 400:
+            raise ArtifactError(f"{project}/{name}:v{int(version)}: {response_detail(response)}")
+        if response.status_code != 200:
+            raise self.http.refusal(response, what=f"moving the aliases of {project}/{name}:v{int(version)}",
+                                    missing=ArtifactNotFound)
+        return response.json()["version"]
+
+    def delete_version(self, project: str, name: str, version: int, *, delete_aliases: bool = False) -> dict[str, Any]:
+        """Delete ``project/name:v<version>`` on the server (``tracklet artifact rm``'s rules);
+        ``{"deleted": ArtifactVersion, "aliases_dropped": [...]}``. ``ArtifactError`` with the
+        server's reason when it refuses (custom aliases without ``delete_aliases``, a version the
+        model registry links), ``ArtifactNotFound`` for no such version."""
+        response = self.http.request("DELETE", f"{self._base(project)}/{name}/versions/v{int(version)}",
+                                     params={"delete_aliases": "true" if delete_aliases else "false"})
+        if response.status_code in (400, 409):
+            raise ArtifactError(response_detail(response))
+        if response.status_code != 200:
+            raise self.http.refusal(response, what=f"deleting {project}/{name}:v{int(version)}",
+                                    missing=ArtifactNotFound)
+        return response.json()
 
     def lineage(self, project: str, name: str, selector: str) -> dict[str, list[dict[str, Any]]]:
         """The runs that logged and used a version (``{"logged_by": [...], "used_by": [...]}``, each

@@ -33,6 +33,7 @@ from typing import Any
 
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.core.layout import RunPaths
+from tracklet.core.parsecost import record_parse_problem
 from tracklet.core.recordlog import MAGIC, scan, scan_frames
 from tracklet.errors import RemoteError, TrackletWarning
 
@@ -94,6 +95,8 @@ def _record_digests(payload: bytes, blob_dir: Path, record: Any, retired: dict[s
         return []
     if payload[0] == _SPAN_TAG and _SPAN_MEDIA not in payload and _PAYLOAD_BLOB not in payload:
         return []  # most spans: payloads inline, no media (no parse)
+    if record_parse_problem(payload) is not None:
+        return []  # too costly to parse (core/parsecost.py): the server refuses it, readers skip it
     try:
         record.ParseFromString(payload)
     except Exception:  # a damaged record names nothing reliable

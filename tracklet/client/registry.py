@@ -2,8 +2,8 @@
 JSON in, JSON out. ``tracklet.registry.remote`` turns the answers into links and artifacts.
 
 A refusal maps to tracklet's errors: 404 ``ArtifactNotFound``, 409 ``PromotionRequired`` (a
-protected alias: the request that was opened is in the detail; or a failed webhook check), 400
-``RegistryError``; 401, 403 and the rest as ``HttpClient`` says (a ``RemoteError``).
+protected alias: the request that was opened is in the detail; or a failed webhook check), 412
+``AliasMoved`` (a conditional removal whose alias moved meanwhile), 400 ``RegistryError``; 401, 403 and the rest as ``HttpClient`` says (a ``RemoteError``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tracklet.client.http import HttpClient, response_detail
-from tracklet.errors import ArtifactNotFound, PromotionRequired, PromotionReviewRefused, RegistryError
+from tracklet.errors import AliasMoved, ArtifactNotFound, PromotionRequired, PromotionReviewRefused, RegistryError
 
 
 class RegistryClient:
@@ -37,6 +37,8 @@ class RegistryClient:
             raise PromotionRequired(detail, int(found.group(1)) if found else None)
         if response.status_code == 400:
             raise RegistryError(detail)
+        if response.status_code == 412:
+            raise AliasMoved(detail)
         raise self.http.refusal(response, what=what)
 
     def _call(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
@@ -61,11 +63,13 @@ class RegistryClient:
                           params={"registry": registry} if registry else {})["collections"]
 
     def set_alias(self, registry: str, collection: str, alias: str, selector: str | None,
-                  reason: str | None = None) -> dict[str, Any]:
-        """Move ``alias`` to ``selector`` (None: remove it); ``{"event": ... or null}``."""
+                  reason: str | None = None, *, expected: int | None = None) -> dict[str, Any]:
+        """Move ``alias`` to ``selector`` (None: remove it; with ``expected``, only if it still
+        names ``vN``: ``AliasMoved`` otherwise); ``{"event": ... or null}``."""
         url = f"{self._collection(registry, collection)}/aliases/{quote(alias, safe='')}"
         if selector is None:
-            return self._call("DELETE", url, f"removing alias {alias}", params={"reason": reason or ""})
+            params = {"reason": reason or "", **({"version": f"v{int(expected)}"} if expected is not None else {})}
+            return self._call("DELETE", url, f"removing alias {alias}", params=params)
         return self._call("PUT", url, f"moving alias {alias}", json={"version": selector, "reason": reason or ""})
 
     def save_aliases(self, registry: str, collection: str, version: int, added: list[str], removed: list[str],
@@ -74,6 +78,17 @@ class RegistryClient:
         return self._call("POST", f"{self._collection(registry, collection)}/versions/v{int(version)}/aliases",
                           f"saving the aliases of {registry}/{collection}:v{int(version)}",
                           json={"add": list(added), "remove": list(removed), "reason": reason or ""})
+
+    def unlink(self, registry: str, collection: str, version: int, reason: str | None = None) -> dict[str, Any]:
+        """Remove version ``vN`` from the collection, its aliases first; ``{"events": [...]}``. A
+        server older than the route (405) raises ``RegistryError`` saying so."""
+        what = f"unlinking {registry}/{collection}:v{int(version)}"
+        response = self.http.request("DELETE", f"{self._collection(registry, collection)}/versions/v{int(version)}",
+                                     params={"reason": reason or ""})
+        if response.status_code == 405:
+            raise RegistryError(f"{what}: the server at {self.http.base_url} has no route to unlink a registry "
+                                "version (a tracklet server older than this client): upgrade it; nothing was changed")
+        return self._answer(response, what)
 
     def history(self, registry: str, collection: str, alias: str | None = None) -> list[dict[str, Any]]:
         params = {"alias": alias} if alias else {}

@@ -17,6 +17,7 @@ import gzip
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -25,8 +26,9 @@ from tracklet.client.files import FileSync
 from tracklet.client.http import HttpClient, RetryPolicy
 from tracklet.client.media_sync import MediaBlobSync
 from tracklet.core.layout import RunPaths, iter_runs
-from tracklet.core.recordlog import (MAGIC, Damage, RecordLogError, gap_frame, read_log_from, scan, scan_frames,
-                                     writer_alive)
+from tracklet.core.parsecost import record_parse_problem
+from tracklet.core.recordlog import (FRAME_HEADER, MAGIC, MAX_RECORD_BYTES, Damage, RecordLogError, gap_frame,
+                                     read_log_from, scan, scan_frames, writer_alive)
 from tracklet.errors import SyncError
 
 DEFAULT_CHUNK_BYTES = 4 << 20
@@ -116,6 +118,9 @@ def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> bytes:
             except RecordLogError as error:
                 raise SyncError(f"{path}: {error}") from None
             end = result.end_offset if result.end_offset >= header else 0
+            costly = _first_costly(result.payloads)
+            if costly is not None and costly < end:
+                return data[:costly]  # up to a frame the server would refuse: _gap stands in for it
             if end > header or (end and window >= available):
                 return data[:end]
             if result.damage is not None and result.damage.torn_tail and window < available:
@@ -124,15 +129,50 @@ def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> bytes:
             return data[:end]  # nothing complete (yet), or a damaged frame: stop here
 
 
+def _first_costly(payloads: list[tuple[int, bytes]]) -> int | None:
+    """The offset of the first frame whose record would take more memory to parse than any
+    reader or server spends on one (``core/parsecost.py``), or ``None``."""
+    for offset, payload in payloads:
+        if record_parse_problem(payload) is not None:
+            return offset
+    return None
+
+
+def _costly_gap(handle: BinaryIO, start: int, limit: int) -> tuple[bytes, Damage] | None:
+    """A gap frame standing in for an intact frame at ``start`` whose record is too costly to
+    parse (the server refuses it and every reader skips it): the log keeps it, the upload goes on."""
+    handle.seek(start)
+    head = handle.read(FRAME_HEADER.size)
+    if len(head) < FRAME_HEADER.size:
+        return None
+    length = FRAME_HEADER.unpack(head)[0]
+    end = start + FRAME_HEADER.size + length
+    if not 0 < length <= MAX_RECORD_BYTES or end > limit:
+        return None
+    result = scan_frames(head + handle.read(length), 0, base=start)
+    if not result.payloads:
+        return None
+    problem = record_parse_problem(result.payloads[0][1])
+    if problem is None:
+        return None
+    reason = "record too costly to parse: " + problem
+    filler = gap_frame(end - start, reason)
+    return (filler, Damage(start, end, reason, end=end)) if filler is not None else None
+
+
 def _gap(path: Path, start: int, limit: int, max_bytes: int) -> tuple[bytes, Damage] | None:
     """Where the log has a damaged region at ``start`` (no intact frame) followed by an intact
-    frame: gap frames of the region's exact length, which stand in for it on the server so the
-    frames after it upload at their own offsets. ``None`` at the log's header, when nothing
-    intact follows (yet: a live writer's torn last frame), or when no gap record fits."""
+    frame, or an intact frame too costly to parse (``_costly_gap``): gap frames of the region's
+    exact length, which stand in for it on the server so the frames after it upload at their own
+    offsets. ``None`` at the log's header, when nothing intact follows (yet: a live writer's torn
+    last frame), or when no gap record fits."""
     if start < len(MAGIC):
         return None
     window = max(max_bytes, 1 << 20)
     with open(path, "rb") as handle:
+        costly = _costly_gap(handle, start, limit)
+        if costly is not None:
+            return costly
         while True:
             handle.seek(start)
             data = handle.read(min(window, limit - start))

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 
 from tracklet.core import identity
 from tracklet.core.layout import RunPaths
+from tracklet.core.parsecost import parse_record
 from tracklet.core.reader import (
     Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, damage_summary, replay, run_state_label,
     warn_damage,
@@ -42,7 +43,7 @@ class RecordedRun:
             try:  # a damaged or unreadable log lists under its id; reading it says what is wrong
                 payload = read_first_payload(self._paths.log_file)
                 if payload is not None:
-                    record.ParseFromString(payload)
+                    record = parse_record(payload)  # within bounded memory (core/parsecost.py)
             except Exception:
                 record = pb.Record()
             self._first = record.run_start if record.WhichOneof("kind") == "run_start" else pb.RunStart()
@@ -161,6 +162,20 @@ class RecordedRun:
     def last_step(self) -> int | None:
         """The last step in the history (None when nothing was logged)."""
         return self._read.last_step
+
+    @property
+    def updated_at(self) -> float | None:
+        """When the run last wrote a record that carries a time: its last session's start, its
+        last history row or its exit (seconds since the epoch), the store's ``updated_at``; None
+        for a log without a start."""
+        state = self._read
+        times = [session.start_time for session in state.sessions[-1:]]
+        last_rows = next((batch.times for batch in reversed(state.batches) if batch.times), None)
+        if last_rows:
+            times.append(last_rows[-1])
+        if state.exit is not None:
+            times.append(state.exit.end_time)
+        return max(times, default=None)
 
     @property
     def exit_code(self) -> int | None:

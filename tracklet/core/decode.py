@@ -5,7 +5,9 @@ mutated file with a recomputed CRC, a hostile upload), or a ``HistoryBatch`` who
 fit its rows (a key id that no ``KeyDefinition`` named, a row index past the batch, more values
 than rows). :class:`RecordDecoder` parses each payload, drops what can't be read and counts it:
 
-* a payload that doesn't parse, or a history batch whose steps and times disagree or that
+* a payload whose parsed objects would take more than ``parsecost.MAX_PARSE_BYTES`` (estimated
+  from its wire format before it is parsed: ``core/parsecost.py``), a payload that doesn't parse,
+  or a history batch whose steps and times disagree or that
   defines an absurd key id, is skipped whole (an :class:`InvalidRecord`);
 * a column that doesn't fit its batch, or whose key was never defined (its definition may have
   been in a damaged frame), is removed from the batch and counted; the batch's other columns
@@ -25,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable
 
+from tracklet.core.parsecost import record_parse_problem
 from tracklet.core.recordlog import FRAME_HEADER, Damage
 from tracklet.core.values import MAX_NESTING, MAX_STRUCTURED_BYTES
 from tracklet.proto import records_pb2 as pb
@@ -88,6 +91,10 @@ class RecordDecoder:
 
     def decode(self, offset: int, payload: bytes) -> pb.Record | None:
         """The record in ``payload`` (the frame at ``offset``), or ``None`` when it is invalid."""
+        problem = record_parse_problem(payload)
+        if problem is not None:  # parsing it would cost too much memory (core/parsecost.py)
+            self._note(offset, problem)
+            return None
         record = pb.Record()
         try:
             record.ParseFromString(payload)

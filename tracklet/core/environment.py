@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from tracklet.core import hostinfo
 
 if TYPE_CHECKING:  # the record is a core/wire.py message; these functions also fill protobuf's
+    from tracklet.core.filehash import HashedBytes
     from tracklet.core.wire import Message
     from tracklet.proto import records_pb2 as pb
 
@@ -635,13 +636,13 @@ class EnvironmentCapture:
 
     def __init__(self, cwd: str, files_dir: Path, put: Callable[[Any], None], report: Callable[[Any, str], None],
                  cache_dir: Path | None = None, gpu_names: bool = True,
-                 log_code: Callable[[dict[str, tuple[bytes, str]], str], None] | None = None):
+                 log_code: Callable[[dict[str, HashedBytes], str], None] | None = None):
         """``log_code(files, program)`` stores the code snapshot (the run logs it as a ``code``
         artifact); called on this thread, with the lock held, once the part is kept. Without
         it the snapshot goes into ``files/code/``."""
         self._cwd = cwd
         self._log_code = log_code
-        self._code: dict[str, tuple[bytes, str]] = {}  # the snapshot read by the code part: (bytes, sha256)
+        self._code: dict[str, HashedBytes] = {}  # the snapshot read by the code part
         self._gpu_names = gpu_names
         self._files_dir = files_dir
         self._put = put

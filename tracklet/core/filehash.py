@@ -29,6 +29,36 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class HashedBytes:
+    """Bytes together with their sha256, computed here from these very bytes: the one way to hand
+    ``BlobStore.put_bytes`` (and an artifact's in-memory file) a digest it does not hash again. A
+    digest string from anywhere else (a record, a manifest, a server's answer) can't become one
+    without the bytes being hashed, so a blob is never stored under a name its bytes don't hash
+    to. What a run's code snapshot is made of: each file is hashed once, as it is read."""
+
+    __slots__ = ("_data", "_digest")
+
+    def __init__(self, data: bytes) -> None:
+        frozen = bytes(data)  # a bytearray or memoryview could change after it was hashed
+        self._data = frozen
+        self._digest = sha256_hex(frozen)
+
+    @property
+    def data(self) -> bytes:
+        return self._data
+
+    @property
+    def digest(self) -> str:
+        """The sha256 (hex) of ``data``."""
+        return self._digest
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"HashedBytes({len(self._data)} bytes, sha256 {self._digest[:12]})"
+
+
 _BUILTIN_SHA256: list[Any] = []  # CPython's built-in constructor (or None), once looked up
 
 

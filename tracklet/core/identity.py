@@ -69,8 +69,8 @@ def read_identity(log_file: Any, start: Any) -> dict[str, Any]:
     (reading the run fully reports the damage and resynchronizes)."""
     import zlib
 
+    from tracklet.core.parsecost import parse_record
     from tracklet.core.recordlog import FRAME_HEADER, MAGIC, MAX_RECORD_BYTES
-    from tracklet.proto import records_pb2 as pb
 
     known = of_start(start)
     with open(log_file, "rb") as file:
@@ -89,10 +89,9 @@ def read_identity(log_file: Any, start: Any) -> dict[str, Any]:
             payload = head[FRAME_HEADER.size:] + file.read(length - len(_UPDATE_TAG))
             if len(payload) != length or zlib.crc32(payload) != crc:
                 return known
-            record = pb.Record()
             try:
-                record.ParseFromString(payload)
-            except Exception:  # not a record after all: the full read reports it
+                record = parse_record(payload)  # within bounded memory (core/parsecost.py)
+            except Exception:  # not a record after all, or too costly to parse: the full read reports it
                 return known
             if record.WhichOneof("kind") == "run_update":
                 known.update(changes_of(record.run_update))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tracklet.core import hostinfo
 
 if TYPE_CHECKING:
+    from tracklet.core.filehash import HashedBytes
     from tracklet.core.wire import Message
     from tracklet.proto import records_pb2 as pb
 
@@ -268,14 +269,14 @@ def imported_files(root: str) -> dict[str, str]:
 
 
 def snapshot_code(environment: pb.Environment | Message, imported: dict[str, str],
-                  untracked: set[str]) -> dict[str, tuple[bytes, str]]:
+                  untracked: set[str]) -> dict[str, HashedBytes]:
     """The ``imported`` files (relative path: absolute path) that are ``untracked``, read within
-    the caps: ``{relative path: (bytes, sha256)}`` (stored by the run as a ``code`` artifact, with
+    the caps: ``{relative path: HashedBytes}`` (stored by the run as a ``code`` artifact, with
     the digest carried along so no one hashes a file again); each is recorded in ``code_files`` and
     what was left out in ``code_skipped``."""
     chosen = [(relative, path) for relative, path in imported.items() if relative in untracked]
     total = 0
-    files: dict[str, tuple[bytes, str]] = {}
+    files: dict[str, HashedBytes] = {}
     for relative, path in chosen:
         try:
             data = Path(path).read_bytes()
@@ -288,23 +289,24 @@ def snapshot_code(environment: pb.Environment | Message, imported: dict[str, str
         if total + len(data) > MAX_CODE_BYTES:
             environment.code_skipped.append(f"{relative}: the snapshot would pass {MAX_CODE_BYTES} bytes")
             continue
-        from tracklet.core.filehash import sha256_hex  # small files: no OpenSSL (~3 ms of CPU) to load
+        from tracklet.core.filehash import HashedBytes
 
-        digest = sha256_hex(data)
-        files[relative] = data, digest
+        hashed = HashedBytes(data)  # small files: CPython's own sha256, no OpenSSL (~3 ms of CPU) to load
+        digest = hashed.digest
+        files[relative] = hashed
         total += len(data)
         entry = environment.code_files.add()
         entry.path, entry.size_bytes, entry.sha256 = relative, len(data), digest
     return files
 
 
-def write_code_files(files: dict[str, tuple[bytes, str]], files_dir: Path) -> None:
+def write_code_files(files: dict[str, HashedBytes], files_dir: Path) -> None:
     """The snapshot (``snapshot_code``'s) as run files, ``files/code/<path>``: the older form
     (``tracklet reproduce`` still reads it), kept for a capture that has no run to log the artifact with."""
-    for relative, (data, _) in files.items():
+    for relative, hashed in files.items():
         target = files_dir / CODE_DIR / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        target.write_bytes(hashed.data)
 
 
 def program_path(root: str) -> str:

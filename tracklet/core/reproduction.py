@@ -19,11 +19,14 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracklet.core.settings import is_valid_name
 from tracklet.core.stack import user_stacklevel
 from tracklet.core.warn import TrackletWarning
+
+if TYPE_CHECKING:
+    from tracklet.core.filehash import HashedBytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +88,12 @@ def code_artifact_name(program: str) -> str:
     return f"code-{cleaned}"[:128] if cleaned else "code"
 
 
-def code_artifact(make: Any, files: dict[str, tuple[bytes, str]], program: str) -> Any:
+def code_artifact(make: Any, files: dict[str, HashedBytes], program: str) -> Any:
     """A draft ``code`` artifact (``make``: ``tracklet.Artifact``) holding ``files`` (relative
-    path: (bytes, sha256)) under their paths in the repository, in memory (no staging directory:
+    path: bytes hashed as they were read) under their paths in the repository, in memory (no staging directory:
     it is logged inside ``finish()``), with the digests they were recorded with (not hashed again)."""
     artifact = make(code_artifact_name(program), CODE_TYPE,
                     description="untracked source files the program imported (tracklet reproduce restores them)")
-    for path, (data, digest) in files.items():
-        artifact._add_bytes(path, data, digest)
+    for path, hashed in files.items():
+        artifact._add_bytes(path, hashed)
     return artifact

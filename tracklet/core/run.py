@@ -33,6 +33,7 @@ from tracklet.core.stack import user_stacklevel
 from tracklet.core.warn import TrackletWarning
 
 if TYPE_CHECKING:
+    from tracklet.core.filehash import HashedBytes
     from tracklet.core.wire import Message
     from tracklet.proto import records_pb2 as pb
 
@@ -754,7 +755,7 @@ class Run:
                                                                   self.path, remote=self._artifact_remote())
         return self._artifacts
 
-    def _log_code_snapshot(self, files: dict[str, tuple[bytes, str]], program: str) -> None:
+    def _log_code_snapshot(self, files: dict[str, HashedBytes], program: str) -> None:
         """Log the code snapshot (the untracked files the program imported) as a ``code``
         artifact, on the environment thread: content-addressed, so a sweep's runs of the same
         code share its blobs (and its version, when it is the collection's latest)."""

@@ -11,7 +11,9 @@ columns that don't fit, keep the rest). A server must not store what they would 
 acknowledged byte is never taken back, and every process reading the copy would pay for it
 again. So ``check_record`` refuses everything ``RecordDecoder`` would skip or drop, and more:
 
-- the record decodes as a ``tracklet.v1.Record`` (``decode_record``);
+- the record decodes as a ``tracklet.v1.Record`` (``decode_record``), and its parsed objects take
+  at most ``MAX_PARSE_BYTES`` (``core/parsecost.py``: estimated from the wire format before
+  parsing, since dense repeated fields cost up to ~50x their bytes once parsed);
 - a batch's new key ids continue the run's ids without a gap (ids are dense, so the key table
   grows only by what a frame defines; redefining a known id is allowed), up to ``MAX_KEY_ID``;
 - a column's key is a defined id, at most one of its value fields is filled, its row indices are
@@ -36,9 +38,8 @@ and ``decode_record`` refuses it.)
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
-
 from tracklet.core.decode import COLUMN_VALUE_FIELDS, MAX_KEY_ID
+from tracklet.core.parsecost import parse_record
 from tracklet.proto import records_pb2 as pb
 from tracklet.errors import RecordRejected  # noqa: F401  (defined there; imported from here too)
 
@@ -47,13 +48,9 @@ _SCHEMA_VERSIONS = frozenset(pb.SchemaVersion.values())
 
 def decode_record(payload: bytes) -> pb.Record:
     """A frame's payload as a ``Record``; ``RecordRejected`` when it isn't one (bad wire format,
-    invalid UTF-8 in a string, nesting past protobuf's depth limit)."""
-    record = pb.Record()
-    try:
-        record.ParseFromString(payload)
-    except (DecodeError, RuntimeError, ValueError) as error:
-        raise RecordRejected(f"not a tracklet.v1.Record ({error or type(error).__name__})") from None
-    return record
+    invalid UTF-8 in a string, nesting past protobuf's depth limit) or when parsing it would take
+    more memory than ``parsecost.MAX_PARSE_BYTES`` (checked on the wire format, before parsing)."""
+    return parse_record(payload)
 
 
 def check_record(record: pb.Record, known_keys: int) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 from tracklet.artifacts.names import LATEST
 from tracklet.client.registry import RegistryClient
+from tracklet.errors import RegistryError
 from tracklet.registry.sql import DEFAULT_APPROVER_ROLE, AliasEvent, Card, Link, PromotionRequest, Protection
 
 
@@ -50,9 +51,16 @@ class RemoteRegistry:
         event = self.client.set_alias(registry, collection, alias, selector, reason)["event"]
         return AliasEvent(**event) if event else None
 
-    def remove_alias(self, registry: str, collection: str, alias: str, *, actor: str | None = None,
+    def remove_alias(self, registry: str, collection: str, alias: str, *, expected: int | None = None,
+                     unconditional: bool = False, actor: str | None = None,
                      reason: str | None = None) -> AliasEvent | None:
-        event = self.client.set_alias(registry, collection, alias, None, reason)["event"]
+        """``ModelRegistry.remove_alias`` on the server: removed only if the alias still names
+        version ``expected`` when the server's transaction runs (``AliasMoved`` otherwise, and
+        nothing changes); ``unconditional=True`` removes it wherever it points."""
+        if expected is None and not unconditional:
+            raise RegistryError(f"removing alias {alias!r} of {registry}/{collection}: name the version you read it "
+                                "on (expected=N), or pass unconditional=True to remove it wherever it points now")
+        event = self.client.set_alias(registry, collection, alias, None, reason, expected=expected)["event"]
         return AliasEvent(**event) if event else None
 
     def save_aliases(self, registry: str, collection: str, version: int, added: list[str] | tuple[str, ...] = (),
@@ -62,6 +70,12 @@ class RemoteRegistry:
         checks and audit); ``actor`` is the key's user, whatever is passed."""
         answer = self.client.save_aliases(registry, collection, version, list(added), list(removed), reason)
         return [AliasEvent(**event) for event in answer["events"]]
+
+    def unlink(self, registry: str, collection: str, version: int, *, actor: str | None = None,
+               reason: str | None = None) -> list[AliasEvent]:
+        """``ModelRegistry.unlink`` on the server (its admin role, its audit); ``actor`` is the
+        key's user, whatever is passed."""
+        return [AliasEvent(**event) for event in self.client.unlink(registry, collection, version, reason)["events"]]
 
     def history(self, registry: str, collection: str, alias: str | None = None, **_: Any) -> list[AliasEvent]:
         return [AliasEvent(**event) for event in self.client.history(registry, collection, alias)]

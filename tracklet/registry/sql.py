@@ -8,6 +8,9 @@ Rules:
 - ``latest`` is the highest version; ``vN`` names version N; a custom alias names one version of
   its collection at a time;
 - every alias move (added, moved, removed) appends one event (actor, time, from -> to, reason);
+- ``unlink`` removes a version (W&B's ``artifact.unlink()``): its aliases go first, each with its
+  event, then an event of alias ``vN`` (``vN -> -``) records the removal; its number is never
+  reused, and a version a protected alias or a pending promotion request names is refused;
 - a protected alias (``protect``) moves only through a promotion request approved by as many
   reviewers as it requires, none of them the requester, each holding the protection's approver
   role or a higher one (on a server, whose routes pass the reviewer's registry role; local mode has
@@ -32,7 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
-from tracklet.errors import (ArtifactNotFound, PromotionCheckRequired, PromotionRequired, PromotionReviewRefused,
+from tracklet.errors import (AliasMoved, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, PromotionReviewRefused,
                              RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name
 from tracklet.registry.tables import (registry_alias_events, registry_aliases, registry_cards, registry_collections,
@@ -555,12 +558,28 @@ class ModelRegistry:
                                     f"(`tracklet registry approve {request_id}`)", request_id)
         return outcome if isinstance(outcome, AliasEvent) else None
 
-    def remove_alias(self, registry: str, collection: str, alias: str, *, actor: str | None = None,
+    def remove_alias(self, registry: str, collection: str, alias: str, *, expected: int | None = None,
+                     unconditional: bool = False, actor: str | None = None,
                      reason: str | None = None) -> AliasEvent | None:
-        """Remove ``alias`` from the collection (the event, or None if it had no such alias)."""
+        """Remove ``alias`` from the collection if it still names version ``expected`` (the one
+        the caller read), in the removal's transaction: one someone moved or removed meanwhile
+        raises ``AliasMoved`` and nothing changes, so a stale caller never removes an alias
+        from the version someone else put it on. ``unconditional=True`` (and no ``expected``)
+        removes it wherever it points: what an explicit ``tracklet registry alias --remove``
+        without a version asks for. The event, or None if it had no such alias (unconditional)."""
+        if expected is None and not unconditional:
+            raise RegistryError(f"removing alias {alias!r} of {registry}/{collection}: name the version you read it "
+                                "on (expected=N), or pass unconditional=True to remove it wherever it points now")
         actor, why = _actor(actor), _reason(reason)
         with self._write() as connection:
             self._hold(connection, registry, collection)
+            if expected is not None:
+                current = connection.execute(_CURRENT, {"b_registry": registry, "b_collection": collection,
+                                                        "b_alias": alias}).one()[0]
+                if current != int(expected):
+                    now = f"names v{current} now" if current is not None else "names no version now"
+                    raise AliasMoved(f"alias {alias!r} of {registry}/{collection} {now}, not v{int(expected)} as "
+                                     "read: someone moved it meanwhile; nothing was removed (read it again)")
             outcome = self._move(connection, registry, collection, alias, None, actor, why)
         return outcome if isinstance(outcome, AliasEvent) else None
 
@@ -610,6 +629,53 @@ class ModelRegistry:
                               f"#{request_id} (to v{number}) waits for approval by someone else (`tracklet registry "
                               f"approve {request_id}`)" for alias, request_id in opened)
             raise PromotionRequired(f"{named}; no alias was moved", opened[0][1])
+        return events
+
+    def unlink(self, registry: str, collection: str, version: int, *, actor: str | None = None,
+               reason: str | None = None) -> list[AliasEvent]:
+        """Remove the collection's version ``version`` (a link: the artifact version it names is
+        untouched), W&B's ``artifact.unlink()``. Its custom aliases are removed first, each with
+        its event, and the removal itself is appended to the history as an event of alias ``vN``
+        (``vN -> -``), so the collection's history still tells what was there. Its number is never
+        given again (``latest`` falls back to the highest version left). Refused, changing
+        nothing: a version a protected alias names (``PromotionRequired``: unprotect the alias or
+        promote another version first) or a pending promotion request targets (``RegistryError``:
+        decide it first); ``ArtifactNotFound`` if the collection has no such version. Returns the
+        events appended, the unlink's last."""
+        actor, why = _actor(actor), _reason(reason or "unlinked")
+        with self._write() as connection:
+            self._hold(connection, registry, collection)
+            number = self._linked(connection, registry, collection, f"v{int(version)}")
+            aliases = sorted(connection.execute(sa.select(registry_aliases.c.alias).where(
+                self._key(registry_aliases, registry, collection), registry_aliases.c.version == number)).scalars())
+            protected = sorted(connection.execute(sa.select(registry_protections.c.alias).where(
+                self._key(registry_protections, registry, collection), registry_protections.c.alias.in_(aliases),
+                registry_protections.c.approvals > 0)).scalars()) if aliases else []
+            if protected:
+                raise PromotionRequired(f"{registry}/{collection}:v{number} is named by protected alias(es) "
+                                        f"{', '.join(protected)}: they can't be removed, so it can't be unlinked "
+                                        "(promote another version, or unprotect them, first); nothing was changed")
+            pending = connection.execute(sa.select(registry_requests.c.id).where(
+                self._key(registry_requests, registry, collection), registry_requests.c.to_version == number,
+                registry_requests.c.state == "pending").order_by(registry_requests.c.id)).scalars().all()
+            if pending:
+                raise RegistryError(f"{registry}/{collection}:v{number} is the target of pending promotion request(s) "
+                                    f"{', '.join(f'#{request}' for request in pending)}: approve or reject them first "
+                                    "(`tracklet registry approve|reject ID`); nothing was changed")
+            events: list[AliasEvent] = []
+            for alias in aliases:
+                moved = self._move(connection, registry, collection, alias, None, actor, why)
+                if isinstance(moved, AliasEvent):
+                    events.append(moved)
+            event: dict[str, Any] = {"registry": registry, "collection": collection, "alias": f"v{number}",
+                                     "from_version": number, "to_version": None, "actor": actor, "at": time.time(),
+                                     "reason": why, "request_id": None}
+            event_id = connection.execute(_EVENT_INSERT, event).scalar_one()
+            # events: alias.moved -- the version's own name taken off it: the collection no longer has it
+            self._emit(connection, "alias.moved", {"id": event_id, **event})
+            events.append(AliasEvent(id=event_id, **event))
+            connection.execute(registry_links.delete().where(
+                self._key(registry_links, registry, collection), registry_links.c.version == number))
         return events
 
     # ------------------------------------------------------------ model cards

@@ -28,7 +28,7 @@ from tracklet.server import db_unavailable, query_warm, sweeps_warm
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
 from tracklet.server.audit import AuditLog, AuditMiddleware, in_route, install_unit_of_work
-from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
+from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer, route_access
 from tracklet.server.automations import Automations
 from tracklet.server.automations_worker import AutomationWorker, DeliveryPolicy, DeliveryProcess
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
@@ -61,7 +61,9 @@ class ServerState:
 
 async def require_access(request: Request) -> None:
     """Every API route's gate: the sender must present a valid key, and on a route with a
-    ``{project}`` hold ``read`` (GET, HEAD) or ``write`` (other methods) there. An upload
+    ``{project}`` hold the role the route needs there (``auth.route_access``: ``read`` for GET and
+    HEAD, ``write`` for other methods, unless the route declares another with ``auth.requires``);
+    a 403 names that role. An upload
     (``PUT /api/v1/runs/...``, or any artifact write) to a project that doesn't exist yet creates
     it for the sender. The check blocks on the database: it runs in the route function's own
     worker call where the route has one (``one_hop.py``), else in a worker call of its own."""
@@ -70,14 +72,10 @@ async def require_access(request: Request) -> None:
         request.state.principal = DEV_PRINCIPAL
         return
     project = request.path_params.get("project")
-    if project is not None and authorizer.admits(request, project, _needed(request)):
+    if project is not None and authorizer.admits(request, project, route_access(request).role):
         return  # the same key passed the same check moments ago (auth.ADMITTED_FOR)
     if not one_hop.defer(request, functools.partial(check_access, request, authorizer)):
         await run_in_threadpool(check_access, request, authorizer)
-
-
-def _needed(request: Request) -> str:
-    return "read" if request.method in ("GET", "HEAD") else "write"
 
 
 def check_access(request: Request, authorizer: Authorizer) -> None:
@@ -86,12 +84,15 @@ def check_access(request: Request, authorizer: Authorizer) -> None:
     if project is None:
         authorizer.principal(request)
         return
-    needed = _needed(request)
+    access = route_access(request)
+    needed = access.role
     # The first upload of a run, or of an artifact, creates its project (else no role could guard its reads).
-    creating = needed == "write" and (request.url.path.startswith("/api/v1/runs/")
-                                      or request.url.path.startswith(f"/api/v1/projects/{project}/artifacts/")
-                                      or request.url.path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
-    authorizer.check(request, project, needed, create=creating)
+    # A read (the upload's offset probe needs write) never creates one.
+    path = request.url.path
+    creating = needed == "write" and request.method not in ("GET", "HEAD") and (
+        path.startswith("/api/v1/runs/") or path.startswith(f"/api/v1/projects/{project}/artifacts/")
+        or path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
+    authorizer.check(request, project, needed, create=creating, missing_ok=access.missing_ok)
 
 
 def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,

@@ -55,7 +55,7 @@ from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.core.layout import check_name
 from tracklet import errors
-from tracklet.errors import ArtifactError
+from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.artifact_registry_sql import SqlRegistry
 from tracklet.server.logs import BadRequest
 from tracklet.server.artifact_packed import PACKED_BLOB_BYTES, PackedBlobStore
@@ -891,6 +891,55 @@ class ServerArtifacts:
             return self.registry.commit(info, aliases)
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
+
+    def save_aliases(self, project: str, name: str, version: int, add: list[str],
+                     remove: list[str]) -> VersionInfo:
+        """Give ``project/name:v<version>`` the custom aliases ``add`` (each moved from whichever
+        version holds it: one version per alias, in one locked transaction of the collection) and
+        take ``remove`` off it (one that names another version now stays there): the rules of the
+        local store's ``artifact.save()`` (``Artifact._save_aliases``), applied by the same
+        registry code. ``latest`` and ``vN`` are not aliases one can give or take (``BadRequest``).
+        Returns the version with its aliases after."""
+        from tracklet.artifacts.names import LATEST, check_alias
+
+        if LATEST in remove:
+            raise BadRequest(f"artifact {project}/{name}: 'latest' always names the newest version; it can't be "
+                             "removed")
+        try:
+            added = [check_alias(alias) for alias in dict.fromkeys(add) if alias != LATEST]
+            removed = [check_alias(alias) for alias in dict.fromkeys(remove) if alias not in added]
+            self.registry.set_aliases(project, name, version, added, removed)
+        except ArtifactNotFound:
+            raise
+        except ArtifactError as error:
+            raise BadRequest(str(error)) from None
+        return self.registry.version(project, name, f"v{version}")
+
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool) -> tuple[VersionInfo, list[str]]:
+        """Delete ``project/name:v<version>`` as ``tracklet artifact rm`` does locally
+        (``LocalRegistry.delete_version``; the caller has refused a version the model registry
+        links): its number is never given again, ``latest`` falls back, a version with custom
+        aliases only with ``drop_aliases``. Its blobs are left to ``artifact-gc``, and marked used
+        once it is deleted, so the collection's grace period runs from the deletion (a client
+        downloading the version it just read finishes). The deletion is the request's first
+        write (a refusal writes nothing, so its audit event says what was answered). Returns
+        (the version deleted, the aliases dropped)."""
+        info = self.registry.version(project, name, f"v{version}")
+        try:
+            named = self._named_blobs(info)
+        except (OSError, ArtifactError):
+            named = [info.manifest]  # a damaged manifest: nothing more to keep for the grace period
+        dropped = self.registry.delete_version(project, name, version, drop_aliases=drop_aliases)
+        self.touch(project, named)
+        return info, dropped
+
+    def _named_blobs(self, info: VersionInfo) -> list[str]:
+        with self.open_blob(info.project, info.manifest)[0] as handle:
+            data = handle.read(MAX_SERVER_MANIFEST_BYTES + 1)
+        manifest = Manifest.from_bytes(data, what=f"the manifest of {info.qualified_name}")
+        recipes = [entry.extra["recipe"] for entry in manifest
+                   if entry.ref is None and isinstance(entry.extra.get("recipe"), str)]
+        return [info.manifest, *(entry.digest for entry in manifest if entry.ref is None), *recipes]
 
     def _logged_before(self, info: VersionInfo) -> VersionInfo | None:
         """A version of the collection with ``info``'s content that the same run logged: what

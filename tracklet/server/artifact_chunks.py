@@ -18,12 +18,14 @@ import threading
 from collections.abc import Iterator
 
 from tracklet.artifacts.chunking import FileRecipe
-from tracklet.artifacts.packs import ENTRY, FOOTER, ChunkLocator, PackReader, PackStore, decode_trailer, pack_id_of
+from tracklet.artifacts.packs import (ENTRY, FOOTER, MAX_UPLOAD_PACK_BYTES, MAX_UPLOAD_PACK_CHUNKS, ChunkLocator,
+                                      PackReader, PackStore, decode_trailer, pack_id_of)
 from tracklet.errors import ChunkStoreError, PackCorrupt, TrackletError
 from tracklet.server.logs import BadRequest
 
-#: The largest pack one request may carry (a client's upload packs are about 8 or 16 MiB of chunks).
-MAX_UPLOAD_PACK_BYTES = 32 << 20
+# MAX_UPLOAD_PACK_BYTES (32 MiB), the largest pack one request may carry, and MAX_UPLOAD_PACK_CHUNKS
+# are the client's packs' bounds too (artifacts/packs.py): a client's packs are about 8 or 16 MiB of
+# chunks and close before a chunk would pass either.
 #: Chunk ids per "which chunks does the project lack?" request.
 MAX_CHUNK_IDS_PER_QUERY = 1000
 #: Chunks located per query while a chunked file is read (~77 KiB each: about 20 MiB of file).
@@ -115,6 +117,9 @@ def check_pack(pack_id: str, data: bytes | memoryview) -> list[tuple[bytes, int,
     if len(data) < FOOTER.size:
         raise BadRequest(f"pack {pack_id}: {len(data)} bytes is too short for a pack")
     _, count, _ = FOOTER.unpack_from(data, len(data) - FOOTER.size)
+    if count > MAX_UPLOAD_PACK_CHUNKS:  # before an entry per chunk is built: ~300 bytes of Python each
+        raise BadRequest(f"pack {pack_id}: its footer says {count} chunks; a pack may hold at most "
+                         f"{MAX_UPLOAD_PACK_CHUNKS} (send them in several packs)")
     trailer_size = count * ENTRY.size + FOOTER.size
     if trailer_size > len(data):
         raise BadRequest(f"pack {pack_id}: its footer says {count} chunks, more than its {len(data)} bytes hold")
@@ -208,5 +213,5 @@ class ChunkedFile:
         self.close()
 
 
-__all__ = ["MAX_CHUNK_IDS_PER_QUERY", "MAX_PACK_BUFFER_BYTES", "BufferPool", "PackBuffersBusy", "MAX_RECIPE_BYTES", "MAX_UPLOAD_PACK_BYTES", "ChunkStoreError", "ChunkedFile",
+__all__ = ["MAX_CHUNK_IDS_PER_QUERY", "MAX_PACK_BUFFER_BYTES", "BufferPool", "PackBuffersBusy", "MAX_RECIPE_BYTES", "MAX_UPLOAD_PACK_BYTES", "MAX_UPLOAD_PACK_CHUNKS", "ChunkStoreError", "ChunkedFile",
            "check_chunk_id", "check_pack"]

@@ -23,7 +23,7 @@ from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, v
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
-from tracklet.server.schema import artifact_aliases, artifact_versions
+from tracklet.server.schema import artifact_aliases, artifact_deleted_versions, artifact_versions
 
 _FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by")
 
@@ -117,13 +117,13 @@ class SqlRegistry:
                 artifact_versions.c.project == info.project, artifact_versions.c.name == info.name
             ).order_by(artifact_versions.c.version.desc()).limit(1)).first()
             reused = False
-            number = 0
+            number = self._next_number(connection, info.project, info.name)
             if latest is not None:
                 if latest.type != info.type:
                     raise ArtifactError(f"artifact {info.project}/{info.name} has type {latest.type!r}; it can't take "
                                         f"a version of type {info.type!r} (use another name)")
                 reused = latest.digest == info.digest
-                number = latest.version if reused else latest.version + 1
+                number = latest.version if reused else number
             if not reused:
                 connection.execute(artifact_versions.insert().values(
                     project=info.project, name=info.name, version=number,
@@ -131,6 +131,43 @@ class SqlRegistry:
                     **{**{field: getattr(info, field) for field in _FIELDS}, "created_at": info.created_at or time.time()}))
             self._move_aliases(connection, info.project, info.name, number, custom)
             return self._version(connection, info.project, info.name, f"v{number}"), reused
+
+    @staticmethod
+    def _next_number(connection: sa.Connection, project: str, name: str) -> int:
+        """One more than any version ever created, deleted ones included (a number is never reused)."""
+        highest = [connection.execute(sa.select(sa.func.max(table.c.version)).where(
+            table.c.project == project, table.c.name == name)).scalar() for table in
+            (artifact_versions, artifact_deleted_versions)]
+        used = [number for number in highest if number is not None]
+        return max(used) + 1 if used else 0
+
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False) -> list[str]:
+        """``LocalRegistry.delete_version``: the version's row goes (kept in
+        ``artifact_deleted_versions``, so its number is never given again) and ``latest`` falls
+        back to the highest version left; one with custom aliases only with ``drop_aliases``
+        (they go with it). Returns the aliases dropped. Its blobs stay until a collection."""
+        with self._lock, self.engine.begin() as connection:
+            self._begin(connection, project, name)
+            row = connection.execute(sa.select(artifact_versions).where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name,
+                artifact_versions.c.version == version)).first()
+            if row is None:
+                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            dropped = sorted(alias for alias, target in self._aliases(connection, project, name).items()
+                             if target == version)
+            if dropped and not drop_aliases:
+                raise ArtifactError(f"artifact {project}/{name}:v{version} has alias(es) {', '.join(dropped)}: move "
+                                    "them to another version first, or delete it with its aliases (--force)")
+            connection.execute(artifact_aliases.delete().where(
+                artifact_aliases.c.project == project, artifact_aliases.c.name == name,
+                artifact_aliases.c.version == version))
+            connection.execute(artifact_deleted_versions.insert().values(
+                project=project, name=name, version=version, digest=row.digest, manifest=row.manifest,
+                deleted_at=time.time()))
+            connection.execute(artifact_versions.delete().where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name,
+                artifact_versions.c.version == version))
+        return dropped
 
     def _move_aliases(self, connection: sa.Connection, project: str, name: str, version: int,
                       aliases: list[str]) -> None:
@@ -146,7 +183,9 @@ class SqlRegistry:
         custom = [check_alias(alias) for alias in add if alias != LATEST]
         with self._lock, self.engine.begin() as connection:
             self._begin(connection, project, name)
-            if version not in self.version_numbers(project, name):
+            if connection.execute(sa.select(artifact_versions.c.version).where(
+                    artifact_versions.c.project == project, artifact_versions.c.name == name,
+                    artifact_versions.c.version == version)).first() is None:
                 raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
             self._move_aliases(connection, project, name, version, custom)
             for alias in remove:

@@ -8,8 +8,10 @@ in the table (so its id keeps identifying it in listings) and never authenticate
 Roles are per project, ordered ``read`` < ``write`` < ``admin``; a server admin (``users.is_admin``)
 holds every role on every project. Any authenticated user may create a project by uploading the
 first run to it and becomes its admin. ``Authorizer.check`` is what every route relies on: it is
-applied to the project-scoped routers in ``app.py`` (GET and HEAD need ``read``, other methods
-``write``) and called directly where a route needs more (managing members needs ``admin``).
+applied to the project-scoped routers in ``app.py`` with the role the route needs
+(``route_access``: GET and HEAD need ``read``, other methods ``write``, unless the route declares
+its own with ``requires``: managing members needs ``admin``, the upload's offset probe ``write``),
+so a 403 always names the role that route needs.
 
 ``--dev`` servers have no ``Authorizer``: every request acts as the server admin, and the CLI
 allows that on loopback addresses only.
@@ -23,7 +25,7 @@ import hmac
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
@@ -35,8 +37,11 @@ from tracklet.server.schema import api_keys, migrate, project_members, users
 if TYPE_CHECKING:
     from tracklet.store import Store
 
+_Route = TypeVar("_Route", bound=Callable[..., Any])
+
 KEY_PREFIX = "tlk_"
 ROLES = ("read", "write", "admin")
+_ROUTE_ACCESS = "tracklet_route_access"  # the attribute ``requires`` sets on a route function
 LAST_USED_EVERY = 60.0  # seconds between writes of a key's last_used_at
 # Seconds a passed check (a key, a project, a role) admits the same key's next requests to that
 # project without the database (``Authorizer.admits``): a key revoked, a user disabled or a member
@@ -44,6 +49,42 @@ LAST_USED_EVERY = 60.0  # seconds between writes of a key's last_used_at
 # refused within this; through this server's own API, at once.
 ADMITTED_FOR = 5.0
 ADMITTED_MAX = 10_000  # passed checks remembered at most (when full: the expired go, else the oldest half)
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteAccess:
+    """The project role a route needs (``role``), and whether a project that doesn't exist yet is
+    open to it (``missing_ok``: nothing is in it to protect; a read, or the upload's offset probe)."""
+
+    role: str
+    missing_ok: bool = False
+
+
+_READ = RouteAccess("read", missing_ok=True)
+_WRITE = RouteAccess("write")
+
+
+def requires(role: str, *, missing_ok: bool = False) -> Callable[[_Route], _Route]:
+    """Declare the project role a route function needs where its method's rule (``read`` for GET
+    and HEAD, ``write`` for the rest) isn't it: the guard (``app.require_access``) checks that
+    role, so its 403 names it, before the route runs."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+
+    def mark(route: _Route) -> _Route:
+        setattr(route, _ROUTE_ACCESS, RouteAccess(role, missing_ok))
+        return route
+
+    return mark
+
+
+def route_access(request: Request) -> RouteAccess:
+    """The role the request's route needs: the one it declares (``requires``; the one-hop wrapper
+    copies the attribute), else ``read`` for GET and HEAD and ``write`` for the other methods."""
+    declared = getattr(request.scope.get("endpoint"), _ROUTE_ACCESS, None)
+    if declared is not None:
+        return declared
+    return _READ if request.method in ("GET", "HEAD") else _WRITE
 
 
 # The store's projects table, named as the server's own tables name it (project_members' foreign
@@ -408,16 +449,18 @@ class Authorizer:
     def _unauthorized(detail: str) -> None:
         raise HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
-    def check(self, request: Request, project: str, needed: str, *, create: bool = False) -> Principal:
-        """The sender, if they hold ``needed`` on ``project``; 403 otherwise. A project that
-        doesn't exist yet may be read by anyone (there is nothing in it) and, with ``create``, is
-        created for a write, with the sender as its admin (an upload)."""
+    def check(self, request: Request, project: str, needed: str, *, create: bool = False,
+              missing_ok: bool | None = None) -> Principal:
+        """The sender, if they hold ``needed`` on ``project``; 403 naming ``needed`` otherwise. A
+        project that doesn't exist yet may be read by anyone (there is nothing in it; also any
+        check with ``missing_ok``) and, with ``create``, is created for a write, with the sender
+        as its admin (an upload)."""
         revision = self.accounts.revision
         principal, access = self._authenticate(request, project)
         check_name("project", project)
         exists, role = access if access is not None else self.accounts.role(principal, project)
         if not exists:
-            if needed == "read":  # nothing to see: the route answers 404 (or offset 0)
+            if needed == "read" if missing_ok is None else missing_ok:  # nothing to see: 404 (or offset 0)
                 return principal
             if create:
                 role = self.accounts.create_project(project, principal)

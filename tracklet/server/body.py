@@ -1,42 +1,50 @@
 """Reading a request body with a size limit, before and after gzip decoding, or into a buffer the
-route sized from its ``Content-Length``."""
+route sized from its ``Content-Length``; and the same limit on the JSON bodies FastAPI parses for a
+route's model parameters (``BoundedBodyRoute``), which it would otherwise read whole, at any size."""
 
 from __future__ import annotations
 
 import zlib
 
-from fastapi import HTTPException, Request
+from typing import Any, Callable, Coroutine
+
+from fastapi import HTTPException, Request, Response
+from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
 from tracklet.server.connections import BODY_INTO, BodyDisconnect, BodyOverflow, BodySink
 
 DEFAULT_MAX_BODY_BYTES = 64 << 20
+#: The largest JSON body a route with a model parameter takes (a report's 1 MiB of Markdown, a
+#: model card's, fit): parsed JSON costs up to ~20x its bytes in Python objects (``[[],[],...]``).
+MAX_JSON_BODY_BYTES = 8 << 20
+_FRAMES_HINT = "send smaller chunks (whole frames) instead"
 
 
-def _too_large(limit: int, what: str) -> HTTPException:
+def _too_large(limit: int, what: str, hint: str) -> HTTPException:
     return HTTPException(
         status_code=413,
-        detail=f"request body too large: {what} more than the server's limit of {limit} bytes; "
-        "send smaller chunks (whole frames) instead",
+        detail=f"request body too large: {what} more than the server's limit of {limit} bytes; {hint}",
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, hint: str = _FRAMES_HINT) -> bytes:
     """The request's body, decoded if ``Content-Encoding: gzip``; 413 past ``limit`` bytes
-    (checked on the wire and again after decompression), 415 for other encodings."""
+    (checked on the wire and again after decompression; its detail ends with ``hint``), 415 for
+    other encodings."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", ""):
         raise HTTPException(status_code=415, detail=f"unsupported Content-Encoding {encoding!r}; use gzip or none")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, f"Content-Length {declared} is")
+        raise _too_large(limit, f"Content-Length {declared} is", hint)
     chunks: list[bytes] = []
     received = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
-                raise _too_large(limit, "the body is")
+                raise _too_large(limit, "the body is", hint)
             chunks.append(chunk)
     except ClientDisconnect:  # gone, or closed by the server's idle timeout (connections.py)
         raise HTTPException(status_code=400, detail="the client disconnected before sending the whole body") from None
@@ -47,14 +55,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     try:
         data = decoder.decompress(raw, limit + 1)
         if len(data) > limit or decoder.unconsumed_tail:
-            raise _too_large(limit, "the decompressed body is")
+            raise _too_large(limit, "the decompressed body is", hint)
         data += decoder.flush()
     except zlib.error as error:
         raise HTTPException(status_code=400, detail=f"body is not valid gzip: {error}") from None
     if not decoder.eof:
         raise HTTPException(status_code=400, detail="body is not valid gzip: truncated stream")
     if len(data) > limit:
-        raise _too_large(limit, "the decompressed body is")
+        raise _too_large(limit, "the decompressed body is", hint)
     return data
 
 
@@ -77,3 +85,24 @@ async def read_body_into(request: Request, view: memoryview) -> int:
         raise HTTPException(status_code=400, detail="the client disconnected before sending the whole body") from None
     except BodyOverflow as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
+
+
+class BoundedBodyRoute(APIRoute):
+    """A route whose JSON body (a model parameter's) is read through ``read_body`` with
+    ``MAX_JSON_BODY_BYTES`` before FastAPI parses it: 413 naming the limit past it, and a gzip body
+    decoded within it. FastAPI's own reading takes a body whole, whatever its size, and parses it
+    (a 95 MiB ``_chunks/missing`` query was parsed before its 1,000-id limit refused it). Routes
+    that read their body themselves (uploads: their own limits) are left as they are. Every
+    ``APIRouter`` of the server uses this class (tests/test_server_json_bounds.py checks each)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not self.dependant.body_params:
+            return handler
+
+        async def bounded(request: Request) -> Response:
+            request._body = await read_body(request, MAX_JSON_BODY_BYTES,
+                                            f"a JSON body may take at most {MAX_JSON_BODY_BYTES >> 20} MiB")
+            return await handler(request)
+
+        return bounded

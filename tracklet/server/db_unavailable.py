@@ -5,9 +5,8 @@ every route that touches the store or the server's tables then raises one of SQL
 operational errors. Those are transient, so the answer is **503** with ``Retry-After`` and a
 detail naming the database, which clients retry (``client/http.py``: an online run's uploader
 keeps trying, ``tracklet sync`` until ``--give-up-after``), and the server prints one line per
-reason and interval instead of a traceback per request. SQLite reports programming errors
-("no such column") as ``OperationalError`` too: only its busy, locked, I/O, full and open
-failures count as unavailable there, so a defect still surfaces as a 500.
+reason and interval instead of a traceback per request. Which errors count as unavailable is the
+store's call (``tracklet/store/outage.py``): a defect (a wrong query) still surfaces as a 500.
 """
 
 from __future__ import annotations
@@ -15,36 +14,16 @@ from __future__ import annotations
 import sys
 import time
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tracklet.store.engine import driver_reason
+from tracklet.store import UNAVAILABLE_ERRORS, driver_reason, is_unavailable
 
 RETRY_AFTER_S = 5
 """What the answer's ``Retry-After`` asks clients to wait, in seconds."""
 
 REPORT_EVERY_S = 30.0
 """One stderr line per distinct reason at most this often: an outage under load is many requests."""
-
-_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable to open")
-
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
-"""SQLAlchemy's errors for a database that can't be reached or used right now."""
-
-
-def is_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` says the database is unavailable (rather than that a query is wrong)."""
-    if not isinstance(error, UNAVAILABLE_ERRORS):
-        return False
-    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
-        return True
-    origin = getattr(error, "orig", None)
-    if origin is not None and type(origin).__module__.startswith("sqlite3"):
-        text = str(origin).lower()
-        return any(word in text for word in _SQLITE_TRANSIENT)
-    return True
 
 
 class _Reporter:

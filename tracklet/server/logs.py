@@ -61,16 +61,18 @@ def check_frames(body: bytes, offset: int) -> None:
         )
 
 
-def check_records(tail: bytes, at: int, known_keys: int) -> int:
+def check_records(tail: bytes, at: int, known_keys: int, run: str = "") -> int:
     """Raise ``BadRequest`` naming the first frame of ``tail`` (whole frames that will be stored
     at byte ``at`` of a copy whose records defined ``known_keys`` key ids) that isn't a record
-    every consumer can fold (``core/validate.py``); return the key count after the tail."""
+    every consumer can fold (``core/validate.py``); return the key count after the tail. ``run``
+    (``project/run_id``) is named in the error."""
     skip = len(MAGIC) if at == 0 else 0  # a copy's first bytes are the header
     for offset, payload in scan_frames(tail, skip, base=at).payloads:
         try:
             known_keys = check_record(decode_record(payload), known_keys)
         except RecordRejected as error:
-            raise BadRequest(f"the frame at byte {offset} of the log is not a valid record: {error}; "
+            log = f"the log of run {run}" if run else "the log"
+            raise BadRequest(f"the frame at byte {offset} of {log} is not a valid record: {error}; "
                              "nothing of this request was stored") from None
     return known_keys
 
@@ -245,7 +247,8 @@ class LogCopies:
 
             tail = new_tail(body, offset, size, stored)
             if tail:
-                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored))
+                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored),
+                                     f"{project}/{run_id}")
                 self._write(paths, size, tail)
                 self.key_counts.set(project, run_id, size + len(tail), keys)
             return AppendResult(offset=size + len(tail), appended=len(tail))

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from tracklet.server.artifact_blobs import ServerArtifacts
 
 FRAGMENT_CACHE = "table-fragments"  # under <server dir>/cache
+#: A blob up to this size is answered from memory, read whole and checked; a larger one from a
+#: file checked on disk in 1 MiB pieces (a media record or a table's media cell, from an upload,
+#: may name any blob its project holds: serving it must not cost its size in memory).
+IN_MEMORY_BYTES = 16 << 20
 
 
 class MediaBlobs:
@@ -65,6 +69,28 @@ class MediaBlobs:
             return bytes(self.blobs.read_bytes(digest))
         except (ArtifactError, OSError):
             return None
+
+    def served(self, project: str, digest: str) -> bytes | Path | None:
+        """What a route answers for the blob: its bytes (up to ``IN_MEMORY_BYTES``) or a local file
+        holding it (larger: a copy in the cache for an object store), checked against the digest
+        either way; ``None`` when the project holds no such blob, or it is missing or damaged."""
+        try:
+            size = self.blobs.size(digest)
+        except (FileNotFoundError, ArtifactError, OSError):
+            size = None
+        if size is None or size <= IN_MEMORY_BYTES:
+            return self.read_bytes(project, digest)
+        path = self.local_file(project, digest)
+        if path is None or path != self.blobs.local_path(digest):
+            return path  # None, or a cached copy checked as it was made
+        hasher = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    hasher.update(chunk)
+        except OSError:
+            return None
+        return path if hasher.hexdigest() == digest else None  # damaged in the store: not served
 
     def local_file(self, project: str, digest: str) -> Path | None:
         """A local file holding the blob (for DuckDB), or ``None`` when the project holds no such
@@ -120,17 +146,26 @@ def set_media_blobs(app: FastAPI, root: Path, artifacts: ServerArtifacts | None)
     app.state.media_blobs = MediaBlobs(blobs, artifacts, root / "cache" / FRAGMENT_CACHE)
 
 
-def blob_response(request: Request, project: str, digest: str, mime: str | None, what: str) -> Response:
-    """The bytes of blob ``digest`` of ``project`` (``what`` names it in a 404), served immutable and
-    sandboxed (a blob is user content: never sniffed as a page of this origin)."""
-    data = media_blobs(request).read_bytes(project, digest)
-    if data is None:
-        raise HTTPException(status_code=404, detail=f"{what} {digest} is missing or damaged in the blob store "
-                            "(on a server: not uploaded yet; `tracklet sync` sends it)")
+def blob_response(request: Request, project: str, digest: str, mime: str | None, what: str,
+                  missing: str = " (on a server: not uploaded yet; `tracklet sync` sends it)") -> Response:
+    """The bytes of blob ``digest`` of ``project`` (``what`` names it in a 404, ``missing`` says
+    why it may be), served immutable and sandboxed (a blob is user content: never sniffed as a
+    page of this origin); a large one streamed from a checked file (``MediaBlobs.served``)."""
+    found = media_blobs(request).served(project, digest)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"{what} {digest} is missing or damaged in the blob store{missing}")
     headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
     if mime is None:
         from tracklet.tracing.media import sniff_mime
 
-        mime = sniff_mime(data)
-    return Response(data, media_type=mime, headers=headers)
+        if isinstance(found, Path):
+            with open(found, "rb") as handle:
+                mime = sniff_mime(handle.read(4096))
+        else:
+            mime = sniff_mime(found)
+    if isinstance(found, Path):
+        from fastapi.responses import FileResponse
+
+        return FileResponse(found, media_type=mime, headers=headers)
+    return Response(found, media_type=mime, headers=headers)

@@ -631,6 +631,22 @@ class CommitResponse(BaseModel):
     reused: bool = Field(description="The latest version had the same content: it was returned, no new version")
 
 
+class VersionAliasesRequest(BaseModel):
+    add: list[str] = Field(default_factory=list, max_length=1000,
+                           description="Custom aliases to point at this version (moved from the version holding each)")
+    remove: list[str] = Field(default_factory=list, max_length=1000,
+                              description="Custom aliases to take off it (one naming another version now stays there)")
+
+
+class VersionAliasesResponse(BaseModel):
+    version: ArtifactVersion = Field(description="The version with its aliases after the change")
+
+
+class VersionDeleteResponse(BaseModel):
+    deleted: ArtifactVersion = Field(description="The version deleted, as it was")
+    aliases_dropped: list[str] = Field(description="The custom aliases that went with it (`delete_aliases=true`)")
+
+
 # ---------------------------------------------------------------------------------- sweeps
 
 

@@ -27,6 +27,7 @@ ACTIONS: dict[str, str] = {
     "move_alias": "member",  # point an alias at a version; a protected one opens a promotion request
     "remove_alias": "member",  # delete an alias (a protected one can't be removed by anyone)
     "edit_card": "member",  # save a model card revision
+    "unlink": "admin",  # remove a version from its collection (its aliases too; the artifact version stays)
     "protect": "admin",  # protect an alias, change its approvals or webhook check, lift it
     "manage_members": "admin",  # give, change or take a registry role
 }

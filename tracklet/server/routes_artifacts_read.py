@@ -25,6 +25,7 @@ from tracklet.server.artifact_source import ArtifactSource, artifact_source
 from tracklet.server.jsonable import json_value
 from tracklet.server.lineage_graph import build_graph
 from tracklet.server.logs import run_paths
+from tracklet.server.body import BoundedBodyRoute
 from tracklet.server.models import (
     ArtifactCollection,
     ArtifactCollectionsResponse,
@@ -44,7 +45,7 @@ from tracklet.server.models import (
     errors,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["artifacts"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["artifacts"])
 
 _ERRORS = errors(400, 404, 500)
 _NAME = Path(..., max_length=128, description="The collection's name, e.g. `mnist`")

@@ -16,25 +16,26 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Header, HTTPException, Path, Request
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from tracklet.artifacts.names import check_artifact_name
-from tracklet.errors import ArtifactError
+from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
                                             check_file_digest)
 from tracklet.server.audit import arm, armed, arms_itself
-from tracklet.server.body import read_body, read_body_into
+from tracklet.server.body import BoundedBodyRoute, read_body, read_body_into
 from tracklet.server.events import alias_versions, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
-                                    PutPackResponse, RejectedBlob, UploadPart, UploadRequest, UploadSession, errors)
+                                    PutPackResponse, RejectedBlob, UploadPart, UploadRequest, UploadSession,
+                                    VersionAliasesRequest, VersionAliasesResponse, VersionDeleteResponse, errors)
 from tracklet.server.routes_artifacts_read import _version_model
 
-router = APIRouter(prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
 
 _RAW_BODY = {
     "requestBody": {
@@ -357,3 +358,75 @@ def commit_version(request: Request, project: str, name: str, body: CommitReques
         metadata=body.metadata, aliases=body.aliases, logged_by=body.logged_by)
     version_events(request, info, reused, previous)
     return CommitResponse(version=_version_model(info), reused=reused)
+
+
+def _number(version: str) -> int:
+    """N of a ``vN`` path segment (400 for anything else: these routes change one exact version)."""
+    from tracklet.artifacts.names import version_number
+
+    number = version_number(version)
+    if number is None:
+        raise BadRequest(f"name the version as vN; got {version[:100]!r}")
+    return number
+
+
+@router.post("/{name}/versions/{version}/aliases", response_model=VersionAliasesResponse, responses=errors(400, 404),
+             summary="Move a version's custom aliases")
+def save_version_aliases(request: Request, project: str, name: str, version: str,
+                         body: VersionAliasesRequest) -> VersionAliasesResponse:
+    """Point each of `add` at version `version` (`vN`), moving it from the version holding it,
+    and take each of `remove` off it, in one locked transaction of the collection: an alias
+    names one version of its collection at a time, and of two clients moving one alias at once
+    the later wins. An alias of `remove` that names another version now (someone moved it
+    since it was read) stays there. `latest` and `vN` are not custom aliases (400), nor is an
+    invalid name. What `artifact.aliases.append(...)` + `artifact.save()` sends for a version
+    of the server's (the local store's rules). Emits `alias.moved` for each alias that moved."""
+    artifacts = _artifacts(request)
+    name, number = _name(name), _number(version)
+    previous = alias_versions(artifacts, project, name, body.add)
+    try:
+        info = artifacts.save_aliases(project, name, number, body.add, body.remove)
+    except ArtifactNotFound as error:
+        raise _not_found(error) from None
+    moved = {alias: before for alias, before in previous.items() if alias in info.aliases}
+    version_events(request, info, True, moved)
+    return VersionAliasesResponse(version=_version_model(info))
+
+
+@router.delete("/{name}/versions/{version}", response_model=VersionDeleteResponse, responses=errors(400, 404, 409),
+               summary="Delete a version (its blobs go with a later artifact-gc)")
+def delete_version(request: Request, project: str, name: str, version: str,
+                   delete_aliases: bool = Query(False, description="Delete it with its custom aliases (else 409 "
+                                                "naming them)")) -> VersionDeleteResponse:
+    """Delete version `version` (`vN`) as `tracklet artifact rm` does locally: its number is
+    never given again and `latest` falls back to the highest version left. A version holding
+    custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
+    links answers 409 naming its registry versions (they would be left without files; the
+    registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
+    period runs from the deletion."""
+    artifacts = _artifacts(request)
+    name, number = _name(name), _number(version)
+    links = _registry_links(request, project, name, number)
+    if links:
+        raise HTTPException(status_code=409, detail=(
+            f"{project}/{name}:v{number} is registered as {', '.join(links)}: deleting it would leave those "
+            "registry versions without files"))
+    try:
+        info, dropped = artifacts.delete_version(project, name, number, drop_aliases=delete_aliases)
+    except ArtifactNotFound as error:
+        raise _not_found(error) from None
+    except ArtifactError as error:
+        raise HTTPException(status_code=409, detail=str(error)) from None
+    return VersionDeleteResponse(deleted=_version_model(info), aliases_dropped=dropped)
+
+
+def _registry_links(request: Request, project: str, name: str, version: int) -> list[str]:
+    """The model registry versions that link ``project/name:v<version>`` (none where the server
+    has no registry yet)."""
+    from tracklet.server.routes_registry import registry_of
+
+    try:
+        registry = registry_of(request)
+    except HTTPException:  # a data root nothing was linked in (tracklet ui)
+        return []
+    return [link.path for link in registry.links_to(project, name, version)]

@@ -17,8 +17,9 @@ from tracklet.server import audit
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
 from tracklet.server.automations import Automations
 from tracklet.server.models import INT64_MAX, RowId, errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1", tags=["audit"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["audit"])
 _ERRORS = errors(400, 401, 403, 404)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
-from tracklet.server.auth import DEV_PRINCIPAL, Accounts, AuthError, Principal
+from tracklet.server.auth import DEV_PRINCIPAL, Accounts, AuthError, Principal, requires
+from tracklet.server.body import BoundedBodyRoute
 from tracklet.server.models import (
     ApiKey,
     ApiKeysResponse,
@@ -25,7 +26,7 @@ from tracklet.server.models import (
     errors,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["accounts"])
 
 
 _ERRORS = errors(400, 401, 403, 404)
@@ -112,9 +113,8 @@ def disable_user(request: Request, name: str) -> None:
 
 
 def _require_project_admin(request: Request, project: str) -> Accounts:
-    accounts = _accounts(request)
-    request.app.state.tracklet.authorizer.check(request, project, "admin")
-    return accounts
+    """The accounts, for a route the guard let through: it declares ``requires("admin")``."""
+    return _accounts(request)
 
 
 @router.get("/projects/{project}/members", response_model=MembersResponse, responses=_ERRORS,
@@ -126,6 +126,7 @@ def list_members(request: Request, project: str) -> MembersResponse:
 
 @router.put("/projects/{project}/members/{user}", status_code=204, responses=_ERRORS,
             summary="Give a user a role in a project (project admins)")
+@requires("admin")
 def set_member(request: Request, project: str, user: str, body: RoleRequest) -> None:
     accounts = _require_project_admin(request, project)
     try:
@@ -136,6 +137,7 @@ def set_member(request: Request, project: str, user: str, body: RoleRequest) -> 
 
 @router.delete("/projects/{project}/members/{user}", status_code=204, responses=_ERRORS,
                summary="Remove a user from a project (project admins)")
+@requires("admin")
 def remove_member(request: Request, project: str, user: str) -> None:
     accounts = _require_project_admin(request, project)
     try:

@@ -18,8 +18,9 @@ from tracklet.errors import RunNotIndexed
 from tracklet.server.logs import run_paths
 from tracklet.server.models import CompareHistoryResponse, MetricKeysResponse, errors, json_response
 from tracklet.store import SeriesHistory
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/projects", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects", tags=["read"])
 
 MAX_RUNS = 1000
 MAX_KEYS = 200

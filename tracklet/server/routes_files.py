@@ -12,12 +12,12 @@ from fastapi.responses import StreamingResponse
 
 from tracklet.errors import DigestMismatch
 from tracklet.server.audit import armed, arms_itself
-from tracklet.server.body import read_body
+from tracklet.server.body import BoundedBodyRoute, read_body
 from tracklet.server.files import NameConflict, check_file_name, content_type, iter_chunks
 from tracklet.server.logs import run_paths
 from tracklet.server.models import FileEntry, FileList, PutFileResponse, errors
 
-router = APIRouter(prefix="/api/v1/runs", tags=["files"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["files"])
 
 _NAME = Path(..., description="The file's name relative to the run, e.g. `requirements.txt` or `media/a.txt`: "
              "'/'-separated parts of letters, digits, '.', '_', '-', each starting with a letter or digit")

@@ -23,8 +23,9 @@ from pydantic import BaseModel
 
 from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.models import errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/runs", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
 
 MAX_STEPS = 1000
 MAX_BINS = 512

@@ -10,11 +10,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from tracklet.server.audit import armed, arms_itself
-from tracklet.server.body import read_body
+from tracklet.server.auth import requires
+from tracklet.server.body import BoundedBodyRoute, read_body
 from tracklet.server.logs import OffsetConflict, run_paths
 from tracklet.server.models import AppendResponse, OffsetConflictResponse, OffsetResponse, errors
 
-router = APIRouter(prefix="/api/v1/runs", tags=["ingest"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["ingest"])
 
 
 _RAW_BODY = {
@@ -78,8 +79,11 @@ def _derive_events(app: Any, project: str, run_id: str) -> None:
     responses=errors(400),
     summary="Where a client resumes uploading",
 )
+@requires("write", missing_ok=True)
 def get_offset(request: Request, project: str, run_id: str) -> OffsetResponse:
-    """The size of the server's copy of the run's record log (0 when the run is unknown)."""
+    """The size of the server's copy of the run's record log (0 when the run is unknown): the
+    upload's first request, so it needs `write` on the project, as the upload does (anyone may ask
+    about a project that doesn't exist yet: 0; the upload creates it)."""
     app = request.app.state.tracklet
     return OffsetResponse(offset=app.copies.offset(project, run_id))
 

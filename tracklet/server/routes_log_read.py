@@ -16,8 +16,9 @@ from fastapi.responses import Response
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, frame
 from tracklet.server.logs import run_paths
 from tracklet.server.models import errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/runs", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
 
 DEFAULT_LIMIT = 4 << 20
 MAX_LIMIT = 16 << 20

@@ -20,12 +20,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from tracklet.media.retention import merge_cutoffs, read_cutoffs
+from tracklet.server.auth import requires
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/runs", tags=["read"])
-projects_router = APIRouter(prefix="/api/v1/projects", tags=["media"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
+projects_router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects", tags=["media"])
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -208,6 +210,7 @@ class MediaPruneResponse(BaseModel):
 
 @projects_router.post("/{project}/media/prune", response_model=MediaPruneResponse, responses=errors(400, 403),
                       summary="Apply a media retention policy to a project's runs (admin)")
+@requires("admin")
 def prune_media(request: Request, project: str, body: MediaPruneRequest) -> MediaPruneResponse:
     """Retire the media before each key's last `keep_last` steps (then the oldest past `max_bytes`)
     in every run of the project; remove the blobs from the server's store (local or S3) that
@@ -215,9 +218,7 @@ def prune_media(request: Request, project: str, body: MediaPruneRequest) -> Medi
     project's grant (docs/media.md, "Retention"). Needs `admin` on the project."""
     from tracklet.server.media_retention import prune
 
-    app = request.app.state.tracklet
-    if app.authorizer is not None:
-        app.authorizer.check(request, project, "admin")
+    app = request.app.state.tracklet  # the guard checked `admin` (requires)
     if body.keep_last is None and body.max_bytes is None:
         raise HTTPException(status_code=400, detail="say what to keep: keep_last, max_bytes, or both")
     report, blobs = prune(app.root, app.artifacts, app.store, project, keep_last=body.keep_last,

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from tracklet.errors import RunNotIndexed
 from tracklet.server.jsonable import json_value, series_json
 from tracklet.server.logs import run_paths
+from tracklet.server.body import BoundedBodyRoute
 from tracklet.server.models import (
     HistoryResponse,
     Project,
@@ -21,7 +22,7 @@ from tracklet.server.models import (
     json_response,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["read"])
 
 
 _ERRORS = errors(400, 404)

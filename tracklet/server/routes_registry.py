@@ -3,8 +3,8 @@ history, model cards, protected aliases and promotion requests, in the server's 
 (``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
 
 Who may do what: registry roles (``registry_roles.ACTIONS``: viewer reads; member links, moves and
-removes aliases, edits cards, and so requests promotions; admin protects aliases and manages the
-registry's members), checked by every route through ``_require``; a promotion request is reviewed
+removes aliases, edits cards, and so requests promotions; admin unlinks versions, protects aliases
+and manages the registry's members), checked by every route through ``_require``; a promotion request is reviewed
 by holders of its alias's approver role or a higher one (the protection's policy, admin unless it
 names another), never its requester: ``ModelRegistry.review`` decides under the collection's lock. Linking also
 needs ``read`` on the artifact version's project: no one registers what they can't read. The
@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tracklet.artifacts.names import check_artifact_name, version_number
-from tracklet.errors import (ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
+from tracklet.errors import (AliasMoved, ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
                              PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import (DEFAULT_APPROVER_ROLE, REQUEST_PENDING, Link, ModelRegistry, Protection,
@@ -36,8 +36,9 @@ from tracklet.server.registry_lineage import registered_lineage
 from tracklet.server.registry_checks import DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, RegistryChecks
 from tracklet.server.registry_roles import ACTIONS, RegistryRoles, role_allows
 from tracklet.server.routes_artifacts_read import _version_model
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1", tags=["registry"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["registry"])
 _ERRORS = errors(400, 403, 404, 409, 503)
 _COLLECTION = "/registries/{registry}/collections/{collection}"
 
@@ -320,6 +321,7 @@ def _require(request: Request, registry: str, action: str, *, claim: bool = Fals
 # The registry's refusals, each family answered by one app-level handler (install_error_handlers):
 # routes raise them as they come. ArtifactNameError (a bad name) is also a ValueError: 400.
 REFUSALS: dict[type[Exception], int] = {ArtifactNameError: 400, ArtifactNotFound: 404, RegistryError: 400,
+                                        AliasMoved: 412,
                                         PromotionRequired: 409, PromotionReviewRefused: 403,
                                         RegistryUnavailable: 503}
 
@@ -435,14 +437,32 @@ def set_alias(request: Request, registry: str, collection: str, alias: str, body
     return {"event": event.to_json() if event is not None else None}
 
 
-@router.delete(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses=_ERRORS,
+@router.delete(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses={**_ERRORS, 412: {
+                   "model": ErrorResponse, "description": "The alias names another version (or none) than `version` "
+                   "now: someone moved it since the caller read it; nothing was removed"}},
                summary="Remove an alias")
 def remove_alias(request: Request, registry: str, collection: str, alias: str,
-                 reason: str = Query("", max_length=4096)) -> dict[str, Any]:
+                 reason: str = Query("", max_length=4096),
+                 version: str | None = Query(None, max_length=32, description=(
+                     "`vN`: remove the alias only if it still names that version (the one the caller read), "
+                     "checked in the removal's transaction; 412 if it names another one (or none) now. "
+                     "Without it the alias is removed wherever it points (an explicit removal)."))) -> dict[str, Any]:
+    """Remove `alias` from the collection, appending the removal to its history; a protected
+    alias answers 409. With `version`, only if it still names that version (412 otherwise,
+    nothing changed): what `RemoteRegistry.remove_alias(expected=N)` sends, so a client that
+    read the alias a while ago never removes it from the version someone moved it to since.
+    Needs the member role."""
     _require(request, check_registry_name(registry), "remove_alias")
-    current = _resolve(request, registry, collection, alias)
-    event = registry_of(request).remove_alias(current.registry, current.collection, alias, actor=_actor(request),
-                                              reason=reason)
+    expected = None
+    if version is not None:
+        expected = version_number(check_selector(version))
+        if expected is None:
+            raise HTTPException(status_code=400, detail=f"name the version as vN; got {version!r}")
+    if expected is None:
+        _resolve(request, registry, collection, alias)  # 404 naming what is missing
+    registry, collection = _names(registry, collection)
+    event = registry_of(request).remove_alias(registry, collection, alias, expected=expected,
+                                              unconditional=expected is None, actor=_actor(request), reason=reason)
     return {"event": event.to_json() if event is not None else None}
 
 
@@ -464,6 +484,25 @@ def save_aliases(request: Request, registry: str, collection: str, version: str,
         _require(request, registry, "remove_alias")
     events = registry_of(request).save_aliases(registry, collection, number, body.add, body.remove,
                                                actor=_actor(request), reason=body.reason)
+    return {"events": [event.to_json() for event in events]}
+
+
+@router.delete(_COLLECTION + "/versions/{version}", response_model=SaveAliasesResponse, responses=_ERRORS,
+               summary="Unlink a version from its collection")
+def unlink_version(request: Request, registry: str, collection: str, version: str,
+                   reason: str = Query("", max_length=4096)) -> dict[str, Any]:
+    """Remove version `version` (`vN`) from the collection (W&B's `artifact.unlink()`): its
+    aliases are removed first, each in the alias history, then the version (an event of alias
+    `vN`); the artifact version it linked stays, and its number is never given again. A version a
+    protected alias names answers 409, one a pending promotion request targets 400; nothing
+    changes then. Needs the admin role."""
+    registry, collection = _names(registry, collection)
+    number = version_number(check_selector(version))
+    if number is None:
+        raise HTTPException(status_code=400, detail=f"name the version as vN; got {version!r}")
+    _require(request, registry, "unlink")
+    events = registry_of(request).unlink(registry, collection, number, actor=_actor(request),
+                                         reason=reason or "unlinked")
     return {"events": [event.to_json() for event in events]}
 
 

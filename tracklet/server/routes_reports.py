@@ -40,6 +40,7 @@ from tracklet.server.events import emit, wake
 from tracklet.server.auth import DEV_PRINCIPAL, Principal, role_at_least
 from tracklet.server.models import CompareHistoryResponse, ErrorResponse, RowId, errors
 from tracklet.server.routes_compare import compact_series
+from tracklet.server.body import BoundedBodyRoute
 
 TOKEN_HEADER = "x-tracklet-report-token"
 MAX_VERSION = 2**31 - 1  # version numbers are 32-bit integers in the tables
@@ -319,7 +320,7 @@ def install_error_handlers(app: Any) -> None:
     app.add_exception_handler(ReportError, refused)
 
 
-router = APIRouter(prefix="/api/v1/projects/{project}/reports", tags=["reports"],
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects/{project}/reports", tags=["reports"],
                    dependencies=[Depends(report_guard)])
 
 

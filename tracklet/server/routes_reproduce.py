@@ -28,8 +28,9 @@ from tracklet.reproduce.snapshot import BlobReader, server_blobs
 from tracklet.server.jsonable import json_value
 from tracklet.server.logs import run_paths
 from tracklet.server.models import ReproducePlanResponse, RunDiffResponse, errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, tags=["read"])
 
 MAX_AT_ONCE = 2
 _slots = threading.BoundedSemaphore(MAX_AT_ONCE)

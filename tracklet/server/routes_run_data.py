@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from tracklet.errors import RunNotIndexed
 from tracklet.server.jsonable import series_json
 from tracklet.server.logs import run_paths
+from tracklet.server.body import BoundedBodyRoute
 from tracklet.server.models import (
     Alert,
     AlertsResponse,
@@ -28,7 +29,7 @@ from tracklet.server.models import (
     json_response,
 )
 
-router = APIRouter(prefix="/api/v1/runs", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
 
 _INT_LIMIT = 2**62  # line numbers beyond any run's, and within every database's integers
 

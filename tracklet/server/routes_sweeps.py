@@ -24,8 +24,9 @@ from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.server.auth import role_at_least
 from tracklet.server.logs import run_paths
 from tracklet.server.models import SweepImportanceResponse, SweepResponse, SweepsResponse, errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/projects", tags=["sweeps"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects", tags=["sweeps"])
 
 _ERRORS = errors(400, 404, 500)
 _CHUNK = 500  # run ids per store query (bound parameters)

@@ -19,11 +19,12 @@ from pydantic import BaseModel
 
 from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
-from tracklet.server.media_blobs import media_blobs
+from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import TableColumn, TableRowsResponse, errors
 from tracklet.server.routes_tables import MAX_PAGE, _records, fragment_source
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["read"])
 
 _ERRORS = errors(400, 404)
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -179,12 +180,8 @@ def get_table_blob(request: Request, project: str, run_id: str,
     fmt = _cell_format(request, project, run_id, key, digest)
     if fmt is None:
         raise HTTPException(status_code=404, detail=f"table {key!r} of run {project}/{run_id} names no file {digest}")
-    data = media_blobs(request).read_bytes(project, digest)
-    if data is None:
-        raise HTTPException(status_code=404, detail=f"media file {digest} is missing or damaged in the blob store")
-    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-               "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
-    return Response(data, media_type=_MIME.get(fmt, "application/octet-stream"), headers=headers)
+    return blob_response(request, project, digest, _MIME.get(fmt, "application/octet-stream"), "media file",
+                         missing="")
 
 
 def _cell_format(request: Request, project: str, run_id: str, key: str, digest: str) -> str | None:

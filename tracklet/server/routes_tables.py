@@ -22,8 +22,9 @@ from tracklet.errors import TableError, TableNotFound
 from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import TableChart, TableColumn, TableKeysResponse, TableRowsResponse, errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/runs", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
 
 _ERRORS = errors(400, 404)
 MAX_PAGE = 1000

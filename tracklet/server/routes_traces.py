@@ -22,10 +22,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from tracklet.core.layout import check_name
-from tracklet.server.body import read_body
+from tracklet.server.body import BoundedBodyRoute, read_body
 from tracklet.server.models import errors
 
-router = APIRouter(tags=["traces"])
+router = APIRouter(route_class=BoundedBodyRoute, tags=["traces"])
 
 MAX_TRACES_BODY_BYTES = 16 << 20
 

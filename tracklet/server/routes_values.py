@@ -20,8 +20,9 @@ from pydantic import BaseModel
 
 from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.models import errors
+from tracklet.server.body import BoundedBodyRoute
 
-router = APIRouter(prefix="/api/v1/runs", tags=["read"])
+router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
 
 MAX_KEYS = 100
 MAX_BYTES = 16 << 20  # per answer: values' characters or encoded bytes, plus ENTRY_BYTES each

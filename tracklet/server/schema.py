@@ -167,6 +167,19 @@ artifact_aliases = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
+# A deleted version (PostgreSQL; migration s0015): its number is never given again, as the
+# ``vN.deleted`` tombstone file does on SQLite (artifacts/registry.py).
+artifact_deleted_versions = sa.Table(
+    "artifact_deleted_versions",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("manifest", sa.String(64), nullable=False),
+    sa.Column("deleted_at", sa.Float, nullable=False),
+)
+
 # The model registry's tables (migration s0003, server/routes_registry.py) are defined once, in
 # tracklet/registry/tables.py (a data root keeps the same ones in its registry.sqlite), and copied here.
 registry_tables = tuple(table.to_metadata(metadata) for table in REGISTRY_TABLES)
@@ -339,7 +352,7 @@ sweep_leases = sa.Table(
 )
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
+                 artifact_aliases, artifact_deleted_versions, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
                  registry_checks, audit_events, audit_intents, event_outbox, automations, automation_deliveries,
                  automation_attempts, sweep_studies, sweep_journal, sweep_leases, *report_tables)
 

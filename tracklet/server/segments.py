@@ -91,7 +91,8 @@ class SegmentCopies:
 
             tail = new_tail(body, offset, size, stored)
             if tail:
-                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored, lambda: indexed))
+                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored, lambda: indexed),
+                                     f"{project}/{run_id}")
                 if self._local:  # a mounted directory: a new run's directory must exist (object stores have none)
                     self.fs.makedirs(f"{self.base}/{project}/{run_id}", exist_ok=True)
                 self.fs.pipe_file(self._key(project, run_id, size), tail)  # durable before the commit

@@ -6,7 +6,10 @@ processes never write it. SQLite (the embedded default, in the data root) and Po
 one schema through SQLAlchemy Core.
 """
 
+from tracklet.store.engine import driver_reason
+from tracklet.store.outage import UNAVAILABLE_ERRORS, is_unavailable
 from tracklet.store.query import SeriesHistory
 from tracklet.store.store import LIST_FIELDS, LOCK_FILE, RUN_FIELDS, Store
 
-__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "SeriesHistory", "Store"]
+__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "UNAVAILABLE_ERRORS", "SeriesHistory", "Store", "driver_reason",
+           "is_unavailable"]

@@ -113,12 +113,12 @@ class LocalLogs:
     def started_at(self, paths: RunPaths) -> float | None:
         """The start time in the log's first record (its ``RunStart``), reading only that record:
         a log recorded again from scratch under the same id has another one. None if unreadable."""
+        from tracklet.core.parsecost import parse_record
         from tracklet.core.recordlog import read_first_payload
-        from tracklet.proto import records_pb2 as pb
 
         try:
             payload = read_first_payload(paths.log_file)
-            record = pb.Record.FromString(payload) if payload is not None else None
+            record = parse_record(payload) if payload is not None else None  # bounded memory
         except Exception:  # unreadable head: the size and offset checks decide alone
             return None
         if record is None or record.WhichOneof("kind") != "run_start":

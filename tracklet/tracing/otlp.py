@@ -83,6 +83,12 @@ def parse_request(body: bytes, content_type: str, *, raw_attributes: bool = Fals
     request = _raw_request()() if raw_attributes else otlp.ExportTraceServiceRequest()
     media_type = content_type.split(";")[0].strip().lower()
     if media_type == PROTOBUF:
+        from tracklet.core.parsecost import record_parse_problem
+
+        # dense repeated fields (empty spans, attributes) cost ~50x their bytes once parsed
+        problem = record_parse_problem(body, message=otlp.ExportTraceServiceRequest.DESCRIPTOR, what="OTLP request")
+        if problem is not None:
+            raise OtlpError(f"the body is refused unparsed: {problem}")
         try:
             request.ParseFromString(body)
         except (DecodeError, RecursionError) as error:

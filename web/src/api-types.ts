@@ -43,7 +43,9 @@ export interface paths {
         };
         /**
          * Where a client resumes uploading
-         * @description The size of the server's copy of the run's record log (0 when the run is unknown).
+         * @description The size of the server's copy of the run's record log (0 when the run is unknown): the
+         *     upload's first request, so it needs `write` on the project, as the upload does (anyone may ask
+         *     about a project that doesn't exist yet: 0; the upload creates it).
          */
         get: operations["get_offset_api_v1_runs__project___run_id__log_offset_get"];
         put?: never;
@@ -796,6 +798,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/artifacts/{name}/versions/{version}/aliases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move a version's custom aliases
+         * @description Point each of `add` at version `version` (`vN`), moving it from the version holding it,
+         *     and take each of `remove` off it, in one locked transaction of the collection: an alias
+         *     names one version of its collection at a time, and of two clients moving one alias at once
+         *     the later wins. An alias of `remove` that names another version now (someone moved it
+         *     since it was read) stays there. `latest` and `vN` are not custom aliases (400), nor is an
+         *     invalid name. What `artifact.aliases.append(...)` + `artifact.save()` sends for a version
+         *     of the server's (the local store's rules). Emits `alias.moved` for each alias that moved.
+         */
+        post: operations["save_version_aliases_api_v1_projects__project__artifacts__name__versions__version__aliases_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/{name}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a version (its blobs go with a later artifact-gc)
+         * @description Delete version `version` (`vN`) as `tracklet artifact rm` does locally: its number is
+         *     never given again and `latest` falls back to the highest version left. A version holding
+         *     custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
+         *     links answers 409 naming its registry versions (they would be left without files; the
+         *     registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
+         *     period runs from the deletion.
+         */
+        delete: operations["delete_version_api_v1_projects__project__artifacts__name__versions__version__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project}/sweeps": {
         parameters: {
             query?: never;
@@ -1371,7 +1424,14 @@ export interface paths {
          */
         put: operations["set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put"];
         post?: never;
-        /** Remove an alias */
+        /**
+         * Remove an alias
+         * @description Remove `alias` from the collection, appending the removal to its history; a protected
+         *     alias answers 409. With `version`, only if it still names that version (412 otherwise,
+         *     nothing changed): what `RemoteRegistry.remove_alias(expected=N)` sends, so a client that
+         *     read the alias a while ago never removes it from the version someone moved it to since.
+         *     Needs the member role.
+         */
         delete: operations["remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete"];
         options?: never;
         head?: never;
@@ -1397,6 +1457,30 @@ export interface paths {
          */
         post: operations["save_aliases_api_v1_registries__registry__collections__collection__versions__version__aliases_post"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Unlink a version from its collection
+         * @description Remove version `version` (`vN`) from the collection (W&B's `artifact.unlink()`): its
+         *     aliases are removed first, each in the alias history, then the version (an event of alias
+         *     `vN`); the artifact version it linked stays, and its number is never given again. A version a
+         *     protected alias names answers 409, one a pending promotion request targets 400; nothing
+         *     changes then. Needs the admin role.
+         */
+        delete: operations["unlink_version_api_v1_registries__registry__collections__collection__versions__version__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -4841,6 +4925,34 @@ export interface components {
                 [key: string]: components["schemas"]["KeyValues"];
             };
         };
+        /** VersionAliasesRequest */
+        VersionAliasesRequest: {
+            /**
+             * Add
+             * @description Custom aliases to point at this version (moved from the version holding each)
+             */
+            add?: string[];
+            /**
+             * Remove
+             * @description Custom aliases to take off it (one naming another version now stays there)
+             */
+            remove?: string[];
+        };
+        /** VersionAliasesResponse */
+        VersionAliasesResponse: {
+            /** @description The version with its aliases after the change */
+            version: components["schemas"]["ArtifactVersion"];
+        };
+        /** VersionDeleteResponse */
+        VersionDeleteResponse: {
+            /** @description The version deleted, as it was */
+            deleted: components["schemas"]["ArtifactVersion"];
+            /**
+             * Aliases Dropped
+             * @description The custom aliases that went with it (`delete_aliases=true`)
+             */
+            aliases_dropped: string[];
+        };
         /** VersionRequest */
         VersionRequest: {
             /**
@@ -8064,6 +8176,160 @@ export interface operations {
             };
         };
     };
+    save_version_aliases_api_v1_projects__project__artifacts__name__versions__version__aliases_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VersionAliasesRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionAliasesResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_version_api_v1_projects__project__artifacts__name__versions__version__delete: {
+        parameters: {
+            query?: {
+                /** @description Delete it with its custom aliases (else 409 naming them) */
+                delete_aliases?: boolean;
+            };
+            header?: never;
+            path: {
+                project: string;
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionDeleteResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_sweeps_api_v1_projects__project__sweeps_get: {
         parameters: {
             query?: never;
@@ -10271,6 +10537,8 @@ export interface operations {
         parameters: {
             query?: {
                 reason?: string;
+                /** @description `vN`: remove the alias only if it still names that version (the one the caller read), checked in the removal's transaction; 412 if it names another one (or none) now. Without it the alias is removed wherever it points (an explicit removal). */
+                version?: string | null;
             };
             header?: never;
             path: {
@@ -10289,6 +10557,106 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AliasMoveResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The alias names another version (or none) than `version` now: someone moved it since the caller read it; nothing was removed */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    save_aliases_api_v1_registries__registry__collections__collection__versions__version__aliases_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SaveAliasesRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SaveAliasesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */
@@ -10356,9 +10724,11 @@ export interface operations {
             };
         };
     };
-    save_aliases_api_v1_registries__registry__collections__collection__versions__version__aliases_post: {
+    unlink_version_api_v1_registries__registry__collections__collection__versions__version__delete: {
         parameters: {
-            query?: never;
+            query?: {
+                reason?: string;
+            };
             header?: never;
             path: {
                 registry: string;
@@ -10367,11 +10737,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SaveAliasesRequest"];
-            };
-        };
+        requestBody?: never;
         responses: {
             /** @description Successful Response */
             200: {

@@ -86,6 +86,20 @@ def current() -> Run | None:
     return _current
 
 
+def _note_wandb_server(env: Any, given: dict[str, Any]) -> None:
+    """One notice when the script names a W&B server (``WANDB_BASE_URL``, ``Settings(base_url=)``)
+    and no tracklet server is configured: tracklet never talks to W&B (nor sends ``WANDB_API_KEY``
+    anywhere), so the user learns which variable points runs at a tracklet server instead."""
+    if env.get("TRACKLET_BASE_URL"):
+        return
+    named = "WANDB_BASE_URL" if env.get("WANDB_BASE_URL") else "wandb.Settings(base_url=...)" \
+        if given.get("base_url") else None
+    if named is not None:
+        warn_once("wandb-base-url", f"{named} is ignored: tracklet never talks to a W&B server (nor sends "
+                  "WANDB_API_KEY anywhere) and records this run in its data root (TRACKLET_DIR); to stream runs "
+                  "to a tracklet server, set TRACKLET_BASE_URL to its URL and TRACKLET_MODE=online")
+
+
 def init(
     job_type: str | None = None,
     dir: str | os.PathLike | None = None,
@@ -127,6 +141,7 @@ def init(
     if entity or given.get("entity") or env.get("WANDB_ENTITY"):
         warn_once("entity", "entity= is accepted but not recorded: tracklet has no entities, runs are kept by project")
     data_root = _data_root(dir if dir is not None else given.get("root_dir"))
+    _note_wandb_server(env, given)
     unknown_settings = sorted(k for k in given if k not in wandb_settings.MAPPED and k not in wandb_settings.IGNORED)
     if unknown_settings:
         not_supported(f"wandb.Settings({', '.join(unknown_settings)})", "these settings are ignored")

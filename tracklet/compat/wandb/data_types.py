@@ -272,6 +272,21 @@ class Artifact(_TrackletArtifact, WBValue):
     def __init__(self, name: str, type: str, description: str | None = None, metadata: dict | None = None,
                  incremental: bool = False, use_as: str | None = None, **kwargs: Any) -> None:
         super().__init__(name, type, description=description, metadata=metadata)
+        self._name_versioned = False  # W&B names a logged artifact ``name:vN`` once wait() returns
+
+    def wait(self, timeout: float | None = None) -> "Artifact":
+        """Block until the version is stored (``tracklet.Artifact.wait``); from then on ``name``
+        carries its version, as W&B's does after ``wait()``."""
+        super().wait(timeout)
+        self._name_versioned = True
+        return self
+
+    @classmethod
+    def _from_version(cls, store: Any, info: Any) -> "Artifact":
+        """A stored version read back: named with its version at once, as W&B's."""
+        artifact = super()._from_version(store, info)
+        artifact._name_versioned = True  # type: ignore[attr-defined]
+        return artifact  # type: ignore[return-value]
 
     def add_file(self, local_path: str | os.PathLike, name: str | None = None, is_tmp: bool | None = False,
                  skip_cache: bool | None = False, policy: str | None = None, overwrite: bool = False,
@@ -343,6 +358,26 @@ class Artifact(_TrackletArtifact, WBValue):
         wanted = None if names is None else set(names)
         return [ArtifactManifestEntry.of(entry, self) for entry in super().files()
                 if wanted is None or entry.path in wanted]
+
+    @property
+    def name(self) -> str:
+        """W&B's ``name``: the collection's name (``mnist``) until ``wait()`` returns the stored
+        version, then ``mnist:v0``, as W&B sets it (a version read back is named so at once); a
+        version read through a registry collection gives that collection's name and version.
+        ``tracklet.Artifact.name`` stays the collection's name."""
+        collection = _TrackletArtifact.name.fget(self)  # type: ignore[attr-defined]
+        return f"{collection}:{self.version}" if self._versioned() else collection
+
+    @property
+    def source_name(self) -> str:
+        """W&B's ``source_name``: the name of the artifact the version was logged to, with its own
+        version once named (``mnist:v0``; for a registry version, what it links to)."""
+        return f"{self._name}:{self.source_version}" if self._versioned() else self._name
+
+    def _versioned(self) -> bool:
+        """Whether ``name`` carries the version: stored, and waited for or read back (not while a
+        worker may commit it behind the caller: the name must not change between two reads)."""
+        return self._name_versioned and self.state == "committed"
 
     @property
     def id(self) -> str | None:
@@ -437,7 +472,7 @@ class Artifact(_TrackletArtifact, WBValue):
         wrapped = cls._from_version(artifact._store, artifact._info)
         wrapped._link = artifact._link  # read through a registry collection: its version and aliases
         wrapped._registry = artifact._registry
-        return wrapped  # type: ignore[return-value]
+        return wrapped
 
 
 def is_unrecorded(value: Any) -> bool:

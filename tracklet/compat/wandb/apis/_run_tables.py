@@ -51,7 +51,7 @@ class RunTableArtifact:
         if name != self._key:
             return None
         frame = self._recorded.table(self._key, step=self._step).to_pandas()
-        return Table(dataframe=media_objects(frame, self._blobs()))
+        return Table(dataframe=media_objects(frame, self._blobs(), table=self._key))
 
     def _blobs(self) -> Any:
         """Where the table's media cells' files are: the data root's blob store, or the server."""
@@ -66,16 +66,24 @@ class RunTableArtifact:
         return f"<Artifact {self.qualified_name} (a logged table)>"
 
 
-def media_objects(frame: Any, blobs: Any) -> Any:
+#: The most bytes an html or plotly cell's file may have: it is read whole into memory (and a
+#: plotly figure parsed), and the cell comes from a table file (read back from disk, or from a
+#: server), so a crafted or damaged one may name any blob of the store. A larger one is None.
+MAX_TEXT_CELL_BYTES = 32 << 20
+
+
+def media_objects(frame: Any, blobs: Any, *, table: str = "") -> Any:
     """``frame`` with each media cell (the struct ``tracklet.media.table_cells`` stores: ``kind``,
     ``digest``, ``caption``, masks, boxes) as the ``wandb`` media object over its file, as W&B's
-    ``get`` gives them. A cell whose file can't be had is None, with one warning naming it (a
-    column keeps one type: the table's other cells are media objects)."""
+    ``get`` gives them. A cell whose file can't be had, or an html/plotly file over
+    ``MAX_TEXT_CELL_BYTES``, is None, with one warning per column naming the table, the row and
+    the column (a column keeps one type: the table's other cells are media objects)."""
     for column in frame.columns:
         values = frame[column].tolist()
         if not any(_is_cell(value) for value in values):
             continue
-        frame[column] = [_media_object(value, blobs, column) if _is_cell(value) else value for value in values]
+        frame[column] = [_media_object(value, blobs, column, row, table) if _is_cell(value) else value
+                         for row, value in enumerate(values)]
     return frame
 
 
@@ -85,7 +93,7 @@ def _is_cell(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("kind"), str) and isinstance(value.get("digest"), str)
 
 
-def _media_object(cell: dict[str, Any], blobs: Any, column: str) -> Any:
+def _media_object(cell: dict[str, Any], blobs: Any, column: str, row: int, table: str) -> Any:
     from tracklet.compat.wandb import data_types
     from tracklet.compat.wandb._messages import warn_once
 
@@ -97,6 +105,10 @@ def _media_object(cell: dict[str, Any], blobs: Any, column: str) -> Any:
         if kind in ("html", "plotly"):
             import json
 
+            size = path.stat().st_size
+            if size > MAX_TEXT_CELL_BYTES:
+                raise ValueError(f"its {kind} file is {size:,} bytes, over the {MAX_TEXT_CELL_BYTES:,}-byte cap of "
+                                 "a text cell (read whole into memory)")
             text = path.read_text(encoding="utf-8")
             return data_types.Html(text) if kind == "html" else data_types.Plotly(json.loads(text))
         classes = {"audio": data_types.Audio, "video": data_types.Video, "object3d": data_types.Object3D,
@@ -105,8 +117,9 @@ def _media_object(cell: dict[str, Any], blobs: Any, column: str) -> Any:
             raise ValueError(f"unknown media kind {kind!r}")
         return classes[kind](str(path), caption=cell.get("caption") or None)
     except Exception as error:  # a missing or damaged file costs only its cell
-        warn_once(f"table-cell-{column}", f"a media cell of column {column!r} is None: its file "
-                                          f"{cell.get('digest')} can't be read ({error})")
+        where = f"of table {table!r}, row {row}," if table else f"in row {row},"
+        warn_once(f"table-cell-{table}-{column}", f"a media cell {where} column {column!r} is None: its file "
+                                                  f"{cell.get('digest')} can't be read ({error})")
         return None
 
 

@@ -21,6 +21,13 @@ from tracklet.compat.wandb.errors import CommError, UsageError
 _INTERNAL = ("_step", "_timestamp", "_runtime")
 
 
+def _iso(seconds: float | None) -> str | None:
+    """Seconds since the epoch as W&B's timestamps read: ISO 8601 in UTC, to the second."""
+    if seconds is None:
+        return None
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _parts(path: str) -> list[str]:
     return [p for p in str(path).replace(":", "/").split("/") if p and p != "runs"]
 
@@ -179,15 +186,51 @@ class Run:
     @property
     def created_at(self) -> str | None:
         """ISO 8601 in UTC, as W&B gives it."""
-        start = self._recorded.created_at
-        if start is None:
-            return None
-        return datetime.datetime.fromtimestamp(start, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _iso(self._recorded.created_at)
+
+    createdAt = created_at  # noqa: N815 - W&B's Attrs answer both spellings
+
+    @property
+    def heartbeat_at(self) -> str | None:
+        """When the run last wrote a record that carries a time (a history row, its start, its
+        exit), ISO 8601 in UTC like ``created_at``: W&B's last heartbeat of the run. None for a
+        run with no such record."""
+        return _iso(self._recorded.updated_at)
+
+    heartbeatAt = heartbeat_at  # noqa: N815
 
     @property
     def lastHistoryStep(self) -> int:  # noqa: N802 - W&B's name
+        """The last step of the history; -1 when nothing was logged, as W&B."""
         step = self._recorded.last_step
         return -1 if step is None else step
+
+    @property
+    def historyLineCount(self) -> int:  # noqa: N802 - W&B's name
+        """How many history rows (steps) the run has, as W&B counts its history lines."""
+        steps = self._recorded.history([]).get("_step")
+        return len(steps) if steps is not None else 0
+
+    history_line_count = historyLineCount
+
+    @property
+    def user(self) -> None:
+        """W&B's ``User`` (``username``, ``name``) who made the run. tracklet records no user with
+        a run (no accounts in a data root; a server doesn't tie a run to the key that uploaded it),
+        so None: a script's ``run.user.username`` should check for None first."""
+        return None
+
+    @property
+    def username(self) -> str | None:
+        """W&B's deprecated ``run.username``: the entity (W&B's answer too), with W&B's warning."""
+        warn_once("run-username", "Run.username is deprecated. Please use Run.entity instead.")
+        return self.entity
+
+    @property
+    def storage_id(self) -> str:
+        """What the run is stored under: ``project/run_id`` (W&B's is an opaque database id; tracklet's
+        runs are kept by project and id, in the data root and on a server alike)."""
+        return f"{self.project}/{self.id}"
 
     @property
     def metadata(self) -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""W&B's public ``Run`` fields that scripts read (``user``, ``username``, ``heartbeat_at``,
+``storage_id``, ``historyLineCount``, ``lastHistoryStep``), from the data root and from a real
+``tracklet server`` the run was synced to: both answer the same."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from tracklet.client.sync import SyncClient
+from tracklet.core.layout import RunPaths
+from tracklet.errors import TrackletWarning
+
+SETTINGS = {"console": "off", "x_disable_stats": True, "disable_git": True}
+
+
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _record(run_id: str) -> None:
+    """Six rows: steps 0-4, then step 10; a row accumulated with commit=False counts once."""
+    import tracklet.compat.wandb as wandb
+
+    wandb.init(project="p", id=run_id, settings=SETTINGS)
+    for step in range(5):
+        wandb.log({"loss": 1.0 / (step + 1)}, commit=False)
+        wandb.log({"acc": step / 5})
+    wandb.log({"loss": 0.01}, step=10)
+    wandb.finish()
+
+
+def _fields(run) -> dict:
+    return {"heartbeat_at": run.heartbeat_at, "heartbeatAt": run.heartbeatAt, "historyLineCount": run.historyLineCount,
+            "history_line_count": run.history_line_count, "lastHistoryStep": run.lastHistoryStep,
+            "storage_id": run.storage_id, "user": run.user, "created_at": run.created_at}
+
+
+def test_public_run_fields_from_the_data_root_and_from_a_server(root, servers):
+    import tracklet
+    import tracklet.compat.wandb as wandb
+
+    _record("fields1")
+    recorded = tracklet.Api().run("p/fields1")
+    local = wandb.Api().run("someone/p/fields1")
+    fields = _fields(local)
+    assert fields["historyLineCount"] == fields["history_line_count"] == 6 == len(local.history(samples=1000))
+    assert fields["lastHistoryStep"] == 10
+    assert fields["storage_id"] == "p/fields1"
+    assert fields["user"] is None  # tracklet records no user with a run (docs/wandb-compat.md)
+    # The last record with a time is the exit: the heartbeat is when the run ended.
+    assert fields["heartbeat_at"] == fields["heartbeatAt"] == _iso(recorded.created_at + recorded.runtime)
+    assert fields["created_at"] <= fields["heartbeat_at"] <= _iso(datetime.datetime.now().timestamp())
+    assert datetime.datetime.strptime(fields["heartbeat_at"], "%Y-%m-%dT%H:%M:%SZ")  # W&B's ISO text
+
+    with pytest.warns(TrackletWarning, match="Run.username is deprecated. Please use Run.entity instead"):
+        assert local.username == "someone"  # W&B answers the entity
+
+    server = servers()
+    with SyncClient(server.url) as client:
+        client.sync_run(RunPaths(root, "p", "fields1"))
+    remote = wandb.Api(overrides={"base_url": server.url}).run("p/fields1")
+    assert _fields(remote) == fields
+
+
+def test_heartbeat_moves_with_a_resumed_session_and_an_empty_run_has_no_rows(root):
+    import tracklet.compat.wandb as wandb
+
+    wandb.init(project="p", id="quiet", settings=SETTINGS)
+    wandb.finish()
+    empty = wandb.Api().run("p/quiet")
+    assert (empty.historyLineCount, empty.lastHistoryStep) == (0, -1)
+    first = empty.heartbeat_at
+    assert first is not None
+
+    import time
+
+    time.sleep(1.1)  # the heartbeat is to the second (W&B's text)
+    wandb.init(project="p", id="quiet", resume="allow", settings=SETTINGS)
+    wandb.log({"loss": 1.0})
+    wandb.finish()
+    resumed = wandb.Api().run("p/quiet")
+    assert resumed.heartbeat_at > first
+    assert (resumed.historyLineCount, resumed.lastHistoryStep) == (1, 0)

@@ -26,6 +26,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.errors import ArtifactError
 from tracklet.server.fragment_cache import FragmentCache
+from tracklet.server.verified_files import VerifiedFiles
 
 if TYPE_CHECKING:
     from tracklet.server.artifact_blobs import ServerArtifacts
@@ -47,6 +48,7 @@ class MediaBlobs:
         self.artifacts = artifacts
         self.cache_dir = cache_dir
         self.cache = FragmentCache(cache_dir, cache_bytes)
+        self.verified = VerifiedFiles()  # large blob files checked, while unchanged on disk
 
     def held(self, project: str, digests: list[str]) -> set[str]:
         """Which of ``digests`` the project may read: all of them on a local data root; on a
@@ -73,7 +75,9 @@ class MediaBlobs:
     def served(self, project: str, digest: str) -> bytes | Path | None:
         """What a route answers for the blob: its bytes (up to ``IN_MEMORY_BYTES``) or a local file
         holding it (larger: a copy in the cache for an object store), checked against the digest
-        either way; ``None`` when the project holds no such blob, or it is missing or damaged."""
+        either way; ``None`` when the project holds no such blob, or it is missing or damaged. A
+        large file of the store is hashed once while it stays unchanged on disk
+        (``verified_files.py``): a video's ``Range`` requests don't each hash it whole."""
         try:
             size = self.blobs.size(digest)
         except (FileNotFoundError, ArtifactError, OSError):
@@ -83,14 +87,7 @@ class MediaBlobs:
         path = self.local_file(project, digest)
         if path is None or path != self.blobs.local_path(digest):
             return path  # None, or a cached copy checked as it was made
-        hasher = hashlib.sha256()
-        try:
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    hasher.update(chunk)
-        except OSError:
-            return None
-        return path if hasher.hexdigest() == digest else None  # damaged in the store: not served
+        return path if self.verified.holds(path, digest) else None  # damaged in the store: not served
 
     def local_file(self, project: str, digest: str) -> Path | None:
         """A local file holding the blob (for DuckDB), or ``None`` when the project holds no such

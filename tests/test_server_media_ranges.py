@@ -1,0 +1,117 @@
+"""A large media file served by a real `tracklet server` process (routes_media.py, media_blobs.py,
+verified_files.py): checked against its digest once, not on each of the ``Range`` requests a
+browser seeking through a video sends, and refused again (404) once damaged on disk.
+
+What the server read is its process's ``rchar`` (/proc/PID/io: the bytes its ``read`` calls
+returned), so hashing the file whole shows as at least its size: a count, nothing timed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import QUIET
+
+import tracklet
+from tracklet.artifacts.storage import artifact_dir
+from tracklet.server.media_blobs import IN_MEMORY_BYTES
+from tracklet.server.verified_files import SETTLED_NS
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="reads /proc/PID/io (Linux)")
+
+SIZE = IN_MEMORY_BYTES + (8 << 20)  # past the in-memory bound: served from the checked file
+
+
+def _bytes_read(pid: int) -> int:
+    """What the process's ``read`` calls returned so far (its ``rchar``), in bytes."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no rchar in /proc/{pid}/io")
+
+
+def _settle(path: Path) -> None:
+    """Until the file last changed ``SETTLED_NS`` ago: only then is a check of it remembered (a
+    change within the same timestamp tick would not show). A precondition, not a measurement."""
+    changed = max(path.stat().st_mtime_ns, path.stat().st_ctime_ns)
+    wait = (changed + SETTLED_NS - time.time_ns()) / 1e9
+    if wait > 0:
+        time.sleep(wait + 0.01)
+
+
+def _video(root: Path, data: bytes) -> str:
+    """A finished run p/v of root logging ``data`` as an mp4 under "clip": the file's digest."""
+    source = root.parent / "clip.mp4"
+    source.write_bytes(data)
+    run = tracklet.init(project="p", id="v", dir=str(root), settings=QUIET)
+    run.log({"clip": tracklet.Video(str(source), format="mp4")})
+    run.finish()
+    (item,) = tracklet.Api(root).run("p/v").media("clip")
+    return item.digest
+
+
+def test_range_requests_of_a_checked_large_file_hash_it_once_and_a_damaged_one_is_refused(tmp_path, servers):
+    root = tmp_path / "server"
+    data = random.Random(7).randbytes(SIZE)
+    digest = _video(root, data)
+    assert digest == hashlib.sha256(data).hexdigest()
+    blob = artifact_dir(root) / "blobs" / "sha256" / digest[:2] / digest
+    _settle(blob)
+    server = servers(root)
+    pid = server.proc.pid
+    url = f"{server.url}/api/v1/runs/p/v/media/{digest}"
+    spans = random.Random(1)
+
+    with httpx.Client(timeout=120) as http:
+        def ranged(first: int, last: int) -> httpx.Response:
+            return http.get(url, headers={"Range": f"bytes={first}-{last}"})
+
+        before = _bytes_read(pid)
+        whole = http.get(url)
+        assert whole.status_code == 200 and whole.content == data
+        assert whole.headers["content-type"] == "video/mp4" and whole.headers["accept-ranges"] == "bytes"
+        assert whole.headers["content-security-policy"] == "sandbox"
+        assert _bytes_read(pid) - before >= 2 * SIZE  # checked (hashed whole), then sent from the file
+        assert ranged(0, 99).content == data[:100]  # the route's first ranged answer, not counted
+
+        before = _bytes_read(pid)
+        for _ in range(20):  # a browser seeking: each answered from the file, none hashing it again
+            first = spans.randrange(SIZE - (1 << 16))
+            last = first + spans.randrange(1 << 16)
+            answer = ranged(first, last)
+            assert answer.status_code == 206 and answer.content == data[first:last + 1]
+            assert answer.headers["content-range"] == f"bytes {first}-{last}/{SIZE}"
+        tail = http.get(url, headers={"Range": "bytes=-1000"})
+        assert tail.status_code == 206 and tail.content == data[-1000:]
+        assert _bytes_read(pid) - before < SIZE // 4  # ~0.7 MiB of ranges; one hashing would be 24 MiB
+
+        # Damaged after its check, same size, and its mtime even set back: ctime moved, so it is
+        # hashed again and refused, to ranges and whole reads alike.
+        stat = blob.stat()
+        os.chmod(blob, 0o644)
+        with open(blob, "r+b") as handle:
+            handle.seek(SIZE // 2)
+            handle.write(bytes([data[SIZE // 2] ^ 1]))
+        os.utime(blob, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert blob.stat().st_size == SIZE and blob.stat().st_mtime_ns == stat.st_mtime_ns
+        for answer in (ranged(0, 99), ranged(SIZE // 2, SIZE // 2 + 10), http.get(url)):
+            assert answer.status_code == 404 and "missing or damaged" in answer.json()["detail"]
+
+        # Repaired: checked again, and served.
+        with open(blob, "r+b") as handle:
+            handle.seek(SIZE // 2)
+            handle.write(data[SIZE // 2:SIZE // 2 + 1])
+        _settle(blob)
+        answer = ranged(SIZE // 2 - 5, SIZE // 2 + 5)
+        assert answer.status_code == 206 and answer.content == data[SIZE // 2 - 5:SIZE // 2 + 6]
+        # A file renamed over the blob (another inode), damaged, with the same size: refused.
+        replacement = blob.with_name("replacement")
+        replacement.write_bytes(data[:-1] + b"\0")
+        os.replace(replacement, blob)
+        assert ranged(0, 9).status_code == 404

@@ -406,13 +406,16 @@ def delete_version(request: Request, project: str, name: str, version: str,
     period runs from the deletion."""
     artifacts = _artifacts(request)
     name, number = _name(name), _number(version)
-    links = _registry_links(request, project, name, number)
-    if links:
-        raise HTTPException(status_code=409, detail=(
-            f"{project}/{name}:v{number} is registered as {', '.join(links)}: deleting it would leave those "
-            "registry versions without files"))
+
+    def refuse_linked() -> None:  # holding the collection's lock, which a new link holds too
+        links = _registry_links(request, project, name, number)
+        if links:
+            raise ArtifactError(f"{project}/{name}:v{number} is registered as {', '.join(links)}: deleting it "
+                                "would leave those registry versions without files")
+
     try:
-        info, dropped = artifacts.delete_version(project, name, number, drop_aliases=delete_aliases)
+        info, dropped = artifacts.delete_version(project, name, number, drop_aliases=delete_aliases,
+                                                 check=refuse_linked)
     except ArtifactNotFound as error:
         raise _not_found(error) from None
     except ArtifactError as error:

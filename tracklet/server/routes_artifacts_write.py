@@ -27,7 +27,7 @@ from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts,
                                             check_file_digest)
 from tracklet.server.audit import arm, armed, arms_itself
 from tracklet.server.body import BoundedBodyRoute, read_body, read_body_into
-from tracklet.server.events import alias_versions, version_events
+from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
@@ -380,16 +380,20 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
     the later wins. An alias of `remove` that names another version now (someone moved it
     since it was read) stays there. `latest` and `vN` are not custom aliases (400), nor is an
     invalid name. What `artifact.aliases.append(...)` + `artifact.save()` sends for a version
-    of the server's (the local store's rules). Emits `alias.moved` for each alias that moved."""
+    of the server's (the local store's rules). Emits `alias.moved` for each alias that moved and
+    `alias.removed` for each taken off."""
     artifacts = _artifacts(request)
     name, number = _name(name), _number(version)
     previous = alias_versions(artifacts, project, name, body.add)
+    held = alias_versions(artifacts, project, name, [alias for alias in body.remove if alias not in body.add])
     try:
         info = artifacts.save_aliases(project, name, number, body.add, body.remove)
     except ArtifactNotFound as error:
         raise _not_found(error) from None
     moved = {alias: before for alias, before in previous.items() if alias in info.aliases}
     version_events(request, info, True, moved)
+    removal_events(request, project, name, {alias: number for alias, before in held.items()
+                                            if before == number and alias not in info.aliases})
     return VersionAliasesResponse(version=_version_model(info))
 
 
@@ -403,7 +407,8 @@ def delete_version(request: Request, project: str, name: str, version: str,
     custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
     links answers 409 naming its registry versions (they would be left without files; the
     registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
-    period runs from the deletion."""
+    period runs from the deletion. Emits `alias.removed` for each alias dropped, then
+    `artifact.deleted`."""
     artifacts = _artifacts(request)
     name, number = _name(name), _number(version)
 
@@ -420,6 +425,7 @@ def delete_version(request: Request, project: str, name: str, version: str,
         raise _not_found(error) from None
     except ArtifactError as error:
         raise HTTPException(status_code=409, detail=str(error)) from None
+    removal_events(request, project, name, dict.fromkeys(dropped, number), deleted=info)
     return VersionDeleteResponse(deleted=_version_model(info), aliases_dropped=dropped)
 
 

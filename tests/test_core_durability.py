@@ -322,9 +322,12 @@ def test_shutdown_timeout_reports_what_was_not_recorded(capfd):
     sender.force_flush(timeout=0.2)
     for step in range(1, 4):
         sender.put((step, 0.0, ("a",), (1,)))
-    assert sender.shutdown(timeout=0.1) is False
+    assert sender.shutdown(timeout=0.1, budget="finish()'s 30 s (settings.finish_timeout)") is False
     # row 0 is in the sink's write: not queued any more, not written yet
-    assert "3 queued history rows were not recorded, and up to 1 more" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "3 queued history rows were not recorded, and up to 1 more" in err
+    # Named by the limit it ran out of (finish() passes what is left of its budget: "0.0s" said nothing)
+    assert "did not finish within finish()'s 30 s (settings.finish_timeout)" in err
     release.set()
 
 

@@ -164,6 +164,8 @@ def test_every_refusal_names_the_role_its_route_needs(keyed_server, root):
             ("PUT", f"/api/v1/projects/vision/artifacts/_blobs/{'0' * 64}", {"content": b"x"}),
             ("POST", "/api/v1/projects/vision/artifacts/data/versions", {"json": {}}),
             ("POST", "/api/v1/projects/vision/sweeps", {"json": {"config": {"method": "random"}}}),
+            ("POST", "/api/v1/projects/vision/artifacts/data/versions/v0/aliases", {"json": {"add": ["best"]}}),
+            ("DELETE", "/api/v1/projects/vision/artifacts/data/versions/v0", None),
         ]
         needs_admin = [
             ("PUT", "/api/v1/projects/vision/members/rita", {"json": {"role": "write"}}),
@@ -176,8 +178,16 @@ def test_every_refusal_names_the_role_its_route_needs(keyed_server, root):
                 assert refused.status_code == 403, (method, path, refused.text)
                 assert refused.json()["detail"] == f"user 'rita' needs {role} access to project 'vision' (has read)", \
                     (method, path)
-        # A project that doesn't exist yet: the upload's probe answers 0 (the upload creates it).
+        # A project that doesn't exist yet: the upload's probe answers 0 (the upload creates it); moving
+        # an alias or deleting a version there finds no version (404) and creates no project.
         assert http.get("/api/v1/runs/fresh/r/log/offset", headers=as_reader).json() == {"offset": 0}
+        for method, path, body in (("DELETE", "/api/v1/projects/fresh/artifacts/m/versions/v0", None),
+                                   ("POST", "/api/v1/projects/fresh/artifacts/m/versions/v0/aliases",
+                                    {"json": {"add": ["best"]}})):
+            missing = http.request(method, path, headers=as_reader, **(body or {}))
+            assert missing.status_code == 404, (method, path, missing.text)
+        listed = http.get("/api/v1/projects", headers=admin).json()["projects"]
+        assert "fresh" not in [project["name"] for project in listed]
     with SyncClient(server.url, api_key=reader["key"], give_up_after=5) as client:
         with pytest.raises(SyncError, match=r"403.*needs write access to project 'vision' \(has read\)"):
             client.sync_run(RunPaths(root, "vision", "r1"))

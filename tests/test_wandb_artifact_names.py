@@ -42,3 +42,24 @@ def test_a_logged_artifact_is_named_with_its_version(root, tmp_path, monkeypatch
     assert linked.name == "digits:v0"
     # tracklet's own Artifact keeps the collection's name.
     assert tracklet.Api().artifact("names/mnist:v1").name == "mnist"
+
+
+def test_a_new_draft_is_a_wandb_artifact_named_with_its_version_once_logged(root, tmp_path, monkeypatch):
+    """``new_draft()`` of a W&B artifact is a ``wandb.Artifact`` too: a draft named ``ds``, then
+    ``ds:v1`` once logged and waited for, holding v0's files and the one added."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    run = wandb.init(project="drafts", settings=SETTINGS)
+    first = wandb.Artifact("ds", type="dataset")
+    first.add_file(str(tmp_path / "a.txt"))
+    run.log_artifact(first).wait()
+    draft = wandb.Api().artifact("drafts/ds:v0").new_draft()
+    assert isinstance(draft, wandb.Artifact) and draft.name == "ds"
+    draft.add_file(str(tmp_path / "b.txt"))
+    run.log_artifact(draft)
+    assert draft.wait().name == "ds:v1"
+    assert sorted(entry.path for entry in draft.files()) == ["a.txt", "b.txt"]
+    run.finish()

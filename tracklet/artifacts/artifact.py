@@ -378,9 +378,10 @@ class Artifact:
 
     def new_draft(self) -> Artifact:
         """A draft of the next version, holding this version's files (stored already: only what
-        is added or changed is read when it is logged)."""
+        is added or changed is read when it is logged). Of this artifact's class (W&B's
+        ``wandb.Artifact`` drafts one, named as W&B names it)."""
         self._committed_info("files to start a draft from")
-        draft = Artifact(self._name, self.type, self.description, dict(self._info.metadata))
+        draft = type(self)(self._name, self.type, self.description, dict(self._info.metadata))
         draft._pending = {entry.path: entry for entry in self.manifest}
         return draft
 

@@ -41,10 +41,6 @@ BATCH_FILE_BYTES = 1 << 20  # files up to this size go many to a request
 BATCH_BYTES = 8 << 20  # at most this many bytes ...
 BATCH_FILES = 1000  # ... and files per request (the server's limit)
 _CHUNK = 1 << 20
-#: A body held in memory goes to the socket in views of at most this many bytes: httpcore's send
-#: loop copies what a ``send()`` left over (``buffer[n:]``), so a body handed over whole is copied
-#: again on every partial send (quadratic in its size); views of it cost one copy each in h11.
-PIECE_BYTES = 1 << 20
 VERSIONS_PAGE = 1000  # the server's largest page of versions
 
 
@@ -70,8 +66,9 @@ class _FileBody:
 
 
 class Pieces:
-    """Buffers sent one after another as one request body, without joining them: in views of at
-    most ``PIECE_BYTES`` (see there). Iterable again and again, so a retry can send it again."""
+    """Buffers sent one after another as one request body, without joining them (``HttpClient.
+    send_buffers``: each goes to the socket as it is). Iterable again and again (the buffers, as
+    byte views), so a retry can send it again."""
 
     def __init__(self, buffers: Iterable[bytes | bytearray | memoryview]) -> None:
         self.buffers = [memoryview(buffer).cast("B") for buffer in buffers]
@@ -81,9 +78,7 @@ class Pieces:
         return self.length
 
     def __iter__(self) -> Iterator[memoryview]:
-        for view in self.buffers:
-            for start in range(0, len(view), PIECE_BYTES):
-                yield view[start:start + PIECE_BYTES]
+        return iter(self.buffers)
 
 
 Source = Callable[[], Iterable[bytes]]  # a blob's bytes in pieces, read again from the start on each call
@@ -174,9 +169,9 @@ class ArtifactClient:
         """Send one pack of chunks (``tracklet.artifacts.packs.build_pack``'s bytes, or its chunk
         bytes and trailer as ``Pieces``: no copy joins them); bytes sent. The server keeps it only
         if it arrives whole with every chunk matching its id."""
-        response = self.http.request("PUT", f"{self._base(project)}/_packs/{pack_id}", content=data, idempotent=True,
-                                     headers={"Content-Type": "application/octet-stream",
-                                              "Content-Length": str(len(data))})
+        buffers = data.buffers if isinstance(data, Pieces) else [data]
+        response = self.http.send_buffers("PUT", f"{self._base(project)}/_packs/{pack_id}", buffers, idempotent=True,
+                                          headers={"Content-Type": "application/octet-stream"})
         if response.status_code != 200:
             raise self.http.refusal(response, what=f"the upload of pack {pack_id}")
         return len(data)

@@ -25,11 +25,12 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, cast
 
 import httpx
 
+from tracklet.client.buffers import BufferSender
 from tracklet.core.credentials import resolve_key, unauthorized_hint
 from tracklet.errors import RemoteError, TrackletError
 
@@ -105,6 +106,25 @@ def refusal(response: httpx.Response, *, base_url: str, error: type[TrackletErro
     return error(f"{base_url} refused {what} (HTTP {status}): {detail}{login}")
 
 
+#: A body held in memory goes to httpx in views of at most this many bytes: httpcore's send loop
+#: copies what a ``send()`` left over (``buffer[n:]``), so a body handed over whole is copied again
+#: on every partial send (quadratic in its size); views of it cost one copy each in h11.
+PIECE_BYTES = 1 << 20
+
+
+class _Views:
+    """Buffers as an httpx request body in views of at most ``PIECE_BYTES`` (see there; h11 takes
+    any bytes-like piece); iterable again and again, so a retry can send it again."""
+
+    def __init__(self, views: list[memoryview]) -> None:
+        self.views = views
+
+    def __iter__(self) -> Iterator[memoryview]:
+        for view in self.views:
+            for start in range(0, len(view), PIECE_BYTES):
+                yield view[start:start + PIECE_BYTES]
+
+
 _ssl_lock = threading.Lock()
 _ssl_context: Any = None
 
@@ -136,8 +156,13 @@ class HttpClient:
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                     verify=ssl_context() if transport is None else True,
                                     headers={"Authorization": f"Bearer {key}"} if key else None)
+        # Bodies held in memory go out without h11's copy (client/buffers.py); a transport given
+        # (a test's, a mounted one) keeps every request on httpx.
+        self._buffers = BufferSender(self._client, ssl_context()) if transport is None else None
 
     def close(self) -> None:
+        if self._buffers is not None:
+            self._buffers.close()
         self._client.close()
 
     def __enter__(self) -> HttpClient:
@@ -152,13 +177,36 @@ class HttpClient:
         retrying gives up, or when a request that may not be repeated fails after it was sent."""
         method = method.upper()
         repeatable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        return self._retrying(method, url, repeatable, lambda: self._client.request(method, url, **kwargs))
+
+    def send_buffers(self, method: str, url: str, buffers: Sequence[bytes | bytearray | memoryview], *,
+                     headers: dict[str, str], idempotent: bool | None = None) -> httpx.Response:
+        """``request`` with a body of ``buffers`` held in memory, sent one after another
+        (``Content-Length``: their sum), retried the same way. Sent with ``http.client``, each
+        buffer handed to the socket as it is (``client/buffers.py``: httpx's h11 copies every
+        byte of a body while holding the interpreter lock); through httpx when a proxy is
+        configured for the URL or the client has a transport of its own."""
+        method = method.upper()
+        repeatable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        sender = self._buffers
+        if sender is None or not sender.direct(method, url):
+            views = [memoryview(buffer).cast("B") for buffer in buffers]
+            headers = {**headers, "Content-Length": str(sum(view.nbytes for view in views))}
+            body = cast("Iterable[bytes]", _Views(views))
+            return self._retrying(method, url, repeatable,
+                                  lambda: self._client.request(method, url, headers=headers, content=body))
+        return self._retrying(method, url, repeatable, lambda: sender.send(method, url, buffers, headers))
+
+    def _retrying(self, method: str, url: str, repeatable: bool,
+                  attempt: Callable[[], httpx.Response]) -> httpx.Response:
+        """``attempt()``'s answer, called again as ``retry`` allows (see ``request``)."""
         started = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
             wait: float | None = None
             try:
-                response = self._client.request(method, url, **kwargs)
+                response = attempt()
             except httpx.TransportError as failure:
                 problem = f"{type(failure).__name__}: {failure}"
                 if not repeatable and not isinstance(failure, (httpx.ConnectError, httpx.ConnectTimeout)):

@@ -1012,7 +1012,9 @@ class Run:
             self._seeds.close()  # the seeds set since the last tick, before the exit
         self._sender.put(_deferred(_exit_record, fields))
         self._queue = _NoQueue(_FINISHED)
-        self._sender.shutdown(max(0.0, deadline - time.monotonic()))
+        self._sender.shutdown(max(0.0, deadline - time.monotonic()),
+                              budget=f"finish()'s {self.settings.finish_timeout:g} s (settings.finish_timeout, "
+                                     "TRACKLET_FINISH_TIMEOUT; everything finish() waits for shares it)")
         if self._uploader is not None:
             self._uploader.finish(max(0.0, min(self.settings.upload_timeout, deadline - time.monotonic())))
 

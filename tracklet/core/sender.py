@@ -442,11 +442,12 @@ class BatchSender:
         self._wake.set()
         return request.done.wait(timeout)
 
-    def shutdown(self, timeout: float | None = None) -> bool:
+    def shutdown(self, timeout: float | None = None, budget: str | None = None) -> bool:
         """Write everything queued, close the sinks (durably), stop the worker.
 
         Returns False when that didn't finish within ``timeout``; what was still queued then is
-        reported on stderr as not recorded.
+        reported on stderr as not recorded. ``budget`` names the limit ``timeout`` is what is left
+        of (``Run.finish``'s ``finish_timeout``), so the report names the setting, not a remainder.
         """
         if self._stopped:
             return True
@@ -462,7 +463,7 @@ class BatchSender:
             in_hand = _row_count([*self._in_hand, *self._carry])
             more = f", and up to {in_hand} more the worker was encoding or writing may not be" if in_hand else ""
             print(
-                f"tracklet: the background sender did not finish within {timeout}s; "
+                f"tracklet: the background sender did not finish within {budget or f'{timeout}s'}; "
                 f"{pending} queued history rows were not recorded{more}",
                 file=sys.stderr,
             )

@@ -26,6 +26,7 @@ from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
                                             check_file_digest)
 from tracklet.server.audit import arm, armed, arms_itself
+from tracklet.server.auth import requires
 from tracklet.server.body import BoundedBodyRoute, read_body, read_body_into
 from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
@@ -372,6 +373,7 @@ def _number(version: str) -> int:
 
 @router.post("/{name}/versions/{version}/aliases", response_model=VersionAliasesResponse, responses=errors(400, 404),
              summary="Move a version's custom aliases")
+@requires("write", missing_ok=True)  # a project that doesn't exist has no version: 404, never created
 def save_version_aliases(request: Request, project: str, name: str, version: str,
                          body: VersionAliasesRequest) -> VersionAliasesResponse:
     """Point each of `add` at version `version` (`vN`), moving it from the version holding it,
@@ -399,6 +401,7 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
 
 @router.delete("/{name}/versions/{version}", response_model=VersionDeleteResponse, responses=errors(400, 404, 409),
                summary="Delete a version (its blobs go with a later artifact-gc)")
+@requires("write", missing_ok=True)  # a project that doesn't exist has no version: 404, never created
 def delete_version(request: Request, project: str, name: str, version: str,
                    delete_aliases: bool = Query(False, description="Delete it with its custom aliases (else 409 "
                                                 "naming them)")) -> VersionDeleteResponse:

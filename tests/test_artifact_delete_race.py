@@ -65,7 +65,8 @@ def test_a_servers_version_is_never_deleted_under_a_registry_link_made_at_the_sa
 
     assert all(linked != deleted for linked, deleted in outcomes), outcomes  # exactly one of the two, each round
     with httpx.Client(base_url=server.url) as http:
-        links = http.get("/api/v1/registries/model/collections/m/versions").json()["links"]
+        answer = http.get("/api/v1/registries/model/collections/m/versions")  # 404: every deletion won
+        links = answer.json()["links"] if answer.status_code != 404 else []
         for link in links:  # the invariant: every registry version's artifact version exists
             source = f"/api/v1/projects/vision/artifacts/m/versions/v{link['source_version']}"
             assert http.get(source).status_code == 200, link
@@ -110,7 +111,7 @@ def test_a_data_roots_version_is_never_deleted_under_a_registry_link_made_at_the
     registry = open_local(Path(root), create=False)
     assert registry is not None
     api = tracklet.Api(root)
-    links = registry.versions("model", "m")
+    links = registry.versions("model", "m") if registry.has_collection("model", "m") else []  # every deletion won
     for item in links:
         assert api.artifact(f"vision/m:v{item.source_version}").version == f"v{item.source_version}", item
     assert len(links) == sum(linked for linked, _ in outcomes)

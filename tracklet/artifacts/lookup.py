@@ -82,7 +82,7 @@ def delete_version(root: str | os.PathLike, info: Any, *, drop_aliases: bool = F
     never break a registry's versions. Returns (the aliases dropped, the registry versions linking it)."""
     links: list[str] = []
 
-    def check() -> None:  # under the collection's lock, which a new link holds until it commits
+    def check(_: None) -> None:  # under the collection's lock, which a new link holds until it commits
         links[:] = check_deletable(root, info, drop_aliases=drop_aliases, break_links=break_links)
 
     dropped = open_store(Path(root)).registry.delete_version(info.project, info.name, info.version,

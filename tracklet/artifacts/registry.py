@@ -240,19 +240,20 @@ class LocalRegistry:
             yield
 
     def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
-                       check: Callable[[], None] | None = None) -> list[str]:
+                       check: Callable[[None], None] | None = None) -> list[str]:
         """Delete ``project/name:v<version>``: its version file becomes a tombstone (``vN.deleted``,
         so the number is never given again) and ``latest`` falls back to the highest version left.
         A version with custom aliases is only deleted with ``drop_aliases`` (they are removed with it).
-        ``check()`` runs under the collection's lock before anything changes (raising refuses the
-        deletion): the model registry's links are checked there (``holding``). Returns the aliases
+        ``check(None)`` runs under the collection's lock before anything changes (raising refuses
+        the deletion; the argument: no database transaction, unlike ``SqlRegistry``'s): the model
+        registry's links are checked there (``holding``). Returns the aliases
         dropped. Its files stay stored until ``tracklet artifact gc``."""
         directory = self.collection_dir(project, name)
         with self._locked(directory):
             if version not in self._version_numbers(directory):
                 raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
             if check is not None:
-                check()
+                check(None)
             current = self._aliases(directory)
             dropped = sorted(alias for alias, target in current.items() if target == version)
             if dropped and not drop_aliases:

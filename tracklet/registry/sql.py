@@ -414,9 +414,12 @@ class ModelRegistry:
                  "latest": f"v{row.latest}", "aliases": aliases.get((row.registry, row.collection), {})}
                 for row in rows]
 
-    def links_to(self, project: str, name: str, version: int) -> list[Link]:
-        """Every registry version that links artifact version ``project/name:v<version>``."""
-        with self.engine.connect() as connection:
+    def links_to(self, project: str, name: str, version: int, *, connection: sa.Connection | None = None) -> list[Link]:
+        """Every registry version that links artifact version ``project/name:v<version>``; read in
+        ``connection`` if given (a deletion's transaction, in the registry's database)."""
+        with contextlib.ExitStack() as stack:
+            if connection is None:
+                connection = stack.enter_context(self.engine.connect())
             rows = connection.execute(sa.select(registry_links).where(
                 registry_links.c.source_project == project, registry_links.c.source_name == name,
                 registry_links.c.source_version == version)).all()

@@ -926,11 +926,11 @@ class ServerArtifacts:
         return self.registry.holding(source.project, source.name, source.version)
 
     def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool,
-                       check: Callable[[], None] | None = None) -> tuple[VersionInfo, list[str]]:
+                       check: Callable[[sa.Connection | None], None] | None = None) -> tuple[VersionInfo, list[str]]:
         """Delete ``project/name:v<version>`` as ``tracklet artifact rm`` does locally
         (``LocalRegistry.delete_version``; ``check``, the caller's refusal of a version the model
         registry links, runs holding the collection's lock that a link holds too, so no link slips
-        in between): its number is never given again, ``latest`` falls back, a version with custom
+        in between; given the deletion's transaction on PostgreSQL, else None): its number is never given again, ``latest`` falls back, a version with custom
         aliases only with ``drop_aliases``. Its blobs are left to ``artifact-gc``, and marked used
         once it is deleted, so the collection's grace period runs from the deletion (a client
         downloading the version it just read finishes). The deletion is the request's first

@@ -158,13 +158,13 @@ class SqlRegistry:
         yield
 
     def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
-                       check: Callable[[], None] | None = None) -> list[str]:
+                       check: Callable[[sa.Connection | None], None] | None = None) -> list[str]:
         """``LocalRegistry.delete_version``: the version's row goes (kept in
         ``artifact_deleted_versions``, so its number is never given again) and ``latest`` falls
         back to the highest version left; one with custom aliases only with ``drop_aliases``
-        (they go with it). ``check()`` runs holding the collection's lock, before anything
-        changes (raising refuses the deletion; ``holding``). Returns the aliases dropped. Its
-        blobs stay until a collection."""
+        (they go with it). ``check(connection)`` runs in the deletion's transaction, holding the
+        collection's lock, before anything changes (raising refuses the deletion; ``holding``).
+        Returns the aliases dropped. Its blobs stay until a collection."""
         with self._lock, self.engine.begin() as connection:
             self._begin(connection, project, name)
             row = connection.execute(sa.select(artifact_versions).where(
@@ -173,7 +173,7 @@ class SqlRegistry:
             if row is None:
                 raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
             if check is not None:
-                check()
+                check(connection)
             dropped = sorted(alias for alias, target in self._aliases(connection, project, name).items()
                              if target == version)
             if dropped and not drop_aliases:

@@ -415,8 +415,8 @@ def delete_version(request: Request, project: str, name: str, version: str,
     artifacts = _artifacts(request)
     name, number = _name(name), _number(version)
 
-    def refuse_linked() -> None:  # holding the collection's lock, which a new link holds too
-        links = _registry_links(request, project, name, number)
+    def refuse_linked(connection: Any) -> None:  # holding the collection's lock, which a new link holds too
+        links = _registry_links(request, project, name, number, connection)
         if links:
             raise ArtifactError(f"{project}/{name}:v{number} is registered as {', '.join(links)}: deleting it "
                                 "would leave those registry versions without files")
@@ -432,13 +432,16 @@ def delete_version(request: Request, project: str, name: str, version: str,
     return VersionDeleteResponse(deleted=_version_model(info), aliases_dropped=dropped)
 
 
-def _registry_links(request: Request, project: str, name: str, version: int) -> list[str]:
+def _registry_links(request: Request, project: str, name: str, version: int, connection: Any = None) -> list[str]:
     """The model registry versions that link ``project/name:v<version>`` (none where the server
-    has no registry yet)."""
+    has no registry yet), read in ``connection`` if given (the deletion's transaction: the
+    registry is in the same database, and the deletion needs no second connection)."""
     from tracklet.server.routes_registry import registry_of
 
     try:
         registry = registry_of(request)
     except HTTPException:  # a data root nothing was linked in (tracklet ui)
         return []
-    return [link.path for link in registry.links_to(project, name, version)]
+    if connection is not None and connection.engine is not registry.engine:  # a data root's registry file
+        connection = None
+    return [link.path for link in registry.links_to(project, name, version, connection=connection)]

@@ -784,6 +784,39 @@ def test_a_servers_versions_move_aliases_and_are_deleted_by_the_same_code_as_loc
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_artifact_rm_with_url_deletes_a_servers_version_with_the_servers_rules(servers, tmp_path, request, database):
+    """``tracklet artifact rm REF --url URL`` deletes the server's version (REF's alias resolved
+    there), never the data root's: custom aliases need --force, a version the server's registry
+    links is refused with --force too, a deleted one is gone for good (404 after)."""
+    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store_url)
+    writer = tmp_path / "writer"
+    _online_versions(server, writer, tmp_path, [b"v0", b"v1", b"v2"])
+    client = _client(server.url)
+    client.save_aliases("vision", "m", 1, ["best"], [])
+    with httpx.Client(base_url=server.url) as http:
+        assert http.post("/api/v1/registries/model/collections/m/links",
+                         json={"project": "vision", "name": "m", "version": 0}).status_code == 200
+    rm = ("--dir", str(writer), "artifact", "rm")
+
+    refused = _cli(*rm, "vision/m:best", "--url", server.url)
+    assert refused.returncode != 0 and "has alias(es) best" in refused.stderr, refused.stderr
+    forced = _cli(*rm, "vision/m:best", "--url", server.url, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"deleted vision/m:v1 on {server.url} (aliases dropped: best)" in forced.stdout
+    linked = _cli(*rm, "vision/m:v0", "--url", server.url, "--force")
+    assert linked.returncode != 0 and "is registered as model/m:v0" in linked.stderr, linked.stderr
+    assert _cli(*rm, "vision/m:v2", "--url", server.url).returncode == 0
+    gone = _cli(*rm, "vision/m:v2", "--url", server.url)
+    assert gone.returncode != 0 and "vision/m:v2" in gone.stderr
+    assert not [run for run in (refused, linked, gone) if "Traceback" in run.stderr]  # a clear error, each
+
+    assert [version["index"] for version in client.versions("vision", "m")] == [0]
+    local = tracklet.Api(writer)  # the data root's copies are not the server's: untouched
+    assert [local.artifact(f"vision/m:v{n}").version for n in range(3)] == ["v0", "v1", "v2"]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_two_clients_moving_one_alias_at_once_leave_it_on_one_version(servers, tmp_path, request, database):
     """Each move is one locked transaction of the collection: whatever the interleaving, the alias
     always names one version (a reader never finds it missing mid-move), one version holds it

@@ -226,6 +226,44 @@ def test_an_online_runs_events_reach_webhooks_and_slack(servers, tmp_path, recei
     assert not [request for request in hook.requests if request["path"] == "/never"]
 
 
+def test_removing_an_alias_and_deleting_a_version_reach_their_rules(servers, tmp_path, receiver):
+    """``alias.removed`` (an alias taken off a version, or dropped with it) and
+    ``artifact.deleted`` reach rules of their kind, signed, as the routes changed the versions;
+    a refused deletion emits nothing."""
+    hook = receiver()
+    server = servers(tmp_path / "srv", extra=("--webhook-retry-base", "0.2"))
+    rules = [{"name": "deleted", "event": "artifact.deleted", "url": f"{hook.url}/deleted", "secret": SECRET},
+             {"name": "removed", "event": "alias.removed", "url": f"{hook.url}/removed", "secret": SECRET},
+             {"name": "chat", "event": "artifact.deleted", "action": "slack", "url": f"{hook.url}/slack",
+              "secret": SECRET}]
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for rule in rules:
+            assert http.post("/api/v1/automations", json=rule).status_code == 201
+    run = tracklet.init(project="p", dir=str(tmp_path / "client"), mode="online",
+                        settings={**QUIET, "base_url": server.url})
+    for index, aliases in enumerate([["best", "old"], ["prod"]]):
+        (tmp_path / "m.bin").write_bytes(b"weights %d" % index)
+        assert run.log_artifact(tmp_path / "m.bin", name="m", type="model", aliases=aliases).wait().upload_error is None
+    run.finish()
+    versions = "/api/v1/projects/p/artifacts/m/versions"
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.post(f"{versions}/v0/aliases", json={"add": [], "remove": ["old", "prod"]}).status_code == 200
+        assert http.delete(f"{versions}/v1").status_code == 409  # holds prod: refused, no event
+        assert http.delete(f"{versions}/v0", params={"delete_aliases": "true"}).status_code == 200
+    (deleted,) = wait_for(lambda: hook.delivered("/deleted"), "the artifact.deleted webhook")
+    assert deleted["event"] == "artifact.deleted" and deleted["verified"]
+    event = deleted["body"]["event"]
+    assert (event["subject"], event["payload"]["version"], event["payload"]["aliases_dropped"]) == ("p/m:v0", 0, ["best"])
+    removed = wait_for(lambda: len(hook.delivered("/removed")) == 2 and hook.delivered("/removed"), "two alias.removed")
+    # prod names v1, not v0: removing it from v0 removed nothing
+    assert [(r["body"]["event"]["subject"], r["body"]["event"]["payload"]["previous"],
+             r["body"]["event"]["payload"]["deleted"]) for r in removed] == [("p/m:old", 0, False), ("p/m:best", 0, True)]
+    (chat,) = wait_for(lambda: hook.delivered("/slack"), "the Slack-style message")
+    assert chat["body"] == {"text": "artifact version p/m:v0 deleted"}
+    assert all(request["verified"] for request in hook.requests)
+    assert len(hook.requests) == 4  # nothing for the refused deletion
+
+
 def test_rules_are_validated_and_only_server_admins_manage_them(servers, tmp_path):
     server_root = tmp_path / "srv"
     created = _cli("admin", "--dir", str(server_root), "create-user", "root", "--admin")

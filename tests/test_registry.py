@@ -258,6 +258,14 @@ def test_an_online_run_whose_server_is_down_loads_from_the_local_registry(start,
 
 
 def test_processes_linking_into_one_collection_at_once_get_distinct_versions(root):
+    from tracklet.artifacts.registry import VersionInfo
+    from tracklet.artifacts.storage import open_store
+
+    versions = open_store(root).registry  # a link holds its source version: they must exist
+    for project in "abc":
+        for n in range(15):
+            versions.commit(VersionInfo(project=project, name="ckpt", version=-1, type="model", digest=f"{n:064x}",
+                                        manifest="a" * 64, size=1, file_count=1), [])
     script = """
 import sys
 from tracklet.artifacts.registry import VersionInfo

@@ -80,9 +80,13 @@ def delete_version(root: str | os.PathLike, info: Any, *, drop_aliases: bool = F
     unless ``break_links`` (``tracklet artifact rm --force``: they are left without files). The
     two are apart because W&B's ``delete(delete_aliases=True)`` is about aliases only: it must
     never break a registry's versions. Returns (the aliases dropped, the registry versions linking it)."""
-    links = check_deletable(root, info, drop_aliases=drop_aliases, break_links=break_links)
+    links: list[str] = []
+
+    def check(_: None) -> None:  # under the collection's lock, which a new link holds until it commits
+        links[:] = check_deletable(root, info, drop_aliases=drop_aliases, break_links=break_links)
+
     dropped = open_store(Path(root)).registry.delete_version(info.project, info.name, info.version,
-                                                             drop_aliases=drop_aliases)
+                                                             drop_aliases=drop_aliases, check=check)
     return dropped, links
 
 

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -227,15 +227,33 @@ class LocalRegistry:
         used = numbers + [number for number in deleted if number is not None]
         return max(used) + 1 if used else 0
 
-    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False) -> list[str]:
-        """Delete ``project/name:v<version>``: its version file becomes a tombstone (``vN.deleted``,
-        so the number is never given again) and ``latest`` falls back to the highest version left.
-        A version with custom aliases is only deleted with ``drop_aliases`` (they are removed with it).
-        Returns the aliases dropped. Its files stay stored until ``tracklet artifact gc``."""
+    @contextlib.contextmanager
+    def holding(self, project: str, name: str, version: int) -> Iterator[None]:
+        """Hold the collection's lock while ``project/name:v<version>`` exists (``ArtifactNotFound``
+        if it doesn't): what a model registry's link holds until it commits, so a deletion
+        (``delete_version``'s ``check``, under the same lock) sees the link or the link sees the
+        version gone, never neither."""
         directory = self.collection_dir(project, name)
         with self._locked(directory):
             if version not in self._version_numbers(directory):
                 raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            yield
+
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
+                       check: Callable[[None], None] | None = None) -> list[str]:
+        """Delete ``project/name:v<version>``: its version file becomes a tombstone (``vN.deleted``,
+        so the number is never given again) and ``latest`` falls back to the highest version left.
+        A version with custom aliases is only deleted with ``drop_aliases`` (they are removed with it).
+        ``check(None)`` runs under the collection's lock before anything changes (raising refuses
+        the deletion; the argument: no database transaction, unlike ``SqlRegistry``'s): the model
+        registry's links are checked there (``holding``). Returns the aliases
+        dropped. Its files stay stored until ``tracklet artifact gc``."""
+        directory = self.collection_dir(project, name)
+        with self._locked(directory):
+            if version not in self._version_numbers(directory):
+                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            if check is not None:
+                check(None)
             current = self._aliases(directory)
             dropped = sorted(alias for alias, target in current.items() if target == version)
             if dropped and not drop_aliases:

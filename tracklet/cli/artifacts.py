@@ -187,18 +187,26 @@ def verify(ctx: click.Context, ref: str, target: Path | None) -> None:
 
 @artifact_group.command("rm")
 @click.argument("ref")
-@click.option("--force", is_flag=True, help="Delete a version that has aliases (with them) or is registered.")
+@click.option("--force", is_flag=True, help="Delete a version that has aliases (with them) or is registered "
+              "(locally only: a server never deletes a version its registry links).")
+@click.option("--url", default=None, metavar="URL",
+              help="Delete the version of this tracking server's project instead of the data root's (its key: "
+                   "$TRACKLET_API_KEY or `tracklet login`). Never taken from $TRACKLET_BASE_URL: a deletion "
+                   "names where it happens.")
 @click.pass_context
 @_handle_errors
-def rm(ctx: click.Context, ref: str, force: bool) -> None:
+def rm(ctx: click.Context, ref: str, force: bool, url: str | None) -> None:
     """Delete one version (REF names it: project/name:vN or :alias). Its number is never reused;
-    its files stay stored until `tracklet artifact gc`."""
+    its files stay stored until `tracklet artifact gc` (on a server, `tracklet admin artifact-gc`)."""
     from tracklet.artifacts.names import parse_ref
     from tracklet.artifacts.storage import open_store
 
     parsed = parse_ref(ref)
     if parsed.project is None or ":" not in ref.rsplit("/", 1)[-1]:
         raise CliError(f"{ref!r}: name one version, as project/name:vN (or project/name:alias)")
+    if url is not None:
+        _rm_on_server(url, _state(ctx).api.root, parsed.project, parsed.name, parsed.selector, force)
+        return
     from tracklet.artifacts.lookup import delete_version
 
     store = open_store(_state(ctx).api.root)
@@ -207,6 +215,26 @@ def rm(ctx: click.Context, ref: str, force: bool) -> None:
     note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
     note += f" (registry versions left without files: {', '.join(links)})" if links else ""
     click.echo(f"deleted {info.qualified_name}{note}; run `tracklet artifact gc` to free its storage")
+
+
+def _rm_on_server(url: str, root: Any, project: str, name: str, selector: str, force: bool) -> None:
+    """``rm --url``: the server's ``DELETE .../versions/vN`` (the same rules: ``--force`` drops
+    the version's aliases; a version the server's registry links is refused whatever the flags)."""
+    from tracklet.artifacts.names import version_number
+    from tracklet.artifacts.remote import connect
+
+    client = connect(url, root, attempts=3)
+    try:
+        number = version_number(selector)
+        if number is None:  # an alias or latest: the version it names now
+            number = int(client.version(project, name, selector)["index"])
+        answer = client.delete_version(project, name, number, delete_aliases=force)
+    finally:
+        client.http.close()
+    dropped = answer["aliases_dropped"]
+    note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
+    click.echo(f"deleted {project}/{name}:v{number} on {url}{note}; `tracklet admin artifact-gc` there frees its "
+               "storage")
 
 
 @artifact_group.command("gc")

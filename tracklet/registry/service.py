@@ -10,11 +10,13 @@ store as any other. An online run, and ``tracklet.Api(base_url=...)``, use the s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import os
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
@@ -50,8 +52,20 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ModelRegistry
             return None
         engine = create_engine(f"sqlite:///{path}")  # the store's SQLite settings (WAL, busy timeout)
         _create_tables(engine)
-        registry = _opened[key] = ModelRegistry(engine)
+        registry = _opened[key] = ModelRegistry(engine, holding=_local_holding(Path(root)))
         return registry
+
+
+def _local_holding(root: Path) -> Callable[[Any, Any], contextlib.AbstractContextManager[None]]:
+    """A link's hold on its source version in data root ``root``'s store (``ModelRegistry(holding=)``):
+    the collection's file lock, which ``tracklet artifact rm`` takes to check the links."""
+
+    def holding(connection: Any, source: Any) -> contextlib.AbstractContextManager[None]:
+        from tracklet.artifacts.storage import open_store
+
+        return open_store(root).registry.holding(source.project, source.name, source.version)
+
+    return holding
 
 
 _clients: dict[tuple[str, str | None], Any] = {}

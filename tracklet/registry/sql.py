@@ -231,8 +231,13 @@ class ModelRegistry:
     creates them for a data root, the server's migration for a server)."""
 
     def __init__(self, engine: sa.Engine, on_event: Callable[[sa.Connection, str, dict[str, Any]], None] | None = None,
-                 on_write: Callable[[sa.Connection, list[str]], None] | None = None) -> None:
-        """``on_event(connection, kind, payload)`` is called inside the transaction of each change
+                 on_write: Callable[[sa.Connection, list[str]], None] | None = None,
+                 holding: Callable[[sa.Connection, Any], contextlib.AbstractContextManager[None]] | None = None) -> None:
+        """``holding(connection, source)``, entered in a link's transaction once the collection is
+        held and left after it commits, holds artifact version ``source`` where its store keeps it
+        (raising ``ArtifactNotFound`` if it was deleted meanwhile): the store's deletion checks
+        ``links_to`` holding the same lock, so a version is never deleted under a new link.
+        ``on_event(connection, kind, payload)`` is called inside the transaction of each change
         (``alias.moved``, ``version.linked``, ``promotion.requested``, ``promotion.decided``), and
         ``on_write(connection, kinds)`` at the end of every writing transaction (a link, a move, a
         card, a protection, a review; ``kinds``: the events it emitted), just before it commits:
@@ -241,6 +246,7 @@ class ModelRegistry:
         self.engine = engine
         self.on_event = on_event
         self.on_write = on_write
+        self.holding = holding
         self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         self._emitted = threading.local()  # the kinds the current thread's transaction emitted
 
@@ -408,9 +414,12 @@ class ModelRegistry:
                  "latest": f"v{row.latest}", "aliases": aliases.get((row.registry, row.collection), {})}
                 for row in rows]
 
-    def links_to(self, project: str, name: str, version: int) -> list[Link]:
-        """Every registry version that links artifact version ``project/name:v<version>``."""
-        with self.engine.connect() as connection:
+    def links_to(self, project: str, name: str, version: int, *, connection: sa.Connection | None = None) -> list[Link]:
+        """Every registry version that links artifact version ``project/name:v<version>``; read in
+        ``connection`` if given (a deletion's transaction, in the registry's database)."""
+        with contextlib.ExitStack() as stack:
+            if connection is None:
+                connection = stack.enter_context(self.engine.connect())
             rows = connection.execute(sa.select(registry_links).where(
                 registry_links.c.source_project == project, registry_links.c.source_name == name,
                 registry_links.c.source_version == version)).all()
@@ -441,12 +450,14 @@ class ModelRegistry:
         registry, collection = check_registry_name(registry), check_artifact_name(collection)
         custom = [check_alias(alias) for alias in dict.fromkeys(aliases) if alias != LATEST]
         actor, why = _actor(actor), _reason(reason)
-        with self._write() as connection:
+        with contextlib.ExitStack() as source_held, self._write() as connection:  # held past the commit
             held = self._hold(connection, registry, collection, type=source.type)
             if held.type != source.type:
                 raise RegistryError(f"registry collection {registry}/{collection} holds versions of type "
                                     f"{held.type!r}; {source.project}/{source.name}:v{source.version} is a "
                                     f"{source.type!r}")
+            if self.holding is not None:
+                source_held.enter_context(self.holding(connection, source))
             row = connection.execute(sa.select(registry_links).where(
                 self._key(registry_links, registry, collection), registry_links.c.source_project == source.project,
                 registry_links.c.source_name == source.name,

@@ -35,6 +35,7 @@ client's: ``vN`` and ``latest`` assigned, an alias unique per collection).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -915,10 +916,21 @@ class ServerArtifacts:
             raise BadRequest(str(error)) from None
         return self.registry.version(project, name, f"v{version}")
 
-    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool) -> tuple[VersionInfo, list[str]]:
+    def hold_version(self, connection: sa.Connection, source: Any) -> contextlib.AbstractContextManager[None]:
+        """Hold artifact version ``source`` (project, name, version) until the model registry's
+        link transaction on ``connection`` commits (``ModelRegistry(holding=)``): the collection's
+        lock (PostgreSQL: its advisory lock in that transaction; else the version store's file
+        lock), the version checked to exist."""
+        if isinstance(self.registry, SqlRegistry):
+            return self.registry.holding(connection, source.project, source.name, source.version)
+        return self.registry.holding(source.project, source.name, source.version)
+
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool,
+                       check: Callable[[sa.Connection | None], None] | None = None) -> tuple[VersionInfo, list[str]]:
         """Delete ``project/name:v<version>`` as ``tracklet artifact rm`` does locally
-        (``LocalRegistry.delete_version``; the caller has refused a version the model registry
-        links): its number is never given again, ``latest`` falls back, a version with custom
+        (``LocalRegistry.delete_version``; ``check``, the caller's refusal of a version the model
+        registry links, runs holding the collection's lock that a link holds too, so no link slips
+        in between; given the deletion's transaction on PostgreSQL, else None): its number is never given again, ``latest`` falls back, a version with custom
         aliases only with ``drop_aliases``. Its blobs are left to ``artifact-gc``, and marked used
         once it is deleted, so the collection's grace period runs from the deletion (a client
         downloading the version it just read finishes). The deletion is the request's first
@@ -929,7 +941,7 @@ class ServerArtifacts:
             named = self._named_blobs(info)
         except (OSError, ArtifactError):
             named = [info.manifest]  # a damaged manifest: nothing more to keep for the grace period
-        dropped = self.registry.delete_version(project, name, version, drop_aliases=drop_aliases)
+        dropped = self.registry.delete_version(project, name, version, drop_aliases=drop_aliases, check=check)
         self.touch(project, named)
         return info, dropped
 

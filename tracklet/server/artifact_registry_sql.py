@@ -15,6 +15,8 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,11 +143,28 @@ class SqlRegistry:
         used = [number for number in highest if number is not None]
         return max(used) + 1 if used else 0
 
-    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False) -> list[str]:
+    @contextmanager
+    def holding(self, connection: sa.Connection, project: str, name: str, version: int) -> Iterator[None]:
+        """Hold the collection's lock in ``connection``'s transaction (to its end) and check that
+        ``project/name:v<version>`` exists (``ArtifactNotFound`` if not): what a model registry's
+        link does in its own transaction (the registry is in this database), so a deletion
+        (``delete_version``'s ``check``, under the same lock) sees the link or the link sees the
+        version gone, never neither."""
+        self._begin(connection, project, name)
+        if connection.execute(sa.select(artifact_versions.c.version).where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name,
+                artifact_versions.c.version == version)).first() is None:
+            raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+        yield
+
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
+                       check: Callable[[sa.Connection | None], None] | None = None) -> list[str]:
         """``LocalRegistry.delete_version``: the version's row goes (kept in
         ``artifact_deleted_versions``, so its number is never given again) and ``latest`` falls
         back to the highest version left; one with custom aliases only with ``drop_aliases``
-        (they go with it). Returns the aliases dropped. Its blobs stay until a collection."""
+        (they go with it). ``check(connection)`` runs in the deletion's transaction, holding the
+        collection's lock, before anything changes (raising refuses the deletion; ``holding``).
+        Returns the aliases dropped. Its blobs stay until a collection."""
         with self._lock, self.engine.begin() as connection:
             self._begin(connection, project, name)
             row = connection.execute(sa.select(artifact_versions).where(
@@ -153,6 +172,8 @@ class SqlRegistry:
                 artifact_versions.c.version == version)).first()
             if row is None:
                 raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            if check is not None:
+                check(connection)
             dropped = sorted(alias for alias, target in self._aliases(connection, project, name).items()
                              if target == version)
             if dropped and not drop_aliases:

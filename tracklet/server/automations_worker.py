@@ -442,4 +442,8 @@ def slack_text(kind: str, subject: str, payload: Mapping[str, Any]) -> str:
         return f"new artifact version {subject}"
     if kind == "alias.moved":
         return f"alias {subject} now points to v{payload.get('version')} (was {payload.get('previous')})"
+    if kind == "artifact.deleted":
+        return f"artifact version {subject} deleted"
+    if kind == "alias.removed":
+        return f"alias {subject} removed (it named v{payload.get('previous')})"
     return f"{kind}: {subject}"

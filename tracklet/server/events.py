@@ -23,6 +23,13 @@ Event kinds (``KINDS``; the subject in parentheses):
   ``{"name", "version", "digest", "aliases", "reused": false}``.
 - ``alias.moved`` (``project/name:alias``): an alias was added or moved; payload
   ``{"name", "alias", "version", "previous"}`` (``previous``: None when added).
+- ``artifact.deleted`` (``project/name:vN``): a version was deleted (``DELETE .../versions/vN``);
+  payload ``{"name", "version", "digest", "aliases_dropped"}``.
+- ``alias.removed`` (``project/name:alias``): a custom alias was taken off a version (``remove`` of
+  ``POST .../versions/vN/aliases``, or dropped with its deleted version); payload ``{"name",
+  "alias", "previous", "deleted"}`` (``previous``: the version it named; ``deleted``: whether
+  that version was deleted). A registry collection's alias removal stays an ``alias.moved`` with
+  ``to_version`` None (below).
 - ``run.finished`` / ``run.failed`` (``project/run_id``): the server indexed the run's exit;
   payload ``{"run_id", "state", "exit_code", "summary"}``.
 - ``run.crashed`` (``project/run_id``): the heartbeat sweep found the run silent past the lapse
@@ -61,7 +68,7 @@ import sqlalchemy as sa
 
 from tracklet.server.schema import event_outbox
 
-KINDS = ("artifact.version", "alias.moved", "run.finished", "run.failed", "run.crashed", "run.alert", "metric.threshold",
+KINDS = ("artifact.version", "alias.moved", "artifact.deleted", "alias.removed", "run.finished", "run.failed", "run.crashed", "run.alert", "metric.threshold",
          "promotion.requested", "promotion.decided", "version.linked", "promotion.check",
          "report.published")
 
@@ -162,6 +169,40 @@ def version_events(request: Any, info: Any, reused: bool, previous: Mapping[str,
         import sys
 
         print(f"tracklet server: events of {subject} v{info.version} not written: {error!r}", file=sys.stderr)
+
+
+def _actor(request: Any) -> str | None:
+    principal = getattr(request.state, "principal", None)
+    return principal.name if principal is not None else None
+
+
+def removal_events(request: Any, project: str, name: str, removed: Mapping[str, int], *,
+                   deleted: VersionInfoLike | None = None) -> None:
+    """Emit ``alias.removed`` for each alias of ``removed`` (alias: the version it named), then
+    ``artifact.deleted`` for ``deleted``, the version deleted with them if any; after the change,
+    like ``version_events`` (on SQLite the versions are files). A failure is reported and never
+    fails the change."""
+    engine = request.app.state.tracklet.store.engine
+    subject = f"{project}/{name}"
+    actor = _actor(request)
+    try:
+        for alias, before in removed.items():
+            emit(engine, "alias.removed", f"{subject}:{alias}",
+                 {"name": name, "alias": alias, "previous": before, "deleted": deleted is not None},
+                 project=project, actor=actor)
+        if deleted is not None:
+            emit(engine, "artifact.deleted", f"{subject}:v{deleted.version}",
+                 {"name": name, "version": deleted.version, "digest": deleted.digest,
+                  "aliases_dropped": sorted(removed)}, project=project, actor=actor)
+    except Exception as error:
+        import sys
+
+        print(f"tracklet server: events of {subject} not written: {error!r}", file=sys.stderr)
+
+
+class VersionInfoLike(Protocol):
+    version: int
+    digest: str
 
 
 def registry_event(connection: sa.Connection, kind: str, payload: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts,
 from tracklet.server.audit import arm, armed, arms_itself
 from tracklet.server.auth import requires
 from tracklet.server.body import BoundedBodyRoute, read_body, read_body_into
-from tracklet.server.events import alias_versions, version_events
+from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
@@ -382,16 +382,20 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
     the later wins. An alias of `remove` that names another version now (someone moved it
     since it was read) stays there. `latest` and `vN` are not custom aliases (400), nor is an
     invalid name. What `artifact.aliases.append(...)` + `artifact.save()` sends for a version
-    of the server's (the local store's rules). Emits `alias.moved` for each alias that moved."""
+    of the server's (the local store's rules). Emits `alias.moved` for each alias that moved and
+    `alias.removed` for each taken off."""
     artifacts = _artifacts(request)
     name, number = _name(name), _number(version)
     previous = alias_versions(artifacts, project, name, body.add)
+    held = alias_versions(artifacts, project, name, [alias for alias in body.remove if alias not in body.add])
     try:
         info = artifacts.save_aliases(project, name, number, body.add, body.remove)
     except ArtifactNotFound as error:
         raise _not_found(error) from None
     moved = {alias: before for alias, before in previous.items() if alias in info.aliases}
     version_events(request, info, True, moved)
+    removal_events(request, project, name, {alias: number for alias, before in held.items()
+                                            if before == number and alias not in info.aliases})
     return VersionAliasesResponse(version=_version_model(info))
 
 
@@ -406,30 +410,38 @@ def delete_version(request: Request, project: str, name: str, version: str,
     custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
     links answers 409 naming its registry versions (they would be left without files; the
     registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
-    period runs from the deletion."""
+    period runs from the deletion. Emits `alias.removed` for each alias dropped, then
+    `artifact.deleted`."""
     artifacts = _artifacts(request)
     name, number = _name(name), _number(version)
-    links = _registry_links(request, project, name, number)
-    if links:
-        raise HTTPException(status_code=409, detail=(
-            f"{project}/{name}:v{number} is registered as {', '.join(links)}: deleting it would leave those "
-            "registry versions without files"))
+
+    def refuse_linked(connection: Any) -> None:  # holding the collection's lock, which a new link holds too
+        links = _registry_links(request, project, name, number, connection)
+        if links:
+            raise ArtifactError(f"{project}/{name}:v{number} is registered as {', '.join(links)}: deleting it "
+                                "would leave those registry versions without files")
+
     try:
-        info, dropped = artifacts.delete_version(project, name, number, drop_aliases=delete_aliases)
+        info, dropped = artifacts.delete_version(project, name, number, drop_aliases=delete_aliases,
+                                                 check=refuse_linked)
     except ArtifactNotFound as error:
         raise _not_found(error) from None
     except ArtifactError as error:
         raise HTTPException(status_code=409, detail=str(error)) from None
+    removal_events(request, project, name, dict.fromkeys(dropped, number), deleted=info)
     return VersionDeleteResponse(deleted=_version_model(info), aliases_dropped=dropped)
 
 
-def _registry_links(request: Request, project: str, name: str, version: int) -> list[str]:
+def _registry_links(request: Request, project: str, name: str, version: int, connection: Any = None) -> list[str]:
     """The model registry versions that link ``project/name:v<version>`` (none where the server
-    has no registry yet)."""
+    has no registry yet), read in ``connection`` if given (the deletion's transaction: the
+    registry is in the same database, and the deletion needs no second connection)."""
     from tracklet.server.routes_registry import registry_of
 
     try:
         registry = registry_of(request)
     except HTTPException:  # a data root nothing was linked in (tracklet ui)
         return []
-    return [link.path for link in registry.links_to(project, name, version)]
+    if connection is not None and connection.engine is not registry.engine:  # a data root's registry file
+        connection = None
+    return [link.path for link in registry.links_to(project, name, version, connection=connection)]

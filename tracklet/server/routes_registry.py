@@ -253,8 +253,9 @@ def registry_of(request: Request) -> ModelRegistry:
     else:
         from tracklet.server.events import registry_event
 
-        registry = ModelRegistry(state.tracklet.artifacts.engine, on_event=registry_event,
-                                 on_write=_audit_in_transaction)
+        artifacts = state.tracklet.artifacts
+        registry = ModelRegistry(artifacts.engine, on_event=registry_event, on_write=_audit_in_transaction,
+                                 holding=artifacts.hold_version)
     state.model_registry = registry
     return registry
 

@@ -816,7 +816,8 @@ export interface paths {
          *     the later wins. An alias of `remove` that names another version now (someone moved it
          *     since it was read) stays there. `latest` and `vN` are not custom aliases (400), nor is an
          *     invalid name. What `artifact.aliases.append(...)` + `artifact.save()` sends for a version
-         *     of the server's (the local store's rules). Emits `alias.moved` for each alias that moved.
+         *     of the server's (the local store's rules). Emits `alias.moved` for each alias that moved and
+         *     `alias.removed` for each taken off.
          */
         post: operations["save_version_aliases_api_v1_projects__project__artifacts__name__versions__version__aliases_post"];
         delete?: never;
@@ -842,7 +843,8 @@ export interface paths {
          *     custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
          *     links answers 409 naming its registry versions (they would be left without files; the
          *     registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
-         *     period runs from the deletion.
+         *     period runs from the deletion. Emits `alias.removed` for each alias dropped, then
+         *     `artifact.deleted`.
          */
         delete: operations["delete_version_api_v1_projects__project__artifacts__name__versions__version__delete"];
         options?: never;

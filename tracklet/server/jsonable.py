@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from tracklet.core.jsonsafe import json_floats, json_safe
-from tracklet.store import SeriesHistory
-from tracklet.store.query import logged_json
+from tracklet.store import SeriesHistory, logged_json
 
 _ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
 

@@ -97,6 +97,16 @@ class Unrecordable(TrackletError, ValueError):
     containing itself); the message says why and where."""
 
 
+class RecordOverBudget(TrackletError):
+    """Raised by the history encoder, and caught by the sender, when the rows being encoded into
+    one record carry more structured values and strings than one record may (``row``: the row, in
+    the batch, whose value passed the budget): the sender encodes the rows again in smaller records."""
+
+    def __init__(self, row: int) -> None:
+        super().__init__(f"the record's structured values and strings passed its budget at row {row}")
+        self.row = row
+
+
 class InvalidName(TrackletError, ValueError):
     """A project name or run id that cannot become a directory name (``..``, a ``/``, a NUL, empty,
     too long...): the message names the problem."""

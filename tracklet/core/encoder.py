@@ -12,11 +12,16 @@ key with its step, and every other value of the batch is recorded. A key's numbe
 the record that first uses it, and the encoder only treats it as known once the caller has
 :meth:`HistoryEncoder.commit`-ted that record (written it); a record that was never written leaves
 its keys to be defined again, with the same numbers, in the next record that uses them.
+
+A record of several rows holds at most ``MAX_VALUE_BYTES_PER_RECORD`` of structured values and
+strings: encoding stops with :class:`~tracklet.errors.RecordOverBudget` as soon as it passes that,
+and the sender encodes the rows again as smaller records. Only columns of such values count it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 import sys
 from collections.abc import Mapping
@@ -39,6 +44,7 @@ from tracklet.core.values import (
 from tracklet.core import wire  # the records built here, without importing protobuf (core/wire.py)
 from tracklet.core.wire import doubles_or_none
 from tracklet.core.warn import TrackletWarning, WarnOnce  # noqa: F401  (re-exported: their old home)
+from tracklet.errors import RecordOverBudget
 
 Row = tuple  # (step: int, time: float, keys: tuple, values: tuple)
 
@@ -49,6 +55,16 @@ _FIELD_FOR_TYPE: dict[Any, str] = {float: "floats", int: "ints", bool: "bools", 
 _BIG_INT = "big_int"
 # Every int up to this magnitude is exactly a double.
 _EXACT_DOUBLE_INT = 2**53
+
+# The most wire bytes of structured values (``Column.values``) and strings one history record of
+# several rows holds; past it the sender cuts the rows into more records. Parsing a record costs
+# at most ``parsecost.MAX_RATIO`` (71) bytes per wire byte, and a structured value of empty lists
+# measures ~21 (tests/test_record_budget.py checks the bound): 1 MiB keeps a record's parse cost
+# near 70 MiB at worst, well under the 256 MiB (``parsecost.MAX_PARSE_BYTES``) readers accept.
+# It also bounds the worker's own memory per record: the ``wire`` messages of structured values
+# take up to ~150 bytes per wire byte (an empty list's), ~150 MiB for a record at the budget.
+# A single row is never cut (the sender checks its parse cost instead).
+MAX_VALUE_BYTES_PER_RECORD = 1 << 20
 
 # The SummaryMode enum's numbers (checked against records_pb2 in tests/test_wire.py).
 SUMMARY_MODES: dict[str, Any] = {
@@ -265,6 +281,9 @@ class HistoryEncoder:
         self._pending: dict[Any, int] = {}
         self._observed: list[tuple[str, Sequence[Any]]] = []
         self._steps: Sequence[int] = ()
+        # Bytes of structured values and strings the record being built may still take (see
+        # MAX_VALUE_BYTES_PER_RECORD); None for a record of one row, which is never cut.
+        self._budget: int | None = None
         # Where a logged object (core/logged.py) that reached history goes instead: a key set first
         # seen with plain values skips the caller's type scan (the run sets this).
         self.logged: Callable[[int, str, Any], bool] | None = None
@@ -331,8 +350,10 @@ class HistoryEncoder:
         """Rows are ``(step, time, keys, values)``: two tuples per row, the same keys tuple object
         row after row in the usual case (then the key-set check below is an identity compare).
 
-        Returns None when no row could be recorded. Raises only on a defect of this module (the
-        caller then retries smaller parts of the batch); a bad value never makes it raise."""
+        Returns None when no row could be recorded. Raises ``RecordOverBudget`` when several rows
+        carry more structured values and strings than one record may (the caller encodes them
+        again in parts), else only on a defect of this module (the caller then retries smaller
+        parts of the batch); a bad value never makes it raise."""
         self.rollback()  # a record encoded before and never committed was not written
         record = wire.Record()
         batch = record.history
@@ -349,6 +370,7 @@ class HistoryEncoder:
             batch.steps.extend(steps)
             batch.times.extend(times)
         self._steps = steps
+        self._budget = MAX_VALUE_BYTES_PER_RECORD if len(steps) > 1 else None
         first = keysets[0]
         if keysets.count(first) == len(keysets):
             self._encode_group(batch, first, (), valuesets)
@@ -372,14 +394,15 @@ class HistoryEncoder:
         """The rows of :meth:`encode`, given as columns: ``groups`` holds, per key set in the
         order of their last rows, ``(keys, its rows in the batch or () for every row, one
         sequence of values per key)``. What the sender builds from rows queued flat (no tuple
-        per row). Raises on a step or time protobuf refuses: the caller encodes the rows again
-        with :meth:`encode`, which drops only those."""
+        per row). Raises on a step or time protobuf refuses, or with ``RecordOverBudget``: the
+        caller encodes the rows again with :meth:`encode`, which drops only those (or cuts)."""
         self.rollback()
         record = wire.Record()
         batch = record.history
         batch.steps.extend(steps)
         batch.times.extend(times)
         self._steps = steps
+        self._budget = MAX_VALUE_BYTES_PER_RECORD if len(steps) > 1 else None
         for keys, indices, columns in groups:
             self._encode_columns(batch, keys, indices, columns)
         return record
@@ -414,8 +437,11 @@ class HistoryEncoder:
             field = _FIELD_FOR_TYPE.get(type(column[0]))
             if field == "bools" and set(map(type, column)) != {bool}:
                 field = None  # the bools field would take ints silently
-            elif field == "strings" and set(map(type, column)) != {str}:
-                field = None  # a str subclass (a (str, Enum) member) is recorded as to_scalar says
+            elif field == "strings":
+                if set(map(type, column)) != {str}:
+                    field = None  # a str subclass (a (str, Enum) member) is recorded as to_scalar says
+                elif self._budget is not None:
+                    self._spend_strings(column, indices)
             elif field == "floats":
                 # Packed in one C-level pass; None for a value the field refuses or an int past
                 # 2**53 (which it would round: the slow path keeps it an int). Ints within 2**53
@@ -445,9 +471,33 @@ class HistoryEncoder:
             marks = len(columns), len(observed)
             try:
                 self._encode_slow(batch, key, indices, column)
+            except RecordOverBudget:
+                raise
             except Exception as error:
                 del columns[marks[0] :], observed[marks[1] :]
                 self._encode_each(batch, key, indices, column, error)
+
+    def _spend(self, size: int, row: int) -> None:
+        """Count ``size`` wire bytes of a structured value or string at ``row`` (of the batch)
+        against the record's budget; ``RecordOverBudget`` once it is passed."""
+        if self._budget is not None:
+            self._budget -= size
+            if self._budget < 0:
+                raise RecordOverBudget(row)
+
+    def _spend_strings(self, column: Sequence[str], indices: Sequence[int]) -> None:
+        """Count a column of strings (its characters, and a tag and length each) at C level; where
+        it passes the budget is looked for only then."""
+        budget = self._budget
+        assert budget is not None
+        size = sum(map(len, column)) + 2 * len(column)
+        if size <= budget:
+            self._budget = budget - size
+            return
+        sizes = itertools.accumulate(len(text) + 2 for text in column)
+        position = next(at for at, total in enumerate(sizes) if total > budget)
+        self._budget = budget - size
+        raise RecordOverBudget(indices[position] if indices else position)
 
     def _encode_each(
         self, batch: wire.Message, key: Any, indices: Sequence[int], column: Sequence[Any], error: Exception
@@ -460,6 +510,8 @@ class HistoryEncoder:
             marks = len(columns), len(observed)
             try:
                 self._encode_slow(batch, key, [row], [value])
+            except RecordOverBudget:
+                raise
             except Exception as value_error:
                 del columns[marks[0] :], observed[marks[1] :]
                 dropped.append((row, value, value_error))
@@ -471,28 +523,6 @@ class HistoryEncoder:
                 f"could not be recorded ({failure!r}); that value is dropped (and {len(dropped) - 1} more in "
                 "this batch), the rest of its row and batch are recorded",
             )
-
-    def _structured(self, name: str, bucket: tuple[list[int], list[Any]] | None) -> list[wire.Message] | None:
-        """The ``Value`` messages of a key's structured values (``bucket``: their rows in the
-        batch and :func:`~tracklet.core.values.structured` lists); one too large to record is
-        dropped from the bucket with a warning, the others are kept. None without a bucket."""
-        if bucket is None:
-            return None
-        rows, values = bucket
-        messages: list[wire.Message] = []
-        kept = 0
-        for row, value in zip(rows, values):
-            message = wire.Message("Value")
-            try:
-                structured_message(value, message)
-            except Unrecordable as error:
-                self._unrecordable(name, self._steps[row], error)
-                continue
-            rows[kept], values[kept] = row, value
-            kept += 1
-            messages.append(message)
-        del rows[kept:], values[kept:]
-        return messages
 
     def _unrecordable(self, name: str, step: Any, error: Exception) -> None:
         self._warn(("unrecordable", name), f"tracklet: key {name!r} at step {step}: {error}; that value is dropped, "
@@ -546,6 +576,7 @@ class HistoryEncoder:
                 return
             indices, column = [rows[p] for p in kept], [column[p] for p in kept]
         by_type: dict[Any, tuple[list[int], list[Any]]] = {}
+        messages: list[wire.Message] = []  # the Value of each list (by_type[list]), in order
         name = key if type(key) is str else str(key)
         for position, value in enumerate(column):
             if value is None:
@@ -575,16 +606,27 @@ class HistoryEncoder:
             if converted is None:  # numpy's NaT: no value, as None
                 continue
             kind: type | str = type(converted)
+            row = indices[position] if indices else position
+            if kind is list:
+                # Built here, one value at a time, so that a record past its budget stops before
+                # the next value is converted (the messages take far more memory than the bytes).
+                message = wire.Message("Value")
+                try:
+                    size = structured_message(converted, message)
+                except Unrecordable as error:
+                    self._unrecordable(name, self._steps[row], error)
+                    continue
+                messages.append(message)
+                self._spend(size + 4, row)  # with its tag and length in the column
+            elif kind is str:
+                self._spend(len(converted) + 2, row)
             if kind is int and not INT64_MIN <= converted <= INT64_MAX:
                 kind = _BIG_INT
             bucket = by_type.get(kind)
             if bucket is None:
                 bucket = by_type[kind] = ([], [])
-            bucket[0].append(indices[position] if indices else position)
+            bucket[0].append(row)
             bucket[1].append(converted)
-        messages = self._structured(name, by_type.get(list))
-        if messages is not None and not messages:
-            del by_type[list]
         if not by_type:
             return
         key_id = self._key_id(key, batch)
@@ -597,7 +639,7 @@ class HistoryEncoder:
             if not every_row:
                 target.rows.extend(rows)
             if kind is list:
-                for message in messages or ():
+                for message in messages:
                     target.values.append_built(message)
             elif kind is Histogram:
                 for histogram in values:

@@ -48,6 +48,7 @@ __all__ = [
     "ReportConflict",
     "ReportError",
     "ReportNotFound",
+    "RecordOverBudget",
     "RecordRejected",
     "RegistryError",
     "PromotionRequired",

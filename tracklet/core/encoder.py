@@ -62,7 +62,8 @@ _EXACT_DOUBLE_INT = 2**53
 # measures ~21 (tests/test_record_budget.py checks the bound): 1 MiB keeps a record's parse cost
 # near 70 MiB at worst, well under the 256 MiB (``parsecost.MAX_PARSE_BYTES``) readers accept.
 # It also bounds the worker's own memory per record: the ``wire`` messages of structured values
-# take up to ~150 bytes per wire byte (an empty list's), ~150 MiB for a record at the budget.
+# take up to ~150 bytes per wire byte (an empty list's), ~150 MiB for a record at the budget
+# (the plain lists they are built from take about what the queued values themselves take).
 # A single row is never cut (the sender checks its parse cost instead).
 MAX_VALUE_BYTES_PER_RECORD = 1 << 20
 
@@ -524,6 +525,31 @@ class HistoryEncoder:
                 "this batch), the rest of its row and batch are recorded",
             )
 
+    def _structured(self, name: str, bucket: tuple[list[int], list[Any]] | None) -> list[wire.Message] | None:
+        """The ``Value`` messages of a key's structured values (``bucket``: their rows in the
+        batch and :func:`~tracklet.core.values.structured` lists); one too large to record is
+        dropped from the bucket with a warning, the others are kept. None without a bucket.
+        Each message counts against the record's budget as it is built: the messages take far
+        more memory than their bytes (or the plain lists they come from), so building stops there."""
+        if bucket is None:
+            return None
+        rows, values = bucket
+        messages: list[wire.Message] = []
+        kept = 0
+        for row, value in zip(rows, values):
+            message = wire.Message("Value")
+            try:
+                size = structured_message(value, message)
+            except Unrecordable as error:
+                self._unrecordable(name, self._steps[row], error)
+                continue
+            rows[kept], values[kept] = row, value
+            kept += 1
+            messages.append(message)
+            self._spend(size + 4, row)  # with its tag and length in the column
+        del rows[kept:], values[kept:]
+        return messages
+
     def _unrecordable(self, name: str, step: Any, error: Exception) -> None:
         self._warn(("unrecordable", name), f"tracklet: key {name!r} at step {step}: {error}; that value is dropped, "
                                            "the rest of its row and batch are recorded")
@@ -576,7 +602,6 @@ class HistoryEncoder:
                 return
             indices, column = [rows[p] for p in kept], [column[p] for p in kept]
         by_type: dict[Any, tuple[list[int], list[Any]]] = {}
-        messages: list[wire.Message] = []  # the Value of each list (by_type[list]), in order
         name = key if type(key) is str else str(key)
         for position, value in enumerate(column):
             if value is None:
@@ -607,18 +632,7 @@ class HistoryEncoder:
                 continue
             kind: type | str = type(converted)
             row = indices[position] if indices else position
-            if kind is list:
-                # Built here, one value at a time, so that a record past its budget stops before
-                # the next value is converted (the messages take far more memory than the bytes).
-                message = wire.Message("Value")
-                try:
-                    size = structured_message(converted, message)
-                except Unrecordable as error:
-                    self._unrecordable(name, self._steps[row], error)
-                    continue
-                messages.append(message)
-                self._spend(size + 4, row)  # with its tag and length in the column
-            elif kind is str:
+            if kind is str:
                 self._spend(len(converted) + 2, row)
             if kind is int and not INT64_MIN <= converted <= INT64_MAX:
                 kind = _BIG_INT
@@ -627,6 +641,9 @@ class HistoryEncoder:
                 bucket = by_type[kind] = ([], [])
             bucket[0].append(row)
             bucket[1].append(converted)
+        messages = self._structured(name, by_type.get(list))
+        if messages is not None and not messages:
+            del by_type[list]
         if not by_type:
             return
         key_id = self._key_id(key, batch)
@@ -639,7 +656,7 @@ class HistoryEncoder:
             if not every_row:
                 target.rows.extend(rows)
             if kind is list:
-                for message in messages:
+                for message in messages or ():
                     target.values.append_built(message)
             elif kind is Histogram:
                 for histogram in values:

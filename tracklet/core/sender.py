@@ -14,6 +14,11 @@ a ``log()`` call that needs the GIL then waits that long. So the worker takes th
 of ``DRAIN_SLICE`` items at a time, encodes at most ``MAX_ROWS_PER_RECORD`` rows per record,
 frees each slice's rows before taking the next, and hands the GIL to the caller between slices.
 
+No record is written that readers would refuse (``parsecost.MAX_PARSE_BYTES``): rows carrying
+more structured values and strings than ``encoder.MAX_VALUE_BYTES_PER_RECORD`` are cut into more
+records (``RecordOverBudget``), a payload over ``PARSE_CHECK_BYTES`` is checked before it is
+written (halved if refused), and a single row too costly alone is reported and dropped.
+
 The queue is a series of chunks: producers append to the open chunk (``queue``, a plain list), and
 the producer whose append fills it (``CHUNK_ENTRIES``) seals it: a fresh list becomes the open
 chunk and the full one goes to the worker whole. A list that grew to a whole batch (26k entries,

@@ -171,3 +171,20 @@ def test_rows_of_numbers_are_written_byte_for_byte_as_before():
     assert len(sink.payloads) == 7
     digest = hashlib.sha256(b"".join(sink.payloads)).hexdigest()
     assert digest == "6f3b06a590962d65b9e779071eac46df7f920814e4cd3e597ba314be2170e51d"
+
+
+def test_rows_over_the_budget_are_cut_into_records_that_are_mostly_full(monkeypatch):
+    """The cut follows the encoder's estimate of how many rows fit (not halving): 600 rows of 20
+    string keys (~1 KiB a row, ~10 budgets of 64 KiB) become about ten records, not dozens."""
+    monkeypatch.setattr(encoder, "MAX_VALUE_BYTES_PER_RECORD", 64 << 10)
+    sink = _Sink()
+    batch = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
+    marker = RowKeys(("loss", *(f"text/{k}" for k in range(20))))
+    for step in range(600):
+        batch.put_many((marker, step, 1.0, float(step), *(f"{k:02d}" * 25 for k in range(20))))
+    assert batch.shutdown(timeout=120)
+    histories = _histories(sink.payloads)
+    assert [step for history in histories for step in history.steps] == list(range(600))
+    assert all(sum(len(text) + 2 for column in history.columns for text in column.strings) <= 64 << 10
+               for history in histories)
+    assert 10 <= len(histories) <= 14, [len(history.steps) for history in histories]

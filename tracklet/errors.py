@@ -100,12 +100,14 @@ class Unrecordable(TrackletError, ValueError):
 
 class RecordOverBudget(TrackletError):
     """Raised by the history encoder, and caught by the sender, when the rows being encoded into
-    one record carry more structured values and strings than one record may (``row``: the row, in
-    the batch, whose value passed the budget): the sender encodes the rows again in smaller records."""
+    one record carry more structured values and strings than one record may: the sender encodes
+    them again in smaller records, of ``fit`` rows first (how many would fit, estimated from the
+    bytes counted so far; 0 when unknown); ``row`` is the row whose value passed the budget."""
 
-    def __init__(self, row: int) -> None:
+    def __init__(self, row: int, fit: int = 0) -> None:
         super().__init__(f"the record's structured values and strings passed its budget at row {row}")
         self.row = row
+        self.fit = fit
 
 
 class InvalidName(TrackletError, ValueError):

@@ -285,6 +285,10 @@ class HistoryEncoder:
         # Bytes of structured values and strings the record being built may still take (see
         # MAX_VALUE_BYTES_PER_RECORD); None for a record of one row, which is never cut.
         self._budget: int | None = None
+        # Values (cells) the record has, those of the columns encoded so far, where the current
+        # column starts among them, and how many were counted against the budget: what estimates
+        # how many rows fit once over budget.
+        self._cells_total = self._cells_done = self._column_start = self._costly_cells = 0
         # Where a logged object (core/logged.py) that reached history goes instead: a key set first
         # seen with plain values skips the caller's type scan (the run sets this).
         self.logged: Callable[[int, str, Any], bool] | None = None
@@ -372,6 +376,7 @@ class HistoryEncoder:
             batch.times.extend(times)
         self._steps = steps
         self._budget = MAX_VALUE_BYTES_PER_RECORD if len(steps) > 1 else None
+        self._cells_total, self._cells_done, self._costly_cells = len(steps) * len(valuesets[0]), 0, 0
         first = keysets[0]
         if keysets.count(first) == len(keysets):
             self._encode_group(batch, first, (), valuesets)
@@ -404,6 +409,8 @@ class HistoryEncoder:
         batch.times.extend(times)
         self._steps = steps
         self._budget = MAX_VALUE_BYTES_PER_RECORD if len(steps) > 1 else None
+        self._cells_total = sum(len(keys) * (len(indices) or len(steps)) for keys, indices, _ in groups)
+        self._cells_done = self._costly_cells = 0
         for keys, indices, columns in groups:
             self._encode_columns(batch, keys, indices, columns)
         return record
@@ -435,6 +442,8 @@ class HistoryEncoder:
     def _encode_columns(self, batch: wire.Message, keys: tuple, indices: Sequence[int], values: Iterable[Any]) -> None:
         columns, observed = batch.columns, self._observed
         for key, column in zip(keys, values):
+            self._column_start = self._cells_done
+            self._cells_done += len(column)
             field = _FIELD_FOR_TYPE.get(type(column[0]))
             if field == "bools" and set(map(type, column)) != {bool}:
                 field = None  # the bools field would take ints silently
@@ -478,13 +487,25 @@ class HistoryEncoder:
                 del columns[marks[0] :], observed[marks[1] :]
                 self._encode_each(batch, key, indices, column, error)
 
-    def _spend(self, size: int, row: int) -> None:
-        """Count ``size`` wire bytes of a structured value or string at ``row`` (of the batch)
-        against the record's budget; ``RecordOverBudget`` once it is passed."""
+    def _spend(self, size: int, row: int, position: int) -> None:
+        """Count ``size`` wire bytes of a structured value or string at ``row`` (of the batch;
+        ``position`` in its column) against the record's budget; ``RecordOverBudget`` once it is passed."""
         if self._budget is not None:
             self._budget -= size
+            self._costly_cells += 1
             if self._budget < 0:
-                raise RecordOverBudget(row)
+                raise self._over(row, position)
+
+    def _over(self, row: int, position: int) -> RecordOverBudget:
+        """The budget was passed at ``position`` of the current column: how many rows would fit,
+        were the values not yet seen as costly as those counted (fewer than fit when some of them
+        are numbers; the sender cuts again where that was too many)."""
+        spent = MAX_VALUE_BYTES_PER_RECORD - (self._budget or 0)
+        unseen = max(0, self._cells_total - self._column_start - position - 1)
+        costly = max(1, self._costly_cells)
+        projected = spent * (costly + unseen) / costly
+        # 7/8 of it: rows vary, and a record cut a row too late is encoded and cut once more.
+        return RecordOverBudget(row, int(len(self._steps) * MAX_VALUE_BYTES_PER_RECORD * 7 / 8 / projected))
 
     def _spend_strings(self, column: Sequence[str], indices: Sequence[int]) -> None:
         """Count a column of strings (its characters, and a tag and length each) at C level; where
@@ -494,11 +515,13 @@ class HistoryEncoder:
         size = sum(map(len, column)) + 2 * len(column)
         if size <= budget:
             self._budget = budget - size
+            self._costly_cells += len(column)
             return
         sizes = itertools.accumulate(len(text) + 2 for text in column)
-        position = next(at for at, total in enumerate(sizes) if total > budget)
-        self._budget = budget - size
-        raise RecordOverBudget(indices[position] if indices else position)
+        position, passed = next((at, total) for at, total in enumerate(sizes) if total > budget)
+        self._budget = budget - passed
+        self._costly_cells += position + 1
+        raise self._over(indices[position] if indices else position, position)
 
     def _encode_each(
         self, batch: wire.Message, key: Any, indices: Sequence[int], column: Sequence[Any], error: Exception
@@ -546,7 +569,7 @@ class HistoryEncoder:
             rows[kept], values[kept] = row, value
             kept += 1
             messages.append(message)
-            self._spend(size + 4, row)  # with its tag and length in the column
+            self._spend(size + 4, row, kept)  # with its tag and length in the column
         del rows[kept:], values[kept:]
         return messages
 
@@ -633,7 +656,7 @@ class HistoryEncoder:
             kind: type | str = type(converted)
             row = indices[position] if indices else position
             if kind is str:
-                self._spend(len(converted) + 2, row)
+                self._spend(len(converted) + 2, row, position)
             if kind is int and not INT64_MIN <= converted <= INT64_MAX:
                 kind = _BIG_INT
             bucket = by_type.get(kind)

@@ -727,6 +727,10 @@ class BatchSender:
         try:
             record = encoder.encode_columns(*rows.columns())
             payload = None if record is None else record.SerializeToString()
+        except RecordOverBudget as over:
+            encoder.rollback()
+            self._write_cut(rows.tuples(), over)
+            return
         except Exception:
             encoder.rollback()
             self._write_rows(rows.tuples())
@@ -798,12 +802,13 @@ class BatchSender:
         else:
             raise TypeError(f"unexpected item on the sender queue: {item!r}")
 
-    def _write_rows(self, rows: list[tuple]) -> None:
+    def _write_rows(self, rows: list[tuple]) -> int | None:
         """Encode and write rows. A bad value never fails a batch (the encoder contains it); should
         encoding fail anyway, each half is retried on its own, so only the row at fault is lost.
         Rows carrying more structured values and strings than one record may (``RecordOverBudget``)
-        are cut where the budget was passed; a record readers would refuse to parse (too costly)
-        is written in halves, and a single row that is too costly on its own is reported, not written."""
+        are cut into records of the rows that fit (returned then: the sender cuts the rows after
+        them alike); a record readers would refuse to parse (too costly) is written in halves, and
+        a single row that is too costly on its own is reported, not written."""
         encoder = self.encoder
         try:
             record = encoder.encode(rows)
@@ -814,14 +819,11 @@ class BatchSender:
                     if len(rows) == 1:
                         encoder.rollback()
                         self._too_costly(rows[0], problem)
-                        return
+                        return None
                     raise RecordOverBudget(len(rows) // 2)
         except RecordOverBudget as over:
             encoder.rollback()
-            cut = over.row if 0 < over.row < len(rows) else len(rows) // 2
-            self._write_rows(rows[:cut])
-            self._write_rows(rows[cut:])
-            return
+            return self._write_cut(rows, over)
         except Exception as error:
             encoder.rollback()
             if len(rows) > 1:
@@ -836,13 +838,28 @@ class BatchSender:
                     f"tracklet: the row at step {rows[0][0]!r} could not be recorded ({error!r}); the run goes on. "
                     f"{''.join(traceback.format_exception(type(error), error, error.__traceback__)[-3:]).strip()}",
                 )
-            return
+            return None
         if payload is None:
-            return
+            return None
         if self._deliver(payload):
             encoder.commit()
         else:  # its key definitions are not in the log: define them again in the next record
             encoder.rollback()
+        return None
+
+    def _write_cut(self, rows: list[tuple], over: RecordOverBudget) -> int:
+        """Write rows that were over one record's budget as records of as many rows as ``over``
+        estimates fit; a record that is still over is cut again, and the records after it take
+        the rows that fitted there. Returns the rows a record took last."""
+        count = len(rows)
+        cut = over.fit if 0 < over.fit < count else over.row if 0 < over.row < count else count // 2
+        start = 0
+        while start < count:
+            fitted = self._write_rows(rows[start : start + cut])
+            start += cut
+            if fitted:
+                cut = min(cut, fitted)
+        return cut
 
     def _too_costly(self, row: tuple, problem: str) -> None:
         """Report a row whose record alone readers would refuse (not written; the run goes on)."""

@@ -1,5 +1,5 @@
 """The writer never writes a history record its readers refuse: rows carrying many structured values
-or strings are cut into records of at most ``MAX_VALUE_BYTES_PER_RECORD`` of them (a record's parse
+or strings are cut into records whose values cost at most ``MAX_VALUE_COST_PER_RECORD`` (a record's parse
 cost stays well under ``parsecost.MAX_PARSE_BYTES``, and the worker's memory per record bounded); a
 large payload is checked with ``parsecost`` before it is written, and a row too costly on its own is
 reported and not written, its neighbours kept. Rows of numbers are written as before, byte for byte."""
@@ -42,8 +42,11 @@ def _histories(payloads: list[bytes]) -> list[pb.HistoryBatch]:
 
 
 def test_the_budget_keeps_any_record_well_under_the_readers_limit():
-    # Every wire byte costs at most MAX_RATIO parsed: a record at the budget costs at most half the limit.
-    assert encoder.MAX_VALUE_BYTES_PER_RECORD * parsecost.MAX_RATIO <= parsecost.MAX_PARSE_BYTES // 2
+    # A structured value's wire byte costs at most MAX_RATIO parsed, a string at most its length and
+    # 44 (parsecost): a record at the budget costs at most about a third of the limit.
+    structured_ratio = parsecost.MAX_RATIO / encoder.STRUCTURED_COST_PER_BYTE
+    assert encoder.MAX_VALUE_COST_PER_RECORD * max(1.0, structured_ratio) <= parsecost.MAX_PARSE_BYTES // 3
+    assert encoder.STRING_COST >= parsecost._STRING_COPY
     # A payload the sender does not check could not be refused whatever it holds.
     assert sender.PARSE_CHECK_BYTES * parsecost.MAX_RATIO <= parsecost.MAX_PARSE_BYTES
 
@@ -54,8 +57,8 @@ def test_many_rows_of_large_structured_values_are_cut_into_records_readers_take(
     record of them would cost ~24 MB to parse, past the limit; written as records within the budget,
     every row reads back through the local Api and the indexer, both at the lowered limit."""
     monkeypatch.setattr(parsecost, "MAX_PARSE_BYTES", 16 << 20)
-    monkeypatch.setattr(encoder, "MAX_VALUE_BYTES_PER_RECORD", 64 << 10)
-    assert encoder.MAX_VALUE_BYTES_PER_RECORD * parsecost.MAX_RATIO <= parsecost.MAX_PARSE_BYTES // 2
+    monkeypatch.setattr(encoder, "MAX_VALUE_COST_PER_RECORD", 4 << 20)  # 64 KiB of structured values
+    assert encoder.MAX_VALUE_COST_PER_RECORD * 71 / 64 <= parsecost.MAX_PARSE_BYTES // 3
     rows = 80
     run = tracklet.init(project="p", id="big", dir=str(root), settings=QUIET)
     for step in range(rows):
@@ -117,9 +120,9 @@ def test_a_row_too_costly_alone_is_reported_and_its_neighbours_are_kept(root, mo
 
 @pytest.mark.parametrize("flat", [True, False], ids=["flat-rows", "tuple-rows"])
 def test_rows_of_strings_and_lists_past_the_budget_arrive_whole_in_order(monkeypatch, flat):
-    """A budget lowered to 4 KiB: rows of several key sets, strings and lists among floats, are cut
+    """A budget lowered to 64 KiB (1 KiB of lists): rows of several key sets, strings and lists among floats, are cut
     into many records, each within the budget (one row alone aside); every value arrives once, in order."""
-    monkeypatch.setattr(encoder, "MAX_VALUE_BYTES_PER_RECORD", 4096)
+    monkeypatch.setattr(encoder, "MAX_VALUE_COST_PER_RECORD", 64 << 10)
     sink = _Sink()
     batch = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
     wide, narrow = ("loss", "text", "items"), ("loss", "text")
@@ -142,9 +145,9 @@ def test_rows_of_strings_and_lists_past_the_budget_arrive_whole_in_order(monkeyp
     got: dict[int, dict[str, object]] = {}
     for history in histories:
         names.update((key.id, key.name) for key in history.new_keys)
-        texts = sum(len(text) + 2 for column in history.columns for text in column.strings)
-        lists = sum(value.ByteSize() + 4 for column in history.columns for value in column.values)
-        assert len(history.steps) == 1 or texts + lists <= 4096
+        texts = sum(len(text) + 64 for column in history.columns for text in column.strings)
+        lists = sum((value.ByteSize() + 4) * 64 for column in history.columns for value in column.values)
+        assert len(history.steps) == 1 or texts + lists <= 64 << 10
         for column in history.columns:
             cells = list(column.floats) or list(column.strings) or [
                 [item.string_value for item in value.list_value.items] for value in column.values]
@@ -175,8 +178,8 @@ def test_rows_of_numbers_are_written_byte_for_byte_as_before():
 
 def test_rows_over_the_budget_are_cut_into_records_that_are_mostly_full(monkeypatch):
     """The cut follows the encoder's estimate of how many rows fit (not halving): 600 rows of 20
-    string keys (~1 KiB a row, ~10 budgets of 64 KiB) become about ten records, not dozens."""
-    monkeypatch.setattr(encoder, "MAX_VALUE_BYTES_PER_RECORD", 64 << 10)
+    string keys (~2.2 KiB a row, ~10 budgets of 128 KiB) become about ten records, not dozens."""
+    monkeypatch.setattr(encoder, "MAX_VALUE_COST_PER_RECORD", 128 << 10)
     sink = _Sink()
     batch = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
     marker = RowKeys(("loss", *(f"text/{k}" for k in range(20))))
@@ -185,6 +188,6 @@ def test_rows_over_the_budget_are_cut_into_records_that_are_mostly_full(monkeypa
     assert batch.shutdown(timeout=120)
     histories = _histories(sink.payloads)
     assert [step for history in histories for step in history.steps] == list(range(600))
-    assert all(sum(len(text) + 2 for column in history.columns for text in column.strings) <= 64 << 10
+    assert all(sum(len(text) + 64 for column in history.columns for text in column.strings) <= 128 << 10
                for history in histories)
-    assert 10 <= len(histories) <= 14, [len(history.steps) for history in histories]
+    assert 11 <= len(histories) <= 15, [len(history.steps) for history in histories]

@@ -13,8 +13,8 @@ the record that first uses it, and the encoder only treats it as known once the 
 :meth:`HistoryEncoder.commit`-ted that record (written it); a record that was never written leaves
 its keys to be defined again, with the same numbers, in the next record that uses them.
 
-A record of several rows holds at most ``MAX_VALUE_BYTES_PER_RECORD`` of structured values and
-strings: encoding stops with :class:`~tracklet.errors.RecordOverBudget` as soon as it passes that,
+A record of several rows holds structured values and strings whose parse would cost at most
+``MAX_VALUE_COST_PER_RECORD`` (estimated as they are encoded): encoding stops with :class:`~tracklet.errors.RecordOverBudget` as soon as it passes that,
 and the sender encodes the rows again as smaller records. Only columns of such values count it.
 """
 
@@ -56,16 +56,21 @@ _BIG_INT = "big_int"
 # Every int up to this magnitude is exactly a double.
 _EXACT_DOUBLE_INT = 2**53
 
-# The most wire bytes of structured values (``Column.values``) and strings one history record of
-# several rows holds; past it the sender cuts the rows into more records. Parsing a record costs
-# at most ``parsecost.MAX_RATIO`` (71) bytes per wire byte, and a structured value of empty lists
-# measures ~21 (tests/test_record_budget.py checks the bound): 1 MiB keeps a record's parse cost
-# near 70 MiB at worst, well under the 256 MiB (``parsecost.MAX_PARSE_BYTES``) readers accept.
-# It also bounds the worker's own memory per record: the ``wire`` messages of structured values
-# take up to ~150 bytes per wire byte (an empty list's), ~150 MiB for a record at the budget
-# (the plain lists they are built from take about what the queued values themselves take).
-# A single row is never cut (the sender checks its parse cost instead).
-MAX_VALUE_BYTES_PER_RECORD = 1 << 20
+# What the structured values (``Column.values``) and strings of one history record of several
+# rows may cost, estimated in parsed bytes; past it the sender cuts the rows into more records.
+# A string costs its length and ``STRING_COST`` (parsecost counts 44 beyond its bytes: its view
+# and array slot, grown). A structured value costs ``STRUCTURED_COST_PER_BYTE`` per wire byte:
+# parsed it takes ~21x at worst measured (empty lists) and at most ``parsecost.MAX_RATIO`` (71),
+# and the worker's own ``wire`` messages up to ~150x (an empty list's), so 64 MiB allows 1 MiB of
+# them: a record's parse cost stays under ~72 MiB, well within the 256 MiB readers accept
+# (``parsecost.MAX_PARSE_BYTES``; tests/test_record_budget.py checks the bound), and the worker
+# holds at most ~150 MiB of messages per record (the plain lists they are built from take about
+# what the queued values themselves take). Rows of long strings are rarely cut: 2,000 rows of
+# 50 strings of 60 characters cost 12 MiB. A single row is never cut (the sender checks its
+# parse cost instead).
+MAX_VALUE_COST_PER_RECORD = 64 << 20
+STRUCTURED_COST_PER_BYTE = 64
+STRING_COST = 64
 
 # The SummaryMode enum's numbers (checked against records_pb2 in tests/test_wire.py).
 SUMMARY_MODES: dict[str, Any] = {
@@ -283,7 +288,7 @@ class HistoryEncoder:
         self._observed: list[tuple[str, Sequence[Any]]] = []
         self._steps: Sequence[int] = ()
         # Bytes of structured values and strings the record being built may still take (see
-        # MAX_VALUE_BYTES_PER_RECORD); None for a record of one row, which is never cut.
+        # MAX_VALUE_COST_PER_RECORD); None for a record of one row, which is never cut.
         self._budget: int | None = None
         # Values (cells) the record has, those of the columns encoded so far, where the current
         # column starts among them, and how many were counted against the budget: what estimates
@@ -375,7 +380,7 @@ class HistoryEncoder:
             batch.steps.extend(steps)
             batch.times.extend(times)
         self._steps = steps
-        self._budget = MAX_VALUE_BYTES_PER_RECORD if len(steps) > 1 else None
+        self._budget = MAX_VALUE_COST_PER_RECORD if len(steps) > 1 else None
         self._cells_total, self._cells_done, self._costly_cells = len(steps) * len(valuesets[0]), 0, 0
         first = keysets[0]
         if keysets.count(first) == len(keysets):
@@ -408,7 +413,7 @@ class HistoryEncoder:
         batch.steps.extend(steps)
         batch.times.extend(times)
         self._steps = steps
-        self._budget = MAX_VALUE_BYTES_PER_RECORD if len(steps) > 1 else None
+        self._budget = MAX_VALUE_COST_PER_RECORD if len(steps) > 1 else None
         self._cells_total = sum(len(keys) * (len(indices) or len(steps)) for keys, indices, _ in groups)
         self._cells_done = self._costly_cells = 0
         for keys, indices, columns in groups:
@@ -487,11 +492,11 @@ class HistoryEncoder:
                 del columns[marks[0] :], observed[marks[1] :]
                 self._encode_each(batch, key, indices, column, error)
 
-    def _spend(self, size: int, row: int, position: int) -> None:
-        """Count ``size`` wire bytes of a structured value or string at ``row`` (of the batch;
+    def _spend(self, cost: int, row: int, position: int) -> None:
+        """Count the estimated parse ``cost`` of a structured value or string at ``row`` (of the batch;
         ``position`` in its column) against the record's budget; ``RecordOverBudget`` once it is passed."""
         if self._budget is not None:
-            self._budget -= size
+            self._budget -= cost
             self._costly_cells += 1
             if self._budget < 0:
                 raise self._over(row, position)
@@ -500,24 +505,24 @@ class HistoryEncoder:
         """The budget was passed at ``position`` of the current column: how many rows would fit,
         were the values not yet seen as costly as those counted (fewer than fit when some of them
         are numbers; the sender cuts again where that was too many)."""
-        spent = MAX_VALUE_BYTES_PER_RECORD - (self._budget or 0)
+        spent = MAX_VALUE_COST_PER_RECORD - (self._budget or 0)
         unseen = max(0, self._cells_total - self._column_start - position - 1)
         costly = max(1, self._costly_cells)
         projected = spent * (costly + unseen) / costly
         # 7/8 of it: rows vary, and a record cut a row too late is encoded and cut once more.
-        return RecordOverBudget(row, int(len(self._steps) * MAX_VALUE_BYTES_PER_RECORD * 7 / 8 / projected))
+        return RecordOverBudget(row, int(len(self._steps) * MAX_VALUE_COST_PER_RECORD * 7 / 8 / projected))
 
     def _spend_strings(self, column: Sequence[str], indices: Sequence[int]) -> None:
-        """Count a column of strings (its characters, and a tag and length each) at C level; where
+        """Count a column of strings (its characters, and ``STRING_COST`` each) at C level; where
         it passes the budget is looked for only then."""
         budget = self._budget
         assert budget is not None
-        size = sum(map(len, column)) + 2 * len(column)
+        size = sum(map(len, column)) + STRING_COST * len(column)
         if size <= budget:
             self._budget = budget - size
             self._costly_cells += len(column)
             return
-        sizes = itertools.accumulate(len(text) + 2 for text in column)
+        sizes = itertools.accumulate(len(text) + STRING_COST for text in column)
         position, passed = next((at, total) for at, total in enumerate(sizes) if total > budget)
         self._budget = budget - passed
         self._costly_cells += position + 1
@@ -569,7 +574,7 @@ class HistoryEncoder:
             rows[kept], values[kept] = row, value
             kept += 1
             messages.append(message)
-            self._spend(size + 4, row, kept)  # with its tag and length in the column
+            self._spend((size + 4) * STRUCTURED_COST_PER_BYTE, row, kept)  # with its tag and length
         del rows[kept:], values[kept:]
         return messages
 
@@ -656,7 +661,7 @@ class HistoryEncoder:
             kind: type | str = type(converted)
             row = indices[position] if indices else position
             if kind is str:
-                self._spend(len(converted) + 2, row, position)
+                self._spend(len(converted) + STRING_COST, row, position)
             if kind is int and not INT64_MIN <= converted <= INT64_MAX:
                 kind = _BIG_INT
             bucket = by_type.get(kind)

@@ -15,7 +15,7 @@ of ``DRAIN_SLICE`` items at a time, encodes at most ``MAX_ROWS_PER_RECORD`` rows
 frees each slice's rows before taking the next, and hands the GIL to the caller between slices.
 
 No record is written that readers would refuse (``parsecost.MAX_PARSE_BYTES``): rows carrying
-more structured values and strings than ``encoder.MAX_VALUE_BYTES_PER_RECORD`` are cut into more
+more structured values and strings than ``encoder.MAX_VALUE_COST_PER_RECORD`` allows are cut into more
 records (``RecordOverBudget``), a payload over ``PARSE_CHECK_BYTES`` is checked before it is
 written (halved if refused), and a single row too costly alone is reported and dropped.
 

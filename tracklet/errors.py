@@ -48,6 +48,7 @@ __all__ = [
     "ReportConflict",
     "ReportError",
     "ReportNotFound",
+    "RecordOverBudget",
     "RecordRejected",
     "RegistryError",
     "PromotionRequired",
@@ -95,6 +96,18 @@ class Unsupported(TrackletError, TypeError):
 class Unrecordable(TrackletError, ValueError):
     """A value of a supported kind that can't be recorded as it is (too large, nested too deep,
     containing itself); the message says why and where."""
+
+
+class RecordOverBudget(TrackletError):
+    """Raised by the history encoder, and caught by the sender, when the rows being encoded into
+    one record carry more structured values and strings than one record may: the sender encodes
+    them again in smaller records, of ``fit`` rows first (how many would fit, estimated from the
+    bytes counted so far; 0 when unknown); ``row`` is the row whose value passed the budget."""
+
+    def __init__(self, row: int, fit: int = 0) -> None:
+        super().__init__(f"the record's structured values and strings passed its budget at row {row}")
+        self.row = row
+        self.fit = fit
 
 
 class InvalidName(TrackletError, ValueError):

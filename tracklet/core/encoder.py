@@ -12,11 +12,16 @@ key with its step, and every other value of the batch is recorded. A key's numbe
 the record that first uses it, and the encoder only treats it as known once the caller has
 :meth:`HistoryEncoder.commit`-ted that record (written it); a record that was never written leaves
 its keys to be defined again, with the same numbers, in the next record that uses them.
+
+A record of several rows holds structured values and strings whose parse would cost at most
+``MAX_VALUE_COST_PER_RECORD`` (estimated as they are encoded): encoding stops with :class:`~tracklet.errors.RecordOverBudget` as soon as it passes that,
+and the sender encodes the rows again as smaller records. Only columns of such values count it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 import sys
 from collections.abc import Mapping
@@ -39,6 +44,7 @@ from tracklet.core.values import (
 from tracklet.core import wire  # the records built here, without importing protobuf (core/wire.py)
 from tracklet.core.wire import doubles_or_none
 from tracklet.core.warn import TrackletWarning, WarnOnce  # noqa: F401  (re-exported: their old home)
+from tracklet.errors import RecordOverBudget
 
 Row = tuple  # (step: int, time: float, keys: tuple, values: tuple)
 
@@ -49,6 +55,22 @@ _FIELD_FOR_TYPE: dict[Any, str] = {float: "floats", int: "ints", bool: "bools", 
 _BIG_INT = "big_int"
 # Every int up to this magnitude is exactly a double.
 _EXACT_DOUBLE_INT = 2**53
+
+# What the structured values (``Column.values``) and strings of one history record of several
+# rows may cost, estimated in parsed bytes; past it the sender cuts the rows into more records.
+# A string costs its length and ``STRING_COST`` (parsecost counts 44 beyond its bytes: its view
+# and array slot, grown). A structured value costs ``STRUCTURED_COST_PER_BYTE`` per wire byte:
+# parsed it takes ~21x at worst measured (empty lists) and at most ``parsecost.MAX_RATIO`` (71),
+# and the worker's own ``wire`` messages up to ~150x (an empty list's), so 64 MiB allows 1 MiB of
+# them: a record's parse cost stays under ~72 MiB, well within the 256 MiB readers accept
+# (``parsecost.MAX_PARSE_BYTES``; tests/test_record_budget.py checks the bound), and the worker
+# holds at most ~150 MiB of messages per record (the plain lists they are built from take about
+# what the queued values themselves take). Rows of long strings are rarely cut: 2,000 rows of
+# 50 strings of 60 characters cost 12 MiB. A single row is never cut (the sender checks its
+# parse cost instead).
+MAX_VALUE_COST_PER_RECORD = 64 << 20
+STRUCTURED_COST_PER_BYTE = 64
+STRING_COST = 64
 
 # The SummaryMode enum's numbers (checked against records_pb2 in tests/test_wire.py).
 SUMMARY_MODES: dict[str, Any] = {
@@ -265,6 +287,13 @@ class HistoryEncoder:
         self._pending: dict[Any, int] = {}
         self._observed: list[tuple[str, Sequence[Any]]] = []
         self._steps: Sequence[int] = ()
+        # Bytes of structured values and strings the record being built may still take (see
+        # MAX_VALUE_COST_PER_RECORD); None for a record of one row, which is never cut.
+        self._budget: int | None = None
+        # Values (cells) the record has, those of the columns encoded so far, where the current
+        # column starts among them, and how many were counted against the budget: what estimates
+        # how many rows fit once over budget.
+        self._cells_total = self._cells_done = self._column_start = self._costly_cells = 0
         # Where a logged object (core/logged.py) that reached history goes instead: a key set first
         # seen with plain values skips the caller's type scan (the run sets this).
         self.logged: Callable[[int, str, Any], bool] | None = None
@@ -331,8 +360,10 @@ class HistoryEncoder:
         """Rows are ``(step, time, keys, values)``: two tuples per row, the same keys tuple object
         row after row in the usual case (then the key-set check below is an identity compare).
 
-        Returns None when no row could be recorded. Raises only on a defect of this module (the
-        caller then retries smaller parts of the batch); a bad value never makes it raise."""
+        Returns None when no row could be recorded. Raises ``RecordOverBudget`` when several rows
+        carry more structured values and strings than one record may (the caller encodes them
+        again in parts), else only on a defect of this module (the caller then retries smaller
+        parts of the batch); a bad value never makes it raise."""
         self.rollback()  # a record encoded before and never committed was not written
         record = wire.Record()
         batch = record.history
@@ -349,6 +380,8 @@ class HistoryEncoder:
             batch.steps.extend(steps)
             batch.times.extend(times)
         self._steps = steps
+        self._budget = MAX_VALUE_COST_PER_RECORD if len(steps) > 1 else None
+        self._cells_total, self._cells_done, self._costly_cells = len(steps) * len(valuesets[0]), 0, 0
         first = keysets[0]
         if keysets.count(first) == len(keysets):
             self._encode_group(batch, first, (), valuesets)
@@ -372,14 +405,17 @@ class HistoryEncoder:
         """The rows of :meth:`encode`, given as columns: ``groups`` holds, per key set in the
         order of their last rows, ``(keys, its rows in the batch or () for every row, one
         sequence of values per key)``. What the sender builds from rows queued flat (no tuple
-        per row). Raises on a step or time protobuf refuses: the caller encodes the rows again
-        with :meth:`encode`, which drops only those."""
+        per row). Raises on a step or time protobuf refuses, or with ``RecordOverBudget``: the
+        caller encodes the rows again with :meth:`encode`, which drops only those (or cuts)."""
         self.rollback()
         record = wire.Record()
         batch = record.history
         batch.steps.extend(steps)
         batch.times.extend(times)
         self._steps = steps
+        self._budget = MAX_VALUE_COST_PER_RECORD if len(steps) > 1 else None
+        self._cells_total = sum(len(keys) * (len(indices) or len(steps)) for keys, indices, _ in groups)
+        self._cells_done = self._costly_cells = 0
         for keys, indices, columns in groups:
             self._encode_columns(batch, keys, indices, columns)
         return record
@@ -411,11 +447,16 @@ class HistoryEncoder:
     def _encode_columns(self, batch: wire.Message, keys: tuple, indices: Sequence[int], values: Iterable[Any]) -> None:
         columns, observed = batch.columns, self._observed
         for key, column in zip(keys, values):
+            self._column_start = self._cells_done
+            self._cells_done += len(column)
             field = _FIELD_FOR_TYPE.get(type(column[0]))
             if field == "bools" and set(map(type, column)) != {bool}:
                 field = None  # the bools field would take ints silently
-            elif field == "strings" and set(map(type, column)) != {str}:
-                field = None  # a str subclass (a (str, Enum) member) is recorded as to_scalar says
+            elif field == "strings":
+                if set(map(type, column)) != {str}:
+                    field = None  # a str subclass (a (str, Enum) member) is recorded as to_scalar says
+                elif self._budget is not None:
+                    self._spend_strings(column, indices)
             elif field == "floats":
                 # Packed in one C-level pass; None for a value the field refuses or an int past
                 # 2**53 (which it would round: the slow path keeps it an int). Ints within 2**53
@@ -445,9 +486,47 @@ class HistoryEncoder:
             marks = len(columns), len(observed)
             try:
                 self._encode_slow(batch, key, indices, column)
+            except RecordOverBudget:
+                raise
             except Exception as error:
                 del columns[marks[0] :], observed[marks[1] :]
                 self._encode_each(batch, key, indices, column, error)
+
+    def _spend(self, cost: int, row: int, position: int) -> None:
+        """Count the estimated parse ``cost`` of a structured value or string at ``row`` (of the batch;
+        ``position`` in its column) against the record's budget; ``RecordOverBudget`` once it is passed."""
+        if self._budget is not None:
+            self._budget -= cost
+            self._costly_cells += 1
+            if self._budget < 0:
+                raise self._over(row, position)
+
+    def _over(self, row: int, position: int) -> RecordOverBudget:
+        """The budget was passed at ``position`` of the current column: how many rows would fit,
+        were the values not yet seen as costly as those counted (fewer than fit when some of them
+        are numbers; the sender cuts again where that was too many)."""
+        spent = MAX_VALUE_COST_PER_RECORD - (self._budget or 0)
+        unseen = max(0, self._cells_total - self._column_start - position - 1)
+        costly = max(1, self._costly_cells)
+        projected = spent * (costly + unseen) / costly
+        # 7/8 of it: rows vary, and a record cut a row too late is encoded and cut once more.
+        return RecordOverBudget(row, int(len(self._steps) * MAX_VALUE_COST_PER_RECORD * 7 / 8 / projected))
+
+    def _spend_strings(self, column: Sequence[str], indices: Sequence[int]) -> None:
+        """Count a column of strings (its characters, and ``STRING_COST`` each) at C level; where
+        it passes the budget is looked for only then."""
+        budget = self._budget
+        assert budget is not None
+        size = sum(map(len, column)) + STRING_COST * len(column)
+        if size <= budget:
+            self._budget = budget - size
+            self._costly_cells += len(column)
+            return
+        sizes = itertools.accumulate(len(text) + STRING_COST for text in column)
+        position, passed = next((at, total) for at, total in enumerate(sizes) if total > budget)
+        self._budget = budget - passed
+        self._costly_cells += position + 1
+        raise self._over(indices[position] if indices else position, position)
 
     def _encode_each(
         self, batch: wire.Message, key: Any, indices: Sequence[int], column: Sequence[Any], error: Exception
@@ -460,6 +539,8 @@ class HistoryEncoder:
             marks = len(columns), len(observed)
             try:
                 self._encode_slow(batch, key, [row], [value])
+            except RecordOverBudget:
+                raise
             except Exception as value_error:
                 del columns[marks[0] :], observed[marks[1] :]
                 dropped.append((row, value, value_error))
@@ -475,7 +556,9 @@ class HistoryEncoder:
     def _structured(self, name: str, bucket: tuple[list[int], list[Any]] | None) -> list[wire.Message] | None:
         """The ``Value`` messages of a key's structured values (``bucket``: their rows in the
         batch and :func:`~tracklet.core.values.structured` lists); one too large to record is
-        dropped from the bucket with a warning, the others are kept. None without a bucket."""
+        dropped from the bucket with a warning, the others are kept. None without a bucket.
+        Each message counts against the record's budget as it is built: the messages take far
+        more memory than their bytes (or the plain lists they come from), so building stops there."""
         if bucket is None:
             return None
         rows, values = bucket
@@ -484,13 +567,14 @@ class HistoryEncoder:
         for row, value in zip(rows, values):
             message = wire.Message("Value")
             try:
-                structured_message(value, message)
+                size = structured_message(value, message)
             except Unrecordable as error:
                 self._unrecordable(name, self._steps[row], error)
                 continue
             rows[kept], values[kept] = row, value
             kept += 1
             messages.append(message)
+            self._spend((size + 4) * STRUCTURED_COST_PER_BYTE, row, kept)  # with its tag and length
         del rows[kept:], values[kept:]
         return messages
 
@@ -575,12 +659,15 @@ class HistoryEncoder:
             if converted is None:  # numpy's NaT: no value, as None
                 continue
             kind: type | str = type(converted)
+            row = indices[position] if indices else position
+            if kind is str:
+                self._spend(len(converted) + STRING_COST, row, position)
             if kind is int and not INT64_MIN <= converted <= INT64_MAX:
                 kind = _BIG_INT
             bucket = by_type.get(kind)
             if bucket is None:
                 bucket = by_type[kind] = ([], [])
-            bucket[0].append(indices[position] if indices else position)
+            bucket[0].append(row)
             bucket[1].append(converted)
         messages = self._structured(name, by_type.get(list))
         if messages is not None and not messages:

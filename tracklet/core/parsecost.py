@@ -144,11 +144,13 @@ def _ratio(descriptor: Any) -> int:
 MAX_RATIO = _ratio(pb.Record.DESCRIPTOR)
 
 
-def parse_cost(payload: bytes, limit: int = MAX_PARSE_BYTES, message: Any = pb.Record.DESCRIPTOR) -> int:
+def parse_cost(payload: bytes, limit: int | None = None, message: Any = pb.Record.DESCRIPTOR) -> int:
     """An upper bound on the bytes parsing ``payload`` as a ``message`` (a descriptor; a ``Record``
-    by default) allocates; once it passes ``limit`` counting stops and what was counted so far
-    (more than ``limit``) is returned. A payload that isn't valid wire format is counted as far as
-    it can be (the parser then refuses it)."""
+    by default) allocates; once it passes ``limit`` (``MAX_PARSE_BYTES`` as it is at the call, by
+    default) counting stops and what was counted so far (more than ``limit``) is returned. A
+    payload that isn't valid wire format is counted as far as it can be (the parser then refuses it)."""
+    if limit is None:
+        limit = MAX_PARSE_BYTES
     ratio = _ratio(message)
     if len(payload) * ratio <= limit:
         return len(payload) * ratio
@@ -246,10 +248,13 @@ def _varint(data: bytes, position: int, first: int) -> tuple[int, int]:
     return 0, -1
 
 
-def record_parse_problem(payload: bytes, limit: int = MAX_PARSE_BYTES, message: Any = pb.Record.DESCRIPTOR,
+def record_parse_problem(payload: bytes, limit: int | None = None, message: Any = pb.Record.DESCRIPTOR,
                          what: str = "record") -> str | None:
     """Why ``payload`` must not be parsed as a ``message`` (a ``Record`` by default; ``what`` names
-    it): its parsed objects would take more than ``limit`` bytes; or ``None``."""
+    it): its parsed objects would take more than ``limit`` bytes (``MAX_PARSE_BYTES`` as it is at
+    the call, by default: tests lower it); or ``None``."""
+    if limit is None:
+        limit = MAX_PARSE_BYTES
     if parse_cost(payload, limit, message) <= limit:
         return None
     return (f"a {len(payload):,}-byte {what} whose fields would take more than {limit >> 20} MiB of memory to "
@@ -257,7 +262,7 @@ def record_parse_problem(payload: bytes, limit: int = MAX_PARSE_BYTES, message: 
             "values or columns); refused unparsed")
 
 
-def parse_record(payload: bytes, limit: int = MAX_PARSE_BYTES) -> pb.Record:
+def parse_record(payload: bytes, limit: int | None = None) -> pb.Record:
     """``payload`` parsed as a ``Record`` once its cost is known to be within ``limit``;
     ``RecordRejected`` naming the problem otherwise (too costly, or not a record at all)."""
     problem = record_parse_problem(payload, limit)

@@ -14,6 +14,11 @@ a ``log()`` call that needs the GIL then waits that long. So the worker takes th
 of ``DRAIN_SLICE`` items at a time, encodes at most ``MAX_ROWS_PER_RECORD`` rows per record,
 frees each slice's rows before taking the next, and hands the GIL to the caller between slices.
 
+No record is written that readers would refuse (``parsecost.MAX_PARSE_BYTES``): rows carrying
+more structured values and strings than ``encoder.MAX_VALUE_COST_PER_RECORD`` allows are cut into more
+records (``RecordOverBudget``), a payload over ``PARSE_CHECK_BYTES`` is checked before it is
+written (halved if refused), and a single row too costly alone is reported and dropped.
+
 The queue is a series of chunks: producers append to the open chunk (``queue``, a plain list), and
 the producer whose append fills it (``CHUNK_ENTRIES``) seals it: a fresh list becomes the open
 chunk and the full one goes to the worker whole. A list that grew to a whole batch (26k entries,
@@ -45,6 +50,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from tracklet.core.warn import WarnOnce
+from tracklet.errors import RecordOverBudget
 
 if TYPE_CHECKING:
     from tracklet.core.encoder import HistoryEncoder, SummaryTracker
@@ -65,6 +71,11 @@ DRAIN_SLICE = 2_000 * ROW_ENTRIES
 # 10 values, 26 KB of pointers): see the module docstring. Fewer when ``batch_size`` is smaller.
 # A slice joins whole chunks up to ``DRAIN_SLICE``: 8 chunks of such rows, one full record.
 CHUNK_ENTRIES = 250 * ROW_ENTRIES
+# A history payload larger than this is checked with ``parsecost.record_parse_problem`` before it is
+# written (readers refuse a record whose parse would take more than ``MAX_PARSE_BYTES``); a smaller
+# one can't cost that much whatever it holds (``MAX_PARSE_BYTES / MAX_RATIO`` is 3.6 MiB; checked
+# in tests/test_record_budget.py), so ordinary records never import protobuf for the check.
+PARSE_CHECK_BYTES = 3 << 20
 _thread_time_ns = time.thread_time_ns
 
 
@@ -255,6 +266,18 @@ class _Rows:
 def _row_count(items: list[Any]) -> int:
     """How many history rows ``items`` (queued entries) hold: one per row tuple or key-set marker."""
     return sum(1 for item in items if type(item) is tuple or type(item) is RowKeys)
+
+
+def _parse_problem(payload: bytes) -> str | None:
+    """Why readers would refuse ``payload`` (parsing it would take too much memory), or None.
+    Imported here, for large payloads only: parsecost imports protobuf. Should the check itself
+    fail (no protobuf), the record is written: readers check it again."""
+    try:
+        from tracklet.core.parsecost import record_parse_problem
+
+        return record_parse_problem(payload)
+    except Exception:  # noqa: BLE001 - never lose a record to the check
+        return None
 
 
 class _Flush:
@@ -704,11 +727,19 @@ class BatchSender:
         try:
             record = encoder.encode_columns(*rows.columns())
             payload = None if record is None else record.SerializeToString()
+        except RecordOverBudget as over:
+            encoder.rollback()
+            self._write_cut(rows.tuples(), over)
+            return
         except Exception:
             encoder.rollback()
             self._write_rows(rows.tuples())
             return
         if payload is None:
+            return
+        if len(payload) > PARSE_CHECK_BYTES and _parse_problem(payload) is not None:
+            encoder.rollback()
+            self._write_rows(rows.tuples())  # cut there, and a row too costly alone reported
             return
         if self._deliver(payload):
             encoder.commit()
@@ -771,13 +802,28 @@ class BatchSender:
         else:
             raise TypeError(f"unexpected item on the sender queue: {item!r}")
 
-    def _write_rows(self, rows: list[tuple]) -> None:
+    def _write_rows(self, rows: list[tuple]) -> int | None:
         """Encode and write rows. A bad value never fails a batch (the encoder contains it); should
-        encoding fail anyway, each half is retried on its own, so only the row at fault is lost."""
+        encoding fail anyway, each half is retried on its own, so only the row at fault is lost.
+        Rows carrying more structured values and strings than one record may (``RecordOverBudget``)
+        are cut into records of the rows that fit (returned then: the sender cuts the rows after
+        them alike); a record readers would refuse to parse (too costly) is written in halves, and
+        a single row that is too costly on its own is reported, not written."""
         encoder = self.encoder
         try:
             record = encoder.encode(rows)
             payload = None if record is None else record.SerializeToString()
+            if payload is not None and len(payload) > PARSE_CHECK_BYTES:
+                problem = _parse_problem(payload)
+                if problem is not None:
+                    if len(rows) == 1:
+                        encoder.rollback()
+                        self._too_costly(rows[0], problem)
+                        return None
+                    raise RecordOverBudget(len(rows) // 2)
+        except RecordOverBudget as over:
+            encoder.rollback()
+            return self._write_cut(rows, over)
         except Exception as error:
             encoder.rollback()
             if len(rows) > 1:
@@ -792,13 +838,41 @@ class BatchSender:
                     f"tracklet: the row at step {rows[0][0]!r} could not be recorded ({error!r}); the run goes on. "
                     f"{''.join(traceback.format_exception(type(error), error, error.__traceback__)[-3:]).strip()}",
                 )
-            return
+            return None
         if payload is None:
-            return
+            return None
         if self._deliver(payload):
             encoder.commit()
         else:  # its key definitions are not in the log: define them again in the next record
             encoder.rollback()
+        return None
+
+    def _write_cut(self, rows: list[tuple], over: RecordOverBudget) -> int:
+        """Write rows that were over one record's budget as records of as many rows as ``over``
+        estimates fit; a record that is still over is cut again, and the records after it take
+        the rows that fitted there. Returns the rows a record took last."""
+        count = len(rows)
+        cut = over.fit if 0 < over.fit < count else over.row if 0 < over.row < count else count // 2
+        start = 0
+        while start < count:
+            fitted = self._write_rows(rows[start : start + cut])
+            start += cut
+            if fitted:
+                cut = min(cut, fitted)
+        return cut
+
+    def _too_costly(self, row: tuple, problem: str) -> None:
+        """Report a row whose record alone readers would refuse (not written; the run goes on)."""
+        try:
+            keys = ", ".join(repr(str(key)) for key in row[2][:10]) + (", ..." if len(row[2]) > 10 else "")
+        except Exception:  # noqa: BLE001 - a key with no str(): the report names the step
+            keys = "?"
+        self.warn(
+            ("row-too-costly", keys),
+            f"tracklet: the row at step {row[0]!r} (keys {keys}) is not recorded: its record would be {problem}. "
+            "Log fewer or smaller structured values per step; the run goes on (later rows of these keys "
+            "that are as costly are dropped without another warning).",
+        )
 
     def _write_summary(self, force: bool = True) -> None:
         now = time.monotonic()

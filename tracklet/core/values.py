@@ -291,14 +291,15 @@ def structured(value: Any) -> list[Any]:
     return list(plain)
 
 
-def structured_message(plain: list[Any], message: Any) -> None:
-    """Fill ``message`` (a ``Value``) with a :func:`structured` list; raises
-    :class:`Unrecordable` when it takes more than :data:`MAX_STRUCTURED_BYTES`."""
+def structured_message(plain: list[Any], message: Any) -> int:
+    """Fill ``message`` (a ``Value``) with a :func:`structured` list and return its size in bytes;
+    raises :class:`Unrecordable` when it takes more than :data:`MAX_STRUCTURED_BYTES`."""
     to_value_message(plain, message)
-    size = message.ByteSize()
+    size: int = message.ByteSize()
     if size > MAX_STRUCTURED_BYTES:
         raise Unrecordable(f"a list of {size} bytes is larger than the {MAX_STRUCTURED_BYTES // 1024} KiB "
                            "a history value may take")
+    return size
 
 
 def structured_problem(value: Any) -> str | None:

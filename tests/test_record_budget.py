@@ -1,0 +1,193 @@
+"""The writer never writes a history record its readers refuse: rows carrying many structured values
+or strings are cut into records whose values cost at most ``MAX_VALUE_COST_PER_RECORD`` (a record's parse
+cost stays well under ``parsecost.MAX_PARSE_BYTES``, and the worker's memory per record bounded); a
+large payload is checked with ``parsecost`` before it is written, and a row too costly on its own is
+reported and not written, its neighbours kept. Rows of numbers are written as before, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import pytest
+
+import tracklet
+from tracklet.core import encoder, parsecost, sender
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import read_log
+from tracklet.core.sender import BatchSender, RowKeys
+from tracklet.proto import records_pb2 as pb
+from tracklet.store import Store
+
+from conftest import QUIET, read
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+
+    def write(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+
+    def flush(self, fsync: bool = False) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _histories(payloads: list[bytes]) -> list[pb.HistoryBatch]:
+    records = [pb.Record.FromString(payload) for payload in payloads]
+    return [record.history for record in records if record.WhichOneof("kind") == "history"]
+
+
+def test_the_budget_keeps_any_record_well_under_the_readers_limit():
+    # A structured value's wire byte costs at most MAX_RATIO parsed, a string at most its length and
+    # 44 (parsecost): a record at the budget costs at most about a third of the limit.
+    structured_ratio = parsecost.MAX_RATIO / encoder.STRUCTURED_COST_PER_BYTE
+    assert encoder.MAX_VALUE_COST_PER_RECORD * max(1.0, structured_ratio) <= parsecost.MAX_PARSE_BYTES // 3
+    assert encoder.STRING_COST >= parsecost._STRING_COPY
+    # A payload the sender does not check could not be refused whatever it holds.
+    assert sender.PARSE_CHECK_BYTES * parsecost.MAX_RATIO <= parsecost.MAX_PARSE_BYTES
+
+
+def test_many_rows_of_large_structured_values_are_cut_into_records_readers_take(root, monkeypatch):
+    """80 rows of a 25 KB list of short strings, with the readers' limit lowered to 16 MiB and the
+    budget to 64 KiB (at 256 MiB the same needs 110 rows of 250 KB lists, ~35 s of CPU here): one
+    record of them would cost ~24 MB to parse, past the limit; written as records within the budget,
+    every row reads back through the local Api and the indexer, both at the lowered limit."""
+    monkeypatch.setattr(parsecost, "MAX_PARSE_BYTES", 16 << 20)
+    monkeypatch.setattr(encoder, "MAX_VALUE_COST_PER_RECORD", 4 << 20)  # 64 KiB of structured values
+    assert encoder.MAX_VALUE_COST_PER_RECORD * 71 / 64 <= parsecost.MAX_PARSE_BYTES // 3
+    rows = 80
+    run = tracklet.init(project="p", id="big", dir=str(root), settings=QUIET)
+    for step in range(rows):
+        run.log({"loss": step / 2, "samples": [f"s{step}", *["a"] * 4_999]})
+    run.finish()
+
+    payloads = [payload for _, payload in read_log(RunPaths(root, "p", "big").log_file).payloads]
+    history_costs = [parsecost.walk_cost(payload, 1 << 40) for payload in payloads
+                     if pb.Record.FromString(payload).WhichOneof("kind") == "history"]
+    assert sum(history_costs) > parsecost.MAX_PARSE_BYTES  # what one record of these rows would have cost
+    assert len(history_costs) > 10 and max(history_costs) < parsecost.MAX_PARSE_BYTES // 4
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tracklet.TrackletWarning)  # no record skipped as too costly
+        history = read(run).history()
+    assert history["loss"] == [step / 2 for step in range(rows)]
+    assert history["samples"] == [[f"s{step}", *["a"] * 4_999] for step in range(rows)]
+
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    report = store.index()
+    assert report.damaged == []
+    (row,) = store.runs("p", fields=("last_step", "summary"))
+    assert row["last_step"] == rows - 1 and row["summary"]["samples"][0] == f"s{rows - 1}"
+    (series,) = store.history("p/big", "loss", buckets=None)
+    assert series.steps.tolist() == list(range(rows))
+
+
+def test_a_row_too_costly_alone_is_reported_and_its_neighbours_are_kept(root, monkeypatch):
+    """The readers' limit lowered to 8 MiB (a row past 256 MiB alone would take GBs here): the row
+    with four 250 KB lists (~12 MB parsed) is not written, with one warning naming its step and
+    keys; the rows before and after it are, and the Api and the indexer read the log whole."""
+    monkeypatch.setattr(parsecost, "MAX_PARSE_BYTES", 8 << 20)
+    monkeypatch.setattr(sender, "PARSE_CHECK_BYTES", 0)
+    run = tracklet.init(project="p", id="one", dir=str(root), settings=QUIET)
+    costly = ["a"] * 49_990
+    with pytest.warns(tracklet.TrackletWarning) as caught:
+        for step in range(10):
+            if step == 5:
+                run.log({"loss": 5.0, "w": costly, "x": costly, "y": costly, "z": costly})
+            else:
+                run.log({"loss": float(step), "w": ["ok", step]})
+        run.finish()
+    messages = [str(w.message) for w in caught if "not recorded" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "the row at step 5 (keys 'loss', 'w', 'x', 'y', 'z') is not recorded" in messages[0]
+    assert "more than 8 MiB of memory to parse" in messages[0]
+
+    kept = [step for step in range(10) if step != 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tracklet.TrackletWarning)  # no record skipped as too costly
+        history = read(run).history()
+    assert history["loss"] == [float(step) for step in kept]
+    assert history["w"] == [["ok", step] for step in kept]
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    assert store.index().damaged == []
+    (series,) = store.history("p/one", "loss", buckets=None)
+    assert series.steps.tolist() == kept
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["flat-rows", "tuple-rows"])
+def test_rows_of_strings_and_lists_past_the_budget_arrive_whole_in_order(monkeypatch, flat):
+    """A budget lowered to 64 KiB (1 KiB of lists): rows of several key sets, strings and lists among floats, are cut
+    into many records, each within the budget (one row alone aside); every value arrives once, in order."""
+    monkeypatch.setattr(encoder, "MAX_VALUE_COST_PER_RECORD", 64 << 10)
+    sink = _Sink()
+    batch = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
+    wide, narrow = ("loss", "text", "items"), ("loss", "text")
+    wide_marker, narrow_marker = RowKeys(wide), RowKeys(narrow)
+    expected = {}
+    for step in range(600):
+        text = "t" * (step % 300 + 1)
+        values = (float(step), text, [str(step)] * (step % 50 + 1)) if step % 4 else (float(step), text)
+        expected[step] = dict(zip(wide if step % 4 else narrow, values))
+        if flat:
+            batch.put_many((wide_marker if step % 4 else narrow_marker, step, 1.0, *values))
+        else:
+            batch.put((step, 1.0, wide if step % 4 else narrow, values))
+    assert batch.shutdown(timeout=120)
+
+    histories = _histories(sink.payloads)
+    assert len(histories) > 20
+    assert [step for history in histories for step in history.steps] == list(range(600))
+    names: dict[int, str] = {}
+    got: dict[int, dict[str, object]] = {}
+    for history in histories:
+        names.update((key.id, key.name) for key in history.new_keys)
+        texts = sum(len(text) + 64 for column in history.columns for text in column.strings)
+        lists = sum((value.ByteSize() + 4) * 64 for column in history.columns for value in column.values)
+        assert len(history.steps) == 1 or texts + lists <= 64 << 10
+        for column in history.columns:
+            cells = list(column.floats) or list(column.strings) or [
+                [item.string_value for item in value.list_value.items] for value in column.values]
+            for row, cell in zip(list(column.rows) or range(len(history.steps)), cells, strict=True):
+                got.setdefault(history.steps[row], {})[names[column.key]] = cell
+    assert got == expected
+
+
+def test_rows_of_numbers_are_written_byte_for_byte_as_before():
+    """A fixed drain of float/int rows (two key sets queued flat, and rows queued as tuples) gives the
+    records main's encoder wrote before the budget (digest taken from it: 7 records)."""
+    sink = _Sink()
+    batch = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
+    wide = RowKeys(tuple(f"metric/{k}" for k in range(40)))
+    narrow = RowKeys(("loss", "lr", "epoch"))
+    for step in range(5000):
+        if step % 3:
+            batch.put_many((wide, step, 1000.0 + step / 8, *[step * 0.25 + k for k in range(40)]))
+        else:
+            batch.put_many((narrow, step, 1000.0 + step / 8, 1.0 / (step + 1), 3e-4, step // 100))
+        if step % 997 == 0:
+            batch.put((step, 1000.0 + step / 8, ("acc", "n"), (0.5, step)))
+    assert batch.shutdown(timeout=120)
+    assert len(sink.payloads) == 7
+    digest = hashlib.sha256(b"".join(sink.payloads)).hexdigest()
+    assert digest == "6f3b06a590962d65b9e779071eac46df7f920814e4cd3e597ba314be2170e51d"
+
+
+def test_rows_over_the_budget_are_cut_into_records_that_are_mostly_full(monkeypatch):
+    """The cut follows the encoder's estimate of how many rows fit (not halving): 600 rows of 20
+    string keys (~2.2 KiB a row, ~10 budgets of 128 KiB) become about ten records, not dozens."""
+    monkeypatch.setattr(encoder, "MAX_VALUE_COST_PER_RECORD", 128 << 10)
+    sink = _Sink()
+    batch = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
+    marker = RowKeys(("loss", *(f"text/{k}" for k in range(20))))
+    for step in range(600):
+        batch.put_many((marker, step, 1.0, float(step), *(f"{k:02d}" * 25 for k in range(20))))
+    assert batch.shutdown(timeout=120)
+    histories = _histories(sink.payloads)
+    assert [step for history in histories for step in history.steps] == list(range(600))
+    assert all(sum(len(text) + 64 for column in history.columns for text in column.strings) <= 128 << 10
+               for history in histories)
+    assert 11 <= len(histories) <= 15, [len(history.steps) for history in histories]

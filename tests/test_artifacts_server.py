@@ -841,3 +841,31 @@ def test_two_clients_moving_one_alias_at_once_leave_it_on_one_version(servers, t
     assert len(holders) == 1
     clients[1].save_aliases("vision", "m", 1, ["best"], [])  # the last writer wins
     assert clients[0].version("vision", "m", "best")["index"] == 1
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_deletion_sent_again_after_its_answer_was_lost_finds_its_work_done(servers, tmp_path, request, database):
+    """A deleted version answers 410, not 404 (review: a retried DELETE whose first attempt had
+    committed raised "not found" and left an online run's local copy behind). An online run's
+    version whose server copy is gone already is deleted locally and the call succeeds; a
+    server's version deleted twice says it was deleted; one that never existed is still 404."""
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+    from tracklet.errors import ArtifactDeleted, ArtifactNotFound
+
+    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store_url)
+    writer = tmp_path / "writer"
+    logged = _online_versions(server, writer, tmp_path, [b"v0", b"v1"])
+    client = ArtifactClient(HttpClient(server.url))
+    client.delete_version("vision", "m", 0)  # the first attempt: done, its answer lost
+    logged[0].delete()  # the online run's call: the server's copy is gone already, so only the local one goes
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(writer).artifact("vision/m:v0")
+    with pytest.raises(ArtifactDeleted, match="vision/m:v0 was deleted"):
+        client.delete_version("vision", "m", 0)
+    with pytest.raises(ArtifactNotFound) as never:
+        client.delete_version("vision", "m", 7)
+    assert not isinstance(never.value, ArtifactDeleted)
+    with tracklet.Api(base_url=server.url) as api:
+        assert api.artifact("vision/m:latest").version == "v1"

@@ -23,7 +23,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotLinked",
     "ArtifactNameError",
-    "ArtifactNotFound",
+    "ArtifactDeleted", "ArtifactNotFound",
     "ArtifactVerifyError",
     "AuditUnavailable",
     "AuthError",
@@ -224,6 +224,11 @@ class ArtifactNameError(ArtifactError, ValueError):
 
 class ArtifactNotFound(ArtifactError, LookupError):
     """No artifact version matches the name, alias or version asked for."""
+
+
+class ArtifactDeleted(ArtifactNotFound):
+    """The version asked for existed and was deleted (a server's 410: a deletion sent again after
+    its answer was lost finds its work done)."""
 
 
 class ArtifactNotLinked(ArtifactError, ValueError):

@@ -22,7 +22,7 @@ from tracklet.artifacts.entries import InMemoryFile, LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
 from tracklet.core.filehash import HashedBytes
-from tracklet.errors import ArtifactError
+from tracklet.errors import ArtifactDeleted, ArtifactError
 
 if TYPE_CHECKING:
     from tracklet.artifacts.storage import ArtifactStore, CommitResult
@@ -663,7 +663,10 @@ class Artifact:
         assert self._store is not None
         if server is not None:  # an online run's: its local copy's rules first, then the server's copy, then it
             check_deletable(self._store.data_root, info, drop_aliases=delete_aliases)
-            server.delete_version(info.project, info.name, self._server_version, drop_aliases=delete_aliases)
+            try:
+                server.delete_version(info.project, info.name, self._server_version, drop_aliases=delete_aliases)
+            except ArtifactDeleted:  # the server's copy is gone already (a retry after a lost answer): go on
+                pass
         _, links = delete_version(self._store.data_root, info, drop_aliases=delete_aliases,
                                   break_links=break_registry_links)
         if links:

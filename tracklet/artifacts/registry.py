@@ -239,6 +239,10 @@ class LocalRegistry:
                 raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
             yield
 
+    def was_deleted(self, project: str, name: str, version: int) -> bool:
+        """Whether ``project/name:v<version>`` existed and was deleted (its tombstone is there)."""
+        return (self.collection_dir(project, name) / "versions" / f"v{int(version)}{DELETED}").exists()
+
     def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
                        check: Callable[[None], None] | None = None) -> list[str]:
         """Delete ``project/name:v<version>``: its version file becomes a tombstone (``vN.deleted``,

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.client.http import HttpClient, response_detail
-from tracklet.errors import ArtifactError, ArtifactNotFound, RemoteError
+from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, RemoteError
 
 MAX_DIGESTS_PER_QUERY = 1000  # the server's limit per "which are missing?" request
 PART_BYTES = 8 << 20
@@ -402,11 +402,15 @@ class ArtifactClient:
         """Delete ``project/name:v<version>`` on the server (``tracklet artifact rm``'s rules);
         ``{"deleted": ArtifactVersion, "aliases_dropped": [...]}``. ``ArtifactError`` with the
         server's reason when it refuses (custom aliases without ``delete_aliases``, a version the
-        model registry links), ``ArtifactNotFound`` for no such version."""
+        model registry links), ``ArtifactNotFound`` for no such version, ``ArtifactDeleted`` (one)
+        for a version deleted already (the server's 410)."""
         response = self.http.request("DELETE", f"{self._base(project)}/{name}/versions/v{int(version)}",
                                      params={"delete_aliases": "true" if delete_aliases else "false"})
         if response.status_code in (400, 409):
             raise ArtifactError(response_detail(response))
+        if response.status_code == 410:
+            raise ArtifactDeleted(f"deleting {project}/{name}:v{int(version)}: {response_detail(response)} already "
+                                  f"(by this deletion's earlier attempt, or by someone else)")
         if response.status_code != 200:
             raise self.http.refusal(response, what=f"deleting {project}/{name}:v{int(version)}",
                                     missing=ArtifactNotFound)

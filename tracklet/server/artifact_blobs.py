@@ -42,6 +42,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -942,7 +943,14 @@ class ServerArtifacts:
         except (OSError, ArtifactError):
             named = [info.manifest]  # a damaged manifest: nothing more to keep for the grace period
         dropped = self.registry.delete_version(project, name, version, drop_aliases=drop_aliases, check=check)
-        self.touch(project, named)
+        # The deletion is done: a failure to mark its blobs used (the database gone a moment) must
+        # not answer 503 for it (the client's retry would find it deleted). Their grace period
+        # then runs from their last use before.
+        try:
+            self.touch(project, named)
+        except sa.exc.SQLAlchemyError as error:
+            print(f"tracklet server: {info.qualified_name} was deleted, but its blobs could not be marked used "
+                  f"({type(error).__name__}); artifact-gc's grace period runs from their last use", file=sys.stderr)
         return info, dropped
 
     def _named_blobs(self, info: VersionInfo) -> list[str]:

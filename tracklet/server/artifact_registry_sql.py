@@ -134,6 +134,13 @@ class SqlRegistry:
             self._move_aliases(connection, info.project, info.name, number, custom)
             return self._version(connection, info.project, info.name, f"v{number}"), reused
 
+    def was_deleted(self, project: str, name: str, version: int) -> bool:
+        """Whether ``project/name:v<version>`` existed and was deleted (``artifact_deleted_versions``)."""
+        table = artifact_deleted_versions
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(table.c.version).where(
+                table.c.project == project, table.c.name == name, table.c.version == int(version))).first() is not None
+
     @staticmethod
     def _next_number(connection: sa.Connection, project: str, name: str) -> int:
         """One more than any version ever created, deleted ones included (a number is never reused)."""

@@ -57,6 +57,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The key's user lacks the role this needs",
     404: "No such project, run, file, user or key",
     409: "Conflicts with what the server holds",
+    410: "It was there and was deleted (a retried deletion finds its work done)",
     412: "The body does not hash to the X-Tracklet-Sha256 it was sent with (changed while sent): nothing was stored",
     413: "Request body too large (on the wire or decompressed)",
     415: "Unsupported Content-Encoding",

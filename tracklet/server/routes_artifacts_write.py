@@ -399,7 +399,7 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
     return VersionAliasesResponse(version=_version_model(info))
 
 
-@router.delete("/{name}/versions/{version}", response_model=VersionDeleteResponse, responses=errors(400, 404, 409),
+@router.delete("/{name}/versions/{version}", response_model=VersionDeleteResponse, responses=errors(400, 404, 409, 410),
                summary="Delete a version (its blobs go with a later artifact-gc)")
 @requires("write", missing_ok=True)  # a project that doesn't exist has no version: 404, never created
 def delete_version(request: Request, project: str, name: str, version: str,
@@ -411,7 +411,8 @@ def delete_version(request: Request, project: str, name: str, version: str,
     links answers 409 naming its registry versions (they would be left without files; the
     registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
     period runs from the deletion. Emits `alias.removed` for each alias dropped, then
-    `artifact.deleted`."""
+    `artifact.deleted`. A version deleted already answers 410 (a retried deletion whose answer
+    was lost finds its work done), one that never existed 404."""
     artifacts = _artifacts(request)
     name, number = _name(name), _number(version)
 
@@ -425,6 +426,8 @@ def delete_version(request: Request, project: str, name: str, version: str,
         info, dropped = artifacts.delete_version(project, name, number, drop_aliases=delete_aliases,
                                                  check=refuse_linked)
     except ArtifactNotFound as error:
+        if artifacts.registry.was_deleted(project, name, number):  # a retry of a deletion that was done, say
+            raise HTTPException(status_code=410, detail=f"{project}/{name}:v{number} was deleted") from None
         raise _not_found(error) from None
     except ArtifactError as error:
         raise HTTPException(status_code=409, detail=str(error)) from None

@@ -844,7 +844,8 @@ export interface paths {
          *     links answers 409 naming its registry versions (they would be left without files; the
          *     registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
          *     period runs from the deletion. Emits `alias.removed` for each alias dropped, then
-         *     `artifact.deleted`.
+         *     `artifact.deleted`. A version deleted already answers 410 (a retried deletion whose answer
+         *     was lost finds its work done), one that never existed 404.
          */
         delete: operations["delete_version_api_v1_projects__project__artifacts__name__versions__version__delete"];
         options?: never;
@@ -8325,6 +8326,15 @@ export interface operations {
             };
             /** @description Conflicts with what the server holds */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description It was there and was deleted (a retried deletion finds its work done) */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -191,3 +191,24 @@ def test_rows_over_the_budget_are_cut_into_records_that_are_mostly_full(monkeypa
     assert all(sum(len(text) + 64 for column in history.columns for text in column.strings) <= 128 << 10
                for history in histories)
     assert 11 <= len(histories) <= 15, [len(history.steps) for history in histories]
+
+
+@pytest.mark.parametrize("budget", [4000, encoder.MAX_VALUE_COST_PER_RECORD])
+def test_a_cut_record_stores_each_logged_object_in_it_once(tmp_path, monkeypatch, budget):
+    """Images reaching history under a key first seen with plain values are found by the encoder
+    (the fast path skips the caller's type scan) and stored when the record holding their row is
+    written: a record cut and encoded again must not store them twice (review: 18 images from 9,
+    each step twice, with a small budget)."""
+    import numpy as np
+
+    monkeypatch.setattr(encoder, "MAX_VALUE_COST_PER_RECORD", budget)
+    run = tracklet.init(project="p", id="r", dir=str(tmp_path), settings=QUIET)
+    run.log({"img": 0.5, "s": "a"}, step=0)
+    for step in range(1, 40):
+        value = tracklet.Image(np.full((4, 4, 3), step, dtype=np.uint8)) if step % 4 == 0 else float(step)
+        run.log({"img": value, "s": "x" * 300}, step=step)
+    run.finish()
+    media = tracklet.Api(tmp_path).run(run.path).media("img")
+    assert [entry.step for entry in media] == list(range(4, 40, 4))
+    history = tracklet.Api(tmp_path).run(run.path).history(keys=["s"])
+    assert len(history["s"]) == 40

@@ -295,8 +295,11 @@ class HistoryEncoder:
         # how many rows fit once over budget.
         self._cells_total = self._cells_done = self._column_start = self._costly_cells = 0
         # Where a logged object (core/logged.py) that reached history goes instead: a key set first
-        # seen with plain values skips the caller's type scan (the run sets this).
-        self.logged: Callable[[int, str, Any], bool] | None = None
+        # seen with plain values skips the caller's type scan (the run sets this). It returns the
+        # object's submission (None: not a logged object), made by ``commit``: a record that is
+        # cut and encoded again (MAX_VALUE_COST_PER_RECORD) or not written submits nothing.
+        self.logged: Callable[[int, str, Any], Callable[[], None] | None] | None = None
+        self._submissions: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ keys
 
@@ -342,6 +345,13 @@ class HistoryEncoder:
         """The last encoded record was written: its keys are defined, its values count in the summary."""
         self._key_ids.update(self._pending)
         self._pending.clear()
+        submissions, self._submissions = self._submissions, []
+        for submit in submissions:
+            try:
+                submit()
+            except Exception as error:  # noqa: BLE001 - one logged object, never the record
+                self._warn(("logged-submit", type(error)), f"tracklet: a logged object in history could not be "
+                                                          f"stored ({error!r}); the run goes on")
         observed, self._observed = self._observed, []
         for name, column in observed:
             try:
@@ -350,9 +360,10 @@ class HistoryEncoder:
                 self._warn(("summary-observe", name), f"tracklet: the summary of key {name!r} failed ({error!r})")
 
     def rollback(self) -> None:
-        """The last encoded record was not written: forget what it defined and observed."""
+        """The last encoded record was not written: forget what it defined, observed and found."""
         self._pending.clear()
         self._observed.clear()
+        self._submissions.clear()
 
     # ------------------------------------------------------------ rows
 
@@ -638,7 +649,9 @@ class HistoryEncoder:
                 converted = to_scalar(value)
             except Unsupported as error:
                 logged = self.logged
-                if logged is not None and logged(self._step_at(indices, position), name, value):
+                submit = None if logged is None else logged(self._step_at(indices, position), name, value)
+                if submit is not None:
+                    self._submissions.append(submit)
                     continue
                 self._warn(
                     ("unsupported", name),

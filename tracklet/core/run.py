@@ -554,15 +554,17 @@ class Run:
                                                 max_pending=self.settings.media_queue)
         return self._logged
 
-    def _logged_in_history(self, step: int, key: str, value: Any) -> bool:
+    def _logged_in_history(self, step: int, key: str, value: Any) -> Callable[[], None] | None:
         """On the sender's thread: a logged object that reached history because its row's key set
         was first seen with plain values (the fast path skips the type scan). Recorded as if the
-        slow path had taken it; True if it was one."""
+        slow path had taken it: returns its submission, which the encoder makes once the record
+        holding its row is written (a record cut and encoded again must not submit it twice);
+        None if it isn't one."""
         items = logged_items(value)
         if items is None:
-            return False
-        self._logged_worker().submit(step, _time(), key, items)
-        return True
+            return None
+        when = _time()
+        return lambda: self._logged_worker().submit(step, when, key, items)
 
     def _warn_logged(self, token: Any, message: str) -> None:
         """Warnings of the logged-object worker's threads: once per token, like the sender's."""

@@ -343,8 +343,9 @@ class BatchSender:
         self._warned_full = False
         self._summary_written = 0.0
         self._tick_hooks: list[Callable[[], list[Any]]] = []
-        # Takes (step, key, value) for a logged object found in history (see HistoryEncoder.logged).
-        self.logged_hook: Callable[[int, str, Any], bool] | None = None
+        # Takes (step, key, value) for a logged object found in history (see HistoryEncoder.logged):
+        # its submission, or None if the value isn't a logged object.
+        self.logged_hook: Callable[[int, str, Any], Callable[[], None] | None] | None = None
         self._start_gate = start_gate
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
@@ -537,10 +538,10 @@ class BatchSender:
             self._encoder = HistoryEncoder(self._summary, self.warn, self._key_ids)
             self._encoder.logged = self._logged_late
 
-    def _logged_late(self, step: int, key: str, value: Any) -> bool:
+    def _logged_late(self, step: int, key: str, value: Any) -> Callable[[], None] | None:
         """A logged object that reached a history row: handed to ``logged_hook`` (set by the run)."""
         hook = self.logged_hook
-        return hook is not None and bool(hook(step, key, value))
+        return None if hook is None else hook(step, key, value)
 
     # ------------------------------------------------------------ worker side
 

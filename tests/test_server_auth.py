@@ -179,13 +179,14 @@ def test_every_refusal_names_the_role_its_route_needs(keyed_server, root):
                 assert refused.json()["detail"] == f"user 'rita' needs {role} access to project 'vision' (has read)", \
                     (method, path)
         # A project that doesn't exist yet: the upload's probe answers 0 (the upload creates it); moving
-        # an alias or deleting a version there finds no version (404) and creates no project.
+        # an alias or deleting a version there is refused (no member of it) and creates no project.
         assert http.get("/api/v1/runs/fresh/r/log/offset", headers=as_reader).json() == {"offset": 0}
         for method, path, body in (("DELETE", "/api/v1/projects/fresh/artifacts/m/versions/v0", None),
                                    ("POST", "/api/v1/projects/fresh/artifacts/m/versions/v0/aliases",
                                     {"json": {"add": ["best"]}})):
             missing = http.request(method, path, headers=as_reader, **(body or {}))
-            assert missing.status_code == 404, (method, path, missing.text)
+            assert missing.status_code == 403, (method, path, missing.text)
+            assert "needs write access to project 'fresh' (not a member" in missing.json()["detail"]
         listed = http.get("/api/v1/projects", headers=admin).json()["projects"]
         assert "fresh" not in [project["name"] for project in listed]
     with SyncClient(server.url, api_key=reader["key"], give_up_after=5) as client:

@@ -89,7 +89,7 @@ def check_access(request: Request, authorizer: Authorizer) -> None:
     # The first upload of a run, or of an artifact, creates its project (else no role could guard its reads).
     # A read (the upload's offset probe needs write) never creates one.
     path = request.url.path
-    creating = needed == "write" and request.method not in ("GET", "HEAD") and (
+    creating = access.creates and needed == "write" and request.method not in ("GET", "HEAD") and (
         path.startswith("/api/v1/runs/") or path.startswith(f"/api/v1/projects/{project}/artifacts/")
         or path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
     authorizer.check(request, project, needed, create=creating, missing_ok=access.missing_ok)

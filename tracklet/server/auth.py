@@ -58,13 +58,16 @@ class RouteAccess:
 
     role: str
     missing_ok: bool = False
+    #: Whether a write to a project that doesn't exist yet creates it (an upload's routes); a write
+    #: that only changes what exists (moving aliases, deleting a version) is refused instead.
+    creates: bool = True
 
 
 _READ = RouteAccess("read", missing_ok=True)
 _WRITE = RouteAccess("write")
 
 
-def requires(role: str, *, missing_ok: bool = False) -> Callable[[_Route], _Route]:
+def requires(role: str, *, missing_ok: bool = False, creates: bool = True) -> Callable[[_Route], _Route]:
     """Declare the project role a route function needs where its method's rule (``read`` for GET
     and HEAD, ``write`` for the rest) isn't it: the guard (``app.require_access``) checks that
     role, so its 403 names it, before the route runs."""
@@ -72,7 +75,7 @@ def requires(role: str, *, missing_ok: bool = False) -> Callable[[_Route], _Rout
         raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
 
     def mark(route: _Route) -> _Route:
-        setattr(route, _ROUTE_ACCESS, RouteAccess(role, missing_ok))
+        setattr(route, _ROUTE_ACCESS, RouteAccess(role, missing_ok, creates))
         return route
 
     return mark

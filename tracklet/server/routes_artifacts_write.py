@@ -373,7 +373,7 @@ def _number(version: str) -> int:
 
 @router.post("/{name}/versions/{version}/aliases", response_model=VersionAliasesResponse, responses=errors(400, 404),
              summary="Move a version's custom aliases")
-@requires("write", missing_ok=True)  # a project that doesn't exist has no version: 404, never created
+@requires("write", creates=False)  # changes what exists: never creates the project (a non-member: 403)
 def save_version_aliases(request: Request, project: str, name: str, version: str,
                          body: VersionAliasesRequest) -> VersionAliasesResponse:
     """Point each of `add` at version `version` (`vN`), moving it from the version holding it,
@@ -401,7 +401,7 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
 
 @router.delete("/{name}/versions/{version}", response_model=VersionDeleteResponse, responses=errors(400, 404, 409, 410),
                summary="Delete a version (its blobs go with a later artifact-gc)")
-@requires("write", missing_ok=True)  # a project that doesn't exist has no version: 404, never created
+@requires("write", creates=False)  # changes what exists: never creates the project (a non-member: 403)
 def delete_version(request: Request, project: str, name: str, version: str,
                    delete_aliases: bool = Query(False, description="Delete it with its custom aliases (else 409 "
                                                 "naming them)")) -> VersionDeleteResponse:

@@ -116,18 +116,9 @@ def replay(http: Any, project: str, upload: dict[str, Any], parallel: int) -> No
 
 def _server(root: Path, tree: Path) -> Any:
     """A ``tracklet server --dev`` subprocess running the code of ``tree``."""
-    import subprocess
+    from serverproc import TreeServer
 
-    from serverproc import Server
-
-    class TreeServer(Server):
-        def spawn(self) -> None:
-            env = {**os.environ, "PYTHONPATH": str(tree)}
-            with self.log.open("ab") as stderr:
-                self.proc = subprocess.Popen(self.args, env=env, cwd=str(tree), stdout=subprocess.DEVNULL,
-                                             stderr=stderr)
-
-    return TreeServer(root)
+    return TreeServer(root, tree)
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -50,16 +49,9 @@ def _bytes_read(pid: int) -> int:
 
 def _server(root: Path, tree: Path) -> Any:
     """A ``tracklet server --dev`` subprocess on ``root`` running the code of ``tree``."""
-    from serverproc import Server
+    from serverproc import TreeServer
 
-    class TreeServer(Server):
-        def spawn(self) -> None:
-            env = {**os.environ, "PYTHONPATH": str(tree)}
-            with self.log.open("ab") as stderr:
-                self.proc = subprocess.Popen(self.args, env=env, cwd=str(tree), stdout=subprocess.DEVNULL,
-                                             stderr=stderr)
-
-    return TreeServer(root)
+    return TreeServer(root, tree)
 
 
 def _log_video(root: Path, size: int) -> str:

@@ -143,6 +143,21 @@ class Server:
                 self.kill()
 
 
+class TreeServer(Server):
+    """A ``tracklet server --dev`` subprocess running the code of another source tree (``tree``):
+    what the benchmarks' A/B rounds compare against."""
+
+    def __init__(self, root: Path, tree: Path, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.tree = tree
+
+    def spawn(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(self.tree)}
+        with self.log.open("ab") as stderr:
+            self.proc = subprocess.Popen(self.args, env=env, cwd=str(self.tree), stdout=subprocess.DEVNULL,
+                                         stderr=stderr)
+
+
 def settled_rss(process: Any) -> int:
     """The server's RSS once its background warm-up (server/query_warm.py: duckdb and pyarrow
     imported shortly after start) has loaded DuckDB and the RSS has settled, so what the test

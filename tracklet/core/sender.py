@@ -814,14 +814,6 @@ class BatchSender:
         try:
             record = encoder.encode(rows)
             payload = None if record is None else record.SerializeToString()
-            if payload is not None and len(payload) > PARSE_CHECK_BYTES:
-                problem = _parse_problem(payload)
-                if problem is not None:
-                    if len(rows) == 1:
-                        encoder.rollback()
-                        self._too_costly(rows[0], problem)
-                        return None
-                    raise RecordOverBudget(len(rows) // 2)
         except RecordOverBudget as over:
             encoder.rollback()
             return self._write_cut(rows, over)
@@ -841,6 +833,13 @@ class BatchSender:
                 )
             return None
         if payload is None:
+            return None
+        problem = _parse_problem(payload) if len(payload) > PARSE_CHECK_BYTES else None
+        if problem is not None:
+            encoder.rollback()
+            if len(rows) > 1:
+                return self._write_cut(rows, RecordOverBudget(len(rows) // 2))
+            self._too_costly(rows[0], problem)
             return None
         if self._deliver(payload):
             encoder.commit()

@@ -740,7 +740,11 @@ class BatchSender:
             return
         if len(payload) > PARSE_CHECK_BYTES and _parse_problem(payload) is not None:
             encoder.rollback()
-            self._write_rows(rows.tuples())  # cut there, and a row too costly alone reported
+            tuples = rows.tuples()
+            if len(tuples) > 1:  # cut in halves (not encoded whole again first)
+                self._write_cut(tuples, RecordOverBudget(0, len(tuples) // 2))
+            else:
+                self._write_rows(tuples)  # a row too costly alone: reported
             return
         if self._deliver(payload):
             encoder.commit()
@@ -838,7 +842,7 @@ class BatchSender:
         if problem is not None:
             encoder.rollback()
             if len(rows) > 1:
-                return self._write_cut(rows, RecordOverBudget(len(rows) // 2))
+                return self._write_cut(rows, RecordOverBudget(0, len(rows) // 2))
             self._too_costly(rows[0], problem)
             return None
         if self._deliver(payload):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tracklet.store.engine import driver_reason
-
 _SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable to open")
 
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -34,4 +32,4 @@ def is_unavailable(error: BaseException) -> bool:
     return True
 
 
-__all__ = ["UNAVAILABLE_ERRORS", "driver_reason", "is_unavailable"]
+__all__ = ["UNAVAILABLE_ERRORS", "is_unavailable"]

@@ -38,14 +38,16 @@ class SeriesTail:
         self.count = count
         self.first_step = first_step
         self.blocks = blocks
-        self.nbytes = sum(_nbytes(block) for block in blocks.values())
+        self.nbytes = sum(decoded_nbytes(block) for block in blocks.values())
 
 
-def _nbytes(block: Block) -> int:
-    """Memory held by a decoded block: its arrays (a level-0 block's ``Logged`` is a tuple of two)."""
+def decoded_nbytes(block: Block) -> int:
+    """Memory held by a decoded block: its points' (steps, values, logged) arrays, or its entries
+    array (a level-0 block's ``Logged`` is a tuple of two); the tail cache and the decoded-block
+    cache (``windows.py``) count their budgets with it."""
     if isinstance(block, tuple):
-        return sum(_nbytes(part) for part in block if part is not None)
-    return block.nbytes
+        return sum(decoded_nbytes(part) for part in block if part is not None)
+    return int(block.nbytes)
 
 
 class RunTails:

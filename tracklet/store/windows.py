@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from tracklet.store import blocks as B
 from tracklet.store.schema import blocks
+from tracklet.store.tail_cache import decoded_nbytes
 
 CHUNK = 400  # series per statement: well under SQLite's and PostgreSQL's parameter limits
 CACHE_BYTES = 128 << 20  # decoded blocks kept per process (their stored bytes included)
@@ -116,13 +117,6 @@ def _overlapping(windows: Iterable[tuple[int, int, int]]) -> sa.ColumnElement[bo
     ))
 
 
-def _nbytes(decoded: Any) -> int:
-    """Memory held by a decoded block: its points' (steps, values, logged) arrays or its entries array."""
-    if isinstance(decoded, tuple):
-        return sum(_nbytes(part) for part in decoded if part is not None)
-    return int(decoded.nbytes)
-
-
 class DecodedBlocks:
     """The decoded form of recently read blocks, least recently used dropped first, up to
     ``limit`` bytes. Keyed by the stored bytes themselves, so a block rewritten by an append (or
@@ -143,14 +137,14 @@ class DecodedBlocks:
                 self._entries.move_to_end(key)
                 return found
         decoded = B.decode_block(key[1]) if level == 0 else B.decode_entries(key[1])
-        size = len(key[1]) + _nbytes(decoded)
+        size = len(key[1]) + decoded_nbytes(decoded)
         with self._lock:
             if key not in self._entries:
                 self._entries[key] = decoded
                 self._bytes += size
                 while self._bytes > self.limit and self._entries:
                     (_, old), dropped = self._entries.popitem(last=False)
-                    self._bytes -= len(old) + _nbytes(dropped)
+                    self._bytes -= len(old) + decoded_nbytes(dropped)
         return decoded
 
 

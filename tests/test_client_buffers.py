@@ -206,11 +206,11 @@ def test_a_connection_dropped_mid_pack_costs_a_resend_and_one_closed_while_idle_
         relay.close()
 
 
-def test_a_server_that_never_answers_fails_clearly(tmp_path):
+def test_nothing_listening_fails_clearly(tmp_path):
     """Nothing listening: the client's error names the server and the connection's failure."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from serverproc import _free_port
+
+    port = _free_port()
     http = HttpClient(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=2), sleep=lambda _: None)
     pack_id, pieces, _ = _pack(2)
     with pytest.raises(RemoteError, match=rf"cannot reach http://127.0.0.1:{port}: gave up after .* 2 attempt"

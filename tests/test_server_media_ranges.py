@@ -65,6 +65,11 @@ def test_range_requests_of_a_checked_large_file_hash_it_once_and_a_damaged_one_i
     _settle(blob)
     server = servers(root)
     pid = server.proc.pid
+    import psutil
+
+    from serverproc import settled_rss
+
+    settled_rss(psutil.Process(pid))  # the start-up warm-up's imports read files too: done before counting
     url = f"{server.url}/api/v1/runs/p/v/media/{digest}"
     spans = random.Random(1)
 

@@ -151,8 +151,7 @@ def version_events(request: Any, info: Any, reused: bool, previous: Mapping[str,
     """Emit ``artifact.version`` for a new version and ``alias.moved`` for each alias that now
     points elsewhere, after the commit (the server's versions are files on SQLite: not in its
     transaction). A failure is reported and never fails the commit."""
-    principal = getattr(request.state, "principal", None)
-    actor = principal.name if principal is not None else None
+    actor = _actor(request)
     engine = request.app.state.tracklet.store.engine
     subject = f"{info.project}/{info.name}"
     try:

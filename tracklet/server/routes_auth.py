@@ -112,11 +112,6 @@ def disable_user(request: Request, name: str) -> None:
         raise _not_found(error) from None
 
 
-def _require_project_admin(request: Request, project: str) -> Accounts:
-    """The accounts, for a route the guard let through: it declares ``requires("admin")``."""
-    return _accounts(request)
-
-
 @router.get("/projects/{project}/members", response_model=MembersResponse, responses=_ERRORS,
             summary="A project's members and their roles")
 def list_members(request: Request, project: str) -> MembersResponse:
@@ -128,7 +123,7 @@ def list_members(request: Request, project: str) -> MembersResponse:
             summary="Give a user a role in a project (project admins)")
 @requires("admin")
 def set_member(request: Request, project: str, user: str, body: RoleRequest) -> None:
-    accounts = _require_project_admin(request, project)
+    accounts = _accounts(request)  # the guard checked requires("admin")
     try:
         accounts.set_member(project, user, body.role)
     except AuthError as error:
@@ -139,7 +134,7 @@ def set_member(request: Request, project: str, user: str, body: RoleRequest) -> 
                summary="Remove a user from a project (project admins)")
 @requires("admin")
 def remove_member(request: Request, project: str, user: str) -> None:
-    accounts = _require_project_admin(request, project)
+    accounts = _accounts(request)  # the guard checked requires("admin")
     try:
         accounts.remove_member(project, user)
     except AuthError as error:

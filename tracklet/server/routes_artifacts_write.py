@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
+from fastapi import Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
@@ -27,7 +27,7 @@ from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts,
                                             check_file_digest)
 from tracklet.server.audit import arm, armed, arms_itself
 from tracklet.server.auth import requires
-from tracklet.server.body import BoundedBodyRoute, read_body, read_body_into
+from tracklet.server.body import bounded_router, read_body, read_body_into
 from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
@@ -36,7 +36,7 @@ from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse,
                                     VersionAliasesRequest, VersionAliasesResponse, VersionDeleteResponse, errors)
 from tracklet.server.routes_artifacts_read import _version_model
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
+router = bounded_router(prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
 
 _RAW_BODY = {
     "requestBody": {

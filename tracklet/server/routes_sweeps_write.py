@@ -28,13 +28,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from tracklet.core.settings import is_valid_name
 from tracklet.errors import MissingDependency, RunNotIndexed, SweepError, SweepNotFound
 from tracklet.server import audit
 from tracklet.server.logs import run_paths
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 from tracklet.server.models import (
     SweepControlRequest,
     SweepControlResponse,
@@ -53,7 +53,7 @@ from tracklet.server.models import (
     errors,
 )
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["sweeps"])
+router = bounded_router(prefix="/api/v1", tags=["sweeps"])
 
 _ERRORS = errors(400, 404)
 MAX_PRUNE_POINTS = 10_000  # points one heartbeat reports to the pruner at most (the rest: next beat)

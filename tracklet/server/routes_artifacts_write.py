@@ -69,6 +69,7 @@ def _not_found(error: Exception) -> HTTPException:
 
 @router.post("/_blobs/missing", response_model=BlobQueryResponse, responses=errors(400),
              summary="Which of these blobs does the project lack?")
+@requires("write", creates=True)
 def missing_blobs(request: Request, project: str, query: BlobQuery) -> BlobQueryResponse:
     """Of up to 1,000 sha256 digests, those the project doesn't hold: the ones to upload. More
     digests in one request: 400 naming the limit."""
@@ -114,6 +115,7 @@ async def stream_body(request: Request, limit: int) -> Iterator[bytes]:
 @router.put("/_blobs/{digest}", response_model=PutBlobResponse, responses=errors(400, 413, 415),
             openapi_extra=_RAW_BODY, summary="Upload a blob (streamed, verified)")
 @arms_itself
+@requires("write", creates=True)
 async def put_blob(request: Request, project: str, digest: str) -> PutBlobResponse:
     """Store the body as blob `digest` of the project: streamed to a temporary name while its
     sha256 is computed, made visible only if it matches (else 400, nothing stored). Sending a
@@ -132,6 +134,7 @@ async def put_blob(request: Request, project: str, digest: str) -> PutBlobRespon
 @router.post("/_blobs/batch", response_model=BatchResponse, responses=errors(400, 413, 415),
              openapi_extra=_RAW_BODY, summary="Upload many small blobs in one request")
 @arms_itself
+@requires("write", creates=True)
 async def put_blob_batch(request: Request, project: str) -> BatchResponse:
     """Up to 1,000 blobs, each framed as its sha256 (64 ASCII hex digits), its length (8 bytes,
     big-endian) and its bytes; the whole body within the server's body limit. Each blob is
@@ -218,6 +221,7 @@ def _session_model(artifacts: ServerArtifacts, session: Session) -> UploadSessio
 
 @router.post("/_uploads", response_model=UploadSession, responses=errors(400),
              summary="Start a resumable upload of a large blob")
+@requires("write", creates=True)
 def start_upload(request: Request, project: str, body: UploadRequest) -> UploadSession:
     """A session for blob `digest` of `size` bytes, sent as parts of `part_size` bytes (PUT
     .../_uploads/{id}/parts/{n}, any order, any number at once), then completed."""
@@ -237,6 +241,7 @@ def get_upload(request: Request, project: str, upload_id: str) -> UploadSession:
 
 @router.put("/_uploads/{upload_id}/parts/{number}", response_model=UploadPart, responses=errors(400, 404, 413),
             openapi_extra=_RAW_BODY, summary="Upload one part (kept only when received whole)")
+@requires("write", creates=True)
 async def put_upload_part(request: Request, project: str, upload_id: str,
                           number: int = Path(ge=1, le=MAX_PARTS, description="The part's number, from 1"),
                           x_tracklet_sha256: str | None = Header(default=None)) -> UploadPart:
@@ -254,6 +259,7 @@ async def put_upload_part(request: Request, project: str, upload_id: str,
 
 @router.post("/_uploads/{upload_id}/complete", response_model=PutBlobResponse, responses=errors(400, 404),
              summary="Assemble, verify and publish an upload's blob")
+@requires("write", creates=True)
 def complete_upload(request: Request, project: str, upload_id: str) -> PutBlobResponse:
     """Once every part is in: the blob is assembled, its sha256 checked (a mismatch: 400, the
     session is dropped, nothing visible) and made visible; the session is removed."""
@@ -270,6 +276,7 @@ def complete_upload(request: Request, project: str, upload_id: str) -> PutBlobRe
 
 @router.post("/_chunks/missing", response_model=ChunkQueryResponse, responses=errors(400),
              summary="Which of these chunks does the project lack?")
+@requires("write", creates=True)
 def missing_chunks(request: Request, project: str, query: ChunkQuery) -> ChunkQueryResponse:
     """Of up to 1,000 chunk ids (blake3 hex), those the project doesn't hold: the ones to send in
     packs. More ids in one request: 400 naming the limit. With `stream` and `segment` (a file's
@@ -281,6 +288,7 @@ def missing_chunks(request: Request, project: str, query: ChunkQuery) -> ChunkQu
 @router.put("/_packs/{pack_id}", response_model=PutPackResponse, responses=errors(400, 413, 415, 503),
             openapi_extra=_RAW_BODY, summary="Upload a pack of chunks (each chunk verified)")
 @arms_itself
+@requires("write", creates=True)
 async def put_pack(request: Request, project: str, pack_id: str) -> PutPackResponse:
     """A pack (docs/artifacts.md, "Pack": chunk bytes, an index of blake3 id, offset and length
     per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
@@ -333,6 +341,7 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
 
 @router.post("/_files", response_model=FileResponse, responses=errors(400),
              summary="Register a large file held as chunks (rebuilt and verified)")
+@requires("write", creates=True)
 def register_file(request: Request, project: str, body: FileRequest) -> FileResponse:
     """The file `digest` of `size` bytes is the chunks its `recipe` blob lists (uploaded first, as
     a blob): the server checks the project holds every chunk, rebuilds the file from them (each
@@ -348,6 +357,7 @@ def register_file(request: Request, project: str, body: FileRequest) -> FileResp
 
 @router.post("/{name}/versions", response_model=CommitResponse, responses=errors(400),
              summary="Commit a version (its blobs and manifest uploaded first)")
+@requires("write", creates=True)
 def commit_version(request: Request, project: str, name: str, body: CommitRequest) -> CommitResponse:
     """Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
     parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move

@@ -37,6 +37,7 @@ _RAW_BODY = {
     summary="Append record log bytes at an offset",
 )
 @arms_itself
+@requires("write", creates=True)
 async def put_log(
     request: Request,
     project: str,

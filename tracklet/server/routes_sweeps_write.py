@@ -35,6 +35,7 @@ from tracklet.errors import MissingDependency, RunNotIndexed, SweepError, SweepN
 from tracklet.server import audit
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
+from tracklet.server.auth import requires
 from tracklet.server.models import (
     SweepControlRequest,
     SweepControlResponse,
@@ -94,6 +95,7 @@ def _lease(ctl: Any, body: SweepTrialRef) -> Any:
 
 @router.post("/projects/{project}/sweeps", response_model=SweepCreated, responses=errors(400, 409, 500),
              summary="Create a sweep on the server")
+@requires("write", creates=True)
 def create_sweep(request: Request, project: str, body: SweepCreateRequest) -> SweepCreated:
     """Validate the W&B sweep config and create its study in the server's database; agents then
     ask `.../sweeps/{id}/next`. 400 names every problem in the config."""

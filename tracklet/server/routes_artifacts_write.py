@@ -27,6 +27,7 @@ from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts,
                                             check_file_digest)
 from tracklet.server.audit import arm, armed, arms_itself
 from tracklet.server.auth import requires
+from tracklet.server.params import version_param
 from tracklet.server.body import bounded_router, read_body, read_body_into
 from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
@@ -371,16 +372,6 @@ def commit_version(request: Request, project: str, name: str, body: CommitReques
     return CommitResponse(version=_version_model(info), reused=reused)
 
 
-def _number(version: str) -> int:
-    """N of a ``vN`` path segment (400 for anything else: these routes change one exact version)."""
-    from tracklet.artifacts.names import version_number
-
-    number = version_number(version)
-    if number is None:
-        raise BadRequest(f"name the version as vN; got {version[:100]!r}")
-    return number
-
-
 @router.post("/{name}/versions/{version}/aliases", response_model=VersionAliasesResponse, responses=errors(400, 404),
              summary="Move a version's custom aliases")
 @requires("write", creates=False)  # changes what exists: never creates the project (a non-member: 403)
@@ -395,7 +386,7 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
     of the server's (the local store's rules). Emits `alias.moved` for each alias that moved and
     `alias.removed` for each taken off."""
     artifacts = _artifacts(request)
-    name, number = _name(name), _number(version)
+    name, number = _name(name), version_param(version)
     previous = alias_versions(artifacts, project, name, body.add)
     held = alias_versions(artifacts, project, name, [alias for alias in body.remove if alias not in body.add])
     try:
@@ -424,7 +415,7 @@ def delete_version(request: Request, project: str, name: str, version: str,
     `artifact.deleted`. A version deleted already answers 410 (a retried deletion whose answer
     was lost finds its work done), one that never existed 404."""
     artifacts = _artifacts(request)
-    name, number = _name(name), _number(version)
+    name, number = _name(name), version_param(version)
 
     def refuse_linked(connection: Any) -> None:  # holding the collection's lock, which a new link holds too
         links = _registry_links(request, project, name, number, connection)

@@ -387,8 +387,9 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
     `alias.removed` for each taken off."""
     artifacts = _artifacts(request)
     name, number = _name(name), version_param(version)
-    previous = alias_versions(artifacts, project, name, body.add)
-    held = alias_versions(artifacts, project, name, [alias for alias in body.remove if alias not in body.add])
+    before = alias_versions(artifacts, project, name, [*body.add, *body.remove])
+    previous = {alias: before[alias] for alias in body.add}
+    held = {alias: before[alias] for alias in body.remove if alias not in body.add}
     try:
         info = artifacts.save_aliases(project, name, number, body.add, body.remove)
     except ArtifactNotFound as error:

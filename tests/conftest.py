@@ -156,6 +156,19 @@ def store_url(request, tmp_path):
 
 
 @pytest.fixture
+def fresh_url(store_url, request):
+    """``fresh_url(root)``: a new, empty store of ``store_url``'s backend for data root ``root``
+    (where a test compares with one pass over a whole log)."""
+    def url(root: Path) -> str:
+        if store_url.startswith("sqlite"):
+            root.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{root / 'store.sqlite'}"
+        from pgcluster import create_database
+        return create_database(request.getfixturevalue("postgres_url"), f"t{next(_databases)}")
+    return url
+
+
+@pytest.fixture
 def servers(tmp_path):
     """Start servers with ``servers(**kwargs)``; every one is killed at teardown."""
     started: list[Server] = []

@@ -16,13 +16,13 @@ import numpy as np
 import sqlalchemy as sa
 
 import tracklet
-from tracklet.core.recordlog import RecordLogWriter
+from tracklet.core.recordlog import RecordLogWriter, scan
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
 from tracklet.store.schema import blocks
 
 from conftest import QUIET
-from test_store_small_appends import _cuts, _Server, _whole, fresh_url  # noqa: F401  (fresh_url: a fixture)
+from test_store_small_appends import _cuts, _Server, _whole
 from test_store_robustness import _store_content
 
 BIG = 2**53 + 1  # the first int a float64 can't hold
@@ -143,13 +143,20 @@ def _typed_log(directory: Path, steps: int, ended: bool = False) -> bytes:
     return (directory / "log").read_bytes()
 
 
+def _logged_steps(data: bytes, end: int) -> int:
+    """How many rows the history records within the log's first ``end`` bytes hold: what an
+    upload of that much of it logged."""
+    records = [pb.Record.FromString(payload) for _, payload in scan(data[:end]).payloads]
+    return sum(len(record.history.steps) for record in records if record.WhichOneof("kind") == "history")
+
+
 def _expected(steps: int) -> dict[str, list]:
     return {"tokens": [BIG + row for row in range(steps)], "flag": [row % 3 == 0 for row in range(steps)],
             "loss": [float(row) for row in range(steps)],
             "mixed": [row if row % 8 < 4 else row + 0.5 for row in range(steps)]}
 
 
-def test_small_appends_keep_how_each_point_was_logged(tmp_path, store_url, fresh_url):  # noqa: F811
+def test_small_appends_keep_how_each_point_was_logged(tmp_path, store_url, fresh_url):
     """Upload by upload across block boundaries (the tails kept between appends, read back from the
     store, open blocks in pieces, then joined), every point reads back as logged, and the store
     equals one pass over the whole log."""
@@ -163,12 +170,13 @@ def test_small_appends_keep_how_each_point_was_logged(tmp_path, store_url, fresh
     crashed = _Server(tmp_path / "crashed", fresh_url(tmp_path / "crashed-store"))
     cut = [end for end in _cuts(data) if end < len(data)]
     crashed.upload(data, cut)
+    uploaded = _logged_steps(data, cut[-1])
     type(crashed.indexer)(crashed.store.engine, crashed.root, liveness=lambda _: False).index_run(crashed.paths)
     assert crashed.store.runs("p")[0]["state"] == "crashed"
     with crashed.store.engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.max(blocks.c.count)).where(blocks.c.level == 0)).scalar() > B.PIECE_SIZE
     for series in crashed.store.history("p/online", list(_expected(2600)), buckets=None):
-        assert _same(series.as_logged(), _expected(len(series))[series.key]), series.key
+        assert _same(series.as_logged(), _expected(uploaded)[series.key]), series.key
     crashed.store.close()
     assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
     # Charts and summaries read the float64s: an int past 2**53 is the nearest double there.
@@ -191,17 +199,19 @@ def test_blocks_written_before_tracklet_kept_ints_read_as_floats_and_later_point
             steps, values = B.decode_points(row.data)
             connection.execute(blocks.update().where(blocks.c.series_id == row.series_id, blocks.c.level == 0,
                                                      blocks.c.seq == row.seq).values(data=B.encode_points(steps, values)))
+    before = _logged_steps(data, half)
     old = {series.key: series for series in server.store.history("p/online", ["tokens", "flag"], buckets=None)}
-    assert old["flag"].logged is None and _same(old["flag"].as_logged(), [float(v) for v in _expected(len(old["flag"]))["flag"]])
+    assert old["flag"].logged is None and _same(old["flag"].as_logged(), [float(v) for v in _expected(before)["flag"]])
+    assert _same(old["tokens"].as_logged(), [float(v) for v in _expected(before)["tokens"]])
     indexer = type(server.indexer)(server.store.engine, server.root, liveness=lambda _: True)  # nothing kept
     indexer.index_run(server.paths)  # no new bytes yet
     server.indexer = indexer
     server.upload(data, [end for end in ends if end > half])
     (tokens,) = server.store.history("p/online", "tokens", buckets=None)
     found = tokens.as_logged()
-    before = len(old["tokens"])
-    assert all(type(value) is float for value in found[:before])
-    assert _same(found[before:], _expected(len(found))["tokens"][before:]) and len(found) > before
+    assert _same(found[:before], [float(v) for v in _expected(before)["tokens"]])
+    total = _logged_steps(data, ends[-1])
+    assert _same(found[before:], _expected(total)["tokens"][before:]) and 0 < before < total
     server.store.close()
 
 

@@ -194,6 +194,78 @@ def test_every_refusal_names_the_role_its_route_needs(keyed_server, root):
             client.sync_run(RunPaths(root, "vision", "r1"))
 
 
+# The routes that create a project that doesn't exist yet for their sender: a run's and an artifact's
+# uploads, and a server sweep (``requires(..., creates=True)``). Every other write is refused there.
+_CREATING_ROUTES = {
+    ("PUT", "/api/v1/runs/{project}/{run_id}/log"),
+    ("PUT", "/api/v1/runs/{project}/{run_id}/files/{name:path}"),
+    ("POST", "/api/v1/projects/{project}/artifacts/_blobs/missing"),
+    ("PUT", "/api/v1/projects/{project}/artifacts/_blobs/{digest}"),
+    ("POST", "/api/v1/projects/{project}/artifacts/_blobs/batch"),
+    ("POST", "/api/v1/projects/{project}/artifacts/_uploads"),
+    ("PUT", "/api/v1/projects/{project}/artifacts/_uploads/{upload_id}/parts/{number}"),
+    ("POST", "/api/v1/projects/{project}/artifacts/_uploads/{upload_id}/complete"),
+    ("POST", "/api/v1/projects/{project}/artifacts/_chunks/missing"),
+    ("PUT", "/api/v1/projects/{project}/artifacts/_packs/{pack_id}"),
+    ("POST", "/api/v1/projects/{project}/artifacts/_files"),
+    ("POST", "/api/v1/projects/{project}/artifacts/{name}/versions"),
+    ("POST", "/api/v1/projects/{project}/sweeps"),
+}
+# A POST that only reads (a report's preview parses markdown): open on a project not there, as a GET.
+_READING_POSTS = {("POST", "/api/v1/projects/{project}/reports/preview")}
+_PATH_VALUES = {"run_id": "r1", "name:path": "notes.txt", "name": "data", "digest": "0" * 64, "upload_id": "u1",
+                "number": "1", "pack_id": "p1", "version": "v0", "sweep_id": "s1", "user": "nina", "report_id": "1",
+                "token_id": "1"}
+
+
+def _project_writes(tmp_path: Path) -> list[tuple[str, str]]:
+    """(method, path template) of every route of the server that writes under a ``{project}``."""
+    from tracklet.server.app import create_app
+
+    def walk(routes):
+        for route in routes:
+            if type(route).__name__ == "_IncludedRouter":  # FastAPI's included router: its own routes
+                yield from walk(route.original_router.routes)
+            elif getattr(route, "methods", None):
+                yield route
+
+    app = create_app(tmp_path / "routes", index_on_start=False)
+    return sorted((method, route.path) for route in walk(app.routes) if "{project}" in route.path
+                  for method in route.methods if method not in ("GET", "HEAD"))
+
+
+def test_only_an_upload_creates_a_project_that_does_not_exist(keyed_server, tmp_path):
+    """A user's write to a project nobody made yet: an upload (a run's log or file, an artifact's
+    blobs, packs and commit) or a server sweep creates it with them as its admin; any other write
+    (members, reports, media retention and prune, aliases, a version's deletion, a sweep's trials)
+    answers 403 naming the user as no member, and leaves no project behind, whatever its path."""
+    server = keyed_server
+    writes = _project_writes(tmp_path)
+    assert _CREATING_ROUTES <= set(writes)
+    admin = _bearer(server.admin_key)
+    with httpx.Client(base_url=server.url) as http:
+        nina = _bearer(http.post("/api/v1/users", json={"name": "nina"}, headers=admin).json()["key"])
+        created = set()
+        for number, (method, template) in enumerate(writes):
+            project = f"fresh{number}"
+            path = template.replace("{project}", project)
+            for name, value in _PATH_VALUES.items():
+                path = path.replace("{" + name + "}", value)
+            answer = http.request(method, path, params={"offset": 0}, json={}, headers=nina)
+            if (method, template) in _CREATING_ROUTES:
+                created.add(project)
+                assert answer.status_code != 403, (method, template, answer.text)
+                assert http.get(f"/api/v1/projects/{project}/members", headers=admin).json()["members"] == [
+                    {"user": "nina", "role": "admin"}], (method, template)
+            elif (method, template) in _READING_POSTS:
+                assert answer.status_code == 422, (method, template, answer.text)  # its empty body, checked
+            else:
+                assert answer.status_code == 403, (method, template, answer.text)
+                assert f"access to project {project!r} (not a member" in answer.json()["detail"], (method, template)
+        listed = {entry["name"] for entry in http.get("/api/v1/projects", headers=admin).json()["projects"]}
+        assert {name for name in listed if name.startswith("fresh")} == created
+
+
 def test_admin_cli_manages_users_keys_and_members(tmp_path):
     root = tmp_path / "srv"
     assert _admin(root, "create-user", "carol").returncode == 0

@@ -93,18 +93,6 @@ def _whole(tmp_path: Path, fresh_url, root: Path) -> dict:
     return content
 
 
-@pytest.fixture
-def fresh_url(store_url, request):
-    """A new, empty store of ``store_url``'s backend for a data root (where one pass is compared)."""
-    def url(root: Path) -> str:
-        if store_url.startswith("sqlite"):
-            root.mkdir(parents=True, exist_ok=True)
-            return f"sqlite:///{root / 'store.sqlite'}"
-        from pgcluster import create_database
-        return create_database(request.getfixturevalue("postgres_url"), f"t{next(conftest._databases)}")
-    return url
-
-
 def test_many_small_appends_store_what_one_pass_over_the_whole_log_stores(tmp_path, store_url, fresh_url):
     """Upload by upload across block and pyramid level boundaries (1,024 points a block, 16 a
     summary entry), the series, their blocks and the run's row equal one pass over the log."""

@@ -15,7 +15,8 @@ from conftest import QUIET
 import tracklet
 from tracklet.store import Store
 from tracklet.store import blocks as B
-from tracklet.store.windows import CHUNK, bucketize_points
+from tracklet.store.tail_cache import decoded_nbytes
+from tracklet.store.windows import CHUNK, DecodedBlocks, bucketize_points
 
 SHAPES = {  # run name -> (steps, values)
     "dense": (np.arange(70_000), np.sin(np.arange(70_000) / 300.0)),
@@ -180,3 +181,37 @@ def test_decoded_blocks_never_answer_for_rewritten_ones(root, store_url):
     store.index()
     (replaced,) = store.history(again.path, "loss", start=1000, end=5000, buckets=100)
     assert replaced.count.sum() == 1600 and replaced.max.max() == 2.0 * 2599
+
+
+def test_a_block_read_without_how_it_was_logged_is_decoded_with_it_when_asked():
+    """A chart's read (``logged=False``) leaves a level-0 block's int/bool part undecoded; a read
+    that wants it (a history of ints) gets it exact from the same cache, which keeps it from then
+    on and counts its bytes; float-only blocks and summary levels read as before."""
+    steps = np.arange(10, 20, dtype=np.int64)
+    ints = np.array([3, 2**53 + 1, -5, 0, 7, 8, 9, 2**62, 1, 2], dtype=np.int64)
+    logged = B.Logged(np.full(len(steps), B.INT, dtype=np.uint8), ints)
+    data = B.encode_points(steps, ints.astype(np.float64), logged)
+    cache = DecodedBlocks()
+    chart = cache.decode(0, data, logged=False)
+    assert chart[2] is None and chart[0].tolist() == steps.tolist()
+    exact = cache.decode(0, data)
+    assert exact[2] is not None and B.as_logged(exact[1], exact[2]) == ints.tolist()
+    assert cache.decode(0, data, logged=False) is exact  # kept whole now: either read takes it
+    assert cache.decode(0, data) is exact
+    stored = len(data) + decoded_nbytes(exact)
+    assert cache._bytes == stored  # the first, partial entry's bytes are no longer counted
+    floats = B.encode_points(steps, steps / 3.0)
+    assert cache.decode(0, floats, logged=False)[2] is None and cache.decode(0, floats)[2] is None
+    entries = B.encode_entries(B.point_entries(steps, steps / 3.0))
+    assert cache.decode(1, entries, logged=False).tolist() == cache.decode(1, entries).tolist()
+
+
+def test_joined_pieces_are_the_points_and_how_each_was_logged_in_order():
+    """``blocks.join_points``: what ingest and the window reader join level-0 pieces with."""
+    first = (np.array([1, 2]), np.array([0.5, 1.0]), None)
+    second = (np.array([3]), np.array([3.0]), B.Logged(np.array([B.INT], dtype=np.uint8), np.array([3])))
+    steps, values, logged = B.join_points([first, second])
+    assert steps.tolist() == [1, 2, 3] and values.tolist() == [0.5, 1.0, 3.0]
+    assert B.as_logged(values, logged) == [0.5, 1.0, 3]
+    assert B.join_points([first]) is first
+    assert B.join_points([first, first])[2] is None

@@ -10,6 +10,7 @@ no manifest can make ``download()`` write outside its root.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from tracklet.errors import ArtifactNameError
@@ -45,6 +46,13 @@ def check_alias(alias: object) -> str:
     if _VERSION.fullmatch(alias):
         raise ArtifactNameError(f"alias {alias!r} is not allowed: 'vN' names a version and is assigned automatically")
     return alias
+
+
+def custom_aliases(aliases: Iterable[object]) -> list[str]:
+    """The aliases to give a version out of ``aliases``: each checked (``check_alias``: a bad name
+    or a ``vN`` raises ``ArtifactNameError``), ``latest`` left out (it always names the newest
+    version, nobody gives it), in their order, each once."""
+    return list(dict.fromkeys(check_alias(alias) for alias in aliases if alias != LATEST))
 
 
 def check_entry_path(path: object) -> str:

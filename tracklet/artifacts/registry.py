@@ -28,7 +28,7 @@ from typing import Any
 
 from tracklet.artifacts.durable import sync_directory, sync_file
 from tracklet.artifacts.manifest import is_sha256
-from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, is_artifact_name, version_number
+from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, is_artifact_name, version_number
 from tracklet.core.atomicfile import replace_atomically
 from tracklet.errors import ArtifactError, ArtifactNotFound
 
@@ -99,6 +99,16 @@ class LocalRegistry:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def _locked_version(self, project: str, name: str, version: int) -> Iterator[Path]:
+        """Hold the collection's lock while ``project/name:v<version>`` exists (``ArtifactNotFound``
+        if it doesn't); yields the collection's directory."""
+        directory = self.collection_dir(project, name)
+        with self._locked(directory):
+            if version not in self._version_numbers(directory):
+                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            yield directory
+
     # ------------------------------------------------------------ reading
 
     def _version_numbers(self, directory: Path) -> list[int]:
@@ -164,6 +174,13 @@ class LocalRegistry:
         """The collection's version numbers, ascending (reads no version file: one listing)."""
         return self._version_numbers(self.collection_dir(project, name))
 
+    def alias_targets(self, project: str, name: str) -> dict[str, int]:
+        """The version each alias of the collection names, ``latest`` included (none without a
+        version): one listing and the aliases file, no version file read."""
+        directory = self.collection_dir(project, name)
+        numbers = self._version_numbers(directory)
+        return {**self._aliases(directory), LATEST: numbers[-1]} if numbers else {}
+
     def versions(self, project: str, name: str) -> list[VersionInfo]:
         """Every version of a collection, oldest first."""
         directory = self.collection_dir(project, name)
@@ -193,7 +210,7 @@ class LocalRegistry:
         """Add ``info`` as the collection's next version, unless its latest version has the same
         digest (then that version is returned, and ``reused`` is True); then give it ``aliases``.
         Returns (the version as stored, with its aliases; reused)."""
-        custom = [check_alias(alias) for alias in aliases if alias != LATEST]
+        custom = custom_aliases(aliases)
         directory = self.collection_dir(info.project, info.name)
         with self._locked(directory):
             numbers = self._version_numbers(directory)
@@ -228,15 +245,13 @@ class LocalRegistry:
         return max(used) + 1 if used else 0
 
     @contextlib.contextmanager
-    def holding(self, project: str, name: str, version: int) -> Iterator[None]:
+    def holding(self, connection: Any, project: str, name: str, version: int) -> Iterator[None]:
         """Hold the collection's lock while ``project/name:v<version>`` exists (``ArtifactNotFound``
         if it doesn't): what a model registry's link holds until it commits, so a deletion
         (``delete_version``'s ``check``, under the same lock) sees the link or the link sees the
-        version gone, never neither."""
-        directory = self.collection_dir(project, name)
-        with self._locked(directory):
-            if version not in self._version_numbers(directory):
-                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+        version gone, never neither. ``connection`` (the link's transaction) is not used: the lock
+        is a file's; it is ``SqlRegistry.holding``'s signature, so a caller holds either alike."""
+        with self._locked_version(project, name, version):
             yield
 
     def was_deleted(self, project: str, name: str, version: int) -> bool:
@@ -252,10 +267,7 @@ class LocalRegistry:
         the deletion; the argument: no database transaction, unlike ``SqlRegistry``'s): the model
         registry's links are checked there (``holding``). Returns the aliases
         dropped. Its files stay stored until ``tracklet artifact gc``."""
-        directory = self.collection_dir(project, name)
-        with self._locked(directory):
-            if version not in self._version_numbers(directory):
-                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+        with self._locked_version(project, name, version) as directory:
             if check is not None:
                 check(None)
             current = self._aliases(directory)
@@ -289,11 +301,8 @@ class LocalRegistry:
 
     def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
         """Give ``version`` the aliases ``add`` (moving them from other versions) and drop ``remove``."""
-        custom = [check_alias(alias) for alias in add if alias != LATEST]
-        directory = self.collection_dir(project, name)
-        with self._locked(directory):
-            if version not in self._version_numbers(directory):
-                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+        custom = custom_aliases(add)
+        with self._locked_version(project, name, version) as directory:
             current = self._aliases(directory)
             current.update({alias: version for alias in custom})
             for alias in remove:

@@ -17,7 +17,6 @@ import gzip
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import httpx
 
@@ -27,7 +26,7 @@ from tracklet.client.http import HttpClient, RetryPolicy
 from tracklet.client.media_sync import MediaBlobSync
 from tracklet.core.layout import RunPaths, iter_runs
 from tracklet.core.parsecost import record_parse_problem
-from tracklet.core.recordlog import (FRAME_HEADER, MAGIC, MAX_RECORD_BYTES, Damage, RecordLogError, gap_frame,
+from tracklet.core.recordlog import (FRAME_HEADER, MAGIC, Damage, RecordLogError, gap_frame,
                                      read_log_from, scan, scan_frames, writer_alive)
 from tracklet.errors import SyncError
 
@@ -102,10 +101,13 @@ def local_runs(root: Path) -> list[RunPaths]:
     return list(iter_runs(Path(root)))
 
 
-def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> bytes:
+def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> tuple[bytes, Damage | None]:
     """Whole, intact frames of the log at ``path`` from ``start`` (a frame boundary or 0; from 0
     the header comes first), up to about ``max_bytes`` (more when one frame is bigger) and never
-    past ``limit``; empty when no complete frame is there (yet)."""
+    past ``limit``; empty when no complete frame is there (yet). With a ``Damage``: a gap frame
+    standing in for the intact frame at ``start`` whose record is too costly to parse (the server
+    refuses it and every reader skips it: the log keeps it, the upload goes on), made from the
+    frame as read here."""
     available = limit - start
     header = len(MAGIC) if start == 0 else 0
     window = min(max(max_bytes, header + 1), available)
@@ -119,60 +121,42 @@ def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> bytes:
                 raise SyncError(f"{path}: {error}") from None
             end = result.end_offset if result.end_offset >= header else 0
             costly = _first_costly(result.payloads)
-            if costly is not None and costly < end:
-                return data[:costly]  # up to a frame the server would refuse: _gap stands in for it
+            if costly is not None and costly[0] < end:
+                at, size, problem = costly
+                if at > 0:
+                    return data[:at], None  # up to a frame the server would refuse
+                reason = "record too costly to parse: " + problem
+                filler = gap_frame(FRAME_HEADER.size + size, reason)
+                stop = start + FRAME_HEADER.size + size
+                return (filler, Damage(start, stop, reason, end=stop)) if filler is not None else (b"", None)
             if end > header or (end and window >= available):
-                return data[:end]
+                return data[:end], None
             if result.damage is not None and result.damage.torn_tail and window < available:
                 window = min(window * 2, available)  # one frame bigger than the window: read it whole
                 continue
-            return data[:end]  # nothing complete (yet), or a damaged frame: stop here
+            return data[:end], None  # nothing complete (yet), or a damaged frame: stop here
 
 
-def _first_costly(payloads: list[tuple[int, bytes]]) -> int | None:
-    """The offset of the first frame whose record would take more memory to parse than any
-    reader or server spends on one (``core/parsecost.py``), or ``None``."""
+def _first_costly(payloads: list[tuple[int, bytes]]) -> tuple[int, int, str] | None:
+    """The first frame whose record would take more memory to parse than any reader or server
+    spends on one (``core/parsecost.py``): its offset, its payload's size and why; or ``None``."""
     for offset, payload in payloads:
-        if record_parse_problem(payload) is not None:
-            return offset
+        problem = record_parse_problem(payload)
+        if problem is not None:
+            return offset, len(payload), problem
     return None
-
-
-def _costly_gap(handle: BinaryIO, start: int, limit: int) -> tuple[bytes, Damage] | None:
-    """A gap frame standing in for an intact frame at ``start`` whose record is too costly to
-    parse (the server refuses it and every reader skips it): the log keeps it, the upload goes on."""
-    handle.seek(start)
-    head = handle.read(FRAME_HEADER.size)
-    if len(head) < FRAME_HEADER.size:
-        return None
-    length = FRAME_HEADER.unpack(head)[0]
-    end = start + FRAME_HEADER.size + length
-    if not 0 < length <= MAX_RECORD_BYTES or end > limit:
-        return None
-    result = scan_frames(head + handle.read(length), 0, base=start)
-    if not result.payloads:
-        return None
-    problem = record_parse_problem(result.payloads[0][1])
-    if problem is None:
-        return None
-    reason = "record too costly to parse: " + problem
-    filler = gap_frame(end - start, reason)
-    return (filler, Damage(start, end, reason, end=end)) if filler is not None else None
 
 
 def _gap(path: Path, start: int, limit: int, max_bytes: int) -> tuple[bytes, Damage] | None:
     """Where the log has a damaged region at ``start`` (no intact frame) followed by an intact
-    frame, or an intact frame too costly to parse (``_costly_gap``): gap frames of the region's
-    exact length, which stand in for it on the server so the frames after it upload at their own
-    offsets. ``None`` at the log's header, when nothing intact follows (yet: a live writer's torn
-    last frame), or when no gap record fits."""
+    frame: gap frames of the region's exact length, which stand in for it on the server so the
+    frames after it upload at their own offsets (an intact frame too costly to parse: ``_chunk``).
+    ``None`` at the log's header, when nothing intact follows (yet: a live writer's torn last
+    frame), or when no gap record fits."""
     if start < len(MAGIC):
         return None
     window = max(max_bytes, 1 << 20)
     with open(path, "rb") as handle:
-        costly = _costly_gap(handle, start, limit)
-        if costly is not None:
-            return costly
         while True:
             handle.seek(start)
             data = handle.read(min(window, limit - start))
@@ -300,8 +284,8 @@ class SyncClient:
         if progress:
             progress(offset, total)
         while offset < total:
-            body = _chunk(log_file, offset, total, self.chunk_bytes)
-            gap = None
+            body, costly = _chunk(log_file, offset, total, self.chunk_bytes)
+            gap = (body, costly) if costly is not None else None
             if not body:
                 gap = _gap(log_file, offset, total, self.chunk_bytes)
                 if gap is None:

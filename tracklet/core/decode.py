@@ -27,9 +27,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable
 
-from tracklet.core.parsecost import record_parse_problem
+from tracklet.core.parsecost import parse_record
 from tracklet.core.recordlog import FRAME_HEADER, Damage
 from tracklet.core.values import MAX_NESTING, MAX_STRUCTURED_BYTES
+from tracklet.errors import RecordRejected
 from tracklet.proto import records_pb2 as pb
 
 # Key ids are assigned 0, 1, 2, ... as keys first appear; one beyond this is damage, not data.
@@ -91,15 +92,13 @@ class RecordDecoder:
 
     def decode(self, offset: int, payload: bytes) -> pb.Record | None:
         """The record in ``payload`` (the frame at ``offset``), or ``None`` when it is invalid."""
-        problem = record_parse_problem(payload)
-        if problem is not None:  # parsing it would cost too much memory (core/parsecost.py)
-            self._note(offset, problem)
+        try:  # too costly to parse (core/parsecost.py), or not a record at all
+            record = parse_record(payload)
+        except RecordRejected as error:
+            self._note(offset, str(error))
             return None
-        record = pb.Record()
-        try:
-            record.ParseFromString(payload)
-        except Exception as error:  # DecodeError, or a nesting too deep for the parser
-            self._note(offset, f"not a valid record ({type(error).__name__}: {error})")
+        except Exception as error:  # whatever else the parser may raise is the frame's fault, never the reader's
+            self._note(offset, f"not a tracklet.v1.Record ({type(error).__name__}: {error})")
             return None
         kind = record.WhichOneof("kind")
         if kind == "gap":

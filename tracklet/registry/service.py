@@ -63,7 +63,7 @@ def _local_holding(root: Path) -> Callable[[Any, Any], contextlib.AbstractContex
     def holding(connection: Any, source: Any) -> contextlib.AbstractContextManager[None]:
         from tracklet.artifacts.storage import open_store
 
-        return open_store(root).registry.holding(source.project, source.name, source.version)
+        return open_store(root).registry.holding(connection, source.project, source.name, source.version)
 
     return holding
 

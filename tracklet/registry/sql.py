@@ -34,7 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
+from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, custom_aliases, version_number
 from tracklet.errors import (AliasMoved, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, PromotionReviewRefused,
                              RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name
@@ -208,6 +208,17 @@ def _refusals() -> Iterator[None]:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0][:300]
         raise RegistryUnavailable(f"the registry's database refused the change ({reason}): nothing was changed") \
             from error
+
+
+def _protected_removal(registry: str, collection: str, alias: str) -> str:
+    """Why a protected alias is not removed (every removal of one is refused the same way)."""
+    return f"alias {alias!r} of {registry}/{collection} is protected: it can't be removed (unprotect it first)"
+
+
+def _protected_move(registry: str, collection: str, alias: str, request_id: int, number: int) -> str:
+    """Why a protected alias did not move: the promotion request opened (or pending) for it."""
+    return (f"alias {alias!r} of {registry}/{collection} is protected: promotion request #{request_id} (to v{number}) "
+            f"waits for approval by someone else (`tracklet registry approve {request_id}`)")
 
 
 def _reason(reason: str | None) -> str:
@@ -448,7 +459,7 @@ class ModelRegistry:
         give it ``aliases``. A protected alias is not moved: a promotion request is opened
         (``Link.requests``)."""
         registry, collection = check_registry_name(registry), check_artifact_name(collection)
-        custom = [check_alias(alias) for alias in dict.fromkeys(aliases) if alias != LATEST]
+        custom = custom_aliases(aliases)
         actor, why = _actor(actor), _reason(reason)
         with contextlib.ExitStack() as source_held, self._write() as connection:  # held past the commit
             held = self._hold(connection, registry, collection, type=source.type)
@@ -498,8 +509,7 @@ class ModelRegistry:
             return None
         if request_id is None and needed:
             if version is None:
-                raise PromotionRequired(f"alias {alias!r} of {registry}/{collection} is protected: it can't be "
-                                        "removed (unprotect it first)")
+                raise PromotionRequired(_protected_removal(registry, collection, alias))
             pending = connection.execute(sa.select(registry_requests.c.id).where(
                 self._key(registry_requests, registry, collection), registry_requests.c.alias == alias,
                 registry_requests.c.to_version == version, registry_requests.c.requester == actor,
@@ -564,9 +574,7 @@ class ModelRegistry:
             if isinstance(outcome, int):
                 request_id = outcome
         if request_id is not None:
-            raise PromotionRequired(f"alias {alias!r} of {registry}/{collection} is protected: promotion request "
-                                    f"#{request_id} (to v{number}) waits for approval by someone else "
-                                    f"(`tracklet registry approve {request_id}`)", request_id)
+            raise PromotionRequired(_protected_move(registry, collection, alias, request_id, number), request_id)
         return outcome if isinstance(outcome, AliasEvent) else None
 
     def remove_alias(self, registry: str, collection: str, alias: str, *, expected: int | None = None,
@@ -607,7 +615,7 @@ class ModelRegistry:
         only if it still names this version: one someone else moved since it was read stays
         where they put it (W&B removes an alias from the edited artifact only). Returns the
         events appended."""
-        adding = [check_alias(alias) for alias in dict.fromkeys(added) if alias != LATEST]
+        adding = custom_aliases(added)
         removing = [check_alias(alias) for alias in dict.fromkeys(removed) if alias not in adding]
         actor, why = _actor(actor), _reason(reason)
         opened: list[tuple[str, int]] = []
@@ -621,8 +629,7 @@ class ModelRegistry:
             removing = [alias for alias in removing if state[alias][0] == number]
             for alias in removing:
                 if state[alias][1]:
-                    raise PromotionRequired(f"alias {alias!r} of {registry}/{collection} is protected: it can't be "
-                                            "removed (unprotect it first); no alias was changed")
+                    raise PromotionRequired(f"{_protected_removal(registry, collection, alias)}; no alias was changed")
             protected = [alias for alias in adding if state[alias][1] and state[alias][0] != number]
             if protected:
                 for alias in protected:
@@ -636,9 +643,8 @@ class ModelRegistry:
                     if isinstance(moved, AliasEvent):
                         events.append(moved)
         if opened:
-            named = "; ".join(f"alias {alias!r} of {registry}/{collection} is protected: promotion request "
-                              f"#{request_id} (to v{number}) waits for approval by someone else (`tracklet registry "
-                              f"approve {request_id}`)" for alias, request_id in opened)
+            named = "; ".join(_protected_move(registry, collection, alias, request_id, number)
+                              for alias, request_id in opened)
             raise PromotionRequired(f"{named}; no alias was moved", opened[0][1])
         return events
 

@@ -63,9 +63,9 @@ async def require_access(request: Request) -> None:
     """Every API route's gate: the sender must present a valid key, and on a route with a
     ``{project}`` hold the role the route needs there (``auth.route_access``: ``read`` for GET and
     HEAD, ``write`` for other methods, unless the route declares another with ``auth.requires``);
-    a 403 names that role. An upload
-    (``PUT /api/v1/runs/...``, or any artifact write) to a project that doesn't exist yet creates
-    it for the sender. The check blocks on the database: it runs in the route function's own
+    a 403 names that role. A route that declares ``requires(..., creates=True)`` (a run's log or
+    file upload, an artifact's upload or commit, a server sweep) creates a project that doesn't
+    exist yet for the sender; no other route does. The check blocks on the database: it runs in the route function's own
     worker call where the route has one (``one_hop.py``), else in a worker call of its own."""
     authorizer: Authorizer | None = request.app.state.tracklet.authorizer
     if authorizer is None:
@@ -85,14 +85,9 @@ def check_access(request: Request, authorizer: Authorizer) -> None:
         authorizer.principal(request)
         return
     access = route_access(request)
-    needed = access.role
-    # The first upload of a run, or of an artifact, creates its project (else no role could guard its reads).
-    # A read (the upload's offset probe needs write) never creates one.
-    path = request.url.path
-    creating = access.creates and needed == "write" and request.method not in ("GET", "HEAD") and (
-        path.startswith("/api/v1/runs/") or path.startswith(f"/api/v1/projects/{project}/artifacts/")
-        or path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
-    authorizer.check(request, project, needed, create=creating, missing_ok=access.missing_ok)
+    # The first upload of a run, or of an artifact, creates its project (else no role could guard its
+    # reads): the routes that declare ``creates``, none by its path.
+    authorizer.check(request, project, access.role, create=access.creates, missing_ok=access.missing_ok)
 
 
 def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,

@@ -902,13 +902,13 @@ class ServerArtifacts:
         local store's ``artifact.save()`` (``Artifact._save_aliases``), applied by the same
         registry code. ``latest`` and ``vN`` are not aliases one can give or take (``BadRequest``).
         Returns the version with its aliases after."""
-        from tracklet.artifacts.names import LATEST, check_alias
+        from tracklet.artifacts.names import LATEST, check_alias, custom_aliases
 
         if LATEST in remove:
             raise BadRequest(f"artifact {project}/{name}: 'latest' always names the newest version; it can't be "
                              "removed")
         try:
-            added = [check_alias(alias) for alias in dict.fromkeys(add) if alias != LATEST]
+            added = custom_aliases(add)
             removed = [check_alias(alias) for alias in dict.fromkeys(remove) if alias not in added]
             self.registry.set_aliases(project, name, version, added, removed)
         except ArtifactNotFound:
@@ -922,9 +922,7 @@ class ServerArtifacts:
         link transaction on ``connection`` commits (``ModelRegistry(holding=)``): the collection's
         lock (PostgreSQL: its advisory lock in that transaction; else the version store's file
         lock), the version checked to exist."""
-        if isinstance(self.registry, SqlRegistry):
-            return self.registry.holding(connection, source.project, source.name, source.version)
-        return self.registry.holding(source.project, source.name, source.version)
+        return self.registry.holding(connection, source.project, source.name, source.version)
 
     def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool,
                        check: Callable[[sa.Connection | None], None] | None = None) -> tuple[VersionInfo, list[str]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
+from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, version_number
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
@@ -84,6 +84,13 @@ class SqlRegistry:
             raise ArtifactNotFound(f"artifact {project}/{name}:v{number} does not exist")
         return self._info(row, aliases, latest)
 
+    def alias_targets(self, project: str, name: str) -> dict[str, int]:
+        """``LocalRegistry.alias_targets``: the version each alias names, ``latest`` included."""
+        with self.engine.connect() as connection:
+            latest = connection.execute(sa.select(sa.func.max(artifact_versions.c.version)).where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name)).scalar()
+            return {**self._aliases(connection, project, name), LATEST: latest} if latest is not None else {}
+
     def versions(self, project: str, name: str) -> list[VersionInfo]:
         """Every version of a collection, oldest first."""
         with self.engine.connect() as connection:
@@ -109,23 +116,35 @@ class SqlRegistry:
                                  signed=True)
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
+    def _held_version(self, connection: sa.Connection, project: str, name: str, version: int) -> Any:
+        """Hold the collection for the rest of ``connection``'s transaction (``_begin``) and answer
+        ``project/name:v<version>``'s row (``ArtifactNotFound`` if there is none)."""
+        self._begin(connection, project, name)
+        row = connection.execute(sa.select(artifact_versions).where(
+            artifact_versions.c.project == project, artifact_versions.c.name == name,
+            artifact_versions.c.version == version)).first()
+        if row is None:
+            raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+        return row
+
     def commit(self, info: VersionInfo, aliases: list[str]) -> tuple[VersionInfo, bool]:
         """``LocalRegistry.commit``: the next version, unless the latest has the same digest;
         then ``aliases``. Returns (the version as stored, with its aliases; reused)."""
-        custom = [check_alias(alias) for alias in aliases if alias != LATEST]
+        custom = custom_aliases(aliases)
         with self._lock, self.engine.begin() as connection:
             self._begin(connection, info.project, info.name)
             latest = connection.execute(sa.select(artifact_versions).where(
                 artifact_versions.c.project == info.project, artifact_versions.c.name == info.name
             ).order_by(artifact_versions.c.version.desc()).limit(1)).first()
             reused = False
-            number = self._next_number(connection, info.project, info.name)
             if latest is not None:
                 if latest.type != info.type:
                     raise ArtifactError(f"artifact {info.project}/{info.name} has type {latest.type!r}; it can't take "
                                         f"a version of type {info.type!r} (use another name)")
                 reused = latest.digest == info.digest
-                number = latest.version if reused else number
+            highest = None if latest is None else int(latest.version)
+            number = highest if reused and highest is not None else self._next_number(
+                connection, info.project, info.name, highest)
             if not reused:
                 connection.execute(artifact_versions.insert().values(
                     project=info.project, name=info.name, version=number,
@@ -142,12 +161,13 @@ class SqlRegistry:
                 table.c.project == project, table.c.name == name, table.c.version == int(version))).first() is not None
 
     @staticmethod
-    def _next_number(connection: sa.Connection, project: str, name: str) -> int:
-        """One more than any version ever created, deleted ones included (a number is never reused)."""
-        highest = [connection.execute(sa.select(sa.func.max(table.c.version)).where(
-            table.c.project == project, table.c.name == name)).scalar() for table in
-            (artifact_versions, artifact_deleted_versions)]
-        used = [number for number in highest if number is not None]
+    def _next_number(connection: sa.Connection, project: str, name: str, latest: int | None) -> int:
+        """One more than any version ever created, deleted ones included (a number is never reused);
+        ``latest``: the highest version there is (None: none), which the caller read already."""
+        table = artifact_deleted_versions
+        deleted = connection.execute(sa.select(sa.func.max(table.c.version)).where(
+            table.c.project == project, table.c.name == name)).scalar()
+        used = [number for number in (latest, deleted) if number is not None]
         return max(used) + 1 if used else 0
 
     @contextmanager
@@ -157,11 +177,7 @@ class SqlRegistry:
         link does in its own transaction (the registry is in this database), so a deletion
         (``delete_version``'s ``check``, under the same lock) sees the link or the link sees the
         version gone, never neither."""
-        self._begin(connection, project, name)
-        if connection.execute(sa.select(artifact_versions.c.version).where(
-                artifact_versions.c.project == project, artifact_versions.c.name == name,
-                artifact_versions.c.version == version)).first() is None:
-            raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+        self._held_version(connection, project, name, version)
         yield
 
     def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
@@ -173,12 +189,7 @@ class SqlRegistry:
         collection's lock, before anything changes (raising refuses the deletion; ``holding``).
         Returns the aliases dropped. Its blobs stay until a collection."""
         with self._lock, self.engine.begin() as connection:
-            self._begin(connection, project, name)
-            row = connection.execute(sa.select(artifact_versions).where(
-                artifact_versions.c.project == project, artifact_versions.c.name == name,
-                artifact_versions.c.version == version)).first()
-            if row is None:
-                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            row = self._held_version(connection, project, name, version)
             if check is not None:
                 check(connection)
             dropped = sorted(alias for alias, target in self._aliases(connection, project, name).items()
@@ -208,13 +219,9 @@ class SqlRegistry:
 
     def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
         """Give ``version`` the aliases ``add`` (moving them from other versions) and drop ``remove``."""
-        custom = [check_alias(alias) for alias in add if alias != LATEST]
+        custom = custom_aliases(add)
         with self._lock, self.engine.begin() as connection:
-            self._begin(connection, project, name)
-            if connection.execute(sa.select(artifact_versions.c.version).where(
-                    artifact_versions.c.project == project, artifact_versions.c.name == name,
-                    artifact_versions.c.version == version)).first() is None:
-                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            self._held_version(connection, project, name, version)
             self._move_aliases(connection, project, name, version, custom)
             for alias in remove:
                 connection.execute(artifact_aliases.delete().where(

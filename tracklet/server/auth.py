@@ -58,19 +58,21 @@ class RouteAccess:
 
     role: str
     missing_ok: bool = False
-    #: Whether a write to a project that doesn't exist yet creates it (an upload's routes); a write
-    #: that only changes what exists (moving aliases, deleting a version) is refused instead.
-    creates: bool = True
+    #: Whether a write to a project that doesn't exist yet creates it, with the sender as its admin:
+    #: only the routes that declare it (``requires(..., creates=True)``: a run's or an artifact's
+    #: upload, a server sweep). Any other write to an unknown project is refused (403), never creates it.
+    creates: bool = False
 
 
 _READ = RouteAccess("read", missing_ok=True)
 _WRITE = RouteAccess("write")
 
 
-def requires(role: str, *, missing_ok: bool = False, creates: bool = True) -> Callable[[_Route], _Route]:
+def requires(role: str, *, missing_ok: bool = False, creates: bool = False) -> Callable[[_Route], _Route]:
     """Declare the project role a route function needs where its method's rule (``read`` for GET
     and HEAD, ``write`` for the rest) isn't it: the guard (``app.require_access``) checks that
-    role, so its 403 names it, before the route runs."""
+    role, so its 403 names it, before the route runs. ``creates``: the route is an upload that
+    creates a project that doesn't exist yet (``RouteAccess.creates``)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
 

@@ -9,7 +9,7 @@ import zlib
 from typing import Any, Callable, Coroutine
 
 from fastapi import HTTPException, Request, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from starlette.requests import ClientDisconnect
 
 from tracklet.server.connections import BODY_INTO, BodyDisconnect, BodyOverflow, BodySink
@@ -93,7 +93,8 @@ class BoundedBodyRoute(APIRoute):
     decoded within it. FastAPI's own reading takes a body whole, whatever its size, and parses it
     (a 95 MiB ``_chunks/missing`` query was parsed before its 1,000-id limit refused it). Routes
     that read their body themselves (uploads: their own limits) are left as they are. Every
-    ``APIRouter`` of the server uses this class (tests/test_server_json_bounds.py checks each)."""
+    ``APIRouter`` of the server uses this class, made by ``bounded_router`` (tests/test_server_json_bounds.py
+    checks each)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -106,3 +107,10 @@ class BoundedBodyRoute(APIRoute):
             return await handler(request)
 
         return bounded
+
+
+def bounded_router(**options: Any) -> APIRouter:
+    """An ``APIRouter`` whose routes are ``BoundedBodyRoute``s; ``options`` are ``APIRouter``'s own
+    (``prefix``, ``tags``, ``dependencies``). Every router of the server is made here, so none can
+    forget the bound on its JSON bodies."""
+    return APIRouter(route_class=BoundedBodyRoute, **options)

@@ -138,13 +138,11 @@ def _insert(connection: sa.Connection, row: dict[str, Any]) -> int | None:
 def alias_versions(artifacts: Any, project: str, name: str, aliases: list[str]) -> dict[str, int | None]:
     """The version each of ``aliases`` of ``project/name`` points to now (None: not set), read
     before a commit moves them (``artifacts``: the server's ``ServerArtifacts``)."""
-    found: dict[str, int | None] = {}
-    for alias in aliases:
-        try:
-            found[alias] = artifacts.registry.version(project, name, alias).version
-        except Exception:  # no such collection or alias yet
-            found[alias] = None
-    return found
+    try:  # one read of the collection's aliases, whatever their number
+        targets = artifacts.registry.alias_targets(project, name)
+    except Exception:  # no such collection yet, or a damaged aliases file: as if none were set
+        targets = {}
+    return {alias: targets.get(alias) for alias in aliases}
 
 
 def version_events(request: Any, info: Any, reused: bool, previous: Mapping[str, int | None]) -> None:

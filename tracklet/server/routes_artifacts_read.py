@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import HTTPException, Path, Query, Request
 
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.names import check_artifact_name, parse_ref
@@ -25,7 +25,7 @@ from tracklet.server.artifact_source import ArtifactSource, artifact_source
 from tracklet.server.jsonable import json_value
 from tracklet.server.lineage_graph import build_graph
 from tracklet.server.logs import run_paths
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 from tracklet.server.models import (
     ArtifactCollection,
     ArtifactCollectionsResponse,
@@ -45,7 +45,7 @@ from tracklet.server.models import (
     errors,
 )
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["artifacts"])
+router = bounded_router(prefix="/api/v1", tags=["artifacts"])
 
 _ERRORS = errors(400, 404, 500)
 _NAME = Path(..., max_length=128, description="The collection's name, e.g. `mnist`")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
+from fastapi import Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
@@ -27,7 +27,8 @@ from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts,
                                             check_file_digest)
 from tracklet.server.audit import arm, armed, arms_itself
 from tracklet.server.auth import requires
-from tracklet.server.body import BoundedBodyRoute, read_body, read_body_into
+from tracklet.server.params import version_param
+from tracklet.server.body import bounded_router, read_body, read_body_into
 from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
@@ -36,7 +37,7 @@ from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse,
                                     VersionAliasesRequest, VersionAliasesResponse, VersionDeleteResponse, errors)
 from tracklet.server.routes_artifacts_read import _version_model
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
+router = bounded_router(prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
 
 _RAW_BODY = {
     "requestBody": {
@@ -69,6 +70,7 @@ def _not_found(error: Exception) -> HTTPException:
 
 @router.post("/_blobs/missing", response_model=BlobQueryResponse, responses=errors(400),
              summary="Which of these blobs does the project lack?")
+@requires("write", creates=True)
 def missing_blobs(request: Request, project: str, query: BlobQuery) -> BlobQueryResponse:
     """Of up to 1,000 sha256 digests, those the project doesn't hold: the ones to upload. More
     digests in one request: 400 naming the limit."""
@@ -114,6 +116,7 @@ async def stream_body(request: Request, limit: int) -> Iterator[bytes]:
 @router.put("/_blobs/{digest}", response_model=PutBlobResponse, responses=errors(400, 413, 415),
             openapi_extra=_RAW_BODY, summary="Upload a blob (streamed, verified)")
 @arms_itself
+@requires("write", creates=True)
 async def put_blob(request: Request, project: str, digest: str) -> PutBlobResponse:
     """Store the body as blob `digest` of the project: streamed to a temporary name while its
     sha256 is computed, made visible only if it matches (else 400, nothing stored). Sending a
@@ -132,6 +135,7 @@ async def put_blob(request: Request, project: str, digest: str) -> PutBlobRespon
 @router.post("/_blobs/batch", response_model=BatchResponse, responses=errors(400, 413, 415),
              openapi_extra=_RAW_BODY, summary="Upload many small blobs in one request")
 @arms_itself
+@requires("write", creates=True)
 async def put_blob_batch(request: Request, project: str) -> BatchResponse:
     """Up to 1,000 blobs, each framed as its sha256 (64 ASCII hex digits), its length (8 bytes,
     big-endian) and its bytes; the whole body within the server's body limit. Each blob is
@@ -218,6 +222,7 @@ def _session_model(artifacts: ServerArtifacts, session: Session) -> UploadSessio
 
 @router.post("/_uploads", response_model=UploadSession, responses=errors(400),
              summary="Start a resumable upload of a large blob")
+@requires("write", creates=True)
 def start_upload(request: Request, project: str, body: UploadRequest) -> UploadSession:
     """A session for blob `digest` of `size` bytes, sent as parts of `part_size` bytes (PUT
     .../_uploads/{id}/parts/{n}, any order, any number at once), then completed."""
@@ -237,6 +242,7 @@ def get_upload(request: Request, project: str, upload_id: str) -> UploadSession:
 
 @router.put("/_uploads/{upload_id}/parts/{number}", response_model=UploadPart, responses=errors(400, 404, 413),
             openapi_extra=_RAW_BODY, summary="Upload one part (kept only when received whole)")
+@requires("write", creates=True)
 async def put_upload_part(request: Request, project: str, upload_id: str,
                           number: int = Path(ge=1, le=MAX_PARTS, description="The part's number, from 1"),
                           x_tracklet_sha256: str | None = Header(default=None)) -> UploadPart:
@@ -254,6 +260,7 @@ async def put_upload_part(request: Request, project: str, upload_id: str,
 
 @router.post("/_uploads/{upload_id}/complete", response_model=PutBlobResponse, responses=errors(400, 404),
              summary="Assemble, verify and publish an upload's blob")
+@requires("write", creates=True)
 def complete_upload(request: Request, project: str, upload_id: str) -> PutBlobResponse:
     """Once every part is in: the blob is assembled, its sha256 checked (a mismatch: 400, the
     session is dropped, nothing visible) and made visible; the session is removed."""
@@ -270,6 +277,7 @@ def complete_upload(request: Request, project: str, upload_id: str) -> PutBlobRe
 
 @router.post("/_chunks/missing", response_model=ChunkQueryResponse, responses=errors(400),
              summary="Which of these chunks does the project lack?")
+@requires("write", creates=True)
 def missing_chunks(request: Request, project: str, query: ChunkQuery) -> ChunkQueryResponse:
     """Of up to 1,000 chunk ids (blake3 hex), those the project doesn't hold: the ones to send in
     packs. More ids in one request: 400 naming the limit. With `stream` and `segment` (a file's
@@ -281,6 +289,7 @@ def missing_chunks(request: Request, project: str, query: ChunkQuery) -> ChunkQu
 @router.put("/_packs/{pack_id}", response_model=PutPackResponse, responses=errors(400, 413, 415, 503),
             openapi_extra=_RAW_BODY, summary="Upload a pack of chunks (each chunk verified)")
 @arms_itself
+@requires("write", creates=True)
 async def put_pack(request: Request, project: str, pack_id: str) -> PutPackResponse:
     """A pack (docs/artifacts.md, "Pack": chunk bytes, an index of blake3 id, offset and length
     per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
@@ -333,6 +342,7 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
 
 @router.post("/_files", response_model=FileResponse, responses=errors(400),
              summary="Register a large file held as chunks (rebuilt and verified)")
+@requires("write", creates=True)
 def register_file(request: Request, project: str, body: FileRequest) -> FileResponse:
     """The file `digest` of `size` bytes is the chunks its `recipe` blob lists (uploaded first, as
     a blob): the server checks the project holds every chunk, rebuilds the file from them (each
@@ -348,6 +358,7 @@ def register_file(request: Request, project: str, body: FileRequest) -> FileResp
 
 @router.post("/{name}/versions", response_model=CommitResponse, responses=errors(400),
              summary="Commit a version (its blobs and manifest uploaded first)")
+@requires("write", creates=True)
 def commit_version(request: Request, project: str, name: str, body: CommitRequest) -> CommitResponse:
     """Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
     parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move
@@ -359,16 +370,6 @@ def commit_version(request: Request, project: str, name: str, body: CommitReques
         metadata=body.metadata, aliases=body.aliases, logged_by=body.logged_by)
     version_events(request, info, reused, previous)
     return CommitResponse(version=_version_model(info), reused=reused)
-
-
-def _number(version: str) -> int:
-    """N of a ``vN`` path segment (400 for anything else: these routes change one exact version)."""
-    from tracklet.artifacts.names import version_number
-
-    number = version_number(version)
-    if number is None:
-        raise BadRequest(f"name the version as vN; got {version[:100]!r}")
-    return number
 
 
 @router.post("/{name}/versions/{version}/aliases", response_model=VersionAliasesResponse, responses=errors(400, 404),
@@ -385,9 +386,10 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
     of the server's (the local store's rules). Emits `alias.moved` for each alias that moved and
     `alias.removed` for each taken off."""
     artifacts = _artifacts(request)
-    name, number = _name(name), _number(version)
-    previous = alias_versions(artifacts, project, name, body.add)
-    held = alias_versions(artifacts, project, name, [alias for alias in body.remove if alias not in body.add])
+    name, number = _name(name), version_param(version)
+    before = alias_versions(artifacts, project, name, [*body.add, *body.remove])
+    previous = {alias: before[alias] for alias in body.add}
+    held = {alias: before[alias] for alias in body.remove if alias not in body.add}
     try:
         info = artifacts.save_aliases(project, name, number, body.add, body.remove)
     except ArtifactNotFound as error:
@@ -414,7 +416,7 @@ def delete_version(request: Request, project: str, name: str, version: str,
     `artifact.deleted`. A version deleted already answers 410 (a retried deletion whose answer
     was lost finds its work done), one that never existed 404."""
     artifacts = _artifacts(request)
-    name, number = _name(name), _number(version)
+    name, number = _name(name), version_param(version)
 
     def refuse_linked(connection: Any) -> None:  # holding the collection's lock, which a new link holds too
         links = _registry_links(request, project, name, number, connection)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from tracklet.server import audit
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
 from tracklet.server.automations import Automations
 from tracklet.server.models import INT64_MAX, RowId, errors
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["audit"])
+router = bounded_router(prefix="/api/v1", tags=["audit"])
 _ERRORS = errors(400, 401, 403, 404)
 
 

@@ -7,10 +7,10 @@ admin). On a ``--dev`` server there are no accounts: these routes answer 404 exc
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, AuthError, Principal, requires
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 from tracklet.server.models import (
     ApiKey,
     ApiKeysResponse,
@@ -26,7 +26,7 @@ from tracklet.server.models import (
     errors,
 )
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["accounts"])
+router = bounded_router(prefix="/api/v1", tags=["accounts"])
 
 
 _ERRORS = errors(400, 401, 403, 404)

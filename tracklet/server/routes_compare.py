@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
 
 from tracklet.errors import RunNotIndexed
 from tracklet.server.logs import run_paths
 from tracklet.server.models import CompareHistoryResponse, MetricKeysResponse, errors, json_response
 from tracklet.store import SeriesHistory
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects", tags=["read"])
+router = bounded_router(prefix="/api/v1/projects", tags=["read"])
 
 MAX_RUNS = 1000
 MAX_KEYS = 200

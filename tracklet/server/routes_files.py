@@ -6,18 +6,19 @@ id and every file name are checked before they become part of a storage key (``f
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from tracklet.errors import DigestMismatch
 from tracklet.server.audit import armed, arms_itself
-from tracklet.server.body import BoundedBodyRoute, read_body
+from tracklet.server.body import bounded_router, read_body
+from tracklet.server.auth import requires
 from tracklet.server.files import NameConflict, check_file_name, content_type, iter_chunks
 from tracklet.server.logs import run_paths
 from tracklet.server.models import FileEntry, FileList, PutFileResponse, errors
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["files"])
+router = bounded_router(prefix="/api/v1/runs", tags=["files"])
 
 _NAME = Path(..., description="The file's name relative to the run, e.g. `requirements.txt` or `media/a.txt`: "
              "'/'-separated parts of letters, digits, '.', '_', '-', each starting with a letter or digit")
@@ -52,6 +53,7 @@ def _no_file(project: str, run_id: str, name: str) -> HTTPException:
     summary="Store a run file (whole body, atomic)",
 )
 @arms_itself
+@requires("write", creates=True)
 async def put_file(request: Request, project: str, run_id: str, name: str = _NAME) -> PutFileResponse:
     """Replace the run's file `name` with the body; readers see the old file or the new one, never
     part of one. Sending the bytes already stored writes nothing (`written: false`). With an

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel
 
 from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.models import errors
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
+router = bounded_router(prefix="/api/v1/runs", tags=["read"])
 
 MAX_STEPS = 1000
 MAX_BINS = 512

@@ -5,17 +5,17 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from tracklet.server.audit import armed, arms_itself
 from tracklet.server.auth import requires
-from tracklet.server.body import BoundedBodyRoute, read_body
+from tracklet.server.body import bounded_router, read_body
 from tracklet.server.logs import OffsetConflict, run_paths
 from tracklet.server.models import AppendResponse, OffsetConflictResponse, OffsetResponse, errors
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["ingest"])
+router = bounded_router(prefix="/api/v1/runs", tags=["ingest"])
 
 
 _RAW_BODY = {
@@ -37,6 +37,7 @@ _RAW_BODY = {
     summary="Append record log bytes at an offset",
 )
 @arms_itself
+@requires("write", creates=True)
 async def put_log(
     request: Request,
     project: str,

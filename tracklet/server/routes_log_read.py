@@ -10,15 +10,15 @@ end of each answer until it has that many bytes (``tracklet/client/log_download.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
 
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, frame
 from tracklet.server.logs import run_paths
 from tracklet.server.models import errors
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
+router = bounded_router(prefix="/api/v1/runs", tags=["read"])
 
 DEFAULT_LIMIT = 4 << 20
 MAX_LIMIT = 16 << 20

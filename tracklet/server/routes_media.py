@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -24,10 +24,10 @@ from tracklet.server.auth import requires
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import errors
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
-projects_router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects", tags=["media"])
+router = bounded_router(prefix="/api/v1/runs", tags=["read"])
+projects_router = bounded_router(prefix="/api/v1/projects", tags=["media"])
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
 
 from tracklet.errors import RunNotIndexed
 from tracklet.server.jsonable import json_value, series_json
 from tracklet.server.logs import run_paths
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 from tracklet.server.models import (
     HistoryResponse,
     Project,
@@ -22,7 +22,7 @@ from tracklet.server.models import (
     json_response,
 )
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["read"])
+router = bounded_router(prefix="/api/v1", tags=["read"])
 
 
 _ERRORS = errors(400, 404)

@@ -19,11 +19,11 @@ import contextvars
 import functools
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from tracklet.artifacts.names import check_artifact_name, version_number
+from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import (AliasMoved, ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
                              PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
@@ -36,9 +36,10 @@ from tracklet.server.registry_lineage import registered_lineage
 from tracklet.server.registry_checks import DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, RegistryChecks
 from tracklet.server.registry_roles import ACTIONS, RegistryRoles, role_allows
 from tracklet.server.routes_artifacts_read import _version_model
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
+from tracklet.server.params import version_param
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["registry"])
+router = bounded_router(prefix="/api/v1", tags=["registry"])
 _ERRORS = errors(400, 403, 404, 409, 503)
 _COLLECTION = "/registries/{registry}/collections/{collection}"
 
@@ -456,9 +457,7 @@ def remove_alias(request: Request, registry: str, collection: str, alias: str,
     _require(request, check_registry_name(registry), "remove_alias")
     expected = None
     if version is not None:
-        expected = version_number(check_selector(version))
-        if expected is None:
-            raise HTTPException(status_code=400, detail=f"name the version as vN; got {version!r}")
+        expected = version_param(version)
     if expected is None:
         _resolve(request, registry, collection, alias)  # 404 naming what is missing
     registry, collection = _names(registry, collection)
@@ -477,9 +476,7 @@ def save_aliases(request: Request, registry: str, collection: str, version: str,
     naming the promotion request opened (or the caller's pending one for it), and nothing
     moves. Needs the member role."""
     registry, collection = _names(registry, collection)
-    number = version_number(check_selector(version))
-    if number is None:
-        raise HTTPException(status_code=400, detail=f"name the version as vN; got {version!r}")
+    number = version_param(version)
     _require(request, registry, "move_alias")
     if body.remove:
         _require(request, registry, "remove_alias")
@@ -498,9 +495,7 @@ def unlink_version(request: Request, registry: str, collection: str, version: st
     protected alias names answers 409, one a pending promotion request targets 400; nothing
     changes then. Needs the admin role."""
     registry, collection = _names(registry, collection)
-    number = version_number(check_selector(version))
-    if number is None:
-        raise HTTPException(status_code=400, detail=f"name the version as vN; got {version!r}")
+    number = version_param(version)
     _require(request, registry, "unlink")
     events = registry_of(request).unlink(registry, collection, number, actor=_actor(request),
                                          reason=reason or "unlinked")

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -40,7 +40,7 @@ from tracklet.server.events import emit, wake
 from tracklet.server.auth import DEV_PRINCIPAL, Principal, role_at_least
 from tracklet.server.models import CompareHistoryResponse, ErrorResponse, RowId, errors
 from tracklet.server.routes_compare import compact_series
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
 TOKEN_HEADER = "x-tracklet-report-token"
 MAX_VERSION = 2**31 - 1  # version numbers are 32-bit integers in the tables
@@ -320,8 +320,8 @@ def install_error_handlers(app: Any) -> None:
     app.add_exception_handler(ReportError, refused)
 
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects/{project}/reports", tags=["reports"],
-                   dependencies=[Depends(report_guard)])
+router = bounded_router(prefix="/api/v1/projects/{project}/reports", tags=["reports"],
+                        dependencies=[Depends(report_guard)])
 
 
 # ------------------------------------------------------------------ routes

@@ -21,16 +21,16 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 
 from tracklet.core.api import RecordedRun
 from tracklet.reproduce.snapshot import BlobReader, server_blobs
 from tracklet.server.jsonable import json_value
 from tracklet.server.logs import run_paths
 from tracklet.server.models import ReproducePlanResponse, RunDiffResponse, errors
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, tags=["read"])
+router = bounded_router(tags=["read"])
 
 MAX_AT_ONCE = 2
 _slots = threading.BoundedSemaphore(MAX_AT_ONCE)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
 
 from tracklet.errors import RunNotIndexed
 from tracklet.server.jsonable import series_json
 from tracklet.server.logs import run_paths
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 from tracklet.server.models import (
     Alert,
     AlertsResponse,
@@ -29,7 +29,7 @@ from tracklet.server.models import (
     json_response,
 )
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
+router = bounded_router(prefix="/api/v1/runs", tags=["read"])
 
 _INT_LIMIT = 2**62  # line numbers beyond any run's, and within every database's integers
 

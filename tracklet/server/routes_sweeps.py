@@ -17,16 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from tracklet.core.settings import is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.server.auth import role_at_least
 from tracklet.server.logs import run_paths
 from tracklet.server.models import SweepImportanceResponse, SweepResponse, SweepsResponse, errors
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/projects", tags=["sweeps"])
+router = bounded_router(prefix="/api/v1/projects", tags=["sweeps"])
 
 _ERRORS = errors(400, 404, 500)
 _CHUNK = 500  # run ids per store query (bound parameters)

@@ -28,13 +28,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from tracklet.core.settings import is_valid_name
 from tracklet.errors import MissingDependency, RunNotIndexed, SweepError, SweepNotFound
 from tracklet.server import audit
 from tracklet.server.logs import run_paths
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
+from tracklet.server.auth import requires
 from tracklet.server.models import (
     SweepControlRequest,
     SweepControlResponse,
@@ -53,7 +54,7 @@ from tracklet.server.models import (
     errors,
 )
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["sweeps"])
+router = bounded_router(prefix="/api/v1", tags=["sweeps"])
 
 _ERRORS = errors(400, 404)
 MAX_PRUNE_POINTS = 10_000  # points one heartbeat reports to the pruner at most (the rest: next beat)
@@ -94,6 +95,7 @@ def _lease(ctl: Any, body: SweepTrialRef) -> Any:
 
 @router.post("/projects/{project}/sweeps", response_model=SweepCreated, responses=errors(400, 409, 500),
              summary="Create a sweep on the server")
+@requires("write", creates=True)
 def create_sweep(request: Request, project: str, body: SweepCreateRequest) -> SweepCreated:
     """Validate the W&B sweep config and create its study in the server's database; agents then
     ask `.../sweeps/{id}/next`. 400 names every problem in the config."""

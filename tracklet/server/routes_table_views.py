@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -22,9 +22,9 @@ from tracklet.errors import TableError, TableNotFound
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import TableColumn, TableRowsResponse, errors
 from tracklet.server.routes_tables import MAX_PAGE, _records, fragment_source
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1", tags=["read"])
+router = bounded_router(prefix="/api/v1", tags=["read"])
 
 _ERRORS = errors(400, 404)
 _DIGEST = re.compile(r"[0-9a-f]{64}")

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 
 from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
 from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import TableChart, TableColumn, TableKeysResponse, TableRowsResponse, errors
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
+router = bounded_router(prefix="/api/v1/runs", tags=["read"])
 
 _ERRORS = errors(400, 404)
 MAX_PAGE = 1000

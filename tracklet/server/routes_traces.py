@@ -16,16 +16,16 @@ from typing import Any
 
 import re
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from tracklet.core.layout import check_name
-from tracklet.server.body import BoundedBodyRoute, read_body
+from tracklet.server.body import bounded_router, read_body
 from tracklet.server.models import errors
 
-router = APIRouter(route_class=BoundedBodyRoute, tags=["traces"])
+router = bounded_router(tags=["traces"])
 
 MAX_TRACES_BODY_BYTES = 16 << 20
 

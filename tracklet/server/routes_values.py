@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel
 
 from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.models import errors
-from tracklet.server.body import BoundedBodyRoute
+from tracklet.server.body import bounded_router
 
-router = APIRouter(route_class=BoundedBodyRoute, prefix="/api/v1/runs", tags=["read"])
+router = bounded_router(prefix="/api/v1/runs", tags=["read"])
 
 MAX_KEYS = 100
 MAX_BYTES = 16 << 20  # per answer: values' characters or encoded bytes, plus ENTRY_BYTES each

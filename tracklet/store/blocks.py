@@ -108,6 +108,16 @@ def join_logged(parts: Sequence[tuple[int, Logged | None]]) -> Logged | None:
                   np.concatenate([logged.ints for logged in filled]))
 
 
+def join_points(pieces: Sequence[tuple[np.ndarray, np.ndarray, Logged | None]]
+                ) -> tuple[np.ndarray, np.ndarray, Logged | None]:
+    """Consecutive runs of level-0 points, each (steps, values, ``Logged`` or None), as one run
+    (one piece: itself, not copied)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    return (np.concatenate([steps for steps, _, _ in pieces]), np.concatenate([values for _, values, _ in pieces]),
+            join_logged([(len(steps), logged) for steps, _, logged in pieces]))
+
+
 def as_logged(values: np.ndarray, logged: Logged | None) -> list[Any]:
     """Points' values as logged: a Python int for an int, a bool for a bool, a float otherwise."""
     if logged is None:
@@ -183,10 +193,11 @@ def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return steps, values
 
 
-def decode_block(data: bytes) -> tuple[np.ndarray, np.ndarray, Logged | None]:
-    """A level-0 block's steps, float64 values and, where it keeps one, its ``Logged``."""
+def decode_block(data: bytes, *, logged: bool = True) -> tuple[np.ndarray, np.ndarray, Logged | None]:
+    """A level-0 block's steps, float64 values and, where it keeps one, its ``Logged``; with
+    ``logged=False`` None instead, its int/bool part left undecoded (a chart reads floats)."""
     steps, values, end = _decode_points(data)
-    if len(data) <= end:
+    if not logged or len(data) <= end:
         return steps, values, None
     count = len(steps)
     tag = data[end : end + 1]

@@ -170,10 +170,8 @@ class _Points:
 
     def points(self) -> tuple[np.ndarray, np.ndarray, B.Logged | None]:
         """``arrays()`` and how each point was logged (None: every one as a float)."""
-        steps = np.concatenate(self.steps)
-        values = np.concatenate(self.values)
+        steps, values, logged = B.join_points(list(zip(self.steps, self.values, self.logged)))
         order = np.concatenate(self.order)
-        logged = B.join_logged([(len(part), logged) for part, logged in zip(self.steps, self.logged)])
         if len(order) > 1 and np.any(order[1:] < order[:-1]):
             by_row = np.argsort(order, kind="stable")
             steps, values = steps[by_row], values[by_row]
@@ -924,10 +922,7 @@ def join_open_blocks(connection: sa.Connection, run_pk: int) -> None:
         for (series_id, level), group in itertools.groupby(rows, key=lambda r: (r.series_id, r.level)):
             pieces = list(group)
             if level == 0:
-                decoded = [B.decode_block(piece.data) for piece in pieces]
-                data = B.encode_points(np.concatenate([steps for steps, _, _ in decoded]),
-                                       np.concatenate([values for _, values, _ in decoded]),
-                                       B.join_logged([(len(steps), logged) for steps, _, logged in decoded]))
+                data = B.encode_points(*B.join_points([B.decode_block(piece.data) for piece in pieces]))
             else:
                 data = B.encode_entries(np.concatenate([B.decode_entries(piece.data) for piece in pieces]))
             joins.append({"sid": series_id, "lvl": level, "low": pieces[0].seq, "high": pieces[-1].seq + 1,
@@ -1045,11 +1040,7 @@ class BlockWriter:
         kept = self.decoded.get((series_id, 0, seq))
         if kept is not None:
             return kept
-        pieces = [B.decode_block(data) for data in self.tails[(series_id, 0, seq)]]
-        if len(pieces) == 1:
-            return pieces[0]
-        return (np.concatenate([steps for steps, _, _ in pieces]), np.concatenate([values for _, values, _ in pieces]),
-                B.join_logged([(len(steps), logged) for steps, _, logged in pieces]))
+        return B.join_points([B.decode_block(data) for data in self.tails[(series_id, 0, seq)]])
 
     def _entries(self, series_id: int, level: int, seq: int) -> np.ndarray:
         """The summary block ``seq`` of a series' ``level``, as ``load`` found it."""
@@ -1094,10 +1085,7 @@ class BlockWriter:
         seq = old_count // size
         new_count = old_count + len(steps)
         if old_count % size:
-            tail_steps, tail_values, tail_logged = self._points(series_id, seq)
-            logged = B.join_logged([(len(tail_steps), tail_logged), (len(steps), logged)])
-            steps = np.concatenate([tail_steps, steps])
-            values = np.concatenate([tail_values, values])
+            steps, values, logged = B.join_points([self._points(series_id, seq), (steps, values, logged)])
         base = seq * size
         replaces = old_count > 0
 

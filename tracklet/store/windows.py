@@ -121,29 +121,37 @@ class DecodedBlocks:
     """The decoded form of recently read blocks, least recently used dropped first, up to
     ``limit`` bytes. Keyed by the stored bytes themselves, so a block rewritten by an append (or
     a run re-indexed from scratch) can never be answered from a stale entry; hashing the bytes
-    costs a tenth of decompressing them. Shared by the threads of a process."""
+    costs a tenth of decompressing them. Shared by the threads of a process. A level-0 block read
+    without ``logged`` is kept without its int/bool part (None), which a later read that wants it
+    decodes and keeps in its place."""
 
     def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit = limit
-        self._entries: OrderedDict[tuple[int, bytes], Any] = OrderedDict()
+        # (level, stored bytes) -> (decoded, whether a level-0 block's Logged was decoded)
+        self._entries: OrderedDict[tuple[int, bytes], tuple[Any, bool]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def decode(self, level: int, data: bytes) -> Any:
+    def decode(self, level: int, data: bytes, *, logged: bool = True) -> Any:
+        """The decoded block; ``logged=False``: a level-0 block's ``Logged`` may be None."""
         key = (level, bytes(data))
         with self._lock:
             found = self._entries.get(key)
-            if found is not None:
+            if found is not None and (found[1] or not logged):
                 self._entries.move_to_end(key)
-                return found
-        decoded = B.decode_block(key[1]) if level == 0 else B.decode_entries(key[1])
-        size = len(key[1]) + decoded_nbytes(decoded)
+                return found[0]
+        complete = level != 0 or logged
+        decoded = B.decode_block(key[1], logged=logged) if level == 0 else B.decode_entries(key[1])
         with self._lock:
-            if key not in self._entries:
-                self._entries[key] = decoded
-                self._bytes += size
+            before = self._entries.get(key)
+            if before is None or complete and not before[1]:
+                if before is not None:
+                    self._bytes -= len(key[1]) + decoded_nbytes(before[0])
+                self._entries[key] = (decoded, complete)
+                self._entries.move_to_end(key)
+                self._bytes += len(key[1]) + decoded_nbytes(decoded)
                 while self._bytes > self.limit and self._entries:
-                    (_, old), dropped = self._entries.popitem(last=False)
+                    (_, old), (dropped, _) = self._entries.popitem(last=False)
                     self._bytes -= len(old) + decoded_nbytes(dropped)
         return decoded
 
@@ -178,7 +186,7 @@ class WindowReader:
                                          {requests[i].row.id: requests[i].row for i, _ in tops})
             for index, piece in tops:
                 piece.level = choose_level(requests[index].row.count, counts[piece.series_id], buckets)
-        self._fill([piece for _, piece in tops])
+        self._fill([piece for _, piece in tops], logged)
         for index, piece in tops:
             if piece.points is not None:
                 steps, values, _ = piece.points
@@ -209,15 +217,16 @@ class WindowReader:
                 counts[series_id] = int(total or 0)
         return counts
 
-    def _fill(self, pieces: list[_Piece]) -> None:
-        """Read every piece, coarsest level first; edges add finer pieces to the levels below."""
+    def _fill(self, pieces: list[_Piece], logged: bool) -> None:
+        """Read every piece, coarsest level first; edges add finer pieces to the levels below
+        (``logged``: with how each point was logged, else its ``Logged`` left undecoded)."""
         by_level: dict[int, list[_Piece]] = defaultdict(list)
         for piece in pieces:
             by_level[piece.level].append(piece)
         level = max(by_level, default=-1)
         while level >= 0:
             for chunk in _chunks(by_level.pop(level, [])):
-                found = self._blocks(level, chunk)
+                found = self._blocks(level, chunk, logged)
                 for piece in chunk:
                     data = [decoded for first, last, decoded in found.get(piece.series_id, ())
                             if last >= piece.start and first <= piece.end]
@@ -227,26 +236,21 @@ class WindowReader:
                         by_level[level - 1].extend(self._split(piece, data))
             level -= 1
 
-    def _blocks(self, level: int, pieces: Sequence[_Piece]) -> dict[int, list[tuple[int, int, Any]]]:
+    def _blocks(self, level: int, pieces: Sequence[_Piece], logged: bool) -> dict[int, list[tuple[int, int, Any]]]:
         """Decoded blocks at ``level`` reaching into any piece's window, per series, in order."""
         stmt = (sa.select(blocks.c.series_id, blocks.c.first_step, blocks.c.last_step, blocks.c.data)
                 .where(blocks.c.level == level, _overlapping((p.series_id, p.start, p.end) for p in pieces))
                 .order_by(blocks.c.series_id, blocks.c.seq))
         found: dict[int, list[tuple[int, int, Any]]] = defaultdict(list)
         for row in self.connection.execute(stmt):
-            found[row.series_id].append((row.first_step, row.last_step, DECODED.decode(level, row.data)))
+            found[row.series_id].append((row.first_step, row.last_step, DECODED.decode(level, row.data, logged=logged)))
         return found
 
     @staticmethod
     def _points(data: list[LoggedPoints], start: int, end: int) -> LoggedPoints:
         if not data:
             return np.empty(0, dtype=np.int64), np.empty(0), None
-        if len(data) == 1:
-            steps, values, logged = data[0]
-        else:
-            steps = np.concatenate([d[0] for d in data])
-            values = np.concatenate([d[1] for d in data])
-            logged = B.join_logged([(len(d[0]), d[2]) for d in data])
+        steps, values, logged = B.join_points(data)
         inside = (steps >= start) & (steps <= end)
         if inside.all():
             return steps, values, logged

@@ -18,6 +18,7 @@ from tracklet.core.reader import (
     warn_damage,
 )
 from tracklet.core.recordlog import Damage, read_first_payload
+from tracklet.core.runuser import RunUser
 from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
 from tracklet.errors import RunNotFound  # noqa: F401  (defined there; imported from here too)
@@ -211,6 +212,12 @@ class RecordedRun:
     @property
     def summary(self) -> dict[str, Any]:
         return dict(self._read.summary)
+
+    @property
+    def user(self) -> RunUser | None:
+        """Who ran it: the OS user name its process recorded (``metadata["username"]``), unverified;
+        None for a run recorded without one."""
+        return RunUser.from_metadata(self.metadata)
 
     @property
     def metadata(self) -> dict[str, Any]:

@@ -323,6 +323,43 @@ def test_a_server_with_keys_asks_for_one(servers, three_runs, page, allowed_erro
     assert page.evaluate("() => localStorage.getItem('tracklet.apiKey')").startswith("tlk_")
 
 
+def test_runs_table_and_run_page_show_who_created_each_run(servers, tmp_path, root, page):
+    """On a server with keys: each run's creator (the user of the key that uploaded it); a run that
+    was on the server before it recorded users (here: indexed from its root) says so."""
+    import httpx
+
+    from tracklet.client.sync import SyncClient
+    from tracklet.core.layout import RunPaths
+
+    server_root = _three_runs(tmp_path / "srv")  # r0-r2, in the server's root: no creator recorded
+    made = serverproc.cli("admin", "--dir", str(server_root), "create-user", "root", "--admin", timeout=60)
+    assert made.returncode == 0, made.stderr
+    admin_key = made.stdout.strip()
+    server = servers(server_root, dev=False)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin_key}"}) as http:
+        keys = {name: http.post("/api/v1/users", json={"name": name}).json()["key"] for name in ("alice", "bob")}
+        for name in ("alice", "bob"):
+            assert http.put(f"/api/v1/projects/cmp/members/{name}", json={"role": "write"}).status_code == 204
+    for name in ("alice", "bob"):
+        run = tracklet.init(project="cmp", id=f"by-{name}", name=f"{name}s", dir=str(root), settings=QUIET)
+        run.log({"train/loss": 1.0})
+        run.finish()
+        with SyncClient(server.url, api_key=keys[name]) as client:
+            client.sync_run(RunPaths(root, "cmp", f"by-{name}"))
+
+    page.add_init_script(f"localStorage.setItem('tracklet.apiKey', {admin_key!r})")
+    page.goto(server.url + "/projects/cmp")
+    page.wait_for_selector(".tr[data-run='by-bob']")
+    users = dict(page.eval_on_selector_all(
+        ".tr", "rows => rows.map(r => [r.dataset.run, r.querySelector(\".td[data-col='user']\").textContent])"))
+    assert users == {"by-alice": "alice", "by-bob": "bob", "r0": "", "r1": "", "r2": ""}
+    page.click(".tr[data-run='by-bob'] .name a")
+    page.wait_for_url("**/projects/cmp/runs/by-bob")
+    assert page.text_content(".overview dd[data-field='user']") == "bob"
+    page.goto(server.url + "/projects/cmp/runs/r0")
+    assert page.text_content(".overview dd[data-field='user']") == "unknown (not recorded)"
+
+
 SWEEP = [  # run id -> config; `seed` is the same everywhere, so it is no difference
     ("s0", {"opt": "adam", "lr": 0.1, "width": 64, "seed": 7}),
     ("s1", {"opt": "adam", "lr": 0.01, "width": 128, "seed": 7}),

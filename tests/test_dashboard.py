@@ -353,6 +353,14 @@ def test_runs_table_and_run_page_show_who_created_each_run(servers, tmp_path, ro
     users = dict(page.eval_on_selector_all(
         ".tr", "rows => rows.map(r => [r.dataset.run, r.querySelector(\".td[data-col='user']\").textContent])"))
     assert users == {"by-alice": "alice", "by-bob": "bob", "r0": "", "r1": "", "r2": ""}
+    page.click(".th[data-col='user']")  # sorted by the server's `user` field (unknown is "")
+    page.wait_for_selector(".th[data-col='user']:text('User ▲')")
+    page.wait_for_function("() => document.querySelector('.tr .name a').textContent !== 'bobs'")
+    assert row_names(page)[3:] == ["alices", "bobs"]
+    page.click(".th[data-col='user']")
+    page.wait_for_selector(".th[data-col='user']:text('User ▼')")
+    page.wait_for_function("() => document.querySelector('.tr .name a').textContent === 'bobs'")
+    assert row_names(page)[:2] == ["bobs", "alices"]
     page.click(".tr[data-run='by-bob'] .name a")
     page.wait_for_url("**/projects/cmp/runs/by-bob")
     assert page.text_content(".overview dd[data-field='user']") == "bob"

@@ -92,6 +92,14 @@ def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_c
     with httpx.Client(base_url=server.url, headers=_bearer(keys["alice"])) as http:
         for run_id, user in expected.items():
             assert http.get(f"/api/v1/runs/team/{run_id}").json()["run"]["user"] == user
+        # The filter language's `user` field is the verified creator on a server with keys.
+        def listed(**params: str) -> list[str]:
+            return [row["run_id"] for row in http.get("/api/v1/projects/team/runs", params=params).json()["runs"]]
+
+        assert listed(filter="user = bob") == ["by-bob"]
+        assert listed(filter='user in [alice, "nobody"]') == ["by-alice"]
+        assert listed(filter="not user exists") == []
+        assert listed(order_by="-user") == ["by-bob", "by-alice"]
 
     api = RemoteApi(server.url, api_key=keys["alice"])
     try:
@@ -104,6 +112,7 @@ def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_c
     by_bob = public.run("team/by-bob")
     assert (by_bob.user.username, by_bob.user.name, by_bob.user.verified) == ("bob", "bob", True)
     assert [run.user.username for run in public.runs("team", order="+created_at")] == ["alice", "bob"]
+    assert [run.id for run in public.runs("team", filters={"username": "bob"})] == ["by-bob"]  # W&B's filter field
 
 
 def _server_config(connection: sa.Connection) -> Config:
@@ -139,6 +148,9 @@ def test_runs_of_a_database_from_before_s0016_stay_readable_with_no_user(keyed_s
         client.sync_run(RunPaths(root, "old", "after"))
         client.sync_run(RunPaths(root, "old", "before"))
     assert _users(server, "old", keys["alice"]) == {"before": None, "after": {"name": "alice", "verified": True}}
+    with httpx.Client(base_url=server.url, headers=_bearer(keys["alice"])) as http:
+        unknown = http.get("/api/v1/projects/old/runs", params={"filter": "not user exists"}).json()["runs"]
+        assert [row["run_id"] for row in unknown] == ["before"]
     with httpx.Client(base_url=server.url, headers=_bearer(keys["alice"])) as http:
         before = http.get("/api/v1/runs/old/before").json()["run"]
         assert before["user"] is None and before["summary"]["loss"] == 0.5

@@ -61,13 +61,16 @@ def list_runs(
     run_paths(app.root, project, "x")  # checks the project name (400)
 
     keys = app.authorizer is not None
-    # A server without keys shows the user name each client recorded (run_creators.run_user), in metadata.
+    # A server without keys shows (and filters by) the user name each client recorded, in metadata
+    # (run_creators.run_user; the store's own `user` field); one with keys, the users they verified.
     fields = LIST_FIELDS if keys else (*LIST_FIELDS, "metadata")
+    field_columns = {"user": run_creators.user_column(project)} if keys else None
 
     def query() -> list[dict[str, Any]]:
         if not app.store.project_exists(project):
             raise HTTPException(status_code=404, detail=f"no project {project!r} on this server")
-        rows = app.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset, fields=fields)
+        rows = app.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset, fields=fields,
+                              field_columns=field_columns)
         _add_users(app, project, rows)
         return rows
 

@@ -55,6 +55,18 @@ def creators(engine: sa.Engine, project: str, run_ids: Iterable[str]) -> dict[st
     return found
 
 
+def user_column(project: str) -> sa.ColumnElement[str]:
+    """The filter and sort field ``user`` of ``project``'s runs on a server with keys: the recorded
+    creator's name, "" for a run without one (a correlated subquery on the store's runs table)."""
+    from tracklet.store.schema import runs
+
+    creator = (sa.select(users.c.name)
+               .select_from(run_creators.join(users, users.c.id == run_creators.c.user_id))
+               .where(run_creators.c.project == project, run_creators.c.run_id == runs.c.run_id)
+               .scalar_subquery())
+    return sa.func.coalesce(creator, "")
+
+
 def run_user(verified_name: str | None, metadata: Any, *, keys: bool) -> dict[str, Any] | None:
     """A run's ``user`` as the run routes give it: ``{"name", "verified"}``, or None.
 

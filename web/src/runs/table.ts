@@ -159,7 +159,7 @@ export class RunsTable {
     const base: Column[] = [
       { id: "name", label: "Name", width: 170, sort: "name", cell: (r) => this.nameCell(r) },
       { id: "state", label: "State", width: 80, sort: "state", cell: (r) => h("span.state", { "data-state": r.state, text: r.state }) },
-      { id: "user", label: "User", width: 80, sort: null, cell: (r) => this.userCell(r) },
+      { id: "user", label: "User", width: 80, sort: "user", cell: (r) => this.userCell(r) },
       { id: "created", label: "Created", width: 122, sort: "created", cell: (r) => fmtTime(r.created_at) },
       { id: "runtime", label: "Runtime", width: 72, sort: null, cell: (r) => fmtDuration(runtime(r)) },
       { id: "tags", label: "Tags", width: 90, sort: null, cell: (r) => (r.tags ?? []).join(", ") },

@@ -56,7 +56,7 @@ async def put_log(
     def append() -> Any:  # one trip to the thread pool: the audit intent, the append, its indexing and events
         result = armed(request, app.copies.append, project, run_id, offset, body)
         if creator is not None and result.appended == result.offset > 0:  # the copy was empty: this starts the run
-            run_creators.record(app.store.engine, project, run_id, creator)
+            _record_creator(app, project, run_id, creator)
         if result.appended:
             app.indexer.index_run(paths)
             _derive_events(app, project, run_id)
@@ -68,6 +68,15 @@ async def put_log(
         # (offset first, as ever: built by hand rather than from OffsetConflictResponse's field order)
         return JSONResponse(status_code=409, content={"offset": conflict.offset, "detail": str(conflict)})
     return AppendResponse(offset=result.offset, appended=result.appended)
+
+
+def _record_creator(app: Any, project: str, run_id: str, user_id: int) -> None:
+    """Record who started the run (run_creators.py); a failure there is reported and never fails
+    the upload, whose bytes are kept and indexed: the run then reads back with no user."""
+    try:
+        run_creators.record(app.store.engine, project, run_id, user_id)
+    except Exception as error:
+        print(f"tracklet server: the creator of {project}/{run_id} not recorded: {error!r}", file=sys.stderr)
 
 
 def _derive_events(app: Any, project: str, run_id: str) -> None:

@@ -26,18 +26,14 @@ _LOOKUP_CHUNK = 500  # run ids per IN list (a page of runs is up to 10,000)
 
 
 def record(engine: sa.Engine, project: str, run_id: str, user_id: int) -> None:
-    """Record ``user_id`` as the creator of ``project/run_id`` unless a creator is recorded already."""
-    exists = sa.select(run_creators.c.user_id).where(run_creators.c.project == project,
-                                                     run_creators.c.run_id == run_id)
-    with engine.begin() as connection:
-        if connection.execute(exists).first() is not None:
-            return
+    """Record ``user_id`` as the creator of ``project/run_id`` unless a creator is recorded already
+    (a run whose copy was lost and uploaded again keeps its first creator)."""
     try:
         with engine.begin() as connection:
             connection.execute(run_creators.insert().values(project=project, run_id=run_id, user_id=user_id,
                                                             created_at=time.time()))
     except IntegrityError:
-        pass  # a concurrent first upload of the same run (another server process) recorded it first
+        pass  # recorded already
 
 
 def creators(engine: sa.Engine, project: str, run_ids: Iterable[str]) -> dict[str, str]:

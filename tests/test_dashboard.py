@@ -238,7 +238,8 @@ def _record_with_console_and_system(root: Path) -> None:
             time.sleep(0.05)
         run.finish()
     """
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "PYTHONPATH": str(REPO)},
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          env={**os.environ, "PYTHONPATH": str(REPO), "LOGNAME": "trainer"},  # the OS user it records
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
@@ -248,6 +249,8 @@ def test_run_page_shows_overview_config_console_and_system_charts(servers, tmp_p
     _record_with_console_and_system(root)
     server = servers(root, dev=True)
     page.goto(server.url + "/projects/sys")
+    user = page.wait_for_selector(".tr .td[data-col='user'] .user")
+    assert (user.text_content(), user.get_attribute("data-verified")) == ("trainer?", "false")
     page.click(".tr .name a")
     page.wait_for_url("**/projects/sys/runs/withsys")
     page.wait_for_selector("table.config")
@@ -256,6 +259,8 @@ def test_run_page_shows_overview_config_console_and_system_charts(servers, tmp_p
     assert config == {"optimizer.name": "adamw", "optimizer.lr": "0.003", "batch_size": "64"}
     assert page.text_content(".overview dd[data-field='state']").startswith("finished")
     assert "python" in page.text_content(".overview dd[data-field='command']")
+    # A --dev server verifies nobody: the OS user the run recorded, said to be unverified.
+    assert page.text_content(".overview dd[data-field='user']") == "trainer (unverified: the OS user its client recorded)"
     page.wait_for_selector(".console .line")
     lines = page.locator(".console .line").all_text_contents()
     assert any(line.endswith("step 29: training") for line in lines)

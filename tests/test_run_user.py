@@ -5,16 +5,20 @@ keeps its runs readable, with no user."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from click.testing import CliRunner
 from conftest import QUIET
 import serverproc
 
 import tracklet
 from tracklet.api.remote import RemoteApi
+from tracklet.cli.main import main
 from tracklet.client.sync import SyncClient
 from tracklet.core.layout import RunPaths
 from tracklet.core.runuser import RunUser
@@ -55,7 +59,8 @@ def _users(server, project: str, key: str) -> dict[str, dict | None]:
     return {row["run_id"]: row["user"] for row in listed}
 
 
-def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_claims(keyed_server, root):
+def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_claims(keyed_server, root,
+                                                                                       monkeypatch):
     import tracklet.compat.wandb as wandb
 
     server, keys = keyed_server, keyed_server.keys
@@ -65,9 +70,12 @@ def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_c
     with httpx.Client(base_url=server.url, headers=_bearer(keys["alice"])) as http:
         assert http.put("/api/v1/projects/team/members/bob", json={"role": "write"}).status_code == 204
 
-    # Bob's upload claims to be Alice's every way a client could: a query parameter, headers; the
-    # server takes the user from the key alone.
-    _record(root, "team", "by-bob")
+    # Bob's upload claims to be Alice's every way a client could: the OS user its run recorded, a
+    # query parameter, headers; the server takes the user from the key alone.
+    with monkeypatch.context() as claimed:
+        claimed.setenv("LOGNAME", "alice")  # what getpass.getuser() reads first
+        _record(root, "team", "by-bob")
+    assert tracklet.Api().run("team/by-bob").user == RunUser("alice", verified=False)
     log = RunPaths(root, "team", "by-bob").log_file.read_bytes()
     with httpx.Client(base_url=server.url, headers=_bearer(keys["bob"])) as http:
         put = http.put("/api/v1/runs/team/by-bob/log", params={"offset": 0, "user": "alice", "username": "alice"},
@@ -100,6 +108,8 @@ def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_c
         assert listed(filter='user in [alice, "nobody"]') == ["by-alice"]
         assert listed(filter="not user exists") == []
         assert listed(order_by="-user") == ["by-bob", "by-alice"]
+        # What the client recorded stays in its metadata, for what it is worth.
+        assert http.get("/api/v1/runs/team/by-bob").json()["run"]["metadata"]["username"] == "alice"
 
     api = RemoteApi(server.url, api_key=keys["alice"])
     try:
@@ -159,3 +169,40 @@ def test_runs_of_a_database_from_before_s0016_stay_readable_with_no_user(keyed_s
         assert api.run("old/before").user is None
     finally:
         api.close()
+
+
+def test_a_data_root_and_a_server_without_keys_give_the_os_user_the_run_recorded_unverified(root, servers,
+                                                                                            monkeypatch):
+    import tracklet.compat.wandb as wandb
+
+    for run_id, user in (("mine", "carol"), ("theirs", "dave")):
+        monkeypatch.setenv("LOGNAME", user)
+        _record(root, "lab", run_id)
+    def no_user() -> str:
+        raise OSError("No username set in the environment")  # getpass's answer for a uid with no passwd entry
+
+    monkeypatch.setattr("getpass.getuser", no_user)
+    _record(root, "lab", "nobody")  # the OS says no user: the run starts all the same, with none
+
+    local = tracklet.Api()
+    assert local.run("lab/mine").user == RunUser("carol", verified=False)
+    assert local.run("lab/mine").metadata["username"] == "carol"  # W&B's metadata name
+    assert local.run("lab/nobody").user is None
+    assert [run.id for run in local.runs("lab", filter="user = dave")] == ["theirs"]
+    assert [run.id for run in local.runs("lab", filter="not user exists")] == ["nobody"]
+    assert wandb.Api().run("lab/theirs").user.username == "dave"
+    shown = CliRunner().invoke(main, ["--dir", str(root), "show", "lab/theirs"], catch_exceptions=False)
+    assert shown.exit_code == 0 and re.search(r"^User +dave *$", shown.stdout, re.MULTILINE), shown.output
+
+    server = servers()  # --dev: no keys, so nobody is verified
+    with SyncClient(server.url) as client:
+        for run_id in ("mine", "theirs", "nobody"):
+            client.sync_run(RunPaths(root, "lab", run_id))
+    assert _users(server, "lab", "unused") == {"mine": {"name": "carol", "verified": False},
+                                                "theirs": {"name": "dave", "verified": False}, "nobody": None}
+    remote = RemoteApi(server.url)
+    try:
+        assert [run.id for run in remote.runs("lab", filter="user = carol")] == ["mine"]
+        assert remote.run("lab/theirs").user == RunUser("dave", verified=False)
+    finally:
+        remote.close()

@@ -216,8 +216,9 @@ class RecordedRun:
     @property
     def user(self) -> RunUser | None:
         """Who ran it: the OS user name its process recorded (``metadata["username"]``), unverified;
-        None for a run recorded without one."""
-        return RunUser.from_metadata(self.metadata)
+        None for a run recorded without one. Read from the log's first record alone."""
+        start = self._start_record()
+        return RunUser(name=start.username) if start is not None and start.username else None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -237,6 +238,8 @@ class RecordedRun:
                 sessions=len(state.sessions),
                 reproduces=start.reproduces or None,
             )
+            if start.username:  # the OS user, as W&B's metadata names it (core/runuser.py)
+                info["username"] = start.username
         info.update(copy.deepcopy(state.seeds))  # seeds, seeds_dropped, seeds_unknown (core/seeds.py)
         env = state.environment
         if env is not None:

@@ -238,7 +238,8 @@ def _record_with_console_and_system(root: Path) -> None:
             time.sleep(0.05)
         run.finish()
     """
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "PYTHONPATH": str(REPO)},
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          env={**os.environ, "PYTHONPATH": str(REPO), "LOGNAME": "trainer"},  # the OS user it records
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
@@ -248,6 +249,8 @@ def test_run_page_shows_overview_config_console_and_system_charts(servers, tmp_p
     _record_with_console_and_system(root)
     server = servers(root, dev=True)
     page.goto(server.url + "/projects/sys")
+    user = page.wait_for_selector(".tr .td[data-col='user'] .user")
+    assert (user.text_content(), user.get_attribute("data-verified")) == ("trainer?", "false")
     page.click(".tr .name a")
     page.wait_for_url("**/projects/sys/runs/withsys")
     page.wait_for_selector("table.config")
@@ -256,6 +259,8 @@ def test_run_page_shows_overview_config_console_and_system_charts(servers, tmp_p
     assert config == {"optimizer.name": "adamw", "optimizer.lr": "0.003", "batch_size": "64"}
     assert page.text_content(".overview dd[data-field='state']").startswith("finished")
     assert "python" in page.text_content(".overview dd[data-field='command']")
+    # A --dev server verifies nobody: the OS user the run recorded, said to be unverified.
+    assert page.text_content(".overview dd[data-field='user']") == "trainer (unverified: the OS user its client recorded)"
     page.wait_for_selector(".console .line")
     lines = page.locator(".console .line").all_text_contents()
     assert any(line.endswith("step 29: training") for line in lines)
@@ -321,6 +326,51 @@ def test_a_server_with_keys_asks_for_one(servers, three_runs, page, allowed_erro
     page.click("dialog button[value='ok']")
     page.wait_for_selector("ul.projects a:text('cmp')")
     assert page.evaluate("() => localStorage.getItem('tracklet.apiKey')").startswith("tlk_")
+
+
+def test_runs_table_and_run_page_show_who_created_each_run(servers, tmp_path, root, page):
+    """On a server with keys: each run's creator (the user of the key that uploaded it); a run that
+    was on the server before it recorded users (here: indexed from its root) says so."""
+    import httpx
+
+    from tracklet.client.sync import SyncClient
+    from tracklet.core.layout import RunPaths
+
+    server_root = _three_runs(tmp_path / "srv")  # r0-r2, in the server's root: no creator recorded
+    made = serverproc.cli("admin", "--dir", str(server_root), "create-user", "root", "--admin", timeout=60)
+    assert made.returncode == 0, made.stderr
+    admin_key = made.stdout.strip()
+    server = servers(server_root, dev=False)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin_key}"}) as http:
+        keys = {name: http.post("/api/v1/users", json={"name": name}).json()["key"] for name in ("alice", "bob")}
+        for name in ("alice", "bob"):
+            assert http.put(f"/api/v1/projects/cmp/members/{name}", json={"role": "write"}).status_code == 204
+    for name in ("alice", "bob"):
+        run = tracklet.init(project="cmp", id=f"by-{name}", name=f"{name}s", dir=str(root), settings=QUIET)
+        run.log({"train/loss": 1.0})
+        run.finish()
+        with SyncClient(server.url, api_key=keys[name]) as client:
+            client.sync_run(RunPaths(root, "cmp", f"by-{name}"))
+
+    page.add_init_script(f"localStorage.setItem('tracklet.apiKey', {admin_key!r})")
+    page.goto(server.url + "/projects/cmp")
+    page.wait_for_selector(".tr[data-run='by-bob']")
+    users = dict(page.eval_on_selector_all(
+        ".tr", "rows => rows.map(r => [r.dataset.run, r.querySelector(\".td[data-col='user']\").textContent])"))
+    assert users == {"by-alice": "alice", "by-bob": "bob", "r0": "", "r1": "", "r2": ""}
+    page.click(".th[data-col='user']")  # sorted by the server's `user` field (unknown is "")
+    page.wait_for_selector(".th[data-col='user']:text('User ▲')")
+    page.wait_for_function("() => document.querySelector('.tr .name a').textContent !== 'bobs'")
+    assert row_names(page)[3:] == ["alices", "bobs"]
+    page.click(".th[data-col='user']")
+    page.wait_for_selector(".th[data-col='user']:text('User ▼')")
+    page.wait_for_function("() => document.querySelector('.tr .name a').textContent === 'bobs'")
+    assert row_names(page)[:2] == ["bobs", "alices"]
+    page.click(".tr[data-run='by-bob'] .name a")
+    page.wait_for_url("**/projects/cmp/runs/by-bob")
+    assert page.text_content(".overview dd[data-field='user']") == "bob"
+    page.goto(server.url + "/projects/cmp/runs/r0")
+    assert page.text_content(".overview dd[data-field='user']") == "unknown (not recorded)"
 
 
 SWEEP = [  # run id -> config; `seed` is the same everywhere, so it is no difference

@@ -241,9 +241,9 @@ NOW = _t(11, 20)
 
 
 def _run(run_id, name, state, *, tags=(), group="", job="", host="", notes="", created=None, updated=None,
-         exit_code=None, step=None, config=None, summary=None):
+         exit_code=None, step=None, config=None, summary=None, user=None):
     return {"run_id": run_id, "name": name, "state": state, "tags": list(tags), "group_name": group,
-            "job_type": job, "host": host, "notes": notes, "created_at": created, "updated_at": updated,
+            "metadata": {"username": user} if user else {}, "job_type": job, "host": host, "notes": notes, "created_at": created, "updated_at": updated,
             "exit_code": exit_code, "last_step": step, "config": config or {}, "summary": summary or {},
             "log_path": f"/logs/{run_id}"}
 
@@ -252,15 +252,15 @@ RUNS = [
     _run("r01", "baseline", "finished", tags=["baseline", "v1"], group="sweep-a", job="train", host="gpu1",
          notes="first try", created=_t(11, 1, 9), updated=_t(11, 1, 10), exit_code=0, step=1000,
          config={"lr": 0.1, "optimizer": "adam", "model": {"layers": 4, "act": "relu"}, "seed": 1, "flag": True},
-         summary={"val/loss": 0.5, "acc": 0.8}),
+         summary={"val/loss": 0.5, "acc": 0.8}, user="alice"),
     _run("r02", "resnet-small", "finished", tags=["v1"], group="sweep-a", job="train", host="gpu1",
          created=_t(11, 2), updated=_t(11, 2, 13), exit_code=0, step=2000,
          config={"lr": 0.01, "optimizer": "sgd", "model": {"layers": 2}, "seed": 2, "flag": False},
-         summary={"val/loss": 0.4, "acc": 0.85}),
+         summary={"val/loss": 0.4, "acc": 0.85}, user="bob"),
     _run("r03", "ResNet-Large", "failed", tags=["v2", "broken"], group="sweep-a", job="train", host="gpu2",
          notes="OOM at step 10", created=_t(11, 3), updated=_t(11, 3, 12, 30), exit_code=1, step=10,
          config={"lr": 0.001, "optimizer": "AdamW", "model": {"layers": 8}, "seed": 3},
-         summary={"val/loss": "nan"}),
+         summary={"val/loss": "nan"}, user="alice"),
     _run("r04", "sweep-4", "finished", group="sweep-b", job="eval", host="gpu2", created=_t(11, 5),
          updated=_t(11, 5, 14), exit_code=0, step=500, config={"lr": "0.1", "optimizer": "adam", "seed": 4},
          summary={"val/loss": 0.3, "acc": 0.9}),
@@ -453,6 +453,12 @@ CASES = [
     ("not state = finished and not config.lr exists", S(6, 11, 19)),
     ("not (state = finished or tags exists)", S(11, 15)),
     ('name = "x\'; DROP TABLE runs; --"', []),
+    # who ran it: in a data root, the OS user name the run recorded (metadata.username)
+    ("user = alice", S(1, 3)),
+    ("user in [alice, bob]", S(1, 2, 3)),
+    ("user exists", S(1, 2, 3)),
+    ("user ~ LIC", S(1, 3)),
+    ("user = alice and host = gpu1", S(1)),
 ]
 
 

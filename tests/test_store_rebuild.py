@@ -31,7 +31,7 @@ from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_bl
                                     artifact_versions, audit_events, audit_intents, automation_attempts,
                                     automation_deliveries,
                                     automations, event_outbox, log_heads, log_segments, registry_checks,
-                                    registry_members, sweep_journal, sweep_leases, sweep_studies)
+                                    registry_members, run_creators, sweep_journal, sweep_leases, sweep_studies)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -179,6 +179,8 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
     with store.engine.begin() as connection:
         connection.execute(log_heads.insert().values(project="p", run_id="r", size=10, updated_at=1.0))
         connection.execute(log_segments.insert().values(project="p", run_id="r", offset=0, length=10))
+        # Who created the run (server migration s0016).
+        connection.execute(run_creators.insert().values(project="p", run_id="r", user_id=1, created_at=1.0))
         # A scaled-out server's artifact versions and the blobs each project holds (server migration s0002).
         connection.execute(artifact_blobs.insert().values(project="p", digest="a" * 64, size=3, created_at=1.0))
         connection.execute(artifact_versions.insert().values(

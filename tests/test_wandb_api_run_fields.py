@@ -37,9 +37,11 @@ def _fields(run) -> dict:
             "storage_id": run.storage_id, "user": run.user, "created_at": run.created_at}
 
 
-def test_public_run_fields_from_the_data_root_and_from_a_server(root, servers):
+def test_public_run_fields_from_the_data_root_and_from_a_server(root, servers, monkeypatch):
     import tracklet
     import tracklet.compat.wandb as wandb
+
+    monkeypatch.setenv("LOGNAME", "someone-os")  # what getpass.getuser() reads first
 
     _record("fields1")
     recorded = tracklet.Api().run("p/fields1")
@@ -48,7 +50,9 @@ def test_public_run_fields_from_the_data_root_and_from_a_server(root, servers):
     assert fields["historyLineCount"] == fields["history_line_count"] == 6 == len(local.history(samples=1000))
     assert fields["lastHistoryStep"] == 10
     assert fields["storage_id"] == "p/fields1"
-    assert fields["user"] is None  # tracklet records no user with a run (docs/wandb-compat.md)
+    # W&B's User: the OS user the run's process recorded (W&B's metadata "username"), unverified
+    assert (fields["user"].username, fields["user"].name, fields["user"].verified) == ("someone-os", "someone-os", False)
+    assert local.metadata["username"] == "someone-os"
     # The last record with a time is the exit: the heartbeat is when the run ended.
     assert fields["heartbeat_at"] == fields["heartbeatAt"] == _iso(recorded.created_at + recorded.runtime)
     assert fields["created_at"] <= fields["heartbeat_at"] <= _iso(datetime.datetime.now().timestamp())

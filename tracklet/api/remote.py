@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklet.api import Api
 from tracklet.core.jsonsafe import float_from_json
+from tracklet.core.runuser import RunUser
 from tracklet.core.reader import RUNTIME, STEP, TIMESTAMP, Alert, ConsoleLine, History
 from tracklet.core.settings import check_name
 from tracklet.errors import RemoteError, RunNotFound, TrackletWarning
@@ -147,6 +148,13 @@ class RemoteRun:
     summary = property(lambda self: dict(self._field("summary") or {}))
     metadata = property(lambda self: dict(self._field("metadata") or {}),
                         doc="How and where it ran: command, git, python, GPUs (what the store recorded).")
+
+    @property
+    def user(self) -> RunUser | None:
+        """Who created the run, as the server says: the user of the API key that started its upload
+        (``verified``); on a server without keys, the OS user name its client recorded (unverified);
+        None for a run uploaded before the server recorded users (an older server too)."""
+        return RunUser.from_json(self._field("user"))
 
     def keys(self) -> list[str]:
         """The numeric metric keys the server indexed."""

@@ -18,6 +18,7 @@ from tracklet.core.reader import (
     warn_damage,
 )
 from tracklet.core.recordlog import Damage, read_first_payload
+from tracklet.core.runuser import RunUser
 from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
 from tracklet.errors import RunNotFound  # noqa: F401  (defined there; imported from here too)
@@ -213,6 +214,13 @@ class RecordedRun:
         return dict(self._read.summary)
 
     @property
+    def user(self) -> RunUser | None:
+        """Who ran it: the OS user name its process recorded (``metadata["username"]``), unverified;
+        None for a run recorded without one. Read from the log's first record alone."""
+        start = self._start_record()
+        return RunUser(name=start.username) if start is not None and start.username else None
+
+    @property
     def metadata(self) -> dict[str, Any]:
         """Where and how the run ran: host, command, Python, git state, packages, hardware."""
         state = self._read
@@ -230,6 +238,8 @@ class RecordedRun:
                 sessions=len(state.sessions),
                 reproduces=start.reproduces or None,
             )
+            if start.username:  # the OS user, as W&B's metadata names it (core/runuser.py)
+                info["username"] = start.username
         info.update(copy.deepcopy(state.seeds))  # seeds, seeds_dropped, seeds_unknown (core/seeds.py)
         env = state.environment
         if env is not None:

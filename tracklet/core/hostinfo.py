@@ -39,6 +39,18 @@ def hostname() -> str:
         return socket.gethostname()
 
 
+def os_user_name() -> str:
+    """The OS user this process runs as (``getpass.getuser()``: $LOGNAME, $USER, $LNAME, $USERNAME,
+    else the password database), "" where none can be found (a container's uid with no passwd
+    entry): a run starts whatever it says."""
+    import getpass
+
+    try:
+        return getpass.getuser()[:256]
+    except Exception:  # OSError (no entry for the uid), KeyError on older Pythons, ImportError (no pwd)
+        return ""
+
+
 def python_implementation() -> str:
     """``platform.python_implementation()`` (``CPython``, ``PyPy``, ...), without importing
     ``platform`` (9 regular expressions compiled at import)."""

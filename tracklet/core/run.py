@@ -949,6 +949,7 @@ class Run:
             tracklet_version=__version__,
             resumed=self.resumed,
             reproduces=self._reproduces,
+            username=hostinfo.os_user_name(),
         )
 
     def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
@@ -1062,7 +1063,7 @@ def _run_start_record(fields: dict[str, Any]) -> Message:
     start = record.run_start
     start.schema_version = wire.SCHEMA_VERSION_1
     for name in ("run_id", "project", "name", "group", "job_type", "notes", "start_time", "host", "pid",
-                 "python_version", "platform", "cwd", "tracklet_version", "resumed", "reproduces"):
+                 "python_version", "platform", "cwd", "tracklet_version", "resumed", "reproduces", "username"):
         setattr(start, name, fields[name])
     start.tags.extend(fields["tags"])
     start.command.extend(redact_command(fields["command"]))  # no --api-key X, no tokens

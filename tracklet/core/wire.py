@@ -115,6 +115,7 @@ SCHEMA: dict[str, tuple[tuple[str, int, str, bool, str], ...]] = {
         ("tracklet_version", 16, "string", False, ""),
         ("resumed", 17, "bool", False, ""),
         ("reproduces", 21, "string", False, ""),
+        ("username", 22, "string", False, ""),
     ),
     "RunExit": (
         ("exit_code", 1, "int32", False, ""),

@@ -149,7 +149,7 @@ class Histogram(_message.Message):
     def __init__(self, edges: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ..., nan_count: _Optional[int] = ..., inf_count: _Optional[int] = ...) -> None: ...
 
 class RunStart(_message.Message):
-    __slots__ = ("schema_version", "run_id", "project", "name", "tags", "group", "job_type", "notes", "start_time", "host", "pid", "python_version", "platform", "command", "cwd", "tracklet_version", "resumed", "reproduces")
+    __slots__ = ("schema_version", "run_id", "project", "name", "tags", "group", "job_type", "notes", "start_time", "host", "pid", "python_version", "platform", "command", "cwd", "tracklet_version", "resumed", "reproduces", "username")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class RunStart(_message.Message):
     TRACKLET_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     REPRODUCES_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
     schema_version: SchemaVersion
     run_id: str
     project: str
@@ -186,7 +187,8 @@ class RunStart(_message.Message):
     tracklet_version: str
     resumed: bool
     reproduces: str
-    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., run_id: _Optional[str] = ..., project: _Optional[str] = ..., name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[float] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tracklet_version: _Optional[str] = ..., resumed: _Optional[bool] = ..., reproduces: _Optional[str] = ...) -> None: ...
+    username: str
+    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., run_id: _Optional[str] = ..., project: _Optional[str] = ..., name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[float] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tracklet_version: _Optional[str] = ..., resumed: _Optional[bool] = ..., reproduces: _Optional[str] = ..., username: _Optional[str] = ...) -> None: ...
 
 class RunUpdate(_message.Message):
     __slots__ = ("name", "notes", "group", "job_type", "tags_set", "tags", "time", "preempting")

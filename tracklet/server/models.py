@@ -118,6 +118,15 @@ class ProjectsResponse(BaseModel):
     projects: list[Project]
 
 
+class RunUser(BaseModel):
+    """Who created a run (server/run_creators.py)."""
+
+    name: str
+    verified: bool = Field(
+        description="True: the user of the API key that started the run's upload, as the server "
+        "authenticated it. False: the OS user name the client recorded (a server without keys, --dev)")
+
+
 class RunRow(BaseModel):
     """A run's store row. A listing leaves out `keys` and `metadata`; one run's row has them."""
 
@@ -142,6 +151,9 @@ class RunRow(BaseModel):
         description="How and where it ran: command, cwd, pid, python, platform, git, cpu, memory, gpu "
         "(one run's row only)")
     path: str  # project/run_id
+    user: RunUser | None = Field(
+        None, description="Who created the run; null for a run uploaded before the server recorded "
+        "users (migration s0016) or, on a server without keys, one whose client recorded no user name")
 
 
 class RunsResponse(BaseModel):

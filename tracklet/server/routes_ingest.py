@@ -9,6 +9,7 @@ from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from tracklet.server import run_creators
 from tracklet.server.audit import armed, arms_itself
 from tracklet.server.auth import requires
 from tracklet.server.body import bounded_router, read_body
@@ -45,13 +46,18 @@ async def put_log(
     offset: int = Query(..., ge=0, le=2**62, description="Byte offset of the body's first byte in the client's log"),
 ) -> AppendResponse | JSONResponse:
     """Append if `offset` is the stored size; accept a resend (offset below it) idempotently when
-    the overlap matches; 409 with the stored size on a gap or a mismatch."""
+    the overlap matches; 409 with the stored size on a gap or a mismatch. The append to an empty
+    copy starts the run: the user of the request's API key is recorded as its creator (the run's
+    `user`); nothing the request says names another."""
     app = request.app.state.tracklet
+    creator = request.state.principal.user_id  # None on a --dev server: no keys
     paths = run_paths(app.root, project, run_id)  # 400 before reading the body
     body = await read_body(request, app.max_body_bytes)  # why this route is async: it streams the body
 
     def append() -> Any:  # one trip to the thread pool: the audit intent, the append, its indexing and events
         result = armed(request, app.copies.append, project, run_id, offset, body)
+        if creator is not None and result.appended == result.offset > 0:  # the copy was empty: this starts the run
+            _record_creator(app, project, run_id, creator)
         if result.appended:
             app.indexer.index_run(paths)
             _derive_events(app, project, run_id)
@@ -63,6 +69,15 @@ async def put_log(
         # (offset first, as ever: built by hand rather than from OffsetConflictResponse's field order)
         return JSONResponse(status_code=409, content={"offset": conflict.offset, "detail": str(conflict)})
     return AppendResponse(offset=result.offset, appended=result.appended)
+
+
+def _record_creator(app: Any, project: str, run_id: str, user_id: int) -> None:
+    """Record who started the run (run_creators.py); a failure there is reported and never fails
+    the upload, whose bytes are kept and indexed: the run then reads back with no user."""
+    try:
+        run_creators.record(app.store.engine, project, run_id, user_id)
+    except Exception as error:
+        print(f"tracklet server: the creator of {project}/{run_id} not recorded: {error!r}", file=sys.stderr)
 
 
 def _derive_events(app: Any, project: str, run_id: str) -> None:

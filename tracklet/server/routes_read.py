@@ -8,9 +8,11 @@ from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
 
 from tracklet.errors import RunNotIndexed
+from tracklet.server import run_creators
 from tracklet.server.jsonable import json_value, series_json
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
+from tracklet.store.store import LIST_FIELDS
 from tracklet.server.models import (
     HistoryResponse,
     Project,
@@ -58,26 +60,46 @@ def list_runs(
     app = request.app.state.tracklet
     run_paths(app.root, project, "x")  # checks the project name (400)
 
+    keys = app.authorizer is not None
+    # A server without keys shows (and filters by) the user name each client recorded, in metadata
+    # (run_creators.run_user; the store's own `user` field); one with keys, the users they verified.
+    fields = LIST_FIELDS if keys else (*LIST_FIELDS, "metadata")
+    field_columns = {"user": run_creators.user_column(project)} if keys else None
+
     def query() -> list[dict[str, Any]]:
         if not app.store.project_exists(project):
             raise HTTPException(status_code=404, detail=f"no project {project!r} on this server")
-        return app.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset)
+        rows = app.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset, fields=fields,
+                              field_columns=field_columns)
+        _add_users(app, project, rows)
+        return rows
 
     rows = query()
     # Up to 10,000 rows: serialised as they are, not validated row by row (models.json_response).
     return json_response({"runs": [json_value(row) for row in rows]})
 
 
+def _add_users(app: Any, project: str, rows: list[dict[str, Any]], *, keep_metadata: bool = False) -> None:
+    """Set each row's ``user`` (run_creators.run_user); a listing's rows lose the ``metadata`` that
+    a server without keys read for it."""
+    keys = app.authorizer is not None
+    names = run_creators.creators(app.store.engine, project, [row["run_id"] for row in rows])
+    for row in rows:
+        metadata = row.get("metadata") if keep_metadata else row.pop("metadata", None)
+        row["user"] = run_creators.run_user(names.get(row["run_id"]), metadata, keys=keys)
+
+
 @router.get("/runs/{project}/{run_id}", response_model=RunResponse, response_model_exclude_unset=True,
             responses=_ERRORS, summary="One run")
 def get_run(request: Request, project: str, run_id: str) -> RunResponse:
-    """The run's store row: identity, state, config, summary, metric keys and `metadata` (how and
-    where it ran: command, git commit, GPUs...)."""
+    """The run's store row: identity, state, config, summary, metric keys, `metadata` (how and
+    where it ran: command, git commit, GPUs...) and `user` (who created it)."""
     app = request.app.state.tracklet
     run_paths(app.root, project, run_id)
     row = app.store.run(project, run_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
+    _add_users(app, project, [row], keep_metadata=True)
     return RunResponse(run=RunRow.model_validate(json_value(row)))
 
 

@@ -86,6 +86,19 @@ log_segments = sa.Table(
     sa.Column("length", sa.BigInteger, nullable=False),
 )
 
+# Who created each run (run_creators.py, migration s0016): the user behind the API key of the run's
+# first upload, as the server authenticated it; a run uploaded without a key (a --dev server) or
+# before s0016 has no row. Keyed by names, as log_heads: the store's run rows are derived and rebuilt.
+run_creators = sa.Table(
+    "run_creators",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_run_creators_user", "user_id"),
+)
+
 # Which artifact blobs each project holds (artifact_blobs.py): a project sees only blobs someone with
 # write access to it sent, whatever the shared blob store holds.
 artifact_blobs = sa.Table(
@@ -351,7 +364,7 @@ sweep_leases = sa.Table(
     sa.Column("record", sa.Text, nullable=False),  # JSON: ttl, the ask's request id, pruned, reported step
 )
 
-SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
+SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, run_creators, artifact_blobs, artifact_versions,
                  artifact_aliases, artifact_deleted_versions, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
                  registry_checks, audit_events, audit_intents, event_outbox, automations, automation_deliveries,
                  automation_attempts, sweep_studies, sweep_journal, sweep_leases, *report_tables)

@@ -96,6 +96,7 @@ import math
 import operator
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as _dc_field
 from datetime import datetime, timedelta, timezone
@@ -148,6 +149,8 @@ FIELDS: dict[str, tuple[str, str]] = {
     "config": ("config", "json"),
     "summary": ("summary", "json"),
     "tags": ("tags", "tags"),
+    # Who created the run: no column of its own (``user_column``; a server passes its own, run_creators.py).
+    "user": ("user", "text"),
 }
 _ALIASES = {"group_name": "group", "created_at": "created", "updated_at": "updated"}
 _FIELD_LIST = ", ".join(n for n in FIELDS if FIELDS[n][1] != "json") + ", config.KEY, summary.KEY"
@@ -846,9 +849,29 @@ def _json_pg(el: _Json, compiler, **kw) -> str:
 _CMP = {"=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
+def user_column(runs_table: sa.Table) -> sa.ColumnElement[str]:
+    """The ``user`` field in a data root's store: the OS user name the run's process recorded
+    (``metadata.username``), "" without one. A server passes its own (``columns``): the user its
+    API keys verified."""
+    return sa.func.coalesce(_json_at(runs_table.c.metadata, ("username",), "string"), "")
+
+
+class _Columns:
+    """The columns fields name: the runs table's, and ``extra`` ones that are expressions (``user``)."""
+
+    def __init__(self, table: sa.Table, extra: Mapping[str, sa.ColumnElement[Any]] | None) -> None:
+        self.table = table
+        self.extra = {"user": user_column(table), **(extra or {})}
+
+    def __getitem__(self, name: str) -> Any:
+        found = self.extra.get(name)
+        return found if found is not None else self.table.c[name]
+
+
 class _Compiler:
-    def __init__(self, table, now: float):
+    def __init__(self, table, now: float, columns: Mapping[str, sa.ColumnElement[Any]] | None = None):
         self.t = table
+        self.c = _Columns(table, columns)
         self.now = now
 
     def visit(self, node: FilterExpr) -> sa.ColumnElement[bool]:
@@ -861,7 +884,7 @@ class _Compiler:
         if isinstance(node, Exists):
             return self.exists(node.field)
         if isinstance(node, Contains):
-            return _Json(self.t.c[node.field.column], (), "has", node.value)
+            return _Json(self.c[node.field.column], (), "has", node.value)
         if isinstance(node, Compare):
             if node.op == "!=":
                 return sa.not_(self.compare(node.field, "=", node.value))
@@ -871,7 +894,7 @@ class _Compiler:
         raise TypeError(f"not a filter node: {node!r}")
 
     def exists(self, field: Field):
-        col = self.t.c[field.column]
+        col = self.c[field.column]
         kind = field.kind
         if kind == "text":
             return col != ""
@@ -897,7 +920,7 @@ class _Compiler:
 
     def _json_value(self, field: Field, v: Value):
         kind = "boolean" if isinstance(v, bool) else "string" if isinstance(v, str) else "number"
-        return _json_at(self.t.c[field.column], field.path, kind)
+        return _json_at(self.c[field.column], field.path, kind)
 
     def compare(self, field: Field, op: str, v: Value):
         if v is None:
@@ -913,14 +936,14 @@ class _Compiler:
                 bound = float(bound)
             cond = x.icontains(bound, autoescape=True) if op == "~" else _CMP[op](x, bound)
             return sa.func.coalesce(cond, sa.false())
-        col = self.t.c[field.column]
+        col = self.c[field.column]
         if op == "~":
             cond = col.icontains(str(bound), autoescape=True)
         else:
             if field.kind == "int" and isinstance(bound, float):
                 bound = sa.literal(bound, sa.Float())  # keep 2.5 from being bound (and cast) as an integer
             cond = _CMP[op](col, bound)
-        return sa.and_(col.is_not(None), cond) if col.nullable else cond
+        return sa.and_(col.is_not(None), cond) if getattr(col, "nullable", False) else cond
 
     def in_(self, field: Field, values: tuple[Value, ...]):
         parts = []
@@ -933,40 +956,44 @@ class _Compiler:
                 kind = "boolean" if isinstance(v, bool) else "string" if isinstance(v, str) else "number"
                 groups.setdefault(kind, []).append(float(v) if kind == "number" else v)
             for kind, vals in groups.items():
-                x = _json_at(self.t.c[field.column], field.path, kind)
+                x = _json_at(self.c[field.column], field.path, kind)
                 parts.append(sa.func.coalesce(x.in_(vals), sa.false()))
         elif present:
-            col = self.t.c[field.column]
+            col = self.c[field.column]
             if field.kind == "int" and any(isinstance(v, float) for v in present):
                 cond = sa.or_(*(self.compare(field, "=", v) for v in present))
             else:
                 cond = col.in_(present)
-            parts.append(sa.and_(col.is_not(None), cond) if col.nullable else cond)
+            parts.append(sa.and_(col.is_not(None), cond) if getattr(col, "nullable", False) else cond)
         return sa.or_(*parts) if parts else sa.false()
 
 
-def compile_filter(expr: FilterExpr | str, runs_table: sa.Table, *, now: float | None = None
-                   ) -> sa.ColumnElement[bool]:
+def compile_filter(expr: FilterExpr | str, runs_table: sa.Table, *, now: float | None = None,
+                   columns: Mapping[str, sa.ColumnElement[Any]] | None = None) -> sa.ColumnElement[bool]:
     """The WHERE clause for a filter (an AST from parse_filter, or filter text) on ``runs_table``.
 
     ``now`` (epoch seconds, default ``time.time()``) anchors relative times like ``-7d``. The result
-    is two-valued (never NULL) and renders on SQLite and PostgreSQL.
+    is two-valued (never NULL) and renders on SQLite and PostgreSQL. ``columns``: expressions for
+    fields the runs table has no column for (``user``; default ``user_column``), never NULL.
     """
     if isinstance(expr, str):
         expr = parse_filter(expr)
-    return _Compiler(runs_table, time.time() if now is None else now).visit(expr)
+    return _Compiler(runs_table, time.time() if now is None else now, columns).visit(expr)
 
 
-def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table) -> list:
+def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
+                 columns: Mapping[str, sa.ColumnElement[Any]] | None = None) -> list:
     """ORDER BY clauses for parse_sort's keys (or sort text), missing values last on both dialects.
 
-    A JSON field gives two clauses: its numeric values, then its string values.
+    A JSON field gives two clauses: its numeric values, then its string values. ``columns`` as
+    ``compile_filter``'s.
     """
     if isinstance(keys, str):
         keys = parse_sort(keys)
+    named = _Columns(runs_table, columns)
     clauses = []
     for field, descending in keys:
-        col = runs_table.c[field.column]
+        col = named[field.column]
         if field.kind == "tags":
             raise ValueError("cannot sort by tags")
         exprs = [_json_at(col, field.path, "number"), _json_at(col, field.path, "string")] if field.kind == "json" \

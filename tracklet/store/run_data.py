@@ -110,6 +110,8 @@ class RunDataFold:
             )
             if start.reproduces:  # tracklet reproduce: the run this one reproduces (docs/reproduce.md)
                 self.metadata["reproduces"] = start.reproduces
+            if start.username:  # the OS user (W&B's metadata name); a server with keys records its own
+                self.metadata["username"] = start.username
         self.metadata_changed = True
 
     def run_exit(self, end: pb.RunExit) -> None:

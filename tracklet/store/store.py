@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -80,10 +80,12 @@ class Store(RunDataQueries):
         offset: int = 0,
         fields: tuple[str, ...] = LIST_FIELDS,
         run_ids: tuple[str, ...] | list[str] | None = None,
+        field_columns: Mapping[str, sa.ColumnElement[Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """A project's runs as dicts of ``fields`` (any of ``RUN_FIELDS``) plus ``path``, newest
         first unless ``order_by`` says otherwise; ``filter`` is an expression (docs/store.md);
-        ``run_ids``: only these runs (bound parameters)."""
+        ``run_ids``: only these runs (bound parameters); ``field_columns``: what filter and sort fields
+        without a column of the runs table mean (``filters.compile_filter``: a server's ``user``)."""
         unknown = set(fields) - set(RUN_FIELDS)
         if unknown:
             raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
@@ -97,11 +99,11 @@ class Store(RunDataQueries):
         if filter:
             from tracklet.store.filters import compile_filter, parse_filter
 
-            stmt = stmt.where(compile_filter(parse_filter(filter), runs))
+            stmt = stmt.where(compile_filter(parse_filter(filter), runs, columns=field_columns))
         if order_by:
             from tracklet.store.filters import compile_sort, parse_sort
 
-            stmt = stmt.order_by(*compile_sort(parse_sort(order_by), runs))
+            stmt = stmt.order_by(*compile_sort(parse_sort(order_by), runs, columns=field_columns))
         else:
             stmt = stmt.order_by(runs.c.created_at.desc(), runs.c.run_id)
         stmt = stmt.offset(offset)

@@ -24,7 +24,9 @@ export interface paths {
         /**
          * Append record log bytes at an offset
          * @description Append if `offset` is the stored size; accept a resend (offset below it) idempotently when
-         *     the overlap matches; 409 with the stored size on a gap or a mismatch.
+         *     the overlap matches; 409 with the stored size on a gap or a mismatch. The append to an empty
+         *     copy starts the run: the user of the request's API key is recorded as its creator (the run's
+         *     `user`); nothing the request says names another.
          */
         put: operations["put_log_api_v1_runs__project___run_id__log_put"];
         post?: never;
@@ -106,8 +108,8 @@ export interface paths {
         };
         /**
          * One run
-         * @description The run's store row: identity, state, config, summary, metric keys and `metadata` (how and
-         *     where it ran: command, git commit, GPUs...).
+         * @description The run's store row: identity, state, config, summary, metric keys, `metadata` (how and
+         *     where it ran: command, git commit, GPUs...) and `user` (who created it).
          */
         get: operations["get_run_api_v1_runs__project___run_id__get"];
         put?: never;
@@ -4081,6 +4083,21 @@ export interface components {
             };
             /** Path */
             path: string;
+            /** @description Who created the run; null for a run uploaded before the server recorded users (migration s0016) or, on a server without keys, one whose client recorded no user name */
+            user?: components["schemas"]["RunUser"] | null;
+        };
+        /**
+         * RunUser
+         * @description Who created a run (server/run_creators.py).
+         */
+        RunUser: {
+            /** Name */
+            name: string;
+            /**
+             * Verified
+             * @description True: the user of the API key that started the run's upload, as the server authenticated it. False: the OS user name the client recorded (a server without keys, --dev)
+             */
+            verified: boolean;
         };
         /** RunsResponse */
         RunsResponse: {

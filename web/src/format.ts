@@ -118,3 +118,11 @@ export function runtime(row: { created_at: number | null; updated_at: number | n
   const end = row.state === "running" ? Date.now() / 1000 : row.updated_at;
   return end === null ? null : end - row.created_at;
 }
+
+/** Who created a run, as the run page and the runs table say it: the name a server verified by API
+ * key; a name only the run's client recorded (its OS user) marked unverified; "" when none is known. */
+export function fmtUser(user: { name: string; verified: boolean } | null | undefined, long = false): string {
+  if (!user) return long ? "unknown (not recorded)" : "";
+  if (user.verified) return user.name;
+  return long ? `${user.name} (unverified: the OS user its client recorded)` : `${user.name}?`;
+}

@@ -10,7 +10,7 @@ import { ChartPanel, fillGridRows } from "../charts/panel";
 import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
 import { addToReportDialog } from "../reports/add";
 import { debounce, h } from "../dom";
-import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, runtime } from "../format";
+import { flatten, fmtBytes, fmtDuration, fmtTime, fmtUser, fmtValue, runtime } from "../format";
 import { MediaView } from "../media";
 import { HistogramView } from "../histogram";
 import { TablesView } from "../components/table-card";
@@ -38,6 +38,7 @@ function overview(run: RunRow): HTMLElement {
   const entries: [string, string][] = [
     ["State", run.state + (run.exit_code !== null && run.exit_code !== undefined ? ` (exit ${run.exit_code})` : "")],
     ["Created", fmtTime(run.created_at)],
+    ["User", fmtUser(run.user, true)],
     ["Runtime", fmtDuration(runtime(run))],
     ["Command", command ?? ""],
     ["Git", git ? [git.commit, git.branch ? `(${git.branch})` : "", git.dirty ? "dirty" : "", git.remote ?? ""].filter(Boolean).join(" ") : ""],

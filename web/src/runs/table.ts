@@ -7,7 +7,7 @@ import type { RunRow } from "../api";
 import { runColor } from "../colors";
 import { mark, registerProbe } from "../debug";
 import { h } from "../dom";
-import { fmtDuration, fmtTime, fmtValue, keyPath, lookup, runtime } from "../format";
+import { fmtDuration, fmtTime, fmtUser, fmtValue, keyPath, lookup, runtime } from "../format";
 import { runHref } from "../router";
 import { groupRuns, type RunGroup } from "./groups";
 
@@ -159,6 +159,7 @@ export class RunsTable {
     const base: Column[] = [
       { id: "name", label: "Name", width: 170, sort: "name", cell: (r) => this.nameCell(r) },
       { id: "state", label: "State", width: 80, sort: "state", cell: (r) => h("span.state", { "data-state": r.state, text: r.state }) },
+      { id: "user", label: "User", width: 80, sort: "user", cell: (r) => this.userCell(r) },
       { id: "created", label: "Created", width: 122, sort: "created", cell: (r) => fmtTime(r.created_at) },
       { id: "runtime", label: "Runtime", width: 72, sort: null, cell: (r) => fmtDuration(runtime(r)) },
       { id: "tags", label: "Tags", width: 90, sort: null, cell: (r) => (r.tags ?? []).join(", ") },
@@ -289,6 +290,13 @@ export class RunsTable {
         h("span.group-count", { text: `${group.runs.length} run${group.runs.length === 1 ? "" : "s"}` }),
       ),
     );
+  }
+
+  private userCell(run: RunRow): HTMLElement {
+    const user = run.user;
+    const title = !user ? "not recorded" : user.verified ? "verified by the API key that uploaded the run"
+      : "unverified: the OS user name the run's client recorded";
+    return h("span.user", { title, "data-verified": user ? String(user.verified) : "", text: fmtUser(user) });
   }
 
   private nameCell(run: RunRow): HTMLElement {

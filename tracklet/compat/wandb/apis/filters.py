@@ -14,7 +14,7 @@ _FIELDS = {
     "state": "state", "display_name": "name", "displayName": "name", "name": "run_id", "id": "run_id",
     "group": "group", "job_type": "job_type", "jobType": "job_type", "notes": "notes", "host": "host",
     "created_at": "created", "createdAt": "created", "updated_at": "updated", "updatedAt": "updated",
-    "heartbeat_at": "updated", "heartbeatAt": "updated", "tags": "tags",
+    "heartbeat_at": "updated", "heartbeatAt": "updated", "tags": "tags", "username": "user",
 }
 _BARE = re.compile(r"[A-Za-z0-9_/\-]+")
 

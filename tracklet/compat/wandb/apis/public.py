@@ -32,6 +32,29 @@ def _parts(path: str) -> list[str]:
     return [p for p in str(path).replace(":", "/").split("/") if p and p != "runs"]
 
 
+class User:
+    """W&B's ``User`` as a run gives it (``run.user``): ``username`` and ``name`` (tracklet keeps one
+    name per user: both are it), and ``verified``, tracklet's own: True when a server authenticated
+    the user by API key, False for the OS user name a run's process recorded. tracklet keeps no
+    e-mail addresses or teams: ``email`` is None and ``teams`` empty."""
+
+    def __init__(self, username: str, *, verified: bool = False) -> None:
+        self.username = username
+        self.name = username
+        self.verified = verified
+        self.email: str | None = None
+        self.teams: list[str] = []
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, User) and (self.username, self.verified) == (other.username, other.verified)
+
+    def __hash__(self) -> int:
+        return hash((self.username, self.verified))
+
+    def __repr__(self) -> str:
+        return f"<User {self.username}{'' if self.verified else ' (unverified)'}>"
+
+
 class HTTPSummary(dict):
     """A run's summary: a dict with attribute access (W&B's ``HTTPSummary``). Edits (item or
     attribute assignment, ``update``, ``del``) are saved by ``run.update()``."""
@@ -214,11 +237,13 @@ class Run:
     history_line_count = historyLineCount
 
     @property
-    def user(self) -> None:
-        """W&B's ``User`` (``username``, ``name``) who made the run. tracklet records no user with
-        a run (no accounts in a data root; a server doesn't tie a run to the key that uploaded it),
-        so None: a script's ``run.user.username`` should check for None first."""
-        return None
+    def user(self) -> User | None:
+        """W&B's ``User`` who made the run (``username``, ``name``): on a tracklet server with API
+        keys, the user of the key that started the run's upload; in a data root (or on a server
+        without keys), the OS user name the run's process recorded. None for a run recorded without
+        one (before tracklet recorded users), so a script's ``run.user.username`` should check first."""
+        found = self._recorded.user
+        return None if found is None else User(found.name, verified=found.verified)
 
     @property
     def username(self) -> str | None:
@@ -738,4 +763,4 @@ class Api:
         """Nothing cached to drop: every read goes to the record logs or the store."""
 
 
-__all__ = ["Api", "File", "HTTPSummary", "Project", "Run", "Runs"]
+__all__ = ["Api", "File", "HTTPSummary", "Project", "Run", "Runs", "User"]

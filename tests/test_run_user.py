@@ -1,0 +1,208 @@
+"""Who ran a run (``run.user``): a real ``tracklet server`` with API keys records the user behind the
+key that started each run's upload, on SQLite and on a real PostgreSQL, whatever the client sends;
+the Python API, wandb.Api and the run routes read it back; a database from before migration s0016
+keeps its runs readable, with no user."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from click.testing import CliRunner
+from conftest import QUIET
+import serverproc
+
+import tracklet
+from tracklet.api.remote import RemoteApi
+from tracklet.cli.main import main
+from tracklet.client.sync import SyncClient
+from tracklet.core.layout import RunPaths
+from tracklet.core.runuser import RunUser
+from tracklet.server import schema as server_schema
+from tracklet.store.engine import create_engine
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _record(root, project: str, run_id: str) -> None:
+    run = tracklet.init(project=project, id=run_id, dir=str(root), settings=QUIET)
+    run.log({"loss": 1.0})
+    run.finish()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def keyed_server(request, tmp_path, servers):
+    """A server that needs keys, with an admin ``root`` and members ``alice`` (who makes project
+    ``team``) and ``bob`` (a writer there)."""
+    store = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    server_root = tmp_path / "srv"
+    created = serverproc.cli("admin", "--dir", str(server_root), *(["--store", store] if store else []),
+                             "create-user", "root", "--admin")
+    assert created.returncode == 0, created.stderr
+    server = servers(server_root, store=store, dev=False)
+    admin = _bearer(created.stdout.strip())
+    with httpx.Client(base_url=server.url, headers=admin) as http:
+        server.keys = {name: http.post("/api/v1/users", json={"name": name}).json()["key"] for name in ("alice", "bob")}
+        server.keys["root"] = created.stdout.strip()
+    return server
+
+
+def _users(server, project: str, key: str) -> dict[str, dict | None]:
+    with httpx.Client(base_url=server.url, headers=_bearer(key)) as http:
+        listed = http.get(f"/api/v1/projects/{project}/runs").json()["runs"]
+    return {row["run_id"]: row["user"] for row in listed}
+
+
+def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_claims(keyed_server, root,
+                                                                                       monkeypatch):
+    import tracklet.compat.wandb as wandb
+
+    server, keys = keyed_server, keyed_server.keys
+    _record(root, "team", "by-alice")
+    with SyncClient(server.url, api_key=keys["alice"]) as client:
+        client.sync_run(RunPaths(root, "team", "by-alice"))  # creates project team, Alice its admin
+    with httpx.Client(base_url=server.url, headers=_bearer(keys["alice"])) as http:
+        assert http.put("/api/v1/projects/team/members/bob", json={"role": "write"}).status_code == 204
+
+    # Bob's upload claims to be Alice's every way a client could: the OS user its run recorded, a
+    # query parameter, headers; the server takes the user from the key alone.
+    with monkeypatch.context() as claimed:
+        claimed.setenv("LOGNAME", "alice")  # what getpass.getuser() reads first
+        _record(root, "team", "by-bob")
+    assert tracklet.Api().run("team/by-bob").user == RunUser("alice", verified=False)
+    log = RunPaths(root, "team", "by-bob").log_file.read_bytes()
+    with httpx.Client(base_url=server.url, headers=_bearer(keys["bob"])) as http:
+        put = http.put("/api/v1/runs/team/by-bob/log", params={"offset": 0, "user": "alice", "username": "alice"},
+                       content=log, headers={"Content-Type": "application/octet-stream", "X-Tracklet-User": "alice",
+                                             "X-User": "alice"})
+        assert put.status_code == 200, put.text
+
+    # Bob resumes Alice's run (an upload from a later offset, a resend from 0): she stays its creator.
+    run = tracklet.init(project="team", id="by-alice", dir=str(root), settings=QUIET, resume="must")
+    run.log({"loss": 0.5})
+    run.finish()
+    with SyncClient(server.url, api_key=keys["bob"]) as client:
+        client.sync_run(RunPaths(root, "team", "by-alice"))
+    with httpx.Client(base_url=server.url, headers=_bearer(keys["bob"])) as http:
+        whole = RunPaths(root, "team", "by-alice").log_file.read_bytes()
+        assert http.put("/api/v1/runs/team/by-alice/log", params={"offset": 0}, content=whole,
+                        headers={"Content-Type": "application/octet-stream"}).status_code == 200
+
+    expected = {"by-alice": {"name": "alice", "verified": True}, "by-bob": {"name": "bob", "verified": True}}
+    assert _users(server, "team", keys["bob"]) == expected  # every reader sees the same creators
+    assert _users(server, "team", keys["root"]) == expected
+    with httpx.Client(base_url=server.url, headers=_bearer(keys["alice"])) as http:
+        for run_id, user in expected.items():
+            assert http.get(f"/api/v1/runs/team/{run_id}").json()["run"]["user"] == user
+        # The filter language's `user` field is the verified creator on a server with keys.
+        def listed(**params: str) -> list[str]:
+            return [row["run_id"] for row in http.get("/api/v1/projects/team/runs", params=params).json()["runs"]]
+
+        assert listed(filter="user = bob") == ["by-bob"]
+        assert listed(filter='user in [alice, "nobody"]') == ["by-alice"]
+        assert listed(filter="not user exists") == []
+        assert listed(order_by="-user") == ["by-bob", "by-alice"]
+        # What the client recorded stays in its metadata, for what it is worth.
+        assert http.get("/api/v1/runs/team/by-bob").json()["run"]["metadata"]["username"] == "alice"
+
+    api = RemoteApi(server.url, api_key=keys["alice"])
+    try:
+        assert {run.id: run.user for run in api.runs("team")} == {
+            "by-alice": RunUser("alice", verified=True), "by-bob": RunUser("bob", verified=True)}
+        assert api.run("team/by-bob").user == RunUser("bob", verified=True)
+    finally:
+        api.close()
+    public = wandb.Api(overrides={"base_url": server.url}, api_key=keys["alice"])
+    by_bob = public.run("team/by-bob")
+    assert (by_bob.user.username, by_bob.user.name, by_bob.user.verified) == ("bob", "bob", True)
+    assert [run.user.username for run in public.runs("team", order="+created_at")] == ["alice", "bob"]
+    assert [run.id for run in public.runs("team", filters={"username": "bob"})] == ["by-bob"]  # W&B's filter field
+
+
+def _server_config(connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def test_runs_of_a_database_from_before_s0016_stay_readable_with_no_user(keyed_server, root):
+    server, keys = keyed_server, keyed_server.keys
+    _record(root, "old", "before")
+    with SyncClient(server.url, api_key=keys["alice"]) as client:
+        client.sync_run(RunPaths(root, "old", "before"))
+    server.stop()
+    # The database as s0015 left it: no run_creators table, the run and its project in it.
+    engine = create_engine(server.store or f"sqlite:///{server.root / 'store.sqlite'}")
+    try:
+        with engine.begin() as connection:
+            command.downgrade(_server_config(connection), "s0015")
+        assert "run_creators" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+    server.start()  # migrates to s0016 on start
+    _record(root, "old", "after")
+    # The old run goes on (an upload from a later offset): who started it is still unknown, not
+    # whoever uploaded next.
+    resumed = tracklet.init(project="old", id="before", dir=str(root), settings=QUIET, resume="must")
+    resumed.log({"loss": 0.5})
+    resumed.finish()
+    with SyncClient(server.url, api_key=keys["alice"]) as client:
+        client.sync_run(RunPaths(root, "old", "after"))
+        client.sync_run(RunPaths(root, "old", "before"))
+    assert _users(server, "old", keys["alice"]) == {"before": None, "after": {"name": "alice", "verified": True}}
+    with httpx.Client(base_url=server.url, headers=_bearer(keys["alice"])) as http:
+        unknown = http.get("/api/v1/projects/old/runs", params={"filter": "not user exists"}).json()["runs"]
+        assert [row["run_id"] for row in unknown] == ["before"]
+    with httpx.Client(base_url=server.url, headers=_bearer(keys["alice"])) as http:
+        before = http.get("/api/v1/runs/old/before").json()["run"]
+        assert before["user"] is None and before["summary"]["loss"] == 0.5
+    api = RemoteApi(server.url, api_key=keys["alice"])
+    try:
+        assert api.run("old/before").user is None
+    finally:
+        api.close()
+
+
+def test_a_data_root_and_a_server_without_keys_give_the_os_user_the_run_recorded_unverified(root, servers,
+                                                                                            monkeypatch):
+    import tracklet.compat.wandb as wandb
+
+    for run_id, user in (("mine", "carol"), ("theirs", "dave")):
+        monkeypatch.setenv("LOGNAME", user)
+        _record(root, "lab", run_id)
+    def no_user() -> str:
+        raise OSError("No username set in the environment")  # getpass's answer for a uid with no passwd entry
+
+    monkeypatch.setattr("getpass.getuser", no_user)
+    _record(root, "lab", "nobody")  # the OS says no user: the run starts all the same, with none
+
+    local = tracklet.Api()
+    assert local.run("lab/mine").user == RunUser("carol", verified=False)
+    assert local.run("lab/mine").metadata["username"] == "carol"  # W&B's metadata name
+    assert local.run("lab/nobody").user is None
+    assert [run.id for run in local.runs("lab", filter="user = dave")] == ["theirs"]
+    assert [run.id for run in local.runs("lab", filter="not user exists")] == ["nobody"]
+    assert wandb.Api().run("lab/theirs").user.username == "dave"
+    shown = CliRunner().invoke(main, ["--dir", str(root), "show", "lab/theirs"], catch_exceptions=False)
+    assert shown.exit_code == 0 and re.search(r"^User +dave *$", shown.stdout, re.MULTILINE), shown.output
+
+    server = servers()  # --dev: no keys, so nobody is verified
+    with SyncClient(server.url) as client:
+        for run_id in ("mine", "theirs", "nobody"):
+            client.sync_run(RunPaths(root, "lab", run_id))
+    assert _users(server, "lab", "unused") == {"mine": {"name": "carol", "verified": False},
+                                                "theirs": {"name": "dave", "verified": False}, "nobody": None}
+    remote = RemoteApi(server.url)
+    try:
+        assert [run.id for run in remote.runs("lab", filter="user = carol")] == ["mine"]
+        assert remote.run("lab/theirs").user == RunUser("dave", verified=False)
+    finally:
+        remote.close()

@@ -1,0 +1,80 @@
+"""Who created each run on a server: the user behind the API key of the run's first upload.
+
+The server records it (``record``) when an authenticated upload starts a run's record log (the
+append at offset 0), from the key it authenticated: nothing the client sends names the user, so
+a client cannot claim another's name. The first upload's user stays the creator; a later upload by
+another member (a resumed run) changes nothing. A ``--dev`` server has no keys and records none.
+
+``creators`` reads the users back for the run routes. What a run without a row reads back as is
+``RunUser``'s rule: a run uploaded before migration s0016, or to a server without keys, has no
+verified user; a server without keys shows the user name the client recorded in the run's metadata
+(``metadata.username``, the OS user as W&B's metadata has it), marked unverified.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from tracklet.server.schema import run_creators, users
+
+_LOOKUP_CHUNK = 500  # run ids per IN list (a page of runs is up to 10,000)
+
+
+def record(engine: sa.Engine, project: str, run_id: str, user_id: int) -> None:
+    """Record ``user_id`` as the creator of ``project/run_id`` unless a creator is recorded already
+    (a run whose copy was lost and uploaded again keeps its first creator)."""
+    try:
+        with engine.begin() as connection:
+            connection.execute(run_creators.insert().values(project=project, run_id=run_id, user_id=user_id,
+                                                            created_at=time.time()))
+    except IntegrityError:
+        pass  # recorded already
+
+
+def creators(engine: sa.Engine, project: str, run_ids: Iterable[str]) -> dict[str, str]:
+    """The recorded creator's user name of each of ``run_ids`` that has one."""
+    wanted = list(dict.fromkeys(run_ids))
+    found: dict[str, str] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start:start + _LOOKUP_CHUNK]
+            rows = connection.execute(
+                sa.select(run_creators.c.run_id, users.c.name)
+                .select_from(run_creators.join(users, users.c.id == run_creators.c.user_id))
+                .where(run_creators.c.project == project, run_creators.c.run_id.in_(chunk)))
+            found.update({run_id: name for run_id, name in rows})
+    return found
+
+
+def user_column(project: str) -> sa.ColumnElement[str]:
+    """The filter and sort field ``user`` of ``project``'s runs on a server with keys: the recorded
+    creator's name, "" for a run without one (a correlated subquery on the store's runs table)."""
+    from tracklet.store.schema import runs
+
+    creator = (sa.select(users.c.name)
+               .select_from(run_creators.join(users, users.c.id == run_creators.c.user_id))
+               .where(run_creators.c.project == project, run_creators.c.run_id == runs.c.run_id)
+               .scalar_subquery())
+    return sa.func.coalesce(creator, "")
+
+
+def run_user(verified_name: str | None, metadata: Any, *, keys: bool) -> dict[str, Any] | None:
+    """A run's ``user`` as the run routes give it: ``{"name", "verified"}``, or None.
+
+    The recorded creator is verified. Without one, a server with keys gives None (a name the client
+    recorded proves nothing there, and a run from before s0016 has no creator), while a server
+    without keys (``--dev``, which authenticates nobody) gives the client's recorded OS user name,
+    unverified."""
+    if verified_name is not None:
+        return {"name": verified_name, "verified": True}
+    if keys:
+        return None
+    claimed = metadata.get("username") if isinstance(metadata, dict) else None
+    if isinstance(claimed, str) and claimed:
+        return {"name": claimed, "verified": False}
+    return None

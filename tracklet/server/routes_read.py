@@ -12,7 +12,7 @@ from tracklet.server import run_creators
 from tracklet.server.jsonable import json_value, series_json
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
-from tracklet.store.store import LIST_FIELDS
+from tracklet.store import LIST_FIELDS
 from tracklet.server.models import (
     HistoryResponse,
     Project,

@@ -14,7 +14,7 @@ verified user; a server without keys shows the user name the client recorded in 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,16 +51,19 @@ def creators(engine: sa.Engine, project: str, run_ids: Iterable[str]) -> dict[st
     return found
 
 
-def user_column(project: str) -> sa.ColumnElement[str]:
-    """The filter and sort field ``user`` of ``project``'s runs on a server with keys: the recorded
-    creator's name, "" for a run without one (a correlated subquery on the store's runs table)."""
-    from tracklet.store.schema import runs
+def user_column(project: str) -> Callable[[sa.ColumnElement[str]], sa.ColumnElement[str]]:
+    """The filter and sort field ``user`` of ``project``'s runs on a server with keys, as the store's
+    ``field_columns`` takes it: given the runs' ``run_id`` column, the recorded creator's name, ""
+    for a run without one (a correlated subquery on this module's tables only)."""
 
-    creator = (sa.select(users.c.name)
-               .select_from(run_creators.join(users, users.c.id == run_creators.c.user_id))
-               .where(run_creators.c.project == project, run_creators.c.run_id == runs.c.run_id)
-               .scalar_subquery())
-    return sa.func.coalesce(creator, "")
+    def column(run_id: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        creator = (sa.select(users.c.name)
+                   .select_from(run_creators.join(users, users.c.id == run_creators.c.user_id))
+                   .where(run_creators.c.project == project, run_creators.c.run_id == run_id)
+                   .scalar_subquery())
+        return sa.func.coalesce(creator, "")
+
+    return column
 
 
 def run_user(verified_name: str | None, metadata: Any, *, keys: bool) -> dict[str, Any] | None:

@@ -80,12 +80,13 @@ class Store(RunDataQueries):
         offset: int = 0,
         fields: tuple[str, ...] = LIST_FIELDS,
         run_ids: tuple[str, ...] | list[str] | None = None,
-        field_columns: Mapping[str, sa.ColumnElement[Any]] | None = None,
+        field_columns: Mapping[str, Callable[[sa.ColumnElement[str]], sa.ColumnElement[Any]]] | None = None,
     ) -> list[dict[str, Any]]:
         """A project's runs as dicts of ``fields`` (any of ``RUN_FIELDS``) plus ``path``, newest
         first unless ``order_by`` says otherwise; ``filter`` is an expression (docs/store.md);
         ``run_ids``: only these runs (bound parameters); ``field_columns``: what filter and sort fields
-        without a column of the runs table mean (``filters.compile_filter``: a server's ``user``)."""
+        without a column of the runs table mean, each a function of the runs table's ``run_id`` column
+        (a server's ``user``: a subquery on its own tables, which never name the store's)."""
         unknown = set(fields) - set(RUN_FIELDS)
         if unknown:
             raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
@@ -96,14 +97,15 @@ class Store(RunDataQueries):
         )
         if run_ids is not None:
             stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
+        expressions = {name: make(runs.c.run_id) for name, make in (field_columns or {}).items()}
         if filter:
             from tracklet.store.filters import compile_filter, parse_filter
 
-            stmt = stmt.where(compile_filter(parse_filter(filter), runs, columns=field_columns))
+            stmt = stmt.where(compile_filter(parse_filter(filter), runs, columns=expressions))
         if order_by:
             from tracklet.store.filters import compile_sort, parse_sort
 
-            stmt = stmt.order_by(*compile_sort(parse_sort(order_by), runs, columns=field_columns))
+            stmt = stmt.order_by(*compile_sort(parse_sort(order_by), runs, columns=expressions))
         else:
             stmt = stmt.order_by(runs.c.created_at.desc(), runs.c.run_id)
         stmt = stmt.offset(offset)

@@ -242,8 +242,9 @@ def _well_formed_chunks(raw_chunks: list[Any], size: int, max_size: int) -> tupl
     """``FileRecipe.from_dict``'s chunks when every one passes its checks, tested a column at a time
     (the ids' types and lengths, one regular expression over all ids, the lengths' types and
     bounds, their sum) rather than per chunk in Python: a server parses a 1 GiB file's recipe
-    (~16k chunks) holding its interpreter lock, ~12 ms per chunk loop. None if any check fails
-    (or an item is not exactly a list): the caller's loop then names the first fault."""
+    (~16k chunks) holding its interpreter lock, and the chunk-by-chunk loop took 11.6 ms of it
+    (this, 7.7). None if any check fails (or an item is not exactly a list): the caller's loop then
+    names the first fault."""
     if not raw_chunks:
         return () if size == 0 else None
     if set(map(type, raw_chunks)) != {list} or set(map(len, raw_chunks)) != {2}:

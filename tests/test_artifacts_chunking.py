@@ -573,3 +573,40 @@ def test_importing_the_chunking_modules_does_not_load_pyfastcdc_or_blake3():
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.strip() == "[]"
+
+
+_hex_ids = st.text("0123456789abcdefABCDEFg \n", min_size=62, max_size=66)
+_raw_items = st.one_of(
+    st.tuples(_hex_ids | st.sampled_from(["cd" * 32, "EF" * 32]) | st.integers(),
+              st.integers(min_value=-2, max_value=SMALL.max_size + 2) | st.booleans() | st.text(max_size=2)).map(list),
+    st.lists(st.sampled_from(["cd" * 32, 5]), max_size=3),
+    st.tuples(st.just("cd" * 32), st.just(5)),
+)
+
+
+@given(raw=st.lists(_raw_items, max_size=6), size_delta=st.integers(min_value=-3, max_value=3))
+@settings(max_examples=400, deadline=None)
+def test_a_recipes_chunks_checked_as_columns_are_accepted_exactly_when_each_chunk_passes(raw, size_delta):
+    """``from_dict`` checks a recipe's chunks a column at a time (a server parses a 16k-chunk recipe
+    holding its interpreter lock), falling back to the chunk-by-chunk loop to name a fault: the two
+    accept exactly the same recipes and parse them to the same chunks."""
+    from tracklet.artifacts.chunking import _well_formed_chunks
+
+    def passes(item: object) -> bool:
+        if not (isinstance(item, list) and len(item) == 2):
+            return False
+        hexid, length = item
+        return (isinstance(hexid, str) and len(hexid) == 64 and all(c in "0123456789abcdefABCDEF" for c in hexid)
+                and type(length) is int and 0 < length <= SMALL.max_size)
+
+    size = sum(item[1] for item in raw if passes(item)) + size_delta
+    expected = (tuple((bytes.fromhex(item[0]), item[1]) for item in raw)
+                if all(passes(item) for item in raw) and size_delta == 0 else None)
+    assert _well_formed_chunks(raw, size, SMALL.max_size) == expected
+    data = {"format": "tracklet.recipe.v1", "size": size, "sha256": "ab" * 32, "chunker": SMALL.to_dict(),
+            "chunks": raw}
+    if expected is None:
+        with pytest.raises(RecipeError):
+            FileRecipe.from_dict(data)
+    else:
+        assert FileRecipe.from_dict(data).chunks == expected

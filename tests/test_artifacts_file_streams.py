@@ -14,6 +14,8 @@ import uuid
 import blake3
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.packs import build_pack
@@ -357,3 +359,27 @@ def test_a_chunk_query_of_any_length_names_exactly_the_chunks_lacking_and_marks_
             used = dict(connection.execute(sa.select(artifact_chunks.c.chunk_id, artifact_chunks.c.created_at)
                                            .where(artifact_chunks.c.project == "p")).all())
         assert all(used[cid] >= before for cid in asked if cid not in answer), length
+
+
+@given(ids=st.lists(st.sampled_from(["ab" * 32, "0f" * 32, "AB" * 32, "ab" * 31, "ab" * 33, "ab" * 31 + "g0",
+                                     "ab" * 31 + "a\n", 7, None, ""]), max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_a_querys_ids_checked_as_a_column_are_refused_exactly_when_one_id_is(ids):
+    """``check_chunk_ids`` checks a query's ids together (one regular expression over them joined):
+    it accepts exactly the lists whose every id ``check_chunk_id`` accepts, and otherwise names the
+    first id that is not one."""
+    from tracklet.server.artifact_chunks import check_chunk_id, check_chunk_ids
+
+    first_bad = None
+    for chunk_id in ids:
+        try:
+            check_chunk_id(chunk_id)
+        except BadRequest as error:
+            first_bad = str(error)
+            break
+    if first_bad is None:
+        assert check_chunk_ids(ids) == ids
+    else:
+        with pytest.raises(BadRequest) as raised:
+            check_chunk_ids(ids)
+        assert str(raised.value) == first_bad

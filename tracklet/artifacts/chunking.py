@@ -190,7 +190,10 @@ class FileRecipe:
         if not isinstance(raw_chunks, list):
             raise RecipeError("recipe 'chunks' must be a list")
         params = ChunkingParams.from_dict(data.get("chunker"))
-        chunks: list[tuple[bytes, int]] = []
+        chunks = _well_formed_chunks(raw_chunks, size, params.max_size)
+        if chunks is not None:
+            return cls(size=size, digest=digest, chunks=chunks, params=params)
+        chunks_seen: list[tuple[bytes, int]] = []  # something is wrong: find the first fault and name it
         total = 0
         for i, item in enumerate(raw_chunks):
             if not (isinstance(item, list) and len(item) == 2):
@@ -203,10 +206,10 @@ class FileRecipe:
             total += length
             if total > size:
                 raise RecipeError(f"recipe chunks add up to more than its size {size}")
-            chunks.append((bytes.fromhex(hexid), length))
+            chunks_seen.append((bytes.fromhex(hexid), length))
         if total != size:
             raise RecipeError(f"recipe chunks add up to {total} bytes, its size is {size}")
-        return cls(size=size, digest=digest, chunks=tuple(chunks), params=params)
+        return cls(size=size, digest=digest, chunks=tuple(chunks_seen), params=params)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> FileRecipe:
@@ -233,6 +236,28 @@ def _recipe_digest(data: dict[str, Any]) -> str:
     digest = blake3_digest(value) if named[0] == "blake3" else value
     assert is_blake3(digest) or is_sha256(digest)
     return digest
+
+
+def _well_formed_chunks(raw_chunks: list[Any], size: int, max_size: int) -> tuple[tuple[bytes, int], ...] | None:
+    """``FileRecipe.from_dict``'s chunks when every one passes its checks, tested a column at a time
+    (the ids' types and lengths, one regular expression over all ids, the lengths' types and
+    bounds, their sum) rather than per chunk in Python: a server parses a 1 GiB file's recipe
+    (~16k chunks) holding its interpreter lock, and the chunk-by-chunk loop took 11.6 ms of it
+    (this, 7.7). None if any check fails (or an item is not exactly a list): the caller's loop then
+    names the first fault."""
+    if not raw_chunks:
+        return () if size == 0 else None
+    if set(map(type, raw_chunks)) != {list} or set(map(len, raw_chunks)) != {2}:
+        return None
+    hexids, lengths = zip(*raw_chunks)
+    if set(map(type, hexids)) != {str} or set(map(len, hexids)) != {2 * CHUNK_ID_SIZE}:
+        return None
+    if set(map(type, lengths)) != {int} or min(lengths) <= 0 or max(lengths) > max_size or sum(lengths) != size:
+        return None  # lengths are positive: a running total passes size only if the sum does
+    joined = "".join(hexids)
+    if not _is_hex(joined):
+        return None
+    return tuple(zip(map(bytes.fromhex, hexids), lengths))
 
 
 def _is_hex(text: str) -> bool:

@@ -447,14 +447,14 @@ class ServerArtifacts:
         """Which of ``chunk_ids`` (blake3 hex) the project does not hold (in the order given, once
         each). With ``stream`` and ``segment``, ``chunk_ids`` are that segment of a file being
         streamed, in file order: it is sha256'd once held (``artifact_streams``)."""
-        from tracklet.server.artifact_chunks import MAX_CHUNK_IDS_PER_QUERY, check_chunk_id
+        from tracklet.server.artifact_chunks import MAX_CHUNK_IDS_PER_QUERY, check_chunk_ids
         from tracklet.server.artifact_streams import is_stream_id
 
         check_name("project", project)
         if len(chunk_ids) > MAX_CHUNK_IDS_PER_QUERY:
             raise BadRequest(f"{len(chunk_ids)} chunk ids in one query; at most {MAX_CHUNK_IDS_PER_QUERY} may be "
                              "asked about at once (split the list)")
-        unique = list(dict.fromkeys(check_chunk_id(c) for c in chunk_ids))
+        unique = list(dict.fromkeys(check_chunk_ids(chunk_ids)))
         with self.engine.begin() as connection:
             # Held chunks are marked used now, in the same statement that finds them (UPDATE ...
             # RETURNING, one round trip, not an UPDATE then a SELECT): the client will not send
@@ -465,8 +465,8 @@ class ServerArtifacts:
                 raise BadRequest(f"stream {str(stream)[:40]!r} segment {segment!r}: a stream is 32 lowercase hex "
                                  "digits and a segment a number from 0")
             lacking = [chunk for chunk in unique if chunk not in held]
-            self.streams.announce(project, stream, segment, [bytes.fromhex(chunk) for chunk in chunk_ids],
-                                  {bytes.fromhex(chunk) for chunk in lacking})
+            self.streams.announce(project, stream, segment, list(map(bytes.fromhex, chunk_ids)),
+                                  set(map(bytes.fromhex, lacking)))
             return lacking
         return [chunk for chunk in unique if chunk not in held]
 
@@ -633,7 +633,7 @@ class ServerArtifacts:
                              f"{recipe.digest}, not file {digest} of {size:,} bytes")
         now = time.time()
         ids = recipe.chunk_ids
-        unique_hex = list(dict.fromkeys(cid.hex() for cid in ids))
+        unique_hex = list(dict.fromkeys(map(bytes.hex, ids)))
         held: set[str] = set()
         # Used now, so a collection running meanwhile keeps them; held, in the same statement
         # (RETURNING); where they are is asked only if the file is read back.

@@ -110,6 +110,21 @@ def check_chunk_id(chunk_id: object) -> str:
     return chunk_id
 
 
+#: Chunk ids joined end to end, each 64 lowercase hex digits (``check_chunk_ids``).
+_CHUNK_IDS = re.compile(r"(?:[0-9a-f]{64})*")
+
+
+def check_chunk_ids(chunk_ids: list[str]) -> list[str]:
+    """``chunk_ids`` if every one is a chunk id (``check_chunk_id``), else ``BadRequest`` naming the
+    first that is not. Checked as a column (the ids' types and lengths, then one regular expression
+    over them joined), not id by id in Python: a query's ~500-1,000 ids are checked on the server's
+    interpreter lock (~16k per GiB uploaded); the per-id check runs only to name a fault."""
+    if (set(map(type, chunk_ids)) <= {str} and set(map(len, chunk_ids)) <= {64}
+            and _CHUNK_IDS.fullmatch("".join(chunk_ids))):
+        return chunk_ids
+    return [check_chunk_id(chunk_id) for chunk_id in chunk_ids]
+
+
 def check_pack(pack_id: str, data: bytes | memoryview) -> list[tuple[bytes, int, int]]:
     """The entries of pack ``data`` sent as ``pack_id``: its index must hash to ``pack_id`` and tile
     its data, and every chunk's bytes must hash to its id. ``BadRequest`` naming what is wrong."""
@@ -214,4 +229,4 @@ class ChunkedFile:
 
 
 __all__ = ["MAX_CHUNK_IDS_PER_QUERY", "MAX_PACK_BUFFER_BYTES", "BufferPool", "PackBuffersBusy", "MAX_RECIPE_BYTES", "MAX_UPLOAD_PACK_BYTES", "MAX_UPLOAD_PACK_CHUNKS", "ChunkStoreError", "ChunkedFile",
-           "check_chunk_id", "check_pack"]
+           "check_chunk_id", "check_chunk_ids", "check_pack"]

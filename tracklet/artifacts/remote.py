@@ -673,6 +673,7 @@ class ServerVersionStore:
         (not stored on a server) is an ``ArtifactVerifyError`` naming it, after the other files
         are done."""
         from tracklet.artifacts.blobs import materialize
+        from tracklet.artifacts.disk_errors import download_error
         from tracklet.core.digests import algorithm, hash_file
         from tracklet.artifacts.references import ReferenceMissing, fetch, is_remote
 
@@ -717,6 +718,8 @@ class ServerVersionStore:
                 if not made:  # no room in the cache, or evicted at once: straight to the file
                     self.client.download(info.project, entry.digest, temporary)
                 os.replace(temporary, target)
+            except OSError as error:
+                raise download_error(info.qualified_name, entry.path, target, error) from None
             finally:
                 with contextlib.suppress(OSError):
                     temporary.unlink()

@@ -405,6 +405,54 @@ def test_bad_names_are_refused_with_clear_errors(tmp_path):
     assert isinstance(UnsupportedReference("x"), (TrackletError, NotImplementedError))
 
 
+def test_a_name_part_longer_than_a_file_system_takes_is_refused_by_every_way_of_adding(start, root, tmp_path, servers,
+                                                                                       monkeypatch):
+    """A part over 255 bytes (UTF-8) was stored, then every download failed with ``File name too
+    long``; now each way of naming a file in a draft refuses it, and 255 bytes round-trips."""
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "g.txt").write_text("g")
+    too_long = ["d/" + "x" * 256, "é" * 128, "a/" + "日" * 86 + "/b.txt"]  # 256, 256 and 258 bytes
+    artifact = tracklet.Artifact("long-names", "dataset")
+    for name in too_long:
+        with pytest.raises(ArtifactNameError, match=r"a part of 25\d bytes.*at most 255 bytes.*never be downloaded"):
+            artifact.add_file(path, name=name)
+        with pytest.raises(ArtifactNameError, match="at most 255 bytes"):
+            artifact.add_dir(tmp_path / "dir", name=name)
+        with pytest.raises(ArtifactNameError, match="at most 255 bytes"):
+            artifact.new_file(name).__enter__()
+        with pytest.raises(ArtifactNameError, match="at most 255 bytes"):
+            artifact.add_reference(path.as_uri(), name=name)
+    longest = ["x" * 251 + ".txt", "é" * 127 + "a", "日" * 85]  # 255, 255 and 255 bytes
+    for name in longest:
+        artifact.add_file(path, name=f"ok/{name}")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    artifact.add_file(big, name="c" * 255)  # stored as chunks, rebuilt through a temporary beside it
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "1MiB")
+    run = start()
+    run.log_artifact(artifact).wait()
+    run.finish()
+    expected = sorted([f"ok/{name}" for name in longest] + ["c" * 255])  # and nothing refused got in
+    local = tmp_path / "download"
+    version = tracklet.Api(root).artifact("test/long-names:v0")
+    assert version.manifest["c" * 255].digest.startswith("blake3:")
+    version.download(local)
+    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == expected
+    assert (local / ("c" * 255)).read_bytes() == big.read_bytes()
+
+    server = servers(tmp_path / "server", dev=True)  # and from a server, through its blob cache
+    from serverproc import cli
+
+    pushed = cli("--dir", str(root), "artifact", "push", "test/long-names:v0", "--url", server.url)
+    assert pushed.returncode == 0, pushed.stderr
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
+    remote = tmp_path / "remote"
+    tracklet.Api(base_url=server.url).artifact("test/long-names:v0").download(remote)
+    assert sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*") if p.is_file()) == expected
+
+
 def test_a_file_gone_before_storing_fails_that_artifact_only_and_the_run_goes_on(start, root, tmp_path):
     run = start()
     doomed = tmp_path / "doomed.bin"

@@ -4,12 +4,14 @@
 An artifact's name becomes a directory of the local registry, so it gets the character set of
 project names (letters, digits, ``.``, ``_``, ``-``; no ``/``, no ``..``). Paths inside an artifact
 are ``/``-separated and relative: ``..``, an absolute path, an empty part and NUL are refused, so
-no manifest can make ``download()`` write outside its root.
+no manifest can make ``download()`` write outside its root; a draft's names also have parts of at
+most 255 bytes, so every version it makes can be downloaded.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import NamedTuple
 
 from tracklet.errors import ArtifactNameError
@@ -17,6 +19,7 @@ from tracklet.errors import ArtifactNameError
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _VERSION = re.compile(r"v(0|[1-9][0-9]{0,9})")
 MAX_PATH_CHARS = 4096
+MAX_PART_BYTES = 255  # NAME_MAX of ext4, XFS, btrfs, APFS, NTFS (255 UTF-16 units there)
 LATEST = "latest"
 
 
@@ -65,6 +68,39 @@ def check_entry_path(path: object) -> str:
         raise ArtifactNameError(f"file name {path!r} in an artifact has an empty part (a leading, doubled or "
                                 "trailing '/')")
     return "/".join(parts)
+
+
+def check_new_entry_path(path: object) -> str:
+    """``check_entry_path`` for a name a draft is given, and each of its parts at most
+    ``MAX_PART_BYTES`` in UTF-8: file systems refuse longer names (``NAME_MAX``), so such a
+    version could be stored but never downloaded. Manifests already stored are read with
+    ``check_entry_path`` alone (their download names the file it can't write)."""
+    checked = check_entry_path(path)
+    for part in checked.split("/"):
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > MAX_PART_BYTES:
+            raise ArtifactNameError(f"file name {_shortened(checked, 80)} in an artifact has a part of {size} bytes "
+                                    f"({_shortened(part, 40)}); file systems take names of at most {MAX_PART_BYTES} "
+                                    "bytes, so it could never be downloaded: shorten it")
+    return checked
+
+
+def partial_path(target: Path) -> Path:
+    """A hidden temporary beside ``target`` to write it under, then rename over it:
+    ``.<name>.<random>.partial``, or ``.<random>.partial`` where that would be longer than a file
+    system takes (a name of 200-255 bytes is allowed; leaving room for a ``.partial`` more that a
+    writer adds), so every file a version may hold can be downloaded."""
+    import uuid  # here: naming a draft's files (this module's other work) needs no uuid
+
+    token = uuid.uuid4().hex[:12]
+    name = f".{target.name}.{token}.partial"
+    if len(f"{name}.partial".encode("utf-8", "surrogateescape")) > MAX_PART_BYTES:
+        name = f".{token}.partial"
+    return target.with_name(name)
+
+
+def _shortened(text: str, chars: int) -> str:
+    return repr(text) if len(text) <= chars else repr(text[:chars]) + "..."
 
 
 def version_number(selector: str) -> int | None:

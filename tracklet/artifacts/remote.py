@@ -31,7 +31,7 @@ from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
-from tracklet.artifacts.names import check_artifact_name, parse_ref, version_number
+from tracklet.artifacts.names import check_artifact_name, parse_ref, partial_path, version_number
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.cache import BlobCache, CacheFull
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
@@ -706,7 +706,7 @@ class ServerVersionStore:
             if target.is_dir() and not target.is_symlink():
                 raise ArtifactError(f"can't download {entry.path}: {target} is a directory")
             target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+            temporary = partial_path(target)
             try:
                 made = False
                 if fetch_blob(self.client, self.cache, info.project, entry.digest, entry.size, entry=entry,

@@ -33,7 +33,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -47,6 +46,7 @@ from tracklet.artifacts.entries import FileReference, InMemoryFile, LocalFile, P
 from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, count_file_hashed,
                                        parallel_map, stat_key)
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
+from tracklet.artifacts.names import partial_path
 from tracklet.artifacts.references import check_file_reference, content_digest, is_remote, known_size
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.errors import ArtifactError, ArtifactVerifyError, ChunkStoreError, RecipeError
@@ -695,7 +695,7 @@ class ArtifactStore:
                 return
             # Made under a hidden temporary name, then renamed over the target: a copy cut short
             # (a full disk, kill -9) never leaves a partial file under the file's own name.
-            temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+            temporary = partial_path(target)
             try:
                 materialize(source, temporary, link=link and entry.ref is None)
                 os.replace(temporary, target)

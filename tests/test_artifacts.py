@@ -534,6 +534,42 @@ def test_download_links_read_only_blobs_and_skips_files_already_in_place(start, 
     assert labels.read_text() == (dataset / "labels.csv").read_text()
 
 
+def test_saving_over_a_downloaded_file_never_changes_the_stored_version(start, root, tmp_path, servers, monkeypatch):
+    """A fine-tuning script saves its weights over the ``model.pt`` it downloaded. As root (most
+    containers) file modes don't protect a hard-linked blob: that rewrote the stored version for
+    good. Downloads as root copy instead (or reflink); any other user gets a read-only file."""
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(3, 1)
+    weights = tmp_path / "model.pt"
+    torch.save(model.state_dict(), weights)
+    original = weights.read_bytes()
+    run = start()
+    artifact = tracklet.Artifact("net", "model")
+    artifact.add_file(weights)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    server = servers(tmp_path / "server", dev=True)
+    from serverproc import cli
+
+    pushed = cli("--dir", str(root), "artifact", "push", "test/net:v0", "--url", server.url)
+    assert pushed.returncode == 0, pushed.stderr
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
+    for where, api in (("local", tracklet.Api(root)), ("server", tracklet.Api(base_url=server.url))):
+        downloaded = Path(api.artifact("test/net:v0").download(tmp_path / where)) / "model.pt"
+        model.load_state_dict(torch.load(downloaded))
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        try:
+            torch.save(model.state_dict(), downloaded)  # fine-tuned weights over the downloaded file
+        except PermissionError:
+            assert os.geteuid() != 0  # a read-only hard link refuses it: nothing changed
+        else:
+            assert downloaded.read_bytes() != original
+        again = Path(api.artifact("test/net:v0").download(tmp_path / f"{where}-again")) / "model.pt"
+        assert again.read_bytes() == original, where
+    tracklet.Api(root).artifact("test/net:v0").verify(tmp_path / "local-again")
+
+
 def test_file_references_record_size_mtime_and_digest_without_copying(start, root, dataset, tmp_path):
     run = start()
     artifact = tracklet.Artifact("refs", "dataset")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import _thread
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -60,11 +61,51 @@ def used_record(info: Any, when: float) -> Any:
     return record
 
 
+_online_workers: weakref.WeakSet[ArtifactWorker] = weakref.WeakSet()
+_drain_registered = False
+
+
+def _drain_online_workers() -> None:
+    """Wait (each worker within its ``exit_timeout``) for the versions online runs logged to be
+    stored and uploaded, while ``concurrent.futures`` still takes work. A script that ends without
+    ``finish()`` has its runs finished by ``atexit``, which runs after threading's exit hooks, one
+    of which stops every thread pool: an upload still under way then failed with "cannot schedule
+    new futures after interpreter shutdown" (a large checkpoint logged last)."""
+    deadline = time.monotonic() + max((worker.exit_timeout for worker in list(_online_workers)), default=0.0)
+    try:
+        for worker in list(_online_workers):
+            for artifact in list(worker._logged):
+                if artifact.state == "pending":
+                    try:
+                        artifact.wait(max(0.0, deadline - time.monotonic()))
+                    except Exception:  # noqa: BLE001 - reported by the worker; finish() goes on as ever
+                        pass
+    except KeyboardInterrupt:  # a second Ctrl-C stops waiting: finish() reports what is not stored
+        pass
+
+
+def _drain_at_thread_shutdown() -> None:
+    """Register ``_drain_online_workers`` with threading's exit hooks once, after
+    ``concurrent.futures.thread`` registered its own (they run in reverse order, so this one runs
+    first)."""
+    global _drain_registered
+    if _drain_registered:
+        return
+    _drain_registered = True
+    register = getattr(threading, "_register_atexit", None)  # CPython's, what concurrent.futures uses
+    if register is not None:
+        try:
+            register(_drain_online_workers)
+        except RuntimeError:  # the interpreter is already shutting down: nothing to run before
+            pass
+
+
 class ArtifactWorker:
     """One daemon thread per run that commits logged artifacts in the order they were logged."""
 
     def __init__(self, root: Path, put: Callable[[Any], None], warn: Callable[[Any, str], None],
-                 run_path: str, remote: tuple[str, str | None] | None = None) -> None:
+                 run_path: str, remote: tuple[str, str | None] | None = None, exit_timeout: float = 30.0) -> None:
+        self.exit_timeout = exit_timeout  # how long interpreter exit waits for online uploads (finish_timeout)
         self._root = root
         self._put = put
         self._warn = warn
@@ -132,6 +173,17 @@ class ArtifactWorker:
                        f"{base_url}` sends it later")
             raise
 
+    def _drain_at_exit(self) -> None:
+        """Have interpreter exit wait for this online run's uploads while thread pools still work
+        (``_drain_online_workers``). On the caller's thread, at its log_artifact: the worker may
+        not reach its first upload before a script that ends at once starts shutting down."""
+        if self._remote is None or self in _online_workers:
+            return
+        import concurrent.futures.thread  # noqa: F401 - its exit hook first, so ours runs before it
+
+        _online_workers.add(self)
+        _drain_at_thread_shutdown()
+
     def _submit(self, job: tuple | None) -> None:
         self._jobs.append(job)
         self._ready.release()
@@ -148,6 +200,7 @@ class ArtifactWorker:
             self._done.set()
 
     def log(self, artifact: Artifact, pending: dict[str, Pending]) -> None:
+        self._drain_at_exit()
         self._logged = [a for a in self._logged if a.state == "pending"]
         self._logged.append(artifact)
         self._submit(("log", artifact, pending, time.time()))

@@ -716,6 +716,33 @@ def test_cli_put_ls_show_get_verify(root, dataset, tmp_path):
     assert with_bar.exit_code == 0 and "4/4 files" in with_bar.stderr
 
 
+def test_cli_put_takes_w_and_b_s_project_name_alias_and_show_reads_as_bytes(root, dataset):
+    """``wandb artifact put --name project/name:alias`` is how W&B's docs store a directory; it was
+    refused (a ``/`` in the name). ``show`` printed the size as a bare number."""
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, ["--dir", str(root), "artifact", *args], catch_exceptions=False)
+
+    stored = invoke("put", str(dataset), "--name", "my-team/vision/images:raw", "--type", "dataset", "-a", "best", "-q")
+    assert stored.exit_code == 0, stored.output
+    assert "stored as vision/images:v0" in stored.stdout
+    shown = invoke("show", "vision/images:raw").stdout
+    size = sum(p.stat().st_size for p in dataset.rglob("*") if p.is_file())
+    assert "aliases:     latest, best, raw\n" in shown and f"size:        {size:,} bytes\n" in shown
+    assert "logged_by:   -\n" in shown  # stored outside any run
+    again = invoke("put", str(dataset), "--name", "vision/images", "--project", "vision", "-q")
+    assert again.exit_code == 0 and "unchanged: same content as vision/images:v0" in again.stdout
+    clash = invoke("put", str(dataset), "--name", "vision/images", "--project", "other")
+    assert clash.exit_code == 2 and "names project 'vision', --project 'other'" in clash.stderr
+    numbered = invoke("put", str(dataset), "--name", "vision/images:v4")
+    assert numbered.exit_code == 2 and "'v4' names a version, which is assigned" in numbered.stderr
+    assert invoke("put", str(dataset), "--name", "vision/bad name").exit_code == 2
+    assert [row["project"] for row in map(json.loads, invoke("ls", "--json").stdout.splitlines())] == ["vision"]
+
+
 def test_cli_put_and_get_show_files_bytes_and_rate_on_stderr_and_quiet_hides_it(root, dataset, tmp_path):
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "artifact", *args],

@@ -16,6 +16,7 @@ leaves the version committed locally, with a warning; ``tracklet artifact push``
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 import time
 import weakref
@@ -61,19 +62,19 @@ def used_record(info: Any, when: float) -> Any:
     return record
 
 
-_online_workers: weakref.WeakSet[ArtifactWorker] = weakref.WeakSet()
+_workers: weakref.WeakSet[ArtifactWorker] = weakref.WeakSet()
 _drain_registered = False
 
 
-def _drain_online_workers() -> None:
-    """Wait (each worker within its ``exit_timeout``) for the versions online runs logged to be
-    stored and uploaded, while ``concurrent.futures`` still takes work. A script that ends without
-    ``finish()`` has its runs finished by ``atexit``, which runs after threading's exit hooks, one
-    of which stops every thread pool: an upload still under way then failed with "cannot schedule
-    new futures after interpreter shutdown" (a large checkpoint logged last)."""
-    deadline = time.monotonic() + max((worker.exit_timeout for worker in list(_online_workers)), default=0.0)
+def _drain_workers() -> None:
+    """Wait (each worker within its ``exit_timeout``) for the versions runs logged to be stored
+    and uploaded, while ``concurrent.futures`` still takes work. A script that ends without
+    ``finish()`` (or by Ctrl-C) has its runs finished by ``atexit``, which runs after threading's
+    exit hooks, one of which stops every thread pool: the upload of a large checkpoint logged last
+    then failed ("cannot schedule new futures after interpreter shutdown")."""
+    deadline = time.monotonic() + max((worker.exit_timeout for worker in list(_workers)), default=0.0)
     try:
-        for worker in list(_online_workers):
+        for worker in list(_workers):
             for artifact in list(worker._logged):
                 if artifact.state == "pending":
                     try:
@@ -85,7 +86,7 @@ def _drain_online_workers() -> None:
 
 
 def _drain_at_thread_shutdown() -> None:
-    """Register ``_drain_online_workers`` with threading's exit hooks once, after
+    """Register ``_drain_workers`` with threading's exit hooks once, after
     ``concurrent.futures.thread`` registered its own (they run in reverse order, so this one runs
     first)."""
     global _drain_registered
@@ -95,7 +96,7 @@ def _drain_at_thread_shutdown() -> None:
     register = getattr(threading, "_register_atexit", None)  # CPython's, what concurrent.futures uses
     if register is not None:
         try:
-            register(_drain_online_workers)
+            register(_drain_workers)
         except RuntimeError:  # the interpreter is already shutting down: nothing to run before
             pass
 
@@ -145,6 +146,7 @@ class ArtifactWorker:
             return None
         from tracklet.artifacts.remote import STREAM_CHUNKS_ENV, ServerChunks, connect
 
+        self._drain_at_exit()  # artifacts.remote imported concurrent.futures
         if os.environ.get(STREAM_CHUNKS_ENV, "1") == "0":
             return None
         base_url, api_key = self._remote
@@ -156,6 +158,7 @@ class ArtifactWorker:
         there), the manifest, the commit."""
         from tracklet.artifacts.remote import connect, upload_version
 
+        self._drain_at_exit()
         assert self._remote is not None
         base_url, api_key = self._remote
         try:
@@ -174,15 +177,12 @@ class ArtifactWorker:
             raise
 
     def _drain_at_exit(self) -> None:
-        """Have interpreter exit wait for this online run's uploads while thread pools still work
-        (``_drain_online_workers``). On the caller's thread, at its log_artifact: the worker may
-        not reach its first upload before a script that ends at once starts shutting down."""
-        if self._remote is None or self in _online_workers:
-            return
-        import concurrent.futures.thread  # noqa: F401 - its exit hook first, so ours runs before it
-
-        _online_workers.add(self)
-        _drain_at_thread_shutdown()
+        """Have interpreter exit wait for this run's versions to be stored and uploaded while
+        thread pools still work (``_drain_workers``). Only once ``concurrent.futures.thread`` is
+        imported (its exit hook is then registered before ours, so ours runs before it)."""
+        if self not in _workers and "concurrent.futures.thread" in sys.modules:
+            _workers.add(self)
+            _drain_at_thread_shutdown()
 
     def _submit(self, job: tuple | None) -> None:
         self._jobs.append(job)
@@ -200,6 +200,8 @@ class ArtifactWorker:
             self._done.set()
 
     def log(self, artifact: Artifact, pending: dict[str, Pending]) -> None:
+        # Imported already (torch, Lightning, pandas do it): registered now, with nothing imported on
+        # the caller's thread, so a script that ends right after this call still uploads it.
         self._drain_at_exit()
         self._logged = [a for a in self._logged if a.state == "pending"]
         self._logged.append(artifact)

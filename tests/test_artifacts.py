@@ -405,6 +405,26 @@ def test_bad_names_are_refused_with_clear_errors(tmp_path):
     assert isinstance(UnsupportedReference("x"), (TrackletError, NotImplementedError))
 
 
+def test_errors_about_a_huge_name_quote_only_its_start(root, tmp_path):
+    """A name, alias, path or reference of any length is named by its first 80 characters: the
+    error of a 1 MB name was 1 MB (printed in full by a warning, a CLI, a log)."""
+    huge = "x" * 1_000_000
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    calls = [lambda: tracklet.Artifact(huge, "dataset"), lambda: tracklet.Artifact(huge + "/y", "dataset"),
+             lambda: tracklet.Artifact("ok", "dataset").add_file(path, name="/" + huge),
+             lambda: tracklet.Artifact("ok", "dataset").add_file(path, name=huge + "/../y"),
+             lambda: tracklet.Artifact("ok", "dataset").add_file(path, name=huge[:4000] + "/a\0"),
+             lambda: tracklet.Artifact("ok", "dataset").add_file(path, name="d/" + huge[:3000]),
+             lambda: tracklet.Api(root).artifact("p/" + huge + ":v0"),
+             lambda: tracklet.Api(root).artifact("p/q:" + huge),
+             lambda: tracklet.Api(root).artifact("/".join([huge] * 4))]
+    for call in calls:
+        with pytest.raises(ArtifactNameError) as raised:
+            call()
+        assert len(str(raised.value)) < 400 and "xxxx'..." in str(raised.value)
+
+
 def test_a_name_part_longer_than_a_file_system_takes_is_refused_by_every_way_of_adding(start, root, tmp_path, servers,
                                                                                        monkeypatch):
     """A part over 255 bytes (UTF-8) was stored, then every download failed with ``File name too

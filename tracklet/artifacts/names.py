@@ -31,7 +31,7 @@ def check_artifact_name(name: object) -> str:
         why = ("'/' separates the project from the name and can't be part of it" if "/" in name
                else "'..' is not allowed" if ".." in name else
                "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        raise ArtifactNameError(f"artifact name {name!r} is not valid: {why}")
+        raise ArtifactNameError(f"artifact name {_shortened(name, 80)} is not valid: {why}")
     return name
 
 
@@ -43,10 +43,10 @@ def is_artifact_name(name: object) -> bool:
 def check_alias(alias: object) -> str:
     """A custom alias: the name character set, and not ``vN`` (version numbers are assigned)."""
     if not isinstance(alias, str) or _NAME.fullmatch(alias) is None or ".." in alias:
-        raise ArtifactNameError(f"alias {alias!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
+        raise ArtifactNameError(f"alias {_shortened(str(alias), 80)} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
                                 "starting with a letter or digit")
     if _VERSION.fullmatch(alias):
-        raise ArtifactNameError(f"alias {alias!r} is not allowed: 'vN' names a version and is assigned automatically")
+        raise ArtifactNameError(f"alias {_shortened(alias, 80)} is not allowed: 'vN' names a version and is assigned automatically")
     return alias
 
 
@@ -56,16 +56,16 @@ def check_entry_path(path: object) -> str:
     if not isinstance(path, str):
         raise ArtifactNameError(f"a file name in an artifact must be a string; got {type(path).__name__}")
     if not path or len(path) > MAX_PATH_CHARS:
-        raise ArtifactNameError(f"file name {path[:80]!r} in an artifact must have 1-{MAX_PATH_CHARS} characters")
+        raise ArtifactNameError(f"file name {_shortened(path, 80)} in an artifact must have 1-{MAX_PATH_CHARS} characters")
     if "\0" in path:
-        raise ArtifactNameError(f"file name {path!r} in an artifact contains NUL")
+        raise ArtifactNameError(f"file name {_shortened(path, 80)} in an artifact contains NUL")
     if path.startswith("/"):
-        raise ArtifactNameError(f"file name {path!r} in an artifact must be relative, not absolute")
+        raise ArtifactNameError(f"file name {_shortened(path, 80)} in an artifact must be relative, not absolute")
     parts = [part for part in path.split("/") if part != "."]
     if ".." in parts:
-        raise ArtifactNameError(f"file name {path!r} in an artifact must not contain '..'")
+        raise ArtifactNameError(f"file name {_shortened(path, 80)} in an artifact must not contain '..'")
     if not parts or "" in parts[:-1] or parts[-1] == "":
-        raise ArtifactNameError(f"file name {path!r} in an artifact has an empty part (a leading, doubled or "
+        raise ArtifactNameError(f"file name {_shortened(path, 80)} in an artifact has an empty part (a leading, doubled or "
                                 "trailing '/')")
     return "/".join(parts)
 
@@ -125,18 +125,19 @@ def parse_ref(text: object) -> ArtifactRef:
     """``"mnist/dataset:v3"``, ``"dataset:best"``, ``"dataset"`` (latest). A leading entity
     (``"entity/project/name"``, W&B's three parts) is ignored: a data root has no entities."""
     if not isinstance(text, str) or not text:
-        raise ArtifactNameError(f"an artifact reference must be 'project/name:alias'; got {text!r}")
+        raise ArtifactNameError(f"an artifact reference must be 'project/name:alias'; got {repr(text)[:80]}")
     head, _, selector = text.partition(":")
     parts = head.split("/")
     if len(parts) > 3:
-        raise ArtifactNameError(f"artifact reference {text!r} has too many '/' parts (use 'project/name:alias')")
+        raise ArtifactNameError(f"artifact reference {_shortened(text, 80)} has too many '/' parts (use 'project/name:alias')")
     project = parts[-2] if len(parts) >= 2 else None
     name = check_artifact_name(parts[-1])
     if project is not None:
         from tracklet.core.settings import is_valid_name
 
         if not is_valid_name(project):
-            raise ArtifactNameError(f"project {project!r} in artifact reference {text!r} is not a valid project name")
+            raise ArtifactNameError(f"project {_shortened(project, 80)} in artifact reference {_shortened(text, 80)} is not a valid "
+                                    "project name")
     selector = selector or LATEST
     if selector != LATEST and version_number(selector) is None:
         check_alias(selector)

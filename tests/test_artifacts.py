@@ -405,6 +405,74 @@ def test_bad_names_are_refused_with_clear_errors(tmp_path):
     assert isinstance(UnsupportedReference("x"), (TrackletError, NotImplementedError))
 
 
+def test_errors_about_a_huge_name_quote_only_its_start(root, tmp_path):
+    """A name, alias, path or reference of any length is named by its first 80 characters: the
+    error of a 1 MB name was 1 MB (printed in full by a warning, a CLI, a log)."""
+    huge = "x" * 1_000_000
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    calls = [lambda: tracklet.Artifact(huge, "dataset"), lambda: tracklet.Artifact(huge + "/y", "dataset"),
+             lambda: tracklet.Artifact("ok", "dataset").add_file(path, name="/" + huge),
+             lambda: tracklet.Artifact("ok", "dataset").add_file(path, name=huge + "/../y"),
+             lambda: tracklet.Artifact("ok", "dataset").add_file(path, name=huge[:4000] + "/a\0"),
+             lambda: tracklet.Artifact("ok", "dataset").add_file(path, name="d/" + huge[:3000]),
+             lambda: tracklet.Api(root).artifact("p/" + huge + ":v0"),
+             lambda: tracklet.Api(root).artifact("p/q:" + huge),
+             lambda: tracklet.Api(root).artifact("/".join([huge] * 4))]
+    for call in calls:
+        with pytest.raises(ArtifactNameError) as raised:
+            call()
+        assert len(str(raised.value)) < 400 and "xxxx'..." in str(raised.value)
+
+
+def test_a_name_part_longer_than_a_file_system_takes_is_refused_by_every_way_of_adding(start, root, tmp_path, servers,
+                                                                                       monkeypatch):
+    """A part over 255 bytes (UTF-8) was stored, then every download failed with ``File name too
+    long``; now each way of naming a file in a draft refuses it, and 255 bytes round-trips."""
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "g.txt").write_text("g")
+    too_long = ["d/" + "x" * 256, "é" * 128, "a/" + "日" * 86 + "/b.txt"]  # 256, 256 and 258 bytes
+    artifact = tracklet.Artifact("long-names", "dataset")
+    for name in too_long:
+        with pytest.raises(ArtifactNameError, match=r"a part of 25\d bytes.*at most 255 bytes.*never be downloaded"):
+            artifact.add_file(path, name=name)
+        with pytest.raises(ArtifactNameError, match="at most 255 bytes"):
+            artifact.add_dir(tmp_path / "dir", name=name)
+        with pytest.raises(ArtifactNameError, match="at most 255 bytes"):
+            artifact.new_file(name).__enter__()
+        with pytest.raises(ArtifactNameError, match="at most 255 bytes"):
+            artifact.add_reference(path.as_uri(), name=name)
+    longest = ["x" * 251 + ".txt", "é" * 127 + "a", "日" * 85]  # 255, 255 and 255 bytes
+    for name in longest:
+        artifact.add_file(path, name=f"ok/{name}")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    artifact.add_file(big, name="c" * 255)  # stored as chunks, rebuilt through a temporary beside it
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "1MiB")
+    run = start()
+    run.log_artifact(artifact).wait()
+    run.finish()
+    expected = sorted([f"ok/{name}" for name in longest] + ["c" * 255])  # and nothing refused got in
+    local = tmp_path / "download"
+    version = tracklet.Api(root).artifact("test/long-names:v0")
+    assert version.manifest["c" * 255].digest.startswith("blake3:")
+    version.download(local)
+    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == expected
+    assert (local / ("c" * 255)).read_bytes() == big.read_bytes()
+
+    server = servers(tmp_path / "server", dev=True)  # and from a server, through its blob cache
+    from serverproc import cli
+
+    pushed = cli("--dir", str(root), "artifact", "push", "test/long-names:v0", "--url", server.url)
+    assert pushed.returncode == 0, pushed.stderr
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
+    remote = tmp_path / "remote"
+    tracklet.Api(base_url=server.url).artifact("test/long-names:v0").download(remote)
+    assert sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*") if p.is_file()) == expected
+
+
 def test_a_file_gone_before_storing_fails_that_artifact_only_and_the_run_goes_on(start, root, tmp_path):
     run = start()
     doomed = tmp_path / "doomed.bin"
@@ -484,6 +552,42 @@ def test_download_links_read_only_blobs_and_skips_files_already_in_place(start, 
     labels.write_text("mine")
     artifact.download(out)
     assert labels.read_text() == (dataset / "labels.csv").read_text()
+
+
+def test_saving_over_a_downloaded_file_never_changes_the_stored_version(start, root, tmp_path, servers, monkeypatch):
+    """A fine-tuning script saves its weights over the ``model.pt`` it downloaded. As root (most
+    containers) file modes don't protect a hard-linked blob: that rewrote the stored version for
+    good. Downloads as root copy instead (or reflink); any other user gets a read-only file."""
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(3, 1)
+    weights = tmp_path / "model.pt"
+    torch.save(model.state_dict(), weights)
+    original = weights.read_bytes()
+    run = start()
+    artifact = tracklet.Artifact("net", "model")
+    artifact.add_file(weights)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    server = servers(tmp_path / "server", dev=True)
+    from serverproc import cli
+
+    pushed = cli("--dir", str(root), "artifact", "push", "test/net:v0", "--url", server.url)
+    assert pushed.returncode == 0, pushed.stderr
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
+    for where, api in (("local", tracklet.Api(root)), ("server", tracklet.Api(base_url=server.url))):
+        downloaded = Path(api.artifact("test/net:v0").download(tmp_path / where)) / "model.pt"
+        model.load_state_dict(torch.load(downloaded))
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        try:
+            torch.save(model.state_dict(), downloaded)  # fine-tuned weights over the downloaded file
+        except PermissionError:
+            assert os.geteuid() != 0  # a read-only hard link refuses it: nothing changed
+        else:
+            assert downloaded.read_bytes() != original
+        again = Path(api.artifact("test/net:v0").download(tmp_path / f"{where}-again")) / "model.pt"
+        assert again.read_bytes() == original, where
+    tracklet.Api(root).artifact("test/net:v0").verify(tmp_path / "local-again")
 
 
 def test_file_references_record_size_mtime_and_digest_without_copying(start, root, dataset, tmp_path):
@@ -630,6 +734,33 @@ def test_cli_put_ls_show_get_verify(root, dataset, tmp_path):
     assert missing.exit_code == 2 and "no artifact proj/nothing" in missing.stderr
     with_bar = invoke("artifact", "get", "proj/images:best", "--root", str(tmp_path / "bar"))
     assert with_bar.exit_code == 0 and "4/4 files" in with_bar.stderr
+
+
+def test_cli_put_takes_w_and_b_s_project_name_alias_and_show_reads_as_bytes(root, dataset):
+    """``wandb artifact put --name project/name:alias`` is how W&B's docs store a directory; it was
+    refused (a ``/`` in the name). ``show`` printed the size as a bare number."""
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, ["--dir", str(root), "artifact", *args], catch_exceptions=False)
+
+    stored = invoke("put", str(dataset), "--name", "my-team/vision/images:raw", "--type", "dataset", "-a", "best", "-q")
+    assert stored.exit_code == 0, stored.output
+    assert "stored as vision/images:v0" in stored.stdout
+    shown = invoke("show", "vision/images:raw").stdout
+    size = sum(p.stat().st_size for p in dataset.rglob("*") if p.is_file())
+    assert "aliases:     latest, best, raw\n" in shown and f"size:        {size:,} bytes\n" in shown
+    assert "logged_by:   -\n" in shown  # stored outside any run
+    again = invoke("put", str(dataset), "--name", "vision/images", "--project", "vision", "-q")
+    assert again.exit_code == 0 and "unchanged: same content as vision/images:v0" in again.stdout
+    clash = invoke("put", str(dataset), "--name", "vision/images", "--project", "other")
+    assert clash.exit_code == 2 and "names project 'vision', --project 'other'" in clash.stderr
+    numbered = invoke("put", str(dataset), "--name", "vision/images:v4")
+    assert numbered.exit_code == 2 and "'v4' names a version, which is assigned" in numbered.stderr
+    assert invoke("put", str(dataset), "--name", "vision/bad name").exit_code == 2
+    assert [row["project"] for row in map(json.loads, invoke("ls", "--json").stdout.splitlines())] == ["vision"]
 
 
 def test_cli_put_and_get_show_files_bytes_and_rate_on_stderr_and_quiet_hides_it(root, dataset, tmp_path):

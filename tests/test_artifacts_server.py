@@ -148,6 +148,52 @@ def test_online_run_logs_to_the_server_and_another_root_downloads(servers, backe
     run.finish()
 
 
+_ENDS_WITHOUT_FINISH = textwrap.dedent(
+    """
+    import sys
+    import torch
+    import tracklet.compat.wandb as wandb
+
+    run = wandb.init(project="atexit", id="noend")
+    model = torch.nn.Linear(700, 700)  # 1.9 MiB of weights: chunked (threshold 1 MiB) and streamed
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(3):
+        loss = model(torch.randn(8, 700)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        wandb.log({"loss": loss.item()})
+    torch.save(model.state_dict(), sys.argv[1])
+    checkpoint = wandb.Artifact("checkpoint", type="model")
+    checkpoint.add_file(sys.argv[1])
+    run.log_artifact(checkpoint, aliases=["last"])
+    print("script ends", flush=True)  # no wandb.finish(): finished at interpreter exit
+    """
+)
+
+
+def test_a_checkpoint_logged_last_by_a_script_that_just_ends_reaches_the_server(servers, backend, tmp_path):
+    """W&B scripts often end without ``finish()``. The run is finished at interpreter exit, after
+    threading's exit hooks stopped ``concurrent.futures``: the upload of an artifact still under
+    way failed with "cannot schedule new futures after interpreter shutdown"; now exit waits for
+    it (within ``finish_timeout``) while the pools still work."""
+    pytest.importorskip("torch")
+    server = servers(tmp_path / "server", extra=backend.extra)
+    checkpoint = tmp_path / "model.ckpt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(tmp_path / "writer"), "TRACKLET_MODE": "online",
+           "TRACKLET_BASE_URL": server.url, "TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "1MiB"}
+    done = subprocess.run([sys.executable, "-c", _ENDS_WITHOUT_FINISH, str(checkpoint)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "script ends" in done.stdout
+    assert "failed" not in done.stderr and "interpreter shutdown" not in done.stderr, done.stderr
+    with tracklet.Api(base_url=server.url) as api:
+        version = api.artifact("atexit/checkpoint:last")
+        assert version.version == "v0" and version._info.logged_by == "atexit/noend"
+        target = Path(version.download(tmp_path / "out"))
+    assert (target / "model.ckpt").read_bytes() == checkpoint.read_bytes()
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path, request, database):
     """On PostgreSQL the server's versions are rows (SqlRegistry), with the same rules."""

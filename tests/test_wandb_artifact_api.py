@@ -113,6 +113,55 @@ def test_wandb_api_lists_versions_collections_and_types(root, tmp_path, monkeypa
         api.artifact_type("code", "arts")
 
 
+def _check_registry_listings(api) -> None:
+    """W&B's registries are projects: a registry collection's versions, its collection and the
+    registry's collections list through the same calls, with entity or without."""
+    for path in ("wandb-registry-model/classifier", "my-org/wandb-registry-model/classifier"):
+        versions = api.artifacts("model", path)
+        assert [(v.name, v.version, v.aliases) for v in versions] == [
+            ("classifier:v1", "v1", ["latest", "production"]), ("classifier:v0", "v0", ["staging"])]
+    assert versions[1].source_name.startswith("run-") and versions[1].download()
+    collection = api.artifact_collection("model", "wandb-registry-model/classifier")
+    assert (collection.name, collection.type, collection.aliases) == ("classifier", "model", ["production", "staging"])
+    assert [v.version for v in collection.artifacts()] == ["v1", "v0"]
+    assert [c.name for c in api.artifact_collections("my-org/wandb-registry-model", "model")] == ["classifier"]
+    assert api.artifact_collections("wandb-registry-model", "dataset") == []
+    assert [t.name for t in api.artifact_types("wandb-registry-model")] == ["model"]
+    assert api.artifact_collection_exists("wandb-registry-model/classifier", "model")
+    from tracklet.compat.wandb.errors import CommError
+
+    with pytest.raises(CommError, match="no registry collection model/nope"):
+        api.artifacts("model", "wandb-registry-model/nope")
+
+
+def test_a_registry_collections_versions_list_as_a_projects_do(root, tmp_path, monkeypatch, servers):
+    """``wandb.Api().artifacts("model", "wandb-registry-model/classifier")`` answered "no version
+    of it has been logged" (and ``tracklet.Api().artifact_versions`` an empty list) for a
+    collection holding two versions; the registry's collections listed none."""
+    import tracklet
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="reg", settings=wandb.Settings(x_disable_stats=True)) as run:
+        for number, alias in enumerate(["staging", "production"]):
+            weights = tmp_path / f"model-{number}.pt"
+            weights.write_bytes(f"weights {number}".encode())
+            run.link_model(str(weights), "classifier", aliases=[alias])
+    assert [v.version for v in tracklet.Api(root).artifact_versions("model/classifier")] == ["v0", "v1"]
+    assert [v.version for v in tracklet.Api(root).artifact_versions("models:/classifier")] == ["v0", "v1"]
+    _check_registry_listings(wandb.Api())
+
+    server = servers(tmp_path / "server")  # the same on a server: its run's versions, linked there
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "online"))
+    monkeypatch.setenv("TRACKLET_MODE", "online")
+    monkeypatch.setenv("TRACKLET_BASE_URL", server.url)
+    with wandb.init(project="reg", settings=wandb.Settings(x_disable_stats=True)) as run:
+        for number, alias in enumerate(["staging", "production"]):
+            run.link_model(str(tmp_path / f"model-{number}.pt"), "classifier", aliases=[alias])
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))
+    _check_registry_listings(wandb.Api(overrides={"base_url": server.url}))
+
+
 def test_one_file_or_a_prefix_is_downloaded_alone(root, tmp_path, monkeypatch):
     import tracklet.compat.wandb as wandb
 

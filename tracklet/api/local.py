@@ -164,11 +164,17 @@ class LocalApi(Api):
         return found.collections(registry) if found is not None else []
 
     def artifact_versions(self, name: str, type: str | None = None) -> list[Any]:
-        """Every version of ``"project/name"``, oldest first."""
+        """Every version of ``"project/name"``, oldest first; or of a registry collection
+        (``"registry/collection"``, ``"wandb-registry-model/name"``, ``"models:/name"``, as
+        ``artifact()`` reads them), each as read through it."""
         from tracklet.artifacts.lookup import versions
         from tracklet.artifacts.names import parse_ref
         from tracklet.errors import ArtifactError
+        from tracklet.registry.service import versions as registry_versions
 
+        linked = registry_versions(self.root, name, type=type)
+        if linked is not None:
+            return linked
         ref = parse_ref(name)
         if ref.project is None:
             raise ArtifactError(f"artifact_versions() needs 'project/name'; got {name!r}")

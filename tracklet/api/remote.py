@@ -716,10 +716,17 @@ class RemoteApi(Api):
         return self.registry.collections(registry)
 
     def artifact_versions(self, name: str, type: str | None = None) -> list[Any]:  # noqa: A002
-        """Every version of ``"project/name"`` on the server, oldest first."""
+        """Every version of ``"project/name"`` on the server, oldest first; or of a registry
+        collection of the server's (``"registry/collection"``, ``"wandb-registry-model/name"``,
+        ``"models:/name"``), each as read through it."""
+        from tracklet.artifacts.artifact import _data_root
         from tracklet.artifacts.names import parse_ref
         from tracklet.errors import ArtifactError
+        from tracklet.registry.service import versions as registry_versions
 
+        linked = registry_versions(_data_root(None), name, type=type, http=self._http)
+        if linked is not None:
+            return linked
         ref = parse_ref(name)
         if ref.project is None:
             raise ArtifactError(f"artifact_versions() needs 'project/name'; got {name!r}")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tracklet.artifacts.entries import InMemoryFile, LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
-from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
+from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path, check_new_entry_path
 from tracklet.core.filehash import HashedBytes
 from tracklet.errors import ArtifactDeleted, ArtifactError
 
@@ -222,7 +222,7 @@ class Artifact:
                                 "(start the next version with new_draft())")
 
     def _add(self, name: str, item: Pending) -> None:
-        path = check_entry_path(name)
+        path = check_new_entry_path(name)
         parts = path.split("/")
         parents = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
         directories = self._directories()
@@ -258,7 +258,7 @@ class Artifact:
         if not os.path.isfile(path):
             what = "is a directory (use add_dir)" if os.path.isdir(path) else "does not exist"
             raise ArtifactError(f"artifact {self._name!r}: can't add {path}: it {what}")
-        entry_name = check_entry_path(name if name is not None else os.path.basename(path))
+        entry_name = check_new_entry_path(name if name is not None else os.path.basename(path))
         self._add(entry_name, LocalFile(self._snapshot(path, entry_name) if mutable else path))
         return entry_name
 
@@ -272,7 +272,7 @@ class Artifact:
         if not os.path.isdir(root):
             raise ArtifactError(f"artifact {self._name!r}: can't add directory {root}: it does not exist "
                                 "or is not a directory")
-        prefix = check_entry_path(name) + "/" if name else ""
+        prefix = check_new_entry_path(name) + "/" if name else ""
         for base, directories, file_names in os.walk(root):
             directories.sort()
             for file_name in sorted(file_names):
@@ -315,7 +315,7 @@ class Artifact:
         """``with artifact.new_file("labels.json") as f: f.write(...)``: a file written straight
         into the artifact (staged in a temporary directory until the artifact is stored)."""
         self._check_draft()
-        entry_name = check_entry_path(name)
+        entry_name = check_new_entry_path(name)
         if entry_name in self._pending:
             raise ArtifactError(f"artifact {self._name!r} already has a file {entry_name!r}")
         path = os.path.join(self._staging_dir(), "new", *entry_name.split("/"))
@@ -349,7 +349,7 @@ class Artifact:
         self._check_draft()
         items = expand(self._name, uri, name, bool(checksum), max_objects)
         for entry_name, _ in items:  # every name checked before any is added
-            check_entry_path(entry_name)
+            check_new_entry_path(entry_name)
         added: list[str] = []
         try:
             for entry_name, item in items:

@@ -375,19 +375,27 @@ def _reflink(source: Path, target: Path) -> bool:
     return False
 
 
+def _modes_protect_blobs() -> bool:
+    """Whether a read-only blob can't be written through a hard link to it: not for root, whom
+    file modes don't stop (a ``torch.save`` over a downloaded file would rewrite the stored
+    version's bytes)."""
+    return not hasattr(os, "geteuid") or os.geteuid() != 0
+
+
 def materialize(source: Path, target: Path, *, link: bool = True) -> str:
     """Put a copy of blob ``source`` at ``target`` (which must not exist): a reflink (an
-    independent copy-on-write file), else a hard link (read-only, as the blob is), else a copy.
-    Returns which one it made."""
+    independent copy-on-write file), else a hard link (read-only, as the blob is; never for
+    root, see ``_modes_protect_blobs``), else a copy. Returns which one it made."""
     if link:
         if _reflink(source, target):
             return "reflink"
-        try:
-            os.link(source, target)
-            return "hardlink"
-        except OSError as error:
-            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
-                raise
+        if _modes_protect_blobs():
+            try:
+                os.link(source, target)
+                return "hardlink"
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                    raise
     import shutil  # here, not at import: storing a run's code snapshot in finish() never copies
 
     shutil.copyfile(source, target)

@@ -45,6 +45,7 @@ from tracklet.artifacts.chunking import (
 )
 from tracklet.core.digests import file_hasher
 from tracklet.artifacts.durable import sync_directory
+from tracklet.artifacts.names import partial_path
 from tracklet.errors import ChunkCorrupt, ChunkMissing, ChunkStoreError, DigestMismatch, PackCorrupt
 
 if TYPE_CHECKING:
@@ -945,7 +946,7 @@ def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[s
     an error naming ``dest`` is raised: nothing partial is left visible.
     """
     dest_path = Path(dest)
-    tmp = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex[:12]}.partial")
+    tmp = partial_path(dest_path)
     hasher = file_hasher(recipe.digest, threaded=False)  # fed a chunk at a time
     size = 0
     try:

@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 
 from tracklet.artifacts.entries import FileReference, Pending, uri_path
 from tracklet.artifacts.manifest import ManifestEntry
+from tracklet.artifacts.names import partial_path
 from tracklet.core.filehash import sha256_hex
 from tracklet.errors import ArtifactError, UnsupportedReference
 
@@ -401,7 +402,7 @@ def fetch(entry: ManifestEntry, target: Path) -> None:
     checked against the recorded validators and size, then renamed into place.
     ``ReferenceChanged`` (naming the URI) if it can't be reached or is not what was recorded."""
     assert entry.ref is not None
-    temporary = target.with_name(f".{target.name}.{os.urandom(6).hex()}.partial")
+    temporary = partial_path(target)
     try:
         with open(temporary, "xb") as out:
             written = _fetch_http(entry, out) if scheme_of(entry.ref) in ("http", "https") else _fetch_object(entry, out)

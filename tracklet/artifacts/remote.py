@@ -31,7 +31,7 @@ from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
-from tracklet.artifacts.names import check_artifact_name, parse_ref, version_number
+from tracklet.artifacts.names import check_artifact_name, parse_ref, partial_path, version_number
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.cache import BlobCache, CacheFull
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
@@ -673,6 +673,7 @@ class ServerVersionStore:
         (not stored on a server) is an ``ArtifactVerifyError`` naming it, after the other files
         are done."""
         from tracklet.artifacts.blobs import materialize
+        from tracklet.artifacts.disk_errors import download_error
         from tracklet.core.digests import algorithm, hash_file
         from tracklet.artifacts.references import ReferenceMissing, fetch, is_remote
 
@@ -705,7 +706,7 @@ class ServerVersionStore:
             if target.is_dir() and not target.is_symlink():
                 raise ArtifactError(f"can't download {entry.path}: {target} is a directory")
             target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+            temporary = partial_path(target)
             try:
                 made = False
                 if fetch_blob(self.client, self.cache, info.project, entry.digest, entry.size, entry=entry,
@@ -717,6 +718,8 @@ class ServerVersionStore:
                 if not made:  # no room in the cache, or evicted at once: straight to the file
                     self.client.download(info.project, entry.digest, temporary)
                 os.replace(temporary, target)
+            except OSError as error:
+                raise download_error(info.qualified_name, entry.path, target, error) from None
             finally:
                 with contextlib.suppress(OSError):
                     temporary.unlink()

@@ -39,12 +39,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
+from tracklet.artifacts.disk_errors import download_error, store_error
 from tracklet.core.digests import algorithm, file_hasher, hash_file, is_blake3, is_sha256
 from tracklet.core.filehash import sha256_hex
 from tracklet.artifacts.entries import FileReference, InMemoryFile, LocalFile, Pending, uri_path
 from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, count_file_hashed,
                                        parallel_map, stat_key)
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
+from tracklet.artifacts.names import partial_path
 from tracklet.artifacts.references import check_file_reference, content_digest, is_remote, known_size
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.errors import ArtifactError, ArtifactVerifyError, ChunkStoreError, RecipeError
@@ -136,9 +138,6 @@ def recipe_of(entry: ManifestEntry) -> str | None:
     return str(recipe)
 
 
-def _os_error(name: str, error: OSError) -> ArtifactError:
-    where = error.filename or "a file"
-    return ArtifactError(f"artifact {name!r}: can't read {where}: {error.strerror or error}")
 
 
 class ArtifactStore:
@@ -195,7 +194,7 @@ class ArtifactStore:
                        unhashed or isinstance(item, FileReference) and item.checksum]
             digests = self.hasher.digest_files(to_hash, blake3=large)
         except OSError as error:
-            raise _os_error(name, error) from None
+            raise store_error(name, error, error.filename, self.directory) from None
         entries: dict[str, ManifestEntry] = {}
         for path, item in pending.items():
             if isinstance(item, ManifestEntry):
@@ -216,12 +215,16 @@ class ArtifactStore:
             progress.start(len(manifest), manifest.size)
         with store_lock(self.directory, exclusive=False):
             written, overhead = self._store_files(name, manifest, pending, progress, read_back, chunk_target)
-            manifest_blob, manifest_written = self.blobs.put_bytes(manifest.to_bytes())
-            info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
-                               manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
-                               description=description or "", metadata=dict(metadata or {}), logged_by=logged_by)
-            self.blobs.sync()  # every blob the version names is on the disk before the version file
-            stored, reused = self.registry.commit(info, aliases)
+            try:
+                manifest_blob, manifest_written = self.blobs.put_bytes(manifest.to_bytes())
+                info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
+                                   manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
+                                   description=description or "", metadata=dict(metadata or {}),
+                                   logged_by=logged_by)
+                self.blobs.sync()  # every blob the version names is on the disk before the version file
+                stored, reused = self.registry.commit(info, aliases)
+            except OSError as error:  # the manifest, or the version file
+                raise store_error(name, error, None, self.directory) from None
         return CommitResult(stored, manifest, reused, sum(written) + overhead + manifest_written,
                             sum(1 for n in written if n))
 
@@ -245,7 +248,7 @@ class ArtifactStore:
         try:
             stat = os.stat(item.path)
         except OSError as error:
-            raise _os_error(name, error) from None
+            raise store_error(name, error, item.path, self.directory) from None
         extra = {"mtime_ns": stat.st_mtime_ns}
         if item.checksum:
             digest, size = digests[item.path]
@@ -304,7 +307,7 @@ class ArtifactStore:
                 try:
                     written.append(self.blobs.put_bytes(item.hashed())[1])
                 except OSError as error:
-                    raise _os_error(name, error) from None
+                    raise store_error(name, error, entry.path, self.directory) from None
                 if progress is not None:
                     progress.advance(1, entry.size)
         overhead = 0
@@ -317,7 +320,7 @@ class ArtifactStore:
         try:
             written = self.blobs.put_file(local_path, entry.digest)
         except OSError as error:
-            raise _os_error(name, error) from None
+            raise store_error(name, error, local_path, self.directory) from None
         return written
 
     def _store_unhashed(self, name: str, entry: ManifestEntry, local_path: str) -> tuple[int, str, StatKey | None]:
@@ -331,7 +334,7 @@ class ArtifactStore:
             count_file_hashed()
             after = stat_key(local_path, os.stat(local_path))
         except OSError as error:
-            raise _os_error(name, error) from None
+            raise store_error(name, error, local_path, self.directory) from None
         if after != before or size != entry.size:
             raise ArtifactError(f"{local_path} changed while it was being stored; log the artifact again once it is "
                                 "written")
@@ -357,11 +360,13 @@ class ArtifactStore:
             # (entry, source, recipe blob, recipe, its JSON: the recipe blob's bytes)
             streamed: list[tuple[ManifestEntry, str, str, Any, bytes]] = []
             overhead = 0
+            current: str | None = None  # the file being chunked, named if storing fails
             try:
                 writer_context = chunk_target if chunk_target is not None else PackWriter(
                     packs, index, direct=not read_back)
                 with writer_context as writer:
                     for entry, item in jobs:
+                        current = item.path
                         on_bytes = None if progress is None else partial(progress.advance, 0)
                         recipe, digest, count, reported, cut = self._store_chunked(
                             name, entry, item.path, writer, index, on_bytes, chunk_target)
@@ -375,6 +380,7 @@ class ArtifactStore:
                         if progress is not None:
                             progress.advance(1, entry.size - reported)
                 overhead = sum(pack.size - pack.data_bytes for pack in writer.packs)
+                current = None
                 if streamed:
                     try:
                         chunk_target.register([(entry.digest, entry.size, recipe_blob, recipe_json)
@@ -384,7 +390,7 @@ class ArtifactStore:
             except ChunkStoreError as error:
                 raise ArtifactError(f"artifact {name!r}: can't store chunks: {error}") from None
             except OSError as error:
-                raise _os_error(name, error) from None
+                raise store_error(name, error, current, self.directory) from None
             if recipes:
                 self.blobs.sync()  # the recipe blobs, before the index rows that name them
             for file_digest, recipe in recipes.items():
@@ -682,13 +688,22 @@ class ArtifactStore:
                            link: bool, on_bytes: Callable[[int], None] | None = None) -> None:
         if target.is_dir() and not target.is_symlink():
             raise ArtifactError(f"can't download {entry.path}: {target} is a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not isinstance(source, Path):
-            self._reassemble(info, entry, source, target, on_bytes)
-            return
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        materialize(source, target, link=link and entry.ref is None)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not isinstance(source, Path):
+                self._reassemble(info, entry, source, target, on_bytes)
+                return
+            # Made under a hidden temporary name, then renamed over the target: a copy cut short
+            # (a full disk, kill -9) never leaves a partial file under the file's own name.
+            temporary = partial_path(target)
+            try:
+                materialize(source, temporary, link=link and entry.ref is None)
+                os.replace(temporary, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+        except OSError as error:
+            raise download_error(info.qualified_name, entry.path, target, error) from None
 
     def _reassemble(self, info: VersionInfo, entry: ManifestEntry, recipe: Any, target: Path,
                     on_bytes: Callable[[int], None] | None) -> None:

@@ -16,8 +16,10 @@ leaves the version committed locally, with a warning; ``tracklet artifact push``
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -60,11 +62,51 @@ def used_record(info: Any, when: float) -> Any:
     return record
 
 
+_workers: weakref.WeakSet[ArtifactWorker] = weakref.WeakSet()
+_drain_registered = False
+
+
+def _drain_workers() -> None:
+    """Wait (each worker within its ``exit_timeout``) for the versions runs logged to be stored
+    and uploaded, while ``concurrent.futures`` still takes work. A script that ends without
+    ``finish()`` (or by Ctrl-C) has its runs finished by ``atexit``, which runs after threading's
+    exit hooks, one of which stops every thread pool: the upload of a large checkpoint logged last
+    then failed ("cannot schedule new futures after interpreter shutdown")."""
+    deadline = time.monotonic() + max((worker.exit_timeout for worker in list(_workers)), default=0.0)
+    try:
+        for worker in list(_workers):
+            for artifact in list(worker._logged):
+                if artifact.state == "pending":
+                    try:
+                        artifact.wait(max(0.0, deadline - time.monotonic()))
+                    except Exception:  # noqa: BLE001 - reported by the worker; finish() goes on as ever
+                        pass
+    except KeyboardInterrupt:  # a second Ctrl-C stops waiting: finish() reports what is not stored
+        pass
+
+
+def _drain_at_thread_shutdown() -> None:
+    """Register ``_drain_workers`` with threading's exit hooks once, after
+    ``concurrent.futures.thread`` registered its own (they run in reverse order, so this one runs
+    first)."""
+    global _drain_registered
+    if _drain_registered:
+        return
+    _drain_registered = True
+    register = getattr(threading, "_register_atexit", None)  # CPython's, what concurrent.futures uses
+    if register is not None:
+        try:
+            register(_drain_workers)
+        except RuntimeError:  # the interpreter is already shutting down: nothing to run before
+            pass
+
+
 class ArtifactWorker:
     """One daemon thread per run that commits logged artifacts in the order they were logged."""
 
     def __init__(self, root: Path, put: Callable[[Any], None], warn: Callable[[Any, str], None],
-                 run_path: str, remote: tuple[str, str | None] | None = None) -> None:
+                 run_path: str, remote: tuple[str, str | None] | None = None, exit_timeout: float = 30.0) -> None:
+        self.exit_timeout = exit_timeout  # how long interpreter exit waits for online uploads (finish_timeout)
         self._root = root
         self._put = put
         self._warn = warn
@@ -104,6 +146,7 @@ class ArtifactWorker:
             return None
         from tracklet.artifacts.remote import STREAM_CHUNKS_ENV, ServerChunks, connect
 
+        self._drain_at_exit()  # artifacts.remote imported concurrent.futures
         if os.environ.get(STREAM_CHUNKS_ENV, "1") == "0":
             return None
         base_url, api_key = self._remote
@@ -115,6 +158,7 @@ class ArtifactWorker:
         there), the manifest, the commit."""
         from tracklet.artifacts.remote import connect, upload_version
 
+        self._drain_at_exit()
         assert self._remote is not None
         base_url, api_key = self._remote
         try:
@@ -132,6 +176,14 @@ class ArtifactWorker:
                        f"{base_url}` sends it later")
             raise
 
+    def _drain_at_exit(self) -> None:
+        """Have interpreter exit wait for this run's versions to be stored and uploaded while
+        thread pools still work (``_drain_workers``). Only once ``concurrent.futures.thread`` is
+        imported (its exit hook is then registered before ours, so ours runs before it)."""
+        if self not in _workers and "concurrent.futures.thread" in sys.modules:
+            _workers.add(self)
+            _drain_at_thread_shutdown()
+
     def _submit(self, job: tuple | None) -> None:
         self._jobs.append(job)
         self._ready.release()
@@ -148,6 +200,9 @@ class ArtifactWorker:
             self._done.set()
 
     def log(self, artifact: Artifact, pending: dict[str, Pending]) -> None:
+        # Imported already (torch, Lightning, pandas do it): registered now, with nothing imported on
+        # the caller's thread, so a script that ends right after this call still uploads it.
+        self._drain_at_exit()
         self._logged = [a for a in self._logged if a.state == "pending"]
         self._logged.append(artifact)
         self._submit(("log", artifact, pending, time.time()))

@@ -114,6 +114,10 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         return
     for key in ("name", "type", "digest", "size", "files", "aliases", "created", "logged_by", "description"):
         value = row[key]
+        if key == "size":
+            value = f"{value:,} bytes"
+        elif value is None:  # logged_by of a version stored outside any run
+            value = "-"
         click.echo(f"{key + ':':<13}{', '.join(value) if isinstance(value, list) else value}")
     if row["metadata"]:
         click.echo(f"{'metadata:':<13}{json.dumps(row['metadata'])}")
@@ -142,7 +146,9 @@ def get(ctx: click.Context, ref: str, target: Path | None, copy: bool, quiet: bo
 
 @artifact_group.command("put")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--name", "-n", "name", default=None, help="Collection name. Default: the base name of PATH.")
+@click.option("--name", "-n", "name", default=None,
+              help="Collection name, or W&B's PROJECT/NAME[:ALIAS] (an entity before it is ignored). Default: the "
+                   "base name of PATH.")
 @click.option("--type", "-t", "kind", default="dataset", show_default=True, help="Artifact type.")
 @click.option("--project", "-p", default="uncategorized", show_default=True)
 @click.option("--alias", "-a", "aliases", multiple=True, help="An alias to give the version (repeatable).")
@@ -155,6 +161,8 @@ def put(ctx: click.Context, path: Path, name: str | None, kind: str, project: st
     """Store a file or directory as the next version of PROJECT/NAME (outside any run)."""
     from tracklet.artifacts.worker import prepare
 
+    if name is not None and ("/" in name or ":" in name):  # W&B's `wandb artifact put --name project/name:alias`
+        name, project, aliases = _put_target(ctx, name, project, aliases)
     artifact = prepare(os.fspath(path), name, kind)
     artifact.description = description
     started = time.perf_counter()
@@ -163,6 +171,25 @@ def put(ctx: click.Context, path: Path, name: str | None, kind: str, project: st
     state = "unchanged: same content as" if artifact.reused else "stored as"
     click.echo(f"{state} {artifact.qualified_name} ({artifact._info.file_count:,} files, {artifact.size:,} bytes, "
                f"{artifact.bytes_written:,} bytes written, {time.perf_counter() - started:.2f}s)")
+
+
+def _put_target(ctx: click.Context, text: str, project: str,
+                aliases: tuple[str, ...]) -> tuple[str, str, tuple[str, ...]]:
+    """``put --name [entity/]project/name[:alias]``: the name, the project (``--project``, if
+    given too, must agree) and the aliases with the one named added."""
+    from tracklet.artifacts.names import LATEST, parse_ref, version_number
+
+    ref = parse_ref(text)
+    if ref.project is not None:
+        given = ctx.get_parameter_source("project") is click.core.ParameterSource.COMMANDLINE
+        if given and project != ref.project:
+            raise CliError(f"--name {text!r} names project {ref.project!r}, --project {project!r}: give one")
+        project = ref.project
+    if ":" in text and ref.selector != LATEST:
+        if version_number(ref.selector) is not None:
+            raise CliError(f"--name {text!r}: {ref.selector!r} names a version, which is assigned; give an alias")
+        aliases = (*aliases, ref.selector)
+    return ref.name, project, aliases
 
 
 @artifact_group.command("verify")

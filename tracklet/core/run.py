@@ -754,7 +754,8 @@ class Run:
             with _WORKER_LOCK:
                 if self._artifacts is None:
                     self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn,
-                                                                  self.path, remote=self._artifact_remote())
+                                                                  self.path, remote=self._artifact_remote(),
+                                                                  exit_timeout=self.settings.finish_timeout)
         return self._artifacts
 
     def _log_code_snapshot(self, files: dict[str, HashedBytes], program: str) -> None:

@@ -194,6 +194,44 @@ def resolve(root: str | os.PathLike, reference: Any, *, type: str | None = None,
     return linked_artifact(store, info, link, registry)
 
 
+def versions(root: str | os.PathLike, reference: Any, *, type: str | None = None, http: Any = None) -> list[Artifact] | None:
+    """Every version of the registry collection ``reference`` names, oldest first, each as read
+    through the collection (``resolve``'s); None if ``reference`` names no registry collection
+    (then it is an artifact's ``project/name``: ``artifacts.lookup.versions``). The same forms as
+    ``resolve``; an alias or version in ``reference`` is ignored. With ``http``, the server's
+    registry answers (one request for the list, one per version)."""
+    ref = parse_registry_ref(reference)
+    if ref is None:
+        return None
+    if http is not None:
+        from tracklet.artifacts.remote import ServerVersionStore, version_info
+        from tracklet.client.artifacts import ArtifactClient
+        from tracklet.registry.remote import link_of
+
+        backend = open_remote(http.base_url, http=http)
+        try:
+            links = backend.versions(ref.registry, ref.collection)
+        except ArtifactNotFound:
+            if not ref.explicit:
+                return None
+            raise
+        store = ServerVersionStore(ArtifactClient(http), root)
+        found = []
+        for link in links:
+            document = backend.resolve_document(ref.registry, ref.collection, f"v{link.version}")
+            found.append(linked_artifact(store, version_info(document["version"]), link_of(document["link"]),
+                                         backend))
+    else:
+        registry = open_local(root, create=False)
+        if registry is None or not registry.has_collection(ref.registry, ref.collection):
+            if ref.explicit:
+                raise ArtifactNotFound(f"no registry collection {ref.path} (nothing was linked to it)")
+            return None
+        found = [linked_artifact(*_local_source(Path(root).expanduser(), link), link, registry)
+                 for link in registry.versions(ref.registry, ref.collection)]
+    return [artifact for artifact in found if type is None or artifact.type == type]
+
+
 def _resolve_remote(root: str | os.PathLike, ref: RegistryRef, remote: tuple[str, str | None], type: str | None,
                     http: Any = None) -> Artifact | None:
     from tracklet.artifacts.remote import ServerVersionStore, version_info

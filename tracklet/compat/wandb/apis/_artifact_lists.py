@@ -107,15 +107,27 @@ class ArtifactType:
         return f"<ArtifactType {self.name} in {self.project}>"
 
 
+def _collection_rows(api: Any, project: str, type_name: str | None) -> list[tuple[str, str]]:
+    """``(name, type)`` of the project's collections, by name; a W&B registry's "project"
+    (``wandb-registry-model``) lists that registry's collections, as W&B's registries are projects."""
+    from tracklet.registry.refs import WANDB_PREFIX
+
+    if project.startswith(WANDB_PREFIX):
+        rows = [(row["collection"], row["type"]) for row in api.registry.collections(project[len(WANDB_PREFIX):])]
+    else:
+        rows = [(row["name"], row["type"]) for row in api.artifact_collections(project)]
+    return sorted(row for row in rows if type_name is None or row[1] == type_name)
+
+
 def collections(api: Any, project: str, type_name: str | None, entity: str | None) -> list[ArtifactCollection]:
     """The project's collections (of ``type_name`` only, if given), by name."""
-    return [ArtifactCollection(api, project, row["name"], row["type"], entity)
-            for row in api.artifact_collections(project, type=type_name)]
+    return [ArtifactCollection(api, project, name, type, entity)
+            for name, type in _collection_rows(api, project, type_name)]
 
 
 def types(api: Any, project: str, entity: str | None) -> list[ArtifactType]:
     """The artifact types the project's collections have, by name."""
-    names = sorted({row["type"] for row in api.artifact_collections(project)})
+    names = sorted({type for _, type in _collection_rows(api, project, None)})
     return [ArtifactType(api, project, name, entity) for name in names]
 
 

@@ -320,6 +320,7 @@ def test_the_user_a_wandb_run_recorded_is_the_imported_runs_user_unverified(root
     from click.testing import CliRunner
 
     import tracklet.compat.wandb as compat_wandb
+    from tracklet.api.remote import RemoteApi
     from tracklet.client.sync import SyncClient
     from tracklet.core.layout import RunPaths
     from tracklet.core.runuser import RunUser
@@ -328,6 +329,8 @@ def test_the_user_a_wandb_run_recorded_is_the_imported_runs_user_unverified(root
     source.mkdir()
     _offline_run_of(source, "byalice", "alice")
     _offline_run_of(source, "nobody", None)
+    for run_dir in (source / "wandb").glob("offline-run-*-byalice"):  # the run file's own record wins
+        (run_dir / "files" / "wandb-metadata.json").write_text(json.dumps({"username": "metadata-name"}))
     monkeypatch.setenv("LOGNAME", "importer")  # the importing machine's OS user: never the imported run's
     results = import_wandb(source / "wandb", root=root)
     assert sorted((r.path, r.status, r.warnings) for r in results) == [
@@ -363,11 +366,16 @@ def test_the_user_a_wandb_run_recorded_is_the_imported_runs_user_unverified(root
     with httpx.Client(base_url=keyed.url, headers={"Authorization": f"Bearer {created.stdout.strip()}"}) as http:
         run = http.get("/api/v1/runs/people/byalice").json()["run"]
     assert run["user"] == {"name": "bob", "verified": True} and run["metadata"]["username"] == "alice"
+    remote = RemoteApi(keyed.url, api_key=created.stdout.strip())
+    try:
+        synced = remote.run("people/byalice")
+        assert (synced.user, synced.metadata["username"]) == (RunUser("bob", verified=True), "alice")
+    finally:
+        remote.close()
 
 
 def test_an_older_wandb_runs_metadata_file_names_its_user(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
-    """W&B before 0.19 wrote the user name (the OS user) only to files/wandb-metadata.json in the run
-    directory; a damaged one is reported and the run imports without a user."""
+    """Older W&B versions wrote the user name only to files/wandb-metadata.json in the run directory; a damaged one is reported and the run imports without a user."""
     import shutil
 
     from tracklet.core.runuser import RunUser
@@ -378,6 +386,7 @@ def test_an_older_wandb_runs_metadata_file_names_its_user(offline_run: tuple[Pat
         "old": (json.dumps({"os": "Linux", "host": "gpu-box", "username": "olduser", "executable": "python"}), "olduser"),
         "escapes": (json.dumps({"username": "eve\x1b]0;owned\x07" + "x" * 1000}), "eve]0;owned" + "x" * 245),
         "broken": ("{not json", None),
+        "huge": (json.dumps({"username": "big", "pad": "x" * (1 << 20)}), None),
         "not-text": (json.dumps({"username": ["a"]}), None),
     }
     for case, (metadata, user) in cases.items():
@@ -392,4 +401,6 @@ def test_an_older_wandb_runs_metadata_file_names_its_user(offline_run: tuple[Pat
         reported = [w for w in results[0].warnings if "wandb-metadata.json" in w]
         assert reported == (["files/wandb-metadata.json: not JSON (Expecting property name enclosed in double "
                              "quotes: line 1 column 2 (char 1)) (read for the run's user name); not imported"]
-                            if case == "broken" else []), case
+                            if case == "broken" else
+                            ["files/wandb-metadata.json: larger than 1 MiB (read for the run's user name); not imported"]
+                            if case == "huge" else []), case

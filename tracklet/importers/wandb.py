@@ -67,8 +67,8 @@ _STDOUT = wpb.OutputRecord.STDOUT
 
 Progress = Callable[[int, int], None]
 
-# The metadata file W&B keeps in a run directory's files/ (before 0.19, the only place it wrote the
-# user name); read for that name alone, at most this many bytes.
+# The metadata file W&B keeps in a run directory's files/ (for older versions, the only place they
+# wrote the user name); read for that name alone, at most this many bytes.
 METADATA_FILE = "wandb-metadata.json"
 METADATA_LIMIT = 1 << 20
 
@@ -460,9 +460,9 @@ class WandbRun:
 
     def user_name(self) -> str:
         """Who ran the run, as W&B recorded it (unverified): the environment record's ``username``
-        (wandb 0.19 and later write it when the script set ``WANDB_USERNAME`` or
+        (newer versions, 0.31 for one, write it when the script set ``WANDB_USERNAME`` or
         ``wandb.Settings(username=...)``), else the ``username`` of ``files/wandb-metadata.json``
-        beside the run file (older versions wrote the OS user there); "" when neither names one."""
+        beside the run file (older versions wrote it only there); "" when neither names one."""
         return source_user_name(self.environment.username) or self._metadata_user_name()
 
     def _metadata_user_name(self) -> str:

@@ -467,11 +467,11 @@ class WandbRun:
 
     def _metadata_user_name(self) -> str:
         where = self.path.parent / "files" / METADATA_FILE
+        if not where.is_file():  # none (W&B 0.31 offline writes none), or a FIFO or device: never opened
+            return ""
         try:
             with where.open("rb") as file:
                 data = file.read(METADATA_LIMIT + 1)
-        except (FileNotFoundError, NotADirectoryError):
-            return ""
         except OSError as error:
             return self._no_metadata(f"unreadable ({error.strerror or error})")
         if len(data) > METADATA_LIMIT:

@@ -62,6 +62,7 @@ def test_scalars_import_exactly(logdir: tuple[Path, dict], tmp_path: Path) -> No
     exp1 = next(r for r in results if r.name == "exp1")
     run = tracklet.Api(tmp_path).run(exp1.path)
     assert run.project == "tensorboard" and run.name == "exp1" and run.state == "finished"
+    assert run.user is None  # TensorBoard records no user; the importing machine's is not the run's
     history = run.history()
     for key in ("loss", "lr", "acc/train", "acc/val"):
         points = {s: v for s, v in zip(history["_step"], history[key]) if v is not None}

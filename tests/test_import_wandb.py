@@ -75,6 +75,7 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(where), "WANDB_SILENT": "true",
            "WANDB_DISABLE_GIT": "true", "WANDB_API_KEY": "", "NO_PROXY": "*", "WANDB_CONSOLE": "wrap"}
     env.pop("PYTHONPATH", None)
+    env.pop("WANDB_USERNAME", None)  # the run records no user (the W&B default offline)
     done = subprocess.run([sys.executable, str(script), str(where / "expected.json")], env=env, cwd=where,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -281,3 +282,125 @@ def test_a_resumed_offline_run_imports_as_one_run_in_order(tmp_path: Path) -> No
     assert [r.status for r in import_wandb(source / "wandb", root=tmp_path / "root")] == ["unchanged"]
     _write_sessions(source, range(3, 4))  # resumed once more since: said so, not half-merged
     assert [r.status for r in import_wandb(source / "wandb", root=tmp_path / "root")] == ["changed"]
+
+
+USER_RUN = textwrap.dedent(
+    """
+    import sys
+    import wandb
+
+    run = wandb.init(project="people", id=sys.argv[1])
+    run.log({"loss": 1.0})
+    run.finish()
+    """
+)
+
+
+def _offline_run_of(where: Path, run_id: str, username: str | None) -> None:
+    """A W&B offline run written by the real wandb package; ``username``: W&B's WANDB_USERNAME,
+    which wandb records in the run's environment record (without it, offline, it records none)."""
+    (where / "user_run.py").write_text(USER_RUN)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(where), "WANDB_SILENT": "true",
+           "WANDB_DISABLE_GIT": "true", "WANDB_API_KEY": "", "NO_PROXY": "*", "WANDB_X_DISABLE_STATS": "true"}
+    env.pop("PYTHONPATH", None)
+    env.pop("WANDB_USERNAME", None)
+    if username is not None:
+        env["WANDB_USERNAME"] = username
+    done = subprocess.run([sys.executable, "user_run.py", run_id], env=env, cwd=where, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_user_a_wandb_run_recorded_is_the_imported_runs_user_unverified(root: Path, tmp_path: Path,
+                                                                             servers, monkeypatch) -> None:
+    import re
+
+    import httpx
+    import serverproc
+    from click.testing import CliRunner
+
+    import tracklet.compat.wandb as compat_wandb
+    from tracklet.api.remote import RemoteApi
+    from tracklet.client.sync import SyncClient
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.runuser import RunUser
+
+    source = tmp_path / "src"
+    source.mkdir()
+    _offline_run_of(source, "byalice", "alice")
+    _offline_run_of(source, "nobody", None)
+    for run_dir in (source / "wandb").glob("offline-run-*-byalice"):  # the run file's own record wins
+        (run_dir / "files" / "wandb-metadata.json").write_text(json.dumps({"username": "metadata-name"}))
+    monkeypatch.setenv("LOGNAME", "importer")  # the importing machine's OS user: never the imported run's
+    results = import_wandb(source / "wandb", root=root)
+    assert sorted((r.path, r.status, r.warnings) for r in results) == [
+        ("people/byalice", "imported", []), ("people/nobody", "imported", [])]
+
+    api = tracklet.Api(root)
+    assert api.run("people/byalice").user == RunUser("alice", verified=False)
+    assert api.run("people/byalice").metadata["username"] == "alice"
+    assert api.run("people/nobody").user is None and "username" not in api.run("people/nobody").metadata
+    assert [run.id for run in api.runs("people", filter="user = alice")] == ["byalice"]
+    assert [run.id for run in api.runs("people", filter="not user exists")] == ["nobody"]
+    public = compat_wandb.Api()
+    by_alice = public.run("people/byalice")
+    assert (by_alice.user.username, by_alice.user.verified) == ("alice", False)
+    assert public.run("people/nobody").user is None
+    assert [run.id for run in public.runs("people", filters={"username": "alice"})] == ["byalice"]
+    shown = CliRunner().invoke(main, ["--dir", str(root), "show", "people/byalice"], catch_exceptions=False)
+    assert shown.exit_code == 0 and re.search(r"^User +alice *$", shown.stdout, re.MULTILINE), shown.output
+
+    # The dashboard over the data root (a --dev server: no keys) shows the name the source recorded, unverified.
+    local = servers(root)
+    with httpx.Client(base_url=local.url) as http:
+        rows = {row["run_id"]: row["user"] for row in http.get("/api/v1/projects/people/runs").json()["runs"]}
+    assert rows == {"byalice": {"name": "alice", "verified": False}, "nobody": None}
+
+    # Synced to a server with keys, the run's creator is the user whose key uploaded it (verified);
+    # the name the source recorded stays in its metadata.
+    created = serverproc.cli("admin", "--dir", str(tmp_path / "keyed"), "create-user", "bob")
+    assert created.returncode == 0, created.stderr
+    keyed = servers(tmp_path / "keyed", dev=False)
+    with SyncClient(keyed.url, api_key=created.stdout.strip()) as client:
+        client.sync_run(RunPaths(root, "people", "byalice"))
+    with httpx.Client(base_url=keyed.url, headers={"Authorization": f"Bearer {created.stdout.strip()}"}) as http:
+        run = http.get("/api/v1/runs/people/byalice").json()["run"]
+    assert run["user"] == {"name": "bob", "verified": True} and run["metadata"]["username"] == "alice"
+    remote = RemoteApi(keyed.url, api_key=created.stdout.strip())
+    try:
+        synced = remote.run("people/byalice")
+        assert (synced.user, synced.metadata["username"]) == (RunUser("bob", verified=True), "alice")
+    finally:
+        remote.close()
+
+
+def test_an_older_wandb_runs_metadata_file_names_its_user(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """Older W&B versions wrote the user name only to files/wandb-metadata.json in the run directory; a damaged one is reported and the run imports without a user."""
+    import shutil
+
+    from tracklet.core.runuser import RunUser
+
+    source, expected = offline_run
+    original = next(source.glob("offline-run-*"))
+    cases = {
+        "old": (json.dumps({"os": "Linux", "host": "gpu-box", "username": "olduser", "executable": "python"}), "olduser"),
+        "escapes": (json.dumps({"username": "eve\x1b]0;owned\x07" + "x" * 1000}), "eve]0;owned" + "x" * 245),
+        "broken": ("{not json", None),
+        "huge": (json.dumps({"username": "big", "pad": "x" * (1 << 20)}), None),
+        "not-text": (json.dumps({"username": ["a"]}), None),
+    }
+    for case, (metadata, user) in cases.items():
+        copy = tmp_path / case / original.name
+        shutil.copytree(original, copy)
+        (copy / "files" / "wandb-metadata.json").write_text(metadata)
+        results = import_wandb(copy, root=tmp_path / case / "root")
+        assert [r.status for r in results] == ["imported"]
+        run = tracklet.Api(tmp_path / case / "root").run(results[0].path)
+        assert run.user == (None if user is None else RunUser(user)), case
+        assert run.history(["loss"])["_step"][:3] == [0, 1, 2]  # the run itself imports either way
+        reported = [w for w in results[0].warnings if "wandb-metadata.json" in w]
+        assert reported == (["files/wandb-metadata.json: not JSON (Expecting property name enclosed in double "
+                             "quotes: line 1 column 2 (char 1)) (read for the run's user name); not imported"]
+                            if case == "broken" else
+                            ["files/wandb-metadata.json: larger than 1 MiB (read for the run's user name); not imported"]
+                            if case == "huge" else []), case

@@ -16,6 +16,8 @@ become numbers (float32 values exactly), ``histo`` and TF2 histogram tensors bec
 histograms, text tensors become strings; images, audio and other plugins are dropped (counted).
 A row per step, at the latest wall time of that step's events (tracklet keeps one time per
 step). No exit status exists in TensorBoard: a run is recorded as finished at its last event.
+Nor does an event file name who wrote it (only the host, in its file name): an imported run has
+no user (``run.user`` None), never the importing machine's.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ whose schema subset lives in ``proto/tracklet/proto/wandb_import.proto``. What i
 
 - ``run``: id (the tracklet run id when it is a valid one), name, project, tags, group, job
   type, notes, start time, host; ``environment``: OS, Python, program and arguments, working
-  directory, executable, git commit and remote, CPU model and count, memory.
+  directory, executable, git commit and remote, CPU model and count, memory, and the user name
+  (``username``; from ``files/wandb-metadata.json`` for W&B versions that wrote it only there):
+  the run's ``metadata["username"]``, unverified, as a live run's OS user is.
 - ``config`` (the run record's and later updates): plain values, ``_wandb`` dropped. A config in
   W&B's upload shape (``{"key": {"value": ..., "desc": ...}}``) is unwrapped.
 - ``history``: one tracklet row per W&B row at its ``_step``, with its ``_timestamp``; numbers,
@@ -52,6 +54,7 @@ from tracklet.importers.writer import (
     base_run_start,
     check_existing,
     exit_record,
+    source_user_name,
 )
 from tracklet.proto import records_pb2 as pb
 from tracklet.proto import wandb_import_pb2 as wpb
@@ -63,6 +66,11 @@ DEFAULT_PROJECT = WANDB_DEFAULT_PROJECT  # what W&B calls a run's project when n
 _STDOUT = wpb.OutputRecord.STDOUT
 
 Progress = Callable[[int, int], None]
+
+# The metadata file W&B keeps in a run directory's files/ (for older versions, the only place they
+# wrote the user name); read for that name alone, at most this many bytes.
+METADATA_FILE = "wandb-metadata.json"
+METADATA_LIMIT = 1 << 20
 
 
 # ---------------------------------------------------------------- finding runs
@@ -450,6 +458,36 @@ class WandbRun:
             lines.append((since if since is not None else 0.0, pending[pending.rfind("\r") + 1 :]))
         return lines
 
+    def user_name(self) -> str:
+        """Who ran the run, as W&B recorded it (unverified): the environment record's ``username``
+        (newer versions, 0.31 for one, write it when the script set ``WANDB_USERNAME`` or
+        ``wandb.Settings(username=...)``), else the ``username`` of ``files/wandb-metadata.json``
+        beside the run file (older versions wrote it only there); "" when neither names one."""
+        return source_user_name(self.environment.username) or self._metadata_user_name()
+
+    def _metadata_user_name(self) -> str:
+        where = self.path.parent / "files" / METADATA_FILE
+        if not where.is_file():  # none (W&B 0.31 offline writes none), or a FIFO or device: never opened
+            return ""
+        try:
+            with where.open("rb") as file:
+                data = file.read(METADATA_LIMIT + 1)
+        except OSError as error:
+            return self._no_metadata(f"unreadable ({error.strerror or error})")
+        if len(data) > METADATA_LIMIT:
+            return self._no_metadata(f"larger than {METADATA_LIMIT >> 20} MiB")
+        try:
+            metadata = json.loads(data)
+        except (ValueError, RecursionError) as error:
+            return self._no_metadata(f"not JSON ({str(error)[:200]})")
+        if not isinstance(metadata, dict):
+            return self._no_metadata("not a JSON object")
+        return source_user_name(metadata.get("username"))
+
+    def _no_metadata(self, why: str) -> str:
+        self.dropped[f"files/{METADATA_FILE}"] = why + " (read for the run's user name)"
+        return ""
+
     @property
     def start_time(self) -> float:
         if self.run is not None and self.run.HasField("start_time"):
@@ -518,6 +556,7 @@ def _run_start(source: WandbRun, run_id: str, project: str) -> pb.Record:
     if program or env.args:
         start.command.extend(redact_command([*program, *env.args]))
     start.cwd = env.root
+    start.username = source.user_name()
     return record
 
 

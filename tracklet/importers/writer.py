@@ -210,6 +210,20 @@ def base_run_start(run_id: str, project: str, name: str, start_time: float) -> p
     return record
 
 
+# At most this many characters of a user name a source records, as a live run keeps its OS user's.
+USER_NAME_LIMIT = 256
+
+
+def source_user_name(value: object) -> str:
+    """A user name a source recorded, as the imported run's ``RunStart.username`` keeps it: a
+    string's printable characters (no terminal escapes reach ``tracklet show``), stripped, at most
+    ``USER_NAME_LIMIT``; "" for anything else. Unverified: the source file only says so, as a live
+    run's OS user name is (docs/import.md, "Who ran an imported run")."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(char for char in value[: USER_NAME_LIMIT * 4] if char.isprintable()).strip()[:USER_NAME_LIMIT]
+
+
 def exit_record(exit_code: int, end_time: float, start_time: float) -> pb.Record:
     record = pb.Record()
     record.exit.exit_code = int(exit_code)

@@ -272,7 +272,7 @@ class VersionInfo(_message.Message):
     def __init__(self, producer: _Optional[str] = ..., min_consumer: _Optional[str] = ...) -> None: ...
 
 class EnvironmentRecord(_message.Message):
-    __slots__ = ("os", "python", "started_at", "args", "program", "code_path", "git", "root", "host", "executable", "cpu_count", "cpu_count_logical", "gpu_type", "gpu_count", "memory", "cpu")
+    __slots__ = ("os", "python", "started_at", "args", "program", "code_path", "git", "root", "host", "username", "executable", "cpu_count", "cpu_count_logical", "gpu_type", "gpu_count", "memory", "cpu")
     OS_FIELD_NUMBER: _ClassVar[int]
     PYTHON_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -282,6 +282,7 @@ class EnvironmentRecord(_message.Message):
     GIT_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
     EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
     CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
     CPU_COUNT_LOGICAL_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +299,7 @@ class EnvironmentRecord(_message.Message):
     git: GitRepoRecord
     root: str
     host: str
+    username: str
     executable: str
     cpu_count: int
     cpu_count_logical: int
@@ -305,7 +307,7 @@ class EnvironmentRecord(_message.Message):
     gpu_count: int
     memory: MemoryInfo
     cpu: CpuInfo
-    def __init__(self, os: _Optional[str] = ..., python: _Optional[str] = ..., started_at: _Optional[_Union[Timestamp, _Mapping]] = ..., args: _Optional[_Iterable[str]] = ..., program: _Optional[str] = ..., code_path: _Optional[str] = ..., git: _Optional[_Union[GitRepoRecord, _Mapping]] = ..., root: _Optional[str] = ..., host: _Optional[str] = ..., executable: _Optional[str] = ..., cpu_count: _Optional[int] = ..., cpu_count_logical: _Optional[int] = ..., gpu_type: _Optional[str] = ..., gpu_count: _Optional[int] = ..., memory: _Optional[_Union[MemoryInfo, _Mapping]] = ..., cpu: _Optional[_Union[CpuInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, os: _Optional[str] = ..., python: _Optional[str] = ..., started_at: _Optional[_Union[Timestamp, _Mapping]] = ..., args: _Optional[_Iterable[str]] = ..., program: _Optional[str] = ..., code_path: _Optional[str] = ..., git: _Optional[_Union[GitRepoRecord, _Mapping]] = ..., root: _Optional[str] = ..., host: _Optional[str] = ..., username: _Optional[str] = ..., executable: _Optional[str] = ..., cpu_count: _Optional[int] = ..., cpu_count_logical: _Optional[int] = ..., gpu_type: _Optional[str] = ..., gpu_count: _Optional[int] = ..., memory: _Optional[_Union[MemoryInfo, _Mapping]] = ..., cpu: _Optional[_Union[CpuInfo, _Mapping]] = ...) -> None: ...
 
 class MemoryInfo(_message.Message):
     __slots__ = ("total",)

@@ -110,6 +110,12 @@ def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_c
         assert listed(order_by="-user") == ["by-bob", "by-alice"]
         # What the client recorded stays in its metadata, for what it is worth.
         assert http.get("/api/v1/runs/team/by-bob").json()["run"]["metadata"]["username"] == "alice"
+        # Every query of runs means the same `user`: a report's run set too (not the claimed name).
+        panel = "```tracklet-panel\nkeys: [loss]\nruns:\n  filter: 'user = \"alice\"'\n```\n"
+        report = http.post("/api/v1/projects/team/reports", json={"title": "mine", "markdown": panel})
+        assert report.status_code in (200, 201), report.text
+        data = http.get(f"/api/v1/projects/team/reports/{report.json()['id']}/panels/0/data").json()
+        assert [row.get("run_id") or row.get("id") for row in data["runs"]] == ["by-alice"]
 
     api = RemoteApi(server.url, api_key=keys["alice"])
     try:
@@ -192,7 +198,7 @@ def test_a_data_root_and_a_server_without_keys_give_the_os_user_the_run_recorded
     assert [run.id for run in local.runs("lab", filter="not user exists")] == ["nobody"]
     assert wandb.Api().run("lab/theirs").user.username == "dave"
     shown = CliRunner().invoke(main, ["--dir", str(root), "show", "lab/theirs"], catch_exceptions=False)
-    assert shown.exit_code == 0 and re.search(r"^User +dave *$", shown.stdout, re.MULTILINE), shown.output
+    assert shown.exit_code == 0 and re.search(r"^User \(unverified\) +dave *$", shown.stdout, re.MULTILINE), shown.output
 
     server = servers()  # --dev: no keys, so nobody is verified
     with SyncClient(server.url) as client:
@@ -206,3 +212,26 @@ def test_a_data_root_and_a_server_without_keys_give_the_os_user_the_run_recorded
         assert remote.run("lab/theirs").user == RunUser("dave", verified=False)
     finally:
         remote.close()
+
+
+def test_a_run_whose_user_name_cwd_and_arguments_are_not_utf8_keeps_its_whole_start_record(root, tmp_path):
+    """The OS hands back undecodable bytes as lone surrogates, which a record's string can't hold:
+    they read back as U+FFFD, and the run keeps its name and every other start field."""
+    import os
+    import subprocess
+    import sys
+
+    cwd = os.path.join(os.fsencode(tmp_path), b"dir-\xff")
+    os.mkdir(cwd)
+    env = dict(os.environb)
+    env.update({b"LOGNAME": b"jos\xe9", b"TRACKLET_DIR": os.fsencode(root), b"PYTHONPATH": os.fsencode(os.getcwd())})
+    script = ("import tracklet; run = tracklet.init(project='p', id='odd', name='named', settings={'console': 'off', 'system_metrics': False}); "
+              "run.log({'x': 1}); run.finish()")
+    done = subprocess.run([sys.executable, "-c", script, b"arg-\xfe"], cwd=cwd, env=env, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0 and b"failed" not in done.stderr, done.stderr.decode(errors="replace")
+    run = tracklet.Api(str(root)).run("p/odd")
+    assert run.name == "named"
+    assert run.user == RunUser("jos\ufffd", verified=False)
+    assert run.metadata["cwd"].endswith("dir-\ufffd")
+    assert run.metadata["command"][-1] == "arg-\ufffd"

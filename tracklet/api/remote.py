@@ -154,7 +154,9 @@ class RemoteRun:
         """Who created the run, as the server says: the user of the API key that started its upload
         (``verified``); on a server without keys, the OS user name its client recorded (unverified);
         None for a run uploaded before the server recorded users (an older server too)."""
-        return RunUser.from_json(self._field("user"))
+        if "user" not in self._row and "metadata" not in self._row:
+            self.refresh()  # a listing row; a full row without `user` is an older server's: no user
+        return RunUser.from_json(self._row.get("user"))
 
     def keys(self) -> list[str]:
         """The numeric metric keys the server indexed."""

@@ -51,6 +51,21 @@ def os_user_name() -> str:
         return ""
 
 
+def recordable_text(text: str) -> str:
+    """``text`` as a record's string can hold it: what the OS gave undecodable (an environment
+    variable, a path or an argument that isn't UTF-8 comes back with lone surrogates, which protobuf
+    refuses, so the whole record would be lost) becomes U+FFFD; the rest is kept as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:  # bytes the OS couldn't decode: decoded again, the undecodable ones replaced
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no OS decoding made (a user's string): "?"
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def python_implementation() -> str:
     """``platform.python_implementation()`` (``CPython``, ``PyPy``, ...), without importing
     ``platform`` (9 regular expressions compiled at import)."""

@@ -929,10 +929,12 @@ class Run:
             self._uploader.start()
 
     def _run_start_fields(self) -> dict[str, Any]:
-        """What the ``RunStart`` record says, taken now (on the caller's thread)."""
+        """What the ``RunStart`` record says, taken now (on the caller's thread); strings the
+        record can't hold as they are (an undecodable cwd, argument or user name) are made readable
+        (``hostinfo.recordable_text``) rather than losing the whole record."""
         from tracklet import __version__
 
-        return dict(
+        fields = dict(
             run_id=self.id,
             project=self.project,
             name=self.name,
@@ -952,6 +954,10 @@ class Run:
             reproduces=self._reproduces,
             username=hostinfo.os_user_name(),
         )
+        text = hostinfo.recordable_text
+        return {key: text(value) if isinstance(value, str)
+                else [text(item) for item in value] if isinstance(value, list) else value
+                for key, value in fields.items()}
 
     def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
         """End the run: record its exit, write everything queued, fsync the record log.

@@ -132,6 +132,10 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     root.mkdir(parents=True, exist_ok=True)
     # An explicit default: the server's store must not follow a TRACKLET_STORE meant for clients.
     store = Store(store_url or f"sqlite:///{root / 'store.sqlite'}", root=root)
+    if auth:  # every query of runs filters and sorts `user` by the creator a key verified (run_creators.py)
+        from tracklet.server import run_creators
+
+        store.project_field_columns = lambda project: {"user": run_creators.user_column(project)}
     copies: LogCopies | SegmentCopies = LogCopies(root, KeyCounts(store))
     if logs_url is not None:
         location = RunFiles.connect(logs_url, files_options)

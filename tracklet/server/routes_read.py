@@ -61,16 +61,14 @@ def list_runs(
     run_paths(app.root, project, "x")  # checks the project name (400)
 
     keys = app.authorizer is not None
-    # A server without keys shows (and filters by) the user name each client recorded, in metadata
-    # (run_creators.run_user; the store's own `user` field); one with keys, the users they verified.
-    fields = LIST_FIELDS if keys else (*LIST_FIELDS, "metadata")
-    field_columns = {"user": run_creators.user_column(project)} if keys else None
+    # A server without keys shows (and filters by) the user name each client recorded (the store's
+    # `username` field: metadata.username); one with keys, the users they verified (run_creators).
+    fields = LIST_FIELDS if keys else (*LIST_FIELDS, "username")
 
     def query() -> list[dict[str, Any]]:
         if not app.store.project_exists(project):
             raise HTTPException(status_code=404, detail=f"no project {project!r} on this server")
-        rows = app.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset, fields=fields,
-                              field_columns=field_columns)
+        rows = app.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset, fields=fields)
         _add_users(app, project, rows)
         return rows
 
@@ -79,14 +77,17 @@ def list_runs(
     return json_response({"runs": [json_value(row) for row in rows]})
 
 
-def _add_users(app: Any, project: str, rows: list[dict[str, Any]], *, keep_metadata: bool = False) -> None:
-    """Set each row's ``user`` (run_creators.run_user); a listing's rows lose the ``metadata`` that
-    a server without keys read for it."""
+def _add_users(app: Any, project: str, rows: list[dict[str, Any]]) -> None:
+    """Set each row's ``user`` (run_creators.run_user) from its verified creator, or on a server
+    without keys from the name the run recorded: a listing row's ``username`` field (taken out of
+    the row), a whole row's ``metadata.username``."""
     keys = app.authorizer is not None
-    names = run_creators.creators(app.store.engine, project, [row["run_id"] for row in rows])
+    names = run_creators.creators(app.store.engine, project, [row["run_id"] for row in rows]) if keys else {}
     for row in rows:
-        metadata = row.get("metadata") if keep_metadata else row.pop("metadata", None)
-        row["user"] = run_creators.run_user(names.get(row["run_id"]), metadata, keys=keys)
+        claimed = row.pop("username", None)
+        if claimed is None and isinstance(row.get("metadata"), dict):
+            claimed = row["metadata"].get("username")
+        row["user"] = run_creators.run_user(names.get(row["run_id"]), claimed, keys=keys)
 
 
 @router.get("/runs/{project}/{run_id}", response_model=RunResponse, response_model_exclude_unset=True,
@@ -99,7 +100,7 @@ def get_run(request: Request, project: str, run_id: str) -> RunResponse:
     row = app.store.run(project, run_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    _add_users(app, project, [row], keep_metadata=True)
+    _add_users(app, project, [row])
     return RunResponse(run=RunRow.model_validate(json_value(row)))
 
 

@@ -53,7 +53,7 @@ def creators(engine: sa.Engine, project: str, run_ids: Iterable[str]) -> dict[st
 
 def user_column(project: str) -> Callable[[sa.ColumnElement[str]], sa.ColumnElement[str]]:
     """The filter and sort field ``user`` of ``project``'s runs on a server with keys, as the store's
-    ``field_columns`` takes it: given the runs' ``run_id`` column, the recorded creator's name, ""
+    ``project_field_columns`` takes it: given the runs' ``run_id`` column, the recorded creator's name, ""
     for a run without one (a correlated subquery on this module's tables only)."""
 
     def column(run_id: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
@@ -66,18 +66,17 @@ def user_column(project: str) -> Callable[[sa.ColumnElement[str]], sa.ColumnElem
     return column
 
 
-def run_user(verified_name: str | None, metadata: Any, *, keys: bool) -> dict[str, Any] | None:
+def run_user(verified_name: str | None, claimed_name: str | None, *, keys: bool) -> dict[str, Any] | None:
     """A run's ``user`` as the run routes give it: ``{"name", "verified"}``, or None.
 
     The recorded creator is verified. Without one, a server with keys gives None (a name the client
     recorded proves nothing there, and a run from before s0016 has no creator), while a server
-    without keys (``--dev``, which authenticates nobody) gives the client's recorded OS user name,
-    unverified."""
+    without keys (``--dev``, which authenticates nobody) gives ``claimed_name``, the OS user name
+    the client recorded (``metadata.username``), unverified."""
     if verified_name is not None:
         return {"name": verified_name, "verified": True}
     if keys:
         return None
-    claimed = metadata.get("username") if isinstance(metadata, dict) else None
-    if isinstance(claimed, str) and claimed:
-        return {"name": claimed, "verified": False}
+    if isinstance(claimed_name, str) and claimed_name:
+        return {"name": claimed_name, "verified": False}
     return None

@@ -32,6 +32,13 @@ class Store(RunDataQueries):
     """The runs of one data root, indexed. ``url`` picks the database (default ``$TRACKLET_STORE``,
     else SQLite at ``<root>/store.sqlite``); ``root`` is the data root whose record logs feed it."""
 
+    #: What filter and sort fields without a column of the runs table mean in a project, each a
+    #: function of the runs table's ``run_id`` column; default: the store's own (``filters.user_column``).
+    #: A server with keys sets it (create_app: its verified creators, run_creators.user_column) so
+    #: that every query of runs (the runs list, reports' run sets and freezes) filters and sorts
+    #: ``user`` by the creator a key verified, never by the client-recorded ``metadata.username``.
+    project_field_columns: Callable[[str], Mapping[str, Callable[[sa.ColumnElement[str]], sa.ColumnElement[Any]]]] | None = None
+
     def __init__(self, url: str | None = None, *, root: str | Path | None = None) -> None:
         if root is None:
             from tracklet.core.settings import default_data_root
@@ -80,24 +87,26 @@ class Store(RunDataQueries):
         offset: int = 0,
         fields: tuple[str, ...] = LIST_FIELDS,
         run_ids: tuple[str, ...] | list[str] | None = None,
-        field_columns: Mapping[str, Callable[[sa.ColumnElement[str]], sa.ColumnElement[Any]]] | None = None,
     ) -> list[dict[str, Any]]:
         """A project's runs as dicts of ``fields`` (any of ``RUN_FIELDS``) plus ``path``, newest
         first unless ``order_by`` says otherwise; ``filter`` is an expression (docs/store.md);
-        ``run_ids``: only these runs (bound parameters); ``field_columns``: what filter and sort fields
-        without a column of the runs table mean, each a function of the runs table's ``run_id`` column
-        (a server's ``user``: a subquery on its own tables, which never name the store's)."""
-        unknown = set(fields) - set(RUN_FIELDS)
+        ``run_ids``: only these runs (bound parameters); fields without a column of the runs table
+        (``user``) mean what ``project_field_columns`` says. ``fields`` may also name ``username``:
+        the OS user name the run recorded (``metadata.username``, "" without one), read without
+        reading the whole metadata."""
+        unknown = set(fields) - set(RUN_FIELDS) - {"username"}
         if unknown:
             raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
-        columns = [runs.c[field] for field in dict.fromkeys(("run_id", *fields))]
+        columns = [_username(runs) if field == "username" else runs.c[field]
+                   for field in dict.fromkeys(("run_id", *fields))]
         stmt = (
             sa.select(*columns).join(projects, projects.c.id == runs.c.project_id)
             .where(projects.c.name == project, runs.c.deleted.is_(False))
         )
         if run_ids is not None:
             stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
-        expressions = {name: make(runs.c.run_id) for name, make in (field_columns or {}).items()}
+        field_columns = self.project_field_columns(project) if self.project_field_columns is not None else {}
+        expressions = {name: make(runs.c.run_id) for name, make in field_columns.items()}
         if filter:
             from tracklet.store.filters import compile_filter, parse_filter
 
@@ -293,3 +302,9 @@ class Store(RunDataQueries):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _username(runs_table: sa.Table) -> sa.ColumnElement[str]:
+    from tracklet.store.filters import user_column
+
+    return user_column(runs_table).label("username")

@@ -30,6 +30,10 @@ ACTIONS: dict[str, str] = {
     "unlink": "admin",  # remove a version from its collection (its aliases too; the artifact version stays)
     "protect": "admin",  # protect an alias, change its approvals or webhook check, lift it
     "manage_members": "admin",  # give, change or take a registry role
+    # Delete an artifact version this registry links (``DELETE .../artifacts/{name}/versions/vN
+    # ?break_registry_links=true``), leaving its registry versions without files: admin of every
+    # registry linking it (routes_artifacts_write.py).
+    "break_links": "admin",
 }
 
 

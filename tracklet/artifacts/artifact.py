@@ -612,7 +612,7 @@ class Artifact:
         version, also in the history; a version a protected alias or a pending promotion request
         names is refused and nothing changes). The artifact version it linked is untouched. A
         version that isn't a link raises ``ArtifactNotLinked`` (a ``ValueError``, as W&B's). A
-        version read from a tracking server's registry is unlinked there (the registry's admin
+        version read from a tracking server's registry is unlinked there (the registry's member
         role); a server without the route answers 404 or 405, raised as it comes."""
         from tracklet.core.extensions import load
         from tracklet.errors import ArtifactNotLinked

@@ -3,7 +3,7 @@ history, model cards, protected aliases and promotion requests, in the server's 
 (``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
 
 Who may do what: registry roles (``registry_roles.ACTIONS``: viewer reads; member links, moves and
-removes aliases, edits cards, and so requests promotions; admin unlinks versions, protects aliases,
+removes aliases, edits cards, unlinks versions, and so requests promotions; admin protects aliases,
 manages the registry's members and may delete an artifact version the registry links), checked by
 every route through ``_require``; a promotion request is reviewed by holders of its alias's approver
 role or a higher one (the protection's policy, admin unless it names another), never its requester:
@@ -517,7 +517,7 @@ def unlink_version(request: Request, registry: str, collection: str, version: st
     aliases are removed first, each in the alias history, then the version (an event of alias
     `vN`); the artifact version it linked stays, and its number is never given again. A version a
     protected alias names answers 409, one a pending promotion request targets 400; nothing
-    changes then. Needs the admin role."""
+    changes then. Needs the member role (as W&B's registry)."""
     registry, collection = _names(registry, collection)
     number = version_param(version)
     _require(request, registry, "unlink")

@@ -1491,7 +1491,7 @@ export interface paths {
          *     aliases are removed first, each in the alias history, then the version (an event of alias
          *     `vN`); the artifact version it linked stays, and its number is never given again. A version a
          *     protected alias names answers 409, one a pending promotion request targets 400; nothing
-         *     changes then. Needs the admin role.
+         *     changes then. Needs the member role (as W&B's registry).
          */
         delete: operations["unlink_version_api_v1_registries__registry__collections__collection__versions__version__delete"];
         options?: never;

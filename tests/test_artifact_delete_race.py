@@ -1,7 +1,9 @@
 """Deleting an artifact version races a model registry link of it: whichever commits first wins and
 the other is refused, so a registry version never links a deleted artifact version (whose files a
 garbage collection would take). Real concurrency: two threads against a real server (SQLite and
-PostgreSQL), and two threads on a data root's store (``tracklet artifact rm`` and a local link)."""
+PostgreSQL), and two threads on a data root's store (``tracklet artifact rm`` and a local link). A
+deletion that breaks registry links (``break_registry_links``) always wins, and names exactly the
+links that committed before it: a link either lost (404) or is named, and reads back as files deleted."""
 
 from __future__ import annotations
 
@@ -71,6 +73,51 @@ def test_a_servers_version_is_never_deleted_under_a_registry_link_made_at_the_sa
             source = f"/api/v1/projects/vision/artifacts/m/versions/v{link['source_version']}"
             assert http.get(source).status_code == 200, link
     assert len(links) == sum(linked for linked, _ in outcomes)
+
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_deletion_breaking_registry_links_names_every_link_made_at_the_same_moment(servers, tmp_path, request,
+                                                                                    database):
+    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store_url)
+    run = tracklet.init(project="vision", dir=str(tmp_path / "writer"), mode="online",
+                        settings={**QUIET, "base_url": server.url})
+    for index in range(ROUNDS):
+        (tmp_path / "m.bin").write_bytes(b"content %d" % index)
+        assert run.log_artifact(tmp_path / "m.bin", name="m", type="model").wait().upload_error is None
+    run.finish()
+
+    clients = [httpx.Client(base_url=server.url, timeout=60), httpx.Client(base_url=server.url, timeout=60)]
+    outcomes = []
+    broken: list[str] = []
+    for number in range(ROUNDS):
+        def link(number=number) -> bool:
+            response = clients[0].post("/api/v1/registries/model/collections/m/links",
+                                       json={"project": "vision", "name": "m", "version": number})
+            assert response.status_code in (200, 404), response.text
+            return response.status_code == 200
+
+        def delete(number=number) -> bool:
+            response = clients[1].delete(f"/api/v1/projects/vision/artifacts/m/versions/v{number}",
+                                         params={"break_registry_links": "true"})
+            assert response.status_code == 200, response.text
+            broken.extend(response.json()["registry_links_broken"])
+            return True
+
+        outcomes.append(_race(link, delete))
+    for client in clients:
+        client.close()
+
+    assert all(deleted for _, deleted in outcomes), outcomes
+    with httpx.Client(base_url=server.url) as http:
+        answer = http.get("/api/v1/registries/model/collections/m/versions")
+        links = answer.json()["links"] if answer.status_code != 404 else []
+        assert len(links) == sum(linked for linked, _ in outcomes)  # a link that lost made nothing
+        assert sorted(broken) == sorted(link["path"] for link in links)  # each one that won is named
+        for link in links:  # and reads back as files deleted
+            read = http.get(f"/api/v1/registries/model/collections/m/versions/v{link['version']}")
+            assert read.status_code == 200 and read.json()["files_deleted"] is True, read.text
 
 
 def test_a_data_roots_version_is_never_deleted_under_a_registry_link_made_at_the_same_moment(tmp_path):

@@ -23,7 +23,8 @@ def _registered(wandb, tmp_path, aliases_by_version: list[list[str]]) -> None:
 def test_delete_aliases_never_deletes_a_version_a_registry_links(root, tmp_path, monkeypatch):
     import tracklet
     import tracklet.compat.wandb as wandb
-    from tracklet.errors import ArtifactError, TrackletWarning
+    from tracklet.compat.wandb.errors import ArtifactNotFoundCommError
+    from tracklet.errors import ArtifactDeleted, ArtifactError, TrackletWarning
 
     monkeypatch.chdir(tmp_path)
     _registered(wandb, tmp_path, [["production"]])
@@ -41,6 +42,12 @@ def test_delete_aliases_never_deletes_a_version_a_registry_links(root, tmp_path,
         production.delete()
     with pytest.warns(TrackletWarning, match="model/classifier:v0 linked"):
         api.artifact(source.qualified_name).delete(delete_aliases=True, break_registry_links=True)
+    # The registry keeps the version and its protected alias: it reads back as deleted, naming both
+    # (W&B's not-found error class through wandb.Api; tracklet's ArtifactDeleted through tracklet.Api).
+    with pytest.raises(ArtifactNotFoundCommError, match="model/classifier:v0 links .*, which was deleted.*has no files"):
+        api.artifact("wandb-registry-model/classifier:production")
+    with pytest.raises(ArtifactDeleted, match="model/classifier:v0 links"):
+        tracklet.Api(root).artifact("model/classifier:production")
 
 
 def test_saving_a_stale_view_keeps_an_alias_someone_else_moved(root, tmp_path, monkeypatch):

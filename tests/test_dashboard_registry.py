@@ -324,3 +324,22 @@ def test_an_admin_lets_members_approve_and_a_member_approves_through_the_buttons
     assert alice.get(NET + "/versions/production").json()["link"]["version"] == 1
     (review,) = alice.get("/api/v1/registry-requests", params={"state": "approved"}).json()["requests"][0]["reviews"]
     assert (review["reviewer"], review["comment"]) == ("bob", "a member's review")
+
+
+def test_a_registry_version_whose_artifact_was_deleted_shows_files_deleted(registry, page):  # noqa: F811
+    """A registry admin deleted the artifact version v1 links (``break_registry_links``): its page
+    still shows the link, its aliases and card, and says its files were deleted (no blank page)."""
+    server, keys, alice, _ = registry
+    source = alice.get(NET + "/versions/v1").json()["link"]
+    deleted = alice.delete(f"/api/v1/projects/train/artifacts/{source['source_name']}/versions/v{source['source_version']}",
+                           params={"break_registry_links": "true"})
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["registry_links_broken"] == ["model/net:v1"]
+    _as(page, keys["bob"])
+    page.goto(server.url + "/registry/model/net/v1")
+    page.wait_for_selector("tr[data-field='files-deleted']")
+    assert page.text_content("tr[data-field='files-deleted'] .files-deleted") == (
+        f"deleted: {source['source']} was deleted, so this version has no files")
+    assert page.text_content("tr[data-field='source'] a") == source["source"]
+    assert "# net v1\nBeats v0." in page.text_content("pre.card-text")  # the registry keeps its card
+    assert page.text_content("tr[data-field='run']").endswith("–")

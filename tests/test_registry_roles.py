@@ -34,7 +34,7 @@ MATRIX = [
     ("review", 401, 403, 403, 403, 200),
     ("protect", 401, 403, 403, 403, 200),
     ("manage_members", 401, 403, 403, 403, 200),
-    ("unlink", 401, 403, 403, 403, 200),
+    ("unlink", 401, 403, 403, 200, 200),  # as W&B's registry: members unlink (not a protected alias's version)
 ]
 WHO = ("nokey", "outsider", "viewer", "member", "radmin")
 

@@ -612,7 +612,7 @@ class Artifact:
         version, also in the history; a version a protected alias or a pending promotion request
         names is refused and nothing changes). The artifact version it linked is untouched. A
         version that isn't a link raises ``ArtifactNotLinked`` (a ``ValueError``, as W&B's). A
-        version read from a tracking server's registry is unlinked there (the registry's admin
+        version read from a tracking server's registry is unlinked there (the registry's member
         role); a server without the route answers 404 or 405, raised as it comes."""
         from tracklet.core.extensions import load
         from tracklet.errors import ArtifactNotLinked
@@ -638,10 +638,13 @@ class Artifact:
         ``delete_aliases`` (its aliases go with it, as W&B's flag says). A version linked into
         the model registry always raises naming its registry versions: W&B's flag is about aliases
         only, and deleting the version would leave those registry versions (and their protected
-        aliases) without files. ``break_registry_links=True`` (``tracklet artifact rm --force``)
-        deletes it anyway, with a warning naming them. A registry version (a link) itself can't be
-        deleted: the registry keeps its versions and their alias history (``unlink()`` removes it
-        from its collection, as W&B's ``delete()`` of a link does)."""
+        aliases) without files. ``break_registry_links=True`` (``tracklet artifact rm --force`` or
+        ``--break-registry-links``) deletes it anyway, with a warning naming them; on a server only
+        for an admin of every registry linking it (else ``RemoteError``, the server's 403), and the
+        server's audit log and ``artifact.deleted`` event name them. Those registry versions then
+        read back as deleted (``ArtifactDeleted`` naming the link). A registry version (a link)
+        itself can't be deleted: the registry keeps its versions and their alias history
+        (``unlink()`` removes it from its collection, as W&B's ``delete()`` of a link does)."""
         from tracklet.artifacts.lookup import check_deletable, delete_version
 
         info = self._committed_info("version to delete")
@@ -654,29 +657,25 @@ class Artifact:
         if not hasattr(registry, "delete_version"):
             raise ArtifactError(f"artifact {info.qualified_name}: its store can't delete versions")
         server = registry if getattr(registry, "remote", False) else self._server_versions()
-        if server is not None and break_registry_links:
-            raise ArtifactError(f"artifact {info.qualified_name} is on a server, which never deletes a version its "
-                                "model registry links (break_registry_links applies to a data root's registry)")
         if server is registry:  # a version of a server's project
-            registry.delete_version(info.project, info.name, info.version, drop_aliases=delete_aliases)  # type: ignore[union-attr]
+            answer = registry.delete_version(info.project, info.name, info.version,  # type: ignore[union-attr]
+                                             drop_aliases=delete_aliases, break_links=break_registry_links)
+            _warn_links_broken(info.qualified_name, answer.get("registry_links_broken") or [])
             return
         assert self._store is not None
+        broken: list[str] = []
         if server is not None:  # an online run's: its local copy's rules first, then the server's copy, then it
-            check_deletable(self._store.data_root, info, drop_aliases=delete_aliases)
+            check_deletable(self._store.data_root, info, drop_aliases=delete_aliases,
+                            break_links=break_registry_links)
             try:
-                server.delete_version(info.project, info.name, self._server_version, drop_aliases=delete_aliases)
+                answer = server.delete_version(info.project, info.name, self._server_version,
+                                               drop_aliases=delete_aliases, break_links=break_registry_links)
+                broken = list(answer.get("registry_links_broken") or [])
             except ArtifactDeleted:  # the server's copy is gone already (a retry after a lost answer): go on
                 pass
         _, links = delete_version(self._store.data_root, info, drop_aliases=delete_aliases,
                                   break_links=break_registry_links)
-        if links:
-            import warnings
-
-            from tracklet.core.stack import user_stacklevel
-            from tracklet.errors import TrackletWarning
-
-            warnings.warn(f"tracklet: deleted {info.qualified_name}, which {', '.join(links)} linked: those registry "
-                          "versions have no files now", TrackletWarning, stacklevel=user_stacklevel())
+        _warn_links_broken(info.qualified_name, [*broken, *links])
 
     def logged_by(self) -> Any:
         """The run that logged this version (a ``tracklet.RecordedRun``; for a version read from a
@@ -746,3 +745,16 @@ def _data_root(root: str | os.PathLike | None) -> Path:
     from tracklet.core.settings import default_data_root
 
     return Path(os.environ.get("TRACKLET_DIR") or default_data_root()).expanduser()
+
+
+def _warn_links_broken(qualified_name: str, links: list[str]) -> None:
+    """The warning of a deletion that left registry versions without files (none: no warning)."""
+    if not links:
+        return
+    import warnings
+
+    from tracklet.core.stack import user_stacklevel
+    from tracklet.errors import TrackletWarning
+
+    warnings.warn(f"tracklet: deleted {qualified_name}, which {', '.join(dict.fromkeys(links))} linked: those "
+                  "registry versions have no files now", TrackletWarning, stacklevel=user_stacklevel())

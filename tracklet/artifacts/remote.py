@@ -612,8 +612,11 @@ class ServerVersions:
     def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
         self.client.save_aliases(project, name, version, add, remove)
 
-    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False) -> list[str]:
-        return list(self.client.delete_version(project, name, version, delete_aliases=drop_aliases)["aliases_dropped"])
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
+                       break_links: bool = False) -> dict[str, Any]:
+        """The server's answer: ``aliases_dropped``, ``registry_links_broken`` (``ArtifactClient.delete_version``)."""
+        return self.client.delete_version(project, name, version, delete_aliases=drop_aliases,
+                                          break_registry_links=break_links)
 
 
 class ServerVersionStore:

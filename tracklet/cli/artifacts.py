@@ -214,15 +214,18 @@ def verify(ctx: click.Context, ref: str, target: Path | None) -> None:
 
 @artifact_group.command("rm")
 @click.argument("ref")
-@click.option("--force", is_flag=True, help="Delete a version that has aliases (with them) or is registered "
-              "(locally only: a server never deletes a version its registry links).")
+@click.option("--force", is_flag=True, help="Delete a version that has aliases (with them); in the data root, "
+              "also one the model registry links (as --break-registry-links).")
+@click.option("--break-registry-links", "break_links", is_flag=True,
+              help="Delete a version the model registry links, leaving those registry versions without files "
+                   "(on a server: needs the admin role in every registry linking it).")
 @click.option("--url", default=None, metavar="URL",
               help="Delete the version of this tracking server's project instead of the data root's (its key: "
                    "$TRACKLET_API_KEY or `tracklet login`). Never taken from $TRACKLET_BASE_URL: a deletion "
                    "names where it happens.")
 @click.pass_context
 @_handle_errors
-def rm(ctx: click.Context, ref: str, force: bool, url: str | None) -> None:
+def rm(ctx: click.Context, ref: str, force: bool, break_links: bool, url: str | None) -> None:
     """Delete one version (REF names it: project/name:vN or :alias). Its number is never reused;
     its files stay stored until `tracklet artifact gc` (on a server, `tracklet admin artifact-gc`)."""
     from tracklet.artifacts.names import parse_ref
@@ -232,21 +235,27 @@ def rm(ctx: click.Context, ref: str, force: bool, url: str | None) -> None:
     if parsed.project is None or ":" not in ref.rsplit("/", 1)[-1]:
         raise CliError(f"{ref!r}: name one version, as project/name:vN (or project/name:alias)")
     if url is not None:
-        _rm_on_server(url, _state(ctx).api.root, parsed.project, parsed.name, parsed.selector, force)
+        _rm_on_server(url, _state(ctx).api.root, parsed.project, parsed.name, parsed.selector, force, break_links)
         return
     from tracklet.artifacts.lookup import delete_version
 
     store = open_store(_state(ctx).api.root)
     info = store.registry.version(parsed.project, parsed.name, parsed.selector)
-    dropped, links = delete_version(_state(ctx).api.root, info, drop_aliases=force, break_links=force)
+    dropped, links = delete_version(_state(ctx).api.root, info, drop_aliases=force, break_links=force or break_links)
+    click.echo(f"deleted {info.qualified_name}{_rm_notes(dropped, links)}; run `tracklet artifact gc` to free its "
+               "storage")
+
+
+def _rm_notes(dropped: list[str], links: list[str]) -> str:
     note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
-    note += f" (registry versions left without files: {', '.join(links)})" if links else ""
-    click.echo(f"deleted {info.qualified_name}{note}; run `tracklet artifact gc` to free its storage")
+    return note + (f" (registry versions left without files: {', '.join(links)})" if links else "")
 
 
-def _rm_on_server(url: str, root: Any, project: str, name: str, selector: str, force: bool) -> None:
+def _rm_on_server(url: str, root: Any, project: str, name: str, selector: str, force: bool, break_links: bool) -> None:
     """``rm --url``: the server's ``DELETE .../versions/vN`` (the same rules: ``--force`` drops
-    the version's aliases; a version the server's registry links is refused whatever the flags)."""
+    the version's aliases; a version the server's registry links needs ``--break-registry-links``
+    and the admin role in every registry linking it: ``--force`` alone never breaks a server's
+    registry versions, a team's shared state)."""
     from tracklet.artifacts.names import version_number
     from tracklet.artifacts.remote import connect
 
@@ -255,12 +264,11 @@ def _rm_on_server(url: str, root: Any, project: str, name: str, selector: str, f
         number = version_number(selector)
         if number is None:  # an alias or latest: the version it names now
             number = int(client.version(project, name, selector)["index"])
-        answer = client.delete_version(project, name, number, delete_aliases=force)
+        answer = client.delete_version(project, name, number, delete_aliases=force, break_registry_links=break_links)
     finally:
         client.http.close()
-    dropped = answer["aliases_dropped"]
-    note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
-    click.echo(f"deleted {project}/{name}:v{number} on {url}{note}; `tracklet admin artifact-gc` there frees its "
+    notes = _rm_notes(answer["aliases_dropped"], answer.get("registry_links_broken") or [])
+    click.echo(f"deleted {project}/{name}:v{number} on {url}{notes}; `tracklet admin artifact-gc` there frees its "
                "storage")
 
 

@@ -398,14 +398,20 @@ class ArtifactClient:
                                     missing=ArtifactNotFound)
         return response.json()["version"]
 
-    def delete_version(self, project: str, name: str, version: int, *, delete_aliases: bool = False) -> dict[str, Any]:
+    def delete_version(self, project: str, name: str, version: int, *, delete_aliases: bool = False,
+                       break_registry_links: bool = False) -> dict[str, Any]:
         """Delete ``project/name:v<version>`` on the server (``tracklet artifact rm``'s rules);
-        ``{"deleted": ArtifactVersion, "aliases_dropped": [...]}``. ``ArtifactError`` with the
-        server's reason when it refuses (custom aliases without ``delete_aliases``, a version the
-        model registry links), ``ArtifactNotFound`` for no such version, ``ArtifactDeleted`` (one)
-        for a version deleted already (the server's 410)."""
+        ``{"deleted": ArtifactVersion, "aliases_dropped": [...], "registry_links_broken": [...]}``.
+        ``ArtifactError`` with the server's reason when it refuses (custom aliases without
+        ``delete_aliases``, a version the model registry links without ``break_registry_links``),
+        ``RemoteError`` for a 403 (``break_registry_links`` needs the registry admin role of every
+        registry linking it), ``ArtifactNotFound`` for no such version, ``ArtifactDeleted``
+        (one) for a version deleted already (the server's 410)."""
+        params = {"delete_aliases": "true" if delete_aliases else "false"}
+        if break_registry_links:  # only when asked: a server that predates it ignores it and refuses (409)
+            params["break_registry_links"] = "true"
         response = self.http.request("DELETE", f"{self._base(project)}/{name}/versions/v{int(version)}",
-                                     params={"delete_aliases": "true" if delete_aliases else "false"})
+                                     params=params)
         if response.status_code in (400, 409):
             raise ArtifactError(response_detail(response))
         if response.status_code == 410:

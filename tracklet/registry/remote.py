@@ -73,7 +73,7 @@ class RemoteRegistry:
 
     def unlink(self, registry: str, collection: str, version: int, *, actor: str | None = None,
                reason: str | None = None) -> list[AliasEvent]:
-        """``ModelRegistry.unlink`` on the server (its admin role, its audit); ``actor`` is the
+        """``ModelRegistry.unlink`` on the server (its member role, its audit); ``actor`` is the
         key's user, whatever is passed."""
         return [AliasEvent(**event) for event in self.client.unlink(registry, collection, version, reason)["events"]]
 

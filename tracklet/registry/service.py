@@ -21,7 +21,7 @@ from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.names import LATEST
-from tracklet.errors import ArtifactNotFound, RegistryError
+from tracklet.errors import ArtifactDeleted, ArtifactNotFound, RegistryError
 from tracklet.registry.refs import MODEL_REGISTRY, RegistryRef, parse_registry_ref, parse_target
 from tracklet.registry.sql import Link, ModelRegistry
 
@@ -147,6 +147,13 @@ def linked_artifact(store: Any, info: Any, link: Link, backend: Any = None) -> A
     return artifact
 
 
+def files_deleted(link: Link) -> str:
+    """What reading registry version ``link`` says when the artifact version it links was deleted
+    (``tracklet artifact rm --force`` / ``--break-registry-links``): the registry keeps it."""
+    return (f"{link.path} links {link.source}, which was deleted (`tracklet artifact rm`): this registry version "
+            "has no files; the registry keeps it and its alias history (unlink() removes it from its collection)")
+
+
 def _local_source(root: Path, link: Link) -> tuple[Any, Any]:
     from tracklet.artifacts.storage import open_store
 
@@ -154,7 +161,7 @@ def _local_source(root: Path, link: Link) -> tuple[Any, Any]:
     try:
         info = store.registry.read_version(link.source_project, link.source_name, link.source_version)
     except ArtifactNotFound:
-        raise ArtifactNotFound(f"{link.path} links {link.source}, which was deleted (`tracklet artifact rm`)") from None
+        raise ArtifactDeleted(files_deleted(link)) from None
     if info.digest != link.source_digest:  # versions are immutable: only a damaged store gets here
         raise RegistryError(f"{link.path} links {link.source}, whose content no longer matches what was linked")
     return store, info
@@ -247,6 +254,8 @@ def _resolve_remote(root: str | os.PathLike, ref: RegistryRef, remote: tuple[str
         if not ref.explicit and not str(error).startswith("registry collection"):
             return None
         raise
+    if document.get("files_deleted") or document.get("version") is None:
+        raise ArtifactDeleted(files_deleted(link_of(document["link"])))
     info = version_info(document["version"])
     if type is not None and info.type != type:
         raise ArtifactNotFound(f"{ref} is of type {info.type!r}, not {type!r}")
@@ -257,10 +266,17 @@ def _resolve_remote(root: str | os.PathLike, ref: RegistryRef, remote: tuple[str
 def resolve_on_server(http: Any, data_root: str | os.PathLike, reference: Any, *,
                       type: str | None = None) -> Artifact | None:
     """``resolve`` against the server ``http`` talks to (``RemoteApi.artifact``)."""
+    from tracklet.errors import RemoteError
+
     ref = parse_registry_ref(reference)
     if ref is None:
         return None
-    return _resolve_remote(data_root, ref, (http.base_url, None), type, http=http)
+    try:
+        return _resolve_remote(data_root, ref, (http.base_url, None), type, http=http)
+    except RemoteError:  # no role in a registry named like the project (403): "project/name" is the artifact's
+        if ref.explicit:
+            raise
+        return None
 
 
 def link_artifact(artifact: Artifact, target_path: str, aliases: list[str] | None = None, *,

@@ -174,9 +174,10 @@ def _actor(request: Any) -> str | None:
 
 
 def removal_events(request: Any, project: str, name: str, removed: Mapping[str, int], *,
-                   deleted: VersionInfoLike | None = None) -> None:
+                   deleted: VersionInfoLike | None = None, links_broken: list[str] | None = None) -> None:
     """Emit ``alias.removed`` for each alias of ``removed`` (alias: the version it named), then
-    ``artifact.deleted`` for ``deleted``, the version deleted with them if any; after the change,
+    ``artifact.deleted`` for ``deleted``, the version deleted with them if any (its
+    ``registry_links_broken``: the registry versions it leaves without files); after the change,
     like ``version_events`` (on SQLite the versions are files). A failure is reported and never
     fails the change."""
     engine = request.app.state.tracklet.store.engine
@@ -190,7 +191,8 @@ def removal_events(request: Any, project: str, name: str, removed: Mapping[str, 
         if deleted is not None:
             emit(engine, "artifact.deleted", f"{subject}:v{deleted.version}",
                  {"name": name, "version": deleted.version, "digest": deleted.digest,
-                  "aliases_dropped": sorted(removed)}, project=project, actor=actor)
+                  "aliases_dropped": sorted(removed), "registry_links_broken": list(links_broken or [])},
+                 project=project, actor=actor)
     except Exception as error:
         import sys
 

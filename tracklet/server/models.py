@@ -663,6 +663,9 @@ class VersionAliasesResponse(BaseModel):
 class VersionDeleteResponse(BaseModel):
     deleted: ArtifactVersion = Field(description="The version deleted, as it was")
     aliases_dropped: list[str] = Field(description="The custom aliases that went with it (`delete_aliases=true`)")
+    registry_links_broken: list[str] = Field(default_factory=list, description=(
+        "The model registry versions (`registry/collection:vN`) that linked it and are left without files "
+        "(`break_registry_links=true`): they read back as `files_deleted`"))
 
 
 # ---------------------------------------------------------------------------------- sweeps

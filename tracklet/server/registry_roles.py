@@ -27,9 +27,16 @@ ACTIONS: dict[str, str] = {
     "move_alias": "member",  # point an alias at a version; a protected one opens a promotion request
     "remove_alias": "member",  # delete an alias (a protected one can't be removed by anyone)
     "edit_card": "member",  # save a model card revision
-    "unlink": "admin",  # remove a version from its collection (its aliases too; the artifact version stays)
+    # Remove a version from its collection (its aliases too, each in the history; the artifact
+    # version stays). W&B's registry lets members unlink; a protected alias or a pending
+    # promotion request still refuses it, whatever the role.
+    "unlink": "member",
     "protect": "admin",  # protect an alias, change its approvals or webhook check, lift it
     "manage_members": "admin",  # give, change or take a registry role
+    # Delete an artifact version this registry links (``DELETE .../artifacts/{name}/versions/vN
+    # ?break_registry_links=true``), leaving its registry versions without files: admin of every
+    # registry linking it (routes_artifacts_write.py).
+    "break_links": "admin",
 }
 
 

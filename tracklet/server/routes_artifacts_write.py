@@ -25,6 +25,7 @@ from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
                                             check_file_digest)
+from tracklet.server import audit
 from tracklet.server.audit import arm, armed, arms_itself
 from tracklet.server.auth import requires
 from tracklet.server.params import version_param
@@ -401,28 +402,45 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
     return VersionAliasesResponse(version=_version_model(info))
 
 
-@router.delete("/{name}/versions/{version}", response_model=VersionDeleteResponse, responses=errors(400, 404, 409, 410),
+@router.delete("/{name}/versions/{version}", response_model=VersionDeleteResponse,
+               responses=errors(400, 403, 404, 409, 410),
                summary="Delete a version (its blobs go with a later artifact-gc)")
 @requires("write", creates=False)  # changes what exists: never creates the project (a non-member: 403)
 def delete_version(request: Request, project: str, name: str, version: str,
                    delete_aliases: bool = Query(False, description="Delete it with its custom aliases (else 409 "
-                                                "naming them)")) -> VersionDeleteResponse:
+                                                "naming them)"),
+                   break_registry_links: bool = Query(False, description=(
+                       "Delete it though the model registry links it (else 409 naming its registry versions): "
+                       "needs the admin role in every registry linking it (else 403); those registry versions "
+                       "are left without files"))) -> VersionDeleteResponse:
     """Delete version `version` (`vN`) as `tracklet artifact rm` does locally: its number is
     never given again and `latest` falls back to the highest version left. A version holding
     custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
     links answers 409 naming its registry versions (they would be left without files; the
-    registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
-    period runs from the deletion. Emits `alias.removed` for each alias dropped, then
-    `artifact.deleted`. A version deleted already answers 410 (a retried deletion whose answer
-    was lost finds its work done), one that never existed 404."""
+    registry keeps its versions) unless `break_registry_links`, which also needs the caller to be
+    an admin of every registry linking it (403 naming the role and registry otherwise): those
+    registry versions then read back as `files_deleted`, and the deletion's audit event
+    (`registry_links_broken`) and `artifact.deleted` event name them. The links are read, and
+    the roles checked, holding the collection's lock that a new link holds too: a link made at
+    the same moment is either refused or among those named. Its blobs stay until `tracklet admin
+    artifact-gc`, whose grace period runs from the deletion. Emits `alias.removed` for each alias
+    dropped, then `artifact.deleted`. A version deleted already answers 410 (a retried deletion
+    whose answer was lost finds its work done), one that never existed 404."""
     artifacts = _artifacts(request)
     name, number = _name(name), version_param(version)
+    broken: list[str] = []
 
     def refuse_linked(connection: Any) -> None:  # holding the collection's lock, which a new link holds too
         links = _registry_links(request, project, name, number, connection)
-        if links:
+        if links and not break_registry_links:
             raise ArtifactError(f"{project}/{name}:v{number} is registered as {', '.join(links)}: deleting it "
-                                "would leave those registry versions without files")
+                                "would leave those registry versions without files (an admin of their registry "
+                                "may delete it anyway: `tracklet artifact rm --url URL --break-registry-links`, "
+                                "`delete(break_registry_links=True)`, `?break_registry_links=true`)")
+        if links:
+            _require_registry_admin(request, f"{project}/{name}:v{number}", links)
+            broken[:] = links
+            audit.note(request, registry_links_broken=links)  # before the deletion commits: its event says so
 
     try:
         info, dropped = artifacts.delete_version(project, name, number, drop_aliases=delete_aliases,
@@ -433,8 +451,8 @@ def delete_version(request: Request, project: str, name: str, version: str,
         raise _not_found(error) from None
     except ArtifactError as error:
         raise HTTPException(status_code=409, detail=str(error)) from None
-    removal_events(request, project, name, dict.fromkeys(dropped, number), deleted=info)
-    return VersionDeleteResponse(deleted=_version_model(info), aliases_dropped=dropped)
+    removal_events(request, project, name, dict.fromkeys(dropped, number), deleted=info, links_broken=broken)
+    return VersionDeleteResponse(deleted=_version_model(info), aliases_dropped=dropped, registry_links_broken=broken)
 
 
 def _registry_links(request: Request, project: str, name: str, version: int, connection: Any = None) -> list[str]:
@@ -450,3 +468,20 @@ def _registry_links(request: Request, project: str, name: str, version: int, con
     if connection is not None and connection.engine is not registry.engine:  # a data root's registry file
         connection = None
     return [link.path for link in registry.links_to(project, name, version, connection=connection)]
+
+
+def _require_registry_admin(request: Request, source: str, links: list[str]) -> None:
+    """403 unless the caller holds the registry role ``break_links`` needs (admin) in every
+    registry of ``links`` (``registry/collection:vN``): deleting ``source`` leaves them without
+    files, which is a registry admin's decision, not only the project's."""
+    from tracklet.server.registry_roles import ACTIONS
+    from tracklet.server.routes_registry import role_of
+
+    for registry in sorted({link.split("/", 1)[0] for link in links}):
+        allowed, role, who = role_of(request, registry, "break_links")
+        if not allowed:
+            named = ", ".join(link for link in links if link.split("/", 1)[0] == registry)
+            raise HTTPException(status_code=403, detail=(
+                f"user {who!r} needs the {ACTIONS['break_links']} role in registry {registry!r} to delete {source}, "
+                f"which {named} link(s): they would be left without files" + (f" (has {role})" if role else
+                                                                                " (not a member)")))

@@ -3,12 +3,13 @@ history, model cards, protected aliases and promotion requests, in the server's 
 (``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
 
 Who may do what: registry roles (``registry_roles.ACTIONS``: viewer reads; member links, moves and
-removes aliases, edits cards, and so requests promotions; admin unlinks versions, protects aliases
-and manages the registry's members), checked by every route through ``_require``; a promotion request is reviewed
-by holders of its alias's approver role or a higher one (the protection's policy, admin unless it
-names another), never its requester: ``ModelRegistry.review`` decides under the collection's lock. Linking also
-needs ``read`` on the artifact version's project: no one registers what they can't read. The
-actor of every change is the API key's user, never a value the client sends. 401: no key; 403: no
+removes aliases, edits cards, unlinks versions, and so requests promotions; admin protects aliases,
+manages the registry's members and may delete an artifact version the registry links), checked by
+every route through ``_require``; a promotion request is reviewed by holders of its alias's approver
+role or a higher one (the protection's policy, admin unless it names another), never its requester:
+``ModelRegistry.review`` decides under the collection's lock. Linking also needs ``read`` on the
+artifact version's project: no one registers what they can't read. The actor of every change is the
+API key's user, never a value the client sends. 401: no key; 403: no
 role, or too low a one; 404: no such collection, version or alias; 409: a protected alias (the
 promotion request opened is named); 400: a bad name or a refused change.
 """
@@ -118,7 +119,11 @@ class LinksResponse(BaseModel):
 
 class RegistryVersionResponse(BaseModel):
     link: RegistryLink
-    version: ArtifactVersion = Field(description="the linked artifact version: its blobs are its project's")
+    version: ArtifactVersion | None = Field(description="the linked artifact version: its blobs are its project's "
+                                            "(null when `files_deleted`)")
+    files_deleted: bool = Field(default=False, description=(
+        "the linked artifact version was deleted (`break_registry_links`): the registry keeps this version and "
+        "its alias history, but it has no files"))
 
 
 class RegistryCollection(BaseModel):
@@ -303,6 +308,18 @@ def _role(request: Request, registry: str) -> str | None:
     return "admin" if roles is None else roles.role(_principal(request), registry)
 
 
+def role_of(request: Request, registry: str, action: str) -> tuple[bool, str | None, str]:
+    """Whether the caller's role in ``registry`` allows ``action``, that role (None: none), and
+    the caller's name, for a refusal that says more than ``_require``'s (everyone is admin on a
+    server without keys)."""
+    roles = _roles(request)
+    principal = _principal(request)
+    if roles is None:
+        return True, "admin", principal.name
+    role = roles.role(principal, registry)
+    return role_allows(role, action), role, principal.name
+
+
 def _require(request: Request, registry: str, action: str, *, claim: bool = False) -> str:
     """The caller's role in ``registry`` if it allows ``action``; 403 otherwise. With ``claim``
     (a link), a registry without members yet makes the caller its admin."""
@@ -401,11 +418,18 @@ def versions(request: Request, registry: str, collection: str, limit: int = Quer
             summary="One version: the link and its artifact")
 def version(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
     """The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
-    (an `ArtifactVersion`: download its blobs from its project, which needs `read` there)."""
+    (an `ArtifactVersion`: download its blobs from its project, which needs `read` there). A
+    link whose artifact version was deleted (`DELETE .../versions/vN?break_registry_links=true`)
+    answers `files_deleted` and a null `version`: the registry keeps it, its aliases and their history."""
     _require(request, check_registry_name(registry), "read")
     found = _resolve(request, registry, collection, selector)
-    info = request.app.state.tracklet.artifacts.registry.version(found.source_project, found.source_name,
-                                                                 f"v{found.source_version}")
+    artifacts = request.app.state.tracklet.artifacts
+    try:
+        info = artifacts.registry.version(found.source_project, found.source_name, f"v{found.source_version}")
+    except ArtifactNotFound:
+        if not artifacts.registry.was_deleted(found.source_project, found.source_name, found.source_version):
+            raise
+        return {"link": found.to_json(), "version": None, "files_deleted": True}
     return {"link": found.to_json(), "version": _version_model(info).model_dump()}
 
 
@@ -493,7 +517,7 @@ def unlink_version(request: Request, registry: str, collection: str, version: st
     aliases are removed first, each in the alias history, then the version (an event of alias
     `vN`); the artifact version it linked stays, and its number is never given again. A version a
     protected alias names answers 409, one a pending promotion request targets 400; nothing
-    changes then. Needs the admin role."""
+    changes then. Needs the member role (as W&B's registry)."""
     registry, collection = _names(registry, collection)
     number = version_param(version)
     _require(request, registry, "unlink")

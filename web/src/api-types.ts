@@ -844,10 +844,15 @@ export interface paths {
          *     never given again and `latest` falls back to the highest version left. A version holding
          *     custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
          *     links answers 409 naming its registry versions (they would be left without files; the
-         *     registry keeps its versions). Its blobs stay until `tracklet admin artifact-gc`, whose grace
-         *     period runs from the deletion. Emits `alias.removed` for each alias dropped, then
-         *     `artifact.deleted`. A version deleted already answers 410 (a retried deletion whose answer
-         *     was lost finds its work done), one that never existed 404.
+         *     registry keeps its versions) unless `break_registry_links`, which also needs the caller to be
+         *     an admin of every registry linking it (403 naming the role and registry otherwise): those
+         *     registry versions then read back as `files_deleted`, and the deletion's audit event
+         *     (`registry_links_broken`) and `artifact.deleted` event name them. The links are read, and
+         *     the roles checked, holding the collection's lock that a new link holds too: a link made at
+         *     the same moment is either refused or among those named. Its blobs stay until `tracklet admin
+         *     artifact-gc`, whose grace period runs from the deletion. Emits `alias.removed` for each alias
+         *     dropped, then `artifact.deleted`. A version deleted already answers 410 (a retried deletion
+         *     whose answer was lost finds its work done), one that never existed 404.
          */
         delete: operations["delete_version_api_v1_projects__project__artifacts__name__versions__version__delete"];
         options?: never;
@@ -1380,7 +1385,9 @@ export interface paths {
         /**
          * One version: the link and its artifact
          * @description The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
-         *     (an `ArtifactVersion`: download its blobs from its project, which needs `read` there).
+         *     (an `ArtifactVersion`: download its blobs from its project, which needs `read` there). A
+         *     link whose artifact version was deleted (`DELETE .../versions/vN?break_registry_links=true`)
+         *     answers `files_deleted` and a null `version`: the registry keeps it, its aliases and their history.
          */
         get: operations["version_api_v1_registries__registry__collections__collection__versions__selector__get"];
         put?: never;
@@ -1484,7 +1491,7 @@ export interface paths {
          *     aliases are removed first, each in the alias history, then the version (an event of alias
          *     `vN`); the artifact version it linked stays, and its number is never given again. A version a
          *     protected alias names answers 409, one a pending promotion request targets 400; nothing
-         *     changes then. Needs the admin role.
+         *     changes then. Needs the member role (as W&B's registry).
          */
         delete: operations["unlink_version_api_v1_registries__registry__collections__collection__versions__version__delete"];
         options?: never;
@@ -3763,8 +3770,14 @@ export interface components {
         /** RegistryVersionResponse */
         RegistryVersionResponse: {
             link: components["schemas"]["RegistryLink"];
-            /** @description the linked artifact version: its blobs are its project's */
-            version: components["schemas"]["ArtifactVersion"];
+            /** @description the linked artifact version: its blobs are its project's (null when `files_deleted`) */
+            version: components["schemas"]["ArtifactVersion"] | null;
+            /**
+             * Files Deleted
+             * @description the linked artifact version was deleted (`break_registry_links`): the registry keeps this version and its alias history, but it has no files
+             * @default false
+             */
+            files_deleted: boolean;
         };
         /** RejectedBlob */
         RejectedBlob: {
@@ -4983,6 +4996,11 @@ export interface components {
              * @description The custom aliases that went with it (`delete_aliases=true`)
              */
             aliases_dropped: string[];
+            /**
+             * Registry Links Broken
+             * @description The model registry versions (`registry/collection:vN`) that linked it and are left without files (`break_registry_links=true`): they read back as `files_deleted`
+             */
+            registry_links_broken?: string[];
         };
         /** VersionRequest */
         VersionRequest: {
@@ -8285,6 +8303,8 @@ export interface operations {
             query?: {
                 /** @description Delete it with its custom aliases (else 409 naming them) */
                 delete_aliases?: boolean;
+                /** @description Delete it though the model registry links it (else 409 naming its registry versions): needs the admin role in every registry linking it (else 403); those registry versions are left without files */
+                break_registry_links?: boolean;
             };
             header?: never;
             path: {

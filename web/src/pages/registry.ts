@@ -408,7 +408,8 @@ async function versionPage(root: HTMLElement, registry: string, collection: stri
     registryApi.version(registry, collection, selector),
     registryApi.card(registry, collection, selector),
   ]);
-  const loggedBy = version.logged_by && version.logged_by.includes("/") ? version.logged_by.split("/") : null;
+  // files_deleted: its artifact version was deleted (break_registry_links); the registry keeps the link.
+  const loggedBy = version?.logged_by && version.logged_by.includes("/") ? version.logged_by.split("/") : null;
   const row = (label: string, field: string, value: Node | string) => h("tr", { "data-field": field }, h("th", { text: label }), h("td", {}, value));
   root.replaceChildren(
     h(
@@ -438,8 +439,10 @@ async function versionPage(root: HTMLElement, registry: string, collection: stri
             row("Aliases", "aliases", aliasChips(link.aliases)),
             row("Artifact", "source", sourceLink(link)),
             row("Digest", "digest", h("code.digest.full", { text: link.source_digest })),
-            row("Size", "size", `${fmtBytes(version.size)} in ${version.file_count} files`),
-            row("Produced by", "run", loggedBy ? h("a.run-link", { href: runHref(loggedBy[0], loggedBy[1]), "data-link": true, text: version.logged_by! }) : "–"),
+            version
+              ? row("Size", "size", `${fmtBytes(version.size)} in ${version.file_count} files`)
+              : row("Files", "files-deleted", h("span.files-deleted", { text: `deleted: ${link.source} was deleted, so this version has no files` })),
+            row("Produced by", "run", loggedBy ? h("a.run-link", { href: runHref(loggedBy[0], loggedBy[1]), "data-link": true, text: version?.logged_by ?? "" }) : "–"),
             row("Linked by", "linked_by", `${link.linked_by}, ${fmtTime(link.linked_at)}`),
           ),
         ),

@@ -307,10 +307,7 @@ def structured_bytes(plain: list[Any]) -> tuple[bytes, int]:
     :data:`MAX_STRUCTURED_BYTES`. What the worker records: no message object per item."""
     from tracklet.core import valuewire
 
-    try:
-        data, cost = valuewire.encode(plain)
-    except valuewire.Unencodable as error:
-        raise Unsupported(str(error)) from None
+    data, cost = valuewire.encode(plain)
     if len(data) > MAX_STRUCTURED_BYTES:
         raise _too_large(len(data))
     return data, cost
@@ -839,15 +836,12 @@ def fill_entries(
     """
     append_encoded = getattr(entries, "append_encoded", None)
     if append_encoded is not None:
-        from tracklet.core.valuewire import Unencodable, map_entry
+        from tracklet.core.valuewire import map_entry
 
     for key, value in items.items():
         if append_encoded is not None:
             try:
-                try:
-                    append_encoded(map_entry(key, value))
-                except Unencodable as error:
-                    raise Unsupported(str(error)) from None
+                append_encoded(map_entry(key, value))
             except Exception as error:
                 if report is None:
                     raise

@@ -22,6 +22,8 @@ import struct
 from itertools import chain
 from typing import Any
 
+from tracklet.errors import Unsupported
+
 # parsecost's costs of the messages a Value tree is made of (its _shape(...).instance), restated.
 VALUE = 40  # a Value message
 LIST = 24  # a ValueList or a ValueMap
@@ -71,15 +73,11 @@ def _item(payload: bytes) -> bytes:
     return (_ITEM[size] if size < 128 else b"\x0a" + _varint(size)) + payload
 
 
-class Unencodable(TypeError):
-    """A value plain data can't hold (raised as ``values.Unsupported`` by the callers' wrappers)."""
-
-
 def encode(value: Any) -> tuple[bytes, int]:
     """``value`` as the bytes of a ``Value`` and parsecost's estimate of parsing them (the Value's
     own instance included, not the slot of a repeated field that holds it). Raises as writing it as
     a ``wire`` message would: ``UnicodeEncodeError`` for a lone surrogate, ``ValueError`` for an int
-    too long to write in decimal, :class:`Unencodable` for a type plain data doesn't hold."""
+    too long to write in decimal, :class:`~tracklet.errors.Unsupported` for a type plain data doesn't hold."""
     cost = [VALUE]
     return _value(value, cost), cost[0]
 
@@ -116,7 +114,7 @@ def _value(value: Any, cost: list[int]) -> bytes:
         data, histogram_cost = histogram(value)
         cost[0] += histogram_cost
         return b"\x4a" + _varint(len(data)) + data
-    raise Unencodable(kind.__qualname__)
+    raise Unsupported(kind.__qualname__)
 
 
 def histogram(value: Any) -> tuple[bytes, int]:

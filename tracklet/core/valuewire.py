@@ -179,13 +179,32 @@ def _map(mapping: dict[Any, Any], cost: list[int]) -> bytes:
         return _EMPTY_MAP
     parts = []
     for key, item in mapping.items():
-        name = (key if type(key) is str else _key_text(key)).encode("utf-8")
+        field = _KEY_FIELDS.get(key) if type(key) is str else None
+        if field is None:
+            field = _key_field(key)
         value = _value(item, cost)
-        cost[0] += len(name)
-        entry = (b"\x0a" + _varint(len(name)) + name if name else b"") + b"\x12" + _varint(len(value)) + value
-        parts.append(b"\x0a" + _varint(len(entry)) + entry)
+        cost[0] += field[1]
+        size = len(value)
+        entry_size = len(field[0]) + 1 + (1 if size < 128 else len(_varint(size))) + size
+        parts += (b"\x0a" + _varint(entry_size) + field[0] + b"\x12" + _varint(size), value)
     body = b"".join(parts)
     return b"\x3a" + _varint(len(body)) + body
+
+
+# A map key's field (its tag, length and UTF-8 bytes; nothing for "") and its bytes' count, by key:
+# the keys of a list of dicts repeat. Cleared when it holds _MAX_KEYS.
+_KEY_FIELDS: dict[str, tuple[bytes, int]] = {}
+_MAX_KEYS = 4096
+
+
+def _key_field(key: Any) -> tuple[bytes, int]:
+    name = (key if type(key) is str else _key_text(key)).encode("utf-8")
+    field = (b"\x0a" + _varint(len(name)) + name if name else b"", len(name))
+    if type(key) is str:
+        if len(_KEY_FIELDS) >= _MAX_KEYS:
+            _KEY_FIELDS.clear()
+        _KEY_FIELDS[key] = field
+    return field
 
 
 def _key_text(key: Any) -> str:

@@ -177,7 +177,7 @@ def _map(mapping: dict[Any, Any], cost: list[int]) -> bytes:
     cost[0] += LIST + (ELEMENT + ENTRY + VALUE) * len(mapping)
     if not mapping:
         return _EMPTY_MAP
-    parts = []
+    parts: list[bytes] = []
     for key, item in mapping.items():
         field = _KEY_FIELDS.get(key) if type(key) is str else None
         if field is None:

@@ -3,8 +3,8 @@
 
 The sender's worker records structured history values (lists W&B keeps as JSON) and the summary's
 values this way. Building them as ``core/wire.py`` messages took a Python object or two per item
-and two more walks to size and serialize them (~7 us an item here: 8 rows of ten 240 KB lists of
-empty lists took the worker ~40 s); this walk writes the bytes directly, and lays lists whose items
+and two more walks to size and serialize them (~7-14 us an item here: 8 rows of ten 240 KB lists of
+empty lists took the worker 35-70 s); this walk writes the bytes directly, and lays lists whose items
 are all of one simple kind (empty lists or dicts, floats, strings, ``None``) out at C level. The
 bytes are those ``wire`` (and protobuf's deterministic serializer) write for the same value:
 tests/test_valuewire.py compares them.

@@ -50,6 +50,7 @@ _EMPTY_MAP = b"\x3a\x00"
 _NULL = b"\x40\x00"
 _TRUE, _FALSE = b"\x18\x01", b"\x18\x00"
 _LEAVES = frozenset((str, float, type(None), bool))
+_FEW = 8
 
 
 def _varint(number: int) -> bytes:
@@ -140,7 +141,9 @@ def _list(items: list[Any], cost: list[int]) -> bytes:
         return _EMPTY_LIST
     types = set(map(type, items))
     body: bytes | bytearray
-    if len(types) == 1 and types <= _LEAVES or types <= {list, dict}:
+    if count < _FEW:  # laying a few items out at C level costs more than their own walk
+        body = b"".join([_item(_value(item, cost)) for item in items])
+    elif len(types) == 1 and types <= _LEAVES or types <= {list, dict}:
         kind = next(iter(types)) if len(types) == 1 else None
         if kind is list and not any(items):
             cost[0] += LIST * count

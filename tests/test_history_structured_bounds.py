@@ -132,3 +132,38 @@ def test_a_crashed_runs_summary_of_a_structured_key_is_its_last_value(start):
         if record.WhichOneof("kind") != "summary":
             fold.apply(record)
     assert fold.values["x"] == ["b"] and fold.values["loss"] == 0.5
+
+
+def test_rows_of_wandbs_lists_of_empty_lists_are_all_recorded_within_finish(start):
+    """8 rows of 10 keys, each a 240 KB list of empty lists (W&B's shape for empty per-sample
+    results): the worker wrote them an item at a time and took ~40 s, so ``finish()``'s default
+    30 s dropped rows. Now every row is recorded, whole, with no warning: each value in the log is
+    protobuf's bytes for it (read back with protobuf: the Api's item-by-item decoding of 4.8M
+    lists is slow, and not what this checks)."""
+    run = start()
+    assert run.settings.finish_timeout == 30
+    empty = [[] for _ in range(60_000)]  # logged 80 times: log() copies it each time
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(8):
+            run.log({f"k{key}": empty for key in range(10)} | {"loss": float(step)})
+        run.finish()
+    assert _tracklet_warnings(caught) == []
+    expected = pb.Value()
+    expected.list_value.items.add().list_value.SetInParent()
+    expected.list_value.items.extend([expected.list_value.items[0]] * 59_999)
+    expected_bytes = expected.SerializeToString(deterministic=True)
+    names: dict[int, str] = {}
+    found: dict[str, list[int]] = {}
+    for _, payload in read_log(RunPaths(Path(run.dir).parents[3], run.project, run.id).log_file).payloads:
+        record = pb.Record.FromString(payload)
+        if record.WhichOneof("kind") != "history":
+            continue
+        names.update((key.id, key.name) for key in record.history.new_keys)
+        for column in record.history.columns:
+            rows = list(column.rows) or range(len(record.history.steps))
+            steps = [record.history.steps[row] for row in rows]
+            if column.values:
+                assert all(value.SerializeToString(deterministic=True) == expected_bytes for value in column.values)
+            found.setdefault(names[column.key], []).extend(steps)
+    assert found == {"loss": list(range(8)), **{f"k{key}": list(range(8)) for key in range(10)}}

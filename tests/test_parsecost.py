@@ -5,9 +5,12 @@ frames are kept, and a large frame of ordinary data still goes through."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import tracemalloc
+from pathlib import Path
 
 import pytest
 from google.protobuf.internal import api_implementation
@@ -15,7 +18,7 @@ from google.protobuf.internal import api_implementation
 import tracklet
 from tracklet.client.sync import SyncClient
 from tracklet.core.layout import RunPaths
-from tracklet.core.parsecost import MAX_PARSE_BYTES, MAX_RATIO, parse_cost, parse_record, walk_cost
+from tracklet.core.parsecost import MAX_PARSE_BYTES, MAX_RATIO, json_parse_cost, parse_cost, parse_record, walk_cost
 from tracklet.core.recordlog import MAGIC, frame, read_log
 from tracklet.core.validate import RecordRejected, decode_record
 from tracklet.core.wire import varint
@@ -249,3 +252,72 @@ def test_an_otlp_request_of_dense_empty_spans_is_refused_unparsed(servers, tmp_p
                                                "fields would take more than 256 MiB of memory to parse")
     empty = otlp.ExportTraceServiceRequest().SerializeToString()
     assert httpx.post(url, content=empty, headers={"content-type": "application/x-protobuf"}).status_code == 200
+
+
+_SPAN = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "chat gpt-4o", "kind": 3,
+         "startTimeUnixNano": "1544712660000000000", "endTimeUnixNano": "1544712661000000000",
+         "attributes": [{"key": "gen_ai.system", "value": {"stringValue": "openai"}},
+                        {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}},
+                        {"key": "temperature", "value": {"doubleValue": 0.5}}], "status": {}}
+_JSON_SHAPES = {
+    "empty arrays": b"[" + b",".join([b"[]"] * 100_000) + b"]",
+    "empty objects": b"[" + b",".join([b"{}"] * 100_000) + b"]",
+    "small objects": b"[" + b",".join([b'{"a":1}'] * 50_000) + b"]",
+    "objects of six": b"[" + b",".join([b'{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}'] * 20_000) + b"]",
+    "distinct strings": b"[" + b",".join(b'"%d"' % i for i in range(100_000)) + b"]",
+    "floats": b"[" + b",".join(b"%d.5" % i for i in range(100_000)) + b"]",
+    "big ints": b"[" + b",".join(b"%d" % (i * 10**30) for i in range(50_000)) + b"]",
+    "an astral string": ('["' + "a" * 100_000 + '\U0001f600"]').encode(),
+    "otlp spans": json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [_SPAN] * 2000}]}]}).encode(),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_JSON_SHAPES))
+def test_the_json_estimate_is_never_below_what_json_loads_allocates(shape):
+    text = _JSON_SHAPES[shape]
+    tracemalloc.start()
+    try:
+        parsed = json.loads(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del parsed
+    assert peak <= json_parse_cost(text) <= max(12 * peak, 16 * len(text))
+
+
+def test_ordinary_otlp_json_fits_the_estimate_at_the_receivers_body_limit():
+    # 16 MiB (routes_traces.MAX_TRACES_BODY_BYTES) of ordinary spans is not refused by the estimate
+    text = _JSON_SHAPES["otlp spans"]
+    assert json_parse_cost(text) * (16 << 20) / len(text) < MAX_PARSE_BYTES
+
+
+def test_an_otlp_json_request_of_dense_arrays_is_refused_before_it_is_parsed(servers, tmp_path):
+    """15 MiB of ``[]`` in an OTLP JSON body: ``json.loads`` would build 5M lists (~350 MB, and a copy
+    of them before the protobuf conversion); the receiver refuses it with a 400 naming the limit
+    while its peak RSS grows by no more than reading the body takes, and takes an ordinary request."""
+    import httpx
+    import psutil
+
+    from serverproc import settled_rss
+
+    server = servers(tmp_path / "srv")
+    process = psutil.Process(server.proc.pid)
+    before = settled_rss(process)
+    clear_refs = Path(f"/proc/{process.pid}/clear_refs")
+    try:
+        clear_refs.write_text("5")  # the peak RSS (VmHWM) starts again from the current RSS
+    except OSError:
+        pytest.skip("this kernel doesn't let the test reset the server's peak RSS")
+    crafted = b'{"resourceSpans":[' + b"[]," * (5 << 20) + b"[]]}"
+    url = f"{server.url}/v1/traces"
+    refused = httpx.post(url, content=crafted, headers={"content-type": "application/json"}, timeout=120)
+    assert refused.status_code == 400, refused.text[:300]
+    assert refused.json()["detail"].startswith(
+        f"the body is refused unparsed: a {len(crafted):,}-byte OTLP JSON request whose values would take more "
+        "than 256 MiB of memory to parse")
+    peak = int(re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{process.pid}/status").read_text()).group(1)) << 10
+    assert peak - before < 4 * len(crafted), f"the server's peak RSS grew by {(peak - before) >> 20} MiB"
+    ordinary = json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [_SPAN] * 3}]}]})
+    accepted = httpx.post(url, content=ordinary, headers={"content-type": "application/json",
+                                                          "x-tracklet-project": "p"}, timeout=60)
+    assert accepted.status_code == 200, accepted.text[:300]

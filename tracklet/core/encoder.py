@@ -13,9 +13,10 @@ the record that first uses it, and the encoder only treats it as known once the 
 :meth:`HistoryEncoder.commit`-ted that record (written it); a record that was never written leaves
 its keys to be defined again, with the same numbers, in the next record that uses them.
 
-A record of several rows holds structured values and strings whose parse would cost at most
-``MAX_VALUE_COST_PER_RECORD`` (estimated as they are encoded): encoding stops with :class:`~tracklet.errors.RecordOverBudget` as soon as it passes that,
-and the sender encodes the rows again as smaller records. Only columns of such values count it.
+A record of several rows costs readers at most ``MAX_VALUE_COST_PER_RECORD`` to parse, estimated as
+it is encoded (every value kind, at what ``core/parsecost.py`` would estimate): encoding stops with
+:class:`~tracklet.errors.RecordOverBudget` as soon as it passes that, and the sender encodes the rows
+again as smaller records. The estimate of the last record encoded is :attr:`HistoryEncoder.cost`.
 """
 
 from __future__ import annotations
@@ -36,12 +37,21 @@ from tracklet.core.values import (
     fill_entries,
     fill_histogram,
     flatten,
-    structured_message,
+    structured_bytes,
     to_plain,
     to_scalar,
     type_name,
 )
 from tracklet.core import wire  # the records built here, without importing protobuf (core/wire.py)
+from tracklet.core.valuewire import (
+    COLUMN,
+    DOUBLE,
+    ELEMENT,
+    HISTORY_BATCH,
+    KEY_DEFINITION,
+    RECORD,
+    histogram_cost,
+)
 from tracklet.core.wire import doubles_or_none
 from tracklet.core.warn import TrackletWarning, WarnOnce  # noqa: F401  (re-exported: their old home)
 from tracklet.errors import RecordOverBudget
@@ -56,21 +66,44 @@ _BIG_INT = "big_int"
 # Every int up to this magnitude is exactly a double.
 _EXACT_DOUBLE_INT = 2**53
 
-# What the structured values (``Column.values``) and strings of one history record of several
-# rows may cost, estimated in parsed bytes; past it the sender cuts the rows into more records.
-# A string costs its length and ``STRING_COST`` (parsecost counts 44 beyond its bytes: its view
-# and array slot, grown). A structured value costs ``STRUCTURED_COST_PER_BYTE`` per wire byte:
-# parsed it takes ~21x at worst measured (empty lists) and at most ``parsecost.MAX_RATIO`` (71),
-# and the worker's own ``wire`` messages up to ~150x (an empty list's), so 64 MiB allows 1 MiB of
-# them: a record's parse cost stays under ~72 MiB, well within the 256 MiB readers accept
-# (``parsecost.MAX_PARSE_BYTES``; tests/test_record_budget.py checks the bound), and the worker
-# holds at most ~150 MiB of messages per record (the plain lists they are built from take about
-# what the queued values themselves take). Rows of long strings are rarely cut: 2,000 rows of
-# 50 strings of 60 characters cost 12 MiB. A single row is never cut (the sender checks its
-# parse cost instead).
+# What parsing one history record of several rows may cost a reader, as the encoder estimates it
+# while it builds the record (``core/parsecost.py``'s estimate, restated in ``core/valuewire.py``:
+# a structured value's exact estimate, a string its UTF-8 bytes and ``STRING_COST``, a big int its
+# digits and ``STRING_COST``, a histogram its arrays, a number ``_NUMBER_COST``, each column, row and
+# key definition its message): past it the sender cuts the rows into more records. 64 MiB keeps a
+# record's parse cost well within the 256 MiB readers accept (``parsecost.MAX_PARSE_BYTES``;
+# tests/test_record_budget.py checks that the estimate is never below parsecost's), and the
+# worker's memory per record bounded: it holds a structured value as its bytes (at most 1/21 of
+# its cost: empty lists) besides the plain list it was converted to. Rows of long strings are rarely
+# cut: 2,000 rows of 50 strings of 60 characters cost 12 MiB. A single row is never cut (the
+# sender compares its estimate with the readers' limit instead, and checks it with parsecost
+# only where the estimate passes the limit).
 MAX_VALUE_COST_PER_RECORD = 64 << 20
-STRUCTURED_COST_PER_BYTE = 64
+# A string's cost beyond its bytes: parsecost counts 44 (its view and array slot, grown).
 STRING_COST = 64
+# A value of a packed column, by field: a double (8 bytes, twice over for the array's growth), or
+# a varint (parsecost's element).
+_NUMBER_COST = {"floats": DOUBLE, "ints": ELEMENT, "bools": ELEMENT}
+# A record of the HistoryBatch kind, a row of it (its step and time), a column (its message and
+# slot in the batch), a key definition (its message and slot, its name aside): parsecost's shapes.
+RECORD_COST = RECORD + HISTORY_BATCH
+ROW_COST = ELEMENT + DOUBLE
+COLUMN_COST = COLUMN + ELEMENT
+KEY_COST = KEY_DEFINITION + ELEMENT
+
+
+def _utf8_size(texts: Sequence[str]) -> int:
+    """The UTF-8 bytes of ``texts``: their length when all are ASCII (one C-level pass), else
+    each encoded (a lone surrogate counted as protobuf would refuse it later: 3 bytes)."""
+    if all(map(str.isascii, texts)):
+        return sum(map(len, texts))
+    return sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+
+
+def _decimal_digits(number: int) -> int:
+    """At least the characters of ``str(number)`` (an int outside int64), without writing it."""
+    return int(number.bit_length() * 0.30103) + 2
+
 
 # The SummaryMode enum's numbers (checked against records_pb2 in tests/test_wire.py).
 SUMMARY_MODES: dict[str, Any] = {
@@ -287,8 +320,10 @@ class HistoryEncoder:
         self._pending: dict[Any, int] = {}
         self._observed: list[tuple[str, Sequence[Any]]] = []
         self._steps: Sequence[int] = ()
-        # Bytes of structured values and strings the record being built may still take (see
-        # MAX_VALUE_COST_PER_RECORD); None for a record of one row, which is never cut.
+        # What parsing the record being built will cost a reader, estimated as it is built (see
+        # MAX_VALUE_COST_PER_RECORD), and the most it may (None for a record of one row, which is
+        # never cut: the sender checks its cost instead).
+        self.cost = 0
         self._budget: int | None = None
         # Values (cells) the record has, those of the columns encoded so far, where the current
         # column starts among them, and how many were counted against the budget: what estimates
@@ -337,6 +372,7 @@ class HistoryEncoder:
             definition = batch.new_keys.add()
             definition.id = key_id
             definition.name = name
+            self.cost += KEY_COST + _utf8_size((name,))
             self._pending[name] = key_id
         self._pending[key] = key_id
         return key_id
@@ -392,6 +428,7 @@ class HistoryEncoder:
             batch.times.extend(times)
         self._steps = steps
         self._budget = MAX_VALUE_COST_PER_RECORD if len(steps) > 1 else None
+        self.cost = RECORD_COST + ROW_COST * len(steps)
         self._cells_total, self._cells_done, self._costly_cells = len(steps) * len(valuesets[0]), 0, 0
         first = keysets[0]
         if keysets.count(first) == len(keysets):
@@ -425,6 +462,7 @@ class HistoryEncoder:
         batch.times.extend(times)
         self._steps = steps
         self._budget = MAX_VALUE_COST_PER_RECORD if len(steps) > 1 else None
+        self.cost = RECORD_COST + ROW_COST * len(steps)
         self._cells_total = sum(len(keys) * (len(indices) or len(steps)) for keys, indices, _ in groups)
         self._cells_done = self._costly_cells = 0
         for keys, indices, columns in groups:
@@ -466,7 +504,7 @@ class HistoryEncoder:
             elif field == "strings":
                 if set(map(type, column)) != {str}:
                     field = None  # a str subclass (a (str, Enum) member) is recorded as to_scalar says
-                elif self._budget is not None:
+                else:
                     self._spend_strings(column, indices)
             elif field == "floats":
                 # Packed in one C-level pass; None for a value the field refuses or an int past
@@ -492,6 +530,7 @@ class HistoryEncoder:
                 else:
                     if indices:
                         target.rows.extend(indices)
+                    self._spend_column(column, indices, _NUMBER_COST.get(field, 0))
                     observed.append((key if type(key) is str else str(key), column))
                     continue
             marks = len(columns), len(observed)
@@ -504,19 +543,28 @@ class HistoryEncoder:
                 self._encode_each(batch, key, indices, column, error)
 
     def _spend(self, cost: int, row: int, position: int) -> None:
-        """Count the estimated parse ``cost`` of a structured value or string at ``row`` (of the batch;
-        ``position`` in its column) against the record's budget; ``RecordOverBudget`` once it is passed."""
-        if self._budget is not None:
-            self._budget -= cost
-            self._costly_cells += 1
-            if self._budget < 0:
-                raise self._over(row, position)
+        """Count the estimated parse ``cost`` of a value at ``row`` (of the batch; ``position`` in
+        its column); ``RecordOverBudget`` once a record of several rows passes its budget."""
+        self.cost += cost
+        self._costly_cells += 1
+        if self._budget is not None and self.cost > self._budget:
+            raise self._over(row, position)
+
+    def _spend_column(self, column: Sequence[Any], indices: Sequence[int], each: int) -> None:
+        """Count a column just added (its message, its rows, ``each`` per value of ``column``: numbers;
+        its strings were counted before) at once; past the budget, the cut falls at its last row."""
+        self.cost += COLUMN_COST + ELEMENT * len(indices) + each * len(column)
+        if each:
+            self._costly_cells += len(column)
+        if self._budget is not None and self.cost > self._budget:
+            position = len(column) - 1
+            raise self._over(indices[position] if indices else position, position)
 
     def _over(self, row: int, position: int) -> RecordOverBudget:
         """The budget was passed at ``position`` of the current column: how many rows would fit,
         were the values not yet seen as costly as those counted (fewer than fit when some of them
-        are numbers; the sender cuts again where that was too many)."""
-        spent = MAX_VALUE_COST_PER_RECORD - (self._budget or 0)
+        are cheaper; the sender cuts again where that was too many)."""
+        spent = self.cost
         unseen = max(0, self._cells_total - self._column_start - position - 1)
         costly = max(1, self._costly_cells)
         projected = spent * (costly + unseen) / costly
@@ -524,18 +572,17 @@ class HistoryEncoder:
         return RecordOverBudget(row, int(len(self._steps) * MAX_VALUE_COST_PER_RECORD * 7 / 8 / projected))
 
     def _spend_strings(self, column: Sequence[str], indices: Sequence[int]) -> None:
-        """Count a column of strings (its characters, and ``STRING_COST`` each) at C level; where
+        """Count a column of strings (their UTF-8 bytes, and ``STRING_COST`` each) at C level; where
         it passes the budget is looked for only then."""
         budget = self._budget
-        assert budget is not None
-        size = sum(map(len, column)) + STRING_COST * len(column)
-        if size <= budget:
-            self._budget = budget - size
+        size = _utf8_size(column) + STRING_COST * len(column)
+        if budget is None or self.cost + size <= budget:
+            self.cost += size
             self._costly_cells += len(column)
             return
-        sizes = itertools.accumulate(len(text) + STRING_COST for text in column)
-        position, passed = next((at, total) for at, total in enumerate(sizes) if total > budget)
-        self._budget = budget - passed
+        sizes = itertools.accumulate(_utf8_size((text,)) + STRING_COST for text in column)
+        position, passed = next((at, total) for at, total in enumerate(sizes) if self.cost + total > budget)
+        self.cost += passed
         self._costly_cells += position + 1
         raise self._over(indices[position] if indices else position, position)
 
@@ -564,30 +611,28 @@ class HistoryEncoder:
                 "this batch), the rest of its row and batch are recorded",
             )
 
-    def _structured(self, name: str, bucket: tuple[list[int], list[Any]] | None) -> list[wire.Message] | None:
-        """The ``Value`` messages of a key's structured values (``bucket``: their rows in the
-        batch and :func:`~tracklet.core.values.structured` lists); one too large to record is
-        dropped from the bucket with a warning, the others are kept. None without a bucket.
-        Each message counts against the record's budget as it is built: the messages take far
-        more memory than their bytes (or the plain lists they come from), so building stops there."""
+    def _structured(self, name: str, bucket: tuple[list[int], list[Any]] | None) -> list[bytes] | None:
+        """The ``Value`` bytes of a key's structured values (``bucket``: their rows in the batch and
+        :func:`~tracklet.core.values.structured` lists); one too large to record is dropped from
+        the bucket with a warning, the others are kept. None without a bucket. Each counts
+        against the record's budget, at what parsing it costs a reader, as it is encoded."""
         if bucket is None:
             return None
         rows, values = bucket
-        messages: list[wire.Message] = []
+        encoded: list[bytes] = []
         kept = 0
         for row, value in zip(rows, values):
-            message = wire.Message("Value")
             try:
-                size = structured_message(value, message)
+                data, cost = structured_bytes(value)
             except Unrecordable as error:
                 self._unrecordable(name, self._steps[row], error)
                 continue
             rows[kept], values[kept] = row, value
             kept += 1
-            messages.append(message)
-            self._spend((size + 4) * STRUCTURED_COST_PER_BYTE, row, kept)  # with its tag and length
+            encoded.append(data)
+            self._spend(cost + ELEMENT, row, kept)  # and its slot in the column's values
         del rows[kept:], values[kept:]
-        return messages
+        return encoded
 
     def _unrecordable(self, name: str, step: Any, error: Exception) -> None:
         self._warn(("unrecordable", name), f"tracklet: key {name!r} at step {step}: {error}; that value is dropped, "
@@ -674,9 +719,12 @@ class HistoryEncoder:
             kind: type | str = type(converted)
             row = indices[position] if indices else position
             if kind is str:
-                self._spend(len(converted) + STRING_COST, row, position)
-            if kind is int and not INT64_MIN <= converted <= INT64_MAX:
+                self._spend(_utf8_size((converted,)) + STRING_COST, row, position)
+            elif kind is Histogram:
+                self._spend(histogram_cost(converted) + ELEMENT, row, position)
+            elif kind is int and not INT64_MIN <= converted <= INT64_MAX:
                 kind = _BIG_INT
+                self._spend(_decimal_digits(converted) + STRING_COST, row, position)
             bucket = by_type.get(kind)
             if bucket is None:
                 bucket = by_type[kind] = ([], [])
@@ -696,9 +744,10 @@ class HistoryEncoder:
             target.key = key_id
             if not every_row:
                 target.rows.extend(rows)
+            self._spend_column(values, () if every_row else rows, _NUMBER_COST.get(_FIELD_FOR_TYPE.get(kind, ""), 0))
             if kind is list:
-                for message in messages or ():
-                    target.values.append_built(message)
+                for data in messages or ():
+                    target.values.append_encoded(data)
             elif kind is Histogram:
                 for histogram in values:
                     fill_histogram(target.histograms.add(), histogram)

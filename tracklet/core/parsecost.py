@@ -262,6 +262,42 @@ def record_parse_problem(payload: bytes, limit: int | None = None, message: Any 
             "values or columns); refused unparsed")
 
 
+# What ``json.loads`` allocates, at most, per token of a JSON text (Python 3.11's objects, measured with
+# tracemalloc: tests/test_parsecost.py): an array (an empty list, 56 bytes, and its slot), an object (a
+# dict of up to five entries, 184, and its slot), a value after a ``,`` or ``:`` (its slot, grown, and a
+# float or int object), a string (its header; its characters are counted with the text's). ``[[],...]``
+# takes ~22x its bytes, ``[{},...]`` ~25x, a typical OTLP span ~6x; the estimate is within ~2x above
+# those (``[{},...]`` and lists of empty strings, 3-10x: not what a client sends).
+_JSON_ARRAY = 72
+_JSON_OBJECT = 200
+_JSON_VALUE = 48
+_JSON_STRING = 60
+_JSON_BASE = 1024  # the decoded text's and the parser's own objects
+
+
+def json_parse_cost(text: bytes) -> int:
+    """An upper bound on the bytes ``json.loads(text)`` allocates, from its tokens counted at C level
+    (brackets, separators and quotes inside strings counted too: an overestimate): its text decoded
+    and its strings' characters (up to 4 bytes a character where the text isn't ASCII), and
+    ``_JSON_*`` per array, object, value and string. A few passes over the bytes, whatever they hold."""
+    # the text decoded and its strings (and, not ASCII, the pieces a string is joined from), at up to
+    # 4 bytes a character
+    characters = len(text) * (2 if text.isascii() else 12)
+    return (_JSON_BASE + characters + _JSON_ARRAY * text.count(b"[") + _JSON_OBJECT * text.count(b"{")
+            + _JSON_VALUE * (text.count(b",") + text.count(b":") + 1) + _JSON_STRING * (text.count(b'"') // 2))
+
+
+def json_parse_problem(text: bytes, limit: int | None = None, what: str = "JSON body") -> str | None:
+    """Why ``text`` must not be parsed with ``json.loads``: its objects would take more than ``limit``
+    bytes (``MAX_PARSE_BYTES`` as it is at the call, by default), or ``None``."""
+    if limit is None:
+        limit = MAX_PARSE_BYTES
+    if json_parse_cost(text) <= limit:
+        return None
+    return (f"a {len(text):,}-byte {what} whose values would take more than {limit >> 20} MiB of memory to parse "
+            "(estimated from its text: dense arrays and objects, e.g. millions of [] or {}); refused unparsed")
+
+
 def parse_record(payload: bytes, limit: int | None = None) -> pb.Record:
     """``payload`` parsed as a ``Record`` once its cost is known to be within ``limit``;
     ``RecordRejected`` naming the problem otherwise (too costly, or not a record at all)."""

@@ -268,14 +268,18 @@ def _row_count(items: list[Any]) -> int:
     return sum(1 for item in items if type(item) is tuple or type(item) is RowKeys)
 
 
-def _parse_problem(payload: bytes) -> str | None:
+def _parse_problem(payload: bytes, estimate: int) -> str | None:
     """Why readers would refuse ``payload`` (parsing it would take too much memory), or None.
-    Imported here, for large payloads only: parsecost imports protobuf. Should the check itself
-    fail (no protobuf), the record is written: readers check it again."""
+    ``estimate``: the encoder's estimate of its parse cost (``HistoryEncoder.cost``), never below
+    parsecost's: within the readers' limit, the payload is not walked again. Imported here, for
+    large payloads only: parsecost imports protobuf. Should the check itself fail (no protobuf),
+    the record is written: readers check it again."""
     try:
-        from tracklet.core.parsecost import record_parse_problem
+        from tracklet.core import parsecost
 
-        return record_parse_problem(payload)
+        if estimate <= parsecost.MAX_PARSE_BYTES:
+            return None
+        return parsecost.record_parse_problem(payload)
     except Exception:  # noqa: BLE001 - never lose a record to the check
         return None
 
@@ -738,7 +742,7 @@ class BatchSender:
             return
         if payload is None:
             return
-        if len(payload) > PARSE_CHECK_BYTES and _parse_problem(payload) is not None:
+        if len(payload) > PARSE_CHECK_BYTES and _parse_problem(payload, encoder.cost) is not None:
             encoder.rollback()
             tuples = rows.tuples()
             if len(tuples) > 1:  # cut in halves (not encoded whole again first)
@@ -838,7 +842,7 @@ class BatchSender:
             return None
         if payload is None:
             return None
-        problem = _parse_problem(payload) if len(payload) > PARSE_CHECK_BYTES else None
+        problem = _parse_problem(payload, encoder.cost) if len(payload) > PARSE_CHECK_BYTES else None
         if problem is not None:
             encoder.rollback()
             if len(rows) > 1:

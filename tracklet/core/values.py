@@ -297,21 +297,35 @@ def structured_message(plain: list[Any], message: Any) -> int:
     to_value_message(plain, message)
     size: int = message.ByteSize()
     if size > MAX_STRUCTURED_BYTES:
-        raise Unrecordable(f"a list of {size} bytes is larger than the {MAX_STRUCTURED_BYTES // 1024} KiB "
-                           "a history value may take")
+        raise _too_large(size)
     return size
+
+
+def structured_bytes(plain: list[Any]) -> tuple[bytes, int]:
+    """A :func:`structured` list as the bytes of a ``Value`` and what parsing them costs a reader
+    (``core/valuewire.py``: parsecost's estimate); :class:`Unrecordable` when it takes more than
+    :data:`MAX_STRUCTURED_BYTES`. What the worker records: no message object per item."""
+    from tracklet.core import valuewire
+
+    data, cost = valuewire.encode(plain)
+    if len(data) > MAX_STRUCTURED_BYTES:
+        raise _too_large(len(data))
+    return data, cost
+
+
+def _too_large(size: int) -> Unrecordable:
+    return Unrecordable(f"a list of {size} bytes is larger than the {MAX_STRUCTURED_BYTES // 1024} KiB "
+                        "a history value may take")
 
 
 def structured_problem(value: Any) -> str | None:
     """Why a list, tuple or set would not be recorded (strict mode asks on the caller), or None."""
-    from tracklet.core import wire
-
     if type(value) is Oversized:
         return value.why
     if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
         return None  # a histogram
     try:
-        structured_message(structured(value), wire.Message("Value"))
+        structured_bytes(structured(value))
     except Exception as error:  # Unrecordable, or a string protobuf refuses (a lone surrogate)
         return str(error)
     return None
@@ -518,6 +532,8 @@ def _snapshot(value: Any, depth: int, active: set[int] | None, budget: list[int]
         for key, item in items.items():
             if type(item) in _CONTAINER_TYPES:
                 items[key] = _snapshot(item, depth + 1, active, budget)
+    elif set(map(type, items)) == {list} and not any(items):  # W&B's [[], [], ...]: no call per item
+        items = [()] * len(items)  # recorded as empty lists; no object (nor garbage collection) per item
     else:
         items = [_snapshot(item, depth + 1, active, budget) if type(item) in _CONTAINER_TYPES else item
                  for item in items]
@@ -612,6 +628,8 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
         budget.spend(_MIN_ITEM_BYTES.get(kind, 4) + (len(value) if kind is str else 0), path)
     if value is None or kind in (bool, int, float, str):
         return value
+    if (kind is list or kind is tuple) and not value and depth < MAX_NESTING:
+        return []  # nothing to look at: it can't contain itself
     if budget is not None and (kind is bytes or kind is complex or _is_timedelta(value)):
         text = _text_or_number(value)
         budget.spend(len(text) if type(text) is str else 0, path)
@@ -638,12 +656,52 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
         active.discard(id(value))
 
 
+# Types whose values ``_plain`` keeps as they are (a list of only these is copied at C level).
+_PLAIN_LEAVES = frozenset((type(None), bool, int, float, str))
+_EMPTY_CONTAINERS = frozenset((list, tuple))
+
+
+def _plain_items(items: list[Any] | tuple[Any, ...], depth: int, budget: _Budget | None) -> list[Any] | None:
+    """The plain list of a list or tuple's items when they need no walk of their own: all scalars
+    (``None`` included), or all empty lists and tuples (the shape of W&B's ``[[], [], ...]``);
+    charged to ``budget`` in one sum, as ``_plain`` would item by item. None otherwise, or when the
+    budget would pass (the walk then finds where). At C level but for a sum over mixed types."""
+    types = set(map(type, items))
+    if types <= _PLAIN_LEAVES:
+        if budget is None:
+            return list(items)
+        if types == {str}:
+            cost = 4 * len(items) + sum(map(len, items))
+        elif str in types or float in types:
+            cost = sum(11 if type(item) is float else 4 + len(item) if type(item) is str else 4 for item in items)
+        else:
+            cost = 4 * len(items)
+    elif types <= _EMPTY_CONTAINERS and depth + 1 < MAX_NESTING and not any(items):
+        if budget is None:
+            return [[] for _ in items]
+        cost = 4 * len(items)
+    else:
+        return None
+    if cost > budget.left:
+        return None
+    budget.left -= cost
+    # A history value's empty lists are one list: it is only encoded and read (a list each was
+    # an allocation, and garbage collections over them, per item: ~5x the rest of the walk).
+    return list(items) if types <= _PLAIN_LEAVES else [[]] * len(items)
+
+
 def _plain_container(value: Any, report: CutReport | None, path: str, active: set[int], depth: int,
                      budget: _Budget | None = None) -> Any:
     def child(item: Any, name: Any) -> Any:
         return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1, budget)
 
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is list or kind is tuple:  # builtins: their items, without the checks another type needs
+        if budget is not None:
+            budget.need(len(value), path)
+        copied = _plain_items(value, depth, budget)
+        return copied if copied is not None else [child(v, i) for i, v in enumerate(value)]
+    if is_mapping(value):
         if budget is not None:
             budget.spend(2 * len(value), path)  # each entry's tag and length
         return {str(k): child(v, k) for k, v in value.items()}
@@ -773,8 +831,22 @@ def fill_entries(
 
     With ``report``, an item that can't be encoded (a lone surrogate in a string, an int too long
     to write in decimal) is left out and ``report(key, error)`` called; without, the error is raised.
+    Into a ``wire`` message (the worker's summary and config records) each entry is written as its
+    bytes at once (``core/valuewire.py``): no message object per item of a large value.
     """
+    append_encoded = getattr(entries, "append_encoded", None)
+    if append_encoded is not None:
+        from tracklet.core.valuewire import map_entry
+
     for key, value in items.items():
+        if append_encoded is not None:
+            try:
+                append_encoded(map_entry(key, value))
+            except Exception as error:
+                if report is None:
+                    raise
+                report(key, error)
+            continue
         entry = entries.add()
         try:
             entry.key = key
@@ -801,5 +873,6 @@ __all__ = [
     "Unrecordable",
     "parse_big_int",
     "structured",
+    "structured_bytes",
     "structured_message",
 ]

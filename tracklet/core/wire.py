@@ -547,8 +547,17 @@ class _Messages(list):
 
     def extend(self, messages: Iterable[Any]) -> None:
         for message in messages:
+            if type(message) is Encoded:
+                self.append_encoded(message)
+                continue
             copy = self.add()
             copy.MergeFrom(message)
+
+    def append_encoded(self, data: bytes) -> None:
+        """Append a message of this field's type given as its bytes, encoded apart (a structured
+        value or a summary entry: ``core/valuewire.py``); it is written as it is."""
+        list.append(self, data if type(data) is Encoded else Encoded(data))
+        self._owner._mark()
 
     def append_built(self, message: Message) -> None:
         """Append a ``Message`` of this field's type as it is (not copied): one built apart, e.g.
@@ -558,6 +567,17 @@ class _Messages(list):
         object.__setattr__(message, "_present", True)
         list.append(self, message)
         self._owner._mark()
+
+
+class Encoded(bytes):
+    """A message's bytes, as an element of a repeated message field (``_Messages.append_encoded``)."""
+
+    __slots__ = ()
+
+    def _delimited_into(self, number: int, parts: list[bytes]) -> int:
+        prefix = _tag(number, 2) + varint(len(self))
+        parts += (prefix, self)
+        return len(prefix) + len(self)
 
 
 class _StringMap(dict):

@@ -95,6 +95,12 @@ def parse_request(body: bytes, content_type: str, *, raw_attributes: bool = Fals
             raise OtlpError(f"the body is not an OTLP ExportTraceServiceRequest: {error}") from None
         return request
     if media_type == JSON:
+        from tracklet.core.parsecost import json_parse_problem
+
+        # dense arrays and objects cost ~25x their bytes once parsed (and again as a copy, below)
+        problem = json_parse_problem(body, what="OTLP JSON request")
+        if problem is not None:
+            raise OtlpError(f"the body is refused unparsed: {problem}")
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as error:

@@ -449,3 +449,18 @@ def test_the_values_routes_kept_and_answered_values_are_bounded_by_count_and_byt
     again.history.columns.add(key=0).strings.append("last")
     texts.apply(again)
     assert kept.values[-1] == "last" and len(kept.steps) == 1000
+
+
+def test_a_summary_value_the_caller_changes_changes_neither_the_run_nor_its_other_items(start):
+    """W&B's ``[[], [], ...]`` is recorded with one shared empty list; what ``run.summary`` hands out
+    is the caller's own copy at every level."""
+    run = start()
+    run.log({"spans": [[], [], []], "meta": [{"a": [1]}, {"a": [1]}]})
+    spans = run.summary["spans"]
+    spans[0].append("mine")
+    assert spans == [["mine"], [], []]
+    run.summary.as_dict()["meta"][0]["a"].append(2)
+    assert run.summary["spans"] == [[], [], []]
+    assert run.summary["meta"] == [{"a": [1]}, {"a": [1]}]
+    run.finish()
+    assert read(run).summary["spans"] == [[], [], []]

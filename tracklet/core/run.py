@@ -182,7 +182,7 @@ class Summary(MutableMapping):
         return self._run._summary_values()
 
     def __getitem__(self, key: str) -> Any:
-        return self._values()[key]
+        return _fresh(self._values()[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.update({key: value})
@@ -207,10 +207,21 @@ class Summary(MutableMapping):
         self._run._set_summary(items, ())
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self._values())
+        return {key: _fresh(value) for key, value in self._values().items()}
 
     def __repr__(self) -> str:
         return f"Summary({self._values()!r})"
+
+
+def _fresh(value: Any) -> Any:
+    """A summary value as the caller gets it: lists and dicts copied at every level, none shared
+    (the recorded value shares one empty list among its ``[[], [], ...]`` items, and changing what
+    the caller got must change neither the run's summary nor another item)."""
+    if type(value) is list:
+        return [_fresh(item) for item in value]
+    if type(value) is dict:
+        return {key: _fresh(item) for key, item in value.items()}
+    return value
 
 
 def _collector(cuts: list[tuple[str, str]]) -> Any:

@@ -446,6 +446,8 @@ def test_commit_checks_the_manifest_and_every_blob(servers, tmp_path, request, d
     assert answer["version"]["aliases"] == ["v0", "latest", "prod"] and not answer["reused"]
     with pytest.raises(RemoteError, match="has type 'dataset'"):
         client.commit("p", "data", {"type": "model", "manifest": good})
+    with pytest.raises(RemoteError, match="artifact type 'new\\\\nline' is not valid: it has a control character"):
+        client.commit("p", "other", {"type": "new\nline", "manifest": good})
     with pytest.raises(RemoteError, match="alias 'v7' is not allowed"):
         client.commit("p", "data", {"type": "dataset", "manifest": good, "aliases": ["v7"]})
 

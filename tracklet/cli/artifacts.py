@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from tracklet.artifacts.names import printable_type
 from tracklet.cli.common import CliError, _handle_errors, _iso, _state, unknown_project
 
 
@@ -86,7 +87,7 @@ def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
     for project in projects:
         for row in api.artifact_collections(project):
             row = {"project": project, **row}
-            text = f"{project}/{row['name']}  type={row['type']}  versions={row['versions']}  latest={row['latest']}"
+            text = f"{project}/{row['name']}  type={printable_type(row['type'])}  versions={row['versions']}  latest={row['latest']}"
             click.echo(json.dumps(row) if as_json else text)
 
 
@@ -118,6 +119,8 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
             value = f"{value:,} bytes"
         elif value is None:  # logged_by of a version stored outside any run
             value = "-"
+        elif key == "type":
+            value = printable_type(value)
         click.echo(f"{key + ':':<13}{', '.join(value) if isinstance(value, list) else value}")
     if row["metadata"]:
         click.echo(f"{'metadata:':<13}{json.dumps(row['metadata'])}")

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tracklet.artifacts.blobs import STALE_PARTIAL_SECONDS
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import DELETED
 from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress, recipe_of, store_lock
@@ -73,6 +72,8 @@ class GcReport:
     packs_repacked: int = 0  # packs mostly unreferenced, whose live chunks were copied to new packs
     repack_bytes: int = 0  # bytes of those old packs (freed) ...
     repack_written: int = 0  # ... and of the new packs written for their live chunks
+    orphans_kept: int = 0  # blobs no version ever referenced, kept for ``orphans_note``
+    orphans_note: str = ""
     damaged_packs: list[str] = dataclasses.field(default_factory=list)
     removed: list[str] = dataclasses.field(default_factory=list)  # paths, relative to the store
 
@@ -186,11 +187,12 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
         now = time.time() if now is None else now
         cutoff = now - grace
         candidates = {digest for digest in deleted_references(store) if not counts[digest]}
+        candidates |= _orphans(store, counts, candidates, cutoff, report)
         candidates -= named_in_run_logs(store.data_root, candidates)
         sparse: list[str] = []
         doomed = _dead_blobs(store, candidates, cutoff, report)
         doomed += _dead_packs(store, live_chunks, cutoff, report, sparse)
-        doomed += _stale_temporaries(store, now - STALE_PARTIAL_SECONDS, report)
+        doomed += _stale_temporaries(store, cutoff, report)
         if sparse:
             doomed += _repack(store, sparse, live_chunks, report, dry_run)
         if progress is not None:
@@ -211,6 +213,49 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
             if progress is not None:
                 progress.advance(1, size)
     return report
+
+
+def _orphans(store: ArtifactStore, counts: collections.Counter[str], deleted: set[str], cutoff: float,
+             report: GcReport) -> set[str]:
+    """Blobs older than ``cutoff`` that no version, live or deleted, references (a commit that
+    failed or was killed midway left them) and no table cell of the data root's runs names (the
+    run logs are searched by the caller). None while the store may be another data root's too
+    (``$TRACKLET_ARTIFACT_DIR``: its runs' media can't be seen from here) or a run of this data root
+    is running (its media worker may be finding such a blob stored and about to name it); the
+    report says why they were kept."""
+    base = store.blobs.local_path("0" * 64)
+    if base is None:
+        return set()
+    old: set[str] = set()
+    for path in _files(base.parent.parent):
+        digest = path.name
+        if not is_sha256(digest) or counts[digest] or digest in deleted:
+            continue
+        try:
+            if path.stat().st_mtime < cutoff:
+                old.add(digest)
+            else:
+                report.kept_in_grace += 1
+        except FileNotFoundError:
+            continue
+    if not old:
+        return old
+    from tracklet.media.retention import LocalBlobs, _running_runs, _table_cell_digests
+
+    blobs = LocalBlobs(store.data_root)
+    note = blobs.refusal()
+    if not note and (running := _running_runs(store.data_root)):
+        note = f"blobs kept: run {running[0]} is still running (it may be storing the same bytes)"
+    if not note:
+        try:
+            old -= _table_cell_digests(store.data_root, blobs)
+        except (OSError, ValueError, RuntimeError) as error:
+            note = f"blobs kept: {error}"
+    if note:
+        report.orphans_kept = len(old)
+        report.orphans_note = note
+        return set()
+    return old
 
 
 def _dead_blobs(store: ArtifactStore, candidates: set[str], cutoff: float,
@@ -355,6 +400,9 @@ def summary(report: GcReport) -> str:
     if report.packs_repacked:
         text += (f"; {report.packs_repacked:,} mostly unreferenced pack(s) rewritten: {report.repack_bytes:,} B "
                  f"replaced by {report.repack_written:,} B")
+    if report.orphans_kept:
+        text += (f"; {report.orphans_kept:,} blob(s) no version references kept ({report.orphans_note}: collect "
+                 "again when no run is running, or from the data root that owns the store)")
     if report.dead_bytes_in_live_packs:
         text += f"; {report.dead_bytes_in_live_packs:,} B of unreferenced chunks stay in packs with live ones"
     return text

@@ -21,6 +21,7 @@ from tracklet.artifacts.gc import collect
 from tracklet.artifacts.packs import PackStore, PackWriter
 from tracklet.artifacts.storage import ArtifactStore, store_lock
 from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.media.retention import unversioned_blobs_in_use
 
 MiB = 1 << 20
 
@@ -176,7 +177,7 @@ def test_blobs_a_run_log_names_are_never_collected_nor_any_in_a_shared_store(chu
     (folder / "other.txt").write_text("only in the artifact")
     _put(chunked, folder)
     _cli(chunked, "artifact", "rm", "proj/model:v0")
-    report = collect(store, grace=0, now=time.time() + 1)
+    report = collect(store, grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
     if shared:
         assert report.blobs_removed == 2  # the manifest and other.txt, which a deleted version referenced
         assert store.blobs.has(stranger) and report.orphans_kept == 1 and "may be shared" in report.orphans_note
@@ -372,7 +373,7 @@ def test_a_failed_commit_s_blobs_stay_within_the_grace_period_and_go_after_it(ro
     assert done.returncode == 0 and "raised:" in done.stdout, (done.stdout, done.stderr)
     left = _blob_bytes(store.directory) - before_failure
     assert left >= 10 * MiB  # the files stored before the failure (all 29 unless stored out of order)
-    young = collect(store, grace=3600)
+    young = collect(store, grace=3600, orphan_check=unversioned_blobs_in_use)
     assert (young.blobs_removed, young.freed_bytes) == (0, 0) and young.kept_in_grace >= 10
     dry = _cli(root, "artifact", "gc", "--grace", "0", "--dry-run")
     assert dry.exit_code == 0 and f"would free {left:,} bytes" in dry.stdout, dry.stdout
@@ -419,8 +420,10 @@ def test_a_commit_killed_midway_leaves_chunks_and_temporaries_that_go_after_the_
     process.wait(30)
     leftovers = {f for f in _files(store.directory) if f.startswith(("blobs/", "packs/"))}
     assert leftovers and not store.registry.projects()
-    assert collect(store, grace=3600).freed_bytes == 0
-    report = collect(store, grace=0, now=time.time() + 1)
+    assert collect(store, grace=3600, orphan_check=unversioned_blobs_in_use).freed_bytes == 0
+    without_check = collect(store, grace=0, now=time.time() + 1, dry_run=True)  # no check: unversioned blobs stay
+    assert without_check.orphans_kept and "no check" in without_check.orphans_note
+    report = collect(store, grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
     assert report.freed_bytes > 0
     assert not {f for f in _files(store.directory) if f.startswith(("blobs/", "packs/"))}
 
@@ -435,7 +438,7 @@ def test_commits_racing_gc_never_lose_a_blob_they_reference(chunked, tmp_path):
     def collector() -> None:
         while not stop.is_set():
             try:
-                collect(ArtifactStore(chunked), grace=0, now=time.time() + 1)
+                collect(ArtifactStore(chunked), grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
             except Exception as error:  # noqa: BLE001 - reported below
                 errors.append(error)
 
@@ -457,7 +460,7 @@ def test_commits_racing_gc_never_lose_a_blob_they_reference(chunked, tmp_path):
         stop.set()
         thread.join()
     assert errors == []
-    collect(store, grace=0, now=time.time() + 1)
+    collect(store, grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
     for number, files in contents.items():
         target = tmp_path / f"got{number}"
         tracklet.Api(chunked).artifact(f"proj/model:v{number}").download(target, link=False)

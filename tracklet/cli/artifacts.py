@@ -279,6 +279,7 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, quiet: bool) -> None:
     from tracklet.artifacts.gc import collect, summary
     from tracklet.artifacts.sizes import parse_duration
     from tracklet.artifacts.storage import open_store
+    from tracklet.media.retention import unversioned_blobs_in_use
 
     try:
         grace_seconds = parse_duration(grace)
@@ -286,7 +287,8 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, quiet: bool) -> None:
         raise CliError(f"--grace: {error}") from None
     store = open_store(_state(ctx).api.root)
     for bar in _progress("gc (dry run)" if dry_run else "gc", quiet):
-        report = collect(store, grace=grace_seconds, dry_run=dry_run, progress=bar)
+        report = collect(store, grace=grace_seconds, dry_run=dry_run, progress=bar,
+                         orphan_check=unversioned_blobs_in_use)
     if dry_run:
         for path in report.removed:
             click.echo(f"would remove {path}")

@@ -1004,3 +1004,35 @@ def test_a_mutable_file_is_snapshot_when_added_so_overwriting_it_after_logging_i
     assert _tree(out) == {"model.keras": b"epoch 0 weights", "dir/weights.bin": b"folder v0"}
     with pytest.raises(ArtifactError, match="policy must be 'mutable' or 'immutable'"):
         tracklet.Artifact("x", "model").add_file(checkpoint, policy="copy")
+
+
+@pytest.mark.parametrize("odd", ["new\nline", "tab\there", "esc\x1b[31m", "del\x7f", "sep\u2028x"])
+def test_a_type_with_a_control_character_is_refused_for_new_versions_and_a_stored_one_still_lists_on_one_line(
+        root, dataset, odd):
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    with pytest.raises(ArtifactNameError, match="control character"):
+        tracklet.Artifact("images", type=odd)
+    artifact = tracklet.Artifact("images", type="dataset")
+    artifact.add_dir(dataset)
+    artifact.save("proj", root=root)
+    # A version stored before the check (or by another tool) with such a type reads back as stored.
+    version_file = root / "artifacts" / "projects" / "proj" / "images" / "versions" / "v0.json"
+    document = json.loads(version_file.read_bytes())
+    document["type"] = odd
+    os.chmod(version_file, 0o644)
+    version_file.write_text(json.dumps(document))
+    assert tracklet.Api(root).artifact("proj/images:v0").type == odd
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, ["--dir", str(root), "artifact", *args], catch_exceptions=False)
+
+    listed = invoke("ls")
+    assert listed.exit_code == 0 and listed.stdout.splitlines() == [
+        f"proj/images  type={odd!r}  versions=1  latest=v0"]
+    assert [json.loads(line)["type"] for line in invoke("ls", "--json").stdout.splitlines()] == [odd]
+    shown = invoke("show", "proj/images:v0").stdout.splitlines()
+    assert f"type:        {odd!r}" in shown
+    assert sum(line.startswith("type:") for line in shown) == 1

@@ -422,3 +422,45 @@ def test_a_pack_a_dead_collection_left_set_aside_goes_back_if_named(tmp_path):
     assert artifacts.packs.list_packs() == [claimed_pack] and not list(aside.iterdir())
     assert b"".join(claimed) == _read(artifacts, "p", claimed_digest)
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_an_ungranted_blob_sent_again_while_a_collection_looks_at_it_stays(backend, tmp_path, request):
+    """A blob object no project holds (a server killed between writing and granting it), past the
+    grace period: a collection takes it for garbage. An upload of the same bytes arriving after the
+    collection listed it (the server finds the object there, writes nothing and grants it) keeps
+    it: the grants are checked again before anything is removed."""
+    root = tmp_path / "server"
+    root.mkdir()
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    url, options = None, None
+    if backend == "s3":
+        import uuid
+
+        from s3server import BUCKET, S3_KEY, S3_SECRET
+
+        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+        options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
+    server = ServerArtifacts(root, url, options, engine=store.engine)
+    admin = ServerArtifacts(root, url, options, engine=store.engine)
+    data, lone = os.urandom(5000), os.urandom(6000)
+    for blob in (data, lone):  # written, then the server was killed: no grant
+        path = server.blobs._path(_sha(blob))
+        server.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        server.fs.pipe_file(path, blob)
+    sent = []
+    modified = admin.fs.modified
+
+    def upload_meanwhile(path, *args, **kwargs):
+        if not sent and _sha(data) in str(path):
+            sent.append(server.store_small("p", [(_sha(data), data)]))
+        return modified(path, *args, **kwargs)
+
+    admin.fs.modified = upload_meanwhile  # type: ignore[method-assign]
+    try:
+        report = collect(admin, grace=HOUR, now=time.time() + 2 * HOUR)
+    finally:
+        admin.fs.modified = modified  # type: ignore[method-assign]
+    assert sent and _read(server, "p", _sha(data)) == data
+    assert report.blobs == 1 and not server.fs.exists(server.blobs._path(_sha(lone)))
+    store.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from tracklet.artifacts.gc import collect
 from tracklet.artifacts.packs import PackStore, PackWriter
 from tracklet.artifacts.storage import ArtifactStore, store_lock
 from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.media.retention import unversioned_blobs_in_use
 
 MiB = 1 << 20
 
@@ -152,10 +154,15 @@ def test_gc_keeps_unreferenced_files_written_within_the_grace_period(chunked, tm
     assert _stored(store.directory) == set()
 
 
-def test_blobs_no_version_referenced_or_a_run_log_names_are_never_collected(chunked, start, tmp_path):
+@pytest.mark.parametrize("shared", [False, True])
+def test_blobs_a_run_log_names_are_never_collected_nor_any_in_a_shared_store(chunked, start, tmp_path,
+                                                                              monkeypatch, shared):
     """The blob store is shared: media and tables keep blobs in it, named in run logs, and a
-    directory may serve several data roots. gc only removes what deleted versions referenced,
-    and not what a run log of the data root names."""
+    directory set by $TRACKLET_ARTIFACT_DIR may serve several data roots. gc never removes what a
+    run log of the data root names; a blob no version references and no log names goes from the
+    data root's own store, and stays in a shared one (another data root's runs may name it)."""
+    if shared:
+        monkeypatch.setenv("TRACKLET_ARTIFACT_DIR", str(tmp_path / "shared-artifacts"))
     import numpy as np
 
     store = ArtifactStore(chunked)
@@ -170,9 +177,13 @@ def test_blobs_no_version_referenced_or_a_run_log_names_are_never_collected(chun
     (folder / "other.txt").write_text("only in the artifact")
     _put(chunked, folder)
     _cli(chunked, "artifact", "rm", "proj/model:v0")
-    report = collect(store, grace=0, now=time.time() + 1)
-    assert report.blobs_removed == 2  # the manifest and other.txt
-    assert store.blobs.has(media.digest) and store.blobs.has(stranger)
+    report = collect(store, grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
+    if shared:
+        assert report.blobs_removed == 2  # the manifest and other.txt, which a deleted version referenced
+        assert store.blobs.has(stranger) and report.orphans_kept == 1 and "may be shared" in report.orphans_note
+    else:
+        assert report.blobs_removed == 3 and not store.blobs.has(stranger)  # ... and the blob nothing names
+    assert store.blobs.has(media.digest)
     assert tracklet.Api(chunked).run(run.path).media("picture")[0].read_bytes() == media.read_bytes()
 
 
@@ -186,7 +197,7 @@ def test_stale_temporaries_go_and_fresh_ones_stay(chunked):
         (folder / "new.partial").write_bytes(b"y")
         stale.append(folder / "old.partial")
         fresh.append(folder / "new.partial")
-    report = collect(store, grace=0)
+    report = collect(store, grace=3600)  # older than the grace period go, younger ones may be written to
     assert (report.temporaries_removed, report.temporary_bytes) == (2, 20)
     assert not any(p.exists() for p in stale) and all(p.exists() for p in fresh)
 
@@ -312,3 +323,145 @@ def test_gc_killed_after_forgetting_a_pack_never_leaves_the_index_naming_missing
         _cli(chunked, "artifact", "rm", "proj/model:latest")
         collect(store, grace=0, now=time.time() + 1)
         _put(chunked, folder)
+
+
+_LIMITED_STORE = """
+import resource, signal, sys
+import tracklet
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG: a full disk
+root, data = sys.argv[1], sys.argv[2]
+artifact = tracklet.Artifact("shards", type="dataset")
+artifact.add_dir(data)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+try:
+    artifact.save("proj", root=root)
+except tracklet.errors.ArtifactError as error:
+    print("raised:", error)
+"""
+
+
+def _blob_bytes(store_dir: Path) -> int:
+    return sum(p.stat().st_size for p in (store_dir / "blobs" / "sha256").rglob("*") if p.is_file())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and EFBIG as on Linux")
+def test_a_failed_commit_s_blobs_stay_within_the_grace_period_and_go_after_it(root, tmp_path):
+    """A commit that fails midway (here a file size limit: the disk "fills" at the last file) left
+    the blobs it had written, which no version ever referenced: gc kept them for good before. They
+    are kept within the grace period (a commit may be in flight) and reclaimed after it, and a
+    live version's blobs stay."""
+    import subprocess
+
+    from conftest import REPO
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "weights.bin").write_bytes(os.urandom(300_000))
+    live = tracklet.Artifact("model", type="model")
+    live.add_dir(kept)
+    live.save("proj", root=root)
+    store = ArtifactStore(root)
+    before_failure = _blob_bytes(store.directory)
+    data = tmp_path / "shards"
+    data.mkdir()
+    for number in range(29):
+        (data / f"a-{number:02}.bin").write_bytes(os.urandom(MiB))
+    (data / "z-big.bin").write_bytes(os.urandom(3 * MiB))  # past the 2 MiB limit
+    done = subprocess.run([sys.executable, "-c", _LIMITED_STORE, str(root), str(data)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0 and "raised:" in done.stdout, (done.stdout, done.stderr)
+    left = _blob_bytes(store.directory) - before_failure
+    assert left >= 10 * MiB  # the files stored before the failure (all 29 unless stored out of order)
+    young = collect(store, grace=3600, orphan_check=unversioned_blobs_in_use)
+    assert (young.blobs_removed, young.freed_bytes) == (0, 0) and young.kept_in_grace >= 10
+    dry = _cli(root, "artifact", "gc", "--grace", "0", "--dry-run")
+    assert dry.exit_code == 0 and f"would free {left:,} bytes" in dry.stdout, dry.stdout
+    result = _cli(root, "artifact", "gc", "--grace", "0", "-q")
+    assert result.exit_code == 0 and f"freed {left:,} bytes" in result.stdout, result.stdout
+    assert _blob_bytes(store.directory) == before_failure
+    target = tmp_path / "got"
+    tracklet.Api(root).artifact("proj/model:v0").download(target, link=False)
+    assert (target / "weights.bin").read_bytes() == (kept / "weights.bin").read_bytes()
+
+
+_KILLED_STORE = """
+import sys
+import tracklet
+
+root, data = sys.argv[1], sys.argv[2]
+artifact = tracklet.Artifact("shards", type="dataset")
+artifact.add_dir(data)
+print("storing", flush=True)
+artifact.save("proj", root=root)
+"""
+
+
+def test_a_commit_killed_midway_leaves_chunks_and_temporaries_that_go_after_the_grace_period(chunked, tmp_path):
+    """kill -9 while a chunked file is stored: its packs, blobs and temporaries are reclaimed by a
+    collection after the grace period, and nothing before."""
+    import signal
+    import subprocess
+
+    from conftest import REPO
+
+    data = tmp_path / "big"
+    data.mkdir()
+    for number in range(6):
+        (data / f"part-{number}.bin").write_bytes(os.urandom(8 * MiB))
+    store = ArtifactStore(chunked)
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_STORE, str(chunked), str(data)],
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert process.stdout is not None and process.stdout.readline().strip() == "storing"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((store.directory / "packs").rglob("*.pack")):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    leftovers = {f for f in _files(store.directory) if f.startswith(("blobs/", "packs/"))}
+    assert leftovers and not store.registry.projects()
+    assert collect(store, grace=3600, orphan_check=unversioned_blobs_in_use).freed_bytes == 0
+    without_check = collect(store, grace=0, now=time.time() + 1, dry_run=True)  # no check: unversioned blobs stay
+    assert without_check.orphans_kept and "no check" in without_check.orphans_note
+    report = collect(store, grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
+    assert report.freed_bytes > 0
+    assert not {f for f in _files(store.directory) if f.startswith(("blobs/", "packs/"))}
+
+
+def test_commits_racing_gc_never_lose_a_blob_they_reference(chunked, tmp_path):
+    """gc with no grace at all, again and again, while versions are committed: every version
+    committed downloads byte-exact afterwards (the commit's shared gc.lock keeps its new blobs,
+    written before its version file, from being taken for a failed commit's)."""
+    store = ArtifactStore(chunked)
+    stop, errors = threading.Event(), []
+
+    def collector() -> None:
+        while not stop.is_set():
+            try:
+                collect(ArtifactStore(chunked), grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+    thread = threading.Thread(target=collector)
+    thread.start()
+    contents = {}
+    try:
+        for number in range(8):
+            folder = tmp_path / f"v{number}"
+            folder.mkdir()
+            contents[number] = {f"f{i}.bin": os.urandom(20_000 + i) for i in range(5)}
+            contents[number]["big.bin"] = os.urandom(2 * MiB)
+            for name, data in contents[number].items():
+                (folder / name).write_bytes(data)
+            artifact = tracklet.Artifact("model", type="model")
+            artifact.add_dir(folder)
+            artifact.save("proj", root=chunked)
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+    collect(store, grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
+    for number, files in contents.items():
+        target = tmp_path / f"got{number}"
+        tracklet.Api(chunked).artifact(f"proj/model:v{number}").download(target, link=False)
+        assert {p.name: p.read_bytes() for p in target.iterdir()} == files

@@ -446,6 +446,8 @@ def test_commit_checks_the_manifest_and_every_blob(servers, tmp_path, request, d
     assert answer["version"]["aliases"] == ["v0", "latest", "prod"] and not answer["reused"]
     with pytest.raises(RemoteError, match="has type 'dataset'"):
         client.commit("p", "data", {"type": "model", "manifest": good})
+    with pytest.raises(RemoteError, match="artifact type 'new\\\\nline' is not valid: it has a control character"):
+        client.commit("p", "other", {"type": "new\nline", "manifest": good})
     with pytest.raises(RemoteError, match="alias 'v7' is not allowed"):
         client.commit("p", "data", {"type": "dataset", "manifest": good, "aliases": ["v7"]})
 
@@ -913,3 +915,55 @@ def test_a_deletion_sent_again_after_its_answer_was_lost_finds_its_work_done(ser
     assert not isinstance(never.value, ArtifactDeleted)
     with tracklet.Api(base_url=server.url) as api:
         assert api.artifact("vision/m:latest").version == "v1"
+
+
+def test_artifact_gc_reclaims_a_failed_commit_s_blobs_and_a_killed_server_s_leftovers_after_the_grace_period(
+        servers, backend, tmp_path, request):
+    """What a refused commit uploaded (granted, no version), a blob object a server killed before
+    its grant left (no grant at all) and temporaries a killed writer left stay within the grace
+    period (an upload may be in flight) and go after it; a committed version reads back."""
+    server = servers(tmp_path / "server", extra=backend.extra)
+    client = _client(server.url)
+    kept = os.urandom(200_000)
+    good = client.upload_bytes("p", Manifest({"w.bin": ManifestEntry("w.bin", client.upload_bytes("p", kept),
+                                                                     len(kept))}).to_bytes())
+    client.commit("p", "model", {"type": "model", "manifest": good})
+    failed = [client.upload_bytes("p", os.urandom(300_000)) for _ in range(4)]
+    manifest = Manifest({f"f{n}": ManifestEntry(f"f{n}", digest, 300_000) for n, digest in enumerate(failed)}
+                        | {"lost": ManifestEntry("lost", _sha(b"never sent"), 10)})
+    with pytest.raises(RemoteError, match="have no blob in project p"):
+        client.commit("p", "data", {"type": "dataset", "manifest": client.upload_bytes("p", manifest.to_bytes())})
+    orphan = os.urandom(100_000)
+    leftovers = {f"sha256/{_sha(orphan)[:2]}/{_sha(orphan)}": orphan, "tmp/0123abcd.partial": b"x" * 5000}
+    if backend.name == "local":
+        base = tmp_path / "server" / "artifacts"
+        for key, data in leftovers.items():
+            (base / "blobs" / key).parent.mkdir(parents=True, exist_ok=True)
+            (base / "blobs" / key).write_bytes(data)
+        (base / "packs" / "tmp").mkdir(parents=True, exist_ok=True)
+        (base / "packs" / "tmp" / "dead.partial").write_bytes(b"p" * 7000)
+    else:
+        direct = s3_filesystem(request.getfixturevalue("s3rver"))
+        prefix = backend.extra[1][len("s3://"):]
+        for key, data in leftovers.items():
+            direct.pipe(f"{prefix}/blobs/{key}", data)
+        direct.pipe(f"{prefix}/packs/tmp/dead.partial", b"p" * 7000)
+    before = backend.blob_keys()
+    assert set(leftovers) <= set(before) and {f"sha256/{d[:2]}/{d}" for d in failed} <= set(before)
+
+    def gc(*args: str) -> str:
+        ran = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(server.root), "artifact-gc",
+                              *backend.extra, *args],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert ran.returncode == 0, ran.stderr
+        return ran.stdout
+
+    gc("--grace", "1h")  # everything is younger: kept
+    assert backend.blob_keys() == before and client.missing("p", failed) == set()
+    dry = gc("--grace", "0", "--dry-run")
+    assert "0123abcd.partial" in dry and "dead.partial" in dry and _sha(orphan) in dry, dry
+    assert backend.blob_keys() == before
+    out = gc("--grace", "0")
+    assert "removed 6 blob(s)" in out and "2 stale temporary file(s) (12,000 bytes) removed" in out, out
+    assert set(backend.blob_keys()) == {f"sha256/{d[:2]}/{d}" for d in (good, _sha(kept))}
+    assert client.read("p", _sha(kept)) == kept

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tracklet.artifacts.entries import InMemoryFile, LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
-from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path, check_new_entry_path
+from tracklet.artifacts.names import (check_alias, check_artifact_name, check_artifact_type, check_entry_path,
+                                      check_new_entry_path)
 from tracklet.core.filehash import HashedBytes
 from tracklet.errors import ArtifactDeleted, ArtifactError
 
@@ -53,9 +54,7 @@ class Artifact:
     def __init__(self, name: str, type: str, description: str | None = None,
                  metadata: dict[str, Any] | None = None, **_ignored: Any) -> None:
         self._name = check_artifact_name(name)
-        if not isinstance(type, str) or not type or len(type) > 128 or "\0" in type:
-            raise ArtifactError(f"artifact type must be a non-empty string of at most 128 characters; got {type!r}")
-        self.type = type
+        self.type = check_artifact_type(type)
         self.description = description or ""
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._metadata_read: str | None = None  # the stored version's metadata as read (save() tells an edit)
@@ -553,7 +552,10 @@ class Artifact:
         import copy
 
         # A deep copy: a nested edit (metadata["cfg"]["lr"] = ...) must not reach the version read.
-        artifact = cls(info.name, info.type, info.description, copy.deepcopy(info.metadata))
+        # A placeholder type: the stored one was checked when it was logged, by whatever rules held
+        # then, and a version with a type today's check refuses still reads back.
+        artifact = cls(info.name, "stored", info.description, copy.deepcopy(info.metadata))
+        artifact.type = info.type
         artifact._store, artifact._info, artifact._state = store, info, COMMITTED
         artifact._metadata_read = _as_stored(info.metadata or {})
         artifact.project = info.project

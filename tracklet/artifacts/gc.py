@@ -6,16 +6,18 @@ its bytes stay until a collection (``tracklet artifact gc``), which
 1. counts references (mark): every live version's manifest blob, each file entry's blob or recipe
    blob, every chunk of each referenced recipe, and the digests that other users of the blob store
    declare live (``register_live_digests``);
-2. removes (sweep) the blobs deleted versions referenced that nothing else does: no live version,
-   and no run record log of the data root (media and tables keep their blobs in the same store and
-   name them in run logs, which are scanned for the candidates' digests). A blob no version ever
-   referenced is never removed (it may be another feature's, or another data root's sharing the
-   directory). It also removes every pack none of whose chunks a live version needs. Nothing
+2. removes (sweep) the blobs no live version references and no run record log of the data root
+   names (media and tables keep their blobs in the same store and name them in run logs, which are
+   scanned for the candidates' digests): those deleted versions referenced, and those no version
+   ever did (a failed or killed commit's), the latter only from the data root's own store, with no
+   run of it running and no table cell naming them (``_orphans``). It also removes every pack none
+   of whose chunks a live version needs. Nothing
    written within the grace period (default a day: ``grace=``) is removed; a pack at least half of whose
    bytes are unreferenced is repacked (its live chunks copied into a new pack, checked against
    their ids, the index moved to it, the old pack removed); a pack with fewer dead bytes is kept
    whole (they are reported);
-3. removes temporaries (``blobs/tmp``, ``packs/tmp``) older than a day, which killed writers left.
+3. removes temporaries (``blobs/tmp``, ``packs/tmp``) older than the grace period, which killed
+   writers left.
 
 It holds the store's ``gc.lock`` exclusively: commits and downloads hold it shared, so no commit in
 flight can be relying on a blob or chunk that is being removed. A manifest or recipe that can't be
@@ -33,7 +35,6 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tracklet.artifacts.blobs import STALE_PARTIAL_SECONDS
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import DELETED
 from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress, recipe_of, store_lock
@@ -44,6 +45,11 @@ DEFAULT_GRACE_SECONDS = 24 * 3600
 REPACK_DEAD_SHARE = 0.5
 
 _live_sources: list[Callable[[ArtifactStore], Iterable[str]]] = []
+
+#: ``check(store, digests)``: of blobs no artifact version ever referenced (old enough to go),
+#: those that must stay (other users of the store name them), and why when all of them stay for a
+#: reason ("" otherwise). Supplied from above this layer (runs' media and tables).
+OrphanCheck = Callable[[ArtifactStore, set[str]], tuple[set[str], str]]
 
 
 def register_live_digests(source: Callable[[ArtifactStore], Iterable[str]]) -> None:
@@ -73,6 +79,8 @@ class GcReport:
     packs_repacked: int = 0  # packs mostly unreferenced, whose live chunks were copied to new packs
     repack_bytes: int = 0  # bytes of those old packs (freed) ...
     repack_written: int = 0  # ... and of the new packs written for their live chunks
+    orphans_kept: int = 0  # blobs no version ever referenced, kept for ``orphans_note``
+    orphans_note: str = ""
     damaged_packs: list[str] = dataclasses.field(default_factory=list)
     removed: list[str] = dataclasses.field(default_factory=list)  # paths, relative to the store
 
@@ -177,8 +185,12 @@ def named_in_run_logs(data_root: Path, digests: set[str]) -> set[str]:
 
 
 def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False,
-            progress: Progress | None = None, now: float | None = None) -> GcReport:
-    """Remove what no version references (see the module's docstring); what was (or would be) freed."""
+            progress: Progress | None = None, now: float | None = None,
+            orphan_check: OrphanCheck | None = None) -> GcReport:
+    """Remove what no version references (see the module's docstring); what was (or would be) freed.
+    ``orphan_check``: which blobs no version ever referenced must stay anyway (``OrphanCheck``;
+    ``tracklet artifact gc`` passes ``tracklet.media.retention.unversioned_blobs_in_use``); without
+    one, every such blob stays."""
     report = GcReport(dry_run=dry_run)
     with store_lock(store.directory, exclusive=True):
         counts, live_chunks, report.versions = reference_counts(store)
@@ -186,11 +198,12 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
         now = time.time() if now is None else now
         cutoff = now - grace
         candidates = {digest for digest in deleted_references(store) if not counts[digest]}
+        candidates |= _orphans(store, counts, candidates, cutoff, report, orphan_check)
         candidates -= named_in_run_logs(store.data_root, candidates)
         sparse: list[str] = []
         doomed = _dead_blobs(store, candidates, cutoff, report)
         doomed += _dead_packs(store, live_chunks, cutoff, report, sparse)
-        doomed += _stale_temporaries(store, now - STALE_PARTIAL_SECONDS, report)
+        doomed += _stale_temporaries(store, cutoff, report)
         if sparse:
             doomed += _repack(store, sparse, live_chunks, report, dry_run)
         if progress is not None:
@@ -211,6 +224,38 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
             if progress is not None:
                 progress.advance(1, size)
     return report
+
+
+def _orphans(store: ArtifactStore, counts: collections.Counter[str], deleted: set[str], cutoff: float,
+             report: GcReport, check: OrphanCheck | None) -> set[str]:
+    """Blobs older than ``cutoff`` that no version, live or deleted, references (a commit that
+    failed or was killed midway left them), less those ``check`` keeps (media and tables of runs
+    name blobs too: ``tracklet.media.retention.unversioned_blobs_in_use``); all of them are kept
+    without a check. The run logs are searched by the caller."""
+    base = store.blobs.local_path("0" * 64)
+    if base is None:
+        return set()
+    old: set[str] = set()
+    for path in _files(base.parent.parent):
+        digest = path.name
+        if not is_sha256(digest) or counts[digest] or digest in deleted:
+            continue
+        try:
+            if path.stat().st_mtime < cutoff:
+                old.add(digest)
+            else:
+                report.kept_in_grace += 1
+        except FileNotFoundError:
+            continue
+    if not old:
+        return old
+    if check is None:
+        kept, note = old, "blobs kept: no check of which blobs runs' media and tables name was given"
+    else:
+        kept, note = check(store, old)
+    if note:
+        report.orphans_kept, report.orphans_note = len(kept), note
+    return old - kept
 
 
 def _dead_blobs(store: ArtifactStore, candidates: set[str], cutoff: float,
@@ -355,6 +400,8 @@ def summary(report: GcReport) -> str:
     if report.packs_repacked:
         text += (f"; {report.packs_repacked:,} mostly unreferenced pack(s) rewritten: {report.repack_bytes:,} B "
                  f"replaced by {report.repack_written:,} B")
+    if report.orphans_kept:
+        text += f"; {report.orphans_kept:,} blob(s) no version ever referenced kept ({report.orphans_note})"
     if report.dead_bytes_in_live_packs:
         text += f"; {report.dead_bytes_in_live_packs:,} B of unreferenced chunks stay in packs with live ones"
     return text

@@ -11,6 +11,7 @@ most 255 bytes, so every version it makes can be downloaded.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -34,6 +35,36 @@ def check_artifact_name(name: object) -> str:
                "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
         raise ArtifactNameError(f"artifact name {_shortened(name, 80)} is not valid: {why}")
     return name
+
+
+MAX_TYPE_CHARS = 128
+
+
+def check_artifact_type(type_: object) -> str:
+    """``type_`` if a new version may have it as its type, else ``ArtifactNameError`` saying why:
+    a non-empty string of at most 128 characters without control characters (a newline or an
+    escape sequence would break the one-line-per-version listings). The one check both a client
+    and a server apply to new versions; a version already stored with an odd type still reads back
+    (listings show such a type with ``printable_type``)."""
+    if not isinstance(type_, str) or not type_ or len(type_) > MAX_TYPE_CHARS:
+        got = _shortened(type_, 80) if isinstance(type_, str) else type(type_).__name__
+        raise ArtifactNameError(f"artifact type must be a non-empty string of at most {MAX_TYPE_CHARS} characters; "
+                                f"got {got}")
+    if any(_is_control(character) for character in type_):
+        raise ArtifactNameError(f"artifact type {_shortened(type_, 80)} is not valid: it has a control "
+                                "character (a newline, a tab, an escape, ...)")
+    return type_
+
+
+def printable_type(type_: str) -> str:
+    """A stored version's type for a one-line listing: as it is if ``check_artifact_type`` would
+    take it, else Python's ``repr`` of it (quoted, control characters escaped)."""
+    return repr(type_) if any(_is_control(character) for character in type_) else type_
+
+
+def _is_control(character: str) -> bool:
+    """C0/C1 controls, DEL, and the Unicode line and paragraph separators."""
+    return unicodedata.category(character) in ("Cc", "Zl", "Zp")
 
 
 def is_artifact_name(name: object) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from tracklet.artifacts.names import printable_type
 from tracklet.cli.common import CliError, _handle_errors, _iso, _state, unknown_project
 
 
@@ -86,7 +87,7 @@ def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
     for project in projects:
         for row in api.artifact_collections(project):
             row = {"project": project, **row}
-            text = f"{project}/{row['name']}  type={row['type']}  versions={row['versions']}  latest={row['latest']}"
+            text = f"{project}/{row['name']}  type={printable_type(row['type'])}  versions={row['versions']}  latest={row['latest']}"
             click.echo(json.dumps(row) if as_json else text)
 
 
@@ -118,6 +119,8 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
             value = f"{value:,} bytes"
         elif value is None:  # logged_by of a version stored outside any run
             value = "-"
+        elif key == "type":
+            value = printable_type(value)
         click.echo(f"{key + ':':<13}{', '.join(value) if isinstance(value, list) else value}")
     if row["metadata"]:
         click.echo(f"{'metadata:':<13}{json.dumps(row['metadata'])}")
@@ -284,6 +287,7 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, quiet: bool) -> None:
     from tracklet.artifacts.gc import collect, summary
     from tracklet.artifacts.sizes import parse_duration
     from tracklet.artifacts.storage import open_store
+    from tracklet.media.retention import unversioned_blobs_in_use
 
     try:
         grace_seconds = parse_duration(grace)
@@ -291,7 +295,8 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, quiet: bool) -> None:
         raise CliError(f"--grace: {error}") from None
     store = open_store(_state(ctx).api.root)
     for bar in _progress("gc (dry run)" if dry_run else "gc", quiet):
-        report = collect(store, grace=grace_seconds, dry_run=dry_run, progress=bar)
+        report = collect(store, grace=grace_seconds, dry_run=dry_run, progress=bar,
+                         orphan_check=unversioned_blobs_in_use)
     if dry_run:
         for path in report.removed:
             click.echo(f"would remove {path}")

@@ -55,9 +55,10 @@ from tracklet.artifacts.durable import sync_directory, sync_file
 from tracklet.core.digests import file_hasher, is_blake3, is_file_digest
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
+from tracklet.artifacts.names import check_artifact_type
 from tracklet.core.layout import check_name
 from tracklet import errors
-from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.errors import ArtifactError, ArtifactNameError, ArtifactNotFound
 from tracklet.server.artifact_registry_sql import SqlRegistry
 from tracklet.server.logs import BadRequest
 from tracklet.server.artifact_packed import PACKED_BLOB_BYTES, PackedBlobStore
@@ -854,8 +855,10 @@ class ServerArtifacts:
         parse, and the project must hold every blob it names (``BadRequest`` listing the first
         missing ones). Returns (the version with its aliases, reused)."""
         check_digest(manifest_digest)
-        if not isinstance(type, str) or not type or len(type) > 128 or "\0" in type:
-            raise BadRequest(f"artifact type must be a non-empty string of at most 128 characters; got {type!r}")
+        try:
+            check_artifact_type(type)
+        except ArtifactNameError as error:
+            raise BadRequest(str(error)) from None
         try:
             handle, size = self.open_blob(project, manifest_digest)
         except NotHeld:

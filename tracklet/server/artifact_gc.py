@@ -16,7 +16,9 @@ are older than a grace period, and never anything a committed version references
    project holds is forgotten (its ``DELETE`` re-checks both), and a pack is removed once no
    project holds a chunk in it and no placement names it (a pack is reclaimable only when none
    of its members is referenced);
-4. upload sessions older than the grace period are aborted (their parts removed).
+4. upload sessions older than the grace period are aborted (their parts removed);
+5. blob objects no project ever held (a server killed between writing and granting one) and
+   temporaries (``*.partial``) a killed writer left go too, once older than the grace period.
 
 A manifest or recipe that can't be read stops the collection before anything is removed. Packs
 with some live members (chunks or packed blobs) are kept whole: the report says how many hold
@@ -37,7 +39,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracklet.artifacts.manifest import Manifest
+from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.errors import ArtifactError, RecipeError
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.schema import (artifact_blobs, artifact_chunks, artifact_files, artifact_packed_blobs,
@@ -58,6 +60,8 @@ class ServerGcReport:
     chunks: int = 0
     packed: int = 0
     sessions: int = 0  # stale upload sessions aborted
+    temporaries: int = 0  # temporary blobs and packs a killed server left (``*.partial``)
+    temporary_bytes: int = 0
     removed: list[str] = dataclasses.field(default_factory=list)  # every object removed (or, dry, to remove)
     # Packs kept for their live chunks that also hold chunks no project holds, and the bytes a
     # repack writing only the live chunks would free (after this collection; dry: as if it ran).
@@ -71,6 +75,7 @@ class ServerGcReport:
         return (f"removed {self.blobs} blob(s) ({self.blob_bytes:,} bytes) and {self.packs} pack(s) "
                 f"({self.pack_bytes:,} bytes) no version references; {self.grants} blob grant(s), {self.files} "
                 f"chunked file(s), {self.chunks} chunk(s), {self.packed} packed blob(s) forgotten; {self.sessions} stale upload session(s) aborted; "
+                f"{self.temporaries} stale temporary file(s) ({self.temporary_bytes:,} bytes) removed; "
                 f"{self.mixed_packs} pack(s) kept for their live chunks hold {self.reclaimable_bytes:,} bytes no "
                 f"project references, of {self.pack_bytes_kept:,} pack bytes (a repack would reclaim them)"
                 + (f"; repacked {self.repacked} pack(s): their old copies ({self.repack_bytes:,} bytes) go with the "
@@ -158,8 +163,8 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
             sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id, artifact_chunks.c.pack_id)
             .where(artifact_chunks.c.created_at < cutoff))
             if chunk_id not in live_chunks.get(project, ())]
-    candidate_blobs = {digest for _, digest in grants}
     everywhere = set().union(*live.values()) if live else set()
+    candidate_blobs = {digest for _, digest in grants} | _ungranted_blobs(artifacts, cutoff, everywhere)
     with engine.connect() as connection:
         old_places = [(digest, pack_id) for digest, pack_id in connection.execute(
             sa.select(artifact_packed_blobs.c.digest, artifact_packed_blobs.c.pack_id)
@@ -177,6 +182,7 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
         report.grants, report.files, report.chunks = len(grants), len(dead_files), len(chunk_rows)
         report.packed = len(places_going)
         _count_reclaimable(artifacts, report, going, candidate_packs - kept_packs)
+        _remove_temporaries(artifacts, report, cutoff, dry_run=True)
         return report
     with engine.begin() as connection:
         report.grants = _delete(connection, artifact_blobs, artifact_blobs.c.digest, grants, cutoff)
@@ -191,6 +197,7 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     _remove_objects(artifacts, report, candidate_blobs - kept_blobs - everywhere, candidate_packs - kept_packs,
                     dry_run=False)
     report.sessions = artifacts.sweep_uploads(max_age=grace)
+    _remove_temporaries(artifacts, report, cutoff)
     worth = _count_reclaimable(artifacts, report, set(), set(), repack)
     if repack is not None:
         repack_packs(artifacts, report, worth)
@@ -309,6 +316,69 @@ def _unheld_packs(artifacts: ServerArtifacts, cutoff: float) -> set[str]:
         if modified.timestamp() < cutoff:
             old.add(pack_id)
     return old
+
+
+def _ungranted_blobs(artifacts: ServerArtifacts, cutoff: float, live: set[str]) -> set[str]:
+    """Blob objects older than ``cutoff`` that no project holds (no grant row) and nothing live
+    names: a server killed between writing a blob and granting it left them, or an upload whose
+    grants were collected before its object could be. Granted blobs are the grants' business."""
+    fs = artifacts.fs
+    base = f"{artifacts.blobs.base}/sha256"
+    fs.invalidate_cache(base)
+    try:
+        paths = fs.find(base)
+    except FileNotFoundError:
+        return set()
+    digests = {str(path).rsplit("/", 1)[-1] for path in paths} - live
+    digests = {digest for digest in digests if is_sha256(digest)}
+    if not digests:
+        return set()
+    with artifacts.engine.connect() as connection:
+        digests -= _still_granted(connection, digests, set())
+    old = set()
+    for digest in digests:
+        try:
+            modified = fs.modified(artifacts.blobs._path(digest))
+        except (FileNotFoundError, NotImplementedError):
+            continue
+        if modified.timestamp() < cutoff:
+            old.add(digest)
+    return old
+
+
+def _remove_temporaries(artifacts: ServerArtifacts, report: ServerGcReport, cutoff: float, *,
+                        dry_run: bool = False) -> None:
+    """Temporary blobs and packs (``*.partial`` under ``blobs/tmp`` and ``packs/tmp``) older than
+    ``cutoff``: a server killed mid-write left them. An upload session's own temporary (named by
+    its id) is its session's, removed with it (``sweep_uploads``)."""
+    fs = artifacts.fs
+    sessions: set[str] = set()
+    try:
+        fs.invalidate_cache(artifacts.uploads)
+        sessions = {str(name).rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(artifacts.uploads, detail=False)}
+    except FileNotFoundError:
+        pass
+    for folder in (f"{artifacts.blobs.base}/tmp", artifacts.packs.tmp_dir):
+        fs.invalidate_cache(folder)
+        try:
+            names = [str(name) for name in fs.ls(folder, detail=False)]
+        except FileNotFoundError:
+            continue
+        for name in names:
+            stem = name.rsplit("/", 1)[-1]
+            if not stem.endswith(".partial") or stem[: -len(".partial")] in sessions:
+                continue
+            try:
+                if fs.modified(name).timestamp() >= cutoff:
+                    continue
+                size = fs.size(name)
+                if not dry_run:
+                    fs.rm(name)
+            except (FileNotFoundError, NotImplementedError):
+                continue
+            report.temporaries += 1
+            report.temporary_bytes += size
+            report.removed.append(name)
 
 
 def _delete(connection: sa.Connection, table: sa.Table, column: Any, rows: list[tuple[str, str]],

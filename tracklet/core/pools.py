@@ -48,9 +48,14 @@ class Pool:
         if self._pool is not None:
             try:
                 return self._pool.submit(function, *args, **kwargs)
-            except RuntimeError:
-                # Not shut down by us: the interpreter is exiting (or no thread could be started).
+            except RuntimeError as error:
+                # Only its refusals before the job is queued ("... after interpreter shutdown", or
+                # "... after shutdown": the pool's threads saw the interpreter exiting; we never shut
+                # it down before this, see _closed). An error after (no thread could be started)
+                # leaves the job queued for the pool's threads: run here too, it would run twice.
                 # The jobs submitted before still run on the pool's threads.
+                if not str(error).startswith("cannot schedule new futures"):
+                    raise
                 self._pool = None
         return _done(function, args, kwargs)
 

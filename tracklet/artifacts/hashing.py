@@ -21,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from tracklet.core.digests import hash_file, is_blake3
 from tracklet.core.filehash import sha256_handle
+from tracklet.core.pools import parallel_map
 
 if TYPE_CHECKING:
     import sqlite3
@@ -36,8 +37,6 @@ STAT_CACHE_FILE = "artifact-digests.sqlite"
 # same stat and be taken for unchanged (git's "racily clean" entries). It is hashed again next time.
 RACY_NS = 2_000_000_000
 StatKey = tuple[str, int, int, int]
-T = TypeVar("T")
-R = TypeVar("R")
 
 _counter_lock = threading.Lock()
 _files_hashed = 0
@@ -53,26 +52,6 @@ def count_file_hashed() -> None:
     global _files_hashed
     with _counter_lock:
         _files_hashed += 1
-
-
-def parallel_map(function: Callable[[T], R], items: list[T], workers: int, name: str) -> list[R]:
-    """``[function(item) for item in items]`` on ``workers`` threads, in order. While the
-    interpreter shuts down (a run finished by ``atexit`` storing its last artifact),
-    ``concurrent.futures`` takes no new work (and can't even be imported): then the items are
-    done on this thread."""
-    if len(items) <= 1 or workers <= 1:
-        return [function(item) for item in items]
-    try:
-        from concurrent.futures import ThreadPoolExecutor  # its first import registers an exit hook
-
-        pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
-        futures = [pool.submit(function, item) for item in items]
-    except RuntimeError:
-        return [function(item) for item in items]
-    try:
-        return [future.result() for future in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def stat_key(path: str, stat: os.stat_result) -> StatKey:

@@ -29,7 +29,6 @@ import sqlite3
 import struct
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +43,14 @@ from tracklet.artifacts.chunking import (
     FileRecipe,
 )
 from tracklet.core.digests import file_hasher
+from tracklet.core.pools import Pool
 from tracklet.artifacts.durable import sync_directory
 from tracklet.artifacts.names import partial_path
 from tracklet.errors import ChunkCorrupt, ChunkMissing, ChunkStoreError, DigestMismatch, PackCorrupt
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from fsspec import AbstractFileSystem
 
 __all__ = [
@@ -546,7 +548,7 @@ class DirectFile:
         self._views = [memoryview(buffer) for buffer in self._buffers]
         self._view = self._views[0] if self._views else memoryview(b"")
         self._fill = 0
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: Pool | None = None
         self._pending: Future[None] | None = None
         self.closed = False
 
@@ -577,7 +579,7 @@ class DirectFile:
         GIL released) and fill the other one meanwhile."""
         self._wait()
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="tracklet-pack-write")
+            self._writer = Pool(1, "tracklet-pack-write")
         self._pending = self._writer.submit(self._write, full)
         self._view = self._views[1] if full is self._views[0] else self._views[0]
 

@@ -24,7 +24,6 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.cache import BlobCache, CacheFull
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
 from tracklet.core.digests import is_blake3
+from tracklet.core.pools import Pool
 from tracklet.artifacts.storage import ArtifactStore, recipe_of
 from tracklet.client.artifacts import ArtifactClient, ChunkRoutesMissing
 from tracklet.errors import ArtifactError, ArtifactNotFound, ArtifactVerifyError, ChunkStoreError
@@ -159,7 +159,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
 
     if todo:
         reader = store.chunk_reader(todo)
-        with ThreadPoolExecutor(max_workers=client.workers, thread_name_prefix="tracklet-pack") as pool:
+        with Pool(client.workers, "tracklet-pack") as pool:
             futures = []
             batch: list[tuple[bytes, bytes]] = []
             size = 0
@@ -237,7 +237,7 @@ class ChunkStreamer:
         self.sent = 0
         self.error: BaseException | None = None
         self.buffers_made = 0  # batch buffers allocated (the rest of the batches reuse them)
-        self._pool = ThreadPoolExecutor(max_workers=batches, thread_name_prefix="tracklet-stream")
+        self._pool = Pool(batches, "tracklet-stream")
         self._slots = threading.Semaphore(batches)
         self._lock = threading.Lock()
         self._futures: list[Any] = []

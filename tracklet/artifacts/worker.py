@@ -140,13 +140,16 @@ class ArtifactWorker:
         after the commit sends them, with its retries."""
         import os
 
-        # An offline run imports nothing here: at interpreter exit (finish() from atexit) a first
-        # import of concurrent.futures.thread fails ("can't register atexit after shutdown").
+        # An offline run imports nothing here (the server client, httpx): storing needs none of it.
         if self._remote is None or artifact.project is None:
             return None
         from tracklet.artifacts.remote import STREAM_CHUNKS_ENV, ServerChunks, connect
 
-        self._drain_at_exit()  # artifacts.remote imported concurrent.futures
+        try:  # the upload's pools: their exit hook first, so that ours (_drain_at_exit) runs before it
+            import concurrent.futures.thread  # noqa: F401
+        except RuntimeError:  # the interpreter is shutting down: the pools run their jobs on this thread
+            pass
+        self._drain_at_exit()
         if os.environ.get(STREAM_CHUNKS_ENV, "1") == "0":
             return None
         base_url, api_key = self._remote
@@ -255,6 +258,23 @@ class ArtifactWorker:
                 self._put(record)
             except RuntimeError:  # the run finished before this version was committed (finish says so)
                 pass
+
+    def unfinished(self) -> list[str]:
+        """One line per version this run logged that is not done yet (what ``finish()`` names
+        when ``close`` timed out): committed locally but not uploaded (``tracklet sync`` sends
+        it), or not stored (committed whole if the process lives long enough, else not kept)."""
+        lines = []
+        for artifact in list(self._logged):
+            if artifact._done.is_set():
+                continue
+            if artifact.state == "committed" and self._remote is not None:
+                name = artifact._info.qualified_name
+                lines.append(f"{name} is stored locally, not yet on {self._remote[0]}: `tracklet sync` (or "
+                             f"`tracklet artifact push {name} --url {self._remote[0]}`) uploads it")
+            else:
+                lines.append(f"{artifact.name!r} ({artifact.type}) is not stored: it is committed whole if this "
+                             "process lives long enough, else not kept at all (log it again)")
+        return lines
 
     def close(self, timeout: float) -> bool:
         """Store what is pending (within ``timeout``) and stop the thread. False on timeout."""

@@ -26,11 +26,11 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from tracklet.client.http import HttpClient, response_detail
+from tracklet.core.pools import Pool
 from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, RemoteError
 
 MAX_DIGESTS_PER_QUERY = 1000  # the server's limit per "which are missing?" request
@@ -230,7 +230,7 @@ class ArtifactClient:
             for job in jobs:
                 one(job)
             return sent
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs)), thread_name_prefix="tracklet-upload") as pool:
+        with Pool(min(self.workers, len(jobs)), "tracklet-upload") as pool:
             results = [pool.submit(one, job) for job in jobs]
             for result in results:
                 result.result()
@@ -354,7 +354,7 @@ class ArtifactClient:
                 if number in todo:
                     send(number, data)
         elif todo:
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(todo)), thread_name_prefix="tracklet-part") as pool:
+            with Pool(min(self.workers, len(todo)), "tracklet-part") as pool:
                 for result in [pool.submit(send, number) for number in todo]:
                     result.result()
         response = self.http.request("POST", f"{base}/{session['id']}/complete", idempotent=True)

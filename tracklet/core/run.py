@@ -1018,10 +1018,11 @@ class Run:
             print("tracklet: media or tables still being stored at finish were not recorded (each is recorded "
                   "whole or not at all)", file=sys.stderr)
         if self._artifacts is not None and not self._artifacts.close(max(0.0, deadline - time.monotonic())):
-            print("tracklet: artifacts still being stored at finish are not recorded in the run's log (a version "
-                  "is committed whole or not at all)" + (
+            print(f"tracklet: artifacts still being stored at finish (after finish_timeout, "
+                  f"{self.settings.finish_timeout:g} s) are not recorded in the run's log (a version is committed "
+                  "whole or not at all)" + (
                       "; `tracklet sync` uploads the versions it committed to the server" if self._artifact_remote()
-                      else ""), file=sys.stderr)
+                      else "") + "".join(f"\n  {line}" for line in self._artifacts.unfinished()), file=sys.stderr)
         end_time = _time()
         fields: dict[str, Any] = dict(exit_code=int(exit_code), end_time=end_time, runtime=end_time - self.start_time)
         if error is not None:

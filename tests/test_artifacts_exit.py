@@ -1,0 +1,172 @@
+"""A large artifact logged by a script that then ends (or is ended by Ctrl-C) without ``finish()``.
+
+The run is finished by ``atexit``, after threading's exit hooks: ``concurrent.futures`` then takes
+no new work, and a process that had not imported it (no torch, Lightning or pandas) can't import
+it at all ("can't register atexit after shutdown"). A file of 64 MiB or more is stored as chunks,
+with thread pools (hashing, pack writes, uploads): that version was lost. Each test runs a real
+script on a real 70 MiB file, offline and online against a real server process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import QUIET, REPO
+from serverproc import cli
+
+import tracklet
+from tracklet.core.pools import Pool, parallel_map
+from tracklet.errors import ArtifactNotFound
+
+MiB = 1 << 20
+
+# No torch, pandas or Lightning: nothing imports concurrent.futures before the script ends.
+_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import tracklet
+
+    path, settings = sys.argv[1], eval(sys.argv[2])
+    run = tracklet.init(project="exit", name="ends", settings=settings)
+    run.log_artifact(path, name="weights", type="model")
+    print("logged", flush=True)
+    if sys.argv[3] == "wait-for-ctrl-c":
+        time.sleep(300)
+    """
+)
+
+
+def _end(tmp_path: Path, env: dict[str, str], *, settings: dict | None = None, ctrl_c: bool = False,
+         size: int = 70 * MiB) -> tuple[subprocess.CompletedProcess, Path]:
+    """Write a random file of ``size`` bytes and run ``_SCRIPT`` on it to its end (with ``ctrl_c``:
+    SIGINT as soon as it has logged the file)."""
+    path = tmp_path / "weights.bin"
+    with open(path, "wb") as handle:
+        for _ in range(size // MiB):
+            handle.write(os.urandom(MiB))
+    args = [sys.executable, "-c", _SCRIPT, str(path), repr({**QUIET, **(settings or {})}),
+            "wait-for-ctrl-c" if ctrl_c else "end"]
+    child = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(REPO), **env}, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    if ctrl_c:
+        assert child.stdout.readline() == "logged\n"
+        child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=300)
+    return subprocess.CompletedProcess(args, child.returncode, out, err), path
+
+
+def _complete(version: tracklet.Artifact, source: Path, tmp_path: Path) -> None:
+    """The version's files download, match its manifest (``verify``) and are the logged bytes."""
+    target = Path(version.download(tmp_path / "back"))
+    version.verify(target)
+    assert (target / source.name).read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["ends", "ctrl-c"])
+def test_a_large_file_logged_last_offline_is_stored_whole_at_exit(tmp_path, ctrl_c):
+    root = tmp_path / "root"
+    done, source = _end(tmp_path, {"TRACKLET_DIR": str(root), "TRACKLET_MODE": "offline"}, ctrl_c=ctrl_c)
+    assert done.returncode == (-signal.SIGINT if ctrl_c else 0), done.stderr
+    assert "could not be stored" not in done.stderr and "still being stored" not in done.stderr, done.stderr
+    version = tracklet.Api(root).artifact("exit/weights:latest")
+    assert version.version == "v0" and version.logged_by() is not None
+    assert version.manifest.entries["weights.bin"].digest.startswith("blake3:")  # stored as chunks
+    _complete(version, source, tmp_path)
+
+
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["ends", "ctrl-c"])
+def test_a_large_file_logged_last_online_reaches_the_server_at_exit(servers, tmp_path, monkeypatch, ctrl_c):
+    server = servers(tmp_path / "server")
+    env = {"TRACKLET_DIR": str(tmp_path / "writer"), "TRACKLET_MODE": "online", "TRACKLET_BASE_URL": server.url}
+    done, source = _end(tmp_path, env, ctrl_c=ctrl_c)
+    assert done.returncode == (-signal.SIGINT if ctrl_c else 0), done.stderr
+    assert "failed" not in done.stderr and "still being stored" not in done.stderr, done.stderr
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
+    with tracklet.Api(base_url=server.url) as api:
+        version = api.artifact("exit/weights:latest")
+        assert version.version == "v0"
+        _complete(version, source, tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_what_finish_timeout_left_at_exit_is_named_and_nothing_half_written_is_visible(servers, tmp_path, mode):
+    """A ``finish_timeout`` too short for the version: exit says which artifact it left and what
+    to do; the version is whole or absent, locally and on the server, and ``tracklet sync`` sends
+    a version committed locally."""
+    server = servers(tmp_path / "server")
+    writer = tmp_path / "writer"
+    env = {"TRACKLET_DIR": str(writer), "TRACKLET_MODE": mode, "TRACKLET_BASE_URL": server.url}
+    done, source = _end(tmp_path, env, settings={"finish_timeout": 0.01}, size=200 * MiB)
+    assert done.returncode == 0, done.stderr
+    assert "artifacts still being stored at finish (after finish_timeout, 0.01 s)" in done.stderr, done.stderr
+    assert ("tracklet sync" in done.stderr) == (mode == "online"), done.stderr
+    # named: not stored (so not kept), or stored locally and not uploaded (what `tracklet sync` sends)
+    assert ("\n  'weights' (model) is not stored" in done.stderr
+            or "\n  exit/weights:v0 is stored locally" in done.stderr), done.stderr
+    try:
+        local = tracklet.Api(writer).artifact("exit/weights:latest")
+    except ArtifactNotFound:
+        local = None
+    else:
+        _complete(local, source, tmp_path / "local")
+    synced = cli("--dir", str(writer), "sync", "--all", "--url", server.url, "--quiet")
+    assert synced.returncode == 0, synced.stderr
+    with tracklet.Api(base_url=server.url) as api:
+        if local is None:
+            with pytest.raises(ArtifactNotFound):
+                api.artifact("exit/weights:latest")
+        else:
+            _complete(api.artifact("exit/weights:latest"), source, tmp_path / "remote")
+
+
+_POOLS_AT_EXIT = textwrap.dedent(
+    """
+    import atexit, sys, threading
+    from tracklet.core.pools import Pool, parallel_map
+
+    early = Pool(2, "early") if sys.argv[1] == "imported" else None
+    if early is None:
+        assert "concurrent.futures.thread" not in sys.modules
+
+    def at_exit():
+        if early is not None:  # made and used before exit: its threads were stopped by the exit hook
+            early.submit(lambda: print("early pool:", threading.current_thread().name)).result()
+        late = Pool(2, "late")
+        names = parallel_map(lambda _: threading.current_thread().name, [1, 2, 3], 3, "x")
+        failing = late.submit(lambda: 1 / 0)
+        print("late pool:", late.inline, names, type(failing.exception()).__name__, flush=True)
+
+    if early is not None:
+        early.submit(print, "pool before exit").result()
+    atexit.register(at_exit)
+    """
+)
+
+
+@pytest.mark.parametrize("before", ["imported", "never"])
+def test_a_pool_runs_its_jobs_on_the_calling_thread_at_interpreter_exit(before):
+    """Whether ``concurrent.futures`` was imported (and its pools stopped by its exit hook) or
+    can't be imported any more, a ``Pool`` at ``atexit`` does every job, on the calling thread."""
+    done = subprocess.run([sys.executable, "-c", _POOLS_AT_EXIT, before], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ("early pool: MainThread" in done.stdout) == (before == "imported"), done.stdout
+    assert "late pool: True ['MainThread', 'MainThread', 'MainThread'] ZeroDivisionError" in done.stdout
+
+
+def test_a_pool_uses_its_threads_while_the_interpreter_runs():
+    import threading
+
+    with Pool(2, "tracklet-test") as pool:
+        assert not pool.inline
+        assert pool.submit(lambda: threading.current_thread().name).result().startswith("tracklet-test")
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(print)
+    assert parallel_map(lambda x: x * 2, [1, 2, 3], 2, "tracklet-test") == [2, 4, 6]

@@ -98,6 +98,11 @@ def test_a_registered_version_is_deleted_only_when_asked_by_an_admin_of_every_re
         with pytest.raises(ArtifactDeleted, match="eval/m:v0 links vision/m:v0, which was deleted"):
             api.artifact("eval/m:latest")
         assert api.artifact("model/m:latest").source_qualified_name == "vision/m:v1"  # the other link is whole
+        # Listing the collection gives the versions that can be read, naming the one left out.
+        with pytest.warns(TrackletWarning, match="model/m:v0 left out: the artifact version each links was deleted"):
+            assert [version.source_qualified_name for version in api.artifact_versions("model/m")] == ["vision/m:v1"]
+        with pytest.warns(TrackletWarning, match="eval/m:v0 left out"):
+            assert api.artifact_versions("eval/m") == []
 
     # The registry keeps the version: it reads back as files deleted, never a 404 or a 500.
     net = "/registries/model/collections/m"

@@ -48,6 +48,9 @@ def test_delete_aliases_never_deletes_a_version_a_registry_links(root, tmp_path,
         api.artifact("wandb-registry-model/classifier:production")
     with pytest.raises(ArtifactDeleted, match="model/classifier:v0 links"):
         tracklet.Api(root).artifact("model/classifier:production")
+    # Listing the collection gives what can be read (none here), naming what it left out.
+    with pytest.warns(TrackletWarning, match="model/classifier:v0 left out"):
+        assert tracklet.Api(root).artifact_versions("model/classifier") == []
 
 
 def test_saving_a_stale_view_keeps_an_alias_someone_else_moved(root, tmp_path, monkeypatch):

@@ -268,6 +268,11 @@ _JSON_SHAPES = {
     "floats": b"[" + b",".join(b"%d.5" % i for i in range(100_000)) + b"]",
     "big ints": b"[" + b",".join(b"%d" % (i * 10**30) for i in range(50_000)) + b"]",
     "an astral string": ('["' + "a" * 100_000 + '\U0001f600"]').encode(),
+    # ASCII text whose escapes widen (or join) a whole string as json.loads decodes it
+    "an astral escape in ascii": b'["' + b"a" * 100_000 + b'\\ud83d\\ude00"]',
+    "a bmp escape in ascii": b'["' + b"a" * 100_000 + b'\\u0100"]',
+    "a newline escape in ascii": b'["\\n' + b"a" * 100_000 + b'"]',
+    "many escaped strings": b"[" + b",".join([b'"a\\nb"'] * 20_000) + b"]",
     "otlp spans": json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [_SPAN] * 2000}]}]}).encode(),
 }
 

@@ -215,3 +215,47 @@ def test_a_registry_with_collections_but_no_members_is_not_claimed_by_linking(de
         assert missing.status_code == 404  # a failed link claims nothing
         assert outsider.get("/registries/fresh/members").status_code == 403
     assert admin.get("/registries/legacy/members").json()["members"] == []
+
+
+def test_two_first_links_into_a_new_registry_make_one_admin(pg_url, tmp_path):
+    """Two users' first links into one new registry at the same moment (PostgreSQL, where nothing
+    else serializes the two transactions): one becomes its admin, the other gets no role."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from tracklet.server.auth import Principal
+    from tracklet.server.registry_roles import RegistryRoles
+    from tracklet.server.schema import migrate as migrate_server, users
+
+    from tracklet.store import Store
+
+    engine = Store(pg_url, root=tmp_path).engine
+    try:
+        migrate_server(engine)
+        with engine.begin() as connection:
+            ids = {name: connection.execute(users.insert().values(name=name, is_admin=False, disabled=False,
+                                                                   created_at=0.0).returning(users.c.id)).scalar()
+                   for name in ("alice", "bob")}
+        both_read = threading.Barrier(2, timeout=5)
+
+        @sa.event.listens_for(engine, "before_cursor_execute")
+        def meet(conn, cursor, statement, params, context, executemany):
+            if statement.lstrip().upper().startswith("SELECT REGISTRY_MEMBERS.USER_ID"):
+                try:
+                    both_read.wait()  # both are about to read "no members" (the lock makes one wait first)
+                except threading.BrokenBarrierError:
+                    pass
+
+        roles = RegistryRoles(engine)
+        got: dict[str, str | None] = {}
+        threads = [threading.Thread(target=lambda name=name: got.__setitem__(
+            name, roles.claim(Principal(ids[name], name, False), "newreg"))) for name in ("alice", "bob")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(member["role"] for member in roles.members("newreg")) == ["admin"]
+        assert sorted(role or "none" for role in got.values()) == ["admin", "none"]
+    finally:
+        engine.dispose()

@@ -55,6 +55,7 @@ __all__ = [
     "PromotionCheckRequired",
     "PromotionReviewRefused",
     "AliasMoved",
+    "RegistryForbidden",
     "RegistryUnavailable",
     "RemoteError",
     "ReproduceError",
@@ -177,6 +178,10 @@ class FilterSyntaxError(TrackletError, ValueError):
 
 class RemoteError(TrackletError, RuntimeError):
     """The server refused a request or could not be reached."""
+
+
+class RegistryForbidden(RemoteError):
+    """A server's registry refused the caller (HTTP 403): no role in it, or not the one needed."""
 
 
 class SyncError(RemoteError):

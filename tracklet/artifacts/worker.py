@@ -16,6 +16,7 @@ leaves the version committed locally, with a warning; ``tracklet artifact push``
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 import time
@@ -93,6 +94,9 @@ def _drain_at_thread_shutdown() -> None:
     if _drain_registered:
         return
     _drain_registered = True
+    # A forked child (multiprocessing, DataLoader workers) inherits the hook and the parent's
+    # workers, but not their threads: it would wait out exit_timeout for versions it never stores.
+    os.register_at_fork(after_in_child=_workers.clear)
     register = getattr(threading, "_register_atexit", None)  # CPython's, what concurrent.futures uses
     if register is not None:
         try:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tracklet.client.http import HttpClient, response_detail
-from tracklet.errors import AliasMoved, ArtifactNotFound, PromotionRequired, PromotionReviewRefused, RegistryError
+from tracklet.errors import AliasMoved, ArtifactNotFound, PromotionRequired, PromotionReviewRefused, RegistryError, RegistryForbidden
 
 
 class RegistryClient:
@@ -39,6 +39,8 @@ class RegistryClient:
             raise RegistryError(detail)
         if response.status_code == 412:
             raise AliasMoved(detail)
+        if response.status_code == 403:
+            raise RegistryForbidden(str(self.http.refusal(response, what=what)))
         raise self.http.refusal(response, what=what)
 
     def _call(self, method: str, url: str, what: str, **kwargs: Any) -> Any:

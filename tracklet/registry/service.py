@@ -224,8 +224,12 @@ def versions(root: str | os.PathLike, reference: Any, *, type: str | None = None
             raise
         store = ServerVersionStore(ArtifactClient(http), root)
         found = []
+        deleted: list[str] = []
         for link in links:
             document = backend.resolve_document(ref.registry, ref.collection, f"v{link.version}")
+            if document.get("files_deleted") or document.get("version") is None:
+                deleted.append(link_of(document["link"]).path)
+                continue
             found.append(linked_artifact(store, version_info(document["version"]), link_of(document["link"]),
                                          backend))
     else:
@@ -234,8 +238,21 @@ def versions(root: str | os.PathLike, reference: Any, *, type: str | None = None
             if ref.explicit:
                 raise ArtifactNotFound(f"no registry collection {ref.path} (nothing was linked to it)")
             return None
-        found = [linked_artifact(*_local_source(Path(root).expanduser(), link), link, registry)
-                 for link in registry.versions(ref.registry, ref.collection)]
+        found, deleted = [], []
+        for link in registry.versions(ref.registry, ref.collection):
+            try:
+                found.append(linked_artifact(*_local_source(Path(root).expanduser(), link), link, registry))
+            except ArtifactDeleted:
+                deleted.append(link.path)
+    if deleted:  # listed as W&B lists a collection: the versions that can be read
+        import warnings
+
+        from tracklet.core.stack import user_stacklevel
+        from tracklet.errors import TrackletWarning
+
+        warnings.warn(f"tracklet: {', '.join(deleted)} left out: the artifact version each links was deleted "
+                      "(`tracklet artifact rm --break-registry-links`), so it has no files", TrackletWarning,
+                      stacklevel=user_stacklevel())
     return [artifact for artifact in found if type is None or artifact.type == type]
 
 
@@ -266,14 +283,15 @@ def _resolve_remote(root: str | os.PathLike, ref: RegistryRef, remote: tuple[str
 def resolve_on_server(http: Any, data_root: str | os.PathLike, reference: Any, *,
                       type: str | None = None) -> Artifact | None:
     """``resolve`` against the server ``http`` talks to (``RemoteApi.artifact``)."""
-    from tracklet.errors import RemoteError
+    from tracklet.errors import RegistryForbidden
 
     ref = parse_registry_ref(reference)
     if ref is None:
         return None
     try:
         return _resolve_remote(data_root, ref, (http.base_url, None), type, http=http)
-    except RemoteError:  # no role in a registry named like the project (403): "project/name" is the artifact's
+    except RegistryForbidden:  # no role in a registry named like the project: "project/name" is the artifact's
+        # (any other failure, an unreachable server or a 5xx, is raised: falling back would name another artifact)
         if ref.explicit:
             raise
         return None

@@ -11,7 +11,6 @@ keeps one type. Assigning a number takes a transaction-scoped advisory lock on t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -25,7 +24,7 @@ from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
-from tracklet.server.schema import artifact_aliases, artifact_deleted_versions, artifact_versions
+from tracklet.server.schema import artifact_aliases, artifact_deleted_versions, artifact_versions, hold_xact_lock
 
 _FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by")
 
@@ -111,10 +110,7 @@ class SqlRegistry:
 
     def _begin(self, connection: sa.Connection, project: str, name: str) -> None:
         """Hold the collection for the rest of the transaction (PostgreSQL: an advisory lock)."""
-        if connection.dialect.name == "postgresql":
-            key = int.from_bytes(hashlib.sha256(f"artifact\0{project}\0{name}".encode()).digest()[:8], "big",
-                                 signed=True)
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        hold_xact_lock(connection, "artifact", project, name)
 
     def _held_version(self, connection: sa.Connection, project: str, name: str, version: int) -> Any:
         """Hold the collection for the rest of ``connection``'s transaction (``_begin``) and answer

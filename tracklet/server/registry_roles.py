@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from tracklet.registry.sql import REGISTRY_ROLES, role_at_least
 from tracklet.server.auth import Principal
-from tracklet.server.schema import registry_members, users
+from tracklet.server.schema import hold_xact_lock, registry_members, users
 
 # action -> the lowest registry role that may do it
 ACTIONS: dict[str, str] = {
@@ -83,6 +83,7 @@ class RegistryRoles:
         if principal.is_admin or principal.user_id is None:
             return "admin" if principal.is_admin else None
         with self.engine.begin() as connection:
+            hold_xact_lock(connection, "registry-claim", registry)  # two first links: one admin
             taken = connection.execute(sa.select(registry_members.c.user_id).where(
                 registry_members.c.registry == registry).limit(1)).first()
             if taken is None:

@@ -15,6 +15,7 @@ project's id never changes), which is why the store is migrated first.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import weakref
 from pathlib import Path
@@ -28,6 +29,15 @@ metadata = sa.MetaData()
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "tracklet_server_version"
+def hold_xact_lock(connection: sa.Connection, *key: str) -> None:
+    """Hold the lock named by ``key`` for the rest of ``connection``'s transaction: a transaction-
+    scoped advisory lock on PostgreSQL. SQLite needs none: its one writer at a time, and a read
+    snapshot it can't write from once another transaction wrote, serialize such transactions."""
+    if connection.dialect.name == "postgresql":
+        number = int.from_bytes(hashlib.sha256("\0".join(key).encode()).digest()[:8], "big", signed=True)
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": number})
+
+
 # The advisory lock a server migration holds on PostgreSQL ("tracklet" + 1; the store's is "tracklet").
 MIGRATION_LOCK = 0x747261636B6C6575
 

@@ -131,6 +131,48 @@ def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_c
     assert [run.id for run in public.runs("team", filters={"username": "bob"})] == ["by-bob"]  # W&B's filter field
 
 
+@pytest.mark.parametrize("order_by", [None, "name", "-name", "user,run_id", "-user,run_id", "-host,user,run_id"])
+@pytest.mark.parametrize("filter", [None, 'user = "u1"', "not user exists", 'user ~ "U" and host = h1', 'host = h0'])
+def test_every_page_of_runs_reads_each_runs_own_creator_whatever_the_filter_sort_and_page(store_url, tmp_path,
+                                                                                           order_by, filter):
+    """The store joins a server's creators once per query (run_creators.joined_fields): listing
+    ``user`` with a page changes neither the page nor its order, each row has its own run's creator
+    ("" for none), and ``user`` filters and sorts as a text field of the run ("" first ascending)."""
+    from tracklet.server import run_creators
+    from tracklet.store import Store
+    from tracklet.store.schema import projects, runs
+
+    store = Store(store_url, root=tmp_path / "root")
+    server_schema.migrate(store.engine)
+    creator = {f"r{i:02d}": ("", "u0", "u1", "u2")[i % 4] for i in range(30)}
+    with store.engine.begin() as connection:
+        project_id = connection.execute(projects.insert().values(name="p")).inserted_primary_key[0]
+        other = connection.execute(projects.insert().values(name="other")).inserted_primary_key[0]
+        connection.execute(runs.insert(), [
+            dict(project_id=pid, run_id=run_id, log_path=f"{pid}/{run_id}", created_at=float(i % 7), name=f"n{(i * 7) % 30:02d}",
+                 host=f"h{i % 3}", metadata={"username": "u1"}, tags=[], config={}, summary={}, keys=[])
+            for pid in (project_id, other) for i, run_id in enumerate(creator)])
+        ids = {name: connection.execute(server_schema.users.insert().values(name=name, created_at=0.0)).inserted_primary_key[0]
+               for name in ("u0", "u1", "u2")}
+        connection.execute(server_schema.run_creators.insert(), [
+            dict(project=project, run_id=run_id, user_id=ids[name if project == "p" else "u2"], created_at=0.0)
+            for project in ("p", "other") for run_id, name in creator.items() if name])
+    store.project_joined_fields = run_creators.joined_fields
+
+    everything = store.runs("p", filter=filter, order_by=order_by, fields=("name", "host", "user"))
+    assert all(row["user"] == creator[row["run_id"]] for row in everything)
+    if order_by == "user,run_id":
+        assert [row["run_id"] for row in everything] == sorted((row["run_id"] for row in everything),
+                                                               key=lambda run_id: (creator[run_id], run_id))
+    for limit, offset in ((None, 0), (7, 0), (7, 5), (5, 28)):
+        with_user = store.runs("p", filter=filter, order_by=order_by, limit=limit, offset=offset, fields=("name", "user"))
+        without = store.runs("p", filter=filter, order_by=order_by, limit=limit, offset=offset, fields=("name",))
+        assert [row["run_id"] for row in with_user] == [row["run_id"] for row in without]
+        assert [row["user"] for row in with_user] == [creator[row["run_id"]] for row in with_user]
+    assert store.run("p", "r01", fields=("user",)) == {"run_id": "r01", "user": "u0", "path": "p/r01"}
+    assert store.run("p", "r00", fields=("user",))["user"] == ""
+
+
 def _server_config(connection: sa.Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(server_schema.MIGRATIONS))

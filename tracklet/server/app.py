@@ -135,7 +135,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     if auth:  # every query of runs filters and sorts `user` by the creator a key verified (run_creators.py)
         from tracklet.server import run_creators
 
-        store.project_field_columns = lambda project: {"user": run_creators.user_column(project)}
+        store.project_joined_fields = run_creators.joined_fields
     copies: LogCopies | SegmentCopies = LogCopies(root, KeyCounts(store))
     if logs_url is not None:
         location = RunFiles.connect(logs_url, files_options)

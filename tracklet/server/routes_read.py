@@ -12,7 +12,7 @@ from tracklet.server import run_creators
 from tracklet.server.jsonable import json_value, series_json
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
-from tracklet.store import LIST_FIELDS
+from tracklet.store import LIST_FIELDS, RUN_FIELDS
 from tracklet.server.models import (
     HistoryResponse,
     Project,
@@ -62,14 +62,15 @@ def list_runs(
 
     keys = app.authorizer is not None
     # A server without keys shows (and filters by) the user name each client recorded (the store's
-    # `username` field: metadata.username); one with keys, the users they verified (run_creators).
-    fields = LIST_FIELDS if keys else (*LIST_FIELDS, "username")
+    # `username` field: metadata.username); one with keys, the users they verified (run_creators,
+    # the store's joined field `user`, read in the same query).
+    fields = (*LIST_FIELDS, "user") if keys else (*LIST_FIELDS, "username")
 
     def query() -> list[dict[str, Any]]:
         if not app.store.project_exists(project):
             raise HTTPException(status_code=404, detail=f"no project {project!r} on this server")
         rows = app.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset, fields=fields)
-        _add_users(app, project, rows)
+        _add_users(app, rows)
         return rows
 
     rows = query()
@@ -77,17 +78,17 @@ def list_runs(
     return json_response({"runs": [json_value(row) for row in rows]})
 
 
-def _add_users(app: Any, project: str, rows: list[dict[str, Any]]) -> None:
-    """Set each row's ``user`` (run_creators.run_user) from its verified creator, or on a server
-    without keys from the name the run recorded: a listing row's ``username`` field (taken out of
-    the row), a whole row's ``metadata.username``."""
+def _add_users(app: Any, rows: list[dict[str, Any]]) -> None:
+    """Set each row's ``user`` (run_creators.run_user) from its verified creator (the row's joined
+    ``user`` field, "" for none), or on a server without keys from the name the run recorded: a
+    listing row's ``username`` field (taken out of the row), a whole row's ``metadata.username``."""
     keys = app.authorizer is not None
-    names = run_creators.creators(app.store.engine, project, [row["run_id"] for row in rows]) if keys else {}
     for row in rows:
+        verified = row.pop("user", None) or None
         claimed = row.pop("username", None)
         if claimed is None and isinstance(row.get("metadata"), dict):
             claimed = row["metadata"].get("username")
-        row["user"] = run_creators.run_user(names.get(row["run_id"]), claimed, keys=keys)
+        row["user"] = run_creators.run_user(verified, claimed, keys=keys)
 
 
 @router.get("/runs/{project}/{run_id}", response_model=RunResponse, response_model_exclude_unset=True,
@@ -97,10 +98,11 @@ def get_run(request: Request, project: str, run_id: str) -> RunResponse:
     where it ran: command, git commit, GPUs...) and `user` (who created it)."""
     app = request.app.state.tracklet
     run_paths(app.root, project, run_id)
-    row = app.store.run(project, run_id)
+    keys = app.authorizer is not None
+    row = app.store.run(project, run_id, fields=(*RUN_FIELDS, "user") if keys else RUN_FIELDS)
     if row is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    _add_users(app, project, [row])
+    _add_users(app, [row])
     return RunResponse(run=RunRow.model_validate(json_value(row)))
 
 

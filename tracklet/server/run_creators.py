@@ -5,7 +5,7 @@ append at offset 0), from the key it authenticated: nothing the client sends nam
 a client cannot claim another's name. The first upload's user stays the creator; a later upload by
 another member (a resumed run) changes nothing. A ``--dev`` server has no keys and records none.
 
-``creators`` reads the users back for the run routes. What a run without a row reads back as is
+``joined_fields`` reads them back, for the run routes' listings and for filters and sorts on ``user``. What a run without a row reads back as is
 ``RunUser``'s rule: a run uploaded before migration s0016, or to a server without keys, has no
 verified user; a server without keys shows the user name the client recorded in the run's metadata
 (``metadata.username``, the OS user as W&B's metadata has it), marked unverified.
@@ -14,15 +14,13 @@ verified user; a server without keys shows the user name the client recorded in 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from tracklet.server.schema import run_creators, users
-
-_LOOKUP_CHUNK = 500  # run ids per IN list (a page of runs is up to 10,000)
+from tracklet.store import JoinedFields
 
 
 def record(engine: sa.Engine, project: str, run_id: str, user_id: int) -> None:
@@ -36,34 +34,20 @@ def record(engine: sa.Engine, project: str, run_id: str, user_id: int) -> None:
         pass  # recorded already
 
 
-def creators(engine: sa.Engine, project: str, run_ids: Iterable[str]) -> dict[str, str]:
-    """The recorded creator's user name of each of ``run_ids`` that has one."""
-    wanted = list(dict.fromkeys(run_ids))
-    found: dict[str, str] = {}
-    with engine.connect() as connection:
-        for start in range(0, len(wanted), _LOOKUP_CHUNK):
-            chunk = wanted[start:start + _LOOKUP_CHUNK]
-            rows = connection.execute(
-                sa.select(run_creators.c.run_id, users.c.name)
-                .select_from(run_creators.join(users, users.c.id == run_creators.c.user_id))
-                .where(run_creators.c.project == project, run_creators.c.run_id.in_(chunk)))
-            found.update({run_id: name for run_id, name in rows})
-    return found
+def joined_fields(project: str) -> JoinedFields:
+    """The field ``user`` of ``project``'s runs on a server with keys, as the store's
+    ``project_joined_fields`` takes it: the recorded creator's name, "" for a run without one.
 
+    The store LEFT OUTER JOINs this module's tables once per query (``run_creators`` on its primary
+    key (project, run_id), then ``users`` on theirs), so a listing reads each run's creator in the
+    same query, and a filter or sort on ``user`` costs a join, never a subquery per run."""
 
-def user_column(project: str) -> Callable[[sa.ColumnElement[str]], sa.ColumnElement[str]]:
-    """The filter and sort field ``user`` of ``project``'s runs on a server with keys, as the store's
-    ``project_field_columns`` takes it: given the runs' ``run_id`` column, the recorded creator's name, ""
-    for a run without one (a correlated subquery on this module's tables only)."""
+    def join(runs_from: sa.FromClause, run_id: sa.ColumnElement[str]) -> sa.FromClause:
+        return (runs_from
+                .outerjoin(run_creators, sa.and_(run_creators.c.project == project, run_creators.c.run_id == run_id))
+                .outerjoin(users, users.c.id == run_creators.c.user_id))
 
-    def column(run_id: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-        creator = (sa.select(users.c.name)
-                   .select_from(run_creators.join(users, users.c.id == run_creators.c.user_id))
-                   .where(run_creators.c.project == project, run_creators.c.run_id == run_id)
-                   .scalar_subquery())
-        return sa.func.coalesce(creator, "")
-
-    return column
+    return JoinedFields(join=join, columns={"user": sa.func.coalesce(users.c.name, "")})
 
 
 def run_user(verified_name: str | None, claimed_name: str | None, *, keys: bool) -> dict[str, Any] | None:

@@ -125,6 +125,7 @@ __all__ = [
     "Or",
     "compile_filter",
     "compile_sort",
+    "named_columns",
     "parse_filter",
     "parse_sort",
 ]
@@ -966,6 +967,15 @@ class _Compiler:
                 cond = col.in_(present)
             parts.append(sa.and_(col.is_not(None), cond) if getattr(col, "nullable", False) else cond)
         return sa.or_(*parts) if parts else sa.false()
+
+
+def named_columns(expr: FilterExpr) -> set[str]:
+    """The columns (``Field.column``) a filter's conditions name: which joins its query needs."""
+    if isinstance(expr, (And, Or)):
+        return set().union(*map(named_columns, expr.operands))
+    if isinstance(expr, Not):
+        return named_columns(expr.operand)
+    return {expr.field.column}
 
 
 def compile_filter(expr: FilterExpr | str, runs_table: sa.Table, *, now: float | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
@@ -17,7 +18,7 @@ from tracklet.store.run_data_queries import RunDataQueries
 from tracklet.store.schema import projects, runs, series
 from tracklet.store.text import fit, store_text
 
-__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "Store"]
+__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "JoinedFields", "Store"]
 
 RUN_FIELDS = (
     "run_id", "name", "state", "tags", "group_name", "job_type", "notes", "host", "created_at", "updated_at",
@@ -28,16 +29,32 @@ RUN_FIELDS = (
 LIST_FIELDS = tuple(field for field in RUN_FIELDS if field not in ("keys", "metadata"))
 
 
+@dataclass(frozen=True)
+class JoinedFields:
+    """Fields of a project's runs that live outside the store's tables (a server's verified ``user``),
+    for filters, sorts and listings alike.
+
+    ``join(runs_from, run_id)`` gives ``runs_from`` (the store's runs, as a FROM clause) with LEFT
+    OUTER JOINs of the owner's tables added on ``run_id`` (the runs table's column), each matching at
+    most one row per run, so a join never repeats nor drops a run. ``columns``: each field as an
+    expression over those tables, never NULL (a text field is "" for a run without a row). The store
+    joins once per query, and only when the query names one of these fields: a filter or sort on it
+    costs one join (index lookups or a hash join), not a subquery per run."""
+
+    join: Callable[[sa.FromClause, sa.ColumnElement[str]], sa.FromClause]
+    columns: Mapping[str, sa.ColumnElement[Any]]
+
+
 class Store(RunDataQueries):
     """The runs of one data root, indexed. ``url`` picks the database (default ``$TRACKLET_STORE``,
     else SQLite at ``<root>/store.sqlite``); ``root`` is the data root whose record logs feed it."""
 
-    #: What filter and sort fields without a column of the runs table mean in a project, each a
-    #: function of the runs table's ``run_id`` column; default: the store's own (``filters.user_column``).
-    #: A server with keys sets it (create_app: its verified creators, run_creators.user_column) so
-    #: that every query of runs (the runs list, reports' run sets and freezes) filters and sorts
-    #: ``user`` by the creator a key verified, never by the client-recorded ``metadata.username``.
-    project_field_columns: Callable[[str], Mapping[str, Callable[[sa.ColumnElement[str]], sa.ColumnElement[Any]]]] | None = None
+    #: What filter, sort and list fields without a column of the runs table mean in a project
+    #: (``JoinedFields``), or None; default: the store's own (``filters.user_column``). A server with
+    #: keys sets it (create_app: its verified creators, run_creators.joined_fields) so that every
+    #: query of runs (the runs list, reports' run sets and freezes) filters and sorts ``user`` by the
+    #: creator a key verified, never by the client-recorded ``metadata.username``.
+    project_joined_fields: Callable[[str], JoinedFields] | None = None
 
     def __init__(self, url: str | None = None, *, root: str | Path | None = None) -> None:
         if root is None:
@@ -91,35 +108,53 @@ class Store(RunDataQueries):
         """A project's runs as dicts of ``fields`` (any of ``RUN_FIELDS``) plus ``path``, newest
         first unless ``order_by`` says otherwise; ``filter`` is an expression (docs/store.md);
         ``run_ids``: only these runs (bound parameters); fields without a column of the runs table
-        (``user``) mean what ``project_field_columns`` says. ``fields`` may also name ``username``:
-        the OS user name the run recorded (``metadata.username``, "" without one), read without
-        reading the whole metadata."""
-        unknown = set(fields) - set(RUN_FIELDS) - {"username"}
+        (``user``) mean what ``project_joined_fields`` says, and ``fields`` may name those too.
+        ``fields`` may also name ``username``: the OS user name the run recorded
+        (``metadata.username``, "" without one), read without reading the whole metadata."""
+        joined = self.project_joined_fields(project) if self.project_joined_fields is not None else None
+        joined_columns = joined.columns if joined is not None else {}
+        unknown = set(fields) - set(RUN_FIELDS) - {"username"} - set(joined_columns)
         if unknown:
             raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
-        columns = [_username(runs) if field == "username" else runs.c[field]
-                   for field in dict.fromkeys(("run_id", *fields))]
-        stmt = (
-            sa.select(*columns).join(projects, projects.c.id == runs.c.project_id)
-            .where(projects.c.name == project, runs.c.deleted.is_(False))
-        )
-        if run_ids is not None:
-            stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
-        field_columns = self.project_field_columns(project) if self.project_field_columns is not None else {}
-        expressions = {name: make(runs.c.run_id) for name, make in field_columns.items()}
+        named: set[str] = set()  # the columns the filter and sort name
+        where = sort = None
         if filter:
-            from tracklet.store.filters import compile_filter, parse_filter
+            from tracklet.store.filters import compile_filter, named_columns, parse_filter
 
-            stmt = stmt.where(compile_filter(parse_filter(filter), runs, columns=expressions))
+            parsed = parse_filter(filter)
+            named |= named_columns(parsed)
+            where = compile_filter(parsed, runs, columns=joined_columns)
         if order_by:
             from tracklet.store.filters import compile_sort, parse_sort
 
-            stmt = stmt.order_by(*compile_sort(parse_sort(order_by), runs, columns=expressions))
-        else:
-            stmt = stmt.order_by(runs.c.created_at.desc(), runs.c.run_id)
-        stmt = stmt.offset(offset)
+            keys = parse_sort(order_by)
+            named |= {field.column for field, _ in keys}
+            sort = compile_sort(keys, runs, columns=joined_columns)
+        order = sort if sort is not None else [runs.c.created_at.desc(), runs.c.run_id]
+        listed_joined = [field for field in dict.fromkeys(fields) if field in joined_columns]
+        columns = [_username(runs) if field == "username" else runs.c[field]
+                   for field in dict.fromkeys(("run_id", *fields)) if field not in joined_columns]
+        source: sa.FromClause = runs.join(projects, projects.c.id == runs.c.project_id)
+        join_first = joined is not None and bool(named & set(joined_columns))
+        if joined is not None and join_first:
+            source = joined.join(source, runs.c.run_id)
+            columns += [joined_columns[field].label(field) for field in listed_joined]
+        elif listed_joined:
+            # Listed only: join the page's rows, not every run the sort goes through.
+            columns.append(sa.func.row_number().over(order_by=order).label("_position"))
+        stmt = sa.select(*columns).select_from(source).where(projects.c.name == project, runs.c.deleted.is_(False))
+        if run_ids is not None:
+            stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
+        if where is not None:
+            stmt = stmt.where(where)
+        stmt = stmt.order_by(*order).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
+        if joined is not None and listed_joined and not join_first:
+            page = stmt.subquery("page")
+            stmt = (sa.select(*(column for column in page.c if column.name != "_position"),
+                              *(joined_columns[field].label(field) for field in listed_joined))
+                    .select_from(joined.join(page, page.c.run_id)).order_by(page.c._position))
         prefix = project + "/"
         with self.engine.connect() as connection:
             listed = [dict(row) for row in connection.execute(stmt).mappings()]

@@ -26,7 +26,11 @@ members nothing references and how many bytes a repack would reclaim (``repack=`
 
 Uploads in flight: the "which do you have" queries (blobs and chunks) mark what they answer as
 held used now, and a pack sent again refreshes the project's rows for its chunks, so a chunk or
-blob a client was told the server holds (and so won't send) is never collected under it.
+blob a client was told the server holds (and so won't send) is never collected under it. A blob
+object is removed holding the grants table locked, its grants checked again in that transaction,
+and an upload's grant checks that its objects are there in its own (``_remove_blobs``), so an
+upload of the same bytes never ends with a grant naming a removed object; a pack is set aside,
+its rows checked again, and put back if an upload claimed it (``_remove_pack``, ``keep_pack``).
 """
 
 from __future__ import annotations

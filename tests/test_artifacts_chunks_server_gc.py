@@ -503,8 +503,9 @@ def test_an_upload_as_a_collection_removes_the_same_blob_never_leaves_a_grant_wi
                   f"sqlite:///{root / 'store.sqlite'}", root=root)
     server = ServerArtifacts(root, url, options, engine=store.engine)  # the server process
     admin = ServerArtifacts(root, url, options, engine=store.engine)  # `tracklet admin artifact-gc`
-    data = os.urandom(9 << 20 if origin == "large" else 5000)
+    data, other = os.urandom(9 << 20 if origin == "large" else 5000), os.urandom(4000)
     digest = _sha(data)
+    server.pack_small = False
     if origin == "collected":
         server.store_small("abandoned", [(digest, data)])  # granted, never committed
     else:  # written, then the server was killed: no grant
@@ -527,8 +528,8 @@ def test_an_upload_as_a_collection_removes_the_same_blob_never_leaves_a_grant_wi
         try:
             if origin == "large":
                 outcome.append(server.store_chunks("p", digest, iter([data[:1 << 20], data[1 << 20:]])))
-            else:
-                outcome.append(server.store_small("p", [(digest, data)]))
+            else:  # with another blob, each an object of its own: checked together
+                outcome.append(server.store_small("p", [(digest, data), (_sha(other), other)]))
         except BlobCollected as error:
             outcome.append(error)
 
@@ -563,6 +564,8 @@ def test_an_upload_as_a_collection_removes_the_same_blob_never_leaves_a_grant_wi
         assert digest in str(outcome[0])
         server.store_chunks("p", digest, iter([data]))
     assert _read(server, "p", digest) == data
+    if origin != "large":
+        assert _read(server, "p", _sha(other)) == other
     manifest = Manifest({"f.bin": ManifestEntry("f.bin", digest, len(data))}).to_bytes()
     server.store_small("p", [(_sha(manifest), manifest)])
     server.commit("p", "ds", type="dataset", manifest_digest=_sha(manifest), description="", metadata={},

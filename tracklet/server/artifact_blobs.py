@@ -439,25 +439,32 @@ class ServerArtifacts:
             loose = good
         sizes = {digest: len(data) for digest, data in good.items()}
         for _ in range(3):  # a collection removing one of them meanwhile: written again
-            self._write_loose(loose)
-            gone = self._grant_objects(project, sizes, list(loose))
+            objects = self._write_loose(loose)
+            gone = self._grant_objects(project, sizes, objects)
             if not gone:
                 return rejected
             loose = {digest: loose[digest] for digest in gone}
         raise errors.BlobCollected(f"blob {gone[0]} was removed by garbage collections three times while it was "
                                    "being stored; send it again")
 
-    def _write_loose(self, loose: dict[str, bytes]) -> None:
-        """Write verified blobs held in memory as objects of their own (those stored already on a
-        directory are left as they are)."""
-        if self.blobs.local:
-            for digest, data in loose.items():
-                if not self._object_exists(digest):
-                    writer = self.blobs.writer()
-                    writer.write(data)
-                    writer.publish(digest)
-        elif loose:
-            self.fs.pipe({self.blobs._path(digest): data for digest, data in loose.items()})
+    def _write_loose(self, loose: dict[str, bytes]) -> list[str]:
+        """Write verified blobs held in memory as objects of their own; on a directory, those
+        stored already are left as they are, and so are those placed in a pack (their placements
+        marked used now: a collection keeps them, ``store_packed``). The digests now stored as
+        objects (the others are placed)."""
+        if not self.blobs.local:
+            if loose:
+                self.fs.pipe({self.blobs._path(digest): data for digest, data in loose.items()})
+            return list(loose)
+        placed = self.blobs.places(loose) if loose else {}
+        if placed:  # rarely: refreshed only then, so a batch of new blobs writes nothing here
+            placed = self.blobs.places(placed, refresh=True)
+        for digest, data in loose.items():
+            if digest not in placed and not self._object_exists(digest):
+                writer = self.blobs.writer()
+                writer.write(data)
+                writer.publish(digest)
+        return [digest for digest in loose if digest not in placed]
 
     def store_packed(self, blobs: dict[str, bytes]) -> str | None:
         """Store verified small blobs as one pack (``artifact_packed.py``): those placed already

@@ -305,10 +305,12 @@ def test_repack_rewrites_a_mixed_pack_with_its_live_chunks_and_the_next_collecti
     assert "0 pack(s) kept for their live chunks hold 0 bytes" in ran.stdout
 
 
-def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Path, request) -> None:
+def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Path, request,
+                             database: str = "sqlite") -> None:
     root = tmp_path / "server"
     root.mkdir()
-    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    store = Store(request.getfixturevalue("pg_url") if database == "postgresql" else
+                  f"sqlite:///{root / 'store.sqlite'}", root=root)
     url, options = None, None
     if backend == "s3":
         import uuid
@@ -388,17 +390,19 @@ def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Pat
     store.close()
 
 
-@pytest.mark.parametrize(("kind", "backend", "moment"), [
-    ("packed", "local", 0), ("packed", "local", 1), ("packed", "local", 2), ("packed", "local", -1),
-    ("chunks", "local", 0), ("chunks", "local", -1), ("packed", "s3", 0), ("chunks", "s3", 1), ("chunks", "s3", -1)])
-def test_a_retry_during_a_collection_never_names_a_removed_pack(kind, backend, moment, tmp_path, request):
+@pytest.mark.parametrize(("kind", "backend", "moment", "database"), [
+    ("packed", "local", 0, "sqlite"), ("packed", "local", 1, "sqlite"), ("packed", "local", 2, "sqlite"),
+    ("packed", "local", -1, "sqlite"), ("chunks", "local", 0, "sqlite"), ("chunks", "local", -1, "sqlite"),
+    ("packed", "s3", 0, "sqlite"), ("chunks", "s3", 1, "sqlite"), ("chunks", "s3", -1, "sqlite"),
+    ("packed", "local", 1, "postgresql"), ("chunks", "local", 0, "postgresql"), ("chunks", "s3", -1, "postgresql")])
+def test_a_retry_during_a_collection_never_names_a_removed_pack(kind, backend, moment, database, tmp_path, request):
     """A pack written by a server killed before its rows sat unclaimed past the grace period; the
     client's retry (same members, same pack id) arrives while a collection is removing it: at the
     collection's first, second or third step on that pack, or with the whole collection between the
     retry's check that the pack is there and its rows (moment -1). The retry finds the pack in place and
     writes nothing, so without care its rows named a pack the collection then removed (blobs and
     chunks the client was told are stored, gone). Whichever comes first, the pack is there after."""
-    _retry_during_collection(kind, backend, moment, tmp_path, request)
+    _retry_during_collection(kind, backend, moment, tmp_path, request, database)
 
 
 def test_a_pack_a_dead_collection_left_set_aside_goes_back_if_named(tmp_path):
@@ -463,4 +467,108 @@ def test_an_ungranted_blob_sent_again_while_a_collection_looks_at_it_stays(backe
         admin.fs.modified = modified  # type: ignore[method-assign]
     assert sent and _read(server, "p", _sha(data)) == data
     assert report.blobs == 1 and not server.fs.exists(server.blobs._path(_sha(lone)))
+    store.close()
+
+
+@pytest.mark.parametrize(("database", "backend", "origin"), [
+    ("sqlite", "local", "ungranted"), ("sqlite", "local", "collected"), ("sqlite", "local", "large"),
+    ("sqlite", "s3", "ungranted"), ("sqlite", "s3", "collected"),
+    ("postgresql", "local", "ungranted"), ("postgresql", "local", "collected"), ("postgresql", "local", "large"),
+    ("postgresql", "s3", "collected")])
+def test_an_upload_as_a_collection_removes_the_same_blob_never_leaves_a_grant_without_it(database, backend, origin,
+                                                                                        tmp_path, request):
+    """A blob object nobody holds past the grace period (never granted: a server killed between
+    writing and granting it; or granted by an abandoned upload, its grant collected first): the
+    collection checks the grants again and removes it. An upload of the same bytes that got as far
+    as granting them (it found the object stored and wrote nothing, or wrote it again just before)
+    when the collection checks and removes: without care its grant named a removed object, so a
+    commit of it passed and its files were gone. Whichever comes first, the bytes read back, or
+    (a large blob streamed, found stored: its bytes are not kept) the upload is told to send them
+    again and nothing is granted."""
+    import threading
+
+    from tracklet.errors import BlobCollected
+
+    root = tmp_path / "server"
+    root.mkdir()
+    url, options = None, None
+    if backend == "s3":
+        import uuid
+
+        from s3server import BUCKET, S3_KEY, S3_SECRET
+
+        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+        options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
+    store = Store(request.getfixturevalue("pg_url") if database == "postgresql" else
+                  f"sqlite:///{root / 'store.sqlite'}", root=root)
+    server = ServerArtifacts(root, url, options, engine=store.engine)  # the server process
+    admin = ServerArtifacts(root, url, options, engine=store.engine)  # `tracklet admin artifact-gc`
+    data, other = os.urandom(9 << 20 if origin == "large" else 5000), os.urandom(4000)
+    digest = _sha(data)
+    server.pack_small = False
+    if origin == "collected":
+        server.store_small("abandoned", [(digest, data)])  # granted, never committed
+    else:  # written, then the server was killed: no grant
+        path = server.blobs._path(digest)
+        server.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        server.fs.pipe_file(path, data)
+    assert server.blobs.has(digest)
+
+    granting = threading.Event()  # the upload decided what to write and is about to grant
+    sync = server.blobs.sync
+
+    def about_to_grant() -> int:
+        granting.set()
+        return sync()
+
+    server.blobs.sync = about_to_grant  # type: ignore[method-assign]
+    outcome: list[object] = []
+
+    def upload() -> None:
+        try:
+            if origin == "large":
+                outcome.append(server.store_chunks("p", digest, iter([data[:1 << 20], data[1 << 20:]])))
+            else:  # with another blob, each an object of its own: checked together
+                outcome.append(server.store_small("p", [(digest, data), (_sha(other), other)]))
+        except BlobCollected as error:
+            outcome.append(error)
+
+    uploader = threading.Thread(target=upload)
+    fs = admin.fs
+    rm = fs.rm
+
+    def rm_meanwhile(path, *args, **kwargs):  # the collection decided: the upload gets as far as its grant
+        if digest in str(path) and not uploader.is_alive() and not outcome:
+            uploader.start()
+            assert granting.wait(60)
+        return rm(path, *args, **kwargs)
+
+    sweep = admin.sweep_uploads
+
+    def upload_done_first(*args, **kwargs):  # the collection's next step: its clock is 2 h ahead (temporaries)
+        if uploader.is_alive():
+            uploader.join(60)
+        return sweep(*args, **kwargs)
+
+    fs.rm = rm_meanwhile  # type: ignore[method-assign]
+    admin.sweep_uploads = upload_done_first  # type: ignore[method-assign]
+    try:
+        report = collect(admin, grace=HOUR, now=time.time() + 2 * HOUR)
+    finally:
+        fs.rm = rm  # type: ignore[method-assign]
+        server.blobs.sync = sync  # type: ignore[method-assign]
+    uploader.join(60)
+    assert report.blobs == 1 and len(outcome) == 1
+    if isinstance(outcome[0], BlobCollected):
+        assert origin == "large" and not server.holds("p", digest)  # nothing granted: the client sends it again
+        assert digest in str(outcome[0])
+        server.store_chunks("p", digest, iter([data]))
+    assert _read(server, "p", digest) == data
+    if origin != "large":
+        assert _read(server, "p", _sha(other)) == other
+    manifest = Manifest({"f.bin": ManifestEntry("f.bin", digest, len(data))}).to_bytes()
+    server.store_small("p", [(_sha(manifest), manifest)])
+    server.commit("p", "ds", type="dataset", manifest_digest=_sha(manifest), description="", metadata={},
+                  aliases=[], logged_by=None)
+    assert _read(server, "p", digest) == data
     store.close()

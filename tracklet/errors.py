@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "PricesError",
     "BlobNotHeld",
+    "BlobCollected",
     "TrialPruned",
     "MediaError",
     "ArtifactError",
@@ -339,6 +340,11 @@ class MediaError(TrackletError, ValueError):
 
 class BlobNotHeld(TrackletError, LookupError):
     """The project holds no such artifact blob or upload session on the server (404)."""
+
+
+class BlobCollected(TrackletError, RuntimeError):
+    """A blob a server was storing was removed by its garbage collection meanwhile (the upload found
+    it stored and sent no bytes to write): nothing was granted; the client sends it again (503)."""
 
 
 

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tracklet import __version__
+from tracklet.errors import BlobCollected
 from tracklet.server import db_unavailable, query_warm, sweeps_warm
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
@@ -263,6 +264,11 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
 
     routes_registry.install_error_handlers(app)  # the registry's refusals: 400, 404, 409, 503
     db_unavailable.install(app)  # the database unreachable: 503 + Retry-After, one line, no traceback
+
+    @app.exception_handler(BlobCollected)
+    async def blob_collected(request: Request, error: BlobCollected) -> JSONResponse:  # clients send it again
+        return JSONResponse(status_code=503, headers={"Retry-After": str(db_unavailable.RETRY_AFTER_S)},
+                            content=ErrorResponse(detail=str(error)).model_dump())
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, error: BadRequest) -> JSONResponse:

@@ -278,11 +278,27 @@ class ServerArtifacts:
                        for table in (artifact_blobs, artifact_files))
         return dropped, held
 
-    def grant(self, project: str, sizes: dict[str, int]) -> None:
+    def grant(self, project: str, sizes: dict[str, int], objects: Iterable[str] = ()) -> None:
         """Record that ``project`` holds these blobs (digest -> size); one transaction, once the
-        names of the blobs written so far are durable (``durable.py``)."""
+        names of the blobs written so far are durable (``durable.py``). ``objects``: those of
+        them stored as objects of their own (not packed), checked to be there inside the grant's
+        transaction (``BlobCollected``, nothing granted, if one is gone: see ``_grant_objects``)."""
+        gone = self._grant_objects(project, sizes, list(objects))
+        if gone:
+            raise errors.BlobCollected(f"blob {gone[0]} was removed by a garbage collection while it was being "
+                                       "uploaded; send it again")
+
+    def _grant_objects(self, project: str, sizes: dict[str, int], objects: list[str]) -> list[str]:
+        """Grant ``sizes`` to ``project`` unless one of ``objects`` is missing from the store:
+        then nothing is granted and the missing ones are returned. The check runs after the
+        grants' write in the same transaction, and a garbage collection removes a blob object
+        only holding the grants table locked, after checking again that no project holds it
+        (``artifact_gc._remove_blobs``). So an upload that found the object stored (and wrote
+        nothing) or wrote it just before a collection removed it learns it here, before any
+        grant names a removed object: either its grant is first (the collection keeps the
+        object) or the collection's delete is (the object is written again)."""
         if not sizes:
-            return
+            return []
         self.blobs.sync()
         from sqlalchemy.dialects import postgresql, sqlite
 
@@ -291,10 +307,42 @@ class ServerArtifacts:
         statement = insert.on_conflict_do_update(index_elements=["project", "digest"],
                                                  set_={"created_at": insert.excluded.created_at})
         now = time.time()
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection, connection.begin() as transaction:
             connection.execute(statement, [
                 {"project": project, "digest": digest, "size": size, "created_at": now}
                 for digest, size in sizes.items()])
+            gone = self._missing_objects(objects)
+            if gone:
+                transaction.rollback()
+        return gone
+
+    def _missing_objects(self, digests: list[str]) -> list[str]:
+        """Those of ``digests`` whose own object is not in the store now; on an object store the
+        requests go out together (one round trip's wait for a batch, as ``fs.pipe`` wrote them)."""
+        if self.blobs.local or len(digests) < 2 or not getattr(self.fs, "async_impl", False):
+            return [digest for digest in digests if not self._object_exists(digest)]
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        paths = [self.blobs._path(digest) for digest in digests]
+        for path in paths:
+            self.fs.invalidate_cache(path)
+
+        async def look() -> list[bool]:
+            return list(await asyncio.gather(*(self.fs._exists(path) for path in paths)))
+
+        found = sync(self.fs.loop, look)
+        return [digest for digest, there in zip(digests, found) if not there]
+
+    def _object_exists(self, digest: str) -> bool:
+        """Whether blob ``digest``'s own object is in the store now (a packed blob's placement
+        aside; on an object store asked afresh, not from a listing cached)."""
+        path = self.blobs._path(digest)
+        if self.blobs.local:
+            return os.path.isfile(path)
+        self.fs.invalidate_cache(path)
+        return bool(self.fs.exists(path))
 
     def missing(self, project: str, digests: list[str]) -> list[str]:
         """Which of ``digests`` the project does not hold (in the order given, once each). Those it
@@ -356,7 +404,7 @@ class ServerArtifacts:
                 received += len(chunk)
             if hasher.hexdigest() != digest:
                 raise _mismatch(digest, hasher.hexdigest(), received)
-            self.grant(project, {digest: received})
+            self.grant(project, {digest: received}, [digest])  # collected since has(): BlobCollected, sent again
             return received
         writer = self.blobs.writer()
         try:
@@ -367,7 +415,7 @@ class ServerArtifacts:
             raise
         if not writer.publish(digest):
             raise _mismatch(digest, writer.hasher.hexdigest(), writer.size)
-        self.grant(project, {digest: writer.size})
+        self.grant(project, {digest: writer.size}, [digest])
         return writer.size
 
     def store_small(self, project: str, blobs: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
@@ -389,16 +437,34 @@ class ServerArtifacts:
             loose = {digest: data for digest, data in good.items() if digest not in packable}
         else:
             loose = good
-        if self.blobs.local:
-            for digest, data in loose.items():
-                if not self.blobs.has(digest):
-                    writer = self.blobs.writer()
-                    writer.write(data)
-                    writer.publish(digest)
-        elif loose:
-            self.fs.pipe({self.blobs._path(digest): data for digest, data in loose.items()})
-        self.grant(project, {digest: len(data) for digest, data in good.items()})
-        return rejected
+        sizes = {digest: len(data) for digest, data in good.items()}
+        for _ in range(3):  # a collection removing one of them meanwhile: written again
+            objects = self._write_loose(loose)
+            gone = self._grant_objects(project, sizes, objects)
+            if not gone:
+                return rejected
+            loose = {digest: loose[digest] for digest in gone}
+        raise errors.BlobCollected(f"blob {gone[0]} was removed by garbage collections three times while it was "
+                                   "being stored; send it again")
+
+    def _write_loose(self, loose: dict[str, bytes]) -> list[str]:
+        """Write verified blobs held in memory as objects of their own; on a directory, those
+        stored already are left as they are, and so are those placed in a pack (their placements
+        marked used now: a collection keeps them, ``store_packed``). The digests now stored as
+        objects (the others are placed)."""
+        if not self.blobs.local:
+            if loose:
+                self.fs.pipe({self.blobs._path(digest): data for digest, data in loose.items()})
+            return list(loose)
+        placed = self.blobs.places(loose) if loose else {}
+        if placed:  # rarely: refreshed only then, so a batch of new blobs writes nothing here
+            placed = self.blobs.places(placed, refresh=True)
+        for digest, data in loose.items():
+            if digest not in placed and not self._object_exists(digest):
+                writer = self.blobs.writer()
+                writer.write(data)
+                writer.publish(digest)
+        return [digest for digest in loose if digest not in placed]
 
     def store_packed(self, blobs: dict[str, bytes]) -> str | None:
         """Store verified small blobs as one pack (``artifact_packed.py``): those placed already
@@ -809,7 +875,7 @@ class ServerArtifacts:
             self.fs.rm(temporary)
             raise _mismatch(session.digest, hasher.hexdigest(), session.size)
         self.blobs._publish(temporary, session.digest)
-        self.grant(session.project, {session.digest: session.size})
+        self.grant(session.project, {session.digest: session.size}, [session.digest])
 
     def abort(self, session: Session) -> None:
         """Forget a session and what it received."""

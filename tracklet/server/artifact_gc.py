@@ -26,7 +26,11 @@ members nothing references and how many bytes a repack would reclaim (``repack=`
 
 Uploads in flight: the "which do you have" queries (blobs and chunks) mark what they answer as
 held used now, and a pack sent again refreshes the project's rows for its chunks, so a chunk or
-blob a client was told the server holds (and so won't send) is never collected under it.
+blob a client was told the server holds (and so won't send) is never collected under it. A blob
+object is removed holding the grants table locked, its grants checked again in that transaction,
+and an upload's grant checks that its objects are there in its own (``_remove_blobs``), so an
+upload of the same bytes never ends with a grant naming a removed object; a pack is set aside,
+its rows checked again, and put back if an upload claimed it (``_remove_pack``, ``keep_pack``).
 """
 
 from __future__ import annotations
@@ -194,8 +198,8 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     with engine.connect() as connection:
         kept_blobs = _still_granted(connection, candidate_blobs, set())
         kept_packs = _packs_in_use(connection, candidate_packs, set())
-    _remove_objects(artifacts, report, candidate_blobs - kept_blobs - everywhere, candidate_packs - kept_packs,
-                    dry_run=False)
+    _remove_blobs(artifacts, report, candidate_blobs - kept_blobs - everywhere)
+    _remove_objects(artifacts, report, set(), candidate_packs - kept_packs, dry_run=False)
     report.sessions = artifacts.sweep_uploads(max_age=grace)
     _remove_temporaries(artifacts, report, cutoff)
     worth = _count_reclaimable(artifacts, report, set(), set(), repack)
@@ -457,6 +461,48 @@ def _remove_objects(artifacts: ServerArtifacts, report: ServerGcReport, blobs: s
         report.packs += 1
         report.pack_bytes += size
         report.removed.append(path)
+
+
+_LOCKED_BATCH = 100  # blob objects removed per transaction holding the grants locked
+
+
+def _lock_grants(connection: sa.Connection) -> None:
+    """Hold the grants table against writers until ``connection``'s transaction ends: on
+    PostgreSQL a table lock every ``INSERT``/``UPDATE`` of it waits for (reads go on); on SQLite
+    the database's write lock (a write taken first)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"LOCK TABLE {artifact_blobs.name} IN SHARE ROW EXCLUSIVE MODE")
+    else:
+        connection.execute(artifact_blobs.update().where(sa.false()).values(created_at=0))
+
+
+def _remove_blobs(artifacts: ServerArtifacts, report: ServerGcReport, digests: set[str]) -> None:
+    """Remove the objects of ``digests`` (no grant named them when the collection looked), a
+    batch at a time, each batch in one transaction that holds the grants locked
+    (``_lock_grants``), checks again that no project holds them and removes those none does.
+    An upload grants a blob and then, in the same transaction, checks that its object is there
+    (``ServerArtifacts._grant_objects``): its grant either comes first (seen here: the object
+    stays) or waits for this transaction (it finds the object gone and writes it again, or asks
+    the client to send it again), so no grant ever names a removed object."""
+    fs = artifacts.fs
+    ordered = sorted(digests)
+    for start in range(0, len(ordered), _LOCKED_BATCH):
+        batch = ordered[start:start + _LOCKED_BATCH]
+        with artifacts.engine.begin() as connection:
+            _lock_grants(connection)
+            held = _still_granted(connection, set(batch), set())
+            for digest in batch:
+                if digest in held:
+                    continue  # an upload granted it meanwhile
+                path = artifacts.blobs._path(digest)
+                try:
+                    size = fs.size(path)
+                    fs.rm(path)
+                except FileNotFoundError:
+                    continue
+                report.blobs += 1
+                report.blob_bytes += size
+                report.removed.append(path)
 
 
 SET_ASIDE = ".collected"  # a pack moved aside by a collection, under packs/tmp/: <pack id>.<uuid>.collected

@@ -22,8 +22,12 @@ _FLOAT = st.floats() | st.sampled_from([-0.0, 0.0, float("nan"), -float("nan"), 
 _LEAF = st.none() | st.booleans() | _FLOAT | st.integers(-(2**70), 2**70) | _TEXT | st.binary(max_size=4)
 # Long lists of one simple kind (the fast path), and of that kind but for one item (its fallback).
 _KINDS = (_FLOAT, st.none(), st.just([]), st.just({}))
-_UNIFORM = st.one_of(*(st.lists(kind, min_size=8, max_size=40) for kind in _KINDS))
-_ALMOST = st.tuples(_UNIFORM, st.integers(0, 39), _LEAF | st.just([1]) | st.just({"a": None})).map(
+# Rows of floats ([x, y] pairs...): up to MAX_ROW (10) wide, and one past it.
+_ROWS = st.integers(1, 11).flatmap(lambda width: st.lists(st.lists(_FLOAT, min_size=width, max_size=width),
+                                                          min_size=8, max_size=30))
+_UNIFORM = st.one_of(*(st.lists(kind, min_size=8, max_size=40) for kind in _KINDS), _ROWS)
+_ODD = _LEAF | st.just([1]) | st.just({"a": None}) | st.lists(_FLOAT, max_size=11) | st.just([1.0, None])
+_ALMOST = st.tuples(_UNIFORM, st.integers(0, 39), _ODD).map(
     lambda args: args[0][: args[1]] + [args[2]] + args[0][args[1]:])
 _PLAIN = st.recursive(_LEAF | _UNIFORM | _ALMOST,
                       lambda children: st.lists(children, max_size=10) | st.dictionaries(_TEXT, children, max_size=4),

@@ -5,9 +5,9 @@ a dispatch per item (~1-3 us: 8 rows of ten lists of 60,000 empty lists took a r
 lists W&B logs are mostly of one kind, and ``core/valuewire.py`` lays those out as runs of identical
 item headers. :func:`uniform_items` serializes the ``ValueList`` once (protobuf, C level) and
 compares it with that layout; when the bytes are exactly a list of empty lists, empty maps,
-``None``\\ s or floats, the items are built from the bytes. Anything else (a mixed list, an unknown
-field, a non-canonical encoding) is not recognised and is decoded item by item, so the result is
-always what the item-by-item decode gives.
+``None``\\ s, floats or equally long lists of floats (``[x, y]`` pairs), the items are built from the
+bytes. Anything else (a mixed list, an unknown field, a non-canonical encoding) is not recognised
+and is decoded item by item, so the result is always what the item-by-item decode gives.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ _NULL_ITEM = b"\x0a\x02\x40\x00"
 # A ValueList item holding a float Value: tag, length 9, float_value's tag, then 8 bytes.
 _FLOAT_HEAD = b"\x0a\x09\x09"
 _FLOAT_ITEM = 11
+# The longest list of floats a list of such lists may hold as rows (its item's length fits a byte).
+MAX_ROW = 10
 
 # Item kinds that may start a run of one simple kind (checked on a few items before serializing).
 _EMPTY_KINDS = {"list_value": "items", "map_value": "entries"}
@@ -41,13 +43,30 @@ def _simple(item: Any) -> bool:
     return kind in ("null_value", "float_value")
 
 
+def _row_width(item: Any) -> int:
+    """How many items ``item`` (a Value) holds if it is a list of 1 to ``MAX_ROW`` items starting
+    with a float (a candidate row of floats, e.g. an ``[x, y]`` pair); 0 otherwise."""
+    if item.WhichOneof("kind") != "list_value":
+        return 0
+    items = item.list_value.items
+    width = len(items)
+    return width if 0 < width <= MAX_ROW and items[0].WhichOneof("kind") == "float_value" else 0
+
+
 def uniform_kind(value_list: Any) -> tuple[str, bytes] | None:
     """``(kind, bytes)`` when every item of ``value_list`` (a ``ValueList`` message with at least
-    ``FEW`` items) is of one simple kind in canonical encoding: kind is ``"list"``, ``"map"``, ``"null"``
-    or ``"float"``, bytes the list's serialization. None otherwise."""
+    ``FEW`` items) is of one simple kind in canonical encoding: kind is ``"list"``, ``"map"``, ``"null"``,
+    ``"float"`` or ``"float-rows"`` (lists of floats, all of one length up to ``MAX_ROW``), bytes the
+    list's serialization. None otherwise."""
     items = value_list.items
     count = len(items)
-    if count < FEW or not (_simple(items[0]) and _simple(items[count // 2]) and _simple(items[-1])):
+    if count < FEW:
+        return None
+    width = _row_width(items[0])
+    if width and _row_width(items[count // 2]) == width == _row_width(items[-1]):
+        data = value_list.SerializeToString()
+        return ("float-rows", data) if _float_rows(data, count, width) else None
+    if not (_simple(items[0]) and _simple(items[count // 2]) and _simple(items[-1])):
         return None
     data = value_list.SerializeToString()
     size = len(data)
@@ -63,6 +82,32 @@ def uniform_kind(value_list: Any) -> tuple[str, bytes] | None:
 
 
 _PATTERNS = {_EMPTY_LIST_ITEM: "list", _EMPTY_MAP_ITEM: "map", _NULL_ITEM: "null"}
+
+
+def _float_rows(data: bytes, count: int, width: int) -> bool:
+    """Whether ``data`` (a ValueList's bytes) is exactly ``count`` items, each a list of ``width``
+    float Values: item tag, its length, list_value's tag, its length, then ``width`` float items."""
+    body = _FLOAT_ITEM * width
+    stride = 4 + body
+    if len(data) != stride * count:
+        return False
+    heads = (b"\x0a", bytes((2 + body,)), b"\x32", bytes((body,)))
+    if any(data[at::stride] != head * count for at, head in enumerate(heads)):
+        return False
+    return all(data[4 + _FLOAT_ITEM * column + at :: stride] == bytes((head,)) * count
+               for column in range(width) for at, head in enumerate(_FLOAT_HEAD))
+
+
+def _float_row_lists(data: bytes, count: int) -> list[Any]:
+    width = (len(data) // count - 4) // _FLOAT_ITEM
+    stride = 4 + _FLOAT_ITEM * width
+    doubles = bytearray(8 * count * width)
+    for column in range(width):
+        for byte in range(8):
+            doubles[8 * column + byte :: 8 * width] = data[4 + _FLOAT_ITEM * column + 3 + byte :: stride]
+    flat = list(struct.unpack(f"<{count * width}d", doubles))
+    with _collector_paused():
+        return [flat[start : start + width] for start in range(0, count * width, width)]
 
 
 def _floats(data: bytes, count: int) -> list[float]:
@@ -100,6 +145,7 @@ _BUILD: dict[str, Callable[[bytes, int], list[Any]]] = {
     "map": _empty_maps,
     "null": lambda data, count: [None] * count,
     "float": _floats,
+    "float-rows": _float_row_lists,
 }
 
 

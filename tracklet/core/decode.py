@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable
 
+from tracklet.core import valueread
 from tracklet.core.parsecost import parse_record
 from tracklet.core.recordlog import FRAME_HEADER, Damage
 from tracklet.core.values import MAX_NESTING, MAX_STRUCTURED_BYTES
@@ -188,7 +189,8 @@ class RecordDecoder:
 def stored_value_problem(value: pb.Value) -> str | None:
     """Why a structured history value can't be what a writer wrote, or None: larger than
     ``MAX_STRUCTURED_BYTES`` (protobuf's own count), or lists and maps nested deeper than
-    ``MAX_NESTING`` (walked without recursion, only once the size is known to be in bounds)."""
+    ``MAX_NESTING`` (walked without recursion, only once the size is known to be in bounds; a list
+    of one simple kind, ``valueread.uniform_kind``, is one step of it, not one per item)."""
     size = value.ByteSize()
     if size > MAX_STRUCTURED_BYTES:
         return f"{size} bytes, more than the {MAX_STRUCTURED_BYTES} a history value may take"
@@ -199,7 +201,10 @@ def stored_value_problem(value: pb.Value) -> str | None:
         for item in level:
             kind = item.WhichOneof("kind")
             if kind == "list_value":
-                below.extend(item.list_value.items)
+                items = item.list_value.items
+                # Items of one simple kind have nothing below them: one stands for them all.
+                uniform = len(items) >= valueread.FEW and valueread.uniform_kind(item.list_value) is not None
+                below.extend(items[:1] if uniform else items)
             elif kind == "map_value":
                 below.extend(entry.value for entry in item.map_value.entries)
         if below:

@@ -31,6 +31,7 @@ import sys
 from pathlib import PurePath
 from typing import Any, Callable, Iterable, Mapping
 
+from tracklet.core import valueread
 from tracklet.core.logged import logged_items
 from tracklet.errors import Unrecordable, Unsupported  # noqa: F401  (defined there; imported from here too)
 
@@ -793,6 +794,8 @@ def histogram_from_message(message: Any) -> Histogram:
 
 
 def from_value_message(message: Any) -> Any:
+    """Plain data from a ``tracklet.v1.Value``; lists of one simple kind are built from their bytes
+    (``core/valueread.py``), everything else item by item."""
     which = message.WhichOneof("kind")
     if which == "float_value":
         return message.float_value
@@ -805,7 +808,12 @@ def from_value_message(message: Any) -> Any:
     if which == "map_value":
         return {entry.key: from_value_message(entry.value) for entry in message.map_value.entries}
     if which == "list_value":
-        return [from_value_message(item) for item in message.list_value.items]
+        value_list = message.list_value
+        if len(value_list.items) >= valueread.FEW:
+            items = valueread.uniform_items(value_list)
+            if items is not None:
+                return items
+        return [from_value_message(item) for item in value_list.items]
     if which == "bytes_value":
         return message.bytes_value
     if which == "histogram_value":

@@ -348,7 +348,7 @@ def test_the_user_a_wandb_run_recorded_is_the_imported_runs_user_unverified(root
     assert public.run("people/nobody").user is None
     assert [run.id for run in public.runs("people", filters={"username": "alice"})] == ["byalice"]
     shown = CliRunner().invoke(main, ["--dir", str(root), "show", "people/byalice"], catch_exceptions=False)
-    assert shown.exit_code == 0 and re.search(r"^User \(unverified\) +alice *$", shown.stdout, re.MULTILINE), shown.output
+    assert shown.exit_code == 0 and re.search(r"^User +alice \(unverified\) *$", shown.stdout, re.MULTILINE), shown.output
 
     # The dashboard over the data root (a --dev server: no keys) shows the name the source recorded, unverified.
     local = servers(root)

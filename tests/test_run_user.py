@@ -240,7 +240,7 @@ def test_a_data_root_and_a_server_without_keys_give_the_os_user_the_run_recorded
     assert [run.id for run in local.runs("lab", filter="not user exists")] == ["nobody"]
     assert wandb.Api().run("lab/theirs").user.username == "dave"
     shown = CliRunner().invoke(main, ["--dir", str(root), "show", "lab/theirs"], catch_exceptions=False)
-    assert shown.exit_code == 0 and re.search(r"^User \(unverified\) +dave *$", shown.stdout, re.MULTILINE), shown.output
+    assert shown.exit_code == 0 and re.search(r"^User +dave \(unverified\) *$", shown.stdout, re.MULTILINE), shown.output
 
     server = servers()  # --dev: no keys, so nobody is verified
     with SyncClient(server.url) as client:

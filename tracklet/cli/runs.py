@@ -290,7 +290,8 @@ def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
     field("Job type", run.job_type)
     field("Notes", run.notes)
     field("Host", metadata.get("hostname") or metadata.get("host"))
-    field("User (unverified)", metadata.get("username"))  # the OS user the run's process recorded (run.user)
+    username = metadata.get("username")  # the OS user the run's process recorded (run.user): nothing checked it
+    field("User", f"{username} (unverified)" if isinstance(username, str) and username else None)
     command = metadata.get("command")
     field("Command", shlex.join(command) if command else None)
     field("Working dir", metadata.get("cwd"))

@@ -298,12 +298,15 @@ def test_points_logged_with_changing_key_sets_stay_in_row_order(root, store_url)
     assert loss.values[-1] == -2.0
 
 
-def test_server_processes_starting_at_once_migrate_an_empty_postgresql_once(pg_url):
-    """Several processes opening one empty PostgreSQL store at the same moment: one migrates,
-    the rest wait for it; none fails on a table another is creating."""
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_processes_starting_at_once_migrate_an_empty_store_once(request, database, tmp_path):
+    """Several processes opening one empty store at the same moment (servers of a deployment, a
+    server and `tracklet ui` on a new data root, distributed ranks): one migrates, the rest wait for
+    it; none fails on a table another is creating (SQLite: "table projects already exists")."""
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{tmp_path / 'store.sqlite'}"
     code = "import sys; from tracklet.store import Store; Store(sys.argv[1], root=sys.argv[2]).close()"
     with tempfile.TemporaryDirectory() as scratch:
-        procs = [subprocess.Popen([sys.executable, "-c", code, pg_url, scratch], stderr=subprocess.PIPE,
+        procs = [subprocess.Popen([sys.executable, "-c", code, url, scratch], stderr=subprocess.PIPE,
                                   env={**os.environ, "PYTHONPATH": str(REPO)}) for _ in range(4)]
         errors = [proc.communicate(timeout=120)[1].decode() for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], errors

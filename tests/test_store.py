@@ -304,7 +304,8 @@ def test_processes_starting_at_once_migrate_an_empty_store_once(request, databas
     server and `tracklet ui` on a new data root, distributed ranks): one migrates, the rest wait for
     it; none fails on a table another is creating (SQLite: "table projects already exists")."""
     url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{tmp_path / 'store.sqlite'}"
-    code = "import sys; from tracklet.store import Store; Store(sys.argv[1], root=sys.argv[2]).close()"
+    code = ("import sys; from tracklet.store import Store; from tracklet.server.schema import migrate; "
+            "store = Store(sys.argv[1], root=sys.argv[2]); migrate(store.engine); store.close()")  # a server's too
     with tempfile.TemporaryDirectory() as scratch:
         procs = [subprocess.Popen([sys.executable, "-c", code, url, scratch], stderr=subprocess.PIPE,
                                   env={**os.environ, "PYTHONPATH": str(REPO)}) for _ in range(4)]

@@ -394,9 +394,11 @@ def migrate(engine: sa.Engine) -> None:
         from alembic import command
         from alembic.config import Config
 
+        from tracklet.store import sqlite_migration_lock
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with engine.begin() as connection:
+        with sqlite_migration_lock(engine), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Server processes of one deployment may start at once: one migrates, the others wait.
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})

@@ -59,7 +59,7 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with _sqlite_migration_lock(engine), _opened(engine) as connection:
+    with sqlite_migration_lock(engine), _opened(engine) as connection:
         if connection.dialect.name == "postgresql":
             # Server processes of one deployment may start at once: one migrates, the others wait.
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
@@ -68,9 +68,9 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
 
 
 @contextlib.contextmanager
-def _sqlite_migration_lock(engine: sa.Engine) -> Iterator[None]:
+def sqlite_migration_lock(engine: sa.Engine) -> Iterator[None]:
     """Hold ``<database>.migrate.lock`` (an exclusive ``flock``) while a SQLite file's schema is
-    brought up to date: processes opening a new data root at once (a server and `tracklet ui`,
+    brought up to date (the store's, and the server's own tables): processes opening a new data root at once (a server and `tracklet ui`,
     distributed ranks) each found no schema and created it, and all but one failed with "table
     projects already exists" (SQLite runs DDL outside the migration's transaction)."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None

@@ -14,7 +14,6 @@ the items shows as a ratio far from 2 between the two sizes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -24,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from worker_structured import SHAPES as WORKER_SHAPES  # noqa: E402
+from worker_structured import SHAPES as WORKER_SHAPES, arguments  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {**WORKER_SHAPES, "scalars": "None"}
@@ -70,15 +69,7 @@ def sample(tree: Path, root: str, path: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", type=Path, help="another checkout to compare with (e.g. main's)")
-    parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--keys", type=int, default=10)
-    parser.add_argument("--items", type=int, default=60_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    args, trees = arguments(__doc__, SHAPES)
     print("load before:", os.getloadavg())
     for shape in args.shapes:
         for items in (args.items // 2, args.items):

@@ -62,16 +62,22 @@ def sample(tree: Path, shape: str, items: int, rows: int, keys: int) -> dict[str
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(description: str | None, shapes: dict[str, str]) -> tuple[argparse.Namespace, dict[str, Path]]:
+    """The command line of this benchmark and its read counterpart (reader_structured.py), and the
+    trees to time: this checkout, and ``--baseline``'s."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with (e.g. main's)")
-    parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--shapes", nargs="*", default=list(shapes), choices=list(shapes))
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--keys", type=int, default=10)
     parser.add_argument("--items", type=int, default=60_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    return args, {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+
+
+def main() -> None:
+    args, trees = arguments(__doc__, SHAPES)
     print("load before:", os.getloadavg())
     for shape in args.shapes:
         for items in (args.items // 2, args.items):

@@ -177,3 +177,20 @@ def settled_rss(process: Any) -> int:
             return now
         rss = now
     return rss
+
+
+def keyed_deployment(servers: Any, root_dir: Path, store: str | None, users: Any) -> tuple[Server, Any, dict[str, str]]:
+    """A server that needs keys (``servers``: the fixture), with the admin ``root`` made by
+    ``tracklet admin create-user`` before it starts and a user per name in ``users``: the server,
+    an ``httpx.Client`` on its ``/api/v1`` with root's key (the caller closes it) and each user's key
+    (``keys["root"]`` too)."""
+    import httpx
+
+    created = cli("admin", "--dir", str(root_dir), *(["--store", store] if store else []), "create-user", "root",
+                  "--admin")
+    assert created.returncode == 0, created.stderr
+    server = servers(root_dir, store=store, dev=False)
+    key = created.stdout.strip()
+    root = httpx.Client(base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    keys = {name: root.post("/users", json={"name": name}).json()["key"] for name in users}
+    return server, root, {**keys, "root": key}

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import QUIET, REPO
+from serverproc import keyed_deployment
 
 import tracklet
 from tracklet.errors import ArtifactDeleted, ArtifactError, RemoteError, TrackletWarning
@@ -36,13 +37,8 @@ def deployment(request, servers, tmp_path):
     registry model, its role in registry eval)."""
     store = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     root_dir = tmp_path / "server"
-    created = _cli("admin", "--dir", str(root_dir), *(["--store", store] if store else []), "create-user", "root",
-                   "--admin")
-    assert created.returncode == 0, created.stderr
-    server = servers(root_dir, store=store, dev=False)
-    key = created.stdout.strip()
-    root = httpx.Client(base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=60)
-    keys = {name: root.post("/users", json={"name": name}).json()["key"] for name in USERS}
+    server, root, keys = keyed_deployment(servers, root_dir, store, USERS)
+    key = keys.pop("root")
     run = tracklet.init(project="vision", dir=str(tmp_path / "client"), mode="online",
                         settings={**QUIET, "base_url": server.url, "api_key": key})
     for index in range(3):

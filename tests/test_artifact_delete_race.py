@@ -34,9 +34,9 @@ def _race(link, delete) -> tuple[bool, bool]:
     return linked, deleted
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_a_servers_version_is_never_deleted_under_a_registry_link_made_at_the_same_moment(servers, tmp_path, request,
-                                                                                         database):
+def _server_with_versions(servers, tmp_path, request, database: str):
+    """A ``--dev`` server (SQLite or PostgreSQL store) where an online run logged ``vision/m``
+    v0..v(ROUNDS-1)."""
     store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
     server = servers(tmp_path / "server", store=store_url)
     run = tracklet.init(project="vision", dir=str(tmp_path / "writer"), mode="online",
@@ -45,6 +45,13 @@ def test_a_servers_version_is_never_deleted_under_a_registry_link_made_at_the_sa
         (tmp_path / "m.bin").write_bytes(b"content %d" % index)
         assert run.log_artifact(tmp_path / "m.bin", name="m", type="model").wait().upload_error is None
     run.finish()
+    return server
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_servers_version_is_never_deleted_under_a_registry_link_made_at_the_same_moment(servers, tmp_path, request,
+                                                                                         database):
+    server = _server_with_versions(servers, tmp_path, request, database)
 
     clients = [httpx.Client(base_url=server.url, timeout=60), httpx.Client(base_url=server.url, timeout=60)]
     outcomes = []
@@ -75,18 +82,10 @@ def test_a_servers_version_is_never_deleted_under_a_registry_link_made_at_the_sa
     assert len(links) == sum(linked for linked, _ in outcomes)
 
 
-
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_deletion_breaking_registry_links_names_every_link_made_at_the_same_moment(servers, tmp_path, request,
                                                                                     database):
-    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
-    server = servers(tmp_path / "server", store=store_url)
-    run = tracklet.init(project="vision", dir=str(tmp_path / "writer"), mode="online",
-                        settings={**QUIET, "base_url": server.url})
-    for index in range(ROUNDS):
-        (tmp_path / "m.bin").write_bytes(b"content %d" % index)
-        assert run.log_artifact(tmp_path / "m.bin", name="m", type="model").wait().upload_error is None
-    run.finish()
+    server = _server_with_versions(servers, tmp_path, request, database)
 
     clients = [httpx.Client(base_url=server.url, timeout=60), httpx.Client(base_url=server.url, timeout=60)]
     outcomes = []

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import QUIET, REPO
+from serverproc import keyed_deployment
 
 import tracklet
 from tracklet.artifacts.registry import VersionInfo
@@ -28,24 +29,14 @@ NET = "/registries/model/collections/net"
 USERS = {"alice": "admin", "mia": "member", "max": "member", "vic": "viewer", "out": None}
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def deployment(request, servers, tmp_path):
     """A server with keys (SQLite or PostgreSQL store); root linked model/net:v0 and v1, production
     on v0; each user of ``USERS`` holds the role it names in registry `model`."""
     store = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     root_dir = tmp_path / "server"
-    created = _cli("admin", "--dir", str(root_dir), *(["--store", store] if store else []), "create-user", "root",
-                   "--admin")
-    assert created.returncode == 0, created.stderr
-    server = servers(root_dir, store=store, dev=False)
-    key = created.stdout.strip()
-    root = httpx.Client(base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=60)
-    keys = {name: root.post("/users", json={"name": name}).json()["key"] for name in USERS}
+    server, root, keys = keyed_deployment(servers, root_dir, store, USERS)
+    key = keys.pop("root")
     run = tracklet.init(project="train", dir=str(tmp_path / "client"), mode="online",
                         settings={**QUIET, "base_url": server.url, "api_key": key})
     model = tmp_path / "model.pt"

@@ -22,6 +22,7 @@ import struct
 from itertools import chain
 from typing import Any
 
+from tracklet.core.wire import varint as _varint
 from tracklet.errors import Unsupported
 
 # parsecost's costs of the messages a Value tree is made of (its _shape(...).instance), restated.
@@ -51,17 +52,6 @@ _NULL = b"\x40\x00"
 _TRUE, _FALSE = b"\x18\x01", b"\x18\x00"
 _LEAVES = frozenset((str, float, type(None), bool))
 _FEW = 8
-
-
-def _varint(number: int) -> bytes:
-    if number < 128:
-        return bytes((number,))
-    out = bytearray()
-    while number >= 128:
-        out.append((number & 127) | 128)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
 
 
 def _delimited(tag: bytes, payload: bytes) -> bytes:

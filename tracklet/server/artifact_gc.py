@@ -440,16 +440,7 @@ def _remove_objects(artifacts: ServerArtifacts, report: ServerGcReport, blobs: s
                     dry_run: bool) -> None:
     fs = artifacts.fs
     for digest in sorted(blobs):
-        path = artifacts.blobs._path(digest)
-        try:
-            size = fs.size(path)
-            if not dry_run:
-                fs.rm(path)
-        except FileNotFoundError:
-            continue
-        report.blobs += 1
-        report.blob_bytes += size
-        report.removed.append(path)
+        _remove_blob_object(artifacts, report, digest, dry_run=dry_run)
     for pack_id in sorted(packs):
         path = artifacts.packs.pack_path(pack_id)
         try:
@@ -461,6 +452,21 @@ def _remove_objects(artifacts: ServerArtifacts, report: ServerGcReport, blobs: s
         report.packs += 1
         report.pack_bytes += size
         report.removed.append(path)
+
+
+def _remove_blob_object(artifacts: ServerArtifacts, report: ServerGcReport, digest: str, *, dry_run: bool) -> None:
+    """Remove blob ``digest``'s object (with ``dry_run``, only count it) and report it; one
+    already gone is not counted."""
+    path = artifacts.blobs._path(digest)
+    try:
+        size = artifacts.fs.size(path)
+        if not dry_run:
+            artifacts.fs.rm(path)
+    except FileNotFoundError:
+        return
+    report.blobs += 1
+    report.blob_bytes += size
+    report.removed.append(path)
 
 
 _LOCKED_BATCH = 100  # blob objects removed per transaction holding the grants locked
@@ -484,7 +490,6 @@ def _remove_blobs(artifacts: ServerArtifacts, report: ServerGcReport, digests: s
     (``ServerArtifacts._grant_objects``): its grant either comes first (seen here: the object
     stays) or waits for this transaction (it finds the object gone and writes it again, or asks
     the client to send it again), so no grant ever names a removed object."""
-    fs = artifacts.fs
     ordered = sorted(digests)
     for start in range(0, len(ordered), _LOCKED_BATCH):
         batch = ordered[start:start + _LOCKED_BATCH]
@@ -492,17 +497,8 @@ def _remove_blobs(artifacts: ServerArtifacts, report: ServerGcReport, digests: s
             _lock_grants(connection)
             held = _still_granted(connection, set(batch), set())
             for digest in batch:
-                if digest in held:
-                    continue  # an upload granted it meanwhile
-                path = artifacts.blobs._path(digest)
-                try:
-                    size = fs.size(path)
-                    fs.rm(path)
-                except FileNotFoundError:
-                    continue
-                report.blobs += 1
-                report.blob_bytes += size
-                report.removed.append(path)
+                if digest not in held:  # else an upload granted it meanwhile
+                    _remove_blob_object(artifacts, report, digest, dry_run=False)
 
 
 SET_ASIDE = ".collected"  # a pack moved aside by a collection, under packs/tmp/: <pack id>.<uuid>.collected

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tracklet.core import threads
 from tracklet.core.digests import BLAKE3_PREFIX, blake3_digest, is_blake3, is_sha256
 from tracklet.errors import RecipeError
 
@@ -366,7 +367,7 @@ class _BlockPipeline:
                          for name, target in (("reader", self._run_reader), ("digest", self._run_digest),
                                               ("cutter", self._run_cutter), ("ids", self._run_ids))]
         for thread in self._threads:
-            thread.start()
+            threads.start(thread)
 
     def _run_reader(self) -> None:
         try:

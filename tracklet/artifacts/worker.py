@@ -15,7 +15,6 @@ leaves the version committed locally, with a warning; ``tracklet artifact push``
 
 from __future__ import annotations
 
-import _thread
 import os
 import sys
 import threading
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.entries import Pending
+from tracklet.core import threads
 
 if TYPE_CHECKING:
     from tracklet.artifacts.storage import ArtifactStore
@@ -198,7 +198,7 @@ class ArtifactWorker:
             # A bare thread (daemon-like, as before): threading.Thread.start() waits until the new
             # thread has run, 0.2-10 ms on a loaded machine, on the caller's first log_artifact.
             self._started = True
-            _thread.start_new_thread(self._run, ())
+            threads.start_new(self._run)
 
     def _run(self) -> None:
         try:

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from tracklet.core import threads
 from tracklet.core.layout import RunPaths
 from tracklet.core.settings import Settings
 
@@ -57,7 +58,7 @@ class Uploader:
         # (~11 ms CPU, mostly ``logging``, which the thread's import loads anyway).
         import concurrent.futures.thread  # noqa: F401
 
-        self._thread.start()
+        threads.start(self._thread)
 
     def _run(self) -> None:
         try:

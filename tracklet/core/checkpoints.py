@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tracklet.core import threads
 from tracklet.core.values import fill_entries, to_plain
 from tracklet.proto import records_pb2 as pb
 
@@ -77,7 +78,7 @@ class CheckpointRecorder:
         self._requests.put((resolved, step, score, monitor or "", plain_metadata, time.time()))
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="tracklet-checkpoints", daemon=True)
-            self._thread.start()
+            threads.start(self._thread)
 
     def _run(self) -> None:
         while True:

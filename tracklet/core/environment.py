@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from tracklet.core import hostinfo
+from tracklet.core import hostinfo, threads
 
 if TYPE_CHECKING:  # the record is a core/wire.py message; these functions also fill protobuf's
     from tracklet.core.filehash import HashedBytes
@@ -73,7 +73,7 @@ class _Command:
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, write_end, 1),
                 (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-            ])
+            ], setsigmask=threads.NO_SIGNALS)  # not the capture thread's (core/threads.py)
         except (OSError, ValueError, TypeError):  # no git, or a cwd or argument it can't take
             os.close(read_end)
             return None
@@ -671,7 +671,7 @@ class EnvironmentCapture:
         GIL back, so a tight loop left the imports (and all that follows them) to ``finish()``."""
         _import_capture_modules()
         self._gate = gate
-        self._thread.start()
+        threads.start(self._thread)
 
     def _run(self) -> None:
         steps = {"host": self._capture_host, "git": self._capture_git, "code": self._capture_code,

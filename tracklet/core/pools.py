@@ -7,13 +7,15 @@ import of ``concurrent.futures.thread`` fails ("can't register atexit after shut
 registers one of threading's exit hooks, and those have run), and a pool's ``submit`` raises
 ("cannot schedule new futures after interpreter shutdown"). A :class:`Pool` then runs each job on
 the thread that submits it: slower, never lost. Every pool on that path (hashing, chunk packs,
-uploads) is one of these.
+uploads) is one of these. Its threads block the process's signals (``core/threads.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from tracklet.core import threads
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,11 +29,14 @@ class Pool:
 
     def __init__(self, workers: int, name: str) -> None:
         self._closed = False
+        self._workers = workers
+        self._begun: list[None] = []  # one item per thread the pool has started (its initializer)
         self._pool: ThreadPoolExecutor | None = None
         try:
             from concurrent.futures import ThreadPoolExecutor  # its first import registers an exit hook
 
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=self._begun.append,
+                                            initargs=(None,))
         except RuntimeError:  # "can't register atexit after shutdown": the interpreter is exiting
             self._pool = None
 
@@ -47,6 +52,9 @@ class Pool:
             raise RuntimeError("cannot schedule new futures after shutdown")
         if self._pool is not None:
             try:
+                if len(self._begun) < self._workers:  # this submit may start a thread: signals blocked
+                    with threads.blocked():
+                        return self._pool.submit(function, *args, **kwargs)
                 return self._pool.submit(function, *args, **kwargs)
             except RuntimeError as error:
                 # Only its refusals before the job is queued ("... after interpreter shutdown", or

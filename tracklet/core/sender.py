@@ -49,6 +49,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from tracklet.core import threads
 from tracklet.core.warn import WarnOnce
 from tracklet.errors import RecordOverBudget
 
@@ -352,7 +353,7 @@ class BatchSender:
         self.logged_hook: Callable[[int, str, Any], Callable[[], None] | None] | None = None
         self._start_gate = start_gate
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
-        self._worker.start()
+        threads.start(self._worker)
 
     # ------------------------------------------------------------ caller side
 

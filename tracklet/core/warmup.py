@@ -29,6 +29,8 @@ import os
 import threading
 from collections.abc import Callable
 
+from tracklet.core import threads
+
 
 class WarmUp:
     """``work`` run once per process on a daemon thread named ``name`` (:meth:`start`); made once,
@@ -58,7 +60,7 @@ class WarmUp:
             self._thread = threading.Thread(target=self._run, args=(delay,), name=self.name, daemon=True)
             if not delay:
                 self.begun.set()  # before the thread runs: a fork from now on waits for the work
-        self._thread.start()
+        threads.start(self._thread)
 
     def running(self) -> bool:
         """Whether the thread is alive (its delay, its work, or the teardown of what it made)."""

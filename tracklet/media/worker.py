@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tracklet.core import threads
 from tracklet.core.logged import LoggedObject, Placement
 from tracklet.media import buffers, warm
 
@@ -211,7 +212,7 @@ class LoggedWorker:
             index = self._lanes.index(lane)
             thread = threading.Thread(target=self._loop, args=(lane,), name=f"tracklet-media-{index}", daemon=True)
             lane.thread = thread
-        thread.start()
+        threads.start(thread)
 
     def _wake_all(self) -> None:
         """Have every lane look at its queue now (flush, close: someone waits for them)."""

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
+from tracklet.core import threads
 from tracklet.errors import SpanWriterBusy
 from tracklet.store.spans import received_statements, resource_id
 
@@ -112,7 +113,7 @@ class SpanWriter:
             self._pending += len(rows)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tracklet-span-writer", daemon=True)
-                self._thread.start()
+                threads.start(self._thread)
             self._lock.notify_all()
         return done.result()
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from tracklet.core import threads
 from tracklet.core.system.host import HostSampler
 from tracklet.core.system.nvidia import NvidiaGpuSampler
 from tracklet.core.system.sampler import Sampler, SamplerInfo
@@ -125,7 +126,7 @@ class SystemMonitor:
         """Start the thread; with ``gate``, the wait for the first sample begins once the gate is
         set (``init()`` sets it as it returns)."""
         self._gate = gate
-        self._thread.start()
+        threads.start(self._thread)
 
     @property
     def sampled(self) -> bool:

@@ -1,0 +1,156 @@
+"""Ctrl-C (and a scheduler's SIGTERM/SIGUSR1) reach the training script's main thread.
+
+Linux gives a signal sent to a process to any thread that doesn't block it; Python runs handlers
+on the main thread only, so a signal one of tracklet's threads took left a main thread blocked in
+``time.sleep`` (or a lock, a socket) unwoken: ``test_artifacts_exit``'s Ctrl-C tests hung 300 s
+in CI (1 in ~300 tries on this machine, also with bare threads and no tracklet). Every thread
+tracklet starts in a run's process now blocks those signals (``tracklet/core/threads.py``).
+These tests look at each thread's mask in ``/proc`` (Linux), which is deterministic, where a
+Ctrl-C loop would catch the old behaviour only now and then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from conftest import QUIET, REPO
+
+from tracklet.core import threads
+from tracklet.core.environment import _Command
+from tracklet.core.pools import Pool
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads thread masks from /proc")
+
+ASYNC = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGCHLD)
+
+
+def _blocked(status: str) -> set[int]:
+    """The signals a ``/proc/.../status`` text says are blocked."""
+    mask = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+    return {number for number in range(1, 65) if mask >> (number - 1) & 1}
+
+
+# A run with every thread tracklet starts in a training process: the sender, environment capture,
+# system monitor, uploader (online), the artifact worker with its chunking threads and pools (a
+# 70 MiB file is cut into chunks), a media worker. The masks of all threads
+# but the main one are read while they run (several times) and printed as JSON.
+_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, threading, time
+    import numpy as np
+    import tracklet
+
+    seen = {}
+
+    def look():
+        for tid in os.listdir("/proc/self/task"):
+            if tid in before:
+                continue
+            try:
+                with open(f"/proc/self/task/{tid}/status") as handle:
+                    seen[tid] = handle.read()
+            except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
+                pass
+
+    path, settings = sys.argv[1], eval(sys.argv[2])
+    before = set(os.listdir("/proc/self/task"))  # numpy's (OpenBLAS) threads, started by the main thread
+    run = tracklet.init(project="signals", settings=settings)
+    look()
+    for step in range(50):
+        run.log({"loss": 1.0 / (step + 1), "image": tracklet.Image(np.zeros((8, 8, 3), np.uint8))})
+    artifact = run.log_artifact(path, name="weights", type="model")
+    for _ in range(40):
+        look()
+        time.sleep(0.02)
+    artifact.wait()
+    look()
+    print(json.dumps(seen))
+    run.finish()
+    """
+)
+
+
+def _thread_masks(tmp_path, env: dict[str, str]) -> dict[str, str]:
+    path = tmp_path / "weights.bin"
+    with open(path, "wb") as handle:
+        for _ in range(70):
+            handle.write(os.urandom(1 << 20))
+    settings = {**QUIET, "system_metrics": True, "system_interval": 0.05}
+    done = subprocess.run([sys.executable, "-c", _SCRIPT, str(path), repr(settings)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **env}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _assert_all_block(masks: dict[str, str]) -> None:
+    assert len(masks) >= 5, masks.keys()  # the run's threads were there to be looked at
+    for tid, status in masks.items():
+        name = next(line for line in status.splitlines() if line.startswith("Name:"))
+        missing = [signal.Signals(number).name for number in ASYNC if number not in _blocked(status)]
+        assert not missing, f"thread {tid} ({name}) would take {missing}"
+
+
+def test_every_thread_an_offline_run_starts_leaves_signals_to_the_main_thread(tmp_path):
+    _assert_all_block(_thread_masks(tmp_path, {"TRACKLET_DIR": str(tmp_path / "root"), "TRACKLET_MODE": "offline"}))
+
+
+def test_every_thread_an_online_run_starts_leaves_signals_to_the_main_thread(servers, tmp_path):
+    server = servers(tmp_path / "server")
+    _assert_all_block(_thread_masks(tmp_path, {"TRACKLET_DIR": str(tmp_path / "writer"), "TRACKLET_MODE": "online",
+                                               "TRACKLET_BASE_URL": server.url}))
+
+
+def _own_status() -> str:
+    with open(f"/proc/self/task/{threading.get_native_id()}/status") as handle:
+        return handle.read()
+
+
+def test_a_started_thread_blocks_the_signals_and_its_starter_gets_its_mask_back():
+    before = _blocked(_own_status())
+    found: list[tuple[set[int], bool]] = []
+
+    def report() -> None:
+        found.append((_blocked(_own_status()), threads.blocks_async_signals()))
+
+    thread = threads.start(threading.Thread(target=report))
+    thread.join()
+    blocked, says = found[0]
+    assert set(ASYNC) <= blocked and says
+    assert signal.SIGSEGV not in blocked and signal.SIGPIPE not in blocked  # faults go to the thread at fault
+    assert _blocked(_own_status()) == before and not threads.blocks_async_signals()
+
+
+def test_a_pools_threads_block_the_signals_whoever_submits():
+    with Pool(3, "test-pool") as pool:
+        results = [pool.submit(threads.blocks_async_signals) for _ in range(12)]
+        assert all(future.result() for future in results)
+    assert not threads.blocks_async_signals()
+
+
+def test_git_started_from_a_tracklet_thread_gets_no_blocked_signals(tmp_path, monkeypatch):
+    """A process a tracklet thread starts would inherit its mask: git could then not be
+    interrupted. It is started with an empty one. (git resets its own children's masks, so the
+    ``git`` found on PATH here is a script that shows the mask it was started with.)"""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "git").write_text("#!/bin/sh\nexec grep SigBlk /proc/self/status\n")
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    out: list[str | None] = []
+
+    def capture() -> None:
+        command = _Command.start(["status"], str(tmp_path))
+        assert command is not None
+        out.append(command.output())
+
+    threads.start(threading.Thread(target=capture)).join()
+    assert out[0] is not None and out[0].startswith("SigBlk:"), out
+    assert _blocked(out[0]) == set()

@@ -204,3 +204,99 @@ def test_a_forked_child_exits_at_once_while_the_parents_artifact_is_still_stored
     if "pending at fork: True" not in done.stdout:
         pytest.skip("the version was stored before the fork: nothing to wait for")
     assert "child exit code: 0" in done.stdout, done.stdout  # None: still waiting 120 s later
+
+
+_SILENT_SERVER_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import tracklet
+
+    run = tracklet.init(project="exit", name="ends", settings=eval(sys.argv[2]))
+    for step in range(300):
+        run.log({"loss": 1.0 / (step + 1)})
+    run.log_artifact(sys.argv[1], name="weights", type="model")
+    print("logged", flush=True)
+    time.sleep(300)
+    """
+)
+
+
+def test_a_second_ctrl_c_stops_waiting_and_the_run_still_ends_with_every_row(tmp_path):
+    """Ctrl-C, then Ctrl-C again while exit waits for a version that can't reach a hung server (it
+    accepts connections and never answers): the second one ends the wait at once, without a
+    traceback, and the run is recorded as ended by Ctrl-C (exit code 130, not crashed) with all its
+    rows; the version left behind is named. Before, the second Ctrl-C escaped ``finish()``: no exit
+    record, the run read back as crashed (or, caught by the exit hook, the wait went on for the
+    whole ``finish_timeout``)."""
+    import socket
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)  # the kernel completes the handshakes; nothing ever reads or answers
+    path = tmp_path / "weights.bin"
+    path.write_bytes(os.urandom(2 * MiB))
+    writer = tmp_path / "writer"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(writer), "TRACKLET_MODE": "online",
+           "TRACKLET_BASE_URL": f"http://127.0.0.1:{hung.getsockname()[1]}"}
+    settings = {**QUIET, "finish_timeout": 600.0}
+    child = subprocess.Popen([sys.executable, "-c", _SILENT_SERVER_SCRIPT, str(path), repr(settings)], env=env,
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout.readline() == "logged\n"
+        child.send_signal(signal.SIGINT)
+        seen = []
+        while not (seen and seen[-1].startswith("KeyboardInterrupt")):  # the script ended; exit now waits
+            line = child.stderr.readline()
+            assert line, "".join(seen)
+            seen.append(line)
+        child.send_signal(signal.SIGINT)
+        _, rest = child.communicate(timeout=120)  # not the 600 s finish_timeout
+    finally:
+        child.kill()
+        hung.close()
+    err = "".join(seen) + rest
+    assert child.returncode == -signal.SIGINT, err
+    assert "Exception ignored" not in err and err.count("Traceback") == 1, err  # the script's own only
+    assert "artifacts still being stored at finish (interrupted (Ctrl-C))" in err, err
+    assert "'weights' (model) is not stored" in err or "exit/weights:v0 is stored locally" in err, err
+    run = tracklet.Api(writer).runs("exit")[0]
+    assert run.state == "failed" and run.exit_code == 130
+    assert list(run.history(["loss"])["loss"]) == [1.0 / (step + 1) for step in range(300)]
+
+
+def test_ctrl_c_during_finish_ends_the_run_then_stops_the_script(tmp_path, monkeypatch, capfd):
+    """``finish()`` waiting for a version a hung server never takes; Ctrl-C: the run is ended with
+    its rows and exit (it did finish: exit code 0), the version left is named, and the
+    KeyboardInterrupt then goes on to the caller (a loop over configs stops, as the user asked)."""
+    import socket
+    import threading
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "writer"))
+    monkeypatch.setenv("TRACKLET_MODE", "online")
+    monkeypatch.setenv("TRACKLET_BASE_URL", f"http://127.0.0.1:{hung.getsockname()[1]}")
+    path = tmp_path / "weights.bin"
+    path.write_bytes(os.urandom(MiB))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a worker may ignore it
+    try:
+        run = tracklet.init(project="exit", settings={**QUIET, "finish_timeout": 600.0})
+        for step in range(100):
+            run.log({"loss": float(step)})
+        run.log_artifact(path, name="weights", type="model")
+        timer = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run.finish()
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        hung.close()
+    err = capfd.readouterr().err
+    assert "tracklet: interrupted: no longer waiting" in err, err
+    assert "artifacts still being stored at finish (interrupted (Ctrl-C))" in err, err
+    recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
+    assert recorded.state == "finished" and recorded.exit_code == 0
+    assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]

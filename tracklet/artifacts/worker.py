@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.entries import Pending
-from tracklet.core import threads
+from tracklet.core import lifecycle, threads
 
 if TYPE_CHECKING:
     from tracklet.artifacts.storage import ArtifactStore
@@ -82,8 +82,8 @@ def _drain_workers() -> None:
                         artifact.wait(max(0.0, deadline - time.monotonic()))
                     except Exception:  # noqa: BLE001 - reported by the worker; finish() goes on as ever
                         pass
-    except KeyboardInterrupt:  # a second Ctrl-C stops waiting: finish() reports what is not stored
-        pass
+    except KeyboardInterrupt:  # a second Ctrl-C stops waiting: finish() reports what is not stored, at once
+        lifecycle.stop_waiting_at_exit()
 
 
 def _drain_at_thread_shutdown() -> None:

@@ -20,6 +20,7 @@ _exit_status: int | None = None
 # Background work that interpreter exit waits for, at most the given seconds each, after the live
 # runs are finished (see wait_at_exit).
 _exit_waits: list[tuple[threading.Event, float]] = []
+_stopped_at_exit = False  # a Ctrl-C ended interpreter exit's wait (stop_waiting_at_exit)
 _previous_excepthook = sys.excepthook
 _original_exit = sys.exit
 
@@ -46,6 +47,26 @@ def wait_at_exit(done: threading.Event, timeout: float) -> None:
     _install()
     with _lock:
         _exit_waits.append((done, timeout))
+
+
+def say_interrupted() -> None:
+    print("tracklet: interrupted: no longer waiting for what the run is still storing; its rows and exit are "
+          "written", file=sys.stderr)
+
+
+def stop_waiting_at_exit() -> None:
+    """A Ctrl-C ended interpreter exit's wait for the runs' artifacts (before ``atexit`` finishes
+    the runs): finishing them then waits only for their own records (the rows, the exit), not for
+    what they are still storing (capture, media, artifacts, uploads)."""
+    global _stopped_at_exit
+    if not _stopped_at_exit:
+        _stopped_at_exit = True
+        say_interrupted()
+
+
+def waiting_stopped_at_exit() -> bool:
+    """Whether a Ctrl-C ended interpreter exit's wait (:func:`stop_waiting_at_exit`)."""
+    return _stopped_at_exit
 
 
 def active_runs() -> list["Run"]:
@@ -102,15 +123,21 @@ def _finish_at_exit() -> None:
         if tag is not None and tag not in run.tags:
             run.tags = [*run.tags, tag]
         error = _escaped
-        if error is not None:
-            run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
-        else:
-            run.finish(_exit_status or 0)
+        try:
+            if error is not None:
+                run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
+            else:
+                run.finish(_exit_status or 0)
+        except KeyboardInterrupt:  # Ctrl-C while it waited: the run is ended, what it left was named
+            pass
     with _lock:
         waits = list(_exit_waits)
         _exit_waits.clear()
-    for done, timeout in waits:
-        done.wait(timeout)
+    try:
+        for done, timeout in waits:
+            done.wait(timeout)
+    except KeyboardInterrupt:  # Ctrl-C: stop waiting (what is left was optional: caches for the next run)
+        pass
     if isinstance(_escaped, KeyboardInterrupt):
         _keep_exit_by_sigint()
 

@@ -996,10 +996,10 @@ class Run:
         lifecycle.unregister(self)
         if self._sender is None:
             return
-        deadline = time.monotonic() + self.settings.finish_timeout
+        budget = _FinishBudget(self.settings.finish_timeout)
         # The environment capture still running is waited for at most capture_wait: what is ready
         # then is recorded, the rest named as incomplete, with the reason.
-        capture_deadline = min(deadline, time.monotonic() + self.settings.capture_wait)
+        capture_cap = self.settings.capture_wait
         # The worker starts on what is queued now (the rows), while capture is waited for.
         self._sender.wake(finishing=True)
         if self._monitor is not None:  # its last sample is taken while the rest below goes on
@@ -1007,20 +1007,21 @@ class Run:
         if self._console is not None:
             self._console.stop()
         if self._environment is not None:
-            self._environment.finish(max(0.0, capture_deadline - time.monotonic()))
-        if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
+            budget.wait(self._environment.finish, cap=capture_cap)
+        if self._checkpoints is not None and not budget.wait(self._checkpoints.close):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
         if self._monitor is not None:  # one that has not taken its first sample is not waited for
-            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())))
+            budget.wait(self._monitor.stop, cap=5.0)
         # Rows still queued may hold media the sender hands to the logged-object worker: first them.
-        self._sender.force_flush(max(0.0, deadline - time.monotonic()))
-        if self._logged is not None and not self._logged.close(max(0.0, deadline - time.monotonic())):
+        budget.wait(self._sender.force_flush, essential=True)
+        if self._logged is not None and not budget.wait(self._logged.close):
             print("tracklet: media or tables still being stored at finish were not recorded (each is recorded "
                   "whole or not at all)", file=sys.stderr)
-        if self._artifacts is not None and not self._artifacts.close(max(0.0, deadline - time.monotonic())):
-            print(f"tracklet: artifacts still being stored at finish (after finish_timeout, "
-                  f"{self.settings.finish_timeout:g} s) are not recorded in the run's log (a version is committed "
-                  "whole or not at all)" + (
+        if self._artifacts is not None and not budget.wait(self._artifacts.close):
+            why = ("interrupted (Ctrl-C)" if budget.interrupted
+                   else f"after finish_timeout, {self.settings.finish_timeout:g} s")
+            print(f"tracklet: artifacts still being stored at finish ({why}) are not recorded in the run's log (a "
+                  "version is committed whole or not at all)" + (
                       "; `tracklet sync` uploads the versions it committed to the server" if self._artifact_remote()
                       else "") + "".join(f"\n  {line}" for line in self._artifacts.unfinished()), file=sys.stderr)
         end_time = _time()
@@ -1034,11 +1035,15 @@ class Run:
             self._seeds.close()  # the seeds set since the last tick, before the exit
         self._sender.put(_deferred(_exit_record, fields))
         self._queue = _NoQueue(_FINISHED)
-        self._sender.shutdown(max(0.0, deadline - time.monotonic()),
-                              budget=f"finish()'s {self.settings.finish_timeout:g} s (settings.finish_timeout, "
-                                     "TRACKLET_FINISH_TIMEOUT; everything finish() waits for shares it)")
+        sender = self._sender
+        budget.wait(lambda left: sender.shutdown(left, budget=f"finish()'s {self.settings.finish_timeout:g} s "
+                                                        "(settings.finish_timeout, TRACKLET_FINISH_TIMEOUT; "
+                                                        "everything finish() waits for shares it)"),
+                    essential=True)
         if self._uploader is not None:
-            self._uploader.finish(max(0.0, min(self.settings.upload_timeout, deadline - time.monotonic())))
+            budget.wait(self._uploader.finish, cap=self.settings.upload_timeout)
+        if budget.caught:  # the run is ended; the caller's Ctrl-C goes on to stop the script
+            raise KeyboardInterrupt
 
     def __enter__(self) -> "Run":
         return self
@@ -1060,6 +1065,38 @@ class Run:
                 abandon = getattr(sink, "abandon_after_fork", None)
                 if abandon is not None:
                     abandon()
+
+
+class _FinishBudget:
+    """``finish()``'s ``finish_timeout``, shared by everything it waits for, and what a Ctrl-C
+    during those waits does: it ends the optional ones (capture, media, artifacts, uploads: each
+    says what it left), while the run's own records (the rows, the exit) are still written within
+    the budget (a further Ctrl-C ends that wait too); then ``finish()`` raises KeyboardInterrupt. Without this, a second Ctrl-C (the usual
+    "stop waiting") escaped ``finish()`` with a traceback and left the run without its exit record:
+    read back as crashed, its last rows possibly unwritten."""
+
+    def __init__(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
+        self.caught = False  # a Ctrl-C ended one of this finish()'s waits: raised again once the run is ended
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether a Ctrl-C ended a wait of this finish(), or interpreter exit's wait before it."""
+        return self.caught or lifecycle.waiting_stopped_at_exit()
+
+    def wait(self, wait: Callable[[float], Any], *, cap: float = float("inf"), essential: bool = False) -> Any:
+        """``wait(seconds left)``'s result, or None if a Ctrl-C ended it. After a Ctrl-C, a wait
+        that isn't ``essential`` gets 0 seconds."""
+        left = max(0.0, min(cap, self._deadline - time.monotonic()))
+        if self.interrupted and not essential:
+            left = 0.0
+        try:
+            return wait(left)
+        except KeyboardInterrupt:
+            if not self.interrupted:
+                lifecycle.say_interrupted()
+            self.caught = True
+            return None
 
 
 def _holds_logged(value: Any) -> bool:

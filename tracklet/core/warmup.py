@@ -93,4 +93,7 @@ class WarmUp:
         self._exiting.set()  # a work still in its delay ends without beginning
         thread = self._thread
         if thread is not None and thread.is_alive():
-            thread.join(self.exit_wait)
+            try:
+                thread.join(self.exit_wait)
+            except KeyboardInterrupt:  # Ctrl-C at exit: stop waiting for the warm-up
+                pass

@@ -24,7 +24,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotLinked",
     "ArtifactNameError",
-    "ArtifactDeleted", "ArtifactNotFound",
+    "ArtifactDeleted", "ArtifactNotFound", "ArtifactTypeMismatch",
     "ArtifactVerifyError",
     "AuditUnavailable",
     "AuthError",
@@ -235,6 +235,29 @@ class ArtifactNotFound(ArtifactError, LookupError):
 class ArtifactDeleted(ArtifactNotFound):
     """The version asked for existed and was deleted (a server's 410: a deletion sent again after
     its answer was lost finds its work done)."""
+
+
+class ArtifactTypeMismatch(ArtifactNotFound, ValueError):
+    """The version a reference names is of another type than the one asked for
+    (``use_artifact("mnist:latest", type="model")`` of a ``dataset``): no version of that type
+    matches, so it is an ``ArtifactNotFound``, and a ``ValueError`` as W&B raises there.
+    ``asked`` and ``found`` are the two types; ``name`` the version's qualified name."""
+
+    def __init__(self, message: str, *, asked: str = "", found: str = "", name: str = "") -> None:
+        super().__init__(message)
+        self.asked, self.found, self.name = asked, found, name
+
+    @classmethod
+    def of(cls, name: str, found: str, asked: str) -> ArtifactTypeMismatch:
+        """``artifact NAME has type 'FOUND', not 'ASKED'``: the one message every lookup raises."""
+        return cls(f"artifact {name} has type {found!r}, not {asked!r}", asked=asked, found=found, name=name)
+
+    def __reduce__(self) -> Any:
+        return (_type_mismatch, (str(self), self.asked, self.found, self.name))
+
+
+def _type_mismatch(message: str, asked: str, found: str, name: str) -> ArtifactTypeMismatch:
+    return ArtifactTypeMismatch(message, asked=asked, found=found, name=name)
 
 
 class ArtifactNotLinked(ArtifactError, ValueError):

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tracklet.artifacts.storage import ArtifactStore, CommitResult
 
 DRAFT, PENDING, COMMITTED, FAILED = "draft", "pending", "committed", "failed"
+LOCAL_UI_URL = "http://127.0.0.1:8765"  # where `tracklet ui` serves by default (cli/ui.py)
 
 
 class VersionStore(Protocol):
@@ -78,6 +79,7 @@ class Artifact:
         self.upload_error: Exception | None = None  # online runs: why the upload to the server failed
         self._server_version: int | None = None  # online runs: N of the server's vN, once uploaded
         self._server_remote: tuple[str, str | None, str] | None = None  # online runs: (URL, key, data root)
+        self._history_step: int | None = None  # set by Run.log_artifact: the run's last step then
 
     # ------------------------------------------------------------ identity
 
@@ -182,6 +184,39 @@ class Artifact:
     @property
     def created_at(self) -> float:
         return self._committed_info("creation time").created_at
+
+    @property
+    def history_step(self) -> int | None:
+        """W&B's ``history_step``: the last history step of the run that logged this version, when
+        it logged it (the run's step then, less one, as W&B counts: 0 before any row), so
+        ``logged_by().history(...)`` around it shows the metrics of that moment. None for a
+        version logged outside a run (``save()``, ``tracklet artifact put``), before this was
+        recorded, or read from a tracking server (whose versions don't keep it yet)."""
+        return self._committed_info("history step").history_step
+
+    @property
+    def url(self) -> str:
+        """The version's dashboard page: on the tracking server it was read from (an online run's:
+        the server it was uploaded to), else under ``tracklet ui`` at its default address
+        (``http://127.0.0.1:8765``); ``/projects/<project>/artifacts/<name>/vN``, or
+        ``/registry/<registry>/<collection>/vN`` for a registry collection's version."""
+        from urllib.parse import quote
+
+        info = self._committed_info("URL")
+        base, version = LOCAL_UI_URL, info.version
+        server = getattr(getattr(self._store, "client", None), "http", None)  # read from a server
+        if self._link is not None:
+            server = getattr(getattr(self._registry, "client", None), "http", None)
+        elif server is None and self._server_remote is not None and self._server_version is not None:
+            base, version = self._server_remote[0], self._server_version
+        if server is not None:
+            base = server.base_url
+        if self._link is not None:
+            path = f"registry/{quote(self._link.registry, safe='')}/{quote(self._link.collection, safe='')}/" \
+                   f"v{self._link.version}"
+        else:
+            path = f"projects/{quote(info.project, safe='')}/artifacts/{quote(info.name, safe='')}/v{version}"
+        return f"{base.rstrip('/')}/{path}"
 
     def files(self) -> list[ManifestEntry]:
         """The files: manifest entries (path, digest, size, ref) of a committed version; of a
@@ -414,7 +449,8 @@ class Artifact:
                                   aliases=self._requested_aliases, description=self.description,
                                   metadata=self.metadata, logged_by=logged_by, progress=progress,
                                   # an upload reads any local packs at once: through the page cache
-                                  read_back=after is not None, chunk_target=chunk_target)
+                                  read_back=after is not None, chunk_target=chunk_target,
+                                  history_step=self._history_step)
         except BaseException as error:
             self._error = error
             self._state = FAILED
@@ -588,6 +624,24 @@ class Artifact:
         directory = self._store.download(self._info, Manifest({entry.path: entry}),
                                          Path(root) if root is not None else _default_root(self._info), link=link)
         return str(Path(directory).joinpath(*entry.path.split("/")))
+
+    def checkout(self, root: str | os.PathLike | None = None) -> str:
+        """W&B's ``checkout``: make ``root`` (default ``./artifacts/<name>``) hold exactly this
+        version's files: every file under it that the version doesn't name is removed (links as
+        links, never what they point at), then the version is downloaded there; returns
+        ``root``. Refused with ``ArtifactError``, removing nothing, unless ``root`` is a directory
+        of this artifact (absent, empty, or holding a file at a path the version names), and always
+        for the file system's root, the home directory, the working directory or a directory
+        above it, and the data root (``tracklet.artifacts.checkout``)."""
+        from tracklet.artifacts.checkout import check_root, remove_extra
+
+        self.wait()
+        assert self._store is not None
+        target = Path(root) if root is not None else Path("artifacts") / self._info.name
+        paths = {entry.path for entry in self.manifest}
+        check_root(target, paths, self._info.qualified_name, self._store.data_root)
+        remove_extra(target, paths)
+        return self.download(target)
 
     def verify(self, root: str | os.PathLike | None = None) -> None:
         """Re-hash the files under ``root`` (default: where ``download()`` puts them); raise

@@ -9,7 +9,7 @@ from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.names import LATEST, check_artifact_name, parse_ref
-from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.errors import ArtifactError, ArtifactNotFound, ArtifactTypeMismatch
 
 
 def open_store(root: Path) -> Any:
@@ -50,7 +50,7 @@ def resolve(root: str | os.PathLike, reference: str, *, default_project: str | N
     store = open_store(Path(root))
     info = store.registry.version(project, ref.name, ref.selector)
     if type is not None and info.type != type:
-        raise ArtifactNotFound(f"artifact {info.qualified_name} has type {info.type!r}, not {type!r}")
+        raise ArtifactTypeMismatch.of(info.qualified_name, info.type, type)
     return Artifact._from_version(store, info)
 
 

@@ -53,6 +53,7 @@ class VersionInfo:
     created_at: float = 0.0
     logged_by: str | None = None  # "project/run_id" of the run that logged it
     aliases: list[str] = dataclasses.field(default_factory=list)  # filled when read
+    history_step: int | None = None  # the logging run's last history step when it logged it (W&B's name)
 
     @property
     def qualified_name(self) -> str:
@@ -61,6 +62,8 @@ class VersionInfo:
     def to_json(self) -> dict[str, Any]:
         document = dataclasses.asdict(self)
         document.pop("aliases")
+        if document["history_step"] is None:  # logged outside a run: the version file as before
+            document.pop("history_step")
         return document
 
     @classmethod

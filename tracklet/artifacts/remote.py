@@ -38,7 +38,7 @@ from tracklet.core.digests import is_blake3
 from tracklet.core.pools import Pool
 from tracklet.artifacts.storage import ArtifactStore, recipe_of
 from tracklet.client.artifacts import ArtifactClient, ChunkRoutesMissing
-from tracklet.errors import ArtifactError, ArtifactNotFound, ArtifactVerifyError, ChunkStoreError
+from tracklet.errors import ArtifactError, ArtifactNotFound, ArtifactTypeMismatch, ArtifactVerifyError, ChunkStoreError
 
 UPLOAD_STATE_DIR = "artifact-uploads"  # under <data root>/cache: resumable upload sessions
 UPLOAD_PACK_BYTES = 8 << 20  # chunk bytes per pack sent to a server (a killed upload loses at most the packs in flight)
@@ -792,7 +792,7 @@ class RemoteArtifacts:
             raise ArtifactError(f"artifact reference {reference!r} needs a project: use 'project/name:alias'")
         info = version_info(self.client.version(project, ref.name, ref.selector))
         if type is not None and info.type != type:
-            raise ArtifactNotFound(f"artifact {info.qualified_name} has type {info.type!r}, not {type!r}")
+            raise ArtifactTypeMismatch.of(info.qualified_name, info.type, type)
         return self._artifact(info)
 
     def versions(self, project: str, name: str) -> list[Artifact]:

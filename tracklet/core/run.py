@@ -702,6 +702,7 @@ class Run:
             raise RuntimeError(_FINISHED)
         artifact = _artifacts().prepare(artifact_or_path, name, type)
         pending = artifact._freeze(self.project, list(aliases or []))
+        artifact._history_step = max(0, self._step - 1)  # W&B's history_step: the last step logged
         self._artifact_worker().log(artifact, pending)
         return artifact
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.names import LATEST
-from tracklet.errors import ArtifactDeleted, ArtifactNotFound, RegistryError
+from tracklet.errors import ArtifactDeleted, ArtifactNotFound, ArtifactTypeMismatch, RegistryError
 from tracklet.registry.refs import MODEL_REGISTRY, RegistryRef, parse_registry_ref, parse_target
 from tracklet.registry.sql import Link, ModelRegistry
 
@@ -197,7 +197,8 @@ def resolve(root: str | os.PathLike, reference: Any, *, type: str | None = None,
     link = registry.resolve(ref.registry, ref.collection, ref.selector)
     store, info = _local_source(Path(root).expanduser(), link)
     if type is not None and info.type != type:
-        raise ArtifactNotFound(f"{link.path} is of type {info.type!r}, not {type!r}")
+        raise ArtifactTypeMismatch(f"{link.path} is of type {info.type!r}, not {type!r}", asked=type, found=info.type,
+                                   name=link.path)
     return linked_artifact(store, info, link, registry)
 
 
@@ -215,11 +216,13 @@ def versions(root: str | os.PathLike, reference: Any, *, type: str | None = None
         from tracklet.client.artifacts import ArtifactClient
         from tracklet.registry.remote import link_of
 
+        from tracklet.errors import RegistryForbidden
+
         backend = open_remote(http.base_url, http=http)
         try:
             links = backend.versions(ref.registry, ref.collection)
-        except ArtifactNotFound:
-            if not ref.explicit:
+        except (ArtifactNotFound, RegistryForbidden):  # forbidden: no role in a registry named like the project,
+            if not ref.explicit:  # so "project/name" is the artifact's (as resolve_on_server decides)
                 return None
             raise
         store = ServerVersionStore(ArtifactClient(http), root)
@@ -275,7 +278,8 @@ def _resolve_remote(root: str | os.PathLike, ref: RegistryRef, remote: tuple[str
         raise ArtifactDeleted(files_deleted(link_of(document["link"])))
     info = version_info(document["version"])
     if type is not None and info.type != type:
-        raise ArtifactNotFound(f"{ref} is of type {info.type!r}, not {type!r}")
+        raise ArtifactTypeMismatch(f"{ref} is of type {info.type!r}, not {type!r}", asked=type, found=info.type,
+                                   name=str(ref))
     store = ServerVersionStore(ArtifactClient(backend.client.http), root)
     return linked_artifact(store, info, link_of(document["link"]), backend)
 

@@ -132,7 +132,8 @@ def restore(name: str, run_path: str | None = None, replace: bool = False, root:
     path = os.path.join(root, name)
     if os.path.exists(path) and not replace:
         return open(path)
-    sources: list[dict[str, Any]] = [{"root": str(data_root(run._run.settings))} if run is not None else {}]
+    # The data root first ("root": None is the default one), then the server at TRACKLET_BASE_URL.
+    sources: list[dict[str, Any]] = [{"root": str(data_root(run._run.settings)) if run is not None else None}]
     if os.environ.get("TRACKLET_BASE_URL"):
         sources.append({"base_url": os.environ["TRACKLET_BASE_URL"]})
     for overrides in sources:

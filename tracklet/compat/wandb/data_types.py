@@ -393,10 +393,7 @@ class Artifact(_TrackletArtifact, WBValue):
     def created_at(self) -> str:  # type: ignore[override]
         """When the version was stored, as W&B gives it: an ISO 8601 string (UTC); the epoch
         seconds are ``tracklet.Artifact.created_at``."""
-        import datetime
-
-        moment = _TrackletArtifact.created_at.fget(self)  # type: ignore[attr-defined]
-        return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _iso_utc(_TrackletArtifact.created_at.fget(self))  # type: ignore[attr-defined]
 
     @property
     def updated_at(self) -> str:
@@ -412,8 +409,105 @@ class Artifact(_TrackletArtifact, WBValue):
         """No time-to-live: versions are kept until deleted (``delete``, ``tracklet artifact rm``)."""
         return None
 
+    @ttl.setter
+    def ttl(self, value: Any) -> None:
+        """W&B's TTL policy: accepted; a duration is not kept (one warning), as tracklet deletes
+        versions only when asked (``delete``, ``tracklet artifact rm``)."""
+        if value is not None and str(value) != "INHERIT":
+            warn_once("artifact-ttl", "artifact.ttl is not supported: tracklet keeps a version until it is deleted "
+                                      "(artifact.delete(), `tracklet artifact rm`)")
+
+    @property
+    def incremental(self) -> bool:
+        """W&B's incremental flag: False (a tracklet draft from ``new_draft()`` stores only what changed anyway)."""
+        return False
+
+    @property
+    def use_as(self) -> None:
+        return None  # deprecated in W&B; never kept
+
     def is_draft(self) -> bool:
         return self.state == "draft"
+
+    @property
+    def collection(self) -> Any:
+        """W&B's ``collection``: the collection the version was read from, an
+        ``ArtifactCollection`` (``name``, ``type``, ``project``, ``aliases``, ``versions()``);
+        for a version read through a registry collection, that collection (in the "project"
+        ``wandb-registry-<registry>``, as W&B names registries), else ``source_collection``."""
+        from tracklet.registry.refs import WANDB_PREFIX
+
+        info = self._committed_info("collection")
+        if self._link is None:
+            return self.source_collection
+        from tracklet.compat.wandb.apis._artifact_lists import ArtifactCollection
+
+        return ArtifactCollection(self._reading_api(), WANDB_PREFIX + self._link.registry, self._link.collection,
+                                  info.type)
+
+    @property
+    def source_collection(self) -> Any:
+        """W&B's ``source_collection``: the collection the version was logged to
+        (``project/name``), read where the version was read (a data root or a server)."""
+        from tracklet.compat.wandb.apis._artifact_lists import ArtifactCollection
+
+        info = self._committed_info("collection")
+        return ArtifactCollection(self._reading_api(), info.project, info.name, info.type)
+
+    @property
+    def source_project(self) -> str:
+        return self._committed_info("project").project
+
+    @property
+    def source_entity(self) -> None:
+        return None  # tracklet has no entities
+
+    @property
+    def source_artifact(self) -> "Artifact":
+        """W&B's ``source_artifact``: for a registry collection's version, the artifact version it
+        links to; any other version is its own source."""
+        info = self._committed_info("source artifact")
+        if self._link is None:
+            return self
+        assert self._store is not None
+        return type(self)._from_version(self._store, info)
+
+    @property
+    def linked_at(self) -> str | None:
+        """When this registry collection's version was linked (ISO 8601, UTC); None for a version
+        that isn't a link, as W&B."""
+        self._committed_info("link time")
+        return None if self._link is None else _iso_utc(self._link.linked_at)
+
+    def file(self, root: str | os.PathLike | None = None) -> str:
+        """W&B's ``file``: download the version's one file under ``root`` (default
+        ``./artifacts/<name:vN>``) and return its path; ``ValueError`` if it has several, as W&B."""
+        entries = self.files()
+        if len(entries) != 1:
+            raise ValueError(f"artifact {self.qualified_name} holds {len(entries)} files, not one: call download() "
+                             "to get all files, or get_entry(name).download()")
+        return self.download_file(entries[0].path, root)
+
+    def __getitem__(self, name: str) -> Any:
+        """``artifact[name]``: ``get(name)``, as W&B."""
+        return self.get(name)
+
+    def __setitem__(self, name: str, item: Any) -> Any:
+        """``artifact[name] = table``: ``add(table, name)``, as W&B."""
+        return self.add(item, name)
+
+    def _reading_api(self) -> Any:
+        """A ``tracklet.Api`` of where this version was read: its server, else its data root."""
+        import tracklet
+        from tracklet.api.remote import RemoteApi
+
+        http = getattr(getattr(self._store, "client", None), "http", None)
+        if self._link is not None and self._registry is not None:
+            http = getattr(getattr(self._registry, "client", None), "http", None) or http
+        if http is not None:
+            return RemoteApi.over(http)
+        assert self._store is not None
+        return tracklet.Api(self._store.data_root)
 
     def logged_by(self) -> Any:
         """The run that logged the version, as ``wandb.Api().run`` gives it (``history()`` a
@@ -473,6 +567,13 @@ class Artifact(_TrackletArtifact, WBValue):
         wrapped._link = artifact._link  # read through a registry collection: its version and aliases
         wrapped._registry = artifact._registry
         return wrapped
+
+
+def _iso_utc(moment: float) -> str:
+    """Epoch seconds as W&B gives times: ISO 8601, UTC, to the second."""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def is_unrecorded(value: Any) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracklet.errors import ArtifactNotFound
+from tracklet.errors import ArtifactNotFound, ArtifactTypeMismatch
 
 
 class Error(Exception):
@@ -25,6 +25,15 @@ class CommError(Error):
 class ArtifactNotFoundCommError(CommError, ArtifactNotFound):
     """No artifact version matches (``run.use_artifact``, ``use_model``, ``wandb.Api().artifact``):
     a ``CommError``, as W&B raises, and tracklet's ``ArtifactNotFound``, so either ``except`` works."""
+
+
+def type_mismatch(error: ArtifactTypeMismatch) -> ArtifactTypeMismatch:
+    """``error`` with W&B's message: ``type 'model' specified but this artifact is of type
+    'dataset'`` (W&B's ``Api._artifact``), then the version's name. It stays tracklet's
+    ``ArtifactTypeMismatch``: a ``ValueError``, as W&B's ``run.use_artifact`` raises, and an
+    ``ArtifactNotFound``. ``wandb.Api().artifact`` raises W&B's ``CommError`` with this as its ``exc``."""
+    return ArtifactTypeMismatch(f"type {error.asked!r} specified but this artifact is of type {error.found!r} "
+                                f"({error.name})", asked=error.asked, found=error.found, name=error.name)
 
 
 class AuthenticationError(CommError):

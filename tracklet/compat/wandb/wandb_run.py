@@ -546,12 +546,16 @@ class Run:
     def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None,
                      use_as: str | None = None) -> Any:
         """Record this run's use of an artifact version and return it (``download()`` it). No such
-        version: ``CommError``, as W&B (also tracklet's ``ArtifactNotFound``)."""
-        from tracklet.compat.wandb.errors import ArtifactNotFoundCommError
-        from tracklet.errors import ArtifactNotFound
+        version: ``CommError``, as W&B (also tracklet's ``ArtifactNotFound``). A version of another
+        ``type`` than asked: W&B's ``ValueError`` and message (``type_mismatch``; also tracklet's
+        ``ArtifactTypeMismatch``, an ``ArtifactNotFound``)."""
+        from tracklet.compat.wandb.errors import ArtifactNotFoundCommError, type_mismatch
+        from tracklet.errors import ArtifactNotFound, ArtifactTypeMismatch
 
         try:
             return data_types.Artifact._wrap(self._run.use_artifact(artifact_or_name, type=type))
+        except ArtifactTypeMismatch as error:
+            raise type_mismatch(error) from None
         except ArtifactNotFound as error:
             raise ArtifactNotFoundCommError(str(error)) from None
 

@@ -71,6 +71,30 @@ class ArtifactCollection:
     versions = artifacts
 
     @property
+    def id(self) -> str:
+        """A stable id: ``project/name`` (W&B's is an opaque string)."""
+        return f"{self.project}/{self.name}"
+
+    @property
+    def description(self) -> str:
+        """The latest version's description (tracklet keeps descriptions per version)."""
+        found = self.artifacts()
+        return found[0].description if found else ""
+
+    @property
+    def tags(self) -> list[str]:
+        return []  # tracklet collections have no tags
+
+    @property
+    def created_at(self) -> str:
+        """When its oldest version still kept was stored (ISO 8601, UTC)."""
+        return self.artifacts()[-1].created_at
+
+    def load(self) -> "ArtifactCollection":
+        """Nothing cached to reload: every read goes to the store or the server."""
+        return self
+
+    @property
     def aliases(self) -> list[str]:
         """The custom aliases of its versions (``latest`` and ``vN`` left out, as W&B lists them)."""
         names: list[str] = []

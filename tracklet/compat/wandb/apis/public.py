@@ -1,5 +1,5 @@
 """``wandb.Api``: W&B's public read API over ``tracklet.Api`` (the local data root, or a tracklet
-server with ``overrides={"base_url": ...}``).
+server: ``overrides={"base_url": ...}`` or ``$TRACKLET_BASE_URL``).
 
 Paths may carry an entity (``entity/project/run_id``, ``entity/project/runs/run_id``) or not
 (``project/run_id``); tracklet has no entities, so it is ignored. ``run.history()`` returns a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar, Iterator, Sequence
 
@@ -600,8 +601,11 @@ class Project:
 
 
 class Api:
-    """``wandb.Api()``: reads runs recorded under tracklet's data root (``TRACKLET_DIR``), or a
-    tracklet server with ``overrides={"base_url": URL}`` and ``api_key``."""
+    """``wandb.Api()``: reads a tracklet server, ``overrides={"base_url": URL}`` or else
+    ``$TRACKLET_BASE_URL`` (as W&B's ``Api()`` reads the server at ``WANDB_BASE_URL``), with
+    ``api_key``, else ``$TRACKLET_API_KEY`` or the key ``tracklet login`` saved; with neither, the
+    runs recorded under tracklet's data root (``TRACKLET_DIR``). ``overrides={"root": path}``
+    (``None``: the default data root) reads a data root even with ``$TRACKLET_BASE_URL`` set."""
 
     def __init__(self, overrides: Mapping[str, Any] | None = None, timeout: int | None = None,
                  api_key: str | None = None) -> None:
@@ -612,6 +616,8 @@ class Api:
         self._entity = overrides.get("entity")
         self._default_project = overrides.get("project")
         base_url = overrides.get("base_url")
+        if base_url is None and "root" not in overrides:
+            base_url = os.environ.get("TRACKLET_BASE_URL", "").strip() or None
         if base_url and "wandb" in str(base_url):
             warn_once("api-base-url",
                       f"wandb.Api(base_url={base_url!r}) is a W&B server; reading tracklet's data root instead")
@@ -679,14 +685,17 @@ class Api:
         ``name:alias`` (in the default project); ``run-<run id>-<key>:latest`` (or ``:v<n>``) is a
         table the run logged under ``key`` (``_run_tables.py``), as W&B names it."""
         from tracklet.compat.wandb.data_types import Artifact
-        from tracklet.compat.wandb.errors import ArtifactNotFoundCommError
-        from tracklet.errors import ArtifactError, ArtifactNotFound
+        from tracklet.compat.wandb.errors import ArtifactNotFoundCommError, type_mismatch
+        from tracklet.errors import ArtifactError, ArtifactNotFound, ArtifactTypeMismatch
 
         parts = name.split("/")
         if len(parts) == 1 and self._default_project:
             name = f"{self._default_project}/{name}"
         try:
             return Artifact._wrap(self._api.artifact(name, type=type))
+        except ArtifactTypeMismatch as error:  # W&B: CommError(message, exc=ValueError(message))
+            mismatch = type_mismatch(error)
+            raise ArtifactNotFoundCommError(str(mismatch), mismatch) from None
         except ArtifactError as error:
             table = self._run_table(name)  # a run's logged table, named as W&B names it
             if table is not None:

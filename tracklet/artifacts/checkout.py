@@ -1,0 +1,97 @@
+"""``Artifact.checkout(root)``: make a directory hold exactly a version's files (W&B's ``checkout``).
+
+Every file under ``root`` that the version's manifest doesn't name is removed, then the version
+is downloaded there (files already right are left alone). Deleting is what can go wrong, so
+``root`` is checked first, and the checks are the whole point of this module:
+
+- only entries under ``root`` are removed: the walk never follows a symbolic link (a link under
+  ``root``, to a file or a directory, is removed as a link; what it points at is never touched),
+  and ``root`` itself may not be a link;
+- ``root`` must be a directory of this artifact: absent, empty, or holding at least one file at
+  a path the version names (a checkout or download of it, or of a version sharing a file name);
+  any other directory is refused, so a mistyped ``root`` (``"."``, a home directory, a source
+  tree) loses nothing;
+- never the file system's root, the home directory, the working directory or a directory above
+  it, nor anything inside the data root or above it (its store holds every version's bytes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tracklet.errors import ArtifactError
+
+
+def _refuse(root: Path, name: str, why: str) -> ArtifactError:
+    return ArtifactError(f"artifact {name}: checkout(root={str(root)!r}) refused: {why}; nothing was removed")
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+def check_root(root: Path, manifest_paths: set[str], name: str, data_root: Path | None) -> None:
+    """Raise ``ArtifactError`` unless ``root`` may be emptied of files the version doesn't name
+    (the module's rules); nothing is removed here."""
+    if root.is_symlink():
+        raise _refuse(root, name, "it is a symbolic link (give the directory itself)")
+    if root.exists() and not root.is_dir():
+        raise _refuse(root, name, "it is not a directory")
+    real = Path(os.path.realpath(root))
+    protected = {Path(real.anchor): "the file system's root", Path(os.path.realpath(Path.home())): "the home directory"}
+    for directory, what in protected.items():
+        if real == directory:
+            raise _refuse(root, name, f"it is {what}")
+    if _inside(Path(os.path.realpath(os.getcwd())), real):
+        raise _refuse(root, name, "it is the working directory or a directory above it")
+    if data_root is not None:
+        store = Path(os.path.realpath(data_root))
+        if _inside(real, store) or _inside(store, real):
+            raise _refuse(root, name, f"it is inside tracklet's data root {store} or above it")
+    if not root.exists():
+        return
+    found_any = False
+    for path, _ in _files(root):
+        found_any = True
+        if path in manifest_paths:
+            return
+    if found_any:
+        raise _refuse(root, name, "it holds files and none of them is a file of this version, so it is not a "
+                                  "directory of this artifact (check out into a new or empty directory)")
+
+
+def _files(root: Path) -> Any:
+    """``(relative posix path, absolute path)`` of every non-directory entry under ``root``
+    (links included, never followed); directories are walked bottom-up after their entries."""
+    for base, directories, names in os.walk(root, followlinks=False):
+        for entry in names + [d for d in directories if os.path.islink(os.path.join(base, d))]:
+            full = os.path.join(base, entry)
+            yield Path(full).relative_to(root).as_posix(), full
+
+
+def remove_extra(root: Path, manifest_paths: set[str]) -> list[str]:
+    """Remove every entry under ``root`` that is not a file the version names (links always: the
+    download makes real files), then the directories left empty that no file of it is in;
+    returns the removed paths (relative). ``check_root`` first."""
+    if not root.exists():
+        return []
+    keep_dirs = {path.rsplit("/", 1)[0] for path in manifest_paths if "/" in path}
+    for path in list(keep_dirs):
+        while "/" in path:
+            path = path.rsplit("/", 1)[0]
+            keep_dirs.add(path)
+    removed = []
+    for relative, full in list(_files(root)):
+        if relative not in manifest_paths or os.path.islink(full):
+            os.unlink(full)  # a link is removed as a link: what it points at is not touched
+            removed.append(relative)
+    for base, _, _ in sorted(os.walk(root, followlinks=False), key=lambda item: -len(item[0])):
+        relative = Path(base).relative_to(root).as_posix()
+        if relative != "." and relative not in keep_dirs and not os.listdir(base):
+            os.rmdir(base)
+    return removed
+
+
+__all__ = ["check_root", "remove_extra"]

@@ -1,9 +1,12 @@
 """Deleting a server's artifact version that the model registry links (a leaked secret in a
 dataset, a licence problem): refused without ``break_registry_links`` (409 naming the registry
-versions and how to force it), refused with it for a caller who isn't an admin of every registry
-linking it (403 naming the role and registry), done for one who is: audited and evented naming the
-registry versions left without files, which then read back as ``files_deleted`` (HTTP, the Python
-API, the CLI) instead of a 404 or a 500. Real ``tracklet server`` processes on SQLite and PostgreSQL."""
+versions and how to force it), refused with it for a caller who isn't a member of every registry
+linking it (403 naming the role and registry: the role that may unlink them, so the way round, unlink
+then delete, needs no less), refused for every role while a protected alias names one of them (as
+their unlink is), done otherwise: audited and evented naming the registry versions left without
+files, which then read back as ``files_deleted`` (HTTP, the Python API, the CLI, the lineage graph)
+instead of a 404 or a 500. Real ``tracklet server`` processes on SQLite and PostgreSQL; the data
+root's rules too."""
 
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from serverproc import keyed_deployment
 import tracklet
 from tracklet.errors import ArtifactDeleted, ArtifactError, RemoteError, TrackletWarning
 
-USERS = {"radmin": ("admin", "admin"), "mixed": ("admin", "member"), "member": ("member", "member")}
+USERS = {"radmin": ("admin", "admin"), "mixed": ("admin", "viewer"), "member": ("member", "member"),
+         "viewer": ("member", "viewer")}
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -68,25 +72,25 @@ def _audited(root: httpx.Client, target_tail: str) -> list[tuple[int, str, dict]
              else json.loads(event["detail"] or "{}")) for event in events if event["target"].endswith(target_tail)]
 
 
-def test_a_registered_version_is_deleted_only_when_asked_by_an_admin_of_every_registry_linking_it(deployment):
+def test_a_registered_version_is_deleted_only_when_asked_by_a_member_of_every_registry_linking_it(deployment):
     server, root, keys, store = deployment
     refused = _delete(server, keys["radmin"], "v0", delete_aliases="true")  # W&B's flag is about aliases only
     assert refused.status_code == 409, refused.text
     assert "is registered as model/m:v0, eval/m:v0" in refused.json()["detail"]
     assert "--break-registry-links" in refused.json()["detail"]
 
-    for who, registry in (("member", "eval"), ("mixed", "eval")):  # eval sorts first; mixed is model's admin
+    for who in ("viewer", "mixed"):  # a viewer in eval (mixed is model's admin): may not unlink eval/m:v0 either
         denied = _delete(server, keys[who], "v0", break_registry_links="true")
         assert denied.status_code == 403, denied.text
-        assert f"user '{who}' needs the admin role in registry '{registry}'" in denied.json()["detail"]
-        assert "eval/m:v0" in denied.json()["detail"]
+        assert f"user '{who}' needs the member role in registry 'eval'" in denied.json()["detail"]
+        assert "eval/m:v0" in denied.json()["detail"] and "(has viewer)" in denied.json()["detail"]
     with tracklet.Api(base_url=server.url, api_key=keys["mixed"]) as api:
-        with pytest.raises(RemoteError, match="admin role in registry 'eval'"):
+        with pytest.raises(RemoteError, match="member role in registry 'eval'"):
             api.artifact("vision/m:v0").delete(break_registry_links=True)
         assert api.artifact("vision/m:v0").version == "v0"  # every refusal changed nothing
         assert api.artifact("model/m:v0").source_qualified_name == "vision/m:v0"
 
-    with tracklet.Api(base_url=server.url, api_key=keys["radmin"]) as api:
+    with tracklet.Api(base_url=server.url, api_key=keys["member"]) as api:  # a member of both: no admin needed
         with pytest.warns(TrackletWarning, match="model/m:v0, eval/m:v0 linked: those registry versions have no files"):
             api.artifact("vision/m:v0").delete(break_registry_links=True)
         with pytest.raises(ArtifactDeleted, match="model/m:v0 links vision/m:v0, which was deleted"):
@@ -108,12 +112,28 @@ def test_a_registered_version_is_deleted_only_when_asked_by_an_admin_of_every_re
     assert answer.json()["link"]["source"] == "vision/m:v0"
     assert [link["version"] for link in root.get(net + "/versions").json()["links"]] == [0, 1]
     assert root.get(net + "/versions/v1").json()["files_deleted"] is False
-    for path in (net + "/versions/v0/card", net + "/history", net + "/versions/v0/lineage"):
+    for path in (net + "/versions/v0/card", net + "/history"):
         assert root.get(path).status_code < 500, path
+    # Its lineage is still known: the registry version, its artifact version marked files deleted,
+    # and the run that logged it (the store's edges are the runs' records, which the deletion keeps).
+    with _as(server, keys["member"]) as member:
+        graph = member.get(net + "/versions/v0/lineage")
+    assert graph.status_code == 200, graph.text
+    nodes = {node["id"]: node for node in graph.json()["nodes"]}
+    assert graph.json()["root"] == "registry:model/m:v0"
+    assert nodes["artifact:vision/m:v0"]["files_deleted"] is True and nodes["artifact:vision/m:v0"]["type"] == "model"
+    assert "files_deleted" not in nodes["registry:model/m:v0"]
+    (logged_by,) = [node_id for node_id, node in nodes.items() if node["kind"] == "run"]
+    assert {(edge["source"], edge["target"], edge["kind"]) for edge in graph.json()["edges"]} == {
+        ("artifact:vision/m:v0", "registry:model/m:v0", "linked"), (logged_by, "artifact:vision/m:v0", "logged"),
+        (logged_by, "artifact:vision/m:v1", "logged"), (logged_by, "artifact:vision/m:v2", "logged")}
+    assert not nodes["artifact:vision/m:v1"].get("files_deleted")  # the run's other versions are whole
+    whole = root.get(net + "/versions/v1/lineage").json()  # a link whose version is whole: nothing marked
+    assert not any(node.get("files_deleted") for node in whole["nodes"])
 
     # Audited: each refusal as answered, the deletion naming the registry versions it left without files.
     assert [(status, actor) for status, actor, _ in _audited(root, "/m/versions/v0")] == [
-        (409, "radmin"), (403, "member"), (403, "mixed"), (403, "mixed"), (200, "radmin")]
+        (409, "radmin"), (403, "viewer"), (403, "mixed"), (403, "mixed"), (200, "member")]
     assert _audited(root, "/m/versions/v0")[-1][2]["registry_links_broken"] == ["model/m:v0", "eval/m:v0"]
     engine = sa.create_engine(store)
     try:
@@ -123,7 +143,7 @@ def test_a_registered_version_is_deleted_only_when_asked_by_an_admin_of_every_re
     finally:
         engine.dispose()
     assert [(subject, actor, json.loads(payload)["registry_links_broken"]) for subject, actor, payload in rows] == [
-        ("vision/m:v0", "radmin", ["model/m:v0", "eval/m:v0"])]
+        ("vision/m:v0", "member", ["model/m:v0", "eval/m:v0"])]
 
 
 def test_artifact_rm_url_breaks_registry_links_only_with_its_own_flag(deployment, tmp_path):
@@ -143,3 +163,115 @@ def test_artifact_rm_url_breaks_registry_links_only_with_its_own_flag(deployment
     assert unlinked.status_code == 200
     with pytest.raises(ArtifactError):  # ArtifactNotFound: the deleted version is gone from its project
         tracklet.Api(base_url=server.url, api_key=keys["radmin"]).artifact("vision/m:v1")
+
+
+def _as(server, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+
+def test_breaking_links_needs_no_less_than_the_way_round_and_a_protected_alias_refuses_both(deployment):
+    """The way round the flag: unlink the registry versions (the member role), then delete the
+    version no registry links any more (the project's write role). The flag needs exactly that
+    role, and what keeps a registry version from its unlink (a protected alias naming it, a pending
+    promotion request targeting it) keeps its artifact version from deletion, for every role."""
+    server, root, keys, _ = deployment
+    # The way round, for an unprotected registry version: "viewer" is a member of model, which
+    # alone links v1, so it may unlink model/m:v1 and then delete vision/m:v1 without the flag ...
+    with _as(server, keys["viewer"]) as viewer:
+        assert viewer.delete("/registries/model/collections/m/versions/v1").status_code == 200
+        assert viewer.delete("/projects/vision/artifacts/m/versions/v1").status_code == 200
+    # ... and the flag asks the same of it: v2, linked into model only, it may delete through its link.
+    assert root.post("/registries/model/collections/m/links", json={"project": "vision", "name": "m",
+                                                                     "version": 2}).status_code == 200
+    done = _delete(server, keys["viewer"], "v2", break_registry_links="true")
+    assert done.status_code == 200 and done.json()["registry_links_broken"] == ["model/m:v2"], done.text
+
+    # eval/m:v0 is the production model, protected: no role may unlink it, nor delete what it links.
+    assert root.put("/registries/eval/collections/m/aliases/production", json={"version": "v0"}).status_code == 200
+    assert root.put("/registries/eval/collections/m/protections/production", json={"approvals": 1}).status_code == 200
+    for who in ("member", "radmin"):
+        refused = _delete(server, keys[who], "v0", break_registry_links="true")
+        assert refused.status_code == 409, refused.text
+        assert "eval/m:v0 (protected alias production)" in refused.json()["detail"]
+        with _as(server, keys[who]) as client:
+            assert client.delete("/registries/eval/collections/m/versions/v0").status_code == 409  # nor the way round
+            assert client.get("/registries/eval/collections/m/versions/v0").json()["files_deleted"] is False
+    assert root.get("/projects/vision/artifacts/m/versions/v0").status_code == 200  # nothing changed
+
+    # A pending promotion request targeting a version keeps it the same way: one to move production
+    # to model... (another collection's alias): protect model's "staging" and ask to move it to v0.
+    assert root.put("/registries/model/collections/m/protections/staging", json={"approvals": 1}).status_code == 200
+    requested = root.put("/registries/model/collections/m/aliases/staging", json={"version": "v0"})
+    assert requested.status_code == 409, requested.text
+    # Lifting production's protection is a registry admin's decision (audited); the request still keeps v0.
+    assert root.put("/registries/eval/collections/m/protections/production", json={"approvals": 0}).status_code == 200
+    refused = _delete(server, keys["member"], "v0", break_registry_links="true")
+    assert refused.status_code == 409 and "model/m:v0 (pending promotion request #" in refused.json()["detail"]
+    request_id = root.get("/registry-requests", params={"state": "pending"}).json()["requests"][0]["id"]
+    with _as(server, keys["mixed"]) as mixed:  # model's admin, not the requester
+        assert mixed.post(f"/registry-requests/{request_id}/reviews",
+                          json={"decision": "reject", "comment": "v0 goes"}).status_code == 200
+    done = _delete(server, keys["member"], "v0", break_registry_links="true")
+    assert done.status_code == 200 and done.json()["registry_links_broken"] == ["model/m:v0", "eval/m:v0"], done.text
+
+
+def test_in_a_data_root_a_protected_alias_or_pending_request_keeps_its_version_from_deletion_too(tmp_path):
+    """Local mode has no roles (the data root is its user's), but the same guards: ``--force`` /
+    ``break_registry_links`` deletes a registered version only when nothing keeps its registry
+    versions from an unlink."""
+    from tracklet.errors import PromotionRequired
+
+    root = tmp_path / "data"
+    run = tracklet.init(project="vision", dir=str(root), settings=QUIET)
+    (tmp_path / "m.bin").write_bytes(b"weights")
+    artifact = run.log_artifact(tmp_path / "m.bin", name="m", type="model")
+    run.link_artifact(artifact, "eval/m", aliases=["production"])
+    run.finish()
+    api = tracklet.Api(str(root))
+    registry = api.registry
+    registry.protect("eval", "m", "production", 1)
+    with pytest.raises(ArtifactError, match=r"eval/m:v0 \(protected alias production\)"):
+        api.artifact("vision/m:v0").delete(break_registry_links=True)
+    refused = _cli("--dir", str(root), "artifact", "rm", "vision/m:v0", "--force")
+    assert refused.returncode != 0 and "eval/m:v0 (protected alias production)" in refused.stderr, refused.stderr
+    with pytest.raises(PromotionRequired):  # the way round is shut the same way
+        registry.unlink("eval", "m", 0)
+    registry.protect("eval", "m", "staging", 1)
+    with pytest.raises(PromotionRequired):
+        registry.set_alias("eval", "m", "staging", "v0")  # opens request #1, targeting v0
+    registry.protect("eval", "m", "production", 0)
+    with pytest.raises(ArtifactError, match=r"eval/m:v0 \(pending promotion request #1\)"):
+        api.artifact("vision/m:v0").delete(break_registry_links=True)
+    registry.review(1, "reject", reviewer="bob")
+    with pytest.warns(TrackletWarning, match="eval/m:v0 linked"):
+        api.artifact("vision/m:v0").delete(break_registry_links=True)
+    with pytest.raises(ArtifactDeleted):
+        api.artifact("eval/m:v0")
+
+
+def test_artifact_show_presents_a_registry_version_whose_files_were_deleted_with_its_lineage(tmp_path):
+    """``tracklet artifact show`` of a data root's registry version whose artifact version was
+    deleted: the link, "files: deleted", and the runs that logged and used that version (their
+    records keep it), where it raised ``ArtifactDeleted``."""
+    root = tmp_path / "data"
+    train = tracklet.init(project="vision", dir=str(root), settings=QUIET)
+    (tmp_path / "m.bin").write_bytes(b"weights")
+    train.link_artifact(train.log_artifact(tmp_path / "m.bin", name="m", type="model"), "eval/m", aliases=["best"])
+    train.finish()
+    evaluate = tracklet.init(project="scores", dir=str(root), settings=QUIET)
+    evaluate.use_artifact("eval/m:best")
+    evaluate.finish()
+    with pytest.warns(TrackletWarning, match="eval/m:v0 linked"):
+        tracklet.Api(str(root)).artifact("vision/m:v0").delete(break_registry_links=True)
+
+    shown = _cli("--dir", str(root), "artifact", "show", "eval/m:best")
+    assert shown.returncode == 0, shown.stderr
+    lines = dict(line.split(None, 1) for line in shown.stdout.splitlines())
+    assert lines["name:"] == "eval/m:v0" and lines["files:"].startswith("deleted: vision/m:v0 was deleted")
+    assert lines["logged_by:"] == f"vision/{train.id}" and lines["used_by:"] == f"scores/{evaluate.id}"
+    assert lines["aliases:"] == "v0, latest, best" and lines["type:"] == "model"
+    as_json = json.loads(_cli("--dir", str(root), "artifact", "show", "eval/m:v0", "--json").stdout)
+    assert as_json["files_deleted"] is True and as_json["files"] == [] and as_json["source"] == "vision/m:v0"
+    assert (as_json["logged_by"], as_json["used_by"]) == ([f"vision/{train.id}"], [f"scores/{evaluate.id}"])
+    gone = _cli("--dir", str(root), "artifact", "show", "vision/m:v0")  # the artifact version itself: not found
+    assert gone.returncode != 0 and "vision/m" in gone.stderr

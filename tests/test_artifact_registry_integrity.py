@@ -40,9 +40,14 @@ def test_delete_aliases_never_deletes_a_version_a_registry_links(root, tmp_path,
 
     with pytest.raises(ArtifactError, match=r"delete\(\) refuses it.*unlink\(\)"):
         production.delete()
+    # Its protected alias keeps it, as it keeps the registry version from an unlink (docs/registry.md,
+    # "Who may do what"): lifting the protection first is the registry's decision.
+    with pytest.raises(ArtifactError, match=r"model/classifier:v0 \(protected alias production\)"):
+        api.artifact(source.qualified_name).delete(delete_aliases=True, break_registry_links=True)
+    tracklet.Api(root).registry.protect("model", "classifier", "production", 0)
     with pytest.warns(TrackletWarning, match="model/classifier:v0 linked"):
         api.artifact(source.qualified_name).delete(delete_aliases=True, break_registry_links=True)
-    # The registry keeps the version and its protected alias: it reads back as deleted, naming both
+    # The registry keeps the version and its alias: it reads back as deleted, naming both
     # (W&B's not-found error class through wandb.Api; tracklet's ArtifactDeleted through tracklet.Api).
     with pytest.raises(ArtifactNotFoundCommError, match="model/classifier:v0 links .*, which was deleted.*has no files"):
         api.artifact("wandb-registry-model/classifier:production")

@@ -327,10 +327,17 @@ def test_an_admin_lets_members_approve_and_a_member_approves_through_the_buttons
 
 
 def test_a_registry_version_whose_artifact_was_deleted_shows_files_deleted(registry, page):  # noqa: F811
-    """A registry admin deleted the artifact version v1 links (``break_registry_links``): its page
-    still shows the link, its aliases and card, and says its files were deleted (no blank page)."""
-    server, keys, alice, _ = registry
+    """A registry member deleted the artifact version v1 links (``break_registry_links``): its page
+    still shows the link, its aliases and card, and says its files were deleted (no blank page); its
+    lineage page still draws the graph, the deleted version dashed and marked, with the run that
+    logged it."""
+    server, keys, alice, run_id = registry
     source = alice.get(NET + "/versions/v1").json()["link"]
+    # The promotion request pending on v1 keeps it (as from an unlink): bob, an admin, rejects it first.
+    (request,) = alice.get("/api/v1/registry-requests", params={"state": "pending"}).json()["requests"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['bob']}"}) as bob:
+        assert bob.post(f"/api/v1/registry-requests/{request['id']}/reviews",
+                        json={"decision": "reject", "comment": "v1 goes"}).status_code == 200
     deleted = alice.delete(f"/api/v1/projects/train/artifacts/{source['source_name']}/versions/v{source['source_version']}",
                            params={"break_registry_links": "true"})
     assert deleted.status_code == 200, deleted.text
@@ -343,3 +350,15 @@ def test_a_registry_version_whose_artifact_was_deleted_shows_files_deleted(regis
     assert page.text_content("tr[data-field='source'] a") == source["source"]
     assert "# net v1\nBeats v0." in page.text_content("pre.card-text")  # the registry keeps its card
     assert page.text_content("tr[data-field='run']").endswith("–")
+
+    page.goto(server.url + "/registry/model/net/v1/lineage")
+    deleted_id = f"artifact:train/{source['source_name']}:v{source['source_version']}"
+    page.wait_for_selector(f"g.lineage-node.deleted[data-id='{deleted_id}']")
+    assert page.get_attribute(f"g.lineage-node[data-id='{deleted_id}']", "data-deleted") == "true"
+    assert page.text_content(f"g.lineage-node[data-id='{deleted_id}'] text.subtitle") == "files deleted · model"
+    assert page.locator(f"g.lineage-node.run[data-id='run:train/{run_id}']").count() == 1  # who logged it
+    assert page.locator("g.lineage-node.registry[data-id='registry:model/net:v1']").count() == 1
+    assert page.text_content(".toolbar .files-deleted") == (
+        f"{source['source']} was deleted: this version has no files; the runs that logged and used it are still shown.")
+    # The run's other version (v0's) is whole: drawn as any other.
+    assert page.locator("g.lineage-node.deleted").count() == 1

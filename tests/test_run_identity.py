@@ -97,3 +97,26 @@ def test_a_server_copy_shows_the_change(root, servers):
     assert done.returncode == 0, done.stderr
     row = httpx.get(f"{server.url}/api/v1/runs/p/r3", timeout=60).json()["run"]
     assert (row["name"], row["tags"]) == ("after", ["synced"])
+
+
+def test_text_a_record_cant_hold_is_replaced_with_one_warning_per_field_naming_it(root):
+    """Lone surrogates (not text: UTF-8 can't encode them) in a name, notes or tags the user gave,
+    at init() or later: the run records them replaced, warns once per field naming the field and
+    the characters replaced, and nothing else is lost."""
+    with pytest.warns(tracklet.TrackletWarning) as caught:
+        run = tracklet.init(project="p", id="odd", name="a\udc80b", notes="n\ud800", tags=["t\udfff", "ok"],
+                            dir=str(root), settings=QUIET)
+        run.log({"loss": 1.0})
+        run.name = "second\ud801"  # the field warned of already: recorded, not warned again
+        run.group = "g\udbff"
+        run.finish()
+    messages = [str(warning.message) for warning in caught if "lone surrogate" in str(warning.message)]
+    assert len(messages) == 4, messages
+    by_field = {message.split()[2]: message for message in messages}  # "tracklet: run <field> ..."
+    assert set(by_field) == {"name", "notes", "tags", "group"}
+    assert "U+DC80" in by_field["name"] and "recorded as 'a\ufffdb'" in by_field["name"]
+    assert "U+D800" in by_field["notes"] and "U+DFFF" in by_field["tags"] and "U+DBFF" in by_field["group"]
+    recorded = tracklet.Api(root).run("p/odd")
+    assert (recorded.name, recorded.notes, recorded.tags, recorded.group) == ("second?", "n?", ["t?", "ok"], "g?")
+    assert recorded.history(["loss"])["loss"] == [1.0]
+    assert recorded.state == "finished"

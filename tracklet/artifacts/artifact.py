@@ -695,8 +695,10 @@ class Artifact:
         the model registry always raises naming its registry versions: W&B's flag is about aliases
         only, and deleting the version would leave those registry versions (and their protected
         aliases) without files. ``break_registry_links=True`` (``tracklet artifact rm --force`` or
-        ``--break-registry-links``) deletes it anyway, with a warning naming them; on a server only
-        for an admin of every registry linking it (else ``RemoteError``, the server's 403), and the
+        ``--break-registry-links``) deletes it anyway, with a warning naming them, unless a protected
+        alias names one of them or a pending promotion request targets one (``ArtifactError``, every
+        role: what refuses their ``unlink()``); on a server only for a member of every registry
+        linking it (else ``RemoteError``, the server's 403), and the
         server's audit log and ``artifact.deleted`` event name them. Those registry versions then
         read back as deleted (``ArtifactDeleted`` naming the link). A registry version (a link)
         itself can't be deleted: the registry keeps its versions and their alias history

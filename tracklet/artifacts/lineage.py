@@ -44,3 +44,12 @@ def logged_by(root: Path, info: Any) -> Any:
 
 def used_by(root: Path, info: Any) -> list[Any]:
     return _edges(root, info, "used")
+
+
+def run_paths(root: Path, project: str, name: str, version: int, direction: str) -> list[str]:
+    """``project/run_id`` of the runs that ``logged`` (or ``used``) ``project/name:v<version>``,
+    from the store's edges (the runs' records): known after the version itself was deleted."""
+    from types import SimpleNamespace
+
+    info = SimpleNamespace(project=project, name=name, version=version)
+    return [run.path for run in _edges(root, info, direction)]

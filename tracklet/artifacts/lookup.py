@@ -90,6 +90,14 @@ def delete_version(root: str | os.PathLike, info: Any, *, drop_aliases: bool = F
     return dropped, links
 
 
+def refused_guarded(source: str, guarded: list[str]) -> str:
+    """Why ``source`` can't be deleted even breaking its registry links: ``guarded`` registry
+    versions (``ModelRegistry.guarded``), kept as ``unlink()`` keeps them, whatever the role."""
+    return (f"{source} can't be deleted, even breaking its registry links: {', '.join(guarded)} keep(s) it, as they "
+            "keep a registry version from being unlinked; promote another version or lift the protection, and "
+            "approve or reject the pending request, first; nothing was changed")
+
+
 def check_deletable(root: str | os.PathLike, info: Any, *, drop_aliases: bool = False,
                     break_links: bool = False) -> list[str]:
     """``delete_version``'s refusals, checked without deleting (what an online run's version
@@ -98,11 +106,15 @@ def check_deletable(root: str | os.PathLike, info: Any, *, drop_aliases: bool = 
     from tracklet.core.extensions import load
 
     registry = load("registry").open_local(Path(root), create=False)
-    links = [link.path for link in registry.links_to(info.project, info.name, info.version)] if registry else []
+    linked = registry.links_to(info.project, info.name, info.version) if registry else []
+    links = [link.path for link in linked]
     if links and not break_links:
         raise ArtifactError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it would leave "
                             "those registry versions without files (`tracklet artifact rm` with --force deletes it anyway; "
                             "from Python: delete(break_registry_links=True))")
+    guarded = registry.guarded(linked) if linked else []
+    if guarded:
+        raise ArtifactError(refused_guarded(info.qualified_name, guarded))
     current = open_store(Path(root)).registry.version(info.project, info.name, f"v{info.version}")
     custom = sorted(alias for alias in current.aliases if alias not in (LATEST, f"v{info.version}"))
     if custom and not drop_aliases:

@@ -105,8 +105,17 @@ def _version_row(artifact: Any) -> dict[str, Any]:
 @click.pass_context
 @_handle_errors
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """One version: identity, aliases, metadata, and every file with its size and digest."""
-    artifact = _state(ctx).api.artifact(ref)
+    """One version: identity, aliases, metadata, and every file with its size and digest. A
+    registry version whose artifact version was deleted shows the link, "files: deleted", and the
+    runs that logged and used that version."""
+    from tracklet.errors import ArtifactDeleted
+
+    try:
+        artifact = _state(ctx).api.artifact(ref)
+    except ArtifactDeleted:
+        if not _show_deleted_link(_state(ctx).api.root, ref, as_json):
+            raise
+        return
     row = _version_row(artifact)
     files = [{"path": e.path, "size": e.size, "digest": e.digest, **({"ref": e.ref} if e.ref else {})}
              for e in artifact.files()]
@@ -127,6 +136,35 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     for item in files:
         where = f"  -> {item['ref']}" if "ref" in item else ""
         click.echo(f"  {item['size']:>14,}  {item['digest'][:12]}  {item['path']}{where}")
+
+
+def _show_deleted_link(root: Any, ref: str, as_json: bool) -> bool:
+    """``show`` of a registry version whose artifact version was deleted (``break_registry_links``):
+    what the registry keeps (the link, its aliases) and what the runs recorded (who logged and used
+    that version); False if ``ref`` is no such version."""
+    from tracklet.artifacts.lineage import run_paths
+    from tracklet.registry.service import deleted_link
+
+    link = deleted_link(root, ref)
+    if link is None:
+        return False
+    number = (link.source_project, link.source_name, link.source_version)
+    row: dict[str, Any] = {"name": link.path, "files_deleted": True, "source": link.source, "type": link.type,
+           "digest": link.source_digest, "aliases": link.aliases, "linked": _iso(link.linked_at),
+           "linked_by": link.linked_by, "logged_by": run_paths(Path(root), *number, "logged"),
+           "used_by": run_paths(Path(root), *number, "used"), "files": []}
+    if as_json:
+        click.echo(json.dumps(row))
+        return True
+    click.echo(f"{'name:':<13}{row['name']}")
+    click.echo(f"{'files:':<13}deleted: {link.source} was deleted (`tracklet artifact rm --break-registry-links`); "
+               "the registry keeps this version and its alias history")
+    for key in ("source", "type", "digest", "aliases", "linked", "linked_by", "logged_by", "used_by"):
+        value = row[key]
+        if key == "type":
+            value = printable_type(value)
+        click.echo(f"{key + ':':<13}{(', '.join(value) or '-') if isinstance(value, list) else value}")
+    return True
 
 
 @artifact_group.command("get")
@@ -221,7 +259,8 @@ def verify(ctx: click.Context, ref: str, target: Path | None) -> None:
               "also one the model registry links (as --break-registry-links).")
 @click.option("--break-registry-links", "break_links", is_flag=True,
               help="Delete a version the model registry links, leaving those registry versions without files "
-                   "(on a server: needs the admin role in every registry linking it).")
+                   "(on a server: needs the member role in every registry linking it; never while a protected "
+                   "alias names one of them).")
 @click.option("--url", default=None, metavar="URL",
               help="Delete the version of this tracking server's project instead of the data root's (its key: "
                    "$TRACKLET_API_KEY or `tracklet login`). Never taken from $TRACKLET_BASE_URL: a deletion "
@@ -257,7 +296,7 @@ def _rm_notes(dropped: list[str], links: list[str]) -> str:
 def _rm_on_server(url: str, root: Any, project: str, name: str, selector: str, force: bool, break_links: bool) -> None:
     """``rm --url``: the server's ``DELETE .../versions/vN`` (the same rules: ``--force`` drops
     the version's aliases; a version the server's registry links needs ``--break-registry-links``
-    and the admin role in every registry linking it: ``--force`` alone never breaks a server's
+    and the member role in every registry linking it: ``--force`` alone never breaks a server's
     registry versions, a team's shared state)."""
     from tracklet.artifacts.names import version_number
     from tracklet.artifacts.remote import connect

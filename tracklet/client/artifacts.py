@@ -404,7 +404,7 @@ class ArtifactClient:
         ``{"deleted": ArtifactVersion, "aliases_dropped": [...], "registry_links_broken": [...]}``.
         ``ArtifactError`` with the server's reason when it refuses (custom aliases without
         ``delete_aliases``, a version the model registry links without ``break_registry_links``),
-        ``RemoteError`` for a 403 (``break_registry_links`` needs the registry admin role of every
+        ``RemoteError`` for a 403 (``break_registry_links`` needs the member role in every
         registry linking it), ``ArtifactNotFound`` for no such version, ``ArtifactDeleted``
         (one) for a version deleted already (the server's 410)."""
         params = {"delete_aliases": "true" if delete_aliases else "false"}

@@ -66,6 +66,13 @@ def recordable_text(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
+def unrecordable_characters(text: str) -> list[str]:
+    """What ``recordable_text`` replaces in ``text``: its lone surrogates (the only ``str``
+    characters UTF-8 can't encode), each once, in order, as ``U+DC80``."""
+    found = dict.fromkeys(f"U+{ord(char):04X}" for char in text if "\ud800" <= char <= "\udfff")
+    return list(found)
+
+
 def python_implementation() -> str:
     """``platform.python_implementation()`` (``CPython``, ``PyPy``, ...), without importing
     ``platform`` (9 regular expressions compiled at import)."""

@@ -346,8 +346,30 @@ class Run:
         if self._sender is None or self._finished:
             return  # disabled mode, or a finished run: nothing records any more
         at = _time()
-        self._enqueue(lambda: identity.update_record(changes, at))
+        recorded = self._recordable(changes)
+        self._enqueue(lambda: identity.update_record(recorded, at))
         self._nudge()
+
+    def _recordable(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` as a record's strings can hold them (``hostinfo.recordable_text``: lone
+        surrogates become U+FFFD or "?", rather than the whole record being lost). A field the user
+        gave (name, tags, notes, group, job_type) that had to change is named in a warning, once
+        per field for this run, with what was replaced: the run goes on and records the rest."""
+        text = hostinfo.recordable_text
+        out: dict[str, Any] = {}
+        for key, value in fields.items():
+            if isinstance(value, str):
+                out[key] = text(value)
+            elif isinstance(value, list):
+                out[key] = [text(item) if isinstance(item, str) else item for item in value]
+            else:
+                out[key] = value
+            if key in identity.FIELDS and out[key] != value:
+                replaced = hostinfo.unrecordable_characters(" ".join(value) if isinstance(value, list) else value)
+                self._warn_once(("unrecordable", key), (
+                    f"tracklet: run {key} {value!r} holds {', '.join(replaced)} (lone surrogates: not text, which a "
+                    f"record can't store); recorded as {out[key]!r}"))
+        return out
 
     def mark_preempting(self) -> None:
         """Record that this run expects to be stopped (preempted) and resumed: readers show it
@@ -942,7 +964,8 @@ class Run:
 
     def _run_start_fields(self) -> dict[str, Any]:
         """What the ``RunStart`` record says, taken now (on the caller's thread); strings the
-        record can't hold as they are (an undecodable cwd, argument or user name) are made readable
+        record can't hold as they are (an undecodable cwd, argument or user name; a name, notes or tags
+        given with lone surrogates, which ``_recordable`` warns of) are made readable
         (``hostinfo.recordable_text``) rather than losing the whole record."""
         from tracklet import __version__
 
@@ -966,10 +989,7 @@ class Run:
             reproduces=self._reproduces,
             username=hostinfo.os_user_name(),
         )
-        text = hostinfo.recordable_text
-        return {key: text(value) if isinstance(value, str)
-                else [text(item) for item in value] if isinstance(value, list) else value
-                for key, value in fields.items()}
+        return self._recordable(fields)
 
     def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
         """End the run: record its exit, write everything queued, fsync the record log.

@@ -154,6 +154,22 @@ def files_deleted(link: Link) -> str:
             "has no files; the registry keeps it and its alias history (unlink() removes it from its collection)")
 
 
+def deleted_link(root: str | os.PathLike, reference: Any) -> Link | None:
+    """The data root's registry version ``reference`` names when the artifact version it links was
+    deleted (what ``resolve`` raises ``ArtifactDeleted`` for); None otherwise. ``tracklet artifact
+    show`` presents it: the link, "files deleted", and the runs that logged and used that version."""
+    from tracklet.artifacts.storage import open_store
+
+    ref = parse_registry_ref(reference)
+    registry = open_local(root, create=False) if ref is not None else None
+    if ref is None or registry is None or not registry.has_collection(ref.registry, ref.collection):
+        return None
+    link = registry.resolve(ref.registry, ref.collection, ref.selector)
+    deleted = open_store(Path(root).expanduser()).registry.was_deleted(link.source_project, link.source_name,
+                                                                         link.source_version)
+    return link if deleted else None
+
+
 def _local_source(root: Path, link: Link) -> tuple[Any, Any]:
     from tracklet.artifacts.storage import open_store
 

@@ -11,6 +11,8 @@ Rules:
 - ``unlink`` removes a version (W&B's ``artifact.unlink()``): its aliases go first, each with its
   event, then an event of alias ``vN`` (``vN -> -``) records the removal; its number is never
   reused, and a version a protected alias or a pending promotion request names is refused;
+  deleting the artifact version such a link names (``break_registry_links``) is refused the same
+  way (``guarded``), whatever the role, so it is no way round them;
 - a protected alias (``protect``) moves only through a promotion request approved by as many
   reviewers as it requires, none of them the requester, each holding the protection's approver
   role or a higher one (on a server, whose routes pass the reviewer's registry role; local mode has
@@ -648,6 +650,40 @@ class ModelRegistry:
             raise PromotionRequired(f"{named}; no alias was moved", opened[0][1])
         return events
 
+    def _guards(self, connection: sa.Connection, registry: str, collection: str,
+                number: int) -> tuple[list[str], list[str], list[int]]:
+        """The collection's version ``number``: its custom aliases, those of them protected, and the
+        pending promotion requests targeting it. The last two keep it in its collection whatever
+        the role: ``unlink`` refuses, and so does deleting its artifact version (``guarded``)."""
+        aliases = sorted(connection.execute(sa.select(registry_aliases.c.alias).where(
+            self._key(registry_aliases, registry, collection), registry_aliases.c.version == number)).scalars())
+        protected = sorted(connection.execute(sa.select(registry_protections.c.alias).where(
+            self._key(registry_protections, registry, collection), registry_protections.c.alias.in_(aliases),
+            registry_protections.c.approvals > 0)).scalars()) if aliases else []
+        pending = list(connection.execute(sa.select(registry_requests.c.id).where(
+            self._key(registry_requests, registry, collection), registry_requests.c.to_version == number,
+            registry_requests.c.state == "pending").order_by(registry_requests.c.id)).scalars())
+        return aliases, protected, pending
+
+    def guarded(self, links: list[Link], *, connection: sa.Connection | None = None) -> list[str]:
+        """Why any of ``links`` can't be left without files (its artifact version deleted with
+        ``break_registry_links``): each one a protected alias names or a pending promotion request
+        targets, as ``registry/collection:vN (protected alias production)``. These are what
+        ``unlink`` refuses for every role too, so deleting through the links is never a way round
+        them (docs/registry.md, "Who may do what"). Read in ``connection`` if given (a deletion's
+        transaction, in the registry's database)."""
+        found: list[str] = []
+        with contextlib.ExitStack() as stack:
+            if connection is None:
+                connection = stack.enter_context(self.engine.connect())
+            for link in links:
+                _, protected, pending = self._guards(connection, link.registry, link.collection, link.version)
+                why = [f"protected alias {alias}" for alias in protected]
+                why += [f"pending promotion request #{request}" for request in pending]
+                if why:
+                    found.append(f"{link.path} ({', '.join(why)})")
+        return found
+
     def unlink(self, registry: str, collection: str, version: int, *, actor: str | None = None,
                reason: str | None = None) -> list[AliasEvent]:
         """Remove the collection's version ``version`` (a link: the artifact version it names is
@@ -663,18 +699,11 @@ class ModelRegistry:
         with self._write() as connection:
             self._hold(connection, registry, collection)
             number = self._linked(connection, registry, collection, f"v{int(version)}")
-            aliases = sorted(connection.execute(sa.select(registry_aliases.c.alias).where(
-                self._key(registry_aliases, registry, collection), registry_aliases.c.version == number)).scalars())
-            protected = sorted(connection.execute(sa.select(registry_protections.c.alias).where(
-                self._key(registry_protections, registry, collection), registry_protections.c.alias.in_(aliases),
-                registry_protections.c.approvals > 0)).scalars()) if aliases else []
+            aliases, protected, pending = self._guards(connection, registry, collection, number)
             if protected:
                 raise PromotionRequired(f"{registry}/{collection}:v{number} is named by protected alias(es) "
                                         f"{', '.join(protected)}: they can't be removed, so it can't be unlinked "
                                         "(promote another version, or unprotect them, first); nothing was changed")
-            pending = connection.execute(sa.select(registry_requests.c.id).where(
-                self._key(registry_requests, registry, collection), registry_requests.c.to_version == number,
-                registry_requests.c.state == "pending").order_by(registry_requests.c.id)).scalars().all()
             if pending:
                 raise RegistryError(f"{registry}/{collection}:v{number} is the target of pending promotion request(s) "
                                     f"{', '.join(f'#{request}' for request in pending)}: approve or reject them first "

@@ -466,6 +466,9 @@ class LineageNode(BaseModel):
     branch: str | Absent = None
     remote: str | Absent = None
     dirty: bool | Absent = None
+    files_deleted: bool | Absent = Field(default=None, description=(
+        "An artifact version that was deleted (a registry version's, `break_registry_links`): it has no files; "
+        "the runs that logged and used it are still known"))
 
 
 class LineageEdge(BaseModel):

@@ -34,9 +34,11 @@ ACTIONS: dict[str, str] = {
     "protect": "admin",  # protect an alias, change its approvals or webhook check, lift it
     "manage_members": "admin",  # give, change or take a registry role
     # Delete an artifact version this registry links (``DELETE .../artifacts/{name}/versions/vN
-    # ?break_registry_links=true``), leaving its registry versions without files: admin of every
-    # registry linking it (routes_artifacts_write.py).
-    "break_links": "admin",
+    # ?break_registry_links=true``), leaving its registry versions without files: the role of every
+    # registry linking it that may unlink them, since unlinking and then deleting reaches the same
+    # end; a protected alias or a pending promotion request refuses both, whatever the role
+    # (routes_artifacts_write.py, ModelRegistry.guarded).
+    "break_links": "member",
 }
 
 

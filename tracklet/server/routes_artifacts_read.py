@@ -23,7 +23,7 @@ from tracklet.artifacts.registry import VersionInfo
 from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.artifact_source import ArtifactSource, artifact_source
 from tracklet.server.jsonable import json_value
-from tracklet.server.lineage_graph import build_graph
+from tracklet.server.lineage_graph import Graph, build_graph
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
 from tracklet.server.models import (
@@ -306,15 +306,21 @@ def lineage(
         info = _version(source, project, ref.name, ref.selector)
         graph = build_graph(app.store, version=(project, info.name, info.version), hops=hops, max_nodes=max_nodes,
                             readable=_readable(request), run_info=run_info, version_info=version_info)
+    return graph_response(graph, hops)
+
+
+def graph_response(graph: Graph, hops: int) -> LineageResponse:
+    """``lineage_graph.build_graph``'s graph as the lineage routes answer it."""
     nodes = []
     for node_id, node in graph.nodes.items():
         if node["kind"] == "run":
             nodes.append(LineageNode(id=node_id, kind="run", project=node["project"], name=node["name"],
                                      depth=node["depth"], run_id=node["run_id"], state=node["state"]))
         else:
+            fields: dict[str, Any] = {"files_deleted": True} if node.get("files_deleted") else {}
             nodes.append(LineageNode(id=node_id, kind="artifact", project=node["project"], name=node["name"],
                                      depth=node["depth"], version=f"v{node['version']}", type=node["type"],
-                                     aliases=node["aliases"]))
+                                     aliases=node["aliases"], **fields))
     edges = [LineageEdge(source=source_id, target=target_id, kind=kind)  # type: ignore[arg-type]
              for (source_id, target_id), kind in graph.edges.items()]
     return LineageResponse(root=graph.root, hops=hops, truncated=graph.truncated, nodes=nodes, edges=edges)

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from tracklet.artifacts.lookup import refused_guarded
 from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
@@ -411,14 +412,19 @@ def delete_version(request: Request, project: str, name: str, version: str,
                                                 "naming them)"),
                    break_registry_links: bool = Query(False, description=(
                        "Delete it though the model registry links it (else 409 naming its registry versions): "
-                       "needs the admin role in every registry linking it (else 403); those registry versions "
-                       "are left without files"))) -> VersionDeleteResponse:
+                       "needs the member role (what unlinking needs) in every registry linking it (else 403); "
+                       "refused (409) while a protected alias names one of its registry versions or a pending "
+                       "promotion request targets one, as an unlink is; those registry versions are left without "
+                       "files"))) -> VersionDeleteResponse:
     """Delete version `version` (`vN`) as `tracklet artifact rm` does locally: its number is
     never given again and `latest` falls back to the highest version left. A version holding
     custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
     links answers 409 naming its registry versions (they would be left without files; the
-    registry keeps its versions) unless `break_registry_links`, which also needs the caller to be
-    an admin of every registry linking it (403 naming the role and registry otherwise): those
+    registry keeps its versions) unless `break_registry_links`, which also needs the member role
+    in every registry linking it (the role that may unlink them, and so take the same way round:
+    403 naming the role and registry otherwise) and is refused (409), for every role, while a
+    protected alias names one of those registry versions or a pending promotion request targets
+    one (what refuses their unlink too): those
     registry versions then read back as `files_deleted`, and the deletion's audit event
     (`registry_links_broken`) and `artifact.deleted` event name them. The links are read, and
     the roles checked, holding the collection's lock that a new link holds too: a link made at
@@ -431,14 +437,19 @@ def delete_version(request: Request, project: str, name: str, version: str,
     broken: list[str] = []
 
     def refuse_linked(connection: Any) -> None:  # holding the collection's lock, which a new link holds too
-        links = _registry_links(request, project, name, number, connection)
+        linked, registry = _registry_links(request, project, name, number, connection)
+        links = [link.path for link in linked]
         if links and not break_registry_links:
             raise ArtifactError(f"{project}/{name}:v{number} is registered as {', '.join(links)}: deleting it "
-                                "would leave those registry versions without files (an admin of their registry "
+                                "would leave those registry versions without files (a member of their registries "
                                 "may delete it anyway: `tracklet artifact rm --url URL --break-registry-links`, "
                                 "`delete(break_registry_links=True)`, `?break_registry_links=true`)")
         if links:
-            _require_registry_admin(request, f"{project}/{name}:v{number}", links)
+            _require_registry_role(request, f"{project}/{name}:v{number}", links)
+            same = connection is not None and connection.engine is registry.engine
+            guarded = registry.guarded(linked, connection=connection if same else None)
+            if guarded:
+                raise ArtifactError(refused_guarded(f"{project}/{name}:v{number}", guarded))
             broken[:] = links
             audit.note(request, registry_links_broken=links)  # before the deletion commits: its event says so
 
@@ -455,25 +466,27 @@ def delete_version(request: Request, project: str, name: str, version: str,
     return VersionDeleteResponse(deleted=_version_model(info), aliases_dropped=dropped, registry_links_broken=broken)
 
 
-def _registry_links(request: Request, project: str, name: str, version: int, connection: Any = None) -> list[str]:
-    """The model registry versions that link ``project/name:v<version>`` (none where the server
-    has no registry yet), read in ``connection`` if given (the deletion's transaction: the
-    registry is in the same database, and the deletion needs no second connection)."""
+def _registry_links(request: Request, project: str, name: str, version: int,
+                    connection: Any = None) -> tuple[list[Any], Any]:
+    """The model registry versions (``Link``s) that link ``project/name:v<version>`` (none where
+    the server has no registry yet) and the registry, read in ``connection`` if given (the
+    deletion's transaction: the registry is in the same database, and the deletion needs no
+    second connection)."""
     from tracklet.server.routes_registry import registry_of
 
     try:
         registry = registry_of(request)
     except HTTPException:  # a data root nothing was linked in (tracklet ui)
-        return []
+        return [], None
     if connection is not None and connection.engine is not registry.engine:  # a data root's registry file
         connection = None
-    return [link.path for link in registry.links_to(project, name, version, connection=connection)]
+    return registry.links_to(project, name, version, connection=connection), registry
 
 
-def _require_registry_admin(request: Request, source: str, links: list[str]) -> None:
-    """403 unless the caller holds the registry role ``break_links`` needs (admin) in every
-    registry of ``links`` (``registry/collection:vN``): deleting ``source`` leaves them without
-    files, which is a registry admin's decision, not only the project's."""
+def _require_registry_role(request: Request, source: str, links: list[str]) -> None:
+    """403 unless the caller holds the registry role ``break_links`` needs (member: what unlinking
+    needs, so no one passes this way who couldn't unlink the versions and then delete ``source``)
+    in every registry of ``links`` (``registry/collection:vN``)."""
     from tracklet.server.registry_roles import ACTIONS
     from tracklet.server.routes_registry import role_of
 

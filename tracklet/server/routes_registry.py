@@ -3,8 +3,9 @@ history, model cards, protected aliases and promotion requests, in the server's 
 (``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
 
 Who may do what: registry roles (``registry_roles.ACTIONS``: viewer reads; member links, moves and
-removes aliases, edits cards, unlinks versions, and so requests promotions; admin protects aliases,
-manages the registry's members and may delete an artifact version the registry links), checked by
+removes aliases, edits cards, unlinks versions, may delete an artifact version the registry links
+(what unlinking and then deleting would do), and so requests promotions; admin protects aliases and
+manages the registry's members), checked by
 every route through ``_require``; a promotion request is reviewed by holders of its alias's approver
 role or a higher one (the protection's policy, admin unless it names another), never its requester:
 ``ModelRegistry.review`` decides under the collection's lock. Linking also needs ``read`` on the

@@ -31,9 +31,9 @@ PAGES = ("/", "/projects/{project}", "/projects/{project}/runs/{run_id}",
          # reports (pages/reports.ts, report.ts, report-edit.ts): the list, a report, its editor
          "/projects/{project}/reports", "/projects/{project}/reports/{report_id}",
          "/projects/{project}/reports/{report_id}/edit",
-         # the model registry (pages/registry.ts): collections, requests, a collection, a version
+         # the model registry (pages/registry.ts): collections, requests, a collection, a version, its lineage
          "/registry", "/registry/requests", "/registry/{registry}/{collection}",
-         "/registry/{registry}/{collection}/{version}")
+         "/registry/{registry}/{collection}/{version}", "/registry/{registry}/{collection}/{version}/lineage")
 
 _MISSING = """<!doctype html><title>tracklet</title>
 <p>The dashboard's bundle is missing from this installation ({where}). Build it with

@@ -844,8 +844,11 @@ export interface paths {
          *     never given again and `latest` falls back to the highest version left. A version holding
          *     custom aliases answers 409 naming them unless `delete_aliases`; one the model registry
          *     links answers 409 naming its registry versions (they would be left without files; the
-         *     registry keeps its versions) unless `break_registry_links`, which also needs the caller to be
-         *     an admin of every registry linking it (403 naming the role and registry otherwise): those
+         *     registry keeps its versions) unless `break_registry_links`, which also needs the member role
+         *     in every registry linking it (the role that may unlink them, and so take the same way round:
+         *     403 naming the role and registry otherwise) and is refused (409), for every role, while a
+         *     protected alias names one of those registry versions or a pending promotion request targets
+         *     one (what refuses their unlink too): those
          *     registry versions then read back as `files_deleted`, and the deletion's audit event
          *     (`registry_links_broken`) and `artifact.deleted` event name them. The links are read, and
          *     the roles checked, holding the collection's lock that a new link holds too: a link made at
@@ -3017,6 +3020,11 @@ export interface components {
             remote?: string;
             /** Dirty */
             dirty?: boolean;
+            /**
+             * Files Deleted
+             * @description An artifact version that was deleted (a registry version's, `break_registry_links`): it has no files; the runs that logged and used it are still known
+             */
+            files_deleted?: boolean;
         };
         /** LineageResponse */
         LineageResponse: {
@@ -8303,7 +8311,7 @@ export interface operations {
             query?: {
                 /** @description Delete it with its custom aliases (else 409 naming them) */
                 delete_aliases?: boolean;
-                /** @description Delete it though the model registry links it (else 409 naming its registry versions): needs the admin role in every registry linking it (else 403); those registry versions are left without files */
+                /** @description Delete it though the model registry links it (else 409 naming its registry versions): needs the member role (what unlinking needs) in every registry linking it (else 403); refused (409) while a protected alias names one of its registry versions or a pending promotion request targets one, as an unlink is; those registry versions are left without files */
                 break_registry_links?: boolean;
             };
             header?: never;

@@ -14,6 +14,7 @@ export interface GraphNode {
   subtitle: string;
   href: string;
   root?: boolean;
+  deleted?: boolean; // an artifact version whose files were deleted: drawn dashed, `data-deleted`
 }
 
 export interface GraphEdge {
@@ -220,8 +221,9 @@ export function lineageSvg(nodes: GraphNode[], edges: GraphEdge[], options: Part
   for (const node of nodes) {
     const at = layout.nodes.get(node.id)!;
     root.append(svg("g", {
-      class: `lineage-node ${node.kind}${node.root ? " root" : ""}`,
+      class: `lineage-node ${node.kind}${node.root ? " root" : ""}${node.deleted ? " deleted" : ""}`,
       "data-id": node.id,
+      ...(node.deleted ? { "data-deleted": "true" } : {}),
       "data-kind": node.kind,
       "data-layer": at.layer,
       transform: `translate(${at.x},${at.y})`,

@@ -2,6 +2,8 @@
 // version, the artifact version it links, the run that logged it, the dataset versions that run
 // used and further hops, and the code commit each run ran (server/registry_lineage.py), drawn by
 // lineage.ts as the artifact pages' graphs are. Data flows left to right, into the registry version.
+// A version whose artifact version was deleted (break_registry_links) keeps its graph: that node is
+// drawn dashed, "files deleted", and a note says so.
 
 import { h } from "../dom";
 import { lineageSvg, type GraphNode } from "../lineage";
@@ -26,6 +28,10 @@ function graphNode(node: LineageNode, root: string, registry: string, collection
     return { ...base, title: node.name || node.run_id!, subtitle: `${node.project}/${node.run_id} · ${node.state}`, href: runHref(node.project, node.run_id!) };
   }
   const aliases = (node.aliases ?? []).filter((a) => a !== node.version);
+  if (node.files_deleted) {
+    // Deleted (break_registry_links): no page of its own; the registry version's page says so.
+    return { ...base, deleted: true, title: `${node.name}:${node.version}`, subtitle: ["files deleted", node.type].join(" · "), href: registryVersionHref(registry, collection, root.split(":").pop()!) };
+  }
   return { ...base, title: `${node.name}:${node.version}`, subtitle: [node.type, ...aliases].join(" · "), href: versionHref(node.project, node.name, node.version!) };
 }
 
@@ -41,6 +47,7 @@ export async function registryLineagePage(root: HTMLElement, registry: string, c
   const count = (kind: string) => graph.nodes.filter((n) => n.kind === kind).length;
   const rootNode = graph.nodes.find((n) => n.id === graph.root);
   const name = `${registry}/${collection}:${rootNode?.version ?? selector}`;
+  const deleted = graph.nodes.find((n) => n.files_deleted && n.depth === 1);
   root.replaceChildren(
     h(
       "div.artifact-page.lineage-page.registry-lineage",
@@ -52,6 +59,7 @@ export async function registryLineagePage(root: HTMLElement, registry: string, c
         hopsSelect,
         h("span.count.lineage-count", { text: `${count("run")} runs, ${count("artifact")} artifact versions, ${count("commit")} commits, ${graph.edges.length} edges` }),
         graph.truncated ? h("span.truncated", { text: "Graph cut at its node limit: fewer hops show all of what is near." }) : null,
+        deleted ? h("span.files-deleted", { text: `${deleted.project}/${deleted.name}:${deleted.version} was deleted: this version has no files; the runs that logged and used it are still shown.` }) : null,
         h("span.legend.lineage-legend", {}, h("i.key.commit"), "commit", h("i.key.run"), "run", h("i.key.artifact"), "artifact version", h("i.key.registry"), "registered model", " · arrows follow the data: code and dataset versions → the run → the version it logged → the registry"),
       ),
       h("div.card.lineage-canvas", {}, lineageSvg(graph.nodes.map((n) => graphNode(n, graph.root, registry, collection)), graph.edges)),

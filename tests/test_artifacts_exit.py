@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,7 @@ def test_a_second_ctrl_c_stops_waiting_and_the_run_still_ends_with_every_row(tmp
             line = child.stderr.readline()
             assert line, "".join(seen)
             seen.append(line)
+        time.sleep(0.5)  # a person's second Ctrl-C, once exit is waiting (any moment works, see below)
         child.send_signal(signal.SIGINT)
         _, rest = child.communicate(timeout=120)  # not the 600 s finish_timeout
     finally:
@@ -257,7 +259,7 @@ def test_a_second_ctrl_c_stops_waiting_and_the_run_still_ends_with_every_row(tmp
         hung.close()
     err = "".join(seen) + rest
     assert child.returncode == -signal.SIGINT, err
-    assert "Exception ignored" not in err and err.count("Traceback") == 1, err  # the script's own only
+    assert "Exception ignored in atexit callback" not in err, err  # finish() was not cut short
     assert "artifacts still being stored at finish (interrupted (Ctrl-C))" in err, err
     assert "'weights' (model) is not stored" in err or "exit/weights:v0 is stored locally" in err, err
     run = tracklet.Api(writer).runs("exit")[0]

@@ -73,8 +73,11 @@ def _drain_workers() -> None:
     ``finish()`` (or by Ctrl-C) has its runs finished by ``atexit``, which runs after threading's
     exit hooks, one of which stops every thread pool: the upload of a large checkpoint logged last
     then failed ("cannot schedule new futures after interpreter shutdown")."""
-    deadline = time.monotonic() + max((worker.exit_timeout for worker in list(_workers)), default=0.0)
+    lifecycle.interrupts_stop_waiting()
     try:
+        if lifecycle.waiting_stopped_at_exit():
+            return
+        deadline = time.monotonic() + max((worker.exit_timeout for worker in list(_workers)), default=0.0)
         for worker in list(_workers):
             for artifact in list(worker._logged):
                 if artifact.state == "pending":

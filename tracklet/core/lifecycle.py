@@ -21,6 +21,7 @@ _exit_status: int | None = None
 # runs are finished (see wait_at_exit).
 _exit_waits: list[tuple[threading.Event, float]] = []
 _stopped_at_exit = False  # a Ctrl-C ended interpreter exit's wait (stop_waiting_at_exit)
+_sigint_watched = False  # interrupts_stop_waiting has run
 _previous_excepthook = sys.excepthook
 _original_exit = sys.exit
 
@@ -69,6 +70,28 @@ def waiting_stopped_at_exit() -> bool:
     return _stopped_at_exit
 
 
+def interrupts_stop_waiting() -> None:
+    """From now on (the process is exiting), a Ctrl-C also stops finishing the runs from waiting
+    for what they are still storing, wherever its KeyboardInterrupt lands: one raised between two
+    waits, or at the first line of an exit hook, escaped without telling them (and the next wait
+    then went on for the whole ``finish_timeout``). A SIGINT handler of the user's own is left as
+    it is. Main thread only (where handlers are set)."""
+    global _sigint_watched
+    if _sigint_watched or threading.current_thread() is not threading.main_thread():
+        return
+    _sigint_watched = True
+    import _signal  # type: ignore[import-not-found]  # the builtin; ``signal`` would build its enums
+
+    if _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler:
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        stop_waiting_at_exit()
+        _signal.default_int_handler(signum, frame)  # KeyboardInterrupt, as before
+
+    _signal.signal(_signal.SIGINT, on_sigint)
+
+
 def active_runs() -> list["Run"]:
     with _lock:
         return list(_active)
@@ -90,6 +113,9 @@ def _install() -> None:
 def _excepthook(kind: Any, error: BaseException, tb: Any) -> None:
     global _escaped
     _escaped = error
+    # The script ended: exit is next (in a REPL, ``python -i`` included, the session goes on).
+    if threading.current_thread() is threading.main_thread() and not (hasattr(sys, "ps1") or sys.flags.interactive):
+        interrupts_stop_waiting()
     if error.__traceback__ is None:
         error.__traceback__ = tb
     _previous_excepthook(kind, error, tb)
@@ -113,6 +139,7 @@ def exit_reason() -> tuple[BaseException | None, int | None]:
 
 
 def _finish_at_exit() -> None:
+    interrupts_stop_waiting()
     # Only a trial process has imported sweeptrial; importing it here would run dataclass code.
     sweeptrial = sys.modules.get("tracklet.core.sweeptrial")
     tag = getattr(sweeptrial, "exit_tag", None)  # a sweep trial stopped by its agent (pruned)

@@ -3,9 +3,11 @@ process, JSON and gzip bodies, bad input, keys and roles, ``Api(base_url=...).tr
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -476,3 +478,195 @@ def test_an_openinference_instrumented_openai_client_exports_to_the_receiver(ser
     assert plain.inputs["messages"][1]["content"] == "say hello world"
     assert "echo: say hello world" in json.dumps(plain.output)
     assert plain.attributes["resource.service.name"] == "oi-app" and plain.cost is not None
+
+
+def _peak_growth(server, send):
+    """``send()``'s result and how much the server's peak RSS (VmHWM) grew over its settled RSS meanwhile."""
+    import re
+    from pathlib import Path
+
+    import psutil
+    from serverproc import settled_rss
+
+    process = psutil.Process(server.proc.pid)
+    before = settled_rss(process)
+    try:
+        Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # the peak RSS starts again from the current RSS
+    except OSError:
+        pytest.skip("this kernel doesn't let the test reset the server's peak RSS")
+    result = send()
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return result, (int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) << 10) - before
+
+
+def _sdk_spans(count: int) -> list:
+    """``count`` spans made by the real SDK (chat spans: gen_ai attributes, an event, a status), 50 to a trace."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "big-batch"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test-instrumentation", "1.0")
+    for index in range(count):
+        if index % 50 == 0:
+            root = tracer.start_span("invoke_agent")
+        with tracer.start_as_current_span(f"chat gpt-4o {index % 7}", context=trace.set_span_in_context(root)) as span:
+            span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+                                 "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 12 + index,
+                                 "gen_ai.usage.output_tokens": 3, "gen_ai.request.temperature": 0.2,
+                                 "http.url": "https://api.openai.com/v1/chat/completions", "stream": False})
+            span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": "say hello"})
+            span.set_status(Status(StatusCode.OK))
+        if index % 50 == 49 or index == count - 1:
+            root.end()
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def _otlp_json(spans: list) -> dict:
+    """The SDK's spans as OTLP/JSON (what a JSON exporter sends: protobuf's JSON mapping, ids in hex)."""
+    import base64
+
+    from google.protobuf import json_format
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    data = json_format.MessageToDict(encode_spans(spans))
+    for resource_spans in data["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    return data
+
+
+def test_a_json_body_at_the_route_limit_is_taken_in_memory_a_small_multiple_of_its_size(servers, tmp_path):
+    """Real-exporter OTLP/JSON (the SDK's spans in protobuf's JSON mapping, compact) filling the route's
+    16 MiB is stored whole, the server's peak RSS growing by at most 6x the body (json.loads and
+    ParseDict of the whole body took ~14-22x, and such a body was refused with a 400)."""
+    server = servers(tmp_path / "srv")
+    data = _otlp_json(_sdk_spans(200))
+    (resource_spans,) = data["resourceSpans"]
+    (scope_spans,) = resource_spans["scopeSpans"]
+    model, scope_spans["spans"] = scope_spans["spans"], []
+    one = max(len(json.dumps(span, separators=(",", ":"))) for span in model)
+    count = ((16 << 20) - len(json.dumps(data, separators=(",", ":")))) // (one + 1)
+    spans = []
+    for index in range(count):
+        span = dict(model[index % len(model)], traceId=f"{index // 100 + 1:032x}", spanId=f"{index + 1:016x}")
+        span.pop("parentSpanId", None)
+        spans.append(span)
+    scope_spans["spans"] = spans
+    body = json.dumps(data, separators=(",", ":")).encode()
+    assert (15 << 20) < len(body) <= 16 << 20
+    response, growth = _peak_growth(server, lambda: httpx.post(
+        f"{server.url}/v1/traces", content=body, headers={"content-type": "application/json"}, timeout=600))
+    assert response.status_code == 200, response.text[:300]
+    assert response.json() == {}
+    assert growth <= 6 * len(body), f"peak RSS grew by {growth / len(body):.1f}x the body"
+    api = tracklet.Api(base_url=server.url)
+    traces = api.traces("big-batch", limit=10_000)
+    api.close()
+    assert sum(len(trace.spans) for trace in traces) == count
+    span = next(span for span in traces[-1].spans if span.name.startswith("chat"))
+    assert span.operation == "chat" and span.model == "gpt-4o" and span.status == "ok" and span.events
+
+
+@pytest.mark.parametrize("compression", [False, True])
+def test_the_sdk_exporter_sends_a_large_protobuf_batch_in_one_request(servers, tmp_path, compression):
+    """The SDK's protobuf exporter, handed 20,400 spans at once (one request of several MiB), is answered
+    with success and every span is stored."""
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    server = servers(tmp_path / "srv")
+    spans = _sdk_spans(20_000)
+    exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=120,
+                                compression=Compression.Gzip if compression else Compression.NoCompression)
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    api = tracklet.Api(base_url=server.url)
+    assert sum(len(trace.spans) for trace in api.traces("big-batch", limit=10_000)) == 20_000 + 20_000 // 50
+    api.close()
+
+
+def _frame(spans: bytes) -> bytes:
+    return b'{"resourceSpans":[{"scopeSpans":[{"spans":[' + spans + b"]}]}]}"
+
+
+def test_costly_json_bodies_are_refused_in_memory_bounded_by_their_size(servers, tmp_path):
+    """Bodies whose parse would cost far more than their bytes (the review's 3 MiB of empty spans grew
+    the server by ~445 MiB): more spans than a request may hold, one span of millions of empty arrays,
+    nesting past any limit. Each is refused (413 for too much to parse, 400 for what isn't OTLP/JSON),
+    naming the problem, the server's peak RSS growing by at most the body twice over (its bytes and
+    text) and the memory one value may take; an ordinary request is taken afterwards."""
+    from tracklet.tracing.otlp_json import MAX_UNITS, MAX_VALUE_PARSE_BYTES
+
+    server = servers(tmp_path / "srv")
+    url = f"{server.url}/v1/traces"
+    cases = [
+        (_frame(b",".join([b"{}"] * ((3 << 20) // 3))), 413, f"more than {MAX_UNITS:,} spans"),
+        (_frame(b",".join([b"{}"] * (5 << 20))), 413, f"more than {MAX_UNITS:,} spans"),
+        (_frame(b'{"attributes":[' + b",".join([b"[]"] * (5 << 20)) + b"]}"), 413,
+         f"would take more than {MAX_VALUE_PARSE_BYTES >> 20} MiB of memory to parse"),
+        (_frame(b"[" * (15 << 20)), 400, "nests too deeply"),
+    ]
+    for body, status, problem in cases:
+        response, growth = _peak_growth(server, functools.partial(
+            httpx.post, url, content=body, headers={"content-type": "application/json"}, timeout=600))
+        assert response.status_code == status, response.text[:300]
+        assert problem in response.json()["detail"]
+        assert growth <= 2 * len(body) + MAX_VALUE_PARSE_BYTES, \
+            f"{len(body):,} bytes: peak RSS grew by {growth >> 20} MiB"
+    ordinary = json.dumps(_json_body()).encode()
+    assert httpx.post(url, content=ordinary, headers={"content-type": "application/json"}).status_code == 200
+
+
+_SPAN_JSON = b'{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"a"}'
+
+
+@pytest.mark.parametrize("body, problem", [
+    (b"\xff{}", "not UTF-8"),
+    (b'{"resourceSpans":[', "not JSON"),
+    (_frame(_SPAN_JSON[:-1] + b',"name":"b"}'), "the key 'name' twice"),
+    (b'{"resourceSpans":[{"resource":{},"resource":{}}]}', "the key 'resource' twice"),
+    (b'{"resourceSpans":[],"resource_spans":[]}', "the key 'resource_spans' twice"),
+    (_frame(b'{"startTimeUnixNano":' + b"9" * 5000 + b"}"), "number that can't be read"),
+    (_frame(b'{"startTimeUnixNano":1e999}'), "startTimeUnixNano"),
+    (_frame(b'{"name":5}'), "name"),
+    (_frame(b"[1]"), "a span must be an object"),
+    (b'{"resourceSpans":{}}', "resourceSpans must be a JSON array"),
+    (_frame(b'{"traceId":"zz"}'), "traceId 'zz' is not hex"),
+    (_frame(b"[" * 100_000), "nests too deeply"),
+    (_frame(_SPAN_JSON) + b" x", "extra data"),
+    (b"[]", "must be an object"),
+])
+def test_bad_json_bodies_are_refused_naming_the_problem(body, problem):
+    from tracklet.errors import OtlpError
+    from tracklet.tracing.otlp import decode
+
+    with pytest.raises(OtlpError, match=re.escape(problem)):
+        decode(body, "application/json")
+
+
+def test_a_json_bodys_keys_in_any_order_and_spelling_decode_alike():
+    """A resource after its scopes, a scope after its spans, proto field names in place of JSON names,
+    whitespace between tokens: the same rows as the usual order (spans read again once the resource
+    or scope is known)."""
+    from tracklet.tracing.otlp import decode
+
+    resource = b'"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]}'
+    usual = b'{"resourceSpans":[{%s,"scopeSpans":[{"scope":{"name":"s"},"spans":[%s,%s]}]}]}' % (
+        resource, _SPAN_JSON, _SPAN_JSON.replace(b"eee1", b"fff1"))
+    expected = decode(usual, "application/json").by_project
+    assert [len(rows) for rows in expected.values()] == [2]
+    reordered = (b' { "resource_spans" : [ { "scope_spans" : [ { "spans" : [ %s , %s ] , "scope" : {"name":"s"} } ] ,'
+                 b" %s } ] } " % (_SPAN_JSON.replace(b"traceId", b"trace_id"), _SPAN_JSON.replace(b"eee1", b"fff1"),
+                                  resource))
+    assert decode(reordered, "application/json").by_project == expected

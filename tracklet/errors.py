@@ -42,6 +42,7 @@ __all__ = [
     "NotAWandbFile",
     "OffsetConflict",
     "OtlpError",
+    "OtlpTooLarge",
     "SpanWriterBusy",
     "PackCorrupt",
     "RecipeError",
@@ -427,6 +428,12 @@ class PromotionReviewRefused(RegistryError):
 class OtlpError(TrackletError, ValueError):
     """A body sent to ``/v1/traces`` that is not an OTLP trace export request (the server answers
     400), or has a content type other than OTLP's protobuf or JSON (415): the message says which."""
+
+
+class OtlpTooLarge(OtlpError):
+    """An OTLP/JSON body the receiver won't parse whole: more than ``MAX_SPANS`` spans (with its
+    resources and scopes) in one request, or one span whose parse would take more memory than
+    ``tracklet/tracing/otlp_json.py`` allows one value (the server answers 413 and stores nothing)."""
 
 
 class SpanWriterBusy(TrackletError, RuntimeError):

@@ -303,17 +303,6 @@ def json_parse_cost(text: bytes) -> int:
             + _JSON_VALUE * (text.count(b",") + text.count(b":") + 1) + _JSON_STRING * (text.count(b'"') // 2))
 
 
-def json_parse_problem(text: bytes, limit: int | None = None, what: str = "JSON body") -> str | None:
-    """Why ``text`` must not be parsed with ``json.loads``: its objects would take more than ``limit``
-    bytes (``MAX_PARSE_BYTES`` as it is at the call, by default), or ``None``."""
-    if limit is None:
-        limit = MAX_PARSE_BYTES
-    if json_parse_cost(text) <= limit:
-        return None
-    return (f"a {len(text):,}-byte {what} whose values would take more than {limit >> 20} MiB of memory to parse "
-            "(estimated from its text: dense arrays and objects, e.g. millions of [] or {}); refused unparsed")
-
-
 def parse_record(payload: bytes, limit: int | None = None) -> pb.Record:
     """``payload`` parsed as a ``Record`` once its cost is known to be within ``limit``;
     ``RecordRejected`` naming the problem otherwise (too costly, or not a record at all)."""

@@ -3,7 +3,8 @@
 
 ``/v1/traces`` takes what any OpenTelemetry exporter sends (``application/x-protobuf`` or
 ``application/json``, optionally gzip), at most ``MAX_TRACES_BODY_BYTES`` after decompression
-(413 above). Each resource's spans go to the project the ``X-Tracklet-Project`` header names,
+(413 above; a JSON body is read span by span, and one of more than 200,000 spans, or with a
+span too costly to parse, is a 413 too: ``tracklet/tracing/otlp_json.py``). Each resource's spans go to the project the ``X-Tracklet-Project`` header names,
 else its ``tracklet.project`` resource attribute, else its ``service.name``; the sender needs
 write access there (a new project is created for them, as an upload does). Spans that can't be
 stored (bad ids, a bad project name) are counted in OTLP's partial success, not the whole request.
@@ -34,7 +35,7 @@ MAX_TRACES_BODY_BYTES = 16 << 20
              responses=errors(400, 413, 415, 503), response_class=Response)
 async def receive_traces(request: Request) -> Response:
     from tracklet.server.audit import AuditMiddleware, record_in
-    from tracklet.errors import SpanWriterBusy
+    from tracklet.errors import OtlpTooLarge, SpanWriterBusy
     from tracklet.tracing.otlp import JSON, PROTOBUF, Decoded, OtlpError, decode, response_body
 
     state = request.app.state.tracklet
@@ -72,6 +73,8 @@ async def receive_traces(request: Request) -> Response:
     with state.store.span_writer().arriving() as arrival:
         try:
             decoded = await run_in_threadpool(ingest, arrival)
+        except OtlpTooLarge as error:  # nothing stored; a smaller request would be taken
+            raise HTTPException(status_code=413, detail=str(error)) from None
         except OtlpError as error:
             raise HTTPException(status_code=400, detail=str(error)) from None
         except SpanWriterBusy as error:  # OTLP exporters retry a 503 after Retry-After

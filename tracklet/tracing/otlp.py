@@ -11,13 +11,13 @@ or ``tracklet.run`` (optional).
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import itertools
 import json
 import math
 import operator
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -37,7 +37,6 @@ MAX_VALUE_DEPTH = 16
 MAX_SPANS = 200_000  # per request
 
 __all__ = ["Decoded", "OtlpError", "decode", "parse_request", "response_body"]
-_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 
 @dataclasses.dataclass
@@ -54,30 +53,9 @@ class Decoded:
             self.errors.append(why)
 
 
-def _hex_ids_to_base64(value: Any, depth: int = 0) -> Any:
-    """OTLP/JSON writes ids as hex; protobuf's JSON parser reads bytes as base64."""
-    if depth > 64:
-        raise OtlpError("the JSON body nests too deeply")
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if key in _ID_FIELDS and isinstance(item, str):
-                try:
-                    item = base64.b64encode(bytes.fromhex(item)).decode("ascii")
-                except ValueError:
-                    raise OtlpError(f"{key} {item[:40]!r} is not hex") from None
-            out[key] = _hex_ids_to_base64(item, depth + 1)
-        return out
-    if isinstance(value, list):
-        return [_hex_ids_to_base64(item, depth + 1) for item in value]
-    return value
-
-
 def parse_request(body: bytes, content_type: str, *, raw_attributes: bool = False) -> Any:
     """An ``ExportTraceServiceRequest`` (tracklet's copy of OTLP's schema) from a body; with
     ``raw_attributes``, spans' attributes left encoded (``_raw_request``)."""
-    from google.protobuf import json_format
-
     from tracklet.proto import otlp_trace_pb2 as otlp
 
     request = _raw_request()() if raw_attributes else otlp.ExportTraceServiceRequest()
@@ -95,26 +73,15 @@ def parse_request(body: bytes, content_type: str, *, raw_attributes: bool = Fals
             raise OtlpError(f"the body is not an OTLP ExportTraceServiceRequest: {error}") from None
         return request
     if media_type == JSON:
-        from tracklet.core.parsecost import json_parse_problem
+        from tracklet.tracing.otlp_json import resources
 
-        # dense arrays and objects cost ~25x their bytes once parsed (and again as a copy, below)
-        problem = json_parse_problem(body, what="OTLP JSON request")
-        if problem is not None:
-            raise OtlpError(f"the body is refused unparsed: {problem}")
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as error:
-            raise OtlpError(f"the body is not JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise OtlpError("the JSON body must be an object (an ExportTraceServiceRequest)")
-        parsed = otlp.ExportTraceServiceRequest()
-        try:
-            json_format.ParseDict(_hex_ids_to_base64(data), parsed, ignore_unknown_fields=True)
-        except (json_format.ParseError, RecursionError) as error:
-            raise OtlpError(f"the JSON body is not an OTLP ExportTraceServiceRequest: {error}") from None
-        if not raw_attributes:
-            return parsed
-        request.ParseFromString(parsed.SerializeToString())
+        for resource, scopes in resources(body, _raw_scope_spans() if raw_attributes else otlp.ScopeSpans):
+            resource_spans = request.resource_spans.add()
+            resource_spans.resource.MergeFromString(resource.SerializeToString())  # another pool's message
+            for name, spans in scopes:
+                scope_spans = resource_spans.scope_spans.add()
+                scope_spans.scope.name = name
+                scope_spans.spans.extend(spans)
         return request
     raise OtlpError(f"unsupported Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
 
@@ -278,40 +245,63 @@ def _raw_request() -> Any:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{schema.package}.ExportTraceServiceRequest"))
 
 
+def _raw_scope_spans() -> Any:
+    """The ``ScopeSpans`` of ``_raw_request``'s schema (spans' attributes left encoded)."""
+    from google.protobuf import message_factory
+
+    return message_factory.GetMessageClass(_raw_request().DESCRIPTOR.fields_by_name["resource_spans"].message_type
+                                           .fields_by_name["scope_spans"].message_type)
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
 def decode(body: bytes, content_type: str, *, project: str | None = None, run: str | None = None) -> Decoded:
     """Span rows from an OTLP/HTTP body, grouped by project (``project``/``run``: the headers), as
-    the insert's tuples (``tracklet.store.spans.received_row``)."""
-    request = parse_request(body, content_type, raw_attributes=True)
+    the insert's tuples (``tracklet.store.spans.received_row``). A JSON body is read span by span
+    (``otlp_json.py``: bounded memory), a protobuf body parsed whole once its cost is estimated."""
     decoded = Decoded()
     cache = _Cache()
+    if content_type.split(";")[0].strip().lower() == JSON:
+        from tracklet.tracing.otlp_json import resources
+
+        for resource, scopes in resources(body, _raw_scope_spans()):  # at most MAX_SPANS spans, or OtlpTooLarge
+            _decode_resource(resource, scopes, project, run, decoded, cache)
+        return decoded
+    request = parse_request(body, content_type, raw_attributes=True)
     total = 0
     for resource_spans in request.resource_spans:
-        resource = stored_attributes(resource_spans.resource.attributes)
         count = sum(len(scope.spans) for scope in resource_spans.scope_spans)
         total += count
         if total > MAX_SPANS:
             decoded.reject(count, f"more than {MAX_SPANS} spans in one request")
             continue
-        target = project or _text(resource.get("tracklet.project")) or _text(resource.get("service.name")) or "default"
-        problem = name_problem(target)
-        if problem is not None:
-            decoded.reject(count, f"project {target[:100]!r} is not valid: {problem}")
-            continue
-        run_id = fit(store_text(run or _text(resource.get("tracklet.run")) or ""), 128)
-        resource_attributes = {f"resource.{key}": value for key, value in resource.items()}
-        rows = decoded.by_project.setdefault(target, [])
-        for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope
-            shared = ({"otel.scope.name": fit(store_text(scope.name), 1024), **resource_attributes} if scope.name
-                      else resource_attributes)
-            _decode_spans(scope_spans.spans, shared, run_id, rows, decoded, cache)
-        if not rows:
-            del decoded.by_project[target]
+        _decode_resource(resource_spans.resource,
+                         ((scope.scope.name, scope.spans) for scope in resource_spans.scope_spans),
+                         project, run, decoded, cache)
     return decoded
+
+
+def _decode_resource(resource_message: Any, scopes: Iterable[tuple[str, Iterable[Any]]], project: str | None,
+                     run: str | None, decoded: Decoded, cache: _Cache) -> None:
+    """Append the rows of one resource's spans (``scopes``: each scope's name and spans) to its project's."""
+    resource = stored_attributes(resource_message.attributes)
+    target = project or _text(resource.get("tracklet.project")) or _text(resource.get("service.name")) or "default"
+    problem = name_problem(target)
+    if problem is not None:
+        decoded.reject(sum(sum(1 for _ in spans) for _, spans in scopes),
+                       f"project {target[:100]!r} is not valid: {problem}")
+        return
+    run_id = fit(store_text(run or _text(resource.get("tracklet.run")) or ""), 128)
+    resource_attributes = {f"resource.{key}": value for key, value in resource.items()}
+    rows = decoded.by_project.setdefault(target, [])
+    for scope_name, spans in scopes:
+        shared = ({"otel.scope.name": fit(store_text(scope_name), 1024), **resource_attributes} if scope_name
+                  else resource_attributes)
+        _decode_spans(spans, shared, run_id, rows, decoded, cache)
+    if not rows:
+        del decoded.by_project[target]
 
 
 def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tuple[Any, ...]],

@@ -1,0 +1,353 @@
+"""OTLP/JSON trace export bodies read span by span, in bounded memory and time.
+
+``json.loads`` of a whole body builds every span's objects at once (an empty span, ``{}``, costs
+~100 bytes as a dict, ~25x its text), and protobuf's ``json_format.ParseDict`` builds its messages
+on top: a 3 MiB body of empty spans grew the server by ~445 MiB. Here the body's text is walked by
+hand only through its fixed frame (the request object, ``resourceSpans``, ``scopeSpans``,
+``spans``); each value inside that frame (a resource, a scope, one span) is parsed on its own by
+the standard library's C scanner and turned into a protobuf message, so what one span costs is
+freed before the next is read. Peak memory: the body, its text (as many bytes again for ASCII,
+up to 4x for astral characters), the rows decoded so far, and one value's objects, never more
+than ``MAX_VALUE_PARSE_BYTES`` (a value is parsed from a window of the text that grows until the
+value fits in it; a window is estimated with ``core/parsecost.py`` before it is parsed once it is
+long enough to cost more). Time is linear in the body: the hand-walked frame takes a Python step
+per span, scope and resource, at most ``MAX_UNITS`` of them.
+
+Bad input gets an ``OtlpError`` naming the problem (the server's 400): not UTF-8, not JSON (with
+the character where it stops being JSON), a key twice in an object, a value of the wrong type,
+nesting past protobuf's limit, an integer too long to convert; too much to parse at all is an
+``OtlpTooLarge`` (413). The frame's keys may come in any order (a resource after its scopes, a
+scope after its spans: the spans are read again once it is known) and in protobuf's JSON names
+or the proto field names; other keys are ignored, as ``json_format`` does with
+``ignore_unknown_fields``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from tracklet.errors import OtlpError, OtlpTooLarge
+
+# At most this many resources, scopes and spans in one request (the protobuf path's MAX_SPANS).
+MAX_UNITS = 200_000
+# The most memory one value's parse may take (its window's estimate, core/parsecost.py).
+MAX_VALUE_PARSE_BYTES = 64 << 20
+# A window this long can't cost more than the limit whatever it holds (json_parse_cost's highest
+# cost per character is an object's: ~212 bytes), so it is parsed without an estimate.
+_FREE_WINDOW = MAX_VALUE_PARSE_BYTES // 256
+_FIRST_WINDOW = 4096
+_BATCH_SPANS = 256
+_BATCH_CHARS = 64 << 10
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_RESOURCE_SPANS = frozenset({"resourceSpans", "resource_spans"})
+_SCOPE_SPANS = frozenset({"scopeSpans", "scope_spans"})
+_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refused where a key appears twice (``json.loads`` keeps the last)."""
+    made = dict(pairs)
+    if len(made) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise OtlpError(f"the JSON body has the key {key[:100]!r} twice in one object")
+            seen.add(key)
+    return made
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+
+
+class _Reader:
+    """A cursor over the body's text: the frame's objects and arrays walked a token at a time,
+    the values inside them parsed whole (``value``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.units = 0
+        self.window = _FIRST_WINDOW
+
+    def _skip_whitespace(self) -> str:
+        """The next character past whitespace ("" at the end)."""
+        self.pos = _WHITESPACE.match(self.text, self.pos).end()  # type: ignore[union-attr]
+        return self.text[self.pos:self.pos + 1]
+
+    def _expect(self, char: str, what: str) -> None:
+        found = self._skip_whitespace()
+        if found != char:
+            shown = repr(found) if found else "the end of the body"
+            raise OtlpError(f"the body is not JSON: {what} expects {char!r} at character {self.pos}, not {shown}")
+        self.pos += 1
+
+    def null(self) -> bool:
+        """Whether the next value is ``null`` (then read past it): protobuf's JSON leaves such a field unset."""
+        if self._skip_whitespace() == "n" and self.text.startswith("null", self.pos):
+            self.pos += 4
+            return True
+        return False
+
+    def _ends_early(self, what: str) -> None:
+        if not self._skip_whitespace():
+            raise OtlpError(f"the body is not JSON: it ends inside {what}, at character {self.pos}")
+
+    def members(self, what: str) -> Iterator[str]:
+        """The keys of the object at the cursor; the caller reads each key's value before asking
+        for the next. Keys given twice (either spelling of a frame key) are refused."""
+        self._ends_early(what)
+        if self._skip_whitespace() != "{":
+            raise OtlpError(f"{what} must be a JSON object")
+        self.pos += 1
+        seen: set[str] = set()
+        if self._skip_whitespace() == "}":
+            self.pos += 1
+            return
+        while True:
+            if self._skip_whitespace() != '"':
+                raise OtlpError(f"the body is not JSON: {what} expects a key in double quotes at character {self.pos}")
+            key = self.value()
+            canonical = "resourceSpans" if key in _RESOURCE_SPANS else "scopeSpans" if key in _SCOPE_SPANS else key
+            if canonical in seen:
+                raise OtlpError(f"the JSON body has the key {key[:100]!r} twice in {what}")
+            seen.add(canonical)
+            self._expect(":", what)
+            yield canonical
+            following = self._skip_whitespace()
+            self.pos += 1
+            if following == "}":
+                return
+            if following != ",":
+                self.pos -= 1
+                self._expect("}", what)
+
+    def elements(self, what: str, count: bool = True) -> Iterator[None]:
+        """Stops at each element of the array at the cursor (``null``: none); the caller reads it.
+        Each counts against ``MAX_UNITS`` unless ``count`` is false (an array read a second time)."""
+        if self.null():
+            return
+        self._ends_early(what)
+        if self._skip_whitespace() != "[":
+            raise OtlpError(f"{what} must be a JSON array")
+        self.pos += 1
+        if self._skip_whitespace() == "]":
+            self.pos += 1
+            return
+        while True:
+            if count:
+                self.units += 1
+                if self.units > MAX_UNITS:
+                    raise OtlpTooLarge(f"the JSON body holds more than {MAX_UNITS:,} spans, scopes and resources: "
+                                       "send fewer spans per request")
+            yield
+            following = self._skip_whitespace()
+            self.pos += 1
+            if following == "]":
+                return
+            if following != ",":
+                self.pos -= 1
+                self._expect("]", what)
+
+    def value(self) -> Any:
+        """The JSON value at the cursor, parsed whole from a window of the text that starts at
+        twice the last value's length and doubles until the value fits (a window cut inside the
+        value fails at its end); a window past ``_FREE_WINDOW`` is estimated first, and refused
+        (``OtlpTooLarge``) above ``MAX_VALUE_PARSE_BYTES``."""
+        from tracklet.core.parsecost import json_parse_cost
+
+        self._skip_whitespace()
+        text, start = self.text, self.pos
+        remaining = len(text) - start
+        size = min(self.window, remaining)
+        while True:
+            whole = size >= remaining
+            window = text[start:start + size]
+            if size > _FREE_WINDOW and json_parse_cost(window.encode()) > MAX_VALUE_PARSE_BYTES:
+                raise OtlpTooLarge(f"a value at character {start} of the JSON body (a span, its resource or scope) "
+                                   f"would take more than {MAX_VALUE_PARSE_BYTES >> 20} MiB of memory to parse: "
+                                   "refused unparsed")
+            try:
+                found, end = _DECODER.raw_decode(window)
+            except json.JSONDecodeError as error:
+                cut = error.msg.startswith("Unterminated string") or error.pos >= len(window) - 8
+                if whole or not cut:
+                    raise OtlpError(f"the body is not JSON: {error.msg} at character {start + error.pos}") from None
+            except OtlpError:  # a key twice (``_object``)
+                raise
+            except RecursionError:
+                raise OtlpError(f"the JSON body nests too deeply at character {start}") from None
+            except ValueError as error:  # an integer of more digits than int() converts
+                raise OtlpError(f"the JSON body has a number that can't be read at character {start}: {error}") from None
+            else:
+                if whole or end < len(window):  # else a number or literal may go on past the window
+                    self.pos = start + end
+                    self.window = max(_FIRST_WINDOW, 2 * end)
+                    return found
+            del window
+            size = min(2 * size, remaining)
+
+    def skip(self) -> None:
+        """Read past the value at the cursor (a key the request's frame doesn't use)."""
+        self.value()
+
+    def at_end(self) -> None:
+        if self._skip_whitespace():
+            raise OtlpError(f"the body is not JSON: extra data at character {self.pos}")
+
+
+def _message(data: Any, message: Any, what: str) -> Any:
+    """``data`` (a parsed JSON value) as the protobuf ``message`` type, ``OtlpError`` naming what isn't."""
+    from google.protobuf import json_format
+
+    parsed = message()
+    if data is None:
+        return parsed
+    if not isinstance(data, dict):
+        raise OtlpError(f"the JSON body is not an OTLP ExportTraceServiceRequest: {what} must be an object")
+    try:
+        json_format.ParseDict(data, parsed, ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError) as error:
+        raise OtlpError(f"the JSON body is not an OTLP ExportTraceServiceRequest: {what}: {error}") from None
+    return parsed
+
+
+def _base64_ids(data: dict[str, Any], what: str) -> None:
+    """OTLP/JSON writes ids as hex; protobuf's JSON parser reads bytes as base64."""
+    for key in _ID_KEYS:
+        item = data.get(key)
+        if isinstance(item, str):
+            try:
+                data[key] = base64.b64encode(bytes.fromhex(item)).decode("ascii")
+            except ValueError:
+                raise OtlpError(f"{what}'s {key} {item[:40]!r} is not hex") from None
+
+
+def _converted(batch: list[Any], raw_scope: Any) -> Any:
+    """Spans' parsed JSON (``_BATCH_*`` of them: ``json_format`` costs less per span in one call) as
+    ``raw_scope`` spans (``otlp._raw_request``'s: attributes left encoded)."""
+    from tracklet.proto import otlp_trace_pb2 as otlp
+
+    for data in batch:
+        if not isinstance(data, dict):
+            raise OtlpError("the JSON body is not an OTLP ExportTraceServiceRequest: a span must be an object")
+        _base64_ids(data, "a span")
+        for link in data.get("links") or ():
+            if isinstance(link, dict):
+                _base64_ids(link, "a span link")
+    return raw_scope.FromString(_message({"spans": batch}, otlp.ScopeSpans, "spans").SerializeToString()).spans
+
+
+def resources(body: bytes, raw_scope: Any) -> Iterator[tuple[Any, Iterator[tuple[str, Iterator[Any]]]]]:
+    """Each resource of an OTLP/JSON body (an ``opentelemetry.proto.resource.v1.Resource``) with its
+    scopes' names and spans (those of ``raw_scope``, a ``ScopeSpans`` type: ``otlp._raw_request``'s
+    leaves attributes encoded), read as consumed:
+    each scope's spans must be read before the next scope, each resource's scopes before the next
+    resource."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as error:
+        raise OtlpError(f"the JSON body is not UTF-8: {error}") from None
+    reader = _Reader(text)
+    if reader._skip_whitespace() != "{":
+        raise OtlpError("the JSON body must be an object (an ExportTraceServiceRequest)")
+    for key in reader.members("the request"):
+        if key != "resourceSpans":
+            reader.skip()
+            continue
+        for _ in reader.elements("resourceSpans"):
+            yield from _resource_spans(reader, raw_scope)
+    reader.at_end()
+
+
+def _resource_spans(reader: _Reader, raw_scope: Any) -> Iterator[tuple[Any, Iterator[tuple[str, Iterator[Any]]]]]:
+    from tracklet.proto import otlp_trace_pb2 as otlp
+
+    if reader.null():
+        raise OtlpError("the JSON body is not an OTLP ExportTraceServiceRequest: a resourceSpans item is null")
+    resource = None
+    later = None  # where scopeSpans starts, when it came before the resource
+    for key in reader.members("a resourceSpans item"):
+        if key == "resource":
+            resource = _message(reader.value(), otlp.Resource, "a resource")
+        elif key == "scopeSpans" and resource is None:
+            later = reader.pos
+            _skip_scope_spans(reader)  # checked and counted now, read for its spans once the resource is known
+        elif key == "scopeSpans":
+            scopes = _scope_spans(reader, raw_scope, count=True)
+            yield resource, scopes
+            for _ in scopes:  # what the consumer left unread
+                pass
+        else:
+            reader.skip()
+    if later is not None:
+        end, reader.pos = reader.pos, later
+        scopes = _scope_spans(reader, raw_scope, count=False)
+        yield resource or otlp.Resource(), scopes
+        for _ in scopes:
+            pass
+        reader.pos = end
+
+
+def _scope_spans(reader: _Reader, raw_scope: Any, count: bool) -> Iterator[tuple[str, Iterator[Any]]]:
+    from tracklet.proto import otlp_trace_pb2 as otlp
+
+    for _ in reader.elements("scopeSpans", count):
+        if reader.null():
+            raise OtlpError("the JSON body is not an OTLP ExportTraceServiceRequest: a scopeSpans item is null")
+        scope = None
+        later = None  # where spans start, when they came before the scope
+        for key in reader.members("a scopeSpans item"):
+            if key == "scope":
+                scope = _message(reader.value(), otlp.InstrumentationScope, "a scope")
+            elif key == "spans" and scope is None:
+                later = reader.pos
+                for _ in reader.elements("spans", count):
+                    reader.skip()  # checked and counted now, made into spans once the scope is known
+            elif key == "spans":
+                spans = _spans(reader, raw_scope, count)
+                yield scope.name if scope is not None else "", spans
+                for _ in spans:  # what the consumer left unread
+                    pass
+            else:
+                reader.skip()
+        if later is not None:
+            end, reader.pos = reader.pos, later
+            spans = _spans(reader, raw_scope, False)
+            yield (scope.name if scope is not None else ""), spans
+            for _ in spans:
+                pass
+            reader.pos = end
+
+
+def _skip_scope_spans(reader: _Reader) -> None:
+    """Read past a resource's scopes and their spans, counting them (``MAX_UNITS``)."""
+    for _ in reader.elements("scopeSpans"):
+        for key in reader.members("a scopeSpans item"):
+            if key == "spans":
+                for _ in reader.elements("spans"):
+                    reader.skip()
+            else:
+                reader.skip()
+
+
+def _spans(reader: _Reader, raw_scope: Any, count: bool) -> Iterator[Any]:
+    """A scope's spans, parsed a batch at a time (at most ``_BATCH_SPANS`` or ``_BATCH_CHARS`` of text,
+    or one span longer than that)."""
+    batch: list[Any] = []
+    chars = 0
+    for _ in reader.elements("spans", count):
+        if reader.null():
+            raise OtlpError("the JSON body is not an OTLP ExportTraceServiceRequest: a span is null")
+        start = reader.pos
+        batch.append(reader.value())
+        chars += reader.pos - start
+        if len(batch) >= _BATCH_SPANS or chars >= _BATCH_CHARS:
+            yield from _converted(batch, raw_scope)
+            batch, chars = [], 0
+    if batch:
+        yield from _converted(batch, raw_scope)

@@ -34,7 +34,7 @@ class SourceIdentity:
     """What an imported run came from. ``identity`` decides the tracklet run id; ``sha256`` (of
     the source bytes) tells an unchanged source from one that grew since it was imported."""
 
-    kind: str  # "wandb" or "tensorboard"
+    kind: str  # "wandb", "tensorboard" or "mlflow"
     identity: str
     paths: tuple[str, ...]
     sha256: str
@@ -56,7 +56,8 @@ class SourceIdentity:
 class ImportedRun:
     """One source run and what happened to it: ``status`` is ``imported``, ``unchanged``
     (imported before from the same bytes: nothing written) or ``changed`` (imported before, and
-    the source has changed since, e.g. a run that was still going: skipped, and said so)."""
+    the source has changed since, e.g. a run that was still going: skipped, and said so) or
+    ``skipped`` (the source run could not be read; ``warnings`` say why; nothing written)."""
 
     path: str  # project/run_id
     name: str

@@ -98,6 +98,7 @@ class MlflowSource:
     def __init__(self, location: str | os.PathLike) -> None:
         self.location = str(location)
         self.kind, self.uri, self.root = _resolve(self.location)
+        self._metric_keys: dict[str, list[str]] = {}  # a file store's runs' keys (their Run has no metrics)
         _mlflow()
         from mlflow.tracking import MlflowClient
 
@@ -135,8 +136,12 @@ class MlflowSource:
         return sorted(found, key=lambda e: (int(e.experiment_id) if e.experiment_id.isdigit() else 0,
                                             e.experiment_id))
 
-    def runs(self, experiment_id: str) -> Iterator[Any]:
-        """The experiment's active runs, oldest first, a page at a time."""
+    def runs(self, experiment_id: str) -> Iterator[tuple[str, Any, str | None]]:
+        """``(run id, run, None)`` for each of the experiment's active runs, oldest first, and
+        ``(run id, None, why)`` for each run of a file store that can't be read."""
+        if self.root is not None:
+            yield from self._file_store_runs(experiment_id)
+            return
         from mlflow.entities import ViewType
 
         token = None
@@ -144,22 +149,65 @@ class MlflowSource:
             page = self.client.search_runs([experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
                                            max_results=RUNS_PER_PAGE, order_by=["attributes.start_time ASC"],
                                            page_token=token)
-            yield from page
+            for run in page:
+                yield run.info.run_id, run, None
             token = page.token
             if not token:
                 return
 
-    def unreadable_runs(self, experiment_id: str, seen: set[str]) -> list[str]:
-        """A file store's run directories MLflow skipped (its search drops a run whose
-        ``meta.yaml`` it can't read, with a log line only)."""
-        if self.root is None:
-            return []
+    def _file_store_runs(self, experiment_id: str) -> Iterator[tuple[str, Any, str | None]]:
+        """A file store's runs one directory at a time: its search fails whole on one damaged
+        ``meta.yaml`` (and skips a missing one with a log line only)."""
+        assert self.root is not None
         directory = self.root / experiment_id
-        try:
-            names = sorted(p.name for p in directory.iterdir() if p.is_dir() and _RUN_ID.fullmatch(p.name))
-        except OSError:
-            return []
-        return [name for name in names if name not in seen]
+        names = sorted(p.name for p in directory.iterdir() if p.is_dir() and _RUN_ID.fullmatch(p.name))
+        found = []
+        for name in names:
+            if not (directory / name / "meta.yaml").is_file():
+                yield name, None, "MLflow can't read this run: its meta.yaml is missing"
+                continue
+            try:
+                run = self._file_store_run(name)
+            except Exception as error:
+                yield name, None, f"MLflow can't read this run ({_short(error)})"
+                continue
+            if run.info.lifecycle_stage == "active":
+                found.append(run)
+        for run in sorted(found, key=lambda run: (run.info.start_time or 0, run.info.run_id)):
+            yield run.info.run_id, run, None
+
+    def _file_store_run(self, run_id: str) -> Any:
+        """The run without its metrics: MLflow's file store ``get_run`` reads every point of every
+        key (to find the latest values), all of a key's at once. The file store's own readers of
+        the rest (a store in maintenance mode since MLflow 3.7: its internals no longer change)."""
+        from mlflow.entities import Run, RunData
+
+        store = self.store
+        info = store._get_run_info(run_id)
+        if info is None:
+            raise ValueError("its meta.yaml is empty")
+        _, keys = store._get_run_files(info, "metric")
+        self._metric_keys[run_id] = sorted(keys)
+        return Run(info, RunData(params=store._get_all_params(info), tags=store._get_all_tags(info)))
+
+    def metric_keys(self, run: Any) -> list[str]:
+        if self.root is not None:
+            return self._metric_keys[run.info.run_id]
+        return sorted(run.data.metrics)
+
+    def metric_state(self, run: Any) -> list[Any]:
+        """What changes when a run logs another point: each key's latest point, or (a file store,
+        whose run here has no latest values) each metric file's size and last 4 KiB's digest."""
+        if self.root is None:
+            return sorted((m.key, m.step, m.timestamp, repr(m.value)) for m in run.data.to_proto().metrics)
+        directory = self.root / run.info.experiment_id / run.info.run_id / "metrics"
+        state = []
+        for key in self.metric_keys(run):
+            with open(directory / key, "rb") as file:
+                size = file.seek(0, os.SEEK_END)
+                file.seek(max(0, size - 4096))
+                state.append((key, size, hashlib.sha256(file.read()).hexdigest()))
+        return state
 
     def history(self, run: Any, key: str, page: int, dropped: dict[str, str]) -> Iterator[tuple[int, float, float]]:
         """``(step, time in seconds, value)`` of every point of ``key``, in the store's order."""
@@ -177,7 +225,8 @@ class MlflowSource:
 
     def _file_history(self, run: Any, key: str, dropped: dict[str, str]) -> Iterator[tuple[int, float, float]]:
         """A file store's metric file, line by line (``timestamp value [step]``): MLflow's file store
-        reads a key's whole history into memory for every page it returns."""
+        reads a key's whole history into memory for every page it returns. (Its ``get_run`` still
+        reads each key's whole history once, a key at a time, for the latest value.)"""
         assert self.root is not None
         path = self.root / run.info.experiment_id / run.info.run_id / "metrics" / key
         bad = 0
@@ -187,9 +236,9 @@ class MlflowSource:
                 if not parts:
                     continue
                 try:
-                    if len(parts) not in (2, 3):
+                    if len(parts) not in (2, 3, 5):  # 5: the step, then a dataset's name and digest
                         raise ValueError(f"{len(parts)} fields")
-                    point = (int(parts[2]) if len(parts) == 3 else 0, int(parts[0]) / 1000.0, float(parts[1]))
+                    point = (int(parts[2]) if len(parts) > 2 else 0, int(parts[0]) / 1000.0, float(parts[1]))
                 except ValueError as error:
                     bad += 1
                     if bad == 1:
@@ -362,11 +411,11 @@ def param_value(text: str) -> Any:
     return text
 
 
-def run_digest(run: Any, artifacts: list[tuple[str, int]]) -> str:
-    """What an unchanged run has the same of: status, times, name, params, tags, each key's
-    latest point and the artifact files' sizes (a run that logged more since reads ``changed``)."""
+def run_digest(run: Any, metrics: list[Any], artifacts: list[tuple[str, int]]) -> str:
+    """What an unchanged run has the same of: status, times, name, params, tags, its metrics'
+    state (``MlflowSource.metric_state``) and the artifact files' sizes (a run that logged more
+    since reads ``changed``)."""
     info, data = run.info, run.data
-    metrics = sorted((m.key, m.step, m.timestamp, repr(m.value)) for m in run.data.to_proto().metrics)
     content = {
         "run_id": info.run_id, "status": info.status, "start": info.start_time, "end": info.end_time,
         "name": info.run_name, "params": sorted(data.params.items()), "tags": sorted(data.tags.items()),
@@ -467,12 +516,13 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
     with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-", dir=scratch) as temp:
         artifacts = source.artifacts_dir(run, Path(temp))
         files = _artifact_files(artifacts)
-        identity = SourceIdentity("mlflow", info.run_id, (source.location,), run_digest(run, files))
+        identity = SourceIdentity("mlflow", info.run_id, (source.location,),
+                                  run_digest(run, source.metric_state(run), files))
         existing = check_existing(paths, identity)
         if existing is not None:
             result.status = existing
             return result
-        keys = sorted(run.data.metrics)
+        keys = source.metric_keys(run)
         page = max(MIN_PAGE_POINTS, min(PAGE_POINTS, POINTS_IN_MEMORY // max(1, len(keys))))
         dropped: dict[str, str] = {}
         counts: dict[str, int] = {}
@@ -544,25 +594,24 @@ def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = 
     results: list[ImportedRun] = []
     for experiment in source.experiments(experiments):
         target_project = project or project_name(experiment.name, experiment.experiment_id)
-        seen: set[str] = set()
         try:
-            for run in source.runs(experiment.experiment_id):
-                seen.add(run.info.run_id)
+            for run_id, run, why in source.runs(experiment.experiment_id):
+                where = f"{source.location} run {run_id}" if source.root is None else \
+                    f"{source.root / experiment.experiment_id / run_id}"
+                if run is None:
+                    results.append(_skipped(target_project, run_id, "", where, why))
+                    continue
                 try:
                     results.append(import_run(source, run, target, target_project, progress))
                 except SourceError:
                     raise
                 except Exception as error:  # this run's data: reported, the others still imported
-                    results.append(_skipped(target_project, run.info.run_id, run.info.run_name or "",
-                                            f"{source.location} run {run.info.run_id}", error))
+                    results.append(_skipped(target_project, run_id, run.info.run_name or "", where, error))
         except SourceError:
             raise
         except Exception as error:
             raise SourceError(f"{source.location}: can't list the runs of experiment {experiment.name!r}: "
                               f"{_short(error)}") from None
-        for run_id in source.unreadable_runs(experiment.experiment_id, seen):
-            results.append(_skipped(target_project, run_id, "", f"{source.root}/{experiment.experiment_id}/{run_id}",
-                                    "MLflow can't read this run directory (its meta.yaml is missing or damaged)"))
     if not results:
         raise SourceError(f"{source.location}: no runs to import (no active run in "
                           f"{'those experiments' if experiments else 'its active experiments'})")

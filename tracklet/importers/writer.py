@@ -27,6 +27,8 @@ from tracklet.errors import SourceError  # noqa: F401  (defined there; imported 
 MARKER_NAME = "import.json"
 # Rows per HistoryBatch record, as the live sender writes at most.
 ROWS_PER_RECORD = 10_000
+# Encoded records buffered before they are written out (the record log writer's own buffer).
+FLUSH_BYTES = 8 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +147,7 @@ class RunWriter:
             self.record(record)
             self._encoder.commit()
             self.rows += len(chunk)
-            if self._writer._pending_bytes > (8 << 20):
+            if self._writer._pending_bytes > FLUSH_BYTES:
                 self._writer.flush()
 
     def console(self, stream: pb.ConsoleOutput.Stream, lines: Iterable[tuple[float, str]]) -> None:

@@ -1,10 +1,12 @@
 """How fast `tracklet import` reads other trackers' logs: a 1M-point history from each.
 
-    python benchmarks/importers.py [--rows 100000] [--keys 10] [--json PATH]
+    python benchmarks/importers.py [--rows 100000] [--keys 10] [--sources wandb,tensorboard,...] [--json PATH]
 
 Writes the sources with the real writers (wandb offline: ROWS rows of KEYS float metrics;
-torch's SummaryWriter: ROWS steps of KEYS scalars), then times the import alone (reading,
-checking, converting and writing the tracklet record log), in points per second.
+torch's SummaryWriter: ROWS steps of KEYS scalars; MLflow's client, into a file store
+(``mlflow-file``) and a SQLite database (``mlflow-sqlite``): ROWS steps of KEYS metrics), then times
+the import alone (reading, checking, converting and writing the tracklet record log), in points per
+second. MLflow writes slowly (a SQLite database ~2,500 points/s): ``--rows 20000 --keys 5`` for it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,23 @@ def write_tensorboard(where: Path, rows: int, keys: int) -> Path:
     return where / "tb"
 
 
+def write_mlflow(where: Path, rows: int, keys: int, database: bool) -> Path:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    source = where / ("mlflow.db" if database else "mlruns")
+    client = MlflowClient(f"sqlite:///{source}" if database else source.as_uri())
+    experiment = client.create_experiment("bench", artifact_location=(where / "mlflow-artifacts").as_uri())
+    run = client.create_run(experiment, start_time=1_800_000_000_000)
+    points = [Metric(f"metric_{k}", step * 0.001 + k, 1_800_000_000_000 + step, step)
+              for step in range(rows) for k in range(keys)]
+    for start in range(0, len(points), 1000):  # MLflow's most per call
+        client.log_batch(run.info.run_id, metrics=points[start:start + 1000])
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=1_800_000_000_000 + rows)
+    return source
+
+
 def timed(function, *args, **kwargs) -> tuple[float, list]:
     start = time.perf_counter()
     result = function(*args, **kwargs)
@@ -65,17 +84,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--keys", type=int, default=10)
+    parser.add_argument("--sources", default="wandb,tensorboard",
+                        help="comma-separated: wandb, tensorboard, mlflow-file, mlflow-sqlite")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    from tracklet.importers import import_tensorboard, import_wandb
+    from tracklet.importers import import_mlflow, import_tensorboard, import_wandb
 
+    sources = {
+        "wandb": (write_wandb, import_wandb),
+        "tensorboard": (write_tensorboard, import_tensorboard),
+        "mlflow-file": (lambda where, rows, keys: write_mlflow(where, rows, keys, False), import_mlflow),
+        "mlflow-sqlite": (lambda where, rows, keys: write_mlflow(where, rows, keys, True), import_mlflow),
+    }
     table, results = [], {}
     with tempfile.TemporaryDirectory() as scratch:
         where = Path(scratch)
-        for label, write, load in (("wandb", write_wandb, import_wandb), ("tensorboard", write_tensorboard,
-                                                                          import_tensorboard)):
+        for label in args.sources.split(","):
+            write, load = sources[label]
             source = write(where, args.rows, args.keys)
-            size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+            files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
+            size = sum(p.stat().st_size for p in files)
             seconds, imported = timed(load, source, root=where / f"root-{label}")
             points = sum(r.points for r in imported)
             again, _ = timed(load, source, root=where / f"root-{label}")

@@ -1,5 +1,5 @@
-"""``tracklet import wandb DIR`` and ``tracklet import tensorboard LOGDIR``: other trackers' runs
-into this data root (tracklet/importers/, docs/import.md), with a progress bar per run."""
+"""``tracklet import wandb DIR``, ``tracklet import tensorboard LOGDIR`` and ``tracklet import mlflow
+STORE``: other trackers' runs into this data root (tracklet/importers/, docs/import.md), with a progress bar per run."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def import_group() -> None:
     """Import runs from other trackers into the data root (importing again changes nothing)."""
 
 
-def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, int, int], None]], list[Any]],
-                quiet: bool) -> None:
+def _run_import(ctx: click.Context, label: str,
+                call: Callable[[Callable[[Any, int, int | None], None]], list[Any]], quiet: bool) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -29,7 +29,7 @@ def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, i
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=quiet, transient=False) as bar:
 
-        def report(source: Any, done: int, total: int) -> None:
+        def report(source: Any, done: int, total: int | None) -> None:  # total None: not known yet
             task = tasks.get(source)
             if task is None:
                 task = tasks[source] = bar.add_task(f"{label} {Path(str(source)).name}", total=total)
@@ -41,19 +41,22 @@ def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, i
                 results = call(report)
             except SourceError as error:
                 raise CliError(str(error)) from None
-    counts = {"imported": 0, "unchanged": 0, "changed": 0}
+    counts = {"imported": 0, "unchanged": 0, "changed": 0, "skipped": 0}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
         for message in result.warnings:
             click.echo(f"tracklet: warning: {result.path}: {message}", err=True)
         if result.status == "imported":
             click.echo(f"imported {result.path} ({result.name}): {result.rows:,} rows, {result.points:,} points")
+        elif result.status == "skipped":
+            click.echo(f"skipped {result.source}: it could not be read (see the warning above)")
         elif result.status == "unchanged":
             click.echo(f"already imported {result.path} ({result.name}): unchanged, nothing to do")
         else:
             click.echo(f"already imported {result.path} ({result.name}): the source changed since; "
                        f"delete that run's directory to import it again")
-    click.echo(f"{counts['imported']} run(s) imported, {counts['unchanged'] + counts['changed']} already there")
+    click.echo(f"{counts['imported']} run(s) imported, {counts['unchanged'] + counts['changed']} already there"
+               + (f", {counts['skipped']} skipped" if counts["skipped"] else ""))
 
 
 @import_group.command("wandb")
@@ -88,3 +91,23 @@ def import_tensorboard_command(ctx: click.Context, logdir: Path, project: str | 
         return import_tensorboard(logdir, root, project, progress=report)
 
     _handle_errors(_run_import)(ctx, "tensorboard", run, quiet)
+
+
+@import_group.command("mlflow")
+@click.argument("store")
+@click.option("--project", default=None, help="Project for the runs (default: one per experiment, named after it).")
+@click.option("--experiment", "experiments", multiple=True, metavar="NAME_OR_ID",
+              help="Import only this experiment (repeatable; default: every active one).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def import_mlflow_command(ctx: click.Context, store: str, project: str | None, experiments: tuple[str, ...],
+                          quiet: bool) -> None:
+    """Import MLflow runs: a file store (mlruns/), a database (mlflow.db, sqlite:///...) or a server (http://...)."""
+    root = _state(ctx).api.root
+
+    def run(report: Any) -> Any:
+        from tracklet.importers.mlflow import import_mlflow
+
+        return import_mlflow(store, root, project, experiments, progress=report)
+
+    _handle_errors(_run_import)(ctx, "mlflow", run, quiet)

@@ -2,6 +2,7 @@
 
     tracklet.importers.import_wandb("wandb/")            # W&B offline runs (run-*.wandb)
     tracklet.importers.import_tensorboard("runs/")       # TensorBoard event files
+    tracklet.importers.import_mlflow("mlruns/")          # an MLflow store: mlruns/, mlflow.db, http://
 
 Each source run becomes a normal tracklet run (record log, layout, store) with its original
 steps and times. Importing again is a no-op: the tracklet run id comes from the source's
@@ -44,4 +45,12 @@ def import_tensorboard(path: str | os.PathLike, root: str | os.PathLike | None =
     return run(path, root=root, project=project, **kwargs)
 
 
-__all__ = ["ImportedRun", "SourceError", "data_root", "import_tensorboard", "import_wandb"]
+def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
+                  **kwargs: Any) -> list[ImportedRun]:
+    """Import an MLflow tracking store's runs; see :func:`tracklet.importers.mlflow.import_mlflow`."""
+    from tracklet.importers.mlflow import import_mlflow as run
+
+    return run(location, root=root, project=project, **kwargs)
+
+
+__all__ = ["ImportedRun", "SourceError", "data_root", "import_mlflow", "import_tensorboard", "import_wandb"]

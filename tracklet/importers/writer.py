@@ -27,6 +27,8 @@ from tracklet.errors import SourceError  # noqa: F401  (defined there; imported 
 MARKER_NAME = "import.json"
 # Rows per HistoryBatch record, as the live sender writes at most.
 ROWS_PER_RECORD = 10_000
+# Encoded records buffered before they are written out (the record log writer's own buffer).
+FLUSH_BYTES = 8 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +36,7 @@ class SourceIdentity:
     """What an imported run came from. ``identity`` decides the tracklet run id; ``sha256`` (of
     the source bytes) tells an unchanged source from one that grew since it was imported."""
 
-    kind: str  # "wandb" or "tensorboard"
+    kind: str  # "wandb", "tensorboard" or "mlflow"
     identity: str
     paths: tuple[str, ...]
     sha256: str
@@ -56,7 +58,8 @@ class SourceIdentity:
 class ImportedRun:
     """One source run and what happened to it: ``status`` is ``imported``, ``unchanged``
     (imported before from the same bytes: nothing written) or ``changed`` (imported before, and
-    the source has changed since, e.g. a run that was still going: skipped, and said so)."""
+    the source has changed since, e.g. a run that was still going: skipped, and said so) or
+    ``skipped`` (the source run could not be read; ``warnings`` say why; nothing written)."""
 
     path: str  # project/run_id
     name: str
@@ -144,7 +147,7 @@ class RunWriter:
             self.record(record)
             self._encoder.commit()
             self.rows += len(chunk)
-            if self._writer._pending_bytes > (8 << 20):
+            if self._writer._pending_bytes > FLUSH_BYTES:
                 self._writer.flush()
 
     def console(self, stream: pb.ConsoleOutput.Stream, lines: Iterable[tuple[float, str]]) -> None:

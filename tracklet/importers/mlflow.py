@@ -1,0 +1,660 @@
+"""``tracklet import mlflow``: an MLflow tracking store → tracklet runs, read through MLflow's own
+client (``MlflowClient``, from the ``mlflow-skinny`` package: ``pip install 'tracklet[mlflow]'``).
+
+Sources: a file store directory (``mlruns/``), an MLflow database (``mlflow.db`` or a
+``sqlite:///`` URI) or a tracking server (``http(s)://``). The source is only read: a path that
+isn't an MLflow store is refused before MLflow sees it, because MLflow's stores create what they
+don't find (a file store's root, a database's tables) or upgrade an older database in place.
+
+What maps (docs/import.md, "MLflow: what maps to what"):
+
+- experiment → project (its name made a valid project name; ``--project`` puts every run in one);
+- run → run: its id, name, start and end time; status ``FINISHED`` → finished (exit 0),
+  ``FAILED`` → failed (exit 1), ``KILLED`` → failed (exit 130, as a tracklet run stopped by
+  Ctrl-C), ``RUNNING``/``SCHEDULED`` → no exit record (``crashed``, as a W&B run without one);
+- params → config (a value that is exactly an int's, a float's or a bool's text becomes that);
+- metrics → history: every point of every key with its step and time, read a page at a time per
+  key and merged by step, so memory is bounded by the page size, not the history's length (a file
+  store's metric files and an SQLite database's metrics table are read directly, read-only: MLflow's
+  stores hold a key's whole file, or build an ORM object per point);
+- tags: ``mlflow.user`` → the run's user (``metadata["username"]``, unverified), ``mlflow.note.content``
+  → notes, ``mlflow.parentRunId`` → group, ``mlflow.source.name`` → command,
+  ``mlflow.source.git.commit``/``branch``/``repoURL`` → the environment's git commit, branch, remote;
+  other ``mlflow.*`` tags are not imported; the user's own tags → tags ``key=value`` (``key`` when empty);
+- the run's artifact files → one version of the tracklet artifact ``mlflow-<run id>`` (type
+  ``mlflow-artifacts``), logged by the run.
+
+Not imported: registered models, datasets/inputs, traces, logged models' metadata (their files
+are artifacts), deleted experiments and runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import heapq
+import json
+import math
+import os
+import re
+import sqlite3
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import unquote, urlparse
+
+from tracklet.core.encoder import TrackletWarning
+from tracklet.core.layout import MAX_NAME_CHARS, RunPaths, check_name, is_valid_name
+from tracklet.core.redact import redact_command, redact_url
+from tracklet.importers.writer import (
+    ImportedRun,
+    RunWriter,
+    SourceError,
+    SourceIdentity,
+    base_run_start,
+    check_existing,
+    exit_record,
+    source_user_name,
+)
+from tracklet.proto import records_pb2 as pb
+
+Progress = Callable[[str, int, "int | None"], None]
+
+# Points per page of one key's history; with many keys a page is smaller, so all pages held at
+# once (one per key, for the merge by step) stay under POINTS_IN_MEMORY.
+PAGE_POINTS = 10_000
+MIN_PAGE_POINTS = 500
+POINTS_IN_MEMORY = 100_000
+ROWS_PER_CHUNK = 10_000  # rows handed to the writer at a time
+RUNS_PER_PAGE = 1_000
+
+# MLflow run status → (exit code, error text); statuses not here get no exit record.
+EXIT_CODES = {"FINISHED": (0, ""), "FAILED": (1, "MLflow run status FAILED"),
+              "KILLED": (130, "MLflow run status KILLED")}
+ARTIFACT_TYPE = "mlflow-artifacts"
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_MLFLOW_TABLES = {"experiments", "runs", "metrics", "params", "tags", "alembic_version"}
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")
+
+
+def _mlflow() -> Any:
+    try:
+        import mlflow  # noqa: F401
+        from mlflow.tracking import MlflowClient  # noqa: F401
+    except ImportError:
+        raise SourceError("tracklet import mlflow reads MLflow stores with MLflow's own client: "
+                          "pip install 'tracklet[mlflow]' (mlflow-skinny)") from None
+    return mlflow
+
+
+# ---------------------------------------------------------------- the source
+
+
+class MlflowSource:
+    """One MLflow tracking store, checked to be one, and a client on it. ``kind`` is ``file``,
+    ``sql`` or ``http``; ``root`` is a file store's directory."""
+
+    def __init__(self, location: str | os.PathLike) -> None:
+        self.location = str(location)
+        self.kind, self.uri, self.root = _resolve(self.location)
+        self.database = Path(self.uri.removeprefix("sqlite:///")) if self.uri.startswith("sqlite:///") else None
+        self._metric_keys: dict[str, list[str]] = {}  # a file store's runs' keys (their Run has no metrics)
+        _mlflow()
+        from mlflow.tracking import MlflowClient
+
+        with _file_store_allowed(self.kind == "file"):
+            self.client = MlflowClient(tracking_uri=self.uri)
+            try:
+                self.store = self.client._tracking_client.store  # the paged metric history (not on MlflowClient)
+            except Exception as error:
+                raise SourceError(f"{self.location}: MLflow can't open it as a tracking store: {_short(error)}") from None
+
+    def experiments(self, only: Iterable[str] = ()) -> list[Any]:
+        """Active experiments, oldest first; ``only``: names or ids to keep (each must exist)."""
+        from mlflow.entities import ViewType
+
+        found: list[Any] = []
+        token = None
+        try:
+            while True:
+                page = self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+                                                      page_token=token)
+                found.extend(page)
+                token = page.token
+                if not token:
+                    break
+        except Exception as error:
+            raise SourceError(f"{self.location}: can't list its experiments: {_short(error)}") from None
+        wanted = list(only)
+        if wanted:
+            picked = [e for e in found if e.name in wanted or e.experiment_id in wanted]
+            missing = [w for w in wanted if not any(w in (e.name, e.experiment_id) for e in picked)]
+            if missing:
+                raise SourceError(f"{self.location}: no active experiment named {', '.join(map(repr, missing))} "
+                                  f"(it has: {', '.join(repr(e.name) for e in found[:20])})")
+            found = picked
+        return sorted(found, key=lambda e: (int(e.experiment_id) if e.experiment_id.isdigit() else 0,
+                                            e.experiment_id))
+
+    def runs(self, experiment_id: str) -> Iterator[tuple[str, Any, str | None]]:
+        """``(run id, run, None)`` for each of the experiment's active runs, oldest first, and
+        ``(run id, None, why)`` for each run of a file store that can't be read."""
+        if self.root is not None:
+            yield from self._file_store_runs(experiment_id)
+            return
+        from mlflow.entities import ViewType
+
+        token = None
+        while True:
+            page = self.client.search_runs([experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
+                                           max_results=RUNS_PER_PAGE, order_by=["attributes.start_time ASC"],
+                                           page_token=token)
+            for run in page:
+                yield run.info.run_id, run, None
+            token = page.token
+            if not token:
+                return
+
+    def _file_store_runs(self, experiment_id: str) -> Iterator[tuple[str, Any, str | None]]:
+        """A file store's runs one directory at a time: its search fails whole on one damaged
+        ``meta.yaml`` (and skips a missing one with a log line only)."""
+        assert self.root is not None
+        directory = self.root / experiment_id
+        names = sorted(p.name for p in directory.iterdir() if p.is_dir() and _RUN_ID.fullmatch(p.name))
+        found = []
+        for name in names:
+            if not (directory / name / "meta.yaml").is_file():
+                yield name, None, "MLflow can't read this run: its meta.yaml is missing"
+                continue
+            try:
+                run = self._file_store_run(name)
+            except Exception as error:
+                yield name, None, f"MLflow can't read this run ({_short(error)})"
+                continue
+            if run.info.lifecycle_stage == "active":
+                found.append(run)
+        for run in sorted(found, key=lambda run: (run.info.start_time or 0, run.info.run_id)):
+            yield run.info.run_id, run, None
+
+    def _file_store_run(self, run_id: str) -> Any:
+        """The run without its metrics: MLflow's file store ``get_run`` reads every point of every
+        key (to find the latest values), all of a key's at once. The file store's own readers of
+        the rest (a store in maintenance mode since MLflow 3.7: its internals no longer change)."""
+        from mlflow.entities import Run, RunData
+
+        store = self.store
+        info = store._get_run_info(run_id)
+        if info is None:
+            raise ValueError("its meta.yaml is empty")
+        _, keys = store._get_run_files(info, "metric")
+        self._metric_keys[run_id] = sorted(keys)
+        return Run(info, RunData(params=store._get_all_params(info), tags=store._get_all_tags(info)))
+
+    def metric_keys(self, run: Any) -> list[str]:
+        if self.root is not None:
+            return self._metric_keys[run.info.run_id]
+        return sorted(run.data.metrics)
+
+    def metric_state(self, run: Any) -> list[Any]:
+        """What changes when a run logs another point: each key's latest point, or (a file store,
+        whose run here has no latest values) each metric file's size and last 4 KiB's digest."""
+        if self.root is None:
+            return sorted((m.key, m.step, m.timestamp, repr(m.value)) for m in run.data.to_proto().metrics)
+        directory = self.root / run.info.experiment_id / run.info.run_id / "metrics"
+        state = []
+        for key in self.metric_keys(run):
+            with open(directory / key, "rb") as file:
+                size = file.seek(0, os.SEEK_END)
+                file.seek(max(0, size - 4096))
+                state.append((key, size, hashlib.sha256(file.read()).hexdigest()))
+        return state
+
+    def history(self, run: Any, key: str, page: int, dropped: dict[str, str]) -> Iterator[tuple[int, float, float]]:
+        """``(step, time in seconds, value)`` of every point of ``key``, in the store's order."""
+        if self.root is not None:
+            yield from self._file_history(run, key, dropped)
+            return
+        if self.database is not None:
+            yield from self._sqlite_history(run, key, page)
+            return
+        token = None
+        while True:
+            points = self.store.get_metric_history(run.info.run_id, key, max_results=page, page_token=token)
+            for metric in points:
+                yield int(metric.step), metric.timestamp / 1000.0, float(metric.value)
+            token = getattr(points, "token", None)
+            if not token:
+                return
+
+    def _sqlite_history(self, run: Any, key: str, page: int) -> Iterator[tuple[int, float, float]]:
+        """An MLflow SQLite database's points of ``key``, in MLflow's order, ``page`` rows at a time
+        through a read-only connection: MLflow's store builds (and, on commit, expires) an ORM
+        object per point, ~30 µs each. The schema is the installed MLflow's (checked on opening)."""
+        assert self.database is not None
+        connection = sqlite3.connect(f"{self.database.as_uri()}?mode=ro", uri=True)
+        try:
+            cursor = connection.execute(
+                "SELECT step, timestamp, value, is_nan FROM metrics WHERE run_uuid = ? AND key = ? "
+                "ORDER BY timestamp, step, value", (run.info.run_id, key))
+            while True:
+                rows = cursor.fetchmany(page)
+                if not rows:
+                    return
+                for step, timestamp, value, is_nan in rows:
+                    yield int(step), timestamp / 1000.0, math.nan if is_nan else float(value)
+        finally:
+            connection.close()
+
+    def _file_history(self, run: Any, key: str, dropped: dict[str, str]) -> Iterator[tuple[int, float, float]]:
+        """A file store's metric file, line by line (``timestamp value [step]``): MLflow's file store
+        reads a key's whole history into memory for every page it returns. (Its ``get_run`` still
+        reads each key's whole history once, a key at a time, for the latest value.)"""
+        assert self.root is not None
+        path = self.root / run.info.experiment_id / run.info.run_id / "metrics" / key
+        bad = 0
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for number, line in enumerate(lines, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                try:
+                    if len(parts) not in (2, 3, 5):  # 5: the step, then a dataset's name and digest
+                        raise ValueError(f"{len(parts)} fields")
+                    point = (int(parts[2]) if len(parts) > 2 else 0, int(parts[0]) / 1000.0, float(parts[1]))
+                except ValueError as error:
+                    bad += 1
+                    if bad == 1:
+                        dropped[f"metric {key!r}"] = f"line {number} of {path} is not 'timestamp value step' ({error})"
+                    continue
+                yield point
+        if bad > 1:
+            dropped[f"metric {key!r}"] += f" (and {bad - 1} more such line(s))"
+
+    def artifacts_dir(self, run: Any, scratch: Path) -> Path | None:
+        """A local directory holding the run's artifact files (the store's own, or a download into
+        ``scratch``); None when the run has none."""
+        uri = run.info.artifact_uri or ""
+        parsed = urlparse(uri)
+        if parsed.scheme in ("", "file"):
+            local = Path(unquote(parsed.path) if parsed.scheme else uri)
+            return local if local.is_dir() and any(local.iterdir()) else None
+        if not self.client.list_artifacts(run.info.run_id):
+            return None
+        return Path(self.client.download_artifacts(run.info.run_id, "", dst_path=str(scratch)))
+
+
+@contextlib.contextmanager
+def _file_store_allowed(needed: bool) -> Iterator[None]:
+    """MLflow 3.7+ refuses to open a file store unless ``MLFLOW_ALLOW_FILE_STORE`` is true (it
+    wants new runs in a database); reading one to move off it is what that switch is for."""
+    if not needed or os.environ.get("MLFLOW_ALLOW_FILE_STORE"):
+        yield
+        return
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:400]
+
+
+def _resolve(location: str) -> tuple[str, str, Path | None]:
+    """``(kind, tracking URI, file store root)`` for a path or URI, checked to be an MLflow store."""
+    parsed = urlparse(location)
+    scheme = parsed.scheme.lower()
+    if scheme in ("http", "https"):
+        _check_server(location)
+        return "http", location.rstrip("/"), None
+    if scheme == "sqlite":
+        db_path = location.split(":///", 1)[1] if ":///" in location else ""
+        if not db_path or db_path.startswith("file:"):
+            raise SourceError(f"{location}: not a sqlite:///PATH URI")
+        return _sqlite(Path(db_path))
+    if scheme == "file":
+        return _file_store(Path(unquote(parsed.path)))
+    if len(scheme) > 1 and "://" in location:
+        raise SourceError(f"{location}: tracklet import mlflow reads a file store directory, an MLflow database "
+                          f"(sqlite:///...) or a tracking server (http(s)://...); not {scheme}://")
+    path = Path(location).expanduser()
+    if not path.exists():
+        raise SourceError(f"{location}: no such file or directory")
+    if path.is_file():
+        return _sqlite(path)
+    return _file_store(path)
+
+
+def _file_store(path: Path) -> tuple[str, str, Path | None]:
+    if not path.is_dir():
+        raise SourceError(f"{path}: no such directory" if not path.exists() else f"{path} is not a directory")
+    path = path.resolve()
+    if not any((child / "meta.yaml").is_file() for child in path.iterdir() if child.is_dir()):
+        hint = " (it holds mlruns/: pass that)" if (path / "mlruns").is_dir() else ""
+        raise SourceError(f"{path} is not an MLflow file store: no experiment directory (<id>/meta.yaml) in it{hint}")
+    return "file", path.as_uri(), path
+
+
+def _sqlite(path: Path) -> tuple[str, str, Path | None]:
+    """An MLflow SQLite database, checked read-only: MLflow's store would create its tables in any
+    other database, and upgrade one an older MLflow wrote, in place."""
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file" if not path.exists() else f"{path} is not a file")
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as error:
+        raise SourceError(f"{path}: can't read it ({error.strerror or error})") from None
+    if header != _SQLITE_HEADER:
+        raise SourceError(f"{path} is not an MLflow store: neither a directory (mlruns/) nor a SQLite database")
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            revision = (connection.execute("SELECT version_num FROM alembic_version").fetchone() or ("",))[0] \
+                if "alembic_version" in tables else ""
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise SourceError(f"{path}: can't read it as a SQLite database ({error})") from None
+    missing = _MLFLOW_TABLES - tables
+    if missing:
+        raise SourceError(f"{path} is a SQLite database but not an MLflow one (no {', '.join(sorted(missing))} "
+                          f"table)")
+    _mlflow()
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    head = _get_latest_schema_revision()
+    if revision != head:
+        import mlflow
+
+        raise SourceError(
+            f"{path}: an MLflow database at schema revision {revision or '(none)'}, and the installed MLflow "
+            f"({mlflow.__version__}) reads {head}; MLflow would migrate it in place, and an import never writes "
+            f"to its source. Import a migrated copy: cp {path} /tmp/copy.db && mlflow db upgrade "
+            f"sqlite:////tmp/copy.db, then tracklet import mlflow /tmp/copy.db")
+    return "sql", f"sqlite:///{path.resolve()}", None
+
+
+def _check_server(uri: str) -> None:
+    """A tracking server answers its experiments route: one quick request, instead of MLflow's
+    retries (minutes) against an address where none listens."""
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:  # noqa: S310 (http(s) only, checked above)
+            body = response.read(1 << 20)
+    except urllib.error.HTTPError as error:
+        raise SourceError(f"{uri}: not an MLflow tracking server (GET {url} answered {error.code})") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise SourceError(f"{uri}: no MLflow tracking server answers there ({reason})") from None
+    try:
+        json.loads(body)
+    except ValueError:
+        raise SourceError(f"{uri}: not an MLflow tracking server (its experiments route didn't answer JSON)") from None
+
+
+# ---------------------------------------------------------------- mapping
+
+
+def project_name(experiment_name: str, experiment_id: str) -> str:
+    """A valid project name for an experiment: runs of other characters become ``-``
+    (``/Users/me/churn`` → ``Users-me-churn``); ``mlflow-<id>`` when nothing is left."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment_name).strip("-._")[:MAX_NAME_CHARS].rstrip("-._")
+    return name if is_valid_name(name) else f"mlflow-{experiment_id}"
+
+
+def tracklet_run_id(mlflow_id: str) -> str:
+    """The MLflow run id (32 hex digits) when it is a valid tracklet run id, else a digest of it."""
+    if is_valid_name(mlflow_id):
+        return mlflow_id
+    return "mlflow-" + hashlib.sha256(mlflow_id.encode()).hexdigest()[:12]
+
+
+def param_value(text: str) -> Any:
+    """MLflow keeps every param as text (``str(value)``): text that is exactly an int's, a
+    float's or a bool's becomes that value again; anything else stays text."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if text in ("True", "False"):
+        return text == "True"
+    if text and text[0] in "-0123456789in" and len(text) < 40:
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        if math.isfinite(number) and repr(number) == text:
+            return number
+    return text
+
+
+def run_digest(run: Any, metrics: list[Any], artifacts: list[tuple[str, int]]) -> str:
+    """What an unchanged run has the same of: status, times, name, params, tags, its metrics'
+    state (``MlflowSource.metric_state``) and the artifact files' sizes (a run that logged more
+    since reads ``changed``)."""
+    info, data = run.info, run.data
+    content = {
+        "run_id": info.run_id, "status": info.status, "start": info.start_time, "end": info.end_time,
+        "name": info.run_name, "params": sorted(data.params.items()), "tags": sorted(data.tags.items()),
+        "metrics": metrics, "artifacts": sorted(artifacts),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _run_start(run: Any, run_id: str, project: str) -> pb.Record:
+    info, tags = run.info, run.data.tags
+    start_time = (info.start_time or 0) / 1000.0
+    record = base_run_start(run_id, project, info.run_name or tags.get("mlflow.runName") or run_id, start_time)
+    start = record.run_start
+    start.notes = tags.get("mlflow.note.content", "")
+    start.group = tags.get("mlflow.parentRunId", "")
+    start.tags.extend(f"{key}={value}" if value else key
+                      for key, value in sorted(tags.items()) if not key.startswith("mlflow."))
+    if tags.get("mlflow.source.name"):
+        start.command.extend(redact_command([tags["mlflow.source.name"]]))
+    start.username = source_user_name(tags.get("mlflow.user") or info.user_id or "")
+    return record
+
+
+def _environment(run: Any) -> pb.Record | None:
+    tags = run.data.tags
+    record = pb.Record()
+    env = record.environment
+    env.git_commit = tags.get("mlflow.source.git.commit", "")
+    env.git_branch = tags.get("mlflow.source.git.branch", "")
+    env.git_remote = redact_url(tags.get("mlflow.source.git.repoURL", ""))
+    return record if env.ByteSize() else None
+
+
+def merged_rows(streams: dict[str, Iterator[tuple[int, float, float]]], counts: dict[str, int]) -> Iterator[tuple]:
+    """Rows ``(step, time, keys, values)`` from each key's points, merged by step: one row per
+    step, at the latest time of its points (tracklet keeps one time per step). A key's points are
+    expected in step order (MLflow's are, unless a step was logged after a later one: those stay
+    in the order MLflow returned them). A key logged twice at one step keeps its last value
+    (``counts["collapsed"]``)."""
+    merged = heapq.merge(*(_tagged(index, stream) for index, stream in enumerate(streams.values())),
+                         key=lambda point: point[0])
+    names = list(streams)
+    keysets: dict[tuple, tuple] = {}
+    step: int | None = None
+    row: dict[int, float] = {}
+    latest = 0.0
+    for point_step, when, index, value in merged:
+        if point_step != step:
+            if row:
+                yield _row(step, latest, row, names, keysets)
+            step, row, latest = point_step, {}, when
+        elif index in row:
+            counts["collapsed"] = counts.get("collapsed", 0) + 1
+        row[index] = value
+        if when > latest:
+            latest = when
+    if row:
+        yield _row(step, latest, row, names, keysets)
+
+
+def _tagged(index: int, points: Iterator[tuple[int, float, float]]) -> Iterator[tuple[int, float, int, float]]:
+    for step, when, value in points:
+        yield step, when, index, value
+
+
+def _row(step: Any, when: float, row: dict[int, float], names: list[str], keysets: dict[tuple, tuple]) -> tuple:
+    order = sorted(row)
+    keys = tuple(names[index] for index in order)
+    return step, when, keysets.setdefault(keys, keys), tuple(row[index] for index in order)
+
+
+def _artifact_files(directory: Path | None) -> list[tuple[str, int]]:
+    if directory is None:
+        return []
+    files = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            files.append((path.relative_to(directory).as_posix(), path.stat().st_size))
+    return files
+
+
+# ---------------------------------------------------------------- importing
+
+
+def import_run(source: MlflowSource, run: Any, root: Path, project: str, progress: Progress | None = None,
+               scratch: Path | None = None) -> ImportedRun:
+    """Import one MLflow run (a ``mlflow.entities.Run``) into project ``project`` of the data root;
+    a no-op when it was imported before and is unchanged."""
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.artifacts.worker import logged_record
+
+    info = run.info
+    run_id = tracklet_run_id(info.run_id)
+    paths = RunPaths(root, project, run_id)
+    name = info.run_name or run_id
+    result = ImportedRun(f"{project}/{run_id}", name, f"{source.location} run {info.run_id}", "imported")
+    artifact_problem = ""
+    with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-", dir=scratch) as temp:
+        try:
+            artifacts = source.artifacts_dir(run, Path(temp))
+        except Exception as error:  # an artifact store this machine can't reach (s3:// without boto3, say)
+            artifacts, artifact_problem = None, f"{type(error).__name__}: {_short(error)}"
+        files = _artifact_files(artifacts)
+        identity = SourceIdentity("mlflow", info.run_id, (source.location,),
+                                  run_digest(run, source.metric_state(run), files))
+        existing = check_existing(paths, identity)
+        if existing is not None:
+            result.status = existing
+            return result
+        keys = source.metric_keys(run)
+        page = max(MIN_PAGE_POINTS, min(PAGE_POINTS, POINTS_IN_MEMORY // max(1, len(keys))))
+        dropped: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        writer = RunWriter(paths)
+        try:
+            writer.record(_run_start(run, run_id, project))
+            environment = _environment(run)
+            if environment is not None:
+                writer.record(environment)
+            writer.config({key: param_value(value) for key, value in run.data.params.items()})
+            streams = {key: source.history(run, key, page, dropped) for key in keys}
+            chunk: list[tuple] = []
+            for row in merged_rows(streams, counts):
+                chunk.append(row)
+                if len(chunk) >= ROWS_PER_CHUNK:
+                    writer.history(chunk)
+                    chunk = []
+                    if progress is not None:
+                        progress(result.path, writer.points, None)
+            writer.history(chunk)
+            writer.finish_summary({})
+            if files:
+                assert artifacts is not None
+                pending: dict[str, Any] = {path: LocalFile(str(artifacts / path)) for path, _ in files}
+                committed = ArtifactStore(root).commit(
+                    f"mlflow-{run_id}", ARTIFACT_TYPE, pending, project=project, aliases=["latest"],
+                    description=f"the artifact files of MLflow run {info.run_id}",
+                    metadata={"mlflow_run_id": info.run_id, "mlflow_artifact_uri": redact_url(info.artifact_uri or "")},
+                    logged_by=f"{project}/{run_id}")
+                writer.record(logged_record(committed.info, ["latest"], committed.reused, committed.bytes_written,
+                                            (info.end_time or info.start_time or 0) / 1000.0 or time.time()))
+            status = EXIT_CODES.get(info.status)
+            if status is not None:
+                start_time = (info.start_time or 0) / 1000.0
+                end_time = (info.end_time or 0) / 1000.0 or start_time
+                record = exit_record(status[0], end_time, start_time)
+                record.exit.error = status[1]
+                writer.record(record)
+            writer.commit(identity)
+        except BaseException:
+            writer.abort()
+            raise
+    result.points, result.rows = writer.points, writer.rows
+    if progress is not None:
+        progress(result.path, writer.points, writer.points)
+    if counts.get("collapsed"):
+        result.warnings.append(f"{counts['collapsed']} metric point(s) shared a step with a later point of the same "
+                               f"key; tracklet keeps one value per key and step: the later one")
+    if artifact_problem:
+        result.warnings.append(f"artifact files ({redact_url(info.artifact_uri or '')}) not imported: "
+                               f"{artifact_problem}")
+    if info.status not in EXIT_CODES:
+        result.warnings.append(f"MLflow run status {info.status}: imported without an exit (it reads as crashed)")
+    for key, why in dropped.items():
+        result.warnings.append(f"{key}: {why}; not imported")
+    return result
+
+
+def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
+                  experiments: Iterable[str] = (), progress: Progress | None = None) -> list[ImportedRun]:
+    """Import every active run of every active experiment (or of ``experiments``: names or ids)
+    of the MLflow store at ``location`` (a ``mlruns/`` directory, an MLflow SQLite database, a
+    ``sqlite:///`` or ``http(s)://`` URI) into the data root (default: ``$TRACKLET_DIR`` or the
+    per-user one). Each experiment's runs go to the project named after it, or all to
+    ``project``. A run that can't be read is reported (``status="skipped"``) and the rest imported."""
+    from tracklet.importers import data_root
+
+    if project is not None:
+        check_name("project", project)  # before reading anything
+    target = data_root(root)
+    source = MlflowSource(location)
+    results: list[ImportedRun] = []
+    for experiment in source.experiments(experiments):
+        target_project = project or project_name(experiment.name, experiment.experiment_id)
+        try:
+            for run_id, run, why in source.runs(experiment.experiment_id):
+                where = f"{source.location} run {run_id}" if source.root is None else \
+                    f"{source.root / experiment.experiment_id / run_id}"
+                if run is None:
+                    results.append(_skipped(target_project, run_id, "", where, why))
+                    continue
+                try:
+                    results.append(import_run(source, run, target, target_project, progress))
+                except SourceError:
+                    raise
+                except Exception as error:  # this run's data: reported, the others still imported
+                    results.append(_skipped(target_project, run_id, run.info.run_name or "", where, error))
+        except SourceError:
+            raise
+        except Exception as error:
+            raise SourceError(f"{source.location}: can't list the runs of experiment {experiment.name!r}: "
+                              f"{_short(error)}") from None
+    if not results:
+        raise SourceError(f"{source.location}: no runs to import (no active run in "
+                          f"{'those experiments' if experiments else 'its active experiments'})")
+    return results
+
+
+def _skipped(project: str, run_id: str, name: str, where: str, why: Any) -> ImportedRun:
+    message = why if isinstance(why, str) else f"{type(why).__name__}: {_short(why)}"
+    warnings.warn(f"tracklet: {where}: {message}; run skipped", TrackletWarning, stacklevel=3)
+    return ImportedRun(f"{project}/{tracklet_run_id(run_id)}", name or run_id, where, "skipped",
+                       warnings=[f"{message}; run skipped"])
+
+
+__all__ = ["MlflowSource", "import_mlflow", "import_run", "merged_rows", "param_value", "project_name"]

@@ -572,3 +572,41 @@ def test_an_upload_as_a_collection_removes_the_same_blob_never_leaves_a_grant_wi
                   aliases=[], logged_by=None)
     assert _read(server, "p", digest) == data
     store.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_grant_left_naming_removed_bytes_is_dropped_so_the_blob_is_sent_again(database, tmp_path, request):
+    """A server from before an upload's grant checked its objects could, racing a collection, leave
+    a grant naming a removed object: the project's query said it held the blob, so a client never
+    sent it again and a commit passed without its bytes. A collection finds such grants (no object,
+    no placement), whatever their age or use, drops them and names the committed blobs affected;
+    the next query says the blob is missing, and once sent again it reads back. Nothing else goes."""
+    root = tmp_path / "server"
+    root.mkdir()
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{root / 'store.sqlite'}"
+    artifacts = ServerArtifacts(root, engine=Store(url, root=root).engine)
+    artifacts.pack_small = False
+    lost, kept = os.urandom(5000), os.urandom(5000)
+    artifacts.store_small("p", [(_sha(lost), lost), (_sha(kept), kept)])
+    artifacts.store_small("q", [(_sha(lost), lost)])
+    manifest = Manifest({"lost.bin": ManifestEntry("lost.bin", _sha(lost), len(lost)),
+                         "kept.bin": ManifestEntry("kept.bin", _sha(kept), len(kept))}).to_bytes()
+    artifacts.store_small("p", [(_sha(manifest), manifest)])
+    artifacts.commit("p", "ckpt", type="model", manifest_digest=_sha(manifest), description="", metadata={},
+                     aliases=[], logged_by=None)
+    artifacts.fs.rm(artifacts.blobs._path(_sha(lost)))  # what the old race left: grants, no bytes
+    assert artifacts.missing("p", [_sha(lost)]) == []  # ... and the query says it is held (used now)
+    before = _objects(root)
+
+    dry = collect(artifacts, grace=HOUR, dry_run=True)
+    assert dry.dangling_grants == 2 and dry.dangling_live == [_sha(lost)]
+    assert artifacts.missing("p", [_sha(lost)]) == []
+    report = collect(artifacts, grace=HOUR)
+    assert report.dangling_grants == 2 and report.dangling_live == [_sha(lost)]
+    assert "2 grant(s) named a blob whose bytes are gone" in report.summary()
+    assert (report.blobs, report.packs, report.grants) == (0, 0, 0) and _objects(root) == before
+    assert artifacts.missing("p", [_sha(lost), _sha(kept)]) == [_sha(lost)]
+    assert artifacts.missing("q", [_sha(lost)]) == [_sha(lost)]
+    artifacts.store_small("p", [(_sha(lost), lost)])  # the client sends it again
+    assert _read(artifacts, "p", _sha(lost)) == lost
+    assert collect(artifacts, grace=HOUR).dangling_grants == 0

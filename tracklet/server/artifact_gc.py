@@ -342,15 +342,26 @@ def _unheld_packs(artifacts: ServerArtifacts, cutoff: float) -> set[str]:
 
 
 def _blob_objects(artifacts: ServerArtifacts) -> set[str]:
-    """The digests of the blob objects in the store now (packed blobs aside)."""
+    """The digests of the blob objects in the store now (packed blobs aside), listed one folder
+    (``sha256/<2 hex digits>/``) at a time and only their digests kept: fsspec's ``find`` holds
+    every file's details at once (~650 bytes each: 84 MB peak for 100,000 objects on disk)."""
     fs = artifacts.fs
     base = f"{artifacts.blobs.base}/sha256"
     fs.invalidate_cache(base)
     try:
-        paths = fs.find(base)
+        folders = [str(folder).rstrip("/") for folder in fs.ls(base, detail=False)]
     except FileNotFoundError:
         return set()
-    return {name for name in (str(path).rsplit("/", 1)[-1] for path in paths) if is_sha256(name)}
+    found: set[str] = set()
+    for folder in folders:
+        try:
+            names = fs.ls(folder, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        finally:
+            fs.invalidate_cache(folder)  # an object store's listing cache would keep every entry
+        found.update(name for name in (str(path).rsplit("/", 1)[-1] for path in names) if is_sha256(name))
+    return found
 
 
 def _dangling_grants(artifacts: ServerArtifacts, objects: set[str]) -> set[str]:

@@ -464,6 +464,8 @@ def _stale_temporaries(store: ArtifactStore, cutoff: float, report: GcReport) ->
     doomed = []
     for folder in (Path(store.blobs.base) / "tmp", store.directory / "packs" / "tmp"):
         for path in _files(folder):
+            if path.name.endswith(ASIDE_SUFFIX):  # a blob, put back first (``restore_set_aside``)
+                continue
             stat = path.stat()
             if stat.st_mtime < cutoff:
                 doomed.append((path, stat.st_size, "temporary"))

@@ -610,3 +610,62 @@ def test_a_grant_left_naming_removed_bytes_is_dropped_so_the_blob_is_sent_again(
     artifacts.store_small("p", [(_sha(lost), lost)])  # the client sends it again
     assert _read(artifacts, "p", _sha(lost)) == lost
     assert collect(artifacts, grace=HOUR).dangling_grants == 0
+
+
+@pytest.mark.parametrize("times", [1, 3])
+@pytest.mark.parametrize("backend", ["disk", "s3"])
+def test_an_upload_session_completing_as_a_collection_takes_its_blob_finishes_without_resending(
+        backend, times, tmp_path, request):
+    """An upload session's blob is published, then granted; a collection in between (the object
+    unheld, past its grace period) removes it, ``times`` times in a row. The completion (called
+    again while answered 503, as the client does) ends with the blob stored and granted,
+    byte-exact, and no part sent twice; on S3 the multipart upload the first call completed is not
+    needed again (its temporary object stays until the grant)."""
+    import uuid
+
+    from tracklet.errors import BlobCollected
+
+    root = tmp_path / "server"
+    root.mkdir()
+    url, options = None, None
+    if backend == "s3":
+        from s3server import BUCKET, S3_KEY, S3_SECRET
+
+        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+        options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    server = ServerArtifacts(root, url, options, engine=store.engine)
+    admin = ServerArtifacts(root, url, options, engine=store.engine)
+    part = 5 << 20
+    data = os.urandom(2 * part + 1000)
+    digest = _sha(data)
+    session = server.start("p", digest, len(data), part)
+    for number in range(1, session.part_count + 1):
+        server.put_part(session, number, data[(number - 1) * part:number * part], None)
+    put_part = server.put_part
+    server.put_part = None  # type: ignore[assignment,method-assign]  # nothing is sent twice
+    collections = []
+    sync = server.blobs.sync
+
+    def collected_before_the_grant() -> int:  # published, about to grant: a collection runs first
+        if len(collections) < times:
+            collections.append(collect(admin, grace=HOUR, now=time.time() + 2 * HOUR))
+        return sync()
+
+    server.blobs.sync = collected_before_the_grant  # type: ignore[method-assign]
+    size, answers = None, []
+    try:
+        while size is None and len(answers) < 5:
+            try:
+                size = server.complete(server.session("p", session.id))
+            except BlobCollected as error:  # answered 503: the client completes again
+                answers.append(error)
+    finally:
+        server.blobs.sync = sync  # type: ignore[method-assign]
+        server.put_part = put_part  # type: ignore[method-assign]
+    assert [report.blobs for report in collections] == [1] * times  # each took the published blob
+    assert size == len(data) and server.holds("p", digest)
+    assert _read(server, "p", digest) == data
+    leftovers = admin.fs.find(f"{admin.blobs.base}/tmp")  # the session's temporary went with it
+    assert not [path for path in leftovers if session.id in str(path)]
+    store.close()

@@ -255,11 +255,15 @@ def _running_since(data_root: Path) -> tuple[str, float] | None:
     then), so no blob older than this is one a running run may be about to name."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
+    from tracklet.core.recordlog import writer_alive
 
     first: tuple[str, float] | None = None
     for paths in iter_runs(data_root):
+        alive = writer_alive(paths.log_file)  # a live writer: running (its log is not replayed)
+        if alive is False:
+            continue
         run = RecordedRun(paths)
-        if run.state != "running":
+        if alive is None and run.state != "running":
             continue
         started = run.created_at
         if started is None:  # no start record yet: it is starting now

@@ -540,15 +540,18 @@ def test_a_blob_claimed_before_gc_moves_it_aside_goes_back_and_one_claimed_after
     """The last step before a blob goes: it is moved aside and its time checked again. Claimed
     just before the move, it goes back; claimed after, the claim finds it missing (the writer
     stores it again); a collection killed with blobs aside puts them back first."""
+    from tracklet.artifacts.blobs import FsspecBlobStore
     from tracklet.artifacts.gc import _set_aside, restore_set_aside
+    from tracklet.artifacts.storage import artifact_dir
 
     store = ArtifactStore(chunked)
+    workers_store = FsspecBlobStore(artifact_dir(chunked))  # a run's media worker's
     first = _aged(store, b"claimed before the move", 7 * 86400)
     second = _aged(store, b"claimed after the move", 7 * 86400)
     run = start()
     cutoff = time.time() - 3600
     doomed = [(store.blobs.local_path(digest), 10, "blob") for digest in (first, second)]
-    assert store.blobs.claim(first)
+    assert workers_store.claim(first)
     from tracklet.artifacts.gc import GcReport
 
     report = GcReport(dry_run=False, blobs_removed=2, blob_bytes=20)
@@ -556,7 +559,7 @@ def test_a_blob_claimed_before_gc_moves_it_aside_goes_back_and_one_claimed_after
     left = _set_aside(store, doomed, cutoff, report, aside)
     assert [path.name for path, _, _ in left] == [second] and store.blobs.has(first)
     assert (report.blobs_removed, report.kept_for_running) == (1, 1)
-    assert not store.blobs.claim(second)  # moved aside: the writer stores it again
+    assert not workers_store.claim(second)  # moved aside: the writer stores it again
     assert restore_set_aside(store) == 1 and store.blobs.read_bytes(second) == b"claimed after the move"
     assert not list((Path(store.blobs.base) / "tmp").glob("*.gc-aside"))
     run.finish()

@@ -71,8 +71,11 @@ class FsspecBlobStore:
     import it any more, since fsspec registers an exit hook when it is first imported)."""
 
     def __init__(self, url: str | os.PathLike, options: dict[str, Any] | None = None, *,
-                 durable: bool = False) -> None:
+                 durable: bool = False, claims: bool = True) -> None:
         self.url = str(url)
+        # Whether content found stored is claimed (``claim``): off for artifact commits, which
+        # hold the store's gc.lock shared instead (no collection runs meanwhile).
+        self.claims = claims
         self.local = "://" not in self.url or self.url.startswith("file://")
         # Only a local disk needs the fsyncs: a PUT to an object store is durable once it returns.
         self.durable = durable and self.local
@@ -114,8 +117,9 @@ class FsspecBlobStore:
         to now: a garbage collection removes a blob only if, once it has moved it aside, it is
         still older than the start of every run running (``tracklet.artifacts.gc``), so a blob
         claimed by a run is kept, and one moved aside first is missing here and written again.
-        False also when the time can't be set (another user's blob): the caller writes its own."""
-        if not self.local:
+        False also when the time can't be set (another user's blob): the caller writes its own.
+        Only looked up on a store made with ``claims=False``."""
+        if not (self.local and self.claims):
             return self.has(digest)
         try:
             os.utime(self._path(digest))

@@ -572,3 +572,100 @@ def test_an_upload_as_a_collection_removes_the_same_blob_never_leaves_a_grant_wi
                   aliases=[], logged_by=None)
     assert _read(server, "p", digest) == data
     store.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_grant_left_naming_removed_bytes_is_dropped_so_the_blob_is_sent_again(database, tmp_path, request):
+    """A server from before an upload's grant checked its objects could, racing a collection, leave
+    a grant naming a removed object: the project's query said it held the blob, so a client never
+    sent it again and a commit passed without its bytes. A collection finds such grants (no object,
+    no placement), whatever their age or use, drops them and names the committed blobs affected;
+    the next query says the blob is missing, and once sent again it reads back. Nothing else goes."""
+    root = tmp_path / "server"
+    root.mkdir()
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{root / 'store.sqlite'}"
+    artifacts = ServerArtifacts(root, engine=Store(url, root=root).engine)
+    artifacts.pack_small = False
+    lost, kept = os.urandom(5000), os.urandom(5000)
+    artifacts.store_small("p", [(_sha(lost), lost), (_sha(kept), kept)])
+    artifacts.store_small("q", [(_sha(lost), lost)])
+    manifest = Manifest({"lost.bin": ManifestEntry("lost.bin", _sha(lost), len(lost)),
+                         "kept.bin": ManifestEntry("kept.bin", _sha(kept), len(kept))}).to_bytes()
+    artifacts.store_small("p", [(_sha(manifest), manifest)])
+    artifacts.commit("p", "ckpt", type="model", manifest_digest=_sha(manifest), description="", metadata={},
+                     aliases=[], logged_by=None)
+    artifacts.fs.rm(artifacts.blobs._path(_sha(lost)))  # what the old race left: grants, no bytes
+    assert artifacts.missing("p", [_sha(lost)]) == []  # ... and the query says it is held (used now)
+    before = _objects(root)
+
+    dry = collect(artifacts, grace=HOUR, dry_run=True)
+    assert dry.dangling_grants == 2 and dry.dangling_live == [_sha(lost)]
+    assert artifacts.missing("p", [_sha(lost)]) == []
+    report = collect(artifacts, grace=HOUR)
+    assert report.dangling_grants == 2 and report.dangling_live == [_sha(lost)]
+    assert "2 grant(s) named a blob whose bytes are gone" in report.summary()
+    assert (report.blobs, report.packs, report.grants) == (0, 0, 0) and _objects(root) == before
+    assert artifacts.missing("p", [_sha(lost), _sha(kept)]) == [_sha(lost)]
+    assert artifacts.missing("q", [_sha(lost)]) == [_sha(lost)]
+    artifacts.store_small("p", [(_sha(lost), lost)])  # the client sends it again
+    assert _read(artifacts, "p", _sha(lost)) == lost
+    assert collect(artifacts, grace=HOUR).dangling_grants == 0
+
+
+@pytest.mark.parametrize("times", [1, 3])
+@pytest.mark.parametrize("backend", ["disk", "s3"])
+def test_an_upload_session_completing_as_a_collection_takes_its_blob_finishes_without_resending(
+        backend, times, tmp_path, request):
+    """An upload session's blob is published, then granted; a collection in between (the object
+    unheld, past its grace period) removes it, ``times`` times in a row. The completion (called
+    again while answered 503, as the client does) ends with the blob stored and granted,
+    byte-exact, and no part sent twice; on S3 the multipart upload the first call completed is not
+    needed again (its temporary object stays until the grant)."""
+    import uuid
+
+    from tracklet.errors import BlobCollected
+
+    root = tmp_path / "server"
+    root.mkdir()
+    url, options = None, None
+    if backend == "s3":
+        from s3server import BUCKET, S3_KEY, S3_SECRET
+
+        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+        options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    server = ServerArtifacts(root, url, options, engine=store.engine)
+    admin = ServerArtifacts(root, url, options, engine=store.engine)
+    part = 5 << 20
+    data = os.urandom(2 * part + 1000)
+    digest = _sha(data)
+    session = server.start("p", digest, len(data), part)
+    for number in range(1, session.part_count + 1):
+        server.put_part(session, number, data[(number - 1) * part:number * part], None)
+    put_part = server.put_part
+    server.put_part = None  # type: ignore[assignment,method-assign]  # nothing is sent twice
+    collections = []
+    sync = server.blobs.sync
+
+    def collected_before_the_grant() -> int:  # published, about to grant: a collection runs first
+        if len(collections) < times:
+            collections.append(collect(admin, grace=HOUR, now=time.time() + 2 * HOUR))
+        return sync()
+
+    server.blobs.sync = collected_before_the_grant  # type: ignore[method-assign]
+    size, answers = None, []
+    try:
+        while size is None and len(answers) < 5:
+            try:
+                size = server.complete(server.session("p", session.id))
+            except BlobCollected as error:  # answered 503: the client completes again
+                answers.append(error)
+    finally:
+        server.blobs.sync = sync  # type: ignore[method-assign]
+        server.put_part = put_part  # type: ignore[method-assign]
+    assert [report.blobs for report in collections] == [1] * times  # each took the published blob
+    assert size == len(data) and server.holds("p", digest)
+    assert _read(server, "p", digest) == data
+    leftovers = admin.fs.find(f"{admin.blobs.base}/tmp")  # the session's temporary went with it
+    assert not [path for path in leftovers if session.id in str(path)]
+    store.close()

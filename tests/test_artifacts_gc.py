@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import tracklet
-from tracklet.artifacts.gc import collect
+from tracklet.artifacts.gc import collect, summary
 from tracklet.artifacts.packs import PackStore, PackWriter
 from tracklet.artifacts.storage import ArtifactStore, store_lock
 from tracklet.errors import ArtifactError, ArtifactNotFound
@@ -470,3 +470,96 @@ def test_commits_racing_gc_never_lose_a_blob_they_reference(chunked, tmp_path):
         target = tmp_path / f"got{number}"
         tracklet.Api(chunked).artifact(f"proj/model:v{number}").download(target, link=False)
         assert {p.name: p.read_bytes() for p in target.iterdir()} == files
+
+
+def _aged(store: ArtifactStore, data: bytes, seconds: float) -> str:
+    """A blob no version references, its time set ``seconds`` back (a failed commit's, say)."""
+    digest, _ = store.blobs.put_bytes(data)
+    then = time.time() - seconds
+    os.utime(store.blobs.local_path(digest), (then, then))
+    return digest
+
+
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_a_run_running_during_gc_keeps_what_it_writes_or_claims_and_old_orphans_go(chunked, start):
+    """A data root that always has a run going reclaims blobs too: what no version references and
+    no log names goes once older than the grace period and than the start of every running run;
+    the running run's new media blob and an old blob whose bytes it logged again (claimed, not
+    written) stay, and read back after it finishes."""
+    store = ArtifactStore(chunked)
+    orphan = _aged(store, b"a failed commit's blob, a week ago", 7 * 86400)
+    page, fresh = "<p>logged again by a running run</p>", "<p>first logged by the running run</p>"
+    claimed = _aged(store, page.encode(), 7 * 86400)
+    run = start()
+    run.log({"page": tracklet.Html(page, data_is_not_path=True), "fresh": tracklet.Html(fresh, data_is_not_path=True)})
+    fresh_digest = hashlib.sha256(fresh.encode()).hexdigest()
+    _wait_for(lambda: store.blobs.has(fresh_digest) and
+              store.blobs.local_path(claimed).stat().st_mtime > time.time() - 3600, "the media worker stored nothing")
+    report = collect(store, grace=0, orphan_check=unversioned_blobs_in_use)
+    assert report.running_run == run.path and report.orphans_note == ""
+    assert not store.blobs.has(orphan) and report.blobs_removed == 1
+    assert store.blobs.has(claimed) and store.blobs.has(fresh_digest)
+    assert report.kept_for_running >= 2 and f"since run {run.path} (running) started" in summary(report)
+    run.finish()
+    recorded = tracklet.Api(chunked).run(run.path)
+    assert recorded.media("page")[0].read_bytes() == page.encode()
+    assert recorded.media("fresh")[0].read_bytes() == fresh.encode()
+
+
+def test_a_blob_a_running_run_claims_while_gc_decides_stays(chunked, start):
+    """A running run's media worker that finds a blob stored names it without writing it: its
+    claim (``FsspecBlobStore.claim``), made after the collection listed the blob as old and before
+    its record reaches the log, keeps the blob; an unclaimed one of the same age goes."""
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.artifacts.storage import artifact_dir
+
+    store = ArtifactStore(chunked)
+    claimed = _aged(store, b"bytes a running run is logging again", 7 * 86400)
+    unclaimed = _aged(store, b"bytes nobody uses", 7 * 86400)
+    run = start()
+    workers_store = FsspecBlobStore(artifact_dir(chunked))
+
+    def claims_meanwhile(checked_store, digests):
+        assert {claimed, unclaimed} <= digests  # listed as old already
+        assert workers_store.claim(claimed)
+        return unversioned_blobs_in_use(checked_store, digests)
+
+    report = collect(store, grace=3600, orphan_check=claims_meanwhile)
+    assert store.blobs.has(claimed) and not store.blobs.has(unclaimed)
+    assert report.blobs_removed == 1 and report.kept_in_grace == 1  # claimed: used now
+    run.finish()
+
+
+def test_a_blob_claimed_before_gc_moves_it_aside_goes_back_and_one_claimed_after_is_written_again(chunked, start):
+    """The last step before a blob goes: it is moved aside and its time checked again. Claimed
+    just before the move, it goes back; claimed after, the claim finds it missing (the writer
+    stores it again); a collection killed with blobs aside puts them back first."""
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.artifacts.gc import _set_aside, restore_set_aside
+    from tracklet.artifacts.storage import artifact_dir
+
+    store = ArtifactStore(chunked)
+    workers_store = FsspecBlobStore(artifact_dir(chunked))  # a run's media worker's
+    first = _aged(store, b"claimed before the move", 7 * 86400)
+    second = _aged(store, b"claimed after the move", 7 * 86400)
+    run = start()
+    cutoff = time.time() - 3600
+    doomed = [(store.blobs.local_path(digest), 10, "blob") for digest in (first, second)]
+    assert workers_store.claim(first)
+    from tracklet.artifacts.gc import GcReport
+
+    report = GcReport(dry_run=False, blobs_removed=2, blob_bytes=20)
+    aside: dict[Path, Path] = {}
+    left = _set_aside(store, doomed, cutoff, report, aside)
+    assert [path.name for path, _, _ in left] == [second] and store.blobs.has(first)
+    assert (report.blobs_removed, report.kept_for_running) == (1, 1)
+    assert not workers_store.claim(second)  # moved aside: the writer stores it again
+    assert restore_set_aside(store) == 1 and store.blobs.read_bytes(second) == b"claimed after the move"
+    assert not list((Path(store.blobs.base) / "tmp").glob("*.gc-aside"))
+    run.finish()

@@ -71,8 +71,11 @@ class FsspecBlobStore:
     import it any more, since fsspec registers an exit hook when it is first imported)."""
 
     def __init__(self, url: str | os.PathLike, options: dict[str, Any] | None = None, *,
-                 durable: bool = False) -> None:
+                 durable: bool = False, claims: bool = True) -> None:
         self.url = str(url)
+        # Whether content found stored is claimed (``claim``): off for artifact commits, which
+        # hold the store's gc.lock shared instead (no collection runs meanwhile).
+        self.claims = claims
         self.local = "://" not in self.url or self.url.startswith("file://")
         # Only a local disk needs the fsyncs: a PUT to an object store is durable once it returns.
         self.durable = durable and self.local
@@ -107,6 +110,22 @@ class FsspecBlobStore:
         if self.local:
             return os.path.isfile(self._path(digest))
         return bool(self.fs.exists(self._path(digest)))
+
+    def claim(self, digest: str) -> bool:
+        """Whether blob ``digest`` is stored, asked by a writer that will name it instead of
+        writing it (content stored before). On a local store the blob's modification time is set
+        to now: a garbage collection removes a blob only if, once it has moved it aside, it is
+        still older than the start of every run running (``tracklet.artifacts.gc``), so a blob
+        claimed by a run is kept, and one moved aside first is missing here and written again.
+        False also when the time can't be set (another user's blob): the caller writes its own.
+        Only looked up on a store made with ``claims=False``."""
+        if not (self.local and self.claims):
+            return self.has(digest)
+        try:
+            os.utime(self._path(digest))
+        except OSError:
+            return False
+        return True
 
     def local_path(self, digest: str) -> Path | None:
         return Path(self._path(digest)) if self.local else None
@@ -165,7 +184,7 @@ class FsspecBlobStore:
         """Copy ``path`` in as blob ``digest`` unless it is there; bytes written (0 if it was).
         ``ArtifactError`` naming the file if its bytes no longer hash to ``digest`` (it changed
         after it was hashed): nothing is left visible then."""
-        if self.has(digest):
+        if self.claim(digest):
             return 0
         temporary = self._temporary()
         hasher = FileHasher("sha256")
@@ -219,9 +238,10 @@ class FsspecBlobStore:
                         count = source.readinto(buffer)
                         piece = view[:count]
                     digest = hasher.hexdigest()
-                    if not self.has(digest):
+                    stored = self.claim(digest)
+                    if not stored:
                         self._seal(target)
-                if self.has(digest):
+                if stored:
                     self._discard(temporary)
                     return digest, size, 0
                 self._publish(temporary, digest)
@@ -239,7 +259,7 @@ class FsspecBlobStore:
             digest, data = data.digest, data.data
         else:
             digest = sha256_hex(data)
-        if self.has(digest):
+        if self.claim(digest):
             return digest, 0
         temporary = self._temporary()
         try:

@@ -9,10 +9,15 @@ its bytes stay until a collection (``tracklet artifact gc``), which
 2. removes (sweep) the blobs no live version references and no run record log of the data root
    names (media and tables keep their blobs in the same store and name them in run logs, which are
    scanned for the candidates' digests): those deleted versions referenced, and those no version
-   ever did (a failed or killed commit's), the latter only from the data root's own store, with no
-   run of it running and no table cell naming them (``_orphans``). It also removes every pack none
+   ever did (a failed or killed commit's), the latter only from the data root's own store and
+   with no table cell naming them (``_orphans``). It also removes every pack none
    of whose chunks a live version needs. Nothing
-   written within the grace period (default a day: ``grace=``) is removed; a pack at least half of whose
+   written within the grace period (default a day: ``grace=``) is removed, and no blob written or
+   claimed since the start of a run of the data root that is running (``_running_since``: a
+   running run names only blobs it wrote after it started or claimed, ``FsspecBlobStore.claim``,
+   which sets their time; each blob is moved aside and its time checked again before it goes,
+   so a claim either came first and keeps it, or finds it missing and writes it again:
+   ``_set_aside``); a pack at least half of whose
    bytes are unreferenced is repacked (its live chunks copied into a new pack, checked against
    their ids, the index moved to it, the old pack removed); a pack with fewer dead bytes is kept
    whole (they are reported);
@@ -41,6 +46,10 @@ from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress
 from tracklet.errors import ArtifactError, PackCorrupt
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
+#: Seconds a blob's time (the file system's clock) may read behind a run's recorded start.
+CLOCK_SLACK_SECONDS = 60.0
+#: A blob moved aside by a collection, to be removed once its time is checked (``_set_aside``).
+ASIDE_SUFFIX = ".gc-aside"
 #: A pack whose unreferenced chunks take at least this share of its data bytes is rewritten.
 REPACK_DEAD_SHARE = 0.5
 
@@ -81,6 +90,8 @@ class GcReport:
     repack_written: int = 0  # ... and of the new packs written for their live chunks
     orphans_kept: int = 0  # blobs no version ever referenced, kept for ``orphans_note``
     orphans_note: str = ""
+    running_run: str = ""  # the running run started first, if any (no blob it may name goes)
+    kept_for_running: int = 0  # unreferenced blobs kept, written or claimed since ``running_run`` started
     damaged_packs: list[str] = dataclasses.field(default_factory=list)
     removed: list[str] = dataclasses.field(default_factory=list)  # paths, relative to the store
 
@@ -193,19 +204,30 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
     one, every such blob stays."""
     report = GcReport(dry_run=dry_run)
     with store_lock(store.directory, exclusive=True):
+        if not dry_run:
+            restore_set_aside(store)
         counts, live_chunks, report.versions = reference_counts(store)
         report.referenced_blobs, report.referenced_chunks = len(counts), len(live_chunks)
         now = time.time() if now is None else now
         cutoff = now - grace
+        # Before the logs are searched: a run that ends after this has its records in its log.
+        blob_cutoff = cutoff
+        running = _running_since(store.data_root)
+        if running is not None:
+            report.running_run = running[0]
+            blob_cutoff = min(cutoff, running[1] - CLOCK_SLACK_SECONDS)
         candidates = {digest for digest in deleted_references(store) if not counts[digest]}
-        candidates |= _orphans(store, counts, candidates, cutoff, report, orphan_check)
+        candidates |= _orphans(store, counts, candidates, cutoff, blob_cutoff, report, orphan_check)
         candidates -= named_in_run_logs(store.data_root, candidates)
         sparse: list[str] = []
-        doomed = _dead_blobs(store, candidates, cutoff, report)
+        doomed = _dead_blobs(store, candidates, cutoff, blob_cutoff, report)
         doomed += _dead_packs(store, live_chunks, cutoff, report, sparse)
         doomed += _stale_temporaries(store, cutoff, report)
         if sparse:
             doomed += _repack(store, sparse, live_chunks, report, dry_run)
+        aside: dict[Path, Path] = {}
+        if not dry_run:
+            doomed = _set_aside(store, doomed, blob_cutoff, report, aside)
         if progress is not None:
             progress.start(len(doomed), sum(size for _, size, _ in doomed))
         if not dry_run:
@@ -218,7 +240,7 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
             report.removed.append(path.relative_to(base).as_posix())
             if not dry_run:
                 try:
-                    path.unlink()
+                    aside.get(path, path).unlink()
                 except FileNotFoundError:
                     pass
             if progress is not None:
@@ -226,12 +248,91 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
     return report
 
 
+def _running_since(data_root: Path) -> tuple[str, float] | None:
+    """The running run of ``data_root`` that started first and its start (its first session's,
+    for a resumed run: earlier, so more is kept), or None when no run is running. A run names
+    only blobs it wrote after it started or claimed (``FsspecBlobStore.claim``: their time is set
+    then), so no blob older than this is one a running run may be about to name."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import iter_runs
+    from tracklet.core.recordlog import writer_alive
+
+    first: tuple[str, float] | None = None
+    for paths in iter_runs(data_root):
+        alive = writer_alive(paths.log_file)  # a live writer: running (its log is not replayed)
+        if alive is False:
+            continue
+        run = RecordedRun(paths)
+        if alive is None and run.state != "running":
+            continue
+        started = run.created_at
+        if started is None:  # no start record yet: it is starting now
+            started = time.time()
+        if first is None or started < first[1]:
+            first = (f"{paths.project}/{paths.run_id}", started)
+    return first
+
+
+def _set_aside(store: ArtifactStore, doomed: list[tuple[Path, int, str]], blob_cutoff: float, report: GcReport,
+               aside: dict[Path, Path]) -> list[tuple[Path, int, str]]:
+    """Move each doomed blob aside (``blobs/tmp/<digest>.gc-aside``, one rename) and check its
+    time again: a blob a run claimed meanwhile (``FsspecBlobStore.claim`` sets its time; one
+    claimed after the move finds it missing and is written again) goes back. ``aside`` maps each
+    blob still doomed to where it lies now. Killed in between, the next collection puts every
+    blob it finds aside back first (``restore_set_aside``)."""
+    folder = Path(store.blobs.base) / "tmp"
+    kept = []
+    for entry in doomed:
+        path, size, kind = entry
+        if kind != "blob":
+            kept.append(entry)
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        moved = folder / (path.name + ASIDE_SUFFIX)
+        try:
+            os.rename(path, moved)
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        if moved.stat().st_mtime >= blob_cutoff:
+            _put_back(moved, path)
+            report.blobs_removed -= 1
+            report.blob_bytes -= size
+            report.kept_for_running += 1
+            continue
+        aside[path] = moved
+        kept.append(entry)
+    return kept
+
+
+def _put_back(moved: Path, path: Path) -> None:
+    """A blob moved aside back under its name (a writer may have stored it again meanwhile: the
+    same bytes, so either copy will do)."""
+    if path.exists():
+        moved.unlink()
+    else:
+        os.replace(moved, path)
+
+
+def restore_set_aside(store: ArtifactStore) -> int:
+    """Put back the blobs a collection killed midway left aside (``_set_aside``); how many."""
+    folder = Path(store.blobs.base) / "tmp"
+    restored = 0
+    for moved in sorted(folder.glob("*" + ASIDE_SUFFIX)) if folder.is_dir() else []:
+        path = store.blobs.local_path(moved.name[: -len(ASIDE_SUFFIX)])
+        if path is None or not is_sha256(path.name):
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _put_back(moved, path)
+        restored += 1
+    return restored
+
+
 def _orphans(store: ArtifactStore, counts: collections.Counter[str], deleted: set[str], cutoff: float,
-             report: GcReport, check: OrphanCheck | None) -> set[str]:
-    """Blobs older than ``cutoff`` that no version, live or deleted, references (a commit that
-    failed or was killed midway left them), less those ``check`` keeps (media and tables of runs
-    name blobs too: ``tracklet.media.retention.unversioned_blobs_in_use``); all of them are kept
-    without a check. The run logs are searched by the caller."""
+             blob_cutoff: float, report: GcReport, check: OrphanCheck | None) -> set[str]:
+    """Blobs older than ``blob_cutoff`` that no version, live or deleted, references (a commit
+    that failed or was killed midway left them), less those ``check`` keeps (media and tables of
+    runs name blobs too: ``tracklet.media.retention.unversioned_blobs_in_use``); all of them are
+    kept without a check. The run logs are searched by the caller."""
     base = store.blobs.local_path("0" * 64)
     if base is None:
         return set()
@@ -241,12 +342,15 @@ def _orphans(store: ArtifactStore, counts: collections.Counter[str], deleted: se
         if not is_sha256(digest) or counts[digest] or digest in deleted:
             continue
         try:
-            if path.stat().st_mtime < cutoff:
-                old.add(digest)
-            else:
-                report.kept_in_grace += 1
+            mtime = path.stat().st_mtime
         except FileNotFoundError:
             continue
+        if mtime < blob_cutoff:
+            old.add(digest)
+        elif mtime < cutoff:
+            report.kept_for_running += 1
+        else:
+            report.kept_in_grace += 1
     if not old:
         return old
     if check is None:
@@ -258,7 +362,7 @@ def _orphans(store: ArtifactStore, counts: collections.Counter[str], deleted: se
     return old - kept
 
 
-def _dead_blobs(store: ArtifactStore, candidates: set[str], cutoff: float,
+def _dead_blobs(store: ArtifactStore, candidates: set[str], cutoff: float, blob_cutoff: float,
                 report: GcReport) -> list[tuple[Path, int, str]]:
     doomed = []
     for digest in sorted(candidates):
@@ -271,6 +375,9 @@ def _dead_blobs(store: ArtifactStore, candidates: set[str], cutoff: float,
             continue  # collected already
         if stat.st_mtime >= cutoff:
             report.kept_in_grace += 1
+            continue
+        if stat.st_mtime >= blob_cutoff:
+            report.kept_for_running += 1
             continue
         doomed.append((path, stat.st_size, "blob"))
         report.blobs_removed += 1
@@ -361,6 +468,8 @@ def _stale_temporaries(store: ArtifactStore, cutoff: float, report: GcReport) ->
     doomed = []
     for folder in (Path(store.blobs.base) / "tmp", store.directory / "packs" / "tmp"):
         for path in _files(folder):
+            if path.name.endswith(ASIDE_SUFFIX):  # a blob, put back first (``restore_set_aside``)
+                continue
             stat = path.stat()
             if stat.st_mtime < cutoff:
                 doomed.append((path, stat.st_size, "temporary"))
@@ -400,6 +509,9 @@ def summary(report: GcReport) -> str:
     if report.packs_repacked:
         text += (f"; {report.packs_repacked:,} mostly unreferenced pack(s) rewritten: {report.repack_bytes:,} B "
                  f"replaced by {report.repack_written:,} B")
+    if report.kept_for_running:
+        text += (f"; {report.kept_for_running:,} unreferenced blob(s) kept, written or used since run "
+                 f"{report.running_run} (running) started")
     if report.orphans_kept:
         text += f"; {report.orphans_kept:,} blob(s) no version ever referenced kept ({report.orphans_note})"
     if report.dead_bytes_in_live_packs:

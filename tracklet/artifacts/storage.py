@@ -148,7 +148,8 @@ class ArtifactStore:
         self.data_root = Path(data_root).expanduser()
         self.directory = Path(directory) if directory is not None else artifact_dir(self.data_root)
         self.registry = LocalRegistry(self.directory)
-        self.blobs = FsspecBlobStore(self.directory, durable=True)  # fsync'd before a version names them
+        # fsync'd before a version names them; commits hold gc.lock shared, so nothing is claimed
+        self.blobs = FsspecBlobStore(self.directory, durable=True, claims=False)
         self.hasher = Hasher(StatCache(self.data_root / "cache" / STAT_CACHE_FILE))
         self.configured_threshold = chunk_threshold
         self._chunk_lock = threading.Lock()  # the chunk index's connection: one thread at a time

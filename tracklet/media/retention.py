@@ -352,15 +352,13 @@ def unversioned_blobs_in_use(store: Any, digests: set[str]) -> tuple[set[str], s
     version ever referenced), those a media cell of a run's table names (the run logs are searched
     by the collection itself), and ``""``; or all of them with the reason while the store may hold
     another data root's media (``$TRACKLET_ARTIFACT_DIR``, or a directory other than
-    ``<root>/artifacts``), a run of the data root is running (its media worker may have just found
-    such a blob stored and be about to name it), or a fragment can't be read."""
+    ``<root>/artifacts``) or a fragment can't be read. Runs running meanwhile are the collection's
+    business: it keeps every blob written or claimed since the first of them started."""
     root = Path(store.data_root)
     blobs = LocalBlobs(root)
     note = blobs.refusal()
     if not note and Path(store.directory).resolve() != (root / "artifacts").resolve():
         note = f"blobs kept: the blob store {store.directory} is not the data root's own"
-    if not note and (running := _running_runs(root)):
-        note = f"blobs kept: run {running[0]} is still running (it may be storing the same bytes)"
     if note:
         return set(digests), note
     try:

@@ -862,10 +862,21 @@ class ServerArtifacts:
                     yield chunk
 
     def _complete_s3(self, session: Session, parts: dict[int, dict[str, Any]]) -> None:
+        """Complete the multipart upload into the session's temporary object, verify it, then copy
+        it to the blob's name and grant it. The temporary stays until the grant: a collection that
+        removes the copy before the grant (an unheld object) is answered by copying it again, and
+        a call again after a 503 or a lost answer (the multipart completed already) goes on from
+        the temporary; the client never sends the parts twice."""
         temporary = self._temporary_key(session.id)
         bucket, key, _ = self.fs.split_path(temporary)
-        self.fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=session.s3_upload_id,
-                        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": parts[n]["etag"]} for n in sorted(parts)]})
+        try:
+            self.fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=session.s3_upload_id,
+                            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": parts[n]["etag"]}
+                                                       for n in sorted(parts)]})
+        except Exception:  # completed by an earlier call: its temporary is the whole blob
+            self.fs.invalidate_cache(temporary)
+            if not self.fs.exists(temporary):
+                raise
         self.fs.invalidate_cache(temporary)
         hasher = hashlib.sha256()
         with self.fs.open(temporary, "rb") as handle:
@@ -874,8 +885,17 @@ class ServerArtifacts:
         if hasher.hexdigest() != session.digest:
             self.fs.rm(temporary)
             raise _mismatch(session.digest, hasher.hexdigest(), session.size)
-        self.blobs._publish(temporary, session.digest)
-        self.grant(session.project, {session.digest: session.size}, [session.digest])
+        final = self.blobs._path(session.digest)
+        for _ in range(3):
+            self.fs.copy(temporary, final)  # on the object store: no bytes through this server
+            try:
+                self.grant(session.project, {session.digest: session.size}, [session.digest])
+            except errors.BlobCollected:
+                continue
+            self.fs.rm(temporary)
+            return
+        raise errors.BlobCollected(f"blob {session.digest} was removed by garbage collections three times while "
+                                   "its upload completed; complete it again")
 
     def abort(self, session: Session) -> None:
         """Forget a session and what it received."""

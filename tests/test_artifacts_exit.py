@@ -302,3 +302,36 @@ def test_ctrl_c_during_finish_ends_the_run_then_stops_the_script(tmp_path, monke
     recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
     assert recorded.state == "finished" and recorded.exit_code == 0
     assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]
+
+
+def test_a_sigterm_exit_during_finish_still_ends_the_run_with_its_exit(tmp_path, monkeypatch):
+    """A SIGTERM handler that exits (a sweep trial's stop, ``sys.exit(143)``; a cluster's) landing
+    while ``finish()`` waits: the run is still ended (not crashed) and the SystemExit goes on."""
+    import socket
+    import threading
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "writer"))
+    monkeypatch.setenv("TRACKLET_MODE", "online")
+    monkeypatch.setenv("TRACKLET_BASE_URL", f"http://127.0.0.1:{hung.getsockname()[1]}")
+    path = tmp_path / "weights.bin"
+    path.write_bytes(os.urandom(MiB))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        run = tracklet.init(project="exit", settings={**QUIET, "finish_timeout": 600.0})
+        for step in range(100):
+            run.log({"loss": float(step)})
+        run.log_artifact(path, name="weights", type="model")
+        timer = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGTERM))
+        timer.start()
+        with pytest.raises(SystemExit):
+            run.finish()
+        timer.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        hung.close()
+    recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
+    assert recorded.state == "finished" and recorded.exit_code == 0
+    assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]

@@ -155,7 +155,7 @@ def _finish_at_exit() -> None:
                 run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
             else:
                 run.finish(_exit_status or 0)
-        except KeyboardInterrupt:  # Ctrl-C while it waited: the run is ended, what it left was named
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C (a SIGTERM's exit) while it waited: the run is ended
             pass
     with _lock:
         waits = list(_exit_waits)

@@ -1063,8 +1063,8 @@ class Run:
                     essential=True)
         if self._uploader is not None:
             budget.wait(self._uploader.finish, cap=self.settings.upload_timeout)
-        if budget.caught:  # the run is ended; the caller's Ctrl-C goes on to stop the script
-            raise KeyboardInterrupt
+        if budget.caught is not None:  # the run is ended; the caller's Ctrl-C (or SIGTERM's exit) goes on
+            raise budget.caught
 
     def __enter__(self) -> "Run":
         return self
@@ -1098,12 +1098,14 @@ class _FinishBudget:
 
     def __init__(self, seconds: float) -> None:
         self._deadline = time.monotonic() + seconds
-        self.caught = False  # a Ctrl-C ended one of this finish()'s waits: raised again once the run is ended
+        # A Ctrl-C (or a signal handler's sys.exit: a sweep trial's SIGTERM) that ended one of this
+        # finish()'s waits: raised again once the run is ended.
+        self.caught: BaseException | None = None
 
     @property
     def interrupted(self) -> bool:
         """Whether a Ctrl-C ended a wait of this finish(), or interpreter exit's wait before it."""
-        return self.caught or lifecycle.waiting_stopped_at_exit()
+        return self.caught is not None or lifecycle.waiting_stopped_at_exit()
 
     def wait(self, wait: Callable[[float], Any], *, cap: float = float("inf"), essential: bool = False) -> Any:
         """``wait(seconds left)``'s result, or None if a Ctrl-C ended it. After a Ctrl-C, a wait
@@ -1113,10 +1115,10 @@ class _FinishBudget:
             left = 0.0
         try:
             return wait(left)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as error:
             if not self.interrupted:
                 lifecycle.say_interrupted()
-            self.caught = True
+            self.caught = self.caught or error
             return None
 
 

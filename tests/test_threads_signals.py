@@ -154,3 +154,51 @@ def test_git_started_from_a_tracklet_thread_gets_no_blocked_signals(tmp_path, mo
     threads.start(threading.Thread(target=capture)).join()
     assert out[0] is not None and out[0].startswith("SigBlk:"), out
     assert _blocked(out[0]) == set()
+
+
+def test_a_function_trials_agent_threads_block_the_signals(tmp_path, monkeypatch):
+    """``wandb.agent(function=...)`` runs the training in this process: the agent's heartbeat (and
+    prune watcher) threads beside it must not take its Ctrl-C either."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path))
+    seen: dict[str, set[int]] = {}
+
+    def train() -> None:
+        run = wandb.init(settings=QUIET)
+        for thread in threading.enumerate():
+            if thread.name.startswith("tracklet-heartbeat") or thread.name.startswith("tracklet-prune-watch"):
+                with open(f"/proc/self/task/{thread.native_id}/status") as handle:
+                    seen[thread.name] = _blocked(handle.read())
+        run.finish()
+
+    sweep_id = wandb.sweep({"method": "random", "parameters": {"lr": {"values": [1, 2]}}}, project="p")
+    wandb.agent(sweep_id, function=train, count=1, project="p")
+    assert seen and all(set(ASYNC) <= blocked for blocked in seen.values()), seen
+
+
+def test_blake3s_thread_pool_made_from_the_training_thread_blocks_the_signals():
+    """A download or verify of a chunked (BLAKE3) file on the training thread makes BLAKE3's
+    thread pool there (once per process, threads idle for good after): they block the signals too."""
+    script = textwrap.dedent(
+        """
+        import os, signal
+        from tracklet.core.digests import FileHasher
+
+        hasher = FileHasher("blake3")
+        hasher.update(os.urandom(8 << 20))
+        hasher.hexdigest()
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            if int(tid) != os.getpid():
+                with open(f"/proc/self/task/{tid}/status") as handle:
+                    out[tid] = handle.read()
+        print(json.dumps(out))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", "import json\n" + script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120, check=True)
+    masks = {tid: _blocked(status) for tid, status in json.loads(done.stdout).items()}
+    if not masks:
+        pytest.skip("BLAKE3 hashed on one thread here")
+    assert all(set(ASYNC) <= blocked for blocked in masks.values()), masks

@@ -30,6 +30,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BLAKE3 = re.compile(r"blake3:[0-9a-f]{64}")
 #: The longest digest a manifest entry may have (the server's column width).
 MAX_FILE_DIGEST_LENGTH = len(BLAKE3_PREFIX) + 64
+# Whether BLAKE3's thread pool (Rayon's, made once per process by the first threaded update, from
+# that thread, whose signal mask its threads keep for good) was made with the signals blocked.
+_pool_made = False
 
 
 def is_sha256(text: object) -> bool:
@@ -78,6 +81,7 @@ class FileHasher:
             import blake3
 
             self._hash: Any = blake3.blake3(max_threads=blake3.blake3.AUTO if threaded else 1)
+            self.update = self._update_first if threaded and not _pool_made else self._hash.update  # type: ignore[method-assign,assignment]
         else:
             import hashlib  # here: a run that hashes only small bytes never loads OpenSSL (core/filehash.py)
 
@@ -85,6 +89,19 @@ class FileHasher:
 
     def update(self, data: Any) -> None:
         self._hash.update(data)
+
+    def _update_first(self, data: Any) -> None:
+        """``update`` until the pool is made: its threads (idle beside the training thread for the
+        rest of the process) block the signals, as tracklet's own do (core/threads.py), even when
+        a download or verify on the training thread hashes first."""
+        global _pool_made
+        from tracklet.core import threads
+
+        with threads.blocked():
+            self._hash.update(data)
+        if len(data) >= BLAKE3_THREADED_BYTES:
+            _pool_made = True
+            self.update = self._hash.update  # type: ignore[method-assign]
 
     def hexdigest(self) -> str:
         digest = self._hash.hexdigest()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracklet import errors
+from tracklet.core import threads as signal_threads
 from tracklet.errors import SweepError
 from tracklet.sweeps.command import build_command
 from tracklet.sweeps.controller import DEFAULT_LEASE_TTL, Finished, Lease, LocalController, TrialResult, Wait
@@ -277,12 +278,12 @@ class Agent:
             pruned = threading.Event()
             heart = threading.Thread(target=self._heartbeat, args=(lease, lost, beating, pruned, threading.get_ident()),
                                      daemon=True, name=f"tracklet-heartbeat-{lease.trial}")
-            heart.start()
+            signal_threads.start(heart)  # in a function trial's process: Ctrl-C is the training's
             watcher = None
             if self.controller.prunes:
                 watcher = threading.Thread(target=self._watch, args=(lease, pruned, beating, threading.get_ident()),
                                            daemon=True, name=f"tracklet-prune-watch-{lease.trial}")
-                watcher.start()
+                signal_threads.start(watcher)
             try:
                 exit_code, error = execute(lease, devices, index)
             except KeyboardInterrupt:

@@ -56,6 +56,9 @@ with wandb.init(project="gaps", job_type="train") as run:
     with open("checkout/stale.txt", "w") as f:
         f.write("from an older version")
     with open("checkout/labels.csv", "w") as f:
+        f.write("label,1\\n")  # as the version has it: the directory is the artifact's
+    os.makedirs("checkout/images", exist_ok=True)
+    with open("checkout/images/a.bin", "w") as f:
         f.write("edited by hand")
     path = artifact.checkout("checkout")
     files = sorted(os.path.relpath(os.path.join(b, n), path) for b, _, names in os.walk(path) for n in names)
@@ -75,6 +78,7 @@ except wandb.errors.CommError as error:
     api_mismatch = [str(error), type(error.exc).__name__]
 print(json.dumps({
     "logged": logged, "files": files, "labels": open(os.path.join(path, "labels.csv")).read(),
+    "a_bin": open(os.path.join(path, "images", "a.bin")).read(),
     "mismatch": mismatch, "api_mismatch": api_mismatch, "table": [table.columns, table.data],
     "read": {"name": read.name, "url": read.url, "history_step": read.history_step,
              "collection": [read.collection.name, read.collection.project, [v.version for v in read.collection.artifacts()]],
@@ -102,7 +106,7 @@ def _check_common(found: dict) -> None:
     assert found["logged"]["versions"] == ["v0"]
     # checkout: the stale file is gone, the edited one is the version's again, the rest downloaded
     assert found["files"] == ["images/a.bin", "labels.csv", "samples.table.json"]
-    assert found["labels"] == "label,1\n"
+    assert found["labels"] == "label,1\n" and found["a_bin"] == "image"  # the edited file is the version's again
     assert found["mismatch"] == ["ArtifactTypeMismatch",
                                  "type 'model' specified but this artifact is of type 'dataset' (gaps/mnist:v0)"]
     assert found["api_mismatch"] == ["type 'model' specified but this artifact is of type 'dataset' "
@@ -232,7 +236,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 def test_checkout_removes_only_what_is_under_root_and_not_in_the_version(start, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    artifact = _logged(start, tmp_path, {"a.txt": "a", "sub/b.txt": "b"})
+    artifact = _logged(start, tmp_path, {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c"})
     outside = tmp_path / "outside"
     (outside / "dir").mkdir(parents=True)
     (outside / "keep.txt").write_text("keep")
@@ -240,6 +244,7 @@ def test_checkout_removes_only_what_is_under_root_and_not_in_the_version(start, 
     co = tmp_path / "co"
     (co / "sub" / "old").mkdir(parents=True)
     (co / "a.txt").write_text("edited")
+    (co / "c.txt").write_text("c")  # one file as the version has it: the directory is the artifact's
     (co / "stale.txt").write_text("stale")
     (co / "sub" / "old" / "gone.txt").write_text("gone")
     (co / "file-link").symlink_to(outside / "keep.txt")
@@ -247,13 +252,28 @@ def test_checkout_removes_only_what_is_under_root_and_not_in_the_version(start, 
     (co / "sub" / "b.txt").symlink_to(outside / "keep.txt")  # a link where the version has a file
 
     assert artifact.checkout(co) == str(co)
-    assert _tree(co) == {"a.txt": "a", "sub/b.txt": "b"}
+    assert _tree(co) == {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c"}
     assert not (co / "sub" / "old").exists()  # left empty: removed
     assert _tree(outside) == {"dir/inner.txt": "inner", "keep.txt": "keep"}  # links removed, never followed
     artifact.verify(co)
 
     assert artifact.checkout() == os.path.join("artifacts", "ds")  # W&B's default: no version in the name
-    assert _tree(tmp_path / "artifacts" / "ds") == {"a.txt": "a", "sub/b.txt": "b"}
+    assert _tree(tmp_path / "artifacts" / "ds") == {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c"}
+
+
+def test_checkout_refuses_a_project_that_only_shares_a_file_name_with_the_version(start, tmp_path, monkeypatch):
+    """A README.md (config.json, __init__.py) at a path the version names is no evidence that a
+    directory is the artifact's: the project's other files were removed."""
+    monkeypatch.chdir(tmp_path)
+    artifact = _logged(start, tmp_path, {"README.md": "model card", "weights.bin": "w"})
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "README.md").write_text("my project")
+    (project / "src" / "train.py").write_text("print(1)")
+    before = _tree(project)
+    with pytest.raises(ArtifactError, match="refused: .*nothing was removed"):
+        artifact.checkout(project)
+    assert _tree(project) == before
 
 
 @pytest.mark.parametrize(("where", "reason"), [

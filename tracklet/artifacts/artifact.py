@@ -639,9 +639,41 @@ class Artifact:
         assert self._store is not None
         target = Path(root) if root is not None else Path("artifacts") / self._info.name
         paths = {entry.path for entry in self.manifest}
-        check_root(target, paths, self._info.qualified_name, self._store.data_root)
+        check_root(target, paths, self._info.qualified_name, self._store.data_root, self._holds_own_content)
         remove_extra(target, paths)
         return self.download(target)
+
+    def _holds_own_content(self, found: dict[str, str]) -> bool:
+        """Whether one of ``found`` ({version path: file}) has the content that path has in this
+        version or in one of the artifact's 16 latest versions in the store (checkout's evidence
+        that a directory is the artifact's)."""
+        assert self._store is not None
+        store = self._store
+        wanted: dict[str, set[str]] = {}
+        entry_sizes: dict[tuple[str, str], int] = {}
+        manifests = [self.manifest]
+        versions = getattr(getattr(store, "registry", None), "versions", None)  # a server's store lists none
+        try:
+            infos = versions(self._info.project, self._info.name)[-16:] if versions is not None else []
+            manifests += [store.manifest(info) for info in infos if info.version != self._info.version]
+        except (ArtifactError, OSError, ValueError):
+            pass
+        for manifest in manifests:
+            for entry in manifest:
+                if entry.path in found:
+                    wanted.setdefault(found[entry.path], set()).add(entry.digest)
+                    entry_sizes[(found[entry.path], entry.digest)] = entry.size
+        from tracklet.core.digests import algorithm, hash_file
+
+        for path, digests in wanted.items():
+            try:
+                size = os.path.getsize(path)
+                if any(hash_file(path, algorithm(digest))[0] == digest
+                       for digest in digests if entry_sizes.get((path, digest), size) == size):
+                    return True
+            except OSError:
+                continue
+        return False
 
     def verify(self, root: str | os.PathLike | None = None) -> None:
         """Re-hash the files under ``root`` (default: where ``download()`` puts them); raise

@@ -8,7 +8,9 @@ is downloaded there (files already right are left alone). Deleting is what can g
   ``root``, to a file or a directory, is removed as a link; what it points at is never touched),
   and ``root`` itself may not be a link;
 - ``root`` must be a directory of this artifact: absent, empty, or holding at least one file at
-  a path the version names (a checkout or download of it, or of a version sharing a file name);
+  a path the version names with the content it has in this version or in another version of the
+  artifact (a checkout or download of it); a file name alone (``README.md``, ``config.json``) is
+  no evidence: a project holding one would lose everything else;
   any other directory is refused, so a mistyped ``root`` (``"."``, a home directory, a source
   tree) loses nothing;
 - never the file system's root, the home directory, the working directory or a directory above
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tracklet.errors import ArtifactError
 
@@ -32,9 +34,11 @@ def _inside(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 
-def check_root(root: Path, manifest_paths: set[str], name: str, data_root: Path | None) -> None:
+def check_root(root: Path, manifest_paths: set[str], name: str, data_root: Path | None,
+               known: Callable[[dict[str, str]], bool] = lambda found: True) -> None:
     """Raise ``ArtifactError`` unless ``root`` may be emptied of files the version doesn't name
-    (the module's rules); nothing is removed here."""
+    (the module's rules); nothing is removed here. ``known({relative path: absolute path})`` of
+    the files at paths the version names: whether one has a content of the artifact's."""
     if root.is_symlink():
         raise _refuse(root, name, "it is a symbolic link (give the directory itself)")
     if root.exists() and not root.is_dir():
@@ -53,10 +57,13 @@ def check_root(root: Path, manifest_paths: set[str], name: str, data_root: Path 
     if not root.exists():
         return
     found_any = False
-    for path, _ in _files(root):
+    named: dict[str, str] = {}
+    for path, full in _files(root):
         found_any = True
-        if path in manifest_paths:
-            return
+        if path in manifest_paths and not os.path.islink(full) and len(named) < 64:
+            named[path] = full
+    if named and known(named):
+        return
     if found_any:
         raise _refuse(root, name, "it holds files and none of them is a file of this version, so it is not a "
                                   "directory of this artifact (check out into a new or empty directory)")

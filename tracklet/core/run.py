@@ -1090,11 +1090,12 @@ class Run:
 
 class _FinishBudget:
     """``finish()``'s ``finish_timeout``, shared by everything it waits for, and what a Ctrl-C
-    during those waits does: it ends the optional ones (capture, media, artifacts, uploads: each
-    says what it left), while the run's own records (the rows, the exit) are still written within
-    the budget (a further Ctrl-C ends that wait too); then ``finish()`` raises KeyboardInterrupt. Without this, a second Ctrl-C (the usual
-    "stop waiting") escaped ``finish()`` with a traceback and left the run without its exit record:
-    read back as crashed, its last rows possibly unwritten."""
+    (or a signal handler's ``sys.exit``) during those waits does: it ends the optional ones
+    (capture, media, artifacts, uploads: each says what it left), while the run's own records (the
+    rows, the exit) are still written within the budget (a further Ctrl-C ends that wait too); then
+    ``finish()`` raises it again. Without this, a second Ctrl-C (the usual "stop waiting") escaped
+    ``finish()`` with a traceback and left the run without its exit record: read back as crashed,
+    its last rows possibly unwritten."""
 
     def __init__(self, seconds: float) -> None:
         self._deadline = time.monotonic() + seconds

@@ -10,7 +10,8 @@ sleeping main thread, 1 SIGINT in 300 went unnoticed (a bare script, no tracklet
 So every thread tracklet starts in a run's process is started with the asynchronous signals
 blocked (:func:`start`, :func:`start_new`, :class:`blocked`). A thread inherits its creator's
 mask, so the threads those start (pools, libraries' own) block them too. Faults (SIGSEGV, SIGBUS,
-SIGFPE, ...) and SIGPIPE stay unblocked: the kernel sends them to the thread at fault. A process
+SIGFPE, ...) and SIGPIPE stay unblocked: the kernel sends them to the thread at fault; so do the
+profiling timers (SIGPROF, SIGVTALRM). A process
 started from such a thread inherits the mask too: tracklet starts its own (git) with an empty one
 (``os.posix_spawn``'s ``setsigmask``, :data:`NO_SIGNALS`).
 
@@ -24,11 +25,14 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-_SYNCHRONOUS = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT", "SIGPIPE",
-                "SIGKILL", "SIGSTOP"}
+# Left unblocked: faults and SIGPIPE (sent to the thread at fault), SIGKILL/SIGSTOP (can't be), and
+# profiling timers (SIGPROF, SIGVTALRM: a sampling profiler's handler samples the thread it lands on,
+# so tracklet's CPU is shown as tracklet's, not as the training code's; nobody waits on them).
+_UNBLOCKED = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT", "SIGPIPE",
+              "SIGKILL", "SIGSTOP", "SIGPROF", "SIGVTALRM"}
 _sigmask: Callable[[int, Iterable[int]], set[int]] | None = getattr(_signal, "pthread_sigmask", None)
 ASYNC_SIGNALS: frozenset[int] = frozenset(
-    set(_signal.valid_signals()) - {getattr(_signal, name) for name in _SYNCHRONOUS if hasattr(_signal, name)}
+    set(_signal.valid_signals()) - {getattr(_signal, name) for name in _UNBLOCKED if hasattr(_signal, name)}
 ) if _sigmask is not None else frozenset()
 NO_SIGNALS: tuple[int, ...] = ()  # ``setsigmask`` for a process tracklet starts: nothing blocked
 

@@ -9,19 +9,25 @@ script on a real 70 MiB file, offline and online against a real server process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import QUIET, REPO
 from serverproc import cli
 
 import tracklet
+from tracklet.core.api import RecordedRun
 from tracklet.core.pools import Pool, parallel_map
 from tracklet.errors import ArtifactNotFound
 
@@ -163,8 +169,6 @@ def test_a_pool_runs_its_jobs_on_the_calling_thread_at_interpreter_exit(before):
 
 
 def test_a_pool_uses_its_threads_while_the_interpreter_runs():
-    import threading
-
     with Pool(2, "tracklet-test") as pool:
         assert not pool.inline
         assert pool.submit(lambda: threading.current_thread().name).result().startswith("tracklet-test")
@@ -222,6 +226,49 @@ _SILENT_SERVER_SCRIPT = textwrap.dedent(
 )
 
 
+@contextlib.contextmanager
+def _hung_server() -> Iterator[str]:
+    """The URL of a server that accepts connections and never answers (the kernel completes the
+    handshakes; nothing reads): an online run's uploads wait on it until their timeouts."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    try:
+        yield f"http://127.0.0.1:{hung.getsockname()[1]}"
+    finally:
+        hung.close()
+
+
+def _finish_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int, handler: Any,
+                        raised: type[BaseException]) -> RecordedRun:
+    """An online run (100 rows, a version its hung server never takes) whose ``finish()`` gets
+    ``signum`` (handled by ``handler``) while it waits; ``finish()`` must raise ``raised``. The run
+    as recorded in the writer's data root."""
+    previous = signal.signal(signum, handler)  # a pytest worker may ignore SIGINT
+    try:
+        with _hung_server() as url:
+            monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "writer"))
+            monkeypatch.setenv("TRACKLET_MODE", "online")
+            monkeypatch.setenv("TRACKLET_BASE_URL", url)
+            path = tmp_path / "weights.bin"
+            path.write_bytes(os.urandom(MiB))
+            run = tracklet.init(project="exit", settings={**QUIET, "finish_timeout": 600.0})
+            for step in range(100):
+                run.log({"loss": float(step)})
+            run.log_artifact(path, name="weights", type="model")
+            timer = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signum))
+            timer.start()
+            with pytest.raises(raised):
+                run.finish()
+            timer.join()
+    finally:
+        signal.signal(signum, previous)
+    recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
+    assert recorded.state == "finished" and recorded.exit_code == 0  # it did finish: exit code 0
+    assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]
+    return recorded
+
+
 def test_a_second_ctrl_c_stops_waiting_and_the_run_still_ends_with_every_row(tmp_path):
     """Ctrl-C, then Ctrl-C again while exit waits for a version that can't reach a hung server (it
     accepts connections and never answers): the second one ends the wait at once, without a
@@ -229,34 +276,29 @@ def test_a_second_ctrl_c_stops_waiting_and_the_run_still_ends_with_every_row(tmp
     rows; the version left behind is named. Before, the second Ctrl-C escaped ``finish()``: no exit
     record, the run read back as crashed (or, caught by the exit hook, the wait went on for the
     whole ``finish_timeout``)."""
-    import socket
-
-    hung = socket.socket()
-    hung.bind(("127.0.0.1", 0))
-    hung.listen(64)  # the kernel completes the handshakes; nothing ever reads or answers
     path = tmp_path / "weights.bin"
     path.write_bytes(os.urandom(2 * MiB))
     writer = tmp_path / "writer"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(writer), "TRACKLET_MODE": "online",
-           "TRACKLET_BASE_URL": f"http://127.0.0.1:{hung.getsockname()[1]}"}
     settings = {**QUIET, "finish_timeout": 600.0}
-    child = subprocess.Popen([sys.executable, "-c", _SILENT_SERVER_SCRIPT, str(path), repr(settings)], env=env,
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None and child.stderr is not None
-        assert child.stdout.readline() == "logged\n"
-        child.send_signal(signal.SIGINT)
-        seen = []
-        while not (seen and seen[-1].startswith("KeyboardInterrupt")):  # the script ended; exit now waits
-            line = child.stderr.readline()
-            assert line, "".join(seen)
-            seen.append(line)
-        time.sleep(0.5)  # a person's second Ctrl-C, once exit is waiting (any moment works, see below)
-        child.send_signal(signal.SIGINT)
-        _, rest = child.communicate(timeout=120)  # not the 600 s finish_timeout
-    finally:
-        child.kill()
-        hung.close()
+    with _hung_server() as url:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(writer), "TRACKLET_MODE": "online",
+               "TRACKLET_BASE_URL": url}
+        child = subprocess.Popen([sys.executable, "-c", _SILENT_SERVER_SCRIPT, str(path), repr(settings)],
+                                 env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stderr is not None
+            assert child.stdout.readline() == "logged\n"
+            child.send_signal(signal.SIGINT)
+            seen = []
+            while not (seen and seen[-1].startswith("KeyboardInterrupt")):  # the script ended; exit now waits
+                line = child.stderr.readline()
+                assert line, "".join(seen)
+                seen.append(line)
+            time.sleep(0.5)  # a person's second Ctrl-C, once exit is waiting (any moment works, see below)
+            child.send_signal(signal.SIGINT)
+            _, rest = child.communicate(timeout=120)  # not the 600 s finish_timeout
+        finally:
+            child.kill()
     err = "".join(seen) + rest
     assert child.returncode == -signal.SIGINT, err
     assert "Exception ignored in atexit callback" not in err, err  # finish() was not cut short
@@ -269,69 +311,16 @@ def test_a_second_ctrl_c_stops_waiting_and_the_run_still_ends_with_every_row(tmp
 
 def test_ctrl_c_during_finish_ends_the_run_then_stops_the_script(tmp_path, monkeypatch, capfd):
     """``finish()`` waiting for a version a hung server never takes; Ctrl-C: the run is ended with
-    its rows and exit (it did finish: exit code 0), the version left is named, and the
-    KeyboardInterrupt then goes on to the caller (a loop over configs stops, as the user asked)."""
-    import socket
-    import threading
-
-    hung = socket.socket()
-    hung.bind(("127.0.0.1", 0))
-    hung.listen(64)
-    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "writer"))
-    monkeypatch.setenv("TRACKLET_MODE", "online")
-    monkeypatch.setenv("TRACKLET_BASE_URL", f"http://127.0.0.1:{hung.getsockname()[1]}")
-    path = tmp_path / "weights.bin"
-    path.write_bytes(os.urandom(MiB))
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a worker may ignore it
-    try:
-        run = tracklet.init(project="exit", settings={**QUIET, "finish_timeout": 600.0})
-        for step in range(100):
-            run.log({"loss": float(step)})
-        run.log_artifact(path, name="weights", type="model")
-        timer = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
-        timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            run.finish()
-        timer.join()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        hung.close()
+    its rows and exit, the version left is named, and the KeyboardInterrupt then goes on to the
+    caller (a loop over configs stops, as the user asked)."""
+    _finish_interrupted(tmp_path, monkeypatch, signal.SIGINT, signal.default_int_handler, KeyboardInterrupt)
     err = capfd.readouterr().err
     assert "tracklet: interrupted: no longer waiting" in err, err
     assert "artifacts still being stored at finish (interrupted (Ctrl-C))" in err, err
-    recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
-    assert recorded.state == "finished" and recorded.exit_code == 0
-    assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]
 
 
 def test_a_sigterm_exit_during_finish_still_ends_the_run_with_its_exit(tmp_path, monkeypatch):
     """A SIGTERM handler that exits (a sweep trial's stop, ``sys.exit(143)``; a cluster's) landing
     while ``finish()`` waits: the run is still ended (not crashed) and the SystemExit goes on."""
-    import socket
-    import threading
-
-    hung = socket.socket()
-    hung.bind(("127.0.0.1", 0))
-    hung.listen(64)
-    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "writer"))
-    monkeypatch.setenv("TRACKLET_MODE", "online")
-    monkeypatch.setenv("TRACKLET_BASE_URL", f"http://127.0.0.1:{hung.getsockname()[1]}")
-    path = tmp_path / "weights.bin"
-    path.write_bytes(os.urandom(MiB))
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        run = tracklet.init(project="exit", settings={**QUIET, "finish_timeout": 600.0})
-        for step in range(100):
-            run.log({"loss": float(step)})
-        run.log_artifact(path, name="weights", type="model")
-        timer = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGTERM))
-        timer.start()
-        with pytest.raises(SystemExit):
-            run.finish()
-        timer.join()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        hung.close()
-    recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
-    assert recorded.state == "finished" and recorded.exit_code == 0
-    assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]
+    _finish_interrupted(tmp_path, monkeypatch, signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum),
+                        SystemExit)

@@ -20,14 +20,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import QUIET, REPO
 from serverproc import cli
 
 import tracklet
-from tracklet.core.api import RecordedRun
 from tracklet.core.pools import Pool, parallel_map
 from tracklet.errors import ArtifactNotFound
 
@@ -239,34 +237,50 @@ def _hung_server() -> Iterator[str]:
         hung.close()
 
 
-def _finish_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int, handler: Any,
-                        raised: type[BaseException]) -> RecordedRun:
-    """An online run (100 rows, a version its hung server never takes) whose ``finish()`` gets
-    ``signum`` (handled by ``handler``) while it waits; ``finish()`` must raise ``raised``. The run
-    as recorded in the writer's data root."""
-    previous = signal.signal(signum, handler)  # a pytest worker may ignore SIGINT
+# finish() of an online run whose last version a hung server never takes, sent signal argv[2] by a
+# timer while it waits (SIGTERM: a handler that exits, as a sweep trial's). Prints what finish()
+# raised. os._exit: interpreter exit would wait for that version again, and its upload retries for
+# minutes (in the test process, those retries outlived the test and warned on others).
+_INTERRUPTED_FINISH_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, threading
+    import tracklet
+
+    signum = int(sys.argv[2])
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a pytest worker's child may inherit it ignored
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    run = tracklet.init(project="exit", settings=eval(sys.argv[3]))
+    for step in range(100):
+        run.log({"loss": float(step)})
+    run.log_artifact(sys.argv[1], name="weights", type="model")
+    threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signum)).start()
     try:
-        with _hung_server() as url:
-            monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "writer"))
-            monkeypatch.setenv("TRACKLET_MODE", "online")
-            monkeypatch.setenv("TRACKLET_BASE_URL", url)
-            path = tmp_path / "weights.bin"
-            path.write_bytes(os.urandom(MiB))
-            run = tracklet.init(project="exit", settings={**QUIET, "finish_timeout": 600.0})
-            for step in range(100):
-                run.log({"loss": float(step)})
-            run.log_artifact(path, name="weights", type="model")
-            timer = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signum))
-            timer.start()
-            with pytest.raises(raised):
-                run.finish()
-            timer.join()
-    finally:
-        signal.signal(signum, previous)
+        run.finish()
+    except BaseException as error:
+        print(type(error).__name__, flush=True)
+    sys.stderr.flush()
+    os._exit(0)
+    """
+)
+
+
+def _finish_interrupted(tmp_path: Path, signum: int) -> tuple[str, str]:
+    """``_INTERRUPTED_FINISH_SCRIPT`` run to its end: what finish() raised, and the script's stderr.
+    The run must be ended (finished, exit code 0: it did finish) with all its rows."""
+    path = tmp_path / "weights.bin"
+    path.write_bytes(os.urandom(MiB))
+    settings = {**QUIET, "finish_timeout": 600.0}
+    with _hung_server() as url:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(tmp_path / "writer"),
+               "TRACKLET_MODE": "online", "TRACKLET_BASE_URL": url}
+        done = subprocess.run([sys.executable, "-c", _INTERRUPTED_FINISH_SCRIPT, str(path), str(int(signum)),
+                               repr(settings)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)  # not the 600 s finish_timeout
+    assert done.returncode == 0, done.stderr
     recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
-    assert recorded.state == "finished" and recorded.exit_code == 0  # it did finish: exit code 0
+    assert recorded.state == "finished" and recorded.exit_code == 0, done.stderr
     assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]
-    return recorded
+    return done.stdout.strip(), done.stderr
 
 
 def test_a_second_ctrl_c_stops_waiting_and_the_run_still_ends_with_every_row(tmp_path):
@@ -309,18 +323,18 @@ def test_a_second_ctrl_c_stops_waiting_and_the_run_still_ends_with_every_row(tmp
     assert list(run.history(["loss"])["loss"]) == [1.0 / (step + 1) for step in range(300)]
 
 
-def test_ctrl_c_during_finish_ends_the_run_then_stops_the_script(tmp_path, monkeypatch, capfd):
+def test_ctrl_c_during_finish_ends_the_run_then_stops_the_script(tmp_path):
     """``finish()`` waiting for a version a hung server never takes; Ctrl-C: the run is ended with
     its rows and exit, the version left is named, and the KeyboardInterrupt then goes on to the
     caller (a loop over configs stops, as the user asked)."""
-    _finish_interrupted(tmp_path, monkeypatch, signal.SIGINT, signal.default_int_handler, KeyboardInterrupt)
-    err = capfd.readouterr().err
+    raised, err = _finish_interrupted(tmp_path, signal.SIGINT)
+    assert raised == "KeyboardInterrupt", err
     assert "tracklet: interrupted: no longer waiting" in err, err
     assert "artifacts still being stored at finish (interrupted (Ctrl-C))" in err, err
 
 
-def test_a_sigterm_exit_during_finish_still_ends_the_run_with_its_exit(tmp_path, monkeypatch):
+def test_a_sigterm_exit_during_finish_still_ends_the_run_with_its_exit(tmp_path):
     """A SIGTERM handler that exits (a sweep trial's stop, ``sys.exit(143)``; a cluster's) landing
     while ``finish()`` waits: the run is still ended (not crashed) and the SystemExit goes on."""
-    _finish_interrupted(tmp_path, monkeypatch, signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum),
-                        SystemExit)
+    raised, err = _finish_interrupted(tmp_path, signal.SIGTERM)
+    assert raised == "SystemExit", err

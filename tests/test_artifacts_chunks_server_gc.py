@@ -305,8 +305,10 @@ def test_repack_rewrites_a_mixed_pack_with_its_live_chunks_and_the_next_collecti
     assert "0 pack(s) kept for their live chunks hold 0 bytes" in ran.stdout
 
 
-def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Path, request,
-                             database: str = "sqlite") -> None:
+def _server_and_gc(tmp_path: Path, request, backend: str,
+                   database: str = "sqlite") -> tuple[Path, Store, ServerArtifacts, ServerArtifacts]:
+    """A server's root and store over ``database``, and its artifacts over ``backend`` (its disk,
+    or s3rver) twice: the server process's and, on the same data, ``tracklet admin artifact-gc``'s."""
     root = tmp_path / "server"
     root.mkdir()
     store = Store(request.getfixturevalue("pg_url") if database == "postgresql" else
@@ -319,8 +321,13 @@ def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Pat
 
         url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
         options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
-    server = ServerArtifacts(root, url, options, engine=store.engine)  # the server process
-    admin = ServerArtifacts(root, url, options, engine=store.engine)  # `tracklet admin artifact-gc`, the same data
+    return (root, store, ServerArtifacts(root, url, options, engine=store.engine),
+            ServerArtifacts(root, url, options, engine=store.engine))
+
+
+def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Path, request,
+                             database: str = "sqlite") -> None:
+    root, store, server, admin = _server_and_gc(tmp_path, request, backend, database)
     pieces = [os.urandom(3000), os.urandom(3300)]
     ids = [blake3.blake3(piece).digest() for piece in pieces]
     pack_id, pack = build_pack(list(zip(ids, pieces)))
@@ -434,19 +441,7 @@ def test_an_ungranted_blob_sent_again_while_a_collection_looks_at_it_stays(backe
     grace period: a collection takes it for garbage. An upload of the same bytes arriving after the
     collection listed it (the server finds the object there, writes nothing and grants it) keeps
     it: the grants are checked again before anything is removed."""
-    root = tmp_path / "server"
-    root.mkdir()
-    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
-    url, options = None, None
-    if backend == "s3":
-        import uuid
-
-        from s3server import BUCKET, S3_KEY, S3_SECRET
-
-        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
-        options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
-    server = ServerArtifacts(root, url, options, engine=store.engine)
-    admin = ServerArtifacts(root, url, options, engine=store.engine)
+    root, store, server, admin = _server_and_gc(tmp_path, request, backend)
     data, lone = os.urandom(5000), os.urandom(6000)
     for blob in (data, lone):  # written, then the server was killed: no grant
         path = server.blobs._path(_sha(blob))
@@ -489,20 +484,7 @@ def test_an_upload_as_a_collection_removes_the_same_blob_never_leaves_a_grant_wi
 
     from tracklet.errors import BlobCollected
 
-    root = tmp_path / "server"
-    root.mkdir()
-    url, options = None, None
-    if backend == "s3":
-        import uuid
-
-        from s3server import BUCKET, S3_KEY, S3_SECRET
-
-        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
-        options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
-    store = Store(request.getfixturevalue("pg_url") if database == "postgresql" else
-                  f"sqlite:///{root / 'store.sqlite'}", root=root)
-    server = ServerArtifacts(root, url, options, engine=store.engine)  # the server process
-    admin = ServerArtifacts(root, url, options, engine=store.engine)  # `tracklet admin artifact-gc`
+    root, store, server, admin = _server_and_gc(tmp_path, request, backend, database)
     data, other = os.urandom(9 << 20 if origin == "large" else 5000), os.urandom(4000)
     digest = _sha(data)
     server.pack_small = False
@@ -621,21 +603,10 @@ def test_an_upload_session_completing_as_a_collection_takes_its_blob_finishes_wi
     again while answered 503, as the client does) ends with the blob stored and granted,
     byte-exact, and no part sent twice; on S3 the multipart upload the first call completed is not
     needed again (its temporary object stays until the grant)."""
-    import uuid
 
     from tracklet.errors import BlobCollected
 
-    root = tmp_path / "server"
-    root.mkdir()
-    url, options = None, None
-    if backend == "s3":
-        from s3server import BUCKET, S3_KEY, S3_SECRET
-
-        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
-        options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
-    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
-    server = ServerArtifacts(root, url, options, engine=store.engine)
-    admin = ServerArtifacts(root, url, options, engine=store.engine)
+    root, store, server, admin = _server_and_gc(tmp_path, request, backend)
     part = 5 << 20
     data = os.urandom(2 * part + 1000)
     digest = _sha(data)

@@ -338,3 +338,47 @@ def test_a_sigterm_exit_during_finish_still_ends_the_run_with_its_exit(tmp_path)
     while ``finish()`` waits: the run is still ended (not crashed) and the SystemExit goes on."""
     raised, err = _finish_interrupted(tmp_path, signal.SIGTERM)
     assert raised == "SystemExit", err
+
+
+# finish() with a Ctrl-C that arrives between its waits: SIGINT raised on the main thread by the
+# clock read that stamps the run's end, just before the exit record is queued.
+_CTRL_C_BETWEEN_WAITS_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import tracklet
+    from tracklet.core import run as run_module
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a pytest worker's child may inherit it ignored
+    run = tracklet.init(project="exit", settings=eval(sys.argv[1]))
+    for step in range(100):
+        run.log({"loss": float(step)})
+    clock = run_module._time
+
+    def ctrl_c_then_clock():
+        signal.raise_signal(signal.SIGINT)
+        return clock()
+
+    run_module._time = ctrl_c_then_clock
+    try:
+        run.finish()
+    except BaseException as error:
+        print(type(error).__name__, flush=True)
+    sys.stderr.flush()
+    os._exit(0)
+    """
+)
+
+
+def test_a_ctrl_c_between_finishs_waits_still_ends_the_run_then_goes_on(tmp_path):
+    """A Ctrl-C that lands between two of ``finish()``'s waits (here: as the run's end time is read,
+    before its exit record is queued) is held until the run is ended, then raised to the caller.
+    Before, it escaped ``finish()`` there: no exit record, the run read back as crashed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(tmp_path / "writer")}
+    done = subprocess.run([sys.executable, "-c", _CTRL_C_BETWEEN_WAITS_SCRIPT, repr(QUIET)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "KeyboardInterrupt", done.stderr
+    recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
+    assert recorded.state == "finished" and recorded.exit_code == 0, done.stderr
+    assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]
+

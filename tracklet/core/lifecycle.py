@@ -3,6 +3,7 @@ escaped (so the run is marked failed with it), and disarm runs in a child create
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # the builtin (loaded at start); ``signal`` would build its enums
 import atexit
 import os
 import sys
@@ -10,6 +11,8 @@ import threading
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tracklet.core.run import Run
 
 _active: list["Run"] = []
@@ -80,16 +83,83 @@ def interrupts_stop_waiting() -> None:
     if _sigint_watched or threading.current_thread() is not threading.main_thread():
         return
     _sigint_watched = True
-    import _signal  # type: ignore[import-not-found]  # the builtin; ``signal`` would build its enums
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _stop_waiting_on_sigint)
 
-    if _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler:
-        return
 
-    def on_sigint(signum: int, frame: Any) -> None:
+def _stop_waiting_on_sigint(signum: int, frame: Any) -> None:
+    """SIGINT's handler once the process is exiting (:func:`interrupts_stop_waiting`)."""
+    stop_waiting_at_exit()
+    _signal.default_int_handler(signum, frame)  # KeyboardInterrupt, as before
+
+
+# Ctrl-C held while runs are being ended on the main thread (hold_ctrl_c): it ends their waits
+# (between open_wait and close_wait), never the bookkeeping between them (the exit record, the next
+# run at interpreter exit); one that arrives there is held for the next wait to act on.
+_holder: int | None = None  # the thread (the main one) holding Ctrl-C, else None
+_holding_at_exit = False  # the handler held was _stop_waiting_on_sigint
+_held = False  # a Ctrl-C arrived outside a wait and no wait has taken it yet
+_in_wait = False  # the holder is in a wait a Ctrl-C may end
+
+
+def hold_ctrl_c() -> Callable[[], bool] | None:
+    """Until the returned function is called, a Ctrl-C raises KeyboardInterrupt only inside a wait
+    (:func:`open_wait` to :func:`close_wait`); one arriving between waits is held and handed to the
+    next :func:`open_wait`. Before, one landing between two waits of ``finish()`` (or between two runs
+    finished at exit) escaped it: the run had no exit record and read back as crashed, or the runs
+    after it were not finished. The returned function puts the handler back and says whether a
+    Ctrl-C is still held (no wait took it: the caller raises it once its work is done).
+
+    None, and nothing changed: off the main thread (only it runs signal handlers: nothing interrupts
+    another thread), under a SIGINT handler of the user's own, or while already holding."""
+    global _holder, _holding_at_exit, _held, _in_wait
+    me = threading.get_ident()
+    if _holder is not None or me != threading.main_thread().ident:
+        return None
+    previous = _signal.getsignal(_signal.SIGINT)
+    if previous is not _signal.default_int_handler and previous is not _stop_waiting_on_sigint:
+        return None
+    _holding_at_exit, _held, _in_wait = previous is _stop_waiting_on_sigint, False, False
+    _holder = me
+    _signal.signal(_signal.SIGINT, _hold_sigint)
+
+    def release() -> bool:
+        global _holder, _held
+        held, _held = _held, False
+        _holder = None  # from here a Ctrl-C is raised (_hold_sigint), not held and lost
+        _signal.signal(_signal.SIGINT, previous)
+        return held
+
+    return release
+
+
+def _hold_sigint(signum: int, frame: Any) -> None:
+    global _held
+    if _holding_at_exit:
         stop_waiting_at_exit()
-        _signal.default_int_handler(signum, frame)  # KeyboardInterrupt, as before
+    if _holder is None or _in_wait:
+        _signal.default_int_handler(signum, frame)
+    _held = True
 
-    _signal.signal(_signal.SIGINT, on_sigint)
+
+def open_wait() -> bool:
+    """The holder of Ctrl-C (:func:`hold_ctrl_c`) starts a wait: a Ctrl-C may end it from now to
+    :func:`close_wait`. Whether a Ctrl-C was held since the last wait (taken now: the caller acts on
+    it). Call it inside the ``try`` whose ``finally`` calls :func:`close_wait`. On any other
+    thread, or when not holding: nothing, False."""
+    global _in_wait, _held
+    if _holder is None or threading.get_ident() != _holder:
+        return False
+    _in_wait = True
+    held, _held = _held, False
+    return held
+
+
+def close_wait() -> None:
+    """The wait :func:`open_wait` started is over: a Ctrl-C is held again."""
+    global _in_wait
+    if _holder is not None and threading.get_ident() == _holder:
+        _in_wait = False
 
 
 def active_runs() -> list["Run"]:
@@ -140,6 +210,30 @@ def exit_reason() -> tuple[BaseException | None, int | None]:
 
 def _finish_at_exit() -> None:
     interrupts_stop_waiting()
+    release = hold_ctrl_c()  # a Ctrl-C between two runs stops their waits, not the finishing of the rest
+    try:
+        _finish_live_runs()
+        with _lock:
+            waits = list(_exit_waits)
+            _exit_waits.clear()
+        try:
+            for done, timeout in waits:
+                try:
+                    if open_wait():
+                        raise KeyboardInterrupt
+                    done.wait(timeout)
+                finally:
+                    close_wait()
+        except KeyboardInterrupt:  # Ctrl-C: stop waiting (what is left was optional: caches for the next run)
+            pass
+    finally:
+        if release is not None:
+            release()
+    if isinstance(_escaped, KeyboardInterrupt):
+        _keep_exit_by_sigint()
+
+
+def _finish_live_runs() -> None:
     # Only a trial process has imported sweeptrial; importing it here would run dataclass code.
     sweeptrial = sys.modules.get("tracklet.core.sweeptrial")
     tag = getattr(sweeptrial, "exit_tag", None)  # a sweep trial stopped by its agent (pruned)
@@ -147,26 +241,16 @@ def _finish_at_exit() -> None:
     for run in active_runs():
         if run._pid != owner:
             continue
-        if tag is not None and tag not in run.tags:
-            run.tags = [*run.tags, tag]
-        error = _escaped
         try:
+            if tag is not None and tag not in run.tags:
+                run.tags = [*run.tags, tag]
+            error = _escaped
             if error is not None:
                 run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
             else:
                 run.finish(_exit_status or 0)
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C (a SIGTERM's exit) while it waited: the run is ended
-            pass
-    with _lock:
-        waits = list(_exit_waits)
-        _exit_waits.clear()
-    try:
-        for done, timeout in waits:
-            done.wait(timeout)
-    except KeyboardInterrupt:  # Ctrl-C: stop waiting (what is left was optional: caches for the next run)
-        pass
-    if isinstance(_escaped, KeyboardInterrupt):
-        _keep_exit_by_sigint()
+            stop_waiting_at_exit()  # and the runs after it don't wait either
 
 
 def _keep_exit_by_sigint() -> None:

@@ -999,6 +999,9 @@ class Run:
         """
         if self._finished:
             return
+        # A Ctrl-C ends finish()'s waits (_FinishBudget), never what it does between them (the exit
+        # record): one arriving there is held for the next wait, or raised once the run is ended.
+        release = lifecycle.hold_ctrl_c()
         # No garbage collection while finish() waits: one started by the worker's last drain or by
         # the environment capture (which unmarshals the package inventory: thousands of containers)
         # held the GIL for milliseconds of a short script's finish(). Resumed as finish() returns.
@@ -1007,9 +1010,15 @@ class Run:
         try:
             self._finished = True
             self._finish(exit_code, error)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
         finally:
             if collecting:
                 gc.enable()
+        if release is not None and release():
+            raise KeyboardInterrupt  # held since finish()'s last wait: the run is ended, the caller's Ctrl-C goes on
 
     def _finish(self, exit_code: int | None, error: BaseException | None) -> None:
         if exit_code is None:
@@ -1054,7 +1063,7 @@ class Run:
             fields["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         if self._seeds is not None:
             self._seeds.close()  # the seeds set since the last tick, before the exit
-        self._sender.put(_deferred(_exit_record, fields))
+        self._sender.put_last(_deferred(_exit_record, fields))
         self._queue = _NoQueue(_FINISHED)
         sender = self._sender
         budget.wait(lambda left: sender.shutdown(left, budget=f"finish()'s {self.settings.finish_timeout:g} s "
@@ -1115,12 +1124,21 @@ class _FinishBudget:
         if self.interrupted and not essential:
             left = 0.0
         try:
-            return wait(left)
+            try:
+                if lifecycle.open_wait():  # a Ctrl-C that arrived since the last wait
+                    self._interrupted_by(KeyboardInterrupt())
+                    left = left if essential else 0.0
+                return wait(left)
+            finally:
+                lifecycle.close_wait()
         except (KeyboardInterrupt, SystemExit) as error:
-            if not self.interrupted:
-                lifecycle.say_interrupted()
-            self.caught = self.caught or error
+            self._interrupted_by(error)
             return None
+
+    def _interrupted_by(self, error: BaseException) -> None:
+        if not self.interrupted:
+            lifecycle.say_interrupted()
+        self.caught = self.caught or error
 
 
 def _holds_logged(value: Any) -> bool:

@@ -368,6 +368,12 @@ class BatchSender:
         if len(queue) >= self.chunk_entries:
             self.backlog()
 
+    def put_last(self, item: Any) -> None:
+        """Queue a producer's last item without waiting for room (``Run.finish``'s exit record):
+        the shutdown that follows drains everything within ``finish()``'s budget, while a wait for
+        room here was outside it (and outside its Ctrl-C handling)."""
+        self.queue.append(item)
+
     def put_many(self, items: Any) -> None:
         """Queue several items in one atomic ``extend``."""
         queue = self.queue

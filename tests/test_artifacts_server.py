@@ -795,7 +795,7 @@ def test_a_servers_versions_move_aliases_and_are_deleted_by_the_same_code_as_loc
         assert api.artifact("vision/m:best").version == "v2"  # a refused delete changes nothing
         file_digest = two.manifest.entries["m.bin"].digest
         two.delete(delete_aliases=True)
-        with pytest.raises(ArtifactNotFound):
+        with pytest.raises(ArtifactNotFound, match=r"vision/m:v2 was deleted \(`tracklet artifact rm`"):
             api.artifact("vision/m:v2")
         with pytest.raises(ArtifactNotFound):
             api.artifact("vision/m:best")

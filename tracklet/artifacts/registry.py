@@ -72,6 +72,19 @@ class VersionInfo:
         return cls(**{key: value for key, value in document.items() if key in fields}, aliases=aliases)
 
 
+def not_found(project: str, name: str, number: int | None, *, deleted: bool, any_deleted: bool) -> ArtifactNotFound:
+    """The error for a version that can't be read (``number``; None: the collection's latest), in
+    words that say whether it was deleted (a local or a server registry alike)."""
+    if deleted:
+        return ArtifactNotFound(f"artifact {project}/{name}:v{number} was deleted (`tracklet artifact rm`; its "
+                                "number is never given to another version)")
+    if number is not None:
+        return ArtifactNotFound(f"artifact {project}/{name}:v{number} does not exist")
+    if any_deleted:
+        return ArtifactNotFound(f"artifact {project}/{name} has no version left: every version of it was deleted")
+    return ArtifactNotFound(f"no artifact {project}/{name} (no version of it has been logged)")
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     replace_atomically(path, data, durable=True)
 
@@ -109,7 +122,7 @@ class LocalRegistry:
         directory = self.collection_dir(project, name)
         with self._locked(directory):
             if version not in self._version_numbers(directory):
-                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+                raise self._not_found(project, name, version)
             yield directory
 
     # ------------------------------------------------------------ reading
@@ -140,7 +153,7 @@ class LocalRegistry:
             with open(path, "rb") as handle:
                 document = json.loads(handle.read(MAX_VERSION_FILE_BYTES + 1))
         except FileNotFoundError:
-            raise ArtifactNotFound(f"artifact {project}/{name}:v{number} does not exist") from None
+            raise self._not_found(project, name, number) from None
         except ValueError as error:
             raise ArtifactError(f"{path} is damaged: {error}") from None
         if not isinstance(document, dict) or document.get("version") != number or not all(
@@ -156,7 +169,7 @@ class LocalRegistry:
         directory = self.collection_dir(project, name)
         numbers = self._version_numbers(directory)
         if not numbers:
-            raise ArtifactNotFound(f"no artifact {project}/{name} (no version of it has been logged)")
+            raise self._not_found(project, name, version_number(selector))
         aliases = self._aliases(directory)
         number = version_number(selector)
         if selector == LATEST:
@@ -260,6 +273,13 @@ class LocalRegistry:
     def was_deleted(self, project: str, name: str, version: int) -> bool:
         """Whether ``project/name:v<version>`` existed and was deleted (its tombstone is there)."""
         return (self.collection_dir(project, name) / "versions" / f"v{int(version)}{DELETED}").exists()
+
+    def _not_found(self, project: str, name: str, number: int | None) -> ArtifactNotFound:
+        """Why ``project/name`` (at ``v<number>``) can't be read: that version, or every one, was
+        deleted, or it never existed."""
+        directory = self.collection_dir(project, name)
+        return not_found(project, name, number, deleted=number is not None and self.was_deleted(project, name, number),
+                         any_deleted=self._next_number(directory, []) > 0)
 
     def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
                        check: Callable[[None], None] | None = None) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, version_number
-from tracklet.artifacts.registry import VersionInfo
+from tracklet.artifacts.registry import VersionInfo, not_found
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.schema import artifact_aliases, artifact_deleted_versions, artifact_versions, hold_xact_lock
@@ -68,7 +68,7 @@ class SqlRegistry:
         latest = connection.execute(sa.select(sa.func.max(artifact_versions.c.version)).where(
             artifact_versions.c.project == project, artifact_versions.c.name == name)).scalar()
         if latest is None:
-            raise ArtifactNotFound(f"no artifact {project}/{name} (no version of it has been logged)")
+            raise self._not_found(connection, project, name, version_number(selector))
         aliases = self._aliases(connection, project, name)
         number = latest if selector == LATEST else version_number(selector)
         if number is None:
@@ -80,7 +80,7 @@ class SqlRegistry:
             artifact_versions.c.project == project, artifact_versions.c.name == name,
             artifact_versions.c.version == number)).first()
         if row is None:
-            raise ArtifactNotFound(f"artifact {project}/{name}:v{number} does not exist")
+            raise self._not_found(connection, project, name, number)
         return self._info(row, aliases, latest)
 
     def alias_targets(self, project: str, name: str) -> dict[str, int]:
@@ -120,7 +120,7 @@ class SqlRegistry:
             artifact_versions.c.project == project, artifact_versions.c.name == name,
             artifact_versions.c.version == version)).first()
         if row is None:
-            raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            raise self._not_found(connection, project, name, version)
         return row
 
     def commit(self, info: VersionInfo, aliases: list[str]) -> tuple[VersionInfo, bool]:
@@ -155,6 +155,16 @@ class SqlRegistry:
         with self.engine.connect() as connection:
             return connection.execute(sa.select(table.c.version).where(
                 table.c.project == project, table.c.name == name, table.c.version == int(version))).first() is not None
+
+    @staticmethod
+    def _not_found(connection: sa.Connection, project: str, name: str, number: int | None) -> ArtifactNotFound:
+        """``registry.not_found`` for ``project/name`` (at ``v<number>``), from ``artifact_deleted_versions``."""
+        table = artifact_deleted_versions
+        deleted = connection.execute(sa.select(table.c.version).where(
+            table.c.project == project, table.c.name == name,
+            *([table.c.version == number] if number is not None else [])).limit(1)).first() is not None
+        return not_found(project, name, number, deleted=deleted and number is not None,
+                         any_deleted=deleted if number is None else False)
 
     @staticmethod
     def _next_number(connection: sa.Connection, project: str, name: str, latest: int | None) -> int:

@@ -125,6 +125,7 @@ def list_versions(request: Request, project: str, name: str = _NAME,
     source = artifact_source(request)
     numbers = source.version_numbers(project, name)
     if not numbers:
+        _version(source, project, name, "latest")  # its 404 says why: never logged, or every version deleted
         raise HTTPException(status_code=404, detail=f"no artifact {project}/{name} (no version of it has been logged)")
     listed: list[ArtifactVersion] = []
     damaged: list[DamagedVersion] = []

@@ -4,6 +4,7 @@ bytes, rate) on stderr; ``--quiet`` hides it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -59,14 +60,40 @@ def _project_and_name(ref: str) -> tuple[str, str]:
     return parsed.project, parsed.name
 
 
+def _read_url(what: str) -> Any:
+    return click.option("--url", default=None, metavar="URL",
+                        help=f"{what} this tracking server's artifacts instead of the data root's (its key: "
+                             "$TRACKLET_API_KEY or `tracklet login`).")
+
+
+@contextlib.contextmanager
+def _reader(ctx: click.Context, url: str | None) -> Iterator[Any]:
+    """The Api a read goes through: the data root's, or the server's at ``url`` (closed after)."""
+    if url is None:
+        yield _state(ctx).api
+        return
+    from tracklet.api.remote import RemoteApi
+
+    api = RemoteApi(url)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
 @artifact_group.command("ls")
 @click.argument("where", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_read_url("List")
 @click.pass_context
 @_handle_errors
-def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
+def ls(ctx: click.Context, where: str | None, as_json: bool, url: str | None) -> None:
     """Collections (all projects, or PROJECT's), or the versions of PROJECT/NAME."""
-    api = _state(ctx).api
+    with _reader(ctx, url) as api:
+        _ls(api, where, as_json, remote=url is not None)
+
+
+def _ls(api: Any, where: str | None, as_json: bool, remote: bool) -> None:
     if where and "/" in where:
         rows = [_version_row(artifact) for artifact in api.artifact_versions(where)]
         if not rows:
@@ -76,6 +103,10 @@ def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
                        f"{row['version']:>5}  {row['size']:>14,} B  {row['files']:>7,} files  {row['created']}  "
                        f"{','.join(row['aliases'])}")
         return
+    if remote:
+        projects = [where] if where else api.projects()
+        _ls_collections(api, projects, as_json)
+        return
     from tracklet.artifacts.storage import open_store
 
     holding = open_store(api.root).registry.projects()
@@ -83,7 +114,10 @@ def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
         if where not in api.projects():
             raise unknown_project(api, where, also=holding)
         click.echo(f"no artifacts in project {where} yet", err=True)
-    projects = [where] if where else holding
+    _ls_collections(api, [where] if where else holding, as_json)
+
+
+def _ls_collections(api: Any, projects: list[str], as_json: bool) -> None:
     for project in projects:
         for row in api.artifact_collections(project):
             row = {"project": project, **row}
@@ -102,20 +136,26 @@ def _version_row(artifact: Any) -> dict[str, Any]:
 @artifact_group.command("show")
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="The version and its files as one JSON object.")
+@_read_url("Show")
 @click.pass_context
 @_handle_errors
-def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+def show(ctx: click.Context, ref: str, as_json: bool, url: str | None) -> None:
     """One version: identity, aliases, metadata, and every file with its size and digest. A
     registry version whose artifact version was deleted shows the link, "files: deleted", and the
     runs that logged and used that version."""
     from tracklet.errors import ArtifactDeleted
 
-    try:
-        artifact = _state(ctx).api.artifact(ref)
-    except ArtifactDeleted:
-        if not _show_deleted_link(_state(ctx).api.root, ref, as_json):
-            raise
-        return
+    with _reader(ctx, url) as api:
+        try:
+            artifact = api.artifact(ref)
+        except ArtifactDeleted:
+            if url is not None or not _show_deleted_link(api.root, ref, as_json):
+                raise
+            return
+        _show(artifact, as_json)
+
+
+def _show(artifact: Any, as_json: bool) -> None:
     row = _version_row(artifact)
     files = [{"path": e.path, "size": e.size, "digest": e.digest, **({"ref": e.ref} if e.ref else {})}
              for e in artifact.files()]
@@ -173,14 +213,16 @@ def _show_deleted_link(root: Any, ref: str, as_json: bool) -> bool:
               help="Where to put the files. Default: ./artifacts/<name>:vN.")
 @click.option("--copy", is_flag=True, help="Copy every file (default: reflink, else hard link, else copy).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_read_url("Download from")
 @click.pass_context
 @_handle_errors
-def get(ctx: click.Context, ref: str, target: Path | None, copy: bool, quiet: bool) -> None:
+def get(ctx: click.Context, ref: str, target: Path | None, copy: bool, quiet: bool, url: str | None) -> None:
     """Download a version's files (each checked against its digest)."""
-    artifact = _state(ctx).api.artifact(ref)
     started = time.perf_counter()
-    for bar in _progress(f"get {artifact.qualified_name}", quiet):
-        path = artifact.download(target, link=not copy, progress=bar)
+    with _reader(ctx, url) as api:
+        artifact = api.artifact(ref)
+        for bar in _progress(f"get {artifact.qualified_name}", quiet):
+            path = artifact.download(target, link=not copy, progress=bar)
     click.echo(f"{artifact.qualified_name}: {artifact._info.file_count:,} files, {artifact.size:,} bytes in "
                f"{path} ({time.perf_counter() - started:.2f}s)")
 

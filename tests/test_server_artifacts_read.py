@@ -260,3 +260,22 @@ def test_store_artifact_edges_in_batches_on_both_backends(chain_root, tmp_path, 
         assert len(few) == 2 and more
     finally:
         store.close()
+
+
+def test_a_version_deleted_since_the_runs_recorded_it_stays_in_the_graph_marked_deleted(client, tmp_path):
+    """``tracklet artifact rm`` of a version runs logged and used: the lineage graph keeps its node
+    (the runs' edges are their records), marked ``files_deleted`` without aliases, at any depth; the
+    version's own route says it was deleted."""
+    import tracklet
+
+    tracklet.Api(tmp_path / "data").artifact("chain/mnist:v0").delete(delete_aliases=True)
+    body = _ok(client.get("/api/v1/projects/chain/lineage", params={"run": "evaluate", "hops": 5}), LineageResponse)
+    nodes, edges = _graph(body)
+    assert nodes["artifact:chain/mnist:v0"] == 3 and edges == CHAIN_EDGES | {
+        ("artifact:chain/mnist:v0", "run:secret/spy", "used")}
+    listed = {n["id"]: n for n in body["nodes"]}
+    assert listed["artifact:chain/mnist:v0"]["files_deleted"] is True
+    assert listed["artifact:chain/mnist:v0"]["aliases"] == []
+    assert "files_deleted" not in listed["artifact:chain/model:v0"]  # the others as before
+    gone = client.get("/api/v1/projects/chain/artifacts/mnist/versions/v0")
+    assert gone.status_code == 404 and "chain/mnist:v0 was deleted" in gone.json()["detail"]

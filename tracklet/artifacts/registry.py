@@ -30,7 +30,7 @@ from tracklet.artifacts.durable import sync_directory, sync_file
 from tracklet.artifacts.manifest import is_sha256
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, is_artifact_name, version_number
 from tracklet.core.atomicfile import replace_atomically
-from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound
 
 MAX_VERSION_FILE_BYTES = 16 << 20
 DELETED = ".deleted"  # a deleted version's tombstone: versions/vN.deleted
@@ -74,10 +74,11 @@ class VersionInfo:
 
 def not_found(project: str, name: str, number: int | None, *, deleted: bool, any_deleted: bool) -> ArtifactNotFound:
     """The error for a version that can't be read (``number``; None: the collection's latest), in
-    words that say whether it was deleted (a local or a server registry alike)."""
+    words that say whether it was deleted (then an ``ArtifactDeleted``), for a local or a server
+    registry alike."""
     if deleted:
-        return ArtifactNotFound(f"artifact {project}/{name}:v{number} was deleted (`tracklet artifact rm`; its "
-                                "number is never given to another version)")
+        return ArtifactDeleted(f"artifact {project}/{name}:v{number} was deleted (`tracklet artifact rm`; its "
+                               "number is never given to another version)")
     if number is not None:
         return ArtifactNotFound(f"artifact {project}/{name}:v{number} does not exist")
     if any_deleted:

@@ -18,6 +18,11 @@ from tracklet.errors import ArtifactError
 EDGES_PER_NODE = 8  # edges read per hop: up to this many per node the graph may still take
 
 
+# What ``version_info`` answers for a version that was deleted (``ArtifactDeleted``): the runs'
+# edges to it stay (they are the runs' records); the node is drawn "files deleted", without aliases.
+DELETED_VERSION_FIELDS: dict[str, Any] = {"aliases": [], "files_deleted": True}
+
+
 def run_node_id(project: str, run_id: str) -> str:
     return f"run:{project}/{run_id}"
 
@@ -50,7 +55,8 @@ def build_graph(
     ``readable``: the projects whose runs and versions may be shown (None: all).
     ``run_info(project, run_id)`` and ``version_info(project, name, version)`` give the start
     node's fields (None: it doesn't exist); other nodes take theirs from the edges that reach
-    them, versions completed by ``version_info`` (its current aliases)."""
+    them, versions completed by ``version_info`` (its current aliases, and ``files_deleted`` for a
+    version deleted since: see ``deleted_version_fields``)."""
     graph: Graph
     if run is not None:
         start = run_info(*run)
@@ -107,4 +113,6 @@ def build_graph(
                 current = None
             if current is not None:
                 node["aliases"] = current["aliases"]
+                if current.get("files_deleted"):  # deleted since the runs recorded it: its edges stay
+                    node["files_deleted"] = True
     return graph

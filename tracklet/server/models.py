@@ -467,8 +467,8 @@ class LineageNode(BaseModel):
     remote: str | Absent = None
     dirty: bool | Absent = None
     files_deleted: bool | Absent = Field(default=None, description=(
-        "An artifact version that was deleted (a registry version's, `break_registry_links`): it has no files; "
-        "the runs that logged and used it are still known"))
+        "An artifact version that was deleted (`tracklet artifact rm`; a registry version's with "
+        "`break_registry_links`): it has no files and no aliases; the runs that logged and used it are still known"))
 
 
 class LineageEdge(BaseModel):

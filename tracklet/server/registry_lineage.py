@@ -17,10 +17,10 @@ from typing import Any
 
 from fastapi import Request
 
-from tracklet.errors import ArtifactError
+from tracklet.errors import ArtifactDeleted, ArtifactError
 from tracklet.registry.sql import Link
 from tracklet.server.artifact_source import artifact_source
-from tracklet.server.lineage_graph import build_graph
+from tracklet.server.lineage_graph import DELETED_VERSION_FIELDS, build_graph
 from tracklet.server.models import LineageEdge, LineageNode, LineageResponse
 from tracklet.server.routes_artifacts_read import _readable, graph_response, lineage
 
@@ -54,6 +54,8 @@ def _deleted_source_lineage(request: Request, link: Link, *, hops: int, max_node
             return deleted
         try:
             info = source.version(project, name, f"v{number}")
+        except ArtifactDeleted:
+            return DELETED_VERSION_FIELDS
         except (ArtifactError, ValueError):
             return None
         return {"aliases": info.aliases}

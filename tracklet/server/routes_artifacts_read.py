@@ -20,10 +20,10 @@ from fastapi import HTTPException, Path, Query, Request
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.names import check_artifact_name, parse_ref
 from tracklet.artifacts.registry import VersionInfo
-from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound
 from tracklet.server.artifact_source import ArtifactSource, artifact_source
 from tracklet.server.jsonable import json_value
-from tracklet.server.lineage_graph import Graph, build_graph
+from tracklet.server.lineage_graph import DELETED_VERSION_FIELDS, Graph, build_graph
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
 from tracklet.server.models import (
@@ -289,6 +289,8 @@ def lineage(
     def version_info(version_project: str, name: str, number: int) -> dict[str, Any] | None:
         try:
             info = source.version(version_project, name, f"v{number}")
+        except ArtifactDeleted:
+            return DELETED_VERSION_FIELDS
         except (ArtifactError, ValueError):
             return None
         return {"kind": "artifact", "project": info.project, "name": info.name, "version": info.version,

@@ -3022,7 +3022,7 @@ export interface components {
             dirty?: boolean;
             /**
              * Files Deleted
-             * @description An artifact version that was deleted (a registry version's, `break_registry_links`): it has no files; the runs that logged and used it are still known
+             * @description An artifact version that was deleted (`tracklet artifact rm`; a registry version's with `break_registry_links`): it has no files and no aliases; the runs that logged and used it are still known
              */
             files_deleted?: boolean;
         };

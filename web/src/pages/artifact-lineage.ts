@@ -26,9 +26,11 @@ function graphNode(node: LineageNode, root: string): GraphNode {
     id: node.id,
     kind: "artifact",
     title: `${node.name}:${node.version}`,
-    subtitle: [node.type, ...aliases].join(" · "),
+    // Deleted since the runs recorded it: drawn dashed; its page says it was deleted.
+    subtitle: (node.files_deleted ? ["files deleted", node.type] : [node.type, ...aliases]).join(" · "),
     href: versionHref(node.project, node.name, node.version!),
     root: node.id === root,
+    deleted: node.files_deleted || undefined,
   };
 }
 

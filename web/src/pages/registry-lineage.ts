@@ -29,8 +29,10 @@ function graphNode(node: LineageNode, root: string, registry: string, collection
   }
   const aliases = (node.aliases ?? []).filter((a) => a !== node.version);
   if (node.files_deleted) {
-    // Deleted (break_registry_links): no page of its own; the registry version's page says so.
-    return { ...base, deleted: true, title: `${node.name}:${node.version}`, subtitle: ["files deleted", node.type].join(" · "), href: registryVersionHref(registry, collection, root.split(":").pop()!) };
+    // Deleted: the registered one (break_registry_links) links to the registry version's page, which
+    // says so; one further out to its own page, which says it was deleted.
+    const href = node.depth === 1 ? registryVersionHref(registry, collection, root.split(":").pop()!) : versionHref(node.project, node.name, node.version!);
+    return { ...base, deleted: true, title: `${node.name}:${node.version}`, subtitle: ["files deleted", node.type].join(" · "), href };
   }
   return { ...base, title: `${node.name}:${node.version}`, subtitle: [node.type, ...aliases].join(" · "), href: versionHref(node.project, node.name, node.version!) };
 }

@@ -24,8 +24,10 @@ What maps (docs/import.md, "MLflow: what maps to what"):
 - the run's artifact files → one version of the tracklet artifact ``mlflow-<run id>`` (type
   ``mlflow-artifacts``), logged by the run.
 
-Not imported: registered models, datasets/inputs, traces, logged models' metadata (their files
-are artifacts), deleted experiments and runs.
+- registered models → collections of the ``model`` registry, their versions linked to the
+  artifact versions holding their files (``mlflow_registry``).
+
+Not imported: datasets/inputs, traces, logged models' metadata, deleted experiments and runs.
 """
 
 from __future__ import annotations
@@ -610,20 +612,34 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
     return result
 
 
+class MlflowImport(list):
+    """What ``import_mlflow`` did: the runs (``ImportedRun``, this list's items) and, in ``models``,
+    the registered models' versions (``mlflow_registry.ImportedModelVersion``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: list[Any] = []
+
+
 def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
-                  experiments: Iterable[str] = (), progress: Progress | None = None) -> list[ImportedRun]:
+                  experiments: Iterable[str] = (), progress: Progress | None = None,
+                  models: bool = True) -> MlflowImport:
     """Import every active run of every active experiment (or of ``experiments``: names or ids)
     of the MLflow store at ``location`` (a ``mlruns/`` directory, an MLflow SQLite database, a
     ``sqlite:///`` or ``http(s)://`` URI) into the data root (default: ``$TRACKLET_DIR`` or the
     per-user one). Each experiment's runs go to the project named after it, or all to
-    ``project``. A run that can't be read is reported (``status="skipped"``) and the rest imported."""
+    ``project``. A run that can't be read is reported (``status="skipped"``) and the rest imported.
+    Then (``models``) the registered models whose versions' runs were imported, into the data root's
+    model registry (``mlflow_registry``): the result's ``models``."""
     from tracklet.importers import data_root
+    from tracklet.importers.mlflow_registry import RunInImport, import_registry
 
     if project is not None:
         check_name("project", project)  # before reading anything
     target = data_root(root)
     source = MlflowSource(location)
-    results: list[ImportedRun] = []
+    results = MlflowImport()
+    in_import: dict[str, RunInImport] = {}
     for experiment in source.experiments(experiments):
         target_project = project or project_name(experiment.name, experiment.experiment_id)
         try:
@@ -634,7 +650,9 @@ def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = 
                     results.append(_skipped(target_project, run_id, "", where, why))
                     continue
                 try:
-                    results.append(import_run(source, run, target, target_project, progress))
+                    imported = import_run(source, run, target, target_project, progress)
+                    results.append(imported)
+                    in_import[run.info.run_id] = RunInImport(target_project, imported.path, run.info.artifact_uri or "")
                 except SourceError:
                     raise
                 except Exception as error:  # this run's data: reported, the others still imported
@@ -647,6 +665,7 @@ def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = 
     if not results:
         raise SourceError(f"{source.location}: no runs to import (no active run in "
                           f"{'those experiments' if experiments else 'its active experiments'})")
+    results.models = import_registry(source, target, in_import) if models else []
     return results
 
 
@@ -657,4 +676,4 @@ def _skipped(project: str, run_id: str, name: str, where: str, why: Any) -> Impo
                        warnings=[f"{message}; run skipped"])
 
 
-__all__ = ["MlflowSource", "import_mlflow", "import_run", "merged_rows", "param_value", "project_name"]
+__all__ = ["MlflowImport", "MlflowSource", "import_mlflow", "import_run", "merged_rows", "param_value", "project_name"]

@@ -93,14 +93,25 @@ def registry_exists(source: Any) -> bool:
     return source.root is None or (source.root / "models").is_dir()
 
 
+@contextlib.contextmanager
+def reading(source: Any) -> Iterator[None]:
+    """MLflow opened on ``source`` for a registry read. Its file registry reads a version's logged
+    model through ``MlflowClient()``, the process's default tracking URI (MLflow 3: a
+    ``mlflow.db`` it creates in the working directory), so that is the source's meanwhile."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    from tracklet.importers.mlflow import _file_store_allowed
+
+    with _file_store_allowed(source.kind == "file"), _use_tracking_uri(source.uri):
+        yield
+
+
 def model_versions(source: Any) -> dict[str, list[Any]]:
     """Every registered model's versions (MLflow's ``ModelVersion``), by model name, oldest first:
     all versions in pages, grouped (a name in a search filter would need quoting MLflow's parser
     can't always take). Deleted models and versions are not listed by MLflow."""
-    from tracklet.importers.mlflow import _file_store_allowed
-
     found: dict[str, list[Any]] = {}
-    with _file_store_allowed(source.kind == "file"):
+    with reading(source):
         token = None
         while True:
             page = source.client.search_registered_models(max_results=PAGE, page_token=token)
@@ -128,9 +139,7 @@ def model_versions(source: Any) -> dict[str, list[Any]]:
 def download_uri(source: Any, version: Any) -> str:
     """Where the version's files are (a logged model's artifact location, or the run's artifact
     path the version was registered from)."""
-    from tracklet.importers.mlflow import _file_store_allowed
-
-    with _file_store_allowed(source.kind == "file"):
+    with reading(source):
         try:
             return str(source.client.get_model_version_download_uri(version.name, version.version))
         except Exception:  # noqa: BLE001 - an older store: the source as registered
@@ -179,7 +188,7 @@ def _local_files(source: Any, location: str) -> Iterator[Path]:
         return
     import mlflow.artifacts
 
-    with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-model-") as temp:
+    with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-model-") as temp, reading(source):
         yield Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=temp,
                                                        tracking_uri=source.uri))
 

@@ -106,10 +106,23 @@ def reading(source: Any) -> Iterator[None]:
         yield
 
 
+@dataclasses.dataclass
+class Unreadable:
+    """A model version MLflow can't read (a file store's damaged ``meta.yaml``, say)."""
+
+    name: str
+    version: str
+    why: str
+    run_id: str = ""
+
+
 def model_versions(source: Any) -> dict[str, list[Any]]:
-    """Every registered model's versions (MLflow's ``ModelVersion``), by model name, oldest first:
-    all versions in pages, grouped (a name in a search filter would need quoting MLflow's parser
-    can't always take). Deleted models and versions are not listed by MLflow."""
+    """Every registered model's versions (MLflow's ``ModelVersion``, or ``Unreadable``), by model
+    name, oldest first: all versions in pages, grouped (a name in a search filter would need quoting
+    MLflow's parser can't always take). Deleted models and versions are not listed by MLflow. Sets
+    ``source.registered_models`` (name → ``RegisteredModel``, None when it can't be read)."""
+    if source.root is not None:
+        return _file_store_versions(source)
     found: dict[str, list[Any]] = {}
     with reading(source):
         token = None
@@ -134,6 +147,54 @@ def model_versions(source: Any) -> dict[str, list[Any]]:
         found[name].sort(key=lambda version: int(version.version))
     source.registered_models = models
     return found
+
+
+def _file_store_versions(source: Any) -> dict[str, list[Any]]:
+    """A file store's models and versions one directory at a time: its searches fail whole on one
+    damaged ``meta.yaml``, and one version's damage should cost that version only."""
+    from tracklet.importers.mlflow import _short
+
+    found: dict[str, list[Any]] = {}
+    models: dict[str, Any] = {}
+    directory = source.root / "models"
+    with reading(source):
+        for model_dir in sorted(path for path in directory.iterdir() if (path / "meta.yaml").is_file()):
+            name = model_dir.name
+            try:
+                models[name] = source.client.get_registered_model(name)
+            except Exception:  # noqa: BLE001 - (one damaged version fails it) its versions are still read one by one
+                models[name] = _aliases_only(model_dir)
+            versions: list[Any] = []
+            numbers = sorted(int(path.name[8:]) for path in model_dir.glob("version-*") if path.name[8:].isdigit())
+            for number in numbers:
+                try:
+                    version = source.client.get_model_version(name, str(number))
+                except Exception as error:  # noqa: BLE001 - this version only
+                    versions.append(Unreadable(name, str(number), f"MLflow can't read it: {_short(error)}"))
+                    continue
+                if version.current_stage != "Deleted_Internal":  # deleted: kept on disk, marked
+                    versions.append(version)
+            found[name] = versions
+    source.registered_models = models
+    return found
+
+
+def _aliases_only(model_dir: Path) -> Any:
+    """A file store's model whose ``RegisteredModel`` MLflow can't read (it reads every version for
+    it): its aliases, read from ``aliases/<alias>`` (each file holds a version number), without its
+    description and tags; None when they can't be read either."""
+    from types import SimpleNamespace
+
+    aliases: dict[str, int] = {}
+    try:
+        for path in sorted((model_dir / "aliases").glob("*")):
+            with open(path, "rb") as file:
+                aliases[path.name] = int(file.read(32).strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        return None
+    return SimpleNamespace(aliases=aliases, description=None, tags={})
 
 
 def download_uri(source: Any, version: Any) -> str:
@@ -322,6 +383,9 @@ def _import_model(source: Any, root: Path, runs: dict[str, RunInImport], model_n
         where = f"{source.location} model {model_name!r} version {version.version}"
         result = ImportedModelVersion(f"{REGISTRY}/{collection}", label, where, "skipped")
         results.append(result)
+        if isinstance(version, Unreadable):
+            result.warnings.append(f"{version.why}; version skipped")
+            continue
         run = runs.get(version.run_id or "")
         if run is None:
             why = "it names no run" if not version.run_id else \
@@ -353,7 +417,10 @@ def _import_model(source: Any, root: Path, runs: dict[str, RunInImport], model_n
                       card_text(version, model, source_aliases(model, versions), run, sub_path))
         except Exception as error:  # noqa: BLE001 - the card only
             result.warnings.append(f"its model card was not saved: {type(error).__name__}: {_short(error)}")
-    if numbers:
+    if numbers and model is None:
+        results[0].warnings.append(f"MLflow can't read registered model {model_name!r} itself: its aliases "
+                                   "were not imported and the registry's were left as they are")
+    elif numbers:
         _follow_aliases(registry, collection, source_aliases(model, versions), versions, numbers, actor)
     return results
 
@@ -388,7 +455,8 @@ def wanted_aliases(aliases: dict[str, int], versions: list[Any], imported: set[i
         if number in imported:
             wanted[alias] = number
     for stage, alias in STAGE_ALIASES.items():
-        staged = [int(v.version) for v in versions if v.current_stage == stage and int(v.version) in imported]
+        staged = [int(v.version) for v in versions
+                  if getattr(v, "current_stage", None) == stage and int(v.version) in imported]
         if not staged:
             continue
         if alias in wanted:

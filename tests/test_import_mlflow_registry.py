@@ -242,3 +242,35 @@ def test_a_tracking_servers_registry_imports(tracking_server: str, tmp_path: Pat
     again = imported(tracking_server, tmp_path / "root", experiments=["churn"])
     assert sorted(result.status for result in again.models) == ["skipped", "unchanged", "unchanged"]
     assert os.environ.get("MLFLOW_TRACKING_URI") is None
+
+
+def test_a_damaged_version_is_reported_and_the_others_imported(tmp_path: Path) -> None:
+    location = tmp_path / "mlruns"
+    uri, artifacts = store_uri(location)
+    write_registry(uri, artifacts, tmp_path / "scratch")
+    (location / "models" / "churn model" / "version-1" / "meta.yaml").write_text("{ not: yaml: [")
+    results = imported(location, tmp_path / "root")
+    statuses = {result.name: result.status for result in results.models}
+    assert statuses == {"churn model version 1": "skipped", "churn model version 2": "imported",
+                        "churn model version 3": "imported"}
+    [damaged] = [result for result in results.models if result.status == "skipped"]
+    assert "MLflow can't read it" in damaged.warnings[0]
+    assert tracklet.Api(tmp_path / "root").artifact("models:/churn-model@champion").version == "v0"
+
+
+def test_a_protected_alias_the_source_moved_opens_a_promotion_request(tmp_path: Path) -> None:
+    location = tmp_path / "mlflow.db"
+    uri, artifacts = store_uri(location)
+    made = write_registry(uri, artifacts, tmp_path / "scratch")
+    root = tmp_path / "root"
+    imported(location, root, experiments=["churn"])
+    registry = open_local(root)
+    registry.protect("model", "churn-model", "champion", approvals=1)
+    made["client"].set_registered_model_alias("churn model", "champion", "1")
+    results = imported(location, root, experiments=["churn"])
+    [first] = [result for result in results.models if result.name == "churn model version 1"]
+    assert any("alias 'champion' not moved" in message and "promotion request" in message
+               for message in first.warnings), first.warnings
+    assert registry.resolve("model", "churn-model", "champion").version == 1  # where it was, until approved
+    [request] = registry.requests("model", "churn-model")
+    assert (request.alias, request.to_version, request.state) == ("champion", 0, "pending")

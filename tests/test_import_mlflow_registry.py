@@ -274,3 +274,41 @@ def test_a_protected_alias_the_source_moved_opens_a_promotion_request(tmp_path: 
     assert registry.resolve("model", "churn-model", "champion").version == 1  # where it was, until approved
     [request] = registry.requests("model", "churn-model")
     assert (request.alias, request.to_version, request.state) == ("champion", 0, "pending")
+
+
+def test_same_files_twice_one_version_another_types_collection_skipped_and_cards_follow(tmp_path: Path) -> None:
+    location = tmp_path / "mlflow.db"
+    uri, artifacts = store_uri(location)
+    made = write_registry(uri, artifacts, tmp_path / "scratch")
+    client = made["client"]
+    client.create_model_version("churn model", f"runs:/{made['first']}/model", made["first"])  # version 4: 1's files
+    root = tmp_path / "root"
+    run = tracklet.init(project="mine", dir=str(root), mode="offline")
+    taken = tracklet.Artifact("taken", type="model")
+    weights = tmp_path / "mine.bin"
+    weights.write_bytes(b"mine")
+    taken.add_file(str(weights))
+    run.link_model(taken, registered_model_name="taken")  # a collection of another type than MLflow's
+    run.finish()
+    client.create_registered_model("taken")
+    client.create_model_version("taken", f"runs:/{made['first']}/model", made["first"])
+
+    results = imported(location, root)
+    by_name = {result.name: result for result in results.models}
+    assert by_name["churn model version 4"].path == "model/churn-model:v0"
+    assert any("the same files as MLflow version 1" in m for m in by_name["churn model version 4"].warnings)
+    assert by_name["taken version 1"].status == "skipped"
+    assert "holds versions of type 'model'" in by_name["taken version 1"].warnings[0]
+    assert [link.version for link in open_local(root).versions("model", "taken")] == [0]  # untouched
+
+    registry = open_local(root)
+    revisions = len(registry.card_revisions("model", "churn-model", 1))
+    client.update_model_version("churn model", "2", description="retrained on December data")
+    imported(location, root)
+    card = registry.card("model", "churn-model", 1)
+    assert card is not None and "retrained on December data" in card.text
+    assert len(registry.card_revisions("model", "churn-model", 1)) == revisions + 1
+    registry.save_card("model", "churn-model", 1, "# my own card", author="alice")  # edited by hand
+    client.update_model_version("churn model", "2", description="again")
+    imported(location, root)
+    assert registry.card("model", "churn-model", 1).text == "# my own card"

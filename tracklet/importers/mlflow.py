@@ -19,7 +19,8 @@ What maps (docs/import.md, "MLflow: what maps to what"):
   stores hold a key's whole file, or build an ORM object per point);
 - tags: ``mlflow.user`` → the run's user (``metadata["username"]``, unverified), ``mlflow.note.content``
   → notes, ``mlflow.parentRunId`` → group, ``mlflow.source.name`` → command,
-  ``mlflow.source.git.commit``/``branch``/``repoURL`` → the environment's git commit, branch, remote;
+  ``mlflow.source.git.commit``/``branch``/``repoURL`` → the environment's git commit, branch, remote
+  (``mlflow.source.type`` says how to read the source name: ``source_command``);
   other ``mlflow.*`` tags are not imported; the user's own tags → tags ``key=value`` (``key`` when empty);
 - the run's artifact files → one version of the tracklet artifact ``mlflow-<run id>`` (type
   ``mlflow-artifacts``), logged by the run.
@@ -460,10 +461,23 @@ def _run_start(run: Any, run_id: str, project: str) -> pb.Record:
     start.group = tags.get("mlflow.parentRunId", "")
     start.tags.extend(f"{key}={value}" if value else key
                       for key, value in sorted(tags.items()) if not key.startswith("mlflow."))
-    if tags.get("mlflow.source.name"):
-        start.command.extend(redact_command([tags["mlflow.source.name"]]))
+    start.command.extend(redact_command(source_command(tags)))
     start.username = source_user_name(tags.get("mlflow.user") or info.user_id or "")
     return record
+
+
+def source_command(tags: dict[str, str]) -> list[str]:
+    """What ran, from ``mlflow.source.name`` as ``mlflow.source.type`` says to read it: a script's or
+    notebook's path (``LOCAL``, ``NOTEBOOK``, none) is the command; a ``PROJECT``'s is the project's
+    URI, run again with ``mlflow run URI -e ENTRY_POINT``; a ``JOB``'s is a job id, not a program: none."""
+    name = tags.get("mlflow.source.name", "")
+    kind = tags.get("mlflow.source.type", "").upper()
+    if not name or kind == "JOB":
+        return []
+    if kind == "PROJECT":
+        entry = tags.get("mlflow.project.entryPoint", "")
+        return ["mlflow", "run", redact_url(name), *(["-e", entry] if entry else [])]
+    return [name]
 
 
 def _environment(run: Any) -> pb.Record | None:

@@ -41,6 +41,7 @@ import math
 import os
 import re
 import sqlite3
+import struct
 import tempfile
 import time
 import warnings
@@ -226,9 +227,12 @@ class MlflowSource:
         token = None
         while True:
             points = self.store.get_metric_history(run.info.run_id, key, max_results=page, page_token=token)
-            for metric in points:
-                yield int(metric.step), metric.timestamp / 1000.0, float(metric.value)
             token = getattr(points, "token", None)
+            if len(points) > page:  # a server that doesn't page metric history: the key's whole history
+                yield from spooled(points, page)
+            else:
+                for metric in points:
+                    yield int(metric.step), metric.timestamp / 1000.0, float(metric.value)
             if not token:
                 return
 
@@ -287,6 +291,27 @@ class MlflowSource:
         if not self.client.list_artifacts(run.info.run_id):
             return None
         return Path(self.client.download_artifacts(run.info.run_id, "", dst_path=str(scratch)))
+
+
+_POINT = struct.Struct("<qdd")  # step, time in seconds, value
+
+
+def spooled(points: list[Any], page: int) -> Iterator[tuple[int, float, float]]:
+    """``(step, time, value)`` of ``points`` (MLflow ``Metric`` objects, emptied here) read back
+    ``page`` at a time from a temporary file: a server that answers a key's whole history at once
+    (older MLflow servers ignore the page size) would otherwise keep every key's whole history in
+    memory while the keys are merged by step; so only the key being fetched is held whole."""
+    with tempfile.TemporaryFile(prefix="tracklet-mlflow-history-") as spool:
+        for start in range(0, len(points), page):
+            spool.write(b"".join(_POINT.pack(int(metric.step), metric.timestamp / 1000.0, float(metric.value))
+                                 for metric in points[start:start + page]))
+        points.clear()
+        spool.seek(0)
+        while True:
+            chunk = spool.read(page * _POINT.size)
+            if not chunk:
+                return
+            yield from _POINT.iter_unpack(chunk)
 
 
 @contextlib.contextmanager

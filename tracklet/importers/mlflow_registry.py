@@ -362,7 +362,12 @@ def import_registry(source: Any, root: Path, runs: dict[str, RunInImport]) -> li
     names = collection_names(sorted(versions))
     results: list[ImportedModelVersion] = []
     for model_name in sorted(versions):
-        results.extend(_import_model(source, root, runs, model_name, names[model_name], versions[model_name]))
+        try:
+            results.extend(_import_model(source, root, runs, model_name, names[model_name], versions[model_name]))
+        except Exception as error:  # noqa: BLE001 - this model (its collection can't be read, say): the others go on
+            results.append(ImportedModelVersion(f"{REGISTRY}/{names[model_name]}", model_name,
+                                                f"{source.location} model {model_name!r}", "skipped",
+                                                warnings=[f"{type(error).__name__}: {_short(error)}; model skipped"]))
     return results
 
 
@@ -421,7 +426,10 @@ def _import_model(source: Any, root: Path, runs: dict[str, RunInImport], model_n
         results[0].warnings.append(f"MLflow can't read registered model {model_name!r} itself: its aliases "
                                    "were not imported and the registry's were left as they are")
     elif numbers:
-        _follow_aliases(registry, collection, source_aliases(model, versions), versions, numbers, actor)
+        try:
+            _follow_aliases(registry, collection, source_aliases(model, versions), versions, numbers, actor)
+        except Exception as error:  # noqa: BLE001 - the versions stand; the aliases are as they were
+            results[0].warnings.append(f"aliases not imported: {type(error).__name__}: {_short(error)}")
     return results
 
 

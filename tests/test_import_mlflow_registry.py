@@ -241,6 +241,31 @@ def test_a_tracking_servers_registry_imports(tracking_server: str, tmp_path: Pat
     assert champion.logged_by().path == f"churn/{made['second']}"
     again = imported(tracking_server, tmp_path / "root", experiments=["churn"])
     assert sorted(result.status for result in again.models) == ["skipped", "unchanged", "unchanged"]
+
+    # An MLflow 3 logged model through the server: its files are downloaded (mlflow-artifacts:/).
+    import mlflow
+    import mlflow.pyfunc
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context: Any, model_input: list[str], params: Any = None) -> list[str]:
+            return model_input
+
+    mlflow.set_tracking_uri(tracking_server)
+    try:
+        mlflow.set_experiment("churn")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mlflow.start_run(run_name="served-model") as run:
+                info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), registered_model_name="echo")
+    finally:
+        mlflow.set_tracking_uri(None)
+    results = imported(tracking_server, tmp_path / "root", experiments=["churn"])
+    [echo] = [result for result in results.models if result.name == "echo version 1"]
+    assert (echo.status, echo.path) == ("imported", "model/echo:v0"), echo.warnings
+    artifact = tracklet.Api(tmp_path / "root").artifact("models:/echo")
+    assert artifact.source_name == f"mlflow-{info.model_id}"
+    assert (Path(artifact.download(str(tmp_path / "echo"))) / "MLmodel").is_file()
+    assert artifact.logged_by().path == f"churn/{run.info.run_id}"
     assert os.environ.get("MLFLOW_TRACKING_URI") is None
 
 

@@ -189,6 +189,7 @@ def test_a_file_store_without_models_is_not_written(tmp_path: Path) -> None:
     assert not (location / "models").exists()
 
 
+@pytest.mark.slow  # mlflow.pyfunc's import and log_model: ~14 s
 def test_an_mlflow3_logged_models_files_become_an_artifact_version_the_run_logged(tmp_path: Path,
                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow 3 keeps a logged model's files apart from the run's (``models:/m-<id>``)."""

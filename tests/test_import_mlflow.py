@@ -297,6 +297,58 @@ def test_params_that_are_a_numbers_text_become_numbers() -> None:
         assert value(text) == text, text
 
 
+def test_the_source_type_says_what_the_source_name_is(tmp_path: Path) -> None:
+    """``mlflow.source.type``: a project's source name is its URI (rerun with ``mlflow run``), a
+    job's a job id (no command), a script's or notebook's its path."""
+    database = tmp_path / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
+    sources = {
+        "project": {"mlflow.source.type": "PROJECT", "mlflow.source.name": "https://bob:secret@git.example/ml.git",
+                    "mlflow.project.entryPoint": "train"},
+        "job": {"mlflow.source.type": "JOB", "mlflow.source.name": "jobs/42/run/7"},
+        "notebook": {"mlflow.source.type": "NOTEBOOK", "mlflow.source.name": "/Users/bob/explore.ipynb"},
+        "script": {"mlflow.source.type": "LOCAL", "mlflow.source.name": "train.py"},
+    }
+    ids = {}
+    for name, tags in sources.items():
+        run = client.create_run(experiment, start_time=T0, run_name=name, tags=tags)
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 1)
+        ids[name] = run.info.run_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import_mlflow(database, root=tmp_path / "root")
+    api = tracklet.Api(tmp_path / "root")
+    commands = {name: list(api.run(f"e/{run_id}").start_record.command) for name, run_id in ids.items()}
+    assert commands == {"project": ["mlflow", "run", "https://git.example/ml.git", "-e", "train"],
+                        "job": [], "notebook": ["/Users/bob/explore.ipynb"], "script": ["train.py"]}
+
+
+def test_a_servers_whole_history_at_once_is_spooled_not_held() -> None:
+    """A server that ignores the page size answers a key's whole history; while the keys are merged
+    by step, each waiting key holds one page, not its history (MLflow 3's server pages, so this
+    reads real ``Metric`` objects as the REST store returns them)."""
+    points, keys = 20_000, 8
+    streams = []
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for key in range(keys):
+            history = [Metric(f"k{key}", 1.0 / (step + 1), T0 + step, step) for step in range(points)]
+            held = tracemalloc.get_traced_memory()[0] - base
+            stream = mlflow_importer.spooled(history, 500)
+            streams.append((stream, next(stream)))
+            del history
+        waiting = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert waiting * 10 < held * keys, (waiting, held)  # measured ~20 KB a waiting key vs 4.2 MB a history
+    for stream, first in streams:
+        values = [first, *stream]
+        assert values[0] == (0, T0 / 1000.0, 1.0) and len(values) == points
+        assert values[-1] == (points - 1, (T0 + points - 1) / 1000.0, 1.0 / points)
+
+
 def test_history_merges_keys_by_step_and_keeps_a_steps_last_value() -> None:
     streams = {"a": iter([(0, 1.0, 10.0), (1, 2.0, 11.0), (1, 3.0, 12.0), (3, 4.0, 13.0)]),
                "b": iter([(1, 2.5, 20.0), (2, 2.6, 21.0)])}

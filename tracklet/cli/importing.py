@@ -57,6 +57,27 @@ def _run_import(ctx: click.Context, label: str,
                        f"delete that run's directory to import it again")
     click.echo(f"{counts['imported']} run(s) imported, {counts['unchanged'] + counts['changed']} already there"
                + (f", {counts['skipped']} skipped" if counts["skipped"] else ""))
+    models = getattr(results, "models", None)
+    if models:
+        _report_models(models)
+
+
+def _report_models(models: list[Any]) -> None:
+    """What ``tracklet import mlflow`` did with each registered model version."""
+    counts = {"imported": 0, "unchanged": 0, "skipped": 0}
+    for result in models:
+        counts[result.status] = counts.get(result.status, 0) + 1
+        for message in result.warnings:
+            click.echo(f"tracklet: warning: MLflow model {result.name}: {message}", err=True)
+        aliases = f" (aliases: {', '.join(result.aliases)})" if result.aliases else ""
+        if result.status == "imported":
+            click.echo(f"registered {result.path}: MLflow model {result.name}{aliases}")
+        elif result.status == "unchanged":
+            click.echo(f"already registered {result.path}: MLflow model {result.name}{aliases}")
+        else:
+            click.echo(f"skipped MLflow model {result.name} (see the warning above)")
+    click.echo(f"{counts['imported']} model version(s) registered, {counts['unchanged']} already there"
+               + (f", {counts['skipped']} skipped" if counts["skipped"] else ""))
 
 
 @import_group.command("wandb")
@@ -98,16 +119,18 @@ def import_tensorboard_command(ctx: click.Context, logdir: Path, project: str | 
 @click.option("--project", default=None, help="Project for the runs (default: one per experiment, named after it).")
 @click.option("--experiment", "experiments", multiple=True, metavar="NAME_OR_ID",
               help="Import only this experiment (repeatable; default: every active one).")
+@click.option("--no-models", is_flag=True, help="Import the runs only, not the registered models.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def import_mlflow_command(ctx: click.Context, store: str, project: str | None, experiments: tuple[str, ...],
-                          quiet: bool) -> None:
-    """Import MLflow runs: a file store (mlruns/), a database (mlflow.db, sqlite:///...) or a server (http://...)."""
+                          no_models: bool, quiet: bool) -> None:
+    """Import MLflow runs and registered models: a file store (mlruns/), a database (mlflow.db,
+    sqlite:///...) or a server (http://...)."""
     root = _state(ctx).api.root
 
     def run(report: Any) -> Any:
         from tracklet.importers.mlflow import import_mlflow
 
-        return import_mlflow(store, root, project, experiments, progress=report)
+        return import_mlflow(store, root, project, experiments, progress=report, models=not no_models)
 
     _handle_errors(_run_import)(ctx, "mlflow", run, quiet)

@@ -19,13 +19,16 @@ What maps (docs/import.md, "MLflow: what maps to what"):
   stores hold a key's whole file, or build an ORM object per point);
 - tags: ``mlflow.user`` → the run's user (``metadata["username"]``, unverified), ``mlflow.note.content``
   → notes, ``mlflow.parentRunId`` → group, ``mlflow.source.name`` → command,
-  ``mlflow.source.git.commit``/``branch``/``repoURL`` → the environment's git commit, branch, remote;
+  ``mlflow.source.git.commit``/``branch``/``repoURL`` → the environment's git commit, branch, remote
+  (``mlflow.source.type`` says how to read the source name: ``source_command``);
   other ``mlflow.*`` tags are not imported; the user's own tags → tags ``key=value`` (``key`` when empty);
 - the run's artifact files → one version of the tracklet artifact ``mlflow-<run id>`` (type
   ``mlflow-artifacts``), logged by the run.
 
-Not imported: registered models, datasets/inputs, traces, logged models' metadata (their files
-are artifacts), deleted experiments and runs.
+- registered models → collections of the ``model`` registry, their versions linked to the
+  artifact versions holding their files (``mlflow_registry``).
+
+Not imported: datasets/inputs, traces, logged models' metadata, deleted experiments and runs.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import math
 import os
 import re
 import sqlite3
+import struct
 import tempfile
 import time
 import warnings
@@ -223,9 +227,12 @@ class MlflowSource:
         token = None
         while True:
             points = self.store.get_metric_history(run.info.run_id, key, max_results=page, page_token=token)
-            for metric in points:
-                yield int(metric.step), metric.timestamp / 1000.0, float(metric.value)
             token = getattr(points, "token", None)
+            if len(points) > page:  # a server that doesn't page metric history: the key's whole history
+                yield from spooled(points, page)
+            else:
+                for metric in points:
+                    yield int(metric.step), metric.timestamp / 1000.0, float(metric.value)
             if not token:
                 return
 
@@ -284,6 +291,27 @@ class MlflowSource:
         if not self.client.list_artifacts(run.info.run_id):
             return None
         return Path(self.client.download_artifacts(run.info.run_id, "", dst_path=str(scratch)))
+
+
+_POINT = struct.Struct("<qdd")  # step, time in seconds, value
+
+
+def spooled(points: list[Any], page: int) -> Iterator[tuple[int, float, float]]:
+    """``(step, time, value)`` of ``points`` (MLflow ``Metric`` objects, emptied here) read back
+    ``page`` at a time from a temporary file: a server that answers a key's whole history at once
+    (older MLflow servers ignore the page size) would otherwise keep every key's whole history in
+    memory while the keys are merged by step; so only the key being fetched is held whole."""
+    with tempfile.TemporaryFile(prefix="tracklet-mlflow-history-") as spool:
+        for start in range(0, len(points), page):
+            spool.write(b"".join(_POINT.pack(int(metric.step), metric.timestamp / 1000.0, float(metric.value))
+                                 for metric in points[start:start + page]))
+        points.clear()
+        spool.seek(0)
+        while True:
+            chunk = spool.read(page * _POINT.size)
+            if not chunk:
+                return
+            yield from _POINT.iter_unpack(chunk)
 
 
 @contextlib.contextmanager
@@ -458,10 +486,23 @@ def _run_start(run: Any, run_id: str, project: str) -> pb.Record:
     start.group = tags.get("mlflow.parentRunId", "")
     start.tags.extend(f"{key}={value}" if value else key
                       for key, value in sorted(tags.items()) if not key.startswith("mlflow."))
-    if tags.get("mlflow.source.name"):
-        start.command.extend(redact_command([tags["mlflow.source.name"]]))
+    start.command.extend(redact_command(source_command(tags)))
     start.username = source_user_name(tags.get("mlflow.user") or info.user_id or "")
     return record
+
+
+def source_command(tags: dict[str, str]) -> list[str]:
+    """What ran, from ``mlflow.source.name`` as ``mlflow.source.type`` says to read it: a script's or
+    notebook's path (``LOCAL``, ``NOTEBOOK``, none) is the command; a ``PROJECT``'s is the project's
+    URI, run again with ``mlflow run URI -e ENTRY_POINT``; a ``JOB``'s is a job id, not a program: none."""
+    name = tags.get("mlflow.source.name", "")
+    kind = tags.get("mlflow.source.type", "").upper()
+    if not name or kind == "JOB":
+        return []
+    if kind == "PROJECT":
+        entry = tags.get("mlflow.project.entryPoint", "")
+        return ["mlflow", "run", redact_url(name), *(["-e", entry] if entry else [])]
+    return [name]
 
 
 def _environment(run: Any) -> pb.Record | None:
@@ -610,20 +651,34 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
     return result
 
 
+class MlflowImport(list):
+    """What ``import_mlflow`` did: the runs (``ImportedRun``, this list's items) and, in ``models``,
+    the registered models' versions (``mlflow_registry.ImportedModelVersion``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: list[Any] = []
+
+
 def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
-                  experiments: Iterable[str] = (), progress: Progress | None = None) -> list[ImportedRun]:
+                  experiments: Iterable[str] = (), progress: Progress | None = None,
+                  models: bool = True) -> MlflowImport:
     """Import every active run of every active experiment (or of ``experiments``: names or ids)
     of the MLflow store at ``location`` (a ``mlruns/`` directory, an MLflow SQLite database, a
     ``sqlite:///`` or ``http(s)://`` URI) into the data root (default: ``$TRACKLET_DIR`` or the
     per-user one). Each experiment's runs go to the project named after it, or all to
-    ``project``. A run that can't be read is reported (``status="skipped"``) and the rest imported."""
+    ``project``. A run that can't be read is reported (``status="skipped"``) and the rest imported.
+    Then (``models``) the registered models whose versions' runs were imported, into the data root's
+    model registry (``mlflow_registry``): the result's ``models``."""
     from tracklet.importers import data_root
+    from tracklet.importers.mlflow_registry import RunInImport, import_registry
 
     if project is not None:
         check_name("project", project)  # before reading anything
     target = data_root(root)
     source = MlflowSource(location)
-    results: list[ImportedRun] = []
+    results = MlflowImport()
+    in_import: dict[str, RunInImport] = {}
     for experiment in source.experiments(experiments):
         target_project = project or project_name(experiment.name, experiment.experiment_id)
         try:
@@ -634,7 +689,9 @@ def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = 
                     results.append(_skipped(target_project, run_id, "", where, why))
                     continue
                 try:
-                    results.append(import_run(source, run, target, target_project, progress))
+                    imported = import_run(source, run, target, target_project, progress)
+                    results.append(imported)
+                    in_import[run.info.run_id] = RunInImport(target_project, imported.path, run.info.artifact_uri or "")
                 except SourceError:
                     raise
                 except Exception as error:  # this run's data: reported, the others still imported
@@ -647,6 +704,7 @@ def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = 
     if not results:
         raise SourceError(f"{source.location}: no runs to import (no active run in "
                           f"{'those experiments' if experiments else 'its active experiments'})")
+    results.models = import_registry(source, target, in_import) if models else []
     return results
 
 
@@ -657,4 +715,4 @@ def _skipped(project: str, run_id: str, name: str, where: str, why: Any) -> Impo
                        warnings=[f"{message}; run skipped"])
 
 
-__all__ = ["MlflowSource", "import_mlflow", "import_run", "merged_rows", "param_value", "project_name"]
+__all__ = ["MlflowImport", "MlflowSource", "import_mlflow", "import_run", "merged_rows", "param_value", "project_name"]

@@ -357,7 +357,8 @@ class ArtifactCollectionsResponse(BaseModel):
 
 
 class ArtifactVersion(BaseModel):
-    """One immutable version of an artifact collection."""
+    """One version of an artifact collection (its files never change; description, metadata, tags and
+    aliases may be edited)."""
 
     project: str
     name: str

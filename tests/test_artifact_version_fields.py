@@ -105,6 +105,13 @@ def test_a_data_roots_versions_keep_their_fields_and_take_edits(root, start, tmp
     assert tracklet.Api(root).artifact("p/m:v0").tags == ["best-so far", "from the run"]
     _refused_edits_change_nothing(lambda: tracklet.Api(root).artifact("p/m:v0"))
 
+    linked = logged.link("model/m")  # a registry collection's version: its aliases are the registry's
+    linked.tags.append("registry")
+    with pytest.raises(ArtifactError, match="is a registry collection's version: edit the description, metadata "
+                                            r"and tags of the version it links \(p/m:v0\)"):
+        linked.save()
+    assert "registry" not in tracklet.Api(root).artifact("p/m:v0").tags
+
     shown = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "artifact", "show", "p/m:v0"],
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert shown.returncode == 0, shown.stderr
@@ -282,14 +289,16 @@ with wandb.init(project="fields", job_type="train") as run:
         run.log({"loss": 1.0 / (step + 1)})
     model = wandb.Artifact("model", type="model", description="first", metadata={"epochs": 4})
     model.add_file("model.bin")
-    run.log_artifact(model)
+    run.log_artifact(model, tags=["logged"])
     model.wait()
+    logged_tags = list(model.tags)
 
 api = wandb.Api()
 artifact = api.artifact("fields/model:latest")
 artifact.description = "tuned"
 artifact.metadata["accuracy"] = 0.9
-artifact.tags = ["candidate", "fp16"]
+artifact.tags.append("candidate")
+artifact.tags += ["fp16"]
 artifact.aliases.append("staging")
 artifact.save()
 errors = []
@@ -305,7 +314,7 @@ try:
 except Exception as error:
     errors.append(str(error))
 read = wandb.Api().artifact("fields/model:staging")
-print(json.dumps({"history_step": read.history_step, "description": read.description, "metadata": read.metadata,
+print(json.dumps({"logged_tags": logged_tags, "history_step": read.history_step, "description": read.description, "metadata": read.metadata,
                   "tags": read.tags, "aliases": read.aliases, "errors": errors}))
 """
 
@@ -325,7 +334,8 @@ def test_an_unmodified_wandb_script_edits_a_version_and_saves_it(root, tmp_path,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["history_step"] == 3 and found["description"] == "tuned"
-    assert found["metadata"] == {"epochs": 4, "accuracy": 0.9} and found["tags"] == ["candidate", "fp16"]
+    assert found["logged_tags"] == ["logged"]  # W&B's log_artifact(tags=...)
+    assert found["metadata"] == {"epochs": 4, "accuracy": 0.9} and found["tags"] == ["logged", "candidate", "fp16"]
     assert found["aliases"] == ["latest", "staging"]
     assert "tag 'no/slash' is not valid" in found["errors"][0]
     assert "metadata['bad'] is inf" in found["errors"][1]

@@ -332,10 +332,15 @@ class LocalRegistry:
                 if len(tags) > MAX_TAGS:
                     raise ArtifactError(f"artifact {project}/{name}:v{version} would have {len(tags)} tags; a version "
                                         f"has at most {MAX_TAGS}")
-                edited = dataclasses.replace(
-                    info, tags=tags, description=info.description if edit.description is None else edit.description,
-                    metadata=info.metadata if edit.metadata is None else edit.metadata)
-                _write_atomic(path, json.dumps(edited.to_json(), sort_keys=True, indent=1, default=str).encode())
+                # The file as it is, with only the edited keys replaced: a key a newer tracklet wrote stays.
+                document = json.loads(path.read_bytes())
+                document.pop("tags", None)
+                document.update({"tags": tags} if tags else {})
+                if edit.description is not None:
+                    document["description"] = edit.description
+                if edit.metadata is not None:
+                    document["metadata"] = edit.metadata
+                _write_atomic(path, json.dumps(document, sort_keys=True, indent=1, default=str).encode())
             if edit.add_aliases or edit.remove_aliases:
                 current = self._aliases(directory)
                 current.update({alias: version for alias in edit.add_aliases})

@@ -339,3 +339,38 @@ def test_an_unmodified_wandb_script_edits_a_version_and_saves_it(root, tmp_path,
     assert found["aliases"] == ["latest", "staging"]
     assert "tag 'no/slash' is not valid" in found["errors"][0]
     assert "metadata['bad'] is inf" in found["errors"][1]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_clients_tagging_one_version_at_once_lose_no_tag(servers, tmp_path, monkeypatch, request, database):
+    """Each save() sends the tags it added (W&B's tagsToAdd), applied under the collection's lock:
+    two clients tagging from their own stale views both land, none overwrites the other's."""
+    import threading
+
+    store = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store)
+    run = tracklet.init(project="vision", dir=str(tmp_path / "writer"), mode="online",
+                        settings={**QUIET, "base_url": server.url})
+    _log_version(run, tmp_path, b"v0")
+    run.finish()
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
+    failures: list[BaseException] = []
+
+    def tag(prefix: str) -> None:
+        try:
+            with tracklet.Api(base_url=server.url) as api:
+                for number in range(8):
+                    version = api.artifact("vision/m:v0")
+                    version.tags.append(f"{prefix}-{number}")
+                    version.save()
+        except BaseException as error:  # noqa: BLE001 (reported by the test)
+            failures.append(error)
+
+    threads = [threading.Thread(target=tag, args=(prefix,)) for prefix in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not failures, failures
+    with tracklet.Api(base_url=server.url) as api:
+        assert sorted(api.artifact("vision/m:v0").tags) == sorted(f"{p}-{n}" for p in "ab" for n in range(8))

@@ -71,6 +71,8 @@ def test_aliases_of_a_version_being_stored_refuse_edits_until_wait(root, start, 
             artifact.aliases.append("best")
         with pytest.raises(ArtifactError, match=r"still being stored: call wait\(\) first"):
             artifact.save()
+        with pytest.raises(ArtifactError, match=r"still being stored with tags \[\]: call wait\(\) first"):
+            artifact.tags.append("late")
         assert artifact.aliases == ["train"]
     finally:
         release.set()

@@ -179,7 +179,7 @@ class Artifact:
             return self._tag_edit
         if self._state == DRAFT:
             return self._tags
-        return list(self._tags)  # being stored with these: set them once it is committed
+        return _StoringAliases(self._tags, self._name, "tags")  # being stored with these: edits raise
 
     @tags.setter
     def tags(self, value: list[str]) -> None:
@@ -839,13 +839,13 @@ class _StoringAliases(list):
     commits with them, so an edit now could only be lost. Every edit raises ``ArtifactError``
     saying to ``wait()`` first (then edit and ``save()``)."""
 
-    def __init__(self, aliases: list[str], name: str) -> None:
+    def __init__(self, aliases: list[str], name: str, what: str = "aliases") -> None:
         super().__init__(aliases)
-        self._name = name
+        self._name, self._what = name, what  # what: "aliases", or "tags" (the same rule)
 
     def _refuse(self, *_: Any, **__: Any) -> Any:
-        raise ArtifactError(f"artifact {self._name!r} is still being stored with aliases {list(self)}: call wait() "
-                            "first, then edit its aliases and save()")
+        raise ArtifactError(f"artifact {self._name!r} is still being stored with {self._what} {list(self)}: call "
+                            f"wait() first, then edit its {self._what} and save()")
 
     append = extend = insert = remove = pop = clear = sort = reverse = _refuse
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse

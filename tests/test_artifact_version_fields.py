@@ -172,6 +172,10 @@ def test_a_servers_versions_keep_their_fields_and_take_edits_by_writers_only(ser
         state = http.get(url).json()["version"]
         assert state["tags"] == ["baseline", "best-so far", "online"] and state["description"] == "second"
         assert state["history_step"] == 2
+        commit = http.post("/api/v1/projects/vision/artifacts/m/versions",  # a new version's tags: checked too
+                           json={"type": "model", "manifest": state["manifest"], "tags": ["a", "semi;colon"]})
+        assert commit.status_code == 400 and "tag 'semi;colon' is not valid" in commit.json()["detail"]
+        assert http.get(url).json()["version"]["tags"] == state["tags"]
         events = http.get("/api/v1/audit", params={"project": "vision", "limit": 1000},
                           headers={"Authorization": f"Bearer {keys['root']}"}).json()["events"]
     edits = [event for event in events if event["action"] == "edit_version"]

@@ -378,3 +378,19 @@ def test_two_clients_tagging_one_version_at_once_lose_no_tag(servers, tmp_path, 
     assert not failures, failures
     with tracklet.Api(base_url=server.url) as api:
         assert sorted(api.artifact("vision/m:v0").tags) == sorted(f"{p}-{n}" for p in "ab" for n in range(8))
+
+
+def test_wandb_api_artifacts_filters_versions_by_tags(root, start, tmp_path):
+    """``wandb.Api().artifacts(type, name, tags=...)``: only the versions with all of the tags (W&B's
+    filter; it was accepted and ignored)."""
+    import tracklet.compat.wandb as wandb
+
+    run = start(project="p")
+    for number, tags in enumerate((["a", "b"], ["a"], [])):
+        _log_version(run, tmp_path, f"v{number}".encode(), tags=tags, steps=1)
+    run.finish()
+    api = wandb.Api(overrides={"root": str(root)})
+    assert [v.version for v in api.artifacts("model", "p/m")] == ["v2", "v1", "v0"]
+    assert [v.version for v in api.artifacts("model", "p/m", tags=["a"])] == ["v1", "v0"]
+    assert [v.version for v in api.artifacts("model", "p/m", tags="b")] == ["v0"]
+    assert api.artifacts("model", "p/m", tags=["a", "c"]) == []

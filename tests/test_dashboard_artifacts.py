@@ -65,6 +65,21 @@ def test_artifacts_list_and_versions_show_aliases_and_metadata(servers, chain, p
     page.wait_for_selector("dd[data-field='state']")
     assert page.locator(".run-artifacts-card").is_hidden()
 
+    # A version's tags and history step (tags edited with save(), W&B's way) on its page.
+    import tracklet
+
+    edited = tracklet.Api(root).artifact("chain/mnist:v0")
+    edited.tags = ["gold set", "v-2"]
+    edited.save()
+    page.goto(server.url + "/projects/chain/artifacts/mnist/v0")
+    page.wait_for_selector("dd[data-field='tags'] .tag")
+    assert page.locator("dd[data-field='tags'] .tag").all_text_contents() == ["gold set", "v-2"]
+    assert edited.history_step is not None
+    assert page.text_content("dd[data-field='history step']") == str(edited.history_step)
+    page.goto(server.url + "/projects/chain/artifacts/mnist/v1")  # no tags: a muted dash
+    page.wait_for_selector("dd[data-field='tags']")
+    assert page.text_content("dd[data-field='tags']") == "-"
+
     # A damaged version file: its row says what is wrong, the collection's other versions show.
     (root / "artifacts" / "projects" / "chain" / "mnist" / "versions" / "v0.json").write_text("{broken")
     page.goto(server.url + "/projects/chain/artifacts/mnist")

@@ -49,7 +49,6 @@ def _log_versions(wandb, run, tmp_path, name: str, type: str, count: int,
 
 def test_aliases_of_a_logged_version_move_with_append_and_save(root, tmp_path, monkeypatch):
     import tracklet.compat.wandb as wandb
-    from tracklet.errors import ArtifactError
 
     monkeypatch.chdir(tmp_path)
     _log_dataset_versions(wandb, tmp_path)
@@ -73,9 +72,11 @@ def test_aliases_of_a_logged_version_move_with_append_and_save(root, tmp_path, m
 
     used.aliases.remove("golden")
     used.description = "changed"
-    with pytest.raises(ArtifactError, match="description and metadata can't change.*new_draft"):
+    used.tags.append("no:colons")
+    with pytest.raises(ValueError, match="tag 'no:colons' is not valid"):
         used.save()
     assert api.artifact("arts/mnist:golden").version == "v0"  # nothing of a refused save is applied
+    assert api.artifact("arts/mnist:v0").description != "changed"
 
 
 def test_wandb_api_lists_versions_collections_and_types(root, tmp_path, monkeypatch):

@@ -139,7 +139,7 @@ def test_the_same_script_online_reads_back_from_the_server_at_tracklet_base_url(
     _check_common(found)
     page = f"{server.url}/projects/gaps/artifacts/mnist/v0"
     assert found["logged"]["url"] == found["read"]["url"] == page  # the server's page, uploaded or read there
-    assert found["read"]["history_step"] is None  # the server's versions don't keep it (no column yet)
+    assert found["read"]["history_step"] == 2  # the server keeps it too (migration s0017)
     assert httpx.get(page, timeout=30).status_code == 200  # a dashboard route the server answers
 
     import tracklet.compat.wandb as wandb

@@ -80,6 +80,8 @@ class Artifact:
         self._server_version: int | None = None  # online runs: N of the server's vN, once uploaded
         self._server_remote: tuple[str, str | None, str] | None = None  # online runs: (URL, key, data root)
         self._history_step: int | None = None  # set by Run.log_artifact: the run's last step then
+        self._tags: list[str] = []  # a draft's tags (W&B's per-version tags)
+        self._tag_edit: list[str] | None = None  # a committed version's tags as the caller edits them
 
     # ------------------------------------------------------------ identity
 
@@ -165,6 +167,33 @@ class Artifact:
             raise ArtifactError(f"artifact {self._name!r} is {self._state}: set its aliases once it is committed "
                                 "(wait()), then save()")
 
+    @property
+    def tags(self) -> list[str]:
+        """W&B's per-version tags: labels many versions may share (an alias names one version).
+        The list itself, as ``aliases``: on a draft, the tags it will be logged with; on a
+        committed version, edit it (or assign a list) and ``save()``. Tags are W&B's names:
+        letters, digits, ``_`` and ``-``, words separated by spaces (``tracklet.artifacts.fields``)."""
+        if self._state == COMMITTED:
+            if self._tag_edit is None:
+                self._tag_edit = list(getattr(self._info, "tags", None) or [])
+            return self._tag_edit
+        if self._state == DRAFT:
+            return self._tags
+        return _StoringAliases(self._tags, self._name, "tags")  # being stored with these: edits raise
+
+    @tags.setter
+    def tags(self, value: list[str]) -> None:
+        from tracklet.artifacts.fields import check_tags
+
+        tags = check_tags(value, f"artifact {self._name!r}")  # ArtifactNameError (a ValueError), as W&B
+        if self._state == COMMITTED:
+            self._tag_edit = tags
+        elif self._state == DRAFT:
+            self._tags = tags
+        else:
+            raise ArtifactError(f"artifact {self._name!r} is {self._state}: set its tags once it is committed "
+                                "(wait()), then save()")
+
     def _stored_aliases(self) -> list[str]:
         names = self._link.aliases if self._link is not None else self._info.aliases
         return [alias for alias in names if alias != self.version]
@@ -191,7 +220,8 @@ class Artifact:
         it logged it (the run's step then, less one, as W&B counts: 0 before any row), so
         ``logged_by().history(...)`` around it shows the metrics of that moment. None for a
         version logged outside a run (``save()``, ``tracklet artifact put``), before this was
-        recorded, or read from a tracking server (whose versions don't keep it yet)."""
+        recorded, or read from a tracking server that doesn't keep it (one from before session 24,
+        or a version committed to it before its migration s0017)."""
         return self._committed_info("history step").history_step
 
     @property
@@ -251,6 +281,10 @@ class Artifact:
     # ------------------------------------------------------------ building a draft
 
     def _check_draft(self) -> None:
+        if self._state == COMMITTED:
+            raise ArtifactError(f"artifact {self._info.qualified_name} is committed: its files can't change (a "
+                                "version's content is immutable; its description, metadata, tags and aliases can "
+                                "be edited, then save()); log changed files as a new version: new_draft()")
         if self._state != DRAFT:
             raise ArtifactError(f"artifact {self._name!r} is {self._state}: it can't change any more "
                                 "(start the next version with new_draft())")
@@ -450,7 +484,7 @@ class Artifact:
                                   metadata=self.metadata, logged_by=logged_by, progress=progress,
                                   # an upload reads any local packs at once: through the page cache
                                   read_back=after is not None, chunk_target=chunk_target,
-                                  history_step=self._history_step)
+                                  history_step=self._history_step, tags=self._tags)
         except BaseException as error:
             self._error = error
             self._state = FAILED
@@ -484,13 +518,16 @@ class Artifact:
         """Store this draft as a version now, outside any run (what ``tracklet artifact put``
         does). ``root`` is the data root (default ``$TRACKLET_DIR`` or the per-user one).
 
-        On a committed version, save the aliases edited since it was read (``aliases``; and
-        ``aliases=`` given here are added): custom aliases added move to this version, those
-        removed are taken away (W&B's ``artifact.aliases.append("best"); artifact.save()``).
-        A version read from a server is moved there, with the same rules (one request, one
-        transaction); one an online run logged moves on its server, then in the local store.
-        Its files, description and metadata are fixed once stored: changing them raises
-        ``ArtifactError`` (log the change as a new version: ``new_draft()``)."""
+        On a committed version, save what was edited since it was read (W&B's way: mutate a
+        logged or fetched version, then ``save()``): its ``description``, ``metadata``, ``tags``
+        and ``aliases`` (``aliases=`` given here are added): custom aliases added move to this
+        version, those removed are taken away. Everything is checked before anything changes
+        (a tag W&B refuses, metadata JSON can't hold, ``latest`` removed or a ``vN`` added raise
+        ``ArtifactError`` naming it, and nothing is saved); the edit is one locked change of the
+        collection. A version read from a server is edited there, with the same rules (one
+        request, one transaction); one an online run logged is edited on its server, then in
+        the local store. Its files never change (``add_file`` on it raises; log changed files as
+        a new version: ``new_draft()``)."""
         from tracklet.artifacts.storage import open_store
 
         if self._state == PENDING:
@@ -500,47 +537,53 @@ class Artifact:
             self._done.wait()  # an online run's upload first: whether the server has a copy is known then
             if aliases:
                 self.aliases.extend(alias for alias in aliases if alias not in self.aliases)
-            self._save_aliases()
+            self._save_edits()
             return self
         pending = self._freeze(project or "uncategorized", list(aliases or []))
         self._commit_with(open_store(_data_root(root)), pending, None, progress)
         return self
 
-    def _save_aliases(self) -> None:
-        """Apply the alias edits of a committed version (``save``), checking everything first, so
-        a refused save changes nothing."""
+    def _save_edits(self) -> None:
+        """Apply the edits of a committed version (``save``): every field checked first
+        (``VersionEdit.checked``), so a refused save changes nothing."""
+        from tracklet.artifacts.fields import VersionEdit, check_tags
+
         info = self._info
         read = self._metadata_read if self._metadata_read is not None else _as_stored(info.metadata or {})
-        if self.description != (info.description or "") or _as_stored(self.metadata) != read:
-            raise ArtifactError(f"artifact {info.qualified_name}: a stored version's description and metadata can't "
-                                "change; log the change as a new version (artifact.new_draft())")
-        if self._alias_edit is None:
-            return
-        stored = self._stored_aliases()
-        wanted = list(dict.fromkeys(self._alias_edit))
-        fixed = {"latest", self.version}
-        added = [alias for alias in wanted if alias not in stored and alias not in fixed]
-        removed = [alias for alias in stored if alias not in wanted and alias not in fixed]
-        for alias in added:
-            check_alias(alias)  # ArtifactNameError (an ArtifactError) for a bad one or a "vN"
-        if "latest" in stored and "latest" not in wanted:
-            raise ArtifactError(f"artifact {info.qualified_name}: 'latest' always names the newest version; "
-                                "it can't be removed")
-        if not added and not removed:
+        description = self.description or ""
+        edit = VersionEdit(description=description if description != (info.description or "") else None,
+                           metadata=self.metadata if _as_stored(self.metadata) != read else None)
+        if self._tag_edit is not None:
+            stored_tags = list(getattr(info, "tags", None) or [])
+            wanted_tags = check_tags(self._tag_edit, f"artifact {info.qualified_name}")
+            edit.add_tags = [tag for tag in wanted_tags if tag not in stored_tags]
+            edit.remove_tags = [tag for tag in stored_tags if tag not in wanted_tags]
+        if self._alias_edit is not None:
+            stored = self._stored_aliases()
+            wanted = list(dict.fromkeys(self._alias_edit))
+            fixed = {"latest", self.version}
+            edit.add_aliases = [alias for alias in wanted if alias not in stored and alias not in fixed]
+            edit.remove_aliases = [alias for alias in stored if alias not in wanted and alias != self.version]
+        checked = edit.checked(f"artifact {info.qualified_name}")
+        if checked.empty:
             return
         if self._link is not None:
-            self._save_link_aliases(added, removed)
+            if checked.changes_fields:
+                raise ArtifactError(f"{self._link.path} is a registry collection's version: edit the description, "
+                                    f"metadata and tags of the version it links ({info.qualified_name}); nothing was "
+                                    "saved")
+            self._save_link_aliases(checked.add_aliases, checked.remove_aliases)
             return
         registry = getattr(self._store, "registry", None)
-        if registry is None or not hasattr(registry, "set_aliases"):
-            raise ArtifactError(f"artifact {info.qualified_name}: its store can't move aliases")
+        if registry is None or not hasattr(registry, "edit_version"):
+            raise ArtifactError(f"artifact {info.qualified_name}: its store can't edit versions")
         server = self._server_versions()
         if server is not None:  # an online run's version: the server's copy first (its refusal changes nothing)
             assert self._server_version is not None
-            server.set_aliases(info.project, info.name, self._server_version, added, removed)
-        registry.set_aliases(info.project, info.name, info.version, added, removed)
-        self._info = registry.version(info.project, info.name, f"v{info.version}")
-        self._alias_edit = None
+            server.edit_version(info.project, info.name, self._server_version, checked)
+        self._info = registry.edit_version(info.project, info.name, info.version, checked)
+        self._metadata_read = _as_stored(self._info.metadata or {})
+        self._alias_edit = self._tag_edit = None
 
     def _server_versions(self) -> Any:
         """The server an online run uploaded this version to (``ServerVersions``), or None."""
@@ -796,13 +839,13 @@ class _StoringAliases(list):
     commits with them, so an edit now could only be lost. Every edit raises ``ArtifactError``
     saying to ``wait()`` first (then edit and ``save()``)."""
 
-    def __init__(self, aliases: list[str], name: str) -> None:
+    def __init__(self, aliases: list[str], name: str, what: str = "aliases") -> None:
         super().__init__(aliases)
-        self._name = name
+        self._name, self._what = name, what  # what: "aliases", or "tags" (the same rule)
 
     def _refuse(self, *_: Any, **__: Any) -> Any:
-        raise ArtifactError(f"artifact {self._name!r} is still being stored with aliases {list(self)}: call wait() "
-                            "first, then edit its aliases and save()")
+        raise ArtifactError(f"artifact {self._name!r} is still being stored with {self._what} {list(self)}: call "
+                            f"wait() first, then edit its {self._what} and save()")
 
     append = extend = insert = remove = pop = clear = sort = reverse = _refuse
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse

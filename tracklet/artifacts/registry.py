@@ -11,8 +11,10 @@ says otherwise)::
 Assigning a version holds an exclusive ``flock`` on the collection's lock file, so two processes
 logging one collection at once get distinct numbers; the version file is also created with
 ``os.link`` (which fails if the name exists), so even without the lock no version is overwritten.
-Versions are immutable; ``latest`` is always the highest version; a custom alias names one
-version of its collection at a time (giving it to another version moves it).
+A version's files never change; its description, metadata and tags may be edited
+(``edit_version``: the version file replaced atomically under the collection's lock);
+``latest`` is always the highest version; a custom alias names one version of its collection at
+a time (giving it to another version moves it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.artifacts.durable import sync_directory, sync_file
+from tracklet.artifacts.fields import MAX_TAGS, VersionEdit
 from tracklet.artifacts.manifest import is_sha256
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, is_artifact_name, version_number
 from tracklet.core.atomicfile import replace_atomically
@@ -54,6 +57,7 @@ class VersionInfo:
     logged_by: str | None = None  # "project/run_id" of the run that logged it
     aliases: list[str] = dataclasses.field(default_factory=list)  # filled when read
     history_step: int | None = None  # the logging run's last history step when it logged it (W&B's name)
+    tags: list[str] = dataclasses.field(default_factory=list)  # W&B's per-version tags (editable)
 
     @property
     def qualified_name(self) -> str:
@@ -64,6 +68,8 @@ class VersionInfo:
         document.pop("aliases")
         if document["history_step"] is None:  # logged outside a run: the version file as before
             document.pop("history_step")
+        if not document["tags"]:  # no tags: the version file as before (older readers ignore the key anyway)
+            document.pop("tags")
         return document
 
     @classmethod
@@ -333,3 +339,34 @@ class LocalRegistry:
                 if current.get(alias) == version:
                     del current[alias]
             _write_atomic(directory / "aliases.json", json.dumps(current, sort_keys=True).encode())
+
+    def edit_version(self, project: str, name: str, version: int, edit: VersionEdit) -> VersionInfo:
+        """Apply ``edit`` (checked already: ``VersionEdit.checked``) to ``project/name:v<version>``
+        holding the collection's lock: its description, metadata and tags in its version file
+        (replaced atomically; its files, digest and manifest never change), then its aliases as
+        ``set_aliases`` moves them. Returns the version after."""
+        with self._locked_version(project, name, version) as directory:
+            path = directory / "versions" / f"v{version}.json"
+            info = self._read(directory, project, name, version, {}, -1)
+            if edit.changes_fields:
+                tags = edit.applied_tags(info.tags)
+                if len(tags) > MAX_TAGS:
+                    raise ArtifactError(f"artifact {project}/{name}:v{version} would have {len(tags)} tags; a version "
+                                        f"has at most {MAX_TAGS}")
+                # The file as it is, with only the edited keys replaced: a key a newer tracklet wrote stays.
+                document = json.loads(path.read_bytes())
+                document.pop("tags", None)
+                document.update({"tags": tags} if tags else {})
+                if edit.description is not None:
+                    document["description"] = edit.description
+                if edit.metadata is not None:
+                    document["metadata"] = edit.metadata
+                _write_atomic(path, json.dumps(document, sort_keys=True, indent=1, default=str).encode())
+            if edit.add_aliases or edit.remove_aliases:
+                current = self._aliases(directory)
+                current.update({alias: version for alias in edit.add_aliases})
+                for alias in edit.remove_aliases:
+                    if current.get(alias) == version:
+                        del current[alias]
+                _write_atomic(directory / "aliases.json", json.dumps(current, sort_keys=True).encode())
+        return self.version(project, name, f"v{version}")

@@ -31,6 +31,7 @@ from typing import Any
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import check_artifact_name, parse_ref, partial_path, version_number
+from tracklet.artifacts.fields import VersionEdit
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.cache import BlobCache, CacheFull
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
@@ -113,7 +114,7 @@ def upload_version(client: ArtifactClient, store: ArtifactStore, info: VersionIn
     answer = client.commit(info.project, info.name, {
         "type": info.type, "manifest": manifest_digest, "description": info.description,
         "metadata": info.metadata, "aliases": [alias for alias in aliases if alias != "latest"],
-        "logged_by": info.logged_by})
+        "logged_by": info.logged_by, "history_step": info.history_step, "tags": list(info.tags)})
     answer["bytes_sent"] = sent
     return answer
 
@@ -612,6 +613,14 @@ class ServerVersions:
     def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
         self.client.save_aliases(project, name, version, add, remove)
 
+    def edit_version(self, project: str, name: str, version: int, edit: VersionEdit) -> VersionInfo:
+        """``LocalRegistry.edit_version`` on the server (``PATCH .../versions/vN``); an edit of
+        aliases alone goes through the aliases route, which older servers have too."""
+        if not edit.changes_fields:
+            self.set_aliases(project, name, version, edit.add_aliases, edit.remove_aliases)
+            return self.version(project, name, f"v{version}")
+        return version_info(self.client.edit_version(project, name, version, dataclasses.asdict(edit)))
+
     def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False,
                        break_links: bool = False) -> dict[str, Any]:
         """The server's answer: ``aliases_dropped``, ``registry_links_broken`` (``ArtifactClient.delete_version``)."""
@@ -744,7 +753,9 @@ def version_info(document: dict[str, Any]) -> VersionInfo:
                        size=document["size"], file_count=document["file_count"],
                        description=document.get("description") or "", metadata=dict(document.get("metadata") or {}),
                        created_at=document.get("created_at") or 0.0, logged_by=document.get("logged_by"),
-                       aliases=list(document.get("aliases") or []))
+                       aliases=list(document.get("aliases") or []),
+                       # an older server's answer has neither: no history step, no tags
+                       history_step=document.get("history_step"), tags=list(document.get("tags") or []))
 
 
 def lineage_runs(http: Any, rows: list[Any], what: str) -> list[Any]:

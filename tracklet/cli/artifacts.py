@@ -130,7 +130,8 @@ def _version_row(artifact: Any) -> dict[str, Any]:
             "digest": artifact.digest, "size": artifact.size, "files": artifact._info.file_count,
             "aliases": artifact.aliases, "created": _iso(artifact.created_at),
             "description": artifact.description, "metadata": artifact.metadata,
-            "logged_by": artifact._info.logged_by}
+            "logged_by": artifact._info.logged_by, "tags": list(artifact._info.tags),
+            "history_step": artifact._info.history_step}
 
 
 @artifact_group.command("show")
@@ -140,7 +141,7 @@ def _version_row(artifact: Any) -> dict[str, Any]:
 @click.pass_context
 @_handle_errors
 def show(ctx: click.Context, ref: str, as_json: bool, url: str | None) -> None:
-    """One version: identity, aliases, metadata, and every file with its size and digest. A
+    """One version: identity, aliases, tags, metadata, and every file with its size and digest. A
     registry version whose artifact version was deleted shows the link, "files: deleted", and the
     runs that logged and used that version."""
     from tracklet.errors import ArtifactDeleted
@@ -162,15 +163,18 @@ def _show(artifact: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**row, "files": files}))
         return
-    for key in ("name", "type", "digest", "size", "files", "aliases", "created", "logged_by", "description"):
+    for key in ("name", "type", "digest", "size", "files", "aliases", "tags", "created", "logged_by", "history_step",
+                "description"):
         value = row[key]
+        if key in ("tags", "history_step") and value in ([], None):  # none: the listing as before
+            continue
         if key == "size":
             value = f"{value:,} bytes"
         elif value is None:  # logged_by of a version stored outside any run
             value = "-"
         elif key == "type":
             value = printable_type(value)
-        click.echo(f"{key + ':':<13}{', '.join(value) if isinstance(value, list) else value}")
+        click.echo(f"{key + ':':<12} {', '.join(value) if isinstance(value, list) else value}")
     if row["metadata"]:
         click.echo(f"{'metadata:':<13}{json.dumps(row['metadata'])}")
     for item in files:

@@ -398,6 +398,24 @@ class ArtifactClient:
                                     missing=ArtifactNotFound)
         return response.json()["version"]
 
+    def edit_version(self, project: str, name: str, version: int, edit: dict[str, Any]) -> dict[str, Any]:
+        """Edit ``project/name:v<version>`` (``VersionEditRequest``: description, metadata, tags and
+        aliases added and removed) in one transaction on the server; the version after
+        (``ArtifactVersion``). ``ArtifactNotFound`` for no such version, ``ArtifactError`` with the
+        server's reason for a refused edit, or saying the server is too old to edit one (404/405:
+        a server from before session 24 moves aliases only)."""
+        where = f"{project}/{name}:v{int(version)}"
+        response = self.http.request("PATCH", f"{self._base(project)}/{name}/versions/v{int(version)}", json=edit)
+        if response.status_code == 400:
+            raise ArtifactError(f"{where}: {response_detail(response)}")
+        if response.status_code == 405 or (response.status_code == 404 and "does not exist" not in
+                                           response_detail(response)):
+            raise ArtifactError(f"{where}: the server at {self.http.base_url} can't edit a version's description, "
+                                "metadata or tags (an older tracklet server: upgrade it); nothing was changed")
+        if response.status_code != 200:
+            raise self.http.refusal(response, what=f"editing {where}", missing=ArtifactNotFound)
+        return response.json()["version"]
+
     def delete_version(self, project: str, name: str, version: int, *, delete_aliases: bool = False,
                        break_registry_links: bool = False) -> dict[str, Any]:
         """Delete ``project/name:v<version>`` on the server (``tracklet artifact rm``'s rules);

@@ -54,6 +54,7 @@ import sqlalchemy as sa
 from tracklet.artifacts.durable import sync_directory, sync_file
 from tracklet.core.digests import file_hasher, is_blake3, is_file_digest
 from tracklet.artifacts.manifest import Manifest, is_sha256
+from tracklet.artifacts.fields import VersionEdit, check_tags
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.artifacts.names import check_artifact_type
 from tracklet.core.layout import check_name
@@ -936,13 +937,16 @@ class ServerArtifacts:
     # ------------------------------------------------------------ versions
 
     def commit(self, project: str, name: str, *, type: str, manifest_digest: str, description: str,
-               metadata: dict[str, Any], aliases: list[str], logged_by: str | None) -> tuple[VersionInfo, bool]:
+               metadata: dict[str, Any], aliases: list[str], logged_by: str | None,
+               history_step: int | None = None, tags: list[str] | None = None) -> tuple[VersionInfo, bool]:
         """Add a version whose manifest is the project's blob ``manifest_digest``: the manifest must
         parse, and the project must hold every blob it names (``BadRequest`` listing the first
-        missing ones). Returns (the version with its aliases, reused)."""
+        missing ones). ``history_step`` and ``tags``: the version's (``VersionInfo``'s); a version
+        returned as reused keeps its own. Returns (the version with its aliases, reused)."""
         check_digest(manifest_digest)
         try:
             check_artifact_type(type)
+            tags = check_tags(tags or [], f"artifact {project}/{name}")
         except ArtifactNameError as error:
             raise BadRequest(str(error)) from None
         try:
@@ -971,7 +975,8 @@ class ServerArtifacts:
             check_name("run id", run_id)
         info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
                            manifest=manifest_digest, size=manifest.size, file_count=len(manifest),
-                           description=description, metadata=metadata, logged_by=logged_by)
+                           description=description, metadata=metadata, logged_by=logged_by,
+                           history_step=history_step, tags=tags)
         try:
             if logged_by is not None:  # the same run sending the same content again: that version
                 earlier = self._logged_before(info)
@@ -1005,6 +1010,19 @@ class ServerArtifacts:
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
         return self.registry.version(project, name, f"v{version}")
+
+    def edit_version(self, project: str, name: str, version: int, edit: VersionEdit) -> VersionInfo:
+        """Apply ``edit`` to ``project/name:v<version>`` (``artifact.save()`` of an edited version:
+        its description, metadata, tags and aliases; never its files) in one locked transaction of
+        the collection, by the registry code the local store uses, after checking every field
+        (``BadRequest`` naming the one at fault: nothing changes then). Returns the version after."""
+        try:
+            checked = edit.checked(f"artifact {project}/{name}:v{version}")
+            return self.registry.edit_version(project, name, version, checked)
+        except ArtifactNotFound:
+            raise
+        except ArtifactError as error:
+            raise BadRequest(str(error)) from None
 
     def hold_version(self, connection: sa.Connection, source: Any) -> contextlib.AbstractContextManager[None]:
         """Hold artifact version ``source`` (project, name, version) until the model registry's

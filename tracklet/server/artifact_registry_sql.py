@@ -2,7 +2,8 @@
 and ``artifact_aliases`` tables of ``schema.py``), for a server whose store is PostgreSQL, so every
 process of a scaled-out deployment sees and assigns the same versions.
 
-The rules are ``LocalRegistry``'s (``artifacts/registry.py``): versions are immutable and numbered
+The rules are ``LocalRegistry``'s (``artifacts/registry.py``): versions' files are immutable (their
+description, metadata and tags may be edited: ``edit_version``), versions are numbered
 from 0 in each collection, ``latest`` is the highest, a custom alias names one version of its
 collection at a time, a version whose content equals the latest's is not added again, a collection
 keeps one type. Assigning a number takes a transaction-scoped advisory lock on the collection
@@ -20,13 +21,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tracklet.artifacts.fields import MAX_TAGS, VersionEdit
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, version_number
 from tracklet.artifacts.registry import VersionInfo, not_found
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.schema import artifact_aliases, artifact_deleted_versions, artifact_versions, hold_xact_lock
 
-_FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by")
+_FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by", "history_step")
 
 
 class SqlRegistry:
@@ -47,8 +49,10 @@ class SqlRegistry:
         names = [alias for alias, target in sorted(aliases.items()) if target == row.version]
         if row.version == latest:
             names.insert(0, LATEST)
+        tags = row._mapping["tags"]  # NULL: a version committed before migration s0017, or without tags
         return VersionInfo(project=row.project, name=row.name, version=row.version,
                            metadata=json.loads(row._mapping["metadata"]), aliases=[f"v{row.version}", *names],
+                           tags=list(json.loads(tags)) if tags else [],
                            **{field: getattr(row, field) for field in _FIELDS})
 
     def version_numbers(self, project: str, name: str) -> list[int]:
@@ -145,6 +149,7 @@ class SqlRegistry:
                 connection.execute(artifact_versions.insert().values(
                     project=info.project, name=info.name, version=number,
                     metadata=json.dumps(info.metadata, sort_keys=True, default=str),
+                    tags=json.dumps(info.tags) if info.tags else None,
                     **{**{field: getattr(info, field) for field in _FIELDS}, "created_at": info.created_at or time.time()}))
             self._move_aliases(connection, info.project, info.name, number, custom)
             return self._version(connection, info.project, info.name, f"v{number}"), reused
@@ -233,3 +238,29 @@ class SqlRegistry:
                 connection.execute(artifact_aliases.delete().where(
                     artifact_aliases.c.project == project, artifact_aliases.c.name == name,
                     artifact_aliases.c.alias == alias, artifact_aliases.c.version == version))
+
+    def edit_version(self, project: str, name: str, version: int, edit: VersionEdit) -> VersionInfo:
+        """``LocalRegistry.edit_version``: ``edit`` (checked already) applied to the version's row
+        and its aliases in one transaction holding the collection's lock. Returns the version after."""
+        with self._lock, self.engine.begin() as connection:
+            row = self._held_version(connection, project, name, version)
+            if edit.changes_fields:
+                info = self._info(row, {}, -1)
+                tags = edit.applied_tags(info.tags)
+                if len(tags) > MAX_TAGS:
+                    raise ArtifactError(f"artifact {project}/{name}:v{version} would have {len(tags)} tags; a version "
+                                        f"has at most {MAX_TAGS}")
+                values: dict[str, Any] = {"tags": json.dumps(tags) if tags else None}
+                if edit.description is not None:
+                    values["description"] = edit.description
+                if edit.metadata is not None:
+                    values["metadata"] = json.dumps(edit.metadata, sort_keys=True)
+                connection.execute(artifact_versions.update().where(
+                    artifact_versions.c.project == project, artifact_versions.c.name == name,
+                    artifact_versions.c.version == version).values(**values))
+            self._move_aliases(connection, project, name, version, edit.add_aliases)
+            for alias in edit.remove_aliases:
+                connection.execute(artifact_aliases.delete().where(
+                    artifact_aliases.c.project == project, artifact_aliases.c.name == name,
+                    artifact_aliases.c.alias == alias, artifact_aliases.c.version == version))
+            return self._version(connection, project, name, f"v{version}")

@@ -357,7 +357,8 @@ class ArtifactCollectionsResponse(BaseModel):
 
 
 class ArtifactVersion(BaseModel):
-    """One immutable version of an artifact collection."""
+    """One version of an artifact collection (its files never change; description, metadata, tags and
+    aliases may be edited)."""
 
     project: str
     name: str
@@ -373,6 +374,10 @@ class ArtifactVersion(BaseModel):
     logged_by: str | None = Field(description="`project/run_id` of the run that logged it, if a run did")
     description: str
     metadata: dict[str, Any]
+    history_step: int | None = Field(default=None, description=(
+        "The logging run's last history step when it logged the version (W&B's `history_step`); null if "
+        "logged outside a run or committed to a server before it kept it"))
+    tags: list[str] = Field(default_factory=list, description="The version's tags (editable: PATCH)")
 
 
 class DamagedVersion(BaseModel):
@@ -645,6 +650,11 @@ class CommitRequest(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     aliases: list[str] = Field(default_factory=list)
     logged_by: str | None = Field(default=None, description="project/run_id of the run that logged it")
+    history_step: int | None = Field(default=None, ge=0, le=1 << 62, description=(
+        "The logging run's last history step when it logged the version (W&B's `history_step`)"))
+    tags: list[str] = Field(default_factory=list, max_length=256, description=(
+        "The version's tags: letters, digits, `_`, `-`, words separated by spaces (W&B's); kept only for a new "
+        "version"))
 
 
 class CommitResponse(BaseModel):
@@ -657,6 +667,19 @@ class VersionAliasesRequest(BaseModel):
                            description="Custom aliases to point at this version (moved from the version holding each)")
     remove: list[str] = Field(default_factory=list, max_length=1000,
                               description="Custom aliases to take off it (one naming another version now stays there)")
+
+
+class VersionEditRequest(BaseModel):
+    """An edit of a committed version (``artifact.save()``): each field left out stays as it is."""
+
+    description: str | None = Field(default=None, max_length=65_536, description="Its new description")
+    metadata: dict[str, Any] | None = Field(default=None, description="Its new metadata (replaces it whole)")
+    add_tags: list[str] = Field(default_factory=list, max_length=256, description="Tags to give it")
+    remove_tags: list[str] = Field(default_factory=list, max_length=256, description="Tags to take off it")
+    add_aliases: list[str] = Field(default_factory=list, max_length=1000,
+                                   description="Custom aliases to point at it (moved from the version holding each)")
+    remove_aliases: list[str] = Field(default_factory=list, max_length=1000, description=(
+        "Custom aliases to take off it (one naming another version now stays there)"))
 
 
 class VersionAliasesResponse(BaseModel):

@@ -74,6 +74,8 @@ def _version_model(info: VersionInfo) -> ArtifactVersion:
         aliases=info.aliases, digest=info.digest, manifest=info.manifest, size=info.size, file_count=info.file_count,
         created_at=info.created_at or None, logged_by=info.logged_by, description=info.description,
         metadata=json_value(info.metadata) if isinstance(info.metadata, dict) else {},
+        history_step=info.history_step if isinstance(info.history_step, int) else None,
+        tags=[tag for tag in info.tags if isinstance(tag, str)] if isinstance(info.tags, list) else [],
     )
 
 

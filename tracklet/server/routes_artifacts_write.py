@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from tracklet.artifacts.fields import VersionEdit
 from tracklet.artifacts.lookup import refused_guarded
 from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
@@ -36,7 +37,8 @@ from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
                                     PutPackResponse, RejectedBlob, UploadPart, UploadRequest, UploadSession,
-                                    VersionAliasesRequest, VersionAliasesResponse, VersionDeleteResponse, errors)
+                                    VersionAliasesRequest, VersionAliasesResponse, VersionDeleteResponse,
+                                    VersionEditRequest, errors)
 from tracklet.server.routes_artifacts_read import _version_model
 
 router = bounded_router(prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
@@ -364,12 +366,14 @@ def register_file(request: Request, project: str, body: FileRequest) -> FileResp
 def commit_version(request: Request, project: str, name: str, body: CommitRequest) -> CommitResponse:
     """Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
     parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move
-    to it; identical content to the latest version returns that one (`reused`)."""
+    to it; identical content to the latest version returns that one (`reused`, with its own
+    `history_step` and `tags`). A tag that isn't valid answers 400 naming it."""
     artifacts = _artifacts(request)
     previous = alias_versions(artifacts, project, name, body.aliases)
     info, reused = artifacts.commit(
         project, _name(name), type=body.type, manifest_digest=body.manifest, description=body.description,
-        metadata=body.metadata, aliases=body.aliases, logged_by=body.logged_by)
+        metadata=body.metadata, aliases=body.aliases, logged_by=body.logged_by, history_step=body.history_step,
+        tags=body.tags)
     version_events(request, info, reused, previous)
     return CommitResponse(version=_version_model(info), reused=reused)
 
@@ -394,6 +398,38 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
     held = {alias: before[alias] for alias in body.remove if alias not in body.add}
     try:
         info = artifacts.save_aliases(project, name, number, body.add, body.remove)
+    except ArtifactNotFound as error:
+        raise _not_found(error) from None
+    moved = {alias: before for alias, before in previous.items() if alias in info.aliases}
+    version_events(request, info, True, moved)
+    removal_events(request, project, name, {alias: number for alias, before in held.items()
+                                            if before == number and alias not in info.aliases})
+    return VersionAliasesResponse(version=_version_model(info))
+
+
+@router.patch("/{name}/versions/{version}", response_model=VersionAliasesResponse, responses=errors(400, 404),
+              summary="Edit a version's description, metadata, tags and aliases (never its files)")
+@requires("write", creates=False)  # who may move aliases may edit; never creates the project
+def edit_version(request: Request, project: str, name: str, version: str,
+                 body: VersionEditRequest) -> VersionAliasesResponse:
+    """What `artifact.save()` of an edited committed version sends (W&B's way: mutate a version
+    read back, then `save()`): a new `description`, a new `metadata` (replaced whole; JSON, no NaN
+    or infinity), tags added and removed (W&B's tag names: letters, digits, `_`, `-`, words
+    separated by spaces; at most 256 a version) and aliases moved as
+    `POST .../versions/vN/aliases` moves them, all in one locked transaction of the collection.
+    A field left out stays as it is; a version's files never change. Anything not valid answers
+    400 naming it, and nothing changes. The audit event's detail says what the edit changed
+    (metadata by its keys); each alias moved emits `alias.moved`, each taken off `alias.removed`."""
+    artifacts = _artifacts(request)
+    name, number = _name(name), version_param(version)
+    edit = VersionEdit(description=body.description, metadata=body.metadata, add_tags=body.add_tags,
+                       remove_tags=body.remove_tags, add_aliases=body.add_aliases, remove_aliases=body.remove_aliases)
+    before = alias_versions(artifacts, project, name, [*body.add_aliases, *body.remove_aliases])
+    previous = {alias: before[alias] for alias in body.add_aliases}
+    held = {alias: before[alias] for alias in body.remove_aliases if alias not in body.add_aliases}
+    audit.note(request, **edit.summary())  # before the change commits: its event carries what changed
+    try:
+        info = artifacts.edit_version(project, name, number, edit)
     except ArtifactNotFound as error:
         raise _not_found(error) from None
     moved = {alias: before for alias, before in previous.items() if alias in info.aliases}

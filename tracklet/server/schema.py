@@ -179,6 +179,10 @@ artifact_versions = sa.Table(
     sa.Column("metadata", sa.Text, nullable=False),  # JSON
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("logged_by", sa.String(300), nullable=True),  # project/run_id
+    # Migration s0017: the logging run's last history step (W&B's history_step; NULL: logged outside
+    # a run, or committed before s0017) and the version's tags (a JSON list; NULL: none).
+    sa.Column("history_step", sa.BigInteger, nullable=True),
+    sa.Column("tags", sa.Text, nullable=True),
 )
 
 artifact_aliases = sa.Table(

@@ -480,7 +480,8 @@ export interface paths {
          * Commit a version (its blobs and manifest uploaded first)
          * @description Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
          *     parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move
-         *     to it; identical content to the latest version returns that one (`reused`).
+         *     to it; identical content to the latest version returns that one (`reused`, with its own
+         *     `history_step` and `tags`). A tag that isn't valid answers 400 naming it.
          */
         post: operations["commit_version_api_v1_projects__project__artifacts__name__versions_post"];
         delete?: never;
@@ -860,7 +861,18 @@ export interface paths {
         delete: operations["delete_version_api_v1_projects__project__artifacts__name__versions__version__delete"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Edit a version's description, metadata, tags and aliases (never its files)
+         * @description What `artifact.save()` of an edited committed version sends (W&B's way: mutate a version
+         *     read back, then `save()`): a new `description`, a new `metadata` (replaced whole; JSON, no NaN
+         *     or infinity), tags added and removed (W&B's tag names: letters, digits, `_`, `-`, words
+         *     separated by spaces; at most 256 a version) and aliases moved as
+         *     `POST .../versions/vN/aliases` moves them, all in one locked transaction of the collection.
+         *     A field left out stays as it is; a version's files never change. Anything not valid answers
+         *     400 naming it, and nothing changes. The audit event's detail says what the edit changed
+         *     (metadata by its keys); each alias moved emits `alias.moved`, each taken off `alias.removed`.
+         */
+        patch: operations["edit_version_api_v1_projects__project__artifacts__name__versions__version__patch"];
         trace?: never;
     };
     "/api/v1/projects/{project}/sweeps": {
@@ -2360,7 +2372,8 @@ export interface components {
         };
         /**
          * ArtifactVersion
-         * @description One immutable version of an artifact collection.
+         * @description One version of an artifact collection (its files never change; description, metadata, tags and
+         *     aliases may be edited).
          */
         ArtifactVersion: {
             /** Project */
@@ -2414,6 +2427,16 @@ export interface components {
             metadata: {
                 [key: string]: unknown;
             };
+            /**
+             * History Step
+             * @description The logging run's last history step when it logged the version (W&B's `history_step`); null if logged outside a run or committed to a server before it kept it
+             */
+            history_step?: number | null;
+            /**
+             * Tags
+             * @description The version's tags (editable: PATCH)
+             */
+            tags?: string[];
         };
         /** ArtifactVersionResponse */
         ArtifactVersionResponse: {
@@ -2682,6 +2705,16 @@ export interface components {
              * @description project/run_id of the run that logged it
              */
             logged_by?: string | null;
+            /**
+             * History Step
+             * @description The logging run's last history step when it logged the version (W&B's `history_step`)
+             */
+            history_step?: number | null;
+            /**
+             * Tags
+             * @description The version's tags: letters, digits, `_`, `-`, words separated by spaces (W&B's); kept only for a new version
+             */
+            tags?: string[];
         };
         /** CommitResponse */
         CommitResponse: {
@@ -5009,6 +5042,44 @@ export interface components {
              * @description The model registry versions (`registry/collection:vN`) that linked it and are left without files (`break_registry_links=true`): they read back as `files_deleted`
              */
             registry_links_broken?: string[];
+        };
+        /**
+         * VersionEditRequest
+         * @description An edit of a committed version (``artifact.save()``): each field left out stays as it is.
+         */
+        VersionEditRequest: {
+            /**
+             * Description
+             * @description Its new description
+             */
+            description?: string | null;
+            /**
+             * Metadata
+             * @description Its new metadata (replaces it whole)
+             */
+            metadata?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Add Tags
+             * @description Tags to give it
+             */
+            add_tags?: string[];
+            /**
+             * Remove Tags
+             * @description Tags to take off it
+             */
+            remove_tags?: string[];
+            /**
+             * Add Aliases
+             * @description Custom aliases to point at it (moved from the version holding each)
+             */
+            add_aliases?: string[];
+            /**
+             * Remove Aliases
+             * @description Custom aliases to take off it (one naming another version now stays there)
+             */
+            remove_aliases?: string[];
         };
         /** VersionRequest */
         VersionRequest: {
@@ -8380,6 +8451,79 @@ export interface operations {
             };
             /** @description It was there and was deleted (a retried deletion finds its work done) */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    edit_version_api_v1_projects__project__artifacts__name__versions__version__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VersionEditRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionAliasesResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

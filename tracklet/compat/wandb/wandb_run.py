@@ -516,11 +516,14 @@ class Run:
     def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
                      aliases: Any = None, tags: Any = None) -> Any:
         """Log a ``wandb.Artifact`` (or a path) as a tracklet artifact version; returns at once,
-        stored in the background (``artifact.wait()``)."""
+        stored in the background (``artifact.wait()``). ``tags`` are added to the draft's
+        (W&B's tag names: a bad one raises ``ValueError`` before anything is logged)."""
         if isinstance(artifact_or_path, (str, os.PathLike)):
             artifact: Any = self._artifact_from_path(os.fspath(artifact_or_path), name, type or "unspecified")
         else:
             artifact = artifact_or_path
+        if tags is not None and getattr(artifact, "state", None) == "draft":
+            artifact.tags = [*artifact.tags, *([tags] if isinstance(tags, str) else tags)]
         return self._run.log_artifact(artifact, type=type, aliases=_alias_list(aliases))
 
     def _artifact_from_path(self, path: str, name: str | None, type: str) -> Any:

@@ -23,6 +23,12 @@ export function aliasChips(aliases: string[]): HTMLElement {
   );
 }
 
+/** A version's tags as chips (labels many versions may share; none: a muted dash). */
+function tagChips(tags: string[]): HTMLElement {
+  if (!tags.length) return h("span.muted", { text: "-" });
+  return h("span.tags", {}, ...tags.map((tag) => h("span.tag", { "data-tag": tag, text: tag })));
+}
+
 /** The algorithm a digest names: the prefix of `blake3:<hex>` (a chunked file's BLAKE3), "sha256"
  * for 64 bare hex digits (a blob's sha256, a version's manifest digest), else "digest" (a
  * reference's checksum, such as an ETag, whose kind the string doesn't say). */
@@ -157,12 +163,14 @@ function details(v: ArtifactVersion, loggedBy: LineageRun[], usedBy: LineageRun[
   const entries: [string, Node | string][] = [
     ["Type", v.type],
     ["Aliases", aliasChips(v.aliases)],
+    ["Tags", tagChips(v.tags ?? [])],
     ["Digest", h("code.digest.full", { text: v.digest })],
     ["Size", `${fmtBytes(v.size)} (${v.size.toLocaleString("en-US")} bytes)`],
     ["Files", String(v.file_count)],
     ["Created", fmtTime(v.created_at, true)],
     ["Logged by", loggedBy.length ? h("span.logged-by", {}, ...loggedBy.map(runLink)) : loggedByLink(v.logged_by)],
     ["Used by", usedBy.length ? h("span.used-by", {}, ...usedBy.map(runLink)) : h("span.muted", { text: "no run yet" })],
+    ["History step", v.history_step == null ? h("span.muted", { text: "-" }) : String(v.history_step)],
     ["Description", v.description],
   ];
   return h("dl.overview", {}, ...entries.flatMap(([label, value]) => [h("dt", { text: label }), h("dd", { "data-field": label.toLowerCase() }, value)]));

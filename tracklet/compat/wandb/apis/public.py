@@ -704,9 +704,14 @@ class Api:
 
     def artifacts(self, type_name: str, name: str, per_page: int = 50, tags: Any = None) -> list[Any]:
         """Every version of the collection ``entity/project/name`` (or ``project/name``), newest
-        first; ``CommError`` if it has none or is not of ``type_name``."""
+        first; ``CommError`` if it has none or is not of ``type_name``. ``tags`` (a tag or a
+        list): only the versions that have all of them, as W&B."""
         project, collection = _artifact_lists._project_and_name(name, self._default_project, "artifacts()")
-        return _artifact_lists.versions(self._api, project, collection, type_name)
+        found = _artifact_lists.versions(self._api, project, collection, type_name)
+        if tags is None:
+            return found
+        wanted = [tags] if isinstance(tags, str) else list(tags)
+        return [version for version in found if all(tag in version.tags for tag in wanted)]
 
     def artifact_exists(self, name: str, type: str | None = None) -> bool:
         """Whether ``entity/project/name:alias`` names a version (of ``type``, if given)."""

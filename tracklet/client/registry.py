@@ -60,6 +60,13 @@ class RegistryClient:
         return self._call("GET", f"{self._collection(registry, collection)}/versions",
                           f"listing {registry}/{collection}")["links"]
 
+    def version_links(self, project: str, name: str, version: int) -> list[dict[str, Any]]:
+        """The registry versions linking artifact version ``project/name:v<version>`` (those of
+        registries the key's user may read)."""
+        return self._call("GET", f"/api/v1/projects/{quote(project, safe='')}/artifacts/{quote(name, safe='')}"
+                                 f"/versions/v{int(version)}/links",
+                          f"listing the registry links of {project}/{name}:v{version}")["links"]
+
     def collections(self, registry: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/api/v1/registries", "listing registries",
                           params={"registry": registry} if registry else {})["collections"]

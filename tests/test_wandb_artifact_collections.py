@@ -100,6 +100,23 @@ def test_finalize_refuses_more_files_and_logging_still_stores_it(start, tmp_path
     run.finish()
 
 
+def test_json_encode_and_what_distributed_artifacts_say(root):
+    read = (_save("ds", "one"), wandb.Api().artifact("p/ds:v0"))[1]
+    assert read.json_encode() == {"_type": "artifactVersion", "_version": "v0", "id": "p/ds:v0", "version": "v0",
+                                  "sequenceName": "ds", "usedAs": None}
+    assert read.digest_algorithm == "sha256" and read.distributed_id is None
+    with pytest.raises(ArtifactError, match="has no JSON reference yet"):
+        wandb.Artifact("draft", type="dataset").json_encode()
+    draft = wandb.Artifact("shard", type="dataset")
+    draft.distributed_id = "job-1"
+    assert draft.distributed_id == "job-1"
+    run = wandb.init(project="dist", settings=wandb.Settings(x_disable_stats=True))
+    for call in (run.upsert_artifact, run.finish_artifact):
+        with pytest.raises(ArtifactError, match="distributed artifacts .* are not supported"):
+            call(draft, distributed_id="job-1")
+    run.finish()
+
+
 def test_linked_artifacts_lists_the_registry_versions_linking_a_version(root):
     source = _save("model", "weights", type="model")
     assert source.linked_artifacts == [] and source.linked_artifacts() == []
@@ -148,7 +165,8 @@ def test_the_names_and_kinds_are_the_real_wandbs(tmp_path):
     assert real["draft_state"] == wandb.Artifact("x", "dataset").state == "PENDING"
 
 
-ARTIFACT_NAMES = ["state", "commit_hash", "finalize", "linked_artifacts", "get_added_local_path_name", "is_draft"]
+ARTIFACT_NAMES = ["state", "commit_hash", "finalize", "linked_artifacts", "get_added_local_path_name", "is_draft",
+                  "json_encode", "distributed_id", "digest_algorithm"]
 COLLECTION_NAMES = ["save", "delete", "change_type", "type", "name", "description", "tags", "updated_at"]
 
 

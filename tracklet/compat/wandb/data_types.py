@@ -273,6 +273,7 @@ class Artifact(_TrackletArtifact, WBValue):
                  incremental: bool = False, use_as: str | None = None, **kwargs: Any) -> None:
         super().__init__(name, type, description=description, metadata=metadata)
         self._name_versioned = False  # W&B names a logged artifact ``name:vN`` once wait() returns
+        self._distributed_id: str | None = None
 
     def wait(self, timeout: float | None = None) -> "Artifact":
         """Block until the version is stored (``tracklet.Artifact.wait``); from then on ``name``
@@ -446,6 +447,29 @@ class Artifact(_TrackletArtifact, WBValue):
         as ``wandb.Artifact``s (``tracklet.Artifact.linked_artifacts``); also callable."""
         found = _TrackletArtifact.linked_artifacts.fget(self)  # type: ignore[attr-defined]
         return type(found)(self._wrap(artifact) for artifact in found)
+
+    @property
+    def distributed_id(self) -> str | None:
+        """W&B's ``distributed_id``: kept as set; tracklet has no distributed artifacts, so
+        ``run.upsert_artifact``/``finish_artifact`` raise ``ArtifactError`` saying so."""
+        return self._distributed_id
+
+    @distributed_id.setter
+    def distributed_id(self, value: str | None) -> None:
+        self._distributed_id = value
+
+    @property
+    def digest_algorithm(self) -> str:
+        """How ``digest`` is computed: ``"sha256"`` over the sorted ``path:digest`` lines of the
+        files (W&B's is an enum of its own manifest digest, an MD5)."""
+        return "sha256"
+
+    def json_encode(self) -> dict[str, Any]:
+        """W&B's ``json_encode``: the version as W&B refers to one in a config or table
+        (``artifactVersion``, its ``id``, ``version``, ``sequenceName``)."""
+        self._committed_info("JSON reference")
+        return {"_type": "artifactVersion", "_version": "v0", "id": self.id, "version": self.source_version,
+                "sequenceName": self._name, "usedAs": None}
 
     def get_added_local_path_name(self, local_path: str) -> str | None:
         """W&B's ``get_added_local_path_name``: the name in this draft of a file added from

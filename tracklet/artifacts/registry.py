@@ -3,7 +3,7 @@
 Layout under the artifact directory (``<data root>/artifacts`` unless ``TRACKLET_ARTIFACT_DIR``
 says otherwise)::
 
-    projects/<project>/<name>/versions/v0.json   one immutable file per version
+    projects/<project>/<name>/versions/v0.json   one file per version (replaced only by ``set_type``)
     projects/<project>/<name>/versions/v1.deleted  a deleted version (its number is never reused)
     projects/<project>/<name>/aliases.json       {alias: version number}, replaced atomically
     projects/<project>/<name>/.lock              flock'd while a version is assigned

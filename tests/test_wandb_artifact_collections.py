@@ -181,6 +181,7 @@ def test_a_collection_changes_type_and_is_deleted_unless_the_registry_links_it(r
     collection.type = "table-data"
     collection.save()
     assert [v.type for v in api.artifacts("table-data", "p/ds")] == ["table-data", "table-data"]
+    assert [v.version for v in api.artifact_versions("table-data", "p/ds")] == ["v1", "v0"]  # W&B's older name
     assert api.artifact_collection_exists("p/ds", "table-data") and not api.artifact_collection_exists("p/ds",
                                                                                                        "dataset")
     with pytest.raises(ArtifactError, match="has type 'table-data'; it can't take a version of type 'dataset'"):

@@ -831,8 +831,8 @@ class Artifact:
 
 
 class LinkedVersions(list):
-    """``Artifact.linked_artifacts``: a list that calling returns (W&B has had it as a method and
-    as a property)."""
+    """``Artifact.linked_artifacts``: a list (W&B's is a property) that calling also returns, so
+    code written as ``artifact.linked_artifacts()`` works too."""
 
     def __call__(self) -> list[Any]:
         return list(self)

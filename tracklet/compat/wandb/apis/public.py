@@ -708,6 +708,10 @@ class Api:
         project, collection = _artifact_lists._project_and_name(name, self._default_project, "artifacts()")
         return _artifact_lists.versions(self._api, project, collection, type_name)
 
+    def artifact_versions(self, type_name: str, name: str, per_page: int = 50) -> list[Any]:
+        """W&B's older name of ``artifacts(type_name, name)``."""
+        return self.artifacts(type_name, name, per_page)
+
     def artifact_exists(self, name: str, type: str | None = None) -> bool:
         """Whether ``entity/project/name:alias`` names a version (of ``type``, if given)."""
         project, reference = _artifact_lists._project_and_name(name, self._default_project, "artifact_exists()")

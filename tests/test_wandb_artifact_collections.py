@@ -262,7 +262,8 @@ def test_server_linked_artifacts_and_commit_hash_of_an_online_runs_version(deplo
     assert [a.qualified_name for a in bob.artifact("p/model:v0").linked_artifacts] == ["model/m:v0"]  # no eval role
     assert bob.artifact("p/ds:v0").linked_artifacts == []
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['bob']}"}, timeout=60) as http:
-        assert http.get("/api/v1/projects/p/artifacts/model/versions/v9/links").status_code == 404
+        missing = http.get("/api/v1/projects/p/artifacts/model/versions/v9/links")
+        assert missing.status_code == 404 and "p/model:v9 does not exist" in missing.json()["detail"]  # not a route's
         assert http.get("/api/v1/projects/p/artifacts/model/versions/latest/links").status_code == 400
     alice.close()
     bob.close()

@@ -437,6 +437,10 @@ class ArtifactClient:
 
     def _collection_call(self, method: str, project: str, name: str, doing: str, **kwargs: Any) -> dict[str, Any]:
         response = self.http.request(method, f"{self._base(project)}/{name}", **kwargs)
+        if response.status_code == 405 or response.status_code == 404 and response_detail(response) == "Not Found":
+            raise ArtifactError(f"{doing} artifact collection {project}/{name}: the server at {self.http.base_url} "
+                                "has no route for it (a tracklet server older than this client): upgrade it; nothing "
+                                "was changed")
         if response.status_code in (400, 409):
             raise ArtifactError(response_detail(response))
         if response.status_code != 200:

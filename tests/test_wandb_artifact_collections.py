@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -388,3 +390,60 @@ def test_the_same_script_online_against_a_server(tmp_path, servers):
                            "TRACKLET_BASE_URL": server.url, "TRACKLET_API_KEY": keys["alice"]})
     with _remote(server, keys["alice"]) as api:
         assert [c["name"] for c in api.artifact_collections("wb")] == ["model"]
+
+
+# ------------------------------------------------------------------ a collection's deletion races a link
+
+ROUNDS = 8
+
+
+def _race(link, delete) -> tuple[bool, bool]:
+    """Run ``link()`` and ``delete()`` at once (released together); whether each succeeded."""
+    start = threading.Barrier(2)
+
+    def go(action) -> bool:
+        start.wait()
+        return action()
+
+    with ThreadPoolExecutor(2) as pool:
+        linked, deleted = pool.map(go, [link, delete])
+    return linked, deleted
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_collection_is_never_deleted_under_a_registry_link_made_at_the_same_moment(servers, tmp_path, request,
+                                                                                    database):
+    """Collection ``c<n>`` (one version) is deleted while its version is linked, at once: exactly
+    one of the two wins each round (the deletion holds the collection's lock that a link holds),
+    and every registry version left links a version that exists."""
+    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store_url)
+    run = tracklet.init(project="race", dir=str(tmp_path / "writer"), mode="online",
+                        settings={**QUIET, "base_url": server.url})
+    for index in range(ROUNDS):
+        (tmp_path / "m.bin").write_bytes(b"content %d" % index)
+        assert run.log_artifact(tmp_path / "m.bin", name=f"c{index}", type="model").wait().upload_error is None
+    run.finish()
+    clients = [httpx.Client(base_url=server.url, timeout=60), httpx.Client(base_url=server.url, timeout=60)]
+    outcomes = []
+    for index in range(ROUNDS):
+        def link(index=index) -> bool:
+            response = clients[0].post("/api/v1/registries/model/collections/m/links",
+                                       json={"project": "race", "name": f"c{index}", "version": 0})
+            assert response.status_code in (200, 404), response.text
+            return response.status_code == 200
+
+        def delete(index=index) -> bool:
+            response = clients[1].delete(f"/api/v1/projects/race/artifacts/c{index}")
+            assert response.status_code in (200, 409), response.text
+            assert response.status_code == 200 or "the model registry links model/m:v" in response.json()["detail"]
+            return response.status_code == 200
+
+        outcomes.append(_race(link, delete))
+    assert all(linked != deleted for linked, deleted in outcomes), outcomes
+    answer = clients[0].get("/api/v1/registries/model/collections/m/versions")
+    for found in answer.json()["links"] if answer.status_code == 200 else []:
+        source = f"/api/v1/projects/race/artifacts/{found['source_name']}/versions/v{found['source_version']}"
+        assert clients[0].get(source).status_code == 200, found
+    for client in clients:
+        client.close()

@@ -29,7 +29,7 @@ def test_a_logged_artifact_is_named_with_its_version(root, tmp_path, monkeypatch
     unwaited.add_file(str(tmp_path / "data.txt"))
     run.log_artifact(unwaited)
     run.finish()  # stores it; W&B renames an artifact only when wait() returns
-    assert (unwaited.state, unwaited.name) == ("committed", "notes")
+    assert (unwaited.state, unwaited.name) == ("COMMITTED", "notes")  # W&B's states
     assert (unwaited.wait().name, unwaited.source_name) == ("notes:v0", "notes:v0")
     assert names == [("mnist:v0", "mnist:v0", "names/mnist:v0", "v0"), ("mnist:v1", "mnist:v1", "names/mnist:v1", "v1")]
 

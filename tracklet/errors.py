@@ -22,7 +22,7 @@ __all__ = [
     "TrialPruned",
     "MediaError",
     "ArtifactError",
-    "ArtifactNotLinked",
+    "ArtifactNotLinked", "ArtifactFinalized",
     "ArtifactNameError",
     "ArtifactDeleted", "ArtifactNotFound", "ArtifactTypeMismatch",
     "ArtifactVerifyError",
@@ -264,6 +264,11 @@ def _type_mismatch(message: str, asked: str, found: str, name: str) -> ArtifactT
 class ArtifactNotLinked(ArtifactError, ValueError):
     """``unlink()`` on an artifact version that isn't a registry collection's version (a link):
     there is no link to remove (W&B raises ``ValueError`` there too); ``delete()`` deletes a version."""
+
+
+class ArtifactFinalized(ArtifactError):
+    """A file added to or removed from a draft after ``finalize()`` (W&B's
+    ``ArtifactFinalizedError``): the draft takes no more changes; log it as it is."""
 
 
 class ArtifactVerifyError(ArtifactError):

@@ -187,6 +187,25 @@ class LocalApi(Api):
 
         return collections(self.root, check_name("project", project), type=type)
 
+    def delete_artifact_collection(self, name: str) -> list[Any]:
+        """Delete every version of the collection ``"project/name"`` and its aliases (W&B's
+        ``ArtifactCollection.delete()``; ``artifacts.lookup.delete_collection``): their files stay
+        stored until ``tracklet artifact gc``. Refused while the model registry links one of its
+        versions. Returns the versions deleted (``VersionInfo``s)."""
+        from tracklet.artifacts.lookup import delete_collection
+
+        project, collection = _collection_path(name, "delete_artifact_collection()")
+        return delete_collection(self.root, project, collection)
+
+    def set_artifact_collection_type(self, name: str, type: str) -> str:  # noqa: A002
+        """Give every version of the collection ``"project/name"`` the artifact type ``type`` (W&B's
+        ``ArtifactCollection.change_type``); refused while the model registry links one of its
+        versions. Returns its type before."""
+        from tracklet.artifacts.lookup import set_collection_type
+
+        project, collection = _collection_path(name, "set_artifact_collection_type()")
+        return set_collection_type(self.root, project, collection, type)
+
     def sweep(self, path: str) -> dict[str, Any]:
         """See :meth:`tracklet.Api.sweep`; here a sweep id alone also names it (ids are unique under
         a data root)."""
@@ -251,3 +270,14 @@ def _sweep_path(path: str) -> tuple[str, str]:
     if not project or not sweep_id:
         raise ValueError(f"a sweep is named project/sweep_id; got {path!r}")
     return project, sweep_id
+
+
+def _collection_path(name: str, what: str) -> tuple[str, str]:
+    """``(project, name)`` of ``"project/name"`` (an alias or version after ``:`` is refused: the
+    call is about the whole collection)."""
+    from tracklet.errors import ArtifactError
+
+    project, slash, collection = str(name).partition("/")
+    if not slash or not project or not collection or "/" in collection or ":" in collection:
+        raise ArtifactError(f"{what} needs a collection as 'project/name'; got {name!r}")
+    return check_name("project", project), collection

@@ -739,5 +739,24 @@ class RemoteApi(Api):
         """A project's artifact collections on the server: ``{"name", "type", "versions", "latest"}`` each."""
         return self._artifacts().collections(check_name("project", project), type)
 
+    def delete_artifact_collection(self, name: str) -> list[Any]:
+        """Delete every version of the server's collection ``"project/name"`` and its aliases
+        (``LocalApi.delete_artifact_collection``'s rules; needs the project's admin role). Returns
+        the versions deleted (``VersionInfo``s)."""
+        from tracklet.api.local import _collection_path
+        from tracklet.artifacts.remote import version_info
+
+        project, collection = _collection_path(name, "delete_artifact_collection()")
+        answer = self._artifacts().client.delete_collection(project, collection)
+        return [version_info(document) for document in answer["deleted"]]
+
+    def set_artifact_collection_type(self, name: str, type: str) -> str:  # noqa: A002
+        """Give every version of the server's collection ``"project/name"`` the type ``type``
+        (needs the project's admin role). Returns its type before."""
+        from tracklet.api.local import _collection_path
+
+        project, collection = _collection_path(name, "set_artifact_collection_type()")
+        return str(self._artifacts().client.set_collection_type(project, collection, type)["previous_type"])
+
     def __repr__(self) -> str:
         return f"<tracklet RemoteApi {self.base_url}>"

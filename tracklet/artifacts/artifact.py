@@ -23,12 +23,13 @@ from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import (check_alias, check_artifact_name, check_artifact_type, check_entry_path,
                                       check_new_entry_path)
 from tracklet.core.filehash import HashedBytes
-from tracklet.errors import ArtifactDeleted, ArtifactError
+from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactFinalized
 
 if TYPE_CHECKING:
     from tracklet.artifacts.storage import ArtifactStore, CommitResult
 
 DRAFT, PENDING, COMMITTED, FAILED = "draft", "pending", "committed", "failed"
+DELETED = "deleted"  # what ``state`` says of a committed version once its delete() succeeded
 LOCAL_UI_URL = "http://127.0.0.1:8765"  # where `tracklet ui` serves by default (cli/ui.py)
 
 
@@ -82,6 +83,8 @@ class Artifact:
         self._history_step: int | None = None  # set by Run.log_artifact: the run's last step then
         self._tags: list[str] = []  # a draft's tags (W&B's per-version tags)
         self._tag_edit: list[str] | None = None  # a committed version's tags as the caller edits them
+        self._final = False  # finalize(): a draft that takes no more files (log_artifact still stores it)
+        self._deleted = False  # delete() succeeded: ``state`` says "deleted"
 
     # ------------------------------------------------------------ identity
 
@@ -92,8 +95,10 @@ class Artifact:
 
     @property
     def state(self) -> str:
-        """``draft``, ``pending`` (being stored), ``committed`` or ``failed``."""
-        return self._state
+        """``draft``, ``pending`` (being stored), ``committed``, ``failed``, or ``deleted`` once this
+        object's ``delete()`` succeeded (W&B's ``wandb.Artifact.state`` gives W&B's uppercase
+        ``PENDING``/``COMMITTED``/``DELETED`` instead)."""
+        return DELETED if self._deleted else self._state
 
     def _committed_info(self, what: str) -> Any:
         if self._state != COMMITTED:
@@ -211,6 +216,13 @@ class Artifact:
         return self._committed_info("size").size
 
     @property
+    def commit_hash(self) -> str:
+        """W&B's ``commit_hash``: what identifies the committed version's stored content, the sha256
+        of its manifest blob (64 hex digits; the same for a version's local and server copies).
+        ``digest`` is the hash over its files' paths and digests."""
+        return self._committed_info("commit hash").manifest
+
+    @property
     def created_at(self) -> float:
         return self._committed_info("creation time").created_at
 
@@ -288,6 +300,15 @@ class Artifact:
         if self._state != DRAFT:
             raise ArtifactError(f"artifact {self._name!r} is {self._state}: it can't change any more "
                                 "(start the next version with new_draft())")
+        if self._final:
+            raise ArtifactFinalized(f"artifact {self._name!r} was finalized (finalize()): it takes no more files; "
+                                    "log it as it is, or start another draft")
+
+    def finalize(self) -> None:
+        """W&B's ``finalize``: this draft takes no more files (adding or removing one raises
+        ``ArtifactFinalized``); ``log_artifact`` or ``save()`` still stores it, and does this
+        itself. Nothing to do on a version already logged."""
+        self._final = True
 
     def _add(self, name: str, item: Pending) -> None:
         path = check_new_entry_path(name)
@@ -457,7 +478,8 @@ class Artifact:
 
     def _freeze(self, project: str, aliases: list[str]) -> dict[str, Pending]:
         """Called by ``log_artifact`` on the caller's thread: no more changes; what to store."""
-        self._check_draft()
+        if self._state != DRAFT:
+            self._check_draft()  # raises, naming the state
         requested = list(dict.fromkeys([*self._requested_aliases, *aliases]))
         for alias in requested:
             if alias != "latest":
@@ -735,6 +757,21 @@ class Artifact:
         self.wait()
         return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
+    @property
+    def linked_artifacts(self) -> LinkedVersions:
+        """W&B's ``linked_artifacts``: the registry collections' versions that link this version
+        (``link()``'s, ``link_model``'s), each as read through its collection, by registry,
+        collection and version; empty for a version that is itself a link, as W&B. Read where the
+        version was read: the data root's registry, or the server's (one an online run logged:
+        its server's); a server lists only the registries the caller may read. A list that can
+        also be called (``artifact.linked_artifacts()``), as code written for either W&B form does."""
+        from tracklet.core.extensions import load
+
+        self._committed_info("registry links")
+        if self._link is not None:
+            return LinkedVersions()
+        return LinkedVersions(load("registry").linked_versions(self))
+
     def unlink(self) -> None:
         """W&B's ``artifact.unlink()``: remove this registry collection's version (one read through
         a registry: ``wandb-registry-model/name:v0``, ``link()``'s, ``use_model``'s) from its
@@ -793,6 +830,7 @@ class Artifact:
         if server is registry:  # a version of a server's project
             answer = registry.delete_version(info.project, info.name, info.version,  # type: ignore[union-attr]
                                              drop_aliases=delete_aliases, break_links=break_registry_links)
+            self._deleted = True
             _warn_links_broken(info.qualified_name, answer.get("registry_links_broken") or [])
             return
         assert self._store is not None
@@ -808,6 +846,7 @@ class Artifact:
                 pass
         _, links = delete_version(self._store.data_root, info, drop_aliases=delete_aliases,
                                   break_links=break_registry_links)
+        self._deleted = True
         _warn_links_broken(info.qualified_name, [*broken, *links])
 
     def logged_by(self) -> Any:
@@ -832,6 +871,14 @@ class Artifact:
         if hasattr(self._store, "lineage"):
             return list(self._store.lineage(self._info, "used"))
         return used_by(self._store.data_root, self._info)
+
+
+class LinkedVersions(list):
+    """``Artifact.linked_artifacts``: a list (W&B's is a property) that calling also returns, so
+    code written as ``artifact.linked_artifacts()`` works too."""
+
+    def __call__(self) -> list[Any]:
+        return list(self)
 
 
 class _StoringAliases(list):

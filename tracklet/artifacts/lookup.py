@@ -121,3 +121,49 @@ def check_deletable(root: str | os.PathLike, info: Any, *, drop_aliases: bool = 
         raise ArtifactError(f"artifact {info.qualified_name} has alias(es) {', '.join(custom)}: move them to another "
                             "version first, or delete it with its aliases (--force)")
     return links
+
+
+def _refuse_linked(root: str | os.PathLike, project: str, name: str, numbers: list[int], doing: str) -> None:
+    """``ArtifactError`` naming the data root's registry versions that link a version of
+    ``project/name`` (of ``numbers``): a collection's deletion or type change would leave them
+    without files, or of another type than their registry collection keeps."""
+    from tracklet.core.extensions import load
+
+    registry = load("registry").open_local(Path(root), create=False)
+    links = sorted(link.path for number in numbers
+                   for link in (registry.links_to(project, name, number) if registry else []))
+    if links:
+        raise ArtifactError(f"artifact collection {project}/{name} can't be {doing}: the model registry links "
+                            f"{', '.join(links)} to its versions (unlink them first); nothing was changed")
+
+
+def delete_collection(root: str | os.PathLike, project: str, name: str) -> list[Any]:
+    """Delete every version of the data root's collection ``project/name`` and its aliases (W&B's
+    ``ArtifactCollection.delete()``; their numbers are never given again, their files stay stored
+    until ``tracklet artifact gc``). Refused with ``ArtifactError`` naming them while the model
+    registry links one of its versions. Returns the versions deleted (``VersionInfo``s)."""
+    from tracklet.core.settings import check_name
+
+    project, name = check_name("project", project), check_artifact_name(name)
+
+    def check(_: None, numbers: list[int]) -> None:  # under the collection's lock, which a new link holds too
+        _refuse_linked(root, project, name, numbers, "deleted")
+
+    infos, _ = open_store(Path(root)).registry.delete_collection(project, name, check=check)
+    return infos
+
+
+def set_collection_type(root: str | os.PathLike, project: str, name: str, type: str) -> str:
+    """Give every version of the data root's collection ``project/name`` the type ``type`` (W&B's
+    ``ArtifactCollection.change_type``): a version of the old type logged to it later is refused,
+    as a collection keeps one type. Refused with ``ArtifactError`` while the model registry links
+    one of its versions (a registry collection keeps one type too). Returns the old type."""
+    from tracklet.artifacts.names import check_artifact_type
+    from tracklet.core.settings import check_name
+
+    project, name, type = check_name("project", project), check_artifact_name(name), check_artifact_type(type)
+
+    def check(_: None, numbers: list[int]) -> None:
+        _refuse_linked(root, project, name, numbers, "given another type")
+
+    return str(open_store(Path(root)).registry.set_type(project, name, type, check=check))

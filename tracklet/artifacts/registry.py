@@ -3,7 +3,7 @@
 Layout under the artifact directory (``<data root>/artifacts`` unless ``TRACKLET_ARTIFACT_DIR``
 says otherwise)::
 
-    projects/<project>/<name>/versions/v0.json   one immutable file per version
+    projects/<project>/<name>/versions/v0.json   one file per version (replaced only by ``set_type``)
     projects/<project>/<name>/versions/v1.deleted  a deleted version (its number is never reused)
     projects/<project>/<name>/aliases.json       {alias: version number}, replaced atomically
     projects/<project>/<name>/.lock              flock'd while a version is assigned
@@ -370,3 +370,54 @@ class LocalRegistry:
                         del current[alias]
                 _write_atomic(directory / "aliases.json", json.dumps(current, sort_keys=True).encode())
         return self.version(project, name, f"v{version}")
+
+    # ------------------------------------------------------------ whole collections
+
+    def delete_collection(self, project: str, name: str, *,
+                          check: Callable[[None, list[int]], None] | None = None) -> tuple[list[VersionInfo], dict[str, int]]:
+        """Delete every version of ``project/name`` and its aliases (W&B's
+        ``ArtifactCollection.delete()``): each version file becomes a tombstone, as
+        ``delete_version`` leaves it (numbers are never given again, should the name be logged to
+        later). ``check(None, numbers)`` runs under the collection's lock before anything changes
+        (raising refuses it all). Returns (the versions deleted, the aliases dropped: alias ->
+        version). Their files stay stored until ``tracklet artifact gc``."""
+        directory = self.collection_dir(project, name)
+        with self._locked(directory):
+            numbers = self._version_numbers(directory)
+            if not numbers:
+                raise self._not_found(project, name, None)
+            if check is not None:
+                check(None, numbers)
+            aliases = self._aliases(directory)
+            infos = [self._read(directory, project, name, number, aliases, numbers[-1]) for number in numbers]
+            if aliases:
+                _write_atomic(directory / "aliases.json", b"{}")
+            versions = directory / "versions"
+            for number in numbers:
+                os.replace(versions / f"v{number}.json", versions / f"v{number}{DELETED}")
+            sync_directory(str(versions))
+        return infos, aliases
+
+    def set_type(self, project: str, name: str, type: str, *,
+                 check: Callable[[None, list[int]], None] | None = None) -> str:
+        """Give every version of ``project/name`` the artifact type ``type`` (W&B's
+        ``ArtifactCollection.change_type`` / ``save()``): each version file is replaced (atomically,
+        synced) by one naming the new type, under the collection's lock, so a version logged
+        meanwhile waits and is then refused for its old type, as a collection keeps one type.
+        ``check(None, numbers)`` runs under the lock first (raising refuses it). Returns the old
+        type. A version file changed half-way (a crash) leaves types to mix; the call again fixes it."""
+        directory = self.collection_dir(project, name)
+        with self._locked(directory):
+            numbers = self._version_numbers(directory)
+            if not numbers:
+                raise self._not_found(project, name, None)
+            if check is not None:
+                check(None, numbers)
+            infos = [self._read(directory, project, name, number, {}, numbers[-1]) for number in numbers]  # damaged: refused
+            for info in infos:
+                if info.type != type:
+                    path = directory / "versions" / f"v{info.version}.json"
+                    document = json.loads(path.read_bytes())
+                    document["type"] = type
+                    _write_atomic(path, json.dumps(document, sort_keys=True, indent=1, default=str).encode())
+        return infos[-1].type

@@ -80,7 +80,7 @@ def _drain_workers() -> None:
         deadline = time.monotonic() + max((worker.exit_timeout for worker in list(_workers)), default=0.0)
         for worker in list(_workers):
             for artifact in list(worker._logged):
-                if artifact.state == "pending":
+                if artifact._state == "pending":
                     try:
                         artifact.wait(max(0.0, deadline - time.monotonic()))
                     except Exception:  # noqa: BLE001 - reported by the worker; finish() goes on as ever
@@ -213,7 +213,7 @@ class ArtifactWorker:
         # Imported already (torch, Lightning, pandas do it): registered now, with nothing imported on
         # the caller's thread, so a script that ends right after this call still uploads it.
         self._drain_at_exit()
-        self._logged = [a for a in self._logged if a.state == "pending"]
+        self._logged = [a for a in self._logged if a._state == "pending"]
         self._logged.append(artifact)
         self._submit(("log", artifact, pending, time.time()))
 
@@ -222,7 +222,7 @@ class ArtifactWorker:
         that a run reads its own writes: ``use_artifact("name:latest")`` right after
         ``log_artifact`` finds the version it just logged."""
         for artifact in list(self._logged):
-            if artifact.name == name and artifact.project == project and artifact.state == "pending":
+            if artifact.name == name and artifact.project == project and artifact._state == "pending":
                 try:
                     artifact.wait(timeout)
                 except Exception:  # noqa: BLE001 - a failed version was reported; use resolves what exists
@@ -254,7 +254,7 @@ class ArtifactWorker:
                     aliases = ["latest", *[a for a in artifact._requested_aliases if a != "latest"]]
                     record: Any = partial(logged_record, result.info, aliases, result.reused, result.bytes_written,
                                           when)
-                elif artifact.state == "committed":
+                elif artifact._state == "committed":
                     record = partial(used_record, artifact._info, when)
                 else:
                     continue
@@ -274,7 +274,7 @@ class ArtifactWorker:
         for artifact in list(self._logged):
             if artifact._done.is_set():
                 continue
-            if artifact.state == "committed" and self._remote is not None:
+            if artifact._state == "committed" and self._remote is not None:
                 name = artifact._info.qualified_name
                 lines.append(f"{name} is stored locally, not yet on {self._remote[0]}: `tracklet sync` (or "
                              f"`tracklet artifact push {name} --url {self._remote[0]}`) uploads it")

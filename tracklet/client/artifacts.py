@@ -440,6 +440,32 @@ class ArtifactClient:
                                     missing=ArtifactNotFound)
         return response.json()
 
+    def delete_collection(self, project: str, name: str) -> dict[str, Any]:
+        """Delete every version of ``project/name`` on the server, with its aliases
+        (``{"deleted": [ArtifactVersion, ...], "aliases_dropped": [...]}``). ``ArtifactError`` with
+        the server's reason when it refuses (the model registry links a version), ``RemoteError``
+        for a 403 (it needs the project's admin role), ``ArtifactNotFound`` for no such collection."""
+        return self._collection_call("DELETE", project, name, "deleting")
+
+    def set_collection_type(self, project: str, name: str, type: str) -> dict[str, Any]:  # noqa: A002
+        """Give every version of ``project/name`` on the server the type ``type``
+        (``{"name", "type", "previous_type"}``); refusals as ``delete_collection``'s (a 400, an
+        invalid type: ``ArtifactError``)."""
+        return self._collection_call("PATCH", project, name, "changing the type of", json={"type": type})
+
+    def _collection_call(self, method: str, project: str, name: str, doing: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.http.request(method, f"{self._base(project)}/{name}", **kwargs)
+        if response.status_code == 405 or response.status_code == 404 and response_detail(response) == "Not Found":
+            raise ArtifactError(f"{doing} artifact collection {project}/{name}: the server at {self.http.base_url} "
+                                "has no route for it (a tracklet server older than this client): upgrade it; nothing "
+                                "was changed")
+        if response.status_code in (400, 409):
+            raise ArtifactError(response_detail(response))
+        if response.status_code != 200:
+            raise self.http.refusal(response, what=f"{doing} artifact collection {project}/{name}",
+                                    missing=ArtifactNotFound)
+        return response.json()
+
     def lineage(self, project: str, name: str, selector: str) -> dict[str, list[dict[str, Any]]]:
         """The runs that logged and used a version (``{"logged_by": [...], "used_by": [...]}``, each
         run's ``project``, ``run_id``, ``name``, ``state``; runs the key may not read are left out)."""

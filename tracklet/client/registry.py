@@ -60,6 +60,17 @@ class RegistryClient:
         return self._call("GET", f"{self._collection(registry, collection)}/versions",
                           f"listing {registry}/{collection}")["links"]
 
+    def version_links(self, project: str, name: str, version: int) -> list[dict[str, Any]]:
+        """The registry versions linking artifact version ``project/name:v<version>`` (those of
+        registries the key's user may read)."""
+        what = f"listing the registry links of {project}/{name}:v{int(version)}"
+        response = self.http.request("GET", f"/api/v1/projects/{quote(project, safe='')}/artifacts/"
+                                            f"{quote(name, safe='')}/versions/v{int(version)}/links")
+        if response.status_code == 404 and response_detail(response) == "Not Found":  # no such route, not no version
+            raise RegistryError(f"{what}: the server at {self.http.base_url} has no route for it (a tracklet server "
+                                "older than this client): upgrade it")
+        return self._answer(response, what)["links"]
+
     def collections(self, registry: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/api/v1/registries", "listing registries",
                           params={"registry": registry} if registry else {})["collections"]

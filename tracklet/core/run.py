@@ -737,7 +737,7 @@ class Run:
         artifacts = _artifacts()
         if isinstance(artifact_or_name, artifacts.Artifact):
             artifact = artifact_or_name
-            if artifact.state in ("pending", "failed"):
+            if artifact._state in ("pending", "failed"):  # not .state: wandb.Artifact says W&B's
                 self._artifact_worker().use(artifact)
                 return artifact
             artifact._committed_info("version to use")

@@ -43,6 +43,11 @@ class RemoteRegistry:
     def versions(self, registry: str, collection: str, **_: Any) -> list[Link]:
         return [link_of(document) for document in self.client.versions(registry, collection)]
 
+    def links_to(self, project: str, name: str, version: int, **_: Any) -> list[Link]:
+        """The registry versions linking artifact version ``project/name:v<version>`` that the
+        caller may read (``ModelRegistry.links_to``'s, over the server)."""
+        return [link_of(document) for document in self.client.version_links(project, name, version)]
+
     def collections(self, registry: str | None = None) -> list[dict[str, Any]]:
         return self.client.collections(registry)
 

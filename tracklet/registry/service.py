@@ -347,6 +347,35 @@ def link_artifact(artifact: Artifact, target_path: str, aliases: list[str] | Non
     return linked_artifact(store, info, link)
 
 
+def linked_versions(artifact: Artifact) -> list[Artifact]:
+    """``artifact.linked_artifacts``: the registry versions linking committed ``artifact``, each
+    as read through its collection, by registry, collection and version. A version read from a
+    server: the server's registry's links (of registries the caller may read). A version of the
+    data root: its registry's (none where nothing was ever linked); one an online run uploaded
+    also the server's links of its server copy (``run.link_artifact`` links it there,
+    ``artifact.link()`` in the data root), the server's first."""
+    from tracklet.artifacts.remote import ServerVersionStore
+
+    store, info = artifact._store, artifact._info
+    assert store is not None
+    found: list[Artifact] = []
+    if isinstance(store, ServerVersionStore):
+        backends: list[tuple[Any, int]] = [(open_remote(store.client.http.base_url, http=store.client.http),
+                                            info.version)]
+    else:
+        backends = []
+        if artifact._server_remote is not None and artifact._server_version is not None:
+            backends.append((open_remote(*artifact._server_remote[:2]), artifact._server_version))
+        local = open_local(store.data_root, create=False)
+        if local is not None:
+            backends.append((local, info.version))
+    for backend, number in backends:
+        links = sorted(backend.links_to(info.project, info.name, number),
+                       key=lambda link: (link.registry, link.collection, link.version))
+        found.extend(linked_artifact(store, info, link, backend) for link in links)
+    return found
+
+
 def linked_record(linked: Artifact, when: float) -> Any:
     """The ``ArtifactLinked`` record a run writes when it links a version (its lineage)."""
     from tracklet.proto import records_pb2 as pb
@@ -380,5 +409,5 @@ def parse_collection(text: str) -> RegistryRef:
     return ref._replace(explicit=True)
 
 
-__all__ = ["LATEST", "default_actor", "link_artifact", "linked_artifact", "linked_record", "model_target", "open_local",
+__all__ = ["LATEST", "default_actor", "link_artifact", "linked_artifact", "linked_record", "linked_versions", "model_target", "open_local",
            "open_remote", "parse_collection", "registry_file", "resolve", "resolve_on_server"]

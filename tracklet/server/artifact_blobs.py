@@ -1058,6 +1058,38 @@ class ServerArtifacts:
                   f"({type(error).__name__}); artifact-gc's grace period runs from their last use", file=sys.stderr)
         return info, dropped
 
+    def delete_collection(self, project: str, name: str, *,
+                          check: Callable[[sa.Connection | None, list[int]], None] | None = None
+                          ) -> tuple[list[VersionInfo], dict[str, int]]:
+        """Delete every version of ``project/name`` and its aliases (W&B's
+        ``ArtifactCollection.delete()``), as ``delete_version`` deletes one: numbers never given
+        again, blobs left to ``artifact-gc`` and marked used now so its grace period runs from the
+        deletion. ``check(connection, numbers)`` runs holding the collection's lock first.
+        Returns (the versions deleted, the aliases dropped: alias -> version)."""
+        named: list[str] = []
+        for info in self.registry.versions(project, name):
+            try:
+                named.extend(self._named_blobs(info))
+            except (OSError, ArtifactError):
+                named.append(info.manifest)
+        infos, dropped = self.registry.delete_collection(project, name, check=check)
+        try:
+            self.touch(project, list(dict.fromkeys(named)))
+        except sa.exc.SQLAlchemyError as error:
+            print(f"tracklet server: {project}/{name} was deleted, but its blobs could not be marked used "
+                  f"({type(error).__name__}); artifact-gc's grace period runs from their last use", file=sys.stderr)
+        return infos, dropped
+
+    def set_type(self, project: str, name: str, type: str, *,
+                 check: Callable[[sa.Connection | None, list[int]], None] | None = None) -> str:
+        """Give every version of ``project/name`` the type ``type`` (``BadRequest`` for an invalid
+        one); ``check`` as ``delete_collection``'s. Returns the old type."""
+        try:
+            check_artifact_type(type)
+        except ArtifactNameError as error:
+            raise BadRequest(str(error)) from None
+        return self.registry.set_type(project, name, type, check=check)
+
     def _named_blobs(self, info: VersionInfo) -> list[str]:
         with self.open_blob(info.project, info.manifest)[0] as handle:
             data = handle.read(MAX_SERVER_MANIFEST_BYTES + 1)

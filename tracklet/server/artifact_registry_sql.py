@@ -264,3 +264,54 @@ class SqlRegistry:
                     artifact_aliases.c.project == project, artifact_aliases.c.name == name,
                     artifact_aliases.c.alias == alias, artifact_aliases.c.version == version))
             return self._version(connection, project, name, f"v{version}")
+
+    # ------------------------------------------------------------ whole collections
+
+    def _held_numbers(self, connection: sa.Connection, project: str, name: str) -> list[int]:
+        self._begin(connection, project, name)
+        numbers = list(connection.execute(sa.select(artifact_versions.c.version).where(
+            artifact_versions.c.project == project, artifact_versions.c.name == name
+        ).order_by(artifact_versions.c.version)).scalars())
+        if not numbers:
+            raise self._not_found(connection, project, name, None)
+        return numbers
+
+    def delete_collection(self, project: str, name: str, *,
+                          check: Callable[[sa.Connection | None, list[int]], None] | None = None
+                          ) -> tuple[list[VersionInfo], dict[str, int]]:
+        """``LocalRegistry.delete_collection``: every version's row goes (kept in
+        ``artifact_deleted_versions``) with the collection's aliases, in one transaction holding
+        the collection's lock; ``check(connection, numbers)`` first."""
+        with self._lock, self.engine.begin() as connection:
+            numbers = self._held_numbers(connection, project, name)
+            if check is not None:
+                check(connection, numbers)
+            aliases = self._aliases(connection, project, name)
+            rows = connection.execute(sa.select(artifact_versions).where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name
+            ).order_by(artifact_versions.c.version)).all()
+            infos = [self._info(row, aliases, numbers[-1]) for row in rows]
+            now = time.time()
+            connection.execute(artifact_aliases.delete().where(
+                artifact_aliases.c.project == project, artifact_aliases.c.name == name))
+            connection.execute(artifact_deleted_versions.insert(), [
+                {"project": project, "name": name, "version": row.version, "digest": row.digest,
+                 "manifest": row.manifest, "deleted_at": now} for row in rows])
+            connection.execute(artifact_versions.delete().where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name))
+        return infos, aliases
+
+    def set_type(self, project: str, name: str, type: str, *,
+                 check: Callable[[sa.Connection | None, list[int]], None] | None = None) -> str:
+        """``LocalRegistry.set_type``: every version's ``type``, in one transaction holding the
+        collection's lock; ``check(connection, numbers)`` first. Returns the old type."""
+        with self._lock, self.engine.begin() as connection:
+            numbers = self._held_numbers(connection, project, name)
+            if check is not None:
+                check(connection, numbers)
+            old = connection.execute(sa.select(artifact_versions.c.type).where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name,
+                artifact_versions.c.version == numbers[-1])).scalar_one()
+            connection.execute(artifact_versions.update().where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name).values(type=type))
+        return str(old)

@@ -694,6 +694,21 @@ class VersionDeleteResponse(BaseModel):
         "(`break_registry_links=true`): they read back as `files_deleted`"))
 
 
+class CollectionDeleteResponse(BaseModel):
+    deleted: list[ArtifactVersion] = Field(description="The versions deleted, as they were, oldest first")
+    aliases_dropped: list[str] = Field(description="The collection's custom aliases, gone with them")
+
+
+class CollectionUpdateRequest(BaseModel):
+    type: str = Field(max_length=128, description="The artifact type every version of the collection gets")
+
+
+class CollectionUpdateResponse(BaseModel):
+    name: str
+    type: str = Field(description="The collection's type now")
+    previous_type: str = Field(description="Its type before the change")
+
+
 # ---------------------------------------------------------------------------------- sweeps
 
 

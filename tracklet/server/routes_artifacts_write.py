@@ -35,6 +35,7 @@ from tracklet.server.body import bounded_router, read_body, read_body_into
 from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
+                                    CollectionDeleteResponse, CollectionUpdateRequest, CollectionUpdateResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
                                     PutPackResponse, RejectedBlob, UploadPart, UploadRequest, UploadSession,
                                     VersionAliasesRequest, VersionAliasesResponse, VersionDeleteResponse,
@@ -500,6 +501,63 @@ def delete_version(request: Request, project: str, name: str, version: str,
         raise HTTPException(status_code=409, detail=str(error)) from None
     removal_events(request, project, name, dict.fromkeys(dropped, number), deleted=info, links_broken=broken)
     return VersionDeleteResponse(deleted=_version_model(info), aliases_dropped=dropped, registry_links_broken=broken)
+
+
+def _refuse_linked_collection(request: Request, project: str, name: str, doing: str) -> Any:
+    """A collection operation's ``check``: 409 naming the model registry versions that link one of
+    the collection's versions (read holding its lock, which a new link holds too)."""
+    def check(connection: Any, numbers: list[int]) -> None:
+        links = sorted(link.path for number in numbers
+                       for link in _registry_links(request, project, name, number, connection)[0])
+        if links:
+            raise HTTPException(status_code=409, detail=(
+                f"artifact collection {project}/{name} can't be {doing}: the model registry links {', '.join(links)} "
+                "to its versions (unlink them first); nothing was changed"))
+    return check
+
+
+@router.delete("/{name}", response_model=CollectionDeleteResponse, responses=errors(400, 403, 404, 409),
+               summary="Delete a collection: every version and alias (blobs go with a later artifact-gc)")
+@requires("admin", creates=False)
+def delete_collection(request: Request, project: str, name: str) -> CollectionDeleteResponse:
+    """Delete every version of `project/name` and its custom aliases (W&B's
+    `ArtifactCollection.delete()`), in one locked change of the collection: each version as
+    `DELETE .../versions/vN?delete_aliases=true` deletes it (its number never given again). Needs
+    the project's admin role (deleting one version needs write). 409, changing nothing, while the
+    model registry links one of its versions (unlink those first); 404 for a collection without
+    versions. Emits `alias.removed` for each alias and `artifact.deleted` for each version."""
+    artifacts = _artifacts(request)
+    name = _name(name)
+    try:
+        infos, dropped = artifacts.delete_collection(project, name,
+                                                     check=_refuse_linked_collection(request, project, name, "deleted"))
+    except ArtifactNotFound as error:
+        raise _not_found(error) from None
+    for info in infos:
+        removal_events(request, project, name, {alias: number for alias, number in dropped.items()
+                                                if number == info.version}, deleted=info)
+    return CollectionDeleteResponse(deleted=[_version_model(info) for info in infos], aliases_dropped=sorted(dropped))
+
+
+@router.patch("/{name}", response_model=CollectionUpdateResponse, responses=errors(400, 403, 404, 409),
+              summary="Change a collection's type")
+@requires("admin", creates=False)
+def update_collection(request: Request, project: str, name: str,
+                      body: CollectionUpdateRequest) -> CollectionUpdateResponse:
+    """Give every version of `project/name` the artifact type `type` (W&B's
+    `ArtifactCollection.change_type`, or `save()` after setting `type`), in one locked change of
+    the collection: a version of the old type committed to it later is refused (400), as a
+    collection keeps one type. Needs the project's admin role. 409, changing nothing, while the
+    model registry links one of its versions (a registry collection keeps one type too); 400 for
+    an invalid type; 404 for a collection without versions."""
+    artifacts = _artifacts(request)
+    name = _name(name)
+    try:
+        previous = artifacts.set_type(project, name, body.type,
+                                      check=_refuse_linked_collection(request, project, name, "given another type"))
+    except ArtifactNotFound as error:
+        raise _not_found(error) from None
+    return CollectionUpdateResponse(name=name, type=body.type, previous_type=previous)
 
 
 def _registry_links(request: Request, project: str, name: str, version: int,

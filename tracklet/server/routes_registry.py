@@ -415,6 +415,27 @@ def versions(request: Request, registry: str, collection: str, limit: int = Quer
     return {"links": [item.to_json() for item in links]}
 
 
+@router.get("/projects/{project}/artifacts/{name}/versions/{version}/links", response_model=LinksResponse,
+            responses=_ERRORS, summary="The registry versions that link an artifact version")
+def version_links(request: Request, project: str, name: str, version: str) -> dict[str, Any]:
+    """The registry collections' versions that link artifact version `version` (`vN`) of
+    `project/name` (W&B's `artifact.linked_artifacts`), by registry, collection and version; only
+    those of registries where the caller has a role that reads (viewer or higher): the others
+    are left out, unnamed. Needs `read` on the project. None (an empty list) where nothing was
+    ever linked; 404 if the version doesn't exist."""
+    number = version_param(version)
+    info = request.app.state.tracklet.artifacts.registry.version(project, check_artifact_name(name), f"v{number}")
+    try:
+        model_registry = registry_of(request)
+    except HTTPException:  # a data root nothing was linked in yet
+        return {"links": []}
+    found = model_registry.links_to(info.project, info.name, info.version)
+    readable = {registry for registry in {link.registry for link in found} if role_of(request, registry, "read")[0]}
+    listed = sorted((link for link in found if link.registry in readable),
+                    key=lambda link: (link.registry, link.collection, link.version))
+    return {"links": [link.to_json() for link in listed]}
+
+
 @router.get(_COLLECTION + "/versions/{selector}", response_model=RegistryVersionResponse, responses=_ERRORS,
             summary="One version: the link and its artifact")
 def version(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:

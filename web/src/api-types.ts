@@ -875,6 +875,40 @@ export interface paths {
         patch: operations["edit_version_api_v1_projects__project__artifacts__name__versions__version__patch"];
         trace?: never;
     };
+    "/api/v1/projects/{project}/artifacts/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a collection: every version and alias (blobs go with a later artifact-gc)
+         * @description Delete every version of `project/name` and its custom aliases (W&B's
+         *     `ArtifactCollection.delete()`), in one locked change of the collection: each version as
+         *     `DELETE .../versions/vN?delete_aliases=true` deletes it (its number never given again). Needs
+         *     the project's admin role (deleting one version needs write). 409, changing nothing, while the
+         *     model registry links one of its versions (unlink those first); 404 for a collection without
+         *     versions. Emits `alias.removed` for each alias and `artifact.deleted` for each version.
+         */
+        delete: operations["delete_collection_api_v1_projects__project__artifacts__name__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a collection's type
+         * @description Give every version of `project/name` the artifact type `type` (W&B's
+         *     `ArtifactCollection.change_type`, or `save()` after setting `type`), in one locked change of
+         *     the collection: a version of the old type committed to it later is refused (400), as a
+         *     collection keeps one type. Needs the project's admin role. 409, changing nothing, while the
+         *     model registry links one of its versions (a registry collection keeps one type too); 400 for
+         *     an invalid type; 404 for a collection without versions.
+         */
+        patch: operations["update_collection_api_v1_projects__project__artifacts__name__patch"];
+        trace?: never;
+    };
     "/api/v1/projects/{project}/sweeps": {
         parameters: {
             query?: never;
@@ -1382,6 +1416,30 @@ export interface paths {
         };
         /** A collection's versions */
         get: operations["versions_api_v1_registries__registry__collections__collection__versions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/{name}/versions/{version}/links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The registry versions that link an artifact version
+         * @description The registry collections' versions that link artifact version `version` (`vN`) of
+         *     `project/name` (W&B's `artifact.linked_artifacts`), by registry, collection and version; only
+         *     those of registries where the caller has a role that reads (viewer or higher): the others
+         *     are left out, unnamed. Needs `read` on the project. None (an empty list) where nothing was
+         *     ever linked; 404 if the version doesn't exist.
+         */
+        get: operations["version_links_api_v1_projects__project__artifacts__name__versions__version__links_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2679,6 +2737,42 @@ export interface components {
             diff: string;
             /** Notes */
             notes: string[];
+        };
+        /** CollectionDeleteResponse */
+        CollectionDeleteResponse: {
+            /**
+             * Deleted
+             * @description The versions deleted, as they were, oldest first
+             */
+            deleted: components["schemas"]["ArtifactVersion"][];
+            /**
+             * Aliases Dropped
+             * @description The collection's custom aliases, gone with them
+             */
+            aliases_dropped: string[];
+        };
+        /** CollectionUpdateRequest */
+        CollectionUpdateRequest: {
+            /**
+             * Type
+             * @description The artifact type every version of the collection gets
+             */
+            type: string;
+        };
+        /** CollectionUpdateResponse */
+        CollectionUpdateResponse: {
+            /** Name */
+            name: string;
+            /**
+             * Type
+             * @description The collection's type now
+             */
+            type: string;
+            /**
+             * Previous Type
+             * @description Its type before the change
+             */
+            previous_type: string;
         };
         /** CommitRequest */
         CommitRequest: {
@@ -8542,6 +8636,164 @@ export interface operations {
             };
         };
     };
+    delete_collection_api_v1_projects__project__artifacts__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CollectionDeleteResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    update_collection_api_v1_projects__project__artifacts__name__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CollectionUpdateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CollectionUpdateResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_sweeps_api_v1_projects__project__sweeps_get: {
         parameters: {
             query?: never;
@@ -10396,6 +10648,93 @@ export interface operations {
             path: {
                 registry: string;
                 collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinksResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    version_links_api_v1_projects__project__artifacts__name__versions__version__links_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                name: string;
+                version: string;
             };
             cookie?: never;
         };

@@ -252,7 +252,7 @@ class ArtifactManifestEntry(_ManifestEntry):
     def download(self, root: str | os.PathLike | None = None, skip_cache: Any = None, **kwargs: Any) -> str:
         """Fetch this file alone (checked against its digest) under ``root`` (default: where the
         artifact's ``download()`` puts its files) and return its path."""
-        if self.artifact is None or self.artifact.state != "committed":
+        if self.artifact is None or self.artifact._state != "committed":
             raise ArtifactError(f"file {self.path!r} belongs to an artifact that is not stored yet: log it and "
                                 "wait() first")
         return self.artifact.download_file(self.path, root)
@@ -273,6 +273,7 @@ class Artifact(_TrackletArtifact, WBValue):
                  incremental: bool = False, use_as: str | None = None, **kwargs: Any) -> None:
         super().__init__(name, type, description=description, metadata=metadata)
         self._name_versioned = False  # W&B names a logged artifact ``name:vN`` once wait() returns
+        self._distributed_id: str | None = None
 
     def wait(self, timeout: float | None = None) -> "Artifact":
         """Block until the version is stored (``tracklet.Artifact.wait``); from then on ``name``
@@ -377,12 +378,12 @@ class Artifact(_TrackletArtifact, WBValue):
     def _versioned(self) -> bool:
         """Whether ``name`` carries the version: stored, and waited for or read back (not while a
         worker may commit it behind the caller: the name must not change between two reads)."""
-        return self._name_versioned and self.state == "committed"
+        return self._name_versioned and self._state == "committed"
 
     @property
     def id(self) -> str | None:
         """A stable id of the version (``project/name:vN``; W&B's is an opaque string), None for a draft."""
-        return self.qualified_name if self.state == "committed" else None
+        return self.qualified_name if self._state == "committed" else None
 
     @property
     def entity(self) -> None:
@@ -427,7 +428,57 @@ class Artifact(_TrackletArtifact, WBValue):
         return None  # deprecated in W&B; never kept
 
     def is_draft(self) -> bool:
-        return self.state == "draft"
+        """Whether it is a draft not logged yet (W&B's: its state is ``PENDING``)."""
+        return self._state == "draft"
+
+    @property
+    def state(self) -> str:
+        """W&B's ``state``: ``"PENDING"`` until the version is stored (a draft, one being stored,
+        or one whose storing failed: ``wait()`` raises why), ``"COMMITTED"`` once stored, and
+        ``"DELETED"`` once ``delete()`` succeeded. ``tracklet.Artifact.state`` keeps tracklet's
+        lowercase states (``draft``, ``pending``, ``committed``, ``failed``, ``deleted``)."""
+        if self._deleted:
+            return "DELETED"
+        return "COMMITTED" if self._state == "committed" else "PENDING"
+
+    @property
+    def linked_artifacts(self) -> Any:
+        """W&B's ``linked_artifacts``: the registry collections' versions that link this version,
+        as ``wandb.Artifact``s (``tracklet.Artifact.linked_artifacts``); also callable."""
+        found = _TrackletArtifact.linked_artifacts.fget(self)  # type: ignore[attr-defined]
+        return type(found)(self._wrap(artifact) for artifact in found)
+
+    @property
+    def distributed_id(self) -> str | None:
+        """W&B's ``distributed_id``: kept as set; tracklet has no distributed artifacts, so
+        ``run.upsert_artifact``/``finish_artifact`` raise ``ArtifactError`` saying so."""
+        return self._distributed_id
+
+    @distributed_id.setter
+    def distributed_id(self, value: str | None) -> None:
+        self._distributed_id = value
+
+    @property
+    def digest_algorithm(self) -> str:
+        """How ``digest`` is computed: ``"sha256"`` over the sorted ``path:digest`` lines of the
+        files (W&B's is an enum of its own manifest digest, an MD5)."""
+        return "sha256"
+
+    def json_encode(self) -> dict[str, Any]:
+        """W&B's ``json_encode``: the version as W&B refers to one in a config or table
+        (``artifactVersion``, its ``id``, ``version``, ``sequenceName``)."""
+        self._committed_info("JSON reference")
+        return {"_type": "artifactVersion", "_version": "v0", "id": self.id, "version": self.source_version,
+                "sequenceName": self._name, "usedAs": None}
+
+    def get_added_local_path_name(self, local_path: str) -> str | None:
+        """W&B's ``get_added_local_path_name``: the name in this draft of a file added from
+        ``local_path`` (``add_file``, ``add_dir``), or None."""
+        path = os.path.abspath(os.fspath(local_path))
+        for name, item in self._pending.items():
+            if getattr(item, "path", None) == path:
+                return name
+        return None
 
     @property
     def collection(self) -> Any:
@@ -548,7 +599,7 @@ class Artifact(_TrackletArtifact, WBValue):
         A logged (committed) version saves its alias edits (``aliases.append``, as in W&B)."""
         from tracklet.core import lifecycle
 
-        if self.state == "committed":
+        if self._state == "committed":
             super().save()
             return
         run = lifecycle.current()
@@ -560,12 +611,13 @@ class Artifact(_TrackletArtifact, WBValue):
     @classmethod
     def _wrap(cls, artifact: _TrackletArtifact) -> "Artifact":
         """A committed tracklet Artifact as W&B's type (same version, same store)."""
-        if isinstance(artifact, cls) or artifact.state != "committed":
+        if isinstance(artifact, cls) or artifact._state != "committed":
             return artifact  # type: ignore[return-value]
         assert artifact._store is not None
         wrapped = cls._from_version(artifact._store, artifact._info)
         wrapped._link = artifact._link  # read through a registry collection: its version and aliases
         wrapped._registry = artifact._registry
+        wrapped._deleted = artifact._deleted
         return wrapped
 
 

@@ -526,6 +526,17 @@ class Run:
             artifact.tags = [*artifact.tags, *([tags] if isinstance(tags, str) else tags)]
         return self._run.log_artifact(artifact, type=type, aliases=_alias_list(aliases))
 
+    def upsert_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                        aliases: Any = None, distributed_id: str | None = None) -> Any:
+        """W&B's distributed artifacts (one version built by several runs): not supported;
+        ``ArtifactError`` naming it (log the files from one process with ``log_artifact``)."""
+        _no_distributed_artifacts("upsert_artifact")
+
+    def finish_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                        aliases: Any = None, distributed_id: str | None = None) -> Any:
+        """W&B's distributed artifacts: not supported (``upsert_artifact``)."""
+        _no_distributed_artifacts("finish_artifact")
+
     def _artifact_from_path(self, path: str, name: str | None, type: str) -> Any:
         """W&B's rule for ``log_artifact(path)``: a file, a directory, or a reference URI
         (``s3://bucket/key``, ...), as artifact ``name`` (default ``run-<id>-<base name>``)."""
@@ -692,3 +703,11 @@ def _alias_list(aliases: Any) -> list[str]:
     if isinstance(aliases, str):
         return [aliases]
     return [str(alias) for alias in aliases]
+
+
+def _no_distributed_artifacts(call: str) -> None:
+    from tracklet.errors import ArtifactError
+
+    raise ArtifactError(f"run.{call}(): W&B's distributed artifacts (a version built by several runs, "
+                        "distributed_id) are not supported by tracklet; log the version from one process with "
+                        "run.log_artifact() (a draft can gather every file first)")

@@ -55,40 +55,84 @@ def versions(api: Any, project: str, name: str, type_name: str | None) -> list[A
 
 
 class ArtifactCollection:
-    """W&B's ``ArtifactCollection``: a named collection of versions of one type in a project."""
+    """W&B's ``ArtifactCollection``: a named collection of versions of one type in a project.
+
+    ``type`` may be set and ``save()``d (or ``change_type(new_type)``): every version gets it
+    (``tracklet.Api.set_artifact_collection_type``); ``delete()`` deletes every version and alias.
+    Both are refused while the model registry links one of its versions, and on a server need the
+    project's admin role. tracklet keeps descriptions and tags per version, not per collection,
+    and names collections for good: ``save()`` after changing ``description``, ``tags`` or ``name``
+    raises ``ArtifactError`` saying so, changing nothing."""
 
     def __init__(self, api: Any, project: str, name: str, type: str, entity: str | None = None) -> None:
         self._api = api
         self.project = project
-        self.name = name
-        self.type = type
+        self._name = self._saved_name = name
+        self._type = self._saved_type = type
         self.entity = entity
+        self._description: str | None = None  # set by the caller: save() refuses it (see the class)
+        self._tags: list[str] | None = None
 
     def artifacts(self, per_page: int = 50) -> list[Any]:
         """The collection's versions, newest first."""
-        return versions(self._api, self.project, self.name, self.type)
+        return versions(self._api, self.project, self._saved_name, self._saved_type)
 
     versions = artifacts
 
     @property
     def id(self) -> str:
         """A stable id: ``project/name`` (W&B's is an opaque string)."""
-        return f"{self.project}/{self.name}"
+        return f"{self.project}/{self._saved_name}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    @property
+    def type(self) -> str:
+        return self._type
+
+    @type.setter
+    def type(self, value: str) -> None:
+        """The type ``save()`` gives every version."""
+        self._type = value
 
     @property
     def description(self) -> str:
         """The latest version's description (tracklet keeps descriptions per version)."""
+        if self._description is not None:
+            return self._description
         found = self.artifacts()
         return found[0].description if found else ""
 
+    @description.setter
+    def description(self, value: str | None) -> None:
+        self._description = value or ""
+
     @property
     def tags(self) -> list[str]:
-        return []  # tracklet collections have no tags
+        """``[]``: tracklet collections have no tags (``save()`` refuses to add some)."""
+        if self._tags is None:
+            self._tags = []
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Any) -> None:
+        self._tags = list(value)
 
     @property
     def created_at(self) -> str:
         """When its oldest version still kept was stored (ISO 8601, UTC)."""
         return self.artifacts()[-1].created_at
+
+    @property
+    def updated_at(self) -> str:
+        """When its latest version was stored (ISO 8601, UTC)."""
+        return self.artifacts()[0].created_at
 
     def load(self) -> "ArtifactCollection":
         """Nothing cached to reload: every read goes to the store or the server."""
@@ -105,8 +149,61 @@ class ArtifactCollection:
     def is_sequence(self) -> bool:
         return True  # every tracklet collection is versioned; portfolios are registry collections
 
+    def _path(self, doing: str) -> str:
+        """``project/name`` of a project's collection; ``ArtifactError`` for a registry's (what
+        W&B calls a portfolio), which tracklet's registry changes through its own calls."""
+        from tracklet.errors import ArtifactError
+        from tracklet.registry.refs import WANDB_PREFIX
+
+        if self.project.startswith(WANDB_PREFIX):
+            raise ArtifactError(f"registry collection {self.project}/{self._saved_name} can't be {doing} here: remove "
+                                "its versions with artifact.unlink() (tracklet's registry keeps its collections, and "
+                                "their alias history)")
+        return f"{self.project}/{self._saved_name}"
+
+    def delete(self) -> None:
+        """W&B's ``delete``: every version of the collection and its aliases
+        (``tracklet.Api.delete_artifact_collection``: their files stay stored until a garbage
+        collection). Refused (``ArtifactError``) while the model registry links one of its versions."""
+        self._api.delete_artifact_collection(self._path("deleted"))
+
+    def change_type(self, new_type: str) -> None:
+        """W&B's ``change_type`` (deprecated there for ``type = ...; save()``): every version gets
+        ``new_type``."""
+        self.type = new_type
+        self._save_type()
+
+    def save(self) -> None:
+        """W&B's ``save``: a changed ``type`` is given to every version. A changed ``description``,
+        ``tags`` or ``name`` raises ``ArtifactError`` first, changing nothing: tracklet keeps
+        descriptions and tags per version (``Artifact.description``), and has no collection
+        description, tags or renaming to store them in."""
+        from tracklet.errors import ArtifactError
+
+        refused = []
+        if self._name != self._saved_name:
+            refused.append(f"renaming it to {self._name!r} (collection names are fixed)")
+        if self._description is not None and self._description != self._latest_description():
+            refused.append("a collection description (descriptions are per version: set one on the next version)")
+        if self._tags:
+            refused.append("collection tags (tracklet collections have no tags)")
+        if refused:
+            raise ArtifactError(f"artifact collection {self.project}/{self._saved_name}: save() can't store "
+                                + "; ".join(refused) + "; nothing was changed")
+        self._save_type()
+
+    def _latest_description(self) -> str:
+        found = self.artifacts()
+        return found[0].description if found else ""
+
+    def _save_type(self) -> None:
+        if self._type == self._saved_type:
+            return
+        self._api.set_artifact_collection_type(self._path("given another type"), self._type)
+        self._saved_type = self._type
+
     def __repr__(self) -> str:
-        return f"<ArtifactCollection {self.project}/{self.name} ({self.type})>"
+        return f"<ArtifactCollection {self.project}/{self._saved_name} ({self._saved_type})>"
 
 
 class ArtifactType:

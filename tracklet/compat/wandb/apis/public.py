@@ -713,6 +713,10 @@ class Api:
         wanted = [tags] if isinstance(tags, str) else list(tags)
         return [version for version in found if all(tag in version.tags for tag in wanted)]
 
+    def artifact_versions(self, type_name: str, name: str, per_page: int = 50) -> list[Any]:
+        """W&B's older name of ``artifacts(type_name, name)``."""
+        return self.artifacts(type_name, name, per_page)
+
     def artifact_exists(self, name: str, type: str | None = None) -> bool:
         """Whether ``entity/project/name:alias`` names a version (of ``type``, if given)."""
         project, reference = _artifact_lists._project_and_name(name, self._default_project, "artifact_exists()")

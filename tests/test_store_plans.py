@@ -168,3 +168,32 @@ def test_a_page_of_runs_costs_the_same_at_ten_times_the_runs(stores, server):
         if "user" in kwargs.get("fields", ()):
             assert all(row["user"] for row in large_rows), name
         assert large_cost < 2 * small_cost, f"{name}: {large_cost} at {LARGE} runs, {small_cost} at {SMALL}"
+
+
+def test_the_newest_traces_are_grouped_in_the_index_order_with_statistics(tmp_path):
+    """The traces list groups a project's spans by trace: read in the order of the index on
+    (project_id, trace_id, span_id), the grouping needs no sort. Through a join of ``projects``,
+    SQLite with statistics read them through another index and sorted every span to group them
+    (2.3 times slower at 200,000 spans: docs/performance.md, session 24)."""
+    from tracklet.store.spans import spans, traces
+
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}", root=tmp_path)
+    try:
+        with store.engine.begin() as connection:
+            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+            connection.execute(spans.insert(), [
+                {"project_id": project_id, "run_id": "", "source": "otlp", "trace_id": f"{i:032x}",
+                 "span_id": f"{i * 3 + j:016x}", "name": "call", "kind": "internal", "start_ns": i * 1000 + j,
+                 "end_ns": i * 1000 + j + 1, "duration_ms": 0.0, "status": "ok", "attributes": {}, "events": [],
+                 "links": []} for i in range(300) for j in range(3)])
+            connection.exec_driver_sql("ANALYZE")
+        with statements(store.engine) as seen:
+            found = traces(store.engine, "p", limit=5)
+        assert [trace["trace_id"] for trace in found] == [f"{i:032x}" for i in range(299, 294, -1)]
+        statement, parameters = seen[0]
+        with store.engine.connect() as connection:
+            plan = [row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+        assert not any("FOR GROUP BY" in step for step in plan), plan
+        assert any("uq_spans_project_trace_span" in step for step in plan), plan
+    finally:
+        store.close()

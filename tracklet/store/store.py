@@ -15,7 +15,7 @@ from tracklet.store.engine import create_engine, migrate, store_url
 from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
 from tracklet.store.logsource import LogSource
 from tracklet.store.run_data_queries import RunDataQueries
-from tracklet.store.schema import projects, runs, series
+from tracklet.store.schema import project_id_of, projects, runs, series
 from tracklet.store.text import fit, store_text
 
 __all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "JoinedFields", "Store"]
@@ -43,19 +43,6 @@ class JoinedFields:
 
     join: Callable[[sa.FromClause, sa.ColumnElement[str]], sa.FromClause]
     columns: Mapping[str, sa.ColumnElement[Any]]
-
-
-def project_id_of(project: str) -> sa.ScalarSelect[int]:
-    """The project's id as a scalar subquery, for ``runs.c.project_id == project_id_of(name)``.
-
-    A query of one project's runs names its project so, never by joining ``projects``: with
-    planner statistics (SQLite's ``ANALYZE``, PostgreSQL's autovacuum), a one-row ``projects``
-    is read by a scan whose rows the planner can't count on being one, so it no longer walks
-    ``ix_runs_project_created`` in the page's order and sorts every run of the project instead
-    (the newest 50 of 50,000 runs: 1.3 ms -> 70-80 ms on SQLite, 0.07 -> 22 ms on PostgreSQL,
-    docs/performance.md, session 24). Compared with a value, the subquery is one constant to
-    both planners, with or without statistics."""
-    return sa.select(projects.c.id).where(projects.c.name == project).scalar_subquery()
 
 
 class Store(RunDataQueries):
@@ -233,8 +220,7 @@ class Store(RunDataQueries):
     def metric_keys(self, project: str, run_ids: list[str] | None = None) -> list[str]:
         """The union of the metric keys with numeric points that ``run_ids`` (default: every run
         of ``project``) logged, sorted; internal keys (``_timestamp``...) left out."""
-        chosen = (sa.select(runs.c.id).join(projects, projects.c.id == runs.c.project_id)
-                  .where(projects.c.name == project, runs.c.deleted.is_(False)))
+        chosen = sa.select(runs.c.id).where(runs.c.project_id == project_id_of(project), runs.c.deleted.is_(False))
         if run_ids is not None:
             chosen = chosen.where(runs.c.run_id.in_(run_ids))
         stmt = (sa.select(series.c.key).distinct()

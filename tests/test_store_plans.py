@@ -174,7 +174,7 @@ def test_the_newest_traces_are_grouped_in_the_index_order_with_statistics(tmp_pa
     """The traces list groups a project's spans by trace: read in the order of the index on
     (project_id, trace_id, span_id), the grouping needs no sort. Through a join of ``projects``,
     SQLite with statistics read them through another index and sorted every span to group them
-    (2.3 times slower at 200,000 spans: docs/performance.md, session 24)."""
+    (1.3-1.7 times slower at 200,000 spans: docs/performance.md, session 24)."""
     from tracklet.store.spans import spans, traces
 
     store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}", root=tmp_path)

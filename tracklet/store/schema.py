@@ -32,6 +32,20 @@ projects = sa.Table(
     sa.Column("name", sa.String(128), nullable=False, unique=True),
 )
 
+
+def project_id_of(project: str) -> sa.ScalarSelect[int]:
+    """The project's id as a scalar subquery: ``runs.c.project_id == project_id_of(name)``.
+
+    A query of one project's rows (its runs, its spans) names the project so, never by joining
+    ``projects``. With planner statistics (SQLite's after an ``ANALYZE``, PostgreSQL's always) the
+    join is planned as a scan of ``projects`` (a table of a few rows) whose rows the planner doesn't
+    count on being one, so the project's index on (project_id, created_at) no longer gives the
+    page's order and every run of the project is sorted for a page of 50 (docs/performance.md,
+    session 24). Compared with a value, the subquery is one constant to both planners, with or
+    without statistics."""
+    return sa.select(projects.c.id).where(projects.c.name == project).scalar_subquery()
+
+
 runs = sa.Table(
     "runs",
     metadata,

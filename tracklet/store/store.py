@@ -15,7 +15,7 @@ from tracklet.store.engine import create_engine, migrate, store_url
 from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
 from tracklet.store.logsource import LogSource
 from tracklet.store.run_data_queries import RunDataQueries
-from tracklet.store.schema import projects, runs, series
+from tracklet.store.schema import project_id_of, projects, runs, series
 from tracklet.store.text import fit, store_text
 
 __all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "JoinedFields", "Store"]
@@ -134,7 +134,7 @@ class Store(RunDataQueries):
         listed_joined = [field for field in dict.fromkeys(fields) if field in joined_columns]
         columns = [_username(runs) if field == "username" else runs.c[field]
                    for field in dict.fromkeys(("run_id", *fields)) if field not in joined_columns]
-        source: sa.FromClause = runs.join(projects, projects.c.id == runs.c.project_id)
+        source: sa.FromClause = runs
         join_first = joined is not None and bool(named & set(joined_columns))
         if joined is not None and join_first:
             source = joined.join(source, runs.c.run_id)
@@ -142,7 +142,8 @@ class Store(RunDataQueries):
         elif listed_joined:
             # Listed only: join the page's rows, not every run the sort goes through.
             columns.append(sa.func.row_number().over(order_by=order).label("_position"))
-        stmt = sa.select(*columns).select_from(source).where(projects.c.name == project, runs.c.deleted.is_(False))
+        stmt = (sa.select(*columns).select_from(source)
+                .where(runs.c.project_id == project_id_of(project), runs.c.deleted.is_(False)))
         if run_ids is not None:
             stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
         if where is not None:
@@ -219,8 +220,7 @@ class Store(RunDataQueries):
     def metric_keys(self, project: str, run_ids: list[str] | None = None) -> list[str]:
         """The union of the metric keys with numeric points that ``run_ids`` (default: every run
         of ``project``) logged, sorted; internal keys (``_timestamp``...) left out."""
-        chosen = (sa.select(runs.c.id).join(projects, projects.c.id == runs.c.project_id)
-                  .where(projects.c.name == project, runs.c.deleted.is_(False)))
+        chosen = sa.select(runs.c.id).where(runs.c.project_id == project_id_of(project), runs.c.deleted.is_(False))
         if run_ids is not None:
             chosen = chosen.where(runs.c.run_id.in_(run_ids))
         stmt = (sa.select(series.c.key).distinct()

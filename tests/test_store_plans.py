@@ -1,0 +1,199 @@
+"""Listing queries keep their plans when the database has planner statistics.
+
+SQLite has none until someone runs ``ANALYZE`` (a user, an ops tool, ``PRAGMA optimize``);
+PostgreSQL always has them (autovacuum). With them, a planner may pick another plan than without,
+and the listing the dashboard shows first, a project's newest runs, went from reading a page of
+the index to sorting every run of the project (docs/performance.md, session 24).
+
+What a query costs is measured without a clock: on SQLite, the virtual-machine instructions it
+runs (a progress handler called on each); on PostgreSQL, the rows its plan reads from ``runs``
+(``EXPLAIN ANALYZE``). A page of 50 must cost about the same in a project of 3,000 runs as in one
+of 300, with statistics gathered at each size: a plan that sorts or scans every run costs ten
+times more at ten times the runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tracklet.server import run_creators as creators
+from tracklet.server import schema as server_schema
+from tracklet.store import Store
+from tracklet.store.schema import projects, runs
+
+SMALL, LARGE = 300, 3000
+USERS = 4
+
+
+def fill(store: Store, count: int, *, users: bool) -> None:
+    """``count`` finished runs of project ``p``, created one second apart; with ``users``, each
+    created by one of USERS users (``run_creators``). One project, as on a new server: it is where
+    SQLite's statistics mislead it (``projects`` of one row is scanned, not searched by name)."""
+    with store.engine.begin() as connection:
+        for name, size in (("p", count),):
+            project_id = connection.execute(projects.insert().values(name=name).returning(projects.c.id)).scalar_one()
+            connection.execute(runs.insert(), [
+                {"project_id": project_id, "run_id": f"r{i:06d}", "name": f"run {i}", "state": "finished",
+                 "tags": [], "config": {"lr": i / count}, "summary": {}, "keys": [], "created_at": float(i),
+                 "log_path": f"{name}/r{i:06d}.log", "metadata": {}} for i in range(size)])
+            if users:
+                connection.execute(server_schema.run_creators.insert(), [
+                    {"project": name, "run_id": f"r{i:06d}", "user_id": i % USERS + 1, "created_at": 0.0}
+                    for i in range(size)])
+        if store.engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("ANALYZE")
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+
+
+@contextmanager
+def statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The statements ``engine`` runs meanwhile, with their parameters as the driver got them."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany) -> None:
+        seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def cost(engine: sa.Engine, statement: str, parameters: Any) -> int:
+    """What running ``statement`` costs, in units that follow the rows its plan goes through."""
+    raw = engine.raw_connection()
+    try:
+        if engine.dialect.name == "sqlite":
+            steps = [0]
+
+            def count() -> int:
+                steps[0] += 1
+                return 0
+
+            raw.driver_connection.set_progress_handler(count, 1)
+            try:
+                raw.cursor().execute(statement, parameters).fetchall()
+            finally:
+                raw.driver_connection.set_progress_handler(None, 1)
+            return steps[0]
+        cursor = raw.cursor()
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+        (plan,) = cursor.fetchone()
+        return _rows_read(plan if isinstance(plan, list) else json.loads(plan), "runs")
+    finally:
+        raw.close()
+
+
+def _rows_read(nodes: list[dict[str, Any]], table: str) -> int:
+    read = 0
+    for node in nodes:
+        plan = node.get("Plan", node)
+        if plan.get("Relation Name") == table:
+            read += (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
+        read += _rows_read(plan.get("Plans", []), table)
+    return read
+
+
+def listing_cost(store: Store, **kwargs: Any) -> tuple[int, list[dict[str, Any]]]:
+    """The cost of ``store.runs(...)``'s query of runs (its last statement), and its rows."""
+    with statements(store.engine) as seen:
+        rows = store.runs(**kwargs)
+    statement, parameters = seen[-1]
+    return cost(store.engine, statement, parameters), rows
+
+
+PAGES = {
+    "newest 50": dict(limit=50),
+    "newest 50, second page": dict(limit=50, offset=50),
+    "newest 50 finished": dict(limit=50, filter="state = 'finished'"),
+    "newest 50 of a config range": dict(limit=50, filter="config.lr >= 0"),
+}
+SERVER_PAGES = {
+    "newest 50 with their users": dict(limit=50, fields=("run_id", "name", "state", "user")),
+    "newest 50 of one user": dict(limit=10, fields=("run_id", "name", "state", "user"), filter="user = 'u1'"),
+}
+
+
+def _store(url: str, root, count: int, *, server: bool) -> Store:
+    store = Store(url, root=root)
+    if server:
+        server_schema.migrate(store.engine)
+        store.project_joined_fields = creators.joined_fields
+        with store.engine.begin() as connection:
+            connection.execute(server_schema.users.insert(), [
+                {"id": i + 1, "name": f"u{i}", "is_admin": False, "created_at": 0.0, "disabled": False}
+                for i in range(USERS)])
+    fill(store, count, users=server)
+    return store
+
+
+@pytest.fixture
+def stores(store_url, fresh_url, tmp_path):
+    """``stores(server)``: a store of SMALL runs and one of LARGE (``store_url``'s backend), each
+    with planner statistics; ``server``: with a server's tables and its verified ``user`` field."""
+    made: list[Store] = []
+
+    def make(server: bool) -> tuple[Store, Store]:
+        small = _store(store_url, tmp_path / "small", SMALL, server=server)
+        large = _store(fresh_url(tmp_path / "large"), tmp_path / "large", LARGE, server=server)
+        made.extend((small, large))
+        return small, large
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["store", "server"])
+def test_a_page_of_runs_costs_the_same_at_ten_times_the_runs(stores, server):
+    small, large = stores(server)
+    pages = {**PAGES, **SERVER_PAGES} if server else PAGES
+    for name, kwargs in pages.items():
+        small_cost, small_rows = listing_cost(small, project="p", **kwargs)
+        large_cost, large_rows = listing_cost(large, project="p", **kwargs)
+        limit, offset = kwargs["limit"], kwargs.get("offset", 0)
+        assert len(large_rows) == limit, name
+        if "filter" not in kwargs:  # newest first, ties (none here) by run id
+            assert [row["run_id"] for row in large_rows] == [f"r{i:06d}" for i in
+                                                            range(LARGE - 1 - offset, LARGE - 1 - offset - limit, -1)]
+        if "user" in kwargs.get("fields", ()):
+            assert all(row["user"] for row in large_rows), name
+        assert large_cost < 2 * small_cost, f"{name}: {large_cost} at {LARGE} runs, {small_cost} at {SMALL}"
+
+
+def test_the_newest_traces_are_grouped_in_the_index_order_with_statistics(tmp_path):
+    """The traces list groups a project's spans by trace: read in the order of the index on
+    (project_id, trace_id, span_id), the grouping needs no sort. Through a join of ``projects``,
+    SQLite with statistics read them through another index and sorted every span to group them
+    (1.3-1.7 times slower at 200,000 spans: docs/performance.md, session 24)."""
+    from tracklet.store.spans import spans, traces
+
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}", root=tmp_path)
+    try:
+        with store.engine.begin() as connection:
+            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+            connection.execute(spans.insert(), [
+                {"project_id": project_id, "run_id": "", "source": "otlp", "trace_id": f"{i:032x}",
+                 "span_id": f"{i * 3 + j:016x}", "name": "call", "kind": "internal", "start_ns": i * 1000 + j,
+                 "end_ns": i * 1000 + j + 1, "duration_ms": 0.0, "status": "ok", "attributes": {}, "events": [],
+                 "links": []} for i in range(300) for j in range(3)])
+            connection.exec_driver_sql("ANALYZE")
+        with statements(store.engine) as seen:
+            found = traces(store.engine, "p", limit=5)
+        assert [trace["trace_id"] for trace in found] == [f"{i:032x}" for i in range(299, 294, -1)]
+        statement, parameters = seen[0]
+        with store.engine.connect() as connection:
+            plan = [row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+        assert not any("FOR GROUP BY" in step for step in plan), plan
+        assert any("uq_spans_project_trace_span" in step for step in plan), plan
+    finally:
+        store.close()

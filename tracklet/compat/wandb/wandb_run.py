@@ -522,7 +522,7 @@ class Run:
             artifact: Any = self._artifact_from_path(os.fspath(artifact_or_path), name, type or "unspecified")
         else:
             artifact = artifact_or_path
-        if tags is not None and getattr(artifact, "state", None) == "draft":
+        if tags is not None and getattr(artifact, "_state", None) == "draft":  # tracklet's own state (W&B's is PENDING)
             artifact.tags = [*artifact.tags, *([tags] if isinstance(tags, str) else tags)]
         return self._run.log_artifact(artifact, type=type, aliases=_alias_list(aliases))
 

@@ -497,3 +497,69 @@ def test_artifacts_that_cannot_be_fetched_are_a_warning_and_the_run_imports(tmp_
     assert "not imported" in message and "secret" not in message
     imported = tracklet.Api(tmp_path / "root").run(f"e/{run.info.run_id}")
     assert imported.summary == {"loss": 0.5} and imported.logged_artifacts == []
+
+
+def test_a_moved_file_stores_artifact_files_import(tmp_path: Path) -> None:
+    """A file store copied from another machine (or renamed) keeps each run's artifact_uri naming
+    where it was written; its artifact files are in the run's own directory, and import from there
+    (they were dropped silently: the run imported without its artifact)."""
+    written = tmp_path / "cluster" / "mlruns"
+    client = MlflowClient(tracking_uri=written.as_uri())
+    run = client.create_run(client.create_experiment("e"), start_time=T0, run_name="trained")
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "weights.bin").write_bytes(WEIGHTS)
+    client.log_artifacts(run.info.run_id, str(files))
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 1)
+    moved = tmp_path / "copy" / "mlruns"
+    (tmp_path / "cluster").rename(tmp_path / "copy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        [result] = import_mlflow(moved, root=tmp_path / "root")
+    assert result.status == "imported"
+    artifact = tracklet.Api(tmp_path / "root").artifact(f"e/mlflow-{run.info.run_id}:latest")
+    assert (Path(artifact.download(str(tmp_path / "out"))) / "weights.bin").read_bytes() == WEIGHTS
+
+
+def test_a_file_stores_links_devices_and_long_lines_are_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A crafted file store: a metric file that is a link to /dev/zero (MLflow's reader, and the
+    importer's, read it until memory ran out), a param that is a link to a file of this machine's
+    (it became config), a metric line of 8 MiB (held whole). The metric link is dropped with a
+    warning naming it, the run with the param link is skipped, the long line dropped; the rest imports."""
+    location = tmp_path / "mlruns"
+    client = MlflowClient(tracking_uri=location.as_uri())
+    experiment = client.create_experiment("e")
+    ids = []
+    for name in ("zero", "secret", "long"):
+        run = client.create_run(experiment, start_time=T0, run_name=name)
+        client.log_batch(run.info.run_id, metrics=[Metric("loss", 1.0 / (s + 1), T0 + s, s) for s in range(5)],
+                         params=[Param("lr", "0.1")])
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 10)
+        ids.append(run.info.run_id)
+    (location / experiment / ids[0] / "metrics" / "zero").symlink_to("/dev/zero")
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = hunter2\n")
+    (location / experiment / ids[1] / "params" / "lr").unlink()
+    (location / experiment / ids[1] / "params" / "lr").symlink_to(secret)
+    with (location / experiment / ids[2] / "metrics" / "loss").open("a") as metric_file:
+        metric_file.write("1" * (8 << 20) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import_mlflow(location, root=tmp_path / "warm")  # MLflow's first-use imports, outside the measure
+        tracemalloc.start()
+        try:
+            results = import_mlflow(location, root=tmp_path / "root")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < (4 << 20), peak
+    by_id = {r.path.split("/")[1]: r for r in results}
+    assert [by_id[run_id].status for run_id in ids] == ["imported", "skipped", "imported"]
+    assert any("'zero'" in message and "not a regular file" in message for message in by_id[ids[0]].warnings)
+    assert "params/lr is not a regular file" in by_id[ids[1]].warnings[0]
+    assert any("line 6" in message and "longer than" in message for message in by_id[ids[2]].warnings)
+    api = tracklet.Api(tmp_path / "root")
+    for run_id in (ids[0], ids[2]):
+        run = api.run(f"e/{run_id}")
+        assert run.history()["loss"] == [1.0 / (s + 1) for s in range(5)] and "zero" not in run.summary
+    assert not (tmp_path / "root" / "projects" / "e" / "runs" / ids[1]).exists()

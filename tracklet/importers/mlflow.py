@@ -36,11 +36,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
+import io
 import json
 import math
 import os
 import re
 import sqlite3
+import stat
 import struct
 import tempfile
 import time
@@ -81,6 +83,10 @@ ARTIFACT_TYPE = "mlflow-artifacts"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _MLFLOW_TABLES = {"experiments", "runs", "metrics", "params", "tags", "alembic_version"}
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
+#: The most bytes of one file of a file store's run that MLflow reads whole (meta.yaml, a param, a
+#: tag: MLflow writes at most a few KiB), and of one line of a metric file (``timestamp value step``).
+MAX_RUN_FILE_BYTES = 1 << 20
+MAX_METRIC_LINE = 64 << 10
 _INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 
 
@@ -106,6 +112,7 @@ class MlflowSource:
         self.kind, self.uri, self.root = _resolve(self.location)
         self.database = Path(self.uri.removeprefix("sqlite:///")) if self.uri.startswith("sqlite:///") else None
         self._metric_keys: dict[str, list[str]] = {}  # a file store's runs' keys (their Run has no metrics)
+        self._bad_metrics: dict[str, dict[str, str]] = {}  # a file store's metric files that aren't files
         _mlflow()
         from mlflow.tracking import MlflowClient
 
@@ -174,6 +181,11 @@ class MlflowSource:
                 yield name, None, "MLflow can't read this run: its meta.yaml is missing"
                 continue
             try:
+                _check_run_files(directory / name)
+            except (OSError, ValueError) as error:
+                yield name, None, f"not imported: {_short(error)}"
+                continue
+            try:
                 run = self._file_store_run(name)
             except Exception as error:
                 yield name, None, f"MLflow can't read this run ({_short(error)})"
@@ -194,8 +206,19 @@ class MlflowSource:
         if info is None:
             raise ValueError("its meta.yaml is empty")
         _, keys = store._get_run_files(info, "metric")
-        self._metric_keys[run_id] = sorted(keys)
+        assert self.root is not None
+        folder = self.root / info.experiment_id / run_id / "metrics"
+        self._metric_keys[run_id], self._bad_metrics[run_id] = [], {}
+        for key in sorted(keys):
+            if stat.S_ISREG(os.lstat(folder / key).st_mode):
+                self._metric_keys[run_id].append(key)
+            else:  # a link, a device, a FIFO: no metric file MLflow wrote (``_open_regular``)
+                self._bad_metrics[run_id][f"metric {key!r}"] = f"{folder / key} is not a regular file"
         return Run(info, RunData(params=store._get_all_params(info), tags=store._get_all_tags(info)))
+
+    def dropped_metrics(self, run: Any) -> dict[str, str]:
+        """``{"metric 'key'": why}`` of a file store run's metric files that are not read at all."""
+        return dict(self._bad_metrics.get(run.info.run_id, {}))
 
     def metric_keys(self, run: Any) -> list[str]:
         if self.root is not None:
@@ -210,10 +233,10 @@ class MlflowSource:
         directory = self.root / run.info.experiment_id / run.info.run_id / "metrics"
         state = []
         for key in self.metric_keys(run):
-            with open(directory / key, "rb") as file:
+            with _open_regular(directory / key) as file:
                 size = file.seek(0, os.SEEK_END)
                 file.seek(max(0, size - 4096))
-                state.append((key, size, hashlib.sha256(file.read()).hexdigest()))
+                state.append((key, size, hashlib.sha256(file.read(4096)).hexdigest()))
         return state
 
     def history(self, run: Any, key: str, page: int, dropped: dict[str, str]) -> Iterator[tuple[int, float, float]]:
@@ -262,8 +285,14 @@ class MlflowSource:
         assert self.root is not None
         path = self.root / run.info.experiment_id / run.info.run_id / "metrics" / key
         bad = 0
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            for number, line in enumerate(lines, 1):
+        with _open_regular(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as lines:
+            for number, line in enumerate(_bounded_lines(lines), 1):
+                if line is None:
+                    bad += 1
+                    if bad == 1:
+                        dropped[f"metric {key!r}"] = (f"line {number} of {path} is longer than "
+                                                      f"{MAX_METRIC_LINE:,} characters")
+                    continue
                 parts = line.split()
                 if not parts:
                     continue
@@ -287,6 +316,10 @@ class MlflowSource:
         parsed = urlparse(uri)
         if parsed.scheme in ("", "file"):
             local = Path(unquote(parsed.path) if parsed.scheme else uri)
+            if not local.is_dir() and self.root is not None:
+                # A file store moved or copied from another machine: its runs' artifact_uri still
+                # names where it was; MLflow keeps a run's files in the run's own directory.
+                local = self.root / run.info.experiment_id / run.info.run_id / "artifacts"
             return local if local.is_dir() and any(local.iterdir()) else None
         if not self.client.list_artifacts(run.info.run_id):
             return None
@@ -312,6 +345,62 @@ def spooled(points: list[Any], page: int) -> Iterator[tuple[int, float, float]]:
             if not chunk:
                 return
             yield from _POINT.iter_unpack(chunk)
+
+
+def _open_regular(path: Path) -> Any:
+    """A file of the store opened for reading, refused (``ValueError``) unless it is a regular
+    file and not a link: a crafted store's ``metrics/loss -> /dev/zero`` (or a FIFO, or a link to a
+    file of this machine's) is no metric file MLflow wrote."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        return open(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _bounded_lines(lines: Any) -> Iterator[str | None]:
+    """The lines of a text file, each read at most ``MAX_METRIC_LINE`` characters at a time: a
+    longer line is None (its rest skipped), never held whole in memory."""
+    while True:
+        line = lines.readline(MAX_METRIC_LINE)
+        if not line:
+            return
+        if len(line) < MAX_METRIC_LINE or line.endswith("\n"):
+            yield line
+            continue
+        while (rest := lines.readline(MAX_METRIC_LINE)) and not rest.endswith("\n"):
+            pass
+        yield None
+
+
+def _check_run_files(run_dir: Path) -> None:
+    """Raise ``ValueError`` naming the first file MLflow would read whole for a file store's run
+    (``meta.yaml``, ``params/*``, ``tags/*``) that is not a regular file of at most
+    ``MAX_RUN_FILE_BYTES`` (a link, a device, a FIFO: MLflow writes none): MLflow reads them with no
+    bound, and a crafted store could make it read ``/dev/zero`` until memory runs out, block on a
+    FIFO, or import a file of this machine's as a param. (Metric files are checked one by one:
+    ``MlflowSource._file_store_run``.)"""
+    candidates = [run_dir / "meta.yaml"]
+    for folder in ("params", "tags"):
+        base = run_dir / folder
+        if base.is_symlink():
+            raise ValueError(f"{base} is a symbolic link")
+        if base.is_dir():
+            for where, directories, names in os.walk(base):
+                for directory in directories:
+                    if os.path.islink(os.path.join(where, directory)):
+                        raise ValueError(f"{os.path.join(where, directory)} is a symbolic link")
+                candidates += [Path(where, name) for name in names]
+    for path in candidates:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if info.st_size > MAX_RUN_FILE_BYTES:
+            raise ValueError(f"{path} holds {info.st_size:,} bytes; MLflow writes at most a few KiB there")
 
 
 @contextlib.contextmanager
@@ -594,7 +683,7 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
             return result
         keys = source.metric_keys(run)
         page = max(MIN_PAGE_POINTS, min(PAGE_POINTS, POINTS_IN_MEMORY // max(1, len(keys))))
-        dropped: dict[str, str] = {}
+        dropped = source.dropped_metrics(run)
         counts: dict[str, int] = {}
         writer = RunWriter(paths)
         try:

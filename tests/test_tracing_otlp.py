@@ -646,6 +646,8 @@ _SPAN_JSON = b'{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec
     (_frame(b"[" * 100_000), "nests too deeply"),
     (_frame(_SPAN_JSON) + b" x", "extra data"),
     (b"[]", "must be an object"),
+    (_frame(_SPAN_JSON[:-1] + b',"links":5}'), "links"),  # was a TypeError (the server's 500)
+    (_frame(_SPAN_JSON[:-1] + b',"links":true}'), "links"),
 ])
 def test_bad_json_bodies_are_refused_naming_the_problem(body, problem):
     from tracklet.errors import OtlpError
@@ -670,3 +672,20 @@ def test_a_json_bodys_keys_in_any_order_and_spelling_decode_alike():
                  b" %s } ] } " % (_SPAN_JSON.replace(b"traceId", b"trace_id"), _SPAN_JSON.replace(b"eee1", b"fff1"),
                                   resource))
     assert decode(reordered, "application/json").by_project == expected
+
+
+def test_lone_surrogates_in_a_json_body_are_replaced_not_the_request_refused():
+    """JSON's "\\ud83d" alone is what a JavaScript exporter writes for a string cut inside a
+    character (OTel JS cuts attribute values at a length limit by UTF-16 units): the character is
+    U+FFFD in the span's name, attributes, scope and resource, and the request's spans are all taken
+    (it was a 400 for the whole request, which exporters drop)."""
+    from tracklet.tracing.otlp import decode
+
+    cut = _SPAN_JSON[:-1] + rb',"attributes":[{"key":"k\udc80","value":{"stringValue":"v\ud83d"}}]}'
+    body = (b'{"resourceSpans":[{"resource":{"attributes":[{"key":"host","value":{"stringValue":"h\\ud800"}}]},'
+            b'"scopeSpans":[{"scope":{"name":"sc\\udfff"},"spans":[%s,%s]}]}]}'
+            % (cut.replace(b'"name":"a"', b'"name":"a\\ud83d \\ud83d\\ude00"'), _SPAN_JSON.replace(b"eee1", b"fff1")))
+    [rows] = decode(body, "application/json").by_project.values()
+    assert [row[4] for row in rows] == ["a\ufffd \U0001f600", "a"]
+    assert json.loads(rows[0][-4]) == {"k\ufffd": "v\ufffd"}
+    assert json.loads(rows[0][-1]) == {"otel.scope.name": "sc\ufffd", "resource.host": "h\ufffd"}

@@ -46,6 +46,7 @@ _BATCH_CHARS = 64 << 10
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _RESOURCE_SPANS = frozenset({"resourceSpans", "resource_spans"})
 _SCOPE_SPANS = frozenset({"scopeSpans", "scope_spans"})
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
@@ -210,7 +211,15 @@ def _message(data: Any, message: Any, what: str) -> Any:
     if not isinstance(data, dict):
         raise OtlpError(f"the JSON body is not an OTLP ExportTraceServiceRequest: {what} must be an object")
     try:
-        json_format.ParseDict(data, parsed, ignore_unknown_fields=True)
+        try:
+            json_format.ParseDict(data, parsed, ignore_unknown_fields=True)
+        except json_format.ParseError as error:
+            if "surrogate" not in str(error):
+                raise
+            # JSON's "\ud83d" alone (a JavaScript exporter's string cut inside a character) is
+            # U+FFFD, as tracklet records such strings elsewhere, not the whole request refused.
+            parsed = message()
+            json_format.ParseDict(_replace_lone_surrogates(data), parsed, ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError) as error:
         raise OtlpError(f"the JSON body is not an OTLP ExportTraceServiceRequest: {what}: {error}") from None
     return parsed
@@ -236,10 +245,22 @@ def _converted(batch: list[Any], raw_scope: Any) -> Any:
         if not isinstance(data, dict):
             raise OtlpError("the JSON body is not an OTLP ExportTraceServiceRequest: a span must be an object")
         _base64_ids(data, "a span")
-        for link in data.get("links") or ():
+        links = data.get("links")
+        for link in links if isinstance(links, list) else ():  # another type: json_format says what is wrong
             if isinstance(link, dict):
                 _base64_ids(link, "a span link")
     return raw_scope.FromString(_message({"spans": batch}, otlp.ScopeSpans, "spans").SerializeToString()).spans
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """``value`` (parsed JSON) with each lone surrogate of its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(key): _replace_lone_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def resources(body: bytes, raw_scope: Any) -> Iterator[tuple[Any, Iterator[tuple[str, Iterator[Any]]]]]:

@@ -512,6 +512,28 @@ def test_a_run_running_during_gc_keeps_what_it_writes_or_claims_and_old_orphans_
     assert recorded.media("fresh")[0].read_bytes() == fresh.encode()
 
 
+def test_a_running_runs_temporary_in_flight_stays_whatever_the_grace(chunked, start):
+    """A running run's media worker writing a table's blob (a ``BlobWriter``'s temporary in
+    blobs/tmp, last written a minute ago) while ``gc --grace 0`` runs: the temporary stays and is
+    published (it was removed as stale: the publish failed and the table was lost)."""
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.artifacts.storage import artifact_dir
+
+    store = ArtifactStore(chunked)
+    run = start()
+    writer = FsspecBlobStore(artifact_dir(chunked)).writer()
+    data = b"a table's parquet bytes, written as the run goes"
+    writer.write(data)
+    writer._handle.flush()
+    minute_ago = time.time() - 60
+    os.utime(writer.temporary, (minute_ago, minute_ago))
+    report = collect(store, grace=0, orphan_check=unversioned_blobs_in_use)
+    assert report.temporaries_removed == 0
+    assert writer.publish(hashlib.sha256(data).hexdigest())
+    assert store.blobs.read_bytes(hashlib.sha256(data).hexdigest()) == data
+    run.finish()
+
+
 def test_a_blob_a_running_run_claims_while_gc_decides_stays(chunked, start):
     """A running run's media worker that finds a blob stored names it without writing it: its
     claim (``FsspecBlobStore.claim``), made after the collection listed the blob as old and before

@@ -21,8 +21,8 @@ its bytes stay until a collection (``tracklet artifact gc``), which
    bytes are unreferenced is repacked (its live chunks copied into a new pack, checked against
    their ids, the index moved to it, the old pack removed); a pack with fewer dead bytes is kept
    whole (they are reported);
-3. removes temporaries (``blobs/tmp``, ``packs/tmp``) older than the grace period, which killed
-   writers left.
+3. removes temporaries (``blobs/tmp``, ``packs/tmp``) older than the grace period and than the
+   start of every running run (its media worker may be writing one), which killed writers left.
 
 It holds the store's ``gc.lock`` exclusively: commits and downloads hold it shared, so no commit in
 flight can be relying on a blob or chunk that is being removed. A manifest or recipe that can't be
@@ -222,7 +222,9 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
         sparse: list[str] = []
         doomed = _dead_blobs(store, candidates, cutoff, blob_cutoff, report)
         doomed += _dead_packs(store, live_chunks, cutoff, report, sparse)
-        doomed += _stale_temporaries(store, cutoff, report)
+        # A running run's media worker may be writing a temporary now (its time is its last write):
+        # those written since the first running run started stay, as its blobs do.
+        doomed += _stale_temporaries(store, blob_cutoff, report)
         if sparse:
             doomed += _repack(store, sparse, live_chunks, report, dry_run)
         aside: dict[Path, Path] = {}

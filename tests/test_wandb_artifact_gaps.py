@@ -276,6 +276,21 @@ def test_checkout_refuses_a_project_that_only_shares_a_file_name_with_the_versio
     assert _tree(project) == before
 
 
+def test_checkout_refuses_a_project_whose_only_match_is_an_empty_file(start, tmp_path, monkeypatch):
+    """An empty file at a path the version names (``pkg/__init__.py``, ``.gitkeep``) has the
+    version's content, and every project's: it is no evidence either (the thesis was removed)."""
+    monkeypatch.chdir(tmp_path)
+    artifact = _logged(start, tmp_path, {"pkg/__init__.py": "", "model.txt": "w"})
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "__init__.py").write_text("")
+    (project / "thesis.tex").write_text("three years of work")
+    before = _tree(project)
+    with pytest.raises(ArtifactError, match="refused: .*nothing was removed"):
+        artifact.checkout(project)
+    assert _tree(project) == before
+
+
 @pytest.mark.parametrize(("where", "reason"), [
     ("file", "it is not a directory"), ("link", "it is a symbolic link"),
     ("foreign", "none of them is a file of this version"), ("cwd", "the working directory"),

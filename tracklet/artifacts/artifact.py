@@ -711,7 +711,7 @@ class Artifact:
     def _holds_own_content(self, found: dict[str, str]) -> bool:
         """Whether one of ``found`` ({version path: file}) has the content that path has in this
         version or in one of the artifact's 16 latest versions in the store (checkout's evidence
-        that a directory is the artifact's)."""
+        that a directory is the artifact's); an empty file is no evidence."""
         assert self._store is not None
         store = self._store
         wanted: dict[str, set[str]] = {}
@@ -733,6 +733,8 @@ class Artifact:
         for path, digests in wanted.items():
             try:
                 size = os.path.getsize(path)
+                if not size:  # an empty file (``__init__.py``, ``.gitkeep``) is anyone's: no evidence
+                    continue
                 if any(hash_file(path, algorithm(digest))[0] == digest
                        for digest in digests if entry_sizes.get((path, digest), size) == size):
                     return True

@@ -563,3 +563,26 @@ def test_a_file_stores_links_devices_and_long_lines_are_refused_in_bounded_memor
         run = api.run(f"e/{run_id}")
         assert run.history()["loss"] == [1.0 / (s + 1) for s in range(5)] and "zero" not in run.summary
     assert not (tmp_path / "root" / "projects" / "e" / "runs" / ids[1]).exists()
+
+
+def test_a_database_run_whose_text_is_not_utf8_is_skipped_and_the_rest_imported(tmp_path: Path) -> None:
+    """One run of an MLflow database with a param value that isn't UTF-8 (a damaged or crafted
+    database): MLflow's search of the experiment failed whole on it, so nothing was imported."""
+    database = tmp_path / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
+    ids = []
+    for name in ("good", "bad"):
+        run = client.create_run(experiment, start_time=T0 + len(ids), run_name=name)
+        client.log_metric(run.info.run_id, "loss", 0.5, timestamp=T0, step=0)
+        client.log_param(run.info.run_id, "p", "v")
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 10)
+        ids.append(run.info.run_id)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE params SET value = CAST(x'ff41' AS TEXT) WHERE run_uuid = ?", (ids[1],))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = import_mlflow(database, root=tmp_path / "root")
+    assert [(r.path, r.status) for r in results] == [(f"e/{ids[0]}", "imported"), (f"e/{ids[1]}", "skipped")]
+    assert "UTF-8" in results[1].warnings[0]
+    assert tracklet.Api(tmp_path / "root").run(f"e/{ids[0]}").config == {"p": "v"}

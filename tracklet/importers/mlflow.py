@@ -152,9 +152,12 @@ class MlflowSource:
 
     def runs(self, experiment_id: str) -> Iterator[tuple[str, Any, str | None]]:
         """``(run id, run, None)`` for each of the experiment's active runs, oldest first, and
-        ``(run id, None, why)`` for each run of a file store that can't be read."""
+        ``(run id, None, why)`` for each run of a file store or database that can't be read."""
         if self.root is not None:
             yield from self._file_store_runs(experiment_id)
+            return
+        if self.database is not None:
+            yield from self._database_runs(experiment_id)
             return
         from mlflow.entities import ViewType
 
@@ -168,6 +171,27 @@ class MlflowSource:
             token = page.token
             if not token:
                 return
+
+    def _database_runs(self, experiment_id: str) -> Iterator[tuple[str, Any, str | None]]:
+        """An MLflow database's runs one at a time (``get_run``): MLflow's search fails whole on one
+        run whose text isn't UTF-8 (a param's value, say), which lost every run of the database.
+        The ids, oldest run first, through a read-only connection (the schema checked on opening)."""
+        assert self.database is not None
+        connection = sqlite3.connect(f"{self.database.as_uri()}?mode=ro", uri=True)
+        connection.text_factory = lambda data: data.decode("utf-8", "replace")
+        try:
+            ids = [row[0] for row in connection.execute(
+                "SELECT run_uuid FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' "
+                "ORDER BY start_time, run_uuid", (experiment_id,))]
+        finally:
+            connection.close()
+        for run_id in ids:
+            try:
+                run = self.client.get_run(run_id)
+            except Exception as error:
+                yield run_id, None, f"MLflow can't read this run ({_short(error)})"
+                continue
+            yield run_id, run, None
 
     def _file_store_runs(self, experiment_id: str) -> Iterator[tuple[str, Any, str | None]]:
         """A file store's runs one directory at a time: its search fails whole on one damaged

@@ -524,13 +524,14 @@ def test_a_moved_file_stores_artifact_files_import(tmp_path: Path) -> None:
 def test_a_file_stores_links_devices_and_long_lines_are_refused_in_bounded_memory(tmp_path: Path) -> None:
     """A crafted file store: a metric file that is a link to /dev/zero (MLflow's reader, and the
     importer's, read it until memory ran out), a param that is a link to a file of this machine's
-    (it became config), a metric line of 8 MiB (held whole). The metric link is dropped with a
+    (it became config), a metric line of 8 MiB (held whole), a run's artifacts/ a link to a home
+    directory (its files became an artifact; now a warning). The metric link is dropped with a
     warning naming it, the run with the param link is skipped, the long line dropped; the rest imports."""
     location = tmp_path / "mlruns"
     client = MlflowClient(tracking_uri=location.as_uri())
     experiment = client.create_experiment("e")
     ids = []
-    for name in ("zero", "secret", "long"):
+    for name in ("zero", "secret", "long", "linked"):
         run = client.create_run(experiment, start_time=T0, run_name=name)
         client.log_batch(run.info.run_id, metrics=[Metric("loss", 1.0 / (s + 1), T0 + s, s) for s in range(5)],
                          params=[Param("lr", "0.1")])
@@ -543,6 +544,11 @@ def test_a_file_stores_links_devices_and_long_lines_are_refused_in_bounded_memor
     (location / experiment / ids[1] / "params" / "lr").symlink_to(secret)
     with (location / experiment / ids[2] / "metrics" / "loss").open("a") as metric_file:
         metric_file.write("1" * (8 << 20) + "\n")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
+    (location / experiment / ids[3] / "artifacts").rmdir()
+    (location / experiment / ids[3] / "artifacts").symlink_to(home)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import_mlflow(location, root=tmp_path / "warm")  # MLflow's first-use imports, outside the measure
@@ -554,7 +560,9 @@ def test_a_file_stores_links_devices_and_long_lines_are_refused_in_bounded_memor
             tracemalloc.stop()
     assert peak < (4 << 20), peak
     by_id = {r.path.split("/")[1]: r for r in results}
-    assert [by_id[run_id].status for run_id in ids] == ["imported", "skipped", "imported"]
+    assert [by_id[run_id].status for run_id in ids] == ["imported", "skipped", "imported", "imported"]
+    assert any("artifacts is a symbolic link" in message for message in by_id[ids[3]].warnings)
+    assert tracklet.Api(tmp_path / "root").run(f"e/{ids[3]}").logged_artifacts == []
     assert any("'zero'" in message and "not a regular file" in message for message in by_id[ids[0]].warnings)
     assert "params/lr is not a regular file" in by_id[ids[1]].warnings[0]
     assert any("line 6" in message and "longer than" in message for message in by_id[ids[2]].warnings)

@@ -344,6 +344,8 @@ class MlflowSource:
                 # A file store moved or copied from another machine: its runs' artifact_uri still
                 # names where it was; MLflow keeps a run's files in the run's own directory.
                 local = self.root / run.info.experiment_id / run.info.run_id / "artifacts"
+            if local.is_symlink():  # MLflow makes a directory there, never a link (a crafted store's to ~)
+                raise ValueError(f"{local} is a symbolic link")
             return local if local.is_dir() and any(local.iterdir()) else None
         if not self.client.list_artifacts(run.info.run_id):
             return None

@@ -1119,7 +1119,10 @@ class _FinishBudget:
 
     def wait(self, wait: Callable[[float], Any], *, cap: float = float("inf"), essential: bool = False) -> Any:
         """``wait(seconds left)``'s result, or None if a Ctrl-C ended it. After a Ctrl-C, a wait
-        that isn't ``essential`` gets 0 seconds."""
+        that isn't ``essential`` gets 0 seconds. An ``essential`` one (the rows, the exit) that the
+        first Ctrl-C lands in is waited for again (``wait`` is called again: it must take that),
+        and a further one ends it: a single Ctrl-C in the sender's shutdown ended it, and a script
+        ending then lost the exit and the rows not yet written."""
         left = max(0.0, min(cap, self._deadline - time.monotonic()))
         if self.interrupted and not essential:
             left = 0.0
@@ -1132,7 +1135,17 @@ class _FinishBudget:
             finally:
                 lifecycle.close_wait()
         except (KeyboardInterrupt, SystemExit) as error:
+            first = not self.interrupted
             self._interrupted_by(error)
+            if not (essential and first):
+                return None
+        try:
+            try:
+                lifecycle.open_wait()
+                return wait(max(0.0, min(cap, self._deadline - time.monotonic())))
+            finally:
+                lifecycle.close_wait()
+        except (KeyboardInterrupt, SystemExit):
             return None
 
     def _interrupted_by(self, error: BaseException) -> None:

@@ -485,11 +485,15 @@ class BatchSender:
         of (``Run.finish``'s ``finish_timeout``), so the report names the setting, not a remainder.
         """
         if self._stopped:
-            return True
-        self._stopped = self._finishing = True
-        stop = _Stop()  # made before the open chunk is loaded (see put)
-        self.queue.append(stop)
-        self._wake.set()
+            if not self._worker.is_alive():
+                return True
+            # Asked again while the worker still works through the stop queued before (a Ctrl-C
+            # ended the caller's first wait, ``Run.finish``): wait for it once more.
+        else:
+            self._stopped = self._finishing = True
+            stop = _Stop()  # made before the open chunk is loaded (see put)
+            self.queue.append(stop)
+            self._wake.set()
         self._worker.join(timeout)
         if self._worker.is_alive():
             queued = [item for chunk in [*self._pending, *self._chunks, self.queue] for item in chunk]

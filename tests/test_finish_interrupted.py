@@ -1,0 +1,64 @@
+"""A Ctrl-C (or a signal handler's ``sys.exit``) landing in ``finish()``: the run is still ended with
+its exit and every row, and the exception then goes on to the caller. Python raises a signal's
+exception at whatever line the main thread is on; here a trace function raises it on a chosen line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import tracklet
+
+from conftest import QUIET
+
+_INTERRUPTED_SHUTDOWN = textwrap.dedent(
+    """
+    import linecache, os, sys, time
+    import tracklet
+    from tracklet.core.sender import BatchSender
+
+    run = tracklet.init(project="p", settings=tracklet.Settings(**eval(sys.argv[1])))
+    for step in range(10_000):
+        run.log({"loss": float(step)})
+    code, landed = BatchSender.shutdown.__code__, []
+    writev = os.writev
+
+    def slow_disk(fd, buffers):  # the log's writes take a while (a busy or network disk)
+        time.sleep(0.3)
+        return writev(fd, buffers)
+
+    os.writev = slow_disk
+
+    def local(frame, event, arg):
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        if event == "line" and not landed and ".join(" in line:
+            landed.append(line)
+            raise KeyboardInterrupt  # Ctrl-C, landing as the wait for the worker begins
+        return local
+
+    sys.settrace(lambda frame, event, arg: local if frame.f_code is code else None)
+    try:
+        run.finish()
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", len(landed), flush=True)
+    os._exit(0)  # the process ends as finish() returns (a script's last line)
+    """
+)
+
+
+def test_a_first_interrupt_in_the_wait_for_the_rows_goes_on_waiting(tmp_path: Path) -> None:
+    """The sender's shutdown (the wait that writes the last rows and the exit: writes made slow
+    here, as on a busy disk) is where finish() spends its time, so where a single Ctrl-C most
+    likely lands:
+    the wait goes on, the run is ended with every row, then the KeyboardInterrupt is raised. (It
+    ended the wait at once: a process ending then lost the exit, and the rows not yet written.)"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TRACKLET_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_SHUTDOWN, repr(QUIET)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "KeyboardInterrupt 1", done.stderr
+    recorded = tracklet.Api(tmp_path).runs("p")[0]
+    assert recorded.state == "finished" and recorded.exit_code == 0, done.stderr
+    assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(10_000)]

@@ -9,10 +9,66 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import tracklet
+from tracklet.core import lifecycle
+from tracklet.core.run import Run
 
 from conftest import QUIET
+
+def _finish_code() -> set[Any]:
+    """The code finish() runs on the caller's thread: Run._finish and what it calls of Run's."""
+    return {item.__code__ for name, item in vars(Run).items()
+            if callable(item) and name.startswith(("_finish", "_queue_exit"))}
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_landing_on_any_line_of_finish_still_ends_the_run_with_its_rows(tmp_path: Path,
+                                                                                      raised: type) -> None:
+    """A SIGTERM handler's ``sys.exit`` (a sweep trial's stop, a cluster's), or a KeyboardInterrupt
+    from a SIGINT handler of the script's own (Ctrl-C is held between waits only under Python's),
+    landing on each line of finish() in turn: the run is ended, exit and rows, every time. It
+    escaped from the lines between waits: no exit record, the run read back as crashed."""
+    codes = _finish_code()
+    target = 0
+    while True:
+        run = tracklet.init(project="p", dir=tmp_path, settings=tracklet.Settings(**QUIET))
+        for step in range(20):
+            run.log({"loss": float(step)})
+        lines = 0
+
+        def local(frame: Any, event: str, arg: Any, target: int = target) -> Any:
+            nonlocal lines
+            if event == "line":
+                lines += 1
+                if lines == target + 1:
+                    raise raised()
+            return local
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            return local if frame.f_code in codes else None
+
+        sys.settrace(tracer)
+        try:
+            run.finish()
+        except raised:
+            pass
+        finally:
+            sys.settrace(None)
+        if run in lifecycle.active_runs():  # landed before finish() began ending it: exit ends it
+            run.finish()
+        recorded = tracklet.Api(tmp_path).run(f"p/{run.id}")
+        where = f"interrupted at finish()'s line event {target + 1}"
+        assert recorded.state == "finished" and recorded.exit_code == 0, where
+        assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(20)], where
+        if lines <= target:  # finish() ran to its end without reaching the line: every line was tried
+            break
+        target += 1
+    assert target > 20  # the lines tried
+
 
 _INTERRUPTED_SHUTDOWN = textwrap.dedent(
     """

@@ -1008,7 +1008,6 @@ class Run:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._finished = True
             self._finish(exit_code, error)
         except BaseException:
             if release is not None:
@@ -1021,12 +1020,49 @@ class Run:
             raise KeyboardInterrupt  # held since finish()'s last wait: the run is ended, the caller's Ctrl-C goes on
 
     def _finish(self, exit_code: int | None, error: BaseException | None) -> None:
-        if exit_code is None:
-            exit_code = 0 if error is None else 1
+        """``finish()``'s steps, in one loop: an exception a signal handler raises (a SIGTERM's
+        ``sys.exit``: a sweep trial's stop) landing on any line once the run is marked finished is
+        held (``_FinishBudget``) like one that ends a wait: the waits left are cut short, the exit
+        and the rows still written, then it is raised; one landing before leaves the run live
+        (ended at exit). (Ctrl-C is held between waits by ``lifecycle.hold_ctrl_c`` already.)"""
+        budget = _FinishBudget(self.settings.finish_timeout)
+        steps: list[Callable[[], Any]] = [
+            self._begin_finish,
+            lambda: self._finish_waits(budget),  # cut short, not begun again, by an interrupt
+            lambda: self._queue_exit(exit_code, error),
+            lambda: budget.wait(self._shut_down_sender, essential=True),
+            lambda: self._uploader is None or budget.wait(self._uploader.finish, cap=self.settings.upload_timeout),
+        ]
+        step = 0
+        while True:
+            try:
+                while step < len(steps) and (step < 2 or self._sender is not None):
+                    steps[step]()
+                    step += 1
+                break
+            except (KeyboardInterrupt, SystemExit) as caught:
+                if not self._finished:
+                    raise
+                budget._interrupted_by(caught)
+                if step == 1:
+                    step = 2
+        if budget.caught is not None:  # the run is ended; the caller's Ctrl-C (or SIGTERM's exit) goes on
+            raise budget.caught
+
+    def _begin_finish(self) -> None:
+        self._finished = True
         lifecycle.unregister(self)
+
+    def _shut_down_sender(self, left: float) -> bool:
+        assert self._sender is not None
+        return self._sender.shutdown(left, budget=f"finish()'s {self.settings.finish_timeout:g} s "
+                                                  "(settings.finish_timeout, TRACKLET_FINISH_TIMEOUT; "
+                                                  "everything finish() waits for shares it)")
+
+    def _finish_waits(self, budget: "_FinishBudget") -> None:
+        """``finish()``'s waits before the exit: capture, checkpoints, monitor, rows, media, artifacts."""
         if self._sender is None:
             return
-        budget = _FinishBudget(self.settings.finish_timeout)
         # The environment capture still running is waited for at most capture_wait: what is ready
         # then is recorded, the rest named as incomplete, with the reason.
         capture_cap = self.settings.capture_wait
@@ -1054,6 +1090,12 @@ class Run:
                   "version is committed whole or not at all)" + (
                       "; `tracklet sync` uploads the versions it committed to the server" if self._artifact_remote()
                       else "") + "".join(f"\n  {line}" for line in self._artifacts.unfinished()), file=sys.stderr)
+
+    def _queue_exit(self, exit_code: int | None, error: BaseException | None) -> None:
+        """Queue the exit record (the run's last) and close the queue to ``log()``."""
+        assert self._sender is not None
+        if exit_code is None:
+            exit_code = 0 if error is None else 1
         end_time = _time()
         fields: dict[str, Any] = dict(exit_code=int(exit_code), end_time=end_time, runtime=end_time - self.start_time)
         if error is not None:
@@ -1065,15 +1107,6 @@ class Run:
             self._seeds.close()  # the seeds set since the last tick, before the exit
         self._sender.put_last(_deferred(_exit_record, fields))
         self._queue = _NoQueue(_FINISHED)
-        sender = self._sender
-        budget.wait(lambda left: sender.shutdown(left, budget=f"finish()'s {self.settings.finish_timeout:g} s "
-                                                        "(settings.finish_timeout, TRACKLET_FINISH_TIMEOUT; "
-                                                        "everything finish() waits for shares it)"),
-                    essential=True)
-        if self._uploader is not None:
-            budget.wait(self._uploader.finish, cap=self.settings.upload_timeout)
-        if budget.caught is not None:  # the run is ended; the caller's Ctrl-C (or SIGTERM's exit) goes on
-            raise budget.caught
 
     def __enter__(self) -> "Run":
         return self

@@ -594,3 +594,18 @@ def test_a_database_run_whose_text_is_not_utf8_is_skipped_and_the_rest_imported(
     assert [(r.path, r.status) for r in results] == [(f"e/{ids[0]}", "imported"), (f"e/{ids[1]}", "skipped")]
     assert "UTF-8" in results[1].warnings[0]
     assert tracklet.Api(tmp_path / "root").run(f"e/{ids[0]}").config == {"p": "v"}
+
+
+def test_an_experiment_meta_yaml_that_is_a_link_to_a_device_is_a_clear_error(tmp_path: Path) -> None:
+    """MLflow reads every experiment's meta.yaml to list any of them: a crafted store's FIFO there
+    blocked the import for good, a link made it read what the link names. A meta.yaml (or tag) that
+    is not a regular file is a one-line error naming the experiment; nothing written."""
+    location = tmp_path / "mlruns"
+    client = MlflowClient(tracking_uri=location.as_uri())
+    client.create_experiment("e")
+    evil = client.create_experiment("evil")
+    (location / evil / "meta.yaml").unlink()
+    (location / evil / "meta.yaml").symlink_to("/dev/zero")
+    with pytest.raises(SourceError, match=f"experiment {evil} can't be read: .*meta.yaml is not a regular file"):
+        import_mlflow(location, root=tmp_path / "root")
+    assert not (tmp_path / "root").exists()

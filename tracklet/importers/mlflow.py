@@ -480,6 +480,12 @@ def _file_store(path: Path) -> tuple[str, str, Path | None]:
     if not any((child / "meta.yaml").is_file() for child in path.iterdir() if child.is_dir()):
         hint = " (it holds mlruns/: pass that)" if (path / "mlruns").is_dir() else ""
         raise SourceError(f"{path} is not an MLflow file store: no experiment directory (<id>/meta.yaml) in it{hint}")
+    for child in path.iterdir():  # MLflow reads every experiment's meta.yaml and tags whole, to list any
+        if child.is_dir() and not child.is_symlink() and os.path.lexists(child / "meta.yaml"):
+            try:
+                _check_run_files(child)
+            except (OSError, ValueError) as error:
+                raise SourceError(f"{path}: experiment {child.name} can't be read: {_short(error)}") from None
     return "file", path.as_uri(), path
 
 

@@ -1092,8 +1092,11 @@ class Run:
                       else "") + "".join(f"\n  {line}" for line in self._artifacts.unfinished()), file=sys.stderr)
 
     def _queue_exit(self, exit_code: int | None, error: BaseException | None) -> None:
-        """Queue the exit record (the run's last) and close the queue to ``log()``."""
+        """Queue the exit record (the run's last) and close the queue to ``log()``; done already
+        (this step run again after an interrupt landed at its end): nothing."""
         assert self._sender is not None
+        if isinstance(self._queue, _NoQueue):
+            return
         if exit_code is None:
             exit_code = 0 if error is None else 1
         end_time = _time()

@@ -195,7 +195,7 @@ def test_a_collection_changes_type_and_is_deleted_unless_the_registry_links_it(r
     # stored: test_artifact_collection_fields.py).
     renamed = api.artifact_collection("dataset", "p/ds")
     renamed.name = "digits"
-    with pytest.raises(ArtifactError, match="renaming it to 'digits'"):
+    with pytest.raises(ArtifactError, match="can't rename it to 'digits'"):
         renamed.save()
 
     api.artifact("p/ds:v1").link("wandb-registry-model/ds")

@@ -179,8 +179,8 @@ def test_aliases_move_and_are_unique_per_collection(start, root, tmp_path):
     assert api.artifact("test/other:best").version == "v0"  # aliases are per collection
     assert [a.aliases for a in api.artifact_versions("test/model")] == [["prod"], ["best"], ["latest"]]
     assert api.artifact_collections("test") == [
-        {"name": "model", "type": "model", "versions": 3, "latest": "v2"},
-        {"name": "other", "type": "model", "versions": 1, "latest": "v0"},
+        {"name": "model", "type": "model", "versions": 3, "latest": "v2", "description": "", "tags": []},
+        {"name": "other", "type": "model", "versions": 1, "latest": "v0", "description": "", "tags": []},
     ]
     with pytest.raises(ArtifactNotFound, match="no alias 'staging'"):
         api.artifact("test/model:staging")
@@ -718,7 +718,8 @@ def test_cli_put_ls_show_get_verify(root, dataset, tmp_path):
     assert "unchanged: same content as proj/images:v0" in again.stdout and "0 bytes written" in again.stdout
     listed = invoke("artifact", "ls", "--json")
     assert [json.loads(line) for line in listed.stdout.splitlines()] == [
-        {"project": "proj", "name": "images", "type": "dataset", "versions": 1, "latest": "v0"}]
+        {"project": "proj", "name": "images", "type": "dataset", "versions": 1, "latest": "v0", "description": "",
+         "tags": []}]
     versions = invoke("artifact", "ls", "proj/images")
     assert "v0" in versions.stdout and "latest,best" in versions.stdout
     shown = json.loads(invoke("artifact", "show", "proj/images:best", "--json").stdout)

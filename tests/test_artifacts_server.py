@@ -131,7 +131,7 @@ def test_online_run_logs_to_the_server_and_another_root_downloads(servers, backe
         remote.verify(target)
         assert [a.version for a in api.artifact_versions("vision/mnist")] == ["v0"]
         assert api.artifact_collections("vision") == [{"name": "mnist", "type": "dataset", "versions": 1,
-                                                       "latest": "v0"}]
+                                                       "latest": "v0", "description": "", "tags": []}]
     # The blobs landed in the server's store, and only complete ones (nothing left in tmp/).
     keys = backend.blob_keys()
     # The manifest and the empty file are objects of their own; the two other files went in one

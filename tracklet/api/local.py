@@ -182,7 +182,8 @@ class LocalApi(Api):
         return [artifact for artifact in found if type is None or artifact.type == type]
 
     def artifact_collections(self, project: str, type: str | None = None) -> list[dict[str, Any]]:
-        """A project's artifact collections: ``{"name", "type", "versions", "latest"}`` each."""
+        """A project's artifact collections: ``{"name", "type", "versions", "latest", "description",
+        "tags"}`` each (the collection's own description and tags)."""
         from tracklet.artifacts.lookup import collections
 
         return collections(self.root, check_name("project", project), type=type)
@@ -205,6 +206,18 @@ class LocalApi(Api):
 
         project, collection = _collection_path(name, "set_artifact_collection_type()")
         return set_collection_type(self.root, project, collection, type)
+
+    def edit_artifact_collection(self, name: str, *, description: str | None = None,
+                                 tags: list[str] | None = None) -> dict[str, Any]:
+        """Set the collection ``"project/name"``'s own description and/or tags (W&B's
+        ``ArtifactCollection.save()``; None: left as it is; tags replaced whole, W&B's tag names).
+        A bad tag raises ``ArtifactNameError`` naming it, changing nothing. Returns
+        ``{"description", "tags"}`` as stored."""
+        from tracklet.artifacts.lookup import edit_collection
+
+        project, collection = _collection_path(name, "edit_artifact_collection()")
+        fields = edit_collection(self.root, project, collection, description=description, tags=tags)
+        return {"description": fields.description, "tags": list(fields.tags)}
 
     def sweep(self, path: str) -> dict[str, Any]:
         """See :meth:`tracklet.Api.sweep`; here a sweep id alone also names it (ids are unique under

@@ -736,7 +736,8 @@ class RemoteApi(Api):
         return [artifact for artifact in found if type is None or artifact.type == type]
 
     def artifact_collections(self, project: str, type: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
-        """A project's artifact collections on the server: ``{"name", "type", "versions", "latest"}`` each."""
+        """A project's artifact collections on the server: ``{"name", "type", "versions", "latest",
+        "description", "tags"}`` each."""
         return self._artifacts().collections(check_name("project", project), type)
 
     def delete_artifact_collection(self, name: str) -> list[Any]:
@@ -757,6 +758,19 @@ class RemoteApi(Api):
 
         project, collection = _collection_path(name, "set_artifact_collection_type()")
         return str(self._artifacts().client.set_collection_type(project, collection, type)["previous_type"])
+
+    def edit_artifact_collection(self, name: str, *, description: str | None = None,
+                                 tags: list[str] | None = None) -> dict[str, Any]:
+        """Set the server's collection ``"project/name"``'s own description and/or tags
+        (``LocalApi.edit_artifact_collection``'s rules, checked here first, then by the server;
+        needs the project's write role). Returns ``{"description", "tags"}`` as stored."""
+        from tracklet.api.local import _collection_path
+        from tracklet.artifacts.fields import check_collection_edit
+
+        project, collection = _collection_path(name, "edit_artifact_collection()")
+        description, tags = check_collection_edit(description, tags, f"artifact collection {project}/{collection}")
+        answer = self._artifacts().client.edit_collection(project, collection, description=description, tags=tags)
+        return {"description": answer.get("description", ""), "tags": list(answer.get("tags", []))}
 
     def __repr__(self) -> str:
         return f"<tracklet RemoteApi {self.base_url}>"

@@ -104,6 +104,39 @@ def _not_json(value: Any, path: str, depth: int) -> str | None:
 
 
 @dataclasses.dataclass
+class CollectionFields:
+    """A collection's own description and tags (W&B's ``ArtifactCollection.description`` and
+    ``.tags``, apart from each version's): empty until edited, gone with the collection."""
+
+    description: str = ""
+    tags: list[str] = dataclasses.field(default_factory=list)
+    updated_at: float | None = None  # when last edited (epoch seconds); None: never
+
+    def to_json(self) -> dict[str, Any]:
+        return {"description": self.description, "tags": list(self.tags), "updated_at": self.updated_at}
+
+    @classmethod
+    def from_json(cls, document: object, what: str) -> CollectionFields:
+        """The fields a stored document holds, or ``ArtifactError`` saying it is damaged."""
+        try:
+            if not isinstance(document, dict):
+                raise ArtifactError("not a JSON object")
+            updated = document.get("updated_at")
+            return cls(description=check_description(document.get("description"), what),
+                       tags=check_tags(document.get("tags") or [], what),
+                       updated_at=float(updated) if isinstance(updated, (int, float)) else None)
+        except ArtifactError as error:
+            raise ArtifactError(f"{what} is damaged: {error}") from None
+
+
+def check_collection_edit(description: object, tags: object, what: str) -> tuple[str | None, list[str] | None]:
+    """A collection edit's ``(description, tags)`` checked as a version's are (None: left as it
+    is), or the error naming the field or tag at fault; nothing is changed before this passes."""
+    return (None if description is None else check_description(description, what),
+            None if tags is None else check_tags(tags, what))
+
+
+@dataclasses.dataclass
 class VersionEdit:
     """What ``artifact.save()`` changes on a committed version: each field None is left as it is;
     aliases and tags are added and removed (the registry's rules for aliases; an alias or tag

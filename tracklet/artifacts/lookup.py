@@ -60,14 +60,16 @@ def versions(root: str | os.PathLike, project: str, name: str) -> list[Artifact]
 
 
 def collections(root: str | os.PathLike, project: str, type: str | None = None) -> list[dict]:
-    """A project's collections: ``{"name", "type", "versions", "latest"}`` each."""
+    """A project's collections: ``{"name", "type", "versions", "latest", "description", "tags"}``
+    each (the collection's own description and tags, not a version's)."""
     store = open_store(Path(root))
     listed = []
     for name in store.registry.collections(project):
         latest = store.registry.version(project, name)
         if type is None or latest.type == type:
+            fields = store.registry.collection_fields(project, name)
             listed.append({"name": name, "type": latest.type, "versions": latest.version + 1,
-                           "latest": f"v{latest.version}"})
+                           "latest": f"v{latest.version}", "description": fields.description, "tags": fields.tags})
     return listed
 
 
@@ -151,6 +153,17 @@ def delete_collection(root: str | os.PathLike, project: str, name: str) -> list[
 
     infos, _ = open_store(Path(root)).registry.delete_collection(project, name, check=check)
     return infos
+
+
+def edit_collection(root: str | os.PathLike, project: str, name: str, *, description: str | None = None,
+                    tags: list[str] | None = None) -> Any:
+    """Set the data root's collection ``project/name``'s own description and/or tags (W&B's
+    ``ArtifactCollection.save()``; None: left as it is): checked as a version's are, a bad one
+    refused with the error naming it and nothing changed. Returns the ``CollectionFields`` stored."""
+    from tracklet.core.settings import check_name
+
+    project, name = check_name("project", project), check_artifact_name(name)
+    return open_store(Path(root)).registry.edit_collection(project, name, description=description, tags=tags)
 
 
 def set_collection_type(root: str | os.PathLike, project: str, name: str, type: str) -> str:

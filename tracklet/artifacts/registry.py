@@ -6,6 +6,8 @@ says otherwise)::
     projects/<project>/<name>/versions/v0.json   one file per version (replaced only by ``set_type``)
     projects/<project>/<name>/versions/v1.deleted  a deleted version (its number is never reused)
     projects/<project>/<name>/aliases.json       {alias: version number}, replaced atomically
+    projects/<project>/<name>/collection.json    the collection's own description and tags (W&B's
+                                                 ``ArtifactCollection``), replaced atomically; none until edited
     projects/<project>/<name>/.lock              flock'd while a version is assigned
 
 Assigning a version holds an exclusive ``flock`` on the collection's lock file, so two processes
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.artifacts.durable import sync_directory, sync_file
-from tracklet.artifacts.fields import MAX_TAGS, VersionEdit
+from tracklet.artifacts.fields import MAX_TAGS, CollectionFields, VersionEdit, check_collection_edit
 from tracklet.artifacts.manifest import is_sha256
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, is_artifact_name, version_number
 from tracklet.core.atomicfile import replace_atomically
@@ -37,6 +39,8 @@ from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound
 
 MAX_VERSION_FILE_BYTES = 16 << 20
 DELETED = ".deleted"  # a deleted version's tombstone: versions/vN.deleted
+COLLECTION_FILE = "collection.json"  # the collection's description and tags
+MAX_COLLECTION_FILE_BYTES = 1 << 20
 
 
 @dataclasses.dataclass
@@ -392,6 +396,8 @@ class LocalRegistry:
             infos = [self._read(directory, project, name, number, aliases, numbers[-1]) for number in numbers]
             if aliases:
                 _write_atomic(directory / "aliases.json", b"{}")
+            with contextlib.suppress(FileNotFoundError):  # its description and tags go with it
+                (directory / COLLECTION_FILE).unlink()
             versions = directory / "versions"
             for number in numbers:
                 os.replace(versions / f"v{number}.json", versions / f"v{number}{DELETED}")
@@ -421,3 +427,42 @@ class LocalRegistry:
                     document["type"] = type
                     _write_atomic(path, json.dumps(document, sort_keys=True, indent=1, default=str).encode())
         return infos[-1].type
+
+    def collection_fields(self, project: str, name: str) -> CollectionFields:
+        """The collection's own description and tags (empty if never edited); ``ArtifactError``
+        if its file is damaged."""
+        path = self.collection_dir(project, name) / COLLECTION_FILE
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_COLLECTION_FILE_BYTES + 1)
+        except FileNotFoundError:
+            return CollectionFields()
+        try:
+            if len(data) > MAX_COLLECTION_FILE_BYTES:
+                raise ValueError(f"over {MAX_COLLECTION_FILE_BYTES:,} bytes")
+            document = json.loads(data)
+        except ValueError as error:
+            raise ArtifactError(f"{path} is damaged: {error}") from None
+        return CollectionFields.from_json(document, str(path))
+
+    def edit_collection(self, project: str, name: str, *, description: str | None = None,
+                        tags: list[str] | None = None) -> CollectionFields:
+        """Set the collection's own ``description`` and/or ``tags`` (None: left as it is; tags
+        are replaced as a whole, as W&B's ``ArtifactCollection.save()`` sends them), checked as a
+        version's are first (the error names the tag at fault; nothing changes). The file is
+        replaced atomically under the collection's lock; ``ArtifactNotFound`` for a collection
+        without versions. Returns the fields as stored."""
+        what = f"artifact collection {project}/{name}"
+        description, tags = check_collection_edit(description, tags, what)
+        directory = self.collection_dir(project, name)
+        with self._locked(directory):
+            if not self._version_numbers(directory):
+                raise self._not_found(project, name, None)
+            fields = self.collection_fields(project, name)
+            if description is not None:
+                fields.description = description
+            if tags is not None:
+                fields.tags = tags
+            fields.updated_at = time.time()
+            _write_atomic(directory / COLLECTION_FILE, json.dumps(fields.to_json(), sort_keys=True).encode())
+        return fields

@@ -811,6 +811,8 @@ class RemoteArtifacts:
         return [self._artifact(info) for info in infos]
 
     def collections(self, project: str, type: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
-        """``{"name", "type", "versions", "latest"}`` per collection, as the local ``Api`` gives."""
-        return [{key: item[key] for key in ("name", "type", "versions", "latest")}
+        """``{"name", "type", "versions", "latest", "description", "tags"}`` per collection, as the
+        local ``Api`` gives (a server older than migration s0018 gives no description and tags)."""
+        return [{**{key: item[key] for key in ("name", "type", "versions", "latest")},
+                 "description": item.get("description", ""), "tags": list(item.get("tags", []))}
                 for item in self.client.collections(project, type) if not item.get("error")]

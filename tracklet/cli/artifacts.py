@@ -122,6 +122,8 @@ def _ls_collections(api: Any, projects: list[str], as_json: bool) -> None:
         for row in api.artifact_collections(project):
             row = {"project": project, **row}
             text = f"{project}/{row['name']}  type={printable_type(row['type'])}  versions={row['versions']}  latest={row['latest']}"
+            if row.get("tags"):
+                text += "  tags=" + ",".join(row["tags"])
             click.echo(json.dumps(row) if as_json else text)
 
 

@@ -453,6 +453,18 @@ class ArtifactClient:
         invalid type: ``ArtifactError``)."""
         return self._collection_call("PATCH", project, name, "changing the type of", json={"type": type})
 
+    def edit_collection(self, project: str, name: str, *, description: str | None = None,
+                        tags: list[str] | None = None) -> dict[str, Any]:
+        """Set the server's collection ``project/name``'s own description and/or tags (None: left
+        as it is; ``{"name", "type", "previous_type", "description", "tags"}``); a bad tag or
+        description: ``ArtifactError`` naming it, nothing changed; needs the write role."""
+        body: dict[str, Any] = {}
+        if description is not None:
+            body["description"] = description
+        if tags is not None:
+            body["tags"] = list(tags)
+        return self._collection_call("PATCH", project, name, "editing", json=body)
+
     def _collection_call(self, method: str, project: str, name: str, doing: str, **kwargs: Any) -> dict[str, Any]:
         response = self.http.request(method, f"{self._base(project)}/{name}", **kwargs)
         if response.status_code == 405 or response.status_code == 404 and response_detail(response) == "Not Found":

@@ -1090,6 +1090,18 @@ class ServerArtifacts:
             raise BadRequest(str(error)) from None
         return self.registry.set_type(project, name, type, check=check)
 
+    def edit_collection(self, project: str, name: str, *, description: str | None = None,
+                        tags: list[str] | None = None) -> Any:
+        """Set the collection's own description and/or tags (``LocalRegistry.edit_collection``),
+        ``BadRequest`` naming the field or tag at fault (nothing changes then). Returns the
+        ``CollectionFields`` stored."""
+        try:
+            return self.registry.edit_collection(project, name, description=description, tags=tags)
+        except ArtifactNotFound:
+            raise
+        except ArtifactError as error:
+            raise BadRequest(str(error)) from None
+
     def _named_blobs(self, info: VersionInfo) -> list[str]:
         with self.open_blob(info.project, info.manifest)[0] as handle:
             data = handle.read(MAX_SERVER_MANIFEST_BYTES + 1)

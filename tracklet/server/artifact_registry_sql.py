@@ -21,12 +21,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracklet.artifacts.fields import MAX_TAGS, VersionEdit
+from tracklet.artifacts.fields import MAX_TAGS, CollectionFields, VersionEdit, check_collection_edit
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, version_number
 from tracklet.artifacts.registry import VersionInfo, not_found
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
-from tracklet.server.schema import artifact_aliases, artifact_deleted_versions, artifact_versions, hold_xact_lock
+from tracklet.server.schema import (
+    artifact_aliases,
+    artifact_collections,
+    artifact_deleted_versions,
+    artifact_versions,
+    hold_xact_lock,
+)
 
 _FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by", "history_step")
 
@@ -294,6 +300,8 @@ class SqlRegistry:
             now = time.time()
             connection.execute(artifact_aliases.delete().where(
                 artifact_aliases.c.project == project, artifact_aliases.c.name == name))
+            connection.execute(artifact_collections.delete().where(  # its description and tags go with it
+                artifact_collections.c.project == project, artifact_collections.c.name == name))
             connection.execute(artifact_deleted_versions.insert(), [
                 {"project": project, "name": name, "version": row.version, "digest": row.digest,
                  "manifest": row.manifest, "deleted_at": now} for row in rows])
@@ -315,3 +323,41 @@ class SqlRegistry:
             connection.execute(artifact_versions.update().where(
                 artifact_versions.c.project == project, artifact_versions.c.name == name).values(type=type))
         return str(old)
+
+    def collection_fields(self, project: str, name: str) -> CollectionFields:
+        """``LocalRegistry.collection_fields``: the collection's row (none: never edited)."""
+        with self.engine.connect() as connection:
+            return self._collection_fields(connection, project, name)
+
+    @staticmethod
+    def _collection_fields(connection: sa.Connection, project: str, name: str) -> CollectionFields:
+        row = connection.execute(sa.select(artifact_collections).where(
+            artifact_collections.c.project == project, artifact_collections.c.name == name)).first()
+        if row is None:
+            return CollectionFields()
+        return CollectionFields(description=row.description, tags=list(json.loads(row.tags)),
+                                updated_at=row.updated_at)
+
+    def edit_collection(self, project: str, name: str, *, description: str | None = None,
+                        tags: list[str] | None = None) -> CollectionFields:
+        """``LocalRegistry.edit_collection``: the collection's row written in one transaction
+        holding its lock (so a deletion meanwhile either drops it or finds nothing to edit)."""
+        what = f"artifact collection {project}/{name}"
+        description, tags = check_collection_edit(description, tags, what)
+        with self._lock, self.engine.begin() as connection:
+            self._held_numbers(connection, project, name)
+            fields = self._collection_fields(connection, project, name)
+            exists = fields.updated_at is not None
+            if description is not None:
+                fields.description = description
+            if tags is not None:
+                fields.tags = tags
+            fields.updated_at = time.time()
+            values = {"description": fields.description, "tags": json.dumps(fields.tags),
+                      "updated_at": fields.updated_at}
+            if exists:
+                connection.execute(artifact_collections.update().where(
+                    artifact_collections.c.project == project, artifact_collections.c.name == name).values(**values))
+            else:  # the collection's lock is held: no one inserts it meanwhile
+                connection.execute(artifact_collections.insert().values(project=project, name=name, **values))
+        return fields

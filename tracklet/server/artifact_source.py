@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 
 from tracklet.artifacts.blobs import FsspecBlobStore
+from tracklet.artifacts.fields import CollectionFields
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.artifacts.storage import artifact_dir
@@ -46,6 +47,10 @@ class ArtifactSource(Protocol):
 
     def version(self, project: str, name: str, selector: str) -> VersionInfo:
         """The version ``selector`` (``latest``, ``vN``, an alias) names; ``ArtifactNotFound`` if none."""
+        ...
+
+    def collection_fields(self, project: str, name: str) -> CollectionFields:
+        """The collection's own description and tags (empty if never edited)."""
         ...
 
     def manifest(self, info: VersionInfo) -> Manifest:
@@ -73,6 +78,9 @@ class LocalArtifactSource:
 
     def version(self, project: str, name: str, selector: str) -> VersionInfo:
         return self.registry.version(project, name, selector)
+
+    def collection_fields(self, project: str, name: str) -> CollectionFields:
+        return self.registry.collection_fields(project, name)
 
     def manifest(self, info: VersionInfo) -> Manifest:
         with self._lock:

@@ -349,6 +349,8 @@ class ArtifactCollection(BaseModel):
     latest: str = Field(description="The latest version, e.g. `v3`")
     updated_at: float | None = Field(description="When the latest version was made (epoch seconds)")
     aliases: list[str] = Field(description="The latest version's custom aliases")
+    description: str = Field(default="", description="The collection's own description (not a version's)")
+    tags: list[str] = Field(default_factory=list, description="The collection's own tags (not a version's)")
     error: str | Absent = Field(default=None, description="Why the collection could not be read (damaged registry files)")
 
 
@@ -700,13 +702,21 @@ class CollectionDeleteResponse(BaseModel):
 
 
 class CollectionUpdateRequest(BaseModel):
-    type: str = Field(max_length=128, description="The artifact type every version of the collection gets")
+    """A collection edit (``ArtifactCollection.save()``): each field left out stays as it is."""
+
+    type: str | None = Field(default=None, max_length=128,
+                             description="The artifact type every version of the collection gets (needs admin)")
+    description: str | None = Field(default=None, max_length=65_536, description="The collection's own description")
+    tags: list[str] | None = Field(default=None, max_length=256,
+                                   description="The collection's own tags (replace its tags whole)")
 
 
 class CollectionUpdateResponse(BaseModel):
     name: str
     type: str = Field(description="The collection's type now")
     previous_type: str = Field(description="Its type before the change")
+    description: str = Field(default="", description="The collection's own description now")
+    tags: list[str] = Field(default_factory=list, description="The collection's own tags now")
 
 
 # ---------------------------------------------------------------------------------- sweeps

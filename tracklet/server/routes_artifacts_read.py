@@ -93,7 +93,7 @@ def list_collections(request: Request, project: str,
                      type: str | None = Query(None, max_length=128, description="Only collections of this type")
                      ) -> ArtifactCollectionsResponse:
     """Each collection with a version: its type, version count, latest version, when that was
-    made, and its custom aliases. A collection whose registry files are damaged is listed with
+    made, its custom aliases, and its own description and tags (`collection.save()`). A collection whose registry files are damaged is listed with
     `error` saying what is wrong, and the others as usual."""
     _check_project(request, project)
     source = artifact_source(request)
@@ -101,6 +101,7 @@ def list_collections(request: Request, project: str,
     for name in source.collections(project):
         try:
             latest = source.version(project, name, "latest")
+            fields = source.collection_fields(project, name)
         except ArtifactError as error:
             listed.append(ArtifactCollection(name=name, type="", versions=0, latest="", updated_at=None,
                                              aliases=[], error=str(error)))
@@ -110,7 +111,7 @@ def list_collections(request: Request, project: str,
         custom = [alias for alias in latest.aliases if alias != "latest" and alias != f"v{latest.version}"]
         listed.append(ArtifactCollection(name=name, type=latest.type, versions=latest.version + 1,
                                          latest=f"v{latest.version}", updated_at=latest.created_at or None,
-                                         aliases=custom))
+                                         aliases=custom, description=fields.description, tags=fields.tags))
     return ArtifactCollectionsResponse(collections=listed)
 
 

@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from tracklet.artifacts.fields import VersionEdit
+from tracklet.artifacts.fields import VersionEdit, check_collection_edit
 from tracklet.artifacts.lookup import refused_guarded
 from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
@@ -540,24 +540,46 @@ def delete_collection(request: Request, project: str, name: str) -> CollectionDe
 
 
 @router.patch("/{name}", response_model=CollectionUpdateResponse, responses=errors(400, 403, 404, 409),
-              summary="Change a collection's type")
-@requires("admin", creates=False)
+              summary="Edit a collection: its type, its own description and tags")
+@requires("write", creates=False)  # as a version's edit; a type change checks admin below
 def update_collection(request: Request, project: str, name: str,
                       body: CollectionUpdateRequest) -> CollectionUpdateResponse:
-    """Give every version of `project/name` the artifact type `type` (W&B's
-    `ArtifactCollection.change_type`, or `save()` after setting `type`), in one locked change of
-    the collection: a version of the old type committed to it later is refused (400), as a
-    collection keeps one type. Needs the project's admin role. 409, changing nothing, while the
-    model registry links one of its versions (a registry collection keeps one type too); 400 for
-    an invalid type; 404 for a collection without versions."""
+    """What W&B's `ArtifactCollection.save()` sends (and `change_type`). `type`: every version of
+    `project/name` gets it, in one locked change of the collection: a version of the old type
+    committed to it later is refused (400), as a collection keeps one type; this needs the
+    project's admin role (403 otherwise) and is refused (409, changing nothing) while the model
+    registry links one of its versions (a registry collection keeps one type too). `description`
+    and `tags` are the collection's own (not its versions'; `tags` replaces them whole, W&B's tag
+    names as a version's, at most 256): they need the write role, as a version's edit does. Every
+    field is checked before anything changes (400 naming the one at fault, or the tag); a field
+    left out stays as it is. 404 for a collection without versions."""
     artifacts = _artifacts(request)
     name = _name(name)
     try:
-        previous = artifacts.set_type(project, name, body.type,
-                                      check=_refuse_linked_collection(request, project, name, "given another type"))
+        description, tags = check_collection_edit(body.description, body.tags, f"artifact collection {project}/{name}")
+    except ArtifactError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+    detail: dict[str, Any] = {"type": body.type} if body.type is not None else {}
+    if description is not None:
+        detail["description"] = True
+    if tags is not None:
+        detail["tags"] = tags
+    audit.note(request, **detail)
+    try:
+        if body.type is not None:
+            authorizer = request.app.state.tracklet.authorizer
+            if authorizer is not None:  # a type change rewrites every version: the admin role, as deleting them
+                authorizer.check(request, project, "admin")
+            previous = artifacts.set_type(project, name, body.type,
+                                          check=_refuse_linked_collection(request, project, name, "given another type"))
+        else:
+            previous = artifacts.registry.version(project, name).type
+        fields = (artifacts.edit_collection(project, name, description=description, tags=tags)
+                  if description is not None or tags is not None else artifacts.registry.collection_fields(project, name))
     except ArtifactNotFound as error:
         raise _not_found(error) from None
-    return CollectionUpdateResponse(name=name, type=body.type, previous_type=previous)
+    return CollectionUpdateResponse(name=name, type=body.type if body.type is not None else previous,
+                                    previous_type=previous, description=fields.description, tags=fields.tags)
 
 
 def _registry_links(request: Request, project: str, name: str, version: int,

@@ -207,6 +207,19 @@ artifact_deleted_versions = sa.Table(
     sa.Column("deleted_at", sa.Float, nullable=False),
 )
 
+# An artifact collection's own description and tags (PostgreSQL; migration s0018): W&B's
+# ``ArtifactCollection.description``/``.tags``, apart from its versions'; a row only once edited,
+# deleted with the collection. On SQLite the server keeps them in collection.json (artifacts/registry.py).
+artifact_collections = sa.Table(
+    "artifact_collections",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),  # a JSON list
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 # The model registry's tables (migration s0003, server/routes_registry.py) are defined once, in
 # tracklet/registry/tables.py (a data root keeps the same ones in its registry.sqlite), and copied here.
 registry_tables = tuple(table.to_metadata(metadata) for table in REGISTRY_TABLES)
@@ -379,7 +392,7 @@ sweep_leases = sa.Table(
 )
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, run_creators, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_deleted_versions, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
+                 artifact_aliases, artifact_deleted_versions, artifact_collections, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
                  registry_checks, audit_events, audit_intents, event_outbox, automations, automation_deliveries,
                  automation_attempts, sweep_studies, sweep_journal, sweep_leases, *report_tables)
 

@@ -449,7 +449,7 @@ export interface paths {
         /**
          * A project's artifact collections
          * @description Each collection with a version: its type, version count, latest version, when that was
-         *     made, and its custom aliases. A collection whose registry files are damaged is listed with
+         *     made, its custom aliases, and its own description and tags (`collection.save()`). A collection whose registry files are damaged is listed with
          *     `error` saying what is wrong, and the others as usual.
          */
         get: operations["list_collections_api_v1_projects__project__artifacts_get"];
@@ -898,13 +898,16 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change a collection's type
-         * @description Give every version of `project/name` the artifact type `type` (W&B's
-         *     `ArtifactCollection.change_type`, or `save()` after setting `type`), in one locked change of
-         *     the collection: a version of the old type committed to it later is refused (400), as a
-         *     collection keeps one type. Needs the project's admin role. 409, changing nothing, while the
-         *     model registry links one of its versions (a registry collection keeps one type too); 400 for
-         *     an invalid type; 404 for a collection without versions.
+         * Edit a collection: its type, its own description and tags
+         * @description What W&B's `ArtifactCollection.save()` sends (and `change_type`). `type`: every version of
+         *     `project/name` gets it, in one locked change of the collection: a version of the old type
+         *     committed to it later is refused (400), as a collection keeps one type; this needs the
+         *     project's admin role (403 otherwise) and is refused (409, changing nothing) while the model
+         *     registry links one of its versions (a registry collection keeps one type too). `description`
+         *     and `tags` are the collection's own (not its versions'; `tags` replaces them whole, W&B's tag
+         *     names as a version's, at most 256): they need the write role, as a version's edit does. Every
+         *     field is checked before anything changes (400 naming the one at fault, or the tag); a field
+         *     left out stays as it is. 404 for a collection without versions.
          */
         patch: operations["update_collection_api_v1_projects__project__artifacts__name__patch"];
         trace?: never;
@@ -2354,6 +2357,17 @@ export interface components {
              */
             aliases: string[];
             /**
+             * Description
+             * @description The collection's own description (not a version's)
+             * @default
+             */
+            description: string;
+            /**
+             * Tags
+             * @description The collection's own tags (not a version's)
+             */
+            tags?: string[];
+            /**
              * Error
              * @description Why the collection could not be read (damaged registry files)
              */
@@ -2751,13 +2765,26 @@ export interface components {
              */
             aliases_dropped: string[];
         };
-        /** CollectionUpdateRequest */
+        /**
+         * CollectionUpdateRequest
+         * @description A collection edit (``ArtifactCollection.save()``): each field left out stays as it is.
+         */
         CollectionUpdateRequest: {
             /**
              * Type
-             * @description The artifact type every version of the collection gets
+             * @description The artifact type every version of the collection gets (needs admin)
              */
-            type: string;
+            type?: string | null;
+            /**
+             * Description
+             * @description The collection's own description
+             */
+            description?: string | null;
+            /**
+             * Tags
+             * @description The collection's own tags (replace its tags whole)
+             */
+            tags?: string[] | null;
         };
         /** CollectionUpdateResponse */
         CollectionUpdateResponse: {
@@ -2773,6 +2800,17 @@ export interface components {
              * @description Its type before the change
              */
             previous_type: string;
+            /**
+             * Description
+             * @description The collection's own description now
+             * @default
+             */
+            description: string;
+            /**
+             * Tags
+             * @description The collection's own tags now
+             */
+            tags?: string[];
         };
         /** CommitRequest */
         CommitRequest: {

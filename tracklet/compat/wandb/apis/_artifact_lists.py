@@ -60,18 +60,33 @@ class ArtifactCollection:
     ``type`` may be set and ``save()``d (or ``change_type(new_type)``): every version gets it
     (``tracklet.Api.set_artifact_collection_type``); ``delete()`` deletes every version and alias.
     Both are refused while the model registry links one of its versions, and on a server need the
-    project's admin role. tracklet keeps descriptions and tags per version, not per collection,
-    and names collections for good: ``save()`` after changing ``description``, ``tags`` or ``name``
-    raises ``ArtifactError`` saying so, changing nothing."""
+    project's admin role. ``description`` and ``tags`` are the collection's own (not its
+    versions'), stored by ``save()`` (``tracklet.Api.edit_artifact_collection``; on a server the
+    write role); a bad tag raises ``ValueError`` naming it, changing nothing. Collections are named
+    for good: ``save()`` after changing ``name`` raises ``ArtifactError``, changing nothing."""
 
-    def __init__(self, api: Any, project: str, name: str, type: str, entity: str | None = None) -> None:
+    def __init__(self, api: Any, project: str, name: str, type: str, entity: str | None = None,
+                 description: str | None = None, tags: list[str] | None = None) -> None:
+        """``description`` and ``tags`` as listed; None: read from the listing when first used."""
         self._api = api
         self.project = project
         self._name = self._saved_name = name
         self._type = self._saved_type = type
         self.entity = entity
-        self._description: str | None = None  # set by the caller: save() refuses it (see the class)
-        self._tags: list[str] | None = None
+        self._fields_read = description is not None
+        self._description = self._saved_description = description or ""
+        self._tags = list(tags or [])
+        self._saved_tags = list(self._tags)
+
+    def _read_fields(self) -> None:
+        """The collection's own description and tags from its project's listing, once."""
+        if self._fields_read:
+            return
+        self._fields_read = True
+        for name, _, description, tags in _collection_rows(self._api, self.project, None):
+            if name == self._saved_name:
+                self._description = self._saved_description = description
+                self._tags, self._saved_tags = list(tags), list(tags)
 
     def artifacts(self, per_page: int = 50) -> list[Any]:
         """The collection's versions, newest first."""
@@ -103,26 +118,27 @@ class ArtifactCollection:
 
     @property
     def description(self) -> str:
-        """The latest version's description (tracklet keeps descriptions per version)."""
-        if self._description is not None:
-            return self._description
-        found = self.artifacts()
-        return found[0].description if found else ""
+        """The collection's own description (``save()`` stores a new one)."""
+        self._read_fields()
+        return self._description
 
     @description.setter
     def description(self, value: str | None) -> None:
+        self._read_fields()
         self._description = value or ""
 
     @property
     def tags(self) -> list[str]:
-        """``[]``: tracklet collections have no tags (``save()`` refuses to add some)."""
-        if self._tags is None:
-            self._tags = []
+        """The collection's own tags (edit the list or set a new one, then ``save()``)."""
+        self._read_fields()
         return self._tags
 
     @tags.setter
     def tags(self, value: Any) -> None:
-        self._tags = list(value)
+        from tracklet.artifacts.fields import check_tags
+
+        self._read_fields()
+        self._tags = check_tags(value, f"artifact collection {self.project}/{self._saved_name}")
 
     @property
     def created_at(self) -> str:
@@ -174,27 +190,29 @@ class ArtifactCollection:
         self._save_type()
 
     def save(self) -> None:
-        """W&B's ``save``: a changed ``type`` is given to every version. A changed ``description``,
-        ``tags`` or ``name`` raises ``ArtifactError`` first, changing nothing: tracklet keeps
-        descriptions and tags per version (``Artifact.description``), and has no collection
-        description, tags or renaming to store them in."""
+        """W&B's ``save``: a changed ``type`` is given to every version, a changed ``description``
+        or ``tags`` stored as the collection's own. Every field is checked first (a bad tag:
+        ``ValueError`` naming it; a changed ``name``: ``ArtifactError``, as collection names are
+        fixed), so a refusal changes nothing."""
+        from tracklet.artifacts.fields import check_collection_edit
         from tracklet.errors import ArtifactError
 
-        refused = []
         if self._name != self._saved_name:
-            refused.append(f"renaming it to {self._name!r} (collection names are fixed)")
-        if self._description is not None and self._description != self._latest_description():
-            refused.append("a collection description (descriptions are per version: set one on the next version)")
-        if self._tags:
-            refused.append("collection tags (tracklet collections have no tags)")
-        if refused:
-            raise ArtifactError(f"artifact collection {self.project}/{self._saved_name}: save() can't store "
-                                + "; ".join(refused) + "; nothing was changed")
+            raise ArtifactError(f"artifact collection {self.project}/{self._saved_name}: save() can't rename it to "
+                                f"{self._name!r} (collection names are fixed); nothing was changed")
+        self._read_fields()
+        description = self._description if self._description != self._saved_description else None
+        tags = self._tags if self._tags != self._saved_tags else None
+        description, tags = check_collection_edit(description, tags,
+                                                  f"artifact collection {self.project}/{self._saved_name}")
+        if description is not None or tags is not None:
+            path = self._path("edited")
         self._save_type()
-
-    def _latest_description(self) -> str:
-        found = self.artifacts()
-        return found[0].description if found else ""
+        if description is not None or tags is not None:
+            stored = self._api.edit_artifact_collection(path, description=description, tags=tags)
+            self._description = self._saved_description = stored["description"]
+            self._tags = list(stored["tags"])
+            self._saved_tags = list(self._tags)
 
     def _save_type(self) -> None:
         if self._type == self._saved_type:
@@ -228,27 +246,30 @@ class ArtifactType:
         return f"<ArtifactType {self.name} in {self.project}>"
 
 
-def _collection_rows(api: Any, project: str, type_name: str | None) -> list[tuple[str, str]]:
-    """``(name, type)`` of the project's collections, by name; a W&B registry's "project"
-    (``wandb-registry-model``) lists that registry's collections, as W&B's registries are projects."""
+def _collection_rows(api: Any, project: str, type_name: str | None) -> list[tuple[str, str, str, list[str]]]:
+    """``(name, type, description, tags)`` of the project's collections, by name; a W&B
+    registry's "project" (``wandb-registry-model``) lists that registry's collections, as W&B's
+    registries are projects."""
     from tracklet.registry.refs import WANDB_PREFIX
 
     if project.startswith(WANDB_PREFIX):
-        rows = [(row["collection"], row["type"]) for row in api.registry.collections(project[len(WANDB_PREFIX):])]
+        rows = [(row["collection"], row["type"], str(row.get("description") or ""), list(row.get("tags") or []))
+                for row in api.registry.collections(project[len(WANDB_PREFIX):])]
     else:
-        rows = [(row["name"], row["type"]) for row in api.artifact_collections(project)]
-    return sorted(row for row in rows if type_name is None or row[1] == type_name)
+        rows = [(row["name"], row["type"], str(row.get("description", "")), list(row.get("tags", [])))
+                for row in api.artifact_collections(project)]
+    return sorted((row for row in rows if type_name is None or row[1] == type_name), key=lambda row: row[0])
 
 
 def collections(api: Any, project: str, type_name: str | None, entity: str | None) -> list[ArtifactCollection]:
     """The project's collections (of ``type_name`` only, if given), by name."""
-    return [ArtifactCollection(api, project, name, type, entity)
-            for name, type in _collection_rows(api, project, type_name)]
+    return [ArtifactCollection(api, project, name, type, entity, description, tags)
+            for name, type, description, tags in _collection_rows(api, project, type_name)]
 
 
 def types(api: Any, project: str, entity: str | None) -> list[ArtifactType]:
     """The artifact types the project's collections have, by name."""
-    names = sorted({type for _, type in _collection_rows(api, project, None)})
+    names = sorted({row[1] for row in _collection_rows(api, project, None)})
     return [ArtifactType(api, project, name, entity) for name in names]
 
 

@@ -299,6 +299,8 @@ def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_optio
                      runs_root=Path(root))  # runs' media, tables and spans are live too
     for path in report.removed:
         click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+    for problem in report.problems:
+        click.echo(f"warning: {problem}", err=True)
     click.echo(("dry run: " if dry_run else "") + report.summary())
 
 

@@ -26,7 +26,12 @@ are older than a grace period, and never anything a committed version references
    again, where the grant had it skip the upload and commit a version without its bytes.
    Nothing is removed because of such a grant.
 
-A manifest or recipe that can't be read stops the collection before anything is removed. Packs
+A manifest, recipe or run log that can't be read (missing, damaged), or a row naming something
+that is not a digest or pack id, is contained to its project: what it references can't be known,
+so none of that project's rows are deleted this time (its grants keep their blobs, its chunk rows
+their packs); the report names each one (``problems``) and the collection goes on with the other
+projects, the grants whose bytes are gone (6.) included. A pack that can't be read is left out of
+the repack and named the same way. Packs
 with some live members (chunks or packed blobs) are kept whole: the report says how many hold
 members nothing references and how many bytes a repack would reclaim (``repack=`` does it).
 
@@ -84,6 +89,10 @@ class ServerGcReport:
     # committed version references (its files can't be read until the blob is sent again).
     dangling_grants: int = 0
     dangling_live: list[str] = dataclasses.field(default_factory=list)
+    # What couldn't be read or understood (a manifest, a recipe, a run's log, a row, a pack), each
+    # naming the thing at fault, and the projects whose rows were all kept because of them.
+    problems: list[str] = dataclasses.field(default_factory=list)
+    held_projects: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         return (f"removed {self.blobs} blob(s) ({self.blob_bytes:,} bytes) and {self.packs} pack(s) "
@@ -97,7 +106,10 @@ class ServerGcReport:
                 + (f"; {self.dangling_grants} grant(s) named a blob whose bytes are gone (dropped: it is sent again "
                    f"with the next upload of it)" if self.dangling_grants else "")
                 + (f"; committed versions reference {len(self.dangling_live)} of those blobs (their files can't be "
-                   f"read until uploaded again), e.g. {self.dangling_live[0]}" if self.dangling_live else ""))
+                   f"read until uploaded again), e.g. {self.dangling_live[0]}" if self.dangling_live else "")
+                + (f"; {len(self.problems)} problem(s)" + (f", so no row of project(s) {', '.join(self.held_projects)} "
+                   "was removed" if self.held_projects else "") + ": " + "; ".join(self.problems)
+                   if self.problems else ""))
 
 
 def _projects(artifacts: ServerArtifacts) -> list[str]:
@@ -108,21 +120,34 @@ def _projects(artifacts: ServerArtifacts) -> list[str]:
         return sorted(connection.execute(sa.select(artifact_versions.c.project).distinct()).scalars())
 
 
-def live_set(artifacts: ServerArtifacts) -> dict[str, set[str]]:
+def live_set(artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None) -> dict[str, set[str]]:
     """Per project, the blob digests committed versions reference (manifests, files, recipes).
-    ``ArtifactError`` if a manifest can't be read."""
+    A manifest that can't be read: with ``problems`` given, its project maps there to what went
+    wrong (the project's live set is then incomplete: the caller keeps all of its rows) and the
+    other versions are read on; without, ``ArtifactError``."""
     live: dict[str, set[str]] = {}
     for project in _projects(artifacts):
         names = live.setdefault(project, set())
         for name in artifacts.registry.collections(project):
-            for info in artifacts.registry.versions(project, name):
+            try:
+                versions = list(artifacts.registry.versions(project, name))
+            except (ArtifactError, ValueError, TypeError, KeyError) as error:  # a row it can't make a version of
+                message = f"the versions of {project}/{name} can't be read: {error}"
+                if problems is None:
+                    raise ArtifactError(f"garbage collection stopped, nothing removed: {message}") from None
+                problems.setdefault(project, []).append(message)
+                continue
+            for info in versions:
                 names.add(info.manifest)
                 try:
                     manifest = Manifest.from_bytes(artifacts.blobs.read_bytes(info.manifest),
                                                    what=f"the manifest of {info.qualified_name}")
-                except (OSError, ArtifactError) as error:
-                    raise ArtifactError(f"garbage collection stopped, nothing removed: the manifest of "
-                                        f"{info.qualified_name} can't be read: {error}") from None
+                except (OSError, ArtifactError, ValueError) as error:
+                    message = f"the manifest of {info.qualified_name} can't be read: {error}"
+                    if problems is None:
+                        raise ArtifactError(f"garbage collection stopped, nothing removed: {message}") from None
+                    problems.setdefault(project, []).append(message)
+                    continue
                 for entry in manifest:
                     if entry.ref is None:
                         names.add(entry.digest)
@@ -145,15 +170,12 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     report = ServerGcReport()
     if not dry_run:
         recover_set_aside(artifacts)
-    live = live_set(artifacts)
+    problems: dict[str, list[str]] = {}  # project -> what of it couldn't be read: its rows all stay
+    live = live_set(artifacts, problems)
     if runs_root is not None:
         from tracklet.server.media_retention import media_references
 
-        try:
-            named = media_references(runs_root, artifacts)
-        except RuntimeError as error:
-            raise ArtifactError(f"garbage collection stopped, nothing removed: {error}") from None
-        for project, digests in named.items():
+        for project, digests in media_references(runs_root, artifacts, problems).items():
             live.setdefault(project, set()).update(digests)
     engine = artifacts.engine
     with engine.connect() as connection:
@@ -169,9 +191,10 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
         names.add(recipe_digest)  # a chunked file that stays keeps its recipe and its chunks
         try:
             recipe = FileRecipe.from_json(artifacts.blobs.read_bytes(recipe_digest))
-        except (OSError, RecipeError) as error:
-            raise ArtifactError(f"garbage collection stopped, nothing removed: the recipe {recipe_digest} of file "
-                                f"{digest} in project {project} can't be read: {error}") from None
+        except (OSError, ArtifactError, RecipeError) as error:
+            problems.setdefault(project, []).append(
+                f"the recipe {recipe_digest} of file {digest} in project {project} can't be read: {error}")
+            continue
         live_chunks.setdefault(project, set()).update(cid.hex() for cid in recipe.chunk_ids)
     with engine.connect() as connection:
         grants = [(project, digest) for project, digest in connection.execute(
@@ -181,6 +204,19 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
             sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id, artifact_chunks.c.pack_id)
             .where(artifact_chunks.c.created_at < cutoff))
             if chunk_id not in live_chunks.get(project, ())]
+    for project, digest in grants:  # a row naming no blob: nothing of its project is acted on
+        if not is_sha256(digest):
+            problems.setdefault(project, []).append(f"a grant in project {project} names {digest!r:.80}, not a sha256")
+    for project, chunk_id, pack_id in chunk_rows:
+        if not is_sha256(pack_id):
+            problems.setdefault(project, []).append(
+                f"chunk {chunk_id!r:.80} of project {project} is placed in {pack_id!r:.80}, not a pack id")
+    held = set(problems)  # what their live sets miss is unknown: none of their rows go
+    report.held_projects = sorted(held)
+    report.problems = [message for project in report.held_projects for message in problems[project]]
+    dead_files = [row for row in dead_files if row[0] not in held]
+    grants = [row for row in grants if row[0] not in held]
+    chunk_rows = [row for row in chunk_rows if row[0] not in held]
     everywhere = set().union(*live.values()) if live else set()
     objects = _blob_objects(artifacts)
     dangling = _dangling_grants(artifacts, objects)
@@ -190,6 +226,10 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
         old_places = [(digest, pack_id) for digest, pack_id in connection.execute(
             sa.select(artifact_packed_blobs.c.digest, artifact_packed_blobs.c.pack_id)
             .where(artifact_packed_blobs.c.created_at < cutoff)) if digest not in everywhere]
+    for digest, pack_id in [place for place in old_places if not (is_sha256(place[0]) and is_sha256(place[1]))]:
+        report.problems.append(f"a packed blob's placement names {digest!r:.80} in {pack_id!r:.80}: not a sha256 "
+                               "and a pack id (kept)")
+    old_places = [(digest, pack_id) for digest, pack_id in old_places if is_sha256(digest) and is_sha256(pack_id)]
     candidate_packs = ({pack_id for _, _, pack_id in chunk_rows} | {pack_id for _, pack_id in old_places}
                        | _unheld_packs(artifacts, cutoff))
     if dry_run:
@@ -233,39 +273,50 @@ def repack_packs(artifacts: ServerArtifacts, report: ServerGcReport, packs: dict
     new pack of only those chunks, each checked against its blake3 as it is read, then move every
     project's rows for them to the new pack in one transaction. The old pack stays until the next
     collection removes it (no row names it by then, and it is older than the grace period), so a
-    download that located chunks in it just before keeps reading them."""
+    download that located chunks in it just before keeps reading them. A pack that can't be read
+    or whose chunks don't match their ids stays as it is (named in ``problems``); the others go on."""
+    from tracklet.errors import ChunkCorrupt
+
+    for old, places in sorted(packs.items()):
+        try:
+            _repack_one(artifacts, old, places)
+        except (OSError, ChunkCorrupt) as error:
+            report.problems.append(f"pack {old} not repacked: {error}")
+            continue
+        report.repacked += 1
+        report.repack_bytes += int(artifacts.fs.size(artifacts.packs.pack_path(old)))
+
+
+def _repack_one(artifacts: ServerArtifacts, old: str, places: dict[int, tuple[str, int]]) -> None:
     import blake3
 
     from tracklet.artifacts.packs import build_pack
     from tracklet.errors import ChunkCorrupt
 
-    for old, places in sorted(packs.items()):
-        whole = memoryview(artifacts.fs.cat_file(artifacts.packs.pack_path(old)))  # one GET (packs <= 32 MiB)
-        chunks: list[tuple[bytes, bytes | memoryview]] = []
-        for offset, (chunk_id, length) in sorted(places.items()):
-            piece = whole[offset:offset + length]
-            if len(piece) != length or blake3.blake3(piece).hexdigest() != chunk_id:
-                raise ChunkCorrupt(f"pack {old}: chunk {chunk_id} at {offset} doesn't match its id; not repacked")
-            chunks.append((bytes.fromhex(chunk_id), piece))
-        new, packed = build_pack(chunks)
-        artifacts.write_pack(new, packed)
-        moves = []
-        position = 0
-        for cid, chunk in chunks:
-            moves.append({"old": old, "c": cid.hex(), "new": new, "o": position})
-            position += len(chunk)
-        statement = artifact_chunks.update().where(
-            artifact_chunks.c.pack_id == sa.bindparam("old"), artifact_chunks.c.chunk_id == sa.bindparam("c")
-        ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
-        placed = artifact_packed_blobs.update().where(
-            artifact_packed_blobs.c.pack_id == sa.bindparam("old"), artifact_packed_blobs.c.member == sa.bindparam("c")
-        ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
-        artifacts.blobs.sync()  # the new pack's name is durable before rows move to it
-        with artifacts.engine.begin() as connection:  # chunks and packed blobs alike
-            connection.execute(statement, moves)
-            connection.execute(placed, moves)
-        report.repacked += 1
-        report.repack_bytes += int(artifacts.fs.size(artifacts.packs.pack_path(old)))
+    whole = memoryview(artifacts.fs.cat_file(artifacts.packs.pack_path(old)))  # one GET (packs <= 32 MiB)
+    chunks: list[tuple[bytes, bytes | memoryview]] = []
+    for offset, (chunk_id, length) in sorted(places.items()):
+        piece = whole[offset:offset + length]
+        if len(piece) != length or blake3.blake3(piece).hexdigest() != chunk_id:
+            raise ChunkCorrupt(f"pack {old}: chunk {chunk_id} at {offset} doesn't match its id; not repacked")
+        chunks.append((bytes.fromhex(chunk_id), piece))
+    new, packed = build_pack(chunks)
+    artifacts.write_pack(new, packed)
+    moves = []
+    position = 0
+    for cid, chunk in chunks:
+        moves.append({"old": old, "c": cid.hex(), "new": new, "o": position})
+        position += len(chunk)
+    statement = artifact_chunks.update().where(
+        artifact_chunks.c.pack_id == sa.bindparam("old"), artifact_chunks.c.chunk_id == sa.bindparam("c")
+    ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
+    placed = artifact_packed_blobs.update().where(
+        artifact_packed_blobs.c.pack_id == sa.bindparam("old"), artifact_packed_blobs.c.member == sa.bindparam("c")
+    ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
+    artifacts.blobs.sync()  # the new pack's name is durable before rows move to it
+    with artifacts.engine.begin() as connection:  # chunks and packed blobs alike
+        connection.execute(statement, moves)
+        connection.execute(placed, moves)
 
 
 def _count_reclaimable(artifacts: ServerArtifacts, report: ServerGcReport, going: set[tuple[str, str]],
@@ -369,7 +420,8 @@ def _dangling_grants(artifacts: ServerArtifacts, objects: set[str]) -> set[str]:
     blob written and granted since is checked again before anything is done) nor a placement
     in a pack: their bytes are gone."""
     with artifacts.engine.connect() as connection:
-        granted = set(connection.execute(sa.select(artifact_blobs.c.digest).distinct()).scalars()) - objects
+        granted = {digest for digest in connection.execute(sa.select(artifact_blobs.c.digest).distinct()).scalars()
+                   if digest not in objects and is_sha256(digest)}  # a row naming no blob is the caller's problem
         if not granted:
             return set()
         placed = set(connection.execute(sa.select(artifact_packed_blobs.c.digest).distinct()).scalars())

@@ -64,7 +64,10 @@ class ServerMediaBlobs:
             return set()
         from tracklet.server.artifact_gc import live_set
 
-        live = live_set(self.artifacts)  # ArtifactError (a manifest unreadable): nothing removed
+        problems: dict[str, list[str]] = {}
+        live = live_set(self.artifacts, problems)
+        if self.project in problems:  # what this project's versions reference is incomplete: nothing removed
+            raise RuntimeError(problems[self.project][0])
         return digests & set().union(*live.values()) if live else set()
 
     def read_fragment_columns(self, digest: str, columns: list[str] | None) -> Any:
@@ -110,11 +113,14 @@ def prune(root: Path, artifacts: ServerArtifacts, store: Store, project: str, *,
                            store=blobs), blobs
 
 
-def media_references(root: Path, artifacts: ServerArtifacts) -> dict[str, set[str]]:
+def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None
+                     ) -> dict[str, set[str]]:
     """Per project, every blob digest the server's runs of it name: any digest in their record
     logs (media, thumbnails, masks, table fragments, span payloads: a raw search, so nothing a
-    record kind adds is missed) and every blob their tables' media cells name. ``RuntimeError``
-    if a log or fragment can't be read (a collection must then remove nothing)."""
+    record kind adds is missed) and every blob their tables' media cells name. A log or fragment
+    that can't be read: with ``problems``, its project maps there to what went wrong (what its
+    runs name is then incomplete: a collection keeps all of that project's rows) and the other
+    runs are read on; without, ``RuntimeError``."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
     from tracklet.media.retention import _DIGEST, cell_digests
@@ -130,9 +136,12 @@ def media_references(root: Path, artifacts: ServerArtifacts) -> dict[str, set[st
                     data = tail + block
                     names.update(match.decode() for match in _DIGEST.findall(data))
                     tail = data[-63:]
-        except OSError as error:
-            raise RuntimeError(f"the record log of {paths.project}/{paths.run_id} can't be read: {error}") from None
-        fragments = {fragment.digest for record in RecordedRun(paths)._read.tables for fragment in record.fragments}
-        if fragments:
-            names |= cell_digests(fragments, reader)
+            fragments = {fragment.digest for record in RecordedRun(paths)._read.tables for fragment in record.fragments}
+            if fragments:
+                names |= cell_digests(fragments, reader)
+        except (OSError, RuntimeError) as error:
+            message = f"what run {paths.project}/{paths.run_id} names can't be read: {error}"
+            if problems is None:
+                raise RuntimeError(message) from None
+            problems.setdefault(paths.project, []).append(message)
     return dict(found)

@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import DELETED
 from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress, recipe_of, store_lock
@@ -347,10 +348,15 @@ def _put_back(moved: Path, path: Path) -> None:
 
 def restore_set_aside(store: ArtifactStore) -> int:
     """Put back the blobs a collection killed midway left aside (``_set_aside``); how many."""
-    folder = Path(store.blobs.base) / "tmp"
+    return restore_blobs_set_aside(store.blobs)
+
+
+def restore_blobs_set_aside(blobs: FsspecBlobStore) -> int:
+    """``restore_set_aside`` for a blob store (``tracklet media prune`` sets blobs aside too)."""
+    folder = Path(blobs.base) / "tmp"
     restored = 0
     for moved in sorted(folder.glob("*" + ASIDE_SUFFIX)) if folder.is_dir() else []:
-        path = store.blobs.local_path(moved.name[: -len(ASIDE_SUFFIX)])
+        path = blobs.local_path(moved.name[: -len(ASIDE_SUFFIX)])
         if path is None or not is_sha256(path.name):
             continue
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ import collections
 import io
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -113,14 +114,15 @@ def prune(root: Path, artifacts: ServerArtifacts, store: Store, project: str, *,
                            store=blobs), blobs
 
 
-def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None
-                     ) -> dict[str, set[str]]:
+def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None,
+                     sink: Callable[[str, set[str]], None] | None = None) -> dict[str, set[str]]:
     """Per project, every blob digest the server's runs of it name: any digest in their record
     logs (media, thumbnails, masks, table fragments, span payloads: a raw search, so nothing a
     record kind adds is missed) and every blob their tables' media cells name. A log or fragment
     that can't be read: with ``problems``, its project maps there to what went wrong (what its
     runs name is then incomplete: a collection keeps all of that project's rows) and the other
-    runs are read on; without, ``RuntimeError``."""
+    runs are read on; without, ``RuntimeError``. ``sink``: each run's are handed to it instead
+    (``sink(project, digests)``; nothing is returned), so only one run's are held at a time."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
     from tracklet.media.retention import _DIGEST, cell_digests
@@ -128,7 +130,7 @@ def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str,
     found: dict[str, set[str]] = collections.defaultdict(set)
     reader = ServerMediaBlobs(artifacts, None, "")  # type: ignore[arg-type]  # reads fragments only
     for paths in iter_runs(Path(root)):
-        names = found[paths.project]
+        names: set[str] = set() if sink is not None else found[paths.project]
         try:
             with open(paths.log_file, "rb") as handle:
                 tail = b""
@@ -144,4 +146,7 @@ def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str,
             if problems is None:
                 raise RuntimeError(message) from None
             problems.setdefault(paths.project, []).append(message)
+            continue
+        if sink is not None:
+            sink(paths.project, names)
     return dict(found)

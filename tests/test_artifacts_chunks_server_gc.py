@@ -540,7 +540,9 @@ def test_an_upload_as_a_collection_removes_the_same_blob_never_leaves_a_grant_wi
         fs.rm = rm  # type: ignore[method-assign]
         server.blobs.sync = sync  # type: ignore[method-assign]
     uploader.join(60)
-    assert report.blobs == 1 and len(outcome) == 1
+    # The other blob may go too: the collection lists a prefix when it gets to it, and by its clock
+    # (2 h ahead) the object the upload wrote meanwhile is old; the upload writes it again then.
+    assert admin.blobs._path(digest) in report.removed and len(outcome) == 1
     if isinstance(outcome[0], BlobCollected):
         assert origin == "large" and not server.holds("p", digest)  # nothing granted: the client sends it again
         assert digest in str(outcome[0])

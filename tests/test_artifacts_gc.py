@@ -20,7 +20,7 @@ import tracklet
 from tracklet.artifacts.gc import collect, summary
 from tracklet.artifacts.packs import PackStore, PackWriter
 from tracklet.artifacts.storage import ArtifactStore, store_lock
-from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.errors import ArtifactNotFound
 from tracklet.media.retention import unversioned_blobs_in_use
 
 MiB = 1 << 20
@@ -221,22 +221,82 @@ def test_gc_waits_for_a_commit_in_flight(chunked):
     assert events == ["commit done", "gc done"]
 
 
-def test_a_manifest_that_cannot_be_read_stops_gc_before_anything_is_removed(chunked, tmp_path):
+def test_an_unreadable_manifest_keeps_every_blob_and_pack_names_the_version_and_gc_goes_on(chunked, tmp_path):
+    """What a damaged manifest references can't be known, and blobs are shared by content: no blob
+    or pack goes, the version is named, and the rest of the collection (temporaries) still runs."""
     source = tmp_path / "d"
     source.mkdir()
     (source / "a.txt").write_text("a")
     _put(chunked, source)
     store = ArtifactStore(chunked)
-    orphan, _ = store.blobs.put_bytes(b"orphan")
+    orphan = _aged(store, b"orphan", 7 * 86400)
+    stale = Path(store.blobs.base) / "tmp" / "stale.partial"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"x")
+    os.utime(stale, (time.time() - 7 * 86400,) * 2)
     version = json.loads((store.directory / "projects/proj/model/versions/v0.json").read_bytes())
     manifest = store.blobs.local_path(version["manifest"])
     assert manifest is not None
     os.chmod(manifest, 0o644)
     manifest.write_bytes(b"{damaged")
-    with pytest.raises(ArtifactError, match="gc stopped, nothing removed: can't read the manifest of proj/model:v0"):
-        collect(store, grace=0)
-    assert store.blobs.has(orphan)
-    assert hashlib.sha256(b"a").hexdigest() in {p.name for p in (store.directory / "blobs").rglob("*")}
+    before = _stored(store.directory)
+    result = _cli(chunked, "artifact", "gc", "--grace", "1h", "-q")
+    assert result.exit_code == 0
+    assert "warning: can't read the manifest of proj/model:v0" in result.stderr
+    assert "(no blob and no pack removed)" in result.stderr and "1 problem(s)" in result.stdout
+    assert _stored(store.directory) == before and store.blobs.has(orphan)
+    assert not stale.exists()
+
+
+def test_an_unreadable_recipe_keeps_the_packs_and_a_damaged_pack_is_not_repacked(chunked, tmp_path):
+    """A recipe gone: its chunks are unknown, so no pack goes, but blobs do. A pack to repack
+    whose live chunk is damaged stays as it is, named; the other is repacked."""
+    shared = [os.urandom(MiB), os.urandom(MiB)]
+    for i, data in enumerate([os.urandom(3 * MiB) + shared[0], os.urandom(3 * MiB) + shared[1],
+                              os.urandom(2 * MiB) + shared[0] + os.urandom(2 * MiB) + shared[1]]):
+        folder = tmp_path / f"v{i}"
+        folder.mkdir()
+        (folder / "ckpt.bin").write_bytes(data)
+        (folder / f"note{i}.txt").write_text(f"version {i}")
+        _put(chunked, folder)
+    store = ArtifactStore(chunked)
+    packs, index = store.chunks()
+    assert _cli(chunked, "artifact", "rm", "proj/model:v0").exit_code == 0
+    assert _cli(chunked, "artifact", "rm", "proj/model:v1").exit_code == 0
+    v0_note = hashlib.sha256(b"version 0").hexdigest()
+
+    # v2's recipe gone: v0's note blob still goes, no pack does.
+    from tracklet.artifacts.storage import recipe_of
+
+    manifest = store.manifest(store.registry.version("proj", "model", "v2"))
+    recipe = next(recipe_of(entry) for entry in manifest if recipe_of(entry))
+    recipe_path = store.blobs.local_path(recipe)
+    saved = recipe_path.read_bytes()
+    recipe_path.unlink()
+    packs_before = {f for f in _stored(store.directory) if f.startswith("packs/")}
+    report = collect(store, grace=0, now=time.time() + 1, orphan_check=unversioned_blobs_in_use)
+    assert any(f"recipe blob {recipe}" in problem and "(no pack removed)" in problem for problem in report.problems), report.problems
+    assert not store.blobs.has(v0_note) and report.packs_removed == report.packs_repacked == 0
+    assert {f for f in _stored(store.directory) if f.startswith("packs/")} == packs_before
+
+    # The recipe back; one of the two mostly dead packs (v0's, v1's) damaged where a live chunk lies.
+    recipe_path.write_bytes(saved)
+    live = set(store.read_recipe(recipe, "v2").chunk_ids)
+    sparse = sorted(pack_id for pack_id in index.packs() if 2 * sum(n for c, n in index.pack_chunks(pack_id)
+                                                                    if c not in live) >= sum(
+        n for _, n in index.pack_chunks(pack_id)))
+    assert len(sparse) == 2
+    damaged = sparse[0]
+    offset = next(offset for cid, offset, _ in packs.read_entries(damaged) if cid in live)
+    path = Path(packs.pack_path(damaged))
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    report = collect(store, grace=0, now=time.time() + 1)
+    assert report.packs_repacked == 1, report
+    assert [problem for problem in report.problems if problem.startswith(f"pack {damaged} not repacked")]
+    assert path.exists()
 
 
 def test_a_mostly_unreferenced_pack_is_rewritten_with_only_its_live_chunks(chunked, tmp_path):

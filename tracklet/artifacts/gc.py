@@ -25,8 +25,12 @@ its bytes stay until a collection (``tracklet artifact gc``), which
    start of every running run (its media worker may be writing one), which killed writers left.
 
 It holds the store's ``gc.lock`` exclusively: commits and downloads hold it shared, so no commit in
-flight can be relying on a blob or chunk that is being removed. A manifest or recipe that can't be
-read stops the collection before anything is removed (what it references can't be known).
+flight can be relying on a blob or chunk that is being removed. Something that can't be read is
+named in the report (``problems``) and keeps only what it could reference, and the rest of the
+collection goes on: a live version's manifest (its blobs and recipes are unknown, and blobs are
+shared by content, so no blob and no pack goes this time), a recipe (its chunks are unknown: no
+pack goes), a run's record log (what it names is unknown: no blob goes), a pack to repack (it is
+kept as it is, the others are repacked).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import DELETED
 from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress, recipe_of, store_lock
@@ -93,6 +98,7 @@ class GcReport:
     running_run: str = ""  # the running run started first, if any (no blob it may name goes)
     kept_for_running: int = 0  # unreferenced blobs kept, written or claimed since ``running_run`` started
     damaged_packs: list[str] = dataclasses.field(default_factory=list)
+    problems: list[str] = dataclasses.field(default_factory=list)  # what couldn't be read, and what it kept
     removed: list[str] = dataclasses.field(default_factory=list)  # paths, relative to the store
 
     @property
@@ -100,9 +106,20 @@ class GcReport:
         return self.blob_bytes + self.pack_bytes + self.temporary_bytes + self.repack_bytes - self.repack_written
 
 
-def reference_counts(store: ArtifactStore) -> tuple[collections.Counter[str], set[bytes], int]:
+@dataclasses.dataclass
+class Unreadable:
+    """What ``reference_counts`` couldn't read: versions whose manifest (so every blob and chunk is
+    possibly theirs) and recipes whose chunk list (so every chunk) is unknown; each names why."""
+
+    manifests: list[str] = dataclasses.field(default_factory=list)
+    recipes: list[str] = dataclasses.field(default_factory=list)
+
+
+def reference_counts(store: ArtifactStore, unreadable: Unreadable | None = None
+                     ) -> tuple[collections.Counter[str], set[bytes], int]:
     """(references to each blob by the versions' manifests and entries, the set of live chunk
-    ids, the number of versions). ``ArtifactError`` if a manifest or recipe can't be read."""
+    ids, the number of versions). A manifest or recipe that can't be read: with ``unreadable``,
+    named there and skipped (the counts are then incomplete); without, ``ArtifactError``."""
     counts: collections.Counter[str] = collections.Counter()
     recipes: set[str] = set()
     versions = 0
@@ -114,11 +131,14 @@ def reference_counts(store: ArtifactStore) -> tuple[collections.Counter[str], se
                 counts[info.manifest] += 1
                 try:
                     manifest = store.manifest(info)
+                    entries = [(recipe_of(entry), entry) for entry in manifest]
                 except ArtifactError as error:
-                    raise ArtifactError(f"gc stopped, nothing removed: can't read the manifest of "
-                                        f"{info.qualified_name}: {error}") from None
-                for entry in manifest:
-                    recipe = recipe_of(entry)
+                    if unreadable is None:
+                        raise ArtifactError(f"gc stopped, nothing removed: can't read the manifest of "
+                                            f"{info.qualified_name}: {error}") from None
+                    unreadable.manifests.append(f"can't read the manifest of {info.qualified_name}: {error}")
+                    continue
+                for recipe, entry in entries:
                     if recipe is not None:
                         counts[recipe] += 1
                         recipes.add(recipe)
@@ -127,11 +147,13 @@ def reference_counts(store: ArtifactStore) -> tuple[collections.Counter[str], se
     for source in _live_sources:
         counts.update(source(store))
     chunks: set[bytes] = set()
-    for recipe in recipes:
+    for recipe in sorted(recipes):
         try:
             chunks.update(store.read_recipe(recipe, f"recipe blob {recipe}").chunk_ids)
         except ArtifactError as error:
-            raise ArtifactError(f"gc stopped, nothing removed: {error}") from None
+            if unreadable is None:
+                raise ArtifactError(f"gc stopped, nothing removed: {error}") from None
+            unreadable.recipes.append(f"can't read recipe blob {recipe}: {error}")
     return counts, chunks, versions
 
 
@@ -164,10 +186,11 @@ def deleted_references(store: ArtifactStore) -> set[str]:
     return candidates
 
 
-def named_in_run_logs(data_root: Path, digests: set[str]) -> set[str]:
+def named_in_run_logs(data_root: Path, digests: set[str], unreadable: list[str] | None = None) -> set[str]:
     """Those of ``digests`` that appear in a run record log under ``data_root``: the raw bytes are
     searched (records are uncompressed protobuf, so a digest field is its hex text), which finds the
-    references of every record kind, media and tables included, without decoding."""
+    references of every record kind, media and tables included, without decoding. A log that
+    can't be read is named in ``unreadable`` (what it names is then unknown)."""
     from tracklet.core.layout import iter_runs
 
     found: set[str] = set()
@@ -190,7 +213,9 @@ def named_in_run_logs(data_root: Path, digests: set[str]) -> set[str]:
                     tail = data[-overlap:]
                     if not wanted:
                         return found
-        except OSError:
+        except OSError as error:
+            if unreadable is not None:
+                unreadable.append(f"can't read the record log of run {paths.project}/{paths.run_id}: {error}")
             continue
     return found
 
@@ -206,7 +231,10 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
     with store_lock(store.directory, exclusive=True):
         if not dry_run:
             restore_set_aside(store)
-        counts, live_chunks, report.versions = reference_counts(store)
+        unreadable = Unreadable()
+        counts, live_chunks, report.versions = reference_counts(store, unreadable)
+        report.problems += [f"{problem} (no blob and no pack removed)" for problem in unreadable.manifests]
+        report.problems += [f"{problem} (no pack removed)" for problem in unreadable.recipes]
         report.referenced_blobs, report.referenced_chunks = len(counts), len(live_chunks)
         now = time.time() if now is None else now
         cutoff = now - grace
@@ -218,10 +246,15 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
             blob_cutoff = min(cutoff, running[1] - CLOCK_SLACK_SECONDS)
         candidates = {digest for digest in deleted_references(store) if not counts[digest]}
         candidates |= _orphans(store, counts, candidates, cutoff, blob_cutoff, report, orphan_check)
-        candidates -= named_in_run_logs(store.data_root, candidates)
+        unread_logs: list[str] = []
+        candidates -= named_in_run_logs(store.data_root, candidates, unread_logs)
+        report.problems += [f"{problem} (no blob removed)" for problem in unread_logs]
+        if unreadable.manifests or unread_logs:  # any blob may be one they name
+            candidates = set()
         sparse: list[str] = []
         doomed = _dead_blobs(store, candidates, cutoff, blob_cutoff, report)
-        doomed += _dead_packs(store, live_chunks, cutoff, report, sparse)
+        if not (unreadable.manifests or unreadable.recipes):  # else any chunk may be one they list
+            doomed += _dead_packs(store, live_chunks, cutoff, report, sparse)
         # A running run's media worker may be writing a temporary now (its time is its last write):
         # those written since the first running run started stay, as its blobs do.
         doomed += _stale_temporaries(store, blob_cutoff, report)
@@ -317,10 +350,15 @@ def _put_back(moved: Path, path: Path) -> None:
 
 def restore_set_aside(store: ArtifactStore) -> int:
     """Put back the blobs a collection killed midway left aside (``_set_aside``); how many."""
-    folder = Path(store.blobs.base) / "tmp"
+    return restore_blobs_set_aside(store.blobs)
+
+
+def restore_blobs_set_aside(blobs: FsspecBlobStore) -> int:
+    """``restore_set_aside`` for a blob store (``tracklet media prune`` sets blobs aside too)."""
+    folder = Path(blobs.base) / "tmp"
     restored = 0
     for moved in sorted(folder.glob("*" + ASIDE_SUFFIX)) if folder.is_dir() else []:
-        path = store.blobs.local_path(moved.name[: -len(ASIDE_SUFFIX)])
+        path = blobs.local_path(moved.name[: -len(ASIDE_SUFFIX)])
         if path is None or not is_sha256(path.name):
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -446,20 +484,27 @@ def _repack(store: ArtifactStore, pack_ids: list[str], live: set[bytes], report:
                 report.repack_written += live_bytes + 44 * sum(1 for cid, _ in chunks if cid in live) + 20
                 doomed.append((Path(packs.pack_path(pack_id)), sizes[pack_id], f"pack:{pack_id}"))
             return doomed
+        repacked = []
         with PackWriter(packs, None) as writer:  # no index: these chunks are indexed, in the old packs
             for pack_id in pack_ids:
                 placed = {cid for cid, _ in index.pack_chunks(pack_id)}
-                data = memoryview(packs.fs.cat_file(packs.pack_path(pack_id)))
-                for cid, offset, length in packs.read_entries(pack_id):
-                    if cid in live and cid in placed:
-                        piece = data[offset:offset + length]
+                try:  # all of a pack's live chunks read and checked before any is copied
+                    data = memoryview(packs.fs.cat_file(packs.pack_path(pack_id)))
+                    pieces = [(cid, data[offset:offset + length]) for cid, offset, length in packs.read_entries(pack_id)
+                              if cid in live and cid in placed]
+                    for cid, piece in pieces:
                         if _blake3(piece) != cid:
-                            raise ArtifactError(f"gc stopped repacking: chunk {cid.hex()} in pack {pack_id} is damaged")
-                        writer.add_chunk(cid, piece)
+                            raise PackCorrupt(f"chunk {cid.hex()} in pack {pack_id} is damaged")
+                except (OSError, PackCorrupt) as error:  # that pack stays as it is; the others are repacked
+                    report.problems.append(f"pack {pack_id} not repacked: {error}")
+                    continue
+                for cid, piece in pieces:
+                    writer.add_chunk(cid, piece)
+                repacked.append(pack_id)
         for info in writer.packs:
             index.move_chunks(info)
             report.repack_written += info.size
-        for pack_id in pack_ids:
+        for pack_id in repacked:
             report.packs_repacked += 1
             report.repack_bytes += sizes[pack_id]
             doomed.append((Path(packs.pack_path(pack_id)), sizes[pack_id], f"pack:{pack_id}"))
@@ -518,4 +563,6 @@ def summary(report: GcReport) -> str:
         text += f"; {report.orphans_kept:,} blob(s) no version ever referenced kept ({report.orphans_note})"
     if report.dead_bytes_in_live_packs:
         text += f"; {report.dead_bytes_in_live_packs:,} B of unreferenced chunks stay in packs with live ones"
+    if report.problems:
+        text += f"; {len(report.problems)} problem(s), see the warnings"
     return text

@@ -387,7 +387,7 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, quiet: bool) -> None:
     if dry_run:
         for path in report.removed:
             click.echo(f"would remove {path}")
-    for problem in report.damaged_packs:
+    for problem in [*report.damaged_packs, *report.problems]:
         click.echo(f"warning: {problem}", err=True)
     click.echo(summary(report))
 

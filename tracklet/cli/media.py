@@ -72,7 +72,9 @@ def prune(ctx: click.Context, project: str, keep_last: int | None, max_bytes: st
         click.echo(report.blobs_note, err=True)
     elif not keep_blobs:
         click.echo(f"removed {report.blobs_removed} stored file(s), {report.bytes_freed:,} bytes; "
-                   f"kept {report.blobs_kept_shared} that something else names")
+                   f"kept {report.blobs_kept_shared} that something else names"
+                   + (f" and {report.blobs_kept_running} written or used since run {report.running_run} (running) "
+                      "started: prune again once it has finished to remove those" if report.blobs_kept_running else ""))
 
 
 def _prune_on_server(url: str, project: str, keep_last: int | None, limit: int | None, keys: list[str] | None,

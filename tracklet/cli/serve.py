@@ -295,10 +295,12 @@ def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_optio
         artifacts = ServerArtifacts.connect(Path(root), artifacts_url, _files_options(files_options), store.engine)
     except ValueError as error:
         raise CliError(str(error)) from None
+    verb = "would remove" if dry_run else "removed"
     report = collect(artifacts, grace=grace_seconds, dry_run=dry_run, repack=None if dry_run else repack,
-                     runs_root=Path(root))  # runs' media, tables and spans are live too
-    for path in report.removed:
-        click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+                     runs_root=Path(root),  # runs' media, tables and spans are live too
+                     on_removed=lambda path: click.echo(f"{verb} {path}"))  # as they go: memory stays bounded
+    for problem in report.problems:
+        click.echo(f"warning: {problem}", err=True)
     click.echo(("dry run: " if dry_run else "") + report.summary())
 
 

@@ -18,8 +18,12 @@ cell, a trace: a retired item's blob (file, thumbnail, masks) is removed only wh
 
 - the blob store is this data root's own (``<root>/artifacts``; one set by
   ``$TRACKLET_ARTIFACT_DIR`` may be shared with other data roots: nothing is removed);
-- no run of the data root is still running (its worker may be deduplicating against the blob
-  right now: the prune hides the items and says to run it again later);
+- it was not written or claimed since the start of a run of the data root that is running, or
+  since the prune began (a run's media worker names an existing blob only after claiming it,
+  ``FsspecBlobStore.claim``, which sets its time): each blob is moved aside, its time checked
+  again, and put back if a claim came first; a claim that comes after finds it missing and the
+  worker writes it again (the artifact collection's protocol, ``tracklet.artifacts.gc``). The
+  store's ``gc.lock`` is held meanwhile, so no artifact commit in flight relies on it either;
 - every run record log of the data root names the digest exactly as many times as the retired
   items' records do (a raw search of the logs, which finds any record kind's reference: kept
   media, tables, spans, ...);
@@ -87,6 +91,8 @@ class PruneReport:
     bytes_freed: int = 0
     blobs_kept_shared: int = 0  # named by something besides the retired items
     blobs_note: str = ""  # why no blob was removed, when none could be
+    running_run: str = ""  # the running run started first, if any (no blob it may name goes)
+    blobs_kept_running: int = 0  # retired blobs kept: written or claimed since it started (or the prune began)
 
 
 def plan(root: Path, project: str, keep_last: int | None = None, keys: Sequence[str] | None = None, *,
@@ -202,6 +208,9 @@ class LocalBlobs:
         self.root = root
         self.store_dir = artifact_dir(root)
         self.blobs = FsspecBlobStore(self.store_dir)
+        #: ``remove`` keeps a blob whose time is this or later (claimed by a run meanwhile).
+        self.keep_since: float | None = None
+        self.kept_since = 0  # blobs ``remove`` kept for that
 
     def refusal(self) -> str:
         """Why no blob may be removed at all ("" when they may)."""
@@ -224,16 +233,32 @@ class LocalBlobs:
         return pq.read_schema(path) if columns is None else pq.read_table(path, columns=columns)
 
     def remove(self, digest: str) -> int | None:
-        """Remove the blob; the bytes freed, or None when there was none."""
+        """Remove the blob; the bytes freed, or None when there was none or it was kept: it is
+        moved aside first and put back if its time is ``keep_since`` or later (a run claimed it)."""
+        from tracklet.artifacts.gc import ASIDE_SUFFIX, _put_back
+
         path = self.blobs.local_path(digest)
         if path is None:
             return None
+        moved = Path(self.blobs.base) / "tmp" / (digest + ASIDE_SUFFIX)
+        moved.parent.mkdir(parents=True, exist_ok=True)
         try:
-            size = path.stat().st_size
-            path.unlink()
+            os.rename(path, moved)
         except FileNotFoundError:
             return None
-        return size
+        stat = moved.stat()
+        if self.keep_since is not None and stat.st_mtime >= self.keep_since:
+            _put_back(moved, path)
+            self.kept_since += 1
+            return None
+        moved.unlink()
+        return stat.st_size
+
+    def restore_set_aside(self) -> None:
+        """Put back what a prune or collection killed midway left aside."""
+        from tracklet.artifacts.gc import restore_blobs_set_aside
+
+        restore_blobs_set_aside(self.blobs)
 
 
 def _remove_blobs(root: Path, report: PruneReport, store: Any = None) -> None:
@@ -243,11 +268,29 @@ def _remove_blobs(root: Path, report: PruneReport, store: Any = None) -> None:
     report.blobs_note = store.refusal()
     if report.blobs_note:
         return
-    running = _running_runs(root)
-    if running:
-        report.blobs_note = (f"blobs kept: run {running[0]} is still running (it may be storing the same bytes); "
-                             "prune again when no run is")
+    if not isinstance(store, LocalBlobs):
+        running = _running_runs(root)
+        if running:
+            report.blobs_note = (f"blobs kept: run {running[0]} is still running (it may be storing the same "
+                                 "bytes); prune again when no run is")
+            return
+        _remove_named_only_by_retired(root, report, store)
         return
+    from tracklet.artifacts.gc import CLOCK_SLACK_SECONDS, _running_since
+    from tracklet.artifacts.storage import store_lock
+
+    with store_lock(store.store_dir, exclusive=True):  # no artifact commit in flight relies on a blob
+        store.restore_set_aside()
+        store.keep_since = time.time()  # before the logs are searched: a run ending after has its records there
+        first = _running_since(root)
+        if first is not None:
+            report.running_run = first[0]
+            store.keep_since = min(store.keep_since, first[1] - CLOCK_SLACK_SECONDS)
+        _remove_named_only_by_retired(root, report, store)
+        report.blobs_kept_running = store.kept_since
+
+
+def _remove_named_only_by_retired(root: Path, report: PruneReport, store: Any) -> None:
     wanted: collections.Counter[str] = collections.Counter()
     for run in report.runs:
         for message in run.retired:

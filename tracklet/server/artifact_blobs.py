@@ -439,12 +439,15 @@ class ServerArtifacts:
         else:
             loose = good
         sizes = {digest: len(data) for digest, data in good.items()}
+        objects: set[str] = set()
         for _ in range(3):  # a collection removing one of them meanwhile: written again
-            objects = self._write_loose(loose)
-            gone = self._grant_objects(project, sizes, objects)
+            # Every object the grant names is checked each time, not only those written again:
+            # the rolled-back grant left the others ungranted, and a collection may take them too.
+            objects |= set(self._write_loose(loose))
+            gone = self._grant_objects(project, sizes, sorted(objects))
             if not gone:
                 return rejected
-            loose = {digest: loose[digest] for digest in gone}
+            loose = {digest: good[digest] for digest in gone}
         raise errors.BlobCollected(f"blob {gone[0]} was removed by garbage collections three times while it was "
                                    "being stored; send it again")
 

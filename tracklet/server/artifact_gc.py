@@ -26,7 +26,12 @@ are older than a grace period, and never anything a committed version references
    again, where the grant had it skip the upload and commit a version without its bytes.
    Nothing is removed because of such a grant.
 
-A manifest or recipe that can't be read stops the collection before anything is removed. Packs
+A manifest, recipe or run log that can't be read (missing, damaged), or a row naming something
+that is not a digest or pack id, is contained to its project: what it references can't be known,
+so none of that project's rows are deleted this time (its grants keep their blobs, its chunk rows
+their packs); the report names each one (``problems``) and the collection goes on with the other
+projects, the grants whose bytes are gone (6.) included. A pack that can't be read is left out of
+the repack and named the same way. Packs
 with some live members (chunks or packed blobs) are kept whole: the report says how many hold
 members nothing references and how many bytes a repack would reclaim (``repack=`` does it).
 
@@ -45,6 +50,7 @@ import dataclasses
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -84,6 +90,10 @@ class ServerGcReport:
     # committed version references (its files can't be read until the blob is sent again).
     dangling_grants: int = 0
     dangling_live: list[str] = dataclasses.field(default_factory=list)
+    # What couldn't be read or understood (a manifest, a recipe, a run's log, a row, a pack), each
+    # naming the thing at fault, and the projects whose rows were all kept because of them.
+    problems: list[str] = dataclasses.field(default_factory=list)
+    held_projects: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         return (f"removed {self.blobs} blob(s) ({self.blob_bytes:,} bytes) and {self.packs} pack(s) "
@@ -97,7 +107,10 @@ class ServerGcReport:
                 + (f"; {self.dangling_grants} grant(s) named a blob whose bytes are gone (dropped: it is sent again "
                    f"with the next upload of it)" if self.dangling_grants else "")
                 + (f"; committed versions reference {len(self.dangling_live)} of those blobs (their files can't be "
-                   f"read until uploaded again), e.g. {self.dangling_live[0]}" if self.dangling_live else ""))
+                   f"read until uploaded again), e.g. {self.dangling_live[0]}" if self.dangling_live else "")
+                + (f"; {len(self.problems)} problem(s)" + (f", so no row of project(s) {', '.join(self.held_projects)} "
+                   "was removed" if self.held_projects else "") + ": " + "; ".join(self.problems)
+                   if self.problems else ""))
 
 
 def _projects(artifacts: ServerArtifacts) -> list[str]:
@@ -108,117 +121,144 @@ def _projects(artifacts: ServerArtifacts) -> list[str]:
         return sorted(connection.execute(sa.select(artifact_versions.c.project).distinct()).scalars())
 
 
-def live_set(artifacts: ServerArtifacts) -> dict[str, set[str]]:
+def live_set(artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None) -> dict[str, set[str]]:
     """Per project, the blob digests committed versions reference (manifests, files, recipes).
-    ``ArtifactError`` if a manifest can't be read."""
+    A manifest that can't be read: with ``problems`` given, its project maps there to what went
+    wrong (the project's live set is then incomplete: the caller keeps all of its rows) and the
+    other versions are read on; without, ``ArtifactError``."""
     live: dict[str, set[str]] = {}
     for project in _projects(artifacts):
-        names = live.setdefault(project, set())
-        for name in artifacts.registry.collections(project):
-            for info in artifacts.registry.versions(project, name):
-                names.add(info.manifest)
-                try:
-                    manifest = Manifest.from_bytes(artifacts.blobs.read_bytes(info.manifest),
-                                                   what=f"the manifest of {info.qualified_name}")
-                except (OSError, ArtifactError) as error:
-                    raise ArtifactError(f"garbage collection stopped, nothing removed: the manifest of "
-                                        f"{info.qualified_name} can't be read: {error}") from None
-                for entry in manifest:
-                    if entry.ref is None:
-                        names.add(entry.digest)
-                        if isinstance(entry.extra.get("recipe"), str):
-                            names.add(entry.extra["recipe"])
+        live[project] = set()
+    for project, digests in _referenced(artifacts, problems):
+        live[project].update(digests)
     return live
 
 
+def _referenced(artifacts: ServerArtifacts, problems: dict[str, list[str]] | None
+                ) -> Iterator[tuple[str, list[str]]]:
+    """(project, the digests one version references), a version at a time (``live_set``)."""
+    for project in _projects(artifacts):
+        for name in artifacts.registry.collections(project):
+            try:
+                versions = list(artifacts.registry.versions(project, name))
+            except (ArtifactError, ValueError, TypeError, KeyError) as error:  # a row it can't make a version of
+                message = f"the versions of {project}/{name} can't be read: {error}"
+                if problems is None:
+                    raise ArtifactError(f"garbage collection stopped, nothing removed: {message}") from None
+                problems.setdefault(project, []).append(message)
+                continue
+            for info in versions:
+                names = [info.manifest]
+                try:
+                    manifest = Manifest.from_bytes(artifacts.blobs.read_bytes(info.manifest),
+                                                   what=f"the manifest of {info.qualified_name}")
+                except (OSError, ArtifactError, ValueError) as error:
+                    message = f"the manifest of {info.qualified_name} can't be read: {error}"
+                    if problems is None:
+                        raise ArtifactError(f"garbage collection stopped, nothing removed: {message}") from None
+                    problems.setdefault(project, []).append(message)
+                    yield project, names
+                    continue
+                for entry in manifest:
+                    if entry.ref is None:
+                        names.append(entry.digest)
+                        if isinstance(entry.extra.get("recipe"), str):
+                            names.append(entry.extra["recipe"])
+                yield project, names
+
+
+def _prefixes() -> Iterator[tuple[str, str | None]]:
+    """The 256 ``sha256/<xx>/`` folders as digest ranges: (low, high exclusive; None for the last)."""
+    names = [f"{number:02x}" for number in range(256)]
+    yield from zip(names, [*names[1:], None])
+
+
+@dataclasses.dataclass
+class _Pass:
+    """What one collection carries across its prefixes: bounded by packs, not blobs."""
+
+    cutoff: float
+    dry_run: bool
+    held: set[str]
+    grant_projects: list[str]
+    candidate_packs: set[str] = dataclasses.field(default_factory=set)
+    places_going: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # dry run: ("", digest)
+
+
 def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run: bool = False,
-            now: float | None = None, repack: float | None = None, runs_root: Path | None = None) -> ServerGcReport:
+            now: float | None = None, repack: float | None = None, runs_root: Path | None = None,
+            on_removed: Callable[[str], None] | None = None) -> ServerGcReport:
     """Remove what no committed version references and nothing used within ``grace`` seconds
     (see the module); with ``dry_run`` only say what would go (``removed``). ``repack`` (a share,
     0-1): then rewrite each pack whose reclaimable bytes are at least that share of it
     (``repack_packs``). ``runs_root``: the server's data root, whose runs' media, tables and spans
     name blobs too (granted like artifact files): those are live as well
-    (``media_retention.media_references``; ``tracklet media prune`` retires them)."""
-    from tracklet.artifacts.chunking import FileRecipe
+    (``media_retention.media_references``; ``tracklet media prune`` retires them).
+    ``on_removed``: each object removed (or, dry, to remove) is passed to it as it goes rather
+    than kept in ``removed`` (memory: one prefix's worth).
+
+    Blobs are decided one ``sha256/<xx>/`` prefix at a time: the live set is written to a scratch
+    file first (``gc_live.LiveDigests``), then for each prefix its live digests, grants (an index
+    range of each project's), placements and objects are read, decided and acted on."""
+    from tracklet.server.gc_live import LiveDigests
 
     cutoff = (time.time() if now is None else now) - grace
     report = ServerGcReport()
+    if on_removed is not None:
+        report.removed = _Forward(on_removed)
     if not dry_run:
         recover_set_aside(artifacts)
-    live = live_set(artifacts)
-    if runs_root is not None:
-        from tracklet.server.media_retention import media_references
+    problems: dict[str, list[str]] = {}  # project -> what of it couldn't be read: its rows all stay
+    with LiveDigests() as live:
+        for project in _projects(artifacts):
+            live.add(project, ())
+        for project, digests in _referenced(artifacts, problems):
+            live.add(project, digests)
+        if runs_root is not None:
+            from tracklet.server.media_retention import media_references
 
-        try:
-            named = media_references(runs_root, artifacts)
-        except RuntimeError as error:
-            raise ArtifactError(f"garbage collection stopped, nothing removed: {error}") from None
-        for project, digests in named.items():
-            live.setdefault(project, set()).update(digests)
-    engine = artifacts.engine
-    with engine.connect() as connection:
-        files = connection.execute(sa.select(artifact_files.c.project, artifact_files.c.digest,
-                                             artifact_files.c.recipe, artifact_files.c.created_at)).all()
-    dead_files = []
-    live_chunks: dict[str, set[str]] = {}
-    for project, digest, recipe_digest, created_at in files:
-        names = live.setdefault(project, set())
-        if digest not in names and created_at < cutoff:
-            dead_files.append((project, digest))
-            continue
-        names.add(recipe_digest)  # a chunked file that stays keeps its recipe and its chunks
-        try:
-            recipe = FileRecipe.from_json(artifacts.blobs.read_bytes(recipe_digest))
-        except (OSError, RecipeError) as error:
-            raise ArtifactError(f"garbage collection stopped, nothing removed: the recipe {recipe_digest} of file "
-                                f"{digest} in project {project} can't be read: {error}") from None
-        live_chunks.setdefault(project, set()).update(cid.hex() for cid in recipe.chunk_ids)
-    with engine.connect() as connection:
-        grants = [(project, digest) for project, digest in connection.execute(
-            sa.select(artifact_blobs.c.project, artifact_blobs.c.digest).where(artifact_blobs.c.created_at < cutoff))
-            if digest not in live.get(project, ())]
-        chunk_rows = [(project, chunk_id, pack_id) for project, chunk_id, pack_id in connection.execute(
-            sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id, artifact_chunks.c.pack_id)
-            .where(artifact_chunks.c.created_at < cutoff))
-            if chunk_id not in live_chunks.get(project, ())]
-    everywhere = set().union(*live.values()) if live else set()
-    objects = _blob_objects(artifacts)
-    dangling = _dangling_grants(artifacts, objects)
-    report.dangling_live = sorted(dangling & everywhere)
-    candidate_blobs = {digest for _, digest in grants} | _ungranted_blobs(artifacts, objects, cutoff, everywhere)
-    with engine.connect() as connection:
-        old_places = [(digest, pack_id) for digest, pack_id in connection.execute(
-            sa.select(artifact_packed_blobs.c.digest, artifact_packed_blobs.c.pack_id)
-            .where(artifact_packed_blobs.c.created_at < cutoff)) if digest not in everywhere]
-    candidate_packs = ({pack_id for _, _, pack_id in chunk_rows} | {pack_id for _, pack_id in old_places}
-                       | _unheld_packs(artifacts, cutoff))
+            media_references(runs_root, artifacts, problems, sink=live.add)
+        dead_files, chunk_rows = _files_and_chunks(artifacts, live, problems, cutoff)
+        held = set(problems)  # what their live sets miss is unknown: none of their rows go
+        report.held_projects = sorted(held)
+        report.problems = [message for project in report.held_projects for message in problems[project]]
+        dead_files = [row for row in dead_files if row[0] not in held]
+        chunk_rows = [row for row in chunk_rows if row[0] not in held]
+        for project, chunk_id, pack_id in chunk_rows:
+            if not is_sha256(pack_id):
+                report.problems.append(f"chunk {chunk_id!r:.80} of project {project} is placed in {pack_id!r:.80}, "
+                                       "not a pack id (kept)")
+        chunk_rows = [row for row in chunk_rows if is_sha256(row[2])]
+        with artifacts.engine.connect() as connection:
+            grant_projects = _grant_projects(connection)
+            for project in grant_projects:  # rows no prefix range holds: reported, never acted on
+                for digest in connection.execute(sa.select(artifact_blobs.c.digest).where(
+                        artifact_blobs.c.project == project,
+                        sa.or_(artifact_blobs.c.digest < "00", artifact_blobs.c.digest >= "g"))).scalars():
+                    report.problems.append(f"a grant in project {project} names {digest!r:.80}, not a sha256 (kept)")
+        state = _Pass(cutoff, dry_run, held, grant_projects)
+        state.candidate_packs = {pack_id for _, _, pack_id in chunk_rows} | _unheld_packs(artifacts, cutoff)
+        if not dry_run:
+            with artifacts.engine.begin() as connection:
+                report.files = _delete(connection, artifact_files, artifact_files.c.digest, dead_files, cutoff)
+                report.chunks = _delete(connection, artifact_chunks, artifact_chunks.c.chunk_id,
+                                        [(p, c) for p, c, _ in chunk_rows], cutoff)
+        else:
+            report.files, report.chunks = len(dead_files), len(chunk_rows)
+        fs = artifacts.fs
+        base = f"{artifacts.blobs.base}/sha256"
+        fs.invalidate_cache(base)
+        for low, high in _prefixes():
+            _collect_prefix(artifacts, report, state, live.prefix(low, high), low, high, f"{base}/{low}")
+    candidate_packs = state.candidate_packs
+    with artifacts.engine.connect() as connection:
+        going = {(p, c) for p, c, _ in chunk_rows} | state.places_going if dry_run else set()
+        kept_packs = _packs_in_use(connection, candidate_packs, going)
+    _remove_objects(artifacts, report, set(), candidate_packs - kept_packs, dry_run=dry_run)
     if dry_run:
-        report.dangling_grants = _count_grants(artifacts, dangling)
-        with engine.connect() as connection:
-            kept_blobs = _still_granted(connection, candidate_blobs, set(grants))
-            held = _still_granted(connection, {digest for digest, _ in old_places}, set(grants))
-            places_going = {("", digest) for digest, _ in old_places if digest not in held}
-            going = {(p, c) for p, c, _ in chunk_rows} | places_going
-            kept_packs = _packs_in_use(connection, candidate_packs, going)
-        _remove_objects(artifacts, report, candidate_blobs - kept_blobs, candidate_packs - kept_packs, dry_run=True)
-        report.grants, report.files, report.chunks = len(grants), len(dead_files), len(chunk_rows)
-        report.packed = len(places_going)
         _count_reclaimable(artifacts, report, going, candidate_packs - kept_packs)
         _remove_temporaries(artifacts, report, cutoff, dry_run=True)
         return report
-    report.dangling_grants = _drop_dangling_grants(artifacts, dangling)
-    with engine.begin() as connection:
-        report.grants = _delete(connection, artifact_blobs, artifact_blobs.c.digest, grants, cutoff)
-        report.files = _delete(connection, artifact_files, artifact_files.c.digest, dead_files, cutoff)
-        report.chunks = _delete(connection, artifact_chunks, artifact_chunks.c.chunk_id,
-                                [(p, c) for p, c, _ in chunk_rows], cutoff)
-    with engine.begin() as connection:  # after the grants: a blob whose last grant just went loses its place
-        report.packed = _forget_places(connection, [digest for digest, _ in old_places], cutoff)
-    with engine.connect() as connection:
-        kept_blobs = _still_granted(connection, candidate_blobs, set())
-        kept_packs = _packs_in_use(connection, candidate_packs, set())
-    _remove_blobs(artifacts, report, candidate_blobs - kept_blobs - everywhere)
-    _remove_objects(artifacts, report, set(), candidate_packs - kept_packs, dry_run=False)
     report.sessions = artifacts.sweep_uploads(max_age=grace)
     _remove_temporaries(artifacts, report, cutoff)
     worth = _count_reclaimable(artifacts, report, set(), set(), repack)
@@ -227,45 +267,163 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     return report
 
 
+class _Forward(list[str]):
+    """``ServerGcReport.removed`` that hands each path on instead of keeping it."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def append(self, path: str) -> None:
+        self.sink(path)
+
+
+def _files_and_chunks(artifacts: ServerArtifacts, live: Any, problems: dict[str, list[str]], cutoff: float
+                      ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """The chunked files no version references, older than ``cutoff`` (to forget), and the chunk
+    rows older than it that no kept file's recipe lists; a kept file's recipe is live (added to
+    ``live``). A recipe that can't be read is a problem of its project."""
+    from tracklet.artifacts.chunking import FileRecipe
+
+    with artifacts.engine.connect() as connection:
+        files = connection.execute(sa.select(artifact_files.c.project, artifact_files.c.digest,
+                                             artifact_files.c.recipe, artifact_files.c.created_at)).all()
+    dead_files = []
+    live_chunks: dict[str, set[str]] = {}
+    for project, digest, recipe_digest, created_at in files:
+        if created_at < cutoff and not live.has(project, digest):
+            dead_files.append((project, digest))
+            continue
+        live.add(project, [recipe_digest])  # a chunked file that stays keeps its recipe and its chunks
+        try:
+            recipe = FileRecipe.from_json(artifacts.blobs.read_bytes(recipe_digest))
+        except (OSError, ArtifactError, RecipeError) as error:
+            problems.setdefault(project, []).append(
+                f"the recipe {recipe_digest} of file {digest} in project {project} can't be read: {error}")
+            continue
+        live_chunks.setdefault(project, set()).update(cid.hex() for cid in recipe.chunk_ids)
+    with artifacts.engine.connect() as connection:
+        chunk_rows = [(project, chunk_id, pack_id) for project, chunk_id, pack_id in connection.execute(
+            sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id, artifact_chunks.c.pack_id)
+            .where(artifact_chunks.c.created_at < cutoff))
+            if chunk_id not in live_chunks.get(project, ())]
+    return dead_files, chunk_rows
+
+
+def _in_range(column: Any, low: str, high: str | None) -> Any:
+    return column >= low if high is None else sa.and_(column >= low, column < high)
+
+
+def _collect_prefix(artifacts: ServerArtifacts, report: ServerGcReport, state: _Pass, live: dict[str, set[str]],
+                    low: str, high: str | None, folder: str) -> None:
+    """Decide and act on the blobs of one prefix (module: 1.-3., 5. and 6. for these digests):
+    its grants and placements are read by index range, its objects listed from ``folder``."""
+    everywhere = set().union(*live.values()) if live else set()
+    objects = _list_folder(artifacts, folder)
+    cutoff = state.cutoff
+    with artifacts.engine.connect() as connection:
+        granted: set[str] = set()  # every grant of the prefix, any age and project
+        grants = []  # old grants no version of their project references
+        for project in state.grant_projects:
+            rows = connection.execute(sa.select(artifact_blobs.c.digest, artifact_blobs.c.created_at).where(
+                artifact_blobs.c.project == project, _in_range(artifact_blobs.c.digest, low, high)))
+            names = live.get(project, ())
+            for digest, created_at in rows:
+                if not is_sha256(digest):
+                    report.problems.append(f"a grant in project {project} names {digest!r:.80}, not a sha256 (kept)")
+                    continue
+                granted.add(digest)
+                if created_at < cutoff and digest not in names and project not in state.held:
+                    grants.append((project, digest))
+        places = connection.execute(sa.select(artifact_packed_blobs.c.digest, artifact_packed_blobs.c.pack_id,
+                                              artifact_packed_blobs.c.created_at).where(
+            _in_range(artifact_packed_blobs.c.digest, low, high))).all()
+    placed = {digest for digest, _, _ in places}
+    old_places = []
+    for digest, pack_id, created_at in places:
+        if created_at < cutoff and digest not in everywhere:
+            if is_sha256(digest) and is_sha256(pack_id):
+                old_places.append((digest, pack_id))
+            else:
+                report.problems.append(f"a packed blob's placement names {digest!r:.80} in {pack_id!r:.80}: not a "
+                                       "sha256 and a pack id (kept)")
+    dangling = granted - objects - placed
+    report.dangling_live += sorted(dangling & everywhere)
+    candidate_blobs = {digest for _, digest in grants} | _ungranted_blobs(artifacts, objects - granted, cutoff,
+                                                                          everywhere)
+    state.candidate_packs |= {pack_id for _, pack_id in old_places}
+    if state.dry_run:
+        report.dangling_grants += _count_grants(artifacts, dangling)
+        with artifacts.engine.connect() as connection:
+            kept_blobs = _still_granted(connection, candidate_blobs, set(grants))
+            holding = _still_granted(connection, {digest for digest, _ in old_places}, set(grants))
+        going = {("", digest) for digest, _ in old_places if digest not in holding}
+        state.places_going |= going
+        report.grants += len(grants)
+        report.packed += len(going)
+        for digest in sorted(candidate_blobs - kept_blobs):
+            _remove_blob_object(artifacts, report, digest, dry_run=True)
+        return
+    report.dangling_grants += _drop_dangling_grants(artifacts, dangling)
+    with artifacts.engine.begin() as connection:
+        report.grants += _delete(connection, artifact_blobs, artifact_blobs.c.digest, grants, cutoff)
+    with artifacts.engine.begin() as connection:  # after the grants: a blob whose last grant just went loses its place
+        report.packed += _forget_places(connection, [digest for digest, _ in old_places], cutoff)
+    with artifacts.engine.connect() as connection:
+        kept_blobs = _still_granted(connection, candidate_blobs, set())
+    _remove_blobs(artifacts, report, candidate_blobs - kept_blobs - everywhere)
+
+
 def repack_packs(artifacts: ServerArtifacts, report: ServerGcReport, packs: dict[str, dict[int, tuple[str, int]]]
                  ) -> None:
     """Rewrite each of ``packs`` (pack id -> its live places: offset -> (chunk id, length)) as a
     new pack of only those chunks, each checked against its blake3 as it is read, then move every
     project's rows for them to the new pack in one transaction. The old pack stays until the next
     collection removes it (no row names it by then, and it is older than the grace period), so a
-    download that located chunks in it just before keeps reading them."""
+    download that located chunks in it just before keeps reading them. A pack that can't be read
+    or whose chunks don't match their ids stays as it is (named in ``problems``); the others go on."""
+    from tracklet.errors import ChunkCorrupt
+
+    for old, places in sorted(packs.items()):
+        try:
+            _repack_one(artifacts, old, places)
+        except (OSError, ChunkCorrupt) as error:
+            report.problems.append(f"pack {old} not repacked: {error}")
+            continue
+        report.repacked += 1
+        report.repack_bytes += int(artifacts.fs.size(artifacts.packs.pack_path(old)))
+
+
+def _repack_one(artifacts: ServerArtifacts, old: str, places: dict[int, tuple[str, int]]) -> None:
     import blake3
 
     from tracklet.artifacts.packs import build_pack
     from tracklet.errors import ChunkCorrupt
 
-    for old, places in sorted(packs.items()):
-        whole = memoryview(artifacts.fs.cat_file(artifacts.packs.pack_path(old)))  # one GET (packs <= 32 MiB)
-        chunks: list[tuple[bytes, bytes | memoryview]] = []
-        for offset, (chunk_id, length) in sorted(places.items()):
-            piece = whole[offset:offset + length]
-            if len(piece) != length or blake3.blake3(piece).hexdigest() != chunk_id:
-                raise ChunkCorrupt(f"pack {old}: chunk {chunk_id} at {offset} doesn't match its id; not repacked")
-            chunks.append((bytes.fromhex(chunk_id), piece))
-        new, packed = build_pack(chunks)
-        artifacts.write_pack(new, packed)
-        moves = []
-        position = 0
-        for cid, chunk in chunks:
-            moves.append({"old": old, "c": cid.hex(), "new": new, "o": position})
-            position += len(chunk)
-        statement = artifact_chunks.update().where(
-            artifact_chunks.c.pack_id == sa.bindparam("old"), artifact_chunks.c.chunk_id == sa.bindparam("c")
-        ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
-        placed = artifact_packed_blobs.update().where(
-            artifact_packed_blobs.c.pack_id == sa.bindparam("old"), artifact_packed_blobs.c.member == sa.bindparam("c")
-        ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
-        artifacts.blobs.sync()  # the new pack's name is durable before rows move to it
-        with artifacts.engine.begin() as connection:  # chunks and packed blobs alike
-            connection.execute(statement, moves)
-            connection.execute(placed, moves)
-        report.repacked += 1
-        report.repack_bytes += int(artifacts.fs.size(artifacts.packs.pack_path(old)))
+    whole = memoryview(artifacts.fs.cat_file(artifacts.packs.pack_path(old)))  # one GET (packs <= 32 MiB)
+    chunks: list[tuple[bytes, bytes | memoryview]] = []
+    for offset, (chunk_id, length) in sorted(places.items()):
+        piece = whole[offset:offset + length]
+        if len(piece) != length or blake3.blake3(piece).hexdigest() != chunk_id:
+            raise ChunkCorrupt(f"pack {old}: chunk {chunk_id} at {offset} doesn't match its id; not repacked")
+        chunks.append((bytes.fromhex(chunk_id), piece))
+    new, packed = build_pack(chunks)
+    artifacts.write_pack(new, packed)
+    moves = []
+    position = 0
+    for cid, chunk in chunks:
+        moves.append({"old": old, "c": cid.hex(), "new": new, "o": position})
+        position += len(chunk)
+    statement = artifact_chunks.update().where(
+        artifact_chunks.c.pack_id == sa.bindparam("old"), artifact_chunks.c.chunk_id == sa.bindparam("c")
+    ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
+    placed = artifact_packed_blobs.update().where(
+        artifact_packed_blobs.c.pack_id == sa.bindparam("old"), artifact_packed_blobs.c.member == sa.bindparam("c")
+    ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
+    artifacts.blobs.sync()  # the new pack's name is durable before rows move to it
+    with artifacts.engine.begin() as connection:  # chunks and packed blobs alike
+        connection.execute(statement, moves)
+        connection.execute(placed, moves)
 
 
 def _count_reclaimable(artifacts: ServerArtifacts, report: ServerGcReport, going: set[tuple[str, str]],
@@ -342,46 +500,38 @@ def _unheld_packs(artifacts: ServerArtifacts, cutoff: float) -> set[str]:
 
 
 def _blob_objects(artifacts: ServerArtifacts) -> set[str]:
-    """The digests of the blob objects in the store now (packed blobs aside), listed one folder
-    (``sha256/<2 hex digits>/``) at a time and only their digests kept: fsspec's ``find`` holds
-    every file's details at once (~650 bytes each: 84 MB peak for 100,000 objects on disk)."""
-    fs = artifacts.fs
+    """The digests of every blob object in the store now (packed blobs aside), listed one folder
+    at a time (``_list_folder``). The collection itself holds one folder's at a time."""
     base = f"{artifacts.blobs.base}/sha256"
-    fs.invalidate_cache(base)
-    try:
-        folders = [str(folder).rstrip("/") for folder in fs.ls(base, detail=False)]
-    except FileNotFoundError:
-        return set()
+    artifacts.fs.invalidate_cache(base)
     found: set[str] = set()
-    for folder in folders:
-        try:
-            names = fs.ls(folder, detail=False)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        finally:
-            fs.invalidate_cache(folder)  # an object store's listing cache would keep every entry
-        found.update(name for name in (str(path).rsplit("/", 1)[-1] for path in names) if is_sha256(name))
+    for low, _ in _prefixes():
+        found |= _list_folder(artifacts, f"{base}/{low}")
     return found
 
 
-def _dangling_grants(artifacts: ServerArtifacts, objects: set[str]) -> set[str]:
-    """Granted blobs with neither an object (``objects``: listed before the grants are read, so a
-    blob written and granted since is checked again before anything is done) nor a placement
-    in a pack: their bytes are gone."""
-    with artifacts.engine.connect() as connection:
-        granted = set(connection.execute(sa.select(artifact_blobs.c.digest).distinct()).scalars()) - objects
-        if not granted:
-            return set()
-        placed = set(connection.execute(sa.select(artifact_packed_blobs.c.digest).distinct()).scalars())
-    return granted - placed
+def _list_folder(artifacts: ServerArtifacts, folder: str) -> set[str]:
+    """The digests of the blob objects in ``folder`` (``sha256/<xx>``) now, only their digests
+    kept: fsspec's listing holds every file's details (~650 bytes each), and an object store's
+    listing cache would keep them all, so it is dropped."""
+    fs = artifacts.fs
+    try:
+        names = fs.ls(folder, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+    finally:
+        fs.invalidate_cache(folder)
+    return {name for name in (str(path).rsplit("/", 1)[-1] for path in names) if is_sha256(name)}
 
 
 def _count_grants(artifacts: ServerArtifacts, digests: set[str]) -> int:
     ordered = sorted(digests)
     count = 0
     with artifacts.engine.connect() as connection:
+        projects = _grant_projects(connection) if ordered else []
         for start in range(0, len(ordered), _BATCH):
             count += int(connection.execute(sa.select(sa.func.count()).select_from(artifact_blobs).where(
+                artifact_blobs.c.project.in_(projects),
                 artifact_blobs.c.digest.in_(ordered[start:start + _BATCH]))).scalar_one())
     return count
 
@@ -401,6 +551,7 @@ def _drop_dangling_grants(artifacts: ServerArtifacts, digests: set[str]) -> int:
             gone = [digest for digest in artifacts._missing_objects([d for d in batch if d not in placed])]
             if gone:
                 dropped += int(connection.execute(artifact_blobs.delete().where(
+                    artifact_blobs.c.project.in_(_grant_projects(connection)),
                     artifact_blobs.c.digest.in_(gone))).rowcount or 0)
     return dropped
 
@@ -473,13 +624,27 @@ def _delete(connection: sa.Connection, table: sa.Table, column: Any, rows: list[
     return int(result.rowcount or 0)
 
 
+def _grant_projects(connection: sa.Connection) -> list[str]:
+    """Every project holding a grant, read as a skip scan of the grants' primary key (project,
+    digest): one index probe per project, where ``DISTINCT`` reads every row."""
+    table = artifact_blobs.name
+    return [project for (project,) in connection.exec_driver_sql(
+        f"WITH RECURSIVE projects(project) AS (SELECT MIN(project) FROM {table} UNION ALL "
+        f"SELECT (SELECT MIN(project) FROM {table} WHERE project > projects.project) FROM projects "
+        "WHERE projects.project IS NOT NULL) SELECT project FROM projects WHERE project IS NOT NULL")]
+
+
 def _still_granted(connection: sa.Connection, digests: set[str], going: set[tuple[str, str]]) -> set[str]:
-    """Of ``digests``, those some project still holds (``going``: grants about to be deleted)."""
+    """Of ``digests``, those some project still holds (``going``: grants about to be deleted).
+    Looked up by (project, digest), the grants' primary key, for every project holding any (read
+    in the same transaction): the key has no index on the digest alone, and a lookup by digest
+    read the whole table each time."""
     held: set[str] = set()
     ordered = sorted(digests)
+    projects = _grant_projects(connection) if ordered else []
     for start in range(0, len(ordered), _BATCH):
         rows = connection.execute(sa.select(artifact_blobs.c.project, artifact_blobs.c.digest).where(
-            artifact_blobs.c.digest.in_(ordered[start:start + _BATCH])))
+            artifact_blobs.c.project.in_(projects), artifact_blobs.c.digest.in_(ordered[start:start + _BATCH])))
         held.update(digest for project, digest in rows if (project, digest) not in going)
     return held
 

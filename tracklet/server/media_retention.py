@@ -30,6 +30,7 @@ import collections
 import io
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -64,7 +65,10 @@ class ServerMediaBlobs:
             return set()
         from tracklet.server.artifact_gc import live_set
 
-        live = live_set(self.artifacts)  # ArtifactError (a manifest unreadable): nothing removed
+        problems: dict[str, list[str]] = {}
+        live = live_set(self.artifacts, problems)
+        if self.project in problems:  # what this project's versions reference is incomplete: nothing removed
+            raise RuntimeError(problems[self.project][0])
         return digests & set().union(*live.values()) if live else set()
 
     def read_fragment_columns(self, digest: str, columns: list[str] | None) -> Any:
@@ -110,11 +114,15 @@ def prune(root: Path, artifacts: ServerArtifacts, store: Store, project: str, *,
                            store=blobs), blobs
 
 
-def media_references(root: Path, artifacts: ServerArtifacts) -> dict[str, set[str]]:
+def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None,
+                     sink: Callable[[str, set[str]], None] | None = None) -> dict[str, set[str]]:
     """Per project, every blob digest the server's runs of it name: any digest in their record
     logs (media, thumbnails, masks, table fragments, span payloads: a raw search, so nothing a
-    record kind adds is missed) and every blob their tables' media cells name. ``RuntimeError``
-    if a log or fragment can't be read (a collection must then remove nothing)."""
+    record kind adds is missed) and every blob their tables' media cells name. A log or fragment
+    that can't be read: with ``problems``, its project maps there to what went wrong (what its
+    runs name is then incomplete: a collection keeps all of that project's rows) and the other
+    runs are read on; without, ``RuntimeError``. ``sink``: each run's are handed to it instead
+    (``sink(project, digests)``; nothing is returned), so only one run's are held at a time."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
     from tracklet.media.retention import _DIGEST, cell_digests
@@ -122,7 +130,7 @@ def media_references(root: Path, artifacts: ServerArtifacts) -> dict[str, set[st
     found: dict[str, set[str]] = collections.defaultdict(set)
     reader = ServerMediaBlobs(artifacts, None, "")  # type: ignore[arg-type]  # reads fragments only
     for paths in iter_runs(Path(root)):
-        names = found[paths.project]
+        names: set[str] = set() if sink is not None else found[paths.project]
         try:
             with open(paths.log_file, "rb") as handle:
                 tail = b""
@@ -130,9 +138,15 @@ def media_references(root: Path, artifacts: ServerArtifacts) -> dict[str, set[st
                     data = tail + block
                     names.update(match.decode() for match in _DIGEST.findall(data))
                     tail = data[-63:]
-        except OSError as error:
-            raise RuntimeError(f"the record log of {paths.project}/{paths.run_id} can't be read: {error}") from None
-        fragments = {fragment.digest for record in RecordedRun(paths)._read.tables for fragment in record.fragments}
-        if fragments:
-            names |= cell_digests(fragments, reader)
+            fragments = {fragment.digest for record in RecordedRun(paths)._read.tables for fragment in record.fragments}
+            if fragments:
+                names |= cell_digests(fragments, reader)
+        except (OSError, RuntimeError) as error:
+            message = f"what run {paths.project}/{paths.run_id} names can't be read: {error}"
+            if problems is None:
+                raise RuntimeError(message) from None
+            problems.setdefault(paths.project, []).append(message)
+            continue
+        if sink is not None:
+            sink(paths.project, names)
     return dict(found)

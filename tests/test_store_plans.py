@@ -236,3 +236,27 @@ def test_runs_without_a_creation_time_come_last_newest_first(store_url, tmp_path
         assert [row["run_id"] for row in store.runs("p", limit=2, offset=3)] == expected[3:]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("text", [
+    'state = "running" or created > 297',
+    'config.lr < 0.5 and (state in ["running", "crashed"] or created >= 290)',
+    '(state = "running" and config.lr < 0.001) or created < 2 or created = 150',
+    'state = "running" or created > -7d',
+])
+def test_a_filter_read_by_its_indexes_lists_what_the_plain_filter_lists(store_url, tmp_path, text):
+    """An ``or`` of indexed conditions is answered as the union of each part's runs
+    (``filters.indexed_alternatives``); the same filter under ``not not``, which the store reads
+    as one condition, lists the same runs in the same order, page by page."""
+    store = Store(store_url, root=tmp_path)
+    try:
+        fill(store, SMALL, users=False)
+        with store.engine.begin() as connection:
+            connection.execute(runs.update().where(runs.c.run_id.in_(["r000150", "r000296"])).values(created_at=None))
+            connection.execute(runs.update().where(runs.c.run_id == "r000298").values(deleted=True))
+        for kwargs in ({}, dict(limit=3, offset=1), dict(order_by="name")):
+            listed = store.runs("p", filter=text, **kwargs)
+            assert listed == store.runs("p", filter=f"not not ({text})", **kwargs), kwargs
+            assert listed or kwargs
+    finally:
+        store.close()

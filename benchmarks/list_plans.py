@@ -8,7 +8,8 @@ SQLite has statistics only after ``ANALYZE`` (which a server never runs; a user,
 another plan with them, and a listing that was fast without them may read every row with them.
 
 One server database of N runs in one project (a new server's shape: SQLite's statistics mislead it
-most there) is made per backend as a server makes it, then filled: each run with its creator (20
+most there) is made per backend and per tree, as that tree's server makes it (its migrations), then
+filled: each run with its creator (20
 users), two metric series and a trace of 4 spans; an artifact collection of 2,000 versions beside
 200 of 10; a registry collection of 2,000 links. SQLite's file is copied and ``ANALYZE``d (so both
 states hold the same rows); PostgreSQL is ``VACUUM ANALYZE``d. Then in rounds, each tree (A: the
@@ -146,13 +147,14 @@ def measure(url: str, root: Path, count: int, repeats: int) -> dict[str, float]:
     return found
 
 
-def child(tree: Path, url: str, root: Path, count: int, repeats: int) -> dict[str, float]:
+def child(tree: Path, url: str, root: Path, count: int, repeats: int, *, mode: str = "--measure") -> Any:
+    """``mode`` (``--measure`` or ``--fill``) run with ``tree``'s tracklet, in a process of its own."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run([sys.executable, __file__, "--measure", url, "--root", str(root), "--runs", str(count),
+    done = subprocess.run([sys.executable, __file__, mode, url, "--root", str(root), "--runs", str(count),
                            "--repeats", str(repeats)], env=env, cwd=tree, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{tree}: {done.stderr[-3000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1]) if mode == "--measure" else None
 
 
 def main() -> None:
@@ -163,10 +165,14 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--baseline", type=Path, help="the tree to compare with (default: this one, A = B)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--fill", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.root, args.runs, args.repeats)))
+        return
+    if args.fill:
+        fill(args.fill, args.root, args.runs)
         return
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
@@ -177,36 +183,41 @@ def main() -> None:
     rows: list[list[str]] = []
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="list-plans-")))
-        databases: dict[str, str] = {}
-        if args.backend in ("sqlite", "both"):
-            plain = scratch / "sqlite" / "store.sqlite"
-            plain.parent.mkdir()
-            fill(f"sqlite:///{plain}", plain.parent, args.runs)
-            analyzed = scratch / "analyzed" / "store.sqlite"
-            analyzed.parent.mkdir()
-            shutil.copy(plain, analyzed)
-            with sqlite3.connect(analyzed) as connection:
-                connection.execute("ANALYZE")
-            databases["SQLite"] = f"sqlite:///{plain}"
-            databases["SQLite + ANALYZE"] = f"sqlite:///{analyzed}"
+        # Each tree's databases are made by its own schema (a baseline may lack a migration).
+        trees = {"A": baseline, "B": ROOT}
+        databases: dict[str, dict[str, str]] = {}
         if args.backend in ("postgresql", "both"):
             import sqlalchemy as sa
             from pgcluster import create_database, postgres_cluster
 
-            url = create_database(stack.enter_context(postgres_cluster()), "bench")
-            fill(url, scratch / "pg", args.runs)
-            engine = sa.create_engine(url)
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                connection.exec_driver_sql("VACUUM ANALYZE")
-            engine.dispose()
-            databases["PostgreSQL"] = url
+            cluster = stack.enter_context(postgres_cluster())
+        for label, tree in trees.items():
+            if args.backend in ("sqlite", "both"):
+                plain = scratch / f"sqlite{label}" / "store.sqlite"
+                plain.parent.mkdir()
+                child(tree, f"sqlite:///{plain}", plain.parent, args.runs, 0, mode="--fill")
+                analyzed = scratch / f"analyzed{label}" / "store.sqlite"
+                analyzed.parent.mkdir()
+                shutil.copy(plain, analyzed)
+                with sqlite3.connect(analyzed) as connection:
+                    connection.execute("ANALYZE")
+                databases.setdefault("SQLite", {})[label] = f"sqlite:///{plain}"
+                databases.setdefault("SQLite + ANALYZE", {})[label] = f"sqlite:///{analyzed}"
+            if args.backend in ("postgresql", "both"):
+                url = create_database(cluster, f"bench{label.lower()}")
+                child(tree, url, scratch / f"pg{label}", args.runs, 0, mode="--fill")
+                engine = sa.create_engine(url)
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                    connection.exec_driver_sql("VACUUM ANALYZE")
+                engine.dispose()
+                databases.setdefault("PostgreSQL", {})[label] = url
         times: dict[tuple[str, str, str], list[float]] = {}
         for round_ in range(args.rounds):
             for tree in ((baseline, ROOT) if round_ % 2 == 0 else (ROOT, baseline)):
                 label = "B" if tree == ROOT else "A"
-                for database, url in databases.items():
-                    root = scratch / database.replace(" ", "")
-                    for name, seconds in child(tree, url, root, args.runs, args.repeats).items():
+                for database, urls in databases.items():
+                    root = scratch / (database.replace(" ", "") + label)
+                    for name, seconds in child(tree, urls[label], root, args.runs, args.repeats).items():
                         times.setdefault((database, name, label), []).append(seconds)
         for database in databases:
             for name in listings(args.runs):

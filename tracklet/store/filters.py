@@ -978,6 +978,32 @@ def named_columns(expr: FilterExpr) -> set[str]:
     return {expr.field.column}
 
 
+# Fields whose conditions an index on (project_id, column) serves: ix_runs_project_state (store
+# migration 0012) and ix_runs_project_created.
+INDEXED_FIELDS = frozenset({"state", "created"})
+
+
+def indexed_alternatives(expr: FilterExpr) -> tuple[FilterExpr, ...] | None:
+    """The operands of ``expr``'s disjunction (``expr`` itself or one of its top-level conjuncts)
+    when each operand holds a condition an index of a project's runs serves, else None.
+
+    A planner reads an ``or`` of two indexed conditions as a scan of every run of the project (the
+    dashboard's poll ``state = "running" or created > X``: docs/performance.md, session 24); the
+    runs each operand selects, found by its own index and united, are the same runs."""
+    for term in expr.operands if isinstance(expr, And) else (expr,):
+        if isinstance(term, Or) and term.operands and all(map(_indexed, term.operands)):
+            return term.operands
+    return None
+
+
+def _indexed(expr: FilterExpr) -> bool:
+    if isinstance(expr, Compare):
+        return expr.field.name in INDEXED_FIELDS and expr.op in ("=", "<", "<=", ">", ">=")
+    if isinstance(expr, In):
+        return expr.field.name in INDEXED_FIELDS
+    return isinstance(expr, And) and any(map(_indexed, expr.operands))
+
+
 def compile_filter(expr: FilterExpr | str, runs_table: sa.Table, *, now: float | None = None,
                    columns: Mapping[str, sa.ColumnElement[Any]] | None = None) -> sa.ColumnElement[bool]:
     """The WHERE clause for a filter (an AST from parse_filter, or filter text) on ``runs_table``.

@@ -74,7 +74,13 @@ runs = sa.Table(
     sa.Column("metadata", Json, nullable=False, default=dict, server_default="{}"),
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
     sa.Index("ix_runs_project_created", "project_id", "created_at"),
+    sa.Index("ix_runs_project_state", "project_id", "state"),  # 0012: the dashboard's poll of running runs
 )
+# Newest first with missing times last (every listing's default order): PostgreSQL reads the index
+# above backwards as `created_at DESC NULLS FIRST` only; SQLite's order is this one already, and it
+# has no NULLS LAST in an index (store migration 0012).
+sa.Index("ix_runs_project_created_desc", runs.c.project_id, runs.c.created_at.desc().nulls_last()).ddl_if(
+    dialect="postgresql")
 
 series = sa.Table(
     "series",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping, Sequence
@@ -118,19 +119,31 @@ class Store(RunDataQueries):
             raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
         named: set[str] = set()  # the columns the filter and sort name
         where = sort = None
+        in_project: sa.ColumnElement[bool] = runs.c.project_id == project_id_of(project)
         if filter:
-            from tracklet.store.filters import compile_filter, named_columns, parse_filter
+            from tracklet.store.filters import compile_filter, indexed_alternatives, named_columns, parse_filter
 
             parsed = parse_filter(filter)
             named |= named_columns(parsed)
-            where = compile_filter(parsed, runs, columns=joined_columns)
+            now = time.time()
+            where = compile_filter(parsed, runs, now=now, columns=joined_columns)
+            alternatives = indexed_alternatives(parsed)
+            if alternatives:
+                # The project's runs that meet each alternative, by that one's index: a planner
+                # reads an `or` as every run of the project (the dashboard's 2 s poll).
+                in_project = runs.c.id.in_(sa.union(*(
+                    sa.select(runs.c.id).where(runs.c.project_id == project_id_of(project),
+                                               compile_filter(alternative, runs, now=now))
+                    for alternative in alternatives)))
         if order_by:
             from tracklet.store.filters import compile_sort, parse_sort
 
             keys = parse_sort(order_by)
             named |= {field.column for field, _ in keys}
             sort = compile_sort(keys, runs, columns=joined_columns)
-        order = sort if sort is not None else [runs.c.created_at.desc(), runs.c.run_id]
+        # Newest first, runs without a creation time last on both backends (as any sort puts
+        # missing values): PostgreSQL reads ix_runs_project_created_desc in this order.
+        order = sort if sort is not None else [runs.c.created_at.desc().nulls_last(), runs.c.run_id]
         listed_joined = [field for field in dict.fromkeys(fields) if field in joined_columns]
         columns = [_username(runs) if field == "username" else runs.c[field]
                    for field in dict.fromkeys(("run_id", *fields)) if field not in joined_columns]
@@ -143,7 +156,7 @@ class Store(RunDataQueries):
             # Listed only: join the page's rows, not every run the sort goes through.
             columns.append(sa.func.row_number().over(order_by=order).label("_position"))
         stmt = (sa.select(*columns).select_from(source)
-                .where(runs.c.project_id == project_id_of(project), runs.c.deleted.is_(False)))
+                .where(in_project, runs.c.deleted.is_(False)))
         if run_ids is not None:
             stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
         if where is not None:

@@ -1,5 +1,5 @@
 """``tracklet artifact ls|show|get|put|verify|rm|gc|push``: artifact versions in the data root
-(tracklet/artifacts/, docs/artifacts.md). ``get``, ``put`` and ``gc`` show a progress bar (files,
+(tracklet/artifacts/, docs/artifacts.md; ``edit``: tracklet/cli/artifact_edit.py). ``get``, ``put`` and ``gc`` show a progress bar (files,
 bytes, rate) on stderr; ``--quiet`` hides it."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tracklet.cli.common import CliError, _handle_errors, _iso, _state, unknown_
 
 @click.group("artifact")
 def artifact_group() -> None:
-    """List, inspect, download, store, verify, delete and garbage-collect artifact versions
+    """List, inspect, edit, download, store, verify, delete and garbage-collect artifact versions
     (REF: project/name[:alias|:vN])."""
 
 

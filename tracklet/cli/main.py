@@ -10,7 +10,7 @@
     tracklet index | gc                    ingest new records into the store | drop deleted runs
     tracklet ui [--port 8765] [--no-open] [--no-token]  the dashboard over this data root, in a browser
     tracklet import wandb DIR | tensorboard LOGDIR [--project P]   other trackers' runs, idempotently
-    tracklet artifact ls|show|get|put|verify|rm|gc [project/name[:alias]]  artifact versions (docs/artifacts.md)
+    tracklet artifact ls|show|edit|get|put|verify|rm|gc [project/name[:alias]]  artifact versions (docs/artifacts.md)
     tracklet registry ls|link|alias|history|card|protect|approve  the model registry (docs/registry.md)
     tracklet sweep create config.yaml [--project P]   a sweep (W&B's YAML); prints its id last
     tracklet agent SWEEP_ID [--count N] [--gpus 0-3 --gpus-per-trial 1]   run a sweep's trials
@@ -76,8 +76,10 @@ def main(ctx: click.Context, root: Path | None) -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (they import ``common``, never this module)."""
-    from tracklet.cli import (artifacts, audit, demo, diff, importing, index, launch, media, registry, report, reproduce,
-                              runs, serve, sweeps, traces)
+    from tracklet.cli import (artifact_edit, artifacts, audit, demo, diff, importing, index, launch, media, registry,
+                              report, reproduce, runs, serve, sweeps, traces)
+
+    artifacts.artifact_group.add_command(artifact_edit.edit)
 
     for command in (runs.projects, runs.runs, runs.show, runs.export, index.index, index.gc, launch.run, demo.demo,
                     serve.server, serve.ui, serve.admin, serve.login, serve.sync, importing.import_group,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from artifact_chain import MNIST_FILES, SHARDS, record_chain
+from serverproc import cli
 from test_dashboard import ARTIFACTS, CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
 
 pytestmark = [
@@ -208,3 +209,30 @@ def test_lineage_graph_from_a_run_page_shows_the_chain_and_nodes_navigate(server
     page.click("g.lineage-node[data-id='run:chain/evaluate'] rect")
     page.wait_for_selector(".run-artifacts-card:not([hidden])")
     assert page.url == server.url + "/projects/chain/runs/evaluate"
+
+
+def test_collections_show_their_own_description_and_tags(servers, chain, page, tmp_path):  # noqa: F811
+    """A collection's own description and tags (set here with `tracklet artifact edit`) show in the
+    project's listing and on the collection's page, as text (markup in a description stays text);
+    a collection without tags shows a muted dash, as a version does."""
+    root = tmp_path / "data"
+    shutil.copytree(chain, root)
+    edited = cli("--dir", str(root), "artifact", "edit", "chain/mnist", "-d", "<b>digits</b> & labels",
+                 "--tag", "vision", "--tag", "hand written")
+    assert edited.returncode == 0, edited.stderr
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/chain/artifacts")
+    page.wait_for_selector("table.collections tr[data-name='mnist'] .collection-tags .tag")
+    mnist = page.locator("table.collections tr[data-name='mnist']")
+    assert mnist.locator(".collection-tags .tag").all_text_contents() == ["vision", "hand written"]
+    assert mnist.locator(".collection-description").text_content() == "<b>digits</b> & labels"
+    assert mnist.locator(".collection-description b").count() == 0
+    model = page.locator("section[data-type='model'] tr[data-name='model']")
+    assert model.locator(".collection-tags").text_content() == "-"
+    assert model.locator(".collection-description").count() == 0
+
+    mnist.locator("a").first.click()
+    page.wait_for_selector(".pane-head .collection-tags .tag")
+    assert page.locator(".pane-head .collection-tags .tag").all_text_contents() == ["vision", "hand written"]
+    assert page.text_content("p[data-field='collection-description']") == "<b>digits</b> & labels"
+    assert _rows(page, "table.versions tr[data-version]", "version") == ["v1", "v0"]  # the versions as before

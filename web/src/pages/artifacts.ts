@@ -1,5 +1,5 @@
-// Artifact pages: a project's collections (/projects/<p>/artifacts), a collection's versions with
-// aliases and metadata (/projects/<p>/artifacts/<name>), and one version (/.../<name>/<vN>): its
+// Artifact pages: a project's collections (/projects/<p>/artifacts, with each collection's own
+// description and tags), a collection's versions with aliases and metadata (/projects/<p>/artifacts/<name>), and one version (/.../<name>/<vN>): its
 // details, the runs that logged and used it, and a file browser (a directory at a time, or
 // filtered; sizes and sha256 digests; paged by the server).
 
@@ -72,15 +72,21 @@ export async function artifactsPage(root: HTMLElement, project: string): Promise
       h(
         "table.artifact-table.collections",
         {},
-        h("tr", {}, ...["Name", "Versions", "Latest", "Aliases", "Updated"].map((t) => h("th", { text: t }))),
+        h("tr", {}, ...["Name", "Versions", "Latest", "Aliases", "Tags", "Updated"].map((t) => h("th", { text: t }))),
         ...byType.get(type)!.map((c) =>
           h(
             "tr",
             { "data-name": c.name },
-            h("td", {}, h("a", { href: artifactHref(project, c.name), "data-link": true, text: c.name })),
+            h(
+              "td",
+              {},
+              h("a", { href: artifactHref(project, c.name), "data-link": true, text: c.name }),
+              c.description ? h("div.collection-description", { title: c.description, text: c.description }) : null,
+            ),
             h("td.num", { text: c.error ? "" : String(c.versions) }),
             h("td", {}, c.latest ? h("a", { href: versionHref(project, c.name, c.latest), "data-link": true, text: c.latest }) : ""),
             h("td", {}, c.error ? h("span.error", { text: c.error }) : aliasChips(c.aliases)),
+            h("td.collection-tags", {}, tagChips(c.tags ?? [])),
             h("td.muted", { text: fmtTime(c.updated_at) }),
           ),
         ),
@@ -129,7 +135,15 @@ function versionRows(project: string, page: { versions: ArtifactVersion[]; damag
 
 export async function collectionPage(root: HTMLElement, project: string, name: string): Promise<() => void> {
   root.replaceChildren(h("p.loading", { text: "Loading versions…" }));
-  const first = await artifactApi.versions(project, name, { limit: PAGE });
+  // The collection's own description and tags come with the project's listing (a failed listing
+  // only leaves them out: the versions still show).
+  const [first, own] = await Promise.all([
+    artifactApi.versions(project, name, { limit: PAGE }),
+    artifactApi.collections(project).then(
+      (answer) => answer.collections.find((c) => c.name === name) ?? null,
+      () => null,
+    ),
+  ]);
   const rows = h(
     "table.artifact-table.versions",
     {},
@@ -151,8 +165,14 @@ export async function collectionPage(root: HTMLElement, project: string, name: s
       "div.artifact-page",
       {},
       h("div.pane-head", {}, h("h1", { text: name }), h("span.type", { text: first.type }),
-        h("span.count", { text: `${first.total} versions` })),
-      latest && latest.description ? h("p.description", { text: latest.description }) : null,
+        h("span.count", { text: `${first.total} versions` }),
+        own && own.tags?.length ? h("span.collection-tags", {}, tagChips(own.tags)) : null),
+      // The collection's own description; without one, its latest version's (as before collections had one).
+      own && own.description
+        ? h("p.description", { "data-field": "collection-description", text: own.description })
+        : latest && latest.description
+          ? h("p.description", { "data-field": "version-description", text: latest.description })
+          : null,
       h("section.card.wide", {}, h("h2", { text: "Versions" }), rows, more),
     ),
   );

@@ -156,13 +156,15 @@ def test_edit_with_url_edits_a_servers_version_and_collection_and_is_audited(dep
     # The route's audit note: who edited the collection, what changed, and the refused edits.
     bad_body = admin.patch("/projects/p/artifacts/ds", json={"description": "no", "tags": ["bad/tag"]})
     assert bad_body.status_code == 400
+    assert admin.patch("/projects/p/artifacts/ds", json={"type": "table-data"}).status_code == 200
     events = admin.get("/audit", params={"project": "p", "limit": 1000}).json()["events"]
     edits = [event for event in events if event["action"] == "update_collection"]
     assert [(event["status"], event["outcome"]) for event in edits] == [
-        (200, "ok"), (403, "denied"), (200, "ok"), (400, "rejected")], edits
+        (200, "ok"), (403, "denied"), (200, "ok"), (400, "rejected"), (200, "ok")], edits
     details = [json.loads(event["detail"]) if isinstance(event["detail"], str) else event["detail"]
                for event in edits]
     assert details[0] == {"description": True, "tags": ["vision"]} and details[2] == {"tags": []}
+    assert details[4] == {"type": "table-data"}
     assert {(event["method"], event["target"], event["project"]) for event in edits} == {
         ("PATCH", "projects/p/artifacts/ds", "p")}
-    assert edits[0]["actor"] == "bob" and edits[1]["actor"] == "carol"
+    assert [event["actor"] for event in edits] == ["bob", "carol", "bob", "root", "root"]

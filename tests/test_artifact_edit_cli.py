@@ -51,6 +51,9 @@ def test_edit_a_data_roots_version_and_collection(root):
     assert edited.stdout.strip() == "edited p/ds:v1: description; metadata; tags +vision -raw; aliases +best"
     assert _fields(_version("p/ds:v1")) == ("cleaned", {"acc": 0.93, "split": "test"}, ["vision"], ["latest", "best"])
     assert "best" not in _version("p/ds:v0")["aliases"]  # the alias moved, as Artifact.save() moves it
+    again = cli("artifact", "edit", "p/ds:v1", "-d", "cleaned", "--tag", "vision", "--alias", "best",
+                "--set-metadata", "acc=0.93")
+    assert again.stdout.strip() == "edited p/ds:v1: nothing changed", again.stderr  # said as it is
     replaced = cli("artifact", "edit", "p/ds:best", "--metadata", '{"a": [1, 2]}', "--unalias", "best")
     assert replaced.returncode == 0, replaced.stderr
     assert _fields(_version("p/ds:v1")) == ("cleaned", {"a": [1, 2]}, ["vision"], ["latest"])
@@ -81,6 +84,10 @@ def test_edit_a_data_roots_version_and_collection(root):
     assert collection.returncode == 0, collection.stderr
     assert collection.stdout.strip() == "edited collection p/ds: description; tags +vision +hand written"
     assert (_collection()["description"], _collection()["tags"]) == ("digits", ["vision", "hand written"])
+    again = cli("artifact", "edit", "p/ds", "-d", "digits", "--tag", "vision", "--tag", "new")
+    assert again.stdout.strip() == "edited collection p/ds: tags +new", again.stderr
+    assert _collection()["tags"] == ["vision", "hand written", "new"]
+    assert cli("artifact", "edit", "p/ds", "--untag", "new").returncode == 0
     assert cli("artifact", "edit", "p/ds", "--untag", "vision").returncode == 0
     assert _collection()["tags"] == ["hand written"]
     assert _version("p/ds:v0")["description"] == "first"

@@ -121,20 +121,24 @@ def _edit_version(api: Any, ref: str, description: str | None, metadata: _Metada
     _refuse_missing("--untag", untags, artifact.tags, where, "tag")
     _refuse_missing("--unalias", unaliases, artifact.aliases, where, "alias")
     changed = []
-    if description is not None:
+    if description is not None and description != (artifact.description or ""):
         artifact.description = description
         changed.append("description")
     if not metadata.empty:
-        artifact.metadata = metadata.apply(dict(artifact.metadata or {}), where)
-        changed.append("metadata")
+        edited = metadata.apply(dict(artifact.metadata or {}), where)
+        if edited != (artifact.metadata or {}):
+            artifact.metadata = edited
+            changed.append("metadata")
+    tags = tuple(tag for tag in dict.fromkeys(tags) if tag not in artifact.tags)
     if tags or untags:
         artifact.tags = [*[tag for tag in artifact.tags if tag not in untags], *tags]
         changed.append(_moves("tags", tags, untags))
+    aliases = tuple(alias for alias in dict.fromkeys(aliases) if alias not in artifact.aliases)
     if aliases or unaliases:
         artifact.aliases = [*[alias for alias in artifact.aliases if alias not in unaliases], *aliases]
         changed.append(_moves("aliases", aliases, unaliases))
     artifact.save()
-    click.echo(f"edited {where}{'' if url is None else ' on ' + url}: {'; '.join(changed)}")
+    click.echo(f"edited {where}{'' if url is None else ' on ' + url}: {'; '.join(changed) or 'nothing changed'}")
 
 
 def _edit_collection(api: Any, project: str, name: str, description: str | None, tags: tuple[str, ...],
@@ -148,12 +152,17 @@ def _edit_collection(api: Any, project: str, name: str, description: str | None,
     current = list(row.get("tags") or [])
     _refuse_missing("--untag", untags, current, f"collection {where}", "tag")
     new_tags = None
+    tags = tuple(tag for tag in dict.fromkeys(tags) if tag not in current)
     if tags or untags:
         new_tags = [*[tag for tag in current if tag not in untags], *tags]
-    api.edit_artifact_collection(where, description=description, tags=new_tags)
+    if description == row.get("description", ""):
+        description = None
+    if description is not None or new_tags is not None:
+        api.edit_artifact_collection(where, description=description, tags=new_tags)
     changed = (["description"] if description is not None else []) + ([_moves("tags", tags, untags)]
                                                                        if new_tags is not None else [])
-    click.echo(f"edited collection {where}{'' if url is None else ' on ' + url}: {'; '.join(changed)}")
+    click.echo(f"edited collection {where}{'' if url is None else ' on ' + url}: "
+               f"{'; '.join(changed) or 'nothing changed'}")
 
 
 def _refuse_missing(option: str, names: tuple[str, ...], present: list[str], where: str, what: str) -> None:

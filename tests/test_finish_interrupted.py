@@ -20,9 +20,28 @@ from tracklet.core.run import Run
 from conftest import QUIET
 
 def _finish_code() -> set[Any]:
-    """The code finish() runs on the caller's thread: Run._finish and what it calls of Run's."""
+    """The code finish() runs on the caller's thread: Run._finish and what it calls of Run's, and
+    the calls that queue the exit record and close the queue (a signal's exception lands on a
+    function's first line too)."""
+    from tracklet.core.run import _NoQueue
+    from tracklet.core.sender import BatchSender
+
     return {item.__code__ for name, item in vars(Run).items()
-            if callable(item) and name.startswith(("_finish", "_queue_exit"))}
+            if callable(item) and name.startswith(("_finish", "_queue_exit"))} | {
+        BatchSender.put_last.__code__, _NoQueue.__init__.__code__}
+
+
+def _exit_records(run_dir: Path) -> int:
+    """How many exit records the run's log holds."""
+    from tracklet.core.recordlog import read_log
+    from tracklet.proto import records_pb2
+
+    count = 0
+    for _, payload in read_log(run_dir / "run.tlog").payloads:
+        record = records_pb2.Record()
+        record.ParseFromString(payload)
+        count += record.WhichOneof("kind") == "exit"
+    return count
 
 
 @pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
@@ -64,6 +83,7 @@ def test_an_interrupt_landing_on_any_line_of_finish_still_ends_the_run_with_its_
         where = f"interrupted at finish()'s line event {target + 1}"
         assert recorded.state == "finished" and recorded.exit_code == 0, where
         assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(20)], where
+        assert _exit_records(Path(run.dir)) == 1, where  # an exit queued twice was written twice
         if lines <= target:  # finish() ran to its end without reaching the line: every line was tried
             break
         target += 1

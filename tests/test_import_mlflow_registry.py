@@ -338,3 +338,37 @@ def test_same_files_twice_one_version_another_types_collection_skipped_and_cards
     client.update_model_version("churn model", "2", description="again")
     imported(location, root)
     assert registry.card("model", "churn-model", 1).text == "# my own card"
+
+
+def test_a_crafted_file_store_naming_a_directory_outside_it_imports_none_of_its_files(tmp_path: Path) -> None:
+    """A file store's run whose meta.yaml names a home directory as its artifact location, and a
+    registered model version whose source is one: neither directory is read (their files became
+    artifacts of the data root, a private key with them); each is a warning naming it, and the
+    runs still import. MLflow keeps a file store's artifact files and logged models inside it."""
+    import re
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
+    location = tmp_path / "mlruns"
+    client = MlflowClient(tracking_uri=location.as_uri(), registry_uri=location.as_uri())
+    experiment = client.create_experiment("e")
+    ids = []
+    for name in ("named", "registered"):
+        run = client.create_run(experiment, start_time=T0, run_name=name)
+        client.log_param(run.info.run_id, "lr", "0.1")
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 10)
+        ids.append(run.info.run_id)
+    meta = location / experiment / ids[0] / "meta.yaml"
+    meta.write_text(re.sub(r"artifact_uri: .*", f"artifact_uri: {home.as_uri()}", meta.read_text()))
+    client.create_registered_model("m")
+    client.create_model_version("m", str(home), ids[1])
+
+    results = import_mlflow(location, root=tmp_path / "root")
+    by_id = {result.path.split("/")[1]: result for result in results}
+    assert [by_id[run_id].status for run_id in ids] == ["imported", "imported"]
+    assert any("is outside the MLflow store" in message for message in by_id[ids[0]].warnings)
+    [version] = results.models
+    assert version.status == "skipped" and "is outside the MLflow store" in version.warnings[0]
+    held = [path for path in (tmp_path / "root").rglob("*") if path.is_file() and b"PRIVATE KEY" in path.read_bytes()]
+    assert held == []

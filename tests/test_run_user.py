@@ -277,3 +277,42 @@ def test_a_run_whose_user_name_cwd_and_arguments_are_not_utf8_keeps_its_whole_st
     assert run.user == RunUser("jos\ufffd", verified=False)
     assert run.metadata["cwd"].endswith("dir-\ufffd")
     assert run.metadata["command"][-1] == "arg-\ufffd"
+
+
+@pytest.mark.parametrize("filter", [
+    '(state = "running" and user = "u0") or created > 5',
+    'state = "finished" and user = "u2" or state = "running" and not user exists',
+    '(created < 2 and user in [u1, u2]) or (state = "crashed" and user ~ "0")',
+])
+def test_an_or_of_indexed_conditions_beside_a_user_condition_lists_what_the_plain_filter_lists(store_url, tmp_path,
+                                                                                              filter):
+    """The store answers an ``or`` of indexed conditions as the union of each part's runs
+    (``filters.indexed_alternatives``); a part that also names ``user`` means the server's verified
+    creator there too, not the name the client recorded (``metadata.username``)."""
+    from tracklet.server import run_creators
+    from tracklet.store import Store
+    from tracklet.store.schema import projects, runs
+
+    store = Store(store_url, root=tmp_path / "root")
+    server_schema.migrate(store.engine)
+    creator = {f"r{i:02d}": ("", "u0", "u1", "u2")[i % 4] for i in range(30)}
+    with store.engine.begin() as connection:
+        project_id = connection.execute(projects.insert().values(name="p")).inserted_primary_key[0]
+        connection.execute(runs.insert(), [
+            dict(project_id=project_id, run_id=run_id, log_path=f"p/{run_id}", created_at=float(i % 7), name=f"n{i:02d}",
+                 state=("running", "finished", "crashed")[i % 3], metadata={"username": "u1"}, tags=[], config={},
+                 summary={}, keys=[])
+            for i, run_id in enumerate(creator)])
+        ids = {name: connection.execute(server_schema.users.insert().values(name=name, created_at=0.0)).inserted_primary_key[0]
+               for name in ("u0", "u1", "u2")}
+        connection.execute(server_schema.run_creators.insert(), [
+            dict(project="p", run_id=run_id, user_id=ids[name], created_at=0.0)
+            for run_id, name in creator.items() if name])
+    store.project_joined_fields = run_creators.joined_fields
+    try:
+        for kwargs in ({}, dict(limit=4, offset=2), dict(order_by="name")):
+            listed = store.runs("p", filter=filter, fields=("name", "user"), **kwargs)
+            assert listed == store.runs("p", filter=f"not not ({filter})", fields=("name", "user"), **kwargs), kwargs
+            assert listed or kwargs
+    finally:
+        store.close()

@@ -281,6 +281,8 @@ UploaderFactory = Callable[[RunPaths, Settings, Callable[[Any, str], None]], Run
 class Run:
     """One tracked run. Create it with :func:`tracklet.init`."""
 
+    _exit_item: Any = None  # the exit record's queue item once finish() built it (``_queue_exit``)
+
     def __init__(
         self,
         settings: Settings,
@@ -1097,18 +1099,23 @@ class Run:
         assert self._sender is not None
         if isinstance(self._queue, _NoQueue):
             return
-        if exit_code is None:
-            exit_code = 0 if error is None else 1
-        end_time = _time()
-        fields: dict[str, Any] = dict(exit_code=int(exit_code), end_time=end_time, runtime=end_time - self.start_time)
-        if error is not None:
-            import traceback
+        if self._exit_item is None:
+            if exit_code is None:
+                exit_code = 0 if error is None else 1
+            end_time = _time()
+            fields: dict[str, Any] = dict(exit_code=int(exit_code), end_time=end_time,
+                                          runtime=end_time - self.start_time)
+            if error is not None:
+                import traceback
 
-            fields["error"] = f"{type(error).__name__}: {error}"
-            fields["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        if self._seeds is not None:
-            self._seeds.close()  # the seeds set since the last tick, before the exit
-        self._sender.put_last(_deferred(_exit_record, fields))
+                fields["error"] = f"{type(error).__name__}: {error}"
+                fields["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            if self._seeds is not None:
+                self._seeds.close()  # the seeds set since the last tick, before the exit
+            self._exit_item = _Once(_deferred(_exit_record, fields))
+        # Queued again when an interrupt landed after it was queued and before the queue was
+        # closed (nothing tells the two apart): the worker writes the one exit record once.
+        self._sender.put_last(self._exit_item)
         self._queue = _NoQueue(_FINISHED)
 
     def __enter__(self) -> "Run":
@@ -1194,6 +1201,18 @@ def _holds_logged(value: Any) -> bool:
     """A logged object (``tracklet.Image``, ...) or a non-empty list/tuple starting with one."""
     return isinstance(value, LoggedObject) or (type(value) in (list, tuple) and bool(value)
                                                and isinstance(value[0], LoggedObject))
+
+
+class _Once:
+    """A deferred queue item whose record is built and written at most once however often it is
+    queued (the sender's one worker calls it; None after the first call: nothing written)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+
+    def __call__(self) -> Any:
+        build, self._build = self._build, None
+        return None if build is None else build()
 
 
 def _deferred(build: Callable[[dict[str, Any]], Any], fields: dict[str, Any]) -> Callable[[], Any]:

@@ -340,16 +340,28 @@ class MlflowSource:
         parsed = urlparse(uri)
         if parsed.scheme in ("", "file"):
             local = Path(unquote(parsed.path) if parsed.scheme else uri)
-            if not local.is_dir() and self.root is not None:
+            if local.is_symlink():  # MLflow makes a directory there, never a link (a crafted store's to ~)
+                raise ValueError(f"{local} is a symbolic link")
+            if self.root is not None and (not local.is_dir() or not inside_store(self.root, local)):
                 # A file store moved or copied from another machine: its runs' artifact_uri still
-                # names where it was; MLflow keeps a run's files in the run's own directory.
-                local = self.root / run.info.experiment_id / run.info.run_id / "artifacts"
+                # names where it was; MLflow keeps a run's files in the run's own directory. A
+                # directory outside the store is never read (a crafted meta.yaml's naming ~).
+                own = self.root / run.info.experiment_id / run.info.run_id / "artifacts"
+                if local.is_dir() and (own.is_symlink() or not own.is_dir() or not any(own.iterdir())):
+                    raise ValueError(f"{redact_url(uri)} is outside the MLflow store {self.root}: not read")
+                local = own
             if local.is_symlink():  # MLflow makes a directory there, never a link (a crafted store's to ~)
                 raise ValueError(f"{local} is a symbolic link")
             return local if local.is_dir() and any(local.iterdir()) else None
         if not self.client.list_artifacts(run.info.run_id):
             return None
         return Path(self.client.download_artifacts(run.info.run_id, "", dst_path=str(scratch)))
+
+
+def inside_store(root: Path, location: Path) -> bool:
+    """Whether ``location`` (links followed) is ``root``, a file store's directory, or below it:
+    where MLflow writes a file store's artifact files and logged models."""
+    return location.resolve().is_relative_to(root.resolve())
 
 
 _POINT = struct.Struct("<qdd")  # step, time in seconds, value

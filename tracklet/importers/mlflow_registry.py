@@ -240,11 +240,15 @@ def _normal(location: str) -> str:
 def _local_files(source: Any, location: str) -> Iterator[Path]:
     """A local directory holding the files at ``location`` (read in place when local, else
     downloaded through MLflow to a temporary directory, removed afterwards)."""
+    from tracklet.importers.mlflow import inside_store
+
     parsed = urlparse(location)
     if parsed.scheme in ("", "file"):
         path = Path(unquote(parsed.path) if parsed.scheme else location)
         if not path.is_dir():
             raise FileNotFoundError(f"{location} is not a directory")
+        if source.root is not None and not inside_store(source.root, path):  # a crafted version's source: ~
+            raise LookupError(f"{redact_url(location)} is outside the MLflow store {source.root}: not read")
         yield path
         return
     import mlflow.artifacts

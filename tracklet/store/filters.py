@@ -984,16 +984,28 @@ INDEXED_FIELDS = frozenset({"state", "created"})
 
 
 def indexed_alternatives(expr: FilterExpr) -> tuple[FilterExpr, ...] | None:
-    """The operands of ``expr``'s disjunction (``expr`` itself or one of its top-level conjuncts)
-    when each operand holds a condition an index of a project's runs serves, else None.
+    """The operands of ``expr``'s disjunction (``expr`` itself or one of its top-level conjuncts),
+    each narrowed to its conditions an index of a project's runs serves, when each has one, else None.
 
     A planner reads an ``or`` of two indexed conditions as a scan of every run of the project (the
     dashboard's poll ``state = "running" or created > X``: docs/performance.md, session 24); the
-    runs each operand selects, found by its own index and united, are the same runs."""
+    runs each narrowed operand selects, found by its own index and united, hold every run the filter
+    selects (the caller applies the whole filter too). Narrowed, an alternative names only the runs
+    table's own columns, so it means the same compiled alone as inside the filter (a server's
+    ``user`` is a joined column the alternative's subquery would not have)."""
     for term in expr.operands if isinstance(expr, And) else (expr,):
         if isinstance(term, Or) and term.operands and all(map(_indexed, term.operands)):
-            return term.operands
+            return tuple(map(_indexed_part, term.operands))
     return None
+
+
+def _indexed_part(expr: FilterExpr) -> FilterExpr:
+    """``expr`` (one that ``_indexed`` accepts) less its conjuncts no index serves: it holds for
+    every run ``expr`` holds for."""
+    if isinstance(expr, And):
+        parts = tuple(_indexed_part(operand) for operand in expr.operands if _indexed(operand))
+        return parts[0] if len(parts) == 1 else And(parts)
+    return expr
 
 
 def _indexed(expr: FilterExpr) -> bool:

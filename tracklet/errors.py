@@ -57,6 +57,7 @@ __all__ = [
     "PromotionCheckRequired",
     "PromotionReviewRefused",
     "AliasMoved",
+    "LinkedVersionDeleted",
     "RegistryForbidden",
     "RegistryUnavailable",
     "RemoteError",
@@ -411,6 +412,12 @@ class PromotionRequired(RegistryError):
 class AliasMoved(RegistryError):
     """The alias no longer names the version the caller read (someone moved or removed it since):
     nothing was changed (a server answers 409); read the alias again and decide anew."""
+
+
+class LinkedVersionDeleted(RegistryError):
+    """The registry version's artifact version was deleted (``break_registry_links``): its files
+    are gone, so it can't be guarded (an alias protected on it, a promotion opened onto it); a
+    server answers 409. Protect or promote a version that has its files."""
 
 
 class RegistryUnavailable(RegistryError):

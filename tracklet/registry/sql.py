@@ -22,6 +22,12 @@ Rules:
 Every change starts by writing the collection's row (``_hold``): on PostgreSQL that row lock
 serializes the writers of one collection (links, moves, reviews), on SQLite the database's write
 lock does (and a process-wide lock keeps one process's threads from contending for it).
+
+Locks are taken in one order: the registry collection's, then the artifact collection's
+(``holding``) to the commit. A link holds its source's; so does whatever guards a registry version
+(``protect`` on an alias naming it, a promotion request opened onto it: ``_hold_source``), since a
+deletion with ``break_registry_links`` checks the guards holding only the artifact collection's
+lock: one of the two sees the other, and neither waits for a lock the other holds.
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, custom_aliases, version_number
-from tracklet.errors import (AliasMoved, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, PromotionReviewRefused,
-                             RegistryError, RegistryUnavailable)
+from tracklet.errors import (AliasMoved, ArtifactNotFound, LinkedVersionDeleted, PromotionCheckRequired, PromotionRequired,
+                             PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name
 from tracklet.registry.tables import (registry_alias_events, registry_aliases, registry_cards, registry_collections,
                                       registry_links, registry_protections, registry_requests, registry_reviews)
@@ -83,6 +89,14 @@ _ALIAS_INSERT = registry_aliases.insert()
 _ALIAS_UPDATE = registry_aliases.update().where(_ALIAS_KEY).values(version=sa.bindparam("b_version"))
 _ALIAS_DELETE = registry_aliases.delete().where(_ALIAS_KEY)
 _EVENT_INSERT = registry_alias_events.insert().returning(registry_alias_events.c.id)
+
+
+class _Source(NamedTuple):
+    """An artifact version a link names, as ``holding`` takes it."""
+
+    project: str
+    name: str
+    version: int
 
 
 def check_approver_role(role: str) -> str:
@@ -279,6 +293,8 @@ class ModelRegistry:
             if self._lock is not None:
                 stack.enter_context(self._lock)
             try:
+                # Entered before the transaction, so the sources it holds are let go after the commit.
+                self._emitted.sources = (stack.enter_context(contextlib.ExitStack()), set())
                 stack.enter_context(_refusals())
                 connection = stack.enter_context(self.engine.begin())
                 kinds: list[str] = []
@@ -288,6 +304,37 @@ class ModelRegistry:
                     self.on_write(connection, list(kinds))
             finally:
                 self._emitted.kinds = None
+                self._emitted.sources = None
+
+    def _hold_source(self, connection: sa.Connection, source: Any) -> None:
+        """Hold artifact version ``source`` (project, name, version) where its store keeps it, to
+        the end of the current ``_write`` (past its commit): ``holding``, once per version and
+        transaction. ``ArtifactNotFound`` if it was deleted."""
+        if self.holding is None:
+            return
+        held, keys = self._emitted.sources
+        key = (source.project, source.name, int(source.version))
+        if key not in keys:
+            held.enter_context(self.holding(connection, source))
+            keys.add(key)
+
+    def _guarding(self, connection: sa.Connection, registry: str, collection: str, version: int,
+                  what: str) -> None:
+        """Before the collection's version ``version`` is guarded (``what``: an alias protected on
+        it, a promotion request opened onto it): hold its artifact version, as a link does, so a
+        deletion breaking the link either sees the guard or deleted first; ``LinkedVersionDeleted``
+        if it did (a guard on a version without files would guard nothing)."""
+        row = connection.execute(sa.select(registry_links).where(
+            self._key(registry_links, registry, collection), registry_links.c.version == version)).first()
+        if row is None:
+            return
+        source = _Source(row.source_project, row.source_name, row.source_version)
+        try:
+            self._hold_source(connection, source)
+        except ArtifactNotFound:
+            raise LinkedVersionDeleted(
+                f"{registry}/{collection}:v{version} links {source.project}/{source.name}:v{source.version}, which "
+                f"was deleted (its files are gone): {what} refused; nothing was changed") from None
 
     @staticmethod
     def _key(table: sa.Table, registry: str, collection: str) -> Any:
@@ -463,14 +510,13 @@ class ModelRegistry:
         registry, collection = check_registry_name(registry), check_artifact_name(collection)
         custom = custom_aliases(aliases)
         actor, why = _actor(actor), _reason(reason)
-        with contextlib.ExitStack() as source_held, self._write() as connection:  # held past the commit
+        with self._write() as connection:
             held = self._hold(connection, registry, collection, type=source.type)
             if held.type != source.type:
                 raise RegistryError(f"registry collection {registry}/{collection} holds versions of type "
                                     f"{held.type!r}; {source.project}/{source.name}:v{source.version} is a "
                                     f"{source.type!r}")
-            if self.holding is not None:
-                source_held.enter_context(self.holding(connection, source))
+            self._hold_source(connection, source)
             row = connection.execute(sa.select(registry_links).where(
                 self._key(registry_links, registry, collection), registry_links.c.source_project == source.project,
                 registry_links.c.source_name == source.name,
@@ -521,6 +567,7 @@ class ModelRegistry:
                 if kinds is not None:  # no event (nothing changed), but on_write is told the move was refused
                     kinds.append(REQUEST_PENDING)
                 return int(pending)
+            self._guarding(connection, registry, collection, version, f"a promotion request onto it (alias {alias!r})")
             request_id = connection.execute(registry_requests.insert().values(
                 registry=registry, collection=collection, alias=alias, to_version=version, from_version=current,
                 requester=actor, reason=reason, state="pending", created_at=time.time())
@@ -776,6 +823,11 @@ class ModelRegistry:
             self._hold(connection, registry, collection)
             where = sa.and_(self._key(registry_protections, registry, collection), registry_protections.c.alias == alias)
             before = connection.execute(sa.select(registry_protections).where(where)).first()
+            if approvals:
+                named = connection.execute(_CURRENT, {"b_registry": registry, "b_collection": collection,
+                                                      "b_alias": alias}).one()[0]
+                if named is not None:
+                    self._guarding(connection, registry, collection, named, f"protecting alias {alias!r} on it")
             connection.execute(registry_protections.delete().where(where))
             if approvals:
                 connection.execute(registry_protections.insert().values(
@@ -856,6 +908,9 @@ class ModelRegistry:
             approvals = sum(review["decision"] == "approve" for review in request.reviews) + (decision == "approve")
             state = "rejected" if decision == "reject" else "approved" if approvals >= request.approvals_required \
                 else "pending"
+            if state == "approved":  # the alias, protected, is moved onto it: as protecting it there
+                self._guarding(connection, registry, collection, request.to_version,
+                               f"promotion request #{request_id} moving protected alias {request.alias!r} onto it")
             if state == "approved" and not checked:
                 raise PromotionCheckRequired(f"approving promotion request #{request_id} would move alias "
                                              f"{request.alias!r} of {registry}/{collection}: its check must pass first")

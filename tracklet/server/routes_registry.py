@@ -26,8 +26,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tracklet.artifacts.names import check_artifact_name
-from tracklet.errors import (AliasMoved, ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
-                             PromotionReviewRefused, RegistryError, RegistryUnavailable)
+from tracklet.errors import (AliasMoved, ArtifactNameError, ArtifactNotFound, LinkedVersionDeleted, PromotionCheckRequired,
+                             PromotionRequired, PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import (DEFAULT_APPROVER_ROLE, REQUEST_PENDING, Link, ModelRegistry, Protection,
                                    role_at_least)
@@ -341,7 +341,7 @@ def _require(request: Request, registry: str, action: str, *, claim: bool = Fals
 # The registry's refusals, each family answered by one app-level handler (install_error_handlers):
 # routes raise them as they come. ArtifactNameError (a bad name) is also a ValueError: 400.
 REFUSALS: dict[type[Exception], int] = {ArtifactNameError: 400, ArtifactNotFound: 404, RegistryError: 400,
-                                        AliasMoved: 412,
+                                        AliasMoved: 412, LinkedVersionDeleted: 409,
                                         PromotionRequired: 409, PromotionReviewRefused: 403,
                                         RegistryUnavailable: 503}
 
@@ -354,7 +354,7 @@ async def _refusal(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Answer the registry's errors wherever they are raised: a bad name 400, no such collection,
     version or alias 404, a refused change 400, a protected alias 409 (the request opened is
-    named), a review its reviewer may not make 403, the registry's database refusing a change 503
+    named), as is guarding a version whose artifact version was deleted, a review its reviewer may not make 403, the registry's database refusing a change 503
     (nothing changed)."""
     for kind in REFUSALS:
         app.add_exception_handler(kind, _refusal)

@@ -634,20 +634,13 @@ _SPAN_JSON = b'{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec
 @pytest.mark.parametrize("body, problem", [
     (b"\xff{}", "not UTF-8"),
     (b'{"resourceSpans":[', "not JSON"),
-    (_frame(_SPAN_JSON[:-1] + b',"name":"b"}'), "the key 'name' twice"),
     (b'{"resourceSpans":[{"resource":{},"resource":{}}]}', "the key 'resource' twice"),
     (b'{"resourceSpans":[],"resource_spans":[]}', "the key 'resource_spans' twice"),
-    (_frame(b'{"startTimeUnixNano":' + b"9" * 5000 + b"}"), "number that can't be read"),
-    (_frame(b'{"startTimeUnixNano":1e999}'), "startTimeUnixNano"),
-    (_frame(b'{"name":5}'), "name"),
-    (_frame(b"[1]"), "a span must be an object"),
     (b'{"resourceSpans":{}}', "resourceSpans must be a JSON array"),
-    (_frame(b'{"traceId":"zz"}'), "traceId 'zz' is not hex"),
-    (_frame(b"[" * 100_000), "nests too deeply"),
+    (_frame(b"[" * 100_000), "nests too deeply"),  # never closed: the body ends inside the span
     (_frame(_SPAN_JSON) + b" x", "extra data"),
+    (_frame(_SPAN_JSON[:-1] + b',"name":}'), "not JSON"),
     (b"[]", "must be an object"),
-    (_frame(_SPAN_JSON[:-1] + b',"links":5}'), "links"),  # was a TypeError (the server's 500)
-    (_frame(_SPAN_JSON[:-1] + b',"links":true}'), "links"),
 ])
 def test_bad_json_bodies_are_refused_naming_the_problem(body, problem):
     from tracklet.errors import OtlpError
@@ -655,6 +648,49 @@ def test_bad_json_bodies_are_refused_naming_the_problem(body, problem):
 
     with pytest.raises(OtlpError, match=re.escape(problem)):
         decode(body, "application/json")
+
+
+def _nested_attribute(levels: int) -> bytes:
+    return (b'"attributes":[{"key":"deep","value":' + b'{"kvlistValue":{"values":[{"key":"a","value":' * levels
+            + b'{"stringValue":"x"}' + b"}]}}" * levels + b"}]")
+
+
+_SPAN_FAULTS = [
+    (_SPAN_JSON[:-1] + b',"name":"b"}', "the key 'name' twice"),
+    (_SPAN_JSON[:-1] + b',"startTimeUnixNano":' + b"9" * 5000 + b"}", "number that can't be read"),
+    (_SPAN_JSON[:-1] + b',"startTimeUnixNano":1e999}', "startTimeUnixNano"),
+    (_SPAN_JSON[:-1] + b',"startTimeUnixNano":"99999999999999999999"}', "startTimeUnixNano"),
+    (_SPAN_JSON.replace(b'"name":"a"', b'"name":5'), "name"),
+    (b"[1]", "a span must be an object"),
+    (b"null", "a span must be an object"),
+    (_SPAN_JSON.replace(b"5b8e", b"zz8e"), "traceId 'zz8e"),
+    (_SPAN_JSON[:-1] + b',"links":5}', "links"),
+    (_SPAN_JSON[:-1] + b',"links":[{"traceId":"xx"}]}', "link's traceId 'xx'"),
+    (_SPAN_JSON[:-1] + b"," + _nested_attribute(60) + b"}", "nest too deeply"),  # past json_format's depth
+    (_SPAN_JSON[:-1] + b"," + _nested_attribute(2000) + b"}", "nests too deeply"),  # past the JSON parser's
+]
+
+
+@pytest.mark.parametrize("span, problem", _SPAN_FAULTS)
+@pytest.mark.parametrize("order", ["usual", "scope and resource after the spans", "no scope nor resource"])
+def test_a_span_that_isnt_one_is_rejected_alone_the_others_taken(span, problem, order):
+    """What is wrong inside one span of a JSON body (a key twice, a field of the wrong type, an id
+    not hex, nesting past a parser's depth) costs that span only (OTLP's partial success naming it),
+    as the protobuf path rejects a span alone, wherever the body puts the spans' scope and resource."""
+    from tracklet.tracing.otlp import decode
+
+    spans = b",".join([_SPAN_JSON.replace(b"eee1", b"aaa1"), span, _SPAN_JSON.replace(b"eee1", b"bbb1")])
+    resource = b'"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]}'
+    body = {
+        "usual": b'{"resourceSpans":[{%s,"scopeSpans":[{"scope":{"name":"s"},"spans":[%s]}]}]}' % (resource, spans),
+        "scope and resource after the spans":
+            b'{"resourceSpans":[{"scopeSpans":[{"spans":[%s],"scope":{"name":"s"}}],%s}]}' % (spans, resource),
+        "no scope nor resource": b'{"resourceSpans":[{"scopeSpans":[{"spans":[%s]}]}]}' % spans,
+    }[order]
+    decoded = decode(body, "application/json")
+    assert decoded.rejected == 1 and len(decoded.errors) == 1 and problem in decoded.errors[0], decoded.errors
+    [rows] = decoded.by_project.values()
+    assert [row[2] for row in rows] == ["aaa19b7ec3c1b174", "bbb19b7ec3c1b174"]
 
 
 def test_a_json_bodys_keys_in_any_order_and_spelling_decode_alike():

@@ -13,13 +13,17 @@ value fits in it; a window is estimated with ``core/parsecost.py`` before it is 
 long enough to cost more). Time is linear in the body: the hand-walked frame takes a Python step
 per span, scope and resource, at most ``MAX_UNITS`` of them.
 
-Bad input gets an ``OtlpError`` naming the problem (the server's 400): not UTF-8, not JSON (with
-the character where it stops being JSON), a key twice in an object, a value of the wrong type,
-nesting past protobuf's limit, an integer too long to convert; too much to parse at all is an
-``OtlpTooLarge`` (413). The frame's keys may come in any order (a resource after its scopes, a
-scope after its spans: the spans are read again once it is known) and in protobuf's JSON names
-or the proto field names; other keys are ignored, as ``json_format`` does with
-``ignore_unknown_fields``.
+A span that isn't one (a key twice in it, a field of the wrong type, an id not hex, not an object,
+nesting past ``json_format``'s depth or the C scanner's recursion, an integer too long to convert)
+is passed to the caller's ``reject`` and left out, as the protobuf path rejects a span alone (OTLP's
+partial success); a span the scanner can't read is read past by its brackets and strings alone
+(``_Reader._past_nested``). What is wrong with the request gets an ``OtlpError`` naming the problem
+(the server's 400): not UTF-8, not JSON (with the character where it stops being JSON), the frame
+of the wrong type, a bad resource or scope; too much to parse at all is an ``OtlpTooLarge`` (413).
+The frame's keys may come in any order (a resource after its scopes, a scope after its spans: the
+spans are read again once it is known, unless no such key can follow, ``_Reader.none_later``) and
+in protobuf's JSON names or the proto field names; other keys are ignored, as ``json_format`` does
+with ``ignore_unknown_fields``.
 """
 
 from __future__ import annotations
@@ -49,12 +53,12 @@ _SCOPE_SPANS = frozenset({"scopeSpans", "scope_spans"})
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 # A string token or a run of brackets (``_Reader._past_nested``).
-_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+')
+_NESTING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[{]+|[\]}]+')
 _NUMBER = re.compile(r"[-+0-9.eE]*")
 # Text that a key "resource" / "scope" must contain, however written: itself, or one of its
 # letters as a JSON escape (``\u0072`` is "r"); ``_Reader.none_later``.
-_KEY_LATER = {"resource": re.compile(r'"resource"|\\u00(?:7[235]|6[35fF])'),
-              "scope": re.compile(r'"scope"|\\u00(?:7[03]|6[35fF])')}
+_KEY_LATER = {"resource": ('"resource"', frozenset({"72", "65", "73", "6f", "6F", "75", "63"})),
+              "scope": ('"scope"', frozenset({"73", "63", "6f", "6F", "70", "65"}))}
 
 
 class _Rejected:
@@ -96,7 +100,7 @@ class _Reader:
         self.units = 0
         self.window = _FIRST_WINDOW
         self.reject = reject
-        self.next_key: dict[re.Pattern[str], int] = {}  # _KEY_LATER's: where its next match is, -1: none
+        self.next_key: dict[str, int] = {}  # _KEY_LATER's: where its next match is, -1: none
 
     def _skip_whitespace(self) -> str:
         """The next character past whitespace ("" at the end)."""
@@ -263,15 +267,22 @@ class _Reader:
             raise OtlpError(why)
         self.reject(1, why)
 
-    def none_later(self, key: re.Pattern[str]) -> bool:
-        """Whether no key of this name (``_KEY_LATER``) can occur anywhere past the cursor: the
-        text is searched (in C) once up to the pattern's next match, which is remembered, so the
-        searches of a body are linear in it together. A match may be no key (a string value of
-        that text): then this says False, which costs only the spans' second read."""
+    def none_later(self, key: str) -> bool:
+        """Whether no key ``key`` (``_KEY_LATER``: "resource" or "scope") can occur anywhere past
+        the cursor: the text is searched (``str.find``, in C) up to the next place the key's text
+        or one of its letters as a JSON escape (``\\u0072`` is "r") is, which is remembered, so the
+        searches of a body are linear in it together. Such a place may be no key (a string value
+        of that text): then this says False, which costs only the spans' second read."""
         found = self.next_key.get(key)
         if found is None or 0 <= found < self.pos:
-            match = key.search(self.text, self.pos)
-            found = self.next_key[key] = match.start() if match else -1
+            text, (quoted, letters) = self.text, _KEY_LATER[key]
+            found = text.find(quoted, self.pos)
+            escape = text.find("\\u00", self.pos)
+            while escape != -1 and (found == -1 or escape < found) and text[escape + 4:escape + 6] not in letters:
+                escape = text.find("\\u00", escape + 1)
+            if escape != -1 and (found == -1 or escape < found):
+                found = escape
+            self.next_key[key] = found
         return found == -1
 
     def at_end(self) -> None:
@@ -420,7 +431,7 @@ def _resource_spans(reader: _Reader, raw_scope: Any) -> Iterator[tuple[Any, Iter
             if resource is not None:  # none_later said no such key could follow
                 raise OtlpError("the JSON body has a resource after its scopes where none was expected")
             resource = _message(reader.value(), otlp.Resource, "a resource")
-        elif key == "scopeSpans" and resource is None and not reader.none_later(_KEY_LATER["resource"]):
+        elif key == "scopeSpans" and resource is None and not reader.none_later("resource"):
             later = reader.pos
             _skip_scope_spans(reader)  # checked and counted now, read for its spans once the resource is known
         elif key == "scopeSpans":
@@ -454,7 +465,7 @@ def _scope_spans(reader: _Reader, raw_scope: Any, count: bool) -> Iterator[tuple
                 if scope is not None:  # none_later said no such key could follow
                     raise OtlpError("the JSON body has a scope after its spans where none was expected")
                 scope = _message(reader.value(), otlp.InstrumentationScope, "a scope")
-            elif key == "spans" and scope is None and not reader.none_later(_KEY_LATER["scope"]):
+            elif key == "spans" and scope is None and not reader.none_later("scope"):
                 later = reader.pos
                 for _ in reader.elements("spans", count):
                     reader.span()  # checked and counted now, made into spans once the scope is known

@@ -245,19 +245,20 @@ class _Reader:
         if self.text[start:start + 1] not in ("[", "{"):  # a number too long for int()
             self.pos = _NUMBER.match(self.text, start).end()  # type: ignore[union-attr]
             return
-        for match in _NESTING.finditer(self.text, start):
-            run = match.group()
-            if run[0] == '"':
+        text = self.text
+        for match in _NESTING.finditer(text, start):
+            first, size = match.start(), match.end() - match.start()  # not match.group(): no copy
+            if text[first] == '"':
                 if depth == 0:
                     break
                 continue
-            if run[0] in "[{":
-                depth += len(run)
-            elif len(run) >= depth:
-                self.pos = match.start() + depth
+            if text[first] in "[{":
+                depth += size
+            elif size >= depth:
+                self.pos = first + depth
                 return
             else:
-                depth -= len(run)
+                depth -= size
         raise OtlpError(f"the body is not JSON: it ends inside a span at character {start} that can't be read ({why})")
 
     def rejected(self, why: str) -> None:

@@ -634,20 +634,13 @@ _SPAN_JSON = b'{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec
 @pytest.mark.parametrize("body, problem", [
     (b"\xff{}", "not UTF-8"),
     (b'{"resourceSpans":[', "not JSON"),
-    (_frame(_SPAN_JSON[:-1] + b',"name":"b"}'), "the key 'name' twice"),
     (b'{"resourceSpans":[{"resource":{},"resource":{}}]}', "the key 'resource' twice"),
     (b'{"resourceSpans":[],"resource_spans":[]}', "the key 'resource_spans' twice"),
-    (_frame(b'{"startTimeUnixNano":' + b"9" * 5000 + b"}"), "number that can't be read"),
-    (_frame(b'{"startTimeUnixNano":1e999}'), "startTimeUnixNano"),
-    (_frame(b'{"name":5}'), "name"),
-    (_frame(b"[1]"), "a span must be an object"),
     (b'{"resourceSpans":{}}', "resourceSpans must be a JSON array"),
-    (_frame(b'{"traceId":"zz"}'), "traceId 'zz' is not hex"),
-    (_frame(b"[" * 100_000), "nests too deeply"),
+    (_frame(b"[" * 100_000), "nests too deeply"),  # never closed: the body ends inside the span
     (_frame(_SPAN_JSON) + b" x", "extra data"),
+    (_frame(_SPAN_JSON[:-1] + b',"name":}'), "not JSON"),
     (b"[]", "must be an object"),
-    (_frame(_SPAN_JSON[:-1] + b',"links":5}'), "links"),  # was a TypeError (the server's 500)
-    (_frame(_SPAN_JSON[:-1] + b',"links":true}'), "links"),
 ])
 def test_bad_json_bodies_are_refused_naming_the_problem(body, problem):
     from tracklet.errors import OtlpError
@@ -655,6 +648,49 @@ def test_bad_json_bodies_are_refused_naming_the_problem(body, problem):
 
     with pytest.raises(OtlpError, match=re.escape(problem)):
         decode(body, "application/json")
+
+
+def _nested_attribute(levels: int) -> bytes:
+    return (b'"attributes":[{"key":"deep","value":' + b'{"kvlistValue":{"values":[{"key":"a","value":' * levels
+            + b'{"stringValue":"x"}' + b"}]}}" * levels + b"}]")
+
+
+_SPAN_FAULTS = [
+    (_SPAN_JSON[:-1] + b',"name":"b"}', "the key 'name' twice"),
+    (_SPAN_JSON[:-1] + b',"startTimeUnixNano":' + b"9" * 5000 + b"}", "number that can't be read"),
+    (_SPAN_JSON[:-1] + b',"startTimeUnixNano":1e999}', "startTimeUnixNano"),
+    (_SPAN_JSON[:-1] + b',"startTimeUnixNano":"99999999999999999999"}', "startTimeUnixNano"),
+    (_SPAN_JSON.replace(b'"name":"a"', b'"name":5'), "name"),
+    (b"[1]", "a span must be an object"),
+    (b"null", "a span must be an object"),
+    (_SPAN_JSON.replace(b"5b8e", b"zz8e"), "traceId 'zz8e"),
+    (_SPAN_JSON[:-1] + b',"links":5}', "links"),
+    (_SPAN_JSON[:-1] + b',"links":[{"traceId":"xx"}]}', "link's traceId 'xx'"),
+    (_SPAN_JSON[:-1] + b"," + _nested_attribute(60) + b"}", "nest too deeply"),  # past json_format's depth
+    (_SPAN_JSON[:-1] + b"," + _nested_attribute(2000) + b"}", "nests too deeply"),  # past the JSON parser's
+]
+
+
+@pytest.mark.parametrize("span, problem", _SPAN_FAULTS)
+@pytest.mark.parametrize("order", ["usual", "scope and resource after the spans", "no scope nor resource"])
+def test_a_span_that_isnt_one_is_rejected_alone_the_others_taken(span, problem, order):
+    """What is wrong inside one span of a JSON body (a key twice, a field of the wrong type, an id
+    not hex, nesting past a parser's depth) costs that span only (OTLP's partial success naming it),
+    as the protobuf path rejects a span alone, wherever the body puts the spans' scope and resource."""
+    from tracklet.tracing.otlp import decode
+
+    spans = b",".join([_SPAN_JSON.replace(b"eee1", b"aaa1"), span, _SPAN_JSON.replace(b"eee1", b"bbb1")])
+    resource = b'"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]}'
+    body = {
+        "usual": b'{"resourceSpans":[{%s,"scopeSpans":[{"scope":{"name":"s"},"spans":[%s]}]}]}' % (resource, spans),
+        "scope and resource after the spans":
+            b'{"resourceSpans":[{"scopeSpans":[{"spans":[%s],"scope":{"name":"s"}}],%s}]}' % (spans, resource),
+        "no scope nor resource": b'{"resourceSpans":[{"scopeSpans":[{"spans":[%s]}]}]}' % spans,
+    }[order]
+    decoded = decode(body, "application/json")
+    assert decoded.rejected == 1 and len(decoded.errors) == 1 and problem in decoded.errors[0], decoded.errors
+    [rows] = decoded.by_project.values()
+    assert [row[2] for row in rows] == ["aaa19b7ec3c1b174", "bbb19b7ec3c1b174"]
 
 
 def test_a_json_bodys_keys_in_any_order_and_spelling_decode_alike():
@@ -689,3 +725,69 @@ def test_lone_surrogates_in_a_json_body_are_replaced_not_the_request_refused():
     assert [row[4] for row in rows] == ["a\ufffd \U0001f600", "a"]
     assert json.loads(rows[0][-4]) == {"k\ufffd": "v\ufffd"}
     assert json.loads(rows[0][-1]) == {"otel.scope.name": "sc\ufffd", "resource.host": "h\ufffd"}
+
+
+def _deep_value(levels: int) -> dict:
+    value: dict = {"stringValue": "x"}
+    for _ in range(levels):
+        value = {"kvlistValue": {"values": [{"key": "a", "value": value}]}}
+    return value
+
+
+def test_a_deeply_nested_span_costs_only_itself_over_json_and_protobuf_alike(servers, tmp_path):
+    """The SDK's spans, one given an attribute nested 60 levels deep (past protobuf's depth of 100
+    messages), sent to a real server as the exporter's protobuf and as its OTLP/JSON: both answer 200
+    with OTLP's partial success rejecting that one span, and store the others (the JSON body was a 400
+    for all of them)."""
+    from google.protobuf import json_format
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    server = servers(tmp_path / "srv")
+    url = f"{server.url}/v1/traces"
+    spans = _sdk_spans(6)
+    proto = encode_spans(spans)
+    deep = proto.resource_spans[0].scope_spans[0].spans[2].attributes.add(key="deep")
+    json_format.ParseDict(_deep_value(60), deep.value, max_recursion_depth=1000)
+    answers = {}
+    for project, content_type in (("as-protobuf", "application/x-protobuf"), ("as-json", "application/json")):
+        if content_type == "application/json":
+            data = _otlp_json(spans)
+            data["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["attributes"].append(
+                {"key": "deep", "value": _deep_value(60)})
+            body = json.dumps(data).encode()
+        else:
+            body = proto.SerializeToString()
+        response = httpx.post(url, content=body, headers={"content-type": content_type, "x-tracklet-project": project})
+        assert response.status_code == 200, response.text[:300]
+        answers[content_type] = response
+    partial = answers["application/json"].json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "1" and "nest too deeply" in partial["errorMessage"]
+    from tracklet.proto import otlp_trace_pb2 as otlp
+
+    reply = otlp.ExportTraceServiceResponse.FromString(answers["application/x-protobuf"].content)
+    assert reply.partial_success.rejected_spans == 1
+    api = tracklet.Api(base_url=server.url)
+    stored = {project: sorted(span.span_id for trace in api.traces(project) for span in trace.spans)
+              for project in ("as-protobuf", "as-json")}
+    api.close()
+    rejected = proto.resource_spans[0].scope_spans[0].spans[2].span_id.hex()
+    assert stored["as-json"] == stored["as-protobuf"] and len(stored["as-json"]) == 6 + 1 - 1
+    assert rejected not in stored["as-json"]
+
+
+def test_spans_read_once_without_a_resource_key_still_take_a_later_resource_however_written():
+    """Spans are read once where no ``resource``/``scope`` key can follow them; a later item's
+    resource, or one written with a JSON escape (``"r\\u0065source"``), still names the project of
+    the spans before it (read a second time then)."""
+    from tracklet.tracing.otlp import decode
+
+    resource = b'{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]}'
+    bare = b'{"scopeSpans":[{"spans":[%s]}]}' % _SPAN_JSON
+    later = b'{"scopeSpans":[{"spans":[%s],"sc\\u006fpe":{"name":"s"}}],"r\\u0065source":%s}' % (
+        _SPAN_JSON.replace(b"eee1", b"fff1"), resource)
+    decoded = decode(b'{"resourceSpans":[%s,%s]}' % (bare, later), "application/json")
+    assert decoded.rejected == 0 and sorted(decoded.by_project) == ["default", "svc"]
+    [[bare_row], [later_row]] = decoded.by_project["default"], decoded.by_project["svc"]
+    assert bare_row[2] == "eee19b7ec3c1b174" and json.loads(bare_row[-1] or "{}") == {}
+    assert later_row[2] == "fff19b7ec3c1b174"
+    assert json.loads(later_row[-1]) == {"otel.scope.name": "s", "resource.service.name": "svc"}

@@ -266,7 +266,8 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
     if content_type.split(";")[0].strip().lower() == JSON:
         from tracklet.tracing.otlp_json import resources
 
-        for resource, scopes in resources(body, _raw_scope_spans()):  # at most MAX_SPANS spans, or OtlpTooLarge
+        # at most MAX_SPANS spans, or OtlpTooLarge; a span that isn't one is rejected alone
+        for resource, scopes in resources(body, _raw_scope_spans(), decoded.reject):
             _decode_resource(resource, scopes, project, run, decoded, cache)
         return decoded
     request = parse_request(body, content_type, raw_attributes=True)

@@ -26,7 +26,7 @@ from test_artifacts_server import Backend, backend, blob_cache  # noqa: F401 (fi
 from tracklet.artifacts.entries import LocalFile
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.packs import build_pack
-from tracklet.artifacts.remote import RemoteArtifacts, upload_version
+from tracklet.artifacts.remote import RemoteArtifacts, upload_chunked, upload_version
 from tracklet.artifacts.storage import ArtifactStore
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.http import HttpClient
@@ -489,3 +489,54 @@ def test_an_online_runs_large_file_reaches_the_server_without_a_local_copy(serve
     with tracklet.Api(base_url=server.url) as api:
         out = Path(api.artifact("p/ckpt:latest").download(tmp_path / "out"))
     assert (out / "model.ckpt").read_bytes() == data
+
+
+class _GcOnFirstPack(ArtifactClient):
+    """A real client that, before sending its first pack, runs ``tracklet artifact gc --grace 0``
+    (a separate process) on the store it uploads from and waits for it to finish."""
+
+    def __init__(self, url: str, state: Path, root: Path) -> None:
+        super().__init__(HttpClient(url), state, workers=1)
+        self.root = root
+        self.gc: subprocess.CompletedProcess[str] | None = None
+
+    def upload_pack(self, project, pack_id, data):
+        if self.gc is None:
+            self.gc = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(self.root), "artifact", "gc",
+                                      "--grace", "0", "-q"], env={**os.environ, "PYTHONPATH": str(REPO)},
+                                     capture_output=True, text=True, timeout=300)
+        return super().upload_pack(project, pack_id, data)
+
+
+def test_a_local_repack_while_chunks_upload_moves_them_under_the_upload_without_failing_it(servers, tmp_path):
+    """A local ``tracklet artifact gc`` that repacks the pack a version's chunks are being read from
+    for an upload (its other chunks were a deleted version's): the upload reads its chunks holding
+    the store's gc.lock shared a few MiB at a time, located afresh each time, so the collection
+    runs between two of them (it is not held off for the whole upload) and the upload reads the
+    rest from the new pack. Before, the chunks were all located up front and read without the
+    lock: the upload failed on the removed pack."""
+    server = servers(tmp_path / "server")
+    root = tmp_path / "root"
+    store = ArtifactStore(root, chunk_threshold=MiB)
+    shared = os.urandom(12 * MiB)
+    path = tmp_path / "model.ckpt"
+    _checkpoint(path, [os.urandom(20 * MiB), shared])
+    _commit(store, path)  # v0: one pack, 20 MiB only it references and the 12 MiB v1 shares
+    v1 = _checkpoint(path, [os.urandom(MiB), shared])
+    _commit(store, path)
+    packs_before = set(store.chunks()[0].list_packs())
+    removed = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "artifact", "rm", "p/ckpt:v0"],
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert removed.returncode == 0, removed.stderr
+    client = _GcOnFirstPack(server.url, tmp_path / "state", root)
+    entry = store.manifest(store.registry.version("p", "ckpt", "v1"))["model.ckpt"]
+    upload_chunked(client, store, "p", [entry], pack_bytes=256 << 10)  # as `tracklet sync` uploads it
+    assert client.gc is not None and client.gc.returncode == 0, client.gc and client.gc.stderr
+    assert "1 mostly unreferenced pack(s) rewritten" in client.gc.stdout, client.gc.stdout
+    assert len(set(store.chunks()[0].list_packs()) - packs_before) == 1  # the shared chunks moved meanwhile
+    answer = upload_version(ArtifactClient(HttpClient(server.url)), store, store.registry.version("p", "ckpt", "v1"),
+                            [])
+    assert answer["bytes_sent"] < MiB  # every chunk was there: the recipe and the manifest
+    out = Path(RemoteArtifacts(ArtifactClient(HttpClient(server.url)), tmp_path / "reader").artifact("p/ckpt")
+               .download(tmp_path / "out"))
+    assert (out / "model.ckpt").read_bytes() == v1

@@ -25,6 +25,7 @@ from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.packs import build_pack
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_gc import collect
+from tracklet.server.gc_live import LiveDigests, remove_stale, scratch_dir
 from tracklet.server.schema import artifact_blobs
 from tracklet.store import Store
 
@@ -189,7 +190,10 @@ def test_a_server_collection_killed_midway_removes_nothing_referenced_and_leaves
     artifacts.engine.dispose()
     command = [sys.executable, "-u", "-m", "tracklet", "admin", "--dir", str(root), "--store", url, "artifact-gc",
                "--grace", "1h"]
-    child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    temporary = tmp_path / "system-tmp"  # the child's TMPDIR: a killed collection leaves nothing there
+    temporary.mkdir()
+    child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(temporary)},
+                             stdout=subprocess.PIPE, text=True)
     removed = 0
     assert child.stdout is not None
     for line in child.stdout:
@@ -210,7 +214,40 @@ def test_a_server_collection_killed_midway_removes_nothing_referenced_and_leaves
     assert removed <= len(orphans) + len(kept) + 1 - len(granted) < len(orphans)  # killed midway
     assert [digest for digest in granted if not _has(artifacts, digest)] == []
 
+    assert list(temporary.iterdir()) == []
+    assert [path.suffix for path in scratch_dir(root).iterdir()] == [".sqlite"]  # its live set, found by the next
     report = collect(artifacts, grace=HOUR)
+    assert list(scratch_dir(root).iterdir()) == []
     assert report.blobs >= 1 and not report.problems  # the rest: a killed collection's ungranted objects too
     assert [data for data in orphans if _has(artifacts, _sha(data))] == []
     assert artifacts.missing("p", [_sha(data) for data in kept]) == []
+
+
+def test_a_collection_removes_the_scratch_files_of_dead_collections_and_never_a_live_ones(tmp_path):
+    """A scratch file whose owner died (its ``flock`` gone with it) is removed by the next
+    collection; one a collection still holds (here: this process's other ``LiveDigests``) stays
+    and keeps working; so does a ``.new`` file young enough to be a collection starting."""
+    folder = scratch_dir(tmp_path)
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from tracklet.server.gc_live import LiveDigests\n"
+        f"live = LiveDigests(Path({str(folder)!r}))\n"
+        "live.add('p', ['ab' * 32])\n"
+        "os.kill(os.getpid(), 9)\n")], env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert killed.returncode == -9
+    (dead,) = folder.iterdir()
+    starting = folder / "gc-live-starting.new"
+    starting.write_bytes(b"")
+    with LiveDigests(folder) as running:
+        running.add("p", ["cd" * 32])
+        assert not dead.exists() and starting.exists()
+        with LiveDigests(folder) as other:
+            other.add("q", ["ef" * 32])
+            assert Path(running.path).exists()
+            assert running.prefix("cd", "ce") == {"p": {"cd" * 32}}
+        assert remove_stale(folder) == [] and Path(running.path).exists()
+        hour_ago = time.time() - 2 * HOUR
+        os.utime(starting, (hour_ago, hour_ago))
+        assert remove_stale(folder) == [starting]
+    assert list(folder.iterdir()) == []

@@ -123,3 +123,31 @@ def test_sync_carries_a_local_prune_to_the_server_and_artifact_gc_keeps_run_medi
     for digest in kept + digests[2:]:
         path = "b" if digest in kept else "a"
         assert httpx.get(f"{server.url}/api/v1/runs/vision/{path}/media/{digest}").status_code == 200, digest
+
+
+def test_a_prune_on_a_server_removes_blobs_while_one_of_its_runs_is_running(servers, root, tmp_path, monkeypatch):
+    """A run of the server still running (synced without its end) no longer holds every prune off:
+    an uploaded blob is removed holding the grants locked, its grants checked again (an upload of
+    the same bytes meanwhile keeps it or sends it again), so the retired blob only run a named goes.
+    Before, the prune removed nothing and said a run was still running."""
+    monkeypatch.setenv("TRACKLET_ARTIFACT_PACK_SMALL", "0")  # each blob a file of its own
+    server = servers(tmp_path / "server")
+    digests = _log(root, "vision", "a", [10, 11, 12])
+    _sync(server.url, root, "vision", "a")
+    running = tracklet.init(project="vision", id="live", dir=str(root), settings=QUIET)
+    running.log({"img": tracklet.Image(_pixels(13))}, step=0)
+    assert running.flush(timeout=60)
+    try:
+        _sync(server.url, root, "vision", "live")
+        assert httpx.get(f"{server.url}/api/v1/runs/vision/live").json()["run"]["state"] == "running"
+        blob = server.root / "artifacts" / "blobs" / "sha256" / digests[0][:2] / digests[0]
+        assert blob.exists()
+        pruned = _cli("media", "prune", "vision", "--keep-last", "1", "--url", server.url, "--grace", "0", "--key",
+                      "img")
+        assert pruned.returncode == 0, pruned.stderr
+        assert "still running" not in pruned.stdout + pruned.stderr, pruned.stdout
+        assert "removed 2 stored blob(s)" in pruned.stdout, pruned.stdout
+        assert not blob.exists()
+        assert _steps(server.url, "vision/a") == [2] and _steps(server.url, "vision/live") == [0]
+    finally:
+        running.finish()

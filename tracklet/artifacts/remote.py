@@ -123,14 +123,15 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
                    pack_bytes: int = UPLOAD_PACK_BYTES) -> int:
     """Send files the local store keeps as chunks: ask which chunks the project lacks (1,000 ids
     per request), send those in packs of about ``pack_bytes`` (read from the local packs, each
-    chunk checked against its id; ``client.workers`` packs at a time), upload the recipes the
+    chunk checked against its id, a few MiB at a time holding the store's ``gc.lock`` shared:
+    ``ArtifactStore.read_chunks``; ``client.workers`` packs at a time), upload the recipes the
     project lacks, then register each file (the server rebuilds it from its chunks and checks its
     digest). Bytes sent. A killed upload resumes for free: the packs the server stored hold their
     chunks, and the next try asks again and sends only the rest."""
     from tracklet.artifacts.packs import pack_trailer, upload_pack_room
     from tracklet.client.artifacts import Pieces
 
-    def build_pack(chunks: list[tuple[bytes, bytes]]) -> tuple[str, Pieces]:
+    def build_pack(chunks: list[tuple[bytes, bytes | memoryview]]) -> tuple[str, Pieces]:
         pack_id, trailer = pack_trailer(chunks)  # the chunk bytes are sent from the reads, not joined
         return pack_id, Pieces([*(data for _, data in chunks), trailer])
 
@@ -159,13 +160,14 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
             sent += count
 
     if todo:
-        reader = store.chunk_reader(todo)
         with Pool(client.workers, "tracklet-pack") as pool:
             futures = []
-            batch: list[tuple[bytes, bytes]] = []
+            batch: list[tuple[bytes, bytes | memoryview]] = []
             size = 0
             try:
-                for cid, piece in zip(todo, reader.iter_chunks(todo, name=entries[0].path)):
+                # Read a few MiB at a time holding gc.lock shared (``read_chunks``): a local
+                # collection's repack waits for a read, not for the whole upload.
+                for cid, piece in store.read_chunks(todo, name=entries[0].path):
                     if batch and not upload_pack_room(size, len(batch), len(piece)):
                         slots.acquire()  # the pack is closed before this chunk takes it past the server's limits
                         futures.append(pool.submit(send, *build_pack(batch)))

@@ -49,12 +49,16 @@ from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import partial_path
 from tracklet.artifacts.references import check_file_reference, content_digest, is_remote, known_size
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
-from tracklet.errors import ArtifactError, ArtifactVerifyError, ChunkStoreError, RecipeError
+from tracklet.errors import ArtifactError, ArtifactVerifyError, ChunkMissing, ChunkStoreError, RecipeError
 
 ARTIFACT_DIR_ENV = "TRACKLET_ARTIFACT_DIR"
 CHUNK_THRESHOLD_ENV = "TRACKLET_ARTIFACT_CHUNK_THRESHOLD"
 LARGE_FILE_BYTES = 64 << 20  # files this large and larger are chunked (tracklet.artifacts.chunking)
 CHUNK_INDEX_FILE = "chunk-index.sqlite"
+#: An uploader's reads of chunks (``read_chunks``): bytes read per hold of ``gc.lock``, and the
+#: chunk ids located at a time.
+READ_SPAN_BYTES = 8 << 20
+_SPAN_LOOKUP = 1024
 GC_LOCK_FILE = "gc.lock"
 
 
@@ -639,7 +643,7 @@ class ArtifactStore:
         else:
             recipe = self.read_recipe(recipe_blob, entry.path)
             try:
-                for piece in self._reader(recipe).iter_chunks(recipe.chunk_ids, name=entry.path):
+                for _, piece in self.read_chunks(recipe.chunk_ids, name=entry.path):
                     hasher.update(piece)
                     yield piece
             except ChunkStoreError as error:
@@ -654,13 +658,57 @@ class ArtifactStore:
 
     def chunk_reader(self, chunk_ids: list[bytes]) -> Any:
         """A ``PackReader`` for these chunks, located up front (``iter_chunks(chunk_ids)`` then
-        gives their bytes, each checked against its id: what an uploader sends)."""
+        gives their bytes, each checked against its id). The caller holds ``gc.lock`` shared while
+        it reads (a collection's repack may remove a pack otherwise); an uploader uses
+        ``read_chunks``, which does so a span at a time."""
         from tracklet.artifacts.packs import Located, PackReader
 
         with self._chunk_lock:
             packs, index = self.chunks()
             places = index.locate(chunk_ids)
         return PackReader(packs, Located(places))
+
+    def read_chunks(self, chunk_ids: list[bytes], *, name: str = "", span_bytes: int = READ_SPAN_BYTES
+                    ) -> Iterator[tuple[bytes, memoryview]]:
+        """Each of ``chunk_ids`` and its bytes (checked against its id), in order: what an uploader
+        sends. They are read ``span_bytes`` at a time holding ``gc.lock`` shared, and given once it
+        is released: a collection's repack can't remove a pack under a read, and is not held off
+        while the consumer sends (a network upload of a large file). Chunks are located
+        ``_SPAN_LOOKUP`` at a time; a collection that ran between two spans may have moved some
+        (a pack is named by its content, so a place whose pack is still there reads right): a
+        span whose pack is gone is located afresh and read again. ``name`` goes into error
+        messages (``ChunkStoreError``: a chunk in no pack, or damaged)."""
+        from tracklet.artifacts.packs import Located, PackReader
+
+        def locate(ids: list[bytes]) -> tuple[Any, dict[bytes, tuple[str, int, int]]]:
+            with self._chunk_lock:
+                packs, index = self.chunks()
+                return packs, index.locate(ids)
+
+        packs: Any = None
+        places: dict[bytes, tuple[str, int, int]] = {}
+        start = 0
+        while start < len(chunk_ids):
+            ahead = chunk_ids[start : start + _SPAN_LOOKUP]
+            with store_lock(self.directory, exclusive=False):
+                if ahead[0] not in places:
+                    packs, places = locate(ahead)
+                span: list[bytes] = []
+                size = 0
+                for cid in ahead:
+                    if span and cid not in places:
+                        break  # beyond what was located: the next span locates it
+                    span.append(cid)
+                    size += places[cid][2] if cid in places else 0
+                    if size >= span_bytes:
+                        break
+                try:
+                    pieces = list(PackReader(packs, Located(places)).iter_chunks(span, name=name))
+                except ChunkMissing:  # moved by a collection since they were located
+                    packs, places = locate(ahead)
+                    pieces = list(PackReader(packs, Located(places)).iter_chunks(span, name=name))
+            yield from zip(span, pieces)
+            start += len(span)
 
     def _check_recipes(self, manifest: Manifest, chunked: dict[str, str], sources: dict[str, Any]) -> dict[str, str]:
         """Read each chunked entry's recipe into ``sources``; the problems of those whose recipe is

@@ -270,7 +270,9 @@ def _remove_blobs(root: Path, report: PruneReport, store: Any = None) -> None:
         return
     if not isinstance(store, LocalBlobs):
         running = _running_runs(root)
-        if running:
+        if running and hasattr(store, "while_running"):  # a server's: it re-checks uploads (server/media_retention.py)
+            store.while_running(running[0])
+        elif running:
             report.blobs_note = (f"blobs kept: run {running[0]} is still running (it may be storing the same "
                                  "bytes); prune again when no run is")
             return

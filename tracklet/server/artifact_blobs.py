@@ -167,6 +167,7 @@ class ServerArtifacts:
     def __init__(self, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
                  engine: sa.Engine | None = None, *, pack_small: bool | None = None) -> None:
         directory = Path(root) / "artifacts"
+        self.root = Path(root)  # the server's data root (a collection's scratch files go under it)
         self.registry: LocalRegistry | SqlRegistry = LocalRegistry(directory)
         if engine is None:  # no server database at hand (a test, a tool): the grants table alone, beside the blobs
             directory.mkdir(parents=True, exist_ok=True)

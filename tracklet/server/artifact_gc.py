@@ -198,9 +198,9 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     than kept in ``removed`` (memory: one prefix's worth).
 
     Blobs are decided one ``sha256/<xx>/`` prefix at a time: the live set is written to a scratch
-    file first (``gc_live.LiveDigests``), then for each prefix its live digests, grants (an index
+    file first (``gc_live.LiveDigests``, in ``<data root>/.gc-scratch``), then for each prefix its live digests, grants (an index
     range of each project's), placements and objects are read, decided and acted on."""
-    from tracklet.server.gc_live import LiveDigests
+    from tracklet.server.gc_live import LiveDigests, scratch_dir
 
     cutoff = (time.time() if now is None else now) - grace
     report = ServerGcReport()
@@ -209,7 +209,7 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     if not dry_run:
         recover_set_aside(artifacts)
     problems: dict[str, list[str]] = {}  # project -> what of it couldn't be read: its rows all stay
-    with LiveDigests() as live:
+    with LiveDigests(scratch_dir(artifacts.root)) as live:
         for project in _projects(artifacts):
             live.add(project, ())
         for project, digests in _referenced(artifacts, problems):

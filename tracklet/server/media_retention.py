@@ -17,7 +17,13 @@ s3://...``), where a blob belongs to the projects holding a grant of it (``artif
   version (``artifact_gc.live_set``);
 - a blob stored inside a pack (small blobs are packed) loses the grant only: the pack is
   reclaimed by ``tracklet admin artifact-gc --repack``;
-- no run of the server may be running (the store's state), as locally.
+- the object is removed holding the grants table locked, its grants checked again in that
+  transaction (``artifact_gc._lock_grants``, as ``tracklet admin artifact-gc`` does): an upload's
+  grant checks that its objects are there in its own, so a run running meanwhile that sends the
+  same bytes either keeps the object (its grant came first) or finds it gone and sends it again;
+  prunes run while runs run;
+- a blob no project ever held (written into the server's data root by a run recorded there, not
+  uploaded: nothing to re-check) is kept while any run of the server is running (``running``).
 
 ``media_references`` is what ``tracklet admin artifact-gc`` keeps for runs: the blobs the runs of
 each project name (media, tables and their cells, spans), which are granted like artifact files
@@ -51,14 +57,15 @@ class ServerMediaBlobs:
         self.grace = grace
         self.kept_granted = 0  # blobs another project (or a recent upload) still holds
         self.grants_dropped = 0
+        self.running = ""  # a run of the server running now (``retention`` says): ungranted blobs stay
+        self.kept_running = 0
 
     def refusal(self) -> str:
-        running = [f"{project}/{row['run_id']}" for project, _ in self.store.projects()
-                   for row in self.store.runs(project, fields=("state",)) if row.get("state") == "running"]
-        if running:
-            return (f"blobs kept: run {running[0]} is still running (it may be sending the same bytes); prune again "
-                    "when no run is")
-        return ""
+        return ""  # runs may run: uploads are re-checked under the grants lock (``remove``)
+
+    def while_running(self, run: str) -> None:
+        """``run`` is running: keep the blobs no project holds (see the module)."""
+        self.running = run
 
     def artifact_references(self, digests: set[str]) -> set[str]:
         if not digests:
@@ -84,18 +91,28 @@ class ServerMediaBlobs:
         return pq.read_schema(source) if columns is None else pq.read_table(io.BytesIO(data), columns=columns)
 
     def remove(self, digest: str) -> int | None:
+        from tracklet.server.artifact_gc import _lock_grants, _still_granted
+
         dropped, held = self.artifacts.release(self.project, digest, time.time() - self.grace)
         self.grants_dropped += dropped
         if held:
             self.kept_granted += 1
             return None
+        if not dropped and self.running:  # no grant: a run in the data root wrote it, and one is running
+            self.kept_running += 1
+            return None
         fs = self.artifacts.fs
         path = self.artifacts.blobs._path(digest)
-        try:
-            size = int(fs.size(path))
-            fs.rm(path)
-        except FileNotFoundError:  # packed (artifact-gc --repack reclaims it), or gone already
-            return None
+        with self.artifacts.engine.begin() as connection:
+            _lock_grants(connection)
+            if _still_granted(connection, {digest}, set()):  # an upload granted it again meanwhile
+                self.kept_granted += 1
+                return None
+            try:
+                size = int(fs.size(path))
+                fs.rm(path)
+            except FileNotFoundError:  # packed (artifact-gc --repack reclaims it), or gone already
+                return None
         return size
 
 

@@ -228,4 +228,12 @@ def prune_media(request: Request, project: str, body: MediaPruneRequest) -> Medi
                           kept_from=run.cutoffs) for run in report.runs if run.newly_retired]
     return MediaPruneResponse(runs=runs, blobs_removed=report.blobs_removed, bytes_freed=report.bytes_freed,
                               blobs_kept_shared=report.blobs_kept_shared + blobs.kept_granted,
-                              grants_dropped=blobs.grants_dropped, note=report.blobs_note)
+                              grants_dropped=blobs.grants_dropped, note=report.blobs_note or _running_note(blobs))
+
+
+def _running_note(blobs: Any) -> str:
+    """Why blobs no project holds were kept (a run of the server running: ``ServerMediaBlobs``)."""
+    if not blobs.kept_running:
+        return ""
+    return (f"{blobs.kept_running} blob(s) no project holds kept: run {blobs.running} is still running (it may be "
+            "storing the same bytes); prune again when no run is")

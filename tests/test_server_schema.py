@@ -40,12 +40,30 @@ def _both_schemas() -> sa.MetaData:
     return both
 
 
+def _index_dialects() -> dict[str, str]:
+    """The indexes declared for one database only (``Index.ddl_if(dialect=...)``, which
+    ``Table.to_metadata`` doesn't copy), by name: that database."""
+    found = {}
+    for metadata in (store_schema.metadata, server_schema.metadata):
+        for table in metadata.tables.values():
+            for index in table.indexes:
+                dialect = getattr(getattr(index, "_ddl_if", None), "dialect", None)
+                if dialect is not None and index.name is not None:
+                    found[index.name] = dialect
+    return found
+
+
 def _schema_differences(engine: sa.Engine, metadata: sa.MetaData) -> list:
     def include_name(name: str | None, type_: str, parent: object) -> bool:
         return type_ != "table" or name not in ("alembic_version", server_schema.VERSION_TABLE)
 
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": include_name})
+        def on_this_dialect(item, name, type_, reflected, compare_to) -> bool:  # an index's ddl_if(dialect=...)
+            only = _index_dialects().get(name) if type_ == "index" else None
+            return only is None or only == connection.dialect.name
+
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": include_name,
+                                                               "include_object": on_this_dialect})
         return compare_metadata(context, metadata)
 
 

@@ -324,17 +324,23 @@ def _collect_prefix(artifacts: ServerArtifacts, report: ServerGcReport, state: _
     with artifacts.engine.connect() as connection:
         granted: set[str] = set()  # every grant of the prefix, any age and project
         grants = []  # old grants no version of their project references
-        for project in state.grant_projects:
-            rows = connection.execute(sa.select(artifact_blobs.c.digest, artifact_blobs.c.created_at).where(
-                artifact_blobs.c.project == project, _in_range(artifact_blobs.c.digest, low, high)))
-            names = live.get(project, ())
-            for digest, created_at in rows:
-                if not is_sha256(digest):
-                    report.problems.append(f"a grant in project {project} names {digest!r:.80}, not a sha256 (kept)")
-                    continue
-                granted.add(digest)
-                if created_at < cutoff and digest not in names and project not in state.held:
-                    grants.append((project, digest))
+        # Every project's grants of the prefix in one range read (ix_artifact_blobs_digest, s0019).
+        # Those of a project that had none when the collection started count as held, and are
+        # never taken as unreferenced: its live set was read without them.
+        known = set(state.grant_projects)
+        rows = connection.execute(sa.select(artifact_blobs.c.project, artifact_blobs.c.digest,
+                                            artifact_blobs.c.created_at).where(
+            _in_range(artifact_blobs.c.digest, low, high)))
+        for project, digest, created_at in rows:
+            if not is_sha256(digest):
+                if project in known:
+                    report.problems.append(f"a grant in project {project} names {digest!r:.80}, not a sha256 "
+                                           "(kept)")
+                continue
+            granted.add(digest)
+            if created_at < cutoff and project in known and project not in state.held \
+                    and digest not in live.get(project, ()):
+                grants.append((project, digest))
         places = connection.execute(sa.select(artifact_packed_blobs.c.digest, artifact_packed_blobs.c.pack_id,
                                               artifact_packed_blobs.c.created_at).where(
             _in_range(artifact_packed_blobs.c.digest, low, high))).all()
@@ -637,8 +643,8 @@ def _grant_projects(connection: sa.Connection) -> list[str]:
 def _still_granted(connection: sa.Connection, digests: set[str], going: set[tuple[str, str]]) -> set[str]:
     """Of ``digests``, those some project still holds (``going``: grants about to be deleted).
     Looked up by (project, digest), the grants' primary key, for every project holding any (read
-    in the same transaction): the key has no index on the digest alone, and a lookup by digest
-    read the whole table each time."""
+    in the same transaction): a database from before s0019 has no index on the digest alone, and
+    there a lookup by digest read the whole table each time."""
     held: set[str] = set()
     ordered = sorted(digests)
     projects = _grant_projects(connection) if ordered else []

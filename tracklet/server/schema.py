@@ -118,6 +118,9 @@ artifact_blobs = sa.Table(
     sa.Column("digest", sa.String(64), primary_key=True),  # sha256 hex
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Migration s0019: every project's grant of a digest, or of a digest prefix (server artifact-gc, the
+    # "does any project hold it?" checks before a removal).
+    sa.Index("ix_artifact_blobs_digest", "digest"),
 )
 
 # Chunks of large files each project holds (artifact_blobs.py): sent in packs (``packs/ab/<id>.pack``

@@ -26,6 +26,7 @@ from tracklet.errors import PromotionRequired
 from tracklet.registry.sql import ModelRegistry
 from tracklet.reports.sql import ReportStore
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks,
+                                    artifact_collections,
                                     artifact_deleted_versions, artifact_files,
                                     artifact_packed_blobs,
                                     artifact_versions, audit_events, audit_intents, automation_attempts,
@@ -187,6 +188,9 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
             project="p", name="mnist", version=0, type="dataset", digest="b" * 64, manifest="a" * 64, size=3,
             file_count=1, description="", metadata="{}", created_at=1.0, logged_by="p/r"))
         connection.execute(artifact_aliases.insert().values(project="p", name="mnist", alias="latest", version=0))
+        # A collection's own description and tags (server migration s0018).
+        connection.execute(artifact_collections.insert().values(project="p", name="mnist", description="digits",
+                                                                tags='["vision"]', updated_at=1.0))
         # A deleted version's number, never given again (server migration s0015).
         connection.execute(artifact_deleted_versions.insert().values(
             project="p", name="mnist", version=1, digest="e" * 64, manifest="f" * 64, deleted_at=2.0))

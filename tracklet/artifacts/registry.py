@@ -377,6 +377,20 @@ class LocalRegistry:
 
     # ------------------------------------------------------------ whole collections
 
+    @contextlib.contextmanager
+    def _locked_collection(self, project: str, name: str,
+                           check: Callable[[None, list[int]], None] | None) -> Iterator[list[int]]:
+        """Hold the collection's lock while it has versions (``ArtifactNotFound`` saying why if
+        none), ``check(None, numbers)`` first; yields the version numbers."""
+        directory = self.collection_dir(project, name)
+        with self._locked(directory):
+            numbers = self._version_numbers(directory)
+            if not numbers:
+                raise self._not_found(project, name, None)
+            if check is not None:
+                check(None, numbers)
+            yield numbers
+
     def delete_collection(self, project: str, name: str, *,
                           check: Callable[[None, list[int]], None] | None = None) -> tuple[list[VersionInfo], dict[str, int]]:
         """Delete every version of ``project/name`` and its aliases (W&B's
@@ -386,12 +400,7 @@ class LocalRegistry:
         (raising refuses it all). Returns (the versions deleted, the aliases dropped: alias ->
         version). Their files stay stored until ``tracklet artifact gc``."""
         directory = self.collection_dir(project, name)
-        with self._locked(directory):
-            numbers = self._version_numbers(directory)
-            if not numbers:
-                raise self._not_found(project, name, None)
-            if check is not None:
-                check(None, numbers)
+        with self._locked_collection(project, name, check) as numbers:
             aliases = self._aliases(directory)
             infos = [self._read(directory, project, name, number, aliases, numbers[-1]) for number in numbers]
             if aliases:
@@ -413,12 +422,7 @@ class LocalRegistry:
         ``check(None, numbers)`` runs under the lock first (raising refuses it). Returns the old
         type. A version file changed half-way (a crash) leaves types to mix; the call again fixes it."""
         directory = self.collection_dir(project, name)
-        with self._locked(directory):
-            numbers = self._version_numbers(directory)
-            if not numbers:
-                raise self._not_found(project, name, None)
-            if check is not None:
-                check(None, numbers)
+        with self._locked_collection(project, name, check) as numbers:
             infos = [self._read(directory, project, name, number, {}, numbers[-1]) for number in numbers]  # damaged: refused
             for info in infos:
                 if info.type != type:

@@ -401,11 +401,18 @@ def save_version_aliases(request: Request, project: str, name: str, version: str
         info = artifacts.save_aliases(project, name, number, body.add, body.remove)
     except ArtifactNotFound as error:
         raise _not_found(error) from None
+    _alias_events(request, info, previous, held)
+    return VersionAliasesResponse(version=_version_model(info))
+
+
+def _alias_events(request: Request, info: Any, previous: dict[str, Any], held: dict[str, Any]) -> None:
+    """The events of an alias edit of ``info`` (the version after it): ``alias.moved`` for each
+    alias added (``previous``: where each was before), ``alias.removed`` for each taken off
+    (``held``: where each was before) that it did take off."""
     moved = {alias: before for alias, before in previous.items() if alias in info.aliases}
     version_events(request, info, True, moved)
-    removal_events(request, project, name, {alias: number for alias, before in held.items()
-                                            if before == number and alias not in info.aliases})
-    return VersionAliasesResponse(version=_version_model(info))
+    removal_events(request, info.project, info.name, {alias: info.version for alias, before in held.items()
+                                                      if before == info.version and alias not in info.aliases})
 
 
 @router.patch("/{name}/versions/{version}", response_model=VersionAliasesResponse, responses=errors(400, 404),
@@ -433,10 +440,7 @@ def edit_version(request: Request, project: str, name: str, version: str,
         info = artifacts.edit_version(project, name, number, edit)
     except ArtifactNotFound as error:
         raise _not_found(error) from None
-    moved = {alias: before for alias, before in previous.items() if alias in info.aliases}
-    version_events(request, info, True, moved)
-    removal_events(request, project, name, {alias: number for alias, before in held.items()
-                                            if before == number and alias not in info.aliases})
+    _alias_events(request, info, previous, held)
     return VersionAliasesResponse(version=_version_model(info))
 
 

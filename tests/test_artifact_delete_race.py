@@ -7,13 +7,12 @@ links that committed before it: a link either lost (404) or is named, and reads 
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import QUIET
+from races import race
 
 import tracklet
 from tracklet.errors import ArtifactError, ArtifactNotFound
@@ -21,17 +20,6 @@ from tracklet.errors import ArtifactError, ArtifactNotFound
 ROUNDS = 12
 
 
-def _race(link, delete) -> tuple[bool, bool]:
-    """Run ``link()`` and ``delete()`` at once (released together); whether each succeeded."""
-    start = threading.Barrier(2)
-
-    def go(action) -> bool:
-        start.wait()
-        return action()
-
-    with ThreadPoolExecutor(2) as pool:
-        linked, deleted = pool.map(go, [link, delete])
-    return linked, deleted
 
 
 def _server_with_versions(servers, tmp_path, request, database: str):
@@ -68,7 +56,7 @@ def test_a_servers_version_is_never_deleted_under_a_registry_link_made_at_the_sa
             assert response.status_code == 200 or "is registered as model/m:v" in response.json()["detail"]
             return response.status_code == 200
 
-        outcomes.append(_race(link, delete))
+        outcomes.append(race(link, delete))
     for client in clients:
         client.close()
 
@@ -104,7 +92,7 @@ def test_a_deletion_breaking_registry_links_names_every_link_made_at_the_same_mo
             broken.extend(response.json()["registry_links_broken"])
             return True
 
-        outcomes.append(_race(link, delete))
+        outcomes.append(race(link, delete))
     for client in clients:
         client.close()
 
@@ -151,7 +139,7 @@ def test_a_data_roots_version_is_never_deleted_under_a_registry_link_made_at_the
                 return False
             return True
 
-        outcomes.append(_race(link, delete))
+        outcomes.append(race(link, delete))
 
     assert all(linked != deleted for linked, deleted in outcomes), outcomes
     registry = open_local(Path(root), create=False)

@@ -17,14 +17,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import QUIET, REPO
+from races import race
 from serverproc import keyed_deployment
 
 import tracklet
@@ -393,17 +392,6 @@ def test_the_same_script_online_against_a_server(tmp_path, servers):
 ROUNDS = 8
 
 
-def _race(link, delete) -> tuple[bool, bool]:
-    """Run ``link()`` and ``delete()`` at once (released together); whether each succeeded."""
-    start = threading.Barrier(2)
-
-    def go(action) -> bool:
-        start.wait()
-        return action()
-
-    with ThreadPoolExecutor(2) as pool:
-        linked, deleted = pool.map(go, [link, delete])
-    return linked, deleted
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -435,7 +423,7 @@ def test_a_collection_is_never_deleted_under_a_registry_link_made_at_the_same_mo
             assert response.status_code == 200 or "the model registry links model/m:v" in response.json()["detail"]
             return response.status_code == 200
 
-        outcomes.append(_race(link, delete))
+        outcomes.append(race(link, delete))
     assert all(linked != deleted for linked, deleted in outcomes), outcomes
     answer = clients[0].get("/api/v1/registries/model/collections/m/versions")
     for found in answer.json()["links"] if answer.status_code == 200 else []:

@@ -67,7 +67,7 @@ def test_edit_a_data_roots_version_and_collection(root):
         (["--metadata", "[1]"], "--metadata must be a JSON object; got list"),
         (["--metadata", "{"], "--metadata: not JSON"),
         (["--set-metadata", "x=NaN"], "metadata['x'] is nan, which JSON can't hold"),
-        (["--untag", "raw"], "--untag 'raw': p/ds:v1 has no such tag"),
+        (["--untag", "raw"], "--remove-tag 'raw': p/ds:v1 has no such tag"),
         (["--unalias", "prod"], "--unalias 'prod': p/ds:v1 has no such alias"),
         (["--unset-metadata", "rows"], "--unset-metadata 'rows': p/ds:v1 has no such metadata key"),
         (["--unalias", "latest"], "'latest' always names the newest version"),
@@ -93,7 +93,7 @@ def test_edit_a_data_roots_version_and_collection(root):
     assert _version("p/ds:v0")["description"] == "first"
     for args, message in [
         (["--tag", "a:b"], "tag 'a:b' is not valid"),
-        (["--untag", "vision"], "--untag 'vision': collection p/ds has no such tag"),
+        (["--untag", "vision"], "--remove-tag 'vision': collection p/ds has no such tag"),
         (["--alias", "x", "--set-metadata", "a=1"], "--set-metadata, --alias edit one version"),
     ]:
         refused = cli("artifact", "edit", "p/ds", "-d", "must not land", *args)
@@ -170,7 +170,8 @@ def test_edit_with_url_edits_a_servers_version_and_collection_and_is_audited(dep
         (200, "ok"), (403, "denied"), (200, "ok"), (400, "rejected"), (200, "ok")], edits
     details = [json.loads(event["detail"]) if isinstance(event["detail"], str) else event["detail"]
                for event in edits]
-    assert details[0] == {"description": True, "tags": ["vision"]} and details[2] == {"tags": []}
+    # The CLI sends the tags it adds and removes, not the list it read: a concurrent edit's tags stay.
+    assert details[0] == {"description": True, "add_tags": ["vision"]} and details[2] == {"remove_tags": ["vision"]}
     assert details[4] == {"type": "table-data"}
     assert {(event["method"], event["target"], event["project"]) for event in edits} == {
         ("PATCH", "projects/p/artifacts/ds", "p")}

@@ -207,16 +207,23 @@ class LocalApi(Api):
         project, collection = _collection_path(name, "set_artifact_collection_type()")
         return set_collection_type(self.root, project, collection, type)
 
-    def edit_artifact_collection(self, name: str, *, description: str | None = None,
-                                 tags: list[str] | None = None) -> dict[str, Any]:
-        """Set the collection ``"project/name"``'s own description and/or tags (W&B's
-        ``ArtifactCollection.save()``; None: left as it is; tags replaced whole, W&B's tag names).
-        A bad tag raises ``ArtifactNameError`` naming it, changing nothing. Returns
-        ``{"description", "tags"}`` as stored."""
+    def edit_artifact_collection(self, name: str, *, description: str | None = None, tags: list[str] | None = None,
+                                 add_tags: list[str] | None = None, remove_tags: list[str] | None = None,
+                                 type: str | None = None) -> dict[str, Any]:  # noqa: A002
+        """Edit the collection ``"project/name"`` (W&B's ``ArtifactCollection.save()``) in one
+        locked change, all of it or nothing: its own ``description``, its tags replaced whole
+        (``tags``) or only those named added and removed (``add_tags``, ``remove_tags``: against
+        the tags stored when the edit lands, so concurrent edits of different tags all land), and
+        its ``type`` (every version's; refused while the model registry links one of them). None:
+        left as it is. W&B's tag names, at most 256; a bad tag raises ``ArtifactNameError`` naming
+        it, changing nothing. Returns ``{"description", "tags"}`` as stored."""
+        from tracklet.artifacts.fields import CollectionEdit
         from tracklet.artifacts.lookup import edit_collection
 
         project, collection = _collection_path(name, "edit_artifact_collection()")
-        fields = edit_collection(self.root, project, collection, description=description, tags=tags)
+        edit = CollectionEdit(type=type, description=description, tags=tags, add_tags=list(add_tags or []),
+                              remove_tags=list(remove_tags or []))
+        fields = edit_collection(self.root, project, collection, edit)[1]
         return {"description": fields.description, "tags": list(fields.tags)}
 
     def sweep(self, path: str) -> dict[str, Any]:

@@ -759,17 +759,21 @@ class RemoteApi(Api):
         project, collection = _collection_path(name, "set_artifact_collection_type()")
         return str(self._artifacts().client.set_collection_type(project, collection, type)["previous_type"])
 
-    def edit_artifact_collection(self, name: str, *, description: str | None = None,
-                                 tags: list[str] | None = None) -> dict[str, Any]:
-        """Set the server's collection ``"project/name"``'s own description and/or tags
-        (``LocalApi.edit_artifact_collection``'s rules, checked here first, then by the server;
-        needs the project's write role). Returns ``{"description", "tags"}`` as stored."""
+    def edit_artifact_collection(self, name: str, *, description: str | None = None, tags: list[str] | None = None,
+                                 add_tags: list[str] | None = None, remove_tags: list[str] | None = None,
+                                 type: str | None = None) -> dict[str, Any]:  # noqa: A002
+        """Edit the server's collection ``"project/name"`` in one request, one transaction
+        (``LocalApi.edit_artifact_collection``'s rules, checked here first, then by the server):
+        the description and tags need the project's write role, a ``type`` the admin role (a 403
+        changes nothing, not the fields sent with it either). Returns ``{"description", "tags"}``
+        as stored."""
         from tracklet.api.local import _collection_path
-        from tracklet.artifacts.fields import check_collection_edit
+        from tracklet.artifacts.fields import CollectionEdit
 
         project, collection = _collection_path(name, "edit_artifact_collection()")
-        description, tags = check_collection_edit(description, tags, f"artifact collection {project}/{collection}")
-        answer = self._artifacts().client.edit_collection(project, collection, description=description, tags=tags)
+        edit = CollectionEdit(type=type, description=description, tags=tags, add_tags=list(add_tags or []),
+                              remove_tags=list(remove_tags or [])).checked(f"artifact collection {project}/{collection}")
+        answer = self._artifacts().client.edit_collection(project, collection, edit)
         return {"description": answer.get("description", ""), "tags": list(answer.get("tags", []))}
 
     def __repr__(self) -> str:

@@ -43,7 +43,7 @@ def check_tags(tags: object, what: str = "artifact") -> list[str]:
         checked.append(tag)
     unique = list(dict.fromkeys(checked))
     if len(unique) > MAX_TAGS:
-        raise ArtifactNameError(f"{what}: {len(unique)} tags; a version has at most {MAX_TAGS}")
+        raise ArtifactNameError(f"{what}: {len(unique)} tags; at most {MAX_TAGS}")
     return unique
 
 
@@ -129,11 +129,62 @@ class CollectionFields:
             raise ArtifactError(f"{what} is damaged: {error}") from None
 
 
-def check_collection_edit(description: object, tags: object, what: str) -> tuple[str | None, list[str] | None]:
-    """A collection edit's ``(description, tags)`` checked as a version's are (None: left as it
-    is), or the error naming the field or tag at fault; nothing is changed before this passes."""
-    return (None if description is None else check_description(description, what),
-            None if tags is None else check_tags(tags, what))
+@dataclasses.dataclass
+class CollectionEdit:
+    """What ``ArtifactCollection.save()`` changes on a collection, applied as one locked change
+    (both or neither): its ``type`` (every version's), its own ``description``, and its own tags,
+    either replaced whole (``tags``) or added and removed (``add_tags``, ``remove_tags``: what a
+    save sends, the difference between the tags it read and the tags it has, so two clients
+    adding different tags at once both keep theirs; a tag removed that isn't there is no error).
+    A field None (or an empty list) is left as it is."""
+
+    type: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    add_tags: list[str] = dataclasses.field(default_factory=list)
+    remove_tags: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def changes_fields(self) -> bool:
+        """Whether it changes the collection's own description or tags (not only its type)."""
+        return self.description is not None or self.tags is not None or bool(self.add_tags) or bool(self.remove_tags)
+
+    @property
+    def empty(self) -> bool:
+        return self.type is None and not self.changes_fields
+
+    def checked(self, what: str) -> CollectionEdit:
+        """This edit with every field checked (a version's rules: ``check_tags``,
+        ``check_description``, ``check_artifact_type``), or the error naming what is wrong;
+        nothing is changed before this passes."""
+        from tracklet.artifacts.names import check_artifact_type
+
+        return CollectionEdit(
+            type=None if self.type is None else check_artifact_type(self.type),
+            description=None if self.description is None else check_description(self.description, what),
+            tags=None if self.tags is None else check_tags(self.tags, what),
+            add_tags=check_tags(self.add_tags, what), remove_tags=check_tags(self.remove_tags, what))
+
+    def applied_tags(self, tags: list[str], what: str) -> list[str]:
+        """``tags`` after this edit (replaced if ``tags`` is given, then removed ones out and added
+        ones appended, each once), or ``ArtifactError`` if that makes more than ``MAX_TAGS``."""
+        base = self.tags if self.tags is not None else tags
+        after = list(dict.fromkeys([*(tag for tag in base if tag not in self.remove_tags), *self.add_tags]))
+        if len(after) > MAX_TAGS:
+            raise ArtifactError(f"{what} would have {len(after)} tags; at most {MAX_TAGS}; nothing was changed")
+        return after
+
+    def summary(self) -> dict[str, Any]:
+        """What the edit changes, for an audit row."""
+        detail: dict[str, Any] = {} if self.type is None else {"type": self.type}
+        if self.description is not None:
+            detail["description"] = True
+        if self.tags is not None:
+            detail["tags"] = self.tags
+        for key in ("add_tags", "remove_tags"):
+            if getattr(self, key):
+                detail[key] = getattr(self, key)
+        return detail
 
 
 @dataclasses.dataclass

@@ -155,15 +155,20 @@ def delete_collection(root: str | os.PathLike, project: str, name: str) -> list[
     return infos
 
 
-def edit_collection(root: str | os.PathLike, project: str, name: str, *, description: str | None = None,
-                    tags: list[str] | None = None) -> Any:
-    """Set the data root's collection ``project/name``'s own description and/or tags (W&B's
-    ``ArtifactCollection.save()``; None: left as it is): checked as a version's are, a bad one
-    refused with the error naming it and nothing changed. Returns the ``CollectionFields`` stored."""
+def edit_collection(root: str | os.PathLike, project: str, name: str, edit: Any) -> tuple[str, Any]:
+    """Apply ``edit`` (a ``CollectionEdit``: W&B's ``ArtifactCollection.save()``) to the data
+    root's collection ``project/name`` in one locked change, both or neither
+    (``LocalRegistry.update_collection``): a bad field or tag refused with the error naming it and
+    nothing changed; a type change refused with ``ArtifactError`` while the model registry links
+    one of its versions. Returns (the old type, the ``CollectionFields`` stored)."""
     from tracklet.core.settings import check_name
 
     project, name = check_name("project", project), check_artifact_name(name)
-    return open_store(Path(root)).registry.edit_collection(project, name, description=description, tags=tags)
+
+    def check(_: None, numbers: list[int]) -> None:
+        _refuse_linked(root, project, name, numbers, "given another type")
+
+    return open_store(Path(root)).registry.update_collection(project, name, edit, check=check)
 
 
 def set_collection_type(root: str | os.PathLike, project: str, name: str, type: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.artifacts.durable import sync_directory, sync_file
-from tracklet.artifacts.fields import MAX_TAGS, CollectionFields, VersionEdit, check_collection_edit
+from tracklet.artifacts.fields import MAX_TAGS, CollectionEdit, CollectionFields, VersionEdit
 from tracklet.artifacts.manifest import is_sha256
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, is_artifact_name, version_number
 from tracklet.core.atomicfile import replace_atomically
@@ -416,21 +416,9 @@ class LocalRegistry:
     def set_type(self, project: str, name: str, type: str, *,
                  check: Callable[[None, list[int]], None] | None = None) -> str:
         """Give every version of ``project/name`` the artifact type ``type`` (W&B's
-        ``ArtifactCollection.change_type`` / ``save()``): each version file is replaced (atomically,
-        synced) by one naming the new type, under the collection's lock, so a version logged
-        meanwhile waits and is then refused for its old type, as a collection keeps one type.
-        ``check(None, numbers)`` runs under the lock first (raising refuses it). Returns the old
-        type. A version file changed half-way (a crash) leaves types to mix; the call again fixes it."""
-        directory = self.collection_dir(project, name)
-        with self._locked_collection(project, name, check) as numbers:
-            infos = [self._read(directory, project, name, number, {}, numbers[-1]) for number in numbers]  # damaged: refused
-            for info in infos:
-                if info.type != type:
-                    path = directory / "versions" / f"v{info.version}.json"
-                    document = json.loads(path.read_bytes())
-                    document["type"] = type
-                    _write_atomic(path, json.dumps(document, sort_keys=True, indent=1, default=str).encode())
-        return infos[-1].type
+        ``ArtifactCollection.change_type``): ``update_collection`` with the type alone. Returns
+        the old type."""
+        return self.update_collection(project, name, CollectionEdit(type=type), check=check)[0]
 
     def collection_fields(self, project: str, name: str) -> CollectionFields:
         """The collection's own description and tags (empty if never edited); ``ArtifactError``
@@ -451,22 +439,40 @@ class LocalRegistry:
 
     def edit_collection(self, project: str, name: str, *, description: str | None = None,
                         tags: list[str] | None = None) -> CollectionFields:
-        """Set the collection's own ``description`` and/or ``tags`` (None: left as it is; tags
-        are replaced as a whole, as W&B's ``ArtifactCollection.save()`` sends them), checked as a
-        version's are first (the error names the tag at fault; nothing changes). The file is
-        replaced atomically under the collection's lock; ``ArtifactNotFound`` for a collection
-        without versions. Returns the fields as stored."""
+        """Set the collection's own ``description`` and/or replace its ``tags`` (None: left as it
+        is): ``update_collection`` without a type. Returns the fields as stored."""
+        return self.update_collection(project, name, CollectionEdit(description=description, tags=tags))[1]
+
+    def update_collection(self, project: str, name: str, edit: CollectionEdit, *,
+                          check: Callable[[None, list[int]], None] | None = None) -> tuple[str, CollectionFields]:
+        """Apply ``edit`` (W&B's ``ArtifactCollection.save()``) under the collection's lock, both
+        or neither: every field is checked first (the error names the field or tag at fault; tags
+        added past ``MAX_TAGS`` too), and ``check(None, numbers)`` runs under the lock when the
+        type changes (raising refuses it all); only then does anything change. A new type is
+        written into every version file (replaced atomically, synced), so a version logged
+        meanwhile waits and is then refused for its old type, as a collection keeps one type; the
+        description and tags go to the collection's own file (replaced atomically), tags added
+        and removed against what is stored now, so concurrent edits of different tags all land.
+        ``ArtifactNotFound`` for a collection without versions. Returns (the old type, the fields
+        as stored). A crash between the version files leaves types to mix; the call again fixes it."""
         what = f"artifact collection {project}/{name}"
-        description, tags = check_collection_edit(description, tags, what)
+        edit = edit.checked(what)
         directory = self.collection_dir(project, name)
-        with self._locked(directory):
-            if not self._version_numbers(directory):
-                raise self._not_found(project, name, None)
+        with self._locked_collection(project, name, check if edit.type is not None else None) as numbers:
+            kept = numbers if edit.type is not None else numbers[-1:]
+            infos = [self._read(directory, project, name, number, {}, numbers[-1]) for number in kept]  # damaged: refused
             fields = self.collection_fields(project, name)
-            if description is not None:
-                fields.description = description
-            if tags is not None:
-                fields.tags = tags
-            fields.updated_at = time.time()
-            _write_atomic(directory / COLLECTION_FILE, json.dumps(fields.to_json(), sort_keys=True).encode())
-        return fields
+            if edit.changes_fields:
+                fields.tags = edit.applied_tags(fields.tags, what)
+                if edit.description is not None:
+                    fields.description = edit.description
+                fields.updated_at = time.time()
+            for info in infos if edit.type is not None else []:
+                if info.type != edit.type:
+                    path = directory / "versions" / f"v{info.version}.json"
+                    document = json.loads(path.read_bytes())
+                    document["type"] = edit.type
+                    _write_atomic(path, json.dumps(document, sort_keys=True, indent=1, default=str).encode())
+            if edit.changes_fields:
+                _write_atomic(directory / COLLECTION_FILE, json.dumps(fields.to_json(), sort_keys=True).encode())
+        return infos[-1].type, fields

@@ -30,8 +30,10 @@ _VERSION_ONLY = {"metadata": "--metadata", "set_metadata": "--set-metadata", "un
               help="Set one metadata key to a JSON value, e.g. acc=0.93 or split='\"test\"' (repeatable).")
 @click.option("--unset-metadata", "unset_metadata", multiple=True, metavar="KEY",
               help="Remove one metadata key (repeatable).")
-@click.option("--tag", "tags", multiple=True, help="Add a tag (repeatable).")
-@click.option("--untag", "untags", multiple=True, help="Remove a tag (repeatable).")
+@click.option("--add-tag", "--tag", "tags", multiple=True,
+              help="Add a tag (repeatable); tags not named stay, whoever added them meanwhile.")
+@click.option("--remove-tag", "--untag", "untags", multiple=True,
+              help="Remove a tag (repeatable); tags not named stay.")
 @click.option("--alias", "-a", "aliases", multiple=True,
               help="Give the version an alias, moving it from the version that has it (repeatable).")
 @click.option("--unalias", "unaliases", multiple=True, help="Take an alias from the version (repeatable).")
@@ -54,8 +56,8 @@ def edit(ctx: click.Context, ref: str, description: str | None, metadata_json: s
                "aliases": aliases, "unaliases": unaliases}
     given = {key for key, value in options.items() if value}
     if description is None and not tags and not untags and not given:
-        raise CliError("nothing to edit: give --description, --metadata, --set-metadata, --unset-metadata, --tag, "
-                       "--untag, --alias or --unalias")
+        raise CliError("nothing to edit: give --description, --metadata, --set-metadata, --unset-metadata, "
+                       "--add-tag, --remove-tag, --alias or --unalias")
     names_version = ":" in ref.rsplit("/", 1)[-1]
     if not names_version and given:
         flags = ", ".join(flag for key, flag in _VERSION_ONLY.items() if key in given)
@@ -118,7 +120,7 @@ def _edit_version(api: Any, ref: str, description: str | None, metadata: _Metada
                   url: str | None) -> None:
     artifact = api.artifact(ref)
     where = artifact.qualified_name
-    _refuse_missing("--untag", untags, artifact.tags, where, "tag")
+    _refuse_missing("--remove-tag", untags, artifact.tags, where, "tag")
     _refuse_missing("--unalias", unaliases, artifact.aliases, where, "alias")
     changed = []
     if description is not None and description != (artifact.description or ""):
@@ -143,6 +145,8 @@ def _edit_version(api: Any, ref: str, description: str | None, metadata: _Metada
 
 def _edit_collection(api: Any, project: str, name: str, description: str | None, tags: tuple[str, ...],
                      untags: tuple[str, ...], url: str | None) -> None:
+    """One edit of the collection's own fields: the tags named added and removed as the edit
+    lands (not the list read here written back), so two edits at once both keep their tags."""
     from tracklet.errors import ArtifactNotFound
 
     where = f"{project}/{name}"
@@ -150,17 +154,15 @@ def _edit_collection(api: Any, project: str, name: str, description: str | None,
     if row is None:
         raise ArtifactNotFound(f"no artifact collection {where}")
     current = list(row.get("tags") or [])
-    _refuse_missing("--untag", untags, current, f"collection {where}", "tag")
-    new_tags = None
+    _refuse_missing("--remove-tag", untags, current, f"collection {where}", "tag")
     tags = tuple(tag for tag in dict.fromkeys(tags) if tag not in current)
-    if tags or untags:
-        new_tags = [*[tag for tag in current if tag not in untags], *tags]
+    untags = tuple(dict.fromkeys(untags))
     if description == row.get("description", ""):
         description = None
-    if description is not None or new_tags is not None:
-        api.edit_artifact_collection(where, description=description, tags=new_tags)
+    if description is not None or tags or untags:
+        api.edit_artifact_collection(where, description=description, add_tags=list(tags), remove_tags=list(untags))
     changed = (["description"] if description is not None else []) + ([_moves("tags", tags, untags)]
-                                                                       if new_tags is not None else [])
+                                                                       if tags or untags else [])
     click.echo(f"edited collection {where}{'' if url is None else ' on ' + url}: "
                f"{'; '.join(changed) or 'nothing changed'}")
 

@@ -453,16 +453,18 @@ class ArtifactClient:
         invalid type: ``ArtifactError``)."""
         return self._collection_call("PATCH", project, name, "changing the type of", json={"type": type})
 
-    def edit_collection(self, project: str, name: str, *, description: str | None = None,
-                        tags: list[str] | None = None) -> dict[str, Any]:
-        """Set the server's collection ``project/name``'s own description and/or tags (None: left
-        as it is; ``{"name", "type", "previous_type", "description", "tags"}``); a bad tag or
-        description: ``ArtifactError`` naming it, nothing changed; needs the write role."""
-        body: dict[str, Any] = {}
-        if description is not None:
-            body["description"] = description
-        if tags is not None:
-            body["tags"] = list(tags)
+    def edit_collection(self, project: str, name: str, edit: Any) -> dict[str, Any]:
+        """Apply ``edit`` (a ``CollectionEdit``: type, description, tags replaced, added and
+        removed; each None or empty left out) to the server's collection ``project/name`` in one
+        request, one transaction (``{"name", "type", "previous_type", "description", "tags"}``); a
+        bad field or tag: ``ArtifactError`` naming it, nothing changed; the description and tags
+        need the write role, a type the admin role (``RemoteError`` for the 403)."""
+        body: dict[str, Any] = {key: value for key, value in (("type", edit.type), ("description", edit.description),
+                                                               ("tags", edit.tags)) if value is not None}
+        if edit.add_tags:
+            body["add_tags"] = list(edit.add_tags)
+        if edit.remove_tags:
+            body["remove_tags"] = list(edit.remove_tags)
         return self._collection_call("PATCH", project, name, "editing", json=body)
 
     def _collection_call(self, method: str, project: str, name: str, doing: str, **kwargs: Any) -> dict[str, Any]:

@@ -54,7 +54,7 @@ import sqlalchemy as sa
 from tracklet.artifacts.durable import sync_directory, sync_file
 from tracklet.core.digests import file_hasher, is_blake3, is_file_digest
 from tracklet.artifacts.manifest import Manifest, is_sha256
-from tracklet.artifacts.fields import VersionEdit, check_tags
+from tracklet.artifacts.fields import CollectionEdit, CollectionFields, VersionEdit, check_tags
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.artifacts.names import check_artifact_type
 from tracklet.core.layout import check_name
@@ -1094,17 +1094,20 @@ class ServerArtifacts:
             raise BadRequest(str(error)) from None
         return self.registry.set_type(project, name, type, check=check)
 
-    def edit_collection(self, project: str, name: str, *, description: str | None = None,
-                        tags: list[str] | None = None) -> Any:
-        """Set the collection's own description and/or tags (``LocalRegistry.edit_collection``),
-        ``BadRequest`` naming the field or tag at fault (nothing changes then). Returns the
-        ``CollectionFields`` stored."""
+    def update_collection(self, project: str, name: str, edit: CollectionEdit, *,
+                          check: Callable[[sa.Connection | None, list[int]], None] | None = None
+                          ) -> tuple[str, CollectionFields]:
+        """Apply ``edit`` (type, description, tags replaced, added and removed) in one locked change
+        of the collection (``LocalRegistry.update_collection``), ``BadRequest`` naming the field or
+        tag at fault (nothing changes then); ``check`` as ``delete_collection``'s, when the type
+        changes. Returns (the old type, the ``CollectionFields`` stored)."""
         try:
-            return self.registry.edit_collection(project, name, description=description, tags=tags)
+            previous, fields = self.registry.update_collection(project, name, edit, check=check)
         except ArtifactNotFound:
             raise
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
+        return str(previous), fields
 
     def _named_blobs(self, info: VersionInfo) -> list[str]:
         with self.open_blob(info.project, info.manifest)[0] as handle:

@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracklet.artifacts.fields import MAX_TAGS, CollectionFields, VersionEdit, check_collection_edit
+from tracklet.artifacts.fields import MAX_TAGS, CollectionEdit, CollectionFields, VersionEdit
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, version_number
 from tracklet.artifacts.registry import VersionInfo, not_found
 from tracklet.core.layout import check_name
@@ -311,18 +311,8 @@ class SqlRegistry:
 
     def set_type(self, project: str, name: str, type: str, *,
                  check: Callable[[sa.Connection | None, list[int]], None] | None = None) -> str:
-        """``LocalRegistry.set_type``: every version's ``type``, in one transaction holding the
-        collection's lock; ``check(connection, numbers)`` first. Returns the old type."""
-        with self._lock, self.engine.begin() as connection:
-            numbers = self._held_numbers(connection, project, name)
-            if check is not None:
-                check(connection, numbers)
-            old = connection.execute(sa.select(artifact_versions.c.type).where(
-                artifact_versions.c.project == project, artifact_versions.c.name == name,
-                artifact_versions.c.version == numbers[-1])).scalar_one()
-            connection.execute(artifact_versions.update().where(
-                artifact_versions.c.project == project, artifact_versions.c.name == name).values(type=type))
-        return str(old)
+        """``LocalRegistry.set_type``: ``update_collection`` with the type alone. Returns the old type."""
+        return self.update_collection(project, name, CollectionEdit(type=type), check=check)[0]
 
     def collection_fields(self, project: str, name: str) -> CollectionFields:
         """``LocalRegistry.collection_fields``: the collection's row (none: never edited)."""
@@ -340,24 +330,43 @@ class SqlRegistry:
 
     def edit_collection(self, project: str, name: str, *, description: str | None = None,
                         tags: list[str] | None = None) -> CollectionFields:
-        """``LocalRegistry.edit_collection``: the collection's row written in one transaction
-        holding its lock (so a deletion meanwhile either drops it or finds nothing to edit)."""
+        """``LocalRegistry.edit_collection``: ``update_collection`` without a type."""
+        return self.update_collection(project, name, CollectionEdit(description=description, tags=tags))[1]
+
+    def update_collection(self, project: str, name: str, edit: CollectionEdit, *,
+                          check: Callable[[sa.Connection | None, list[int]], None] | None = None
+                          ) -> tuple[str, CollectionFields]:
+        """``LocalRegistry.update_collection``: every version's ``type`` and the collection's row,
+        in one transaction holding the collection's lock (both or neither; a deletion meanwhile
+        either drops the row or finds nothing to edit); tags added and removed against the row
+        as it is then. ``check(connection, numbers)`` first when the type changes. Returns (the
+        old type, the fields as stored)."""
         what = f"artifact collection {project}/{name}"
-        description, tags = check_collection_edit(description, tags, what)
+        edit = edit.checked(what)
         with self._lock, self.engine.begin() as connection:
-            self._held_numbers(connection, project, name)
+            numbers = self._held_numbers(connection, project, name)
+            if edit.type is not None and check is not None:
+                check(connection, numbers)
+            old = str(connection.execute(sa.select(artifact_versions.c.type).where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name,
+                artifact_versions.c.version == numbers[-1])).scalar_one())
             fields = self._collection_fields(connection, project, name)
             exists = fields.updated_at is not None
-            if description is not None:
-                fields.description = description
-            if tags is not None:
-                fields.tags = tags
-            fields.updated_at = time.time()
-            values = {"description": fields.description, "tags": json.dumps(fields.tags),
-                      "updated_at": fields.updated_at}
-            if exists:
-                connection.execute(artifact_collections.update().where(
-                    artifact_collections.c.project == project, artifact_collections.c.name == name).values(**values))
-            else:  # the collection's lock is held: no one inserts it meanwhile
-                connection.execute(artifact_collections.insert().values(project=project, name=name, **values))
-        return fields
+            if edit.changes_fields:
+                fields.tags = edit.applied_tags(fields.tags, what)
+                if edit.description is not None:
+                    fields.description = edit.description
+                fields.updated_at = time.time()
+            if edit.type is not None:
+                connection.execute(artifact_versions.update().where(
+                    artifact_versions.c.project == project, artifact_versions.c.name == name).values(type=edit.type))
+            if edit.changes_fields:
+                values = {"description": fields.description, "tags": json.dumps(fields.tags),
+                          "updated_at": fields.updated_at}
+                if exists:
+                    connection.execute(artifact_collections.update().where(
+                        artifact_collections.c.project == project,
+                        artifact_collections.c.name == name).values(**values))
+                else:  # the collection's lock is held: no one inserts it meanwhile
+                    connection.execute(artifact_collections.insert().values(project=project, name=name, **values))
+        return old, fields

@@ -708,7 +708,12 @@ class CollectionUpdateRequest(BaseModel):
                              description="The artifact type every version of the collection gets (needs admin)")
     description: str | None = Field(default=None, max_length=65_536, description="The collection's own description")
     tags: list[str] | None = Field(default=None, max_length=256,
-                                   description="The collection's own tags (replace its tags whole)")
+                                   description="The collection's own tags (replace its tags whole, before the "
+                                               "tags added and removed)")
+    add_tags: list[str] = Field(default_factory=list, max_length=256, description=(
+        "Tags to give the collection, beside those it has when the edit lands"))
+    remove_tags: list[str] = Field(default_factory=list, max_length=256, description=(
+        "Tags to take off the collection (one it doesn't have: no error)"))
 
 
 class CollectionUpdateResponse(BaseModel):

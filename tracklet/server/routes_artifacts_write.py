@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from tracklet.artifacts.fields import VersionEdit, check_collection_edit
+from tracklet.artifacts.fields import CollectionEdit, VersionEdit
 from tracklet.artifacts.lookup import refused_guarded
 from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
@@ -544,45 +544,43 @@ def delete_collection(request: Request, project: str, name: str) -> CollectionDe
 
 
 @router.patch("/{name}", response_model=CollectionUpdateResponse, responses=errors(400, 403, 404, 409),
-              summary="Edit a collection: its type, its own description and tags")
+              summary="Edit a collection: its type, its own description and tags (added, removed or replaced)")
 @requires("write", creates=False)  # as a version's edit; a type change checks admin below
 def update_collection(request: Request, project: str, name: str,
                       body: CollectionUpdateRequest) -> CollectionUpdateResponse:
-    """What W&B's `ArtifactCollection.save()` sends (and `change_type`). `type`: every version of
-    `project/name` gets it, in one locked change of the collection: a version of the old type
-    committed to it later is refused (400), as a collection keeps one type; this needs the
-    project's admin role (403 otherwise) and is refused (409, changing nothing) while the model
-    registry links one of its versions (a registry collection keeps one type too). `description`
-    and `tags` are the collection's own (not its versions'; `tags` replaces them whole, W&B's tag
-    names as a version's, at most 256): they need the write role, as a version's edit does. Every
-    field is checked before anything changes (400 naming the one at fault, or the tag); a field
-    left out stays as it is. 404 for a collection without versions."""
+    """What W&B's `ArtifactCollection.save()` sends (and `change_type`), applied as one locked
+    change of the collection: all of it or nothing. `type`: every version of `project/name` gets
+    it (a version of the old type committed to it later is refused, 400, as a collection keeps
+    one type); this needs the project's admin role (403, changing nothing, not the fields sent
+    with it either) and is refused (409, changing nothing) while the model registry links one of
+    its versions. `description` and the tags are the collection's own (not its versions'): they
+    need the write role, as a version's edit does. `add_tags` and `remove_tags` change only the
+    tags they name (against the tags stored when the edit lands: two clients adding different
+    tags at once both keep theirs; removing one that isn't there is no error); `tags` replaces
+    them whole (applied first). W&B's tag names as a version's (letters, digits, `_`, `-`,
+    words separated by spaces; at most 128 characters), at most 256 a collection. Every field
+    is checked before anything changes (400 naming the one at fault, or the tag); a field left
+    out stays as it is. 404 for a collection without versions."""
     artifacts = _artifacts(request)
     name = _name(name)
+    edit = CollectionEdit(type=body.type, description=body.description, tags=body.tags, add_tags=body.add_tags,
+                          remove_tags=body.remove_tags)
     try:
-        description, tags = check_collection_edit(body.description, body.tags, f"artifact collection {project}/{name}")
+        edit = edit.checked(f"artifact collection {project}/{name}")
     except ArtifactError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
-    detail: dict[str, Any] = {"type": body.type} if body.type is not None else {}
-    if description is not None:
-        detail["description"] = True
-    if tags is not None:
-        detail["tags"] = tags
-    audit.note(request, **detail)
+    audit.note(request, **edit.summary())
+    check = None
+    if edit.type is not None:
+        authorizer = request.app.state.tracklet.authorizer
+        if authorizer is not None:  # a type change rewrites every version: the admin role, as deleting them
+            authorizer.check(request, project, "admin")
+        check = _refuse_linked_collection(request, project, name, "given another type")
     try:
-        if body.type is not None:
-            authorizer = request.app.state.tracklet.authorizer
-            if authorizer is not None:  # a type change rewrites every version: the admin role, as deleting them
-                authorizer.check(request, project, "admin")
-            previous = artifacts.set_type(project, name, body.type,
-                                          check=_refuse_linked_collection(request, project, name, "given another type"))
-        else:
-            previous = artifacts.registry.version(project, name).type
-        fields = (artifacts.edit_collection(project, name, description=description, tags=tags)
-                  if description is not None or tags is not None else artifacts.registry.collection_fields(project, name))
+        previous, fields = artifacts.update_collection(project, name, edit, check=check)
     except ArtifactNotFound as error:
         raise _not_found(error) from None
-    return CollectionUpdateResponse(name=name, type=body.type if body.type is not None else previous,
+    return CollectionUpdateResponse(name=name, type=edit.type if edit.type is not None else previous,
                                     previous_type=previous, description=fields.description, tags=fields.tags)
 
 

@@ -190,29 +190,35 @@ class ArtifactCollection:
         self._save_type()
 
     def save(self) -> None:
-        """W&B's ``save``: a changed ``type`` is given to every version, a changed ``description``
-        or ``tags`` stored as the collection's own. Every field is checked first (a bad tag:
-        ``ValueError`` naming it; a changed ``name``: ``ArtifactError``, as collection names are
-        fixed), so a refusal changes nothing."""
-        from tracklet.artifacts.fields import check_collection_edit
+        """W&B's ``save``: a changed ``type`` (every version's), ``description`` and ``tags`` (the
+        collection's own) in one call, one locked change: all of it or nothing (on a server a
+        type change needs the admin role; a write-role user's save with one is refused, 403,
+        changing nothing). Tags are sent as what changed since they were read: those added and
+        those removed, so two scripts that each append a tag and save at once both keep theirs
+        (a tag someone else added meanwhile stays; the tags read back are what is stored). Every
+        field is checked first (a bad tag: ``ValueError`` naming it; a changed ``name``:
+        ``ArtifactError``, as collection names are fixed), so a refusal changes nothing."""
+        from tracklet.artifacts.fields import CollectionEdit
         from tracklet.errors import ArtifactError
 
         if self._name != self._saved_name:
             raise ArtifactError(f"artifact collection {self.project}/{self._saved_name}: save() can't rename it to "
                                 f"{self._name!r} (collection names are fixed); nothing was changed")
         self._read_fields()
-        description = self._description if self._description != self._saved_description else None
-        tags = self._tags if self._tags != self._saved_tags else None
-        description, tags = check_collection_edit(description, tags,
-                                                  f"artifact collection {self.project}/{self._saved_name}")
-        if description is not None or tags is not None:
-            path = self._path("edited")
-        self._save_type()
-        if description is not None or tags is not None:
-            stored = self._api.edit_artifact_collection(path, description=description, tags=tags)
-            self._description = self._saved_description = stored["description"]
-            self._tags = list(stored["tags"])
-            self._saved_tags = list(self._tags)
+        edit = CollectionEdit(type=self._type if self._type != self._saved_type else None,
+                              description=self._description if self._description != self._saved_description else None,
+                              add_tags=[tag for tag in self._tags if tag not in self._saved_tags],
+                              remove_tags=[tag for tag in self._saved_tags if tag not in self._tags])
+        edit = edit.checked(f"artifact collection {self.project}/{self._saved_name}")
+        if edit.empty:
+            return
+        stored = self._api.edit_artifact_collection(
+            self._path("given another type" if edit.type is not None else "edited"), type=edit.type,
+            description=edit.description, add_tags=edit.add_tags or None, remove_tags=edit.remove_tags or None)
+        self._saved_type = self._type
+        self._description = self._saved_description = stored["description"]
+        self._tags = list(stored["tags"])
+        self._saved_tags = list(self._tags)
 
     def _save_type(self) -> None:
         if self._type == self._saved_type:

@@ -573,8 +573,9 @@ class Artifact:
         info = self._info
         read = self._metadata_read if self._metadata_read is not None else _as_stored(info.metadata or {})
         description = self.description or ""
-        edit = VersionEdit(description=description if description != (info.description or "") else None,
-                           metadata=self.metadata if _as_stored(self.metadata) != read else None)
+        edit = VersionEdit(description=description if description != (info.description or "") else None)
+        if _as_stored(self.metadata) != read:
+            _metadata_edit(edit, self.metadata, read)
         if self._tag_edit is not None:
             stored_tags = list(getattr(info, "tags", None) or [])
             wanted_tags = check_tags(self._tag_edit, f"artifact {info.qualified_name}")
@@ -898,6 +899,21 @@ class _StoringAliases(list):
 
     append = extend = insert = remove = pop = clear = sort = reverse = _refuse
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+def _metadata_edit(edit: Any, metadata: Any, read: str) -> None:
+    """Give ``edit`` (a ``VersionEdit``) the metadata keys changed since ``read`` (``_as_stored``
+    of the metadata read): those set or changed and those removed, so a key another client set
+    meanwhile stays; metadata that isn't a dict is sent whole, for ``check_metadata`` to name."""
+    import json
+
+    before = json.loads(read)
+    if not isinstance(metadata, dict) or not isinstance(before, dict):
+        edit.metadata = metadata
+        return
+    edit.set_metadata = {key: value for key, value in metadata.items()
+                         if key not in before or _as_stored(value) != _as_stored(before[key])}
+    edit.unset_metadata = [key for key in before if key not in metadata]
 
 
 def _as_stored(metadata: Any) -> str:

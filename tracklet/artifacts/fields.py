@@ -103,6 +103,17 @@ def _not_json(value: Any, path: str, depth: int) -> str | None:
     return f"{path} is a {type(value).__module__}.{type(value).__qualname__}, which JSON can't hold"
 
 
+def _metadata_keys(keys: object, what: str) -> list[str]:
+    """``keys`` (metadata keys to unset) as a list of strings, each once, or ``ArtifactError``."""
+    if isinstance(keys, str) or not isinstance(keys, Iterable):
+        raise ArtifactError(f"{what}: metadata keys to unset must be a list of strings; got {type(keys).__name__}")
+    checked = list(dict.fromkeys(keys))
+    wrong = next((key for key in checked if not isinstance(key, str)), None)
+    if wrong is not None:
+        raise ArtifactError(f"{what}: a metadata key to unset must be a string; got {type(wrong).__name__}")
+    return checked
+
+
 @dataclasses.dataclass
 class CollectionFields:
     """A collection's own description and tags (W&B's ``ArtifactCollection.description`` and
@@ -191,10 +202,13 @@ class CollectionEdit:
 class VersionEdit:
     """What ``artifact.save()`` changes on a committed version: each field None is left as it is;
     aliases and tags are added and removed (the registry's rules for aliases; an alias or tag
-    removed that isn't there is no error), so two clients editing different ones both land."""
+    removed that isn't there is no error), and metadata keys set and unset (``metadata`` replaces
+    it whole, before them), so two clients editing different ones both land."""
 
     description: str | None = None
     metadata: dict[str, Any] | None = None
+    set_metadata: dict[str, Any] | None = None
+    unset_metadata: list[str] = dataclasses.field(default_factory=list)
     add_tags: list[str] = dataclasses.field(default_factory=list)
     remove_tags: list[str] = dataclasses.field(default_factory=list)
     add_aliases: list[str] = dataclasses.field(default_factory=list)
@@ -203,8 +217,12 @@ class VersionEdit:
     @property
     def changes_fields(self) -> bool:
         """Whether it changes more than aliases (what an older server can't do)."""
-        return (self.description is not None or self.metadata is not None or bool(self.add_tags)
+        return (self.description is not None or self.changes_metadata or bool(self.add_tags)
                 or bool(self.remove_tags))
+
+    @property
+    def changes_metadata(self) -> bool:
+        return self.metadata is not None or bool(self.set_metadata) or bool(self.unset_metadata)
 
     @property
     def empty(self) -> bool:
@@ -219,6 +237,8 @@ class VersionEdit:
         return VersionEdit(
             description=None if self.description is None else check_description(self.description, what),
             metadata=None if self.metadata is None else check_metadata(self.metadata, what),
+            set_metadata=check_metadata(self.set_metadata, what) if self.set_metadata else None,
+            unset_metadata=_metadata_keys(self.unset_metadata, what),
             add_tags=check_tags(self.add_tags, what), remove_tags=list(dict.fromkeys(check_tags(self.remove_tags, what))),
             add_aliases=custom_aliases(self.add_aliases),
             remove_aliases=list(dict.fromkeys(check_alias(alias) for alias in self.remove_aliases)))
@@ -228,6 +248,15 @@ class VersionEdit:
         kept = [tag for tag in tags if tag not in self.remove_tags]
         return list(dict.fromkeys([*kept, *self.add_tags]))
 
+    def applied_metadata(self, metadata: dict[str, Any], what: str) -> dict[str, Any]:
+        """``metadata`` after this edit (replaced if ``metadata`` is given, then the keys unset
+        removed and those set set), or ``ArtifactError`` if it grows past ``MAX_METADATA_BYTES``."""
+        after = dict(self.metadata if self.metadata is not None else metadata)
+        for key in self.unset_metadata:
+            after.pop(key, None)
+        after.update(self.set_metadata or {})
+        return check_metadata(after, what)
+
     def summary(self) -> dict[str, Any]:
         """What the edit changes, for an audit row (metadata by its keys, not its values)."""
         detail: dict[str, Any] = {}
@@ -235,6 +264,10 @@ class VersionEdit:
             detail["description"] = True
         if self.metadata is not None:
             detail["metadata_keys"] = sorted(self.metadata)[:100]
+        if self.set_metadata:
+            detail["set_metadata_keys"] = sorted(self.set_metadata)[:100]
+        if self.unset_metadata:
+            detail["unset_metadata_keys"] = sorted(self.unset_metadata)[:100]
         for key in ("add_tags", "remove_tags", "add_aliases", "remove_aliases"):
             if getattr(self, key):
                 detail[key] = getattr(self, key)

@@ -363,8 +363,8 @@ class LocalRegistry:
                 document.update({"tags": tags} if tags else {})
                 if edit.description is not None:
                     document["description"] = edit.description
-                if edit.metadata is not None:
-                    document["metadata"] = edit.metadata
+                if edit.changes_metadata:
+                    document["metadata"] = edit.applied_metadata(info.metadata or {}, f"artifact {project}/{name}:v{version}")
                 _write_atomic(path, json.dumps(document, sort_keys=True, indent=1, default=str).encode())
             if edit.add_aliases or edit.remove_aliases:
                 current = self._aliases(directory)

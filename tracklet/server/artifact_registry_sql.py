@@ -259,8 +259,10 @@ class SqlRegistry:
                 values: dict[str, Any] = {"tags": json.dumps(tags) if tags else None}
                 if edit.description is not None:
                     values["description"] = edit.description
-                if edit.metadata is not None:
-                    values["metadata"] = json.dumps(edit.metadata, sort_keys=True)
+                if edit.changes_metadata:
+                    values["metadata"] = json.dumps(edit.applied_metadata(info.metadata or {},
+                                                                          f"artifact {project}/{name}:v{version}"),
+                                                    sort_keys=True)
                 connection.execute(artifact_versions.update().where(
                     artifact_versions.c.project == project, artifact_versions.c.name == name,
                     artifact_versions.c.version == version).values(**values))

@@ -675,7 +675,12 @@ class VersionEditRequest(BaseModel):
     """An edit of a committed version (``artifact.save()``): each field left out stays as it is."""
 
     description: str | None = Field(default=None, max_length=65_536, description="Its new description")
-    metadata: dict[str, Any] | None = Field(default=None, description="Its new metadata (replaces it whole)")
+    metadata: dict[str, Any] | None = Field(default=None, description=(
+        "Its new metadata (replaces it whole, before the keys set and unset)"))
+    set_metadata: dict[str, Any] | None = Field(default=None, description=(
+        "Metadata keys to set, each to its value (keys not named stay, whoever set them meanwhile)"))
+    unset_metadata: list[str] = Field(default_factory=list, max_length=1000, description=(
+        "Metadata keys to remove (one it doesn't have: no error)"))
     add_tags: list[str] = Field(default_factory=list, max_length=256, description="Tags to give it")
     remove_tags: list[str] = Field(default_factory=list, max_length=256, description="Tags to take off it")
     add_aliases: list[str] = Field(default_factory=list, max_length=1000,

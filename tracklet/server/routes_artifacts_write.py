@@ -421,17 +421,21 @@ def _alias_events(request: Request, info: Any, previous: dict[str, Any], held: d
 def edit_version(request: Request, project: str, name: str, version: str,
                  body: VersionEditRequest) -> VersionAliasesResponse:
     """What `artifact.save()` of an edited committed version sends (W&B's way: mutate a version
-    read back, then `save()`): a new `description`, a new `metadata` (replaced whole; JSON, no NaN
-    or infinity), tags added and removed (W&B's tag names: letters, digits, `_`, `-`, words
-    separated by spaces; at most 256 a version) and aliases moved as
-    `POST .../versions/vN/aliases` moves them, all in one locked transaction of the collection.
-    A field left out stays as it is; a version's files never change. Anything not valid answers
+    read back, then `save()`): a new `description`, metadata keys set (`set_metadata`) and
+    unset (`unset_metadata`), or a new `metadata` replacing it whole (applied first; JSON, no NaN
+    or infinity, at most 4 MiB after the edit), tags added and removed (W&B's tag names:
+    letters, digits, `_`, `-`, words separated by spaces, at most 128 characters; at most 256 a
+    version) and aliases moved as
+    `POST .../versions/vN/aliases` moves them, all in one locked transaction of the collection,
+    against the version as it is then: two clients setting different keys or tags at once both
+    keep theirs. A field left out stays as it is; a version's files never change. Anything not valid answers
     400 naming it, and nothing changes. The audit event's detail says what the edit changed
     (metadata by its keys); each alias moved emits `alias.moved`, each taken off `alias.removed`."""
     artifacts = _artifacts(request)
     name, number = _name(name), version_param(version)
-    edit = VersionEdit(description=body.description, metadata=body.metadata, add_tags=body.add_tags,
-                       remove_tags=body.remove_tags, add_aliases=body.add_aliases, remove_aliases=body.remove_aliases)
+    edit = VersionEdit(description=body.description, metadata=body.metadata, set_metadata=body.set_metadata,
+                       unset_metadata=body.unset_metadata, add_tags=body.add_tags, remove_tags=body.remove_tags,
+                       add_aliases=body.add_aliases, remove_aliases=body.remove_aliases)
     before = alias_versions(artifacts, project, name, [*body.add_aliases, *body.remove_aliases])
     previous = {alias: before[alias] for alias in body.add_aliases}
     held = {alias: before[alias] for alias in body.remove_aliases if alias not in body.add_aliases}

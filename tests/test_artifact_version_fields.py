@@ -183,7 +183,7 @@ def test_a_servers_versions_keep_their_fields_and_take_edits_by_writers_only(ser
     detail = edits[0]["detail"]
     detail = json.loads(detail) if isinstance(detail, str) else detail
     assert detail["add_tags"] == ["best-so far"] and detail["description"] is True
-    assert detail["metadata_keys"] == ["cfg"] and detail["add_aliases"] == ["prod"]
+    assert detail["set_metadata_keys"] == ["cfg"] and detail["add_aliases"] == ["prod"]  # the keys the save changed
     assert edits[2]["outcome"] == "denied"
 
 

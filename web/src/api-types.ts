@@ -864,11 +864,14 @@ export interface paths {
         /**
          * Edit a version's description, metadata, tags and aliases (never its files)
          * @description What `artifact.save()` of an edited committed version sends (W&B's way: mutate a version
-         *     read back, then `save()`): a new `description`, a new `metadata` (replaced whole; JSON, no NaN
-         *     or infinity), tags added and removed (W&B's tag names: letters, digits, `_`, `-`, words
-         *     separated by spaces; at most 256 a version) and aliases moved as
-         *     `POST .../versions/vN/aliases` moves them, all in one locked transaction of the collection.
-         *     A field left out stays as it is; a version's files never change. Anything not valid answers
+         *     read back, then `save()`): a new `description`, metadata keys set (`set_metadata`) and
+         *     unset (`unset_metadata`), or a new `metadata` replacing it whole (applied first; JSON, no NaN
+         *     or infinity, at most 4 MiB after the edit), tags added and removed (W&B's tag names:
+         *     letters, digits, `_`, `-`, words separated by spaces, at most 128 characters; at most 256 a
+         *     version) and aliases moved as
+         *     `POST .../versions/vN/aliases` moves them, all in one locked transaction of the collection,
+         *     against the version as it is then: two clients setting different keys or tags at once both
+         *     keep theirs. A field left out stays as it is; a version's files never change. Anything not valid answers
          *     400 naming it, and nothing changes. The audit event's detail says what the edit changed
          *     (metadata by its keys); each alias moved emits `alias.moved`, each taken off `alias.removed`.
          */
@@ -898,16 +901,20 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Edit a collection: its type, its own description and tags
-         * @description What W&B's `ArtifactCollection.save()` sends (and `change_type`). `type`: every version of
-         *     `project/name` gets it, in one locked change of the collection: a version of the old type
-         *     committed to it later is refused (400), as a collection keeps one type; this needs the
-         *     project's admin role (403 otherwise) and is refused (409, changing nothing) while the model
-         *     registry links one of its versions (a registry collection keeps one type too). `description`
-         *     and `tags` are the collection's own (not its versions'; `tags` replaces them whole, W&B's tag
-         *     names as a version's, at most 256): they need the write role, as a version's edit does. Every
-         *     field is checked before anything changes (400 naming the one at fault, or the tag); a field
-         *     left out stays as it is. 404 for a collection without versions.
+         * Edit a collection: its type, its own description and tags (added, removed or replaced)
+         * @description What W&B's `ArtifactCollection.save()` sends (and `change_type`), applied as one locked
+         *     change of the collection: all of it or nothing. `type`: every version of `project/name` gets
+         *     it (a version of the old type committed to it later is refused, 400, as a collection keeps
+         *     one type); this needs the project's admin role (403, changing nothing, not the fields sent
+         *     with it either) and is refused (409, changing nothing) while the model registry links one of
+         *     its versions. `description` and the tags are the collection's own (not its versions'): they
+         *     need the write role, as a version's edit does. `add_tags` and `remove_tags` change only the
+         *     tags they name (against the tags stored when the edit lands: two clients adding different
+         *     tags at once both keep theirs; removing one that isn't there is no error); `tags` replaces
+         *     them whole (applied first). W&B's tag names as a version's (letters, digits, `_`, `-`,
+         *     words separated by spaces; at most 128 characters), at most 256 a collection. Every field
+         *     is checked before anything changes (400 naming the one at fault, or the tag); a field left
+         *     out stays as it is. 404 for a collection without versions.
          */
         patch: operations["update_collection_api_v1_projects__project__artifacts__name__patch"];
         trace?: never;
@@ -2782,9 +2789,19 @@ export interface components {
             description?: string | null;
             /**
              * Tags
-             * @description The collection's own tags (replace its tags whole)
+             * @description The collection's own tags (replace its tags whole, before the tags added and removed)
              */
             tags?: string[] | null;
+            /**
+             * Add Tags
+             * @description Tags to give the collection, beside those it has when the edit lands
+             */
+            add_tags?: string[];
+            /**
+             * Remove Tags
+             * @description Tags to take off the collection (one it doesn't have: no error)
+             */
+            remove_tags?: string[];
         };
         /** CollectionUpdateResponse */
         CollectionUpdateResponse: {
@@ -5187,11 +5204,23 @@ export interface components {
             description?: string | null;
             /**
              * Metadata
-             * @description Its new metadata (replaces it whole)
+             * @description Its new metadata (replaces it whole, before the keys set and unset)
              */
             metadata?: {
                 [key: string]: unknown;
             } | null;
+            /**
+             * Set Metadata
+             * @description Metadata keys to set, each to its value (keys not named stay, whoever set them meanwhile)
+             */
+            set_metadata?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Unset Metadata
+             * @description Metadata keys to remove (one it doesn't have: no error)
+             */
+            unset_metadata?: string[];
             /**
              * Add Tags
              * @description Tags to give it

@@ -437,12 +437,6 @@ class LocalRegistry:
             raise ArtifactError(f"{path} is damaged: {error}") from None
         return CollectionFields.from_json(document, str(path))
 
-    def edit_collection(self, project: str, name: str, *, description: str | None = None,
-                        tags: list[str] | None = None) -> CollectionFields:
-        """Set the collection's own ``description`` and/or replace its ``tags`` (None: left as it
-        is): ``update_collection`` without a type. Returns the fields as stored."""
-        return self.update_collection(project, name, CollectionEdit(description=description, tags=tags))[1]
-
     def update_collection(self, project: str, name: str, edit: CollectionEdit, *,
                           check: Callable[[None, list[int]], None] | None = None) -> tuple[str, CollectionFields]:
         """Apply ``edit`` (W&B's ``ArtifactCollection.save()``) under the collection's lock, both

@@ -1084,16 +1084,6 @@ class ServerArtifacts:
                   f"({type(error).__name__}); artifact-gc's grace period runs from their last use", file=sys.stderr)
         return infos, dropped
 
-    def set_type(self, project: str, name: str, type: str, *,
-                 check: Callable[[sa.Connection | None, list[int]], None] | None = None) -> str:
-        """Give every version of ``project/name`` the type ``type`` (``BadRequest`` for an invalid
-        one); ``check`` as ``delete_collection``'s. Returns the old type."""
-        try:
-            check_artifact_type(type)
-        except ArtifactNameError as error:
-            raise BadRequest(str(error)) from None
-        return self.registry.set_type(project, name, type, check=check)
-
     def update_collection(self, project: str, name: str, edit: CollectionEdit, *,
                           check: Callable[[sa.Connection | None, list[int]], None] | None = None
                           ) -> tuple[str, CollectionFields]:

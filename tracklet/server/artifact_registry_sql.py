@@ -330,11 +330,6 @@ class SqlRegistry:
         return CollectionFields(description=row.description, tags=list(json.loads(row.tags)),
                                 updated_at=row.updated_at)
 
-    def edit_collection(self, project: str, name: str, *, description: str | None = None,
-                        tags: list[str] | None = None) -> CollectionFields:
-        """``LocalRegistry.edit_collection``: ``update_collection`` without a type."""
-        return self.update_collection(project, name, CollectionEdit(description=description, tags=tags))[1]
-
     def update_collection(self, project: str, name: str, edit: CollectionEdit, *,
                           check: Callable[[sa.Connection | None, list[int]], None] | None = None
                           ) -> tuple[str, CollectionFields]:

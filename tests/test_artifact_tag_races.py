@@ -188,6 +188,18 @@ def test_the_server_bounds_tags(deployment):
         assert over.status_code == 400 and "would have 257 tags; at most 256" in over.text
         row = admin.get("/projects/p/artifacts").json()["collections"][0]
         assert (len(row["tags"]), row["description"]) == (200, "")
+        # A replacement then adds and removals, in one edit; a removal of a tag that isn't there is no error.
+        both = http.patch("/ds", json={"tags": ["a", "b"], "add_tags": ["c"], "remove_tags": ["a", "zz"]})
+        assert both.status_code == 200 and both.json()["tags"] == ["b", "c"]
+        # A version's metadata keys set and unset; the keys not named stay.
+        keyed = http.patch("/ds/versions/v0", json={"set_metadata": {"acc": 0.9}, "unset_metadata": ["nope"]})
+        assert keyed.status_code == 200 and keyed.json()["version"]["metadata"] == {"rows": 10, "acc": 0.9}
+        keyed = http.patch("/ds/versions/v0", json={"unset_metadata": ["rows"]})
+        assert keyed.json()["version"]["metadata"] == {"acc": 0.9}
+        nan = http.patch("/ds/versions/v0", content=b'{"set_metadata": {"loss": NaN}}',
+                         headers={"Content-Type": "application/json"})
+        assert nan.status_code in (400, 422), nan.text
+        assert http.get("/ds/versions/v0").json()["version"]["metadata"] == {"acc": 0.9}
 
 
 def test_a_refused_type_change_on_a_data_root_changes_nothing(root, tmp_path):

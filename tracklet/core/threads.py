@@ -12,8 +12,19 @@ blocked (:func:`start`, :func:`start_new`, :class:`blocked`). A thread inherits 
 mask, so the threads those start (pools, libraries' own) block them too. Faults (SIGSEGV, SIGBUS,
 SIGFPE, ...) and SIGPIPE stay unblocked: the kernel sends them to the thread at fault; so do the
 profiling timers (SIGPROF, SIGVTALRM). A process
-started from such a thread inherits the mask too: tracklet starts its own (git) with an empty one
-(``os.posix_spawn``'s ``setsigmask``, :data:`NO_SIGNALS`).
+started from such a thread inherits the mask too, and a child with SIGTERM blocked can't be
+stopped the usual way (``subprocess.Popen(restore_signals=True)`` resets handlers, never the mask;
+measured: the child's ``SigBlk`` is the thread's). So:
+
+- tracklet's own children (git) start with an empty mask (``os.posix_spawn``'s ``setsigmask``,
+  :data:`NO_SIGNALS`); no other tracklet code on these threads starts a process;
+- a library's long-lived thread that starts processes is started :class:`unblocked`: fsspec's IO
+  loop (``fsspec.asyn.get_loop``, started by the first async filesystem: s3fs, gcsfs), on which
+  aiobotocore runs a profile's ``credential_process`` and asyncio starts any child. Where a
+  filesystem is made on one of tracklet's threads (``artifacts/references.py``,
+  ``artifacts/blobs.py``), it is made unblocked, so the loop thread, and google-auth's ``gcloud``
+  run from gcsfs's constructor, get the mask they would have in a program without tracklet (that
+  thread may then take a signal, as it would there). Once per client, never on ``log()``'s path.
 
 Where ``pthread_sigmask`` is missing (Windows), these start threads as usual.
 """
@@ -46,6 +57,23 @@ class blocked:  # noqa: N801 - a context manager, named for how it reads: ``with
     def __enter__(self) -> None:
         mask = _sigmask
         self._previous = mask(_signal.SIG_BLOCK, ASYNC_SIGNALS) if mask is not None else None
+
+    def __exit__(self, *exc: object) -> None:
+        mask = _sigmask
+        if mask is not None and self._previous is not None:
+            mask(_signal.SIG_SETMASK, self._previous)
+
+
+class unblocked:  # noqa: N801 - a context manager, as ``blocked``
+    """Unblock :data:`ASYNC_SIGNALS` on this thread for the ``with`` block, then restore the mask
+    it had: for starting, from one of tracklet's threads, a library's thread or process that must
+    not inherit the blocked mask (the module's docstring)."""
+
+    __slots__ = ("_previous",)
+
+    def __enter__(self) -> None:
+        mask = _sigmask
+        self._previous = mask(_signal.SIG_UNBLOCK, ASYNC_SIGNALS) if mask is not None else None
 
     def __exit__(self, *exc: object) -> None:
         mask = _sigmask

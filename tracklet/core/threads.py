@@ -17,7 +17,8 @@ stopped the usual way (``subprocess.Popen(restore_signals=True)`` resets handler
 measured: the child's ``SigBlk`` is the thread's). So:
 
 - tracklet's own children (git) start with an empty mask (``os.posix_spawn``'s ``setsigmask``,
-  :data:`NO_SIGNALS`); no other tracklet code on these threads starts a process;
+  :data:`NO_SIGNALS`); no other tracklet code on these threads starts a process, and the pools'
+  threads (``core/pools.py``) run tracklet's jobs only (hashing, packs, uploads), which start none;
 - a library's long-lived thread that starts processes is started :class:`unblocked`: fsspec's IO
   loop (``fsspec.asyn.get_loop``, started by the first async filesystem: s3fs, gcsfs), on which
   aiobotocore runs a profile's ``credential_process`` and asyncio starts any child. Where a

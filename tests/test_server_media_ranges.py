@@ -193,3 +193,39 @@ def test_bits_rotting_beneath_the_file_system_are_never_served(loop_fs, servers)
             assert answer.status_code == 404 and "missing or damaged" in answer.json()["detail"]
     assert "media blob not served in full" in server.stderr_text() and "differ from the file's check" in \
         server.stderr_text()
+
+
+def test_a_checked_files_response_sends_only_pieces_that_match_their_hashes(tmp_path):
+    """Where no file system can be loop-mounted: Starlette's ``FileResponse`` machinery (ranges,
+    whole reads) reads through the pieces' hashes. One hash made to differ from its piece, as rot
+    beneath the file system would make the piece differ from its hash: that piece is never sent,
+    the others are, and the file's check is dropped."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from tracklet.server.media_blobs import CheckedFile, CheckedFileResponse
+    from tracklet.server.verified_files import PIECE_HASH_BYTES, VerifiedFiles
+
+    data = random.Random(3).randbytes(6 * HASHED_PIECE)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    verified = VerifiedFiles(settled_ns=0)
+    pieces = verified.pieces(path, digest)
+    assert pieces is not None
+    at = 4 * PIECE_HASH_BYTES
+    rotted = pieces[:at] + bytes([pieces[at] ^ 1]) + pieces[at + 1:]  # piece 4's bytes no longer match
+
+    def blob(request: object) -> CheckedFileResponse:
+        return CheckedFileResponse(CheckedFile(path, lambda: verified.reader(path, digest, rotted)))
+
+    with TestClient(Starlette(routes=[Route("/blob", blob)])) as client:
+        good = client.get("/blob", headers={"Range": f"bytes={HASHED_PIECE - 5}-{HASHED_PIECE + 5}"})
+        assert good.status_code == 206 and good.content == data[HASHED_PIECE - 5:HASHED_PIECE + 6]
+        ranged = client.get("/blob", headers={"Range": f"bytes={4 * HASHED_PIECE + 10}-{4 * HASHED_PIECE + 20}"})
+        assert ranged.status_code == 206 and ranged.content == b""  # cut off before any of piece 4's bytes
+        whole = client.get("/blob")
+        assert whole.status_code == 200 and whole.content == data[:4 * HASHED_PIECE]  # pieces 0-3, then cut off
+        assert int(whole.headers["content-length"]) == len(data)
+    assert verified.damaged_pieces == 2 and len(verified) == 0

@@ -274,3 +274,28 @@ def test_children_of_the_s3_clients_loop_started_from_a_tracklet_thread_take_sig
         assert not _blocked(out[what]) & set(ASYNC), (what, out[what])
     assert not _blocked((tmp_path / "helper.mask").read_text()) & set(ASYNC)  # the credential_process helper
     assert out["returncodes"] == [-signal.SIGTERM, -signal.SIGINT]  # stopped by the signal, not killed
+
+
+def test_unblocked_gives_a_tracklet_thread_its_starters_mask_and_leaves_other_threads_alone():
+    """``threads.unblocked`` (around making an fsspec file system on one of tracklet's threads)
+    gives back the mask of the user's thread that started it: a signal the user blocked stays
+    blocked for the library's thread and children too; on a user's thread it changes nothing."""
+    seen: list[set[int]] = []
+
+    def inside() -> None:
+        seen.append(_blocked(_own_status()))
+        with threads.unblocked():
+            seen.append(_blocked(_own_status()))
+        seen.append(_blocked(_own_status()))
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})  # the user's own choice
+    try:
+        threads.start(threading.Thread(target=inside)).join()
+        with threads.unblocked():  # a user's thread: as it was
+            seen.append(_blocked(_own_status()))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    tracklets, during, after, users = seen
+    assert set(ASYNC) <= tracklets and after == tracklets
+    assert signal.SIGUSR2 in during and not {signal.SIGTERM, signal.SIGINT, signal.SIGHUP} & during
+    assert signal.SIGUSR2 in users and signal.SIGTERM not in users

@@ -23,9 +23,10 @@ measured: the child's ``SigBlk`` is the thread's). So:
   loop (``fsspec.asyn.get_loop``, started by the first async filesystem: s3fs, gcsfs), on which
   aiobotocore runs a profile's ``credential_process`` and asyncio starts any child. Where a
   filesystem is made on one of tracklet's threads (``artifacts/references.py``,
-  ``artifacts/blobs.py``), it is made unblocked, so the loop thread, and google-auth's ``gcloud``
-  run from gcsfs's constructor, get the mask they would have in a program without tracklet (that
-  thread may then take a signal, as it would there). Once per client, never on ``log()``'s path.
+  ``artifacts/blobs.py``), it is made with the mask of the user's thread that started tracklet's
+  (usually nothing blocked), so the loop thread, and google-auth's ``gcloud`` run from gcsfs's
+  constructor, get the mask they would have in a program without tracklet (that thread may then
+  take a signal, as it would there). Once per client, never on ``log()``'s path.
 
 Where ``pthread_sigmask`` is missing (Windows), these start threads as usual.
 """
@@ -47,6 +48,9 @@ ASYNC_SIGNALS: frozenset[int] = frozenset(
     set(_signal.valid_signals()) - {getattr(_signal, name) for name in _UNBLOCKED if hasattr(_signal, name)}
 ) if _sigmask is not None else frozenset()
 NO_SIGNALS: tuple[int, ...] = ()  # ``setsigmask`` for a process tracklet starts: nothing blocked
+# The mask of the last user thread (one not blocking them all) that started one of tracklet's: what
+# ``unblocked`` gives back to one of tracklet's threads (a user who blocks SIGTERM keeps it blocked).
+_starter_mask: frozenset[int] = frozenset()
 
 
 class blocked:  # noqa: N801 - a context manager, named for how it reads: ``with blocked():``
@@ -56,8 +60,11 @@ class blocked:  # noqa: N801 - a context manager, named for how it reads: ``with
     __slots__ = ("_previous",)
 
     def __enter__(self) -> None:
+        global _starter_mask
         mask = _sigmask
         self._previous = mask(_signal.SIG_BLOCK, ASYNC_SIGNALS) if mask is not None else None
+        if self._previous is not None and not ASYNC_SIGNALS <= self._previous:
+            _starter_mask = frozenset(self._previous)  # a user's thread
 
     def __exit__(self, *exc: object) -> None:
         mask = _sigmask
@@ -66,15 +73,22 @@ class blocked:  # noqa: N801 - a context manager, named for how it reads: ``with
 
 
 class unblocked:  # noqa: N801 - a context manager, as ``blocked``
-    """Unblock :data:`ASYNC_SIGNALS` on this thread for the ``with`` block, then restore the mask
-    it had: for starting, from one of tracklet's threads, a library's thread or process that must
-    not inherit the blocked mask (the module's docstring)."""
+    """On one of tracklet's threads (one blocking every one of :data:`ASYNC_SIGNALS`), take the
+    mask of the user's thread that started tracklet's (usually nothing blocked) for the ``with``
+    block, then restore the blocked one: for starting a library's thread or process that must not
+    inherit the blocked mask (the module's docstring). On any other thread: nothing changes."""
 
     __slots__ = ("_previous",)
 
     def __enter__(self) -> None:
         mask = _sigmask
-        self._previous = mask(_signal.SIG_UNBLOCK, ASYNC_SIGNALS) if mask is not None else None
+        self._previous = None
+        if mask is None:
+            return
+        current = mask(_signal.SIG_BLOCK, ())
+        if ASYNC_SIGNALS <= current:
+            self._previous = current
+            mask(_signal.SIG_SETMASK, (current - ASYNC_SIGNALS) | _starter_mask)
 
     def __exit__(self, *exc: object) -> None:
         mask = _sigmask

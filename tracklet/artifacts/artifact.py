@@ -706,10 +706,16 @@ class Artifact:
         assert self._store is not None
         target = Path(root) if root is not None else Path("artifacts") / self._info.name
         paths = {entry.path for entry in self.manifest}
-        manifests = self._recent_manifests()
+        manifests: list[Manifest] = []  # read only for a root holding files
+
+        def recent() -> list[Manifest]:
+            if not manifests:
+                manifests.extend(self._recent_manifests())
+            return manifests
+
         check_root(target, paths, self._info.qualified_name, self._store.data_root,
-                   lambda found: self._holds_own_content(found, manifests),
-                   {entry.path for manifest in manifests for entry in manifest})
+                   lambda found: self._holds_own_content(found, recent()),
+                   lambda: {entry.path for manifest in recent() for entry in manifest})
         remove_extra(target, paths)
         return self.download(target)
 

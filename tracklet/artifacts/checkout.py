@@ -39,12 +39,13 @@ def _inside(path: Path, directory: Path) -> bool:
 
 def check_root(root: Path, manifest_paths: set[str], name: str, data_root: Path | None,
                known: Callable[[dict[str, str]], bool] = lambda found: True,
-               artifact_paths: set[str] | None = None) -> None:
+               artifact_paths: Callable[[], set[str]] = set) -> None:
     """Raise ``ArtifactError`` unless ``root`` may be emptied of files the version doesn't name
     (the module's rules); nothing is removed here. ``known({relative path: absolute path})`` of
     the files at paths the version names: whether one has a content of the artifact's;
-    ``artifact_paths``: the paths this version and the artifact's recent versions name (default:
-    this version's), which more than half of ``root``'s entries must be at."""
+    ``artifact_paths()``: the paths the artifact's recent versions name, besides this version's
+    (more than half of ``root``'s entries must be at one). Both are called only for a root that
+    holds files."""
     if root.is_symlink():
         raise _refuse(root, name, "it is a symbolic link (give the directory itself)")
     if root.exists() and not root.is_dir():
@@ -62,26 +63,23 @@ def check_root(root: Path, manifest_paths: set[str], name: str, data_root: Path 
             raise _refuse(root, name, f"it is inside tracklet's data root {store} or above it")
     if not root.exists():
         return
-    ours = manifest_paths | (artifact_paths or set())
-    total, at_ours = 0, 0
-    others: list[str] = []
+    found: list[str] = []
     named: dict[str, str] = {}
     for path, full in _files(root):
-        total += 1
-        if path in ours:
-            at_ours += 1
-        elif len(others) < 3:
-            others.append(path)
+        found.append(path)
         if path in manifest_paths and not os.path.islink(full) and len(named) < 64:
             named[path] = full
-    if not total:
+    if not found:
         return
     if not (named and known(named)):
         raise _refuse(root, name, "it holds files and none of them is a file of this version with content "
                                   "the artifact has (an empty file is no evidence), so it is not a directory of this artifact (check "
                                   "out into a new or empty directory)")
+    ours = manifest_paths | artifact_paths()
+    others = [path for path in found if path not in ours]
+    total, at_ours = len(found), len(found) - len(others)
     if 2 * at_ours <= total:
-        shown = ", ".join(repr(path) for path in others) + (", ..." if total - at_ours > len(others) else "")
+        shown = ", ".join(repr(path) for path in others[:3]) + (", ..." if len(others) > 3 else "")
         raise _refuse(root, name, f"only {at_ours} of its {total} files are at paths this artifact's versions "
                                   f"name (the others: {shown}); a file it shares with the artifact (a stock LICENSE "
                                   "or README) is no evidence that it is the artifact's, and checkout removes files "

@@ -229,3 +229,35 @@ def test_a_checked_files_response_sends_only_pieces_that_match_their_hashes(tmp_
         assert whole.status_code == 200 and whole.content == data[:4 * HASHED_PIECE]  # pieces 0-3, then cut off
         assert int(whole.headers["content-length"]) == len(data)
     assert verified.damaged_pieces == 2 and len(verified) == 0
+
+
+def test_a_checked_files_response_never_hands_the_file_to_a_server_that_sends_paths(tmp_path):
+    """An ASGI server offering ``http.response.pathsend`` would send a whole file itself, unchecked:
+    the checked response reads it through the pieces instead."""
+    import anyio
+
+    from tracklet.server.media_blobs import CheckedFile, CheckedFileResponse
+    from tracklet.server.verified_files import PIECE_HASH_BYTES, VerifiedFiles
+
+    data = random.Random(4).randbytes(3 * HASHED_PIECE)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    verified = VerifiedFiles(settled_ns=0)
+    pieces = verified.pieces(path, hashlib.sha256(data).hexdigest())
+    assert pieces is not None
+    rotted = pieces[:PIECE_HASH_BYTES] + bytes([pieces[PIECE_HASH_BYTES] ^ 1]) + pieces[PIECE_HASH_BYTES + 1:]
+    response = CheckedFileResponse(CheckedFile(path, lambda: verified.reader(path, "d", rotted)))
+    sent: list[dict] = []
+    scope = {"type": "http", "method": "GET", "headers": [], "asgi": {"spec_version": "2.4"},
+             "extensions": {"http.response.pathsend": {}}}
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    anyio.run(response, scope, receive, send)
+    assert [message["type"] for message in sent][:1] == ["http.response.start"]
+    assert not [message for message in sent if message["type"] == "http.response.pathsend"]
+    assert b"".join(message.get("body", b"") for message in sent) == data[:HASHED_PIECE]  # then cut off

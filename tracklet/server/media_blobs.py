@@ -75,6 +75,9 @@ class CheckedFileResponse(FileResponse):
         self._checked = checked
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        extensions = scope.get("extensions") or {}
+        if "http.response.pathsend" in extensions:  # the server would send the file itself, unchecked
+            scope = {**scope, "extensions": {k: v for k, v in extensions.items() if k != "http.response.pathsend"}}
         try:
             await super().__call__(scope, receive, send)
         except OSError as error:  # a damaged piece, or the disk failing: the response ends here, cut off

@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +24,7 @@ from conftest import QUIET
 import tracklet
 from tracklet.artifacts.storage import artifact_dir
 from tracklet.server.media_blobs import IN_MEMORY_BYTES
-from tracklet.server.verified_files import SETTLED_NS
+from tracklet.server.verified_files import HASHED_PIECE, SETTLED_NS
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="reads /proc/PID/io (Linux)")
 
@@ -94,7 +97,8 @@ def test_range_requests_of_a_checked_large_file_hash_it_once_and_a_damaged_one_i
             assert answer.headers["content-range"] == f"bytes {first}-{last}/{SIZE}"
         tail = http.get(url, headers={"Range": "bytes=-1000"})
         assert tail.status_code == 206 and tail.content == data[-1000:]
-        assert _bytes_read(pid) - before < SIZE // 4  # ~0.7 MiB of ranges; one hashing would be 24 MiB
+        # each range reads the (one or two) 256 KiB pieces it covers, checked; one hashing would be 24 MiB
+        assert _bytes_read(pid) - before < 21 * 2 * HASHED_PIECE + (1 << 20)
 
         # Damaged after its check, same size, and its mtime even set back: ctime moved, so it is
         # hashed again and refused, to ranges and whole reads alike.
@@ -120,3 +124,140 @@ def test_range_requests_of_a_checked_large_file_hash_it_once_and_a_damaged_one_i
         replacement.write_bytes(data[:-1] + b"\0")
         os.replace(replacement, blob)
         assert ranged(0, 9).status_code == 404
+
+
+@pytest.fixture
+def loop_fs(tmp_path) -> Iterator[tuple[Path, Path]]:
+    """An ext4 file system in an image file, loop-mounted (root only: skipped elsewhere): the
+    mount point and the image, whose bytes can then be changed beneath the file system."""
+    if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
+        pytest.skip("needs root and mkfs.ext4 to loop-mount a file system")
+    image, mount = tmp_path / "fs.img", tmp_path / "mnt"
+    with open(image, "wb") as handle:
+        handle.truncate(160 << 20)
+    mount.mkdir()
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True)
+    mounted = made.returncode == 0 and subprocess.run(["mount", "-o", "loop", str(image), str(mount)],
+                                                      capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip(f"can't loop-mount a file system here: {made.stderr.strip()}")
+    try:
+        yield mount, image
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_bits_rotting_beneath_the_file_system_are_never_served(loop_fs, servers):
+    """A byte of a checked blob changed in the device's image, not through the file system: the
+    file's identity (size, mtime, ctime, inode) is as it was, so its check stands; each range is
+    read through the pieces' hashes, so the damaged piece is never sent (its response is cut off),
+    the others still are, and the next request hashes the file whole and is refused (404)."""
+    mount, image = loop_fs
+    root = mount / "server"
+    data = random.Random(11).randbytes(SIZE)
+    digest = _video(root, data)
+    blob = artifact_dir(root) / "blobs" / "sha256" / digest[:2] / digest
+    _settle(blob)
+    server = servers(root)
+    url = f"{server.url}/api/v1/runs/p/v/media/{digest}"
+    damaged = 5 * HASHED_PIECE + 1234  # in piece 5
+    with httpx.Client(timeout=120) as http:
+        def ranged(first: int, last: int) -> httpx.Response:
+            return http.get(url, headers={"Range": f"bytes={first}-{last}"})
+
+        assert ranged(damaged - 10, damaged + 10).content == data[damaged - 10:damaged + 11]  # checked, served
+
+        stat = blob.stat()
+        os.sync()
+        with open(image, "r+b") as handle:  # the file's bytes, found in the image by their content
+            content, at, found = handle.read(), 0, 0
+            while (at := content.find(data[damaged:damaged + 64], at)) >= 0:  # the blob (the logged clip's too)
+                handle.seek(at)
+                handle.write(bytes([data[damaged] ^ 1]))
+                at, found = at + 1, found + 1
+            assert found
+            handle.flush()
+            os.fsync(handle.fileno())
+        with open(blob, "rb") as handle:  # its cached pages dropped: the next read reaches the device
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            handle.seek(damaged)
+            assert handle.read(1) == bytes([data[damaged] ^ 1])  # rotted, beneath the file system
+        after = blob.stat()
+        assert (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+            stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+        assert ranged(100, 199).content == data[100:200]  # an undamaged piece: served
+        with pytest.raises(httpx.HTTPError):  # the damaged one: cut off before any of its bytes
+            ranged(damaged - 10, damaged + 10)
+        for answer in (ranged(100, 199), http.get(url)):  # the check dropped: hashed again, refused
+            assert answer.status_code == 404 and "missing or damaged" in answer.json()["detail"]
+    assert "media blob not served in full" in server.stderr_text() and "differ from the file's check" in \
+        server.stderr_text()
+
+
+def test_a_checked_files_response_sends_only_pieces_that_match_their_hashes(tmp_path):
+    """Where no file system can be loop-mounted: Starlette's ``FileResponse`` machinery (ranges,
+    whole reads) reads through the pieces' hashes. One hash made to differ from its piece, as rot
+    beneath the file system would make the piece differ from its hash: that piece is never sent,
+    the others are, and the file's check is dropped."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from tracklet.server.media_blobs import CheckedFile, CheckedFileResponse
+    from tracklet.server.verified_files import PIECE_HASH_BYTES, VerifiedFiles
+
+    data = random.Random(3).randbytes(6 * HASHED_PIECE)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    verified = VerifiedFiles(settled_ns=0)
+    pieces = verified.pieces(path, digest)
+    assert pieces is not None
+    at = 4 * PIECE_HASH_BYTES
+    rotted = pieces[:at] + bytes([pieces[at] ^ 1]) + pieces[at + 1:]  # piece 4's bytes no longer match
+
+    def blob(request: object) -> CheckedFileResponse:
+        return CheckedFileResponse(CheckedFile(path, lambda: verified.reader(path, digest, rotted)))
+
+    with TestClient(Starlette(routes=[Route("/blob", blob)])) as client:
+        good = client.get("/blob", headers={"Range": f"bytes={HASHED_PIECE - 5}-{HASHED_PIECE + 5}"})
+        assert good.status_code == 206 and good.content == data[HASHED_PIECE - 5:HASHED_PIECE + 6]
+        ranged = client.get("/blob", headers={"Range": f"bytes={4 * HASHED_PIECE + 10}-{4 * HASHED_PIECE + 20}"})
+        assert ranged.status_code == 206 and ranged.content == b""  # cut off before any of piece 4's bytes
+        whole = client.get("/blob")
+        assert whole.status_code == 200 and whole.content == data[:4 * HASHED_PIECE]  # pieces 0-3, then cut off
+        assert int(whole.headers["content-length"]) == len(data)
+    assert verified.damaged_pieces == 2 and len(verified) == 0
+
+
+def test_a_checked_files_response_never_hands_the_file_to_a_server_that_sends_paths(tmp_path):
+    """An ASGI server offering ``http.response.pathsend`` would send a whole file itself, unchecked:
+    the checked response reads it through the pieces instead."""
+    import anyio
+
+    from tracklet.server.media_blobs import CheckedFile, CheckedFileResponse
+    from tracklet.server.verified_files import PIECE_HASH_BYTES, VerifiedFiles
+
+    data = random.Random(4).randbytes(3 * HASHED_PIECE)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    verified = VerifiedFiles(settled_ns=0)
+    pieces = verified.pieces(path, hashlib.sha256(data).hexdigest())
+    assert pieces is not None
+    rotted = pieces[:PIECE_HASH_BYTES] + bytes([pieces[PIECE_HASH_BYTES] ^ 1]) + pieces[PIECE_HASH_BYTES + 1:]
+    response = CheckedFileResponse(CheckedFile(path, lambda: verified.reader(path, "d", rotted)))
+    sent: list[dict] = []
+    scope = {"type": "http", "method": "GET", "headers": [], "asgi": {"spec_version": "2.4"},
+             "extensions": {"http.response.pathsend": {}}}
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    anyio.run(response, scope, receive, send)
+    assert [message["type"] for message in sent][:1] == ["http.response.start"]
+    assert not [message for message in sent if message["type"] == "http.response.pathsend"]
+    assert b"".join(message.get("body", b"") for message in sent) == data[:HASHED_PIECE]  # then cut off

@@ -9,7 +9,9 @@ import os
 import threading
 from pathlib import Path
 
-from tracklet.server.verified_files import VerifiedFiles
+import pytest
+
+from tracklet.server.verified_files import HASHED_PIECE, PIECE_HASH_BYTES, VerifiedFiles
 
 
 def _file(path: Path, data: bytes) -> tuple[Path, str]:
@@ -71,3 +73,49 @@ def test_checks_arriving_together_hash_the_file_once(tmp_path):
     for thread in threads:
         thread.join()
     assert answers == [True] * 8 and verified.hashed_files == 1
+
+
+def _damage(path: Path, offset: int) -> None:
+    path.chmod(0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 1]))
+
+
+def test_a_reader_hands_out_only_pieces_that_match_their_check_and_drops_the_check_of_a_damaged_file(tmp_path):
+    """Bits rotting beneath the file system change no field of the file's identity; what a
+    response reads through a ``PieceReader`` is compared piece by piece with the hashes the one
+    full check recorded, so a damaged piece is never handed out. (Damaged here with a write, which
+    does change the identity: the reader doesn't look at it. End to end, with the identity unchanged:
+    tests/test_server_media_ranges.py, on a loop-mounted file system.)"""
+    data = os.urandom(5 * HASHED_PIECE + 1000)
+    path, digest = _file(tmp_path / "a", data)
+    verified = VerifiedFiles(settled_ns=0)
+    pieces = verified.pieces(path, digest)
+    assert pieces is not None and len(pieces) == 6 * PIECE_HASH_BYTES and verified.piece_bytes == len(pieces)
+    reader = verified.reader(path, digest, pieces)
+    reader.seek(HASHED_PIECE - 10)
+    assert reader.read(20) == data[HASHED_PIECE - 10:HASHED_PIECE + 10]  # across a piece boundary
+    reader.seek(len(data) - 5)
+    assert reader.read(100) == data[-5:]  # the last, short piece; nothing past the end
+    _damage(path, 3 * HASHED_PIECE + 7)
+    reader.seek(2 * HASHED_PIECE)
+    assert reader.read(1000) == data[2 * HASHED_PIECE:2 * HASHED_PIECE + 1000]  # an undamaged piece
+    reader.seek(3 * HASHED_PIECE + 100)  # the damaged piece, away from the damaged byte: refused whole
+    with pytest.raises(OSError, match=rf"bytes {3 * HASHED_PIECE}-{4 * HASHED_PIECE - 1} differ from the file's "
+                                      "check"):
+        reader.read(10)
+    reader.close()
+    assert verified.damaged_pieces == 1 and len(verified) == 0 and verified.piece_bytes == 0  # dropped
+    assert not verified.holds(path, digest)  # the next request hashes it whole: refused
+
+
+def test_piece_hashes_are_bounded_with_the_checks(tmp_path):
+    files = [_file(tmp_path / f"f{n}", os.urandom(4 * HASHED_PIECE)) for n in range(3)]
+    verified = VerifiedFiles(settled_ns=0, max_piece_bytes=9 * PIECE_HASH_BYTES)  # two files' pieces
+    for path, digest in files:
+        assert verified.holds(path, digest)
+    assert len(verified) == 2 and verified.piece_bytes == 8 * PIECE_HASH_BYTES
+    assert verified.holds(*files[0]) and verified.hashed_files == 4  # the least recently used went first

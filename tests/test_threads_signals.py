@@ -202,3 +202,100 @@ def test_blake3s_thread_pool_made_from_the_training_thread_blocks_the_signals():
     if not masks:
         pytest.skip("BLAKE3 hashed on one thread here")
     assert all(set(ASYNC) <= blocked for blocked in masks.values()), masks
+
+
+# A fresh process (fsspec's IO loop is one per process): on one of tracklet's threads, the S3
+# client an s3:// reference uses is made, then S3 is listed with credentials from a profile's
+# credential_process (aiobotocore runs it from fsspec's loop thread); then a child started on that
+# loop (asyncio's subprocess, as aiobotocore starts the helper) is sent SIGTERM and SIGINT.
+_CHILDREN_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, signal, sys, threading
+    import fsspec.asyn
+    from tracklet.artifacts.references import _S3
+    from tracklet.core import threads
+
+    out = {}
+
+    def on_tracklet_thread():
+        client = _S3("signals").fs()
+        out["listed"] = client.ls(sys.argv[1], refresh=True) is not None
+        io = next(t for t in threading.enumerate() if t.name == "fsspecIO")
+        with open(f"/proc/self/task/{io.native_id}/status") as handle:
+            out["loop thread"] = next(line for line in handle if line.startswith("SigBlk:"))
+
+        async def stopped(number):
+            child = await asyncio.create_subprocess_exec("sleep", "60")
+            with open(f"/proc/{child.pid}/status") as handle:
+                out[f"child {number}"] = next(line for line in handle if line.startswith("SigBlk:"))
+            child.send_signal(number)
+            try:
+                return await asyncio.wait_for(child.wait(), 20)
+            except asyncio.TimeoutError:
+                child.kill()
+                return await child.wait()
+
+        out["returncodes"] = [fsspec.asyn.sync(client.loop, stopped, number)
+                              for number in (signal.SIGTERM, signal.SIGINT)]
+
+    threads.start(threading.Thread(target=on_tracklet_thread)).join()
+    print(json.dumps(out))
+    """
+)
+
+
+def test_children_of_the_s3_clients_loop_started_from_a_tracklet_thread_take_sigterm_and_sigint(s3rver, tmp_path):
+    """fsspec starts its IO loop thread from the thread that makes the first async file system;
+    from one of tracklet's threads (blocked mask) the loop thread, and every process it starts (a
+    profile's ``credential_process`` helper, any asyncio child), blocked SIGTERM and SIGINT: a
+    helper that hung could then not be stopped. The client is made unblocked
+    (``threads.unblocked``), so they take both normally."""
+    from s3server import BUCKET, S3_KEY, S3_SECRET
+
+    helper = tmp_path / "helper.py"
+    helper.write_text(textwrap.dedent(f"""
+        import json
+        with open("/proc/self/status") as handle, open({str(tmp_path / "helper.mask")!r}, "w") as out:
+            out.write(next(line for line in handle if line.startswith("SigBlk:")))
+        print(json.dumps({{"Version": 1, "AccessKeyId": {S3_KEY!r}, "SecretAccessKey": {S3_SECRET!r}}}))
+        """))
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile helper]\ncredential_process = {sys.executable} {helper}\nregion = us-east-1\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update({"PYTHONPATH": str(REPO), "AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "helper",
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_S3_ENDPOINT_URL": s3rver,
+                "AWS_EC2_METADATA_DISABLED": "true"})
+    done = subprocess.run([sys.executable, "-c", _CHILDREN_SCRIPT, BUCKET], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["listed"]
+    for what in ("loop thread", f"child {signal.SIGTERM}", f"child {signal.SIGINT}"):
+        assert not _blocked(out[what]) & set(ASYNC), (what, out[what])
+    assert not _blocked((tmp_path / "helper.mask").read_text()) & set(ASYNC)  # the credential_process helper
+    assert out["returncodes"] == [-signal.SIGTERM, -signal.SIGINT]  # stopped by the signal, not killed
+
+
+def test_unblocked_gives_a_tracklet_thread_its_starters_mask_and_leaves_other_threads_alone():
+    """``threads.unblocked`` (around making an fsspec file system on one of tracklet's threads)
+    gives back the mask of the user's thread that started it: a signal the user blocked stays
+    blocked for the library's thread and children too; on a user's thread it changes nothing."""
+    seen: list[set[int]] = []
+
+    def inside() -> None:
+        seen.append(_blocked(_own_status()))
+        with threads.unblocked():
+            seen.append(_blocked(_own_status()))
+        seen.append(_blocked(_own_status()))
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})  # the user's own choice
+    try:
+        threads.start(threading.Thread(target=inside)).join()
+        with threads.unblocked():  # a user's thread: as it was
+            seen.append(_blocked(_own_status()))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    tracklets, during, after, users = seen
+    assert set(ASYNC) <= tracklets and after == tracklets
+    assert signal.SIGUSR2 in during and not {signal.SIGTERM, signal.SIGINT, signal.SIGHUP} & during
+    assert signal.SIGUSR2 in users and signal.SIGTERM not in users

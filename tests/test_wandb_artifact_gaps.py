@@ -236,7 +236,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 def test_checkout_removes_only_what_is_under_root_and_not_in_the_version(start, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    artifact = _logged(start, tmp_path, {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c"})
+    artifact = _logged(start, tmp_path, {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c", "d.txt": "d", "e.txt": "e"})
     outside = tmp_path / "outside"
     (outside / "dir").mkdir(parents=True)
     (outside / "keep.txt").write_text("keep")
@@ -245,6 +245,8 @@ def test_checkout_removes_only_what_is_under_root_and_not_in_the_version(start, 
     (co / "sub" / "old").mkdir(parents=True)
     (co / "a.txt").write_text("edited")
     (co / "c.txt").write_text("c")  # one file as the version has it: the directory is the artifact's
+    (co / "d.txt").write_text("d")  # and most of its entries are at the version's paths (5 of 9)
+    (co / "e.txt").write_text("edited")
     (co / "stale.txt").write_text("stale")
     (co / "sub" / "old" / "gone.txt").write_text("gone")
     (co / "file-link").symlink_to(outside / "keep.txt")
@@ -252,13 +254,14 @@ def test_checkout_removes_only_what_is_under_root_and_not_in_the_version(start, 
     (co / "sub" / "b.txt").symlink_to(outside / "keep.txt")  # a link where the version has a file
 
     assert artifact.checkout(co) == str(co)
-    assert _tree(co) == {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c"}
+    assert _tree(co) == {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c", "d.txt": "d", "e.txt": "e"}
     assert not (co / "sub" / "old").exists()  # left empty: removed
     assert _tree(outside) == {"dir/inner.txt": "inner", "keep.txt": "keep"}  # links removed, never followed
     artifact.verify(co)
 
     assert artifact.checkout() == os.path.join("artifacts", "ds")  # W&B's default: no version in the name
-    assert _tree(tmp_path / "artifacts" / "ds") == {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c"}
+    assert _tree(tmp_path / "artifacts" / "ds") == {"a.txt": "a", "sub/b.txt": "b", "c.txt": "c", "d.txt": "d",
+                                                     "e.txt": "e"}
 
 
 def test_checkout_refuses_a_project_that_only_shares_a_file_name_with_the_version(start, tmp_path, monkeypatch):
@@ -289,6 +292,47 @@ def test_checkout_refuses_a_project_whose_only_match_is_an_empty_file(start, tmp
     with pytest.raises(ArtifactError, match="refused: .*nothing was removed"):
         artifact.checkout(project)
     assert _tree(project) == before
+
+
+APACHE = "Apache License\nVersion 2.0, January 2004\nhttp://www.apache.org/licenses/\n" * 40
+
+
+def test_checkout_refuses_a_project_that_shares_a_stock_file_with_the_version(start, tmp_path, monkeypatch):
+    """A file many projects hold byte for byte (the Apache-2.0 LICENSE, a default .gitignore) has
+    the version's content at the version's path, and is still no evidence: the project's other
+    files would be removed. The error says why and what to do."""
+    monkeypatch.chdir(tmp_path)
+    artifact = _logged(start, tmp_path, {"LICENSE": APACHE, ".gitignore": "__pycache__/\n", "model.bin": "w"})
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "LICENSE").write_text(APACHE)
+    (project / ".gitignore").write_text("__pycache__/\n")
+    (project / "src" / "train.py").write_text("print(1)")
+    (project / "src" / "data.py").write_text("load()")
+    (project / "thesis.tex").write_text("three years of work")
+    before = _tree(project)
+    with pytest.raises(ArtifactError, match=r"refused: only 2 of its 5 files are at paths this artifact's versions "
+                                            r"name .*'src/data.py'.*no evidence.*new or empty directory.*"
+                                            r"nothing was removed"):
+        artifact.checkout(project)
+    assert _tree(project) == before
+
+
+def test_checkout_cleans_a_previous_checkout_edited_and_with_files_added(start, tmp_path, monkeypatch):
+    """A checkout (of this version or an older one) that was then edited, had files added and
+    files removed is still mostly the artifact's: it is cleaned, shared LICENSE and all."""
+    monkeypatch.chdir(tmp_path)
+    first = _logged(start, tmp_path, {"LICENSE": APACHE, "a.txt": "one", "b.txt": "b", "old.txt": "old"})
+    co = tmp_path / "co"
+    first.checkout(co)
+    (co / "a.txt").unlink()  # the download may be a link to the store's read-only blob
+    (co / "a.txt").write_text("edited")
+    (co / "b.txt").unlink()
+    (co / "notes.txt").write_text("scratch")
+    second = _logged(start, tmp_path, {"LICENSE": APACHE, "a.txt": "two", "b.txt": "b", "new.txt": "new"})
+    assert second.checkout(co) == str(co)  # 3 of 4 at the artifact's paths (old.txt: v0's)
+    assert _tree(co) == {"LICENSE": APACHE, "a.txt": "two", "b.txt": "b", "new.txt": "new"}
+    second.verify(co)
 
 
 @pytest.mark.parametrize(("where", "reason"), [

@@ -696,7 +696,9 @@ class Artifact:
         version's files: every file under it that the version doesn't name is removed (links as
         links, never what they point at), then the version is downloaded there; returns
         ``root``. Refused with ``ArtifactError``, removing nothing, unless ``root`` is a directory
-        of this artifact (absent, empty, or holding a file at a path the version names), and always
+        of this artifact (absent, empty, or holding a non-empty file with the content the artifact
+        has at its path, and mostly files at the artifact's paths: one shared LICENSE is no
+        evidence), and always
         for the file system's root, the home directory, the working directory or a directory
         above it, and the data root (``tracklet.artifacts.checkout``)."""
         from tracklet.artifacts.checkout import check_root, remove_extra
@@ -705,25 +707,40 @@ class Artifact:
         assert self._store is not None
         target = Path(root) if root is not None else Path("artifacts") / self._info.name
         paths = {entry.path for entry in self.manifest}
-        check_root(target, paths, self._info.qualified_name, self._store.data_root, self._holds_own_content)
+        manifests: list[Manifest] = []  # read only for a root holding files
+
+        def recent() -> list[Manifest]:
+            if not manifests:
+                manifests.extend(self._recent_manifests())
+            return manifests
+
+        check_root(target, paths, self._info.qualified_name, self._store.data_root,
+                   lambda found: self._holds_own_content(found, recent()),
+                   lambda: {entry.path for manifest in recent() for entry in manifest})
         remove_extra(target, paths)
         return self.download(target)
 
-    def _holds_own_content(self, found: dict[str, str]) -> bool:
-        """Whether one of ``found`` ({version path: file}) has the content that path has in this
-        version or in one of the artifact's 16 latest versions in the store (checkout's evidence
-        that a directory is the artifact's); an empty file is no evidence."""
+    def _recent_manifests(self) -> list[Manifest]:
+        """This version's manifest and those of the artifact's 16 latest versions in the store
+        (a server's store lists none): what checkout takes a directory of the artifact to hold."""
         assert self._store is not None
         store = self._store
-        wanted: dict[str, set[str]] = {}
-        entry_sizes: dict[tuple[str, str], int] = {}
         manifests = [self.manifest]
-        versions = getattr(getattr(store, "registry", None), "versions", None)  # a server's store lists none
+        versions = getattr(getattr(store, "registry", None), "versions", None)
         try:
             infos = versions(self._info.project, self._info.name)[-16:] if versions is not None else []
             manifests += [store.manifest(info) for info in infos if info.version != self._info.version]
         except (ArtifactError, OSError, ValueError):
             pass
+        return manifests
+
+    @staticmethod
+    def _holds_own_content(found: dict[str, str], manifests: list[Manifest]) -> bool:
+        """Whether one of ``found`` ({version path: file}) has the content that path has in one of
+        ``manifests`` (checkout's evidence that a directory is the artifact's); an empty file is
+        no evidence."""
+        wanted: dict[str, set[str]] = {}
+        entry_sizes: dict[tuple[str, str], int] = {}
         for manifest in manifests:
             for entry in manifest:
                 if entry.path in found:

@@ -86,7 +86,10 @@ class FsspecBlobStore:
         else:
             import fsspec
 
-            self.fs, base = fsspec.core.url_to_fs(self.url, **dict(options or {}))
+            from tracklet.core import threads
+
+            with threads.unblocked():  # an async store's IO loop starts children (core/threads.py)
+                self.fs, base = fsspec.core.url_to_fs(self.url, **dict(options or {}))
         self.base = base.rstrip("/") + "/blobs"
         self._tmp_dir = self.base + "/tmp"
         self._made_dirs: set[str] = set()

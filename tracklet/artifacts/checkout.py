@@ -7,12 +7,15 @@ is downloaded there (files already right are left alone). Deleting is what can g
 - only entries under ``root`` are removed: the walk never follows a symbolic link (a link under
   ``root``, to a file or a directory, is removed as a link; what it points at is never touched),
   and ``root`` itself may not be a link;
-- ``root`` must be a directory of this artifact: absent, empty, or holding at least one file at
-  a path the version names with the content it has in this version or in another version of the
-  artifact (a checkout or download of it); a file name alone (``README.md``, ``config.json``) is
-  no evidence: a project holding one would lose everything else;
-  any other directory is refused, so a mistyped ``root`` (``"."``, a home directory, a source
-  tree) loses nothing;
+- ``root`` must be a directory of this artifact: absent, empty, or (1) holding at least one
+  non-empty file at a path the version names with the content it has in this version or in one of
+  the artifact's recent versions, and (2) most of its entries (more than half) at paths this
+  version or a recent one names. A file name alone (``README.md``, ``config.json``) is no
+  evidence, and neither is one file many projects share byte for byte (a stock LICENSE,
+  ``.gitignore`` or README): a project holding the artifact's LICENSE has most of its files
+  elsewhere, and would have lost them all. A checkout or download of the artifact, edited or
+  with files added, is mostly the artifact's. Any other directory is refused, so a mistyped
+  ``root`` (``"."``, a home directory, a source tree) loses nothing;
 - never the file system's root, the home directory, the working directory or a directory above
   it, nor anything inside the data root or above it (its store holds every version's bytes).
 """
@@ -35,10 +38,14 @@ def _inside(path: Path, directory: Path) -> bool:
 
 
 def check_root(root: Path, manifest_paths: set[str], name: str, data_root: Path | None,
-               known: Callable[[dict[str, str]], bool] = lambda found: True) -> None:
+               known: Callable[[dict[str, str]], bool] = lambda found: True,
+               artifact_paths: Callable[[], set[str]] = set) -> None:
     """Raise ``ArtifactError`` unless ``root`` may be emptied of files the version doesn't name
     (the module's rules); nothing is removed here. ``known({relative path: absolute path})`` of
-    the files at paths the version names: whether one has a content of the artifact's."""
+    the files at paths the version names: whether one has a content of the artifact's;
+    ``artifact_paths()``: the paths the artifact's recent versions name, besides this version's
+    (more than half of ``root``'s entries must be at one). Both are called only for a root that
+    holds files."""
     if root.is_symlink():
         raise _refuse(root, name, "it is a symbolic link (give the directory itself)")
     if root.exists() and not root.is_dir():
@@ -56,17 +63,28 @@ def check_root(root: Path, manifest_paths: set[str], name: str, data_root: Path 
             raise _refuse(root, name, f"it is inside tracklet's data root {store} or above it")
     if not root.exists():
         return
-    found_any = False
+    found: list[str] = []
     named: dict[str, str] = {}
     for path, full in _files(root):
-        found_any = True
+        found.append(path)
         if path in manifest_paths and not os.path.islink(full) and len(named) < 64:
             named[path] = full
-    if named and known(named):
+    if not found:
         return
-    if found_any:
-        raise _refuse(root, name, "it holds files and none of them is a file of this version, so it is not a "
-                                  "directory of this artifact (check out into a new or empty directory)")
+    if not (named and known(named)):
+        raise _refuse(root, name, "it holds files and none of them is a file of this version with content "
+                                  "the artifact has (an empty file is no evidence), so it is not a directory of this artifact (check "
+                                  "out into a new or empty directory)")
+    ours = manifest_paths | artifact_paths()
+    others = [path for path in found if path not in ours]
+    total, at_ours = len(found), len(found) - len(others)
+    if 2 * at_ours <= total:
+        shown = ", ".join(repr(path) for path in others[:3]) + (", ..." if len(others) > 3 else "")
+        raise _refuse(root, name, f"only {at_ours} of its {total} files are at paths this artifact's versions "
+                                  f"name (the others: {shown}); a file it shares with the artifact (a stock LICENSE "
+                                  "or README) is no evidence that it is the artifact's, and checkout removes files "
+                                  "only from a directory most of whose files are the artifact's (check out into a "
+                                  "new or empty directory, or move the files that aren't the artifact's out first)")
 
 
 def _files(root: Path) -> Any:

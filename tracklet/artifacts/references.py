@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 from tracklet.artifacts.entries import FileReference, Pending, uri_path
 from tracklet.artifacts.manifest import ManifestEntry
 from tracklet.artifacts.names import partial_path
+from tracklet.core import threads
 from tracklet.core.filehash import sha256_hex
 from tracklet.errors import ArtifactError, UnsupportedReference
 
@@ -285,8 +286,9 @@ class _S3(_ObjectStore):
                 options: dict[str, Any] = {}
                 if os.environ.get("AWS_S3_ENDPOINT_URL"):  # W&B's variable (botocore reads AWS_ENDPOINT_URL)
                     options["endpoint_url"] = os.environ["AWS_S3_ENDPOINT_URL"]
-                client = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False,
-                                           version_aware=version_aware, **options)
+                with threads.unblocked():  # its IO loop starts credential_process helpers (core/threads.py)
+                    client = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False,
+                                               version_aware=version_aware, **options)
                 if len(_s3_clients) >= 8:
                     _s3_clients.clear()
                 _s3_clients[key] = client
@@ -353,7 +355,8 @@ class _GCS(_ObjectStore):
         except ImportError:
             raise ArtifactError(f"artifact {self.artifact!r}: gs:// references need gcsfs, which is not installed "
                                 "(pip install gcsfs)") from None
-        return gcsfs.GCSFileSystem(skip_instance_cache=True, version_aware=version_aware)
+        with threads.unblocked():  # google-auth may run gcloud here; its IO loop (core/threads.py)
+            return gcsfs.GCSFileSystem(skip_instance_cache=True, version_aware=version_aware)
 
     @staticmethod
     def _found(info: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,21 @@ blocked (:func:`start`, :func:`start_new`, :class:`blocked`). A thread inherits 
 mask, so the threads those start (pools, libraries' own) block them too. Faults (SIGSEGV, SIGBUS,
 SIGFPE, ...) and SIGPIPE stay unblocked: the kernel sends them to the thread at fault; so do the
 profiling timers (SIGPROF, SIGVTALRM). A process
-started from such a thread inherits the mask too: tracklet starts its own (git) with an empty one
-(``os.posix_spawn``'s ``setsigmask``, :data:`NO_SIGNALS`).
+started from such a thread inherits the mask too, and a child with SIGTERM blocked can't be
+stopped the usual way (``subprocess.Popen(restore_signals=True)`` resets handlers, never the mask;
+measured: the child's ``SigBlk`` is the thread's). So:
+
+- tracklet's own children (git) start with an empty mask (``os.posix_spawn``'s ``setsigmask``,
+  :data:`NO_SIGNALS`); no other tracklet code on these threads starts a process, and the pools'
+  threads (``core/pools.py``) run tracklet's jobs only (hashing, packs, uploads), which start none;
+- a library's long-lived thread that starts processes is started :class:`unblocked`: fsspec's IO
+  loop (``fsspec.asyn.get_loop``, started by the first async filesystem: s3fs, gcsfs), on which
+  aiobotocore runs a profile's ``credential_process`` and asyncio starts any child. Where a
+  filesystem is made on one of tracklet's threads (``artifacts/references.py``,
+  ``artifacts/blobs.py``), it is made with the mask of the user's thread that started tracklet's
+  (usually nothing blocked), so the loop thread, and google-auth's ``gcloud`` run from gcsfs's
+  constructor, get the mask they would have in a program without tracklet (that thread may then
+  take a signal, as it would there). Once per client, never on ``log()``'s path.
 
 Where ``pthread_sigmask`` is missing (Windows), these start threads as usual.
 """
@@ -35,6 +48,9 @@ ASYNC_SIGNALS: frozenset[int] = frozenset(
     set(_signal.valid_signals()) - {getattr(_signal, name) for name in _UNBLOCKED if hasattr(_signal, name)}
 ) if _sigmask is not None else frozenset()
 NO_SIGNALS: tuple[int, ...] = ()  # ``setsigmask`` for a process tracklet starts: nothing blocked
+# The mask of the last user thread (one not blocking them all) that started one of tracklet's: what
+# ``unblocked`` gives back to one of tracklet's threads (a user who blocks SIGTERM keeps it blocked).
+_starter_mask: frozenset[int] = frozenset()
 
 
 class blocked:  # noqa: N801 - a context manager, named for how it reads: ``with blocked():``
@@ -44,8 +60,35 @@ class blocked:  # noqa: N801 - a context manager, named for how it reads: ``with
     __slots__ = ("_previous",)
 
     def __enter__(self) -> None:
+        global _starter_mask
         mask = _sigmask
         self._previous = mask(_signal.SIG_BLOCK, ASYNC_SIGNALS) if mask is not None else None
+        if self._previous is not None and not ASYNC_SIGNALS <= self._previous:
+            _starter_mask = frozenset(self._previous)  # a user's thread
+
+    def __exit__(self, *exc: object) -> None:
+        mask = _sigmask
+        if mask is not None and self._previous is not None:
+            mask(_signal.SIG_SETMASK, self._previous)
+
+
+class unblocked:  # noqa: N801 - a context manager, as ``blocked``
+    """On one of tracklet's threads (one blocking every one of :data:`ASYNC_SIGNALS`), take the
+    mask of the user's thread that started tracklet's (usually nothing blocked) for the ``with``
+    block, then restore the blocked one: for starting a library's thread or process that must not
+    inherit the blocked mask (the module's docstring). On any other thread: nothing changes."""
+
+    __slots__ = ("_previous",)
+
+    def __enter__(self) -> None:
+        mask = _sigmask
+        self._previous = None
+        if mask is None:
+            return
+        current = mask(_signal.SIG_BLOCK, ())
+        if ASYNC_SIGNALS <= current:
+            self._previous = current
+            mask(_signal.SIG_SETMASK, (current - ASYNC_SIGNALS) | _starter_mask)
 
     def __exit__(self, *exc: object) -> None:
         mask = _sigmask

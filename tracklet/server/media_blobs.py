@@ -18,15 +18,18 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import FileResponse
 
 from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.errors import ArtifactError
 from tracklet.server.fragment_cache import FragmentCache
-from tracklet.server.verified_files import VerifiedFiles
+from tracklet.server.verified_files import PieceReader, VerifiedFiles
 
 if TYPE_CHECKING:
     from tracklet.server.artifact_blobs import ServerArtifacts
@@ -36,6 +39,61 @@ FRAGMENT_CACHE = "table-fragments"  # under <server dir>/cache
 #: file checked on disk in 1 MiB pieces (a media record or a table's media cell, from an upload,
 #: may name any blob its project holds: serving it must not cost its size in memory).
 IN_MEMORY_BYTES = 16 << 20
+
+
+class CheckedFile(NamedTuple):
+    """A checked local file of the store, to be read through ``open()``'s :class:`PieceReader`
+    (each piece sent compared with its hash from the check: ``verified_files.py``)."""
+
+    path: Path
+    open: Callable[[], PieceReader]
+
+
+class _AsyncPieces:
+    """A :class:`PieceReader` behind the ``seek``/``read`` a ``FileResponse`` awaits, in a
+    worker thread as Starlette's own file reads."""
+
+    def __init__(self, reader: PieceReader) -> None:
+        self._reader = reader
+
+    async def seek(self, position: int) -> int:
+        return self._reader.seek(position)
+
+    async def read(self, size: int) -> bytes:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._reader.read, size)
+
+
+class CheckedFileResponse(FileResponse):
+    """Starlette's ``FileResponse`` (``Range``, ``If-Range``, ``HEAD``, multipart ranges) whose
+    bytes are read through a :class:`CheckedFile`'s reader: a damaged piece ends the response
+    before any of its bytes are sent."""
+
+    def __init__(self, checked: CheckedFile, **options: Any) -> None:
+        super().__init__(checked.path, **options)
+        self._checked = checked
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        extensions = scope.get("extensions") or {}
+        if "http.response.pathsend" in extensions:  # the server would send the file itself, unchecked
+            scope = {**scope, "extensions": {k: v for k, v in extensions.items() if k != "http.response.pathsend"}}
+        try:
+            await super().__call__(scope, receive, send)
+        except OSError as error:  # a damaged piece, or the disk failing: the response ends here, cut off
+            import logging
+
+            logging.getLogger("tracklet.server").warning("media blob not served in full: %s", error)
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[Any]:  # Starlette's one opening of the file
+        import anyio.to_thread
+
+        reader = await anyio.to_thread.run_sync(self._checked.open)
+        try:
+            yield _AsyncPieces(reader)
+        finally:
+            reader.close()
 
 
 class MediaBlobs:
@@ -72,12 +130,13 @@ class MediaBlobs:
         except (ArtifactError, OSError):
             return None
 
-    def served(self, project: str, digest: str) -> bytes | Path | None:
+    def served(self, project: str, digest: str) -> bytes | Path | CheckedFile | None:
         """What a route answers for the blob: its bytes (up to ``IN_MEMORY_BYTES``) or a local file
         holding it (larger: a copy in the cache for an object store), checked against the digest
         either way; ``None`` when the project holds no such blob, or it is missing or damaged. A
         large file of the store is hashed once while it stays unchanged on disk
-        (``verified_files.py``): a video's ``Range`` requests don't each hash it whole."""
+        (``verified_files.py``): a video's ``Range`` requests don't each hash it whole, and each
+        reads it through a ``CheckedFile`` (the pieces it sends checked against their hashes)."""
         try:
             size = self.blobs.size(digest)
         except (FileNotFoundError, ArtifactError, OSError):
@@ -87,7 +146,10 @@ class MediaBlobs:
         path = self.local_file(project, digest)
         if path is None or path != self.blobs.local_path(digest):
             return path  # None, or a cached copy checked as it was made
-        return path if self.verified.holds(path, digest) else None  # damaged in the store: not served
+        pieces = self.verified.pieces(path, digest)
+        if pieces is None:
+            return None  # damaged in the store: not served
+        return CheckedFile(path, lambda: self.verified.reader(path, digest, pieces))
 
     def local_file(self, project: str, digest: str) -> Path | None:
         """A local file holding the blob (for DuckDB), or ``None`` when the project holds no such
@@ -156,13 +218,13 @@ def blob_response(request: Request, project: str, digest: str, mime: str | None,
     if mime is None:
         from tracklet.tracing.media import sniff_mime
 
-        if isinstance(found, Path):
-            with open(found, "rb") as handle:
+        if isinstance(found, (Path, CheckedFile)):
+            with open(found if isinstance(found, Path) else found.path, "rb") as handle:
                 mime = sniff_mime(handle.read(4096))
         else:
             mime = sniff_mime(found)
+    if isinstance(found, CheckedFile):
+        return CheckedFileResponse(found, media_type=mime, headers=headers)
     if isinstance(found, Path):
-        from fastapi.responses import FileResponse
-
         return FileResponse(found, media_type=mime, headers=headers)
     return Response(found, media_type=mime, headers=headers)

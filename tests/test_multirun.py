@@ -290,3 +290,48 @@ def test_in_a_sweep_trial_a_create_new_run_beside_the_trials_is_an_ordinary_run(
     assert extra_path.startswith("evals/") and extra_path != "evals/trial0" and extra_tags == []
     api = tracklet.Api(root)
     assert api.run(trial_path).config == {"lr": 0.5} and api.run(extra_path).config == {"lr": 0.1}
+
+
+def test_an_interrupt_landing_on_any_line_of_one_runs_finish_leaves_the_other_recording(start, root):
+    """A Ctrl-C (KeyboardInterrupt) landing on each line of one live run's ``finish()`` in turn:
+    that run is ended with its rows and exit, and the other live run is untouched (still live,
+    still current if it was) and records to its end."""
+    from test_finish_interrupted import _finish_code
+
+    codes = _finish_code()
+    other = start()  # the current run
+    target = 0
+    while True:
+        run = start(reinit="create_new")
+        for step in range(10):
+            run.log({"loss": float(step)})
+            other.log({"other": float(target * 10 + step)})
+        lines = 0
+
+        def local(frame, event, arg, target=target):
+            nonlocal lines
+            if event == "line":
+                lines += 1
+                if lines == target + 1:
+                    raise KeyboardInterrupt
+            return local
+
+        sys.settrace(lambda frame, event, arg: local if frame.f_code in codes else None)
+        try:
+            run.finish()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        if run in lifecycle.live_runs():  # landed before finish() began ending it
+            run.finish()
+        where = f"interrupted at finish()'s line event {target + 1}"
+        recorded = read(run)
+        assert recorded.state == "finished" and recorded.history(["loss"])["loss"] == [float(s) for s in range(10)], where
+        assert not other.finished and tracklet.run is other and lifecycle.live_runs() == [other], where
+        if lines <= target:
+            break
+        target += 1
+    other.finish()
+    assert read(other).history(["other"])["other"] == [float(s) for s in range(10 * (target + 1))]
+    assert target > 20

@@ -335,3 +335,37 @@ def test_an_interrupt_landing_on_any_line_of_one_runs_finish_leaves_the_other_re
     other.finish()
     assert read(other).history(["other"])["other"] == [float(s) for s in range(10 * (target + 1))]
     assert target > 20
+
+
+def test_a_function_trial_ends_the_runs_it_started_and_leaves_the_scripts_own_run(root, monkeypatch):
+    """``wandb.agent(function=...)`` in this process: each trial ends its current run and every run
+    the function left live (W&B's agent tears them down), tagged by the trial's config; a run the
+    script started before the agent goes on recording across trials."""
+    pytest.importorskip("optuna", reason="pip install 'tracklet[sweeps]'")
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    settings = wandb.Settings(console="off", x_disable_stats=True, disable_git=True)
+    outer = wandb.init(project="agent", settings=settings, reinit="create_new")
+    sweep_id = wandb.sweep({"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+                            "parameters": {"lr": {"values": [0.1, 0.2]}}}, project="agent")
+    left_live = []
+
+    def train() -> None:
+        trial = wandb.init(settings=settings, reinit="create_new")  # the trial's run, though not wandb.run
+        side = wandb.init(project="agent-side", settings=settings, reinit="create_new")
+        trial.log({"loss": trial.config["lr"]})
+        side.log({"seen": trial.config["lr"]})
+        outer.log({"lr": trial.config["lr"]})
+        left_live.append((trial, side))
+
+    wandb.agent(sweep_id, function=train, count=2)
+    assert len(left_live) == 2
+    for trial, side in left_live:
+        assert trial._run.finished and side._run.finished
+        assert trial._run._sweep_trial and not side._run._sweep_trial
+        assert read(trial._run).history(["loss"])["loss"] == [trial._run.config["lr"]]
+        assert f"sweep:{sweep_id}" in read(trial._run).tags and read(side._run).tags == []
+    assert not outer._run.finished
+    outer.finish()
+    assert sorted(read(outer._run).history(["lr"])["lr"]) == [0.1, 0.2]

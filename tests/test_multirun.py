@@ -369,3 +369,19 @@ def test_a_function_trial_ends_the_runs_it_started_and_leaves_the_scripts_own_ru
     assert not outer._run.finished
     outer.finish()
     assert sorted(read(outer._run).history(["lr"])["lr"]) == [0.1, 0.2]
+
+
+def test_starting_a_run_that_is_live_in_this_process_again_is_refused_naming_it(start):
+    live = start(id="twice", reinit="create_new")
+    current = start()
+    for reinit in ("create_new", None):
+        with pytest.raises(ValueError, match="run test/twice is live in this process"):
+            start(id="twice", resume="allow", reinit=reinit)
+        assert not current.finished  # refused before anything was finished
+    current.finish()
+    live.log({"a": 1})
+    live.finish()
+    again = start(id="twice", resume="allow", reinit="create_new")  # finished: resumed as usual
+    again.log({"a": 2})
+    again.finish()
+    assert _rows(again, "a") == [1, 2]

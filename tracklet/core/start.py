@@ -112,6 +112,9 @@ def init(
     if resolved.mode == "online" and uploader is None:
         raise ValueError("mode='online' needs an uploader: start online runs with tracklet.init()")
 
+    if resolved.mode != "disabled" and reinit != "finish_previous":
+        _refuse_a_live_run(RunPaths(data_root(resolved), project_name, run_id),
+                           ending=lifecycle.current() if reinit != "create_new" else None)
     if reinit == "finish_previous":
         for live in lifecycle.live_runs():
             live.finish()
@@ -172,6 +175,15 @@ def init(
     if becomes_current:
         lifecycle.set_current(run)
     return run
+
+
+def _refuse_a_live_run(paths: RunPaths, ending: Run | None) -> None:
+    """A run live in this process (other than ``ending``, which ``init()`` finishes first) can't be
+    started again: its log has one writer. Checked before any run is finished."""
+    for live in lifecycle.live_runs():
+        if live is not ending and live._paths is not None and live._paths.log_file == paths.log_file:
+            raise ValueError(f"run {paths.project}/{paths.run_id} is live in this process: log to the run object "
+                             "init() returned for it, or finish it before starting it again")
 
 
 def _trial_run_live(sweep: Any) -> bool:

@@ -1,8 +1,12 @@
 """Console capture: stdout/stderr lines go into the run's record log and still reach the terminal.
 
-``sys.stdout``/``sys.stderr`` are replaced by a thin tee. ``write`` passes the text through first,
-then splits complete lines off a small buffer and queues them; encoding happens on the sender's
-worker. A carriage return (progress bars) keeps only the text after it, so a tqdm bar is recorded
+``sys.stdout``/``sys.stderr`` are replaced by a thin tee, one per stream for the whole process.
+``write`` passes the text through first, then hands it to each capturing run's line buffer, which
+splits complete lines off and queues them; encoding happens on the sender's worker. With several
+live runs (``reinit="create_new"``) every one of them records what is printed while it is live,
+as W&B's runs each get every write; the tee is put back once no run captures, in whatever order
+the runs finish (a tee per run, each wrapping the one before, left a chain of dead tees behind a
+run that was not the last started, one more layer on every later ``print``). A carriage return (progress bars) keeps only the text after it, so a tqdm bar is recorded
 as its last state per line rather than once per redraw.
 
 Text not ended by a newline yet waits in the tee. So that a killed process keeps it too, the
@@ -22,9 +26,10 @@ STDOUT, STDERR = 1, 2
 MAX_PARTIAL_LINE = 64 * 1024
 
 
-class _Tee:
-    def __init__(self, original: TextIO, stream: int, put: Callable[[Any], None], chunk: Callable[..., Any]) -> None:
-        self._original = original
+class _Lines:
+    """One run's capture of one stream: complete lines are queued, an unended one waits here."""
+
+    def __init__(self, stream: int, put: Callable[[Any], None], chunk: Callable[..., Any]) -> None:
         self._stream = stream
         self._put = put
         self._chunk = chunk
@@ -33,16 +38,7 @@ class _Tee:
         self._lock = threading.Lock()
         self.active = True
 
-    def write(self, text: str) -> int:
-        written = self._original.write(text)
-        if self.active and text:
-            try:
-                self._capture(text)
-            except Exception:  # capture must never break printing
-                pass
-        return written
-
-    def _capture(self, text: str) -> None:
+    def capture(self, text: str) -> None:
         with self._lock:
             pending = self._partial + text
             if "\n" not in text:
@@ -75,6 +71,26 @@ class _Tee:
         line = text[text.rfind("\r") + 1 :] if "\r" in text else text
         return self._chunk(self._stream, time.time(), [line], partial=True) if line else None
 
+
+class _Tee:
+    """What ``sys.stdout`` (or ``sys.stderr``) is while runs capture it: writes pass through to the
+    stream it replaced, then go to every capturing run's :class:`_Lines`."""
+
+    def __init__(self, original: TextIO) -> None:
+        self._original = original
+        self._captures: tuple[_Lines, ...] = ()  # replaced whole, never changed in place: write() reads it unlocked
+
+    def write(self, text: str) -> int:
+        written = self._original.write(text)
+        if text:
+            for lines in self._captures:
+                if lines.active:
+                    try:
+                        lines.capture(text)
+                    except Exception:  # capture must never break printing
+                        pass
+        return written
+
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
@@ -83,34 +99,67 @@ class _Tee:
         return getattr(self._original, name)
 
 
+_STREAMS = {"stdout": STDOUT, "stderr": STDERR}
+_tees: dict[str, _Tee] = {}  # the tee each stream has while a run captures it
+_tees_lock = threading.Lock()
+
+
 class ConsoleCapture:
-    """Installs the tees on start, removes them on stop (if nobody replaced them since)."""
+    """One run's console capture: joins the process's tees on start (installing them if no run
+    captures yet), leaves them on stop (removing them once no run captures, if nobody replaced
+    them since)."""
 
     def __init__(self, put: Callable[[Any], None], chunk: Callable[..., Any]) -> None:
-        streams = {"stdout": (sys.stdout, STDOUT), "stderr": (sys.stderr, STDERR)}
-        self._tees = {
-            name: _Tee(original, number, put, chunk)
-            for name, (original, number) in streams.items()
-            if original is not None  # pythonw and some daemons have no console
-        }
+        self._lines = {name: _Lines(number, put, chunk) for name, number in _STREAMS.items()}
 
     def start(self) -> None:
-        for name, tee in self._tees.items():
-            setattr(sys, name, tee)
+        with _tees_lock:
+            for name, lines in self._lines.items():
+                current = getattr(sys, name)
+                if current is None:  # pythonw and some daemons have no console
+                    lines.active = False
+                    continue
+                tee = _tees.get(name)
+                if tee is None or current is not tee:  # none yet, or the stream was replaced since: tee it anew
+                    tee = _tees[name] = _Tee(current)
+                    setattr(sys, name, tee)
+                tee._captures = (*tee._captures, lines)
 
     def stop(self) -> None:
-        for name, tee in self._tees.items():
-            tee.flush_partial()
-            tee.active = False
-            if getattr(sys, name) is tee:
-                setattr(sys, name, tee._original)
+        for lines in self._lines.values():
+            if lines.active:
+                lines.flush_partial()
+            lines.active = False
+        with _tees_lock:
+            for name, lines in self._lines.items():
+                for tee in _all_tees(getattr(sys, name, None), _tees.get(name)):
+                    if lines in tee._captures:
+                        tee._captures = tuple(other for other in tee._captures if other is not lines)
+                registered = _tees.get(name)
+                if registered is not None and not registered._captures:
+                    del _tees[name]
+                    if getattr(sys, name) is registered:
+                        setattr(sys, name, registered._original)
 
     def stale_chunks(self, age: float) -> list[Any]:
         """Partial chunks of the lines that have waited ``age`` seconds unended (see the module
         docstring); for the sender's tick."""
-        return [chunk for tee in self._tees.values() if (chunk := tee.stale_chunk(age)) is not None]
+        return [chunk for lines in self._lines.values() if (chunk := lines.stale_chunk(age)) is not None]
 
     def disable(self) -> None:
         """After fork: keep passing text through, but queue nothing."""
-        for tee in self._tees.values():
-            tee.active = False
+        for lines in self._lines.values():
+            lines.active = False
+
+
+def _all_tees(stream: Any, registered: _Tee | None) -> list[_Tee]:
+    """The tees of ours a stream passes through (a stream replaced while a run captured may wrap
+    an older tee), and the registered one."""
+    found: list[_Tee] = []
+    seen = 0
+    while isinstance(stream, _Tee) and seen < 64:
+        found.append(stream)
+        stream, seen = stream._original, seen + 1
+    if registered is not None and registered not in found:
+        found.append(registered)
+    return found

@@ -242,7 +242,8 @@ def _finish_live_runs() -> None:
         if run._pid != owner:
             continue
         try:
-            if tag is not None and tag not in run.tags:
+            # the trial's run, not a create_new run beside it
+            if tag is not None and run._sweep_trial and tag not in run.tags:
                 run.tags = [*run.tags, tag]
             error = _escaped
             if error is not None:
@@ -290,6 +291,22 @@ def set_current(run: "Run | None") -> None:
 
 
 def current() -> "Run | None":
-    """The run started last by ``tracklet.init()`` in this process, until it finishes."""
+    """The current run (``tracklet.run``, ``wandb.run``): the run started last by ``tracklet.init()``
+    in this process without ``reinit="create_new"``, until it finishes. A ``create_new`` run never
+    becomes current, and finishing the current run leaves none current even while other runs are
+    live (W&B's rule for ``wandb.run``)."""
     run = _current
     return run if run is not None and not run.finished else None
+
+
+def live_runs() -> list["Run"]:
+    """This process's runs not yet finishing, oldest first (a forked child's are not its own)."""
+    owner = os.getpid()
+    return [run for run in active_runs() if run._pid == owner and not run.finished]
+
+
+def most_recent() -> "Run | None":
+    """The run started last that is not yet finishing, current or not: what ``init()`` returns
+    with ``reinit="return_previous"`` (W&B's ``most_recent_active_run``)."""
+    live = live_runs()
+    return live[-1] if live else None

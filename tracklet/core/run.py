@@ -282,6 +282,7 @@ class Run:
     """One tracked run. Create it with :func:`tracklet.init`."""
 
     _exit_item: Any = None  # the exit record's queue item once finish() built it (``_queue_exit``)
+    _sweep_trial = False  # the run of this process's sweep trial (``init()`` sets it): an agent's prune tags it
 
     def __init__(
         self,

@@ -11,6 +11,8 @@ from tracklet.core.settings import Settings, data_root, resolve_settings
 
 DEFAULT_PROJECT = "default"
 _RESUME_VALUES = (None, False, True, "allow", "must", "never")
+# What init() does about the runs already live in this process (see init's docstring).
+REINIT_VALUES = (None, "finish_previous", "return_previous", "create_new")
 
 # Fetches an online run's record log from its server into ``paths.log_file`` so that it can be
 # resumed on a machine that lacks it: True when fetched, False when the server has no such run;
@@ -33,6 +35,7 @@ def init(
     resume: bool | str | None = None,
     mode: str | None = None,
     settings: Settings | dict[str, Any] | None = None,
+    reinit: str | None = None,
     *,
     uploader: UploaderFactory | None = None,
     fetcher: RunFetcher | None = None,
@@ -42,7 +45,19 @@ def init(
     Arguments win over ``TRACKLET_*`` environment variables, which win over defaults. ``config``
     may be a dict, a dataclass or an argparse Namespace. ``resume``: ``"allow"``/``True`` continues
     run ``id`` if it exists, ``"must"`` requires it to, ``"never"`` (and the default) refuses an
-    existing ``id``. A run started while another is current finishes that one first.
+    existing ``id``.
+
+    ``reinit`` says what happens to the runs already live in this process (W&B's values):
+
+    - ``None`` (the default): the current run, if any, is finished first; other live runs
+      (``create_new`` ones) go on.
+    - ``"finish_previous"``: every live run of this process is finished first.
+    - ``"return_previous"``: the run started last that is still live is returned as it is (the
+      arguments are ignored); a new run starts only when none is live.
+    - ``"create_new"``: a new run starts and every live run goes on; it has its own record log,
+      sender and uploader, and it does *not* become ``tracklet.run`` (keep the returned object:
+      log with ``run.log``). Finishing it, or any other run, leaves the others recording.
+      At interpreter exit every live run is finished (failed, with the error, if one escaped).
 
     ``uploader`` makes an online run's uploader; ``tracklet.init`` passes the client package's
     (``tracklet.client.uploader.online_uploader``), so the core imports no HTTP client.
@@ -52,12 +67,20 @@ def init(
     server that can't be asked raises ``ResumeError`` for both, since a new local log would fork
     the run's on the server.
     """
+    if reinit not in REINIT_VALUES:
+        raise ValueError(f"reinit must be one of {', '.join(map(repr, REINIT_VALUES))}; got {reinit!r}")
+    if reinit == "return_previous":
+        live = lifecycle.most_recent()
+        if live is not None:
+            return live
     resolved = resolve_settings(settings, mode=mode, dir=dir, project=project)
     sweep = None
     if resolved.sweep_id and resolved.mode != "disabled":
         from tracklet.core import sweeptrial
 
         sweep = sweeptrial.current_trial(resolved)
+        if sweep is not None and reinit == "create_new" and _trial_run_live(sweep):
+            sweep = None  # the trial's run is live: this one is another run, not a second writer of its log
     reproduction = None
     if resolved.reproduce and resolved.mode != "disabled" and sweep is None:
         from tracklet.core import reproduction as reproducing
@@ -89,15 +112,24 @@ def init(
     if resolved.mode == "online" and uploader is None:
         raise ValueError("mode='online' needs an uploader: start online runs with tracklet.init()")
 
-    previous = lifecycle.current()
-    if previous is not None:
-        previous.finish()
+    if resolved.mode != "disabled" and reinit != "finish_previous":
+        _refuse_a_live_run(RunPaths(data_root(resolved), project_name, run_id),
+                           ending=lifecycle.current() if reinit != "create_new" else None)
+    if reinit == "finish_previous":
+        for live in lifecycle.live_runs():
+            live.finish()
+    elif reinit != "create_new":
+        previous = lifecycle.current()
+        if previous is not None:
+            previous.finish()
+    becomes_current = reinit != "create_new"
 
     if resolved.mode == "disabled":
         run: Run = DisabledRun(resolved, **_fill_identity(identity, None))
         if config is not None:
             run.config.update(config)
-        lifecycle.set_current(run)
+        if becomes_current:
+            lifecycle.set_current(run)
         return run
 
     paths = RunPaths(data_root(resolved), project_name, run_id)
@@ -138,9 +170,26 @@ def init(
 
         run.config.update({key: merge_config({key: run.config.get(key)}, {key: value})[key]
                            for key, value in sweep.config.items()})
+        run._sweep_trial = True
         end_cleanly_on_sigterm(sweep, data_root(resolved))
-    lifecycle.set_current(run)
+    if becomes_current:
+        lifecycle.set_current(run)
     return run
+
+
+def _refuse_a_live_run(paths: RunPaths, ending: Run | None) -> None:
+    """A run live in this process (other than ``ending``, which ``init()`` finishes first) can't be
+    started again: its log has one writer. Checked before any run is finished."""
+    for live in lifecycle.live_runs():
+        if live is not ending and live._paths is not None and live._paths.log_file == paths.log_file:
+            raise ValueError(f"run {paths.project}/{paths.run_id} is live in this process: log to the run object "
+                             "init() returned for it, or finish it before starting it again")
+
+
+def _trial_run_live(sweep: Any) -> bool:
+    """Whether the sweep trial's run is live in this process: a ``create_new`` run started beside
+    it is then an ordinary run (the trial's run id would make it a second writer of one log)."""
+    return any(run.project == sweep.project and run.id == sweep.run_id for run in lifecycle.live_runs())
 
 
 def _fill_identity(identity: dict[str, Any], state: Any) -> dict[str, Any]:

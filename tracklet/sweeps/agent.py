@@ -478,6 +478,7 @@ class Agent:
 
         saved = {key: os.environ.get(key) for key in self._trial_env(lease)}
         os.environ.update(self._trial_env(lease))
+        live_before = lifecycle.live_runs()
         code, error = 0, None
         pruned = False
         try:
@@ -496,10 +497,16 @@ class Agent:
             self._function_running.clear()  # also when TrialPruned landed before the inner finally's lock
             if self._stop_sent.get(lease.trial):
                 self._function_pruned[lease.trial] = pruned
-            run = lifecycle.current()
-            if run is not None:
-                if pruned:
-                    _tag_pruned()
+            # The trial ends its runs, as W&B's agent's teardown does: the current run and every
+            # run the function started and left live (create_new ones); a run live before the
+            # agent called the function (a script's own run around wandb.agent) goes on.
+            current = lifecycle.current()
+            ending = [run for run in lifecycle.live_runs() if run not in live_before]
+            if current is not None and current not in ending:
+                ending.append(current)
+            if pruned:
+                _tag_pruned([run for run in ending if run._sweep_trial] or ending[-1:])
+            for run in ending:
                 run.finish(code)
             for key, value in saved.items():
                 if value is None:
@@ -512,13 +519,18 @@ class Agent:
 TrialPruned = errors.TrialPruned  # raised inside a trial's function when the pruner stops the trial
 
 
-def _tag_pruned() -> None:
-    """Tag the function trial's current run ``pruned`` (recorded as a run update)."""
-    from tracklet.core import lifecycle
+def _tag_pruned(runs: list[Any] | None = None) -> None:
+    """Tag the function trial's run ``pruned`` (recorded as a run update): ``runs``, by default
+    the live run of the trial (``Run._sweep_trial``; not a create_new run beside it), else the
+    current run."""
+    if runs is None:
+        from tracklet.core import lifecycle
 
-    run = lifecycle.current()
-    if run is not None and PRUNED_TAG not in run.tags:
-        run.tags = [*run.tags, PRUNED_TAG]
+        current = lifecycle.current()
+        runs = [run for run in lifecycle.live_runs() if run._sweep_trial] or ([current] if current else [])
+    for run in runs:
+        if PRUNED_TAG not in run.tags:
+            run.tags = [*run.tags, PRUNED_TAG]
 
 
 def _raise_in_thread(thread_id: int, exception: type[BaseException]) -> None:

@@ -12,8 +12,9 @@ disabled run with a warning, so training goes on.
 from __future__ import annotations
 
 import os
-import sys
 import re
+import sys
+import weakref
 from typing import Any, Sequence
 
 from tracklet.compat import WANDB_DEFAULT_PROJECT
@@ -39,6 +40,9 @@ _UNSUPPORTED_ARGS = {
 }
 
 _current: Run | None = None
+# The W&B run object of each live tracklet run started or adopted here, so that returning a live
+# run (reinit "return_previous") gives back the object the script holds, entity and settings kept.
+_wrappers: "weakref.WeakKeyDictionary[Any, Run]" = weakref.WeakKeyDictionary()
 
 
 def _flag(value: str | None) -> bool:
@@ -82,8 +86,16 @@ def current() -> Run | None:
     if active is None or active.finished:
         return None
     if _current is None or _current._run is not active:
-        _current = wrap(active)
+        _current = _wrapper(active)
     return _current
+
+
+def _wrapper(tracklet_run: Any) -> Run:
+    """The W&B run object for a live tracklet run: the one made for it before, else a new one."""
+    known = _wrappers.get(tracklet_run)
+    if known is None:
+        known = _wrappers[tracklet_run] = wrap(tracklet_run)
+    return known
 
 
 def _note_wandb_server(env: Any, given: dict[str, Any]) -> None:
@@ -150,15 +162,23 @@ def init(
     if reinit not in _REINIT:
         warn_once("reinit", f"reinit={reinit!r} is not a W&B value; using 'default'")
         reinit = None
-    previous = current()
-    if previous is not None:
-        if reinit in (None, False, "default", "return_previous"):
+    # W&B's booleans: True is "finish_previous", False "return_previous"; "default" is
+    # "return_previous" outside notebooks (tracklet doesn't tell notebooks apart).
+    reinit = {True: "finish_previous", False: "return_previous", None: "return_previous",
+              "default": "return_previous"}.get(reinit, reinit)
+    previous = _most_recent()
+    if previous is not None and reinit != "create_new":
+        if reinit == "finish_previous":
+            for live in _live():
+                live.finish()
+        else:
+            if (resume if resume is not None else given.get("resume") or env.get("WANDB_RESUME")) == "must":
+                raise UsageError("Cannot resume a run while another run is active. You must either finish it "
+                                 "using run.finish(), or use reinit='create_new' when calling wandb.init().")
             warn_once("return-previous", "wandb.init() called while a run is active: returning that run, as W&B "
-                      "does by default (its arguments are ignored); pass reinit='finish_previous' for a new run")
+                      "does by default (its arguments are ignored); pass reinit='finish_previous' for a new run, or "
+                      "reinit='create_new' for another live run")
             return previous
-        if reinit == "create_new":
-            not_supported("wandb.init(reinit='create_new')", "the previous run is finished first (one run at a time)")
-        previous.finish()
 
     def pick(argument: Any, setting: str, variable: str, launch: str | None = None) -> Any:
         if launch and env.get(launch):
@@ -216,6 +236,7 @@ def init(
         mode=_MODES.get(wandb_mode) if wandb_mode else None,
         dir=data_root,
         settings=tracklet_settings or None,
+        reinit="create_new" if reinit == "create_new" else None,  # the others were dealt with above
     )
     try:
         started = tracklet_init(config=config_items, **arguments)
@@ -227,11 +248,32 @@ def init(
         raise
     except Exception as error:  # e.g. the data root is not writable: training must still run
         started = _fall_back(arguments, config_items, error)
-    _current = wrap(started, entity=pick(entity, "entity", "WANDB_ENTITY"), allow_val_change=allow,
-                    settings=wandb_settings.Settings(**given) if given else None)
+    made = wrap(started, entity=pick(entity, "entity", "WANDB_ENTITY"), allow_val_change=allow,
+                settings=wandb_settings.Settings(**given) if given else None)
+    _wrappers[started] = made
+    if reinit != "create_new":  # a create_new run is not wandb.run (W&B's rule): the script keeps it
+        _current = made
     if save_code if save_code is not None else (given.get("save_code") or _flag(env.get("WANDB_SAVE_CODE"))):
-        _save_program(_current)
-    return _current
+        _save_program(made)
+    return made
+
+
+def _live() -> list[Run]:
+    """The W&B run objects of this process's live runs, oldest first (the current one's included)."""
+    from tracklet.core import lifecycle
+
+    return [_wrapper(run) for run in lifecycle.live_runs()]
+
+
+def _most_recent() -> Run | None:
+    """W&B's ``most_recent_active_run``: the live run started last, ``wandb.run`` or not; a
+    disabled current run (which records nothing, so is not among the live ones) counts too."""
+    from tracklet.core import lifecycle
+
+    live = lifecycle.most_recent()
+    if live is not None:
+        return _wrapper(live)
+    return current()
 
 
 def _save_program(run: Any) -> None:

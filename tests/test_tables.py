@@ -594,6 +594,43 @@ def test_bad_filters_are_refused_with_clear_errors(start, text, problem):
     assert query.count() == 1  # nothing ran, nothing changed
 
 
+@pytest.mark.parametrize("ensure_ascii", [False, True])
+def test_a_condition_written_as_the_dashboard_writes_a_group_click_matches_that_group(start, ensure_ascii):
+    # table-panel.ts' conditionFor: the column in backticks (a backtick doubled) unless bare, the
+    # value as JSON.stringify writes it. A column named with a backtick, or a text value holding a
+    # control character (JSON's \u0001, \b, \f), made a filter the language refused.
+    import json
+
+    values = ["tab\there", "bell\x07", "back\bspace", "form\ffeed", "slash/\\", "quote'\"", "emoji 🐱", "ü"]
+    columns = ["back`tick", "``", "plain"]
+    run = start()
+    rows = [[value, value, i] for i, value in enumerate(values) for _ in range(i + 1)]
+    run.log({"t": tracklet.Table(columns=columns, data=rows)})
+    run.finish()
+    query = read(run).table("t")
+    for column in columns[:2]:
+        quoted = "`" + column.replace("`", "``") + "`"
+        for i, value in enumerate(values):
+            text = f"{quoted} = {json.dumps(value, ensure_ascii=ensure_ascii)}"
+            assert query.filter(text).count() == i + 1, text
+            if ensure_ascii:  # JSON's escapes written out, as JSON.stringify would with \u escapes
+                assert query.filter(text.replace("/", "\\/")).count() == i + 1
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("s = '\\u12'", "\\u needs four hex digits"),
+    ("s = '\\ud800'", "lone surrogate"),
+    ("s = '\\udc00\\ud800'", "lone surrogate"),
+    ("`a`` = 1", "unterminated `column name`"),
+])
+def test_bad_escapes_in_a_filter_are_refused_clearly(start, text, problem):
+    run = start()
+    run.log({"t": tracklet.Table(columns=["a", "s"], data=[[1, "x"]])})
+    run.finish()
+    with pytest.raises(FilterSyntaxError, match=problem.replace("\\", "\\\\")):
+        read(run).table("t").filter(text)
+
+
 def test_odd_column_names_are_quoted_not_pasted(start):
     run = start()
     name = 'we"ird; name'

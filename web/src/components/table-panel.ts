@@ -74,9 +74,10 @@ function overlaid(image: HTMLImageElement, cell: Record<string, unknown>, url: (
 export const tableHref = (project: string, runId: string, key: string) =>
   `${runHref(project, runId)}/tables/${key.split("/").map(encodeURIComponent).join("/")}`;
 
-/** A filter condition matching `value` in `column` (for a click on a group). */
+/** A filter condition matching `value` in `column` (for a click on a group): the filter language
+ * takes any JSON string as a string and a backtick doubled inside a quoted column name. */
 function conditionFor(column: string, value: unknown): string {
-  const name = /^[A-Za-z_][A-Za-z0-9_./-]*$/.test(column) ? column : "`" + column + "`";
+  const name = /^[A-Za-z_][A-Za-z0-9_./-]*$/.test(column) ? column : "`" + column.replaceAll("`", "``") + "`";
   if (value === null || value === undefined) return `${name} is null`;
   if (typeof value === "number" || typeof value === "boolean") return `${name} = ${value}`;
   return `${name} = ${JSON.stringify(String(value))}`;

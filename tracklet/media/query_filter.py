@@ -23,7 +23,7 @@ Grammar (keywords are case-insensitive, column names are not)::
 
 COLUMN: a bare name (a letter or ``_``, then letters, digits, ``_ . / -``) or any name in
 backticks (a backtick in the name doubled: ```a``b``` is ``a`b``). VALUE: a number (``3``,
-``-2.5``, ``1e-4``), a string in single or double quotes (escapes ``\\\\ \\' \\" \\n \\t \\r``
+``-2.5``, ``1e-4``, ``NaN``, ``Infinity``, ``-inf``: case-insensitive), a string in single or double quotes (escapes ``\\\\ \\' \\" \\n \\t \\r``
 and JSON's others, ``\\/ \\b \\f \\uXXXX``, so any JSON string is one), ``true``, ``false``
 or ``null``.
 
@@ -54,6 +54,9 @@ MAX_LIST = 1000
 _KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false"}
 _OPERATORS = ("==", "!=", "<>", "<=", ">=", "=", "<", ">", "~")
 _BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_./\-]*")
+# NaN and the infinities as values (JSON's texts of them, which the server sends a group's value as)
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
+_SIGNED_INFINITY = re.compile(r"([+-])(inf|infinity)(?![A-Za-z0-9_./\-])", re.IGNORECASE)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "/": "/", "b": "\b", "f": "\f"}
 _UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})(?:\\u([0-9a-fA-F]{4}))?")
@@ -115,6 +118,11 @@ def _tokenize(text: str) -> list[_Tok]:
             name, end = _read_quoted_name(text, i)
             tokens.append(_Tok("column", name, i))
             i = end
+            continue
+        infinity = _SIGNED_INFINITY.match(text, i)
+        if infinity is not None:
+            tokens.append(_Tok("number", -math.inf if infinity.group(1) == "-" else math.inf, i))
+            i = infinity.end()
             continue
         number = _NUMBER.match(text, i)
         if number is not None and (c.isdigit() or c in "+-." ):
@@ -361,7 +369,9 @@ class _Compiler:
             return False
         if self.is_word(token, "null"):
             return None
-        self.unexpected(token, "a value (a number, a 'string', true, false or null)")
+        if token.kind == "column" and token.value.lower() in _NONFINITE:
+            return _NONFINITE[token.value.lower()]
+        self.unexpected(token, "a value (a number, a 'string', true, false, null, nan or inf)")
 
     def check_type(self, name: str, kind: str, op: str, value: Any, token: _Tok) -> None:
         given = "bool" if isinstance(value, bool) else "number" if isinstance(value, (int, float)) else "text"

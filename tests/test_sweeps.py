@@ -175,6 +175,25 @@ def test_command_macros_are_wandbs():
         build_command(["x", "${envvar:NOPE}"], None, config, environ={})
 
 
+def test_an_agent_runs_a_command_with_args_json_file(root, tmp_path):
+    """W&B's ``${args_json_file}``: the trial's program gets the path of a file holding its
+    parameters as JSON. The agent's check of the command before any trial built it without a file
+    and refused every sweep using the macro ("needs a file to write the parameters to")."""
+    (tmp_path / "t.py").write_text(textwrap.dedent("""
+        import json, sys, tracklet
+        params = json.loads(open(sys.argv[1]).read())
+        run = tracklet.init()
+        run.log({"loss": params["a"] * 10 + len(params["b"])})
+        run.finish()
+    """))
+    config = _grid(tmp_path, command=["${env}", "${interpreter}", "${program}", "${args_json_file}"])
+    config["program"] = str(tmp_path / "t.py")
+    sweep_id = create_sweep(root, config, project="p")
+    report = Agent(LocalController(root, sweep_id), poll_interval=0.2, log=lambda line: None).run_commands()
+    assert sorted((r.state, r.value) for r in report.results) == [
+        ("complete", 11.0), ("complete", 11.0), ("complete", 21.0), ("complete", 21.0)], report
+
+
 def test_gpu_option_parsing():
     assert parse_gpus("0-3") == ["0", "1", "2", "3"] and parse_gpus("0,2,5-6") == ["0", "2", "5", "6"]
     assert gpu_slices(parse_gpus("0-3"), 2) == ["0,1", "2,3"] and gpu_slices(None, 1) == [None]

@@ -554,6 +554,13 @@ def test_cli_controls_a_sweep(root):
     assert shown["best"]["value"] == 0.25 and shown["best"]["run"] == f"p/{sweep_id}-0"
     text = cli("show", sweep_id)
     assert "best: trial 0" in text and "1 complete of 4 grid points, run cap 2" in text
+    # the run cap reached: `sweep ls` says finished, as `sweep show` does (it said running: the
+    # state.json that pause/resume/stop/extend write), with the trials' counts
+    controller.tell(controller.next_trial("a"), 0.5)
+    assert json.loads(cli("show", sweep_id, "--json"))["state"] == "finished"
+    listed = json.loads(cli("ls", "--json"))
+    assert [(s["id"], s["state"], s["counts"]) for s in listed] == [(sweep_id, "finished", {"complete": 2})]
+    assert f"{sweep_id}  finished grid" in cli("ls") and "(2 complete)" in cli("ls")
 
 
 # ---------------------------------------------------------------- real agent processes

@@ -40,6 +40,11 @@ def _check(api: wandb.Api, sweep_id: str) -> None:
     assert sweep.best_run(order="-acc").config["lr"] == 0.1 and sweep.best_run(order="+acc").config["lr"] == 0.3
     assert sweep.best_run(order="-nosuch") is None
     assert runs[0].sweep.id == sweep_id and api.run(f"wb/{runs[0].id}").sweep.id == sweep_id  # W&B's run.sweep
+    # W&B's filter on a run's sweep (it raised "filtering or sorting runs on 'sweep' is not supported")
+    assert sorted(run.id for run in api.runs("wb", filters={"sweep": sweep_id})) == sorted(run.id for run in runs)
+    assert len(api.runs("wb", filters={"sweep": f"someone/wb/{sweep_id}", "config.lr": {"$lt": 0.25}})) == 2
+    assert len(api.runs("wb", filters={"sweep": {"$in": ["nosuch12", sweep_id]}})) == 3
+    assert api.runs("wb", filters={"sweep": {"$ne": sweep_id}}) == [] and api.runs("wb", filters={"sweep": "x"}) == []
     with pytest.raises(wandb.errors.CommError, match="no sweep"):
         api.sweep("wb/nosuch12")
 

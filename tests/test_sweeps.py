@@ -194,6 +194,32 @@ def test_an_agent_runs_a_command_with_args_json_file(root, tmp_path):
         ("complete", 11.0), ("complete", 11.0), ("complete", 21.0), ("complete", 21.0)], report
 
 
+def test_a_trial_reaching_the_metrics_target_finishes_the_sweep(root):
+    """W&B's ``metric.target``: once a run reaches it, no new run starts and the sweep is finished.
+    It was accepted and ignored: the agent went on to the run cap."""
+    config = {"method": "grid", "metric": {"name": "loss", "goal": "minimize", "target": 0.5},
+              "parameters": {"a": {"values": [3, 2, 0.25, 1, 4]}}, "seed": 1}
+    sweep_id = create_sweep(root, config, project="p")
+    values = []
+
+    def train():
+        run = tracklet.init(settings=QUIET)
+        values.append(run.config["a"])
+        run.log({"loss": run.config["a"]})
+        run.finish()
+
+    report = Agent(LocalController(root, sweep_id), log=lambda line: None).run_function(train)
+    assert 0.25 in values and values[-1] == 0.25 and len(values) < 5, values
+    assert "reached the metric's target (loss = 0.25)" in report.stopped_because
+    shown = LocalController(root, sweep_id).status()
+    assert shown["state"] == "finished" and shown["counts"] == {"complete": len(values)}
+    maximize = create_sweep(root, {**config, "metric": {"name": "loss", "goal": "maximize", "target": 3.5}},
+                            project="p")
+    values.clear()
+    Agent(LocalController(root, maximize), log=lambda line: None).run_function(train)
+    assert values[-1] == 4 and all(value < 3.5 for value in values[:-1])
+
+
 def test_gpu_option_parsing():
     assert parse_gpus("0-3") == ["0", "1", "2", "3"] and parse_gpus("0,2,5-6") == ["0", "2", "5", "6"]
     assert gpu_slices(parse_gpus("0-3"), 2) == ["0,1", "2,3"] and gpu_slices(None, 1) == [None]

@@ -175,6 +175,51 @@ def test_command_macros_are_wandbs():
         build_command(["x", "${envvar:NOPE}"], None, config, environ={})
 
 
+def test_an_agent_runs_a_command_with_args_json_file(root, tmp_path):
+    """W&B's ``${args_json_file}``: the trial's program gets the path of a file holding its
+    parameters as JSON. The agent's check of the command before any trial built it without a file
+    and refused every sweep using the macro ("needs a file to write the parameters to")."""
+    (tmp_path / "t.py").write_text(textwrap.dedent("""
+        import json, sys, tracklet
+        params = json.loads(open(sys.argv[1]).read())
+        run = tracklet.init()
+        run.log({"loss": params["a"] * 10 + len(params["b"])})
+        run.finish()
+    """))
+    config = _grid(tmp_path, command=["${env}", "${interpreter}", "${program}", "${args_json_file}"])
+    config["program"] = str(tmp_path / "t.py")
+    sweep_id = create_sweep(root, config, project="p")
+    report = Agent(LocalController(root, sweep_id), poll_interval=0.2, log=lambda line: None).run_commands()
+    assert sorted((r.state, r.value) for r in report.results) == [
+        ("complete", 11.0), ("complete", 11.0), ("complete", 21.0), ("complete", 21.0)], report
+
+
+def test_a_trial_reaching_the_metrics_target_finishes_the_sweep(root):
+    """W&B's ``metric.target``: once a run reaches it, no new run starts and the sweep is finished.
+    It was accepted and ignored: the agent went on to the run cap."""
+    config = {"method": "grid", "metric": {"name": "loss", "goal": "minimize", "target": 0.5},
+              "parameters": {"a": {"values": [3, 2, 0.25, 1, 4]}}, "seed": 1}
+    sweep_id = create_sweep(root, config, project="p")
+    values = []
+
+    def train():
+        run = tracklet.init(settings=QUIET)
+        values.append(run.config["a"])
+        run.log({"loss": run.config["a"]})
+        run.finish()
+
+    report = Agent(LocalController(root, sweep_id), log=lambda line: None).run_function(train)
+    assert 0.25 in values and values[-1] == 0.25 and len(values) < 5, values
+    assert "reached the metric's target (loss = 0.25)" in report.stopped_because
+    shown = LocalController(root, sweep_id).status()
+    assert shown["state"] == "finished" and shown["counts"] == {"complete": len(values)}
+    maximize = create_sweep(root, {**config, "metric": {"name": "loss", "goal": "maximize", "target": 3.5}},
+                            project="p")
+    values.clear()
+    Agent(LocalController(root, maximize), log=lambda line: None).run_function(train)
+    assert values[-1] == 4 and all(value < 3.5 for value in values[:-1])
+
+
 def test_gpu_option_parsing():
     assert parse_gpus("0-3") == ["0", "1", "2", "3"] and parse_gpus("0,2,5-6") == ["0", "2", "5", "6"]
     assert gpu_slices(parse_gpus("0-3"), 2) == ["0,1", "2,3"] and gpu_slices(None, 1) == [None]
@@ -535,6 +580,13 @@ def test_cli_controls_a_sweep(root):
     assert shown["best"]["value"] == 0.25 and shown["best"]["run"] == f"p/{sweep_id}-0"
     text = cli("show", sweep_id)
     assert "best: trial 0" in text and "1 complete of 4 grid points, run cap 2" in text
+    # the run cap reached: `sweep ls` says finished, as `sweep show` does (it said running: the
+    # state.json that pause/resume/stop/extend write), with the trials' counts
+    controller.tell(controller.next_trial("a"), 0.5)
+    assert json.loads(cli("show", sweep_id, "--json"))["state"] == "finished"
+    listed = json.loads(cli("ls", "--json"))
+    assert [(s["id"], s["state"], s["counts"]) for s in listed] == [(sweep_id, "finished", {"complete": 2})]
+    assert f"{sweep_id}  finished grid" in cli("ls") and "(2 complete)" in cli("ls")
 
 
 # ---------------------------------------------------------------- real agent processes

@@ -87,6 +87,50 @@ def test_a_process_exiting_while_the_gp_imports_run_lets_them_end_first(tmp_path
     assert done.read_text() == "whole"
 
 
+def test_finalizers_the_gp_imports_make_while_the_process_exits_run_at_exit_not_at_teardown(tmp_path):
+    """torch's import makes ``weakref.finalize`` objects (``torch.library``'s ``_del_library``); a
+    ``tracklet agent`` exiting while the import thread ran printed "Exception ignored in: <finalize
+    object ...> TypeError: 'NoneType' object is not callable" once per finalizer: the exit's wait for
+    the thread ran as an ``atexit`` callback, so finalizers made during it missed weakref's own
+    ``atexit`` pass and ran at module teardown, their module's globals gone (or never ran). Here the
+    GP module, in a fresh interpreter, makes such a finalizer a moment after the main thread exits:
+    it must run at exit, with its module whole."""
+    import os
+    import subprocess
+    import textwrap
+
+    from conftest import REPO
+
+    ran = tmp_path / "finalizer-ran"
+    (tmp_path / "tracklet_test_finalizing_import.py").write_text(textwrap.dedent(f"""
+        import pathlib, time, weakref
+        time.sleep(1.0)  # the import is still running when the main thread exits
+
+        class Library:
+            pass
+
+        def _release(path):
+            pathlib.Path(path).write_text("at exit")
+
+        def _del_library(path):
+            _release(path)  # a module global, None at teardown
+
+        library = Library()
+        weakref.finalize(library, _del_library, {str(ran)!r})
+    """))
+    script = textwrap.dedent("""
+        from tracklet.sweeps import gp_imports
+        gp_imports.SHARED_LIBRARIES = ()
+        gp_imports.GP_MODULES = ("tracklet_test_finalizing_import",)
+        assert gp_imports.start() is not None
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)])})
+    assert result.returncode == 0, result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    assert ran.read_text() == "at exit"
+
+
 SHARED_LIBRARY = """
 import sys
 from gp_gate import first_page_resident

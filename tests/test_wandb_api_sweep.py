@@ -40,6 +40,11 @@ def _check(api: wandb.Api, sweep_id: str) -> None:
     assert sweep.best_run(order="-acc").config["lr"] == 0.1 and sweep.best_run(order="+acc").config["lr"] == 0.3
     assert sweep.best_run(order="-nosuch") is None
     assert runs[0].sweep.id == sweep_id and api.run(f"wb/{runs[0].id}").sweep.id == sweep_id  # W&B's run.sweep
+    # W&B's filter on a run's sweep (it raised "filtering or sorting runs on 'sweep' is not supported")
+    assert sorted(run.id for run in api.runs("wb", filters={"sweep": sweep_id})) == sorted(run.id for run in runs)
+    assert len(api.runs("wb", filters={"sweep": f"someone/wb/{sweep_id}", "config.lr": {"$lt": 0.25}})) == 2
+    assert len(api.runs("wb", filters={"sweep": {"$in": ["nosuch12", sweep_id]}})) == 3
+    assert api.runs("wb", filters={"sweep": {"$ne": sweep_id}}) == [] and api.runs("wb", filters={"sweep": "x"}) == []
     with pytest.raises(wandb.errors.CommError, match="no sweep"):
         api.sweep("wb/nosuch12")
 
@@ -52,3 +57,15 @@ def test_a_sweep_reads_its_config_state_runs_and_best_run(root, swept):
 def test_the_same_from_a_server(root, swept, servers):
     server = servers(root)
     _check(wandb.Api(overrides={"base_url": server.url}), swept)
+
+
+def test_best_run_sorts_a_bare_order_key_largest_first_as_wandb_does(root, swept):
+    # W&B's QueryGenerator.format_order_key gives a key without a sign the "-" direction:
+    # best_run(order="acc") is the run with the largest acc (it was the smallest here)
+    sweep = wandb.Api().sweep(f"wb/{swept}")
+    assert sweep.best_run(order="acc").config["lr"] == 0.1
+    assert sweep.best_run(order="summary_metrics.acc").config["lr"] == 0.1
+    assert sweep.best_run(order="val_loss").config["lr"] == 0.3
+    # config keys sort by the run's config (they were looked up in the summary: None)
+    assert sweep.best_run(order="config.lr").config["lr"] == 0.3
+    assert sweep.best_run(order="+config.lr").config["lr"] == 0.1

@@ -861,6 +861,30 @@ def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
     assert isinstance(frame, tracklet.Table)
 
 
+def test_a_wandb_table_allowing_mixed_types_keeps_every_value(root):
+    """``wandb.Table(allow_mixed_types=True)`` (W&B's Keras WandbEvalCallback makes its tables so):
+    a column mixing types keeps each value, as its text. Values of another type than the column's
+    first were stored as nulls (and read back so, even before logging: ``iterrows``, ``data``)."""
+    import warnings
+
+    import tracklet.compat.wandb as wandb
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the user asked for mixed types: nothing to warn about
+        run = wandb.init(project="tables", settings={"console": "off", "x_disable_stats": True})
+        mixed = wandb.Table(columns=["a", "b", "n"], data=[[1, "x", 1]], allow_mixed_types=True)
+        mixed.add_data("two", 2.5, 2)
+        mixed.add_data(None, True, 3)
+        assert [row for _, row in mixed.iterrows()] == [["1", "x", 1], ["two", "2.5", 2], [None, "True", 3]]
+        mixed.add_column("c", [1, "one", [1]])
+        run.log({"mixed": mixed})
+        wandb.finish()
+    got = tracklet.Api(root).run(f"tables/{run.id}").table("mixed").to_arrow().to_pydict()
+    assert got == {"a": ["1", "two", None], "b": ["x", "2.5", "True"], "n": [1, 2, 3], "c": ["1", "one", "[1]"]}
+    with pytest.warns(tracklet.TrackletWarning, match="stored as null"):  # the default is unchanged
+        assert wandb.Table(columns=["a"], data=[[1], ["two"]]).data == [[1], [None]]
+
+
 def _log_tables_and_weights(tmp_path) -> str:
     """A run that logs a table three times, an artifact after the first, then a chart: its id."""
     import tracklet.compat.wandb as wandb

@@ -104,10 +104,19 @@ def ls(ctx: click.Context, as_json: bool, project: str | None, url: str | None) 
         more = answer["total"] - len(rows)
     else:
         from tracklet.sweeps.controller import list_sweeps
+        from tracklet.sweeps.view import reader, summarise
 
-        rows = [{"id": s["id"], "project": s["project"], "state": s["state"], "method": s["config"].get("method"),
-                 "metrics": _objectives(s["config"]), "created": s.get("created")}
-                for s in list_sweeps(_root(ctx)) if project is None or s.get("project") == project]
+        # each sweep's state as `sweep show` says it (a grid done or the run cap reached: finished;
+        # state.json alone says only what pause/resume/stop set) and its counts, as the server's listing
+        root = _root(ctx)
+        infos = [s for s in list_sweeps(root) if project is None or s.get("project") == project]
+        rows = []
+        for info, listed in zip(infos, summarise(infos, lambda info: reader(root, info["id"]))):
+            summary = listed.summary
+            rows.append({"id": info["id"], "project": info["project"], "state": summary["state"],
+                         "method": info["config"].get("method"), "metrics": _objectives(info["config"]),
+                         "created": info.get("created"), "counts": summary.get("counts") or {},
+                         **({"error": listed.error} if listed.error else {})})
         more = 0
     if as_json:
         click.echo(json.dumps([{**row, "created": _iso(row["created"])} for row in rows], indent=2))

@@ -22,8 +22,10 @@ Grammar (keywords are case-insensitive, column names are not)::
                | COLUMN "is" ["not"] "null"
 
 COLUMN: a bare name (a letter or ``_``, then letters, digits, ``_ . / -``) or any name in
-backticks. VALUE: a number (``3``, ``-2.5``, ``1e-4``), a string in single or double quotes
-(escapes ``\\\\ \\' \\" \\n \\t \\r``), ``true``, ``false`` or ``null``.
+backticks (a backtick in the name doubled: ```a``b``` is ``a`b``). VALUE: a number (``3``,
+``-2.5``, ``1e-4``, ``NaN``, ``Infinity``, ``-inf``: case-insensitive), a string in single or double quotes (escapes ``\\\\ \\' \\" \\n \\t \\r``
+and JSON's others, ``\\/ \\b \\f \\uXXXX``, so any JSON string is one), ``true``, ``false``
+or ``null``.
 
 Types: number columns compare with numbers, text columns with strings (``~`` is a
 case-insensitive substring match), bool columns with ``true``/``false`` (``=``, ``!=``), date
@@ -52,8 +54,12 @@ MAX_LIST = 1000
 _KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false"}
 _OPERATORS = ("==", "!=", "<>", "<=", ">=", "=", "<", ">", "~")
 _BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_./\-]*")
+# NaN and the infinities as values (JSON's texts of them, which the server sends a group's value as)
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
+_SIGNED_INFINITY = re.compile(r"([+-])(inf|infinity)(?![A-Za-z0-9_./\-])", re.IGNORECASE)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "/": "/", "b": "\b", "f": "\f"}
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})(?:\\u([0-9a-fA-F]{4}))?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +115,14 @@ def _tokenize(text: str) -> list[_Tok]:
             i = end
             continue
         if c == "`":
-            end = text.find("`", i + 1)
-            if end < 0:
-                _fail("unterminated `column name`", text, i)
-            if end == i + 1:
-                _fail("empty `column name`", text, i)
-            tokens.append(_Tok("column", text[i + 1:end], i))
-            i = end + 1
+            name, end = _read_quoted_name(text, i)
+            tokens.append(_Tok("column", name, i))
+            i = end
+            continue
+        infinity = _SIGNED_INFINITY.match(text, i)
+        if infinity is not None:
+            tokens.append(_Tok("number", -math.inf if infinity.group(1) == "-" else math.inf, i))
+            i = infinity.end()
             continue
         number = _NUMBER.match(text, i)
         if number is not None and (c.isdigit() or c in "+-." ):
@@ -148,14 +155,52 @@ def _read_string(text: str, start: int) -> tuple[str, int]:
             return "".join(out), i + 1
         if c == "\\":
             escaped = text[i + 1:i + 2]
+            if escaped == "u":
+                character, i = _read_unicode_escape(text, i)
+                out.append(character)
+                continue
             if escaped not in _ESCAPES:
-                _fail(f"unknown escape \\{escaped}", text, i, "escapes: \\\\ \\' \\\" \\n \\t \\r")
+                _fail(f"unknown escape \\{escaped}", text, i,
+                      "escapes: \\\\ \\' \\\" \\n \\t \\r \\/ \\b \\f \\uXXXX")
             out.append(_ESCAPES[escaped])
             i += 2
             continue
         out.append(c)
         i += 1
     _fail("unterminated string", text, start)
+
+
+def _read_quoted_name(text: str, start: int) -> tuple[str, int]:
+    """The column name in backticks at ``start`` (a doubled backtick is one backtick of the name)
+    and where it ends."""
+    out: list[str] = []
+    i = start + 1
+    while True:
+        end = text.find("`", i)
+        if end < 0:
+            _fail("unterminated `column name`", text, start)
+        out.append(text[i:end])
+        if text.startswith("`", end + 1):
+            out.append("`")
+            i = end + 2
+            continue
+        if end == start + 1:
+            _fail("empty `column name`", text, start)
+        return "".join(out), end + 1
+
+
+def _read_unicode_escape(text: str, pos: int) -> tuple[str, int]:
+    """The character a JSON ``\\uXXXX`` escape at ``pos`` writes (a surrogate pair: two escapes)
+    and where it ends."""
+    match = _UNICODE_ESCAPE.match(text, pos)
+    if match is None:
+        _fail("\\u needs four hex digits", text, pos)
+    high = int(match.group(1), 16)
+    if 0xD800 <= high < 0xDC00 and match.group(2) and 0xDC00 <= (low := int(match.group(2), 16)) < 0xE000:
+        return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)), match.end()
+    if 0xD800 <= high < 0xE000:
+        _fail("\\u escape of a lone surrogate (not a character)", text, pos)
+    return chr(high), pos + 6
 
 
 def _number(literal: str, text: str, pos: int) -> int | float:
@@ -324,7 +369,9 @@ class _Compiler:
             return False
         if self.is_word(token, "null"):
             return None
-        self.unexpected(token, "a value (a number, a 'string', true, false or null)")
+        if token.kind == "column" and token.value.lower() in _NONFINITE:
+            return _NONFINITE[token.value.lower()]
+        self.unexpected(token, "a value (a number, a 'string', true, false, null, nan or inf)")
 
     def check_type(self, name: str, kind: str, op: str, value: Any, token: _Tok) -> None:
         given = "bool" if isinstance(value, bool) else "number" if isinstance(value, (int, float)) else "text"

@@ -72,6 +72,7 @@ class TableSnapshot(LoggedObject):
     increment: int = 0
     source: Any = dataclasses.field(default=None, compare=False, repr=False)
     chart: Any = None  # a ``table_chart.TableChart`` when logged as a chart (``wandb.plot.*``)
+    mixed_as_text: bool = False  # W&B's allow_mixed_types: a column of mixed types is stored as text
 
     @property
     def row_count(self) -> int:
@@ -94,10 +95,10 @@ class TableSnapshot(LoggedObject):
             converted = self.arrow.num_rows
         if self.rows:
             parts.append(table_arrow.rows_to_arrow(self.rows, self.columns, where, report,
-                                                   self.row_offset + converted, cells))
+                                                   self.row_offset + converted, cells, self.mixed_as_text))
         if not parts:
             return table_arrow.empty_table(self.columns)
-        return table_arrow.combine(parts, known or {}, where, report, self.row_offset)
+        return table_arrow.combine(parts, known or {}, where, report, self.row_offset, self.mixed_as_text)
 
     def _record(self, context: Any, where: Any) -> Any:
         """What the logged-object worker calls on its thread (``context``: ``.blobs``, ``.warn``;
@@ -139,6 +140,7 @@ class Table(LoggedObject):
 
     _kind = "table"
     _snapshot_at_log = True  # a table changes after it is logged
+    _mixed_as_text = False  # W&B's allow_mixed_types (the compat layer's Table sets it)
 
     def __init__(self, columns: Sequence[str] | None = None, data: Any = None, rows: Any = None,
                  dataframe: Any = None, *, log_mode: str = "IMMUTABLE") -> None:
@@ -292,14 +294,15 @@ class Table(LoggedObject):
             converted = self._arrow.num_rows if self._arrow is not None else 0
             self._changing()
             if self._arrow is not None:
-                head = table_arrow.column_array(values[:converted], name, self._where(), _warn, self._released)
+                head = table_arrow.column_array(values[:converted], name, self._where(), _warn, self._released,
+                                                self._mixed_as_text)
                 self._arrow = table_arrow.materialize(self._arrow).append_column(name, head)
             self._rows = [[*row, value] for row, value in zip(self._rows, values[converted:])]
             self._columns.append(name)
             return
         arrow = self.to_arrow()
         self._changing()
-        array = table_arrow.column_array(values, name, self._where(), _warn, self._released)
+        array = table_arrow.column_array(values, name, self._where(), _warn, self._released, self._mixed_as_text)
         self._arrow = arrow.append_column(name, array)
         self._columns.append(name)
 
@@ -314,7 +317,7 @@ class Table(LoggedObject):
 
     def _snapshot(self, rows: list[Any], row_offset: int, source: Table | None = None) -> TableSnapshot:
         return TableSnapshot(self._id, self._log_mode, self._state, self._version, tuple(self._columns), self._arrow,
-                             rows, row_offset, self._increments, source)
+                             rows, row_offset, self._increments, source, mixed_as_text=self._mixed_as_text)
 
     def _at_log(self, key: str, step: int) -> TableSnapshot:
         """What ``log()`` hands to the logged-object worker (``core/logged.py``): the Arrow part

@@ -176,15 +176,19 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def column_array(values: Sequence[Any], column: str, where: str, report: Report, row_offset: int = 0) -> Any:
+def column_array(values: Sequence[Any], column: str, where: str, report: Report, row_offset: int = 0,
+                 mixed_as_text: bool = False) -> Any:
     """One column's values as an Arrow array: inferred by Arrow in one call; only when that fails,
-    value by value (the first values set the type, values that don't fit it become nulls)."""
+    value by value (the first values set the type, values that don't fit it become nulls), or
+    with ``mixed_as_text`` (W&B's ``allow_mixed_types``) every value as its text (``str()``)."""
     pa = pa_module()
     errors = _arrow_errors(pa)
     try:
         return pa.array(values)
     except errors:
         pass
+    if mixed_as_text:
+        return _as_text(values)
     kind = None
     for value in values:
         if value is None:
@@ -200,6 +204,12 @@ def column_array(values: Sequence[Any], column: str, where: str, report: Report,
                f"text (str())")
         return pa.array([None if value is None else str(value) for value in values], type=pa.string())
     return _convert_each(values, kind, column, where, report, row_offset)
+
+
+def _as_text(values: Sequence[Any]) -> Any:
+    pa = pa_module()
+    return pa.array([value if value is None or isinstance(value, str) else str(value) for value in values],
+                    type=pa.string())
 
 
 def _convert_each(values: Sequence[Any], kind: Any, column: str, where: str, report: Report,
@@ -246,23 +256,28 @@ def check_widths(rows: Sequence[Sequence[Any]], width: int, where: str, report: 
 
 
 def rows_to_arrow(rows: Sequence[Sequence[Any]], columns: Sequence[str], where: str, report: Report,
-                  row_offset: int = 0, cells: Callable[[Sequence[Any], str, int], Any] | None = None) -> Any:
+                  row_offset: int = 0, cells: Callable[[Sequence[Any], str, int], Any] | None = None,
+                  mixed_as_text: bool = False) -> Any:
     """Rows (each a sequence of one value per column) as an Arrow table, a column at a time.
-    ``cells``: what stores a column of media (``table_cells.media_cells``), on the worker."""
+    ``cells``: what stores a column of media (``table_cells.media_cells``), on the worker;
+    ``mixed_as_text``: a column of mixed types as text (:func:`column_array`)."""
     pa = pa_module()
     rows = check_widths(rows, len(columns), where, report, row_offset)
     values = list(zip(*rows)) if rows else [()] * len(columns)
     arrays = []
     for name, column_values in zip(columns, values):
         array = cells(column_values, name, row_offset) if cells is not None else None
-        arrays.append(array if array is not None else column_array(column_values, name, where, report, row_offset))
+        arrays.append(array if array is not None else column_array(column_values, name, where, report, row_offset,
+                                                                   mixed_as_text))
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 
-def conform(table: Any, known: dict[str, Any], where: str, report: Report, row_offset: int = 0) -> Any:
+def conform(table: Any, known: dict[str, Any], where: str, report: Report, row_offset: int = 0,
+            mixed_as_text: bool = False) -> Any:
     """``table`` with each column of a type ``known`` already has made to fit it: where Arrow can
     unify the two (int and double, null and anything) the column is left for ``concat`` to
-    widen; otherwise its values are converted to the known type one by one (nulls, reported)."""
+    widen; otherwise its values are converted to the known type one by one (nulls, reported), or
+    with ``mixed_as_text`` to a known text type as their text."""
     pa = pa_module()
     errors = _arrow_errors(pa)
     for index, field in enumerate(table.schema):
@@ -275,19 +290,23 @@ def conform(table: Any, known: dict[str, Any], where: str, report: Report, row_o
         except errors:
             pass
         values = table.column(index).to_pylist()
-        table = table.set_column(index, field.name, _convert_each(values, kind, field.name, where, report, row_offset))
+        converted = (_as_text(values) if mixed_as_text and pa.types.is_string(kind)
+                     else _convert_each(values, kind, field.name, where, report, row_offset))
+        table = table.set_column(index, field.name, converted)
     return table
 
 
-def combine(parts: Sequence[Any], known: dict[str, Any], where: str, report: Report, row_offset: int = 0) -> Any:
+def combine(parts: Sequence[Any], known: dict[str, Any], where: str, report: Report, row_offset: int = 0,
+            mixed_as_text: bool = False) -> Any:
     """Arrow tables (an earlier part's types win over a later part's) as one table, with the
-    columns of all; ``known``: column types set before these parts (earlier increments)."""
+    columns of all; ``known``: column types set before these parts (earlier increments);
+    ``mixed_as_text``: as :func:`conform`'s."""
     pa = pa_module()
     known = dict(known)
     conformed = []
     offset = row_offset
     for part in parts:
-        part = conform(part, known, where, report, offset)
+        part = conform(part, known, where, report, offset, mixed_as_text)
         for field in part.schema:
             if known.get(field.name) is None or pa.types.is_null(known[field.name]):
                 known[field.name] = field.type

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from tracklet import errors
 from tracklet.core import threads as signal_threads
 from tracklet.errors import SweepError
-from tracklet.sweeps.command import build_command
+from tracklet.sweeps.command import build_command, check_command
 from tracklet.sweeps.controller import DEFAULT_LEASE_TTL, Finished, Lease, LocalController, TrialResult, Wait
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Agent:
     def run_commands(self) -> AgentReport:
         """Run the sweep's command per trial until done (see the module docstring)."""
         spec = self.controller.spec
-        build_command(spec.command, spec.program, {})  # a command that can't be built fails before any trial
+        check_command(spec.command, spec.program)  # a command that can't be built fails before any trial
         return self._run_workers(self._execute_command)
 
     def run_function(self, function: Callable[[], Any]) -> AgentReport:

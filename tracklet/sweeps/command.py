@@ -64,6 +64,15 @@ def build_command(command: Sequence[str] | None, program: str | None, config: Ma
     return line
 
 
+def check_command(command: Sequence[str] | None, program: str | None,
+                  environ: Mapping[str, str] | None = None) -> None:
+    """Raise ``SweepError`` if the sweep's command can't be built for any trial (no program, an
+    ``${envvar:NAME}`` not set), before an agent runs one; writes nothing (``${args_json_file}``'s
+    file is each trial's own)."""
+    template = ["${args_json}" if item == "${args_json_file}" else item for item in (command or DEFAULT_COMMAND)]
+    build_command(template, program, {}, environ=environ)
+
+
 def _envvar(name: str, environ: Mapping[str, str]) -> str:
     if name not in environ:
         raise SweepError(f"the sweep's command uses ${{envvar:{name}}} but {name} is not set in the agent's "

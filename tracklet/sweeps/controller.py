@@ -486,6 +486,9 @@ class LocalController:
             counted = sum(1 for t in trials if not t.user_attrs.get(LAPSED) and not t.user_attrs.get(WARM_START))
             cap = self.run_cap()
             if not waiting:
+                target = self._target_reached(trials)
+                if target is not None:
+                    return self._wait_or_finish(running, target)
                 if cap is not None and counted >= cap:
                     return self._wait_or_finish(running, f"the run cap ({cap}) is reached")
                 if self._spec.method == "grid" and not self._unvisited_grid_points(trials):
@@ -685,6 +688,19 @@ class LocalController:
 
     def _lease_record(self, agent: str, ttl: float) -> dict[str, Any]:
         return {"agent": agent, "expires": time.time() + ttl, "ttl": ttl, "host": socket.gethostname()}
+
+    def _target_reached(self, trials: list[Any]) -> str | None:
+        """Why no new trial starts when a complete trial of this sweep (not one a warm start
+        added) reached the metric's ``target``, as in W&B; else None."""
+        metric = self._spec.metric
+        if metric is None or metric.target is None:
+            return None
+        optuna = _optuna()
+        for trial in trials:
+            if (trial.state == optuna.trial.TrialState.COMPLETE and not trial.user_attrs.get(WARM_START)
+                    and len(trial.values or ()) == 1 and metric.reached(trial.values[0])):
+                return f"trial {trial.number} reached the metric's target ({metric.name} = {trial.values[0]:g})"
+        return None
 
     def _wait_or_finish(self, running: list[Any], reason: str) -> Next:
         if running:
@@ -912,7 +928,7 @@ def build_pruner(spec: SweepSpec) -> Any:
 def summarize(spec: SweepSpec, trials: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, Any]:
     """From a sweep's trial rows (``_trial_rows``) and ``state.json``: the trials per state (runs
     added by a warm start count as ``warm_start``), the sweep's state (``finished`` once nothing
-    runs and the run cap or the grid is exhausted), the run cap and the best complete trial. Pure:
+    runs and the run cap or the grid is exhausted, or a trial reached the metric's ``target``), the run cap and the best complete trial. Pure:
     ``status()`` and the dashboard's reader share it."""
     counts: dict[str, int] = {}
     for row in trials:
@@ -922,7 +938,10 @@ def summarize(spec: SweepSpec, trials: list[dict[str, Any]], state: dict[str, An
     cap = state.get("run_cap", spec.run_cap)
     if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
         settled = sum(n for s, n in counts.items() if s not in ("lapsed", "warm_start"))
-        if (cap is not None and settled >= cap) or (
+        reached = spec.metric is not None and any(
+            row["state"] == "complete" and not row.get("warm_start") and spec.metric.reached(row.get("value"))
+            for row in trials)
+        if reached or (cap is not None and settled >= cap) or (
                 spec.method == "grid"
                 and sum(counts.get(s, 0) for s in ("complete", "failed", "pruned")) >= spec.grid_size()):
             run_state = "finished"

@@ -26,8 +26,8 @@ waited 10 s while they ran. A child forked while the thread was inside an import
 a command trial: ``exec`` follows there) that imports the same module may hang on that module's
 lock.
 
-A process that exits while the thread imports waits for it (``atexit``, at most ``EXIT_WAIT``
-seconds): Python ends a daemon thread still running at exit inside C++ code (torch's import)
+A process that exits while the thread imports waits for it (threading's exit hook, which runs
+before ``atexit``'s callbacks, at most ``EXIT_WAIT`` seconds): Python ends a daemon thread still running at exit inside C++ code (torch's import)
 with a forced unwind that torch catches, and the process aborted (``terminate called after
 throwing an instance of ''``, exit status 134; seen on a server stopped seconds after its
 start, which now begins the imports itself: ``server/sweeps_warm.py``). Importing this module
@@ -225,7 +225,13 @@ def _wait_at_exit() -> None:
         thread.join(EXIT_WAIT)
 
 
-atexit.register(_wait_at_exit)
+# Before atexit's callbacks (threading's own exit hooks run first, as concurrent.futures' do):
+# weakref.finalize's atexit callback, registered once torch's import makes its first finalizer
+# (after this module's), runs before callbacks registered earlier; finalizers the import made after
+# it ran were then called at module teardown, each printing "Exception ignored in: <finalize
+# object ...> TypeError: 'NoneType' object is not callable" (torch.library's _del_library).
+_register_exit = getattr(threading, "_register_atexit", atexit.register)
+_register_exit(_wait_at_exit)
 
 
 def _after_fork_in_child() -> None:

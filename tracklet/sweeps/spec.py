@@ -72,6 +72,12 @@ class Metric:
     def maximize(self) -> bool:
         return self.goal == "maximize"
 
+    def reached(self, value: float | None) -> bool:
+        """Whether ``value`` reaches ``target`` (W&B's: a run reaching it finishes the sweep)."""
+        if self.target is None or value is None:
+            return False
+        return value >= self.target if self.maximize else value <= self.target
+
 
 @dataclasses.dataclass(frozen=True)
 class Param:

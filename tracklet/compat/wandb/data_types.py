@@ -202,14 +202,17 @@ class Table(_TrackletTable, WBValue):
     """``wandb.Table(columns=..., data=..., dataframe=..., log_mode=...)``: a
     :class:`tracklet.Table` (``add_data``, ``add_column``, ``get_column``, ``get_dataframe``,
     ``get_index``, ``iterrows``, ``data``); logged, it is recorded as Parquet fragments and read
-    back with ``tracklet.Api().run(path).table(key)`` (docs/tables.md). W&B's ``dtype``,
-    ``optional`` and ``allow_mixed_types`` are accepted and not used: column types are inferred."""
+    back with ``tracklet.Api().run(path).table(key)`` (docs/tables.md). W&B's ``dtype`` and
+    ``optional`` are accepted and not used: column types are inferred. ``allow_mixed_types=True``
+    stores a column whose values Arrow can't give one type as text (each value's ``str()``), where
+    the default stores the values of another type than the column's first as nulls."""
 
     _recorded = True
 
     def __init__(self, columns: Sequence[str] | None = None, data: Any = None, rows: Any = None,
                  dataframe: Any = None, dtype: Any = None, optional: Any = True, allow_mixed_types: bool = False,
                  log_mode: str = "IMMUTABLE") -> None:
+        self._mixed_as_text = bool(allow_mixed_types)
         super().__init__(columns=columns, data=data, rows=rows, dataframe=dataframe, log_mode=log_mode)
 
     def iterrows(self) -> Iterator[tuple[int, list[Any]]]:

@@ -74,11 +74,15 @@ function overlaid(image: HTMLImageElement, cell: Record<string, unknown>, url: (
 export const tableHref = (project: string, runId: string, key: string) =>
   `${runHref(project, runId)}/tables/${key.split("/").map(encodeURIComponent).join("/")}`;
 
-/** A filter condition matching `value` in `column` (for a click on a group). */
-function conditionFor(column: string, value: unknown): string {
-  const name = /^[A-Za-z_][A-Za-z0-9_./-]*$/.test(column) ? column : "`" + column + "`";
+/** A filter condition matching `value` in `column` (for a click on a group; `numeric`: a number
+ * column): the filter language takes any JSON string as a string, NaN and Infinity as numbers, and a
+ * backtick doubled inside a quoted column name. */
+function conditionFor(column: string, value: unknown, numeric: boolean): string {
+  const name = /^[A-Za-z_][A-Za-z0-9_./-]*$/.test(column) ? column : "`" + column.replaceAll("`", "``") + "`";
   if (value === null || value === undefined) return `${name} is null`;
   if (typeof value === "number" || typeof value === "boolean") return `${name} = ${value}`;
+  // a number column's NaN and infinities arrive as JSON's texts of them, which the language takes as numbers
+  if (numeric && (value === "NaN" || value === "Infinity" || value === "-Infinity")) return `${name} = ${value}`;
   return `${name} = ${JSON.stringify(String(value))}`;
 }
 
@@ -409,7 +413,8 @@ export class TablePanel {
         ...grouped.means_of.map((name) => h("td.num", { text: fmtValue(group.means[name]) })),
       );
       row.addEventListener("click", () => {
-        const condition = conditionFor(grouped.by, group.value);
+        const type = this.columns.find((c) => c.name === grouped.by)?.type ?? "";
+        const condition = conditionFor(grouped.by, group.value, /^(u?int|float|double|halffloat|decimal)/.test(type));
         this.filterInput.value = this.filter ? `(${this.filter}) and ${condition}` : condition;
         this.groupBy = "";
         void this.setFilter(this.filterInput.value);

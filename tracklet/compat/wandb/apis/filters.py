@@ -50,6 +50,8 @@ def _condition(name: str, spec: Any) -> str:
         return f"not {joined}" if name == "$nor" else joined
     if name == "$not":
         return f"not ({to_filter(spec)})"
+    if name == "sweep":  # W&B's filter on a run's sweep: tracklet tags a sweep's runs sweep:<id>
+        return _sweep_condition(spec)
     field = field_name(name)
     if field == "tags":
         tags = spec.get("$in", []) if isinstance(spec, dict) else [spec]
@@ -67,6 +69,27 @@ def _condition(name: str, spec: Any) -> str:
             parts.append(f"{field} {'exists' if value else 'not exists'}")
         else:
             raise UsageError(f"the run filter operator {op!r} is not supported (docs/wandb-compat.md)")
+    return " and ".join(parts)
+
+
+def _sweep_condition(spec: Any) -> str:
+    """``{"sweep": ID}`` (also ``{"$eq": ID}``, ``{"$in": [IDs]}``, ``{"$ne": ID}``, ``{"$nin": [IDs]}``; an
+    ID may be ``entity/project/ID``) as conditions on the ``sweep:<id>`` tag."""
+    def tagged(value: Any) -> str:
+        if not isinstance(value, str):
+            raise UsageError(f"a sweep filter takes sweep ids (str); got {value!r}")
+        return f"tags contains {_value('sweep:' + value.rstrip('/').rsplit('/', 1)[-1])}"
+
+    ops = spec if isinstance(spec, dict) else {"$eq": spec}
+    parts = []
+    for op, value in ops.items():
+        if op in ("$eq", "$ne"):
+            parts.append(tagged(value) if op == "$eq" else f"not {tagged(value)}")
+        elif op in ("$in", "$nin"):
+            either = "(" + " or ".join(tagged(v) for v in value) + ")" if value else "run_id = \"\""
+            parts.append(either if op == "$in" else f"not {either}")
+        else:
+            raise UsageError(f"the sweep filter operator {op!r} is not supported (docs/wandb-compat.md)")
     return " and ".join(parts)
 
 

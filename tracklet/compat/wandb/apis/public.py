@@ -33,6 +33,17 @@ def _parts(path: str) -> list[str]:
     return [p for p in str(path).replace(":", "/").split("/") if p and p != "runs"]
 
 
+def _dotted(values: Any, key: str) -> Any:
+    """``values[key]``, else the nested value a dotted ``key`` names (``"opt.lr"``); None if absent."""
+    if key in values:
+        return values[key]
+    for part in key.split("."):
+        if not hasattr(values, "get"):
+            return None
+        values = values.get(part)
+    return values
+
+
 class User:
     """W&B's ``User`` as a run gives it (``run.user``): ``username`` and ``name`` (tracklet keeps one
     name per user: both are it), and ``verified``, tracklet's own: True when a server authenticated
@@ -564,20 +575,26 @@ class Sweep:
         return found
 
     def best_run(self, order: str | None = None) -> Run | None:
-        """The run with the best value of the sweep's metric (``order``: ``"-name"`` for the largest
-        ``summary["name"]``, ``"+name"`` or ``"name"`` for the smallest, instead); None if no run has one."""
+        """The run with the best value of the sweep's metric, or first by ``order`` as W&B sorts it
+        (``QueryGenerator.format_order_key``): ``"+name"`` the smallest, ``"-name"`` and a bare
+        ``"name"`` the largest ``summary["name"]``; ``"config.lr"`` reads the config (a dotted key
+        under neither ``config.`` nor ``summary_metrics.`` is a summary key). None if no run has one."""
         if order is None:
             best = self._data.get("best") or {}
             if not best.get("run_id"):
                 return None
             return Run(self._api.run(f"{self.project}/{best['run_id']}"), self.entity, self._api)
-        key = order.lstrip("+-").removeprefix("summary_metrics.").removeprefix("summary.")
+        descending = not order.startswith("+")
+        key = order[1:] if order[:1] in ("+", "-") else order
+        in_config = key.startswith("config.")
+        key = key.removeprefix("config.").removesuffix(".value") if in_config else (
+            key.removeprefix("summary_metrics.").removeprefix("summary."))
         scored = [(value, run) for run in self.runs
-                  if isinstance(value := run.summary.get(key), (int, float)) and not isinstance(value, bool)
-                  and value == value]
+                  if isinstance(value := _dotted(run.config if in_config else run.summary, key), (int, float))
+                  and not isinstance(value, bool) and value == value]
         if not scored:
             return None
-        pick = max if order.startswith("-") else min
+        pick = max if descending else min
         return pick(scored, key=lambda pair: pair[0])[1]
 
     def load(self, force: bool = False) -> None:

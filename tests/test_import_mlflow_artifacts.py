@@ -198,7 +198,7 @@ def test_a_model_versions_location_outside_is_refused_and_the_run_imports(tmp_pa
     results = imported(project / "mlflow.db", tmp_path / "root")
     [version] = results.models
     assert version.status == "skipped"
-    assert "is outside the directories" in version.warnings[0] and f"model 'm' version 1" in version.warnings[0]
+    assert "is outside the directories" in version.warnings[0] and "model 'm' version 1" in version.warnings[0]
     assert SECRET.encode() not in b"".join(path.read_bytes() for path in (tmp_path / "root").rglob("*")
                                            if path.is_file())
 

@@ -371,8 +371,8 @@ class MlflowSource:
         if scheme == "mlflow-artifacts" and urlparse(uri).netloc and self.kind == "http" \
                 and urlparse(uri).netloc.lower() != urlparse(self.uri).netloc.lower():
             # MLflow would fetch it from the host it names, not from this server
-            raise ArtifactRootRefused(f"{what}: its artifact location {redact_url(uri)} names another server "
-                                      f"than {redact_url(self.uri)}; not read")
+            raise ArtifactRootRefused(f"{what}: artifact files not imported: {redact_url(uri)} names another server "
+                                      f"than {redact_url(self.uri)} (MLflow would fetch them from there)")
         if not self.client.list_artifacts(info.run_id):
             return None
         return Path(self.client.download_artifacts(info.run_id, "", dst_path=str(scratch)))
@@ -722,12 +722,12 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
     paths = RunPaths(root, project, run_id)
     name = info.run_name or run_id
     result = ImportedRun(f"{project}/{run_id}", name, f"{source.location} run {info.run_id}", "imported")
-    artifact_problem = ""
+    artifact_problem = refused = ""
     with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-", dir=scratch) as temp:
         try:
             artifacts = source.artifacts_dir(run, Path(temp))
-        except ArtifactRootRefused as error:  # a local directory outside the allowed roots
-            artifacts, artifact_problem = None, str(error)
+        except ArtifactRootRefused as error:  # a local directory outside the allowed roots: says it all
+            artifacts, refused = None, str(error)
         except Exception as error:  # an artifact store this machine can't reach (s3:// without boto3, say)
             artifacts, artifact_problem = None, f"{type(error).__name__}: {_short(error)}"
         files = _artifact_files(artifacts)
@@ -786,6 +786,8 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
     if counts.get("collapsed"):
         result.warnings.append(f"{counts['collapsed']} metric point(s) shared a step with a later point of the same "
                                f"key; tracklet keeps one value per key and step: the later one")
+    if refused:
+        result.warnings.append(refused)
     if artifact_problem:
         result.warnings.append(f"artifact files ({redact_url(info.artifact_uri or '')}) not imported: "
                                f"{artifact_problem}")

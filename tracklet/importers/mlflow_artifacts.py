@@ -85,11 +85,11 @@ class ArtifactRoots:
                 suggest = base.parent if base.name.isdigit() else base
         shown = redact_url(location)
         via = "" if str(resolved) == str(path) else f" (links followed: {resolved})"
-        allowed = ", ".join(f"{root} ({label})" for root, label in zip(self.roots, self.labels)) or "none"
+        allowed = ", ".join(f"{root}: {label}" for root, label in zip(self.roots, self.labels)) or "none"
         raise ArtifactRootRefused(
-            f"{what}: its artifact location {shown}{via} is outside the directories this import reads "
-            f"artifact files from ({allowed}); not read. If that is where this store keeps its artifacts, "
-            f"allow it: --artifact-root {suggest} (artifact_roots=[...] in Python)")
+            f"{what}: artifact files not imported: {shown}{via} is outside the directories this import reads "
+            f"artifact files from ({allowed}); if this store keeps its artifacts there, allow it with "
+            f"--artifact-root {suggest} (artifact_roots=[...] in Python)")
 
 
 def regular_files(directory: Path) -> list[tuple[str, int]]:

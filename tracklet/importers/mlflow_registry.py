@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlparse
 
 from tracklet.core.layout import MAX_NAME_CHARS, is_valid_name
 from tracklet.core.redact import redact_url
+from tracklet.errors import ArtifactRootRefused
 
 REGISTRY = "model"  # tracklet's registry that models:/ URIs name (registry/refs.py)
 PAGE = 1000
@@ -432,6 +433,9 @@ def _import_model(source: Any, root: Path, runs: dict[str, RunInImport], model_n
                          for link in registry.links_to(info.project, info.name, info.version))
             link = registry.link(REGISTRY, collection, info, [], actor=actor,
                                  reason=f"{REASON}: {model_name!r} version {version.version}")
+        except ArtifactRootRefused as error:  # its files outside the allowed directories: whole, with the option
+            result.warnings.append(f"{error}; version skipped")
+            continue
         except Exception as error:  # noqa: BLE001 - this version's files or collection: the rest still import
             result.warnings.append(f"{type(error).__name__}: {_short(error)}; version skipped")
             continue

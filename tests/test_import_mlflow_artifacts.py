@@ -178,7 +178,7 @@ def test_links_never_lead_out_of_an_allowed_directory(tmp_path: Path, monkeypatc
 
     # What the warning says to pass allows it (the link's target, not the link)
     results = {result.name: result for result in imported(project / "mlflow.db", tmp_path / "root2",
-                                                             artifact_roots=[tmp_path / "elsewhere"])}
+                                                             artifact_roots=tmp_path / "elsewhere")}  # one, or a list
     assert results["moved"].warnings == []
     assert artifact_files(tmp_path / "root2", "other", moved.info.run_id, tmp_path / "out2") == \
         {"model/weights.bin": WEIGHTS}

@@ -108,7 +108,7 @@ class MlflowSource:
     """One MLflow tracking store, checked to be one, and a client on it. ``kind`` is ``file``,
     ``sql`` or ``http``; ``root`` is a file store's directory."""
 
-    def __init__(self, location: str | os.PathLike, artifact_roots: Iterable[str | os.PathLike] = ()) -> None:
+    def __init__(self, location: str | os.PathLike, artifact_roots: str | os.PathLike | Iterable[str | os.PathLike] = ()) -> None:
         from tracklet.importers.mlflow_artifacts import ArtifactRoots
 
         self.location = str(location)
@@ -809,7 +809,7 @@ class MlflowImport(list):
 
 def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
                   experiments: Iterable[str] = (), progress: Progress | None = None,
-                  models: bool = True, artifact_roots: Iterable[str | os.PathLike] = ()) -> MlflowImport:
+                  models: bool = True, artifact_roots: str | os.PathLike | Iterable[str | os.PathLike] = ()) -> MlflowImport:
     """Import every active run of every active experiment (or of ``experiments``: names or ids)
     of the MLflow store at ``location`` (a ``mlruns/`` directory, an MLflow SQLite database, a
     ``sqlite:///`` or ``http(s)://`` URI) into the data root (default: ``$TRACKLET_DIR`` or the

@@ -48,13 +48,14 @@ class ArtifactRoots:
     """The directories (resolved) an import reads local artifact files from: the source's own
     (``default``: described by ``default_label``) and the user's ``--artifact-root`` ones."""
 
-    def __init__(self, default: Path | None, default_label: str, given: Iterable[str | os.PathLike] = ()) -> None:
+    def __init__(self, default: Path | None, default_label: str,
+                 given: str | os.PathLike | Iterable[str | os.PathLike] = ()) -> None:
         self.roots: list[Path] = []
         self.labels: list[str] = []
         if default is not None:
             self.roots.append(default.resolve())
             self.labels.append(default_label)
-        for entry in given:
+        for entry in [given] if isinstance(given, (str, os.PathLike)) else given:  # one directory, not its letters
             text = os.fspath(entry)
             path = local_path(text) if is_local(text) else None
             if path is None or not path.is_dir():

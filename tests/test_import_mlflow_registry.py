@@ -367,8 +367,39 @@ def test_a_crafted_file_store_naming_a_directory_outside_it_imports_none_of_its_
     results = import_mlflow(location, root=tmp_path / "root")
     by_id = {result.path.split("/")[1]: result for result in results}
     assert [by_id[run_id].status for run_id in ids] == ["imported", "imported"]
-    assert any("is outside the MLflow store" in message for message in by_id[ids[0]].warnings)
+    assert any("is outside the directories" in message and ": the file store)" in message
+               for message in by_id[ids[0]].warnings)
     [version] = results.models
-    assert version.status == "skipped" and "is outside the MLflow store" in version.warnings[0]
+    assert version.status == "skipped" and "is outside the directories" in version.warnings[0]
     held = [path for path in (tmp_path / "root").rglob("*") if path.is_file() and b"PRIVATE KEY" in path.read_bytes()]
     assert held == []
+
+
+@pytest.mark.parametrize("before", ["unset", "variable", "set"])
+def test_mlflows_tracking_uri_is_the_sources_while_read_and_as_it_was_after(before: str, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry read sets MLflow's process-wide tracking URI to the source (its file registry
+    reads logged models through ``MlflowClient()``) with MLflow's public API, and puts back what the
+    process had: nothing, the ``MLFLOW_TRACKING_URI`` variable, or a ``set_tracking_uri`` value."""
+    import mlflow
+
+    location = tmp_path / "mlruns"
+    uri, artifacts = store_uri(location)
+    write_registry(uri, artifacts, tmp_path / "scratch")
+    elsewhere = (tmp_path / "elsewhere").as_uri()
+    mlflow.set_tracking_uri(None)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    try:
+        if before == "variable":
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+        elif before == "set":
+            mlflow.set_tracking_uri(elsewhere)
+        results = imported(location, tmp_path / "root", experiments=["churn"])
+        assert [result.status for result in results.models] == ["imported", "imported", "skipped"]
+        if before == "unset":
+            assert not mlflow.is_tracking_uri_set() and "MLFLOW_TRACKING_URI" not in os.environ
+        else:
+            assert mlflow.get_tracking_uri() == os.environ["MLFLOW_TRACKING_URI"] == elsewhere
+        assert not (tmp_path / "elsewhere").exists()  # the source was read, not the process's store
+    finally:
+        mlflow.set_tracking_uri(None)

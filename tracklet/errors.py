@@ -65,6 +65,7 @@ __all__ = [
     "RunNotFound",
     "RunNotIndexed",
     "SourceError",
+    "ArtifactRootRefused",
     "SweepError",
     "SweepNotFound",
     "SweepSpecError",
@@ -293,6 +294,11 @@ class UnsupportedReference(ArtifactError, NotImplementedError):
 
 class SourceError(TrackletError):
     """A source that can't be imported (not found, not the expected format, a run id conflict)."""
+
+
+class ArtifactRootRefused(TrackletError, ValueError):
+    """An imported store's artifact location on this machine's disk is outside the directories the
+    import may read (``tracklet import mlflow --artifact-root``): those files are not imported."""
 
 
 class NotAWandbFile(TrackletError, ValueError):

@@ -120,10 +120,13 @@ def import_tensorboard_command(ctx: click.Context, logdir: Path, project: str | 
 @click.option("--experiment", "experiments", multiple=True, metavar="NAME_OR_ID",
               help="Import only this experiment (repeatable; default: every active one).")
 @click.option("--no-models", is_flag=True, help="Import the runs only, not the registered models.")
+@click.option("--artifact-root", "artifact_roots", multiple=True, metavar="DIR",
+              help="Also read artifact files that the store keeps in this directory of this machine (repeatable; "
+                   "default: only inside a file store's or a database's own directory).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def import_mlflow_command(ctx: click.Context, store: str, project: str | None, experiments: tuple[str, ...],
-                          no_models: bool, quiet: bool) -> None:
+                          no_models: bool, artifact_roots: tuple[str, ...], quiet: bool) -> None:
     """Import MLflow runs and registered models: a file store (mlruns/), a database (mlflow.db,
     sqlite:///...) or a server (http://...)."""
     root = _state(ctx).api.root
@@ -131,6 +134,7 @@ def import_mlflow_command(ctx: click.Context, store: str, project: str | None, e
     def run(report: Any) -> Any:
         from tracklet.importers.mlflow import import_mlflow
 
-        return import_mlflow(store, root, project, experiments, progress=report, models=not no_models)
+        return import_mlflow(store, root, project, experiments, progress=report, models=not no_models,
+                             artifact_roots=artifact_roots)
 
     _handle_errors(_run_import)(ctx, "mlflow", run, quiet)

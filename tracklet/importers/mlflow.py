@@ -54,6 +54,7 @@ from urllib.parse import unquote, urlparse
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.layout import MAX_NAME_CHARS, RunPaths, check_name, is_valid_name
 from tracklet.core.redact import redact_command, redact_url
+from tracklet.errors import ArtifactRootRefused
 from tracklet.importers.writer import (
     ImportedRun,
     RunWriter,
@@ -107,10 +108,18 @@ class MlflowSource:
     """One MLflow tracking store, checked to be one, and a client on it. ``kind`` is ``file``,
     ``sql`` or ``http``; ``root`` is a file store's directory."""
 
-    def __init__(self, location: str | os.PathLike) -> None:
+    def __init__(self, location: str | os.PathLike, artifact_roots: str | os.PathLike | Iterable[str | os.PathLike] = ()) -> None:
+        from tracklet.importers.mlflow_artifacts import ArtifactRoots
+
         self.location = str(location)
         self.kind, self.uri, self.root = _resolve(self.location)
         self.database = Path(self.uri.removeprefix("sqlite:///")) if self.uri.startswith("sqlite:///") else None
+        # Where local artifact files may be read (mlflow_artifacts): the store's own directory, the
+        # database's, none of a server's; and the user's --artifact-root directories.
+        own = self.root if self.root is not None else self.database.parent if self.database is not None else None
+        self.artifact_roots = ArtifactRoots(own, "the file store" if self.root is not None else "the database's directory",
+                                            artifact_roots)
+        self.experiment_locations: dict[str, str] = {}  # experiment id → artifact_location (refusals' hints)
         self._metric_keys: dict[str, list[str]] = {}  # a file store's runs' keys (their Run has no metrics)
         self._bad_metrics: dict[str, dict[str, str]] = {}  # a file store's metric files that aren't files
         _mlflow()
@@ -147,6 +156,7 @@ class MlflowSource:
                 raise SourceError(f"{self.location}: no active experiment named {', '.join(map(repr, missing))} "
                                   f"(it has: {', '.join(repr(e.name) for e in found[:20])})")
             found = picked
+        self.experiment_locations.update((e.experiment_id, e.artifact_location or "") for e in found)
         return sorted(found, key=lambda e: (int(e.experiment_id) if e.experiment_id.isdigit() else 0,
                                             e.experiment_id))
 
@@ -335,33 +345,37 @@ class MlflowSource:
 
     def artifacts_dir(self, run: Any, scratch: Path) -> Path | None:
         """A local directory holding the run's artifact files (the store's own, or a download into
-        ``scratch``); None when the run has none."""
-        uri = run.info.artifact_uri or ""
-        parsed = urlparse(uri)
-        if parsed.scheme in ("", "file"):
-            local = Path(unquote(parsed.path) if parsed.scheme else uri)
-            if local.is_symlink():  # MLflow makes a directory there, never a link (a crafted store's to ~)
-                raise ValueError(f"{local} is a symbolic link")
-            if self.root is not None and (not local.is_dir() or not inside_store(self.root, local)):
+        ``scratch``); None when the run has none. A directory on this machine's disk is read only
+        inside ``artifact_roots`` (``ArtifactRootRefused`` otherwise: mlflow_artifacts)."""
+        from tracklet.importers.mlflow_artifacts import is_local, local_path
+
+        info = run.info
+        uri = info.artifact_uri or ""
+        what = f"run {info.run_id}"
+        if not uri:
+            return None  # (a path "" would be the working directory)
+        if is_local(uri):
+            local = local_path(uri)
+            if self.root is not None and (not local.is_dir() or not self.artifact_roots.allows(local)):
                 # A file store moved or copied from another machine: its runs' artifact_uri still
-                # names where it was; MLflow keeps a run's files in the run's own directory. A
-                # directory outside the store is never read (a crafted meta.yaml's naming ~).
-                own = self.root / run.info.experiment_id / run.info.run_id / "artifacts"
-                if local.is_dir() and (own.is_symlink() or not own.is_dir() or not any(own.iterdir())):
-                    raise ValueError(f"{redact_url(uri)} is outside the MLflow store {self.root}: not read")
-                local = own
-            if local.is_symlink():  # MLflow makes a directory there, never a link (a crafted store's to ~)
-                raise ValueError(f"{local} is a symbolic link")
-            return local if local.is_dir() and any(local.iterdir()) else None
-        if not self.client.list_artifacts(run.info.run_id):
+                # names where it was; MLflow keeps a run's files in the run's own directory.
+                own = self.root / info.experiment_id / info.run_id / "artifacts"
+                if not local.is_dir() or own.is_symlink() or (own.is_dir() and any(own.iterdir())):
+                    local, uri = own, str(own)
+            if not os.path.lexists(local):
+                return None  # MLflow makes a run's artifact directory when it logs the first file
+            directory = self.artifact_roots.confine(uri, what, self.experiment_locations.get(info.experiment_id, ""),
+                                                    info.run_id)
+            return directory if directory.is_dir() and any(directory.iterdir()) else None
+        scheme = urlparse(uri).scheme.lower()
+        if scheme == "mlflow-artifacts" and urlparse(uri).netloc and self.kind == "http" \
+                and urlparse(uri).netloc.lower() != urlparse(self.uri).netloc.lower():
+            # MLflow would fetch it from the host it names, not from this server
+            raise ArtifactRootRefused(f"{what}: artifact files not imported: {redact_url(uri)} names another server "
+                                      f"than {redact_url(self.uri)} (MLflow would fetch them from there)")
+        if not self.client.list_artifacts(info.run_id):
             return None
-        return Path(self.client.download_artifacts(run.info.run_id, "", dst_path=str(scratch)))
-
-
-def inside_store(root: Path, location: Path) -> bool:
-    """Whether ``location`` (links followed) is ``root``, a file store's directory, or below it:
-    where MLflow writes a file store's artifact files and logged models."""
-    return location.resolve().is_relative_to(root.resolve())
+        return Path(self.client.download_artifacts(info.run_id, "", dst_path=str(scratch)))
 
 
 _POINT = struct.Struct("<qdd")  # step, time in seconds, value
@@ -687,13 +701,9 @@ def _row(step: Any, when: float, row: dict[int, float], names: list[str], keyset
 
 
 def _artifact_files(directory: Path | None) -> list[tuple[str, int]]:
-    if directory is None:
-        return []
-    files = []
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            files.append((path.relative_to(directory).as_posix(), path.stat().st_size))
-    return files
+    from tracklet.importers.mlflow_artifacts import regular_files
+
+    return [] if directory is None else regular_files(directory)
 
 
 # ---------------------------------------------------------------- importing
@@ -712,10 +722,12 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
     paths = RunPaths(root, project, run_id)
     name = info.run_name or run_id
     result = ImportedRun(f"{project}/{run_id}", name, f"{source.location} run {info.run_id}", "imported")
-    artifact_problem = ""
+    artifact_problem = refused = ""
     with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-", dir=scratch) as temp:
         try:
             artifacts = source.artifacts_dir(run, Path(temp))
+        except ArtifactRootRefused as error:  # a local directory outside the allowed roots: says it all
+            artifacts, refused = None, str(error)
         except Exception as error:  # an artifact store this machine can't reach (s3:// without boto3, say)
             artifacts, artifact_problem = None, f"{type(error).__name__}: {_short(error)}"
         files = _artifact_files(artifacts)
@@ -774,6 +786,8 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
     if counts.get("collapsed"):
         result.warnings.append(f"{counts['collapsed']} metric point(s) shared a step with a later point of the same "
                                f"key; tracklet keeps one value per key and step: the later one")
+    if refused:
+        result.warnings.append(refused)
     if artifact_problem:
         result.warnings.append(f"artifact files ({redact_url(info.artifact_uri or '')}) not imported: "
                                f"{artifact_problem}")
@@ -795,21 +809,23 @@ class MlflowImport(list):
 
 def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
                   experiments: Iterable[str] = (), progress: Progress | None = None,
-                  models: bool = True) -> MlflowImport:
+                  models: bool = True, artifact_roots: str | os.PathLike | Iterable[str | os.PathLike] = ()) -> MlflowImport:
     """Import every active run of every active experiment (or of ``experiments``: names or ids)
     of the MLflow store at ``location`` (a ``mlruns/`` directory, an MLflow SQLite database, a
     ``sqlite:///`` or ``http(s)://`` URI) into the data root (default: ``$TRACKLET_DIR`` or the
     per-user one). Each experiment's runs go to the project named after it, or all to
     ``project``. A run that can't be read is reported (``status="skipped"``) and the rest imported.
     Then (``models``) the registered models whose versions' runs were imported, into the data root's
-    model registry (``mlflow_registry``): the result's ``models``."""
+    model registry (``mlflow_registry``): the result's ``models``. Artifact files on this machine's
+    disk are read only inside the store's own directory (a file store's, a database's) and
+    ``artifact_roots`` (``mlflow_artifacts``); a run's outside them imports without them, with a warning."""
     from tracklet.importers import data_root
     from tracklet.importers.mlflow_registry import RunInImport, import_registry
 
     if project is not None:
         check_name("project", project)  # before reading anything
     target = data_root(root)
-    source = MlflowSource(location)
+    source = MlflowSource(location, artifact_roots)
     results = MlflowImport()
     in_import: dict[str, RunInImport] = {}
     for experiment in source.experiments(experiments):

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -33,6 +34,7 @@ from urllib.parse import unquote, urlparse
 
 from tracklet.core.layout import MAX_NAME_CHARS, is_valid_name
 from tracklet.core.redact import redact_url
+from tracklet.errors import ArtifactRootRefused
 
 REGISTRY = "model"  # tracklet's registry that models:/ URIs name (registry/refs.py)
 PAGE = 1000
@@ -98,12 +100,31 @@ def reading(source: Any) -> Iterator[None]:
     """MLflow opened on ``source`` for a registry read. Its file registry reads a version's logged
     model through ``MlflowClient()``, the process's default tracking URI (MLflow 3: a
     ``mlflow.db`` it creates in the working directory), so that is the source's meanwhile."""
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
     from tracklet.importers.mlflow import _file_store_allowed
 
-    with _file_store_allowed(source.kind == "file"), _use_tracking_uri(source.uri):
+    with _file_store_allowed(source.kind == "file"), default_tracking_uri(source.uri):
         yield
+
+
+@contextlib.contextmanager
+def default_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``uri`` meanwhile, then put back as it was, with
+    MLflow's public API only (``set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` for subprocesses;
+    ``set_tracking_uri(None)`` unsets both, which is how MLflow's own private helper restores "none")."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    environment = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        # Set only by the variable (or set to what it says): unset, and the variable read again.
+        mlflow.set_tracking_uri(None if before in (None, environment) else before)
+        if environment is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = environment
 
 
 @dataclasses.dataclass
@@ -237,19 +258,17 @@ def _normal(location: str) -> str:
 
 
 @contextlib.contextmanager
-def _local_files(source: Any, location: str) -> Iterator[Path]:
-    """A local directory holding the files at ``location`` (read in place when local, else
-    downloaded through MLflow to a temporary directory, removed afterwards)."""
-    from tracklet.importers.mlflow import inside_store
+def _local_files(source: Any, location: str, what: str) -> Iterator[Path]:
+    """A local directory holding the files at ``location`` (read in place when local and inside the
+    source's ``artifact_roots``, else downloaded through MLflow to a temporary directory, removed
+    afterwards); ``what`` names the version in a refusal."""
+    from tracklet.importers.mlflow_artifacts import is_local, local_path
 
-    parsed = urlparse(location)
-    if parsed.scheme in ("", "file"):
-        path = Path(unquote(parsed.path) if parsed.scheme else location)
-        if not path.is_dir():
-            raise FileNotFoundError(f"{location} is not a directory")
-        if source.root is not None and not inside_store(source.root, path):  # a crafted version's source: ~
-            raise LookupError(f"{redact_url(location)} is outside the MLflow store {source.root}: not read")
-        yield path
+    if is_local(location):
+        if not local_path(location).is_dir():
+            raise FileNotFoundError(f"{redact_url(location)} is not a directory")
+        # only inside the allowed roots, links followed (a crafted version's source: ~)
+        yield source.artifact_roots.confine(location, what)
         return
     import mlflow.artifacts
 
@@ -294,9 +313,11 @@ def model_version(root: Path, source: Any, run: RunInImport, location: str, mlfl
     store = open_store(root)
     with contextlib.suppress(ArtifactNotFound):
         return store.registry.version(run.project, name)
-    with _local_files(source, location) as directory:
-        files = {path.relative_to(directory).as_posix(): LocalFile(str(path))
-                 for path in sorted(directory.rglob("*")) if path.is_file() and not path.is_symlink()}
+    from tracklet.importers.mlflow_artifacts import regular_files
+
+    what = f"model {mlflow_version.name!r} version {mlflow_version.version}"
+    with _local_files(source, location, what) as directory:
+        files = {path: LocalFile(str(directory / path)) for path, _ in regular_files(directory)}
         if not files:
             raise LookupError(f"{redact_url(location)} holds no files")
         committed = store.commit(
@@ -412,6 +433,9 @@ def _import_model(source: Any, root: Path, runs: dict[str, RunInImport], model_n
                          for link in registry.links_to(info.project, info.name, info.version))
             link = registry.link(REGISTRY, collection, info, [], actor=actor,
                                  reason=f"{REASON}: {model_name!r} version {version.version}")
+        except ArtifactRootRefused as error:  # its files outside the allowed directories: whole, with the option
+            result.warnings.append(f"{error}; version skipped")
+            continue
         except Exception as error:  # noqa: BLE001 - this version's files or collection: the rest still import
             result.warnings.append(f"{type(error).__name__}: {_short(error)}; version skipped")
             continue

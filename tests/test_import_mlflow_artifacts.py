@@ -1,0 +1,213 @@
+"""`tracklet import mlflow` reads artifact files from this machine's disk only inside the store's own
+directory (a database's directory: where MLflow's default layout puts them) and the `--artifact-root`
+directories: a database whose row names another directory (`file:///home/me/.ssh`), a `..` in the
+location, or a link out of an allowed directory imports the run without those files, with a warning
+naming the run, the directory and the option that allows it. Stores MLflow itself wrote in its default
+layout import their files with no option."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("mlflow", reason="the mlflow extra (mlflow-skinny) writes the MLflow stores to import")
+
+from click.testing import CliRunner  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from test_import_mlflow import T0, WEIGHTS  # noqa: E402
+
+import tracklet  # noqa: E402
+from tracklet.cli.main import main  # noqa: E402
+from tracklet.importers import SourceError, import_mlflow  # noqa: E402
+
+SECRET = "-----BEGIN OPENSSH PRIVATE KEY-----"
+
+
+def logged_run(uri: str, scratch: Path, name: str = "trained", experiment: str = "e") -> tuple[MlflowClient, Any]:
+    """A finished run of experiment ``experiment`` with artifact file ``model/weights.bin``, written by
+    MLflow with its default artifact location (relative to the working directory); the run."""
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, start_time=T0, run_name=name)
+    files = scratch / name / "model"
+    files.mkdir(parents=True)
+    (files / "weights.bin").write_bytes(WEIGHTS)
+    client.log_artifacts(run.info.run_id, str(files.parent))
+    client.log_metric(run.info.run_id, "loss", 0.5, timestamp=T0, step=0)
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 10)
+    return client, client.get_run(run.info.run_id)
+
+
+def home_with_a_key(tmp_path: Path) -> Path:
+    """A directory like ~/.ssh, outside every store."""
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "id_ed25519").write_text(SECRET)
+    return ssh
+
+
+def imported(location: Any, root: Path, **kwargs: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return import_mlflow(location, root=root, **kwargs)
+
+
+def artifact_files(root: Path, project: str, run_id: str, out: Path) -> dict[str, bytes]:
+    artifact = tracklet.Api(root).artifact(f"{project}/mlflow-{run_id}:latest")
+    directory = Path(artifact.download(str(out)))
+    return {path.relative_to(directory).as_posix(): path.read_bytes()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def set_artifact_uri(database: Path, run_id: str, uri: str) -> None:
+    """What a crafted (or hand-edited) database holds: the run's row naming another location."""
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", (uri, run_id))
+    connection.close()
+
+
+def test_mlflows_default_layout_beside_the_database_imports_with_no_option(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mlflow ui` / a script with `sqlite:///mlflow.db` in a project directory: MLflow stores the
+    default artifact root `./mlruns` of the working directory as an absolute path (no scheme), here
+    beside the database. (An absolute database URI: MLflow caches a store per URI.)"""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    client, run = logged_run(f"sqlite:///{project}/mlflow.db", tmp_path / "scratch")
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.artifact_location == str(project / "mlruns" / run.info.experiment_id)  # what MLflow stores
+    assert run.info.artifact_uri == f"{experiment.artifact_location}/{run.info.run_id}/artifacts"
+    monkeypatch.chdir(tmp_path)
+    [result] = imported(project / "mlflow.db", tmp_path / "root")
+    assert (result.status, result.warnings) == ("imported", [])
+    assert artifact_files(tmp_path / "root", "e", run.info.run_id, tmp_path / "out") == {"model/weights.bin": WEIGHTS}
+
+
+def test_artifacts_kept_outside_the_databases_directory_need_an_artifact_root(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database written from another working directory keeps its artifacts there: refused with a
+    warning that names the run, the directory and the option; the run's metrics import. With
+    `--artifact-root` (the CLI's, as the warning says) the files import."""
+    database = tmp_path / "dbs" / "mlflow.db"
+    database.parent.mkdir()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    _, run = logged_run(f"sqlite:///{database}", tmp_path / "scratch")
+    run_id = run.info.run_id
+    [result] = imported(database, tmp_path / "root")
+    assert result.status == "imported"
+    [message] = result.warnings
+    assert f"run {run_id}" in message and str(workdir / "mlruns") in message
+    assert f"--artifact-root {workdir / 'mlruns'}" in message  # the artifact root, for every run under it
+    imported_run = tracklet.Api(tmp_path / "root").run(f"e/{run_id}")
+    assert imported_run.summary == {"loss": 0.5} and imported_run.logged_artifacts == []
+
+    outcome = CliRunner().invoke(main, ["--dir", str(tmp_path / "root2"), "import", "mlflow", str(database), "-q",
+                                        "--artifact-root", str(workdir / "mlruns")])
+    assert outcome.exit_code == 0, outcome.output
+    assert "warning" not in outcome.output
+    assert artifact_files(tmp_path / "root2", "e", run_id, tmp_path / "out") == {"model/weights.bin": WEIGHTS}
+
+
+@pytest.mark.parametrize("how", ["another directory", "dot-dot", "encoded dot-dot", "relative dot-dot"])
+def test_a_database_row_naming_a_directory_outside_imports_none_of_its_files(how: str, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    _, run = logged_run(f"sqlite:///{project}/mlflow.db", tmp_path / "scratch")
+    ssh = home_with_a_key(tmp_path)
+    uri = {"another directory": ssh.as_uri(),
+           "dot-dot": f"{project}/mlruns/../../home/.ssh",
+           "encoded dot-dot": f"file://{project}/mlruns/%2e%2e/%2E%2E/home/.ssh",
+           "relative dot-dot": "mlruns/../../home/.ssh"}[how]  # read from the working directory, as MLflow does
+    set_artifact_uri(project / "mlflow.db", run.info.run_id, uri)
+    [result] = imported(project / "mlflow.db", tmp_path / "root")
+    assert result.status == "imported"
+    [message] = result.warnings
+    assert f"run {run.info.run_id}" in message and "is outside the directories" in message
+    assert str(project) in message and f"--artifact-root {ssh}" in message  # the resolved directory
+    assert tracklet.Api(tmp_path / "root").run(f"e/{run.info.run_id}").logged_artifacts == []
+    assert SECRET.encode() not in b"".join(path.read_bytes() for path in (tmp_path / "root").rglob("*")
+                                           if path.is_file())
+
+
+def test_links_never_lead_out_of_an_allowed_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's artifact directory a link to ~/.ssh (refused, as its location resolves outside); a
+    link to a file or a directory outside among a run's files (those skipped, the run's own files
+    imported); an experiment directory that is a link out (refused)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    ssh = home_with_a_key(tmp_path)
+    _, linked = logged_run(f"sqlite:///{project}/mlflow.db", tmp_path / "scratch", "linked")
+    _, mixed = logged_run(f"sqlite:///{project}/mlflow.db", tmp_path / "scratch", "mixed")
+    _, moved = logged_run(f"sqlite:///{project}/mlflow.db", tmp_path / "scratch", "moved", experiment="other")
+    artifacts = Path(linked.info.artifact_uri)
+    for path in sorted(artifacts.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    artifacts.rmdir()
+    artifacts.symlink_to(ssh)
+    own = Path(mixed.info.artifact_uri)
+    (own / "key").symlink_to(ssh / "id_ed25519")
+    (own / "home").symlink_to(ssh)
+    other = Path(moved.info.artifact_uri).parents[1]  # mlruns/<experiment id>
+    other.rename(tmp_path / "elsewhere")
+    other.symlink_to(tmp_path / "elsewhere")
+
+    results = {result.name: result for result in imported(project / "mlflow.db", tmp_path / "root")}
+    assert {name: result.status for name, result in results.items()} == \
+        {"linked": "imported", "mixed": "imported", "moved": "imported"}
+    [message] = results["linked"].warnings
+    assert f"(links followed: {ssh})" in message and "is outside the directories" in message
+    assert results["mixed"].warnings == []
+    assert artifact_files(tmp_path / "root", "e", mixed.info.run_id, tmp_path / "out") == \
+        {"model/weights.bin": WEIGHTS}
+    [message] = results["moved"].warnings
+    assert f"links followed: {tmp_path / 'elsewhere'}" in message
+    assert f"--artifact-root {tmp_path / 'elsewhere'}" in message
+    assert SECRET.encode() not in b"".join(path.read_bytes() for path in (tmp_path / "root").rglob("*")
+                                           if path.is_file())
+
+    # What the warning says to pass allows it (the link's target, not the link)
+    results = {result.name: result for result in imported(project / "mlflow.db", tmp_path / "root2",
+                                                             artifact_roots=tmp_path / "elsewhere")}  # one, or a list
+    assert results["moved"].warnings == []
+    assert artifact_files(tmp_path / "root2", "other", moved.info.run_id, tmp_path / "out2") == \
+        {"model/weights.bin": WEIGHTS}
+
+
+def test_a_model_versions_location_outside_is_refused_and_the_run_imports(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registered version whose files are outside the run's artifacts (an MLflow 3 logged model's
+    place) naming ~/.ssh in a database: the version is skipped, saying why; nothing of it is read."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    client, run = logged_run(f"sqlite:///{project}/mlflow.db", tmp_path / "scratch")
+    ssh = home_with_a_key(tmp_path)
+    client.create_registered_model("m")
+    client.create_model_version("m", str(ssh), run.info.run_id)
+    results = imported(project / "mlflow.db", tmp_path / "root")
+    [version] = results.models
+    assert version.status == "skipped"
+    assert "is outside the directories" in version.warnings[0] and "model 'm' version 1" in version.warnings[0]
+    assert SECRET.encode() not in b"".join(path.read_bytes() for path in (tmp_path / "root").rglob("*")
+                                           if path.is_file())
+
+
+def test_an_artifact_root_that_is_not_a_directory_is_a_clear_error(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    logged_run(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "scratch")
+    with pytest.raises(SourceError, match="--artifact-root .*missing: not a directory of this machine"):
+        imported(tmp_path / "mlflow.db", tmp_path / "root", artifact_roots=[tmp_path / "missing"])
+    with pytest.raises(SourceError, match="--artifact-root s3://bucket: not a directory of this machine"):
+        imported(tmp_path / "mlflow.db", tmp_path / "root", artifact_roots=["s3://bucket"])

@@ -1,0 +1,111 @@
+"""Where ``tracklet import mlflow`` may read a run's (or a registered model's) artifact files from
+this machine's disk (docs/import.md, "Artifact files on this machine's disk").
+
+An MLflow store names each run's artifact location itself (``runs.artifact_uri`` in a database, a
+server's answer, ``meta.yaml`` in a file store): a store handed over from elsewhere can name any
+directory of the importing machine (``file:///home/me/.ssh``), and the import would copy it into a
+tracklet run (and ``tracklet sync`` on to a server). So a local location is read only inside an
+allowed root, with every symbolic link resolved first (a link can't lead out of a root):
+
+- a file store: the store's directory (where MLflow writes every run's files);
+- an MLflow database: the database's directory (``mlflow ui``/``mlflow server`` in a project
+  directory keep ``mlflow.db`` and the default artifact root ``./mlruns`` or ``./mlartifacts`` side
+  by side); the experiments' ``artifact_location`` is not trusted: it is in the same file as the
+  runs' locations, so a crafted database names both;
+- a tracking server: none (its local paths are the server's, and a server's answer is no reason to
+  read this machine's files); ``mlflow-artifacts:`` locations go through the server's artifact API;
+- plus every ``--artifact-root DIR`` the user names.
+
+A location outside them is refused with a warning that names the run, the directory and the option
+that allows it; the run is imported without those files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import unquote, urlparse
+
+from tracklet.core.redact import redact_url
+from tracklet.errors import ArtifactRootRefused, SourceError
+
+LOCAL_SCHEMES = ("", "file")
+
+
+def is_local(location: str) -> bool:
+    """Whether an MLflow artifact location names this machine's disk (a path or ``file://``)."""
+    return urlparse(location).scheme in LOCAL_SCHEMES
+
+
+def local_path(location: str) -> Path:
+    """The path a local artifact location names (``file:///x%20y`` → ``/x y``), not yet resolved."""
+    parsed = urlparse(location)
+    return Path(unquote(parsed.path) if parsed.scheme else location).expanduser()
+
+
+class ArtifactRoots:
+    """The directories (resolved) an import reads local artifact files from: the source's own
+    (``default``: described by ``default_label``) and the user's ``--artifact-root`` ones."""
+
+    def __init__(self, default: Path | None, default_label: str,
+                 given: str | os.PathLike | Iterable[str | os.PathLike] = ()) -> None:
+        self.roots: list[Path] = []
+        self.labels: list[str] = []
+        if default is not None:
+            self.roots.append(default.resolve())
+            self.labels.append(default_label)
+        for entry in [given] if isinstance(given, (str, os.PathLike)) else given:  # one directory, not its letters
+            text = os.fspath(entry)
+            path = local_path(text) if is_local(text) else None
+            if path is None or not path.is_dir():
+                raise SourceError(f"--artifact-root {text}: not a directory of this machine")
+            self.roots.append(path.resolve())
+            self.labels.append("--artifact-root")
+
+    def allows(self, path: Path) -> bool:
+        """Whether ``path``, every link in it followed, is inside one of the roots."""
+        resolved = path.resolve()
+        return any(resolved.is_relative_to(root) for root in self.roots)
+
+    def confine(self, location: str, what: str, experiment_location: str = "", run_id: str = "") -> Path:
+        """The resolved directory of local ``location`` when inside a root; else ``ArtifactRootRefused``
+        naming ``what`` (``run <id>``) and how to allow it: ``--artifact-root`` the experiment's location
+        when the run's is MLflow's ``<experiment location>/<run id>/artifacts`` (one option for every
+        run of the experiment; the artifact root above it for MLflow's ``<root>/<experiment id>``),
+        else the location itself."""
+        path = local_path(location)
+        resolved = path.resolve()
+        if self.allows(resolved):
+            return resolved
+        suggest = resolved
+        if experiment_location and run_id and is_local(experiment_location):
+            base = local_path(experiment_location).resolve()
+            if resolved == base / run_id / "artifacts":
+                # MLflow's default experiment location is <artifact root>/<experiment id>: allow that root
+                suggest = base.parent if base.name.isdigit() else base
+        shown = redact_url(location)
+        via = "" if str(resolved) == str(path) else f" (links followed: {resolved})"
+        allowed = ", ".join(f"{root}: {label}" for root, label in zip(self.roots, self.labels)) or "none"
+        raise ArtifactRootRefused(
+            f"{what}: artifact files not imported: {shown}{via} is outside the directories this import reads "
+            f"artifact files from ({allowed}); if this store keeps its artifacts there, allow it with "
+            f"--artifact-root {suggest} (artifact_roots=[...] in Python)")
+
+
+def regular_files(directory: Path) -> list[tuple[str, int]]:
+    """``(path relative to directory, size)`` of every regular file under ``directory``, no link
+    followed: a link (to a file or a directory), a FIFO or a device is not an artifact file MLflow
+    wrote, and a link could lead out of an allowed root."""
+    found = []
+    for where, directories, names in os.walk(directory, followlinks=False):
+        directories.sort()
+        for name in sorted(names):
+            path = Path(where, name)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode):
+                found.append((path.relative_to(directory).as_posix(), info.st_size))
+    return sorted(found)
+
+
+__all__ = ["ArtifactRoots", "is_local", "local_path", "regular_files"]

@@ -114,12 +114,27 @@ def listing_cost(store: Store, **kwargs: Any) -> tuple[int, list[dict[str, Any]]
     return cost(store.engine, statement, parameters), rows
 
 
+def _by_name(count: int) -> list[str]:
+    return [f"r{i:06d}" for i in sorted(range(count), key=lambda i: f"run {i}")]
+
+
 PAGES = {
     "newest 50": dict(limit=50),
     "newest 50, second page": dict(limit=50, offset=50),
     "newest 50 finished": dict(limit=50, filter="state = 'finished'"),
     "newest 50 of a config range": dict(limit=50, filter="config.lr >= 0"),
     "50 by -created": dict(limit=50, order_by="-created"),
+    "50 by created": dict(limit=50, order_by="created"),
+    "50 by name": dict(limit=50, order_by="name"),
+    "50 by -name": dict(limit=50, order_by="-name"),
+    "50 by state": dict(limit=50, order_by="state"),
+    "50 by -state": dict(limit=50, order_by="-state"),
+}
+# The runs each page lists first, by the runs in the project (None: any of the ties).
+ORDERS = {
+    "50 by created": lambda count: [f"r{i:06d}" for i in range(count)],
+    "50 by name": _by_name,
+    "50 by -name": lambda count: _by_name(count)[::-1],
 }
 SERVER_PAGES = {
     "newest 50 with their users": dict(limit=50, fields=("run_id", "name", "state", "user")),
@@ -166,9 +181,14 @@ def test_a_page_of_runs_costs_the_same_at_ten_times_the_runs(stores, server):
         large_cost, large_rows = listing_cost(large, project="p", **kwargs)
         limit, offset = kwargs["limit"], kwargs.get("offset", 0)
         assert len(large_rows) == limit, name
-        if "filter" not in kwargs:  # newest first, ties (none here) by run id
-            assert [row["run_id"] for row in large_rows] == [f"r{i:06d}" for i in
-                                                            range(LARGE - 1 - offset, LARGE - 1 - offset - limit, -1)]
+        listed = [row["run_id"] for row in large_rows]
+        if name in ORDERS:
+            assert listed == ORDERS[name](LARGE)[offset:offset + limit], name
+        elif "state" in kwargs.get("order_by", ""):
+            states = [row["state"] for row in large_rows]
+            assert states == sorted(states, reverse=kwargs["order_by"].startswith("-")), name
+        elif "filter" not in kwargs:  # newest first, ties (none here) by run id
+            assert listed == [f"r{i:06d}" for i in range(LARGE - 1 - offset, LARGE - 1 - offset - limit, -1)], name
         if "user" in kwargs.get("fields", ()):
             assert all(row["user"] for row in large_rows), name
         assert large_cost < 2 * small_cost, f"{name}: {large_cost} at {LARGE} runs, {small_cost} at {SMALL}"
@@ -222,9 +242,11 @@ def test_the_dashboards_poll_costs_the_same_at_ten_times_the_runs(stores, server
         assert costs[1] < 2 * costs[0], f"{base}poll: {costs[1]} at {LARGE} runs, {costs[0]} at {SMALL}"
 
 
-def test_runs_without_a_creation_time_come_last_newest_first(store_url, tmp_path):
-    """Newest first (the default order, and ``-created``) puts a run that has no creation time
-    yet after every run that has one, on SQLite and PostgreSQL alike (it was first on PostgreSQL)."""
+def test_runs_without_a_creation_time_come_last_newest_and_oldest_first(store_url, tmp_path):
+    """Newest first (the default order, and ``-created``) and oldest first (``created``) put a run
+    that has no creation time yet after every run that has one, on SQLite and PostgreSQL alike
+    (newest first put it first on PostgreSQL before session 24; oldest first reads
+    ``ix_runs_project_created`` in its order on both: the page tests above)."""
     store = Store(store_url, root=tmp_path)
     try:
         fill(store, 5, users=False)
@@ -234,6 +256,9 @@ def test_runs_without_a_creation_time_come_last_newest_first(store_url, tmp_path
         assert [row["run_id"] for row in store.runs("p")] == expected
         assert [row["run_id"] for row in store.runs("p", order_by="-created")] == expected
         assert [row["run_id"] for row in store.runs("p", limit=2, offset=3)] == expected[3:]
+        oldest = ["r000000", "r000001", "r000002", "r000004", "r000003"]
+        assert [row["run_id"] for row in store.runs("p", order_by="created")] == oldest
+        assert [row["run_id"] for row in store.runs("p", order_by="created", limit=2, offset=3)] == oldest[3:]
     finally:
         store.close()
 

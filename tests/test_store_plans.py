@@ -289,3 +289,41 @@ def test_a_filter_read_by_its_indexes_lists_what_the_plain_filter_lists(store_ur
             assert listed or kwargs
     finally:
         store.close()
+
+
+def test_a_store_at_0012_gains_the_name_index_and_loses_it_migrated_down(store_url, tmp_path):
+    """Migration 0013 adds ``ix_runs_project_name`` to a store that has runs, and a page by name
+    then reads the page's rows, not the project's (the page tests above: old code 6-10x at ten
+    times the runs); migrated back to 0012 the index goes and the listing answers the same."""
+    from alembic import command
+    from alembic.config import Config
+
+    from conftest import store_at_revision
+    from tracklet.store.engine import MIGRATIONS
+
+    def indexes(engine: sa.Engine) -> set[str]:
+        return {index["name"] for index in sa.inspect(engine).get_indexes("runs")}
+
+    engine = store_at_revision(store_url, "0012")
+    assert "ix_runs_project_name" not in indexes(engine)
+    with engine.begin() as connection:
+        project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+        connection.execute(runs.insert(), [
+            {"project_id": project_id, "run_id": f"r{i:06d}", "name": f"run {i}", "state": "finished", "tags": [],
+             "config": {}, "summary": {}, "keys": [], "created_at": float(i), "log_path": f"p/r{i:06d}.log",
+             "metadata": {}} for i in range(SMALL)])
+    engine.dispose()
+    store = Store(store_url, root=tmp_path)  # migrates to the head
+    try:
+        assert "ix_runs_project_name" in indexes(store.engine)
+        by_name = [row["run_id"] for row in store.runs("p", order_by="-name", limit=5)]
+        assert by_name == _by_name(SMALL)[::-1][:5]
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0012")
+        assert "ix_runs_project_name" not in indexes(store.engine)
+        assert [row["run_id"] for row in store.runs("p", order_by="-name", limit=5)] == by_name
+    finally:
+        store.close()

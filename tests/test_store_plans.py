@@ -142,6 +142,9 @@ ORDERS = {
 SERVER_PAGES = {
     "newest 50 with their users": dict(limit=50, fields=("run_id", "name", "state", "user")),
     "newest 50 of one user": dict(limit=10, fields=("run_id", "name", "state", "user"), filter="user = 'u1'"),
+    # The page is numbered by a window over the sort (Store.runs), which PostgreSQL 15 read to the
+    # end of the ties of its last run (every finished run) unless its frame is ROWS.
+    "50 by -state with their users": dict(limit=50, order_by="-state", fields=("run_id", "name", "state", "user")),
 }
 
 

@@ -156,8 +156,10 @@ class Store(RunDataQueries):
             source = joined.join(source, runs.c.run_id)
             columns += [joined_columns[field].label(field) for field in listed_joined]
         elif listed_joined:
-            # Listed only: join the page's rows, not every run the sort goes through.
-            columns.append(sa.func.row_number().over(order_by=order).label("_position"))
+            # Listed only: join the page's rows, not every run the sort goes through. A ROWS frame:
+            # in the default (RANGE) one, PostgreSQL before 16 reads every run tied with the page's
+            # last (every finished run, for a page by state) to number the page.
+            columns.append(sa.func.row_number().over(order_by=order, rows=(None, 0)).label("_position"))
         stmt = (sa.select(*columns).select_from(source)
                 .where(in_project, runs.c.deleted.is_(False)))
         if run_ids is not None:

@@ -1,7 +1,7 @@
 """The server's listing queries with and without planner statistics, this tree against a baseline:
 
     python benchmarks/list_plans.py --baseline /tmp/base        # a tree of the code before (git archive)
-    python benchmarks/list_plans.py --runs 10000 --backend sqlite --rounds 2
+    python benchmarks/list_plans.py --runs 10000 --backend sqlite --rounds 2 --only "runs:"
 
 SQLite has statistics only after ``ANALYZE`` (which a server never runs; a user, an ops tool or
 ``PRAGMA optimize`` may); PostgreSQL always has them (autovacuum's ANALYZE). A planner may choose
@@ -108,8 +108,15 @@ def listings(count: int) -> dict[str, Callable[[Any], Any]]:
         "runs: newest 50 finished": lambda s: s.runs(PROJECT, **page, filter="state = 'finished'"),
         "runs: newest 50, config.lr < 0.1": lambda s: s.runs(PROJECT, **page, filter="config.lr < 0.1"),
         "runs: newest 50 of user u7": lambda s: s.runs(PROJECT, **page, filter="user = 'u7'"),
+        "runs: newest 50 finished or new": lambda s: s.runs(
+            PROJECT, **page, filter=f'state = "finished" or created > {count - 2}'),
         "runs: 50 by -created": lambda s: s.runs(PROJECT, **page, order_by="-created"),
+        "runs: 50 by created": lambda s: s.runs(PROJECT, **page, order_by="created"),
         "runs: 50 by name": lambda s: s.runs(PROJECT, **page, order_by="name"),
+        "runs: 50 by -name": lambda s: s.runs(PROJECT, **page, order_by="-name"),
+        "runs: 50 by -state": lambda s: s.runs(PROJECT, **page, order_by="-state"),
+        "runs: 50 by user": lambda s: s.runs(PROJECT, **page, order_by="user"),
+        "runs: 50 by config.lr": lambda s: s.runs(PROJECT, **page, order_by="config.lr"),
         "runs: 50 by summary.loss": lambda s: s.runs(PROJECT, **page, order_by="summary.loss"),
         "runs: dashboard poll (running or new)": lambda s: s.runs(
             PROJECT, fields=FIELDS, filter=f'(state = "running" or created > {count - 2})'),
@@ -125,8 +132,9 @@ def listings(count: int) -> dict[str, Callable[[Any], Any]]:
     }
 
 
-def measure(url: str, root: Path, count: int, repeats: int) -> dict[str, float]:
-    """Every listing's median seconds, with this process's tree (``sys.path``)."""
+def measure(url: str, root: Path, count: int, repeats: int, only: str = "") -> dict[str, float]:
+    """Every listing's (or those whose name holds ``only``) median seconds, with this process's
+    tree (``sys.path``)."""
     from tracklet.server import run_creators as creators
     from tracklet.store import Store
 
@@ -135,6 +143,8 @@ def measure(url: str, root: Path, count: int, repeats: int) -> dict[str, float]:
     found = {}
     try:
         for name, listing in listings(count).items():
+            if only not in name:
+                continue
             listing(store)  # warm
             times = []
             for _ in range(repeats):
@@ -147,11 +157,13 @@ def measure(url: str, root: Path, count: int, repeats: int) -> dict[str, float]:
     return found
 
 
-def child(tree: Path, url: str, root: Path, count: int, repeats: int, *, mode: str = "--measure") -> Any:
+def child(tree: Path, url: str, root: Path, count: int, repeats: int, *, mode: str = "--measure",
+          only: str = "") -> Any:
     """``mode`` (``--measure`` or ``--fill``) run with ``tree``'s tracklet, in a process of its own."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     done = subprocess.run([sys.executable, __file__, mode, url, "--root", str(root), "--runs", str(count),
-                           "--repeats", str(repeats)], env=env, cwd=tree, capture_output=True, text=True, check=False)
+                           "--repeats", str(repeats), "--only", only],
+                          env=env, cwd=tree, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{tree}: {done.stderr[-3000:]}")
     return json.loads(done.stdout.splitlines()[-1]) if mode == "--measure" else None
@@ -164,12 +176,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timings per listing per round (median)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--baseline", type=Path, help="the tree to compare with (default: this one, A = B)")
+    parser.add_argument("--only", default="", help="the listings whose name holds this text (e.g. 'runs:')")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--fill", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.root, args.runs, args.repeats)))
+        print(json.dumps(measure(args.measure, args.root, args.runs, args.repeats, args.only)))
         return
     if args.fill:
         fill(args.fill, args.root, args.runs)
@@ -217,10 +230,11 @@ def main() -> None:
                 label = "B" if tree == ROOT else "A"
                 for database, urls in databases.items():
                     root = scratch / (database.replace(" ", "") + label)
-                    for name, seconds in child(tree, urls[label], root, args.runs, args.repeats).items():
+                    for name, seconds in child(tree, urls[label], root, args.runs, args.repeats,
+                                               only=args.only).items():
                         times.setdefault((database, name, label), []).append(seconds)
         for database in databases:
-            for name in listings(args.runs):
+            for name in (name for name in listings(args.runs) if args.only in name):
                 a, b = (statistics.median(times[(database, name, label)]) for label in "AB")
                 ratios = [x / y for x, y in zip(times[(database, name, "A")], times[(database, name, "B")])]
                 rows.append([f"{database} {args.runs:,}: {name}", f"{a * 1e3:.2f}", f"{b * 1e3:.2f}",

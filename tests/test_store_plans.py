@@ -107,11 +107,15 @@ def _rows_read(nodes: list[dict[str, Any]], table: str) -> int:
 
 
 def listing_cost(store: Store, **kwargs: Any) -> tuple[int, list[dict[str, Any]]]:
-    """The cost of ``store.runs(...)``'s query of runs (its last statement), and its rows."""
+    """The cost of ``store.runs(...)``'s statements (its query of runs, and the count that may
+    choose its plan first), and its rows."""
     with statements(store.engine) as seen:
         rows = store.runs(**kwargs)
-    statement, parameters = seen[-1]
-    return cost(store.engine, statement, parameters), rows
+    return sum(cost(store.engine, statement, parameters) for statement, parameters in seen), rows
+
+
+def _by_name(count: int) -> list[str]:
+    return [f"r{i:06d}" for i in sorted(range(count), key=lambda i: f"run {i}")]
 
 
 PAGES = {
@@ -119,11 +123,28 @@ PAGES = {
     "newest 50, second page": dict(limit=50, offset=50),
     "newest 50 finished": dict(limit=50, filter="state = 'finished'"),
     "newest 50 of a config range": dict(limit=50, filter="config.lr >= 0"),
+    # Each part has its index, but nearly every run is finished: the union of the parts' runs
+    # would read them all (Store._alternatives_are_few), the newest-first order reads 50.
+    "newest 50 finished or new": dict(limit=50, filter='state = "finished" or created > 100000'),
     "50 by -created": dict(limit=50, order_by="-created"),
+    "50 by created": dict(limit=50, order_by="created"),
+    "50 by name": dict(limit=50, order_by="name"),
+    "50 by -name": dict(limit=50, order_by="-name"),
+    "50 by state": dict(limit=50, order_by="state"),
+    "50 by -state": dict(limit=50, order_by="-state"),
+}
+# The runs each page lists first, by the runs in the project (None: any of the ties).
+ORDERS = {
+    "50 by created": lambda count: [f"r{i:06d}" for i in range(count)],
+    "50 by name": _by_name,
+    "50 by -name": lambda count: _by_name(count)[::-1],
 }
 SERVER_PAGES = {
     "newest 50 with their users": dict(limit=50, fields=("run_id", "name", "state", "user")),
     "newest 50 of one user": dict(limit=10, fields=("run_id", "name", "state", "user"), filter="user = 'u1'"),
+    # The page is numbered by a window over the sort (Store.runs), which PostgreSQL 15 read to the
+    # end of the ties of its last run (every finished run) unless its frame is ROWS.
+    "50 by -state with their users": dict(limit=50, order_by="-state", fields=("run_id", "name", "state", "user")),
 }
 
 
@@ -166,9 +187,14 @@ def test_a_page_of_runs_costs_the_same_at_ten_times_the_runs(stores, server):
         large_cost, large_rows = listing_cost(large, project="p", **kwargs)
         limit, offset = kwargs["limit"], kwargs.get("offset", 0)
         assert len(large_rows) == limit, name
-        if "filter" not in kwargs:  # newest first, ties (none here) by run id
-            assert [row["run_id"] for row in large_rows] == [f"r{i:06d}" for i in
-                                                            range(LARGE - 1 - offset, LARGE - 1 - offset - limit, -1)]
+        listed = [row["run_id"] for row in large_rows]
+        if name in ORDERS:
+            assert listed == ORDERS[name](LARGE)[offset:offset + limit], name
+        elif "state" in kwargs.get("order_by", ""):
+            states = [row["state"] for row in large_rows]
+            assert states == sorted(states, reverse=kwargs["order_by"].startswith("-")), name
+        elif "filter" not in kwargs:  # newest first, ties (none here) by run id
+            assert listed == [f"r{i:06d}" for i in range(LARGE - 1 - offset, LARGE - 1 - offset - limit, -1)], name
         if "user" in kwargs.get("fields", ()):
             assert all(row["user"] for row in large_rows), name
         assert large_cost < 2 * small_cost, f"{name}: {large_cost} at {LARGE} runs, {small_cost} at {SMALL}"
@@ -222,9 +248,11 @@ def test_the_dashboards_poll_costs_the_same_at_ten_times_the_runs(stores, server
         assert costs[1] < 2 * costs[0], f"{base}poll: {costs[1]} at {LARGE} runs, {costs[0]} at {SMALL}"
 
 
-def test_runs_without_a_creation_time_come_last_newest_first(store_url, tmp_path):
-    """Newest first (the default order, and ``-created``) puts a run that has no creation time
-    yet after every run that has one, on SQLite and PostgreSQL alike (it was first on PostgreSQL)."""
+def test_runs_without_a_creation_time_come_last_newest_and_oldest_first(store_url, tmp_path):
+    """Newest first (the default order, and ``-created``) and oldest first (``created``) put a run
+    that has no creation time yet after every run that has one, on SQLite and PostgreSQL alike
+    (newest first put it first on PostgreSQL before session 24; oldest first reads
+    ``ix_runs_project_created`` in its order on both: the page tests above)."""
     store = Store(store_url, root=tmp_path)
     try:
         fill(store, 5, users=False)
@@ -234,6 +262,9 @@ def test_runs_without_a_creation_time_come_last_newest_first(store_url, tmp_path
         assert [row["run_id"] for row in store.runs("p")] == expected
         assert [row["run_id"] for row in store.runs("p", order_by="-created")] == expected
         assert [row["run_id"] for row in store.runs("p", limit=2, offset=3)] == expected[3:]
+        oldest = ["r000000", "r000001", "r000002", "r000004", "r000003"]
+        assert [row["run_id"] for row in store.runs("p", order_by="created")] == oldest
+        assert [row["run_id"] for row in store.runs("p", order_by="created", limit=2, offset=3)] == oldest[3:]
     finally:
         store.close()
 
@@ -242,6 +273,7 @@ def test_runs_without_a_creation_time_come_last_newest_first(store_url, tmp_path
     'state = "running" or created > 297',
     'config.lr < 0.5 and (state in ["running", "crashed"] or created >= 290)',
     '(state = "running" and config.lr < 0.001) or created < 2 or created = 150',
+    'state = "finished" or created > 297',
     'state = "running" or created > -7d',
 ])
 def test_a_filter_read_by_its_indexes_lists_what_the_plain_filter_lists(store_url, tmp_path, text):
@@ -258,5 +290,43 @@ def test_a_filter_read_by_its_indexes_lists_what_the_plain_filter_lists(store_ur
             listed = store.runs("p", filter=text, **kwargs)
             assert listed == store.runs("p", filter=f"not not ({text})", **kwargs), kwargs
             assert listed or kwargs
+    finally:
+        store.close()
+
+
+def test_a_store_at_0012_gains_the_name_index_and_loses_it_migrated_down(store_url, tmp_path):
+    """Migration 0013 adds ``ix_runs_project_name`` to a store that has runs, and a page by name
+    then reads the page's rows, not the project's (the page tests above: old code 6-10x at ten
+    times the runs); migrated back to 0012 the index goes and the listing answers the same."""
+    from alembic import command
+    from alembic.config import Config
+
+    from conftest import store_at_revision
+    from tracklet.store.engine import MIGRATIONS
+
+    def indexes(engine: sa.Engine) -> set[str]:
+        return {index["name"] for index in sa.inspect(engine).get_indexes("runs")}
+
+    engine = store_at_revision(store_url, "0012")
+    assert "ix_runs_project_name" not in indexes(engine)
+    with engine.begin() as connection:
+        project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+        connection.execute(runs.insert(), [
+            {"project_id": project_id, "run_id": f"r{i:06d}", "name": f"run {i}", "state": "finished", "tags": [],
+             "config": {}, "summary": {}, "keys": [], "created_at": float(i), "log_path": f"p/r{i:06d}.log",
+             "metadata": {}} for i in range(SMALL)])
+    engine.dispose()
+    store = Store(store_url, root=tmp_path)  # migrates to the head
+    try:
+        assert "ix_runs_project_name" in indexes(store.engine)
+        by_name = [row["run_id"] for row in store.runs("p", order_by="-name", limit=5)]
+        assert by_name == _by_name(SMALL)[::-1][:5]
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0012")
+        assert "ix_runs_project_name" not in indexes(store.engine)
+        assert [row["run_id"] for row in store.runs("p", order_by="-name", limit=5)] == by_name
     finally:
         store.close()

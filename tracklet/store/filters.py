@@ -1034,7 +1034,9 @@ def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
     """ORDER BY clauses for parse_sort's keys (or sort text), missing values last on both dialects.
 
     A JSON field gives two clauses: its numeric values, then its string values. ``columns`` as
-    ``compile_filter``'s.
+    ``compile_filter``'s. A column that is never NULL (``name``, ``state``...) gets no NULLS LAST:
+    the same order, and one PostgreSQL reads from an index backwards for a descending key (it
+    reads ``(project_id, name)`` backwards only as ``name DESC NULLS FIRST``).
     """
     if isinstance(keys, str):
         keys = parse_sort(keys)
@@ -1047,5 +1049,6 @@ def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
         exprs = [_json_at(col, field.path, "number"), _json_at(col, field.path, "string")] if field.kind == "json" \
             else [col]
         for x in exprs:
-            clauses.append((x.desc() if descending else x.asc()).nulls_last())
+            clause = x.desc() if descending else x.asc()
+            clauses.append(clause if getattr(x, "nullable", True) is False else clause.nulls_last())
     return clauses

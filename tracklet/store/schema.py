@@ -75,6 +75,7 @@ runs = sa.Table(
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
     sa.Index("ix_runs_project_created", "project_id", "created_at"),
     sa.Index("ix_runs_project_state", "project_id", "state"),  # 0012: the dashboard's poll of running runs
+    sa.Index("ix_runs_project_name", "project_id", "name"),  # 0013: a page of runs sorted by name
 )
 # Newest first with missing times last (every listing's default order): PostgreSQL reads the index
 # above backwards as `created_at DESC NULLS FIRST` only; SQLite's order is this one already, and it

@@ -28,6 +28,9 @@ RUN_FIELDS = (
 # What a listing returns unless asked for more: everything but the (possibly long) key list and
 # the run's metadata (command, git, GPUs...: the run page's).
 LIST_FIELDS = tuple(field for field in RUN_FIELDS if field not in ("keys", "metadata"))
+# A filtered page is read through its alternatives' index lookups (Store._alternatives_are_few)
+# while they select at most this many runs per row the page needs (offset + limit).
+UNION_PER_PAGE_ROW = 10
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class Store(RunDataQueries):
             now = time.time()
             where = compile_filter(parsed, runs, now=now, columns=joined_columns)
             alternatives = indexed_alternatives(parsed)
-            if alternatives:
+            if alternatives and self._alternatives_are_few(project, alternatives, now, limit, offset):
                 # The project's runs that meet each alternative, by that one's index: a planner
                 # reads an `or` as every run of the project (the dashboard's 2 s poll).
                 in_project = runs.c.id.in_(sa.union(*(
@@ -153,8 +156,10 @@ class Store(RunDataQueries):
             source = joined.join(source, runs.c.run_id)
             columns += [joined_columns[field].label(field) for field in listed_joined]
         elif listed_joined:
-            # Listed only: join the page's rows, not every run the sort goes through.
-            columns.append(sa.func.row_number().over(order_by=order).label("_position"))
+            # Listed only: join the page's rows, not every run the sort goes through. A ROWS frame:
+            # in the default (RANGE) one, PostgreSQL before 16 reads every run tied with the page's
+            # last (every finished run, for a page by state) to number the page.
+            columns.append(sa.func.row_number().over(order_by=order, rows=(None, 0)).label("_position"))
         stmt = (sa.select(*columns).select_from(source)
                 .where(in_project, runs.c.deleted.is_(False)))
         if run_ids is not None:
@@ -175,6 +180,35 @@ class Store(RunDataQueries):
         for row in listed:
             row["path"] = prefix + row["run_id"]
         return listed
+
+    def _alternatives_are_few(self, project: str, alternatives: tuple[Any, ...], now: float,
+                              limit: int | None, offset: int) -> bool:
+        """Whether a page is cheaper read through the union of ``alternatives``' index lookups
+        (``filters.indexed_alternatives``) than in the listing's order with the whole filter.
+
+        The union reads every run an alternative selects (M), then sorts them; the listing's order
+        reads runs until ``offset + limit`` of them match: at least that many, at most every run
+        of the project. Without a limit that order reads every run of the project and the union
+        only the matches: it is taken. With one, it is taken when M is at most UNION_PER_PAGE_ROW
+        times the rows the page needs, as counted by each alternative's index (at most that many
+        + 1 entries each): where nearly every run finished, ``state = "finished" or created > X``
+        read every run of the project for a page of 50 (docs/performance.md, session 25)."""
+        if limit is None:
+            return True
+        from tracklet.store.filters import compile_filter
+
+        bound = UNION_PER_PAGE_ROW * (offset + limit)
+        counts = [
+            sa.select(sa.func.count()).select_from(
+                sa.select(sa.literal(1)).where(runs.c.project_id == project_id_of(project),
+                                               compile_filter(alternative, runs, now=now))
+                .limit(bound + 1).subquery()).scalar_subquery()
+            for alternative in alternatives]
+        total: sa.ColumnElement[int] = counts[0]
+        for count in counts[1:]:
+            total = total + count
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(total)).scalar_one() <= bound
 
     def run(self, project: str, run_id: str, *, fields: tuple[str, ...] = RUN_FIELDS) -> dict[str, Any] | None:
         """One run's row as ``runs()`` gives it (every field by default), or None if the store has

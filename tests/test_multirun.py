@@ -176,6 +176,43 @@ def test_console_capture_gives_each_live_run_what_is_printed_while_it_is_live(ro
     assert lines["b"] == [("stdout", "both"), ("stderr", "both, stderr"), ("stdout", "b only")]
 
 
+def test_a_print_in_flight_on_another_thread_survives_the_last_run_finishing(root):
+    # print() holds sys.stdout as a borrowed reference while it writes (CPython 3.11 and before):
+    # the tee taken out of the stream when the last run finished was freed under a print still
+    # writing on another thread (a segfault, every time, with the run dropped as here).
+    done = run_script("""
+        import gc, io, sys, threading, tracklet
+
+        class Gate(io.TextIOBase):
+            \"\"\"A stream whose first write waits (a full pipe): a print() in flight while the run ends.\"\"\"
+            def __init__(self):
+                self.entered, self.go, self.text = threading.Event(), threading.Event(), []
+            def write(self, text):
+                if not self.entered.is_set():
+                    self.entered.set()
+                    self.go.wait()
+                self.text.append(text)
+                return len(text)
+
+        gate = sys.stdout = Gate()
+        run = tracklet.init(project="inflight", settings={"capture_environment": False, "system_metrics": False})
+        printer = threading.Thread(target=print, args=("in flight",))
+        printer.start()
+        gate.entered.wait()
+        run.finish()
+        assert sys.stdout is gate
+        del run
+        gc.collect()
+        litter = [type(f"Litter{i}", (), {})() for i in range(2000)]  # reuse whatever memory was freed
+        gate.go.set()
+        printer.join()
+        sys.stdout = sys.__stdout__
+        print(repr("".join(gate.text)))
+        """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == repr("in flight\n") + "\n"
+
+
 def test_online_runs_stream_side_by_side_to_a_real_server(servers, tmp_path):
     server = servers(tmp_path / "srv")
     settings = {**QUIET, "base_url": server.url}

@@ -9,6 +9,13 @@ the runs finish (a tee per run, each wrapping the one before, left a chain of de
 run that was not the last started, one more layer on every later ``print``). A carriage return (progress bars) keeps only the text after it, so a tqdm bar is recorded
 as its last state per line rather than once per redraw.
 
+A tee taken out of ``sys.stdout`` is never freed there: CPython's ``print`` (3.11 and before)
+holds ``sys.stdout`` as a borrowed reference while it writes, so a ``print`` on another thread,
+still writing when the last run finishes and the stream is put back, would go on in freed memory
+(a segfault). The tee each stream had last stays referenced, idle, and is the one the next run
+installs again while the stream it wraps is still in place; a run's capture keeps the tees it
+joined too.
+
 Text not ended by a newline yet waits in the tee. So that a killed process keeps it too, the
 sender's worker asks every tick (``stale_chunks``) for such text that has waited ``age`` seconds
 since it last changed and was not recorded as it stands; it is queued as a *partial* line, which
@@ -101,6 +108,7 @@ class _Tee:
 
 _STREAMS = {"stdout": STDOUT, "stderr": STDERR}
 _tees: dict[str, _Tee] = {}  # the tee each stream has while a run captures it
+_idle: dict[str, _Tee] = {}  # the tee last taken out of each stream: kept alive, and reused (module docstring)
 _tees_lock = threading.Lock()
 
 
@@ -111,6 +119,7 @@ class ConsoleCapture:
 
     def __init__(self, put: Callable[[Any], None], chunk: Callable[..., Any]) -> None:
         self._lines = {name: _Lines(number, put, chunk) for name, number in _STREAMS.items()}
+        self._joined: list[_Tee] = []  # referenced while this capture lives (module docstring)
 
     def start(self) -> None:
         with _tees_lock:
@@ -121,9 +130,11 @@ class ConsoleCapture:
                     continue
                 tee = _tees.get(name)
                 if tee is None or current is not tee:  # none yet, or the stream was replaced since: tee it anew
-                    tee = _tees[name] = _Tee(current)
+                    idle = _idle.get(name)
+                    tee = _tees[name] = idle if idle is not None and idle._original is current else _Tee(current)
                     setattr(sys, name, tee)
                 tee._captures = (*tee._captures, lines)
+                self._joined.append(tee)
 
     def stop(self) -> None:
         for lines in self._lines.values():
@@ -138,6 +149,7 @@ class ConsoleCapture:
                 registered = _tees.get(name)
                 if registered is not None and not registered._captures:
                     del _tees[name]
+                    _idle[name] = registered
                     if getattr(sys, name) is registered:
                         setattr(sys, name, registered._original)
 

@@ -213,6 +213,47 @@ def test_a_print_in_flight_on_another_thread_survives_the_last_run_finishing(roo
     assert done.stdout == repr("in flight\n") + "\n"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_child_forked_while_another_thread_held_the_console_lock_starts_its_own_runs(root):
+    # A thread starting or finishing a run holds the tees' lock for a moment; a child forked then
+    # (a pool's worker that starts its own run) inherited it held, and its init() waited forever.
+    done = run_script("""
+        import os, sys, threading, tracklet
+        from tracklet.core import console
+        settings = {"capture_environment": False, "system_metrics": False}
+        parent = tracklet.init(project="fork", name="parent", settings=settings)
+        parent.log({"x": 1.0})
+        parent.flush()  # its sender past its first imports (a fork amid an import is another matter)
+        original = sys.stdout._original
+        held, release = threading.Event(), threading.Event()
+
+        def hold():  # what another thread does while its run starts or finishes
+            with console._tees_lock:
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            child = tracklet.init(project="fork", name="child", settings=settings, reinit="create_new")
+            print("from the child")
+            child.finish()
+            os._exit(0 if sys.stdout is original else 3)  # the child's streams put back too
+        release.set()
+        holder.join()
+        _, status = os.waitpid(pid, 0)
+        print("from the parent")
+        parent.finish()
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        """, timeout=120)  # a bound for the hang this test is about, not a timing check
+    assert done.returncode == 0, done.stderr
+    runs = {run.name: run for run in tracklet.Api(root).runs("fork")}
+    assert [line.text for line in runs["child"].console] == ["from the child"]
+    assert [line.text for line in runs["parent"].console] == ["from the parent"]
+
+
 def test_online_runs_stream_side_by_side_to_a_real_server(servers, tmp_path):
     server = servers(tmp_path / "srv")
     settings = {**QUIET, "base_url": server.url}

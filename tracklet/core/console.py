@@ -24,6 +24,7 @@ readers replace with the stream's next line (the same line, grown or ended).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -175,3 +176,18 @@ def _all_tees(stream: Any, registered: _Tee | None) -> list[_Tee]:
     if registered is not None and registered not in found:
         found.append(registered)
     return found
+
+
+def _after_fork_in_child() -> None:
+    """In a child made by fork: the lock anew (another thread of the parent may have held it while
+    forking, and the child's first run would wait for it forever), and the tees' captures dropped
+    (the parent's runs record nothing here), so the child's own runs install, join and remove the
+    tees as in any process."""
+    global _tees_lock
+    _tees_lock = threading.Lock()
+    for tee in _tees.values():
+        tee._captures = ()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -254,6 +254,31 @@ def test_a_child_forked_while_another_thread_held_the_console_lock_starts_its_ow
     assert [line.text for line in runs["parent"].console] == ["from the parent"]
 
 
+def test_a_run_started_inside_redirect_stdout_leaves_no_tee_behind(root):
+    # The redirect put the first run's tee back while the shared tee was the second run's: once
+    # both finished, that tee stayed in sys.stdout for good, one more dead layer per round.
+    done = run_script("""
+        import contextlib, io, sys, tracklet
+        original = sys.stdout
+        settings = {"capture_environment": False, "system_metrics": False}
+        for i in range(3):
+            outer = tracklet.init(project="redirect", name=f"outer{i}", settings=settings, reinit="create_new")
+            with contextlib.redirect_stdout(io.StringIO()):
+                inner = tracklet.init(project="redirect", name=f"inner{i}", settings=settings, reinit="create_new")
+                print(f"inside {i}")
+            print(f"outside {i}")
+            inner.finish()
+            outer.finish()
+            assert sys.stdout is original, (i, sys.stdout, getattr(sys.stdout, "_original", None))
+        """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"outside {i}" for i in range(3)]
+    runs = {run.name: run for run in tracklet.Api(root).runs("redirect")}
+    for i in range(3):
+        assert [line.text for line in runs[f"outer{i}"].console] == [f"outside {i}"]
+        assert [line.text for line in runs[f"inner{i}"].console] == [f"inside {i}"]
+
+
 def test_online_runs_stream_side_by_side_to_a_real_server(servers, tmp_path):
     server = servers(tmp_path / "srv")
     settings = {**QUIET, "base_url": server.url}

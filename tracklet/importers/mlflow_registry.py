@@ -262,9 +262,9 @@ def _local_files(source: Any, location: str, what: str) -> Iterator[Path]:
     """A local directory holding the files at ``location`` (read in place when local and inside the
     source's ``artifact_roots``, else downloaded through MLflow to a temporary directory, removed
     afterwards); ``what`` names the version in a refusal."""
-    from tracklet.importers.mlflow_artifacts import is_local, local_path
+    from tracklet.importers.mlflow_artifacts import is_local, local_path, through_the_store
 
-    location = _through_the_store(source, location, what)
+    location = through_the_store(source, location, what)
     if is_local(location):
         if not local_path(location).is_dir():
             raise FileNotFoundError(f"{redact_url(location)} is not a directory")
@@ -276,26 +276,6 @@ def _local_files(source: Any, location: str, what: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-model-") as temp, reading(source):
         yield Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=temp,
                                                        tracking_uri=source.uri))
-
-
-def _through_the_store(source: Any, location: str, what: str) -> str:
-    """``location`` as the place it names when MLflow would resolve it through a store on this
-    machine's disk (a file store, a database): ``runs:/<id>/<path>`` under that run's artifact
-    location, which is then confined like any (MLflow's own download follows another run's row,
-    one deleted or of an experiment not imported, to wherever it points: a crafted database's
-    ``file:///home/me/.ssh``). ``models:/`` (another version's location, and so on) is refused: a
-    store's own versions name their files directly. A server's locations are the server's."""
-    scheme = urlparse(location).scheme.lower()
-    if source.kind == "http" or scheme not in ("runs", "models"):
-        return location
-    if scheme == "models":
-        raise ArtifactRootRefused(f"{what}: artifact files not imported: {redact_url(location)} names another "
-                                  "registered model's files (MLflow would resolve it through the store)")
-    run_id, _, path = location[len("runs:"):].lstrip("/").partition("/")
-    base = str(source.client.get_run(run_id).info.artifact_uri or "")
-    if not base:
-        raise LookupError(f"{redact_url(location)}: run {run_id} has no artifact location")
-    return base.rstrip("/") + ("/" + path.strip("/") if path.strip("/") else "")
 
 
 # ---------------------------------------------------------------- the artifact version a version links

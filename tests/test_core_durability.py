@@ -289,6 +289,33 @@ def test_a_forked_child_gets_a_clear_error_and_cannot_damage_the_parents_run(roo
     assert sum(1 for _, p in frames if p[:1] == b"\x42") == 1  # one exit record (field 8, length-delimited)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_the_sender_imports_its_encoder_records_its_own_run(root):
+    # The sender imports its encoder on its own thread once init() returns; a fork in those
+    # moments (a pool's worker started right after init) left the child with the module half
+    # imported: the child's own run had no sender and recorded nothing (state crashed, no rows).
+    done = run_script("""
+        import os, sys, tracklet
+        settings = {"capture_environment": False, "system_metrics": False}
+        parent = tracklet.init(project="forks", name="parent", settings=settings)
+        while "tracklet.core.encoder" not in sys.modules:  # the worker's import has begun
+            pass
+        pid = os.fork()
+        if pid == 0:
+            child = tracklet.init(project="forks", name="child", settings=settings)
+            child.log({"x": 1.0})
+            child.finish()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        parent.finish()
+        """)
+    assert done.returncode == 0, done.stderr
+    assert "could not start" not in done.stderr
+    runs = {run.name: run for run in tracklet.Api(root).runs("forks")}
+    assert runs["child"].state == "finished"
+    assert runs["child"].history(["x"])["x"] == [1.0]
+
+
 class _SlowSink:
     def __init__(self, release: threading.Event):
         self.release = release

@@ -211,3 +211,64 @@ def test_an_artifact_root_that_is_not_a_directory_is_a_clear_error(tmp_path: Pat
         imported(tmp_path / "mlflow.db", tmp_path / "root", artifact_roots=[tmp_path / "missing"])
     with pytest.raises(SourceError, match="--artifact-root s3://bucket: not a directory of this machine"):
         imported(tmp_path / "mlflow.db", tmp_path / "root", artifact_roots=["s3://bucket"])
+
+
+@pytest.mark.parametrize(("named", "why"), [("runs:/{hidden}/", "is outside the directories"),
+                                           ("models:/hidden/1", "names another registered model's files")])
+def test_a_model_versions_location_resolved_through_another_run_or_model_is_confined_too(
+        named: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crafted database's version location naming another run (``runs:/<id>``: one deleted, not
+    imported, whose row names ~/.ssh) or another model's version (``models:/``): MLflow resolves
+    those itself, to the files the other row names, and its download copied ~/.ssh."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    database = project / "mlflow.db"
+    client, run = logged_run(f"sqlite:///{database}", tmp_path / "scratch")
+    _, hidden = logged_run(f"sqlite:///{database}", tmp_path / "scratch", "hidden")
+    ssh = home_with_a_key(tmp_path)
+    set_artifact_uri(database, hidden.info.run_id, ssh.as_uri())
+    client.delete_run(hidden.info.run_id)
+    client.create_registered_model("hidden")
+    client.create_model_version("hidden", str(ssh), hidden.info.run_id)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE model_versions SET storage_location = ?, source = ? WHERE name = 'm'",
+                           (named.format(hidden=hidden.info.run_id),) * 2)
+    connection.close()
+    results = imported(database, tmp_path / "root")
+    [version] = [result for result in results.models if result.name == "m version 1"]
+    assert version.status == "skipped"
+    assert why in version.warnings[0] and "model 'm' version 1" in version.warnings[0]
+    assert SECRET.encode() not in b"".join(path.read_bytes() for path in (tmp_path / "root").rglob("*")
+                                           if path.is_file())
+
+
+@pytest.mark.parametrize("named", ["runs:/{hidden}/", "models:/hidden/1"])
+def test_a_runs_location_resolved_through_another_run_or_model_is_confined_too(
+        named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crafted database's run row naming another run's (a deleted one's, naming ~/.ssh) or a
+    model version's location: MLflow's download resolves those through the store to wherever the
+    other row points."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    database = project / "mlflow.db"
+    client, run = logged_run(f"sqlite:///{database}", tmp_path / "scratch")
+    _, hidden = logged_run(f"sqlite:///{database}", tmp_path / "scratch", "hidden")
+    ssh = home_with_a_key(tmp_path)
+    set_artifact_uri(database, hidden.info.run_id, ssh.as_uri())
+    client.delete_run(hidden.info.run_id)
+    client.create_registered_model("hidden")
+    client.create_model_version("hidden", str(ssh), hidden.info.run_id)
+    set_artifact_uri(database, run.info.run_id, named.format(hidden=hidden.info.run_id))
+    results = imported(database, tmp_path / "root")
+    [result] = [result for result in results if result.name == "trained"]
+    assert result.status == "imported"
+    [message] = result.warnings
+    assert f"run {run.info.run_id}" in message
+    assert ("is outside the directories" if named.startswith("runs:") else "names another registered model") in message
+    assert tracklet.Api(tmp_path / "root").run(f"e/{run.info.run_id}").logged_artifacts == []
+    assert SECRET.encode() not in b"".join(path.read_bytes() for path in (tmp_path / "root").rglob("*")
+                                           if path.is_file())

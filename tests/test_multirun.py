@@ -176,6 +176,109 @@ def test_console_capture_gives_each_live_run_what_is_printed_while_it_is_live(ro
     assert lines["b"] == [("stdout", "both"), ("stderr", "both, stderr"), ("stdout", "b only")]
 
 
+def test_a_print_in_flight_on_another_thread_survives_the_last_run_finishing(root):
+    # print() holds sys.stdout as a borrowed reference while it writes (CPython 3.11 and before):
+    # the tee taken out of the stream when the last run finished was freed under a print still
+    # writing on another thread (a segfault, every time, with the run dropped as here).
+    done = run_script("""
+        import gc, io, sys, threading, tracklet
+
+        class Gate(io.TextIOBase):
+            \"\"\"A stream whose first write waits (a full pipe): a print() in flight while the run ends.\"\"\"
+            def __init__(self):
+                self.entered, self.go, self.text = threading.Event(), threading.Event(), []
+            def write(self, text):
+                if not self.entered.is_set():
+                    self.entered.set()
+                    self.go.wait()
+                self.text.append(text)
+                return len(text)
+
+        gate = sys.stdout = Gate()
+        run = tracklet.init(project="inflight", settings={"capture_environment": False, "system_metrics": False})
+        printer = threading.Thread(target=print, args=("in flight",))
+        printer.start()
+        gate.entered.wait()
+        run.finish()
+        assert sys.stdout is gate
+        del run
+        gc.collect()
+        litter = [type(f"Litter{i}", (), {})() for i in range(2000)]  # reuse whatever memory was freed
+        gate.go.set()
+        printer.join()
+        sys.stdout = sys.__stdout__
+        print(repr("".join(gate.text)))
+        """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == repr("in flight\n") + "\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_child_forked_while_another_thread_held_the_console_lock_starts_its_own_runs(root):
+    # A thread starting or finishing a run holds the tees' lock for a moment; a child forked then
+    # (a pool's worker that starts its own run) inherited it held, and its init() waited forever.
+    done = run_script("""
+        import os, sys, threading, tracklet
+        from tracklet.core import console
+        settings = {"capture_environment": False, "system_metrics": False}
+        parent = tracklet.init(project="fork", name="parent", settings=settings)
+        parent.log({"x": 1.0})
+        parent.flush()  # its sender past its first imports (a fork amid an import is another matter)
+        original = sys.stdout._original
+        held, release = threading.Event(), threading.Event()
+
+        def hold():  # what another thread does while its run starts or finishes
+            with console._tees_lock:
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            child = tracklet.init(project="fork", name="child", settings=settings, reinit="create_new")
+            print("from the child")
+            child.finish()
+            os._exit(0 if sys.stdout is original else 3)  # the child's streams put back too
+        release.set()
+        holder.join()
+        _, status = os.waitpid(pid, 0)
+        print("from the parent")
+        parent.finish()
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        """, timeout=120)  # a bound for the hang this test is about, not a timing check
+    assert done.returncode == 0, done.stderr
+    runs = {run.name: run for run in tracklet.Api(root).runs("fork")}
+    assert [line.text for line in runs["child"].console] == ["from the child"]
+    assert [line.text for line in runs["parent"].console] == ["from the parent"]
+
+
+def test_a_run_started_inside_redirect_stdout_leaves_no_tee_behind(root):
+    # The redirect put the first run's tee back while the shared tee was the second run's: once
+    # both finished, that tee stayed in sys.stdout for good, one more dead layer per round.
+    done = run_script("""
+        import contextlib, io, sys, tracklet
+        original = sys.stdout
+        settings = {"capture_environment": False, "system_metrics": False}
+        for i in range(3):
+            outer = tracklet.init(project="redirect", name=f"outer{i}", settings=settings, reinit="create_new")
+            with contextlib.redirect_stdout(io.StringIO()):
+                inner = tracklet.init(project="redirect", name=f"inner{i}", settings=settings, reinit="create_new")
+                print(f"inside {i}")
+            print(f"outside {i}")
+            inner.finish()
+            outer.finish()
+            assert sys.stdout is original, (i, sys.stdout, getattr(sys.stdout, "_original", None))
+        """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"outside {i}" for i in range(3)]
+    runs = {run.name: run for run in tracklet.Api(root).runs("redirect")}
+    for i in range(3):
+        assert [line.text for line in runs[f"outer{i}"].console] == [f"outside {i}"]
+        assert [line.text for line in runs[f"inner{i}"].console] == [f"inside {i}"]
+
+
 def test_online_runs_stream_side_by_side_to_a_real_server(servers, tmp_path):
     server = servers(tmp_path / "srv")
     settings = {**QUIET, "base_url": server.url}

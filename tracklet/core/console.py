@@ -9,6 +9,13 @@ the runs finish (a tee per run, each wrapping the one before, left a chain of de
 run that was not the last started, one more layer on every later ``print``). A carriage return (progress bars) keeps only the text after it, so a tqdm bar is recorded
 as its last state per line rather than once per redraw.
 
+A tee taken out of ``sys.stdout`` is never freed there: CPython's ``print`` (3.11 and before)
+holds ``sys.stdout`` as a borrowed reference while it writes, so a ``print`` on another thread,
+still writing when the last run finishes and the stream is put back, would go on in freed memory
+(a segfault). The tee each stream had last stays referenced, idle, and is the one the next run
+installs again while the stream it wraps is still in place; a run's capture keeps the tees it
+joined too.
+
 Text not ended by a newline yet waits in the tee. So that a killed process keeps it too, the
 sender's worker asks every tick (``stale_chunks``) for such text that has waited ``age`` seconds
 since it last changed and was not recorded as it stands; it is queued as a *partial* line, which
@@ -17,6 +24,7 @@ readers replace with the stream's next line (the same line, grown or ended).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -101,16 +109,18 @@ class _Tee:
 
 _STREAMS = {"stdout": STDOUT, "stderr": STDERR}
 _tees: dict[str, _Tee] = {}  # the tee each stream has while a run captures it
+_idle: dict[str, list[_Tee]] = {}  # the tees last taken out of each stream: kept alive, and reused (module docstring)
 _tees_lock = threading.Lock()
 
 
 class ConsoleCapture:
     """One run's console capture: joins the process's tees on start (installing them if no run
-    captures yet), leaves them on stop (removing them once no run captures, if nobody replaced
-    them since)."""
+    captures yet), leaves them on stop (taking every tee that no run captures any more out of the
+    stream, as far as the stream is one: a stream replaced since is left as it is)."""
 
     def __init__(self, put: Callable[[Any], None], chunk: Callable[..., Any]) -> None:
         self._lines = {name: _Lines(number, put, chunk) for name, number in _STREAMS.items()}
+        self._joined: list[tuple[str, _Tee]] = []  # referenced while this capture lives (module docstring)
 
     def start(self) -> None:
         with _tees_lock:
@@ -119,11 +129,14 @@ class ConsoleCapture:
                 if current is None:  # pythonw and some daemons have no console
                     lines.active = False
                     continue
-                tee = _tees.get(name)
-                if tee is None or current is not tee:  # none yet, or the stream was replaced since: tee it anew
-                    tee = _tees[name] = _Tee(current)
+                if isinstance(current, _Tee):  # ours (one a `with redirect_stdout` put back, say): joined, not wrapped
+                    tee = _tees[name] = current
+                else:  # none yet, or the stream was replaced since: tee it anew
+                    idle = next((idle for idle in _idle.get(name, ()) if idle._original is current), None)
+                    tee = _tees[name] = idle if idle is not None else _Tee(current)
                     setattr(sys, name, tee)
                 tee._captures = (*tee._captures, lines)
+                self._joined.append((name, tee))
 
     def stop(self) -> None:
         for lines in self._lines.values():
@@ -131,15 +144,26 @@ class ConsoleCapture:
                 lines.flush_partial()
             lines.active = False
         with _tees_lock:
-            for name, lines in self._lines.items():
-                for tee in _all_tees(getattr(sys, name, None), _tees.get(name)):
-                    if lines in tee._captures:
-                        tee._captures = tuple(other for other in tee._captures if other is not lines)
-                registered = _tees.get(name)
-                if registered is not None and not registered._captures:
-                    del _tees[name]
-                    if getattr(sys, name) is registered:
-                        setattr(sys, name, registered._original)
+            self._leave()
+
+    def _leave(self) -> None:
+        """Take this capture's lines out of every tee, then every tee no run captures any more out
+        of the streams they are (a tee left in a stream by a ``redirect_stdout`` that a run started
+        inside of put back: else one more dead layer on every later ``print``). Under the lock."""
+        for name, lines in self._lines.items():
+            for tee in [tee for joined, tee in self._joined if joined == name] + _all_tees(getattr(sys, name, None)):
+                if lines in tee._captures:
+                    tee._captures = tuple(other for other in tee._captures if other is not lines)
+            if _tees.get(name) is not None and not _tees[name]._captures:
+                del _tees[name]
+            taken: list[_Tee] = []
+            stream = getattr(sys, name, None)
+            while isinstance(stream, _Tee) and not stream._captures and len(taken) < 64:
+                taken.append(stream)
+                stream = stream._original
+                setattr(sys, name, stream)
+            if taken:
+                _idle[name] = taken  # kept alive (module docstring), the last one reused first
 
     def stale_chunks(self, age: float) -> list[Any]:
         """Partial chunks of the lines that have waited ``age`` seconds unended (see the module
@@ -152,14 +176,26 @@ class ConsoleCapture:
             lines.active = False
 
 
-def _all_tees(stream: Any, registered: _Tee | None) -> list[_Tee]:
+def _all_tees(stream: Any) -> list[_Tee]:
     """The tees of ours a stream passes through (a stream replaced while a run captured may wrap
-    an older tee), and the registered one."""
+    an older tee)."""
     found: list[_Tee] = []
-    seen = 0
-    while isinstance(stream, _Tee) and seen < 64:
+    while isinstance(stream, _Tee) and len(found) < 64:
         found.append(stream)
-        stream, seen = stream._original, seen + 1
-    if registered is not None and registered not in found:
-        found.append(registered)
+        stream = stream._original
     return found
+
+
+def _after_fork_in_child() -> None:
+    """In a child made by fork: the lock anew (another thread of the parent may have held it while
+    forking, and the child's first run would wait for it forever), and the tees' captures dropped
+    (the parent's runs record nothing here), so the child's own runs install, join and remove the
+    tees as in any process."""
+    global _tees_lock
+    _tees_lock = threading.Lock()
+    for tee in [*_tees.values(), *_all_tees(sys.stdout), *_all_tees(sys.stderr)]:
+        tee._captures = ()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

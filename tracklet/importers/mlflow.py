@@ -347,13 +347,14 @@ class MlflowSource:
         """A local directory holding the run's artifact files (the store's own, or a download into
         ``scratch``); None when the run has none. A directory on this machine's disk is read only
         inside ``artifact_roots`` (``ArtifactRootRefused`` otherwise: mlflow_artifacts)."""
-        from tracklet.importers.mlflow_artifacts import is_local, local_path
+        from tracklet.importers.mlflow_artifacts import is_local, local_path, through_the_store
 
         info = run.info
         uri = info.artifact_uri or ""
         what = f"run {info.run_id}"
         if not uri:
             return None  # (a path "" would be the working directory)
+        uri = through_the_store(self, uri, what)  # runs:/ and models:/: where they lead, or refused
         if is_local(uri):
             local = local_path(uri)
             if self.root is not None and (not local.is_dir() or not self.artifact_roots.allows(local)):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 from urllib.parse import unquote, urlparse
 
 from tracklet.core.redact import redact_url
@@ -93,6 +93,31 @@ class ArtifactRoots:
             f"--artifact-root {suggest} (artifact_roots=[...] in Python)")
 
 
+def through_the_store(source: Any, location: str, what: str) -> str:
+    """``location`` (a run's artifact location, a model version's) as the place it names when
+    MLflow would resolve it through a store on this machine's disk (a file store, a database):
+    ``runs:/<id>/<path>`` is the place under that run's artifact location, which the caller then
+    confines like any (MLflow's own download follows another run's row, one deleted or of an
+    experiment not imported, to wherever it points: a crafted database's ``file:///home/me/.ssh``).
+    ``models:/`` (a registered version's files), or a run's location that is itself one of these,
+    is refused (``ArtifactRootRefused``): a store's own rows name their files directly. A server's
+    locations are the server's."""
+    scheme = urlparse(location).scheme.lower()
+    if source.kind == "http" or scheme not in ("runs", "models"):
+        return location
+    refused = ArtifactRootRefused(f"{what}: artifact files not imported: {redact_url(location)} names another "
+                                  f"{'registered model' if scheme == 'models' else 'run'}'s files, which MLflow "
+                                  "would resolve through the store")
+    if scheme == "models":
+        raise refused
+    run_id, _, path = location[len("runs:"):].lstrip("/").partition("/")
+    base = str(source.client.get_run(run_id).info.artifact_uri or "")
+    if not base or urlparse(base).scheme.lower() in ("runs", "models"):
+        raise refused
+    path = path.strip("/")
+    return base.rstrip("/") + (f"/{path}" if path else "")
+
+
 def regular_files(directory: Path) -> list[tuple[str, int]]:
     """``(path relative to directory, size)`` of every regular file under ``directory``, no link
     followed: a link (to a file or a directory), a FIFO or a device is not an artifact file MLflow
@@ -108,4 +133,4 @@ def regular_files(directory: Path) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-__all__ = ["ArtifactRoots", "is_local", "local_path", "regular_files"]
+__all__ = ["ArtifactRoots", "is_local", "local_path", "regular_files", "through_the_store"]

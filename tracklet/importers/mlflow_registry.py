@@ -262,8 +262,9 @@ def _local_files(source: Any, location: str, what: str) -> Iterator[Path]:
     """A local directory holding the files at ``location`` (read in place when local and inside the
     source's ``artifact_roots``, else downloaded through MLflow to a temporary directory, removed
     afterwards); ``what`` names the version in a refusal."""
-    from tracklet.importers.mlflow_artifacts import is_local, local_path
+    from tracklet.importers.mlflow_artifacts import is_local, local_path, through_the_store
 
+    location = through_the_store(source, location, what)
     if is_local(location):
         if not local_path(location).is_dir():
             raise FileNotFoundError(f"{redact_url(location)} is not a directory")

@@ -578,7 +578,14 @@ class Sweep:
         """The run with the best value of the sweep's metric, or first by ``order`` as W&B sorts it
         (``QueryGenerator.format_order_key``): ``"+name"`` the smallest, ``"-name"`` and a bare
         ``"name"`` the largest ``summary["name"]``; ``"config.lr"`` reads the config (a dotted key
-        under neither ``config.`` nor ``summary_metrics.`` is a summary key). None if no run has one."""
+        under neither ``config.`` nor ``summary_metrics.`` is a summary key). None if no run has one.
+        A sweep with no metric and no ``order``: its most recent run, with W&B's warning."""
+        if order is None and not (self._data["config"].get("metric") or {}).get("name"):
+            from tracklet.compat.wandb._messages import termwarn
+
+            termwarn("No order specified and couldn't find metric in sweep config, returning most recent run")
+            runs = self.runs
+            return max(runs, key=lambda run: run._recorded.created_at or 0.0, default=None)
         if order is None:
             best = self._data.get("best") or {}
             if not best.get("run_id"):

@@ -167,7 +167,8 @@ def init(
     given_reinit = reinit
     if reinit in (None, "default"):
         reinit = "finish_previous" if in_notebook() else "return_previous"
-    reinit = {True: "finish_previous", False: "return_previous"}.get(reinit, reinit)
+    elif isinstance(reinit, bool):
+        reinit = "finish_previous" if reinit else "return_previous"
     previous = _most_recent()
     if previous is not None and reinit != "create_new":
         if reinit == "finish_previous":

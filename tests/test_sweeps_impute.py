@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import warnings
 
-import optuna
 import pytest
 from conftest import QUIET
 
 import tracklet
 from tracklet.errors import TrackletWarning
+from tracklet.sweeps.agent import Agent
 from tracklet.sweeps.controller import LocalController, create_sweep
+from tracklet.sweeps.remote import RemoteController, create_remote_sweep
+
+optuna = pytest.importorskip("optuna", reason="pip install 'tracklet[sweeps]'")
 
 
 def _bayes(**metric):
@@ -73,6 +76,25 @@ def test_best_and_latest_read_the_failed_runs_own_metric(root, monkeypatch, stra
     lease = controller.next_trial("me")
     assert controller.finish(lease, 1).message == "the command exited with status 1"
     assert len(_seen_by_search(controller)) == 1
+
+
+def test_a_server_sweep_imputes_from_what_the_agent_read(root, tmp_path, servers):
+    """Server mode: the agent reads the failed run's own value from its local record log and tells
+    it with the failure; the server's controller imputes it."""
+    server = servers(tmp_path / "srv")
+    made = create_remote_sweep(server.url, _bayes(impute="latest"), project="p")
+
+    def crashes() -> None:
+        run = tracklet.init(settings=QUIET)
+        for value in (2.0, 1.0, 1.5):
+            run.log({"loss": value})
+        raise RuntimeError("out of memory")
+
+    agent = Agent(RemoteController(server.url, made["id"], root=root), log=lambda line: None, count=1)
+    report = agent.run_function(crashes)
+    (result,) = report.results
+    assert result.state == "failed" and "out of memory" in result.message and "loss = 1.5" in result.message
+    assert "metric.impute: latest" in result.message
 
 
 def test_random_and_grid_sweeps_leave_failed_runs_failed(root):

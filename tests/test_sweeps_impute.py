@@ -40,6 +40,7 @@ def test_a_failed_trial_counts_as_the_worst_result_by_default(root):
     status = controller.status()
     assert [row["state"] for row in status["trials"]] == ["complete", "complete", "failed"]
     assert status["trials"][2]["imputed"] == 3.0 and status["trials"][2]["value"] is None
+    assert status["trials"][2]["error"] == result.message  # sweep show and the dashboard say it
     assert status["best"]["trial"] == 0 and status["counts"] == {"complete": 2, "failed": 1}
 
 

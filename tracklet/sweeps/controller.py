@@ -624,11 +624,11 @@ class LocalController:
             if error is not None and imputed is not None:
                 # W&B's bayes search counts a failed run at an imputed value; the run stays failed.
                 strategy = impute_strategy(self._spec)
-                trial.set_user_attr("error", error)
+                message = f"{error} (the search counts it as {objectives[0].name} = {imputed:g}: metric.impute: {strategy})"
+                trial.set_user_attr("error", message)  # what sweep show, the dashboard and a server show
                 trial.set_user_attr(IMPUTED, strategy)
                 study.tell(lease.trial, imputed)
-                result = TrialResult(lease.trial, "failed", None, f"{error} (the search counts it as "
-                                     f"{objectives[0].name} = {imputed:g}: metric.impute: {strategy})")
+                result = TrialResult(lease.trial, "failed", None, message)
             elif error is not None:
                 trial.set_user_attr("error", error)
                 study.tell(lease.trial, state=optuna.trial.TrialState.FAIL)

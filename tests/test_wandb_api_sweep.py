@@ -69,3 +69,31 @@ def test_best_run_sorts_a_bare_order_key_largest_first_as_wandb_does(root, swept
     # config keys sort by the run's config (they were looked up in the summary: None)
     assert sweep.best_run(order="config.lr").config["lr"] == 0.3
     assert sweep.best_run(order="+config.lr").config["lr"] == 0.1
+
+
+def _no_metric_sweep(root, monkeypatch) -> str:
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    sweep_id = wandb.sweep({"method": "grid", "parameters": {"lr": {"values": [0.3, 0.1, 0.2]}}}, project="wb")
+
+    def train() -> None:
+        run = tracklet.init(settings=QUIET)
+        run.log({"val_loss": run.config["lr"]})
+        run.finish()
+
+    wandb.agent(sweep_id, function=train, count=3)
+    return sweep_id
+
+
+@pytest.mark.parametrize("where", ["local", "server"])
+def test_best_run_of_a_sweep_without_a_metric_is_its_most_recent_run(root, monkeypatch, capsys, servers, where):
+    """W&B's ``best_run()`` with no metric and no order: the most recent run, with a warning."""
+    sweep_id = _no_metric_sweep(root, monkeypatch)
+    api = wandb.Api(overrides={"base_url": servers(root).url}) if where == "server" else wandb.Api()
+    sweep = api.sweep(f"wb/{sweep_id}")
+    runs = sweep.runs  # in trial order: the last one ran last
+    assert len(runs) == 3 and runs[0].created_at <= runs[-1].created_at
+    capsys.readouterr()
+    assert sweep.best_run().id == runs[-1].id
+    assert "couldn't find metric in sweep config, returning most recent run" in capsys.readouterr().err
+    assert sweep.best_run(order="+val_loss").config["lr"] == 0.1  # an order still sorts
+    assert sweep.best_run(order="-val_loss").config["lr"] == 0.3

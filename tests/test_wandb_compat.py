@@ -705,7 +705,8 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     again = wandb.Api().run(f"export/{run_id}")
     assert again.config == {"lr": 0.2, "batch": 64, "opt": {"beta": 0.99}}
     assert (again.summary["best"], again.summary.verdict) == (0.25, "good")
-    assert isinstance(again.summary["weights"], Histogram) and again.state == "finished"
+    assert again.summary["weights"] == exported["weights"] and again.state == "finished"  # W&B's JSON, as W&B's
+    assert isinstance(tracklet.Api(root).run(f"export/{run_id}").summary["weights"], Histogram)  # not rewritten
     assert tracklet.Api(root).run(f"export/{run_id}").config == {"lr": 0.2, "batch": 64, "opt": {"beta": 0.99}}
     # derived stores see the edit like any record (the store indexes from the log)
     assert [r.id for r in tracklet.Api(root).runs("export", filter="summary.best = 0.25 and config.batch = 64")] \

@@ -26,13 +26,16 @@ from tracklet.cli.common import CliError, _handle_errors, _state
                    "run's packages.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (JSON values: 0.1, true, \"text\"; a.b=1 for nested keys). Repeatable.")
+@click.option("--rewrite-args", is_flag=True,
+              help="Where a --set key is also a recorded command-line argument (--lr 0.5), pass the new value "
+                   "there too (without it, the plan warns).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and do nothing.")
 @click.option("--force", is_flag=True, help="Go on although the plan names parts that can't be restored.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan (and the outcome) as JSON.")
 @click.pass_context
 @_handle_errors
 def reproduce(ctx: click.Context, run_path: str, directory: Path | None, env: str, overrides: tuple[str, ...],
-              dry_run: bool, force: bool, as_json: bool) -> None:
+              rewrite_args: bool, dry_run: bool, force: bool, as_json: bool) -> None:
     """Reproduce RUN: its code at the recorded commit with its uncommitted changes, its
     environment, its input artifact versions and its command and config, as a new run linked to
     it (a `reproduces` link). Compare the two with `tracklet diff`."""
@@ -45,7 +48,7 @@ def reproduce(ctx: click.Context, run_path: str, directory: Path | None, env: st
         click.echo(f"tracklet: {text}", err=True)
 
     plan = make_plan(run, state.api.root, env=env, directory=directory, overrides=parse_overrides(overrides),
-                     progress=progress)
+                     progress=progress, rewrite_args=rewrite_args)
     if dry_run:
         click.echo(json.dumps(plan.to_dict(), indent=1, default=str) if as_json else plan.render())
         if plan.problems:

@@ -62,6 +62,9 @@ class Plan:
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
     differences: list[str] = dataclasses.field(default_factory=list)
+    # --set keys the recorded command line also passes (--lr 0.5): the program reads the argument.
+    argument_warnings: list[str] = dataclasses.field(default_factory=list)
+    rewritten: list[str] = dataclasses.field(default_factory=list)  # "--lr 0.5 -> --lr 0.01" (--rewrite-args)
     # The code snapshot's reader (execute restores the files through it); not part of to_dict().
     snapshot: CodeSnapshot | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -134,6 +137,11 @@ class Plan:
                          "(imported before it; import tracklet first to record them)")
         if self.overrides:
             lines.append("  overrides   " + ", ".join(f"{key}={value!r}" for key, value in self.overrides.items()))
+        for text in self.rewritten:
+            lines.append(f"  argument    {text} (--rewrite-args)")
+        if self.argument_warnings:
+            lines.append("warnings:")
+            lines.extend(f"  - {text}" for text in self.argument_warnings)
         if self.differences:
             lines.append("differences from the original machine:")
             lines.extend(f"  - {text}" for text in self.differences)
@@ -153,9 +161,12 @@ def _git(repository: str, *args: str) -> subprocess.CompletedProcess | None:
 
 def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | None = None,
               overrides: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
-              blobs: BlobReader | None = None) -> Plan:
+              blobs: BlobReader | None = None, rewrite_args: bool = False) -> Plan:
     """The plan of reproducing ``run`` (a ``tracklet.core.api.RecordedRun``) under data root
     ``root``; ``directory`` defaults to ``./reproduce-<run id>`` (``-2``, ``-3``, ... when taken).
+    An override whose key the recorded command line also passes (``--lr 0.5``) is warned about;
+    ``rewrite_args`` rewrites that argument to the override's value where that is unambiguous
+    (:func:`plan_overridden_arguments`).
     ``blobs`` reads the code snapshot's blobs where they are not in ``root``'s store (a server's).
     ``progress`` hears of the one part that can take seconds: asking whether packages still install."""
     if env not in ENVS:
@@ -187,7 +198,62 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     unknown = [key for key in plan.overrides if key.split(".")[0] not in plan.config]
     if unknown:
         plan.differences.append("--set adds config key(s) the run did not have: " + ", ".join(unknown))
+    plan_overridden_arguments(plan, rewrite=rewrite_args)
     return plan
+
+
+def _flags(key: str) -> list[str]:
+    """The options an argparse program would read ``key`` from: ``--lr``; ``--batch_size`` and
+    ``--batch-size`` (argparse turns ``-`` into ``_`` in the attribute name)."""
+    return list(dict.fromkeys([f"--{key}", f"--{key.replace('_', '-')}"]))
+
+
+def _occurrences(arguments: list[str], key: str) -> list[tuple[int, str, str | None]]:
+    """Where ``arguments`` pass ``key``: ``(index, flag, value)`` for ``--key value`` and
+    ``--key=value`` (value None for a bare ``--key`` with nothing after it)."""
+    found = []
+    flags = _flags(key)
+    for index, argument in enumerate(arguments):
+        for flag in flags:
+            if argument == flag:
+                following = arguments[index + 1] if index + 1 < len(arguments) else None
+                value = None if following is None or (following.startswith("--") and following != "--") else following
+                found.append((index, flag, value))
+            elif argument.startswith(flag + "="):
+                found.append((index, flag, argument[len(flag) + 1:]))
+    return found
+
+
+def plan_overridden_arguments(plan: Plan, *, rewrite: bool = False) -> None:
+    """``--set lr=0.01`` changes the new run's config, but a program that reads ``--lr`` from its
+    command line trains with the recorded ``--lr 0.5``. Each such key gets a warning naming the
+    argument. ``rewrite``: the argument is given the override's value instead, when it appears
+    once, with a value, and the override is a number or a string (a list, a dict, a boolean or
+    null has no one spelling an argparse program reads back as the same value)."""
+    for key, value in plan.overrides.items():
+        found = _occurrences(plan.arguments, key)
+        if not found:
+            continue
+        shown = ", ".join(plan.arguments[i] if v is None or plan.arguments[i] != f else f"{f} {v}"
+                          for i, f, v in found)
+        scalar = isinstance(value, (int, float, str)) and not isinstance(value, bool)
+        why_not = ("it appears more than once" if len(found) > 1 else
+                   "it has no value on the command line" if found[0][2] is None else
+                   f"{value!r} has no one command-line spelling" if not scalar else "")
+        if rewrite and not why_not:
+            index, flag, old = found[0]
+            text = str(value)
+            if plan.arguments[index] == flag:
+                plan.arguments[index + 1] = text
+            else:
+                plan.arguments[index] = f"{flag}={text}"
+            plan.rewritten.append(f"{flag} {old} -> {flag} {text} (--set {key})")
+            continue
+        advice = ("pass --rewrite-args to run it with the new value" if not why_not else
+                  f"--rewrite-args can't change it ({why_not}): edit the command by hand")
+        plan.argument_warnings.append(
+            f"--set {key}={value!r} sets the new run's config, but the recorded command line also passes "
+            f"{shown}: a program that reads its arguments trains with that ({advice})")
 
 
 def _seeds_unknown(modules: list[str], seeds: list[dict[str, str]]) -> list[str]:

@@ -44,6 +44,7 @@ from tracklet.server import audit
 from tracklet.server.schema import sweep_journal, sweep_leases, sweep_studies
 from tracklet.sweeps import gp_imports, space
 from tracklet.sweeps.controller import (
+    IMPUTED,
     LAPSED,
     Lease,
     LocalController,
@@ -430,6 +431,8 @@ class ServerController(LocalController):
         if frozen.user_attrs.get("agent") != lease.agent or frozen.user_attrs.get(LAPSED):
             return None
         state = frozen.state.name.lower()
+        if state == "complete" and frozen.user_attrs.get(IMPUTED):
+            return TrialResult(lease.trial, "failed", None, str(frozen.user_attrs.get("error", "failed")))
         if state == "complete":
             objectives = self._spec.objectives
             values = tuple(frozen.values or ())

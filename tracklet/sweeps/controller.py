@@ -45,7 +45,7 @@ from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import gp_imports, space
 from tracklet.sweeps.samplers import GP_NEEDS_TORCH, gp_available, gp_sampler, tpe_sampler
-from tracklet.sweeps.spec import SweepSpec, parse
+from tracklet.sweeps.spec import SweepSpec, impute_strategy, parse, warn_unused
 from tracklet.sweeps.threads import one_thread
 
 DEFAULT_LEASE_TTL = 60.0
@@ -56,6 +56,7 @@ BASE_STARTUP_TRIALS = 10
 MIN_STARTUP_TRIALS = 3
 GP_MAX_DIMS = 20
 LAPSED = "tracklet_lapsed"
+IMPUTED = "imputed"  # user attr of a failed trial told an imputed value (metric.impute: its strategy)
 WARM_START = "warm_start"  # user attr of a trial added from an existing run
 # user attr of a trial suggested at random because the GP's modules were still importing (``prepare``)
 GP_LOADING = "random_while_gp_imports"
@@ -148,6 +149,7 @@ def create_sweep(root: Path, config: Any, *, project: str | None = None, sweep_i
     project_name = project or spec.project or os.environ.get("TRACKLET_PROJECT") or DEFAULT_PROJECT
     check_name("project", project_name)
     sweep_id = check_name("sweep id", sweep_id) if sweep_id else _new_sweep_id()
+    warn_unused(spec)
     directory = sweeps_dir(root) / sweep_id
     directory.mkdir(parents=True, exist_ok=False)
     (directory / "trials").mkdir()
@@ -575,13 +577,15 @@ class LocalController:
                stopped: bool | None = None) -> TrialResult:
         """The trial's process ended with ``exit_code``: tell the study the run's metric (read
         from its record log), or that the trial failed and why. ``stopped``: see :meth:`tell`."""
-        from tracklet.sweeps.objective import read_objectives
+        from tracklet.sweeps.objective import failed_run_values, read_objectives
 
         values = None
         if exit_code == 0 and error is None:  # read before taking the lock: a long log takes a while
             values, error = read_objectives(self.root, self.project, lease.run_id, self._spec.objectives)
         elif error is None:
             error = f"the command exited with status {exit_code}"
+        if error is not None:
+            values = failed_run_values(self._spec, self.root, self.project, lease.run_id)
         return self.tell(lease, values, error, stopped=stopped)
 
     def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None, *,
@@ -616,7 +620,16 @@ class LocalController:
                 if values is None or len(values) != len(objectives) or not all(math.isfinite(v) for v in values):
                     names = ", ".join(m.name for m in objectives)
                     error = f"the objective {names} is {value!r}, not {len(objectives)} finite number(s)"
-            if error is not None:
+            imputed = self._imputed(study, values) if error is not None else None
+            if error is not None and imputed is not None:
+                # W&B's bayes search counts a failed run at an imputed value; the run stays failed.
+                strategy = impute_strategy(self._spec)
+                message = f"{error} (the search counts it as {objectives[0].name} = {imputed:g}: metric.impute: {strategy})"
+                trial.set_user_attr("error", message)  # what sweep show, the dashboard and a server show
+                trial.set_user_attr(IMPUTED, strategy)
+                study.tell(lease.trial, imputed)
+                result = TrialResult(lease.trial, "failed", None, message)
+            elif error is not None:
                 trial.set_user_attr("error", error)
                 study.tell(lease.trial, state=optuna.trial.TrialState.FAIL)
                 result = TrialResult(lease.trial, "failed", None, error)
@@ -631,6 +644,25 @@ class LocalController:
                                      shown, tuple(told) if objectives else ())
             self._save_leases(leases)
             return result
+
+    def _imputed(self, study: Any, values: list[float] | None) -> float | None:
+        """The value a failed trial counts as in a bayes search (``metric.impute``, W&B's default
+        ``worst``): ``best``/``latest``, the run's own best or last value of the metric (``values``,
+        read by the agent: :func:`~tracklet.sweeps.objective.imputable_value`); ``worst``, the
+        worst result of the sweep's complete trials. None (the trial fails, unseen by the search)
+        where there is no such value."""
+        strategy = impute_strategy(self._spec)
+        if strategy is None or self._spec.metric is None:
+            return None
+        if strategy in ("best", "latest"):
+            return values[0] if values and len(values) == 1 and math.isfinite(values[0]) else None
+        optuna = _optuna()
+        told = [trial.values[0] for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if not trial.user_attrs.get("no_metric") and len(trial.values or ()) == 1
+                and math.isfinite(trial.values[0])]
+        if not told:
+            return None
+        return (min if self._spec.metric.maximize else max)(told)
 
     def release(self, lease: Lease, reason: str) -> None:
         """Give a trial back unfinished (the agent was interrupted): it is treated as a lapsed
@@ -698,7 +730,7 @@ class LocalController:
         optuna = _optuna()
         for trial in trials:
             if (trial.state == optuna.trial.TrialState.COMPLETE and not trial.user_attrs.get(WARM_START)
-                    and len(trial.values or ()) == 1 and metric.reached(trial.values[0])):
+                    and not trial.user_attrs.get(IMPUTED) and len(trial.values or ()) == 1 and metric.reached(trial.values[0])):
                 return f"trial {trial.number} reached the metric's target ({metric.name} = {trial.values[0]:g})"
         return None
 
@@ -867,7 +899,11 @@ class LocalController:
             state = trial.state.name.lower()
             if state == "fail":
                 state = "lapsed" if trial.user_attrs.get(LAPSED) else "failed"
-            told = trial.values if trial.state.name == "COMPLETE" and not trial.user_attrs.get("no_metric") else None
+            imputed = trial.values[0] if trial.user_attrs.get(IMPUTED) and trial.values else None
+            if imputed is not None:
+                state = "failed"  # told an imputed value for the search's sake: its run failed
+            told = (trial.values if trial.state.name == "COMPLETE" and imputed is None
+                    and not trial.user_attrs.get("no_metric") else None)
             values = [v if math.isfinite(v) else None for v in told] if told else None
             value = values[0] if values is not None and len(values) == 1 else None
             try:
@@ -883,6 +919,7 @@ class LocalController:
                 "random_while_gp_imports": bool(trial.user_attrs.get(GP_LOADING)),
                 "last_step": trial.last_step,
                 "agent": trial.user_attrs.get("agent"), "error": trial.user_attrs.get("error"),
+                "imputed": imputed if imputed is None or math.isfinite(imputed) else None,
                 "start": trial.datetime_start.timestamp() if trial.datetime_start else None,
                 "end": trial.datetime_complete.timestamp() if trial.datetime_complete else None,
             })

@@ -111,3 +111,32 @@ def read_objective(root: Path, project: str, run_id: str, metric: Metric | None)
         return None, None
     values, problem = objectives_of(RecordedRun(paths), project, run_id, (metric,))
     return (values[0] if values else None), problem
+
+
+def failed_run_values(spec: Any, root: Path, project: str, run_id: str) -> list[float] | None:
+    """For a failed trial of a bayes sweep whose ``metric.impute`` is ``best`` or ``latest`` (W&B's
+    ``impute``): the run's own best, or last, finite value of the metric, told with the failure
+    so the search counts the trial at it; None otherwise (no such value, no run recorded, or
+    another strategy: ``worst`` is the controller's to find)."""
+    from tracklet.sweeps.spec import impute_strategy
+
+    strategy = impute_strategy(spec)
+    if strategy not in ("best", "latest"):
+        return None
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    metric = spec.metric
+    paths = RunPaths(Path(root), project, run_id)
+    if not paths.log_file.is_file():
+        return None
+    try:
+        run = RecordedRun(paths)
+        if strategy == "best":
+            values, _ = objectives_of(run, project, run_id, (metric,))
+            return values
+        history = _numbers(run.history([metric.name])[metric.name]) if metric.name in run.keys() else []
+        latest = history[-1:] or _numbers([run.summary.get(metric.name)])
+        return latest or None
+    except Exception:  # a run log unreadable mid-write: the trial just fails, unseen by the search
+        return None

@@ -35,7 +35,7 @@ from tracklet.sweeps.controller import (
     parse_sweep_id,
     pruning_enabled,
 )
-from tracklet.sweeps.spec import SweepSpec, parse
+from tracklet.sweeps.spec import SweepSpec, parse, warn_unused
 
 PRUNED = "pruned"  # what heartbeat() returns when the server's pruner stopped the trial
 
@@ -59,6 +59,7 @@ def create_remote_sweep(base_url: str, config: Any, *, project: str | None = Non
 
     spec = parse(config)
     project_name = project or spec.project or os.environ.get("TRACKLET_PROJECT") or DEFAULT_PROJECT
+    warn_unused(spec)
     with _client(base_url, api_key) as http:
         response = http.request("POST", f"/api/v1/projects/{project_name}/sweeps",
                                 json={"config": spec.config, "sweep_id": sweep_id})
@@ -177,13 +178,15 @@ class RemoteController:
     def finish(self, lease: Lease, exit_code: int, error: str | None = None, *,
                stopped: bool | None = None) -> TrialResult:
         """The trial's process ended: read the objective(s) from its run's local record log and tell the server."""
-        from tracklet.sweeps.objective import read_objectives
+        from tracklet.sweeps.objective import failed_run_values, read_objectives
 
         values = None
         if exit_code == 0 and error is None:
             values, error = read_objectives(self.root, self.project, lease.run_id, self._spec.objectives)
         elif error is None:
             error = f"the command exited with status {exit_code}"
+        if error is not None:  # the run's own value, for the server's metric.impute
+            values = failed_run_values(self._spec, self.root, self.project, lease.run_id)
         return self.tell(lease, values, error, stopped=stopped)
 
     def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None, *,

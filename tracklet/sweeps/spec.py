@@ -67,6 +67,10 @@ class Metric:
     name: str
     goal: str = "minimize"
     target: float | None = None
+    # W&B's bayes search: the value a failed (or metric-less) run counts as (worst, best, latest).
+    impute: str | None = None
+    # W&B's bayes search with a running run's metric so far: not implemented (see ``unused_keys``).
+    impute_while_running: str | None = None
 
     @property
     def maximize(self) -> bool:
@@ -310,6 +314,58 @@ def parse(config: Any) -> SweepSpec:
     )
 
 
+def impute_strategy(spec: SweepSpec) -> str | None:
+    """How a failed trial of ``spec`` counts in the search, as W&B's bayes search does
+    (``metric.impute``, default ``worst``); None where nothing is imputed (not ``method: bayes``,
+    or several objectives)."""
+    if spec.method != "bayes" or spec.metric is None:
+        return None
+    return spec.metric.impute or "worst"
+
+
+def unused_keys(spec: SweepSpec) -> list[str]:
+    """One line per key of ``spec``'s config that tracklet accepts (W&B's configs carry it) but
+    does not act on, saying so; :func:`warn_unused` warns with them as a sweep is created."""
+    config = spec.config
+    lines = []
+    metric: Mapping[str, Any] = config["metric"] if isinstance(config.get("metric"), Mapping) else {}
+    if "impute" in metric and spec.method != "bayes":
+        lines.append(f"metric.impute: read by method: bayes only (method is {spec.method}); a failed run "
+                     "is not counted in this search")
+    while_running = metric.get("impute_while_running")
+    if while_running not in (None, False, "false"):
+        lines.append(f"metric.impute_while_running: {while_running} is not implemented: a running run counts "
+                     "as pending in tracklet's search, not with its metric so far")
+    for index, item in enumerate(config.get("metrics") or ()):
+        for key in ("impute", "impute_while_running"):
+            if isinstance(item, Mapping) and key in item:
+                lines.append(f"metrics[{index}].{key}: not read (a multi-objective sweep leaves failed runs "
+                             "out of the search)")
+    early = config.get("early_terminate")
+    if isinstance(early, Mapping) and "strict" in early:
+        lines.append("early_terminate.strict: not read (W&B's hyperband does not read it either)")
+    for key in ("job", "image_uri"):
+        if key in config:
+            lines.append(f"{key}: W&B Launch sweeps are not supported; the agent runs program/command")
+    controller = config.get("controller")
+    if isinstance(controller, Mapping) and controller.get("type") not in (None, "local"):
+        lines.append(f"controller.type: {controller.get('type')!r} is not read; tracklet's controller runs with "
+                     "the agents (local) or on the tracking server")
+    if "entity" in config:
+        lines.append("entity: not read (tracklet has projects, no entities)")
+    return lines
+
+
+def warn_unused(spec: SweepSpec) -> None:
+    """Warn once per key that ``spec`` sets and tracklet does not act on (:func:`unused_keys`)."""
+    import warnings
+
+    from tracklet.errors import TrackletWarning
+
+    for line in unused_keys(spec):
+        warnings.warn(f"sweep config: {line}", TrackletWarning, stacklevel=3)
+
+
 def load_text(text: str | bytes) -> Any:
     """A YAML (or JSON) document as Python data; a syntax error names its line."""
     try:
@@ -364,7 +420,12 @@ def _metric(value: Any, problems: _Problems, where: str = "metric") -> Metric | 
                          ("impute_while_running", ("latest", "best", "worst", "false", False))):
         if key in value and value[key] not in allowed:
             problems.add(f"{where}.{key}", f"must be one of {', '.join(map(str, allowed))}; got {value[key]!r}")
-    return Metric(str(name), str(goal), float(target) if target is not None else None) if ok else None
+    if not ok:
+        return None
+    while_running = value.get("impute_while_running")
+    return Metric(str(name), str(goal), float(target) if target is not None else None,
+                  impute=value.get("impute") if value.get("impute") in ("latest", "best", "worst") else None,
+                  impute_while_running=while_running if while_running in ("latest", "best", "worst") else None)
 
 
 def _parameters(value: Any, prefix: tuple[str, ...], problems: _Problems, out: list[Param]) -> None:

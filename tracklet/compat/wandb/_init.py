@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.compat.wandb import wandb_settings
 from tracklet.compat.wandb._config import parse_config
-from tracklet.compat.wandb._messages import not_supported, warn_once
+from tracklet.compat.wandb._messages import not_supported, termlog, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
 from tracklet.errors import ResumeError
@@ -163,12 +163,17 @@ def init(
         warn_once("reinit", f"reinit={reinit!r} is not a W&B value; using 'default'")
         reinit = None
     # W&B's booleans: True is "finish_previous", False "return_previous"; "default" is
-    # "return_previous" outside notebooks (tracklet doesn't tell notebooks apart).
-    reinit = {True: "finish_previous", False: "return_previous", None: "return_previous",
-              "default": "return_previous"}.get(reinit, reinit)
+    # "finish_previous" in a notebook (an IPython kernel or shell), else "return_previous".
+    given_reinit = reinit
+    if reinit in (None, "default"):
+        reinit = "finish_previous" if in_notebook() else "return_previous"
+    elif isinstance(reinit, bool):
+        reinit = "finish_previous" if reinit else "return_previous"
     previous = _most_recent()
     if previous is not None and reinit != "create_new":
         if reinit == "finish_previous":
+            if given_reinit in (None, "default"):
+                termlog("Finishing previous runs because reinit is set to 'default'.")
             for live in _live():
                 live.finish()
         else:
@@ -300,6 +305,19 @@ def _fall_back(arguments: dict[str, Any], config: Any, error: Exception) -> Any:
     for key in ("project", "id", "dir"):
         arguments[key] = None
     return tracklet_init(config=config, **arguments)
+
+
+def in_notebook() -> bool:
+    """Whether this process runs under IPython (a Jupyter kernel, or an IPython shell), as W&B's
+    ``wandb.sdk.lib.ipython.in_notebook`` decides: IPython is already imported and
+    ``get_ipython()`` returns a shell. IPython is never imported here (a script doesn't pay for it)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        return ipython.get_ipython() is not None
+    except Exception:  # a half-imported or broken IPython: not a notebook
+        return False
 
 
 def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:

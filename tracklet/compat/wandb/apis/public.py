@@ -20,6 +20,7 @@ from tracklet.compat.wandb.apis.filters import to_filter, to_order
 from tracklet.compat.wandb.errors import CommError, UsageError
 
 _INTERNAL = ("_step", "_timestamp", "_runtime")
+_SERVER_HISTOGRAM = {"edges", "counts", "nan_count", "inf_count"}
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -94,6 +95,8 @@ def _json_value(value: Any) -> Any:
 
     if isinstance(value, Histogram):
         return {"_type": "histogram", "values": list(value.counts), "bins": list(value.edges)}
+    if isinstance(value, dict) and set(value) == _SERVER_HISTOGRAM:  # a server's JSON of a Histogram
+        return {"_type": "histogram", "values": list(value["counts"]), "bins": list(value["edges"])}
     if isinstance(value, dict):
         return {key: _json_value(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -113,6 +116,7 @@ class Run:
         self._api = api  # the tracklet.Api that found it (a server's: resolves its artifacts)
         self._config: dict[str, Any] | None = None
         self._summary: HTTPSummary | None = None
+        self._media: Any = None  # _media_json.Logged, read at the first summary/history/file that needs it
         self._edited: dict[str, Any] = {}  # name, tags, notes, group, job_type set on this object
 
     # identity and metadata
@@ -161,10 +165,33 @@ class Run:
 
     @property
     def summary(self) -> HTTPSummary:
-        """The run's summary, one per ``Run`` object: edits to it are saved by :meth:`update`."""
+        """The run's summary, one per ``Run`` object: edits to it are saved by :meth:`update`.
+        As W&B's: a histogram is ``{"_type": "histogram", "values", "bins"}``, and each key media
+        or a table was logged under holds the last one's JSON (``{"_type": "image-file", "path",
+        ...}``: ``_media_json``)."""
         if self._summary is None:
-            self._summary = HTTPSummary(copy.deepcopy(self._recorded.summary))
+            self._summary = HTTPSummary(self._summary_view(self._recorded))
         return self._summary
+
+    def _logged(self) -> Any:
+        """The run's media and tables by key and step (``_media_json.Logged``), read once per ``Run``."""
+        if self._media is None:
+            from tracklet.compat.wandb.apis._media_json import Logged
+
+            try:
+                self._media = Logged(self._recorded)
+            except Exception as error:  # the metrics still read: the media are named missing, once
+                warn_once("api-media", f"run {self._recorded.path}: its media and tables are left out of summary "
+                          f"and history: {type(error).__name__}: {error}")
+                self._media = Logged(None)
+        return self._media
+
+    def _summary_view(self, recorded: Any) -> dict[str, Any]:
+        """The summary as W&B shows it (see :attr:`summary`); :meth:`update` saves what differs from it."""
+        view = {key: _json_value(value) for key, value in copy.deepcopy(recorded.summary).items()}
+        for key, value in self._logged().last.items():
+            view.setdefault(key, copy.deepcopy(value))
+        return view
 
     @property
     def tags(self) -> list[str]:
@@ -288,25 +315,42 @@ class Run:
     # history
     def _rows(self, keys: Sequence[str] | None, x_axis: str = "_step", min_step: int | None = None,
               max_step: int | None = None, stream: str = "default") -> list[dict[str, Any]]:
+        """The history's rows as W&B returns them: histograms, media and tables as W&B's JSON
+        (``_media_json``), a step that logged only media or tables a row of its own."""
+        media: dict[int, dict[str, Any]] = {}
         if stream == "system" or stream == "events":
             columns = self._system_columns()
         else:
-            wanted = None if keys is None else [k for k in dict.fromkeys([*keys, x_axis]) if k not in _INTERNAL]
+            logged = self._logged()
+            wanted = None if keys is None else [k for k in dict.fromkeys([*keys, x_axis])
+                                                if k not in _INTERNAL and k not in logged.keys]
             columns = self._recorded.history(wanted)
+            media = {step: {k: v for k, v in values.items() if keys is None or k in keys}
+                     for step, values in logged.by_step.items()}
         rows = []
-        for row in columns.rows():  # row by row, without a list per column (a sparse run stays small)
+
+        def keep(row: dict[str, Any]) -> None:
             step = row.get("_step")
             if step is not None and ((min_step is not None and step < min_step) or
                                      (max_step is not None and step >= max_step)):
-                continue
+                return
             if keys is not None:
                 # W&B returns only rows holding every requested key.
                 if any(row.get(k) is None for k in keys):
-                    continue
+                    return
                 row = {k: row[k] for k in dict.fromkeys(["_step", x_axis, *keys]) if k in row}
             else:
                 row = {k: v for k, v in row.items() if v is not None or k in _INTERNAL}
-            rows.append(row)
+            rows.append({k: _json_value(v) for k, v in row.items()})
+
+        for row in columns.rows():  # row by row, without a list per column (a sparse run stays small)
+            logged_here = media.pop(row.get("_step"), None) if media else None
+            keep({**row, **copy.deepcopy(logged_here)} if logged_here else row)
+        if media:  # steps that logged media or tables and nothing else
+            for step in sorted(media):
+                if media[step]:
+                    keep({"_step": step, **copy.deepcopy(media[step])})
+            rows.sort(key=lambda row: row.get("_step", -1))
         return rows
 
     def history(self, samples: int = 500, keys: Sequence[str] | None = None, x_axis: str = "_step",
@@ -338,7 +382,15 @@ class Run:
         found = self._recorded.files()
         return [File(self._recorded, n) for n in found if names is None or n in names]
 
-    def file(self, name: str) -> "File":
+    def file(self, name: str) -> Any:
+        """A file of the run's ``files/``; or a logged media item or table under the ``path`` its
+        summary or history JSON names (``media/images/...``), downloaded as W&B's file."""
+        if name.startswith("media/") and name not in self._recorded.files():
+            from tracklet.compat.wandb.apis._media_json import MediaFile
+
+            source = self._logged().files.get(name)
+            if source is not None:
+                return MediaFile(self._recorded, name, source)
         return File(self._recorded, name)
 
     def update(self) -> None:
@@ -362,14 +414,14 @@ class Run:
         except (TypeError, ValueError) as error:
             raise UsageError(f"run.update(): {error}; nothing was saved") from None
         config_set, config_removed = _changes(recorded.config, self._config)
-        summary_set, summary_removed = _changes(recorded.summary, self._summary)
+        summary_set, summary_removed = _changes(self._summary_view(recorded), self._summary)
         if not (renamed or config_set or config_removed or summary_set or summary_removed):
             return
         try:
             append_updates(recorded, config_set, config_removed, summary_set, summary_removed, renamed)
         except Exception as error:
             raise CommError(f"run.update() could not save {recorded.path}: {error}") from error
-        self._config = self._summary = None
+        self._config = self._summary = self._media = None
         self._edited = {}
         recorded.refresh()
 
@@ -578,7 +630,14 @@ class Sweep:
         """The run with the best value of the sweep's metric, or first by ``order`` as W&B sorts it
         (``QueryGenerator.format_order_key``): ``"+name"`` the smallest, ``"-name"`` and a bare
         ``"name"`` the largest ``summary["name"]``; ``"config.lr"`` reads the config (a dotted key
-        under neither ``config.`` nor ``summary_metrics.`` is a summary key). None if no run has one."""
+        under neither ``config.`` nor ``summary_metrics.`` is a summary key). None if no run has one.
+        A sweep with no metric and no ``order``: its most recent run, with W&B's warning."""
+        if order is None and not (self._data["config"].get("metric") or {}).get("name"):
+            from tracklet.compat.wandb._messages import termwarn
+
+            termwarn("No order specified and couldn't find metric in sweep config, returning most recent run")
+            runs = self.runs
+            return max(runs, key=lambda run: run._recorded.created_at or 0.0, default=None)
         if order is None:
             best = self._data.get("best") or {}
             if not best.get("run_id"):

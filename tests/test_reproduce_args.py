@@ -1,0 +1,106 @@
+"""``tracklet reproduce RUN --set lr=0.01`` of an argparse program recorded as ``train.py --lr 0.5``:
+the new run's config says 0.01 while the program reads ``--lr 0.5`` from its command line. The
+plan warns, naming the argument (dry run and real run); ``--rewrite-args`` passes the new value
+on the command line instead, where that is unambiguous."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_reproduce import cli, git
+
+import tracklet
+from tracklet.reproduce.plan import Plan, plan_overridden_arguments
+
+from conftest import REPO
+
+ARGPARSE = '''\
+import argparse
+import tracklet
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+parser.add_argument("--epochs", type=int, default=1)
+parser.add_argument("--batch-size", type=int, default=8)
+args = parser.parse_args()
+run = tracklet.init(project="repro", config=vars(args))
+for epoch in range(args.epochs):
+    run.log({"loss": 1.0 / (epoch + 1)})
+run.summary["lr_used"] = args.lr
+run.summary["epochs_used"] = args.epochs
+run.finish()
+'''
+
+
+@pytest.fixture
+def original(root, tmp_path) -> tracklet.Run:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(ARGPARSE)
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "train")
+    done = subprocess.run([sys.executable, "train.py", "--lr", "0.5", "--epochs=2", "--batch-size", "16"], cwd=repo,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root),
+                               "TRACKLET_CAPTURE_WAIT": "60"})
+    assert done.returncode == 0, done.stderr
+    (run,) = tracklet.Api(root).runs("repro")
+    return run
+
+
+def test_the_plan_warns_when_a_set_key_is_also_a_recorded_argument(root, tmp_path, original):
+    dry = cli(root, "reproduce", original.path, "--dry-run", "--set", "lr=0.01", "--set", "epochs=3", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "warnings:" in dry.stdout
+    assert "--set lr=0.01 sets the new run's config, but the recorded command line also passes --lr 0.5" in dry.stdout
+    assert "--epochs=2" in dry.stdout and "pass --rewrite-args" in dry.stdout
+    assert "train.py --lr 0.5 --epochs=2 --batch-size 16" in dry.stdout  # the command is left as recorded
+    # the real run says it too, and the program indeed trains with the recorded value
+    done = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "a"), "--set", "lr=0.01", "--json",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)["plan"]
+    assert any("--lr 0.5" in text for text in plan["argument_warnings"]) and plan["rewritten"] == []
+    copy = tracklet.Api(root).run(json.loads(done.stdout)["run"])
+    assert copy.config["lr"] == 0.01 and copy.summary["lr_used"] == 0.5
+
+
+def test_rewrite_args_passes_the_new_values_on_the_command_line(root, tmp_path, original):
+    done = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "b"), "--rewrite-args",
+               "--set", "lr=0.01", "--set", "epochs=3", "--set", "batch_size=4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "argument    --lr 0.5 -> --lr 0.01 (--set lr)" in done.stderr
+    assert "argument    --epochs 2 -> --epochs 3 (--set epochs)" in done.stderr
+    assert "train.py --lr 0.01 --epochs=3 --batch-size 4" in done.stderr and "warnings:" not in done.stderr
+    new_path = done.stdout.strip().split(" as ")[1].split(" ")[0]
+    copy = tracklet.Api(root).run(new_path)
+    assert (copy.summary["lr_used"], copy.summary["epochs_used"]) == (0.01, 3)
+    assert (copy.config["lr"], copy.config["epochs"], copy.config["batch_size"]) == (0.01, 3, 4)
+    assert len(copy.history(["loss"])["loss"]) == 3
+
+
+@pytest.mark.parametrize("arguments, value, why", [
+    (["--lr", "0.5", "--lr=0.1"], 0.01, "it appears more than once"),
+    (["--x", "--lr"], 0.01, "it has no value on the command line"),
+    (["--lr", "0.5"], [0.1, 0.2], "has no one command-line spelling"),
+    (["--lr", "0.5"], True, "has no one command-line spelling"),
+])
+def test_an_ambiguous_argument_is_warned_about_and_left_as_it_is(arguments, value, why):
+    plan = Plan(run="p/r", root=Path("."), env="current", directory=Path("."), arguments=list(arguments),
+                overrides={"lr": value})
+    plan_overridden_arguments(plan, rewrite=True)
+    assert plan.arguments == arguments and plan.rewritten == []
+    (warning,) = plan.argument_warnings
+    assert why in warning and "edit the command by hand" in warning
+
+
+def test_an_argument_of_another_name_is_left_alone():
+    plan = Plan(run="p/r", root=Path("."), env="current", directory=Path("."),
+                arguments=["--lr-schedule", "cos", "--lrx=1"], overrides={"lr": 0.01})
+    plan_overridden_arguments(plan, rewrite=True)
+    assert plan.argument_warnings == [] and plan.rewritten == []

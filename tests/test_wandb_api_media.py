@@ -1,0 +1,92 @@
+"""``wandb.Api().run(path).summary``, ``.history()`` and ``.scan_history()`` show logged media,
+tables and histograms as W&B's JSON (``{"_type": "image-file", "path", "sha256", ...}``), and
+``run.file(path).download()`` fetches the file such a ``path`` names: an analysis script finds an
+image in the history and downloads it, from the data root and from a tracking server alike.
+tracklet's own ``Api`` keeps its values (histogram objects; media through ``run.media()``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+import tracklet
+import tracklet.compat.wandb as wandb
+from tracklet.core.values import Histogram
+
+
+@pytest.fixture
+def logged(root, monkeypatch) -> str:
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    run = wandb.init(project="media", settings=wandb.Settings(silent=True))
+    for step in range(2):
+        pixels = np.full((4, 6, 3), 40 * step, dtype=np.uint8)
+        run.log({"loss": 1.0 / (step + 1), "img": wandb.Image(pixels, caption=f"step {step}"),
+                 "h": wandb.Histogram([1.0, 2.0, 3.0, float(step)], num_bins=4)}, step=step)
+    run.log({"preds": wandb.Table(columns=["id", "score"], data=[[1, 0.5], [2, 0.25]])}, step=1)
+    pair = [wandb.Image(np.zeros((2, 2, 3), dtype=np.uint8)), wandb.Image(np.ones((2, 2, 3), dtype=np.uint8))]
+    run.log({"pair": pair}, step=2)  # a step that logs media and nothing else
+    run.finish()
+    return f"media/{run.id}"
+
+
+@pytest.fixture(params=["local", "server"])
+def api(request, root, logged, servers) -> wandb.Api:
+    if request.param == "server":
+        return wandb.Api(overrides={"base_url": servers(root).url})
+    return wandb.Api()
+
+
+def test_summary_shows_media_tables_and_histograms_as_wandbs_json(api, logged, tmp_path):
+    run = api.run(logged)
+    image = run.summary["img"]
+    assert image["_type"] == "image-file" and image["path"].startswith("media/images/img_1_")
+    assert image["path"].endswith(".png") and (image["width"], image["height"]) == (6, 4)
+    assert image["caption"] == "step 1" and image["format"] == "png"
+    data = open(run.file(image["path"]).download(root=str(tmp_path)).name, "rb").read()
+    assert hashlib.sha256(data).hexdigest() == image["sha256"] and len(data) == image["size"]
+    assert (tmp_path / image["path"]).read_bytes() == data
+    histogram = run.summary["h"]
+    assert histogram["_type"] == "histogram" and len(histogram["values"]) == 4 and len(histogram["bins"]) == 5
+    table = run.summary["preds"]
+    assert table["_type"] == "table-file" and table["path"].startswith("media/table/preds_1_")
+    assert (table["nrows"], table["ncols"], table["log_mode"]) == (2, 2, "IMMUTABLE")
+    with run.file(table["path"]).download(root=str(tmp_path)) as handle:
+        assert json.load(handle) == {"columns": ["id", "score"], "data": [[1, 0.5], [2, 0.25]]}
+    pair = run.summary["pair"]
+    assert pair["_type"] == "images/separated" and pair["count"] == 2 and len(pair["filenames"]) == 2
+    assert run.summary["loss"] == 0.5
+    assert json.loads(json.dumps(run.summary_metrics))["img"]["path"] == image["path"]
+
+
+def test_history_rows_hold_each_steps_media(api, logged, tmp_path):
+    run = api.run(logged)
+    rows = list(run.scan_history())
+    assert [row["_step"] for row in rows] == [0, 1, 2]
+    assert rows[0]["img"]["caption"] == "step 0"
+    if "base_url" not in api.settings:  # a server's history API serves histograms rebinned, on their own route
+        assert rows[0]["h"]["_type"] == "histogram" and rows[1]["h"]["values"] != rows[0]["h"]["values"]
+    assert rows[1]["preds"]["_type"] == "table-file" and "preds" not in rows[0]
+    assert rows[2]["pair"]["_type"] == "images/separated" and "loss" not in rows[2] and "img" not in rows[2]
+    images = run.history(keys=["img"], pandas=False)
+    assert [row["img"]["caption"] for row in images] == ["step 0", "step 1"]
+    first = images[0]["img"]
+    data = open(run.file(first["path"]).download(root=str(tmp_path)).name, "rb").read()
+    assert hashlib.sha256(data).hexdigest() == first["sha256"] != images[1]["img"]["sha256"]
+    for name in rows[2]["pair"]["filenames"]:
+        assert run.file(name).download(root=str(tmp_path)).name.endswith(".png")
+    assert [row["loss"] for row in run.history(keys=["loss"], pandas=False)] == [1.0, 0.5]
+
+
+def test_tracklets_own_api_keeps_its_values_and_update_saves_no_media(root, logged):
+    own = tracklet.Api(root).run(logged)
+    assert "img" not in own.summary and isinstance(own.summary["h"], Histogram)
+    run = wandb.Api().run(logged)
+    run.summary["note"] = "checked"
+    run.update()
+    after = tracklet.Api(root).run(logged).summary
+    assert after["note"] == "checked" and "img" not in after and "preds" not in after
+    assert isinstance(after["h"], Histogram)  # not rewritten as W&B's JSON dict
+    assert wandb.Api().run(logged).summary["img"]["_type"] == "image-file"

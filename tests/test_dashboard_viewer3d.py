@@ -1,0 +1,173 @@
+"""The run page's 3-D viewer (web/src/viewer3d.ts) in a real headless Chromium, against `tracklet ui`
+over runs that logged `tracklet.Object3D` point clouds: drawn with WebGL (Chromium's SwiftShader:
+no GPU here) and with the 2-D canvas fallback (WebGL disabled), checked on the pixels of a
+screenshot of the drawing."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from conftest import QUIET
+from test_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STATIC, playwright_api, start_ui
+
+import tracklet
+
+np = pytest.importorskip("numpy")
+Image = pytest.importorskip("PIL.Image")
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not STATIC.exists(), reason="the dashboard bundle is not built (npm run build in web/)"),
+]
+
+RENDERERS = {"webgl": ["--enable-unsafe-swiftshader"], "2d": ["--disable-webgl"]}
+BACKGROUND = (21, 23, 28)
+
+
+@pytest.fixture(scope="module", params=sorted(RENDERERS))
+def browser(request):
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + RENDERERS[request.param])
+        chromium.renderer = request.param
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh page; fails the test on any browser console error or uncaught exception."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.set_default_timeout(30_000)
+    yield tab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert errors == [], f"browser console errors: {errors}"
+
+
+def drawing(tab, selector: str):
+    """The viewer's drawing as the page shows it (WebGL canvas, or 2-D canvas, plus the labels), as RGB."""
+    tab.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    png = tab.locator(f"{selector} .viewer3d-stage").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def pixels_near(picture, colour, tolerance: int = 40) -> int:
+    return int((np.abs(picture - np.array(colour)).max(axis=2) <= tolerance).sum())
+
+
+def cube_corners(centre, half):
+    # W&B's example order, which is not an edge walk: the viewer finds the edges itself
+    signs = [(-1, -1, -1), (-1, 1, -1), (-1, -1, 1), (1, -1, -1), (1, 1, -1), (-1, 1, 1), (1, -1, 1), (1, 1, 1)]
+    return [[c + s * h for c, s, h in zip(centre, sign, half)] for sign in signs]
+
+
+def test_point_cloud_with_boxes_is_drawn_in_its_colours_and_turns_when_dragged(root, browser, page):
+    rng = np.random.default_rng(0)
+    red = np.column_stack([rng.normal(0, 1, (3000, 3)), np.tile([255, 0, 0], (3000, 1))])
+    blue = np.column_stack([rng.normal(0, 0.5, (3000, 3)) + [6, 0, 0], np.tile([0, 0, 255], (3000, 1))])
+    points = np.vstack([red, blue]).astype(np.float32)
+    boxes = [{"corners": cube_corners([6, 0, 0], [1.5, 1.5, 1.5]), "label": "car", "color": [0, 255, 0]},
+             {"corners": [[0, 0, 0]], "label": "broken"}]
+    categories = np.column_stack([rng.uniform(-5, 5, (500, 3)), np.full(500, 1)])  # N×4: class 1's colour
+    run = tracklet.init(project="clouds", id="lidar", dir=str(root), settings=QUIET)
+    run.log({"scene": tracklet.Object3D.from_point_cloud(points.tolist(), boxes, vectors=[{"start": [0, 0, 0], "end": [0, 0, 4]}]),
+             "cloud": tracklet.Object3D(points), "classes": tracklet.Object3D(categories)})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/lidar?token=" + token)
+        scene = ".media-panel[data-key='scene']"
+        page.wait_for_selector(f"{scene} .viewer3d[data-state='drawn']")
+        assert page.get_attribute(f"{scene} .viewer3d-view", "data-renderer") == browser.renderer
+        info = page.text_content(f"{scene} .viewer3d-info")
+        assert info.startswith("6,000 points") and "1 boxes" in info and "1 vectors" in info, info
+        assert "box 1" in page.text_content(f"{scene} .viewer3d-note")  # the malformed box, left out and named
+        before = drawing(page, scene)
+        # the logged colours where the points are, the box in its colour, the rest background
+        assert pixels_near(before, (255, 0, 0)) > 200 and pixels_near(before, (0, 0, 255)) > 200
+        assert pixels_near(before, (0, 255, 0), tolerance=60) > 100
+        assert pixels_near(before, BACKGROUND, tolerance=4) > before.shape[0] * before.shape[1] // 2
+        # a drag turns it: the picture changes, and "reset" brings the first one back
+        box = page.locator(f"{scene} .viewer3d-overlay").bounding_box()
+        page.mouse.move(box["x"] + 200, box["y"] + 180)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 320, box["y"] + 120, steps=5)
+        page.mouse.up()
+        turned = drawing(page, scene)
+        changed = (np.abs(turned - before).max(axis=2) > 30).sum()
+        assert changed > 500, changed
+        page.mouse.move(box["x"] + 200, box["y"] + 180)
+        page.mouse.wheel(0, -400)  # zooming in makes the cloud cover more pixels
+        zoomed = drawing(page, scene)
+        assert pixels_near(zoomed, BACKGROUND, tolerance=4) < pixels_near(turned, BACKGROUND, tolerance=4)
+        page.click(f"{scene} .viewer3d-reset")
+        assert (np.abs(drawing(page, scene) - before).max(axis=2) > 30).sum() < changed / 10
+        # the same points as an N×6 array (.npy): the same colours
+        cloud = ".media-panel[data-key='cloud']"
+        page.wait_for_selector(f"{cloud} .viewer3d[data-state='drawn']")
+        npy = drawing(page, cloud)
+        assert pixels_near(npy, (255, 0, 0)) > 200 and pixels_near(npy, (0, 0, 255)) > 200
+        # N×4: the category's colour (class 1 of the image masks' palette)
+        classes = ".media-panel[data-key='classes']"
+        page.wait_for_selector(f"{classes} .viewer3d[data-state='drawn']")
+        assert pixels_near(drawing(page, classes), (230, 25, 75), tolerance=30) > 100
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_damaged_point_file_shows_an_error_and_the_page_goes_on(root, tmp_path, page):
+    truncated = tmp_path / "cut.pts.json"
+    whole = json.dumps({"type": "lidar/beta", "points": [[i, i, i] for i in range(100)]})
+    truncated.write_text(whole[: len(whole) // 2])
+    wrong = tmp_path / "wrong.pts.json"
+    wrong.write_text(json.dumps({"type": "lidar/beta", "points": [[0, 0, 0], [1, "a", 2]]}))
+    run = tracklet.init(project="clouds", id="damaged", dir=str(root), settings=QUIET)
+    run.log({"cut": tracklet.Object3D(str(truncated)), "wrong": tracklet.Object3D(str(wrong)),
+             "good": tracklet.Object3D(np.eye(3, dtype=np.float32)), "loss": 1.0})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/damaged?token=" + token)
+        page.wait_for_selector(".media-panel[data-key='good'] .viewer3d[data-state='drawn']")
+        cut = page.wait_for_selector(".media-panel[data-key='cut'] .viewer3d[data-state='error']")
+        assert "not valid JSON" in cut.text_content() and "truncated" in cut.text_content()
+        wrong_text = page.text_content(".media-panel[data-key='wrong'] .viewer3d-error")
+        assert 'point 1 of the scene is [1,"a",2]' in wrong_text, wrong_text
+        assert page.text_content(".media-panel[data-key='good'] .viewer3d-info").startswith("3 points")
+        # the file is still there to download, byte for byte
+        with page.expect_download() as download:
+            page.click(".media-panel[data-key='cut'] .viewer3d-download")
+        assert Path(download.value.path()).read_bytes() == truncated.read_bytes()
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_large_cloud_waits_for_load_and_is_thinned_to_what_is_drawn(root, browser, page):
+    points = np.random.default_rng(1).normal(0, 10, (3_000_000, 3)).astype(np.float32)  # 36 MB
+    run = tracklet.init(project="clouds", id="large", dir=str(root), settings=QUIET)
+    run.log({"big": tracklet.Object3D(points)})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/large?token=" + token)
+        panel = ".media-panel[data-key='big']"
+        button = page.wait_for_selector(f"{panel} .viewer3d-load")
+        assert button.text_content() == "load (3,000,000 points, 34 MB)"
+        button.click()
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']", timeout=120_000)
+        info = page.text_content(f"{panel} .viewer3d-info")
+        assert info.startswith("1,500,000 points (1 in 2 of 3,000,000)"), info
+        assert pixels_near(drawing(page, panel), BACKGROUND, tolerance=4) < 360 * 480 * 0.9
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)

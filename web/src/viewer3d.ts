@@ -188,6 +188,23 @@ const VERTEX = `attribute vec3 position; attribute vec3 colour; uniform mat4 mvp
 varying vec3 v; void main() { gl_Position = mvp * vec4(position, 1.0); gl_PointSize = size; v = colour; }`;
 const FRAGMENT = `precision mediump float; varying vec3 v; void main() { gl_FragColor = vec4(v, 1.0); }`;
 
+// Chromium without a GPU runs WebGL on SwiftShader (a CPU rasterizer): there, measured at a million
+// points, a frame took ~16 times as long as projecting the points in JavaScript (docs/dashboard.md).
+const SOFTWARE_GL_POINTS = 100_000;
+let software: boolean | undefined;
+
+/** Whether this browser's WebGL is a software renderer (SwiftShader, llvmpipe), asked once. */
+function softwareGl(): boolean {
+  if (software === undefined) {
+    const gl = document.createElement("canvas").getContext("webgl");
+    const info = gl?.getExtension("WEBGL_debug_renderer_info");
+    const name = gl && info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+    software = /swiftshader|llvmpipe|software/i.test(name);
+    gl?.getExtension("WEBGL_lose_context")?.loseContext();
+  }
+  return software;
+}
+
 const live = new Set<Viewer3D>(); // browsers keep ~16 WebGL contexts: those of viewers off the page are let go
 
 class Viewer3D {
@@ -259,10 +276,13 @@ class Viewer3D {
   }
 
   private setUpGl(): void {
-    const gl = this.canvas.getContext("webgl", { antialias: false });
+    const software = this.scene.count > SOFTWARE_GL_POINTS && softwareGl();
+    const gl = software ? null : this.canvas.getContext("webgl", { antialias: false });
     if (!gl) {
       this.el.dataset.renderer = "2d";
-      this.el.append(h("p.viewer3d-note", { text: "WebGL is unavailable in this browser: drawn without it (one pixel a point, slower on large clouds)" }));
+      this.el.append(h("p.viewer3d-note", { text: software
+        ? "WebGL runs without a GPU in this browser (a software renderer, slower than drawing in JavaScript): drawn without it"
+        : "WebGL is unavailable in this browser: drawn without it (one pixel a point, slower on large clouds)" }));
       return;
     }
     const compile = (type: number, source: string) => {

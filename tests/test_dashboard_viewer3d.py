@@ -132,8 +132,16 @@ def test_a_damaged_point_file_shows_an_error_and_the_page_goes_on(root, tmp_path
     wrong.write_text(json.dumps({"type": "lidar/beta", "points": [[0, 0, 0], [1, "a", 2]]}))
     run = tracklet.init(project="clouds", id="damaged", dir=str(root), settings=QUIET)
     run.log({"cut": tracklet.Object3D(str(truncated)), "wrong": tracklet.Object3D(str(wrong)),
-             "good": tracklet.Object3D(np.eye(3, dtype=np.float32)), "loss": 1.0})
+             "good": tracklet.Object3D(np.eye(3, dtype=np.float32)), "loss": 1.0,
+             "short": tracklet.Object3D(np.ones((1000, 3), dtype=np.float32))})
     run.finish()
+
+    def cut_large_npy(route):  # an .npy cut short on the way (a dropped connection, a proxy's limit)
+        response = route.fetch()
+        body = response.body()
+        route.fulfill(response=response, body=body[:6000] if body.startswith(b"\x93NUMPY") and len(body) > 10_000 else body)
+
+    page.route("**/media/*", cut_large_npy)
     ui, url, token = start_ui(root)
     try:
         page.goto(url + "projects/clouds/runs/damaged?token=" + token)
@@ -143,6 +151,8 @@ def test_a_damaged_point_file_shows_an_error_and_the_page_goes_on(root, tmp_path
         wrong_text = page.text_content(".media-panel[data-key='wrong'] .viewer3d-error")
         assert 'point 1 of the scene is [1,"a",2]' in wrong_text, wrong_text
         assert page.text_content(".media-panel[data-key='good'] .viewer3d-info").startswith("3 points")
+        short = page.wait_for_selector(".media-panel[data-key='short'] .viewer3d[data-state='error']").text_content()
+        assert "the .npy file is truncated: 1,000 points declared, 489 present" in short, short
         # the file is still there to download, byte for byte
         with page.expect_download() as download:
             page.click(".media-panel[data-key='cut'] .viewer3d-download")

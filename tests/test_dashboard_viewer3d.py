@@ -185,3 +185,43 @@ def test_a_large_cloud_waits_for_load_and_is_thinned_to_what_is_drawn(root, brow
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def cube_stl() -> bytes:
+    """A unit cube as a binary STL (12 triangles)."""
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=np.float32)
+    faces = [(0, 1, 3), (0, 3, 2), (4, 6, 7), (4, 7, 5), (0, 4, 5), (0, 5, 1),
+             (2, 3, 7), (2, 7, 6), (0, 2, 6), (0, 6, 4), (1, 5, 7), (1, 7, 3)]
+    body = b"".join(np.zeros(3, np.float32).tobytes() + corners[list(face)].tobytes() + b"\0\0" for face in faces)
+    return b"\0" * 80 + np.uint32(len(faces)).tobytes() + body
+
+
+def test_meshes_are_drawn_shaded_and_a_cut_mesh_shows_its_error(root, tmp_path, browser, page):
+    stl = tmp_path / "cube.stl"
+    stl.write_bytes(cube_stl())
+    cut = tmp_path / "cut.stl"
+    cut.write_bytes(cube_stl()[:300])
+    obj = tmp_path / "pyramid.obj"
+    obj.write_text("# a square pyramid\nv 0 0 0\nv 2 0 0\nv 2 2 0\nv 0 2 0\nv 1 1 2\n"
+                   "f 1 2 3 4\nf 1/1 2/2 5/5\nf 2 3 5\nf 3 4 5\nf -5 -1 -2\n")
+    run = tracklet.init(project="clouds", id="meshes", dir=str(root), settings=QUIET)
+    run.log({"cube": tracklet.Object3D(str(stl)), "pyramid": tracklet.Object3D(str(obj)), "cut": tracklet.Object3D(str(cut))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/meshes?token=" + token)
+        for key, triangles in (("cube", 12), ("pyramid", 6)):
+            panel = f".media-panel[data-key='{key}']"
+            page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+            assert page.get_attribute(f"{panel} .viewer3d-view", "data-renderer") == browser.renderer
+            assert page.text_content(f"{panel} .viewer3d-info").startswith(f"{triangles} triangles")
+            picture = drawing(page, panel)
+            lit = (np.abs(picture - np.array(BACKGROUND)).max(axis=2) > 30)
+            assert lit.sum() > 360 * 480 * 0.1, lit.sum()  # the solid covers a good part of the view
+            shades = {tuple(p) for p in picture[lit].tolist()}
+            assert len(shades) >= 2  # faces turned differently are shaded differently
+        error = page.wait_for_selector(".media-panel[data-key='cut'] .viewer3d[data-state='error']").text_content()
+        assert "not an STL file" in error or "truncated" in error, error
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)

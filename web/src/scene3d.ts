@@ -29,6 +29,7 @@ export interface Scene3D {
   vectors: Vector3D[];
   skipped: string[]; // what was left out, and why (a malformed box, ...)
   pointSize: number; // in CSS pixels
+  triangles: Float32Array | null; // a mesh: 3 corners × x, y, z per triangle
 }
 
 const DEFAULT_BOX: [number, number, number] = [0, 255, 0];
@@ -72,7 +73,7 @@ function colourPoints(positions: Float32Array, extra: Float32Array, columns: num
 }
 
 function scene(positions: Float32Array, colours: Uint8Array, count: number, total: number): Scene3D {
-  return { positions, colours, count, total, boxes: [], vectors: [], skipped: [], pointSize: count < 20_000 ? 4 : 2 };
+  return { positions, colours, count, total, boxes: [], vectors: [], skipped: [], pointSize: count < 20_000 ? 4 : 2, triangles: null };
 }
 
 // --- .npy -------------------------------------------------------------------------------------------
@@ -277,4 +278,71 @@ export function readPdb(text: string, maxPoints: number): Scene3D {
   const result = scene(new Float32Array(coordinates), new Uint8Array(colours), count, count);
   result.pointSize = 6;
   return result;
+}
+
+// --- meshes -----------------------------------------------------------------------------------------
+
+function mesh(triangles: Float32Array): Scene3D {
+  if (!triangles.length) throw new Error("the mesh has no triangles");
+  if (!triangles.every(isFinite)) throw new Error("the mesh has coordinates that are not finite numbers");
+  const result = scene(new Float32Array(0), new Uint8Array(0), 0, 0);
+  result.triangles = triangles;
+  return result;
+}
+
+/** An STL file (binary, or ASCII `solid ... facet ... vertex x y z`) as triangles, at most `maxTriangles`. */
+export function readStl(bytes: Uint8Array, maxTriangles: number): Scene3D {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const declared = bytes.length >= 84 ? view.getUint32(80, true) : -1;
+  if (declared >= 0 && 84 + declared * 50 === bytes.length) {
+    if (declared > maxTriangles) throw new Error(`${declared.toLocaleString()} triangles: more than the ${maxTriangles.toLocaleString()} drawn here`);
+    const triangles = new Float32Array(declared * 9);
+    for (let t = 0; t < declared; t++) {
+      for (let k = 0; k < 9; k++) triangles[t * 9 + k] = view.getFloat32(84 + t * 50 + 12 + k * 4, true);
+    }
+    return mesh(triangles);
+  }
+  const text = new TextDecoder().decode(bytes);
+  if (!/^\s*solid/.test(text)) {
+    throw new Error(declared >= 0 ? `a binary STL declaring ${declared.toLocaleString()} triangles (${84 + declared * 50} bytes) ` +
+      `is ${bytes.length} bytes: truncated or damaged` : "not an STL file");
+  }
+  const values = [...text.matchAll(/vertex\s+(\S+)\s+(\S+)\s+(\S+)/g)].flatMap((m) => [m[1], m[2], m[3]].map(Number));
+  if (values.length % 9) throw new Error("an ASCII STL whose facets don't have 3 vertices each: truncated or damaged");
+  if (values.length / 9 > maxTriangles) throw new Error(`more than the ${maxTriangles.toLocaleString()} triangles drawn here`);
+  return mesh(new Float32Array(values));
+}
+
+/** A Wavefront OBJ's vertices (`v x y z`) and faces (`f a b c ...`, 1-based or negative indices,
+ * `a/t/n` forms; polygons as fans) as triangles, at most `maxTriangles`. */
+export function readObj(text: string, maxTriangles: number): Scene3D {
+  const vertices: number[] = [];
+  const triangles: number[] = [];
+  let line = 0;
+  for (const raw of text.split("\n")) {
+    line++;
+    const parts = raw.trim().split(/\s+/);
+    if (parts[0] === "v") {
+      const xyz = parts.slice(1, 4).map(Number);
+      if (xyz.length < 3 || !xyz.every(isFinite)) throw new Error(`line ${line}: a vertex without 3 numbers: ${raw.slice(0, 60)}`);
+      vertices.push(...xyz);
+    } else if (parts[0] === "f") {
+      const count = vertices.length / 3;
+      const corners = parts.slice(1).map((p) => {
+        const index = parseInt(p.split("/")[0], 10);
+        const at = index < 0 ? count + index : index - 1;
+        if (!Number.isInteger(at) || at < 0 || at >= count) throw new Error(`line ${line}: a face naming vertex ${p}, of ${count} so far`);
+        return at;
+      });
+      for (let k = 1; k + 1 < corners.length; k++) {
+        for (const at of [corners[0], corners[k], corners[k + 1]]) triangles.push(vertices[at * 3], vertices[at * 3 + 1], vertices[at * 3 + 2]);
+      }
+      if (triangles.length / 9 > maxTriangles) throw new Error(`more than the ${maxTriangles.toLocaleString()} triangles drawn here`);
+    }
+  }
+  if (!triangles.length && vertices.length) { // vertices without faces: a point cloud
+    const positions = new Float32Array(vertices);
+    return scene(positions, colourPoints(positions, new Float32Array(0), 3, vertices.length / 3), vertices.length / 3, vertices.length / 3);
+  }
+  return mesh(new Float32Array(triangles));
 }

@@ -10,17 +10,18 @@ import { ApiError, type MediaEntry } from "./api";
 import { storedKey } from "./auth";
 import { h } from "./dom";
 import { fmtBytes } from "./format";
-import { readNpy, readPdb, readScene, type Box3D, type Scene3D } from "./scene3d";
+import { readNpy, readObj, readPdb, readScene, readStl, type Box3D, type Scene3D } from "./scene3d";
 
 export const AUTO_LOAD_BYTES = 32 * 1024 * 1024;
 export const MAX_POINTS = 2_000_000;
+export const MAX_TRIANGLES = 2_000_000;
 const MAX_TEXT_BYTES = 256 * 1024 * 1024; // scene JSON and PDB are parsed whole: larger ones stay downloads
 const BACKGROUND = [21, 23, 28];
 const FOV = Math.PI / 4;
 
 /** Whether the viewer draws this media item (others stay downloads). */
 export function viewable3d(item: Pick<MediaEntry, "kind" | "format">): boolean {
-  if (item.kind === "object3d") return item.format === "npy" || item.format === "pts.json";
+  if (item.kind === "object3d") return ["npy", "pts.json", "stl", "obj"].includes(item.format);
   return item.kind === "molecule" && (item.format === "pdb" || item.format === "pqr");
 }
 
@@ -37,7 +38,9 @@ async function fetchMedia(project: string, runId: string, digest: string): Promi
 async function loadScene(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
   const response = await fetchMedia(project, runId, item.digest);
   if (item.format === "npy") return readNpy(response.body!, MAX_POINTS);
+  if (item.format === "stl") return readStl(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
   const text = await response.text();
+  if (item.format === "obj") return readObj(text, MAX_TRIANGLES);
   return item.kind === "molecule" ? readPdb(text, MAX_POINTS) : readScene(text, MAX_POINTS);
 }
 
@@ -187,6 +190,23 @@ interface Camera { target: number[]; distance: number; yaw: number; pitch: numbe
 const VERTEX = `attribute vec3 position; attribute vec3 colour; uniform mat4 mvp; uniform float size;
 varying vec3 v; void main() { gl_Position = mvp * vec4(position, 1.0); gl_PointSize = size; v = colour; }`;
 const FRAGMENT = `precision mediump float; varying vec3 v; void main() { gl_FragColor = vec4(v, 1.0); }`;
+// A mesh: one colour, lit from the eye (each face as bright as it faces the viewer, either side).
+const MESH_COLOUR = [170, 184, 204];
+const MESH_VERTEX = `attribute vec3 position; attribute vec3 normal; uniform mat4 mvp; varying vec3 n;
+void main() { gl_Position = mvp * vec4(position, 1.0); n = normal; }`;
+const MESH_FRAGMENT = `precision mediump float; varying vec3 n; uniform vec3 light;
+void main() { gl_FragColor = vec4(vec3(${MESH_COLOUR.map((c) => (c / 255).toFixed(3)).join(", ")}) * (0.3 + 0.7 * abs(dot(normalize(n), light))), 1.0); }`;
+
+/** Each triangle's unit normal, once per corner. */
+function faceNormals(triangles: Float32Array): Float32Array {
+  const normals = new Float32Array(triangles.length);
+  for (let i = 0; i < triangles.length; i += 9) {
+    const a = [triangles[i], triangles[i + 1], triangles[i + 2]];
+    const n = norm(cross(sub([triangles[i + 3], triangles[i + 4], triangles[i + 5]], a), sub([triangles[i + 6], triangles[i + 7], triangles[i + 8]], a)));
+    for (let k = 0; k < 9; k += 3) normals.set(n, i + k);
+  }
+  return normals;
+}
 
 // Chromium without a GPU runs WebGL on SwiftShader (a CPU rasterizer): there, measured at a million
 // points, a frame took ~16 times as long as projecting the points in JavaScript (docs/dashboard.md).
@@ -221,6 +241,8 @@ class Viewer3D {
   private lineBuffers: [WebGLBuffer, WebGLBuffer] | null = null;
   private lineCount = 0;
   private program: WebGLProgram | null = null;
+  private meshProgram: WebGLProgram | null = null;
+  private meshBuffers: [WebGLBuffer, WebGLBuffer] | null = null;
   private frame = 0;
   private readonly lines: { a: number[]; b: number[]; colour: number[] }[] = [];
 
@@ -234,6 +256,8 @@ class Viewer3D {
     };
     const p = scene.positions;
     for (let i = 0; i < scene.count * 3; i += 3) grow(p[i], p[i + 1], p[i + 2]);
+    const t = scene.triangles ?? new Float32Array(0);
+    for (let i = 0; i < t.length; i += 3) grow(t[i], t[i + 1], t[i + 2]);
     for (const box of scene.boxes) {
       for (const [a, b] of boxEdges(box.corners)) this.lines.push({ a, b, colour: box.colour });
       for (const c of box.corners) grow(c[0], c[1], c[2]);
@@ -254,7 +278,8 @@ class Viewer3D {
     const thinned = scene.total > scene.count ? ` (1 in ${Math.ceil(scene.total / scene.count)} of ${scene.total.toLocaleString()})` : "";
     const reset = h("button.viewer3d-reset", { type: "button", text: "reset" });
     reset.addEventListener("click", () => this.reset());
-    this.info.append(`${scene.count.toLocaleString()} points${thinned} · ${bounds}` +
+    const what = scene.triangles ? `${(t.length / 9).toLocaleString()} triangles` : `${scene.count.toLocaleString()} points${thinned}`;
+    this.info.append(`${what} · ${bounds}` +
       (scene.boxes.length ? ` · ${scene.boxes.length} boxes` : "") + (scene.vectors.length ? ` · ${scene.vectors.length} vectors` : ""));
     this.el = h("div.viewer3d-view", {}, h("div.viewer3d-stage", {}, this.canvas, this.overlay), h("div.viewer3d-bar", {}, reset, this.info));
     for (const note of scene.skipped) this.el.append(h("p.viewer3d-note", { text: `left out: ${note}` }));
@@ -291,10 +316,14 @@ class Viewer3D {
       gl.compileShader(shader);
       return shader;
     };
-    const program = gl.createProgram()!;
-    gl.attachShader(program, compile(gl.VERTEX_SHADER, VERTEX));
-    gl.attachShader(program, compile(gl.FRAGMENT_SHADER, FRAGMENT));
-    gl.linkProgram(program);
+    const link = (vertex: string, fragment: string) => {
+      const program = gl.createProgram()!;
+      gl.attachShader(program, compile(gl.VERTEX_SHADER, vertex));
+      gl.attachShader(program, compile(gl.FRAGMENT_SHADER, fragment));
+      gl.linkProgram(program);
+      return program;
+    };
+    const program = link(VERTEX, FRAGMENT);
     const upload = (positions: Float32Array, colours: Uint8Array): [WebGLBuffer, WebGLBuffer] => {
       const position = gl.createBuffer()!;
       gl.bindBuffer(gl.ARRAY_BUFFER, position);
@@ -308,6 +337,17 @@ class Viewer3D {
     this.lineCount = this.lines.length * 2;
     this.lineBuffers = upload(new Float32Array(this.lines.flatMap((l) => [...l.a.slice(0, 3), ...l.b.slice(0, 3)])),
       new Uint8Array(this.lines.flatMap((l) => [...l.colour, ...l.colour])));
+    const triangles = this.scene.triangles;
+    if (triangles) {
+      this.meshProgram = link(MESH_VERTEX, MESH_FRAGMENT);
+      const position = gl.createBuffer()!;
+      gl.bindBuffer(gl.ARRAY_BUFFER, position);
+      gl.bufferData(gl.ARRAY_BUFFER, triangles, gl.STATIC_DRAW);
+      const normal = gl.createBuffer()!;
+      gl.bindBuffer(gl.ARRAY_BUFFER, normal);
+      gl.bufferData(gl.ARRAY_BUFFER, faceNormals(triangles), gl.STATIC_DRAW);
+      this.meshBuffers = [position, normal];
+    }
     this.program = program;
     this.gl = gl;
     this.el.dataset.renderer = "webgl";
@@ -365,13 +405,13 @@ class Viewer3D {
     for (let c = 0; c < 3; c++) this.camera.target[c] += (-dx * right[c] + dy * up[c]) * perPixel;
   }
 
-  private view(): { eye: number[]; mvp: Mat4 } {
+  private view(): { eye: number[]; mvp: Mat4; light: number[] } {
     const { target, distance, yaw, pitch } = this.camera;
     const eye = [target[0] + distance * Math.cos(pitch) * Math.cos(yaw), target[1] + distance * Math.cos(pitch) * Math.sin(yaw),
       target[2] + distance * Math.sin(pitch)];
     const near = Math.max(distance - this.extent * 1.01, distance * 0.001);
     const projection = perspective(this.canvas.width / this.canvas.height, near, distance + this.extent * 1.01);
-    return { eye, mvp: multiply(projection, lookAt(eye, target, [0, 0, 1])) };
+    return { eye, mvp: multiply(projection, lookAt(eye, target, [0, 0, 1])), light: norm(sub(eye, target)) };
   }
 
   /** Draws on the next animation frame (drags fire faster than frames). */
@@ -384,13 +424,27 @@ class Viewer3D {
   }
 
   private render(): void {
-    const { mvp } = this.view();
+    const { mvp, light } = this.view();
     const { gl, canvas } = this;
     if (gl && this.program && this.pointBuffers && this.lineBuffers) {
       gl.viewport(0, 0, canvas.width, canvas.height);
       gl.clearColor(BACKGROUND[0] / 255, BACKGROUND[1] / 255, BACKGROUND[2] / 255, 1);
       gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
       gl.enable(gl.DEPTH_TEST);
+      if (this.meshProgram && this.meshBuffers && this.scene.triangles) {
+        const program = this.meshProgram;
+        gl.useProgram(program);
+        gl.uniformMatrix4fv(gl.getUniformLocation(program, "mvp"), false, mvp);
+        gl.uniform3fv(gl.getUniformLocation(program, "light"), light);
+        const attributes = ["position", "normal"].map((name) => gl.getAttribLocation(program, name));
+        attributes.forEach((at, i) => {
+          gl.bindBuffer(gl.ARRAY_BUFFER, this.meshBuffers![i]);
+          gl.enableVertexAttribArray(at);
+          gl.vertexAttribPointer(at, 3, gl.FLOAT, false, 0, 0);
+        });
+        gl.drawArrays(gl.TRIANGLES, 0, this.scene.triangles.length / 3);
+        attributes.forEach((at) => gl.disableVertexAttribArray(at));
+      }
       gl.useProgram(this.program);
       gl.uniformMatrix4fv(gl.getUniformLocation(this.program, "mvp"), false, mvp);
       const position = gl.getAttribLocation(this.program, "position");
@@ -411,15 +465,19 @@ class Viewer3D {
         gl.drawArrays(gl.LINES, 0, this.lineCount);
       }
     } else if (this.el.dataset.renderer === "2d") {
-      this.render2d(mvp);
+      this.render2d(mvp, light);
     }
     this.drawLabels(mvp);
   }
 
   /** Without WebGL: each point projected in JavaScript into an ImageData, nearest point wins. */
-  private render2d(mvp: Mat4): void {
+  private render2d(mvp: Mat4, light: number[]): void {
     const { width, height } = this.canvas;
     const context = this.canvas.getContext("2d")!;
+    if (this.scene.triangles) {
+      this.renderMesh2d(context, mvp, light);
+      return;
+    }
     const image = context.createImageData(width, height);
     const pixels = new Uint32Array(image.data.buffer);
     const depth = new Float32Array(width * height).fill(Infinity);
@@ -454,6 +512,41 @@ class Viewer3D {
       context.beginPath();
       context.moveTo(a[0], a[1]);
       context.lineTo(b[0], b[1]);
+      context.stroke();
+    }
+  }
+
+  /** A mesh without WebGL: the painter's algorithm (triangles filled far to near). */
+  private renderMesh2d(context: CanvasRenderingContext2D, mvp: Mat4, light: number[]): void {
+    const triangles = this.scene.triangles!;
+    const normals = faceNormals(triangles);
+    context.fillStyle = `rgb(${BACKGROUND.join(",")})`;
+    context.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    const m = mvp;
+    const faces: { depth: number; corners: [number, number][]; shade: number }[] = [];
+    for (let i = 0; i < triangles.length; i += 9) {
+      const corners: [number, number][] = [];
+      let depth = 0;
+      for (let k = 0; k < 9; k += 3) {
+        const p = [triangles[i + k], triangles[i + k + 1], triangles[i + k + 2]];
+        const at = this.project(mvp, p);
+        if (!at) break;
+        corners.push(at);
+        depth += (m[2] * p[0] + m[6] * p[1] + m[10] * p[2] + m[14]) / (m[3] * p[0] + m[7] * p[1] + m[11] * p[2] + m[15]);
+      }
+      if (corners.length < 3) continue;
+      faces.push({ depth, corners, shade: 0.3 + 0.7 * Math.abs(dot([normals[i], normals[i + 1], normals[i + 2]], light)) });
+    }
+    faces.sort((a, b) => b.depth - a.depth);
+    for (const face of faces) {
+      context.fillStyle = `rgb(${MESH_COLOUR.map((c) => Math.round(c * face.shade)).join(",")})`;
+      context.beginPath();
+      context.moveTo(face.corners[0][0], face.corners[0][1]);
+      context.lineTo(face.corners[1][0], face.corners[1][1]);
+      context.lineTo(face.corners[2][0], face.corners[2][1]);
+      context.closePath();
+      context.fill();
+      context.strokeStyle = context.fillStyle; // no background seams between neighbours
       context.stroke();
     }
   }

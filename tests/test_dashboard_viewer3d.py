@@ -225,3 +225,26 @@ def test_meshes_are_drawn_shaded_and_a_cut_mesh_shows_its_error(root, tmp_path, 
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def test_a_pdb_molecule_is_its_atoms_in_element_colours(root, tmp_path, page):
+    atom = "ATOM  {:5d}  {:<3s} ALA A   1    {:8.3f}{:8.3f}{:8.3f}  1.00  0.00          {:>2s}\n"
+    pdb = tmp_path / "ala.pdb"
+    pdb.write_text("HEADER    TEST\n" + "".join(atom.format(i + 1, element, x, y, 0.0, element) for i, (element, x, y) in
+                                               enumerate([("N", 0, 0), ("C", 1.5, 0), ("C", 2, 1.4), ("O", 3.2, 1.6)]))
+                   + "END\n")
+    run = tracklet.init(project="clouds", id="molecule", dir=str(root), settings=QUIET)
+    run.log({"ala": tracklet.Molecule(str(pdb))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/molecule?token=" + token)
+        panel = ".media-panel[data-key='ala']"
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+        assert page.text_content(f"{panel} .viewer3d-info").startswith("4 points")
+        picture = drawing(page, panel)
+        for colour in ((48, 80, 248), (144, 144, 144), (255, 13, 13)):  # N, C, O (CPK)
+            assert pixels_near(picture, colour, tolerance=20) >= 4, colour
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)

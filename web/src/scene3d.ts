@@ -3,7 +3,7 @@
 // `tracklet.Object3D` / `wandb.Object3D` (docs/media.md): an N×3 / N×4 / N×6 array as `.npy`, read
 // from a stream so a large cloud is thinned to at most `maxPoints` without holding the file, or W&B's
 // scene JSON (`.pts.json`: points, boxes with 8 corners, a label and a colour, vectors); a PDB/PQR
-// molecule's atoms become points coloured by element. Anything malformed throws an Error that says
+// molecule's atoms become points coloured by element; STL and OBJ meshes become triangles. Anything malformed throws an Error that says
 // what is wrong with the file; the viewer shows it in place of the drawing.
 
 import { classColour } from "./media";

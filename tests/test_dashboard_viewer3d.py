@@ -248,3 +248,25 @@ def test_a_pdb_molecule_is_its_atoms_in_element_colours(root, tmp_path, page):
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def test_more_clouds_than_the_browser_keeps_webgl_contexts_are_all_drawn(root, browser, page):
+    rng = np.random.default_rng(2)
+    run = tracklet.init(project="clouds", id="many", dir=str(root), settings=QUIET)
+    run.log({f"c{i:02d}": tracklet.Object3D(np.column_stack([rng.normal(0, 1, (500, 3)), np.tile([255, 255, 0], (500, 1))]))
+             for i in range(20)})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/many?token=" + token)
+        page.wait_for_function("() => document.querySelectorAll(\".viewer3d[data-state='drawn']\").length === 20")
+        page.wait_for_timeout(500)  # Chromium takes back the oldest contexts as new ones are made
+        renderers = page.eval_on_selector_all(".viewer3d-view", "views => views.map(v => v.dataset.renderer)")
+        if browser.renderer == "webgl":  # Chromium keeps 16 WebGL contexts a page: the oldest went to 2-D canvases
+            assert "2d" in renderers and "webgl" in renderers, renderers
+        for i in range(20):
+            picture = drawing(page, f".media-panel[data-key='c{i:02d}']")
+            assert pixels_near(picture, (255, 255, 0)) > 100, i
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)

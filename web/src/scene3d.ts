@@ -239,8 +239,9 @@ export function readScene(text: string, maxPoints: number): Scene3D {
       result.skipped.push(`box ${i}: "corners" is not 8 [x, y, z] points`);
       return;
     }
-    const { label, color } = box as Record<string, unknown>;
-    result.boxes.push({ corners, label: typeof label === "string" ? label : "", colour: rgb(color, DEFAULT_BOX) });
+    const { label, color, score } = box as Record<string, unknown>;
+    const text = [typeof label === "string" ? label : "", typeof score === "number" ? score.toFixed(2) : ""].filter(Boolean).join(" ");
+    result.boxes.push({ corners, label: text, colour: rgb(color, DEFAULT_BOX) });
   });
   const vectors = Array.isArray(record.vectors) ? record.vectors : [];
   vectors.forEach((vector, i) => {

@@ -19,6 +19,9 @@ export const MAX_TRIANGLES = 2_000_000;
 const MAX_TEXT_BYTES = 256 * 1024 * 1024; // scene JSON and PDB are parsed whole: larger ones stay downloads
 const BACKGROUND = [21, 23, 28];
 const FOV = Math.PI / 4;
+const WIDTH = 480; // CSS pixels (web/src/style.css)
+const HEIGHT = 360;
+const SCALE = Math.min(2, Math.max(1, window.devicePixelRatio || 1)); // sharp on HiDPI screens; at most 4× the pixels
 
 /** Whether the viewer draws this media item (others stay downloads). */
 export function viewable3d(item: Pick<MediaEntry, "kind" | "format">): boolean {
@@ -229,8 +232,8 @@ function softwareGl(): boolean {
 const live = new Set<Viewer3D>(); // browsers keep ~16 WebGL contexts: those of viewers off the page are let go
 
 class Viewer3D {
-  readonly canvas = h("canvas.viewer3d-canvas", { width: 480, height: 360 });
-  readonly overlay = h("canvas.viewer3d-overlay", { width: 480, height: 360 });
+  private canvas = h("canvas.viewer3d-canvas", { width: WIDTH * SCALE, height: HEIGHT * SCALE });
+  readonly overlay = h("canvas.viewer3d-overlay", { width: WIDTH * SCALE, height: HEIGHT * SCALE });
   readonly info = h("div.viewer3d-info");
   readonly el: HTMLElement;
   private readonly centre: number[];
@@ -305,10 +308,9 @@ class Viewer3D {
     const software = this.scene.count > SOFTWARE_GL_POINTS && softwareGl();
     const gl = software ? null : this.canvas.getContext("webgl", { antialias: false });
     if (!gl) {
-      this.el.dataset.renderer = "2d";
-      this.el.append(h("p.viewer3d-note", { text: software
+      this.fallBack(software
         ? "WebGL runs without a GPU in this browser (a software renderer, slower than drawing in JavaScript): drawn without it"
-        : "WebGL is unavailable in this browser: drawn without it (one pixel a point, slower on large clouds)" }));
+        : "WebGL is unavailable in this browser: drawn without it (one pixel a point, slower on large clouds)");
       return;
     }
     const compile = (type: number, source: string) => {
@@ -354,9 +356,20 @@ class Viewer3D {
     this.el.dataset.renderer = "webgl";
     this.canvas.addEventListener("webglcontextlost", (event) => {
       event.preventDefault();
-      this.el.dataset.renderer = "lost";
-      this.info.textContent = "the browser took back this drawing's WebGL context: reload the page to draw it again";
+      if (!this.el.isConnected) return; // let go of by dispose()
+      this.gl = null;
+      this.fallBack("the browser took back this drawing's WebGL context (it keeps a few per page): drawn without it");
+      this.draw();
     });
+  }
+
+  /** Draws on a fresh 2-D canvas from now on (a canvas that had a WebGL context can't give a 2-D one). */
+  private fallBack(note: string): void {
+    const fresh = h("canvas.viewer3d-canvas", { width: WIDTH * SCALE, height: HEIGHT * SCALE });
+    this.canvas.replaceWith(fresh);
+    this.canvas = fresh;
+    this.el.dataset.renderer = "2d";
+    this.el.append(h("p.viewer3d-note", { text: note }));
   }
 
   dispose(): void {
@@ -402,7 +415,7 @@ class Viewer3D {
     const forward = norm(sub(this.camera.target, eye));
     const right = norm(cross(forward, [0, 0, 1]));
     const up = cross(right, forward);
-    const perPixel = (2 * this.camera.distance * Math.tan(FOV / 2)) / this.canvas.height;
+    const perPixel = (2 * this.camera.distance * Math.tan(FOV / 2)) / HEIGHT;
     for (let c = 0; c < 3; c++) this.camera.target[c] += (-dx * right[c] + dy * up[c]) * perPixel;
   }
 
@@ -458,7 +471,7 @@ class Viewer3D {
         gl.enableVertexAttribArray(colour);
         gl.vertexAttribPointer(colour, 3, gl.UNSIGNED_BYTE, true, 0, 0);
       };
-      gl.uniform1f(gl.getUniformLocation(this.program, "size"), this.scene.pointSize);
+      gl.uniform1f(gl.getUniformLocation(this.program, "size"), this.scene.pointSize * SCALE);
       bind(this.pointBuffers);
       gl.drawArrays(gl.POINTS, 0, this.scene.count);
       if (this.lineCount) {
@@ -485,7 +498,7 @@ class Viewer3D {
     pixels.fill((255 << 24) | (BACKGROUND[2] << 16) | (BACKGROUND[1] << 8) | BACKGROUND[0]);
     const { positions, colours, count } = this.scene;
     const m = mvp;
-    const size = Math.max(1, Math.round(this.scene.pointSize / 2));
+    const size = Math.max(1, Math.round((this.scene.pointSize * SCALE) / 2));
     for (let i = 0; i < count; i++) {
       const x = positions[i * 3], y = positions[i * 3 + 1], z = positions[i * 3 + 2];
       const w = m[3] * x + m[7] * y + m[11] * z + m[15];
@@ -504,7 +517,7 @@ class Viewer3D {
       }
     }
     context.putImageData(image, 0, 0);
-    context.lineWidth = 1.5;
+    context.lineWidth = 1.5 * SCALE;
     for (const line of this.lines) {
       const a = this.project(mvp, line.a);
       const b = this.project(mvp, line.b);
@@ -564,7 +577,7 @@ class Viewer3D {
   private drawLabels(mvp: Mat4): void {
     const context = this.overlay.getContext("2d")!;
     context.clearRect(0, 0, this.overlay.width, this.overlay.height);
-    context.font = "12px sans-serif";
+    context.font = `${12 * SCALE}px sans-serif`;
     context.textBaseline = "bottom";
     for (const box of this.scene.boxes as Box3D[]) {
       if (!box.label) continue;
@@ -572,7 +585,7 @@ class Viewer3D {
       const at = this.project(mvp, top);
       if (!at) continue;
       context.fillStyle = `rgb(${box.colour.join(",")})`;
-      context.fillText(box.label, at[0] + 2, at[1] - 2);
+      context.fillText(box.label, at[0] + 2 * SCALE, at[1] - 2 * SCALE);
     }
   }
 }

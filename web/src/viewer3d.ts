@@ -213,7 +213,7 @@ function faceNormals(triangles: Float32Array): Float32Array {
 }
 
 // Chromium without a GPU runs WebGL on SwiftShader (a CPU rasterizer): there, measured at a million
-// points, a frame took ~16 times as long as projecting the points in JavaScript (docs/dashboard.md).
+// points, a frame took ~13 times as long as projecting the points in JavaScript (docs/media.md).
 const SOFTWARE_GL_POINTS = 100_000;
 let software: boolean | undefined;
 

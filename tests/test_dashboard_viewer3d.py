@@ -270,3 +270,56 @@ def test_more_clouds_than_the_browser_keeps_webgl_contexts_are_all_drawn(root, b
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def test_a_live_run_logging_more_media_keeps_the_cloud_and_its_view(root, tmp_path, page):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import REPO
+
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    code = f"""
+        import os, time, numpy as np, tracklet
+        run = tracklet.init(project="clouds", id="live", dir={str(root)!r},
+                            settings={{"console": "off", "system_metrics": False, "flush_interval": 0.1}})
+        def wait(path):
+            while not os.path.exists(path):
+                time.sleep(0.02)
+        rng = np.random.default_rng(3)
+        run.log({{"cloud": tracklet.Object3D(np.column_stack([rng.normal(0, 1, (2000, 3)), np.tile([255, 0, 0], (2000, 1))]))}})
+        wait({str(go)!r})
+        run.log({{"picture": tracklet.Image(np.zeros((8, 8, 3), dtype=np.uint8))}})
+        wait({str(stop)!r})
+        run.finish()
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    media: list[str] = []
+    page.on("request", lambda request: media.append(request.url) if "/media/" in request.url else None)
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/live?token=" + token)
+        panel = ".media-panel[data-key='cloud']"
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+        box = page.locator(f"{panel} .viewer3d-overlay").bounding_box()
+        page.mouse.move(box["x"] + 200, box["y"] + 180)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 300, box["y"] + 100, steps=4)
+        page.mouse.up()
+        turned = drawing(page, panel)
+        cloud_url = media[0]
+        go.touch()
+        page.wait_for_selector(".media-panel[data-key='picture'] img.media-image")
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+        assert media.count(cloud_url) == 1, media  # the panel was drawn again from the scene kept
+        again = drawing(page, panel)
+        assert (np.abs(again - turned).max(axis=2) > 30).sum() < 50  # in the view it was turned to
+    finally:
+        go.touch()
+        stop.touch()
+        writer.wait(timeout=30)
+        ui.terminate()
+        ui.wait(timeout=10)

@@ -39,7 +39,27 @@ async function fetchMedia(project: string, runId: string, digest: string): Promi
   return response;
 }
 
-async function loadScene(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
+// The run page redraws a media panel whenever the run logs more media (a live run): the last few
+// scenes read, and each file's view, are kept by digest (content-addressed: never stale), so a
+// cloud is not fetched again every poll and the view isn't reset under a user turning it.
+const KEPT_SCENES = 4;
+const scenes = new Map<string, Promise<Scene3D>>();
+const cameras = new Map<string, Camera>();
+
+function cachedScene(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
+  let scene = scenes.get(item.digest);
+  if (scene) {
+    scenes.delete(item.digest); // most recently used last
+  } else {
+    scene = readFile(project, runId, item);
+    scene.catch(() => scenes.delete(item.digest)); // a failed fetch is tried again next time
+  }
+  scenes.set(item.digest, scene);
+  while (scenes.size > KEPT_SCENES) scenes.delete(scenes.keys().next().value!);
+  return scene;
+}
+
+async function readFile(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
   const response = await fetchMedia(project, runId, item.digest);
   if (item.format === "npy") return readNpy(response.body!, MAX_POINTS);
   if (item.format === "stl") return readStl(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
@@ -70,7 +90,7 @@ export function viewer3dItem(project: string, runId: string, item: MediaEntry): 
   const start = async () => {
     holder.replaceChildren(h("p.muted", { text: `loading ${fmtBytes(item.size_bytes)}…` }));
     try {
-      const viewer = new Viewer3D(await loadScene(project, runId, item));
+      const viewer = new Viewer3D(await cachedScene(project, runId, item), item.digest);
       holder.replaceChildren(viewer.el);
       holder.dataset.state = "drawn";
     } catch (error) {
@@ -80,7 +100,7 @@ export function viewer3dItem(project: string, runId: string, item: MediaEntry): 
   };
   if (tooLarge) {
     holder.append(h("p.muted", { text: `${fmtBytes(item.size_bytes)}: too large to draw here; download it` }));
-  } else if (item.size_bytes > AUTO_LOAD_BYTES) {
+  } else if (item.size_bytes > AUTO_LOAD_BYTES && !scenes.has(item.digest)) {
     const what = item.format === "npy" && item.width ? `${item.width.toLocaleString()} points, ` : "";
     const button = h("button.viewer3d-load", { type: "button", text: `load (${what}${fmtBytes(item.size_bytes)})` });
     button.addEventListener("click", () => void start());
@@ -250,7 +270,7 @@ class Viewer3D {
   private frame = 0;
   private readonly lines: { a: number[]; b: number[]; colour: number[] }[] = [];
 
-  constructor(private readonly scene: Scene3D) {
+  constructor(private readonly scene: Scene3D, private readonly digest: string) {
     const low = [Infinity, Infinity, Infinity];
     const high = [-Infinity, -Infinity, -Infinity];
     const grow = (x: number, y: number, z: number) => {
@@ -276,7 +296,9 @@ class Viewer3D {
     this.centre = [0, 1, 2].map((c) => (near[c] + far[c]) / 2);
     this.radius = Math.max(1e-6, Math.hypot(far[0] - near[0], far[1] - near[1], far[2] - near[2]) / 2);
     this.extent = Math.max(this.radius, ...[0, 1, 2].map((c) => Math.max(this.centre[c] - low[c], high[c] - this.centre[c])).map((d) => d * Math.sqrt(3)));
-    this.camera = this.home();
+    const kept = cameras.get(digest);
+    this.camera = kept ? { ...kept, target: [...kept.target] } : this.home();
+    this.keepCamera();
     const fixed = (x: number) => Number(x.toPrecision(4)).toString();
     const bounds = ["x", "y", "z"].map((axis, c) => `${axis} ${fixed(low[c])}…${fixed(high[c])}`).join(" · ");
     const thinned = scene.total > scene.count ? ` (1 in ${Math.ceil(scene.total / scene.count)} of ${scene.total.toLocaleString()})` : "";
@@ -295,12 +317,19 @@ class Viewer3D {
     this.draw();
   }
 
+  private keepCamera(): void {
+    cameras.delete(this.digest);
+    cameras.set(this.digest, this.camera); // moved in place from now on
+    while (cameras.size > 256) cameras.delete(cameras.keys().next().value!);
+  }
+
   private home(): Camera {
     return { target: [...this.centre], distance: (this.radius / Math.sin(FOV / 2)) * 1.05, yaw: -Math.PI / 2 - 0.6, pitch: 0.5 };
   }
 
   reset(): void {
     this.camera = this.home();
+    this.keepCamera();
     this.draw();
   }
 

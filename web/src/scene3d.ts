@@ -79,7 +79,7 @@ function scene(positions: Float32Array, colours: Uint8Array, count: number, tota
 // --- .npy -------------------------------------------------------------------------------------------
 
 const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
-const NPY_TYPES: Record<string, number> = { f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, i8: 8, u1: 1, u2: 2, u4: 4, u8: 8 };
+const NPY_TYPES: Record<string, number> = { f2: 2, f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, i8: 8, u1: 1, u2: 2, u4: 4, u8: 8 };
 
 interface NpyHeader {
   rows: number;
@@ -116,6 +116,7 @@ export function npyHeader(bytes: Uint8Array): NpyHeader | null {
 
 function reader(kind: string, little: boolean): (view: DataView, at: number) => number {
   switch (kind) {
+    case "f2": return (v, at) => half(v.getUint16(at, little));
     case "f4": return (v, at) => v.getFloat32(at, little);
     case "f8": return (v, at) => v.getFloat64(at, little);
     case "i1": return (v, at) => v.getInt8(at);
@@ -127,6 +128,16 @@ function reader(kind: string, little: boolean): (view: DataView, at: number) => 
     case "i8": return (v, at) => Number(v.getBigInt64(at, little));
     default: return (v, at) => Number(v.getBigUint64(at, little));
   }
+}
+
+/** An IEEE half-precision float from its 16 bits (DataView.getFloat16 is too new to rely on). */
+function half(bits: number): number {
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  const sign = bits & 0x8000 ? -1 : 1;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
 /** Reads an .npy point cloud from a stream, keeping every k-th point so that at most `maxPoints`
@@ -144,6 +155,7 @@ export async function readNpy(stream: ReadableStream<Uint8Array>, maxPoints: num
   let read: (view: DataView, at: number) => number = () => 0;
   const take = (chunk: Uint8Array) => {
     const h = header!;
+    if (row >= h.rows) return; // bytes after the array: not points
     const rowBytes = h.columns * h.itemSize;
     let bytes = chunk;
     if (pending.length) {
@@ -261,16 +273,22 @@ const ELEMENT_COLOURS: Record<string, [number, number, number]> = {
   H: [235, 235, 235], C: [144, 144, 144], N: [48, 80, 248], O: [255, 13, 13], S: [255, 200, 50], P: [255, 128, 0],
 };
 
-/** A PDB/PQR file's ATOM/HETATM records as points coloured by element (CPK colours). */
-export function readPdb(text: string, maxPoints: number): Scene3D {
+/** A PDB/PQR file's ATOM/HETATM records as points coloured by element (CPK colours). PDB's
+ * coordinates are in fixed columns; PQR's are whitespace-separated, followed by charge and radius. */
+export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
   const coordinates: number[] = [];
   const colours: number[] = [];
   for (const line of text.split("\n")) {
     if (!line.startsWith("ATOM") && !line.startsWith("HETATM")) continue;
     if (coordinates.length / 3 >= maxPoints) break;
-    const xyz = [line.slice(30, 38), line.slice(38, 46), line.slice(46, 54)].map(Number);
-    if (!xyz.every(isFinite) || line.length < 54) throw new Error(`an atom record without coordinates: ${line.slice(0, 60)}`);
-    const element = (line.slice(76, 78).trim() || line.slice(12, 16).trim().replace(/[^A-Za-z]/g, "").slice(0, 1)).toUpperCase();
+    const fields = line.trim().split(/\s+/);
+    const raw = pqr ? fields.slice(-5, -2) : [line.slice(30, 38), line.slice(38, 46), line.slice(46, 54)];
+    const xyz = raw.map(Number);
+    if (raw.length < 3 || raw.some((x) => !x.trim() || !isFinite(Number(x)))) {
+      throw new Error(`an atom record without coordinates: ${line.slice(0, 60)}`);
+    }
+    const name = pqr ? fields[2] ?? "" : line.slice(12, 16);
+    const element = ((pqr ? "" : line.slice(76, 78).trim()) || name.trim().replace(/[^A-Za-z]/g, "").slice(0, 1)).toUpperCase();
     coordinates.push(...xyz);
     colours.push(...(ELEMENT_COLOURS[element] ?? [255, 20, 147]));
   }

@@ -65,7 +65,7 @@ async function readFile(project: string, runId: string, item: MediaEntry): Promi
   if (item.format === "stl") return readStl(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
   const text = await response.text();
   if (item.format === "obj") return readObj(text, MAX_TRIANGLES);
-  return item.kind === "molecule" ? readPdb(text, MAX_POINTS) : readScene(text, MAX_POINTS);
+  return item.kind === "molecule" ? readPdb(text, MAX_POINTS, item.format === "pqr") : readScene(text, MAX_POINTS);
 }
 
 /** A download link that fetches the file only when clicked (a large cloud is not read up front). */

@@ -16,7 +16,7 @@ import { readNpy, readObj, readPdb, readScene, readStl, type Box3D, type Scene3D
 export const AUTO_LOAD_BYTES = 32 * 1024 * 1024;
 export const MAX_POINTS = 2_000_000;
 export const MAX_TRIANGLES = 2_000_000;
-const MAX_TEXT_BYTES = 256 * 1024 * 1024; // scene JSON and PDB are parsed whole: larger ones stay downloads
+const MAX_TEXT_BYTES = 256 * 1024 * 1024; // scene JSON, meshes and PDB are parsed whole: larger ones stay downloads
 const BACKGROUND = [21, 23, 28];
 const FOV = Math.PI / 4;
 const WIDTH = 480; // CSS pixels (web/src/style.css)

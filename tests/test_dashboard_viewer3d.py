@@ -317,7 +317,8 @@ def test_a_live_run_logging_more_media_keeps_the_cloud_and_its_view(root, tmp_pa
         rng = np.random.default_rng(3)
         red = np.column_stack([rng.normal(0, 1, (2000, 3)), np.tile([255, 0, 0], (2000, 1))])
         blue = np.column_stack([rng.normal(0, 0.5, (2000, 3)) + [6, 0, 0], np.tile([0, 0, 255], (2000, 1))])
-        run.log({{"cloud": tracklet.Object3D(np.vstack([red, blue]))}})
+        cloud = np.vstack([red, blue])
+        run.log({{"cloud": tracklet.Object3D(cloud), "pair": [tracklet.Object3D(cloud), tracklet.Object3D(cloud[::2])]}})
         wait({str(go)!r})
         run.log({{"picture": tracklet.Image(np.zeros((8, 8, 3), dtype=np.uint8))}})
         wait({str(stop)!r})
@@ -347,6 +348,9 @@ def test_a_live_run_logging_more_media_keeps_the_cloud_and_its_view(root, tmp_pa
         assert media.count(cloud_url) == 1, media  # the panel was drawn again from the scene kept
         again = drawing(page, panel)  # in the view it was turned to
         assert near(centroid(again, (0, 0, 255)), centroid(turned, (0, 0, 255)), 1.5)
+        for index in (0, 1):  # a list's viewers, made again from kept scenes before the panel is attached, all draw
+            figure = f".media-panel[data-key='pair'] figure[data-index='{index}']"
+            assert pixels_near(drawing(page, figure), (255, 0, 0)) > 100, index
     finally:
         go.touch()
         stop.touch()

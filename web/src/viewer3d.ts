@@ -44,7 +44,7 @@ async function fetchMedia(project: string, runId: string, digest: string): Promi
 // cloud is not fetched again every poll and the view isn't reset under a user turning it.
 const KEPT_SCENES = 4;
 const scenes = new Map<string, Promise<Scene3D>>();
-const cameras = new Map<string, Camera>();
+const cameras = new Map<string, Camera>(); // by media key, list index and digest
 
 function cachedScene(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
   let scene = scenes.get(item.digest);
@@ -73,7 +73,13 @@ function downloadLink(project: string, runId: string, item: MediaEntry): HTMLAnc
   const link = h("a.viewer3d-download", { href: "#", text: `download (${item.format}, ${fmtBytes(item.size_bytes)})` });
   link.addEventListener("click", async (event) => {
     event.preventDefault();
-    const blob = await (await fetchMedia(project, runId, item.digest)).blob();
+    let blob: Blob;
+    try {
+      blob = await (await fetchMedia(project, runId, item.digest)).blob();
+    } catch (error) {
+      link.textContent = `download failed (${(error as Error).message}): try again`;
+      return;
+    }
     const save = h("a", { href: URL.createObjectURL(blob), download: `${item.key.replace(/\//g, "_")}.${item.format}` });
     save.click();
     setTimeout(() => URL.revokeObjectURL(save.href), 60_000);
@@ -90,7 +96,7 @@ export function viewer3dItem(project: string, runId: string, item: MediaEntry): 
   const start = async () => {
     holder.replaceChildren(h("p.muted", { text: `loading ${fmtBytes(item.size_bytes)}…` }));
     try {
-      const viewer = new Viewer3D(await cachedScene(project, runId, item), item.digest);
+      const viewer = new Viewer3D(await cachedScene(project, runId, item), `${item.key}\n${item.index}\n${item.digest}`);
       holder.replaceChildren(viewer.el);
       holder.dataset.state = "drawn";
     } catch (error) {
@@ -268,9 +274,12 @@ class Viewer3D {
   private meshProgram: WebGLProgram | null = null;
   private meshBuffers: [WebGLBuffer, WebGLBuffer] | null = null;
   private frame = 0;
+  private shown = false; // drawn while on the page (a viewer is made before its panel is attached)
+  private readonly born = performance.now();
   private readonly lines: { a: number[]; b: number[]; colour: number[] }[] = [];
 
-  constructor(private readonly scene: Scene3D, private readonly digest: string) {
+  /** `place`: the media key, list index and digest the view is kept under. */
+  constructor(private readonly scene: Scene3D, private readonly place: string) {
     const low = [Infinity, Infinity, Infinity];
     const high = [-Infinity, -Infinity, -Infinity];
     const grow = (x: number, y: number, z: number) => {
@@ -296,7 +305,7 @@ class Viewer3D {
     this.centre = [0, 1, 2].map((c) => (near[c] + far[c]) / 2);
     this.radius = Math.max(1e-6, Math.hypot(far[0] - near[0], far[1] - near[1], far[2] - near[2]) / 2);
     this.extent = Math.max(this.radius, ...[0, 1, 2].map((c) => Math.max(this.centre[c] - low[c], high[c] - this.centre[c])).map((d) => d * Math.sqrt(3)));
-    const kept = cameras.get(digest);
+    const kept = cameras.get(place);
     this.camera = kept ? { ...kept, target: [...kept.target] } : this.home();
     this.keepCamera();
     const fixed = (x: number) => Number(x.toPrecision(4)).toString();
@@ -312,14 +321,14 @@ class Viewer3D {
     this.el.dataset.points = String(scene.count);
     this.setUpGl();
     this.bind();
-    for (const viewer of live) if (!viewer.el.isConnected) viewer.dispose();
+    for (const viewer of live) if (viewer.gone()) viewer.dispose();
     live.add(this);
     this.draw();
   }
 
   private keepCamera(): void {
-    cameras.delete(this.digest);
-    cameras.set(this.digest, this.camera); // moved in place from now on
+    cameras.delete(this.place);
+    cameras.set(this.place, this.camera); // moved in place from now on
     while (cameras.size > 256) cameras.delete(cameras.keys().next().value!);
   }
 
@@ -385,7 +394,7 @@ class Viewer3D {
     this.el.dataset.renderer = "webgl";
     this.canvas.addEventListener("webglcontextlost", (event) => {
       event.preventDefault();
-      if (!this.el.isConnected) return; // let go of by dispose()
+      if (!live.has(this)) return; // let go of by dispose()
       this.gl = null;
       this.fallBack("the browser took back this drawing's WebGL context (it keeps a few per page): drawn without it");
       this.draw();
@@ -458,10 +467,20 @@ class Viewer3D {
   }
 
   /** Draws on the next animation frame (drags fire faster than frames). */
+  /** Off the page for good: shown and taken off, or never put on within 10 s. */
+  gone(): boolean {
+    return !this.el.isConnected && (this.shown || performance.now() - this.born > 10_000);
+  }
+
   draw(): void {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
+      if (!this.el.isConnected) { // not on the page yet: draw once it is
+        if (!this.gone()) this.draw();
+        return;
+      }
+      this.shown = true;
       this.render();
     });
   }

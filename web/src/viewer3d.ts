@@ -11,6 +11,7 @@ import { ApiError, type MediaEntry } from "./api";
 import { storedKey } from "./auth";
 import { h } from "./dom";
 import { fmtBytes } from "./format";
+import { boxEdges, cross, dot, faceNormals, lookAt, multiply, norm, perspective, sub, type Mat4 } from "./geometry3d";
 import { readNpy, readObj, readPdb, readScene, readStl, type Box3D, type Scene3D } from "./scene3d";
 
 export const AUTO_LOAD_BYTES = 32 * 1024 * 1024;
@@ -118,78 +119,6 @@ export function viewer3dItem(project: string, runId: string, item: MediaEntry): 
   return h("div", {}, holder, foot);
 }
 
-// --- matrices (column-major, as WebGL takes them) ---------------------------------------------------
-
-type Mat4 = Float32Array;
-
-function multiply(a: Mat4, b: Mat4): Mat4 {
-  const out = new Float32Array(16);
-  for (let c = 0; c < 4; c++) {
-    for (let r = 0; r < 4; r++) {
-      let sum = 0;
-      for (let k = 0; k < 4; k++) sum += a[k * 4 + r] * b[c * 4 + k];
-      out[c * 4 + r] = sum;
-    }
-  }
-  return out;
-}
-
-function perspective(aspect: number, near: number, far: number): Mat4 {
-  const f = 1 / Math.tan(FOV / 2);
-  return new Float32Array([f / aspect, 0, 0, 0, 0, f, 0, 0, 0, 0, (far + near) / (near - far), -1,
-    0, 0, (2 * far * near) / (near - far), 0]);
-}
-
-function sub(a: number[], b: number[]): number[] { return [a[0] - b[0], a[1] - b[1], a[2] - b[2]]; }
-function cross(a: number[], b: number[]): number[] {
-  return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-}
-function norm(a: number[]): number[] { const l = Math.hypot(a[0], a[1], a[2]) || 1; return [a[0] / l, a[1] / l, a[2] / l]; }
-function dot(a: number[], b: number[]): number { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
-
-function lookAt(eye: number[], target: number[], up: number[]): Mat4 {
-  const z = norm(sub(eye, target));
-  const x = norm(cross(up, z));
-  const y = cross(z, x);
-  return new Float32Array([x[0], y[0], z[0], 0, x[1], y[1], z[1], 0, x[2], y[2], z[2], 0,
-    -dot(x, eye), -dot(y, eye), -dot(z, eye), 1]);
-}
-
-/** A box's 12 edges, whatever order its corners come in: from corner 0, the three others that are
- * not the sum of two other offsets are its edges (a face or body diagonal is such a sum). */
-export function boxEdges(corners: number[][]): [number[], number[]][] {
-  const origin = corners[0];
-  const offsets = corners.slice(1).map((corner) => sub(corner, origin));
-  const size = Math.max(...offsets.map((d) => Math.hypot(d[0], d[1], d[2]))) || 1;
-  const near = (a: number[], b: number[]) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]) < size * 1e-3;
-  const axes = offsets.filter((d) => !offsets.some((p, i) => offsets.some((q, j) => i < j && near([p[0] + q[0], p[1] + q[1], p[2] + q[2]], d))));
-  if (axes.length !== 3) { // not a parallelepiped: each corner to its three nearest
-    const edges: [number[], number[]][] = [];
-    corners.forEach((a, i) => {
-      const nearest = corners.map((b, j) => [Math.hypot(...sub(a, b)), j]).filter(([, j]) => j !== i)
-        .sort((p, q) => p[0] - q[0]).slice(0, 3);
-      for (const [, j] of nearest) if (j > i) edges.push([a, corners[j]]);
-    });
-    return edges;
-  }
-  const at = (s: number[]) => [0, 1, 2].map((c) => origin[c] + s[0] * axes[0][c] + s[1] * axes[1][c] + s[2] * axes[2][c]);
-  const edges: [number[], number[]][] = [];
-  for (let axis = 0; axis < 3; axis++) {
-    for (const u of [0, 1]) {
-      for (const v of [0, 1]) {
-        const from = [0, 0, 0];
-        const others = [0, 1, 2].filter((a) => a !== axis);
-        from[others[0]] = u;
-        from[others[1]] = v;
-        const to = [...from];
-        to[axis] = 1;
-        edges.push([at(from), at(to)]);
-      }
-    }
-  }
-  return edges;
-}
-
 /** What the first view frames: the points' 0.5th to 99.5th percentiles on each axis (from a sample
  * of at most 100,000), widened to take in the boxes and vectors; a few far outliers (a LiDAR's stray
  * returns) don't shrink the cloud to a dot. */
@@ -226,17 +155,6 @@ const MESH_VERTEX = `attribute vec3 position; attribute vec3 normal; uniform mat
 void main() { gl_Position = mvp * vec4(position, 1.0); n = normal; }`;
 const MESH_FRAGMENT = `precision mediump float; varying vec3 n; uniform vec3 light;
 void main() { gl_FragColor = vec4(vec3(${MESH_COLOUR.map((c) => (c / 255).toFixed(3)).join(", ")}) * (0.3 + 0.7 * abs(dot(normalize(n), light))), 1.0); }`;
-
-/** Each triangle's unit normal, once per corner. */
-function faceNormals(triangles: Float32Array): Float32Array {
-  const normals = new Float32Array(triangles.length);
-  for (let i = 0; i < triangles.length; i += 9) {
-    const a = [triangles[i], triangles[i + 1], triangles[i + 2]];
-    const n = norm(cross(sub([triangles[i + 3], triangles[i + 4], triangles[i + 5]], a), sub([triangles[i + 6], triangles[i + 7], triangles[i + 8]], a)));
-    for (let k = 0; k < 9; k += 3) normals.set(n, i + k);
-  }
-  return normals;
-}
 
 // Chromium without a GPU runs WebGL on SwiftShader (a CPU rasterizer): there, measured at a million
 // points, a frame took ~13 times as long as projecting the points in JavaScript (docs/media.md).
@@ -462,7 +380,7 @@ class Viewer3D {
     const eye = [target[0] + distance * Math.cos(pitch) * Math.cos(yaw), target[1] + distance * Math.cos(pitch) * Math.sin(yaw),
       target[2] + distance * Math.sin(pitch)];
     const near = Math.max(distance - this.extent * 1.01, distance * 0.001);
-    const projection = perspective(this.canvas.width / this.canvas.height, near, distance + this.extent * 1.01);
+    const projection = perspective(FOV, this.canvas.width / this.canvas.height, near, distance + this.extent * 1.01);
     return { eye, mvp: multiply(projection, lookAt(eye, target, [0, 0, 1])), light: norm(sub(eye, target)) };
   }
 

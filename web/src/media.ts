@@ -6,6 +6,7 @@
 
 import { api, mediaBlob, type MediaEntry } from "./api";
 import { h } from "./dom";
+import { viewable3d, viewer3dItem } from "./viewer3d";
 
 const SVG = "http://www.w3.org/2000/svg";
 // Class ids 1.. get these colours in turn (id 0, background by W&B's convention, stays clear).
@@ -150,6 +151,7 @@ async function plotlyItem(project: string, runId: string, item: MediaEntry): Pro
 async function itemBody(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
   if (item.kind === "image") return imageItem(project, runId, item);
   if (item.kind === "plotly") return plotlyItem(project, runId, item);
+  if (viewable3d(item)) return viewer3dItem(project, runId, item); // point clouds, scenes, PDB atoms (viewer3d.ts)
   const url = await blobUrl(project, runId, item.digest);
   if (item.kind === "audio") return h("audio", { controls: true, src: url });
   if (item.kind === "video" && item.format === "gif") return h("img.media-image", { src: url, alt: item.key });

@@ -1,0 +1,359 @@
+"""The run page's 3-D viewer (web/src/viewer3d.ts) in a real headless Chromium, against `tracklet ui`
+over runs that logged `tracklet.Object3D` point clouds: drawn with WebGL (Chromium's SwiftShader:
+no GPU here) and with the 2-D canvas fallback (WebGL disabled), checked on the pixels of a
+screenshot of the drawing."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from conftest import QUIET
+from test_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STATIC, playwright_api, start_ui
+
+import tracklet
+
+np = pytest.importorskip("numpy")
+Image = pytest.importorskip("PIL.Image")
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not STATIC.exists(), reason="the dashboard bundle is not built (npm run build in web/)"),
+]
+
+RENDERERS = {"webgl": ["--enable-unsafe-swiftshader"], "2d": ["--disable-webgl"]}
+BACKGROUND = (21, 23, 28)
+
+
+@pytest.fixture(scope="module", params=sorted(RENDERERS))
+def browser(request):
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + RENDERERS[request.param])
+        chromium.renderer = request.param
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh page; fails the test on any browser console error or uncaught exception."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.set_default_timeout(30_000)
+    yield tab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert errors == [], f"browser console errors: {errors}"
+
+
+def drawing(tab, selector: str):
+    """The viewer's drawing as the page shows it (WebGL canvas, or 2-D canvas, plus the labels), as RGB."""
+    tab.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    png = tab.locator(f"{selector} .viewer3d-stage").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def pixels_near(picture, colour, tolerance: int = 40) -> int:
+    return int((np.abs(picture - np.array(colour)).max(axis=2) <= tolerance).sum())
+
+
+def centroid(picture, colour) -> tuple[float, float]:
+    """Where pixels of `colour` lie on average (x, y): steady across a screenshot's subpixel offset."""
+    ys, xs = np.nonzero(np.abs(picture - np.array(colour)).max(axis=2) <= 40)
+    return float(xs.mean()), float(ys.mean())
+
+
+def near(a, b, pixels: float) -> bool:
+    return abs(a[0] - b[0]) <= pixels and abs(a[1] - b[1]) <= pixels
+
+
+def cube_corners(centre, half):
+    # W&B's example order, which is not an edge walk: the viewer finds the edges itself
+    signs = [(-1, -1, -1), (-1, 1, -1), (-1, -1, 1), (1, -1, -1), (1, 1, -1), (-1, 1, 1), (1, -1, 1), (1, 1, 1)]
+    return [[c + s * h for c, s, h in zip(centre, sign, half)] for sign in signs]
+
+
+def test_point_cloud_with_boxes_is_drawn_in_its_colours_and_turns_when_dragged(root, browser, page):
+    rng = np.random.default_rng(0)
+    red = np.column_stack([rng.normal(0, 1, (3000, 3)), np.tile([255, 0, 0], (3000, 1))])
+    blue = np.column_stack([rng.normal(0, 0.5, (3000, 3)) + [6, 0, 0], np.tile([0, 0, 255], (3000, 1))])
+    points = np.vstack([red, blue]).astype(np.float32)
+    boxes = [{"corners": cube_corners([6, 0, 0], [1.5, 1.5, 1.5]), "label": "car", "color": [0, 255, 0]},
+             {"corners": [[0, 0, 0]], "label": "broken"}]
+    categories = np.column_stack([rng.uniform(-5, 5, (500, 3)), np.full(500, 1)])  # N×4: class 1's colour
+    run = tracklet.init(project="clouds", id="lidar", dir=str(root), settings=QUIET)
+    run.log({"scene": tracklet.Object3D.from_point_cloud(points.tolist(), boxes, vectors=[{"start": [0, 0, 0], "end": [0, 0, 4]}]),
+             "cloud": tracklet.Object3D(points), "classes": tracklet.Object3D(categories),
+             "half": tracklet.Object3D(points.astype(np.float16))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/lidar?token=" + token)
+        scene = ".media-panel[data-key='scene']"
+        page.wait_for_function("() => document.querySelectorAll(\".viewer3d[data-state='drawn']\").length === 4")
+        assert page.get_attribute(f"{scene} .viewer3d-view", "data-renderer") == browser.renderer
+        info = page.text_content(f"{scene} .viewer3d-info")
+        assert info.startswith("6,000 points") and "1 boxes" in info and "1 vectors" in info, info
+        assert "box 1" in page.text_content(f"{scene} .viewer3d-note")  # the malformed box, left out and named
+        before = drawing(page, scene)
+        # the logged colours where the points are, the box in its colour, the rest background
+        assert pixels_near(before, (255, 0, 0)) > 200 and pixels_near(before, (0, 0, 255)) > 200
+        assert pixels_near(before, (0, 255, 0), tolerance=60) > 100
+        assert pixels_near(before, BACKGROUND, tolerance=4) > before.shape[0] * before.shape[1] // 2
+        # a drag turns it: the picture changes, and "reset" brings the first one back
+        box = page.locator(f"{scene} .viewer3d-overlay").bounding_box()
+        page.mouse.move(box["x"] + 200, box["y"] + 180)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 320, box["y"] + 120, steps=5)
+        page.mouse.up()
+        turned = drawing(page, scene)
+        changed = (np.abs(turned - before).max(axis=2) > 30).sum()
+        assert changed > 500, changed
+        page.mouse.move(box["x"] + 200, box["y"] + 180)
+        page.mouse.wheel(0, -400)  # zooming in makes the cloud cover more pixels
+        zoomed = drawing(page, scene)
+        assert pixels_near(zoomed, BACKGROUND, tolerance=4) < pixels_near(turned, BACKGROUND, tolerance=4)
+        assert not near(centroid(turned, (0, 0, 255)), centroid(before, (0, 0, 255)), 10)
+        page.click(f"{scene} .viewer3d-reset")
+        again = drawing(page, scene)
+        assert near(centroid(again, (0, 0, 255)), centroid(before, (0, 0, 255)), 1.5)
+        assert near(centroid(again, (255, 0, 0)), centroid(before, (255, 0, 0)), 1.5)
+        # the same points as an N×6 array (.npy): the same colours
+        cloud = ".media-panel[data-key='cloud']"
+        page.wait_for_selector(f"{cloud} .viewer3d[data-state='drawn']")
+        npy = drawing(page, cloud)
+        assert pixels_near(npy, (255, 0, 0)) > 200 and pixels_near(npy, (0, 0, 255)) > 200
+        page.wait_for_selector(".media-panel[data-key='half'] .viewer3d[data-state='drawn']")  # float16
+        half = drawing(page, ".media-panel[data-key='half']")
+        for colour in ((255, 0, 0), (0, 0, 255)):  # the same picture, to float16's rounding
+            assert abs(pixels_near(half, colour) - pixels_near(npy, colour)) < pixels_near(npy, colour) * 0.1
+        # N×4: the category's colour (class 1 of the image masks' palette)
+        classes = ".media-panel[data-key='classes']"
+        page.wait_for_selector(f"{classes} .viewer3d[data-state='drawn']")
+        assert pixels_near(drawing(page, classes), (230, 25, 75), tolerance=30) > 100
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_damaged_point_file_shows_an_error_and_the_page_goes_on(root, tmp_path, page):
+    truncated = tmp_path / "cut.pts.json"
+    whole = json.dumps({"type": "lidar/beta", "points": [[i, i, i] for i in range(100)]})
+    truncated.write_text(whole[: len(whole) // 2])
+    wrong = tmp_path / "wrong.pts.json"
+    wrong.write_text(json.dumps({"type": "lidar/beta", "points": [[0, 0, 0], [1, "a", 2]]}))
+    run = tracklet.init(project="clouds", id="damaged", dir=str(root), settings=QUIET)
+    run.log({"cut": tracklet.Object3D(str(truncated)), "wrong": tracklet.Object3D(str(wrong)),
+             "good": tracklet.Object3D(np.eye(3, dtype=np.float32)), "loss": 1.0,
+             "short": tracklet.Object3D(np.ones((1000, 3), dtype=np.float32))})
+    run.finish()
+
+    def cut_large_npy(route):  # an .npy cut short on the way (a dropped connection, a proxy's limit)
+        response = route.fetch()
+        body = response.body()
+        route.fulfill(response=response, body=body[:6000] if body.startswith(b"\x93NUMPY") and len(body) > 10_000 else body)
+
+    page.route("**/media/*", cut_large_npy)
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/damaged?token=" + token)
+        page.wait_for_selector(".media-panel[data-key='good'] .viewer3d[data-state='drawn']")
+        cut = page.wait_for_selector(".media-panel[data-key='cut'] .viewer3d[data-state='error']")
+        assert "not valid JSON" in cut.text_content() and "truncated" in cut.text_content()
+        wrong_text = page.text_content(".media-panel[data-key='wrong'] .viewer3d-error")
+        assert 'point 1 of the scene is [1,"a",2]' in wrong_text, wrong_text
+        assert page.text_content(".media-panel[data-key='good'] .viewer3d-info").startswith("3 points")
+        short = page.wait_for_selector(".media-panel[data-key='short'] .viewer3d[data-state='error']").text_content()
+        assert "the .npy file is truncated: 1,000 points declared, 489 present" in short, short
+        # the file is still there to download, byte for byte
+        with page.expect_download() as download:
+            page.click(".media-panel[data-key='cut'] .viewer3d-download")
+        assert Path(download.value.path()).read_bytes() == truncated.read_bytes()
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_large_cloud_waits_for_load_and_is_thinned_to_what_is_drawn(root, browser, page):
+    points = np.random.default_rng(1).normal(0, 10, (3_000_000, 3)).astype(np.float32)  # 36 MB
+    run = tracklet.init(project="clouds", id="large", dir=str(root), settings=QUIET)
+    run.log({"big": tracklet.Object3D(points)})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/large?token=" + token)
+        panel = ".media-panel[data-key='big']"
+        button = page.wait_for_selector(f"{panel} .viewer3d-load")
+        assert button.text_content() == "load (3,000,000 points, 34 MB)"
+        button.click()
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']", timeout=120_000)
+        info = page.text_content(f"{panel} .viewer3d-info")
+        assert info.startswith("1,500,000 points (1 in 2 of 3,000,000)"), info
+        # SwiftShader (WebGL without a GPU) is slower than the JavaScript projection on a large cloud
+        assert page.get_attribute(f"{panel} .viewer3d-view", "data-renderer") == "2d"
+        if browser.renderer == "webgl":
+            assert "software renderer" in page.text_content(f"{panel} .viewer3d-note")
+        assert pixels_near(drawing(page, panel), BACKGROUND, tolerance=4) < 360 * 480 * 0.9
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def cube_stl() -> bytes:
+    """A unit cube as a binary STL (12 triangles)."""
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=np.float32)
+    faces = [(0, 1, 3), (0, 3, 2), (4, 6, 7), (4, 7, 5), (0, 4, 5), (0, 5, 1),
+             (2, 3, 7), (2, 7, 6), (0, 2, 6), (0, 6, 4), (1, 5, 7), (1, 7, 3)]
+    body = b"".join(np.zeros(3, np.float32).tobytes() + corners[list(face)].tobytes() + b"\0\0" for face in faces)
+    return b"\0" * 80 + np.uint32(len(faces)).tobytes() + body
+
+
+def test_meshes_are_drawn_shaded_and_a_cut_mesh_shows_its_error(root, tmp_path, browser, page):
+    stl = tmp_path / "cube.stl"
+    stl.write_bytes(cube_stl())
+    cut = tmp_path / "cut.stl"
+    cut.write_bytes(cube_stl()[:300])
+    obj = tmp_path / "pyramid.obj"
+    obj.write_text("# a square pyramid\nv 0 0 0\nv 2 0 0\nv 2 2 0\nv 0 2 0\nv 1 1 2\n"
+                   "f 1 2 3 4\nf 1/1 2/2 5/5\nf 2 3 5\nf 3 4 5\nf -5 -1 -2\n")
+    run = tracklet.init(project="clouds", id="meshes", dir=str(root), settings=QUIET)
+    run.log({"cube": tracklet.Object3D(str(stl)), "pyramid": tracklet.Object3D(str(obj)), "cut": tracklet.Object3D(str(cut))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/meshes?token=" + token)
+        for key, triangles in (("cube", 12), ("pyramid", 6)):
+            panel = f".media-panel[data-key='{key}']"
+            page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+            assert page.get_attribute(f"{panel} .viewer3d-view", "data-renderer") == browser.renderer
+            assert page.text_content(f"{panel} .viewer3d-info").startswith(f"{triangles} triangles")
+            picture = drawing(page, panel)
+            lit = (np.abs(picture - np.array(BACKGROUND)).max(axis=2) > 30)
+            assert lit.sum() > 360 * 480 * 0.1, lit.sum()  # the solid covers a good part of the view
+            shades = {tuple(p) for p in picture[lit].tolist()}
+            assert len(shades) >= 2  # faces turned differently are shaded differently
+        error = page.wait_for_selector(".media-panel[data-key='cut'] .viewer3d[data-state='error']").text_content()
+        assert "not an STL file" in error or "truncated" in error, error
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_pdb_molecule_is_its_atoms_in_element_colours(root, tmp_path, page):
+    atom = "ATOM  {:5d}  {:<3s} ALA A   1    {:8.3f}{:8.3f}{:8.3f}  1.00  0.00          {:>2s}\n"
+    pdb = tmp_path / "ala.pdb"
+    pdb.write_text("HEADER    TEST\n" + "".join(atom.format(i + 1, element, x, y, 0.0, element) for i, (element, x, y) in
+                                               enumerate([("N", 0, 0), ("C", 1.5, 0), ("C", 2, 1.4), ("O", 3.2, 1.6)]))
+                   + "END\n")
+    pqr = tmp_path / "ala.pqr"  # PQR: whitespace-separated, charge and radius after x y z
+    pqr.write_text("ATOM      1  N   ALA     1      -0.677  -1.230  -0.491  -0.3000 1.8240\n"
+                   "ATOM      2  O   ALA     1       1.200   0.500   0.100  -0.5000 1.6612\nEND\n")
+    run = tracklet.init(project="clouds", id="molecule", dir=str(root), settings=QUIET)
+    run.log({"ala": tracklet.Molecule(str(pdb)), "pqr": tracklet.Molecule(str(pqr))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/molecule?token=" + token)
+        panel = ".media-panel[data-key='ala']"
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+        assert page.text_content(f"{panel} .viewer3d-info").startswith("4 points")
+        picture = drawing(page, panel)
+        for colour in ((48, 80, 248), (144, 144, 144), (255, 13, 13)):  # N, C, O (CPK)
+            assert pixels_near(picture, colour, tolerance=20) >= 4, colour
+        page.wait_for_selector(".media-panel[data-key='pqr'] .viewer3d[data-state='drawn']")
+        info = page.text_content(".media-panel[data-key='pqr'] .viewer3d-info")
+        assert info.startswith("2 points · x -0.677…1.2 · y -1.23…0.5 · z -0.491…0.1"), info
+        picture = drawing(page, ".media-panel[data-key='pqr']")
+        assert pixels_near(picture, (48, 80, 248), tolerance=20) >= 4 and pixels_near(picture, (255, 13, 13), tolerance=20) >= 4
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_more_clouds_than_the_browser_keeps_webgl_contexts_are_all_drawn(root, browser, page):
+    rng = np.random.default_rng(2)
+    run = tracklet.init(project="clouds", id="many", dir=str(root), settings=QUIET)
+    run.log({f"c{i:02d}": tracklet.Object3D(np.column_stack([rng.normal(0, 1, (500, 3)), np.tile([255, 255, 0], (500, 1))]))
+             for i in range(20)})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/many?token=" + token)
+        page.wait_for_function("() => document.querySelectorAll(\".viewer3d[data-state='drawn']\").length === 20")
+        page.wait_for_timeout(500)  # Chromium takes back the oldest contexts as new ones are made
+        renderers = page.eval_on_selector_all(".viewer3d-view", "views => views.map(v => v.dataset.renderer)")
+        if browser.renderer == "webgl":  # Chromium keeps 16 WebGL contexts a page: the oldest went to 2-D canvases
+            assert "2d" in renderers and "webgl" in renderers, renderers
+        for i in range(20):
+            picture = drawing(page, f".media-panel[data-key='c{i:02d}']")
+            assert pixels_near(picture, (255, 255, 0)) > 100, i
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_live_run_logging_more_media_keeps_the_cloud_and_its_view(root, tmp_path, page):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import REPO
+
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    code = f"""
+        import os, time, numpy as np, tracklet
+        run = tracklet.init(project="clouds", id="live", dir={str(root)!r},
+                            settings={{"console": "off", "system_metrics": False, "flush_interval": 0.1}})
+        def wait(path):
+            while not os.path.exists(path):
+                time.sleep(0.02)
+        rng = np.random.default_rng(3)
+        red = np.column_stack([rng.normal(0, 1, (2000, 3)), np.tile([255, 0, 0], (2000, 1))])
+        blue = np.column_stack([rng.normal(0, 0.5, (2000, 3)) + [6, 0, 0], np.tile([0, 0, 255], (2000, 1))])
+        cloud = np.vstack([red, blue])
+        run.log({{"cloud": tracklet.Object3D(cloud), "pair": [tracklet.Object3D(cloud), tracklet.Object3D(cloud[::2])]}})
+        wait({str(go)!r})
+        run.log({{"picture": tracklet.Image(np.zeros((8, 8, 3), dtype=np.uint8))}})
+        wait({str(stop)!r})
+        run.finish()
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    media: list[str] = []
+    page.on("request", lambda request: media.append(request.url) if "/media/" in request.url else None)
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/live?token=" + token)
+        panel = ".media-panel[data-key='cloud']"
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+        home = drawing(page, panel)
+        box = page.locator(f"{panel} .viewer3d-overlay").bounding_box()
+        page.mouse.move(box["x"] + 200, box["y"] + 180)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 300, box["y"] + 100, steps=4)
+        page.mouse.up()
+        turned = drawing(page, panel)
+        assert not near(centroid(turned, (0, 0, 255)), centroid(home, (0, 0, 255)), 10)
+        cloud_url = media[0]
+        go.touch()
+        page.wait_for_selector(".media-panel[data-key='picture'] img.media-image")
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+        assert media.count(cloud_url) == 1, media  # the panel was drawn again from the scene kept
+        again = drawing(page, panel)  # in the view it was turned to
+        assert near(centroid(again, (0, 0, 255)), centroid(turned, (0, 0, 255)), 1.5)
+        for index in (0, 1):  # a list's viewers, made again from kept scenes before the panel is attached, all draw
+            figure = f".media-panel[data-key='pair'] figure[data-index='{index}']"
+            assert pixels_near(drawing(page, figure), (255, 0, 0)) > 100, index
+    finally:
+        go.touch()
+        stop.touch()
+        writer.wait(timeout=30)
+        ui.terminate()
+        ui.wait(timeout=10)

@@ -1,0 +1,367 @@
+// The 3-D files the run page's viewer draws (web/src/viewer3d.ts), read into one shape: points
+// (positions and colours), boxes and vectors. Point clouds come as tracklet stores
+// `tracklet.Object3D` / `wandb.Object3D` (docs/media.md): an N×3 / N×4 / N×6 array as `.npy`, read
+// from a stream so a large cloud is thinned to at most `maxPoints` without holding the file, or W&B's
+// scene JSON (`.pts.json`: points, boxes with 8 corners, a label and a colour, vectors); a PDB/PQR
+// molecule's atoms become points coloured by element; STL and OBJ meshes become triangles. Anything malformed throws an Error that says
+// what is wrong with the file; the viewer shows it in place of the drawing.
+
+import { classColour } from "./media";
+
+export interface Box3D {
+  corners: number[][]; // 8 × [x, y, z]
+  label: string;
+  colour: [number, number, number];
+}
+
+export interface Vector3D {
+  start: number[];
+  end: number[];
+  colour: [number, number, number];
+}
+
+export interface Scene3D {
+  positions: Float32Array; // x, y, z per point
+  colours: Uint8Array; // r, g, b per point
+  count: number; // points drawn
+  total: number; // points in the file (more than `count` when thinned)
+  boxes: Box3D[];
+  vectors: Vector3D[];
+  skipped: string[]; // what was left out, and why (a malformed box, ...)
+  pointSize: number; // in CSS pixels
+  triangles: Float32Array | null; // a mesh: 3 corners × x, y, z per triangle
+}
+
+const DEFAULT_BOX: [number, number, number] = [0, 255, 0];
+const DEFAULT_VECTOR: [number, number, number] = [255, 255, 255];
+
+/** Colours points from their values: columns 3-5 as r, g, b (0-255, or 0-1 scaled when none is
+ * above 1); column 3 alone as a category (W&B's N×4: the class palette of the image masks); none:
+ * by height (z), blue low to yellow high. */
+function colourPoints(positions: Float32Array, extra: Float32Array, columns: number, count: number): Uint8Array {
+  const colours = new Uint8Array(count * 3);
+  if (columns === 6) {
+    let max = 0;
+    for (let i = 0; i < extra.length; i++) if (extra[i] > max) max = extra[i];
+    const scale = max <= 1 ? 255 : 1;
+    for (let i = 0; i < extra.length; i++) colours[i] = Math.max(0, Math.min(255, Math.round(extra[i] * scale)));
+  } else if (columns === 4) {
+    for (let i = 0; i < count; i++) {
+      const id = Math.round(extra[i]);
+      const [r, g, b] = id >= 1 ? classColour(id) : [160, 160, 160];
+      colours[i * 3] = r;
+      colours[i * 3 + 1] = g;
+      colours[i * 3 + 2] = b;
+    }
+  } else {
+    let low = Infinity;
+    let high = -Infinity;
+    for (let i = 0; i < count; i++) {
+      const z = positions[i * 3 + 2];
+      if (z < low) low = z;
+      if (z > high) high = z;
+    }
+    const span = high - low || 1;
+    for (let i = 0; i < count; i++) {
+      const t = (positions[i * 3 + 2] - low) / span;
+      colours[i * 3] = Math.round(40 + 215 * t);
+      colours[i * 3 + 1] = Math.round(90 + 150 * t);
+      colours[i * 3 + 2] = Math.round(230 - 190 * t);
+    }
+  }
+  return colours;
+}
+
+function scene(positions: Float32Array, colours: Uint8Array, count: number, total: number): Scene3D {
+  return { positions, colours, count, total, boxes: [], vectors: [], skipped: [], pointSize: count < 20_000 ? 4 : 2, triangles: null };
+}
+
+// --- .npy -------------------------------------------------------------------------------------------
+
+const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+const NPY_TYPES: Record<string, number> = { f2: 2, f4: 4, f8: 8, i1: 1, i2: 2, i4: 4, i8: 8, u1: 1, u2: 2, u4: 4, u8: 8 };
+
+interface NpyHeader {
+  rows: number;
+  columns: number;
+  kind: string; // f4, i2, ...
+  itemSize: number;
+  little: boolean;
+  dataOffset: number;
+}
+
+/** The header of an .npy file (its first bytes), or null while more bytes are needed. */
+export function npyHeader(bytes: Uint8Array): NpyHeader | null {
+  if (bytes.length < 10) return null;
+  if (!NPY_MAGIC.every((byte, i) => bytes[i] === byte)) throw new Error("not an .npy file (no \\x93NUMPY magic)");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const major = bytes[6];
+  const lengthAt = major === 1 ? 2 : 4;
+  if (bytes.length < 8 + lengthAt) return null;
+  const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const dataOffset = 8 + lengthAt + headerLength;
+  if (headerLength > 65_536) throw new Error(`an .npy header of ${headerLength} bytes: damaged`);
+  if (bytes.length < dataOffset) return null;
+  const text = new TextDecoder("latin1").decode(bytes.subarray(8 + lengthAt, dataOffset));
+  const descr = /'descr':\s*'([<>|=])([a-z]\d+)'/.exec(text);
+  const shape = /'shape':\s*\((\d+),\s*(\d+),?\s*\)/.exec(text);
+  if (!descr || !shape) throw new Error(`an .npy header without a 2-D shape and a plain dtype: ${text.trim()}`);
+  if (/'fortran_order':\s*True/.test(text)) throw new Error("a Fortran-ordered .npy array (log a C-ordered one)");
+  const itemSize = NPY_TYPES[descr[2]];
+  if (!itemSize) throw new Error(`points of dtype ${descr[2]}: numbers (float, int, uint) expected`);
+  const columns = Number(shape[2]);
+  if (![3, 4, 6].includes(columns)) throw new Error(`a point cloud of ${columns} columns: N×3, N×4 or N×6 expected`);
+  return { rows: Number(shape[1]), columns, kind: descr[2], itemSize, little: descr[1] !== ">", dataOffset };
+}
+
+function reader(kind: string, little: boolean): (view: DataView, at: number) => number {
+  switch (kind) {
+    case "f2": return (v, at) => half(v.getUint16(at, little));
+    case "f4": return (v, at) => v.getFloat32(at, little);
+    case "f8": return (v, at) => v.getFloat64(at, little);
+    case "i1": return (v, at) => v.getInt8(at);
+    case "u1": return (v, at) => v.getUint8(at);
+    case "i2": return (v, at) => v.getInt16(at, little);
+    case "u2": return (v, at) => v.getUint16(at, little);
+    case "i4": return (v, at) => v.getInt32(at, little);
+    case "u4": return (v, at) => v.getUint32(at, little);
+    case "i8": return (v, at) => Number(v.getBigInt64(at, little));
+    default: return (v, at) => Number(v.getBigUint64(at, little));
+  }
+}
+
+/** An IEEE half-precision float from its 16 bits (DataView.getFloat16 is too new to rely on). */
+function half(bits: number): number {
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  const sign = bits & 0x8000 ? -1 : 1;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+/** Reads an .npy point cloud from a stream, keeping every k-th point so that at most `maxPoints`
+ * are kept: memory is bounded by what is drawn, not by the file. */
+export async function readNpy(stream: ReadableStream<Uint8Array>, maxPoints: number): Promise<Scene3D> {
+  const source = stream.getReader();
+  let head = new Uint8Array(0);
+  let header: NpyHeader | null = null;
+  let pending = new Uint8Array(0);
+  let row = 0;
+  let kept = 0;
+  let stride = 1;
+  let positions = new Float32Array(0);
+  let extra = new Float32Array(0);
+  let read: (view: DataView, at: number) => number = () => 0;
+  const take = (chunk: Uint8Array) => {
+    const h = header!;
+    if (row >= h.rows) return; // bytes after the array: not points
+    const rowBytes = h.columns * h.itemSize;
+    let bytes = chunk;
+    if (pending.length) {
+      bytes = new Uint8Array(pending.length + chunk.length);
+      bytes.set(pending);
+      bytes.set(chunk, pending.length);
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const rows = Math.min(Math.floor(bytes.length / rowBytes), h.rows - row);
+    const extraColumns = h.columns - 3;
+    for (let r = 0; r < rows; r++, row++) {
+      if (row % stride !== 0) continue;
+      const at = r * rowBytes;
+      for (let c = 0; c < 3; c++) positions[kept * 3 + c] = read(view, at + c * h.itemSize);
+      for (let c = 0; c < extraColumns; c++) extra[kept * extraColumns + c] = read(view, at + (3 + c) * h.itemSize);
+      kept++;
+    }
+    pending = bytes.slice(rows * rowBytes);
+  };
+  for (;;) {
+    const { done, value } = await source.read();
+    if (done) break;
+    if (!header) {
+      const joined = new Uint8Array(head.length + value.length);
+      joined.set(head);
+      joined.set(value, head.length);
+      head = joined;
+      header = npyHeader(head);
+      if (!header) continue;
+      stride = Math.max(1, Math.ceil(header.rows / maxPoints));
+      const keep = Math.ceil(header.rows / stride);
+      positions = new Float32Array(keep * 3);
+      extra = new Float32Array(keep * (header.columns - 3));
+      read = reader(header.kind, header.little);
+      take(head.subarray(header.dataOffset));
+    } else {
+      take(value);
+    }
+  }
+  if (!header) throw new Error(head.length ? "the .npy file ends inside its header" : "the file is empty");
+  if (row < header.rows) {
+    throw new Error(`the .npy file is truncated: ${header.rows.toLocaleString()} points declared, ` +
+                    `${row.toLocaleString()} present`);
+  }
+  return scene(positions, colourPoints(positions, extra, header.columns, kept), kept, header.rows);
+}
+
+// --- W&B's scene JSON (.pts.json) ------------------------------------------------------------------
+
+function isVec3(value: unknown): value is number[] {
+  return Array.isArray(value) && value.length >= 3 && value.slice(0, 3).every((x) => typeof x === "number" && isFinite(x));
+}
+
+function rgb(value: unknown, fallback: [number, number, number]): [number, number, number] {
+  if (!isVec3(value)) return fallback;
+  const [r, g, b] = value.map((x) => Math.max(0, Math.min(255, Math.round(x))));
+  return [r, g, b];
+}
+
+/** Reads W&B's scene JSON: `{"type": "lidar/beta", "points": [[x, y, z(, c | r, g, b)], ...],
+ * "boxes": [{"corners": 8 × [x, y, z], "label", "color": [r, g, b]}], "vectors": [{"start", "end",
+ * "color"}]}`. A malformed box or vector is left out (and listed in `skipped`); malformed points fail. */
+export function readScene(text: string, maxPoints: number): Scene3D {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`the scene is not valid JSON (${(error as Error).message}): truncated or damaged?`);
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) throw new Error("the scene is not a JSON object");
+  const record = data as Record<string, unknown>;
+  const points = record.points ?? [];
+  if (!Array.isArray(points)) throw new Error(`the scene's "points" is not a list of [x, y, z, ...] rows`);
+  const columns = points.length ? (points[0] as unknown[])?.length : 3;
+  if (![3, 4, 6].includes(columns)) throw new Error(`the scene's points have ${columns} values each: 3, 4 or 6 expected`);
+  const stride = Math.max(1, Math.ceil(points.length / maxPoints));
+  const count = Math.ceil(points.length / stride);
+  const positions = new Float32Array(count * 3);
+  const extra = new Float32Array(count * (columns - 3));
+  for (let i = 0, k = 0; i < points.length; i += stride, k++) {
+    const point = points[i];
+    if (!Array.isArray(point) || point.length !== columns || !point.every((x) => typeof x === "number")) {
+      throw new Error(`point ${i} of the scene is ${JSON.stringify(point)?.slice(0, 80)}: ${columns} numbers expected`);
+    }
+    positions.set(point.slice(0, 3), k * 3);
+    if (columns > 3) extra.set(point.slice(3), k * (columns - 3));
+  }
+  const result = scene(positions, colourPoints(positions, extra, columns, count), count, points.length);
+  const boxes = Array.isArray(record.boxes) ? record.boxes : [];
+  boxes.forEach((box, i) => {
+    const corners = (box as Record<string, unknown>)?.corners;
+    if (!Array.isArray(corners) || corners.length !== 8 || !corners.every(isVec3)) {
+      result.skipped.push(`box ${i}: "corners" is not 8 [x, y, z] points`);
+      return;
+    }
+    const { label, color, score } = box as Record<string, unknown>;
+    const text = [typeof label === "string" ? label : "", typeof score === "number" ? score.toFixed(2) : ""].filter(Boolean).join(" ");
+    result.boxes.push({ corners, label: text, colour: rgb(color, DEFAULT_BOX) });
+  });
+  const vectors = Array.isArray(record.vectors) ? record.vectors : [];
+  vectors.forEach((vector, i) => {
+    const { start, end, color } = (vector ?? {}) as Record<string, unknown>;
+    if (!isVec3(end)) {
+      result.skipped.push(`vector ${i}: no "end" [x, y, z]`);
+      return;
+    }
+    result.vectors.push({ start: isVec3(start) ? start : [0, 0, 0], end, colour: rgb(color, DEFAULT_VECTOR) });
+  });
+  return result;
+}
+
+// --- molecules --------------------------------------------------------------------------------------
+
+const ELEMENT_COLOURS: Record<string, [number, number, number]> = {
+  H: [235, 235, 235], C: [144, 144, 144], N: [48, 80, 248], O: [255, 13, 13], S: [255, 200, 50], P: [255, 128, 0],
+};
+
+/** A PDB/PQR file's ATOM/HETATM records as points coloured by element (CPK colours). PDB's
+ * coordinates are in fixed columns; PQR's are whitespace-separated, followed by charge and radius. */
+export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
+  const coordinates: number[] = [];
+  const colours: number[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("ATOM") && !line.startsWith("HETATM")) continue;
+    if (coordinates.length / 3 >= maxPoints) break;
+    const fields = line.trim().split(/\s+/);
+    const raw = pqr ? fields.slice(-5, -2) : [line.slice(30, 38), line.slice(38, 46), line.slice(46, 54)];
+    const xyz = raw.map(Number);
+    if (raw.length < 3 || raw.some((x) => !x.trim() || !isFinite(Number(x)))) {
+      throw new Error(`an atom record without coordinates: ${line.slice(0, 60)}`);
+    }
+    const name = pqr ? fields[2] ?? "" : line.slice(12, 16);
+    const element = ((pqr ? "" : line.slice(76, 78).trim()) || name.trim().replace(/[^A-Za-z]/g, "").slice(0, 1)).toUpperCase();
+    coordinates.push(...xyz);
+    colours.push(...(ELEMENT_COLOURS[element] ?? [255, 20, 147]));
+  }
+  if (!coordinates.length) throw new Error("no ATOM or HETATM records in the file");
+  const count = coordinates.length / 3;
+  const result = scene(new Float32Array(coordinates), new Uint8Array(colours), count, count);
+  result.pointSize = 6;
+  return result;
+}
+
+// --- meshes -----------------------------------------------------------------------------------------
+
+function mesh(triangles: Float32Array): Scene3D {
+  if (!triangles.length) throw new Error("the mesh has no triangles");
+  if (!triangles.every(isFinite)) throw new Error("the mesh has coordinates that are not finite numbers");
+  const result = scene(new Float32Array(0), new Uint8Array(0), 0, 0);
+  result.triangles = triangles;
+  return result;
+}
+
+/** An STL file (binary, or ASCII `solid ... facet ... vertex x y z`) as triangles, at most `maxTriangles`. */
+export function readStl(bytes: Uint8Array, maxTriangles: number): Scene3D {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const declared = bytes.length >= 84 ? view.getUint32(80, true) : -1;
+  if (declared >= 0 && 84 + declared * 50 === bytes.length) {
+    if (declared > maxTriangles) throw new Error(`${declared.toLocaleString()} triangles: more than the ${maxTriangles.toLocaleString()} drawn here`);
+    const triangles = new Float32Array(declared * 9);
+    for (let t = 0; t < declared; t++) {
+      for (let k = 0; k < 9; k++) triangles[t * 9 + k] = view.getFloat32(84 + t * 50 + 12 + k * 4, true);
+    }
+    return mesh(triangles);
+  }
+  const text = new TextDecoder().decode(bytes);
+  if (!/^\s*solid/.test(text)) {
+    throw new Error(declared >= 0 ? `a binary STL declaring ${declared.toLocaleString()} triangles (${84 + declared * 50} bytes) ` +
+      `is ${bytes.length} bytes: truncated or damaged` : "not an STL file");
+  }
+  const values = [...text.matchAll(/vertex\s+(\S+)\s+(\S+)\s+(\S+)/g)].flatMap((m) => [m[1], m[2], m[3]].map(Number));
+  if (values.length % 9) throw new Error("an ASCII STL whose facets don't have 3 vertices each: truncated or damaged");
+  if (values.length / 9 > maxTriangles) throw new Error(`more than the ${maxTriangles.toLocaleString()} triangles drawn here`);
+  return mesh(new Float32Array(values));
+}
+
+/** A Wavefront OBJ's vertices (`v x y z`) and faces (`f a b c ...`, 1-based or negative indices,
+ * `a/t/n` forms; polygons as fans) as triangles, at most `maxTriangles`. */
+export function readObj(text: string, maxTriangles: number): Scene3D {
+  const vertices: number[] = [];
+  const triangles: number[] = [];
+  let line = 0;
+  for (const raw of text.split("\n")) {
+    line++;
+    const parts = raw.trim().split(/\s+/);
+    if (parts[0] === "v") {
+      const xyz = parts.slice(1, 4).map(Number);
+      if (xyz.length < 3 || !xyz.every(isFinite)) throw new Error(`line ${line}: a vertex without 3 numbers: ${raw.slice(0, 60)}`);
+      vertices.push(...xyz);
+    } else if (parts[0] === "f") {
+      const count = vertices.length / 3;
+      const corners = parts.slice(1).map((p) => {
+        const index = parseInt(p.split("/")[0], 10);
+        const at = index < 0 ? count + index : index - 1;
+        if (!Number.isInteger(at) || at < 0 || at >= count) throw new Error(`line ${line}: a face naming vertex ${p}, of ${count} so far`);
+        return at;
+      });
+      for (let k = 1; k + 1 < corners.length; k++) {
+        for (const at of [corners[0], corners[k], corners[k + 1]]) triangles.push(vertices[at * 3], vertices[at * 3 + 1], vertices[at * 3 + 2]);
+      }
+      if (triangles.length / 9 > maxTriangles) throw new Error(`more than the ${maxTriangles.toLocaleString()} triangles drawn here`);
+    }
+  }
+  if (!triangles.length && vertices.length) { // vertices without faces: a point cloud
+    const positions = new Float32Array(vertices);
+    return scene(positions, colourPoints(positions, new Float32Array(0), 3, vertices.length / 3), vertices.length / 3, vertices.length / 3);
+  }
+  return mesh(new Float32Array(triangles));
+}

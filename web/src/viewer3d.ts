@@ -1,0 +1,557 @@
+// The run page's 3-D viewer (docs/dashboard.md, "Media"; docs/media.md, "3-D objects in the
+// dashboard"): a point cloud with its boxes and vectors, or a mesh (web/src/scene3d.ts reads the
+// files), drawn with WebGL (gl.POINTS, gl.LINES, gl.TRIANGLES: a GPU redraws a million points in a
+// frame), or, where WebGL is unavailable or runs without a GPU, projected in JavaScript onto a 2-D
+// canvas (a depth buffer, one pixel per point; meshes far to near), said so under the drawing. Drag rotates, shift-drag
+// or right-drag pans, the wheel zooms, double-click or "reset" goes back to the first view. Files
+// above AUTO_LOAD_BYTES wait for a click on "load"; an .npy cloud is read as a stream and thinned to
+// MAX_POINTS, so its memory is bounded by what is drawn.
+
+import { ApiError, type MediaEntry } from "./api";
+import { storedKey } from "./auth";
+import { h } from "./dom";
+import { fmtBytes } from "./format";
+import { boxEdges, cross, dot, faceNormals, lookAt, multiply, norm, perspective, sub, type Mat4 } from "./geometry3d";
+import { readNpy, readObj, readPdb, readScene, readStl, type Box3D, type Scene3D } from "./scene3d";
+
+export const AUTO_LOAD_BYTES = 32 * 1024 * 1024;
+export const MAX_POINTS = 2_000_000;
+export const MAX_TRIANGLES = 2_000_000;
+const MAX_TEXT_BYTES = 256 * 1024 * 1024; // scene JSON, meshes and PDB are parsed whole: larger ones stay downloads
+const BACKGROUND = [21, 23, 28];
+const FOV = Math.PI / 4;
+const WIDTH = 480; // CSS pixels (web/src/style.css)
+const HEIGHT = 360;
+const SCALE = Math.min(2, Math.max(1, window.devicePixelRatio || 1)); // sharp on HiDPI screens; at most 4× the pixels
+
+/** Whether the viewer draws this media item (others stay downloads). */
+export function viewable3d(item: Pick<MediaEntry, "kind" | "format">): boolean {
+  if (item.kind === "object3d") return ["npy", "pts.json", "stl", "obj"].includes(item.format);
+  return item.kind === "molecule" && (item.format === "pdb" || item.format === "pqr");
+}
+
+async function fetchMedia(project: string, runId: string, digest: string): Promise<Response> {
+  const key = storedKey();
+  const enc = encodeURIComponent;
+  const response = await fetch(`/api/v1/runs/${enc(project)}/${enc(runId)}/media/${enc(digest)}`, {
+    headers: key ? { Authorization: `Bearer ${key}` } : {},
+  });
+  if (!response.ok || !response.body) throw new ApiError(response.status, response.statusText);
+  return response;
+}
+
+// The run page redraws a media panel whenever the run logs more media (a live run): the last few
+// scenes read, and each file's view, are kept by digest (content-addressed: never stale), so a
+// cloud is not fetched again every poll and the view isn't reset under a user turning it.
+const KEPT_SCENES = 4;
+const scenes = new Map<string, Promise<Scene3D>>();
+const cameras = new Map<string, Camera>(); // by media key, list index and digest
+
+function cachedScene(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
+  let scene = scenes.get(item.digest);
+  if (scene) {
+    scenes.delete(item.digest); // most recently used last
+  } else {
+    scene = readFile(project, runId, item);
+    scene.catch(() => scenes.delete(item.digest)); // a failed fetch is tried again next time
+  }
+  scenes.set(item.digest, scene);
+  while (scenes.size > KEPT_SCENES) scenes.delete(scenes.keys().next().value!);
+  return scene;
+}
+
+async function readFile(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
+  const response = await fetchMedia(project, runId, item.digest);
+  if (item.format === "npy") return readNpy(response.body!, MAX_POINTS);
+  if (item.format === "stl") return readStl(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
+  const text = await response.text();
+  if (item.format === "obj") return readObj(text, MAX_TRIANGLES);
+  return item.kind === "molecule" ? readPdb(text, MAX_POINTS, item.format === "pqr") : readScene(text, MAX_POINTS);
+}
+
+/** A download link that fetches the file only when clicked (a large cloud is not read up front). */
+function downloadLink(project: string, runId: string, item: MediaEntry): HTMLAnchorElement {
+  const link = h("a.viewer3d-download", { href: "#", text: `download (${item.format}, ${fmtBytes(item.size_bytes)})` });
+  link.addEventListener("click", async (event) => {
+    event.preventDefault();
+    let blob: Blob;
+    try {
+      blob = await (await fetchMedia(project, runId, item.digest)).blob();
+    } catch (error) {
+      link.textContent = `download failed (${(error as Error).message}): try again`;
+      return;
+    }
+    const save = h("a", { href: URL.createObjectURL(blob), download: `${item.key.replace(/\//g, "_")}.${item.format}` });
+    save.click();
+    setTimeout(() => URL.revokeObjectURL(save.href), 60_000);
+  });
+  return link;
+}
+
+/** The media card's body for a point cloud, scene or molecule: the viewer, or a "load" button
+ * first for a large file; an error in the file is shown in place of the drawing. */
+export function viewer3dItem(project: string, runId: string, item: MediaEntry): HTMLElement {
+  const holder = h("div.viewer3d", { "data-format": item.format });
+  const foot = h("div.viewer3d-foot", {}, downloadLink(project, runId, item));
+  const tooLarge = item.format !== "npy" && item.size_bytes > MAX_TEXT_BYTES;
+  const start = async () => {
+    holder.replaceChildren(h("p.muted", { text: `loading ${fmtBytes(item.size_bytes)}…` }));
+    try {
+      const viewer = new Viewer3D(await cachedScene(project, runId, item), `${item.key}\n${item.index}\n${item.digest}`);
+      holder.replaceChildren(viewer.el);
+      holder.dataset.state = "drawn";
+    } catch (error) {
+      holder.replaceChildren(h("p.viewer3d-error", { text: `this ${item.kind} can't be drawn: ${(error as Error).message}` }));
+      holder.dataset.state = "error";
+    }
+  };
+  if (tooLarge) {
+    holder.append(h("p.muted", { text: `${fmtBytes(item.size_bytes)}: too large to draw here; download it` }));
+  } else if (item.size_bytes > AUTO_LOAD_BYTES && !scenes.has(item.digest)) {
+    const what = item.format === "npy" && item.width ? `${item.width.toLocaleString()} points, ` : "";
+    const button = h("button.viewer3d-load", { type: "button", text: `load (${what}${fmtBytes(item.size_bytes)})` });
+    button.addEventListener("click", () => void start());
+    holder.append(button);
+    holder.dataset.state = "waiting";
+  } else {
+    void start();
+  }
+  return h("div", {}, holder, foot);
+}
+
+/** What the first view frames: the points' 0.5th to 99.5th percentiles on each axis (from a sample
+ * of at most 100,000), widened to take in the boxes and vectors; a few far outliers (a LiDAR's stray
+ * returns) don't shrink the cloud to a dot. */
+function framed(scene: Scene3D, low: number[], high: number[]): [number[], number[]] {
+  if (scene.count < 200) return [low, high];
+  const step = Math.max(1, Math.floor(scene.count / 100_000));
+  const near: number[] = [];
+  const far: number[] = [];
+  for (let c = 0; c < 3; c++) {
+    const values: number[] = [];
+    for (let i = 0; i < scene.count; i += step) values.push(scene.positions[i * 3 + c]);
+    values.sort((a, b) => a - b);
+    near.push(values[Math.floor(values.length * 0.005)]);
+    far.push(values[Math.ceil(values.length * 0.995) - 1]);
+  }
+  const extend = (p: number[]) => {
+    for (let c = 0; c < 3; c++) { near[c] = Math.min(near[c], p[c]); far[c] = Math.max(far[c], p[c]); }
+  };
+  for (const box of scene.boxes) box.corners.forEach(extend);
+  for (const vector of scene.vectors) { extend(vector.start); extend(vector.end); }
+  return [near, far];
+}
+
+// --- the viewer -------------------------------------------------------------------------------------
+
+interface Camera { target: number[]; distance: number; yaw: number; pitch: number; }
+
+const VERTEX = `attribute vec3 position; attribute vec3 colour; uniform mat4 mvp; uniform float size;
+varying vec3 v; void main() { gl_Position = mvp * vec4(position, 1.0); gl_PointSize = size; v = colour; }`;
+const FRAGMENT = `precision mediump float; varying vec3 v; void main() { gl_FragColor = vec4(v, 1.0); }`;
+// A mesh: one colour, lit from the eye (each face as bright as it faces the viewer, either side).
+const MESH_COLOUR = [170, 184, 204];
+const MESH_VERTEX = `attribute vec3 position; attribute vec3 normal; uniform mat4 mvp; varying vec3 n;
+void main() { gl_Position = mvp * vec4(position, 1.0); n = normal; }`;
+const MESH_FRAGMENT = `precision mediump float; varying vec3 n; uniform vec3 light;
+void main() { gl_FragColor = vec4(vec3(${MESH_COLOUR.map((c) => (c / 255).toFixed(3)).join(", ")}) * (0.3 + 0.7 * abs(dot(normalize(n), light))), 1.0); }`;
+
+// Chromium without a GPU runs WebGL on SwiftShader (a CPU rasterizer): there, measured at a million
+// points, a frame took ~13 times as long as projecting the points in JavaScript (docs/media.md).
+const SOFTWARE_GL_POINTS = 100_000;
+let software: boolean | undefined;
+
+/** Whether this browser's WebGL is a software renderer (SwiftShader, llvmpipe), asked once. */
+function softwareGl(): boolean {
+  if (software === undefined) {
+    const gl = document.createElement("canvas").getContext("webgl");
+    const info = gl?.getExtension("WEBGL_debug_renderer_info");
+    const name = gl && info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+    software = /swiftshader|llvmpipe|software/i.test(name);
+    gl?.getExtension("WEBGL_lose_context")?.loseContext();
+  }
+  return software;
+}
+
+const live = new Set<Viewer3D>(); // browsers keep ~16 WebGL contexts: those of viewers off the page are let go
+
+class Viewer3D {
+  private canvas = h("canvas.viewer3d-canvas", { width: WIDTH * SCALE, height: HEIGHT * SCALE });
+  readonly overlay = h("canvas.viewer3d-overlay", { width: WIDTH * SCALE, height: HEIGHT * SCALE });
+  readonly info = h("div.viewer3d-info");
+  readonly el: HTMLElement;
+  private readonly centre: number[];
+  private readonly radius: number; // of what the first view frames
+  private readonly extent: number; // from the centre to beyond the farthest point: the depth range
+  private camera: Camera;
+  private gl: WebGLRenderingContext | null = null;
+  private pointBuffers: [WebGLBuffer, WebGLBuffer] | null = null;
+  private lineBuffers: [WebGLBuffer, WebGLBuffer] | null = null;
+  private lineCount = 0;
+  private program: WebGLProgram | null = null;
+  private meshProgram: WebGLProgram | null = null;
+  private meshBuffers: [WebGLBuffer, WebGLBuffer] | null = null;
+  private frame = 0;
+  private shown = false; // drawn while on the page (a viewer is made before its panel is attached)
+  private readonly born = performance.now();
+  private readonly lines: { a: number[]; b: number[]; colour: number[] }[] = [];
+
+  /** `place`: the media key, list index and digest the view is kept under. */
+  constructor(private readonly scene: Scene3D, private readonly place: string) {
+    const low = [Infinity, Infinity, Infinity];
+    const high = [-Infinity, -Infinity, -Infinity];
+    const grow = (x: number, y: number, z: number) => {
+      if (x < low[0]) low[0] = x; if (x > high[0]) high[0] = x;
+      if (y < low[1]) low[1] = y; if (y > high[1]) high[1] = y;
+      if (z < low[2]) low[2] = z; if (z > high[2]) high[2] = z;
+    };
+    const p = scene.positions;
+    for (let i = 0; i < scene.count * 3; i += 3) grow(p[i], p[i + 1], p[i + 2]);
+    const t = scene.triangles ?? new Float32Array(0);
+    for (let i = 0; i < t.length; i += 3) grow(t[i], t[i + 1], t[i + 2]);
+    for (const box of scene.boxes) {
+      for (const [a, b] of boxEdges(box.corners)) this.lines.push({ a, b, colour: box.colour });
+      for (const c of box.corners) grow(c[0], c[1], c[2]);
+    }
+    for (const vector of scene.vectors) {
+      this.lines.push({ a: vector.start, b: vector.end, colour: vector.colour });
+      grow(vector.start[0], vector.start[1], vector.start[2]);
+      grow(vector.end[0], vector.end[1], vector.end[2]);
+    }
+    if (low[0] === Infinity) { low.fill(-1); high.fill(1); }
+    const [near, far] = framed(scene, low, high);
+    this.centre = [0, 1, 2].map((c) => (near[c] + far[c]) / 2);
+    this.radius = Math.max(1e-6, Math.hypot(far[0] - near[0], far[1] - near[1], far[2] - near[2]) / 2);
+    this.extent = Math.max(this.radius, ...[0, 1, 2].map((c) => Math.max(this.centre[c] - low[c], high[c] - this.centre[c])).map((d) => d * Math.sqrt(3)));
+    const kept = cameras.get(place);
+    this.camera = kept ? { ...kept, target: [...kept.target] } : this.home();
+    this.keepCamera();
+    const fixed = (x: number) => Number(x.toPrecision(4)).toString();
+    const bounds = ["x", "y", "z"].map((axis, c) => `${axis} ${fixed(low[c])}…${fixed(high[c])}`).join(" · ");
+    const thinned = scene.total > scene.count ? ` (1 in ${Math.ceil(scene.total / scene.count)} of ${scene.total.toLocaleString()})` : "";
+    const reset = h("button.viewer3d-reset", { type: "button", text: "reset" });
+    reset.addEventListener("click", () => this.reset());
+    const what = scene.triangles ? `${(t.length / 9).toLocaleString()} triangles` : `${scene.count.toLocaleString()} points${thinned}`;
+    this.info.append(`${what} · ${bounds}` +
+      (scene.boxes.length ? ` · ${scene.boxes.length} boxes` : "") + (scene.vectors.length ? ` · ${scene.vectors.length} vectors` : ""));
+    this.el = h("div.viewer3d-view", {}, h("div.viewer3d-stage", {}, this.canvas, this.overlay), h("div.viewer3d-bar", {}, reset, this.info));
+    for (const note of scene.skipped) this.el.append(h("p.viewer3d-note", { text: `left out: ${note}` }));
+    this.el.dataset.points = String(scene.count);
+    this.setUpGl();
+    this.bind();
+    for (const viewer of live) if (viewer.gone()) viewer.dispose();
+    live.add(this);
+    this.draw();
+  }
+
+  private keepCamera(): void {
+    cameras.delete(this.place);
+    cameras.set(this.place, this.camera); // moved in place from now on
+    while (cameras.size > 256) cameras.delete(cameras.keys().next().value!);
+  }
+
+  private home(): Camera {
+    return { target: [...this.centre], distance: (this.radius / Math.sin(FOV / 2)) * 1.05, yaw: -Math.PI / 2 - 0.6, pitch: 0.5 };
+  }
+
+  reset(): void {
+    this.camera = this.home();
+    this.keepCamera();
+    this.draw();
+  }
+
+  private setUpGl(): void {
+    const software = this.scene.count > SOFTWARE_GL_POINTS && softwareGl();
+    const gl = software ? null : this.canvas.getContext("webgl", { antialias: false });
+    if (!gl) {
+      this.fallBack(software
+        ? "WebGL runs without a GPU in this browser (a software renderer, slower than drawing in JavaScript): drawn without it"
+        : "WebGL is unavailable in this browser: drawn without it (one pixel a point, slower on large clouds)");
+      return;
+    }
+    const compile = (type: number, source: string) => {
+      const shader = gl.createShader(type)!;
+      gl.shaderSource(shader, source);
+      gl.compileShader(shader);
+      return shader;
+    };
+    const link = (vertex: string, fragment: string) => {
+      const program = gl.createProgram()!;
+      gl.attachShader(program, compile(gl.VERTEX_SHADER, vertex));
+      gl.attachShader(program, compile(gl.FRAGMENT_SHADER, fragment));
+      gl.linkProgram(program);
+      return program;
+    };
+    const program = link(VERTEX, FRAGMENT);
+    const upload = (positions: Float32Array, colours: Uint8Array): [WebGLBuffer, WebGLBuffer] => {
+      const position = gl.createBuffer()!;
+      gl.bindBuffer(gl.ARRAY_BUFFER, position);
+      gl.bufferData(gl.ARRAY_BUFFER, positions, gl.STATIC_DRAW);
+      const colour = gl.createBuffer()!;
+      gl.bindBuffer(gl.ARRAY_BUFFER, colour);
+      gl.bufferData(gl.ARRAY_BUFFER, colours, gl.STATIC_DRAW);
+      return [position, colour];
+    };
+    this.pointBuffers = upload(this.scene.positions.subarray(0, this.scene.count * 3), this.scene.colours.subarray(0, this.scene.count * 3));
+    this.lineCount = this.lines.length * 2;
+    this.lineBuffers = upload(new Float32Array(this.lines.flatMap((l) => [...l.a.slice(0, 3), ...l.b.slice(0, 3)])),
+      new Uint8Array(this.lines.flatMap((l) => [...l.colour, ...l.colour])));
+    const triangles = this.scene.triangles;
+    if (triangles) {
+      this.meshProgram = link(MESH_VERTEX, MESH_FRAGMENT);
+      const position = gl.createBuffer()!;
+      gl.bindBuffer(gl.ARRAY_BUFFER, position);
+      gl.bufferData(gl.ARRAY_BUFFER, triangles, gl.STATIC_DRAW);
+      const normal = gl.createBuffer()!;
+      gl.bindBuffer(gl.ARRAY_BUFFER, normal);
+      gl.bufferData(gl.ARRAY_BUFFER, faceNormals(triangles), gl.STATIC_DRAW);
+      this.meshBuffers = [position, normal];
+    }
+    this.program = program;
+    this.gl = gl;
+    this.el.dataset.renderer = "webgl";
+    this.canvas.addEventListener("webglcontextlost", (event) => {
+      event.preventDefault();
+      if (!live.has(this)) return; // let go of by dispose()
+      this.gl = null;
+      this.fallBack("the browser took back this drawing's WebGL context (it keeps a few per page): drawn without it");
+      this.draw();
+    });
+  }
+
+  /** Draws on a fresh 2-D canvas from now on (a canvas that had a WebGL context can't give a 2-D one). */
+  private fallBack(note: string): void {
+    const fresh = h("canvas.viewer3d-canvas", { width: WIDTH * SCALE, height: HEIGHT * SCALE });
+    this.canvas.replaceWith(fresh);
+    this.canvas = fresh;
+    this.el.dataset.renderer = "2d";
+    this.el.append(h("p.viewer3d-note", { text: note }));
+  }
+
+  dispose(): void {
+    this.gl?.getExtension("WEBGL_lose_context")?.loseContext();
+    this.gl = null;
+    live.delete(this);
+  }
+
+  private bind(): void {
+    let last: { x: number; y: number } | null = null;
+    let panning = false;
+    this.overlay.addEventListener("contextmenu", (event) => event.preventDefault());
+    this.overlay.addEventListener("pointerdown", (event) => {
+      last = { x: event.clientX, y: event.clientY };
+      panning = event.shiftKey || event.button === 2;
+      this.overlay.setPointerCapture(event.pointerId);
+    });
+    this.overlay.addEventListener("pointermove", (event) => {
+      if (!last) return;
+      const dx = event.clientX - last.x;
+      const dy = event.clientY - last.y;
+      last = { x: event.clientX, y: event.clientY };
+      if (panning) this.pan(dx, dy);
+      else {
+        this.camera.yaw -= dx * 0.01;
+        this.camera.pitch = Math.max(-1.55, Math.min(1.55, this.camera.pitch + dy * 0.01));
+      }
+      this.draw();
+    });
+    const end = () => { last = null; };
+    this.overlay.addEventListener("pointerup", end);
+    this.overlay.addEventListener("pointercancel", end);
+    this.overlay.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      this.camera.distance *= Math.exp(Math.max(-1, Math.min(1, event.deltaY * 0.001)));
+      this.draw();
+    }, { passive: false });
+    this.overlay.addEventListener("dblclick", () => this.reset());
+  }
+
+  private pan(dx: number, dy: number): void {
+    const { eye } = this.view();
+    const forward = norm(sub(this.camera.target, eye));
+    const right = norm(cross(forward, [0, 0, 1]));
+    const up = cross(right, forward);
+    const perPixel = (2 * this.camera.distance * Math.tan(FOV / 2)) / HEIGHT;
+    for (let c = 0; c < 3; c++) this.camera.target[c] += (-dx * right[c] + dy * up[c]) * perPixel;
+  }
+
+  private view(): { eye: number[]; mvp: Mat4; light: number[] } {
+    const { target, distance, yaw, pitch } = this.camera;
+    const eye = [target[0] + distance * Math.cos(pitch) * Math.cos(yaw), target[1] + distance * Math.cos(pitch) * Math.sin(yaw),
+      target[2] + distance * Math.sin(pitch)];
+    const near = Math.max(distance - this.extent * 1.01, distance * 0.001);
+    const projection = perspective(FOV, this.canvas.width / this.canvas.height, near, distance + this.extent * 1.01);
+    return { eye, mvp: multiply(projection, lookAt(eye, target, [0, 0, 1])), light: norm(sub(eye, target)) };
+  }
+
+  /** Draws on the next animation frame (drags fire faster than frames). */
+  /** Off the page for good: shown and taken off, or never put on within 10 s. */
+  gone(): boolean {
+    return !this.el.isConnected && (this.shown || performance.now() - this.born > 10_000);
+  }
+
+  draw(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      if (!this.el.isConnected) { // not on the page yet: draw once it is
+        if (!this.gone()) this.draw();
+        return;
+      }
+      this.shown = true;
+      this.render();
+    });
+  }
+
+  private render(): void {
+    const { mvp, light } = this.view();
+    const { gl, canvas } = this;
+    if (gl && this.program && this.pointBuffers && this.lineBuffers) {
+      gl.viewport(0, 0, canvas.width, canvas.height);
+      gl.clearColor(BACKGROUND[0] / 255, BACKGROUND[1] / 255, BACKGROUND[2] / 255, 1);
+      gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
+      gl.enable(gl.DEPTH_TEST);
+      if (this.meshProgram && this.meshBuffers && this.scene.triangles) {
+        const program = this.meshProgram;
+        gl.useProgram(program);
+        gl.uniformMatrix4fv(gl.getUniformLocation(program, "mvp"), false, mvp);
+        gl.uniform3fv(gl.getUniformLocation(program, "light"), light);
+        const attributes = ["position", "normal"].map((name) => gl.getAttribLocation(program, name));
+        attributes.forEach((at, i) => {
+          gl.bindBuffer(gl.ARRAY_BUFFER, this.meshBuffers![i]);
+          gl.enableVertexAttribArray(at);
+          gl.vertexAttribPointer(at, 3, gl.FLOAT, false, 0, 0);
+        });
+        gl.drawArrays(gl.TRIANGLES, 0, this.scene.triangles.length / 3);
+        attributes.forEach((at) => gl.disableVertexAttribArray(at));
+      }
+      gl.useProgram(this.program);
+      gl.uniformMatrix4fv(gl.getUniformLocation(this.program, "mvp"), false, mvp);
+      const position = gl.getAttribLocation(this.program, "position");
+      const colour = gl.getAttribLocation(this.program, "colour");
+      const bind = ([p, c]: [WebGLBuffer, WebGLBuffer]) => {
+        gl.bindBuffer(gl.ARRAY_BUFFER, p);
+        gl.enableVertexAttribArray(position);
+        gl.vertexAttribPointer(position, 3, gl.FLOAT, false, 0, 0);
+        gl.bindBuffer(gl.ARRAY_BUFFER, c);
+        gl.enableVertexAttribArray(colour);
+        gl.vertexAttribPointer(colour, 3, gl.UNSIGNED_BYTE, true, 0, 0);
+      };
+      gl.uniform1f(gl.getUniformLocation(this.program, "size"), this.scene.pointSize * SCALE);
+      bind(this.pointBuffers);
+      gl.drawArrays(gl.POINTS, 0, this.scene.count);
+      if (this.lineCount) {
+        bind(this.lineBuffers);
+        gl.drawArrays(gl.LINES, 0, this.lineCount);
+      }
+    } else if (this.el.dataset.renderer === "2d") {
+      this.render2d(mvp, light);
+    }
+    this.drawLabels(mvp);
+  }
+
+  /** Without WebGL: each point projected in JavaScript into an ImageData, nearest point wins. */
+  private render2d(mvp: Mat4, light: number[]): void {
+    const { width, height } = this.canvas;
+    const context = this.canvas.getContext("2d")!;
+    if (this.scene.triangles) {
+      this.renderMesh2d(context, mvp, light);
+      return;
+    }
+    const image = context.createImageData(width, height);
+    const pixels = new Uint32Array(image.data.buffer);
+    const depth = new Float32Array(width * height).fill(Infinity);
+    pixels.fill((255 << 24) | (BACKGROUND[2] << 16) | (BACKGROUND[1] << 8) | BACKGROUND[0]);
+    const { positions, colours, count } = this.scene;
+    const m = mvp;
+    const size = Math.max(1, Math.round((this.scene.pointSize * SCALE) / 2));
+    for (let i = 0; i < count; i++) {
+      const x = positions[i * 3], y = positions[i * 3 + 1], z = positions[i * 3 + 2];
+      const w = m[3] * x + m[7] * y + m[11] * z + m[15];
+      if (w <= 0) continue;
+      const px = Math.floor(((m[0] * x + m[4] * y + m[8] * z + m[12]) / w + 1) * 0.5 * width);
+      const py = Math.floor((1 - (m[1] * x + m[5] * y + m[9] * z + m[13]) / w) * 0.5 * height);
+      const d = (m[2] * x + m[6] * y + m[10] * z + m[14]) / w;
+      const rgba = (255 << 24) | (colours[i * 3 + 2] << 16) | (colours[i * 3 + 1] << 8) | colours[i * 3];
+      for (let oy = 0; oy < size; oy++) {
+        for (let ox = 0; ox < size; ox++) {
+          const qx = px + ox, qy = py + oy;
+          if (qx < 0 || qy < 0 || qx >= width || qy >= height) continue;
+          const at = qy * width + qx;
+          if (d < depth[at]) { depth[at] = d; pixels[at] = rgba; }
+        }
+      }
+    }
+    context.putImageData(image, 0, 0);
+    context.lineWidth = 1.5 * SCALE;
+    for (const line of this.lines) {
+      const a = this.project(mvp, line.a);
+      const b = this.project(mvp, line.b);
+      if (!a || !b) continue;
+      context.strokeStyle = `rgb(${line.colour.join(",")})`;
+      context.beginPath();
+      context.moveTo(a[0], a[1]);
+      context.lineTo(b[0], b[1]);
+      context.stroke();
+    }
+  }
+
+  /** A mesh without WebGL: the painter's algorithm (triangles filled far to near). */
+  private renderMesh2d(context: CanvasRenderingContext2D, mvp: Mat4, light: number[]): void {
+    const triangles = this.scene.triangles!;
+    const normals = faceNormals(triangles);
+    context.fillStyle = `rgb(${BACKGROUND.join(",")})`;
+    context.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    const m = mvp;
+    const faces: { depth: number; corners: [number, number][]; shade: number }[] = [];
+    for (let i = 0; i < triangles.length; i += 9) {
+      const corners: [number, number][] = [];
+      let depth = 0;
+      for (let k = 0; k < 9; k += 3) {
+        const p = [triangles[i + k], triangles[i + k + 1], triangles[i + k + 2]];
+        const at = this.project(mvp, p);
+        if (!at) break;
+        corners.push(at);
+        depth += (m[2] * p[0] + m[6] * p[1] + m[10] * p[2] + m[14]) / (m[3] * p[0] + m[7] * p[1] + m[11] * p[2] + m[15]);
+      }
+      if (corners.length < 3) continue;
+      faces.push({ depth, corners, shade: 0.3 + 0.7 * Math.abs(dot([normals[i], normals[i + 1], normals[i + 2]], light)) });
+    }
+    faces.sort((a, b) => b.depth - a.depth);
+    for (const face of faces) {
+      context.fillStyle = `rgb(${MESH_COLOUR.map((c) => Math.round(c * face.shade)).join(",")})`;
+      context.beginPath();
+      context.moveTo(face.corners[0][0], face.corners[0][1]);
+      context.lineTo(face.corners[1][0], face.corners[1][1]);
+      context.lineTo(face.corners[2][0], face.corners[2][1]);
+      context.closePath();
+      context.fill();
+      context.strokeStyle = context.fillStyle; // no background seams between neighbours
+      context.stroke();
+    }
+  }
+
+  private project(mvp: Mat4, p: number[]): [number, number] | null {
+    const m = mvp;
+    const w = m[3] * p[0] + m[7] * p[1] + m[11] * p[2] + m[15];
+    if (w <= 0) return null;
+    return [((m[0] * p[0] + m[4] * p[1] + m[8] * p[2] + m[12]) / w + 1) * 0.5 * this.canvas.width,
+      (1 - (m[1] * p[0] + m[5] * p[1] + m[9] * p[2] + m[13]) / w) * 0.5 * this.canvas.height];
+  }
+
+  /** Box labels, at each box's highest corner, on the overlay canvas (text over either renderer). */
+  private drawLabels(mvp: Mat4): void {
+    const context = this.overlay.getContext("2d")!;
+    context.clearRect(0, 0, this.overlay.width, this.overlay.height);
+    context.font = `${12 * SCALE}px sans-serif`;
+    context.textBaseline = "bottom";
+    for (const box of this.scene.boxes as Box3D[]) {
+      if (!box.label) continue;
+      const top = box.corners.reduce((a, b) => (b[2] > a[2] ? b : a));
+      const at = this.project(mvp, top);
+      if (!at) continue;
+      context.fillStyle = `rgb(${box.colour.join(",")})`;
+      context.fillText(box.label, at[0] + 2 * SCALE, at[1] - 2 * SCALE);
+    }
+  }
+}

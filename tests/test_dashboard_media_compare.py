@@ -1,0 +1,128 @@
+"""The Compare tab's media grid (docs/dashboard.md) in a real headless Chromium (test_dashboard.py's
+browser and page fixtures) against a real `tracklet ui` over runs logged by tracklet: a column per
+selected run shows that run's image at the latest step at or before the slider's, with the logged
+pixels as the browser decoded them; a logged list is paged; audio plays; the view survives a reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import QUIET
+from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
+
+import tracklet
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not STATIC.exists(), reason="the dashboard bundle is not built (npm run build in web/)"),
+]
+
+A_STEPS = list(range(10))
+B_STEPS = [0, 3, 6, 9]
+
+
+def _colour(run: str, step: int) -> list[int]:
+    return [20 * step, 0, 100] if run == "a" else [0, 20 * step, 200]
+
+
+def _solid(run: str, step: int) -> np.ndarray:
+    return np.full((16, 24, 3), _colour(run, step), dtype=np.uint8)
+
+
+def _record(root: Path) -> None:
+    """a (alpha): `pred` at steps 0-9, a list of 6 `samples` at step 5; b (beta): `pred` at 0, 3, 6, 9, `speech`."""
+    run = tracklet.init(project="mc", id="a", name="alpha", dir=str(root), settings=QUIET)
+    for step in A_STEPS:
+        row = {"pred": tracklet.Image(_solid("a", step), caption=f"alpha {step}"), "loss": 1.0}
+        if step == 5:
+            row["samples"] = [tracklet.Image(_solid("b", i), caption=f"sample {i}") for i in range(6)]
+        run.log(row, step=step)
+    run.finish()
+    run = tracklet.init(project="mc", id="b", name="beta", dir=str(root), settings=QUIET)
+    for step in B_STEPS:
+        row = {"pred": tracklet.Image(_solid("b", step), caption=f"beta {step}"), "loss": 2.0}
+        if step == 9:
+            row["speech"] = tracklet.Audio(np.sin(np.arange(8000) / 10).astype(np.float32), sample_rate=8000)
+        run.log(row, step=step)
+    run.finish()
+
+
+_COLOUR_AT = ("sel => { const img = document.querySelector(sel + ' img.media-image'); "
+              "const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight; "
+              "const g = c.getContext('2d'); g.drawImage(img, 0, 0); return Array.from(g.getImageData(3, 3, 1, 1).data); }")
+
+
+def _column(run: str) -> str:
+    return f".mc-grid[data-key='pred'] .mc-col[data-run='{run}']"
+
+
+def _shown(page, run: str, step: int) -> list[int]:
+    """Wait until run's column shows its item of ``step`` decoded, and answer its pixel colour."""
+    column = _column(run)
+    page.wait_for_selector(f"{column}[data-step='{step}'] figure[data-step='{step}'] img.media-image")
+    page.wait_for_function("sel => { const i = document.querySelector(sel + ' img.media-image'); "
+                           "return i && i.complete && i.naturalWidth === 24 }", arg=f"{column}[data-step='{step}']")
+    return page.evaluate(_COLOUR_AT, column)
+
+
+def _slide(page, index: int) -> None:
+    page.eval_on_selector(".compare-media input.mc-step",
+                          "(s, i) => { s.value = String(i); s.dispatchEvent(new Event('input')); }", index)
+
+
+def test_the_media_grid_shows_each_runs_image_at_the_slider_step(root, page):
+    _record(root)
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "?token=" + token)
+        page.wait_for_selector("ul.projects a:text('mc')")
+        page.goto(url + "projects/mc?sel=a,b&tab=compare")
+        # By default the first key and each run's last step.
+        page.wait_for_selector(".compare-media button.mc-key.on[data-key='pred']")
+        assert sorted(page.eval_on_selector_all(".compare-media button.mc-key", "b => b.map(x => x.dataset.key)")) == [
+            "pred", "samples", "speech"]
+        assert _shown(page, "a", 9)[:3] == _colour("a", 9) and _shown(page, "b", 9)[:3] == _colour("b", 9)
+        assert page.eval_on_selector_all(".mc-grid .mc-col", "cs => cs.map(c => [c.dataset.run, "
+                                         "c.querySelector('.mc-name').textContent])") == [["a", "alpha"], ["b", "beta"]]
+        swatches = page.eval_on_selector_all(".mc-grid .mc-col .swatch", "s => s.map(x => x.style.background)")
+        assert len(set(swatches)) == 2  # each run in its own colour
+
+        # The slider runs over the union of the steps: 0-9. At 4, b shows its step 3 and says so.
+        assert page.eval_on_selector(".compare-media input.mc-step", "s => Number(s.max)") == 9
+        _slide(page, 4)
+        assert _shown(page, "a", 4)[:3] == _colour("a", 4)
+        assert _shown(page, "b", 3)[:3] == _colour("b", 3)
+        assert page.text_content(f"{_column('b')} .mc-shown") == "step 3 (latest at or before 4)"
+        assert page.text_content(f"{_column('a')} figcaption") == "alpha 4"
+        assert page.text_content(".compare-media .mc-step-label") == "step 4 (5 of 10 steps)"
+        _slide(page, 7)
+        assert _shown(page, "a", 7)[:3] == _colour("a", 7) and _shown(page, "b", 6)[:3] == _colour("b", 6)
+        assert "mkey=pred" in page.url and "mstep=7" in page.url
+
+        # The view is in the URL: a reload shows step 7 again.
+        page.reload()
+        assert _shown(page, "a", 7)[:3] == _colour("a", 7) and _shown(page, "b", 6)[:3] == _colour("b", 6)
+
+        # A logged list: its count and pages; a run without the key says so.
+        page.click(".compare-media button.mc-key[data-key='samples']")
+        list_col = ".mc-grid[data-key='samples'] .mc-col[data-run='a']"
+        page.wait_for_selector(f"{list_col}[data-step='5'] .mc-pager")
+        assert page.text_content(f"{list_col} .mc-range") == "1–4 of 6"
+        assert page.eval_on_selector_all(f"{list_col} figure", "f => f.map(x => x.dataset.index)") == ["0", "1", "2", "3"]
+        assert page.text_content(".mc-grid[data-key='samples'] .mc-col[data-run='b'] .mc-shown") == "no samples logged"
+        page.click(f"{list_col} button.mc-next")
+        page.wait_for_function("sel => document.querySelector(sel + ' .mc-range').textContent === '5–6 of 6'", arg=list_col)
+        assert page.eval_on_selector_all(f"{list_col} figure", "f => f.map(x => x.dataset.index)") == ["4", "5"]
+        assert page.eval_on_selector_all(f"{list_col} figcaption", "f => f.map(x => x.textContent)") == [
+            "sample 4", "sample 5"]
+
+        # Audio plays: the browser decoded the logged second.
+        page.click(".compare-media button.mc-key[data-key='speech']")
+        audio = ".mc-grid[data-key='speech'] .mc-col[data-run='b'] audio"
+        page.wait_for_function("sel => { const a = document.querySelector(sel); return a && a.readyState >= 1 }", arg=audio)
+        assert abs(page.eval_on_selector(audio, "a => a.duration") - 1.0) < 0.01
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)

@@ -58,21 +58,21 @@ def _column(run: str) -> str:
     return f".mc-grid[data-key='pred'] .mc-col[data-run='{run}']"
 
 
-def _shown(page, run: str, step: int) -> list[int]:
+def _shown(tab, run: str, step: int) -> list[int]:
     """Wait until run's column shows its item of ``step`` decoded, and answer its pixel colour."""
     column = _column(run)
-    page.wait_for_selector(f"{column}[data-step='{step}'] figure[data-step='{step}'] img.media-image")
-    page.wait_for_function("sel => { const i = document.querySelector(sel + ' img.media-image'); "
-                           "return i && i.complete && i.naturalWidth === 24 }", arg=f"{column}[data-step='{step}']")
-    return page.evaluate(_COLOUR_AT, column)
+    tab.wait_for_selector(f"{column}[data-step='{step}'] figure[data-step='{step}'] img.media-image")
+    tab.wait_for_function("sel => { const i = document.querySelector(sel + ' img.media-image'); "
+                          "return i && i.complete && i.naturalWidth === 24 }", arg=f"{column}[data-step='{step}']")
+    return tab.evaluate(_COLOUR_AT, column)
 
 
-def _slide(page, index: int) -> None:
-    page.eval_on_selector(".compare-media input.mc-step",
-                          "(s, i) => { s.value = String(i); s.dispatchEvent(new Event('input')); }", index)
+def _slide(tab, index: int) -> None:
+    tab.eval_on_selector(".compare-media input.mc-step",
+                         "(s, i) => { s.value = String(i); s.dispatchEvent(new Event('input')); }", index)
 
 
-def test_the_media_grid_shows_each_runs_image_at_the_slider_step(root, page):
+def test_the_media_grid_shows_each_runs_image_at_the_slider_step(root, page):  # noqa: F811
     _record(root)
     ui, url, token = start_ui(root)
     try:

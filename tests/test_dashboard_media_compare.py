@@ -1,15 +1,20 @@
 """The Compare tab's media grid (docs/dashboard.md) in a real headless Chromium (test_dashboard.py's
 browser and page fixtures) against a real `tracklet ui` over runs logged by tracklet: a column per
 selected run shows that run's image at the latest step at or before the slider's, with the logged
-pixels as the browser decoded them; a logged list is paged; audio plays; the view survives a reload."""
+pixels as the browser decoded them; a logged list is paged; audio plays; the view survives a reload;
+a live run's new steps appear without one."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUIET
+from conftest import QUIET, REPO
 from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
 
 import tracklet
@@ -124,5 +129,52 @@ def test_the_media_grid_shows_each_runs_image_at_the_slider_step(root, page):  #
         page.wait_for_function("sel => { const a = document.querySelector(sel); return a && a.readyState >= 1 }", arg=audio)
         assert abs(page.eval_on_selector(audio, "a => a.duration") - 1.0) < 0.01
     finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_the_media_grid_follows_a_live_runs_new_steps(root, tmp_path, page):  # noqa: F811
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    code = f"""
+        import os, time
+        import numpy as np
+        import tracklet
+        run = tracklet.init(project="live", id="growing", dir={str(root)!r},
+                            settings={{"console": "off", "system_metrics": False, "flush_interval": 0.1}})
+        def wait(path):
+            while not os.path.exists(path):
+                time.sleep(0.02)
+        def log(step):
+            run.log({{"pred": tracklet.Image(np.full((16, 24, 3), {_colour("a", 0)!r}, np.uint8) + np.uint8(20 * step))}},
+                    step=step)
+        for step in range(3):
+            log(step)
+        wait({str(go)!r})
+        for step in range(3, 5):
+            log(step)
+        wait({str(stop)!r})
+        run.finish()
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/live?token=" + token)
+        page.wait_for_selector(".tr[data-run='growing'] .state[data-state='running']")
+        page.goto(url + "projects/live?sel=growing&tab=compare")
+        column = ".mc-grid[data-key='pred'] .mc-col[data-run='growing']"
+        page.wait_for_selector(f"{column}[data-step='2'] img.media-image")
+        go.touch()  # two more steps: the grid, following the last step, shows step 4 without a reload
+        page.wait_for_selector(f"{column}[data-step='4'] img.media-image")
+        page.wait_for_function("sel => { const i = document.querySelector(sel + ' img.media-image'); "
+                               "return i && i.complete && i.naturalWidth === 24 }", arg=f"{column}[data-step='4']")
+        assert page.evaluate(_COLOUR_AT, column)[:3] == [80, 80, 180]  # (0, 0, 100) + 20 x step 4
+        assert page.eval_on_selector(".compare-media input.mc-step", "s => [s.max, s.value]") == ["4", "4"]
+        stop.touch()
+        page.wait_for_selector(".tr[data-run='growing'] .state[data-state='finished']")
+    finally:
+        go.touch()
+        stop.touch()
+        writer.wait(timeout=30)
         ui.terminate()
         ui.wait(timeout=10)

@@ -45,6 +45,7 @@ export class CompareMedia {
   private visible = false;
   private stale = true; // the runs changed while hidden
   private asked = 0; // the latest grid request: older answers are dropped
+  private drawn = ""; // what the grid shows (runs, steps, items): a live refresh with nothing new keeps it
   private readonly offsets = new Map<string, number>(); // a run's page of a logged list
 
   constructor(private readonly project: string) {
@@ -156,7 +157,10 @@ export class CompareMedia {
       // A run's own page of a logged list is asked for by its pager; here every run starts at 0.
       columns = (await mediaCompareApi.grid(this.project, { runs: runs.map((run) => run.run_id), key, step: this.step, limit: GRID_PAGE, steps: withSteps })).runs;
     } catch (error) {
-      if (asked === this.asked) this.gridEl.replaceChildren(h("p.empty", { text: `Media could not be read: ${(error as Error).message}` }));
+      if (asked === this.asked) {
+        this.drawn = "";
+        this.gridEl.replaceChildren(h("p.empty", { text: `Media could not be read: ${(error as Error).message}` }));
+      }
       return;
     }
     if (asked !== this.asked) return;
@@ -166,9 +170,15 @@ export class CompareMedia {
       this.slider.hidden = this.steps.length < 2;
     }
     this.placeSlider();
+    const signature = JSON.stringify([key, this.step, columns.map((c) => [c.run_id, c.step, c.count, c.items.map((item) => item.digest)])]);
+    if (signature === this.drawn) {
+      this.redrawHeads(); // nothing new (a live run's poll): no redraw, and a list's page stays turned
+      return;
+    }
     const drawn = await Promise.all(columns.map((column) => this.column(runs.find((run) => run.run_id === column.run_id)!, key, column)));
     if (asked !== this.asked) return;
     this.gridEl.replaceChildren(...drawn);
+    this.drawn = signature;
     this.gridEl.dataset.key = key;
     this.gridEl.dataset.step = String(this.step ?? "");
   }

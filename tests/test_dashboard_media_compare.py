@@ -37,12 +37,15 @@ def _solid(run: str, step: int) -> np.ndarray:
 
 
 def _record(root: Path) -> None:
-    """a (alpha): `pred` at steps 0-9, a list of 6 `samples` at step 5; b (beta): `pred` at 0, 3, 6, 9, `speech`."""
+    """a (alpha): `pred` at steps 0-9, a list of 6 `samples` at step 5, a 600x300 `wide` at step 0; b (beta):
+    `pred` at 0, 3, 6, 9, `speech`."""
     run = tracklet.init(project="mc", id="a", name="alpha", dir=str(root), settings=QUIET)
     for step in A_STEPS:
         row = {"pred": tracklet.Image(_solid("a", step), caption=f"alpha {step}"), "loss": 1.0}
         if step == 5:
             row["samples"] = [tracklet.Image(_solid("b", i), caption=f"sample {i}") for i in range(6)]
+        if step == 0:
+            row["wide"] = tracklet.Image(np.full((300, 600, 3), (10, 200, 30), dtype=np.uint8))
         run.log(row, step=step)
     run.finish()
     run = tracklet.init(project="mc", id="b", name="beta", dir=str(root), settings=QUIET)
@@ -87,7 +90,7 @@ def test_the_media_grid_shows_each_runs_image_at_the_slider_step(root, page):  #
         # By default the first key and each run's last step.
         page.wait_for_selector(".compare-media button.mc-key.on[data-key='pred']")
         assert sorted(page.eval_on_selector_all(".compare-media button.mc-key", "b => b.map(x => x.dataset.key)")) == [
-            "pred", "samples", "speech"]
+            "pred", "samples", "speech", "wide"]
         assert _shown(page, "a", 9)[:3] == _colour("a", 9) and _shown(page, "b", 9)[:3] == _colour("b", 9)
         assert page.eval_on_selector_all(".mc-grid .mc-col", "cs => cs.map(c => [c.dataset.run, "
                                          "c.querySelector('.mc-name').textContent])") == [["a", "alpha"], ["b", "beta"]]
@@ -128,7 +131,18 @@ def test_the_media_grid_shows_each_runs_image_at_the_slider_step(root, page):  #
         audio = ".mc-grid[data-key='speech'] .mc-col[data-run='b'] audio"
         page.wait_for_function("sel => { const a = document.querySelector(sel); return a && a.readyState >= 1 }", arg=audio)
         assert abs(page.eval_on_selector(audio, "a => a.duration") - 1.0) < 0.01
+
+        # A large image is shown by its thumbnail (256 px wide); a click gives the logged pixels.
+        page.click(".compare-media button.mc-key[data-key='wide']")
+        big = ".mc-grid[data-key='wide'] .mc-col[data-run='a'] img.media-image"
+        loaded = "([sel, w]) => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth === w }"
+        page.wait_for_function(loaded, arg=[f"{big}[data-file='thumbnail']", 256])
+        page.click(big)
+        page.wait_for_function(loaded, arg=[f"{big}[data-file='file']", 600])
+        colour = page.evaluate(_COLOUR_AT.replace(" img.media-image", ""), big)
+        assert colour == [10, 200, 30, 255]
     finally:
+        page.goto("about:blank")  # no poll of the project page may meet the ui stopped (a console error)
         ui.terminate()
         ui.wait(timeout=10)
 
@@ -173,6 +187,7 @@ def test_the_media_grid_follows_a_live_runs_new_steps(root, tmp_path, page):  # 
         stop.touch()
         page.wait_for_selector(".tr[data-run='growing'] .state[data-state='finished']")
     finally:
+        page.goto("about:blank")  # no poll of the project page may meet the ui stopped (a console error)
         go.touch()
         stop.touch()
         writer.wait(timeout=30)

@@ -5,16 +5,67 @@
 // slider position costs one request for every run (routes_media_compare.py: one step's items per
 // run, never a run's whole list) and the files of the items shown; an answer that arrives after a
 // newer one was asked for is dropped. The key and step are in the URL (`mkey`, `mstep`).
+// An image is shown by its thumbnail (at most 256 px, the column's width) with its masks and boxes
+// over it, and a click gives its full resolution: sliding over thousands of large images fetches
+// thumbnails. The grid's files are kept as object URLs for the last GRID_URLS digests, not for
+// every image ever shown.
 
-import { ApiError } from "../api";
+import { ApiError, mediaBlob, type MediaEntry } from "../api";
 import { debounce, h } from "../dom";
-import { itemBody } from "../media";
+import { boxesSvg, itemBody, maskCanvas, toggle } from "../media";
 import { readQuery, setQuery } from "../router";
 import { MAX_GRID_RUNS, mediaCompareApi, type MediaKeySummary, type RunMediaAtStep } from "./media-api";
 import "./media.css";
 
 /** Items of one step shown per run; more are paged. */
 export const GRID_PAGE = 4;
+/** Files kept as object URLs (least recently used first out): a screenful of grids and then some. */
+const GRID_URLS = 400;
+const urls = new Map<string, Promise<string>>(); // digest -> object URL, in order of last use
+
+function gridUrl(project: string, runId: string, digest: string): Promise<string> {
+  let url = urls.get(digest);
+  if (url) urls.delete(digest); // to the end: used now
+  else url = mediaBlob(project, runId, digest).then((blob) => URL.createObjectURL(blob));
+  urls.set(digest, url);
+  url.catch(() => urls.get(digest) === url && urls.delete(digest)); // asked again next time
+  for (const [old, oldUrl] of urls) {
+    if (urls.size <= GRID_URLS) break;
+    urls.delete(old);
+    oldUrl.then((text) => URL.revokeObjectURL(text), () => undefined);
+  }
+  return url;
+}
+
+/** An image by its thumbnail (or itself, when small), masks and boxes over it, each toggled; a
+ * click swaps in the full-resolution file. */
+async function gridImage(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
+  const thumbnail = Boolean(item.thumbnail);
+  const image = h("img.media-image", {
+    alt: item.caption || item.key, src: await gridUrl(project, runId, item.thumbnail || item.digest),
+    "data-file": thumbnail ? "thumbnail" : "file", title: thumbnail ? `${item.width}×${item.height}: click for full resolution` : null,
+  });
+  if (thumbnail) {
+    image.addEventListener("click", () => void gridUrl(project, runId, item.digest).then((url) => {
+      image.src = url;
+      image.dataset.file = "file";
+      image.removeAttribute("title");
+    }), { once: true });
+  }
+  const frame = h("div.media-frame", {}, image);
+  const toggles = h("div.media-toggles");
+  for (const mask of item.masks) {
+    const canvas = await maskCanvas(await gridUrl(project, runId, mask.digest), mask.name);
+    frame.append(canvas);
+    toggles.append(toggle(mask.name, canvas));
+  }
+  for (const group of item.boxes) {
+    const svg = boxesSvg(item, group);
+    frame.append(svg);
+    toggles.append(toggle(group.name, svg));
+  }
+  return h("div", {}, frame, toggles.childElementCount ? toggles : null);
+}
 
 export interface GridRun {
   run_id: string;
@@ -210,7 +261,7 @@ export class CompareMedia {
     const figures = await Promise.all(answer.items.map(async (item) => {
       try {
         return h("figure.media-item", { "data-kind": item.kind, "data-step": item.step, "data-index": item.index },
-          await itemBody(this.project, run.run_id, item), item.caption ? h("figcaption", { text: item.caption }) : null);
+          await (item.kind === "image" ? gridImage : itemBody)(this.project, run.run_id, item), item.caption ? h("figcaption", { text: item.caption }) : null);
       } catch (error) {
         const reason = error instanceof ApiError && error.status === 404 ? "its file is not on the server" : (error as Error).message;
         return h("p.empty", { text: `${item.kind} ${item.index + 1} at step ${item.step}: ${reason}` });

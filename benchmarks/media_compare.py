@@ -12,6 +12,7 @@ In alternating rounds it times:
   the run page's route would load, every item of every run) against the grid's first load
   (``GET /projects/{p}/media?runs=...&key=pred&step=s``, with each run's steps) and a slider move
   (the same with ``steps=false``);
+- the key list (``GET /projects/{p}/media/keys``: counts over the runs' rows, once per selection);
 - the blob route's lookup of which item names a digest: every media row of the run read and
   scanned (``Store.media`` + ``_mime_of``, before this session) against the rows the database
   finds (``Store.media_naming``); and ``GET /runs/{p}/{id}/media/{digest}`` whole, for the record.
@@ -90,6 +91,9 @@ def bench(root: Path, store_url: str | None, runs: int, steps: int, rounds: int)
             return len(http.get("/api/v1/projects/grid/media", params={"runs": ",".join(ids), "key": "pred",
                                                                         "step": middle}).content)
 
+        def keys() -> int:
+            return len(http.get("/api/v1/projects/grid/media/keys", params={"runs": ",".join(ids)}).content)
+
         def slider_move() -> int:
             return len(http.get("/api/v1/projects/grid/media", params={"runs": ",".join(ids), "key": "pred",
                                                                         "step": middle, "steps": "false"}).content)
@@ -106,10 +110,11 @@ def bench(root: Path, store_url: str | None, runs: int, steps: int, rounds: int)
         def blob() -> None:
             assert http.get(f"/api/v1/runs/grid/r0/media/{digest}").status_code == 200
 
-        sizes = {"per-run": per_run(), "first": first_load(), "move": slider_move()}
-        times: dict[str, list[float]] = {name: [] for name in ("per-run", "first", "move", "before", "now", "blob")}
+        sizes = {"per-run": per_run(), "first": first_load(), "move": slider_move(), "keys": keys()}
+        times: dict[str, list[float]] = {name: [] for name in ("per-run", "keys", "first", "move", "before", "now", "blob")}
         for _ in range(rounds):  # A/B alternated, one call each a round
             times["per-run"].append(timed(per_run, 1))
+            times["keys"].append(timed(keys, 1))
             times["first"].append(timed(first_load, 1))
             times["move"].append(timed(slider_move, 1))
             times["before"].append(timed(lookup_before, 1))
@@ -119,6 +124,7 @@ def bench(root: Path, store_url: str | None, runs: int, steps: int, rounds: int)
     kind = "postgresql" if store_url else "sqlite"
     return [
         [kind, f"{runs} runs' lists, per-run route", f"{med['per-run']:.1f}", f"{sizes['per-run'] / 1e6:.2f} MB", "baseline"],
+        [kind, "the runs' media keys (GET .../media/keys)", f"{med['keys']:.1f}", f"{sizes['keys'] / 1e3:.1f} kB", ""],
         [kind, "grid first load (items + steps)", f"{med['first']:.1f}", f"{sizes['first'] / 1e3:.1f} kB",
          f"{med['per-run'] / med['first']:.1f}x faster"],
         [kind, "grid slider move (items)", f"{med['move']:.1f}", f"{sizes['move'] / 1e3:.1f} kB",

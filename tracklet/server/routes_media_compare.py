@@ -149,7 +149,8 @@ def media_grid(
     """For each run, in the order given: the items of `key` at the latest step at or before
     `step` (`offset`.. `offset + limit` of them, by place in the logged list; `count` says how
     many there are), with the digests `GET /api/v1/runs/{project}/{run_id}/media/{digest}` serves.
-    A run without the key has no items and null steps. 404 when a run is unknown."""
+    A run without the key has no items, empty `steps` and a null `first_step`. 404 when a run is
+    unknown."""
     app = request.app.state.tracklet
     run_ids, retired = _run_ids(request, project, runs)
     found, answers = app.store.media_grid(project, run_ids, key, step, retired, offset=offset, limit=limit,

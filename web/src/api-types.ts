@@ -1348,7 +1348,8 @@ export interface paths {
          * @description For each run, in the order given: the items of `key` at the latest step at or before
          *     `step` (`offset`.. `offset + limit` of them, by place in the logged list; `count` says how
          *     many there are), with the digests `GET /api/v1/runs/{project}/{run_id}/media/{digest}` serves.
-         *     A run without the key has no items and null steps. 404 when a run is unknown.
+         *     A run without the key has no items, empty `steps` and a null `first_step`. 404 when a run is
+         *     unknown.
          */
         get: operations["media_grid_api_v1_projects__project__media_get"];
         put?: never;

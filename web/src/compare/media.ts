@@ -97,7 +97,6 @@ export class CompareMedia {
   private stale = true; // the runs changed while hidden
   private asked = 0; // the latest grid request: older answers are dropped
   private drawn = ""; // what the grid shows (runs, steps, items): a live refresh with nothing new keeps it
-  private readonly offsets = new Map<string, number>(); // a run's page of a logged list
 
   constructor(private readonly project: string) {
     const params = readQuery();
@@ -111,7 +110,6 @@ export class CompareMedia {
       const step = this.steps[Number(this.slider.value)];
       if (step === undefined) return;
       this.step = step;
-      this.offsets.clear();
       setQuery({ mkey: this.key, mstep: String(step) });
       this.drawStepLabel();
       load();
@@ -181,7 +179,6 @@ export class CompareMedia {
           if (entry.key === this.key) return;
           this.key = entry.key;
           this.step = null;
-          this.offsets.clear();
           setQuery({ mkey: entry.key, mstep: null });
           this.drawKeys();
           void this.loadGrid(true);
@@ -191,10 +188,13 @@ export class CompareMedia {
     );
   }
 
+  /** The step asked for (a link's may lie between the runs' steps: the slider sits at the last
+   * step at or before it), and where the slider is among the steps. */
   private drawStepLabel(): void {
-    const index = this.steps.indexOf(this.step ?? this.steps[this.steps.length - 1]);
-    const step = this.steps[index];
-    this.stepLabel.textContent = step === undefined ? "" : `step ${step} (${index + 1} of ${this.steps.length} step${this.steps.length === 1 ? "" : "s"})`;
+    const index = Number(this.slider.value);
+    const step = this.step ?? this.steps[index];
+    const count = this.steps.length;
+    this.stepLabel.textContent = step === undefined ? "" : `step ${step} (${index + 1} of ${count} step${count === 1 ? "" : "s"})`;
   }
 
   /** Ask for every shown run's items at the chosen step (and, `withSteps`, the slider's steps). */
@@ -279,7 +279,6 @@ export class CompareMedia {
       const asked = this.asked;
       const page = (await mediaCompareApi.grid(this.project, { runs: [run.run_id], key, step, offset, limit: GRID_PAGE, steps: false })).runs[0];
       if (asked !== this.asked || page.step !== step) return; // the slider moved meanwhile
-      this.offsets.set(run.run_id, offset);
       await this.fill(run, key, page, el, body);
     };
     previous.addEventListener("click", () => void turn(Math.max(0, first - GRID_PAGE)));

@@ -28,12 +28,12 @@ router = bounded_router(prefix="/api/v1/projects", tags=["read"])
 MAX_RUNS = 20  # columns of one grid
 MAX_ITEMS = 64  # items of one step per run and request (a logged list is paged)
 MAX_STEPS = 5000  # steps listed per run; more are thinned evenly (the first and last kept)
-MAX_KEYS = 2000  # (run, key, kind) rows of the key list
+MAX_KEYS = 2000  # (run, key) rows of the key list
 
 
 class MediaKeyRun(BaseModel):
     run_id: str
-    kind: str
+    kind: str  # its last item's (a key holds one kind, as logged)
     items: int
     steps: int  # distinct steps holding items
     first_step: int

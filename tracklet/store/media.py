@@ -136,18 +136,23 @@ def _kept(pk_of: dict[str, int], retired: Retired) -> list[sa.ColumnElement[bool
 
 def media_keys_of_runs(engine: sa.Engine, project: str, run_ids: list[str], retired: Retired,
                        limit: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """The runs' store keys, and per (run, key, kind): items, distinct steps, first and last step,
-    at most ``limit`` rows, by key then run order."""
+    """The runs' store keys, and per (run, key): items, distinct steps, first and last step (read
+    from the (run_pk, key, step) index alone) and ``kind``, its last item's (one seek); at most
+    ``limit`` rows, by key then run."""
     with engine.connect() as connection:
         pk_of = run_pks(connection, project, run_ids)
         if not pk_of:
             return pk_of, []
-        stmt = (sa.select(media.c.run_pk, media.c.key, media.c.kind, sa.func.count().label("items"),
-                          sa.func.count(sa.distinct(media.c.step)).label("steps"),
-                          sa.func.min(media.c.step).label("first_step"), sa.func.max(media.c.step).label("last_step"))
-                .where(media.c.run_pk.in_(list(pk_of.values())), *_kept(pk_of, retired))
-                .group_by(media.c.run_pk, media.c.key, media.c.kind)
-                .order_by(media.c.key, media.c.run_pk, media.c.kind).limit(limit))
+        grouped = (sa.select(media.c.run_pk, media.c.key, sa.func.count().label("items"),
+                             sa.func.count(sa.distinct(media.c.step)).label("steps"),
+                             sa.func.min(media.c.step).label("first_step"), sa.func.max(media.c.step).label("last_step"))
+                   .where(media.c.run_pk.in_(list(pk_of.values())), *_kept(pk_of, retired))
+                   .group_by(media.c.run_pk, media.c.key)
+                   .order_by(media.c.key, media.c.run_pk).limit(limit)).subquery()
+        last = media.alias("last_item")
+        kind = (sa.select(last.c.kind).where(last.c.run_pk == grouped.c.run_pk, last.c.key == grouped.c.key,
+                                             last.c.step == grouped.c.last_step).limit(1).scalar_subquery())
+        stmt = sa.select(grouped, kind.label("kind")).order_by(grouped.c.key, grouped.c.run_pk)
         return pk_of, [dict(row) for row in connection.execute(stmt).mappings()]
 
 
@@ -164,10 +169,15 @@ def media_at_step(connection: sa.Connection, run_pk: int, key: str, step: int | 
     ``step`` (None when it has none there), ``count`` (items at that step), ``first_step``,
     ``last_step``, and ``items`` (``offset``.. ``offset + limit`` of them, by place in the list)."""
     where = (media.c.run_pk == run_pk, media.c.key == key, media.c.step >= first_kept)
-    first, last = connection.execute(sa.select(sa.func.min(media.c.step), sa.func.max(media.c.step))
-                                     .where(*where)).one()
-    shown = connection.execute(sa.select(sa.func.max(media.c.step)).where(*where, media.c.step <= step)).scalar() \
-        if step is not None else last
+
+    def edge(*also: sa.ColumnElement[bool], last: bool) -> int | None:
+        # ORDER BY ... LIMIT 1, not min()/max(): SQLite seeks the index for a lone min or max
+        # only, and scans the range for both at once or for a max under a range condition.
+        order = media.c.step.desc() if last else media.c.step
+        return connection.execute(sa.select(media.c.step).where(*where, *also).order_by(order).limit(1)).scalar()
+
+    first, last = edge(last=False), edge(last=True)
+    shown = edge(media.c.step <= step, last=True) if step is not None else last
     answer: dict[str, Any] = {"first_step": first, "last_step": last, "step": shown, "count": 0, "items": []}
     if shown is None:
         return answer

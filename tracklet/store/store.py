@@ -259,7 +259,7 @@ class Store(RunDataQueries):
 
     def media_keys_of_runs(self, project: str, run_ids: list[str], retired: dict[str, dict[str, int]],
                            limit: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        """Per (run, key, kind) of the runs' media: items, steps, first and last step; and the runs
+        """Per (run, key) of the runs' media: items, steps, first and last step, kind; and the runs
         found (``tracklet.store.media.media_keys_of_runs``; ``retired``: retention's first kept steps)."""
         from tracklet.store.media import media_keys_of_runs
 

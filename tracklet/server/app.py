@@ -123,7 +123,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``max_pack_buffer_bytes`` caps the memory lent to pack uploads at once (default
     ``artifact_chunks.MAX_PACK_BUFFER_BYTES``; past it a pack gets 503 and is sent again)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
-                                 routes_compare, routes_files, routes_histograms, routes_ingest, routes_log_read, routes_media, routes_read, routes_registry,
+                                 routes_compare, routes_files, routes_histograms, routes_ingest, routes_log_read, routes_media, routes_media_compare, routes_read, routes_registry,
                                  routes_reports, routes_reproduce,
                                  routes_run_data, routes_sweeps, routes_sweeps_write,
                                  routes_table_views, routes_tables, routes_traces, routes_values)
@@ -244,7 +244,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_log_read, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
-                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_histograms,
+                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_media_compare, routes_histograms,
                    routes_values, routes_registry, routes_traces, routes_audit, routes_reproduce):
         # Nothing but these two guards may run before a sync route: they defer their blocking
         # steps to its worker call (one_hop.py), so one trip to the thread pool serves the request.

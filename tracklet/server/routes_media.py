@@ -85,12 +85,14 @@ class MediaListResponse(BaseModel):
     media: list[MediaEntry]
 
 
-def _rows(request: Request, project: str, run_id: str, key: str | None) -> list[dict[str, Any]]:
+def _rows(request: Request, project: str, run_id: str, key: str | None, digest: str | None = None) -> list[dict[str, Any]]:
+    """The run's media rows (``key``'s; with ``digest``, only those that may name it), less those
+    a retention policy retired."""
     app = request.app.state.tracklet
     paths = run_paths(app.root, project, run_id)  # 400 for a bad name
     if app.store.run(project, run_id, fields=("run_id",)) is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    rows = list(app.store.media(project, run_id, key))
+    rows = list(app.store.media(project, run_id, key) if digest is None else app.store.media_naming(project, run_id, digest))
     try:  # a retention policy applied to the run (`tracklet media prune`): its retired items are left out
         cutoffs = read_cutoffs(paths.run_dir)
     except ValueError:  # a damaged policy file: everything, as logged (the read API names the file)
@@ -132,7 +134,7 @@ def get_media_file(request: Request, project: str, run_id: str,
     """The bytes of a media file, thumbnail or mask of this run, checked against the digest."""
     if not _DIGEST.fullmatch(digest):
         raise HTTPException(status_code=400, detail="a media file is named by its sha256 (64 lowercase hex digits)")
-    rows = _rows(request, project, run_id, None)
+    rows = _rows(request, project, run_id, None, digest)  # the rows naming it, found by the database
     mime = _mime_of(rows, digest)
     if mime is None:
         raise HTTPException(status_code=404, detail=f"run {project}/{run_id} logged no media file {digest}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracklet.store.schema import Json, metadata, projects, runs
+from tracklet.store.schema import Json, metadata, project_id_of, projects, runs
 from tracklet.store.text import fit, store_text
 
 media = sa.Table(
@@ -109,5 +109,115 @@ def media_of_run(engine: sa.Engine, project: str, run_id: str, key: str | None =
     )
     if key is not None:
         stmt = stmt.where(media.c.key == key)
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(stmt).mappings()]
+
+
+# --- Across runs (the dashboard's Compare tab: docs/dashboard.md) ------------------------------------------------
+# Every query below seeks the (run_pk, key, step) index: a step slider over runs of thousands of
+# logged steps reads the items of one step per run, never a run's whole list.
+
+Retired = dict[str, dict[str, int]]  # run id -> media key -> first kept step (``media.retention``)
+
+
+def run_pks(connection: sa.Connection, project: str, run_ids: list[str]) -> dict[str, int]:
+    """The store's keys of the project's (not deleted) runs among ``run_ids``; unknown ones are absent."""
+    stmt = sa.select(runs.c.run_id, runs.c.id).where(
+        runs.c.project_id == project_id_of(project), runs.c.run_id.in_(run_ids), runs.c.deleted.is_(False))
+    return {run_id: pk for run_id, pk in connection.execute(stmt)}
+
+
+def _kept(pk_of: dict[str, int], retired: Retired) -> list[sa.ColumnElement[bool]]:
+    """Conditions leaving out the items a retention policy retired (step before the key's first kept)."""
+    gone = [sa.and_(media.c.run_pk == pk_of[run_id], media.c.key == key, media.c.step < first)
+            for run_id, cutoffs in retired.items() if run_id in pk_of for key, first in cutoffs.items()]
+    return [sa.not_(sa.or_(*gone))] if gone else []
+
+
+def media_keys_of_runs(engine: sa.Engine, project: str, run_ids: list[str], retired: Retired,
+                       limit: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The runs' store keys, and per (run, key): items, distinct steps, first and last step (read
+    from the (run_pk, key, step) index alone) and ``kind``, its last item's (one seek); at most
+    ``limit`` rows, by key then run."""
+    with engine.connect() as connection:
+        pk_of = run_pks(connection, project, run_ids)
+        if not pk_of:
+            return pk_of, []
+        grouped = (sa.select(media.c.run_pk, media.c.key, sa.func.count().label("items"),
+                             sa.func.count(sa.distinct(media.c.step)).label("steps"),
+                             sa.func.min(media.c.step).label("first_step"), sa.func.max(media.c.step).label("last_step"))
+                   .where(media.c.run_pk.in_(list(pk_of.values())), *_kept(pk_of, retired))
+                   .group_by(media.c.run_pk, media.c.key)
+                   .order_by(media.c.key, media.c.run_pk).limit(limit)).subquery()
+        last = media.alias("last_item")
+        kind = (sa.select(last.c.kind).where(last.c.run_pk == grouped.c.run_pk, last.c.key == grouped.c.key,
+                                             last.c.step == grouped.c.last_step).limit(1).scalar_subquery())
+        stmt = sa.select(grouped, kind.label("kind")).order_by(grouped.c.key, grouped.c.run_pk)
+        return pk_of, [dict(row) for row in connection.execute(stmt).mappings()]
+
+
+def media_steps(connection: sa.Connection, run_pk: int, key: str, first_kept: int) -> list[int]:
+    """The distinct steps ``key`` holds items at in a run, ascending (an index-only read)."""
+    stmt = (sa.select(media.c.step).where(media.c.run_pk == run_pk, media.c.key == key, media.c.step >= first_kept)
+            .group_by(media.c.step).order_by(media.c.step))
+    return [step for (step,) in connection.execute(stmt)]
+
+
+def media_at_step(connection: sa.Connection, run_pk: int, key: str, step: int | None, first_kept: int,
+                  offset: int, limit: int) -> dict[str, Any]:
+    """A run's items of ``key`` at the latest step at or before ``step`` (its last step when None):
+    ``step`` (None when it has none there), ``count`` (items at that step), ``first_step``,
+    ``last_step``, and ``items`` (``offset``.. ``offset + limit`` of them, by place in the list)."""
+    where = (media.c.run_pk == run_pk, media.c.key == key, media.c.step >= first_kept)
+
+    def edge(*also: sa.ColumnElement[bool], last: bool) -> int | None:
+        # ORDER BY ... LIMIT 1, not min()/max(): SQLite seeks the index for a lone min or max
+        # only, and scans the range for both at once or for a max under a range condition.
+        order = media.c.step.desc() if last else media.c.step
+        return connection.execute(sa.select(media.c.step).where(*where, *also).order_by(order).limit(1)).scalar()
+
+    first, last = edge(last=False), edge(last=True)
+    shown = edge(media.c.step <= step, last=True) if step is not None else last
+    answer: dict[str, Any] = {"first_step": first, "last_step": last, "step": shown, "count": 0, "items": []}
+    if shown is None:
+        return answer
+    at = (*where, media.c.step == shown)
+    answer["count"] = connection.execute(sa.select(sa.func.count()).where(*at)).scalar() or 0
+    stmt = (sa.select(*(c for c in media.c if c.name != "run_pk")).where(*at)
+            .order_by(media.c.idx, media.c.seq).offset(offset).limit(limit))
+    answer["items"] = [dict(row) for row in connection.execute(stmt).mappings()]
+    return answer
+
+
+def media_grid(engine: sa.Engine, project: str, run_ids: list[str], key: str, step: int | None, retired: Retired,
+               offset: int, limit: int, with_steps: bool) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The runs' store keys, and for each known run (in ``run_ids``' order) ``media_at_step``'s
+    answer with its ``run_id`` and, ``with_steps``, its ``steps`` (``media_steps``)."""
+    with engine.connect() as connection:
+        pk_of = run_pks(connection, project, run_ids)
+        answers = []
+        for run_id in run_ids:
+            if run_id not in pk_of:
+                continue
+            first_kept = retired.get(run_id, {}).get(key, 0)
+            answer = media_at_step(connection, pk_of[run_id], key, step, first_kept, offset, limit)
+            answer["run_id"] = run_id
+            answer["steps"] = media_steps(connection, pk_of[run_id], key, first_kept) if with_steps else None
+            answers.append(answer)
+        return pk_of, answers
+
+
+def media_naming(engine: sa.Engine, project: str, run_id: str, digest: str) -> list[dict[str, Any]]:
+    """A run's media rows that may name ``digest`` (as file, thumbnail or mask): the candidates
+    ``GET .../media/{digest}`` checks, found in the database rather than by reading every row of
+    the run (a run of thousands of images was read whole for each file the dashboard showed)."""
+    stmt = (
+        sa.select(*(c for c in media.c if c.name != "run_pk"))
+        .select_from(media.join(runs, runs.c.id == media.c.run_pk))
+        .where(runs.c.project_id == project_id_of(project), runs.c.run_id == run_id,
+               sa.or_(media.c.digest == digest, media.c.thumbnail == digest,
+                      sa.cast(media.c.extra, sa.Text).contains(digest, autoescape=True)))
+        .order_by(media.c.step, media.c.key, media.c.idx, media.c.seq)
+    )
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(stmt).mappings()]

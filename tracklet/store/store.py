@@ -291,6 +291,29 @@ class Store(RunDataQueries):
 
         return media_of_run(self.engine, project, run_id, key)
 
+    def media_keys_of_runs(self, project: str, run_ids: list[str], retired: dict[str, dict[str, int]],
+                           limit: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """Per (run, key) of the runs' media: items, steps, first and last step, kind; and the runs
+        found (``tracklet.store.media.media_keys_of_runs``; ``retired``: retention's first kept steps)."""
+        from tracklet.store.media import media_keys_of_runs
+
+        return media_keys_of_runs(self.engine, project, run_ids, retired, limit)
+
+    def media_grid(self, project: str, run_ids: list[str], key: str, step: int | None,
+                   retired: dict[str, dict[str, int]], *, offset: int = 0, limit: int = 8,
+                   with_steps: bool = True) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """Each run's items of ``key`` at the latest step at or before ``step``, a page of them, and
+        its steps (``tracklet.store.media.media_grid``): index seeks, never a run's whole list."""
+        from tracklet.store.media import media_grid
+
+        return media_grid(self.engine, project, run_ids, key, step, retired, offset, limit, with_steps)
+
+    def media_naming(self, project: str, run_id: str, digest: str) -> list[dict[str, Any]]:
+        """A run's media rows that may name ``digest`` (``tracklet.store.media.media_naming``)."""
+        from tracklet.store.media import media_naming
+
+        return media_naming(self.engine, project, run_id, digest)
+
     def traces(self, project: str, *, run_id: str | None = None, filters: dict[str, Any] | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
         """The project's latest traces, newest first, each with its ``spans`` (``tracklet.store.spans``),

@@ -1315,6 +1315,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/media/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The media keys some runs logged
+         * @description Each media key the runs logged, with its kinds and, per run that logged it, its kind, item
+         *     and step counts and first and last step. 404 when a run is unknown.
+         */
+        get: operations["media_keys_api_v1_projects__project__media_keys_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/media": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Several runs' media of one key at a step
+         * @description For each run, in the order given: the items of `key` at the latest step at or before
+         *     `step` (`offset`.. `offset + limit` of them, by place in the logged list; `count` says how
+         *     many there are), with the digests `GET /api/v1/runs/{project}/{run_id}/media/{digest}` serves.
+         *     A run without the key has no items, empty `steps` and a null `first_step`. 404 when a run is
+         *     unknown.
+         */
+        get: operations["media_grid_api_v1_projects__project__media_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/{project}/{run_id}/histograms": {
         parameters: {
             query?: never;
@@ -3366,6 +3411,49 @@ export interface components {
             /** Boxes */
             boxes: components["schemas"]["MediaBoxesRef"][];
         };
+        /** MediaGridResponse */
+        MediaGridResponse: {
+            /** Key */
+            key: string;
+            /** Step */
+            step: number | null;
+            /** Runs */
+            runs: components["schemas"]["RunMediaAtStep"][];
+        };
+        /** MediaKeyRun */
+        MediaKeyRun: {
+            /** Run Id */
+            run_id: string;
+            /** Kind */
+            kind: string;
+            /** Items */
+            items: number;
+            /** Steps */
+            steps: number;
+            /** First Step */
+            first_step: number;
+            /** Last Step */
+            last_step: number;
+        };
+        /** MediaKeySummary */
+        MediaKeySummary: {
+            /** Key */
+            key: string;
+            /** Kinds */
+            kinds: string[];
+            /** Runs */
+            runs: components["schemas"]["MediaKeyRun"][];
+        };
+        /**
+         * MediaKeysResponse
+         * @description The media keys of the runs, by key; `truncated`: more (run, key) pairs than were listed.
+         */
+        MediaKeysResponse: {
+            /** Keys */
+            keys: components["schemas"]["MediaKeySummary"][];
+            /** Truncated */
+            truncated: boolean;
+        };
         /**
          * MediaListResponse
          * @description The run's media, by step, then place in the logged list.
@@ -4228,6 +4316,31 @@ export interface components {
             inputs: components["schemas"]["ValueChange"][];
             /** Summary */
             summary: components["schemas"]["ValueChange"][];
+        };
+        /**
+         * RunMediaAtStep
+         * @description One run's column of the grid: the items at `step`, the latest step at or before the one
+         *     asked (null when the run has none there: see `first_step`).
+         */
+        RunMediaAtStep: {
+            /** Run Id */
+            run_id: string;
+            /** Step */
+            step: number | null;
+            /** Count */
+            count: number;
+            /** Offset */
+            offset: number;
+            /** Items */
+            items: components["schemas"]["MediaEntry"][];
+            /** First Step */
+            first_step: number | null;
+            /** Last Step */
+            last_step: number | null;
+            /** Steps */
+            steps: number[] | null;
+            /** Step Count */
+            step_count: number | null;
         };
         /** RunResponse */
         RunResponse: {
@@ -10266,6 +10379,156 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MediaRetention"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    media_keys_api_v1_projects__project__media_keys_get: {
+        parameters: {
+            query: {
+                /** @description Comma-separated run ids of this project (at most 20) */
+                runs: string;
+            };
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaKeysResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    media_grid_api_v1_projects__project__media_get: {
+        parameters: {
+            query: {
+                /** @description Comma-separated run ids of this project (at most 20) */
+                runs: string;
+                /** @description The media key */
+                key: string;
+                /** @description Show each run's latest step at or before this (default: its last) */
+                step?: number | null;
+                /** @description First item of a step's list to answer */
+                offset?: number;
+                /** @description Items per run (at most 64) */
+                limit?: number;
+                /** @description Also list each run's steps of the key (for a slider) */
+                steps?: boolean;
+            };
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaGridResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

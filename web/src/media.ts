@@ -148,7 +148,8 @@ async function plotlyItem(project: string, runId: string, item: MediaEntry): Pro
   return plotlyFrame(await (await mediaBlob(project, runId, item.digest)).text(), item.key);
 }
 
-async function itemBody(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
+/** One item's element (the run page's media card, the Compare tab's media grid). */
+export async function itemBody(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
   if (item.kind === "image") return imageItem(project, runId, item);
   if (item.kind === "plotly") return plotlyItem(project, runId, item);
   if (viewable3d(item)) return viewer3dItem(project, runId, item); // point clouds, scenes, PDB atoms (viewer3d.ts)

@@ -2,7 +2,8 @@
 // grouping by a config key or by sweep, selection) beside the charts workspace of the selected
 // runs, or the Compare tab (config diff, parallel coordinates).
 // Everything that defines the view is in the query string, so a link reproduces it: filter, q,
-// sort, cols, group, sel, tab, pc, x, smooth, zoom, log, panels, size, psize.
+// sort, cols, group, sel, tab, pc, x, smooth, zoom, log, panels, size, psize, and the Compare tab's
+// media grid's mkey and mstep.
 
 import { api, ApiError, type RunRow, type SweepSummary } from "../api";
 import { runColor } from "../colors";
@@ -164,7 +165,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   const compare = new CompareView(params.get("pc"), (metric) => setQuery({ pc: metric }), (runId) => ({
     name: known.get(runId)?.name || runId,
     color: style(runId).color,
-  }));
+  }), project);
   const tabs = (["charts", "compare"] as const).map((name) => {
     const button = h("button.tab", { "data-tab": name, text: name === "charts" ? "Charts" : "Compare" });
     button.addEventListener("click", () => showTab(name));
@@ -249,6 +250,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
     for (const button of tabs) button.classList.toggle("on", button.dataset.tab === name);
     workspace.el.hidden = name !== "charts";
     compare.el.hidden = name !== "compare";
+    compare.setVisible(name === "compare");
   }
 
   function drawGroupMenu(): void {

@@ -47,6 +47,17 @@ def _finish_leftover_runs():
     lifecycle.set_current(None)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_once_per_process_messages():
+    """W&B's layer says some warnings once a process; each test is a fresh script, so each sees
+    them again whichever test in its worker said them first."""
+    yield
+    messages = sys.modules.get("tracklet.compat.wandb._messages")
+    if messages is not None:
+        messages._warned.clear()  # type: ignore[attr-defined]
+        messages._said.clear()  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def start(root):
     """Start a quiet run (no console or environment capture) under the test's data root."""

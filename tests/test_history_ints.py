@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 import tracklet
@@ -228,3 +229,43 @@ def test_a_float_series_stores_no_more_than_before():
     _, decoded_values, decoded = B.decode_block(B.encode_points(steps, ints.astype(np.float64), logged))
     assert decoded is not None and decoded.ints.tolist() == ints.tolist() and B.decode_points(plain)[1].tolist() == values.tolist()
     assert B.as_logged(decoded_values, decoded) == ints.tolist()
+
+
+HUGE = {"above": 2**70, "below": -2**63 - 1}  # ints outside int64: the record log keeps their digits
+
+
+@pytest.mark.parametrize("mode", ["local", "served", "online"])
+def test_ints_outside_int64_read_back_exact_in_summary_config_and_history_on_every_path(root, servers, tmp_path,
+                                                                                          monkeypatch, mode):
+    """An int outside int64 (W&B's JSON keeps it exact) reads back exact from a data root, from a
+    server reading that data root and from a server an online run uploaded to: in the summary, the
+    config and the history (the store's series hold the nearest float, for charts; the history
+    takes the exact value from the server's copy of the record log). A number logged later at
+    the same step takes its place, as everywhere."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    if mode == "online":
+        server = servers(tmp_path / "srv")
+        monkeypatch.setenv("TRACKLET_MODE", "online")
+        monkeypatch.setenv("TRACKLET_BASE_URL", server.url)
+    run = wandb.init(project="p", config=dict(HUGE), settings=wandb.Settings(silent=True))
+    run.log({**HUGE, "step_int": 1}, step=0)
+    run.log({"above": 3, "below": 2**64}, step=1)
+    run.log({"above": 2**70 + 1}, step=2)
+    run.log({"above": 4}, step=2)  # the last value at a step wins
+    run.summary["nested"] = {"n": 2**70}
+    run.finish()
+    url = {"local": None, "served": lambda: servers(root).url, "online": lambda: server.url}[mode]
+    api = wandb.Api(overrides={"base_url": url()}) if url else wandb.Api()
+    found = api.run(f"p/{run.id}")
+    assert found.config == HUGE and type(found.config["above"]) is int
+    assert found.summary["above"] == 4 and found.summary["below"] == 2**64 and found.summary["nested"] == {"n": 2**70}
+    for rows in (found.history(pandas=False), list(found.scan_history())):
+        assert [(row["above"], row["below"]) for row in rows[:2]] == [(2**70, -2**63 - 1), (3, 2**64)]
+        assert rows[2]["above"] == 4 and type(rows[0]["above"]) is int
+    assert found.history()["above"].tolist() == [2**70, 3, 4]  # a pandas column of Python ints
+    own = tracklet.Api(base_url=url()) if url else tracklet.Api(root)
+    history = own.run(f"p/{run.id}").history(["above", "below"])
+    assert history["above"] == [2**70, 3, 4] and history["below"] == [-2**63 - 1, 2**64, None]
+    assert all(type(value) is int for value in history["above"])

@@ -403,7 +403,8 @@ def test_an_online_run_round_trips_through_a_server(root, servers, tmp_path):
 
     url = f"{server.url}/api/v1/runs/{run.path}/values"
     capped = httpx.get(url, params={"keys": "generated,loss,nowhere", "limit": 2}).json()["keys"]
-    assert capped == {"generated": {"steps": [0, 1], "values": [["a cat", "a dog"]] * 2, "truncated": True}}
+    assert capped == {"generated": {"steps": [0, 1], "values": [["a cat", "a dog"]] * 2, "truncated": True,
+                                    "histograms": []}}
     assert httpx.get(url, params={"keys": ","}).status_code == 400
     assert httpx.get(f"{server.url}/api/v1/runs/p/nosuchrun/values", params={"keys": "a"}).status_code == 404
 
@@ -449,6 +450,38 @@ def test_the_values_routes_kept_and_answered_values_are_bounded_by_count_and_byt
     again.history.columns.add(key=0).strings.append("last")
     texts.apply(again)
     assert kept.values[-1] == "last" and len(kept.steps) == 1000
+
+
+def test_the_values_route_keeps_histograms_and_huge_ints_and_a_number_logged_after_one_at_its_step_wins():
+    """The values route folds what the store keeps no exact series of: histograms (named by
+    position) and ints outside int64 (exact) beside strings; a number logged later at the same
+    step replaces the kept value (every reader's rule: the last value wins), so the store's
+    number is the one read; a big-int entry that is no int (a damaged log) is left out."""
+    import tracklet.server.routes_values as values
+
+    texts = values._Texts()
+    record = pb.Record()
+    for key, name in enumerate(("h", "big", "phase")):
+        record.history.new_keys.add(id=key, name=name)
+    record.history.steps.extend([0, 1, 2, 2])
+    histograms = record.history.columns.add(key=0, rows=[0, 2])
+    for counts in ([1, 2], [3, 4]):
+        histograms.histograms.add(edges=[0.0, 0.5, 1.0], counts=counts)
+    record.history.columns.add(key=0, rows=[3]).floats.append(0.25)  # after the histogram at step 2
+    record.history.columns.add(key=1, rows=[0, 1, 2]).big_ints.extend([str(2**70), "x1", str(-2**63 - 1)])
+    record.history.columns.add(key=2, rows=[1]).strings.append("train")
+    record.history.columns.add(key=2, rows=[2]).ints.append(7)  # a number at another step: nothing to replace
+    texts.apply(record)
+    answer = values._answer(texts, {"h", "big", "phase"}, limit=100).model_dump()["keys"]
+    assert answer["h"] == {"steps": [0], "values": [{"edges": [0.0, 0.5, 1.0], "counts": [1, 2], "nan_count": 0,
+                                                     "inf_count": 0}], "truncated": False, "histograms": [0]}
+    assert answer["big"] == {"steps": [0, 2], "values": [2**70, -2**63 - 1], "truncated": False, "histograms": []}
+    assert answer["phase"] == {"steps": [1], "values": ["train"], "truncated": False, "histograms": []}
+    later = pb.Record()  # a later record's number at the last kept step replaces it too
+    later.history.steps.append(2)
+    later.history.columns.add(key=1).ints.append(5)
+    texts.apply(later)
+    assert values._answer(texts, {"big"}, limit=100).keys["big"].steps == [0]
 
 
 def test_a_summary_value_the_caller_changes_changes_neither_the_run_nor_its_other_items(start):

@@ -66,8 +66,12 @@ def test_history_rows_hold_each_steps_media(api, logged, tmp_path):
     rows = list(run.scan_history())
     assert [row["_step"] for row in rows] == [0, 1, 2]
     assert rows[0]["img"]["caption"] == "step 0"
-    if "base_url" not in api.settings:  # a server's history API serves histograms rebinned, on their own route
-        assert rows[0]["h"]["_type"] == "histogram" and rows[1]["h"]["values"] != rows[0]["h"]["values"]
+    for step, row in zip(range(2), rows):  # as logged, not the dashboard's rebinned histograms
+        logged = wandb.Histogram([1.0, 2.0, 3.0, float(step)], num_bins=4)
+        assert row["h"] == {"_type": "histogram", "values": list(logged.histogram), "bins": list(logged.bins)}
+    assert "h" not in rows[2]
+    assert [row["h"]["values"] for row in run.history(keys=["h"], pandas=False)] == [rows[0]["h"]["values"],
+                                                                                       rows[1]["h"]["values"]]
     assert rows[1]["preds"]["_type"] == "table-file" and "preds" not in rows[0]
     assert rows[2]["pair"]["_type"] == "images/separated" and "loss" not in rows[2] and "img" not in rows[2]
     images = run.history(keys=["img"], pandas=False)
@@ -80,9 +84,12 @@ def test_history_rows_hold_each_steps_media(api, logged, tmp_path):
     assert [row["loss"] for row in run.history(keys=["loss"], pandas=False)] == [1.0, 0.5]
 
 
-def test_tracklets_own_api_keeps_its_values_and_update_saves_no_media(root, logged):
+def test_tracklets_own_api_keeps_its_values_and_update_saves_no_media(root, logged, servers):
     own = tracklet.Api(root).run(logged)
     assert "img" not in own.summary and isinstance(own.summary["h"], Histogram)
+    histograms = own.history(["h"])["h"]
+    assert [isinstance(h, Histogram) for h in histograms] == [True, True, False] and histograms[2] is None
+    assert tracklet.Api(base_url=servers(root).url).run(logged).history(["h"])["h"] == histograms  # a server's too
     run = wandb.Api().run(logged)
     run.summary["note"] = "checked"
     run.update()

@@ -92,6 +92,19 @@ def _as_logged(data: dict[str, Any]) -> list[Any]:
     return values
 
 
+def _with_histograms(data: dict[str, Any]) -> list[Any]:
+    """A ``values`` answer's values, the histograms it names (``histograms``: positions) as
+    ``Histogram``; a server older than that field gives none."""
+    from tracklet.core.values import Histogram
+
+    values = data["values"]
+    for at in data.get("histograms") or ():
+        item = values[at]
+        values[at] = Histogram._raw([float_from_json(edge) for edge in item["edges"]], list(item["counts"]),
+                                    int(item.get("nan_count", 0)), int(item.get("inf_count", 0)))
+    return values
+
+
 def read_retry() -> RetryPolicy:
     """Reads retry what can't reach the server a few times, briefly: a caller is waiting."""
     from tracklet.client.http import RetryPolicy
@@ -166,9 +179,10 @@ class RemoteRun:
         """Every value of ``keys`` (default: all), as columns aligned on ``_step`` like the local
         ``RecordedRun.history``, with ``_timestamp`` and ``_runtime`` (seconds since the run's start);
         ``None`` where a step has no value for a key.
-        Numbers come from the server's store, strings and structured values (logged lists) from its
-        copy of the record log (at most 10,000 per key; NaN inside a list reads as ``"NaN"``: the
-        JSON policy); histograms are not included (``histograms`` on the server's API)."""
+        Numbers come from the server's store; strings, structured values (logged lists), histograms
+        (``Histogram``, as the record log's reader gives them) and ints outside int64 (exact; the
+        store's series hold the nearest float) from its copy of the record log (at most 10,000 per
+        key; NaN inside a list reads as ``"NaN"``: the JSON policy)."""
         names = list(keys) if keys is not None else self.keys()
         wanted = ["_timestamp", *names]
         data = self._http.get_json(f"/api/v1/runs/{self.path}/history", keys=",".join(wanted), buckets=0)
@@ -184,17 +198,17 @@ class RemoteRun:
                         for step, value in zip(series[name]["steps"], _as_logged(series[name]))}
                        if name in series else {})
             if name in texts:
-                by_step.update(zip(texts[name]["steps"], texts[name]["values"]))
+                by_step.update(zip(texts[name]["steps"], _with_histograms(texts[name])))
             history[name] = [by_step.get(step) for step in steps]
             if name == TIMESTAMP:
                 history[RUNTIME] = _runtimes(history[TIMESTAMP], self.created_at)
         return history
 
     def _texts(self, names: Sequence[str]) -> dict[str, Any]:
-        """The strings and structured values of ``names`` (the server's ``values`` route), a
-        hundred keys a request. The numbers were read already: a server older than the route
-        (404), or one that fails to answer it, gives them alone, with a warning for a failure;
-        a key the server gave only its first values of is named in a warning."""
+        """The strings, structured values, histograms and ints outside int64 of ``names`` (the
+        server's ``values`` route), a hundred keys a request. The numbers were read already: a
+        server older than the route (404), or one that fails to answer it, gives them alone, with
+        a warning for a failure; a key the server gave only its first values of is named in a warning."""
         import warnings
 
         found: dict[str, Any] = {}

@@ -1406,9 +1406,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * History keys' strings and structured values over steps
-         * @description The strings and structured values logged under `keys` (numbers: the `history` route), at
-         *     most `limit` per key and 16 MiB in all, in step order; `truncated`: the key has more.
+         * History keys' strings, structured values, histograms and ints outside int64 over steps
+         * @description The strings, structured values, histograms and ints outside int64 logged under `keys`
+         *     (other numbers: the `history` route), at most `limit` per key and 16 MiB in all, in step
+         *     order; `truncated`: the key has more.
          */
         get: operations["get_values_api_v1_runs__project___run_id__values_get"];
         put?: never;
@@ -3173,8 +3174,12 @@ export interface components {
         };
         /**
          * KeyValues
-         * @description One key's strings and structured values: `values[i]` was logged at `steps[i]`. Structured
-         *     values are JSON arrays (NaN and ±inf in them as the strings "NaN", "Infinity", "-Infinity").
+         * @description One key's strings, structured values, histograms and ints outside int64: `values[i]` was
+         *     logged at `steps[i]`. Structured values are JSON arrays (NaN and ±inf in them as the strings
+         *     "NaN", "Infinity", "-Infinity"); an int outside int64 is a JSON integer (exact: parse it as a
+         *     big integer); `histograms` lists the positions in `values` that hold a histogram, an object
+         *     `{"edges", "counts", "nan_count", "inf_count"}` (a JSON array at any other position is a
+         *     structured value).
          */
         KeyValues: {
             /** Steps */
@@ -3183,6 +3188,11 @@ export interface components {
             values: unknown[];
             /** Truncated */
             truncated: boolean;
+            /**
+             * Histograms
+             * @default []
+             */
+            histograms: number[];
         };
         /**
          * LineageEdge

@@ -484,6 +484,29 @@ def test_the_values_route_keeps_histograms_and_huge_ints_and_a_number_logged_aft
     assert values._answer(texts, {"big"}, limit=100).keys["big"].steps == [0]
 
 
+def test_histograms_kept_by_the_values_route_have_a_budget_of_their_own(monkeypatch):
+    """Many histograms (``wandb.watch`` logs one per parameter) fill their own budget, never the
+    strings': past it a histogram key is truncated and the run's strings are still all kept."""
+    import tracklet.server.routes_values as values
+
+    monkeypatch.setattr(values, "HISTOGRAM_KEPT_BYTES", 10 * (values._histogram_size(pb.Histogram(
+        edges=[0.0, 1.0], counts=[1])) + values.ENTRY_BYTES))
+    texts = values._Texts()
+    record = pb.Record()
+    record.history.new_keys.add(id=0, name="grad")
+    record.history.new_keys.add(id=1, name="phase")
+    record.history.steps.extend(range(50))
+    column = record.history.columns.add(key=0)
+    for step in range(50):
+        column.histograms.add(edges=[0.0, 1.0], counts=[step])
+    record.history.columns.add(key=1).strings.extend([f"p{step}" for step in range(50)])
+    texts.apply(record)
+    answer = values._answer(texts, {"grad", "phase"}, limit=100).keys
+    assert answer["grad"].steps == list(range(10)) and answer["grad"].truncated
+    assert [value["counts"] for value in answer["grad"].values] == [[step] for step in range(10)]
+    assert answer["phase"].values == [f"p{step}" for step in range(50)] and not answer["phase"].truncated
+
+
 def test_a_summary_value_the_caller_changes_changes_neither_the_run_nor_its_other_items(start):
     """W&B's ``[[], [], ...]`` is recorded with one shared empty list; what ``run.summary`` hands out
     is the caller's own copy at every level."""

@@ -8,14 +8,15 @@ from its record log.
 Read out of the run's record log through ``log_fold.LogFolds`` (the log source's windows, the
 limits every reader applies: a structured value is at most ``MAX_STRUCTURED_BYTES``), kept per log
 with the offset reached, so a request reads only what the log gained since the last one. What is
-kept of a log is bounded (``KEPT_BYTES``: the first values in log order; a key past it is
-``truncated``), and so is each answer: at most ``limit`` values per key and ``MAX_BYTES`` in all.
+kept of a log is bounded (``KEPT_BYTES``, and ``HISTOGRAM_KEPT_BYTES`` for histograms apart: the
+first values in log order; a key past it is ``truncated``), and so is each answer: at most ``limit`` values per key and ``MAX_BYTES`` in all.
 Rows logged at one step are merged as every reader merges them (the last value wins; a number
 logged after one of these at the same step takes its place, so that step is left to the store's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import HTTPException, Query, Request
@@ -30,6 +31,7 @@ router = bounded_router(prefix="/api/v1/runs", tags=["read"])
 MAX_KEYS = 100
 MAX_BYTES = 16 << 20  # per answer: values' characters or encoded bytes, plus ENTRY_BYTES each
 KEPT_BYTES = 32 << 20  # per log kept (LogFolds keeps 8): the same measure
+HISTOGRAM_KEPT_BYTES = 16 << 20  # histograms per log kept, apart (a histogram's measure: about its JSON's length)
 ENTRY_BYTES = 64  # what one kept (step, value) costs beside its text: an int, a str, list slots
 
 
@@ -54,7 +56,9 @@ class ValuesResponse(BaseModel):
 
 
 class _Kept:
-    """One key's (step, value, size, is a histogram) in step order as logged, rows at one step merged."""
+    """One key's (step, value, size, is a histogram) in step order as logged, rows at one step
+    merged. A histogram is kept as its serialized message (what it costs in memory), made JSON
+    when it is answered."""
 
     __slots__ = ("steps", "values", "sizes", "histograms", "truncated")
 
@@ -65,94 +69,104 @@ class _Kept:
         self.histograms: list[bool] = []
         self.truncated = False
 
-    def drop_last(self) -> int:
-        """Let the last value go (a number logged after it at its step); the size it freed."""
-        self.steps.pop()
-        self.values.pop()
-        self.histograms.pop()
-        return self.sizes.pop()
-
 
 _NUMBERS = ("floats", "ints", "bools")  # the fields of a Column the store keeps exact series of
-_NUMBER = object()  # an item that is a number: it ends a kept value at its step (the last value wins)
+_TEXT, _VALUE, _HISTOGRAM, _BIG_INT, _NUMBER = range(5)  # kinds of item; a number ends a kept value at its step
+
+
+def _histogram_size(message: Any) -> int:
+    """What a histogram counts against the budgets: about its JSON's length (an edge as a float's
+    text, a count as an int's), more than its serialized message held in memory."""
+    return 24 * len(message.edges) + 12 * len(message.counts)
 
 
 class _Texts:
-    """The fold of a log: key names by id, and every key's strings and structured values, at most
-    ``KEPT_BYTES`` of them."""
+    """The fold of a log: key names by id, and every key's strings, structured values and ints
+    outside int64 (at most ``KEPT_BYTES`` of them) and histograms (``HISTOGRAM_KEPT_BYTES``: a
+    run's many histograms never crowd its strings out)."""
 
     def __init__(self) -> None:
         self.ids: dict[int, str] = {}
         self.kept: dict[str, _Kept] = {}
-        self.budget = KEPT_BYTES
+        self.budgets = {False: KEPT_BYTES, True: HISTOGRAM_KEPT_BYTES}  # by "is a histogram"
 
     def apply(self, record: Any) -> None:
-        from tracklet.core.jsonsafe import json_safe
-        from tracklet.core.values import from_value_message, histogram_from_message, parse_big_int
-
         if record.WhichOneof("kind") != "history":
             return
         batch = record.history
         for definition in batch.new_keys:
             self.ids[definition.id] = definition.name
         steps = batch.steps
-        pairs: dict[str, list[tuple[int, Any, int, bool]]] = {}
+        pairs: dict[str, list[tuple[int, Any, int, int]]] = {}  # name -> (row, item, size, kind)
         numbers: list[tuple[str, Any]] = []
         for column in batch.columns:
             name = self.ids.get(column.key)
             if name is None:
                 continue
+            sizes: Iterable[int]
             if len(column.strings):
-                data: Any = column.strings
-                convert: Any = lambda text: (text, len(text))  # noqa: E731
+                data, kind, sizes = column.strings, _TEXT, map(len, column.strings)
             elif len(column.values):
-                data = column.values
-                convert = lambda value: (json_safe(from_value_message(value)), value.ByteSize())  # noqa: E731
+                data, kind, sizes = column.values, _VALUE, (value.ByteSize() for value in column.values)
             elif len(column.histograms):
-                data = column.histograms
-                convert = lambda message: (json_safe(histogram_from_message(message)), message.ByteSize())  # noqa: E731
+                data, kind, sizes = column.histograms, _HISTOGRAM, map(_histogram_size, column.histograms)
             elif len(column.big_ints):
-                data = column.big_ints
-                convert = lambda text: (parse_big_int(text), len(text))  # noqa: E731 - None: not an int, left out
+                data, kind, sizes = column.big_ints, _BIG_INT, map(len, column.big_ints)
             else:
                 numbers.append((name, column))
                 continue
-            histogram = data is column.histograms
             rows = list(column.rows) if len(column.rows) else range(len(data))
-            found = pairs.setdefault(name, [])
-            for row, item in zip(rows, data):
-                value, size = convert(item)
-                if value is not None:
-                    found.append((row, value, size + ENTRY_BYTES, histogram))
+            pairs.setdefault(name, []).extend(
+                (row, item, size + ENTRY_BYTES, kind) for row, item, size in zip(rows, data, sizes))
         for name, column in numbers:  # only a key holding some of these values: its numbers' steps
             if name in pairs or name in self.kept:
                 field = next((field for field in _NUMBERS if len(getattr(column, field))), None)
                 count = len(getattr(column, field)) if field else 0
                 rows = list(column.rows) if len(column.rows) else range(count)
-                pairs.setdefault(name, []).extend((row, _NUMBER, 0, False) for row in rows)
+                pairs.setdefault(name, []).extend((row, None, 0, _NUMBER) for row in rows)
         for name, items in pairs.items():
             kept = self.kept.get(name)
             if kept is None:
                 kept = self.kept[name] = _Kept()
-            for row, value, size, histogram in sorted(items, key=lambda item: item[0]):
-                step = int(steps[row])
-                merged = bool(kept.steps) and kept.steps[-1] == step  # rows at one step: the last value wins
-                if value is _NUMBER:
-                    if merged:
-                        self.budget += kept.drop_last()
-                    continue
-                if size - (kept.sizes[-1] if merged else 0) > self.budget or (kept.truncated and not merged):
-                    kept.truncated = True
-                    continue
-                if merged:
-                    self.budget += kept.sizes[-1] - size
-                    kept.values[-1], kept.sizes[-1], kept.histograms[-1] = value, size, histogram
-                else:
-                    self.budget -= size
-                    kept.steps.append(step)
-                    kept.values.append(value)
-                    kept.sizes.append(size)
-                    kept.histograms.append(histogram)
+            for row, item, size, kind in sorted(items, key=lambda item: item[0]):
+                self._keep(kept, int(steps[row]), item, size, kind)
+
+    def _keep(self, kept: _Kept, step: int, item: Any, size: int, kind: int) -> None:
+        """One item of a key, in log order; converted only when it is kept."""
+        from tracklet.core.jsonsafe import json_safe
+        from tracklet.core.values import from_value_message, parse_big_int
+
+        merged = bool(kept.steps) and kept.steps[-1] == step  # rows at one step: the last value wins
+        if merged:  # what the step's kept value frees, whatever replaces it
+            self.budgets[kept.histograms[-1]] += kept.sizes[-1]
+        histogram = kind == _HISTOGRAM
+        value: Any = None
+        if kind != _NUMBER and not (kept.truncated and not merged) and size <= self.budgets[histogram]:
+            if kind == _TEXT:
+                value = item
+            elif kind == _VALUE:
+                value = json_safe(from_value_message(item))
+            elif kind == _HISTOGRAM:
+                value = item.SerializeToString()
+            else:
+                value = parse_big_int(item)  # None for an entry that is no int (a damaged log): left out
+        elif kind != _NUMBER:
+            kept.truncated = True
+        if value is None:  # a number, or nothing kept: a merged step's value goes (the store's, or none)
+            if merged:
+                kept.steps.pop()
+                kept.values.pop()
+                kept.sizes.pop()
+                kept.histograms.pop()
+            return
+        self.budgets[histogram] -= size
+        if merged:
+            kept.values[-1], kept.sizes[-1], kept.histograms[-1] = value, size, histogram
+        else:
+            kept.steps.append(step)
+            kept.values.append(value)
+            kept.sizes.append(size)
+            kept.histograms.append(histogram)
 
 
 _FOLDS: LogFolds[_Texts] = LogFolds(_Texts, _Texts.apply, size=8)
@@ -161,6 +175,10 @@ _FOLDS: LogFolds[_Texts] = LogFolds(_Texts, _Texts.apply, size=8)
 def _answer(texts: _Texts, names: set[str], limit: int) -> ValuesResponse:
     """The asked keys' first values, at most ``limit`` each and ``MAX_BYTES`` in all (copies: the
     fold goes on as the log grows)."""
+    from tracklet.core.jsonsafe import json_safe
+    from tracklet.core.values import histogram_from_message
+    from tracklet.proto import records_pb2 as pb
+
     budget = MAX_BYTES
     found: dict[str, KeyValues] = {}
     for name in sorted(names):
@@ -173,9 +191,12 @@ def _answer(texts: _Texts, names: set[str], limit: int) -> ValuesResponse:
                 break
             budget -= size
             count += 1
-        found[name] = KeyValues(steps=kept.steps[:count], values=kept.values[:count],
-                                truncated=kept.truncated or count < len(kept.steps),
-                                histograms=[at for at in range(count) if kept.histograms[at]])
+        positions = [at for at in range(count) if kept.histograms[at]]
+        values = kept.values[:count]
+        for at in positions:
+            values[at] = json_safe(histogram_from_message(pb.Histogram.FromString(values[at])))
+        found[name] = KeyValues(steps=kept.steps[:count], values=values,
+                                truncated=kept.truncated or count < len(kept.steps), histograms=positions)
     return ValuesResponse(keys=found)
 
 

@@ -440,38 +440,47 @@ def test_an_interrupt_landing_on_any_line_of_one_runs_finish_leaves_the_other_re
     assert target > 20
 
 
-def test_a_function_trial_ends_the_runs_it_started_and_leaves_the_scripts_own_run(root, monkeypatch):
-    """``wandb.agent(function=...)`` in this process: each trial ends its current run and every run
-    the function left live (W&B's agent tears them down), tagged by the trial's config; a run the
-    script started before the agent goes on recording across trials."""
+@pytest.mark.parametrize("reinit", ["default", "create_new"])
+def test_a_function_trial_starts_with_no_live_run_and_ends_the_runs_it_started(root, monkeypatch, reinit):
+    """``wandb.agent(function=...)`` in this process, as W&B's agent: before each trial it tears
+    the session down (``wandb.teardown()``), which finishes every live run with exit code 0, so a
+    run the script started before the agent ends (finished, what it logged kept) as the first
+    trial starts, and the trial's ``wandb.init()`` records the trial's run with its config
+    instead of returning the script's run (W&B's default ``return_previous``). Each trial ends
+    its current run and every run the function left live, tagged by the trial's config."""
     pytest.importorskip("optuna", reason="pip install 'tracklet[sweeps]'")
     import tracklet.compat.wandb as wandb
 
     monkeypatch.setenv("TRACKLET_DIR", str(root))
     settings = wandb.Settings(console="off", x_disable_stats=True, disable_git=True)
-    outer = wandb.init(project="agent", settings=settings, reinit="create_new")
+    outer = wandb.init(project="agent", settings=settings, reinit=reinit)
+    outer.log({"before": 1})
     sweep_id = wandb.sweep({"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
                             "parameters": {"lr": {"values": [0.1, 0.2]}}}, project="agent")
     left_live = []
 
     def train() -> None:
-        trial = wandb.init(settings=settings, reinit="create_new")  # the trial's run, though not wandb.run
+        assert outer._run.finished  # ended before the trial started
+        trial = wandb.init(settings=settings)  # the trial's run: no run is live to return
         side = wandb.init(project="agent-side", settings=settings, reinit="create_new")
         trial.log({"loss": trial.config["lr"]})
         side.log({"seen": trial.config["lr"]})
-        outer.log({"lr": trial.config["lr"]})
         left_live.append((trial, side))
 
     wandb.agent(sweep_id, function=train, count=2)
-    assert len(left_live) == 2
+    assert len(left_live) == 2 and left_live[0][0] is not outer
     for trial, side in left_live:
         assert trial._run.finished and side._run.finished
         assert trial._run._sweep_trial and not side._run._sweep_trial
         assert read(trial._run).history(["loss"])["loss"] == [trial._run.config["lr"]]
         assert f"sweep:{sweep_id}" in read(trial._run).tags and read(side._run).tags == []
-    assert not outer._run.finished
-    outer.finish()
-    assert sorted(read(outer._run).history(["lr"])["lr"]) == [0.1, 0.2]
+    assert sorted(trial._run.config["lr"] for trial, _ in left_live) == [0.1, 0.2]
+    recorded = read(outer._run)
+    assert recorded.state == "finished" and recorded.exit_code == 0 and recorded.history(["before"])["before"] == [1]
+    assert f"sweep:{sweep_id}" not in recorded.tags and "lr" not in recorded.config
+    assert wandb.run is None
+    with pytest.warns(tracklet.TrackletWarning, match="this run has finished"):
+        outer.log({"after": 1})  # not recorded: the run ended, as its W&B run was torn down
 
 
 def test_starting_a_run_that_is_live_in_this_process_again_is_refused_naming_it(start):

@@ -1,7 +1,9 @@
 """The agent: take a trial, run it, report how it ended, again.
 
 ``Agent.run_commands()`` starts the sweep's command per trial (``tracklet agent``);
-``Agent.run_function(f)`` calls ``f`` in this process per trial (``wandb.agent(function=f)``).
+``Agent.run_function(f)`` calls ``f`` in this process per trial (``wandb.agent(function=f)``),
+each trial starting with no run live in the process (a live one is finished first, as W&B's
+agent tears its session down before each trial) and ending every run the function left live.
 Either way, while a trial runs a heartbeat thread renews its lease every ``ttl/3`` seconds; a
 lease found lost (the trial was declared lapsed) stops the trial's process. The trial's process
 gets ``TRACKLET_SWEEP_ID``, ``TRACKLET_SWEEP_TRIAL`` and ``TRACKLET_DIR``, so ``tracklet.init()``
@@ -476,9 +478,16 @@ class Agent:
     def _execute_function(self, function: Callable[[], Any], lease: Lease) -> tuple[int, str | None]:
         from tracklet.core import lifecycle
 
+        # W&B's agent tears its session down before each trial (``wandb.teardown()``), which
+        # finishes every run live in the process with exit code 0: a script's own run started
+        # before ``wandb.agent`` (``create_new`` ones too) ends as the first trial starts, and the
+        # trial's ``wandb.init()`` starts the trial's run instead of returning that one.
+        for live in lifecycle.live_runs():
+            self.log(f"finishing run {live.path} before trial {lease.trial}: a function trial starts with no "
+                     "run live in the process, as W&B's agent tears every run down (docs/sweeps.md)")
+            live.finish(0)
         saved = {key: os.environ.get(key) for key in self._trial_env(lease)}
         os.environ.update(self._trial_env(lease))
-        live_before = lifecycle.live_runs()
         code, error = 0, None
         pruned = False
         try:
@@ -497,11 +506,10 @@ class Agent:
             self._function_running.clear()  # also when TrialPruned landed before the inner finally's lock
             if self._stop_sent.get(lease.trial):
                 self._function_pruned[lease.trial] = pruned
-            # The trial ends its runs, as W&B's agent's teardown does: the current run and every
-            # run the function started and left live (create_new ones); a run live before the
-            # agent called the function (a script's own run around wandb.agent) goes on.
+            # The trial ends its runs, as W&B's agent's teardown does: every run the function
+            # started and left live (create_new ones too); none was live before it.
             current = lifecycle.current()
-            ending = [run for run in lifecycle.live_runs() if run not in live_before]
+            ending = lifecycle.live_runs()
             if current is not None and current not in ending:
                 ending.append(current)
             if pruned:

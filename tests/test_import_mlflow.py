@@ -488,9 +488,11 @@ def test_a_tracking_servers_runs_import_with_their_proxied_artifacts(tracking_se
     assert (Path(artifact.download(str(tmp_path / "out"))) / "model" / "weights.bin").read_bytes() == WEIGHTS
 
 
-def test_artifacts_that_cannot_be_fetched_are_a_warning_and_the_run_imports(tmp_path: Path) -> None:
-    """An experiment whose artifacts live where this machine can't read them (an FTP server that
-    isn't there, on loopback): the run imports without them, and says so."""
+@pytest.mark.parametrize("fetch", [False, True])
+def test_artifacts_that_cannot_be_fetched_are_a_warning_and_the_run_imports(fetch: bool, tmp_path: Path) -> None:
+    """An experiment whose artifacts live on a remote store (an FTP server that isn't there, on
+    loopback): not fetched by default, and unreachable with --fetch-remote-artifacts; either way the
+    run imports without them, and says so (the credentials in the location not repeated)."""
     database = tmp_path / "mlflow.db"
     client = MlflowClient(tracking_uri=f"sqlite:///{database}")
     experiment = client.create_experiment("e", artifact_location="ftp://user:secret@127.0.0.1:9/artifacts")
@@ -499,10 +501,11 @@ def test_artifacts_that_cannot_be_fetched_are_a_warning_and_the_run_imports(tmp_
     client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        [result] = import_mlflow(database, root=tmp_path / "root")
+        [result] = import_mlflow(database, root=tmp_path / "root", fetch_remote_artifacts=fetch)
     assert result.status == "imported"
     [message] = [m for m in result.warnings if "artifact files" in m]
     assert "not imported" in message and "secret" not in message
+    assert ("--fetch-remote-artifacts" in message) is not fetch
     imported = tracklet.Api(tmp_path / "root").run(f"e/{run.info.run_id}")
     assert imported.summary == {"loss": 0.5} and imported.logged_artifacts == []
 
@@ -618,3 +621,4 @@ def test_an_experiment_meta_yaml_that_is_a_link_to_a_device_is_a_clear_error(tmp
     with pytest.raises(SourceError, match=f"experiment {evil} can't be read: .*meta.yaml is not a regular file"):
         import_mlflow(location, root=tmp_path / "root")
     assert not (tmp_path / "root").exists()
+

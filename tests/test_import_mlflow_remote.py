@@ -190,6 +190,27 @@ def test_a_url_a_store_names_is_never_asked_without_the_option(recorder: Recorde
     assert recorder.requests == []
 
 
+def test_a_databases_mlflow_artifacts_location_names_no_server_to_ask(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database copied from a tracking server holds `mlflow-artifacts:/...` locations without a host:
+    MLflow would ask whichever server the process's tracking URI names. Not fetched, even with the
+    option; the warning says to import from the server."""
+    database = tmp_path / "mlflow.db"
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
+    run = client.create_run(client.create_experiment("e"), start_time=T0, run_name="served")
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 1)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?",
+                           (f"mlflow-artifacts:/1/{run.info.run_id}/artifacts", run.info.run_id))
+    connection.close()
+    for fetch in (False, True):
+        [result] = imported(database, tmp_path / f"root-{fetch}", fetch_remote_artifacts=fetch)
+        [message] = result.warnings
+        assert result.status == "imported" and "without naming the server" in message
+        assert "tracklet import mlflow http://" in message
+
+
 def test_one_unreachable_location_costs_that_runs_files_only(s3: str, tmp_path: Path) -> None:
     """With the option, a run whose bucket doesn't exist imports without its files, saying so;
     the other run's files import; nothing fails the import."""

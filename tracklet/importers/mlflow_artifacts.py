@@ -137,11 +137,16 @@ def check_fetchable(source: Any, location: str, what: str) -> None:
     ``--fetch-remote-artifacts`` (``source.fetch_remote``)."""
     parsed = urlparse(location)
     scheme = parsed.scheme.lower()
+    host = parsed.netloc.lower()
+    if scheme == "mlflow-artifacts" and not host and source.kind != "http":
+        # MLflow would ask whichever server the process's tracking URI names: not this store's
+        raise ArtifactRootRefused(f"{what}: artifact files not imported: {redact_url(location)} names a tracking "
+                                  "server's artifact store without naming the server; import from that server "
+                                  "(tracklet import mlflow http://HOST:PORT) to fetch them through it")
     if scheme in LOCAL_SCHEMES or getattr(source, "fetch_remote", False):
         return
     allow = f"if you trust this store with that, pass {FETCH_OPTION} (fetch_remote_artifacts=True in Python)"
     if scheme == "mlflow-artifacts" and source.kind == "http":
-        host = parsed.netloc.lower()
         if not host or host == urlparse(source.uri).netloc.lower():
             return  # through the server this import reads from
         raise RemoteNotFetched(f"{what}: artifact files not imported: {redact_url(location)} names another server "

@@ -392,7 +392,10 @@ class MlflowSource:
             found.files = remote_files(found.repository)
         except ArtifactRootRefused as error:  # refused or not fetched: the message says it all
             found.missing = str(error)
-        except Exception as error:  # an artifact store this machine can't reach (s3:// without boto3, say)
+        except ImportError as error:  # MLflow's client of that store needs a library (gs:// without google-cloud-storage)
+            found.missing = (f"artifact files ({found.location}) not imported: reading {urlparse(uri).scheme}: locations "
+                             f"needs the Python module {error.name or _short(error)!r}, which is not installed")
+        except Exception as error:  # an artifact store this machine can't reach
             found.missing = f"artifact files ({found.location}) not imported: {type(error).__name__}: {_short(error)}"
         if found.missing:
             found.directory, found.repository, found.files = None, None, []

@@ -161,16 +161,11 @@ def check_fetchable(source: Any, location: str, what: str) -> None:
 def repository(source: Any, location: str) -> Any:
     """MLflow's artifact repository for a remote ``location`` checked by ``check_fetchable``
     (``mlflow-artifacts:`` resolved against the source server). A scheme whose client library is
-    missing (``s3://`` without ``boto3``) is a ``LookupError`` that says which to install."""
+    missing (``s3://`` without ``boto3``) raises ``ImportError`` here or when it is used."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     tracking_uri = source.uri if source.kind == "http" else None
-    try:
-        repo = get_artifact_repository(location, tracking_uri=tracking_uri)
-    except ImportError as error:
-        raise LookupError(f"reading {urlparse(location).scheme}: locations needs {error.name or error} "
-                          f"(pip install {error.name or 'it'})") from None
-    return repo
+    return get_artifact_repository(location, tracking_uri=tracking_uri)
 
 
 def remote_files(repo: Any, limit: int = 1_000_000) -> list[tuple[str, int]]:

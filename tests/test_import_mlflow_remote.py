@@ -188,6 +188,13 @@ def test_a_url_a_store_names_is_never_asked_without_the_option(recorder: Recorde
         [message] = results[name].warnings
         assert f"run {run_id}" in message and location in message and "--fetch-remote-artifacts" in message
     assert recorder.requests == []
+    assert all(result.without_artifacts for result in results.values())
+
+    outcome = CliRunner().invoke(main, ["--dir", str(tmp_path / "root"), "import", "mlflow", str(database), "-q"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "0 run(s) imported, 4 already there" in outcome.output
+    assert "4 run(s) without their artifact files (the warnings above say why): e/" in outcome.output
+    assert recorder.requests == []
 
 
 def test_a_databases_mlflow_artifacts_location_names_no_server_to_ask(tmp_path: Path,

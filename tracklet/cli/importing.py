@@ -61,6 +61,10 @@ def _run_import(ctx: click.Context, label: str,
     click.echo(f"{counts['imported']} run(s) imported, {counts['unchanged'] + counts['changed']} already there"
                + (f", {counts['completed']} given their artifact files" if counts["completed"] else "")
                + (f", {counts['skipped']} skipped" if counts["skipped"] else ""))
+    left = [result.path for result in results if getattr(result, "without_artifacts", False)]
+    if left:
+        click.echo(f"{len(left)} run(s) without their artifact files (the warnings above say why): "
+                   + ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else ""))
     models = getattr(results, "models", None)
     if models:
         _report_models(models)

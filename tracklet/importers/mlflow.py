@@ -792,6 +792,7 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
         result.status = status
         if found.missing and status != "changed" and not had_files:
             result.warnings.append(found.missing)  # still without its files: say so each time
+            result.without_artifacts = True
         return result
     keys = source.metric_keys(run)
     page = max(MIN_PAGE_POINTS, min(PAGE_POINTS, POINTS_IN_MEMORY // max(1, len(keys))))
@@ -841,6 +842,7 @@ def import_run(source: MlflowSource, run: Any, root: Path, project: str, progres
                                f"key; tracklet keeps one value per key and step: the later one")
     if found.missing:
         result.warnings.append(found.missing)
+        result.without_artifacts = True
     if info.status not in EXIT_CODES:
         result.warnings.append(f"MLflow run status {info.status}: imported without an exit (it reads as crashed)")
     for key, why in dropped.items():

@@ -72,6 +72,7 @@ class ImportedRun:
     points: int = 0
     rows: int = 0
     warnings: list[str] = dataclasses.field(default_factory=list)
+    without_artifacts: bool = False  # MLflow: the run's artifact files couldn't be read (a warning says why)
 
 
 def read_marker(paths: RunPaths) -> dict[str, Any] | None:

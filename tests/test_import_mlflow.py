@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import sqlite3
 import tracemalloc
@@ -488,9 +489,11 @@ def test_a_tracking_servers_runs_import_with_their_proxied_artifacts(tracking_se
     assert (Path(artifact.download(str(tmp_path / "out"))) / "model" / "weights.bin").read_bytes() == WEIGHTS
 
 
-def test_artifacts_that_cannot_be_fetched_are_a_warning_and_the_run_imports(tmp_path: Path) -> None:
-    """An experiment whose artifacts live where this machine can't read them (an FTP server that
-    isn't there, on loopback): the run imports without them, and says so."""
+@pytest.mark.parametrize("fetch", [False, True])
+def test_artifacts_that_cannot_be_fetched_are_a_warning_and_the_run_imports(fetch: bool, tmp_path: Path) -> None:
+    """An experiment whose artifacts live on a remote store (an FTP server that isn't there, on
+    loopback): not fetched by default, and unreachable with --fetch-remote-artifacts; either way the
+    run imports without them, and says so (the credentials in the location not repeated)."""
     database = tmp_path / "mlflow.db"
     client = MlflowClient(tracking_uri=f"sqlite:///{database}")
     experiment = client.create_experiment("e", artifact_location="ftp://user:secret@127.0.0.1:9/artifacts")
@@ -499,10 +502,11 @@ def test_artifacts_that_cannot_be_fetched_are_a_warning_and_the_run_imports(tmp_
     client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        [result] = import_mlflow(database, root=tmp_path / "root")
+        [result] = import_mlflow(database, root=tmp_path / "root", fetch_remote_artifacts=fetch)
     assert result.status == "imported"
     [message] = [m for m in result.warnings if "artifact files" in m]
     assert "not imported" in message and "secret" not in message
+    assert ("--fetch-remote-artifacts" in message) is not fetch
     imported = tracklet.Api(tmp_path / "root").run(f"e/{run.info.run_id}")
     assert imported.summary == {"loss": 0.5} and imported.logged_artifacts == []
 
@@ -618,3 +622,90 @@ def test_an_experiment_meta_yaml_that_is_a_link_to_a_device_is_a_clear_error(tmp
     with pytest.raises(SourceError, match=f"experiment {evil} can't be read: .*meta.yaml is not a regular file"):
         import_mlflow(location, root=tmp_path / "root")
     assert not (tmp_path / "root").exists()
+
+
+HISTORY_STEPS = 3_500
+
+
+def _history_run(location: Path) -> tuple[str, dict[str, list[tuple[int, int, float]]]]:
+    """A finished run whose metrics have many steps each, written by MLflow's client: ``loss`` at
+    every step with NaN, +inf and -inf among its values; ``acc`` every 7th step, logged twice at each
+    350th step (a later time and value: what a script that logs at MLflow's default step, or logs a
+    step again, leaves); ``lr`` every step, three times at step 0. The points as logged, per key
+    ``(step, time ms, value)``, in the order logged."""
+    uri, _ = store_uri(location)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("history"), start_time=T0, run_name="history")
+    logged: dict[str, list[tuple[int, int, float]]] = {"loss": [], "acc": [], "lr": []}
+    specials = {17: math.nan, 18: math.inf, 19: -math.inf, 1_000: math.nan, HISTORY_STEPS - 1: math.inf}
+    for step in range(HISTORY_STEPS):
+        when = T0 + 10 * step
+        logged["loss"].append((step, when, specials.get(step, 1.0 / (step + 1))))
+        logged["lr"].append((step, when, step * 1e-4))
+        if step == 0:
+            logged["lr"] += [(0, when + 1, 0.5), (0, when + 2, 0.25)]
+        if step % 7 == 0:
+            logged["acc"].append((step, when, step / HISTORY_STEPS))
+            if step % 350 == 0:
+                logged["acc"].append((step, when + 1, -1.0 - step))
+    metrics = [Metric(key, value, when, step) for key, points in logged.items() for step, when, value in points]
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 10 * HISTORY_STEPS)
+    return run.info.run_id, logged
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_a_runs_whole_metric_history_arrives_every_point_once_in_order(kind: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole-history path, read directly from a real store (a file store's metric files, a
+    database's metrics table, a page at a time: pages of 1,000 points here, so a key spans several):
+    every point MLflow's own client returns arrives once, in its order, NaN and infinities included
+    (as MLflow keeps them: a database keeps ±inf as ±1.797e308, and MLflow's client reads those back);
+    the imported run holds one row per step with each key's last value at that step, and the import
+    says how many points a repeated step dropped."""
+    monkeypatch.setattr(mlflow_importer, "PAGE_POINTS", 1000)
+    monkeypatch.setattr(mlflow_importer, "MIN_PAGE_POINTS", 1000)
+    location = tmp_path / ("mlruns" if kind == "file" else "mlflow.db")
+    run_id, logged = _history_run(location)
+    uri, _ = store_uri(location)
+    client = MlflowClient(tracking_uri=uri)
+
+    source = mlflow_importer.MlflowSource(location)
+    [experiment] = [e for e in source.experiments() if e.name == "history"]
+    [(_, run, _)] = list(source.runs(experiment.experiment_id))
+    assert source.metric_keys(run) == ["acc", "loss", "lr"]
+    big = 1.7976931348623157e308
+    for key, points in logged.items():
+        dropped: dict[str, str] = {}
+        read = list(source.history(run, key, 1000, dropped))
+        theirs = [(m.step, m.timestamp / 1000, m.value) for m in client.get_metric_history(run_id, key)]
+        assert len(read) == len(theirs) == len(points) and dropped == {}
+        assert all(a[:2] == b[:2] and _same(a[2], b[2]) for a, b in zip(read, theirs)), key  # MLflow's, in order
+        expected = [(step, when / 1000, value if kind == "file" or not math.isinf(value) else math.copysign(big, value))
+                    for step, when, value in points]
+        assert all(a[:2] == b[:2] and _same(a[2], b[2]) for a, b in zip(read, expected)), key  # as logged
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        [result] = import_mlflow(location, root=tmp_path / "root")
+    duplicates = sum(1 for step, _, _ in logged["acc"] if step % 350 == 0) // 2 + 2
+    assert duplicates == 12
+    assert result.status == "imported"
+    assert result.points == sum(len(points) for points in logged.values()) - duplicates
+    assert any(m.startswith(f"{duplicates} metric point(s) shared a step") for m in result.warnings)
+    history = tracklet.Api(tmp_path / "root").run(f"history/{run_id}").history()
+    assert history["_step"] == list(range(HISTORY_STEPS))
+    for key, points in logged.items():
+        last = {}
+        for step, _, value in points:  # the step's last point wins
+            last[step] = value if kind == "file" or not math.isinf(value) else math.copysign(big, value)
+        got = {step: value for step, value in zip(history["_step"], history[key]) if value is not None}
+        assert list(got) == list(last), key
+        assert all(_same(got[step], last[step]) for step in last), key
+    for step in range(0, HISTORY_STEPS, 7):  # a step's time is the latest of its points
+        assert history["_timestamp"][step] == (T0 + 10 * step + (2 if step == 0 else 1 if step % 350 == 0 else 0)) / 1000

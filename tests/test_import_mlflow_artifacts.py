@@ -272,3 +272,112 @@ def test_a_runs_location_resolved_through_another_run_or_model_is_confined_too(
     assert tracklet.Api(tmp_path / "root").run(f"e/{run.info.run_id}").logged_artifacts == []
     assert SECRET.encode() not in b"".join(path.read_bytes() for path in (tmp_path / "root").rglob("*")
                                            if path.is_file())
+
+
+def data_root_files(root: Path) -> dict[str, bytes]:
+    """Every file of the data root but the store's index (reading runs may build it)."""
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in sorted(root.rglob("*"))
+            if path.is_file() and path.relative_to(root).parts[0] != "store"}
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_importing_again_is_a_no_op_with_and_without_artifact_root(kind: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose artifacts are outside its directory (a database written from another working
+    directory; a file store whose experiment keeps them elsewhere), imported again and again with and
+    without `--artifact-root`: each import after the first writes nothing and says `unchanged`, but
+    for the one that can first read the files the first one could not: it adds them to the run
+    (`completed`), once. (Before, the run's digest held the files this import could read: an import
+    with the option read `changed` after one without, and every later one too.)"""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    outside = tmp_path / "work" / "mlruns"
+    outside.mkdir(parents=True)
+    if kind == "sqlite":
+        store = tmp_path / "dbs" / "mlflow.db"
+        store.parent.mkdir()
+        monkeypatch.chdir(tmp_path / "work")  # MLflow's default artifact root: ./mlruns of the working directory
+        client, run = logged_run(f"sqlite:///{store}", tmp_path / "scratch")
+    else:
+        store = tmp_path / "mlruns"
+        client = MlflowClient(tracking_uri=store.as_uri())
+        client.create_experiment("e", artifact_location=(outside / "1").as_uri())
+        client, run = logged_run(store.as_uri(), tmp_path / "scratch")
+    run_id = run.info.run_id
+    assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(outside)
+    root = tmp_path / "root"
+
+    [first] = imported(store, root)
+    assert first.status == "imported" and f"--artifact-root {outside}" in first.warnings[0]
+    snapshot = data_root_files(root)
+    [again] = imported(store, root)
+    assert (again.status, again.warnings) == ("unchanged", first.warnings)  # still without its files: said again
+    assert data_root_files(root) == snapshot
+
+    outcome = CliRunner().invoke(main, ["--dir", str(root), "import", "mlflow", str(store), "-q",
+                                        "--artifact-root", str(outside)])
+    assert outcome.exit_code == 0, outcome.output
+    assert "its artifact files, not imported then, added now" in outcome.output and "warning" not in outcome.output
+    assert artifact_files(root, "e", run_id, tmp_path / "out") == {"model/weights.bin": WEIGHTS}
+    api_run = tracklet.Api(root).run(f"e/{run_id}")
+    assert [version["name"] for version in api_run.logged_artifacts] == [f"mlflow-{run_id}"]
+    assert api_run.summary == {"loss": 0.5} and api_run.state == "finished"  # the rest as it was
+
+    snapshot = data_root_files(root)
+    for roots in ([outside], [], [outside]):
+        [again] = imported(store, root, artifact_roots=roots)
+        assert (again.status, again.warnings) == ("unchanged", [])
+        assert data_root_files(root) == snapshot
+    outcome = CliRunner().invoke(main, ["--dir", str(root), "import", "mlflow", str(store), "-q",
+                                        "--artifact-root", str(outside)])
+    assert "0 run(s) imported, 1 already there" in outcome.output
+    assert data_root_files(root) == snapshot
+
+    fresh = tmp_path / "fresh"  # with the option from the first import on
+    assert [r.status for r in imported(store, fresh, artifact_roots=[outside])] == ["imported"]
+    snapshot = data_root_files(fresh)
+    assert [(r.status, r.warnings) for r in imported(store, fresh, artifact_roots=[outside])] == [("unchanged", [])]
+    assert data_root_files(fresh) == snapshot
+
+    # A file the run logged since is a change of the source: `changed`, nothing written
+    extra = tmp_path / "extra.txt"
+    extra.write_text("more")
+    client.log_artifact(run_id, str(extra))
+    assert [r.status for r in imported(store, fresh, artifact_roots=[outside])] == ["changed"]
+    assert data_root_files(fresh) == snapshot
+
+
+def test_a_run_imported_by_an_earlier_tracklet_reads_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Markers written before the marker kept the artifact files apart hold one digest of the run and
+    the files then imported: read back as `unchanged` (with its files, or without them: then an import
+    that can read them adds them), not as `changed`."""
+    import json
+
+    from tracklet.importers import mlflow as mlflow_importer
+
+    database = tmp_path / "dbs" / "mlflow.db"
+    database.parent.mkdir()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    _, run = logged_run(f"sqlite:///{database}", tmp_path / "scratch")
+    run_id = run.info.run_id
+    source = mlflow_importer.MlflowSource(database)
+    source.experiments()
+    [(_, source_run, _)] = list(source.runs(run.info.experiment_id))
+    metrics = source.metric_state(source_run)
+    for name, roots, files in (("with", [workdir / "mlruns"], [("model/weights.bin", len(WEIGHTS))]),
+                               ("without", [], [])):
+        root = tmp_path / name
+        imported(database, root, artifact_roots=roots)
+        marker_file = root / "projects" / "e" / "runs" / run_id / "files" / "import.json"
+        marker = json.loads(marker_file.read_text())
+        del marker["artifacts"]
+        marker["sha256"] = mlflow_importer.run_digest(source_run, metrics, files)  # what they wrote
+        marker_file.write_text(json.dumps(marker))
+        snapshot = data_root_files(root)
+        [again] = imported(database, root, artifact_roots=roots)
+        assert again.status == "unchanged"
+        assert data_root_files(root) == snapshot
+    [completed] = imported(database, tmp_path / "without", artifact_roots=[workdir / "mlruns"])
+    assert (completed.status, completed.warnings) == ("completed", [])
+    assert artifact_files(tmp_path / "without", "e", run_id, tmp_path / "out") == {"model/weights.bin": WEIGHTS}

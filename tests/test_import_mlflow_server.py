@@ -2,8 +2,9 @@
 mlflow-skinny's): a metric of 20,000 points imports whole, read a page at a time (MLflow 3.2+ pages
 metric history) and, from a server that answers a key's whole history at once (MLflow before 3.2:
 its stores ignored the page size), through the importer's spool; a server's artifact locations on
-this machine's disk (`--no-serve-artifacts`) are read only inside `--artifact-root`, and a
-`mlflow-artifacts:` location naming another host is not fetched."""
+this machine's disk (`--no-serve-artifacts`) are read only inside `--artifact-root` (a `runs:/`
+location too, resolved through the server), and a `mlflow-artifacts:` location naming another host is
+not fetched."""
 
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def test_a_servers_local_artifact_paths_need_an_artifact_root(tmp_path: Path) ->
         experiment = client.create_experiment("e")
         assert client.get_experiment(experiment).artifact_location == str(served / experiment)  # what it stores
         runs = []
-        for name in ("local", "elsewhere"):
+        for name in ("local", "elsewhere", "through"):
             run = client.create_run(experiment, start_time=T0, run_name=name)
             weights = tmp_path / "weights.bin"
             weights.write_bytes(WEIGHTS)
@@ -157,6 +158,8 @@ def test_a_servers_local_artifact_paths_need_an_artifact_root(tmp_path: Path) ->
         with sqlite3.connect(tmp_path / "server.db") as connection:
             connection.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?",
                                (f"mlflow-artifacts://127.0.0.1:9/{experiment}/{runs[1]}/artifacts", runs[1]))
+            # MLflow's download resolves runs:/ through the server to the row it names: a local path here
+            connection.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", (f"runs:/{runs[0]}/", runs[2]))
         connection.close()
 
         results = {r.name: r for r in imported(url, tmp_path / "root")}
@@ -164,10 +167,12 @@ def test_a_servers_local_artifact_paths_need_an_artifact_root(tmp_path: Path) ->
         assert f"run {runs[0]}" in message and f"--artifact-root {served}" in message
         [message] = results["elsewhere"].warnings
         assert "mlflow-artifacts://127.0.0.1:9/" in message and "names another server" in message
+        [message] = results["through"].warnings
+        assert f"run {runs[2]}" in message and "is outside the directories" in message
         api = tracklet.Api(tmp_path / "root")
-        assert [api.run(f"e/{run_id}").logged_artifacts for run_id in runs] == [[], []]
+        assert [api.run(f"e/{run_id}").logged_artifacts for run_id in runs] == [[], [], []]
 
         results = {r.name: r for r in imported(url, tmp_path / "allowed", artifact_roots=[served])}
-        assert results["local"].warnings == []
+        assert results["local"].warnings == [] and results["through"].warnings == []
         artifact = tracklet.Api(tmp_path / "allowed").artifact(f"e/mlflow-{runs[0]}:latest")
         assert (Path(artifact.download(str(tmp_path / "out"))) / "weights.bin").read_bytes() == WEIGHTS

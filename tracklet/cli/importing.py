@@ -41,7 +41,7 @@ def _run_import(ctx: click.Context, label: str,
                 results = call(report)
             except SourceError as error:
                 raise CliError(str(error)) from None
-    counts = {"imported": 0, "unchanged": 0, "changed": 0, "skipped": 0}
+    counts = {"imported": 0, "unchanged": 0, "changed": 0, "completed": 0, "skipped": 0}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
         for message in result.warnings:
@@ -52,11 +52,19 @@ def _run_import(ctx: click.Context, label: str,
             click.echo(f"skipped {result.source}: it could not be read (see the warning above)")
         elif result.status == "unchanged":
             click.echo(f"already imported {result.path} ({result.name}): unchanged, nothing to do")
+        elif result.status == "completed":
+            click.echo(f"already imported {result.path} ({result.name}): its artifact files, not imported then, "
+                       "added now")
         else:
             click.echo(f"already imported {result.path} ({result.name}): the source changed since; "
                        f"delete that run's directory to import it again")
     click.echo(f"{counts['imported']} run(s) imported, {counts['unchanged'] + counts['changed']} already there"
+               + (f", {counts['completed']} given their artifact files" if counts["completed"] else "")
                + (f", {counts['skipped']} skipped" if counts["skipped"] else ""))
+    left = [result.path for result in results if getattr(result, "without_artifacts", False)]
+    if left:
+        click.echo(f"{len(left)} run(s) without their artifact files (the warnings above say why): "
+                   + ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else ""))
     models = getattr(results, "models", None)
     if models:
         _report_models(models)
@@ -123,10 +131,14 @@ def import_tensorboard_command(ctx: click.Context, logdir: Path, project: str | 
 @click.option("--artifact-root", "artifact_roots", multiple=True, metavar="DIR",
               help="Also read artifact files that the store keeps in this directory of this machine (repeatable; "
                    "default: only inside a file store's or a database's own directory).")
+@click.option("--fetch-remote-artifacts", is_flag=True,
+              help="Also fetch artifact files from the remote locations the store names (s3://, gs://, https://, ...) "
+                   "with this machine's credentials (default: not fetched; a server's own files are).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def import_mlflow_command(ctx: click.Context, store: str, project: str | None, experiments: tuple[str, ...],
-                          no_models: bool, artifact_roots: tuple[str, ...], quiet: bool) -> None:
+                          no_models: bool, artifact_roots: tuple[str, ...], fetch_remote_artifacts: bool,
+                          quiet: bool) -> None:
     """Import MLflow runs and registered models: a file store (mlruns/), a database (mlflow.db,
     sqlite:///...) or a server (http://...)."""
     root = _state(ctx).api.root
@@ -135,6 +147,6 @@ def import_mlflow_command(ctx: click.Context, store: str, project: str | None, e
         from tracklet.importers.mlflow import import_mlflow
 
         return import_mlflow(store, root, project, experiments, progress=report, models=not no_models,
-                             artifact_roots=artifact_roots)
+                             artifact_roots=artifact_roots, fetch_remote_artifacts=fetch_remote_artifacts)
 
     _handle_errors(_run_import)(ctx, "mlflow", run, quiet)

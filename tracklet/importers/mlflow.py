@@ -63,7 +63,9 @@ from tracklet.importers.writer import (
     base_run_start,
     check_existing,
     exit_record,
+    read_marker,
     source_user_name,
+    write_marker,
 )
 from tracklet.proto import records_pb2 as pb
 
@@ -108,10 +110,14 @@ class MlflowSource:
     """One MLflow tracking store, checked to be one, and a client on it. ``kind`` is ``file``,
     ``sql`` or ``http``; ``root`` is a file store's directory."""
 
-    def __init__(self, location: str | os.PathLike, artifact_roots: str | os.PathLike | Iterable[str | os.PathLike] = ()) -> None:
+    def __init__(self, location: str | os.PathLike, artifact_roots: str | os.PathLike | Iterable[str | os.PathLike] = (),
+                 fetch_remote: bool = False) -> None:
         from tracklet.importers.mlflow_artifacts import ArtifactRoots
 
         self.location = str(location)
+        # Whether remote artifact locations (s3://, https://, ...) the store names are fetched
+        # (--fetch-remote-artifacts): mlflow_artifacts.check_fetchable.
+        self.fetch_remote = bool(fetch_remote)
         self.kind, self.uri, self.root = _resolve(self.location)
         self.database = Path(self.uri.removeprefix("sqlite:///")) if self.uri.startswith("sqlite:///") else None
         # Where local artifact files may be read (mlflow_artifacts): the store's own directory, the
@@ -343,40 +349,87 @@ class MlflowSource:
         if bad > 1:
             dropped[f"metric {key!r}"] += f" (and {bad - 1} more such line(s))"
 
-    def artifacts_dir(self, run: Any, scratch: Path) -> Path | None:
-        """A local directory holding the run's artifact files (the store's own, or a download into
-        ``scratch``); None when the run has none. A directory on this machine's disk is read only
-        inside ``artifact_roots`` (``ArtifactRootRefused`` otherwise: mlflow_artifacts)."""
-        from tracklet.importers.mlflow_artifacts import is_local, local_path, through_the_store
+    def run_artifacts(self, run: Any) -> RunArtifacts:
+        """What the run's artifact files are, nothing downloaded: a local directory holding them (the
+        store's own, inside ``artifact_roots``), or a remote repository and its listing (a server's
+        ``mlflow-artifacts:``; any other remote location only with ``fetch_remote``); ``missing``
+        says why they can't be read (refused, not fetched, unreachable)."""
+        from tracklet.importers.mlflow_artifacts import (
+            check_fetchable,
+            is_local,
+            local_path,
+            regular_files,
+            remote_files,
+            repository,
+            through_the_store,
+        )
 
         info = run.info
         uri = info.artifact_uri or ""
+        found = RunArtifacts(redact_url(uri))
         what = f"run {info.run_id}"
         if not uri:
-            return None  # (a path "" would be the working directory)
-        uri = through_the_store(self, uri, what)  # runs:/ and models:/: where they lead, or refused
-        if is_local(uri):
-            local = local_path(uri)
-            if self.root is not None and (not local.is_dir() or not self.artifact_roots.allows(local)):
-                # A file store moved or copied from another machine: its runs' artifact_uri still
-                # names where it was; MLflow keeps a run's files in the run's own directory.
-                own = self.root / info.experiment_id / info.run_id / "artifacts"
-                if not local.is_dir() or own.is_symlink() or (own.is_dir() and any(own.iterdir())):
-                    local, uri = own, str(own)
-            if not os.path.lexists(local):
-                return None  # MLflow makes a run's artifact directory when it logs the first file
-            directory = self.artifact_roots.confine(uri, what, self.experiment_locations.get(info.experiment_id, ""),
-                                                    info.run_id)
-            return directory if directory.is_dir() and any(directory.iterdir()) else None
-        scheme = urlparse(uri).scheme.lower()
-        if scheme == "mlflow-artifacts" and urlparse(uri).netloc and self.kind == "http" \
-                and urlparse(uri).netloc.lower() != urlparse(self.uri).netloc.lower():
-            # MLflow would fetch it from the host it names, not from this server
-            raise ArtifactRootRefused(f"{what}: artifact files not imported: {redact_url(uri)} names another server "
-                                      f"than {redact_url(self.uri)} (MLflow would fetch them from there)")
-        if not self.client.list_artifacts(info.run_id):
-            return None
-        return Path(self.client.download_artifacts(info.run_id, "", dst_path=str(scratch)))
+            return found  # (a path "" would be the working directory)
+        try:
+            uri = through_the_store(self, uri, what)  # runs:/ and models:/: where they lead, or refused
+            if is_local(uri):
+                local = local_path(uri)
+                if self.root is not None and (not local.is_dir() or not self.artifact_roots.allows(local)):
+                    # A file store moved or copied from another machine: its runs' artifact_uri still
+                    # names where it was; MLflow keeps a run's files in the run's own directory.
+                    own = self.root / info.experiment_id / info.run_id / "artifacts"
+                    if not local.is_dir() or own.is_symlink() or (own.is_dir() and any(own.iterdir())):
+                        local, uri = own, str(own)
+                if not os.path.lexists(local):
+                    return found  # MLflow makes a run's artifact directory when it logs the first file
+                directory = self.artifact_roots.confine(uri, what, self.experiment_locations.get(info.experiment_id, ""),
+                                                        info.run_id)
+                if directory.is_dir():
+                    found.directory, found.files = directory, regular_files(directory)
+                return found
+            check_fetchable(self, uri, what)
+            found.repository = repository(self, uri)
+            found.files = remote_files(found.repository)
+        except ArtifactRootRefused as error:  # refused or not fetched: the message says it all
+            found.missing = str(error)
+        except ImportError as error:  # MLflow's client of that store needs a library (gs:// without google-cloud-storage)
+            found.missing = (f"artifact files ({found.location}) not imported: reading {urlparse(uri).scheme}: locations "
+                             f"needs the Python module {error.name or _short(error)!r}, which is not installed")
+        except Exception as error:  # an artifact store this machine can't reach
+            found.missing = f"artifact files ({found.location}) not imported: {type(error).__name__}: {_short(error)}"
+        if found.missing:
+            found.directory, found.repository, found.files = None, None, []
+        return found
+
+    def fetch(self, found: RunArtifacts, scratch: Path) -> Path:
+        """A local directory holding ``found``'s files: the one they are in, or a download into ``scratch``."""
+        if found.directory is not None:
+            return found.directory
+        assert found.repository is not None
+        return Path(found.repository.download_artifacts("", dst_path=str(scratch)))
+
+
+class RunArtifacts:
+    """A run's artifact files as ``MlflowSource.run_artifacts`` found them: ``files`` (path, size),
+    read from ``directory`` (local) or ``repository`` (downloaded when imported); ``missing`` the
+    reason they can't be read (then ``files`` is empty); ``location`` the run's location, shown."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.files: list[tuple[str, int]] = []
+        self.directory: Path | None = None
+        self.repository: Any = None
+        self.missing = ""
+
+    def state(self) -> dict[str, Any]:
+        """What the import marker records of them (compared by the next import)."""
+        from tracklet.importers.mlflow_artifacts import files_digest
+
+        if self.missing:
+            return {"missing": self.missing, "location": self.location}
+        if not self.files:
+            return {"none": True}
+        return {"files": files_digest(self.files), "count": len(self.files)}
 
 
 _POINT = struct.Struct("<qdd")  # step, time in seconds, value
@@ -612,16 +665,21 @@ def param_value(text: str) -> Any:
     return text
 
 
-def run_digest(run: Any, metrics: list[Any], artifacts: list[tuple[str, int]]) -> str:
-    """What an unchanged run has the same of: status, times, name, params, tags, its metrics'
-    state (``MlflowSource.metric_state``) and the artifact files' sizes (a run that logged more
-    since reads ``changed``)."""
+def run_digest(run: Any, metrics: list[Any], artifacts: list[tuple[str, int]] | None = None) -> str:
+    """What an unchanged run has the same of: status, times, name, params, tags and its metrics'
+    state (``MlflowSource.metric_state``): a run that logged more since reads ``changed``. Its
+    artifact files are compared apart (the marker's ``artifacts``, ``RunArtifacts.state``): whether
+    they can be read depends on the import's options (``--artifact-root``, ``--fetch-remote-artifacts``),
+    not on the source. ``artifacts``: the digest that markers of earlier imports hold (before session
+    26), the files then imported included (read back to tell those runs unchanged)."""
     info, data = run.info, run.data
     content = {
         "run_id": info.run_id, "status": info.status, "start": info.start_time, "end": info.end_time,
         "name": info.run_name, "params": sorted(data.params.items()), "tags": sorted(data.tags.items()),
-        "metrics": metrics, "artifacts": sorted(artifacts),
+        "metrics": metrics,
     }
+    if artifacts is not None:
+        content["artifacts"] = sorted(artifacts)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -701,102 +759,169 @@ def _row(step: Any, when: float, row: dict[int, float], names: list[str], keyset
     return step, when, keysets.setdefault(keys, keys), tuple(row[index] for index in order)
 
 
-def _artifact_files(directory: Path | None) -> list[tuple[str, int]]:
-    from tracklet.importers.mlflow_artifacts import regular_files
-
-    return [] if directory is None else regular_files(directory)
-
-
 # ---------------------------------------------------------------- importing
 
 
 def import_run(source: MlflowSource, run: Any, root: Path, project: str, progress: Progress | None = None,
                scratch: Path | None = None) -> ImportedRun:
     """Import one MLflow run (a ``mlflow.entities.Run``) into project ``project`` of the data root;
-    a no-op when it was imported before and is unchanged."""
-    from tracklet.artifacts.entries import LocalFile
-    from tracklet.artifacts.storage import ArtifactStore
-    from tracklet.artifacts.worker import logged_record
-
+    a no-op when it was imported before and is unchanged. A run imported before without its artifact
+    files (refused, not fetched, unreachable) that this import can read gets them now (``completed``)."""
     info = run.info
     run_id = tracklet_run_id(info.run_id)
     paths = RunPaths(root, project, run_id)
     name = info.run_name or run_id
     result = ImportedRun(f"{project}/{run_id}", name, f"{source.location} run {info.run_id}", "imported")
-    artifact_problem = refused = ""
-    with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-", dir=scratch) as temp:
-        try:
-            artifacts = source.artifacts_dir(run, Path(temp))
-        except ArtifactRootRefused as error:  # a local directory outside the allowed roots: says it all
-            artifacts, refused = None, str(error)
-        except Exception as error:  # an artifact store this machine can't reach (s3:// without boto3, say)
-            artifacts, artifact_problem = None, f"{type(error).__name__}: {_short(error)}"
-        files = _artifact_files(artifacts)
-        identity = SourceIdentity("mlflow", info.run_id, (source.location,),
-                                  run_digest(run, source.metric_state(run), files))
-        existing = check_existing(paths, identity)
-        if existing is not None:
-            result.status = existing
-            return result
-        keys = source.metric_keys(run)
-        page = max(MIN_PAGE_POINTS, min(PAGE_POINTS, POINTS_IN_MEMORY // max(1, len(keys))))
-        dropped = source.dropped_metrics(run)
-        counts: dict[str, int] = {}
-        writer = RunWriter(paths)
-        try:
-            writer.record(_run_start(run, run_id, project))
-            environment = _environment(run)
-            if environment is not None:
-                writer.record(environment)
-            writer.config({key: param_value(value) for key, value in run.data.params.items()})
-            streams = {key: source.history(run, key, page, dropped) for key in keys}
-            chunk: list[tuple] = []
-            for row in merged_rows(streams, counts):
-                chunk.append(row)
-                if len(chunk) >= ROWS_PER_CHUNK:
-                    writer.history(chunk)
-                    chunk = []
-                    if progress is not None:
-                        progress(result.path, writer.points, None)
-            writer.history(chunk)
-            writer.finish_summary({})
-            if files:
-                assert artifacts is not None
-                pending: dict[str, Any] = {path: LocalFile(str(artifacts / path)) for path, _ in files}
-                committed = ArtifactStore(root).commit(
-                    f"mlflow-{run_id}", ARTIFACT_TYPE, pending, project=project, aliases=["latest"],
-                    description=f"the artifact files of MLflow run {info.run_id}",
-                    metadata={"mlflow_run_id": info.run_id, "mlflow_artifact_uri": redact_url(info.artifact_uri or "")},
-                    logged_by=f"{project}/{run_id}")
-                writer.record(logged_record(committed.info, ["latest"], committed.reused, committed.bytes_written,
-                                            (info.end_time or info.start_time or 0) / 1000.0 or time.time()))
-            status = EXIT_CODES.get(info.status)
-            if status is not None:
-                start_time = (info.start_time or 0) / 1000.0
-                end_time = (info.end_time or 0) / 1000.0 or start_time
-                record = exit_record(status[0], end_time, start_time)
-                record.exit.error = status[1]
-                writer.record(record)
-            writer.commit(identity)
-        except BaseException:
-            writer.abort()
-            raise
+    found = source.run_artifacts(run)
+    metrics = source.metric_state(run)
+    identity = SourceIdentity("mlflow", info.run_id, (source.location,), run_digest(run, metrics),
+                              {"artifacts": found.state()})
+    existing = check_existing(paths, identity)
+    if existing is not None:
+        status, had_files = _again(paths, identity, found, run, metrics, root, project, run_id)
+        if status == "completed":
+            try:
+                with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-", dir=scratch) as temp:
+                    record = _commit_artifacts(source, found, Path(temp), root, project, run_id, info)
+            except Exception as error:  # a download that failed: the run stays as it was, and says so
+                status, found.missing = "unchanged", (f"artifact files ({found.location}) not imported: "
+                                                      f"{type(error).__name__}: {_short(error)}")
+            else:
+                _append(paths, record)
+                write_marker(paths, identity.marker())
+        result.status = status
+        if found.missing and status != "changed" and not had_files:
+            result.warnings.append(found.missing)  # still without its files: say so each time
+            result.without_artifacts = True
+        return result
+    keys = source.metric_keys(run)
+    page = max(MIN_PAGE_POINTS, min(PAGE_POINTS, POINTS_IN_MEMORY // max(1, len(keys))))
+    dropped = source.dropped_metrics(run)
+    counts: dict[str, int] = {}
+    writer = RunWriter(paths)
+    try:
+        writer.record(_run_start(run, run_id, project))
+        environment = _environment(run)
+        if environment is not None:
+            writer.record(environment)
+        writer.config({key: param_value(value) for key, value in run.data.params.items()})
+        streams = {key: source.history(run, key, page, dropped) for key in keys}
+        chunk: list[tuple] = []
+        for row in merged_rows(streams, counts):
+            chunk.append(row)
+            if len(chunk) >= ROWS_PER_CHUNK:
+                writer.history(chunk)
+                chunk = []
+                if progress is not None:
+                    progress(result.path, writer.points, None)
+        writer.history(chunk)
+        writer.finish_summary({})
+        if found.files:
+            try:
+                with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-", dir=scratch) as temp:
+                    writer.record(_commit_artifacts(source, found, Path(temp), root, project, run_id, info))
+            except Exception as error:  # a download that failed: the run imports without them, and says so
+                found.missing = f"artifact files ({found.location}) not imported: {type(error).__name__}: {_short(error)}"
+                identity.extra["artifacts"] = found.state()
+        exit_code = EXIT_CODES.get(info.status)
+        if exit_code is not None:
+            start_time = (info.start_time or 0) / 1000.0
+            end_time = (info.end_time or 0) / 1000.0 or start_time
+            record = exit_record(exit_code[0], end_time, start_time)
+            record.exit.error = exit_code[1]
+            writer.record(record)
+        writer.commit(identity)
+    except BaseException:
+        writer.abort()
+        raise
     result.points, result.rows = writer.points, writer.rows
     if progress is not None:
         progress(result.path, writer.points, writer.points)
     if counts.get("collapsed"):
         result.warnings.append(f"{counts['collapsed']} metric point(s) shared a step with a later point of the same "
                                f"key; tracklet keeps one value per key and step: the later one")
-    if refused:
-        result.warnings.append(refused)
-    if artifact_problem:
-        result.warnings.append(f"artifact files ({redact_url(info.artifact_uri or '')}) not imported: "
-                               f"{artifact_problem}")
+    if found.missing:
+        result.warnings.append(found.missing)
+        result.without_artifacts = True
     if info.status not in EXIT_CODES:
         result.warnings.append(f"MLflow run status {info.status}: imported without an exit (it reads as crashed)")
     for key, why in dropped.items():
         result.warnings.append(f"{key}: {why}; not imported")
     return result
+
+
+def _commit_artifacts(source: MlflowSource, found: RunArtifacts, scratch: Path, root: Path, project: str,
+                      run_id: str, info: Any) -> Any:
+    """Commit the run's artifact files (read in place, or downloaded into ``scratch``) as a version of
+    ``mlflow-<run id>`` logged by the run; the ``ArtifactLogged`` record that says so."""
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.artifacts.worker import logged_record
+    from tracklet.importers.mlflow_artifacts import regular_files
+
+    directory = source.fetch(found, scratch)
+    pending: dict[str, Any] = {path: LocalFile(str(directory / path)) for path, _ in regular_files(directory)}
+    if not pending:
+        raise LookupError(f"no artifact files under {found.location}")
+    committed = ArtifactStore(root).commit(
+        f"mlflow-{run_id}", ARTIFACT_TYPE, pending, project=project, aliases=["latest"],
+        description=f"the artifact files of MLflow run {info.run_id}",
+        metadata={"mlflow_run_id": info.run_id, "mlflow_artifact_uri": found.location},
+        logged_by=f"{project}/{run_id}")
+    return logged_record(committed.info, ["latest"], committed.reused, committed.bytes_written,
+                         (info.end_time or info.start_time or 0) / 1000.0 or time.time())
+
+
+def _again(paths: RunPaths, identity: SourceIdentity, found: RunArtifacts, run: Any, metrics: list[Any], root: Path,
+           project: str, run_id: str) -> tuple[str, bool]:
+    """A run imported before: ``unchanged``, ``changed`` (the source run changed since: its metrics,
+    params, tags, status or artifact files) or ``completed`` (unchanged, imported without its artifact
+    files, which can be read now: the caller adds them); and whether tracklet has its files. Whether
+    files could be read before and now (``--artifact-root``, ``--fetch-remote-artifacts`` given once
+    and not the other time) is no change."""
+    marker = read_marker(paths) or {}
+    before = marker.get("artifacts")
+    if marker.get("sha256") != identity.sha256 or not isinstance(before, dict):
+        before = _legacy_artifacts(marker, run, metrics, root, project, run_id)
+        if before is None:
+            return "changed", False
+    had_files = "files" in before
+    if "missing" in before:
+        return ("completed" if found.files else "unchanged"), had_files
+    if found.missing:
+        return "unchanged", had_files  # imported as they were then (or there were none); unreadable now
+    same = found.state() == before or ("none" in before and not found.files)
+    return ("unchanged" if same else "changed"), had_files
+
+
+def _legacy_artifacts(marker: dict[str, Any], run: Any, metrics: list[Any], root: Path, project: str,
+                      run_id: str) -> dict[str, Any] | None:
+    """The artifact state of a marker written before the marker recorded it (its digest held the files
+    then imported: those of the run's ``mlflow-<run id>`` version, or none), or None when its digest
+    isn't this run's (it changed)."""
+    from tracklet.importers.mlflow_artifacts import files_digest
+
+    files: list[tuple[str, int]] = []
+    with contextlib.suppress(Exception):  # no such version: imported without files
+        from tracklet.artifacts.storage import open_store
+
+        store = open_store(root)
+        version = store.registry.version(project, f"mlflow-{run_id}")
+        files = [(entry.path, int(entry.size)) for entry in store.manifest(version)]
+    if marker.get("sha256") != run_digest(run, metrics, files):
+        return None
+    return {"files": files_digest(files), "count": len(files)} if files else {"missing": "", "location": ""}
+
+
+def _append(paths: RunPaths, record: Any) -> None:
+    """Append a record to an imported run's log (as ``tracklet`` appends updates to a finished run)."""
+    from tracklet.core.recordlog import RecordLogWriter
+
+    writer = RecordLogWriter(paths.log_file, resume=True)
+    try:
+        writer.write(record.SerializeToString())
+    finally:
+        writer.close()
 
 
 class MlflowImport(list):
@@ -810,7 +935,8 @@ class MlflowImport(list):
 
 def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
                   experiments: Iterable[str] = (), progress: Progress | None = None,
-                  models: bool = True, artifact_roots: str | os.PathLike | Iterable[str | os.PathLike] = ()) -> MlflowImport:
+                  models: bool = True, artifact_roots: str | os.PathLike | Iterable[str | os.PathLike] = (),
+                  fetch_remote_artifacts: bool = False) -> MlflowImport:
     """Import every active run of every active experiment (or of ``experiments``: names or ids)
     of the MLflow store at ``location`` (a ``mlruns/`` directory, an MLflow SQLite database, a
     ``sqlite:///`` or ``http(s)://`` URI) into the data root (default: ``$TRACKLET_DIR`` or the
@@ -819,14 +945,18 @@ def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = 
     Then (``models``) the registered models whose versions' runs were imported, into the data root's
     model registry (``mlflow_registry``): the result's ``models``. Artifact files on this machine's
     disk are read only inside the store's own directory (a file store's, a database's) and
-    ``artifact_roots`` (``mlflow_artifacts``); a run's outside them imports without them, with a warning."""
+    ``artifact_roots`` (``mlflow_artifacts``); a run's outside them imports without them, with a warning.
+    Remote artifact locations (``s3://``, ``https://``, ...: any the store names) are fetched only with
+    ``fetch_remote_artifacts``; a tracking server's own ``mlflow-artifacts:`` files always (through it).
+    Importing again is a no-op for an unchanged run, whichever of these options either import had,
+    except that a run imported without its files gets them once they can be read (``completed``)."""
     from tracklet.importers import data_root
     from tracklet.importers.mlflow_registry import RunInImport, import_registry
 
     if project is not None:
         check_name("project", project)  # before reading anything
     target = data_root(root)
-    source = MlflowSource(location, artifact_roots)
+    source = MlflowSource(location, artifact_roots, fetch_remote_artifacts)
     results = MlflowImport()
     in_import: dict[str, RunInImport] = {}
     for experiment in source.experiments(experiments):

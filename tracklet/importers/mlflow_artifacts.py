@@ -17,7 +17,15 @@ allowed root, with every symbolic link resolved first (a link can't lead out of 
 - plus every ``--artifact-root DIR`` the user names.
 
 A location outside them is refused with a warning that names the run, the directory and the option
-that allows it; the run is imported without those files."""
+that allows it; the run is imported without those files.
+
+A remote location (``s3://``, ``gs://``, ``http(s)://``, ``wasbs://``, an ``mlflow-artifacts://`` URL naming
+another host than the server read from, ...) is not fetched unless the user passes
+``--fetch-remote-artifacts`` (``fetch_remote_artifacts=True``): a store can name any URL, an internal
+host's or a bucket that this machine's credentials reach. Skipped, the run imports without those files,
+with a warning that names the run, the location and the option, and the import's marker records the
+location (``files/import.json``). A tracking server's own ``mlflow-artifacts:`` locations are fetched
+through that server (the source the user named): that is no remote location of the store's choosing."""
 
 from __future__ import annotations
 
@@ -31,6 +39,11 @@ from tracklet.core.redact import redact_url
 from tracklet.errors import ArtifactRootRefused, SourceError
 
 LOCAL_SCHEMES = ("", "file")
+FETCH_OPTION = "--fetch-remote-artifacts"
+
+
+class RemoteNotFetched(ArtifactRootRefused):
+    """A remote artifact location the import does not fetch (no ``--fetch-remote-artifacts``)."""
 
 
 def is_local(location: str) -> bool:
@@ -94,16 +107,15 @@ class ArtifactRoots:
 
 
 def through_the_store(source: Any, location: str, what: str) -> str:
-    """``location`` (a run's artifact location, a model version's) as the place it names when
-    MLflow would resolve it through a store on this machine's disk (a file store, a database):
-    ``runs:/<id>/<path>`` is the place under that run's artifact location, which the caller then
-    confines like any (MLflow's own download follows another run's row, one deleted or of an
-    experiment not imported, to wherever it points: a crafted database's ``file:///home/me/.ssh``).
-    ``models:/`` (a registered version's files), or a run's location that is itself one of these,
-    is refused (``ArtifactRootRefused``): a store's own rows name their files directly. A server's
-    locations are the server's."""
+    """``location`` (a run's artifact location, a model version's) as the place it names:
+    ``runs:/<id>/<path>`` is the place under that run's artifact location (read through the source,
+    a server's too), which the caller then confines or checks like any (MLflow's own download follows
+    another run's row, one deleted or of an experiment not imported, to wherever it points: a crafted
+    database's ``file:///home/me/.ssh``, a server's local path, any bucket). ``models:/`` (a registered
+    version's files), or a run's location that is itself one of these, is refused
+    (``ArtifactRootRefused``): a store's own rows name their files directly."""
     scheme = urlparse(location).scheme.lower()
-    if source.kind == "http" or scheme not in ("runs", "models"):
+    if scheme not in ("runs", "models"):
         return location
     refused = ArtifactRootRefused(f"{what}: artifact files not imported: {redact_url(location)} names another "
                                   f"{'registered model' if scheme == 'models' else 'run'}'s files, which MLflow "
@@ -116,6 +128,72 @@ def through_the_store(source: Any, location: str, what: str) -> str:
         raise refused
     path = path.strip("/")
     return base.rstrip("/") + (f"/{path}" if path else "")
+
+
+def check_fetchable(source: Any, location: str, what: str) -> None:
+    """Raise ``RemoteNotFetched`` unless the files at ``location`` (not local: those are confined
+    by ``ArtifactRoots``) may be fetched: a tracking server's own ``mlflow-artifacts:`` location
+    (through the server the user named), or any remote location when the user passed
+    ``--fetch-remote-artifacts`` (``source.fetch_remote``)."""
+    parsed = urlparse(location)
+    scheme = parsed.scheme.lower()
+    host = parsed.netloc.lower()
+    if scheme == "mlflow-artifacts" and not host and source.kind != "http":
+        # MLflow would ask whichever server the process's tracking URI names: not this store's
+        raise ArtifactRootRefused(f"{what}: artifact files not imported: {redact_url(location)} names a tracking "
+                                  "server's artifact store without naming the server; import from that server "
+                                  "(tracklet import mlflow http://HOST:PORT) to fetch them through it")
+    if scheme in LOCAL_SCHEMES or getattr(source, "fetch_remote", False):
+        return
+    allow = f"if you trust this store with that, pass {FETCH_OPTION} (fetch_remote_artifacts=True in Python)"
+    if scheme == "mlflow-artifacts" and source.kind == "http":
+        if not host or host == urlparse(source.uri).netloc.lower():
+            return  # through the server this import reads from
+        raise RemoteNotFetched(f"{what}: artifact files not imported: {redact_url(location)} names another server "
+                               f"than {redact_url(source.uri)} (MLflow would fetch them from there); not fetched "
+                               f"by default: {allow}")
+    raise RemoteNotFetched(
+        f"{what}: artifact files not imported: {redact_url(location)} is a remote location ({scheme}:), not fetched "
+        f"by default (an MLflow store can name any URL: an internal host, a bucket this machine's credentials "
+        f"reach); {allow}")
+
+
+def repository(source: Any, location: str) -> Any:
+    """MLflow's artifact repository for a remote ``location`` checked by ``check_fetchable``
+    (``mlflow-artifacts:`` resolved against the source server). A scheme whose client library is
+    missing (``s3://`` without ``boto3``) raises ``ImportError`` here or when it is used."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    tracking_uri = source.uri if source.kind == "http" else None
+    return get_artifact_repository(location, tracking_uri=tracking_uri)
+
+
+def remote_files(repo: Any, limit: int = 1_000_000) -> list[tuple[str, int]]:
+    """``(path, size)`` of every file in a remote artifact repository, listed directory by directory
+    (nothing downloaded); at most ``limit`` files (a ``ValueError`` past it)."""
+    found: list[tuple[str, int]] = []
+    pending = [""]
+    while pending:
+        directory = pending.pop()
+        for info in repo.list_artifacts(directory or None):
+            path = str(info.path).strip("/")
+            if not path or path == directory:
+                continue
+            if info.is_dir:
+                pending.append(path)
+            else:
+                found.append((path, int(info.file_size or 0)))
+                if len(found) > limit:
+                    raise ValueError(f"more than {limit:,} artifact files")
+    return sorted(found)
+
+
+def files_digest(files: list[tuple[str, int]]) -> str:
+    """What an import compares a run's artifact files by: their paths and sizes."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()
 
 
 def regular_files(directory: Path) -> list[tuple[str, int]]:
@@ -133,4 +211,5 @@ def regular_files(directory: Path) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-__all__ = ["ArtifactRoots", "is_local", "local_path", "regular_files", "through_the_store"]
+__all__ = ["ArtifactRoots", "RemoteNotFetched", "check_fetchable", "files_digest", "is_local", "local_path",
+           "regular_files", "remote_files", "repository", "through_the_store"]

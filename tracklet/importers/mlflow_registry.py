@@ -261,8 +261,9 @@ def _normal(location: str) -> str:
 def _local_files(source: Any, location: str, what: str) -> Iterator[Path]:
     """A local directory holding the files at ``location`` (read in place when local and inside the
     source's ``artifact_roots``, else downloaded through MLflow to a temporary directory, removed
-    afterwards); ``what`` names the version in a refusal."""
-    from tracklet.importers.mlflow_artifacts import is_local, local_path, through_the_store
+    afterwards: a server's own ``mlflow-artifacts:``, any other remote location only with
+    ``--fetch-remote-artifacts``); ``what`` names the version in a refusal."""
+    from tracklet.importers.mlflow_artifacts import check_fetchable, is_local, local_path, repository, through_the_store
 
     location = through_the_store(source, location, what)
     if is_local(location):
@@ -271,11 +272,9 @@ def _local_files(source: Any, location: str, what: str) -> Iterator[Path]:
         # only inside the allowed roots, links followed (a crafted version's source: ~)
         yield source.artifact_roots.confine(location, what)
         return
-    import mlflow.artifacts
-
+    check_fetchable(source, location, what)  # a remote location only with --fetch-remote-artifacts
     with tempfile.TemporaryDirectory(prefix="tracklet-mlflow-model-") as temp, reading(source):
-        yield Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=temp,
-                                                       tracking_uri=source.uri))
+        yield Path(repository(source, location).download_artifacts("", dst_path=temp))
 
 
 # ---------------------------------------------------------------- the artifact version a version links

@@ -40,6 +40,7 @@ class SourceIdentity:
     identity: str
     paths: tuple[str, ...]
     sha256: str
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # more an importer records (mlflow: artifacts)
 
     def marker(self) -> dict[str, Any]:
         from tracklet import __version__
@@ -51,6 +52,7 @@ class SourceIdentity:
             "sha256": self.sha256,
             "imported_at": time.time(),
             "tracklet_version": __version__,
+            **self.extra,
         }
 
 
@@ -58,8 +60,10 @@ class SourceIdentity:
 class ImportedRun:
     """One source run and what happened to it: ``status`` is ``imported``, ``unchanged``
     (imported before from the same bytes: nothing written) or ``changed`` (imported before, and
-    the source has changed since, e.g. a run that was still going: skipped, and said so) or
-    ``skipped`` (the source run could not be read; ``warnings`` say why; nothing written)."""
+    the source has changed since, e.g. a run that was still going: skipped, and said so),
+    ``completed`` (MLflow: imported before without its artifact files, which this import could read:
+    they were added to the run, nothing else changed) or ``skipped`` (the source run could not be
+    read; ``warnings`` say why; nothing written)."""
 
     path: str  # project/run_id
     name: str
@@ -68,6 +72,7 @@ class ImportedRun:
     points: int = 0
     rows: int = 0
     warnings: list[str] = dataclasses.field(default_factory=list)
+    without_artifacts: bool = False  # MLflow: the run's artifact files couldn't be read (a warning says why)
 
 
 def read_marker(paths: RunPaths) -> dict[str, Any] | None:
@@ -75,6 +80,13 @@ def read_marker(paths: RunPaths) -> dict[str, Any] | None:
         return json.loads((paths.files_dir / MARKER_NAME).read_text())
     except (OSError, ValueError):
         return None
+
+
+def write_marker(paths: RunPaths, marker: dict[str, Any]) -> None:
+    """Replace a run's import marker (atomically: a temporary file renamed over it)."""
+    temp_marker = paths.files_dir / f".{MARKER_NAME}.importing"
+    temp_marker.write_text(json.dumps(marker, indent=2) + "\n")
+    os.replace(temp_marker, paths.files_dir / MARKER_NAME)
 
 
 def check_existing(paths: RunPaths, source: SourceIdentity) -> str | None:

@@ -5,6 +5,7 @@ screenshot of the drawing."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -355,5 +356,9 @@ def test_a_live_run_logging_more_media_keeps_the_cloud_and_its_view(root, tmp_pa
         go.touch()
         stop.touch()
         writer.wait(timeout=30)
+        # the page polls a live run: stop the server only once it has seen the run finish (else a poll
+        # between the two fails in the console)
+        with contextlib.suppress(Exception):  # (a failure above is the one to report)
+            page.wait_for_selector("span.state[data-state='finished']", timeout=15_000)
         ui.terminate()
         ui.wait(timeout=10)

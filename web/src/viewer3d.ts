@@ -1,6 +1,6 @@
 // The run page's 3-D viewer (docs/dashboard.md, "Media"; docs/media.md, "3-D objects in the
-// dashboard"): a point cloud with its boxes and vectors, or a mesh (web/src/scene3d.ts reads the
-// files), drawn with WebGL (gl.POINTS, gl.LINES, gl.TRIANGLES: a GPU redraws a million points in a
+// dashboard"): a point cloud with its boxes and vectors, a mesh, or a molecule's atoms and bonds
+// (web/src/scene3d.ts and web/src/gltf.ts read the files), drawn with WebGL (gl.POINTS, gl.LINES, gl.TRIANGLES: a GPU redraws a million points in a
 // frame), or, where WebGL is unavailable or runs without a GPU, projected in JavaScript onto a 2-D
 // canvas (a depth buffer, one pixel per point; meshes far to near), said so under the drawing. Drag rotates, shift-drag
 // or right-drag pans, the wheel zooms, double-click or "reset" goes back to the first view. Files

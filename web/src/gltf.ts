@@ -160,11 +160,14 @@ class Reader {
       } else if (typeof uri === "string" && uri.startsWith("data:")) {
         const comma = uri.indexOf(",");
         if (comma < 0 || !uri.slice(0, comma).endsWith(";base64")) throw new Unsupported(`buffer ${at}'s data: URI is not base64`);
+        let text = "";
         try {
-          bytes = Uint8Array.from(atob(uri.slice(comma + 1)), (c) => c.charCodeAt(0));
+          text = atob(uri.slice(comma + 1));
         } catch {
           fail(`buffer ${at}'s data: URI is not valid base64`);
         }
+        bytes = new Uint8Array(text.length);
+        for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
       } else {
         throw new Unsupported(`buffer ${at} is a separate file (${JSON.stringify(String(uri)).slice(0, 80)}), not fetched: ` +
           "log a .glb, or a .gltf with its buffers embedded as data: URIs");

@@ -152,7 +152,7 @@ async function plotlyItem(project: string, runId: string, item: MediaEntry): Pro
 export async function itemBody(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
   if (item.kind === "image") return imageItem(project, runId, item);
   if (item.kind === "plotly") return plotlyItem(project, runId, item);
-  if (viewable3d(item)) return viewer3dItem(project, runId, item); // point clouds, scenes, PDB atoms (viewer3d.ts)
+  if (viewable3d(item)) return viewer3dItem(project, runId, item); // point clouds, scenes, meshes (STL, OBJ, glTF), molecules (viewer3d.ts)
   const url = await blobUrl(project, runId, item.digest);
   if (item.kind === "audio") return h("audio", { controls: true, src: url });
   if (item.kind === "video" && item.format === "gif") return h("img.media-image", { src: url, alt: item.key });

@@ -3,7 +3,8 @@
 // `tracklet.Object3D` / `wandb.Object3D` (docs/media.md): an N×3 / N×4 / N×6 array as `.npy`, read
 // from a stream so a large cloud is thinned to at most `maxPoints` without holding the file, or W&B's
 // scene JSON (`.pts.json`: points, boxes with 8 corners, a label and a colour, vectors); a PDB/PQR
-// molecule's atoms become points coloured by element; STL and OBJ meshes become triangles. Anything malformed throws an Error that says
+// molecule's atoms become points coloured by element, with its bonds; STL and OBJ meshes become
+// triangles (glTF ones: web/src/gltf.ts). Anything malformed throws an Error that says
 // what is wrong with the file; the viewer shows it in place of the drawing.
 
 import { classColour } from "./media";
@@ -30,6 +31,11 @@ export interface Scene3D {
   skipped: string[]; // what was left out, and why (a malformed box, ...)
   pointSize: number; // in CSS pixels
   triangles: Float32Array | null; // a mesh: 3 corners × x, y, z per triangle
+  normals: Float32Array | null; // a mesh's normal at each corner (null: each face's own, computed)
+  meshColours: Uint8Array | null; // a mesh's r, g, b at each corner (null: one colour)
+  bonds: Uint32Array | null; // a molecule's bonds: pairs of atom indices (null: not a molecule)
+  bondNote: string; // where the bonds come from ("CONECT", "by distance")
+  upY: boolean; // the file's y axis is up (glTF): drawn turned so, its bounds given in its own axes
 }
 
 const DEFAULT_BOX: [number, number, number] = [0, 255, 0];
@@ -73,7 +79,8 @@ function colourPoints(positions: Float32Array, extra: Float32Array, columns: num
 }
 
 function scene(positions: Float32Array, colours: Uint8Array, count: number, total: number): Scene3D {
-  return { positions, colours, count, total, boxes: [], vectors: [], skipped: [], pointSize: count < 20_000 ? 4 : 2, triangles: null };
+  return { positions, colours, count, total, boxes: [], vectors: [], skipped: [], pointSize: count < 20_000 ? 4 : 2,
+    triangles: null, normals: null, meshColours: null, bonds: null, bondNote: "", upY: false };
 }
 
 // --- .npy -------------------------------------------------------------------------------------------
@@ -273,14 +280,27 @@ const ELEMENT_COLOURS: Record<string, [number, number, number]> = {
   H: [235, 235, 235], C: [144, 144, 144], N: [48, 80, 248], O: [255, 13, 13], S: [255, 200, 50], P: [255, 128, 0],
 };
 
-/** A PDB/PQR file's ATOM/HETATM records as points coloured by element (CPK colours). PDB's
+/** A PDB/PQR file's ATOM/HETATM records as points coloured by element (CPK colours), and its
+ * bonds: CONECT records where the file has them; the atoms that no CONECT record names (a PDB
+ * entry's standard residues: its CONECT records cover ligands only) bonded by distance. PDB's
  * coordinates are in fixed columns; PQR's are whitespace-separated, followed by charge and radius. */
 export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
   const coordinates: number[] = [];
   const colours: number[] = [];
+  const elements: string[] = [];
+  const serials = new Map<number, number>(); // atom serial number -> index
+  const conect: number[] = []; // pairs of serial numbers
   for (const line of text.split("\n")) {
+    if (line.startsWith("CONECT")) {
+      const from = parseInt(line.slice(6, 11), 10);
+      for (let at = 11; at < 31; at += 5) {
+        const to = parseInt(line.slice(at, at + 5), 10);
+        if (Number.isInteger(from) && Number.isInteger(to)) conect.push(from, to);
+      }
+      continue;
+    }
     if (!line.startsWith("ATOM") && !line.startsWith("HETATM")) continue;
-    if (coordinates.length / 3 >= maxPoints) break;
+    if (coordinates.length / 3 >= maxPoints) continue;
     const fields = line.trim().split(/\s+/);
     const raw = pqr ? fields.slice(-5, -2) : [line.slice(30, 38), line.slice(38, 46), line.slice(46, 54)];
     const xyz = raw.map(Number);
@@ -289,19 +309,107 @@ export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
     }
     const name = pqr ? fields[2] ?? "" : line.slice(12, 16);
     const element = ((pqr ? "" : line.slice(76, 78).trim()) || name.trim().replace(/[^A-Za-z]/g, "").slice(0, 1)).toUpperCase();
+    const serial = parseInt(pqr ? fields[1] : line.slice(6, 11), 10);
+    if (Number.isInteger(serial) && !serials.has(serial)) serials.set(serial, coordinates.length / 3);
     coordinates.push(...xyz);
     colours.push(...(ELEMENT_COLOURS[element] ?? [255, 20, 147]));
+    elements.push(element);
   }
   if (!coordinates.length) throw new Error("no ATOM or HETATM records in the file");
   const count = coordinates.length / 3;
   const result = scene(new Float32Array(coordinates), new Uint8Array(colours), count, count);
   result.pointSize = 6;
+  // CONECT bonds, each once (a file lists a bond from both of its atoms)
+  const named = new Uint8Array(count);
+  const pairs: number[] = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < conect.length; i += 2) {
+    const a = serials.get(conect[i]), b = serials.get(conect[i + 1]);
+    if (a === undefined || b === undefined || a === b) continue;
+    named[a] = named[b] = 1;
+    const key = Math.min(a, b) * count + Math.max(a, b);
+    if (!seen.has(key)) { seen.add(key); pairs.push(a, b); }
+  }
+  const fromConect = pairs.length / 2;
+  const skipped = inferBonds(result.positions, elements, named, pairs);
+  if (skipped) result.skipped.push(skipped);
+  const byDistance = pairs.length / 2 - fromConect;
+  result.bonds = new Uint32Array(pairs);
+  result.bondNote = fromConect && byDistance ? `${fromConect.toLocaleString()} CONECT, ${byDistance.toLocaleString()} by distance`
+    : fromConect ? "CONECT" : "by distance";
   return result;
+}
+
+// Covalent radii in Å (Cordero et al. 2008). Elements not here (metals, ions) are not bonded by distance.
+const COVALENT: Record<string, number> = {
+  H: 0.31, B: 0.84, C: 0.76, N: 0.71, O: 0.66, F: 0.57, SI: 1.11, P: 1.07, S: 1.05, CL: 1.02, SE: 1.2, BR: 1.2, I: 1.39,
+};
+const TOLERANCE = 0.45; // Å over the sum of the radii (as Jmol); atoms closer than 0.4 Å are not bonded
+const CROWDED = 64; // atoms in one grid cell (a bond length across): more is not a molecule
+const MAX_CHECKS = 200_000_000; // distance checks: a bound on the time, whatever the file
+
+/** Bonds atoms not `named` (by CONECT) to each other when they are closer than their covalent
+ * radii and a tolerance: a spatial grid of cells one longest bond across, each atom checked against
+ * those in its own cell and the 13 neighbouring cells ahead of it (linear in the atoms). Appends
+ * index pairs to `pairs` (at most 6 a atom); says what was left out, if anything. */
+function inferBonds(positions: Float32Array, elements: string[], named: Uint8Array, pairs: number[]): string {
+  const count = elements.length;
+  const radii = new Float32Array(count);
+  let largest = 0;
+  for (let i = 0; i < count; i++) {
+    radii[i] = named[i] ? 0 : COVALENT[elements[i]] ?? 0;
+    largest = Math.max(largest, radii[i]);
+  }
+  if (!largest) return "";
+  const cell = 2 * largest + TOLERANCE;
+  const cells = new Float64Array(count * 3);
+  const size = 2 ** Math.ceil(Math.log2(count * 2 + 1));
+  const hash = (x: number, y: number, z: number) =>
+    ((Math.imul(x | 0, 73856093) ^ Math.imul(y | 0, 19349663) ^ Math.imul(z | 0, 83492791)) >>> 0) & (size - 1);
+  const start = new Uint32Array(size + 1);
+  const bucket = new Uint32Array(count);
+  for (let i = 0; i < count; i++) {
+    for (let c = 0; c < 3; c++) cells[i * 3 + c] = Math.floor(positions[i * 3 + c] / cell);
+    bucket[i] = hash(cells[i * 3], cells[i * 3 + 1], cells[i * 3 + 2]);
+    if (radii[i]) start[bucket[i] + 1]++;
+  }
+  for (let b = 0; b < size; b++) start[b + 1] += start[b];
+  const order = new Uint32Array(start[size]);
+  const fill = start.slice(0, size);
+  for (let i = 0; i < count; i++) if (radii[i]) order[fill[bucket[i]]++] = i;
+  const ahead: number[][] = [];
+  for (let dz = -1; dz <= 1; dz++) for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+    if (dz > 0 || (dz === 0 && dy > 0) || (dz === 0 && dy === 0 && dx >= 0)) ahead.push([dx, dy, dz]);
+  }
+  let crowded = 0;
+  let checks = 0;
+  const most = count * 6;
+  for (let i = 0; i < count; i++) {
+    if (!radii[i]) continue;
+    if (start[bucket[i] + 1] - start[bucket[i]] > CROWDED) { crowded++; continue; }
+    const x = cells[i * 3], y = cells[i * 3 + 1], z = cells[i * 3 + 2];
+    for (const [dx, dy, dz] of ahead) {
+      const b = hash(x + dx, y + dy, z + dz);
+      if (start[b + 1] - start[b] > CROWDED) continue;
+      for (let k = start[b]; k < start[b + 1]; k++) {
+        const j = order[k];
+        if (cells[j * 3] !== x + dx || cells[j * 3 + 1] !== y + dy || cells[j * 3 + 2] !== z + dz) continue; // another cell, same bucket
+        if (dx === 0 && dy === 0 && dz === 0 && j <= i) continue;
+        checks++;
+        const ex = positions[i * 3] - positions[j * 3], ey = positions[i * 3 + 1] - positions[j * 3 + 1], ez = positions[i * 3 + 2] - positions[j * 3 + 2];
+        const d2 = ex * ex + ey * ey + ez * ez;
+        const reach = radii[i] + radii[j] + TOLERANCE;
+        if (d2 >= 0.16 && d2 <= reach * reach) pairs.push(i, j);
+      }
+    }
+    if (checks > MAX_CHECKS || pairs.length > most * 2) return `bonds by distance after atom ${i.toLocaleString()} (too many to infer here)`;
+  }
+  return crowded ? `bonds by distance for ${crowded.toLocaleString()} atoms packed closer than a molecule's (more than ${CROWDED} within ${cell.toFixed(1)} Å)` : "";
 }
 
 // --- meshes -----------------------------------------------------------------------------------------
 
-function mesh(triangles: Float32Array): Scene3D {
+export function mesh(triangles: Float32Array): Scene3D {
   if (!triangles.length) throw new Error("the mesh has no triangles");
   if (!triangles.every(isFinite)) throw new Error("the mesh has coordinates that are not finite numbers");
   const result = scene(new Float32Array(0), new Uint8Array(0), 0, 0);

@@ -1,6 +1,6 @@
 // The run page's 3-D viewer (docs/dashboard.md, "Media"; docs/media.md, "3-D objects in the
-// dashboard"): a point cloud with its boxes and vectors, or a mesh (web/src/scene3d.ts reads the
-// files), drawn with WebGL (gl.POINTS, gl.LINES, gl.TRIANGLES: a GPU redraws a million points in a
+// dashboard"): a point cloud with its boxes and vectors, a mesh, or a molecule's atoms and bonds
+// (web/src/scene3d.ts and web/src/gltf.ts read the files), drawn with WebGL (gl.POINTS, gl.LINES, gl.TRIANGLES: a GPU redraws a million points in a
 // frame), or, where WebGL is unavailable or runs without a GPU, projected in JavaScript onto a 2-D
 // canvas (a depth buffer, one pixel per point; meshes far to near), said so under the drawing. Drag rotates, shift-drag
 // or right-drag pans, the wheel zooms, double-click or "reset" goes back to the first view. Files
@@ -12,6 +12,7 @@ import { storedKey } from "./auth";
 import { h } from "./dom";
 import { fmtBytes } from "./format";
 import { boxEdges, cross, dot, faceNormals, lookAt, multiply, norm, perspective, sub, type Mat4 } from "./geometry3d";
+import { readGltf } from "./gltf";
 import { readNpy, readObj, readPdb, readScene, readStl, type Box3D, type Scene3D } from "./scene3d";
 
 export const AUTO_LOAD_BYTES = 32 * 1024 * 1024;
@@ -26,7 +27,7 @@ const SCALE = Math.min(2, Math.max(1, window.devicePixelRatio || 1)); // sharp o
 
 /** Whether the viewer draws this media item (others stay downloads). */
 export function viewable3d(item: Pick<MediaEntry, "kind" | "format">): boolean {
-  if (item.kind === "object3d") return ["npy", "pts.json", "stl", "obj"].includes(item.format);
+  if (item.kind === "object3d") return ["npy", "pts.json", "stl", "obj", "gltf", "glb"].includes(item.format);
   return item.kind === "molecule" && (item.format === "pdb" || item.format === "pqr");
 }
 
@@ -64,6 +65,7 @@ async function readFile(project: string, runId: string, item: MediaEntry): Promi
   const response = await fetchMedia(project, runId, item.digest);
   if (item.format === "npy") return readNpy(response.body!, MAX_POINTS);
   if (item.format === "stl") return readStl(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
+  if (item.format === "gltf" || item.format === "glb") return readGltf(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
   const text = await response.text();
   if (item.format === "obj") return readObj(text, MAX_TRIANGLES);
   return item.kind === "molecule" ? readPdb(text, MAX_POINTS, item.format === "pqr") : readScene(text, MAX_POINTS);
@@ -149,12 +151,13 @@ interface Camera { target: number[]; distance: number; yaw: number; pitch: numbe
 const VERTEX = `attribute vec3 position; attribute vec3 colour; uniform mat4 mvp; uniform float size;
 varying vec3 v; void main() { gl_Position = mvp * vec4(position, 1.0); gl_PointSize = size; v = colour; }`;
 const FRAGMENT = `precision mediump float; varying vec3 v; void main() { gl_FragColor = vec4(v, 1.0); }`;
-// A mesh: one colour, lit from the eye (each face as bright as it faces the viewer, either side).
+// A mesh: in one colour (a glTF's: its materials'), lit from the eye (each face as bright as it
+// faces the viewer, either side).
 const MESH_COLOUR = [170, 184, 204];
-const MESH_VERTEX = `attribute vec3 position; attribute vec3 normal; uniform mat4 mvp; varying vec3 n;
-void main() { gl_Position = mvp * vec4(position, 1.0); n = normal; }`;
-const MESH_FRAGMENT = `precision mediump float; varying vec3 n; uniform vec3 light;
-void main() { gl_FragColor = vec4(vec3(${MESH_COLOUR.map((c) => (c / 255).toFixed(3)).join(", ")}) * (0.3 + 0.7 * abs(dot(normalize(n), light))), 1.0); }`;
+const MESH_VERTEX = `attribute vec3 position; attribute vec3 normal; attribute vec3 colour; uniform mat4 mvp;
+varying vec3 n; varying vec3 c; void main() { gl_Position = mvp * vec4(position, 1.0); n = normal; c = colour; }`;
+const MESH_FRAGMENT = `precision mediump float; varying vec3 n; varying vec3 c; uniform vec3 light;
+void main() { gl_FragColor = vec4(c * (0.3 + 0.7 * abs(dot(normalize(n), light))), 1.0); }`;
 
 // Chromium without a GPU runs WebGL on SwiftShader (a CPU rasterizer): there, measured at a million
 // points, a frame took ~13 times as long as projecting the points in JavaScript (docs/media.md).
@@ -190,11 +193,13 @@ class Viewer3D {
   private lineCount = 0;
   private program: WebGLProgram | null = null;
   private meshProgram: WebGLProgram | null = null;
-  private meshBuffers: [WebGLBuffer, WebGLBuffer] | null = null;
+  private meshBuffers: [WebGLBuffer, WebGLBuffer, WebGLBuffer | null] | null = null;
   private frame = 0;
   private shown = false; // drawn while on the page (a viewer is made before its panel is attached)
   private readonly born = performance.now();
-  private readonly lines: { a: number[]; b: number[]; colour: number[] }[] = [];
+  private readonly lines: { a: number[]; b: number[]; colour: number[] }[] = []; // boxes' edges, vectors
+  private linePositions = new Float32Array(0); // those and a molecule's bonds: x, y, z at each end
+  private lineColours = new Uint8Array(0);
 
   /** `place`: the media key, list index and digest the view is kept under. */
   constructor(private readonly scene: Scene3D, private readonly place: string) {
@@ -219,6 +224,7 @@ class Viewer3D {
       grow(vector.end[0], vector.end[1], vector.end[2]);
     }
     if (low[0] === Infinity) { low.fill(-1); high.fill(1); }
+    this.makeLines();
     const [near, far] = framed(scene, low, high);
     this.centre = [0, 1, 2].map((c) => (near[c] + far[c]) / 2);
     this.radius = Math.max(1e-6, Math.hypot(far[0] - near[0], far[1] - near[1], far[2] - near[2]) / 2);
@@ -227,11 +233,15 @@ class Viewer3D {
     this.camera = kept ? { ...kept, target: [...kept.target] } : this.home();
     this.keepCamera();
     const fixed = (x: number) => Number(x.toPrecision(4)).toString();
-    const bounds = ["x", "y", "z"].map((axis, c) => `${axis} ${fixed(low[c])}…${fixed(high[c])}`).join(" · ");
+    // a glTF's y is up: drawn turned (y, z) -> (z, -y), its bounds given in its own axes
+    const span = scene.upY ? [[low[0], high[0]], [low[2], high[2]], [-high[1], -low[1]]] : [0, 1, 2].map((c) => [low[c], high[c]]);
+    const bounds = ["x", "y", "z"].map((axis, c) => `${axis} ${fixed(span[c][0])}…${fixed(span[c][1])}`).join(" · ");
     const thinned = scene.total > scene.count ? ` (1 in ${Math.ceil(scene.total / scene.count)} of ${scene.total.toLocaleString()})` : "";
     const reset = h("button.viewer3d-reset", { type: "button", text: "reset" });
     reset.addEventListener("click", () => this.reset());
-    const what = scene.triangles ? `${(t.length / 9).toLocaleString()} triangles` : `${scene.count.toLocaleString()} points${thinned}`;
+    const what = scene.triangles ? `${(t.length / 9).toLocaleString()} triangles`
+      : scene.bonds ? `${scene.count.toLocaleString()} atoms · ${(scene.bonds.length / 2).toLocaleString()} bonds (${scene.bondNote})`
+      : `${scene.count.toLocaleString()} points${thinned}`;
     this.info.append(`${what} · ${bounds}` +
       (scene.boxes.length ? ` · ${scene.boxes.length} boxes` : "") + (scene.vectors.length ? ` · ${scene.vectors.length} vectors` : ""));
     this.el = h("div.viewer3d-view", {}, h("div.viewer3d-stage", {}, this.canvas, this.overlay), h("div.viewer3d-bar", {}, reset, this.info));
@@ -242,6 +252,36 @@ class Viewer3D {
     for (const viewer of live) if (viewer.gone()) viewer.dispose();
     live.add(this);
     this.draw();
+  }
+
+  /** Boxes' edges, vectors and bonds as line segments (a bond: half in each atom's colour). */
+  private makeLines(): void {
+    const bonds = this.scene.bonds ?? new Uint32Array(0);
+    const { positions: p, colours: c } = this.scene;
+    const same = (a: number, b: number) => c[a] === c[b] && c[a + 1] === c[b + 1] && c[a + 2] === c[b + 2];
+    let segments = this.lines.length;
+    for (let k = 0; k < bonds.length; k += 2) segments += same(bonds[k] * 3, bonds[k + 1] * 3) ? 1 : 2;
+    const positions = new Float32Array(segments * 6);
+    const colours = new Uint8Array(segments * 6);
+    this.lines.forEach((line, i) => {
+      positions.set(line.a.slice(0, 3), i * 6);
+      positions.set(line.b.slice(0, 3), i * 6 + 3);
+      colours.set(line.colour, i * 6);
+      colours.set(line.colour, i * 6 + 3);
+    });
+    for (let k = 0, at = this.lines.length * 6; k < bonds.length; k += 2) {
+      const a = bonds[k] * 3, b = bonds[k + 1] * 3;
+      const middle = same(a, b) ? p.subarray(b, b + 3) : [0, 1, 2].map((i) => (p[a + i] + p[b + i]) / 2);
+      for (const end of same(a, b) ? [a] : [a, b]) { // one segment, or half in each atom's colour
+        positions.set(p.subarray(end, end + 3), at);
+        positions.set(middle, at + 3);
+        colours.set(c.subarray(end, end + 3), at);
+        colours.set(c.subarray(end, end + 3), at + 3);
+        at += 6;
+      }
+    }
+    this.linePositions = positions;
+    this.lineColours = colours;
   }
 
   private keepCamera(): void {
@@ -277,6 +317,7 @@ class Viewer3D {
     };
     const link = (vertex: string, fragment: string) => {
       const program = gl.createProgram()!;
+      gl.bindAttribLocation(program, 0, "position"); // attribute 0 is always an array (colour may be a constant)
       gl.attachShader(program, compile(gl.VERTEX_SHADER, vertex));
       gl.attachShader(program, compile(gl.FRAGMENT_SHADER, fragment));
       gl.linkProgram(program);
@@ -293,9 +334,8 @@ class Viewer3D {
       return [position, colour];
     };
     this.pointBuffers = upload(this.scene.positions.subarray(0, this.scene.count * 3), this.scene.colours.subarray(0, this.scene.count * 3));
-    this.lineCount = this.lines.length * 2;
-    this.lineBuffers = upload(new Float32Array(this.lines.flatMap((l) => [...l.a.slice(0, 3), ...l.b.slice(0, 3)])),
-      new Uint8Array(this.lines.flatMap((l) => [...l.colour, ...l.colour])));
+    this.lineCount = this.linePositions.length / 3;
+    this.lineBuffers = upload(this.linePositions, this.lineColours);
     const triangles = this.scene.triangles;
     if (triangles) {
       this.meshProgram = link(MESH_VERTEX, MESH_FRAGMENT);
@@ -304,8 +344,14 @@ class Viewer3D {
       gl.bufferData(gl.ARRAY_BUFFER, triangles, gl.STATIC_DRAW);
       const normal = gl.createBuffer()!;
       gl.bindBuffer(gl.ARRAY_BUFFER, normal);
-      gl.bufferData(gl.ARRAY_BUFFER, faceNormals(triangles), gl.STATIC_DRAW);
-      this.meshBuffers = [position, normal];
+      gl.bufferData(gl.ARRAY_BUFFER, this.scene.normals ?? faceNormals(triangles), gl.STATIC_DRAW);
+      let colour: WebGLBuffer | null = null;
+      if (this.scene.meshColours) {
+        colour = gl.createBuffer()!;
+        gl.bindBuffer(gl.ARRAY_BUFFER, colour);
+        gl.bufferData(gl.ARRAY_BUFFER, this.scene.meshColours, gl.STATIC_DRAW);
+      }
+      this.meshBuffers = [position, normal, colour];
     }
     this.program = program;
     this.gl = gl;
@@ -416,11 +462,17 @@ class Viewer3D {
         gl.useProgram(program);
         gl.uniformMatrix4fv(gl.getUniformLocation(program, "mvp"), false, mvp);
         gl.uniform3fv(gl.getUniformLocation(program, "light"), light);
-        const attributes = ["position", "normal"].map((name) => gl.getAttribLocation(program, name));
+        const attributes = ["position", "normal", "colour"].map((name) => gl.getAttribLocation(program, name));
         attributes.forEach((at, i) => {
-          gl.bindBuffer(gl.ARRAY_BUFFER, this.meshBuffers![i]);
+          const buffer = this.meshBuffers![i];
+          if (!buffer) { // one colour: a constant attribute
+            gl.disableVertexAttribArray(at);
+            gl.vertexAttrib3f(at, MESH_COLOUR[0] / 255, MESH_COLOUR[1] / 255, MESH_COLOUR[2] / 255);
+            return;
+          }
+          gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
           gl.enableVertexAttribArray(at);
-          gl.vertexAttribPointer(at, 3, gl.FLOAT, false, 0, 0);
+          gl.vertexAttribPointer(at, 3, i === 2 ? gl.UNSIGNED_BYTE : gl.FLOAT, i === 2, 0, 0);
         });
         gl.drawArrays(gl.TRIANGLES, 0, this.scene.triangles.length / 3);
         attributes.forEach((at) => gl.disableVertexAttribArray(at));
@@ -482,9 +534,40 @@ class Viewer3D {
         }
       }
     }
+    // a molecule's bonds: into the same pixels, depth-tested, SCALE pixels wide (a protein has
+    // hundreds of thousands: stroking them on the canvas took a second a frame)
+    const l = this.linePositions, c = this.lineColours;
+    const ends = new Float32Array(6);
+    for (let i = this.lines.length * 6; i < l.length; i += 6) {
+      let visible = true;
+      for (let e = 0; e < 2; e++) {
+        const x = l[i + e * 3], y = l[i + e * 3 + 1], z = l[i + e * 3 + 2];
+        const w = m[3] * x + m[7] * y + m[11] * z + m[15];
+        if (w <= 0) visible = false;
+        ends[e * 3] = ((m[0] * x + m[4] * y + m[8] * z + m[12]) / w + 1) * 0.5 * width;
+        ends[e * 3 + 1] = (1 - (m[1] * x + m[5] * y + m[9] * z + m[13]) / w) * 0.5 * height;
+        ends[e * 3 + 2] = (m[2] * x + m[6] * y + m[10] * z + m[14]) / w;
+      }
+      if (!visible) continue;
+      const steps = Math.min(4096, Math.ceil(Math.max(Math.abs(ends[3] - ends[0]), Math.abs(ends[4] - ends[1]))) + 1);
+      const rgba = (255 << 24) | (c[i + 2] << 16) | (c[i + 1] << 8) | c[i];
+      for (let k = 0; k <= steps; k++) {
+        const t = k / steps;
+        const px = Math.floor(ends[0] + (ends[3] - ends[0]) * t), py = Math.floor(ends[1] + (ends[4] - ends[1]) * t);
+        const d = ends[2] + (ends[5] - ends[2]) * t;
+        for (let oy = 0; oy < SCALE; oy++) {
+          for (let ox = 0; ox < SCALE; ox++) {
+            const qx = px + ox, qy = py + oy;
+            if (qx < 0 || qy < 0 || qx >= width || qy >= height) continue;
+            const at = qy * width + qx;
+            if (d < depth[at]) { depth[at] = d; pixels[at] = rgba; }
+          }
+        }
+      }
+    }
     context.putImageData(image, 0, 0);
     context.lineWidth = 1.5 * SCALE;
-    for (const line of this.lines) {
+    for (const line of this.lines) { // boxes' edges and vectors, over the points
       const a = this.project(mvp, line.a);
       const b = this.project(mvp, line.b);
       if (!a || !b) continue;
@@ -503,7 +586,8 @@ class Viewer3D {
     context.fillStyle = `rgb(${BACKGROUND.join(",")})`;
     context.fillRect(0, 0, this.canvas.width, this.canvas.height);
     const m = mvp;
-    const faces: { depth: number; corners: [number, number][]; shade: number }[] = [];
+    const colours = this.scene.meshColours;
+    const faces: { depth: number; corners: [number, number][]; shade: number; colour: number[] }[] = [];
     for (let i = 0; i < triangles.length; i += 9) {
       const corners: [number, number][] = [];
       let depth = 0;
@@ -515,11 +599,12 @@ class Viewer3D {
         depth += (m[2] * p[0] + m[6] * p[1] + m[10] * p[2] + m[14]) / (m[3] * p[0] + m[7] * p[1] + m[11] * p[2] + m[15]);
       }
       if (corners.length < 3) continue;
-      faces.push({ depth, corners, shade: 0.3 + 0.7 * Math.abs(dot([normals[i], normals[i + 1], normals[i + 2]], light)) });
+      faces.push({ depth, corners, shade: 0.3 + 0.7 * Math.abs(dot([normals[i], normals[i + 1], normals[i + 2]], light)),
+        colour: colours ? [colours[i], colours[i + 1], colours[i + 2]] : MESH_COLOUR });
     }
     faces.sort((a, b) => b.depth - a.depth);
     for (const face of faces) {
-      context.fillStyle = `rgb(${MESH_COLOUR.map((c) => Math.round(c * face.shade)).join(",")})`;
+      context.fillStyle = `rgb(${face.colour.map((c) => Math.round(c * face.shade)).join(",")})`;
       context.beginPath();
       context.moveTo(face.corners[0][0], face.corners[0][1]);
       context.lineTo(face.corners[1][0], face.corners[1][1]);

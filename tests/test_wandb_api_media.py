@@ -90,3 +90,26 @@ def test_tracklets_own_api_keeps_its_values_and_update_saves_no_media(root, logg
     assert after["note"] == "checked" and "img" not in after and "preds" not in after
     assert isinstance(after["h"], Histogram)  # not rewritten as W&B's JSON dict
     assert wandb.Api().run(logged).summary["img"]["_type"] == "image-file"
+
+
+@pytest.mark.parametrize("where", ["local", "server"])
+def test_downloads_stay_under_root_whatever_the_name(root, monkeypatch, servers, tmp_path, where):
+    """A key with ``..`` folders names a path under ``root`` still; a file name that leads outside
+    it (absolute, ``..``: a crafted call or a hostile server's file list) is refused, nothing written."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    run = wandb.init(project="media", settings=wandb.Settings(silent=True))
+    run.log({"../../../../up": wandb.Image(np.zeros((2, 2, 3), dtype=np.uint8))}, step=0)
+    run.finish()
+    api = wandb.Api(overrides={"base_url": servers(root).url}) if where == "server" else wandb.Api()
+    found = api.run(f"media/{run.id}")
+    path = found.summary["../../../../up"]["path"]
+    assert ".." not in path.split("/") and path.startswith("media/images/")
+    into = tmp_path / "dl" / "a" / "b" / "c"
+    written = found.file(path).download(root=str(into)).name
+    assert written.startswith(str(into)) and (into / path).is_file()
+    outside = tmp_path / "dl" / "outside.txt"
+    for name in ("../../../outside.txt", str(outside), "media/../../../../outside.txt", "..\\..\\..\\outside.txt",
+                 "../../../../../outside.txt"):
+        with pytest.raises(ValueError, match="leads outside"):
+            found.file(name).download(root=str(into))
+    assert not outside.exists() and sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["a"]

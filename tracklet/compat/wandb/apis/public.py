@@ -579,7 +579,9 @@ class File:
         import os
         import shutil
 
-        target = os.path.join(root, self.name)
+        from tracklet.compat.wandb.apis._media_json import download_target
+
+        target = download_target(root, self.name)  # ValueError for a name leading outside root
         if os.path.exists(target) and not (replace or exist_ok):
             raise ValueError(f"File already exists, pass replace=True to overwrite: {target}")
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)

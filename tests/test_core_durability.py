@@ -316,6 +316,45 @@ def test_a_child_forked_while_the_sender_imports_its_encoder_records_its_own_run
     assert runs["child"].history(["x"])["x"] == [1.0]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forks_from_two_threads_leave_the_encoder_import_free(root):
+    # os.fork waits for the encoder's import (at most FORK_WAIT). Thread A forks (holding the wait's
+    # lock through its fork) while thread B's fork gives up waiting: B's "not held" overwrote A's
+    # "held", A's fork never let the lock go, and every later sender's encoder import (and every
+    # later fork, 5 s each) waited on it for ever: the next run recorded nothing and finish() hung.
+    done = run_script("""
+        import os, threading
+        a_forking, b_done = threading.Event(), threading.Event()
+
+        def slow_for_a():  # registered before tracklet's: runs after it, with the lock held for A
+            if threading.current_thread().name == "A":
+                a_forking.set()
+                b_done.wait(30)
+
+        os.register_at_fork(before=slow_for_a)
+        from tracklet.core import sender
+        sender.FORK_WAIT = 0.2
+
+        def fork():
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+
+        a = threading.Thread(target=fork, name="A")
+        a.start()
+        a_forking.wait(30)
+        b = threading.Thread(target=fork, name="B")
+        b.start()
+        b.join(30)
+        b_done.set()
+        a.join(30)
+        print("free" if sender._import_lock.acquire(timeout=5) else "held for ever")
+        """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "free"
+
+
 class _SlowSink:
     def __init__(self, release: threading.Event):
         self.release = release

@@ -953,7 +953,9 @@ class BatchSender:
 FORK_WAIT = 5.0
 _import_lock = threading.Lock()
 _import_owner: int | None = None  # the thread importing, so a fork from that very thread doesn't wait
-_held_for_fork = False
+# The threads whose fork holds the lock: each fork releases only its own hold (one flag for all let a
+# fork that gave up waiting, on another thread, clear a hold, and the lock was never released).
+_held_for_fork: set[int] = set()
 
 
 @contextmanager
@@ -968,21 +970,21 @@ def _importing() -> Iterator[None]:
 
 
 def _before_fork() -> None:
-    global _held_for_fork
-    if _import_owner != threading.get_ident():
-        _held_for_fork = _import_lock.acquire(timeout=FORK_WAIT)
+    me = threading.get_ident()
+    if _import_owner != me and _import_lock.acquire(timeout=FORK_WAIT):
+        _held_for_fork.add(me)
 
 
 def _after_fork_in_parent() -> None:
-    global _held_for_fork
-    if _held_for_fork:
-        _held_for_fork = False
+    me = threading.get_ident()
+    if me in _held_for_fork:
+        _held_for_fork.discard(me)
         _import_lock.release()
 
 
 def _after_fork_in_child() -> None:
     global _import_lock, _import_owner, _held_for_fork
-    _import_lock, _import_owner, _held_for_fork = threading.Lock(), None, False  # (an import past FORK_WAIT held it)
+    _import_lock, _import_owner, _held_for_fork = threading.Lock(), None, set()  # (an import past FORK_WAIT held it)
 
 
 if hasattr(os, "register_at_fork"):

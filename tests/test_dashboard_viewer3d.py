@@ -205,6 +205,35 @@ def test_a_large_cloud_waits_for_load_and_is_thinned_to_what_is_drawn(root, brow
         ui.wait(timeout=10)
 
 
+def test_points_that_are_not_finite_are_left_out_and_the_rest_drawn(root, tmp_path, page):
+    """A LiDAR scan with NaN for "no return" (and a stray infinity, a value past float32's range):
+    those points are left out and counted, the others drawn in view (one of them made the view's
+    centre NaN: nothing was drawn)."""
+    points = np.random.default_rng(2).normal(0, 1, (3000, 3)).astype(np.float32)
+    points[::10] = np.nan
+    points[5] = [np.inf, 0, 0]
+    points[7, 2] = -np.inf
+    scene = tmp_path / "far.pts.json"  # 1e39 is a JSON number, past float32's range
+    scene.write_text(json.dumps({"type": "lidar/beta", "points": [[0, 0, 0], [1, 1, 1], [1e39, 0, 0], [2, 0, 1]]}))
+    run = tracklet.init(project="clouds", id="nan", dir=str(root), settings=QUIET)
+    run.log({"scan": tracklet.Object3D(points), "far": tracklet.Object3D(str(scene))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/nan?token=" + token)
+        for key, drawn, left_out, lit in (("scan", 2698, 302, 2000), ("far", 3, 1, 20)):
+            panel = f".media-panel[data-key='{key}']"
+            page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+            info = page.text_content(f"{panel} .viewer3d-info")
+            assert info.startswith(f"{drawn:,} points") and "NaN" not in info and "Infinity" not in info, info
+            assert f"{left_out} point" in page.text_content(f"{panel} .viewer3d-note")
+            picture = drawing(page, panel)[:360]  # the points, in view: pixels not the background's
+            assert picture.size // 3 - pixels_near(picture, BACKGROUND, tolerance=4) > lit
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
 def cube_stl() -> bytes:
     """A unit cube as a binary STL (12 triangles)."""
     corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=np.float32)

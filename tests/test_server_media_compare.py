@@ -186,3 +186,23 @@ def test_the_grid_needs_read_on_the_project(servers, root, tmp_path):
         for key, expected in ((alice, 200), (reader, 200), (carol, 403), (None, 401)):
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             assert httpx.get(url, params=params, headers=headers).status_code == expected, (path, key)
+
+
+def test_the_key_list_takes_a_retention_of_thousands_of_keys(server, root):
+    # A run's retention names every key a prune went over (thousands for a run that logs a media
+    # key per class or per sample); a condition per retired key, for every run at once, made SQLite
+    # refuse the key list ("Expression tree is too large": a 500) past about a thousand of them.
+    _record(root)
+    _sync(server.url, root)
+    with httpx.Client(base_url=server.url) as http:
+        for run_id, keys in (("a", {"img": 7, "samples": 6, **{f"gone/{i}": 5 for i in range(3000)}}),
+                             ("b", {"img": 4, **{f"other/{i}": 1 for i in range(3000)}})):
+            answer = http.put(f"/api/v1/runs/grid/{run_id}/media/retention", json={"keys": keys})
+            assert answer.status_code == 200, answer.text
+        listed = http.get("/api/v1/projects/grid/media/keys", params={"runs": "a,b,c"})
+        assert listed.status_code == 200, listed.text
+        by_key = {entry["key"]: entry for entry in listed.json()["keys"]}
+        assert sorted(by_key) == ["img", "speech"]  # samples: retired whole (last logged at step 5)
+        assert [(r["run_id"], r["items"], r["steps"], r["first_step"], r["last_step"]) for r in by_key["img"]["runs"]] \
+            == [("a", 3, 3, 7, 9), ("b", 2, 2, 6, 9)]
+        assert _grid(http, step=5)["a"]["first_step"] == 7

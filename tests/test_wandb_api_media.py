@@ -105,7 +105,7 @@ def test_downloads_stay_under_root_whatever_the_name(root, monkeypatch, servers,
     path = found.summary["../../../../up"]["path"]
     assert ".." not in path.split("/") and path.startswith("media/images/")
     into = tmp_path / "dl" / "a" / "b" / "c"
-    written = found.file(path).download(root=str(into)).name
+    written = found.file(path).download(root=str(into), api=api).name  # W&B's api= too
     assert written.startswith(str(into)) and (into / path).is_file()
     outside = tmp_path / "dl" / "outside.txt"
     for name in ("../../../outside.txt", str(outside), "media/../../../../outside.txt", "..\\..\\..\\outside.txt",
@@ -113,3 +113,23 @@ def test_downloads_stay_under_root_whatever_the_name(root, monkeypatch, servers,
         with pytest.raises(ValueError, match="leads outside"):
             found.file(name).download(root=str(into))
     assert not outside.exists() and sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["a"]
+
+
+def test_file_download_takes_wandbs_arguments(api, logged, tmp_path):
+    """W&B's ``File.download(root, replace, exist_ok, api)``: a script passing its Api works, for a
+    run file and a media file alike; exist_ok keeps the file, replace writes it again."""
+    run = api.run(logged)
+    image = run.summary["img"]["path"]
+    names = [image] + [f.name for f in run.files()]
+    if "base_url" not in api.settings:  # a server serves the files `tracklet sync` sent it: none here
+        assert "requirements.txt" in names, names  # a media file and the run's files (File)
+    for name in names:
+        with run.file(name).download(root=str(tmp_path), api=api) as first:
+            first.read(0)
+        target = tmp_path / name
+        target.write_bytes(b"kept")
+        assert run.file(name).download(str(tmp_path), False, True, api).read() == "kept"  # exist_ok
+        with pytest.raises(ValueError, match="already exists"):
+            run.file(name).download(root=str(tmp_path))
+        run.file(name).download(root=str(tmp_path), replace=True, api=api).close()
+        assert target.read_bytes() != b"kept"

@@ -176,8 +176,9 @@ class MediaFile:
         kind, what = self._source
         return int(what.size_bytes) if kind == "media" else len(self._bytes())
 
-    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False) -> Any:
-        """The file written to ``root/<path>``, opened for reading (as W&B's ``File.download``)."""
+    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api: Any = None) -> Any:
+        """The file written to ``root/<path>``, opened for reading (as W&B's ``File.download``;
+        ``api``, W&B's Api to download with, is accepted: the run's own reader is used)."""
         target = download_target(root, self.name)
         if os.path.exists(target) and not (replace or exist_ok):
             raise ValueError(f"File already exists, pass replace=True to overwrite: {target}")

@@ -574,8 +574,9 @@ class File:
             return int(entry["size"])
         return os.path.getsize(self.path)
 
-    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False) -> Any:
-        """The file copied to ``root/<name>`` (from a server, downloaded), opened for reading."""
+    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api: Any = None) -> Any:
+        """The file copied to ``root/<name>`` (from a server, downloaded), opened for reading.
+        ``api`` (W&B's Api to download with) is accepted: the run's own reader is used."""
         import os
         import shutil
 

@@ -206,3 +206,29 @@ def test_the_key_list_takes_a_retention_of_thousands_of_keys(server, root):
         assert [(r["run_id"], r["items"], r["steps"], r["first_step"], r["last_step"]) for r in by_key["img"]["runs"]] \
             == [("a", 3, 3, 7, 9), ("b", 2, 2, 6, 9)]
         assert _grid(http, step=5)["a"]["first_step"] == 7
+
+
+def test_a_media_key_with_a_nul_character_is_found_on_either_store(server, root):
+    # The store keeps a NUL in a key as U+FFFD (PostgreSQL's text can't hold NUL), and a query
+    # asking for the key with its NUL finds it: the media routes passed the key as asked, a 500 on
+    # PostgreSQL (the driver refuses NUL in a parameter), and nothing found on SQLite.
+    run = tracklet.init(project="grid", id="nul", dir=str(root), settings=QUIET)
+    for step in (0, 1):
+        run.log({"im\x00g": tracklet.Image(_pixels(step), caption=f"n{step}")}, step=step)
+    run.finish()
+    with SyncClient(server.url, blob_dir=artifact_dir(root), upload_state_dir=root / "cache" / UPLOAD_STATE_DIR) as client:
+        client.sync_run(RunPaths(root, "grid", "nul"))
+    with httpx.Client(base_url=server.url) as http:
+        retention = http.put("/api/v1/runs/grid/nul/media/retention", json={"keys": {"im\x00g": 1}})
+        assert retention.status_code == 200, retention.text
+        grid = http.get("/api/v1/projects/grid/media", params={"runs": "nul", "key": "im\x00g"})
+        assert grid.status_code == 200, grid.text
+        (column,) = grid.json()["runs"]
+        assert (column["step"], column["first_step"], [item["caption"] for item in column["items"]]) == (1, 1, ["n1"])
+        listed = http.get("/api/v1/runs/grid/nul/media", params={"key": "im\x00g"})
+        assert listed.status_code == 200, listed.text
+        assert [item["caption"] for item in listed.json()["media"]] == ["n1"]
+        keys = http.get("/api/v1/projects/grid/media/keys", params={"runs": "nul"}).json()["keys"]
+        assert [(entry["key"], entry["runs"][0]["first_step"]) for entry in keys] == [("im\ufffdg", 1)]
+        absent = http.get("/api/v1/projects/grid/media", params={"runs": "nul", "key": "\x00"})
+        assert absent.status_code == 200 and absent.json()["runs"][0]["items"] == []

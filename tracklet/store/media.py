@@ -99,6 +99,17 @@ def write_media(connection: sa.Connection, run_pk: int, messages: list[Any]) -> 
     connection.execute(media.insert(), media_rows(run_pk, messages, last))
 
 
+def stored_key(key: str) -> str:
+    """A media key as ``media_rows`` stores it (NUL as U+FFFD, at most 1,024 characters): what a
+    query for ``key`` compares (PostgreSQL's driver refuses a NUL in a text parameter: a 500)."""
+    return fit(store_text(key), 1024)
+
+
+def _stored_cutoffs(retired: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """A retention's keys (``media.retention``: as logged) as the store keeps them."""
+    return {run_id: {stored_key(key): step for key, step in cutoffs.items()} for run_id, cutoffs in retired.items()}
+
+
 def media_of_run(engine: sa.Engine, project: str, run_id: str, key: str | None = None) -> list[dict[str, Any]]:
     """A run's media rows (every key, or ``key``'s), by step, then place in the list, then log order."""
     stmt = (
@@ -108,7 +119,7 @@ def media_of_run(engine: sa.Engine, project: str, run_id: str, key: str | None =
         .order_by(media.c.step, media.c.key, media.c.idx, media.c.seq)
     )
     if key is not None:
-        stmt = stmt.where(media.c.key == key)
+        stmt = stmt.where(media.c.key == stored_key(key))
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(stmt).mappings()]
 
@@ -156,6 +167,7 @@ def media_keys_of_runs(engine: sa.Engine, project: str, run_ids: list[str], reti
     are read again, from their first kept step (one query for them all: a condition per retired
     key for every run at once made SQLite refuse the query past ~1,000 keys, "Expression tree is
     too large", and ran into the bound parameters' limit on both stores)."""
+    retired = _stored_cutoffs(retired)
     with engine.connect() as connection:
         pk_of = run_pks(connection, project, run_ids)
         rows: list[dict[str, Any]] = []
@@ -210,6 +222,7 @@ def media_grid(engine: sa.Engine, project: str, run_ids: list[str], key: str, st
                offset: int, limit: int, with_steps: bool) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """The runs' store keys, and for each known run (in ``run_ids``' order) ``media_at_step``'s
     answer with its ``run_id`` and, ``with_steps``, its ``steps`` (``media_steps``)."""
+    key, retired = stored_key(key), _stored_cutoffs(retired)
     with engine.connect() as connection:
         pk_of = run_pks(connection, project, run_ids)
         answers = []

@@ -221,7 +221,7 @@ def test_points_that_are_not_finite_are_left_out_and_the_rest_drawn(root, tmp_pa
     ui, url, token = start_ui(root)
     try:
         page.goto(url + "projects/clouds/runs/nan?token=" + token)
-        for key, drawn, left_out, lit in (("scan", 2698, 302, 2000), ("far", 3, 1, 20)):
+        for key, drawn, left_out, lit in (("scan", 2698, 302, 2000), ("far", 3, 1, 5)):
             panel = f".media-panel[data-key='{key}']"
             page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
             info = page.text_content(f"{panel} .viewer3d-info")
@@ -229,6 +229,30 @@ def test_points_that_are_not_finite_are_left_out_and_the_rest_drawn(root, tmp_pa
             assert f"{left_out} point" in page.text_content(f"{panel} .viewer3d-note")
             picture = drawing(page, panel)[:360]  # the points, in view: pixels not the background's
             assert picture.size // 3 - pixels_near(picture, BACKGROUND, tolerance=4) > lit
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_scene_of_more_boxes_than_are_drawn_draws_the_first_and_says_so(root, tmp_path, page):
+    rng = np.random.default_rng(4)
+    centres = rng.uniform(-50, 50, (12_000, 3))
+    scene = tmp_path / "crowd.pts.json"
+    scene.write_text(json.dumps({"type": "lidar/beta", "points": rng.normal(0, 20, (500, 3)).tolist(),
+                                 "boxes": [{"corners": cube_corners(c.tolist(), [0.5, 0.5, 0.5])} for c in centres],
+                                 "vectors": [{"end": c.tolist()} for c in centres]}))
+    run = tracklet.init(project="clouds", id="crowd", dir=str(root), settings=QUIET)
+    run.log({"crowd": tracklet.Object3D(str(scene))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/crowd?token=" + token)
+        panel = ".media-panel[data-key='crowd']"
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+        info = page.text_content(f"{panel} .viewer3d-info")
+        assert "10000 boxes" in info.replace(",", "") and "10000 vectors" in info.replace(",", ""), info
+        notes = " ".join(page.locator(f"{panel} .viewer3d-note").all_text_contents())
+        assert "2,000 boxes past the first 10,000" in notes and "2,000 vectors past the first 10,000" in notes, notes
     finally:
         ui.terminate()
         ui.wait(timeout=10)

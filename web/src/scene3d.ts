@@ -33,6 +33,9 @@ export interface Scene3D {
 }
 
 const DEFAULT_BOX: [number, number, number] = [0, 255, 0];
+/** Boxes (and vectors) drawn from one scene: each box's edges are found from its corners (a few
+ * hundred steps) and become 12 lines; a file of a million boxes froze the page for many seconds. */
+export const MAX_BOXES = 10_000;
 const DEFAULT_VECTOR: [number, number, number] = [255, 255, 255];
 
 /** Colours points from their values: columns 3-5 as r, g, b (0-255, or 0-1 scaled when none is
@@ -271,6 +274,10 @@ export function readScene(text: string, maxPoints: number): Scene3D {
   }
   const result = pointScene(positions, extra, columns, count, points.length);
   const boxes = Array.isArray(record.boxes) ? record.boxes : [];
+  if (boxes.length > MAX_BOXES) {
+    result.skipped.push(`${(boxes.length - MAX_BOXES).toLocaleString()} boxes past the first ${MAX_BOXES.toLocaleString()}`);
+    boxes.length = MAX_BOXES;
+  }
   boxes.forEach((box, i) => {
     const corners = (box as Record<string, unknown>)?.corners;
     if (!Array.isArray(corners) || corners.length !== 8 || !corners.every(isVec3)) {
@@ -282,6 +289,10 @@ export function readScene(text: string, maxPoints: number): Scene3D {
     result.boxes.push({ corners, label: text, colour: rgb(color, DEFAULT_BOX) });
   });
   const vectors = Array.isArray(record.vectors) ? record.vectors : [];
+  if (vectors.length > MAX_BOXES) {
+    result.skipped.push(`${(vectors.length - MAX_BOXES).toLocaleString()} vectors past the first ${MAX_BOXES.toLocaleString()}`);
+    vectors.length = MAX_BOXES;
+  }
   vectors.forEach((vector, i) => {
     const { start, end, color } = (vector ?? {}) as Record<string, unknown>;
     if (!isVec3(end)) {

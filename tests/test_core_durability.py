@@ -316,6 +316,85 @@ def test_a_child_forked_while_the_sender_imports_its_encoder_records_its_own_run
     assert runs["child"].history(["x"])["x"] == [1.0]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forks_from_two_threads_leave_the_encoder_import_free(root):
+    # os.fork waits for the encoder's import (at most FORK_WAIT). Thread A forks (holding the wait's
+    # lock through its fork) while thread B's fork gives up waiting: B's "not held" overwrote A's
+    # "held", A's fork never let the lock go, and every later sender's encoder import (and every
+    # later fork, 5 s each) waited on it for ever: the next run recorded nothing and finish() hung.
+    done = run_script("""
+        import os, threading
+        a_forking, b_done = threading.Event(), threading.Event()
+
+        def slow_for_a():  # registered before tracklet's: runs after it, with the lock held for A
+            if threading.current_thread().name == "A":
+                a_forking.set()
+                b_done.wait(30)
+
+        os.register_at_fork(before=slow_for_a)
+        from tracklet.core import sender
+        sender.FORK_WAIT = 0.2
+
+        def fork():
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+
+        a = threading.Thread(target=fork, name="A")
+        a.start()
+        a_forking.wait(30)
+        b = threading.Thread(target=fork, name="B")
+        b.start()
+        b.join(30)
+        b_done.set()
+        a.join(30)
+        print("free" if sender._import_lock.acquire(timeout=5) else "held for ever")
+        """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "free"
+
+
+def test_a_signal_handler_that_logs_while_the_queue_is_sealed_does_not_hang(root):
+    # A signal handler runs between any two bytecodes of the main thread, also while log() seals
+    # the full open chunk under the sender's lock: a handler that logged (or printed, with the
+    # console captured) past a chunk's worth sealed again, waited for that lock for ever, and the
+    # training process hung. A trace function stands in for the handler: it runs Python code
+    # between two lines of the sealing section, every time.
+    done = run_script("""
+        import sys, threading, tracklet
+        from tracklet.core import sender
+        run = tracklet.init(project="sealing", settings={"capture_environment": False, "system_metrics": False,
+                                                         "batch_size": 8})
+        fired = []
+
+        def tracer(frame, event, arg):
+            if frame.f_code.co_filename != sender.__file__:
+                return None
+            owner = frame.f_locals.get("self")
+            if event == "line" and not fired and frame.f_code.co_name == "_seal" \\
+                    and threading.current_thread() is threading.main_thread() and owner._seal_lock.locked():
+                fired.append(True)
+                sys.settrace(None)
+                for i in range(100):  # the handler's rows: more than a chunk holds
+                    run.log({"handler": float(i)})
+            return tracer
+
+        for step in range(50):
+            if step == 20:
+                sys.settrace(tracer)
+            run.log({"loss": float(step)})
+        sys.settrace(None)
+        run.finish()
+        assert fired
+        """, timeout=60)  # a bound for the hang this test is about, not a timing check
+    assert done.returncode == 0, done.stderr
+    (recorded,) = tracklet.Api(root).runs("sealing")
+    history = recorded.history(["handler", "loss"])
+    assert [value for value in history["handler"] if value is not None] == [float(i) for i in range(100)]
+    assert [value for value in history["loss"] if value is not None] == [float(step) for step in range(50)]
+
+
 class _SlowSink:
     def __init__(self, release: threading.Event):
         self.release = release

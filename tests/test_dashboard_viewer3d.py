@@ -210,6 +210,59 @@ def test_a_large_cloud_waits_for_load_and_is_thinned_to_what_is_drawn(root, brow
         ui.wait(timeout=10)
 
 
+def test_points_that_are_not_finite_are_left_out_and_the_rest_drawn(root, tmp_path, page):
+    """A LiDAR scan with NaN for "no return" (and a stray infinity, a value past float32's range):
+    those points are left out and counted, the others drawn in view (one of them made the view's
+    centre NaN: nothing was drawn)."""
+    points = np.random.default_rng(2).normal(0, 1, (3000, 3)).astype(np.float32)
+    points[::10] = np.nan
+    points[5] = [np.inf, 0, 0]
+    points[7, 2] = -np.inf
+    scene = tmp_path / "far.pts.json"  # 1e39 is a JSON number, past float32's range
+    scene.write_text(json.dumps({"type": "lidar/beta", "points": [[0, 0, 0], [1, 1, 1], [1e39, 0, 0], [2, 0, 1]]}))
+    run = tracklet.init(project="clouds", id="nan", dir=str(root), settings=QUIET)
+    run.log({"scan": tracklet.Object3D(points), "far": tracklet.Object3D(str(scene))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/nan?token=" + token)
+        for key, drawn, left_out, lit in (("scan", 2698, 302, 2000), ("far", 3, 1, 5)):
+            panel = f".media-panel[data-key='{key}']"
+            page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+            info = page.text_content(f"{panel} .viewer3d-info")
+            assert info.startswith(f"{drawn:,} points") and "NaN" not in info and "Infinity" not in info, info
+            assert f"{left_out} point" in page.text_content(f"{panel} .viewer3d-note")
+            picture = drawing(page, panel)[:360]  # the points, in view: pixels not the background's
+            assert picture.size // 3 - pixels_near(picture, BACKGROUND, tolerance=4) > lit
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_scene_of_more_boxes_than_are_drawn_draws_the_first_and_says_so(root, tmp_path, page):
+    rng = np.random.default_rng(4)
+    centres = rng.uniform(-50, 50, (12_000, 3))
+    scene = tmp_path / "crowd.pts.json"
+    scene.write_text(json.dumps({"type": "lidar/beta", "points": rng.normal(0, 20, (500, 3)).tolist(),
+                                 "boxes": [{"corners": cube_corners(c.tolist(), [0.5, 0.5, 0.5])} for c in centres],
+                                 "vectors": [{"end": c.tolist()} for c in centres]}))
+    run = tracklet.init(project="clouds", id="crowd", dir=str(root), settings=QUIET)
+    run.log({"crowd": tracklet.Object3D(str(scene))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/crowd?token=" + token)
+        panel = ".media-panel[data-key='crowd']"
+        page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
+        info = page.text_content(f"{panel} .viewer3d-info")
+        assert "10000 boxes" in info.replace(",", "") and "10000 vectors" in info.replace(",", ""), info
+        notes = " ".join(page.locator(f"{panel} .viewer3d-note").all_text_contents())
+        assert "2,000 boxes past the first 10,000" in notes and "2,000 vectors past the first 10,000" in notes, notes
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
 def cube_stl() -> bytes:
     """A unit cube as a binary STL (12 triangles)."""
     corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=np.float32)
@@ -364,6 +417,7 @@ def test_a_live_run_logging_more_media_keeps_the_cloud_and_its_view(root, tmp_pa
         # between the two fails in the console)
         with contextlib.suppress(Exception):  # (a failure above is the one to report)
             page.wait_for_selector("span.state[data-state='finished']", timeout=15_000)
+        page.goto("about:blank")
         ui.terminate()
         ui.wait(timeout=10)
 

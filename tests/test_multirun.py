@@ -254,6 +254,45 @@ def test_a_child_forked_while_another_thread_held_the_console_lock_starts_its_ow
     assert [line.text for line in runs["parent"].console] == ["from the parent"]
 
 
+def test_a_print_from_a_signal_handler_amid_a_captured_print_is_recorded_and_does_not_hang(root):
+    # A signal handler runs between any two bytecodes of the main thread, so also while the console
+    # capture holds a stream's lock for a print (a garbage-collected object's __del__ that prints
+    # does too): a handler that printed ("SIGTERM: saving a checkpoint") waited for that lock for
+    # ever, and the training process hung. A trace function stands in for the handler here: it
+    # runs Python code between two lines of the capture's locked section, every time.
+    done = run_script("""
+        import sys, threading, tracklet
+        from tracklet.core import console
+        run = tracklet.init(project="signal", settings={"capture_environment": False, "system_metrics": False})
+        fired = []
+
+        def held(lines):
+            lock = lines._lock
+            return lock._is_owned() if hasattr(lock, "_is_owned") else lock.locked()
+
+        def tracer(frame, event, arg):
+            if frame.f_code.co_filename != console.__file__:
+                return None
+            if event == "line" and not fired and isinstance(frame.f_locals.get("self"), console._Lines) \\
+                    and frame.f_locals.get("text") == "\\n" and held(frame.f_locals["self"]):
+                fired.append(True)
+                sys.settrace(None)
+                print("from the handler")  # the handler's print, on the thread holding the lock
+            return tracer
+
+        sys.settrace(tracer)
+        print("step 1 done")
+        sys.settrace(None)
+        print("step 2 done")
+        run.finish()
+        assert fired
+        """, timeout=60)  # a bound for the hang this test is about, not a timing check
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "step 1 done\nfrom the handler\nstep 2 done\n"
+    (recorded,) = tracklet.Api(root).runs("signal")
+    assert [line.text for line in recorded.console] == ["step 1 done", "from the handler", "step 2 done"]
+
+
 def test_a_run_started_inside_redirect_stdout_leaves_no_tee_behind(root):
     # The redirect put the first run's tee back while the shared tee was the second run's: once
     # both finished, that tee stayed in sys.stdout for good, one more dead layer per round.

@@ -104,3 +104,22 @@ def test_an_argument_of_another_name_is_left_alone():
                 arguments=["--lr-schedule", "cos", "--lrx=1"], overrides={"lr": 0.01})
     plan_overridden_arguments(plan, rewrite=True)
     assert plan.argument_warnings == [] and plan.rewritten == []
+
+
+@pytest.mark.parametrize("arguments", [["--name", "base", "--lr", "0.5"], ["--name=base", "--lr=0.5"]])
+@pytest.mark.parametrize("overrides", [{"name": "-ablation"}, {"name": "--x"}, {"lr": -0.25}, {"lr": -1e-05}])
+def test_a_value_that_looks_like_an_option_is_rewritten_so_argparse_reads_it_back(arguments, overrides):
+    """`--name -ablation` makes argparse stop with "expected one argument" (a value starting with
+    `-` reads as an option); `--name=-ablation` is that value whatever it looks like."""
+    import argparse
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--name")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("-x", action="store_true")  # a short option: negative numbers no longer read as values
+    plan = Plan(run="p/r", root=Path("."), env="current", directory=Path("."), arguments=list(arguments),
+                overrides=dict(overrides))
+    plan_overridden_arguments(plan, rewrite=True)
+    assert plan.argument_warnings == [] and len(plan.rewritten) == 1
+    (key, value), = overrides.items()
+    assert getattr(parser.parse_args(plan.arguments), key) == value

@@ -97,3 +97,46 @@ def test_tracklets_own_api_keeps_its_values_and_update_saves_no_media(root, logg
     assert after["note"] == "checked" and "img" not in after and "preds" not in after
     assert isinstance(after["h"], Histogram)  # not rewritten as W&B's JSON dict
     assert wandb.Api().run(logged).summary["img"]["_type"] == "image-file"
+
+
+@pytest.mark.parametrize("where", ["local", "server"])
+def test_downloads_stay_under_root_whatever_the_name(root, monkeypatch, servers, tmp_path, where):
+    """A key with ``..`` folders names a path under ``root`` still; a file name that leads outside
+    it (absolute, ``..``: a crafted call or a hostile server's file list) is refused, nothing written."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    run = wandb.init(project="media", settings=wandb.Settings(silent=True))
+    run.log({"../../../../up": wandb.Image(np.zeros((2, 2, 3), dtype=np.uint8))}, step=0)
+    run.finish()
+    api = wandb.Api(overrides={"base_url": servers(root).url}) if where == "server" else wandb.Api()
+    found = api.run(f"media/{run.id}")
+    path = found.summary["../../../../up"]["path"]
+    assert ".." not in path.split("/") and path.startswith("media/images/")
+    into = tmp_path / "dl" / "a" / "b" / "c"
+    written = found.file(path).download(root=str(into), api=api).name  # W&B's api= too
+    assert written.startswith(str(into)) and (into / path).is_file()
+    outside = tmp_path / "dl" / "outside.txt"
+    for name in ("../../../outside.txt", str(outside), "media/../../../../outside.txt", "..\\..\\..\\outside.txt",
+                 "../../../../../outside.txt"):
+        with pytest.raises(ValueError, match="leads outside"):
+            found.file(name).download(root=str(into))
+    assert not outside.exists() and sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["a"]
+
+
+def test_file_download_takes_wandbs_arguments(api, logged, tmp_path):
+    """W&B's ``File.download(root, replace, exist_ok, api)``: a script passing its Api works, for a
+    run file and a media file alike; exist_ok keeps the file, replace writes it again."""
+    run = api.run(logged)
+    image = run.summary["img"]["path"]
+    names = [image] + [f.name for f in run.files()]
+    if "base_url" not in api.settings:  # a server serves the files `tracklet sync` sent it: none here
+        assert "requirements.txt" in names, names  # a media file and the run's files (File)
+    for name in names:
+        with run.file(name).download(root=str(tmp_path), api=api) as first:
+            first.read(0)
+        target = tmp_path / name
+        target.write_bytes(b"kept")
+        assert run.file(name).download(str(tmp_path), False, True, api).read() == "kept"  # exist_ok
+        with pytest.raises(ValueError, match="already exists"):
+            run.file(name).download(root=str(tmp_path))
+        run.file(name).download(root=str(tmp_path), replace=True, api=api).close()
+        assert target.read_bytes() != b"kept"

@@ -44,25 +44,65 @@ class _Lines:
         self._partial = ""
         self._changed: float | None = None  # when the partial text last changed, if not recorded as it stands
         self._lock = threading.Lock()
+        # A signal handler (or a __del__ run by the garbage collector) that prints runs on the thread
+        # that may be mid-capture, holding the lock: it waited for itself for ever. Such a write sees
+        # this thread's `busy` and leaves its text in `_nested`, which the capture it interrupted
+        # takes after its own text, in order.
+        self._local = threading.local()
+        self._nested: list[str] = []
         self.active = True
 
+    def _take(self, text: str) -> list[str]:
+        """Adds ``text`` to the unended line; the lines it ends. Under the lock."""
+        pending = self._partial + text
+        if "\n" not in text:
+            if "\r" in pending:
+                pending = pending[pending.rfind("\r") + 1 :]
+            self._partial = pending[-MAX_PARTIAL_LINE:]
+            self._changed = time.monotonic()
+            return []
+        *lines, self._partial = pending.split("\n")
+        self._changed = time.monotonic() if self._partial else None
+        return lines
+
+    def _take_nested(self, at_most: int | None = None) -> list[str]:
+        """The lines ended by text written while a capture was interrupted (``at_most`` of the
+        writes). Under the lock."""
+        lines: list[str] = []
+        while self._nested and (at_most is None or at_most > 0):
+            lines += self._take(self._nested.pop(0))
+            at_most = None if at_most is None else at_most - 1
+        return lines
+
+    def _put_lines(self, lines: list[str]) -> None:
+        if lines:
+            cleaned = [line[line.rfind("\r") + 1 :] if "\r" in line else line for line in lines]
+            self._put(self._chunk(self._stream, time.time(), cleaned))
+
     def capture(self, text: str) -> None:
-        with self._lock:
-            pending = self._partial + text
-            if "\n" not in text:
-                if "\r" in pending:
-                    pending = pending[pending.rfind("\r") + 1 :]
-                self._partial = pending[-MAX_PARTIAL_LINE:]
-                self._changed = time.monotonic()
-                return
-            *lines, self._partial = pending.split("\n")
-            self._changed = time.monotonic() if self._partial else None
-        cleaned = [line[line.rfind("\r") + 1 :] if "\r" in line else line for line in lines]
-        self._put(self._chunk(self._stream, time.time(), cleaned))
+        local = self._local
+        if getattr(local, "busy", False):  # written while this thread captures (a handler, a __del__)
+            self._nested.append(text)
+            return
+        local.busy = True
+        earlier = len(self._nested)  # left by an interruption after a capture's last look: before this text
+        try:
+            with self._lock:
+                lines = self._take_nested(earlier) + self._take(text) + self._take_nested()
+            while self._nested:  # an interruption after the last look
+                with self._lock:
+                    lines += self._take_nested()
+        finally:
+            local.busy = False
+        self._put_lines(lines)
 
     def flush_partial(self) -> None:
+        if getattr(self._local, "busy", False):  # stop() from a handler amid a capture: that one goes on
+            return
         with self._lock:
+            lines = self._take_nested()
             rest, self._partial, self._changed = self._partial, "", None
+        self._put_lines(lines)
         if rest:
             self._put(self._chunk(self._stream, time.time(), [rest]))
 

@@ -331,6 +331,9 @@ class BatchSender:
         self.queue: list[Any] = []
         self._chunks: deque[list[Any]] = deque()
         self._seal_lock = threading.Lock()
+        # The thread sealing: a signal handler (or a __del__) that logs or prints runs on the thread
+        # that may hold _seal_lock; its backlog() returns at once instead of waiting for itself.
+        self._sealing = threading.local()
         self._bound: Any = None  # an object whose ``_queue`` is kept on the open chunk (see ``bind``)
         self._carry: list[Any] = []  # entries of a row a slice cut, for the next drain (never in practice)
         self._pending: list[list[Any]] = []  # the chunks of the worker's drain (each [] once taken)
@@ -396,18 +399,23 @@ class BatchSender:
         (a producer's ``backlog``), or whatever it holds (``force``: the worker, taking everything
         queued). Under the lock, so that chunks are published in the order they were open."""
         fresh: list[Any] = []  # made first: an allocation may run the GC, which may switch threads
-        with self._seal_lock:
-            full = self.queue
-            if not full or (not force and len(full) < self.chunk_entries):
-                return  # another producer sealed it first
-            # A producer loads the open chunk and appends with no switch point in between: from
-            # here on, every append lands in ``fresh``. The owner's attribute moves in the same
-            # breath (no call between its test and its store), before ``full`` is published.
-            self.queue = fresh
-            owner = self._bound
-            if owner is not None and owner._queue is full:
-                owner._queue = fresh
-            self._chunks.append(full)
+        sealing = self._sealing
+        sealing.busy = True
+        try:
+            with self._seal_lock:
+                full = self.queue
+                if not full or (not force and len(full) < self.chunk_entries):
+                    return  # another producer sealed it first
+                # A producer loads the open chunk and appends with no switch point in between: from
+                # here on, every append lands in ``fresh``. The owner's attribute moves in the same
+                # breath (no call between its test and its store), before ``full`` is published.
+                self.queue = fresh
+                owner = self._bound
+                if owner is not None and owner._queue is full:
+                    owner._queue = fresh
+                self._chunks.append(full)
+        finally:
+            sealing.busy = False
 
     def queued_entries(self) -> int:
         """Entries queued and not yet taken into a slice by the worker (sealed chunks, the open
@@ -416,7 +424,11 @@ class BatchSender:
 
     def backlog(self) -> None:
         """Called by producers once the open chunk holds ``chunk_entries``: seal it, wake the
-        worker once ``batch_size`` rows are sealed, and wait (never drop) while ``max_queue`` are."""
+        worker once ``batch_size`` rows are sealed, and wait (never drop) while ``max_queue`` are.
+        Called again by this thread amid a seal (a signal handler's log()): nothing; the chunk is
+        sealed by the seal it interrupted, or the next time."""
+        if getattr(self._sealing, "busy", False):
+            return
         self._seal()
         chunks = self._chunks
         if len(chunks) >= self._wake_chunks and not self._woken:
@@ -953,7 +965,9 @@ class BatchSender:
 FORK_WAIT = 5.0
 _import_lock = threading.Lock()
 _import_owner: int | None = None  # the thread importing, so a fork from that very thread doesn't wait
-_held_for_fork = False
+# The threads whose fork holds the lock: each fork releases only its own hold (one flag for all let a
+# fork that gave up waiting, on another thread, clear a hold, and the lock was never released).
+_held_for_fork: set[int] = set()
 
 
 @contextmanager
@@ -968,21 +982,21 @@ def _importing() -> Iterator[None]:
 
 
 def _before_fork() -> None:
-    global _held_for_fork
-    if _import_owner != threading.get_ident():
-        _held_for_fork = _import_lock.acquire(timeout=FORK_WAIT)
+    me = threading.get_ident()
+    if _import_owner != me and _import_lock.acquire(timeout=FORK_WAIT):
+        _held_for_fork.add(me)
 
 
 def _after_fork_in_parent() -> None:
-    global _held_for_fork
-    if _held_for_fork:
-        _held_for_fork = False
+    me = threading.get_ident()
+    if me in _held_for_fork:
+        _held_for_fork.discard(me)
         _import_lock.release()
 
 
 def _after_fork_in_child() -> None:
     global _import_lock, _import_owner, _held_for_fork
-    _import_lock, _import_owner, _held_for_fork = threading.Lock(), None, False  # (an import past FORK_WAIT held it)
+    _import_lock, _import_owner, _held_for_fork = threading.Lock(), None, set()  # (an import past FORK_WAIT held it)
 
 
 if hasattr(os, "register_at_fork"):

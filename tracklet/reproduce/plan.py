@@ -243,10 +243,10 @@ def plan_overridden_arguments(plan: Plan, *, rewrite: bool = False) -> None:
         if rewrite and not why_not:
             index, flag, old = found[0]
             text = str(value)
-            if plan.arguments[index] == flag:
+            if plan.arguments[index] == flag and not text.startswith("-"):
                 plan.arguments[index + 1] = text
-            else:
-                plan.arguments[index] = f"{flag}={text}"
+            else:  # --name=-x: argparse reads "-x" after "--name" as an option ("expected one argument")
+                plan.arguments[index:index + (1 if plan.arguments[index] != flag else 2)] = [f"{flag}={text}"]
             plan.rewritten.append(f"{flag} {old} -> {flag} {text} (--set {key})")
             continue
         advice = ("pass --rewrite-args to run it with the new value" if not why_not else

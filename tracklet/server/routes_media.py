@@ -97,6 +97,7 @@ def _rows(request: Request, project: str, run_id: str, key: str | None, digest: 
         cutoffs = read_cutoffs(paths.run_dir)
     except ValueError:  # a damaged policy file: everything, as logged (the read API names the file)
         cutoffs = {}
+    cutoffs = {app.store.media_key(key): step for key, step in cutoffs.items()}  # as logged; rows: as stored
     return [row for row in rows if row["step"] >= cutoffs.get(row["key"], row["step"])] if cutoffs else rows
 
 

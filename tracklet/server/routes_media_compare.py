@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from tracklet.media.retention import read_cutoffs
 from tracklet.server.body import bounded_router
 from tracklet.server.logs import run_paths
-from tracklet.server.models import errors
+from tracklet.server.models import INT64_MAX, errors
 from tracklet.server.routes_compare import _names
 from tracklet.server.routes_media import MediaEntry, _entry
 
@@ -141,7 +141,7 @@ def media_grid(
     project: str,
     runs: str = Query(..., max_length=4000, description="Comma-separated run ids of this project (at most 20)"),
     key: str = Query(..., min_length=1, max_length=1024, description="The media key"),
-    step: int | None = Query(None, ge=0, description="Show each run's latest step at or before this (default: its last)"),
+    step: int | None = Query(None, ge=0, le=INT64_MAX, description="Show each run's latest step at or before this (default: its last)"),
     offset: int = Query(0, ge=0, le=1_000_000, description="First item of a step's list to answer"),
     limit: int = Query(8, ge=1, le=MAX_ITEMS, description="Items per run (at most 64)"),
     steps: bool = Query(True, description="Also list each run's steps of the key (for a slider)"),

@@ -99,6 +99,17 @@ def write_media(connection: sa.Connection, run_pk: int, messages: list[Any]) -> 
     connection.execute(media.insert(), media_rows(run_pk, messages, last))
 
 
+def stored_key(key: str) -> str:
+    """A media key as ``media_rows`` stores it (NUL as U+FFFD, at most 1,024 characters): what a
+    query for ``key`` compares (PostgreSQL's driver refuses a NUL in a text parameter: a 500)."""
+    return fit(store_text(key), 1024)
+
+
+def _stored_cutoffs(retired: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """A retention's keys (``media.retention``: as logged) as the store keeps them."""
+    return {run_id: {stored_key(key): step for key, step in cutoffs.items()} for run_id, cutoffs in retired.items()}
+
+
 def media_of_run(engine: sa.Engine, project: str, run_id: str, key: str | None = None) -> list[dict[str, Any]]:
     """A run's media rows (every key, or ``key``'s), by step, then place in the list, then log order."""
     stmt = (
@@ -108,7 +119,7 @@ def media_of_run(engine: sa.Engine, project: str, run_id: str, key: str | None =
         .order_by(media.c.step, media.c.key, media.c.idx, media.c.seq)
     )
     if key is not None:
-        stmt = stmt.where(media.c.key == key)
+        stmt = stmt.where(media.c.key == stored_key(key))
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(stmt).mappings()]
 
@@ -127,33 +138,51 @@ def run_pks(connection: sa.Connection, project: str, run_ids: list[str]) -> dict
     return {run_id: pk for run_id, pk in connection.execute(stmt)}
 
 
-def _kept(pk_of: dict[str, int], retired: Retired) -> list[sa.ColumnElement[bool]]:
-    """Conditions leaving out the items a retention policy retired (step before the key's first kept)."""
-    gone = [sa.and_(media.c.run_pk == pk_of[run_id], media.c.key == key, media.c.step < first)
-            for run_id, cutoffs in retired.items() if run_id in pk_of for key, first in cutoffs.items()]
-    return [sa.not_(sa.or_(*gone))] if gone else []
+def _key_summaries(connection: sa.Connection, run_pk: int, first_kept: sa.ColumnElement[int] | None,
+                   keys: list[str] | None, limit: int) -> list[dict[str, Any]]:
+    """Per key of one run: items, distinct steps, first and last step (from the (run_pk, key, step)
+    index alone) and ``kind``, its last item's (one seek); at most ``limit`` rows, by key. Only
+    ``keys`` when given; only steps at or after ``first_kept`` (an expression of the key) when given."""
+    where = [media.c.run_pk == run_pk]
+    if keys is not None:
+        where.append(media.c.key.in_(keys))
+    if first_kept is not None:
+        where.append(media.c.step >= first_kept)
+    grouped = (sa.select(media.c.run_pk, media.c.key, sa.func.count().label("items"),
+                         sa.func.count(sa.distinct(media.c.step)).label("steps"),
+                         sa.func.min(media.c.step).label("first_step"), sa.func.max(media.c.step).label("last_step"))
+               .where(*where).group_by(media.c.run_pk, media.c.key).order_by(media.c.key).limit(limit)).subquery()
+    last = media.alias("last_item")
+    kind = (sa.select(last.c.kind).where(last.c.run_pk == grouped.c.run_pk, last.c.key == grouped.c.key,
+                                         last.c.step == grouped.c.last_step).limit(1).scalar_subquery())
+    stmt = sa.select(grouped, kind.label("kind")).order_by(grouped.c.key)
+    return [dict(row) for row in connection.execute(stmt).mappings()]
 
 
 def media_keys_of_runs(engine: sa.Engine, project: str, run_ids: list[str], retired: Retired,
                        limit: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """The runs' store keys, and per (run, key): items, distinct steps, first and last step (read
-    from the (run_pk, key, step) index alone) and ``kind``, its last item's (one seek); at most
-    ``limit`` rows, by key then run."""
+    """The runs' store keys, and per (run, key): items, distinct steps, first and last step and
+    ``kind`` (``_key_summaries``), less what a retention policy retired; at most ``limit`` rows, by
+    key then run. A run is read by key first; only its keys (at most ``limit``) that a policy cut
+    are read again, from their first kept step (one query for them all: a condition per retired
+    key for every run at once made SQLite refuse the query past ~1,000 keys, "Expression tree is
+    too large", and ran into the bound parameters' limit on both stores)."""
+    retired = _stored_cutoffs(retired)
     with engine.connect() as connection:
         pk_of = run_pks(connection, project, run_ids)
-        if not pk_of:
-            return pk_of, []
-        grouped = (sa.select(media.c.run_pk, media.c.key, sa.func.count().label("items"),
-                             sa.func.count(sa.distinct(media.c.step)).label("steps"),
-                             sa.func.min(media.c.step).label("first_step"), sa.func.max(media.c.step).label("last_step"))
-                   .where(media.c.run_pk.in_(list(pk_of.values())), *_kept(pk_of, retired))
-                   .group_by(media.c.run_pk, media.c.key)
-                   .order_by(media.c.key, media.c.run_pk).limit(limit)).subquery()
-        last = media.alias("last_item")
-        kind = (sa.select(last.c.kind).where(last.c.run_pk == grouped.c.run_pk, last.c.key == grouped.c.key,
-                                             last.c.step == grouped.c.last_step).limit(1).scalar_subquery())
-        stmt = sa.select(grouped, kind.label("kind")).order_by(grouped.c.key, grouped.c.run_pk)
-        return pk_of, [dict(row) for row in connection.execute(stmt).mappings()]
+        rows: list[dict[str, Any]] = []
+        for run_id, pk in pk_of.items():
+            listed = _key_summaries(connection, pk, None, None, limit)
+            cutoffs = retired.get(run_id, {})
+            cut = {row["key"]: cutoffs[row["key"]] for row in listed if cutoffs.get(row["key"], 0) > row["first_step"]}
+            if cut:
+                first_kept = sa.case(cut, value=media.c.key, else_=0)
+                again = {row["key"]: row for row in _key_summaries(connection, pk, first_kept, list(cut), limit)}
+                listed = [again[row["key"]] if row["key"] in cut else row for row in listed
+                          if row["key"] not in cut or row["key"] in again]  # a key retired whole: gone
+            rows.extend(listed)
+        rows.sort(key=lambda row: (row["key"], row["run_pk"]))
+        return pk_of, rows[:limit]
 
 
 def media_steps(connection: sa.Connection, run_pk: int, key: str, first_kept: int) -> list[int]:
@@ -193,6 +222,7 @@ def media_grid(engine: sa.Engine, project: str, run_ids: list[str], key: str, st
                offset: int, limit: int, with_steps: bool) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """The runs' store keys, and for each known run (in ``run_ids``' order) ``media_at_step``'s
     answer with its ``run_id`` and, ``with_steps``, its ``steps`` (``media_steps``)."""
+    key, retired = stored_key(key), _stored_cutoffs(retired)
     with engine.connect() as connection:
         pk_of = run_pks(connection, project, run_ids)
         answers = []

@@ -308,6 +308,14 @@ class Store(RunDataQueries):
 
         return media_grid(self.engine, project, run_ids, key, step, retired, offset, limit, with_steps)
 
+    @staticmethod
+    def media_key(key: str) -> str:
+        """A media key as the store keeps it (NUL as U+FFFD, at most 1,024 characters): what a row's
+        ``key`` is compared with, e.g. a retention's keys, which are as logged."""
+        from tracklet.store.media import stored_key
+
+        return stored_key(key)
+
     def media_naming(self, project: str, run_id: str, digest: str) -> list[dict[str, Any]]:
         """A run's media rows that may name ``digest`` (``tracklet.store.media.media_naming``)."""
         from tracklet.store.media import media_naming

@@ -39,6 +39,9 @@ export interface Scene3D {
 }
 
 const DEFAULT_BOX: [number, number, number] = [0, 255, 0];
+/** Boxes (and vectors) drawn from one scene: each box's edges are found from its corners (a few
+ * hundred steps) and become 12 lines; a file of a million boxes froze the page for many seconds. */
+export const MAX_BOXES = 10_000;
 const DEFAULT_VECTOR: [number, number, number] = [255, 255, 255];
 
 /** Colours points from their values: columns 3-5 as r, g, b (0-255, or 0-1 scaled when none is
@@ -81,6 +84,32 @@ function colourPoints(positions: Float32Array, extra: Float32Array, columns: num
 function scene(positions: Float32Array, colours: Uint8Array, count: number, total: number): Scene3D {
   return { positions, colours, count, total, boxes: [], vectors: [], skipped: [], pointSize: count < 20_000 ? 4 : 2,
     triangles: null, normals: null, meshColours: null, bonds: null, bondNote: "", upY: false };
+}
+
+/** A scene of the first `count` points, less those whose x, y or z is not a finite number (a
+ * LiDAR's NaN for "no return", a value past float32's range): they can't be placed, and one of them
+ * made the view's bounds and centre NaN or infinite, drawing nothing. Colours come from what is kept;
+ * the points left out are counted in `skipped`. */
+function pointScene(positions: Float32Array, extra: Float32Array, columns: number, count: number, total: number): Scene3D {
+  const extraColumns = columns - 3;
+  let kept = 0;
+  for (let i = 0; i < count; i++) {
+    const x = positions[i * 3], y = positions[i * 3 + 1], z = positions[i * 3 + 2];
+    if (!Number.isFinite(x) || !Number.isFinite(y) || !Number.isFinite(z)) continue;
+    if (kept !== i) {
+      positions.copyWithin(kept * 3, i * 3, i * 3 + 3);
+      if (extraColumns) extra.copyWithin(kept * extraColumns, i * extraColumns, (i + 1) * extraColumns);
+    }
+    kept++;
+  }
+  const keptPositions = positions.subarray(0, kept * 3);
+  const result = scene(keptPositions, colourPoints(keptPositions, extra.subarray(0, kept * extraColumns), columns, kept),
+    kept, total - (count - kept));
+  if (kept < count) {
+    result.skipped.push(`${(count - kept).toLocaleString()} ${count - kept === 1 ? "point" : "points"} whose ` +
+      "coordinates are not finite numbers (NaN, ±Infinity, or past float32's range)");
+  }
+  return result;
 }
 
 // --- .npy -------------------------------------------------------------------------------------------
@@ -207,7 +236,7 @@ export async function readNpy(stream: ReadableStream<Uint8Array>, maxPoints: num
     throw new Error(`the .npy file is truncated: ${header.rows.toLocaleString()} points declared, ` +
                     `${row.toLocaleString()} present`);
   }
-  return scene(positions, colourPoints(positions, extra, header.columns, kept), kept, header.rows);
+  return pointScene(positions, extra, header.columns, kept, header.rows);
 }
 
 // --- W&B's scene JSON (.pts.json) ------------------------------------------------------------------
@@ -250,8 +279,12 @@ export function readScene(text: string, maxPoints: number): Scene3D {
     positions.set(point.slice(0, 3), k * 3);
     if (columns > 3) extra.set(point.slice(3), k * (columns - 3));
   }
-  const result = scene(positions, colourPoints(positions, extra, columns, count), count, points.length);
+  const result = pointScene(positions, extra, columns, count, points.length);
   const boxes = Array.isArray(record.boxes) ? record.boxes : [];
+  if (boxes.length > MAX_BOXES) {
+    result.skipped.push(`${(boxes.length - MAX_BOXES).toLocaleString()} boxes past the first ${MAX_BOXES.toLocaleString()}`);
+    boxes.length = MAX_BOXES;
+  }
   boxes.forEach((box, i) => {
     const corners = (box as Record<string, unknown>)?.corners;
     if (!Array.isArray(corners) || corners.length !== 8 || !corners.every(isVec3)) {
@@ -263,6 +296,10 @@ export function readScene(text: string, maxPoints: number): Scene3D {
     result.boxes.push({ corners, label: text, colour: rgb(color, DEFAULT_BOX) });
   });
   const vectors = Array.isArray(record.vectors) ? record.vectors : [];
+  if (vectors.length > MAX_BOXES) {
+    result.skipped.push(`${(vectors.length - MAX_BOXES).toLocaleString()} vectors past the first ${MAX_BOXES.toLocaleString()}`);
+    vectors.length = MAX_BOXES;
+  }
   vectors.forEach((vector, i) => {
     const { start, end, color } = (vector ?? {}) as Record<string, unknown>;
     if (!isVec3(end)) {
@@ -317,7 +354,9 @@ export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
   }
   if (!coordinates.length) throw new Error("no ATOM or HETATM records in the file");
   const count = coordinates.length / 3;
-  const result = scene(new Float32Array(coordinates), new Uint8Array(colours), count, count);
+  const positions = new Float32Array(coordinates);
+  const colourValues = new Float32Array(colours);
+  const result = pointScene(positions, colourValues, 6, count, count); // colours as 0-255 r, g, b columns
   result.pointSize = 6;
   // CONECT bonds, each once (a file lists a bond from both of its atoms)
   const named = new Uint8Array(count);
@@ -468,8 +507,7 @@ export function readObj(text: string, maxTriangles: number): Scene3D {
     }
   }
   if (!triangles.length && vertices.length) { // vertices without faces: a point cloud
-    const positions = new Float32Array(vertices);
-    return scene(positions, colourPoints(positions, new Float32Array(0), 3, vertices.length / 3), vertices.length / 3, vertices.length / 3);
+    return pointScene(new Float32Array(vertices), new Float32Array(0), 3, vertices.length / 3, vertices.length / 3);
   }
   return mesh(new Float32Array(triangles));
 }

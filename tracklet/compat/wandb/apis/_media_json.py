@@ -30,8 +30,21 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]")
 
 
 def _safe(key: str) -> str:
-    """A key as a file name part (W&B keeps ``/`` as folders)."""
-    return _UNSAFE.sub("_", key).strip("/") or "_"
+    """A key as a file name part (W&B keeps ``/`` as folders); a ``.`` or ``..`` folder becomes
+    ``_``, so the path stays under the folder ``download(root=)`` writes to, whatever the key."""
+    parts = _UNSAFE.sub("_", key).split("/")
+    return "/".join("_" if part in (".", "..") else part for part in parts).strip("/") or "_"
+
+
+def download_target(root: str, name: str) -> str:
+    """``root/name``, where ``File.download`` writes ``name``; ``ValueError`` for a name that
+    would land elsewhere (absolute, a drive, a ``..`` folder): a run's file names come from its
+    data or a server, and a script downloading every file of a run must not write outside ``root``."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or os.path.isabs(name) or os.path.splitdrive(name)[0] or ".." in parts or "\0" in name:
+        raise ValueError(f"refusing to download the file named {name!r}: the name leads outside the folder "
+                         f"it is downloaded to ({root!r})")
+    return os.path.join(root, name)
 
 
 def histogram_json(value: Any) -> dict[str, Any]:
@@ -163,9 +176,10 @@ class MediaFile:
         kind, what = self._source
         return int(what.size_bytes) if kind == "media" else len(self._bytes())
 
-    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False) -> Any:
-        """The file written to ``root/<path>``, opened for reading (as W&B's ``File.download``)."""
-        target = os.path.join(root, self.name)
+    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api: Any = None) -> Any:
+        """The file written to ``root/<path>``, opened for reading (as W&B's ``File.download``;
+        ``api``, W&B's Api to download with, is accepted: the run's own reader is used)."""
+        target = download_target(root, self.name)
         if os.path.exists(target) and not (replace or exist_ok):
             raise ValueError(f"File already exists, pass replace=True to overwrite: {target}")
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)

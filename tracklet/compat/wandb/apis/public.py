@@ -574,12 +574,15 @@ class File:
             return int(entry["size"])
         return os.path.getsize(self.path)
 
-    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False) -> Any:
-        """The file copied to ``root/<name>`` (from a server, downloaded), opened for reading."""
+    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api: Any = None) -> Any:
+        """The file copied to ``root/<name>`` (from a server, downloaded), opened for reading.
+        ``api`` (W&B's Api to download with) is accepted: the run's own reader is used."""
         import os
         import shutil
 
-        target = os.path.join(root, self.name)
+        from tracklet.compat.wandb.apis._media_json import download_target
+
+        target = download_target(root, self.name)  # ValueError for a name leading outside root
         if os.path.exists(target) and not (replace or exist_ok):
             raise ValueError(f"File already exists, pass replace=True to overwrite: {target}")
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)

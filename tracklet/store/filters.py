@@ -1031,7 +1031,9 @@ def compile_filter(expr: FilterExpr | str, runs_table: sa.Table, *, now: float |
 
 def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
                  columns: Mapping[str, sa.ColumnElement[Any]] | None = None) -> list:
-    """ORDER BY clauses for parse_sort's keys (or sort text), missing values last on both dialects.
+    """ORDER BY clauses for parse_sort's keys (or sort text), missing values last on both dialects,
+    then the run id (unique in a project) in the direction of the last key: a total order, so
+    pages by offset list each run once.
 
     A JSON field gives two clauses: its numeric values, then its string values. ``columns`` as
     ``compile_filter``'s. A column that is never NULL (``name``, ``state``...) gets no NULLS LAST:
@@ -1042,6 +1044,7 @@ def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
         keys = parse_sort(keys)
     named = _Columns(runs_table, columns)
     clauses = []
+    descending = False
     for field, descending in keys:
         col = named[field.column]
         if field.kind == "tags":
@@ -1051,4 +1054,11 @@ def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
         for x in exprs:
             clause = x.desc() if descending else x.asc()
             clauses.append(clause if getattr(x, "nullable", True) is False else clause.nulls_last())
+    if not any(field.name == "run_id" for field, _ in keys):
+        # The run id last, unique in a project: runs with equal keys keep one order, so pages by
+        # offset never repeat nor skip one. In the last key's direction: an index ending with it
+        # (store migration 0014) serves a key both ways, and a descending sort lists its ascending
+        # one backwards (but for missing values, last in both).
+        tie = runs_table.c.run_id
+        clauses.append(tie.desc() if descending else tie.asc())
     return clauses

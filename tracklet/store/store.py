@@ -144,9 +144,10 @@ class Store(RunDataQueries):
             keys = parse_sort(order_by)
             named |= {field.column for field, _ in keys}
             sort = compile_sort(keys, runs, columns=joined_columns)
-        # Newest first, runs without a creation time last on both backends (as any sort puts
-        # missing values): PostgreSQL reads ix_runs_project_created_desc in this order.
-        order = sort if sort is not None else [runs.c.created_at.desc().nulls_last(), runs.c.run_id]
+        # Newest first (as ``-created``), runs without a creation time last on both backends (as
+        # any sort puts missing values), ties by run id, descending as every sort's tie-breaker
+        # follows its last key: PostgreSQL reads ix_runs_project_created_desc in this order.
+        order = sort if sort is not None else [runs.c.created_at.desc().nulls_last(), runs.c.run_id.desc()]
         listed_joined = [field for field in dict.fromkeys(fields) if field in joined_columns]
         columns = [_username(runs) if field == "username" else runs.c[field]
                    for field in dict.fromkeys(("run_id", *fields)) if field not in joined_columns]

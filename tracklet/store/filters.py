@@ -22,7 +22,8 @@ case-insensitive; field names are not. The grammar::
                | FIELD ["not"] "exists"
                | "tags" ["not"] "contains" STRING
 
-``~`` is a case-insensitive substring match (``name ~ "res"``); ``==`` is the same as ``=``.
+``~`` is a case-insensitive substring match (``name ~ "res"``) of at most 1,000 characters;
+``==`` is the same as ``=``.
 ``FIELD not in [...]``, ``FIELD not exists`` and ``tags not contains "x"`` are ``not`` applied to
 the condition.
 
@@ -312,6 +313,8 @@ _DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_.:+\-]*")
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _MAX_DEPTH = 64
+# The longest text a '~' (substring) condition takes: every run's text is scanned for it.
+MAX_SUBSTRING_CHARS = 1000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _VALUE_HINT = 'expected a value: a number, a "string", true, false or null'
 
@@ -633,6 +636,8 @@ class _Parser:
         else:
             self.unexpected(tok, _VALUE_HINT)
 
+        if op == "~" and isinstance(v, str) and len(v) > MAX_SUBSTRING_CHARS:
+            self.fail(f"'~' text of {len(v)} characters", tok.pos, f"at most {MAX_SUBSTRING_CHARS}")
         if src == "null":
             if op not in ("=", "!="):
                 self.fail("null only compares with = and !=", tok.pos, f"use '{name} exists'")

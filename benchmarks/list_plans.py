@@ -68,7 +68,8 @@ def fill(url: str, root: Path, count: int) -> None:
             pks = dict(connection.execute(sa.select(runs.c.run_id, runs.c.id).where(
                 runs.c.run_id.in_([f"r{i:07d}" for i in batch]))).all())
             connection.execute(server_schema.run_creators.insert(), [
-                {"project": PROJECT, "run_id": f"r{i:07d}", "user_id": (i * 7919) % USERS + 1, "created_at": 0.0}
+                {"project": PROJECT, "run_id": f"r{i:07d}", "user_id": (i * 7919) % USERS + 1,
+                 "user_name": f"u{(i * 7919) % USERS}", "created_at": 0.0}
                 for i in batch])
             connection.execute(series.insert(), [
                 {"run_pk": pks[f"r{i:07d}"], "key": key, "kind": "number", "count": 0}

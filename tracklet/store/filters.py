@@ -1035,7 +1035,7 @@ def compile_filter(expr: FilterExpr | str, runs_table: sa.Table, *, now: float |
 
 
 def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
-                 columns: Mapping[str, sa.ColumnElement[Any]] | None = None) -> list:
+                 columns: Mapping[str, sa.ColumnElement[Any]] | None = None, tie_break: bool = True) -> list:
     """ORDER BY clauses for parse_sort's keys (or sort text), missing values last on both dialects,
     then the run id (unique in a project) in the direction of the last key: a total order, so
     pages by offset list each run once.
@@ -1043,7 +1043,9 @@ def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
     A JSON field gives two clauses: its numeric values, then its string values. ``columns`` as
     ``compile_filter``'s. A column that is never NULL (``name``, ``state``...) gets no NULLS LAST:
     the same order, and one PostgreSQL reads from an index backwards for a descending key (it
-    reads ``(project_id, name)`` backwards only as ``name DESC NULLS FIRST``).
+    reads ``(project_id, name)`` backwards only as ``name DESC NULLS FIRST``). ``user`` is text that
+    is "" for a run without one: those runs go last in either direction, as missing values do.
+    ``tie_break=False``: without the run id (a caller adding its own).
     """
     if isinstance(keys, str):
         keys = parse_sort(keys)
@@ -1056,10 +1058,12 @@ def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
             raise ValueError("cannot sort by tags")
         exprs = [_json_at(col, field.path, "number"), _json_at(col, field.path, "string")] if field.kind == "json" \
             else [col]
+        if field.name == "user":  # runs without a user last, both ways (a server reads it apart: Store.runs)
+            clauses.append(sa.case((col == "", 1), else_=0).asc())
         for x in exprs:
             clause = x.desc() if descending else x.asc()
             clauses.append(clause if getattr(x, "nullable", True) is False else clause.nulls_last())
-    if not any(field.name == "run_id" for field, _ in keys):
+    if tie_break and not any(field.name == "run_id" for field, _ in keys):
         # The run id last, unique in a project: runs with equal keys keep one order, so pages by
         # offset never repeat nor skip one. In the last key's direction: an index ending with it
         # (store migration 0014) serves a key both ways, and a descending sort lists its ascending

@@ -73,7 +73,9 @@ Sorts
 =====
 A comma-separated list of fields, each optionally prefixed with ``-`` (descending) or ``+``
 (ascending, the default): ``-summary.val/loss,created``. Missing values sort last in either
-direction. A JSON field sorts its numbers (numerically), then its strings, then everything else.
+direction (``user``: runs without one). A JSON field sorts its numbers (numerically), then its
+strings, then everything else, in either direction. Every sort ends with ``run_id`` in the
+direction of its last key, so equal keys keep one order and pages never repeat nor skip a run.
 ``tags`` cannot be sorted on.
 
 Python API

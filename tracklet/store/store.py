@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 import sqlalchemy as sa
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from tracklet.store.engine import create_engine, migrate, store_url
 from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
@@ -176,13 +178,15 @@ class Store(RunDataQueries):
         def select(source: sa.FromClause, order: list[Any], conditions: list[Any], offset: int,
                    limit: int | None) -> sa.Select[Any]:
             listed = [*columns]
+            keyed = joined is not None and bool(listed_joined) and not join_first
             if joined is not None and join_first:
                 listed += [joined_columns[field].label(field) for field in listed_joined]
-            elif listed_joined:
-                # Listed only: join the page's rows, not every run the sort goes through. A ROWS frame:
-                # in the default (RANGE) one, PostgreSQL before 16 reads every run tied with the page's
-                # last (every finished run, for a page by state) to number the page.
-                listed.append(sa.func.row_number().over(order_by=order, rows=(None, 0)).label("_position"))
+            elif keyed:
+                # Listed only: join the page's rows, not every run the sort goes through, and order
+                # the page again by its sort keys, carried as columns. (A window numbering the rows
+                # made both databases sort every run the filter selects, where the page's own
+                # ORDER BY ... LIMIT keeps only its rows: PostgreSQL's top-N heapsort.)
+                listed += [_sort_key(clause)[0].label(f"_key{i}") for i, clause in enumerate(order)]
             stmt = (sa.select(*listed).select_from(source)
                     .where(in_project, runs.c.deleted.is_(False), *conditions))
             if run_ids is not None:
@@ -192,11 +196,12 @@ class Store(RunDataQueries):
             stmt = stmt.order_by(*order).offset(offset)
             if limit is not None:
                 stmt = stmt.limit(limit)
-            if joined is not None and listed_joined and not join_first:
+            if joined is not None and keyed:
                 page = stmt.subquery("page")
-                stmt = (sa.select(*(column for column in page.c if column.name != "_position"),
+                again = [_sort_key(clause)[1](page.c[f"_key{i}"]) for i, clause in enumerate(order)]
+                stmt = (sa.select(*(column for column in page.c if not column.name.startswith("_key")),
                                   *(joined_columns[field].label(field) for field in listed_joined))
-                        .select_from(joined.join(page, page.c.run_id)).order_by(page.c._position))
+                        .select_from(joined.join(page, page.c.run_id)).order_by(*again))
             return stmt
 
         joined_sort = joined.sorts.get(keys[0][0].name) if joined is not None and keys else None
@@ -468,6 +473,28 @@ class Store(RunDataQueries):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_DIRECTIONS: dict[Any, Callable[[Any], Any]] = {
+    operators.asc_op: lambda x: x.asc(), operators.desc_op: lambda x: x.desc(),
+    operators.nulls_first_op: lambda x: x.nulls_first(), operators.nulls_last_op: lambda x: x.nulls_last(),
+}
+
+
+def _sort_key(clause: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """An ORDER BY clause's expression, and how to order another expression the same way
+    (``x.desc().nulls_last()`` gives ``x`` and ``lambda y: y.desc().nulls_last()``)."""
+    modifiers = []
+    while isinstance(clause, UnaryExpression) and clause.modifier in _DIRECTIONS:
+        modifiers.append(clause.modifier)
+        clause = clause.element
+
+    def again(column: Any) -> Any:
+        for modifier in reversed(modifiers):
+            column = _DIRECTIONS[modifier](column)
+        return column
+
+    return clause, again
 
 
 def _username(runs_table: sa.Table) -> sa.ColumnElement[str]:

@@ -112,7 +112,7 @@ TAKES = {  # operator -> the kinds of BAD it takes
 @pytest.mark.parametrize("kind", sorted(BAD))
 def test_each_wandb_operator_refuses_operands_of_another_type(op, kind):
     value = BAD[kind]
-    for field in ("state", "config.lr", "tags") if op not in ("$gt", "$gte", "$lt", "$lte", "$exists", "$regex") \
+    for field in ("state", "config.lr", "tags") if op not in ("$gt", "$gte", "$lt", "$lte", "$regex") \
             else ("state", "config.lr"):
         if kind in TAKES[op]:
             assert isinstance(to_filter({field: {op: value}}), str)
@@ -149,3 +149,4 @@ def test_wandb_regex_of_plain_text_is_a_substring_match():
     assert to_filter({"display_name": {"$regex": r"res\.net\(2\)"}}) == 'name ~ "res.net(2)"'
     assert to_filter({"tags": {"$nin": ["a", "b"]}}) == 'not (tags contains "a" or tags contains "b")'
     assert to_filter({"$or": []}) == 'run_id = ""'
+    assert to_filter({"tags": {"$exists": False}}) == "not tags exists"

@@ -142,12 +142,16 @@ def _condition(name: str, spec: Any) -> str:
 
 def _tags_condition(name: str, ops: dict[str, Any]) -> str:
     """Conditions on the run's tags: a tag (``{"tags": "x"}``, ``$eq``/``$ne``), any of a list
-    (``$in``) or none of one (``$nin``)."""
+    (``$in``), none of one (``$nin``), or any tag at all (``$exists``)."""
     parts = []
     for op, value in ops.items():
-        if op not in ("", "$eq", "$ne", "$in", "$nin"):
-            raise UsageError(f"run filter {name}: {op!r} is not supported on tags (use $in, $nin, $eq or $ne)")
+        if op not in ("", "$eq", "$ne", "$in", "$nin", "$exists"):
+            raise UsageError(f"run filter {name}: {op!r} is not supported on tags (use $in, $nin, $eq, $ne or "
+                             "$exists)")
         value = _operand(name, op, value)
+        if op == "$exists":  # at least one tag
+            parts.append("tags exists" if value else "not tags exists")
+            continue
         tags = value if op in ("$in", "$nin") else [value]
         either = "(" + " or ".join(f"tags contains {_value(str(t))}" for t in tags) + ")" if tags else 'run_id = ""'
         parts.append(f"not {either}" if op in ("$ne", "$nin") else either)

@@ -67,8 +67,10 @@ def fill(url: str, root: Path, count: int) -> None:
                  "metadata": {"username": f"os{i % 5}"}} for i in batch])
             pks = dict(connection.execute(sa.select(runs.c.run_id, runs.c.id).where(
                 runs.c.run_id.in_([f"r{i:07d}" for i in batch]))).all())
+            named = "user_name" in server_schema.run_creators.c  # the name's copy: server migration s0020
             connection.execute(server_schema.run_creators.insert(), [
-                {"project": PROJECT, "run_id": f"r{i:07d}", "user_id": (i * 7919) % USERS + 1, "created_at": 0.0}
+                {"project": PROJECT, "run_id": f"r{i:07d}", "user_id": (i * 7919) % USERS + 1, "created_at": 0.0,
+                 **({"user_name": f"u{(i * 7919) % USERS}"} if named else {})}
                 for i in batch])
             connection.execute(series.insert(), [
                 {"run_pk": pks[f"r{i:07d}"], "key": key, "kind": "number", "count": 0}
@@ -115,9 +117,17 @@ def listings(count: int) -> dict[str, Callable[[Any], Any]]:
         "runs: 50 by name": lambda s: s.runs(PROJECT, **page, order_by="name"),
         "runs: 50 by -name": lambda s: s.runs(PROJECT, **page, order_by="-name"),
         "runs: 50 by -state": lambda s: s.runs(PROJECT, **page, order_by="-state"),
+        "runs: 50 by state": lambda s: s.runs(PROJECT, **page, order_by="state"),
+        "runs: 50 by name, page 101": lambda s: s.runs(PROJECT, **page, order_by="name", offset=5000),
         "runs: 50 by user": lambda s: s.runs(PROJECT, **page, order_by="user"),
+        "runs: 50 by -user": lambda s: s.runs(PROJECT, **page, order_by="-user"),
+        "runs: 50 by user, page 101": lambda s: s.runs(PROJECT, **page, order_by="user", offset=5000),
         "runs: 50 by config.lr": lambda s: s.runs(PROJECT, **page, order_by="config.lr"),
+        "runs: 50 by -config.lr": lambda s: s.runs(PROJECT, **page, order_by="-config.lr"),
         "runs: 50 by summary.loss": lambda s: s.runs(PROJECT, **page, order_by="summary.loss"),
+        "runs: 50 by -summary.loss": lambda s: s.runs(PROJECT, **page, order_by="-summary.loss"),
+        "runs: 50 by config.lr, filtered": lambda s: s.runs(PROJECT, **page, order_by="config.lr",
+                                                            filter="config.lr < 0.01"),
         "runs: dashboard poll (running or new)": lambda s: s.runs(
             PROJECT, fields=FIELDS, filter=f'(state = "running" or created > {count - 2})'),
         "runs: one run": lambda s: s.run(PROJECT, f"r{count // 2:07d}"),

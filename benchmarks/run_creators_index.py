@@ -63,7 +63,8 @@ def fill(store: Store, count: int) -> None:
                  "tags": [], "config": {}, "summary": {}, "keys": [], "created_at": float(i),
                  "log_path": f"{PROJECT}/r{i:07d}.log", "metadata": {}} for i in batch])
             connection.execute(server_schema.run_creators.insert(), [
-                {"project": PROJECT, "run_id": f"r{i:07d}", "user_id": (i * 7919) % USERS + 1, "created_at": 0.0}
+                {"project": PROJECT, "run_id": f"r{i:07d}", "user_id": (i * 7919) % USERS + 1,
+                 "user_name": f"u{(i * 7919) % USERS}", "created_at": 0.0}
                 for i in batch])
 
 

@@ -137,7 +137,8 @@ def test_every_page_of_runs_reads_each_runs_own_creator_whatever_the_filter_sort
                                                                                            order_by, filter):
     """The store joins a server's creators once per query (run_creators.joined_fields): listing
     ``user`` with a page changes neither the page nor its order, each row has its own run's creator
-    ("" for none), and ``user`` filters and sorts as a text field of the run ("" first ascending)."""
+    ("" for none), and ``user`` filters and sorts as a text field of the run (runs without one last,
+    both ways: session 26)."""
     from tracklet.server import run_creators
     from tracklet.store import Store
     from tracklet.store.schema import projects, runs
@@ -155,7 +156,8 @@ def test_every_page_of_runs_reads_each_runs_own_creator_whatever_the_filter_sort
         ids = {name: connection.execute(server_schema.users.insert().values(name=name, created_at=0.0)).inserted_primary_key[0]
                for name in ("u0", "u1", "u2")}
         connection.execute(server_schema.run_creators.insert(), [
-            dict(project=project, run_id=run_id, user_id=ids[name if project == "p" else "u2"], created_at=0.0)
+            dict(project=project, run_id=run_id, user_id=ids[name if project == "p" else "u2"],
+                 user_name=name if project == "p" else "u2", created_at=0.0)
             for project in ("p", "other") for run_id, name in creator.items() if name])
     store.project_joined_fields = run_creators.joined_fields
 
@@ -163,7 +165,7 @@ def test_every_page_of_runs_reads_each_runs_own_creator_whatever_the_filter_sort
     assert all(row["user"] == creator[row["run_id"]] for row in everything)
     if order_by == "user,run_id":
         assert [row["run_id"] for row in everything] == sorted((row["run_id"] for row in everything),
-                                                               key=lambda run_id: (creator[run_id], run_id))
+                                                               key=lambda run_id: (not creator[run_id], creator[run_id], run_id))
     for limit, offset in ((None, 0), (7, 0), (7, 5), (5, 28)):
         with_user = store.runs("p", filter=filter, order_by=order_by, limit=limit, offset=offset, fields=("name", "user"))
         without = store.runs("p", filter=filter, order_by=order_by, limit=limit, offset=offset, fields=("name",))
@@ -306,7 +308,7 @@ def test_an_or_of_indexed_conditions_beside_a_user_condition_lists_what_the_plai
         ids = {name: connection.execute(server_schema.users.insert().values(name=name, created_at=0.0)).inserted_primary_key[0]
                for name in ("u0", "u1", "u2")}
         connection.execute(server_schema.run_creators.insert(), [
-            dict(project="p", run_id=run_id, user_id=ids[name], created_at=0.0)
+            dict(project="p", run_id=run_id, user_id=ids[name], user_name=name, created_at=0.0)
             for run_id, name in creator.items() if name])
     store.project_joined_fields = run_creators.joined_fields
     try:

@@ -181,7 +181,8 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
         connection.execute(log_heads.insert().values(project="p", run_id="r", size=10, updated_at=1.0))
         connection.execute(log_segments.insert().values(project="p", run_id="r", offset=0, length=10))
         # Who created the run (server migration s0016).
-        connection.execute(run_creators.insert().values(project="p", run_id="r", user_id=1, created_at=1.0))
+        connection.execute(run_creators.insert().values(project="p", run_id="r", user_id=1, user_name="alice",
+                                                        created_at=1.0))
         # A scaled-out server's artifact versions and the blobs each project holds (server migration s0002).
         connection.execute(artifact_blobs.insert().values(project="p", digest="a" * 64, size=3, created_at=1.0))
         connection.execute(artifact_versions.insert().values(

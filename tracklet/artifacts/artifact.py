@@ -921,16 +921,23 @@ class _StoringAliases(list):
 def _metadata_edit(edit: Any, metadata: Any, read: str) -> None:
     """Give ``edit`` (a ``VersionEdit``) the metadata keys changed since ``read`` (``_as_stored``
     of the metadata read): those set or changed and those removed, so a key another client set
-    meanwhile stays; metadata that isn't a dict is sent whole, for ``check_metadata`` to name."""
+    meanwhile stays; metadata that isn't a dict is sent whole, for ``check_metadata`` to name, and so
+    is metadata that lost more keys than an edit may unset (``MAX_UNSET_METADATA_KEYS``)."""
     import json
+
+    from tracklet.artifacts.fields import MAX_UNSET_METADATA_KEYS
 
     before = json.loads(read)
     if not isinstance(metadata, dict) or not isinstance(before, dict):
         edit.metadata = metadata
         return
+    unset = [key for key in before if key not in metadata]
+    if len(unset) > MAX_UNSET_METADATA_KEYS:  # more than one edit may unset: the metadata is sent whole
+        edit.metadata = metadata
+        return
     edit.set_metadata = {key: value for key, value in metadata.items()
                          if key not in before or _as_stored(value) != _as_stored(before[key])}
-    edit.unset_metadata = [key for key in before if key not in metadata]
+    edit.unset_metadata = unset
 
 
 def _as_stored(metadata: Any) -> str:

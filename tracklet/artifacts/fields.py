@@ -24,6 +24,9 @@ MAX_TAG_CHARS = 128
 MAX_TAGS = 256
 MAX_DESCRIPTION_CHARS = 65_536
 MAX_METADATA_BYTES = 4 << 20  # its JSON: within a server's 8 MiB JSON body with everything else
+# Metadata keys one edit unsets (``unset_metadata``): at most this many, their JSON at most
+# MAX_METADATA_BYTES, as the keys set are (a key longer than that can't name a stored one).
+MAX_UNSET_METADATA_KEYS = 1000
 _TAG = re.compile(r"[-\w]+(?: +[-\w]+)*")  # W&B's tag names (wandb.sdk.artifacts._validators)
 
 
@@ -107,10 +110,23 @@ def _metadata_keys(keys: object, what: str) -> list[str]:
     """``keys`` (metadata keys to unset) as a list of strings, each once, or ``ArtifactError``."""
     if isinstance(keys, str) or not isinstance(keys, Iterable):
         raise ArtifactError(f"{what}: metadata keys to unset must be a list of strings; got {type(keys).__name__}")
-    checked = list(dict.fromkeys(keys))
-    wrong = next((key for key in checked if not isinstance(key, str)), None)
-    if wrong is not None:
-        raise ArtifactError(f"{what}: a metadata key to unset must be a string; got {type(wrong).__name__}")
+    checked: list[Any] = []
+    seen: set[Any] = set()
+    size = 2  # the JSON list's brackets
+    for key in keys:
+        if not isinstance(key, str):
+            raise ArtifactError(f"{what}: a metadata key to unset must be a string; got {type(key).__name__}")
+        if key in seen:
+            continue
+        size += len(json.dumps(key)) + 2
+        if size > MAX_METADATA_BYTES:
+            raise ArtifactError(f"{what}: the metadata keys to unset are over {MAX_METADATA_BYTES:,} bytes as JSON "
+                                f"(a key of {len(key):,} characters); at most {MAX_METADATA_BYTES:,}, as metadata")
+        seen.add(key)
+        checked.append(key)
+        if len(checked) > MAX_UNSET_METADATA_KEYS:
+            raise ArtifactError(f"{what}: over {MAX_UNSET_METADATA_KEYS:,} metadata keys to unset in one edit; at "
+                                f"most {MAX_UNSET_METADATA_KEYS:,} (or replace the metadata whole)")
     return checked
 
 

@@ -27,6 +27,7 @@ from fastapi import Path
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter
 from pydantic.json_schema import SkipJsonSchema
+from tracklet.artifacts.fields import MAX_UNSET_METADATA_KEYS
 
 # Every integer a request carries is bounded within a signed 64-bit integer (what databases store),
 # so a number past it is a 422 naming the parameter, never a driver overflow (a 500).
@@ -679,8 +680,8 @@ class VersionEditRequest(BaseModel):
         "Its new metadata (replaces it whole, before the keys set and unset)"))
     set_metadata: dict[str, Any] | None = Field(default=None, description=(
         "Metadata keys to set, each to its value (keys not named stay, whoever set them meanwhile)"))
-    unset_metadata: list[str] = Field(default_factory=list, max_length=1000, description=(
-        "Metadata keys to remove (one it doesn't have: no error)"))
+    unset_metadata: list[str] = Field(default_factory=list, max_length=MAX_UNSET_METADATA_KEYS, description=(
+        "Metadata keys to remove (one it doesn't have: no error); at most 1,000, their JSON at most 4 MiB"))
     add_tags: list[str] = Field(default_factory=list, max_length=256, description="Tags to give it")
     remove_tags: list[str] = Field(default_factory=list, max_length=256, description="Tags to take off it")
     add_aliases: list[str] = Field(default_factory=list, max_length=1000,

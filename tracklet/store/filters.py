@@ -22,7 +22,8 @@ case-insensitive; field names are not. The grammar::
                | FIELD ["not"] "exists"
                | "tags" ["not"] "contains" STRING
 
-``~`` is a case-insensitive substring match (``name ~ "res"``); ``==`` is the same as ``=``.
+``~`` is a case-insensitive substring match (``name ~ "res"``) of at most 1,000 characters;
+``==`` is the same as ``=``.
 ``FIELD not in [...]``, ``FIELD not exists`` and ``tags not contains "x"`` are ``not`` applied to
 the condition.
 
@@ -72,7 +73,9 @@ Sorts
 =====
 A comma-separated list of fields, each optionally prefixed with ``-`` (descending) or ``+``
 (ascending, the default): ``-summary.val/loss,created``. Missing values sort last in either
-direction. A JSON field sorts its numbers (numerically), then its strings, then everything else.
+direction (``user``: runs without one). A JSON field sorts its numbers (numerically), then its
+strings, then everything else, in either direction. Every sort ends with ``run_id`` in the
+direction of its last key, so equal keys keep one order and pages never repeat nor skip a run.
 ``tags`` cannot be sorted on.
 
 Python API
@@ -312,6 +315,8 @@ _DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_.:+\-]*")
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _MAX_DEPTH = 64
+# The longest text a '~' (substring) condition takes: every run's text is scanned for it.
+MAX_SUBSTRING_CHARS = 1000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _VALUE_HINT = 'expected a value: a number, a "string", true, false or null'
 
@@ -633,6 +638,8 @@ class _Parser:
         else:
             self.unexpected(tok, _VALUE_HINT)
 
+        if op == "~" and isinstance(v, str) and len(v) > MAX_SUBSTRING_CHARS:
+            self.fail(f"'~' text of {len(v)} characters", tok.pos, f"at most {MAX_SUBSTRING_CHARS}")
         if src == "null":
             if op not in ("=", "!="):
                 self.fail("null only compares with = and !=", tok.pos, f"use '{name} exists'")
@@ -1030,25 +1037,39 @@ def compile_filter(expr: FilterExpr | str, runs_table: sa.Table, *, now: float |
 
 
 def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table, *,
-                 columns: Mapping[str, sa.ColumnElement[Any]] | None = None) -> list:
-    """ORDER BY clauses for parse_sort's keys (or sort text), missing values last on both dialects.
+                 columns: Mapping[str, sa.ColumnElement[Any]] | None = None, tie_break: bool = True) -> list:
+    """ORDER BY clauses for parse_sort's keys (or sort text), missing values last on both dialects,
+    then the run id (unique in a project) in the direction of the last key: a total order, so
+    pages by offset list each run once.
 
     A JSON field gives two clauses: its numeric values, then its string values. ``columns`` as
     ``compile_filter``'s. A column that is never NULL (``name``, ``state``...) gets no NULLS LAST:
     the same order, and one PostgreSQL reads from an index backwards for a descending key (it
-    reads ``(project_id, name)`` backwards only as ``name DESC NULLS FIRST``).
+    reads ``(project_id, name)`` backwards only as ``name DESC NULLS FIRST``). ``user`` is text that
+    is "" for a run without one: those runs go last in either direction, as missing values do.
+    ``tie_break=False``: without the run id (a caller adding its own).
     """
     if isinstance(keys, str):
         keys = parse_sort(keys)
     named = _Columns(runs_table, columns)
     clauses = []
+    descending = False
     for field, descending in keys:
         col = named[field.column]
         if field.kind == "tags":
             raise ValueError("cannot sort by tags")
         exprs = [_json_at(col, field.path, "number"), _json_at(col, field.path, "string")] if field.kind == "json" \
             else [col]
+        if field.name == "user":  # runs without a user last, both ways (a server reads it apart: Store.runs)
+            clauses.append(sa.case((col == "", 1), else_=0).asc())
         for x in exprs:
             clause = x.desc() if descending else x.asc()
             clauses.append(clause if getattr(x, "nullable", True) is False else clause.nulls_last())
+    if tie_break and not any(field.name == "run_id" for field, _ in keys):
+        # The run id last, unique in a project: runs with equal keys keep one order, so pages by
+        # offset never repeat nor skip one. In the last key's direction: an index ending with it
+        # (store migration 0014) serves a key both ways, and a descending sort lists its ascending
+        # one backwards (but for missing values, last in both).
+        tie = runs_table.c.run_id
+        clauses.append(tie.desc() if descending else tie.asc())
     return clauses

@@ -73,14 +73,17 @@ runs = sa.Table(
     # Where and how it ran (command, git, Python, GPUs...): tracklet/store/run_data.py.
     sa.Column("metadata", Json, nullable=False, default=dict, server_default="{}"),
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
-    sa.Index("ix_runs_project_created", "project_id", "created_at"),
-    sa.Index("ix_runs_project_state", "project_id", "state"),  # 0012: the dashboard's poll of running runs
-    sa.Index("ix_runs_project_name", "project_id", "name"),  # 0013: a page of runs sorted by name
+    # Each listing index ends with run_id, every sort's last key (0014: filters.compile_sort), so a
+    # page in its order reads the page's rows, ties included.
+    sa.Index("ix_runs_project_created", "project_id", "created_at", "run_id"),
+    sa.Index("ix_runs_project_state", "project_id", "state", "run_id"),  # 0012: the dashboard's poll of running runs
+    sa.Index("ix_runs_project_name", "project_id", "name", "run_id"),  # 0013: a page of runs sorted by name
 )
 # Newest first with missing times last (every listing's default order): PostgreSQL reads the index
 # above backwards as `created_at DESC NULLS FIRST` only; SQLite's order is this one already, and it
 # has no NULLS LAST in an index (store migration 0012).
-sa.Index("ix_runs_project_created_desc", runs.c.project_id, runs.c.created_at.desc().nulls_last()).ddl_if(
+sa.Index("ix_runs_project_created_desc", runs.c.project_id, runs.c.created_at.desc().nulls_last(),
+         runs.c.run_id.desc()).ddl_if(
     dialect="postgresql")
 
 series = sa.Table(

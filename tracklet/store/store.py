@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 import sqlalchemy as sa
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from tracklet.store.engine import create_engine, migrate, store_url
 from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
@@ -19,7 +22,7 @@ from tracklet.store.run_data_queries import RunDataQueries
 from tracklet.store.schema import project_id_of, projects, runs, series
 from tracklet.store.text import fit, store_text
 
-__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "JoinedFields", "Store"]
+__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "JoinedFields", "JoinedSort", "Store"]
 
 RUN_FIELDS = (
     "run_id", "name", "state", "tags", "group_name", "job_type", "notes", "host", "created_at", "updated_at",
@@ -47,6 +50,24 @@ class JoinedFields:
 
     join: Callable[[sa.FromClause, sa.ColumnElement[str]], sa.FromClause]
     columns: Mapping[str, sa.ColumnElement[Any]]
+    #: How a sort whose first key is one of these fields reads its page in an index's order.
+    sorts: Mapping[str, JoinedSort] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JoinedSort:
+    """How a page sorted first by a joined field is read in an index's order: a LEFT OUTER JOIN
+    ordered by a column of its inner side is sorted whole by any planner, so the store reads the
+    runs that have a row (``join``: ``runs_from`` INNER JOINed to the owner's table, which names
+    every column of ``JoinedFields.columns``), ordered by ``key`` then the other sort keys then
+    ``run_id`` (the owner's copy of the run id, so an index on (..., key, run_id) gives the
+    order), then the runs without one (``missing``, a condition over ``JoinedFields.join``'s
+    source), ordered by the other keys: they sort last in either direction, as missing values do."""
+
+    join: Callable[[sa.FromClause, sa.ColumnElement[str]], sa.FromClause]
+    key: sa.ColumnElement[Any]
+    run_id: sa.ColumnElement[str]
+    missing: sa.ColumnElement[bool]
 
 
 class Store(RunDataQueries):
@@ -138,47 +159,92 @@ class Store(RunDataQueries):
                     sa.select(runs.c.id).where(runs.c.project_id == project_id_of(project),
                                                compile_filter(alternative, runs, now=now))
                     for alternative in alternatives)))
+        keys: list[Any] = []
         if order_by:
             from tracklet.store.filters import compile_sort, parse_sort
 
             keys = parse_sort(order_by)
             named |= {field.column for field, _ in keys}
             sort = compile_sort(keys, runs, columns=joined_columns)
-        # Newest first, runs without a creation time last on both backends (as any sort puts
-        # missing values): PostgreSQL reads ix_runs_project_created_desc in this order.
-        order = sort if sort is not None else [runs.c.created_at.desc().nulls_last(), runs.c.run_id]
+        # Newest first (as ``-created``), runs without a creation time last on both backends (as
+        # any sort puts missing values), ties by run id, descending as every sort's tie-breaker
+        # follows its last key: PostgreSQL reads ix_runs_project_created_desc in this order.
+        order = sort if sort is not None else [runs.c.created_at.desc().nulls_last(), runs.c.run_id.desc()]
         listed_joined = [field for field in dict.fromkeys(fields) if field in joined_columns]
         columns = [_username(runs) if field == "username" else runs.c[field]
                    for field in dict.fromkeys(("run_id", *fields)) if field not in joined_columns]
-        source: sa.FromClause = runs
         join_first = joined is not None and bool(named & set(joined_columns))
-        if joined is not None and join_first:
-            source = joined.join(source, runs.c.run_id)
-            columns += [joined_columns[field].label(field) for field in listed_joined]
-        elif listed_joined:
-            # Listed only: join the page's rows, not every run the sort goes through. A ROWS frame:
-            # in the default (RANGE) one, PostgreSQL before 16 reads every run tied with the page's
-            # last (every finished run, for a page by state) to number the page.
-            columns.append(sa.func.row_number().over(order_by=order, rows=(None, 0)).label("_position"))
-        stmt = (sa.select(*columns).select_from(source)
-                .where(in_project, runs.c.deleted.is_(False)))
-        if run_ids is not None:
-            stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
-        if where is not None:
-            stmt = stmt.where(where)
-        stmt = stmt.order_by(*order).offset(offset)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        if joined is not None and listed_joined and not join_first:
-            page = stmt.subquery("page")
-            stmt = (sa.select(*(column for column in page.c if column.name != "_position"),
-                              *(joined_columns[field].label(field) for field in listed_joined))
-                    .select_from(joined.join(page, page.c.run_id)).order_by(page.c._position))
-        prefix = project + "/"
+
+        def select(source: sa.FromClause, order: list[Any], conditions: list[Any], offset: int,
+                   limit: int | None) -> sa.Select[Any]:
+            listed = [*columns]
+            keyed = joined is not None and bool(listed_joined) and not join_first
+            if joined is not None and join_first:
+                listed += [joined_columns[field].label(field) for field in listed_joined]
+            elif keyed:
+                # Listed only: join the page's rows, not every run the sort goes through, and order
+                # the page again by its sort keys, carried as columns. (A window numbering the rows
+                # made both databases sort every run the filter selects, where the page's own
+                # ORDER BY ... LIMIT keeps only its rows: PostgreSQL's top-N heapsort.)
+                listed += [_sort_key(clause)[0].label(f"_key{i}") for i, clause in enumerate(order)]
+            stmt = (sa.select(*listed).select_from(source)
+                    .where(in_project, runs.c.deleted.is_(False), *conditions))
+            if run_ids is not None:
+                stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
+            if where is not None:
+                stmt = stmt.where(where)
+            stmt = stmt.order_by(*order).offset(offset)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            if joined is not None and keyed:
+                page = stmt.subquery("page")
+                again = [_sort_key(clause)[1](page.c[f"_key{i}"]) for i, clause in enumerate(order)]
+                stmt = (sa.select(*(column for column in page.c if not column.name.startswith("_key")),
+                                  *(joined_columns[field].label(field) for field in listed_joined))
+                        .select_from(joined.join(page, page.c.run_id)).order_by(*again))
+            return stmt
+
+        joined_sort = joined.sorts.get(keys[0][0].name) if joined is not None and keys else None
         with self.engine.connect() as connection:
-            listed = [dict(row) for row in connection.execute(stmt).mappings()]
+            if joined is not None and joined_sort is not None:
+                listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
+            else:
+                source: sa.FromClause = joined.join(runs, runs.c.run_id) if joined is not None and join_first else runs
+                listed = [dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
+        prefix = project + "/"
         for row in listed:
             row["path"] = prefix + row["run_id"]
+        return listed
+
+    @staticmethod
+    def _by_joined_sort(connection: sa.Connection, select: Callable[..., sa.Select[Any]], joined: JoinedFields,
+                        joined_sort: JoinedSort, keys: list[Any], offset: int,
+                        limit: int | None) -> list[dict[str, Any]]:
+        """A page sorted first by a joined field (``JoinedSort``): the runs with a row in the
+        owner's table in its index's order, then, once those run out, the runs without one."""
+        from tracklet.store.filters import compile_sort
+
+        (_, descending), others = keys[0], keys[1:]
+        rest = compile_sort(others, runs, columns=joined.columns, tie_break=False)
+        last = keys[-1][1]
+        ties = not any(field.name == "run_id" for field, _ in keys)
+
+        def tie(column: sa.ColumnElement[str]) -> list[Any]:
+            return [column.desc() if last else column.asc()] if ties else []
+
+        first = [joined_sort.key.desc() if descending else joined_sort.key.asc(), *rest, *tie(joined_sort.run_id)]
+        with_row = joined_sort.join(runs, runs.c.run_id)
+        listed = [dict(row) for row in connection.execute(select(with_row, first, [], offset, limit)).mappings()]
+        if limit is not None and len(listed) >= limit:
+            return listed
+        skip = 0
+        if offset and not listed:  # the page starts past the runs with a row: how many there are
+            counted = select(with_row, [], [], 0, None).with_only_columns(sa.func.count()).order_by(None)
+            skip = max(0, offset - connection.execute(counted).scalar_one())
+        without = joined.join(runs, runs.c.run_id)
+        more = None if limit is None else limit - len(listed)
+        listed += [dict(row) for row in connection.execute(
+            select(without, [*rest, *tie(runs.c.run_id)], [joined_sort.missing], skip, more)).mappings()]
         return listed
 
     def _alternatives_are_few(self, project: str, alternatives: tuple[Any, ...], now: float,
@@ -415,6 +481,28 @@ class Store(RunDataQueries):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_DIRECTIONS: dict[Any, Callable[[Any], Any]] = {
+    operators.asc_op: lambda x: x.asc(), operators.desc_op: lambda x: x.desc(),
+    operators.nulls_first_op: lambda x: x.nulls_first(), operators.nulls_last_op: lambda x: x.nulls_last(),
+}
+
+
+def _sort_key(clause: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """An ORDER BY clause's expression, and how to order another expression the same way
+    (``x.desc().nulls_last()`` gives ``x`` and ``lambda y: y.desc().nulls_last()``)."""
+    modifiers = []
+    while isinstance(clause, UnaryExpression) and clause.modifier in _DIRECTIONS:
+        modifiers.append(clause.modifier)
+        clause = clause.element
+
+    def again(column: Any) -> Any:
+        for modifier in reversed(modifiers):
+            column = _DIRECTIONS[modifier](column)
+        return column
+
+    return clause, again
 
 
 def _username(runs_table: sa.Table) -> sa.ColumnElement[str]:

@@ -5341,7 +5341,7 @@ export interface components {
             } | null;
             /**
              * Unset Metadata
-             * @description Metadata keys to remove (one it doesn't have: no error)
+             * @description Metadata keys to remove (one it doesn't have: no error); at most 1,000, their JSON at most 4 MiB
              */
             unset_metadata?: string[];
             /**

@@ -53,6 +53,10 @@ MAX_VALUES = 1000  # values in one $in / $nin list
 MAX_DEPTH = 20  # $and / $or / $nor / $not nested in each other (tracklet's parser takes 64 levels)
 MAX_QUERY = 32 << 10  # the translated filter, URL-encoded: it travels in a request's head (64 KiB) to a server
 
+MAX_REGEX_CHARS = 1000  # a $regex pattern (a substring match of at most this many characters)
+# Regular-expression syntax a substring match cannot honour (an escaped character is itself).
+_REGEX_SYNTAX = re.compile(r"(?<!\\)(?:\\\\)*[.^$*+?()\[\]{}|]|\\[A-Za-z0-9]")
+
 _SCALARS = "a string, a number, a bool or None"
 _ALL, _NONE = 'run_id != ""', 'run_id = ""'  # every run has an id
 
@@ -167,6 +171,8 @@ class _Translation:
             if op in ("$eq", "$ne", "$regex", "$contains"):
                 if op in ("$regex", "$contains") and not isinstance(value, str):
                     raise self.fail(f"{op} on {name!r}", f"{op} takes a string", value)
+                if op == "$regex":
+                    value = self.pattern(name, value)
                 parts.append(self.add(f"{field} {_OPS[op]} {self.value(name, op, value)}"))
             elif op in _OPS:
                 parts.append(self.add(f"{field} {_OPS[op]} {self.value(name, op, value, order=True)}"))
@@ -192,6 +198,25 @@ class _Translation:
                 raise FilterError(f"wandb.Api().runs(filters=...): the operator {op!r} on {name!r} is not supported "
                                   "(docs/wandb-compat.md)")
         return " and ".join(parts)
+
+    def pattern(self, name: str, value: str) -> str:
+        """A ``$regex`` operand as the text tracklet's substring match looks for: at most
+        MAX_REGEX_CHARS characters, a valid pattern, and no syntax a substring match can't honour
+        (``^foo`` would silently match nothing); an escaped character (``\\.``) is itself."""
+        where = f"$regex on {name!r}"
+        if len(value) > MAX_REGEX_CHARS:
+            raise FilterError(f"wandb.Api().runs(filters=...): {where}: a pattern of {len(value)} characters; at "
+                              f"most {MAX_REGEX_CHARS}")
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise self.fail(where, f"an invalid regular expression ({error})", value) from None
+        syntax = _REGEX_SYNTAX.search(value)
+        if syntax is not None:
+            raise self.fail(where, f"uses {syntax.group()!r}: tracklet's $regex is a case-insensitive substring "
+                            "match of plain text (escape a character with \\ to match it as is; docs/wandb-compat.md)",
+                            value)
+        return re.sub(r"\\(.)", r"\1", value)
 
     def tags(self, name: str, spec: Any) -> str:
         """``tags``: a tag (runs that have it), or ``$in``/``$nin``/``$eq``/``$ne``/``$exists``."""

@@ -1,0 +1,113 @@
+"""A filter operand of the wrong type, or an unknown sort key, is refused with an error naming the
+problem: on the store API, the CLI (exit 2, one message) and the server (400, never 500), for
+tracklet's filter language; and by ``wandb.Api().runs(filters=)``'s MongoDB-style operators, whose
+operands are all checked before any translation (``compat/wandb/apis/filters.py``; each operator x
+operand type: tests/test_wandb_api_filters.py) (``$in`` given a string was read as the list of its characters before session 26, a
+number raised a TypeError)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import tracklet
+from tracklet.cli.main import main
+from tracklet.compat.wandb.apis.filters import MAX_REGEX_CHARS, to_filter
+from tracklet.compat.wandb.errors import UsageError
+from tracklet.store import Store
+from tracklet.store.filters import MAX_SUBSTRING_CHARS, FilterSyntaxError
+
+# tracklet's language: each operator with operands of the wrong type, and what the error names.
+NATIVE = [
+    ('state in "finished"', "expected '['"),
+    ("state in 5", "expected '['"),
+    ("state not in finished", "expected '['"),
+    ("created > [1]", "unexpected token '['"),
+    ("config.lr < [0.1]", "unexpected token '['"),
+    ("exit_code = \"a\"", "exit_code is a number"),
+    ("created >= true", "created is a time"),
+    ("config.lr ~ 5", "'~' (substring) needs a string"),
+    ("exit_code ~ \"1\"", "'~' (substring) needs a text field"),
+    ("config.lr > null", "null only compares with = and !="),
+    ("config.flag < true", "true and false only compare with = and !="),
+    ("tags contains [a]", "expected a tag"),
+    ("tags = a", "tags take 'contains' or 'exists'"),
+    ("state exists 5", "unexpected token '5'"),
+    ('name ~ "' + "x" * (MAX_SUBSTRING_CHARS + 1) + '"', "'~' text of 1001 characters"),
+]
+SORTS = [("bogus", "unknown field 'bogus'"), ("tags", "cannot sort by tags"), ("config", "config needs a key"),
+         ("name,", "expected a field to sort by"), ("-state x", "expected ',' between sort fields")]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("operands")
+    run = tracklet.init(project="p", id="r1", dir=str(root), config={"lr": 0.1, "flag": True},
+                        settings={"console": "off", "capture_environment": False})
+    run.log({"loss": 1.0})
+    run.finish()
+    return root
+
+
+def _cases() -> list[tuple[str, str, str]]:
+    return [("filter", text, problem) for text, problem in NATIVE] + [("sort", text, problem) for text, problem in SORTS]
+
+
+@pytest.mark.parametrize(("kind", "text", "problem"), _cases())
+def test_bad_filter_operands_and_sort_keys_are_refused_naming_the_problem(data_root, kind, text, problem):
+    store = Store(root=data_root)
+    try:
+        store.index()
+        with pytest.raises(FilterSyntaxError, match=None) as raised:
+            store.runs("p", **({"filter": text} if kind == "filter" else {"order_by": text}))
+        assert problem in str(raised.value)
+    finally:
+        store.close()
+    option = "--filter" if kind == "filter" else "--sort"
+    result = CliRunner().invoke(main, ["--dir", str(data_root), "runs", "p", option, text], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert problem in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_server_answers_400_for_each(data_root, store_url):
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+
+    with TestClient(create_app(data_root, store_url=store_url, auth=False)) as client:
+        for kind, text, problem in _cases():
+            answer = client.get("/api/v1/projects/p/runs", params={"filter" if kind == "filter" else "order_by": text})
+            assert answer.status_code == 400, (text, answer.text)
+            assert problem in answer.json()["detail"], text
+
+
+# W&B's filters: every operator x operand type is tests/test_wandb_api_filters.py; here, the shapes and $regex.
+@pytest.mark.parametrize(("filters", "problem"), [
+    ({"state": {"$in": ["a", [1]]}}, "each value in $in is a string, a number, a bool or None"),
+    ({"sweep": {"$in": "abc"}}, "$in takes a list of values"),
+    ({"$or": {"state": "a"}}, "$or takes a list of filter dicts"),
+    ({"$and": ["state"]}, "each item of $and is a filter dict"),
+    ({"$not": ["state"]}, "$not takes a filter dict"),
+    ({"state": ["a"]}, "a field's value is one value"),
+    ({"display_name": {"$regex": "^res"}}, "uses '^'"),
+    ({"display_name": {"$regex": "a.*b"}}, "uses '.'"),
+    ({"display_name": {"$regex": r"\d+"}}, "uses '\\\\d'"),
+    ({"display_name": {"$regex": "(a"}}, "an invalid regular expression"),
+    ({"display_name": {"$regex": "a" * (MAX_REGEX_CHARS + 1)}}, f"at most {MAX_REGEX_CHARS}"),
+    ({"tags": {"$gt": "a"}}, "'$gt' on 'tags' is not supported"),
+    ("state = a", "a filter is a dict"),
+])
+def test_wandb_filters_of_the_wrong_shape_are_refused_naming_it(filters: Any, problem: str):
+    with pytest.raises(UsageError) as raised:
+        to_filter(filters)
+    assert problem in str(raised.value)
+
+
+def test_wandb_regex_of_plain_text_is_a_substring_match():
+    assert to_filter({"display_name": {"$regex": "resnet"}}) == 'name ~ "resnet"'
+    assert to_filter({"display_name": {"$regex": r"res\.net\(2\)"}}) == 'name ~ "res.net(2)"'
+    assert to_filter({"tags": {"$nin": ["a", "b"]}}) == 'not (tags contains "a" or tags contains "b")'
+    assert to_filter({"$or": []}) == 'run_id = ""'
+    assert to_filter({"tags": {"$exists": False}}) == "not tags exists"

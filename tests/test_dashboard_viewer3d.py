@@ -732,3 +732,144 @@ def test_a_molecules_bonds_come_from_conect_records_or_else_from_distances(root,
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def drawn(page, panel: str, timeout: int = 60_000) -> None:
+    """Waits for the viewer in `panel` to draw, clicking "load" where the file waits for it."""
+    page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn'], {panel} .viewer3d-load", timeout=timeout)
+    if page.query_selector(f"{panel} .viewer3d-load"):
+        page.click(f"{panel} .viewer3d-load")
+    page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']", timeout=timeout)
+
+
+def test_a_vertex_only_obj_is_thinned_and_a_molecule_past_the_limit_says_how_many_atoms_are_drawn(root, tmp_path, page):
+    """The point limit (2,000,000) holds for an OBJ of vertices alone (thinned, as an .npy cloud is:
+    before, it was drawn whole, bounded only by the file size) and for a PDB/PQR (its first atoms,
+    saying so: before, the info line named the atoms drawn as if they were all)."""
+    rows = 2_000_001
+    obj = tmp_path / "cloud.obj"
+    with obj.open("w") as out:
+        out.writelines(f"v {i % 1000} {i // 1000} 0\n" for i in range(rows))
+    pqr = tmp_path / "crowd.pqr"  # serial 1 throughout, element X (no covalent radius: no bonds to infer)
+    with pqr.open("w") as out:
+        out.writelines(f"ATOM 1 X X 1 {i % 1000} {i // 1000} 0 0 1\n" for i in range(rows))
+    run = tracklet.init(project="clouds", id="limits", dir=str(root), settings=QUIET)
+    run.log({"cloud": tracklet.Object3D(str(obj)), "crowd": tracklet.Molecule(str(pqr))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/limits?token=" + token)
+        for key in ("cloud", "crowd"):
+            drawn(page, f".media-panel[data-key='{key}']", timeout=180_000)
+        info = page.text_content(".media-panel[data-key='cloud'] .viewer3d-info")
+        assert info.startswith("1,000,001 points (1 in 2 of 2,000,001) · x 0…998 · y 0…2000"), info
+        info = page.text_content(".media-panel[data-key='crowd'] .viewer3d-info")
+        assert info.startswith("2,000,000 of 2,000,001 atoms · 0 bonds"), info
+        assert "1 atoms past the first 2,000,000" in page.text_content(".media-panel[data-key='crowd'] .viewer3d-note")
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_zooming_without_end_stops_at_a_bound_and_the_mesh_stays_drawn(root, tmp_path, page):
+    """Zooming out (or in) as far as the wheel goes: before, the distance overflowed to infinity and
+    nothing was drawn again until "reset"."""
+    stl = tmp_path / "cube.stl"
+    stl.write_bytes(cube_stl())
+    run = tracklet.init(project="clouds", id="zoom", dir=str(root), settings=QUIET)
+    run.log({"cube": tracklet.Object3D(str(stl))})
+    run.finish()
+    panel = ".media-panel[data-key='cube']"
+    wheel = """([selector, delta, times]) => { const overlay = document.querySelector(selector + ' .viewer3d-overlay');
+      for (let i = 0; i < times; i++) overlay.dispatchEvent(new WheelEvent('wheel', {deltaY: delta, cancelable: true, bubbles: true})); }"""
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/zoom?token=" + token)
+        drawn(page, panel)
+
+        def lit():
+            picture = drawing(page, panel)
+            return int((np.abs(picture - np.array(BACKGROUND)).max(axis=2) > 30).sum())
+
+        home = lit()
+        page.evaluate(wheel, [panel, 1000, 1000])  # out, e times a step: e^1000 overflows a double
+        assert lit() < home / 100
+        page.evaluate(wheel, [panel, -1000, 5])  # and back in a few steps: the cube fills more than the first view
+        assert lit() > home
+        page.evaluate(wheel, [panel, -1000, 2000])  # in, e^-2000: zero in a double
+        page.evaluate(wheel, [panel, 1000, 7])  # and out a few steps: about the first view
+        assert 0.7 * home < lit() < 1.1 * home
+        page.dblclick(f"{panel} .viewer3d-overlay")
+        assert lit() == home
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_mesh_triangles_with_a_corner_not_finite_are_left_out_and_the_rest_drawn(root, tmp_path, page):
+    """STL (binary, ASCII), OBJ and glTF: the triangles touching a non-finite vertex are dropped and
+    counted under the drawing, as non-finite points are (before, the whole mesh was refused)."""
+    body = bytearray(cube_stl())
+    body[84 + 12:84 + 16] = np.float32(np.nan).tobytes()  # the first triangle's first corner's x
+    facets = "".join(f"facet normal 0 0 1\nouter loop\nvertex {a} 0 0\nvertex 1 {b} 0\nvertex 0 1 0\nendloop\nendfacet\n"
+                     for a, b in (("0", "0"), ("nan", "0"), ("1e39", "0"), ("0", "-inf"), ("2", "0")))
+    obj = ("v 0 0 0\nv 2 0 0\nv 2 2 0\nv 0 2 0\nv nan 1 2\nv 1 1 2\n"
+           "f 1 2 3 4\nf 1 2 5\nf 2 3 6\nf 3 4 6\nf 4 1 6\nf 1 2 6\n")
+    doc = Gltf()
+    positions, _, indices = cube()
+    positions[0] = [np.nan, 0, 0]  # in the first face's two triangles
+    position = doc.accessor(doc.view(positions.tobytes()), FLOAT, 24, "VEC3")
+    index = doc.accessor(doc.view(indices.astype(np.uint16).tobytes()), UINT16, 36, "SCALAR")
+    doc.node(mesh=doc.mesh({"attributes": {"POSITION": position}, "indices": index, "material": doc.material(RED)}))
+    nothing = cube_stl()[:84] + b"".join(b"\0" * 12 + np.full(9, np.inf, np.float32).tobytes() + b"\0\0" for _ in range(12))
+    files = {"binary": ("stl", bytes(body)), "ascii": ("stl", f"solid x\n{facets}endsolid x\n".encode()),
+             "obj": ("obj", obj.encode()), "glb": ("glb", doc.glb()), "nothing": ("stl", nothing)}
+    for key, (ext, data) in files.items():
+        (tmp_path / f"{key}.{ext}").write_bytes(data)
+    run = tracklet.init(project="clouds", id="finite", dir=str(root), settings=QUIET)
+    run.log({key: tracklet.Object3D(str(tmp_path / f"{key}.{ext}")) for key, (ext, _) in files.items()})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/finite?token=" + token)
+        for key, kept, left_out in (("binary", 11, "1 triangle "), ("ascii", 2, "3 triangles "), ("obj", 6, "1 triangle "),
+                                    ("glb", 10, "2 triangles ")):
+            panel = f".media-panel[data-key='{key}']"
+            drawn(page, panel)
+            info = page.text_content(f"{panel} .viewer3d-info")
+            assert info.startswith(f"{kept} triangles") and "NaN" not in info and "Infinity" not in info, (key, info)
+            note = page.text_content(f"{panel} .viewer3d-note")
+            assert f"left out: {left_out}with a corner whose coordinates are not finite numbers" in note, (key, note)
+            picture = drawing(page, panel)
+            assert (np.abs(picture - np.array(BACKGROUND)).max(axis=2) > 30).sum() > 1000, key
+        error = page.wait_for_selector(".media-panel[data-key='nothing'] .viewer3d[data-state='error']").text_content()
+        assert "no triangle whose coordinates are all finite numbers" in error, error
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_a_pdb_ensemble_draws_its_first_model_and_the_first_of_alternate_locations(root, tmp_path, page):
+    """An NMR entry's MODEL records: the first model is drawn, "model 1 of 3" (before, all of them
+    overlaid, bonded by distance to each other); an atom at alternate locations (altLoc A, B) is
+    drawn at the first (before, both, and bonds between and from them)."""
+    def model(number, shift):
+        lines = [PDB_ATOM.format(i + 1, name, x + shift, y, z, element) for i, (name, element, x, y, z) in enumerate(ETHANOL)]
+        at = 2  # the oxygen, at two locations 0.3 Å apart
+        lines[at] = lines[at][:16] + "A" + lines[at][17:]
+        lines.insert(at + 1, PDB_ATOM.format(10, "O", 2.3 + shift, 1.35, 0, "O")[:16] + "B" + PDB_ATOM.format(10, "O", 2.3 + shift, 1.35, 0, "O")[17:])
+        return f"MODEL     {number:4d}\n" + "".join(lines) + "ENDMDL\n"
+
+    (tmp_path / "nmr.pdb").write_text("".join(model(n, 0.4 * (n - 1)) for n in (1, 2, 3)) + "END\n")
+    run = tracklet.init(project="clouds", id="nmr", dir=str(root), settings=QUIET)
+    run.log({"nmr": tracklet.Molecule(str(tmp_path / "nmr.pdb"))})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/clouds/runs/nmr?token=" + token)
+        drawn(page, ".media-panel[data-key='nmr']")
+        info = page.text_content(".media-panel[data-key='nmr'] .viewer3d-info")
+        assert info.startswith("9 atoms (model 1 of 3) · 8 bonds (by distance) · x -0.36…2.93 "), info
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)

@@ -360,9 +360,7 @@ class Reader {
         }
       }
     }
-    const result = mesh(triangles);
-    result.normals = normals;
-    result.meshColours = colours;
+    const result = mesh(triangles, normals, colours); // less the triangles with a corner not finite
     result.upY = true;
     for (const [where, why] of skipped) result.skipped.push(why.startsWith(where) ? why : `${where}: ${why}`);
     for (const note of this.notes) result.skipped.push(note);

@@ -36,6 +36,7 @@ export interface Scene3D {
   bonds: Uint32Array | null; // a molecule's bonds: pairs of atom indices (null: not a molecule)
   bondNote: string; // where the bonds come from ("CONECT", "by distance")
   upY: boolean; // the file's y axis is up (glTF): drawn turned so, its bounds given in its own axes
+  models: number; // a PDB's MODEL records (an NMR ensemble): only the first is drawn
 }
 
 const DEFAULT_BOX: [number, number, number] = [0, 255, 0];
@@ -83,7 +84,7 @@ function colourPoints(positions: Float32Array, extra: Float32Array, columns: num
 
 function scene(positions: Float32Array, colours: Uint8Array, count: number, total: number): Scene3D {
   return { positions, colours, count, total, boxes: [], vectors: [], skipped: [], pointSize: count < 20_000 ? 4 : 2,
-    triangles: null, normals: null, meshColours: null, bonds: null, bondNote: "", upY: false };
+    triangles: null, normals: null, meshColours: null, bonds: null, bondNote: "", upY: false, models: 0 };
 }
 
 /** A scene of the first `count` points, less those whose x, y or z is not a finite number (a
@@ -327,7 +328,13 @@ export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
   const elements: string[] = [];
   const serials = new Map<number, number>(); // atom serial number -> index
   const conect: number[] = []; // pairs of serial numbers
+  const located = new Set<string>(); // atoms (name, residue, chain, number) met at an alternate location
+  let atoms = 0; // in the first model, each at its first location
+  let models = 0;
+  let ended = false; // past the first model's ENDMDL: the others are left out
   for (const line of text.split("\n")) {
+    if (line.startsWith("MODEL")) { models++; continue; }
+    if (line.startsWith("ENDMDL")) { ended = true; continue; }
     if (line.startsWith("CONECT")) {
       const from = parseInt(line.slice(6, 11), 10);
       for (let at = 11; at < 31; at += 5) {
@@ -337,6 +344,14 @@ export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
       continue;
     }
     if (!line.startsWith("ATOM") && !line.startsWith("HETATM")) continue;
+    if (ended) continue;
+    const altLoc = pqr ? " " : line[16] ?? " ";
+    if (altLoc !== " ") { // the first location of an atom given at several (A, B, ...): the others would bond to it
+      const atom = line.slice(12, 16) + line.slice(17, 27);
+      if (located.has(atom)) continue;
+      located.add(atom);
+    }
+    atoms++;
     if (coordinates.length / 3 >= maxPoints) continue;
     const fields = line.trim().split(/\s+/);
     const raw = pqr ? fields.slice(-5, -2) : [line.slice(30, 38), line.slice(38, 46), line.slice(46, 54)];
@@ -356,8 +371,10 @@ export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
   const count = coordinates.length / 3;
   const positions = new Float32Array(coordinates);
   const colourValues = new Float32Array(colours);
-  const result = pointScene(positions, colourValues, 6, count, count); // colours as 0-255 r, g, b columns
+  const result = pointScene(positions, colourValues, 6, count, atoms); // colours as 0-255 r, g, b columns
   result.pointSize = 6;
+  result.models = models;
+  if (atoms > count) result.skipped.push(`${(atoms - count).toLocaleString()} atoms past the first ${count.toLocaleString()}`);
   // CONECT bonds, each once (a file lists a bond from both of its atoms)
   const named = new Uint8Array(count);
   const pairs: number[] = [];
@@ -448,12 +465,43 @@ function inferBonds(positions: Float32Array, elements: string[], named: Uint8Arr
 
 // --- meshes -----------------------------------------------------------------------------------------
 
-export function mesh(triangles: Float32Array): Scene3D {
+/** A mesh of `triangles` (with their corners' `normals` and `colours`, where given), less the
+ * triangles with a corner whose coordinates are not finite numbers (as points: they can't be
+ * placed), counted in `skipped`; an error only when none is left. */
+export function mesh(triangles: Float32Array, normals: Float32Array | null = null, colours: Uint8Array | null = null): Scene3D {
   if (!triangles.length) throw new Error("the mesh has no triangles");
-  if (!triangles.every(isFinite)) throw new Error("the mesh has coordinates that are not finite numbers");
+  const total = triangles.length / 9;
+  let kept = 0;
+  for (let t = 0; t < total; t++) {
+    let finite = true;
+    for (let k = t * 9; k < t * 9 + 9; k++) if (!Number.isFinite(triangles[k])) { finite = false; break; }
+    if (!finite) continue;
+    if (kept !== t) {
+      triangles.copyWithin(kept * 9, t * 9, t * 9 + 9);
+      normals?.copyWithin(kept * 9, t * 9, t * 9 + 9);
+      colours?.copyWithin(kept * 9, t * 9, t * 9 + 9);
+    }
+    kept++;
+  }
+  if (!kept) throw new Error("the mesh has no triangle whose coordinates are all finite numbers");
   const result = scene(new Float32Array(0), new Uint8Array(0), 0, 0);
-  result.triangles = triangles;
+  result.triangles = triangles.subarray(0, kept * 9);
+  result.normals = normals?.subarray(0, kept * 9) ?? null;
+  result.meshColours = colours?.subarray(0, kept * 9) ?? null;
+  if (kept < total) {
+    result.skipped.push(`${(total - kept).toLocaleString()} ${total - kept === 1 ? "triangle" : "triangles"} with a corner whose ` +
+      "coordinates are not finite numbers (NaN, ±Infinity, or past float32's range)");
+  }
   return result;
+}
+
+/** A coordinate written in a text file: a number, or NaN for "nan"/"inf" (C's printf of a
+ * non-finite float: dropped with its triangle or point); undefined for anything else. */
+function coordinate(token: string | undefined): number | undefined {
+  if (token === undefined) return undefined;
+  const value = Number(token);
+  if (token.trim() && !Number.isNaN(value)) return value;
+  return /^[+-]?(nan|inf(inity)?)$/i.test(token) ? NaN : undefined;
 }
 
 /** An STL file (binary, or ASCII `solid ... facet ... vertex x y z`) as triangles, at most `maxTriangles`. */
@@ -473,41 +521,78 @@ export function readStl(bytes: Uint8Array, maxTriangles: number): Scene3D {
     throw new Error(declared >= 0 ? `a binary STL declaring ${declared.toLocaleString()} triangles (${84 + declared * 50} bytes) ` +
       `is ${bytes.length} bytes: truncated or damaged` : "not an STL file");
   }
-  const values = [...text.matchAll(/vertex\s+(\S+)\s+(\S+)\s+(\S+)/g)].flatMap((m) => [m[1], m[2], m[3]].map(Number));
-  if (values.length % 9) throw new Error("an ASCII STL whose facets don't have 3 vertices each: truncated or damaged");
-  if (values.length / 9 > maxTriangles) throw new Error(`more than the ${maxTriangles.toLocaleString()} triangles drawn here`);
-  return mesh(new Float32Array(values));
+  // read vertex by vertex into an array grown as needed, stopping past the limit: memory in
+  // proportion to what is drawn, whatever the file's size
+  let values = new Float32Array(9 * Math.min(maxTriangles, 1024));
+  let length = 0;
+  const vertex = /vertex\s+(\S+)\s+(\S+)\s+(\S+)/g;
+  for (let match = vertex.exec(text); match; match = vertex.exec(text)) {
+    if (length === maxTriangles * 9) throw new Error(`an ASCII STL of more than the ${maxTriangles.toLocaleString()} triangles drawn here`);
+    if (length === values.length) {
+      const larger = new Float32Array(Math.min(values.length * 2, maxTriangles * 9));
+      larger.set(values);
+      values = larger;
+    }
+    for (let k = 1; k <= 3; k++) {
+      const value = coordinate(match[k]);
+      if (value === undefined) throw new Error(`an ASCII STL vertex without 3 numbers: ${match[0].slice(0, 60)}`);
+      values[length++] = value;
+    }
+  }
+  if (length % 9) throw new Error("an ASCII STL whose facets don't have 3 vertices each: truncated or damaged");
+  return mesh(values.subarray(0, length));
 }
 
 /** A Wavefront OBJ's vertices (`v x y z`) and faces (`f a b c ...`, 1-based or negative indices,
- * `a/t/n` forms; polygons as fans) as triangles, at most `maxTriangles`. */
-export function readObj(text: string, maxTriangles: number): Scene3D {
-  const vertices: number[] = [];
-  const triangles: number[] = [];
+ * `a/t/n` forms; polygons as fans) as triangles, at most `maxTriangles`. An OBJ of vertices alone
+ * is a point cloud, thinned to at most `maxPoints` (every k-th vertex) as it is read. */
+export function readObj(text: string, maxTriangles: number, maxPoints: number): Scene3D {
+  const lines = text.split("\n");
+  let total = 0; // vertices
+  let faces = false;
+  for (const raw of lines) {
+    const start = raw.trimStart();
+    if (/^v\s/.test(start)) total++;
+    else if (/^f(\s+\S+){3}/.test(start)) faces = true; // a face of 3 corners or more: a mesh
+  }
+  const stride = faces ? 1 : Math.max(1, Math.ceil(total / maxPoints));
+  const vertices = new Float32Array(Math.ceil(total / stride) * 3);
+  let read = 0; // vertices read so far
+  let triangles = new Float32Array(0);
+  let length = 0;
   let line = 0;
-  for (const raw of text.split("\n")) {
+  for (const raw of lines) {
     line++;
     const parts = raw.trim().split(/\s+/);
     if (parts[0] === "v") {
-      const xyz = parts.slice(1, 4).map(Number);
-      if (xyz.length < 3 || !xyz.every(isFinite)) throw new Error(`line ${line}: a vertex without 3 numbers: ${raw.slice(0, 60)}`);
-      vertices.push(...xyz);
+      const xyz = parts.slice(1, 4).map(coordinate);
+      if (xyz.length < 3 || xyz.some((x) => x === undefined)) throw new Error(`line ${line}: a vertex without 3 numbers: ${raw.slice(0, 60)}`);
+      if (read % stride === 0) vertices.set(xyz as number[], (read / stride) * 3);
+      read++;
     } else if (parts[0] === "f") {
-      const count = vertices.length / 3;
       const corners = parts.slice(1).map((p) => {
         const index = parseInt(p.split("/")[0], 10);
-        const at = index < 0 ? count + index : index - 1;
-        if (!Number.isInteger(at) || at < 0 || at >= count) throw new Error(`line ${line}: a face naming vertex ${p}, of ${count} so far`);
+        const at = index < 0 ? read + index : index - 1;
+        if (!Number.isInteger(at) || at < 0 || at >= read) throw new Error(`line ${line}: a face naming vertex ${p}, of ${read} so far`);
         return at;
       });
       for (let k = 1; k + 1 < corners.length; k++) {
-        for (const at of [corners[0], corners[k], corners[k + 1]]) triangles.push(vertices[at * 3], vertices[at * 3 + 1], vertices[at * 3 + 2]);
+        if (length === maxTriangles * 9) throw new Error(`more than the ${maxTriangles.toLocaleString()} triangles drawn here`);
+        if (length === triangles.length) {
+          const larger = new Float32Array(Math.min(Math.max(9 * 1024, triangles.length * 2), maxTriangles * 9));
+          larger.set(triangles);
+          triangles = larger;
+        }
+        for (const at of [corners[0], corners[k], corners[k + 1]]) {
+          triangles.set(vertices.subarray(at * 3, at * 3 + 3), length);
+          length += 3;
+        }
       }
-      if (triangles.length / 9 > maxTriangles) throw new Error(`more than the ${maxTriangles.toLocaleString()} triangles drawn here`);
     }
   }
-  if (!triangles.length && vertices.length) { // vertices without faces: a point cloud
-    return pointScene(new Float32Array(vertices), new Float32Array(0), 3, vertices.length / 3, vertices.length / 3);
+  if (!length && read) { // vertices without faces: a point cloud
+    const count = vertices.length / 3;
+    return pointScene(vertices, new Float32Array(0), 3, count, total);
   }
-  return mesh(new Float32Array(triangles));
+  return mesh(triangles.subarray(0, length));
 }

@@ -67,7 +67,7 @@ async function readFile(project: string, runId: string, item: MediaEntry): Promi
   if (item.format === "stl") return readStl(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
   if (item.format === "gltf" || item.format === "glb") return readGltf(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
   const text = await response.text();
-  if (item.format === "obj") return readObj(text, MAX_TRIANGLES);
+  if (item.format === "obj") return readObj(text, MAX_TRIANGLES, MAX_POINTS);
   return item.kind === "molecule" ? readPdb(text, MAX_POINTS, item.format === "pqr") : readScene(text, MAX_POINTS);
 }
 
@@ -240,7 +240,8 @@ class Viewer3D {
     const reset = h("button.viewer3d-reset", { type: "button", text: "reset" });
     reset.addEventListener("click", () => this.reset());
     const what = scene.triangles ? `${(t.length / 9).toLocaleString()} triangles`
-      : scene.bonds ? `${scene.count.toLocaleString()} atoms · ${(scene.bonds.length / 2).toLocaleString()} bonds (${scene.bondNote})`
+      : scene.bonds ? `${scene.total > scene.count ? `${scene.count.toLocaleString()} of ${scene.total.toLocaleString()}` : scene.count.toLocaleString()} atoms` +
+        `${scene.models > 1 ? ` (model 1 of ${scene.models})` : ""} · ${(scene.bonds.length / 2).toLocaleString()} bonds (${scene.bondNote})`
       : `${scene.count.toLocaleString()} points${thinned}`;
     this.info.append(`${what} · ${bounds}` +
       (scene.boxes.length ? ` · ${scene.boxes.length} boxes` : "") + (scene.vectors.length ? ` · ${scene.vectors.length} vectors` : ""));
@@ -406,7 +407,10 @@ class Viewer3D {
     this.overlay.addEventListener("pointercancel", end);
     this.overlay.addEventListener("wheel", (event) => {
       event.preventDefault();
-      this.camera.distance *= Math.exp(Math.max(-1, Math.min(1, event.deltaY * 0.001)));
+      // within 1/1000 and 100 times the first view's distance: past those the scene is a dot or all
+      // around, and without end the distance overflowed to infinity or zero (only reset drew again)
+      const home = this.radius / Math.sin(FOV / 2);
+      this.camera.distance = Math.max(home / 1000, Math.min(home * 100, this.camera.distance * Math.exp(Math.max(-1, Math.min(1, event.deltaY * 0.001)))));
       this.draw();
     }, { passive: false });
     this.overlay.addEventListener("dblclick", () => this.reset());

@@ -154,3 +154,44 @@ def test_nul_anywhere_in_a_request_is_never_a_server_error(tmp_path, store_url, 
     # nothing failed out of sight either: every audit event was written, no route raised
     err = capfd.readouterr().err
     assert "could not write the audit event" not in err and "Traceback" not in err, err[-3000:]
+
+
+def test_the_python_api_and_the_cli_take_nul_as_the_store_keeps_it(tmp_path, store_url, monkeypatch):
+    """The same texts through ``tracklet.Api`` and the CLI (click's runner: a real argv cannot hold
+    NUL, but a script calling the CLI's functions can): answers or a one-line error, never a driver
+    error, and a NUL text finds what the store keeps as U+FFFD."""
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    root = tmp_path / "data"
+    run = tracklet.init(project="p", id="r", dir=str(root), config={"name\x00x": "v\x00w"}, tags=["t\x00u"],
+                        settings=QUIET)
+    run.log({"odd\x00key": 1.0})
+    run.finish()
+    monkeypatch.setenv("TRACKLET_STORE", store_url)
+    with tracklet.Api(root, store_url=store_url) as api:
+        assert [r.id for r in api.runs("p", filter='config."name\x00x" = "v\x00w"')] == ["r"]
+        assert [r.id for r in api.runs("p", filter='tags contains "t\x00u"')] == ["r"]
+        assert api.runs("p", filter='notes = "\x00"', order_by='config."a\x00b"') == []
+        history = api.history(api.run("p/r"), "odd\x00key")
+        assert len(history) == 1
+        for call in (lambda: api.runs("p\x00"), lambda: api.run("p/r\x00"), lambda: api.traces("p\x00", filter="name = '\x00'"),
+                     lambda: api.reports("p\x00"), lambda: api.report("x\x00", project="p")):
+            try:
+                call()
+            except (tracklet.errors.TrackletError, LookupError, ValueError) as error:
+                assert "NUL (0x00)" not in str(error), error
+    runner = CliRunner()
+    for args in (["runs", "p", "--filter", 'config."name\x00x" = "v\x00w"', "--json"],
+                 ["runs", "p\x00", "--json"], ["show", "p/r\x00"], ["show", "p/r", "--json"],
+                 ["export", "p/r", "-k", "odd\x00key", "-f", "jsonl", "-o", str(tmp_path / "out.jsonl")],
+                 ["report", "ls", "p\x00"], ["report", "ls", "p"], ["report", "show", "x\x00", "--project", "p"],
+                 ["artifact", "ls", "p\x00"], ["artifact", "ls", "p"], ["artifact", "show", "p/a\x00:v1"],
+                 ["registry", "ls", "r\x00"], ["registry", "history", "c\x00:prod"]):
+        result = runner.invoke(main, ["--dir", str(root), *args])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+        assert result.exit_code in (0, 1, 2), (args, result.output)
+        assert "NUL (0x00)" not in result.output and "No such " not in result.output, (args, result.output)
+    first = runner.invoke(main, ["--dir", str(root), "runs", "p", "--filter", 'tags contains "t\x00u"', "--json"])
+    assert first.exit_code == 0 and '"r"' in first.output, first.output

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from tracklet.errors import MissingDriver, StoreUnavailable  # noqa: F401  (defined there; imported from here too)
 
+NUL, REPLACEMENT = "\x00", "\ufffd"  # as tracklet/store/text.py (not imported here: it imports the schema)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_FILE = "store.sqlite"
 MIGRATION_LOCK = 0x747261636B6C6574  # "tracklet": the advisory lock a migration holds on PostgreSQL
@@ -31,18 +34,65 @@ def _sqlite_pragmas(connection: object, record: object) -> None:
     cursor.close()
 
 
+def _json_dumps(value: object) -> str:
+    """JSON as a store engine writes it: every string and key NUL-free (``store_json``), so that
+    PostgreSQL's ``jsonb`` never meets the escape ``\\u0000`` it refuses."""
+    from tracklet.store.text import store_json
+
+    return json.dumps(store_json(value))
+
+
+def _nul_free(value: Any) -> Any:
+    """``value`` (a statement's parameters: a dict or sequence of them, or one bound value) with
+    every NUL of every string, in lists and tuples too (``ANY(:names)``), replaced by U+FFFD;
+    returned as it is, uncopied, when it holds none (the common case: one type check per value)."""
+    kind = type(value)
+    if kind is str:
+        return value.replace(NUL, REPLACEMENT) if NUL in value else value
+    if kind is dict:
+        for item in value.values():
+            if (type(item) is str and NUL in item) or type(item) in _CONTAINERS:
+                return {key: _nul_free(item) for key, item in value.items()}
+        return value
+    if kind in _CONTAINERS:
+        for item in value:
+            if (type(item) is str and NUL in item) or type(item) in _CONTAINERS:
+                return kind(_nul_free(item) for item in value)
+        return value
+    return value
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def _bind_nul_free(connection: object, cursor: object, statement: str, parameters: Any, context: object,
+                   executemany: bool) -> tuple[str, Any]:
+    """The store's text rule (tracklet/store/text.py) for every parameter any statement of a store
+    engine binds: NUL kept as U+FFFD, written and looked up alike, so a NUL that a route, the Python
+    API or the CLI passes on (a filter, a search, a name, a path or query parameter, a JSON body)
+    finds what the store holds instead of failing on PostgreSQL (``text`` cannot hold NUL: psycopg
+    raised and the route answered 500); on SQLite too, so both backends hold and find the same."""
+    return statement, _nul_free(parameters)
+
+
+def _store_engine(url: str, **options: Any) -> sa.Engine:
+    engine = sa.create_engine(url, json_serializer=_json_dumps, **options)
+    event.listen(engine, "before_cursor_execute", _bind_nul_free, retval=True)
+    return engine
+
+
 def create_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url)
+        engine = _store_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     try:
-        return sa.create_engine(url, pool_pre_ping=True)
+        return _store_engine(url, pool_pre_ping=True)
     except ModuleNotFoundError as error:  # SQLAlchemy imports the dialect's driver here
         extra = " (pip install 'tracklet[postgres]')" if url.startswith("postgresql") else ""
         raise MissingDriver(

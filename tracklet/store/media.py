@@ -139,11 +139,14 @@ def run_pks(connection: sa.Connection, project: str, run_ids: list[str]) -> dict
 
 
 def _key_summaries(connection: sa.Connection, run_pk: int, first_kept: sa.ColumnElement[int] | None,
-                   keys: list[str] | None, limit: int) -> list[dict[str, Any]]:
+                   keys: list[str] | None, limit: int, after: str | None = None) -> list[dict[str, Any]]:
     """Per key of one run: items, distinct steps, first and last step (from the (run_pk, key, step)
     index alone) and ``kind``, its last item's (one seek); at most ``limit`` rows, by key. Only
-    ``keys`` when given; only steps at or after ``first_kept`` (an expression of the key) when given."""
+    ``keys`` when given; only keys after ``after`` when given; only steps at or after
+    ``first_kept`` (an expression of the key) when given."""
     where = [media.c.run_pk == run_pk]
+    if after is not None:
+        where.append(media.c.key > after)
     if keys is not None:
         where.append(media.c.key.in_(keys))
     if first_kept is not None:
@@ -166,21 +169,35 @@ def media_keys_of_runs(engine: sa.Engine, project: str, run_ids: list[str], reti
     key then run. A run is read by key first; only its keys (at most ``limit``) that a policy cut
     are read again, from their first kept step (one query for them all: a condition per retired
     key for every run at once made SQLite refuse the query past ~1,000 keys, "Expression tree is
-    too large", and ran into the bound parameters' limit on both stores)."""
+    too large", and ran into the bound parameters' limit on both stores). A run's keys are read a
+    page of ``limit`` at a time until ``limit`` of them survive retention or none are left, so
+    ``limit`` rows back still means "there may be more" when retention retired keys whole."""
     retired = _stored_cutoffs(retired)
     with engine.connect() as connection:
         pk_of = run_pks(connection, project, run_ids)
         rows: list[dict[str, Any]] = []
         for run_id, pk in pk_of.items():
-            listed = _key_summaries(connection, pk, None, None, limit)
             cutoffs = retired.get(run_id, {})
-            cut = {row["key"]: cutoffs[row["key"]] for row in listed if cutoffs.get(row["key"], 0) > row["first_step"]}
-            if cut:
-                first_kept = sa.case(cut, value=media.c.key, else_=0)
-                again = {row["key"]: row for row in _key_summaries(connection, pk, first_kept, list(cut), limit)}
-                listed = [again[row["key"]] if row["key"] in cut else row for row in listed
-                          if row["key"] not in cut or row["key"] in again]  # a key retired whole: gone
-            rows.extend(listed)
+            kept: list[dict[str, Any]] = []
+            after: str | None = None
+            # Page by key until ``limit`` keys survive retention or the run has no more: a key
+            # retired whole drops out of its page, and a page cut short by that said "not
+            # truncated" of a run listing more than ``limit`` keys, its later keys never read.
+            while len(kept) < limit:
+                listed = _key_summaries(connection, pk, None, None, limit, after)
+                cut = {row["key"]: cutoffs[row["key"]] for row in listed
+                       if cutoffs.get(row["key"], 0) > row["first_step"]}
+                if cut:
+                    first_kept = sa.case(cut, value=media.c.key, else_=0)
+                    again = {row["key"]: row for row in _key_summaries(connection, pk, first_kept, list(cut), limit)}
+                    kept.extend(again[row["key"]] if row["key"] in cut else row for row in listed
+                                if row["key"] not in cut or row["key"] in again)  # a key retired whole: gone
+                else:
+                    kept.extend(listed)
+                if len(listed) < limit:
+                    break
+                after = listed[-1]["key"]
+            rows.extend(kept[:limit])
         rows.sort(key=lambda row: (row["key"], row["run_pk"]))
         return pk_of, rows[:limit]
 

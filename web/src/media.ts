@@ -104,10 +104,17 @@ export function toggle(name: string, layer: HTMLElement | SVGElement): HTMLEleme
 
 async function imageItem(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
   const image = h("img.media-image", { alt: item.caption || item.key, src: await blobUrl(project, runId, item.digest) });
+  return overlaidImage(image, item, (digest) => blobUrl(project, runId, digest));
+}
+
+/** An image with its masks (each a canvas from `maskUrl(digest)`) and box groups laid over it,
+ * and a toggle per layer under it: the run page's and the Compare grid's image items alike. */
+export async function overlaidImage(image: HTMLElement, item: MediaEntry,
+  maskUrl: (digest: string) => Promise<string>): Promise<HTMLElement> {
   const frame = h("div.media-frame", {}, image);
   const toggles = h("div.media-toggles");
   for (const mask of item.masks) {
-    const canvas = await maskCanvas(await blobUrl(project, runId, mask.digest), mask.name);
+    const canvas = await maskCanvas(await maskUrl(mask.digest), mask.name);
     frame.append(canvas);
     toggles.append(toggle(mask.name, canvas));
   }

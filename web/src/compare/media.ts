@@ -12,7 +12,7 @@
 
 import { ApiError, mediaBlob, type MediaEntry } from "../api";
 import { debounce, h } from "../dom";
-import { boxesSvg, itemBody, maskCanvas, toggle } from "../media";
+import { itemBody, overlaidImage } from "../media";
 import { readQuery, setQuery } from "../router";
 import { MAX_GRID_RUNS, mediaCompareApi, type MediaKeySummary, type RunMediaAtStep } from "./media-api";
 import "./media.css";
@@ -52,19 +52,7 @@ async function gridImage(project: string, runId: string, item: MediaEntry): Prom
       image.removeAttribute("title");
     }), { once: true });
   }
-  const frame = h("div.media-frame", {}, image);
-  const toggles = h("div.media-toggles");
-  for (const mask of item.masks) {
-    const canvas = await maskCanvas(await gridUrl(project, runId, mask.digest), mask.name);
-    frame.append(canvas);
-    toggles.append(toggle(mask.name, canvas));
-  }
-  for (const group of item.boxes) {
-    const svg = boxesSvg(item, group);
-    frame.append(svg);
-    toggles.append(toggle(group.name, svg));
-  }
-  return h("div", {}, frame, toggles.childElementCount ? toggles : null);
+  return overlaidImage(image, item, (digest) => gridUrl(project, runId, digest));
 }
 
 export interface GridRun {

@@ -116,6 +116,23 @@ def test_artifacts_kept_outside_the_databases_directory_need_an_artifact_root(tm
     assert artifact_files(tmp_path / "root2", "e", run_id, tmp_path / "out") == {"model/weights.bin": WEIGHTS}
 
 
+def database_hiding_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any, Any, Any]:
+    """An MLflow database (in the working directory) with a run, and a deleted run "hidden" whose
+    location and whose model "hidden" version 1 name a home's ~/.ssh: what a crafted row can point at."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    database = project / "mlflow.db"
+    client, run = logged_run(f"sqlite:///{database}", tmp_path / "scratch")
+    _, hidden = logged_run(f"sqlite:///{database}", tmp_path / "scratch", "hidden")
+    ssh = home_with_a_key(tmp_path)
+    set_artifact_uri(database, hidden.info.run_id, ssh.as_uri())
+    client.delete_run(hidden.info.run_id)
+    client.create_registered_model("hidden")
+    client.create_model_version("hidden", str(ssh), hidden.info.run_id)
+    return database, client, run, hidden
+
+
 @pytest.mark.parametrize("how", ["another directory", "dot-dot", "encoded dot-dot", "relative dot-dot"])
 def test_a_database_row_naming_a_directory_outside_imports_none_of_its_files(how: str, tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,17 +237,7 @@ def test_a_model_versions_location_resolved_through_another_run_or_model_is_conf
     """A crafted database's version location naming another run (``runs:/<id>``: one deleted, not
     imported, whose row names ~/.ssh) or another model's version (``models:/``): MLflow resolves
     those itself, to the files the other row names, and its download copied ~/.ssh."""
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
-    database = project / "mlflow.db"
-    client, run = logged_run(f"sqlite:///{database}", tmp_path / "scratch")
-    _, hidden = logged_run(f"sqlite:///{database}", tmp_path / "scratch", "hidden")
-    ssh = home_with_a_key(tmp_path)
-    set_artifact_uri(database, hidden.info.run_id, ssh.as_uri())
-    client.delete_run(hidden.info.run_id)
-    client.create_registered_model("hidden")
-    client.create_model_version("hidden", str(ssh), hidden.info.run_id)
+    database, client, run, hidden = database_hiding_a_key(tmp_path, monkeypatch)
     client.create_registered_model("m")
     client.create_model_version("m", f"runs:/{run.info.run_id}/model", run.info.run_id)
     with sqlite3.connect(database) as connection:
@@ -251,17 +258,7 @@ def test_a_runs_location_resolved_through_another_run_or_model_is_confined_too(
     """A crafted database's run row naming another run's (a deleted one's, naming ~/.ssh) or a
     model version's location: MLflow's download resolves those through the store to wherever the
     other row points."""
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
-    database = project / "mlflow.db"
-    client, run = logged_run(f"sqlite:///{database}", tmp_path / "scratch")
-    _, hidden = logged_run(f"sqlite:///{database}", tmp_path / "scratch", "hidden")
-    ssh = home_with_a_key(tmp_path)
-    set_artifact_uri(database, hidden.info.run_id, ssh.as_uri())
-    client.delete_run(hidden.info.run_id)
-    client.create_registered_model("hidden")
-    client.create_model_version("hidden", str(ssh), hidden.info.run_id)
+    database, client, run, hidden = database_hiding_a_key(tmp_path, monkeypatch)
     set_artifact_uri(database, run.info.run_id, named.format(hidden=hidden.info.run_id))
     results = imported(database, tmp_path / "root")
     [result] = [result for result in results if result.name == "trained"]

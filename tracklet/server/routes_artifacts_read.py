@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from fastapi import HTTPException, Path, Query, Request
+from fastapi import HTTPException, Path, Query, Request, Response
 
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.names import check_artifact_name, parse_ref
@@ -26,6 +26,8 @@ from tracklet.server.jsonable import json_value
 from tracklet.server.lineage_graph import DELETED_VERSION_FIELDS, Graph, build_graph
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
+from tracklet.server.files import content_type
+from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import (
     ArtifactCollection,
     ArtifactCollectionsResponse,
@@ -232,6 +234,35 @@ def list_files(
     shown = offset + len(dirs) + len(files)
     return ArtifactFilesResponse(version=f"v{info.version}", dir=directory, q=q or None, total=total, offset=offset,
                                  dirs=dirs, files=files, next_offset=shown if shown < total else None)
+
+
+@router.get("/projects/{project}/artifacts/{name}/versions/{selector}/files/{path:path}", response_class=Response,
+            responses={**_ERRORS, 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+            summary="One of a version's files, by its path")
+def get_file(
+    request: Request,
+    project: str,
+    name: str = _NAME,
+    selector: str = _SELECTOR,
+    path: str = Path(..., max_length=4096, description="The file's path in the version, e.g. `models/scene.gltf`"),
+) -> Response:
+    """The bytes of the file at `path` in the version's manifest (and only there: a path is looked
+    up, never joined onto a directory), checked against its digest; 404 for a path the version does
+    not hold, 400 for a reference (its bytes are not stored). The dashboard's 3-D viewer reads a
+    .gltf and the buffers and images beside it this way."""
+    _check_project(request, project)
+    source = artifact_source(request)
+    info = _version(source, project, name, selector)
+    try:
+        manifest = source.manifest(info)
+    except ArtifactError as error:
+        raise HTTPException(status_code=500, detail=str(error)) from None
+    if path not in manifest:
+        raise HTTPException(status_code=404, detail=f"artifact {info.qualified_name} has no file {path!r}")
+    entry = manifest[path]
+    if entry.ref:
+        raise HTTPException(status_code=400, detail=f"{path!r} of {info.qualified_name} is a reference ({entry.ref}): its bytes are not stored")
+    return blob_response(request, project, entry.digest, content_type(path), f"file {path!r} of {info.qualified_name}:")
 
 
 @router.get("/runs/{project}/{run_id}/artifacts", response_model=RunArtifactsResponse, responses=_ERRORS,

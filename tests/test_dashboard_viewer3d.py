@@ -544,8 +544,13 @@ def hue(picture, channel: int):
 
 
 def test_gltf_and_glb_meshes_are_drawn_through_their_node_hierarchy_in_their_materials(root, tmp_path, browser, page):
+    from test_dashboard_viewer3d_formats import TEXTURE, quad, textured
+
+    square = Gltf()  # a square in an image's colours: red on the left, green on the right
+    material = textured(square, {"bufferView": square.view(TEXTURE), "mimeType": "image/png"})
+    square.node(mesh=square.mesh({**quad(square, 0), "material": material}))
     files = {"glb": (tmp_path / "tree.glb", hierarchy().glb()), "gltf": (tmp_path / "tree.gltf", hierarchy().gltf().encode()),
-             "flat": (tmp_path / "flat.gltf", flattened().gltf().encode())}
+             "flat": (tmp_path / "flat.gltf", flattened().gltf().encode()), "textured": (tmp_path / "square.glb", square.glb())}
     for path, content in files.values():
         path.write_bytes(content)
     run = tracklet.init(project="clouds", id="gltf", dir=str(root), settings=QUIET)
@@ -554,8 +559,13 @@ def test_gltf_and_glb_meshes_are_drawn_through_their_node_hierarchy_in_their_mat
     ui, url, token = start_ui(root)
     try:
         page.goto(url + "projects/clouds/runs/gltf?token=" + token)
+        # a texture: drawn as an image with WebGL, each triangle in the image's colour at its middle without
+        page.wait_for_selector(".media-panel[data-key='textured'] .viewer3d[data-state='drawn']")
+        picture = drawing(page, ".media-panel[data-key='textured']")
+        red, green = hue(picture, 0), hue(picture, 1)
+        assert red.sum() > 1000 and green.sum() > 1000 and np.nonzero(red)[1].mean() < np.nonzero(green)[1].mean()
         pictures = {}
-        for key in files:
+        for key in ("glb", "gltf", "flat"):
             panel = f".media-panel[data-key='{key}']"
             page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']")
             assert page.get_attribute(f"{panel} .viewer3d-view", "data-renderer") == browser.renderer
@@ -609,7 +619,7 @@ def test_a_damaged_or_incomplete_gltf_shows_its_error_in_place_of_the_drawing(ro
         "range": "accessor 0 (mesh 0 primitive 0's POSITION): 1,000,000,000 elements of 12 bytes from byte 0 need",
         "index": "an index of 200 in a primitive of 24 vertices: out of range",
         "cycle": "node 0 is its own ancestor: the glTF's node hierarchy has a cycle",
-        "external": 'buffer 0 is a separate file ("tree.bin"), not fetched',
+        "external": 'buffer 0: "tree.bin" is not among run badgltf\'s files',  # looked for beside it: not there
         "deep": "nodes nested more than 256 deep",
     }
     ui, url, token = start_ui(root)

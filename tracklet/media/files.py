@@ -13,7 +13,7 @@ from tracklet.media.base import Media, MediaError, extension, read_source
 from tracklet.media.snapshot import TorchCopy, is_path, nbytes, snapshot, to_numpy
 
 OBJECT3D_FORMATS = ("obj", "gltf", "glb", "babylon", "stl", "pts.json")
-MOLECULE_FORMATS = ("pdb", "pqr", "mmcif", "mcif", "cif", "sdf", "sd", "gro", "mol2", "mmtf")
+MOLECULE_FORMATS = ("pdb", "pqr", "mmcif", "mcif", "cif", "sdf", "sd", "mol", "gro", "mol2", "mmtf")
 
 
 class Html(Media):
@@ -106,7 +106,7 @@ class Object3D(Media):
 
 
 class Molecule(Media):
-    """A molecule file (pdb, pqr, mmcif, cif, sdf, gro, mol2, mmtf: a path, or a file object with
+    """A molecule file (pdb, pqr, mmcif, cif, sdf, mol, gro, mol2, mmtf: a path, or a file object with
     ``file_type=``), stored as it is."""
 
     _kind = "molecule"

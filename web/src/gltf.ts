@@ -1,14 +1,17 @@
 // glTF 2.0 meshes for the 3-D viewer (web/src/viewer3d.ts; docs/media.md, "3-D objects in the
-// dashboard"): a .glb (binary container) or a .gltf (JSON, its buffers embedded as base64 data:
-// URIs), read into the triangles the STL/OBJ paths make. The default scene's nodes are followed
-// down their hierarchy (matrix or translation/rotation/scale, composed from the root) to their
-// meshes' triangle primitives, read through accessors and buffer views; each primitive in its
-// material's flat baseColorFactor (times COLOR_0 where given). Buffers or textures in separate files
-// are not fetched (tracklet stores one file an Object3D): the primitives needing them are left out
-// and named. The file is untrusted: every accessor's range is checked against its buffer view and
-// buffer before a byte is read, triangle counts are checked against the cap before anything is
-// allocated, and nodes may nest only so deep and never reach themselves, so memory and time are
-// bounded by the file's size and the cap.
+// dashboard"): a .glb (binary container) or a .gltf (JSON), read into the triangles the STL/OBJ paths
+// make. Buffers and images come from the GLB's binary chunk, base64 data: URIs, or files beside the
+// .gltf, fetched through `resolve` (the run's or the artifact version's files: a URI must be a
+// relative path that stays in the .gltf's folder; URLs, absolute paths and ".." are refused). The
+// default scene's nodes are followed down their hierarchy (matrix or translation/rotation/scale,
+// composed from the root) to their meshes' primitives (triangles, strips and fans), read through
+// accessors (sparse ones too) and buffer views; each primitive in its material's baseColorFactor
+// times COLOR_0 and its base-colour texture (PNG or JPEG; each triangle also takes the texture's
+// colour at its middle, which the 2-D renderer draws). The file is untrusted: every accessor's range is checked
+// against its buffer view and buffer before a byte is read, sparse indices against the accessor,
+// triangle counts against the cap before anything is allocated, an image's claimed size before it is
+// decoded, and nodes may nest only so deep and never reach themselves, so memory and time are bounded
+// by the files' sizes and the caps.
 
 import { cross, dot, multiply, norm, type Mat4 } from "./geometry3d";
 import { mesh, type Scene3D } from "./scene3d";
@@ -17,16 +20,28 @@ const GLB_MAGIC = 0x46546c67; // "glTF"
 const JSON_CHUNK = 0x4e4f534a;
 const BIN_CHUNK = 0x004e4942;
 const MAX_DEPTH = 256;
+const MAX_FILES = 64; // buffers and images fetched beside a .gltf
+export const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
+const MAX_IMAGE_PIXELS = 4096 * 4096; // an image claiming more is not decoded (its material's colour instead)
+const TEXTURE_SIDE = 1024; // a texture is drawn resized to powers of two up to this (WebGL 1 repeats only those)
+const SAMPLE_SIDE = 64; // corners take their colour from the texture at this size (the 2-D renderer's colours)
 const COMPONENTS: Record<string, number> = { SCALAR: 1, VEC2: 2, VEC3: 3, VEC4: 4, MAT2: 4, MAT3: 9, MAT4: 16 };
 const BYTES: Record<number, number> = { 5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4 };
-// Required extensions that leave the geometry where the core spec puts it (others, such as Draco or
-// meshopt compression, do not: such a file is refused by name).
+const MODES = ["points", "lines", "line loop", "line strip", "triangles", "triangle strip", "triangle fan"];
+// Required extensions that leave the geometry where the core spec puts it (others are refused by name).
 const HARMLESS = /^KHR_(mesh_quantization|materials_\w+|texture_\w+|lights_punctual)$/;
+const COMPRESSION: Record<string, string> = {
+  KHR_draco_mesh_compression: "Draco", EXT_meshopt_compression: "meshopt", KHR_meshopt_compression: "meshopt",
+};
 const NO_MATERIAL: [number, number, number] = [170, 184, 204]; // the viewer's mesh colour
 // glTF's y axis is up; the viewer's z is: turned +90° about x.
 const Y_UP = new Float32Array([1, 0, 0, 0, 0, 0, 1, 0, 0, -1, 0, 0, 0, 0, 0, 1]);
 
 type Json = Record<string, unknown>;
+
+/** Fetches a file beside the .gltf (`path`: relative to its folder, checked), at most `limit` bytes
+ * of it; throws an Error saying what is missing. */
+export type Resolve = (path: string, limit: number) => Promise<Uint8Array>;
 
 /** Something the viewer does not read (not damage): the primitive is left out and named. */
 class Unsupported extends Error {}
@@ -60,6 +75,41 @@ function numbers(value: unknown, length: number, what: string): number[] {
   return value as number[];
 }
 
+/** A URI in a .gltf as a path among the files beside it: relative, in the .gltf's folder or below,
+ * percent-decoded. Throws Unsupported naming why not (a URL, an absolute path, ".."). */
+export function siblingPath(uri: string, what: string): string {
+  const shown = JSON.stringify(uri.slice(0, 80));
+  if (/^[a-z][a-z0-9+.-]*:/i.test(uri)) throw new Unsupported(`${what} is a URL (${shown}): only files beside the .gltf are read`);
+  let path = "";
+  try {
+    path = decodeURIComponent(uri);
+  } catch {
+    throw new Unsupported(`${what}'s uri ${shown} is not a valid URI`);
+  }
+  const parts = path.split("/");
+  if (path.startsWith("/") || path.includes("\\") || /^[a-z]:/i.test(path)) throw new Unsupported(`${what} is an absolute path (${shown}): only files beside the .gltf are read`);
+  if (parts.includes("..")) throw new Unsupported(`${what} (${shown}) leaves the .gltf's folder ("..")`);
+  const kept = parts.filter((part) => part !== ".");
+  if (!kept.length || kept.some((part) => !part || part.includes("\0") || part.includes("?") || part.includes("#"))) {
+    throw new Unsupported(`${what}'s uri ${shown} is not a file's path`);
+  }
+  return kept.join("/");
+}
+
+function base64(uri: string, what: string): Uint8Array {
+  const comma = uri.indexOf(",");
+  if (comma < 0 || !uri.slice(0, comma).endsWith(";base64")) throw new Unsupported(`${what}'s data: URI is not base64`);
+  let text = "";
+  try {
+    text = atob(uri.slice(comma + 1));
+  } catch {
+    fail(`${what}'s data: URI is not valid base64`);
+  }
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
 interface Accessor {
   view: DataView;
   offset: number; // of element 0 within `view`
@@ -74,12 +124,21 @@ interface Primitive {
   normal: Accessor | null;
   colour: Accessor | null;
   indices: Accessor | null;
+  mode: number; // 4 triangles, 5 strip, 6 fan
   triangles: number;
   base: number[]; // linear r, g, b, 0-1
+  texture: { image: number; uv: Accessor; what: string } | null;
 }
 
-/** Reads a .glb or a .gltf (`bytes`: the whole file) into triangles, at most `maxTriangles`. */
-export function readGltf(bytes: Uint8Array, maxTriangles: number): Scene3D {
+/** A decoded image: drawn (WebGL) and sampled at corners (colours, the 2-D renderer). */
+interface Picture {
+  bitmap: ImageBitmap;
+  sample: Uint8ClampedArray; // SAMPLE_SIDE² RGBA
+}
+
+/** Reads a .glb or a .gltf (`bytes`: the whole file) into triangles, at most `maxTriangles`;
+ * `resolve` fetches the files its URIs name (none given: such buffers and images are left out). */
+export async function readGltf(bytes: Uint8Array, maxTriangles: number, resolve?: Resolve): Promise<Scene3D> {
   const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let gltf: unknown;
   let bin: Uint8Array | null = null;
@@ -109,9 +168,17 @@ export function readGltf(bytes: Uint8Array, maxTriangles: number): Scene3D {
   if (!isObject(gltf)) fail("the glTF is not a JSON object");
   const version = isObject(gltf.asset) ? String(gltf.asset.version) : "";
   if (!version.startsWith("2")) fail(`a glTF of version ${version || "(none given)"}: glTF 2.0 expected`);
-  const refused = list(gltf.extensionsRequired, "extensionsRequired").filter((name) => !HARMLESS.test(String(name)));
+  const required = list(gltf.extensionsRequired, "extensionsRequired").map(String);
+  const compressed = required.find((name) => COMPRESSION[name]);
+  if (compressed) {
+    fail(`compressed with ${COMPRESSION[compressed]} (${compressed}): not supported here; ` +
+      "export it uncompressed (e.g. gltf-transform copy) or download it");
+  }
+  const refused = required.filter((name) => !HARMLESS.test(name));
   if (refused.length) fail(`the file needs glTF extensions the viewer does not read: ${refused.join(", ")}`);
-  return new Reader(gltf, bin).read(maxTriangles);
+  const reader = new Reader(gltf, bin, maxTriangles, resolve);
+  await reader.fetchBuffers();
+  return reader.read();
 }
 
 function parse(text: string): unknown {
@@ -122,6 +189,32 @@ function parse(text: string): unknown {
   }
 }
 
+/** Where a picture's pixels are, and how many it claims, from its header: PNG's IHDR, JPEG's frame
+ * (SOFn) marker; null for anything else. Read before decoding, so a file claiming 100,000² pixels
+ * is refused rather than decoded. */
+export function imageSize(bytes: Uint8Array): { type: string; width: number; height: number } | null {
+  const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length >= 24 && data.getUint32(0) === 0x89504e47 && data.getUint32(12) === 0x49484452) {
+    return { type: "image/png", width: data.getUint32(16), height: data.getUint32(20) };
+  }
+  if (bytes.length >= 4 && data.getUint16(0) === 0xffd8) {
+    for (let at = 2; at + 9 <= bytes.length;) {
+      if (bytes[at] !== 0xff) return null;
+      const marker = bytes[at + 1];
+      if (marker === 0xff) { at++; continue; }
+      if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { at += 2; continue; }
+      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+        return { type: "image/jpeg", width: data.getUint16(at + 7), height: data.getUint16(at + 5) };
+      }
+      if (marker === 0xda || marker === 0xd9) return null; // scan data or the end before a frame header
+      at += 2 + data.getUint16(at + 2);
+    }
+  }
+  return null;
+}
+
+const powerOfTwo = (n: number) => Math.min(TEXTURE_SIDE, 2 ** Math.round(Math.log2(Math.max(1, n))));
+
 class Reader {
   private readonly buffers: unknown[];
   private readonly views: unknown[];
@@ -129,16 +222,23 @@ class Reader {
   private readonly meshes: unknown[];
   private readonly materials: unknown[];
   private readonly nodes: unknown[];
+  private readonly textures: unknown[];
+  private readonly images: unknown[];
   private readonly decoded = new Map<number, Uint8Array>();
+  private readonly fetched = new Map<number, Uint8Array | Error>(); // buffers in files beside the .gltf
+  private readonly pictures = new Map<number, Picture | string>();
   private readonly notes = new Set<string>();
 
-  constructor(private readonly gltf: Json, private readonly bin: Uint8Array | null) {
+  constructor(private readonly gltf: Json, private readonly bin: Uint8Array | null, private readonly maxTriangles: number,
+              private readonly resolve?: Resolve) {
     this.buffers = list(gltf.buffers, "buffers");
     this.views = list(gltf.bufferViews, "bufferViews");
     this.accessors = list(gltf.accessors, "accessors");
     this.meshes = list(gltf.meshes, "meshes");
     this.materials = list(gltf.materials, "materials");
     this.nodes = list(gltf.nodes, "nodes");
+    this.textures = list(gltf.textures, "textures");
+    this.images = list(gltf.images, "images");
   }
 
   private item(items: unknown[], index: unknown, what: string): [number, Json] {
@@ -147,30 +247,45 @@ class Reader {
     return [at, items[at] as Json];
   }
 
-  /** Buffer `index`'s bytes: the GLB's binary chunk, or a base64 data: URI decoded (once). */
+  /** Each buffer in a file beside the .gltf, fetched (at most its byteLength of it) before reading. */
+  async fetchBuffers(): Promise<void> {
+    let files = 0;
+    for (let at = 0; at < this.buffers.length; at++) {
+      const buffer = this.buffers[at];
+      if (!isObject(buffer) || typeof buffer.uri !== "string" || buffer.uri.startsWith("data:")) continue;
+      try {
+        const path = siblingPath(buffer.uri, `buffer ${at}`);
+        if (!this.resolve) throw new Unsupported(`buffer ${at} is a separate file (${JSON.stringify(path.slice(0, 80))}), not fetched here`);
+        if (++files > MAX_FILES) throw new Unsupported(`buffer ${at}: more than ${MAX_FILES} files beside the .gltf`);
+        const length = whole(buffer.byteLength, `buffer ${at}'s byteLength`);
+        this.fetched.set(at, await this.resolve(path, length));
+      } catch (error) {
+        this.fetched.set(at, error instanceof Unsupported ? error : new Unsupported(`buffer ${at}: ${(error as Error).message}`));
+      }
+    }
+  }
+
+  /** Buffer `index`'s bytes: the GLB's binary chunk, a base64 data: URI decoded (once), or a file fetched. */
   private buffer(index: unknown): Uint8Array {
     const [at, buffer] = this.item(this.buffers, index, "buffer");
     const length = whole(buffer.byteLength, `buffer ${at}'s byteLength`);
     let bytes = this.decoded.get(at);
     if (!bytes) {
       const uri = buffer.uri;
-      if (uri === undefined) {
+      const fetched = this.fetched.get(at);
+      if (fetched instanceof Error) throw fetched;
+      if (fetched) {
+        bytes = fetched;
+      } else if (uri === undefined) {
+        if (isObject(buffer.extensions) && Object.keys(buffer.extensions).some((name) => COMPRESSION[name])) {
+          throw new Unsupported(`buffer ${at} is a fallback for compressed data (${Object.keys(buffer.extensions).join(", ")}): compressed data is not supported here`);
+        }
         if (at !== 0 || !this.bin) fail(`buffer ${at} has no uri and is not a GLB's binary chunk`);
         bytes = this.bin;
       } else if (typeof uri === "string" && uri.startsWith("data:")) {
-        const comma = uri.indexOf(",");
-        if (comma < 0 || !uri.slice(0, comma).endsWith(";base64")) throw new Unsupported(`buffer ${at}'s data: URI is not base64`);
-        let text = "";
-        try {
-          text = atob(uri.slice(comma + 1));
-        } catch {
-          fail(`buffer ${at}'s data: URI is not valid base64`);
-        }
-        bytes = new Uint8Array(text.length);
-        for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+        bytes = base64(uri, `buffer ${at}`);
       } else {
-        throw new Unsupported(`buffer ${at} is a separate file (${JSON.stringify(String(uri)).slice(0, 80)}), not fetched: ` +
-          "log a .glb, or a .gltf with its buffers embedded as data: URIs");
+        fail(`buffer ${at}'s uri is ${JSON.stringify(uri)?.slice(0, 80)}: a string expected`);
       }
       this.decoded.set(at, bytes);
     }
@@ -178,56 +293,115 @@ class Reader {
     return bytes.subarray(0, length);
   }
 
-  /** Accessor `index`, its whole range checked against its buffer view and buffer. */
+  /** Buffer view `index`'s bytes, checked against its buffer. */
+  private view(index: unknown): [number, Json, Uint8Array] {
+    const [v, view] = this.item(this.views, index, "bufferView");
+    const buffer = this.buffer(view.buffer);
+    const offset = whole(view.byteOffset ?? 0, `bufferView ${v}'s byteOffset`);
+    const length = whole(view.byteLength, `bufferView ${v}'s byteLength`);
+    if (offset + length > buffer.length) {
+      fail(`bufferView ${v} (bytes ${offset.toLocaleString()} to ${(offset + length).toLocaleString()}) runs past its buffer's ${buffer.length.toLocaleString()} bytes`);
+    }
+    return [v, view, buffer.subarray(offset, offset + length)];
+  }
+
+  /** Accessor `index`, its whole range checked against its buffer view and buffer; a sparse one (or
+   * one without a buffer view: zeros) made dense, its count bounded by the triangle cap. */
   private accessor(index: unknown, types: string[], what: string): Accessor {
     const [at, accessor] = this.item(this.accessors, index, "accessor");
     const name = `accessor ${at} (${what})`;
     if (!types.includes(String(accessor.type))) fail(`${name} is of type ${String(accessor.type)}: ${types.join(" or ")} expected`);
-    const size = BYTES[accessor.componentType as number];
-    if (!size) fail(`${name} has componentType ${String(accessor.componentType)}, not one glTF defines`);
-    if (accessor.sparse !== undefined) throw new Unsupported(`${name} is sparse, which the viewer does not read`);
-    if (accessor.bufferView === undefined) throw new Unsupported(`${name} has no bufferView (all zeros)`);
+    const type = accessor.componentType as number;
+    const size = BYTES[type];
+    if (!size) fail(`${name} has componentType ${String(type)}, not one glTF defines`);
     const count = whole(accessor.count, `${name}'s count`);
     if (count < 1) fail(`${name} has a count of 0`);
-    const [v, view] = this.item(this.views, accessor.bufferView, "bufferView");
-    const buffer = this.buffer(view.buffer);
-    const viewOffset = whole(view.byteOffset ?? 0, `bufferView ${v}'s byteOffset`);
-    const viewLength = whole(view.byteLength, `bufferView ${v}'s byteLength`);
-    if (viewOffset + viewLength > buffer.length) {
-      fail(`bufferView ${v} (bytes ${viewOffset.toLocaleString()} to ${(viewOffset + viewLength).toLocaleString()}) runs past its buffer's ${buffer.length.toLocaleString()} bytes`);
-    }
-    const components = COMPONENTS[accessor.type as string];
-    const element = components * size;
+    const element = COMPONENTS[accessor.type as string] * size;
+    let data: DataView;
+    let offset = 0;
     let stride = element;
-    if (view.byteStride !== undefined) {
-      stride = whole(view.byteStride, `bufferView ${v}'s byteStride`);
-      if (stride < 4 || stride > 252 || stride % 4) fail(`bufferView ${v}'s byteStride is ${stride}: 4 to 252, a multiple of 4, expected`);
-      if (stride < element) fail(`bufferView ${v}'s byteStride of ${stride} is less than ${name}'s ${element}-byte elements`);
+    if (accessor.bufferView === undefined || accessor.sparse !== undefined) {
+      const most = this.maxTriangles * 3;
+      if (accessor.bufferView === undefined && count > most) {
+        fail(`${name} has no bufferView and a count of ${count.toLocaleString()}: more than the ${most.toLocaleString()} vertices drawn here`);
+      }
     }
-    const offset = whole(accessor.byteOffset ?? 0, `${name}'s byteOffset`);
-    const end = offset + stride * (count - 1) + element;
-    if (end > viewLength) {
-      fail(`${name}: ${count.toLocaleString()} elements of ${element} bytes from byte ${offset.toLocaleString()} need ` +
-        `${end.toLocaleString()} bytes; its bufferView ${v} has ${viewLength.toLocaleString()}: out of range`);
+    if (accessor.bufferView === undefined) {
+      data = new DataView(new ArrayBuffer(count * element)); // zeros, as the spec says
+    } else {
+      const [v, view, bytes] = this.view(accessor.bufferView);
+      if (view.byteStride !== undefined) {
+        stride = whole(view.byteStride, `bufferView ${v}'s byteStride`);
+        if (stride < 4 || stride > 252 || stride % 4) fail(`bufferView ${v}'s byteStride is ${stride}: 4 to 252, a multiple of 4, expected`);
+        if (stride < element) fail(`bufferView ${v}'s byteStride of ${stride} is less than ${name}'s ${element}-byte elements`);
+      }
+      offset = whole(accessor.byteOffset ?? 0, `${name}'s byteOffset`);
+      const end = offset + stride * (count - 1) + element;
+      if (end > bytes.length) {
+        fail(`${name}: ${count.toLocaleString()} elements of ${element} bytes from byte ${offset.toLocaleString()} need ` +
+          `${end.toLocaleString()} bytes; its bufferView ${v} has ${bytes.length.toLocaleString()}: out of range`);
+      }
+      data = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
     }
-    const data = new DataView(buffer.buffer, buffer.byteOffset + viewOffset, viewLength);
+    if (accessor.sparse !== undefined) {
+      data = this.sparse(accessor.sparse, name, data, offset, stride, count, element);
+      offset = 0;
+      stride = element;
+    }
     const normalized = accessor.normalized === true;
+    const d = data;
     const read: Record<number, (at: number) => number> = {
-      5126: (p) => data.getFloat32(p, true),
-      5120: normalized ? (p) => Math.max(data.getInt8(p) / 127, -1) : (p) => data.getInt8(p),
-      5121: normalized ? (p) => data.getUint8(p) / 255 : (p) => data.getUint8(p),
-      5122: normalized ? (p) => Math.max(data.getInt16(p, true) / 32767, -1) : (p) => data.getInt16(p, true),
-      5123: normalized ? (p) => data.getUint16(p, true) / 65535 : (p) => data.getUint16(p, true),
-      5125: (p) => data.getUint32(p, true),
+      5126: (p) => d.getFloat32(p, true),
+      5120: normalized ? (p) => Math.max(d.getInt8(p) / 127, -1) : (p) => d.getInt8(p),
+      5121: normalized ? (p) => d.getUint8(p) / 255 : (p) => d.getUint8(p),
+      5122: normalized ? (p) => Math.max(d.getInt16(p, true) / 32767, -1) : (p) => d.getInt16(p, true),
+      5123: normalized ? (p) => d.getUint16(p, true) / 65535 : (p) => d.getUint16(p, true),
+      5125: (p) => d.getUint32(p, true),
     };
-    return { view: data, offset, stride, count, size, read: read[accessor.componentType as number] };
+    return { view: data, offset, stride, count, size, read: read[type] };
+  }
+
+  /** A sparse accessor's elements: its base (copied, packed) with the listed elements replaced. The
+   * indices must rise and stay below the count; both lists are checked against their buffer views. */
+  private sparse(value: unknown, name: string, base: DataView, offset: number, stride: number, count: number, element: number): DataView {
+    if (!isObject(value)) fail(`${name}'s sparse is not a JSON object`);
+    const n = whole(value.count, `${name}'s sparse count`);
+    if (n < 1 || n > count) fail(`${name}'s sparse count is ${n.toLocaleString()}: 1 to its count of ${count.toLocaleString()} expected`);
+    const indices = isObject(value.indices) ? value.indices : fail(`${name}'s sparse has no indices`);
+    const values = isObject(value.values) ? value.values : fail(`${name}'s sparse has no values`);
+    const type = indices.componentType as number;
+    if (![5121, 5123, 5125].includes(type)) fail(`${name}'s sparse indices are of componentType ${String(type)}: unsigned byte, short or int expected`);
+    const [iv, , indexBytes] = this.view(indices.bufferView);
+    const [vv, , valueBytes] = this.view(values.bufferView);
+    const indexAt = whole(indices.byteOffset ?? 0, `${name}'s sparse indices' byteOffset`);
+    const valueAt = whole(values.byteOffset ?? 0, `${name}'s sparse values' byteOffset`);
+    if (indexAt + n * BYTES[type] > indexBytes.length) fail(`${name}'s ${n.toLocaleString()} sparse indices run past their bufferView ${iv}: out of range`);
+    if (valueAt + n * element > valueBytes.length) fail(`${name}'s ${n.toLocaleString()} sparse values run past their bufferView ${vv}: out of range`);
+    const dense = new Uint8Array(count * element);
+    const from = new Uint8Array(base.buffer, base.byteOffset, base.byteLength);
+    for (let i = 0; i < count; i++) dense.set(from.subarray(offset + i * stride, offset + i * stride + element), i * element);
+    const index = new DataView(indexBytes.buffer, indexBytes.byteOffset + indexAt, n * BYTES[type]);
+    let last = -1;
+    for (let k = 0; k < n; k++) {
+      const at = type === 5121 ? index.getUint8(k) : type === 5123 ? index.getUint16(k * 2, true) : index.getUint32(k * 4, true);
+      if (at >= count) fail(`${name}'s sparse index ${at.toLocaleString()} is out of range (the accessor has ${count.toLocaleString()} elements)`);
+      if (at <= last) fail(`${name}'s sparse indices do not rise (${last} then ${at})`);
+      last = at;
+      dense.set(valueBytes.subarray(valueAt + k * element, valueAt + (k + 1) * element), at * element);
+    }
+    return new DataView(dense.buffer);
   }
 
   /** A mesh's primitive, checked; Unsupported where the viewer does not read it. */
   private primitive(value: unknown, where: string): Primitive {
     if (!isObject(value)) fail(`${where} is not a JSON object`);
     const mode = value.mode ?? 4;
-    if (mode !== 4) throw new Unsupported(`${where} is of mode ${String(mode)} (${["points", "lines", "line loop", "line strip", "", "triangle strip", "triangle fan"][mode as number] ?? "unknown"}): only triangles are drawn`);
+    if (isObject(value.extensions) && Object.keys(value.extensions).some((name) => COMPRESSION[name]) && !isObject(value.attributes)) {
+      throw new Unsupported(`${where} is compressed (${Object.keys(value.extensions).join(", ")}): not supported here`);
+    }
+    if (mode !== 4 && mode !== 5 && mode !== 6) {
+      throw new Unsupported(`${where} is of mode ${String(mode)} (${MODES[mode as number] ?? "unknown"}): only triangles, strips and fans are drawn`);
+    }
     const attributes = isObject(value.attributes) ? value.attributes : fail(`${where} has no attributes`);
     if (attributes.POSITION === undefined) throw new Unsupported(`${where} has no POSITION`);
     const position = this.accessor(attributes.POSITION, ["VEC3"], `${where}'s POSITION`);
@@ -243,15 +417,79 @@ class Reader {
       if (![5121, 5123, 5125].includes(type as number)) fail(`${where}'s indices are of componentType ${String(type)}: unsigned byte, short or int expected`);
     }
     let base = [1, 1, 1];
+    let texture: Primitive["texture"] = null;
     if (value.material === undefined) { // the viewer's mesh colour, or white under COLOR_0 (glTF's default)
       if (!colour) base = NO_MATERIAL.map((c) => srgbToLinear(c / 255));
     } else {
-      const [, material] = this.item(this.materials, value.material, "material");
+      const [m, material] = this.item(this.materials, value.material, "material");
       const pbr = isObject(material.pbrMetallicRoughness) ? material.pbrMetallicRoughness : {};
-      if (pbr.baseColorFactor !== undefined) base = numbers(pbr.baseColorFactor, 4, `material ${String(value.material)}'s baseColorFactor`).slice(0, 3);
-      if (pbr.baseColorTexture !== undefined) this.notes.add("textures (drawn in their materials' flat base colours)");
+      if (pbr.baseColorFactor !== undefined) base = numbers(pbr.baseColorFactor, 4, `material ${m}'s baseColorFactor`).slice(0, 3);
+      if (isObject(pbr.baseColorTexture)) {
+        const info = pbr.baseColorTexture;
+        const [t, entry] = this.item(this.textures, info.index, "texture");
+        const set = whole(info.texCoord ?? 0, `material ${m}'s texCoord`, 8);
+        const uv = attributes[`TEXCOORD_${set}`];
+        if (entry.source === undefined) {
+          this.notes.add(`texture ${t} has no image the viewer reads (${Object.keys(isObject(entry.extensions) ? entry.extensions : {}).join(", ") || "no source"}): drawn in its material's base colour`);
+        } else if (uv === undefined) {
+          this.notes.add(`${where} has no TEXCOORD_${set} for its texture: drawn in its material's base colour`);
+        } else {
+          const image = whole(entry.source, `texture ${t}'s source`, this.images.length);
+          const coordinates = this.accessor(uv, ["VEC2"], `${where}'s TEXCOORD_${set}`);
+          if (coordinates.count !== position.count) fail(`${where}'s TEXCOORD_${set} has ${coordinates.count} elements, its POSITION ${position.count}`);
+          texture = { image, uv: coordinates, what: `texture ${t}` };
+        }
+      }
     }
-    return { position, normal, colour, indices, triangles: Math.floor((indices ?? position).count / 3), base };
+    const n = (indices ?? position).count;
+    const triangles = mode === 4 ? Math.floor(n / 3) : Math.max(0, n - 2);
+    return { position, normal, colour, indices, mode, triangles, base, texture };
+  }
+
+  /** Image `index` decoded (once), or why not: its bytes from a buffer view, a data: URI or a file
+   * beside the .gltf; its claimed size checked before it is decoded. */
+  private async picture(index: number): Promise<Picture | string> {
+    const known = this.pictures.get(index);
+    if (known) return known;
+    let result: Picture | string;
+    try {
+      const [, image] = this.item(this.images, index, "image");
+      let bytes: Uint8Array;
+      if (image.bufferView !== undefined) {
+        bytes = this.view(image.bufferView)[2];
+      } else if (typeof image.uri === "string" && image.uri.startsWith("data:")) {
+        bytes = base64(image.uri, `image ${index}`);
+      } else if (typeof image.uri === "string") {
+        const path = siblingPath(image.uri, `image ${index}`);
+        if (!this.resolve) throw new Unsupported(`image ${index} is a separate file, not fetched here`);
+        bytes = await this.resolve(path, MAX_IMAGE_BYTES);
+      } else {
+        fail(`image ${index} has neither a bufferView nor a uri`);
+      }
+      const size = imageSize(bytes);
+      if (!size) throw new Unsupported(`image ${index} is not a PNG or JPEG`);
+      const { width, height } = size;
+      if (!width || !height || width * height > MAX_IMAGE_PIXELS) {
+        throw new Unsupported(`image ${index} claims ${width.toLocaleString()} × ${height.toLocaleString()} pixels: ` +
+          `more than the ${MAX_IMAGE_PIXELS.toLocaleString()} decoded here`);
+      }
+      const blob = new Blob([bytes as BlobPart], { type: size.type });
+      let bitmap: ImageBitmap;
+      try {
+        bitmap = await createImageBitmap(blob, { resizeWidth: powerOfTwo(width), resizeHeight: powerOfTwo(height), resizeQuality: "high" });
+      } catch (error) {
+        throw new Unsupported(`image ${index} could not be decoded (${(error as Error).message || "damaged?"})`);
+      }
+      const canvas = document.createElement("canvas");
+      canvas.width = canvas.height = SAMPLE_SIDE;
+      const context = canvas.getContext("2d", { willReadFrequently: true })!;
+      context.drawImage(bitmap, 0, 0, SAMPLE_SIDE, SAMPLE_SIDE);
+      result = { bitmap, sample: context.getImageData(0, 0, SAMPLE_SIDE, SAMPLE_SIDE).data };
+    } catch (error) {
+      result = `${(error as Error).message}: drawn in its material's base colour`;
+    }
+    this.pictures.set(index, result);
+    return result;
   }
 
   /** Each node with a mesh, with its world matrix: the default scene's trees walked from their roots. */
@@ -282,7 +520,8 @@ class Reader {
     return found;
   }
 
-  read(maxTriangles: number): Scene3D {
+  async read(): Promise<Scene3D> {
+    const maxTriangles = this.maxTriangles;
     const primitives = new Map<string, Primitive | null>();
     const skipped = new Map<string, string>();
     const work: { primitive: Primitive; matrix: Mat4 }[] = [];
@@ -310,21 +549,37 @@ class Reader {
       });
     }
     if (!total) fail(skipped.size ? [...skipped.values()][0] : "the glTF's scene has no triangles");
+    const images: (Picture | null)[] = [];
+    for (const { primitive } of work) {
+      const texture = primitive.texture;
+      if (!texture || images[texture.image] !== undefined) continue;
+      const picture = await this.picture(texture.image);
+      if (typeof picture === "string") this.notes.add(picture);
+      images[texture.image] = typeof picture === "string" ? null : picture;
+    }
+    const textured = images.some((image) => image);
     const triangles = new Float32Array(total * 9);
     const normals = work.some((w) => w.primitive.normal) ? new Float32Array(total * 9) : null;
     const colours = new Uint8Array(total * 9);
+    const plain = textured ? new Uint8Array(total * 9) : null; // the colours without the texture (WebGL's)
+    const uvs = textured ? new Float32Array(total * 6) : null;
+    const pictureOf = textured ? new Int32Array(total).fill(-1) : null;
     let at = 0;
     for (const { primitive, matrix } of work) {
-      const { position, normal, colour, indices, base } = primitive;
+      const { position, normal, colour, indices, base, mode } = primitive;
+      const picture = primitive.texture ? images[primitive.texture.image] : null;
+      const uv = picture ? primitive.texture!.uv : null;
       const m = matrix;
       // normals turn with the inverse transpose of the matrix's 3×3 part: its columns' cross products
       const a = [m[0], m[1], m[2]], b = [m[4], m[5], m[6]], c = [m[8], m[9], m[10]];
       const bc = cross(b, c), ca = cross(c, a), ab = cross(a, b);
       const flip = dot(a, bc) < 0 ? -1 : 1;
       const rgb = base.map(linearToByte);
-      for (let t = 0; t < primitive.triangles; t++) {
+        for (let t = 0; t < primitive.triangles; t++) {
+        if (pictureOf && picture) pictureOf[at / 3] = primitive.texture!.image;
         for (let k = 0; k < 3; k++) {
-          let vertex = t * 3 + k;
+          // strips alternate their winding; fans turn about their first vertex
+          let vertex = mode === 4 ? t * 3 + k : mode === 5 ? (t % 2 && k < 2 ? t + 1 - k : t + k) : k ? t + k : 0;
           if (indices) {
             vertex = indices.read(indices.offset + vertex * indices.stride);
             if (vertex >= position.count) fail(`an index of ${vertex.toLocaleString()} in a primitive of ${position.count.toLocaleString()} vertices: out of range`);
@@ -349,7 +604,21 @@ class Reader {
           } else {
             colours.set(rgb, out);
           }
+          if (plain) plain.set(colours.subarray(out, out + 3), out);
+          if (uv && uvs) {
+            const q = uv.offset + vertex * uv.stride;
+            uvs[at * 2] = uv.read(q);
+            uvs[at * 2 + 1] = uv.read(q + uv.size);
+          }
           at++;
+        }
+        if (uv && uvs && picture) { // the texture's colour at the triangle's middle (nearest texel, repeating)
+          const o = (at - 3) * 2;
+          const place = (u: number) => { const f = u - Math.floor(u); return Math.min(SAMPLE_SIDE - 1, Math.floor((f === 0 && u > 0 ? 1 : f) * SAMPLE_SIDE)) || 0; };
+          const texel = (place((uvs[o + 3] + uvs[o + 5] + uvs[o + 1]) / 3) * SAMPLE_SIDE + place((uvs[o] + uvs[o + 2] + uvs[o + 4]) / 3)) * 4;
+          for (let k = (at - 3) * 3; k < at * 3; k++) {
+            colours[k] = linearToByte(srgbToLinear(colours[k] / 255) * srgbToLinear(picture.sample[texel + (k % 3)] / 255));
+          }
         }
         if (normals && !normal) { // this primitive has none: its faces' own
           const o = (at - 3) * 3;
@@ -360,8 +629,21 @@ class Reader {
         }
       }
     }
-    const result = mesh(triangles, normals, colours); // less the triangles with a corner not finite
+    const extra = textured ? [{ values: plain!, width: 9 }, { values: uvs!, width: 6 }, { values: pictureOf!, width: 1 }] : [];
+    const result = mesh(triangles, normals, colours, extra); // less the triangles with a corner not finite
     result.upY = true;
+    if (textured) {
+      const kept = result.triangles!.length / 9;
+      const of = extra[2].values.subarray(0, kept);
+      const groups: { first: number; count: number; image: ImageBitmap | null }[] = [];
+      for (let t = 0; t < kept; t++) {
+        const image = of[t] >= 0 ? images[of[t]]!.bitmap : null;
+        const last = groups[groups.length - 1];
+        if (last && last.image === image) last.count += 3;
+        else groups.push({ first: t * 3, count: 3, image });
+      }
+      result.texture = { colours: extra[0].values.subarray(0, kept * 9) as Uint8Array, uvs: extra[1].values.subarray(0, kept * 6) as Float32Array, groups };
+    }
     for (const [where, why] of skipped) result.skipped.push(why.startsWith(where) ? why : `${where}: ${why}`);
     for (const note of this.notes) result.skipped.push(note);
     return result;

@@ -6,7 +6,7 @@
 
 import { api, mediaBlob, type MediaEntry } from "./api";
 import { h } from "./dom";
-import { viewable3d, viewer3dItem } from "./viewer3d";
+import { notViewable3d, viewable3d, viewer3dItem } from "./viewer3d";
 
 const SVG = "http://www.w3.org/2000/svg";
 // Class ids 1.. get these colours in turn (id 0, background by W&B's convention, stays clear).
@@ -165,7 +165,11 @@ export async function itemBody(project: string, runId: string, item: MediaEntry)
   if (item.kind === "video" && item.format === "gif") return h("img.media-image", { src: url, alt: item.key });
   if (item.kind === "video") return h("video", { controls: true, src: url });
   if (item.kind === "html") return h("iframe.media-html", { sandbox: "allow-scripts", src: url, title: item.key });
-  return h("a", { href: url, download: `${item.key}.${item.format}`, text: `${item.kind} (${item.format})` });
+  const link = h("a", { href: url, download: `${item.key}.${item.format}`, text: `${item.kind} (${item.format})` });
+  if (item.kind === "object3d" || item.kind === "molecule") { // a 3-D file the viewer does not read: why, beside its link
+    return h("div.viewer3d-undrawn", {}, h("p.muted", { text: notViewable3d(item) }), link);
+  }
+  return link;
 }
 
 class MediaPanel {

@@ -36,7 +36,11 @@ export interface Scene3D {
   bonds: Uint32Array | null; // a molecule's bonds: pairs of atom indices (null: not a molecule)
   bondNote: string; // where the bonds come from ("CONECT", "by distance")
   upY: boolean; // the file's y axis is up (glTF): drawn turned so, its bounds given in its own axes
-  models: number; // a PDB's MODEL records (an NMR ensemble): only the first is drawn
+  models: number; // a PDB's MODEL records (an NMR ensemble), an SDF's records: only the first is drawn
+  // a glTF's base-colour textures (WebGL): each corner's colour without the texture and its u, v;
+  // runs of corners (first, count) drawn with one image (null: none). `meshColours` hold the
+  // textures' colours at the corners (what the 2-D renderer draws).
+  texture?: { colours: Uint8Array; uvs: Float32Array; groups: { first: number; count: number; image: ImageBitmap | null }[] };
 }
 
 const DEFAULT_BOX: [number, number, number] = [0, 255, 0];
@@ -463,12 +467,261 @@ function inferBonds(positions: Float32Array, elements: string[], named: Uint8Arr
   return crowded ? `bonds by distance for ${crowded.toLocaleString()} atoms packed closer than a molecule's (more than ${CROWDED} within ${cell.toFixed(1)} Å)` : "";
 }
 
+// --- small-molecule and other structure formats -------------------------------------------------------
+// W&B's Molecule takes pdb, pqr, mmcif/mcif/cif, sdf/sd, gro, mol2 and mmtf: all but mmtf (binary
+// MessagePack) are drawn. Bond orders are drawn as single bonds.
+
+/** Atoms (at most `maxPoints`) and their bonds (index pairs, checked) as a molecule's scene; bonds
+ * by distance for the atoms no bond names when `infer`. */
+function molecule(coordinates: number[], elements: string[], given: number[], atoms: number, infer: boolean, note: string): Scene3D {
+  if (!elements.length) throw new Error("no atoms in the file");
+  const count = elements.length;
+  const colours = new Float32Array(count * 3);
+  elements.forEach((element, i) => colours.set(ELEMENT_COLOURS[element] ?? [255, 20, 147], i * 3));
+  const result = pointScene(new Float32Array(coordinates), colours, 6, count, atoms);
+  if (result.count < count) { // atoms without finite coordinates were left out: their bonds go too
+    throw new Error(`${count - result.count} atoms whose coordinates are not finite numbers`);
+  }
+  result.pointSize = 6;
+  if (atoms > count) result.skipped.push(`${(atoms - count).toLocaleString()} atoms past the first ${count.toLocaleString()}`);
+  const named = new Uint8Array(count);
+  const pairs: number[] = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < given.length; i += 2) {
+    const a = given[i], b = given[i + 1];
+    if (a >= count || b >= count || a === b) continue;
+    named[a] = named[b] = 1;
+    const key = Math.min(a, b) * count + Math.max(a, b);
+    if (!seen.has(key)) { seen.add(key); pairs.push(a, b); }
+  }
+  const listed = pairs.length / 2;
+  if (infer) {
+    const skipped = inferBonds(result.positions, elements, named, pairs);
+    if (skipped) result.skipped.push(skipped);
+  }
+  result.bonds = new Uint32Array(pairs);
+  result.bondNote = infer && !listed ? "by distance" : infer ? `${listed.toLocaleString()} listed, ${(pairs.length / 2 - listed).toLocaleString()} by distance` : note;
+  return result;
+}
+
+/** An element symbol as the colour table has it: "Cl" → "CL", "C.ar" (MOL2) → "C". */
+function symbol(text: string): string {
+  return (/^[A-Za-z]{1,2}/.exec(text.trim())?.[0] ?? "").toUpperCase();
+}
+
+/** An atom's coordinates: three numbers, or an error naming the line. */
+function xyz(values: (string | undefined)[], line: string, where: string): number[] {
+  const numbers = values.map((v) => (v === undefined || !v.trim() ? NaN : Number(v)));
+  if (numbers.some((v) => !Number.isFinite(v))) throw new Error(`${where}: an atom without 3 numbers for coordinates: ${line.slice(0, 60)}`);
+  return numbers;
+}
+
+/** An MDL molfile or SD file (V2000, or V3000): the first record's atoms and bonds (orders drawn as
+ * single); a file of several records draws the first and says how many there are. The counts line
+ * is checked against the lines the record holds before anything is read by it. */
+export function readSdf(text: string, maxPoints: number): Scene3D {
+  const records = text.split(/\r?\n\$\$\$\$[^\n]*/).filter((record) => record.trim());
+  if (!records.length) throw new Error("the file is empty");
+  const lines = records[0].replace(/^\r?\n/, "").split(/\r?\n/);
+  const counts = lines[3];
+  if (counts === undefined) throw new Error("the molfile ends before its counts line (line 4): truncated, or not an SDF/MOL file");
+  const coordinates: number[] = [];
+  const elements: string[] = [];
+  const bonds: number[] = [];
+  let atoms = 0;
+  if (/V3000/.test(counts)) {
+    const ids = new Map<number, number>();
+    let section = "";
+    let declared = -1;
+    lines.forEach((raw, i) => {
+      if (!raw.startsWith("M  V30 ")) return;
+      const fields = raw.slice(7).trim().split(/\s+/);
+      if (fields[0] === "BEGIN" || fields[0] === "END") { section = fields[0] === "BEGIN" ? fields[1] : ""; return; }
+      if (fields[0] === "COUNTS") { declared = Number(fields[1]); return; }
+      if (section === "ATOM") {
+        atoms++;
+        if (elements.length >= maxPoints) return;
+        const id = Number(fields[0]);
+        if (!Number.isInteger(id) || ids.has(id)) throw new Error(`line ${i + 1}: an atom numbered ${fields[0]}: a new whole number expected`);
+        ids.set(id, elements.length);
+        coordinates.push(...xyz(fields.slice(2, 5), raw, `line ${i + 1}`));
+        elements.push(symbol(fields[1]));
+      } else if (section === "BOND") {
+        const [a, b] = [ids.get(Number(fields[2])), ids.get(Number(fields[3]))];
+        if (a === undefined || b === undefined) {
+          if (atoms > maxPoints) return; // a bond to an atom past those drawn
+          throw new Error(`line ${i + 1}: a bond between atoms ${fields[2]} and ${fields[3]}, which the file does not have`);
+        }
+        bonds.push(a, b);
+      }
+    });
+    if (declared >= 0 && declared !== atoms) throw new Error(`the V3000 COUNTS line declares ${declared.toLocaleString()} atoms; the ATOM block holds ${atoms.toLocaleString()}: truncated or damaged`);
+  } else {
+    const declaredAtoms = parseInt(counts.slice(0, 3), 10), declaredBonds = parseInt(counts.slice(3, 6), 10);
+    if (!Number.isInteger(declaredAtoms) || !Number.isInteger(declaredBonds) || declaredAtoms < 0 || declaredBonds < 0) {
+      throw new Error(`line 4 is not a molfile's counts line (atoms, bonds): ${counts.slice(0, 40)}`);
+    }
+    if (4 + declaredAtoms + declaredBonds > lines.length) {
+      throw new Error(`the counts line declares ${declaredAtoms.toLocaleString()} atoms and ${declaredBonds.toLocaleString()} bonds; ` +
+        `the record has ${(lines.length - 4).toLocaleString()} lines after it: truncated, or the counts line is wrong`);
+    }
+    atoms = declaredAtoms;
+    for (let i = 0; i < declaredAtoms; i++) {
+      const line = lines[4 + i];
+      if (i >= maxPoints) break;
+      coordinates.push(...xyz([line.slice(0, 10), line.slice(10, 20), line.slice(20, 30)], line, `line ${5 + i}`));
+      elements.push(symbol(line.slice(31, 34)));
+    }
+    for (let i = 0; i < declaredBonds; i++) {
+      const line = lines[4 + declaredAtoms + i];
+      const a = parseInt(line.slice(0, 3), 10), b = parseInt(line.slice(3, 6), 10);
+      if (!(a >= 1 && a <= declaredAtoms && b >= 1 && b <= declaredAtoms)) {
+        throw new Error(`line ${5 + declaredAtoms + i}: a bond between atoms ${line.slice(0, 3).trim()} and ${line.slice(3, 6).trim()} ` +
+          `of ${declaredAtoms.toLocaleString()}: not a bond line (the counts line may be wrong)`);
+      }
+      bonds.push(a - 1, b - 1);
+    }
+  }
+  const result = molecule(coordinates, elements, bonds, atoms, false, "from the file");
+  if (records.length > 1) result.skipped.push(`molecules 2 to ${records.length.toLocaleString()} of the file's ${records.length.toLocaleString()} (SDF records): the first is drawn`);
+  return result;
+}
+
+/** A Tripos MOL2 file: the first molecule's @<TRIPOS>ATOM and @<TRIPOS>BOND records (bond types
+ * drawn as single); a file of several molecules draws the first and says how many there are. */
+export function readMol2(text: string, maxPoints: number): Scene3D {
+  const molecules = text.split(/^@<TRIPOS>MOLECULE[^\n]*$/m).slice(1);
+  if (!molecules.length) throw new Error("no @<TRIPOS>MOLECULE record: not a MOL2 file");
+  const coordinates: number[] = [];
+  const elements: string[] = [];
+  const bonds: number[] = [];
+  const ids = new Map<number, number>();
+  let atoms = 0;
+  let section = "MOLECULE";
+  let declared = -1;
+  let molLine = 0;
+  molecules[0].split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line.startsWith("@<TRIPOS>")) { section = line.slice(9); return; }
+    if (!line || line.startsWith("#")) return;
+    const fields = line.split(/\s+/);
+    if (section === "MOLECULE") {
+      if (++molLine === 2) declared = parseInt(fields[0], 10);
+    } else if (section === "ATOM") {
+      atoms++;
+      if (elements.length >= maxPoints) return;
+      const id = Number(fields[0]);
+      if (!Number.isInteger(id) || ids.has(id)) throw new Error(`an atom numbered ${fields[0]}: a new whole number expected: ${line.slice(0, 60)}`);
+      ids.set(id, elements.length);
+      coordinates.push(...xyz(fields.slice(2, 5), line, "@<TRIPOS>ATOM"));
+      elements.push(symbol(fields[5] ?? fields[1] ?? ""));
+    } else if (section === "BOND") {
+      const [a, b] = [ids.get(Number(fields[1])), ids.get(Number(fields[2]))];
+      if (a === undefined || b === undefined) {
+        if (atoms > maxPoints) return;
+        throw new Error(`a bond between atoms ${fields[1]} and ${fields[2]}, which the file does not have: ${line.slice(0, 60)}`);
+      }
+      bonds.push(a, b);
+    }
+    void i;
+  });
+  if (declared > atoms) throw new Error(`the molecule declares ${declared.toLocaleString()} atoms; its @<TRIPOS>ATOM section holds ${atoms.toLocaleString()}: truncated`);
+  const result = molecule(coordinates, elements, bonds, atoms, false, "from the file");
+  if (molecules.length > 1) result.skipped.push(`molecules 2 to ${molecules.length.toLocaleString()} of the file's ${molecules.length.toLocaleString()}: the first is drawn`);
+  return result;
+}
+
+/** A GROMACS .gro file's first frame (coordinates in nm, drawn in Å), bonded by distance. The atom
+ * count is checked against the lines the file holds. */
+export function readGro(text: string, maxPoints: number): Scene3D {
+  const lines = text.split(/\r?\n/);
+  const declared = Number((lines[1] ?? "").trim());
+  if (!Number.isInteger(declared) || declared < 1) throw new Error(`line 2 is not a .gro file's atom count: ${(lines[1] ?? "(none)").slice(0, 40)}`);
+  if (declared + 2 > lines.length) throw new Error(`the file declares ${declared.toLocaleString()} atoms and has ${Math.max(0, lines.length - 2).toLocaleString()} lines after: truncated`);
+  const coordinates: number[] = [];
+  const elements: string[] = [];
+  for (let i = 0; i < Math.min(declared, maxPoints); i++) {
+    const line = lines[2 + i];
+    coordinates.push(...xyz([line.slice(20, 28), line.slice(28, 36), line.slice(36, 44)], line, `line ${3 + i}`).map((v) => v * 10));
+    elements.push(symbol(line.slice(10, 15).trim().replace(/^\d+/, "")).slice(0, 1));
+  }
+  const frames = Math.floor(lines.filter((line) => line.trim()).length / (declared + 3));
+  const result = molecule(coordinates, elements, [], declared, true, "");
+  if (frames > 1) result.skipped.push(`frames 2 to ${frames.toLocaleString()} of the file's ${frames.toLocaleString()}: the first is drawn`);
+  return result;
+}
+
+/** An mmCIF/PDBx file's _atom_site loop (the first model, each atom at its first location), bonded
+ * by distance. Tokens are read one by one (quoted values, ; text fields), in time linear in the file. */
+export function readCif(text: string, maxPoints: number): Scene3D {
+  const tokens = /(?:^;([^]*?)^;)|'((?:[^']|'(?=\S))*)'(?=\s|$)|"((?:[^"]|"(?=\S))*)"(?=\s|$)|(\S+)/gm;
+  const columns: string[] = [];
+  let state: "scan" | "names" | "rows" = "scan";
+  let row: string[] = [];
+  const coordinates: number[] = [];
+  const elements: string[] = [];
+  let atoms = 0;
+  const models = new Set<string>();
+  let firstModel: string | null = null;
+  const located = new Set<string>();
+  let at: Record<string, number> = {};
+  for (let match = tokens.exec(text); match; match = tokens.exec(text)) {
+    const token = match[1] ?? match[2] ?? match[3] ?? match[4];
+    const bare = match[4] !== undefined;
+    if (bare && token.startsWith("#")) { // a comment: to the line's end
+      const end = text.indexOf("\n", match.index);
+      tokens.lastIndex = end < 0 ? text.length : end;
+      continue;
+    }
+    if (state === "rows" && bare && (token === "loop_" || token.startsWith("_") || token.startsWith("data_"))) {
+      break; // the _atom_site loop is over
+    }
+    if (state === "names") {
+      if (bare && token.startsWith("_atom_site.")) { columns.push(token.slice(11)); continue; }
+      if (!columns.length) { state = "scan"; continue; } // another category's loop
+      at = Object.fromEntries(columns.map((name, i) => [name, i]));
+      if (at.Cartn_x === undefined || at.Cartn_y === undefined || at.Cartn_z === undefined) throw new Error("the _atom_site loop has no Cartn_x, Cartn_y and Cartn_z columns");
+      state = "rows";
+    }
+    if (state === "scan") {
+      if (bare && token === "loop_") { columns.length = 0; state = "names"; }
+      else if (bare && token.startsWith("_atom_site.")) throw new Error("an _atom_site that is not a loop (one atom): not drawn here");
+      continue;
+    }
+    row.push(token);
+    if (row.length < columns.length) continue;
+    const fields = row;
+    row = [];
+    const model = at.pdbx_PDB_model_num !== undefined ? fields[at.pdbx_PDB_model_num] : "1";
+    models.add(model);
+    if (firstModel === null) firstModel = model;
+    if (model !== firstModel) continue;
+    const alt = at.label_alt_id !== undefined ? fields[at.label_alt_id] : ".";
+    if (alt !== "." && alt !== "?") {
+      const atom = [at.label_atom_id, at.label_comp_id, at.label_asym_id, at.label_seq_id].map((c) => (c === undefined ? "" : fields[c])).join(" ");
+      if (located.has(atom)) continue;
+      located.add(atom);
+    }
+    atoms++;
+    if (elements.length >= maxPoints) continue;
+    coordinates.push(...xyz([fields[at.Cartn_x], fields[at.Cartn_y], fields[at.Cartn_z]], fields.join(" "), "_atom_site"));
+    const name = at.type_symbol !== undefined ? fields[at.type_symbol] : at.label_atom_id !== undefined ? fields[at.label_atom_id] : "";
+    elements.push(symbol(name));
+  }
+  if (!columns.length) throw new Error("no _atom_site loop in the file: not an mmCIF structure");
+  if (row.length) throw new Error(`the _atom_site loop ends inside a row (${row.length} of its ${columns.length} values): truncated`);
+  const result = molecule(coordinates, elements, [], atoms, true, "");
+  result.models = models.size;
+  return result;
+}
+
 // --- meshes -----------------------------------------------------------------------------------------
 
 /** A mesh of `triangles` (with their corners' `normals` and `colours`, where given), less the
  * triangles with a corner whose coordinates are not finite numbers (as points: they can't be
  * placed), counted in `skipped`; an error only when none is left. */
-export function mesh(triangles: Float32Array, normals: Float32Array | null = null, colours: Uint8Array | null = null): Scene3D {
+export function mesh(triangles: Float32Array, normals: Float32Array | null = null, colours: Uint8Array | null = null,
+  extra: { values: Float32Array | Uint8Array | Int32Array; width: number }[] = []): Scene3D {
   if (!triangles.length) throw new Error("the mesh has no triangles");
   const total = triangles.length / 9;
   let kept = 0;
@@ -480,6 +733,7 @@ export function mesh(triangles: Float32Array, normals: Float32Array | null = nul
       triangles.copyWithin(kept * 9, t * 9, t * 9 + 9);
       normals?.copyWithin(kept * 9, t * 9, t * 9 + 9);
       colours?.copyWithin(kept * 9, t * 9, t * 9 + 9);
+      for (const { values, width } of extra) values.copyWithin(kept * width, t * width, (t + 1) * width);
     }
     kept++;
   }

@@ -13,7 +13,7 @@ import { h } from "./dom";
 import { fmtBytes } from "./format";
 import { boxEdges, cross, dot, faceNormals, lookAt, multiply, norm, perspective, sub, type Mat4 } from "./geometry3d";
 import { readGltf } from "./gltf";
-import { readNpy, readObj, readPdb, readScene, readStl, type Box3D, type Scene3D } from "./scene3d";
+import { readCif, readGro, readMol2, readNpy, readObj, readPdb, readScene, readSdf, readStl, type Box3D, type Scene3D } from "./scene3d";
 
 export const AUTO_LOAD_BYTES = 32 * 1024 * 1024;
 export const MAX_POINTS = 2_000_000;
@@ -25,20 +25,112 @@ const WIDTH = 480; // CSS pixels (web/src/style.css)
 const HEIGHT = 360;
 const SCALE = Math.min(2, Math.max(1, window.devicePixelRatio || 1)); // sharp on HiDPI screens; at most 4× the pixels
 
+const MOLECULES = ["pdb", "pqr", "sdf", "sd", "mol", "mol2", "gro", "cif", "mmcif", "mcif"];
+const OBJECTS = ["npy", "pts.json", "stl", "obj", "gltf", "glb"];
+
 /** Whether the viewer draws this media item (others stay downloads). */
 export function viewable3d(item: Pick<MediaEntry, "kind" | "format">): boolean {
-  if (item.kind === "object3d") return ["npy", "pts.json", "stl", "obj", "gltf", "glb"].includes(item.format);
-  return item.kind === "molecule" && (item.format === "pdb" || item.format === "pqr");
+  if (item.kind === "object3d") return OBJECTS.includes(item.format);
+  return item.kind === "molecule" && MOLECULES.includes(item.format);
 }
 
-async function fetchMedia(project: string, runId: string, digest: string): Promise<Response> {
+/** Why a 3-D media item the viewer does not draw stays a download (shown beside its link). */
+export function notViewable3d(item: Pick<MediaEntry, "kind" | "format">): string {
+  if (item.format === "mmtf") return "MMTF (binary MessagePack) is not drawn here: download it, or log the structure as .pdb, .cif or .sdf";
+  return `${item.format} files are not drawn here: download it`;
+}
+
+/** The format a file named `name` is drawn as, or null (run files and artifact files: by extension). */
+export function format3d(name: string): { kind: string; format: string } | null {
+  const lower = name.toLowerCase();
+  if (lower.endsWith(".pts.json")) return { kind: "object3d", format: "pts.json" };
+  const ext = lower.slice(lower.lastIndexOf(".") + 1);
+  if (OBJECTS.includes(ext) && ext !== "npy") return { kind: "object3d", format: ext };
+  return MOLECULES.includes(ext) ? { kind: "molecule", format: ext } : null;
+}
+
+/** A file the viewer reads: a media item, a run file or an artifact version's file. */
+export interface Source3D {
+  kind: string; // object3d, molecule
+  format: string;
+  size: number;
+  name: string; // the download's file name
+  key: string; // the scene cache's key: a digest where known
+  place: string; // where the view is kept
+  width?: number; // an .npy's points
+  open(): Promise<Response>;
+  /** A file beside it (a .gltf's buffers and images), by its path relative to this file's folder. */
+  sibling(path: string): Promise<Response>;
+}
+
+function authorized(path: string): Promise<Response> {
   const key = storedKey();
-  const enc = encodeURIComponent;
-  const response = await fetch(`/api/v1/runs/${enc(project)}/${enc(runId)}/media/${enc(digest)}`, {
-    headers: key ? { Authorization: `Bearer ${key}` } : {},
-  });
+  return fetch(path, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+}
+
+async function fetchOk(path: string): Promise<Response> {
+  const response = await authorized(path);
   if (!response.ok || !response.body) throw new ApiError(response.status, response.statusText);
   return response;
+}
+
+const enc = encodeURIComponent;
+const folder = (path: string) => path.slice(0, path.lastIndexOf("/") + 1);
+const pathUrl = (path: string) => path.split("/").map(enc).join("/");
+
+/** A run file, or a file beside it, through the run's file routes: looked up in the run's list of
+ * files first (once a viewer), so a missing one is named without a failed request. */
+function runFiles(project: string, runId: string): (name: string) => Promise<Response> {
+  let listed: Promise<Set<string>> | null = null;
+  return async (name) => {
+    listed ??= fetchOk(`/api/v1/runs/${enc(project)}/${enc(runId)}/files`)
+      .then((response) => response.json() as Promise<{ files: { name: string }[] }>)
+      .then((body) => new Set(body.files.map((file) => file.name)));
+    if (!(await listed).has(name)) throw new Error(`"${name}" is not among run ${runId}'s files`);
+    return fetchOk(`/api/v1/runs/${enc(project)}/${enc(runId)}/files/${pathUrl(name)}`);
+  };
+}
+
+/** A media item: read by its digest; the files a .gltf names, among the run's files (from their top). */
+export function mediaSource(project: string, runId: string, item: MediaEntry): Source3D {
+  return {
+    kind: item.kind, format: item.format, size: item.size_bytes, name: `${item.key.replace(/\//g, "_")}.${item.format}`,
+    // a .gltf's drawing also depends on the run's files it names
+    key: item.format === "gltf" ? `${item.digest}\n${project}/${runId}` : item.digest, place: `${item.key}\n${item.index}\n${item.digest}`, width: item.width ?? undefined,
+    open: () => fetchOk(`/api/v1/runs/${enc(project)}/${enc(runId)}/media/${enc(item.digest)}`),
+    sibling: runFiles(project, runId),
+  };
+}
+
+/** One of a run's files: the files it names, beside it among the run's files. */
+export function runFileSource(project: string, runId: string, name: string, size: number, sha256: string): Source3D | null {
+  const found = format3d(name);
+  if (!found) return null;
+  const file = runFiles(project, runId);
+  return {
+    ...found, size, name: name.split("/").pop()!, key: `${sha256}\n${project}/${runId}/${name}`, place: `run file\n${project}/${runId}/${name}`,
+    open: () => fetchOk(`/api/v1/runs/${enc(project)}/${enc(runId)}/files/${pathUrl(name)}`),
+    sibling: (path) => file(folder(name) + path),
+  };
+}
+
+/** One of an artifact version's files: the files it names, beside it in the same version (its
+ * file route looks each path up in the version's manifest). */
+export function artifactFileSource(project: string, artifact: string, version: string, path: string, size: number, digest: string): Source3D | null {
+  const found = format3d(path);
+  if (!found) return null;
+  const file = async (name: string) => {
+    const response = await authorized(`/api/v1/projects/${enc(project)}/artifacts/${enc(artifact)}/versions/${enc(version)}/files/${pathUrl(name)}`);
+    if (response.status === 404) throw new Error(`"${name}" is not among ${artifact}:${version}'s files`);
+    if (!response.ok || !response.body) throw new ApiError(response.status, response.statusText);
+    return response;
+  };
+  return {
+    ...found, size, name: path.split("/").pop()!, key: `${digest}\n${project}/${artifact}:${version}/${path}`,
+    place: `artifact file\n${project}/${artifact}:${version}/${path}`,
+    open: () => file(path),
+    sibling: (relative) => file(folder(path) + relative),
+  };
 }
 
 // The run page redraws a media panel whenever the run logs more media (a live run): the last few
@@ -48,42 +140,74 @@ const KEPT_SCENES = 4;
 const scenes = new Map<string, Promise<Scene3D>>();
 const cameras = new Map<string, Camera>(); // by media key, list index and digest
 
-function cachedScene(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
-  let scene = scenes.get(item.digest);
+function cachedScene(source: Source3D): Promise<Scene3D> {
+  let scene = scenes.get(source.key);
   if (scene) {
-    scenes.delete(item.digest); // most recently used last
+    scenes.delete(source.key); // most recently used last
   } else {
-    scene = readFile(project, runId, item);
-    scene.catch(() => scenes.delete(item.digest)); // a failed fetch is tried again next time
+    scene = readFile(source);
+    scene.catch(() => scenes.delete(source.key)); // a failed fetch is tried again next time
   }
-  scenes.set(item.digest, scene);
+  scenes.set(source.key, scene);
   while (scenes.size > KEPT_SCENES) scenes.delete(scenes.keys().next().value!);
   return scene;
 }
 
-async function readFile(project: string, runId: string, item: MediaEntry): Promise<Scene3D> {
-  const response = await fetchMedia(project, runId, item.digest);
-  if (item.format === "npy") return readNpy(response.body!, MAX_POINTS);
-  if (item.format === "stl") return readStl(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
-  if (item.format === "gltf" || item.format === "glb") return readGltf(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
+/** At most `limit` bytes of a response's body (a file longer than its glTF buffer is read no further). */
+async function bytesOf(response: Response, limit: number): Promise<Uint8Array> {
+  const reader = response.body!.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  while (length < limit) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value.subarray(0, limit - length));
+    length += chunks[chunks.length - 1].length;
+  }
+  if (length >= limit) void reader.cancel();
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) { bytes.set(chunk, at); at += chunk.length; }
+  return bytes;
+}
+
+async function readFile(source: Source3D): Promise<Scene3D> {
+  const response = await source.open();
+  const { format } = source;
+  if (format === "npy") return readNpy(response.body!, MAX_POINTS);
+  if (format === "stl") return readStl(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES);
+  if (format === "gltf" || format === "glb") {
+    let fetched = 0; // the files beside it, all together, are bounded as one file is
+    const resolve = async (path: string, limit: number) => {
+      const bytes = await bytesOf(await source.sibling(path), Math.min(limit, MAX_TEXT_BYTES - fetched));
+      fetched += bytes.length;
+      return bytes;
+    };
+    return readGltf(new Uint8Array(await response.arrayBuffer()), MAX_TRIANGLES, resolve);
+  }
   const text = await response.text();
-  if (item.format === "obj") return readObj(text, MAX_TRIANGLES, MAX_POINTS);
-  return item.kind === "molecule" ? readPdb(text, MAX_POINTS, item.format === "pqr") : readScene(text, MAX_POINTS);
+  if (format === "obj") return readObj(text, MAX_TRIANGLES, MAX_POINTS);
+  if (source.kind !== "molecule") return readScene(text, MAX_POINTS);
+  if (format === "sdf" || format === "sd" || format === "mol") return readSdf(text, MAX_POINTS);
+  if (format === "mol2") return readMol2(text, MAX_POINTS);
+  if (format === "gro") return readGro(text, MAX_POINTS);
+  if (format === "cif" || format === "mmcif" || format === "mcif") return readCif(text, MAX_POINTS);
+  return readPdb(text, MAX_POINTS, format === "pqr");
 }
 
 /** A download link that fetches the file only when clicked (a large cloud is not read up front). */
-function downloadLink(project: string, runId: string, item: MediaEntry): HTMLAnchorElement {
-  const link = h("a.viewer3d-download", { href: "#", text: `download (${item.format}, ${fmtBytes(item.size_bytes)})` });
+function downloadLink(source: Source3D): HTMLAnchorElement {
+  const link = h("a.viewer3d-download", { href: "#", text: `download (${source.format}, ${fmtBytes(source.size)})` });
   link.addEventListener("click", async (event) => {
     event.preventDefault();
     let blob: Blob;
     try {
-      blob = await (await fetchMedia(project, runId, item.digest)).blob();
+      blob = await (await source.open()).blob();
     } catch (error) {
       link.textContent = `download failed (${(error as Error).message}): try again`;
       return;
     }
-    const save = h("a", { href: URL.createObjectURL(blob), download: `${item.key.replace(/\//g, "_")}.${item.format}` });
+    const save = h("a", { href: URL.createObjectURL(blob), download: source.name });
     save.click();
     setTimeout(() => URL.revokeObjectURL(save.href), 60_000);
   });
@@ -93,25 +217,30 @@ function downloadLink(project: string, runId: string, item: MediaEntry): HTMLAnc
 /** The media card's body for a point cloud, scene or molecule: the viewer, or a "load" button
  * first for a large file; an error in the file is shown in place of the drawing. */
 export function viewer3dItem(project: string, runId: string, item: MediaEntry): HTMLElement {
-  const holder = h("div.viewer3d", { "data-format": item.format });
-  const foot = h("div.viewer3d-foot", {}, downloadLink(project, runId, item));
-  const tooLarge = item.format !== "npy" && item.size_bytes > MAX_TEXT_BYTES;
+  return viewer3d(mediaSource(project, runId, item));
+}
+
+/** The viewer for any source (a media item, a run file, an artifact file), with its download link. */
+export function viewer3d(source: Source3D): HTMLElement {
+  const holder = h("div.viewer3d", { "data-format": source.format });
+  const foot = h("div.viewer3d-foot", {}, downloadLink(source));
+  const tooLarge = source.format !== "npy" && source.size > MAX_TEXT_BYTES;
   const start = async () => {
-    holder.replaceChildren(h("p.muted", { text: `loading ${fmtBytes(item.size_bytes)}…` }));
+    holder.replaceChildren(h("p.muted", { text: `loading ${fmtBytes(source.size)}…` }));
     try {
-      const viewer = new Viewer3D(await cachedScene(project, runId, item), `${item.key}\n${item.index}\n${item.digest}`);
+      const viewer = new Viewer3D(await cachedScene(source), source.place);
       holder.replaceChildren(viewer.el);
       holder.dataset.state = "drawn";
     } catch (error) {
-      holder.replaceChildren(h("p.viewer3d-error", { text: `this ${item.kind} can't be drawn: ${(error as Error).message}` }));
+      holder.replaceChildren(h("p.viewer3d-error", { text: `this ${source.kind} can't be drawn: ${(error as Error).message}` }));
       holder.dataset.state = "error";
     }
   };
   if (tooLarge) {
-    holder.append(h("p.muted", { text: `${fmtBytes(item.size_bytes)}: too large to draw here; download it` }));
-  } else if (item.size_bytes > AUTO_LOAD_BYTES && !scenes.has(item.digest)) {
-    const what = item.format === "npy" && item.width ? `${item.width.toLocaleString()} points, ` : "";
-    const button = h("button.viewer3d-load", { type: "button", text: `load (${what}${fmtBytes(item.size_bytes)})` });
+    holder.append(h("p.muted", { text: `${fmtBytes(source.size)}: too large to draw here; download it` }));
+  } else if (source.size > AUTO_LOAD_BYTES && !scenes.has(source.key)) {
+    const what = source.format === "npy" && source.width ? `${source.width.toLocaleString()} points, ` : "";
+    const button = h("button.viewer3d-load", { type: "button", text: `load (${what}${fmtBytes(source.size)})` });
     button.addEventListener("click", () => void start());
     holder.append(button);
     holder.dataset.state = "waiting";
@@ -158,6 +287,11 @@ const MESH_VERTEX = `attribute vec3 position; attribute vec3 normal; attribute v
 varying vec3 n; varying vec3 c; void main() { gl_Position = mvp * vec4(position, 1.0); n = normal; c = colour; }`;
 const MESH_FRAGMENT = `precision mediump float; varying vec3 n; varying vec3 c; uniform vec3 light;
 void main() { gl_FragColor = vec4(c * (0.3 + 0.7 * abs(dot(normalize(n), light))), 1.0); }`;
+// A textured mesh (a glTF's base-colour textures): the corner's colour times the texture's.
+const TEXTURED_VERTEX = `attribute vec3 position; attribute vec3 normal; attribute vec3 colour; attribute vec2 uv; uniform mat4 mvp;
+varying vec3 n; varying vec3 c; varying vec2 t; void main() { gl_Position = mvp * vec4(position, 1.0); n = normal; c = colour; t = uv; }`;
+const TEXTURED_FRAGMENT = `precision mediump float; varying vec3 n; varying vec3 c; varying vec2 t; uniform vec3 light; uniform sampler2D image;
+void main() { gl_FragColor = vec4(c * texture2D(image, t).rgb * (0.3 + 0.7 * abs(dot(normalize(n), light))), 1.0); }`;
 
 // Chromium without a GPU runs WebGL on SwiftShader (a CPU rasterizer): there, measured at a million
 // points, a frame took ~13 times as long as projecting the points in JavaScript (docs/media.md).
@@ -193,7 +327,10 @@ class Viewer3D {
   private lineCount = 0;
   private program: WebGLProgram | null = null;
   private meshProgram: WebGLProgram | null = null;
-  private meshBuffers: [WebGLBuffer, WebGLBuffer, WebGLBuffer | null] | null = null;
+  private meshBuffers: (WebGLBuffer | null)[] | null = null; // position, normal, colour (null: one), uv (null: none)
+  private textures = new Map<ImageBitmap | null, WebGLTexture>();
+  private low: number[] = [];
+  private high: number[] = [];
   private frame = 0;
   private shown = false; // drawn while on the page (a viewer is made before its panel is attached)
   private readonly born = performance.now();
@@ -224,6 +361,8 @@ class Viewer3D {
       grow(vector.end[0], vector.end[1], vector.end[2]);
     }
     if (low[0] === Infinity) { low.fill(-1); high.fill(1); }
+    this.low = low;
+    this.high = high;
     this.makeLines();
     const [near, far] = framed(scene, low, high);
     this.centre = [0, 1, 2].map((c) => (near[c] + far[c]) / 2);
@@ -339,20 +478,27 @@ class Viewer3D {
     this.lineBuffers = upload(this.linePositions, this.lineColours);
     const triangles = this.scene.triangles;
     if (triangles) {
-      this.meshProgram = link(MESH_VERTEX, MESH_FRAGMENT);
-      const position = gl.createBuffer()!;
-      gl.bindBuffer(gl.ARRAY_BUFFER, position);
-      gl.bufferData(gl.ARRAY_BUFFER, triangles, gl.STATIC_DRAW);
-      const normal = gl.createBuffer()!;
-      gl.bindBuffer(gl.ARRAY_BUFFER, normal);
-      gl.bufferData(gl.ARRAY_BUFFER, this.scene.normals ?? faceNormals(triangles), gl.STATIC_DRAW);
-      let colour: WebGLBuffer | null = null;
-      if (this.scene.meshColours) {
-        colour = gl.createBuffer()!;
-        gl.bindBuffer(gl.ARRAY_BUFFER, colour);
-        gl.bufferData(gl.ARRAY_BUFFER, this.scene.meshColours, gl.STATIC_DRAW);
+      const texture = this.scene.texture;
+      this.meshProgram = texture ? link(TEXTURED_VERTEX, TEXTURED_FRAGMENT) : link(MESH_VERTEX, MESH_FRAGMENT);
+      const buffer = (values: ArrayBufferView) => {
+        const made = gl.createBuffer()!;
+        gl.bindBuffer(gl.ARRAY_BUFFER, made);
+        gl.bufferData(gl.ARRAY_BUFFER, values, gl.STATIC_DRAW);
+        return made;
+      };
+      const colours = texture?.colours ?? this.scene.meshColours;
+      this.meshBuffers = [buffer(triangles), buffer(this.scene.normals ?? faceNormals(triangles)), colours ? buffer(colours) : null,
+        texture ? buffer(texture.uvs) : null];
+      for (const group of texture?.groups ?? []) {
+        if (this.textures.has(group.image)) continue;
+        const made = gl.createTexture()!;
+        gl.bindTexture(gl.TEXTURE_2D, made);
+        if (group.image) gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, group.image);
+        else gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, 1, 1, 0, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array([255, 255, 255, 255]));
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+        this.textures.set(group.image, made); // powers of two (web/src/gltf.ts): REPEAT, the default, is allowed
       }
-      this.meshBuffers = [position, normal, colour];
     }
     this.program = program;
     this.gl = gl;
@@ -422,7 +568,11 @@ class Viewer3D {
     const right = norm(cross(forward, [0, 0, 1]));
     const up = cross(right, forward);
     const perPixel = (2 * this.camera.distance * Math.tan(FOV / 2)) / HEIGHT;
-    for (let c = 0; c < 3; c++) this.camera.target[c] += (-dx * right[c] + dy * up[c]) * perPixel;
+    // the point looked at stays within the scene's bounds: the model can't be dragged out of sight
+    for (let c = 0; c < 3; c++) {
+      const moved = this.camera.target[c] + (-dx * right[c] + dy * up[c]) * perPixel;
+      this.camera.target[c] = Math.max(this.low[c], Math.min(this.high[c], moved));
+    }
   }
 
   private view(): { eye: number[]; mvp: Mat4; light: number[] } {
@@ -466,7 +616,9 @@ class Viewer3D {
         gl.useProgram(program);
         gl.uniformMatrix4fv(gl.getUniformLocation(program, "mvp"), false, mvp);
         gl.uniform3fv(gl.getUniformLocation(program, "light"), light);
-        const attributes = ["position", "normal", "colour"].map((name) => gl.getAttribLocation(program, name));
+        const texture = this.scene.texture;
+        const names = texture ? ["position", "normal", "colour", "uv"] : ["position", "normal", "colour"];
+        const attributes = names.map((name) => gl.getAttribLocation(program, name));
         attributes.forEach((at, i) => {
           const buffer = this.meshBuffers![i];
           if (!buffer) { // one colour: a constant attribute
@@ -476,9 +628,18 @@ class Viewer3D {
           }
           gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
           gl.enableVertexAttribArray(at);
-          gl.vertexAttribPointer(at, 3, i === 2 ? gl.UNSIGNED_BYTE : gl.FLOAT, i === 2, 0, 0);
+          gl.vertexAttribPointer(at, i === 3 ? 2 : 3, i === 2 ? gl.UNSIGNED_BYTE : gl.FLOAT, i === 2, 0, 0);
         });
-        gl.drawArrays(gl.TRIANGLES, 0, this.scene.triangles.length / 3);
+        if (texture) {
+          gl.uniform1i(gl.getUniformLocation(program, "image"), 0);
+          gl.activeTexture(gl.TEXTURE0);
+          for (const group of texture.groups) {
+            gl.bindTexture(gl.TEXTURE_2D, this.textures.get(group.image) ?? null);
+            gl.drawArrays(gl.TRIANGLES, group.first, group.count);
+          }
+        } else {
+          gl.drawArrays(gl.TRIANGLES, 0, this.scene.triangles.length / 3);
+        }
         attributes.forEach((at) => gl.disableVertexAttribArray(at));
       }
       gl.useProgram(this.program);

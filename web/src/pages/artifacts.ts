@@ -6,6 +6,8 @@
 import "./artifacts.css";
 
 import { h } from "../dom";
+import { artifactFileSource, viewer3d } from "../viewer3d";
+import { row3d, viewToggle } from "./view3d";
 import { flatten, fmtBytes, fmtTime, fmtValue } from "../format";
 import { artifactHref, projectHref, readQuery, runHref, setQuery, versionHref, versionLineageHref } from "../router";
 import { artifactApi, type ArtifactVersion, type DamagedVersion, type LineageRun } from "./artifact-api";
@@ -259,10 +261,12 @@ class FileBrowser {
         return h("tr.dir", { "data-path": d.path }, h("td", {}, link), h("td.num.size", { text: fmtBytes(d.size) }),
           h("td.num", { text: String(d.files) }), h("td"));
       }),
-      ...page.files.map((f) =>
-        h("tr.file", { "data-path": f.path }, h("td.file-name", { title: f.ref ? `reference: ${f.ref}` : f.path, text: this.query ? f.path : f.name }),
-          h("td.num.size", { text: fmtBytes(f.size) }), h("td"), h("td", {}, shortDigest(f.digest), f.ref ? h("span.ref", { text: " ref" }) : null)),
-      ),
+      ...page.files.map((f) => {
+        const source = f.ref ? null : artifactFileSource(this.project, this.name, this.version, f.path, f.size, f.digest);
+        return h("tr.file", { "data-path": f.path }, h("td.file-name", { title: f.ref ? `reference: ${f.ref}` : f.path, text: this.query ? f.path : f.name }),
+          h("td.num.size", { text: fmtBytes(f.size) }), h("td", {}, source ? viewToggle(row3d(() => viewer3d(source), 4)) : null),
+          h("td", {}, shortDigest(f.digest), f.ref ? h("span.ref", { text: " ref" }) : null));
+      }),
     ];
     if (append) this.body.append(...rows);
     else this.body.replaceChildren(...rows);

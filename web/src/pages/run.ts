@@ -1,8 +1,11 @@
 // A run: overview (state, command, git, host, GPUs, runtime), config and summary, alerts, its
 // metric charts, system-metric charts, console output (searchable; tailed while the run is live) and
-// files (listed with size and time; downloaded through the API with the key, if any), and the
+// files (listed with size and time; downloaded through the API with the key, if any; 3-D files
+// opened in the viewer, web/src/viewer3d.ts), and the
 // Reproduce / compare-with card (pages/reproduce.ts).
 
+import { row3d, viewToggle } from "./view3d";
+import { runFileSource, viewer3d } from "../viewer3d";
 import { api, fileBlob, type ConsoleLine, type RunAlert, type RunFile, type RunRow } from "../api";
 import { runColor } from "../colors";
 import { fromApi, append, type RunSeries } from "../charts/data";
@@ -227,13 +230,16 @@ async function filesList(project: string, runId: string): Promise<HTMLElement> {
         event.preventDefault();
         void download(file);
       });
-      return h(
+      const source = runFileSource(project, runId, file.name, file.size, file.sha256);
+      const row = h(
         "tr",
         { "data-name": file.name },
         h("td", {}, link),
         h("td.size", { text: fmtBytes(file.size) }),
         h("td.muted", { text: file.updated_at ? file.updated_at.replace("T", " ").slice(0, 19) : "" }),
+        h("td", {}, source ? viewToggle(row3d(() => viewer3d(source), 3)) : null),
       );
+      return row;
     }),
   );
 }

@@ -935,3 +935,23 @@ def test_a_run_synced_to_a_server_lists_its_logged_tables_as_w_and_b_does(root, 
                                        "--quiet"])
     assert synced.exit_code == 0, synced.output
     _check_logged_tables_listed(wandb.Api(overrides={"base_url": server.url}), run_id)
+
+
+def test_a_table_logged_under_a_key_with_a_slash_is_the_artifact_w_and_b_names_and_reads_back(root):
+    """``wandb.log({"val/preds": table})``: W&B names its artifact ``run-<id>-valpreds-<crc>`` (an
+    artifact name holds no ``/``); ``logged_artifacts()`` lists that name and ``api.artifact`` of it
+    (or of the name as listed) reads the table back; the names are W&B's own (its
+    ``sanitize_artifact_name`` gave them)."""
+    import tracklet.compat.wandb as wandb
+
+    run = wandb.init(project="slashed", id="tablekeys1", settings={"console": "off", "x_disable_stats": True})
+    wandb.log({"val/preds": wandb.Table(columns=["id"], data=[[1], [2]]), "preds": wandb.Table(columns=["id"], data=[[3]])})
+    wandb.log({"eval/cm": wandb.plot.confusion_matrix(y_true=[0, 1], preds=[0, 0], class_names=["a", "b"])})
+    wandb.finish()
+    api = wandb.Api()
+    listed = api.run(f"slashed/{run.id}").logged_artifacts()
+    assert sorted(a.name for a in listed) == ["run-tablekeys1-evalcm_table-mRrrzg:v0", "run-tablekeys1-preds:v0",
+                                              "run-tablekeys1-valpreds-vh8a2g:v0"]
+    for artifact in listed:
+        assert api.artifact(artifact.qualified_name).get(artifact._key).data == artifact.get(artifact._key).data
+    assert api.artifact("slashed/run-tablekeys1-valpreds-vh8a2g:latest").get("val/preds").get_column("id") == [1, 2]

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -955,3 +956,29 @@ def test_a_table_logged_under_a_key_with_a_slash_is_the_artifact_w_and_b_names_a
     for artifact in listed:
         assert api.artifact(artifact.qualified_name).get(artifact._key).data == artifact.get(artifact._key).data
     assert api.artifact("slashed/run-tablekeys1-valpreds-vh8a2g:latest").get("val/preds").get_column("id") == [1, 2]
+
+
+def test_wandb_save_keeps_the_folders_w_and_b_keeps(root, tmp_path, monkeypatch):
+    """``wandb.save`` lays files out in ``files/`` as W&B's docstring says: a relative glob keeps
+    its path below the working directory, ``base_path`` cuts the path there, an absolute glob
+    without one keeps its last folder; ``policy="live"`` copies the file again at finish from
+    where it was, even after the script changed directory."""
+    import tracklet.compat.wandb as wandb
+
+    work = tmp_path / "work"
+    for name in ("these/are/myfiles/a.txt", "files/x/saveme.txt", "files/y/saveme.txt", "ckpt/m.pt"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(name)
+    monkeypatch.chdir(work)
+    run = wandb.init(project="saved", settings={"console": "off", "x_disable_stats": True, "x_disable_meta": True})
+    wandb.save("ckpt/*.pt")
+    run.save("these/are/myfiles/*", base_path="these", policy="now")
+    run.save("files/*/saveme.txt", policy="now")
+    run.save(str(work / "these/are/myfiles/*.txt"), policy="now")
+    (work / "ckpt/m.pt").write_text("trained")
+    monkeypatch.chdir(tmp_path)
+    wandb.finish()
+    files = Path(tracklet.Api(root).run(f"saved/{run.id}").dir) / "files"
+    assert sorted(str(p.relative_to(files)) for p in files.rglob("*") if p.is_file()) == [
+        "are/myfiles/a.txt", "ckpt/m.pt", "files/x/saveme.txt", "files/y/saveme.txt", "myfiles/a.txt"]
+    assert (files / "ckpt/m.pt").read_text() == "trained"  # "live": copied again at finish

@@ -982,3 +982,25 @@ def test_wandb_save_keeps_the_folders_w_and_b_keeps(root, tmp_path, monkeypatch)
     assert sorted(str(p.relative_to(files)) for p in files.rglob("*") if p.is_file()) == [
         "are/myfiles/a.txt", "ckpt/m.pt", "files/x/saveme.txt", "files/y/saveme.txt", "myfiles/a.txt"]
     assert (files / "ckpt/m.pt").read_text() == "trained"  # "live": copied again at finish
+
+
+def test_config_defaults_yaml_in_the_working_directory_is_each_runs_config_as_in_w_and_b(root, tmp_path, monkeypatch):
+    """W&B loads ``config-defaults.yaml`` (``{key: {desc, value}}``) from the working directory as
+    every run's config, and ``init(config=)`` overrides it (W&B's sweeps tutorials rely on it); one
+    that doesn't parse is left out with a warning, and the run starts."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config-defaults.yaml").write_text(
+        "epochs:\n  desc: Number of epochs\n  value: 100\nbatch_size:\n  desc: Batch size\n  value: 32\n")
+    quiet = {"console": "off", "x_disable_stats": True, "x_disable_meta": True}
+    with wandb.init(project="defaults", settings=quiet) as run:
+        assert dict(wandb.config) == {"epochs": 100, "batch_size": 32}
+    with wandb.init(project="defaults", config={"batch_size": 8, "lr": 0.1}, settings=quiet) as overridden:
+        assert dict(wandb.config) == {"epochs": 100, "batch_size": 8, "lr": 0.1}
+    recorded = {r.id: r.config for r in tracklet.Api(root).runs("defaults")}
+    assert recorded == {run.id: {"epochs": 100, "batch_size": 32}, overridden.id: {"epochs": 100, "batch_size": 8, "lr": 0.1}}
+    (tmp_path / "config-defaults.yaml").write_text("epochs: [1,\n")
+    with pytest.warns(tracklet.TrackletWarning, match="config-defaults.yaml could not be read"):
+        with wandb.init(project="defaults", config={"lr": 0.2}, settings=quiet):
+            assert dict(wandb.config) == {"lr": 0.2}

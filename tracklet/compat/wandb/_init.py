@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.compat.wandb import wandb_settings
-from tracklet.compat.wandb._config import parse_config
+from tracklet.compat.wandb._config import config_defaults, parse_config
 from tracklet.compat.wandb._messages import not_supported, termlog, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
@@ -222,9 +222,10 @@ def init(
         resume = None
     run_id = _safe_name("run id", pick(id, "run_id", "WANDB_RUN_ID"))
     allow = bool(allow_val_change if allow_val_change is not None else given.get("allow_val_change"))
-    config_items = None
+    config_items = config_defaults() or None  # W&B's config-defaults.yaml, which init(config=) overrides
     if config is not None:
-        config_items = parse_config(config, exclude=config_exclude_keys, include=config_include_keys)
+        config_items = {**(config_items or {}),
+                        **parse_config(config, exclude=config_exclude_keys, include=config_include_keys)}
 
     from tracklet import init as tracklet_init
 

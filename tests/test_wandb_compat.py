@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -1004,3 +1005,18 @@ def test_config_defaults_yaml_in_the_working_directory_is_each_runs_config_as_in
     with pytest.warns(tracklet.TrackletWarning, match="config-defaults.yaml could not be read"):
         with wandb.init(project="defaults", config={"lr": 0.2}, settings=quiet):
             assert dict(wandb.config) == {"lr": 0.2}
+
+
+def test_a_wandb_setting_left_unset_or_turned_off_is_not_warned_about(root):
+    """``wandb.Settings(sync_tensorboard=False, log_internal=None)`` asks for nothing tracklet lacks,
+    so ``init`` warns nothing (as ``init(sync_tensorboard=False)`` already did); the feature turned
+    on is still warned about once."""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"console": "off", "x_disable_stats": True, "x_disable_meta": True}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wandb.init(project="quiet", settings=wandb.Settings(sync_tensorboard=False, log_internal=None, **quiet)).finish()
+    assert [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)] == []
+    with pytest.warns(tracklet.TrackletWarning, match=r"wandb.Settings\(sync_tensorboard\) is not yet supported"):
+        wandb.init(project="quiet", settings=wandb.Settings(sync_tensorboard=True, **quiet)).finish()

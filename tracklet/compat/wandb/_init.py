@@ -154,7 +154,10 @@ def init(
         warn_once("entity", "entity= is accepted but not recorded: tracklet has no entities, runs are kept by project")
     data_root = _data_root(dir if dir is not None else given.get("root_dir"))
     _note_wandb_server(env, given)
-    unknown_settings = sorted(k for k in given if k not in wandb_settings.MAPPED and k not in wandb_settings.IGNORED)
+    # a setting left unset (None) or an unsupported feature turned off (sync_tensorboard=False) asks for nothing
+    unknown_settings = sorted(k for k, v in given.items() if k not in wandb_settings.MAPPED
+                              and k not in wandb_settings.IGNORED and v is not None
+                              and not (k in _UNSUPPORTED_ARGS and v is False))
     if unknown_settings:
         not_supported(f"wandb.Settings({', '.join(unknown_settings)})", "these settings are ignored")
 

@@ -1020,3 +1020,24 @@ def test_a_wandb_setting_left_unset_or_turned_off_is_not_warned_about(root):
     assert [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)] == []
     with pytest.warns(tracklet.TrackletWarning, match=r"wandb.Settings\(sync_tensorboard\) is not yet supported"):
         wandb.init(project="quiet", settings=wandb.Settings(sync_tensorboard=True, **quiet)).finish()
+
+
+def test_w_and_b_module_paths_scripts_import_types_from_are_provided():
+    """``from wandb.sdk.artifacts.artifact import Artifact`` (type hints, helper modules) and the like
+    import under the redirect (``wandb.X`` is ``tracklet.compat.wandb.X``) and give the types
+    ``wandb.Artifact``, ``wandb.Image``... are; before, such a script stopped at the import."""
+    import importlib
+
+    import tracklet.compat.wandb as wandb
+
+    for module, names in [
+        ("sdk.artifacts.artifact", ["Artifact"]), ("sdk.artifacts", ["Artifact"]), ("sdk.lib.runid", ["generate_id"]),
+        ("sdk.data_types.image", ["Image"]), ("sdk.data_types.table", ["Table", "JoinedTable", "PartitionedTable"]),
+        ("sdk.data_types.histogram", ["Histogram"]), ("sdk.data_types.video", ["Video"]),
+        ("sdk.data_types.audio", ["Audio"]), ("sdk.data_types.html", ["Html"]), ("sdk.data_types.object_3d", ["Object3D"]),
+        ("sdk.data_types.plotly", ["Plotly"]), ("sdk.data_types", ["Image", "Table"]), ("apis", ["PublicApi"]),
+    ]:
+        found = importlib.import_module(f"tracklet.compat.wandb.{module}")
+        for name in names:
+            expected = {"generate_id": wandb.util.generate_id, "PublicApi": wandb.Api}.get(name) or getattr(wandb, name)
+            assert getattr(found, name) is expected, (module, name)

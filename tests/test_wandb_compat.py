@@ -1041,3 +1041,31 @@ def test_w_and_b_module_paths_scripts_import_types_from_are_provided():
         for name in names:
             expected = {"generate_id": wandb.util.generate_id, "PublicApi": wandb.Api}.get(name) or getattr(wandb, name)
             assert getattr(found, name) is expected, (module, name)
+
+
+def test_resume_auto_without_an_id_continues_the_last_run_started_here_unless_it_finished(root, tmp_path, monkeypatch):
+    """W&B's ``wandb.init(resume=True)`` / ``resume="auto"`` with no id (a preemptible job restarted
+    in its directory): the last run started from this working directory is continued when it did not
+    finish (failed, crashed), and a new run starts after one that finished, as W&B's
+    ``wandb-resume.json`` does; before, every restart started a new run."""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"console": "off", "x_disable_stats": True, "x_disable_meta": True}
+    monkeypatch.chdir(tmp_path)
+    first = wandb.init(project="auto", resume=True, settings=quiet)
+    wandb.log({"loss": 1.0})
+    first.finish(exit_code=1)  # preempted: the job failed
+    again = wandb.init(project="auto", resume="auto", settings=quiet)
+    assert (again.id, again.resumed, again.step) == (first.id, True, 1)
+    wandb.log({"loss": 0.5})
+    again.finish()
+    fresh = wandb.init(project="auto", resume=True, settings=quiet)
+    assert fresh.id != first.id and not fresh.resumed
+    fresh.finish(exit_code=1)
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")  # another directory: its own last run
+    elsewhere = wandb.init(project="auto", resume=True, settings=quiet)
+    assert elsewhere.id not in (first.id, fresh.id)
+    elsewhere.finish()
+    history = tracklet.Api(root).run(f"auto/{first.id}").history().rows()
+    assert [row["loss"] for row in history] == [1.0, 0.5]

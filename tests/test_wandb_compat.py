@@ -1047,7 +1047,8 @@ def test_resume_auto_without_an_id_continues_the_last_run_started_here_unless_it
     """W&B's ``wandb.init(resume=True)`` / ``resume="auto"`` with no id (a preemptible job restarted
     in its directory): the last run started from this working directory is continued when it did not
     finish (failed, crashed), and a new run starts after one that finished, as W&B's
-    ``wandb-resume.json`` does; before, every restart started a new run."""
+    ``wandb-resume.json`` does, or beside one still being recorded; before, every restart started
+    a new run."""
     import tracklet.compat.wandb as wandb
 
     quiet = {"console": "off", "x_disable_stats": True, "x_disable_meta": True}
@@ -1066,6 +1067,9 @@ def test_resume_auto_without_an_id_continues_the_last_run_started_here_unless_it
     monkeypatch.chdir(tmp_path / "other")  # another directory: its own last run
     elsewhere = wandb.init(project="auto", resume=True, settings=quiet)
     assert elsewhere.id not in (first.id, fresh.id)
+    beside = wandb.init(project="auto", resume=True, reinit="create_new", settings=quiet)
+    assert beside.id != elsewhere.id  # still being recorded (a job beside it): a new run, not a failed resume
+    beside.finish()
     elsewhere.finish()
     history = tracklet.Api(root).run(f"auto/{first.id}").history().rows()
     assert [row["loss"] for row in history] == [1.0, 0.5]

@@ -292,7 +292,9 @@ def _autoresume_file(data_root: str | None) -> Path:
 
 def _autoresume_id(path: Path, data_root: str | None, project: str | None) -> str | None:
     """The run to resume under ``resume="auto"``: the last one started here in ``project``, unless
-    it finished (W&B deletes its resume file when a run exits 0), or None for a new run."""
+    it finished (W&B deletes its resume file when a run exits 0) or is still being recorded (a job
+    started beside it from the same directory: resuming would fail on its writer), or None for a
+    new run."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         run_id, saved_project = saved["run_id"], saved["project"]
@@ -306,7 +308,7 @@ def _autoresume_id(path: Path, data_root: str | None, project: str | None) -> st
         previous = tracklet.Api(data_root).run(f"{saved_project}/{run_id}")
     except Exception:  # gone, or unreadable: start a new run
         return None
-    return None if previous.state == "finished" else run_id
+    return None if previous.state in ("finished", "running") else run_id
 
 
 def _save_autoresume(path: Path, started: Any) -> None:

@@ -514,6 +514,9 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     disabled = wandb.init(project="rules", mode="disabled", config={"a": 1})
     assert isinstance(disabled, wandb.sdk.lib.RunDisabled) and os.path.isdir(disabled.dir)
     disabled.log({"x": 1})
+    wandb.log({"x": 2, "val": {"acc": 0.5}})
+    # as W&B's disabled run: the summary holds what was logged last (scripts read it after training)
+    assert disabled.summary["x"] == 2 and wandb.summary["val"] == {"acc": 0.5}
     disabled.finish()
     assert [r.name for r in tracklet.Api(root).runs("rules")] == [run.name]
 

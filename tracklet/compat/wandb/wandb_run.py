@@ -693,7 +693,17 @@ class Run:
 
 
 class RunDisabled(Run):
-    """The run ``wandb.init(mode="disabled")`` returns: every call is accepted and records nothing."""
+    """The run ``wandb.init(mode="disabled")`` returns: every call is accepted and records nothing.
+    As W&B's disabled run, ``log`` keeps the logged values in the summary (in memory only), so a
+    script that reads ``run.summary["loss"]`` after training runs the same with W&B turned off."""
+
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None,
+            sync: bool | None = None) -> None:
+        if isinstance(data, Mapping):
+            try:
+                self.summary.update(dict(data))
+            except Exception:  # the tracker never stops training
+                pass
 
 
 __all__ = ["Metric", "Run", "RunDisabled"]

@@ -126,7 +126,7 @@ def test_a_key_accepted_but_not_acted_on_is_named_in_a_warning(root, config, nam
 
 def test_a_config_whose_every_key_is_used_warns_nothing(root):
     config = {**_bayes(impute="latest", impute_while_running="false"), "controller": {"type": "local"},
-              "name": "n", "description": "d"}
+              "name": "n", "description": "d", "early_terminate": {"type": "hyperband", "min_iter": 2}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         create_sweep(root, config, project="p")

@@ -4,6 +4,8 @@ from a tracking server serving it, through ``tracklet.Api().sweep``."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import QUIET
 
@@ -47,6 +49,14 @@ def _check(api: wandb.Api, sweep_id: str) -> None:
     assert api.runs("wb", filters={"sweep": {"$ne": sweep_id}}) == [] and api.runs("wb", filters={"sweep": "x"}) == []
     with pytest.raises(wandb.errors.CommError, match="no sweep"):
         api.sweep("wb/nosuch12")
+    # W&B's Runs.histories (an export script's one call for every run), run.sweep_name, run.json_config
+    assert all(run.sweep_name == sweep_id for run in runs)
+    listed = api.runs("wb")
+    rows = listed.histories(keys=["val_loss"])
+    assert sorted((row["run_id"], row["val_loss"]) for row in rows) == sorted((run.id, run.config["lr"]) for run in runs)
+    frame = listed.histories(keys=["val_loss"], format="pandas")
+    assert list(frame.columns) == ["_step", "run_id", "val_loss"] and len(frame) == 3
+    assert json.loads(runs[0].json_config) == {"lr": {"value": runs[0].config["lr"], "desc": None}}
 
 
 def test_a_sweep_reads_its_config_state_runs_and_best_run(root, swept):

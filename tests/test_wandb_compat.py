@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -512,6 +514,9 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     disabled = wandb.init(project="rules", mode="disabled", config={"a": 1})
     assert isinstance(disabled, wandb.sdk.lib.RunDisabled) and os.path.isdir(disabled.dir)
     disabled.log({"x": 1})
+    wandb.log({"x": 2, "val": {"acc": 0.5}})
+    # as W&B's disabled run: the summary holds what was logged last (scripts read it after training)
+    assert disabled.summary["x"] == 2 and wandb.summary["val"] == {"acc": 0.5}
     disabled.finish()
     assert [r.name for r in tracklet.Api(root).runs("rules")] == [run.name]
 
@@ -935,3 +940,139 @@ def test_a_run_synced_to_a_server_lists_its_logged_tables_as_w_and_b_does(root, 
                                        "--quiet"])
     assert synced.exit_code == 0, synced.output
     _check_logged_tables_listed(wandb.Api(overrides={"base_url": server.url}), run_id)
+
+
+def test_a_table_logged_under_a_key_with_a_slash_is_the_artifact_w_and_b_names_and_reads_back(root):
+    """``wandb.log({"val/preds": table})``: W&B names its artifact ``run-<id>-valpreds-<crc>`` (an
+    artifact name holds no ``/``); ``logged_artifacts()`` lists that name and ``api.artifact`` of it
+    (or of the name as listed) reads the table back; the names are W&B's own (its
+    ``sanitize_artifact_name`` gave them)."""
+    import tracklet.compat.wandb as wandb
+
+    run = wandb.init(project="slashed", id="tablekeys1", settings={"console": "off", "x_disable_stats": True})
+    wandb.log({"val/preds": wandb.Table(columns=["id"], data=[[1], [2]]), "preds": wandb.Table(columns=["id"], data=[[3]])})
+    wandb.log({"eval/cm": wandb.plot.confusion_matrix(y_true=[0, 1], preds=[0, 0], class_names=["a", "b"])})
+    wandb.finish()
+    api = wandb.Api()
+    listed = api.run(f"slashed/{run.id}").logged_artifacts()
+    assert sorted(a.name for a in listed) == ["run-tablekeys1-evalcm_table-mRrrzg:v0", "run-tablekeys1-preds:v0",
+                                              "run-tablekeys1-valpreds-vh8a2g:v0"]
+    for artifact in listed:
+        assert api.artifact(artifact.qualified_name).get(artifact._key).data == artifact.get(artifact._key).data
+    assert api.artifact("slashed/run-tablekeys1-valpreds-vh8a2g:latest").get("val/preds").get_column("id") == [1, 2]
+
+
+def test_wandb_save_keeps_the_folders_w_and_b_keeps(root, tmp_path, monkeypatch):
+    """``wandb.save`` lays files out in ``files/`` as W&B's docstring says: a relative glob keeps
+    its path below the working directory, ``base_path`` cuts the path there, an absolute glob
+    without one keeps its last folder; ``policy="live"`` copies the file again at finish from
+    where it was, even after the script changed directory."""
+    import tracklet.compat.wandb as wandb
+
+    work = tmp_path / "work"
+    for name in ("these/are/myfiles/a.txt", "files/x/saveme.txt", "files/y/saveme.txt", "ckpt/m.pt"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(name)
+    monkeypatch.chdir(work)
+    run = wandb.init(project="saved", settings={"console": "off", "x_disable_stats": True, "x_disable_meta": True})
+    wandb.save("ckpt/*.pt")
+    run.save("these/are/myfiles/*", base_path="these", policy="now")
+    run.save("files/*/saveme.txt", policy="now")
+    run.save(str(work / "these/are/myfiles/*.txt"), policy="now")
+    (work / "ckpt/m.pt").write_text("trained")
+    monkeypatch.chdir(tmp_path)
+    wandb.finish()
+    files = Path(tracklet.Api(root).run(f"saved/{run.id}").dir) / "files"
+    assert sorted(str(p.relative_to(files)) for p in files.rglob("*") if p.is_file()) == [
+        "are/myfiles/a.txt", "ckpt/m.pt", "files/x/saveme.txt", "files/y/saveme.txt", "myfiles/a.txt"]
+    assert (files / "ckpt/m.pt").read_text() == "trained"  # "live": copied again at finish
+
+
+def test_config_defaults_yaml_in_the_working_directory_is_each_runs_config_as_in_w_and_b(root, tmp_path, monkeypatch):
+    """W&B loads ``config-defaults.yaml`` (``{key: {desc, value}}``) from the working directory as
+    every run's config, and ``init(config=)`` overrides it (W&B's sweeps tutorials rely on it); one
+    that doesn't parse is left out with a warning, and the run starts."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config-defaults.yaml").write_text(
+        "epochs:\n  desc: Number of epochs\n  value: 100\nbatch_size:\n  desc: Batch size\n  value: 32\n")
+    quiet = {"console": "off", "x_disable_stats": True, "x_disable_meta": True}
+    with wandb.init(project="defaults", settings=quiet) as run:
+        assert dict(wandb.config) == {"epochs": 100, "batch_size": 32}
+    with wandb.init(project="defaults", config={"batch_size": 8, "lr": 0.1}, settings=quiet) as overridden:
+        assert dict(wandb.config) == {"epochs": 100, "batch_size": 8, "lr": 0.1}
+    recorded = {r.id: r.config for r in tracklet.Api(root).runs("defaults")}
+    assert recorded == {run.id: {"epochs": 100, "batch_size": 32}, overridden.id: {"epochs": 100, "batch_size": 8, "lr": 0.1}}
+    (tmp_path / "config-defaults.yaml").write_text("epochs: [1,\n")
+    with pytest.warns(tracklet.TrackletWarning, match="config-defaults.yaml could not be read"):
+        with wandb.init(project="defaults", config={"lr": 0.2}, settings=quiet):
+            assert dict(wandb.config) == {"lr": 0.2}
+
+
+def test_a_wandb_setting_left_unset_or_turned_off_is_not_warned_about(root):
+    """``wandb.Settings(sync_tensorboard=False, log_internal=None)`` asks for nothing tracklet lacks,
+    so ``init`` warns nothing (as ``init(sync_tensorboard=False)`` already did); the feature turned
+    on is still warned about once."""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"console": "off", "x_disable_stats": True, "x_disable_meta": True}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wandb.init(project="quiet", settings=wandb.Settings(sync_tensorboard=False, log_internal=None, **quiet)).finish()
+    assert [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)] == []
+    with pytest.warns(tracklet.TrackletWarning, match=r"wandb.Settings\(sync_tensorboard\) is not yet supported"):
+        wandb.init(project="quiet", settings=wandb.Settings(sync_tensorboard=True, **quiet)).finish()
+
+
+def test_w_and_b_module_paths_scripts_import_types_from_are_provided():
+    """``from wandb.sdk.artifacts.artifact import Artifact`` (type hints, helper modules) and the like
+    import under the redirect (``wandb.X`` is ``tracklet.compat.wandb.X``) and give the types
+    ``wandb.Artifact``, ``wandb.Image``... are; before, such a script stopped at the import."""
+    import importlib
+
+    import tracklet.compat.wandb as wandb
+
+    for module, names in [
+        ("sdk.artifacts.artifact", ["Artifact"]), ("sdk.artifacts", ["Artifact"]), ("sdk.lib.runid", ["generate_id"]),
+        ("sdk.data_types.image", ["Image"]), ("sdk.data_types.table", ["Table", "JoinedTable", "PartitionedTable"]),
+        ("sdk.data_types.histogram", ["Histogram"]), ("sdk.data_types.video", ["Video"]),
+        ("sdk.data_types.audio", ["Audio"]), ("sdk.data_types.html", ["Html"]), ("sdk.data_types.object_3d", ["Object3D"]),
+        ("sdk.data_types.plotly", ["Plotly"]), ("sdk.data_types", ["Image", "Table"]), ("apis", ["PublicApi"]),
+    ]:
+        found = importlib.import_module(f"tracklet.compat.wandb.{module}")
+        for name in names:
+            expected = {"generate_id": wandb.util.generate_id, "PublicApi": wandb.Api}.get(name) or getattr(wandb, name)
+            assert getattr(found, name) is expected, (module, name)
+
+
+def test_resume_auto_without_an_id_continues_the_last_run_started_here_unless_it_finished(root, tmp_path, monkeypatch):
+    """W&B's ``wandb.init(resume=True)`` / ``resume="auto"`` with no id (a preemptible job restarted
+    in its directory): the last run started from this working directory is continued when it did not
+    finish (failed, crashed), and a new run starts after one that finished, as W&B's
+    ``wandb-resume.json`` does, or beside one still being recorded; before, every restart started
+    a new run."""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"console": "off", "x_disable_stats": True, "x_disable_meta": True}
+    monkeypatch.chdir(tmp_path)
+    first = wandb.init(project="auto", resume=True, settings=quiet)
+    wandb.log({"loss": 1.0})
+    first.finish(exit_code=1)  # preempted: the job failed
+    again = wandb.init(project="auto", resume="auto", settings=quiet)
+    assert (again.id, again.resumed, again.step) == (first.id, True, 1)
+    wandb.log({"loss": 0.5})
+    again.finish()
+    fresh = wandb.init(project="auto", resume=True, settings=quiet)
+    assert fresh.id != first.id and not fresh.resumed
+    fresh.finish(exit_code=1)
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")  # another directory: its own last run
+    elsewhere = wandb.init(project="auto", resume=True, settings=quiet)
+    assert elsewhere.id not in (first.id, fresh.id)
+    beside = wandb.init(project="auto", resume=True, reinit="create_new", settings=quiet)
+    assert beside.id != elsewhere.id  # still being recorded (a job beside it): a new run, not a failed resume
+    beside.finish()
+    elsewhere.finish()
+    history = tracklet.Api(root).run(f"auto/{first.id}").history().rows()
+    assert [row["loss"] for row in history] == [1.0, 0.5]

@@ -144,3 +144,27 @@ def test_the_wandb_command_on_path_says_which_layer_it_is(root, tmp_path):
     assert _wandb(root, tmp_path, "--version", via="module").stdout == shown.stdout
     missing = _wandb(root, tmp_path, "sweep", "missing.yaml")
     assert missing.returncode == 2 and "can't read the sweep config missing.yaml" in missing.stderr
+
+
+def test_the_agent_command_wandb_sweep_prints_runs_the_trials_with_tracklets_wandb(root, tmp_path, capsys, monkeypatch):
+    """Outside `tracklet run --wandb` (no switch, the real wandb installed), `wandb.sweep` prints the
+    agent command to run, and that command's trials `import wandb` as tracklet's: their runs are
+    recorded, where they used to start the real wandb (which asks for a W&B login) and fail."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.delenv("TRACKLET_WANDB_COMPAT", raising=False)
+    (tmp_path / "train.py").write_text(
+        "import wandb\nassert 'tracklet' in wandb.__file__, wandb.__file__\n"
+        "with wandb.init() as run:\n    wandb.log({'val_loss': wandb.config.lr})\n")
+    config = {"program": "train.py", "method": "grid", "metric": {"name": "val_loss", "goal": "minimize"},
+              "parameters": {"lr": {"values": [0.5]}}}
+    sweep_id = wandb.sweep(config, project="hinted")
+    hint = re.search(r"Run sweep agents with: (.+?)  \(or", capsys.readouterr().err).group(1)
+    assert hint == f"python -m tracklet.compat.wandb agent hinted/{sweep_id}"
+    command = hint.replace("python", sys.executable, 1).split()
+    env = {k: v for k, v in os.environ.items() if k != "TRACKLET_WANDB_COMPAT"}
+    ran = subprocess.run(command, env={**env, "TRACKLET_DIR": str(root), "PYTHONPATH": str(REPO), **QUIET_ENV},
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0 and "trial 0 complete: val_loss = 0.5" in ran.stderr, ran.stderr
+    (recorded,) = tracklet.Api(root).runs("hinted")
+    assert recorded.config == {"lr": 0.5} and recorded.summary["val_loss"] == 0.5

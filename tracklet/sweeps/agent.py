@@ -144,7 +144,8 @@ class Agent:
                  max_failures: int = DEFAULT_MAX_FAILURES, poll_interval: float = 1.0,
                  gpus: list[str] | None = None, gpus_per_trial: int = 1,
                  log: Callable[[str], None] | None = None, resume_trial: int | None = None,
-                 prune_interval: float = DEFAULT_PRUNE_INTERVAL, name: str | None = None) -> None:
+                 prune_interval: float = DEFAULT_PRUNE_INTERVAL, name: str | None = None,
+                 command_env: Mapping[str, str] | None = None) -> None:
         if count is not None and count < 1:
             raise ValueError(f"count must be >= 1; got {count}")
         if max_failures < 1:
@@ -159,6 +160,7 @@ class Agent:
         self.resume_trial = resume_trial
         self.prune_interval = prune_interval
         self.name = name
+        self.command_env = dict(command_env or {})  # more variables for command trials (W&B's agent: the redirect)
         self._function_running = threading.Event()
         self._prune_lock = threading.Lock()
         self.report = AgentReport()
@@ -445,7 +447,7 @@ class Agent:
             line = build_command(spec.command, spec.program, lease.config, json_file)
         except SweepError as error:
             return 1, str(error)
-        env = {**os.environ, **self._trial_env(lease)}
+        env = {**os.environ, **self.command_env, **self._trial_env(lease)}
         from tracklet.core.sweeptrial import sigterm_file, stop_file
 
         for stale in (stop_file(self.controller.root, lease.sweep_id, lease.trial),

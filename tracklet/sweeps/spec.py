@@ -543,7 +543,7 @@ def _early_terminate(value: Any, problems: _Problems) -> dict[str, Any] | None:
     if not isinstance(value, Mapping) or value.get("type") != "hyperband":
         problems.add("early_terminate.type", f"must be hyperband; got {value!r}")
         return None
-    result: dict[str, Any] = {"type": "hyperband", "eta": 3, "strict": True}
+    result: dict[str, Any] = {"type": "hyperband", "eta": 3}  # strict: only when given (nothing reads it)
     for key, item in value.items():
         if key not in ("type", "min_iter", "max_iter", "s", "eta", "strict"):
             problems.add(f"early_terminate.{key}", "unknown key (known: type, min_iter, max_iter, s, eta, strict)")

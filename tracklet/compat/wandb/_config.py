@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import types
 from collections.abc import Mapping
 from typing import Any, Iterable, Iterator
@@ -31,6 +32,25 @@ def _from_yaml(path: str) -> dict[str, Any]:
     # W&B's config-defaults.yaml style: {key: {"value": v, "desc": ...}}
     return {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in dict(loaded).items()
             if k != "wandb_version"}
+
+
+#: The file W&B reads, from the working directory, as every run's config defaults.
+DEFAULTS_FILE = "config-defaults.yaml"
+
+
+def config_defaults() -> dict[str, Any]:
+    """W&B's ``config-defaults.yaml`` in the working directory (``{key: {value: v, desc: ...}}``),
+    which W&B loads as each run's config before ``init(config=)`` (and a sweep's values) override
+    it; ``{}`` when there is none. A file that can't be read or parsed is reported once and left
+    out (W&B raises ``ConfigError``): the run still starts."""
+    if not os.path.isfile(DEFAULTS_FILE):
+        return {}
+    try:
+        return _from_yaml(DEFAULTS_FILE)
+    except Exception as error:
+        warn_once("config-defaults", f"{os.path.abspath(DEFAULTS_FILE)} could not be read and is left out of the "
+                                     f"config: {error}")
+        return {}
 
 
 def parse_config(params: Any, exclude: Iterable[str] | None = None,

@@ -11,15 +11,18 @@ disabled run with a warning, so training goes on.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import sys
 import weakref
+from pathlib import Path
 from typing import Any, Sequence
 
 from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.compat.wandb import wandb_settings
-from tracklet.compat.wandb._config import parse_config
+from tracklet.compat.wandb._config import config_defaults, parse_config
 from tracklet.compat.wandb._messages import not_supported, termlog, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
@@ -154,7 +157,10 @@ def init(
         warn_once("entity", "entity= is accepted but not recorded: tracklet has no entities, runs are kept by project")
     data_root = _data_root(dir if dir is not None else given.get("root_dir"))
     _note_wandb_server(env, given)
-    unknown_settings = sorted(k for k in given if k not in wandb_settings.MAPPED and k not in wandb_settings.IGNORED)
+    # a setting left unset (None) or an unsupported feature turned off (sync_tensorboard=False) asks for nothing
+    unknown_settings = sorted(k for k, v in given.items() if k not in wandb_settings.MAPPED
+                              and k not in wandb_settings.IGNORED and v is not None
+                              and not (k in _UNSUPPORTED_ARGS and v is False))
     if unknown_settings:
         not_supported(f"wandb.Settings({', '.join(unknown_settings)})", "these settings are ignored")
 
@@ -215,6 +221,7 @@ def init(
         tag_list = [t.strip() for t in tag_list.split(",") if t.strip()]
     if resume is None:
         resume = given.get("resume") or env.get("WANDB_RESUME") or None
+    auto_resume = resume is True or resume == "auto"  # W&B: resume the last run started here unless it finished
     if resume == "auto":
         resume = "allow"
     if resume not in (None, True, False, "allow", "must", "never"):
@@ -222,9 +229,10 @@ def init(
         resume = None
     run_id = _safe_name("run id", pick(id, "run_id", "WANDB_RUN_ID"))
     allow = bool(allow_val_change if allow_val_change is not None else given.get("allow_val_change"))
-    config_items = None
+    config_items = config_defaults() or None  # W&B's config-defaults.yaml, which init(config=) overrides
     if config is not None:
-        config_items = parse_config(config, exclude=config_exclude_keys, include=config_include_keys)
+        config_items = {**(config_items or {}),
+                        **parse_config(config, exclude=config_exclude_keys, include=config_include_keys)}
 
     from tracklet import init as tracklet_init
 
@@ -243,6 +251,12 @@ def init(
         settings=tracklet_settings or None,
         reinit="create_new" if reinit == "create_new" else None,  # the others were dealt with above
     )
+    resume_file = None
+    if auto_resume and arguments["mode"] != "disabled" and not env.get("TRACKLET_SWEEP_ID") \
+            and not env.get("TRACKLET_REPRODUCE"):  # a sweep trial or a reproduction has its own run
+        resume_file = _autoresume_file(data_root)
+        if arguments["id"] is None:
+            arguments["id"] = _autoresume_id(resume_file, data_root, arguments["project"])
     try:
         started = tracklet_init(config=config_items, **arguments)
     except ValueError as error:
@@ -253,6 +267,8 @@ def init(
         raise
     except Exception as error:  # e.g. the data root is not writable: training must still run
         started = _fall_back(arguments, config_items, error)
+    if resume_file is not None:
+        _save_autoresume(resume_file, started)
     made = wrap(started, entity=pick(entity, "entity", "WANDB_ENTITY"), allow_val_change=allow,
                 settings=wandb_settings.Settings(**given) if given else None)
     _wrappers[started] = made
@@ -261,6 +277,46 @@ def init(
     if save_code if save_code is not None else (given.get("save_code") or _flag(env.get("WANDB_SAVE_CODE"))):
         _save_program(made)
     return made
+
+
+def _autoresume_file(data_root: str | None) -> Path:
+    """Where ``resume="auto"`` (or ``True``) keeps the id of the last run started from this working
+    directory: W&B's ``wandb/wandb-resume.json``, kept under the data root (tracklet writes nothing
+    into the working directory), one file per working directory."""
+    from tracklet.core.settings import default_data_root
+
+    root = Path(data_root or os.environ.get("TRACKLET_DIR") or default_data_root()).expanduser()
+    key = hashlib.sha256(os.path.abspath(os.getcwd()).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return root / "autoresume" / f"{key}.json"
+
+
+def _autoresume_id(path: Path, data_root: str | None, project: str | None) -> str | None:
+    """The run to resume under ``resume="auto"``: the last one started here in ``project``, unless
+    it finished (W&B deletes its resume file when a run exits 0) or is still being recorded (a job
+    started beside it from the same directory: resuming would fail on its writer), or None for a
+    new run."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        run_id, saved_project = saved["run_id"], saved["project"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(run_id, str) or (project is not None and saved_project != project):
+        return None
+    try:
+        import tracklet
+
+        previous = tracklet.Api(data_root).run(f"{saved_project}/{run_id}")
+    except Exception:  # gone, or unreadable: start a new run
+        return None
+    return None if previous.state in ("finished", "running") else run_id
+
+
+def _save_autoresume(path: Path, started: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run_id": started.id, "project": started.project}), encoding="utf-8")
+    except Exception as error:  # never into training
+        warn_once("autoresume", f"resume='auto': the run id could not be saved for the next start: {error!r}")
 
 
 def _live() -> list[Run]:

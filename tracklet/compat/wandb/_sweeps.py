@@ -36,10 +36,39 @@ def create(sweep: Any, *, entity: str | None = None, project: str | None = None,
     config = sweep() if callable(sweep) else sweep
     if prior_runs:
         not_supported("wandb.sweep(prior_runs=...)", "the runs are not added to the sweep")
-    sweep_id, _ = create_sweep(config, project=project)
+    sweep_id, made_in = create_sweep(config, project=project)
     termlog(f"Created sweep with ID: {sweep_id}")
-    termlog(f"Run sweep agents with: tracklet agent {sweep_id}  (or wandb.agent({sweep_id!r}, function=...))")
+    termlog(f"Run sweep agents with: {agent_command(f'{made_in}/{sweep_id}')}  (or wandb.agent({sweep_id!r}, "
+            "function=...))")
     return sweep_id
+
+
+def agent_command(reference: str) -> str:
+    """The command line that runs agents for sweep ``reference`` with ``import wandb`` being
+    tracklet's in the trials: ``wandb agent`` where that is tracklet's (under ``tracklet run
+    --wandb``), else ``python -m tracklet.compat.wandb agent``. (``tracklet agent`` would run the
+    trials with whatever ``wandb`` is installed: the real one asks for a W&B login.)"""
+    import shutil
+
+    found = shutil.which("wandb")
+    try:
+        ours = found is not None and b"tracklet.compat.wandb" in Path(found).read_bytes()[:4096]
+    except OSError:
+        ours = False
+    return f"wandb agent {reference}" if ours else f"python -m tracklet.compat.wandb agent {reference}"
+
+
+def _compat_environment() -> dict[str, str]:
+    """What a command trial of W&B's agent needs so that its ``import wandb`` is tracklet's (as
+    under ``tracklet run --wandb``): the switch, and the launch directory (its ``sitecustomize``
+    installs the redirect) first on ``PYTHONPATH``."""
+    from tracklet.compat import ENV_SWITCH
+    from tracklet.compat.redirect import LAUNCH_DIR
+
+    entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(LAUNCH_DIR) not in entries:
+        entries.insert(0, str(LAUNCH_DIR))
+    return {ENV_SWITCH: "1", "PYTHONPATH": os.pathsep.join(entries)}
 
 
 def create_sweep(config: Any, *, project: str | None = None) -> tuple[str, str]:
@@ -86,8 +115,8 @@ def run_agent(sweep_id: str, *, function: Callable[[], Any] | None, entity: str 
         raise UsageError(f"wandb.agent(function=...) must be callable; got {function!r}")
     try:
         controller = _controller(sweep_id)
-        agent = Agent(controller, count=count,
-                      log=lambda line: termlog(f"Agent: {line}"))
+        agent = Agent(controller, count=count, log=lambda line: termlog(f"Agent: {line}"),
+                      command_env=_compat_environment())  # the trials' import wandb is tracklet's, as W&B's is W&B's
         if function is None:
             agent.run_commands()
         else:

@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from tracklet.compat.wandb._sweeps import create_sweep, set_state
+    from tracklet.compat.wandb._sweeps import agent_command, create_sweep, set_state
     from tracklet.errors import SweepSpecError
     from tracklet.sweeps.spec import load_text
 
@@ -127,7 +127,8 @@ def _sweep(args: argparse.Namespace) -> int:
     sweep_id, project = create_sweep(config, project=args.project)
     entity = args.entity or os.environ.get("WANDB_ENTITY")
     termlog(f"Creating sweep with ID: {sweep_id}")
-    termlog(f"Run sweep agent with: wandb agent {entity + '/' if entity else ''}{project}/{sweep_id}")
+    reference = f"{entity}/{project}/{sweep_id}" if entity else f"{project}/{sweep_id}"
+    termlog(f"Run sweep agent with: {agent_command(reference)}")
     return 0
 
 

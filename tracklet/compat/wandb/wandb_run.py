@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import ModuleType
 from typing import Any, Callable, Literal, Sequence
 
@@ -224,7 +224,7 @@ class Run:
         self._summary = Summary(run.summary)
         self._step_sync = _StepSync()
         self._watcher: Any = None
-        self._saved: list[tuple[str, str | None]] = []  # save(policy="live"/"end") globs, copied again at finish
+        self._saved: list[tuple[str, str]] = []  # save(policy="live"/"end") globs, copied again at finish
         self._settings = settings
         self._scratch_dir: str | None = None
         self._alerted: dict[str, float] = {}  # alert title -> when it was last recorded (monotonic)
@@ -437,28 +437,37 @@ class Run:
 
     def save(self, glob_str: str | os.PathLike | None = None, base_path: str | os.PathLike | None = None,
              policy: str = "live") -> list[str]:
-        """Copy files matching ``glob_str`` into the run's ``files/`` (keeping their layout below
-        ``base_path``, default the glob's directory). ``policy="live"`` or ``"end"``: copied again
-        at finish, so the last version is kept."""
+        """Copy files matching ``glob_str`` into the run's ``files/``, keeping their layout below
+        ``base_path``; without one, as W&B: below the working directory for a relative glob
+        (``save("ckpt/*.pt")`` keeps ``ckpt/``), below the glob's directory's parent for an
+        absolute one (one folder kept: ``save("/data/run123/*.txt")`` gives ``run123/...``).
+        ``policy="live"`` or ``"end"``: copied again at finish (the paths as resolved now, whatever
+        the working directory is then), so the last version is kept."""
         if glob_str is None:
             return []
         try:
-            copied = self._copy_files(os.fspath(glob_str), None if base_path is None else os.fspath(base_path))
+            pattern = os.path.abspath(os.fspath(glob_str))
+            if base_path is not None:
+                base = os.path.abspath(os.fspath(base_path))
+            elif not os.path.isabs(os.fspath(glob_str)):
+                base = os.path.abspath(".")
+            else:
+                base = str(PurePath(pattern).parent.parent)
+            copied = self._copy_files(pattern, base)
             if policy in ("live", "end"):
-                self._saved.append((os.fspath(glob_str), None if base_path is None else os.fspath(base_path)))
+                self._saved.append((pattern, base))
             return copied
         except Exception as error:
             warn_once("save-failed", f"wandb.save({glob_str!r}) failed: {error!r}")
             return []
 
-    def _copy_files(self, pattern: str, base_path: str | None) -> list[str]:
+    def _copy_files(self, pattern: str, base: str) -> list[str]:
+        """Copy the files matching the absolute glob ``pattern`` to their paths below ``base``."""
         if self._run.dir is None:
             return []
         files_dir = Path(self.dir)
-        absolute = os.path.abspath(pattern)
-        base = os.path.abspath(base_path) if base_path is not None else os.path.dirname(absolute.split("*")[0] + "x")
         copied = []
-        for source in glob.glob(absolute, recursive=True):
+        for source in glob.glob(pattern, recursive=True):
             if not os.path.isfile(source):
                 continue
             relative = os.path.relpath(source, base)
@@ -684,7 +693,17 @@ class Run:
 
 
 class RunDisabled(Run):
-    """The run ``wandb.init(mode="disabled")`` returns: every call is accepted and records nothing."""
+    """The run ``wandb.init(mode="disabled")`` returns: every call is accepted and records nothing.
+    As W&B's disabled run, ``log`` keeps the logged values in the summary (in memory only), so a
+    script that reads ``run.summary["loss"]`` after training runs the same with W&B turned off."""
+
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None,
+            sync: bool | None = None) -> None:
+        if isinstance(data, Mapping):
+            try:
+                self.summary.update(dict(data))
+            except Exception:  # the tracker never stops training
+                pass
 
 
 __all__ = ["Metric", "Run", "RunDisabled"]

@@ -17,6 +17,23 @@ from typing import Any
 _NAME = re.compile(r"run-(?P<rest>.+?)(?::(?P<alias>[^:/]+))?$")
 
 
+def table_artifact_name(run_id: str, key: str) -> str:
+    """The name W&B gives the artifact of a table logged under ``key``: ``run-<run id>-<key>``,
+    or, when that has characters an artifact name can't (``/`` in ``val/preds``, a space), those
+    left out and a 6-character suffix (the CRC-32 of the full name, url-safe base64) added, as
+    W&B's ``sanitize_artifact_name`` (``wandb/sdk/artifacts/_internal_artifact.py``) does:
+    ``run-<id>-valpreds-<crc>``."""
+    import base64
+    import zlib
+
+    name = f"run-{run_id}-{key}"
+    sanitized = re.sub(r"[^a-zA-Z0-9_\-.]+", "", name)
+    if sanitized == name:
+        return name
+    crc = zlib.crc32(name.encode("utf-8")) & 0xFFFFFFFF
+    return f"{sanitized}-{base64.urlsafe_b64encode(crc.to_bytes(4, 'big')).rstrip(b'=').decode('ascii')}"
+
+
 class RunTableArtifact:
     """One logged version of a run's table, read through W&B's artifact calls (``get``, ``name``,
     ``version``, ``type``)."""
@@ -29,7 +46,7 @@ class RunTableArtifact:
         self.project = project
         self.version = f"v{index}"
         self.aliases = ["latest"] if index == count - 1 else []
-        self.source_name = f"run-{recorded.id}-{key}"
+        self.source_name = table_artifact_name(recorded.id, key)
         self.name = f"{self.source_name}:{self.version}"
         self.qualified_name = f"{project}/{self.name}"
         self.time = time  # when the table was logged (seconds since the epoch)
@@ -187,8 +204,8 @@ def _remote_run_table_artifacts(recorded: Any, project: str) -> list[RunTableArt
 
 
 def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | None:
-    """The table artifact ``name`` (``run-<id>-<key>[:alias]``) of ``project``, or None when it
-    names no run's logged table."""
+    """The table artifact ``name`` (``run-<id>-<key>[:alias]``, the key as W&B puts it in the name:
+    :func:`table_artifact_name`) of ``project``, or None when it names no run's logged table."""
     match = _NAME.fullmatch(name)
     if match is None:
         return None
@@ -197,7 +214,8 @@ def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | 
         run_id, key = rest[:place], rest[place + 1:]
         try:
             recorded = api.run(f"{project}/{run_id}")
-            versions = [table for table in run_table_artifacts(recorded, project) if table._key == key]
+            versions = [table for table in run_table_artifacts(recorded, project)
+                        if table.source_name == f"run-{rest}" or table._key == key]
         except Exception:  # no such run: try a longer id
             continue
         if not versions:
@@ -213,4 +231,4 @@ def _version(alias: str) -> int | None:
     return int(alias[1:]) if re.fullmatch(r"v\d+", alias) else None
 
 
-__all__ = ["RunTableArtifact", "run_table_artifact", "run_table_artifacts"]
+__all__ = ["RunTableArtifact", "run_table_artifact", "run_table_artifacts", "table_artifact_name"]

@@ -246,6 +246,20 @@ class Run:
             return None
 
     @property
+    def sweep_name(self) -> str | None:
+        """W&B's ``sweepName``: the id of the sweep this run is a trial of (its ``sweep:<id>`` tag),
+        else None."""
+        return next((tag.removeprefix("sweep:") for tag in self._recorded.tags if tag.startswith("sweep:")), None)
+
+    @property
+    def json_config(self) -> str:
+        """The config as W&B's JSON text, ``{"key": {"value": v, "desc": null}}`` (the shape of
+        ``config-defaults.yaml``)."""
+        import json
+
+        return json.dumps({key: {"value": value, "desc": None} for key, value in self.config.items()})
+
+    @property
     def created_at(self) -> str | None:
         """ISO 8601 in UTC, as W&B gives it."""
         return _iso(self._recorded.created_at)
@@ -668,6 +682,43 @@ class Sweep:
 
 class Runs(list):
     """The runs a query matched, newest first unless ``order`` says otherwise."""
+
+    def histories(self, samples: int = 500, keys: Sequence[str] | None = None, x_axis: str = "_step",
+                  format: str = "default", stream: str = "default") -> Any:
+        """W&B's ``Runs.histories``: each run's ``history(samples, keys, x_axis, stream)`` rows with
+        a ``run_id`` key, one after another: a list of dicts (``format="default"``), or one pandas
+        (``"pandas"``) or polars (``"polars"``) DataFrame, its columns sorted, as W&B's."""
+        if format not in ("default", "pandas", "polars"):
+            raise ValueError(f"Invalid format: {format}. Must be one of 'default', 'pandas', 'polars'")
+        rows: list[dict[str, Any]] = []
+        frames = []
+        for run in self:
+            history = run.history(samples=samples, keys=keys, x_axis=x_axis, pandas=False, stream=stream)
+            for row in history:
+                row["run_id"] = run.id
+            if format == "default":
+                rows.extend(history)
+            elif history:
+                frames.append(history)
+        if format == "default":
+            return rows
+        if format == "pandas":
+            import pandas as pd
+
+            if not frames:
+                return pd.DataFrame()
+            combined = pd.concat([pd.DataFrame.from_records(frame) for frame in frames]).reset_index(drop=True)
+            return combined[sorted(combined.columns)]
+        import importlib
+
+        try:
+            pl = importlib.import_module("polars")  # not a dependency: W&B asks for it the same way
+        except ImportError:
+            raise ImportError("Exporting polars DataFrame requires polars") from None
+        if not frames:
+            return pl.DataFrame()
+        joined = pl.concat([pl.from_dicts(frame) for frame in frames], how="vertical")
+        return joined.select(sorted(joined.columns))
 
 
 class Project:

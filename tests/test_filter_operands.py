@@ -105,6 +105,7 @@ def test_the_server_answers_400_for_each(data_root, store_url):
     ({"display_name": {"$regex": "(a"}}, "missing ')'"),
     ({"createdAt": {"$regex": "2026"}}, "$regex matches text"),
     ({"config.opt": {"$eq": {"name": "adam"}}}, "a dict is an operator dict"),
+    ({"duration": {"$gt": 60}}, "filtering or sorting runs on 'duration' is not supported"),
     ({"display_name": {"$regex": "res", "$options": "i"}}, "start the $regex pattern with (?i)"),
     ({"display_name": {"$regex": "a" * (MAX_REGEX_CHARS + 1)}}, f"at most {MAX_REGEX_CHARS}"),
     ({"tags": {"$gt": "a"}}, "'$gt' on 'tags' is not supported"),

@@ -37,8 +37,10 @@ RUNS = [  # name, config, tags
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("wbregex") / "data"
-    for name, config, tags in RUNS:
-        run = tracklet.init(project="f", name=name, dir=str(root), settings=QUIET, tags=tags, config=config)
+    for number, (name, config, tags) in enumerate(RUNS):
+        run = tracklet.init(project="f", name=name, id=f"r{number}", dir=str(root), settings=QUIET, tags=tags,
+                            config=config, group="grid-a" if "weep" in name else "grid-b",
+                            job_type="eval" if name == "Sweep-3" else "train")
         run.log({"loss": 1.0})
         run.finish()
     return root
@@ -111,6 +113,26 @@ def names(api: wandb.Api, filters: dict) -> list[str]:
     ({"createdAt": {"$lt": "2000-01-01"}}, []),
 ])
 def test_wandb_filters_select_what_wandb_selects_on_every_backend(api, filters, expected):
+    assert names(api, filters) == sorted(expected)
+
+
+@pytest.mark.parametrize("filters, expected", [
+    # the fields W&B's Api.runs docstring lists, under the names W&B users write
+    ({"displayName": "sweep-1"}, ["sweep-1"]),
+    ({"display_name": {"$in": ["sweep-1", "lr-1e-3"]}}, ["lr-1e-3", "sweep-1"]),
+    ({"name": {"$in": ["r0", "r3"]}}, ["lr-1e-3", "sweep-1"]),  # W&B's name is the run id
+    ({"id": "r5"}, ["lr-3e-3"]),
+    ({"jobType": "eval"}, ["Sweep-3"]),
+    ({"job_type": {"$ne": "eval"}}, ["lr-1e-3", "lr-2e-3", "lr-3e-3", "sweep-1", "sweep-12"]),
+    ({"group": {"$regex": "-b$"}}, ["lr-1e-3", "lr-2e-3", "lr-3e-3"]),
+    ({"state": "finished", "group": "grid-a"}, ["Sweep-3", "sweep-1", "sweep-12"]),
+    ({"username": {"$regex": "."}}, [name for name, _, _ in RUNS]),  # the OS user each run recorded
+    ({"heartbeatAt": {"$gt": "2000-01-01T00:00:00"}}, [name for name, _, _ in RUNS]),
+    ({"summary_metrics.loss": {"$lte": 1}}, [name for name, _, _ in RUNS]),
+    ({"tags": "base"}, ["lr-2e-3", "sweep-1"]),
+    ({"$nor": [{"display_name": {"$regex": "^lr"}}, {"tags": {"$exists": False}}]}, ["Sweep-3", "sweep-1", "sweep-12"]),
+])
+def test_each_field_wandb_documents_filters_under_its_wandb_name(api, filters, expected):
     assert names(api, filters) == sorted(expected)
 
 

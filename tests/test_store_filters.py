@@ -65,6 +65,8 @@ def test_string_escapes_and_quotes():
     assert parse_filter("name = 'say \"hi\"'").value == 'say "hi"'
     assert parse_filter('name = ""').value == ""
     assert parse_filter('name = "and or not ( ) [ ]"').value == "and or not ( ) [ ]"
+    # a character past U+FFFF as JSON writes it (json.dumps, W&B's filters): one character, not two surrogates
+    assert parse_filter(r'name = "\ud83d\ude80 go"').value == "\U0001f680 go"
 
 
 def test_json_paths_and_quoting():
@@ -184,6 +186,7 @@ def _error(text, parse=parse_filter) -> FilterSyntaxError:
     ("created > soon", "created is a time", 11),
     ("exit_code = '1'", "exit_code is a number", 13),
     ("name = true", "name is text", 8),
+    ('name = "\\ud83d"', "invalid escape '\\\\ud83d': a lone surrogate is no character", 9),
     ('name =~ "a{2,1}"', "invalid pattern: bad repetition '{2,1}': the second count is below the first", 9),
     ("config.x = [1, [2]]", "unexpected token '['", 16),
     ("config.x > null", "null only compares with = and !=", 12),

@@ -26,7 +26,7 @@ from serverproc import Server
 LONG = "a" * (regex.MAX_TEXT_CHARS + 10) + "z"  # matched on its first MAX_TEXT_CHARS characters
 RUNS = [  # name, config, tags
     ("sweep-1", {"opt": "adam", "layers": [64, 64], "flag": True, "text": "a" * 3000 + "!"}, ["v1", "base"]),
-    ("sweep-12", {"opt": "adamw", "layers": [64, 64.0], "flag": False}, ["v2"]),
+    ("sweep-12", {"opt": "adamw", "layers": [64, 64.0], "flag": False}, ["v2", "\U0001f680"]),
     ("Sweep-3", {"opt": "sgd", "layers": [128, 64], "flag": True}, ["v10"]),
     ("lr-1e-3", {"opt": "Adam", "layers": [64], "long": LONG}, []),
     ("lr-2e-3", {"opt": "sgd", "layers": ["64", "64"]}, ["base"]),
@@ -130,6 +130,8 @@ def test_wandb_filters_select_what_wandb_selects_on_every_backend(api, filters, 
     ({"heartbeatAt": {"$gt": "2000-01-01T00:00:00"}}, [name for name, _, _ in RUNS]),
     ({"summary_metrics.loss": {"$lte": 1}}, [name for name, _, _ in RUNS]),
     ({"tags": "base"}, ["lr-2e-3", "sweep-1"]),
+    ({"tags": "\U0001f680"}, ["sweep-12"]),  # past U+FFFF: was a pair of lone surrogates, matching nothing
+    ({"tags": {"$regex": "^\U0001f680$"}}, ["sweep-12"]),
     ({"$nor": [{"display_name": {"$regex": "^lr"}}, {"tags": {"$exists": False}}]}, ["Sweep-3", "sweep-1", "sweep-12"]),
 ])
 def test_each_field_wandb_documents_filters_under_its_wandb_name(api, filters, expected):

@@ -66,8 +66,9 @@ FIELDs
 - ``tags``: only ``tags contains "x"`` (exact tag) and ``tags exists`` (at least one tag).
 
 VALUEs: numbers (``3``, ``-2``, ``0.5``, ``.5``, ``1e-4``, ``+7``), strings in double or single
-quotes with JSON escapes (``\\" \\' \\\\ \\n \\t \\r \\b \\f \\/ \\uXXXX``), ``true``, ``false``,
-``null``; for time fields also dates and relative times as above.
+quotes with JSON escapes (``\\" \\' \\\\ \\n \\t \\r \\b \\f \\/ \\uXXXX``; a character past U+FFFF
+as a surrogate pair), ``true``, ``false``, ``null``; for time fields also dates and relative times as
+above.
 
 Every condition is either true or false for a run, never unknown (no SQL three-valued logic):
 a missing key, a SQL NULL or a value of another type simply makes the comparison false. So
@@ -373,7 +374,17 @@ def _read_string(text: str, i: int) -> tuple[str, int]:
                 j += 2
                 continue
             if e == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", text[j + 2 : j + 6]):
-                out.append(chr(int(text[j + 2 : j + 6], 16)))
+                code = int(text[j + 2 : j + 6], 16)
+                if 0xD800 <= code <= 0xDBFF and re.fullmatch(r"\\u[dD][c-fC-F][0-9A-Fa-f]{2}", text[j + 6 : j + 12]):
+                    # A surrogate pair, as JSON writes a character past U+FFFF ("\ud83d\ude80")
+                    low = int(text[j + 8 : j + 12], 16)
+                    out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
+                    j += 12
+                    continue
+                if 0xD800 <= code <= 0xDFFF:
+                    raise FilterSyntaxError(f"invalid escape {text[j:j + 6]!r}: a lone surrogate is no character", text,
+                                            j, "a character past U+FFFF is a surrogate pair: \\ud83d\\ude80")
+                out.append(chr(code))
                 j += 6
                 continue
             raise FilterSyntaxError(f"invalid escape {text[j:j + 2]!r}", text, j,

@@ -138,8 +138,10 @@ def _class_char(cp: int) -> str:
 
 def _emit_set(ranges: list[tuple[int, int]], negate: bool) -> str:
     """A bracket expression both engines read alike: explicit code-point ranges, no classes. NUL
-    is never in a stored text (tracklet/store/text.py holds U+FFFD), so it is left out; surrogates
-    are no characters."""
+    is never in a stored text (tracklet/store/text.py holds U+FFFD in its place, which a set holding
+    NUL matches instead); surrogates are no characters."""
+    if not negate and any(lo == 0 for lo, _ in ranges):
+        ranges = [*ranges, (0xFFFD, 0xFFFD)]
     parts = []
     for lo, hi in _merge(ranges):
         lo = max(lo, 1)
@@ -453,7 +455,6 @@ class _Parser:
                 for cp in range(lo, hi + 1):
                     folded.extend((ord(v), ord(v)) for v in _variants(chr(cp)))
             items = folded
-        items = [(0xFFFD, 0xFFFD) if (lo, hi) == (0, 0) else (lo, hi) for lo, hi in items]
         return _emit_set(items + classes, negate)
 
     def class_char(self) -> str:

@@ -31,9 +31,12 @@ NATIVE = [
     ("config.lr ~ 5", "'~' (substring) needs a string"),
     ("exit_code ~ \"1\"", "'~' (substring) needs a text field"),
     ("config.lr > null", "null only compares with = and !="),
-    ("config.flag < true", "true and false only compare with = and !="),
+    ('exit_code =~ "1"', "'=~' (regular expression) needs a text field"),
+    ('name =~ "\\\\bx"', "invalid pattern: \\b (a word boundary) is not supported"),
+    ('name =~ "(a"', "invalid pattern: missing ')'"),
+    ("name =~ 5", "expected a quoted pattern"),
     ("tags contains [a]", "expected a tag"),
-    ("tags = a", "tags take 'contains' or 'exists'"),
+    ("tags = a", "tags take 'contains', 'exists' or '=~'"),
     ("state exists 5", "unexpected token '5'"),
     ('name ~ "' + "x" * (MAX_SUBSTRING_CHARS + 1) + '"', "'~' text of 1001 characters"),
 ]
@@ -90,11 +93,20 @@ def test_the_server_answers_400_for_each(data_root, store_url):
     ({"$or": {"state": "a"}}, "$or takes a list of filter dicts"),
     ({"$and": ["state"]}, "each item of $and is a filter dict"),
     ({"$not": ["state"]}, "$not takes a filter dict"),
-    ({"state": ["a"]}, "a field's value is one value"),
-    ({"display_name": {"$regex": "^res"}}, "uses '^'"),
-    ({"display_name": {"$regex": "a.*b"}}, "uses '.'"),
-    ({"display_name": {"$regex": r"\d+"}}, "uses '\\\\d'"),
-    ({"display_name": {"$regex": "(a"}}, "an invalid regular expression"),
+    ({"state": ["a"]}, "only config and summary values are lists"),
+    ({"display_name": {"$regex": r"(a)\1"}}, "backreferences"),
+    ({"display_name": {"$regex": "(?=a)"}}, "'(?=' (lookaround)"),
+    ({"display_name": {"$regex": r"\bres"}}, "\\b (a word boundary) is not supported"),
+    ({"display_name": {"$regex": r"\pL"}}, "\\p (a Unicode character class)"),
+    ({"display_name": {"$regex": "(?s)a.b"}}, "only (?i) and (?i:...)"),
+    ({"display_name": {"$regex": "a{300}"}}, "above 255"),
+    ({"display_name": {"$regex": "(a{100}){100}"}}, "nested in each other count more than 1000 in all"),
+    ({"display_name": {"$regex": "[a-z]{255}" * 4}}, "too large once its repetitions are counted out"),
+    ({"display_name": {"$regex": "(a"}}, "missing ')'"),
+    ({"createdAt": {"$regex": "2026"}}, "$regex matches text"),
+    ({"config.opt": {"$eq": {"name": "adam"}}}, "a dict is an operator dict"),
+    ({"duration": {"$gt": 60}}, "filtering or sorting runs on 'duration' is not supported"),
+    ({"display_name": {"$regex": "res", "$options": "i"}}, "start the $regex pattern with (?i)"),
     ({"display_name": {"$regex": "a" * (MAX_REGEX_CHARS + 1)}}, f"at most {MAX_REGEX_CHARS}"),
     ({"tags": {"$gt": "a"}}, "'$gt' on 'tags' is not supported"),
     ("state = a", "a filter is a dict"),
@@ -105,9 +117,17 @@ def test_wandb_filters_of_the_wrong_shape_are_refused_naming_it(filters: Any, pr
     assert problem in str(raised.value)
 
 
-def test_wandb_regex_of_plain_text_is_a_substring_match():
-    assert to_filter({"display_name": {"$regex": "resnet"}}) == 'name ~ "resnet"'
-    assert to_filter({"display_name": {"$regex": r"res\.net\(2\)"}}) == 'name ~ "res.net(2)"'
+def test_wandb_filters_translate_to_tracklets_language():
+    from tracklet.store.regex import MAX_PATTERN_CHARS
+
+    assert MAX_REGEX_CHARS == MAX_PATTERN_CHARS
+    assert to_filter({"display_name": {"$regex": "^res"}}) == 'name =~ "^res"'
+    assert to_filter({"display_name": {"$regex": r"res\.net\(2\)"}}) == 'name =~ "res\\\\.net\\\\(2\\\\)"'
+    assert to_filter({"display_name": {"$contains": "res"}}) == 'name ~ "res"'
+    assert to_filter({"config.layers": [64, 64]}) == "config.layers = [64, 64]"
+    assert to_filter({"config.flag": {"$gt": False}}) == "config.flag > false"
+    assert to_filter({"createdAt": {"$gte": "2026-11-01T12:00"}}) == 'created >= "2026-11-01T12:00Z"'  # UTC, as W&B
+    assert to_filter({"createdAt": {"$gte": "2026-11-01T12:00+02:00"}}) == 'created >= "2026-11-01T12:00+02:00"'
     assert to_filter({"tags": {"$nin": ["a", "b"]}}) == 'not (tags contains "a" or tags contains "b")'
     assert to_filter({"$or": []}) == 'run_id = ""'
     assert to_filter({"tags": {"$exists": False}}) == "not tags exists"

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from tracklet.store import schema
+from tracklet.store.engine import register_sqlite_functions
 from tracklet.store.filters import (
     Ago,
     And,
@@ -64,6 +65,8 @@ def test_string_escapes_and_quotes():
     assert parse_filter("name = 'say \"hi\"'").value == 'say "hi"'
     assert parse_filter('name = ""').value == ""
     assert parse_filter('name = "and or not ( ) [ ]"').value == "and or not ( ) [ ]"
+    # a character past U+FFFF as JSON writes it (json.dumps, W&B's filters): one character, not two surrogates
+    assert parse_filter(r'name = "\ud83d\ude80 go"').value == "\U0001f680 go"
 
 
 def test_json_paths_and_quoting():
@@ -183,7 +186,9 @@ def _error(text, parse=parse_filter) -> FilterSyntaxError:
     ("created > soon", "created is a time", 11),
     ("exit_code = '1'", "exit_code is a number", 13),
     ("name = true", "name is text", 8),
-    ("config.flag < true", "true and false only compare with = and !=", 13),
+    ('name = "\\ud83d"', "invalid escape '\\\\ud83d': a lone surrogate is no character", 9),
+    ('name =~ "a{2,1}"', "invalid pattern: bad repetition '{2,1}': the second count is below the first", 9),
+    ("config.x = [1, [2]]", "unexpected token '['", 16),
     ("config.x > null", "null only compares with = and !=", 12),
     ("exit_code ~ 1", "'~' (substring) needs a text field", 11),
     ("config.x ~ 1", "'~' (substring) needs a string", 12),
@@ -307,6 +312,8 @@ def engine(request, tmp_path_factory):
     else:
         url = request.getfixturevalue("postgres_url") + "/postgres"
     eng = sa.create_engine(url)
+    if request.param == "sqlite":  # tracklet_regexp, as every store engine registers it (store/engine.py)
+        sa.event.listen(eng, "connect", lambda connection, record: register_sqlite_functions(connection))
     schema.metadata.drop_all(eng)
     schema.metadata.create_all(eng)
     with eng.begin() as conn:
@@ -420,6 +427,22 @@ CASES = [
     ("config.flag = 1", []),
     ("config.flag != true", EXCEPT(1, 16)),
     ("config.flag in [true, false]", S(1, 2, 16)),
+    ("config.flag > false", S(1, 16)),  # false < true, booleans only (r09's "true" is a string)
+    ("config.flag <= false", S(2)),
+    # =~: RE2 syntax, anywhere in the text unless anchored, case-sensitive unless (?i); the same on both backends
+    ('name =~ "^sweep-[0-9]$"', S(4, 5, 6)),
+    ('name =~ "(?i)^resnet-"', S(2, 3)),
+    ('name =~ "^resnet-"', S(2)),
+    ('name =~ "-\\\\d+$"', S(4, 5, 6)),
+    ('name =~ "é$"', S(12)),
+    ('group =~ "^sweep-(a|b)$"', S(1, 2, 3, 4, 5, 6, 9)),
+    ('config.optimizer =~ "^[Aa]dam"', S(1, 3, 4, 9, 14, 19)),
+    ('config.model.act =~ "lu$"', S(1, 17)),
+    ('config.lr =~ "0"', S(4)),  # strings only: r04's "0.1"
+    ('tags =~ "^v[12]$"', S(1, 2, 3, 5, 6, 9, 19)),
+    ('tags =~ "(?i)CAF"', S(12)),
+    ('not tags =~ "^v"', EXCEPT(1, 2, 3, 5, 6, 9, 19)),
+    ('summary."val/loss" =~ "^nan$"', S(3)),
     ("config.seed > 5 and config.seed < 10", S(6, 7, 9)),
     ('config."a.b" = 1', S(7)),
     ("config.'batch size' = 32", S(7)),

@@ -32,6 +32,15 @@ def _sqlite_pragmas(connection: object, record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    register_sqlite_functions(connection)
+
+
+def register_sqlite_functions(connection: object) -> None:
+    """The functions run filters call on SQLite (a sqlite3 connection): ``tracklet_regexp`` for
+    ``=~`` (store/regex.py; google-re2 is imported only when a pattern first runs)."""
+    from tracklet.store.regex import SQLITE_FUNCTION, sqlite_regexp
+
+    connection.create_function(SQLITE_FUNCTION, 2, sqlite_regexp, deterministic=True)  # type: ignore[attr-defined]
 
 
 def _json_dumps(value: object) -> str:

@@ -8,6 +8,7 @@ Filters
     summary."val/loss" <= 0.25 or not (tags contains "broken")
     created > -7d and name ~ "resnet" and config.optimizer in ["adam", "adamw"]
     group exists and exit_code != 0
+    name =~ "^sweep-[0-9]+$" and config.layers = [64, 64] and config.amp > false
 
 A filter is conditions joined by ``and``, ``or`` and ``not`` (tightest first: ``not``, then ``and``,
 then ``or``) and grouped with parentheses. An empty filter matches every run. Keywords are
@@ -17,13 +18,16 @@ case-insensitive; field names are not. The grammar::
     or_expr   := and_expr ("or" and_expr)*
     and_expr  := not_expr ("and" not_expr)*
     not_expr  := "not" not_expr | "(" or_expr ")" | condition
-    condition := FIELD OP VALUE                                     OP: = == != < <= > >= ~
+    condition := FIELD OP VALUE                                     OP: = == != < <= > >= ~ =~
                | FIELD ["not"] "in" "[" [VALUE ("," VALUE)* [","]] "]"
                | FIELD ["not"] "exists"
                | "tags" ["not"] "contains" STRING
+               | "tags" "=~" STRING
 
 ``~`` is a case-insensitive substring match (``name ~ "res"``) of at most 1,000 characters;
-``==`` is the same as ``=``.
+``=~`` a regular expression in RE2 syntax (W&B's ``$regex``; ``tracklet/store/regex.py``: unanchored,
+case-sensitive unless ``(?i)``, the same runs on SQLite and PostgreSQL, bounded
+time) on a text field, a JSON string or any tag; ``==`` is the same as ``=``.
 ``FIELD not in [...]``, ``FIELD not exists`` and ``tags not contains "x"`` are ``not`` applied to
 the condition.
 
@@ -52,7 +56,9 @@ FIELDs
   newline or non-ASCII letters), on both databases; NUL in a key or a string matches the U+FFFD
   the store holds in its place (``tracklet/store/text.py``).
   A comparison only matches values of the literal's JSON type: numbers compare numerically with
-  numbers, strings with strings, ``true``/``false`` with booleans (``=`` and ``!=`` only). So
+  numbers, strings with strings, ``true``/``false`` with booleans (false < true). ``=``/``!=``
+  with a list (``config.layers = [64, 64]``: numbers, strings, true, false, null) compares a JSON
+  array element by element, each within its type. So
   ``config.lr < 0.1`` never matches a config whose lr is the string ``"0.01"`` (nor errors), and
   ``config.lr = "0.1"`` never matches the number 0.1. Numbers compare as double precision
   (``1`` equals ``1.0``); an integer beyond 64 bits is read as a double, and a number beyond a
@@ -60,8 +66,9 @@ FIELDs
 - ``tags``: only ``tags contains "x"`` (exact tag) and ``tags exists`` (at least one tag).
 
 VALUEs: numbers (``3``, ``-2``, ``0.5``, ``.5``, ``1e-4``, ``+7``), strings in double or single
-quotes with JSON escapes (``\\" \\' \\\\ \\n \\t \\r \\b \\f \\/ \\uXXXX``), ``true``, ``false``,
-``null``; for time fields also dates and relative times as above.
+quotes with JSON escapes (``\\" \\' \\\\ \\n \\t \\r \\b \\f \\/ \\uXXXX``; a character past U+FFFF
+as a surrogate pair), ``true``, ``false``, ``null``; for time fields also dates and relative times as
+above.
 
 Every condition is either true or false for a run, never unknown (no SQL three-valued logic):
 a missing key, a SQL NULL or a value of another type simply makes the comparison false. So
@@ -201,7 +208,7 @@ class Ago:
         return self.text or f"-{self.seconds:g}s"
 
 
-Value = str | int | float | bool | None | Ago
+Value = str | int | float | bool | None | Ago | tuple[Any, ...]
 
 
 def _fmt_value(v: Value) -> str:
@@ -213,12 +220,15 @@ def _fmt_value(v: Value) -> str:
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, float):
         return repr(v)
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_fmt_value(item) for item in v) + "]"
     return str(v)
 
 
 @dataclass(frozen=True)
 class Compare:
-    """``field op value``; op is one of ``= != < <= > >= ~``. Time values are epoch seconds or Ago."""
+    """``field op value``; op is one of ``= != < <= > >= ~ =~``. Time values are epoch seconds or Ago; a
+    JSON field's ``=``/``!=`` value may be a tuple (a list of scalars: list equality)."""
 
     field: Field
     op: str
@@ -299,7 +309,7 @@ class _Tok:
 
 
 _KEYWORDS = {"and", "or", "not", "in", "exists", "contains", "true", "false", "null"}
-_OPS = ("<=", ">=", "!=", "==", "=", "<", ">", "~")
+_OPS = ("<=", ">=", "!=", "==", "=~", "=", "<", ">", "~")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WS = re.compile(r"\s+")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -315,6 +325,7 @@ _DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_.:+\-]*")
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _MAX_DEPTH = 64
+_MAX_LIST = 1000  # values in a list compared with a JSON array
 # The longest text a '~' (substring) condition takes: every run's text is scanned for it.
 MAX_SUBSTRING_CHARS = 1000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -363,7 +374,17 @@ def _read_string(text: str, i: int) -> tuple[str, int]:
                 j += 2
                 continue
             if e == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", text[j + 2 : j + 6]):
-                out.append(chr(int(text[j + 2 : j + 6], 16)))
+                code = int(text[j + 2 : j + 6], 16)
+                if 0xD800 <= code <= 0xDBFF and re.fullmatch(r"\\u[dD][c-fC-F][0-9A-Fa-f]{2}", text[j + 6 : j + 12]):
+                    # A surrogate pair, as JSON writes a character past U+FFFF ("\ud83d\ude80")
+                    low = int(text[j + 8 : j + 12], 16)
+                    out.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
+                    j += 12
+                    continue
+                if 0xD800 <= code <= 0xDFFF:
+                    raise FilterSyntaxError(f"invalid escape {text[j:j + 6]!r}: a lone surrogate is no character", text,
+                                            j, "a character past U+FFFF is a surrogate pair: \\ud83d\\ude80")
+                out.append(chr(code))
                 j += 6
                 continue
             raise FilterSyntaxError(f"invalid escape {text[j:j + 2]!r}", text, j,
@@ -578,8 +599,9 @@ class _Parser:
             negate, tok = True, self.take()
             if not self.is_kw(tok, "in", "exists", "contains"):
                 self.unexpected(tok, "expected 'in', 'exists' or 'contains' after 'not'")
-        if field.kind == "tags" and not self.is_kw(tok, "contains", "exists"):
-            self.unexpected(tok, "tags take 'contains' or 'exists', e.g. tags contains \"baseline\"")
+        if field.kind == "tags" and not self.is_kw(tok, "contains", "exists") and not (tok.kind == "op"
+                                                                                      and tok.value == "=~"):
+            self.unexpected(tok, "tags take 'contains', 'exists' or '=~', e.g. tags contains \"baseline\"")
         if tok.kind == "op":
             op = "=" if tok.value == "==" else tok.value
             node: FilterExpr = Compare(field, op, self.value(field, op, tok))
@@ -622,6 +644,10 @@ class _Parser:
         """Read the value after op_tok (or inside a list when op_tok is a value) and check its type."""
         tok = op_tok if op_tok.kind != "op" else self.take()
         kind, name = field.kind, str(field)
+        if op == "=~":
+            return self.pattern(field, op_tok, tok)
+        if self.is_punct(tok, "[") and kind == "json" and op in ("=", "!=") and op_tok.kind == "op":
+            return self.json_list(field, tok)
         if tok.kind == "str":
             src, v = "quoted", tok.value
         elif tok.kind in ("num", "date", "ago"):
@@ -676,9 +702,48 @@ class _Parser:
             v = tok.text
         if op == "~" and not isinstance(v, str):
             self.fail("'~' (substring) needs a string", tok.pos)
-        if src == "bool" and op not in ("=", "!="):
-            self.fail("true and false only compare with = and !=", op_tok.pos)
         return v
+
+    def pattern(self, field: Field, op_tok: _Tok, tok: _Tok) -> str:
+        """A ``=~`` operand: a quoted RE2 pattern that regex.py takes (on text, JSON or tags fields)."""
+        from tracklet.store import regex
+
+        if field.kind not in ("text", "json", "tags"):
+            self.fail("'=~' (regular expression) needs a text field, config.KEY, summary.KEY or tags", op_tok.pos,
+                      f"{field} is not text")
+        if tok.kind != "str":
+            self.unexpected(tok, 'expected a quoted pattern, e.g. name =~ "^sweep-[0-9]+$"')
+        try:
+            regex.portable(tok.value)
+        except regex.PatternError as error:
+            self.fail(f"invalid pattern: {error.problem}", tok.pos, "RE2 syntax (docs/store.md); double each "
+                      'backslash inside the quotes: name =~ "^run-\\\\d+$"')
+        return str(tok.value)
+
+    def json_list(self, field: Field, open_: _Tok) -> tuple[Any, ...]:
+        """A list literal after ``=``/``!=`` on a JSON field (``config.layers = [64, 64]``): its
+        scalars, compared with a JSON array element by element."""
+        values: list[Any] = []
+        while True:
+            tok = self.take()
+            if self.is_punct(tok, "]"):
+                return tuple(values)
+            if tok.kind == "str":
+                values.append(tok.value)
+            elif tok.kind == "num":
+                values.append(tok.value)
+            elif tok.kind == "path" and len(tok.value) == 1 and tok.value[0].lower() in ("true", "false", "null"):
+                word = tok.value[0].lower()
+                values.append(None if word == "null" else word == "true")
+            else:
+                self.unexpected(tok, "a list to compare with holds numbers, \"strings\", true, false or null")
+            if len(values) > _MAX_LIST:
+                self.fail(f"a list of more than {_MAX_LIST} values", tok.pos)
+            sep = self.take()
+            if self.is_punct(sep, "]"):
+                return tuple(values)
+            if not self.is_punct(sep, ","):
+                self.unexpected(sep, f"expected ',' or ']' to close the '[' at column {open_.pos + 1}")
 
 
 def parse_filter(text: str) -> FilterExpr:
@@ -727,10 +792,12 @@ def parse_sort(text: str) -> list[tuple[Field, bool]]:
 class _Json(ColumnElement):
     """A JSON value or test, rendered per dialect (SQLite json_* functions, PostgreSQL jsonb operators).
 
-    kinds: ``number`` / ``string`` / ``boolean``: the value at ``keys`` when it has that JSON type,
-    else NULL; ``present``: true when the value at ``keys`` exists and is not JSON null;
-    ``nonempty``: the column is a non-empty array; ``has``: the column is an array holding the
-    string ``arg``.
+    kinds: ``number`` / ``string`` / ``boolean`` / ``array``: the value at ``keys`` when it has that
+    JSON type, else NULL (an array as JSON); ``present``: true when the value at ``keys`` exists and
+    is not JSON null; ``nonempty``: the column is a non-empty array; ``has``: the column is an array
+    holding the string ``arg``; ``tag_regex``: the column is an array holding a string that the
+    portable pattern ``arg`` (regex.py) matches; ``list``: the column (an ``array`` value) equals
+    the list of scalars ``arg``, element by element, each compared within its JSON type.
     """
 
     # Keys and tags become bound parameters made while compiling, which a cached statement would
@@ -738,12 +805,12 @@ class _Json(ColumnElement):
     # SQLAlchemy would build a cache key from it that leaves the keys out).
     inherit_cache = False
 
-    def __init__(self, column, keys: tuple[str, ...], kind: str, arg: str | None = None):
+    def __init__(self, column, keys: tuple[str, ...], kind: str, arg: Any = None):
         self.column = column
         self.keys = tuple(store_text(key) for key in keys)  # as the store holds them (text.py)
         self.kind = kind
-        self.arg = None if arg is None else store_text(arg)
-        self.type = {"number": sa.Float, "string": sa.String}.get(kind, sa.Boolean)()
+        self.arg = store_text(arg) if isinstance(arg, str) else arg
+        self.type = {"number": sa.Float, "string": sa.String, "array": sa.String}.get(kind, sa.Boolean)()
 
     @property
     def _from_objects(self):
@@ -762,12 +829,71 @@ def _json_at(column, path: tuple[str, ...], kind: str) -> sa.ColumnElement[Any]:
     return sa.or_(nested, flat) if kind == "present" else sa.func.coalesce(nested, flat, type_=nested.type)
 
 
-_SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false")}
-_PG_TYPES = {"number": "number", "string": "string", "boolean": "boolean"}
+_SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false"),
+                 "array": ("array",)}
+_PG_TYPES = {"number": "number", "string": "string", "boolean": "boolean", "array": "array"}
 
 
 def _as(elem, kind: str):
+    if kind == "array":
+        return elem  # the JSON value itself (SQLite: its JSON text)
     return {"number": elem.as_float, "string": elem.as_string, "boolean": elem.as_boolean}[kind]()
+
+
+class _Regex(ColumnElement):
+    """``text`` matched by a portable pattern (regex.py), on its first ``regex.MAX_TEXT_CHARS``
+    characters: SQLite calls the function each store connection registers (google-re2),
+    PostgreSQL runs ``~``. NULL for a NULL text."""
+
+    inherit_cache = False
+    type = sa.Boolean()
+
+    def __init__(self, text, pattern: str):
+        self.text = text
+        self.pattern = pattern
+
+    @property
+    def _from_objects(self):
+        return self.text._from_objects
+
+
+@compiles(_Regex)
+def _regex_compile(el: _Regex, compiler, **kw) -> str:
+    from tracklet.store import regex
+
+    pattern = compiler.process(sa.literal(el.pattern, sa.String()), **kw)
+    if compiler.dialect.name == "postgresql":
+        return f"(left({compiler.process(el.text, **kw)}, {regex.MAX_TEXT_CHARS}) ~ {pattern})"
+    _sqlite_engine_check()
+    return f"({regex.SQLITE_FUNCTION}({pattern}, {compiler.process(el.text, **kw)}) = 1)"
+
+
+def _sqlite_engine_check() -> None:
+    from tracklet.errors import MissingDriver
+    from tracklet.store import regex
+
+    reason = regex.engine_available()
+    if reason is not None:
+        raise MissingDriver(reason)
+
+
+def _list_sqlite(el: _Json, compiler, **kw) -> str:
+    """An array (JSON text) equal to ``el.arg``: as long, and each element equal within its type."""
+    array = compiler.process(el.column, **kw)
+    checks = []
+    for index, value in enumerate(el.arg):
+        if value is None:
+            typed = "_el.type = 'null'"
+        elif isinstance(value, bool):
+            typed = f"_el.type = '{'true' if value else 'false'}'"
+        elif isinstance(value, str):
+            typed = f"_el.type = 'text' AND _el.value = {compiler.process(sa.literal(value, sa.String()), **kw)}"
+        else:
+            typed = ("_el.type IN ('integer', 'real') AND CAST(_el.value AS REAL) = "
+                     f"{compiler.process(sa.literal(float(value), sa.Float()), **kw)}")
+        checks.append(f"(_el.key = {index} AND {typed})")
+    matched = (f"(SELECT count(*) FROM json_each({array}) AS _el WHERE {' OR '.join(checks)})" if checks else "0")
+    return f"(json_array_length({array}) = {len(el.arg)} AND {matched} = {len(el.arg)})"
 
 
 @compiles(_Json)
@@ -782,6 +908,15 @@ def _json_compile(el: _Json, compiler, **kw) -> str:
 
 def _json_sqlite(el: _Json, compiler, **kw) -> str:
     col = el.column
+    if el.kind == "list":
+        return _list_sqlite(el, compiler, **kw)
+    if el.kind == "tag_regex":
+        from tracklet.store import regex
+
+        _sqlite_engine_check()
+        pattern = compiler.process(sa.literal(el.arg, sa.String()), **kw)
+        return (f"EXISTS (SELECT 1 FROM json_each({compiler.process(col, **kw)}) AS _tag "
+                f"WHERE _tag.type = 'text' AND {regex.SQLITE_FUNCTION}({pattern}, _tag.value) = 1)")
     if el.kind == "has":
         tag = compiler.process(sa.literal(el.arg, sa.String()), **kw)
         return (f"EXISTS (SELECT 1 FROM json_each({compiler.process(col, **kw)}) AS _tag "
@@ -795,6 +930,8 @@ def _json_sqlite(el: _Json, compiler, **kw) -> str:
     jtype = sa.func.json_type(col, path)
     if el.kind == "present":
         expr = sa.func.coalesce(jtype, "null") != "null"
+    elif el.kind == "array":  # its JSON text (col[keys] would quote it as a string)
+        expr = sa.case((jtype == "array", sa.func.json_extract(col, path)))
     else:
         expr = sa.case((jtype.in_(_SQLITE_TYPES[el.kind]), _as(col[el.keys], el.kind)))
     return compiler.process(expr, **kw)
@@ -809,6 +946,7 @@ _SQLITE_EACH = {
     "string": "CASE WHEN {t}.type = 'text' THEN {t}.value END",
     "boolean": "CASE WHEN {t}.type IN ('true', 'false') THEN {t}.value END",
     "present": "{t}.type",
+    "array": "CASE WHEN {t}.type = 'array' THEN {t}.value END",
 }
 
 
@@ -830,6 +968,18 @@ def _json_sqlite_each(el: _Json, compiler, **kw) -> str:
 
 def _json_pg(el: _Json, compiler, **kw) -> str:
     col = el.column
+    if el.kind == "list":
+        array = compiler.process(col, **kw)
+        value = compiler.process(sa.literal(json.dumps(list(el.arg)), sa.String()), **kw)
+        return f"(jsonb_typeof({array}) = 'array' AND {array} = CAST({value} AS JSONB))"
+    if el.kind == "tag_regex":
+        from tracklet.store import regex
+
+        tags = compiler.process(col, **kw)
+        pattern = compiler.process(sa.literal(el.arg, sa.String()), **kw)
+        return (f"EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({tags}) = 'array' THEN {tags} "
+                f"ELSE '[]'::jsonb END) AS _tag(v) WHERE jsonb_typeof(_tag.v) = 'string' "
+                f"AND left(_tag.v #>> '{{}}', {regex.MAX_TEXT_CHARS}) ~ {pattern})")
     if el.kind == "has":
         return compiler.process(sa.type_coerce(col, postgresql.JSONB()).has_key(el.arg), **kw)
     expr: sa.ColumnElement[Any]
@@ -917,6 +1067,8 @@ class _Compiler:
         if v is None:
             raise TypeError(f"null is not a literal ({field})")
         if field.kind == "time":
+            if isinstance(v, tuple):
+                raise TypeError(f"a list on {field}")
             return self.now - v.seconds if isinstance(v, Ago) else float(v)
         if isinstance(v, Ago):
             raise TypeError(f"relative time {v} on {field}")
@@ -935,12 +1087,22 @@ class _Compiler:
             if op != "=":
                 raise ValueError(f"null only compares with = and != ({field} {op} null)")
             return sa.not_(self.exists(field))
+        if op == "=~":
+            return self.regex(field, str(v))
         if field.kind == "tags":
-            raise ValueError("tags take 'contains' or 'exists'")
+            raise ValueError("tags take 'contains', 'exists' or '=~'")
+        if isinstance(v, tuple):
+            if field.kind != "json":
+                raise ValueError(f"only config and summary values compare with a list ({field})")
+            found = _json_at(self.c[field.column], field.path, "array")
+            return sa.func.coalesce(_Json(found, (), "list", tuple(store_text(x) if isinstance(x, str) else x
+                                                                   for x in v)), sa.false())
         bound = self._literal(field, v)
         if field.kind == "json":
             x = self._json_value(field, bound)
-            if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+            if isinstance(bound, bool):
+                bound = sa.literal(bound, sa.Boolean())  # false < true (SQLAlchemy orders no bare bool)
+            elif isinstance(bound, (int, float)):
                 bound = float(bound)
             cond = x.icontains(bound, autoescape=True) if op == "~" else _CMP[op](x, bound)
             return sa.func.coalesce(cond, sa.false())
@@ -952,6 +1114,17 @@ class _Compiler:
                 bound = sa.literal(bound, sa.Float())  # keep 2.5 from being bound (and cast) as an integer
             cond = _CMP[op](col, bound)
         return sa.and_(col.is_not(None), cond) if getattr(col, "nullable", False) else cond
+
+    def regex(self, field: Field, pattern: str):
+        """``field =~ pattern``: the portable pattern (regex.py) on the text, the JSON string or any tag."""
+        from tracklet.store import regex
+
+        portable = regex.portable(store_text(pattern))
+        col = self.c[field.column]
+        if field.kind == "tags":
+            return _Json(col, (), "tag_regex", portable)
+        text = _json_at(col, field.path, "string") if field.kind == "json" else col
+        return sa.func.coalesce(_Regex(text, portable), sa.false())
 
     def in_(self, field: Field, values: tuple[Value, ...]):
         parts = []

@@ -2,7 +2,10 @@
 (``"-summary_metrics.loss"``) rewritten in tracklet's filter language (docs/store.md). Each operand
 is checked against the type W&B's filter models give it (``wandb/_filters/operators.py``) and the
 filter against bounds (:data:`MAX_VALUES`, :data:`MAX_DEPTH`, :data:`MAX_QUERY`): a
-:class:`FilterError` names the operator and the key, the same for a data root and a server."""
+:class:`FilterError` names the operator and the key, the same for a data root and a server.
+``$regex`` is a regular expression in RE2 syntax, W&B's (tracklet's ``=~``: tracklet/store/regex.py);
+``$contains`` a substring (``~``); a list compares with a config or summary list (W&B's types take a
+list for ``$eq``/``$ne``); bools order (false < true); a time without an offset is UTC."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Any
 
 from tracklet.compat.wandb.errors import UsageError
 
-_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<=", "$regex": "~", "$contains": "~"}
+_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<=", "$regex": "=~", "$contains": "~"}
 _FIELDS = {
     "state": "state", "display_name": "name", "displayName": "name", "name": "run_id", "id": "run_id",
     "group": "group", "job_type": "job_type", "jobType": "job_type", "notes": "notes", "host": "host",
@@ -53,9 +56,9 @@ MAX_VALUES = 1000  # values in one $in / $nin list
 MAX_DEPTH = 20  # $and / $or / $nor / $not nested in each other (tracklet's parser takes 64 levels)
 MAX_QUERY = 32 << 10  # the translated filter, URL-encoded: it travels in a request's head (64 KiB) to a server
 
-MAX_REGEX_CHARS = 1000  # a $regex pattern (a substring match of at most this many characters)
-# Regular-expression syntax a substring match cannot honour (an escaped character is itself).
-_REGEX_SYNTAX = re.compile(r"(?<!\\)(?:\\\\)*[.^$*+?()\[\]{}|]|\\[A-Za-z0-9]")
+MAX_REGEX_CHARS = 1000  # a $regex pattern: tracklet/store/regex.py's MAX_PATTERN_CHARS (RE2 syntax)
+_TEXT_FIELDS = ("name", "run_id", "state", "group", "job_type", "notes", "host", "user")  # what $regex takes
+_NAIVE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
 
 _SCALARS = "a string, a number, a bool or None"
 _ALL, _NONE = 'run_id != ""', 'run_id = ""'  # every run has an id
@@ -90,13 +93,29 @@ class _Translation:
     def value(self, key: str, op: str, value: Any, *, order: bool = False) -> str:
         """A scalar operand as a filter literal; ``order``: for < <= > >= (a number or a string)."""
         where = f"{op} on {key!r}"
-        if order and (isinstance(value, bool) or value is None):
-            raise self.fail(where, f"{op} compares with a number or a string", value)
+        if order and value is None:  # W&B's types: a scalar (a bool too: false < true)
+            raise self.fail(where, f"{op} compares with a number, a string or a bool", value)
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(where, "a number to filter on is finite", value)
         if isinstance(value, (bool, int, float, str)) or value is None:
             return json.dumps(value)
-        raise self.fail(where, f"{op} takes one value ({'a number or a string' if order else _SCALARS})", value)
+        if op in ("$eq", "$ne") and isinstance(value, dict):
+            raise self.fail(where, f"{op} takes a value or a list of values, as W&B's filter types do (a dict is an "
+                            "operator dict, never a value to compare with)", value)
+        raise self.fail(where, f"{op} takes one value ({'a number, a string or a bool' if order else _SCALARS})",
+                        value)
+
+    def listed(self, key: str, op: str, field: str, value: Any) -> str:
+        """A list compared as a whole (``{"config.layers": [64, 64]}``, ``{"$eq": [...]}``): W&B's
+        types take a list of scalars for $eq/$ne; only a config or summary value holds one."""
+        where = f"{op} on {key!r}"
+        if not field.startswith(("config.", "summary.")):
+            raise self.fail(where, f"only config and summary values are lists: {{{key!r}: {{'$in': [...]}}}} matches "
+                            "any of several values", value)
+        if len(value) > MAX_VALUES:
+            raise FilterError(f"wandb.Api().runs(filters=...): {where}: a list of at most {MAX_VALUES} values; "
+                              f"got {len(value)}")
+        return "[" + ", ".join(self.value(key, op, item) for item in value) + "]"
 
     def values(self, key: str, op: str, value: Any) -> list[Any]:
         """A $in / $nin operand: a list (or tuple) of at most MAX_VALUES scalars."""
@@ -158,10 +177,17 @@ class _Translation:
             return self.tags(name, spec)
         if not isinstance(spec, dict):
             if isinstance(spec, (list, tuple)):
-                raise self.fail(f"{name!r}", f"a field's value is one value ({_SCALARS}; {{'$in': [...]}} for any of "
-                                "several)", spec)
-            return self.add(f"{field} = {self.value(name, '$eq', spec)}")
+                return self.add(f"{field} = {self.listed(name, '$eq', field, spec)}")
+            return self.add(f"{field} = {self.time(field, self.value(name, '$eq', spec))}")
         return self.operators(name, field, spec)
+
+    @staticmethod
+    def time(field: str, literal: str) -> str:
+        """A createdAt/heartbeatAt literal: W&B reads a time without an offset as UTC (tracklet's
+        language as local time), so such a one gets ``Z``."""
+        if field in ("created", "updated") and literal.startswith('"') and _NAIVE_TIME.fullmatch(literal[1:-1]):
+            return literal[:-1] + 'Z"'
+        return literal
 
     def operators(self, name: str, field: str, spec: dict[str, Any]) -> str:
         if not spec:
@@ -172,10 +198,13 @@ class _Translation:
                 if op in ("$regex", "$contains") and not isinstance(value, str):
                     raise self.fail(f"{op} on {name!r}", f"{op} takes a string", value)
                 if op == "$regex":
-                    value = self.pattern(name, value)
-                parts.append(self.add(f"{field} {_OPS[op]} {self.value(name, op, value)}"))
+                    self.pattern(name, field, value)
+                if op in ("$eq", "$ne") and isinstance(value, (list, tuple)):
+                    parts.append(self.add(f"{field} {_OPS[op]} {self.listed(name, op, field, value)}"))
+                    continue
+                parts.append(self.add(f"{field} {_OPS[op]} {self.time(field, self.value(name, op, value))}"))
             elif op in _OPS:
-                parts.append(self.add(f"{field} {_OPS[op]} {self.value(name, op, value, order=True)}"))
+                parts.append(self.add(f"{field} {_OPS[op]} {self.time(field, self.value(name, op, value, order=True))}"))
             elif op in ("$in", "$nin"):
                 items = ", ".join(self.value(name, op, item) for item in self.values(name, op, value))
                 parts.append(self.add(f"{field} {'in' if op == '$in' else 'not in'} [{items}]"))
@@ -194,29 +223,31 @@ class _Translation:
                     parts.append(f"not ({self.operators(name, field, value)})")  # counted once inside
                 finally:
                     self.depth -= 1
+            elif op == "$options":
+                raise FilterError(f"wandb.Api().runs(filters=...): $options on {name!r} is not supported: start the "
+                                  "$regex pattern with (?i) for a case-insensitive match (RE2 syntax, as W&B's)")
             else:
                 raise FilterError(f"wandb.Api().runs(filters=...): the operator {op!r} on {name!r} is not supported "
                                   "(docs/wandb-compat.md)")
         return " and ".join(parts)
 
-    def pattern(self, name: str, value: str) -> str:
-        """A ``$regex`` operand as the text tracklet's substring match looks for: at most
-        MAX_REGEX_CHARS characters, a valid pattern, and no syntax a substring match can't honour
-        (``^foo`` would silently match nothing); an escaped character (``\\.``) is itself."""
+    def pattern(self, name: str, field: str, value: str) -> None:
+        """Check a ``$regex`` operand: RE2 syntax (W&B's) that tracklet runs the same on every store
+        (tracklet/store/regex.py), on a field that holds text."""
         where = f"$regex on {name!r}"
+        if field not in _TEXT_FIELDS and not field.startswith(("config.", "summary.", "tags")):
+            raise self.fail(where, "$regex matches text: a name, state, group, job type, notes, host, username, "
+                            "tags or a config or summary value", value)
         if len(value) > MAX_REGEX_CHARS:
             raise FilterError(f"wandb.Api().runs(filters=...): {where}: a pattern of {len(value)} characters; at "
                               f"most {MAX_REGEX_CHARS}")
+        from tracklet.store.regex import PatternError, portable  # (the store package imports SQLAlchemy)
+
         try:
-            re.compile(value)
-        except re.error as error:
-            raise self.fail(where, f"an invalid regular expression ({error})", value) from None
-        syntax = _REGEX_SYNTAX.search(value)
-        if syntax is not None:
-            raise self.fail(where, f"uses {syntax.group()!r}: tracklet's $regex is a case-insensitive substring "
-                            "match of plain text (escape a character with \\ to match it as is; docs/wandb-compat.md)",
-                            value)
-        return re.sub(r"\\(.)", r"\1", value)
+            portable(value)
+        except PatternError as error:
+            raise self.fail(where, f"{error.problem} (at character {error.offset + 1} of the pattern; "
+                            "docs/wandb-compat.md)", value) from None
 
     def tags(self, name: str, spec: Any) -> str:
         """``tags``: a tag (runs that have it), or ``$in``/``$nin``/``$eq``/``$ne``/``$exists``."""
@@ -243,9 +274,14 @@ class _Translation:
                 if not isinstance(value, bool):
                     raise self.fail(f"$exists on {name!r}", "$exists takes True or False", value)
                 parts.append(self.add("tags exists" if value else "not tags exists"))
+            elif op == "$regex":  # any tag matches
+                if not isinstance(value, str):
+                    raise self.fail(f"$regex on {name!r}", "$regex takes a string", value)
+                self.pattern(name, "tags", value)
+                parts.append(self.add(f"tags =~ {json.dumps(value)}"))
             else:
                 raise FilterError(f"wandb.Api().runs(filters=...): the operator {op!r} on {name!r} is not supported "
-                                  "(tags take $in $nin $all $eq $ne $exists)")
+                                  "(tags take $in $nin $all $eq $ne $exists $regex)")
         return " and ".join(parts)
 
     def sweep(self, spec: Any) -> str:

@@ -24,7 +24,9 @@ _BARE = re.compile(r"[A-Za-z0-9_/\-]+")
 
 
 def _key(part: str) -> str:
-    return part if _BARE.fullmatch(part) else "`" + part.replace("`", "") + "`"
+    """A config/summary key as tracklet's filter language reads it: bare, or quoted as a JSON
+    string, so any character is kept (between backticks a key can't hold one: "a`b" was "ab")."""
+    return part if _BARE.fullmatch(part) else json.dumps(part, ensure_ascii=False)
 
 
 def field_name(name: str) -> str:
@@ -55,15 +57,27 @@ MAX_QUERY = 32 << 10  # the translated filter, URL-encoded: it travels in a requ
 
 MAX_REGEX_CHARS = 1000  # a $regex pattern (a substring match of at most this many characters)
 # Regular-expression syntax a substring match cannot honour (an escaped character is itself).
-_REGEX_SYNTAX = re.compile(r"(?<!\\)(?:\\\\)*[.^$*+?()\[\]{}|]|\\[A-Za-z0-9]")
+_REGEX_SYNTAX = re.compile(r"(?<!\\)(?:\\\\)*(?P<syntax>[.^$*+?()\[\]{}|]|\\[A-Za-z0-9])")
 
 _SCALARS = "a string, a number, a bool or None"
 _ALL, _NONE = 'run_id != ""', 'run_id = ""'  # every run has an id
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        text = f"<{value.bit_length()}-bit int>" if isinstance(value, int) else "<unprintable>"
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _in_double(value: int) -> bool:
+    """Whether an int is within a double's range (tracklet compares numbers as doubles past int64)."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 class _Translation:
@@ -92,8 +106,8 @@ class _Translation:
         where = f"{op} on {key!r}"
         if order and (isinstance(value, bool) or value is None):
             raise self.fail(where, f"{op} compares with a number or a string", value)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.fail(where, "a number to filter on is finite", value)
+        if isinstance(value, float) and not math.isfinite(value) or isinstance(value, int) and not _in_double(value):
+            raise self.fail(where, "a number to filter on is finite (at most about 1.8e308)", value)
         if isinstance(value, (bool, int, float, str)) or value is None:
             return json.dumps(value)
         raise self.fail(where, f"{op} takes one value ({'a number or a string' if order else _SCALARS})", value)
@@ -213,7 +227,7 @@ class _Translation:
             raise self.fail(where, f"an invalid regular expression ({error})", value) from None
         syntax = _REGEX_SYNTAX.search(value)
         if syntax is not None:
-            raise self.fail(where, f"uses {syntax.group()!r}: tracklet's $regex is a case-insensitive substring "
+            raise self.fail(where, f"uses {syntax.group('syntax')!r}: tracklet's $regex is a case-insensitive substring "
                             "match of plain text (escape a character with \\ to match it as is; docs/wandb-compat.md)",
                             value)
         return re.sub(r"\\(.)", r"\1", value)

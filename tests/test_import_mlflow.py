@@ -709,3 +709,46 @@ def test_a_runs_whole_metric_history_arrives_every_point_once_in_order(kind: str
         assert all(_same(got[step], last[step]) for step in last), key
     for step in range(0, HISTORY_STEPS, 7):  # a step's time is the latest of its points
         assert history["_timestamp"][step] == (T0 + 10 * step + (2 if step == 0 else 1 if step % 350 == 0 else 0)) / 1000
+
+
+_KILLED_IMPORT = """
+import os, signal, sys, warnings
+from tracklet.importers import import_mlflow, writer
+real = writer.RunWriter.history
+def history(self, rows):
+    real(self, rows)
+    if self.rows:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 amid the run's history
+writer.RunWriter.history = history
+warnings.simplefilter("ignore")
+import_mlflow(sys.argv[1], root=sys.argv[2])
+"""
+
+
+def test_an_import_killed_midway_imports_on_the_next_try(tmp_path: Path) -> None:
+    # kill -9 left the run's directory (files/, the record log's temporary) without a marker, and
+    # every later import refused the run for good: "already exists and was not imported from this
+    # mlflow run". Killed between the log's rename and the marker's, the run was refused the same way.
+    import signal
+    import subprocess
+    import sys
+
+    location, root = tmp_path / "mlruns", tmp_path / "root"
+    client = MlflowClient(tracking_uri=location.as_uri())
+    run = client.create_run(client.create_experiment("e"), start_time=T0, run_name="killed")
+    client.log_batch(run.info.run_id, metrics=[Metric("loss", 1.0 / (s + 1), T0 + s, s) for s in range(5)])
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 5)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MLFLOW_ALLOW_FILE_STORE": "true"}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_IMPORT, str(location), str(root)], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_dir = root / "projects" / "e" / "runs" / run.info.run_id
+    assert run_dir.is_dir() and not (run_dir / "run.tlog").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [r.status for r in import_mlflow(location, root=root)] == ["imported"]
+        assert tracklet.Api(root).run(f"e/{run.info.run_id}").history()["loss"] == [1.0 / (s + 1) for s in range(5)]
+        marker = run_dir / "files" / "import.json"
+        marker.rename(marker.with_name(".import.json.importing"))  # as if killed between the two renames
+        assert [r.status for r in import_mlflow(location, root=root)] == ["unchanged"]
+        assert marker.is_file()

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import math
 import os
+import shutil
 import sqlite3
 import tracemalloc
 import warnings
@@ -752,3 +753,34 @@ def test_an_import_killed_midway_imports_on_the_next_try(tmp_path: Path) -> None
         marker.rename(marker.with_name(".import.json.importing"))  # as if killed between the two renames
         assert [r.status for r in import_mlflow(location, root=root)] == ["unchanged"]
         assert marker.is_file()
+
+
+def test_a_file_stores_metrics_folder_linked_out_is_refused(tmp_path: Path) -> None:
+    # A file checked one by one (not a link, a regular file) still came through a folder that was a
+    # link: `metrics -> ~/numbers` imported every file there whose lines read as numbers as metrics.
+    location, outside = tmp_path / "mlruns", tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "private_number").write_text(f"{T0} 42.5 0\n")
+    (outside / "sub" / "deep").write_text(f"{T0} 7 0\n")
+    client = MlflowClient(tracking_uri=location.as_uri())
+    experiment = client.create_experiment("e")
+    ids = []
+    for name in ("linked", "nested", "plain"):
+        run = client.create_run(experiment, start_time=T0 + len(ids), run_name=name)
+        client.log_batch(run.info.run_id, metrics=[Metric("loss", 0.5, T0, 0), Metric("train/loss", 0.25, T0, 0)])
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 10)
+        ids.append(run.info.run_id)
+    metrics = location / experiment / ids[0] / "metrics"
+    shutil.rmtree(metrics)
+    metrics.symlink_to(outside)
+    nested = location / experiment / ids[1] / "metrics" / "train"
+    shutil.rmtree(nested)
+    nested.symlink_to(outside)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = import_mlflow(location, root=tmp_path / "root")
+    by_id = {r.path.split("/")[1]: r for r in results}
+    assert [by_id[run_id].status for run_id in ids] == ["skipped", "skipped", "imported"]
+    assert "metrics is a symbolic link" in by_id[ids[0]].warnings[0]
+    assert "metrics/train is a symbolic link" in by_id[ids[1]].warnings[0]
+    assert tracklet.Api(tmp_path / "root").run(f"e/{ids[2]}").summary == {"loss": 0.5, "train/loss": 0.25}

@@ -123,6 +123,8 @@ class HTTPSummary(dict):
     __eq__ = _whole("__eq__")
     __ne__ = _whole("__ne__")
     __or__ = _whole("__or__")
+    __ror__ = _whole("__ror__")
+    __reversed__ = _whole("__reversed__")
     __delitem__ = _whole("__delitem__")
     keys = _whole("keys")
     items = _whole("items")

@@ -726,33 +726,54 @@ import_mlflow(sys.argv[1], root=sys.argv[2])
 """
 
 
+def _small_run(location: Path) -> str:
+    client = MlflowClient(tracking_uri=location.as_uri())
+    run = client.create_run(client.create_experiment("e"), start_time=T0, run_name="killed")
+    client.log_batch(run.info.run_id, metrics=[Metric("loss", 1.0 / (s + 1), T0 + s, s) for s in range(5)])
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 5)
+    return run.info.run_id
+
+
+def test_what_a_killed_import_left_is_imported_anew_or_completed(tmp_path: Path) -> None:
+    # What kill -9 leaves (test below, slow: a real kill): the run's files/ and the record log's
+    # temporary without a marker; every later import refused the run for good ("already exists and
+    # was not imported from this mlflow run"). Killed between the log's rename and the marker's, alike.
+    location, root = tmp_path / "mlruns", tmp_path / "root"
+    run_id = _small_run(location)
+    run_dir = root / "projects" / "e" / "runs" / run_id
+    (run_dir / "files").mkdir(parents=True)
+    (run_dir / ".run.tlog.importing").write_bytes(b"half a log")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [r.status for r in import_mlflow(location, root=root)] == ["imported"]
+        assert tracklet.Api(root).run(f"e/{run_id}").history()["loss"] == [1.0 / (s + 1) for s in range(5)]
+        marker = run_dir / "files" / "import.json"
+        marker.rename(marker.with_name(".import.json.importing"))  # as if killed between the two renames
+        assert [r.status for r in import_mlflow(location, root=root)] == ["unchanged"]
+        assert marker.is_file()
+        marker.unlink()
+        with pytest.raises(SourceError, match="already exists and was not imported"):  # a log, no marker: refused
+            import_mlflow(location, root=root)
+
+
+@pytest.mark.slow
 def test_an_import_killed_midway_imports_on_the_next_try(tmp_path: Path) -> None:
-    # kill -9 left the run's directory (files/, the record log's temporary) without a marker, and
-    # every later import refused the run for good: "already exists and was not imported from this
-    # mlflow run". Killed between the log's rename and the marker's, the run was refused the same way.
     import signal
     import subprocess
     import sys
 
     location, root = tmp_path / "mlruns", tmp_path / "root"
-    client = MlflowClient(tracking_uri=location.as_uri())
-    run = client.create_run(client.create_experiment("e"), start_time=T0, run_name="killed")
-    client.log_batch(run.info.run_id, metrics=[Metric("loss", 1.0 / (s + 1), T0 + s, s) for s in range(5)])
-    client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 5)
+    run_id = _small_run(location)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MLFLOW_ALLOW_FILE_STORE": "true"}
     killed = subprocess.run([sys.executable, "-c", _KILLED_IMPORT, str(location), str(root)], env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    run_dir = root / "projects" / "e" / "runs" / run.info.run_id
+    run_dir = root / "projects" / "e" / "runs" / run_id
     assert run_dir.is_dir() and not (run_dir / "run.tlog").exists()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert [r.status for r in import_mlflow(location, root=root)] == ["imported"]
-        assert tracklet.Api(root).run(f"e/{run.info.run_id}").history()["loss"] == [1.0 / (s + 1) for s in range(5)]
-        marker = run_dir / "files" / "import.json"
-        marker.rename(marker.with_name(".import.json.importing"))  # as if killed between the two renames
-        assert [r.status for r in import_mlflow(location, root=root)] == ["unchanged"]
-        assert marker.is_file()
+        assert tracklet.Api(root).run(f"e/{run_id}").history()["loss"] == [1.0 / (s + 1) for s in range(5)]
 
 
 def test_a_file_stores_metrics_folder_linked_out_is_refused(tmp_path: Path) -> None:

@@ -131,3 +131,23 @@ def test_wandb_filters_translate_to_tracklets_language():
     assert to_filter({"tags": {"$nin": ["a", "b"]}}) == 'not (tags contains "a" or tags contains "b")'
     assert to_filter({"$or": []}) == 'run_id = ""'
     assert to_filter({"tags": {"$exists": False}}) == "not tags exists"
+
+
+@pytest.mark.parametrize(("name", "path"), [("config.a`b", ("a`b",)), ('summary_metrics.x"y', ('x"y',)),
+                                            ("config.`", ("`",)), ("config.a b.c", ("a b", "c"))])
+def test_wandb_keys_of_any_characters_filter_and_sort_on_that_key(name: str, path: tuple[str, ...]):
+    # A key with a backtick lost it ("config.a`b" filtered on the key "ab": a silent wrong answer).
+    from tracklet.compat.wandb.apis.filters import to_order
+    from tracklet.store.filters import parse_filter, parse_sort
+
+    parsed = parse_filter(to_filter({name: 1}))
+    assert parsed.field.path == path
+    assert parse_sort(to_order("-" + name))[0][0].path == path
+
+
+@pytest.mark.parametrize("filters", [{"config.x": 10**400}, {"config.x": {"$gt": -(10**400)}},
+                                     {"config.x": {"$in": [1, 10**5000]}}])
+def test_wandb_numbers_past_a_double_are_refused_naming_operator_and_key(filters: Any):
+    # They reached tracklet's parser ("number out of range ... at column 12"), or json's digit limit.
+    with pytest.raises(UsageError, match=r"on 'config.x': a number to filter on is finite"):
+        to_filter(filters)

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import math
 import os
+import shutil
 import sqlite3
 import tracemalloc
 import warnings
@@ -709,3 +710,98 @@ def test_a_runs_whole_metric_history_arrives_every_point_once_in_order(kind: str
         assert all(_same(got[step], last[step]) for step in last), key
     for step in range(0, HISTORY_STEPS, 7):  # a step's time is the latest of its points
         assert history["_timestamp"][step] == (T0 + 10 * step + (2 if step == 0 else 1 if step % 350 == 0 else 0)) / 1000
+
+
+_KILLED_IMPORT = """
+import os, signal, sys, warnings
+from tracklet.importers import import_mlflow, writer
+real = writer.RunWriter.history
+def history(self, rows):
+    real(self, rows)
+    if self.rows:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 amid the run's history
+writer.RunWriter.history = history
+warnings.simplefilter("ignore")
+import_mlflow(sys.argv[1], root=sys.argv[2])
+"""
+
+
+def _small_run(location: Path) -> str:
+    client = MlflowClient(tracking_uri=location.as_uri())
+    run = client.create_run(client.create_experiment("e"), start_time=T0, run_name="killed")
+    client.log_batch(run.info.run_id, metrics=[Metric("loss", 1.0 / (s + 1), T0 + s, s) for s in range(5)])
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 5)
+    return run.info.run_id
+
+
+def test_what_a_killed_import_left_is_imported_anew_or_completed(tmp_path: Path) -> None:
+    # What kill -9 leaves (test below, slow: a real kill): the run's files/ and the record log's
+    # temporary without a marker; every later import refused the run for good ("already exists and
+    # was not imported from this mlflow run"). Killed between the log's rename and the marker's, alike.
+    location, root = tmp_path / "mlruns", tmp_path / "root"
+    run_id = _small_run(location)
+    run_dir = root / "projects" / "e" / "runs" / run_id
+    (run_dir / "files").mkdir(parents=True)
+    (run_dir / ".run.tlog.importing").write_bytes(b"half a log")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [r.status for r in import_mlflow(location, root=root)] == ["imported"]
+        assert tracklet.Api(root).run(f"e/{run_id}").history()["loss"] == [1.0 / (s + 1) for s in range(5)]
+        marker = run_dir / "files" / "import.json"
+        marker.rename(marker.with_name(".import.json.importing"))  # as if killed between the two renames
+        assert [r.status for r in import_mlflow(location, root=root)] == ["unchanged"]
+        assert marker.is_file()
+        marker.unlink()
+        with pytest.raises(SourceError, match="already exists and was not imported"):  # a log, no marker: refused
+            import_mlflow(location, root=root)
+
+
+@pytest.mark.slow
+def test_an_import_killed_midway_imports_on_the_next_try(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    location, root = tmp_path / "mlruns", tmp_path / "root"
+    run_id = _small_run(location)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MLFLOW_ALLOW_FILE_STORE": "true"}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_IMPORT, str(location), str(root)], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_dir = root / "projects" / "e" / "runs" / run_id
+    assert run_dir.is_dir() and not (run_dir / "run.tlog").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [r.status for r in import_mlflow(location, root=root)] == ["imported"]
+        assert tracklet.Api(root).run(f"e/{run_id}").history()["loss"] == [1.0 / (s + 1) for s in range(5)]
+
+
+def test_a_file_stores_metrics_folder_linked_out_is_refused(tmp_path: Path) -> None:
+    # A file checked one by one (not a link, a regular file) still came through a folder that was a
+    # link: `metrics -> ~/numbers` imported every file there whose lines read as numbers as metrics.
+    location, outside = tmp_path / "mlruns", tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "private_number").write_text(f"{T0} 42.5 0\n")
+    (outside / "sub" / "deep").write_text(f"{T0} 7 0\n")
+    client = MlflowClient(tracking_uri=location.as_uri())
+    experiment = client.create_experiment("e")
+    ids = []
+    for name in ("linked", "nested", "plain"):
+        run = client.create_run(experiment, start_time=T0 + len(ids), run_name=name)
+        client.log_batch(run.info.run_id, metrics=[Metric("loss", 0.5, T0, 0), Metric("train/loss", 0.25, T0, 0)])
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=T0 + 10)
+        ids.append(run.info.run_id)
+    metrics = location / experiment / ids[0] / "metrics"
+    shutil.rmtree(metrics)
+    metrics.symlink_to(outside)
+    nested = location / experiment / ids[1] / "metrics" / "train"
+    shutil.rmtree(nested)
+    nested.symlink_to(outside)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = import_mlflow(location, root=tmp_path / "root")
+    by_id = {r.path.split("/")[1]: r for r in results}
+    assert [by_id[run_id].status for run_id in ids] == ["skipped", "skipped", "imported"]
+    assert "metrics is a symbolic link" in by_id[ids[0]].warnings[0]
+    assert "metrics/train is a symbolic link" in by_id[ids[1]].warnings[0]
+    assert tracklet.Api(tmp_path / "root").run(f"e/{ids[2]}").summary == {"loss": 0.5, "train/loss": 0.25}

@@ -293,6 +293,51 @@ def test_a_print_from_a_signal_handler_amid_a_captured_print_is_recorded_and_doe
     assert [line.text for line in recorded.console] == ["step 1 done", "from the handler", "step 2 done"]
 
 
+@pytest.mark.parametrize("where", ["_leave", "_install"])  # a run's finish, and another's start
+def test_a_signal_handler_finishing_a_run_amid_another_runs_start_or_finish_does_not_hang(root, where):
+    # A SIGTERM handler that finishes the runs (a preempted job saving what it has) runs between
+    # any two bytecodes of the main thread, so also while a run's start or finish holds the
+    # console's tees lock: the handler's finish waited for that lock for ever. A trace function
+    # stands in for the handler, as above: it finishes run b inside run a's locked section.
+    done = run_script(f"""
+        import sys, tracklet
+        from tracklet.core import console
+        quiet = {{"capture_environment": False, "system_metrics": False}}
+        b = tracklet.init(project="handler", name="b", reinit="create_new", settings=quiet)
+        fired = []
+
+        def tracer(frame, event, arg):
+            if frame.f_code.co_filename != console.__file__:
+                return None
+            lock = console._tees_lock
+            held = lock._is_owned() if hasattr(lock, "_is_owned") else lock.locked()
+            if event == "line" and not fired and frame.f_code.co_name == {where!r} and held:
+                fired.append(True)
+                sys.settrace(None)
+                b.finish()  # the handler
+            return tracer
+
+        if {where!r} == "_leave":
+            a = tracklet.init(project="handler", name="a", reinit="create_new", settings=quiet)
+            print("a and b")
+            sys.settrace(tracer)
+            a.finish()
+        else:
+            sys.settrace(tracer)
+            a = tracklet.init(project="handler", name="a", reinit="create_new", settings=quiet)
+            sys.settrace(None)
+            print("a alone")
+            a.finish()
+        sys.settrace(None)
+        assert fired
+        print("after")
+        assert not isinstance(sys.stdout, console._Tee), sys.stdout
+        """, timeout=60)  # a bound for the hang this test is about, not a timing check
+    assert done.returncode == 0, done.stderr
+    runs = {run.name: [line.text for line in run.console] for run in tracklet.Api(root).runs("handler")}
+    assert runs == ({"a": ["a and b"], "b": ["a and b"]} if where == "_leave" else {"a": ["a alone"], "b": []})
+
+
 def test_a_run_started_inside_redirect_stdout_leaves_no_tee_behind(root):
     # The redirect put the first run's tee back while the shared tee was the second run's: once
     # both finished, that tee stayed in sys.stdout for good, one more dead layer per round.

@@ -123,3 +123,29 @@ def test_a_value_that_looks_like_an_option_is_rewritten_so_argparse_reads_it_bac
     assert plan.argument_warnings == [] and len(plan.rewritten) == 1
     (key, value), = overrides.items()
     assert getattr(parser.parse_args(plan.arguments), key) == value
+
+
+@pytest.mark.parametrize("arguments, config, value", [
+    (["--verbose", "data.csv"], {"verbose": True}, 0),  # a store_true flag, then a positional
+    (["--shuffle", "train.txt", "--lr", "0.5"], {"shuffle": True, "lr": 0.5}, "no"),
+    (["--epochs", "10"], {"epochs": 3}, 5),  # what follows isn't the value the run recorded: not its value
+])
+def test_what_follows_a_flag_is_its_value_only_if_the_run_recorded_it_so(arguments, config, value):
+    # `--verbose data.csv` with `--set verbose=0` replaced the positional data.csv by 0: the command
+    # lost its input file. What follows a flag is taken as its value only when it reads back as
+    # the value the run's config recorded for the key.
+    key = arguments[0][2:]
+    plan = Plan(run="p/r", root=Path("."), env="current", directory=Path("."), arguments=list(arguments),
+                config=dict(config), overrides={key: value})
+    plan_overridden_arguments(plan, rewrite=True)
+    assert plan.arguments == arguments and plan.rewritten == []
+    (warning,) = plan.argument_warnings
+    assert "edit the command by hand" in warning and "not the value the run recorded" in warning
+
+
+def test_a_recorded_value_read_back_alike_is_rewritten():
+    plan = Plan(run="p/r", root=Path("."), env="current", directory=Path("."),
+                arguments=["--lr", "5e-1", "--name=base", "--steps", "0x10"], config={"lr": 0.5, "name": "base"},
+                overrides={"lr": 0.01, "name": "new", "steps": 3})
+    plan_overridden_arguments(plan, rewrite=True)
+    assert plan.arguments == ["--lr", "0.01", "--name=new", "--steps", "3"] and plan.argument_warnings == []

@@ -7,6 +7,7 @@ retired (pruned) items out, refuses too many runs or items, and asks the per-run
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -232,3 +233,26 @@ def test_a_media_key_with_a_nul_character_is_found_on_either_store(server, root)
         assert [(entry["key"], entry["runs"][0]["first_step"]) for entry in keys] == [("im\ufffdg", 1)]
         absent = http.get("/api/v1/projects/grid/media", params={"runs": "nul", "key": "\x00"})
         assert absent.status_code == 200 and absent.json()["runs"][0]["items"] == []
+
+
+def test_a_retention_past_every_step_retires_the_key_and_never_breaks_the_grid(server, root):
+    # A retention's first kept step is past int64 where a prune retired a key logged at step
+    # 2**63 - 1 (its last step + 1), and any int in a hand-edited retention file: it reached the
+    # store's queries as a bound parameter, a 500 for every reader of the project's key list and
+    # grid, for good (retention only moves forward). Past 2**63 the route refuses it.
+    _record(root)
+    _sync(server.url, root)
+    with httpx.Client(base_url=server.url) as http:
+        refused = http.put("/api/v1/runs/grid/b/media/retention", json={"keys": {"img": 2**63 + 1}})
+        assert refused.status_code == 400 and "2**63" in refused.json()["detail"], refused.text
+        taken = http.put("/api/v1/runs/grid/b/media/retention", json={"keys": {"img": 2**63}})
+        assert taken.status_code == 200, taken.text
+        RunPaths(Path(server.root), "grid", "a").run_dir.joinpath("media-retention.json").write_text(
+            json.dumps({"keys": {"img": 2**70, "samples": 2**63 - 1}}))
+        listed = http.get("/api/v1/projects/grid/media/keys", params={"runs": "a,b,c"})
+        assert listed.status_code == 200, listed.text
+        assert [(e["key"], [r["run_id"] for r in e["runs"]]) for e in listed.json()["keys"]] == [("speech", ["c"])]
+        grid = http.get("/api/v1/projects/grid/media", params={"runs": "a,b", "key": "img", "step": 5})
+        assert grid.status_code == 200, grid.text
+        assert [(run["items"], run["first_step"], run["steps"]) for run in grid.json()["runs"]] == [([], None, [])] * 2
+        assert http.get("/api/v1/runs/grid/a/media", params={"key": "img"}).json()["media"] == []

@@ -150,7 +150,32 @@ class _Tee:
 _STREAMS = {"stdout": STDOUT, "stderr": STDERR}
 _tees: dict[str, _Tee] = {}  # the tee each stream has while a run captures it
 _idle: dict[str, list[_Tee]] = {}  # the tees last taken out of each stream: kept alive, and reused (module docstring)
-_tees_lock = threading.Lock()
+_tees_lock = threading.RLock()  # re-entered only by a signal handler (or __del__) on its holder: see _locked
+_depth = 0  # locked sections running on the holder (0 or 1; under the lock)
+_deferred: list[Callable[[], None]] = []  # handlers' sections, run once the one they interrupted ends
+
+
+def _locked(section: Callable[[], None]) -> None:
+    """Run ``section`` (a start's or stop's change of the tees) under the tees' lock. A signal
+    handler runs between any two bytecodes of the main thread, so also inside such a section
+    (``tracklet.init`` or ``finish()`` of another run): a handler that finishes a run (SIGTERM:
+    save what you have) waited for the lock its own thread held, for ever. The lock is re-entrant
+    for that: a section asked for inside another is run right after it, on the same thread, never
+    interleaved with it."""
+    global _depth
+    with _tees_lock:
+        if _depth:
+            _deferred.append(section)
+            return
+        pending = [section]
+        while pending:
+            _depth = 1
+            try:
+                for each in pending:
+                    each()
+            finally:
+                _depth = 0
+            pending, _deferred[:] = list(_deferred), []
 
 
 class ConsoleCapture:
@@ -163,28 +188,30 @@ class ConsoleCapture:
         self._joined: list[tuple[str, _Tee]] = []  # referenced while this capture lives (module docstring)
 
     def start(self) -> None:
-        with _tees_lock:
-            for name, lines in self._lines.items():
-                current = getattr(sys, name)
-                if current is None:  # pythonw and some daemons have no console
-                    lines.active = False
-                    continue
-                if isinstance(current, _Tee):  # ours (one a `with redirect_stdout` put back, say): joined, not wrapped
-                    tee = _tees[name] = current
-                else:  # none yet, or the stream was replaced since: tee it anew
-                    idle = next((idle for idle in _idle.get(name, ()) if idle._original is current), None)
-                    tee = _tees[name] = idle if idle is not None else _Tee(current)
-                    setattr(sys, name, tee)
-                tee._captures = (*tee._captures, lines)
-                self._joined.append((name, tee))
+        _locked(self._install)
+
+    def _install(self) -> None:
+        """Join the tees (installing them where none is in place). Under the lock."""
+        for name, lines in self._lines.items():
+            current = getattr(sys, name)
+            if current is None:  # pythonw and some daemons have no console
+                lines.active = False
+                continue
+            if isinstance(current, _Tee):  # ours (one a `with redirect_stdout` put back, say): joined, not wrapped
+                tee = _tees[name] = current
+            else:  # none yet, or the stream was replaced since: tee it anew
+                idle = next((idle for idle in _idle.get(name, ()) if idle._original is current), None)
+                tee = _tees[name] = idle if idle is not None else _Tee(current)
+                setattr(sys, name, tee)
+            tee._captures = (*tee._captures, lines)
+            self._joined.append((name, tee))
 
     def stop(self) -> None:
         for lines in self._lines.values():
             if lines.active:
                 lines.flush_partial()
             lines.active = False
-        with _tees_lock:
-            self._leave()
+        _locked(self._leave)
 
     def _leave(self) -> None:
         """Take this capture's lines out of every tee, then every tee no run captures any more out
@@ -231,8 +258,9 @@ def _after_fork_in_child() -> None:
     forking, and the child's first run would wait for it forever), and the tees' captures dropped
     (the parent's runs record nothing here), so the child's own runs install, join and remove the
     tees as in any process."""
-    global _tees_lock
-    _tees_lock = threading.Lock()
+    global _tees_lock, _depth
+    _tees_lock, _depth = threading.RLock(), 0
+    _deferred.clear()
     for tee in [*_tees.values(), *_all_tees(sys.stdout), *_all_tees(sys.stderr)]:
         tee._captures = ()
 

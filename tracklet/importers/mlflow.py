@@ -488,10 +488,16 @@ def _check_run_files(run_dir: Path) -> None:
     (``meta.yaml``, ``params/*``, ``tags/*``) that is not a regular file of at most
     ``MAX_RUN_FILE_BYTES`` (a link, a device, a FIFO: MLflow writes none): MLflow reads them with no
     bound, and a crafted store could make it read ``/dev/zero`` until memory runs out, block on a
-    FIFO, or import a file of this machine's as a param. (Metric files are checked one by one:
+    FIFO, or import a file of this machine's as a param. No folder of the run (``params``, ``tags``,
+    ``metrics``, the run's own) may be or hold a link. (Metric files are checked one by one:
     ``MlflowSource._file_store_run``.)"""
     candidates = [run_dir / "meta.yaml"]
-    for folder in ("params", "tags"):
+    if run_dir.is_symlink():
+        raise ValueError(f"{run_dir} is a symbolic link")
+    for folder in ("params", "tags", "metrics"):
+        # A folder that is a link (or holds one) leads out of the store: a metric file checked on
+        # its own (a regular file, not a link) under ``metrics -> ~/numbers`` was one of this
+        # machine's, its lines imported as points.
         base = run_dir / folder
         if base.is_symlink():
             raise ValueError(f"{base} is a symbolic link")
@@ -500,7 +506,8 @@ def _check_run_files(run_dir: Path) -> None:
                 for directory in directories:
                     if os.path.islink(os.path.join(where, directory)):
                         raise ValueError(f"{os.path.join(where, directory)} is a symbolic link")
-                candidates += [Path(where, name) for name in names]
+                if folder != "metrics":  # metric files: checked one by one, read line by line (``_file_store_run``)
+                    candidates += [Path(where, name) for name in names]
     for path in candidates:
         info = os.lstat(path)
         if not stat.S_ISREG(info.st_mode):

@@ -95,12 +95,45 @@ def check_existing(paths: RunPaths, source: SourceIdentity) -> str | None:
     if not paths.run_dir.exists():
         return None
     marker = read_marker(paths)
+    if marker is None and not paths.log_file.exists() and _left_by_an_import(paths):
+        return None  # an import killed before its commit: the run was never made (RunWriter starts over)
+    if marker is None and paths.log_file.exists():
+        marker = _killed_in_commit(paths, source)
     if marker is None or marker.get("source") != source.kind or marker.get("identity") != source.identity:
         raise SourceError(
             f"run {paths.project}/{paths.run_id} already exists and was not imported from this "
             f"{source.kind} run ({source.identity}); pass --project to import it into another project"
         )
     return "unchanged" if marker.get("sha256") == source.sha256 else "changed"
+
+
+def _left_by_an_import(paths: RunPaths) -> bool:
+    """Whether the run's directory holds only what a :class:`RunWriter` makes before its commit
+    (``files/``, empty or with the marker's temporary, and the record log's temporary): an import
+    killed (``kill -9``, a power cut) before the run existed, which importing again must redo
+    rather than refuse as a run of another source."""
+    temporaries = {f".{LOG_FILE_NAME}.importing", paths.files_dir.name}
+    try:
+        if any(entry.name not in temporaries for entry in paths.run_dir.iterdir()):
+            return False
+        return not paths.files_dir.exists() or all(entry.name == f".{MARKER_NAME}.importing"
+                                                   for entry in paths.files_dir.iterdir())
+    except OSError:
+        return False
+
+
+def _killed_in_commit(paths: RunPaths, source: SourceIdentity) -> dict[str, Any] | None:
+    """A run whose import was killed between :meth:`RunWriter.commit`'s two renames (the log in
+    place, the marker still its temporary): the marker put in place when it names ``source``."""
+    temporary = paths.files_dir / f".{MARKER_NAME}.importing"
+    try:
+        marker = json.loads(temporary.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("source") != source.kind or marker.get("identity") != source.identity:
+        return None
+    os.replace(temporary, paths.files_dir / MARKER_NAME)
+    return marker
 
 
 class RunWriter:

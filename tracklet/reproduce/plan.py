@@ -224,12 +224,33 @@ def _occurrences(arguments: list[str], key: str) -> list[tuple[int, str, str | N
     return found
 
 
+_UNRECORDED = object()
+
+
+def _reads_as(text: str | None, recorded: Any) -> bool:
+    """Whether ``text``, the word after ``--key`` on the recorded command line, is the value the
+    run's config recorded for ``key`` (so it is the option's value, not a positional argument after
+    a flag: ``--verbose data.csv`` with ``verbose: true``). A bool is a flag's (``store_true``):
+    no word is its value; a list or a dict (``nargs``) is no one word's."""
+    if text is None or isinstance(recorded, bool):
+        return False
+    if isinstance(recorded, (int, float)):
+        try:
+            number = float(text)
+        except ValueError:
+            return False
+        return number == recorded or (number != number and recorded != recorded)
+    return isinstance(recorded, str) and text == recorded
+
+
 def plan_overridden_arguments(plan: Plan, *, rewrite: bool = False) -> None:
     """``--set lr=0.01`` changes the new run's config, but a program that reads ``--lr`` from its
     command line trains with the recorded ``--lr 0.5``. Each such key gets a warning naming the
     argument. ``rewrite``: the argument is given the override's value instead, when it appears
-    once, with a value, and the override is a number or a string (a list, a dict, a boolean or
-    null has no one spelling an argparse program reads back as the same value)."""
+    once, with a value (the word after it reads back as the value the run's config recorded for
+    the key, when it recorded one: after a flag, ``--verbose data.csv``, it is a positional
+    argument), and the override is a number or a string (a list, a dict, a boolean or null has no
+    one spelling an argparse program reads back as the same value)."""
     for key, value in plan.overrides.items():
         found = _occurrences(plan.arguments, key)
         if not found:
@@ -237,8 +258,11 @@ def plan_overridden_arguments(plan: Plan, *, rewrite: bool = False) -> None:
         shown = ", ".join(plan.arguments[i] if v is None or plan.arguments[i] != f else f"{f} {v}"
                           for i, f, v in found)
         scalar = isinstance(value, (int, float, str)) and not isinstance(value, bool)
+        recorded = plan.config.get(key, _UNRECORDED) if isinstance(plan.config, dict) else _UNRECORDED
         why_not = ("it appears more than once" if len(found) > 1 else
                    "it has no value on the command line" if found[0][2] is None else
+                   f"what follows it ({found[0][2]!r}) is not the value the run recorded for {key} ({recorded!r}): "
+                   "a flag without one" if recorded is not _UNRECORDED and not _reads_as(found[0][2], recorded) else
                    f"{value!r} has no one command-line spelling" if not scalar else "")
         if rewrite and not why_not:
             index, flag, old = found[0]

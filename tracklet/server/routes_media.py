@@ -23,7 +23,7 @@ from tracklet.media.retention import merge_cutoffs, read_cutoffs
 from tracklet.server.auth import requires
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
-from tracklet.server.models import errors
+from tracklet.server.models import INT64_MAX, errors
 from tracklet.server.body import bounded_router
 
 router = bounded_router(prefix="/api/v1/runs", tags=["read"])
@@ -172,9 +172,9 @@ def put_media_retention(request: Request, project: str, run_id: str, body: Media
     paths = run_paths(app.root, project, run_id)
     if app.store.run(project, run_id, fields=("run_id",)) is None or not paths.log_file.is_file():
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server: sync its log first")
-    if any(step < 0 or len(key) > 1024 for key, step in body.keys.items()):
+    if any(step < 0 or step > INT64_MAX + 1 or len(key) > 1024 for key, step in body.keys.items()):
         raise HTTPException(status_code=400, detail="retention keys are media keys (at most 1,024 characters) "
-                            "mapped to a first kept step of 0 or more")
+                            "mapped to a first kept step from 0 to 2**63 (past every step: the key retired whole)")
     try:
         merged = merge_cutoffs(paths.run_dir, body.keys, body.policy)
     except ValueError as error:  # the server's own file is damaged

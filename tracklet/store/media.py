@@ -105,9 +105,16 @@ def stored_key(key: str) -> str:
     return fit(store_text(key), 1024)
 
 
+PAST_EVERY_STEP = 2**63  # a first kept step past every step (int64): the key retired whole
+
+
 def _stored_cutoffs(retired: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """A retention's keys (``media.retention``: as logged) as the store keeps them."""
-    return {run_id: {stored_key(key): step for key, step in cutoffs.items()} for run_id, cutoffs in retired.items()}
+    """A retention's keys (``media.retention``: as logged) as the store keeps them, each first
+    kept step at most ``PAST_EVERY_STEP``: a prune of a key last logged at step 2**63 - 1 retires
+    it from 2**63, and a retention file may hold any int; none of those may reach a query as a
+    bound parameter (both stores' integers are int64), so the queries below test for it first."""
+    return {run_id: {stored_key(key): min(int(step), PAST_EVERY_STEP) for key, step in cutoffs.items()}
+            for run_id, cutoffs in retired.items()}
 
 
 def media_of_run(engine: sa.Engine, project: str, run_id: str, key: str | None = None) -> list[dict[str, Any]]:
@@ -184,9 +191,13 @@ def media_keys_of_runs(engine: sa.Engine, project: str, run_ids: list[str], reti
             # retired whole drops out of its page, and a page cut short by that said "not
             # truncated" of a run listing more than ``limit`` keys, its later keys never read.
             while len(kept) < limit:
-                listed = _key_summaries(connection, pk, None, None, limit, after)
+                page = listed = _key_summaries(connection, pk, None, None, limit, after)
                 cut = {row["key"]: cutoffs[row["key"]] for row in listed
                        if cutoffs.get(row["key"], 0) > row["first_step"]}
+                whole = {key for key, first_kept in cut.items() if first_kept >= PAST_EVERY_STEP}
+                if whole:  # retired whole past every step: gone without a query (see _stored_cutoffs)
+                    listed = [row for row in listed if row["key"] not in whole]
+                    cut = {key: first_kept for key, first_kept in cut.items() if key not in whole}
                 if cut:
                     first_kept = sa.case(cut, value=media.c.key, else_=0)
                     again = {row["key"]: row for row in _key_summaries(connection, pk, first_kept, list(cut), limit)}
@@ -194,9 +205,9 @@ def media_keys_of_runs(engine: sa.Engine, project: str, run_ids: list[str], reti
                                 if row["key"] not in cut or row["key"] in again)  # a key retired whole: gone
                 else:
                     kept.extend(listed)
-                if len(listed) < limit:
+                if len(page) < limit:
                     break
-                after = listed[-1]["key"]
+                after = page[-1]["key"]
             rows.extend(kept[:limit])
         rows.sort(key=lambda row: (row["key"], row["run_pk"]))
         return pk_of, rows[:limit]
@@ -242,11 +253,15 @@ def media_grid(engine: sa.Engine, project: str, run_ids: list[str], key: str, st
     key, retired = stored_key(key), _stored_cutoffs(retired)
     with engine.connect() as connection:
         pk_of = run_pks(connection, project, run_ids)
-        answers = []
+        answers: list[dict[str, Any]] = []
         for run_id in run_ids:
             if run_id not in pk_of:
                 continue
             first_kept = retired.get(run_id, {}).get(key, 0)
+            if first_kept >= PAST_EVERY_STEP:  # retired whole (see _stored_cutoffs)
+                answers.append({"run_id": run_id, "first_step": None, "last_step": None, "step": None, "count": 0,
+                                "items": [], "steps": [] if with_steps else None})
+                continue
             answer = media_at_step(connection, pk_of[run_id], key, step, first_kept, offset, limit)
             answer["run_id"] = run_id
             answer["steps"] = media_steps(connection, pk_of[run_id], key, first_kept) if with_steps else None

@@ -27,7 +27,9 @@ _BARE = re.compile(r"[A-Za-z0-9_/\-]+")
 
 
 def _key(part: str) -> str:
-    return part if _BARE.fullmatch(part) else "`" + part.replace("`", "") + "`"
+    """A config/summary key as tracklet's filter language reads it: bare, or quoted as a JSON
+    string, so any character is kept (between backticks a key can't hold one: "a`b" was "ab")."""
+    return part if _BARE.fullmatch(part) else json.dumps(part, ensure_ascii=False)
 
 
 def field_name(name: str) -> str:
@@ -65,8 +67,20 @@ _ALL, _NONE = 'run_id != ""', 'run_id = ""'  # every run has an id
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        text = f"<{value.bit_length()}-bit int>" if isinstance(value, int) else "<unprintable>"
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _in_double(value: int) -> bool:
+    """Whether an int is within a double's range (tracklet compares numbers as doubles past int64)."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 class _Translation:
@@ -95,8 +109,8 @@ class _Translation:
         where = f"{op} on {key!r}"
         if order and value is None:  # W&B's types: a scalar (a bool too: false < true)
             raise self.fail(where, f"{op} compares with a number, a string or a bool", value)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.fail(where, "a number to filter on is finite", value)
+        if isinstance(value, float) and not math.isfinite(value) or isinstance(value, int) and not _in_double(value):
+            raise self.fail(where, "a number to filter on is finite (at most about 1.8e308)", value)
         if isinstance(value, (bool, int, float, str)) or value is None:
             return json.dumps(value)
         if op in ("$eq", "$ne") and isinstance(value, dict):

@@ -70,7 +70,72 @@ class User:
 
 class HTTPSummary(dict):
     """A run's summary: a dict with attribute access (W&B's ``HTTPSummary``). Edits (item or
-    attribute assignment, ``update``, ``del``) are saved by ``run.update()``."""
+    attribute assignment, ``update``, ``del``) are saved by ``run.update()``.
+
+    ``more`` gives keys read only when first needed (a run's logged media and tables as W&B's
+    JSON: reading them lists every item the run logged), each kept unless set already: a key
+    the dict lacks, ``get``, ``in``, and every view of the whole (iteration, ``len``, ``keys``,
+    ``items``, ``values``, ``dict(summary)``, ``json.dumps``, ``copy``) ask for them first, so
+    ``summary["loss"]`` reads no media."""
+
+    def __init__(self, data: Any = (), more: Any = None) -> None:
+        super().__init__(data)
+        object.__setattr__(self, "_more", more)
+
+    def _complete(self) -> bool:
+        """Add ``more``'s keys (once); whether there were any to ask for."""
+        more = self.__dict__.get("_more")
+        if more is None:
+            return False
+        object.__setattr__(self, "_more", None)
+        for key, value in more().items():
+            dict.setdefault(self, key, value)
+        return True
+
+    def __missing__(self, key: Any) -> Any:
+        if self._complete():
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if not dict.__contains__(self, key):
+            self._complete()
+        return dict.get(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or (self._complete() and dict.__contains__(self, key))
+
+    def _whole(name: str) -> Any:  # type: ignore[misc]  # noqa: N805  (a helper of the class body)
+        method = getattr(dict, name)
+
+        def whole(self: HTTPSummary, *args: Any, **kwargs: Any) -> Any:
+            self._complete()
+            return method(self, *args, **kwargs)
+
+        whole.__name__ = name
+        return whole
+
+    # Every view of the whole dict, and edits that must see the keys first (a key deleted before
+    # they arrived would come back with them).
+    __iter__ = _whole("__iter__")
+    __len__ = _whole("__len__")
+    __repr__ = _whole("__repr__")
+    __eq__ = _whole("__eq__")
+    __ne__ = _whole("__ne__")
+    __or__ = _whole("__or__")
+    __ror__ = _whole("__ror__")
+    __reversed__ = _whole("__reversed__")
+    __delitem__ = _whole("__delitem__")
+    keys = _whole("keys")
+    items = _whole("items")
+    values = _whole("values")
+    copy = _whole("copy")
+    pop = _whole("pop")
+    popitem = _whole("popitem")
+    setdefault = _whole("setdefault")
+    clear = _whole("clear")
+    __hash__ = None
+    del _whole
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -170,7 +235,8 @@ class Run:
         or a table was logged under holds the last one's JSON (``{"_type": "image-file", "path",
         ...}``: ``_media_json``)."""
         if self._summary is None:
-            self._summary = HTTPSummary(self._summary_view(self._recorded))
+            recorded = self._recorded
+            self._summary = HTTPSummary(self._summary_view(recorded, media=False), more=lambda: self._media_view())
         return self._summary
 
     def _logged(self) -> Any:
@@ -186,12 +252,18 @@ class Run:
                 self._media = Logged(None)
         return self._media
 
-    def _summary_view(self, recorded: Any) -> dict[str, Any]:
-        """The summary as W&B shows it (see :attr:`summary`); :meth:`update` saves what differs from it."""
+    def _summary_view(self, recorded: Any, media: bool = True) -> dict[str, Any]:
+        """The summary as W&B shows it (see :attr:`summary`; ``media``: with the media and tables'
+        keys); :meth:`update` saves what differs from it."""
         view = {key: _json_value(value) for key, value in copy.deepcopy(recorded.summary).items()}
-        for key, value in self._logged().last.items():
-            view.setdefault(key, copy.deepcopy(value))
+        if media:
+            for key, value in self._media_view().items():
+                view.setdefault(key, value)
         return view
+
+    def _media_view(self) -> dict[str, Any]:
+        """Each key media or a table was logged under, with the last one's JSON (a copy)."""
+        return copy.deepcopy(self._logged().last)
 
     @property
     def tags(self) -> list[str]:
@@ -335,7 +407,15 @@ class Run:
         if stream == "system" or stream == "events":
             columns = self._system_columns()
         else:
-            logged = self._logged()
+            # Media and tables are read (every item the run logged) only for keys that may be
+            # theirs: not for keys the history holds numbers under.
+            metric_keys = set(self._recorded.keys()) if keys is not None else set()
+            if keys is None or any(k not in _INTERNAL and k not in metric_keys for k in keys):
+                logged = self._logged()
+            else:
+                from tracklet.compat.wandb.apis._media_json import Logged
+
+                logged = Logged(None)
             wanted = None if keys is None else [k for k in dict.fromkeys([*keys, x_axis])
                                                 if k not in _INTERNAL and k not in logged.keys]
             columns = self._recorded.history(wanted)

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from tracklet.store.schema import metadata, runs
 from tracklet.store.text import store_text
 
-__all__ = ["MAX_CHARS", "MAX_DEPTH", "SOURCES", "path_text", "sort_path", "sort_values"]
+__all__ = ["MAX_CHARS", "MAX_DEPTH", "SOURCES", "key_ranges", "missing", "path_text", "sort_path", "sort_values"]
 
 #: Keys deep a path is indexed to (``config.a.b.c.d.e.f``); deeper ones are sorted as before.
 MAX_DEPTH = 6
@@ -98,3 +98,30 @@ def missing(source: int, path: str) -> sa.ColumnElement[bool]:
     """The runs (of ``runs``) with no number or string at ``path``: they sort last both ways."""
     return ~sa.select(sa.literal(1)).where(
         sort_values.c.run_pk == runs.c.id, sort_values.c.source == source, sort_values.c.path == path).exists()
+
+
+_OPERATORS = {"=": "__eq__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
+
+
+def key_ranges(expr: Any, field: Any) -> tuple[int, list[sa.ColumnElement[bool]]] | None:
+    """Where a filter compares the sort key (``field``) with numbers (or strings) in its top-level
+    conjuncts (``config.lr >= 0.5 and ...``), only runs whose value is a number (a string) can
+    match: that part of the index (its rank) and the ranges of ``num`` (``text``) the comparisons
+    allow, which hold for every run the filter selects (it is applied too); else None."""
+    from tracklet.store.filters import And, Compare
+
+    found: dict[int, list[sa.ColumnElement[bool]]] = {}
+    for term in expr.operands if isinstance(expr, And) else (expr,):
+        if not (isinstance(term, Compare) and term.field == field and term.op in _OPERATORS):
+            continue
+        value = term.value
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            continue
+        if isinstance(value, str):
+            found.setdefault(STRING, []).append(getattr(sort_values.c.text, _OPERATORS[term.op])(store_text(value)))
+        else:
+            found.setdefault(NUMBER, []).append(getattr(sort_values.c.num, _OPERATORS[term.op])(float(value)))
+    if len(found) != 1:  # none, or a number and a string (no run matches both: the plain reading is fine)
+        return None
+    ((rank, conditions),) = found.items()
+    return rank, conditions

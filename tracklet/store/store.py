@@ -142,7 +142,7 @@ class Store(RunDataQueries):
         if unknown:
             raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
         named: set[str] = set()  # the columns the filter and sort name
-        where = sort = None
+        where = sort = parsed = None
         in_project: sa.ColumnElement[bool] = runs.c.project_id == project_id_of(project)
         if filter:
             from tracklet.store.filters import compile_filter, indexed_alternatives, named_columns, parse_filter
@@ -215,7 +215,7 @@ class Store(RunDataQueries):
             if joined is not None and joined_sort is not None:
                 listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
             elif path is not None:
-                listed = self._by_sort_values(connection, select, source, project, path, keys,
+                listed = self._by_sort_values(connection, select, source, project, path, keys, parsed,
                                               joined_columns, offset, limit)
             else:
                 listed = [dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
@@ -257,8 +257,8 @@ class Store(RunDataQueries):
 
     @staticmethod
     def _by_sort_values(connection: sa.Connection, select: Callable[..., sa.Select[Any]], source: sa.FromClause,
-                        project: str, path: str, keys: list[Any], joined_columns: Mapping[str, Any], offset: int,
-                        limit: int | None) -> list[dict[str, Any]]:
+                        project: str, path: str, keys: list[Any], parsed: Any, joined_columns: Mapping[str, Any],
+                        offset: int, limit: int | None) -> list[dict[str, Any]]:
         """A page sorted first by a config or summary key, read in the order of
         ``ix_run_sort_values_order`` (``store/sort_values.py``): the runs whose value at ``path`` is a
         number, by number, then those whose value is a string, by string, then the others (missing
@@ -266,7 +266,7 @@ class Store(RunDataQueries):
         id last, as ``filters.compile_sort`` orders them all; a part is read only once the ones
         before it run out (counted when the page starts past them)."""
         from tracklet.store.filters import compile_sort
-        from tracklet.store.sort_values import NUMBER, SOURCES, STRING, missing, sort_values as values
+        from tracklet.store.sort_values import NUMBER, SOURCES, STRING, key_ranges, missing, sort_values as values
 
         (field, descending), others = keys[0], keys[1:]
         rest = compile_sort(others, runs, columns=joined_columns, tie_break=False)
@@ -288,6 +288,10 @@ class Store(RunDataQueries):
         parts = [(with_value, order, [*at, values.c.rank == NUMBER]),
                  (with_value, order, [*at, values.c.rank == STRING]),
                  (source, [*rest, *tie(runs.c.run_id)], [missing(code, path)])]
+        ranges = key_ranges(parsed, field) if parsed is not None else None
+        if ranges is not None:  # only runs whose value is of one kind can match the filter
+            rank, conditions = ranges
+            parts = [(with_value, order, [*at, values.c.rank == rank, *conditions])]
         listed: list[dict[str, Any]] = []
         skip = offset
         for part_from, part_order, conditions in parts:

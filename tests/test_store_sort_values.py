@@ -366,3 +366,20 @@ def test_a_server_page_by_a_json_key_lists_the_users(store_url, tmp_path):
             assert found and all(row["user"] for row in found)
     finally:
         store.close()
+
+
+def test_numbers_past_a_double_sort_as_infinities_on_both_backends(store_url, tmp_path):
+    """An integer past a double's range sorts as +-infinity on both backends, as SQLite's cast has
+    it: PostgreSQL's cast of it failed the whole listing (a 500 on a server) before 0015."""
+    store = Store(store_url, root=tmp_path)
+    try:
+        with store.engine.begin() as connection:
+            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+            connection.execute(runs.insert(), [
+                {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "finished", "tags": [],
+                 "config": {"x": value}, "summary": {}, "keys": [], "log_path": f"p/{i}.log", "metadata": {}}
+                for i, value in enumerate([1, 10**400, -(10**400), 2**1024, "s"])])
+        assert _ids(store.runs("p", order_by="config.x")) == ["r2", "r0", "r1", "r3", "r4"]
+        assert _ids(store.runs("p", order_by="-config.x")) == ["r3", "r1", "r0", "r2", "r4"]
+    finally:
+        store.close()

@@ -17,7 +17,9 @@ Indexing: 3 runs of 30,000 steps logging 10 floats, recorded once (``--summary-e
 the sender writes the summary at each wake-up instead of every 5 s, many more summary updates to
 index), indexed into fresh stores with the triggers dropped (A: what the indexer wrote before
 0015) or kept (B), whole (one pass) and append by append (``chunk_bytes`` 64 KiB: a transaction
-per piece, as a server indexes a live run), alternating; the median seconds and B/A.
+per piece, as a server indexes a live run), alternating; the median seconds (SQLite: this
+process's CPU, which SQLite's work is part of; PostgreSQL: wall) and B/A. ``--updates N``: N
+updates of a run's summary (10 changed floats, a transaction each) with and without the triggers.
 """
 
 from __future__ import annotations
@@ -192,14 +194,52 @@ def record_runs(root: Path, steps: int, every_drain: bool) -> None:
         run.finish()
 
 
+def drop_triggers(store: Store) -> None:
+    with store.engine.begin() as connection:
+        for name in TRIGGERS:
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS tr_runs_sort_values_{name}" + (
+                " ON runs" if store.engine.dialect.name == "postgresql" else ""))
+
+
+def summary_updates(url: str, root: Path, rounds: int, updates: int) -> list[list[str]]:
+    """What one summary update of 10 changed floats costs the writing transaction, with the
+    triggers (B) and without (A): ``updates`` updates of one run's row (one per transaction, as an
+    append's), alternating stores A/B per round; wall and this process's CPU (SQLite's is in it)."""
+    stores = {}
+    for triggers in (False, True):
+        store = Store(url(f"upd{int(triggers)}"), root=root / f"upd{int(triggers)}")
+        fill(store, 2000)
+        if not triggers:
+            drop_triggers(store)
+        stores[triggers] = store
+    spent: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    try:
+        for round_ in range(rounds):
+            for triggers in ((False, True) if round_ % 2 == 0 else (True, False)):
+                store = stores[triggers]
+                wall, cpu = time.perf_counter(), time.process_time()
+                for n in range(updates):
+                    with store.engine.begin() as connection:
+                        connection.execute(runs.update().where(runs.c.run_id == f"r{n % 2000:07d}").values(
+                            summary={f"m{k}": n * 0.001 + k for k in range(10)}))
+                spent[triggers].append(((time.perf_counter() - wall) / updates, (time.process_time() - cpu) / updates))
+    finally:
+        for store in stores.values():
+            store.close()
+    rows = []
+    for at, what in ((0, "wall"), (1, "CPU of this process")):
+        a = statistics.median(t[at] for t in spent[False])
+        b = statistics.median(t[at] for t in spent[True])
+        rows.append([f"{stores[True].engine.dialect.name}: an update of 10 summary values, {what}",
+                     f"{a * 1e6:.0f} us", f"{b * 1e6:.0f} us", f"{b / a:.2f}"])
+    return rows
+
+
 def index_time(url: str, root: Path, triggers: bool, chunk: int | None) -> tuple[float, int]:
     store = Store(url, root=root)
     try:
         if not triggers:
-            with store.engine.begin() as connection:
-                for name in TRIGGERS:
-                    connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS tr_runs_sort_values_{name}" + (
-                        " ON runs" if store.engine.dialect.name == "postgresql" else ""))
+            drop_triggers(store)
         indexer = store.indexer()
         if chunk:
             indexer.chunk_bytes = chunk
@@ -210,9 +250,9 @@ def index_time(url: str, root: Path, triggers: bool, chunk: int | None) -> tuple
                 summaries[0] += len(parameters) if executemany else 1
 
         sa.event.listen(store.engine, "before_cursor_execute", count)
-        started = time.perf_counter()
+        started = time.process_time() if store.engine.dialect.name == "sqlite" else time.perf_counter()
         report = indexer.index()
-        spent = time.perf_counter() - started
+        spent = (time.process_time() if store.engine.dialect.name == "sqlite" else time.perf_counter()) - started
         assert not report.failed, report.failed
         return spent, summaries[0]
     finally:
@@ -249,6 +289,7 @@ def main() -> None:
     parser.add_argument("--skip-indexing", action="store_true")
     parser.add_argument("--skip-listings", action="store_true")
     parser.add_argument("--summary-every-drain", action="store_true")
+    parser.add_argument("--updates", type=int, default=0, help="also time this many summary updates, A/B")
     args = parser.parse_args()
     print(f"load: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     listed: list[list[str]] = []
@@ -271,14 +312,18 @@ def main() -> None:
             if not args.skip_listings:
                 listed += listings(make_url(f"list{args.runs}"), scratch / f"list-{backend}", args.runs, args.rounds,
                                    args.repeats)
+            if args.updates:
+                indexed += summary_updates(make_url, scratch / f"upd-{backend}", args.index_rounds, args.updates)
             if not args.skip_indexing:
                 indexed += indexing(make_url, scratch, backend, args.steps, args.index_rounds, args.summary_every_drain)
     if listed:
         print_table(listed, header=["page of 50", "A cost", "B cost", "A ms", "B ms", "A/B"])
         print("cost: SQLite VM instructions; PostgreSQL rows read from runs and run_sort_values")
     if indexed:
-        print_table(indexed, header=["indexing", "summary updates", "A s (no triggers)", "B s", "B/A",
-                                     "B/A per round"])
+        for row in indexed:
+            print(" | ".join(row))
+        print("indexing: summary updates indexed, A s (no triggers), B s, B/A, B/A per round (SQLite: CPU s, "
+              "PostgreSQL: wall s); updates: A, B, B/A")
     print(f"load: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

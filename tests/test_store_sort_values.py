@@ -32,13 +32,11 @@ from tracklet.store.sort_values import MAX_CHARS, MAX_DEPTH, path_text, sort_val
 # empty string, numbers as strings, booleans, null, containers, and (as the store keeps them) NaN.
 VALUES: list[Any] = [3, 1.5, 1.5, -2, 0, -0.0, 2**53 + 1, 2**70, -(2**64), 1e300, 5e-324, "b", "a", "a", "",
                      "é", "Zed", "10", "1.5", True, False, None, {"y": 1}, [1, 2], math.nan, "a.b", "x\\y"]
-SORTS = ["config.x", "-config.x", "summary.x", "-summary.x", "config.n.x", "-config.n.x", "config.d.x",
-         "-config.d.x", 'config."d.x"', "config.x,-name", "-config.x,created", "config.x,run_id",
-         "-summary.x,config.x", 'config."ké y"', '-config."ké y"', "config.missing"]
-FILTERS = ["", 'state = "finished"', "config.x < 2 and config.x > -5", 'config.x > "a"',
-           "config.x >= 0 and config.x < 'z'", 'name ~ "1" or state = "crashed"']
-# Whole; a page inside the numbers; pages across the numbers, the strings and the rest; past the end.
-PAGES = [dict(), dict(limit=7, offset=5), dict(limit=10, offset=37), dict(limit=9, offset=70), dict(offset=200)]
+SORTS = ["config.x", "-config.x", "-summary.x", "config.n.x", "-config.d.x", '-config."ké y"', "config.x,-name",
+         "-config.x,created", "-summary.x,config.x", "config.missing"]
+FILTERS = ["", 'state = "finished"', "config.x < 2 and config.x > -5", 'config.x > "a"']
+# Whole; a page inside the numbers; pages across the numbers, the strings and the rest.
+PAGES = [dict(), dict(limit=7, offset=5), dict(limit=10, offset=37), dict(limit=9, offset=70)]
 
 
 def _config(rng: random.Random, i: int) -> dict[str, Any]:
@@ -329,7 +327,7 @@ def test_a_store_with_runs_at_0014_fills_the_table_and_drops_it_migrated_down(st
     try:
         assert _stored(store.engine) == _expected_rows(store.engine)
         assert len(_stored(store.engine)) > 53
-        pages = {order_by: _ids(store.runs("p", order_by=order_by, limit=20, offset=3)) for order_by in SORTS}
+        pages = {order_by: _ids(store.runs("p", order_by=order_by, limit=20, offset=3)) for order_by in [*SORTS, "summary.x"]}
         for order_by, page in pages.items():
             with as_before():
                 assert page == _ids(store.runs("p", order_by=order_by, limit=20, offset=3)), order_by

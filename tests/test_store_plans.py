@@ -133,10 +133,21 @@ PAGES = {
     "50 by -name": dict(limit=50, order_by="-name"),
     "50 by state": dict(limit=50, order_by="state"),
     "50 by -state": dict(limit=50, order_by="-state"),
+    # Read in the order of ix_run_sort_values_order (store migration 0015): before it, both planners
+    # read every run of the project and sorted them by the JSON value.
+    "50 by config.lr": dict(limit=50, order_by="config.lr"),
+    "50 by -config.lr": dict(limit=50, order_by="-config.lr"),
+    "50 by config.lr, second page": dict(limit=50, offset=50, order_by="config.lr"),
+    "50 by -config.lr, finished": dict(limit=50, order_by="-config.lr", filter="state = 'finished'"),
+    "50 by config.lr of a config range": dict(limit=50, order_by="config.lr", filter="config.lr >= 0.5"),
 }
 # The runs each page lists first, by the runs in the project (None: any of the ties).
 ORDERS = {
     "50 by created": lambda count: [f"r{i:06d}" for i in range(count)],
+    "50 by config.lr": lambda count: [f"r{i:06d}" for i in range(count)],
+    "50 by -config.lr": lambda count: [f"r{i:06d}" for i in range(count - 1, -1, -1)],
+    "50 by config.lr, second page": lambda count: [f"r{i:06d}" for i in range(count)],
+    "50 by config.lr of a config range": lambda count: [f"r{i:06d}" for i in range(count // 2, count)],
     "50 by name": _by_name,
     "50 by -name": lambda count: _by_name(count)[::-1],
 }
@@ -152,6 +163,8 @@ SERVER_PAGES = {
     "50 by user": dict(limit=50, order_by="user", fields=("run_id", "name", "state", "user")),
     "50 by -user": dict(limit=50, order_by="-user", fields=("run_id", "name", "state", "user")),
     "50 by user, second page": dict(limit=50, offset=50, order_by="user", fields=("run_id", "name", "state", "user")),
+    "50 by -config.lr with their users": dict(limit=50, order_by="-config.lr", fields=("run_id", "name", "state", "user")),
+    "50 by config.lr of one user": dict(limit=10, order_by="config.lr", fields=("run_id", "user"), filter="user = 'u1'"),
 }
 
 

@@ -36,6 +36,7 @@ from tracklet.store import blocks as B
 from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, edge_rows, write_edges
 from tracklet.store.media import MEDIA_KINDS, media, media_rows, write_media
 from tracklet.store.spans import SPAN_KINDS, log_span_rows, spans, write_spans
+from tracklet.store.sort_values import sort_values
 from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import (RUN_DATA_KINDS, RunDataFold, alert_rows, console_rows, last_system_step,
                                      write_alerts, write_console)
@@ -96,7 +97,8 @@ _OPTIONAL_RUN_COLUMNS = ("created_at", "updated_at", "exit_code")
 # own tables are not the store's (tracklet/server/schema.py) and a rebuild never touches them.
 # ``spans`` is derived only where a run's log holds them (``run_pk`` set): spans received over
 # OTLP have no record log and are kept (``drop_derived``).
-DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, media, spans, runs)
+# run_sort_values before runs: emptied in one statement, not a cascade per run.
+DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, media, spans, sort_values, runs)
 
 
 def json_safe(value: Any) -> Any:

@@ -141,3 +141,5 @@ from tracklet.store import lineage as _lineage  # noqa: E402,F401
 from tracklet.store import media as _media  # noqa: E402,F401
 # Trace spans (``spans``) likewise.
 from tracklet.store import spans as _spans  # noqa: E402,F401
+# Sortable config and summary values (``run_sort_values``, store migration 0015) likewise.
+from tracklet.store import sort_values as _sort_values  # noqa: E402,F401

@@ -142,7 +142,7 @@ class Store(RunDataQueries):
         if unknown:
             raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
         named: set[str] = set()  # the columns the filter and sort name
-        where = sort = None
+        where = sort = parsed = None
         in_project: sa.ColumnElement[bool] = runs.c.project_id == project_id_of(project)
         if filter:
             from tracklet.store.filters import compile_filter, indexed_alternatives, named_columns, parse_filter
@@ -205,11 +205,19 @@ class Store(RunDataQueries):
             return stmt
 
         joined_sort = joined.sorts.get(keys[0][0].name) if joined is not None and keys else None
+        source: sa.FromClause = joined.join(runs, runs.c.run_id) if joined is not None and join_first else runs
         with self.engine.connect() as connection:
+            path = None
+            if keys and keys[0][0].kind == "json":
+                from tracklet.store.sort_values import sort_path
+
+                path = sort_path(connection, project_id_of(project), keys[0][0])
             if joined is not None and joined_sort is not None:
                 listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
+            elif path is not None:
+                listed = self._by_sort_values(connection, select, source, project, path, keys, parsed,
+                                              joined_columns, offset, limit)
             else:
-                source: sa.FromClause = joined.join(runs, runs.c.run_id) if joined is not None and join_first else runs
                 listed = [dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
         prefix = project + "/"
         for row in listed:
@@ -245,6 +253,59 @@ class Store(RunDataQueries):
         more = None if limit is None else limit - len(listed)
         listed += [dict(row) for row in connection.execute(
             select(without, [*rest, *tie(runs.c.run_id)], [joined_sort.missing], skip, more)).mappings()]
+        return listed
+
+    @staticmethod
+    def _by_sort_values(connection: sa.Connection, select: Callable[..., sa.Select[Any]], source: sa.FromClause,
+                        project: str, path: str, keys: list[Any], parsed: Any, joined_columns: Mapping[str, Any],
+                        offset: int, limit: int | None) -> list[dict[str, Any]]:
+        """A page sorted first by a config or summary key, read in the order of
+        ``ix_run_sort_values_order`` (``store/sort_values.py``): the runs whose value at ``path`` is a
+        number, by number, then those whose value is a string, by string, then the others (missing
+        values last in either direction), each part ordered by the other sort keys next and the run
+        id last, as ``filters.compile_sort`` orders them all; a part is read only once the ones
+        before it run out (counted when the page starts past them)."""
+        from tracklet.store.filters import compile_sort
+        from tracklet.store.sort_values import NUMBER, SOURCES, STRING, key_ranges, missing, sort_values as values
+
+        (field, descending), others = keys[0], keys[1:]
+        rest = compile_sort(others, runs, columns=joined_columns, tie_break=False)
+        last = keys[-1][1]
+        ties = not any(key.name == "run_id" for key, _ in keys)
+        code = SOURCES[field.name]
+
+        def tie(column: sa.ColumnElement[str]) -> list[Any]:
+            return [column.desc() if last else column.asc()] if ties else []
+
+        def direction(column: sa.ColumnElement[Any]) -> Any:
+            # Plain ASC / DESC: the index's order read forwards or backwards on both backends (num
+            # is NULL for a string, text for a number: constant within a part).
+            return column.desc() if descending else column.asc()
+
+        with_value = source.join(values, values.c.run_pk == runs.c.id)
+        at = [values.c.project_id == project_id_of(project), values.c.source == code, values.c.path == path]
+        order = [direction(values.c.num), direction(values.c.text), *rest, *tie(values.c.run_id)]
+        parts = [(with_value, order, [*at, values.c.rank == NUMBER]),
+                 (with_value, order, [*at, values.c.rank == STRING]),
+                 (source, [*rest, *tie(runs.c.run_id)], [missing(code, path)])]
+        ranges = key_ranges(parsed, field) if parsed is not None else None
+        if ranges is not None:  # only runs whose value is of one kind can match the filter
+            rank, conditions = ranges
+            parts = [(with_value, order, [*at, values.c.rank == rank, *conditions])]
+        listed: list[dict[str, Any]] = []
+        skip = offset
+        for part_from, part_order, conditions in parts:
+            more = None if limit is None else limit - len(listed)
+            if more is not None and more <= 0:
+                break
+            found = [dict(row) for row in connection.execute(
+                select(part_from, part_order, conditions, skip, more)).mappings()]
+            if skip and not found:  # the page starts past this part: how many runs it holds
+                counted = select(part_from, [], conditions, 0, None).with_only_columns(sa.func.count()).order_by(None)
+                skip = max(0, skip - connection.execute(counted).scalar_one())
+            else:
+                skip = 0
+            listed += found
         return listed
 
     def _alternatives_are_few(self, project: str, alternatives: tuple[Any, ...], now: float,

@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.names import check_artifact_name, parse_ref
 from tracklet.artifacts.registry import VersionInfo
-from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, ChunkStoreError
+from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, ChunkStoreError, TrackletError
 from tracklet.server.artifact_source import ArtifactSource, EntryMissing, artifact_source
 from tracklet.server.jsonable import json_value
 from tracklet.server.lineage_graph import DELETED_VERSION_FIELDS, Graph, build_graph
@@ -287,27 +287,42 @@ def get_file(
                "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
     if span is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    return StreamingResponse(_pieces(reader, start, end, f"file {path!r} of {info.qualified_name}"),
-                             status_code=206 if span else 200, media_type=content_type(path), headers=headers)
+    return _CheckedStream(_pieces(reader, start, end, f"file {path!r} of {info.qualified_name}"),
+                          status_code=206 if span else 200, media_type=content_type(path), headers=headers)
+
+
+class _Damaged(TrackletError):
+    """Bytes of a file found damaged (or gone) while its response was being sent."""
+
+
+class _CheckedStream(StreamingResponse):
+    """A ``StreamingResponse`` that a damage found mid-file ends short: logged as a warning, the
+    body left incomplete (the client sees fewer bytes than its Content-Length, and the connection
+    closed), never wrong bytes nor a traceback."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except _Damaged as error:
+            import logging
+
+            logging.getLogger("tracklet.server").warning("%s", error)
 
 
 def _pieces(reader: Any, start: int, end: int, what: str) -> Iterator[bytes]:
     """Bytes ``[start, end)`` of an opened entry, 1 MiB at a time (a sync iterator: Starlette reads
-    it on a worker thread). Bytes found damaged mid-file end the response short (logged): the
-    client sees a body shorter than its Content-Length, never wrong bytes."""
+    it on a worker thread); ``_Damaged`` for bytes found damaged on the way."""
     try:
         reader.seek(start, end)
         remaining = end - start
         while remaining > 0:
             piece = reader.read(min(_PIECE, remaining))
             if not piece:
-                break
+                raise _Damaged(f"{what} not served in full: the store gave {end - start - remaining} of {end - start} bytes")
             remaining -= len(piece)
             yield piece
     except (ArtifactError, ChunkStoreError, OSError) as error:
-        import logging
-
-        logging.getLogger("tracklet.server").warning("%s not served in full: %s", what, error)
+        raise _Damaged(f"{what} not served in full: {error}") from None
     finally:
         reader.close()
 

@@ -77,6 +77,7 @@ def served(request, tmp_path_factory):
         finally:
             server.stop()
             assert "Exception in ASGI application" not in server.stderr_text(), server.stderr_text()[-4000:]
+            server.log.unlink(missing_ok=True)
     finally:
         os.environ.update(saved)
 

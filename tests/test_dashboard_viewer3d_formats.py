@@ -180,6 +180,15 @@ def gro(atoms=ETHANOL) -> str:
     return "\n".join(lines + ["   1.00000   1.00000   1.00000"]) + "\n"
 
 
+def gro_chloride() -> str:
+    """A .gro naming its element nowhere: CL1 of ligand MCL is chlorine (2.1 Å from C1: bonded as
+    C-Cl, too far for C-C); CA of ALA is carbon (1.9 Å from C1: bonded), not calcium."""
+    atoms = [(1, "MCL", "C1", 0.0), (1, "MCL", "CL1", 0.21), (2, "ALA", "CA", -0.19)]
+    lines = ["chloride", f"{len(atoms):5d}"]
+    lines += [f"{n:5d}{res:<5}{name:>5}{i + 1:5d}{x:8.3f}{0:8.3f}{0:8.3f}" for i, (n, res, name, x) in enumerate(atoms)]
+    return "\n".join(lines + ["   1.00000   1.00000   1.00000"]) + "\n"
+
+
 def cif(atoms=ETHANOL) -> str:
     lines = ["data_EOH", "#", "loop_", "_atom_site.group_PDB", "_atom_site.id", "_atom_site.type_symbol",
              "_atom_site.label_atom_id", "_atom_site.label_alt_id", "_atom_site.Cartn_x", "_atom_site.Cartn_y",
@@ -201,6 +210,7 @@ def site(tmp_path_factory):
         "beside": ("beside.gltf", scene), "shapes": ("shapes.glb", shapes().glb()),
         "sdf": ("ethanol.sdf", molfile() + "> <name>\nethanol\n\n$$$$\n" + molfile(name="again") + "$$$$\n"),
         "mol": ("ethanol.mol", molfile_v3000()), "mol2": ("ethanol.mol2", mol2()), "gro": ("ethanol.gro", gro()),
+        "grocl": ("chloride.gro", gro_chloride()),
         "cif": ("ethanol.cif", cif()), "mmtf": ("ethanol.mmtf", b"\xde\x00\x01\xa4name"),
         "sdflies": ("lies.sdf", molfile(counts="999  8  0  0  0  0  0  0  0  0999 V2000")),
         "sdfbond": ("bond.sdf", molfile(bonds=[*ETHANOL_BONDS, (1, 42)])),
@@ -232,7 +242,9 @@ def site(tmp_path_factory):
     (files / "models" / "ethanol.sdf").write_text(molfile())
     artifact = tracklet.Artifact("scenes", type="model")
     (scratch / "art" / "models").mkdir(parents=True)
-    for name, content in (("scene.gltf", scene.encode()), ("scene.bin", scene_bin), ("wood_grain.png", TEXTURE)):
+    lost = scene.replace("scene.bin", "lost.bin").encode()  # names a file the version lacks
+    for name, content in (("scene.gltf", scene.encode()), ("scene.bin", scene_bin), ("wood_grain.png", TEXTURE),
+                          ("lost.gltf", lost)):
         (scratch / "art" / "models" / name).write_bytes(content)
     artifact.add_dir(str(scratch / "art"))
     run.log_artifact(artifact)
@@ -312,6 +324,11 @@ def artifact_file(tab, url: str, token: str) -> None:
     assert fetched[0].status == 200 and fetched[0].body() == scene_beside_its_files()[1], fetched[0].text()[:300]
     assert [response.status for response in fetched[1:]] == [404, 404, 404]
     assert "has no file 'models/nowhere.bin'" in fetched[2].text()
+    # a .gltf naming a file the version lacks: named, looked up in the version's list first (no
+    # failed request: the module's browser console stays free of errors)
+    tab.click("tr.file[data-path='models/lost.gltf'] button.file-view")
+    error = drawn(tab, ".file-browser tr.file[data-path='models/lost.gltf'] + tr.viewer3d-row")
+    assert error.startswith("error: ") and '"models/lost.bin" is not among scenes:v0\'s files' in error, error
 
 
 def test_strips_fans_sparse_accessors_colours_and_textures_are_drawn(site):
@@ -349,6 +366,7 @@ def test_molecules_in_sdf_mol_mol2_gro_and_mmcif_are_drawn_with_their_bonds(site
         info = drawn(tab, panel(key))
         assert info.startswith(start), (key, info)
         assert "x -0.36…2.93" in info, (key, info)  # gro's nm read as Å
+    assert drawn(tab, panel("grocl")).startswith("3 atoms · 2 bonds (by distance)")  # CL1 chlorine, CA carbon
     assert notes(tab, panel("sdf")) == ["left out: molecules 2 to 2 of the file's 2 (SDF records): the first is drawn"]
     picture = drawing(tab, panel("sdf"))
     assert hue(picture, 0).sum() > 20  # the oxygen, red

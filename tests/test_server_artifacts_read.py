@@ -225,6 +225,7 @@ def test_project_roles_apply_to_artifacts_and_lineage(chain_root, tmp_path):
     as_outsider = {"Authorization": f"Bearer {outsider.key}"}
     routes = ["/api/v1/projects/chain/artifacts", "/api/v1/projects/chain/artifacts/mnist/versions",
               "/api/v1/projects/chain/artifacts/mnist/versions/v0", "/api/v1/projects/chain/artifacts/mnist/versions/v0/files",
+              "/api/v1/projects/chain/artifacts/mnist/versions/v0/files/labels.csv",
               "/api/v1/runs/chain/train/artifacts", "/api/v1/projects/chain/lineage?run=train"]
     with TestClient(app) as http:
         for route in routes:

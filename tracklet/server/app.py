@@ -27,7 +27,7 @@ from tracklet import __version__
 from tracklet.errors import BlobCollected
 from tracklet.server import db_unavailable, query_warm, sweeps_warm
 from tracklet.server.artifact_blobs import ServerArtifacts
-from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
+from tracklet.server.artifact_source import ServerArtifactSource, set_artifact_source
 from tracklet.server.audit import AuditLog, AuditMiddleware, in_route, install_unit_of_work
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer, route_access
 from tracklet.server.automations import Automations
@@ -235,8 +235,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     if shared_root:  # a local data root (tracklet ui): its own model registry file, not the server tables
         app.state.registry_root = root
     if not shared_root:  # the read routes see the server's artifacts: its registry, its blobs (--artifacts)
-        set_artifact_source(app, LocalArtifactSource(root / "artifacts", blobs=state.artifacts.blobs,
-                                                     registry=state.artifacts.registry))
+        set_artifact_source(app, ServerArtifactSource(root / "artifacts", state.artifacts))
     # Media and table blobs: the server's artifacts (grants checked), or a local data root's (tracklet ui).
     set_media_blobs(app, root, None if shared_root else state.artifacts)
     # After the guard, a mutating route's writes carry its audit event (audit.install_unit_of_work).

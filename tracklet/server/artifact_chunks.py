@@ -16,6 +16,7 @@ import bisect
 import re
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.packs import (ENTRY, FOOTER, MAX_UPLOAD_PACK_BYTES, MAX_UPLOAD_PACK_CHUNKS, ChunkLocator,
@@ -168,9 +169,16 @@ class ChunkedFile:
     costs the chunks it covers, and memory stays bounded by one lookup batch and one merged read
     whatever the file's size (the recipe itself is capped by ``MAX_RECIPE_BYTES``)."""
 
-    def __init__(self, recipe: FileRecipe, packs: PackStore, locator: ChunkLocator) -> None:
+    def __init__(self, recipe: FileRecipe, packs: PackStore | None = None, locator: ChunkLocator | None = None, *,
+                 reader: Any = None) -> None:
+        """``packs`` and ``locator``: where the chunks are (a server's); or ``reader``, anything with
+        ``iter_chunks(chunk_ids, name=)`` giving each chunk's bytes checked against its id (a local
+        artifact store's, ``artifact_source.LocalChunks``)."""
         self.recipe = recipe
-        self.reader = PackReader(packs, locator, lookup_batch=LOCATE_BATCH)
+        if reader is None:
+            assert packs is not None and locator is not None
+            reader = PackReader(packs, locator, lookup_batch=LOCATE_BATCH)
+        self.reader = reader
         self.starts: list[int] = []
         offset = 0
         for _, length in recipe.chunks:

@@ -9,6 +9,16 @@ plain ``tracklet server`` serve. It writes nothing (no stat cache, no lock file)
 read-only ``tracklet ui``. A deployment with another registry (server mode's SQL registry) puts
 its own source in with ``set_artifact_source(app, source)``.
 
+One file of a version is read through ``open_entry`` (``EntryReader``: ``seek``, ``read``,
+``close``), whatever the store made of it: a blob of its own, a small blob in a pack (a server's),
+or a large file stored as chunks in packs (a local store's chunk index, or a server's chunk rows),
+rebuilt as it is read (``ChunkedFile``). Every byte handed out is checked first: a small blob read
+whole and hashed, a large one through ``VerifiedFiles`` (a local file, hashed once per piece while
+unchanged) or hashed whole before it is opened again to be served (an object store), a chunked
+file chunk by chunk against the chunk ids of its recipe (whose whole digest was checked when the
+version was committed). ``EntryMissing`` (404) for bytes the store lacks, with why that can be;
+``ArtifactError`` (500) for bytes that no longer match.
+
 Manifests are immutable (named by their sha256), so the last few parsed ones are kept (at most
 ``MANIFESTS_KEPT``, holding ``ENTRIES_KEPT`` files in all besides the newest), and a file browser
 paging through a large version parses its manifest once (100,000 files: 12 MB, ~3 s to read and
@@ -20,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import FastAPI, Request
 
@@ -28,10 +38,36 @@ from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.artifacts.fields import CollectionFields
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
-from tracklet.artifacts.storage import artifact_dir
+from tracklet.artifacts.storage import artifact_dir, recipe_of
+from tracklet.errors import ArtifactError, ChunkMissing
+
+if TYPE_CHECKING:
+    from tracklet.artifacts.manifest import ManifestEntry
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.server.artifact_blobs import ServerArtifacts
 
 MANIFESTS_KEPT = 8  # parsed manifests kept per source (a 10,000-file manifest is a few MB parsed)
 ENTRIES_KEPT = 300_000  # ... and files in them at most, beyond the newest one (memory stays bounded)
+#: A whole blob up to this size is read into memory and hashed before it is served; a larger one
+#: is checked without holding it (``_open_whole``).
+IN_MEMORY_BYTES = 16 << 20
+_PIECE = 1 << 20
+
+
+class EntryMissing(ArtifactError):
+    """The store lacks the bytes of a version's file (the message says which and why that can be)."""
+
+
+class EntryReader(Protocol):
+    """One stored file, read from ``seek(offset, end)`` on (``end``: where reads stop; the file's
+    end when omitted): each byte ``read`` hands out was checked against the file's digest or its
+    chunk's id first (``ArtifactError``, or ``OSError`` from a piece found damaged, otherwise)."""
+
+    def seek(self, offset: int, end: int | None = None) -> int: ...
+
+    def read(self, size: int = -1) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class ArtifactSource(Protocol):
@@ -57,6 +93,12 @@ class ArtifactSource(Protocol):
         """The version's manifest, checked (``ArtifactError`` if its blob is missing or damaged)."""
         ...
 
+    def open_entry(self, info: VersionInfo, entry: ManifestEntry) -> tuple[EntryReader, int]:
+        """One of the version's stored files (not a reference), opened, and its size: whole blob,
+        packed blob or chunked file alike. ``EntryMissing`` if the store lacks its bytes,
+        ``ArtifactError`` if they are damaged (a small file's, found before this returns)."""
+        ...
+
 
 class LocalArtifactSource:
     """The registry and blobs of a local artifact directory, read-only."""
@@ -69,6 +111,10 @@ class LocalArtifactSource:
         self.blobs = blobs if blobs is not None else FsspecBlobStore(self.directory)
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._lock = threading.Lock()
+        self._store: ArtifactStore | None = None
+        from tracklet.server.verified_files import VerifiedFiles
+
+        self.verified = VerifiedFiles()  # large blob files checked, while unchanged on disk
 
     def collections(self, project: str) -> list[str]:
         return self.registry.collections(project)
@@ -96,6 +142,175 @@ class LocalArtifactSource:
                     len(kept) for kept in self._manifests.values()) > ENTRIES_KEPT):
                 self._manifests.popitem(last=False)
         return manifest
+
+    #: Why a local store can lack a file's bytes (said after "missing from ...").
+    MISSING = ("; a version an online run logged keeps its large files' chunks on its server only "
+               "(read it there, or from a run that stored them locally)")
+
+    def open_entry(self, info: VersionInfo, entry: ManifestEntry) -> tuple[EntryReader, int]:
+        what = f"file {entry.path!r} of {info.qualified_name}"
+        recipe = recipe_of(entry)
+        if recipe is None:
+            return _open_whole(self.blobs, entry.digest, what, self.verified, f"missing from the artifact store {self.directory}")
+        store = self._local_store()
+        try:
+            parsed = store.read_recipe(recipe, what)
+        except ArtifactError as error:
+            if not self.blobs.has(recipe):
+                raise EntryMissing(f"{what}: its recipe {recipe} is missing from the artifact store {self.directory}") from None
+            raise ArtifactError(str(error)) from None
+        from tracklet.server.artifact_chunks import ChunkedFile
+
+        return _first_checked(ChunkedFile(parsed, reader=LocalChunks(store, what, self.MISSING)), what), parsed.size
+
+    def _local_store(self) -> ArtifactStore:
+        """The directory's ``ArtifactStore``, for its chunk index and packs (read only here)."""
+        with self._lock:
+            if self._store is None:
+                from tracklet.artifacts.storage import ArtifactStore
+
+                self._store = ArtifactStore(self.directory.parent, self.directory)
+            return self._store
+
+
+class ServerArtifactSource(LocalArtifactSource):
+    """A tracking server's artifacts: its registry (a directory's, or the SQL one), and the files a
+    project holds in its blob store (``--artifacts``: a directory or S3), packed small blobs and
+    chunked files (``ServerArtifacts``) included."""
+
+    def __init__(self, directory: str | Path, artifacts: ServerArtifacts) -> None:
+        super().__init__(directory, blobs=artifacts.blobs, registry=artifacts.registry)
+        self.artifacts = artifacts
+
+    def open_entry(self, info: VersionInfo, entry: ManifestEntry) -> tuple[EntryReader, int]:
+        from tracklet.server.artifact_blobs import NotHeld
+        from tracklet.server.artifact_chunks import ChunkedFile
+
+        what = f"file {entry.path!r} of {info.qualified_name}"
+        # A committed version's files are all held by its project (the commit checks): a file not
+        # held, or not there, was lost from the store since; never "not uploaded yet".
+        missing = f"missing from the server's artifact store ({self.artifacts.blobs.url})"
+        try:
+            if recipe_of(entry) is None:
+                if not self.artifacts.holds(info.project, entry.digest):
+                    raise NotHeld(entry.digest)
+                return _open_whole(self.blobs, entry.digest, what, self.verified, missing)
+            handle, size = self.artifacts.open_blob(info.project, entry.digest)
+        except NotHeld:
+            raise EntryMissing(f"{what}: {entry.digest} is {missing}") from None
+        if isinstance(handle, ChunkedFile):
+            return _first_checked(handle, what), size
+        handle.close()  # a file stored whole after all (sent whole by an older client): its blob, checked
+        return _open_whole(self.blobs, entry.digest, what, self.verified, missing)
+
+
+class LocalChunks:
+    """A local artifact store's chunks, as ``ChunkedFile`` reads them: each checked against its id
+    (``ArtifactStore.read_chunks``, a span at a time holding ``gc.lock`` shared)."""
+
+    def __init__(self, store: ArtifactStore, what: str, missing: str) -> None:
+        self.store, self.what, self.missing = store, what, missing
+
+    def iter_chunks(self, chunk_ids: list[bytes], *, name: str = "") -> Any:
+        try:
+            for _, piece in self.store.read_chunks(chunk_ids, name=self.what):
+                yield piece
+        except ChunkMissing as error:
+            raise EntryMissing(f"{self.what}: {error}{self.missing}") from None
+
+
+class _Bytes:
+    """A checked blob held in memory, as an ``EntryReader``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.position, self.end = memoryview(data), 0, len(data)
+
+    def seek(self, offset: int, end: int | None = None) -> int:
+        self.position = max(0, min(offset, len(self.data)))
+        self.end = len(self.data) if end is None else max(self.position, min(end, len(self.data)))
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        stop = self.end if size < 0 else min(self.end, self.position + size)
+        out = bytes(self.data[self.position:stop])
+        self.position = stop
+        return out
+
+    def close(self) -> None:
+        self.data = memoryview(b"")
+
+
+class _Handle:
+    """A file object (``seek(position)``, ``read(size)``) as an ``EntryReader``: reads stop at ``end``."""
+
+    def __init__(self, handle: Any, size: int) -> None:
+        self.handle, self.size, self.position, self.end = handle, size, 0, size
+
+    def seek(self, offset: int, end: int | None = None) -> int:
+        self.position = self.handle.seek(max(0, min(offset, self.size)))
+        self.end = self.size if end is None else max(self.position, min(end, self.size))
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self.end - self.position if size < 0 else min(size, self.end - self.position)
+        out = self.handle.read(wanted) if wanted > 0 else b""
+        self.position += len(out)
+        return bytes(out)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _first_checked(reader: Any, what: str) -> Any:
+    """``reader`` (a ``ChunkedFile``), its first chunk read once to find a missing or damaged
+    store before a route answers (the chunks of a range are read again from ``seek`` on)."""
+    from tracklet.errors import ChunkStoreError
+
+    try:
+        reader.seek(0, 1)
+        reader.read(1)
+        reader.seek(0)
+    except ChunkStoreError as error:
+        reader.close()
+        raise ArtifactError(f"{what} can't be read: {error}") from None
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def _open_whole(blobs: Any, digest: str, what: str, verified: Any, missing: str) -> tuple[EntryReader, int]:
+    """Blob ``digest`` (a file stored whole), opened checked: up to ``IN_MEMORY_BYTES`` read and
+    hashed whole; larger, a local file through ``verified`` (``VerifiedFiles``: hashed once per
+    piece while unchanged, each piece served compared with its hash), an object store's hashed
+    whole as it is streamed, then opened again to be served (objects never change in place)."""
+    import hashlib
+
+    try:
+        size = int(blobs.size(digest))
+    except (FileNotFoundError, ArtifactError):
+        raise EntryMissing(f"{what}: {digest} is {missing}") from None
+    damaged = f"{what}: {digest} is damaged in the artifact store (its bytes don't match its digest)"
+    if size <= IN_MEMORY_BYTES:
+        try:
+            return _Bytes(blobs.read_bytes(digest)), size
+        except ArtifactError as error:
+            if not blobs.has(digest):
+                raise EntryMissing(f"{what}: {digest} is {missing}") from None
+            raise ArtifactError(f"{what}: {error}") from None
+    path = blobs.local_path(digest)
+    if path is not None:
+        pieces = verified.pieces(path, digest)
+        if pieces is None:
+            raise ArtifactError(damaged)
+        return _Handle(verified.reader(path, digest, pieces), size), size
+    hasher = hashlib.sha256()
+    with blobs.open(digest) as handle:
+        while piece := handle.read(_PIECE):
+            hasher.update(piece)
+    if hasher.hexdigest() != digest:
+        raise ArtifactError(damaged)
+    return _Handle(blobs.open(digest), size), size
 
 
 def set_artifact_source(app: FastAPI, source: ArtifactSource) -> None:

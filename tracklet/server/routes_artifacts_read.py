@@ -12,22 +12,23 @@ are paged (``limit`` at most 1,000), a lineage graph has at most ``max_nodes`` n
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from typing import Any
 
-from fastapi import HTTPException, Path, Query, Request, Response
+from fastapi import Header, HTTPException, Path, Query, Request
+from fastapi.responses import StreamingResponse
 
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.names import check_artifact_name, parse_ref
 from tracklet.artifacts.registry import VersionInfo
-from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound
-from tracklet.server.artifact_source import ArtifactSource, artifact_source
+from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, ChunkStoreError, TrackletError
+from tracklet.server.artifact_source import ArtifactSource, EntryMissing, artifact_source
 from tracklet.server.jsonable import json_value
 from tracklet.server.lineage_graph import DELETED_VERSION_FIELDS, Graph, build_graph
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
 from tracklet.server.files import content_type
-from tracklet.server.media_blobs import blob_response
+from tracklet.server.byte_ranges import byte_range
 from tracklet.server.models import (
     ArtifactCollection,
     ArtifactCollectionsResponse,
@@ -51,6 +52,7 @@ router = bounded_router(prefix="/api/v1", tags=["artifacts"])
 
 _ERRORS = errors(400, 404, 500)
 _NAME = Path(..., max_length=128, description="The collection's name, e.g. `mnist`")
+_PIECE = 1 << 20  # bytes of a file handed to the response at a time
 _SELECTOR = Path(..., max_length=128, description="`latest`, `vN` or an alias")
 MAX_PAGE = 1000
 RUN_EDGES = 10_000  # a run's logged and used versions listed at most
@@ -236,20 +238,26 @@ def list_files(
                                  dirs=dirs, files=files, next_offset=shown if shown < total else None)
 
 
-@router.get("/projects/{project}/artifacts/{name}/versions/{selector}/files/{path:path}", response_class=Response,
-            responses={**_ERRORS, 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
-            summary="One of a version's files, by its path")
+@router.get("/projects/{project}/artifacts/{name}/versions/{selector}/files/{path:path}", response_class=StreamingResponse,
+            responses={**errors(400, 404, 416, 500), 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                       206: {"description": "The requested range of the file"}},
+            summary="One of a version's files, by its path (HTTP Range supported)")
 def get_file(
     request: Request,
     project: str,
     name: str = _NAME,
     selector: str = _SELECTOR,
     path: str = Path(..., max_length=4096, description="The file's path in the version, e.g. `models/scene.gltf`"),
-) -> Response:
+    range: str | None = Header(default=None),  # noqa: A002 (the header's name)
+) -> StreamingResponse:
     """The bytes of the file at `path` in the version's manifest (and only there: a path is looked
-    up, never joined onto a directory), checked against its digest; 404 for a path the version does
-    not hold, 400 for a reference (its bytes are not stored). The dashboard's 3-D viewer reads a
-    .gltf and the buffers and images beside it this way."""
+    up, never joined onto a directory), whole or one `Range: bytes=start-end` (206): a file stored
+    whole, a small one in a pack, a large one stored as chunks alike, streamed, each byte checked
+    against the file's digest (a chunked file's against its chunk ids) before it is sent; 404 for a
+    path the version does not hold or bytes the store lacks, 400 for a reference (its bytes are not
+    stored), 500 naming the file for bytes that no longer match (a damage found mid-file ends the
+    response short). The dashboard's 3-D viewer reads a .gltf and the buffers and images beside it
+    this way."""
     _check_project(request, project)
     source = artifact_source(request)
     info = _version(source, project, name, selector)
@@ -262,7 +270,61 @@ def get_file(
     entry = manifest[path]
     if entry.ref:
         raise HTTPException(status_code=400, detail=f"{path!r} of {info.qualified_name} is a reference ({entry.ref}): its bytes are not stored")
-    return blob_response(request, project, entry.digest, content_type(path), f"file {path!r} of {info.qualified_name}:")
+    try:
+        reader, size = source.open_entry(info, entry)
+    except EntryMissing as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+    except ArtifactError as error:
+        raise HTTPException(status_code=500, detail=str(error)) from None
+    try:
+        span = byte_range(range, size)
+    except BaseException:
+        reader.close()
+        raise
+    start, end = span or (0, size)
+    headers = {"Content-Length": str(end - start), "Accept-Ranges": "bytes", "ETag": f'"{entry.digest}"',
+               "Cache-Control": "private, max-age=31536000, immutable",
+               "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return _CheckedStream(_pieces(reader, start, end, f"file {path!r} of {info.qualified_name}"),
+                          status_code=206 if span else 200, media_type=content_type(path), headers=headers)
+
+
+class _Damaged(TrackletError):
+    """Bytes of a file found damaged (or gone) while its response was being sent."""
+
+
+class _CheckedStream(StreamingResponse):
+    """A ``StreamingResponse`` that a damage found mid-file ends short: logged as a warning, the
+    body left incomplete (the client sees fewer bytes than its Content-Length, and the connection
+    closed), never wrong bytes nor a traceback."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except _Damaged as error:
+            import logging
+
+            logging.getLogger("tracklet.server").warning("%s", error)
+
+
+def _pieces(reader: Any, start: int, end: int, what: str) -> Iterator[bytes]:
+    """Bytes ``[start, end)`` of an opened entry, 1 MiB at a time (a sync iterator: Starlette reads
+    it on a worker thread); ``_Damaged`` for bytes found damaged on the way."""
+    try:
+        reader.seek(start, end)
+        remaining = end - start
+        while remaining > 0:
+            piece = reader.read(min(_PIECE, remaining))
+            if not piece:
+                raise _Damaged(f"{what} not served in full: the store gave {end - start - remaining} of {end - start} bytes")
+            remaining -= len(piece)
+            yield piece
+    except (ArtifactError, ChunkStoreError, OSError) as error:
+        raise _Damaged(f"{what} not served in full: {error}") from None
+    finally:
+        reader.close()
 
 
 @router.get("/runs/{project}/{run_id}/artifacts", response_model=RunArtifactsResponse, responses=_ERRORS,

@@ -11,7 +11,6 @@ is ``artifact_blobs.py``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +33,7 @@ from tracklet.server.params import version_param
 from tracklet.server.body import bounded_router, read_body, read_body_into
 from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
+from tracklet.server.byte_ranges import byte_range
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
                                     CollectionDeleteResponse, CollectionUpdateRequest, CollectionUpdateResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
@@ -52,7 +52,6 @@ _RAW_BODY = {
     }
 }
 _PIECE = 1 << 20  # bytes handed from the event loop to the writing thread at a time
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 def _artifacts(request: Request) -> ServerArtifacts:
@@ -152,24 +151,6 @@ async def put_blob_batch(request: Request, project: str) -> BatchResponse:
     return BatchResponse(stored=stored, rejected=[RejectedBlob(digest=d, detail=why) for d, why in rejected])
 
 
-def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(start, end exclusive) of a single ``Range: bytes=a-b``; None for the whole; 416 if outside."""
-    if header is None:
-        return None
-    match = _RANGE.fullmatch(header.strip())
-    if match is None or match.group(1) == match.group(2) == "":
-        raise BadRequest(f"Range {header[:80]!r} is not supported: use one 'bytes=start-end'")
-    first, last = match.groups()
-    if first == "":  # the last N bytes
-        start, end = max(0, size - int(last)), size
-    else:
-        start, end = int(first), min(size, int(last) + 1) if last else size
-    if start >= size or start >= end:
-        raise HTTPException(status_code=416, detail=f"range {header} is outside the blob's {size} bytes",
-                            headers={"Content-Range": f"bytes */{size}"})
-    return start, end
-
-
 def _read(handle: Any, start: int, end: int) -> Iterator[bytes]:
     from tracklet.server.artifact_chunks import ChunkedFile
 
@@ -202,7 +183,7 @@ def get_blob(request: Request, project: str, digest: str,
     except ArtifactError as error:  # a packed blob whose bytes no longer match: never served
         raise HTTPException(status_code=500, detail=str(error)) from None
     try:
-        span = _byte_range(range, size)
+        span = byte_range(range, size)
     except BaseException:
         handle.close()
         raise

@@ -542,11 +542,15 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * One of a version's files, by its path
+         * One of a version's files, by its path (HTTP Range supported)
          * @description The bytes of the file at `path` in the version's manifest (and only there: a path is looked
-         *     up, never joined onto a directory), checked against its digest; 404 for a path the version does
-         *     not hold, 400 for a reference (its bytes are not stored). The dashboard's 3-D viewer reads a
-         *     .gltf and the buffers and images beside it this way.
+         *     up, never joined onto a directory), whole or one `Range: bytes=start-end` (206): a file stored
+         *     whole, a small one in a pack, a large one stored as chunks alike, streamed, each byte checked
+         *     against the file's digest (a chunked file's against its chunk ids) before it is sent; 404 for a
+         *     path the version does not hold or bytes the store lacks, 400 for a reference (its bytes are not
+         *     stored), 500 naming the file for bytes that no longer match (a damage found mid-file ends the
+         *     response short). The dashboard's 3-D viewer reads a .gltf and the buffers and images beside it
+         *     this way.
          */
         get: operations["get_file_api_v1_projects__project__artifacts__name__versions__selector__files__path__get"];
         put?: never;
@@ -7633,7 +7637,9 @@ export interface operations {
     get_file_api_v1_projects__project__artifacts__name__versions__selector__files__path__get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                range?: string | null;
+            };
             path: {
                 project: string;
                 /** @description The collection's name, e.g. `mnist` */
@@ -7655,6 +7661,13 @@ export interface operations {
                 content: {
                     "application/octet-stream": string;
                 };
+            };
+            /** @description The requested range of the file */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */
             400: {
@@ -7685,6 +7698,15 @@ export interface operations {
             };
             /** @description No such project, run, file, user or key */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The requested byte range is outside the blob */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -320,6 +320,8 @@ export function readScene(text: string, maxPoints: number): Scene3D {
 
 const ELEMENT_COLOURS: Record<string, [number, number, number]> = {
   H: [235, 235, 235], C: [144, 144, 144], N: [48, 80, 248], O: [255, 13, 13], S: [255, 200, 50], P: [255, 128, 0],
+  F: [144, 224, 80], CL: [31, 240, 31], BR: [166, 41, 41], I: [148, 0, 148], SI: [240, 200, 160], SE: [255, 161, 0],
+  NA: [171, 92, 242], MG: [138, 255, 0], CA: [61, 255, 0], ZN: [125, 128, 176], FE: [224, 102, 51],
 };
 
 /** A PDB/PQR file's ATOM/HETATM records as points coloured by element (CPK colours), and its
@@ -643,12 +645,35 @@ export function readGro(text: string, maxPoints: number): Scene3D {
   for (let i = 0; i < Math.min(declared, maxPoints); i++) {
     const line = lines[2 + i];
     coordinates.push(...xyz([line.slice(20, 28), line.slice(28, 36), line.slice(36, 44)], line, `line ${3 + i}`).map((v) => v * 10));
-    elements.push(symbol(line.slice(10, 15).trim().replace(/^\d+/, "")).slice(0, 1));
+    elements.push(groElement(line.slice(10, 15), line.slice(5, 10)));
   }
   const frames = Math.floor(lines.filter((line) => line.trim()).length / (declared + 3));
   const result = molecule(coordinates, elements, [], declared, true, "");
   if (frames > 1) result.skipped.push(`frames 2 to ${frames.toLocaleString()} of the file's ${frames.toLocaleString()}: the first is drawn`);
   return result;
+}
+
+/** Residues whose atom names start with a one-letter element (CA: alpha carbon, not calcium). */
+const POLYMER_RESIDUES = new Set(("ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL " +
+  "HID HIE HIP HSD HSE HSP CYX CYM ASH GLH LYN ACE NME NH2 SEC PYL MSE " +
+  "DA DC DG DT DU A C G U T RA RC RG RU DA5 DA3 DC5 DC3 DG5 DG3 DT5 DT3 RA5 RA3 RC5 RC3 RG5 RG3 RU5 RU3").split(" "));
+
+/** Metal ions a .gro names as their element (in a residue of that name). */
+const ION_ELEMENTS = new Set("LI NA MG AL CA MN FE CO NI CU ZN RB SR CD CS BA HG".split(" "));
+
+/** A .gro atom's element (the format has no element column): the name's first two letters where
+ * they are a two-letter element and the residue is not a protein's or a nucleic acid's (CL of a
+ * chloride ion or a ligand is chlorine; CA of alanine is carbon; an ion such as CA only in a
+ * residue named CA), else its first letter. */
+export function groElement(atomName: string, residue: string): string {
+  const letters = symbol(atomName.trim().replace(/^\d+/, ""));
+  const two = letters.slice(0, 2);
+  const res = residue.trim().toUpperCase();
+  if (two.length === 2 && !POLYMER_RESIDUES.has(res)) {
+    if (two in COVALENT) return two; // CL, BR, SI, SE: a ligand's or a solvent's
+    if (ION_ELEMENTS.has(two) && letters === res) return two; // an ion: its residue is named as its atom (NA, CA, ZN)
+  }
+  return letters.slice(0, 1);
 }
 
 /** An mmCIF/PDBx file's _atom_site loop (the first model, each atom at its first location), bonded

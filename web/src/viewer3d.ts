@@ -119,17 +119,28 @@ export function runFileSource(project: string, runId: string, name: string, size
 export function artifactFileSource(project: string, artifact: string, version: string, path: string, size: number, digest: string): Source3D | null {
   const found = format3d(path);
   if (!found) return null;
+  const base = `/api/v1/projects/${enc(project)}/artifacts/${enc(artifact)}/versions/${enc(version)}/files`;
   const file = async (name: string) => {
-    const response = await authorized(`/api/v1/projects/${enc(project)}/artifacts/${enc(artifact)}/versions/${enc(version)}/files/${pathUrl(name)}`);
+    const response = await authorized(`${base}/${pathUrl(name)}`);
     if (response.status === 404) throw new Error(`"${name}" is not among ${artifact}:${version}'s files`);
     if (!response.ok || !response.body) throw new ApiError(response.status, response.statusText);
     return response;
+  };
+  // A file beside it is looked up in the version's file list first (one search for its path), so a
+  // missing one is named without a failed request (and no 404 in the browser's console).
+  const sibling = async (name: string) => {
+    const listed = await fetchOk(`${base}?q=${enc(name)}&limit=1000`)
+      .then((response) => response.json() as Promise<{ files: { path: string }[]; next_offset?: number | null }>);
+    if (!listed.files.some((entry) => entry.path === name) && listed.next_offset == null) {
+      throw new Error(`"${name}" is not among ${artifact}:${version}'s files`);
+    }
+    return file(name);
   };
   return {
     ...found, size, name: path.split("/").pop()!, key: `${digest}\n${project}/${artifact}:${version}/${path}`,
     place: `artifact file\n${project}/${artifact}:${version}/${path}`,
     open: () => file(path),
-    sibling: (relative) => file(folder(path) + relative),
+    sibling: (relative) => sibling(folder(path) + relative),
   };
 }
 

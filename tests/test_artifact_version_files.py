@@ -1,0 +1,170 @@
+"""``GET .../artifacts/{name}/versions/{selector}/files/{path}`` serves every stored file of a
+version, whatever the store made of it (a blob of its own, a small blob in a server's pack, a
+large file stored as chunks), under ``tracklet ui`` (a local data root), on a server with its
+blobs in a directory and on one with them on S3 (a real s3rver): whole and ranged (206), each byte
+checked (a damaged chunk is a 500 naming the file, never wrong bytes), a missing one a 404 that
+says why it can be. The chunk threshold is lowered to 1 MiB, so the "large" file is 3 MiB.
+
+One app per backend (module-scoped): ``tracklet ui``'s in process (FastAPI's TestClient), each
+server a real ``tracklet server`` process, its version sent as a client sends it (``upload_version``)."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from s3server import BUCKET, S3_KEY, S3_SECRET
+from serverproc import Server
+from tracklet.artifacts.entries import LocalFile
+from tracklet.artifacts.remote import upload_version
+from tracklet.artifacts.storage import ArtifactStore
+from tracklet.client.artifacts import ArtifactClient
+from tracklet.client.http import HttpClient
+from tracklet.server import artifact_source
+from tracklet.server.app import create_app
+
+MiB = 1 << 20
+FILES = {
+    "scene.gltf": b'{"asset": {"version": "2.0"}}',  # small: a blob of its own locally, packed on a server
+    "textures/wood.png": random.Random(1).randbytes(200_000),  # whole; checked piecewise below (IN_MEMORY lowered)
+    "big.bin": random.Random(2).randbytes(3 * MiB + 12345),  # chunked (threshold 1 MiB)
+}
+URL = "/api/v1/projects/p/artifacts/scene/versions/latest/files/"
+
+
+def _commit(root: Path, sources: Path) -> ArtifactStore:
+    sources.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, data in FILES.items():
+        path = sources / name.replace("/", "_")
+        path.write_bytes(data)
+        files[name] = LocalFile(str(path))
+    store = ArtifactStore(root, chunk_threshold=MiB)
+    store.commit("scene", "model", files, project="p", aliases=[])
+    return store
+
+
+@pytest.fixture(scope="module", params=["ui", "server", "s3"])
+def served(request, tmp_path_factory):
+    """(kind, client, store dir or None): a version holding FILES, served by one app."""
+    base = tmp_path_factory.mktemp(request.param)
+    saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("AWS_")]}
+    try:
+        if request.param == "ui":
+            _commit(base / "root", base / "src")
+            app = create_app(base / "root", shared_root=True, auth=False, index_on_start=False)
+            with TestClient(app) as client:
+                yield request.param, client, base / "root" / "artifacts"
+            return
+        extra: tuple[str, ...] = ()
+        if request.param == "s3":
+            extra = ("--artifacts", f"s3://{BUCKET}/{uuid.uuid4().hex}", "--files-option",
+                     f"endpoint_url={request.getfixturevalue('s3rver')}", "--files-option", f"key={S3_KEY}",
+                     "--files-option", f"secret={S3_SECRET}")
+        server = Server(base / "server", extra=extra).start()
+        try:
+            store = _commit(base / "root", base / "src")
+            upload_version(ArtifactClient(HttpClient(server.url), base / "state"), store,
+                           store.registry.version("p", "scene", "v0"), [])
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                yield request.param, client, (base / "server" / "artifacts" if request.param == "server" else None)
+        finally:
+            server.stop()
+            assert "Exception in ASGI application" not in server.stderr_text(), server.stderr_text()[-4000:]
+            server.log.unlink(missing_ok=True)
+    finally:
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def piecewise(monkeypatch):
+    """Files over 64 KiB are checked without being held whole (the path a 16 MiB+ blob takes)."""
+    monkeypatch.setattr(artifact_source, "IN_MEMORY_BYTES", 64 << 10)
+
+
+def test_every_stored_file_whole_and_ranged(served, piecewise):
+    kind, client, _ = served
+    for name, data in FILES.items():
+        whole = client.get(URL + name)
+        assert whole.status_code == 200, (kind, name, whole.text[:300])
+        assert whole.content == data and whole.headers["accept-ranges"] == "bytes"
+        assert whole.headers["content-security-policy"] == "sandbox"
+        for start, end in ((0, 9), (len(data) // 2, len(data) // 2 + MiB), (len(data) - 5, len(data) - 1)):
+            part = client.get(URL + name, headers={"Range": f"bytes={start}-{end}"})
+            assert part.status_code == 206, (kind, name, part.text[:300])
+            assert part.content == data[start:end + 1]
+            assert part.headers["content-range"] == f"bytes {start}-{min(end, len(data) - 1)}/{len(data)}"
+        assert client.get(URL + name, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+    assert client.get(URL + "textures/wood.png").headers["content-type"] == "image/png"
+    missing = client.get(URL + "nothere.bin")
+    assert missing.status_code == 404 and "has no file 'nothere.bin'" in missing.json()["detail"]
+
+
+def test_a_damaged_chunk_is_a_500_naming_the_file_and_lost_bytes_a_404_saying_why(served):
+    kind, client, directory = served
+    if directory is None:
+        pytest.skip("damage is made on a directory backend")
+    packs = sorted(directory.rglob("*.pack"))
+    assert packs
+    saved = {pack: pack.read_bytes() for pack in packs}
+    try:
+        for pack in packs:  # a byte of each pack's first chunk flipped
+            pack.chmod(0o644)
+            data = bytearray(saved[pack])
+            data[10] ^= 0xFF
+            pack.write_bytes(bytes(data))
+        broken = client.get(URL + "big.bin")
+        assert broken.status_code == 500 and "'big.bin'" in broken.json()["detail"], broken.text[:300]
+        for name, data in FILES.items():  # a server's packed small blobs too: right bytes or a 500, never wrong ones
+            answer = client.get(URL + name)
+            assert answer.content == data if answer.status_code == 200 else (
+                answer.status_code == 500 and repr(name) in answer.json()["detail"]), (kind, name, answer.text[:300])
+    finally:
+        for pack, data in saved.items():
+            pack.write_bytes(data)
+    assert client.get(URL + "big.bin").content == FILES["big.bin"]
+    # damage past the first chunk, found once the answer has begun: it ends short, never with wrong bytes
+    pack = max(packs, key=lambda p: len(saved[p]))
+    data = bytearray(saved[pack])
+    data[len(data) * 2 // 3] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    received = b""
+    try:
+        with client.stream("GET", URL + "big.bin") as answer:
+            assert answer.status_code == 200
+            for piece in answer.iter_raw():
+                received += piece
+    except (httpx.HTTPError, RuntimeError):
+        pass  # the connection closed short of Content-Length
+    finally:
+        pack.write_bytes(saved[pack])
+    assert len(received) < len(FILES["big.bin"]) and FILES["big.bin"].startswith(received)
+    if kind != "ui":
+        return  # the server packed its small blobs: none has a file of its own to lose
+    # An online run's version keeps its large files' chunks on the server: the local store lacks them.
+    for pack in packs:
+        pack.rename(pack.with_name(pack.name + ".away"))
+    try:
+        answer = client.get(URL + "big.bin")
+        assert answer.status_code == 404, answer.text[:300]
+        assert "'big.bin'" in answer.json()["detail"] and "online run" in answer.json()["detail"]
+    finally:
+        for pack in packs:
+            pack.with_name(pack.name + ".away").rename(pack)
+    blob = next(p for p in directory.rglob("*") if p.is_file() and p.parent.parent.name == "sha256"
+                and p.read_bytes() == FILES["textures/wood.png"])
+    moved = blob.with_name(blob.name + ".away")
+    blob.rename(moved)
+    try:
+        lost = client.get(URL + "textures/wood.png")
+        assert lost.status_code == 404, lost.text[:300]
+        detail = lost.json()["detail"]
+        assert "'textures/wood.png'" in detail and "missing" in detail and "not uploaded yet" not in detail
+    finally:
+        moved.rename(blob)

@@ -148,6 +148,11 @@ def postgres_url():
 
 
 _databases = iter(range(1, 1_000_000))
+# The databases pg_url and fresh_url made for the test running now (this process's): the next test's
+# pg_url drops them before it makes its own (its servers are stopped by then; a connection a test left
+# open is closed with them). Kept instead, a worker's few hundred (~10 MB each) were written to disk
+# and took seconds to remove at the session's end.
+_made: list[str] = []
 
 
 @pytest.fixture
@@ -155,7 +160,10 @@ def pg_url(postgres_url):
     """A new, empty database in the session's PostgreSQL cluster."""
     from pgcluster import create_database
 
-    return create_database(postgres_url, f"t{next(_databases)}")
+    name = f"t{next(_databases)}"
+    url = create_database(postgres_url, name, drop=tuple(_made))
+    _made[:] = [name]
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -175,7 +183,9 @@ def fresh_url(store_url, request):
             root.mkdir(parents=True, exist_ok=True)
             return f"sqlite:///{root / 'store.sqlite'}"
         from pgcluster import create_database
-        return create_database(request.getfixturevalue("postgres_url"), f"t{next(_databases)}")
+        name = f"t{next(_databases)}"
+        _made.append(name)
+        return create_database(request.getfixturevalue("postgres_url"), name)
     return url
 
 

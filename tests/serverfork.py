@@ -152,10 +152,12 @@ def _running_template(env: dict[str, str]) -> _Template:
         return _template
 
 
-def spawn(args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None = None) -> ForkedProcess:
-    """Start ``python -m tracklet ARGS`` as a fork of this process's template (started on first use)."""
+def spawn(args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None = None,
+          stdout: str = os.devnull) -> ForkedProcess:
+    """Start ``python -m tracklet ARGS`` as a fork of this process's template (started on first use);
+    ``stderr`` and ``stdout``: files it appends to."""
     template = _running_template(env)
-    return ForkedProcess(template, template.spawn(args, env=env, stderr=stderr, nofile=nofile), args)
+    return ForkedProcess(template, template.spawn(args, env=env, stderr=stderr, nofile=nofile, stdout=stdout), args)
 
 
 def run(args: list[str], *, env: dict[str, str], input: str | None = None, timeout: float = 120,

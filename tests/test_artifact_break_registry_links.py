@@ -11,14 +11,13 @@ root's rules too."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
-from conftest import QUIET, REPO
+from conftest import QUIET
 from serverproc import keyed_deployment
 
 import tracklet
@@ -29,9 +28,8 @@ USERS = {"radmin": ("admin", "admin"), "mixed": ("admin", "viewer"), "member": (
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args],
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-                          capture_output=True, text=True, timeout=120, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args, env=env)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

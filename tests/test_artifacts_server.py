@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serverproc
 from conftest import QUIET
 from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
 from serverproc import REPO
@@ -453,8 +454,8 @@ def test_commit_checks_the_manifest_and_every_blob(servers, tmp_path, request, d
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=120, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args)
 
 
 def test_a_reader_can_download_but_not_upload(servers, tmp_path):

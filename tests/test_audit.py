@@ -7,16 +7,15 @@ with filters and cursor pagination."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
-from conftest import QUIET, REPO
+from conftest import QUIET
 from fastapi import routing
 from fastapi.routing import APIRoute
 
@@ -55,8 +54,8 @@ def _concrete(path: str) -> str:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO),
-                          **(env or {})}, capture_output=True, text=True, timeout=120, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args, env=env)
 
 
 def _bearer(key: str) -> dict[str, str]:

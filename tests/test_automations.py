@@ -11,7 +11,6 @@ import hmac
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
-from conftest import QUIET, REPO
+from conftest import QUIET
 
 import tracklet
 from tracklet.client.sync import SyncClient
@@ -103,8 +103,8 @@ def wait_for(condition, what: str, timeout: float = 60.0):
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO),
-                          **(env or {})}, capture_output=True, text=True, timeout=120, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args, env=env)
 
 
 def _bearer(key: str) -> dict[str, str]:

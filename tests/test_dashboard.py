@@ -13,11 +13,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import serverfork
 import serverproc
 from conftest import QUIET, REPO
 from serverproc import Server
@@ -579,12 +582,34 @@ def test_run_page_draws_a_logged_plotly_figure_with_the_servers_own_plotly_js(ro
         ui.wait(timeout=10)
 
 
-def start_ui(root: Path) -> tuple[subprocess.Popen, str, str]:
-    """A `tracklet ui` process, its base URL and the token in the URL it printed."""
-    ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
-    found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", ui.stdout.readline())
+def start_ui(root: Path) -> tuple[subprocess.Popen | serverfork.ForkedProcess, str, str]:
+    """A `tracklet ui` process, its base URL and the token in the URL it printed. Forked from the server
+    template (tests/serverfork.py) under the rule a server is (the same command line, without the cold
+    interpreter start and imports: ~1.5 s of CPU each); its output goes to files, read until the URL."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ["--dir", str(root), "ui", "--no-open", "--port", "0"]
+    logs = Path(tempfile.gettempdir()) / "tracklet-test-servers"
+    logs.mkdir(exist_ok=True)
+    out, err = (logs / f"ui-{os.getpid()}-{time.monotonic_ns()}.{name}" for name in ("stdout", "stderr"))
+    out.touch()
+    ui: subprocess.Popen | serverfork.ForkedProcess
+    if serverproc._forkable(env):
+        ui = serverfork.spawn(args, env=env, stderr=str(err), stdout=str(out))
+    else:
+        with out.open("ab") as stdout, err.open("ab") as stderr:
+            ui = subprocess.Popen([sys.executable, "-m", "tracklet", *args], env=env, stdout=stdout, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 180  # a readiness limit (cold imports on a loaded machine), not a check
+        while not (found := re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", out.read_text())):
+            assert ui.poll() is None, f"tracklet ui exited: {err.read_text(errors='replace')}"
+            assert time.monotonic() < deadline, f"tracklet ui printed no URL: {err.read_text(errors='replace')}"
+            time.sleep(0.02)  # readiness polling only
+    except BaseException:
+        ui.kill()
+        raise
+    finally:
+        out.unlink()
+        err.unlink()
     return ui, found.group(1), found.group(2)
 
 

@@ -30,10 +30,17 @@ pytestmark = [
 
 RENDERERS = {"webgl": ["--enable-unsafe-swiftshader"], "2d": ["--disable-webgl"]}
 BACKGROUND = (21, 23, 28)
+# For a test of what reading a file finds (its errors, the info line's counts, the notes on what was left
+# out), never of how it is drawn: the file is read (scene3d.ts, gltf.ts) before the viewer chooses a
+# renderer, so one renderer (WebGL, what users get) runs it. A test whose file could be read but fail
+# to draw (test_randomly_damaged_gltf_files_...) or that looks at the drawing runs with both.
+reading_only = pytest.mark.parametrize("browser", ["webgl"], indirect=True)
 
 
 @pytest.fixture(scope="module", params=sorted(RENDERERS))
 def browser(request):
+    """Chromium drawing with WebGL or without it (the 2-D fallback): each test runs with both unless it
+    is marked ``reading_only``."""
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + RENDERERS[request.param])
         chromium.renderer = request.param
@@ -147,6 +154,7 @@ def test_point_cloud_with_boxes_is_drawn_in_its_colours_and_turns_when_dragged(r
         ui.wait(timeout=10)
 
 
+@reading_only
 def test_a_damaged_point_file_shows_an_error_and_the_page_goes_on(root, tmp_path, page):
     truncated = tmp_path / "cut.pts.json"
     whole = json.dumps({"type": "lidar/beta", "points": [[i, i, i] for i in range(100)]})
@@ -592,6 +600,7 @@ def test_gltf_and_glb_meshes_are_drawn_through_their_node_hierarchy_in_their_mat
         ui.wait(timeout=10)
 
 
+@reading_only
 def test_a_damaged_or_incomplete_gltf_shows_its_error_in_place_of_the_drawing(root, tmp_path, page):
     glb = hierarchy().glb()
     out_of_range = hierarchy()
@@ -752,6 +761,8 @@ def drawn(page, panel: str, timeout: int = 60_000) -> None:
     page.wait_for_selector(f"{panel} .viewer3d[data-state='drawn']", timeout=timeout)
 
 
+# (WebGL on SwiftShader hands a million points to the 2-D drawing as --disable-webgl does: one path)
+@reading_only
 def test_a_vertex_only_obj_is_thinned_and_a_molecule_past_the_limit_says_how_many_atoms_are_drawn(root, tmp_path, page):
     """The point limit (2,000,000) holds for an OBJ of vertices alone (thinned, as an .npy cloud is:
     before, it was drawn whole, bounded only by the file size) and for a PDB/PQR (its first atoms,
@@ -859,6 +870,7 @@ def test_mesh_triangles_with_a_corner_not_finite_are_left_out_and_the_rest_drawn
         ui.wait(timeout=10)
 
 
+@reading_only
 def test_a_pdb_ensemble_draws_its_first_model_and_the_first_of_alternate_locations(root, tmp_path, page):
     """An NMR entry's MODEL records: the first model is drawn, "model 1 of 3" (before, all of them
     overlaid, bonded by distance to each other); an atom at alternate locations (altLoc A, B) is

@@ -4,15 +4,14 @@ row lock, real server processes' worth of engines)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
-from conftest import QUIET, REPO
+from conftest import QUIET
 
 import tracklet
 from tracklet.artifacts.registry import VersionInfo
@@ -114,8 +113,8 @@ def test_of_two_concurrent_promotions_of_one_alias_exactly_one_wins(pg_url):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=120, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args)
 
 
 def test_promotion_over_http_checks_who_asks(servers, tmp_path):

@@ -5,14 +5,13 @@ users of a registry made before roles working."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
-from conftest import QUIET, REPO
+from conftest import QUIET
 
 import tracklet
 
@@ -40,8 +39,8 @@ WHO = ("nokey", "outsider", "viewer", "member", "radmin")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=120, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from s3server import BUCKET, S3_KEY, S3_SECRET
+from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
 from serverproc import Server
 from tracklet.artifacts.entries import LocalFile
 from tracklet.artifacts.remote import upload_version
@@ -60,7 +60,7 @@ def served(request, tmp_path_factory):
             _commit(base / "root", base / "src")
             app = create_app(base / "root", shared_root=True, auth=False, index_on_start=False)
             with TestClient(app) as client:
-                yield request.param, client, base / "root" / "artifacts"
+                yield request.param, client, Packs(directory=base / "root" / "artifacts")
             return
         extra: tuple[str, ...] = ()
         if request.param == "s3":
@@ -73,13 +73,37 @@ def served(request, tmp_path_factory):
             upload_version(ArtifactClient(HttpClient(server.url), base / "state"), store,
                            store.registry.version("p", "scene", "v0"), [])
             with httpx.Client(base_url=server.url, timeout=60) as client:
-                yield request.param, client, (base / "server" / "artifacts" if request.param == "server" else None)
+                yield request.param, client, (Packs(directory=base / "server" / "artifacts") if request.param == "server"
+                                              else Packs(s3=s3_filesystem(request.getfixturevalue("s3rver")),
+                                                         prefix=extra[1].removeprefix("s3://")))
         finally:
             server.stop()
             assert "Exception in ASGI application" not in server.stderr_text(), server.stderr_text()[-4000:]
             server.log.unlink(missing_ok=True)
     finally:
         os.environ.update(saved)
+
+
+class Packs:
+    """A backend's packs, read and rewritten in place: a directory's files, or an S3 prefix's objects."""
+
+    def __init__(self, directory: Path | None = None, s3=None, prefix: str = "") -> None:
+        self.directory, self.s3, self.prefix = directory, s3, prefix
+
+    def list(self) -> list:
+        if self.directory is not None:
+            return sorted(self.directory.rglob("*.pack"))
+        return sorted(key for key in self.s3.find(self.prefix) if key.endswith(".pack"))
+
+    def read(self, pack) -> bytes:
+        return pack.read_bytes() if self.directory is not None else self.s3.cat_file(pack)
+
+    def write(self, pack, data: bytes) -> None:
+        if self.directory is not None:
+            pack.chmod(0o644)
+            pack.write_bytes(data)
+        else:
+            self.s3.pipe_file(pack, data)
 
 
 @pytest.fixture
@@ -107,18 +131,15 @@ def test_every_stored_file_whole_and_ranged(served, piecewise):
 
 
 def test_a_damaged_chunk_is_a_500_naming_the_file_and_lost_bytes_a_404_saying_why(served):
-    kind, client, directory = served
-    if directory is None:
-        pytest.skip("damage is made on a directory backend")
-    packs = sorted(directory.rglob("*.pack"))
+    kind, client, stored = served
+    packs = stored.list()
     assert packs
-    saved = {pack: pack.read_bytes() for pack in packs}
+    saved = {pack: stored.read(pack) for pack in packs}
     try:
         for pack in packs:  # a byte of each pack's first chunk flipped
-            pack.chmod(0o644)
             data = bytearray(saved[pack])
             data[10] ^= 0xFF
-            pack.write_bytes(bytes(data))
+            stored.write(pack, bytes(data))
         broken = client.get(URL + "big.bin")
         assert broken.status_code == 500 and "'big.bin'" in broken.json()["detail"], broken.text[:300]
         for name, data in FILES.items():  # a server's packed small blobs too: right bytes or a 500, never wrong ones
@@ -127,13 +148,13 @@ def test_a_damaged_chunk_is_a_500_naming_the_file_and_lost_bytes_a_404_saying_wh
                 answer.status_code == 500 and repr(name) in answer.json()["detail"]), (kind, name, answer.text[:300])
     finally:
         for pack, data in saved.items():
-            pack.write_bytes(data)
+            stored.write(pack, data)
     assert client.get(URL + "big.bin").content == FILES["big.bin"]
     # damage past the first chunk, found once the answer has begun: it ends short, never with wrong bytes
     pack = max(packs, key=lambda p: len(saved[p]))
     data = bytearray(saved[pack])
     data[len(data) * 2 // 3] ^= 0xFF
-    pack.write_bytes(bytes(data))
+    stored.write(pack, bytes(data))
     received = b""
     try:
         with client.stream("GET", URL + "big.bin") as answer:
@@ -143,7 +164,7 @@ def test_a_damaged_chunk_is_a_500_naming_the_file_and_lost_bytes_a_404_saying_wh
     except (httpx.HTTPError, RuntimeError):
         pass  # the connection closed short of Content-Length
     finally:
-        pack.write_bytes(saved[pack])
+        stored.write(pack, saved[pack])
     assert len(received) < len(FILES["big.bin"]) and FILES["big.bin"].startswith(received)
     if kind != "ui":
         return  # the server packed its small blobs: none has a file of its own to lose
@@ -157,7 +178,7 @@ def test_a_damaged_chunk_is_a_500_naming_the_file_and_lost_bytes_a_404_saying_wh
     finally:
         for pack in packs:
             pack.with_name(pack.name + ".away").rename(pack)
-    blob = next(p for p in directory.rglob("*") if p.is_file() and p.parent.parent.name == "sha256"
+    blob = next(p for p in stored.directory.rglob("*") if p.is_file() and p.parent.parent.name == "sha256"
                 and p.read_bytes() == FILES["textures/wood.png"])
     moved = blob.with_name(blob.name + ".away")
     blob.rename(moved)

@@ -74,7 +74,10 @@ def test_a_sweep_reads_its_config_state_runs_and_best_run(root, swept):
 
 def test_the_same_from_a_server(root, swept, servers):
     server = servers(root)
-    _check(wandb.Api(overrides={"base_url": server.url}), swept)
+    api = wandb.Api(overrides={"base_url": server.url})
+    _check(api, swept)
+    # a --dev server's one user (no keys): W&B's viewer, unverified
+    assert (api.viewer.username, api.viewer.verified, api.viewer.admin) == ("dev", False, True)
 
 
 def test_best_run_sorts_a_bare_order_key_largest_first_as_wandb_does(root, swept):

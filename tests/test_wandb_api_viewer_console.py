@@ -141,6 +141,9 @@ def test_add_file_returns_wandbs_manifest_entry_and_tracklets_own_add_file_its_n
     extra.mkdir()
     (extra / "notes.txt").write_text("n")
     assert artifact.add_dir(str(extra), name="extra") is None  # W&B's add_dir returns None
+    (referenced,) = artifact.add_reference((tmp_path / "extra" / "notes.txt").as_uri(), name="ref.txt")
+    assert (referenced.path, referenced.ref, referenced.local_path, referenced.size) == (
+        "ref.txt", (tmp_path / "extra" / "notes.txt").as_uri(), None, 1)
     run.log_artifact(artifact).wait()
     run.finish()
     assert entry.digest == hashlib.sha256(b"w" * 100).hexdigest() == artifact.get_entry("ckpt/weights.bin").digest

@@ -252,6 +252,14 @@ class ArtifactManifestEntry(_ManifestEntry):
     def name(self) -> str:
         return self.path
 
+    @property
+    def local_path(self) -> None:
+        """W&B's ``local_path``: the file added from disk; None here (a reference, or a stored
+        version's entry: ``download()`` gives the path it writes)."""
+        return None
+
+    birth_artifact_id = None
+
     def download(self, root: str | os.PathLike | None = None, skip_cache: Any = None, **kwargs: Any) -> str:
         """Fetch this file alone (checked against its digest) under ``root`` (default: where the
         artifact's ``download()`` puts its files) and return its path."""

@@ -430,7 +430,7 @@ def test_a_wandb_snapshot_that_fails_falls_back_to_reading_the_file_later(start,
     artifact = wandb.Artifact("model", "model")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert artifact.add_file(str(checkpoint), name="model.ckpt", policy="mutable") == "model.ckpt"
+        assert artifact.add_file(str(checkpoint), name="model.ckpt", policy="mutable").path == "model.ckpt"
     assert any("read when the artifact is stored instead" in str(w.message) for w in caught)
     monkeypatch.setattr(tempfile, "tempdir", None)
     run = start()

@@ -57,6 +57,14 @@ def _check(api: wandb.Api, sweep_id: str) -> None:
     frame = listed.histories(keys=["val_loss"], format="pandas")
     assert list(frame.columns) == ["_step", "run_id", "val_loss"] and len(frame) == 3
     assert json.loads(runs[0].json_config) == {"lr": {"value": runs[0].config["lr"], "desc": None}}
+    assert runs[0].rawconfig == {"lr": runs[0].config["lr"]}  # W&B's: the values, unwrapped
+    # W&B's Sweep.path, order (the metric as a sort key: best_run's default), url and to_html
+    assert sweep.path == ["someone", "wb", sweep_id] and sweep.order == "+summary_metrics.val_loss"
+    assert sweep.best_run(order=sweep.order).id == sweep.best_run().id
+    base = getattr(api.tracklet_api, "base_url", "http://127.0.0.1:8765")
+    assert sweep.url == f"{base}/projects/wb/sweeps/{sweep_id}"
+    assert sweep.to_html(height=300) == f'<iframe src="{sweep.url}" style="border:none;width:100%;height:300px;"></iframe>'
+    assert sweep._repr_html_() == sweep.to_html()
 
 
 def test_a_sweep_reads_its_config_state_runs_and_best_run(root, swept):
@@ -66,7 +74,10 @@ def test_a_sweep_reads_its_config_state_runs_and_best_run(root, swept):
 
 def test_the_same_from_a_server(root, swept, servers):
     server = servers(root)
-    _check(wandb.Api(overrides={"base_url": server.url}), swept)
+    api = wandb.Api(overrides={"base_url": server.url})
+    _check(api, swept)
+    # a --dev server's one user (no keys): W&B's viewer, unverified
+    assert (api.viewer.username, api.viewer.verified, api.viewer.admin) == ("dev", False, True)
 
 
 def test_best_run_sorts_a_bare_order_key_largest_first_as_wandb_does(root, swept):

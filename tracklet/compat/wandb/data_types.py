@@ -252,6 +252,14 @@ class ArtifactManifestEntry(_ManifestEntry):
     def name(self) -> str:
         return self.path
 
+    @property
+    def local_path(self) -> None:
+        """W&B's ``local_path``: the file added from disk; None here (a reference, or a stored
+        version's entry: ``download()`` gives the path it writes)."""
+        return None
+
+    birth_artifact_id = None
+
     def download(self, root: str | os.PathLike | None = None, skip_cache: Any = None, **kwargs: Any) -> str:
         """Fetch this file alone (checked against its digest) under ``root`` (default: where the
         artifact's ``download()`` puts its files) and return its path."""
@@ -265,6 +273,66 @@ class ArtifactManifestEntry(_ManifestEntry):
         if self.ref is None:
             raise ValueError(f"file {self.path!r} is stored in the artifact, not a reference")
         return self.ref
+
+
+class AddedFileEntry:
+    """What ``wandb.Artifact.add_file`` returns, as W&B's ``ArtifactManifestEntry``: ``path``
+    (``name``), ``local_path`` (the absolute path added), ``size`` (the file's size now), ``ref``
+    (None: a stored file), ``extra`` and ``digest``. tracklet reads an added file when the artifact
+    is stored, not when it is added, so ``digest`` is ``""`` until then (as ``artifact.files()``
+    lists a draft's) and the stored file's digest once the artifact is logged and stored
+    (``wait()``). ``download()`` fetches the stored file, as a read-back entry's."""
+
+    ref: str | None = None
+    birth_artifact_id: str | None = None
+
+    def __init__(self, artifact: Any, path: str, local_path: str, skip_cache: bool = False) -> None:
+        self.artifact = artifact
+        self.path = path
+        self.local_path = local_path
+        self.skip_cache = bool(skip_cache)
+        self.extra: dict[str, Any] = {}
+        try:
+            self._size = os.stat(local_path).st_size
+        except OSError:
+            self._size = -1
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def _stored(self) -> _ManifestEntry | None:
+        if self.artifact._state != "committed":
+            return None
+        try:
+            return self.artifact.get_entry(self.path)
+        except KeyError:
+            return None
+
+    @property
+    def digest(self) -> str:
+        stored = self._stored()
+        return "" if stored is None else stored.digest
+
+    @property
+    def size(self) -> int:
+        stored = self._stored()
+        return self._size if stored is None else stored.size
+
+    def download(self, root: str | os.PathLike | None = None, skip_cache: Any = None, **kwargs: Any) -> str:
+        """Fetch the stored file (checked against its digest) under ``root``; the artifact must be stored."""
+        stored = self._stored()
+        if stored is None:
+            raise ArtifactError(f"file {self.path!r} belongs to an artifact that is not stored yet: log it and "
+                                "wait() first")
+        return ArtifactManifestEntry.of(stored, self.artifact).download(root)
+
+    def ref_target(self) -> str:
+        """As W&B: a stored file is not a reference (``ValueError``)."""
+        raise ValueError(f"file {self.path!r} is stored in the artifact, not a reference")
+
+    def __repr__(self) -> str:
+        return f"ArtifactManifestEntry(path={self.path!r}, local_path={self.local_path!r}, digest={self.digest!r})"
 
 
 class Artifact(_TrackletArtifact, WBValue):
@@ -297,8 +365,11 @@ class Artifact(_TrackletArtifact, WBValue):
                  **kwargs: Any) -> Any:
         """W&B's signature. ``policy="mutable"`` snapshots the file now; by default (and with
         ``"immutable"``) it is read when the artifact is stored, after ``log_artifact`` returns,
-        so no second copy of it is made (W&B's default copies every file first)."""
-        return self._with_policy(super().add_file, local_path, name, policy)
+        so no second copy of it is made (W&B's default copies every file first). Returns the
+        entry added (``AddedFileEntry``: ``path``, ``local_path``, ``size``, ``digest``...), as
+        W&B's returns its ``ArtifactManifestEntry`` (``tracklet.Artifact.add_file`` returns the name)."""
+        path = self._with_policy(super().add_file, local_path, name, policy)
+        return AddedFileEntry(self, path, os.path.abspath(os.fspath(local_path)), bool(skip_cache))
 
     def add_dir(self, local_path: str | os.PathLike, name: str | None = None, skip_cache: bool | None = False,
                 policy: str | None = None, merge: bool = False, **kwargs: Any) -> None:

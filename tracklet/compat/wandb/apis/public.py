@@ -46,17 +46,21 @@ def _dotted(values: Any, key: str) -> Any:
 
 
 class User:
-    """W&B's ``User`` as a run gives it (``run.user``): ``username`` and ``name`` (tracklet keeps one
-    name per user: both are it), and ``verified``, tracklet's own: True when a server authenticated
-    the user by API key, False for the OS user name a run's process recorded. tracklet keeps no
-    e-mail addresses or teams: ``email`` is None and ``teams`` empty."""
+    """W&B's ``User`` as a run gives it (``run.user``) and ``Api().viewer``: ``username``, ``name``
+    and ``entity`` (tracklet keeps one name per user and has no entities: all three are it), and
+    ``verified``, tracklet's own: True when a server authenticated the user by API key, False for
+    an OS user name. ``admin``: a server admin (the viewer on a server only). tracklet keeps no
+    e-mail addresses, teams or W&B API keys: ``email`` is None, ``teams`` and ``api_keys`` empty."""
 
-    def __init__(self, username: str, *, verified: bool = False) -> None:
+    def __init__(self, username: str, *, verified: bool = False, admin: bool = False) -> None:
         self.username = username
         self.name = username
+        self.entity = username
         self.verified = verified
+        self.admin = admin
         self.email: str | None = None
         self.teams: list[str] = []
+        self.api_keys: list[str] = []
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, User) and (self.username, self.verified) == (other.username, other.verified)
@@ -324,6 +328,13 @@ class Run:
         return next((tag.removeprefix("sweep:") for tag in self._recorded.tags if tag.startswith("sweep:")), None)
 
     @property
+    def rawconfig(self) -> dict[str, Any]:
+        """W&B's ``rawconfig``: the config's values (not wrapped in ``{"value", "desc"}``) with W&B's
+        internal keys (``_wandb``); tracklet records no internal keys in a config, so it is the
+        config's keys and values (a copy: edit ``config`` and call :meth:`update` to change them)."""
+        return copy.deepcopy(self.config)
+
+    @property
     def json_config(self) -> str:
         """The config as W&B's JSON text, ``{"key": {"value": v, "desc": null}}`` (the shape of
         ``config-defaults.yaml``)."""
@@ -574,6 +585,38 @@ class Run:
             found.sort(key=lambda pair: pair[0])  # stable: ties keep the lineage order
         return [artifact for _, artifact in found]
 
+    def console_logs(self, *, per_page: int = 1000, last: int | None = None) -> Any:
+        """W&B's ``console_logs()``: what the run's process wrote to stdout and stderr, one
+        ``ConsoleLogLine`` a line (``number`` from 0, ``timestamp``, ``level`` ``"error"`` for
+        stderr, ``label``, ``content``), oldest first; ``last``: only the last ``last`` lines. From
+        the record log, or from the server the run was read from (``per_page`` lines a request)."""
+        from tracklet.compat.wandb.apis._pages import console_logs
+
+        return console_logs(self._recorded, per_page, last)
+
+    def update_state(self, state: str) -> bool:
+        """W&B's ``update_state`` (requeue a run as ``pending``, mark one ``failed``) is refused:
+        a tracklet run's state is what its record log says (its exit record, or its process
+        gone), which nothing but the run writes. Raises ``UnsupportedError`` naming the method."""
+        from tracklet.compat.wandb.errors import UnsupportedError
+
+        raise UnsupportedError(
+            f"Run.update_state({state!r}) is not supported by tracklet: a run's state comes from its record log "
+            "(finished, failed or crashed when its process ends); tracklet has no run queue to requeue a run to "
+            "'pending'. To resume a run, start it again with wandb.init(id=..., resume='must').")
+
+    def to_html(self, height: int = 420, hidden: bool = False) -> str:
+        """W&B's ``to_html``: an iframe of the run's dashboard page, ``height`` pixels high
+        (``hidden``: behind a button that shows it): on the tracklet server the run was read from,
+        else under ``tracklet ui`` at its default address
+        (``http://127.0.0.1:8765/projects/<project>/runs/<id>``)."""
+        from tracklet.compat.wandb.apis._pages import iframe, page_url
+
+        return iframe(page_url(self._api, self.project, "runs", self.id, self._recorded), height, hidden, "run")
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
     def load(self, force: bool = False) -> None:
         self._recorded.refresh()
 
@@ -753,6 +796,38 @@ class Sweep:
         pick = max if descending else min
         return pick(scored, key=lambda pair: pair[0])[1]
 
+    @property
+    def path(self) -> list[str]:
+        """``[entity, project, sweep_id]`` (the entity ``""`` when none was given: tracklet has none)."""
+        return [self.entity or "", self.project, self.id]
+
+    @property
+    def url(self) -> str:
+        """The sweep's dashboard page: on the tracklet server it was read from, else under
+        ``tracklet ui`` at its default address (``http://127.0.0.1:8765/projects/<p>/sweeps/<id>``)."""
+        from tracklet.compat.wandb.apis._pages import page_url
+
+        return page_url(self._api, self.project, "sweeps", self.id)
+
+    @property
+    def order(self) -> str | None:
+        """W&B's sort key of the sweep's metric: ``"+summary_metrics.<name>"`` (``minimize``) or
+        ``"-summary_metrics.<name>"`` (``maximize``); None for a sweep without a metric."""
+        metric = self._data["config"].get("metric") or {}
+        if not metric.get("name"):
+            return None
+        return ("-" if metric.get("goal") == "maximize" else "+") + "summary_metrics." + metric["name"]
+
+    def to_html(self, height: int = 420, hidden: bool = False) -> str:
+        """W&B's ``to_html``: an iframe of the sweep's dashboard page (:attr:`url`), ``height``
+        pixels high; ``hidden``: behind a button that shows it."""
+        from tracklet.compat.wandb.apis._pages import iframe
+
+        return iframe(self.url, height, hidden, "sweep")
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
     def load(self, force: bool = False) -> None:
         self._data = self._api.sweep(f"{self.project}/{self.id}")
 
@@ -825,6 +900,7 @@ class Api:
         self.settings = overrides
         self._entity = overrides.get("entity")
         self._default_project = overrides.get("project")
+        self._viewer: User | None = None
         base_url = overrides.get("base_url")
         if base_url is None and "root" not in overrides:
             base_url = os.environ.get("TRACKLET_BASE_URL", "").strip() or None
@@ -840,6 +916,18 @@ class Api:
     @property
     def default_entity(self) -> str | None:
         return self._entity
+
+    @property
+    def viewer(self) -> User:
+        """W&B's logged-in user (``username``, ``entity``, ``admin``, ``teams``): on a tracklet server
+        with API keys, the user of the key (``verified``); on a ``--dev`` server, its one user; in a
+        data root, the OS user this process runs as (as a run records it: ``run.user``). A
+        ``ValueError`` where there is none (an OS user with no name), as W&B's."""
+        from tracklet.compat.wandb.apis._pages import viewer
+
+        if self._viewer is None:
+            self._viewer = viewer(self._api)
+        return self._viewer
 
     @property
     def tracklet_api(self) -> Any:

@@ -334,6 +334,8 @@ def _finish_live_runs() -> None:
     sweeptrial = sys.modules.get("tracklet.core.sweeptrial")
     tag = getattr(sweeptrial, "exit_tag", None)  # a sweep trial stopped by its agent (pruned)
     owner = os.getpid()
+    # Under `tracklet run`: the launcher corrects an exit code not seen here (core/launchexit.py).
+    launched = os.environ.get("TRACKLET_LAUNCH_REPORT")
     for run in active_runs():
         if run._pid != owner:
             continue
@@ -348,6 +350,10 @@ def _finish_live_runs() -> None:
                 run.finish(_exit_status or 0)
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C (a SIGTERM's exit) while it waited: the run is ended
             stop_waiting_at_exit()  # and the runs after it don't wait either
+        if launched:
+            from tracklet.core.launchexit import report_exit
+
+            report_exit(run)
 
 
 def _keep_exit_by_sigint() -> None:

@@ -145,3 +145,8 @@ def test_a_correction_is_appended_only_to_an_intact_log_no_process_writes(start,
         torn.write(b"\x07\x00")  # a torn frame after it: nothing is appended after that
     (problem,) = correct_exits(report, 4)
     assert "does not end with an intact frame" in problem
+    other = tmp_path / "notes.txt"
+    other.write_text("not a record log")
+    report.write_text(json.dumps({"log": str(other), "end": 8, "exit_code": 0}) + "\n")
+    (problem,) = correct_exits(report, 4)
+    assert "not a tracklet record log" in problem and other.read_text() == "not a record log"

@@ -40,7 +40,9 @@ def report_exit(run: Any) -> None:
         sender = run._sender
         if fields is None or sender is None or run._paths is None:
             return
-        writer = next((sink for sink in sender.sinks if hasattr(sink, "offset") and hasattr(sink, "_fd")), None)
+        from tracklet.core.recordlog import RecordLogWriter
+
+        writer = next((sink for sink in sender.sinks if isinstance(sink, RecordLogWriter)), None)
         if writer is None or writer._fd >= 0 or writer._pending:  # not closed with every frame written
             return
         line = {"log": str(writer.path), "end": writer.offset,

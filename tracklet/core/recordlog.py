@@ -412,6 +412,8 @@ def append_record(path: Path | str, end: int, payload: bytes, *, max_tail: int) 
             except BlockingIOError:
                 raise RecordLogError(f"{path} is being written by another process") from None
         size = os.fstat(fd).st_size
+        if os.read(fd, len(MAGIC)) != MAGIC:
+            raise RecordLogError(f"{path} is not a tracklet record log (bad header)")
         if size < end or end < len(MAGIC):
             raise RecordLogError(f"{path} holds {size} byte(s), not the {end} its writer closed it with")
         if size > end:

@@ -138,9 +138,11 @@ def test_a_correction_is_appended_only_to_an_intact_log_no_process_writes(start,
     assert "keeps exit code 0 though the command exited with 3" in problem and "being written" in problem
     assert log.stat().st_size == end
     assert correct_exits(report, 256) == []  # the same status as 0 (its low 8 bits): nothing to correct
+    api = tracklet.Api(Path(run.dir).parents[3])
+    assert [(r.state, r.exit_code) for r in api.runs("fix")] == [("finished", 0)]  # the store took the first exit
     assert correct_exits(report, 3) == []
-    recorded = tracklet.Api(Path(run.dir).parents[3]).run(run.path)
-    assert (recorded.state, recorded.exit_code, recorded.history()["a"]) == ("failed", 3, [1.0])
+    for recorded in (api.run(run.path), *tracklet.Api(Path(run.dir).parents[3]).runs("fix")):  # log, store
+        assert (recorded.state, recorded.exit_code, recorded.history()["a"]) == ("failed", 3, [1.0])
     with open(log, "ab") as torn:
         torn.write(b"\x07\x00")  # a torn frame after it: nothing is appended after that
     (problem,) = correct_exits(report, 4)

@@ -406,7 +406,9 @@ def test_exit_status_of_a_script(root):
         {tail}
     """
     cases = {
-        "clean": ("pass", "finished", 0, None),
+        # sys.exit on another thread ends that thread only: the process exits 0
+        "clean": ("import sys, threading; t = threading.Thread(target=sys.exit, args=(4,)); t.start(); t.join()",
+                  "finished", 0, None),
         "raises": ("raise ValueError('bad things')", "failed", 1, "ValueError: bad things"),
         "interrupted": ("raise KeyboardInterrupt", "failed", 130, "KeyboardInterrupt: "),
         "exits_2": ("import sys; sys.exit(2)", "failed", 2, None),
@@ -415,9 +417,6 @@ def test_exit_status_of_a_script(root):
         # site's exit() and quit() raise SystemExit without sys.exit
         "exit_builtin": ("exit(2)", "failed", 2, None),
         "quit_builtin": ("quit(0)", "finished", 0, None),
-        # sys.exit on another thread ends that thread only: the process exits 0
-        "thread_exit": ("import sys, threading; t = threading.Thread(target=sys.exit, args=(4,)); t.start(); t.join()",
-                        "finished", 0, None),
     }
     if sys.version_info >= (3, 12):  # sys.monitoring: a SystemExit raised by the main module's own code
         cases.update({

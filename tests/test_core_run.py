@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -405,13 +406,25 @@ def test_exit_status_of_a_script(root):
         {tail}
     """
     cases = {
-        "clean": ("pass", "finished", 0, None),
+        # sys.exit on another thread ends that thread only: the process exits 0
+        "clean": ("import sys, threading; t = threading.Thread(target=sys.exit, args=(4,)); t.start(); t.join()",
+                  "finished", 0, None),
         "raises": ("raise ValueError('bad things')", "failed", 1, "ValueError: bad things"),
         "interrupted": ("raise KeyboardInterrupt", "failed", 130, "KeyboardInterrupt: "),
         "exits_2": ("import sys; sys.exit(2)", "failed", 2, None),
         "exits_0": ("import sys; sys.exit(0)", "finished", 0, None),
         "argparse": ("import argparse; argparse.ArgumentParser().parse_args(['--nope'])", "failed", 2, None),
+        # site's exit() and quit() raise SystemExit without sys.exit
+        "exit_builtin": ("exit(2)", "failed", 2, None),
+        "quit_builtin": ("quit(0)", "finished", 0, None),
     }
+    if sys.version_info >= (3, 12):  # sys.monitoring: a SystemExit raised by the main module's own code
+        cases.update({
+            "raises_3": ("raise SystemExit(3)", "failed", 3, None),
+            "raises_message": ("raise SystemExit('message')", "failed", 1, None),
+            "raises_none": ("raise SystemExit(None)", "finished", 0, None),
+            "caught": ("try: raise SystemExit(5)\n        except SystemExit: pass", "finished", 0, None),
+        })
     for name, (tail, _state, _code, _error) in cases.items():
         run_script(script.format(name=name, tail=tail))
     api = tracklet.Api(root)

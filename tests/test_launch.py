@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import tracklet
 
@@ -89,3 +90,65 @@ def test_an_existing_sitecustomize_still_runs(root, tmp_path):
                      env={"PYTHONPATH": os.pathsep.join([str(REPO), str(theirs)])})
     assert "theirs ran: True" in done.stdout
     assert len(tracklet.Api(root).runs("chain")) == 1
+
+
+def test_an_exit_the_script_could_not_record_is_corrected_from_its_real_exit_code(root, tmp_path, monkeypatch):
+    # raise SystemExit(n) / exit(n) / quit(n) end the process without sys.exit, and a SystemExit
+    # raised in a function is seen by no hook: the launcher, which sees the real code, corrects the run
+    from tracklet.cli.launch import run_command
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the child imports this checkout's tracklet
+    for setting in ("CAPTURE_ENVIRONMENT", "SYSTEM_METRICS"):  # what the exit does not need: CI's CPU
+        monkeypatch.setenv(f"TRACKLET_{setting}", "false")
+    cases = {
+        "raises_3": ("def main():\n    raise SystemExit(3)\nmain()", 3, "failed"),
+        "exit_2": ("exit(2)", 2, "failed"),
+        "quit_0": ("quit(0)", 0, "finished"),
+        "message": ("raise SystemExit('message')", 1, "failed"),
+        "none": ("raise SystemExit(None)", 0, "finished"),
+    }
+    for name, (tail, code, _state) in cases.items():
+        script = tmp_path / f"{name}.py"
+        script.write_text(f"print('training')\n{tail}\n")
+        assert run_command([sys.executable, str(script)], project="ends", name=name) == code, name
+    api = tracklet.Api(root)
+    runs = {r.name: r for r in api.runs("ends")}
+    for name, (_tail, code, state) in cases.items():
+        for recorded in (runs[name], api.run(runs[name].path)):  # the store's row and the log's reader
+            assert (recorded.state, recorded.exit_code, recorded.error) == (state, code, None), name
+
+
+def test_a_correction_is_appended_only_to_an_intact_log_no_process_writes(start, tmp_path):
+    import fcntl
+    import json
+
+    from tracklet.core.launchexit import correct_exits
+
+    run = start(project="fix")
+    run.log({"a": 1.0})
+    run.finish()
+    log = Path(run.dir) / "run.tlog"
+    end = log.stat().st_size
+    report = tmp_path / "exits"
+    report.write_text("not json\n" + json.dumps({"log": str(log), "end": end, "exit_code": 0, "end_time": 1.5,
+                                                  "runtime": 0.5}) + "\n")
+    with open(log, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)  # a process still writing it
+        (problem,) = correct_exits(report, 3)
+    assert "keeps exit code 0 though the command exited with 3" in problem and "being written" in problem
+    assert log.stat().st_size == end
+    assert correct_exits(report, 256) == []  # the same status as 0 (its low 8 bits): nothing to correct
+    api = tracklet.Api(Path(run.dir).parents[3])
+    assert [(r.state, r.exit_code) for r in api.runs("fix")] == [("finished", 0)]  # the store took the first exit
+    assert correct_exits(report, 3) == []
+    for recorded in (api.run(run.path), *tracklet.Api(Path(run.dir).parents[3]).runs("fix")):  # log, store
+        assert (recorded.state, recorded.exit_code, recorded.history()["a"]) == ("failed", 3, [1.0])
+    with open(log, "ab") as torn:
+        torn.write(b"\x07\x00")  # a torn frame after it: nothing is appended after that
+    (problem,) = correct_exits(report, 4)
+    assert "does not end with an intact frame" in problem
+    other = tmp_path / "notes.txt"
+    other.write_text("not a record log")
+    report.write_text(json.dumps({"log": str(other), "end": 8, "exit_code": 0}) + "\n")
+    (problem,) = correct_exits(report, 4)
+    assert "not a tracklet record log" in problem and other.read_text() == "not a record log"

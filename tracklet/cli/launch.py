@@ -3,7 +3,9 @@
 The command runs as a child process whose ``PYTHONPATH`` starts with a directory holding
 tracklet's ``sitecustomize``: in that child, it starts a run (recording the script's command
 line, console, environment and system metrics) and turns on :func:`tracklet.autolog`. The exit
-code is the command's; the run is finished with it when the script's interpreter exits.
+code is the command's; the run is finished with it when the script's interpreter exits. Where the
+script's interpreter could not see it (``raise SystemExit(n)`` in a function), the launcher, which
+sees the process's real exit code, gives the run a last exit record with it (core/launchexit.py).
 
 With ``wandb=True`` (``tracklet run --wandb``) the child and every Python process it starts get
 ``TRACKLET_WANDB_COMPAT=1``: their ``sitecustomize`` makes ``import wandb`` resolve to
@@ -74,6 +76,26 @@ def run_command(command: Sequence[str], *, project: str | None = None, name: str
 
 
 def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
+    import shutil
+    import tempfile
+
+    from tracklet.core.launchexit import REPORT_ENV, correct_exits
+
+    # The child names the exit record of each run it finished at exit here; the runs whose
+    # recorded exit code is not the child's real one are corrected (core/launchexit.py).
+    report_dir = Path(tempfile.mkdtemp(prefix="tracklet-run-"))
+    try:
+        report = report_dir / "exits"
+        report.touch(mode=0o600)
+        code = _wait_child(command, {**env, REPORT_ENV: str(report)})
+        for problem in correct_exits(report, code):
+            print(f"tracklet run: {problem}", file=sys.stderr)
+        return code
+    finally:
+        shutil.rmtree(report_dir, ignore_errors=True)
+
+
+def _wait_child(command: Sequence[str], env: dict[str, str]) -> int:
     import signal  # here, not at the top: every `tracklet` command imports this module
     import subprocess
 

@@ -27,10 +27,14 @@ _stopped_at_exit = False  # a Ctrl-C ended interpreter exit's wait (stop_waiting
 _sigint_watched = False  # interrupts_stop_waiting has run
 _previous_excepthook = sys.excepthook
 _original_exit = sys.exit
+_main_watched = False  # _watch_main_module found the main module's code (or can't: Python < 3.12)
+_monitoring: Any = None  # sys.monitoring, once _watch_main_module uses it
 
 
 def register(run: "Run") -> None:
     _install()
+    if not _main_watched:
+        _watch_main_module()
     with _lock:
         _active.append(run)
 
@@ -175,6 +179,7 @@ def _install() -> None:
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
     sys.exit = _exit
+    _hook_quitters()
     atexit.register(_finish_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -194,12 +199,103 @@ def _excepthook(kind: Any, error: BaseException, tb: Any) -> None:
 def _exit(status: Any = None) -> NoReturn:
     """``sys.exit`` that remembers the status, so a run ended by ``sys.exit(2)`` (argparse errors
     included) is recorded as failed with exit code 2. Atexit handlers can't see it otherwise."""
+    _note_exit_status(status)
+    _original_exit(status)
+
+
+def _note_exit_status(status: Any) -> None:
+    """Remember the status a ``SystemExit(status)`` ends the process with, as the interpreter
+    computes it: None is 0, an int itself, anything else 1 (it prints it). Only on the main thread:
+    ``sys.exit`` on another thread ends that thread, never the process (its status stays 0)."""
     global _exit_status
+    if threading.current_thread() is not threading.main_thread():
+        return
     if status is None or isinstance(status, int):
         _exit_status = status or 0
     else:
         _exit_status = 1  # sys.exit("message") exits with 1 after printing the message
-    _original_exit(status)
+
+
+def _hook_quitters() -> None:
+    """``exit(n)`` and ``quit(n)`` (the ``site`` module's builtins) raise ``SystemExit`` themselves,
+    without ``sys.exit``: wrapped the same way (a subclass of site's ``Quitter``: same repr, same
+    ``isinstance``). Nothing without ``site`` (``python -S``) or where something else replaced them."""
+    sitebuiltins = sys.modules.get("_sitebuiltins")
+    quitter = getattr(sitebuiltins, "Quitter", None)
+    if quitter is None:
+        return
+    import builtins
+
+    class RecordingQuitter(quitter):  # type: ignore[misc, valid-type]
+        def __call__(self, code: Any = None) -> NoReturn:
+            _note_exit_status(code)
+            super().__call__(code)
+            raise SystemExit(code)  # not reached: Quitter raises it
+
+    for name in ("exit", "quit"):
+        current: Any = getattr(builtins, name, None)
+        if type(current) is quitter:
+            setattr(builtins, name, RecordingQuitter(current.name, current.eof))
+
+
+def _watch_main_module() -> None:
+    """Python 3.12+: see a ``raise SystemExit(n)`` in the main module's own top-level code (the
+    usual ``raise SystemExit(main())``), which no hook sees: it is not ``sys.exit``, the excepthook
+    is not called for it, and the interpreter clears the status before ``atexit`` handlers run.
+
+    ``sys.monitoring``'s CALL event, on that one code object only (a local event): the first call
+    made at each of its call sites runs :func:`_on_main_call`, which turns that site's event off
+    (``DISABLE``) unless it calls ``SystemExit``; so a training loop at the top level pays one
+    callback per call site, once, and nothing after. Its PY_RETURN (the module ended normally)
+    forgets any status noted (one caught, ``try: sys.exit(2) except SystemExit: ...``). A
+    ``SystemExit`` raised in a function (``def main(): raise SystemExit(2)``) is not seen: only a
+    global RAISE event would see it, and that runs a callback for every exception any thread
+    raises (``tracklet run`` corrects the run's exit code from the process's, cli/launch.py).
+    Main thread only, from the main module's frame (not at ``tracklet run``'s startup: its
+    launcher corrects)."""
+    global _main_watched, _monitoring
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is None:
+        _main_watched = True  # Python < 3.12: nothing to watch with
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    main = sys.modules.get("__main__")
+    frame: Any = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and main is not None
+                                     and frame.f_globals is getattr(main, "__dict__", None)):
+        frame = frame.f_back
+    if frame is None:
+        return  # started outside the main module's code (sitecustomize, a REPL's nested call)
+    _main_watched = True
+    _monitoring = monitoring
+    for tool in (4, 3):  # the ids CPython leaves unassigned (0-2 and 5: debugger, coverage, profiler, optimizer)
+        try:
+            monitoring.use_tool_id(tool, "tracklet")
+        except ValueError:  # taken
+            continue
+        events = monitoring.events
+        try:
+            monitoring.register_callback(tool, events.CALL, _on_main_call)
+            monitoring.register_callback(tool, events.PY_RETURN, _on_main_return)
+            monitoring.set_local_events(tool, frame.f_code, events.CALL | events.PY_RETURN)
+        except Exception:  # never in the way of the script
+            monitoring.free_tool_id(tool)
+        return
+
+
+def _on_main_call(code: Any, offset: int, function: Any, arg0: Any) -> Any:
+    """CALL at a call site of the main module's top-level code (see :func:`_watch_main_module`)."""
+    if isinstance(function, type) and issubclass(function, SystemExit):
+        _note_exit_status(None if arg0 is _monitoring.MISSING else arg0)
+        return None
+    return _monitoring.DISABLE
+
+
+def _on_main_return(code: Any, offset: int, value: Any) -> None:
+    """The main module's code ended normally: the process exits 0, whatever SystemExit was caught."""
+    global _exit_status
+    _exit_status = None
 
 
 def exit_reason() -> tuple[BaseException | None, int | None]:
@@ -238,6 +334,8 @@ def _finish_live_runs() -> None:
     sweeptrial = sys.modules.get("tracklet.core.sweeptrial")
     tag = getattr(sweeptrial, "exit_tag", None)  # a sweep trial stopped by its agent (pruned)
     owner = os.getpid()
+    # Under `tracklet run`: the launcher corrects an exit code not seen here (core/launchexit.py).
+    launched = os.environ.get("TRACKLET_LAUNCH_REPORT")
     for run in active_runs():
         if run._pid != owner:
             continue
@@ -252,6 +350,10 @@ def _finish_live_runs() -> None:
                 run.finish(_exit_status or 0)
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C (a SIGTERM's exit) while it waited: the run is ended
             stop_waiting_at_exit()  # and the runs after it don't wait either
+        if launched:
+            from tracklet.core.launchexit import report_exit
+
+            report_exit(run)
 
 
 def _keep_exit_by_sigint() -> None:

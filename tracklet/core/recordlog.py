@@ -398,6 +398,42 @@ def writer_alive(path: Path | str) -> bool | None:
     return False
 
 
+def append_record(path: Path | str, end: int, payload: bytes, *, max_tail: int) -> None:
+    """Append one record to a log no process is writing, whose writer closed it with its last
+    frame ending at byte ``end``: the bytes after ``end`` (at most ``max_tail``; what a sender that
+    outlived its ``finish()`` wrote) must be intact frames, so the new one follows an intact frame.
+    ``RecordLogError`` when the log is being written, is shorter, or its tail is not intact; the
+    log is then left as it was. On disk (fsync) when this returns."""
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RecordLogError(f"{path} is being written by another process") from None
+        size = os.fstat(fd).st_size
+        if os.read(fd, len(MAGIC)) != MAGIC:
+            raise RecordLogError(f"{path} is not a tracklet record log (bad header)")
+        if size < end or end < len(MAGIC):
+            raise RecordLogError(f"{path} holds {size} byte(s), not the {end} its writer closed it with")
+        if size > end:
+            if size - end > max_tail:
+                raise RecordLogError(f"{path} grew by {size - end} byte(s) after its writer closed it")
+            os.lseek(fd, end, os.SEEK_SET)
+            tail = b""
+            while len(tail) < size - end and (chunk := os.read(fd, size - end - len(tail))):
+                tail += chunk
+            if scan_frames(tail, 0, base=end).end_offset != size:
+                raise RecordLogError(f"{path} does not end with an intact frame")
+        os.lseek(fd, size, os.SEEK_SET)
+        view = memoryview(frame(payload))
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # and the lock
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)

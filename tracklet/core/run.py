@@ -282,6 +282,7 @@ class Run:
     """One tracked run. Create it with :func:`tracklet.init`."""
 
     _exit_item: Any = None  # the exit record's queue item once finish() built it (``_queue_exit``)
+    _exit_fields: dict[str, Any] | None = None  # the exit record's fields (``_queue_exit``; core/launchexit.py)
     _sweep_trial = False  # the run of this process's sweep trial (``init()`` sets it): an agent's prune tags it
 
     def __init__(
@@ -1113,6 +1114,7 @@ class Run:
                 fields["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             if self._seeds is not None:
                 self._seeds.close()  # the seeds set since the last tick, before the exit
+            self._exit_fields = fields
             self._exit_item = _Once(_deferred(_exit_record, fields))
         # Queued again when an interrupt landed after it was queued and before the queue was
         # closed (nothing tells the two apart): the worker writes the one exit record once.

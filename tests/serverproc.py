@@ -41,11 +41,13 @@ def _forkable(env: dict[str, str]) -> bool:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 120,
-        cwd: Path | None = None) -> subprocess.CompletedProcess:
+        cwd: Path | None = None, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """``python -m tracklet ARGS`` run to its end, output captured as text (``subprocess.run``'s result),
-    with this checkout's tracklet and ``env`` over this process's environment; forked from the server
-    template (tests/serverfork.py) under the same rule as a server."""
+    with this checkout's tracklet and ``env`` over this process's environment less the variables named in
+    ``unset``; forked from the server template (tests/serverfork.py) under the same rule as a server."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    for name in unset:
+        full_env.pop(name, None)
     if _forkable(full_env):
         return serverfork.run(list(args), env=full_env, input=input, timeout=timeout,
                               cwd=None if cwd is None else str(cwd))

@@ -17,6 +17,7 @@ import textwrap
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
 from conftest import QUIET, REPO
 from serverproc import keyed_deployment
@@ -94,9 +95,7 @@ def test_a_data_roots_collection_keeps_its_own_description_and_tags(root):
     _check_collection(api, wandb.Api(), before_delete, lambda: _save("ds", "logged again"))
     assert not (directory / "collection.json").exists()  # deleted with the collection, not edited since
     api.edit_artifact_collection("p/ds", tags=["cli"])
-    listed = subprocess.run([sys.executable, "-m", "tracklet", "artifact", "ls", "p", "--json"], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO),
-                                                         "TRACKLET_DIR": str(root)})
+    listed = serverproc.cli("artifact", "ls", "p", "--json", env={"TRACKLET_DIR": str(root)})
     assert listed.returncode == 0, listed.stderr
     row = json.loads(listed.stdout.strip().splitlines()[0])
     assert (row["name"], row["description"], row["tags"]) == ("ds", "", ["cli"])

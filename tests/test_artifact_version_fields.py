@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
 from conftest import QUIET
 from serverproc import REPO, TreeServer, keyed_deployment
@@ -112,8 +113,7 @@ def test_a_data_roots_versions_keep_their_fields_and_take_edits(root, start, tmp
         linked.save()
     assert "registry" not in tracklet.Api(root).artifact("p/m:v0").tags
 
-    shown = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "artifact", "show", "p/m:v0"],
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    shown = serverproc.cli("--dir", str(root), "artifact", "show", "p/m:v0")
     assert shown.returncode == 0, shown.stderr
     assert "tags:        best-so far, from the run\n" in shown.stdout and "history_step: 2\n" in shown.stdout
 

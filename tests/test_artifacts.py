@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import serverproc
 from conftest import REPO
 
 import tracklet
@@ -628,8 +629,7 @@ def test_lineage_is_visible_through_api_after_indexing_and_a_rebuild(start, root
     version = api.artifact("test/ds:v0")
     assert version.logged_by().id == producer.id
     assert [run.id for run in version.used_by()] == consumers
-    done = subprocess.run([sys.executable, "-m", "tracklet", "index", "--rebuild"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    done = serverproc.cli("index", "--rebuild")
     assert done.returncode == 0, done.stderr
     again = tracklet.Api(root).artifact("test/ds:v0")
     assert again.logged_by().id == producer.id
@@ -766,9 +766,7 @@ def test_cli_put_takes_w_and_b_s_project_name_alias_and_show_reads_as_bytes(root
 
 def test_cli_put_and_get_show_files_bytes_and_rate_on_stderr_and_quiet_hides_it(root, dataset, tmp_path):
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "artifact", *args],
-                              capture_output=True, text=True, timeout=120, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "160"})
+        return serverproc.cli("--dir", str(root), "artifact", *args, cwd=REPO, env={"COLUMNS": "160"})
 
     stored = cli("put", str(dataset), "-p", "proj", "-n", "images")
     assert stored.returncode == 0, stored.stderr

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serverproc
 from serverproc import REPO
 from test_artifacts_server import Backend, backend, blob_cache  # noqa: F401 (fixtures)
 
@@ -502,9 +503,7 @@ class _GcOnFirstPack(ArtifactClient):
 
     def upload_pack(self, project, pack_id, data):
         if self.gc is None:
-            self.gc = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(self.root), "artifact", "gc",
-                                      "--grace", "0", "-q"], env={**os.environ, "PYTHONPATH": str(REPO)},
-                                     capture_output=True, text=True, timeout=300)
+            self.gc = serverproc.cli("--dir", str(self.root), "artifact", "gc", "--grace", "0", "-q", timeout=300)
         return super().upload_pack(project, pack_id, data)
 
 
@@ -525,8 +524,7 @@ def test_a_local_repack_while_chunks_upload_moves_them_under_the_upload_without_
     v1 = _checkpoint(path, [os.urandom(MiB), shared])
     _commit(store, path)
     packs_before = set(store.chunks()[0].list_packs())
-    removed = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "artifact", "rm", "p/ckpt:v0"],
-                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    removed = serverproc.cli("--dir", str(root), "artifact", "rm", "p/ckpt:v0")
     assert removed.returncode == 0, removed.stderr
     client = _GcOnFirstPack(server.url, tmp_path / "state", root)
     entry = store.manifest(store.registry.version("p", "ckpt", "v1"))["model.ckpt"]

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import blake3
 import pytest
-from serverproc import REPO
+import serverproc
 
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
@@ -131,9 +129,7 @@ def test_what_no_version_references_goes_after_the_grace_period(tmp_path, reques
     another = os.urandom(500)
     artifacts.store_small("p", [(_sha(another), another)])
     store.close()
-    ran = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(root), "--store", url, "artifact-gc",
-                          "--grace", "0"],
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    ran = serverproc.cli("admin", "--dir", str(root), "--store", url, "artifact-gc", "--grace", "0")
     assert ran.returncode == 0, ran.stderr
     assert f"removed {root / 'artifacts' / 'blobs'}" in ran.stdout and _sha(another) in ran.stdout
     assert "removed 1 blob(s)" in ran.stdout
@@ -298,9 +294,7 @@ def test_repack_rewrites_a_mixed_pack_with_its_live_chunks_and_the_next_collecti
     for project in ("p", "q"):
         assert _read(artifacts, project, _sha(live)) == live
     store.close()
-    ran = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(root), "--store", url, "artifact-gc",
-                          "--repack", "0.3", "--dry-run"],
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    ran = serverproc.cli("admin", "--dir", str(root), "--store", url, "artifact-gc", "--repack", "0.3", "--dry-run")
     assert ran.returncode == 0, ran.stderr
     assert "0 pack(s) kept for their live chunks hold 0 bytes" in ran.stdout
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import blake3
 import pytest
+import serverproc
 import sqlalchemy as sa
 from serverproc import REPO
 
@@ -161,9 +162,7 @@ def test_a_server_collection_contains_each_unreadable_thing_to_its_project(backe
 
     if backend == "disk" and database == "sqlite":  # the command says so, and exits 0
         artifacts.engine.dispose()
-        ran = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(root), "--store", url,
-                              "artifact-gc", "--grace", "0", "--dry-run"],
-                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+        ran = serverproc.cli("admin", "--dir", str(root), "--store", url, "artifact-gc", "--grace", "0", "--dry-run")
         assert ran.returncode == 0, ran.stderr
         assert f"warning: the manifest of bad/lost:v0 can't be read: blob {lost_manifest} is missing" in ran.stderr
 

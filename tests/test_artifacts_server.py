@@ -953,9 +953,7 @@ def test_artifact_gc_reclaims_a_failed_commit_s_blobs_and_a_killed_server_s_left
     assert set(leftovers) <= set(before) and {f"sha256/{d[:2]}/{d}" for d in failed} <= set(before)
 
     def gc(*args: str) -> str:
-        ran = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(server.root), "artifact-gc",
-                              *backend.extra, *args],
-                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+        ran = serverproc.cli("admin", "--dir", str(server.root), "artifact-gc", *backend.extra, *args)
         assert ran.returncode == 0, ran.stderr
         return ran.stdout
 

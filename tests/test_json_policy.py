@@ -9,14 +9,12 @@ import csv
 import io
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import serverproc
 
 import tracklet
 from tracklet.core.export import export_history
@@ -84,10 +82,8 @@ def test_export_writes_the_strings(root):
 
 def test_cli_json_is_strict(root):
     _record(root)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
     for args in (["show", "p/r", "--json"], ["runs", "p", "--json"]):
-        result = subprocess.run([sys.executable, "-m", "tracklet", *args], env=env, capture_output=True, text=True,
-                                timeout=120, check=False)
+        result = serverproc.cli(*args, env={"TRACKLET_DIR": str(root)})
         assert result.returncode == 0, result.stderr
         data = strict(result.stdout)
         summary = (data[0] if isinstance(data, list) else data)["summary"]
@@ -97,9 +93,7 @@ def test_cli_json_is_strict(root):
 def test_server_json_is_strict_and_the_remote_api_reads_the_values_back(root, servers):
     _record(root)
     server = servers()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    synced = subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", "p/r"], env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    synced = serverproc.cli("sync", "--url", server.url, "-q", "p/r", env={"TRACKLET_DIR": str(root)})
     assert synced.returncode == 0, synced.stderr
 
     with httpx.Client(base_url=server.url, timeout=60) as http:

@@ -3,14 +3,13 @@ bad one with an error naming the problem, and writes nothing (one check: ``core/
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
+import serverproc
 
 import tracklet
 from tracklet.core.layout import RunPaths, check_name, iter_runs
@@ -85,10 +84,9 @@ def test_importers_refuse_a_bad_target_project_before_reading(tmp_path, name, pr
 
 
 def test_the_import_command_refuses_a_bad_target_project(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(tmp_path / "data")}
     for source in ("wandb", "tensorboard"):
-        result = subprocess.run([sys.executable, "-m", "tracklet", "import", source, str(tmp_path), "--project", ".."],
-                                env=env, capture_output=True, text=True, timeout=120, check=False)
+        result = serverproc.cli("import", source, str(tmp_path), "--project", "..",
+                                env={"TRACKLET_DIR": str(tmp_path / "data")})
         assert result.returncode == 2 and "project '..' is not valid: it starts with '.'" in result.stderr, result
     assert not (tmp_path / "data").exists()
 
@@ -126,11 +124,9 @@ def test_sync_refuses_a_run_directory_with_a_bad_name_and_skips_it_in_all(root, 
     assert [r.id for r in tracklet.Api(root).runs("p")] == ["good"]
 
     server = servers()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
 
     def sync(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", *args],
-                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        return serverproc.cli("sync", "--url", server.url, "-q", *args, env={"TRACKLET_DIR": str(root)})
 
     refused = sync(str(bad))
     assert refused.returncode == 2 and "run id 'bad name' is not valid: it contains ' '" in refused.stderr, refused

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import serverproc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -235,9 +236,7 @@ def test_no_secret_reaches_the_run_directory_the_store_or_tracklet_show(root, tm
     assert _leaks(repr(row["metadata"]).encode()) == []
     assert _leaks((root / "store.sqlite").read_bytes()) == []
 
-    shown = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "show", "cred/r"],
-                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO),
-                                                                            "COLUMNS": "400"})
+    shown = serverproc.cli("--dir", str(root), "show", "cred/r", env={"COLUMNS": "400"})
     assert shown.returncode == 0, shown.stderr
     assert "github.com/a/b.git" in shown.stdout and "train.py" in shown.stdout
     assert _leaks(shown.stdout.encode()) == [] and "alice" not in shown.stdout

@@ -8,15 +8,13 @@ lock, and an older local registry.sqlite gains the column."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
-from conftest import QUIET, REPO
+from conftest import QUIET
 from serverproc import keyed_deployment
 
 import tracklet
@@ -145,14 +143,12 @@ def test_the_python_api_and_cli_show_and_set_the_policy(deployment):
         api.registry.protect("model", "net", "production", 2, approver_role="viewer")
         (policy,) = api.registry.protections("model", "net").values()
         assert (policy.alias, policy.approvals, policy.approver_role) == ("production", 2, "viewer")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_API_KEY": alice_key}
-    shown = subprocess.run([sys.executable, "-m", "tracklet", "registry", "--url", server.url, "protections",
-                            "model/net"], env=env, capture_output=True, text=True, timeout=120)
+    env = {"TRACKLET_API_KEY": alice_key}
+    shown = serverproc.cli("registry", "--url", server.url, "protections", "model/net", env=env)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == "production\t2 approval(s)\tby viewer or higher\n"
-    changed = subprocess.run([sys.executable, "-m", "tracklet", "registry", "--url", server.url, "protect",
-                              "model/net", "production", "--approvals", "1", "--approver-role", "member"],
-                             env=env, capture_output=True, text=True, timeout=120)
+    changed = serverproc.cli("registry", "--url", server.url, "protect", "model/net", "production", "--approvals", "1",
+                             "--approver-role", "member", env=env)
     assert changed.returncode == 0, changed.stderr
     assert users["vic"].get(NET + "/protections").json()["protections"][0]["approver_role"] == "member"
 

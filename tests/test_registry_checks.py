@@ -9,15 +9,13 @@ import hashlib
 import hmac
 import http.server
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
-from conftest import QUIET, REPO
+import serverproc
+from conftest import QUIET
 
 import tracklet
 
@@ -71,9 +69,8 @@ def receiver():
 def deployment(servers, tmp_path, receiver):
     """root (server admin) made a webhook automation to `receiver`; alice linked model/net:v0
     (production) and v1 and is the registry's admin; bob and carol are admins too."""
-    created = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(tmp_path / "server"),
-                              "create-user", "root", "--admin"], env={**os.environ, "PYTHONPATH": str(REPO)},
-                             capture_output=True, text=True, timeout=60, check=True)
+    created = serverproc.cli("admin", "--dir", str(tmp_path / "server"), "create-user", "root", "--admin", timeout=60)
+    created.check_returncode()
     server = servers(tmp_path / "server", dev=False)
     root = httpx.Client(base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {created.stdout.strip()}"})
     keys = {name: root.post("/users", json={"name": name}).json()["key"] for name in ("alice", "bob", "carol")}

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import serverproc
 from conftest import QUIET, REPO
 
 import tracklet
@@ -25,9 +26,8 @@ from tracklet.errors import RemoteError, RunNotFound
 def synced(tmp_path, servers, root):
     """Five runs recorded here, synced to a keyed server; yields (server, admin key)."""
     server_root = tmp_path / "srv"
-    made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(server_root), "create-user", "root",
-                           "--admin"], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=60, check=True)
+    made = serverproc.cli("admin", "--dir", str(server_root), "create-user", "root", "--admin", timeout=60)
+    made.check_returncode()
     key = made.stdout.strip()
     server = servers(server_root, dev=False)
     for index in range(5):
@@ -40,9 +40,8 @@ def synced(tmp_path, servers, root):
             run.log(row)
         run.summary["best"] = index
         run.finish()
-    synced = subprocess.run([sys.executable, "-m", "tracklet", "sync", "--all", "--url", server.url, "-q"],
-                            env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root), "TRACKLET_API_KEY": key},
-                            capture_output=True, text=True, timeout=120, check=False)
+    synced = serverproc.cli("sync", "--all", "--url", server.url, "-q",
+                            env={"TRACKLET_DIR": str(root), "TRACKLET_API_KEY": key})
     assert synced.returncode == 0, synced.stderr
     return server, key
 
@@ -134,8 +133,7 @@ run.finish()
 """
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120, capture_output=True)
-    subprocess.run([sys.executable, "-m", "tracklet", "sync", "--all", "--url", server.url, "-q"], env=env, check=True,
-                   timeout=120, capture_output=True)
+    serverproc.cli("sync", "--all", "--url", server.url, "-q", env={"TRACKLET_DIR": str(root)}).check_returncode()
     run = tracklet.Api(base_url=server.url).run("live/page")
     lines = run.console()
     assert [line.text for line in lines] == [f"epoch {step} done" for step in range(5)]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import serverproc
 
 import tracklet
 
@@ -48,7 +49,11 @@ def git(repo: Path, *args: str) -> str:
 
 
 def cli(root: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``tracklet --dir ROOT ARGS`` in its own process (the reproduction runs the program in a child)."""
+    """``tracklet --dir ROOT ARGS`` in its own process. A reproduction that runs the program (in a child)
+    starts cold, as a user's does; the other commands (``--dry-run``, ``show``, ``diff``, ``artifact``) fork
+    from the server template where they may (serverproc.cli)."""
+    if args[0] != "reproduce" or "--dry-run" in args:
+        return serverproc.cli("--dir", str(root), *args, cwd=cwd, env=env, timeout=300)
     return subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import serverproc
 
 import tracklet
 from conftest import QUIET, REPO
@@ -91,9 +92,7 @@ def test_a_server_copy_shows_the_change(root, servers):
     run.tags = ["synced"]
     run.finish()
     server = servers()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    done = subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", "p/r3"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = serverproc.cli("sync", "--url", server.url, "-q", "p/r3", env={"TRACKLET_DIR": str(root)})
     assert done.returncode == 0, done.stderr
     row = httpx.get(f"{server.url}/api/v1/runs/p/r3", timeout=60).json()["run"]
     assert (row["name"], row["tags"]) == ("after", ["synced"])

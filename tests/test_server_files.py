@@ -11,14 +11,14 @@ import hashlib
 import http.client
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import QUIET, REPO, run_script
+import serverproc
+from conftest import QUIET, run_script
 from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
 from serverproc import Server
 
@@ -85,9 +85,8 @@ def _record(root: Path, project: str, run_id: str, files: dict[str, bytes]) -> R
 
 
 def _sync_cli(url: str, root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    return subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", url, "-q", *args],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    """``tracklet sync`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli("sync", "--url", url, "-q", *args, env={"TRACKLET_DIR": str(root)})
 
 
 def _listing(url: str, project: str, run_id: str) -> dict[str, dict]:

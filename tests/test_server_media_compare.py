@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from conftest import QUIET, REPO
+import serverproc
+from conftest import QUIET
 
 import tracklet
 from tracklet.artifacts.remote import UPLOAD_STATE_DIR
@@ -165,8 +164,8 @@ def test_thinning_keeps_the_first_and_last_step():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=180, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args, timeout=180)
 
 
 def test_the_grid_needs_read_on_the_project(servers, root, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 import warnings
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import QUIET, REPO
+import serverproc
+from conftest import QUIET
 from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
 
 import tracklet
@@ -34,8 +34,8 @@ pytest.importorskip("pyarrow")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=180, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args, timeout=180)
 
 
 def _pixels(seed: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import serverproc
 from conftest import QUIET, REPO
 
 import tracklet
@@ -47,9 +48,8 @@ class Counting(httpx.HTTPTransport):
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO),
-                                                                         **(env or {})},
-                          capture_output=True, text=True, timeout=180, check=False)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args, env=env, timeout=180)
 
 
 def _pixels(seed: int, shape: tuple[int, ...] = (40, 30, 3)) -> np.ndarray:

@@ -105,11 +105,7 @@ def test_a_synced_runs_plan_and_diff_read_its_files_from_the_servers_file_store(
     not beside its log, and its code snapshot is a `code` artifact `tracklet sync` pushed to the
     server: the plan finds both there (no "is gone" problem) and the comparison shows the
     uncommitted change and the untracked module."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import REPO
+    import serverproc
 
     repo = _committed_repo(tmp_path)
     record(repo)
@@ -119,9 +115,7 @@ def test_a_synced_runs_plan_and_diff_read_its_files_from_the_servers_file_store(
     record(repo)
     first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
     server = servers(tmp_path / "server-root")  # its own data root: the runs arrive only by sync
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    synced = subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", "--all"], env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    synced = serverproc.cli("sync", "--url", server.url, "-q", "--all", env={"TRACKLET_DIR": str(root)})
     assert synced.returncode == 0, synced.stderr
     assert not (tmp_path / "server-root" / "projects" / "repro" / "runs" / second.id / "files").exists()
     with httpx.Client(base_url=server.url, timeout=60) as http:

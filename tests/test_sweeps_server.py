@@ -28,6 +28,7 @@ import uuid
 
 import httpx
 import pytest
+import serverproc
 from conftest import QUIET
 from serverproc import REPO
 
@@ -39,6 +40,13 @@ pytest.importorskip("optuna", reason="pip install 'tracklet[sweeps]'")
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args, env=env, **kwargs)
+
+
+def _cold_cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m tracklet ARGS`` started cold: for the commands that launch the user's program (an agent's
+    trials, ``tracklet run``), whose start and children the tests check as a user's are."""
     return subprocess.run([sys.executable, "-m", "tracklet", *args], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=120, **kwargs)
 
@@ -250,7 +258,7 @@ def test_an_agent_killed_mid_trial_lapses_and_its_point_runs_again(server, tmp_p
     (tmp_path / "slow").unlink()  # the rerun doesn't sleep (the first trial's process died with its agent)
     # The rerun's program logs and exits at once: its online upload still finishes before it exits
     # (it once lost a race with interpreter shutdown and waited out the whole upload timeout).
-    second = _cli("--dir", str(machine / "b"), "agent", made["id"], "--url", server.url, env=env, cwd=tmp_path)
+    second = _cold_cli("--dir", str(machine / "b"), "agent", made["id"], "--url", server.url, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "did not finish" not in second.stderr and "uploading failed" not in second.stderr, second.stderr
     trials = _trials(server, "killed", made["id"])
@@ -322,7 +330,7 @@ def test_the_unmodified_wandb_sweep_script_in_online_mode_uses_the_server(server
         "wandb.agent(sweep_id, function=train, count=5)\n"
         "print('SWEEP', sweep_id)\n")
     machine = tmp_path / "machine"
-    result = _cli("run", "--wandb", "--", sys.executable, str(script), cwd=tmp_path, env={
+    result = _cold_cli("run", "--wandb", "--", sys.executable, str(script), cwd=tmp_path, env={
         "TRACKLET_DIR": str(machine), "TRACKLET_MODE": "online", "TRACKLET_BASE_URL": server.url,
         "TRACKLET_API_KEY": server.admin_key, "TRACKLET_CONSOLE": "off", "TRACKLET_SYSTEM_METRICS": "false"})
     assert result.returncode == 0, result.stderr

@@ -5,13 +5,11 @@ local `sweep show` does. A real `tracklet server` process on SQLite with keys.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import httpx
 import pytest
-from serverproc import REPO
+import serverproc
 
 from tracklet.sweeps.remote import RemoteController, create_remote_sweep
 
@@ -19,12 +17,10 @@ pytest.importorskip("optuna", reason="pip install 'tracklet[sweeps]'")
 
 
 def _cli(*args: str, key: str | None = None, root=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("TRACKLET_MODE", None)
-    if key is not None:
-        env["TRACKLET_API_KEY"] = key
-    return subprocess.run([sys.executable, "-m", "tracklet", *(["--dir", str(root)] if root else []), *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    """``python -m tracklet [--dir ROOT] ARGS`` without TRACKLET_MODE (forked from the server template where it
+    may be: serverproc.cli)."""
+    return serverproc.cli(*(["--dir", str(root)] if root else []), *args,
+                          env=None if key is None else {"TRACKLET_API_KEY": key}, unset=("TRACKLET_MODE",))
 
 
 @pytest.fixture

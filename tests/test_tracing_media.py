@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO
+import serverproc
 
 import tracklet
 from tracklet.artifacts.storage import artifact_dir
@@ -158,9 +156,8 @@ def test_a_blob_store_that_fails_costs_the_value_not_the_span(start, root, monke
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    """``python -m tracklet ARGS`` (forked from the server template where it may be: serverproc.cli)."""
+    return serverproc.cli(*args)
 
 
 def test_media_reach_a_server_with_sync_and_read_back_over_http(start, root, servers, tmp_path):

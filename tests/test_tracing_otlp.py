@@ -6,14 +6,12 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import os
 import re
-import subprocess
-import sys
 
 import httpx
 import pytest
-from conftest import QUIET, REPO
+import serverproc
+from conftest import QUIET
 
 import tracklet
 
@@ -145,12 +143,11 @@ def test_json_and_gzip_bodies_partial_success_and_bad_input(servers, tmp_path):
 
 def test_a_keyed_server_needs_a_key_with_write_access(servers, tmp_path):
     server_root = tmp_path / "srv"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def user(name, admin=False):
-        made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(server_root), "create-user",
-                               name, *(["--admin"] if admin else [])], env=env, capture_output=True, text=True,
-                              timeout=60, check=True)
+        made = serverproc.cli("admin", "--dir", str(server_root), "create-user", name, *(["--admin"] if admin else []),
+                              timeout=60)
+        made.check_returncode()
         return made.stdout.strip()
 
     owner, other = user("owner", admin=False), user("other")

@@ -278,7 +278,7 @@ def test_run_page_shows_overview_config_console_and_system_charts(servers, tmp_p
 
 
 def test_tracklet_ui_shows_a_live_run_growing_without_reload(root, tmp_path, page):
-    go, stop = tmp_path / "go", tmp_path / "stop"
+    go, stop, ready = tmp_path / "go", tmp_path / "stop", tmp_path / "ready"
     code = f"""
         import os, time, tracklet
         run = tracklet.init(project="live", id="growing", dir={str(root)!r},
@@ -288,14 +288,15 @@ def test_tracklet_ui_shows_a_live_run_growing_without_reload(root, tmp_path, pag
                 time.sleep(0.02)
         for step in range(10):
             run.log({{"loss": float(step)}})
+        run.flush()
+        open({str(ready)!r}, "w").close()
         wait({str(go)!r})
         for step in range(10, 25):
             run.log({{"loss": float(step)}})
         wait({str(stop)!r})
         run.finish()
     """
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    writer = start_live_writer(code, ready)
     ui, url, token = start_ui(root)
     try:
         page.goto(url + "projects/live?token=" + token)  # the cookie it sets carries the dashboard's requests
@@ -580,6 +581,21 @@ def test_run_page_draws_a_logged_plotly_figure_with_the_servers_own_plotly_js(ro
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def start_live_writer(code: str, ready: Path) -> subprocess.Popen:
+    """A process running ``code`` (a script that records a live run and creates ``ready`` once its first
+    records are flushed), returned when ``ready`` exists: a page opened before the run's project exists
+    answers 404 (a forked `tracklet ui` starts at once, before a cold writer has logged)."""
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists() and writer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not ready.exists():
+        writer.kill()
+        raise AssertionError(f"the live writer never got ready: {writer.communicate()[1][-2000:]}")
+    return writer
 
 
 def start_ui(root: Path) -> tuple[subprocess.Popen | serverfork.ForkedProcess, str, str]:

@@ -6,16 +6,12 @@ a live run's new steps appear without one."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUIET, REPO
-from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
+from conftest import QUIET
+from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_live_writer, start_ui  # noqa: F401
 
 import tracklet
 
@@ -148,7 +144,7 @@ def test_the_media_grid_shows_each_runs_image_at_the_slider_step(root, page):  #
 
 
 def test_the_media_grid_follows_a_live_runs_new_steps(root, tmp_path, page):  # noqa: F811
-    go, stop = tmp_path / "go", tmp_path / "stop"
+    go, stop, ready = tmp_path / "go", tmp_path / "stop", tmp_path / "ready"
     code = f"""
         import os, time
         import numpy as np
@@ -163,14 +159,15 @@ def test_the_media_grid_follows_a_live_runs_new_steps(root, tmp_path, page):  # 
                     step=step)
         for step in range(3):
             log(step)
+        run.flush()
+        open({str(ready)!r}, "w").close()
         wait({str(go)!r})
         for step in range(3, 5):
             log(step)
         wait({str(stop)!r})
         run.finish()
     """
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    writer = start_live_writer(code, ready)
     ui, url, token = start_ui(root)
     try:
         page.goto(url + "projects/live?token=" + token)

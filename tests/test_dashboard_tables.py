@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUIET, REPO
-from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
+from conftest import QUIET
+from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_live_writer, start_ui  # noqa: F401
 
 import tracklet
 
@@ -330,7 +326,7 @@ def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, pa
                                                               refresh_fails_once):
     # the test stops its server while the page still polls the live run (the page closes after)
     allowed_errors.append("ERR_CONNECTION_REFUSED")
-    go, stop = tmp_path / "go", tmp_path / "stop"
+    go, stop, ready = tmp_path / "go", tmp_path / "stop", tmp_path / "ready"
     code = f"""
         import os, time, tracklet
         run = tracklet.init(project="live", id="growing", dir={str(root)!r},
@@ -346,6 +342,7 @@ def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, pa
         for step in range(2):
             log(step)
         run.flush()
+        open({str(ready)!r}, "w").close()
         wait({str(go)!r})
         for step in range(2, 4):
             log(step)
@@ -353,8 +350,7 @@ def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, pa
         wait({str(stop)!r})
         run.finish()
     """
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    writer = start_live_writer(code, ready)
     ui, url, token = start_ui(root)
     try:
         page.goto(url + "projects/live/runs/growing?token=" + token)

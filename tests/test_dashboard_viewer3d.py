@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import QUIET
-from test_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STATIC, playwright_api, start_ui
+from test_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STATIC, playwright_api, start_live_writer, start_ui
 
 import tracklet
 
@@ -365,14 +365,9 @@ def test_more_clouds_than_the_browser_keeps_webgl_contexts_are_all_drawn(root, b
 
 
 def test_a_live_run_logging_more_media_keeps_the_cloud_and_its_view(root, tmp_path, page):
-    import os
-    import subprocess
-    import sys
-    import textwrap
 
-    from conftest import REPO
 
-    go, stop = tmp_path / "go", tmp_path / "stop"
+    go, stop, ready = tmp_path / "go", tmp_path / "stop", tmp_path / "ready"
     code = f"""
         import os, time, numpy as np, tracklet
         run = tracklet.init(project="clouds", id="live", dir={str(root)!r},
@@ -385,13 +380,14 @@ def test_a_live_run_logging_more_media_keeps_the_cloud_and_its_view(root, tmp_pa
         blue = np.column_stack([rng.normal(0, 0.5, (2000, 3)) + [6, 0, 0], np.tile([0, 0, 255], (2000, 1))])
         cloud = np.vstack([red, blue])
         run.log({{"cloud": tracklet.Object3D(cloud), "pair": [tracklet.Object3D(cloud), tracklet.Object3D(cloud[::2])]}})
+        run.flush()
+        open({str(ready)!r}, "w").close()
         wait({str(go)!r})
         run.log({{"picture": tracklet.Image(np.zeros((8, 8, 3), dtype=np.uint8))}})
         wait({str(stop)!r})
         run.finish()
     """
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    writer = start_live_writer(code, ready)
     media: list[str] = []
     page.on("request", lambda request: media.append(request.url) if "/media/" in request.url else None)
     ui, url, token = start_ui(root)

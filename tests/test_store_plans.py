@@ -57,6 +57,24 @@ def fill(store: Store, count: int, *, users: bool) -> None:
             connection.exec_driver_sql("VACUUM ANALYZE")
 
 
+def unsorted_plan(store: Store, statement: str, parameters: Any) -> list[str]:
+    """The plan's steps of ``statement`` as the driver ran it, checked to sort nothing itself (no
+    temporary b-tree on SQLite, no Sort node on PostgreSQL): the index gives the order."""
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if store.engine.dialect.name == "sqlite":
+            plan = [row[3] for row in cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()]
+            assert not any("TEMP B-TREE" in step for step in plan), plan
+        else:
+            cursor.execute("EXPLAIN (FORMAT TEXT) " + statement, parameters)
+            plan = [row[0] for row in cursor.fetchall()]
+            assert not any("Sort" in step for step in plan), plan
+    finally:
+        raw.close()
+    return plan
+
+
 @contextmanager
 def statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
     """The statements ``engine`` runs meanwhile, with their parameters as the driver got them."""
@@ -241,18 +259,7 @@ def test_a_page_by_user_reads_the_creators_index_in_its_order(store_url, tmp_pat
             rows = store.runs("p", limit=50, order_by=order_by, fields=("run_id", "user"))
         assert len(rows) == 50 and len(seen) == 1  # every run has a creator: one statement
         statement, parameters = seen[0]
-        raw = store.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            if store.engine.dialect.name == "sqlite":
-                plan = [row[3] for row in cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()]
-                assert not any("TEMP B-TREE" in step for step in plan), plan
-            else:
-                cursor.execute("EXPLAIN (FORMAT TEXT) " + statement, parameters)
-                plan = [row[0] for row in cursor.fetchall()]
-                assert not any("Sort" in step for step in plan), plan
-        finally:
-            raw.close()
+        plan = unsorted_plan(store, statement, parameters)
         assert any("ix_run_creators_project_user_run" in step for step in plan), plan
     finally:
         store.close()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from test_store_plans import SMALL, _store, statements
+from test_store_plans import SMALL, _store, statements, unsorted_plan
 from tracklet.server import run_creators as creators
 from tracklet.server import schema as server_schema
 from tracklet.store import Store
@@ -284,18 +284,7 @@ def test_a_page_by_a_json_key_reads_the_sort_values_index_in_its_order(store_url
         assert lrs == sorted(lrs, reverse=order_by.startswith("-"))
         assert len(seen) == 2  # the probe of the key's paths, then the page (every run has a number)
         statement, parameters = seen[1]
-        raw = store.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            if store.engine.dialect.name == "sqlite":
-                plan = [row[3] for row in cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()]
-                assert not any("TEMP B-TREE" in step for step in plan), plan
-            else:
-                cursor.execute("EXPLAIN (FORMAT TEXT) " + statement, parameters)
-                plan = [row[0] for row in cursor.fetchall()]
-                assert not any("Sort" in step for step in plan), plan
-        finally:
-            raw.close()
+        plan = unsorted_plan(store, statement, parameters)
         assert any("ix_run_sort_values_order" in step for step in plan), plan
     finally:
         store.close()

@@ -72,6 +72,17 @@ def _version(source: ArtifactSource, project: str, name: str, selector: str) -> 
         raise HTTPException(status_code=500, detail=str(error)) from None
 
 
+def _version_manifest(request: Request, project: str, name: str,
+                      selector: str) -> tuple[ArtifactSource, VersionInfo, Manifest]:
+    """The artifact source, the version ``selector`` names and its manifest (500 if it is unreadable)."""
+    source = artifact_source(request)
+    info = _version(source, project, name, selector)
+    try:
+        return source, info, source.manifest(info)
+    except ArtifactError as error:
+        raise HTTPException(status_code=500, detail=str(error)) from None
+
+
 def _version_model(info: VersionInfo) -> ArtifactVersion:
     return ArtifactVersion(
         project=info.project, name=info.name, version=f"v{info.version}", index=info.version, type=info.type,
@@ -217,12 +228,7 @@ def list_files(
     reference); with `q`: every file whose path contains `q`. Paged by `offset` and `limit`;
     `total` counts every entry, `next_offset` is where the next page starts (absent at the end)."""
     _check_project(request, project)
-    source = artifact_source(request)
-    info = _version(source, project, name, selector)
-    try:
-        manifest = source.manifest(info)
-    except ArtifactError as error:
-        raise HTTPException(status_code=500, detail=str(error)) from None
+    _, info, manifest = _version_manifest(request, project, name, selector)
     directory = dir.strip("/")
     if q:
         needle = q.lower()
@@ -259,12 +265,7 @@ def get_file(
     response short). The dashboard's 3-D viewer reads a .gltf and the buffers and images beside it
     this way."""
     _check_project(request, project)
-    source = artifact_source(request)
-    info = _version(source, project, name, selector)
-    try:
-        manifest = source.manifest(info)
-    except ArtifactError as error:
-        raise HTTPException(status_code=500, detail=str(error)) from None
+    source, info, manifest = _version_manifest(request, project, name, selector)
     if path not in manifest:
         raise HTTPException(status_code=404, detail=f"artifact {info.qualified_name} has no file {path!r}")
     entry = manifest[path]

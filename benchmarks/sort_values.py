@@ -25,7 +25,6 @@ updates of a run's summary (10 changed floats, a transaction each) with and with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -43,6 +42,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks.report import print_table  # noqa: E402
+
+from test_store_plans import cost, statements  # noqa: E402  (the plan tests' cost units)
 
 from tracklet.store import Store  # noqa: E402
 from tracklet.store import sort_values  # noqa: E402
@@ -85,54 +86,6 @@ def fill(store: Store, count: int) -> None:
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM ANALYZE")
-
-
-@contextmanager
-def statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def record(connection, cursor, statement, parameters, context, executemany) -> None:
-        seen.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
-def _rows_read(nodes: list[dict[str, Any]], tables: tuple[str, ...]) -> int:
-    read = 0
-    for node in nodes:
-        plan = node.get("Plan", node)
-        if plan.get("Relation Name") in tables:
-            read += (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
-        read += _rows_read(plan.get("Plans", []), tables)
-    return read
-
-
-def cost(engine: sa.Engine, statement: str, parameters: Any) -> int:
-    raw = engine.raw_connection()
-    try:
-        if engine.dialect.name == "sqlite":
-            steps = [0]
-
-            def count() -> int:
-                steps[0] += 1
-                return 0
-
-            raw.driver_connection.set_progress_handler(count, 1)
-            try:
-                raw.cursor().execute(statement, parameters).fetchall()
-            finally:
-                raw.driver_connection.set_progress_handler(None, 1)
-            return steps[0]
-        cursor = raw.cursor()
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-        (plan,) = cursor.fetchone()
-        return _rows_read(plan if isinstance(plan, list) else json.loads(plan), ("runs", "run_sort_values"))
-    finally:
-        raw.close()
 
 
 @contextmanager

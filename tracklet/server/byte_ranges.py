@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi import HTTPException
 
@@ -28,3 +29,20 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise HTTPException(status_code=416, detail=f"range {header} is outside the blob's {size} bytes",
                             headers={"Content-Range": f"bytes */{size}"})
     return start, end
+
+
+def range_answer(header: str | None, size: int, reader: Any, digest: str) -> tuple[int, int, int, dict[str, str]]:
+    """What a byte route answers for ``Range`` ``header`` of a file of ``size`` bytes opened as
+    ``reader`` (closed here if the range is refused): (start, end exclusive, status 200 or 206, headers:
+    length, ranges accepted, the digest as ETag, sandboxed user content, and Content-Range for a 206)."""
+    try:
+        span = byte_range(header, size)
+    except BaseException:
+        reader.close()
+        raise
+    start, end = span or (0, size)
+    headers = {"Content-Length": str(end - start), "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
+               "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return start, end, 206 if span else 200, headers

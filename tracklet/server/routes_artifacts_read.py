@@ -28,7 +28,7 @@ from tracklet.server.lineage_graph import DELETED_VERSION_FIELDS, Graph, build_g
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
 from tracklet.server.files import content_type
-from tracklet.server.byte_ranges import byte_range
+from tracklet.server.byte_ranges import range_answer
 from tracklet.server.models import (
     ArtifactCollection,
     ArtifactCollectionsResponse,
@@ -277,19 +277,10 @@ def get_file(
         raise HTTPException(status_code=404, detail=str(error)) from None
     except ArtifactError as error:
         raise HTTPException(status_code=500, detail=str(error)) from None
-    try:
-        span = byte_range(range, size)
-    except BaseException:
-        reader.close()
-        raise
-    start, end = span or (0, size)
-    headers = {"Content-Length": str(end - start), "Accept-Ranges": "bytes", "ETag": f'"{entry.digest}"',
-               "Cache-Control": "private, max-age=31536000, immutable",
-               "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
-    if span is not None:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    start, end, status, headers = range_answer(range, size, reader, entry.digest)
+    headers["Cache-Control"] = "private, max-age=31536000, immutable"
     return _CheckedStream(_pieces(reader, start, end, f"file {path!r} of {info.qualified_name}"),
-                          status_code=206 if span else 200, media_type=content_type(path), headers=headers)
+                          status_code=status, media_type=content_type(path), headers=headers)
 
 
 class _Damaged(TrackletError):

@@ -33,7 +33,7 @@ from tracklet.server.params import version_param
 from tracklet.server.body import bounded_router, read_body, read_body_into
 from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
-from tracklet.server.byte_ranges import byte_range
+from tracklet.server.byte_ranges import range_answer
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
                                     CollectionDeleteResponse, CollectionUpdateRequest, CollectionUpdateResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
@@ -182,17 +182,8 @@ def get_blob(request: Request, project: str, digest: str,
         raise _not_found(error) from None
     except ArtifactError as error:  # a packed blob whose bytes no longer match: never served
         raise HTTPException(status_code=500, detail=str(error)) from None
-    try:
-        span = byte_range(range, size)
-    except BaseException:
-        handle.close()
-        raise
-    start, end = span or (0, size)
-    headers = {"Content-Length": str(end - start), "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
-               "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
-    if span is not None:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    return StreamingResponse(_read(handle, start, end), status_code=206 if span else 200,
+    start, end, status, headers = range_answer(range, size, handle, digest)
+    return StreamingResponse(_read(handle, start, end), status_code=status,
                              media_type="application/octet-stream", headers=headers)
 
 

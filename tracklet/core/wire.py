@@ -461,7 +461,7 @@ class _Scalars(list):
 
     __slots__ = ("_owner", "_kind", "consecutive")
 
-    def __init__(self, owner: Message, kind: str) -> None:
+    def __init__(self, owner: Message | None, kind: str) -> None:
         super().__init__()
         self._owner = owner
         self._kind = kind
@@ -475,12 +475,12 @@ class _Scalars(list):
             checked, known = _check_many(self._kind, values), False
         list.extend(self, checked)
         self.consecutive = len(self) if known else -1
-        self._owner._mark()
+        _owner_changed(self)
 
     def append(self, value: Any) -> None:
         list.append(self, _check_scalar(self._kind, value))
         self.consecutive = -1
-        self._owner._mark()
+        _owner_changed(self)
 
 
 def doubles_or_none(values: Any) -> bytes | None:
@@ -499,9 +499,9 @@ class _Doubles(array):
     """A repeated double field, kept as the packed array it is written as."""
 
     __slots__ = ("_owner",)
-    _owner: Message
+    _owner: Message | None
 
-    def __new__(cls, owner: Message) -> _Doubles:
+    def __new__(cls, owner: Message | None) -> _Doubles:
         self = cast("_Doubles", array.__new__(cls, "d"))
         self._owner = owner
         return self
@@ -519,11 +519,11 @@ class _Doubles(array):
                 self.frombytes(packed)
         else:
             array.extend(self, array("d", values))
-        self._owner._mark()
+        _owner_changed(self)
 
     def append(self, value: Any) -> None:
         array.append(self, _check_double(value))
-        self._owner._mark()
+        _owner_changed(self)
 
 
 class _Messages(list):
@@ -531,7 +531,7 @@ class _Messages(list):
 
     __slots__ = ("_owner", "_type")
 
-    def __init__(self, owner: Message, type_name: str) -> None:
+    def __init__(self, owner: Message | None, type_name: str) -> None:
         super().__init__()
         self._owner = owner
         self._type = type_name
@@ -542,7 +542,7 @@ class _Messages(list):
         for name, value in fields.items():
             setattr(message, name, value)
         list.append(self, message)
-        self._owner._mark()
+        _owner_changed(self)
         return message
 
     def extend(self, messages: Iterable[Any]) -> None:
@@ -557,7 +557,7 @@ class _Messages(list):
         """Append a message of this field's type given as its bytes, encoded apart (a structured
         value or a summary entry: ``core/valuewire.py``); it is written as it is."""
         list.append(self, data if type(data) is Encoded else Encoded(data))
-        self._owner._mark()
+        _owner_changed(self)
 
     def append_built(self, message: Message) -> None:
         """Append a ``Message`` of this field's type as it is (not copied): one built apart, e.g.
@@ -566,7 +566,7 @@ class _Messages(list):
             raise TypeError(f"a {message._type} is not a {self._type}")
         object.__setattr__(message, "_present", True)
         list.append(self, message)
-        self._owner._mark()
+        _owner_changed(self)
 
 
 class Encoded(bytes):
@@ -585,17 +585,26 @@ class _StringMap(dict):
 
     __slots__ = ("_owner",)
 
-    def __init__(self, owner: Message) -> None:
+    def __init__(self, owner: Message | None) -> None:
         super().__init__()
         self._owner = owner
 
     def __setitem__(self, key: str, value: str) -> None:
         dict.__setitem__(self, _check_string(key), _check_string(value))
-        self._owner._mark()
+        _owner_changed(self)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
+
+
+def _owner_changed(field: _Scalars | _Doubles | _Messages | _StringMap) -> None:
+    """A repeated or map field was changed: mark the message holding it changed, once. A present
+    message needs no further word of a change, so the back-reference is dropped (see ``_mark``)."""
+    owner = field._owner
+    if owner is not None:
+        owner._mark()
+        field._owner = None
 
 
 class Message:
@@ -620,13 +629,14 @@ class Message:
         if value is not None:
             return value
         _, kind, repeated, type_name = field
+        owner = None if self._present else self  # a present message needs no word of a change
         if kind == "map":
-            value = values[name] = _StringMap(self)
+            value = values[name] = _StringMap(owner)
         elif repeated:
             if kind == "message":
-                value = values[name] = _Messages(self, type_name)
+                value = values[name] = _Messages(owner, type_name)
             else:
-                value = values[name] = _Doubles(self) if kind == "double" else _Scalars(self, kind)
+                value = values[name] = _Doubles(owner) if kind == "double" else _Scalars(owner, kind)
         elif kind == "message":
             value = values[name] = Message(type_name, self, name)
         else:
@@ -650,11 +660,16 @@ class Message:
                 del self._values[other]
 
     def _mark(self) -> None:
-        """This message was changed: it and its parents are present (serialized)."""
+        """This message was changed: it and its parents are present (serialized).
+
+        A present message never looks at its parent again, so the back-reference is dropped here:
+        kept, each nested message would be a reference cycle, freed only by the cyclic collector
+        (whose full collections a large heap defers) rather than as the record is dropped."""
         message: Message | None = self
         while message is not None and not message._present:
             object.__setattr__(message, "_present", True)
             parent = message._parent
+            object.__setattr__(message, "_parent", None)
             if parent is not None:
                 parent._clear_oneof(message._name)
             message = parent
@@ -674,7 +689,10 @@ class Message:
 
     def MergeFrom(self, other: Any) -> None:  # noqa: N802
         """Merge another message of this type (a ``Message`` or a protobuf message) as protobuf does."""
+        set_in_other = other._values if type(other) is Message else None
         for name, (_, kind, repeated, _type) in self._fields.items():
+            if set_in_other is not None and name not in set_in_other:
+                continue  # reading it would add an empty field to ``other``
             value = getattr(other, name)
             if kind == "map":
                 if len(value):

@@ -142,6 +142,10 @@ def get_media_file(request: Request, project: str, run_id: str,
     return blob_response(request, project, digest, mime, "media file")
 
 
+# HEAD: the same function (it answers the headers alone); not a second operation in the OpenAPI document
+router.add_api_route("/{project}/{run_id}/media/{digest}", get_media_file, methods=["HEAD"], include_in_schema=False)
+
+
 def _mime_of(rows: list[dict[str, Any]], digest: str) -> str | None:
     """The MIME type the run's media give ``digest`` (thumbnails and masks are PNGs); None if no
     media item of the run names it."""

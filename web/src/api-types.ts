@@ -3426,7 +3426,7 @@ export interface components {
             /** Key */
             key: string;
             /** Step */
-            step: number;
+            step: number | string;
             /** Index */
             index: number;
             /** Kind */
@@ -3461,7 +3461,7 @@ export interface components {
             /** Key */
             key: string;
             /** Step */
-            step: number | null;
+            step: number | string | null;
             /** Runs */
             runs: components["schemas"]["RunMediaAtStep"][];
         };
@@ -3476,9 +3476,9 @@ export interface components {
             /** Steps */
             steps: number;
             /** First Step */
-            first_step: number;
+            first_step: number | string;
             /** Last Step */
-            last_step: number;
+            last_step: number | string;
         };
         /** MediaKeySummary */
         MediaKeySummary: {
@@ -4371,7 +4371,7 @@ export interface components {
             /** Run Id */
             run_id: string;
             /** Step */
-            step: number | null;
+            step: number | string | null;
             /** Count */
             count: number;
             /** Offset */
@@ -4379,11 +4379,11 @@ export interface components {
             /** Items */
             items: components["schemas"]["MediaEntry"][];
             /** First Step */
-            first_step: number | null;
+            first_step: number | string | null;
             /** Last Step */
-            last_step: number | null;
+            last_step: number | string | null;
             /** Steps */
-            steps: number[] | null;
+            steps: (number | string)[] | null;
             /** Step Count */
             step_count: number | null;
         };

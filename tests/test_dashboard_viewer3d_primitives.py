@@ -142,6 +142,10 @@ def tab(request, ui):
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.set_default_timeout(120_000)
         page.goto(url + "projects/shapes/runs/shapes?token=" + token)
+        # every panel drawn before any test looks: one finishing later (the big mesh) moves the others
+        # down the page, and a screenshot taken meanwhile caught part of another panel
+        page.wait_for_function("() => { const views = [...document.querySelectorAll('.media-panel .viewer3d')]; "
+                               "return views.length === 5 && views.every(v => ['drawn', 'error'].includes(v.dataset.state)) }")
         page.renderer = request.param
         try:
             yield page

@@ -6,7 +6,9 @@ Each answers ``HEAD`` with a GET's status and headers (its Content-Length and Co
 body; carries a strong ETag, the content's sha256; answers an ``If-None-Match`` naming it (or ``*``, or a
 list holding it, weak or not) with 304 and no body, ahead of a ``Range``; and says how long the bytes
 may be kept: content-addressed ones (a version's files, blobs, media) immutable for a year, a run's
-files (a live run may rewrite them) kept but revalidated, their ETag following the bytes.
+files (a live run may rewrite them) kept but revalidated, their ETag following the bytes. And the
+media list carries a step past 2**53 - 1 as a string (JavaScript would round the number), which
+``tracklet.Api`` reads back as the int it is.
 
 One app per backend (module-scoped): ``tracklet ui`` over a data root (a real process), a ``tracklet
 server`` on SQLite with its files and blobs in directories, and one with both on S3 (a real s3rver)."""
@@ -38,11 +40,12 @@ from tracklet.core.layout import RunPaths
 NOTES = b"lr = 0.01\n" * 100
 SCENE = b'{"asset": {"version": "2.0"}}' + b" " * 5000
 IMMUTABLE = "private, max-age=31536000, immutable"
+STEP = 2**53 + 1  # no float: the media list carries it as a string of its digits
 
 
 def _record(root: Path) -> None:
     run = tracklet.init(project="p", id="r", dir=str(root), settings=QUIET)
-    run.log({"picture": tracklet.Image(np.full((8, 8, 3), 200, np.uint8))})
+    run.log({"picture": tracklet.Image(np.full((8, 8, 3), 200, np.uint8))}, step=STEP)
     run.finish()
     files = RunPaths(root, "p", "r").files_dir
     files.mkdir(parents=True, exist_ok=True)
@@ -187,3 +190,11 @@ def test_a_run_file_is_revalidated_and_its_etag_follows_its_bytes(served):
         assert client.head("/api/v1/runs/p/r/files/nowhere.txt").status_code == 404
     finally:
         served.rewrite(NOTES)
+
+
+def test_a_media_step_past_2_53_is_a_string_in_json_and_an_int_through_the_api(served):
+    (entry,) = served.client.get("/api/v1/runs/p/r/media").json()["media"]
+    assert entry["step"] == str(STEP)
+    if served.kind != "ui":  # tracklet.Api(base_url=...): a server's
+        (item,) = tracklet.Api(base_url=str(served.client.base_url)).run("p/r").media("picture")
+        assert item.step == STEP and isinstance(item.step, int)

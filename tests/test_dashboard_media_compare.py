@@ -190,3 +190,57 @@ def test_the_media_grid_follows_a_live_runs_new_steps(root, tmp_path, page):  # 
         writer.wait(timeout=30)
         ui.terminate()
         ui.wait(timeout=10)
+
+
+BIG_STEPS = [2**53 - 1, 2**53, 2**53 + 1, 2**62 + 7]  # 2**53 + 1 is no float: JSON.parse read it as 2**53
+
+
+def test_steps_past_2_53_are_exact_in_the_grid_and_on_the_run_page(root, page):  # noqa: F811
+    run = tracklet.init(project="big", id="c", dir=str(root), settings=QUIET)
+    for i, step in enumerate(BIG_STEPS):
+        run.log({"pred": tracklet.Image(_solid("a", i), caption=f"c {i}")}, step=step)
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        # the JSON: a step past 2**53 - 1 as a string of its digits, smaller ones as numbers
+        import httpx
+
+        grid = httpx.get(f"{url}api/v1/projects/big/media", params={"runs": "c", "key": "pred"},
+                         headers={"Authorization": f"Bearer {token}"}).json()
+        (column,) = grid["runs"]
+        assert column["steps"] == [2**53 - 1, *(str(step) for step in BIG_STEPS[1:])]
+        assert (column["step"], column["first_step"], column["last_step"]) == (str(2**62 + 7), 2**53 - 1, str(2**62 + 7))
+        assert column["items"][0]["step"] == str(2**62 + 7)
+        page.goto(url + "?token=" + token)
+        page.wait_for_selector("ul.projects a:text('big')")
+        # the Compare tab's grid: the slider over the 4 steps, each shown and named exactly
+        page.goto(url + "projects/big?sel=c&tab=compare")
+        page.wait_for_selector(f".mc-grid .mc-col[data-step='{2**62 + 7}'] figcaption")
+        assert page.text_content(".compare-media .mc-step-label") == f"step {2**62 + 7} (4 of 4 steps)"
+        assert page.eval_on_selector(".compare-media input.mc-step", "s => Number(s.max)") == 3
+        for index in (2, 1):
+            _slide(page, index)
+            where = f".mc-grid .mc-col[data-step='{BIG_STEPS[index]}']"
+            page.wait_for_selector(f"{where} figure[data-step='{BIG_STEPS[index]}'] figcaption")
+            assert page.text_content(f"{where} figcaption") == f"c {index}"
+            assert page.text_content(f"{where} .mc-shown") == f"step {BIG_STEPS[index]}"
+            assert page.text_content(".compare-media .mc-step-label") == f"step {BIG_STEPS[index]} ({index + 1} of 4 steps)"
+            assert f"mstep={BIG_STEPS[index]}" in page.url
+        page.goto(url + f"projects/big?sel=c&tab=compare&mkey=pred&mstep={2**53 + 1}")  # a link to a step, exactly
+        page.wait_for_selector(f".mc-grid .mc-col[data-step='{2**53 + 1}'] figcaption")
+        assert page.text_content(".mc-grid .mc-col figcaption") == "c 2"
+        # the run page's media panel
+        page.goto(url + "projects/big/runs/c")
+        panel = ".media-panel[data-key='pred']"
+        page.wait_for_selector(f"{panel}[data-step='{2**62 + 7}']")
+        assert page.text_content(f"{panel} .media-head span") == f"step {2**62 + 7} (4 of 4)"
+        for index in (2, 1):
+            page.eval_on_selector(f"{panel} input.media-step", "(s, i) => { s.value = String(i); s.dispatchEvent(new Event('input')); }",
+                                  index)
+            page.wait_for_selector(f"{panel}[data-step='{BIG_STEPS[index]}'] figure[data-step='{BIG_STEPS[index]}'] figcaption")
+            assert page.text_content(f"{panel} figcaption") == f"c {index}"
+            assert page.text_content(f"{panel} .media-head span") == f"step {BIG_STEPS[index]} ({index + 1} of 4)"
+    finally:
+        page.goto("about:blank")
+        ui.terminate()
+        ui.wait(timeout=10)

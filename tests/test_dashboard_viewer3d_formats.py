@@ -334,9 +334,10 @@ def artifact_file(tab, url: str, token: str) -> None:
 def test_strips_fans_sparse_accessors_colours_and_textures_are_drawn(site):
     tab, _, _ = site
     info = drawn(tab, panel("shapes"))
-    # 2 (strip) + 2 (fan) + 12 (cube): the sparse substitution moved a corner of the cube to x = 5
-    assert info.startswith("16 triangles · x -6…5 · "), info
-    assert notes(tab, panel("shapes")) == ["left out: mesh 1 primitive 1 is of mode 0 (points): only triangles, strips and fans are drawn"]
+    # 2 (strip) + 2 (fan) + 12 (cube): the sparse substitution moved a corner of the cube to x = 5; and
+    # the points primitive's 3 (test_dashboard_viewer3d_primitives.py: points and lines drawn)
+    assert info.startswith("16 triangles · 3 points · x -6…5 · "), info
+    assert notes(tab, panel("shapes")) == []
     picture = drawing(tab, panel("shapes"))
     assert hue(picture, 0).sum() > 300 and hue(picture, 1).sum() > 300 and hue(picture, 2).sum() > 300
     info = drawn(tab, panel("embedded"))  # a strip with its texture as a data: URI

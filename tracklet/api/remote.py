@@ -364,6 +364,7 @@ class RemoteRun:
         blobs = _RemoteBlobs(self._http, self.path)
         per_step: dict[tuple[str, int], int] = {}
         for entry in entries:
+            entry["step"] = int(entry["step"])  # a string past 2**53 - 1 (exact in JavaScript too)
             per_step[(entry["key"], entry["step"])] = per_step.get((entry["key"], entry["step"]), 0) + 1
         items = [_media_item(entry, per_step[(entry["key"], entry["step"])], blobs) for entry in entries]
         items.sort(key=lambda item: (item.step, item.key, item.index))

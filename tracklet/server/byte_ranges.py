@@ -1,12 +1,14 @@
 """One HTTP ``Range: bytes=a-b`` of a stored file: what the artifact byte routes (``GET
-.../_blobs/{digest}``, ``GET .../versions/{selector}/files/{path}``) answer 206 with."""
+.../_blobs/{digest}``, ``GET .../versions/{selector}/files/{path}``) answer 206 with; and what every
+file route (those two, run files, media) answers a ``HEAD`` (the headers alone) and an
+``If-None-Match`` naming the file's ETag (304) with."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request, Response
 
 from tracklet.server.logs import BadRequest
 
@@ -46,3 +48,38 @@ def range_answer(header: str | None, size: int, reader: Any, digest: str) -> tup
     if span is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     return start, end, 206 if span else 200, headers
+
+
+#: Cache-Control of content-addressed bytes (an artifact version's file, a blob, a media file: the
+#: URL or the digest names the bytes, which never change): kept a year, never revalidated.
+IMMUTABLE = "private, max-age=31536000, immutable"
+#: Cache-Control of a run's file (a live run may rewrite it): kept, but asked about each time
+#: (If-None-Match: a 304 while unchanged).
+REVALIDATE = "private, no-cache"
+# What a 304 repeats of the 200 it stands for (RFC 9110, 15.4.5)
+_KEPT_BY_304 = ("etag", "cache-control", "content-location", "vary", "expires")
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    """Whether the request's ``If-None-Match`` names ``etag`` (a quoted strong tag) or is ``*``:
+    compared weakly, as RFC 9110 says for this header (a ``W/`` prefix ignored)."""
+    value = request.headers.get("if-none-match")
+    if value is None:
+        return False
+    if value.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in value.split(","))
+
+
+def unchanged(request: Request, headers: dict[str, str]) -> Response | None:
+    """A 304 (the headers it repeats: ETag, Cache-Control) when the request's ``If-None-Match``
+    names ``headers["ETag"]``; None for an answer in full. Checked before ``Range``, as RFC 9110 says."""
+    if not not_modified(request, headers["ETag"]):
+        return None
+    return Response(status_code=304, headers={k: v for k, v in headers.items() if k.lower() in _KEPT_BY_304})
+
+
+def headers_alone(status: int, headers: dict[str, str], media_type: str) -> Response:
+    """What a ``HEAD`` is answered: the GET's status and headers (Content-Length, Content-Type too),
+    no body."""
+    return Response(status_code=status, headers={**headers, "Content-Type": media_type})

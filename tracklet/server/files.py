@@ -251,6 +251,27 @@ class RunFiles:
             raise
         return handle, size
 
+    def open_with_digest(self, project: str, run_id: str, name: str) -> tuple[IO[bytes], int, str | None]:
+        """The file opened for reading, its size and the sha256 of what was opened (the digest
+        cache's, else hashed once): None where the file changed around the opening (its version
+        before and after differs), so no digest is claimed for bytes it may not describe.
+        ``FileNotFoundError`` when there is none."""
+        key = self._key(project, run_id, name)
+        self.fs.invalidate_cache(key)
+        before = self.fs.info(key)
+        if before.get("type", "file") != "file":
+            raise IsADirectoryError(name)
+        handle, size = self.open(project, run_id, name)
+        try:
+            self.fs.invalidate_cache(key)
+            same = size == before.get("size") and _version(self.fs.info(key)) == _version(before)
+            return handle, size, self._digest(key, before) if same else None
+        except FileNotFoundError:  # removed since it was opened: the handle still reads what was opened
+            return handle, size, None
+        except BaseException:
+            handle.close()
+            raise
+
     def put(self, project: str, run_id: str, name: str, data: bytes, *,
             expected_sha256: str | None = None) -> tuple[FileInfo, bool]:
         """Store ``data`` as the run's file ``name`` atomically; ``(info, written)``, where

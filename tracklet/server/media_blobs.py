@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse
 
 from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.errors import ArtifactError
+from tracklet.server.byte_ranges import IMMUTABLE, headers_alone, unchanged
 from tracklet.server.fragment_cache import FragmentCache
 from tracklet.server.verified_files import PieceReader, VerifiedFiles
 
@@ -209,12 +210,16 @@ def blob_response(request: Request, project: str, digest: str, mime: str | None,
                   missing: str = " (on a server: not uploaded yet; `tracklet sync` sends it)") -> Response:
     """The bytes of blob ``digest`` of ``project`` (``what`` names it in a 404, ``missing`` says
     why it may be), served immutable and sandboxed (a blob is user content: never sniffed as a
-    page of this origin); a large one streamed from a checked file (``MediaBlobs.served``)."""
+    page of this origin); a large one streamed from a checked file (``MediaBlobs.served``). An
+    ``If-None-Match`` naming the digest is a 304, a ``HEAD`` the headers alone."""
     found = media_blobs(request).served(project, digest)
     if found is None:
         raise HTTPException(status_code=404, detail=f"{what} {digest} is missing or damaged in the blob store{missing}")
     headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-               "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
+               "Cache-Control": IMMUTABLE, "ETag": f'"{digest}"'}
+    cached = unchanged(request, headers)
+    if cached is not None:
+        return cached
     if mime is None:
         from tracklet.tracing.media import sniff_mime
 
@@ -223,6 +228,8 @@ def blob_response(request: Request, project: str, digest: str, mime: str | None,
                 mime = sniff_mime(handle.read(4096))
         else:
             mime = sniff_mime(found)
+    if isinstance(found, bytes) and request.method == "HEAD":  # a file's answer (below) sends a HEAD's headers itself
+        return headers_alone(200, {**headers, "Content-Length": str(len(found))}, mime)
     if isinstance(found, CheckedFile):
         return CheckedFileResponse(found, media_type=mime, headers=headers)
     if isinstance(found, Path):

@@ -25,13 +25,25 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, PlainSerializer, TypeAdapter
 from pydantic.json_schema import SkipJsonSchema
 from tracklet.artifacts.fields import MAX_UNSET_METADATA_KEYS
 
 # Every integer a request carries is bounded within a signed 64-bit integer (what databases store),
 # so a number past it is a 422 naming the parameter, never a driver overflow (a 500).
 INT64_MAX = 2**63 - 1
+#: The largest integer a JavaScript number holds exactly (Number.MAX_SAFE_INTEGER).
+JS_SAFE_MAX = 2**53 - 1
+
+
+def _exact_in_json(value: int) -> int | str:
+    return value if -JS_SAFE_MAX <= value <= JS_SAFE_MAX else str(value)
+
+
+#: A step (a 64-bit integer) in a JSON answer a browser reads: a JSON integer up to 2**53 - 1 in size,
+#: past that its decimal digits as a string, so JavaScript's JSON.parse doesn't round it to a float
+#: (2**53 + 1 read back as 2**53). The dashboard compares them as BigInts (web/src/format.ts).
+JsonStep = Annotated[int, PlainSerializer(_exact_in_json, return_type=int | str, when_used="json")]
 RowId = Annotated[int, Path(ge=1, le=INT64_MAX, description="A row id (a database's 64-bit integer)")]
 
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]  # NaN, +inf, -inf in strict JSON (core/jsonsafe.py)

@@ -28,7 +28,7 @@ from tracklet.server.lineage_graph import DELETED_VERSION_FIELDS, Graph, build_g
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
 from tracklet.server.files import content_type
-from tracklet.server.byte_ranges import range_answer
+from tracklet.server.byte_ranges import IMMUTABLE, headers_alone, range_answer, unchanged
 from tracklet.server.models import (
     ArtifactCollection,
     ArtifactCollectionsResponse,
@@ -247,7 +247,7 @@ def list_files(
 @router.get("/projects/{project}/artifacts/{name}/versions/{selector}/files/{path:path}", response_class=StreamingResponse,
             responses={**errors(400, 404, 416, 500), 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                        206: {"description": "The requested range of the file"}},
-            summary="One of a version's files, by its path (HTTP Range supported)")
+            summary="One of a version's files, by its path (HTTP Range, HEAD and If-None-Match supported)")
 def get_file(
     request: Request,
     project: str,
@@ -263,7 +263,9 @@ def get_file(
     path the version does not hold or bytes the store lacks, 400 for a reference (its bytes are not
     stored), 500 naming the file for bytes that no longer match (a damage found mid-file ends the
     response short). The dashboard's 3-D viewer reads a .gltf and the buffers and images beside it
-    this way."""
+    this way. A version's files never change: the ETag is the file's sha256, the answer is kept
+    (`Cache-Control: private, max-age=31536000, immutable`), `If-None-Match` naming the ETag is a
+    304 (before the bytes are opened), and `HEAD` answers the same headers without the bytes."""
     _check_project(request, project)
     source, info, manifest = _version_manifest(request, project, name, selector)
     if path not in manifest:
@@ -271,6 +273,9 @@ def get_file(
     entry = manifest[path]
     if entry.ref:
         raise HTTPException(status_code=400, detail=f"{path!r} of {info.qualified_name} is a reference ({entry.ref}): its bytes are not stored")
+    cached = unchanged(request, {"ETag": f'"{entry.digest}"', "Cache-Control": IMMUTABLE})
+    if cached is not None:
+        return cached  # type: ignore[return-value]
     try:
         reader, size = source.open_entry(info, entry)
     except EntryMissing as error:
@@ -278,9 +283,17 @@ def get_file(
     except ArtifactError as error:
         raise HTTPException(status_code=500, detail=str(error)) from None
     start, end, status, headers = range_answer(range, size, reader, entry.digest)
-    headers["Cache-Control"] = "private, max-age=31536000, immutable"
+    headers["Cache-Control"] = IMMUTABLE
+    if request.method == "HEAD":
+        reader.close()
+        return headers_alone(status, headers, content_type(path))  # type: ignore[return-value]
     return _CheckedStream(_pieces(reader, start, end, f"file {path!r} of {info.qualified_name}"),
                           status_code=status, media_type=content_type(path), headers=headers)
+
+
+# HEAD: the same function (it answers the headers alone); not a second operation in the OpenAPI document
+router.add_api_route("/projects/{project}/artifacts/{name}/versions/{selector}/files/{path:path}", get_file,
+                     methods=["HEAD"], include_in_schema=False)
 
 
 class _Damaged(TrackletError):

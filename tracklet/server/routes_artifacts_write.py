@@ -33,7 +33,7 @@ from tracklet.server.params import version_param
 from tracklet.server.body import bounded_router, read_body, read_body_into
 from tracklet.server.events import alias_versions, removal_events, version_events
 from tracklet.server.logs import BadRequest
-from tracklet.server.byte_ranges import range_answer
+from tracklet.server.byte_ranges import IMMUTABLE, headers_alone, range_answer, unchanged
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
                                     CollectionDeleteResponse, CollectionUpdateRequest, CollectionUpdateResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
@@ -170,21 +170,36 @@ def _read(handle: Any, start: int, end: int) -> Iterator[bytes]:
 @router.get("/_blobs/{digest}", response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}}, "description": "The blob's bytes"},
                        206: {"description": "The requested range of the blob"}, **errors(400, 404, 416, 500)},
-            summary="Download a blob (HTTP Range supported)")
+            summary="Download a blob (HTTP Range, HEAD and If-None-Match supported)")
 def get_blob(request: Request, project: str, digest: str,
              range: str | None = Header(default=None)) -> StreamingResponse:  # noqa: A002 (the header's name)
     """The bytes of a blob the project holds, whole or one `Range: bytes=start-end`; the client
     checks them against the digest. A packed blob is checked by the server before a byte is sent:
-    one whose bytes no longer match its digest (a damaged pack) is 500 naming it, never served."""
+    one whose bytes no longer match its digest (a damaged pack) is 500 naming it, never served.
+    A blob never changes: the ETag is its digest, the answer is kept (`Cache-Control: private,
+    max-age=31536000, immutable`), `If-None-Match` naming the ETag is a 304, and `HEAD` answers
+    the same headers without the bytes."""
     try:
         handle, size = _artifacts(request).open_blob(project, check_file_digest(digest))
     except NotHeld as error:
         raise _not_found(error) from None
     except ArtifactError as error:  # a packed blob whose bytes no longer match: never served
         raise HTTPException(status_code=500, detail=str(error)) from None
+    cached = unchanged(request, {"ETag": f'"{digest}"', "Cache-Control": IMMUTABLE})
+    if cached is not None:
+        handle.close()
+        return cached  # type: ignore[return-value]
     start, end, status, headers = range_answer(range, size, handle, digest)
+    headers["Cache-Control"] = IMMUTABLE
+    if request.method == "HEAD":
+        handle.close()
+        return headers_alone(status, headers, "application/octet-stream")  # type: ignore[return-value]
     return StreamingResponse(_read(handle, start, end), status_code=status,
                              media_type="application/octet-stream", headers=headers)
+
+
+# HEAD: the same function (it answers the headers alone); not a second operation in the OpenAPI document
+router.add_api_route("/_blobs/{digest}", get_blob, methods=["HEAD"], include_in_schema=False)
 
 
 # ------------------------------------------------------------------------ resumable uploads

@@ -14,6 +14,7 @@ from tracklet.errors import DigestMismatch
 from tracklet.server.audit import armed, arms_itself
 from tracklet.server.body import bounded_router, read_body
 from tracklet.server.auth import requires
+from tracklet.server.byte_ranges import REVALIDATE, headers_alone, unchanged
 from tracklet.server.files import NameConflict, check_file_name, content_type, iter_chunks
 from tracklet.server.logs import run_paths
 from tracklet.server.models import FileEntry, FileList, PutFileResponse, errors
@@ -91,14 +92,17 @@ def list_files(request: Request, project: str, run_id: str) -> FileList:
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
                **errors(400, 404)},
-    summary="Download a run file",
+    summary="Download a run file (HEAD and If-None-Match supported)",
 )
 def get_file(request: Request, project: str, run_id: str, name: str = _NAME) -> StreamingResponse:
-    """The file's bytes as stored, streamed, with a content type from its extension."""
+    """The file's bytes as stored, streamed, with a content type from its extension. The ETag is
+    the file's sha256 (as the listing gives it); a live run may rewrite its files, so the answer
+    is kept but asked about again each time (`Cache-Control: private, no-cache`): `If-None-Match`
+    naming the ETag is a 304 while the file is unchanged. `HEAD` answers the headers alone."""
     check_file_name(name)
     _known_run(request, project, run_id)
     try:
-        handle, size = request.app.state.tracklet.files.open(project, run_id, name)
+        handle, size, sha256 = request.app.state.tracklet.files.open_with_digest(project, run_id, name)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise _no_file(project, run_id, name) from None
     headers = {
@@ -106,5 +110,19 @@ def get_file(request: Request, project: str, run_id: str, name: str = _NAME) -> 
         # Served bytes are whatever a client uploaded: never sniffed, never run as a page.
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox",
+        "Cache-Control": REVALIDATE,
     }
+    if sha256 is not None:  # None: rewritten as it was opened (no ETag claimed for these bytes)
+        headers["ETag"] = f'"{sha256}"'
+        cached = unchanged(request, headers)
+        if cached is not None:
+            handle.close()
+            return cached  # type: ignore[return-value]
+    if request.method == "HEAD":
+        handle.close()
+        return headers_alone(200, headers, content_type(name))  # type: ignore[return-value]
     return StreamingResponse(iter_chunks(handle), media_type=content_type(name), headers=headers)
+
+
+# HEAD: the same function (it answers the headers alone); not a second operation in the OpenAPI document
+router.add_api_route("/{project}/{run_id}/files/{name:path}", get_file, methods=["HEAD"], include_in_schema=False)

@@ -23,7 +23,7 @@ from tracklet.media.retention import merge_cutoffs, read_cutoffs
 from tracklet.server.auth import requires
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
-from tracklet.server.models import INT64_MAX, errors
+from tracklet.server.models import INT64_MAX, JsonStep, errors
 from tracklet.server.body import bounded_router
 
 router = bounded_router(prefix="/api/v1/runs", tags=["read"])
@@ -62,7 +62,7 @@ class MediaEntry(BaseModel):
     """One logged media item (a `MediaLogged` record, as the store indexed it)."""
 
     key: str
-    step: int
+    step: JsonStep  # past 2**53 - 1: a string of its digits (exact in JavaScript)
     index: int  # place in a list logged under the key
     kind: str  # image, audio, video, html, object3d, molecule
     digest: str  # the file: GET .../media/{digest}
@@ -140,6 +140,10 @@ def get_media_file(request: Request, project: str, run_id: str,
     if mime is None:
         raise HTTPException(status_code=404, detail=f"run {project}/{run_id} logged no media file {digest}")
     return blob_response(request, project, digest, mime, "media file")
+
+
+# HEAD: the same function (it answers the headers alone); not a second operation in the OpenAPI document
+router.add_api_route("/{project}/{run_id}/media/{digest}", get_media_file, methods=["HEAD"], include_in_schema=False)
 
 
 def _mime_of(rows: list[dict[str, Any]], digest: str) -> str | None:

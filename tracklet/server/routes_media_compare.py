@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from tracklet.media.retention import read_cutoffs
 from tracklet.server.body import bounded_router
 from tracklet.server.logs import run_paths
-from tracklet.server.models import INT64_MAX, errors
+from tracklet.server.models import INT64_MAX, JsonStep, errors
 from tracklet.server.routes_compare import _names
 from tracklet.server.routes_media import MediaEntry, _entry
 
@@ -36,8 +36,8 @@ class MediaKeyRun(BaseModel):
     kind: str  # its last item's (a key holds one kind, as logged)
     items: int
     steps: int  # distinct steps holding items
-    first_step: int
-    last_step: int
+    first_step: JsonStep
+    last_step: JsonStep
 
 
 class MediaKeySummary(BaseModel):
@@ -58,19 +58,19 @@ class RunMediaAtStep(BaseModel):
     asked (null when the run has none there: see `first_step`)."""
 
     run_id: str
-    step: int | None
+    step: JsonStep | None
     count: int  # items at `step` (a logged list: page with offset/limit)
     offset: int
     items: list[MediaEntry]
-    first_step: int | None  # null: the run logged nothing under the key
-    last_step: int | None
-    steps: list[int] | None  # the key's steps (null with steps=false; thinned past 5,000)
+    first_step: JsonStep | None  # null: the run logged nothing under the key
+    last_step: JsonStep | None
+    steps: list[JsonStep] | None  # the key's steps (null with steps=false; thinned past 5,000)
     step_count: int | None  # how many steps there are (steps may be thinned)
 
 
 class MediaGridResponse(BaseModel):
     key: str
-    step: int | None  # the step asked (null: each run's last)
+    step: JsonStep | None  # the step asked (null: each run's last)
     runs: list[RunMediaAtStep]
 
 

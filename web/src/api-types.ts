@@ -400,8 +400,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Download a run file
-         * @description The file's bytes as stored, streamed, with a content type from its extension.
+         * Download a run file (HEAD and If-None-Match supported)
+         * @description The file's bytes as stored, streamed, with a content type from its extension. The ETag is
+         *     the file's sha256 (as the listing gives it); a live run may rewrite its files, so the answer
+         *     is kept but asked about again each time (`Cache-Control: private, no-cache`): `If-None-Match`
+         *     naming the ETag is a 304 while the file is unchanged. `HEAD` answers the headers alone.
          */
         get: operations["get_file_api_v1_runs__project___run_id__files__name__get"];
         /**
@@ -542,7 +545,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * One of a version's files, by its path (HTTP Range supported)
+         * One of a version's files, by its path (HTTP Range, HEAD and If-None-Match supported)
          * @description The bytes of the file at `path` in the version's manifest (and only there: a path is looked
          *     up, never joined onto a directory), whole or one `Range: bytes=start-end` (206): a file stored
          *     whole, a small one in a pack, a large one stored as chunks alike, streamed, each byte checked
@@ -550,7 +553,9 @@ export interface paths {
          *     path the version does not hold or bytes the store lacks, 400 for a reference (its bytes are not
          *     stored), 500 naming the file for bytes that no longer match (a damage found mid-file ends the
          *     response short). The dashboard's 3-D viewer reads a .gltf and the buffers and images beside it
-         *     this way.
+         *     this way. A version's files never change: the ETag is the file's sha256, the answer is kept
+         *     (`Cache-Control: private, max-age=31536000, immutable`), `If-None-Match` naming the ETag is a
+         *     304 (before the bytes are opened), and `HEAD` answers the same headers without the bytes.
          */
         get: operations["get_file_api_v1_projects__project__artifacts__name__versions__selector__files__path__get"];
         put?: never;
@@ -634,10 +639,13 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Download a blob (HTTP Range supported)
+         * Download a blob (HTTP Range, HEAD and If-None-Match supported)
          * @description The bytes of a blob the project holds, whole or one `Range: bytes=start-end`; the client
          *     checks them against the digest. A packed blob is checked by the server before a byte is sent:
          *     one whose bytes no longer match its digest (a damaged pack) is 500 naming it, never served.
+         *     A blob never changes: the ETag is its digest, the answer is kept (`Cache-Control: private,
+         *     max-age=31536000, immutable`), `If-None-Match` naming the ETag is a 304, and `HEAD` answers
+         *     the same headers without the bytes.
          */
         get: operations["get_blob_api_v1_projects__project__artifacts__blobs__digest__get"];
         /**
@@ -3418,7 +3426,7 @@ export interface components {
             /** Key */
             key: string;
             /** Step */
-            step: number;
+            step: number | string;
             /** Index */
             index: number;
             /** Kind */
@@ -3453,7 +3461,7 @@ export interface components {
             /** Key */
             key: string;
             /** Step */
-            step: number | null;
+            step: number | string | null;
             /** Runs */
             runs: components["schemas"]["RunMediaAtStep"][];
         };
@@ -3468,9 +3476,9 @@ export interface components {
             /** Steps */
             steps: number;
             /** First Step */
-            first_step: number;
+            first_step: number | string;
             /** Last Step */
-            last_step: number;
+            last_step: number | string;
         };
         /** MediaKeySummary */
         MediaKeySummary: {
@@ -4363,7 +4371,7 @@ export interface components {
             /** Run Id */
             run_id: string;
             /** Step */
-            step: number | null;
+            step: number | string | null;
             /** Count */
             count: number;
             /** Offset */
@@ -4371,11 +4379,11 @@ export interface components {
             /** Items */
             items: components["schemas"]["MediaEntry"][];
             /** First Step */
-            first_step: number | null;
+            first_step: number | string | null;
             /** Last Step */
-            last_step: number | null;
+            last_step: number | string | null;
             /** Steps */
-            steps: number[] | null;
+            steps: (number | string)[] | null;
             /** Step Count */
             step_count: number | null;
         };

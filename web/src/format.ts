@@ -126,3 +126,22 @@ export function fmtUser(user: { name: string; verified: boolean } | null | undef
   if (user.verified) return user.name;
   return long ? `${user.name} (unverified: the OS user its client recorded)` : `${user.name}?`;
 }
+
+/** A step as the server's JSON carries it (routes_media*.py, `JsonStep`): a number, or past 2**53 - 1
+ * a string of its digits, which JSON.parse would have rounded to a float (2**53 + 1 read as 2**53). */
+export type Step = number | string;
+
+/** Steps in order, exactly (compared as BigInts). */
+export function compareSteps(a: Step, b: Step): number {
+  const x = BigInt(a), y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** A step written in a URL (digits, at most 2**63 - 1) as the server's JSON carries it, so the two
+ * compare equal (===); null for anything else. */
+export function parseStep(text: string | null): Step | null {
+  if (text === null || !/^\d{1,19}$/.test(text)) return null;
+  const value = BigInt(text);
+  if (value > 2n ** 63n - 1n) return null;
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
+}

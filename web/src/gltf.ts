@@ -4,7 +4,8 @@
 // .gltf, fetched through `resolve` (the run's or the artifact version's files: a URI must be a
 // relative path that stays in the .gltf's folder; URLs, absolute paths and ".." are refused). The
 // default scene's nodes are followed down their hierarchy (matrix or translation/rotation/scale,
-// composed from the root) to their meshes' primitives (triangles, strips and fans), read through
+// composed from the root) to their meshes' primitives (triangles, strips and fans; points; lines,
+// line strips and loops, as segments), read through
 // accessors (sparse ones too) and buffer views; each primitive in its material's baseColorFactor
 // times COLOR_0 and its base-colour texture (PNG or JPEG; each triangle also takes the texture's
 // colour at its middle, which the 2-D renderer draws). The file is untrusted: every accessor's range is checked
@@ -14,7 +15,7 @@
 // by the files' sizes and the caps.
 
 import { cross, dot, multiply, norm, type Mat4 } from "./geometry3d";
-import { mesh, type Scene3D } from "./scene3d";
+import { mesh, pointsAndLines, type Scene3D } from "./scene3d";
 
 const GLB_MAGIC = 0x46546c67; // "glTF"
 const JSON_CHUNK = 0x4e4f534a;
@@ -27,7 +28,6 @@ const TEXTURE_SIDE = 1024; // a texture is drawn resized to powers of two up to 
 const SAMPLE_SIDE = 64; // corners take their colour from the texture at this size (the 2-D renderer's colours)
 const COMPONENTS: Record<string, number> = { SCALAR: 1, VEC2: 2, VEC3: 3, VEC4: 4, MAT2: 4, MAT3: 9, MAT4: 16 };
 const BYTES: Record<number, number> = { 5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4 };
-const MODES = ["points", "lines", "line loop", "line strip", "triangles", "triangle strip", "triangle fan"];
 // Required extensions that leave the geometry where the core spec puts it (others are refused by name).
 const HARMLESS = /^KHR_(mesh_quantization|materials_\w+|texture_\w+|lights_punctual)$/;
 const COMPRESSION: Record<string, string> = {
@@ -124,8 +124,10 @@ interface Primitive {
   normal: Accessor | null;
   colour: Accessor | null;
   indices: Accessor | null;
-  mode: number; // 4 triangles, 5 strip, 6 fan
+  mode: number; // 0 points, 1 lines, 2 line loop, 3 line strip, 4 triangles, 5 strip, 6 fan
   triangles: number;
+  points: number;
+  segments: number; // of a line primitive (a loop's closing one counted)
   base: number[]; // linear r, g, b, 0-1
   texture: { image: number; uv: Accessor; what: string } | null;
 }
@@ -399,8 +401,8 @@ class Reader {
     if (isObject(value.extensions) && Object.keys(value.extensions).some((name) => COMPRESSION[name]) && !isObject(value.attributes)) {
       throw new Unsupported(`${where} is compressed (${Object.keys(value.extensions).join(", ")}): not supported here`);
     }
-    if (mode !== 4 && mode !== 5 && mode !== 6) {
-      throw new Unsupported(`${where} is of mode ${String(mode)} (${MODES[mode as number] ?? "unknown"}): only triangles, strips and fans are drawn`);
+    if (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 || mode > 6) {
+      throw new Unsupported(`${where} is of mode ${JSON.stringify(mode)?.slice(0, 40)}: not one glTF defines (0 to 6)`);
     }
     const attributes = isObject(value.attributes) ? value.attributes : fail(`${where} has no attributes`);
     if (attributes.POSITION === undefined) throw new Unsupported(`${where} has no POSITION`);
@@ -442,8 +444,11 @@ class Reader {
       }
     }
     const n = (indices ?? position).count;
-    const triangles = mode === 4 ? Math.floor(n / 3) : Math.max(0, n - 2);
-    return { position, normal, colour, indices, mode, triangles, base, texture };
+    const triangles = mode === 4 ? Math.floor(n / 3) : mode > 4 ? Math.max(0, n - 2) : 0;
+    const points = mode === 0 ? n : 0;
+    const segments = mode === 1 ? Math.floor(n / 2) : mode === 2 ? (n > 2 ? n : n - 1) : mode === 3 ? Math.max(0, n - 1) : 0;
+    if (mode < 4) texture = null; // points and lines take their colours (the 2-D renderer's), never an image
+    return { position, normal, colour, indices, mode, triangles, points, segments, base, texture };
   }
 
   /** Image `index` decoded (once), or why not: its bytes from a buffer view, a data: URI or a file
@@ -526,6 +531,8 @@ class Reader {
     const skipped = new Map<string, string>();
     const work: { primitive: Primitive; matrix: Mat4 }[] = [];
     let total = 0;
+    let points = 0;
+    let segments = 0;
     for (const { mesh: m, matrix } of this.instances()) {
       const [, mesh] = this.item(this.meshes, m, "mesh");
       list(mesh.primitives, `mesh ${m}'s primitives`).forEach((value, p) => {
@@ -542,13 +549,18 @@ class Reader {
         const primitive = primitives.get(where);
         if (!primitive) return;
         total += primitive.triangles;
+        points += primitive.points;
+        segments += primitive.segments;
         work.push({ primitive, matrix });
         if (total > maxTriangles || work.length > maxTriangles) {
           fail(`more than the ${maxTriangles.toLocaleString()} triangles drawn here (the nodes' meshes counted once a node)`);
         }
+        if (points + segments > maxTriangles) {
+          fail(`more than the ${maxTriangles.toLocaleString()} points and line segments drawn here (the nodes' meshes counted once a node)`);
+        }
       });
     }
-    if (!total) fail(skipped.size ? [...skipped.values()][0] : "the glTF's scene has no triangles");
+    if (!total && !points && !segments) fail(skipped.size ? [...skipped.values()][0] : "the glTF's scene has no triangles, points or lines");
     const images: (Picture | null)[] = [];
     for (const { primitive } of work) {
       const texture = primitive.texture;
@@ -564,9 +576,42 @@ class Reader {
     const plain = textured ? new Uint8Array(total * 9) : null; // the colours without the texture (WebGL's)
     const uvs = textured ? new Float32Array(total * 6) : null;
     const pictureOf = textured ? new Int32Array(total).fill(-1) : null;
+    const dots = new Float32Array(points * 3);
+    const dotColours = new Uint8Array(points * 3);
+    const ends = new Float32Array(segments * 6);
+    const endColours = new Uint8Array(segments * 6);
+    let spot = 0; // corners written into dots, ends
+    let end = 0;
     let at = 0;
     for (const { primitive, matrix } of work) {
       const { position, normal, colour, indices, base, mode } = primitive;
+      if (mode < 4) { // points, or lines as segments: each corner placed and coloured as a triangle's
+        const n = (indices ?? position).count;
+        const corner = (k: number, into: Float32Array, colours: Uint8Array, out: number) => {
+          let vertex = k;
+          if (indices) {
+            vertex = indices.read(indices.offset + k * indices.stride);
+            if (vertex >= position.count) fail(`an index of ${vertex.toLocaleString()} in a primitive of ${position.count.toLocaleString()} vertices: out of range`);
+          }
+          const p = position.offset + vertex * position.stride;
+          const x = position.read(p), y = position.read(p + position.size), z = position.read(p + 2 * position.size);
+          into[out] = matrix[0] * x + matrix[4] * y + matrix[8] * z + matrix[12];
+          into[out + 1] = matrix[1] * x + matrix[5] * y + matrix[9] * z + matrix[13];
+          into[out + 2] = matrix[2] * x + matrix[6] * y + matrix[10] * z + matrix[14];
+          const q = colour ? colour.offset + vertex * colour.stride : 0;
+          for (let i = 0; i < 3; i++) colours[out + i] = linearToByte(base[i] * (colour ? colour.read(q + i * colour.size) : 1));
+        };
+        if (mode === 0) {
+          for (let k = 0; k < n; k++) corner(k, dots, dotColours, spot++ * 3);
+        } else {
+          for (let s = 0; s < primitive.segments; s++) {
+            const [a, b] = mode === 1 ? [2 * s, 2 * s + 1] : [s, (s + 1) % n]; // a loop's last segment closes it
+            corner(a, ends, endColours, end++ * 3);
+            corner(b, ends, endColours, end++ * 3);
+          }
+        }
+        continue;
+      }
       const picture = primitive.texture ? images[primitive.texture.image] : null;
       const uv = picture ? primitive.texture!.uv : null;
       const m = matrix;
@@ -630,9 +675,10 @@ class Reader {
       }
     }
     const extra = textured ? [{ values: plain!, width: 9 }, { values: uvs!, width: 6 }, { values: pictureOf!, width: 1 }] : [];
-    const result = mesh(triangles, normals, colours, extra); // less the triangles with a corner not finite
+    // less the triangles, points and segments with a corner not finite
+    const result = pointsAndLines(total ? mesh(triangles, normals, colours, extra) : null, dots, dotColours, ends, endColours);
     result.upY = true;
-    if (textured) {
+    if (textured && result.triangles) {
       const kept = result.triangles!.length / 9;
       const of = extra[2].values.subarray(0, kept);
       const groups: { first: number; count: number; image: ImageBitmap | null }[] = [];

@@ -6,6 +6,7 @@
 
 import { api, mediaBlob, type MediaEntry } from "./api";
 import { h } from "./dom";
+import { compareSteps, type Step } from "./format";
 import { notViewable3d, viewable3d, viewer3dItem } from "./viewer3d";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -177,8 +178,8 @@ class MediaPanel {
   readonly stepLabel = h("span.muted");
   readonly body = h("div.media-items");
   readonly el: HTMLElement;
-  private steps: number[] = [];
-  private byStep = new Map<number, MediaEntry[]>();
+  private steps: Step[] = []; // exact past 2**53 (strings: format.ts)
+  private byStep = new Map<Step, MediaEntry[]>();
   private shown = -1;
 
   constructor(private readonly project: string, private readonly runId: string, key: string) {
@@ -194,7 +195,7 @@ class MediaPanel {
       list.push(item);
       this.byStep.set(item.step, list);
     }
-    this.steps = [...this.byStep.keys()].sort((a, b) => a - b);
+    this.steps = [...this.byStep.keys()].sort(compareSteps);
     this.slider.max = String(this.steps.length - 1);
     this.slider.hidden = this.steps.length < 2;
     const index = following ? this.steps.length - 1 : this.shown;

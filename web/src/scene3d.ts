@@ -34,6 +34,8 @@ export interface Scene3D {
   normals: Float32Array | null; // a mesh's normal at each corner (null: each face's own, computed)
   meshColours: Uint8Array | null; // a mesh's r, g, b at each corner (null: one colour)
   bonds: Uint32Array | null; // a molecule's bonds: pairs of atom indices (null: not a molecule)
+  // line segments (a glTF's lines, line strips and loops): x, y, z and r, g, b at each of two ends
+  segments: { positions: Float32Array; colours: Uint8Array } | null;
   bondNote: string; // where the bonds come from ("CONECT", "by distance")
   upY: boolean; // the file's y axis is up (glTF): drawn turned so, its bounds given in its own axes
   models: number; // a PDB's MODEL records (an NMR ensemble), an SDF's records: only the first is drawn
@@ -88,7 +90,7 @@ function colourPoints(positions: Float32Array, extra: Float32Array, columns: num
 
 function scene(positions: Float32Array, colours: Uint8Array, count: number, total: number): Scene3D {
   return { positions, colours, count, total, boxes: [], vectors: [], skipped: [], pointSize: count < 20_000 ? 4 : 2,
-    triangles: null, normals: null, meshColours: null, bonds: null, bondNote: "", upY: false, models: 0 };
+    triangles: null, normals: null, meshColours: null, bonds: null, segments: null, bondNote: "", upY: false, models: 0 };
 }
 
 /** A scene of the first `count` points, less those whose x, y or z is not a finite number (a
@@ -322,7 +324,30 @@ const ELEMENT_COLOURS: Record<string, [number, number, number]> = {
   H: [235, 235, 235], C: [144, 144, 144], N: [48, 80, 248], O: [255, 13, 13], S: [255, 200, 50], P: [255, 128, 0],
   F: [144, 224, 80], CL: [31, 240, 31], BR: [166, 41, 41], I: [148, 0, 148], SI: [240, 200, 160], SE: [255, 161, 0],
   NA: [171, 92, 242], MG: [138, 255, 0], CA: [61, 255, 0], ZN: [125, 128, 176], FE: [224, 102, 51],
+  K: [143, 64, 212], LI: [204, 128, 255], RB: [112, 46, 176], CS: [87, 23, 143], SR: [0, 255, 0], BA: [0, 201, 0],
+  AL: [191, 166, 166], MN: [156, 122, 199], CO: [240, 144, 160], NI: [80, 208, 80], CU: [200, 128, 51], CD: [255, 217, 143],
+  HG: [184, 184, 208],
 };
+
+/** Ions as force fields and the PDB name them, by atom name: CHARMM's SOD, CLA, POT, CAL, CES (their
+ * first letters are S, C, P: not sulfur, carbon, phosphorus), AMBER's Na+/Cl- (the charge dropped),
+ * the PDB's NA, CL, K, MG, ZN, ... */
+const IONS: Record<string, string> = {
+  SOD: "NA", NA: "NA", CLA: "CL", CL: "CL", POT: "K", K: "K", CAL: "CA", CA: "CA", CES: "CS", CS: "CS", LIT: "LI", LI: "LI",
+  RUB: "RB", RB: "RB", MG: "MG", ZN: "ZN", ZN2: "ZN", CD: "CD", CD2: "CD", BAR: "BA", BA: "BA", SR: "SR", MN: "MN", FE: "FE",
+  FE2: "FE", CO: "CO", NI: "NI", CU: "CU", CU1: "CU", HG: "HG", AL: "AL", F: "F", BR: "BR", IOD: "I",
+};
+
+/** The element of an atom that is an ion, from its name and its residue's (a file without elements:
+ * CHARMM's PDB and every .gro), or null: an ion is a residue of one atom, so the atom takes an ion's
+ * name and its residue the same name, another name of the same ion (ZN2/ZN) or "ION". CA of an
+ * alanine is its alpha carbon; CA in residue CA (or CAL) is calcium. */
+export function ionElement(atomName: string, residue: string): string | null {
+  const bare = (name: string) => name.trim().toUpperCase().replace(/\d*[+-]+\d*$/, "");
+  const name = bare(atomName), res = bare(residue);
+  const element = IONS[name];
+  return element && (res === name || res === "ION" || IONS[res] === element) ? element : null;
+}
 
 /** A PDB/PQR file's ATOM/HETATM records as points coloured by element (CPK colours), and its
  * bonds: CONECT records where the file has them; the atoms that no CONECT record names (a PDB
@@ -366,7 +391,9 @@ export function readPdb(text: string, maxPoints: number, pqr = false): Scene3D {
       throw new Error(`an atom record without coordinates: ${line.slice(0, 60)}`);
     }
     const name = pqr ? fields[2] ?? "" : line.slice(12, 16);
-    const element = ((pqr ? "" : line.slice(76, 78).trim()) || name.trim().replace(/[^A-Za-z]/g, "").slice(0, 1)).toUpperCase();
+    const residue = pqr ? fields[3] ?? "" : line.slice(17, 21);
+    const element = ((pqr ? "" : line.slice(76, 78).trim()) || ionElement(name, residue) ||
+      name.trim().replace(/[^A-Za-z]/g, "").slice(0, 1)).toUpperCase();
     const serial = parseInt(pqr ? fields[1] : line.slice(6, 11), 10);
     if (Number.isInteger(serial) && !serials.has(serial)) serials.set(serial, coordinates.length / 3);
     coordinates.push(...xyz);
@@ -658,21 +685,17 @@ const POLYMER_RESIDUES = new Set(("ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU L
   "HID HIE HIP HSD HSE HSP CYX CYM ASH GLH LYN ACE NME NH2 SEC PYL MSE " +
   "DA DC DG DT DU A C G U T RA RC RG RU DA5 DA3 DC5 DC3 DG5 DG3 DT5 DT3 RA5 RA3 RC5 RC3 RG5 RG3 RU5 RU3").split(" "));
 
-/** Metal ions a .gro names as their element (in a residue of that name). */
-const ION_ELEMENTS = new Set("LI NA MG AL CA MN FE CO NI CU ZN RB SR CD CS BA HG".split(" "));
-
-/** A .gro atom's element (the format has no element column): the name's first two letters where
- * they are a two-letter element and the residue is not a protein's or a nucleic acid's (CL of a
- * chloride ion or a ligand is chlorine; CA of alanine is carbon; an ion such as CA only in a
- * residue named CA), else its first letter. */
+/** A .gro atom's element (the format has no element column): an ion's (ionElement: SOD in SOD is
+ * sodium, CA in CA calcium); else the name's first two letters where they are a two-letter element
+ * and the residue is not a protein's or a nucleic acid's (CL of a ligand is chlorine; CA of alanine
+ * is carbon), else its first letter. */
 export function groElement(atomName: string, residue: string): string {
+  const res = residue.trim().toUpperCase();
+  const ion = POLYMER_RESIDUES.has(res) ? null : ionElement(atomName, residue);
+  if (ion) return ion;
   const letters = symbol(atomName.trim().replace(/^\d+/, ""));
   const two = letters.slice(0, 2);
-  const res = residue.trim().toUpperCase();
-  if (two.length === 2 && !POLYMER_RESIDUES.has(res)) {
-    if (two in COVALENT) return two; // CL, BR, SI, SE: a ligand's or a solvent's
-    if (ION_ELEMENTS.has(two) && letters === res) return two; // an ion: its residue is named as its atom (NA, CA, ZN)
-  }
+  if (two.length === 2 && !POLYMER_RESIDUES.has(res) && two in COVALENT) return two; // CL, BR, SI, SE: a ligand's or a solvent's
   return letters.slice(0, 1);
 }
 
@@ -731,7 +754,8 @@ export function readCif(text: string, maxPoints: number): Scene3D {
     if (elements.length >= maxPoints) continue;
     coordinates.push(...xyz([fields[at.Cartn_x], fields[at.Cartn_y], fields[at.Cartn_z]], fields.join(" "), "_atom_site"));
     const name = at.type_symbol !== undefined ? fields[at.type_symbol] : at.label_atom_id !== undefined ? fields[at.label_atom_id] : "";
-    elements.push(symbol(name));
+    const ion = at.type_symbol === undefined && at.label_comp_id !== undefined ? ionElement(name, fields[at.label_comp_id]) : null;
+    elements.push(ion ?? symbol(name));
   }
   if (!columns.length) throw new Error("no _atom_site loop in the file: not an mmCIF structure");
   if (row.length) throw new Error(`the _atom_site loop ends inside a row (${row.length} of its ${columns.length} values): truncated`);
@@ -771,6 +795,38 @@ export function mesh(triangles: Float32Array, normals: Float32Array | null = nul
     result.skipped.push(`${(total - kept).toLocaleString()} ${total - kept === 1 ? "triangle" : "triangles"} with a corner whose ` +
       "coordinates are not finite numbers (NaN, ±Infinity, or past float32's range)");
   }
+  return result;
+}
+
+/** A glTF's points and line segments (x, y, z and r, g, b a corner) added to its mesh (`drawn`; null:
+ * none), less those with a corner whose coordinates are not finite numbers, counted in `skipped`. */
+export function pointsAndLines(drawn: Scene3D | null, points: Float32Array, pointColours: Uint8Array,
+  ends: Float32Array, endColours: Uint8Array): Scene3D {
+  const result = drawn ?? scene(new Float32Array(0), new Uint8Array(0), 0, 0);
+  const keep = (values: Float32Array, colours: Uint8Array, width: number, what: string) => {
+    let kept = 0;
+    const total = values.length / width;
+    for (let i = 0; i < total; i++) {
+      let finite = true;
+      for (let k = i * width; k < (i + 1) * width; k++) if (!Number.isFinite(values[k])) { finite = false; break; }
+      if (!finite) continue;
+      if (kept !== i) {
+        values.copyWithin(kept * width, i * width, (i + 1) * width);
+        colours.copyWithin(kept * width, i * width, (i + 1) * width);
+      }
+      kept++;
+    }
+    if (kept < total) result.skipped.push(`${(total - kept).toLocaleString()} ${what} with a corner whose coordinates are not finite numbers`);
+    return kept;
+  };
+  const count = keep(points, pointColours, 3, "points");
+  if (count) {
+    Object.assign(result, scene(points.subarray(0, count * 3), pointColours.subarray(0, count * 3), count, count), {
+      triangles: result.triangles, normals: result.normals, meshColours: result.meshColours, skipped: result.skipped });
+  }
+  const segments = keep(ends, endColours, 6, "line segments");
+  if (segments) result.segments = { positions: ends.subarray(0, segments * 6), colours: endColours.subarray(0, segments * 6) };
+  if (!result.triangles && !count && !segments) throw new Error("the glTF has no triangle, point or line whose coordinates are all finite numbers");
   return result;
 }
 

@@ -11,7 +11,7 @@ import { ApiError, type MediaEntry } from "./api";
 import { storedKey } from "./auth";
 import { h } from "./dom";
 import { fmtBytes } from "./format";
-import { boxEdges, cross, dot, faceNormals, lookAt, multiply, norm, perspective, sub, type Mat4 } from "./geometry3d";
+import { boxEdges, cross, faceNormals, lookAt, multiply, norm, perspective, sub, type Mat4 } from "./geometry3d";
 import { readGltf } from "./gltf";
 import { readCif, readGro, readMol2, readNpy, readObj, readPdb, readScene, readSdf, readStl, type Box3D, type Scene3D } from "./scene3d";
 
@@ -265,7 +265,7 @@ export function viewer3d(source: Source3D): HTMLElement {
  * of at most 100,000), widened to take in the boxes and vectors; a few far outliers (a LiDAR's stray
  * returns) don't shrink the cloud to a dot. */
 function framed(scene: Scene3D, low: number[], high: number[]): [number[], number[]] {
-  if (scene.count < 200) return [low, high];
+  if (scene.count < 200 || scene.triangles || scene.segments) return [low, high]; // a mesh: all of it
   const step = Math.max(1, Math.floor(scene.count / 100_000));
   const near: number[] = [];
   const far: number[] = [];
@@ -307,6 +307,9 @@ void main() { gl_FragColor = vec4(c * texture2D(image, t).rgb * (0.3 + 0.7 * abs
 // Chromium without a GPU runs WebGL on SwiftShader (a CPU rasterizer): there, measured at a million
 // points, a frame took ~13 times as long as projecting the points in JavaScript (docs/media.md).
 const SOFTWARE_GL_POINTS = 100_000;
+// The 2-D renderer's triangles a frame (more are thinned evenly, and it says so): measured in headless
+// Chromium on a shared 2-core machine at 3 to 6 million triangles a second (docs/media.md).
+export const MAX_2D_TRIANGLES = 1_000_000;
 let software: boolean | undefined;
 
 /** Whether this browser's WebGL is a software renderer (SwiftShader, llvmpipe), asked once. */
@@ -348,6 +351,7 @@ class Viewer3D {
   private readonly lines: { a: number[]; b: number[]; colour: number[] }[] = []; // boxes' edges, vectors
   private linePositions = new Float32Array(0); // those and a molecule's bonds: x, y, z at each end
   private lineColours = new Uint8Array(0);
+  private faceNormals: Float32Array | null = null; // a mesh's, for the 2-D renderer
 
   /** `place`: the media key, list index and digest the view is kept under. */
   constructor(private readonly scene: Scene3D, private readonly place: string) {
@@ -362,6 +366,8 @@ class Viewer3D {
     for (let i = 0; i < scene.count * 3; i += 3) grow(p[i], p[i + 1], p[i + 2]);
     const t = scene.triangles ?? new Float32Array(0);
     for (let i = 0; i < t.length; i += 3) grow(t[i], t[i + 1], t[i + 2]);
+    const ends = scene.segments?.positions ?? new Float32Array(0);
+    for (let i = 0; i < ends.length; i += 3) grow(ends[i], ends[i + 1], ends[i + 2]);
     for (const box of scene.boxes) {
       for (const [a, b] of boxEdges(box.corners)) this.lines.push({ a, b, colour: box.colour });
       for (const c of box.corners) grow(c[0], c[1], c[2]);
@@ -389,7 +395,9 @@ class Viewer3D {
     const thinned = scene.total > scene.count ? ` (1 in ${Math.ceil(scene.total / scene.count)} of ${scene.total.toLocaleString()})` : "";
     const reset = h("button.viewer3d-reset", { type: "button", text: "reset" });
     reset.addEventListener("click", () => this.reset());
-    const what = scene.triangles ? `${(t.length / 9).toLocaleString()} triangles`
+    const what = scene.triangles || scene.segments
+      ? [[t.length / 9, "triangles"], [scene.count, "points"], [ends.length / 6, "line segments"]].filter(([n]) => n)
+        .map(([n, name]) => `${n.toLocaleString()} ${name}`).join(" · ")
       : scene.bonds ? `${scene.total > scene.count ? `${scene.count.toLocaleString()} of ${scene.total.toLocaleString()}` : scene.count.toLocaleString()} atoms` +
         `${scene.models > 1 ? ` (model 1 of ${scene.models})` : ""} · ${(scene.bonds.length / 2).toLocaleString()} bonds (${scene.bondNote})`
       : `${scene.count.toLocaleString()} points${thinned}`;
@@ -410,7 +418,8 @@ class Viewer3D {
     const bonds = this.scene.bonds ?? new Uint32Array(0);
     const { positions: p, colours: c } = this.scene;
     const same = (a: number, b: number) => c[a] === c[b] && c[a + 1] === c[b + 1] && c[a + 2] === c[b + 2];
-    let segments = this.lines.length;
+    const drawn = this.scene.segments; // a glTF's lines: after the bonds, as they are
+    let segments = this.lines.length + (drawn ? drawn.positions.length / 6 : 0);
     for (let k = 0; k < bonds.length; k += 2) segments += same(bonds[k] * 3, bonds[k + 1] * 3) ? 1 : 2;
     const positions = new Float32Array(segments * 6);
     const colours = new Uint8Array(segments * 6);
@@ -430,6 +439,10 @@ class Viewer3D {
         colours.set(c.subarray(end, end + 3), at + 3);
         at += 6;
       }
+    }
+    if (drawn) {
+      positions.set(drawn.positions, positions.length - drawn.positions.length);
+      colours.set(drawn.colours, colours.length - drawn.colours.length);
     }
     this.linePositions = positions;
     this.lineColours = colours;
@@ -530,6 +543,11 @@ class Viewer3D {
     this.canvas = fresh;
     this.el.dataset.renderer = "2d";
     this.el.append(h("p.viewer3d-note", { text: note }));
+    const triangles = (this.scene.triangles?.length ?? 0) / 9;
+    if (triangles > MAX_2D_TRIANGLES) {
+      this.el.append(h("p.viewer3d-note", { text: `without WebGL, ${MAX_2D_TRIANGLES.toLocaleString()} of the mesh's ` +
+        `${triangles.toLocaleString()} triangles (evenly spread) are drawn: download it to see all of it` }));
+    }
   }
 
   dispose(): void {
@@ -678,18 +696,16 @@ class Viewer3D {
     this.drawLabels(mvp);
   }
 
-  /** Without WebGL: each point projected in JavaScript into an ImageData, nearest point wins. */
+  /** Without WebGL: a mesh's triangles filled, each point and line drawn, in JavaScript into an
+   * ImageData with a depth buffer (nearest wins). */
   private render2d(mvp: Mat4, light: number[]): void {
     const { width, height } = this.canvas;
     const context = this.canvas.getContext("2d")!;
-    if (this.scene.triangles) {
-      this.renderMesh2d(context, mvp, light);
-      return;
-    }
     const image = context.createImageData(width, height);
     const pixels = new Uint32Array(image.data.buffer);
     const depth = new Float32Array(width * height).fill(Infinity);
     pixels.fill((255 << 24) | (BACKGROUND[2] << 16) | (BACKGROUND[1] << 8) | BACKGROUND[0]);
+    if (this.scene.triangles) this.renderMesh2d(pixels, depth, mvp, light);
     const { positions, colours, count } = this.scene;
     const m = mvp;
     const size = Math.max(1, Math.round((this.scene.pointSize * SCALE) / 2));
@@ -755,40 +771,55 @@ class Viewer3D {
     }
   }
 
-  /** A mesh without WebGL: the painter's algorithm (triangles filled far to near). */
-  private renderMesh2d(context: CanvasRenderingContext2D, mvp: Mat4, light: number[]): void {
+  /** A mesh without WebGL: each triangle projected and filled where it is nearest (the pixels whose
+   * centres it covers, its depth interpolated), lit by its face's normal; at most MAX_2D_TRIANGLES of
+   * them, evenly spread, where the mesh has more (said under the drawing: a frame of a million took seconds). */
+  private renderMesh2d(pixels: Uint32Array, depth: Float32Array, m: Mat4, light: number[]): void {
     const triangles = this.scene.triangles!;
-    const normals = faceNormals(triangles);
-    context.fillStyle = `rgb(${BACKGROUND.join(",")})`;
-    context.fillRect(0, 0, this.canvas.width, this.canvas.height);
-    const m = mvp;
+    const normals = (this.faceNormals ??= faceNormals(triangles));
+    const { width, height } = this.canvas;
     const colours = this.scene.meshColours;
-    const faces: { depth: number; corners: [number, number][]; shade: number; colour: number[] }[] = [];
-    for (let i = 0; i < triangles.length; i += 9) {
-      const corners: [number, number][] = [];
-      let depth = 0;
-      for (let k = 0; k < 9; k += 3) {
-        const p = [triangles[i + k], triangles[i + k + 1], triangles[i + k + 2]];
-        const at = this.project(mvp, p);
-        if (!at) break;
-        corners.push(at);
-        depth += (m[2] * p[0] + m[6] * p[1] + m[10] * p[2] + m[14]) / (m[3] * p[0] + m[7] * p[1] + m[11] * p[2] + m[15]);
+    const count = triangles.length / 9;
+    const step = count > MAX_2D_TRIANGLES ? count / MAX_2D_TRIANGLES : 1;
+    const sx = [0, 0, 0], sy = [0, 0, 0], sz = [0, 0, 0];
+    for (let f = 0; f < count; f = step === 1 ? f + 1 : Math.max(f + 1, Math.floor(f + step))) {
+      const i = f * 9;
+      let behind = false;
+      for (let k = 0; k < 3; k++) {
+        const x = triangles[i + k * 3], y = triangles[i + k * 3 + 1], z = triangles[i + k * 3 + 2];
+        const w = m[3] * x + m[7] * y + m[11] * z + m[15];
+        if (w <= 0) { behind = true; break; }
+        sx[k] = ((m[0] * x + m[4] * y + m[8] * z + m[12]) / w + 1) * 0.5 * width;
+        sy[k] = (1 - (m[1] * x + m[5] * y + m[9] * z + m[13]) / w) * 0.5 * height;
+        sz[k] = (m[2] * x + m[6] * y + m[10] * z + m[14]) / w;
       }
-      if (corners.length < 3) continue;
-      faces.push({ depth, corners, shade: 0.3 + 0.7 * Math.abs(dot([normals[i], normals[i + 1], normals[i + 2]], light)),
-        colour: colours ? [colours[i], colours[i + 1], colours[i + 2]] : MESH_COLOUR });
-    }
-    faces.sort((a, b) => b.depth - a.depth);
-    for (const face of faces) {
-      context.fillStyle = `rgb(${face.colour.map((c) => Math.round(c * face.shade)).join(",")})`;
-      context.beginPath();
-      context.moveTo(face.corners[0][0], face.corners[0][1]);
-      context.lineTo(face.corners[1][0], face.corners[1][1]);
-      context.lineTo(face.corners[2][0], face.corners[2][1]);
-      context.closePath();
-      context.fill();
-      context.strokeStyle = context.fillStyle; // no background seams between neighbours
-      context.stroke();
+      if (behind) continue;
+      const area = (sx[1] - sx[0]) * (sy[2] - sy[0]) - (sx[2] - sx[0]) * (sy[1] - sy[0]);
+      if (!area || !Number.isFinite(area)) continue;
+      const x0 = Math.max(0, Math.ceil(Math.min(sx[0], sx[1], sx[2]) - 0.5));
+      const x1 = Math.min(width - 1, Math.floor(Math.max(sx[0], sx[1], sx[2]) - 0.5));
+      const y0 = Math.max(0, Math.ceil(Math.min(sy[0], sy[1], sy[2]) - 0.5));
+      const y1 = Math.min(height - 1, Math.floor(Math.max(sy[0], sy[1], sy[2]) - 0.5));
+      if (x0 > x1 || y0 > y1) continue;
+      const shade = 0.3 + 0.7 * Math.abs(normals[i] * light[0] + normals[i + 1] * light[1] + normals[i + 2] * light[2]);
+      const r = Math.round((colours ? colours[i] : MESH_COLOUR[0]) * shade), g = Math.round((colours ? colours[i + 1] : MESH_COLOUR[1]) * shade),
+        b = Math.round((colours ? colours[i + 2] : MESH_COLOUR[2]) * shade);
+      const rgba = (255 << 24) | (b << 16) | (g << 8) | r;
+      const inverse = 1 / area;
+      for (let py = y0; py <= y1; py++) {
+        const cy = py + 0.5;
+        for (let px = x0; px <= x1; px++) {
+          const cx = px + 0.5;
+          // barycentric weights of corners 0, 1, 2 at the pixel's centre: all >= 0 inside
+          const w0 = ((sx[1] - cx) * (sy[2] - cy) - (sx[2] - cx) * (sy[1] - cy)) * inverse;
+          const w1 = ((sx[2] - cx) * (sy[0] - cy) - (sx[0] - cx) * (sy[2] - cy)) * inverse;
+          const w2 = 1 - w0 - w1;
+          if (w0 < 0 || w1 < 0 || w2 < 0) continue;
+          const d = w0 * sz[0] + w1 * sz[1] + w2 * sz[2];
+          const at = py * width + px;
+          if (d < depth[at]) { depth[at] = d; pixels[at] = rgba; }
+        }
+      }
     }
   }
 

@@ -19,7 +19,7 @@ const enc = encodeURIComponent;
 export interface GridQuery {
   runs: string[];
   key: string;
-  step: number | null; // each run's latest step at or before it (null: each run's last)
+  step: number | string | null; // each run's latest step at or before it (null: each run's last); a string: exact past 2**53
   offset?: number;
   limit?: number;
   steps: boolean; // also list each run's steps of the key

@@ -12,6 +12,7 @@
 
 import { ApiError, mediaBlob, type MediaEntry } from "../api";
 import { debounce, h } from "../dom";
+import { compareSteps, parseStep, type Step } from "../format";
 import { itemBody, overlaidImage } from "../media";
 import { readQuery, setQuery } from "../router";
 import { MAX_GRID_RUNS, mediaCompareApi, type MediaKeySummary, type RunMediaAtStep } from "./media-api";
@@ -63,10 +64,10 @@ export interface GridRun {
 }
 
 /** The union of the runs' steps, ascending. */
-export function unionSteps(columns: { steps?: number[] | null }[]): number[] {
-  const all = new Set<number>();
+export function unionSteps(columns: { steps?: Step[] | null }[]): Step[] {
+  const all = new Set<Step>(); // a step is a number, or past 2**53 - 1 always a string: one value, one key
   for (const column of columns) for (const step of column.steps ?? []) all.add(step);
-  return [...all].sort((a, b) => a - b);
+  return [...all].sort(compareSteps);
 }
 
 export class CompareMedia {
@@ -79,8 +80,8 @@ export class CompareMedia {
   private runs: GridRun[] = [];
   private keys: MediaKeySummary[] = [];
   private key: string | null;
-  private step: number | null; // the chosen step; null: each run's last (and follow new steps)
-  private steps: number[] = []; // the union of the runs' steps of the key
+  private step: Step | null; // the chosen step; null: each run's last (and follow new steps)
+  private steps: Step[] = []; // the union of the runs' steps of the key (exact past 2**53: format.ts)
   private visible = false;
   private stale = true; // the runs changed while hidden
   private asked = 0; // the latest grid request: older answers are dropped
@@ -89,8 +90,7 @@ export class CompareMedia {
   constructor(private readonly project: string) {
     const params = readQuery();
     this.key = params.get("mkey") || null;
-    const step = Number(params.get("mstep") ?? "");
-    this.step = params.get("mstep") !== null && Number.isInteger(step) && step >= 0 ? step : null;
+    this.step = parseStep(params.get("mstep"));
     const head = h("div.media-head.mc-head", {}, this.slider, this.stepLabel);
     this.el = h("section.card.compare-media", {}, h("h2", { text: "Media (selected runs)" }), this.note, this.keysEl, head, this.gridEl);
     const load = debounce(() => void this.loadGrid(false), 60);
@@ -228,7 +228,7 @@ export class CompareMedia {
     let index = this.steps.length - 1;
     if (this.step !== null) {
       index = 0;
-      for (let i = 0; i < this.steps.length && this.steps[i] <= this.step; i++) index = i;
+      for (let i = 0; i < this.steps.length && compareSteps(this.steps[i], this.step) <= 0; i++) index = i;
     }
     this.slider.value = String(index);
     this.drawStepLabel();
@@ -286,7 +286,7 @@ export class CompareMedia {
 }
 
 /** What a run's column shows, said in words: which step (runs log at different steps). */
-export function shownText(key: string, asked: number | null, answer: Pick<RunMediaAtStep, "step" | "count" | "first_step">): string {
+export function shownText(key: string, asked: Step | null, answer: Pick<RunMediaAtStep, "step" | "count" | "first_step">): string {
   if (answer.first_step === null || answer.first_step === undefined) return `no ${key} logged`;
   if (answer.step === null || answer.step === undefined) return `nothing at or before step ${asked}: first at step ${answer.first_step}`;
   const items = answer.count > 1 ? `, ${answer.count} items` : "";

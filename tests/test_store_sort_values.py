@@ -370,3 +370,47 @@ def test_numbers_past_a_double_sort_as_infinities_on_both_backends(store_url, tm
         assert _ids(store.runs("p", order_by="-config.x")) == ["r3", "r1", "r0", "r2", "r4"]
     finally:
         store.close()
+
+
+def test_the_triggers_are_there_at_head_and_a_migration_rebuilding_runs_keeps_them(store_url, tmp_path):
+    """After ``upgrade head`` every trigger that writes ``run_sort_values`` is on ``runs``, on both
+    backends (a later migration that loses one fails here, not silently in users' sort orders).
+    SQLite's ``batch_alter_table`` rebuilds ``runs`` (copy, drop, rename) and loses them;
+    ``sort_value_triggers.batch_alter_runs``, which migrations that change ``runs`` use, keeps them,
+    and runs written after it are in the table."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    from tracklet.store import sort_value_triggers as triggers
+
+    store = Store(store_url, root=tmp_path)
+    try:
+        sqlite = store.engine.dialect.name == "sqlite"
+        with store.engine.connect() as connection:
+            assert triggers.missing(connection) == []
+        fill(store, 20)
+
+        def rebuild(keeping: bool, nullable: bool) -> list[str]:
+            with store.engine.connect() as connection:
+                with connection.begin():
+                    op = Operations(MigrationContext.configure(connection, opts={"render_as_batch": True}))
+                    alter = triggers.batch_alter_runs(op) if keeping else op.batch_alter_table("runs")
+                    with alter as batch:
+                        batch.alter_column("notes", existing_type=sa.Text, nullable=nullable)
+                    found = triggers.missing(connection)
+                if sqlite:  # as engine.migrate does once the upgrade committed
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
+                return found
+
+        assert rebuild(keeping=True, nullable=True) == []
+        with store.engine.begin() as connection:
+            connection.execute(runs.insert(), [
+                {"project_id": 1, "run_id": f"new{i}", "name": "", "state": "finished", "tags": [],
+                 "config": {"x": i}, "summary": {"x": str(i)}, "keys": [], "log_path": f"p/new{i}.log",
+                 "metadata": {}} for i in range(3)])
+            connection.execute(runs.update().where(runs.c.run_id == "r037").values(config={"x": -1}))
+        assert _stored(store.engine) == _expected_rows(store.engine)
+        assert rebuild(keeping=False, nullable=False) == (list(triggers.TRIGGERS) if sqlite else [])
+    finally:
+        store.close()

@@ -227,11 +227,11 @@ class Store(RunDataQueries):
                 path = sort_path(connection, project_id_of(project), keys[0][0])
             if joined is not None and joined_sort is not None:
                 listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
-            elif path is not None:
-                listed = self._by_sort_values(connection, select, source, project, path, keys, parsed,
-                                              joined_columns, offset, limit)
             else:
-                listed = [dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
+                by_values = None if path is None else self._by_sort_values(
+                    connection, select, source, project, path, keys, parsed, joined_columns, offset, limit)
+                listed = by_values if by_values is not None else [
+                    dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
         prefix = project + "/"
         for row in listed:
             row["path"] = prefix + row["run_id"]
@@ -309,7 +309,7 @@ class Store(RunDataQueries):
     @staticmethod
     def _by_sort_values(connection: sa.Connection, select: Callable[..., sa.Select[Any]], source: sa.FromClause,
                         project: str, path: str, keys: list[Any], parsed: Any, joined_columns: Mapping[str, Any],
-                        offset: int, limit: int | None) -> list[dict[str, Any]]:
+                        offset: int, limit: int | None) -> list[dict[str, Any]] | None:
         """A page sorted first by a config or summary key, read in the order of
         ``ix_run_sort_values_order`` (``store/sort_values.py``): the runs whose value at ``path`` is a
         number, by number, then those whose value is a string, by string, then the others (missing
@@ -345,15 +345,48 @@ class Store(RunDataQueries):
             parts = [(with_value, order, [*at, values.c.rank == rank, *conditions])]
         listed: list[dict[str, Any]] = []
         skip = offset
-        for part_from, part_order, conditions in parts:
+
+        def at_most(bound: int, *conditions: Any) -> bool:
+            # Whether the index entries ``conditions`` select are no more than ``bound``: a read of
+            # the index alone (no table), stopped at the entry past ``bound``.
+            past = sa.select(sa.literal(1)).where(*conditions).limit(1).offset(bound)
+            return connection.execute(past).first() is None
+
+        def runs_at_most(bound: int) -> bool:  # the project's runs, whatever the filter selects
+            return at_most(bound, runs.c.project_id == project_id_of(project))
+
+        if offset and len(parts) > 1 and runs_at_most(offset):
+            # A page past every run of the project is empty, whatever the parts hold: told by the
+            # project's index alone, where reading the parts went through each twice.
+            return []
+        for at_part, (part_from, part_order, conditions) in enumerate(parts):
             more = None if limit is None else limit - len(listed)
             if more is not None and more <= 0:
                 break
+            last = at_part == len(parts) - 1
+
+            def count(part_from: sa.FromClause = part_from, conditions: list[Any] = conditions) -> int:
+                counted = select(part_from, [], conditions, 0, None).with_only_columns(sa.func.count()).order_by(None)
+                return int(connection.execute(counted).scalar_one())
+
+            if at_part == 0 and skip and not last and at_most(skip, *conditions):
+                # The page starts past the key's numbers (the runs that hold one are no more than
+                # its offset). Where they are at least half the runs before the page, it is read as
+                # before (the JSON sort of the runs the filter selects): the runs without a number
+                # would be found among them by id, after an exact count of the numbers (a join of
+                # each to its run), which together cost more than that one read (docs/store.md).
+                if not at_most(offset // 2, *conditions):
+                    return None
+                skip -= count()
+                continue
+            if last and at_part and not skip and runs_at_most(offset + len(listed)):
+                # Every run of the project is listed before this part (the runs lacking the key,
+                # read by id until the page fills): none lacks it, and none is read to find out.
+                break
             found = [dict(row) for row in connection.execute(
                 select(part_from, part_order, conditions, skip, more)).mappings()]
-            if skip and not found:  # the page starts past this part: how many runs it holds
-                counted = select(part_from, [], conditions, 0, None).with_only_columns(sa.func.count()).order_by(None)
-                skip = max(0, skip - connection.execute(counted).scalar_one())
+            if skip and not found and not last:  # the page starts past this part: how many runs it holds
+                skip = max(0, skip - count())
             else:
                 skip = 0
             listed += found

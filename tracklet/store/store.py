@@ -355,10 +355,6 @@ class Store(RunDataQueries):
         def runs_at_most(bound: int) -> bool:  # the project's runs, whatever the filter selects
             return at_most(bound, runs.c.project_id == project_id_of(project))
 
-        if offset and len(parts) > 1 and runs_at_most(offset):
-            # A page past every run of the project is empty, whatever the parts hold: told by the
-            # project's index alone, where reading the parts went through each twice.
-            return []
         for at_part, (part_from, part_order, conditions) in enumerate(parts):
             more = None if limit is None else limit - len(listed)
             if more is not None and more <= 0:
@@ -371,10 +367,14 @@ class Store(RunDataQueries):
 
             if at_part == 0 and skip and not last and at_most(skip, *conditions):
                 # The page starts past the key's numbers (the runs that hold one are no more than
-                # its offset). Where they are at least half the runs before the page, it is read as
-                # before (the JSON sort of the runs the filter selects): the runs without a number
-                # would be found among them by id, after an exact count of the numbers (a join of
-                # each to its run), which together cost more than that one read (docs/store.md).
+                # its offset). Past every run of the project, it is empty: the project's index says
+                # so, where reading the parts went through each twice. Where the numbers are at
+                # least half the runs before the page, it is read as before (the JSON sort of the
+                # runs the filter selects): the runs without a number would be found among them by
+                # id, after an exact count of the numbers (a join of each to its run), which
+                # together cost more than that one read (docs/store.md).
+                if runs_at_most(offset):
+                    return []
                 if not at_most(offset // 2, *conditions):
                     return None
                 skip -= count()

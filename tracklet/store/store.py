@@ -315,7 +315,10 @@ class Store(RunDataQueries):
         number, by number, then those whose value is a string, by string, then the others (missing
         values last in either direction), each part ordered by the other sort keys next and the run
         id last, as ``filters.compile_sort`` orders them all; a part is read only once the ones
-        before it run out (counted when the page starts past them)."""
+        before it run out. A page at an offset past the numbers (their index entries say so) is
+        empty past every run of the project, read as the JSON sort (None: the caller's reading)
+        where the numbers are most of the runs before it, else starts after them, counted, not
+        read; the last part is never counted (docs/store.md)."""
         from tracklet.store.filters import compile_sort
         from tracklet.store.sort_values import NUMBER, SOURCES, STRING, key_ranges, missing, sort_values as values
 

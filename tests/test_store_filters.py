@@ -557,3 +557,88 @@ def test_sort_returns_expected_order(engine, sort, expected):
 def test_filter_and_sort_together(engine):
     assert ids(engine, "state = finished and summary.val/loss exists", "summary.val/loss") == [
         "r17", "r04", "r14", "r02", "r01", "r12", "r10"]
+
+
+# ------------------------------------------------------------------------------------------------
+# A filtered listing's time limit (Store.filter_timeout)
+
+
+def test_a_filtered_listing_past_its_time_limit_fails_naming_the_filter(store_url, tmp_path, monkeypatch):
+    """A listing with a filter whose statement runs past ``Store.filter_timeout`` stops with
+    ``QueryTimeout`` (a ValueError: a server's 400) naming the project, filter and sort, rather than
+    hold a worker: PostgreSQL's ``statement_timeout`` for the listing's transaction (here: a
+    statement kept waiting by a lock), SQLite's progress handler (here: a limit spent at its first
+    check). Listings without a filter have no limit; the store's connections are fine afterwards."""
+    from tracklet.errors import QueryTimeout
+    from tracklet.store import Store
+    from tracklet.store.store import FILTER_TIMEOUT, FILTER_TIMEOUT_ENV
+
+    store = Store(store_url, root=tmp_path)
+    try:
+        assert store.filter_timeout == FILTER_TIMEOUT
+        with store.engine.begin() as connection:
+            project_id = connection.execute(schema.projects.insert().values(name="p").returning(schema.projects.c.id)).scalar_one()
+            connection.execute(runs.insert(), [
+                {"project_id": project_id, "run_id": f"r{i:04d}", "name": f"run {i}", "state": "finished", "tags": [],
+                 "config": {"model": {"name": f"net-{i}"}}, "summary": {}, "keys": [], "log_path": f"p/{i}.log",
+                 "metadata": {}} for i in range(1000)])
+        text = 'config.model.name =~ "^net-.*7$"'
+        expected = [row["run_id"] for row in store.runs("p", filter=text, order_by="name")]
+        assert len(expected) == 100
+        blocker = None
+        if store.engine.dialect.name == "sqlite":
+            store.filter_timeout = 1e-9
+        else:
+            store.filter_timeout = 0.2
+            blocker = store.engine.connect()
+            blocker.exec_driver_sql("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
+        try:
+            with pytest.raises(QueryTimeout) as caught:
+                store.runs("p", filter=text, order_by="name")
+            assert isinstance(caught.value, ValueError)
+            assert f"filter {text!r} sorted by 'name'" in str(caught.value) and "'p'" in str(caught.value)
+            assert FILTER_TIMEOUT_ENV in str(caught.value)
+        finally:
+            if blocker is not None:
+                blocker.rollback()
+                blocker.close()
+        assert len(store.runs("p", limit=5)) == 5  # no filter: no limit
+        store.filter_timeout = None
+        assert [row["run_id"] for row in store.runs("p", filter=text, order_by="name")] == expected
+    finally:
+        store.close()
+    for value, seconds in (("0", None), ("2.5", 2.5), ("", FILTER_TIMEOUT)):
+        monkeypatch.setenv(FILTER_TIMEOUT_ENV, value)
+        with Store(store_url, root=tmp_path) as again:
+            assert again.filter_timeout == seconds
+    monkeypatch.setenv(FILTER_TIMEOUT_ENV, "soon")
+    with pytest.raises(ValueError, match=FILTER_TIMEOUT_ENV):
+        Store(store_url, root=tmp_path)
+
+
+def test_a_server_answers_a_listing_past_its_time_limit_with_a_400_naming_the_filter(tmp_path):
+    """The runs route answers ``QueryTimeout`` with a 400 whose detail names the filter (SQLite;
+    the store test above covers PostgreSQL's limit), and the next request is served."""
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+    from tracklet.server.auth import Accounts
+
+    app = create_app(tmp_path / "server", index_on_start=False, sweep_interval=3600)
+    store = app.state.tracklet.store
+    key = Accounts(store).create_user("admin", admin=True).key
+    project_id, _ = store.add_project("p")
+    with store.engine.begin() as connection:
+        connection.execute(runs.insert(), [
+            {"project_id": project_id, "run_id": f"r{i:04d}", "name": f"run {i}", "state": "finished", "tags": [],
+             "config": {"name": f"net-{i}"}, "summary": {}, "keys": [], "log_path": f"p/{i}.log", "metadata": {}}
+            for i in range(1000)])
+    text = 'config.name =~ "7$"'
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        store.filter_timeout = 1e-9
+        refused = client.get("/api/v1/projects/p/runs", params={"filter": text})
+        assert refused.status_code == 400, refused.text
+        assert f"filter {text!r}" in refused.json()["detail"]
+        store.filter_timeout = 5.0
+        listed = client.get("/api/v1/projects/p/runs", params={"filter": text})
+        assert listed.status_code == 200 and len(listed.json()["runs"]) == 100

@@ -77,11 +77,13 @@ def unsorted_plan(store: Store, statement: str, parameters: Any) -> list[str]:
 
 @contextmanager
 def statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The statements ``engine`` runs meanwhile, with their parameters as the driver got them."""
+    """The statements ``engine`` runs meanwhile, with their parameters as the driver got them (but a
+    filtered listing's ``SET LOCAL statement_timeout``, which reads nothing: Store.filter_timeout)."""
     seen: list[tuple[str, Any]] = []
 
     def record(connection, cursor, statement, parameters, context, executemany) -> None:
-        seen.append((statement, parameters))
+        if not statement.startswith("SET LOCAL statement_timeout"):
+            seen.append((statement, parameters))
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:

@@ -54,6 +54,7 @@ __all__ = [
     "RecordRejected",
     "RegistryError",
     "PromotionRequired",
+    "QueryTimeout",
     "PromotionCheckRequired",
     "PromotionReviewRefused",
     "AliasMoved",
@@ -150,6 +151,12 @@ class StoreUnavailable(TrackletError, RuntimeError):
 
 class IndexerBusy(TrackletError, RuntimeError):
     """Another process is indexing this data root."""
+
+
+class QueryTimeout(TrackletError, ValueError):
+    """A listing of runs whose filter ran past the store's time limit for one statement
+    (``Store.filter_timeout``, ``$TRACKLET_STORE_FILTER_TIMEOUT``): ``str()`` names the project, the
+    filter and the sort; a server answers it with a 400 (a request that would fail again as sent)."""
 
 
 class RunNotIndexed(TrackletError, LookupError):

@@ -167,5 +167,11 @@ def _opened(engine: sa.Engine) -> Iterator[sa.Connection]:
         where = engine.url.render_as_string(hide_password=True).replace("+psycopg", "")
         raise StoreUnavailable(f"cannot open the store at {where}: {driver_reason(error)} (is the database "
                                "running, and does the URL name it?)") from None
-    with connection, connection.begin():
-        yield connection
+    with connection:
+        with connection.begin():
+            yield connection
+        if connection.dialect.name == "sqlite":
+            # A migration that rebuilt runs turned foreign keys off for it (sort_value_triggers
+            # .batch_alter_runs): on again, outside the transaction, before the pool has it back.
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()

@@ -22,9 +22,9 @@ after both, ties by run id.
 
 A path is its keys joined by ``.``, each key with ``\\`` written ``\\\\`` and ``.`` written ``\\.``
 (``path_text``): ``config.model.lr`` is ``model.lr``, the single key ``"a.b"`` is ``a\\.b``.
-A later migration that rebuilds ``runs`` on SQLite (``batch_alter_table``: copy, drop, rename) drops
-its triggers with the old table and must create them again (0015's ``_create_sqlite``), or the
-table goes stale. What the table cannot answer exactly is read as before (``sort_path`` says None): a path deeper
+A later migration that changes ``runs`` does it through ``sort_value_triggers.batch_alter_runs``:
+SQLite's ``batch_alter_table`` (copy, drop, rename) drops the triggers with the old table, and the
+table went stale with no error (a test checks every trigger is there at the head). What the table cannot answer exactly is read as before (``sort_path`` says None): a path deeper
 than ``MAX_DEPTH`` keys or longer than ``MAX_CHARS``, a key whose runs hold a string longer than
 ``MAX_CHARS``, and a dotted path (``summary.eval.acc``) that some runs hold nested and others as
 the one key it spells (``filters._json_at`` takes either, per run).

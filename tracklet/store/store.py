@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
+from tracklet.errors import QueryTimeout
 from tracklet.store.engine import create_engine, migrate, store_url
 from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
 from tracklet.store.logsource import LogSource
@@ -34,6 +36,15 @@ LIST_FIELDS = tuple(field for field in RUN_FIELDS if field not in ("keys", "meta
 # A filtered page is read through its alternatives' index lookups (Store._alternatives_are_few)
 # while they select at most this many runs per row the page needs (offset + limit).
 UNION_PER_PAGE_ROW = 10
+#: Seconds a listing with a filter may spend in one statement before it fails as ``QueryTimeout``
+#: (``Store.filter_timeout``; ``$TRACKLET_STORE_FILTER_TIMEOUT``, 0 for none): PostgreSQL's
+#: ``statement_timeout`` for the listing's transaction, SQLite's progress handler over the listing's
+#: statements. A backstop for filters that read every run slowly (regular expressions, deep config
+#: paths, on a large project): the statement stops, the worker is free, the error names the filter.
+FILTER_TIMEOUT = 5.0
+FILTER_TIMEOUT_ENV = "TRACKLET_STORE_FILTER_TIMEOUT"
+# SQLite calls the progress handler every this many virtual-machine instructions (~1 ms or less).
+_SQLITE_CHECK_EVERY = 10_000
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,8 @@ class Store(RunDataQueries):
             root = os.environ.get("TRACKLET_DIR") or default_data_root()
         self.root = Path(root).expanduser()
         self.url = url or os.environ.get("TRACKLET_STORE") or store_url(self.root)
+        #: ``FILTER_TIMEOUT`` for this store (None: no limit).
+        self.filter_timeout: float | None = _filter_timeout(os.environ.get(FILTER_TIMEOUT_ENV))
         self.engine = create_engine(self.url)
         migrate(self.engine)
         self._span_writer: Any = None
@@ -206,7 +219,7 @@ class Store(RunDataQueries):
 
         joined_sort = joined.sorts.get(keys[0][0].name) if joined is not None and keys else None
         source: sa.FromClause = joined.join(runs, runs.c.run_id) if joined is not None and join_first else runs
-        with self.engine.connect() as connection:
+        with self.engine.connect() as connection, self._time_limit(connection, project, filter, order_by):
             path = None
             if keys and keys[0][0].kind == "json":
                 from tracklet.store.sort_values import sort_path
@@ -214,15 +227,53 @@ class Store(RunDataQueries):
                 path = sort_path(connection, project_id_of(project), keys[0][0])
             if joined is not None and joined_sort is not None:
                 listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
-            elif path is not None:
-                listed = self._by_sort_values(connection, select, source, project, path, keys, parsed,
-                                              joined_columns, offset, limit)
             else:
-                listed = [dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
+                by_values = None if path is None else self._by_sort_values(
+                    connection, select, source, project, path, keys, parsed, joined_columns, offset, limit)
+                listed = by_values if by_values is not None else [
+                    dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
         prefix = project + "/"
         for row in listed:
             row["path"] = prefix + row["run_id"]
         return listed
+
+    @contextlib.contextmanager
+    def _time_limit(self, connection: sa.Connection, project: str, filter: str | None,
+                    order_by: str | None) -> Iterator[None]:
+        """A filtered listing's statements, each stopped past ``filter_timeout`` seconds (SQLite:
+        all of them together) with ``QueryTimeout`` naming the filter, not left to hold a worker."""
+        seconds = self.filter_timeout if filter else None
+        if seconds is None:
+            yield
+            return
+        fired = False
+        driver: Any = None
+        if connection.dialect.name == "sqlite":
+            deadline = time.monotonic() + seconds
+
+            def check() -> int:
+                nonlocal fired
+                fired = fired or time.monotonic() > deadline
+                return int(fired)
+
+            driver = connection.connection.driver_connection
+            driver.set_progress_handler(check, _SQLITE_CHECK_EVERY)
+        else:  # for this listing's transaction only
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
+        try:
+            yield
+        except sa.exc.OperationalError as error:
+            origin = getattr(error, "orig", None)
+            if not (fired or getattr(origin, "sqlstate", None) == "57014" or getattr(origin, "pgcode", None) == "57014"):
+                raise
+            raise QueryTimeout(
+                f"listing the runs of {project!r} with filter {filter!r}" + (f" sorted by {order_by!r}" if order_by else "")
+                + f" took longer than the store's limit of {seconds:g} s for one query ({FILTER_TIMEOUT_ENV}): "
+                "narrow the filter (a regular expression or a config path is evaluated for each run it reads), "
+                "or compare an indexed field (state, created, name) first") from None
+        finally:
+            if driver is not None:
+                driver.set_progress_handler(None, 0)
 
     @staticmethod
     def _by_joined_sort(connection: sa.Connection, select: Callable[..., sa.Select[Any]], joined: JoinedFields,
@@ -258,13 +309,16 @@ class Store(RunDataQueries):
     @staticmethod
     def _by_sort_values(connection: sa.Connection, select: Callable[..., sa.Select[Any]], source: sa.FromClause,
                         project: str, path: str, keys: list[Any], parsed: Any, joined_columns: Mapping[str, Any],
-                        offset: int, limit: int | None) -> list[dict[str, Any]]:
+                        offset: int, limit: int | None) -> list[dict[str, Any]] | None:
         """A page sorted first by a config or summary key, read in the order of
         ``ix_run_sort_values_order`` (``store/sort_values.py``): the runs whose value at ``path`` is a
         number, by number, then those whose value is a string, by string, then the others (missing
         values last in either direction), each part ordered by the other sort keys next and the run
         id last, as ``filters.compile_sort`` orders them all; a part is read only once the ones
-        before it run out (counted when the page starts past them)."""
+        before it run out. A page at an offset past the numbers (their index entries say so) is
+        empty past every run of the project, read as the JSON sort (None: the caller's reading)
+        where the numbers are most of the runs before it, else starts after them, counted, not
+        read; the last part is never counted (docs/store.md)."""
         from tracklet.store.filters import compile_sort
         from tracklet.store.sort_values import NUMBER, SOURCES, STRING, key_ranges, missing, sort_values as values
 
@@ -294,15 +348,48 @@ class Store(RunDataQueries):
             parts = [(with_value, order, [*at, values.c.rank == rank, *conditions])]
         listed: list[dict[str, Any]] = []
         skip = offset
-        for part_from, part_order, conditions in parts:
+
+        def at_most(bound: int, *conditions: Any) -> bool:
+            # Whether the index entries ``conditions`` select are no more than ``bound``: a read of
+            # the index alone (no table), stopped at the entry past ``bound``.
+            past = sa.select(sa.literal(1)).where(*conditions).limit(1).offset(bound)
+            return connection.execute(past).first() is None
+
+        def runs_at_most(bound: int) -> bool:  # the project's runs, whatever the filter selects
+            return at_most(bound, runs.c.project_id == project_id_of(project))
+
+        for at_part, (part_from, part_order, conditions) in enumerate(parts):
             more = None if limit is None else limit - len(listed)
             if more is not None and more <= 0:
                 break
+            last = at_part == len(parts) - 1
+
+            def count(part_from: sa.FromClause = part_from, conditions: list[Any] = conditions) -> int:
+                counted = select(part_from, [], conditions, 0, None).with_only_columns(sa.func.count()).order_by(None)
+                return int(connection.execute(counted).scalar_one())
+
+            if at_part == 0 and skip and not last and at_most(skip, *conditions):
+                # The page starts past the key's numbers (the runs that hold one are no more than
+                # its offset). Past every run of the project, it is empty: the project's index says
+                # so, where reading the parts went through each twice. Where the numbers are at
+                # least half the runs before the page, it is read as before (the JSON sort of the
+                # runs the filter selects): the runs without a number would be found among them by
+                # id, after an exact count of the numbers (a join of each to its run), which
+                # together cost more than that one read (docs/store.md).
+                if runs_at_most(offset):
+                    return []
+                if not at_most(offset // 2, *conditions):
+                    return None
+                skip -= count()
+                continue
+            if last and at_part and not skip and runs_at_most(offset + len(listed)):
+                # Every run of the project is listed before this part (the runs lacking the key,
+                # read by id until the page fills): none lacks it, and none is read to find out.
+                break
             found = [dict(row) for row in connection.execute(
                 select(part_from, part_order, conditions, skip, more)).mappings()]
-            if skip and not found:  # the page starts past this part: how many runs it holds
-                counted = select(part_from, [], conditions, 0, None).with_only_columns(sa.func.count()).order_by(None)
-                skip = max(0, skip - connection.execute(counted).scalar_one())
+            if skip and not found and not last:  # the page starts past this part: how many runs it holds
+                skip = max(0, skip - count())
             else:
                 skip = 0
             listed += found
@@ -564,6 +651,19 @@ def _sort_key(clause: Any) -> tuple[Any, Callable[[Any], Any]]:
         return column
 
     return clause, again
+
+
+def _filter_timeout(text: str | None) -> float | None:
+    """``$TRACKLET_STORE_FILTER_TIMEOUT`` as seconds (unset: ``FILTER_TIMEOUT``; 0: no limit)."""
+    if text is None or not text.strip():
+        return FILTER_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{FILTER_TIMEOUT_ENV}={text!r}: not a number of seconds (0 for no limit)") from None
+    if seconds != seconds or seconds < 0:
+        raise ValueError(f"{FILTER_TIMEOUT_ENV}={text!r}: not a number of seconds (0 for no limit)")
+    return seconds or None
 
 
 def _username(runs_table: sa.Table) -> sa.ColumnElement[str]:

@@ -19,7 +19,7 @@ from fastapi import Header, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from tracklet.artifacts.manifest import Manifest
-from tracklet.artifacts.names import check_artifact_name, parse_ref
+from tracklet.artifacts.names import check_artifact_name, parse_ref, version_number
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, ChunkStoreError, TrackletError
 from tracklet.server.artifact_source import ArtifactSource, EntryMissing, artifact_source
@@ -278,7 +278,10 @@ def get_file(
     except ArtifactError as error:
         raise HTTPException(status_code=500, detail=str(error)) from None
     start, end, status, headers = range_answer(range, size, reader, entry.digest)
-    headers["Cache-Control"] = "private, max-age=31536000, immutable"
+    # A version's files never change: kept by the browser when `vN` names the version; read again
+    # (no-cache) under `latest` or an alias, which name another version once one is logged or moved.
+    fixed = version_number(selector) is not None
+    headers["Cache-Control"] = "private, max-age=31536000, immutable" if fixed else "private, no-cache"
     return _CheckedStream(_pieces(reader, start, end, f"file {path!r} of {info.qualified_name}"),
                           status_code=status, media_type=content_type(path), headers=headers)
 

@@ -370,3 +370,34 @@ def test_numbers_past_a_double_sort_as_infinities_on_both_backends(store_url, tm
         assert _ids(store.runs("p", order_by="-config.x")) == ["r3", "r1", "r0", "r2", "r4"]
     finally:
         store.close()
+
+
+def test_numbers_past_a_double_filter_and_sort_as_infinities_everywhere(store_url, tmp_path):
+    """The class of the test above: every reading of a JSON number on PostgreSQL (filters' comparisons,
+    ``in``, list equality, a sort's later keys, a sort the table can't serve) takes an integer past a
+    double's range as +-infinity, as SQLite does, where one such run failed every listing of the
+    project that read the key (a 500 on a server); and a list compares its numbers as doubles on both
+    backends, as a single number does (PostgreSQL's jsonb equality compared them exactly)."""
+    store = Store(store_url, root=tmp_path)
+    values = [1, 10**400, -(10**400), "s", [2**53 + 1], [1, 10**400], {"x": 2}]
+    try:
+        with store.engine.begin() as connection:
+            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+            connection.execute(runs.insert(), [
+                {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "finished", "tags": [],
+                 "config": {"x": value, "y": 0, "x.x": value}, "summary": {}, "keys": [], "log_path": f"p/{i}.log",
+                 "metadata": {}} for i, value in enumerate(values)])
+
+        def ids(**kwargs: Any) -> list[str]:
+            return _ids(store.runs("p", **kwargs))
+
+        assert ids(filter="config.x > 0", order_by="run_id") == ["r0", "r1"]
+        assert ids(filter="config.x < 1e308", order_by="run_id") == ["r0", "r2"]
+        assert ids(filter="config.x in [1, 2]", order_by="run_id") == ["r0"]
+        assert ids(filter="config.x = [9007199254740992]") == ["r4"]  # 2**53 + 1 as a double is 2**53
+        assert ids(filter="config.x = [1, 1e308] or config.x = [1, 2]") == []
+        assert ids(order_by="config.y,-config.x") == ["r1", "r0", "r2", "r3", "r6", "r5", "r4"]
+        # r6 nests x.x, the others hold the one key "x.x": read by the JSON sort, not the table
+        assert ids(order_by="-config.x.x") == ["r1", "r6", "r0", "r2", "r3", "r5", "r4"]
+    finally:
+        store.close()

@@ -77,11 +77,13 @@ def unsorted_plan(store: Store, statement: str, parameters: Any) -> list[str]:
 
 @contextmanager
 def statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The statements ``engine`` runs meanwhile, with their parameters as the driver got them."""
+    """The statements ``engine`` runs meanwhile, with their parameters as the driver got them (not
+    a transaction's start: ``store._one_snapshot``'s BEGIN or SET TRANSACTION)."""
     seen: list[tuple[str, Any]] = []
 
     def record(connection, cursor, statement, parameters, context, executemany) -> None:
-        seen.append((statement, parameters))
+        if not statement.startswith(("BEGIN", "SET TRANSACTION")):
+            seen.append((statement, parameters))
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:

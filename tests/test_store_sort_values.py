@@ -401,3 +401,39 @@ def test_numbers_past_a_double_filter_and_sort_as_infinities_everywhere(store_ur
         assert ids(order_by="-config.x.x") == ["r1", "r6", "r0", "r2", "r3", "r5", "r4"]
     finally:
         store.close()
+
+
+def test_a_page_is_read_from_one_snapshot_while_runs_are_written(store_url, tmp_path):
+    """A page by a JSON key reads its parts (numbers, strings, the rest) in statements of their own:
+    a run written between them (its loss turned NaN, stored null: from the numbers to the rest) was
+    listed twice in one page, as another that got its first value was listed in none. All are read
+    from one snapshot, as the one statement of before read them."""
+    store = Store(store_url, root=tmp_path)
+    try:
+        with store.engine.begin() as connection:
+            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+            connection.execute(runs.insert(), [
+                {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "running", "tags": [],
+                 "config": {}, "summary": {"loss": float(i)} if i < 3 else {}, "keys": [], "log_path": f"p/{i}.log",
+                 "metadata": {}} for i in range(6)])
+        before = _ids(store.runs("p", order_by="summary.loss", limit=10))
+        assert before == ["r0", "r1", "r2", "r3", "r4", "r5"]
+        written: list[bool] = []
+
+        def write_between_parts(conn, cursor, statement, parameters, context, executemany):
+            if written or "run_sort_values" not in statement or "ORDER BY" not in statement:
+                return
+            written.append(True)  # after the numbers' part was read: r0 diverges, r5 gets its first loss
+            with store.engine.begin() as other:
+                other.execute(runs.update().where(runs.c.run_id == "r0").values(summary={"loss": None}))
+                other.execute(runs.update().where(runs.c.run_id == "r5").values(summary={"loss": 0.5}))
+
+        sa.event.listen(store.engine, "after_cursor_execute", write_between_parts)
+        try:
+            page = _ids(store.runs("p", order_by="summary.loss", limit=10))
+        finally:
+            sa.event.remove(store.engine, "after_cursor_execute", write_between_parts)
+        assert written and page == before  # the listing as it was when the page was begun
+        assert _ids(store.runs("p", order_by="summary.loss", limit=10)) == ["r5", "r1", "r2", "r0", "r3", "r4"]
+    finally:
+        store.close()

@@ -403,6 +403,41 @@ def test_numbers_past_a_double_filter_and_sort_as_infinities_everywhere(store_ur
         store.close()
 
 
+def _write_once_after(store: Store, table: str, write: Any) -> Any:
+    """A listener that runs ``write`` (in a connection of its own) once, right after the first
+    ordered read of ``table``: a writer between a page's statements."""
+    written: list[bool] = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        if not written and table in statement and "ORDER BY" in statement:
+            written.append(True)
+            with store.engine.begin() as other:
+                write(other)
+
+    listener.written = written  # type: ignore[attr-defined]
+    return listener
+
+
+def test_a_server_page_by_user_is_read_from_one_snapshot_too(store_url, tmp_path):
+    """The runs a server credits to a user, then the others: a run whose creator row went between
+    the two reads was listed twice."""
+    store = _store(store_url, tmp_path, 20, server=True)
+    try:
+        before = _ids(store.runs("p", order_by="user", limit=100))
+        gone = before[0]
+        listener = _write_once_after(store, "run_creators", lambda other: other.execute(
+            server_schema.run_creators.delete().where(server_schema.run_creators.c.run_id == gone)))
+        sa.event.listen(store.engine, "after_cursor_execute", listener)
+        try:
+            page = _ids(store.runs("p", order_by="user", limit=100))
+        finally:
+            sa.event.remove(store.engine, "after_cursor_execute", listener)
+        assert listener.written and page == before
+        assert _ids(store.runs("p", order_by="user", limit=100))[-1] == gone  # no creator now: last
+    finally:
+        store.close()
+
+
 def test_a_page_is_read_from_one_snapshot_while_runs_are_written(store_url, tmp_path):
     """A page by a JSON key reads its parts (numbers, strings, the rest) in statements of their own:
     a run written between them (its loss turned NaN, stored null: from the numbers to the rest) was

@@ -208,10 +208,11 @@ class Store(RunDataQueries):
         source: sa.FromClause = joined.join(runs, runs.c.run_id) if joined is not None and join_first else runs
         with self.engine.connect() as connection:
             path = None
+            if (keys and keys[0][0].kind == "json") or joined_sort is not None:
+                _one_snapshot(connection)  # a page read in parts reads what one statement would
             if keys and keys[0][0].kind == "json":
                 from tracklet.store.sort_values import sort_path
 
-                _one_snapshot(connection)  # the path's choice and the parts it reads, as one statement would
                 path = sort_path(connection, project_id_of(project), keys[0][0])
             if joined is not None and joined_sort is not None:
                 listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
@@ -575,7 +576,7 @@ def _username(runs_table: sa.Table) -> sa.ColumnElement[str]:
 
 def _one_snapshot(connection: sa.Connection) -> None:
     """Make the statements ``connection`` runs next read one snapshot of the database, as a single
-    statement reads it (a page read in parts, ``Store._by_sort_values``): a transaction at
+    statement reads it (a page read in parts: ``Store._by_sort_values``, ``_by_joined_sort``): a transaction at
     REPEATABLE READ on PostgreSQL (its default, READ COMMITTED, takes a snapshot per statement), an
     explicit deferred BEGIN on SQLite (the driver starts none before a SELECT: each read its own).
     The transaction ends with the connection (rolled back: it only read)."""

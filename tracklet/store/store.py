@@ -582,5 +582,6 @@ def _one_snapshot(connection: sa.Connection) -> None:
     The transaction ends with the connection (rolled back: it only read)."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-    elif connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN")
+    elif connection.dialect.name == "sqlite" and not getattr(connection.connection.dbapi_connection,
+                                                             "in_transaction", True):
+        connection.exec_driver_sql("BEGIN")  # (not inside one already: one connection a thread, :memory:)

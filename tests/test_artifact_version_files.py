@@ -130,6 +130,24 @@ def test_every_stored_file_whole_and_ranged(served, piecewise):
     assert missing.status_code == 404 and "has no file 'nothere.bin'" in missing.json()["detail"]
 
 
+def test_any_range_header_is_answered_and_only_a_fixed_version_is_cached_for_good(served):
+    """Every Range a client may send is a 206, 416 or 400, never a 500: positions of thousands of
+    digits (past Python's int() limit) are past any file's end, non-ASCII digits are no digits.
+    ``vN`` names one version for good (cached as immutable); ``latest`` and aliases move."""
+    kind, client, _ = served
+    data, far = FILES["scene.gltf"], "9" * 5000
+    for header, status, content in ((f"bytes={far}-", 416, b""), (f"bytes=0-{far}", 206, data),
+                                    (f"bytes=-{far}", 206, data), ("bytes=00000000000000000000001-2", 206, data[1:3]),
+                                    ("bytes=\u0663-", 400, b""), ("bytes=1-0", 416, b"")):
+        answer = client.get(URL + "scene.gltf", headers={"Range": header.encode()})
+        assert answer.status_code == status, (kind, header[:40], answer.text[:300])
+        assert status != 206 or answer.content == content
+        assert len(answer.content) < 1000  # the header is not echoed whole
+    assert client.get(URL + "scene.gltf").headers["cache-control"] == "private, no-cache"
+    fixed = client.get(URL.replace("/latest/", "/v0/") + "scene.gltf")
+    assert fixed.content == data and "immutable" in fixed.headers["cache-control"]
+
+
 def test_a_damaged_chunk_is_a_500_naming_the_file_and_lost_bytes_a_404_saying_why(served):
     kind, client, stored = served
     packs = stored.list()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tracklet
 
 from conftest import REPO
@@ -140,7 +142,13 @@ def test_a_correction_is_appended_only_to_an_intact_log_no_process_writes(start,
     assert correct_exits(report, 256) == []  # the same status as 0 (its low 8 bits): nothing to correct
     api = tracklet.Api(Path(run.dir).parents[3])
     assert [(r.state, r.exit_code) for r in api.runs("fix")] == [("finished", 0)]  # the store took the first exit
-    assert correct_exits(report, 3) == []
+    online = {"server": "http://127.0.0.1:9", "root": str(Path(run.dir).parents[3]), "project": "fix",
+              "run_id": run.id}
+    report.write_text(json.dumps({"log": str(log), "end": end, "exit_code": 0, "end_time": 1.5, "runtime": 0.5,
+                                  "online": online}) + "\n")
+    corrected: list = []
+    assert correct_exits(report, 3, corrected) == []
+    assert [vars(found) for found in corrected] == [{**online, "root": Path(online["root"])}]  # its server is sent it
     for recorded in (api.run(run.path), *tracklet.Api(Path(run.dir).parents[3]).runs("fix")):  # log, store
         assert (recorded.state, recorded.exit_code, recorded.history()["a"]) == ("failed", 3, [1.0])
     with open(log, "ab") as torn:
@@ -152,3 +160,23 @@ def test_a_correction_is_appended_only_to_an_intact_log_no_process_writes(start,
     report.write_text(json.dumps({"log": str(other), "end": 8, "exit_code": 0}) + "\n")
     (problem,) = correct_exits(report, 4)
     assert "not a tracklet record log" in problem and other.read_text() == "not a record log"
+
+
+@pytest.mark.slow  # a server and a launched script (~7 s); the report's online run: the test above
+def test_an_online_runs_correction_reaches_its_server(root, tmp_path, monkeypatch, servers, capfd):
+    # The run's uploader sent its first exit (0) and stopped with the script: the launcher sends the
+    # corrected one too, so the server and the data root agree.
+    from tracklet.cli.launch import run_command
+
+    server = servers(tmp_path / "server")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    for setting in ("CAPTURE_ENVIRONMENT", "SYSTEM_METRICS"):
+        monkeypatch.setenv(f"TRACKLET_{setting}", "false")
+    monkeypatch.setenv("TRACKLET_MODE", "online")
+    monkeypatch.setenv("TRACKLET_BASE_URL", server.url)
+    script = tmp_path / "main.py"
+    script.write_text("print('training')\ndef main():\n    raise SystemExit(3)\nmain()\n")
+    assert run_command([sys.executable, str(script)], project="online", name="ends") == 3
+    for api in (tracklet.Api(root), tracklet.Api(base_url=server.url)):
+        assert [(r.state, r.exit_code) for r in api.runs("online")] == [("failed", 3)]
+    assert "not sent" not in capfd.readouterr().err

@@ -77,12 +77,13 @@ def unsorted_plan(store: Store, statement: str, parameters: Any) -> list[str]:
 
 @contextmanager
 def statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The statements ``engine`` runs meanwhile, with their parameters as the driver got them (but a
-    filtered listing's ``SET LOCAL statement_timeout``, which reads nothing: Store.filter_timeout)."""
+    """The statements ``engine`` runs meanwhile, with their parameters as the driver got them (not a
+    transaction's start: ``store._one_snapshot``'s BEGIN or SET TRANSACTION; nor a filtered listing's
+    ``SET LOCAL statement_timeout``, which reads nothing: Store.filter_timeout)."""
     seen: list[tuple[str, Any]] = []
 
     def record(connection, cursor, statement, parameters, context, executemany) -> None:
-        if not statement.startswith("SET LOCAL statement_timeout"):
+        if not statement.startswith(("BEGIN", "SET TRANSACTION", "SET LOCAL statement_timeout")):
             seen.append((statement, parameters))
 
     sa.event.listen(engine, "before_cursor_execute", record)

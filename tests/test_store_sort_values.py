@@ -498,3 +498,105 @@ def test_far_pages_by_a_json_key_cost_no_more_than_the_json_sort(store_url, tmp_
                 assert cost < 1.25 * before, (name, cost, before)
     finally:
         store.close()
+
+
+def test_numbers_past_a_double_filter_and_sort_as_infinities_everywhere(store_url, tmp_path):
+    """The class of the test above: every reading of a JSON number on PostgreSQL (filters' comparisons,
+    ``in``, list equality, a sort's later keys, a sort the table can't serve) takes an integer past a
+    double's range as +-infinity, as SQLite does, where one such run failed every listing of the
+    project that read the key (a 500 on a server); and a list compares its numbers as doubles on both
+    backends, as a single number does (PostgreSQL's jsonb equality compared them exactly)."""
+    store = Store(store_url, root=tmp_path)
+    values = [1, 10**400, -(10**400), "s", [2**53 + 1], [1, 10**400], {"x": 2}]
+    try:
+        with store.engine.begin() as connection:
+            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+            connection.execute(runs.insert(), [
+                {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "finished", "tags": [],
+                 "config": {"x": value, "y": 0, "x.x": value}, "summary": {}, "keys": [], "log_path": f"p/{i}.log",
+                 "metadata": {}} for i, value in enumerate(values)])
+
+        def ids(**kwargs: Any) -> list[str]:
+            return _ids(store.runs("p", **kwargs))
+
+        assert ids(filter="config.x > 0", order_by="run_id") == ["r0", "r1"]
+        assert ids(filter="config.x < 1e308", order_by="run_id") == ["r0", "r2"]
+        assert ids(filter="config.x in [1, 2]", order_by="run_id") == ["r0"]
+        assert ids(filter="config.x = [9007199254740992]") == ["r4"]  # 2**53 + 1 as a double is 2**53
+        assert ids(filter="config.x = [1, 1e308] or config.x = [1, 2]") == []
+        assert ids(order_by="config.y,-config.x") == ["r1", "r0", "r2", "r3", "r6", "r5", "r4"]
+        # r6 nests x.x, the others hold the one key "x.x": read by the JSON sort, not the table
+        assert ids(order_by="-config.x.x") == ["r1", "r6", "r0", "r2", "r3", "r5", "r4"]
+    finally:
+        store.close()
+
+
+def _write_once_after(store: Store, table: str, write: Any) -> Any:
+    """A listener that runs ``write`` (in a connection of its own) once, right after the first
+    ordered read of ``table``: a writer between a page's statements."""
+    written: list[bool] = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        if not written and table in statement and "ORDER BY" in statement:
+            written.append(True)
+            with store.engine.begin() as other:
+                write(other)
+
+    listener.written = written  # type: ignore[attr-defined]
+    return listener
+
+
+def test_a_server_page_by_user_is_read_from_one_snapshot_too(store_url, tmp_path):
+    """The runs a server credits to a user, then the others: a run whose creator row went between
+    the two reads was listed twice."""
+    store = _store(store_url, tmp_path, 20, server=True)
+    try:
+        before = _ids(store.runs("p", order_by="user", limit=100))
+        gone = before[0]
+        listener = _write_once_after(store, "run_creators", lambda other: other.execute(
+            server_schema.run_creators.delete().where(server_schema.run_creators.c.run_id == gone)))
+        sa.event.listen(store.engine, "after_cursor_execute", listener)
+        try:
+            page = _ids(store.runs("p", order_by="user", limit=100))
+        finally:
+            sa.event.remove(store.engine, "after_cursor_execute", listener)
+        assert listener.written and page == before
+        assert _ids(store.runs("p", order_by="user", limit=100))[-1] == gone  # no creator now: last
+    finally:
+        store.close()
+
+
+def test_a_page_is_read_from_one_snapshot_while_runs_are_written(store_url, tmp_path):
+    """A page by a JSON key reads its parts (numbers, strings, the rest) in statements of their own:
+    a run written between them (its loss turned NaN, stored null: from the numbers to the rest) was
+    listed twice in one page, as another that got its first value was listed in none. All are read
+    from one snapshot, as the one statement of before read them."""
+    store = Store(store_url, root=tmp_path)
+    try:
+        with store.engine.begin() as connection:
+            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+            connection.execute(runs.insert(), [
+                {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "running", "tags": [],
+                 "config": {}, "summary": {"loss": float(i)} if i < 3 else {}, "keys": [], "log_path": f"p/{i}.log",
+                 "metadata": {}} for i in range(6)])
+        before = _ids(store.runs("p", order_by="summary.loss", limit=10))
+        assert before == ["r0", "r1", "r2", "r3", "r4", "r5"]
+        written: list[bool] = []
+
+        def write_between_parts(conn, cursor, statement, parameters, context, executemany):
+            if written or "run_sort_values" not in statement or "ORDER BY" not in statement:
+                return
+            written.append(True)  # after the numbers' part was read: r0 diverges, r5 gets its first loss
+            with store.engine.begin() as other:
+                other.execute(runs.update().where(runs.c.run_id == "r0").values(summary={"loss": None}))
+                other.execute(runs.update().where(runs.c.run_id == "r5").values(summary={"loss": 0.5}))
+
+        sa.event.listen(store.engine, "after_cursor_execute", write_between_parts)
+        try:
+            page = _ids(store.runs("p", order_by="summary.loss", limit=10))
+        finally:
+            sa.event.remove(store.engine, "after_cursor_execute", write_between_parts)
+        assert written and page == before  # the listing as it was when the page was begun
+        assert _ids(store.runs("p", order_by="summary.loss", limit=10)) == ["r5", "r1", "r2", "r0", "r3", "r4"]
+    finally:
+        store.close()

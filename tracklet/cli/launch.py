@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import click
 
@@ -79,20 +79,41 @@ def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
     import shutil
     import tempfile
 
-    from tracklet.core.launchexit import REPORT_ENV, correct_exits
+    from tracklet.core.launchexit import REPORT_ENV, Online, correct_exits
 
     # The child names the exit record of each run it finished at exit here; the runs whose
-    # recorded exit code is not the child's real one are corrected (core/launchexit.py).
+    # recorded exit code is not the child's real one are corrected (core/launchexit.py), and an
+    # online one's server is sent the correction (its uploader stopped with the child).
     report_dir = Path(tempfile.mkdtemp(prefix="tracklet-run-"))
     try:
         report = report_dir / "exits"
         report.touch(mode=0o600)
         code = _wait_child(command, {**env, REPORT_ENV: str(report)})
-        for problem in correct_exits(report, code):
+        corrected: list[Online] = []
+        for problem in correct_exits(report, code, corrected):
             print(f"tracklet run: {problem}", file=sys.stderr)
+        for online in corrected:
+            _send_correction(online)
         return code
     finally:
         shutil.rmtree(report_dir, ignore_errors=True)
+
+
+def _send_correction(online: Any) -> None:
+    """Send an online run's corrected exit to its server (``tracklet sync`` of that one run: its key
+    from $TRACKLET_API_KEY or `tracklet login`); on failure, say how to send it later."""
+    from tracklet.core.layout import RunPaths
+
+    paths = RunPaths(online.root, online.project, online.run_id)
+    try:
+        from tracklet.client.sync import SyncClient
+
+        with SyncClient(online.server, give_up_after=10.0) as client:
+            client.sync_run(paths)
+    except Exception as error:  # the log holds the correction; the server keeps the first exit until synced
+        print(f"tracklet run: {online.project}/{online.run_id}: the corrected exit code was not sent to "
+              f"{online.server} ({error}); send it with `tracklet --dir {online.root} sync --url {online.server} "
+              f"{online.project}/{online.run_id}`", file=sys.stderr)
 
 
 def _wait_child(command: Sequence[str], env: dict[str, str]) -> int:

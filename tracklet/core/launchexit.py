@@ -14,6 +14,7 @@ run's last exit record (``core/reader.py``, ``store/ingest.py``), as they take a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -47,6 +48,11 @@ def report_exit(run: Any) -> None:
             return
         line = {"log": str(writer.path), "end": writer.offset,
                 **{key: value for key, value in fields.items() if key in _FIELDS}}
+        settings = run.settings
+        if settings.mode == "online" and settings.base_url:  # its server holds the first exit: sent there too
+            paths = run._paths
+            line["online"] = {"server": settings.base_url, "root": str(paths.root), "project": paths.project,
+                              "run_id": paths.run_id}
         data = (json.dumps(line) + "\n").encode()
         # No O_CREAT: the launcher made the file; an inherited name of a gone one creates nothing.
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
@@ -64,10 +70,12 @@ def os_status(code: int) -> int:
     return code & 0xFF if os.name == "posix" else code & 0xFFFFFFFF
 
 
-def correct_exits(report: Path, code: int) -> list[str]:
+def correct_exits(report: Path, code: int, corrected: list[Online] | None = None) -> list[str]:
     """In the launcher, once the process it started has exited with ``code`` (128 + N when killed
     by signal N): give each run it reported another exit code a last ``RunExit`` with ``code``.
-    Returns what could not be corrected, one message each (the run keeps its first exit)."""
+    Returns what could not be corrected, one message each (the run keeps its first exit).
+    ``corrected``: gets each corrected online run (``Online``), whose server must be sent the new
+    record (the run's uploader had stopped: cli/launch.py syncs it)."""
     from tracklet.core.recordlog import RecordLogError, append_record
 
     problems: list[str] = []
@@ -88,7 +96,37 @@ def correct_exits(report: Path, code: int) -> list[str]:
             append_record(log, end, _exit_payload({**fields, "exit_code": code}), max_tail=MAX_TAIL_BYTES)
         except (OSError, RecordLogError) as error:
             problems.append(f"{log}: the run keeps exit code {recorded} though the command exited with {code}: {error}")
+            continue
+        online = _online(raw, log)
+        if online is not None and corrected is not None:
+            corrected.append(online)
     return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class Online:
+    """A corrected run recorded online: its server, data root, project and id."""
+
+    server: str
+    root: Path
+    project: str
+    run_id: str
+
+
+def _online(raw: bytes, log: Path) -> Online | None:
+    """The report line's online run, if it names one whose log is ``log``."""
+    found = json.loads(raw).get("online")
+    if not isinstance(found, dict) or not all(isinstance(found.get(key), str)
+                                              for key in ("server", "root", "project", "run_id")):
+        return None
+    online = Online(found["server"], Path(found["root"]), found["project"], found["run_id"])
+    from tracklet.core.layout import RunPaths
+
+    try:
+        paths = RunPaths(online.root, online.project, online.run_id)
+    except ValueError:
+        return None
+    return online if paths.log_file == log else None
 
 
 def _entry(raw: bytes) -> tuple[Path, int, dict[str, Any]] | None:

@@ -19,7 +19,7 @@ from fastapi import Header, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from tracklet.artifacts.manifest import Manifest
-from tracklet.artifacts.names import check_artifact_name, parse_ref
+from tracklet.artifacts.names import check_artifact_name, parse_ref, version_number
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, ChunkStoreError, TrackletError
 from tracklet.server.artifact_source import ArtifactSource, EntryMissing, artifact_source
@@ -263,9 +263,11 @@ def get_file(
     path the version does not hold or bytes the store lacks, 400 for a reference (its bytes are not
     stored), 500 naming the file for bytes that no longer match (a damage found mid-file ends the
     response short). The dashboard's 3-D viewer reads a .gltf and the buffers and images beside it
-    this way. A version's files never change: the ETag is the file's sha256, the answer is kept
-    (`Cache-Control: private, max-age=31536000, immutable`), `If-None-Match` naming the ETag is a
-    304 (before the bytes are opened), and `HEAD` answers the same headers without the bytes."""
+    this way. A version's files never change: the ETag is the file's sha256; under `vN` the answer
+    is kept (`Cache-Control: private, max-age=31536000, immutable`), under `latest` or an alias,
+    which may name another version later, it is read again (`private, no-cache`). `If-None-Match`
+    naming the ETag is a 304 (before the bytes are opened), and `HEAD` answers the same headers
+    without the bytes."""
     _check_project(request, project)
     source, info, manifest = _version_manifest(request, project, name, selector)
     if path not in manifest:
@@ -273,7 +275,10 @@ def get_file(
     entry = manifest[path]
     if entry.ref:
         raise HTTPException(status_code=400, detail=f"{path!r} of {info.qualified_name} is a reference ({entry.ref}): its bytes are not stored")
-    cached = unchanged(request, {"ETag": f'"{entry.digest}"', "Cache-Control": IMMUTABLE})
+    # A version's files never change: kept by the browser when `vN` names the version; read again
+    # (no-cache) under `latest` or an alias, which name another version once one is logged or moved.
+    cache_control = IMMUTABLE if version_number(selector) is not None else "private, no-cache"
+    cached = unchanged(request, {"ETag": f'"{entry.digest}"', "Cache-Control": cache_control})
     if cached is not None:
         return cached  # type: ignore[return-value]
     try:
@@ -283,7 +288,7 @@ def get_file(
     except ArtifactError as error:
         raise HTTPException(status_code=500, detail=str(error)) from None
     start, end, status, headers = range_answer(range, size, reader, entry.digest)
-    headers["Cache-Control"] = IMMUTABLE
+    headers["Cache-Control"] = cache_control
     if request.method == "HEAD":
         reader.close()
         return headers_alone(status, headers, content_type(path))  # type: ignore[return-value]

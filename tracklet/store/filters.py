@@ -969,9 +969,7 @@ def _json_sqlite_each(el: _Json, compiler, **kw) -> str:
 def _json_pg(el: _Json, compiler, **kw) -> str:
     col = el.column
     if el.kind == "list":
-        array = compiler.process(col, **kw)
-        value = compiler.process(sa.literal(json.dumps(list(el.arg)), sa.String()), **kw)
-        return f"(jsonb_typeof({array}) = 'array' AND {array} = CAST({value} AS JSONB))"
+        return _list_pg(el, compiler, **kw)
     if el.kind == "tag_regex":
         from tracklet.store import regex
 
@@ -995,10 +993,51 @@ def _json_pg(el: _Json, compiler, **kw) -> str:
     jtype = sa.func.jsonb_typeof(elem)
     if el.kind == "present":
         expr = sa.func.coalesce(jtype, "null") != "null"
+    elif el.kind == "number":  # as a double, never an error (an int of 400 digits is infinity)
+        text = compiler.process(elem.as_string(), **kw)
+        return f"(CASE WHEN {compiler.process(jtype, **kw)} = 'number' THEN {_pg_double(text)} END)"
     else:
         # CASE guarantees the cast only runs on values of the right type ('abc'::float would fail).
         expr = sa.case((jtype == _PG_TYPES[el.kind], _as(elem, el.kind)))
     return compiler.process(expr, **kw)
+
+
+# PostgreSQL's float8 refuses a number that rounds to infinity or, non-zero, to 0 (jsonb keeps any
+# numeric: an int of 400 digits): read as SQLite reads them, +-infinity and 0, as run_sort_values
+# holds them (store migration 0015; exact bounds: 2**1024 - 2**970 rounds to infinity, 2**-1075 to 0).
+_PG_OVER = str(2**1024 - 2**970)
+_PG_UNDER = "0." + str(5**1075).rjust(1075, "0")
+
+
+def _pg_double(text: str) -> str:
+    """SQL of a jsonb number's text (``text``: SQL giving it) as a double, as SQLite's CAST gives it,
+    never an error; the caller checks that the value is a number first."""
+    return (f"CASE WHEN CAST({text} AS NUMERIC) >= {_PG_OVER} THEN CAST('Infinity' AS FLOAT) "
+            f"WHEN CAST({text} AS NUMERIC) <= -{_PG_OVER} THEN CAST('-Infinity' AS FLOAT) "
+            f"WHEN abs(CAST({text} AS NUMERIC)) <= {_PG_UNDER} THEN CAST(0 AS FLOAT) "
+            f"ELSE CAST({text} AS FLOAT) END")
+
+
+def _list_pg(el: _Json, compiler, **kw) -> str:
+    """An array (jsonb) equal to ``el.arg``: as long, and each element equal within its type, a number
+    as a double (as ``_list_sqlite``, and as a single number compares: jsonb's own equality is exact)."""
+    array = compiler.process(el.column, **kw)
+    checks = []
+    for index, value in enumerate(el.arg):
+        item, text = f"({array} -> {index})", f"({array} ->> {index})"
+        if value is None:
+            checks.append(f"jsonb_typeof({item}) = 'null'")
+        elif isinstance(value, bool):
+            checks.append(f"{item} = CAST('{'true' if value else 'false'}' AS JSONB)")
+        elif isinstance(value, str):
+            checks.append(f"({text} = {compiler.process(sa.literal(value, sa.String()), **kw)} "
+                          f"AND jsonb_typeof({item}) = 'string')")
+        else:  # CASE: the number's casts only on a number
+            checks.append(f"COALESCE((CASE WHEN jsonb_typeof({item}) = 'number' THEN {_pg_double(text)} END) = "
+                          f"{compiler.process(sa.literal(float(value), sa.Float()), **kw)}, false)")
+    # Nested CASEs: jsonb_array_length fails on anything but an array, and AND's operands have no order.
+    return (f"(CASE WHEN jsonb_typeof({array}) = 'array' THEN (CASE WHEN jsonb_array_length({array}) = "
+            f"{len(el.arg)} THEN {' AND '.join(checks) or 'true'} ELSE false END) ELSE false END)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -219,19 +219,24 @@ class Store(RunDataQueries):
 
         joined_sort = joined.sorts.get(keys[0][0].name) if joined is not None and keys else None
         source: sa.FromClause = joined.join(runs, runs.c.run_id) if joined is not None and join_first else runs
-        with self.engine.connect() as connection, self._time_limit(connection, project, filter, order_by):
-            path = None
-            if keys and keys[0][0].kind == "json":
-                from tracklet.store.sort_values import sort_path
+        with self.engine.connect() as connection:
+            if (keys and keys[0][0].kind == "json") or joined_sort is not None:
+                # a page read in parts reads what one statement would; first: PostgreSQL sets a
+                # transaction's isolation before any other statement (the time limit's SET LOCAL)
+                _one_snapshot(connection)
+            with self._time_limit(connection, project, filter, order_by):
+                path = None
+                if keys and keys[0][0].kind == "json":
+                    from tracklet.store.sort_values import sort_path
 
-                path = sort_path(connection, project_id_of(project), keys[0][0])
-            if joined is not None and joined_sort is not None:
-                listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
-            else:
-                by_values = None if path is None else self._by_sort_values(
-                    connection, select, source, project, path, keys, parsed, joined_columns, offset, limit)
-                listed = by_values if by_values is not None else [
-                    dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
+                    path = sort_path(connection, project_id_of(project), keys[0][0])
+                if joined is not None and joined_sort is not None:
+                    listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
+                else:
+                    by_values = None if path is None else self._by_sort_values(
+                        connection, select, source, project, path, keys, parsed, joined_columns, offset, limit)
+                    listed = by_values if by_values is not None else [
+                        dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
         prefix = project + "/"
         for row in listed:
             row["path"] = prefix + row["run_id"]
@@ -670,3 +675,16 @@ def _username(runs_table: sa.Table) -> sa.ColumnElement[str]:
     from tracklet.store.filters import user_column
 
     return user_column(runs_table).label("username")
+
+
+def _one_snapshot(connection: sa.Connection) -> None:
+    """Make the statements ``connection`` runs next read one snapshot of the database, as a single
+    statement reads it (a page read in parts: ``Store._by_sort_values``, ``_by_joined_sort``): a transaction at
+    REPEATABLE READ on PostgreSQL (its default, READ COMMITTED, takes a snapshot per statement), an
+    explicit deferred BEGIN on SQLite (the driver starts none before a SELECT: each read its own).
+    The transaction ends with the connection (rolled back: it only read)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    elif connection.dialect.name == "sqlite" and not getattr(connection.connection.dbapi_connection,
+                                                             "in_transaction", True):
+        connection.exec_driver_sql("BEGIN")  # (not inside one already: one connection a thread, :memory:)

@@ -189,25 +189,78 @@ def fresh_url(store_url, request):
     return url
 
 
+class ServerSet:
+    """``tracklet server`` processes started by one fixture (``servers``, ``module_servers``): started with
+    ``set(**kwargs)``, stopped together, their stderr checked for unhandled exceptions."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.started: list[Server] = []
+        self._checked: dict[Path, int] = {}  # each server's stderr: what check_new() read already
+
+    def __call__(self, root: Path | None = None, **kwargs) -> Server:
+        server = Server(root or self.base / f"server{len(self.started)}", **kwargs)
+        self.started.append(server)
+        return server.start()
+
+    def check_new(self) -> None:
+        """A request the server failed with an unhandled exception is a defect even when the client
+        retried past it (a race in the sweep routes showed only as tracebacks on stderr): fail on one
+        written since the last check."""
+        for server in self.started:
+            text = server.stderr_text()
+            new, self._checked[server.log] = text[self._checked.get(server.log, 0):], len(text)
+            assert "Exception in ASGI application" not in new, new[-6000:]
+
+    def close(self) -> None:
+        for server in self.started:
+            server.stop()
+        self.check_new()
+        for server in self.started:
+            server.log.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def servers(tmp_path):
     """Start servers with ``servers(**kwargs)``; every one is killed at teardown."""
-    started: list[Server] = []
+    started = ServerSet(tmp_path)
+    yield started
+    started.close()
 
-    def _start(root: Path | None = None, **kwargs) -> Server:
-        server = Server(root or tmp_path / f"server{len(started)}", **kwargs)
-        started.append(server)
-        return server.start()
 
-    yield _start
-    for server in started:
-        server.stop()
-    # A request the server failed with an unhandled exception is a defect even when the client
-    # retried past it (a race in the sweep routes showed only as tracebacks on stderr).
-    crashed = [server.stderr_text() for server in started if "Exception in ASGI application" in server.stderr_text()]
-    assert not crashed, crashed[0][-6000:]
-    for server in started:
-        server.log.unlink(missing_ok=True)
+@pytest.fixture(scope="module")
+def module_servers(tmp_path_factory):
+    """``servers`` shared by a module's tests (a deployment they share: each test uses names of its own,
+    so the tests stay independent in any order); each test's end checks their stderr for a crash."""
+    started = ServerSet(tmp_path_factory.mktemp("servers"))
+    yield started
+    started.close()
+
+
+@pytest.fixture(autouse=True)
+def _module_servers_crash_check(request):
+    yield
+    if "module_servers" in request.fixturenames:
+        request.getfixturevalue("module_servers").check_new()
+
+
+_module_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_store(request):
+    """The ``--store`` of a module's shared server, on each backend: ``None`` (SQLite in the server's data
+    root) or a PostgreSQL database of the module's own, dropped after its tests. Ask for it before
+    ``module_servers``, so its servers stop before it is dropped."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from pgcluster import create_database, drop_database
+
+    cluster = request.getfixturevalue("postgres_url")
+    name = f"m{next(_module_databases)}"
+    yield create_database(cluster, name)
+    drop_database(cluster, name)
 
 
 # Files whose tests train real frameworks, drive Chromium, start several servers or fuzz: marked

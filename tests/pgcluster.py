@@ -82,3 +82,14 @@ def create_database(cluster_url: str, name: str, *, drop: tuple[str, ...] = ()) 
         connection.execute(sa.text(f"CREATE DATABASE {name}{strategy}"))
     admin.dispose()
     return f"{cluster_url}/{name}"
+
+
+def drop_database(cluster_url: str, name: str) -> None:
+    """Drop database ``name`` of the cluster, with whatever connections to it are still open."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(f"{cluster_url}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        force = " WITH (FORCE)" if connection.dialect.server_version_info >= (13,) else ""
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
+    admin.dispose()

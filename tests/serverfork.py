@@ -11,7 +11,7 @@ runs the same command line ``python -m tracklet ...`` would. The forked process 
 capture_output=True, text=True)`` the same way, for the tests' CLI commands (a cold CLI start costs the
 same imports: ~1-1.5 s of CPU each): the child's stdin, stdout and stderr are files the caller reads back.
 
-``spawn(args, env=, stderr=, nofile=)`` returns a ``ForkedProcess`` with the part of
+``spawn(args, env=, stderr=, nofile=, cwd=)`` returns a ``ForkedProcess`` with the part of
 ``subprocess.Popen``'s interface the tests use (``pid``, ``poll``, ``wait``, ``send_signal``,
 ``terminate``, ``kill``, ``returncode``); the template is the parent, so it reaps the process and
 reports its exit status.
@@ -153,11 +153,12 @@ def _running_template(env: dict[str, str]) -> _Template:
 
 
 def spawn(args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None = None,
-          stdout: str = os.devnull) -> ForkedProcess:
+          stdout: str = os.devnull, cwd: str | None = None) -> ForkedProcess:
     """Start ``python -m tracklet ARGS`` as a fork of this process's template (started on first use);
-    ``stderr`` and ``stdout``: files it appends to."""
+    ``stderr`` and ``stdout``: files it appends to; ``cwd``: its working directory (this process's if None)."""
     template = _running_template(env)
-    return ForkedProcess(template, template.spawn(args, env=env, stderr=stderr, nofile=nofile, stdout=stdout), args)
+    return ForkedProcess(template, template.spawn(args, env=env, stderr=stderr, nofile=nofile, stdout=stdout,
+                                                  cwd=cwd), args)
 
 
 def run(args: list[str], *, env: dict[str, str], input: str | None = None, timeout: float = 120,

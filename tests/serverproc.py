@@ -55,6 +55,71 @@ def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
                           timeout=timeout, check=False, input=input, cwd=cwd)
 
 
+class CliProcess:
+    """``python -m tracklet ARGS`` left running (``cli_process``): ``subprocess.Popen``'s interface as far as
+    the tests use it, its output in files (``communicate`` reads them back as text). A context manager:
+    leaving it kills a process still running and removes the files."""
+
+    def __init__(self, proc: subprocess.Popen | serverfork.ForkedProcess, scratch: Path) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self._scratch = scratch
+        self.stdout_path, self.stderr_path = scratch / "stdout", scratch / "stderr"
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout)
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def output(self) -> tuple[str, str]:
+        """What it wrote to stdout and stderr so far."""
+        return tuple(path.read_bytes().decode(errors="replace") for path in (self.stdout_path, self.stderr_path))
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for it to end (``TimeoutExpired`` past ``timeout``, as Popen's), then its stdout and stderr."""
+        self.proc.wait(timeout)
+        return self.output()
+
+    def __enter__(self) -> CliProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(60)
+        for path in (self.stdout_path, self.stderr_path):
+            path.unlink(missing_ok=True)
+        self._scratch.rmdir()
+
+
+def cli_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliProcess:
+    """``python -m tracklet ARGS`` started and left running (``cli``'s environment, forked from the server
+    template under the same rule): for a test that does something while the command runs."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    scratch = Path(tempfile.mkdtemp(prefix="tracklet-cli-"))
+    out, err = scratch / "stdout", scratch / "stderr"
+    proc: subprocess.Popen | serverfork.ForkedProcess
+    if _forkable(full_env):
+        proc = serverfork.spawn(list(args), env=full_env, stdout=str(out), stderr=str(err),
+                                cwd=None if cwd is None else str(cwd))
+    else:
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            proc = subprocess.Popen([sys.executable, "-m", "tracklet", *args], env=full_env, stdout=stdout,
+                                    stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd)
+    return CliProcess(proc, scratch)
+
+
 class Server:
     """A `tracklet server` subprocess on a free loopback port."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import QUIET, REPO
-from serverproc import keyed_deployment
+from serverproc import cli_process, keyed_deployment
 
 import tracklet
 import tracklet.compat.wandb as wandb
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import tracklet.compat.wandb as wandb
 
-index, sync = int(sys.argv[1]), Path(sys.argv[2])
+index, sync, project = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 api = wandb.Api()
-collection = api.artifact_collection("dataset", "p/ds")
-version = api.artifact("p/ds:v0")
+collection = api.artifact_collection("dataset", f"{project}/ds")
+version = api.artifact(f"{project}/ds:v0")
 collection.tags, version.tags  # read before anyone writes
 (sync / f"ready{index}").touch()
 while not (sync / "go").exists():  # the barrier: every writer has read the same state
@@ -53,13 +53,15 @@ version.save()
 """
 
 
-def _writers(tmp_path: Path, env: dict[str, str]) -> None:
-    """``WRITERS`` W&B scripts at once (released together once all have read); each must succeed."""
+def _writers(tmp_path: Path, env: dict[str, str], project: str = "p") -> None:
+    """``WRITERS`` W&B scripts at once (released together once all have read) on ``project``/ds; each must
+    succeed."""
     sync = tmp_path / "sync"
     sync.mkdir()
     (tmp_path / "writer.py").write_text(textwrap.dedent(WRITER))
     full = {**os.environ, "PYTHONPATH": str(REPO), **env}
-    procs = [subprocess.Popen([sys.executable, str(tmp_path / "writer.py"), str(index), str(sync)], env=full,
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "writer.py"), str(index), str(sync), project],
+                              env=full,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for index in range(WRITERS)]
     try:
         while len(list(sync.glob("ready*"))) < WRITERS:
@@ -75,10 +77,10 @@ def _writers(tmp_path: Path, env: dict[str, str]) -> None:
                 proc.kill()
 
 
-def _check_everyones_edit_landed(api: tracklet.Api) -> None:
-    row = next(row for row in api.artifact_collections("p") if row["name"] == "ds")
+def _check_everyones_edit_landed(api: tracklet.Api, project: str = "p") -> None:
+    row = next(row for row in api.artifact_collections(project) if row["name"] == "ds")
     assert sorted(row["tags"]) == ["base", *(f"writer {index}" for index in range(WRITERS))]
-    version = api.artifact("p/ds:v0")
+    version = api.artifact(f"{project}/ds:v0")
     assert sorted(version.tags) == sorted(["version-tag", *(f"writer-{index}" for index in range(WRITERS))])
     assert {f"by-{index}" for index in range(WRITERS)} <= set(version.aliases)
     assert version.metadata == {"rows": 10, **{f"key{index}": index for index in range(WRITERS)}}
@@ -100,52 +102,62 @@ def test_concurrent_saves_on_a_data_root_keep_every_writers_tags(root, tmp_path)
     _check_everyones_edit_landed(api)
 
     # Two CLI edits at once, each adding its tag and one removing another: all land.
-    cli = [sys.executable, "-m", "tracklet", "artifact", "edit", "p/ds"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([*cli, "--add-tag", "cli one", "--remove-tag", "base"], env=env, stderr=subprocess.PIPE),
-             subprocess.Popen([*cli, "--add-tag", "cli two"], env=env, stderr=subprocess.PIPE)]
-    for proc in procs:
-        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
+    cli = ["artifact", "edit", "p/ds"]
+    with cli_process(*cli, "--add-tag", "cli one", "--remove-tag", "base") as one, \
+            cli_process(*cli, "--add-tag", "cli two") as two:
+        for proc in (one, two):
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
     row = next(row for row in api.artifact_collections("p") if row["name"] == "ds")
     assert sorted(row["tags"]) == sorted(["cli one", "cli two", *(f"writer {index}" for index in range(WRITERS))])
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def deployment(request, servers, tmp_path):
-    """A server with keys: alice logged p/ds:v0 online (the project's admin); bob may write p."""
-    store = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    server, admin, keys = keyed_deployment(servers, tmp_path / "server", store, ["alice", "bob"])
-    run = tracklet.init(project="p", dir=str(tmp_path / "alice"), mode="online",
-                        settings={**QUIET, "base_url": server.url, "api_key": keys["alice"]})
-    assert run.log_artifact(_first_version(tmp_path)).wait().upload_error is None
-    run.finish()
-    assert admin.put("/projects/p/members/bob", json={"role": "write"}).status_code in (200, 204)
-    yield server, keys, admin
+@pytest.fixture(scope="module")
+def keyed(module_store, module_servers, tmp_path_factory):
+    """A server with keys, users alice and bob: the module's tests share it, each in a project of its own."""
+    server, admin, keys = keyed_deployment(module_servers, tmp_path_factory.mktemp("server"), module_store,
+                                           ["alice", "bob"])
+    yield server, admin, keys
     admin.close()
 
 
+_projects = iter(range(1_000_000))
+
+
+@pytest.fixture
+def deployment(keyed, tmp_path):
+    """The module's server; alice logged ``PROJECT``/ds:v0 online (the project's admin: the test's own
+    project); bob may write it."""
+    server, admin, keys = keyed
+    project = f"p{next(_projects)}"
+    run = tracklet.init(project=project, dir=str(tmp_path / "alice"), mode="online",
+                        settings={**QUIET, "base_url": server.url, "api_key": keys["alice"]})
+    assert run.log_artifact(_first_version(tmp_path)).wait().upload_error is None
+    run.finish()
+    assert admin.put(f"/projects/{project}/members/bob", json={"role": "write"}).status_code in (200, 204)
+    return server, keys, admin, project
+
+
 def test_concurrent_saves_on_a_server_keep_every_writers_tags(deployment, tmp_path, monkeypatch):
-    server, keys, _ = deployment
+    server, keys, _, project = deployment
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
     bob = tracklet.Api(base_url=server.url, api_key=keys["bob"])
-    bob.edit_artifact_collection("p/ds", tags=["base"])
+    bob.edit_artifact_collection(f"{project}/ds", tags=["base"])
     _writers(tmp_path, {"TRACKLET_DIR": str(tmp_path / "writers"), "TRACKLET_BASE_URL": server.url,
-                        "TRACKLET_API_KEY": keys["bob"]})
-    _check_everyones_edit_landed(bob)
+                        "TRACKLET_API_KEY": keys["bob"]}, project)
+    _check_everyones_edit_landed(bob, project)
 
 
 def test_a_collections_type_and_fields_are_one_request_all_or_nothing(deployment, tmp_path, monkeypatch):
-    server, keys, admin = deployment
+    server, keys, admin, project = deployment
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
 
     def listed() -> tuple[str, str, list[str]]:
-        row = admin.get("/projects/p/artifacts").json()["collections"][0]
+        row = admin.get(f"/projects/{project}/artifacts").json()["collections"][0]
         return row["type"], row["description"], row["tags"]
 
     # A write-role user's save with a type change: 403, and the description sent with it isn't stored.
-    as_bob = wandb.Api(overrides={"base_url": server.url}, api_key=keys["bob"]).artifact_collection("dataset", "p/ds")
+    as_bob = wandb.Api(overrides={"base_url": server.url}, api_key=keys["bob"]).artifact_collection("dataset", f"{project}/ds")
     as_bob.type, as_bob.description = "model", "by bob"
     as_bob.tags.append("bob")
     with pytest.raises(RemoteError, match="403"):
@@ -154,12 +166,12 @@ def test_a_collections_type_and_fields_are_one_request_all_or_nothing(deployment
 
     # The admin's save: one request, both changed.
     as_alice = wandb.Api(overrides={"base_url": server.url},
-                         api_key=keys["alice"]).artifact_collection("dataset", "p/ds")
+                         api_key=keys["alice"]).artifact_collection("dataset", f"{project}/ds")
     as_alice.type, as_alice.description = "model", "by alice"
     as_alice.tags.append("alice")
     as_alice.save()
     assert listed() == ("model", "by alice", ["alice"])
-    events = admin.get("/audit", params={"project": "p", "limit": 1000}).json()["events"]
+    events = admin.get("/audit", params={"project": project, "limit": 1000}).json()["events"]
     edits = [event for event in events if event["action"] == "update_collection"]
     details = [json.loads(event["detail"]) if isinstance(event["detail"], str) else event["detail"]
                for event in edits]
@@ -169,8 +181,8 @@ def test_a_collections_type_and_fields_are_one_request_all_or_nothing(deployment
 
 
 def test_the_server_bounds_tags(deployment):
-    server, keys, admin = deployment
-    with httpx.Client(base_url=server.url + "/api/v1/projects/p/artifacts",
+    server, keys, admin, project = deployment
+    with httpx.Client(base_url=f"{server.url}/api/v1/projects/{project}/artifacts",
                       headers={"Authorization": f"Bearer {keys['bob']}"}, timeout=60) as http:
         for body, problem in [
                 ({"add_tags": ["x" * 129]}, "is not valid: use at most 128"),
@@ -186,7 +198,7 @@ def test_the_server_bounds_tags(deployment):
         assert http.patch("/ds", json={"tags": [f"t{index}" for index in range(200)]}).status_code == 200
         over = http.patch("/ds", json={"add_tags": [f"u{index}" for index in range(57)], "description": "no"})
         assert over.status_code == 400 and "would have 257 tags; at most 256" in over.text
-        row = admin.get("/projects/p/artifacts").json()["collections"][0]
+        row = admin.get(f"/projects/{project}/artifacts").json()["collections"][0]
         assert (len(row["tags"]), row["description"]) == (200, "")
         # A replacement then adds and removals, in one edit; a removal of a tag that isn't there is no error.
         both = http.patch("/ds", json={"tags": ["a", "b"], "add_tags": ["c"], "remove_tags": ["a", "zz"]})

@@ -19,6 +19,7 @@ import pytest
 from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serverproc import cli_process
 
 import tracklet
 from tracklet.artifacts import hashing
@@ -365,13 +366,10 @@ def test_two_processes_storing_the_same_large_file_at_once_make_one_version(chun
     source.mkdir()
     payload = os.urandom(6 * MiB)
     (source / "big.bin").write_bytes(payload)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "tracklet", "--dir", str(chunked), "artifact", "put", str(source), "-p", "proj",
-               "-n", "big", "-q"]
-    writers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
-    outputs = [writer.communicate(timeout=120) for writer in writers]
-    assert [writer.returncode for writer in writers] == [0, 0], outputs
+    command = ["--dir", str(chunked), "artifact", "put", str(source), "-p", "proj", "-n", "big", "-q"]
+    with cli_process(*command) as first, cli_process(*command) as second:
+        outputs = [writer.communicate(timeout=120) for writer in (first, second)]
+    assert [writer.returncode for writer in (first, second)] == [0, 0], outputs
     assert sorted("stored as" in out for out, _ in outputs) == [False, True]  # the other found it stored
     versions = tracklet.Api(chunked).artifact_versions("proj/big")
     assert [artifact.version for artifact in versions] == ["v0"]

@@ -62,11 +62,8 @@ def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def keyed_server(request, tmp_path, servers):
+def _keyed(servers, root, store: str | None):
     """A server that needs keys, its admin `root` made with `tracklet admin create-user` first."""
-    store = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    root = tmp_path / "srv"
     created = _cli("admin", "--dir", str(root), *(["--store", store] if store else []), "create-user", "root",
                    "--admin")
     assert created.returncode == 0, created.stderr
@@ -74,6 +71,19 @@ def keyed_server(request, tmp_path, servers):
     server.admin_key = created.stdout.strip()
     server.store_url = store or f"sqlite:///{root / 'store.sqlite'}"
     return server
+
+
+@pytest.fixture(scope="module")
+def keyed_server(module_store, module_servers, tmp_path_factory):
+    """One keyed server per backend for the module's tests: each reads only the events written since it
+    began (``_events_since``) and uses users and projects of its own."""
+    return _keyed(module_servers, tmp_path_factory.mktemp("srv"), module_store)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own_keyed_server(request, tmp_path, servers):
+    """A keyed server of the test's own: for a test of the whole log (every event, every page)."""
+    return _keyed(servers, tmp_path / "srv", None if request.param == "sqlite" else request.getfixturevalue("pg_url"))
 
 
 def _events(http: httpx.Client, key: str, **params) -> list[dict]:
@@ -87,6 +97,11 @@ def _last_id(http: httpx.Client, key: str) -> int | None:
     return events[0]["id"] if events else None
 
 
+def _events_since(http: httpx.Client, key: str, last: int | None, **params) -> list[dict]:
+    """The events after event ``last`` (``_last_id`` before the test's requests; every event if None)."""
+    return _events(http, key, **({} if last is None else {"after": last}), **params)
+
+
 def test_every_mutating_route_writes_exactly_one_audit_event(keyed_server, tmp_path):
     from tracklet.server.app import create_app
 
@@ -98,12 +113,13 @@ def test_every_mutating_route_writes_exactly_one_audit_event(keyed_server, tmp_p
     assert len(set(names)) == len(names)
     key = keyed_server.admin_key
     with httpx.Client(base_url=keyed_server.url, timeout=30) as http:
+        start = _last_id(http, key)
         for method, path, route in routes:
             before = _last_id(http, key)
             target = _concrete(path)
             response = http.request(method, target, content=b"{}", headers={**_bearer(key),
                                                                              "Content-Type": "application/json"})
-            written = _events(http, key, **({} if before is None else {"after": before}))
+            written = _events_since(http, key, before)
             assert len(written) == 1, (method, path, response.status_code, written)
             (event,) = written
             assert event["action"] == route.name and event["method"] == method
@@ -113,7 +129,7 @@ def test_every_mutating_route_writes_exactly_one_audit_event(keyed_server, tmp_p
             assert event["client"] == "127.0.0.1"
             assert event["project"] == ("p" if "{project}" in path else None)
         # Reads are not audited: the audit queries above wrote nothing themselves.
-        assert len(_events(http, key)) == len(routes)
+        assert len(_events_since(http, key, start)) == len(routes)
     # Each intent (the routes that change files commit one first) ended with its request's event.
     with Store(keyed_server.store_url).engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM audit_intents")).scalar() == 0
@@ -145,6 +161,7 @@ def test_events_say_who_what_from_where_and_the_outcome(keyed_server, root):
     server = keyed_server
     admin = server.admin_key
     with httpx.Client(base_url=server.url, timeout=30) as http:
+        start = _last_id(http, admin)
         bob = http.post("/api/v1/users", json={"name": "bob"}, headers=_bearer(admin)).json()
         run = tracklet.init(project="vision", id="r1", dir=str(root), settings=QUIET)
         run.log({"loss": 1.0})
@@ -159,7 +176,7 @@ def test_events_say_who_what_from_where_and_the_outcome(keyed_server, root):
         assert http.post("/api/v1/keys", json={"label": "mine"}, headers=_bearer(forged)).status_code == 401
         assert http.put("/api/v1/projects/vision/members/bob", json={"role": "write"},
                         headers=_bearer(admin)).status_code == 204
-        events = _events(http, admin)
+        events = _events_since(http, admin, start)
     summary = [(e["actor"], e["action"], e["target"], e["status"], e["outcome"]) for e in events]
     assert summary[0] == ("root", "create_user", "users", 200, "ok")
     assert ("root", "put_log", "runs/vision/r1/log", 200, "ok") in summary
@@ -258,8 +275,8 @@ def test_only_server_admins_read_the_audit_log(keyed_server):
     assert listed.returncode == 2 and "403" in listed.stderr
 
 
-def test_filters_pagination_and_export_over_http_and_the_cli(keyed_server, tmp_path):
-    server = keyed_server
+def test_filters_pagination_and_export_over_http_and_the_cli(own_keyed_server, tmp_path):
+    server = own_keyed_server
     admin = server.admin_key
     with httpx.Client(base_url=server.url, timeout=30) as http:
         users = [http.post("/api/v1/users", json={"name": f"u{i}"}, headers=_bearer(admin)).json() for i in range(3)]
@@ -307,8 +324,14 @@ def test_filters_pagination_and_export_over_http_and_the_cli(keyed_server, tmp_p
 def test_the_audit_log_is_append_only_in_the_database(keyed_server):
     server = keyed_server
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        http.post("/api/v1/users", json={"name": "alice"}, headers=_bearer(server.admin_key))
+        start = _last_id(http, server.admin_key)
+        http.post("/api/v1/users", json={"name": "carol"}, headers=_bearer(server.admin_key))
     store = Store(server.store_url, root=server.root)
+    table = sa.text("SELECT id, actor, action, target FROM audit_events ORDER BY id")
+    with store.engine.connect() as connection:
+        before = connection.execute(table).all()
+    assert [(actor, action, target) for n, actor, action, target in before if start is None or n > start] == [
+        ("root", "create_user", "users")]
     statements = ["UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"]
     if store.engine.dialect.name == "postgresql":
         statements.append("TRUNCATE audit_events")
@@ -316,9 +339,8 @@ def test_the_audit_log_is_append_only_in_the_database(keyed_server):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), store.engine.begin() as connection:
             connection.execute(sa.text(statement))
     with store.engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT actor FROM audit_events")).scalars().all() == ["root"]
+        assert connection.execute(table).all() == before  # every event as it was
     store.close()
-
 
 
 def test_every_filter_and_page_agrees_with_reading_the_whole_log(store_url, tmp_path):

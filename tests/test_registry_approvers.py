@@ -23,37 +23,46 @@ from tracklet.errors import PromotionRequired, PromotionReviewRefused, RegistryE
 from tracklet.registry.sql import ModelRegistry
 from tracklet.registry.tables import metadata
 
-NET = "/registries/model/collections/net"
+NET = "/registries/model/collections/"
 USERS = {"alice": "admin", "mia": "member", "max": "member", "vic": "viewer", "out": None}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def deployment(request, servers, tmp_path):
-    """A server with keys (SQLite or PostgreSQL store); root linked model/net:v0 and v1, production
-    on v0; each user of ``USERS`` holds the role it names in registry `model`."""
-    store = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
-    root_dir = tmp_path / "server"
-    server, root, keys = keyed_deployment(servers, root_dir, store, USERS)
-    key = keys.pop("root")
-    run = tracklet.init(project="train", dir=str(tmp_path / "client"), mode="online",
-                        settings={**QUIET, "base_url": server.url, "api_key": key})
-    model = tmp_path / "model.pt"
-    for weights in (b"one", b"two"):
-        model.write_bytes(weights)
-        run.link_model(model, registered_model_name="net", aliases=["production"] if weights == b"one" else None)
-    run.finish()
+@pytest.fixture(scope="module")
+def keyed(module_store, module_servers, tmp_path_factory):
+    """A server with keys (SQLite or PostgreSQL store) the module's tests share; each user of ``USERS``
+    holds the role it names in registry `model`."""
+    server, root, keys = keyed_deployment(module_servers, tmp_path_factory.mktemp("server"), module_store, USERS)
     for name, role in USERS.items():
         if role is not None:
             assert root.put(f"/registries/model/members/{name}", json={"role": role}).status_code == 200
     clients = {name: httpx.Client(base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {secret}"},
-                                  timeout=60) for name, secret in keys.items()}
-    yield server, root, clients
+                                  timeout=60) for name, secret in keys.items() if name != "root"}
+    yield server, root, clients, keys["root"]
     for client in (root, *clients.values()):
         client.close()
 
 
-def _request(client: httpx.Client, version: str, reason: str = "") -> int:
-    opened = client.put(NET + "/aliases/production", json={"version": version, "reason": reason})
+_collections = iter(range(1_000_000))
+
+
+@pytest.fixture
+def deployment(keyed, tmp_path):
+    """The module's server; root linked v0 and v1 into a collection of registry `model` of the test's own
+    (its name), production on v0."""
+    server, root, clients, key = keyed
+    name = f"net{next(_collections)}"
+    run = tracklet.init(project=f"train-{name}", dir=str(tmp_path / "client"), mode="online",
+                        settings={**QUIET, "base_url": server.url, "api_key": key})
+    model = tmp_path / "model.pt"
+    for weights in (b"one", b"two"):
+        model.write_bytes(weights)
+        run.link_model(model, registered_model_name=name, aliases=["production"] if weights == b"one" else None)
+    run.finish()
+    return server, root, clients, name
+
+
+def _request(client: httpx.Client, net: str, version: str, reason: str = "") -> int:
+    opened = client.put(net + "/aliases/production", json={"version": version, "reason": reason})
     assert opened.status_code == 409, opened.text
     return int(opened.json()["detail"].split("#")[1].split()[0])
 
@@ -63,17 +72,18 @@ def _review(client: httpx.Client, request_id: int, decision: str = "approve", co
 
 
 def test_members_approve_where_the_policy_says_members_and_others_get_403(deployment):
-    server, root, users = deployment
+    server, root, users, collection = deployment
+    net = NET + collection
     alice, mia, max_, vic, out = (users[name] for name in ("alice", "mia", "max", "vic", "out"))
     # A registry admin sets the policy: 2 approvals from members (or admins); everyone may read it.
-    policy = alice.put(NET + "/protections/production", json={"approvals": 2, "approver_role": "member"})
+    policy = alice.put(net + "/protections/production", json={"approvals": 2, "approver_role": "member"})
     assert policy.status_code == 200, policy.text
     assert policy.json() == {"alias": "production", "approvals": 2, "approver_role": "member", "check": None,
                              "check_timeout": None}
-    assert vic.get(NET + "/protections").json()["protections"] == [policy.json()]
-    assert mia.put(NET + "/protections/production", json={"approvals": 1}).status_code == 403  # admins set it
+    assert vic.get(net + "/protections").json()["protections"] == [policy.json()]
+    assert mia.put(net + "/protections/production", json={"approvals": 1}).status_code == 403  # admins set it
 
-    request_id = _request(mia, "v1", reason="v1 wins")
+    request_id = _request(mia, net, "v1", reason="v1 wins")
     listed = {name: {r["id"]: r for r in client.get("/registry-requests").json()["requests"]}[request_id]
               for name, client in users.items() if name != "out"}
     assert listed["max"]["approver_role"] == "member"
@@ -83,7 +93,7 @@ def test_members_approve_where_the_policy_says_members_and_others_get_403(deploy
     refused = {name: _review(client, request_id) for name, client in (("vic", vic), ("out", out), ("mia", mia))}
     assert {name: answer.status_code for name, answer in refused.items()} == {"vic": 403, "out": 403, "mia": 403}
     assert refused["vic"].json()["detail"] == (
-        f"vic may not review promotion request #{request_id}: alias 'production' of model/net takes approvals "
+        f"vic may not review promotion request #{request_id}: alias 'production' of model/{collection} takes approvals "
         "from the member role or a higher one in registry 'model', and vic has viewer")
     assert refused["out"].json()["detail"].endswith("and out has no role there")
     assert refused["mia"].json()["detail"] == (f"promotion request #{request_id} was made by mia: someone else "
@@ -94,37 +104,39 @@ def test_members_approve_where_the_policy_says_members_and_others_get_403(deploy
     assert first.status_code == 200, first.text
     assert first.json()["request"]["state"] == "pending"
     assert [r["reviewer"] for r in first.json()["request"]["reviews"]] == ["max"]
-    assert root.get(NET + "/versions/production").json()["link"]["version"] == 0  # 1 of 2: not moved
+    assert root.get(net + "/versions/production").json()["link"]["version"] == 0  # 1 of 2: not moved
     assert _review(max_, request_id).status_code == 400  # once each
 
     second = _review(alice, request_id)  # an admin holds a higher role: counts too, and is the 2nd
     assert second.json()["request"]["state"] == "approved"
-    assert root.get(NET + "/versions/production").json()["link"]["version"] == 1
-    moved = root.get(NET + "/history", params={"alias": "production"}).json()["events"][-1]
+    assert root.get(net + "/versions/production").json()["link"]["version"] == 1
+    moved = root.get(net + "/history", params={"alias": "production"}).json()["events"][-1]
     assert (moved["to_version"], moved["actor"], moved["request_id"]) == (1, "mia", request_id)
 
     # A rejection, with its comment, closes a request; the alias stays.
-    back = _request(max_, "v0", reason="roll back")
+    back = _request(max_, net, "v0", reason="roll back")
     rejected = _review(mia, back, "reject", "regressed on night images")
     assert rejected.status_code == 200
     assert rejected.json()["request"]["state"] == "rejected"
     assert [(r["reviewer"], r["decision"], r["comment"]) for r in rejected.json()["request"]["reviews"]] == [
         ("mia", "reject", "regressed on night images")]
-    assert root.get(NET + "/versions/production").json()["link"]["version"] == 1
+    assert root.get(net + "/versions/production").json()["link"]["version"] == 1
 
 
 def test_a_policy_change_is_audited_and_applies_to_pending_requests(deployment):
-    server, root, users = deployment
+    server, root, users, collection = deployment
+    net = NET + collection
     alice, mia, max_ = users["alice"], users["mia"], users["max"]
-    assert alice.put(NET + "/protections/production", json={"approvals": 1, "approver_role": "member"}).status_code == 200
-    request_id = _request(mia, "v1")
+    assert alice.put(net + "/protections/production", json={"approvals": 1, "approver_role": "member"}).status_code == 200
+    request_id = _request(mia, net, "v1")
     # Back to admins only: max (a member) may no longer review the pending request.
-    assert alice.put(NET + "/protections/production", json={"approvals": 1}).json()["approver_role"] == "admin"
+    assert alice.put(net + "/protections/production", json={"approvals": 1}).json()["approver_role"] == "admin"
     refused = _review(max_, request_id)
     assert refused.status_code == 403 and "takes approvals from the admin role" in refused.json()["detail"]
-    assert alice.put(NET + "/protections/production", json={"approvals": 0}).status_code == 200  # lifted
+    assert alice.put(net + "/protections/production", json={"approvals": 0}).status_code == 200  # lifted
 
-    events = root.get("/audit", params={"action": "protect", "order": "asc"}).json()["events"]
+    events = root.get("/audit", params={"action": "protect", "order": "asc",
+                                        "target": f"registries/model/collections/{collection}/"}).json()["events"]
     assert [(e["actor"], e["status"]) for e in events] == [("alice", 200)] * 3
     details = [e["detail"] for e in events]
     assert details[0]["previous"] is None
@@ -132,25 +144,26 @@ def test_a_policy_change_is_audited_and_applies_to_pending_requests(deployment):
                                     "check_timeout": None}
     assert details[1]["previous"]["approver_role"] == "member" and details[1]["policy"]["approver_role"] == "admin"
     assert details[2]["previous"]["approver_role"] == "admin" and details[2]["policy"] is None
-    assert alice.put(NET + "/protections/production",
+    assert alice.put(net + "/protections/production",
                      json={"approvals": 1, "approver_role": "owner"}).status_code == 422  # not a registry role
 
 
 def test_the_python_api_and_cli_show_and_set_the_policy(deployment):
-    server, root, users = deployment
+    server, root, users, collection = deployment
+    net = NET + collection
     alice_key = users["alice"].headers["Authorization"].split()[1]
     with tracklet.Api(base_url=server.url, api_key=alice_key) as api:
-        api.registry.protect("model", "net", "production", 2, approver_role="viewer")
-        (policy,) = api.registry.protections("model", "net").values()
+        api.registry.protect("model", collection, "production", 2, approver_role="viewer")
+        (policy,) = api.registry.protections("model", collection).values()
         assert (policy.alias, policy.approvals, policy.approver_role) == ("production", 2, "viewer")
     env = {"TRACKLET_API_KEY": alice_key}
-    shown = serverproc.cli("registry", "--url", server.url, "protections", "model/net", env=env)
+    shown = serverproc.cli("registry", "--url", server.url, "protections", f"model/{collection}", env=env)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == "production\t2 approval(s)\tby viewer or higher\n"
-    changed = serverproc.cli("registry", "--url", server.url, "protect", "model/net", "production", "--approvals", "1",
+    changed = serverproc.cli("registry", "--url", server.url, "protect", f"model/{collection}", "production", "--approvals", "1",
                              "--approver-role", "member", env=env)
     assert changed.returncode == 0, changed.stderr
-    assert users["vic"].get(NET + "/protections").json()["protections"][0]["approver_role"] == "member"
+    assert users["vic"].get(net + "/protections").json()["protections"][0]["approver_role"] == "member"
 
 
 def _version(number: int) -> VersionInfo:

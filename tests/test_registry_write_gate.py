@@ -8,7 +8,6 @@ gate."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from serverproc import cli_process
 
 from tracklet.server import write_gate
 from tracklet.server.auth import Accounts
@@ -160,24 +160,21 @@ def test_tracklet_admin_on_a_live_servers_database_writes_through_its_write_gate
     like the server's own writers: while a server writer holds the gate, the admin's write waits
     for it (no busy-handler sleeps beside it), then commits."""
     root = tmp_path / "server"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    admin = [sys.executable, "-m", "tracklet", "admin", "--dir", str(root)]
     store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
     Accounts(store).create_user("root", admin=True)  # the server's database, as its first admin leaves it
     gate = write_gate.install(store.engine)
     assert gate is not None and gate.acquire()  # a server writer's transaction
-    try:
-        waiting = subprocess.Popen([*admin, "create-user", "bob"], env=env, cwd=REPO, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        inode = (root / f"store.sqlite{write_gate.SUFFIX}").stat().st_ino
-        deadline = time.monotonic() + 300  # the CLI's start on a loaded machine
-        while not _waiting_for_flock(waiting.pid, inode) and waiting.poll() is None:
-            assert time.monotonic() < deadline, "tracklet admin never came to the gate"
-            time.sleep(0.01)
-        assert waiting.poll() is None, "tracklet admin wrote while a server writer held the gate"
-    finally:
-        gate.release()
-    out, err = waiting.communicate(timeout=300)
+    with cli_process("admin", "--dir", str(root), "create-user", "bob", cwd=REPO) as waiting:
+        try:
+            inode = (root / f"store.sqlite{write_gate.SUFFIX}").stat().st_ino
+            deadline = time.monotonic() + 300  # the CLI's start on a loaded machine
+            while not _waiting_for_flock(waiting.pid, inode) and waiting.poll() is None:
+                assert time.monotonic() < deadline, "tracklet admin never came to the gate"
+                time.sleep(0.01)
+            assert waiting.poll() is None, "tracklet admin wrote while a server writer held the gate"
+        finally:
+            gate.release()
+        out, err = waiting.communicate(timeout=300)
     assert waiting.returncode == 0, err
     assert out.startswith("tlk_")
     with store.engine.connect() as connection:

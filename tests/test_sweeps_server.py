@@ -51,15 +51,37 @@ def _cold_cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subpro
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=120, **kwargs)
 
 
-@pytest.fixture
-def server(tmp_path, servers, pg_url):
+def _keyed(servers, root, store: str):
     """A keyed server on PostgreSQL with an admin key (`admin_key`)."""
-    root = tmp_path / "srv"
-    created = _cli("admin", "--dir", str(root), "--store", pg_url, "create-user", "root", "--admin")
+    created = _cli("admin", "--dir", str(root), "--store", store, "create-user", "root", "--admin")
     assert created.returncode == 0, created.stderr
-    started = servers(root, store=pg_url, dev=False)
+    started = servers(root, store=store, dev=False)
     started.admin_key = created.stdout.strip()
     return started
+
+
+@pytest.fixture(scope="module")
+def module_pg_url(postgres_url):
+    """A PostgreSQL database of the module's own, dropped after its tests."""
+    from pgcluster import create_database, drop_database
+
+    yield create_database(postgres_url, "sweepsserver")
+    drop_database(postgres_url, "sweepsserver")
+
+
+@pytest.fixture(scope="module")
+def server(module_pg_url, module_servers, tmp_path_factory):
+    """One keyed server on PostgreSQL for the module's tests (each in projects and with users of its own);
+    `store_url`: its database's URL."""
+    started = _keyed(module_servers, tmp_path_factory.mktemp("srv"), module_pg_url)
+    started.store_url = module_pg_url
+    return started
+
+
+@pytest.fixture
+def own_server(tmp_path, servers, pg_url):
+    """A keyed server of the test's own, on a database of its own: for a test that kills and restarts it."""
+    return _keyed(servers, tmp_path / "srv", pg_url)
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -196,9 +218,10 @@ class ProtocolAgent(threading.Thread):
             self.errors.append(error)
 
 
-def test_64_agents_lease_every_grid_point_once_and_a_server_kill_loses_nothing(server):
+def test_64_agents_lease_every_grid_point_once_and_a_server_kill_loses_nothing(own_server):
     """64 agents on a 8x16 grid; the server is killed (-9) once trials are under way and started
     again on the same database: every point is leased exactly once and completes once."""
+    server = own_server
     config = {"method": "grid", "metric": {"name": "f", "goal": "minimize"},
               "parameters": {"a": {"values": list(range(8))}, "b": {"values": list(range(16))}}}
     made = create_remote_sweep(server.url, config, project="many", api_key=server.admin_key)
@@ -308,7 +331,8 @@ def test_the_server_prunes_from_the_metric_it_ingested_and_the_trial_is_recorded
     assert "pruned" in run.json()["run"]["tags"]
     # The heartbeats (every 0.2 s) are routine calls: the one that stopped the trial is the only one
     # in the audit log (server/audit.py's ROUTINE), written with the prune.
-    audit = httpx.get(f"{server.url}/api/v1/audit", params={"action": "heartbeat", "limit": 1000},
+    audit = httpx.get(f"{server.url}/api/v1/audit", params={"action": "heartbeat", "limit": 1000,
+                                                             "target": f"projects/pruning/sweeps/{made['id']}/"},
                       headers=_bearer(server.admin_key)).json()["events"]
     assert [(e["target"].rsplit("/", 1)[-1], e["detail"]) for e in audit] == [
         ("heartbeat", {"change": "trial pruned", "trial": trials[1]["number"]})]
@@ -363,7 +387,7 @@ def test_every_agent_call_may_be_repeated(server):
     assert [(t["state"], t["value"]) for t in trials] == [("complete", 3.0), ("running", None)]
 
 
-def test_a_heartbeat_does_not_wait_for_an_operation_holding_the_sweep(server, pg_url):
+def test_a_heartbeat_does_not_wait_for_an_operation_holding_the_sweep(server):
     """While another operation holds the sweep's row lock (an ask fitting a GP can take a while),
     heartbeats still renew their leases: they don't queue behind it and lapse."""
     import sqlalchemy as sa
@@ -371,7 +395,7 @@ def test_a_heartbeat_does_not_wait_for_an_operation_holding_the_sweep(server, pg
     config = {"method": "random", "metric": {"name": "f", "goal": "minimize"}, "parameters": {"x": {"min": 0, "max": 1}}}
     made = create_remote_sweep(server.url, config, project="beats", api_key=server.admin_key)
     base = f"/api/v1/projects/beats/sweeps/{made['id']}"
-    engine = sa.create_engine(pg_url)
+    engine = sa.create_engine(server.store_url)
     try:
         with httpx.Client(base_url=server.url, headers=_bearer(server.admin_key), timeout=20) as http:
             lease = http.post(f"{base}/next", json={"agent": "a", "ttl": 60}).json()["lease"]

@@ -692,7 +692,7 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     assert api.run(f"export/{run_id}").summary_metrics["weights"] == exported["weights"]
 
     found = api.run(f"export/{run_id}")
-    assert [f.name for f in found.files()] == ["notes.txt"]
+    assert [f.name for f in found.files()] == ["config.yaml", "notes.txt", "wandb-metadata.json", "wandb-summary.json"]
     with found.file("notes.txt").download(root=str(tmp_path / "down")) as handle:
         assert handle.read() == "kept with the run"
     assert [row["loss"] for row in found.scan_history(keys=["loss"])] == [1.0, 0.5, pytest.approx(1 / 3)]

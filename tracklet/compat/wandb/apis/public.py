@@ -395,7 +395,12 @@ class Run:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return self._recorded.metadata
+        """Where and how the run ran (tracklet's metadata), with W&B's names for what it recorded
+        under its own: ``program``, ``args``, ``startedAt``, ``gpu``, ``gpu_count``, ``memory``,
+        ``cudaVersion`` (``_run_files.wandb_metadata``)."""
+        from tracklet.compat.wandb.apis._run_files import wandb_metadata
+
+        return wandb_metadata(self._recorded.metadata, self.created_at)
 
     @property
     def system_metrics(self) -> dict[str, Any]:
@@ -483,19 +488,48 @@ class Run:
         """Every row (no sampling), as dicts; with ``keys``, only rows holding all of them."""
         return iter(self._rows(keys, min_step=min_step, max_step=max_step))
 
-    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list["File"]:
-        found = self._recorded.files()
-        return [File(self._recorded, n) for n in found if names is None or n in names]
+    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[Any]:
+        """The run's files by name, as W&B lists a run's files: its ``files/`` (``wandb.save``,
+        ``requirements.txt``, ``diff.patch``), W&B's ``config.yaml``, ``wandb-summary.json``,
+        ``wandb-metadata.json`` and ``output.log`` (made from the record: ``_run_files``), and each
+        logged media file and table under the ``media/...`` path its summary and history JSON
+        name. ``names``: only those."""
+        from tracklet.compat.wandb.apis import _run_files
+        from tracklet.compat.wandb.apis._media_json import MediaFile
+
+        wanted = None if names is None else set(names)
+        found: dict[str, Any] = {name: File(self._recorded, name) for name in self._recorded.files()
+                                 if wanted is None or name in wanted}
+        for name in _run_files.NAMES:
+            if name not in found and (wanted is None or name in wanted):
+                made = _run_files.wandb_file(self, name)
+                if made is not None:
+                    found[name] = made
+        if wanted is None or any(name.startswith("media/") for name in wanted):
+            for name, source in self._logged().files.items():
+                if name not in found and (wanted is None or name in wanted):
+                    found[name] = MediaFile(self._recorded, name, source)
+        return [found[name] for name in sorted(found)]
 
     def file(self, name: str) -> Any:
-        """A file of the run's ``files/``; or a logged media item or table under the ``path`` its
-        summary or history JSON names (``media/images/...``), downloaded as W&B's file."""
-        if name.startswith("media/") and name not in self._recorded.files():
-            from tracklet.compat.wandb.apis._media_json import MediaFile
+        """A file of the run's ``files/``; W&B's ``config.yaml``, ``wandb-summary.json``,
+        ``wandb-metadata.json`` or ``output.log`` made from the record; or a logged media item or
+        table under the ``path`` its summary or history JSON names (``media/images/...``),
+        downloaded as W&B's file."""
+        from tracklet.compat.wandb.apis import _run_files
 
-            source = self._logged().files.get(name)
-            if source is not None:
-                return MediaFile(self._recorded, name, source)
+        if name in _run_files.NAMES or name.startswith("media/"):
+            if name not in self._recorded.files():
+                if name in _run_files.NAMES:
+                    made = _run_files.wandb_file(self, name)
+                    if made is not None:
+                        return made
+                else:
+                    from tracklet.compat.wandb.apis._media_json import MediaFile
+
+                    source = self._logged().files.get(name)
+                    if source is not None:
+                        return MediaFile(self._recorded, name, source)
         return File(self._recorded, name)
 
     def update(self) -> None:
@@ -709,7 +743,10 @@ class File:
             if entry is None:
                 raise CommError(f"run {self._recorded.path} has no file {self.name!r}")
             return int(entry["size"])
-        return os.path.getsize(self.path)
+        try:
+            return os.path.getsize(self.path)
+        except FileNotFoundError:
+            raise CommError(f"run {self._recorded.path} has no file {self.name!r}") from None
 
     def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api: Any = None) -> Any:
         """The file copied to ``root/<name>`` (from a server, downloaded), opened for reading.

@@ -733,6 +733,14 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     with pytest.raises(wandb.errors.UsageError, match="tags must be a list of strings"):
         saved.update()  # refused whole: nothing of it is saved
     assert wandb.Api().run(f"export/{run_id}").tags == [*again.tags]
+    # W&B's summary.update() saves the summary at once, alone (its docs' snippet calls no run.update())
+    fresh = wandb.Api().run(f"export/{run_id}")
+    fresh.config["lr"] = 9
+    fresh.summary["checked"] = True
+    fresh.summary.update()
+    fresh.summary.update({"score": 0.5})
+    reread = wandb.Api().run(f"export/{run_id}")
+    assert (reread.summary["checked"], reread.summary["score"], reread.config["lr"]) == (True, 0.5, 0.3)
 
     # a run still being recorded belongs to its writer: refused, nothing lost
     live = wandb.init(project="export", name="live", settings=settings, reinit="finish_previous")
@@ -742,6 +750,8 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     reading.config["lr"] = 1
     with pytest.raises(wandb.errors.CommError, match="being written"):
         reading.update()
+    with pytest.raises(wandb.errors.CommError, match="being written"):
+        reading.summary.update({"x": 2})
     wandb.finish()
     assert tracklet.Api(root).run(f"export/{live.id}").history(["x"])["x"] == [1]
 

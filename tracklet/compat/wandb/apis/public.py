@@ -74,7 +74,8 @@ class User:
 
 class HTTPSummary(dict):
     """A run's summary: a dict with attribute access (W&B's ``HTTPSummary``). Edits (item or
-    attribute assignment, ``update``, ``del``) are saved by ``run.update()``.
+    attribute assignment, ``del``) are saved by ``summary.update()`` (``update(dict)`` sets the
+    dict's keys first), as W&B's ``update`` saves the summary at once, or by ``run.update()``.
 
     ``more`` gives keys read only when first needed (a run's logged media and tables as W&B's
     JSON: reading them lists every item the run logged), each kept unless set already: a key
@@ -82,9 +83,18 @@ class HTTPSummary(dict):
     ``items``, ``values``, ``dict(summary)``, ``json.dumps``, ``copy``) ask for them first, so
     ``summary["loss"]`` reads no media."""
 
-    def __init__(self, data: Any = (), more: Any = None) -> None:
+    def __init__(self, data: Any = (), more: Any = None, save: Any = None) -> None:
         super().__init__(data)
         object.__setattr__(self, "_more", more)
+        object.__setattr__(self, "_save", save)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """W&B's ``summary.update(key_vals=None)``: set ``key_vals``' keys, then save the summary's
+        edits to the run (``Run.update`` for the summary alone), as W&B's saves it to its server."""
+        dict.update(self, *args, **kwargs)
+        save = self.__dict__.get("_save")
+        if save is not None:
+            save()
 
     def _complete(self) -> bool:
         """Add ``more``'s keys (once); whether there were any to ask for."""
@@ -240,7 +250,8 @@ class Run:
         ...}``: ``_media_json``)."""
         if self._summary is None:
             recorded = self._recorded
-            self._summary = HTTPSummary(self._summary_view(recorded, media=False), more=lambda: self._media_view())
+            self._summary = HTTPSummary(self._summary_view(recorded, media=False), more=lambda: self._media_view(),
+                                        save=lambda: self._save("run.summary.update()", everything=False))
         return self._summary
 
     def _logged(self) -> Any:
@@ -539,30 +550,40 @@ class Run:
         A run still being recorded is refused (its writer owns the log). Edits to ``name``,
         ``tags``, ``notes``, ``group`` and ``job_type`` are appended as one ``RunUpdate`` record,
         which readers, the store and the dashboard apply over the run's start."""
+        self._save("run.update()", everything=True)
+
+    def _save(self, call: str, everything: bool) -> None:
+        """Append the edits (``everything``: config, summary and run fields; else the summary's
+        alone, as W&B's ``summary.update()`` saves only the summary) to the run's record log."""
         from tracklet.core.api import RecordedRun
 
         if not isinstance(self._recorded, RecordedRun):
-            raise CommError("run.update() is not supported for runs read from a tracklet server yet; update the "
+            raise CommError(f"{call} is not supported for runs read from a tracklet server yet; update the "
                             "local copy and `tracklet sync` it")
         recorded = self._recorded.refresh()
         from tracklet.core.identity import checked_changes
 
-        try:
-            renamed = checked_changes({field: self._edited[field] for field in _EDITABLE if field in self._edited
-                                       and self._edited[field] != _recorded_field(recorded, field)})
-        except (TypeError, ValueError) as error:
-            raise UsageError(f"run.update(): {error}; nothing was saved") from None
-        config_set, config_removed = _changes(recorded.config, self._config)
+        renamed: dict[str, Any] = {}
+        config_set: dict[str, Any] = {}
+        config_removed: list[str] = []
+        if everything:
+            try:
+                renamed = checked_changes({field: self._edited[field] for field in _EDITABLE if field in self._edited
+                                           and self._edited[field] != _recorded_field(recorded, field)})
+            except (TypeError, ValueError) as error:
+                raise UsageError(f"{call}: {error}; nothing was saved") from None
+            config_set, config_removed = _changes(recorded.config, self._config)
         summary_set, summary_removed = _changes(self._summary_view(recorded), self._summary)
         if not (renamed or config_set or config_removed or summary_set or summary_removed):
             return
         try:
             append_updates(recorded, config_set, config_removed, summary_set, summary_removed, renamed)
         except Exception as error:
-            raise CommError(f"run.update() could not save {recorded.path}: {error}") from error
-        self._config = self._summary = self._media = None
-        self._edited = {}
-        recorded.refresh()
+            raise CommError(f"{call} could not save {recorded.path}: {error}") from error
+        if everything:
+            self._config = self._summary = self._media = None
+            self._edited = {}
+        recorded.refresh()  # the summary object stays: it holds what is saved now
 
     def delete(self, delete_artifacts: bool = False) -> None:
         not_supported("wandb.Api run.delete()", "nothing is deleted (remove the run's directory to delete it)")

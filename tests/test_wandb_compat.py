@@ -670,6 +670,10 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     for step in range(3):
         wandb.log({"loss": 1.0 / (step + 1), "weights": wandb.Histogram([1, 2, 2, 3], num_bins=2)})
     run.summary["best"] = float("nan")
+    run.summary["final_weights"] = wandb.Histogram([1, 2, 2, 3], num_bins=2)  # W&B keeps the histogram
+    with warnings_recorded() as caught:
+        run.summary.update({"sample": wandb.Table(columns=["a"], data=[[1]])})  # W&B: its file; here: log() it
+    assert [str(w.message) for w in caught if "summary['sample'] = wandb.Table" in str(w.message)], caught
     with open(os.path.join(run.dir, "notes.txt"), "w") as handle:
         handle.write("kept with the run")
     run_id = run.id
@@ -688,6 +692,7 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     (exported,) = summary_list
     assert exported["loss"] == pytest.approx(1 / 3) and exported["best"] != exported["best"]  # NaN kept
     assert exported["weights"] == {"_type": "histogram", "values": [1, 3], "bins": [1.0, 2.0, 3.0]}
+    assert exported["final_weights"] == exported["weights"] and "sample" not in exported  # not its repr text
     json.dumps(exported)  # JSON data, as in W&B
     assert api.run(f"export/{run_id}").summary_metrics["weights"] == exported["weights"]
 
@@ -737,10 +742,17 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     fresh = wandb.Api().run(f"export/{run_id}")
     fresh.config["lr"] = 9
     fresh.summary["checked"] = True
+    fresh.summary["accuracy_histogram"] = wandb.Histogram([1, 2, 2, 3], num_bins=2)  # W&B's docs' snippet
     fresh.summary.update()
     fresh.summary.update({"score": 0.5})
     reread = wandb.Api().run(f"export/{run_id}")
     assert (reread.summary["checked"], reread.summary["score"], reread.config["lr"]) == (True, 0.5, 0.3)
+    assert reread.summary["accuracy_histogram"] == exported["weights"]
+    reread.summary["sample"] = wandb.Table(columns=["a"], data=[[1]])
+    reread.summary["also"] = 1
+    with pytest.raises(wandb.errors.UsageError, match=r"summary\['sample'\] holds a wandb.Table"):
+        reread.summary.update()
+    assert "also" not in wandb.Api().run(f"export/{run_id}").summary  # nothing of it saved
 
     # a run still being recorded belongs to its writer: refused, nothing lost
     live = wandb.init(project="export", name="live", settings=settings, reinit="finish_previous")

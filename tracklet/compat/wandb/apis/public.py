@@ -574,6 +574,7 @@ class Run:
                 raise UsageError(f"{call}: {error}; nothing was saved") from None
             config_set, config_removed = _changes(recorded.config, self._config)
         summary_set, summary_removed = _changes(self._summary_view(recorded), self._summary)
+        summary_set = _summary_values(summary_set)  # UsageError for media: nothing saved
         if not (renamed or config_set or config_removed or summary_set or summary_removed):
             return
         try:
@@ -677,6 +678,28 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {'/'.join(p for p in self.path if p)} ({self.state})>"
+
+
+def _summary_values(changed: dict[str, Any]) -> dict[str, Any]:
+    """The summary's changed values as the summary records them (a ``wandb.Histogram`` as a
+    histogram); ``UsageError`` naming the key for a media object, table or chart (nested ones
+    too), which W&B saves as a file beside the summary and tracklet records only as a run logs it."""
+    from tracklet.compat.wandb._summary import summary_value
+
+    for key, value in changed.items():
+        label = _media_in(value)
+        if label is not None:
+            raise UsageError(f"run.summary[{key!r}] holds a {label}: tracklet records media, tables and charts "
+                             "only as a run logs them (run.log()), not in a recorded run's summary; nothing was saved")
+    return {key: summary_value(key, value, warn=False) for key, value in changed.items()}
+
+
+def _media_in(value: Any) -> str | None:
+    from tracklet.compat.wandb._summary import media_label
+
+    if isinstance(value, Mapping):
+        return next((label for label in map(_media_in, value.values()) if label is not None), None)
+    return media_label(value)
 
 
 def _recorded_field(recorded: Any, field: str) -> Any:

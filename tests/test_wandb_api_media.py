@@ -201,3 +201,20 @@ def test_run_files_list_wandbs_own_files_and_the_logged_media(api, logged, tmp_p
     assert metadata["startedAt"] == run.created_at and metadata["host"] == run.metadata["host"]
     command = run.metadata["command"]
     assert [metadata["program"], *metadata["args"]] == command[1:]  # W&B's sys.argv[0], sys.argv[1:]
+
+
+def test_upload_file_adds_a_run_file_and_delete_is_refused(api, logged, tmp_path):
+    """W&B's docs' ``run.upload_file(path, root)`` adds a file to a finished run (its path below
+    ``root`` is its name), locally and on a server; ``File.delete()`` is refused, naming the file."""
+    run = api.run(logged)
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out" / "sub" / "model.txt").write_text("weights")
+    assert run.upload_file(str(tmp_path / "out" / "sub" / "model.txt"), root=str(tmp_path / "out")).name == "sub/model.txt"
+    again = api.run(logged)
+    assert again.file("sub/model.txt").download(root=str(tmp_path / "dl")).read() == "weights"
+    with pytest.raises(ValueError, match="not under root"):
+        run.upload_file(str(tmp_path / "out" / "sub" / "model.txt"), root=str(tmp_path / "elsewhere"))
+    files = {f.name: f for f in again.files()}
+    for name in ("sub/model.txt", "config.yaml", again.summary["img"]["path"]):  # kept, made, logged
+        with pytest.raises(wandb.errors.UnsupportedError, match=rf"File.delete\(\) is not supported.*{name}"):
+            files[name].delete()

@@ -187,6 +187,12 @@ class BytesFile:
             os.replace(partial, target)
         return open(target)
 
+    def delete(self) -> None:
+        """Refused (``UnsupportedError``): see ``_run_files.refuse_delete``."""
+        from tracklet.compat.wandb.apis._run_files import refuse_delete
+
+        refuse_delete(self.name)
+
     def __repr__(self) -> str:
         return f"<File {self.name}>"
 

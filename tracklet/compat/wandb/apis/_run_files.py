@@ -14,6 +14,7 @@ the run saved itself under one of these names (``wandb.save("config.yaml")``) wi
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from tracklet.compat.wandb.apis._media_json import BytesFile
@@ -78,3 +79,57 @@ def wandb_file(run: Any, name: str) -> BytesFile | None:
     produce = {"config.yaml": _config_yaml, "wandb-summary.json": _summary_json,
                "wandb-metadata.json": _metadata_json}[name]
     return BytesFile(name, lambda: produce(run))
+
+
+def upload(recorded: Any, path: str, root: str = ".") -> str:
+    """W&B's ``run.upload_file(path, root)``: the file at ``path`` added to the run's files under
+    its path relative to ``root`` (``ValueError`` when that leads outside ``root``), into the
+    run's ``files/`` (written whole, then renamed into place) or, for a run read from a server,
+    to the server's copy (``PUT .../files/<name>``, as ``tracklet sync`` sends files; the
+    project's write role). Returns the name."""
+    from tracklet.compat.wandb.apis._media_json import download_target
+    from tracklet.compat.wandb.errors import CommError
+
+    source = os.path.abspath(path)
+    if not os.path.isfile(source):
+        raise ValueError(f"run.upload_file({path!r}): no such file")
+    name = os.path.relpath(source, os.path.abspath(root)).replace(os.sep, "/")
+    try:
+        download_target(".", name)
+    except ValueError:
+        raise ValueError(f"run.upload_file({path!r}, root={root!r}): the file is not under root; pass the folder "
+                         "it is in (or one above it) as root") from None
+    if hasattr(recorded, "dir"):  # a data root's run: its files/
+        import shutil
+
+        target = os.path.join(recorded.dir, "files", *name.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial")
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+        return name
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from tracklet.client.files import GzipBody, _sha256_of
+    from tracklet.client.http import response_detail
+
+    sha256, _, _ = _sha256_of(Path(source))
+    response = recorded._http.request(
+        "PUT", f"/api/v1/runs/{recorded.path}/files/{quote(name, safe='/')}", content=GzipBody(Path(source)),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream", "X-Tracklet-Sha256": sha256})
+    if response.status_code != 200:
+        raise CommError(f"run.upload_file({path!r}): the server refused file {name!r} of {recorded.path} "
+                        f"(HTTP {response.status_code}: {response_detail(response)})")
+    return name
+
+
+def refuse_delete(name: str) -> None:
+    """W&B's ``File.delete()`` is refused: ``UnsupportedError`` naming the file."""
+    from tracklet.compat.wandb.errors import UnsupportedError
+
+    raise UnsupportedError(
+        f"File.delete() is not supported by tracklet: a run's files are kept with its record ({name!r} stays; "
+        "requirements.txt, diff.patch and the code snapshot are what `tracklet reproduce` reads, and W&B's "
+        "config.yaml, wandb-summary.json, wandb-metadata.json, output.log and media files are made from the "
+        "record). Remove a file you saved yourself from the run's files/ directory by hand.")

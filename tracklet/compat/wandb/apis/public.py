@@ -543,6 +543,14 @@ class Run:
                         return MediaFile(self._recorded, name, source)
         return File(self._recorded, name)
 
+    def upload_file(self, path: str, root: str = ".") -> "File":
+        """W&B's ``run.upload_file(path, root=".")``: add the file to the run's files under its path
+        relative to ``root`` (the data root's ``files/``, or the server's copy for a run read from
+        one, as ``tracklet sync`` sends files) and return it (``_run_files.upload``)."""
+        from tracklet.compat.wandb.apis._run_files import upload
+
+        return File(self._recorded, upload(self._recorded, path, root))
+
     def update(self) -> None:
         """Save edits to ``config`` and ``summary``: appended to the run's record log as the
         same config and summary records a live run writes, so every reader, the store and a
@@ -813,6 +821,16 @@ class File:
             except FileNotFoundError as error:
                 raise CommError(f"run {self._recorded.path} has no file {self.name!r}: {error}") from None
         return open(target)
+
+    def delete(self) -> None:
+        """W&B's ``File.delete()`` is refused (``UnsupportedError`` naming the file): tracklet keeps
+        a run's files with its record."""
+        from tracklet.compat.wandb.apis._run_files import refuse_delete
+
+        refuse_delete(self.name)
+
+    def __repr__(self) -> str:
+        return f"<File {self.name}>"
 
 
 class Sweep:

@@ -976,9 +976,44 @@ class Runs(list):
 
 
 class Project:
-    def __init__(self, name: str, entity: str | None = None) -> None:
+    """W&B's ``Project`` as ``wandb.Api().project(name)`` / ``projects()`` give it: ``name``,
+    ``entity``, ``path``, ``sweeps()``, ``artifacts_types()``."""
+
+    def __init__(self, name: str, entity: str | None = None, api: Any = None) -> None:
         self.name = name
         self.entity = entity
+        self._api = api  # the wandb.Api that made it
+
+    @property
+    def path(self) -> list[str]:
+        return [self.entity or "", self.name]
+
+    def sweeps(self, per_page: int = 50) -> list[Sweep]:
+        """The project's sweeps, newest first, as ``wandb.Api().sweep()`` gives each (from a
+        server: the newest 50, what its listing route answers)."""
+        if self._api is None:
+            return []
+        tracklet_api = self._api._api
+        http = getattr(tracklet_api, "_http", None)
+        if http is not None:
+            listed = http.get_json(f"/api/v1/projects/{self.name}/sweeps")["sweeps"]
+        else:
+            from tracklet.sweeps.controller import list_sweeps
+
+            listed = [info for info in list_sweeps(tracklet_api.root) if info.get("project") == self.name]
+        from tracklet.errors import SweepNotFound
+
+        found = []
+        for info in listed:
+            try:
+                found.append(Sweep(tracklet_api.sweep(f"{self.name}/{info['id']}"), tracklet_api, self.entity))
+            except (SweepNotFound, ValueError):  # removed since it was listed, or unreadable: left out
+                continue
+        return found
+
+    def artifacts_types(self, per_page: int = 50) -> list[Any]:
+        """W&B's ``Project.artifacts_types()``: ``wandb.Api().artifact_types(project)``."""
+        return [] if self._api is None else self._api.artifact_types(self.name)
 
     def __repr__(self) -> str:
         return f"<Project {self.name}>"
@@ -1042,10 +1077,10 @@ class Api:
         return (parts[-2] if len(parts) > 1 else self._entity), parts[-1]
 
     def projects(self, entity: str | None = None, per_page: int = 200) -> list[Project]:
-        return [Project(name, entity or self._entity) for name in self._api.projects()]
+        return [Project(name, entity or self._entity, self) for name in self._api.projects()]
 
     def project(self, name: str, entity: str | None = None) -> Project:
-        return Project(name, entity or self._entity)
+        return Project(name, entity or self._entity, self)
 
     def runs(self, path: str | None = None, filters: dict[str, Any] | None = None, order: str = "+created_at",
              per_page: int = 50, include_sweeps: bool = True, lazy: bool = True) -> Runs:

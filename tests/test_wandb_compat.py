@@ -1068,6 +1068,25 @@ def test_w_and_b_module_paths_scripts_import_types_from_are_provided():
             assert getattr(found, name) is expected, (module, name)
 
 
+def test_wandb_integrations_not_provided_say_so_and_what_to_use_instead():
+    """``import wandb.sklearn`` (or ``wandb.integration.xgboost``, ``wandb.tensorboard``...) under the
+    redirect raises ModuleNotFoundError naming the integration and what to use instead, where it
+    read "No module named 'wandb.sklearn'", as if W&B were installed broken; ``wandb.sklearn`` the
+    same as an AttributeError. A name W&B doesn't have is still the plain error."""
+    from tracklet.compat.redirect import WandbRedirect
+
+    import tracklet.compat.wandb as wandb
+
+    finder = WandbRedirect()
+    for name, says in [("wandb.sklearn", "wandb.plot.confusion_matrix()"), ("wandb.integration.xgboost", "a callback of your own"),
+                       ("wandb.tensorboard", "tracklet import tensorboard"), ("wandb.keras", "wandb.integration.keras")]:
+        with pytest.raises(ModuleNotFoundError, match=rf"{name} \(W&B's .* is not provided by tracklet's W&B layer.*{says}"):
+            finder.find_spec(name)
+    assert finder.find_spec("wandb.nosuch") is None and finder.find_spec("wandb.plot") is not None
+    with pytest.raises(AttributeError, match="wandb.sklearn .* not provided"):
+        wandb.sklearn.plot_roc  # noqa: B018
+
+
 def test_resume_auto_without_an_id_continues_the_last_run_started_here_unless_it_finished(root, tmp_path, monkeypatch):
     """W&B's ``wandb.init(resume=True)`` / ``resume="auto"`` with no id (a preemptible job restarted
     in its directory): the last run started from this working directory is continued when it did not

@@ -879,8 +879,10 @@ def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
         assert list(frame.iterrows()) == [(0, [1.5, "a", True]), (1, [2.5, "b", False])]
         assert frame.get_dataframe()["x"].tolist() == [1.5, 2.5]
         run.log({"frame": frame})
+        run.log({"df": pd.DataFrame({"k": [1, 2], "v": ["p", "q"]})})  # W&B logs a DataFrame as a Table of it
         wandb.finish()
     recorded = tracklet.Api(root).run(f"tables/{run.id}")
+    assert recorded.table("df").to_pandas().to_dict("list") == {"k": [1, 2], "v": ["p", "q"]}
     assert recorded.table("preds").to_pandas().to_dict("list") == {"id": [0, 1, 2, 3],
                                                                    "label": ["cat", "cat", "dog", "cat"]}
     assert recorded.table("preds", step=0).count() == 2

@@ -26,8 +26,9 @@ def summary_value(key: str, value: Any, warn: bool = True) -> Any:
     (nested dicts too). A media object, table or chart is :data:`LEFT_OUT` (with one warning per
     type when ``warn``): W&B stores its file beside the summary; tracklet records media and tables
     through ``log()`` only (a logged key's summary is its last one)."""
-    from tracklet.compat.wandb.data_types import Histogram
+    from tracklet.compat.wandb.data_types import Histogram, recordable
 
+    value = recordable(value)  # a figure: an image, a DataFrame: a table (as W&B's val_to_json)
     if isinstance(value, Histogram):
         return value.to_tracklet()
     if isinstance(value, Mapping) and not isinstance(value, Summary):

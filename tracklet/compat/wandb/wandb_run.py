@@ -178,7 +178,7 @@ def _needs_stripping(data: Mapping[str, Any]) -> bool:
             if value and isinstance(value[0], data_types.WBValue):
                 return True
             continue
-        if figures.is_matplotlib(value) or figures.is_plotly(value):
+        if figures.is_matplotlib(value) or figures.is_plotly(value) or data_types.is_dataframe(value):
             return True
         if kind is not ModuleType and len(_PLAIN_TYPES) < _PLAIN_TYPES_MAX:  # (pyplot is a module: never cached)
             _PLAIN_TYPES.add(kind)

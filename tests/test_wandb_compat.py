@@ -702,6 +702,9 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
         assert handle.read() == "kept with the run"
     assert [row["loss"] for row in found.scan_history(keys=["loss"])] == [1.0, 0.5, pytest.approx(1 / 3)]
     assert len(found.history(pandas=False)) == 3
+    for read in (found.history, found.scan_history):  # W&B: "keys must be specified in a list" (and no rows)
+        with pytest.raises(wandb.errors.UsageError, match=r"keys must be specified in a list: keys=\['loss'\]"):
+            read(keys="loss")
 
     # run.update() saves config and summary edits: appended to the record log, nothing rewritten
     found.config["lr"] = 0.2

@@ -430,6 +430,9 @@ class Run:
               max_step: int | None = None, stream: str = "default") -> list[dict[str, Any]]:
         """The history's rows as W&B returns them: histograms, media and tables as W&B's JSON
         (``_media_json``), a step that logged only media or tables a row of its own."""
+        if isinstance(keys, (str, bytes)):  # W&B: "keys must be specified in a list", and no rows
+            raise UsageError(f"keys must be specified in a list: keys=[{keys!r}], not keys={keys!r} (which names "
+                             "no key: each of its characters would be one)")
         media: dict[int, dict[str, Any]] = {}
         if stream == "system" or stream == "events":
             columns = self._system_columns()

@@ -73,9 +73,8 @@ def _output_log(lines: Any) -> bytes:
 def wandb_file(run: Any, name: str) -> BytesFile | None:
     """The W&B file ``name`` (one of :data:`NAMES`) of ``run`` (``wandb.Api``'s ``Run``); None for
     ``output.log`` when the run wrote nothing to its console."""
-    if name == "output.log":
-        lines = run.console_logs()
-        return BytesFile(name, lambda: _output_log(lines)) if lines else None
+    if name == "output.log":  # listed when there is a line; all of them read only when downloaded
+        return BytesFile(name, lambda: _output_log(run.console_logs())) if run.console_logs(last=1) else None
     produce = {"config.yaml": _config_yaml, "wandb-summary.json": _summary_json,
                "wandb-metadata.json": _metadata_json}[name]
     return BytesFile(name, lambda: produce(run))

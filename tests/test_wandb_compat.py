@@ -508,6 +508,9 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     assert (wandb.config.lr, wandb.config["wd"], "batch" in wandb.config) == (0.2, 0.01, True)
     wandb.summary.best = 3
     assert wandb.summary["best"] == 3 and dict(run.summary) == {"best": 3}
+    # a summary op W&B doesn't have (W&B raises) is named as such, not as "not yet supported"
+    with pytest.warns(tracklet.TrackletWarning, match="'avg' is not a W&B summary op"):
+        wandb.define_metric("loss", summary="avg")
     run.finish()
     assert wandb.run is None
 

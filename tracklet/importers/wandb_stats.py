@@ -61,6 +61,28 @@ def tracklet_name(name: str) -> tuple[str, float] | None:
     return None
 
 
+_TRACKLET_DIRECT = {tracklet: (wandb, factor) for wandb, (tracklet, factor) in _DIRECT.items()}
+_TRACKLET_GPU = {tracklet: wandb for wandb, tracklet in _GPU.items()}
+_TRACKLET_GPU_NAME = re.compile(r"^gpu\.(\d+)\.(\w+)$")
+_TRACKLET_CORE_NAME = re.compile(r"^cpu\.(\d+)\.percent$")
+
+
+def wandb_name(name: str) -> tuple[str, float] | None:
+    """The W&B gauge a tracklet system metric is (:func:`tracklet_name` backwards), and the factor
+    that turns tracklet's unit into W&B's (bytes into MB); None when W&B has no such gauge (its
+    counters, such as ``network.sent``, are totals where tracklet keeps rates)."""
+    if name in _TRACKLET_DIRECT:
+        wandb, factor = _TRACKLET_DIRECT[name]
+        return wandb, 1.0 / factor
+    match = _TRACKLET_GPU_NAME.match(name)
+    if match and match.group(2) in _TRACKLET_GPU:
+        return f"gpu.{match.group(1)}.{_TRACKLET_GPU[match.group(2)]}", 1.0
+    match = _TRACKLET_CORE_NAME.match(name)
+    if match:
+        return f"cpu.{match.group(1)}.cpu_percent", 1.0
+    return None
+
+
 def stats_records(samples: Iterable[tuple[float, dict[str, float]]]) -> list[pb.Record]:
     """One ``SystemStats`` record per W&B sample (``(time, {name: value})``, in time order)."""
     records = []

@@ -421,9 +421,20 @@ class Run:
 
     def _system_columns(self) -> Any:
         """The system metrics' ``History`` (window means), from the record log or from a server
-        (whose ``RemoteRun.system_metrics`` gives series: ``system_history`` gives the columns)."""
+        (whose ``RemoteRun.system_metrics`` gives series: ``system_history`` gives the columns),
+        with each metric W&B has also under W&B's name and unit (``system.gpu.0.gpu``,
+        ``system.cpu``, ``system.proc.memory.rssMB``...: ``wandb_stats.wandb_name``), as W&B's
+        ``history(stream="events")`` and ``system_metrics`` name them."""
+        from tracklet.importers.wandb_stats import wandb_name
+
         remote = getattr(self._recorded, "system_history", None)
-        return remote() if remote is not None else self._recorded.system_metrics()
+        columns = remote() if remote is not None else self._recorded.system_metrics()
+        for name in list(columns):
+            found = wandb_name(name)
+            if found is not None and f"system.{found[0]}" not in columns:
+                factor = found[1]
+                columns[f"system.{found[0]}"] = [None if value is None else value * factor for value in columns[name]]
+        return columns
 
     # history
     def _rows(self, keys: Sequence[str] | None, x_axis: str = "_step", min_step: int | None = None,

@@ -423,9 +423,9 @@ class Run:
         """The system metrics' ``History`` (window means), from the record log or from a server
         (whose ``RemoteRun.system_metrics`` gives series: ``system_history`` gives the columns),
         with each metric W&B has also under W&B's name and unit (``system.gpu.0.gpu``,
-        ``system.cpu``, ``system.proc.memory.rssMB``...: ``wandb_stats.wandb_name``), as W&B's
+        ``system.cpu``, ``system.proc.memory.rssMB``...: ``wandb_system_names.wandb_name``), as W&B's
         ``history(stream="events")`` and ``system_metrics`` name them."""
-        from tracklet.importers.wandb_stats import wandb_name
+        from tracklet.compat.wandb_system_names import wandb_name
 
         remote = getattr(self._recorded, "system_history", None)
         columns = remote() if remote is not None else self._recorded.system_metrics()

@@ -154,5 +154,12 @@ run.finish()
     system = wandb_run.history(stream="system", pandas=False)
     assert [row["cpu.percent"] for row in system] == pytest.approx(local["cpu.percent"])
     assert wandb_run.system_metrics["cpu.percent"] == pytest.approx(local["cpu.percent"][-1])
+    # ... also under W&B's names and units (bytes as MB), as W&B's history(stream="events") and
+    # system_metrics give them, from the server and from the data root alike
+    assert [row["system.memory_percent"] for row in system] == pytest.approx(local["memory.percent"])
+    assert wandb_run.system_metrics["system.proc.memory.rssMB"] == pytest.approx(local["process.rss_bytes"][-1] / 2**20)
+    events = WandbApi(overrides={"root": str(root)}).run("live/page").history(stream="events", keys=["system.cpu"],
+                                                                               pandas=False)
+    assert [row["system.cpu"] for row in events] == [v for v in local["process.cpu_percent"] if v is not None]
     assert "requirements.txt" in run.files()
     assert run.metadata["command"][-1] == "-c"

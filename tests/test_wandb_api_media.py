@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 import tracklet
 import tracklet.compat.wandb as wandb
@@ -20,7 +21,8 @@ from tracklet.core.values import Histogram
 @pytest.fixture
 def logged(root, monkeypatch) -> str:
     monkeypatch.setenv("TRACKLET_DIR", str(root))
-    run = wandb.init(project="media", settings=wandb.Settings(silent=True))
+    run = wandb.init(project="media", config={"lr": 0.1, "layers": [64, 64]}, settings=wandb.Settings(silent=True))
+    print("training starts")
     for step in range(2):
         pixels = np.full((4, 6, 3), 40 * step, dtype=np.uint8)
         run.log({"loss": 1.0 / (step + 1), "img": wandb.Image(pixels, caption=f"step {step}"),
@@ -122,12 +124,18 @@ def test_downloads_stay_under_root_whatever_the_name(root, monkeypatch, servers,
     assert not outside.exists() and sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["a"]
 
 
-def test_file_download_takes_wandbs_arguments(api, logged, tmp_path):
+def test_run_files_are_wandbs_and_download_with_its_arguments(api, logged, tmp_path):
     """W&B's ``File.download(root, replace, exist_ok, api)``: a script passing its Api works, for a
-    run file and a media file alike; exist_ok keeps the file, replace writes it again."""
+    run file and a media file alike; exist_ok keeps the file, replace writes it again.
+
+    ``run.files()`` lists what a W&B run's files hold, so a notebook that fetches ``output.log``,
+    ``config.yaml``, ``wandb-summary.json`` or ``wandb-metadata.json``, or downloads every ``.png``
+    of a run, works unchanged: each is written in W&B's format, from the data root and from a
+    server alike (until session 28 only the run's own ``files/`` were listed, and
+    ``run.file("output.log").download()`` raised). (One test: each test here makes a run and a server.)"""
     run = api.run(logged)
     image = run.summary["img"]["path"]
-    names = [image] + [f.name for f in run.files()]
+    names = list(dict.fromkeys([image] + [f.name for f in run.files()]))  # files() lists the media too
     if "base_url" not in api.settings:  # a server serves the files `tracklet sync` sent it: none here
         assert "requirements.txt" in names, names  # a media file and the run's files (File)
     for name in names:
@@ -140,6 +148,42 @@ def test_file_download_takes_wandbs_arguments(api, logged, tmp_path):
             run.file(name).download(root=str(tmp_path))
         run.file(name).download(root=str(tmp_path), replace=True, api=api).close()
         assert target.read_bytes() != b"kept"
+
+    # W&B's own files and every logged media file and table are listed, in W&B's formats
+    assert {"config.yaml", "output.log", "wandb-metadata.json", "wandb-summary.json"} <= set(names), names
+    assert {run.summary["img"]["path"], run.summary["preds"]["path"]} <= set(names)
+    assert sum(name.endswith(".png") for name in names) == 4  # 2 steps of img, the pair
+    assert [f.name for f in run.files(names=["config.yaml", "nothing"])] == ["config.yaml"]
+
+    def read(name: str) -> str:
+        with run.file(name).download(root=str(tmp_path), replace=True) as handle:
+            text = handle.read()
+        assert run.file(name).size == len(text.encode())
+        return text
+
+    assert yaml.safe_load(read("config.yaml")) == {"layers": {"value": [64, 64]}, "lr": {"value": 0.1}}  # wandb-core's
+    summary = json.loads(read("wandb-summary.json"))
+    assert summary["loss"] == 0.5 and summary["img"] == run.summary["img"] and summary["h"]["_type"] == "histogram"
+    assert "training starts" in read("output.log").splitlines()
+    metadata = json.loads(read("wandb-metadata.json"))
+    assert metadata["startedAt"] == run.created_at and metadata["host"] == run.metadata["host"]
+    command = run.metadata["command"]
+    assert [metadata["program"], *metadata["args"]] == command[1:]  # W&B's sys.argv[0], sys.argv[1:]
+
+    # W&B's docs' run.upload_file(path, root) adds a file to a finished run (its path below root is
+    # its name), locally and on a server; File.delete() is refused, naming the file (both raised
+    # AttributeError)
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out" / "sub" / "model.txt").write_text("weights")
+    assert run.upload_file(str(tmp_path / "out" / "sub" / "model.txt"), root=str(tmp_path / "out")).name == "sub/model.txt"
+    again = api.run(logged)
+    assert again.file("sub/model.txt").download(root=str(tmp_path / "dl")).read() == "weights"
+    with pytest.raises(ValueError, match="not under root"):
+        run.upload_file(str(tmp_path / "out" / "sub" / "model.txt"), root=str(tmp_path / "elsewhere"))
+    files = {f.name: f for f in again.files()}
+    for name in ("sub/model.txt", "config.yaml", again.summary["img"]["path"]):  # kept, made, logged
+        with pytest.raises(wandb.errors.UnsupportedError, match=rf"File.delete\(\) is not supported.*{name}"):
+            files[name].delete()
 
 
 def test_metrics_alone_read_no_media_or_tables(api, logged, monkeypatch):
@@ -170,3 +214,4 @@ def test_metrics_alone_read_no_media_or_tables(api, logged, monkeypatch):
     edited.summary["loss"] = 2.0
     del edited.summary["h"]
     assert set(edited.summary) >= {"img", "preds", "pair"} and "h" not in edited.summary
+

@@ -65,6 +65,10 @@ def _check(api: wandb.Api, sweep_id: str) -> None:
     assert sweep.url == f"{base}/projects/wb/sweeps/{sweep_id}"
     assert sweep.to_html(height=300) == f'<iframe src="{sweep.url}" style="border:none;width:100%;height:300px;"></iframe>'
     assert sweep._repr_html_() == sweep.to_html()
+    # W&B's Project.sweeps(), a notebook's way to find a project's sweeps (it raised AttributeError)
+    project = api.project("wb", entity="someone")
+    assert [found.id for found in project.sweeps()] == [sweep_id] and project.path == ["someone", "wb"]
+    assert project.sweeps()[0].best_run().id == sweep.best_run().id and api.project("other").sweeps() == []
 
 
 def test_a_sweep_reads_its_config_state_runs_and_best_run(root, swept):

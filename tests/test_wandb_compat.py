@@ -508,6 +508,9 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     assert (wandb.config.lr, wandb.config["wd"], "batch" in wandb.config) == (0.2, 0.01, True)
     wandb.summary.best = 3
     assert wandb.summary["best"] == 3 and dict(run.summary) == {"best": 3}
+    # a summary op W&B doesn't have (W&B raises) is named as such, not as "not yet supported"
+    with pytest.warns(tracklet.TrackletWarning, match="'avg' is not a W&B summary op"):
+        wandb.define_metric("loss", summary="avg")
     run.finish()
     assert wandb.run is None
 
@@ -670,6 +673,10 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     for step in range(3):
         wandb.log({"loss": 1.0 / (step + 1), "weights": wandb.Histogram([1, 2, 2, 3], num_bins=2)})
     run.summary["best"] = float("nan")
+    run.summary["final_weights"] = wandb.Histogram([1, 2, 2, 3], num_bins=2)  # W&B keeps the histogram
+    with warnings_recorded() as caught:
+        run.summary.update({"sample": wandb.Table(columns=["a"], data=[[1]])})  # W&B: its file; here: log() it
+    assert [str(w.message) for w in caught if "summary['sample'] = wandb.Table" in str(w.message)], caught
     with open(os.path.join(run.dir, "notes.txt"), "w") as handle:
         handle.write("kept with the run")
     run_id = run.id
@@ -688,15 +695,19 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     (exported,) = summary_list
     assert exported["loss"] == pytest.approx(1 / 3) and exported["best"] != exported["best"]  # NaN kept
     assert exported["weights"] == {"_type": "histogram", "values": [1, 3], "bins": [1.0, 2.0, 3.0]}
+    assert exported["final_weights"] == exported["weights"] and "sample" not in exported  # not its repr text
     json.dumps(exported)  # JSON data, as in W&B
     assert api.run(f"export/{run_id}").summary_metrics["weights"] == exported["weights"]
 
     found = api.run(f"export/{run_id}")
-    assert [f.name for f in found.files()] == ["notes.txt"]
+    assert [f.name for f in found.files()] == ["config.yaml", "notes.txt", "wandb-metadata.json", "wandb-summary.json"]
     with found.file("notes.txt").download(root=str(tmp_path / "down")) as handle:
         assert handle.read() == "kept with the run"
     assert [row["loss"] for row in found.scan_history(keys=["loss"])] == [1.0, 0.5, pytest.approx(1 / 3)]
     assert len(found.history(pandas=False)) == 3
+    for read in (found.history, found.scan_history):  # W&B: "keys must be specified in a list" (and no rows)
+        with pytest.raises(wandb.errors.UsageError, match=r"keys must be specified in a list: keys=\['loss'\]"):
+            read(keys="loss")
 
     # run.update() saves config and summary edits: appended to the record log, nothing rewritten
     found.config["lr"] = 0.2
@@ -733,6 +744,21 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     with pytest.raises(wandb.errors.UsageError, match="tags must be a list of strings"):
         saved.update()  # refused whole: nothing of it is saved
     assert wandb.Api().run(f"export/{run_id}").tags == [*again.tags]
+    # W&B's summary.update() saves the summary at once, alone (its docs' snippet calls no run.update())
+    fresh = wandb.Api().run(f"export/{run_id}")
+    fresh.config["lr"] = 9
+    fresh.summary["checked"] = True
+    fresh.summary["accuracy_histogram"] = wandb.Histogram([1, 2, 2, 3], num_bins=2)  # W&B's docs' snippet
+    fresh.summary.update()
+    fresh.summary.update({"score": 0.5})
+    reread = wandb.Api().run(f"export/{run_id}")
+    assert (reread.summary["checked"], reread.summary["score"], reread.config["lr"]) == (True, 0.5, 0.3)
+    assert reread.summary["accuracy_histogram"] == exported["weights"]
+    reread.summary["sample"] = wandb.Table(columns=["a"], data=[[1]])
+    reread.summary["also"] = 1
+    with pytest.raises(wandb.errors.UsageError, match=r"summary\['sample'\] holds a wandb.Table"):
+        reread.summary.update()
+    assert "also" not in wandb.Api().run(f"export/{run_id}").summary  # nothing of it saved
 
     # a run still being recorded belongs to its writer: refused, nothing lost
     live = wandb.init(project="export", name="live", settings=settings, reinit="finish_previous")
@@ -742,6 +768,8 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     reading.config["lr"] = 1
     with pytest.raises(wandb.errors.CommError, match="being written"):
         reading.update()
+    with pytest.raises(wandb.errors.CommError, match="being written"):
+        reading.summary.update({"x": 2})
     wandb.finish()
     assert tracklet.Api(root).run(f"export/{live.id}").history(["x"])["x"] == [1]
 
@@ -857,8 +885,10 @@ def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
         assert list(frame.iterrows()) == [(0, [1.5, "a", True]), (1, [2.5, "b", False])]
         assert frame.get_dataframe()["x"].tolist() == [1.5, 2.5]
         run.log({"frame": frame})
+        run.log({"df": pd.DataFrame({"k": [1, 2], "v": ["p", "q"]})})  # W&B logs a DataFrame as a Table of it
         wandb.finish()
     recorded = tracklet.Api(root).run(f"tables/{run.id}")
+    assert recorded.table("df").to_pandas().to_dict("list") == {"k": [1, 2], "v": ["p", "q"]}
     assert recorded.table("preds").to_pandas().to_dict("list") == {"id": [0, 1, 2, 3],
                                                                    "label": ["cat", "cat", "dog", "cat"]}
     assert recorded.table("preds", step=0).count() == 2
@@ -1044,6 +1074,56 @@ def test_w_and_b_module_paths_scripts_import_types_from_are_provided():
         for name in names:
             expected = {"generate_id": wandb.util.generate_id, "PublicApi": wandb.Api}.get(name) or getattr(wandb, name)
             assert getattr(found, name) is expected, (module, name)
+
+
+def test_shared_mode_secondary_processes_record_runs_of_their_own_in_the_primarys_group(root):
+    """W&B's "track all processes to a single run" (``mode="shared"``: the primary starts run
+    ``id``, the other ranks pass that ``id`` with ``x_primary=False``): a secondary rank's init
+    raised "already exists; pass resume='allow'" and stopped its training (in the primary's process:
+    recorded nothing). tracklet keeps one
+    writer per run: a secondary records ``<id>-<x_label>``, grouped with the primary (one warning),
+    and its restarted job continues that run. (Two ranks in one process here, as two live runs.)"""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"console": "off", "x_disable_stats": True, "disable_git": True}
+    primary = wandb.init(project="ddp", id="shr01", settings=wandb.Settings(mode="shared", x_primary=True,
+                                                                            x_label="rank_0", **quiet))
+    secondary_settings = wandb.Settings(mode="shared", x_primary=False, x_label="rank_1", x_update_finish_state=False,
+                                        **quiet)
+    with warnings_recorded() as caught:
+        secondary = wandb.init(project="ddp", id="shr01", settings=secondary_settings, reinit="create_new")
+    assert [str(w.message) for w in caught if "its own run 'shr01-rank_1' in group 'shr01'" in str(w.message)]
+    assert not [w for w in caught if "not yet supported" in str(w.message)], caught  # x_update_finish_state
+    primary.log({"loss": 1.0})
+    secondary.log({"loss_rank1": 2.0})
+    secondary.finish()
+    primary.finish()
+    again = wandb.init(project="ddp", id="shr01", settings=secondary_settings)  # the job restarted
+    again.log({"loss_rank1": 3.0})
+    again.finish()
+    runs = {run.id: run for run in wandb.Api().runs("ddp", filters={"group": "shr01"})}
+    assert sorted(runs) == ["shr01", "shr01-rank_1"] and runs["shr01-rank_1"].name == "rank_1"
+    assert [row["loss_rank1"] for row in runs["shr01-rank_1"].scan_history(keys=["loss_rank1"])] == [2.0, 3.0]
+    assert [row["loss"] for row in runs["shr01"].scan_history(keys=["loss"])] == [1.0]
+
+
+def test_wandb_integrations_not_provided_say_so_and_what_to_use_instead():
+    """``import wandb.sklearn`` (or ``wandb.integration.xgboost``, ``wandb.tensorboard``...) under the
+    redirect raises ModuleNotFoundError naming the integration and what to use instead, where it
+    read "No module named 'wandb.sklearn'", as if W&B were installed broken; ``wandb.sklearn`` the
+    same as an AttributeError. A name W&B doesn't have is still the plain error."""
+    from tracklet.compat.redirect import WandbRedirect
+
+    import tracklet.compat.wandb as wandb
+
+    finder = WandbRedirect()
+    for name, says in [("wandb.sklearn", "wandb.plot.confusion_matrix()"), ("wandb.integration.xgboost", "a callback of your own"),
+                       ("wandb.tensorboard", "tracklet import tensorboard"), ("wandb.keras", "wandb.integration.keras")]:
+        with pytest.raises(ModuleNotFoundError, match=rf"{name} \(W&B's .* is not provided by tracklet's W&B layer.*{says}"):
+            finder.find_spec(name)
+    assert finder.find_spec("wandb.nosuch") is None and finder.find_spec("wandb.plot") is not None
+    with pytest.raises(AttributeError, match="wandb.sklearn .* not provided"):
+        wandb.sklearn.plot_roc  # noqa: B018
 
 
 def test_resume_auto_without_an_id_continues_the_last_run_started_here_unless_it_finished(root, tmp_path, monkeypatch):

@@ -134,6 +134,8 @@ def test_the_wandb_command_refuses_what_it_cannot_do(root, tmp_path, capsys):
     assert main(["sweep", "--stop", "nosuch1"]) == 2 and "no sweep 'nosuch1'" in capsys.readouterr().err
     assert main(["sweep", "--update", "abc", "x.yaml"]) == 2 and "--update" in capsys.readouterr().err
     assert main(["frob"]) == 2 and "`wandb frob` is not provided" in capsys.readouterr().err
+    # a job script's `wandb sync` after offline training: the message names what to run instead
+    assert main(["sync", "wandb/offline-run-x"]) == 2 and "`tracklet sync --all`" in capsys.readouterr().err
     assert main(["login"]) == 0  # accepted: nothing to log in to
     assert not (root / "sweeps").exists() or not any((root / "sweeps").iterdir())  # nothing was created
 

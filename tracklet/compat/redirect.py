@@ -40,6 +40,23 @@ TARGET = "tracklet.compat.wandb"
 # its tracing library Weave (whose op / init / Evaluation map onto tracklet's, docs/tracing.md).
 TARGETS = {"wandb": TARGET, "weave": "tracklet.compat.weave"}
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "integrations" / "_launch"
+# W&B's integrations the compat layer does not provide: ``import wandb.<name>`` raises
+# ModuleNotFoundError saying so and what to use instead (rather than "No module named ...", which
+# reads as a broken W&B install). docs/wandb-compat.md, "Frameworks".
+_LOGGED_BY_HAND = "log its metrics with wandb.log() from a callback of your own"
+NOT_PROVIDED = {
+    "sklearn": ("scikit-learn", "log wandb.plot.confusion_matrix(), wandb.plot.roc_curve() or wandb.plot.pr_curve() "
+                "(numpy only) instead"),
+    "xgboost": ("XGBoost", _LOGGED_BY_HAND),
+    "lightgbm": ("LightGBM", _LOGGED_BY_HAND),
+    "catboost": ("CatBoost", _LOGGED_BY_HAND),
+    "sb3": ("Stable-Baselines3", _LOGGED_BY_HAND),
+    "ultralytics": ("Ultralytics", _LOGGED_BY_HAND),
+    "fastai": ("fastai", _LOGGED_BY_HAND),
+    "tensorboard": ("TensorBoard", "`tracklet import tensorboard LOGDIR` records TensorBoard event files as a run"),
+    "keras": ("Keras", "W&B's old path wandb.keras is gone: import WandbMetricsLogger, WandbModelCheckpoint or "
+              "WandbCallback from wandb.integration.keras"),
+}
 # importlib's default for find_distributions: a query for every distribution.
 _ALL_DISTRIBUTIONS = importlib.metadata.DistributionFinder.Context()
 
@@ -102,6 +119,8 @@ class WandbRedirect(importlib.abc.MetaPathFinder):
             found = importlib.util.find_spec(alias)
         except ModuleNotFoundError:
             found = None
+        if found is None and top == "wandb":
+            _refuse_integration(fullname)
         if found is None:
             # Not part of the compat layer: the path finders then look only in the compat package's
             # directory, so ``import wandb.X`` fails as for a missing module rather than reaching a
@@ -114,6 +133,17 @@ class WandbRedirect(importlib.abc.MetaPathFinder):
     def find_distributions(self, context: Any = _ALL_DISTRIBUTIONS) -> Iterator[Any]:
         if _is_wandb_name(getattr(context, "name", None)):
             yield _CompatDistribution()
+
+
+def _refuse_integration(fullname: str) -> None:
+    """ModuleNotFoundError naming a W&B integration the compat layer does not provide
+    (``wandb.sklearn``, ``wandb.integration.xgboost``, ...) and what to use instead."""
+    parts = fullname.split(".")
+    name = parts[2] if len(parts) > 2 and parts[1] == "integration" else parts[1] if len(parts) > 1 else ""
+    if name in NOT_PROVIDED:
+        what, instead = NOT_PROVIDED[name]
+        raise ModuleNotFoundError(f"{fullname} (W&B's {what} integration) is not provided by tracklet's W&B layer "
+                                  f"(docs/wandb-compat.md, Frameworks); {instead}", name=fullname)
 
 
 _redirect: WandbRedirect | None = None

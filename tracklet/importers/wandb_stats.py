@@ -13,52 +13,12 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from tracklet.compat.wandb_system_names import MIB, tracklet_name
 from tracklet.proto import records_pb2 as pb
 
-MIB = 1024 * 1024
-
-# W&B name → (tracklet name, factor)
-_DIRECT = {
-    "cpu": ("process.cpu_percent", 1.0),
-    "memory_percent": ("memory.percent", 1.0),
-    "proc.memory.availableMB": ("memory.available_bytes", MIB),
-    "proc.memory.rssMB": ("process.rss_bytes", MIB),
-    "proc.cpu.threads": ("process.threads", 1.0),
-    "disk./.usagePercent": ("disk.percent", 1.0),
-}
-_GPU = {
-    "gpu": "utilization_percent",
-    "memory": "memory_utilization_percent",
-    "memoryAllocated": "memory_percent",
-    "memoryAllocatedBytes": "memory_used_bytes",
-    "temp": "temperature_celsius",
-    "powerWatts": "power_watts",
-    "powerPercent": "power_percent",
-    "enforcedPowerLimitWatts": "power_limit_watts",
-    "smClock": "sm_clock_mhz",
-    "memoryClock": "memory_clock_mhz",
-    "fanSpeed": "fan_percent",
-    "correctedMemoryErrors": "ecc_corrected_errors",
-    "uncorrectedMemoryErrors": "ecc_uncorrected_errors",
-}
-_GPU_NAME = re.compile(r"^gpu\.(\d+)\.(\w+)$")
-_CORE_NAME = re.compile(r"^cpu\.(\d+)\.cpu_percent$")
 _DISK_IO = re.compile(r"^disk\.[^/]+\.(in|out)$")
 # Cumulative counters: W&B name pattern → (tracklet rate name, factor to bytes)
 _COUNTERS = {"network.sent": ("network.sent_bytes_per_s", 1.0), "network.recv": ("network.received_bytes_per_s", 1.0)}
-
-
-def tracklet_name(name: str) -> tuple[str, float] | None:
-    """The tracklet name and unit factor of a W&B gauge, or None when it has no counterpart."""
-    if name in _DIRECT:
-        return _DIRECT[name]
-    match = _GPU_NAME.match(name)
-    if match and match.group(2) in _GPU:
-        return f"gpu.{match.group(1)}.{_GPU[match.group(2)]}", 1.0
-    match = _CORE_NAME.match(name)
-    if match:
-        return f"cpu.{match.group(1)}.percent", 1.0
-    return None
 
 
 def stats_records(samples: Iterable[tuple[float, dict[str, float]]]) -> list[pb.Record]:

@@ -213,6 +213,12 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
+    from tracklet.compat.redirect import NOT_PROVIDED
+
+    if name in NOT_PROVIDED:
+        what, instead = NOT_PROVIDED[name]
+        raise AttributeError(f"wandb.{name} (W&B's {what} integration) is not provided by tracklet's W&B layer "
+                             f"(docs/wandb-compat.md, Frameworks); {instead}")
     raise AttributeError(f"module 'wandb' (tracklet's W&B compatibility layer) has no attribute {name!r}")
 
 

@@ -25,6 +25,15 @@ from tracklet.compat.wandb._messages import termerror, termlog, termwarn
 
 SWEEP_STATES = {"stop": "stopped", "cancel": "stopped", "pause": "paused", "resume": "running"}
 ACCEPTED = frozenset({"login", "online", "offline", "disabled", "enabled"})  # nothing to do in tracklet
+# What to run instead, for commands job scripts use after training (an offline run's upload, a
+# run's files): tracklet has them under its own names.
+HINTS = {
+    "sync": ": tracklet recorded the runs in its data root as they ran (no wandb/offline-run-* folders); "
+            "`tracklet sync --all` (or `tracklet sync PROJECT/RUN_ID`) sends them to the tracklet server at "
+            "$TRACKLET_BASE_URL",
+    "artifact": ": use `tracklet artifact` (ls, get, put, rm, gc)",
+    "restore": ": `tracklet reproduce PROJECT/RUN_ID` checks out a run's code, diff and config",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = next((a for a in args_list if not a.startswith("-")), None)
     if first is not None and first not in known:
         termerror(f"`wandb {first}` is not provided by tracklet's W&B layer (only `wandb sweep` and "
-                  "`wandb agent`); see docs/wandb-compat.md")
+                  f"`wandb agent`){HINTS.get(first, '')}; see docs/wandb-compat.md")
         return 2
     args = _parser().parse_args(args_list)
     if args.version:

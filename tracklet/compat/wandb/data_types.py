@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any, Sequence
 
@@ -153,10 +154,19 @@ class Plotly(_Plotly, WBValue):
         return Image(val) if _figures.is_matplotlib(val) else cls(val)
 
 
+def is_dataframe(value: Any) -> bool:
+    """``value`` is a pandas ``DataFrame`` (W&B's ``is_pandas_data_frame``; pandas is not imported)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
 def recordable(value: Any) -> Any:
     """What ``log()`` records for ``value``: a matplotlib figure (or ``pyplot``) becomes an
-    ``Image``, a plotly figure a ``Plotly``, a ``Plotly`` made of a matplotlib figure its image;
-    anything else is returned as it is."""
+    ``Image``, a plotly figure a ``Plotly``, a ``Plotly`` made of a matplotlib figure its image, a
+    pandas ``DataFrame`` a ``Table`` of it (as W&B's ``val_to_json`` makes one); anything else is
+    returned as it is."""
+    if is_dataframe(value):
+        return Table(dataframe=value)
     if isinstance(value, Plotly):
         return value._image if value._image is not None else value
     if _figures.is_matplotlib(value):

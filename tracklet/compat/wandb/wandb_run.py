@@ -178,7 +178,7 @@ def _needs_stripping(data: Mapping[str, Any]) -> bool:
             if value and isinstance(value[0], data_types.WBValue):
                 return True
             continue
-        if figures.is_matplotlib(value) or figures.is_plotly(value):
+        if figures.is_matplotlib(value) or figures.is_plotly(value) or data_types.is_dataframe(value):
             return True
         if kind is not ModuleType and len(_PLAIN_TYPES) < _PLAIN_TYPES_MAX:  # (pyplot is a module: never cached)
             _PLAIN_TYPES.add(kind)
@@ -402,8 +402,12 @@ class Run:
                     op = "min" if goal.startswith("min") else "max"
                 if op in _SUMMARY_OPS:
                     modes.append(op)
-                else:
+                elif op in ("best", "copy"):  # W&B's, kept as the last value here ("best" needs a goal)
                     not_supported(f"define_metric(summary={op!r})", "the summary keeps the last value instead")
+                else:  # W&B raises wandb.Error ("Unhandled define_metric() arg: summary op")
+                    warn_once(f"define-op-{op}", f"define_metric({name!r}, summary={op!r}): {op!r} is not a W&B summary "
+                              "op (min, max, mean, first, last, none; best with goal=, copy), which W&B refuses; the "
+                              "summary keeps the last value")
             for arg, value in (("overwrite", overwrite), ("goal", goal if "best" not in (summary or "") else None)):
                 if value is not None:
                     not_supported(f"define_metric({arg}=...)", "it is ignored")

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Any
+from typing import Any, Callable
 
 # tracklet's media kind -> (W&B's media folder, W&B's _type)
 _KINDS = {
@@ -154,13 +154,57 @@ class Logged:
         return set(self.last)
 
 
-class MediaFile:
+class BytesFile:
+    """A run file whose bytes tracklet makes when it is read (``run.file(name)``), downloaded as
+    W&B's ``File.download`` writes one: ``root/<name>``, opened for reading."""
+
+    def __init__(self, name: str, produce: Callable[[], bytes] | None = None) -> None:
+        self.name = name
+        self._produce = produce
+        self._data: bytes | None = None
+
+    def _bytes(self) -> bytes:
+        if self._data is None:
+            assert self._produce is not None
+            self._data = self._produce()
+        return self._data
+
+    @property
+    def size(self) -> int:
+        return len(self._bytes())
+
+    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api: Any = None) -> Any:
+        """The file written to ``root/<name>``, opened for reading (as W&B's ``File.download``;
+        ``api``, W&B's Api to download with, is accepted: the run's own reader is used)."""
+        target = download_target(root, self.name)
+        if os.path.exists(target) and not (replace or exist_ok):
+            raise ValueError(f"File already exists, pass replace=True to overwrite: {target}")
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        if not os.path.exists(target) or replace:
+            partial = f"{target}.partial"
+            with open(partial, "wb") as out:
+                out.write(self._bytes())
+            os.replace(partial, target)
+        return open(target)
+
+    def delete(self) -> None:
+        """Refused (``UnsupportedError``): see ``_run_files.refuse_delete``."""
+        from tracklet.compat.wandb.apis._run_files import refuse_delete
+
+        refuse_delete(self.name)
+
+    def __repr__(self) -> str:
+        return f"<File {self.name}>"
+
+
+class MediaFile(BytesFile):
     """``run.file("media/images/img_3_<id>.png")``: a logged media item or table under the path
     its summary or history JSON names, downloaded as W&B's file (a table as W&B's table JSON,
     ``{"columns": [...], "data": [[...], ...]}``)."""
 
     def __init__(self, recorded: Any, name: str, source: tuple[str, Any]) -> None:
-        self._recorded, self.name, self._source = recorded, name, source
+        super().__init__(name)
+        self._recorded, self._source = recorded, source
 
     def _bytes(self) -> bytes:
         kind, what = self._source
@@ -175,20 +219,3 @@ class MediaFile:
     def size(self) -> int:
         kind, what = self._source
         return int(what.size_bytes) if kind == "media" else len(self._bytes())
-
-    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api: Any = None) -> Any:
-        """The file written to ``root/<path>``, opened for reading (as W&B's ``File.download``;
-        ``api``, W&B's Api to download with, is accepted: the run's own reader is used)."""
-        target = download_target(root, self.name)
-        if os.path.exists(target) and not (replace or exist_ok):
-            raise ValueError(f"File already exists, pass replace=True to overwrite: {target}")
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        if not os.path.exists(target) or replace:
-            partial = f"{target}.partial"
-            with open(partial, "wb") as out:
-                out.write(self._bytes())
-            os.replace(partial, target)
-        return open(target)
-
-    def __repr__(self) -> str:
-        return f"<File {self.name}>"

@@ -74,7 +74,8 @@ class User:
 
 class HTTPSummary(dict):
     """A run's summary: a dict with attribute access (W&B's ``HTTPSummary``). Edits (item or
-    attribute assignment, ``update``, ``del``) are saved by ``run.update()``.
+    attribute assignment, ``del``) are saved by ``summary.update()`` (``update(dict)`` sets the
+    dict's keys first), as W&B's ``update`` saves the summary at once, or by ``run.update()``.
 
     ``more`` gives keys read only when first needed (a run's logged media and tables as W&B's
     JSON: reading them lists every item the run logged), each kept unless set already: a key
@@ -82,9 +83,18 @@ class HTTPSummary(dict):
     ``items``, ``values``, ``dict(summary)``, ``json.dumps``, ``copy``) ask for them first, so
     ``summary["loss"]`` reads no media."""
 
-    def __init__(self, data: Any = (), more: Any = None) -> None:
+    def __init__(self, data: Any = (), more: Any = None, save: Any = None) -> None:
         super().__init__(data)
         object.__setattr__(self, "_more", more)
+        object.__setattr__(self, "_save", save)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """W&B's ``summary.update(key_vals=None)``: set ``key_vals``' keys, then save the summary's
+        edits to the run (``Run.update`` for the summary alone), as W&B's saves it to its server."""
+        dict.update(self, *args, **kwargs)
+        save = self.__dict__.get("_save")
+        if save is not None:
+            save()
 
     def _complete(self) -> bool:
         """Add ``more``'s keys (once); whether there were any to ask for."""
@@ -240,7 +250,8 @@ class Run:
         ...}``: ``_media_json``)."""
         if self._summary is None:
             recorded = self._recorded
-            self._summary = HTTPSummary(self._summary_view(recorded, media=False), more=lambda: self._media_view())
+            self._summary = HTTPSummary(self._summary_view(recorded, media=False), more=lambda: self._media_view(),
+                                        save=lambda: self._save("run.summary.update()", everything=False))
         return self._summary
 
     def _logged(self) -> Any:
@@ -395,7 +406,12 @@ class Run:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return self._recorded.metadata
+        """Where and how the run ran (tracklet's metadata), with W&B's names for what it recorded
+        under its own: ``program``, ``args``, ``startedAt``, ``gpu``, ``gpu_count``, ``memory``,
+        ``cudaVersion`` (``_run_files.wandb_metadata``)."""
+        from tracklet.compat.wandb.apis._run_files import wandb_metadata
+
+        return wandb_metadata(self._recorded.metadata, self.created_at)
 
     @property
     def system_metrics(self) -> dict[str, Any]:
@@ -405,15 +421,29 @@ class Run:
 
     def _system_columns(self) -> Any:
         """The system metrics' ``History`` (window means), from the record log or from a server
-        (whose ``RemoteRun.system_metrics`` gives series: ``system_history`` gives the columns)."""
+        (whose ``RemoteRun.system_metrics`` gives series: ``system_history`` gives the columns),
+        with each metric W&B has also under W&B's name and unit (``system.gpu.0.gpu``,
+        ``system.cpu``, ``system.proc.memory.rssMB``...: ``wandb_system_names.wandb_name``), as W&B's
+        ``history(stream="events")`` and ``system_metrics`` name them."""
+        from tracklet.compat.wandb_system_names import wandb_name
+
         remote = getattr(self._recorded, "system_history", None)
-        return remote() if remote is not None else self._recorded.system_metrics()
+        columns = remote() if remote is not None else self._recorded.system_metrics()
+        for name in list(columns):
+            found = wandb_name(name)
+            if found is not None and f"system.{found[0]}" not in columns:
+                factor = found[1]
+                columns[f"system.{found[0]}"] = [None if value is None else value * factor for value in columns[name]]
+        return columns
 
     # history
     def _rows(self, keys: Sequence[str] | None, x_axis: str = "_step", min_step: int | None = None,
               max_step: int | None = None, stream: str = "default") -> list[dict[str, Any]]:
         """The history's rows as W&B returns them: histograms, media and tables as W&B's JSON
         (``_media_json``), a step that logged only media or tables a row of its own."""
+        if isinstance(keys, (str, bytes)):  # W&B: "keys must be specified in a list", and no rows
+            raise UsageError(f"keys must be specified in a list: keys=[{keys!r}], not keys={keys!r} (which names "
+                             "no key: each of its characters would be one)")
         media: dict[int, dict[str, Any]] = {}
         if stream == "system" or stream == "events":
             columns = self._system_columns()
@@ -483,20 +513,57 @@ class Run:
         """Every row (no sampling), as dicts; with ``keys``, only rows holding all of them."""
         return iter(self._rows(keys, min_step=min_step, max_step=max_step))
 
-    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list["File"]:
-        found = self._recorded.files()
-        return [File(self._recorded, n) for n in found if names is None or n in names]
+    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[Any]:
+        """The run's files by name, as W&B lists a run's files: its ``files/`` (``wandb.save``,
+        ``requirements.txt``, ``diff.patch``), W&B's ``config.yaml``, ``wandb-summary.json``,
+        ``wandb-metadata.json`` and ``output.log`` (made from the record: ``_run_files``), and each
+        logged media file and table under the ``media/...`` path its summary and history JSON
+        name. ``names``: only those."""
+        from tracklet.compat.wandb.apis import _run_files
+        from tracklet.compat.wandb.apis._media_json import MediaFile
+
+        wanted = None if names is None else set(names)
+        found: dict[str, Any] = {name: File(self._recorded, name) for name in self._recorded.files()
+                                 if wanted is None or name in wanted}
+        for name in _run_files.NAMES:
+            if name not in found and (wanted is None or name in wanted):
+                made = _run_files.wandb_file(self, name)
+                if made is not None:
+                    found[name] = made
+        if wanted is None or any(name.startswith("media/") for name in wanted):
+            for name, source in self._logged().files.items():
+                if name not in found and (wanted is None or name in wanted):
+                    found[name] = MediaFile(self._recorded, name, source)
+        return [found[name] for name in sorted(found)]
 
     def file(self, name: str) -> Any:
-        """A file of the run's ``files/``; or a logged media item or table under the ``path`` its
-        summary or history JSON names (``media/images/...``), downloaded as W&B's file."""
-        if name.startswith("media/") and name not in self._recorded.files():
-            from tracklet.compat.wandb.apis._media_json import MediaFile
+        """A file of the run's ``files/``; W&B's ``config.yaml``, ``wandb-summary.json``,
+        ``wandb-metadata.json`` or ``output.log`` made from the record; or a logged media item or
+        table under the ``path`` its summary or history JSON names (``media/images/...``),
+        downloaded as W&B's file."""
+        from tracklet.compat.wandb.apis import _run_files
 
-            source = self._logged().files.get(name)
-            if source is not None:
-                return MediaFile(self._recorded, name, source)
+        if name in _run_files.NAMES or name.startswith("media/"):
+            if name not in self._recorded.files():
+                if name in _run_files.NAMES:
+                    made = _run_files.wandb_file(self, name)
+                    if made is not None:
+                        return made
+                else:
+                    from tracklet.compat.wandb.apis._media_json import MediaFile
+
+                    source = self._logged().files.get(name)
+                    if source is not None:
+                        return MediaFile(self._recorded, name, source)
         return File(self._recorded, name)
+
+    def upload_file(self, path: str, root: str = ".") -> "File":
+        """W&B's ``run.upload_file(path, root=".")``: add the file to the run's files under its path
+        relative to ``root`` (the data root's ``files/``, or the server's copy for a run read from
+        one, as ``tracklet sync`` sends files) and return it (``_run_files.upload``)."""
+        from tracklet.compat.wandb.apis._run_files import upload
+
+        return File(self._recorded, upload(self._recorded, path, root))
 
     def update(self) -> None:
         """Save edits to ``config`` and ``summary``: appended to the run's record log as the
@@ -505,30 +572,41 @@ class Run:
         A run still being recorded is refused (its writer owns the log). Edits to ``name``,
         ``tags``, ``notes``, ``group`` and ``job_type`` are appended as one ``RunUpdate`` record,
         which readers, the store and the dashboard apply over the run's start."""
+        self._save("run.update()", everything=True)
+
+    def _save(self, call: str, everything: bool) -> None:
+        """Append the edits (``everything``: config, summary and run fields; else the summary's
+        alone, as W&B's ``summary.update()`` saves only the summary) to the run's record log."""
         from tracklet.core.api import RecordedRun
 
         if not isinstance(self._recorded, RecordedRun):
-            raise CommError("run.update() is not supported for runs read from a tracklet server yet; update the "
+            raise CommError(f"{call} is not supported for runs read from a tracklet server yet; update the "
                             "local copy and `tracklet sync` it")
         recorded = self._recorded.refresh()
         from tracklet.core.identity import checked_changes
 
-        try:
-            renamed = checked_changes({field: self._edited[field] for field in _EDITABLE if field in self._edited
-                                       and self._edited[field] != _recorded_field(recorded, field)})
-        except (TypeError, ValueError) as error:
-            raise UsageError(f"run.update(): {error}; nothing was saved") from None
-        config_set, config_removed = _changes(recorded.config, self._config)
+        renamed: dict[str, Any] = {}
+        config_set: dict[str, Any] = {}
+        config_removed: list[str] = []
+        if everything:
+            try:
+                renamed = checked_changes({field: self._edited[field] for field in _EDITABLE if field in self._edited
+                                           and self._edited[field] != _recorded_field(recorded, field)})
+            except (TypeError, ValueError) as error:
+                raise UsageError(f"{call}: {error}; nothing was saved") from None
+            config_set, config_removed = _changes(recorded.config, self._config)
         summary_set, summary_removed = _changes(self._summary_view(recorded), self._summary)
+        summary_set = _summary_values(summary_set)  # UsageError for media: nothing saved
         if not (renamed or config_set or config_removed or summary_set or summary_removed):
             return
         try:
             append_updates(recorded, config_set, config_removed, summary_set, summary_removed, renamed)
         except Exception as error:
-            raise CommError(f"run.update() could not save {recorded.path}: {error}") from error
-        self._config = self._summary = self._media = None
-        self._edited = {}
-        recorded.refresh()
+            raise CommError(f"{call} could not save {recorded.path}: {error}") from error
+        if everything:
+            self._config = self._summary = self._media = None
+            self._edited = {}
+        recorded.refresh()  # the summary object stays: it holds what is saved now
 
     def delete(self, delete_artifacts: bool = False) -> None:
         not_supported("wandb.Api run.delete()", "nothing is deleted (remove the run's directory to delete it)")
@@ -624,6 +702,28 @@ class Run:
         return f"<Run {'/'.join(p for p in self.path if p)} ({self.state})>"
 
 
+def _summary_values(changed: dict[str, Any]) -> dict[str, Any]:
+    """The summary's changed values as the summary records them (a ``wandb.Histogram`` as a
+    histogram); ``UsageError`` naming the key for a media object, table or chart (nested ones
+    too), which W&B saves as a file beside the summary and tracklet records only as a run logs it."""
+    from tracklet.compat.wandb._summary import summary_value
+
+    for key, value in changed.items():
+        label = _media_in(value)
+        if label is not None:
+            raise UsageError(f"run.summary[{key!r}] holds a {label}: tracklet records media, tables and charts "
+                             "only as a run logs them (run.log()), not in a recorded run's summary; nothing was saved")
+    return {key: summary_value(key, value, warn=False) for key, value in changed.items()}
+
+
+def _media_in(value: Any) -> str | None:
+    from tracklet.compat.wandb._summary import media_label
+
+    if isinstance(value, Mapping):
+        return next((label for label in map(_media_in, value.values()) if label is not None), None)
+    return media_label(value)
+
+
 def _recorded_field(recorded: Any, field: str) -> Any:
     value = getattr(recorded, field)
     return list(value) if field == "tags" else (value or None) if field != "name" else value
@@ -709,7 +809,10 @@ class File:
             if entry is None:
                 raise CommError(f"run {self._recorded.path} has no file {self.name!r}")
             return int(entry["size"])
-        return os.path.getsize(self.path)
+        try:
+            return os.path.getsize(self.path)
+        except FileNotFoundError:
+            raise CommError(f"run {self._recorded.path} has no file {self.name!r}") from None
 
     def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api: Any = None) -> Any:
         """The file copied to ``root/<name>`` (from a server, downloaded), opened for reading.
@@ -732,6 +835,16 @@ class File:
             except FileNotFoundError as error:
                 raise CommError(f"run {self._recorded.path} has no file {self.name!r}: {error}") from None
         return open(target)
+
+    def delete(self) -> None:
+        """W&B's ``File.delete()`` is refused (``UnsupportedError`` naming the file): tracklet keeps
+        a run's files with its record."""
+        from tracklet.compat.wandb.apis._run_files import refuse_delete
+
+        refuse_delete(self.name)
+
+    def __repr__(self) -> str:
+        return f"<File {self.name}>"
 
 
 class Sweep:
@@ -877,9 +990,44 @@ class Runs(list):
 
 
 class Project:
-    def __init__(self, name: str, entity: str | None = None) -> None:
+    """W&B's ``Project`` as ``wandb.Api().project(name)`` / ``projects()`` give it: ``name``,
+    ``entity``, ``path``, ``sweeps()``, ``artifacts_types()``."""
+
+    def __init__(self, name: str, entity: str | None = None, api: Any = None) -> None:
         self.name = name
         self.entity = entity
+        self._api = api  # the wandb.Api that made it
+
+    @property
+    def path(self) -> list[str]:
+        return [self.entity or "", self.name]
+
+    def sweeps(self, per_page: int = 50) -> list[Sweep]:
+        """The project's sweeps, newest first, as ``wandb.Api().sweep()`` gives each (from a
+        server: the newest 50, what its listing route answers)."""
+        if self._api is None:
+            return []
+        tracklet_api = self._api._api
+        http = getattr(tracklet_api, "_http", None)
+        if http is not None:
+            listed = http.get_json(f"/api/v1/projects/{self.name}/sweeps")["sweeps"]
+        else:
+            from tracklet.sweeps.controller import list_sweeps
+
+            listed = [info for info in list_sweeps(tracklet_api.root) if info.get("project") == self.name]
+        from tracklet.errors import SweepNotFound
+
+        found = []
+        for info in listed:
+            try:
+                found.append(Sweep(tracklet_api.sweep(f"{self.name}/{info['id']}"), tracklet_api, self.entity))
+            except (SweepNotFound, ValueError):  # removed since it was listed, or unreadable: left out
+                continue
+        return found
+
+    def artifacts_types(self, per_page: int = 50) -> list[Any]:
+        """W&B's ``Project.artifacts_types()``: ``wandb.Api().artifact_types(project)``."""
+        return [] if self._api is None else self._api.artifact_types(self.name)
 
     def __repr__(self) -> str:
         return f"<Project {self.name}>"
@@ -943,10 +1091,10 @@ class Api:
         return (parts[-2] if len(parts) > 1 else self._entity), parts[-1]
 
     def projects(self, entity: str | None = None, per_page: int = 200) -> list[Project]:
-        return [Project(name, entity or self._entity) for name in self._api.projects()]
+        return [Project(name, entity or self._entity, self) for name in self._api.projects()]
 
     def project(self, name: str, entity: str | None = None) -> Project:
-        return Project(name, entity or self._entity)
+        return Project(name, entity or self._entity, self)
 
     def runs(self, path: str | None = None, filters: dict[str, Any] | None = None, order: str = "+created_at",
              per_page: int = 50, include_sweeps: bool = True, lazy: bool = True) -> Runs:

@@ -207,3 +207,45 @@ def test_a_damaged_chunk_is_a_500_naming_the_file_and_lost_bytes_a_404_saying_wh
         assert "'textures/wood.png'" in detail and "missing" in detail and "not uploaded yet" not in detail
     finally:
         moved.rename(blob)
+
+
+def test_an_object_store_blob_is_hashed_once_while_its_etag_stays_and_again_once_rewritten(s3rver, piecewise):
+    """A file stored whole on S3, past ``IN_MEMORY_BYTES``, was read and hashed whole for every request:
+    each Range request of a video (one per seek) read the whole object. It is hashed once and
+    remembered under the object's size and ETag; bytes rewritten in place change the ETag, so they
+    are hashed again and refused, and the original bytes put back are served again."""
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.errors import ArtifactError
+    from tracklet.server.verified_files import VerifiedFiles
+
+    options = {"endpoint_url": s3rver, "key": S3_KEY, "secret": S3_SECRET}
+    blobs = FsspecBlobStore(f"s3://{BUCKET}/{uuid.uuid4().hex}", options)
+    data = random.Random(3).randbytes(300_000)
+    digest, _ = blobs.put_bytes(data)
+    verified = VerifiedFiles()
+
+    def served(start: int = 0, end: int | None = None) -> bytes:
+        reader, size = artifact_source._open_whole(blobs, digest, "file 'v.mp4'", verified, "missing")
+        try:
+            assert size == len(data)
+            reader.seek(start, end)
+            return reader.read()
+        finally:
+            reader.close()
+
+    assert served() == data
+    for start in (0, 100_000, 299_990):  # a seek each
+        assert served(start, start + 5_000) == data[start:start + 5_000]
+    assert verified.hashed_files == 1
+    s3 = s3_filesystem(s3rver)
+    key = blobs._path(digest)
+    damaged = bytearray(data)
+    damaged[200_000] ^= 0xFF
+    s3.pipe_file(key, bytes(damaged))  # same size, other bytes: another ETag
+    with pytest.raises(ArtifactError, match="damaged"):
+        served(0, 10)
+    with pytest.raises(ArtifactError, match="damaged"):  # not remembered as good meanwhile
+        served(0, 10)
+    s3.pipe_file(key, data)
+    assert served(150_000) == data[150_000:] and verified.hashed_files == 4
+    assert served(10, 20) == data[10:20] and verified.hashed_files == 4

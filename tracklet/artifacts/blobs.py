@@ -299,6 +299,19 @@ class FsspecBlobStore:
         path = self._path(digest)
         return os.stat(path).st_size if self.local else int(self.fs.size(path))
 
+    def object_identity(self, digest: str) -> tuple[str, ...] | None:
+        """What an object store says of a stored blob that changes whenever its bytes do: its
+        size and ETag (or version id, or generation), asked afresh, not from fsspec's listing
+        cache. None for a local store (``local_path`` has the file) and for a store that says
+        nothing of the kind; ``FileNotFoundError`` when the blob is not stored."""
+        if self.local:
+            return None
+        path = self._path(digest)
+        self.fs.invalidate_cache(path)
+        info = self.fs.info(path)
+        marks = tuple(f"{key}={info[key]}" for key in ("ETag", "etag", "VersionId", "generation") if info.get(key))
+        return (f"size={info.get('size')}", *marks) if marks else None
+
 
 def _read_up_to(handle: Any, count: int) -> bytes:
     """``count`` bytes, fewer only at the end of the file (one ``read`` may return less)."""

@@ -119,3 +119,8 @@ class PackedBlobStore(FsspecBlobStore):
     def local_path(self, digest: str) -> Any:
         """The blob's own file on a local directory; None for a packed blob (no file of its own)."""
         return None if self.place(digest) is not None else super().local_path(digest)
+
+    def object_identity(self, digest: str) -> tuple[str, ...] | None:
+        """The blob's own object's size and ETag; None for a packed blob (read and checked whole
+        each time it is opened: it is at most ``PACKED_BLOB_BYTES``)."""
+        return None if self.place(digest) is not None else super().object_identity(digest)

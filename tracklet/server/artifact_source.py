@@ -283,7 +283,8 @@ def _open_whole(blobs: Any, digest: str, what: str, verified: Any, missing: str)
     """Blob ``digest`` (a file stored whole), opened checked: up to ``IN_MEMORY_BYTES`` read and
     hashed whole; larger, a local file through ``verified`` (``VerifiedFiles``: hashed once per
     piece while unchanged, each piece served compared with its hash), an object store's hashed
-    whole as it is streamed, then opened again to be served (objects never change in place)."""
+    whole as it is streamed, once while the store says the same of it (its size and ETag), then
+    opened again to be served."""
     import hashlib
 
     try:
@@ -304,12 +305,20 @@ def _open_whole(blobs: Any, digest: str, what: str, verified: Any, missing: str)
         if pieces is None:
             raise ArtifactError(damaged)
         return _Handle(verified.reader(path, digest, pieces), size), size
-    hasher = hashlib.sha256()
-    with blobs.open(digest) as handle:
-        while piece := handle.read(_PIECE):
-            hasher.update(piece)
-    if hasher.hexdigest() != digest:
-        raise ArtifactError(damaged)
+    # An object store's blob is hashed whole once, then remembered while the store says the same of
+    # it (its ETag): a video's Range requests (a seek each) don't each read and hash it whole.
+    identity = blobs.object_identity(digest)
+    name = f"{blobs.url}/{digest}"
+    if identity is None or not verified.object_checked(name, digest, identity):
+        hasher = hashlib.sha256()
+        with blobs.open(digest) as handle:
+            while piece := handle.read(_PIECE):
+                hasher.update(piece)
+        holds = hasher.hexdigest() == digest
+        unchanged = identity is not None and blobs.object_identity(digest) == identity  # while it was hashed
+        verified.object_hashed(name, digest, identity if unchanged else None, holds)
+        if not holds:
+            raise ArtifactError(damaged)
     return _Handle(blobs.open(digest), size), size
 
 

@@ -99,7 +99,7 @@ class VerifiedFiles:
         self.settled_ns = settled_ns
         self.hashed_files = 0  # files hashed so far (every check that was not remembered)
         self.damaged_pieces = 0  # pieces found to differ from their check while served
-        self._checked: OrderedDict[tuple[str, str], tuple[_Identity, bytes]] = OrderedDict()
+        self._checked: OrderedDict[tuple[str, str], tuple[_Identity | tuple[str, ...], bytes]] = OrderedDict()
         self._piece_bytes = 0
         self._lock = threading.Lock()
         self._hashing: dict[tuple[str, str], tuple[threading.Lock, list[int]]] = {}
@@ -131,6 +131,29 @@ class VerifiedFiles:
             if found is not None:
                 return found
             return self._check(key, path, digest)
+
+    def object_checked(self, name: str, digest: str, identity: tuple[str, ...]) -> bool:
+        """Whether the object-store blob ``name`` was found to hold the bytes whose sha256 is
+        ``digest`` while the store said ``identity`` of it (``FsspecBlobStore.object_identity``:
+        an overwrite changes its ETag), so that it need not be hashed whole again. An object
+        store keeps its own checksums of what it holds, so no pieces are kept: what rot a disk
+        hides from its file system, a store's checksums find."""
+        with self._lock:
+            found = self._checked.get((name, digest))
+            if found is None or found[0] != identity:
+                return False
+            self._checked.move_to_end((name, digest))
+            return True
+
+    def object_hashed(self, name: str, digest: str, identity: tuple[str, ...] | None, holds: bool) -> None:
+        """``name`` was hashed whole: remembered if it holds ``digest``'s bytes and the store said
+        ``identity`` of it before and after, else forgotten (hashed again next time)."""
+        with self._lock:
+            self.hashed_files += 1
+        if holds and identity is not None:
+            self._remember((name, digest), identity, b"")
+        else:
+            self._forget((name, digest))
 
     def reader(self, path: Path, digest: str, pieces: bytes) -> PieceReader:
         """A :class:`PieceReader` of the file, whose damage found drops its check."""
@@ -171,7 +194,7 @@ class VerifiedFiles:
             self._forget(key)
         return pieces if holds else None
 
-    def _remember(self, key: tuple[str, str], identity: _Identity, pieces: bytes) -> None:
+    def _remember(self, key: tuple[str, str], identity: _Identity | tuple[str, ...], pieces: bytes) -> None:
         with self._lock:
             old = self._checked.pop(key, None)
             if old is not None:

@@ -1076,37 +1076,6 @@ def test_w_and_b_module_paths_scripts_import_types_from_are_provided():
             assert getattr(found, name) is expected, (module, name)
 
 
-def test_shared_mode_secondary_processes_record_runs_of_their_own_in_the_primarys_group(root):
-    """W&B's "track all processes to a single run" (``mode="shared"``: the primary starts run
-    ``id``, the other ranks pass that ``id`` with ``x_primary=False``): a secondary rank's init
-    raised "already exists; pass resume='allow'" and stopped its training (in the primary's process:
-    recorded nothing). tracklet keeps one
-    writer per run: a secondary records ``<id>-<x_label>``, grouped with the primary (one warning),
-    and its restarted job continues that run. (Two ranks in one process here, as two live runs.)"""
-    import tracklet.compat.wandb as wandb
-
-    quiet = {"console": "off", "x_disable_stats": True, "disable_git": True}
-    primary = wandb.init(project="ddp", id="shr01", settings=wandb.Settings(mode="shared", x_primary=True,
-                                                                            x_label="rank_0", **quiet))
-    secondary_settings = wandb.Settings(mode="shared", x_primary=False, x_label="rank_1", x_update_finish_state=False,
-                                        **quiet)
-    with warnings_recorded() as caught:
-        secondary = wandb.init(project="ddp", id="shr01", settings=secondary_settings, reinit="create_new")
-    assert [str(w.message) for w in caught if "its own run 'shr01-rank_1' in group 'shr01'" in str(w.message)]
-    assert not [w for w in caught if "not yet supported" in str(w.message)], caught  # x_update_finish_state
-    primary.log({"loss": 1.0})
-    secondary.log({"loss_rank1": 2.0})
-    secondary.finish()
-    primary.finish()
-    again = wandb.init(project="ddp", id="shr01", settings=secondary_settings)  # the job restarted
-    again.log({"loss_rank1": 3.0})
-    again.finish()
-    runs = {run.id: run for run in wandb.Api().runs("ddp", filters={"group": "shr01"})}
-    assert sorted(runs) == ["shr01", "shr01-rank_1"] and runs["shr01-rank_1"].name == "rank_1"
-    assert [row["loss_rank1"] for row in runs["shr01-rank_1"].scan_history(keys=["loss_rank1"])] == [2.0, 3.0]
-    assert [row["loss"] for row in runs["shr01"].scan_history(keys=["loss"])] == [1.0]
-
-
 def test_wandb_integrations_not_provided_say_so_and_what_to_use_instead():
     """``import wandb.sklearn`` (or ``wandb.integration.xgboost``, ``wandb.tensorboard``...) under the
     redirect raises ModuleNotFoundError naming the integration and what to use instead, where it

@@ -251,8 +251,6 @@ def init(
         settings=tracklet_settings or None,
         reinit="create_new" if reinit == "create_new" else None,  # the others were dealt with above
     )
-    if wandb_mode == "shared" and arguments["mode"] != "disabled":
-        _shared(arguments, given)
     resume_file = None
     if auto_resume and arguments["mode"] != "disabled" and not env.get("TRACKLET_SWEEP_ID") \
             and not env.get("TRACKLET_REPRODUCE"):  # a sweep trial or a reproduction has its own run
@@ -279,31 +277,6 @@ def init(
     if save_code if save_code is not None else (given.get("save_code") or _flag(env.get("WANDB_SAVE_CODE"))):
         _save_program(made)
     return made
-
-
-def _shared(arguments: dict[str, Any], given: dict[str, Any]) -> None:
-    """W&B's ``mode="shared"`` (every process of a distributed job logging to one run: the primary,
-    ``x_primary=True``, starts it; the others pass its ``id`` with ``x_primary=False``). tracklet
-    keeps one writer per run, so each secondary process records a run of its own,
-    ``<id>-<x_label>`` (continued if it exists: a restarted job), and the processes' runs share a
-    group, the one given or the primary's run id: ``api.runs(filters={"group": ...})`` reads them
-    together. The primary's run is the run ``id`` names, as in W&B. One warning says so."""
-    from tracklet.compat.wandb.util import generate_id
-
-    if arguments["id"] is None:
-        arguments["id"] = generate_id()
-    shared_id = arguments["id"]
-    arguments["group"] = arguments["group"] or shared_id
-    if given.get("x_primary", True) is not False:
-        return
-    label = _safe_name("x_label", given.get("x_label")) or f"pid{os.getpid()}"
-    arguments["id"] = _safe_name("run id", f"{shared_id}-{label}")
-    arguments["name"] = arguments["name"] or label
-    arguments["resume"] = "allow"
-    warn_once("shared-mode", f"mode='shared' with x_primary=False: tracklet keeps one writer per run, so this "
-              f"process records its own run {arguments['id']!r} in group {arguments['group']!r}, beside the primary's "
-              f"run {shared_id!r} (read them together with wandb.Api().runs(filters={{'group': "
-              f"{arguments['group']!r}}}))")
 
 
 def _autoresume_file(data_root: str | None) -> Path:

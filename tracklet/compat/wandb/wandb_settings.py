@@ -37,7 +37,6 @@ IGNORED = frozenset({
     "console_multipart", "x_label", "x_primary", "x_stats_sampling_interval", "_stats_sample_rate_seconds",
     "force", "host", "username", "email", "notebook_name", "relogin", "identity_token_file", "credentials_file",
     "x_show_operation_stats", "max_end_of_run_history_metrics", "max_end_of_run_summary_metrics",
-    "x_update_finish_state",  # mode="shared": a secondary process records a run of its own (_init._shared)
 })
 
 

@@ -215,6 +215,10 @@ def init(
     if given.get("disable_git") or given.get("x_disable_meta") or given.get("_disable_meta") \
             or _flag(env.get("WANDB_DISABLE_GIT")):
         tracklet_settings["capture_environment"] = False
+    if given.get("x_primary") is False:  # W&B's shared mode: another process's run, this one's part of it
+        tracklet_settings["primary"] = False
+        if given.get("x_label") is not None:
+            tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
 
     tag_list = pick(tags, "run_tags", "WANDB_TAGS")
     if isinstance(tag_list, str):

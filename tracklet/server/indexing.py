@@ -98,8 +98,8 @@ class StoreIndexer:
         entry = known.get((paths.project, paths.run_id))
         if entry is None or entry[1] == "running":
             return False
-        try:
-            return self._indexer.source.size(paths) == entry[0]
+        try:  # a shared run's parts (its secondary writers' logs) may have grown: indexed again
+            return self._indexer.source.size(paths) == entry[0] and not paths.parts()
         except Exception:
             return False
 

@@ -426,10 +426,118 @@ class Indexer:
             group.append(paths)
             if len(group) >= self.group_runs:
                 self._index_group(group, report)
+                self._index_parts(group, report)
                 group = []
         if group:
             self._index_group(group, report)
+            self._index_parts(group, report)
         return report
+
+    def _index_parts(self, group: list[RunPaths], report: IndexReport) -> None:
+        """Ingest the new records of each shared run's parts (its secondary writers' logs,
+        ``parts/<label>.tlog``) into the run, by ``core/parts.py``'s rules, after the run's own
+        log: its row must exist (a part whose primary hasn't started waits on disk). Each part's
+        offset, keys and state are kept in the run's ``metadata["parts"]``. Only logs on disk have
+        parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
+        if not isinstance(self.source, LocalLogs):
+            return
+        for paths in group:
+            for label in paths.parts():
+                try:
+                    while True:
+                        with self._transaction() as connection:
+                            points, read, more = self._fold_part(connection, paths, label)
+                        report.points += points
+                        report.bytes_read += read
+                        if not more:
+                            break
+                except Exception as error:  # this part's transaction rolled back; the others go on
+                    reason = failure_reason(error)
+                    log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
+                    report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
+
+    def _fold_part(self, connection: sa.Connection, paths: RunPaths, label: str) -> tuple[int, int, bool]:
+        """Ingest up to ``chunk_bytes`` of part ``label`` of run ``paths``; returns (points
+        added, bytes read, whether more chunks follow)."""
+        from types import SimpleNamespace
+
+        from tracklet.core.parts import console_text, history_key, part_state_label, system_key
+
+        project_id = self._project_id(connection, paths.project)
+        self._lock_run(connection, paths)
+        row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
+        if row is None:  # the run's own log isn't indexed yet: the part waits for it
+            return 0, 0, False
+        metadata = dict(row.metadata or {})
+        known_parts = dict(metadata.get("parts") or {})
+        info = dict(known_parts.get(label) or {})
+        offset = int(info.get("offset", 0))
+        part = paths.part_paths(label)
+        size = self.source.size(part)
+        if size < offset:  # replaced by a shorter log: what was indexed of it stays; say so
+            self.damaged.append(f"{paths.project}/{paths.run_id}: part {label} is shorter than indexed "
+                                f"({size} < {offset} bytes); `tracklet index --rebuild` indexes it again")
+            return 0, 0, False
+        if size == offset:
+            if info.get("state") == "running" and self.source.alive(part) is False:
+                info["state"] = "crashed"
+                known_parts[label] = info
+                metadata["parts"] = known_parts
+                connection.execute(_UPDATE_RUN, {"run_pk": row.id, "metadata": store_json(metadata)})
+            return 0, 0, False
+        result = self.source.read_from(part, offset, self.chunk_bytes)
+        fold = _RunFold(SimpleNamespace(config={}, summary={}, keys=list(info.get("keys") or []), last_step=None,
+                                        metadata=None))
+        decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
+        decoder.fold(result.payloads, fold.apply)
+        self._note_damage(paths, result, decoder)
+        more = offset < result.end_offset < size and offset + self.chunk_bytes < size
+        exit = fold.exit
+        state = part_state_label(exit, None if exit is not None or more else self.source.alive(part))
+        if exit is None and not fold.reopened and info.get("state") in ("finished", "failed"):
+            state = info["state"]
+        joined = state != "running"
+        values: dict[str, Any] = {}
+        points = self._write_series(connection, row.id, "number", {
+            stored_key(history_key(label, key)): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
+            None, joined)
+        if fold.summary_changed:
+            values["summary"] = {**(row.summary or {}),
+                                 **{stored_key(history_key(label, key)): value for key, value in fold.summary.items()}}
+        if fold.config_changed:
+            config, owned = dict(row.config or {}), set(info.get("config_keys") or [])
+            for key, value in fold.config.items():
+                if key not in config or key in owned:  # the primary's keys are the primary's
+                    config[key] = value
+                    owned.add(key)
+            values["config"] = config
+            info["config_keys"] = sorted(owned)
+        if fold.data.console:
+            write_console(connection, row.id, [(when, stream, console_text(label, text))
+                                               for when, stream, text in fold.data.console])
+        if fold.data.alerts:
+            write_alerts(connection, row.id, [(when, level, console_text(label, title), text)
+                                              for when, level, title, text in fold.data.alerts])
+        if fold.data.window_times:
+            after = info.get("system_ms")
+            for kind, by_name in fold.data.system_series(int(after) if after is not None else None).items():
+                renamed = {stored_key(system_key(label, name)): found for name, found in by_name.items()}
+                self._write_series(connection, row.id, kind, renamed, None, joined)
+                info["system_ms"] = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
+                                        + ([int(after)] if after is not None else []))
+        if fold.fields.get("host"):
+            info["host"] = fold.fields["host"]
+        if fold.data.metadata.get("pid"):
+            info["pid"] = fold.data.metadata["pid"]
+        info.update(offset=result.end_offset, keys=fold.keys, state=state,
+                    exit_code=exit.exit_code if exit is not None else info.get("exit_code") if state != "running"
+                    else None, last_step=fold.last_step if fold.last_step is not None else info.get("last_step"))
+        known_parts[label] = info
+        metadata["parts"] = known_parts
+        values["metadata"] = metadata
+        connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(values)})
+        self._tails.take(row.id, None)  # the run's series changed behind what the indexer kept of them
+        return points, result.end_offset - offset, more
 
     def drop_derived(self) -> None:
         """Delete every row of the tables derived from record logs, in one transaction. Projects
@@ -775,7 +883,7 @@ class Indexer:
         """A run whose writer died without an exit record is crashed, though its log didn't grow."""
         if row.state == "running" and self.source.alive(paths) is False:
             connection.execute(runs.update().where(runs.c.id == row.id).values(
-                state="crashed", summary=self._summary_from_log(paths)))
+                state="crashed", summary={**self._summary_from_log(paths), **_part_summary(row)}))
             join_open_blocks(connection, row.id)
 
     def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
@@ -800,7 +908,7 @@ class Indexer:
         values: dict[str, Any] = dict(fold.fields)
         values.update(self._state(fold, row, paths, final))
         if values.get("state") == "crashed":
-            fold.summary = self._summary_from_log(paths)
+            fold.summary = {**self._summary_from_log(paths), **_part_summary(row)}
             fold.summary_changed = True
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
@@ -882,6 +990,14 @@ class Indexer:
         if shared is None:
             writer.flush()
         return total
+
+
+def _part_summary(row: Any) -> dict[str, Any]:
+    """The summary keys a shared run's parts gave its row (``<label>/<key>``, core/parts.py)."""
+    labels = tuple(f"{label}/" for label in ((row.metadata or {}).get("parts") or {})) if row is not None else ()
+    if not labels:
+        return {}
+    return {key: value for key, value in (row.summary or {}).items() if key.startswith(labels)}
 
 
 def forget_run(connection: sa.Connection, run_pk: int) -> None:

@@ -1,0 +1,238 @@
+"""Shared runs (W&B's shared mode): several processes write one run, each into its own log.
+
+Real writer processes into one data root: secondaries that start before the primary's log
+exists, one killed mid-run, one that goes on after the primary finished; then the readers that
+show the merged run (``tracklet.Api``'s ``RecordedRun``, the store, the dashboard's API) and an
+unmodified W&B shared-mode script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+import tracklet
+from tracklet.core.warn import TrackletWarning
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "shared1"
+
+WRITER = """
+import os, sys, time
+import tracklet
+root, label, mode = sys.argv[1:4]
+settings = {"dir": root, "flush_interval": 0.1, "capture_environment": False,
+            "system_metrics": label == "rank_1", "system_interval": 0.1, "system_window": 0.2}
+if label != "primary":
+    settings.update(primary=False, label=label)
+base = {"primary": 0, "rank_1": 100, "rank_2": 200, "rank_3": 300}[label]
+run = tracklet.init(project="p", id=sys.argv[4], config={label + "_cfg": 1, "lr": 0.1 if label == "primary" else 9},
+                    settings=settings)
+for step in range(5):
+    run.log({"loss": base + step})
+print("hello from", label, flush=True)
+if mode == "hang":  # killed mid-run: what it flushed stays
+    time.sleep(0.5)
+    open(os.path.join(root, label + ".ready"), "w").close()
+    time.sleep(120)
+if mode == "after":  # goes on after the primary finished
+    while not os.path.exists(os.path.join(root, "primary.done")):
+        time.sleep(0.05)
+    run.log({"late": 7}, step=5)
+if label == "rank_1":
+    time.sleep(1.4)  # a system metrics window
+run.finish()
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_CONSOLE": "wrap"}
+
+
+def _writer(root: Path, label: str, mode: str = "plain", run_id: str = RUN) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(root), label, mode, run_id], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def shared_root(tmp_path_factory) -> Path:
+    """Secondaries start first (no run.tlog yet), rank_2 is killed mid-run, the primary finishes
+    while rank_3 still records."""
+    root = tmp_path_factory.mktemp("shared")
+    rank_1 = _writer(root, "rank_1")
+    rank_2 = _writer(root, "rank_2", "hang")
+    rank_3 = _writer(root, "rank_3", "after")
+    _wait_for(root / "rank_2.ready", rank_2)
+    assert not (root / "projects" / "p" / "runs" / RUN / "run.tlog").exists()  # the race: no primary yet
+    rank_2.send_signal(signal.SIGKILL)
+    rank_2.wait()
+    primary = _writer(root, "primary")
+    out, err = primary.communicate(timeout=120)
+    assert primary.returncode == 0, err
+    (root / "primary.done").touch()
+    for process in (rank_1, rank_3):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    return root
+
+
+def test_recorded_run_merges_every_writer(shared_root):
+    run = tracklet.Api(shared_root).run(f"p/{RUN}")
+    assert run.state == "finished"  # the primary's, though rank_2 crashed and rank_3 ended later
+    parts = run.parts
+    assert {label: info["state"] for label, info in parts.items()} == {
+        "rank_1": "finished", "rank_2": "crashed", "rank_3": "finished"}
+    assert parts["rank_1"]["exit_code"] == 0 and parts["rank_2"]["exit_code"] is None
+    history = run.history()
+    assert history["_step"] == [0, 1, 2, 3, 4, 5]  # rows of every writer merged by step
+    assert history["loss"] == [0, 1, 2, 3, 4, None]
+    assert history["rank_1/loss"] == [100, 101, 102, 103, 104, None]
+    assert history["rank_2/loss"] == [200, 201, 202, 203, 204, None]  # flushed before the kill
+    assert history["rank_3/late"] == [None] * 5 + [7]  # logged after the primary finished
+    assert run.summary["loss"] == 4 and run.summary["rank_3/loss"] == 304 and run.summary["rank_2/loss"] == 204
+    assert run.config["lr"] == 0.1  # the primary's value wins
+    assert run.config["rank_1_cfg"] == 1 and run.config["primary_cfg"] == 1
+    texts = [line.text for line in run.console]
+    assert "hello from primary" in texts and "[rank_1] hello from rank_1" in texts
+    assert "[rank_2] hello from rank_2" in texts
+    system = run.system_metrics()
+    assert any(name.endswith("/l:rank_1") for name in system)  # each node's metrics under its label
+
+
+def test_store_and_api_index_every_part(shared_root):
+    api = tracklet.Api(shared_root)
+    report = api.index()
+    assert not report.failed
+    store = api.store
+    keys = store.metric_keys("p")
+    assert {"loss", "rank_1/loss", "rank_2/loss", "rank_3/loss", "rank_3/late"} <= set(keys)
+    row = store.run("p", RUN)
+    assert row["state"] == "finished"
+    assert row["summary"]["rank_3/late"] == 7 and row["summary"]["loss"] == 4
+    assert row["config"]["lr"] == 0.1 and row["config"]["rank_3_cfg"] == 1
+    assert {label: info["state"] for label, info in row["metadata"]["parts"].items()} == {
+        "rank_1": "finished", "rank_2": "crashed", "rank_3": "finished"}
+    found = {h.key: list(h.values) for h in api.history([f"p/{RUN}"], keys=["loss", "rank_2/loss"], buckets=None)}
+    assert found == {"loss": [0, 1, 2, 3, 4], "rank_2/loss": [200, 201, 202, 203, 204]}
+    again = api.index()  # nothing new: no part is read twice
+    assert again.points == 0
+    assert [list(h.values) for h in api.history([f"p/{RUN}"], keys=["rank_1/loss"], buckets=None)] == [
+        [100, 101, 102, 103, 104]]
+    api.close()
+
+
+def test_dashboard_api_shows_the_merged_run(shared_root):
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+
+    with TestClient(create_app(shared_root, auth=False)) as client:
+        console = client.get(f"/api/v1/runs/p/{RUN}/console").json()
+        texts = [line["text"] for line in console["lines"]]
+        assert "[rank_3] hello from rank_3" in texts and "hello from primary" in texts
+        names = client.get(f"/api/v1/runs/p/{RUN}/system/names").json()
+        assert any(name.endswith("/l:rank_1") for name in json.dumps(names).split('"'))
+        history = client.get(f"/api/v1/runs/p/{RUN}/history", params={"keys": "rank_1/loss"})
+        assert history.status_code == 200 and "rank_1/loss" in history.text
+
+
+def test_parts_indexed_as_they_grow(tmp_path):
+    """A secondary that ends after an index pass, then restarts under its label (appending to
+    its part): each pass adds only what is new."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    primary = tracklet.init(project="p", id="grow", settings=quiet, reinit="create_new")
+    primary.log({"loss": 1.0})
+    primary.finish()
+    api = tracklet.Api(tmp_path)
+    api.index()
+    for values in ([1, 2], [3]):
+        secondary = tracklet.init(project="p", id="grow", settings={**quiet, "primary": False, "label": "w1"},
+                                  reinit="create_new")
+        for value in values:
+            secondary.log({"acc": value})
+        secondary.finish()
+        api.index()
+    assert [list(h.values) for h in api.history(["p/grow"], keys=["w1/acc"], buckets=None)] == [[1, 2, 3]]
+    assert tracklet.Api(tmp_path).run("p/grow").history(["w1/acc"])["w1/acc"] == [1, 2, 3]
+    api.close()
+
+
+def test_secondary_needs_an_id_and_a_free_label(tmp_path):
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "primary": False, "label": "r1"}
+    with pytest.raises(ValueError, match="pass id="):
+        tracklet.init(project="p", settings=quiet, reinit="create_new")
+    with pytest.raises(ValueError, match="label"):
+        tracklet.init(project="p", id="x", settings={**quiet, "label": "../up"}, reinit="create_new")
+    first = tracklet.init(project="p", id="x", settings=quiet, reinit="create_new")
+    try:
+        with pytest.raises(ValueError, match="live in this process"):
+            tracklet.init(project="p", id="x", settings=quiet, reinit="create_new")
+    finally:
+        first.finish()
+
+
+def test_online_secondary_records_locally_with_a_warning(tmp_path):
+    settings = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "mode": "online",
+                "base_url": "http://127.0.0.1:9", "primary": False, "label": "node2"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = tracklet.init(project="p", id="online1", settings=settings, reinit="create_new")
+    run.log({"x": 1})
+    run.finish()
+    assert any(issubclass(w.category, TrackletWarning) and "records locally only" in str(w.message) for w in caught)
+    assert (tmp_path / "projects" / "p" / "runs" / "online1" / "parts" / "node2.tlog").is_file()
+
+
+WANDB_DDP = """
+import json, os, subprocess, sys
+import wandb
+
+rank = int(os.environ.get("RANK", "0"))
+if rank == 0:
+    run = wandb.init(project="ddp", id="ddp1", settings=wandb.Settings(mode="shared", x_primary=True, x_label="rank_0"))
+    child = subprocess.Popen([sys.executable, __file__], env={**os.environ, "RANK": "1"})
+    assert child.wait() == 0
+else:
+    run = wandb.init(project="ddp", id="ddp1", settings=wandb.Settings(
+        mode="shared", x_primary=False, x_label="rank_1", x_update_finish_state=False))
+for step in range(3):
+    run.log({"loss": rank * 10 + step})
+print("rank", rank, "done")
+run.finish()
+if rank == 0:
+    print(json.dumps({"id": run.id}))
+"""
+
+
+def test_unmodified_wandb_shared_mode_script(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(WANDB_DDP))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(tmp_path / "data"),
+           "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"}
+    env.pop("RANK", None)
+    done = subprocess.run([sys.executable, "-m", "tracklet", "run", "--wandb", "--", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "not supported" not in done.stderr
+    run = tracklet.Api(tmp_path / "data").run("ddp/ddp1")
+    assert run.state == "finished" and run.parts["rank_1"]["state"] == "finished"
+    history = run.history()
+    assert history["loss"] == [0, 1, 2] and history["rank_1/loss"] == [10, 11, 12]
+    assert "[rank_1] rank 1 done" in [line.text for line in run.console]

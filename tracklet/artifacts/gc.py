@@ -199,7 +199,9 @@ def named_in_run_logs(data_root: Path, digests: set[str], unreadable: list[str] 
         return found
     pattern = re.compile(rb"[0-9a-f]{64}")
     overlap = 63
-    for paths in iter_runs(data_root):
+    logs = (log for run in iter_runs(data_root)  # a shared run's parts name blobs too (docs/shared-runs.md)
+            for log in (run, *(run.part_paths(label) for label in run.parts())))
+    for paths in logs:
         try:
             with open(paths.log_file, "rb") as handle:
                 tail = b""
@@ -294,6 +296,11 @@ def _running_since(data_root: Path) -> tuple[str, float] | None:
 
     first: tuple[str, float] | None = None
     for paths in iter_runs(data_root):
+        for label in paths.parts():  # a shared run's live secondary writers (docs/shared-runs.md)
+            part = paths.part_paths(label)
+            if writer_alive(part.log_file) and (started := RecordedRun(part).created_at) is not None \
+                    and (first is None or started < first[1]):
+                first = (f"{paths.project}/{paths.run_id} part {label}", started)
         alive = writer_alive(paths.log_file)  # a live writer: running (its log is not replayed)
         if alive is False:
             continue

@@ -153,24 +153,33 @@ def test_dashboard_api_shows_the_merged_run(shared_root):
         assert history.status_code == 200 and "rank_1/loss" in history.text
 
 
-def test_parts_indexed_as_they_grow(tmp_path):
+def test_parts_indexed_as_they_grow(tmp_path, store_url):
     """A secondary that ends after an index pass, then restarts under its label (appending to
-    its part): each pass adds only what is new."""
+    its part): each pass adds only what is new; its media are the run's, under its label."""
+    import numpy as np
+
     quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
     primary = tracklet.init(project="p", id="grow", settings=quiet, reinit="create_new")
     primary.log({"loss": 1.0})
     primary.finish()
-    api = tracklet.Api(tmp_path)
+    api = tracklet.Api(tmp_path, store_url=store_url)
     api.index()
     for values in ([1, 2], [3]):
         secondary = tracklet.init(project="p", id="grow", settings={**quiet, "primary": False, "label": "w1"},
                                   reinit="create_new")
         for value in values:
             secondary.log({"acc": value})
+        if values == [3]:
+            secondary.log({"img": tracklet.Image(np.zeros((4, 4, 3), dtype=np.uint8))})
         secondary.finish()
-        api.index()
+        report = api.index()
+        assert not report.failed and not report.damaged
     assert [list(h.values) for h in api.history(["p/grow"], keys=["w1/acc"], buckets=None)] == [[1, 2, 3]]
-    assert tracklet.Api(tmp_path).run("p/grow").history(["w1/acc"])["w1/acc"] == [1, 2, 3]
+    assert [row["key"] for row in api.store.media("p", "grow")] == ["w1/img"]
+    assert api.store.run("p", "grow")["metadata"]["parts"]["w1"]["state"] == "finished"
+    run = tracklet.Api(tmp_path).run("p/grow")
+    assert run.history(["w1/acc"])["w1/acc"] == [1, 2, 3, None]
+    assert [item.step for item in run.media("w1/img")] == [3]
     api.close()
 
 

@@ -13,6 +13,7 @@ own writer lock), so no two processes ever write one file. Readers (``core/api.p
 - console: a secondary's lines read ``[<label>] text``, in time order with the primary's;
 - config: a secondary's keys are added where the primary's config has no such key (the
   primary's value wins);
+- media and tables: under ``<label>/key`` too; artifacts a secondary logged or used are the run's;
 - identity, state and exit code: the primary's only (W&B's ``x_update_finish_state=False``);
   each part's own state is listed in ``RecordedRun.parts``.
 """
@@ -106,6 +107,18 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
             for entry in renamed.values:
                 entry.name = system_key(label, entry.name)
             state.stats.append(renamed)
+        for message in part.media:  # media and tables: under the label's prefix, like history keys
+            media = pb.MediaLogged()
+            media.CopyFrom(message)
+            media.key = history_key(label, message.key)
+            state.media.append(media)
+        for message in part.tables:
+            table = pb.TableLogged()
+            table.CopyFrom(message)
+            table.key = history_key(label, message.key)
+            state.tables.append(table)
+        state.artifacts_used.extend(part.artifacts_used)  # the run's lineage: every writer's
+        state.artifacts_logged.extend(part.artifacts_logged)
     if len(state.console) > console_before:
         state.console.sort(key=lambda line: line.time)  # stable: one writer's lines keep their order
     if len(state.stats) > stats_before:

@@ -518,6 +518,16 @@ class Indexer:
         if fold.data.alerts:
             write_alerts(connection, row.id, [(when, level, console_text(label, title), text)
                                               for when, level, title, text in fold.data.alerts])
+        if fold.media:
+            renamed_media = []
+            for message in fold.media:
+                copy = pb.MediaLogged()
+                copy.CopyFrom(message)
+                copy.key = history_key(label, message.key)
+                renamed_media.append(copy)
+            write_media(connection, row.id, renamed_media)
+        if fold.artifact_edges:
+            write_edges(connection, row.id, fold.artifact_edges)
         if fold.data.window_times:
             after = info.get("system_ms")
             for kind, by_name in fold.data.system_series(int(after) if after is not None else None).items():

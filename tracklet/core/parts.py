@@ -112,10 +112,10 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
             media.CopyFrom(message)
             media.key = history_key(label, message.key)
             state.media.append(media)
-        for message in part.tables:
+        for logged in part.tables:
             table = pb.TableLogged()
-            table.CopyFrom(message)
-            table.key = history_key(label, message.key)
+            table.CopyFrom(logged)
+            table.key = history_key(label, logged.key)
             state.tables.append(table)
         state.artifacts_used.extend(part.artifacts_used)  # the run's lineage: every writer's
         state.artifacts_logged.extend(part.artifacts_logged)

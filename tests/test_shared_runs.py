@@ -15,13 +15,12 @@ import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
 import pytest
+import serverfork
 
 import tracklet
-from tracklet.core.warn import TrackletWarning
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "shared1"
@@ -197,18 +196,6 @@ def test_secondary_needs_an_id_and_a_free_label(tmp_path):
         first.finish()
 
 
-def test_online_secondary_records_locally_with_a_warning(tmp_path):
-    settings = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "mode": "online",
-                "base_url": "http://127.0.0.1:9", "primary": False, "label": "node2"}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        run = tracklet.init(project="p", id="online1", settings=settings, reinit="create_new")
-    run.log({"x": 1})
-    run.finish()
-    assert any(issubclass(w.category, TrackletWarning) and "records locally only" in str(w.message) for w in caught)
-    assert (tmp_path / "projects" / "p" / "runs" / "online1" / "parts" / "node2.tlog").is_file()
-
-
 WANDB_DDP = """
 import json, os, subprocess, sys
 import wandb
@@ -245,3 +232,44 @@ def test_unmodified_wandb_shared_mode_script(tmp_path):
     history = run.history()
     assert history["loss"] == [0, 1, 2] and history["rank_1/loss"] == [10, 11, 12]
     assert "[rank_1] rank 1 done" in [line.text for line in run.console]
+
+
+def test_online_parts_upload_beside_the_run(tmp_path, servers):
+    """Online, each writer uploads its own log (a part with ``part=``), byte for byte, and the
+    server's store shows the merged run; a secondary that uploads before the primary is kept."""
+    import httpx
+
+    server = servers(tmp_path / "server")
+    local = tmp_path / "local"
+    settings = {"dir": str(local), "console": "wrap", "system_metrics": False, "capture_environment": False,
+                "mode": "online", "base_url": server.url, "upload_interval": 0.1}
+    secondary = tracklet.init(project="p", id="online1", settings={**settings, "primary": False, "label": "node2"},
+                              reinit="create_new")
+    secondary.log({"loss": 5})
+    secondary.finish()  # before the primary exists anywhere
+    primary = tracklet.init(project="p", id="online1", settings=settings, reinit="create_new")
+    primary.log({"loss": 1})
+    primary.finish()
+    run_dir = Path("projects/p/runs/online1")
+    for name in ("run.tlog", "parts/node2.tlog"):
+        assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()
+    with httpx.Client(base_url=server.url) as client:
+        run = client.get("/api/v1/runs/p/online1").json()["run"]
+        assert run["summary"]["loss"] == 1 and run["summary"]["node2/loss"] == 5
+        history = client.get("/api/v1/runs/p/online1/history", params={"keys": "node2/loss"})
+        assert history.status_code == 200 and "node2/loss" in history.text
+        offset = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "node2"}).json()["offset"]
+        assert offset == (local / run_dir / "parts/node2.tlog").stat().st_size
+        bad = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "../x"})
+        assert bad.status_code == 400 and "label" in bad.text
+    # recorded offline, then `tracklet sync` sends the run's log and each part
+    quiet = {"dir": str(local), "console": "off", "system_metrics": False, "capture_environment": False}
+    for extra in ({"primary": False, "label": "r1"}, {}):
+        later = tracklet.init(project="p", id="later", settings={**quiet, **extra}, reinit="create_new")
+        later.log({"acc": 0.5})
+        later.finish()
+    done = serverfork.run(["sync", "p/later", "--url", server.url], env={**_env(), "TRACKLET_DIR": str(local)})
+    assert done.returncode == 0, done.stderr
+    later_dir = Path("projects/p/runs/later")
+    for name in ("run.tlog", "parts/r1.tlog"):
+        assert (tmp_path / "server" / later_dir / name).read_bytes() == (local / later_dir / name).read_bytes()

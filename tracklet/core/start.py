@@ -201,24 +201,14 @@ def default_label() -> str:
 def _secondary_settings(resolved: Settings, run_id: str | None) -> None:
     """Settings of a secondary writer (``primary=False``): a run id to join, a label; no
     environment capture (the primary records the code, git and packages, as W&B's secondaries
-    don't either); online mode records locally, with a warning (parts are not uploaded yet)."""
-    import warnings
-
-    from tracklet.core.stack import user_stacklevel
-    from tracklet.core.warn import TrackletWarning
-
+    don't either). Online, its part is uploaded beside the run's log (``part=`` on the upload
+    routes), as the primary's log is."""
     if run_id is None:
         raise ValueError("a secondary writer (settings primary=False, W&B's x_primary=False) records into a run "
                          "another process started: pass id=<the primary's run id>")
     if resolved.label is None:
         resolved.label = default_label()
     resolved.capture_environment = False
-    if resolved.mode == "online":
-        warnings.warn(f"tracklet: secondary writer {resolved.label!r} of run {run_id} records locally only: a "
-                      "shared run's parts are not uploaded to a server yet (the primary's log is); its data is in "
-                      "the local data root's parts/ (docs/shared-runs.md)", TrackletWarning,
-                      stacklevel=user_stacklevel())
-        resolved.mode = "offline"
 
 
 def _secondary(resolved: Settings, run: RunPaths, run_id: str | None) -> tuple[RunPaths, Any]:

@@ -120,6 +120,15 @@ class StoreIndexer:
         with self._lock:
             self._index(paths)
 
+    def index_parts(self, paths: RunPaths) -> None:
+        """Ingest what a shared run's parts gained (docs/shared-runs.md); none: a ``scandir``."""
+        if not paths.parts():
+            return
+        with self._lock:
+            report = self._indexer.index_parts(paths)
+        for failure in report.failed:
+            log.warning("indexing %s failed", failure)
+
     def _index(self, paths: RunPaths) -> None:
         try:
             self._indexer.index_run(paths)

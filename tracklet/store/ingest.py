@@ -433,6 +433,14 @@ class Indexer:
             self._index_parts(group, report)
         return report
 
+    def index_parts(self, paths: RunPaths) -> IndexReport:
+        """``_index_parts`` of one run, without the data root's lock (for its only writer: a
+        tracking server, after a part's upload)."""
+        report = IndexReport()
+        self.damaged = report.damaged
+        self._index_parts([paths], report)
+        return report
+
     def _index_parts(self, group: list[RunPaths], report: IndexReport) -> None:
         """Ingest the new records of each shared run's parts (its secondary writers' logs,
         ``parts/<label>.tlog``) into the run, by ``core/parts.py``'s rules, after the run's own

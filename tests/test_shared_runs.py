@@ -137,12 +137,11 @@ def test_store_and_api_index_every_part(shared_root):
     api.close()
 
 
-def test_dashboard_api_shows_the_merged_run(shared_root):
-    from fastapi.testclient import TestClient
+def test_dashboard_api_shows_the_merged_run(shared_root, servers):
+    import httpx
 
-    from tracklet.server.app import create_app
-
-    with TestClient(create_app(shared_root, auth=False)) as client:
+    server = servers(shared_root)  # the dashboard's server over the data root (tracklet ui's)
+    with httpx.Client(base_url=server.url) as client:
         console = client.get(f"/api/v1/runs/p/{RUN}/console").json()
         texts = [line["text"] for line in console["lines"]]
         assert "[rank_3] hello from rank_3" in texts and "hello from primary" in texts
@@ -166,6 +165,7 @@ def test_parts_indexed_as_they_grow(tmp_path, store_url):
     for values in ([1, 2], [3]):
         secondary = tracklet.init(project="p", id="grow", settings={**quiet, "primary": False, "label": "w1"},
                                   reinit="create_new")
+        assert secondary.name == primary.name  # the run's name in every process
         for value in values:
             secondary.log({"acc": value})
         if values == [3]:
@@ -179,6 +179,7 @@ def test_parts_indexed_as_they_grow(tmp_path, store_url):
     run = tracklet.Api(tmp_path).run("p/grow")
     assert run.history(["w1/acc"])["w1/acc"] == [1, 2, 3, None]
     assert [item.step for item in run.media("w1/img")] == [3]
+    assert run.metadata["parts"]["w1"]["state"] == "finished" and "damage" not in run.metadata["parts"]["w1"]
     api.close()
 
 

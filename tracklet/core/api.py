@@ -284,6 +284,8 @@ class RecordedRun:
             if env.incomplete:
                 info["environment_incomplete"] = list(env.incomplete)
                 info["environment_incomplete_reasons"] = dict(sorted(env.incomplete_reasons.items()))
+        if state.parts:  # a shared run's secondary writers, as the store's metadata has them
+            info["parts"] = copy.deepcopy(state.parts)
         return info
 
     @property

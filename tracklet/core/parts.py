@@ -53,7 +53,7 @@ def part_state_label(exit: Any, alive: bool | None) -> str:
 def merge_parts(state: Any, paths: RunPaths) -> None:
     """Fold the parts of run ``paths`` into ``state`` (the primary's ``RunState``), by the rules
     above. A part that can't be read is named in ``state.parts`` and skipped."""
-    from tracklet.core.reader import replay
+    from tracklet.core.reader import damage_summary, replay
     from tracklet.core.recordlog import writer_alive
 
     labels = paths.parts()
@@ -79,6 +79,9 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
             "start_time": start.start_time if start is not None else None,
             "last_step": part.last_step,
         }
+        damage = damage_summary(part, live=state.parts[label]["state"] == "running")
+        if damage is not None:  # what of the part could not be read (the rest is merged)
+            state.parts[label]["damage"] = damage
         # history: the part's key ids become the run's, under the label's prefix
         remap: dict[int, int] = {}
         for key_id, name in part.key_names.items():

@@ -138,6 +138,7 @@ def init(
     paths = RunPaths(data_root(resolved), project_name, run_id)
     state = None
     if not resolved.primary:  # a secondary writer: its own part of the run (docs/shared-runs.md)
+        identity = _primary_identity(paths, identity)
         paths, state = _secondary(resolved, paths, id)
     elif paths.log_file.exists():
         if resume in (None, False, "never"):
@@ -209,6 +210,24 @@ def _secondary_settings(resolved: Settings, run_id: str | None) -> None:
     if resolved.label is None:
         resolved.label = default_label()
     resolved.capture_environment = False
+
+
+def _primary_identity(run: RunPaths, identity: dict[str, Any]) -> dict[str, Any]:
+    """A secondary writer's name, tags, group, ... left unset take the run's (its primary's first
+    record), when the primary started already: ``run.name`` then reads alike in every process."""
+    from tracklet.core import identity as identities
+    from tracklet.core.parsecost import parse_record
+    from tracklet.core.recordlog import read_first_payload
+
+    try:
+        payload = read_first_payload(run.log_file)
+        record = parse_record(payload) if payload is not None else None
+    except Exception:  # none yet (ranks race), or unreadable: the defaults
+        return identity
+    if record is None or record.WhichOneof("kind") != "run_start":
+        return identity
+    known = identities.of_start(record.run_start)
+    return {field: known[field] if field in known and value is None else value for field, value in identity.items()}
 
 
 def _secondary(resolved: Settings, run: RunPaths, run_id: str | None) -> tuple[RunPaths, Any]:

@@ -125,6 +125,7 @@ def test_store_and_api_index_every_part(shared_root):
     row = store.run("p", RUN)
     assert row["state"] == "finished"
     assert row["summary"]["rank_3/late"] == 7 and row["summary"]["loss"] == 4
+    assert row["summary"]["rank_2/loss"] == 204  # killed: what its history implies
     assert row["config"]["lr"] == 0.1 and row["config"]["rank_3_cfg"] == 1
     assert {label: info["state"] for label, info in row["metadata"]["parts"].items()} == {
         "rank_1": "finished", "rank_2": "crashed", "rank_3": "finished"}
@@ -180,6 +181,8 @@ def test_parts_indexed_as_they_grow(tmp_path, store_url):
     assert run.history(["w1/acc"])["w1/acc"] == [1, 2, 3, None]
     assert [item.step for item in run.media("w1/img")] == [3]
     assert run.metadata["parts"]["w1"]["state"] == "finished" and "damage" not in run.metadata["parts"]["w1"]
+    api.store.index(rebuild=True)  # the store is derived: parts come back from their logs
+    assert [list(h.values) for h in api.history(["p/grow"], keys=["w1/acc"], buckets=None)] == [[1, 2, 3]]
     api.close()
 
 

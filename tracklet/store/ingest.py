@@ -464,6 +464,14 @@ class Indexer:
                     log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
                     report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
 
+    def _crashed_part_summary(self, row: Any, part: RunPaths, label: str) -> dict[str, Any]:
+        """The run's summary with part ``label``'s keys as the whole part implies them (its
+        writer died: its last written summary may be older than its history)."""
+        from tracklet.core.parts import history_key
+
+        return {**(row.summary or {}),
+                **{stored_key(history_key(label, key)): value for key, value in self._summary_from_log(part).items()}}
+
     def _fold_part(self, connection: sa.Connection, paths: RunPaths, label: str) -> tuple[int, int, bool]:
         """Ingest up to ``chunk_bytes`` of part ``label`` of run ``paths``; returns (points
         added, bytes read, whether more chunks follow)."""
@@ -491,7 +499,8 @@ class Indexer:
                 info["state"] = "crashed"
                 known_parts[label] = info
                 metadata["parts"] = known_parts
-                connection.execute(_UPDATE_RUN, {"run_pk": row.id, "metadata": store_json(metadata)})
+                connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json({
+                    "metadata": metadata, "summary": self._crashed_part_summary(row, part, label)})})
             return 0, 0, False
         result = self.source.read_from(part, offset, self.chunk_bytes)
         fold = _RunFold(SimpleNamespace(config={}, summary={}, keys=list(info.get("keys") or []), last_step=None,
@@ -509,7 +518,9 @@ class Indexer:
         points = self._write_series(connection, row.id, "number", {
             stored_key(history_key(label, key)): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
             None, joined)
-        if fold.summary_changed:
+        if state == "crashed":  # its summary as its tracker had it at the kill (as a crashed run's)
+            values["summary"] = self._crashed_part_summary(row, part, label)
+        elif fold.summary_changed:
             values["summary"] = {**(row.summary or {}),
                                  **{stored_key(history_key(label, key)): value for key, value in fold.summary.items()}}
         if fold.config_changed:

@@ -102,10 +102,12 @@ def test_recorded_run_merges_every_writer(shared_root):
     history = run.history()
     assert history["_step"] == [0, 1, 2, 3, 4, 5]  # rows of every writer merged by step
     assert history["loss"] == [0, 1, 2, 3, 4, None]
-    assert history["rank_1/loss"] == [100, 101, 102, 103, 104, None]
-    assert history["rank_2/loss"] == [200, 201, 202, 203, 204, None]  # flushed before the kill
-    assert history["rank_3/late"] == [None] * 5 + [7]  # logged after the primary finished
-    assert run.summary["loss"] == 4 and run.summary["rank_3/loss"] == 304 and run.summary["rank_2/loss"] == 204
+    # "loss" is the primary's; each secondary's own copy is under its label
+    assert history["loss/l:rank_1"] == [100, 101, 102, 103, 104, None]
+    assert history["loss/l:rank_2"] == [200, 201, 202, 203, 204, None]  # flushed before the kill
+    assert history["late"] == [None] * 5 + [7]  # rank_3's alone: its name; logged after the primary finished
+    assert run.summary["loss"] == 4 and run.summary["loss/l:rank_3"] == 304 and run.summary["loss/l:rank_2"] == 204
+    assert run.summary["late"] == 7
     assert run.config["lr"] == 0.1  # the primary's value wins
     assert run.config["rank_1_cfg"] == 1 and run.config["primary_cfg"] == 1
     texts = [line.text for line in run.console]
@@ -121,19 +123,20 @@ def test_store_and_api_index_every_part(shared_root):
     assert not report.failed
     store = api.store
     keys = store.metric_keys("p")
-    assert {"loss", "rank_1/loss", "rank_2/loss", "rank_3/loss", "rank_3/late"} <= set(keys)
+    assert {"loss", "loss/l:rank_1", "loss/l:rank_2", "loss/l:rank_3", "late"} <= set(keys)
     row = store.run("p", RUN)
     assert row["state"] == "finished"
-    assert row["summary"]["rank_3/late"] == 7 and row["summary"]["loss"] == 4
-    assert row["summary"]["rank_2/loss"] == 204  # killed: what its history implies
+    assert row["summary"] == tracklet.Api(shared_root).run(f"p/{RUN}").summary  # as the log reader has it
+    assert row["summary"]["late"] == 7 and row["summary"]["loss"] == 4
+    assert row["summary"]["loss/l:rank_2"] == 204  # killed: what its history implies
     assert row["config"]["lr"] == 0.1 and row["config"]["rank_3_cfg"] == 1
     assert {label: info["state"] for label, info in row["metadata"]["parts"].items()} == {
         "rank_1": "finished", "rank_2": "crashed", "rank_3": "finished"}
-    found = {h.key: list(h.values) for h in api.history([f"p/{RUN}"], keys=["loss", "rank_2/loss"], buckets=None)}
-    assert found == {"loss": [0, 1, 2, 3, 4], "rank_2/loss": [200, 201, 202, 203, 204]}
+    found = {h.key: list(h.values) for h in api.history([f"p/{RUN}"], keys=["loss", "loss/l:rank_2"], buckets=None)}
+    assert found == {"loss": [0, 1, 2, 3, 4], "loss/l:rank_2": [200, 201, 202, 203, 204]}
     again = api.index()  # nothing new: no part is read twice
     assert again.points == 0
-    assert [list(h.values) for h in api.history([f"p/{RUN}"], keys=["rank_1/loss"], buckets=None)] == [
+    assert [list(h.values) for h in api.history([f"p/{RUN}"], keys=["loss/l:rank_1"], buckets=None)] == [
         [100, 101, 102, 103, 104]]
     api.close()
 
@@ -148,8 +151,8 @@ def test_dashboard_api_shows_the_merged_run(shared_root, servers):
         assert "[rank_3] hello from rank_3" in texts and "hello from primary" in texts
         names = client.get(f"/api/v1/runs/p/{RUN}/system/names").json()
         assert any(name.endswith("/l:rank_1") for name in json.dumps(names).split('"'))
-        history = client.get(f"/api/v1/runs/p/{RUN}/history", params={"keys": "rank_1/loss"})
-        assert history.status_code == 200 and "rank_1/loss" in history.text
+        history = client.get(f"/api/v1/runs/p/{RUN}/history", params={"keys": "loss/l:rank_1,late"})
+        assert history.status_code == 200 and "loss/l:rank_1" in history.text and '"late"' in history.text
 
 
 def test_parts_indexed_as_they_grow(tmp_path, store_url):
@@ -174,15 +177,42 @@ def test_parts_indexed_as_they_grow(tmp_path, store_url):
         secondary.finish()
         report = api.index()
         assert not report.failed and not report.damaged
-    assert [list(h.values) for h in api.history(["p/grow"], keys=["w1/acc"], buckets=None)] == [[1, 2, 3]]
-    assert [row["key"] for row in api.store.media("p", "grow")] == ["w1/img"]
+    assert [list(h.values) for h in api.history(["p/grow"], keys=["acc"], buckets=None)] == [[1, 2, 3]]
+    assert [row["key"] for row in api.store.media("p", "grow")] == ["img"]
     assert api.store.run("p", "grow")["metadata"]["parts"]["w1"]["state"] == "finished"
     run = tracklet.Api(tmp_path).run("p/grow")
-    assert run.history(["w1/acc"])["w1/acc"] == [1, 2, 3, None]
-    assert [item.step for item in run.media("w1/img")] == [3]
+    assert run.history(["acc"])["acc"] == [1, 2, 3, None]
+    assert [item.step for item in run.media("img")] == [3]
     assert run.metadata["parts"]["w1"]["state"] == "finished" and "damage" not in run.metadata["parts"]["w1"]
     api.store.index(rebuild=True)  # the store is derived: parts come back from their logs
-    assert [list(h.values) for h in api.history(["p/grow"], keys=["w1/acc"], buckets=None)] == [[1, 2, 3]]
+    assert [list(h.values) for h in api.history(["p/grow"], keys=["acc"], buckets=None)] == [[1, 2, 3]]
+    api.close()
+
+
+def test_a_key_logged_by_several_writers_belongs_to_one(tmp_path, store_url):
+    """The owner of a key (the primary, else the first label) takes its name, also when it starts
+    logging the key after another writer's values were indexed under it; the store and the log
+    reader agree at every step."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+
+    def record(row, label=None, resume=None):
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="own", settings={**quiet, **extra}, resume=resume, reinit="create_new")
+        run.log(row)
+        run.finish()
+        assert not api.index().failed
+        keys = sorted(set(api.store.metric_keys("p")) - {"_timestamp"})
+        stored = {h.key: list(h.values) for h in api.history(["p/own"], keys=keys, buckets=None)}
+        read = tracklet.Api(tmp_path).run("p/own")
+        assert stored == {key: [v for v in read.history([key])[key] if v is not None] for key in keys}
+        assert api.store.run("p", "own")["summary"] == read.summary
+        return stored
+
+    record({"a": 1})
+    assert record({"x": 20, "y": 2}, "w2") == {"a": [1], "x": [20], "y": [2]}  # w2's alone: their names
+    assert record({"y": 1}, "w1") == {"a": [1], "x": [20], "y": [1], "y/l:w2": [2]}  # w1 comes first
+    assert record({"x": 10}, resume="allow") == {"a": [1], "x": [10], "x/l:w2": [20], "y": [1], "y/l:w2": [2]}
     api.close()
 
 
@@ -234,7 +264,7 @@ def test_unmodified_wandb_shared_mode_script(tmp_path):
     run = tracklet.Api(tmp_path / "data").run("ddp/ddp1")
     assert run.state == "finished" and run.parts["rank_1"]["state"] == "finished"
     history = run.history()
-    assert history["loss"] == [0, 1, 2] and history["rank_1/loss"] == [10, 11, 12]
+    assert history["loss"] == [0, 1, 2] and history["loss/l:rank_1"] == [10, 11, 12]
     assert "[rank_1] rank 1 done" in [line.text for line in run.console]
 
 
@@ -259,9 +289,9 @@ def test_online_parts_upload_beside_the_run(tmp_path, servers):
         assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()
     with httpx.Client(base_url=server.url) as client:
         run = client.get("/api/v1/runs/p/online1").json()["run"]
-        assert run["summary"]["loss"] == 1 and run["summary"]["node2/loss"] == 5
-        history = client.get("/api/v1/runs/p/online1/history", params={"keys": "node2/loss"})
-        assert history.status_code == 200 and "node2/loss" in history.text
+        assert run["summary"]["loss"] == 1 and run["summary"]["loss/l:node2"] == 5
+        history = client.get("/api/v1/runs/p/online1/history", params={"keys": "loss/l:node2"})
+        assert history.status_code == 200 and "loss/l:node2" in history.text
         offset = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "node2"}).json()["offset"]
         assert offset == (local / run_dir / "parts/node2.tlog").stat().st_size
         bad = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "../x"})

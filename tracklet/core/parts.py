@@ -5,37 +5,55 @@ record log ``run.tlog`` and one log per secondary writer, ``parts/<label>.tlog``
 own writer lock), so no two processes ever write one file. Readers (``core/api.py``'s
 ``RecordedRun``) and the store (``store/ingest.py``) apply the same rules, in docs/shared-runs.md:
 
-- history and summary: a secondary's key ``k`` is the run's key ``<label>/k`` (``rank_1/loss``);
-  its rows merge with the primary's by step, as rows at one step always do. No key is written
-  by two processes, so nothing is overwritten and each rank's curve stays whole;
+- history: every writer's keys keep their names (an evaluator's ``eval/acc`` is the run's
+  ``eval/acc``), rows merged by step. A key logged by more than one writer belongs to one of them,
+  its **owner**: the primary if it logs the key, else the secondary first in label order; every
+  other writer's values of that key are the run's ``<key>/l:<label>`` (``loss/l:rank_1``), so no
+  series mixes two processes' values and each rank's curve stays whole;
+- summary: a history key's entry follows its name; a key only ever set in the summary is the
+  primary's, else the first secondary's (label order here, indexing order in the store);
 - system metrics: a secondary's metric ``m`` is ``m/l:<label>`` (``gpu.0.gpu/l:rank_1``, W&B's
   per-label form), so each node's GPUs show beside the primary's;
 - console: a secondary's lines read ``[<label>] text``, in time order with the primary's;
 - config: a secondary's keys are added where the primary's config has no such key (the
   primary's value wins);
-- media and tables: under ``<label>/key`` too; artifacts a secondary logged or used are the run's;
+- media and tables: under their keys (items of several writers under one key list together, by
+  step); artifacts a secondary logged or used are the run's;
 - identity, state and exit code: the primary's only (W&B's ``x_update_finish_state=False``);
   each part's own state is listed in ``RecordedRun.parts``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection, Mapping
 
 from tracklet.core.layout import RunPaths
 from tracklet.proto import records_pb2 as pb
 
 SYSTEM_LABEL_SEPARATOR = "/l:"
+PRIMARY = ""  # the owner of a key the primary logs
 
 
-def history_key(label: str, key: str) -> str:
-    """The run's name for key ``key`` logged by secondary writer ``label``."""
-    return f"{label}/{key}"
-
-
-def system_key(label: str, name: str) -> str:
-    """The run's name for system metric ``name`` sampled by secondary writer ``label``."""
+def labelled(label: str, name: str) -> str:
+    """Writer ``label``'s copy of a name another writer owns (a history key), or of a system
+    metric: ``<name>/l:<label>``."""
     return f"{name}{SYSTEM_LABEL_SEPARATOR}{label}"
+
+
+system_key = labelled
+
+
+def owner(key: str, primary: Collection[str], parts: Mapping[str, Collection[str]]) -> str | None:
+    """Who owns history key ``key``: ``PRIMARY`` if the primary logs it, else the first label (in
+    order) whose part logs it; None when no writer does."""
+    if key in primary:
+        return PRIMARY
+    return min((label for label, keys in parts.items() if key in keys), default=None)
+
+
+def part_key(label: str, key: str, primary: Collection[str], parts: Mapping[str, Collection[str]]) -> str:
+    """The run's name for history key ``key`` logged by secondary writer ``label``."""
+    return key if owner(key, primary, parts) in (label, None) else labelled(label, key)
 
 
 def console_text(label: str, text: str) -> str:
@@ -59,14 +77,11 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
     labels = paths.parts()
     if not labels:
         return
-    next_id = max(state.key_names, default=-1) + 1
-    ids_by_name = {name: key_id for key_id, name in state.key_names.items()}
-    console_before = len(state.console)
-    stats_before = len(state.stats)
+    read: dict[str, Any] = {}
     for label in labels:
         part_paths = paths.part_paths(label)
         try:
-            part = replay(part_paths.log_file)
+            part = read[label] = replay(part_paths.log_file)
         except OSError as error:
             state.parts[label] = {"state": "unreadable", "error": str(error.strerror or error)}
             continue
@@ -82,10 +97,18 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
         damage = damage_summary(part, live=state.parts[label]["state"] == "running")
         if damage is not None:  # what of the part could not be read (the rest is merged)
             state.parts[label]["damage"] = damage
-        # history: the part's key ids become the run's, under the label's prefix
+    primary_keys = set(state.key_names.values())
+    part_keys = {label: set(part.key_names.values()) for label, part in read.items()}
+    primary_summary = set(state.summary)
+    next_id = max(state.key_names, default=-1) + 1
+    ids_by_name = {name: key_id for key_id, name in state.key_names.items()}
+    console_before = len(state.console)
+    stats_before = len(state.stats)
+    for label, part in read.items():
+        # history: the part's key ids become the run's, under the names the ownership rule gives
         remap: dict[int, int] = {}
         for key_id, name in part.key_names.items():
-            merged = history_key(label, name)
+            merged = part_key(label, name, primary_keys, part_keys)
             if merged not in ids_by_name:
                 ids_by_name[merged] = next_id
                 state.key_names[next_id] = merged
@@ -98,7 +121,13 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
             for column in copy.columns:
                 column.key = remap[column.key]
             state.batches.append(copy)
-        state.part_summary.update((history_key(label, key), value) for key, value in part.summary.items())
+        for key, value in part.summary.items():
+            if key in part_keys[label]:
+                state.part_summary[part_key(label, key, primary_keys, part_keys)] = value
+            elif key in primary_summary or key in state.part_summary:  # summary-only, set by another first
+                state.part_summary[labelled(label, key)] = value
+            else:
+                state.part_summary[key] = value
         for key, value in part.config.items():
             state.config.setdefault(key, value)
         for line in part.console:
@@ -110,16 +139,8 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
             for entry in renamed.values:
                 entry.name = system_key(label, entry.name)
             state.stats.append(renamed)
-        for message in part.media:  # media and tables: under the label's prefix, like history keys
-            media = pb.MediaLogged()
-            media.CopyFrom(message)
-            media.key = history_key(label, message.key)
-            state.media.append(media)
-        for logged in part.tables:
-            table = pb.TableLogged()
-            table.CopyFrom(logged)
-            table.key = history_key(label, logged.key)
-            state.tables.append(table)
+        state.media.extend(part.media)  # media and tables under their keys: items list together
+        state.tables.extend(part.tables)
         state.artifacts_used.extend(part.artifacts_used)  # the run's lineage: every writer's
         state.artifacts_logged.extend(part.artifacts_logged)
     if len(state.console) > console_before:

@@ -88,8 +88,8 @@ class Settings:
             part ``parts/<label>.tlog`` beside its ``run.tlog``, and readers and the store show
             every part as one run (docs/shared-runs.md). ``TRACKLET_PRIMARY``.
         label: a secondary writer's name in the run (``"rank_1"``, ``"node-3"``; the rules of a
-            run id): its part's file name, its keys' prefix, its console lines' and system
-            metrics' tag. Default: ``rank_<RANK>`` when the ``RANK`` environment variable is a
+            run id): its part's file name, the tag of its console lines, system metrics and
+            values of keys another writer owns (``loss/l:rank_1``). Default: ``rank_<RANK>`` when the ``RANK`` environment variable is a
             number, else ``<host>-<pid>``. ``TRACKLET_LABEL``.
     """
 

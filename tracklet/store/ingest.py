@@ -199,6 +199,7 @@ class _RunFold:
         self.last_time: float | None = None
         self.last_step: int | None = row.last_step if row is not None else None
         self.config_changed = self.summary_changed = self.keys_changed = False
+        self.summary_set: set[str] = set()  # keys the new summary records set
         self.batches = 0
         self.data = RunDataFold(row.metadata if row is not None else None)
         self.artifact_edges: list[Any] = []
@@ -223,6 +224,7 @@ class _RunFold:
         elif kind == "summary":
             for entry in record.summary.items:
                 self.summary[entry.key] = json_safe(from_value_message(entry.value))
+                self.summary_set.add(entry.key)
             for key in record.summary.removed:
                 self.summary.pop(key, None)
             self.summary_changed = True
@@ -464,20 +466,20 @@ class Indexer:
                     log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
                     report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
 
-    def _crashed_part_summary(self, row: Any, part: RunPaths, label: str) -> dict[str, Any]:
+    def _crashed_part_summary(self, row: Any, part: RunPaths, label: str, info: dict[str, Any],
+                              known_parts: dict[str, Any]) -> dict[str, Any]:
         """The run's summary with part ``label``'s keys as the whole part implies them (its
         writer died: its last written summary may be older than its history)."""
-        from tracklet.core.parts import history_key
-
-        return {**(row.summary or {}),
-                **{stored_key(history_key(label, key)): value for key, value in self._summary_from_log(part).items()}}
+        summary = dict(row.summary or {})
+        summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part)))
+        return summary
 
     def _fold_part(self, connection: sa.Connection, paths: RunPaths, label: str) -> tuple[int, int, bool]:
         """Ingest up to ``chunk_bytes`` of part ``label`` of run ``paths``; returns (points
         added, bytes read, whether more chunks follow)."""
         from types import SimpleNamespace
 
-        from tracklet.core.parts import console_text, history_key, part_state_label, system_key
+        from tracklet.core.parts import PRIMARY, console_text, labelled, owner, part_key, part_state_label, system_key
 
         project_id = self._project_id(connection, paths.project)
         self._lock_run(connection, paths)
@@ -500,7 +502,7 @@ class Indexer:
                 known_parts[label] = info
                 metadata["parts"] = known_parts
                 connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json({
-                    "metadata": metadata, "summary": self._crashed_part_summary(row, part, label)})})
+                    "metadata": metadata, "summary": self._crashed_part_summary(row, part, label, info, known_parts)})})
             return 0, 0, False
         result = self.source.read_from(part, offset, self.chunk_bytes)
         fold = _RunFold(SimpleNamespace(config={}, summary={}, keys=list(info.get("keys") or []), last_step=None,
@@ -515,14 +517,27 @@ class Indexer:
             state = info["state"]
         joined = state != "running"
         values: dict[str, Any] = {}
+        # Names by the ownership rule (core/parts.py): a key this part now owns that another part's
+        # series held until now moves to that part's labelled name first.
+        primary = {key for key in (row.keys or []) if key}
+        before = {label_: {key for key in (found.get("keys") or []) if key} for label_, found in known_parts.items()}
+        before.setdefault(label, set())
+        after = {**before, label: {key for key in fold.keys if key}}
+        summary = dict(row.summary or {})
+        for key in sorted(after[label] - before[label]):
+            held = owner(key, primary, before)
+            if held not in (None, PRIMARY, label) and owner(key, primary, after) == label:
+                self._rename_key(connection, row.id, summary, key, labelled(held, key))
         points = self._write_series(connection, row.id, "number", {
-            stored_key(history_key(label, key)): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
+            part_key(label, key, primary, after): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
             None, joined)
+        info["keys"] = fold.keys
         if state == "crashed":  # its summary as its tracker had it at the kill (as a crashed run's)
-            values["summary"] = self._crashed_part_summary(row, part, label)
+            summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part)))
         elif fold.summary_changed:
-            values["summary"] = {**(row.summary or {}),
-                                 **{stored_key(history_key(label, key)): value for key, value in fold.summary.items()}}
+            summary.update(_part_summary_names(row, known_parts, label, info, fold.summary))
+        if summary != (row.summary or {}):
+            values["summary"] = summary
         if fold.config_changed:
             config, owned = dict(row.config or {}), set(info.get("config_keys") or [])
             for key, value in fold.config.items():
@@ -537,28 +552,22 @@ class Indexer:
         if fold.data.alerts:
             write_alerts(connection, row.id, [(when, level, console_text(label, title), text)
                                               for when, level, title, text in fold.data.alerts])
-        if fold.media:
-            renamed_media = []
-            for message in fold.media:
-                copy = pb.MediaLogged()
-                copy.CopyFrom(message)
-                copy.key = history_key(label, message.key)
-                renamed_media.append(copy)
-            write_media(connection, row.id, renamed_media)
+        if fold.media:  # under their keys: items of several writers under one key list together
+            write_media(connection, row.id, fold.media)
         if fold.artifact_edges:
             write_edges(connection, row.id, fold.artifact_edges)
         if fold.data.window_times:
-            after = info.get("system_ms")
-            for kind, by_name in fold.data.system_series(int(after) if after is not None else None).items():
+            last_ms = info.get("system_ms")
+            for kind, by_name in fold.data.system_series(int(last_ms) if last_ms is not None else None).items():
                 renamed = {stored_key(system_key(label, name)): found for name, found in by_name.items()}
                 self._write_series(connection, row.id, kind, renamed, None, joined)
                 info["system_ms"] = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
-                                        + ([int(after)] if after is not None else []))
+                                        + ([int(last_ms)] if last_ms is not None else []))
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
         if fold.data.metadata.get("pid"):
             info["pid"] = fold.data.metadata["pid"]
-        info.update(offset=result.end_offset, keys=fold.keys, state=state,
+        info.update(offset=result.end_offset, state=state,
                     exit_code=exit.exit_code if exit is not None else info.get("exit_code") if state != "running"
                     else None, last_step=fold.last_step if fold.last_step is not None else info.get("last_step"))
         known_parts[label] = info
@@ -567,6 +576,36 @@ class Indexer:
         connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(values)})
         self._tails.take(row.id, None)  # the run's series changed behind what the indexer kept of them
         return points, result.end_offset - offset, more
+
+    def _take_keys_from_parts(self, connection: sa.Connection, row: Any, fold: _RunFold) -> None:
+        """The primary logs keys a shared run's part owned until now (core/parts.py): that part's
+        series and summary entry move to ``<key>/l:<label>``, the key is the primary's."""
+        from tracklet.core.parts import labelled, owner
+
+        parts = {label: {key for key in (info.get("keys") or []) if key}
+                 for label, info in (row.metadata or {}).get("parts", {}).items()}
+        for key in sorted({key for key in fold.keys if key} - set(row.keys or [])):
+            held = owner(key, (), parts)
+            if held is None:
+                continue
+            primary_value = fold.summary.get(key)
+            name = labelled(held, key)
+            self._rename_key(connection, row.id, fold.summary, key, name)
+            fold.summary.pop(stored_key(name), None)
+            if key in (row.summary or {}):  # the part's value, as the row had it
+                fold.summary[stored_key(name)] = row.summary[key]
+            if key in fold.summary_set:  # the primary's own value, set in these records
+                fold.summary[key] = primary_value
+            fold.summary_changed = True
+
+    @staticmethod
+    def _rename_key(connection: sa.Connection, run_pk: int, summary: dict[str, Any], key: str, name: str) -> None:
+        """Move the run's history key ``key`` (its series, its summary entry) to ``name``: a writer
+        that owns the key now takes its place (the ownership rule, core/parts.py)."""
+        connection.execute(series.update().where(series.c.run_pk == run_pk, series.c.kind == "number",
+                                                 series.c.key == key).values(key=stored_key(name)))
+        if key in summary:
+            summary[stored_key(name)] = summary.pop(key)
 
     def drop_derived(self) -> None:
         """Delete every row of the tables derived from record logs, in one transaction. Projects
@@ -835,6 +874,8 @@ class Indexer:
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
         self._note_damage(paths, result, decoder)
+        if row is not None and fold.keys_changed and (row.metadata or {}).get("parts"):
+            self._take_keys_from_parts(connection, row, fold)
         # More chunks follow this pass: the last one (even one that reads nothing) settles
         # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
@@ -1021,12 +1062,39 @@ class Indexer:
         return total
 
 
+def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info: dict[str, Any],
+                        found: Mapping[str, Any]) -> dict[str, Any]:
+    """Part ``label``'s summary entries ``found`` under the run's names: a history key's by the
+    ownership rule (core/parts.py); a key only set in the summary keeps its name unless another
+    writer set it first (then ``<key>/l:<label>``). ``info["summary_keys"]`` keeps those it took."""
+    from tracklet.core.parts import labelled, part_key
+
+    primary = {key for key in (row.keys or []) if key}
+    parts = {name: {key for key in (part.get("keys") or []) if key} for name, part in known_parts.items()}
+    parts[label] = {key for key in (info.get("keys") or []) if key}
+    taken = set(info.get("summary_keys") or [])
+    summary = row.summary or {}
+    named: dict[str, Any] = {}
+    for key, value in found.items():
+        key = stored_key(key)
+        if key in parts[label]:
+            named[part_key(label, key, primary, parts)] = value
+        elif key in taken or key not in summary:
+            taken.add(key)
+            named[key] = value
+        else:
+            named[labelled(label, key)] = value
+    info["summary_keys"] = sorted(taken)
+    return named
+
+
 def _part_summary(row: Any) -> dict[str, Any]:
-    """The summary keys a shared run's parts gave its row (``<label>/<key>``, core/parts.py)."""
-    labels = tuple(f"{label}/" for label in ((row.metadata or {}).get("parts") or {})) if row is not None else ()
-    if not labels:
+    """The summary entries of a shared run's row that are not the primary's history keys (its
+    parts', core/parts.py): kept when the primary's summary is folded again from its log."""
+    if row is None or not (row.metadata or {}).get("parts"):
         return {}
-    return {key: value for key, value in (row.summary or {}).items() if key.startswith(labels)}
+    own = set(row.keys or [])
+    return {key: value for key, value in (row.summary or {}).items() if key not in own}
 
 
 def forget_run(connection: sa.Connection, run_pk: int) -> None:

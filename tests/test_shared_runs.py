@@ -178,7 +178,13 @@ def test_parts_indexed_as_they_grow(tmp_path, store_url):
         report = api.index()
         assert not report.failed and not report.damaged
     assert [list(h.values) for h in api.history(["p/grow"], keys=["acc"], buckets=None)] == [[1, 2, 3]]
-    assert [row["key"] for row in api.store.media("p", "grow")] == ["img"]
+    media_rows = api.store.media("p", "grow")
+    assert [row["key"] for row in media_rows] == ["img"]
+    from tracklet.artifacts.gc import named_in_run_logs
+    from tracklet.media.read import logged_digests
+
+    digest = media_rows[0]["digest"]  # a blob only the part names: kept by every collector
+    assert digest in logged_digests(tmp_path) and named_in_run_logs(tmp_path, {digest}) == {digest}
     assert api.store.run("p", "grow")["metadata"]["parts"]["w1"]["state"] == "finished"
     run = tracklet.Api(tmp_path).run("p/grow")
     assert run.history(["acc"])["acc"] == [1, 2, 3, None]

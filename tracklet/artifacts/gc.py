@@ -191,7 +191,7 @@ def named_in_run_logs(data_root: Path, digests: set[str], unreadable: list[str] 
     searched (records are uncompressed protobuf, so a digest field is its hex text), which finds the
     references of every record kind, media and tables included, without decoding. A log that
     can't be read is named in ``unreadable`` (what it names is then unknown)."""
-    from tracklet.core.layout import iter_runs
+    from tracklet.core.layout import iter_logs
 
     found: set[str] = set()
     wanted = {digest.encode() for digest in digests}
@@ -199,9 +199,7 @@ def named_in_run_logs(data_root: Path, digests: set[str], unreadable: list[str] 
         return found
     pattern = re.compile(rb"[0-9a-f]{64}")
     overlap = 63
-    logs = (log for run in iter_runs(data_root)  # a shared run's parts name blobs too (docs/shared-runs.md)
-            for log in (run, *(run.part_paths(label) for label in run.parts())))
-    for paths in logs:
+    for paths in iter_logs(data_root):  # a shared run's parts name blobs too (docs/shared-runs.md)
         try:
             with open(paths.log_file, "rb") as handle:
                 tail = b""

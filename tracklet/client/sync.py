@@ -24,7 +24,7 @@ from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.files import FileSync
 from tracklet.client.http import HttpClient, RetryPolicy
 from tracklet.client.media_sync import MediaBlobSync
-from tracklet.core.layout import RunPaths, iter_runs
+from tracklet.core.layout import RunPaths, iter_logs
 from tracklet.core.parsecost import record_parse_problem
 from tracklet.core.recordlog import (FRAME_HEADER, MAGIC, Damage, RecordLogError, gap_frame,
                                      read_log_from, scan, scan_frames, writer_alive)
@@ -99,7 +99,7 @@ def local_damage(paths: RunPaths, uploaded: int) -> LocalDamage | None:
 def local_runs(root: Path) -> list[RunPaths]:
     """Every run with a record log under data root ``root``, each followed by its parts (a
     shared run's secondary writers' logs, docs/shared-runs.md)."""
-    return [log for run in iter_runs(Path(root)) for log in (run, *(run.part_paths(label) for label in run.parts()))]
+    return list(iter_logs(Path(root)))
 
 
 def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> tuple[bytes, Damage | None]:

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from tracklet.core.recordlog import LOG_FILE_NAME
 from tracklet.errors import InvalidName
 
-__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_runs", "name_problem",
+__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_logs", "iter_runs", "name_problem",
            "project_dir", "projects_dir"]
 
 MAX_NAME_CHARS = 128
@@ -150,3 +150,13 @@ def iter_runs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
         for run_dir in sorted(runs.iterdir()):
             if is_valid_name(run_dir.name) and (run_dir / LOG_FILE_NAME).is_file():
                 yield RunPaths(root, directory.name, run_dir.name)
+
+
+def iter_logs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
+    """Every record log under data root ``root``: each run's (``iter_runs``), then its parts (a
+    shared run's secondary writers', ``RunPaths.part`` set; docs/shared-runs.md). For what reads
+    every log's bytes (the blobs they name, uploads), not for listing runs."""
+    for run in iter_runs(root, project):
+        yield run
+        for label in run.parts():
+            yield run.part_paths(label)

@@ -18,7 +18,7 @@ own writer lock), so no two processes ever write one file. Readers (``core/api.p
 - config: a secondary's keys are added where the primary's config has no such key (the
   primary's value wins);
 - media and tables: under their keys (items of several writers under one key list together, by
-  step); artifacts a secondary logged or used are the run's;
+  step); artifacts a secondary logged or used, and its traces (``@tracklet.op`` spans), are the run's;
 - identity, state and exit code: the primary's only (W&B's ``x_update_finish_state=False``);
   each part's own state is listed in ``RecordedRun.parts``.
 """
@@ -141,6 +141,9 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
             state.stats.append(renamed)
         state.media.extend(part.media)  # media and tables under their keys: items list together
         state.tables.extend(part.tables)
+        for span in part.spans:  # its traces are the run's (trace and span ids are random: no two writers share one)
+            state._span_at.setdefault(span.trace_id + span.span_id, len(state.spans))
+            state.spans.append(span)
         state.artifacts_used.extend(part.artifacts_used)  # the run's lineage: every writer's
         state.artifacts_logged.extend(part.artifacts_logged)
     if len(state.console) > console_before:

@@ -556,6 +556,8 @@ class Indexer:
             write_media(connection, row.id, fold.media)
         if fold.artifact_edges:
             write_edges(connection, row.id, fold.artifact_edges)
+        if fold.spans:  # its traces are the run's (trace and span ids are random: no two writers share one)
+            write_spans(connection, log_span_rows(project_id, row.id, paths.run_id, fold.spans))
         if fold.data.window_times:
             last_ms = info.get("system_ms")
             for kind, by_name in fold.data.system_series(int(last_ms) if last_ms is not None else None).items():

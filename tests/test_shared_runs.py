@@ -243,11 +243,14 @@ import wandb
 rank = int(os.environ.get("RANK", "0"))
 if rank == 0:
     run = wandb.init(project="ddp", id="ddp1", settings=wandb.Settings(mode="shared", x_primary=True, x_label="rank_0"))
-    child = subprocess.Popen([sys.executable, __file__], env={**os.environ, "RANK": "1"})
-    assert child.wait() == 0
-else:
+    for child_rank in ("1", "2"):
+        child = subprocess.Popen([sys.executable, __file__], env={**os.environ, "RANK": child_rank})
+        assert child.wait() == 0
+elif rank == 1:
     run = wandb.init(project="ddp", id="ddp1", settings=wandb.Settings(
         mode="shared", x_primary=False, x_label="rank_1", x_update_finish_state=False))
+else:  # x_primary left out (W&B's default, True): W&B lets it write the run too
+    run = wandb.init(project="ddp", id="ddp1", settings=wandb.Settings(mode="shared", x_label="rank_2"))
 for step in range(3):
     run.log({"loss": rank * 10 + step})
 print("rank", rank, "done")
@@ -269,8 +272,10 @@ def test_unmodified_wandb_shared_mode_script(tmp_path):
     assert "not supported" not in done.stderr
     run = tracklet.Api(tmp_path / "data").run("ddp/ddp1")
     assert run.state == "finished" and run.parts["rank_1"]["state"] == "finished"
+    assert run.parts["rank_2"]["state"] == "finished"
     history = run.history()
     assert history["loss"] == [0, 1, 2] and history["loss/l:rank_1"] == [10, 11, 12]
+    assert history["loss/l:rank_2"] == [20, 21, 22]
     assert "[rank_1] rank 1 done" in [line.text for line in run.console]
 
 

@@ -115,6 +115,9 @@ def test_recorded_run_merges_every_writer(shared_root):
     assert "[rank_2] hello from rank_2" in texts
     system = run.system_metrics()
     assert any(name.endswith("/l:rank_1") for name in system)  # each node's metrics under its label
+    shown = serverfork.run(["show", f"p/{RUN}"], env={**_env(), "TRACKLET_DIR": str(shared_root), "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "rank_1 (finished" in shown.stdout and "rank_2 (crashed" in shown.stdout
 
 
 def test_store_and_api_index_every_part(shared_root):

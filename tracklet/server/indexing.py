@@ -120,12 +120,14 @@ class StoreIndexer:
         with self._lock:
             self._index(paths)
 
-    def index_parts(self, paths: RunPaths) -> None:
-        """Ingest what a shared run's parts gained (docs/shared-runs.md); none: a ``scandir``."""
-        if not paths.parts():
+    def index_parts(self, paths: RunPaths, label: str | None = None) -> None:
+        """Ingest what a shared run's part ``label`` gained, or every part's (docs/shared-runs.md;
+        none: a ``scandir``)."""
+        labels = [label] if label is not None else paths.parts()
+        if not labels:
             return
         with self._lock:
-            report = self._indexer.index_parts(paths)
+            report = self._indexer.index_parts(paths, labels)
         for failure in report.failed:
             log.warning("indexing %s failed", failure)
 

@@ -69,7 +69,10 @@ async def put_log(
             run = run_paths(app.root, project, run_id)
             if part is None:
                 app.indexer.index_run(run)
-            app.indexer.index_parts(run)  # a part's bytes, or parts that came before the run's own log
+                if result.appended == result.offset:  # the run's first bytes: parts that came before it
+                    app.indexer.index_parts(run)
+            else:
+                app.indexer.index_parts(run, part)
             _derive_events(app, project, run_id)
         return result
 

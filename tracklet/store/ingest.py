@@ -435,15 +435,15 @@ class Indexer:
             self._index_parts(group, report)
         return report
 
-    def index_parts(self, paths: RunPaths) -> IndexReport:
-        """``_index_parts`` of one run, without the data root's lock (for its only writer: a
-        tracking server, after a part's upload)."""
+    def index_parts(self, paths: RunPaths, labels: list[str] | None = None) -> IndexReport:
+        """``_index_parts`` of one run (of its parts ``labels`` only, when given), without the data
+        root's lock (for its only writer: a tracking server, after a part's upload)."""
         report = IndexReport()
         self.damaged = report.damaged
-        self._index_parts([paths], report)
+        self._index_parts([paths], report, labels)
         return report
 
-    def _index_parts(self, group: list[RunPaths], report: IndexReport) -> None:
+    def _index_parts(self, group: list[RunPaths], report: IndexReport, labels: list[str] | None = None) -> None:
         """Ingest the new records of each shared run's parts (its secondary writers' logs,
         ``parts/<label>.tlog``) into the run, by ``core/parts.py``'s rules, after the run's own
         log: its row must exist (a part whose primary hasn't started waits on disk). Each part's
@@ -452,7 +452,7 @@ class Indexer:
         if not isinstance(self.source, LocalLogs):
             return
         for paths in group:
-            for label in paths.parts():
+            for label in paths.parts() if labels is None else labels:
                 try:
                     while True:
                         with self._transaction() as connection:

@@ -191,7 +191,7 @@ def named_in_run_logs(data_root: Path, digests: set[str], unreadable: list[str] 
     searched (records are uncompressed protobuf, so a digest field is its hex text), which finds the
     references of every record kind, media and tables included, without decoding. A log that
     can't be read is named in ``unreadable`` (what it names is then unknown)."""
-    from tracklet.core.layout import iter_runs
+    from tracklet.core.layout import iter_logs
 
     found: set[str] = set()
     wanted = {digest.encode() for digest in digests}
@@ -199,7 +199,7 @@ def named_in_run_logs(data_root: Path, digests: set[str], unreadable: list[str] 
         return found
     pattern = re.compile(rb"[0-9a-f]{64}")
     overlap = 63
-    for paths in iter_runs(data_root):
+    for paths in iter_logs(data_root):  # a shared run's parts name blobs too (docs/shared-runs.md)
         try:
             with open(paths.log_file, "rb") as handle:
                 tail = b""
@@ -294,6 +294,11 @@ def _running_since(data_root: Path) -> tuple[str, float] | None:
 
     first: tuple[str, float] | None = None
     for paths in iter_runs(data_root):
+        for label in paths.parts():  # a shared run's live secondary writers (docs/shared-runs.md)
+            part = paths.part_paths(label)
+            if writer_alive(part.log_file) and (started := RecordedRun(part).created_at) is not None \
+                    and (first is None or started < first[1]):
+                first = (f"{paths.project}/{paths.run_id} part {label}", started)
         alive = writer_alive(paths.log_file)  # a live writer: running (its log is not replayed)
         if alive is False:
             continue

@@ -290,6 +290,9 @@ def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
     field("Job type", run.job_type)
     field("Notes", run.notes)
     field("Host", metadata.get("hostname") or metadata.get("host"))
+    parts = metadata.get("parts") or {}  # a shared run's secondary writers (docs/shared-runs.md)
+    field("Writers", ", ".join(f"{label} ({part.get('state')}{', ' + str(part.get('host')) if part.get('host') else ''})"
+                               for label, part in sorted(parts.items())))
     username = metadata.get("username")  # the OS user the run's process recorded (run.user): nothing checked it
     field("User", f"{username} (unverified)" if isinstance(username, str) and username else None)
     command = metadata.get("command")

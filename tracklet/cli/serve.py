@@ -458,7 +458,9 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
         raise CliError("name the runs to upload (project/run_id or a run directory), or pass --all")
     if not url:
         raise CliError("no server URL: pass --url or set TRACKLET_BASE_URL")
-    targets = local_runs(root) if sync_all else [resolve_run(root, spec) for spec in run_paths]
+    targets = local_runs(root) if sync_all else [  # each run with its parts (a shared run's other writers)
+        log for run in (resolve_run(root, spec) for spec in run_paths)
+        for log in (run, *(run.part_paths(label) for label in run.parts()))]
     if not targets:
         click.echo(f"No runs in {root}")
         return
@@ -477,7 +479,8 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
             Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                      console=Console(stderr=True), disable=quiet, transient=False) as bar:
         for paths in targets:
-            task = bar.add_task(f"{paths.project}/{paths.run_id}", total=None)
+            name = f"{paths.project}/{paths.run_id}" + (f" part {paths.part}" if paths.part is not None else "")
+            task = bar.add_task(name, total=None)
 
             def report(offset: int, total: int, task: Any = task) -> None:
                 bar.update(task, completed=offset, total=total)
@@ -485,14 +488,14 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
             try:
                 result = client.sync_run(paths, progress=report)
             except SyncError as error:
-                failures.append(f"{paths.project}/{paths.run_id}: {error}")
+                failures.append(f"{name}: {error}")
                 continue
             total_sent += result.sent_bytes + result.media_bytes
             media_files += result.media_sent
             try:
-                total_sent += _push_artifacts(root, url, paths)
+                total_sent += _push_artifacts(root, url, paths) if paths.part is None else 0  # once per run
             except (TrackletError, OSError) as error:  # contained to this run's artifacts
-                failures.append(f"{paths.project}/{paths.run_id}: artifacts: {error}")
+                failures.append(f"{name}: artifacts: {error}")
             for line in result.describe_gaps():
                 click.echo(f"tracklet: damaged: {line}", err=True)
             damage = local_damage(paths, result.offset)

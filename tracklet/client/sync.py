@@ -24,7 +24,7 @@ from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.files import FileSync
 from tracklet.client.http import HttpClient, RetryPolicy
 from tracklet.client.media_sync import MediaBlobSync
-from tracklet.core.layout import RunPaths, iter_runs
+from tracklet.core.layout import RunPaths, iter_logs
 from tracklet.core.parsecost import record_parse_problem
 from tracklet.core.recordlog import (FRAME_HEADER, MAGIC, Damage, RecordLogError, gap_frame,
                                      read_log_from, scan, scan_frames, writer_alive)
@@ -97,8 +97,9 @@ def local_damage(paths: RunPaths, uploaded: int) -> LocalDamage | None:
 
 
 def local_runs(root: Path) -> list[RunPaths]:
-    """Every run with a record log under data root ``root``."""
-    return list(iter_runs(Path(root)))
+    """Every run with a record log under data root ``root``, each followed by its parts (a
+    shared run's secondary writers' logs, docs/shared-runs.md)."""
+    return list(iter_logs(Path(root)))
 
 
 def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> tuple[bytes, Damage | None]:
@@ -225,12 +226,17 @@ class SyncClient:
     def _url(paths: RunPaths, suffix: str) -> str:
         return f"/api/v1/runs/{paths.project}/{paths.run_id}/log{suffix}"
 
+    @staticmethod
+    def _part(paths: RunPaths) -> dict[str, str]:
+        """The query naming a shared run's part (its secondary writer's label); {} for a run's own log."""
+        return {} if paths.part is None else {"part": paths.part}
+
     def _refused(self, response: httpx.Response) -> Exception:
         return self._http.refusal(response, what="the upload")
 
     def server_offset(self, paths: RunPaths) -> int:
         """Where the server's copy of the run ends (0 when it has none)."""
-        response = self._http.request("GET", self._url(paths, "/offset"))
+        response = self._http.request("GET", self._url(paths, "/offset"), params=self._part(paths))
         if response.status_code != 200:
             raise self._refused(response)
         return int(response.json()["offset"])
@@ -270,7 +276,7 @@ class SyncClient:
         # online uploader, another `tracklet sync`) may move the server on at any moment, but only
         # to bytes already in the log. A live run's later frames go on the next sync.
         total = log_file.stat().st_size
-        path = f"{paths.project}/{paths.run_id}"
+        path = f"{paths.project}/{paths.run_id}" + (f" part {paths.part}" if paths.part is not None else "")
         if offset > total:
             raise SyncError(
                 f"{path}: the server has {offset} bytes but the local log has {total}: "
@@ -293,7 +299,8 @@ class SyncClient:
                 body = gap[0]
             requests += 1
             response = self._http.request(
-                "PUT", self._url(paths, ""), params={"offset": offset}, content=gzip.compress(body, 1),
+                "PUT", self._url(paths, ""), params={"offset": offset, **self._part(paths)},
+                content=gzip.compress(body, 1),
                 headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"},
             )
             if response.status_code == 409:
@@ -313,8 +320,9 @@ class SyncClient:
             conflicts = 0
             if progress:
                 progress(offset, total)
-        files_sent = self._sync_files(paths) if offset > 0 else 0  # files of a run the server knows
-        if offset > 0:
+        own = paths.part is None  # a part has no files or retention of its own: the run's are the primary's
+        files_sent = self._sync_files(paths) if offset > 0 and own else 0  # files of a run the server knows
+        if offset > 0 and own:
             self._sync_retention(paths)
         result = SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset, files_sent=files_sent,
                             gaps=gaps)

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 from tracklet.core import identity
 from tracklet.core.layout import RunPaths
 from tracklet.core.parsecost import parse_record
+from tracklet.core.parts import merge_parts
 from tracklet.core.reader import (
     Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, damage_summary, replay, run_state_label,
     warn_damage,
@@ -93,6 +94,8 @@ class RecordedRun:
             state.damages = [state.damage]
         label = run_state_label(state, self._paths.log_file)
         warn_damage(state, self._paths.log_file, live=label == "running")
+        if self._paths.part is None:
+            merge_parts(state, self._paths)  # a shared run's secondary writers (docs/shared-runs.md)
         self._state, self._label = state, label
         return self
 
@@ -281,6 +284,8 @@ class RecordedRun:
             if env.incomplete:
                 info["environment_incomplete"] = list(env.incomplete)
                 info["environment_incomplete_reasons"] = dict(sorted(env.incomplete_reasons.items()))
+        if state.parts:  # a shared run's secondary writers, as the store's metadata has them
+            info["parts"] = copy.deepcopy(state.parts)
         return info
 
     @property
@@ -306,6 +311,13 @@ class RecordedRun:
         """The artifact versions this run logged (``log_artifact``, and its code snapshot: type
         ``code``), in order, each once; the same keys as ``used_artifacts``."""
         return _distinct_versions(self._read.artifacts_logged)
+
+    @property
+    def parts(self) -> dict[str, dict[str, Any]]:
+        """A shared run's secondary writers (docs/shared-runs.md), by label: each one's ``state``
+        (``running``, ``finished``, ``failed``, ``crashed``), ``exit_code``, ``host``, ``pid``,
+        ``start_time`` and ``last_step``; {} for a run with one writer."""
+        return {label: dict(info) for label, info in self._read.parts.items()}
 
     @property
     def console(self) -> list[ConsoleLine]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,10 +20,12 @@ from typing import Any, Iterator
 from tracklet.core.recordlog import LOG_FILE_NAME
 from tracklet.errors import InvalidName
 
-__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_runs", "name_problem",
+__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_logs", "iter_runs", "name_problem",
            "project_dir", "projects_dir"]
 
 MAX_NAME_CHARS = 128
+PARTS_DIR = "parts"  # a run's secondary writers' logs (docs/shared-runs.md)
+PART_SUFFIX = ".tlog"
 _NAME_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
 _ALLOWED = re.compile(r"[A-Za-z0-9._-]*")
 _RULE = f"use 1-{MAX_NAME_CHARS} letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -63,15 +66,20 @@ def check_name(kind: str, value: Any) -> str:
 @dataclasses.dataclass(frozen=True)
 class RunPaths:
     """A run's paths under data root ``root``; the constructor checks ``project`` and ``run_id``
-    (``InvalidName``, a ``ValueError``)."""
+    (``InvalidName``, a ``ValueError``). With ``part`` (a secondary writer's label, checked
+    too), ``log_file`` and ``files_dir`` are that writer's: ``parts/<label>.tlog`` and
+    ``parts/<label>.files/`` in the run's directory (docs/shared-runs.md)."""
 
     root: Path
     project: str
     run_id: str
+    part: str | None = None
 
     def __post_init__(self) -> None:
         check_name("project", self.project)
         check_name("run id", self.run_id)
+        if self.part is not None:
+            check_name("label", self.part)
 
     # Built once per RunPaths (a frozen value): indexing asks for a run's paths several times,
     # and each Path join costs more than the stat it serves.
@@ -85,11 +93,34 @@ class RunPaths:
 
     @functools.cached_property
     def log_file(self) -> Path:
+        if self.part is not None:
+            return self.parts_dir / f"{self.part}{PART_SUFFIX}"
         return self.run_dir / LOG_FILE_NAME
 
     @property
     def files_dir(self) -> Path:
+        if self.part is not None:
+            return self.parts_dir / f"{self.part}.files"
         return self.run_dir / "files"
+
+    @property
+    def parts_dir(self) -> Path:
+        """Where the run's secondary writers' logs are (``parts/<label>.tlog``)."""
+        return self.run_dir / PARTS_DIR
+
+    def part_paths(self, label: str) -> "RunPaths":
+        """The paths of this run's part written by ``label``."""
+        return RunPaths(self.root, self.project, self.run_id, label)
+
+    def parts(self) -> list[str]:
+        """The labels of the run's parts (secondary writers' logs), in name order; [] when none
+        (one ``stat``). Files whose names are not valid labels are not parts."""
+        try:
+            names = [entry.name for entry in os.scandir(self.parts_dir)]
+        except OSError:  # none (the usual case), or unreadable
+            return []
+        return sorted(name[: -len(PART_SUFFIX)] for name in names
+                      if name.endswith(PART_SUFFIX) and is_valid_name(name[: -len(PART_SUFFIX)]))
 
 
 def projects_dir(root: Path) -> Path:
@@ -119,3 +150,13 @@ def iter_runs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
         for run_dir in sorted(runs.iterdir()):
             if is_valid_name(run_dir.name) and (run_dir / LOG_FILE_NAME).is_file():
                 yield RunPaths(root, directory.name, run_dir.name)
+
+
+def iter_logs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
+    """Every record log under data root ``root``: each run's (``iter_runs``), then its parts (a
+    shared run's secondary writers', ``RunPaths.part`` set; docs/shared-runs.md). For what reads
+    every log's bytes (the blobs they name, uploads), not for listing runs."""
+    for run in iter_runs(root, project):
+        yield run
+        for label in run.parts():
+            yield run.part_paths(label)

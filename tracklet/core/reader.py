@@ -108,12 +108,19 @@ class RunState:
         self.invalid_count = 0  # records skipped whole
         self.partial_count = 0  # records kept without some history columns
         self._index: StepIndex | None = None
+        # A shared run's secondary writers (core/parts.py): label -> its state, host, pid, ...;
+        # their summary keys (``<label>/<key>``), merged into ``summary``.
+        self.parts: dict[str, dict[str, Any]] = {}
+        self.part_summary: dict[str, Any] = {}
 
     @property
     def summary(self) -> dict[str, Any]:
         """The summary as the run's live tracker had it after the last record read: its last
         written summary for a run that ended cleanly; for a crashed or running run, also what
-        the history logged after that implies (``tracklet.core.summary_fold``)."""
+        the history logged after that implies (``tracklet.core.summary_fold``). A shared run's
+        secondary writers' keys follow, under their labels (``core/parts.py``)."""
+        if self.part_summary:
+            return {**self._summary.values, **self.part_summary}
         return self._summary.values
 
     def apply(self, record: pb.Record) -> None:
@@ -206,7 +213,13 @@ class RunState:
         the columns of ``keys`` are read, and they are kept sparse (see ``core/history.py``)."""
         index = self._index
         if index is None or index.batch_count != len(self.batches):
-            index = self._index = StepIndex(self.batches)
+            if self.parts:  # a shared run: rows of every writer merged by step (core/parts.py)
+                from tracklet.core.parts import MergedStepIndex
+
+                fresh: StepIndex = MergedStepIndex(self.batches)  # type: ignore[assignment]
+            else:
+                fresh = StepIndex(self.batches)
+            index = self._index = fresh
         start = self.start.start_time if self.start is not None else None
         return build_history(self.batches, self.key_names, index, start, keys)
 

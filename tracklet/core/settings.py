@@ -82,6 +82,15 @@ class Settings:
             time on their spans plus an estimate of the callers'); while over it, traces started
             outside any op by ops without their own ``sample_rate`` are left out whole
             (docs/tracing.md, "Tracing budget"). 1 keeps every trace. ``TRACKLET_TRACING_BUDGET``.
+        primary: whether this process is the run's primary writer (the default). ``False``
+            makes it a *secondary* writer of a run another process started (distributed training:
+            other ranks, other nodes): ``init(id=<the run's id>)`` then records into the run's
+            part ``parts/<label>.tlog`` beside its ``run.tlog``, and readers and the store show
+            every part as one run (docs/shared-runs.md). ``TRACKLET_PRIMARY``.
+        label: a secondary writer's name in the run (``"rank_1"``, ``"node-3"``; the rules of a
+            run id): its part's file name, the tag of its console lines, system metrics and
+            values of keys another writer owns (``loss/l:rank_1``). Default: ``rank_<RANK>`` when the ``RANK`` environment variable is a
+            number, else ``<host>-<pid>``. ``TRACKLET_LABEL``.
     """
 
     mode: str = "offline"
@@ -111,6 +120,8 @@ class Settings:
     media_queue: int = 256
     tracing: bool = True
     tracing_budget: float = 0.01
+    primary: bool = True
+    label: str | None = None
 
     def __post_init__(self) -> None:
         # Which fields were given (to the constructor, or set afterwards): those win over the
@@ -155,6 +166,8 @@ class Settings:
             raise ValueError(f"capture_wait must be >= 0 seconds; got {self.capture_wait!r}")
         if self.finish_timeout < 0:
             raise ValueError(f"finish_timeout must be >= 0; got {self.finish_timeout!r}")
+        if self.label is not None:
+            check_name("label", self.label)
         return self
 
 
@@ -226,6 +239,11 @@ def resolve_settings(
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         merged.update(settings)
     merged.update({k: v for k, v in arguments.items() if v is not None})
+    if merged.get("mode") == "shared":  # W&B's name for a writer of a run with several (docs/shared-runs.md)
+        merged.pop("mode")
+        merged.setdefault("mode", _from_environment(os.environ if environ is None else environ).get("mode", "offline"))
+        if merged["mode"] == "shared":
+            merged["mode"] = "offline"
     return Settings(**merged).validate()
 
 

@@ -112,8 +112,11 @@ def init(
     if resolved.mode == "online" and uploader is None:
         raise ValueError("mode='online' needs an uploader: start online runs with tracklet.init()")
 
+    if not resolved.primary and resolved.mode != "disabled":
+        _secondary_settings(resolved, id)
     if resolved.mode != "disabled" and reinit != "finish_previous":
-        _refuse_a_live_run(RunPaths(data_root(resolved), project_name, run_id),
+        _refuse_a_live_run(RunPaths(data_root(resolved), project_name, run_id, resolved.label if not resolved.primary
+                                    else None),
                            ending=lifecycle.current() if reinit != "create_new" else None)
     if reinit == "finish_previous":
         for live in lifecycle.live_runs():
@@ -134,7 +137,10 @@ def init(
 
     paths = RunPaths(data_root(resolved), project_name, run_id)
     state = None
-    if paths.log_file.exists():
+    if not resolved.primary:  # a secondary writer: its own part of the run (docs/shared-runs.md)
+        identity = _primary_identity(paths, identity)
+        paths, state = _secondary(resolved, paths, id)
+    elif paths.log_file.exists():
         if resume in (None, False, "never"):
             raise ValueError(
                 f"run {project_name}/{run_id} already exists in {paths.root}; pass resume='allow' to continue "
@@ -175,6 +181,67 @@ def init(
     if becomes_current:
         lifecycle.set_current(run)
     return run
+
+
+def default_label() -> str:
+    """A secondary writer's label when none is given: ``rank_<RANK>`` under a launcher that sets
+    ``RANK`` (torchrun, accelerate, DeepSpeed), else ``<host>-<pid>``, made a valid name."""
+    import os
+    import re
+
+    from tracklet.core import hostinfo
+    from tracklet.core.layout import MAX_NAME_CHARS
+
+    rank = os.environ.get("RANK", "").strip()
+    if rank.isdigit():
+        return f"rank_{int(rank)}"
+    host = re.sub(r"[^A-Za-z0-9._-]+", "-", hostinfo.hostname() or "host").strip("-._") or "host"
+    return f"{host[: MAX_NAME_CHARS - 12]}-{os.getpid()}"
+
+
+def _secondary_settings(resolved: Settings, run_id: str | None) -> None:
+    """Settings of a secondary writer (``primary=False``): a run id to join, a label; no
+    environment capture (the primary records the code, git and packages, as W&B's secondaries
+    don't either). Online, its part is uploaded beside the run's log (``part=`` on the upload
+    routes), as the primary's log is."""
+    if run_id is None:
+        raise ValueError("a secondary writer (settings primary=False, W&B's x_primary=False) records into a run "
+                         "another process started: pass id=<the primary's run id>")
+    if resolved.label is None:
+        resolved.label = default_label()
+    resolved.capture_environment = False
+
+
+def _primary_identity(run: RunPaths, identity: dict[str, Any]) -> dict[str, Any]:
+    """A secondary writer's name, tags, group, ... left unset take the run's (its primary's first
+    record), when the primary started already: ``run.name`` then reads alike in every process."""
+    from tracklet.core import identity as identities
+    from tracklet.core.parsecost import parse_record
+    from tracklet.core.recordlog import read_first_payload
+
+    try:
+        payload = read_first_payload(run.log_file)
+        record = parse_record(payload) if payload is not None else None
+    except Exception:  # none yet (ranks race), or unreadable: the defaults
+        return identity
+    if record is None or record.WhichOneof("kind") != "run_start":
+        return identity
+    known = identities.of_start(record.run_start)
+    return {field: known[field] if field in known and value is None else value for field, value in identity.items()}
+
+
+def _secondary(resolved: Settings, run: RunPaths, run_id: str | None) -> tuple[RunPaths, Any]:
+    """A secondary writer's paths (its part of ``run``) and, when its part exists (the process
+    restarted), that part's state to append to. The primary's log need not exist yet: ranks
+    start in any order, and readers show a part once the run's ``run.tlog`` is there."""
+    assert resolved.label is not None and run_id is not None
+    paths = run.part_paths(resolved.label)
+    paths.parts_dir.mkdir(parents=True, exist_ok=True)
+    if not paths.log_file.exists():
+        return paths, None
+    from tracklet.core.reader import replay
+
+    return paths, replay(paths.log_file)
 
 
 def _refuse_a_live_run(paths: RunPaths, ending: Run | None) -> None:

@@ -231,14 +231,14 @@ def logged_digests(root: Path) -> set[str]:
     thumbnails, masks): what artifact garbage collection must keep besides artifact manifests.
     Reads each record log once and parses only its media records. ``OSError`` when a log can't be
     read: a collector must then keep everything rather than guess."""
-    from tracklet.core.layout import iter_runs
+    from tracklet.core.layout import iter_logs
     from tracklet.core.parsecost import record_parse_problem
     from tracklet.core.recordlog import read_log
     from tracklet.proto import records_pb2 as pb
 
     found: set[str] = set()
     record = pb.Record()
-    for paths in iter_runs(root):
+    for paths in iter_logs(root):  # a shared run's parts too
         for _, payload in read_log(paths.log_file, resync=True).payloads:
             if not payload or payload[0] != _MEDIA_TAG or record_parse_problem(payload) is not None:
                 continue  # not media, or too costly to parse (core/parsecost.py): every reader skips it

@@ -319,15 +319,19 @@ def _running_runs(root: Path) -> list[str]:
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
 
-    return [f"{paths.project}/{paths.run_id}" for paths in iter_runs(root)
-            if RecordedRun(paths).state == "running"]
+    running = []
+    for paths in iter_runs(root):
+        run = RecordedRun(paths)  # a shared run runs while any of its writers does
+        if run.state == "running" or any(part.get("state") == "running" for part in run.parts.values()):
+            running.append(f"{paths.project}/{paths.run_id}")
+    return running
 
 
 def _times_named_in_logs(root: Path, digests: set[str]) -> dict[str, int]:
     """How many times each of ``digests`` appears in the run record logs under ``root`` (records are
     uncompressed protobuf: a digest field is its hex text, after its length byte). Read in blocks;
     a digest across a block's end is counted once (what the carried tail alone holds is not)."""
-    from tracklet.core.layout import iter_runs
+    from tracklet.core.layout import iter_logs
 
     counts: collections.Counter[str] = collections.Counter()
     if not digests:
@@ -337,7 +341,7 @@ def _times_named_in_logs(root: Path, digests: set[str]) -> dict[str, int]:
     def named(data: bytes) -> collections.Counter[bytes]:
         return collections.Counter(match for match in _DIGEST.findall(data) if match in wanted)
 
-    for paths in iter_runs(root):
+    for paths in iter_logs(root):  # a shared run's parts name blobs too (docs/shared-runs.md)
         with open(paths.log_file, "rb") as handle:  # OSError: nothing is removed
             tail = b""
             while block := handle.read(16 << 20):

@@ -98,8 +98,8 @@ class StoreIndexer:
         entry = known.get((paths.project, paths.run_id))
         if entry is None or entry[1] == "running":
             return False
-        try:
-            return self._indexer.source.size(paths) == entry[0]
+        try:  # a shared run's parts (its secondary writers' logs) may have grown: indexed again
+            return self._indexer.source.size(paths) == entry[0] and not paths.parts()
         except Exception:
             return False
 
@@ -119,6 +119,17 @@ class StoreIndexer:
     def index_run(self, paths: RunPaths) -> None:
         with self._lock:
             self._index(paths)
+
+    def index_parts(self, paths: RunPaths, label: str | None = None) -> None:
+        """Ingest what a shared run's part ``label`` gained, or every part's (docs/shared-runs.md;
+        none: a ``scandir``)."""
+        labels = [label] if label is not None else paths.parts()
+        if not labels:
+            return
+        with self._lock:
+            report = self._indexer.index_parts(paths, labels)
+        for failure in report.failed:
+            log.warning("indexing %s failed", failure)
 
     def _index(self, paths: RunPaths) -> None:
         try:

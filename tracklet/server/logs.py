@@ -30,13 +30,19 @@ class AppendResult:
     appended: int  # new bytes written (0 for a pure resend)
 
 
-def run_paths(root: Path, project: str, run_id: str) -> RunPaths:
-    """``RunPaths`` for client-supplied names: ``BadRequest`` (HTTP 400) naming the problem when
-    either is not a valid name."""
+def run_paths(root: Path, project: str, run_id: str, part: str | None = None) -> RunPaths:
+    """``RunPaths`` for client-supplied names (``part``: a shared run's secondary writer's label,
+    docs/shared-runs.md): ``BadRequest`` (HTTP 400) naming the problem when one is not a valid
+    name."""
     try:
-        return RunPaths(root, project, run_id)
+        return RunPaths(root, project, run_id, part)
     except InvalidName as error:
         raise BadRequest(str(error)) from None
+
+
+def _copy_key(paths: RunPaths) -> tuple[str, str]:
+    """A copy's key in the per-copy caches and locks: the run, or one of its parts."""
+    return (paths.project, paths.run_id if paths.part is None else f"{paths.run_id}/{paths.part}")
 
 
 def check_frames(body: bytes, offset: int) -> None:
@@ -193,7 +199,7 @@ class LogCopies:
         self._verified: set[tuple[str, str]] = set()
 
     def _lock(self, paths: RunPaths) -> threading.Lock:
-        key = (paths.project, paths.run_id)
+        key = _copy_key(paths)
         with self._guard:
             lock = self._locks.get(key)
             if lock is None:
@@ -202,7 +208,7 @@ class LogCopies:
 
     def _size(self, paths: RunPaths) -> int:
         """The copy's intact size (0 when there is none); call with the run's lock held."""
-        key = (paths.project, paths.run_id)
+        key = _copy_key(paths)
         log_file = paths.log_file
         if not log_file.is_file():
             return 0
@@ -223,16 +229,20 @@ class LogCopies:
                 handle.truncate(end)
                 os.fsync(handle.fileno())
 
-    def offset(self, project: str, run_id: str) -> int:
-        """Where the client resumes: the size of the stored copy, 0 when the run is unknown."""
-        paths = run_paths(self.root, project, run_id)
+    def offset(self, project: str, run_id: str, part: str | None = None) -> int:
+        """Where the client resumes: the size of the stored copy (of the run's part ``part``),
+        0 when the run is unknown."""
+        paths = run_paths(self.root, project, run_id, part)
         with self._lock(paths):
             return self._size(paths)
 
-    def append(self, project: str, run_id: str, offset: int, body: bytes) -> AppendResult:
-        """Apply ``body`` (the client's log bytes from ``offset``): append, accept a resend, or
-        raise ``OffsetConflict`` on a gap or a mismatch."""
-        paths = run_paths(self.root, project, run_id)
+    def append(self, project: str, run_id: str, offset: int, body: bytes, part: str | None = None) -> AppendResult:
+        """Apply ``body`` (the client's log bytes from ``offset``; ``part``: of the run's part
+        written by that label): append, accept a resend, or raise ``OffsetConflict`` on a gap or a
+        mismatch."""
+        paths = run_paths(self.root, project, run_id, part)
+        counted = _copy_key(paths)[1]
+        indexed = (lambda: None) if part is not None else None  # the store counts the run's own keys only
         if offset < 0:
             raise BadRequest(f"offset must be 0 or more; got {offset}")
         if body:
@@ -247,15 +257,15 @@ class LogCopies:
 
             tail = new_tail(body, offset, size, stored)
             if tail:
-                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored),
-                                     f"{project}/{run_id}")
+                keys = check_records(tail, size, self.key_counts.at(project, counted, size, stored, indexed),
+                                     f"{project}/{counted}")
                 self._write(paths, size, tail)
-                self.key_counts.set(project, run_id, size + len(tail), keys)
+                self.key_counts.set(project, counted, size + len(tail), keys)
             return AppendResult(offset=size + len(tail), appended=len(tail))
 
     @staticmethod
     def _write(paths: RunPaths, at: int, data: bytes) -> None:
-        run_dir = paths.run_dir
+        run_dir = paths.log_file.parent  # the run's directory, or its parts/
         created = not run_dir.is_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)

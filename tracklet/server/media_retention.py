@@ -149,12 +149,14 @@ def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str,
     for paths in iter_runs(Path(root)):
         names: set[str] = set() if sink is not None else found[paths.project]
         try:
-            with open(paths.log_file, "rb") as handle:
-                tail = b""
-                while block := handle.read(16 << 20):
-                    data = tail + block
-                    names.update(match.decode() for match in _DIGEST.findall(data))
-                    tail = data[-63:]
+            for log in (paths, *(paths.part_paths(label) for label in paths.parts())):  # a shared run's parts too
+                # (the run's tables are read merged: RecordedRun below)
+                with open(log.log_file, "rb") as handle:
+                    tail = b""
+                    while block := handle.read(16 << 20):
+                        data = tail + block
+                        names.update(match.decode() for match in _DIGEST.findall(data))
+                        tail = data[-63:]
             fragments = {fragment.digest for record in RecordedRun(paths)._read.tables for fragment in record.fragments}
             if fragments:
                 names |= cell_digests(fragments, reader)

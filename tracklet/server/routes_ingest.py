@@ -13,7 +13,8 @@ from tracklet.server import run_creators
 from tracklet.server.audit import armed, arms_itself
 from tracklet.server.auth import requires
 from tracklet.server.body import bounded_router, read_body
-from tracklet.server.logs import OffsetConflict, run_paths
+from tracklet.errors import BadRequest
+from tracklet.server.logs import LogCopies, OffsetConflict, run_paths
 from tracklet.server.models import AppendResponse, OffsetConflictResponse, OffsetResponse, errors
 
 router = bounded_router(prefix="/api/v1/runs", tags=["ingest"])
@@ -27,6 +28,10 @@ _RAW_BODY = {
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
+
+
+_PART = ("A shared run's secondary writer's label: the bytes are that writer's log, kept beside the run's own "
+         "(docs/shared-runs.md)")
 
 
 @router.put(
@@ -44,22 +49,30 @@ async def put_log(
     project: str,
     run_id: str,
     offset: int = Query(..., ge=0, le=2**62, description="Byte offset of the body's first byte in the client's log"),
+    part: str | None = Query(None, max_length=128, description=_PART),
 ) -> AppendResponse | JSONResponse:
     """Append if `offset` is the stored size; accept a resend (offset below it) idempotently when
     the overlap matches; 409 with the stored size on a gap or a mismatch. The append to an empty
     copy starts the run: the user of the request's API key is recorded as its creator (the run's
-    `user`); nothing the request says names another."""
+    `user`); nothing the request says names another. With `part`, the bytes are the log of a
+    shared run's secondary writer (docs/shared-runs.md), kept beside the run's own log."""
     app = request.app.state.tracklet
-    creator = request.state.principal.user_id  # None on a --dev server: no keys
-    paths = run_paths(app.root, project, run_id)  # 400 before reading the body
+    creator = request.state.principal.user_id if part is None else None  # None on a --dev server: no keys
+    run_paths(app.root, project, run_id, _part(app, part))  # 400 before reading the body
     body = await read_body(request, app.max_body_bytes)  # why this route is async: it streams the body
 
     def append() -> Any:  # one trip to the thread pool: the audit intent, the append, its indexing and events
-        result = armed(request, app.copies.append, project, run_id, offset, body)
+        result = armed(request, _append, app, project, run_id, offset, body, part)
         if creator is not None and result.appended == result.offset > 0:  # the copy was empty: this starts the run
             _record_creator(app, project, run_id, creator)
         if result.appended:
-            app.indexer.index_run(paths)
+            run = run_paths(app.root, project, run_id)
+            if part is None:
+                app.indexer.index_run(run)
+                if result.appended == result.offset:  # the run's first bytes: parts that came before it
+                    app.indexer.index_parts(run)
+            else:
+                app.indexer.index_parts(run, part)
             _derive_events(app, project, run_id)
         return result
 
@@ -69,6 +82,21 @@ async def put_log(
         # (offset first, as ever: built by hand rather than from OffsetConflictResponse's field order)
         return JSONResponse(status_code=409, content={"offset": conflict.offset, "detail": str(conflict)})
     return AppendResponse(offset=result.offset, appended=result.appended)
+
+
+def _part(app: Any, part: str | None) -> str | None:
+    """``part`` when this server keeps logs where parts can go (its data root); else 400 naming
+    the limitation (segments in object storage hold a run's own log only)."""
+    if part is not None and not isinstance(app.copies, LogCopies):
+        raise BadRequest("this server keeps record logs as segments (--logs): a shared run's parts (part=) are "
+                         "not accepted there yet; the secondary writer's log stays on its machine (docs/shared-runs.md)")
+    return part
+
+
+def _append(app: Any, project: str, run_id: str, offset: int, body: bytes, part: str | None) -> Any:
+    if part is None:
+        return app.copies.append(project, run_id, offset, body)
+    return app.copies.append(project, run_id, offset, body, part=part)
 
 
 def _record_creator(app: Any, project: str, run_id: str, user_id: int) -> None:
@@ -96,10 +124,14 @@ def _derive_events(app: Any, project: str, run_id: str) -> None:
     summary="Where a client resumes uploading",
 )
 @requires("write", missing_ok=True)
-def get_offset(request: Request, project: str, run_id: str) -> OffsetResponse:
+def get_offset(request: Request, project: str, run_id: str,
+               part: str | None = Query(None, max_length=128, description=_PART)) -> OffsetResponse:
     """The size of the server's copy of the run's record log (0 when the run is unknown): the
     upload's first request, so it needs `write` on the project, as the upload does (anyone may ask
-    about a project that doesn't exist yet: 0; the upload creates it)."""
+    about a project that doesn't exist yet: 0; the upload creates it). With `part`: of that
+    secondary writer's log."""
     app = request.app.state.tracklet
-    return OffsetResponse(offset=app.copies.offset(project, run_id))
+    if _part(app, part) is None:
+        return OffsetResponse(offset=app.copies.offset(project, run_id))
+    return OffsetResponse(offset=app.copies.offset(project, run_id, part=part))
 

@@ -199,6 +199,7 @@ class _RunFold:
         self.last_time: float | None = None
         self.last_step: int | None = row.last_step if row is not None else None
         self.config_changed = self.summary_changed = self.keys_changed = False
+        self.summary_set: set[str] = set()  # keys the new summary records set
         self.batches = 0
         self.data = RunDataFold(row.metadata if row is not None else None)
         self.artifact_edges: list[Any] = []
@@ -223,6 +224,7 @@ class _RunFold:
         elif kind == "summary":
             for entry in record.summary.items:
                 self.summary[entry.key] = json_safe(from_value_message(entry.value))
+                self.summary_set.add(entry.key)
             for key in record.summary.removed:
                 self.summary.pop(key, None)
             self.summary_changed = True
@@ -426,10 +428,186 @@ class Indexer:
             group.append(paths)
             if len(group) >= self.group_runs:
                 self._index_group(group, report)
+                self._index_parts(group, report)
                 group = []
         if group:
             self._index_group(group, report)
+            self._index_parts(group, report)
         return report
+
+    def index_parts(self, paths: RunPaths, labels: list[str] | None = None) -> IndexReport:
+        """``_index_parts`` of one run (of its parts ``labels`` only, when given), without the data
+        root's lock (for its only writer: a tracking server, after a part's upload)."""
+        report = IndexReport()
+        self.damaged = report.damaged
+        self._index_parts([paths], report, labels)
+        return report
+
+    def _index_parts(self, group: list[RunPaths], report: IndexReport, labels: list[str] | None = None) -> None:
+        """Ingest the new records of each shared run's parts (its secondary writers' logs,
+        ``parts/<label>.tlog``) into the run, by ``core/parts.py``'s rules, after the run's own
+        log: its row must exist (a part whose primary hasn't started waits on disk). Each part's
+        offset, keys and state are kept in the run's ``metadata["parts"]``. Only logs on disk have
+        parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
+        if not isinstance(self.source, LocalLogs):
+            return
+        for paths in group:
+            for label in paths.parts() if labels is None else labels:
+                try:
+                    while True:
+                        with self._transaction() as connection:
+                            points, read, more = self._fold_part(connection, paths, label)
+                        report.points += points
+                        report.bytes_read += read
+                        if not more:
+                            break
+                except Exception as error:  # this part's transaction rolled back; the others go on
+                    reason = failure_reason(error)
+                    log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
+                    report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
+
+    def _crashed_part_summary(self, row: Any, part: RunPaths, label: str, info: dict[str, Any],
+                              known_parts: dict[str, Any]) -> dict[str, Any]:
+        """The run's summary with part ``label``'s keys as the whole part implies them (its
+        writer died: its last written summary may be older than its history)."""
+        summary = dict(row.summary or {})
+        summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part)))
+        return summary
+
+    def _fold_part(self, connection: sa.Connection, paths: RunPaths, label: str) -> tuple[int, int, bool]:
+        """Ingest up to ``chunk_bytes`` of part ``label`` of run ``paths``; returns (points
+        added, bytes read, whether more chunks follow)."""
+        from types import SimpleNamespace
+
+        from tracklet.core.parts import PRIMARY, console_text, labelled, owner, part_key, part_state_label, system_key
+
+        project_id = self._project_id(connection, paths.project)
+        self._lock_run(connection, paths)
+        row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
+        if row is None:  # the run's own log isn't indexed yet: the part waits for it
+            return 0, 0, False
+        metadata = dict(row.metadata or {})
+        known_parts = dict(metadata.get("parts") or {})
+        info = dict(known_parts.get(label) or {})
+        offset = int(info.get("offset", 0))
+        part = paths.part_paths(label)
+        size = self.source.size(part)
+        if size < offset:  # replaced by a shorter log: what was indexed of it stays; say so
+            self.damaged.append(f"{paths.project}/{paths.run_id}: part {label} is shorter than indexed "
+                                f"({size} < {offset} bytes); `tracklet index --rebuild` indexes it again")
+            return 0, 0, False
+        if size == offset:
+            if info.get("state") == "running" and self.source.alive(part) is False:
+                info["state"] = "crashed"
+                known_parts[label] = info
+                metadata["parts"] = known_parts
+                connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json({
+                    "metadata": metadata, "summary": self._crashed_part_summary(row, part, label, info, known_parts)})})
+            return 0, 0, False
+        result = self.source.read_from(part, offset, self.chunk_bytes)
+        fold = _RunFold(SimpleNamespace(config={}, summary={}, keys=list(info.get("keys") or []), last_step=None,
+                                        metadata=None))
+        decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
+        decoder.fold(result.payloads, fold.apply)
+        self._note_damage(paths, result, decoder)
+        more = offset < result.end_offset < size and offset + self.chunk_bytes < size
+        exit = fold.exit
+        state = part_state_label(exit, None if exit is not None or more else self.source.alive(part))
+        if exit is None and not fold.reopened and info.get("state") in ("finished", "failed"):
+            state = info["state"]
+        joined = state != "running"
+        values: dict[str, Any] = {}
+        # Names by the ownership rule (core/parts.py): a key this part now owns that another part's
+        # series held until now moves to that part's labelled name first.
+        primary = {key for key in (row.keys or []) if key}
+        before = {label_: {key for key in (found.get("keys") or []) if key} for label_, found in known_parts.items()}
+        before.setdefault(label, set())
+        after = {**before, label: {key for key in fold.keys if key}}
+        summary = dict(row.summary or {})
+        for key in sorted(after[label] - before[label]):
+            held = owner(key, primary, before)
+            if held not in (None, PRIMARY, label) and owner(key, primary, after) == label:
+                self._rename_key(connection, row.id, summary, key, labelled(held, key))
+        points = self._write_series(connection, row.id, "number", {
+            part_key(label, key, primary, after): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
+            None, joined)
+        info["keys"] = fold.keys
+        if state == "crashed":  # its summary as its tracker had it at the kill (as a crashed run's)
+            summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part)))
+        elif fold.summary_changed:
+            summary.update(_part_summary_names(row, known_parts, label, info, fold.summary))
+        if summary != (row.summary or {}):
+            values["summary"] = summary
+        if fold.config_changed:
+            config, owned = dict(row.config or {}), set(info.get("config_keys") or [])
+            for key, value in fold.config.items():
+                if key not in config or key in owned:  # the primary's keys are the primary's
+                    config[key] = value
+                    owned.add(key)
+            values["config"] = config
+            info["config_keys"] = sorted(owned)
+        if fold.data.console:
+            write_console(connection, row.id, [(when, stream, console_text(label, text))
+                                               for when, stream, text in fold.data.console])
+        if fold.data.alerts:
+            write_alerts(connection, row.id, [(when, level, console_text(label, title), text)
+                                              for when, level, title, text in fold.data.alerts])
+        if fold.media:  # under their keys: items of several writers under one key list together
+            write_media(connection, row.id, fold.media)
+        if fold.artifact_edges:
+            write_edges(connection, row.id, fold.artifact_edges)
+        if fold.spans:  # its traces are the run's (trace and span ids are random: no two writers share one)
+            write_spans(connection, log_span_rows(project_id, row.id, paths.run_id, fold.spans))
+        if fold.data.window_times:
+            last_ms = info.get("system_ms")
+            for kind, by_name in fold.data.system_series(int(last_ms) if last_ms is not None else None).items():
+                renamed = {stored_key(system_key(label, name)): found for name, found in by_name.items()}
+                self._write_series(connection, row.id, kind, renamed, None, joined)
+                info["system_ms"] = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
+                                        + ([int(last_ms)] if last_ms is not None else []))
+        if fold.fields.get("host"):
+            info["host"] = fold.fields["host"]
+        if fold.data.metadata.get("pid"):
+            info["pid"] = fold.data.metadata["pid"]
+        info.update(offset=result.end_offset, state=state,
+                    exit_code=exit.exit_code if exit is not None else info.get("exit_code") if state != "running"
+                    else None, last_step=fold.last_step if fold.last_step is not None else info.get("last_step"))
+        known_parts[label] = info
+        metadata["parts"] = known_parts
+        values["metadata"] = metadata
+        connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(values)})
+        self._tails.take(row.id, None)  # the run's series changed behind what the indexer kept of them
+        return points, result.end_offset - offset, more
+
+    def _take_keys_from_parts(self, connection: sa.Connection, row: Any, fold: _RunFold) -> None:
+        """The primary logs keys a shared run's part owned until now (core/parts.py): that part's
+        series and summary entry move to ``<key>/l:<label>``, the key is the primary's."""
+        from tracklet.core.parts import labelled, owner
+
+        parts = {label: {key for key in (info.get("keys") or []) if key}
+                 for label, info in (row.metadata or {}).get("parts", {}).items()}
+        for key in sorted({key for key in fold.keys if key} - set(row.keys or [])):
+            held = owner(key, (), parts)
+            if held is None:
+                continue
+            primary_value = fold.summary.get(key)
+            name = labelled(held, key)
+            self._rename_key(connection, row.id, fold.summary, key, name)
+            fold.summary.pop(stored_key(name), None)
+            if key in (row.summary or {}):  # the part's value, as the row had it
+                fold.summary[stored_key(name)] = row.summary[key]
+            if key in fold.summary_set:  # the primary's own value, set in these records
+                fold.summary[key] = primary_value
+            fold.summary_changed = True
+
+    @staticmethod
+    def _rename_key(connection: sa.Connection, run_pk: int, summary: dict[str, Any], key: str, name: str) -> None:
+        """Move the run's history key ``key`` (its series, its summary entry) to ``name``: a writer
+        that owns the key now takes its place (the ownership rule, core/parts.py)."""
+        connection.execute(series.update().where(series.c.run_pk == run_pk, series.c.kind == "number",
+                                                 series.c.key == key).values(key=stored_key(name)))
+        if key in summary:
+            summary[stored_key(name)] = summary.pop(key)
 
     def drop_derived(self) -> None:
         """Delete every row of the tables derived from record logs, in one transaction. Projects
@@ -698,6 +876,8 @@ class Indexer:
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
         self._note_damage(paths, result, decoder)
+        if row is not None and fold.keys_changed and (row.metadata or {}).get("parts"):
+            self._take_keys_from_parts(connection, row, fold)
         # More chunks follow this pass: the last one (even one that reads nothing) settles
         # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
@@ -775,7 +955,7 @@ class Indexer:
         """A run whose writer died without an exit record is crashed, though its log didn't grow."""
         if row.state == "running" and self.source.alive(paths) is False:
             connection.execute(runs.update().where(runs.c.id == row.id).values(
-                state="crashed", summary=self._summary_from_log(paths)))
+                state="crashed", summary={**self._summary_from_log(paths), **_part_summary(row)}))
             join_open_blocks(connection, row.id)
 
     def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
@@ -800,7 +980,7 @@ class Indexer:
         values: dict[str, Any] = dict(fold.fields)
         values.update(self._state(fold, row, paths, final))
         if values.get("state") == "crashed":
-            fold.summary = self._summary_from_log(paths)
+            fold.summary = {**self._summary_from_log(paths), **_part_summary(row)}
             fold.summary_changed = True
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
@@ -882,6 +1062,41 @@ class Indexer:
         if shared is None:
             writer.flush()
         return total
+
+
+def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info: dict[str, Any],
+                        found: Mapping[str, Any]) -> dict[str, Any]:
+    """Part ``label``'s summary entries ``found`` under the run's names: a history key's by the
+    ownership rule (core/parts.py); a key only set in the summary keeps its name unless another
+    writer set it first (then ``<key>/l:<label>``). ``info["summary_keys"]`` keeps those it took."""
+    from tracklet.core.parts import labelled, part_key
+
+    primary = {key for key in (row.keys or []) if key}
+    parts = {name: {key for key in (part.get("keys") or []) if key} for name, part in known_parts.items()}
+    parts[label] = {key for key in (info.get("keys") or []) if key}
+    taken = set(info.get("summary_keys") or [])
+    summary = row.summary or {}
+    named: dict[str, Any] = {}
+    for key, value in found.items():
+        key = stored_key(key)
+        if key in parts[label]:
+            named[part_key(label, key, primary, parts)] = value
+        elif key in taken or key not in summary:
+            taken.add(key)
+            named[key] = value
+        else:
+            named[labelled(label, key)] = value
+    info["summary_keys"] = sorted(taken)
+    return named
+
+
+def _part_summary(row: Any) -> dict[str, Any]:
+    """The summary entries of a shared run's row that are not the primary's history keys (its
+    parts', core/parts.py): kept when the primary's summary is folded again from its log."""
+    if row is None or not (row.metadata or {}).get("parts"):
+        return {}
+    own = set(row.keys or [])
+    return {key: value for key, value in (row.summary or {}).items() if key not in own}
 
 
 def forget_run(connection: sa.Connection, run_pk: int) -> None:

@@ -204,9 +204,11 @@ class RunDataFold:
 
 
 def last_system_step(connection: sa.Connection, run_pk: int) -> int | None:
-    """The step (milliseconds) of the run's last stored system window, if any."""
+    """The step (milliseconds) of the run's last stored system window, if any (its own: not a
+    shared run's secondary writers', ``<name>/l:<label>``, which keep their own times)."""
     return connection.execute(
-        sa.select(sa.func.max(series.c.last_step)).where(series.c.run_pk == run_pk, series.c.kind == SYSTEM_KIND)
+        sa.select(sa.func.max(series.c.last_step)).where(series.c.run_pk == run_pk, series.c.kind == SYSTEM_KIND,
+                                                         sa.not_(series.c.key.like("%/l:%")))
     ).scalar()
 
 

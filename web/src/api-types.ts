@@ -26,7 +26,8 @@ export interface paths {
          * @description Append if `offset` is the stored size; accept a resend (offset below it) idempotently when
          *     the overlap matches; 409 with the stored size on a gap or a mismatch. The append to an empty
          *     copy starts the run: the user of the request's API key is recorded as its creator (the run's
-         *     `user`); nothing the request says names another.
+         *     `user`); nothing the request says names another. With `part`, the bytes are the log of a
+         *     shared run's secondary writer (docs/shared-runs.md), kept beside the run's own log.
          */
         put: operations["put_log_api_v1_runs__project___run_id__log_put"];
         post?: never;
@@ -47,7 +48,8 @@ export interface paths {
          * Where a client resumes uploading
          * @description The size of the server's copy of the run's record log (0 when the run is unknown): the
          *     upload's first request, so it needs `write` on the project, as the upload does (anyone may ask
-         *     about a project that doesn't exist yet: 0; the upload creates it).
+         *     about a project that doesn't exist yet: 0; the upload creates it). With `part`: of that
+         *     secondary writer's log.
          */
         get: operations["get_offset_api_v1_runs__project___run_id__log_offset_get"];
         put?: never;
@@ -5495,6 +5497,8 @@ export interface operations {
             query: {
                 /** @description Byte offset of the body's first byte in the client's log */
                 offset: number;
+                /** @description A shared run's secondary writer's label: the bytes are that writer's log, kept beside the run's own (docs/shared-runs.md) */
+                part?: string | null;
             };
             header?: never;
             path: {
@@ -5586,7 +5590,10 @@ export interface operations {
     };
     get_offset_api_v1_runs__project___run_id__log_offset_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description A shared run's secondary writer's label: the bytes are that writer's log, kept beside the run's own (docs/shared-runs.md) */
+                part?: string | null;
+            };
             header?: never;
             path: {
                 project: string;

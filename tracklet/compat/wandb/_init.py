@@ -26,7 +26,7 @@ from tracklet.compat.wandb._config import config_defaults, parse_config
 from tracklet.compat.wandb._messages import not_supported, termlog, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
-from tracklet.errors import ResumeError
+from tracklet.errors import RecordLogError, ResumeError
 
 _MODES = {
     "online": None, "run": None, "shared": None, "offline": "offline", "dryrun": "offline", "disabled": "disabled",
@@ -215,6 +215,10 @@ def init(
     if given.get("disable_git") or given.get("x_disable_meta") or given.get("_disable_meta") \
             or _flag(env.get("WANDB_DISABLE_GIT")):
         tracklet_settings["capture_environment"] = False
+    if given.get("x_primary") is False:  # W&B's shared mode: another process's run, this one's part of it
+        tracklet_settings["primary"] = False
+        if given.get("x_label") is not None:
+            tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
 
     tag_list = pick(tags, "run_tags", "WANDB_TAGS")
     if isinstance(tag_list, str):
@@ -257,8 +261,18 @@ def init(
         resume_file = _autoresume_file(data_root)
         if arguments["id"] is None:
             arguments["id"] = _autoresume_id(resume_file, data_root, arguments["project"])
+    shared_writer = (wandb_mode == "shared" and tracklet_settings.get("primary", True) and arguments["id"] is not None
+                     and arguments["mode"] != "disabled")
+    if shared_writer and _written_elsewhere(arguments):
+        _join_as_secondary(arguments, tracklet_settings, given)
     try:
-        started = tracklet_init(config=config_items, **arguments)
+        try:
+            started = tracklet_init(config=config_items, **arguments)
+        except RecordLogError as error:  # two processes started run id= at once in shared mode
+            if not (shared_writer and "being written" in str(error)):
+                raise
+            _join_as_secondary(arguments, tracklet_settings, given)
+            started = tracklet_init(config=config_items, **arguments)
     except ValueError as error:
         if "resume" in str(error) or "already exists" in str(error):
             raise UsageError(str(error)) from None
@@ -350,6 +364,33 @@ def _save_program(run: Any) -> None:
         run._log_code_files(os.path.dirname(program), [program])
     except Exception as error:  # never into training
         warn_once("save-code", f"wandb.init(save_code=True): saving {program} failed: {error!r}")
+
+
+def _written_elsewhere(arguments: dict[str, Any]) -> bool:
+    """Whether run ``arguments["id"]``'s log is being written by a live process (W&B's shared
+    mode: another process started the run)."""
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import writer_alive
+    from tracklet.core.settings import data_root, resolve_settings
+
+    try:
+        root = data_root(resolve_settings(None, dir=arguments["dir"], project=arguments["project"]))
+        project = arguments["project"] or os.environ.get("TRACKLET_PROJECT") or "default"
+        return writer_alive(RunPaths(root, project, arguments["id"]).log_file) is True
+    except Exception:  # can't tell: start as asked
+        return False
+
+
+def _join_as_secondary(arguments: dict[str, Any], tracklet_settings: dict[str, Any], given: dict[str, Any]) -> None:
+    """W&B's shared mode without ``x_primary=False`` on a run another process writes: W&B lets
+    every process write it, so this one becomes a secondary writer (docs/shared-runs.md)."""
+    tracklet_settings["primary"] = False
+    if given.get("x_label") is not None:
+        tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
+    arguments["settings"] = tracklet_settings
+    warn_once("shared-secondary", f"wandb.init(mode='shared') joins run {arguments['id']}, which another process "
+              "is writing: recorded as a secondary writer of it (W&B's x_primary=False; set it on every process "
+              "but the primary's)")
 
 
 def _fall_back(arguments: dict[str, Any], config: Any, error: Exception) -> Any:

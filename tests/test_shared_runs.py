@@ -1,0 +1,323 @@
+"""Shared runs (W&B's shared mode): several processes write one run, each into its own log.
+
+Real writer processes into one data root: secondaries that start before the primary's log
+exists, one killed mid-run, one that goes on after the primary finished; then the readers that
+show the merged run (``tracklet.Api``'s ``RecordedRun``, the store, the dashboard's API) and an
+unmodified W&B shared-mode script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import serverfork
+
+import tracklet
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "shared1"
+
+WRITER = """
+import os, sys, time
+import tracklet
+root, label, mode = sys.argv[1:4]
+settings = {"dir": root, "flush_interval": 0.1, "capture_environment": False,
+            "system_metrics": label == "rank_1", "system_interval": 0.1, "system_window": 0.2}
+if label != "primary":
+    settings.update(primary=False, label=label)
+base = {"primary": 0, "rank_1": 100, "rank_2": 200, "rank_3": 300}[label]
+run = tracklet.init(project="p", id=sys.argv[4], config={label + "_cfg": 1, "lr": 0.1 if label == "primary" else 9},
+                    settings=settings)
+for step in range(5):
+    run.log({"loss": base + step})
+print("hello from", label, flush=True)
+if mode == "hang":  # killed mid-run: what it flushed stays
+    time.sleep(0.5)
+    open(os.path.join(root, label + ".ready"), "w").close()
+    time.sleep(120)
+if mode == "after":  # goes on after the primary finished
+    while not os.path.exists(os.path.join(root, "primary.done")):
+        time.sleep(0.05)
+    run.log({"late": 7}, step=5)
+if label == "rank_1":
+    time.sleep(1.4)  # a system metrics window
+run.finish()
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_CONSOLE": "wrap"}
+
+
+def _writer(root: Path, label: str, mode: str = "plain", run_id: str = RUN) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(root), label, mode, run_id], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def shared_root(tmp_path_factory) -> Path:
+    """Secondaries start first (no run.tlog yet), rank_2 is killed mid-run, the primary finishes
+    while rank_3 still records."""
+    root = tmp_path_factory.mktemp("shared")
+    rank_1 = _writer(root, "rank_1")
+    rank_2 = _writer(root, "rank_2", "hang")
+    rank_3 = _writer(root, "rank_3", "after")
+    _wait_for(root / "rank_2.ready", rank_2)
+    assert not (root / "projects" / "p" / "runs" / RUN / "run.tlog").exists()  # the race: no primary yet
+    rank_2.send_signal(signal.SIGKILL)
+    rank_2.wait()
+    primary = _writer(root, "primary")
+    out, err = primary.communicate(timeout=120)
+    assert primary.returncode == 0, err
+    (root / "primary.done").touch()
+    for process in (rank_1, rank_3):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    return root
+
+
+def test_recorded_run_merges_every_writer(shared_root):
+    run = tracklet.Api(shared_root).run(f"p/{RUN}")
+    assert run.state == "finished"  # the primary's, though rank_2 crashed and rank_3 ended later
+    parts = run.parts
+    assert {label: info["state"] for label, info in parts.items()} == {
+        "rank_1": "finished", "rank_2": "crashed", "rank_3": "finished"}
+    assert parts["rank_1"]["exit_code"] == 0 and parts["rank_2"]["exit_code"] is None
+    history = run.history()
+    assert history["_step"] == [0, 1, 2, 3, 4, 5]  # rows of every writer merged by step
+    assert history["loss"] == [0, 1, 2, 3, 4, None]
+    # "loss" is the primary's; each secondary's own copy is under its label
+    assert history["loss/l:rank_1"] == [100, 101, 102, 103, 104, None]
+    assert history["loss/l:rank_2"] == [200, 201, 202, 203, 204, None]  # flushed before the kill
+    assert history["late"] == [None] * 5 + [7]  # rank_3's alone: its name; logged after the primary finished
+    assert run.summary["loss"] == 4 and run.summary["loss/l:rank_3"] == 304 and run.summary["loss/l:rank_2"] == 204
+    assert run.summary["late"] == 7
+    assert run.config["lr"] == 0.1  # the primary's value wins
+    assert run.config["rank_1_cfg"] == 1 and run.config["primary_cfg"] == 1
+    texts = [line.text for line in run.console]
+    assert "hello from primary" in texts and "[rank_1] hello from rank_1" in texts
+    assert "[rank_2] hello from rank_2" in texts
+    system = run.system_metrics()
+    assert any(name.endswith("/l:rank_1") for name in system)  # each node's metrics under its label
+    shown = serverfork.run(["show", f"p/{RUN}"], env={**_env(), "TRACKLET_DIR": str(shared_root), "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "rank_1 (finished" in shown.stdout and "rank_2 (crashed" in shown.stdout
+
+
+def test_store_and_api_index_every_part(shared_root):
+    api = tracklet.Api(shared_root)
+    report = api.index()
+    assert not report.failed
+    store = api.store
+    keys = store.metric_keys("p")
+    assert {"loss", "loss/l:rank_1", "loss/l:rank_2", "loss/l:rank_3", "late"} <= set(keys)
+    row = store.run("p", RUN)
+    assert row["state"] == "finished"
+    assert row["summary"] == tracklet.Api(shared_root).run(f"p/{RUN}").summary  # as the log reader has it
+    assert row["summary"]["late"] == 7 and row["summary"]["loss"] == 4
+    assert row["summary"]["loss/l:rank_2"] == 204  # killed: what its history implies
+    assert row["config"]["lr"] == 0.1 and row["config"]["rank_3_cfg"] == 1
+    assert {label: info["state"] for label, info in row["metadata"]["parts"].items()} == {
+        "rank_1": "finished", "rank_2": "crashed", "rank_3": "finished"}
+    found = {h.key: list(h.values) for h in api.history([f"p/{RUN}"], keys=["loss", "loss/l:rank_2"], buckets=None)}
+    assert found == {"loss": [0, 1, 2, 3, 4], "loss/l:rank_2": [200, 201, 202, 203, 204]}
+    again = api.index()  # nothing new: no part is read twice
+    assert again.points == 0
+    assert [list(h.values) for h in api.history([f"p/{RUN}"], keys=["loss/l:rank_1"], buckets=None)] == [
+        [100, 101, 102, 103, 104]]
+    api.close()
+
+
+def test_dashboard_api_shows_the_merged_run(shared_root, servers):
+    import httpx
+
+    server = servers(shared_root)  # the dashboard's server over the data root (tracklet ui's)
+    with httpx.Client(base_url=server.url) as client:
+        console = client.get(f"/api/v1/runs/p/{RUN}/console").json()
+        texts = [line["text"] for line in console["lines"]]
+        assert "[rank_3] hello from rank_3" in texts and "hello from primary" in texts
+        names = client.get(f"/api/v1/runs/p/{RUN}/system/names").json()
+        assert any(name.endswith("/l:rank_1") for name in json.dumps(names).split('"'))
+        history = client.get(f"/api/v1/runs/p/{RUN}/history", params={"keys": "loss/l:rank_1,late"})
+        assert history.status_code == 200 and "loss/l:rank_1" in history.text and '"late"' in history.text
+
+
+def test_parts_indexed_as_they_grow(tmp_path, store_url):
+    """A secondary that ends after an index pass, then restarts under its label (appending to
+    its part): each pass adds only what is new; its media are the run's, under its label."""
+    import numpy as np
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    primary = tracklet.init(project="p", id="grow", settings=quiet, reinit="create_new")
+    primary.log({"loss": 1.0})
+    primary.finish()
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    api.index()
+    for values in ([1, 2], [3]):
+        secondary = tracklet.init(project="p", id="grow", settings={**quiet, "primary": False, "label": "w1"},
+                                  reinit="create_new")
+        assert secondary.name == primary.name  # the run's name in every process
+        for value in values:
+            secondary.log({"acc": value})
+        if values == [3]:
+            secondary.log({"img": tracklet.Image(np.zeros((4, 4, 3), dtype=np.uint8))})
+        secondary.finish()
+        report = api.index()
+        assert not report.failed and not report.damaged
+    assert [list(h.values) for h in api.history(["p/grow"], keys=["acc"], buckets=None)] == [[1, 2, 3]]
+    media_rows = api.store.media("p", "grow")
+    assert [row["key"] for row in media_rows] == ["img"]
+    from tracklet.artifacts.gc import named_in_run_logs
+    from tracklet.media.read import logged_digests
+
+    digest = media_rows[0]["digest"]  # a blob only the part names: kept by every collector
+    assert digest in logged_digests(tmp_path) and named_in_run_logs(tmp_path, {digest}) == {digest}
+    assert api.store.run("p", "grow")["metadata"]["parts"]["w1"]["state"] == "finished"
+    run = tracklet.Api(tmp_path).run("p/grow")
+    assert run.history(["acc"])["acc"] == [1, 2, 3, None]
+    assert [item.step for item in run.media("img")] == [3]
+    assert run.metadata["parts"]["w1"]["state"] == "finished" and "damage" not in run.metadata["parts"]["w1"]
+    api.store.index(rebuild=True)  # the store is derived: parts come back from their logs
+    assert [list(h.values) for h in api.history(["p/grow"], keys=["acc"], buckets=None)] == [[1, 2, 3]]
+    api.close()
+
+
+def test_a_key_logged_by_several_writers_belongs_to_one(tmp_path, store_url):
+    """The owner of a key (the primary, else the first label) takes its name, also when it starts
+    logging the key after another writer's values were indexed under it; the store and the log
+    reader agree at every step."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+
+    def record(row, label=None, resume=None):
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="own", settings={**quiet, **extra}, resume=resume, reinit="create_new")
+        run.log(row)
+        run.finish()
+        assert not api.index().failed
+        keys = sorted(set(api.store.metric_keys("p")) - {"_timestamp"})
+        stored = {h.key: list(h.values) for h in api.history(["p/own"], keys=keys, buckets=None)}
+        read = tracklet.Api(tmp_path).run("p/own")
+        assert stored == {key: [v for v in read.history([key])[key] if v is not None] for key in keys}
+        assert api.store.run("p", "own")["summary"] == read.summary
+        return stored
+
+    record({"a": 1})
+    assert record({"x": 20, "y": 2}, "w2") == {"a": [1], "x": [20], "y": [2]}  # w2's alone: their names
+    assert record({"y": 1}, "w1") == {"a": [1], "x": [20], "y": [1], "y/l:w2": [2]}  # w1 comes first
+    assert record({"x": 10}, resume="allow") == {"a": [1], "x": [10], "x/l:w2": [20], "y": [1], "y/l:w2": [2]}
+    api.close()
+
+
+def test_secondary_needs_an_id_and_a_free_label(tmp_path):
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "primary": False, "label": "r1"}
+    with pytest.raises(ValueError, match="pass id="):
+        tracklet.init(project="p", settings=quiet, reinit="create_new")
+    with pytest.raises(ValueError, match="label"):
+        tracklet.init(project="p", id="x", settings={**quiet, "label": "../up"}, reinit="create_new")
+    first = tracklet.init(project="p", id="x", settings=quiet, reinit="create_new")
+    try:
+        with pytest.raises(ValueError, match="live in this process"):
+            tracklet.init(project="p", id="x", settings=quiet, reinit="create_new")
+    finally:
+        first.finish()
+
+
+WANDB_DDP = """
+import json, os, subprocess, sys
+import wandb
+
+rank = int(os.environ.get("RANK", "0"))
+if rank == 0:
+    run = wandb.init(project="ddp", id="ddp1", settings=wandb.Settings(mode="shared", x_primary=True, x_label="rank_0"))
+    for child_rank in ("1", "2"):
+        child = subprocess.Popen([sys.executable, __file__], env={**os.environ, "RANK": child_rank})
+        assert child.wait() == 0
+elif rank == 1:
+    run = wandb.init(project="ddp", id="ddp1", settings=wandb.Settings(
+        mode="shared", x_primary=False, x_label="rank_1", x_update_finish_state=False))
+else:  # x_primary left out (W&B's default, True): W&B lets it write the run too
+    run = wandb.init(project="ddp", id="ddp1", settings=wandb.Settings(mode="shared", x_label="rank_2"))
+for step in range(3):
+    run.log({"loss": rank * 10 + step})
+print("rank", rank, "done")
+run.finish()
+if rank == 0:
+    print(json.dumps({"id": run.id}))
+"""
+
+
+def test_unmodified_wandb_shared_mode_script(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(WANDB_DDP))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(tmp_path / "data"),
+           "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"}
+    env.pop("RANK", None)
+    done = subprocess.run([sys.executable, "-m", "tracklet", "run", "--wandb", "--", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "not supported" not in done.stderr
+    run = tracklet.Api(tmp_path / "data").run("ddp/ddp1")
+    assert run.state == "finished" and run.parts["rank_1"]["state"] == "finished"
+    assert run.parts["rank_2"]["state"] == "finished"
+    history = run.history()
+    assert history["loss"] == [0, 1, 2] and history["loss/l:rank_1"] == [10, 11, 12]
+    assert history["loss/l:rank_2"] == [20, 21, 22]
+    assert "[rank_1] rank 1 done" in [line.text for line in run.console]
+
+
+def test_online_parts_upload_beside_the_run(tmp_path, servers):
+    """Online, each writer uploads its own log (a part with ``part=``), byte for byte, and the
+    server's store shows the merged run; a secondary that uploads before the primary is kept."""
+    import httpx
+
+    server = servers(tmp_path / "server")
+    local = tmp_path / "local"
+    settings = {"dir": str(local), "console": "wrap", "system_metrics": False, "capture_environment": False,
+                "mode": "online", "base_url": server.url, "upload_interval": 0.1}
+    secondary = tracklet.init(project="p", id="online1", settings={**settings, "primary": False, "label": "node2"},
+                              reinit="create_new")
+    secondary.log({"loss": 5})
+    secondary.finish()  # before the primary exists anywhere
+    primary = tracklet.init(project="p", id="online1", settings=settings, reinit="create_new")
+    primary.log({"loss": 1})
+    primary.finish()
+    run_dir = Path("projects/p/runs/online1")
+    for name in ("run.tlog", "parts/node2.tlog"):
+        assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()
+    with httpx.Client(base_url=server.url) as client:
+        run = client.get("/api/v1/runs/p/online1").json()["run"]
+        assert run["summary"]["loss"] == 1 and run["summary"]["loss/l:node2"] == 5
+        history = client.get("/api/v1/runs/p/online1/history", params={"keys": "loss/l:node2"})
+        assert history.status_code == 200 and "loss/l:node2" in history.text
+        offset = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "node2"}).json()["offset"]
+        assert offset == (local / run_dir / "parts/node2.tlog").stat().st_size
+        bad = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "../x"})
+        assert bad.status_code == 400 and "label" in bad.text
+    # recorded offline, then `tracklet sync` sends the run's log and each part
+    quiet = {"dir": str(local), "console": "off", "system_metrics": False, "capture_environment": False}
+    for extra in ({"primary": False, "label": "r1"}, {}):
+        later = tracklet.init(project="p", id="later", settings={**quiet, **extra}, reinit="create_new")
+        later.log({"acc": 0.5})
+        later.finish()
+    done = serverfork.run(["sync", "p/later", "--url", server.url], env={**_env(), "TRACKLET_DIR": str(local)})
+    assert done.returncode == 0, done.stderr
+    later_dir = Path("projects/p/runs/later")
+    for name in ("run.tlog", "parts/r1.tlog"):
+        assert (tmp_path / "server" / later_dir / name).read_bytes() == (local / later_dir / name).read_bytes()

@@ -1,0 +1,182 @@
+"""A shared run's parts: what secondary writers recorded, merged into the run as readers show it.
+
+A run written by several processes (distributed training: W&B's shared mode) has the primary's
+record log ``run.tlog`` and one log per secondary writer, ``parts/<label>.tlog`` (same format, its
+own writer lock), so no two processes ever write one file. Readers (``core/api.py``'s
+``RecordedRun``) and the store (``store/ingest.py``) apply the same rules, in docs/shared-runs.md:
+
+- history: every writer's keys keep their names (an evaluator's ``eval/acc`` is the run's
+  ``eval/acc``), rows merged by step. A key logged by more than one writer belongs to one of them,
+  its **owner**: the primary if it logs the key, else the secondary first in label order; every
+  other writer's values of that key are the run's ``<key>/l:<label>`` (``loss/l:rank_1``), so no
+  series mixes two processes' values and each rank's curve stays whole;
+- summary: a history key's entry follows its name; a key only ever set in the summary is the
+  primary's, else the first secondary's (label order here, indexing order in the store);
+- system metrics: a secondary's metric ``m`` is ``m/l:<label>`` (``gpu.0.gpu/l:rank_1``, W&B's
+  per-label form), so each node's GPUs show beside the primary's;
+- console: a secondary's lines read ``[<label>] text``, in time order with the primary's;
+- config: a secondary's keys are added where the primary's config has no such key (the
+  primary's value wins);
+- media and tables: under their keys (items of several writers under one key list together, by
+  step); artifacts a secondary logged or used, and its traces (``@tracklet.op`` spans), are the run's;
+- identity, state and exit code: the primary's only (W&B's ``x_update_finish_state=False``);
+  each part's own state is listed in ``RecordedRun.parts``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Collection, Mapping
+
+from tracklet.core.layout import RunPaths
+from tracklet.proto import records_pb2 as pb
+
+SYSTEM_LABEL_SEPARATOR = "/l:"
+PRIMARY = ""  # the owner of a key the primary logs
+
+
+def labelled(label: str, name: str) -> str:
+    """Writer ``label``'s copy of a name another writer owns (a history key), or of a system
+    metric: ``<name>/l:<label>``."""
+    return f"{name}{SYSTEM_LABEL_SEPARATOR}{label}"
+
+
+system_key = labelled
+
+
+def owner(key: str, primary: Collection[str], parts: Mapping[str, Collection[str]]) -> str | None:
+    """Who owns history key ``key``: ``PRIMARY`` if the primary logs it, else the first label (in
+    order) whose part logs it; None when no writer does."""
+    if key in primary:
+        return PRIMARY
+    return min((label for label, keys in parts.items() if key in keys), default=None)
+
+
+def part_key(label: str, key: str, primary: Collection[str], parts: Mapping[str, Collection[str]]) -> str:
+    """The run's name for history key ``key`` logged by secondary writer ``label``."""
+    return key if owner(key, primary, parts) in (label, None) else labelled(label, key)
+
+
+def console_text(label: str, text: str) -> str:
+    """A console line of secondary writer ``label`` as the run shows it."""
+    return f"[{label}] {text}"
+
+
+def part_state_label(exit: Any, alive: bool | None) -> str:
+    """``finished``/``failed`` from a part's exit record, else ``running`` or ``crashed``."""
+    if exit is not None:
+        return "finished" if exit.exit_code == 0 else "failed"
+    return "running" if alive in (True, None) else "crashed"
+
+
+def merge_parts(state: Any, paths: RunPaths) -> None:
+    """Fold the parts of run ``paths`` into ``state`` (the primary's ``RunState``), by the rules
+    above. A part that can't be read is named in ``state.parts`` and skipped."""
+    from tracklet.core.reader import damage_summary, replay
+    from tracklet.core.recordlog import writer_alive
+
+    labels = paths.parts()
+    if not labels:
+        return
+    read: dict[str, Any] = {}
+    for label in labels:
+        part_paths = paths.part_paths(label)
+        try:
+            part = read[label] = replay(part_paths.log_file)
+        except OSError as error:
+            state.parts[label] = {"state": "unreadable", "error": str(error.strerror or error)}
+            continue
+        start = part.start
+        state.parts[label] = {
+            "state": part_state_label(part.exit, writer_alive(part_paths.log_file) if part.exit is None else None),
+            "exit_code": part.exit.exit_code if part.exit is not None else None,
+            "host": start.host if start is not None else "",
+            "pid": start.pid if start is not None else 0,
+            "start_time": start.start_time if start is not None else None,
+            "last_step": part.last_step,
+        }
+        damage = damage_summary(part, live=state.parts[label]["state"] == "running")
+        if damage is not None:  # what of the part could not be read (the rest is merged)
+            state.parts[label]["damage"] = damage
+    primary_keys = set(state.key_names.values())
+    part_keys = {label: set(part.key_names.values()) for label, part in read.items()}
+    primary_summary = set(state.summary)
+    next_id = max(state.key_names, default=-1) + 1
+    ids_by_name = {name: key_id for key_id, name in state.key_names.items()}
+    console_before = len(state.console)
+    stats_before = len(state.stats)
+    for label, part in read.items():
+        # history: the part's key ids become the run's, under the names the ownership rule gives
+        remap: dict[int, int] = {}
+        for key_id, name in part.key_names.items():
+            merged = part_key(label, name, primary_keys, part_keys)
+            if merged not in ids_by_name:
+                ids_by_name[merged] = next_id
+                state.key_names[next_id] = merged
+                next_id += 1
+            remap[key_id] = ids_by_name[merged]
+        for batch in part.batches:
+            copy = pb.HistoryBatch()
+            copy.CopyFrom(batch)
+            del copy.new_keys[:]
+            for column in copy.columns:
+                column.key = remap[column.key]
+            state.batches.append(copy)
+        for key, value in part.summary.items():
+            if key in part_keys[label]:
+                state.part_summary[part_key(label, key, primary_keys, part_keys)] = value
+            elif key in primary_summary or key in state.part_summary:  # summary-only, set by another first
+                state.part_summary[labelled(label, key)] = value
+            else:
+                state.part_summary[key] = value
+        for key, value in part.config.items():
+            state.config.setdefault(key, value)
+        for line in part.console:
+            line.text = console_text(label, line.text)
+            state.console.append(line)
+        for window in part.stats:
+            renamed = pb.SystemStats()
+            renamed.CopyFrom(window)
+            for entry in renamed.values:
+                entry.name = system_key(label, entry.name)
+            state.stats.append(renamed)
+        state.media.extend(part.media)  # media and tables under their keys: items list together
+        state.tables.extend(part.tables)
+        for span in part.spans:  # its traces are the run's (trace and span ids are random: no two writers share one)
+            state._span_at.setdefault(span.trace_id + span.span_id, len(state.spans))
+            state.spans.append(span)
+        state.artifacts_used.extend(part.artifacts_used)  # the run's lineage: every writer's
+        state.artifacts_logged.extend(part.artifacts_logged)
+    if len(state.console) > console_before:
+        state.console.sort(key=lambda line: line.time)  # stable: one writer's lines keep their order
+    if len(state.stats) > stats_before:
+        state.stats.sort(key=lambda window: window.time)
+
+
+class MergedStepIndex:
+    """``history.StepIndex`` for a shared run: every writer's rows at one step are one row, in
+    step order (each writer's steps are its own ``log()`` calls'; they interleave across writers).
+    A merged row's time is the latest of its rows'."""
+
+    def __init__(self, batches: Any) -> None:
+        import numpy as np
+
+        per_batch = []
+        for batch in batches:
+            size = min(len(batch.steps), len(batch.times))
+            per_batch.append((np.array(batch.steps[:size], dtype=np.int64),
+                              np.array(batch.times[:size], dtype=np.float64)))
+        all_steps = np.concatenate([s for s, _ in per_batch]) if per_batch else np.zeros(0, dtype=np.int64)
+        all_times = np.concatenate([t for _, t in per_batch]) if per_batch else np.zeros(0, dtype=np.float64)
+        self.steps = np.unique(all_steps)
+        positions = np.searchsorted(self.steps, all_steps)
+        self.times = np.full(len(self.steps), -np.inf, dtype=np.float64)
+        np.maximum.at(self.times, positions, all_times)
+        self.positions = []
+        at = 0
+        for steps, _ in per_batch:
+            self.positions.append(positions[at : at + len(steps)])
+            at += len(steps)
+        self.batch_count = len(per_batch)
+
+    def __len__(self) -> int:
+        return len(self.steps)

@@ -555,9 +555,11 @@ export interface paths {
          *     path the version does not hold or bytes the store lacks, 400 for a reference (its bytes are not
          *     stored), 500 naming the file for bytes that no longer match (a damage found mid-file ends the
          *     response short). The dashboard's 3-D viewer reads a .gltf and the buffers and images beside it
-         *     this way. A version's files never change: the ETag is the file's sha256, the answer is kept
-         *     (`Cache-Control: private, max-age=31536000, immutable`), `If-None-Match` naming the ETag is a
-         *     304 (before the bytes are opened), and `HEAD` answers the same headers without the bytes.
+         *     this way. A version's files never change: the ETag is the file's sha256; under `vN` the answer
+         *     is kept (`Cache-Control: private, max-age=31536000, immutable`), under `latest` or an alias,
+         *     which may name another version later, it is read again (`private, no-cache`). `If-None-Match`
+         *     naming the ETag is a 304 (before the bytes are opened), and `HEAD` answers the same headers
+         *     without the bytes.
          */
         get: operations["get_file_api_v1_projects__project__artifacts__name__versions__selector__files__path__get"];
         put?: never;

@@ -672,6 +672,9 @@ class Message:
             object.__setattr__(message, "_parent", None)
             if parent is not None:
                 parent._clear_oneof(message._name)
+                # Obtained before a oneof sibling was set (which dropped it from the parent), it is
+                # set again, as protobuf sets a changed field in its parent.
+                parent._values[message._name] = message
             message = parent
 
     def SetInParent(self) -> None:  # noqa: N802  (protobuf's name)

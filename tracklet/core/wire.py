@@ -721,8 +721,9 @@ class Message:
         moved = [name for name, value in other._values.items()
                  if self._fields[name][1] == "message" and self._fields[name][2] and len(value)]
         for name in moved:
-            list.extend(getattr(self, name), other._values.pop(name))
-            self._mark()
+            field = getattr(self, name)
+            list.extend(field, other._values.pop(name))
+            _owner_changed(field)  # marks this message, and drops the field's owner (no cycle)
         self.MergeFrom(other)
 
     def ByteSize(self) -> int:  # noqa: N802  (protobuf's name)

@@ -355,15 +355,21 @@ def _fill_environment(environment, part) -> None:
 
 
 @FAST
-@given(_environment_parts())
-def test_environment_is_protobufs_bytes_merged_from_its_parts(parts):
+@given(_environment_parts(), st.booleans(), st.booleans())
+def test_environment_is_protobufs_bytes_merged_from_its_parts(parts, taken, set_first):
+    """Merged (wire's ``TakeFrom`` too: its lists moved, as environment.py does) into a record whose
+    environment was set first, or is first set by the merge."""
     built, expected = wire.Record(), pb.Record()
     for record, partial_type in ((built, lambda: wire.Message("Environment")), (expected, pb.Environment)):
-        record.environment.SetInParent()
+        if set_first:
+            record.environment.SetInParent()
         for part in parts:
             partial = partial_type()
             _fill_environment(partial, part)
-            record.environment.MergeFrom(partial)
+            if taken and record is built:
+                record.environment.TakeFrom(partial)
+            else:
+                record.environment.MergeFrom(partial)
     _same(built, expected, maps=True)
 
 

@@ -692,6 +692,7 @@ class Message:
 
     def MergeFrom(self, other: Any) -> None:  # noqa: N802
         """Merge another message of this type (a ``Message`` or a protobuf message) as protobuf does."""
+        self._mark()  # present even where ``other`` is empty, as protobuf sets a message merged into
         set_in_other = other._values if type(other) is Message else None
         for name, (_, kind, repeated, _type) in self._fields.items():
             if set_in_other is not None and name not in set_in_other:

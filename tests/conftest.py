@@ -212,6 +212,13 @@ class ServerSet:
             new, self._checked[server.log] = text[self._checked.get(server.log, 0):], len(text)
             assert "Exception in ASGI application" not in new, new[-6000:]
 
+    def stop_using(self, store: str) -> None:
+        """Stop the servers started on ``store`` (a database about to be dropped), checking their stderr."""
+        for server in self.started:
+            if server.store == store:
+                server.stop()
+        self.check_new()
+
     def close(self) -> None:
         for server in self.started:
             server.stop()
@@ -233,8 +240,16 @@ def module_servers(tmp_path_factory):
     """``servers`` shared by a module's tests (a deployment they share: each test uses names of its own,
     so the tests stay independent in any order); each test's end checks their stderr for a crash."""
     started = ServerSet(tmp_path_factory.mktemp("servers"))
+    _module_server_sets.append(started)
     yield started
+    _module_server_sets.remove(started)
     started.close()
+
+
+# The module_servers sets open now: module_store stops those on its database before it drops it (pytest
+# finalizes module_store's PostgreSQL param before module_servers, which doesn't depend on it: the
+# servers ran on, their connections killed by DROP ... WITH (FORCE), until the module's end).
+_module_server_sets: list[ServerSet] = []
 
 
 @pytest.fixture(autouse=True)
@@ -259,7 +274,10 @@ def module_store(request):
 
     cluster = request.getfixturevalue("postgres_url")
     name = f"m{next(_module_databases)}"
-    yield create_database(cluster, name)
+    url = create_database(cluster, name)
+    yield url
+    for server_set in _module_server_sets:
+        server_set.stop_using(url)
     drop_database(cluster, name)
 
 
@@ -291,3 +309,4 @@ def store_at_revision(url: str, revision: str) -> Any:
     engine = create_engine(url)
     migrate(engine, revision)
     return engine
+

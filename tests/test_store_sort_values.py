@@ -600,3 +600,28 @@ def test_a_page_is_read_from_one_snapshot_while_runs_are_written(store_url, tmp_
         assert _ids(store.runs("p", order_by="summary.loss", limit=10)) == ["r5", "r1", "r2", "r0", "r3", "r4"]
     finally:
         store.close()
+
+
+def test_a_failed_upgrade_that_rebuilt_runs_gives_the_pool_its_connection_with_foreign_keys_on(tmp_path):
+    """``batch_alter_runs`` turns SQLite's foreign keys off for the rebuild; ``migrate`` turns them on
+    again once the upgrade ends, failed too: else the engine's pooled connection deleted runs without
+    their series, blocks and sort values (ON DELETE CASCADE off)."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    from tracklet.store import sort_value_triggers as triggers
+    from tracklet.store.engine import _opened, create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    try:
+        Store(str(engine.url), root=tmp_path).close()
+        with pytest.raises(sa.exc.OperationalError):
+            with _opened(engine) as connection:
+                op = Operations(MigrationContext.configure(connection, opts={"render_as_batch": True}))
+                with triggers.batch_alter_runs(op) as batch:
+                    batch.alter_column("notes", existing_type=sa.Text, nullable=True)
+                connection.exec_driver_sql("SELECT no_such_column FROM runs")  # a later step fails
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()

@@ -355,15 +355,21 @@ def _fill_environment(environment, part) -> None:
 
 
 @FAST
-@given(_environment_parts())
-def test_environment_is_protobufs_bytes_merged_from_its_parts(parts):
+@given(_environment_parts(), st.booleans(), st.booleans())
+def test_environment_is_protobufs_bytes_merged_from_its_parts(parts, taken, set_first):
+    """Merged (wire's ``TakeFrom`` too: its lists moved, as environment.py does) into a record whose
+    environment was set first, or is first set by the merge."""
     built, expected = wire.Record(), pb.Record()
     for record, partial_type in ((built, lambda: wire.Message("Environment")), (expected, pb.Environment)):
-        record.environment.SetInParent()
+        if set_first:
+            record.environment.SetInParent()
         for part in parts:
             partial = partial_type()
             _fill_environment(partial, part)
-            record.environment.MergeFrom(partial)
+            if taken and record is built:
+                record.environment.TakeFrom(partial)
+            else:
+                record.environment.MergeFrom(partial)
     _same(built, expected, maps=True)
 
 
@@ -456,6 +462,64 @@ def test_a_refused_string_in_a_list_keeps_nothing():
         with pytest.raises(UnicodeError):
             column.strings.extend(["fine", "\udc80"])
         assert list(column.strings) == []
+
+
+# ---------------------------------------------------------------- build orders (a oneof, marks, re-serializing)
+
+
+def _stub_modified_after_its_sibling(record, _):
+    history = record.history  # obtained while unset
+    record.exit.exit_code = 3  # its oneof sibling set
+    history.steps.append(5)  # protobuf sets history in the record again, replacing exit
+
+
+def _stub_list_after_its_sibling(record, _):
+    steps = record.history.steps
+    record.exit.exit_code = 3
+    steps.extend([1, 2])
+
+
+def _stub_child_added_after_its_sibling(record, _):
+    columns = record.history.columns
+    record.exit.exit_code = 3
+    columns.add(key=2).floats.append(1.0)
+
+
+def _marked_switched_then_modified(record, _):
+    history = record.history
+    history.steps.append(1)
+    record.exit.exit_code = 3  # history is cleared; changing it later changes a detached message
+    history.steps.append(2)
+    history.columns.add(key=1)
+
+
+def _marked_list_then_merged(record, module):
+    environment = record.environment
+    environment.packages.add(name="a")
+    other = module.Environment()
+    other.hostname = "h"
+    other.variables["k"] = "v"
+    other.packages.add(name="b")
+    environment.MergeFrom(other)
+    environment.MergeFrom(other)
+    environment.packages.add(name="c")
+    environment.variables["z"] = "y"
+
+
+@pytest.mark.parametrize("build", [_stub_modified_after_its_sibling, _stub_list_after_its_sibling,
+                                   _stub_child_added_after_its_sibling, _marked_switched_then_modified,
+                                   _marked_list_then_merged])
+def test_build_orders_write_protobufs_bytes_every_time(build):
+    """However a record is built (a field obtained before its oneof sibling is set, then changed; a
+    message changed after its mark), its bytes and size are protobuf's, serialized twice too."""
+    module = types.SimpleNamespace(Environment=lambda: wire.Message("Environment"))
+    built, expected = wire.Record(), pb.Record()
+    build(built, module)
+    build(expected, pb)
+    assert built.ByteSize() == expected.ByteSize() == built.ByteSize()
+    assert built.WhichOneof("kind") == expected.WhichOneof("kind")
+    _same(built, expected, maps=True)
+    assert built.SerializeToString() == built.SerializeToString()
 
 
 # ---------------------------------------------------------------- the encoder, through either builder
@@ -596,6 +660,9 @@ def test_a_message_built_field_by_field_leaves_no_cycle():
         merged = wire.Record()
         merged.environment.MergeFrom(environment)
         merged.SerializeToString()
+        taken = wire.Record()  # as the environment capture moves its parts in (environment.py)
+        taken.environment.TakeFrom(environment)
+        taken.SerializeToString()
 
     assert _wire_garbage(build) == []
 

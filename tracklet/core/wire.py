@@ -672,6 +672,9 @@ class Message:
             object.__setattr__(message, "_parent", None)
             if parent is not None:
                 parent._clear_oneof(message._name)
+                # Obtained before a oneof sibling was set (which dropped it from the parent), it is
+                # set again, as protobuf sets a changed field in its parent.
+                parent._values[message._name] = message
             message = parent
 
     def SetInParent(self) -> None:  # noqa: N802  (protobuf's name)
@@ -689,6 +692,7 @@ class Message:
 
     def MergeFrom(self, other: Any) -> None:  # noqa: N802
         """Merge another message of this type (a ``Message`` or a protobuf message) as protobuf does."""
+        self._mark()  # present even where ``other`` is empty, as protobuf sets a message merged into
         set_in_other = other._values if type(other) is Message else None
         for name, (_, kind, repeated, _type) in self._fields.items():
             if set_in_other is not None and name not in set_in_other:
@@ -718,8 +722,9 @@ class Message:
         moved = [name for name, value in other._values.items()
                  if self._fields[name][1] == "message" and self._fields[name][2] and len(value)]
         for name in moved:
-            list.extend(getattr(self, name), other._values.pop(name))
-            self._mark()
+            field = getattr(self, name)
+            list.extend(field, other._values.pop(name))
+            _owner_changed(field)  # marks this message, and drops the field's owner (no cycle)
         self.MergeFrom(other)
 
     def ByteSize(self) -> int:  # noqa: N802  (protobuf's name)

@@ -23,6 +23,7 @@ import os
 import posixpath
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -39,6 +40,7 @@ MAX_NAME_CHARS = 512
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _READ_CHUNK = 1 << 20
 _MAX_CACHED_DIGESTS = 100_000
+_CLOCK_TICK = 2.0  # seconds: the coarsest mtime resolution a files location is taken to have (FAT's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +115,20 @@ def _version(info: Mapping[str, Any]) -> tuple[Any, ...]:
     return (info.get("size"), info.get("mtime"), info.get("ino"))
 
 
+def _racy(info: Mapping[str, Any], started: float) -> bool:
+    """Whether a digest of the file ``info`` describes, hashed from ``started`` on, may not be kept
+    by its version: a file without an ETag whose mtime is within ``_CLOCK_TICK`` of the hashing (or
+    ahead of it). A file system stamps mtimes from a clock of its own resolution (a few ms on ext4
+    without fine-grained timestamps, 2 s on FAT), so a rewrite in place with the same size within
+    one tick keeps size, mtime and inode: the kept digest would name other bytes (a stale ETag, a
+    304 for new bytes). Such a file is hashed again each time until its mtime is older (as git's
+    index treats a "racily clean" entry)."""
+    if info.get("ETag") or info.get("etag"):
+        return False
+    mtime = info.get("mtime")
+    return not isinstance(mtime, (int, float)) or mtime >= started - _CLOCK_TICK
+
+
 SERVER_LAYOUT = "{project}/{run_id}"  # a server's files location
 DATA_ROOT_LAYOUT = "projects/{project}/runs/{run_id}/files"  # a client's data root (``tracklet ui``)
 
@@ -179,6 +195,7 @@ class RunFiles:
         cached = self._digests.get((key, version))
         if cached is not None:
             return cached
+        started = time.time()
         digest = hashlib.sha256()
         with self.fs.open(key, "rb") as handle:
             while chunk := handle.read(_READ_CHUNK):
@@ -186,7 +203,8 @@ class RunFiles:
         self.fs.invalidate_cache(key)
         if _version(self.fs.info(key)) != version:
             return None
-        self._remember(key, version, digest.hexdigest())
+        if not _racy(info, started):
+            self._remember(key, version, digest.hexdigest())
         return digest.hexdigest()
 
     def _remember(self, key: str, version: tuple[Any, ...], sha256: str) -> None:

@@ -168,10 +168,13 @@ def _opened(engine: sa.Engine) -> Iterator[sa.Connection]:
         raise StoreUnavailable(f"cannot open the store at {where}: {driver_reason(error)} (is the database "
                                "running, and does the URL name it?)") from None
     with connection:
-        with connection.begin():
-            yield connection
-        if connection.dialect.name == "sqlite":
-            # A migration that rebuilt runs turned foreign keys off for it (sort_value_triggers
-            # .batch_alter_runs): on again, outside the transaction, before the pool has it back.
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-            connection.commit()
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            if connection.dialect.name == "sqlite":
+                # A migration that rebuilt runs turned foreign keys off for it (sort_value_triggers
+                # .batch_alter_runs): on again, outside the transaction (rolled back too, where the
+                # upgrade failed), before the pool has it back.
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()

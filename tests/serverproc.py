@@ -79,8 +79,28 @@ class CliProcess:
     def send_signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def terminate(self) -> None:
+        self.proc.terminate()
+
     def kill(self) -> None:
         self.proc.kill()
+
+    def first_line(self, timeout: float = 180) -> str:
+        """The first line it printed to stdout, newline included: what ``stdout.readline()`` on a pipe returns
+        (what it wrote without a newline if it exited first, "" if nothing). Polls the output file until the
+        line is there: a readiness limit (cold imports on a loaded machine), not a timing check."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None
+            try:
+                text = self.stdout_path.read_bytes().decode(errors="replace")
+            except FileNotFoundError:  # a forked child opens it itself, a moment after the fork
+                text = ""
+            if "\n" in text or exited:
+                return text.split("\n", 1)[0] + "\n" if "\n" in text else text
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.proc.args, timeout, output=text)
+            time.sleep(0.02)  # readiness polling only
 
     def output(self) -> tuple[str, str]:
         """What it wrote to stdout and stderr so far."""
@@ -95,6 +115,10 @@ class CliProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill it if it still runs; remove its output files."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(60)
@@ -103,20 +127,28 @@ class CliProcess:
         self._scratch.rmdir()
 
 
-def cli_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliProcess:
+def cli_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                nofile: int | None = None) -> CliProcess:
     """``python -m tracklet ARGS`` started and left running (``cli``'s environment, forked from the server
-    template under the same rule): for a test that does something while the command runs."""
+    template under the same rule): for a test that does something while the command runs. ``nofile``: its
+    open-file limit (soft and hard), as a small ``ulimit -n``."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     scratch = Path(tempfile.mkdtemp(prefix="tracklet-cli-"))
     out, err = scratch / "stdout", scratch / "stderr"
     proc: subprocess.Popen | serverfork.ForkedProcess
     if _forkable(full_env):
-        proc = serverfork.spawn(list(args), env=full_env, stdout=str(out), stderr=str(err),
+        proc = serverfork.spawn(list(args), env=full_env, stdout=str(out), stderr=str(err), nofile=nofile,
                                 cwd=None if cwd is None else str(cwd))
     else:
+        def limit_files() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen([sys.executable, "-m", "tracklet", *args], env=full_env, stdout=stdout,
-                                    stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd)
+                                    stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd,
+                                    preexec_fn=limit_files if nofile else None)
     return CliProcess(proc, scratch)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -92,19 +93,31 @@ class CliProcess:
         deadline = time.monotonic() + timeout
         while True:
             exited = self.proc.poll() is not None
-            try:
-                text = self.stdout_path.read_bytes().decode(errors="replace")
-            except FileNotFoundError:  # a forked child opens it itself, a moment after the fork
-                text = ""
+            text = self.output()[0]
             if "\n" in text or exited:
                 return text.split("\n", 1)[0] + "\n" if "\n" in text else text
             if time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(self.proc.args, timeout, output=text)
             time.sleep(0.02)  # readiness polling only
 
+    def wait_for(self, pattern: str, timeout: float = 180) -> tuple[re.Match[str], str]:
+        """The first match of ``pattern`` in what it printed to stdout, and that output so far: polled for
+        until printed (a readiness limit, not a timing check); ``AssertionError`` with its output if it
+        exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None
+            out, err = self.output()
+            if found := re.search(pattern, out):
+                return found, out
+            assert not exited, f"exited before printing {pattern!r}: {out}{err}"
+            assert time.monotonic() < deadline, f"printed no {pattern!r} in {timeout} s: {out}{err}"
+            time.sleep(0.02)  # readiness polling only
+
     def output(self) -> tuple[str, str]:
-        """What it wrote to stdout and stderr so far."""
-        return tuple(path.read_bytes().decode(errors="replace") for path in (self.stdout_path, self.stderr_path))
+        """What it wrote to stdout and stderr so far ("" before a forked child opened its files)."""
+        return tuple(path.read_bytes().decode(errors="replace") if path.exists() else ""
+                     for path in (self.stdout_path, self.stderr_path))
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """Wait for it to end (``TimeoutExpired`` past ``timeout``, as Popen's), then its stdout and stderr."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -79,12 +80,44 @@ class CliProcess:
     def send_signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def terminate(self) -> None:
+        self.proc.terminate()
+
     def kill(self) -> None:
         self.proc.kill()
 
+    def first_line(self, timeout: float = 180) -> str:
+        """The first line it printed to stdout, newline included: what ``stdout.readline()`` on a pipe returns
+        (what it wrote without a newline if it exited first, "" if nothing). Polls the output file until the
+        line is there: a readiness limit (cold imports on a loaded machine), not a timing check."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None
+            text = self.output()[0]
+            if "\n" in text or exited:
+                return text.split("\n", 1)[0] + "\n" if "\n" in text else text
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.proc.args, timeout, output=text)
+            time.sleep(0.02)  # readiness polling only
+
+    def wait_for(self, pattern: str, timeout: float = 180) -> tuple[re.Match[str], str]:
+        """The first match of ``pattern`` in what it printed to stdout, and that output so far: polled for
+        until printed (a readiness limit, not a timing check); ``AssertionError`` with its output if it
+        exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None
+            out, err = self.output()
+            if found := re.search(pattern, out):
+                return found, out
+            assert not exited, f"exited before printing {pattern!r}: {out}{err}"
+            assert time.monotonic() < deadline, f"printed no {pattern!r} in {timeout} s: {out}{err}"
+            time.sleep(0.02)  # readiness polling only
+
     def output(self) -> tuple[str, str]:
-        """What it wrote to stdout and stderr so far."""
-        return tuple(path.read_bytes().decode(errors="replace") for path in (self.stdout_path, self.stderr_path))
+        """What it wrote to stdout and stderr so far ("" before a forked child opened its files)."""
+        return tuple(path.read_bytes().decode(errors="replace") if path.exists() else ""
+                     for path in (self.stdout_path, self.stderr_path))
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """Wait for it to end (``TimeoutExpired`` past ``timeout``, as Popen's), then its stdout and stderr."""
@@ -95,6 +128,10 @@ class CliProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill it if it still runs; remove its output files."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(60)
@@ -103,20 +140,28 @@ class CliProcess:
         self._scratch.rmdir()
 
 
-def cli_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliProcess:
+def cli_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                nofile: int | None = None) -> CliProcess:
     """``python -m tracklet ARGS`` started and left running (``cli``'s environment, forked from the server
-    template under the same rule): for a test that does something while the command runs."""
+    template under the same rule): for a test that does something while the command runs. ``nofile``: its
+    open-file limit (soft and hard), as a small ``ulimit -n``."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     scratch = Path(tempfile.mkdtemp(prefix="tracklet-cli-"))
     out, err = scratch / "stdout", scratch / "stderr"
     proc: subprocess.Popen | serverfork.ForkedProcess
     if _forkable(full_env):
-        proc = serverfork.spawn(list(args), env=full_env, stdout=str(out), stderr=str(err),
+        proc = serverfork.spawn(list(args), env=full_env, stdout=str(out), stderr=str(err), nofile=nofile,
                                 cwd=None if cwd is None else str(cwd))
     else:
+        def limit_files() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen([sys.executable, "-m", "tracklet", *args], env=full_env, stdout=stdout,
-                                    stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd)
+                                    stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd,
+                                    preexec_fn=limit_files if nofile else None)
     return CliProcess(proc, scratch)
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -44,6 +44,7 @@ class Backend:
     extra: tuple[str, ...]
     blob_keys: Callable[[], list[str]]  # every object/file under the blob store's blobs/ (tmp included)
     pack_keys: Callable[[], list[str]]  # every pack under packs/ (small blobs of a batch, chunks)
+    server: serverproc.Server | None = None  # the module's shared server on this store (``backend``)
 
 
 @pytest.fixture(autouse=True)
@@ -53,26 +54,122 @@ def blob_cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "blob-cache"
 
 
+def _s3_extra(endpoint: str, prefix: str) -> tuple[str, ...]:
+    return ("--artifacts", f"s3://{prefix}", "--files-option", f"endpoint_url={endpoint}",
+            "--files-option", f"key={S3_KEY}", "--files-option", f"secret={S3_SECRET}")
+
+
+def _blob_stores(name: str, where: Path | tuple[str, str]) -> tuple[Callable[[], list[str]], Callable[[], list[str]]]:
+    """Every key under a blob store's blobs/ and every pack under its packs/: ``where`` is the local
+    store's directory (a server's ``<dir>/artifacts``) or s3rver's (endpoint, prefix)."""
+    if name == "local":
+        assert isinstance(where, Path)
+        base, packs = where / "blobs", where / "packs"
+        return (lambda: sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()),
+                lambda: sorted(p.name for p in packs.rglob("*.pack")))
+    endpoint, prefix = where
+    direct = s3_filesystem(endpoint)
+    return (lambda: sorted(path[len(prefix) + len("/blobs/"):] for path in direct.find(f"{prefix}/blobs")),
+            lambda: sorted(path.rsplit("/", 1)[-1] for path in direct.find(f"{prefix}/packs") if path.endswith(".pack")))
+
+
+class Shared:
+    """The module's `tracklet server --dev` processes, each started on first use and shared by its tests (each
+    test's artifacts in projects, and registry collections, of its own; a test that needs a server's whole blob
+    store to itself, or keys, starts its own): ``local()`` (blobs and a SQLite store in its data root),
+    ``s3(endpoint)`` (blobs on s3rver) and ``postgresql(cluster)`` (a database of the module's own)."""
+
+    def __init__(self, servers, base: Path) -> None:
+        self.servers, self.base = servers, base
+        # Started with the environment the module began with (not a test's monkeypatched one).
+        self.env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+        self.started: dict[str, serverproc.Server] = {}
+        self.s3_prefix = f"{BUCKET}/{uuid.uuid4().hex}"
+        self.database: tuple[str, str] | None = None  # (cluster URL, name)
+
+    def _server(self, kind: str, **kwargs) -> serverproc.Server:
+        if kind not in self.started:
+            from unittest import mock
+
+            with mock.patch.dict(os.environ, self.env, clear=True):
+                self.started[kind] = self.servers(self.base / kind, **kwargs)
+        return self.started[kind]
+
+    def local(self) -> serverproc.Server:
+        return self._server("local")
+
+    def s3(self, endpoint: str) -> serverproc.Server:
+        return self._server("s3", extra=_s3_extra(endpoint, self.s3_prefix))
+
+    def postgresql(self, cluster: str) -> serverproc.Server:
+        if self.database is None:
+            from pgcluster import create_database
+
+            self.database = (cluster, f"artifacts_server_{uuid.uuid4().hex[:12]}")
+            self.url = create_database(cluster, self.database[1])
+        return self._server("postgresql", store=self.url)
+
+    def on(self, database: str, request: pytest.FixtureRequest) -> serverproc.Server:
+        """The shared server on ``database`` (sqlite: ``local()``; postgresql: the session's cluster)."""
+        return self.local() if database == "sqlite" else self.postgresql(request.getfixturevalue("postgres_url"))
+
+    def close(self) -> None:
+        """Stop the PostgreSQL server and drop its database (module_servers stops and checks the others)."""
+        if self.database is not None:
+            from pgcluster import drop_database
+
+            self.started["postgresql"].stop()
+            drop_database(*self.database)
+
+
+@pytest.fixture(scope="module")
+def shared(module_servers, tmp_path_factory) -> Iterator[Shared]:
+    servers = Shared(module_servers, tmp_path_factory.mktemp("shared"))
+    yield servers
+    servers.close()
+
+
+_names = iter(range(1_000_000))
+
+
+def own(prefix: str) -> str:
+    """A project (or registry collection) name no other test of the module uses."""
+    return f"{prefix}{next(_names)}"
+
+
+def _since(keys: Callable[[], list[str]]) -> Callable[[], list[str]]:
+    """``keys`` less those there already now: what the test wrote to a store the module shares."""
+    before = set(keys())
+    return lambda: [key for key in keys() if key not in before]
+
+
 @pytest.fixture(params=["local", "s3"])
-def backend(request, tmp_path, monkeypatch) -> Backend:
-    """local: blobs in `<server dir>/artifacts`; s3: `--artifacts s3://...` on a real s3rver."""
+def backend(request, shared, monkeypatch) -> Backend:
+    """The module's shared server (``backend.server``) with its blobs in its data root (local) or on a real
+    s3rver (``--artifacts s3://...``); ``blob_keys``/``pack_keys``: the keys and packs the test added."""
     for name in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(name)
     if request.param == "local":
-        base = tmp_path / "server" / "artifacts" / "blobs"
-        packs = base.with_name("packs")
-        return Backend("local", (), lambda: sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
-                                                    if p.is_file()),
-                       lambda: sorted(p.name for p in packs.rglob("*.pack")))
+        server, extra = shared.local(), ()
+        blobs, packs = _blob_stores("local", server.root / "artifacts")
+    else:
+        endpoint = request.getfixturevalue("s3rver")
+        server, extra = shared.s3(endpoint), _s3_extra(endpoint, shared.s3_prefix)
+        blobs, packs = _blob_stores("s3", (endpoint, shared.s3_prefix))
+    return Backend(request.param, extra, _since(blobs), _since(packs), server)
+
+
+@pytest.fixture(params=["local", "s3"])
+def own_backend(request, tmp_path, monkeypatch) -> Backend:
+    """For a server of the test's own at ``tmp_path / "server"`` (``extra``: its arguments): blobs in
+    `<server dir>/artifacts`, or on a real s3rver under a prefix of the test's own."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    if request.param == "local":
+        return Backend("local", (), *_blob_stores("local", tmp_path / "server" / "artifacts"))
     endpoint = request.getfixturevalue("s3rver")
     prefix = f"{BUCKET}/{uuid.uuid4().hex}"
-    direct = s3_filesystem(endpoint)
-    extra = ("--artifacts", f"s3://{prefix}", "--files-option", f"endpoint_url={endpoint}",
-             "--files-option", f"key={S3_KEY}", "--files-option", f"secret={S3_SECRET}")
-    return Backend("s3", extra, lambda: sorted(path[len(prefix) + len("/blobs/"):]
-                                               for path in direct.find(f"{prefix}/blobs")),
-                   lambda: sorted(path.rsplit("/", 1)[-1] for path in direct.find(f"{prefix}/packs")
-                                  if path.endswith(".pack")))
+    return Backend("s3", _s3_extra(endpoint, prefix), *_blob_stores("s3", (endpoint, prefix)))
 
 
 def _published(keys: list[str]) -> list[str]:
@@ -102,15 +199,15 @@ def _sha(data: bytes) -> str:
 # ---------------------------------------------------------------- round trip
 
 
-def test_online_run_logs_to_the_server_and_another_root_downloads(servers, backend, tmp_path, monkeypatch):
-    server = servers(tmp_path / "server", extra=backend.extra)
+def test_online_run_logs_to_the_server_and_another_root_downloads(backend, tmp_path, monkeypatch):
+    server, project = backend.server, own("vision")
     data = tmp_path / "dataset"
     (data / "sub").mkdir(parents=True)
     files = {"a.txt": b"alpha\n", "sub/b.bin": os.urandom(300_000), "empty": b""}
     for name, content in files.items():
         (data / name).write_bytes(content)
     root = tmp_path / "writer"
-    run = tracklet.init(project="vision", id="train1", dir=str(root), mode="online", settings={
+    run = tracklet.init(project=project, id="train1", dir=str(root), mode="online", settings={
         **QUIET, "base_url": server.url})
     artifact = tracklet.Artifact("mnist", type="dataset", metadata={"rows": 3})
     artifact.add_dir(data)
@@ -122,16 +219,16 @@ def test_online_run_logs_to_the_server_and_another_root_downloads(servers, backe
     # Another machine: a fresh data root reads it from the server and downloads it.
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
     with tracklet.Api(base_url=server.url) as api:
-        remote = api.artifact("vision/mnist:best")
+        remote = api.artifact(f"{project}/mnist:best")
         assert (remote.version, remote.type, remote.metadata) == ("v0", "dataset", {"rows": 3})
         assert sorted(remote.aliases) == ["best", "latest"]
         assert remote.digest == artifact.digest
-        assert remote._info.logged_by == "vision/train1"
+        assert remote._info.logged_by == f"{project}/train1"
         target = Path(remote.download(tmp_path / "out"))
         assert {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*") if p.is_file()} == files
         remote.verify(target)
-        assert [a.version for a in api.artifact_versions("vision/mnist")] == ["v0"]
-        assert api.artifact_collections("vision") == [{"name": "mnist", "type": "dataset", "versions": 1,
+        assert [a.version for a in api.artifact_versions(f"{project}/mnist")] == ["v0"]
+        assert api.artifact_collections(project) == [{"name": "mnist", "type": "dataset", "versions": 1,
                                                        "latest": "v0", "description": "", "tags": []}]
     # The blobs landed in the server's store, and only complete ones (nothing left in tmp/).
     keys = backend.blob_keys()
@@ -141,7 +238,7 @@ def test_online_run_logs_to_the_server_and_another_root_downloads(servers, backe
     assert len(backend.pack_keys()) == 1
 
     # use_artifact in another online run with a fresh root resolves on the server.
-    run = tracklet.init(project="vision", id="eval1", dir=str(tmp_path / "evaluator"), mode="online", settings={
+    run = tracklet.init(project=project, id="eval1", dir=str(tmp_path / "evaluator"), mode="online", settings={
         **QUIET, "base_url": server.url})
     used = run.use_artifact("mnist:latest")
     assert used.version == "v0"
@@ -155,7 +252,7 @@ _ENDS_WITHOUT_FINISH = textwrap.dedent(
     import torch
     import tracklet.compat.wandb as wandb
 
-    run = wandb.init(project="atexit", id="noend")
+    run = wandb.init(project=sys.argv[2], id="noend")
     model = torch.nn.Linear(700, 700)  # 1.9 MiB of weights: chunked (threshold 1 MiB) and streamed
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     for step in range(3):
@@ -173,33 +270,32 @@ _ENDS_WITHOUT_FINISH = textwrap.dedent(
 )
 
 
-def test_a_checkpoint_logged_last_by_a_script_that_just_ends_reaches_the_server(servers, backend, tmp_path):
+def test_a_checkpoint_logged_last_by_a_script_that_just_ends_reaches_the_server(backend, tmp_path):
     """W&B scripts often end without ``finish()``. The run is finished at interpreter exit, after
     threading's exit hooks stopped ``concurrent.futures``: the upload of an artifact still under
     way failed with "cannot schedule new futures after interpreter shutdown"; now exit waits for
     it (within ``finish_timeout``) while the pools still work."""
     pytest.importorskip("torch")
-    server = servers(tmp_path / "server", extra=backend.extra)
+    server, project = backend.server, own("atexit")
     checkpoint = tmp_path / "model.ckpt"
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(tmp_path / "writer"), "TRACKLET_MODE": "online",
            "TRACKLET_BASE_URL": server.url, "TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "1MiB"}
-    done = subprocess.run([sys.executable, "-c", _ENDS_WITHOUT_FINISH, str(checkpoint)], env=env, cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-c", _ENDS_WITHOUT_FINISH, str(checkpoint), project], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "script ends" in done.stdout
     assert "failed" not in done.stderr and "interpreter shutdown" not in done.stderr, done.stderr
     with tracklet.Api(base_url=server.url) as api:
-        version = api.artifact("atexit/checkpoint:last")
-        assert version.version == "v0" and version._info.logged_by == "atexit/noend"
+        version = api.artifact(f"{project}/checkpoint:last")
+        assert version.version == "v0" and version._info.logged_by == f"{project}/noend"
         target = Path(version.download(tmp_path / "out"))
     assert (target / "model.ckpt").read_bytes() == checkpoint.read_bytes()
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path, request, database):
+def test_a_second_version_uploads_only_what_the_server_lacks(shared, tmp_path, request, database):
     """On PostgreSQL the server's versions are rows (SqlRegistry), with the same rules."""
-    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
-    server = servers(tmp_path / "server", store=store_url)
+    server, project = shared.on(database, request), own("p")
     store = ArtifactStore(tmp_path / "root")
     source = tmp_path / "src"
     source.mkdir()
@@ -211,7 +307,7 @@ def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path, 
 
     def log(aliases: list[str]) -> dict:
         pending = {p.name: LocalFile(str(p)) for p in source.iterdir()}
-        result = store.commit("files", "dataset", pending, project="p", aliases=[])
+        result = store.commit("files", "dataset", pending, project=project, aliases=[])
         return upload_version(client, store, result.info, aliases, result.manifest)
 
     first = log(["prod"])
@@ -228,10 +324,10 @@ def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path, 
     # Aliases move; the versions read back as the registry wrote them.
     (source / "f4.bin").write_bytes(b"changed too")
     assert log(["prod"])["version"]["aliases"] == ["v2", "latest", "prod"]
-    assert [v["aliases"] for v in client.versions("p", "files")] == [["v0"], ["v1"], ["v2", "latest", "prod"]]
-    assert client.version("p", "files", "prod")["index"] == 2
+    assert [v["aliases"] for v in client.versions(project, "files")] == [["v0"], ["v1"], ["v2", "latest", "prod"]]
+    assert client.version(project, "files", "prod")["index"] == 2
     if database == "postgresql":
-        assert not (tmp_path / "server" / "artifacts" / "projects").exists()  # rows, not files
+        assert not (server.root / "artifacts" / "projects").exists()  # rows, not files
 
 
 # ---------------------------------------------------------------- resumable uploads, kill -9
@@ -244,7 +340,7 @@ KILLER = textwrap.dedent('''
     from tracklet.client.artifacts import ArtifactClient
     from tracklet.client.http import HttpClient
 
-    url, state, path, digest, kill_part = sys.argv[1:6]
+    url, state, path, digest, kill_part, project = sys.argv[1:7]
     part = 5 << 20
     original = artifacts._FileBody.__iter__
 
@@ -258,13 +354,13 @@ KILLER = textwrap.dedent('''
 
     artifacts._FileBody.__iter__ = dying
     client = ArtifactClient(HttpClient(url), Path(state), workers=1, part_bytes=part, resumable_bytes=part)
-    client.upload_file("p", path, digest, os.path.getsize(path))
+    client.upload_file(project, path, digest, os.path.getsize(path))
     print("not killed")
 ''')
 
 
-def test_a_killed_upload_resumes_without_resending_finished_parts(servers, backend, tmp_path):
-    server = servers(tmp_path / "server", extra=backend.extra)
+def test_a_killed_upload_resumes_without_resending_finished_parts(backend, tmp_path):
+    server, project = backend.server, own("p")
     big = tmp_path / "big.bin"
     data = os.urandom(4 * 5 * MiB + 12345)  # 5 parts of 5 MiB, the last short
     big.write_bytes(data)
@@ -272,7 +368,7 @@ def test_a_killed_upload_resumes_without_resending_finished_parts(servers, backe
     state = tmp_path / "state"
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
-    killed = subprocess.run([sys.executable, str(script), server.url, str(state), str(big), digest, "3"],
+    killed = subprocess.run([sys.executable, str(script), server.url, str(state), str(big), digest, "3", project],
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=120)
     assert killed.returncode == -9, killed.stderr.decode()
     # The client recorded its session and finished parts; the server holds parts 1-2 and no blob.
@@ -282,44 +378,44 @@ def test_a_killed_upload_resumes_without_resending_finished_parts(servers, backe
     session_id = json.loads(recorded.read_bytes())["id"]
     assert json.loads(recorded.read_bytes())["parts"] == [1, 2]
     with httpx.Client(base_url=server.url) as http:
-        session = http.get(f"/api/v1/projects/p/artifacts/_uploads/{session_id}").json()
+        session = http.get(f"/api/v1/projects/{project}/artifacts/_uploads/{session_id}").json()
         assert [p["number"] for p in session["parts"]] == [1, 2] and session["part_count"] == 5
-        assert http.get(f"/api/v1/projects/p/artifacts/_blobs/{digest}").status_code == 404
+        assert http.get(f"/api/v1/projects/{project}/artifacts/_blobs/{digest}").status_code == 404
     assert _published(backend.blob_keys()) == []
 
     # Resumed by a new process (here: a new client): parts 3-5 and the completion only.
     transport = Counting()
     client = ArtifactClient(HttpClient(server.url, transport=transport), state, part_bytes=5 * MiB,
                             resumable_bytes=5 * MiB)
-    sent = client.upload_file("p", big, digest, len(data))
+    sent = client.upload_file(project, big, digest, len(data))
     assert sent == len(data) - 2 * 5 * MiB
     parts_sent = sorted(int(path.rsplit("/", 1)[1]) for method, path in transport.sent if "/parts/" in path)
     assert parts_sent == [3, 4, 5]
     assert not list(state.glob("*.json"))  # the session is done: its record is gone
     assert _published(backend.blob_keys()) == [f"sha256/{digest[:2]}/{digest}"]
-    assert client.missing("p", [digest]) == set()
+    assert client.missing(project, [digest]) == set()
     target = tmp_path / "back.bin"
-    client.download("p", digest, target)
+    client.download(project, digest, target)
     assert target.read_bytes() == data
 
 
-def test_a_broken_download_resumes_with_a_range(servers, tmp_path):
-    server = servers(tmp_path / "server")
+def test_a_broken_download_resumes_with_a_range(shared, tmp_path):
+    server, project = shared.local(), own("p")
     data = os.urandom(3 * MiB + 7)
     client = _client(server.url)
-    digest = client.upload_bytes("p", data)
+    digest = client.upload_bytes(project, data)
     target = tmp_path / "blob"
     Path(str(target) + ".partial").write_bytes(data[:MiB])  # what an interrupted download left
     transport = Counting()
     ranged = ArtifactClient(HttpClient(server.url, transport=transport))
-    assert ranged.download("p", digest, target) == len(data) - MiB
+    assert ranged.download(project, digest, target) == len(data) - MiB
     assert target.read_bytes() == data and not Path(str(target) + ".partial").exists()
     # A damaged partial file is caught by the digest check and not kept.
     Path(str(target) + ".partial").write_bytes(b"x" * MiB)
     with pytest.raises(RemoteError, match="arrived damaged"):
-        ranged.download("p", digest, target)
+        ranged.download(project, digest, target)
     with httpx.Client(base_url=server.url) as http:
-        url = f"/api/v1/projects/p/artifacts/_blobs/{digest}"
+        url = f"/api/v1/projects/{project}/artifacts/_blobs/{digest}"
         part = http.get(url, headers={"Range": "bytes=10-19"})
         assert part.status_code == 206 and part.content == data[10:20]
         assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
@@ -336,18 +432,18 @@ UPLOADER = textwrap.dedent('''
     from tracklet.client.artifacts import ArtifactClient
     from tracklet.client.http import HttpClient
 
-    url, path, digest, go, resumable = sys.argv[1:6]
+    url, path, digest, go, resumable, project = sys.argv[1:7]
     client = ArtifactClient(HttpClient(url), Path(path + ".state" + str(os.getpid())), workers=2,
                             part_bytes=5 << 20, resumable_bytes=int(resumable))
     while not os.path.exists(go):
         time.sleep(0.01)
-    print(client.upload_file("p", path, digest, os.path.getsize(path)))
+    print(client.upload_file(project, path, digest, os.path.getsize(path)))
 ''')
 
 
 @pytest.mark.parametrize("resumable", [False, True])
-def test_two_processes_upload_one_blob_at_once(servers, backend, tmp_path, resumable):
-    server = servers(tmp_path / "server", extra=backend.extra)
+def test_two_processes_upload_one_blob_at_once(backend, tmp_path, resumable):
+    server, project = backend.server, own("p")
     data = os.urandom(12 * MiB + 1)
     path = tmp_path / "same.bin"
     path.write_bytes(data)
@@ -356,7 +452,7 @@ def test_two_processes_upload_one_blob_at_once(servers, backend, tmp_path, resum
     script.write_text(UPLOADER)
     go = tmp_path / "go"
     threshold = str(5 * MiB if resumable else 1 << 40)
-    procs = [subprocess.Popen([sys.executable, str(script), server.url, str(path), digest, str(go), threshold],
+    procs = [subprocess.Popen([sys.executable, str(script), server.url, str(path), digest, str(go), threshold, project],
                               env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for _ in range(2)]
     go.touch()
@@ -367,41 +463,41 @@ def test_two_processes_upload_one_blob_at_once(servers, backend, tmp_path, resum
     keys = backend.blob_keys()
     assert keys == [f"sha256/{digest[:2]}/{digest}"]  # one copy, no temporary left
     target = tmp_path / "back"
-    _client(server.url).download("p", digest, target)
+    _client(server.url).download(project, digest, target)
     assert target.read_bytes() == data
 
 
 # ---------------------------------------------------------------- refusals
 
 
-def test_more_than_1000_digests_in_one_query_are_refused(servers, tmp_path):
-    server = servers(tmp_path / "server")
+def test_more_than_1000_digests_in_one_query_are_refused(shared, tmp_path):
+    server, project = shared.local(), own("p")
     digests = [_sha(str(i).encode()) for i in range(2500)]
     with httpx.Client(base_url=server.url) as http:
-        refused = http.post("/api/v1/projects/p/artifacts/_blobs/missing", json={"digests": digests[:1001]})
+        refused = http.post(f"/api/v1/projects/{project}/artifacts/_blobs/missing", json={"digests": digests[:1001]})
         assert refused.status_code == 400 and "at most 1000" in refused.json()["detail"]
-        assert http.post("/api/v1/projects/p/artifacts/_blobs/missing",
+        assert http.post(f"/api/v1/projects/{project}/artifacts/_blobs/missing",
                          json={"digests": ["nothex"]}).status_code == 400
     transport = Counting()
     client = ArtifactClient(HttpClient(server.url, transport=transport))
-    assert client.missing("p", digests) == set(digests)  # the client splits the list: 3 requests
+    assert client.missing(project, digests) == set(digests)  # the client splits the list: 3 requests
     assert len(transport.sent) == 3
 
 
-def test_a_digest_mismatch_is_refused_and_nothing_is_visible(servers, backend, tmp_path):
-    server = servers(tmp_path / "server", extra=backend.extra)
+def test_a_digest_mismatch_is_refused_and_nothing_is_visible(backend, tmp_path):
+    server, project = backend.server, own("p")
     data = os.urandom(100_000)
     wrong = _sha(b"something else")
     with httpx.Client(base_url=server.url) as http:
-        refused = http.put(f"/api/v1/projects/p/artifacts/_blobs/{wrong}", content=data)
+        refused = http.put(f"/api/v1/projects/{project}/artifacts/_blobs/{wrong}", content=data)
         assert refused.status_code == 400
         assert f"has sha256 {_sha(data)}, not {wrong}" in refused.json()["detail"]
-        assert http.get(f"/api/v1/projects/p/artifacts/_blobs/{wrong}").status_code == 404
+        assert http.get(f"/api/v1/projects/{project}/artifacts/_blobs/{wrong}").status_code == 404
         # A part whose bytes don't match the hash the client sent is not kept...
         big = os.urandom(10 * MiB)
-        session = http.post("/api/v1/projects/p/artifacts/_uploads",
+        session = http.post(f"/api/v1/projects/{project}/artifacts/_uploads",
                             json={"digest": wrong, "size": len(big), "part_size": 5 * MiB}).json()
-        base = f"/api/v1/projects/p/artifacts/_uploads/{session['id']}"
+        base = f"/api/v1/projects/{project}/artifacts/_uploads/{session['id']}"
         bad_part = http.put(f"{base}/parts/1", content=big[:5 * MiB], headers={"X-Tracklet-Sha256": "0" * 64})
         assert bad_part.status_code == 400 and "part 1" in bad_part.json()["detail"]
         assert http.put(f"{base}/parts/2", content=big[:10]).status_code == 400  # short part
@@ -413,44 +509,43 @@ def test_a_digest_mismatch_is_refused_and_nothing_is_visible(servers, backend, t
         incomplete = http.post(f"{base}/complete")
         assert incomplete.status_code == 400 and f"not {wrong}" in incomplete.json()["detail"]
         assert http.get(base).status_code == 404  # the session is dropped
-        assert http.post("/api/v1/projects/p/artifacts/_blobs/missing", json={"digests": [wrong]}).json() == {
+        assert http.post(f"/api/v1/projects/{project}/artifacts/_blobs/missing", json={"digests": [wrong]}).json() == {
             "missing": [wrong]}
     assert _published(backend.blob_keys()) == []
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_commit_checks_the_manifest_and_every_blob(servers, tmp_path, request, database):
+def test_commit_checks_the_manifest_and_every_blob(shared, tmp_path, request, database):
     """Also on PostgreSQL: which blobs a project holds is a server table in the store's database."""
-    store = request.getfixturevalue("pg_url") if database == "postgresql" else None
-    server = servers(tmp_path / "server", store=store)
+    server, project, other = shared.on(database, request), own("p"), own("q")
     client = _client(server.url)
-    present = client.upload_bytes("p", b"here")
+    present = client.upload_bytes(project, b"here")
     absent = _sha(b"never uploaded")
     manifest = Manifest({"a": ManifestEntry("a", present, 4), "b": ManifestEntry("b", absent, 14)})
-    manifest_blob = client.upload_bytes("p", manifest.to_bytes())
-    with pytest.raises(RemoteError, match="1 file\\(s\\) of the manifest have no blob in project p: b"):
-        client.commit("p", "data", {"type": "dataset", "manifest": manifest_blob})
-    garbage = client.upload_bytes("p", b'{"contents": 3}')
+    manifest_blob = client.upload_bytes(project, manifest.to_bytes())
+    with pytest.raises(RemoteError, match=f"1 file\\(s\\) of the manifest have no blob in project {project}: b"):
+        client.commit(project, "data", {"type": "dataset", "manifest": manifest_blob})
+    garbage = client.upload_bytes(project, b'{"contents": 3}')
     with pytest.raises(RemoteError, match="not a valid manifest"):
-        client.commit("p", "data", {"type": "dataset", "manifest": garbage})
-    with pytest.raises(RemoteError, match="was not uploaded to project p"):
-        client.commit("p", "data", {"type": "dataset", "manifest": _sha(b"nothing")})
+        client.commit(project, "data", {"type": "dataset", "manifest": garbage})
+    with pytest.raises(RemoteError, match=f"was not uploaded to project {project}"):
+        client.commit(project, "data", {"type": "dataset", "manifest": _sha(b"nothing")})
     # A blob one project holds is not another's: asking, downloading and committing all say so.
-    assert client.missing("q", [present]) == {present}
+    assert client.missing(other, [present]) == {present}
     with httpx.Client(base_url=server.url) as http:
-        assert http.get(f"/api/v1/projects/q/artifacts/_blobs/{present}").status_code == 404
-    good = client.upload_bytes("p", Manifest({"a": ManifestEntry("a", present, 4)}).to_bytes())
-    with pytest.raises(RemoteError, match="have no blob in project q"):
-        client.upload_bytes("q", Manifest({"a": ManifestEntry("a", present, 4)}).to_bytes())
-        client.commit("q", "data", {"type": "dataset", "manifest": good})
-    answer = client.commit("p", "data", {"type": "dataset", "manifest": good, "aliases": ["prod"]})
+        assert http.get(f"/api/v1/projects/{other}/artifacts/_blobs/{present}").status_code == 404
+    good = client.upload_bytes(project, Manifest({"a": ManifestEntry("a", present, 4)}).to_bytes())
+    with pytest.raises(RemoteError, match=f"have no blob in project {other}"):
+        client.upload_bytes(other, Manifest({"a": ManifestEntry("a", present, 4)}).to_bytes())
+        client.commit(other, "data", {"type": "dataset", "manifest": good})
+    answer = client.commit(project, "data", {"type": "dataset", "manifest": good, "aliases": ["prod"]})
     assert answer["version"]["aliases"] == ["v0", "latest", "prod"] and not answer["reused"]
     with pytest.raises(RemoteError, match="has type 'dataset'"):
-        client.commit("p", "data", {"type": "model", "manifest": good})
+        client.commit(project, "data", {"type": "model", "manifest": good})
     with pytest.raises(RemoteError, match="artifact type 'new\\\\nline' is not valid: it has a control character"):
-        client.commit("p", "other", {"type": "new\nline", "manifest": good})
+        client.commit(project, "other", {"type": "new\nline", "manifest": good})
     with pytest.raises(RemoteError, match="alias 'v7' is not allowed"):
-        client.commit("p", "data", {"type": "dataset", "manifest": good, "aliases": ["v7"]})
+        client.commit(project, "data", {"type": "dataset", "manifest": good, "aliases": ["v7"]})
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -496,10 +591,10 @@ def test_a_reader_can_download_but_not_upload(servers, tmp_path):
     assert Path(remote.artifact("p/model").download(tmp_path / "dl"), "w").read_bytes() == data
 
 
-def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatch, capfd):
-    server = servers(tmp_path / "server")
+def test_sync_sends_an_offline_runs_artifacts_once(shared, tmp_path, monkeypatch, capfd):
+    server, project = shared.local(), own("nlp")
     root = tmp_path / "offline"
-    run = tracklet.init(project="nlp", id="r1", dir=str(root), settings=QUIET)
+    run = tracklet.init(project=project, id="r1", dir=str(root), settings=QUIET)
     model = tmp_path / "model.pt"
     model.write_bytes(os.urandom(50_000))
     run.log_artifact(str(model), name="model", type="model", aliases=["candidate"]).wait()
@@ -507,23 +602,23 @@ def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatc
     run.log_artifact(str(model), name="model", type="model").wait()
     run.finish()
     for _ in range(2):  # a second sync adds no version (v0 is not the latest, and is not sent again)
-        synced = _cli("--dir", str(root), "sync", "nlp/r1", "--url", server.url, "--quiet")
+        synced = _cli("--dir", str(root), "sync", f"{project}/r1", "--url", server.url, "--quiet")
         assert synced.returncode == 0, synced.stderr
     client = _client(server.url)
-    versions = client.versions("nlp", "model")
+    versions = client.versions(project, "model")
     assert [v["aliases"] for v in versions] == [["v0", "candidate"], ["v1", "latest"]]
-    assert {v["logged_by"] for v in versions} == {"nlp/r1"}
+    assert {v["logged_by"] for v in versions} == {f"{project}/r1"}
     # `tracklet artifact push` sends a version logged outside any run.
     extra = tmp_path / "notes.txt"
     extra.write_text("notes")
-    assert _cli("--dir", str(root), "artifact", "put", str(extra), "--project", "nlp", "-q").returncode == 0
-    pushed = _cli("--dir", str(root), "artifact", "push", "nlp/notes.txt:latest", "--url", server.url)
+    assert _cli("--dir", str(root), "artifact", "put", str(extra), "--project", project, "-q").returncode == 0
+    pushed = _cli("--dir", str(root), "artifact", "push", f"{project}/notes.txt:latest", "--url", server.url)
     assert pushed.returncode == 0, pushed.stderr
-    assert "nlp/notes.txt:v0" in pushed.stdout
+    assert f"{project}/notes.txt:v0" in pushed.stdout
     # finish() waits for an artifact still being stored only within its timeout (here a collection
     # holds the store's lock, so the commit can't start), says so, and returns; the version is
     # committed whole once it can, and `tracklet sync` sends it.
-    late = tracklet.init(project="nlp", id="r2", dir=str(root), settings={**QUIET, "finish_timeout": 0.5})
+    late = tracklet.init(project=project, id="r2", dir=str(root), settings={**QUIET, "finish_timeout": 0.5})
     dataset = tmp_path / "shard.bin"
     dataset.write_bytes(os.urandom(50_000))
     with store_lock(ArtifactStore(root).directory, exclusive=True):
@@ -532,15 +627,15 @@ def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatc
         assert "artifacts still being stored at finish" in capfd.readouterr().err
         assert pending.state != "committed"
     pending.wait(60)
-    synced = _cli("--dir", str(root), "sync", "nlp/r2", "--url", server.url, "--quiet")
+    synced = _cli("--dir", str(root), "sync", f"{project}/r2", "--url", server.url, "--quiet")
     assert synced.returncode == 0, synced.stderr
-    [shard] = client.versions("nlp", "shard")
-    assert shard["logged_by"] == "nlp/r2"
+    [shard] = client.versions(project, "shard")
+    assert shard["logged_by"] == f"{project}/r2"
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))
     with tracklet.Api(base_url=server.url) as api:
-        notes = api.artifact("nlp/notes.txt")
+        notes = api.artifact(f"{project}/notes.txt")
         assert Path(notes.download(tmp_path / "n"), "notes.txt").read_text() == "notes"
-        shard_back = api.artifact("nlp/shard:latest")
+        shard_back = api.artifact(f"{project}/shard:latest")
         assert Path(shard_back.download(tmp_path / "s"), "shard.bin").read_bytes() == dataset.read_bytes()
 
 
@@ -561,23 +656,23 @@ def test_abandoned_upload_sessions_are_swept(tmp_path):
         artifacts.session("p", old.id)
 
 
-def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(servers, backend, tmp_path):
-    server = servers(tmp_path / "server", extra=backend.extra)
+def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(backend, tmp_path):
+    server, project = backend.server, own("p")
     good = [os.urandom(1000 + i) for i in range(5)]
     bad = os.urandom(500)
     frames = [(_sha(data), data) for data in good[:2]] + [(_sha(b"other"), bad)] + [(_sha(d), d) for d in good[2:]]
     body = b"".join(digest.encode() + len(data).to_bytes(8, "big") + data for digest, data in frames)
     with httpx.Client(base_url=server.url) as http:
-        answer = http.post("/api/v1/projects/p/artifacts/_blobs/batch", content=body).json()
+        answer = http.post(f"/api/v1/projects/{project}/artifacts/_blobs/batch", content=body).json()
         assert answer["stored"] == [_sha(d) for d in good]
         assert [item["digest"] for item in answer["rejected"]] == [_sha(b"other")]
         assert f"has sha256 {_sha(bad)}" in answer["rejected"][0]["detail"]
-        cut = http.post("/api/v1/projects/p/artifacts/_blobs/batch", content=body[:-10])
+        cut = http.post(f"/api/v1/projects/{project}/artifacts/_blobs/batch", content=body[:-10])
         assert cut.status_code == 400 and "more than the body holds" in cut.json()["detail"]
     assert _published(backend.blob_keys()) == [] and len(backend.pack_keys()) == 1  # the good ones, in one pack
     with httpx.Client(base_url=server.url) as http:
         for data in good:
-            assert http.get(f"/api/v1/projects/p/artifacts/_blobs/{_sha(data)}").content == data
+            assert http.get(f"/api/v1/projects/{project}/artifacts/_blobs/{_sha(data)}").content == data
     # The client sends small files many to a request, and names a file whose bytes changed.
     paths = []
     for index in range(30):
@@ -586,25 +681,25 @@ def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(servers, backend
         paths.append((str(path), _sha(path.read_bytes()), 2000))
     transport = Counting()
     client = ArtifactClient(HttpClient(server.url, transport=transport))
-    assert client.upload_files("p", paths) == 30 * 2000
-    assert transport.sent == [("POST", "/api/v1/projects/p/artifacts/_blobs/batch")]
+    assert client.upload_files(project, paths) == 30 * 2000
+    assert transport.sent == [("POST", f"/api/v1/projects/{project}/artifacts/_blobs/batch")]
     Path(paths[3][0]).write_bytes(b"changed since hashed")
     with pytest.raises(RemoteError, match=f"refused 1 blob\\(s\\): {paths[3][0]}"):
-        client.upload_files("p", paths)
+        client.upload_files(project, paths)
 
 
 @pytest.mark.parametrize("resumable", [False, True])
-def test_a_large_file_goes_to_the_server_whole(servers, tmp_path, resumable):
+def test_a_large_file_goes_to_the_server_whole(shared, tmp_path, resumable):
     """With ``chunks=False`` (what a server without chunk routes gets) a large file stored whole is
     sent whole (in resumable parts, or one request); another root gets it. A chunked file goes as
     chunks (tests/test_artifacts_chunks_server.py; an old sha256-named one can go whole, there)."""
     from tracklet.artifacts.entries import LocalFile
 
-    server = servers(tmp_path / "server")
+    server, project = shared.local(), own("p")
     store = ArtifactStore(tmp_path / "root", chunk_threshold=64 << 20)
     data = os.urandom(11 * MiB + 3)
     (tmp_path / "ckpt.bin").write_bytes(data)
-    result = store.commit("ckpt", "model", {"ckpt.bin": LocalFile(str(tmp_path / "ckpt.bin"))}, project="p",
+    result = store.commit("ckpt", "model", {"ckpt.bin": LocalFile(str(tmp_path / "ckpt.bin"))}, project=project,
                           aliases=[])
     (entry,) = result.manifest
     assert "recipe" not in entry.extra and store.blobs.has(entry.digest)
@@ -612,27 +707,27 @@ def test_a_large_file_goes_to_the_server_whole(servers, tmp_path, resumable):
                             resumable_bytes=5 * MiB if resumable else 1 << 40)
     answer = upload_version(client, store, result.info, [], result.manifest, chunks=False)
     assert answer["version"]["digest"] == result.info.digest
-    served = Manifest.from_bytes(client.read("p", answer["version"]["manifest"]))
+    served = Manifest.from_bytes(client.read(project, answer["version"]["manifest"]))
     assert [dict(e.extra) for e in served] == [{}]
     remote = RemoteArtifacts(client, tmp_path / "other-root")
-    assert Path(remote.artifact("p/ckpt").download(tmp_path / "out"), "ckpt.bin").read_bytes() == data
+    assert Path(remote.artifact(f"{project}/ckpt").download(tmp_path / "out"), "ckpt.bin").read_bytes() == data
 
 
-def test_downloads_go_through_the_capped_blob_cache(servers, tmp_path):
+def test_downloads_go_through_the_capped_blob_cache(shared, tmp_path):
     from tracklet.artifacts.cache import BlobCache
 
-    server = servers(tmp_path / "server")
+    server, project = shared.local(), own("p")
     writer = _client(server.url)
     files = {"small.txt": b"tiny", "big.bin": os.urandom(200_000)}
-    entries = {name: ManifestEntry(name, writer.upload_bytes("p", data), len(data)) for name, data in files.items()}
-    writer.commit("p", "data", {"type": "dataset", "manifest": writer.upload_bytes("p", Manifest(entries).to_bytes())})
+    entries = {name: ManifestEntry(name, writer.upload_bytes(project, data), len(data)) for name, data in files.items()}
+    writer.commit(project, "data", {"type": "dataset", "manifest": writer.upload_bytes(project, Manifest(entries).to_bytes())})
 
     transport = Counting()
     reader = ArtifactClient(HttpClient(server.url, transport=transport))
     cache = BlobCache(tmp_path / "cache", cap_bytes=1 << 20)
     remote = RemoteArtifacts(reader, tmp_path / "root", cache=cache)
     for target in ("one", "two"):  # the second download reads the cache, not the server
-        out = Path(remote.artifact("p/data").download(tmp_path / target))
+        out = Path(remote.artifact(f"{project}/data").download(tmp_path / target))
         assert {name: (out / name).read_bytes() for name in files} == files
     blob_gets = [path for method, path in transport.sent if "/_blobs/" in path and method == "GET"]
     assert len(blob_gets) == 1 + 2  # the manifest once (kept parsed), each file's blob once
@@ -640,7 +735,7 @@ def test_downloads_go_through_the_capped_blob_cache(servers, tmp_path):
 
     # A cache too small for a file is never overfilled: that file goes straight to its place.
     tiny = BlobCache(tmp_path / "tiny-cache", cap_bytes=1000)
-    out = Path(RemoteArtifacts(reader, tmp_path / "root2", cache=tiny).artifact("p/data").download(tmp_path / "three"))
+    out = Path(RemoteArtifacts(reader, tmp_path / "root2", cache=tiny).artifact(f"{project}/data").download(tmp_path / "three"))
     assert (out / "big.bin").read_bytes() == files["big.bin"]
     assert not tiny.has(entries["big.bin"].digest) and tiny.has(entries["small.txt"].digest)
     assert sum(p.stat().st_size for p in (tmp_path / "tiny-cache" / "blobs").rglob("*") if p.is_file()) <= 1000
@@ -694,12 +789,12 @@ def test_use_artifact_online_falls_back_to_the_local_store_when_the_server_is_do
     run.finish()
 
 
-def test_a_server_version_fetches_its_http_references_from_where_they_live(servers, site, tmp_path, monkeypatch):  # noqa: F811
+def test_a_server_version_fetches_its_http_references_from_where_they_live(shared, site, tmp_path, monkeypatch):  # noqa: F811
     served, base = site
     weights = os.urandom(200_000)
     served.put("/models/weights.bin", weights)
-    server = servers(tmp_path / "server")
-    run = tracklet.init(project="vision", id="ref1", dir=str(tmp_path / "writer"), mode="online", settings={
+    server, project = shared.local(), own("vision")
+    run = tracklet.init(project=project, id="ref1", dir=str(tmp_path / "writer"), mode="online", settings={
         **QUIET, "base_url": server.url})
     artifact = tracklet.Artifact("model", type="model")
     artifact.add_reference(f"{base}/models/weights.bin")
@@ -712,7 +807,7 @@ def test_a_server_version_fetches_its_http_references_from_where_they_live(serve
 
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
     with tracklet.Api(base_url=server.url) as api:
-        remote = api.artifact("vision/model:latest")
+        remote = api.artifact(f"{project}/model:latest")
         target = Path(remote.download(tmp_path / "out"))
         assert (target / "weights.bin").read_bytes() == weights  # fetched from the site, not the server
         assert (target / "card.txt").read_text() == "a model card\n"
@@ -727,10 +822,10 @@ def test_a_server_version_fetches_its_http_references_from_where_they_live(serve
         assert not (skipped / "weights.bin").exists() and (skipped / "card.txt").is_file()
 
 
-def _online_versions(server, root: Path, tmp_path: Path, contents: list[bytes], first: int = 0) -> list[tracklet.Artifact]:
-    """Versions of ``vision/m`` an online run logged to ``server`` (one per content, in order,
+def _online_versions(server, project: str, root: Path, tmp_path: Path, contents: list[bytes], first: int = 0) -> list[tracklet.Artifact]:
+    """Versions of ``PROJECT/m`` an online run logged to ``server`` (one per content, in order,
     numbered from ``first`` on the server)."""
-    run = tracklet.init(project="vision", dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
+    run = tracklet.init(project=project, dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
     logged = []
     for index, content in enumerate(contents):
         (tmp_path / "m.bin").write_bytes(content)
@@ -741,7 +836,7 @@ def _online_versions(server, root: Path, tmp_path: Path, contents: list[bytes], 
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_a_servers_versions_move_aliases_and_are_deleted_by_the_same_code_as_local_ones(servers, tmp_path, monkeypatch,
+def test_a_servers_versions_move_aliases_and_are_deleted_by_the_same_code_as_local_ones(shared, tmp_path, monkeypatch,
                                                                                         request, database):
     """``aliases.append`` + ``save()`` and ``delete()`` on a version of a server's project (read
     through ``Api(base_url=)``, or logged by an online run) go to the server, with the local
@@ -752,75 +847,75 @@ def test_a_servers_versions_move_aliases_and_are_deleted_by_the_same_code_as_loc
 
     from tracklet.errors import ArtifactError, ArtifactNameError, ArtifactNotFound
 
-    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
-    server = servers(tmp_path / "server", store=store_url)
+    server, project = shared.on(database, request), own("vision")
     writer = tmp_path / "writer"
-    logged = _online_versions(server, writer, tmp_path, [b"v0", b"v1", b"v2"])
+    logged = _online_versions(server, project, writer, tmp_path, [b"v0", b"v1", b"v2"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "the server's copy keeps its aliases" any more
         logged[0].aliases.append("best")
         logged[0].save()
-    assert tracklet.Api(writer).artifact("vision/m:best").version == "v0"  # the local store's copy moved too
+    assert tracklet.Api(writer).artifact(f"{project}/m:best").version == "v0"  # the local store's copy moved too
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
     with tracklet.Api(base_url=server.url) as api:
-        assert api.artifact("vision/m:best").version == "v0"
-        one, stale = api.artifact("vision/m:v1"), api.artifact("vision/m:v0")
+        assert api.artifact(f"{project}/m:best").version == "v0"
+        one, stale = api.artifact(f"{project}/m:v1"), api.artifact(f"{project}/m:v0")
         one.aliases.append("best")
         one.save()
-        assert one.aliases == ["best"] and api.artifact("vision/m:best").version == "v1"
-        assert api.artifact("vision/m:v0").aliases == []  # moved, not copied: one version per alias
+        assert one.aliases == ["best"] and api.artifact(f"{project}/m:best").version == "v1"
+        assert api.artifact(f"{project}/m:v0").aliases == []  # moved, not copied: one version per alias
         stale.aliases.remove("best")  # this view still shows best on v0; it is on v1 now
         stale.save()
-        assert api.artifact("vision/m:best").version == "v1"
+        assert api.artifact(f"{project}/m:best").version == "v1"
         with pytest.raises(ArtifactNameError):
             one.aliases.append("v7")
             one.save()
         one.aliases = ["best"]
-        latest = api.artifact("vision/m:latest")
+        latest = api.artifact(f"{project}/m:latest")
         latest.aliases.remove("latest")
         with pytest.raises(ArtifactError, match="'latest' always names the newest version"):
             latest.save()
         client = _client(server.url)
         with pytest.raises(ArtifactError, match="'latest' always names the newest version"):
-            client.save_aliases("vision", "m", 1, [], ["latest"])
+            client.save_aliases(project, "m", 1, [], ["latest"])
         with pytest.raises(ArtifactError, match="alias 'v7' is not allowed"):
-            client.save_aliases("vision", "m", 1, ["v7"], [])
-        with pytest.raises(ArtifactNotFound, match="vision/m:v9 does not exist"):
-            client.save_aliases("vision", "m", 9, ["best"], [])
+            client.save_aliases(project, "m", 1, ["v7"], [])
+        with pytest.raises(ArtifactNotFound, match=f"{project}/m:v9 does not exist"):
+            client.save_aliases(project, "m", 9, ["best"], [])
 
-        two = api.artifact("vision/m:v2")
+        two = api.artifact(f"{project}/m:v2")
         two.aliases.append("best")
         two.save()
         with pytest.raises(ArtifactError, match="has alias.*best"):
             two.delete()
-        assert api.artifact("vision/m:best").version == "v2"  # a refused delete changes nothing
+        assert api.artifact(f"{project}/m:best").version == "v2"  # a refused delete changes nothing
         file_digest = two.manifest.entries["m.bin"].digest
         two.delete(delete_aliases=True)
-        with pytest.raises(ArtifactNotFound, match=r"vision/m:v2 was deleted \(`tracklet artifact rm`"):
-            api.artifact("vision/m:v2")
+        with pytest.raises(ArtifactNotFound, match=rf"{project}/m:v2 was deleted \(`tracklet artifact rm`"):
+            api.artifact(f"{project}/m:v2")
         with pytest.raises(ArtifactNotFound):
-            api.artifact("vision/m:best")
-        assert api.artifact("vision/m:latest").version == "v1"
-        assert client.read("vision", file_digest) == b"v2"  # its blobs stay until artifact-gc
+            api.artifact(f"{project}/m:best")
+        assert api.artifact(f"{project}/m:latest").version == "v1"
+        assert client.read(project, file_digest) == b"v2"  # its blobs stay until artifact-gc
 
-        one.link("model/m")
-        with pytest.raises(ArtifactError, match="is registered as model/m:v0"):
-            api.artifact("vision/m:v1").delete()
-        assert api.artifact("vision/m:v1").version == "v1"
+        collection = own("m")  # the registry is the server's: a collection of the test's own
+        one.link(f"model/{collection}")
+        with pytest.raises(ArtifactError, match=f"is registered as model/{collection}:v0"):
+            api.artifact(f"{project}/m:v1").delete()
+        assert api.artifact(f"{project}/m:v1").version == "v1"
 
-    _online_versions(server, writer, tmp_path, [b"v3"], first=3)  # v2's number is never given again
+    _online_versions(server, project, writer, tmp_path, [b"v3"], first=3)  # v2's number is never given again
     with pytest.raises(ArtifactError, match="has alias.*best"):  # best is still on v0 in the writer's store
         logged[0].delete()
     with tracklet.Api(base_url=server.url) as api:
-        assert api.artifact("vision/m:v0").version == "v0"  # refused before the server's copy was touched
+        assert api.artifact(f"{project}/m:v0").version == "v0"  # refused before the server's copy was touched
     logged[0].delete(delete_aliases=True)  # an online run's version: the server's copy and the local one
     with tracklet.Api(base_url=server.url) as api:
         with pytest.raises(ArtifactNotFound):
-            api.artifact("vision/m:v0")
+            api.artifact(f"{project}/m:v0")
     with pytest.raises(ArtifactNotFound):
-        tracklet.Api(writer).artifact("vision/m:v0")
+        tracklet.Api(writer).artifact(f"{project}/m:v0")
     with httpx.Client(base_url=server.url) as http:
-        events = http.get("/api/v1/audit", params={"project": "vision", "limit": 1000}).json()["events"]
+        events = http.get("/api/v1/audit", params={"project": project, "limit": 1000}).json()["events"]
     actions = [(event["action"], event["target"].rsplit("/", 1)[-1], event["status"]) for event in events
                if event["action"] in ("save_version_aliases", "delete_version")]
     assert [entry for entry in actions if entry[0] == "delete_version"] == [
@@ -831,67 +926,65 @@ def test_a_servers_versions_move_aliases_and_are_deleted_by_the_same_code_as_loc
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_artifact_rm_with_url_deletes_a_servers_version_with_the_servers_rules(servers, tmp_path, request, database):
+def test_artifact_rm_with_url_deletes_a_servers_version_with_the_servers_rules(shared, tmp_path, request, database):
     """``tracklet artifact rm REF --url URL`` deletes the server's version (REF's alias resolved
     there), never the data root's: custom aliases need --force, a version the server's registry
     links is refused with --force too, a deleted one is gone for good (404 after)."""
-    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
-    server = servers(tmp_path / "server", store=store_url)
+    server, project, collection = shared.on(database, request), own("vision"), own("m")
     writer = tmp_path / "writer"
-    _online_versions(server, writer, tmp_path, [b"v0", b"v1", b"v2"])
+    _online_versions(server, project, writer, tmp_path, [b"v0", b"v1", b"v2"])
     client = _client(server.url)
-    client.save_aliases("vision", "m", 1, ["best"], [])
+    client.save_aliases(project, "m", 1, ["best"], [])
     with httpx.Client(base_url=server.url) as http:
-        assert http.post("/api/v1/registries/model/collections/m/links",
-                         json={"project": "vision", "name": "m", "version": 0}).status_code == 200
+        assert http.post(f"/api/v1/registries/model/collections/{collection}/links",
+                         json={"project": project, "name": "m", "version": 0}).status_code == 200
     rm = ("--dir", str(writer), "artifact", "rm")
 
-    refused = _cli(*rm, "vision/m:best", "--url", server.url)
+    refused = _cli(*rm, f"{project}/m:best", "--url", server.url)
     assert refused.returncode != 0 and "has alias(es) best" in refused.stderr, refused.stderr
-    forced = _cli(*rm, "vision/m:best", "--url", server.url, "--force")
+    forced = _cli(*rm, f"{project}/m:best", "--url", server.url, "--force")
     assert forced.returncode == 0, forced.stderr
-    assert f"deleted vision/m:v1 on {server.url} (aliases dropped: best)" in forced.stdout
-    linked = _cli(*rm, "vision/m:v0", "--url", server.url, "--force")
-    assert linked.returncode != 0 and "is registered as model/m:v0" in linked.stderr, linked.stderr
-    assert _cli(*rm, "vision/m:v2", "--url", server.url).returncode == 0
-    gone = _cli(*rm, "vision/m:v2", "--url", server.url)
-    assert gone.returncode != 0 and "vision/m:v2" in gone.stderr
+    assert f"deleted {project}/m:v1 on {server.url} (aliases dropped: best)" in forced.stdout
+    linked = _cli(*rm, f"{project}/m:v0", "--url", server.url, "--force")
+    assert linked.returncode != 0 and f"is registered as model/{collection}:v0" in linked.stderr, linked.stderr
+    assert _cli(*rm, f"{project}/m:v2", "--url", server.url).returncode == 0
+    gone = _cli(*rm, f"{project}/m:v2", "--url", server.url)
+    assert gone.returncode != 0 and f"{project}/m:v2" in gone.stderr
     assert not [run for run in (refused, linked, gone) if "Traceback" in run.stderr]  # a clear error, each
 
-    assert [version["index"] for version in client.versions("vision", "m")] == [0]
+    assert [version["index"] for version in client.versions(project, "m")] == [0]
     local = tracklet.Api(writer)  # the data root's copies are not the server's: untouched
-    assert [local.artifact(f"vision/m:v{n}").version for n in range(3)] == ["v0", "v1", "v2"]
+    assert [local.artifact(f"{project}/m:v{n}").version for n in range(3)] == ["v0", "v1", "v2"]
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_two_clients_moving_one_alias_at_once_leave_it_on_one_version(servers, tmp_path, request, database):
+def test_two_clients_moving_one_alias_at_once_leave_it_on_one_version(shared, tmp_path, request, database):
     """Each move is one locked transaction of the collection: whatever the interleaving, the alias
     always names one version (a reader never finds it missing mid-move), one version holds it
     once the moves are done, and the last move wins."""
     from concurrent.futures import ThreadPoolExecutor
 
-    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
-    server = servers(tmp_path / "server", store=store_url)
-    _online_versions(server, tmp_path / "writer", tmp_path, [b"a", b"b"])
+    server, project = shared.on(database, request), own("vision")
+    _online_versions(server, project, tmp_path / "writer", tmp_path, [b"a", b"b"])
     clients = [_client(server.url), _client(server.url)]
 
     def move(target: int) -> set[int]:
         seen = set()
         for _ in range(15):
-            clients[target].save_aliases("vision", "m", target, ["best"], [])
-            seen.add(clients[target].version("vision", "m", "best")["index"])  # found, on some version
+            clients[target].save_aliases(project, "m", target, ["best"], [])
+            seen.add(clients[target].version(project, "m", "best")["index"])  # found, on some version
         return seen
 
     with ThreadPoolExecutor(2) as pool:
         assert set().union(*pool.map(move, [0, 1])) <= {0, 1}
-    holders = [v["index"] for v in clients[0].versions("vision", "m") if "best" in v["aliases"]]
+    holders = [v["index"] for v in clients[0].versions(project, "m") if "best" in v["aliases"]]
     assert len(holders) == 1
-    clients[1].save_aliases("vision", "m", 1, ["best"], [])  # the last writer wins
-    assert clients[0].version("vision", "m", "best")["index"] == 1
+    clients[1].save_aliases(project, "m", 1, ["best"], [])  # the last writer wins
+    assert clients[0].version(project, "m", "best")["index"] == 1
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_a_deletion_sent_again_after_its_answer_was_lost_finds_its_work_done(servers, tmp_path, request, database):
+def test_a_deletion_sent_again_after_its_answer_was_lost_finds_its_work_done(shared, tmp_path, request, database):
     """A deleted version answers 410, not 404 (review: a retried DELETE whose first attempt had
     committed raised "not found" and left an online run's local copy behind). An online run's
     version whose server copy is gone already is deleted locally and the call succeeds; a
@@ -900,29 +993,29 @@ def test_a_deletion_sent_again_after_its_answer_was_lost_finds_its_work_done(ser
     from tracklet.client.http import HttpClient
     from tracklet.errors import ArtifactDeleted, ArtifactNotFound
 
-    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
-    server = servers(tmp_path / "server", store=store_url)
+    server, project = shared.on(database, request), own("vision")
     writer = tmp_path / "writer"
-    logged = _online_versions(server, writer, tmp_path, [b"v0", b"v1"])
+    logged = _online_versions(server, project, writer, tmp_path, [b"v0", b"v1"])
     client = ArtifactClient(HttpClient(server.url))
-    client.delete_version("vision", "m", 0)  # the first attempt: done, its answer lost
+    client.delete_version(project, "m", 0)  # the first attempt: done, its answer lost
     logged[0].delete()  # the online run's call: the server's copy is gone already, so only the local one goes
     with pytest.raises(ArtifactNotFound):
-        tracklet.Api(writer).artifact("vision/m:v0")
-    with pytest.raises(ArtifactDeleted, match="vision/m:v0 was deleted"):
-        client.delete_version("vision", "m", 0)
+        tracklet.Api(writer).artifact(f"{project}/m:v0")
+    with pytest.raises(ArtifactDeleted, match=f"{project}/m:v0 was deleted"):
+        client.delete_version(project, "m", 0)
     with pytest.raises(ArtifactNotFound) as never:
-        client.delete_version("vision", "m", 7)
+        client.delete_version(project, "m", 7)
     assert not isinstance(never.value, ArtifactDeleted)
     with tracklet.Api(base_url=server.url) as api:
-        assert api.artifact("vision/m:latest").version == "v1"
+        assert api.artifact(f"{project}/m:latest").version == "v1"
 
 
 def test_artifact_gc_reclaims_a_failed_commit_s_blobs_and_a_killed_server_s_leftovers_after_the_grace_period(
-        servers, backend, tmp_path, request):
+        servers, own_backend, tmp_path, request):
     """What a refused commit uploaded (granted, no version), a blob object a server killed before
     its grant left (no grant at all) and temporaries a killed writer left stay within the grace
     period (an upload may be in flight) and go after it; a committed version reads back."""
+    backend = own_backend  # the GC reads every blob of its server's store: a server of its own
     server = servers(tmp_path / "server", extra=backend.extra)
     client = _client(server.url)
     kept = os.urandom(200_000)

@@ -315,27 +315,15 @@ def test_python_dash_m(runs_root):
 def test_demo_with_ui_records_then_serves_the_dashboard(tmp_path):
     """README's quick start: `tracklet demo --ui` records the demo run, then serves the dashboard
     (token URL printed) with that run in it."""
-    import os
-    import re
-    import subprocess
-    import sys
-
     import httpx
+    import serverproc
 
-    from conftest import REPO
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tracklet", "--dir", str(tmp_path), "demo", "--steps", "50", "--name", "quick",
-         "--ui", "--port", "0", "--no-open"],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Forked from the server template (serverproc.cli_process), not a cold interpreter start.
+    process = serverproc.cli_process("--dir", str(tmp_path), "demo", "--steps", "50", "--name", "quick", "--ui",
+                                     "--port", "0", "--no-open")
     try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", line)
-            if found:
-                break
-        assert found, "".join(lines) + process.stderr.read() if process.poll() is not None else "".join(lines)
+        found, printed = process.wait_for(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)")
+        lines = printed[:found.end()].splitlines(keepends=True)  # up to the URL's line
         assert any("Recorded demo run demo/" in line for line in lines)
         auth = {"Authorization": f"Bearer {found.group(2)}"}
         for _ in range(300):  # the ui indexes the data root every second
@@ -348,3 +336,4 @@ def test_demo_with_ui_records_then_serves_the_dashboard(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+        process.close()

@@ -36,22 +36,53 @@ def panel(keys: str, extra: str = "") -> str:
     return f"```tracklet-panel\nkeys: {keys}\n{extra}```\n"
 
 
-@pytest.fixture
-def runs_root(tmp_path):
-    """Project `cmp`: runs r0, r1, r2 (40 steps of `train/loss` = loss(i, step), `eval/acc`);
-    project `secret`: run s0."""
-    root = tmp_path / "srv"
+def record_cmp(root: Path, project: str = "cmp", server_url: str | None = None) -> None:
+    """Runs r0, r1, r2 of ``project`` (names alpha, beta, gamma; lr 1, 0.1, 0.01): 40 steps of
+    `train/loss` = loss(i, step) and `eval/acc`, under the data root ``root``; with ``server_url``
+    online runs, sent to that server."""
+    online = {"mode": "online"} if server_url else {}
+    settings = {**QUIET, "base_url": server_url} if server_url else QUIET
     for index, name in enumerate(["alpha", "beta", "gamma"]):
-        run = tracklet.init(project="cmp", id=f"r{index}", name=name, dir=str(root), config={"lr": 10.0 ** -index},
-                            settings=QUIET)
+        run = tracklet.init(project=project, id=f"r{index}", name=name, dir=str(root), config={"lr": 10.0 ** -index},
+                            settings=settings, **online)
         for step in range(40):
             run.log({"train/loss": loss(index, step), "eval/acc": step / 40})
         run.finish()
+
+
+@pytest.fixture
+def runs_root(tmp_path):
+    """A data root of the test's own: project `cmp` (record_cmp's runs); project `secret`: run s0."""
+    root = tmp_path / "srv"
+    record_cmp(root)
     run = tracklet.init(project="secret", id="s0", dir=str(root), settings=QUIET)
     for step in range(10):
         run.log({"train/loss": 100.0 + step})
     run.finish()
     return root
+
+
+@pytest.fixture(scope="module")
+def shared_server(module_servers, tmp_path_factory) -> serverproc.Server:
+    """One `tracklet server --dev` the module's tests share: each test's runs and reports are in a
+    project of its own (``cmp``), so the tests stay independent in any order."""
+    return module_servers(tmp_path_factory.mktemp("shared") / "srv", dev=True)
+
+
+_projects = iter(range(1_000_000))
+
+
+def own_project(prefix: str = "cmp") -> str:
+    """A project name no other test of the module uses."""
+    return f"{prefix}{next(_projects)}"
+
+
+@pytest.fixture
+def cmp(shared_server, tmp_path) -> tuple[serverproc.Server, str]:
+    """The shared server and a project of the test's own holding record_cmp's runs (logged online)."""
+    project = own_project()
+    record_cmp(tmp_path / "client", project, server_url=shared_server.url)
+    return shared_server, project
 
 
 def create(url: str, markdown: str, title: str = "Findings", headers: dict | None = None, project: str = "cmp") -> dict:
@@ -84,10 +115,10 @@ MARKDOWN = ("# Loss study\n\nThe **loss** of three runs. <script>window.__pwned 
             + panel("[eval/acc]", "size: s\nruns:\n  filter: \"config.lr < 0.5\"\n  sort: run_id\n"))
 
 
-def test_report_page_renders_sanitised_markdown_and_live_panels_with_exact_hover_values(servers, runs_root, page):  # noqa: F811
-    server = servers(runs_root, dev=True)
-    report = create(server.url, MARKDOWN)
-    page.goto(f"{server.url}/projects/cmp/reports")
+def test_report_page_renders_sanitised_markdown_and_live_panels_with_exact_hover_values(cmp, page):  # noqa: F811
+    server, project = cmp
+    report = create(server.url, MARKDOWN, project=project)
+    page.goto(f"{server.url}/projects/{project}/reports")
     page.click(f".reports-list tr[data-report='{report['id']}'] a")
     page.wait_for_selector(".report-body h1:text('Loss study')")
 
@@ -147,9 +178,9 @@ def test_a_token_viewer_sees_no_access_and_error_cards_while_the_other_panels_dr
     assert "HTTP 403" in page.text_content("p.error")
 
 
-def test_editor_previews_live_saves_versions_diffs_freezes_reverts_and_publishes(servers, runs_root, page):  # noqa: F811
-    server = servers(runs_root, dev=True)
-    page.goto(f"{server.url}/projects/cmp/reports")
+def test_editor_previews_live_saves_versions_diffs_freezes_reverts_and_publishes(cmp, page):  # noqa: F811
+    server, project = cmp
+    page.goto(f"{server.url}/projects/{project}/reports")
     page.fill("input.new-report-title", "Draft")
     page.click("form.new-report button")
     page.wait_for_url("**/reports/*/edit")
@@ -185,7 +216,7 @@ def test_editor_previews_live_saves_versions_diffs_freezes_reverts_and_publishes
     page.click("button.publish")
     page.wait_for_function("() => document.querySelector('button.save').disabled")
     assert "published: version 4" in page.text_content(".editor-status")
-    saved = httpx.get(f"{server.url}/api/v1/projects/cmp/reports", timeout=30).json()["reports"]
+    saved = httpx.get(f"{server.url}/api/v1/projects/{project}/reports", timeout=30).json()["reports"]
     assert [(r["title"], r["version"], r["published_version"]) for r in saved] == [("Draft", 4, 4)]
 
 
@@ -210,10 +241,10 @@ def test_tracklet_ui_writes_reports_into_the_data_root(runs_root, page):  # noqa
     assert (saved["title"], saved["version"]) == ("Local notes", 2)
 
 
-def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(servers, runs_root, page):  # noqa: F811
-    server = servers(runs_root, dev=True)
-    existing = create(server.url, "# Collected\n")
-    page.goto(f"{server.url}/projects/cmp?sel=r0,r2&smooth=0.5&log=train%2Floss")
+def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(cmp, page):  # noqa: F811
+    server, project = cmp
+    existing = create(server.url, "# Collected\n", project=project)
+    page.goto(f"{server.url}/projects/{project}?sel=r0,r2&smooth=0.5&log=train%2Floss")
     page.wait_for_function("() => { const c = window.__tracklet.chart('train/loss'); return c && c.runs.length === 2 }")
     page.click(".panel[data-key='train/loss'] button.add-to-report")
     page.wait_for_selector("dialog.add-report-dialog[open]")
@@ -221,12 +252,12 @@ def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(server
     page.click("dialog button[value='add']")
     page.wait_for_selector("dialog .result a")
 
-    report = httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{existing['id']}", timeout=30).json()
+    report = httpx.get(f"{server.url}/api/v1/projects/{project}/reports/{existing['id']}", timeout=30).json()
     assert report["version"] == 2 and report["markdown"].startswith("# Collected\n")
     (block,) = [b for b in report["blocks"] if b["kind"] == "panel"]
     assert block["error"] is None
     assert block["spec"]["keys"] == ["train/loss"] and block["spec"]["smoothing"] == 0.5 and block["spec"]["log_y"] is True
-    data = httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{existing['id']}/panels/0/data", timeout=30).json()
+    data = httpx.get(f"{server.url}/api/v1/projects/{project}/reports/{existing['id']}/panels/0/data", timeout=30).json()
     assert sorted(run["id"] for run in data["runs"]) == ["r0", "r2"]
 
     page.click("dialog .result a")  # the link goes to the report, which draws the chart
@@ -234,24 +265,24 @@ def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(server
     assert sorted(r["run"] for r in drawn["runs"]) == ["r0", "r2"]
 
     # A run page's charts too: the panel charts that run.
-    page.goto(f"{server.url}/projects/cmp/runs/r1")
+    page.goto(f"{server.url}/projects/{project}/runs/r1")
     page.wait_for_function("() => { const c = window.__tracklet.chart('eval/acc'); return c && c.runs.length === 1 }")
     page.click(".panel[data-key='eval/acc'] button.add-to-report")
     page.wait_for_selector("dialog.add-report-dialog[open]")
     page.select_option("dialog select[name='report']", str(existing["id"]))
     page.click("dialog button[value='add']")
     page.wait_for_selector("dialog .result a")
-    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{existing['id']}", timeout=30).json()["version"] == 3
-    data = httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{existing['id']}/panels/1/data", timeout=30).json()
+    assert httpx.get(f"{server.url}/api/v1/projects/{project}/reports/{existing['id']}", timeout=30).json()["version"] == 3
+    data = httpx.get(f"{server.url}/api/v1/projects/{project}/reports/{existing['id']}/panels/1/data", timeout=30).json()
     assert [run["id"] for run in data["runs"]] == ["r1"] and data["history"]["series"][0]["key"] == "eval/acc"
 
 
-def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(servers, tmp_path, page):  # noqa: F811
+def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(shared_server, tmp_path, page):  # noqa: F811
     """Fidelity of the report page's bucketing: 12 runs of 6,000 noisy steps, each with a one-step
     spike up and one down, are asked for at one min/max bucket per device pixel column of the plot
     (far fewer points than logged), and every run's highest and lowest value is still in what is
     drawn and inked on the canvas at its place (its band's column reaches it)."""
-    root = tmp_path / "srv"
+    server, project = shared_server, own_project("dense")
     rng = np.random.default_rng(20)
     truth, logged = {}, {}
     for index in range(12):
@@ -259,15 +290,15 @@ def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(
         up, down = rng.choice(np.arange(50, 5950), size=2, replace=False)
         values[up] += 8 + index
         values[down] -= 8 + index
-        run = tracklet.init(project="dense", id=f"d{index:02d}", dir=str(root), settings=QUIET)
+        run = tracklet.init(project=project, id=f"d{index:02d}", dir=str(tmp_path / "client"), mode="online",
+                            settings={**QUIET, "base_url": server.url})
         for value in values.tolist():
             run.log({"noise": value})
         run.finish()
         truth[f"d{index:02d}"] = (float(values.min()), float(values.max()))
         logged[f"d{index:02d}"] = values
-    server = servers(root, dev=True)
-    report = create(server.url, panel("[noise]", "size: m\nruns:\n  sort: run_id\n  limit: 12\n"), project="dense")
-    page.goto(f"{server.url}/projects/dense/reports/{report['id']}")
+    report = create(server.url, panel("[noise]", "size: m\nruns:\n  sort: run_id\n  limit: 12\n"), project=project)
+    page.goto(f"{server.url}/projects/{project}/reports/{report['id']}")
     page.wait_for_selector(".report-body[data-painted]")
     drawn = wait_report_chart(page, "report:0", runs=12)
     columns = drawn["plotPixels"]
@@ -306,33 +337,36 @@ def _offline_page(chromium, path: Path):
     return context, tab, asked, errors
 
 
-def test_html_export_renders_its_charts_with_networking_disabled(servers, runs_root, browser, tmp_path, page):  # noqa: F811
-    server = servers(runs_root, dev=True)
-    report = create(server.url, MARKDOWN + panel("[train/loss]", "runs:\n  project: nowhere\n"))
+def test_html_export_renders_its_charts_with_networking_disabled(cmp, browser, tmp_path, page):  # noqa: F811
+    server, project = cmp
+    report = create(server.url, MARKDOWN + panel("[train/loss]", "runs:\n  project: nowhere\n"),
+                    project=project)
     out = tmp_path / "report.html"
-    done = serverproc.cli("report", "export", f"cmp/{report['id']}", "--url", server.url, "-o", str(out), env=ENV)
+    done = serverproc.cli("report", "export", f"{project}/{report['id']}", "--url", server.url, "-o", str(out), env=ENV)
     assert done.returncode == 0, done.stderr
-    server.stop()  # the file needs no server
-    html = out.read_text()
-    assert "<script type=\"module\" crossorigin src=" not in html and "/assets/" not in html
-
-    context, tab, asked, errors = _offline_page(browser, out)
+    server.stop()  # the file needs no server (the module's: started again whatever happens)
     try:
-        tab.wait_for_selector(".report-body[data-painted]")
-        drawn = wait_report_chart(tab, "report:0", runs=3)
-        assert drawn["runs"][2]["line"] == [loss(2, step) for step in range(40)]
-        assert hover_values(tab, "report:0", 25, 3) == [["r0", "25", loss(0, 25)], ["r1", "25", loss(1, 25)],
-                                                        ["r2", "25", loss(2, 25)]]
-        states = [p["state"] for p in probe(tab, "report")["panels"]]
-        assert states == ["drawn", "drawn", "error"]  # the third's project has no runs: its card, not a blank
-        assert tab.title() == "Findings · tracklet report"
-        assert asked == [] and errors == []
+        html = out.read_text()
+        assert "<script type=\"module\" crossorigin src=" not in html and "/assets/" not in html
+
+        context, tab, asked, errors = _offline_page(browser, out)
+        try:
+            tab.wait_for_selector(".report-body[data-painted]")
+            drawn = wait_report_chart(tab, "report:0", runs=3)
+            assert drawn["runs"][2]["line"] == [loss(2, step) for step in range(40)]
+            assert hover_values(tab, "report:0", 25, 3) == [["r0", "25", loss(0, 25)], ["r1", "25", loss(1, 25)],
+                                                            ["r2", "25", loss(2, 25)]]
+            states = [p["state"] for p in probe(tab, "report")["panels"]]
+            assert states == ["drawn", "drawn", "error"]  # the third's project has no runs: its card, not a blank
+            assert tab.title() == "Findings · tracklet report"
+            assert asked == [] and errors == []
+        finally:
+            context.close()
     finally:
-        context.close()
+        server.start()
 
     # The dashboard's own "Download HTML" writes the same kind of file.
-    server.start()
-    page.goto(f"{server.url}/projects/cmp/reports/{report['id']}")
+    page.goto(f"{server.url}/projects/{project}/reports/{report['id']}")
     page.wait_for_selector(".report-body[data-painted]")
     with page.expect_download() as download:
         page.click("button.export-html")
@@ -347,14 +381,14 @@ def test_html_export_renders_its_charts_with_networking_disabled(servers, runs_r
 
 
 @pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm is not installed (apt-get install poppler-utils)")
-def test_pdf_export_has_non_blank_pages_showing_the_charts(servers, runs_root, tmp_path):
+def test_pdf_export_has_non_blank_pages_showing_the_charts(cmp, tmp_path):
     from PIL import Image
 
-    server = servers(runs_root, dev=True)
+    server, project = cmp
     report = create(server.url, MARKDOWN + "\n## More\n\n" + "\n".join(
-        panel("[train/loss]", f"title: copy {i}\nsize: l\n") for i in range(3)))
+        panel("[train/loss]", f"title: copy {i}\nsize: l\n") for i in range(3)), project=project)
     out = tmp_path / "report.pdf"
-    done = serverproc.cli("report", "export", str(report["id"]), "-p", "cmp", "--url", server.url, "--format", "pdf",
+    done = serverproc.cli("report", "export", str(report["id"]), "-p", project, "--url", server.url, "--format", "pdf",
                           "-o", str(out), env=ENV, timeout=180)
     assert done.returncode == 0, done.stderr
     assert out.read_bytes().startswith(b"%PDF-")
@@ -371,17 +405,17 @@ def test_pdf_export_has_non_blank_pages_showing_the_charts(servers, runs_root, t
     assert len({tuple(c // 32) for c in saturated}) >= 3  # at least three distinct hues
 
 
-def test_png_per_panel_at_twice_the_css_size_and_markdown_with_images(servers, runs_root, tmp_path):
+def test_png_per_panel_at_twice_the_css_size_and_markdown_with_images(cmp, tmp_path):
     from PIL import Image
 
     from tracklet.reports.export import HttpReportSource, export_report
 
-    server = servers(runs_root, dev=True)
-    report = create(server.url, MARKDOWN + panel("[train/loss]", "colour: red\n"))
+    server, project = cmp
+    report = create(server.url, MARKDOWN + panel("[train/loss]", "colour: red\n"), project=project)
     source = HttpReportSource(server.url)
     try:
-        pngs = export_report(source, "cmp", str(report["id"]), "png", tmp_path / "pngs")
-        written = export_report(source, "cmp", str(report["id"]), "md", tmp_path / "md" / "report.md")
+        pngs = export_report(source, project, str(report["id"]), "png", tmp_path / "pngs")
+        written = export_report(source, project, str(report["id"]), "md", tmp_path / "md" / "report.md")
     finally:
         source.close()
     assert [p.name for p in pngs] == ["panel-1.png", "panel-2.png", "panel-3.png"]
@@ -416,7 +450,7 @@ def _download(tab, selector: str, saved: Path) -> str:
 
 
 @pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm is not installed (apt-get install poppler-utils)")
-def test_the_report_page_exports_html_pdf_markdown_and_png_as_the_cli_does(servers, runs_root, browser, tmp_path,  # noqa: F811
+def test_the_report_page_exports_html_pdf_markdown_and_png_as_the_cli_does(cmp, browser, tmp_path,  # noqa: F811
                                                                           page):  # noqa: F811
     """Each Export button downloads what `tracklet report export` writes (made by the server with
     the same code): the HTML draws offline, the PDF's pages are not blank, the Markdown zip holds the
@@ -426,9 +460,9 @@ def test_the_report_page_exports_html_pdf_markdown_and_png_as_the_cli_does(serve
 
     from PIL import Image
 
-    server = servers(runs_root, dev=True)
-    report = create(server.url, MARKDOWN)
-    page.goto(f"{server.url}/projects/cmp/reports/{report['id']}")
+    server, project = cmp
+    report = create(server.url, MARKDOWN, project=project)
+    page.goto(f"{server.url}/projects/{project}/reports/{report['id']}")
     page.wait_for_selector(".report-body[data-painted]")
     assert page.locator(".report-export button").all_text_contents() == ["HTML", "PDF", "Markdown", "PNG"]
 
@@ -531,18 +565,18 @@ def test_a_live_run_set_redraws_as_runs_log_and_a_frozen_one_does_not(runs_root,
         ui.wait(timeout=10)
 
 
-def test_delete_button_removes_the_report_after_confirmation(servers, runs_root, page):  # noqa: F811
-    server = servers(runs_root, dev=True)
-    keep = create(server.url, "kept\n", title="Kept")
-    report = create(server.url, MARKDOWN, title="To delete")
-    page.goto(f"{server.url}/projects/cmp/reports/{report['id']}")
+def test_delete_button_removes_the_report_after_confirmation(cmp, page):  # noqa: F811
+    server, project = cmp
+    keep = create(server.url, "kept\n", title="Kept", project=project)
+    report = create(server.url, MARKDOWN, title="To delete", project=project)
+    page.goto(f"{server.url}/projects/{project}/reports/{report['id']}")
     page.wait_for_selector(".report-body[data-painted]")
     page.once("dialog", lambda dialog: dialog.dismiss())  # "Cancel": nothing happens
     page.click("button.delete-report")
-    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{report['id']}", timeout=30).status_code == 200
+    assert httpx.get(f"{server.url}/api/v1/projects/{project}/reports/{report['id']}", timeout=30).status_code == 200
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button.delete-report")
-    page.wait_for_url("**/projects/cmp/reports")
+    page.wait_for_url(f"**/projects/{project}/reports")
     page.wait_for_selector(f".reports-list tr[data-report='{keep['id']}']")
     assert page.locator(f".reports-list tr[data-report='{report['id']}']").count() == 0
-    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{report['id']}", timeout=30).status_code == 404
+    assert httpx.get(f"{server.url}/api/v1/projects/{project}/reports/{report['id']}", timeout=30).status_code == 404

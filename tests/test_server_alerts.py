@@ -5,17 +5,15 @@ Api reads them, and a store migrated from before alerts reindexes its runs to ge
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+import serverproc
 import sqlalchemy as sa
-from conftest import QUIET, REPO, read, store_at_revision
+from conftest import QUIET, read, store_at_revision
 
 import tracklet
 from tracklet.core.layout import RunPaths
@@ -119,11 +117,9 @@ def test_tracklet_server_serves_alerts_and_the_remote_api_reads_them(servers, tm
 
 def test_tracklet_ui_serves_alerts(root):
     _alerting_run(root, project="ui", run_id="withalerts")
-    ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+    ui = serverproc.cli_process("--dir", str(root), "ui", "--no-open", "--port", "0")  # forked, not a cold start
     try:
-        found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", ui.stdout.readline())
+        found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", ui.first_line())
         url, auth = found.group(1), {"Authorization": f"Bearer {found.group(2)}"}
         deadline = time.monotonic() + 30
         while (answer := httpx.get(url + "api/v1/runs/ui/withalerts/alerts", headers=auth,
@@ -135,6 +131,7 @@ def test_tracklet_ui_serves_alerts(root):
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+        ui.close()
 
 
 def test_a_store_migrated_from_0004_reindexes_its_runs_for_alerts(root, tmp_path, monkeypatch):

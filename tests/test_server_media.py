@@ -5,15 +5,13 @@ and serves exactly the blobs its media name (files, thumbnails, masks), with the
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import subprocess
-import sys
 import time
 
 import httpx
 import numpy as np
-from conftest import QUIET, REPO
+import serverproc
+from conftest import QUIET
 
 import tracklet
 
@@ -36,11 +34,9 @@ def test_tracklet_ui_lists_a_runs_media_and_serves_only_its_blobs(root, tmp_path
     secret_digest = hashlib.sha256(other.read_bytes()).hexdigest()
     assert (root / "artifacts" / "blobs" / "sha256" / secret_digest[:2] / secret_digest).is_file()
 
-    ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+    ui = serverproc.cli_process("--dir", str(root), "ui", "--no-open", "--port", "0")  # forked, not a cold start
     try:
-        found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", ui.stdout.readline())
+        found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", ui.first_line())
         url, auth = found.group(1) + "api/v1/runs/ui/pictures/media", {"Authorization": f"Bearer {found.group(2)}"}
         deadline = time.monotonic() + 30
         while (answer := httpx.get(url, headers=auth, timeout=10)).status_code == 404:
@@ -81,3 +77,4 @@ def test_tracklet_ui_lists_a_runs_media_and_serves_only_its_blobs(root, tmp_path
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+        ui.close()

@@ -6,11 +6,8 @@ rebinding) and carry the token it printed (other users of the machine), and only
 
 from __future__ import annotations
 
-import os
 import re
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -19,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+import serverproc
 import tracklet
 from serverproc import Server
 
-REPO = Path(__file__).resolve().parents[1]
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
 
 
@@ -30,13 +27,11 @@ class Ui:
     """A `tracklet ui --no-open --port 0` process and what it printed."""
 
     def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0", *args],
-            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.line = self.proc.stdout.readline()
+        # Forked from the server template (serverproc.cli_process), not a cold interpreter start.
+        self.proc = serverproc.cli_process("--dir", str(root), "ui", "--no-open", "--port", "0", *args, env=env)
+        self.line = self.proc.first_line()
         found = re.search(r"(http://127\.0\.0\.1:(\d+)/)(\?token=([\w-]+))?", self.line)
-        assert found, (self.line, self.proc.stderr.read() if self.proc.poll() is not None else "")
+        assert found, (self.line, self.proc.output()[1] if self.proc.poll() is not None else "")
         self.url, self.port, self.token = found.group(1), int(found.group(2)), found.group(4)
         # No cookie jar: each request shows only the credentials the test gives it.
         self.client = httpx.Client(base_url=self.url, timeout=10,
@@ -51,6 +46,7 @@ class Ui:
         self.client.close()
         self.proc.terminate()
         _, stderr = self.proc.communicate(timeout=10)
+        self.proc.close()
         return stderr
 
 
@@ -250,18 +246,12 @@ def test_stalled_connections_never_lock_the_ui_out(root):
     """`tracklet ui` has the team server's connection guards: with fewer descriptors than stalled
     connections (a local process opening them), the dashboard still answers, and the stalled
     connections are closed."""
-    import resource
     import socket
 
-    def low_fd_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-
-    ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, preexec_fn=low_fd_limit)
+    ui = serverproc.cli_process("--dir", str(root), "ui", "--no-open", "--port", "0", nofile=256)
     stalled = []
     try:
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", ui.stdout.readline())
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", ui.first_line())
         port, token = int(found.group(1)), found.group(2)
         for _ in range(300):
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -283,6 +273,7 @@ def test_stalled_connections_never_lock_the_ui_out(root):
             sock.close()
         ui.terminate()
         ui.wait(timeout=10)
+        ui.close()
 
 
 def test_reports_are_the_one_thing_written_with_the_token(ui, data):

@@ -481,6 +481,8 @@ def test_constructor_arguments_are_checked():
         TrackletLogger(project="not a name")
     with pytest.raises(ValueError, match="log_model"):
         TrackletLogger(log_model="best")
+    with pytest.raises(TypeError, match="all_ranks"):
+        TrackletLogger(all_ranks="yes")
 
 
 def test_the_logger_pickles_without_its_run(root, tmp_path):
@@ -541,30 +543,41 @@ def test_the_trainer_logger_works_with_fabric_too(root):
     assert history[GLOBAL_STEP] == [3]
 
 
-# ---------------------------------------------------------------- DDP: one run per job
+# ---------------------------------------------------------------- DDP: one run per job, every rank in it
 
 
 DDP_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from test_integration_lightning import model, loader, EPOCHS
 from tracklet.integrations.lightning import TrackletLogger
 
-logger = TrackletLogger(project="ddp", dir={root!r}, settings={quiet!r}, log_model=True)
+
+class Hello(Callback):
+    def on_train_batch_end(self, trainer, *args):
+        print(f"hello from rank {{trainer.global_rank}} at step {{trainer.global_step}}", flush=True)
+
+
+# every rank: console and system metrics (each rank's own, by label)
+settings = {{"console": "wrap", "capture_environment": False, "system_interval": 0.1, "system_window": 0.2}}
+logger = TrackletLogger(project="ddp", dir={root!r}, settings=settings, log_model=True, all_ranks=True)
 trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=EPOCHS, log_every_n_steps=1,
                     enable_progress_bar=False, enable_model_summary=False, logger=logger,
-                    default_root_dir={tmp!r}, callbacks=[ModelCheckpoint(monitor="val_loss")])
+                    default_root_dir={tmp!r}, callbacks=[ModelCheckpoint(monitor="val_loss"), Hello()])
 trainer.fit(model(), loader(), loader(1))
 print("RANK", trainer.global_rank, "VERSION", logger.version, flush=True)
 """
 
 
-def test_ddp_records_one_run_from_rank_zero(root, tmp_path):
+def test_ddp_records_one_run_with_every_rank_in_it(root, tmp_path):
+    # strategy="ddp" re-executes this script for rank 1 (its own logger, its own id until rank 0's
+    # is broadcast); all_ranks=True: rank 1 joins rank 0's run as the secondary writer rank_1.
+    # The default (rank zero only) is test_only_global_rank_zero_records.
     script = tmp_path / "train_ddp.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT).format(
-        tests=str(REPO / "tests"), root=str(root), quiet=QUIET, tmp=str(tmp_path / "lightning")))
+        tests=str(REPO / "tests"), root=str(root), tmp=str(tmp_path / "lightning")))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("TRACKLET_DIR", None)
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
@@ -573,12 +586,24 @@ def test_ddp_records_one_run_from_rank_zero(root, tmp_path):
     runs = tracklet.Api(root).runs("ddp")
     assert len(runs) == 1
     run = runs[0]
-    assert run.state == "finished"
-    # each rank sees half of the 4 batches per epoch: 2 steps per epoch
-    assert run.history()["_step"] == list(range(EPOCHS * BATCHES // 2))
+    assert f"RANK 0 VERSION {run.id}" in result.stdout and f"RANK 1 VERSION {run.id}" in result.stdout
+    assert run.state == "finished" and run.exit_code == 0  # the primary's: rank 0
+    assert {label: part["state"] for label, part in run.parts.items()} == {"rank_1": "finished"}
+    # metrics, config and checkpoints from rank 0 only: each series once, no rank_1 copy.
+    # Each rank sees half of the 4 batches per epoch: 2 steps per epoch.
+    history = run.history()
+    assert history["_step"] == list(range(EPOCHS * BATCHES // 2))
+    assert not [key for key in history if "/l:" in key]
+    assert run.config["lr"] == 0.05
     assert [c.metadata["best"] for c in run.checkpoints] == [True]
     assert Path(run.checkpoints[0].path).is_relative_to(run.dir)
-    assert f"RANK 0 VERSION {run.id}" in result.stdout
+    # each rank's console and system metrics
+    texts = [line.text for line in run.console]
+    assert "[rank_1] hello from rank 1 at step 1" in texts and "hello from rank 0 at step 1" in texts
+    assert not [text for text in texts if text.startswith("[rank_1] hello from rank 0")]
+    system = run.system_metrics()
+    assert [name for name in system if name.endswith("/l:rank_1")]
+    assert [name for name in system if "/l:" not in name]
 
 
 # ---------------------------------------------------------------- tracklet.init arguments

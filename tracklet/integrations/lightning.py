@@ -20,7 +20,11 @@ What the logger records (docs/integrations/lightning.md has the whole contract):
 
 Which run: the active one (``tracklet.run``) if there is one when the logger first needs a run
 (then the logger never finishes it), else a run of its own, started lazily on global rank zero
-only, so a DDP job records one run. ``finalize(status)`` finishes a run the logger started:
+only, so a DDP job records one run. With ``all_ranks=True`` every other rank joins that run as a
+secondary writer (docs/shared-runs.md) labelled ``rank_<global rank>``, recording its own system
+metrics and console (Lightning logs metrics on rank zero only, so no series is duplicated); the
+run id is rank zero's, broadcast by the strategy when Lightning calls ``log_graph`` at the start
+of every Trainer call, and the part is finished by ``finalize``. ``finalize(status)`` finishes a run the logger started:
 exit code 0 for ``"success"`` (and the SLURM requeue's ``"finished"``); for ``"failed"``, with the
 exception Lightning is handling (it calls ``finalize`` inside its ``except`` block): exit code 130
 and the ``KeyboardInterrupt`` for Ctrl+C, else exit code 1 and the exception. The next Trainer call
@@ -99,6 +103,9 @@ class TrackletLogger(Logger):
             (Lightning's "experiment name") is the project.
         log_model: ``False`` (default), ``True`` (best and last checkpoint when a Trainer call
             ends) or ``"all"`` (every checkpoint as ``ModelCheckpoint`` saves it).
+        all_ranks: ``False`` (default): only global rank zero records. ``True``: every other rank
+            records its system metrics and console into the same run, as the secondary writer
+            ``rank_<global rank>`` (docs/shared-runs.md); rank zero records as before.
 
     ``experiment`` is the :class:`tracklet.Run` on global rank zero (a no-op object elsewhere);
     ``version`` is its id, ``save_dir`` and ``log_dir`` its directory.
@@ -112,13 +119,19 @@ class TrackletLogger(Logger):
         project: str | None = None,
         *,
         log_model: bool | str = False,
+        all_ranks: bool = False,
         **init_kwargs: Any,
     ) -> None:
         super().__init__()
         # checked here, not once the model is built
-        init_kwargs = init_arguments(type(self).__name__, {"project": project, **init_kwargs}, own=("log_model",))
+        init_kwargs = init_arguments(type(self).__name__, {"project": project, **init_kwargs},
+                                     own=("log_model", "all_ranks"))
         if log_model not in _LOG_MODEL_VALUES:
             raise ValueError(f"log_model must be False, True or 'all'; got {log_model!r}")
+        if not isinstance(all_ranks, bool):
+            raise TypeError(f"all_ranks must be True or False; got {all_ranks!r}")
+        self._all_ranks = all_ranks
+        self._part: Any = None  # all_ranks on a rank other than zero: this rank's secondary writer
         self._project = init_kwargs.pop("project")
         id = init_kwargs.pop("id", None)
         resume = init_kwargs.pop("resume", None)
@@ -227,13 +240,16 @@ class TrackletLogger(Logger):
             self._failed("metrics", error)
 
     def log_graph(self, model: Any, input_array: Any = None) -> None:
-        """Lightning calls this with the LightningModule at the start of every Trainer call; the
-        logger keeps a weak reference to reach the Trainer (epoch and monitored value of a
-        checkpoint). No graph is recorded."""
+        """Lightning calls this with the LightningModule at the start of every Trainer call, on
+        every rank; the logger keeps a weak reference to reach the Trainer (epoch and monitored
+        value of a checkpoint). With ``all_ranks``, the ranks agree on the run here and every rank
+        but zero starts its secondary writer. No graph is recorded."""
         try:
             self._module = weakref.ref(model)
         except TypeError:
             self._module = None
+        if self._all_ranks:
+            self._join_all_ranks(getattr(model, "_trainer", None))
 
     def save(self) -> None:
         """Nothing to do: rows reach the record log within ``flush_interval`` on their own.
@@ -271,14 +287,22 @@ class TrackletLogger(Logger):
             best = os.path.abspath(path) == os.path.abspath(getattr(checkpoint_callback, "best_model_path", "") or "")
             self._record_checkpoint(self._writable(), path, saved, best=best)
 
-    @rank_zero_only
     def finalize(self, status: str) -> None:
         """End of a Trainer call: record the best and last checkpoints (``log_model=True``), then
-        finish a run the logger started, by ``status`` and the exception being handled."""
-        if self._run is None:
-            return
+        finish a run the logger started, by ``status`` and the exception being handled. On other
+        ranks (``all_ranks``): finish this rank's secondary writer alike."""
         error = sys.exc_info()[1] if status not in ("success", "finished") else None
         interrupted = isinstance(error, KeyboardInterrupt)
+        if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
+            part, self._part = self._part, None
+            if part is not None and not part.finished:
+                try:
+                    _finish(part, status, error)
+                except Exception as failure:
+                    self._failed("the end of this rank's part", failure)
+            return
+        if self._run is None:
+            return
         try:
             if self._log_model is True and not interrupted:
                 # not on Ctrl+C: digesting a large checkpoint would hold up the exit it asked for
@@ -291,12 +315,8 @@ class TrackletLogger(Logger):
         try:
             if not self._owned:
                 run.flush()
-            elif status in ("success", "finished"):
-                run.finish(0)
-            elif interrupted:
-                run.finish(130, error=error)
             else:
-                run.finish(1, error=error or RuntimeError(f"Lightning ended with status {status!r}"))
+                _finish(run, status, error)
         except Exception as failure:
             self._failed("the end of the run", failure)
 
@@ -343,7 +363,7 @@ class TrackletLogger(Logger):
         # A spawned worker starts (or resumes) the run itself; the process-local parts stay here.
         if self._run is not None:
             state.update(_id=self._run.id, _user_id=self._run.id, _resume="allow")
-        state.update(_run=None, _owned=False, _module=None, _checkpoint_callbacks={}, _watches=[])
+        state.update(_run=None, _owned=False, _module=None, _checkpoint_callbacks={}, _watches=[], _part=None)
         return state
 
     # ---------------------------------------------------------------- internals
@@ -378,6 +398,38 @@ class TrackletLogger(Logger):
             # a definition without summary= would replace a summary mode set on the user's run.
             run.define_metric("*", step_metric=self._step_key)
         return run
+
+    def _join_all_ranks(self, trainer: Any) -> None:
+        """``all_ranks``: agree on the run (rank zero's project and id, broadcast by the strategy:
+        with the ``ddp`` launcher every rank made its own logger, and its own id) and, on every
+        other rank, start its secondary writer ``rank_<global rank>``. A collective: Lightning
+        calls ``log_graph`` on every rank at the same point."""
+        if trainer is None or getattr(trainer, "world_size", 1) <= 1:
+            return
+        rank = trainer.global_rank
+        try:
+            project, run_id = trainer.strategy.broadcast((self.name, self.version) if rank == 0 else None, src=0)
+        except Exception as error:
+            self._failed("the run id from rank zero", error)
+            return
+        if rank == 0:
+            return
+        self._project, self._id = project, run_id
+        part = self._part
+        if part is not None and not part.finished:
+            if part.id == run_id:
+                return
+            part.finish(0)
+        args = self._init_args
+        settings = args.get("settings")
+        if isinstance(settings, Settings):
+            settings = settings.explicit_fields()
+        settings = {**(settings or {}), "primary": False, "label": f"rank_{rank}"}
+        try:
+            self._part = _start_quietly(project=project, id=run_id, dir=args.get("dir"), mode=args.get("mode"),
+                                        settings=settings)
+        except Exception as error:
+            self._failed("this rank's part of the run", error)
 
     def _use(self, run: Any, *, owned: bool) -> None:
         self._run, self._owned = run, owned
@@ -472,6 +524,16 @@ class TrackletFabricLogger(TrackletLogger):
     exit (failed if an exception escaped), or call ``logger.finalize("success")``."""
 
     _step_key = None
+
+
+def _finish(run: Any, status: str, error: BaseException | None) -> None:
+    """Finish ``run`` by Lightning's ``status`` and the exception being handled."""
+    if status in ("success", "finished"):
+        run.finish(0)
+    elif isinstance(error, KeyboardInterrupt):
+        run.finish(130, error=error)
+    else:
+        run.finish(1, error=error or RuntimeError(f"Lightning ended with status {status!r}"))
 
 
 def _trainer_step(module: Any) -> int | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -421,6 +423,49 @@ def test_only_world_process_zero_records(root, tmp_path):
     assert callback.run is None and lifecycle.current() is None and not root.exists()
 
 
+DDP_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import transformers
+from test_integration_huggingface import make_trainer
+from tracklet.integrations.huggingface import TrackletCallback
+
+
+class Hello(transformers.TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        print(f"hello from rank {{args.process_index}} at step {{state.global_step}}", flush=True)
+
+
+# every process: console and system metrics (each process's own, by label)
+settings = {{"console": "wrap", "capture_environment": False, "system_interval": 0.1, "system_window": 0.2}}
+callback = TrackletCallback(project="hf", dir={root!r}, settings=settings, all_ranks=True)
+trainer = make_trainer({out!r}, callback, max_steps=4, save_strategy="no", eval_strategy="no")
+trainer.add_callback(Hello())
+trainer.train()
+"""
+
+
+def test_a_distributed_job_records_every_rank_into_one_run_with_all_ranks(root, tmp_path):
+    # torchrun, 2 CPU processes (gloo): process 1 joins process 0's run as the secondary writer rank_1
+    script = tmp_path / "train_ddp.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(REPO / "tests"), root=str(root), out=str(tmp_path / "out")))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("TRACKLET_DIR", None)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = only_run(root)
+    assert run.state == "finished" and run.exit_code == 0  # process zero's
+    assert {label: part["state"] for label, part in run.parts.items()} == {"rank_1": "finished"}
+    history = run.history()  # metrics from process zero only: each series once
+    assert history["train/global_step"] == [2, 4] and None not in history["train/loss"]  # logging_steps=2
+    assert not [key for key in history if "/l:" in key]
+    texts = [line.text for line in run.console]
+    assert "[rank_1] hello from rank 1 at step 1" in texts and "hello from rank 0 at step 1" in texts
+    system = run.system_metrics()
+    assert [name for name in system if name.endswith("/l:rank_1")]
+
+
 def test_rewrite_logs_and_the_monitored_key():
     assert hf.rewrite_logs({"loss": 1, "eval_loss": 2, "test_f1": 3, "epoch": 1.0, "eval/acc": 4, "train/x": 5}) == {
         "train/loss": 1, "eval/loss": 2, "test/f1": 3, "train/epoch": 1.0, "eval/acc": 4, "train/x": 5,
@@ -457,6 +502,8 @@ def test_bad_arguments_fail_when_the_callback_is_made():
         TrackletCallback(config=["not", "a", "dict"])
     with pytest.raises(ValueError, match="project"):
         TrackletCallback(project="no spaces/allowed")
+    with pytest.raises(TypeError, match="all_ranks"):
+        TrackletCallback(all_ranks="yes")
 
 
 def test_training_incomplete_is_a_runtime_error():

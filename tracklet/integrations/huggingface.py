@@ -19,7 +19,12 @@ What the callback records (docs/integrations/huggingface.md has the whole contra
 Which run: ``TrackletCallback(run=...)``, else the active one (``tracklet.run``) if there is one,
 and then the callback never finishes it; otherwise the callback starts its own at ``on_train_begin`` and finishes it (exit 0)
 at ``on_train_end``. An ``evaluate()``/``predict()`` after training resumes that run for the call
-and finishes it again. Only the world's process zero records anything.
+and finishes it again. Only the world's process zero records anything, unless
+``all_ranks=True``: then every other process joins that run as a secondary writer
+(docs/shared-runs.md) labelled ``rank_<process index>``, recording its own system metrics and
+console (no metrics: the callback logs on process zero only); the run id is process zero's,
+broadcast through ``torch.distributed`` at ``on_train_begin``, and the part is finished at
+``on_train_end``.
 
 An exception escaping ``trainer.train()`` never reaches a callback. Uncaught, it reaches
 tracklet's ``sys.excepthook`` and the run is finished at interpreter exit as ``failed`` with that
@@ -47,6 +52,7 @@ from transformers import TrainerCallback
 import tracklet
 from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
+from tracklet.core.settings import Settings
 from tracklet.core.start import init_arguments
 from tracklet.core.values import to_plain
 from tracklet.errors import TrainingIncomplete  # noqa: F401  (defined there; imported from here too)
@@ -178,7 +184,9 @@ class TrackletCallback(TrainerCallback):
     one the callback starts, with ``project`` and ``**init_kwargs`` (checked now: an unknown keyword
     is a ``TypeError``) but ``config`` going to :func:`tracklet.init`; its name defaults to ``TrainingArguments.run_name`` (or the
     hyperparameter-search trial's name). ``config`` is added to the run's config last.
-    ``log_checkpoints=False`` records no checkpoints.
+    ``log_checkpoints=False`` records no checkpoints. ``all_ranks=True``: every other process of
+    a distributed job records its console and system metrics into the run, as the secondary
+    writer ``rank_<process index>``.
     """
 
     _tracklet_integration = True
@@ -189,11 +197,16 @@ class TrackletCallback(TrainerCallback):
         *,
         run: Any = None,
         log_checkpoints: bool = True,
+        all_ranks: bool = False,
         **init_kwargs: Any,
     ) -> None:
         # checked here, not after the model has loaded
         init_kwargs = init_arguments("TrackletCallback", {"project": project, **init_kwargs},
-                                     own=("run", "log_checkpoints"))
+                                     own=("run", "log_checkpoints", "all_ranks"))
+        if not isinstance(all_ranks, bool):
+            raise TypeError(f"all_ranks must be True or False; got {all_ranks!r}")
+        self._all_ranks = all_ranks
+        self._part: Any = None  # all_ranks, on a process other than zero: its secondary writer
         name = init_kwargs.pop("name", None)
         config = init_kwargs.pop("config", None)
         self._init_args: dict[str, Any] = init_kwargs  # the rest of tracklet.init's arguments
@@ -221,9 +234,16 @@ class TrackletCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
+            if self._all_ranks:
+                self._join_all_ranks(args, None)
             return
         self._finish_abandoned("a new trainer.train() call began")
-        run = self._attach(args, state, model, fresh=True)
+        run = None
+        try:
+            run = self._attach(args, state, model, fresh=True)
+        finally:
+            if self._all_ranks:  # the other processes wait for the run id, even if it failed to start
+                self._join_all_ranks(args, run)
         self._in_train = True
         if self._owned:
             _training.add(self)
@@ -303,6 +323,10 @@ class TrackletCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
+            part, self._part = self._part, None
+            if part is not None and not part.finished:
+                with self._recording("the end of this process's part"):
+                    part.finish(0)
             return
         self._in_train = False
         _training.discard(self)
@@ -345,13 +369,14 @@ class TrackletCallback(TrainerCallback):
         left as it is."""
         self._in_train = False
         _training.discard(self)
-        run = self._run
-        if run is None or not self._owned or run.finished:
-            return
-        if error is None:
-            run.finish(0)
-        else:
-            run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
+        part, self._part = self._part, None
+        for run in (self._run if self._owned else None, part):
+            if run is None or run.finished:
+                continue
+            if error is None:
+                run.finish(0)
+            else:
+                run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
 
     # ---------------------------------------------------------------- internals
 
@@ -388,6 +413,41 @@ class TrackletCallback(TrainerCallback):
             with self._recording("config"):
                 self._record_config(run, args, model)
         return run
+
+    def _join_all_ranks(self, args: Any, run: Any) -> None:
+        """``all_ranks``: process zero broadcasts its run's project and id (``None`` if it has no
+        run) through ``torch.distributed`` (the Trainer's process group); every other process
+        starts its secondary writer ``rank_<process index>`` of that run. A collective: the
+        Trainer calls ``on_train_begin`` on every process."""
+        if getattr(args, "world_size", 1) <= 1:
+            return
+        try:
+            import torch.distributed as dist
+
+            if not (dist.is_available() and dist.is_initialized()):
+                raise RuntimeError("all_ranks needs the Trainer's torch.distributed process group")
+            message = [(run.project, run.id) if run is not None else None]
+            dist.broadcast_object_list(message, src=0)
+        except Exception as error:
+            self._failed("the run id from process zero", error)
+            return
+        index = getattr(args, "process_index", 0)
+        if index == 0 or message[0] is None:
+            return
+        project, run_id = message[0]
+        part = self._part
+        if part is not None and not part.finished:
+            if part.id == run_id:
+                return
+            part.finish(0)
+        init_args = self._init_args
+        settings = init_args.get("settings")
+        if isinstance(settings, Settings):
+            settings = settings.explicit_fields()
+        settings = {**(settings or {}), "primary": False, "label": f"rank_{index}"}
+        with self._recording("this process's part of the run"):
+            self._part = _start_quietly(project=project, id=run_id, dir=init_args.get("dir"),
+                                        mode=init_args.get("mode"), settings=settings)
 
     def _use(self, run: Any, *, owned: bool, define: bool = True) -> None:
         if run is self._run:
@@ -499,6 +559,19 @@ def _best_step(state: Any) -> int | None:
         return None
     tail = os.path.basename(os.path.normpath(str(best))).rpartition("-")[2]
     return int(tail) if tail.isdigit() else None
+
+
+def _start_quietly(**init_args: Any) -> Any:
+    """``tracklet.init`` that leaves another active run alone (init would finish it): it stays
+    current and running, and the new run is simply another live run."""
+    other = lifecycle.current()
+    if other is not None:
+        lifecycle.set_current(None)
+    try:
+        return tracklet.init(**init_args)
+    finally:
+        if other is not None:
+            lifecycle.set_current(other)
 
 
 def _run_name(args: Any) -> str | None:

@@ -321,3 +321,44 @@ def test_online_parts_upload_beside_the_run(tmp_path, servers):
     later_dir = Path("projects/p/runs/later")
     for name in ("run.tlog", "parts/r1.tlog"):
         assert (tmp_path / "server" / later_dir / name).read_bytes() == (local / later_dir / name).read_bytes()
+
+
+CRASHING_PRIMARY = """
+import os, sys, time
+import tracklet
+run = tracklet.init(project="p", id="crash", resume="allow", settings={
+    "dir": sys.argv[1], "console": "off", "system_metrics": False, "capture_environment": False,
+    "flush_interval": 0.1})
+run.summary["best"] = 2
+run.log({"loss": 1})
+time.sleep(0.6)
+os._exit(0)  # killed: no exit record
+"""
+
+
+def test_a_crashed_primary_keeps_its_summary_and_takes_its_keys(tmp_path, store_url):
+    """The primary's summary folded again from its log when it crashed: its summary-only entries
+    are its latest, and a key it took from a part in its last records is its value (the part's
+    under ``<key>/l:<label>``): the store agrees with the log reader."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    primary = tracklet.init(project="p", id="crash", settings=quiet, reinit="create_new")
+    primary.summary["best"] = 1
+    primary.log({"a": 1})
+    primary.finish()
+    secondary = tracklet.init(project="p", id="crash", settings={**quiet, "primary": False, "label": "w1"},
+                              reinit="create_new")
+    secondary.log({"loss": 5})
+    secondary.finish()
+    assert not api.index().failed
+    assert api.store.run("p", "crash")["summary"]["loss"] == 5
+    done = subprocess.run([sys.executable, "-c", CRASHING_PRIMARY, str(tmp_path)], env=_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not api.index().failed
+    read = tracklet.Api(tmp_path).run("p/crash")
+    assert read.state == "crashed"
+    assert read.summary["best"] == 2 and read.summary["loss"] == 1 and read.summary["loss/l:w1"] == 5
+    stored = api.store.run("p", "crash")
+    assert stored["state"] == "crashed" and stored["summary"] == read.summary
+    api.close()

@@ -955,7 +955,8 @@ class Indexer:
         """A run whose writer died without an exit record is crashed, though its log didn't grow."""
         if row.state == "running" and self.source.alive(paths) is False:
             connection.execute(runs.update().where(runs.c.id == row.id).values(
-                state="crashed", summary={**self._summary_from_log(paths), **_part_summary(row)}))
+                state="crashed", summary=_with_part_summary(self._summary_from_log(paths), row.summary or {}, row.keys,
+                                                            row.metadata)))
             join_open_blocks(connection, row.id)
 
     def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
@@ -980,7 +981,8 @@ class Indexer:
         values: dict[str, Any] = dict(fold.fields)
         values.update(self._state(fold, row, paths, final))
         if values.get("state") == "crashed":
-            fold.summary = {**self._summary_from_log(paths), **_part_summary(row)}
+            fold.summary = _with_part_summary(self._summary_from_log(paths), fold.summary, fold.keys,
+                                              row.metadata if row is not None else None)
             fold.summary_changed = True
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
@@ -1090,13 +1092,28 @@ def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info:
     return named
 
 
-def _part_summary(row: Any) -> dict[str, Any]:
-    """The summary entries of a shared run's row that are not the primary's history keys (its
-    parts', core/parts.py): kept when the primary's summary is folded again from its log."""
-    if row is None or not (row.metadata or {}).get("parts"):
-        return {}
-    own = set(row.keys or [])
-    return {key: value for key, value in (row.summary or {}).items() if key not in own}
+def _with_part_summary(own: dict[str, Any], summary: Mapping[str, Any], keys: Any, metadata: Any) -> dict[str, Any]:
+    """``own`` (a crashed primary's summary, folded again from its log) with the entries of
+    ``summary`` (the run's, ownership moves of the new records applied) that a shared run's parts
+    hold (core/parts.py): ``<key>/l:<label>`` names, keys a part logs that the primary (its
+    history keys ``keys``) doesn't, and summary-only keys a part took that the primary never set.
+    The primary's own entries are its log's, never an older value the row held."""
+    from tracklet.core.parts import SYSTEM_LABEL_SEPARATOR
+
+    parts = (metadata or {}).get("parts") or {}
+    if not parts:
+        return own
+    primary = {key for key in (keys or []) if key}
+    logged = {key for part in parts.values() for key in (part.get("keys") or []) if key}
+    taken = {key for part in parts.values() for key in (part.get("summary_keys") or [])}
+    merged = dict(own)
+    for key, value in summary.items():
+        _, separator, label = key.rpartition(SYSTEM_LABEL_SEPARATOR)
+        if (separator and label in parts) or (key in logged and key not in primary):
+            merged[key] = value
+        elif key in taken and key not in primary:
+            merged.setdefault(key, value)
+    return merged
 
 
 def forget_run(connection: sa.Connection, run_pk: int) -> None:

@@ -362,3 +362,35 @@ def test_a_crashed_primary_keeps_its_summary_and_takes_its_keys(tmp_path, store_
     stored = api.store.run("p", "crash")
     assert stored["state"] == "crashed" and stored["summary"] == read.summary
     api.close()
+
+
+def test_a_part_before_its_primary_keeps_its_blobs(tmp_path):
+    """A secondary that records (and is still running) before the primary's ``init()``: every
+    collector reads its part (the blobs it names are kept; it counts as running), though no
+    ``run.tlog`` exists yet, and ``tracklet sync --all`` finds it."""
+    import numpy as np
+
+    from tracklet.artifacts.gc import _running_since, named_in_run_logs
+    from tracklet.client.sync import local_runs
+    from tracklet.media.read import logged_digests
+    from tracklet.media.retention import _running_runs, _times_named_in_logs
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False,
+             "primary": False, "label": "early"}
+    secondary = tracklet.init(project="p", id="first", settings=quiet, reinit="create_new")
+    try:
+        secondary.log({"img": tracklet.Image(np.zeros((4, 4, 3), dtype=np.uint8))})
+        secondary.log({"tab": tracklet.Table(columns=["a"], data=[[1]])})
+        assert secondary.flush(timeout=60)
+        part = tmp_path / "projects/p/runs/first/parts/early.tlog"
+        digests = logged_digests(tmp_path)
+        assert digests and named_in_run_logs(tmp_path, digests) == digests
+        assert set(_times_named_in_logs(tmp_path, digests)) == digests
+        assert _running_since(tmp_path) is not None and "p/first" in _running_runs(tmp_path)
+        assert [paths.part for paths in local_runs(tmp_path)] == ["early"] and part.is_file()
+        from tracklet.server.artifact_blobs import ServerArtifacts
+        from tracklet.server.media_retention import media_references
+
+        assert digests <= media_references(tmp_path, ServerArtifacts(tmp_path))["p"]  # a server's gc
+    finally:
+        secondary.finish()

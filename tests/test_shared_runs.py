@@ -394,3 +394,36 @@ def test_a_part_before_its_primary_keeps_its_blobs(tmp_path):
         assert digests <= media_references(tmp_path, ServerArtifacts(tmp_path))["p"]  # a server's gc
     finally:
         secondary.finish()
+
+
+HOLDER = """
+import os, sys, time
+import tracklet
+run = tracklet.init(project="p", id="dup", settings={"dir": sys.argv[1], "console": "off", "system_metrics": False,
+                                                      "primary": False, "label": "rank_1"})
+open(os.path.join(sys.argv[1], "holding"), "w").close()
+while not os.path.exists(os.path.join(sys.argv[1], "release")):
+    time.sleep(0.05)
+run.finish()
+"""
+
+
+def test_wandb_secondary_whose_label_another_process_holds_still_records(tmp_path):
+    """W&B lets two processes share an ``x_label``; here each part has one writer, so the second
+    one records under its label with its pid (one warning) instead of recording nothing."""
+    import tracklet.compat.wandb as wandb
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / "holding", holder)
+        with pytest.warns(Warning, match="recorded as .rank_1-"):
+            run = wandb.init(project="p", id="dup", dir=str(tmp_path), settings=wandb.Settings(
+                mode="shared", x_primary=False, x_label="rank_1", x_disable_meta=True))
+        run.log({"loss": 1})
+        run.finish()
+    finally:
+        (tmp_path / "release").touch()
+        holder.communicate(timeout=60)
+    part = tmp_path / f"projects/p/runs/dup/parts/rank_1-{os.getpid()}.tlog"
+    assert part.is_file()

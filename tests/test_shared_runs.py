@@ -427,3 +427,24 @@ def test_wandb_secondary_whose_label_another_process_holds_still_records(tmp_pat
         holder.communicate(timeout=60)
     part = tmp_path / f"projects/p/runs/dup/parts/rank_1-{os.getpid()}.tlog"
     assert part.is_file()
+
+
+def test_a_config_key_the_primary_sets_stays_the_primarys(tmp_path, store_url):
+    """A secondary's config key is the run's until the primary sets that key; the secondary's
+    later updates of it then don't replace the primary's value (as the log reader and a rebuilt
+    store have it)."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    secondary = {**quiet, "primary": False, "label": "w1"}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    for settings, config, resume in ((quiet, {"a": 1}, None), (secondary, {"lr": 9}, None),
+                                     (quiet, {"lr": 0.1}, "allow"), (secondary, {"lr": 8, "b": 2}, None)):
+        run = tracklet.init(project="p", id="cfg", settings=settings, resume=resume, reinit="create_new")
+        run.config.update(config)
+        run.finish()
+        assert not api.index().failed
+    expected = {"a": 1, "lr": 0.1, "b": 2}
+    assert tracklet.Api(tmp_path).run("p/cfg").config == expected
+    assert api.store.run("p", "cfg")["config"] == expected
+    api.store.index(rebuild=True)
+    assert api.store.run("p", "cfg")["config"] == expected
+    api.close()

@@ -200,6 +200,7 @@ class _RunFold:
         self.last_step: int | None = row.last_step if row is not None else None
         self.config_changed = self.summary_changed = self.keys_changed = False
         self.summary_set: set[str] = set()  # keys the new summary records set
+        self.config_set: set[str] = set()  # keys the new config records set
         self.batches = 0
         self.data = RunDataFold(row.metadata if row is not None else None)
         self.artifact_edges: list[Any] = []
@@ -218,6 +219,7 @@ class _RunFold:
         elif kind == "config":
             for entry in record.config.items:
                 self.config[entry.key] = json_safe(from_value_message(entry.value))
+                self.config_set.add(entry.key)
             for key in record.config.removed:
                 self.config.pop(key, None)
             self.config_changed = True
@@ -878,6 +880,8 @@ class Indexer:
         self._note_damage(paths, result, decoder)
         if row is not None and fold.keys_changed and (row.metadata or {}).get("parts"):
             self._take_keys_from_parts(connection, row, fold)
+        if row is not None and fold.config_set and (row.metadata or {}).get("parts"):
+            _take_config_from_parts(fold)
         # More chunks follow this pass: the last one (even one that reads nothing) settles
         # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
@@ -1090,6 +1094,21 @@ def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info:
             named[labelled(label, key)] = value
     info["summary_keys"] = sorted(taken)
     return named
+
+
+def _take_config_from_parts(fold: _RunFold) -> None:
+    """The primary sets config keys a shared run's parts held (core/parts.py: the primary's value
+    wins): they are no longer those parts', so the parts' later updates of them don't replace it."""
+    parts = dict(fold.data.metadata.get("parts") or {})
+    changed = False
+    for label, info in parts.items():
+        owned = set(info.get("config_keys") or [])
+        if owned & fold.config_set:
+            parts[label] = {**info, "config_keys": sorted(owned - fold.config_set)}
+            changed = True
+    if changed:
+        fold.data.metadata["parts"] = parts
+        fold.data.metadata_changed = True
 
 
 def _with_part_summary(own: dict[str, Any], summary: Mapping[str, Any], keys: Any, metadata: Any) -> dict[str, Any]:

@@ -429,22 +429,25 @@ def test_wandb_secondary_whose_label_another_process_holds_still_records(tmp_pat
     assert part.is_file()
 
 
-def test_a_config_key_the_primary_sets_stays_the_primarys(tmp_path, store_url):
-    """A secondary's config key is the run's until the primary sets that key; the secondary's
-    later updates of it then don't replace the primary's value (as the log reader and a rebuilt
-    store have it)."""
+def test_a_config_or_summary_key_the_primary_sets_stays_the_primarys(tmp_path, store_url):
+    """A secondary's config key, or a key it alone set in the summary, is the run's until the
+    primary sets that key; the secondary's values of it don't replace the primary's then (its
+    summary value reads ``<key>/l:<label>``), as the log reader and a rebuilt store have it."""
     quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
     secondary = {**quiet, "primary": False, "label": "w1"}
     api = tracklet.Api(tmp_path, store_url=store_url)
-    for settings, config, resume in ((quiet, {"a": 1}, None), (secondary, {"lr": 9}, None),
-                                     (quiet, {"lr": 0.1}, "allow"), (secondary, {"lr": 8, "b": 2}, None)):
+    for settings, config, best, resume in ((quiet, {"a": 1}, None, None), (secondary, {"lr": 9}, 9, None),
+                                           (quiet, {"lr": 0.1}, 1, "allow"), (secondary, {"lr": 8, "b": 2}, 8, None)):
         run = tracklet.init(project="p", id="cfg", settings=settings, resume=resume, reinit="create_new")
         run.config.update(config)
+        if best is not None:
+            run.summary["best"] = best
         run.finish()
         assert not api.index().failed
-    expected = {"a": 1, "lr": 0.1, "b": 2}
-    assert tracklet.Api(tmp_path).run("p/cfg").config == expected
-    assert api.store.run("p", "cfg")["config"] == expected
+        read = tracklet.Api(tmp_path).run("p/cfg")
+        assert api.store.run("p", "cfg")["summary"] == read.summary
+    assert read.config == {"a": 1, "lr": 0.1, "b": 2} == api.store.run("p", "cfg")["config"]
+    assert read.summary["best"] == 1 and read.summary["best/l:w1"] == 8
     api.store.index(rebuild=True)
-    assert api.store.run("p", "cfg")["config"] == expected
+    assert api.store.run("p", "cfg")["config"] == read.config and api.store.run("p", "cfg")["summary"] == read.summary
     api.close()

@@ -880,8 +880,8 @@ class Indexer:
         self._note_damage(paths, result, decoder)
         if row is not None and fold.keys_changed and (row.metadata or {}).get("parts"):
             self._take_keys_from_parts(connection, row, fold)
-        if row is not None and fold.config_set and (row.metadata or {}).get("parts"):
-            _take_config_from_parts(fold)
+        if row is not None and (fold.config_set or fold.summary_set) and (row.metadata or {}).get("parts"):
+            _take_from_parts(fold, row)
         # More chunks follow this pass: the last one (even one that reads nothing) settles
         # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
@@ -1096,16 +1096,26 @@ def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info:
     return named
 
 
-def _take_config_from_parts(fold: _RunFold) -> None:
-    """The primary sets config keys a shared run's parts held (core/parts.py: the primary's value
-    wins): they are no longer those parts', so the parts' later updates of them don't replace it."""
+def _take_from_parts(fold: _RunFold, row: Any) -> None:
+    """The primary sets config keys, or summary-only keys, a shared run's parts held until now
+    (core/parts.py: the primary's wins): they are no longer those parts', so the parts' later
+    values don't replace the primary's; a part's summary value moves to ``<key>/l:<label>``."""
+    from tracklet.core.parts import labelled
+
     parts = dict(fold.data.metadata.get("parts") or {})
     changed = False
     for label, info in parts.items():
-        owned = set(info.get("config_keys") or [])
-        if owned & fold.config_set:
-            parts[label] = {**info, "config_keys": sorted(owned - fold.config_set)}
-            changed = True
+        config_keys, summary_keys = set(info.get("config_keys") or []), set(info.get("summary_keys") or [])
+        moved = summary_keys & fold.summary_set
+        if not (config_keys & fold.config_set or moved):
+            continue
+        parts[label] = {**info, "config_keys": sorted(config_keys - fold.config_set),
+                        "summary_keys": sorted(summary_keys - fold.summary_set)}
+        for key in moved:
+            if key in (row.summary or {}):  # the part's value, as the row had it
+                fold.summary[stored_key(labelled(label, key))] = row.summary[key]
+                fold.summary_changed = True
+        changed = True
     if changed:
         fold.data.metadata["parts"] = parts
         fold.data.metadata_changed = True

@@ -321,6 +321,20 @@ def test_online_parts_upload_beside_the_run(tmp_path, servers):
     later_dir = Path("projects/p/runs/later")
     for name in ("run.tlog", "parts/r1.tlog"):
         assert (tmp_path / "server" / later_dir / name).read_bytes() == (local / later_dir / name).read_bytes()
+    # another node holds only its secondary's part (the primary's log is elsewhere): `tracklet sync --all`
+    # there (`--all` too) sends the part and the artifact versions it logged
+    node_b = tmp_path / "node_b"
+    other = tracklet.init(project="p", id="later", settings={**quiet, "dir": str(node_b), "primary": False,
+                                                               "label": "nodeb"}, reinit="create_new")
+    (tmp_path / "weights.bin").write_bytes(b"rank weights")
+    other.log_artifact(str(tmp_path / "weights.bin"), name="rank-weights", type="model")
+    other.finish()
+    done = serverfork.run(["sync", "p/later", "--url", server.url], env={**_env(), "TRACKLET_DIR": str(node_b)})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "server" / later_dir / "parts/nodeb.tlog").is_file()
+    with httpx.Client(base_url=server.url) as client:
+        version = client.get("/api/v1/projects/p/artifacts/rank-weights/versions/v0")
+        assert version.status_code == 200, version.text
 
 
 CRASHING_PRIMARY = """

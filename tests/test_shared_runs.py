@@ -306,8 +306,9 @@ def test_online_parts_upload_beside_the_run(tmp_path, servers):
         assert run["summary"]["loss"] == 1 and run["summary"]["loss/l:node2"] == 5
         history = client.get("/api/v1/runs/p/online1/history", params={"keys": "loss/l:node2"})
         assert history.status_code == 200 and "loss/l:node2" in history.text
-        offset = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "node2"}).json()["offset"]
-        assert offset == (local / run_dir / "parts/node2.tlog").stat().st_size
+        answer = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "node2"}).json()
+        assert answer == {"offset": (local / run_dir / "parts/node2.tlog").stat().st_size, "part": "node2"}
+        assert "part" not in client.get("/api/v1/runs/p/online1/log/offset").json()
         bad = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "../x"})
         assert bad.status_code == 400 and "label" in bad.text
     # recorded offline, then `tracklet sync` sends the run's log and each part
@@ -465,3 +466,28 @@ def test_a_config_or_summary_key_the_primary_sets_stays_the_primarys(tmp_path, s
     api.store.index(rebuild=True)
     assert api.store.run("p", "cfg")["config"] == read.config and api.store.run("p", "cfg")["summary"] == read.summary
     api.close()
+
+
+def test_a_part_is_never_uploaded_to_a_server_that_ignores_part(tmp_path):
+    """A server from before shared runs ignores ``part=`` and answers of the run's own log: the
+    part is refused before any byte is sent (it would become, or be appended to, the primary's log)."""
+    import httpx
+
+    from tracklet.client.sync import SyncClient, SyncError
+    from tracklet.core.layout import RunPaths
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False,
+             "primary": False, "label": "r1"}
+    run = tracklet.init(project="p", id="old", settings=quiet, reinit="create_new")
+    run.log({"a": 1})
+    run.finish()
+    requests: list[str] = []
+
+    def older_server(request: httpx.Request) -> httpx.Response:
+        requests.append(request.method)
+        return httpx.Response(200, json={"offset": 0} if request.method == "GET" else {"offset": 0, "appended": 0})
+
+    with SyncClient("http://old.invalid", transport=httpx.MockTransport(older_server)) as client:
+        with pytest.raises(SyncError, match="keeps no shared runs' parts"):
+            client.sync_run(RunPaths(tmp_path, "p", "old", "r1"))
+    assert requests == ["GET"]

@@ -306,8 +306,9 @@ def test_online_parts_upload_beside_the_run(tmp_path, servers):
         assert run["summary"]["loss"] == 1 and run["summary"]["loss/l:node2"] == 5
         history = client.get("/api/v1/runs/p/online1/history", params={"keys": "loss/l:node2"})
         assert history.status_code == 200 and "loss/l:node2" in history.text
-        offset = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "node2"}).json()["offset"]
-        assert offset == (local / run_dir / "parts/node2.tlog").stat().st_size
+        answer = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "node2"}).json()
+        assert answer == {"offset": (local / run_dir / "parts/node2.tlog").stat().st_size, "part": "node2"}
+        assert "part" not in client.get("/api/v1/runs/p/online1/log/offset").json()
         bad = client.get("/api/v1/runs/p/online1/log/offset", params={"part": "../x"})
         assert bad.status_code == 400 and "label" in bad.text
     # recorded offline, then `tracklet sync` sends the run's log and each part
@@ -321,3 +322,172 @@ def test_online_parts_upload_beside_the_run(tmp_path, servers):
     later_dir = Path("projects/p/runs/later")
     for name in ("run.tlog", "parts/r1.tlog"):
         assert (tmp_path / "server" / later_dir / name).read_bytes() == (local / later_dir / name).read_bytes()
+    # another node holds only its secondary's part (the primary's log is elsewhere): `tracklet sync --all`
+    # there (`--all` too) sends the part and the artifact versions it logged
+    node_b = tmp_path / "node_b"
+    other = tracklet.init(project="p", id="later", settings={**quiet, "dir": str(node_b), "primary": False,
+                                                               "label": "nodeb"}, reinit="create_new")
+    (tmp_path / "weights.bin").write_bytes(b"rank weights")
+    other.log_artifact(str(tmp_path / "weights.bin"), name="rank-weights", type="model")
+    other.finish()
+    done = serverfork.run(["sync", "p/later", "--url", server.url], env={**_env(), "TRACKLET_DIR": str(node_b)})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "server" / later_dir / "parts/nodeb.tlog").is_file()
+    with httpx.Client(base_url=server.url) as client:
+        version = client.get("/api/v1/projects/p/artifacts/rank-weights/versions/v0")
+        assert version.status_code == 200, version.text
+
+
+CRASHING_PRIMARY = """
+import os, sys, time
+import tracklet
+run = tracklet.init(project="p", id="crash", resume="allow", settings={
+    "dir": sys.argv[1], "console": "off", "system_metrics": False, "capture_environment": False,
+    "flush_interval": 0.1})
+run.summary["best"] = 2
+run.log({"loss": 1})
+time.sleep(0.6)
+os._exit(0)  # killed: no exit record
+"""
+
+
+def test_a_crashed_primary_keeps_its_summary_and_takes_its_keys(tmp_path, store_url):
+    """The primary's summary folded again from its log when it crashed: its summary-only entries
+    are its latest, and a key it took from a part in its last records is its value (the part's
+    under ``<key>/l:<label>``): the store agrees with the log reader."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    primary = tracklet.init(project="p", id="crash", settings=quiet, reinit="create_new")
+    primary.summary["best"] = 1
+    primary.log({"a": 1})
+    primary.finish()
+    secondary = tracklet.init(project="p", id="crash", settings={**quiet, "primary": False, "label": "w1"},
+                              reinit="create_new")
+    secondary.log({"loss": 5})
+    secondary.finish()
+    assert not api.index().failed
+    assert api.store.run("p", "crash")["summary"]["loss"] == 5
+    done = subprocess.run([sys.executable, "-c", CRASHING_PRIMARY, str(tmp_path)], env=_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not api.index().failed
+    read = tracklet.Api(tmp_path).run("p/crash")
+    assert read.state == "crashed"
+    assert read.summary["best"] == 2 and read.summary["loss"] == 1 and read.summary["loss/l:w1"] == 5
+    stored = api.store.run("p", "crash")
+    assert stored["state"] == "crashed" and stored["summary"] == read.summary
+    api.close()
+
+
+def test_a_part_before_its_primary_keeps_its_blobs(tmp_path):
+    """A secondary that records (and is still running) before the primary's ``init()``: every
+    collector reads its part (the blobs it names are kept; it counts as running), though no
+    ``run.tlog`` exists yet, and ``tracklet sync --all`` finds it."""
+    import numpy as np
+
+    from tracklet.artifacts.gc import _running_since, named_in_run_logs
+    from tracklet.client.sync import local_runs
+    from tracklet.media.read import logged_digests
+    from tracklet.media.retention import _running_runs, _times_named_in_logs
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False,
+             "primary": False, "label": "early"}
+    secondary = tracklet.init(project="p", id="first", settings=quiet, reinit="create_new")
+    try:
+        secondary.log({"img": tracklet.Image(np.zeros((4, 4, 3), dtype=np.uint8))})
+        secondary.log({"tab": tracklet.Table(columns=["a"], data=[[1]])})
+        assert secondary.flush(timeout=60)
+        part = tmp_path / "projects/p/runs/first/parts/early.tlog"
+        digests = logged_digests(tmp_path)
+        assert digests and named_in_run_logs(tmp_path, digests) == digests
+        assert set(_times_named_in_logs(tmp_path, digests)) == digests
+        assert _running_since(tmp_path) is not None and "p/first" in _running_runs(tmp_path)
+        assert [paths.part for paths in local_runs(tmp_path)] == ["early"] and part.is_file()
+        from tracklet.server.artifact_blobs import ServerArtifacts
+        from tracklet.server.media_retention import media_references
+
+        assert digests <= media_references(tmp_path, ServerArtifacts(tmp_path))["p"]  # a server's gc
+    finally:
+        secondary.finish()
+
+
+HOLDER = """
+import os, sys, time
+import tracklet
+run = tracklet.init(project="p", id="dup", settings={"dir": sys.argv[1], "console": "off", "system_metrics": False,
+                                                      "primary": False, "label": "rank_1"})
+open(os.path.join(sys.argv[1], "holding"), "w").close()
+while not os.path.exists(os.path.join(sys.argv[1], "release")):
+    time.sleep(0.05)
+run.finish()
+"""
+
+
+def test_wandb_secondary_whose_label_another_process_holds_still_records(tmp_path):
+    """W&B lets two processes share an ``x_label``; here each part has one writer, so the second
+    one records under its label with its pid (one warning) instead of recording nothing."""
+    import tracklet.compat.wandb as wandb
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / "holding", holder)
+        with pytest.warns(Warning, match="recorded as .rank_1-"):
+            run = wandb.init(project="p", id="dup", dir=str(tmp_path), settings=wandb.Settings(
+                mode="shared", x_primary=False, x_label="rank_1", x_disable_meta=True))
+        run.log({"loss": 1})
+        run.finish()
+    finally:
+        (tmp_path / "release").touch()
+        holder.communicate(timeout=60)
+    part = tmp_path / f"projects/p/runs/dup/parts/rank_1-{os.getpid()}.tlog"
+    assert part.is_file()
+
+
+def test_a_config_or_summary_key_the_primary_sets_stays_the_primarys(tmp_path, store_url):
+    """A secondary's config key, or a key it alone set in the summary, is the run's until the
+    primary sets that key; the secondary's values of it don't replace the primary's then (its
+    summary value reads ``<key>/l:<label>``), as the log reader and a rebuilt store have it."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    secondary = {**quiet, "primary": False, "label": "w1"}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    for settings, config, best, resume in ((quiet, {"a": 1}, None, None), (secondary, {"lr": 9}, 9, None),
+                                           (quiet, {"lr": 0.1}, 1, "allow"), (secondary, {"lr": 8, "b": 2}, 8, None)):
+        run = tracklet.init(project="p", id="cfg", settings=settings, resume=resume, reinit="create_new")
+        run.config.update(config)
+        if best is not None:
+            run.summary["best"] = best
+        run.finish()
+        assert not api.index().failed
+        read = tracklet.Api(tmp_path).run("p/cfg")
+        assert api.store.run("p", "cfg")["summary"] == read.summary
+    assert read.config == {"a": 1, "lr": 0.1, "b": 2} == api.store.run("p", "cfg")["config"]
+    assert read.summary["best"] == 1 and read.summary["best/l:w1"] == 8
+    api.store.index(rebuild=True)
+    assert api.store.run("p", "cfg")["config"] == read.config and api.store.run("p", "cfg")["summary"] == read.summary
+    api.close()
+
+
+def test_a_part_is_never_uploaded_to_a_server_that_ignores_part(tmp_path):
+    """A server from before shared runs ignores ``part=`` and answers of the run's own log: the
+    part is refused before any byte is sent (it would become, or be appended to, the primary's log)."""
+    import httpx
+
+    from tracklet.client.sync import SyncClient, SyncError
+    from tracklet.core.layout import RunPaths
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False,
+             "primary": False, "label": "r1"}
+    run = tracklet.init(project="p", id="old", settings=quiet, reinit="create_new")
+    run.log({"a": 1})
+    run.finish()
+    requests: list[str] = []
+
+    def older_server(request: httpx.Request) -> httpx.Response:
+        requests.append(request.method)
+        return httpx.Response(200, json={"offset": 0} if request.method == "GET" else {"offset": 0, "appended": 0})
+
+    with SyncClient("http://old.invalid", transport=httpx.MockTransport(older_server)) as client:
+        with pytest.raises(SyncError, match="keeps no shared runs' parts"):
+            client.sync_run(RunPaths(tmp_path, "p", "old", "r1"))
+    assert requests == ["GET"]

@@ -289,16 +289,17 @@ def _running_since(data_root: Path) -> tuple[str, float] | None:
     only blobs it wrote after it started or claimed (``FsspecBlobStore.claim``: their time is set
     then), so no blob older than this is one a running run may be about to name."""
     from tracklet.core.api import RecordedRun
-    from tracklet.core.layout import iter_runs
+    from tracklet.core.layout import iter_run_logs
     from tracklet.core.recordlog import writer_alive
 
     first: tuple[str, float] | None = None
-    for paths in iter_runs(data_root):
-        for label in paths.parts():  # a shared run's live secondary writers (docs/shared-runs.md)
-            part = paths.part_paths(label)
-            if writer_alive(part.log_file) and (started := RecordedRun(part).created_at) is not None \
-                    and (first is None or started < first[1]):
-                first = (f"{paths.project}/{paths.run_id} part {label}", started)
+    for paths, logs in iter_run_logs(data_root):
+        for part in logs:  # a shared run's live secondary writers (docs/shared-runs.md), its primary started or not
+            if part.part is not None and writer_alive(part.log_file) \
+                    and (started := RecordedRun(part).created_at) is not None and (first is None or started < first[1]):
+                first = (f"{paths.project}/{paths.run_id} part {part.part}", started)
+        if logs[0].part is not None:  # no run.tlog yet: its parts alone
+            continue
         alive = writer_alive(paths.log_file)  # a live writer: running (its log is not replayed)
         if alive is False:
             continue

@@ -529,8 +529,11 @@ def versions_of_run(store: ArtifactStore, root: str | os.PathLike, project: str,
     from tracklet.core.layout import RunPaths
 
     found = {(info.project, info.name, info.version): info for info in logged_by_run(store, project, run_id)}
-    run = RecordedRun(RunPaths(Path(root), project, run_id))
-    for ref in [*run.logged_artifacts, *run.used_artifacts]:
+    paths = RunPaths(Path(root), project, run_id)
+    # a shared run's parts are read with it; where only parts are (a secondary's node), each part
+    reads = [RecordedRun(paths)] if paths.log_file.is_file() else [
+        RecordedRun(paths.part_paths(label)) for label in paths.parts()]
+    for ref in [ref for run in reads for ref in (*run.logged_artifacts, *run.used_artifacts)]:
         key = (ref["project"], ref["name"], ref["version"])
         if key in found:
             continue

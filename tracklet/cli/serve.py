@@ -460,7 +460,7 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
         raise CliError("no server URL: pass --url or set TRACKLET_BASE_URL")
     targets = local_runs(root) if sync_all else [  # each run with its parts (a shared run's other writers)
         log for run in (resolve_run(root, spec) for spec in run_paths)
-        for log in (run, *(run.part_paths(label) for label in run.parts()))]
+        for log in ([run] if run.log_file.is_file() else []) + [run.part_paths(label) for label in run.parts()]]
     if not targets:
         click.echo(f"No runs in {root}")
         return
@@ -478,6 +478,7 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
                     upload_state_dir=root / "cache" / UPLOAD_STATE_DIR, check_media=check_media) as client, \
             Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                      console=Console(stderr=True), disable=quiet, transient=False) as bar:
+        pushed: set[tuple[str, str]] = set()
         for paths in targets:
             name = f"{paths.project}/{paths.run_id}" + (f" part {paths.part}" if paths.part is not None else "")
             task = bar.add_task(name, total=None)
@@ -493,7 +494,9 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
             total_sent += result.sent_bytes + result.media_bytes
             media_files += result.media_sent
             try:
-                total_sent += _push_artifacts(root, url, paths) if paths.part is None else 0  # once per run
+                if (paths.project, paths.run_id) not in pushed:  # once per run: its own log's, else its first part's
+                    pushed.add((paths.project, paths.run_id))  # (a node that holds only parts of it)
+                    total_sent += _push_artifacts(root, url, paths)
             except (TrackletError, OSError) as error:  # contained to this run's artifacts
                 failures.append(f"{name}: artifacts: {error}")
             for line in result.describe_gaps():
@@ -535,7 +538,7 @@ def resolve_run(root: Path, spec: str) -> Any:
     """The ``RunPaths`` of a run given as a run directory or its run.tlog, or as ``tracklet show``
     takes it: ``project/run_id``, ``project/run_name``, or a run id or name unique under ``root``."""
     from tracklet.api.local import LocalApi
-    from tracklet.core.layout import RunPaths
+    from tracklet.core.layout import RunPaths, is_valid_name
     from tracklet.errors import RunNotFound
 
     candidate = Path(spec).expanduser()
@@ -546,6 +549,9 @@ def resolve_run(root: Path, spec: str) -> Any:
     try:
         found = LocalApi(root).run(spec)
     except RunNotFound as error:
+        project, _, run_id = spec.partition("/")
+        if is_valid_name(project) and is_valid_name(run_id) and RunPaths(Path(root), project, run_id).parts():
+            return RunPaths(Path(root), project, run_id)  # a shared run's parts alone (a secondary's node)
         raise ValueError(f"{error}: give project/run_id, project/run_name, a run id or name, or a run "
                          "directory") from None
     return RunPaths(Path(root), found.project, found.id)

@@ -239,7 +239,14 @@ class SyncClient:
         response = self._http.request("GET", self._url(paths, "/offset"), params=self._part(paths))
         if response.status_code != 200:
             raise self._refused(response)
-        return int(response.json()["offset"])
+        answer = response.json()
+        if paths.part is not None and answer.get("part") != paths.part:
+            # a server that predates shared runs ignores part= and answers of the run's own log: the
+            # part's bytes would be stored as (or appended to) the primary's log there
+            raise SyncError(f"{paths.project}/{paths.run_id} part {paths.part}: the server keeps no shared runs' "
+                            "parts (an older version?): the part stays complete locally; upgrade the server, then "
+                            "`tracklet sync` sends it")
+        return int(answer["offset"])
 
     # ------------------------------------------------------------------ sync
 

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from tracklet.core.recordlog import LOG_FILE_NAME
 from tracklet.errors import InvalidName
 
-__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_logs", "iter_runs", "name_problem",
+__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_logs", "iter_run_logs", "iter_runs", "name_problem",
            "project_dir", "projects_dir"]
 
 MAX_NAME_CHARS = 128
@@ -131,11 +131,8 @@ def project_dir(root: Path, project: str) -> Path:
     return projects_dir(root) / check_name("project", project)
 
 
-def iter_runs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
-    """Every run with a record log under data root ``root`` (of one ``project``, or of all), in
-    name order. Directories whose names are not valid names (left by hand or by an older version)
-    are skipped: they are not runs, and one of them must not break a listing."""
-    root = Path(root)
+def _run_dirs(root: Path, project: str | None) -> Iterator[Path]:
+    """Every run directory with a valid name under data root ``root``, in name order."""
     base = projects_dir(root)
     if project is not None:
         projects = [project_dir(root, project)]
@@ -148,15 +145,37 @@ def iter_runs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
         if not runs.is_dir():
             continue
         for run_dir in sorted(runs.iterdir()):
-            if is_valid_name(run_dir.name) and (run_dir / LOG_FILE_NAME).is_file():
-                yield RunPaths(root, directory.name, run_dir.name)
+            if is_valid_name(run_dir.name):
+                yield run_dir
+
+
+def iter_runs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
+    """Every run with a record log under data root ``root`` (of one ``project``, or of all), in
+    name order. Directories whose names are not valid names (left by hand or by an older version)
+    are skipped: they are not runs, and one of them must not break a listing."""
+    root = Path(root)
+    for run_dir in _run_dirs(root, project):
+        if (run_dir / LOG_FILE_NAME).is_file():
+            yield RunPaths(root, run_dir.parent.parent.name, run_dir.name)
+
+
+def iter_run_logs(root: Path, project: str | None = None) -> Iterator[tuple[RunPaths, list[RunPaths]]]:
+    """Every run directory under data root ``root`` that holds a record log, with its logs: the
+    run's own (first, when it exists) and its parts (a shared run's secondary writers',
+    ``RunPaths.part`` set; docs/shared-runs.md). A part whose primary hasn't started (no
+    ``run.tlog`` yet: ranks start in any order) is listed too: what it names is the run's."""
+    root = Path(root)
+    for run_dir in _run_dirs(root, project):
+        run = RunPaths(root, run_dir.parent.parent.name, run_dir.name)
+        logs = [run] if run.log_file.is_file() else []
+        logs += [run.part_paths(label) for label in run.parts()]
+        if logs:
+            yield run, logs
 
 
 def iter_logs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
-    """Every record log under data root ``root``: each run's (``iter_runs``), then its parts (a
-    shared run's secondary writers', ``RunPaths.part`` set; docs/shared-runs.md). For what reads
-    every log's bytes (the blobs they name, uploads), not for listing runs."""
-    for run in iter_runs(root, project):
-        yield run
-        for label in run.parts():
-            yield run.part_paths(label)
+    """Every record log under data root ``root``: each run's, then its parts (``iter_run_logs``),
+    those of a run whose primary hasn't started included. For what reads every log's bytes (the
+    blobs they name, uploads), not for listing runs."""
+    for _, logs in iter_run_logs(root, project):
+        yield from logs

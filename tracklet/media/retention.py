@@ -42,7 +42,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 RETENTION_FILE = "media-retention.json"
 _DIGEST = re.compile(rb"[0-9a-f]{64}")
@@ -317,10 +317,15 @@ def _remove_named_only_by_retired(root: Path, report: PruneReport, store: Any) -
 
 def _running_runs(root: Path) -> list[str]:
     from tracklet.core.api import RecordedRun
-    from tracklet.core.layout import iter_runs
+    from tracklet.core.layout import iter_run_logs
+    from tracklet.core.recordlog import writer_alive
 
     running = []
-    for paths in iter_runs(root):
+    for paths, logs in iter_run_logs(root):
+        if logs[0].part is not None:  # a shared run whose primary hasn't started: running while a part's writer is
+            if any(writer_alive(part.log_file) is not False for part in logs):
+                running.append(f"{paths.project}/{paths.run_id}")
+            continue
         run = RecordedRun(paths)  # a shared run runs while any of its writers does
         if run.state == "running" or any(part.get("state") == "running" for part in run.parts.values()):
             running.append(f"{paths.project}/{paths.run_id}")
@@ -371,12 +376,19 @@ def _artifact_references(root: Path, digests: set[str]) -> set[str]:
 def _table_cell_digests(root: Path, store: Any) -> set[str]:
     """Every blob a media cell of any table fragment under ``root`` names (file, thumbnail,
     masks); the fragments are read through ``store`` (``LocalBlobs``, or a server's)."""
-    from tracklet.core.api import RecordedRun
-    from tracklet.core.layout import iter_runs
-
-    fragments = {fragment.digest for paths in iter_runs(root) for record in RecordedRun(paths)._read.tables
-                 for fragment in record.fragments}
+    fragments = {fragment.digest for record in run_tables(root) for fragment in record.fragments}
     return cell_digests(fragments, store)
+
+
+def run_tables(root: Path) -> Iterator[Any]:
+    """The table records of every run under ``root``: each run's merged with its parts
+    (``RecordedRun``), and those of parts whose primary hasn't started (docs/shared-runs.md)."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import iter_run_logs
+
+    for paths, logs in iter_run_logs(root):
+        for read in [paths] if logs[0].part is None else logs:
+            yield from RecordedRun(read)._read.tables
 
 
 def cell_digests(fragments: set[str], store: Any) -> set[str]:

@@ -141,23 +141,24 @@ def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str,
     runs are read on; without, ``RuntimeError``. ``sink``: each run's are handed to it instead
     (``sink(project, digests)``; nothing is returned), so only one run's are held at a time."""
     from tracklet.core.api import RecordedRun
-    from tracklet.core.layout import iter_runs
+    from tracklet.core.layout import iter_run_logs
     from tracklet.media.retention import _DIGEST, cell_digests
 
     found: dict[str, set[str]] = collections.defaultdict(set)
     reader = ServerMediaBlobs(artifacts, None, "")  # type: ignore[arg-type]  # reads fragments only
-    for paths in iter_runs(Path(root)):
+    for paths, logs in iter_run_logs(Path(root)):  # a shared run's parts too, its primary uploaded or not
         names: set[str] = set() if sink is not None else found[paths.project]
         try:
-            for log in (paths, *(paths.part_paths(label) for label in paths.parts())):  # a shared run's parts too
-                # (the run's tables are read merged: RecordedRun below)
+            for log in logs:
                 with open(log.log_file, "rb") as handle:
                     tail = b""
                     while block := handle.read(16 << 20):
                         data = tail + block
                         names.update(match.decode() for match in _DIGEST.findall(data))
                         tail = data[-63:]
-            fragments = {fragment.digest for record in RecordedRun(paths)._read.tables for fragment in record.fragments}
+            # the run's tables read merged with its parts (RecordedRun); a part's alone before its primary's log
+            fragments = {fragment.digest for read in ([paths] if logs[0].part is None else logs)
+                         for record in RecordedRun(read)._read.tables for fragment in record.fragments}
             if fragments:
                 names |= cell_digests(fragments, reader)
         except (OSError, RuntimeError) as error:

@@ -113,6 +113,9 @@ class OffsetResponse(BaseModel):
     """Where the server's copy of the run's record log ends: the next request starts here."""
 
     offset: int
+    part: str | None = Field(None, description="With `part=`: the shared run's part (secondary writer's label) "
+                             "this offset is of, echoed (a server that ignores `part=` would answer of the run's "
+                             "own log: clients upload a part only where it is echoed; docs/shared-runs.md)")
 
 
 class AppendResponse(OffsetResponse):

@@ -36,7 +36,7 @@ _PART = ("A shared run's secondary writer's label: the bytes are that writer's l
 
 @router.put(
     "/{project}/{run_id}/log",
-    response_model=AppendResponse,
+    response_model=AppendResponse, response_model_exclude_none=True,
     responses={**errors(400, 413, 415),
                409: {"model": OffsetConflictResponse, "description": "A gap or a mismatch: resume at `offset`"}},
     openapi_extra=_RAW_BODY,
@@ -81,7 +81,7 @@ async def put_log(
     except OffsetConflict as conflict:
         # (offset first, as ever: built by hand rather than from OffsetConflictResponse's field order)
         return JSONResponse(status_code=409, content={"offset": conflict.offset, "detail": str(conflict)})
-    return AppendResponse(offset=result.offset, appended=result.appended)
+    return AppendResponse(offset=result.offset, appended=result.appended, part=part)
 
 
 def _part(app: Any, part: str | None) -> str | None:
@@ -119,7 +119,7 @@ def _derive_events(app: Any, project: str, run_id: str) -> None:
 
 @router.get(
     "/{project}/{run_id}/log/offset",
-    response_model=OffsetResponse,
+    response_model=OffsetResponse, response_model_exclude_none=True,
     responses=errors(400),
     summary="Where a client resumes uploading",
 )
@@ -132,6 +132,6 @@ def get_offset(request: Request, project: str, run_id: str,
     secondary writer's log."""
     app = request.app.state.tracklet
     if _part(app, part) is None:
-        return OffsetResponse(offset=app.copies.offset(project, run_id))
-    return OffsetResponse(offset=app.copies.offset(project, run_id, part=part))
+        return OffsetResponse(offset=app.copies.offset(project, run_id), part=None)
+    return OffsetResponse(offset=app.copies.offset(project, run_id, part=part), part=part)
 

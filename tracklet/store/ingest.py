@@ -200,6 +200,7 @@ class _RunFold:
         self.last_step: int | None = row.last_step if row is not None else None
         self.config_changed = self.summary_changed = self.keys_changed = False
         self.summary_set: set[str] = set()  # keys the new summary records set
+        self.config_set: set[str] = set()  # keys the new config records set
         self.batches = 0
         self.data = RunDataFold(row.metadata if row is not None else None)
         self.artifact_edges: list[Any] = []
@@ -218,6 +219,7 @@ class _RunFold:
         elif kind == "config":
             for entry in record.config.items:
                 self.config[entry.key] = json_safe(from_value_message(entry.value))
+                self.config_set.add(entry.key)
             for key in record.config.removed:
                 self.config.pop(key, None)
             self.config_changed = True
@@ -878,6 +880,8 @@ class Indexer:
         self._note_damage(paths, result, decoder)
         if row is not None and fold.keys_changed and (row.metadata or {}).get("parts"):
             self._take_keys_from_parts(connection, row, fold)
+        if row is not None and (fold.config_set or fold.summary_set) and (row.metadata or {}).get("parts"):
+            _take_from_parts(fold, row)
         # More chunks follow this pass: the last one (even one that reads nothing) settles
         # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
@@ -955,7 +959,8 @@ class Indexer:
         """A run whose writer died without an exit record is crashed, though its log didn't grow."""
         if row.state == "running" and self.source.alive(paths) is False:
             connection.execute(runs.update().where(runs.c.id == row.id).values(
-                state="crashed", summary={**self._summary_from_log(paths), **_part_summary(row)}))
+                state="crashed", summary=_with_part_summary(self._summary_from_log(paths), row.summary or {}, row.keys,
+                                                            row.metadata)))
             join_open_blocks(connection, row.id)
 
     def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
@@ -980,7 +985,8 @@ class Indexer:
         values: dict[str, Any] = dict(fold.fields)
         values.update(self._state(fold, row, paths, final))
         if values.get("state") == "crashed":
-            fold.summary = {**self._summary_from_log(paths), **_part_summary(row)}
+            fold.summary = _with_part_summary(self._summary_from_log(paths), fold.summary, fold.keys,
+                                              row.metadata if row is not None else None)
             fold.summary_changed = True
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
@@ -1090,13 +1096,53 @@ def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info:
     return named
 
 
-def _part_summary(row: Any) -> dict[str, Any]:
-    """The summary entries of a shared run's row that are not the primary's history keys (its
-    parts', core/parts.py): kept when the primary's summary is folded again from its log."""
-    if row is None or not (row.metadata or {}).get("parts"):
-        return {}
-    own = set(row.keys or [])
-    return {key: value for key, value in (row.summary or {}).items() if key not in own}
+def _take_from_parts(fold: _RunFold, row: Any) -> None:
+    """The primary sets config keys, or summary-only keys, a shared run's parts held until now
+    (core/parts.py: the primary's wins): they are no longer those parts', so the parts' later
+    values don't replace the primary's; a part's summary value moves to ``<key>/l:<label>``."""
+    from tracklet.core.parts import labelled
+
+    parts = dict(fold.data.metadata.get("parts") or {})
+    changed = False
+    for label, info in parts.items():
+        config_keys, summary_keys = set(info.get("config_keys") or []), set(info.get("summary_keys") or [])
+        moved = summary_keys & fold.summary_set
+        if not (config_keys & fold.config_set or moved):
+            continue
+        parts[label] = {**info, "config_keys": sorted(config_keys - fold.config_set),
+                        "summary_keys": sorted(summary_keys - fold.summary_set)}
+        for key in moved:
+            if key in (row.summary or {}):  # the part's value, as the row had it
+                fold.summary[stored_key(labelled(label, key))] = row.summary[key]
+                fold.summary_changed = True
+        changed = True
+    if changed:
+        fold.data.metadata["parts"] = parts
+        fold.data.metadata_changed = True
+
+
+def _with_part_summary(own: dict[str, Any], summary: Mapping[str, Any], keys: Any, metadata: Any) -> dict[str, Any]:
+    """``own`` (a crashed primary's summary, folded again from its log) with the entries of
+    ``summary`` (the run's, ownership moves of the new records applied) that a shared run's parts
+    hold (core/parts.py): ``<key>/l:<label>`` names, keys a part logs that the primary (its
+    history keys ``keys``) doesn't, and summary-only keys a part took that the primary never set.
+    The primary's own entries are its log's, never an older value the row held."""
+    from tracklet.core.parts import SYSTEM_LABEL_SEPARATOR
+
+    parts = (metadata or {}).get("parts") or {}
+    if not parts:
+        return own
+    primary = {key for key in (keys or []) if key}
+    logged = {key for part in parts.values() for key in (part.get("keys") or []) if key}
+    taken = {key for part in parts.values() for key in (part.get("summary_keys") or [])}
+    merged = dict(own)
+    for key, value in summary.items():
+        _, separator, label = key.rpartition(SYSTEM_LABEL_SEPARATOR)
+        if (separator and label in parts) or (key in logged and key not in primary):
+            merged[key] = value
+        elif key in taken and key not in primary:
+            merged.setdefault(key, value)
+    return merged
 
 
 def forget_run(connection: sa.Connection, run_pk: int) -> None:

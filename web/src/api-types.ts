@@ -2414,6 +2414,11 @@ export interface components {
             /** Offset */
             offset: number;
             /**
+             * Part
+             * @description With `part=`: the shared run's part (secondary writer's label) this offset is of, echoed (a server that ignores `part=` would answer of the run's own log: clients upload a part only where it is echoed; docs/shared-runs.md)
+             */
+            part?: string | null;
+            /**
              * Appended
              * @description Bytes newly stored by this request (0 for a pure resend)
              */
@@ -3712,6 +3717,11 @@ export interface components {
         OffsetResponse: {
             /** Offset */
             offset: number;
+            /**
+             * Part
+             * @description With `part=`: the shared run's part (secondary writer's label) this offset is of, echoed (a server that ignores `part=` would answer of the run's own log: clients upload a part only where it is echoed; docs/shared-runs.md)
+             */
+            part?: string | null;
         };
         /**
          * PanelBlockModel

@@ -269,10 +269,16 @@ def init(
         try:
             started = tracklet_init(config=config_items, **arguments)
         except RecordLogError as error:  # two processes started run id= at once in shared mode
-            if not (shared_writer and "being written" in str(error)):
+            if not (shared_writer and "being written" in str(error)) and not _label_taken(tracklet_settings, error):
                 raise
-            _join_as_secondary(arguments, tracklet_settings, given)
-            started = tracklet_init(config=config_items, **arguments)
+            if tracklet_settings.get("primary", True):
+                _join_as_secondary(arguments, tracklet_settings, given)
+            try:
+                started = tracklet_init(config=config_items, **arguments)
+            except RecordLogError as again:  # its x_label is another live process's
+                if not _label_taken(tracklet_settings, again):
+                    raise
+                started = tracklet_init(config=config_items, **arguments)
     except ValueError as error:
         if "resume" in str(error) or "already exists" in str(error):
             raise UsageError(str(error)) from None
@@ -379,6 +385,22 @@ def _written_elsewhere(arguments: dict[str, Any]) -> bool:
         return writer_alive(RunPaths(root, project, arguments["id"]).log_file) is True
     except Exception:  # can't tell: start as asked
         return False
+
+
+def _label_taken(tracklet_settings: dict[str, Any], error: Exception) -> bool:
+    """Whether a secondary writer failed to start because another live process writes the part
+    of its label (W&B lets processes share an ``x_label``; a part has one writer): then it takes
+    ``<label>-<pid>``, with one warning, and True (the caller starts it again)."""
+    label = tracklet_settings.get("label")
+    if tracklet_settings.get("primary", True) or label is None or "being written" not in str(error):
+        return False
+    unique = f"{label[: 128 - 12]}-{os.getpid()}"
+    if unique == label:
+        return False
+    tracklet_settings["label"] = unique
+    warn_once(f"shared-label-{label}", f"wandb.init(x_label={label!r}): another process is writing that label's part "
+              f"of the run; this one is recorded as {unique!r} (give each process its own x_label)")
+    return True
 
 
 def _join_as_secondary(arguments: dict[str, Any], tracklet_settings: dict[str, Any], given: dict[str, Any]) -> None:

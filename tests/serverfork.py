@@ -211,7 +211,8 @@ def serve(path: str) -> list[str]:
             request = json.loads(conn.makefile("rb").readline())
             if "status" in request:
                 _reap(codes)
-                conn.sendall(json.dumps({"code": codes.get(request["status"])}).encode() + b"\n")
+                # Told once (ForkedProcess keeps it): a pid comes back for a later child once reaped.
+                conn.sendall(json.dumps({"code": codes.pop(request["status"], None)}).encode() + b"\n")
                 continue
             pid = os.fork()
             if pid == 0:
@@ -219,6 +220,11 @@ def serve(path: str) -> list[str]:
                 conn.close()
                 _become(request)
                 return request["args"]
+            # The pid of an earlier child reaped and never asked about (its test gone): that code is
+            # not this child's. (pid_max is 32,768 here: a CI run's forks wrap around it, and a
+            # stale code made a CLI call "end" at once, its files read empty and then removed
+            # under the child still starting.)
+            codes.pop(pid, None)
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import serverproc
 from serverproc import REPO
-from test_artifacts_server import Backend, backend, blob_cache  # noqa: F401 (fixtures)
+from test_artifacts_server import Backend, own_backend, blob_cache  # noqa: F401 (fixtures)
 
 from tracklet.artifacts.entries import LocalFile
 from tracklet.artifacts.manifest import Manifest
@@ -32,6 +32,14 @@ from tracklet.artifacts.storage import ArtifactStore
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.http import HttpClient
 from tracklet.errors import ArtifactError, ArtifactNotFound, RemoteError
+
+
+@pytest.fixture
+def backend(own_backend):  # noqa: F811 (a fixture)
+    """A server of the test's own, which the test starts with ``backend.extra`` (test_artifacts_server's
+    ``own_backend``; its ``backend`` is that module's shared server)."""
+    return own_backend
+
 
 MiB = 1 << 20
 TENSORS = 40

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_artifacts_server import backend, blob_cache  # noqa: F401 (fixtures)
+from test_artifacts_server import own_backend, blob_cache  # noqa: F401 (fixtures)
 
 from tracklet.artifacts.cache import BlobCache
 from tracklet.artifacts.entries import LocalFile
@@ -25,6 +25,14 @@ from tracklet.artifacts.storage import ArtifactStore
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.http import HttpClient
 from tracklet.errors import ArtifactError, RemoteError
+
+
+@pytest.fixture
+def backend(own_backend):  # noqa: F811 (a fixture)
+    """A server of the test's own, which the test starts with ``backend.extra`` (test_artifacts_server's
+    ``own_backend``; its ``backend`` is that module's shared server)."""
+    return own_backend
+
 
 MiB = 1 << 20
 TENSORS = 40

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import blake3
 import pytest
-from test_artifacts_server import Backend, backend, blob_cache  # noqa: F401 (fixtures)
+from test_artifacts_server import Backend, own_backend, blob_cache  # noqa: F401 (fixtures)
 
 import tracklet
 from tracklet.artifacts.chunking import FileRecipe
@@ -28,6 +28,14 @@ from tracklet.artifacts.storage import ArtifactStore
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.http import HttpClient
 from tracklet.errors import ArtifactError, ArtifactVerifyError, RecipeError
+
+
+@pytest.fixture
+def backend(own_backend):  # noqa: F811 (a fixture)
+    """A server of the test's own, which the test starts with ``backend.extra`` (test_artifacts_server's
+    ``own_backend``; its ``backend`` is that module's shared server)."""
+    return own_backend
+
 
 FIXTURE = Path(__file__).parent / "data" / "sha256_chunked_store"
 MiB = 1 << 20

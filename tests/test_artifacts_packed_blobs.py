@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_artifacts_chunks_server_gc import HOUR, _age, _objects, _read
-from test_artifacts_server import Backend, Counting, _published, backend, blob_cache  # noqa: F401 (fixtures)
+from test_artifacts_server import Backend, Counting, _published, own_backend, blob_cache  # noqa: F401 (fixtures)
 
 from tracklet.artifacts.entries import LocalFile
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
@@ -30,6 +30,13 @@ from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_gc import collect
 from tracklet.server.schema import artifact_packed_blobs
 from tracklet.store import Store
+
+
+@pytest.fixture
+def backend(own_backend):  # noqa: F811 (a fixture)
+    """A server of the test's own, which the test starts with ``backend.extra`` (test_artifacts_server's
+    ``own_backend``; its ``backend`` is that module's shared server)."""
+    return own_backend
 
 
 def _sha(data: bytes) -> str:

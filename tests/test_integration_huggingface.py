@@ -425,6 +425,7 @@ def test_only_world_process_zero_records(root, tmp_path):
 
 DDP_SCRIPT = """
 import sys
+import time
 sys.path.insert(0, {tests!r})
 import transformers
 from test_integration_huggingface import make_trainer
@@ -434,6 +435,11 @@ from tracklet.integrations.huggingface import TrackletCallback
 class Hello(transformers.TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         print(f"hello from rank {{args.process_index}} at step {{state.global_step}}", flush=True)
+        if state.global_step == state.max_steps:
+            # A run ended before its first system sample records none (by design): 4 tiny steps take
+            # well under a second on an idle machine, so each process lives on past its first samples
+            # (here: before TrackletCallback's on_train_end finishes its part).
+            time.sleep(1.5)
 
 
 # every process: console and system metrics (each process's own, by label)

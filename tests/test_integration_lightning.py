@@ -548,6 +548,7 @@ def test_the_trainer_logger_works_with_fabric_too(root):
 
 DDP_SCRIPT = """
 import sys
+import time
 sys.path.insert(0, {tests!r})
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -558,6 +559,11 @@ from tracklet.integrations.lightning import TrackletLogger
 class Hello(Callback):
     def on_train_batch_end(self, trainer, *args):
         print(f"hello from rank {{trainer.global_rank}} at step {{trainer.global_step}}", flush=True)
+
+    def on_train_end(self, trainer, *args):
+        # A run ended before its first system sample records none (by design): the tiny fit takes
+        # ~0.1 s on an idle machine, so each rank lives on past its first samples (interval 0.1 s).
+        time.sleep(1.5)
 
 
 # every rank: console and system metrics (each rank's own, by label)

@@ -52,9 +52,9 @@ from transformers import TrainerCallback
 import tracklet
 from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
-from tracklet.core.settings import Settings
 from tracklet.core.start import init_arguments
 from tracklet.core.values import to_plain
+from tracklet.integrations._ranks import join_run_part
 from tracklet.errors import TrainingIncomplete  # noqa: F401  (defined there; imported from here too)
 
 GLOBAL_STEP = "train/global_step"
@@ -435,19 +435,8 @@ class TrackletCallback(TrainerCallback):
         if index == 0 or message[0] is None:
             return
         project, run_id = message[0]
-        part = self._part
-        if part is not None and not part.finished:
-            if part.id == run_id:
-                return
-            part.finish(0)
-        init_args = self._init_args
-        settings = init_args.get("settings")
-        if isinstance(settings, Settings):
-            settings = settings.explicit_fields()
-        settings = {**(settings or {}), "primary": False, "label": f"rank_{index}"}
         with self._recording("this process's part of the run"):
-            self._part = _start_quietly(project=project, id=run_id, dir=init_args.get("dir"),
-                                        mode=init_args.get("mode"), settings=settings)
+            self._part = join_run_part(self._part, project, run_id, f"rank_{index}", self._init_args)
 
     def _use(self, run: Any, *, owned: bool, define: bool = True) -> None:
         if run is self._run:
@@ -559,19 +548,6 @@ def _best_step(state: Any) -> int | None:
         return None
     tail = os.path.basename(os.path.normpath(str(best))).rpartition("-")[2]
     return int(tail) if tail.isdigit() else None
-
-
-def _start_quietly(**init_args: Any) -> Any:
-    """``tracklet.init`` that leaves another active run alone (init would finish it): it stays
-    current and running, and the new run is simply another live run."""
-    other = lifecycle.current()
-    if other is not None:
-        lifecycle.set_current(None)
-    try:
-        return tracklet.init(**init_args)
-    finally:
-        if other is not None:
-            lifecycle.set_current(other)
 
 
 def _run_name(args: Any) -> str | None:

@@ -66,6 +66,7 @@ from tracklet.core.run import new_run_id
 from tracklet.core.settings import Settings, data_root, resolve_settings
 from tracklet.core.start import init_arguments
 from tracklet.core.values import to_plain
+from tracklet.integrations._ranks import join_run_part, start_quietly
 
 GLOBAL_STEP = "trainer/global_step"
 _LOG_MODEL_VALUES = (False, True, "all")
@@ -391,7 +392,7 @@ class TrackletLogger(Logger):
             if config is not None:
                 active.config.update(config)
             return active
-        run = _start_quietly(project=self._project, id=self._id, resume=self._resume, **self._init_args)
+        run = start_quietly(project=self._project, id=self._id, resume=self._resume, **self._init_args)
         self._use(run, owned=True)
         if self._step_key is not None:
             # W&B's convention: the Trainer's step is every metric's x axis. Only on our own run:
@@ -415,19 +416,8 @@ class TrackletLogger(Logger):
         if rank == 0:
             return
         self._project, self._id = project, run_id
-        part = self._part
-        if part is not None and not part.finished:
-            if part.id == run_id:
-                return
-            part.finish(0)
-        args = self._init_args
-        settings = args.get("settings")
-        if isinstance(settings, Settings):
-            settings = settings.explicit_fields()
-        settings = {**(settings or {}), "primary": False, "label": f"rank_{rank}"}
         try:
-            self._part = _start_quietly(project=project, id=run_id, dir=args.get("dir"), mode=args.get("mode"),
-                                        settings=settings)
+            self._part = join_run_part(self._part, project, run_id, f"rank_{rank}", self._init_args)
         except Exception as error:
             self._failed("this rank's part of the run", error)
 
@@ -444,7 +434,7 @@ class TrackletLogger(Logger):
             settings = dataclasses.asdict(run.settings)
             settings.pop("project", None)
             settings["capture_environment"] = False  # the first session captured it
-            run = _start_quietly(project=run.project, id=run.id, resume="allow", settings=settings)
+            run = start_quietly(project=run.project, id=run.id, resume="allow", settings=settings)
             self._use(run, owned=True)
         return run
 
@@ -567,19 +557,6 @@ def _newest(checkpoint_callback: Any) -> str | None:
     paths.extend(getattr(checkpoint_callback, "best_k_models", None) or {})
     existing = [p for p in paths if os.path.isfile(p)]
     return max(existing, key=os.path.getmtime) if existing else None
-
-
-def _start_quietly(**init_args: Any) -> Any:
-    """``tracklet.init`` that leaves another active run alone: init would finish the current run;
-    here it stays current and running, and the new run is simply another live run."""
-    other = lifecycle.current()
-    if other is not None:
-        lifecycle.set_current(None)
-    try:
-        return tracklet.init(**init_args)
-    finally:
-        if other is not None:
-            lifecycle.set_current(other)
 
 
 __all__ = ["GLOBAL_STEP", "TrackletFabricLogger", "TrackletLogger"]

@@ -1,0 +1,41 @@
+"""What the framework integrations share to record a distributed job's processes: a run started
+beside the current one (``start_quietly``), and a non-zero rank's part of the run rank zero
+started (``join_run_part``: a secondary writer, docs/shared-runs.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tracklet
+from tracklet.core import lifecycle
+from tracklet.core.settings import Settings
+
+
+def start_quietly(**init_args: Any) -> Any:
+    """``tracklet.init`` that leaves another active run alone (init would finish it): it stays
+    current and running, and the new run is simply another live run."""
+    other = lifecycle.current()
+    if other is not None:
+        lifecycle.set_current(None)
+    try:
+        return tracklet.init(**init_args)
+    finally:
+        if other is not None:
+            lifecycle.set_current(other)
+
+
+def join_run_part(part: Any, project: str, run_id: str, label: str, init_args: dict[str, Any]) -> Any:
+    """This process's part, secondary writer ``label``, of run ``project/run_id``: ``part`` itself
+    while it is that run's and live; otherwise ``part`` is finished and a part is started with the
+    integration's ``dir``, ``mode`` and ``settings`` (not its name, config or tags: a secondary
+    takes the run's)."""
+    if part is not None and not part.finished:
+        if part.id == run_id:
+            return part
+        part.finish(0)
+    settings = init_args.get("settings")
+    if isinstance(settings, Settings):
+        settings = settings.explicit_fields()
+    settings = {**(settings or {}), "primary": False, "label": label}
+    return start_quietly(project=project, id=run_id, dir=init_args.get("dir"), mode=init_args.get("mode"),
+                         settings=settings)

@@ -338,6 +338,16 @@ def _ids(rows: list[dict[str, Any]]) -> list[str]:
     return [row["run_id"] for row in rows]
 
 
+def _project_of_runs(store: Store, *rows: dict[str, Any]) -> None:
+    """Project ``p`` holding a finished run ``r<i>`` per row (``config``, ``summary`` and any other
+    field of ``runs`` given in the row), written straight to the tables."""
+    with store.engine.begin() as connection:
+        project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+        connection.execute(runs.insert(), [
+            {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "finished", "tags": [], "config": {},
+             "summary": {}, "keys": [], "log_path": f"p/{i}.log", "metadata": {}, **row} for i, row in enumerate(rows)])
+
+
 def test_a_server_page_by_a_json_key_lists_the_users(store_url, tmp_path):
     """On a server, a page by a config key with the verified ``user`` listed, or filtered by it,
     lists what the JSON sort lists."""
@@ -360,12 +370,7 @@ def test_numbers_past_a_double_sort_as_infinities_on_both_backends(store_url, tm
     it: PostgreSQL's cast of it failed the whole listing (a 500 on a server) before 0015."""
     store = Store(store_url, root=tmp_path)
     try:
-        with store.engine.begin() as connection:
-            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
-            connection.execute(runs.insert(), [
-                {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "finished", "tags": [],
-                 "config": {"x": value}, "summary": {}, "keys": [], "log_path": f"p/{i}.log", "metadata": {}}
-                for i, value in enumerate([1, 10**400, -(10**400), 2**1024, "s"])])
+        _project_of_runs(store, *({"config": {"x": value}} for value in [1, 10**400, -(10**400), 2**1024, "s"]))
         assert _ids(store.runs("p", order_by="config.x")) == ["r2", "r0", "r1", "r3", "r4"]
         assert _ids(store.runs("p", order_by="-config.x")) == ["r3", "r1", "r0", "r2", "r4"]
     finally:
@@ -476,12 +481,8 @@ def test_far_pages_by_a_json_key_cost_no_more_than_the_json_sort(store_url, tmp_
 
     store = Store(store_url, root=tmp_path)
     try:
-        with store.engine.begin() as connection:
-            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
-            connection.execute(runs.insert(), [
-                {"project_id": project_id, "run_id": f"r{i:04d}", "name": "", "state": "finished", "tags": [],
-                 "config": {"lr": (i * 7919) % 400 / 400}, "summary": {} if i % 50 == 0 else {"loss": (i * 31) % 400},
-                 "keys": [], "log_path": f"p/{i}.log", "metadata": {}} for i in range(400)])
+        _project_of_runs(store, *({"run_id": f"r{i:04d}", "config": {"lr": (i * 7919) % 400 / 400},
+                                   "summary": {} if i % 50 == 0 else {"loss": (i * 31) % 400}} for i in range(400)))
         sqlite = store.engine.dialect.name == "sqlite"
         pages = {"past every run": dict(order_by="summary.loss", offset=1000, limit=50),
                  "among the runs lacking the key": dict(order_by="-summary.loss", offset=395, limit=50),
@@ -509,12 +510,7 @@ def test_numbers_past_a_double_filter_and_sort_as_infinities_everywhere(store_ur
     store = Store(store_url, root=tmp_path)
     values = [1, 10**400, -(10**400), "s", [2**53 + 1], [1, 10**400], {"x": 2}]
     try:
-        with store.engine.begin() as connection:
-            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
-            connection.execute(runs.insert(), [
-                {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "finished", "tags": [],
-                 "config": {"x": value, "y": 0, "x.x": value}, "summary": {}, "keys": [], "log_path": f"p/{i}.log",
-                 "metadata": {}} for i, value in enumerate(values)])
+        _project_of_runs(store, *({"config": {"x": value, "y": 0, "x.x": value}} for value in values))
 
         def ids(**kwargs: Any) -> list[str]:
             return _ids(store.runs("p", **kwargs))
@@ -573,12 +569,7 @@ def test_a_page_is_read_from_one_snapshot_while_runs_are_written(store_url, tmp_
     from one snapshot, as the one statement of before read them."""
     store = Store(store_url, root=tmp_path)
     try:
-        with store.engine.begin() as connection:
-            project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
-            connection.execute(runs.insert(), [
-                {"project_id": project_id, "run_id": f"r{i}", "name": "", "state": "running", "tags": [],
-                 "config": {}, "summary": {"loss": float(i)} if i < 3 else {}, "keys": [], "log_path": f"p/{i}.log",
-                 "metadata": {}} for i in range(6)])
+        _project_of_runs(store, *({"state": "running", "summary": {"loss": float(i)} if i < 3 else {}} for i in range(6)))
         before = _ids(store.runs("p", order_by="summary.loss", limit=10))
         assert before == ["r0", "r1", "r2", "r3", "r4", "r5"]
         written: list[bool] = []

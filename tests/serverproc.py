@@ -254,6 +254,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def stop_checked(self) -> None:
+        """``stop``, then fail if any request raised in the server (its log names the exception);
+        the log is removed once it passed."""
+        self.stop()
+        assert "Exception in ASGI application" not in self.stderr_text(), self.stderr_text()[-6000:]
+        self.log.unlink(missing_ok=True)
+
 
 class TreeServer(Server):
     """A ``tracklet server --dev`` subprocess running the code of another source tree (``tree``):

@@ -77,9 +77,7 @@ def served(request, tmp_path_factory):
                                               else Packs(s3=s3_filesystem(request.getfixturevalue("s3rver")),
                                                          prefix=extra[1].removeprefix("s3://")))
         finally:
-            server.stop()
-            assert "Exception in ASGI application" not in server.stderr_text(), server.stderr_text()[-4000:]
-            server.log.unlink(missing_ok=True)
+            server.stop_checked()
     finally:
         os.environ.update(saved)
 

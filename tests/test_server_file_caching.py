@@ -105,9 +105,7 @@ def served(request, tmp_path_factory):
                 rewrite(NOTES)
                 yield Served(request.param, client, rewrite)
         finally:
-            server.stop()
-            assert "Exception in ASGI application" not in server.stderr_text(), server.stderr_text()[-4000:]
-            server.log.unlink(missing_ok=True)
+            server.stop_checked()
     finally:
         os.environ.update(saved)
 

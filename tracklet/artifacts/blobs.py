@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from tracklet.artifacts.durable import DirectorySyncs, sync_file
 from tracklet.core.digests import FileHasher
@@ -62,6 +62,13 @@ def blob_key(digest: str) -> str:
 
         raise ArtifactError(f"{str(digest)[:100]!r} is not a blob's digest (a sha256 in hex)")
     return f"sha256/{digest[:2]}/{digest}"
+
+
+class ObjectIdentity(NamedTuple):
+    """An object-store blob's size and the marks its store changes with its bytes (ETag, ...)."""
+
+    size: int
+    marks: tuple[str, ...]
 
 
 class FsspecBlobStore:
@@ -299,18 +306,18 @@ class FsspecBlobStore:
         path = self._path(digest)
         return os.stat(path).st_size if self.local else int(self.fs.size(path))
 
-    def object_identity(self, digest: str) -> tuple[str, ...] | None:
+    def object_identity(self, digest: str) -> ObjectIdentity | None:
         """What an object store says of a stored blob that changes whenever its bytes do: its
-        size and ETag (or version id, or generation), asked afresh, not from fsspec's listing
-        cache. None for a local store (``local_path`` has the file) and for a store that says
-        nothing of the kind; ``FileNotFoundError`` when the blob is not stored."""
+        size and ETag (or version id, or generation), asked afresh (one request), not from
+        fsspec's listing cache. None for a local store (``local_path`` has the file) and for a
+        store that says nothing of the kind; ``FileNotFoundError`` when the blob is not stored."""
         if self.local:
             return None
         path = self._path(digest)
         self.fs.invalidate_cache(path)
         info = self.fs.info(path)
         marks = tuple(f"{key}={info[key]}" for key in ("ETag", "etag", "VersionId", "generation") if info.get(key))
-        return (f"size={info.get('size')}", *marks) if marks else None
+        return ObjectIdentity(int(info["size"]), marks) if marks else None
 
 
 def _read_up_to(handle: Any, count: int) -> bytes:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from tracklet.artifacts.blobs import FsspecBlobStore
+from tracklet.artifacts.blobs import FsspecBlobStore, ObjectIdentity
 from tracklet.artifacts.packs import PackStore
 from tracklet.errors import ArtifactError, ChunkStoreError
 from tracklet.server.schema import artifact_packed_blobs
@@ -120,7 +120,7 @@ class PackedBlobStore(FsspecBlobStore):
         """The blob's own file on a local directory; None for a packed blob (no file of its own)."""
         return None if self.place(digest) is not None else super().local_path(digest)
 
-    def object_identity(self, digest: str) -> tuple[str, ...] | None:
+    def object_identity(self, digest: str) -> ObjectIdentity | None:
         """The blob's own object's size and ETag; None for a packed blob (read and checked whole
         each time it is opened: it is at most ``PACKED_BLOB_BYTES``)."""
         return None if self.place(digest) is not None else super().object_identity(digest)

@@ -288,7 +288,8 @@ def _open_whole(blobs: Any, digest: str, what: str, verified: Any, missing: str)
     import hashlib
 
     try:
-        size = int(blobs.size(digest))
+        identity = blobs.object_identity(digest)  # an object store's: its size and ETag, in one request
+        size = identity.size if identity is not None else int(blobs.size(digest))
     except (FileNotFoundError, ArtifactError):
         raise EntryMissing(f"{what}: {digest} is {missing}") from None
     damaged = f"{what}: {digest} is damaged in the artifact store (its bytes don't match its digest)"
@@ -307,7 +308,6 @@ def _open_whole(blobs: Any, digest: str, what: str, verified: Any, missing: str)
         return _Handle(verified.reader(path, digest, pieces), size), size
     # An object store's blob is hashed whole once, then remembered while the store says the same of
     # it (its ETag): a video's Range requests (a seek each) don't each read and hash it whole.
-    identity = blobs.object_identity(digest)
     name = f"{blobs.url}/{digest}"
     if identity is None or not verified.object_checked(name, digest, identity):
         hasher = hashlib.sha256()

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -99,7 +99,7 @@ class VerifiedFiles:
         self.settled_ns = settled_ns
         self.hashed_files = 0  # files hashed so far (every check that was not remembered)
         self.damaged_pieces = 0  # pieces found to differ from their check while served
-        self._checked: OrderedDict[tuple[str, str], tuple[_Identity | tuple[str, ...], bytes]] = OrderedDict()
+        self._checked: OrderedDict[tuple[str, str], tuple[Hashable, bytes]] = OrderedDict()
         self._piece_bytes = 0
         self._lock = threading.Lock()
         self._hashing: dict[tuple[str, str], tuple[threading.Lock, list[int]]] = {}
@@ -132,7 +132,7 @@ class VerifiedFiles:
                 return found
             return self._check(key, path, digest)
 
-    def object_checked(self, name: str, digest: str, identity: tuple[str, ...]) -> bool:
+    def object_checked(self, name: str, digest: str, identity: Hashable) -> bool:
         """Whether the object-store blob ``name`` was found to hold the bytes whose sha256 is
         ``digest`` while the store said ``identity`` of it (``FsspecBlobStore.object_identity``:
         an overwrite changes its ETag), so that it need not be hashed whole again. An object
@@ -145,7 +145,7 @@ class VerifiedFiles:
             self._checked.move_to_end((name, digest))
             return True
 
-    def object_hashed(self, name: str, digest: str, identity: tuple[str, ...] | None, holds: bool) -> None:
+    def object_hashed(self, name: str, digest: str, identity: Hashable | None, holds: bool) -> None:
         """``name`` was hashed whole: remembered if it holds ``digest``'s bytes and the store said
         ``identity`` of it before and after, else forgotten (hashed again next time)."""
         with self._lock:
@@ -194,7 +194,7 @@ class VerifiedFiles:
             self._forget(key)
         return pieces if holds else None
 
-    def _remember(self, key: tuple[str, str], identity: _Identity | tuple[str, ...], pieces: bytes) -> None:
+    def _remember(self, key: tuple[str, str], identity: Hashable, pieces: bytes) -> None:
         with self._lock:
             old = self._checked.pop(key, None)
             if old is not None:

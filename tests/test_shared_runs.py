@@ -225,6 +225,43 @@ def test_a_key_logged_by_several_writers_belongs_to_one(tmp_path, store_url):
     api.close()
 
 
+def test_an_index_pass_skips_unchanged_parts(tmp_path, store_url):
+    """A pass over shared runs whose logs didn't grow writes nothing (counted as the store's
+    commits): not a transaction per part, on a server's periodic pass (``StoreIndexer``) nor in
+    ``tracklet index`` beyond its one group transaction; a part that grew is picked up."""
+    import sqlalchemy as sa
+
+    from tracklet.server.indexing import StoreIndexer
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+
+    def record(run_id: str, label: str | None, value: int) -> None:
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id=run_id, settings={**quiet, **extra}, resume="allow", reinit="create_new")
+        run.log({"acc" if label else "loss": value})
+        run.finish()
+
+    for run_id in ("s1", "s2"):
+        for label in (None, "w1", "w2", "w3"):
+            record(run_id, label, 1)
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    commits: list[int] = []
+    sa.event.listen(api.store.engine, "commit", lambda connection: commits.append(1))
+    server_pass = StoreIndexer(api.store, tmp_path)
+    server_pass.index_all()  # (the store indexed what there was as it opened)
+    commits.clear()
+    server_pass.index_all()
+    assert commits == []  # nothing grew: no transaction at all
+    assert not api.index().failed and len(commits) == 1  # the local indexer: its one group transaction, no part's
+    commits.clear()
+    record("s2", "w2", 2)  # a part grows
+    server_pass.index_all()
+    assert len(commits) == 1  # that part's transaction only
+    stored = {h.run: list(h.values) for h in api.history(["p/s1", "p/s2"], keys=["acc/l:w2"], buckets=None)}
+    assert stored == {"p/s1": [1], "p/s2": [1, 2]}
+    api.close()
+
+
 def test_secondary_needs_an_id_and_a_free_label(tmp_path):
     quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "primary": False, "label": "r1"}
     with pytest.raises(ValueError, match="pass id="):

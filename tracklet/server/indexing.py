@@ -65,9 +65,17 @@ class StoreIndexer:
                 return  # another process is indexing this root right now; the next pass catches up
             known = self._known_runs()
             running = [key for key, (_, state) in known.items() if state == "running"]
+            changed: list[RunPaths] = []
+            shared: list[RunPaths] = []  # runs whose own log is unchanged: their parts may have grown
+            for paths in self._indexer.run_dirs():
+                (shared if self._unchanged(paths, known) else changed).append(paths)
             # Runs with new bytes, many per transaction (a sweep's runs: one commit per group, not
             # per run); a run that fails is logged by the indexer and doesn't stop the others.
-            self._indexer.index_runs(paths for paths in self._indexer.run_dirs() if not self._unchanged(paths, known))
+            self._indexer.index_runs(changed)
+            # Of the others' parts (a shared run's secondary writers' logs), only those that grew
+            # or whose writer died: a stat per part, and one read query per 500 shared runs.
+            for paths, labels in self._indexer.parts_to_index(shared):
+                self._indexer.index_parts(paths, labels)  # a part that fails is logged by the indexer
             if self.on_crashed is not None:
                 self._report_crashed(running)
 
@@ -92,14 +100,14 @@ class StoreIndexer:
             return {}
 
     def _unchanged(self, paths: RunPaths, known: dict[tuple[str, str], tuple[int, str]]) -> bool:
-        """Whether ``index_run`` would do nothing: the run is indexed up to its log's size and isn't
+        """Whether ``index_run`` would do nothing with the run's own log: it is indexed up to its size and isn't
         ``running`` (a running run's writer may have died without the log growing: ``index_run``
         checks its liveness). Costs a ``stat`` instead of a transaction per run."""
         entry = known.get((paths.project, paths.run_id))
         if entry is None or entry[1] == "running":
             return False
-        try:  # a shared run's parts (its secondary writers' logs) may have grown: indexed again
-            return self._indexer.source.size(paths) == entry[0] and not paths.parts()
+        try:  # (a shared run's parts are not looked at here: ``index_all`` asks ``parts_to_index``)
+            return self._indexer.source.size(paths) == entry[0]
         except Exception:
             return False
 

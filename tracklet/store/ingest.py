@@ -453,8 +453,9 @@ class Indexer:
         parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
         if not isinstance(self.source, LocalLogs):
             return
-        for paths in group:
-            for label in paths.parts() if labels is None else labels:
+        todo = self.parts_to_index(group) if labels is None else [(paths, labels) for paths in group]
+        for paths, run_labels in todo:
+            for label in run_labels:
                 try:
                     while True:
                         with self._transaction() as connection:
@@ -467,6 +468,55 @@ class Indexer:
                     reason = failure_reason(error)
                     log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
                     report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
+
+    def parts_to_index(self, group: Iterable[RunPaths]) -> list[tuple[RunPaths, list[str]]]:
+        """Of the parts on disk of these runs, those an index pass has work for: what
+        ``metadata.parts`` records of each (its offset, its state) is read for all of them in a
+        few read-only queries, and a part is left out when its log is as big as what was indexed
+        of it and it isn't a ``running`` part whose writer died meanwhile (``source.alive``). A run
+        the store doesn't have yet is left out too: its own first indexing ingests its parts. So a
+        pass over unchanged shared runs costs a ``stat`` per part, not a transaction per part."""
+        shared = [(paths, labels) for paths in group if (labels := paths.parts())]
+        if not shared or not isinstance(self.source, LocalLogs):
+            return []
+        recorded = self._recorded_parts([paths for paths, _ in shared])
+        todo: list[tuple[RunPaths, list[str]]] = []
+        for paths, labels in shared:
+            known = recorded.get((paths.project, paths.run_id))
+            if known is None:
+                continue
+            changed = [label for label in labels if self._part_changed(paths.part_paths(label), known.get(label))]
+            if changed:
+                todo.append((paths, changed))
+        return todo
+
+    def _recorded_parts(self, runs_with_parts: list[RunPaths]) -> dict[tuple[str, str], dict[str, Any]]:
+        """``metadata.parts`` of these runs as the store has them, by (project, run id): one
+        read-only query per project and 500 runs; a run the store lacks is missing."""
+        by_project: dict[str, list[str]] = {}
+        for paths in runs_with_parts:
+            by_project.setdefault(paths.project, []).append(paths.run_id)
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        with self.engine.connect() as connection:
+            for project, run_ids in by_project.items():
+                for start in range(0, len(run_ids), 500):
+                    stmt = (sa.select(runs.c.run_id, runs.c.metadata).join(projects, projects.c.id == runs.c.project_id)
+                            .where(projects.c.name == project, runs.c.run_id.in_(run_ids[start : start + 500])))
+                    for run_id, metadata in connection.execute(stmt):
+                        found[(project, run_id)] = dict((metadata or {}).get("parts") or {})
+        return found
+
+    def _part_changed(self, part: RunPaths, info: Mapping[str, Any] | None) -> bool:
+        """Whether ``_fold_part`` has work for ``part``, whose ``metadata.parts`` entry is ``info``."""
+        if info is None:
+            return True
+        try:
+            size = self.source.size(part)
+        except OSError:
+            return True  # let the fold report it
+        if size != int(info.get("offset", 0)):
+            return True
+        return info.get("state") == "running" and self.source.alive(part) is False
 
     def _crashed_part_summary(self, row: Any, part: RunPaths, label: str, info: dict[str, Any],
                               known_parts: dict[str, Any]) -> dict[str, Any]:

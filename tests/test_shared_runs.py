@@ -528,3 +528,100 @@ def test_a_part_is_never_uploaded_to_a_server_that_ignores_part(tmp_path):
         with pytest.raises(SyncError, match="keeps no shared runs' parts"):
             client.sync_run(RunPaths(tmp_path, "p", "old", "r1"))
     assert requests == ["GET"]
+
+
+@pytest.fixture(scope="module")
+def parts_server(module_servers, tmp_path_factory):
+    """One server for the online tests below, keeping at most 3 parts per run."""
+    return module_servers(tmp_path_factory.mktemp("parts-server"), extra=("--max-parts-per-run", "3"))
+
+
+def _online(root: Path, server, **extra) -> dict:
+    return {"dir": str(root), "console": "off", "system_metrics": False, "capture_environment": False,
+            "mode": "online", "base_url": server.url, "upload_interval": 0.1, **extra}
+
+
+def test_a_secondary_restarted_on_another_machine_continues_its_part(tmp_path, parts_server):
+    """A secondary resumed (``resume="allow"``, as its script resumes the primary) on a machine
+    without its part downloads it from the server (``GET .../log?part=``) and appends: its steps go
+    on, the server's part grows byte for byte, no upload is refused."""
+    import httpx
+
+    node_a, node_b = tmp_path / "a", tmp_path / "b"
+    primary = tracklet.init(project="p", id="moved", settings=_online(node_a, parts_server), reinit="create_new")
+    primary.log({"loss": 1})
+    rank = tracklet.init(project="p", id="moved", resume="allow", reinit="create_new",
+                         settings=_online(node_a, parts_server, primary=False, label="rank_1"))
+    rank.log({"acc": 1})
+    rank.log({"acc": 2})
+    rank.finish()
+    rank = tracklet.init(project="p", id="moved", resume="allow", reinit="create_new",
+                         settings=_online(node_b, parts_server, primary=False, label="rank_1"))
+    assert rank.step == 2  # its steps go on
+    rank.log({"acc": 3})
+    rank.finish()
+    primary.finish()
+    part = Path("projects/p/runs/moved/parts/rank_1.tlog")
+    moved, earlier = (node_b / part).read_bytes(), (node_a / part).read_bytes()
+    assert moved.startswith(earlier) and len(moved) > len(earlier)
+    assert (parts_server.root / part).read_bytes() == moved
+    with httpx.Client(base_url=parts_server.url) as client:
+        assert client.get("/api/v1/runs/p/moved").json()["run"]["metadata"]["parts"]["rank_1"]["state"] == "finished"
+        history = client.get("/api/v1/runs/p/moved/history", params={"keys": "acc", "buckets": 0})
+        assert history.status_code == 200, history.text
+        assert history.json()["series"][0]["values"] == [1, 2, 3]
+        missing = client.get("/api/v1/runs/p/moved/log", params={"part": "rank_9"})
+        assert missing.status_code == 404 and "part rank_9" in missing.text
+
+
+def test_part_labels_and_count_are_checked_by_the_server(tmp_path, parts_server):
+    """A label that differs from another part's in case only is refused (one file on a
+    case-insensitive file system), on every route; the part past ``--max-parts-per-run`` is
+    refused naming the limit and the run; the run's other logs are kept."""
+    import httpx
+
+    from tracklet.client.sync import SyncClient
+    from tracklet.core.layout import RunPaths
+    from tracklet.errors import TrackletError
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    for label in ("w1", "W1", "w2", "w3", "w4"):
+        run = tracklet.init(project="p", id="many", reinit="create_new", settings={**quiet, "primary": False,
+                                                                                    "label": label})
+        run.log({"a": 1})
+        run.finish()
+    with SyncClient(parts_server.url) as client:
+        client.sync_run(RunPaths(tmp_path, "p", "many", "w1"))
+        with pytest.raises(TrackletError, match="differs only in case from its part 'w1'"):
+            client.sync_run(RunPaths(tmp_path, "p", "many", "W1"))
+        client.sync_run(RunPaths(tmp_path, "p", "many", "w2"))
+        client.sync_run(RunPaths(tmp_path, "p", "many", "w3"))
+        with pytest.raises(TrackletError, match=r"p/many has 3 parts.*--max-parts-per-run 3"):
+            client.sync_run(RunPaths(tmp_path, "p", "many", "w4"))
+    with httpx.Client(base_url=parts_server.url) as http:
+        read = http.get("/api/v1/runs/p/many/log", params={"part": "W1"})
+        assert read.status_code == 400 and "differs only in case" in read.text
+        assert http.get("/api/v1/runs/p/many/log", params={"part": "w1"}).headers["X-Tracklet-Log-Part"] == "w1"
+    assert sorted(path.name for path in (parts_server.root / "projects/p/runs/many/parts").iterdir()) == [
+        "w1.tlog", "w2.tlog", "w3.tlog"]
+
+
+def test_a_part_is_never_read_back_from_a_server_that_ignores_part(tmp_path):
+    """A server from before shared runs answers ``GET .../log?part=`` with the primary's log: the
+    secondary refuses it (no part is made of another writer's records)."""
+    import httpx
+
+    from tracklet.client.http import HttpClient
+    from tracklet.client.log_download import download_log
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import MAGIC
+    from tracklet.errors import ResumeError
+
+    def older_server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=MAGIC, headers={"X-Tracklet-Log-Size": str(len(MAGIC))})
+
+    paths = RunPaths(tmp_path, "p", "old", "r1")
+    with HttpClient("http://old.invalid", transport=httpx.MockTransport(older_server), error=ResumeError) as http:
+        with pytest.raises(ResumeError, match="serves no shared runs' parts"):
+            download_log(http, paths)
+    assert not paths.log_file.exists() and not paths.run_dir.exists()

@@ -75,6 +75,9 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.option("--max-pack-buffers-mb", default=512, show_default=True, type=click.IntRange(1),
               help="MiB of memory lent to artifact pack uploads at once (up to 17 MiB each); past it a pack "
               "gets 503 with Retry-After and the client sends it again.")
+@click.option("--max-parts-per-run", default=2048, show_default=True, type=click.IntRange(1),
+              help="Parts (secondary writers' logs) one shared run may have; the upload that would start one more "
+              "gets 400 naming this limit (docs/shared-runs.md).")
 @click.option("--heartbeat-lapse", default=120.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds a run's uploads may pause before it shows as crashed (no exit record).")
 @click.option("--sweep-interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
@@ -103,7 +106,7 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
-           max_pack_buffers_mb: int,
+           max_pack_buffers_mb: int, max_parts_per_run: int,
            files_url: str | None, files_options: tuple[str, ...], logs_url: str | None, artifacts_url: str | None,
            heartbeat_lapse: float, sweep_interval: float, header_timeout: float, idle_timeout: float,
            keep_alive: int, max_connections: int, http_parser: str, webhook_timeout: float,
@@ -150,7 +153,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
                          artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
                          auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base),
                          delivery_process=webhook_delivery == "process", freeze_heap=True,
-                         max_pack_buffer_bytes=max_pack_buffers_mb << 20)
+                         max_pack_buffer_bytes=max_pack_buffers_mb << 20, max_parts_per_run=max_parts_per_run)
     except BaseException:
         sock.close()
         raise

@@ -22,7 +22,7 @@ import httpx
 
 from tracklet.client.http import HttpClient, RetryPolicy, response_detail
 from tracklet.core.layout import RunPaths
-from tracklet.core.recordlog import FRAME_HEADER, LOG_FILE_NAME, MAGIC, MAX_RECORD_BYTES, _fsync_dir
+from tracklet.core.recordlog import FRAME_HEADER, MAGIC, MAX_RECORD_BYTES, _fsync_dir
 from tracklet.core.settings import Settings
 from tracklet.core.validate import RecordRejected, check_record, decode_record
 from tracklet.errors import ResumeError
@@ -32,13 +32,20 @@ REACH_TIMEOUT = 30.0  # seconds init() keeps trying an unreachable server before
 PIECE_TIMEOUT = 300.0  # seconds one answer may take in all (httpx's timeout bounds each read only)
 PARTIAL_SUFFIX = ".download"
 SIZE_HEADER = "X-Tracklet-Log-Size"
+PART_HEADER = "X-Tracklet-Log-Part"  # the server's echo of part=: the label whose log it answers
+
+
+def _named(paths: RunPaths) -> str:
+    """``project/run_id``, or ``project/run_id part <label>`` for a shared run's part."""
+    return f"{paths.project}/{paths.run_id}" + (f" part {paths.part}" if paths.part is not None else "")
 
 
 def fetch_for_resume(paths: RunPaths, settings: Settings) -> bool:
     """``tracklet.init``'s run fetcher (``tracklet.core.start.RunFetcher``): download the run's
-    log from ``settings.base_url`` into ``paths.log_file``; False when the server has no such run."""
+    log (or, for ``paths.part``, that secondary writer's part) from ``settings.base_url`` into
+    ``paths.log_file``; False when the server has no such run (or part)."""
     assert settings.base_url is not None
-    advice = (f"; {paths.project}/{paths.run_id} was not resumed (a new local log would fork the server's): "
+    advice = (f"; {_named(paths)} was not resumed (a new local log would fork the server's): "
               "start again when the server is reachable, or pass another id for a new run")
     with HttpClient(settings.base_url, api_key=settings.api_key, error=ResumeError,
                     retry=RetryPolicy(give_up_after=REACH_TIMEOUT)) as http:
@@ -54,11 +61,12 @@ def download_log(http: HttpClient, paths: RunPaths, *, piece_bytes: int = PIECE_
     behind) when the server can't be reached, refuses, or answers anything but intact frames."""
     if paths.log_file.exists():
         raise ResumeError(f"{paths.log_file} already exists: not downloading over it")
-    created = _missing_dirs(paths.run_dir)
-    partial = paths.run_dir / (LOG_FILE_NAME + PARTIAL_SUFFIX)
-    where = f"{http.base_url}'s log of {paths.project}/{paths.run_id}"
+    directory = paths.log_file.parent  # the run's directory, or its parts/
+    created = _missing_dirs(directory)
+    partial = directory / (paths.log_file.name + PARTIAL_SUFFIX)
+    where = f"{http.base_url}'s log of {_named(paths)}"
     try:
-        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as out:
             checker = FrameChecker(out, where)
             size: int | None = None
@@ -73,7 +81,7 @@ def download_log(http: HttpClient, paths: RunPaths, *, piece_bytes: int = PIECE_
                 out.flush()
                 os.fsync(out.fileno())
                 _place(partial, paths.log_file)
-                _fsync_dir(paths.run_dir)
+                _fsync_dir(directory)
                 return True
     except BaseException:
         _remove(partial, created)
@@ -87,18 +95,25 @@ def _piece(http: HttpClient, paths: RunPaths, checker: FrameChecker, piece_bytes
     None on 404. Connection failures and 5xx are retried as ``http.retry`` allows, from the
     start of the piece (the checker writes a piece only once it is whole)."""
     url = f"/api/v1/runs/{paths.project}/{paths.run_id}/log"
+    params: dict[str, str | int] = {"offset": checker.offset, "limit": piece_bytes}
+    if paths.part is not None:
+        params["part"] = paths.part
     started, attempts = time.monotonic(), 0
     while True:
         attempts += 1
         try:
-            with http.stream("GET", url, params={"offset": checker.offset, "limit": piece_bytes}) as response:
+            with http.stream("GET", url, params=params) as response:
                 if response.status_code == 404 and checker.offset == 0:
                     return None
                 if response.status_code < 500 and response.status_code != 429:
                     if response.status_code != 200:
                         response.read()
-                        raise ResumeError(f"{http.base_url} refused the download of {paths.project}/{paths.run_id}'s "
+                        raise ResumeError(f"{http.base_url} refused the download of {_named(paths)}'s "
                                           f"log (HTTP {response.status_code}): {response_detail(response)}")
+                    if paths.part is not None and response.headers.get(PART_HEADER) != paths.part:
+                        # a server from before shared runs ignores part= and answers the primary's log
+                        raise ResumeError(f"{http.base_url} serves no shared runs' parts (an older version?): "
+                                          f"{_named(paths)} can't be read back from it")
                     return _take(response, checker)
                 response.read()
                 problem = f"HTTP {response.status_code}: {response_detail(response)}"
@@ -107,7 +122,7 @@ def _piece(http: HttpClient, paths: RunPaths, checker: FrameChecker, piece_bytes
             problem = f"{type(failure).__name__}: {failure}"
         elapsed = time.monotonic() - started
         if http.retry.exhausted(attempts, elapsed):
-            raise ResumeError(f"cannot download {paths.project}/{paths.run_id}'s log from {http.base_url}: gave up "
+            raise ResumeError(f"cannot download {_named(paths)}'s log from {http.base_url}: gave up "
                               f"after {elapsed:.1f}s and {attempts} attempt(s): {problem}")
         time.sleep(min(http.retry.backoff(attempts - 1), max(0.0, http.retry.give_up_after - elapsed)))
 

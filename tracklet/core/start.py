@@ -139,7 +139,7 @@ def init(
     state = None
     if not resolved.primary:  # a secondary writer: its own part of the run (docs/shared-runs.md)
         identity = _primary_identity(paths, identity)
-        paths, state = _secondary(resolved, paths, id)
+        paths, state = _secondary(resolved, paths, id, fetcher if resume in (True, "allow", "must") else None)
     elif paths.log_file.exists():
         if resume in (None, False, "never"):
             raise ValueError(
@@ -230,14 +230,17 @@ def _primary_identity(run: RunPaths, identity: dict[str, Any]) -> dict[str, Any]
     return {field: known[field] if field in known and value is None else value for field, value in identity.items()}
 
 
-def _secondary(resolved: Settings, run: RunPaths, run_id: str | None) -> tuple[RunPaths, Any]:
+def _secondary(resolved: Settings, run: RunPaths, run_id: str | None,
+               fetcher: RunFetcher | None = None) -> tuple[RunPaths, Any]:
     """A secondary writer's paths (its part of ``run``) and, when its part exists (the process
     restarted), that part's state to append to. The primary's log need not exist yet: ranks
-    start in any order, and readers show a part once the run's ``run.tlog`` is there."""
+    start in any order, and readers show a part once the run's ``run.tlog`` is there. ``fetcher``
+    (an online run started with ``resume``): a part this machine lacks is downloaded from the
+    server first when it has one (the writer was restarted on another machine), so it goes on."""
     assert resolved.label is not None and run_id is not None
     paths = run.part_paths(resolved.label)
     paths.parts_dir.mkdir(parents=True, exist_ok=True)
-    if not paths.log_file.exists():
+    if not paths.log_file.exists() and (resolved.mode != "online" or fetcher is None or not fetcher(paths, resolved)):
         return paths, None
     from tracklet.core.reader import replay
 

@@ -35,7 +35,7 @@ from tracklet.server.automations_worker import AutomationWorker, DeliveryPolicy,
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
-from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
+from tracklet.server.logs import MAX_PARTS_PER_RUN, BadRequest, KeyCounts, LogCopies
 from tracklet.server.media_blobs import set_media_blobs
 from tracklet.server.models import ErrorResponse, HealthResponse, errors
 from tracklet.server.segments import SegmentCopies
@@ -99,7 +99,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                logs_url: str | None = None, artifacts_url: str | None = None,
                delivery: DeliveryPolicy | None = None, automation_interval: float = 1.0,
                delivery_process: bool = False, freeze_heap: bool = False,
-               max_pack_buffer_bytes: int | None = None) -> FastAPI:
+               max_pack_buffer_bytes: int | None = None, max_parts_per_run: int = MAX_PARTS_PER_RUN) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
@@ -121,7 +121,9 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``freeze_heap`` (``tracklet server``'s own process) the start-up's objects are moved out of the
     garbage collector's full collections once the warm-ups are done (``heap.py``).
     ``max_pack_buffer_bytes`` caps the memory lent to pack uploads at once (default
-    ``artifact_chunks.MAX_PACK_BUFFER_BYTES``; past it a pack gets 503 and is sent again)."""
+    ``artifact_chunks.MAX_PACK_BUFFER_BYTES``; past it a pack gets 503 and is sent again).
+    ``max_parts_per_run``: the most parts (secondary writers' logs) one shared run may have here
+    (docs/shared-runs.md); the upload that would start one more gets 400 naming the limit."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
                                  routes_compare, routes_files, routes_histograms, routes_ingest, routes_log_read, routes_media, routes_media_compare, routes_read, routes_registry,
                                  routes_reports, routes_reproduce,
@@ -137,7 +139,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         from tracklet.server import run_creators
 
         store.project_joined_fields = run_creators.joined_fields
-    copies: LogCopies | SegmentCopies = LogCopies(root, KeyCounts(store))
+    copies: LogCopies | SegmentCopies = LogCopies(root, KeyCounts(store), max_parts=max_parts_per_run)
     if logs_url is not None:
         location = RunFiles.connect(logs_url, files_options)
         copies = SegmentCopies(store.engine, location.fs, location.base, root, heartbeat_lapse=heartbeat_lapse,

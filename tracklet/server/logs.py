@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tracklet.core.layout import InvalidName, RunPaths
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, RecordLogError, read_log, scan, scan_frames
@@ -188,12 +188,21 @@ def new_tail(body: bytes, offset: int, size: int, stored: Callable[[int, int], b
     return tail
 
 
+#: Parts (secondary writers' logs) a shared run may have on a server by default (``tracklet server
+#: --max-parts-per-run``): a part per rank of a 2,048-GPU job.
+MAX_PARTS_PER_RUN = 2048
+
+
 class LogCopies:
     """All record log copies under one data root, with a lock per run."""
 
-    def __init__(self, root: Path, key_counts: KeyCounts | None = None) -> None:
+    def __init__(self, root: Path, key_counts: KeyCounts | None = None, *,
+                 max_parts: int = MAX_PARTS_PER_RUN) -> None:
+        """``max_parts``: how many parts a shared run may have here; the upload that would start
+        one more is refused (400, naming the limit and the run)."""
         self.root = Path(root)
         self.key_counts = key_counts if key_counts is not None else KeyCounts()
+        self.max_parts = max_parts
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._verified: set[tuple[str, str]] = set()
@@ -207,15 +216,28 @@ class LogCopies:
             return lock
 
     def _size(self, paths: RunPaths) -> int:
-        """The copy's intact size (0 when there is none); call with the run's lock held."""
+        """The copy's intact size (0 when there is none); call with the run's lock held. A part
+        is checked against the run's other parts the first time (``_check_label``)."""
         key = _copy_key(paths)
         log_file = paths.log_file
+        if key not in self._verified and paths.part is not None:
+            check_label(paths)
         if not log_file.is_file():
             return 0
         if key not in self._verified:
             self._recover(log_file)
             self._verified.add(key)
         return log_file.stat().st_size
+
+    def _check_new_part(self, paths: RunPaths) -> None:
+        """Refuse a part that would take the run past ``max_parts`` (one ``scandir``, on a
+        part's first upload only)."""
+        count = len(paths.parts())
+        if count >= self.max_parts:
+            raise BadRequest(f"run {paths.project}/{paths.run_id} has {count} parts (secondary writers' logs), the "
+                             f"most this server keeps for one run (--max-parts-per-run {self.max_parts}): part "
+                             f"{paths.part!r} was not stored; use fewer labels (one per node, not per process) or "
+                             "ask the server's operator to raise the limit")
 
     @staticmethod
     def _recover(log_file: Path) -> None:
@@ -256,6 +278,8 @@ class LogCopies:
                     return handle.read(end - start)
 
             tail = new_tail(body, offset, size, stored)
+            if tail and size == 0 and part is not None:
+                self._check_new_part(paths.part_paths(part))
             if tail:
                 keys = check_records(tail, size, self.key_counts.at(project, counted, size, stored, indexed),
                                      f"{project}/{counted}")
@@ -288,3 +312,30 @@ class LogCopies:
                     os.fsync(dir_fd)
                 finally:
                     os.close(dir_fd)
+
+
+def check_label(paths: RunPaths) -> None:
+    """``BadRequest`` when another part of the run has a label that differs from ``paths.part``
+    in case only (``Rank_1`` beside ``rank_1``): on a case-insensitive file system the two would
+    be one file, so a server refuses the second label everywhere, and so behaves alike on every
+    file system. (The characters and length were checked by ``RunPaths``.)"""
+    assert paths.part is not None
+    folded = paths.part.casefold()
+    for label in paths.parts():
+        if label != paths.part and label.casefold() == folded:
+            raise BadRequest(f"part {paths.part!r} of run {paths.project}/{paths.run_id} differs only in case from its "
+                             f"part {label!r}: labels of one run must differ in more than case (a case-insensitive "
+                             "file system holds one file for both); pick another label")
+
+
+PART_DESCRIPTION = ("A shared run's secondary writer's label: the bytes are that writer's log, kept beside the "
+                    "run's own (docs/shared-runs.md)")
+
+
+def check_part(app: Any, part: str | None) -> str | None:
+    """``part`` when this server keeps logs where parts can go (its data root); else 400 naming
+    the limitation (segments in object storage hold a run's own log only)."""
+    if part is not None and not isinstance(app.copies, LogCopies):
+        raise BadRequest("this server keeps record logs as segments (--logs): a shared run's parts (part=) are "
+                         "not accepted there yet; the secondary writer's log stays on its machine (docs/shared-runs.md)")
+    return part

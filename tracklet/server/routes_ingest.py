@@ -13,8 +13,7 @@ from tracklet.server import run_creators
 from tracklet.server.audit import armed, arms_itself
 from tracklet.server.auth import requires
 from tracklet.server.body import bounded_router, read_body
-from tracklet.errors import BadRequest
-from tracklet.server.logs import LogCopies, OffsetConflict, run_paths
+from tracklet.server.logs import PART_DESCRIPTION, OffsetConflict, check_part, run_paths
 from tracklet.server.models import AppendResponse, OffsetConflictResponse, OffsetResponse, errors
 
 router = bounded_router(prefix="/api/v1/runs", tags=["ingest"])
@@ -30,8 +29,7 @@ _RAW_BODY = {
 }
 
 
-_PART = ("A shared run's secondary writer's label: the bytes are that writer's log, kept beside the run's own "
-         "(docs/shared-runs.md)")
+_PART = PART_DESCRIPTION
 
 
 @router.put(
@@ -58,7 +56,7 @@ async def put_log(
     shared run's secondary writer (docs/shared-runs.md), kept beside the run's own log."""
     app = request.app.state.tracklet
     creator = request.state.principal.user_id if part is None else None  # None on a --dev server: no keys
-    run_paths(app.root, project, run_id, _part(app, part))  # 400 before reading the body
+    run_paths(app.root, project, run_id, check_part(app, part))  # 400 before reading the body
     body = await read_body(request, app.max_body_bytes)  # why this route is async: it streams the body
 
     def append() -> Any:  # one trip to the thread pool: the audit intent, the append, its indexing and events
@@ -82,15 +80,6 @@ async def put_log(
         # (offset first, as ever: built by hand rather than from OffsetConflictResponse's field order)
         return JSONResponse(status_code=409, content={"offset": conflict.offset, "detail": str(conflict)})
     return AppendResponse(offset=result.offset, appended=result.appended, part=part)
-
-
-def _part(app: Any, part: str | None) -> str | None:
-    """``part`` when this server keeps logs where parts can go (its data root); else 400 naming
-    the limitation (segments in object storage hold a run's own log only)."""
-    if part is not None and not isinstance(app.copies, LogCopies):
-        raise BadRequest("this server keeps record logs as segments (--logs): a shared run's parts (part=) are "
-                         "not accepted there yet; the secondary writer's log stays on its machine (docs/shared-runs.md)")
-    return part
 
 
 def _append(app: Any, project: str, run_id: str, offset: int, body: bytes, part: str | None) -> Any:
@@ -131,7 +120,7 @@ def get_offset(request: Request, project: str, run_id: str,
     about a project that doesn't exist yet: 0; the upload creates it). With `part`: of that
     secondary writer's log."""
     app = request.app.state.tracklet
-    if _part(app, part) is None:
+    if check_part(app, part) is None:
         return OffsetResponse(offset=app.copies.offset(project, run_id), part=None)
     return OffsetResponse(offset=app.copies.offset(project, run_id, part=part), part=part)
 

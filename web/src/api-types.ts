@@ -5438,6 +5438,8 @@ export interface operations {
                 offset?: number;
                 /** @description About how many bytes to answer */
                 limit?: number;
+                /** @description A shared run's secondary writer's label: the bytes are that writer's log, kept beside the run's own (docs/shared-runs.md) */
+                part?: string | null;
             };
             header?: never;
             path: {

@@ -625,3 +625,34 @@ def test_a_part_is_never_read_back_from_a_server_that_ignores_part(tmp_path):
         with pytest.raises(ResumeError, match="serves no shared runs' parts"):
             download_log(http, paths)
     assert not paths.log_file.exists() and not paths.run_dir.exists()
+
+
+def test_a_secondarys_files_upload_under_its_label(tmp_path, parts_server, monkeypatch):
+    """Files a secondary writer saves (``wandb.save``, files written to ``run.dir``) on its own
+    node are uploaded as the run's files ``parts/<label>/<name>``: two ranks' ``output.log`` are
+    two files; ``?under=`` lists one writer's."""
+    import httpx
+
+    import tracklet.compat.wandb as wandb
+
+    for name, value in {"MODE": "online", "BASE_URL": parts_server.url, "CONSOLE": "off", "SYSTEM_METRICS": "false",
+                        "CAPTURE_ENVIRONMENT": "false", "UPLOAD_INTERVAL": "0.1"}.items():
+        monkeypatch.setenv(f"TRACKLET_{name}", value)
+    for label in ("rank_1", "rank_2"):
+        monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / label))
+        run = wandb.init(project="p", id="files1", reinit="create_new",
+                         settings=wandb.Settings(mode="shared", x_primary=False, x_label=label))
+        assert Path(run.dir) == tmp_path / label / f"projects/p/runs/files1/parts/{label}.files"
+        Path(run.dir, "output.log").write_text(f"hello from {label}")
+        (tmp_path / "ckpt").mkdir(exist_ok=True)
+        (tmp_path / "ckpt" / "last.txt").write_text(label)
+        run.save(str(tmp_path / "ckpt" / "last.txt"), base_path=str(tmp_path))
+        run.finish()
+    with httpx.Client(base_url=parts_server.url) as client:
+        listed = client.get("/api/v1/runs/p/files1/files").json()["files"]
+        assert [entry["name"] for entry in listed] == [
+            "parts/rank_1/ckpt/last.txt", "parts/rank_1/output.log", "parts/rank_2/ckpt/last.txt", "parts/rank_2/output.log"]
+        assert client.get("/api/v1/runs/p/files1/files/parts/rank_2/output.log").text == "hello from rank_2"
+        one = client.get("/api/v1/runs/p/files1/files", params={"under": "parts/rank_1"}).json()["files"]
+        assert [entry["name"] for entry in one] == ["parts/rank_1/ckpt/last.txt", "parts/rank_1/output.log"]
+        assert client.get("/api/v1/runs/p/files1/files", params={"under": "parts/rank_9"}).json()["files"] == []

@@ -85,6 +85,12 @@ def local_files(files_dir: Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
+def part_file_name(label: str, name: str) -> str:
+    """The server's name of file ``name`` of a shared run's part written by ``label``:
+    ``parts/<label>/<name>`` (docs/shared-runs.md)."""
+    return f"parts/{label}/{name}"
+
+
 def _warn(message: str) -> None:
     warnings.warn(f"tracklet: {message}", TrackletWarning, stacklevel=3)
 
@@ -104,12 +110,19 @@ class FileSync:
         return f"{base}/{urllib.parse.quote(name, safe='/')}" if name else base
 
     def sync(self, paths: RunPaths) -> int:
-        """Send the run's files the server doesn't have as they are now; the number sent."""
+        """Send the run's files the server doesn't have as they are now; the number sent. A shared
+        run's part's files (its secondary writer's ``run.dir``) are the run's files
+        ``parts/<label>/<name>`` on the server (``part_file_name``), so two writers' files of one
+        name (``output.log``) never replace each other."""
         local = local_files(paths.files_dir) if paths.files_dir.is_dir() else []
         if not local:
             return 0
         run = f"{paths.project}/{paths.run_id}"
-        response = self._request("GET", self._url(paths))
+        if paths.part is not None:
+            local = [(part_file_name(paths.part, name), path) for name, path in local]
+            response = self._request("GET", self._url(paths), params={"under": part_file_name(paths.part, "")[:-1]})
+        else:
+            response = self._request("GET", self._url(paths))
         if response.status_code != 200:
             _warn(f"could not list the server's files of {run} (HTTP {response.status_code}: {response_detail(response)}); "
                   "its files were not uploaded")

@@ -327,9 +327,9 @@ class SyncClient:
             conflicts = 0
             if progress:
                 progress(offset, total)
-        own = paths.part is None  # a part has no files or retention of its own: the run's are the primary's
-        files_sent = self._sync_files(paths) if offset > 0 and own else 0  # files of a run the server knows
-        if offset > 0 and own:
+        # files of a run the server knows; a part's are the run's files parts/<label>/... (client/files.py)
+        files_sent = self._sync_files(paths) if offset > 0 else 0
+        if offset > 0 and paths.part is None:  # a part has no retention of its own: the run's is the primary's
             self._sync_retention(paths)
         result = SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset, files_sent=files_sent,
                             gaps=gaps)

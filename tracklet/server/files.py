@@ -222,13 +222,19 @@ class RunFiles:
 
     # ------------------------------------------------------------------ operations
 
-    def list(self, project: str, run_id: str) -> list[FileInfo]:
-        """The run's files, sorted by name (empty when it has none). Anything under the run's
+    def list(self, project: str, run_id: str, under: str | None = None) -> list[FileInfo]:
+        """The run's files (those under folder ``under`` only, when given: a shared run's part's
+        ``parts/<label>``), sorted by name (empty when it has none). Anything under the run's
         prefix that isn't a valid name (a temporary file of a write in progress) is left out."""
         prefix = self._run_prefix(project, run_id)
-        self.fs.invalidate_cache(prefix)
+        where = prefix if under is None else f"{prefix}/{check_file_name(under)}"
+        self.fs.invalidate_cache(where)
         found: list[FileInfo] = []
-        for path, info in sorted(self.fs.find(prefix, detail=True).items()):
+        try:
+            listed = self.fs.find(where, detail=True) if under is None or self.fs.isdir(where) else {}
+        except FileNotFoundError:
+            listed = {}
+        for path, info in sorted(listed.items()):
             name = path[len(prefix) + 1:] if path.startswith(prefix + "/") else None
             if not name or info.get("type", "file") != "file":
                 continue

@@ -6,7 +6,7 @@ id and every file name are checked before they become part of a storage key (``f
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Path, Request
+from fastapi import HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -15,7 +15,7 @@ from tracklet.server.audit import armed, arms_itself
 from tracklet.server.body import bounded_router, read_body
 from tracklet.server.auth import requires
 from tracklet.server.byte_ranges import REVALIDATE, headers_alone, unchanged
-from tracklet.server.files import NameConflict, check_file_name, content_type, iter_chunks
+from tracklet.server.files import MAX_NAME_CHARS, NameConflict, check_file_name, content_type, iter_chunks
 from tracklet.server.logs import run_paths
 from tracklet.server.models import FileEntry, FileList, PutFileResponse, errors
 
@@ -23,6 +23,9 @@ router = bounded_router(prefix="/api/v1/runs", tags=["files"])
 
 _NAME = Path(..., description="The file's name relative to the run, e.g. `requirements.txt` or `media/a.txt`: "
              "'/'-separated parts of letters, digits, '.', '_', '-', each starting with a letter or digit")
+
+_UNDER = ("Only the files in this folder of the run's (names still relative to the run), e.g. `parts/rank_1`: "
+          "a shared run's secondary writer's files (docs/shared-runs.md)")
 
 
 _RAW_BODY = {
@@ -35,9 +38,10 @@ _RAW_BODY = {
 
 
 def _known_run(request: Request, project: str, run_id: str) -> None:
-    """400 for unsafe names, 404 unless the server has the run's record log."""
+    """400 for unsafe names, 404 unless the server has the run's record log, or a part of it (a
+    shared run's secondary writer may upload before the primary: docs/shared-runs.md)."""
     paths = run_paths(request.app.state.tracklet.root, project, run_id)
-    if not paths.log_file.is_file():
+    if not paths.log_file.is_file() and not paths.parts():
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server: upload its record "
                             "log first (tracklet sync)")
 
@@ -80,10 +84,12 @@ async def put_file(request: Request, project: str, run_id: str, name: str = _NAM
     responses=errors(400, 404),
     summary="List a run's files",
 )
-def list_files(request: Request, project: str, run_id: str) -> FileList:
-    """Name, size, sha256 and last update of each of the run's files, by name."""
+def list_files(request: Request, project: str, run_id: str,
+               under: str | None = Query(None, max_length=MAX_NAME_CHARS, description=_UNDER)) -> FileList:
+    """Name, size, sha256 and last update of each of the run's files, by name (with `under`: of
+    those in that folder only, e.g. a shared run's secondary writer's `parts/<label>`)."""
     _known_run(request, project, run_id)
-    found = request.app.state.tracklet.files.list(project, run_id)
+    found = request.app.state.tracklet.files.list(project, run_id, under)
     return FileList(files=[FileEntry(**info.as_dict()) for info in found])
 
 

@@ -433,7 +433,8 @@ export interface paths {
         };
         /**
          * List a run's files
-         * @description Name, size, sha256 and last update of each of the run's files, by name.
+         * @description Name, size, sha256 and last update of each of the run's files, by name (with `under`: of
+         *     those in that folder only, e.g. a shared run's secondary writer's `parts/<label>`).
          */
         get: operations["list_files_api_v1_runs__project___run_id__files_get"];
         put?: never;
@@ -7207,7 +7208,10 @@ export interface operations {
     };
     list_files_api_v1_runs__project___run_id__files_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Only the files in this folder of the run's (names still relative to the run), e.g. `parts/rank_1`: a shared run's secondary writer's files (docs/shared-runs.md) */
+                under?: string | null;
+            };
             header?: never;
             path: {
                 project: string;

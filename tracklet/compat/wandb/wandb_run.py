@@ -265,13 +265,15 @@ class Run:
 
     @property
     def dir(self) -> str:
-        """The run's files directory (tracklet's ``<run>/files``): files written here stay with the run."""
-        run_dir = self._run.dir
-        if run_dir is None:  # disabled mode: somewhere writable that is thrown away
+        """The run's files directory (tracklet's ``<run>/files``): files written here stay with the run.
+        A shared run's secondary writer's is its own, ``<run>/parts/<label>.files`` (uploaded as the
+        run's files ``parts/<label>/...``: docs/shared-runs.md), so two writers' files never clash."""
+        paths = self._run._paths
+        if paths is None:  # disabled mode: somewhere writable that is thrown away
             if self._scratch_dir is None:
                 self._scratch_dir = tempfile.mkdtemp(prefix="tracklet-wandb-disabled-")
             return self._scratch_dir
-        return str(Path(run_dir) / "files")
+        return str(paths.files_dir)
 
     @property
     def url(self) -> str | None:

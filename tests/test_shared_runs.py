@@ -262,6 +262,67 @@ def test_an_index_pass_skips_unchanged_parts(tmp_path, store_url):
     api.close()
 
 
+def test_parts_indexed_before_migration_0016_go_on_from_their_offsets(tmp_path, store_url):
+    """Store migration 0016 keeps a part's offset in ``run_parts``, not the run's metadata: migrated
+    down, the offsets go back into ``metadata["parts"]``; migrated up again, indexing goes on from
+    them (no record twice), writing each part's row once; a part's chunk then writes its row and
+    leaves the run's metadata as it was."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from tracklet.server.indexing import StoreIndexer
+    from tracklet.store.engine import MIGRATIONS
+    from tracklet.store.schema import run_parts, runs
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+
+    def record(label: str | None, value: int) -> None:
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="mig", settings={**quiet, **extra}, resume="allow", reinit="create_new")
+        run.log({"acc" if label else "loss": value})
+        run.finish()
+
+    for label in (None, "w1", "w2"):
+        record(label, 1)
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    store = api.store
+    metadata_before = store.run("p", "mig")["metadata"]
+    assert set(metadata_before["parts"]["w1"]) >= {"state", "keys"} and "offset" not in metadata_before["parts"]["w1"]
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0015")
+    assert "run_parts" not in sa.inspect(store.engine).get_table_names()
+    with store.engine.connect() as connection:
+        legacy = connection.execute(sa.select(runs.c.metadata)).scalar_one()["parts"]
+    size = (tmp_path / "projects/p/runs/mig/parts/w1.tlog").stat().st_size
+    assert legacy["w1"]["offset"] == size and legacy["w1"]["last_step"] == 0
+    api.close()
+    record("w1", 2)  # grows while the store is at 0015
+    api = tracklet.Api(tmp_path, store_url=store_url)  # migrates to the head, indexes
+    commits: list[int] = []
+    sa.event.listen(api.store.engine, "commit", lambda connection: commits.append(1))
+    StoreIndexer(api.store, tmp_path).index_all()
+    assert commits == []  # each part got its row as the store opened
+    assert [list(h.values) for h in api.history(["p/mig"], keys=["acc", "acc/l:w2"], buckets=None)] == [[1, 2], [1]]
+    with api.store.engine.connect() as connection:
+        rows = {row.label: row.log_offset for row in connection.execute(sa.select(run_parts))}
+    assert rows == {label: (tmp_path / f"projects/p/runs/mig/parts/{label}.tlog").stat().st_size
+                    for label in ("w1", "w2")}
+    assert "offset" not in api.store.run("p", "mig")["metadata"]["parts"]["w1"]
+    statements: list[str] = []
+    sa.event.listen(api.store.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *rest: statements.append(" ".join(statement.split())))
+    record("w2", 2)
+    StoreIndexer(api.store, tmp_path).index_all()
+    assert any(sql.startswith("UPDATE run_parts") for sql in statements)
+    assert not [sql for sql in statements if sql.startswith("UPDATE runs") and "metadata" in sql]
+    assert [list(h.values) for h in api.history(["p/mig"], keys=["acc/l:w2"], buckets=None)] == [[1, 2]]
+    api.close()
+
+
 def test_secondary_needs_an_id_and_a_free_label(tmp_path):
     quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "primary": False, "label": "r1"}
     with pytest.raises(ValueError, match="pass id="):

@@ -41,7 +41,7 @@ from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  #
 from tracklet.store.run_data import (RUN_DATA_KINDS, RunDataFold, alert_rows, console_rows, last_system_step,
                                      write_alerts, write_console)
 from tracklet.store.tail_cache import RunTails, SeriesTail, TailCache
-from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
+from tracklet.store.schema import alerts, blocks, console_lines, projects, run_parts, runs, series
 from tracklet.store.text import column_length, fit, store_json, stored_key
 from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
 
@@ -82,6 +82,10 @@ _IDS_PER_QUERY = 500
 # A run's row updated, and some of its series of one kind read (a run indexed on its own: a
 # server's every append), built once.
 _UPDATE_RUN = runs.update().where(runs.c.id == sa.bindparam("run_pk"))
+_PART_ROW = sa.select(run_parts).where(run_parts.c.run_pk == sa.bindparam("run_pk"),
+                                       run_parts.c.label == sa.bindparam("label"))
+# A part's fields kept in its ``run_parts`` row (store migration 0016), not in ``metadata["parts"]``.
+_PART_ROW_FIELDS = ("offset", "last_step", "system_ms")
 _RUN_SERIES = sa.select(series).where(series.c.run_pk == sa.bindparam("run_pk"), series.c.kind == sa.bindparam("kind"),
                                       series.c.key.in_(sa.bindparam("keys", expanding=True)))
 # A new run's row before its records say otherwise (its name: the run id).
@@ -98,7 +102,7 @@ _OPTIONAL_RUN_COLUMNS = ("created_at", "updated_at", "exit_code")
 # ``spans`` is derived only where a run's log holds them (``run_pk`` set): spans received over
 # OTLP have no record log and are kept (``drop_derived``).
 # run_sort_values before runs: emptied in one statement, not a cascade per run.
-DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, media, spans, sort_values, runs)
+DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, media, spans, sort_values, run_parts, runs)
 
 
 def json_safe(value: Any) -> Any:
@@ -470,12 +474,12 @@ class Indexer:
                     report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
 
     def parts_to_index(self, group: Iterable[RunPaths]) -> list[tuple[RunPaths, list[str]]]:
-        """Of the parts on disk of these runs, those an index pass has work for: what
-        ``metadata.parts`` records of each (its offset, its state) is read for all of them in a
-        few read-only queries, and a part is left out when its log is as big as what was indexed
-        of it and it isn't a ``running`` part whose writer died meanwhile (``source.alive``). A run
-        the store doesn't have yet is left out too: its own first indexing ingests its parts. So a
-        pass over unchanged shared runs costs a ``stat`` per part, not a transaction per part."""
+        """Of the parts on disk of these runs, those an index pass has work for: their rows of
+        ``run_parts`` (offset, state) are read for all of them in a few read-only queries, and a
+        part is left out when its log is as big as what was indexed of it and it isn't a
+        ``running`` part whose writer died meanwhile (``source.alive``). A run the store doesn't
+        have yet is left out too: its own first indexing ingests its parts. So a pass over
+        unchanged shared runs costs a ``stat`` per part, not a transaction per part."""
         shared = [(paths, labels) for paths in group if (labels := paths.parts())]
         if not shared or not isinstance(self.source, LocalLogs):
             return []
@@ -490,33 +494,39 @@ class Indexer:
                 todo.append((paths, changed))
         return todo
 
-    def _recorded_parts(self, runs_with_parts: list[RunPaths]) -> dict[tuple[str, str], dict[str, Any]]:
-        """``metadata.parts`` of these runs as the store has them, by (project, run id): one
-        read-only query per project and 500 runs; a run the store lacks is missing."""
+    def _recorded_parts(self, runs_with_parts: list[RunPaths]) -> dict[tuple[str, str], dict[str, tuple[int, str]]]:
+        """(offset, state) of each part of these runs that has a ``run_parts`` row, by (project,
+        run id) and label: one read-only query per project and 500 runs; a run the store lacks is
+        missing, one without rows maps to {}."""
         by_project: dict[str, list[str]] = {}
         for paths in runs_with_parts:
             by_project.setdefault(paths.project, []).append(paths.run_id)
-        found: dict[tuple[str, str], dict[str, Any]] = {}
+        found: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
         with self.engine.connect() as connection:
             for project, run_ids in by_project.items():
                 for start in range(0, len(run_ids), 500):
-                    stmt = (sa.select(runs.c.run_id, runs.c.metadata).join(projects, projects.c.id == runs.c.project_id)
+                    stmt = (sa.select(runs.c.run_id, run_parts.c.label, run_parts.c.log_offset, run_parts.c.state)
+                            .select_from(runs.join(projects, projects.c.id == runs.c.project_id)
+                                         .outerjoin(run_parts, run_parts.c.run_pk == runs.c.id))
                             .where(projects.c.name == project, runs.c.run_id.in_(run_ids[start : start + 500])))
-                    for run_id, metadata in connection.execute(stmt):
-                        found[(project, run_id)] = dict((metadata or {}).get("parts") or {})
+                    for run_id, label, offset, state in connection.execute(stmt):
+                        labels = found.setdefault((project, run_id), {})
+                        if label is not None:
+                            labels[label] = (int(offset), state)
         return found
 
-    def _part_changed(self, part: RunPaths, info: Mapping[str, Any] | None) -> bool:
-        """Whether ``_fold_part`` has work for ``part``, whose ``metadata.parts`` entry is ``info``."""
-        if info is None:
+    def _part_changed(self, part: RunPaths, recorded: tuple[int, str] | None) -> bool:
+        """Whether ``_fold_part`` has work for ``part``, whose ``run_parts`` row has ``recorded``
+        (offset, state); one without a row (new, or indexed before store migration 0016) has."""
+        if recorded is None:
             return True
         try:
             size = self.source.size(part)
         except OSError:
             return True  # let the fold report it
-        if size != int(info.get("offset", 0)):
+        if size != recorded[0]:
             return True
-        return info.get("state") == "running" and self.source.alive(part) is False
+        return recorded[1] == "running" and self.source.alive(part) is False
 
     def _crashed_part_summary(self, row: Any, part: RunPaths, label: str, info: dict[str, Any],
                               known_parts: dict[str, Any]) -> dict[str, Any]:
@@ -540,8 +550,14 @@ class Indexer:
             return 0, 0, False
         metadata = dict(row.metadata or {})
         known_parts = dict(metadata.get("parts") or {})
-        info = dict(known_parts.get(label) or {})
-        offset = int(info.get("offset", 0))
+        shown = dict(known_parts.get(label) or {})  # what readers show of the part (metadata["parts"])
+        tracked = connection.execute(_PART_ROW, {"run_pk": row.id, "label": label}).first()
+        if tracked is None:  # new, or indexed before store migration 0016: these were in its entry then
+            offset, last_step, system_ms = (int(shown.get("offset", 0)), shown.get("last_step"),
+                                            shown.get("system_ms"))
+        else:
+            offset, last_step, system_ms = int(tracked.log_offset), tracked.last_step, tracked.system_ms
+        info = {name: value for name, value in shown.items() if name not in _PART_ROW_FIELDS}
         part = paths.part_paths(label)
         size = self.source.size(part)
         if size < offset:  # replaced by a shorter log: what was indexed of it stays; say so
@@ -549,12 +565,19 @@ class Indexer:
                                 f"({size} < {offset} bytes); `tracklet index --rebuild` indexes it again")
             return 0, 0, False
         if size == offset:
+            changes: dict[str, Any] = {}
             if info.get("state") == "running" and self.source.alive(part) is False:
                 info["state"] = "crashed"
+                changes["summary"] = self._crashed_part_summary(row, part, label, info, known_parts)
+            if tracked is None or tracked.state != info.get("state"):  # (a row for a part indexed before 0016)
+                self._save_part(connection, row.id, label, tracked is not None, offset,
+                                info.get("state") or "running", last_step, system_ms)
+            if info != shown:
                 known_parts[label] = info
                 metadata["parts"] = known_parts
-                connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json({
-                    "metadata": metadata, "summary": self._crashed_part_summary(row, part, label, info, known_parts)})})
+                changes["metadata"] = metadata
+            if changes:
+                connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(changes)})
             return 0, 0, False
         result = self.source.read_from(part, offset, self.chunk_bytes)
         fold = _RunFold(SimpleNamespace(config={}, summary={}, keys=list(info.get("keys") or []), last_step=None,
@@ -611,25 +634,42 @@ class Indexer:
         if fold.spans:  # its traces are the run's (trace and span ids are random: no two writers share one)
             write_spans(connection, log_span_rows(project_id, row.id, paths.run_id, fold.spans))
         if fold.data.window_times:
-            last_ms = info.get("system_ms")
+            last_ms = system_ms
             for kind, by_name in fold.data.system_series(int(last_ms) if last_ms is not None else None).items():
                 renamed = {stored_key(system_key(label, name)): found for name, found in by_name.items()}
                 self._write_series(connection, row.id, kind, renamed, None, joined)
-                info["system_ms"] = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
-                                        + ([int(last_ms)] if last_ms is not None else []))
+                system_ms = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
+                                + ([int(last_ms)] if last_ms is not None else []))
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
         if fold.data.metadata.get("pid"):
             info["pid"] = fold.data.metadata["pid"]
-        info.update(offset=result.end_offset, state=state,
-                    exit_code=exit.exit_code if exit is not None else info.get("exit_code") if state != "running"
-                    else None, last_step=fold.last_step if fold.last_step is not None else info.get("last_step"))
-        known_parts[label] = info
-        metadata["parts"] = known_parts
-        values["metadata"] = metadata
-        connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(values)})
+        info.update(state=state, exit_code=exit.exit_code if exit is not None else info.get("exit_code")
+                    if state != "running" else None)
+        # The part's offset, last step and system time: its own row. The run's metadata is written
+        # only when what readers show of the part changed (its state, keys, host): not per chunk.
+        self._save_part(connection, row.id, label, tracked is not None, result.end_offset, state,
+                        fold.last_step if fold.last_step is not None else last_step, system_ms)
+        if info != shown:
+            known_parts[label] = info
+            metadata["parts"] = known_parts
+            values["metadata"] = metadata
+        if values:
+            connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(values)})
         self._tails.take(row.id, None)  # the run's series changed behind what the indexer kept of them
         return points, result.end_offset - offset, more
+
+    @staticmethod
+    def _save_part(connection: sa.Connection, run_pk: int, label: str, exists: bool, offset: int, state: str,
+                   last_step: Any, system_ms: Any) -> None:
+        """Write part ``label``'s row of ``run_parts`` (one row: what changes with every chunk)."""
+        fields = {"log_offset": offset, "state": state, "last_step": None if last_step is None else int(last_step),
+                  "system_ms": None if system_ms is None else int(system_ms)}
+        if exists:
+            connection.execute(run_parts.update().where(run_parts.c.run_pk == run_pk, run_parts.c.label == label)
+                               .values(**fields))
+        else:
+            connection.execute(run_parts.insert().values(run_pk=run_pk, label=label, **fields))
 
     def _take_keys_from_parts(self, connection: sa.Connection, row: Any, fold: _RunFold) -> None:
         """The primary logs keys a shared run's part owned until now (core/parts.py): that part's
@@ -1205,6 +1245,7 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(artifact_edges.delete().where(artifact_edges.c.run_pk == run_pk))
     connection.execute(media.delete().where(media.c.run_pk == run_pk))
     connection.execute(spans.delete().where(spans.c.run_pk == run_pk))
+    connection.execute(run_parts.delete().where(run_parts.c.run_pk == run_pk))
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 

@@ -135,6 +135,22 @@ alerts = sa.Table(
     sa.Column("text", sa.Text, nullable=False),  # at most MAX_ALERT_TEXT characters
 )
 
+# A shared run's parts (its secondary writers' logs, docs/shared-runs.md): how far each is indexed
+# and what changes with every chunk of it, one row per (run, label), so indexing a part's new
+# records writes one small row, not the run's whole ``metadata["parts"]`` (store migration 0016).
+# What readers show of a part (its state, exit code, host, keys) stays in ``metadata["parts"]``,
+# rewritten only when that changes.
+run_parts = sa.Table(
+    "run_parts",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("label", sa.String(128), primary_key=True),
+    sa.Column("log_offset", sa.BigInteger, nullable=False),  # bytes of the part's log indexed
+    sa.Column("state", sa.String(16), nullable=False),  # as metadata["parts"][label]["state"]
+    sa.Column("last_step", sa.BigInteger, nullable=True),  # the part's last history step
+    sa.Column("system_ms", sa.BigInteger, nullable=True),  # its last system metrics sample's time
+)
+
 # Artifact lineage (``artifact_edges``) is defined beside its queries, on this ``metadata``.
 from tracklet.store import lineage as _lineage  # noqa: E402,F401
 # Logged media (``media``) likewise.

@@ -8,6 +8,7 @@ touches a copy it cuts a torn tail (a server killed inside a write) back to the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -278,13 +279,18 @@ class LogCopies:
                     return handle.read(end - start)
 
             tail = new_tail(body, offset, size, stored)
-            if tail and size == 0 and part is not None:
-                self._check_new_part(paths.part_paths(part))
-            if tail:
-                keys = check_records(tail, size, self.key_counts.at(project, counted, size, stored, indexed),
-                                     f"{project}/{counted}")
-                self._write(paths, size, tail)
-                self.key_counts.set(project, counted, size + len(tail), keys)
+            # A new part is created under the run's own lock too (the lock order: a part's, then the
+            # run's), so two labels that differ in case, or the parts past the limit, can't race in.
+            creating = bool(tail) and size == 0 and part is not None
+            with self._lock(run_paths(self.root, project, run_id)) if creating else contextlib.nullcontext():
+                if creating:
+                    check_label(paths)
+                    self._check_new_part(paths)
+                if tail:
+                    keys = check_records(tail, size, self.key_counts.at(project, counted, size, stored, indexed),
+                                         f"{project}/{counted}")
+                    self._write(paths, size, tail)
+                    self.key_counts.set(project, counted, size + len(tail), keys)
             return AppendResult(offset=size + len(tail), appended=len(tail))
 
     @staticmethod

@@ -27,8 +27,9 @@ def start_quietly(**init_args: Any) -> Any:
 def join_run_part(part: Any, project: str, run_id: str, label: str, init_args: dict[str, Any]) -> Any:
     """This process's part, secondary writer ``label``, of run ``project/run_id``: ``part`` itself
     while it is that run's and live; otherwise ``part`` is finished and a part is started with the
-    integration's ``dir``, ``mode`` and ``settings`` (not its name, config or tags: a secondary
-    takes the run's)."""
+    integration's ``dir``, ``mode``, ``settings`` and ``resume`` (not its name, config or tags: a
+    secondary takes the run's; ``resume``: a rank restarted on another machine continues its part,
+    downloaded from the server, as the primary continues the run)."""
     if part is not None and not part.finished:
         if part.id == run_id:
             return part
@@ -38,4 +39,4 @@ def join_run_part(part: Any, project: str, run_id: str, label: str, init_args: d
         settings = settings.explicit_fields()
     settings = {**(settings or {}), "primary": False, "label": label}
     return start_quietly(project=project, id=run_id, dir=init_args.get("dir"), mode=init_args.get("mode"),
-                         settings=settings)
+                         settings=settings, resume=init_args.get("resume"))

@@ -547,6 +547,32 @@ def test_far_pages_by_a_json_key_cost_no_more_than_the_json_sort(store_url, tmp_
         store.close()
 
 
+def test_a_page_of_a_keys_strings_reads_the_page_not_the_part(pg_url, tmp_path):
+    """With planner statistics, the first page of a key whose values are strings (every run's
+    ``config.opt``, in a store where most values are numbers of the summary) reads the page's
+    index entries and runs: PostgreSQL's estimate of the key's strings multiplied in the shares of
+    config values and of strings among every key's values, and it read the whole part joined to
+    every run of the project, then sorted it (2,000 runs: at 300 a hash join of every run is the
+    cheaper plan, by any estimate). SQLite's planner has no such estimate to take."""
+    from test_store_plans import listing_cost
+
+    store = Store(pg_url, root=tmp_path)
+    try:
+        _project_of_runs(store, *({"run_id": f"r{i:04d}", "config": {"opt": f"o{(i * 7) % 2000:04d}"},
+                                   "summary": {f"m{k}": float(i % 7) for k in range(5)}} for i in range(2000)))
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+        for order_by in ("config.opt", "-config.opt"):
+            cost, rows = listing_cost(store, project="p", order_by=order_by, limit=50)
+            with as_before():
+                expected = store.runs("p", order_by=order_by, limit=50)
+            assert rows == expected and len(rows) == 50
+            # the page's 50 entries and runs, and the probes of the key's index (its numbers: none)
+            assert cost <= 2 * 50 + 5, (order_by, cost)
+    finally:
+        store.close()
+
+
 def test_numbers_past_a_double_filter_and_sort_as_infinities_everywhere(store_url, tmp_path):
     """The class of the test above: every reading of a JSON number on PostgreSQL (filters' comparisons,
     ``in``, list equality, a sort's later keys, a sort the table can't serve) takes an integer past a

@@ -478,6 +478,9 @@ def test_sorts_mixing_builtin_joined_and_json_keys_list_in_order(store_url, tmp_
     store = _store(store_url, tmp_path, 40, server=True)
     try:
         with store.engine.begin() as connection:  # runs without a creator, a creation time, an lr
+            # and a creator of a run the store doesn't hold (not indexed yet): not one of its runs
+            connection.execute(server_schema.run_creators.insert().values(
+                project="p", run_id="ghost", user_id=1, user_name="u0", created_at=0.0))
             connection.execute(runs.insert(), [
                 {"project_id": 1, "run_id": run_id, "name": "", "state": state, "tags": [], "config": config,
                  "summary": {}, "keys": [], "created_at": created, "log_path": f"p/{run_id}.log", "metadata": {}}
@@ -505,7 +508,8 @@ def test_sorts_mixing_builtin_joined_and_json_keys_list_in_order(store_url, tmp_
 
             expected = [row["run_id"] for row in sorted(every, key=functools.cmp_to_key(compare))]
             assert len(expected) == 43
-            for offset, limit in ((0, 7), (36, 10), (50, 5)):
+            # across the runs with a creator (40), then the others (43), and past every run
+            for offset, limit in ((0, 7), (36, 10), (39, 2), (40, 2), (41, 1), (42, 3), (43, 1), (50, 5)):
                 found = store.runs("p", order_by=order_by, offset=offset, limit=limit, fields=fields)
                 assert [row["run_id"] for row in found] == expected[offset:offset + limit], (order_by, offset)
             assert [row["run_id"] for row in store.runs("p", order_by=order_by, fields=fields)] == expected, order_by

@@ -78,12 +78,15 @@ class JoinedSort:
     every column of ``JoinedFields.columns``), ordered by ``key`` then the other sort keys then
     ``run_id`` (the owner's copy of the run id, so an index on (..., key, run_id) gives the
     order), then the runs without one (``missing``, a condition over ``JoinedFields.join``'s
-    source), ordered by the other keys: they sort last in either direction, as missing values do."""
+    source), ordered by the other keys: they sort last in either direction, as missing values do.
+    ``rows``: the owner's rows of the project, a condition on its table alone that an index of it
+    starts with (a page past them is told so by that index, not by reading them), or None."""
 
     join: Callable[[sa.FromClause, sa.ColumnElement[str]], sa.FromClause]
     key: sa.ColumnElement[Any]
     run_id: sa.ColumnElement[str]
     missing: sa.ColumnElement[bool]
+    rows: sa.ColumnElement[bool] | None = None
 
 
 class Store(RunDataQueries):
@@ -303,7 +306,16 @@ class Store(RunDataQueries):
 
         first = [joined_sort.key.desc() if descending else joined_sort.key.asc(), *rest, *tie(joined_sort.run_id)]
         with_row = joined_sort.join(runs, runs.c.run_id)
-        listed = [dict(row) for row in connection.execute(select(with_row, first, [], offset, limit)).mappings()]
+        listed: list[dict[str, Any]] = []
+        past_rows = False
+        if offset and joined_sort.rows is not None:
+            # The owner's rows of the project no more than the offset (its index alone, stopped at
+            # the entry past the offset): the page starts past the runs with a row, which are
+            # counted below, not read at the offset first (each one's run read by id), then counted.
+            entry = sa.select(sa.literal(1)).where(joined_sort.rows).limit(1).offset(offset)
+            past_rows = connection.execute(entry).first() is None
+        if not past_rows:
+            listed = [dict(row) for row in connection.execute(select(with_row, first, [], offset, limit)).mappings()]
         if limit is not None and len(listed) >= limit:
             return listed
         skip = 0

@@ -4,6 +4,7 @@ the indexer:
 
     python benchmarks/sort_values.py                      # 50k runs, SQLite and PostgreSQL
     python benchmarks/sort_values.py --runs 10000 --backend sqlite --skip-indexing
+    python benchmarks/sort_values.py --runs 2000 --skip-indexing --user-pages   # far pages, by user too
 
 Listings: one store per backend of N runs in one project (config: a float ``lr``, a string
 ``optimizer``, a nested int ``model.depth``; summary: 10 floats, a few runs without ``loss``), with
@@ -11,7 +12,14 @@ planner statistics (SQLite ``ANALYZE``, PostgreSQL ``VACUUM ANALYZE``). Each pag
 ``Store.runs`` in one process, A: as before (``sort_values.sort_path`` answers None, so the JSON
 sort of ``filters.compile_sort`` orders every run), B: through the table, alternating A/B, B/A.
 Reported per page: SQLite's virtual-machine instructions (a progress handler called on each) or
-PostgreSQL's rows read from ``runs`` and ``run_sort_values`` (EXPLAIN ANALYZE), and the median ms.
+PostgreSQL's rows read from ``runs`` and ``run_sort_values`` (EXPLAIN ANALYZE; in parentheses, those
+of them that are entries of an index read alone), and the median ms. Pages at offsets: a tenth to
+the end of the order, under and past the third of the runs where PostgreSQL reads the JSON sort
+(``store.JSON_SORT_PAST``), among and past the runs lacking the key.
+
+``--user-pages``: a server's store (three in four runs credited to a user) and pages sorted by
+``user`` across and past the credited runs, A: read at the offset, then counted (``JoinedSort.rows``
+None, as before), B: the creators' index asked first.
 
 Indexing: 3 runs of 30,000 steps logging 10 floats, recorded once (``--summary-every-drain``:
 the sender writes the summary at each wake-up instead of every 5 s, many more summary updates to
@@ -65,9 +73,16 @@ TRIGGERS = ("insert", "config", "summary", "copies")
 
 
 def far_pages(count: int) -> dict[str, dict[str, Any]]:
-    """Pages at the end of the order, by the runs in the project (one in 50 lacks ``loss``)."""
+    """Pages further into the order, by the runs in the project (one in 50 lacks ``loss``): under
+    and past the third of the runs where PostgreSQL reads the JSON sort (``store.JSON_SORT_PAST``),
+    and at the end."""
     lacking = len(range(0, count, 50))
     return {
+        "config.optimizer (strings), offset a tenth": dict(order_by="config.optimizer", limit=50, offset=count // 10),
+        "-config.lr, offset a fifth": dict(order_by="-config.lr", limit=50, offset=count // 5),
+        "summary.loss, offset 3/10": dict(order_by="summary.loss", limit=50, offset=count * 3 // 10),
+        "config.lr, offset half": dict(order_by="config.lr", limit=50, offset=count // 2),
+        "summary.loss, offset 95%": dict(order_by="summary.loss", limit=50, offset=count * 95 // 100),
         "summary.loss, offset past every run": dict(order_by="summary.loss", limit=50, offset=count + 1000),
         "-summary.loss, among the runs lacking it": dict(order_by="-summary.loss", limit=50,
                                                         offset=count - lacking + lacking // 2),
@@ -75,6 +90,35 @@ def far_pages(count: int) -> dict[str, dict[str, Any]]:
                                                              offset=count - lacking - 25),
         "config.lr, its last page": dict(order_by="config.lr", limit=50, offset=count - 20),
     }
+
+
+def split_cost(engine: sa.Engine, statement: str, parameters: Any) -> tuple[int, int]:
+    """PostgreSQL: (rows read from runs and run_sort_values, of them index entries read alone:
+    an Index Only Scan's), from EXPLAIN ANALYZE as ``test_store_plans.cost`` counts them; SQLite:
+    (VM instructions, 0)."""
+    if engine.dialect.name == "sqlite":
+        return cost(engine, statement, parameters), 0
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+        (plan,) = cursor.fetchone()
+    finally:
+        raw.close()
+    found = [0, 0]
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("Relation Name") in ("runs", "run_sort_values"):
+            read = (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
+            found[0] += read
+            if node["Node Type"] == "Index Only Scan":
+                found[1] += read
+        for child in node.get("Plans", []):
+            walk(child)
+
+    for top in plan:
+        walk(top["Plan"])
+    return found[0], found[1]
 
 
 def fill(store: Store, count: int) -> None:
@@ -116,7 +160,7 @@ def listings(url: str, root: Path, count: int, rounds: int, repeats: int) -> lis
     store = Store(url, root=root)
     try:
         fill(store, count)
-        costs: dict[tuple[str, bool], int] = {}
+        costs: dict[tuple[str, bool], tuple[int, int]] = {}
         times: dict[tuple[str, bool], list[float]] = {}
         pages: dict[tuple[str, bool], list[str]] = {}
         listed_pages = {**PAGES, **far_pages(count)}
@@ -128,7 +172,8 @@ def listings(url: str, root: Path, count: int, rounds: int, repeats: int) -> lis
                             with statements(store.engine) as seen:
                                 rows = store.runs(PROJECT, fields=FIELDS, **kwargs)
                             pages[(name, before)] = [row["run_id"] for row in rows]
-                            costs[(name, before)] = sum(cost(store.engine, s, p) for s, p in seen)
+                            split = [split_cost(store.engine, s, p) for s, p in seen]
+                            costs[(name, before)] = (sum(c for c, _ in split), sum(e for _, e in split))
                         store.runs(PROJECT, fields=FIELDS, **kwargs)
                         spent = []
                         for _ in range(repeats):
@@ -140,11 +185,94 @@ def listings(url: str, root: Path, count: int, rounds: int, repeats: int) -> lis
         for name in listed_pages:
             assert pages[(name, True)] == pages[(name, False)], f"{name}: the pages differ"
             a, b = statistics.median(times[(name, True)]), statistics.median(times[(name, False)])
-            rows.append([f"{store.engine.dialect.name} {count:,}: {name}", f"{costs[(name, True)]:,}",
-                         f"{costs[(name, False)]:,}", f"{a * 1e3:.2f}", f"{b * 1e3:.2f}", f"{a / b:.1f}"])
+            rows.append([f"{store.engine.dialect.name} {count:,}: {name}", _cost(costs[(name, True)]),
+                         _cost(costs[(name, False)]), f"{costs[(name, False)][0] / costs[(name, True)][0]:.2f}",
+                         f"{a * 1e3:.2f}", f"{b * 1e3:.2f}", f"{b / a:.2f}"])
         return rows
     finally:
         store.close()
+
+
+def user_pages(url: str, root: Path, count: int, rounds: int, repeats: int) -> list[list[str]]:
+    """Pages of a server's runs sorted by ``user`` (three in four runs credited), across and past
+    the credited runs: A: read at the offset among the credited runs, then counted when none is
+    there (``JoinedSort.rows`` None, as before); B: the creators' index tells the page starts past
+    them, and they are counted. Cost: SQLite VM instructions; PostgreSQL rows read from runs,
+    run_creators and users."""
+    import dataclasses
+
+    from test_store_plans import _rows_read, _store
+
+    from tracklet.server import run_creators as creators
+    from tracklet.server import schema as server_schema
+
+    store = _store(url, root, count, server=True)
+    credited = 3 * count // 4
+    with store.engine.begin() as connection:
+        connection.execute(server_schema.run_creators.delete().where(
+            server_schema.run_creators.c.run_id >= f"r{credited:06d}"))
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+
+    def joined(before: bool) -> Any:
+        fields = creators.joined_fields(PROJECT_OF_USERS)
+        if before:
+            fields = dataclasses.replace(fields, sorts={"user": dataclasses.replace(fields.sorts["user"], rows=None)})
+        return lambda project: fields
+
+    def page_cost(statement: str, parameters: Any) -> int:
+        if store.engine.dialect.name == "sqlite":
+            return cost(store.engine, statement, parameters)
+        raw = store.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            (plan,) = cursor.fetchone()
+            return _rows_read(plan, ("runs", "run_creators", "users"))
+        finally:
+            raw.close()
+
+    pages = {"user, offset among the uncredited runs": dict(order_by="user", offset=credited + count // 8),
+             "-user, its last page": dict(order_by="-user", offset=count - 20),
+             "user, offset half (within the credited)": dict(order_by="user", offset=count // 2)}
+    fields = ("run_id", "name", "state", "user")
+    try:
+        costs: dict[tuple[str, bool], int] = {}
+        times: dict[tuple[str, bool], list[float]] = {}
+        listed: dict[tuple[str, bool], list[str]] = {}
+        for round_ in range(rounds):
+            for before in ((True, False) if round_ % 2 == 0 else (False, True)):
+                store.project_joined_fields = joined(before)
+                for name, kwargs in pages.items():
+                    if round_ == 0:
+                        with statements(store.engine) as seen:
+                            rows = store.runs(PROJECT_OF_USERS, fields=fields, limit=50, **kwargs)
+                        listed[(name, before)] = [row["run_id"] for row in rows]
+                        costs[(name, before)] = sum(page_cost(s, p) for s, p in seen)
+                    spent = []
+                    for _ in range(repeats):
+                        started = time.perf_counter()
+                        store.runs(PROJECT_OF_USERS, fields=fields, limit=50, **kwargs)
+                        spent.append(time.perf_counter() - started)
+                    times.setdefault((name, before), []).append(statistics.median(spent))
+        rows = []
+        for name in pages:
+            assert listed[(name, True)] == listed[(name, False)], f"{name}: the pages differ"
+            a, b = statistics.median(times[(name, True)]), statistics.median(times[(name, False)])
+            rows.append([f"{store.engine.dialect.name} {count:,}: {name}", f"{costs[(name, True)]:,}",
+                         f"{costs[(name, False)]:,}", f"{costs[(name, False)] / costs[(name, True)]:.2f}",
+                         f"{a * 1e3:.2f}", f"{b * 1e3:.2f}", f"{b / a:.2f}"])
+        return rows
+    finally:
+        store.close()
+
+
+PROJECT_OF_USERS = "p"  # test_store_plans.fill's project
+
+
+def _cost(found: tuple[int, int]) -> str:
+    return f"{found[0]:,}" + (f" ({found[1]:,})" if found[1] else "")
 
 
 def record_runs(root: Path, steps: int, every_drain: bool) -> None:
@@ -257,10 +385,12 @@ def main() -> None:
     parser.add_argument("--skip-listings", action="store_true")
     parser.add_argument("--summary-every-drain", action="store_true")
     parser.add_argument("--updates", type=int, default=0, help="also time this many summary updates, A/B")
+    parser.add_argument("--user-pages", action="store_true", help="also pages of a server's runs sorted by user, A/B")
     args = parser.parse_args()
     print(f"load: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     listed: list[list[str]] = []
     indexed: list[list[str]] = []
+    users: list[list[str]] = []
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sort-values-")))
         postgres = None
@@ -279,13 +409,21 @@ def main() -> None:
             if not args.skip_listings:
                 listed += listings(make_url(f"list{args.runs}"), scratch / f"list-{backend}", args.runs, args.rounds,
                                    args.repeats)
+            if args.user_pages:
+                users += user_pages(make_url(f"users{args.runs}"), scratch / f"users-{backend}", args.runs,
+                                    args.rounds, args.repeats)
             if args.updates:
                 indexed += summary_updates(make_url, scratch / f"upd-{backend}", args.index_rounds, args.updates)
             if not args.skip_indexing:
                 indexed += indexing(make_url, scratch, backend, args.steps, args.index_rounds, args.summary_every_drain)
     if listed:
-        print_table(listed, header=["page of 50", "A cost", "B cost", "A ms", "B ms", "A/B"])
-        print("cost: SQLite VM instructions; PostgreSQL rows read from runs and run_sort_values")
+        print_table(listed, header=["page of 50", "A cost", "B cost", "B/A cost", "A ms", "B ms", "B/A ms"])
+        print("cost: SQLite VM instructions; PostgreSQL rows read from runs and run_sort_values, index entries "
+              "included (in parentheses: of them, entries of an index read alone)")
+    if users:
+        print_table(users, header=["page of 50 by user", "A cost", "B cost", "B/A cost", "A ms", "B ms", "B/A ms"])
+        print("cost: SQLite VM instructions; PostgreSQL rows read from runs, run_creators and users, index entries "
+              "included")
     if indexed:
         for row in indexed:
             print(" | ".join(row))

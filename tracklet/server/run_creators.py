@@ -56,7 +56,7 @@ def joined_fields(project: str) -> JoinedFields:
                 .outerjoin(users, users.c.id == run_creators.c.user_id))
 
     sort = JoinedSort(join=credited, key=run_creators.c.user_name, run_id=run_creators.c.run_id,
-                      missing=run_creators.c.run_id.is_(None))
+                      missing=run_creators.c.run_id.is_(None), rows=on_project)
     # The listed and filtered name is the users table's (a filter on the copy in run_creators let
     # PostgreSQL's estimates turn "the newest 10 of one user" into a hash join of every run).
     return JoinedFields(join=join, columns={"user": sa.func.coalesce(users.c.name, "")}, sorts={"user": sort})

@@ -36,6 +36,11 @@ LIST_FIELDS = tuple(field for field in RUN_FIELDS if field not in ("keys", "meta
 # A filtered page is read through its alternatives' index lookups (Store._alternatives_are_few)
 # while they select at most this many runs per row the page needs (offset + limit).
 UNION_PER_PAGE_ROW = 10
+# On PostgreSQL, a page sorted by a config or summary key that reaches past this share of the
+# project's runs (offset + limit) is read by the one JSON sort of every run, not in parts
+# (Store._by_sort_values): each run skipped in parts costs an index entry and a run read by id,
+# and past a third of the project that is more than the sort's one read of each run.
+JSON_SORT_PAST = 1 / 3
 #: Seconds a listing with a filter may spend in one statement before it fails as ``QueryTimeout``
 #: (``Store.filter_timeout``; ``$TRACKLET_STORE_FILTER_TIMEOUT``, 0 for none): PostgreSQL's
 #: ``statement_timeout`` for the listing's transaction, SQLite's progress handler over the listing's
@@ -73,12 +78,15 @@ class JoinedSort:
     every column of ``JoinedFields.columns``), ordered by ``key`` then the other sort keys then
     ``run_id`` (the owner's copy of the run id, so an index on (..., key, run_id) gives the
     order), then the runs without one (``missing``, a condition over ``JoinedFields.join``'s
-    source), ordered by the other keys: they sort last in either direction, as missing values do."""
+    source), ordered by the other keys: they sort last in either direction, as missing values do.
+    ``rows``: the owner's rows of the project, a condition on its table alone that an index of it
+    starts with (a page past them is told so by that index, not by reading them), or None."""
 
     join: Callable[[sa.FromClause, sa.ColumnElement[str]], sa.FromClause]
     key: sa.ColumnElement[Any]
     run_id: sa.ColumnElement[str]
     missing: sa.ColumnElement[bool]
+    rows: sa.ColumnElement[bool] | None = None
 
 
 class Store(RunDataQueries):
@@ -298,7 +306,16 @@ class Store(RunDataQueries):
 
         first = [joined_sort.key.desc() if descending else joined_sort.key.asc(), *rest, *tie(joined_sort.run_id)]
         with_row = joined_sort.join(runs, runs.c.run_id)
-        listed = [dict(row) for row in connection.execute(select(with_row, first, [], offset, limit)).mappings()]
+        listed: list[dict[str, Any]] = []
+        past_rows = False
+        if offset and joined_sort.rows is not None:
+            # The owner's rows of the project no more than the offset (its index alone, stopped at
+            # the entry past the offset): the page starts past the runs with a row, which are
+            # counted below, not read at the offset first (each one's run read by id), then counted.
+            entry = sa.select(sa.literal(1)).where(joined_sort.rows).limit(1).offset(offset)
+            past_rows = connection.execute(entry).first() is None
+        if not past_rows:
+            listed = [dict(row) for row in connection.execute(select(with_row, first, [], offset, limit)).mappings()]
         if limit is not None and len(listed) >= limit:
             return listed
         skip = 0
@@ -344,8 +361,22 @@ class Store(RunDataQueries):
         with_value = source.join(values, values.c.run_pk == runs.c.id)
         at = [values.c.project_id == project_id_of(project), values.c.source == code, values.c.path == path]
         order = [direction(values.c.num), direction(values.c.text), *rest, *tie(values.c.run_id)]
+        at_strings = [*at, values.c.rank == STRING]
+        if connection.dialect.name == "postgresql":
+            # The source and the rank of a key's strings as values the planner doesn't see (an
+            # InitPlan's, as the project's id is): it multiplied the shares of config (or summary)
+            # values and of strings among every key's values into the key's entries, as if
+            # independent of the path (a path is of one source, its values mostly of one kind),
+            # and read a first page as the whole part joined to every run of the project, sorted,
+            # where the index gives the order. Unseen, each selects a share of its distinct values
+            # (docs/store.md: what extended statistics would tell it instead).
+            def unseen(value: int) -> Any:
+                return sa.select(sa.literal(value, sa.SmallInteger)).scalar_subquery()
+
+            at_strings = [values.c.project_id == project_id_of(project), values.c.source == unseen(code),
+                          values.c.path == path, values.c.rank == unseen(STRING)]
         parts = [(with_value, order, [*at, values.c.rank == NUMBER]),
-                 (with_value, order, [*at, values.c.rank == STRING]),
+                 (with_value, order, at_strings),
                  (source, [*rest, *tie(runs.c.run_id)], [missing(code, path)])]
         ranges = key_ranges(parsed, field) if parsed is not None else None
         if ranges is not None:  # only runs whose value is of one kind can match the filter
@@ -360,8 +391,31 @@ class Store(RunDataQueries):
             past = sa.select(sa.literal(1)).where(*conditions).limit(1).offset(bound)
             return connection.execute(past).first() is None
 
+        in_project = runs.c.project_id == project_id_of(project)
+        runs_counted: tuple[int, int] | None = None  # (the project's runs, up to a bound; the bound)
+
         def runs_at_most(bound: int) -> bool:  # the project's runs, whatever the filter selects
-            return at_most(bound, runs.c.project_id == project_id_of(project))
+            if runs_counted is not None:
+                found, counted_to = runs_counted
+                if found <= counted_to or bound < found:  # told by the count already made
+                    return found <= bound
+            return at_most(bound, in_project)
+
+        if offset and len(parts) > 1 and connection.dialect.name == "postgresql":
+            # A far page on PostgreSQL: the project's runs, counted in their index up to the runs
+            # that make the page reach past JSON_SORT_PAST of them (a read of the index alone).
+            # None past the offset: the page is empty. Few enough: the page is read as the JSON
+            # sort (None: the caller's reading), one read of each run, where reading in parts
+            # would read an index entry and the run for each run skipped, and PostgreSQL's planner
+            # reads a whole part, joined to every run, at a large offset into it (docs/store.md).
+            bound = offset if limit is None else max(offset, int((offset + limit) / JSON_SORT_PAST))
+            counted = connection.execute(sa.select(sa.func.count()).select_from(
+                sa.select(sa.literal(1)).where(in_project).limit(bound + 1).subquery())).scalar_one()
+            if counted <= offset:
+                return []
+            if limit is None or counted <= bound:
+                return None
+            runs_counted = (int(counted), bound)
 
         for at_part, (part_from, part_order, conditions) in enumerate(parts):
             more = None if limit is None else limit - len(listed)
@@ -380,10 +434,12 @@ class Store(RunDataQueries):
                 # least half the runs before the page, it is read as before (the JSON sort of the
                 # runs the filter selects): the runs without a number would be found among them by
                 # id, after an exact count of the numbers (a join of each to its run), which
-                # together cost more than that one read (docs/store.md).
+                # together cost more than that one read (docs/store.md). (PostgreSQL's far pages
+                # went to that sort above: here the page is within the first JSON_SORT_PAST of the
+                # project's runs, and the numbers fewer still.)
                 if runs_at_most(offset):
                     return []
-                if not at_most(offset // 2, *conditions):
+                if runs_counted is None and not at_most(offset // 2, *conditions):
                     return None
                 skip -= count()
                 continue

@@ -361,6 +361,18 @@ class Run:
     def __repr__(self) -> str:
         return f"<wandb compat Run {self.path} (tracklet)>"
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """W&B lets a child process log to a run passed to it (its service process takes every
+        process's records); tracklet's run records through this process's writer, so a run sent to a
+        child (``spawn``, ``Pool`` arguments) is refused by name with the shared-run call to use
+        instead, not with pickle's "cannot pickle '_thread.lock' object"."""
+        from tracklet.core.run import _unpicklable_message
+
+        raise TypeError(_unpicklable_message(
+            "wandb run", self._run.project, self._run.id,
+            'wandb.init(project={project!r}, id={id!r}, settings=wandb.Settings(mode="shared", '
+            'x_primary=False, x_label="worker-1"))', "wandb.init(group=...)"))
+
     # ---------------------------------------------------------------- recording
 
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None,

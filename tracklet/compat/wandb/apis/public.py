@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb.apis import _artifact_lists
-from tracklet.compat.wandb.apis.filters import to_filter, to_order
+from tracklet.compat.wandb.apis.filters import config_path, to_filter, to_order
 from tracklet.compat.wandb.errors import CommError, UsageError
 
 _INTERNAL = ("_step", "_timestamp", "_runtime")
@@ -899,7 +899,7 @@ class Sweep:
         descending = not order.startswith("+")
         key = order[1:] if order[:1] in ("+", "-") else order
         in_config = key.startswith("config.")
-        key = key.removeprefix("config.").removesuffix(".value") if in_config else (
+        key = ".".join(config_path(key.removeprefix("config."))) if in_config else (
             key.removeprefix("summary_metrics.").removeprefix("summary."))
         scored = [(value, run) for run in self.runs
                   if isinstance(value := _dotted(run.config if in_config else run.summary, key), (int, float))

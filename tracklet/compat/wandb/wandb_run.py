@@ -654,10 +654,20 @@ class Run:
         import re
 
         if name is None:
+            # W&B's: "source-" + make_artifact_name_safe(f"{project}-{program_relpath}"), the program's
+            # path relative to the working directory ("sub/train.py": source-p-sub_train.py), whatever
+            # root log_code reads. Until session 29 it was relative to that root ("../train.py" gave
+            # "source-p-.-train.py") with "-" for W&B's "_". A program outside the working directory
+            # (W&B: "None") is named by its file name; no program file (python -c): the run id.
             program = sys.argv[0] if sys.argv and sys.argv[0] and os.path.isfile(sys.argv[0]) else None
-            tail = os.path.relpath(os.path.abspath(program), base) if program else self._run.id
-            name = re.sub(r"[^A-Za-z0-9._-]", "-", f"source-{self._run.project}-{tail}")
-            name = re.sub(r"\.{2,}", ".", name)[:128]
+            tail = self._run.id
+            if program:
+                tail = os.path.relpath(os.path.abspath(program), os.getcwd())
+                if tail.startswith(".."):
+                    tail = os.path.basename(program)
+            name = "source-" + re.sub(r"[^a-zA-Z0-9_\-.]", "_", f"{self._run.project}-{tail}")
+            if len(name) > 128:
+                name = name[:63] + ".." + name[-63:]
         artifact = data_types.Artifact(name, "code")
         for path in found:
             artifact.add_file(path, name=os.path.relpath(path, base))

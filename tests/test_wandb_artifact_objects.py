@@ -256,6 +256,39 @@ def test_w_and_b_segmentation_example_with_classes_and_a_joined_table(root, monk
     assert recorded.summary["loss"] == 0.5 and "joined" not in recorded.summary
 
 
+def test_a_joined_table_round_trips_through_an_artifact_as_w_and_b_stores_it(root, monkeypatch):
+    """W&B's "join tables" guide: ``artifact.add(wandb.JoinedTable(t1, t2, "id"), name)`` and
+    ``artifact.get(name)``. Until session 29 ``add`` raised ArtifactError (it took tables and media
+    only). Stored as W&B's ``<name>.joined-table.json`` naming the two tables' files: one added
+    before is not stored again, one not added is added as ``t<n>_<id>``; a path names a table the
+    artifact must hold (W&B's ValueError)."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    preds = wandb.Table(columns=["id", "pred"], data=[[1, "cat"], [2, "dog"]])
+    labels = wandb.Table(columns=["id", "label"], data=[[1, "cat"], [2, "cat"]])
+    with wandb.init(project="joins") as run:
+        artifact = wandb.Artifact("eval", type="analysis")
+        artifact.add(preds, "preds")
+        artifact.add(wandb.JoinedTable(preds, labels, "id"), "joined")
+        artifact.add(wandb.JoinedTable("preds.table.json", "preds.table.json", ["id", "id"]), "self_join")
+        with pytest.raises(ValueError, match="missing.table.json not found in artifact"):
+            artifact.add(wandb.JoinedTable("missing.table.json", labels, "id"), "bad")
+        run.log_artifact(artifact).wait()
+    with pytest.raises(ValueError, match="table2 should be an artifact path to a table"):
+        wandb.JoinedTable(preds, [[1, 2]], "id")
+
+    version = wandb.Api().artifact("joins/eval:latest")
+    files = sorted(entry.path for entry in version.files())
+    (added,) = [path for path in files if path.startswith("t2_") and path.endswith(".table.json")]
+    assert files == sorted(["joined.joined-table.json", "preds.table.json", "self_join.joined-table.json", added])
+    with open(version.get_entry("joined.joined-table.json").download(), encoding="utf-8") as handle:
+        stored = json.load(handle)
+    assert stored == {"_type": "joined-table", "table1": "preds.table.json", "table2": added, "join_key": "id"}
+    joined = version.get("joined")
+    assert isinstance(joined, wandb.JoinedTable) and joined._join_key == "id"
+    assert joined._table1.data == [[1, "cat"], [2, "dog"]] and joined._table2.columns == ["id", "label"]
+    assert version.get("self_join")._table2.get_column("pred") == ["cat", "dog"]
+
+
 def test_a_table_cell_naming_a_path_instead_of_a_digest_reads_no_file(root, tmp_path):
     """A damaged or hostile table file's media cell whose digest is a path (``../../secret``) is
     None with a warning: it read any file the path named, through the blob store's own path."""

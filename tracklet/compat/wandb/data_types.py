@@ -181,11 +181,24 @@ class Graph(_Media):
 
 
 class JoinedTable(_Media):
-    """``wandb.JoinedTable(table1, table2, join_key)``: not recorded (one warning when logged);
-    join logged tables in the dashboard or with ``tracklet.media.table_views`` (docs/tables.md)."""
+    """``wandb.JoinedTable(table1, table2, join_key)``: two tables and the key (a column name, or
+    ``[left, right]``) to join them on, as W&B's. Stored in an artifact as W&B stores it
+    (``artifact.add(joined, name)``: ``<name>.joined-table.json`` naming the two tables' files, each
+    table added to the artifact if it isn't there yet) and read back by ``artifact.get(name)``, its
+    tables in ``_table1``/``_table2``. Logged to a run it is left out of the row with one warning
+    (W&B logs only a reference to an artifact's copy); join logged tables in the dashboard or with
+    ``tracklet.media.table_views`` (docs/tables.md)."""
 
-    def __init__(self, table1: Any = None, table2: Any = None, join_key: Any = None) -> None:
+    def __init__(self, table1: Any, table2: Any, join_key: Any) -> None:
         super().__init__()
+        for which, table in (("table1", table1), ("table2", table2)):
+            if not (isinstance(table, Table) or (isinstance(table, str) and table.endswith(".table.json"))):
+                raise ValueError(f"JoinedTable {which} should be an artifact path to a table or wandb.Table "
+                                 f"object; got {type(table).__name__}")
+        keys = [join_key] if isinstance(join_key, str) else join_key
+        if (not isinstance(keys, (list, tuple)) or len(keys) not in (1, 2)
+                or not all(isinstance(key, str) for key in keys)):
+            raise ValueError(f"JoinedTable join_key should be a column name or a list of two; got {join_key!r}")
         self._table1, self._table2, self._join_key = table1, table2, join_key
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any, Sequence
 
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
 from tracklet.artifacts.manifest import ManifestEntry as _ManifestEntry
 from tracklet.compat.wandb._messages import warn_once
+from tracklet.core.modules import loaded
 from tracklet.core.values import Histogram as _TrackletHistogram
 from tracklet.errors import ArtifactError, TableError
 from tracklet.media import Audio as _Audio
@@ -156,7 +156,7 @@ class Plotly(_Plotly, WBValue):
 
 def is_dataframe(value: Any) -> bool:
     """``value`` is a pandas ``DataFrame`` (W&B's ``is_pandas_data_frame``; pandas is not imported)."""
-    pandas = sys.modules.get("pandas")
+    pandas = loaded("pandas")  # not one another thread is still importing (core/modules.py)
     return pandas is not None and isinstance(value, pandas.DataFrame)
 
 
@@ -192,7 +192,7 @@ class JoinedTable(_Media):
     def __init__(self, table1: Any, table2: Any, join_key: Any) -> None:
         super().__init__()
         for which, table in (("table1", table1), ("table2", table2)):
-            if not (isinstance(table, Table) or (isinstance(table, str) and table.endswith(".table.json"))):
+            if not (isinstance(table, _TrackletTable) or (isinstance(table, str) and table.endswith(".table.json"))):
                 raise ValueError(f"JoinedTable {which} should be an artifact path to a table or wandb.Table "
                                  f"object; got {type(table).__name__}")
         keys = [join_key] if isinstance(join_key, str) else join_key

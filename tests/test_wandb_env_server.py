@@ -166,3 +166,40 @@ def test_a_wandb_settings_base_url_gets_the_notice_too(root, monkeypatch):
         wandb.init(project="notice", settings=wandb.Settings(base_url="https://wandb.example.com", console="off",
                                                              x_disable_stats=True, disable_git=True))
     wandb.finish()
+
+
+def test_wandb_dir_without_a_tracklet_data_root_gets_one_notice_naming_tracklet_dir(tmp_path, monkeypatch):
+    """A job that sets WANDB_DIR (its scratch space) gets one notice saying where the run is
+    recorded instead and which variable moves it; it was ignored silently. TRACKLET_DIR or init(dir=)
+    chose the data root: nothing to say."""
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb import _messages
+
+    monkeypatch.setattr(_messages, "_warned", set())
+    monkeypatch.delenv("TRACKLET_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # tracklet's default data root, here
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "scratch"))
+    monkeypatch.chdir(tmp_path)
+    settings = {"console": "off", "x_disable_stats": True, "disable_git": True}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            run = wandb.init(project="scratch", settings=settings)
+            wandb.finish()
+    notices = [str(w.message) for w in caught if "WANDB_DIR" in str(w.message)]
+    assert notices == [f"tracklet (wandb compat): WANDB_DIR={tmp_path / 'scratch'} is not read: tracklet records "
+                       f"this run in its data root {tmp_path / 'xdg' / 'tracklet'}; set "
+                       f"TRACKLET_DIR={tmp_path / 'scratch'} to record runs there (tracklet ui and wandb.Api() then "
+                       "read them there too), or pass init(dir=...)"]
+    assert run.dir.startswith(str(tmp_path / "xdg" / "tracklet"))
+
+    monkeypatch.setattr(_messages, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wandb.init(project="scratch", settings=settings, dir=str(tmp_path / "chosen"))
+        wandb.finish()
+        monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "chosen"))
+        wandb.init(project="scratch", settings=settings)
+        wandb.finish()
+    assert not [w for w in caught if "WANDB_DIR" in str(w.message)]
+    assert len(wandb.Api().runs("scratch")) == 2

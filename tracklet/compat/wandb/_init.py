@@ -115,6 +115,22 @@ def _note_wandb_server(env: Any, given: dict[str, Any]) -> None:
                   "to a tracklet server, set TRACKLET_BASE_URL to its URL and TRACKLET_MODE=online")
 
 
+def _note_wandb_dir(env: Any, data_root: str | None) -> None:
+    """One notice when ``WANDB_DIR`` names a directory and nothing else chose the data root
+    (``TRACKLET_DIR`` unset, no ``dir=``): W&B would write the run there (a job's scratch space,
+    when the home directory is small), tracklet records it in its default data root. ``WANDB_DIR``
+    is not read, as ``wandb.Api()`` and ``tracklet ui`` would not find runs put there; the notice
+    names the variable that moves both (until session 29 it was ignored silently)."""
+    wandb_dir = env.get("WANDB_DIR")
+    if not wandb_dir or data_root is not None or env.get("TRACKLET_DIR") or _data_root(wandb_dir) is None:
+        return
+    from tracklet.core.settings import default_data_root
+
+    warn_once("wandb-dir", f"WANDB_DIR={wandb_dir} is not read: tracklet records this run in its data root "
+              f"{default_data_root()}; set TRACKLET_DIR={wandb_dir} to record runs there (tracklet ui and "
+              "wandb.Api() then read them there too), or pass init(dir=...)")
+
+
 def init(
     job_type: str | None = None,
     dir: str | os.PathLike | None = None,
@@ -157,6 +173,7 @@ def init(
         warn_once("entity", "entity= is accepted but not recorded: tracklet has no entities, runs are kept by project")
     data_root = _data_root(dir if dir is not None else given.get("root_dir"))
     _note_wandb_server(env, given)
+    _note_wandb_dir(env, data_root)
     # a setting left unset (None) or an unsupported feature turned off (sync_tensorboard=False) asks for nothing
     unknown_settings = sorted(k for k, v in given.items() if k not in wandb_settings.MAPPED
                               and k not in wandb_settings.IGNORED and v is not None

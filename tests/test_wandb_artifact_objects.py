@@ -360,3 +360,30 @@ def test_html_plotly_and_pixel_box_cells_read_back_as_logged(root, monkeypatch):
         logged = again._run
     (kept,) = read(logged).images("boxed")[0].boxes["pred"].boxes
     assert (kept.min_x, kept.max_x, kept.min_y, kept.max_y, kept.pixel) == (1, 4, 2, 5, True)
+
+
+def test_a_run_uses_a_logged_table_by_its_w_and_b_artifact_name_to_add_to_it_when_resumed(root, monkeypatch):
+    """W&B's tables guide: ``run.use_artifact("run-<run-id>-<table-name>:<tag>").get("<table-name>")``,
+    and "adding data to resumed runs" (load the table, add rows, log it again). Until session 29 only
+    ``wandb.Api().artifact`` found such a name; ``run.use_artifact`` raised CommError."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    with wandb.init(project="resumed", id="tab1") as run:
+        table = wandb.Table(columns=["step", "image", "score"], log_mode="INCREMENTAL")
+        for step in range(3):
+            table.add_data(step, wandb.Image(np.full((4, 4), step * 40, dtype=np.uint8)), step / 10)
+            run.log({"preds": table})
+    with wandb.init(project="resumed", id="tab1", resume="must") as run:
+        previous = run.use_artifact("run-tab1-preds:latest").get("preds")
+        assert [row[0] for row in previous.data] == [0, 1, 2] and isinstance(previous.data[2][1], wandb.Image)
+        assert run.use_artifact("resumed/run-tab1-preds:v0").get("preds").data[0][0] == 0
+        with pytest.raises(wandb.errors.CommError):
+            run.use_artifact("run-tab1-nothing:latest")
+        table = wandb.Table(columns=previous.columns, data=previous.data, log_mode="INCREMENTAL")
+        table.add_data(3, wandb.Image(np.zeros((4, 4), dtype=np.uint8)), 0.3)
+        run.log({"preds": table})
+    final = wandb.Api().artifact("resumed/run-tab1-preds:latest").get("preds")
+    assert [row[0] for row in final.data] == [0, 1, 2, 3]
+    # W&B's Image.image (Pillow) and get_column(convert_to="numpy") (each image's pixels): were missing
+    assert final.data[1][1].image.mode == "L" and np.array_equal(np.asarray(final.data[1][1].image), np.full((4, 4), 40))
+    pixels = final.get_column("image", convert_to="numpy")
+    assert pixels.shape == (4, 4, 4) and [int(p[0, 0]) for p in pixels] == [0, 40, 80, 0]

@@ -93,6 +93,25 @@ class Image(_Image, WBValue):
         super().__init__(data_or_path, mode=mode, caption=caption, grouping=grouping, classes=classes,
                          boxes=boxes, masks=masks, file_type=file_type, normalize=normalize)
 
+    @property
+    def image(self) -> Any:
+        """W&B's ``Image.image``: the Pillow image (pixels as they are recorded), made when first
+        read; for an image read back from a table or an artifact, its stored file."""
+        pil = self.__dict__.get("_pil_image")
+        if pil is None:
+            pil = self.__dict__["_pil_image"] = self._pil()
+        return pil
+
+    def to_data_array(self) -> list[Any]:
+        """W&B's ``to_data_array``: the pixels as a list of rows (a row a list of values, a value an
+        int for a gray image, a tuple for RGB/RGBA), what ``Table.get_column(convert_to="numpy")``
+        makes an array of."""
+        import numpy as np
+
+        array = np.asarray(self.image)
+        rows = array.tolist()
+        return rows if array.ndim == 2 else [[tuple(pixel) for pixel in row] for row in rows]
+
 
 class Audio(_Audio, WBValue):
     """``wandb.Audio(data_or_path, sample_rate=, caption=)``: a :class:`tracklet.Audio`."""
@@ -241,6 +260,25 @@ class Table(_TrackletTable, WBValue):
     def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
         """``(index, row)`` for each row held, as W&B's."""
         yield from enumerate(self.data)
+
+    def get_column(self, name: str, convert_to: str | None = None) -> Any:
+        """W&B's ``get_column``: the column's values; with ``convert_to="numpy"`` an array of them,
+        an image cell as its pixels (``Image.to_data_array()``, as W&B converts every cell that has
+        one), so a column of same-sized images is one N×H×W(×C) array. Other media cells stay
+        objects."""
+        values = super().get_column(name, convert_to)
+        if convert_to != "numpy" or getattr(values, "dtype", None) is None or values.dtype != object:
+            return values
+        import numpy as np
+
+        cells = [value.to_data_array() if isinstance(value, Image) else value for value in values]
+        if not any(isinstance(value, Image) for value in values):
+            return values
+        try:
+            return np.array(cells)
+        except ValueError:  # images of different sizes: one array each (W&B raises here)
+            return np.array([np.array(cell) if isinstance(value, Image) else cell
+                             for cell, value in zip(cells, values)] + [None], dtype=object)[:-1]
 
     def add_computed_columns(self, fn: Any) -> "Table":
         """W&B's ``add_computed_columns``: ``fn(index, row)`` (``row`` a dict by column name)

@@ -596,7 +596,29 @@ class Run:
         except ArtifactTypeMismatch as error:
             raise type_mismatch(error) from None
         except ArtifactNotFound as error:
+            table = self._logged_table(artifact_or_name, type)
+            if table is not None:
+                return table
             raise ArtifactNotFoundCommError(str(error)) from None
+
+    def _logged_table(self, name: Any, type: str | None) -> Any:
+        """``run-<run id>-<key>:latest`` (or ``:v<n>``, ``project/...``): a table a run of this data
+        root logged under ``key``, as ``wandb.Api().artifact`` reads it (W&B's documented
+        ``run.use_artifact("run-<run-id>-<table-name>:<tag>").get("<table-name>")``, and its
+        "adding data to resumed runs"). Not recorded as used: it is no artifact version of
+        tracklet's. None if ``name`` names no such table."""
+        if not isinstance(name, str) or type not in (None, "run_table"):
+            return None
+        import tracklet
+        from tracklet.compat.wandb.apis._run_tables import run_table_artifact
+        from tracklet.core.settings import data_root as data_root_of
+
+        parts = name.split("/")
+        project = parts[-2] if len(parts) > 1 else self._run.project
+        try:
+            return run_table_artifact(tracklet.Api(data_root_of(self._run.settings)), project, parts[-1])
+        except Exception:  # an unreadable root or log: the name's own error says it
+            return None
 
     def log_model(self, path: Any, name: str | None = None, aliases: Any = None) -> Any:
         """A file, directory or reference URI logged as a ``model`` artifact (default name

@@ -27,7 +27,7 @@ def test_a_table_with_images_and_an_image_round_trip_through_an_artifact(root, t
         artifact = wandb.Artifact("predictions", type="evaluation")
         artifact.add(table, "eval_table")
         artifact.add(wandb.Image(pixels[2], caption="one"), "sample")
-        with pytest.raises(Exception, match="takes a Table or a media object"):
+        with pytest.raises(Exception, match="takes a Table, a JoinedTable or a media object"):
             artifact.add({"not": "media"}, "bad")
         run.log_artifact(artifact).wait()
 

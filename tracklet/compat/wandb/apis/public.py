@@ -470,10 +470,12 @@ class Run:
                                      (max_step is not None and step >= max_step)):
                 return
             if keys is not None:
-                # W&B returns only rows holding every requested key.
-                if any(row.get(k) is None for k in keys):
+                # W&B asks its server for the keys [x_axis, *keys] (runs.py _sampled_history): only
+                # rows holding every one of them, and only those columns (x_axis="epoch": no _step;
+                # until session 29 _step came too, and rows without the x axis)
+                if any(row.get(k) is None for k in (x_axis, *keys)):
                     return
-                row = {k: row[k] for k in dict.fromkeys(["_step", x_axis, *keys]) if k in row}
+                row = {k: row[k] for k in dict.fromkeys([x_axis, *keys]) if k in row}
             else:
                 row = {k: v for k, v in row.items() if v is not None or k in _INTERNAL}
             rows.append({k: _json_value(v) for k, v in row.items()})

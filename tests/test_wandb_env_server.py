@@ -1,6 +1,8 @@
-"""W&B's server variables under the compat layer: ``WANDB_API_KEY`` is never sent anywhere (an
-online run streaming to a real ``tracklet server``, every request captured on its way there), and
-``WANDB_BASE_URL`` without a tracklet server configured gets one notice naming the variable to use."""
+"""W&B's server variables and settings under the compat layer: ``WANDB_API_KEY`` is never sent
+anywhere (an online run streaming to a real ``tracklet server``, every request captured on its way
+there), ``WANDB_BASE_URL`` without a tracklet server configured and ``WANDB_DIR`` without a tracklet
+data root get one notice naming the variable to use, and ``x_stats_sampling_interval`` sets how
+often system metrics are recorded."""
 
 from __future__ import annotations
 
@@ -203,3 +205,26 @@ def test_wandb_dir_without_a_tracklet_data_root_gets_one_notice_naming_tracklet_
         wandb.finish()
     assert not [w for w in caught if "WANDB_DIR" in str(w.message)]
     assert len(wandb.Api().runs("scratch")) == 2
+
+
+def test_wandb_stats_sampling_interval_sets_how_often_system_metrics_are_recorded(root, monkeypatch):
+    """W&B's ``x_stats_sampling_interval`` (seconds between system metrics points) was accepted and
+    ignored silently: tracklet records a point (mean and max of its samples) per system_window."""
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb import _messages
+
+    monkeypatch.setattr(_messages, "_warned", set())
+    for given, window, interval in (({"x_stats_sampling_interval": 30}, 30.0, 2.0),
+                                    ({"_stats_sample_rate_seconds": 0.5}, 0.5, 0.5)):
+        run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True, **given))
+        assert (run.tracklet_run.settings.system_window, run.tracklet_run.settings.system_interval) == (window, interval)
+        wandb.finish()
+    monkeypatch.setenv("WANDB_X_STATS_SAMPLING_INTERVAL", "5")
+    run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True))
+    assert run.tracklet_run.settings.system_window == 5.0
+    wandb.finish()
+    with pytest.warns(TrackletWarning, match=r"x_stats_sampling_interval=-1 is not a positive number of seconds"):
+        run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True,
+                                                                  x_stats_sampling_interval=-1))
+    assert run.tracklet_run.settings.system_window == 10.0
+    wandb.finish()

@@ -115,6 +115,29 @@ def _note_wandb_server(env: Any, given: dict[str, Any]) -> None:
                   "to a tracklet server, set TRACKLET_BASE_URL to its URL and TRACKLET_MODE=online")
 
 
+def _stats_interval(given: dict[str, Any], env: Any) -> dict[str, float]:
+    """W&B's ``x_stats_sampling_interval`` (``_stats_sample_rate_seconds``,
+    ``WANDB_X_STATS_SAMPLING_INTERVAL``): seconds between the system metrics points it records. In
+    tracklet a point is the mean and max of a window's samples: the window is that many seconds,
+    sampled every ``system_interval`` (2 s, or the window if shorter). Until session 29 it was
+    accepted and ignored silently (a point every 10 s whatever was asked). Not a positive number
+    of seconds: one warning, the defaults."""
+    value = given.get("x_stats_sampling_interval", given.get("_stats_sample_rate_seconds"))
+    if value is None:
+        value = env.get("WANDB_X_STATS_SAMPLING_INTERVAL")
+    if value is None:
+        return {}
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        warn_once("stats-interval", f"x_stats_sampling_interval={value!r} is not a positive number of seconds; "
+                  "system metrics are recorded every 10 s (tracklet's system_window)")
+        return {}
+    return {"system_window": seconds, "system_interval": min(2.0, seconds)}
+
+
 def _note_wandb_dir(env: Any, data_root: str | None) -> None:
     """One notice when ``WANDB_DIR`` names a directory and nothing else chose the data root
     (``TRACKLET_DIR`` unset, no ``dir=``): W&B would write the run there (a job's scratch space,
@@ -229,6 +252,7 @@ def init(
         tracklet_settings["console"] = "off"
     if given.get("x_disable_stats") or given.get("_disable_stats") or _flag(env.get("WANDB_X_DISABLE_STATS")):
         tracklet_settings["system_metrics"] = False
+    tracklet_settings.update(_stats_interval(given, env))
     if given.get("disable_git") or given.get("x_disable_meta") or given.get("_disable_meta") \
             or _flag(env.get("WANDB_DISABLE_GIT")):
         tracklet_settings["capture_environment"] = False

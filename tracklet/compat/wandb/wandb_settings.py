@@ -26,6 +26,8 @@ MAPPED = {
     "x_disable_meta": "True turns environment capture off",
     "_disable_meta": "True turns environment capture off",
     "allow_val_change": "init(allow_val_change=)",
+    "x_stats_sampling_interval": "seconds between system metrics points: settings system_window (sampled every 2 s)",
+    "_stats_sample_rate_seconds": "as x_stats_sampling_interval",
     "x_primary": "False (with mode='shared') makes this process a secondary writer of run id=: settings primary=False",
     "x_label": "a secondary writer's label: settings label= (its part, its console and system metric tag)",
     "x_update_finish_state": "accepted: a shared run's state always comes from its primary (docs/shared-runs.md)",
@@ -37,7 +39,7 @@ IGNORED = frozenset({
     "_service_wait", "program", "program_relpath", "root_dir", "files_dir", "sync_dir", "heartbeat_seconds",
     "x_file_stream_timeout_seconds", "insecure_disable_ssl", "http_proxy", "https_proxy", "disable_job_creation",
     "x_disable_service", "_disable_service", "x_save_requirements", "save_code", "disable_code", "code_dir",
-    "console_multipart", "x_stats_sampling_interval", "_stats_sample_rate_seconds",
+    "console_multipart",
     "force", "host", "username", "email", "notebook_name", "relogin", "identity_token_file", "credentials_file",
     "x_show_operation_stats", "max_end_of_run_history_metrics", "max_end_of_run_summary_metrics",
 })

@@ -337,6 +337,12 @@ def init(
         _current = made
     if save_code if save_code is not None else (given.get("save_code") or _flag(env.get("WANDB_SAVE_CODE"))):
         _save_program(made)
+        if given.get("code_dir") is not None:  # W&B's run._on_start: log_code(code_dir) too
+            try:
+                made.log_code(os.fspath(given["code_dir"]))
+            except Exception as error:  # never into training
+                warn_once("code-dir", f"wandb.Settings(code_dir={given['code_dir']!r}): saving the code failed: "
+                          f"{error!r}")
     return made
 
 

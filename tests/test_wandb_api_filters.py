@@ -78,6 +78,7 @@ def test_runs_sort_on_a_nested_config_key_named_as_wandb_stores_it(api):
     assert [run.name for run in api.runs("f", order="-config.model.value.depth")] == ["b", "c", "a"]
     assert [run.name for run in api.runs("f", order="+config.model.value.depth")] == ["a", "c", "b"]
     assert [run.name for run in api.runs("f", order="+config.model.depth")] == ["a", "c", "b"]
+    assert api.runs("f", filters={"config.model.value.depth": {"$gt": 2}}).length == 2  # W&B's paginator's count
 
 
 _LIST_OPS = ("$in", "$nin")

@@ -953,6 +953,11 @@ class Sweep:
 class Runs(list):
     """The runs a query matched, newest first unless ``order`` says otherwise."""
 
+    @property
+    def length(self) -> int:
+        """W&B's paginator ``length``: how many runs matched (all are read at once here)."""
+        return len(self)
+
     def histories(self, samples: int = 500, keys: Sequence[str] | None = None, x_axis: str = "_step",
                   format: str = "default", stream: str = "default") -> Any:
         """W&B's ``Runs.histories``: each run's ``history(samples, keys, x_axis, stream)`` rows with

@@ -246,7 +246,7 @@ def test_w_and_b_segmentation_example_with_classes_and_a_joined_table(root, monk
         image = wandb.Image(np.zeros((8, 8, 3), dtype=np.uint8), classes=class_set,
                             masks={"prediction": {"mask_data": mask}})
         left, right = wandb.Table(columns=["id", "a"], data=[[1, 2]]), wandb.Table(columns=["id", "b"], data=[[1, 3]])
-        with pytest.warns(Warning, match="JoinedTable"):
+        with pytest.warns(Warning, match=r"JoinedTable.*store it in an artifact instead \(artifact.add\(joined"):
             run.log({"segmented": image, "joined": wandb.JoinedTable(left, right, "id"), "loss": 0.5})
         logged = run._run
     recorded = read(logged)

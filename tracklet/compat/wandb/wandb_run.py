@@ -153,8 +153,11 @@ def _strip_unrecorded(data: Mapping[str, Any], prefix: str = "") -> dict[str, An
             row[value.table_key(key)] = value.to_tracklet(prefix + key)  # the chart's key as flattened
         elif data_types.is_unrecorded(value):
             label = data_types.type_label(value)
+            hint = ("; store it in an artifact instead (artifact.add(joined, name), read back with "
+                    "artifact.get(name)), as W&B logs one to a run only as a reference to such a copy"
+                    if isinstance(value, data_types.JoinedTable) else "")
             warn_once(f"log-{label}", f"logging {label} is not yet supported; key {key!r} (and any later "
-                      f"{label} values) are left out of the row, the rest is recorded")
+                      f"{label} values) are left out of the row, the rest is recorded{hint}")
         elif isinstance(value, data_types.Histogram):
             row[key] = value.to_tracklet()
         elif isinstance(value, Mapping):

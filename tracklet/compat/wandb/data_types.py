@@ -406,6 +406,7 @@ class Artifact(_TrackletArtifact, WBValue):
         super().__init__(name, type, description=description, metadata=metadata)
         self._name_versioned = False  # W&B names a logged artifact ``name:vN`` once wait() returns
         self._distributed_id: str | None = None
+        self._incremental = bool(incremental)
 
     def wait(self, timeout: float | None = None) -> "Artifact":
         """Block until the version is stored (``tracklet.Artifact.wait``); from then on ``name``
@@ -555,8 +556,20 @@ class Artifact(_TrackletArtifact, WBValue):
 
     @property
     def incremental(self) -> bool:
-        """W&B's incremental flag: False (a tracklet draft from ``new_draft()`` stores only what changed anyway)."""
-        return False
+        """W&B's ``incremental``: a draft made with ``incremental=True`` is logged as the collection's
+        latest version's files plus (and over) its own, as W&B's server merges its "incremental"
+        manifest onto the latest version (``_take_base``)."""
+        return self._incremental
+
+    def _take_base(self, base: Any) -> None:
+        """An incremental draft, as it is logged: ``base`` (the collection's latest version, or None)
+        gives every file the draft doesn't add (stored already: not read again)."""
+        if base is None:
+            return
+        merged: dict[str, Any] = {entry.path: entry for entry in base.manifest}
+        merged.update(self._pending)
+        self._pending = merged
+        self._dirs = None
 
     @property
     def use_as(self) -> None:

@@ -723,6 +723,26 @@ def test_kill_9_while_tables_are_written_leaves_no_corrupt_fragment_visible(root
     assert recorded.table("inc").to_pandas()["i"].tolist() == list(range(50 * len(increments)))
 
 
+def test_a_table_logged_as_a_script_ends_without_finish_is_recorded(root):
+    """The script just ends (no finish(), no pandas imported by it): the run is finished at exit,
+    where pyarrow's first list conversion imports pandas. Until session 29 that import failed
+    ("can't register atexit after shutdown") and the table, a wandb.plot chart's too, was lost."""
+    script = textwrap.dedent(f"""
+        import sys, tracklet
+        run = tracklet.init(project="exit", dir={str(root)!r},
+                            settings={{"console": "off", "capture_environment": False, "system_metrics": False}})
+        run.log({{"preds": tracklet.Table(columns=["id", "label"], data=[[1, "cat"], [2, "dog"]]), "loss": 0.5}})
+        assert "pandas" not in sys.modules  # the condition: pandas is first imported at exit
+        print(run.path, flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0 and "could not be recorded" not in done.stderr, done.stderr[-3000:]
+    recorded = tracklet.Api(root).run(done.stdout.strip())
+    assert recorded.state == "finished"
+    assert recorded.table("preds").to_pandas().to_dict("list") == {"id": [1, 2], "label": ["cat", "dog"]}
+
+
 # ---------------------------------------------------------------- no warnings on the happy path
 
 

@@ -29,9 +29,9 @@ from serverproc import Server
 def world(tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """A data root with three runs of project ``f`` and a server reading it."""
     root = tmp_path_factory.mktemp("filters") / "data"
-    for name, lr, tags in (("a", 0.1, ["base"]), ("b", 0.01, ["base", "tuned"]), ("c", 0.001, [])):
+    for name, lr, tags, depth in (("a", 0.1, ["base"], 2), ("b", 0.01, ["base", "tuned"], 8), ("c", 0.001, [], 4)):
         run = tracklet.init(project="f", name=name, dir=str(root), settings=QUIET, tags=tags,
-                            config={"lr": lr, "opt": "adam" if name != "c" else "sgd"})
+                            config={"lr": lr, "opt": "adam" if name != "c" else "sgd", "model": {"depth": depth}})
         run.log({"loss": lr * 10})
         run.finish()
     server = Server(root).start()
@@ -64,9 +64,21 @@ def api(request, world, monkeypatch) -> wandb.Api:
     ({"$or": []}, []),  # and none
     ({"config.opt": {"$in": []}}, []),
     ({}, ["a", "b", "c"]),
+    ({"config.lr.value": 0.1}, ["a"]),  # W&B's stored shape: {"lr": {"value": 0.1}}
+    # A nested key as W&B's stored config names it ({"model": {"value": {"depth": 8}}}): until
+    # session 29 this matched no run, silently.
+    ({"config.model.value.depth": {"$gt": 2}}, ["b", "c"]),
+    ({"config.model.depth": {"$gt": 2}}, ["b", "c"]),
 ])
 def test_filters_select_the_same_runs_from_a_data_root_and_a_server(api, filters, names):
     assert sorted(run.name for run in api.runs("f", filters=filters)) == names
+
+
+def test_runs_sort_on_a_nested_config_key_named_as_wandb_stores_it(api):
+    assert [run.name for run in api.runs("f", order="-config.model.value.depth")] == ["b", "c", "a"]
+    assert [run.name for run in api.runs("f", order="+config.model.value.depth")] == ["a", "c", "b"]
+    assert [run.name for run in api.runs("f", order="+config.model.depth")] == ["a", "c", "b"]
+    assert api.runs("f", filters={"config.model.value.depth": {"$gt": 2}}).length == 2  # W&B's paginator's count
 
 
 _LIST_OPS = ("$in", "$nin")

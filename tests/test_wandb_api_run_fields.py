@@ -87,3 +87,25 @@ def test_heartbeat_moves_with_a_resumed_session_and_an_empty_run_has_no_rows(roo
     resumed = wandb.Api().run("p/quiet")
     assert resumed.heartbeat_at > first
     assert (resumed.historyLineCount, resumed.lastHistoryStep) == (1, 0)
+
+
+def test_history_with_another_x_axis_gives_that_column_and_the_keys_as_w_and_b_asks_for_them(root):
+    """W&B's ``history(keys=, x_axis=)`` asks its server for ``[x_axis, *keys]``
+    (``runs.py _sampled_history``): only rows holding all of them, only those columns. Until
+    session 29 ``_step`` came too (``h.to_numpy()`` had a column more) and rows without the x axis."""
+    import tracklet.compat.wandb as wandb
+
+    wandb.init(project="p", id="xaxis", settings=SETTINGS)
+    wandb.define_metric("epoch")
+    wandb.define_metric("val/acc", step_metric="epoch", step_sync=False)
+    for epoch in range(3):
+        wandb.log({"train/loss": 1.0 / (epoch + 1)})  # a row without the x axis
+        wandb.log({"epoch": epoch, "val/acc": epoch / 10})
+    wandb.log({"val/acc": 0.9})  # holds the key, not the x axis: left out, as W&B's
+    wandb.finish()
+    run = wandb.Api().run("p/xaxis")
+    frame = run.history(keys=["val/acc"], x_axis="epoch")
+    assert list(frame.columns) == ["epoch", "val/acc"]
+    assert frame.to_numpy().tolist() == [[0, 0.0], [1, 0.1], [2, 0.2]]
+    assert list(run.history(keys=["val/acc"]).columns) == ["_step", "val/acc"]  # the default x axis
+    assert [row["_step"] for row in run.scan_history(keys=["epoch"])] == [1, 3, 5]

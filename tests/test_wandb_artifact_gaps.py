@@ -456,3 +456,34 @@ def test_single_file_artifacts_and_the_ttl_setter(start, tmp_path, monkeypatch):
         single.ttl = datetime.timedelta(days=30)
     assert single.ttl is None and single.incremental is False
     run.finish()
+
+
+def test_an_incremental_artifact_is_logged_as_the_latest_version_plus_its_files(root, tmp_path, monkeypatch):
+    """W&B's ``wandb.Artifact(name, type, incremental=True)``: its server merges the draft's
+    "incremental" manifest onto the collection's latest version (wandb-core's ArtifactSaver). Until
+    session 29 tracklet accepted the flag, said ``incremental`` was False, and logged the draft's own
+    files alone: a dataset grown a shard at a time kept only its last shard."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    for name, text in (("a.txt", "a"), ("b.txt", "b"), ("a2.txt", "a changed")):
+        (tmp_path / name).write_text(text)
+    with wandb.init(project="grow", settings={"console": "off", "x_disable_stats": True}) as run:
+        first = wandb.Artifact("ds", type="dataset", incremental=True)  # no version yet: its own files
+        first.add_file("a.txt")
+        run.log_artifact(first).wait()
+        second = wandb.Artifact("ds", type="dataset", incremental=True)
+        assert second.incremental is True
+        second.add_file("b.txt")
+        second.add_file("a2.txt", name="a.txt")  # the draft's file wins over the base's
+        run.log_artifact(second).wait()
+        plain = wandb.Artifact("ds", type="dataset")
+        plain.add_file("b.txt")
+        run.log_artifact(plain).wait()
+    api = wandb.Api()
+    assert [entry.path for entry in api.artifact("grow/ds:v0").files()] == ["a.txt"]
+    grown = api.artifact("grow/ds:v1")
+    assert sorted(entry.path for entry in grown.files()) == ["a.txt", "b.txt"]
+    folder = Path(grown.download(str(tmp_path / "got")))
+    assert (folder / "a.txt").read_text() == "a changed" and (folder / "b.txt").read_text() == "b"
+    assert [entry.path for entry in api.artifact("grow/ds:v2").files()] == ["b.txt"]  # not incremental: its own

@@ -27,7 +27,7 @@ def test_a_table_with_images_and_an_image_round_trip_through_an_artifact(root, t
         artifact = wandb.Artifact("predictions", type="evaluation")
         artifact.add(table, "eval_table")
         artifact.add(wandb.Image(pixels[2], caption="one"), "sample")
-        with pytest.raises(Exception, match="takes a Table or a media object"):
+        with pytest.raises(Exception, match="takes a Table, a JoinedTable or a media object"):
             artifact.add({"not": "media"}, "bad")
         run.log_artifact(artifact).wait()
 
@@ -246,7 +246,7 @@ def test_w_and_b_segmentation_example_with_classes_and_a_joined_table(root, monk
         image = wandb.Image(np.zeros((8, 8, 3), dtype=np.uint8), classes=class_set,
                             masks={"prediction": {"mask_data": mask}})
         left, right = wandb.Table(columns=["id", "a"], data=[[1, 2]]), wandb.Table(columns=["id", "b"], data=[[1, 3]])
-        with pytest.warns(Warning, match="JoinedTable"):
+        with pytest.warns(Warning, match=r"JoinedTable.*store it in an artifact instead \(artifact.add\(joined"):
             run.log({"segmented": image, "joined": wandb.JoinedTable(left, right, "id"), "loss": 0.5})
         logged = run._run
     recorded = read(logged)
@@ -254,6 +254,39 @@ def test_w_and_b_segmentation_example_with_classes_and_a_joined_table(root, monk
     assert got.masks["prediction"].class_labels == {0: "background", 1: "car"}
     assert np.array_equal(got.masks["prediction"].to_numpy(), mask)
     assert recorded.summary["loss"] == 0.5 and "joined" not in recorded.summary
+
+
+def test_a_joined_table_round_trips_through_an_artifact_as_w_and_b_stores_it(root, monkeypatch):
+    """W&B's "join tables" guide: ``artifact.add(wandb.JoinedTable(t1, t2, "id"), name)`` and
+    ``artifact.get(name)``. Until session 29 ``add`` raised ArtifactError (it took tables and media
+    only). Stored as W&B's ``<name>.joined-table.json`` naming the two tables' files: one added
+    before is not stored again, one not added is added as ``t<n>_<id>``; a path names a table the
+    artifact must hold (W&B's ValueError)."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    preds = wandb.Table(columns=["id", "pred"], data=[[1, "cat"], [2, "dog"]])
+    labels = wandb.Table(columns=["id", "label"], data=[[1, "cat"], [2, "cat"]])
+    with wandb.init(project="joins") as run:
+        artifact = wandb.Artifact("eval", type="analysis")
+        artifact.add(preds, "preds")
+        artifact.add(wandb.JoinedTable(preds, labels, "id"), "joined")
+        artifact.add(wandb.JoinedTable("preds.table.json", "preds.table.json", ["id", "id"]), "self_join")
+        with pytest.raises(ValueError, match="missing.table.json not found in artifact"):
+            artifact.add(wandb.JoinedTable("missing.table.json", labels, "id"), "bad")
+        run.log_artifact(artifact).wait()
+    with pytest.raises(ValueError, match="table2 should be an artifact path to a table"):
+        wandb.JoinedTable(preds, [[1, 2]], "id")
+
+    version = wandb.Api().artifact("joins/eval:latest")
+    files = sorted(entry.path for entry in version.files())
+    (added,) = [path for path in files if path.startswith("t2_") and path.endswith(".table.json")]
+    assert files == sorted(["joined.joined-table.json", "preds.table.json", "self_join.joined-table.json", added])
+    with open(version.get_entry("joined.joined-table.json").download(), encoding="utf-8") as handle:
+        stored = json.load(handle)
+    assert stored == {"_type": "joined-table", "table1": "preds.table.json", "table2": added, "join_key": "id"}
+    joined = version.get("joined")
+    assert isinstance(joined, wandb.JoinedTable) and joined._join_key == "id"
+    assert joined._table1.data == [[1, "cat"], [2, "dog"]] and joined._table2.columns == ["id", "label"]
+    assert version.get("self_join")._table2.get_column("pred") == ["cat", "dog"]
 
 
 def test_a_table_cell_naming_a_path_instead_of_a_digest_reads_no_file(root, tmp_path):
@@ -327,3 +360,30 @@ def test_html_plotly_and_pixel_box_cells_read_back_as_logged(root, monkeypatch):
         logged = again._run
     (kept,) = read(logged).images("boxed")[0].boxes["pred"].boxes
     assert (kept.min_x, kept.max_x, kept.min_y, kept.max_y, kept.pixel) == (1, 4, 2, 5, True)
+
+
+def test_a_run_uses_a_logged_table_by_its_w_and_b_artifact_name_to_add_to_it_when_resumed(root, monkeypatch):
+    """W&B's tables guide: ``run.use_artifact("run-<run-id>-<table-name>:<tag>").get("<table-name>")``,
+    and "adding data to resumed runs" (load the table, add rows, log it again). Until session 29 only
+    ``wandb.Api().artifact`` found such a name; ``run.use_artifact`` raised CommError."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    with wandb.init(project="resumed", id="tab1") as run:
+        table = wandb.Table(columns=["step", "image", "score"], log_mode="INCREMENTAL")
+        for step in range(3):
+            table.add_data(step, wandb.Image(np.full((4, 4), step * 40, dtype=np.uint8)), step / 10)
+            run.log({"preds": table})
+    with wandb.init(project="resumed", id="tab1", resume="must") as run:
+        previous = run.use_artifact("run-tab1-preds:latest").get("preds")
+        assert [row[0] for row in previous.data] == [0, 1, 2] and isinstance(previous.data[2][1], wandb.Image)
+        assert run.use_artifact("resumed/run-tab1-preds:v0").get("preds").data[0][0] == 0
+        with pytest.raises(wandb.errors.CommError):
+            run.use_artifact("run-tab1-nothing:latest")
+        table = wandb.Table(columns=previous.columns, data=previous.data, log_mode="INCREMENTAL")
+        table.add_data(3, wandb.Image(np.zeros((4, 4), dtype=np.uint8)), 0.3)
+        run.log({"preds": table})
+    final = wandb.Api().artifact("resumed/run-tab1-preds:latest").get("preds")
+    assert [row[0] for row in final.data] == [0, 1, 2, 3]
+    # W&B's Image.image (Pillow) and get_column(convert_to="numpy") (each image's pixels): were missing
+    assert final.data[1][1].image.mode == "L" and np.array_equal(np.asarray(final.data[1][1].image), np.full((4, 4), 40))
+    pixels = final.get_column("image", convert_to="numpy")
+    assert pixels.shape == (4, 4, 4) and [int(p[0, 0]) for p in pixels] == [0, 40, 80, 0]

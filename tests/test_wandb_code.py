@@ -51,3 +51,50 @@ def test_save_code_and_log_code_log_code_artifacts(root, tmp_path):
     folder = Path(picked.download(str(tmp_path / "restored")))
     assert (folder / "train.py").read_text() == (tmp_path / "train.py").read_text()
     assert sorted(entry.path for entry in program.files()) == ["train.py"]
+
+
+def test_log_code_names_its_artifact_by_the_programs_path_from_the_working_directory(root, tmp_path, monkeypatch):
+    """As W&B names it (checked with wandb 0.31 offline: ``source-p_q-sub_my-train.py``):
+    ``source-<project>-<program relative to the working directory>``, made artifact-safe with "_",
+    whatever root ``log_code`` reads. Until session 29 the path was taken from that root
+    (``log_code("proj")`` named ``source-code-.-train.py``)."""
+    import sys
+
+    import tracklet.compat.wandb as wandb
+
+    (tmp_path / "sub").mkdir()
+    program = tmp_path / "sub" / "my train.py"
+    program.write_text("print('train')\n")
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "model.py").write_text("X = 1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(program)])
+    run = wandb.init(project="code", settings=wandb.Settings(console="off", x_disable_stats=True))
+    logged = run.log_code("proj")
+    assert logged.name == "source-code-sub_my_train.py"
+    logged.wait()
+    run.finish()
+    version = wandb.Api().artifact("code/source-code-sub_my_train.py:v0")
+    assert [entry.path for entry in version.files()] == ["model.py"]
+
+
+def test_save_code_with_code_dir_logs_that_directory_too(root, tmp_path, monkeypatch):
+    """W&B's run start: ``save_code`` with ``Settings(code_dir=D)`` also logs ``log_code(D)``; the
+    setting was accepted and ignored silently."""
+    import sys
+
+    import tracklet.compat.wandb as wandb
+
+    program = tmp_path / "train.py"
+    program.write_text("print('train')\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "model.py").write_text("X = 1\n")
+    (tmp_path / "src" / "notes.txt").write_text("not code\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(program)])
+    wandb.init(project="code", settings=wandb.Settings(console="off", x_disable_stats=True, save_code=True,
+                                                       code_dir="src"))
+    wandb.finish()
+    api = wandb.Api()
+    assert [entry.path for entry in api.artifact("code/source-code-train.py:v0").files()] == ["train.py"]
+    assert [entry.path for entry in api.artifact("code/source-code-train.py:v1").files()] == ["model.py"]

@@ -1,6 +1,8 @@
-"""W&B's server variables under the compat layer: ``WANDB_API_KEY`` is never sent anywhere (an
-online run streaming to a real ``tracklet server``, every request captured on its way there), and
-``WANDB_BASE_URL`` without a tracklet server configured gets one notice naming the variable to use."""
+"""W&B's server variables and settings under the compat layer: ``WANDB_API_KEY`` is never sent
+anywhere (an online run streaming to a real ``tracklet server``, every request captured on its way
+there), ``WANDB_BASE_URL`` without a tracklet server configured and ``WANDB_DIR`` without a tracklet
+data root get one notice naming the variable to use, and ``x_stats_sampling_interval`` sets how
+often system metrics are recorded."""
 
 from __future__ import annotations
 
@@ -165,4 +167,64 @@ def test_a_wandb_settings_base_url_gets_the_notice_too(root, monkeypatch):
     with pytest.warns(TrackletWarning, match=r"wandb.Settings\(base_url=...\) is ignored.*TRACKLET_BASE_URL"):
         wandb.init(project="notice", settings=wandb.Settings(base_url="https://wandb.example.com", console="off",
                                                              x_disable_stats=True, disable_git=True))
+    wandb.finish()
+
+
+def test_wandb_dir_without_a_tracklet_data_root_gets_one_notice_naming_tracklet_dir(tmp_path, monkeypatch):
+    """A job that sets WANDB_DIR (its scratch space) gets one notice saying where the run is
+    recorded instead and which variable moves it; it was ignored silently. TRACKLET_DIR or init(dir=)
+    chose the data root: nothing to say."""
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb import _messages
+
+    monkeypatch.setattr(_messages, "_warned", set())
+    monkeypatch.delenv("TRACKLET_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # tracklet's default data root, here
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "scratch"))
+    monkeypatch.chdir(tmp_path)
+    settings = {"console": "off", "x_disable_stats": True, "disable_git": True}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            run = wandb.init(project="scratch", settings=settings)
+            wandb.finish()
+    notices = [str(w.message) for w in caught if "WANDB_DIR" in str(w.message)]
+    assert notices == [f"tracklet (wandb compat): WANDB_DIR={tmp_path / 'scratch'} is not read: tracklet records "
+                       f"this run in its data root {tmp_path / 'xdg' / 'tracklet'}; set "
+                       f"TRACKLET_DIR={tmp_path / 'scratch'} to record runs there (tracklet ui and wandb.Api() then "
+                       "read them there too), or pass init(dir=...)"]
+    assert run.dir.startswith(str(tmp_path / "xdg" / "tracklet"))
+
+    monkeypatch.setattr(_messages, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wandb.init(project="scratch", settings=settings, dir=str(tmp_path / "chosen"))
+        wandb.finish()
+        monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "chosen"))
+        wandb.init(project="scratch", settings=settings)
+        wandb.finish()
+    assert not [w for w in caught if "WANDB_DIR" in str(w.message)]
+    assert len(wandb.Api().runs("scratch")) == 2
+
+
+def test_wandb_stats_sampling_interval_sets_how_often_system_metrics_are_recorded(root, monkeypatch):
+    """W&B's ``x_stats_sampling_interval`` (seconds between system metrics points) was accepted and
+    ignored silently: tracklet records a point (mean and max of its samples) per system_window."""
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb import _messages
+
+    monkeypatch.setattr(_messages, "_warned", set())
+    for given, window, interval in (({"x_stats_sampling_interval": 30}, 30.0, 2.0),
+                                    ({"_stats_sample_rate_seconds": 0.5}, 0.5, 0.5)):
+        run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True, **given))
+        assert (run.tracklet_run.settings.system_window, run.tracklet_run.settings.system_interval) == (window, interval)
+        wandb.finish()
+    monkeypatch.setenv("WANDB_X_STATS_SAMPLING_INTERVAL", "5")
+    run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True))
+    assert run.tracklet_run.settings.system_window == 5.0
+    wandb.finish()
+    with pytest.warns(TrackletWarning, match=r"x_stats_sampling_interval=-1 is not a positive number of seconds"):
+        run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True,
+                                                                  x_stats_sampling_interval=-1))
+    assert run.tracklet_run.settings.system_window == 10.0
     wandb.finish()

@@ -173,3 +173,37 @@ def test_a_server_serves_the_chart_with_the_table(here, servers):
     assert (table.chart["kind"], table.chart["x"], table.chart["y"]) == ("roc_curve", "fpr", "tpr")
     assert tracklet.Api(base_url=server.url).run(f"charts/{run_id}").table("pts_table").filter("acc > 1").chart[
         "kind"] == "scatter"
+
+
+def test_a_value_logged_while_another_thread_imports_pandas_is_not_taken_for_a_dataframe(tmp_path, monkeypatch):
+    """tracklet's own threads import pandas (pyarrow converting a logged table's rows does) while
+    the training thread logs the next value and asks whether it is a DataFrame: ``sys.modules``
+    then holds pandas without its names. A ``wandb.plot.confusion_matrix`` logged right after a
+    table, in a script that had not imported pandas, was dropped with "partially initialized module
+    'pandas' has no attribute 'DataFrame'". Here "pandas" is a real module whose import is still
+    running when the check is made."""
+    import sys
+
+    from tracklet.compat.wandb.data_types import is_dataframe
+    from tracklet.core.modules import loaded
+
+    (tmp_path / "halfway.py").write_text(
+        "import sys\n"
+        "from tracklet.compat.wandb.data_types import is_dataframe\n"
+        "from tracklet.core.modules import loaded\n"
+        "SEEN = loaded(__name__)\n"
+        "real, sys.modules['pandas'] = sys.modules.get('pandas'), sys.modules[__name__]\n"
+        "try:\n"
+        "    ANSWER = is_dataframe(object())\n"
+        "finally:\n"
+        "    sys.modules['pandas'] = real\n"
+        "class DataFrame:\n"
+        "    pass\n"
+    )
+    pd = pytest.importorskip("pandas")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import halfway
+
+    monkeypatch.delitem(sys.modules, "halfway")
+    assert halfway.SEEN is None and halfway.ANSWER is False and loaded(halfway.__name__) is None
+    assert sys.modules["pandas"] is pd and is_dataframe(pd.DataFrame({"a": [1]})) and loaded("pandas") is pd

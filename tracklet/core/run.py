@@ -430,6 +430,15 @@ class Run:
     def __repr__(self) -> str:
         return f"<tracklet.Run {self.path} name={self.name!r}>"
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A run is not sent to another process (multiprocessing's ``spawn`` start method and a
+        ``Pool``'s arguments pickle it): its records go through this process's sender. Said by
+        name, not as pickle's "cannot pickle '_thread.lock' object"."""
+        raise TypeError(_unpicklable_message("tracklet.Run", self.project, self.id,
+                                             'tracklet.init(project={project!r}, id={id!r}, '
+                                             'settings={{"primary": False, "label": "worker-1"}})',
+                                             "tracklet.init(group=...)"))
+
     # ------------------------------------------------------------ recording
 
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
@@ -1141,6 +1150,17 @@ class Run:
                 abandon = getattr(sink, "abandon_after_fork", None)
                 if abandon is not None:
                     abandon()
+
+
+def _unpicklable_message(kind: str, project: str, run_id: str, secondary: str, own: str) -> str:
+    """Why a run can't be sent to another process, and what the child can do instead."""
+    return (
+        f"a {kind} ({project}/{run_id}) can't be sent to another process (pickled, as multiprocessing's "
+        "spawn start method and Pool arguments do): it records through this process's background writer. "
+        "In the child process, record into this run as a secondary writer: "
+        f"{secondary.format(project=project, id=run_id)} (docs/shared-runs.md); or start a run of its own "
+        f"({own}); or return the values to this process and log them here"
+    )
 
 
 class _FinishBudget:

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
+from tracklet.core.modules import loaded
+
 
 def is_matplotlib(value: Any) -> bool:
     """``value`` is a matplotlib ``Figure`` or the ``matplotlib.pyplot`` module."""
@@ -25,13 +27,13 @@ def is_matplotlib(value: Any) -> bool:
         return False
     if value is sys.modules.get("matplotlib.pyplot"):
         return True
-    figure = sys.modules.get("matplotlib.figure")
+    figure = loaded("matplotlib.figure")  # not one another thread is still importing (core/modules.py)
     return figure is not None and isinstance(value, figure.Figure)
 
 
 def is_plotly(value: Any) -> bool:
     """``value`` is a plotly figure (``plotly.graph_objects.Figure`` or ``FigureWidget``)."""
-    basedatatypes = sys.modules.get("plotly.basedatatypes")
+    basedatatypes = loaded("plotly.basedatatypes")
     return basedatatypes is not None and isinstance(value, basedatatypes.BaseFigure)
 
 

@@ -199,6 +199,23 @@ class Image(Media):
                 size += nbytes(mask.get("mask_data"))
         return size
 
+    def _pil(self) -> Any:
+        """This image as a Pillow image, its pixels converted as they are when recorded (channels
+        last, W&B's value rules, ``mode``); on the caller's thread, for W&B's ``Image.image``."""
+        from PIL import Image as PILImage
+
+        data = self._data
+        if is_path(data) or hasattr(data, "read"):
+            raw, _ = read_source(data, "image")
+            image: Any = PILImage.open(io.BytesIO(raw))
+            image.load()
+        elif type(data).__module__.partition(".")[0] == "PIL":
+            image = data
+        else:
+            array = channels_last(to_numpy(data), self._channels_first or isinstance(data, TorchCopy))
+            image = pil_image(to_pixels(array, [], normalize=self._normalize))
+        return image.convert(self.mode) if self.mode and image.mode != self.mode else image
+
     # ------------------------------------------------------------ worker side
 
     def _fill(self, context: Any, where: Placement, media: Any) -> None:

@@ -23,6 +23,7 @@ client's memory doesn't grow with the increments: ``len()``, ``get_dataframe()``
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401 (imported now, not at exit: see below)
 import dataclasses
 import os
 import threading
@@ -35,6 +36,14 @@ from tracklet.errors import TableError, TrackletWarning
 from tracklet.media import table_arrow, table_cells
 
 LOG_MODES = ("IMMUTABLE", "MUTABLE", "INCREMENTAL")
+
+# A table logged just before a script ends (no ``finish()``, or an uncaught exception) is stored
+# while the interpreter exits (``core/lifecycle.py`` finishes the run from ``atexit``). pyarrow
+# imports pandas, when installed, the first time it converts a list, and pandas imports
+# ``concurrent.futures.thread``, whose first import then fails ("can't register atexit after
+# shutdown": it registers one of threading's exit hooks, and those have run): the table was lost
+# with a warning in any script that had not imported pandas itself. Imported with this module
+# (before any table exists; ~10 ms once), pandas' import at exit finds it done.
 
 
 @dataclasses.dataclass

@@ -38,7 +38,7 @@ from tracklet.compat.wandb._messages import warn_once
 _FILE_TYPES = {"image": "image-file", "audio": "audio-file", "video": "video-file", "html": "html-file",
                "object3d": "object3D-file", "molecule": "molecule-file", "plotly": "plotly-file"}
 _KINDS = {file_type: kind for kind, file_type in _FILE_TYPES.items()}
-_JSON_SUFFIXES = ("table", *_FILE_TYPES)
+_JSON_SUFFIXES = ("table", "joined-table", *_FILE_TYPES)
 
 
 class _Collect:
@@ -145,28 +145,51 @@ def _cell(value: Any, artifact: Any, written: set[str]) -> Any:
 
 
 def add_object(artifact: Any, obj: Any, name: str) -> str:
-    """Store ``obj`` (a ``Table`` or a media object) in ``artifact`` under ``name``; the JSON
-    file's path in the artifact."""
+    """Store ``obj`` (a ``Table``, a ``JoinedTable`` or a media object) in ``artifact`` under
+    ``name``; the JSON file's path in the artifact. An object added before is not stored again:
+    its path is returned (W&B's ``add`` keeps its added objects by identity too)."""
+    from tracklet.compat.wandb.data_types import JoinedTable
     from tracklet.errors import ArtifactError
     from tracklet.media.table import Table
 
+    added = artifact.__dict__.setdefault("_wandb_added_objects", {})  # id -> (object, path)
+    if id(obj) in added and added[id(obj)][0] is obj:
+        return str(added[id(obj)][1])
     written = {entry.path for entry in artifact.files()}  # media an earlier add() stored: not again
     name = name.removesuffix(".json")
-    if isinstance(obj, Table):
+    document: dict[str, Any]
+    if isinstance(obj, JoinedTable):
+        document = {"_type": "joined-table", "table1": _joined_part(artifact, obj, obj._table1, 1, written),
+                    "table2": _joined_part(artifact, obj, obj._table2, 2, written), "join_key": obj._join_key}
+        path = f"{name}.joined-table.json"
+    elif isinstance(obj, Table):
         columns = obj.columns
         rows = [[_cell(value, artifact, written) for value in row] for row in _rows(obj)]
-        document: dict[str, Any] = {"_type": "table", "columns": columns, "data": rows, "ncols": len(columns),
+        document = {"_type": "table", "columns": columns, "data": rows, "ncols": len(columns),
                                     "nrows": len(rows)}
         path = f"{name}.table.json"
     elif _is_media(obj):
         document = _media_reference(obj, artifact, written)
         path = f"{name}.{obj._kind}.json"
     else:
-        raise ArtifactError(f"artifact.add() takes a Table or a media object (Image, Audio, Video, Html, Object3D, "
-                            f"Molecule, Plotly); got {type(obj).__name__}")
+        raise ArtifactError(f"artifact.add() takes a Table, a JoinedTable or a media object (Image, Audio, Video, "
+                            f"Html, Object3D, Molecule, Plotly); got {type(obj).__name__}")
     with artifact.new_file(path, mode="x") as handle:
         json.dump(document, handle, allow_nan=False, default=str)
+    added[id(obj)] = (obj, path)
     return path
+
+
+def _joined_part(artifact: Any, joined: Any, table: Any, index: int, written: set[str]) -> str:
+    """The path of one of a ``JoinedTable``'s tables in ``artifact``: a ``Table`` is added (as
+    ``t<index>_<id>``, W&B's name, unless it was added already); a path must name a table the
+    artifact holds (W&B's ``ValueError`` otherwise)."""
+    if not isinstance(table, str):
+        return add_object(artifact, table, f"t{index}_{id(joined)}")
+    if table not in written:
+        raise ValueError(f"JoinedTable table:{table} not found in artifact. Add a table to the artifact using "
+                         f"Artifact#add(<table>, {table!r}) before adding this JoinedTable")
+    return table
 
 
 def _rows(table: Any) -> list[list[Any]]:
@@ -188,9 +211,11 @@ def get_object(artifact: Any, name: str) -> Any:
     artifact has no such object, as W&B returns."""
     from tracklet.compat.wandb import data_types
 
-    name = name.removesuffix(".json")
     paths = {entry.path for entry in artifact.files()}
-    path = next((f"{name}.{suffix}.json" for suffix in _JSON_SUFFIXES if f"{name}.{suffix}.json" in paths), None)
+    path = name if name.endswith(".json") and name in paths else None  # a file's path: a JoinedTable's tables
+    name = name.removesuffix(".json")
+    if path is None:
+        path = next((f"{name}.{suffix}.json" for suffix in _JSON_SUFFIXES if f"{name}.{suffix}.json" in paths), None)
     if path is None:
         return None
     from tracklet.artifacts.storage import cache_download_root
@@ -201,6 +226,12 @@ def get_object(artifact: Any, name: str) -> Any:
     if document.get("_type") == "table":
         data = [[_object_of(cell, root) for cell in row] for row in document.get("data", [])]
         return data_types.Table(columns=document.get("columns"), data=data)
+    if document.get("_type") == "joined-table":  # W&B's from_json: each table, else its path
+        parts = [get_object(artifact, part) if isinstance(part, str) and part != path else None
+                 for part in (document.get("table1"), document.get("table2"))]
+        return data_types.JoinedTable(parts[0] if parts[0] is not None else document.get("table1"),
+                                      parts[1] if parts[1] is not None else document.get("table2"),
+                                      document.get("join_key"))
     return _object_of(document, root)
 
 

@@ -115,6 +115,45 @@ def _note_wandb_server(env: Any, given: dict[str, Any]) -> None:
                   "to a tracklet server, set TRACKLET_BASE_URL to its URL and TRACKLET_MODE=online")
 
 
+def _stats_interval(given: dict[str, Any], env: Any) -> dict[str, float]:
+    """W&B's ``x_stats_sampling_interval`` (``_stats_sample_rate_seconds``,
+    ``WANDB_X_STATS_SAMPLING_INTERVAL``): seconds between the system metrics points it records. In
+    tracklet a point is the mean and max of a window's samples: the window is that many seconds,
+    sampled every ``system_interval`` (2 s, or the window if shorter). Until session 29 it was
+    accepted and ignored silently (a point every 10 s whatever was asked). Not a positive number
+    of seconds: one warning, the defaults."""
+    value = given.get("x_stats_sampling_interval", given.get("_stats_sample_rate_seconds"))
+    if value is None:
+        value = env.get("WANDB_X_STATS_SAMPLING_INTERVAL")
+    if value is None:
+        return {}
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        warn_once("stats-interval", f"x_stats_sampling_interval={value!r} is not a positive number of seconds; "
+                  "system metrics are recorded every 10 s (tracklet's system_window)")
+        return {}
+    return {"system_window": seconds, "system_interval": min(2.0, seconds)}
+
+
+def _note_wandb_dir(env: Any, data_root: str | None) -> None:
+    """One notice when ``WANDB_DIR`` names a directory and nothing else chose the data root
+    (``TRACKLET_DIR`` unset, no ``dir=``): W&B would write the run there (a job's scratch space,
+    when the home directory is small), tracklet records it in its default data root. ``WANDB_DIR``
+    is not read, as ``wandb.Api()`` and ``tracklet ui`` would not find runs put there; the notice
+    names the variable that moves both (until session 29 it was ignored silently)."""
+    wandb_dir = env.get("WANDB_DIR")
+    if not wandb_dir or data_root is not None or env.get("TRACKLET_DIR") or _data_root(wandb_dir) is None:
+        return
+    from tracklet.core.settings import default_data_root
+
+    warn_once("wandb-dir", f"WANDB_DIR={wandb_dir} is not read: tracklet records this run in its data root "
+              f"{default_data_root()}; set TRACKLET_DIR={wandb_dir} to record runs there (tracklet ui and "
+              "wandb.Api() then read them there too), or pass init(dir=...)")
+
+
 def init(
     job_type: str | None = None,
     dir: str | os.PathLike | None = None,
@@ -157,6 +196,7 @@ def init(
         warn_once("entity", "entity= is accepted but not recorded: tracklet has no entities, runs are kept by project")
     data_root = _data_root(dir if dir is not None else given.get("root_dir"))
     _note_wandb_server(env, given)
+    _note_wandb_dir(env, data_root)
     # a setting left unset (None) or an unsupported feature turned off (sync_tensorboard=False) asks for nothing
     unknown_settings = sorted(k for k, v in given.items() if k not in wandb_settings.MAPPED
                               and k not in wandb_settings.IGNORED and v is not None
@@ -212,6 +252,7 @@ def init(
         tracklet_settings["console"] = "off"
     if given.get("x_disable_stats") or given.get("_disable_stats") or _flag(env.get("WANDB_X_DISABLE_STATS")):
         tracklet_settings["system_metrics"] = False
+    tracklet_settings.update(_stats_interval(given, env))
     if given.get("disable_git") or given.get("x_disable_meta") or given.get("_disable_meta") \
             or _flag(env.get("WANDB_DISABLE_GIT")):
         tracklet_settings["capture_environment"] = False
@@ -296,6 +337,12 @@ def init(
         _current = made
     if save_code if save_code is not None else (given.get("save_code") or _flag(env.get("WANDB_SAVE_CODE"))):
         _save_program(made)
+        if given.get("code_dir") is not None:  # W&B's run._on_start: log_code(code_dir) too
+            try:
+                made.log_code(os.fspath(given["code_dir"]))
+            except Exception as error:  # never into training
+                warn_once("code-dir", f"wandb.Settings(code_dir={given['code_dir']!r}): saving the code failed: "
+                          f"{error!r}")
     return made
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any, Sequence
 
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
 from tracklet.artifacts.manifest import ManifestEntry as _ManifestEntry
 from tracklet.compat.wandb._messages import warn_once
+from tracklet.core.modules import loaded
 from tracklet.core.values import Histogram as _TrackletHistogram
 from tracklet.errors import ArtifactError, TableError
 from tracklet.media import Audio as _Audio
@@ -93,6 +93,25 @@ class Image(_Image, WBValue):
         super().__init__(data_or_path, mode=mode, caption=caption, grouping=grouping, classes=classes,
                          boxes=boxes, masks=masks, file_type=file_type, normalize=normalize)
 
+    @property
+    def image(self) -> Any:
+        """W&B's ``Image.image``: the Pillow image (pixels as they are recorded), made when first
+        read; for an image read back from a table or an artifact, its stored file."""
+        pil = self.__dict__.get("_pil_image")
+        if pil is None:
+            pil = self.__dict__["_pil_image"] = self._pil()
+        return pil
+
+    def to_data_array(self) -> list[Any]:
+        """W&B's ``to_data_array``: the pixels as a list of rows (a row a list of values, a value an
+        int for a gray image, a tuple for RGB/RGBA), what ``Table.get_column(convert_to="numpy")``
+        makes an array of."""
+        import numpy as np
+
+        array = np.asarray(self.image)
+        rows = array.tolist()
+        return rows if array.ndim == 2 else [[tuple(pixel) for pixel in row] for row in rows]
+
 
 class Audio(_Audio, WBValue):
     """``wandb.Audio(data_or_path, sample_rate=, caption=)``: a :class:`tracklet.Audio`."""
@@ -156,7 +175,7 @@ class Plotly(_Plotly, WBValue):
 
 def is_dataframe(value: Any) -> bool:
     """``value`` is a pandas ``DataFrame`` (W&B's ``is_pandas_data_frame``; pandas is not imported)."""
-    pandas = sys.modules.get("pandas")
+    pandas = loaded("pandas")  # not one another thread is still importing (core/modules.py)
     return pandas is not None and isinstance(value, pandas.DataFrame)
 
 
@@ -181,11 +200,24 @@ class Graph(_Media):
 
 
 class JoinedTable(_Media):
-    """``wandb.JoinedTable(table1, table2, join_key)``: not recorded (one warning when logged);
-    join logged tables in the dashboard or with ``tracklet.media.table_views`` (docs/tables.md)."""
+    """``wandb.JoinedTable(table1, table2, join_key)``: two tables and the key (a column name, or
+    ``[left, right]``) to join them on, as W&B's. Stored in an artifact as W&B stores it
+    (``artifact.add(joined, name)``: ``<name>.joined-table.json`` naming the two tables' files, each
+    table added to the artifact if it isn't there yet) and read back by ``artifact.get(name)``, its
+    tables in ``_table1``/``_table2``. Logged to a run it is left out of the row with one warning
+    (W&B logs only a reference to an artifact's copy); join logged tables in the dashboard or with
+    ``tracklet.media.table_views`` (docs/tables.md)."""
 
-    def __init__(self, table1: Any = None, table2: Any = None, join_key: Any = None) -> None:
+    def __init__(self, table1: Any, table2: Any, join_key: Any) -> None:
         super().__init__()
+        for which, table in (("table1", table1), ("table2", table2)):
+            if not (isinstance(table, _TrackletTable) or (isinstance(table, str) and table.endswith(".table.json"))):
+                raise ValueError(f"JoinedTable {which} should be an artifact path to a table or wandb.Table "
+                                 f"object; got {type(table).__name__}")
+        keys = [join_key] if isinstance(join_key, str) else join_key
+        if (not isinstance(keys, (list, tuple)) or len(keys) not in (1, 2)
+                or not all(isinstance(key, str) for key in keys)):
+            raise ValueError(f"JoinedTable join_key should be a column name or a list of two; got {join_key!r}")
         self._table1, self._table2, self._join_key = table1, table2, join_key
 
 
@@ -228,6 +260,25 @@ class Table(_TrackletTable, WBValue):
     def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
         """``(index, row)`` for each row held, as W&B's."""
         yield from enumerate(self.data)
+
+    def get_column(self, name: str, convert_to: str | None = None) -> Any:
+        """W&B's ``get_column``: the column's values; with ``convert_to="numpy"`` an array of them,
+        an image cell as its pixels (``Image.to_data_array()``, as W&B converts every cell that has
+        one), so a column of same-sized images is one N×H×W(×C) array. Other media cells stay
+        objects."""
+        values = super().get_column(name, convert_to)
+        if convert_to != "numpy" or getattr(values, "dtype", None) is None or values.dtype != object:
+            return values
+        import numpy as np
+
+        cells = [value.to_data_array() if isinstance(value, Image) else value for value in values]
+        if not any(isinstance(value, Image) for value in values):
+            return values
+        try:
+            return np.array(cells)
+        except ValueError:  # images of different sizes: one array each (W&B raises here)
+            return np.array([np.array(cell) if isinstance(value, Image) else cell
+                             for cell, value in zip(cells, values)] + [None], dtype=object)[:-1]
 
     def add_computed_columns(self, fn: Any) -> "Table":
         """W&B's ``add_computed_columns``: ``fn(index, row)`` (``row`` a dict by column name)
@@ -355,6 +406,7 @@ class Artifact(_TrackletArtifact, WBValue):
         super().__init__(name, type, description=description, metadata=metadata)
         self._name_versioned = False  # W&B names a logged artifact ``name:vN`` once wait() returns
         self._distributed_id: str | None = None
+        self._incremental = bool(incremental)
 
     def wait(self, timeout: float | None = None) -> "Artifact":
         """Block until the version is stored (``tracklet.Artifact.wait``); from then on ``name``
@@ -504,8 +556,20 @@ class Artifact(_TrackletArtifact, WBValue):
 
     @property
     def incremental(self) -> bool:
-        """W&B's incremental flag: False (a tracklet draft from ``new_draft()`` stores only what changed anyway)."""
-        return False
+        """W&B's ``incremental``: a draft made with ``incremental=True`` is logged as the collection's
+        latest version's files plus (and over) its own, as W&B's server merges its "incremental"
+        manifest onto the latest version (``_take_base``)."""
+        return self._incremental
+
+    def _take_base(self, base: Any) -> None:
+        """An incremental draft, as it is logged: ``base`` (the collection's latest version, or None)
+        gives every file the draft doesn't add (stored already: not read again)."""
+        if base is None:
+            return
+        merged: dict[str, Any] = {entry.path: entry for entry in base.manifest}
+        merged.update(self._pending)
+        self._pending = merged
+        self._dirs = None
 
     @property
     def use_as(self) -> None:

@@ -153,8 +153,11 @@ def _strip_unrecorded(data: Mapping[str, Any], prefix: str = "") -> dict[str, An
             row[value.table_key(key)] = value.to_tracklet(prefix + key)  # the chart's key as flattened
         elif data_types.is_unrecorded(value):
             label = data_types.type_label(value)
+            hint = ("; store it in an artifact instead (artifact.add(joined, name), read back with "
+                    "artifact.get(name)), as W&B logs one to a run only as a reference to such a copy"
+                    if isinstance(value, data_types.JoinedTable) else "")
             warn_once(f"log-{label}", f"logging {label} is not yet supported; key {key!r} (and any later "
-                      f"{label} values) are left out of the row, the rest is recorded")
+                      f"{label} values) are left out of the row, the rest is recorded{hint}")
         elif isinstance(value, data_types.Histogram):
             row[key] = value.to_tracklet()
         elif isinstance(value, Mapping):
@@ -363,6 +366,18 @@ class Run:
     def __repr__(self) -> str:
         return f"<wandb compat Run {self.path} (tracklet)>"
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """W&B lets a child process log to a run passed to it (its service process takes every
+        process's records); tracklet's run records through this process's writer, so a run sent to a
+        child (``spawn``, ``Pool`` arguments) is refused by name with the shared-run call to use
+        instead, not with pickle's "cannot pickle '_thread.lock' object"."""
+        from tracklet.core.run import _unpicklable_message
+
+        raise TypeError(_unpicklable_message(
+            "wandb run", self._run.project, self._run.id,
+            'wandb.init(project={project!r}, id={id!r}, settings=wandb.Settings(mode="shared", '
+            'x_primary=False, x_label="worker-1"))', "wandb.init(group=...)"))
+
     # ---------------------------------------------------------------- recording
 
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None,
@@ -539,7 +554,21 @@ class Run:
             artifact = artifact_or_path
         if tags is not None and getattr(artifact, "_state", None) == "draft":  # tracklet's own state (W&B's is PENDING)
             artifact.tags = [*artifact.tags, *([tags] if isinstance(tags, str) else tags)]
+        if getattr(artifact, "_incremental", False) and artifact._state == "draft":
+            artifact._take_base(self._latest_version(artifact._name))
         return self._run.log_artifact(artifact, type=type, aliases=_alias_list(aliases))
+
+    def _latest_version(self, name: str) -> Any:
+        """The latest version of collection ``name`` in this run's project (an incremental
+        artifact's base), or None when it has none."""
+        import tracklet
+        from tracklet.core.settings import data_root as data_root_of
+        from tracklet.errors import ArtifactNotFound
+
+        try:
+            return tracklet.Api(data_root_of(self._run.settings)).artifact(f"{self._run.project}/{name}:latest")
+        except ArtifactNotFound:
+            return None
 
     def upsert_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
                         aliases: Any = None, distributed_id: str | None = None) -> Any:
@@ -586,7 +615,29 @@ class Run:
         except ArtifactTypeMismatch as error:
             raise type_mismatch(error) from None
         except ArtifactNotFound as error:
+            table = self._logged_table(artifact_or_name, type)
+            if table is not None:
+                return table
             raise ArtifactNotFoundCommError(str(error)) from None
+
+    def _logged_table(self, name: Any, type: str | None) -> Any:
+        """``run-<run id>-<key>:latest`` (or ``:v<n>``, ``project/...``): a table a run of this data
+        root logged under ``key``, as ``wandb.Api().artifact`` reads it (W&B's documented
+        ``run.use_artifact("run-<run-id>-<table-name>:<tag>").get("<table-name>")``, and its
+        "adding data to resumed runs"). Not recorded as used: it is no artifact version of
+        tracklet's. None if ``name`` names no such table."""
+        if not isinstance(name, str) or type not in (None, "run_table"):
+            return None
+        import tracklet
+        from tracklet.compat.wandb.apis._run_tables import run_table_artifact
+        from tracklet.core.settings import data_root as data_root_of
+
+        parts = name.split("/")
+        project = parts[-2] if len(parts) > 1 else self._run.project
+        try:
+            return run_table_artifact(tracklet.Api(data_root_of(self._run.settings)), project, parts[-1])
+        except Exception:  # an unreadable root or log: the name's own error says it
+            return None
 
     def log_model(self, path: Any, name: str | None = None, aliases: Any = None) -> Any:
         """A file, directory or reference URI logged as a ``model`` artifact (default name
@@ -644,10 +695,20 @@ class Run:
         import re
 
         if name is None:
+            # W&B's: "source-" + make_artifact_name_safe(f"{project}-{program_relpath}"), the program's
+            # path relative to the working directory ("sub/train.py": source-p-sub_train.py), whatever
+            # root log_code reads. Until session 29 it was relative to that root ("../train.py" gave
+            # "source-p-.-train.py") with "-" for W&B's "_". A program outside the working directory
+            # (W&B: "None") is named by its file name; no program file (python -c): the run id.
             program = sys.argv[0] if sys.argv and sys.argv[0] and os.path.isfile(sys.argv[0]) else None
-            tail = os.path.relpath(os.path.abspath(program), base) if program else self._run.id
-            name = re.sub(r"[^A-Za-z0-9._-]", "-", f"source-{self._run.project}-{tail}")
-            name = re.sub(r"\.{2,}", ".", name)[:128]
+            tail = self._run.id
+            if program:
+                tail = os.path.relpath(os.path.abspath(program), os.getcwd())
+                if tail.startswith(".."):
+                    tail = os.path.basename(program)
+            name = "source-" + re.sub(r"[^a-zA-Z0-9_\-.]", "_", f"{self._run.project}-{tail}")
+            if len(name) > 128:
+                name = name[:63] + ".." + name[-63:]
         artifact = data_types.Artifact(name, "code")
         for path in found:
             artifact.add_file(path, name=os.path.relpath(path, base))

@@ -32,15 +32,29 @@ def _key(part: str) -> str:
     return part if _BARE.fullmatch(part) else json.dumps(part, ensure_ascii=False)
 
 
+def config_path(rest: str) -> list[str]:
+    """The config keys a W&B config field names (what follows ``config.``). W&B keeps each
+    top-level key's value under ``value`` (``{"optimizer": {"value": {"name": "adam"}}}``), so its
+    filters say ``config.lr.value`` and, for a nested key, ``config.optimizer.value.name``: that
+    ``value`` after the top-level key is dropped (until session 29 only a trailing one was, and
+    ``config.optimizer.value.name`` matched no run, silently); a trailing one still is
+    (``config.a.b.value``), and a field without it (``config.optimizer.name``) is taken as it is."""
+    parts = rest.split(".")
+    if len(parts) > 1 and parts[1] == "value":
+        del parts[1]
+    elif len(parts) > 1 and parts[-1] == "value":
+        del parts[-1]
+    return parts
+
+
 def field_name(name: str) -> str:
-    """A W&B field (``config.lr``, ``config.lr.value``, ``summary_metrics.loss``, ``state``...) as a
-    tracklet one."""
+    """A W&B field (``config.lr``, ``config.lr.value``, ``config.optimizer.value.name``,
+    ``summary_metrics.loss``, ``state``...) as a tracklet one."""
     for prefix, target in (("config.", "config"), ("summary_metrics.", "summary"), ("summary.", "summary")):
         if name.startswith(prefix):
             rest = name[len(prefix):]
-            if target == "config" and rest.endswith(".value"):
-                rest = rest[: -len(".value")]
-            return target + "." + ".".join(_key(p) for p in rest.split("."))
+            parts = config_path(rest) if target == "config" else rest.split(".")
+            return target + "." + ".".join(_key(p) for p in parts)
     if name in _FIELDS:
         return _FIELDS[name]
     raise FilterError(f"filtering or sorting runs on {name!r} is not supported (docs/wandb-compat.md)")

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb.apis import _artifact_lists
-from tracklet.compat.wandb.apis.filters import to_filter, to_order
+from tracklet.compat.wandb.apis.filters import config_path, to_filter, to_order
 from tracklet.compat.wandb.errors import CommError, UsageError
 
 _INTERNAL = ("_step", "_timestamp", "_runtime")
@@ -470,10 +470,12 @@ class Run:
                                      (max_step is not None and step >= max_step)):
                 return
             if keys is not None:
-                # W&B returns only rows holding every requested key.
-                if any(row.get(k) is None for k in keys):
+                # W&B asks its server for the keys [x_axis, *keys] (runs.py _sampled_history): only
+                # rows holding every one of them, and only those columns (x_axis="epoch": no _step;
+                # until session 29 _step came too, and rows without the x axis)
+                if any(row.get(k) is None for k in (x_axis, *keys)):
                     return
-                row = {k: row[k] for k in dict.fromkeys(["_step", x_axis, *keys]) if k in row}
+                row = {k: row[k] for k in dict.fromkeys([x_axis, *keys]) if k in row}
             else:
                 row = {k: v for k, v in row.items() if v is not None or k in _INTERNAL}
             rows.append({k: _json_value(v) for k, v in row.items()})
@@ -899,7 +901,7 @@ class Sweep:
         descending = not order.startswith("+")
         key = order[1:] if order[:1] in ("+", "-") else order
         in_config = key.startswith("config.")
-        key = key.removeprefix("config.").removesuffix(".value") if in_config else (
+        key = ".".join(config_path(key.removeprefix("config."))) if in_config else (
             key.removeprefix("summary_metrics.").removeprefix("summary."))
         scored = [(value, run) for run in self.runs
                   if isinstance(value := _dotted(run.config if in_config else run.summary, key), (int, float))
@@ -950,6 +952,11 @@ class Sweep:
 
 class Runs(list):
     """The runs a query matched, newest first unless ``order`` says otherwise."""
+
+    @property
+    def length(self) -> int:
+        """W&B's paginator ``length``: how many runs matched (all are read at once here)."""
+        return len(self)
 
     def histories(self, samples: int = 500, keys: Sequence[str] | None = None, x_axis: str = "_step",
                   format: str = "default", stream: str = "default") -> Any:

@@ -491,3 +491,50 @@ def test_a_part_is_never_uploaded_to_a_server_that_ignores_part(tmp_path):
         with pytest.raises(SyncError, match="keeps no shared runs' parts"):
             client.sync_run(RunPaths(tmp_path, "p", "old", "r1"))
     assert requests == ["GET"]
+
+
+def test_wandb_shared_mode_without_x_primary_joins_a_finished_run(tmp_path):
+    """W&B lets a process in shared mode write a run whose primary finished (a late evaluator):
+    without ``x_primary`` it joins as a secondary writer (one warning) instead of failing with
+    "already exists"; the run's state stays its primary's."""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"x_disable_meta": True, "x_disable_stats": True, "console": "off"}
+    primary = wandb.init(project="p", id="late", dir=str(tmp_path), settings=wandb.Settings(
+        mode="shared", x_primary=True, **quiet))
+    primary.log({"loss": 1.0})
+    primary.finish()
+    with pytest.warns(Warning, match="joins run late, which another process started"):
+        evaluator = wandb.init(project="p", id="late", dir=str(tmp_path), settings=wandb.Settings(
+            mode="shared", x_label="eval", **quiet))
+    evaluator.log({"eval/acc": 0.5})
+    evaluator.finish()
+    run = tracklet.Api(tmp_path).run("p/late")
+    assert run.state == "finished" and run.parts["eval"]["state"] == "finished"
+    assert run.history()["eval/acc"] == [0.5] and run.summary["loss"] == 1.0
+
+
+def test_labels_that_differ_only_in_case_never_share_a_part_file(tmp_path):
+    """``Rank_1`` and ``rank_1`` are one file on a case-insensitive file system (macOS): a
+    secondary whose label differs from an existing part's only in case is refused, whatever the
+    file system, naming both (here, where they would be two files, the rule is what is tested);
+    W&B's ``x_label`` takes ``<label>-<pid>`` instead, with one warning, and records."""
+    import tracklet.compat.wandb as wandb
+    from tracklet.errors import InvalidName
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "primary": False}
+    first = tracklet.init(project="p", id="case", settings={**quiet, "label": "Rank_1"}, reinit="create_new")
+    first.log({"a": 1})
+    first.finish()
+    with pytest.raises(InvalidName, match="'rank_1' differs only in case from 'Rank_1'"):
+        tracklet.init(project="p", id="case", settings={**quiet, "label": "rank_1"}, reinit="create_new")
+    again = tracklet.init(project="p", id="case", settings={**quiet, "label": "Rank_1"}, reinit="create_new")
+    again.finish()  # the same label, the same case: a restarted writer appends to its part
+    with pytest.warns(Warning, match="differs from it only in case"):
+        run = wandb.init(project="p", id="case", dir=str(tmp_path), settings=wandb.Settings(
+            mode="shared", x_primary=False, x_label="rank_1", x_disable_meta=True, console="off"))
+    run.log({"a": 2})
+    run.finish()
+    names = sorted(path.name for path in (tmp_path / "projects/p/runs/case/parts").glob("*.tlog"))
+    assert names == sorted(["Rank_1.tlog", f"rank_1-{os.getpid()}.tlog"])
+    assert len({name.casefold() for name in names}) == len(names)  # no two would be one file on macOS

@@ -219,6 +219,8 @@ def init(
         tracklet_settings["primary"] = False
         if given.get("x_label") is not None:
             tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
+        # W&B's default (True): its end sets the run's state too, unless x_update_finish_state=False
+        tracklet_settings["update_finish_state"] = given.get("x_update_finish_state") is not False
 
     tag_list = pick(tags, "run_tags", "WANDB_TAGS")
     if isinstance(tag_list, str):
@@ -421,6 +423,7 @@ def _join_as_secondary(arguments: dict[str, Any], tracklet_settings: dict[str, A
     tracklet_settings["primary"] = False
     if given.get("x_label") is not None:
         tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
+    tracklet_settings["update_finish_state"] = given.get("x_update_finish_state") is not False  # W&B's default
     arguments["settings"] = tracklet_settings
     warn_once("shared-secondary", f"wandb.init(mode='shared') joins run {arguments['id']}, which another process "
               "started: recorded as a secondary writer of it (W&B's x_primary=False; set it on every process "

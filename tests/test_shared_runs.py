@@ -659,8 +659,14 @@ def test_a_secondary_with_update_finish_state_sets_the_runs_state(tmp_path, stor
     finisher.finish(exit_code=1)
     read, stored = _both(api, tmp_path, "fin")
     assert (read.state, read.exit_code) == ("failed", 1)
+    again = tracklet.init(project="p", id="fin", dir=str(tmp_path), reinit="create_new", settings={
+        "primary": False, "label": "last", "update_finish_state": True, "console": "off", "system_metrics": False})
+    assert "_tracklet_sets_run_state" not in again.config  # a restarted writer's config: its own keys only
+    again.finish()
+    read, stored = _both(api, tmp_path, "fin")
+    assert (read.state, read.exit_code) == ("finished", 0)  # its last exit: the part's state is its latest
     api.store.index(rebuild=True)
-    assert (api.store.run("p", "fin")["state"], api.store.run("p", "fin")["exit_code"]) == ("failed", 1)
+    assert (api.store.run("p", "fin")["state"], api.store.run("p", "fin")["exit_code"]) == ("finished", 0)
     api.close()
 
 

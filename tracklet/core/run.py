@@ -880,6 +880,7 @@ class Run:
             self.resumed = True
             self._step = resume_state.next_step
             self.config._data.update(resume_state.config)
+            self.config._data.pop(SETS_STATE_KEY, None)  # a restarted secondary's mark: never in its config
             key_ids, summary = resume_state.key_ids, resume_state.summary
         self._sender = BatchSender(
             [writer],

@@ -574,6 +574,11 @@ def test_a_run_whose_primary_never_started_is_listed_from_its_parts(tmp_path, st
     shown = CliRunner().invoke(cli, ["--dir", str(tmp_path), "show", "p/orphan"])
     assert shown.exit_code == 0, shown.output
     assert "not started" in shown.output and "w1 (finished" in shown.output
+    from tracklet.reproduce.plan import make_plan
+
+    plan = make_plan(read, tmp_path, directory=tmp_path / "again")  # nothing to reproduce it from: said so
+    assert plan.no_primary and any("primary never started" in problem for problem in plan.problems)
+    assert "written by 2 secondary writer(s) only, w1, w2" in plan.render()
 
     failing = tracklet.init(project="p", id="orphan", reinit="create_new", settings={**quiet, "primary": False,
                                                                                       "label": "w3"})

@@ -61,6 +61,7 @@ class Plan:
     # A shared run's secondary writers (docs/shared-runs.md): {"label", "rank", "state", "host",
     # "seeds"}, by label. The run's environment is its primary's, which the plan reproduces.
     secondaries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    no_primary: bool = False  # a shared run whose primary never started: only secondaries' parts
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
@@ -100,10 +101,18 @@ class Plan:
         """A shared run: written by several processes, reproduced from its primary's environment."""
         named = ", ".join(writer["label"] + (f" (rank {writer['rank']})" if writer["rank"] else "")
                           for writer in self.secondaries)
+        if self.no_primary:
+            lines = [f"  writers     the run was written by {len(self.secondaries)} secondary writer(s) only, {named}: its "
+                     "primary never started, and secondaries record no environment to reproduce"]
+            return lines + self._render_secondary_seeds()
         lines = [f"  writers     the run was written by {len(self.secondaries) + 1} processes: its primary"
                  + (f" (rank {self.rank})" if self.rank else "")
                  + f", whose environment and command this reproduces, and secondary writer(s) {named}, whose "
                  "parts of the run record no environment of their own (the program starts them again as it runs)"]
+        return lines + self._render_secondary_seeds()
+
+    def _render_secondary_seeds(self) -> list[str]:
+        lines = []
         for writer in self.secondaries:
             if writer["seeds"]:
                 shown = ", ".join(f"{seed['api']}({seed['value']})" for seed in writer["seeds"][:8])
@@ -214,6 +223,10 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
         from tracklet.reproduce.ranks import secondary_writers
 
         plan.secondaries = secondary_writers(run, plan.root)
+        plan.no_primary = bool(run.metadata.get("no_primary"))
+        if plan.no_primary:
+            plan.problems.append(f"run {run.path}'s primary never started: only its secondary writers' parts were "
+                                 "recorded, and they record no environment (docs/shared-runs.md)")
     if plan.rank:
         from tracklet.reproduce.ranks import other_ranks
 

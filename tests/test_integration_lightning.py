@@ -565,7 +565,9 @@ class Hello(Callback):
         experiment = trainer.logger.experiment
         experiment.summary[f"fits/rank_{{trainer.global_rank}}"] = experiment.summary.get(
             f"fits/rank_{{trainer.global_rank}}", 0) + 1
-        print("RANK", trainer.global_rank, "EXPERIMENT", experiment.id, type(experiment).__name__, flush=True)
+        # one string a print: with console capture each of print's pieces is its own write, and the
+        # two ranks' writes to the one pipe interleave
+        print(f"RANK {{trainer.global_rank}} EXPERIMENT {{experiment.id}} {{type(experiment).__name__}}", flush=True)
         # A run ended before its first system sample records none (by design): the tiny fit takes
         # ~0.1 s on an idle machine, so each rank lives on past its first samples (interval 0.1 s).
         time.sleep(1.5)
@@ -578,7 +580,7 @@ trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=EPO
                     enable_progress_bar=False, enable_model_summary=False, logger=logger,
                     default_root_dir={tmp!r}, callbacks=[ModelCheckpoint(monitor="val_loss"), Hello()])
 trainer.fit(model(), loader(), loader(1))
-print("RANK", trainer.global_rank, "VERSION", logger.version, flush=True)
+print(f"RANK {{trainer.global_rank}} VERSION {{logger.version}}", flush=True)
 # a second Trainer.fit with the same logger: every rank records into the run again
 again = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, log_every_n_steps=1,
                   enable_progress_bar=False, enable_model_summary=False, logger=logger,

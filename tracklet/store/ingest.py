@@ -448,7 +448,9 @@ class Indexer:
     def _index_parts(self, group: list[RunPaths], report: IndexReport, labels: list[str] | None = None) -> None:
         """Ingest the new records of each shared run's parts (its secondary writers' logs,
         ``parts/<label>.tlog``) into the run, by ``core/parts.py``'s rules, after the run's own
-        log: its row must exist (a part whose primary hasn't started waits on disk). Each part's
+        log: its row must exist (a part whose primary hasn't started waits on disk, unless the
+        source lists such runs, ``LocalLogs.part_only_runs``: then the first part makes the row,
+        ``metadata["no_primary"]``, until the primary's log is indexed into it). Each part's
         offset, keys and state are kept in the run's ``metadata["parts"]``. Only logs on disk have
         parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
         if not isinstance(self.source, LocalLogs):

@@ -561,6 +561,13 @@ class Hello(Callback):
         print(f"hello from rank {{trainer.global_rank}} at step {{trainer.global_step}}", flush=True)
 
     def on_train_end(self, trainer, *args):
+        # every rank's experiment is its writer of the run: rank 1's its part (all_ranks)
+        experiment = trainer.logger.experiment
+        experiment.summary[f"fits/rank_{{trainer.global_rank}}"] = experiment.summary.get(
+            f"fits/rank_{{trainer.global_rank}}", 0) + 1
+        # one string a print: with console capture each of print's pieces is its own write, and the
+        # two ranks' writes to the one pipe interleave
+        print(f"RANK {{trainer.global_rank}} EXPERIMENT {{experiment.id}} {{type(experiment).__name__}}", flush=True)
         # A run ended before its first system sample records none (by design): the tiny fit takes
         # ~0.1 s on an idle machine, so each rank lives on past its first samples (interval 0.1 s).
         time.sleep(1.5)
@@ -573,7 +580,12 @@ trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=EPO
                     enable_progress_bar=False, enable_model_summary=False, logger=logger,
                     default_root_dir={tmp!r}, callbacks=[ModelCheckpoint(monitor="val_loss"), Hello()])
 trainer.fit(model(), loader(), loader(1))
-print("RANK", trainer.global_rank, "VERSION", logger.version, flush=True)
+print(f"RANK {{trainer.global_rank}} VERSION {{logger.version}}", flush=True)
+# a second Trainer.fit with the same logger: every rank records into the run again
+again = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, log_every_n_steps=1,
+                  enable_progress_bar=False, enable_model_summary=False, logger=logger,
+                  default_root_dir={tmp!r}, callbacks=[Hello()], enable_checkpointing=False)
+again.fit(model(), loader())
 """
 
 
@@ -596,20 +608,71 @@ def test_ddp_records_one_run_with_every_rank_in_it(root, tmp_path):
     assert run.state == "finished" and run.exit_code == 0  # the primary's: rank 0
     assert {label: part["state"] for label, part in run.parts.items()} == {"rank_1": "finished"}
     # metrics, config and checkpoints from rank 0 only: each series once, no rank_1 copy.
-    # Each rank sees half of the 4 batches per epoch: 2 steps per epoch.
+    # Each rank sees half of the 4 batches per epoch: 2 steps per epoch; the second fit's epoch
+    # continues at the run's next rows.
     history = run.history()
-    assert history["_step"] == list(range(EPOCHS * BATCHES // 2))
+    assert history["_step"] == list(range((EPOCHS + 1) * BATCHES // 2))
+    # every rank's experiment is its writer of the run (rank 1's: its part), in both fits
+    assert result.stdout.count(f"RANK 1 EXPERIMENT {run.id} Run") == 2
+    assert result.stdout.count(f"RANK 0 EXPERIMENT {run.id} Run") == 2
+    assert (run.summary["fits/rank_0"], run.summary["fits/rank_1"]) == (2, 2)
     assert not [key for key in history if "/l:" in key]
     assert run.config["lr"] == 0.05
     assert [c.metadata["best"] for c in run.checkpoints] == [True]
     assert Path(run.checkpoints[0].path).is_relative_to(run.dir)
     # each rank's console and system metrics
     texts = [line.text for line in run.console]
-    assert "[rank_1] hello from rank 1 at step 1" in texts and "hello from rank 0 at step 1" in texts
+    assert texts.count("[rank_1] hello from rank 1 at step 1") == 2 and "hello from rank 0 at step 1" in texts
     assert not [text for text in texts if text.startswith("[rank_1] hello from rank 0")]
     system = run.system_metrics()
     assert [name for name in system if name.endswith("/l:rank_1")]
     assert [name for name in system if "/l:" not in name]
+
+
+DDP_FAILING_RANK = """
+import sys
+sys.path.insert(0, {tests!r})
+import lightning as L
+from test_integration_lightning import MLP, loader
+from tracklet.integrations.lightning import TrackletLogger
+
+
+class FailsOnRankOne(MLP):
+    def training_step(self, batch, batch_idx):
+        if self.global_rank == 1 and self.global_step == 1:
+            raise RuntimeError("rank 1 fails")
+        return super().training_step(batch, batch_idx)
+
+
+settings = {{"console": "wrap", "capture_environment": False, "system_metrics": False}}
+logger = TrackletLogger(project="ddp", dir={root!r}, settings=settings, all_ranks=True)
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=EPOCHS, log_every_n_steps=1,
+                    enable_progress_bar=False, enable_model_summary=False, logger=logger,
+                    default_root_dir={tmp!r}, enable_checkpointing=False)
+trainer.fit(FailsOnRankOne(), loader())
+""".replace("EPOCHS", str(EPOCHS))
+
+
+def test_a_rank_failing_mid_training_fails_its_part_and_the_run_stays_readable(root, tmp_path):
+    """Rank 1 raises at its second step: its part reads failed (exit code 1, its error in its
+    exit), rank 0's collective fails with the peer gone and fails the run; what rank 0 recorded
+    before stays in the one run."""
+    script = tmp_path / "train_fails.py"
+    script.write_text(textwrap.dedent(DDP_FAILING_RANK).format(
+        tests=str(REPO / "tests"), root=str(root), tmp=str(tmp_path / "lightning")))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("TRACKLET_DIR", None)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=240)
+    assert result.returncode != 0 and "rank 1 fails" in result.stderr
+    (run,) = tracklet.Api(root).runs("ddp")
+    assert (run.state, run.exit_code) == ("failed", 1)  # rank 0's: its collective lost its peer
+    assert (run.parts["rank_1"]["state"], run.parts["rank_1"]["exit_code"]) == ("failed", 1)
+    assert run.history()["train_loss_step"]  # rank 0's rows before the failure
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    assert "rank 1 fails" in RecordedRun(RunPaths(root, "ddp", run.id, "rank_1")).error  # its part's exit says why
 
 
 # ---------------------------------------------------------------- tracklet.init arguments

@@ -134,3 +134,38 @@ def test_only_the_recorded_rank_claims_the_reproduction(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     claimed = reproduction.current(str(spec))
     assert claimed is not None and claimed.run_id == "new" and claimed.rank == "1"
+
+
+SHARED_RANK = """\
+import os, random
+import tracklet
+rank = os.environ["RANK"]
+random.seed(int(os.environ["SEED"]))
+secondary = {"primary": False} if rank != "0" else {}  # label rank_<RANK>: the default under a launcher
+tracklet.init(project="repro", id="shared", settings=secondary).finish()
+"""
+
+
+def test_a_shared_run_is_reproduced_from_its_primary_naming_its_secondaries(root, tmp_path):
+    """Ranks 1 and 0 of one launch (torchrun's variables, set by hand) write one shared run: the
+    plan says the run was written by 2 processes, reproduces rank 0's (the primary's) environment,
+    and names rank 1 as its secondary writer with the seeds its part recorded, not as a rank that
+    recorded nothing."""
+    repo = _repo(tmp_path, SHARED_RANK)
+    launch = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    for rank in ("1", "0"):  # the secondary first: ranks start in any order
+        done = subprocess.run([sys.executable, "train.py"], cwd=repo, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root), **launch,
+                                   "RANK": rank, "LOCAL_RANK": rank, "SEED": f"1{rank}"})
+        assert done.returncode == 0, done.stderr
+    plan = json.loads(cli(root, "reproduce", "repro/shared", "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert plan["ok"], plan["problems"]
+    assert plan["rank"] == "0" and plan["seeds"] == [{"api": "random.seed", "value": "10"}]
+    assert [(w["label"], w["rank"], w["state"], w["seeds"]) for w in plan["secondaries"]] == [
+        ("rank_1", "1", "finished", [{"api": "random.seed", "value": "11"}])]
+    assert plan["ranks_unrecorded"] == [] and plan["rank_seeds"] == []
+    text = cli(root, "reproduce", "repro/shared", "--dry-run", cwd=tmp_path).stdout
+    assert "  writers     the run was written by 2 processes: its primary (rank 0), whose environment" in text
+    assert "secondary writer(s) rank_1 (rank 1), whose parts of the run record no environment" in text
+    assert "  seeds       secondary writer rank_1: random.seed(11) (its part of this run)\n" in text
+    assert "rank(s) 1: not known" not in text

@@ -645,16 +645,19 @@ def test_part_labels_and_count_are_checked_by_the_server(tmp_path, parts_server)
     from tracklet.core.layout import RunPaths
     from tracklet.errors import TrackletError
 
-    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    # The client refuses a label differing in case from a part it holds: W1 is written on another node.
     for label in ("w1", "W1", "w2", "w3", "w4"):
+        node = tmp_path / ("other" if label == "W1" else "here")
+        quiet = {"dir": str(node), "console": "off", "system_metrics": False, "capture_environment": False}
         run = tracklet.init(project="p", id="many", reinit="create_new", settings={**quiet, "primary": False,
                                                                                     "label": label})
         run.log({"a": 1})
         run.finish()
+    tmp_path = tmp_path / "here"
     with SyncClient(parts_server.url) as client:
         client.sync_run(RunPaths(tmp_path, "p", "many", "w1"))
         with pytest.raises(TrackletError, match="differs only in case from its part 'w1'"):
-            client.sync_run(RunPaths(tmp_path, "p", "many", "W1"))
+            client.sync_run(RunPaths(tmp_path.parent / "other", "p", "many", "W1"))
         client.sync_run(RunPaths(tmp_path, "p", "many", "w2"))
         client.sync_run(RunPaths(tmp_path, "p", "many", "w3"))
         with pytest.raises(TrackletError, match=r"p/many has 3 parts.*--max-parts-per-run 3"):
@@ -717,3 +720,212 @@ def test_a_secondarys_files_upload_under_its_label(tmp_path, parts_server, monke
         one = client.get("/api/v1/runs/p/files1/files", params={"under": "parts/rank_1"}).json()["files"]
         assert [entry["name"] for entry in one] == ["parts/rank_1/ckpt/last.txt", "parts/rank_1/output.log"]
         assert client.get("/api/v1/runs/p/files1/files", params={"under": "parts/rank_9"}).json()["files"] == []
+
+
+def test_wandb_shared_mode_without_x_primary_joins_a_finished_run(tmp_path):
+    """W&B lets a process in shared mode write a run whose primary finished (a late evaluator):
+    without ``x_primary`` it joins as a secondary writer (one warning) instead of failing with
+    "already exists"; the run's state stays its primary's."""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"x_disable_meta": True, "x_disable_stats": True, "console": "off"}
+    primary = wandb.init(project="p", id="late", dir=str(tmp_path), settings=wandb.Settings(
+        mode="shared", x_primary=True, **quiet))
+    primary.log({"loss": 1.0})
+    primary.finish()
+    with pytest.warns(Warning, match="joins run late, which another process started"):
+        evaluator = wandb.init(project="p", id="late", dir=str(tmp_path), settings=wandb.Settings(
+            mode="shared", x_label="eval", **quiet))
+    evaluator.log({"eval/acc": 0.5})
+    evaluator.finish()
+    run = tracklet.Api(tmp_path).run("p/late")
+    assert run.state == "finished" and run.parts["eval"]["state"] == "finished"
+    assert run.history()["eval/acc"] == [0.5] and run.summary["loss"] == 1.0
+
+
+def test_labels_that_differ_only_in_case_never_share_a_part_file(tmp_path):
+    """``Rank_1`` and ``rank_1`` are one file on a case-insensitive file system (macOS): a
+    secondary whose label differs from an existing part's only in case is refused, whatever the
+    file system, naming both (here, where they would be two files, the rule is what is tested);
+    W&B's ``x_label`` takes ``<label>-<pid>`` instead, with one warning, and records."""
+    import tracklet.compat.wandb as wandb
+    from tracklet.errors import InvalidName
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "primary": False}
+    first = tracklet.init(project="p", id="case", settings={**quiet, "label": "Rank_1"}, reinit="create_new")
+    first.log({"a": 1})
+    first.finish()
+    with pytest.raises(InvalidName, match="'rank_1' differs only in case from 'Rank_1'"):
+        tracklet.init(project="p", id="case", settings={**quiet, "label": "rank_1"}, reinit="create_new")
+    again = tracklet.init(project="p", id="case", settings={**quiet, "label": "Rank_1"}, reinit="create_new")
+    again.finish()  # the same label, the same case: a restarted writer appends to its part
+    with pytest.warns(Warning, match="differs from it only in case"):
+        run = wandb.init(project="p", id="case", dir=str(tmp_path), settings=wandb.Settings(
+            mode="shared", x_primary=False, x_label="rank_1", x_disable_meta=True, console="off"))
+    run.log({"a": 2})
+    run.finish()
+    names = sorted(path.name for path in (tmp_path / "projects/p/runs/case/parts").glob("*.tlog"))
+    assert names == sorted(["Rank_1.tlog", f"rank_1-{os.getpid()}.tlog"])
+    assert len({name.casefold() for name in names}) == len(names)  # no two would be one file on macOS
+
+
+def _both(api, root, run_id):
+    """The run as the log reader and as the store (indexed now) have it; they agree."""
+    assert not api.index().failed
+    read = tracklet.Api(root).run(f"p/{run_id}")
+    stored = api.store.run("p", run_id)
+    assert (stored["state"], stored["exit_code"]) == (read.state, read.exit_code)
+    assert stored["config"] == read.config and stored["summary"] == read.summary
+    return read, stored
+
+
+def test_a_run_whose_primary_never_started_is_listed_from_its_parts(tmp_path, store_url):
+    """Rank 0 crashed before init(), or only secondaries were launched: the run is listed from
+    its parts (Api.runs, the store, tracklet show), named as its first part started, its state
+    from its parts; once its primary starts, the run is the primary's as usual."""
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main as cli
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    for label, code in (("w2", 0), ("w1", 0)):
+        run = tracklet.init(project="p", id="orphan", name=f"named-{label}", reinit="create_new",
+                            settings={**quiet, "primary": False, "label": label})
+        run.log({"loss": 1.0 if label == "w1" else 2.0})
+        run.finish(exit_code=code)
+    assert [run.id for run in tracklet.Api(tmp_path).runs("p")] == ["orphan"]
+    read, stored = _both(api, tmp_path, "orphan")
+    assert read.state == "finished" and read.name == "named-w1" == stored["name"]
+    assert read.metadata["no_primary"] and stored["metadata"]["no_primary"]
+    assert read.history()["loss"] == [1.0] and read.history()["loss/l:w2"] == [2.0]
+    assert [row["run_id"] for row in api.store.runs("p")] == ["orphan"]
+    shown = CliRunner().invoke(cli, ["--dir", str(tmp_path), "show", "p/orphan"])
+    assert shown.exit_code == 0, shown.output
+    assert "not started" in shown.output and "w1 (finished" in shown.output
+    from tracklet.reproduce.plan import make_plan
+
+    plan = make_plan(read, tmp_path, directory=tmp_path / "again")  # nothing to reproduce it from: said so
+    assert plan.no_primary and any("primary never started" in problem for problem in plan.problems)
+    assert "written by 2 secondary writer(s) only, w1, w2" in plan.render()
+
+    failing = tracklet.init(project="p", id="orphan", reinit="create_new", settings={**quiet, "primary": False,
+                                                                                      "label": "w3"})
+    read, _ = _both(api, tmp_path, "orphan")
+    assert read.state == "running"  # while any of its writers runs
+    failing.finish(exit_code=3)
+    read, _ = _both(api, tmp_path, "orphan")
+    assert (read.state, read.exit_code) == ("failed", 3)
+
+    primary = tracklet.init(project="p", id="orphan", name="the-run", reinit="create_new", settings=quiet)
+    primary.log({"loss": 0.5})
+    primary.finish()
+    read, stored = _both(api, tmp_path, "orphan")
+    assert (read.state, read.exit_code, read.name) == ("finished", 0, "the-run") == (
+        stored["state"], stored["exit_code"], stored["name"])
+    assert "no_primary" not in read.metadata and "no_primary" not in stored["metadata"]
+    assert read.history()["loss"] == [0.5] and read.history()["loss/l:w1"] == [1.0]
+    api.store.index(rebuild=True)
+    assert api.store.run("p", "orphan")["summary"] == read.summary
+    api.close()
+
+
+def test_secondaries_settle_a_config_or_summary_key_by_label_order(tmp_path, store_url):
+    """Two secondaries set one config key and one summary-only key: the first label's values
+    are the run's whichever was indexed first (the other's summary value reads <key>/l:<label>);
+    a key the primary sets and then removes is the first part's again; the log reader and the
+    store (incremental and rebuilt) agree."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+
+    def write(label, config, best=None, resume=None, remove=()):
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="order", settings={**quiet, **extra}, resume=resume, reinit="create_new")
+        run.config.update(config)
+        for key in remove:
+            del run.config[key]
+        if best is not None:
+            run.summary["best"] = best
+        run.finish()
+        return _both(api, tmp_path, "order")[0]
+
+    write(None, {"a": 1})
+    read = write("w2", {"k": 2}, best=2)
+    assert read.config["k"] == 2 and read.summary["best"] == 2
+    read = write("w1", {"k": 1}, best=1)  # indexed after w2, first in label order
+    assert read.config == {"a": 1, "k": 1} and (read.summary["best"], read.summary["best/l:w2"]) == (1, 2)
+    read = write("w2", {"k": 22}, best=22)
+    assert read.config["k"] == 1 and (read.summary["best"], read.summary["best/l:w2"]) == (1, 22)
+    read = write(None, {"k": 0}, resume="allow")
+    assert read.config["k"] == 0
+    read = write(None, {}, resume="allow", remove=["k"])  # the primary's gone: w1's again
+    assert read.config == {"a": 1, "k": 1}
+    api.store.index(rebuild=True)
+    stored = api.store.run("p", "order")
+    assert stored["config"] == read.config and stored["summary"] == read.summary
+    api.close()
+
+
+def test_a_secondary_with_update_finish_state_sets_the_runs_state(tmp_path, store_url):
+    """W&B's ``x_update_finish_state=True`` (its default): the secondary's end sets the run's
+    state too: the run reads running while it records after the primary finished, and failed
+    when it fails; with ``False`` its end leaves the run's state the primary's."""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"x_disable_meta": True, "x_disable_stats": True, "console": "off"}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    primary = wandb.init(project="p", id="fin", dir=str(tmp_path), settings=wandb.Settings(mode="shared", **quiet))
+    primary.log({"loss": 1.0})
+    primary.finish()
+    bystander = wandb.init(project="p", id="fin", dir=str(tmp_path), reinit="create_new", settings=wandb.Settings(
+        mode="shared", x_primary=False, x_label="side", x_update_finish_state=False, **quiet))
+    bystander.finish(exit_code=2)
+    read, stored = _both(api, tmp_path, "fin")
+    assert (read.state, read.parts["side"]["state"]) == ("finished", "failed")
+    assert "sets_state" not in stored["metadata"]["parts"]["side"]
+    finisher = wandb.init(project="p", id="fin", dir=str(tmp_path), reinit="create_new", settings=wandb.Settings(
+        mode="shared", x_primary=False, x_label="last", **quiet))
+    finisher.log({"eval/acc": 0.5})
+    assert finisher._run.flush()  # what it recorded so far (its mark among it), in its part
+    read, stored = _both(api, tmp_path, "fin")
+    assert read.state == "running" and read.parts["last"]["sets_state"]
+    assert "_tracklet_sets_run_state" not in read.config and "_tracklet_sets_run_state" not in finisher.config
+    finisher.finish(exit_code=1)
+    read, stored = _both(api, tmp_path, "fin")
+    assert (read.state, read.exit_code) == ("failed", 1)
+    again = tracklet.init(project="p", id="fin", dir=str(tmp_path), reinit="create_new", settings={
+        "primary": False, "label": "last", "update_finish_state": True, "console": "off", "system_metrics": False})
+    assert "_tracklet_sets_run_state" not in again.config  # a restarted writer's config: its own keys only
+    again.finish()
+    read, stored = _both(api, tmp_path, "fin")
+    assert (read.state, read.exit_code) == ("finished", 0)  # its last exit: the part's state is its latest
+    api.store.index(rebuild=True)
+    assert (api.store.run("p", "fin")["state"], api.store.run("p", "fin")["exit_code"]) == ("finished", 0)
+    api.close()
+
+
+def test_tracklet_ui_lists_a_run_whose_primary_never_started(tmp_path):
+    """The dashboard over a local data root (``tracklet ui``) lists such a run from its parts."""
+    import re
+
+    import httpx
+    import serverproc
+
+    orphan = tracklet.init(project="q", id="orphan", reinit="create_new", settings={
+        "dir": str(tmp_path), "console": "off", "system_metrics": False, "primary": False, "label": "w1"})
+    orphan.log({"acc": 1.0})
+    orphan.finish(exit_code=1)
+    ui = serverproc.cli_process("--dir", str(tmp_path), "ui", "--no-open", "--port", "0")
+    try:
+        found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", ui.first_line())
+        url, auth = found.group(1), {"Authorization": f"Bearer {found.group(2)}"}
+        deadline = time.monotonic() + 30
+        while not (listed := httpx.get(url + "api/v1/projects/q/runs", headers=auth, timeout=10)).json().get("runs"):
+            assert time.monotonic() < deadline, f"tracklet ui never listed the run: {listed.text}"
+            time.sleep(0.1)
+        assert [(run["run_id"], run["state"], run["exit_code"]) for run in listed.json()["runs"]] == [
+            ("orphan", "failed", 1)]
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+        ui.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 from tracklet.api import Api
 from tracklet.core.api import RecordedRun
-from tracklet.core.layout import RunPaths, check_name, is_valid_name, iter_runs, projects_dir
+from tracklet.core.layout import RunPaths, check_name, has_log, is_valid_name, iter_runs, projects_dir
 from tracklet.core.settings import default_data_root
 from tracklet.errors import RunNotFound, TrackletWarning
 
@@ -98,7 +98,7 @@ class LocalApi(Api):
         if filter or order_by or limit is not None or offset:
             rows = self.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset)
             return [RecordedRun(RunPaths(self.root, project, row["run_id"])) for row in rows]
-        found = [RecordedRun(paths) for paths in iter_runs(self.root, project)]
+        found = [RecordedRun(paths) for paths in iter_runs(self.root, project, parts=True)]
         found.sort(key=lambda r: (r.created_at or 0.0, r.id), reverse=True)
         return found
 
@@ -261,7 +261,7 @@ class LocalApi(Api):
             check_name("project", project)
             if is_valid_name(reference):
                 paths = RunPaths(self.root, project, reference)
-                if paths.log_file.is_file():
+                if has_log(paths):  # its run.tlog, or the parts of a shared run whose primary never started
                     return RecordedRun(paths)
             matches = [r for r in self.runs(project) if r.name == reference]
             if not matches:

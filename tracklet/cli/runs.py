@@ -291,6 +291,8 @@ def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
     field("Notes", run.notes)
     field("Host", metadata.get("hostname") or metadata.get("host"))
     parts = metadata.get("parts") or {}  # a shared run's secondary writers (docs/shared-runs.md)
+    if metadata.get("no_primary"):
+        field("Primary", "not started: the run is its secondary writers' parts", "yellow")
     field("Writers", ", ".join(f"{label} ({part.get('state')}{', ' + str(part.get('host')) if part.get('host') else ''})"
                                for label, part in sorted(parts.items())))
     username = metadata.get("username")  # the OS user the run's process recorded (run.user): nothing checked it

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 from tracklet.core import identity
 from tracklet.core.layout import RunPaths
 from tracklet.core.parsecost import parse_record
-from tracklet.core.parts import merge_parts
+from tracklet.core.parts import merge_parts, run_state, sets_state
 from tracklet.core.reader import (
     Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, damage_summary, replay, run_state_label,
     warn_damage,
@@ -34,6 +34,8 @@ class RecordedRun:
         self._label: str | None = None
         self._first: pb.RunStart | None = None
         self._known: dict[str, Any] | None = None  # name, tags...: see _identity
+        self._exit_code: int | None = None  # a shared run's, where its parts set its state (core/parts.py)
+        self._shared_exit = False
 
     def _start_record(self) -> pb.RunStart | None:
         """The run's first ``RunStart``: from the full read if done, else from the log's first frame
@@ -43,13 +45,22 @@ class RecordedRun:
         if self._first is None:
             record = pb.Record()
             try:  # a damaged or unreadable log lists under its id; reading it says what is wrong
-                payload = read_first_payload(self._paths.log_file)
+                payload = read_first_payload(self._first_log())
                 if payload is not None:
                     record = parse_record(payload)  # within bounded memory (core/parsecost.py)
             except Exception:
                 record = pb.Record()
             self._first = record.run_start if record.WhichOneof("kind") == "run_start" else pb.RunStart()
         return self._first if self._first.run_id else None
+
+    def _first_log(self) -> Path:
+        """The log whose start is the run's: its own, else (a shared run whose primary never
+        started) its first part's, by label."""
+        if self._paths.part is None and not self._paths.log_file.exists():
+            labels = self._paths.parts()
+            if labels:
+                return self._paths.part_paths(labels[0]).log_file
+        return self._paths.log_file
 
     # identity known without reading the log
     @property
@@ -81,8 +92,11 @@ class RecordedRun:
 
     def refresh(self) -> "RecordedRun":
         self._known = None
+        self._shared_exit = False
+        # a shared run whose primary never started (no run.tlog): its parts are the run
+        primary = self._paths.part is not None or self._paths.log_file.exists() or not self._paths.parts()
         try:
-            state = replay(self._paths.log_file)
+            state = replay(self._paths.log_file) if primary else RunState()
         except OSError as error:  # unreadable (permissions, I/O error): a damaged run, not a failed listing
             state = RunState()
             size = 0
@@ -92,10 +106,14 @@ class RecordedRun:
                 pass
             state.damage = Damage(0, size, f"unreadable: {error.strerror or error}")
             state.damages = [state.damage]
-        label = run_state_label(state, self._paths.log_file)
+        label = run_state_label(state, self._paths.log_file) if primary else "running"
         warn_damage(state, self._paths.log_file, live=label == "running")
         if self._paths.part is None:
             merge_parts(state, self._paths)  # a shared run's secondary writers (docs/shared-runs.md)
+            if not primary or any(sets_state(info) for info in state.parts.values()):
+                own = (label, state.exit.exit_code if state.exit is not None else None) if primary else None
+                label, self._exit_code = run_state(own, state.parts)
+                self._shared_exit = True
         self._state, self._label = state, label
         return self
 
@@ -131,7 +149,7 @@ class RecordedRun:
             self._known = {"name": "", "tags": [], "notes": "", "group": "", "job_type": ""}
             if start is not None:
                 try:
-                    self._known = identity.read_identity(self._paths.log_file, start)
+                    self._known = identity.read_identity(self._first_log(), start)
                 except OSError:  # unreadable now: the start's values; reading the run says what is wrong
                     self._known = identity.of_start(start)
         return self._known
@@ -184,6 +202,8 @@ class RecordedRun:
     @property
     def exit_code(self) -> int | None:
         end = self._read.exit
+        if self._shared_exit:  # a shared run whose state its parts set too (core/parts.py)
+            return self._exit_code
         return end.exit_code if end is not None else None
 
     @property
@@ -286,6 +306,8 @@ class RecordedRun:
                 info["environment_incomplete_reasons"] = dict(sorted(env.incomplete_reasons.items()))
         if state.parts:  # a shared run's secondary writers, as the store's metadata has them
             info["parts"] = copy.deepcopy(state.parts)
+            if self._paths.part is None and not self._paths.log_file.exists():
+                info["no_primary"] = True  # its primary never started: the run is its parts (docs/shared-runs.md)
         return info
 
     @property

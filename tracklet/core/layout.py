@@ -25,6 +25,9 @@ __all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_
 
 MAX_NAME_CHARS = 128
 PARTS_DIR = "parts"  # a run's secondary writers' logs (docs/shared-runs.md)
+# The config key a secondary started with ``update_finish_state`` records once at its start:
+# readers take it as its part's ``sets_state`` (core/parts.py) and never show it in a config.
+SETS_STATE_KEY = "_tracklet_sets_run_state"
 PART_SUFFIX = ".tlog"
 _NAME_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
 _ALLOWED = re.compile(r"[A-Za-z0-9._-]*")
@@ -149,14 +152,26 @@ def _run_dirs(root: Path, project: str | None) -> Iterator[Path]:
                 yield run_dir
 
 
-def iter_runs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
+def iter_runs(root: Path, project: str | None = None, *, parts: bool = False) -> Iterator[RunPaths]:
     """Every run with a record log under data root ``root`` (of one ``project``, or of all), in
     name order. Directories whose names are not valid names (left by hand or by an older version)
-    are skipped: they are not runs, and one of them must not break a listing."""
+    are skipped: they are not runs, and one of them must not break a listing. With ``parts``, a
+    shared run whose primary never started (parts but no ``run.tlog``; docs/shared-runs.md) is a
+    run too: listings show it (one more ``scandir`` only for a directory without ``run.tlog``)."""
     root = Path(root)
     for run_dir in _run_dirs(root, project):
         if (run_dir / LOG_FILE_NAME).is_file():
             yield RunPaths(root, run_dir.parent.parent.name, run_dir.name)
+        elif parts:
+            run = RunPaths(root, run_dir.parent.parent.name, run_dir.name)
+            if run.parts():
+                yield run
+
+
+def has_log(run: RunPaths) -> bool:
+    """Whether run ``run`` is recorded: its ``run.tlog``, or (a shared run whose primary never
+    started) a part."""
+    return run.log_file.is_file() or bool(run.parts())
 
 
 def iter_run_logs(root: Path, project: str | None = None) -> Iterator[tuple[RunPaths, list[RunPaths]]]:

@@ -11,27 +11,73 @@ own writer lock), so no two processes ever write one file. Readers (``core/api.p
   other writer's values of that key are the run's ``<key>/l:<label>`` (``loss/l:rank_1``), so no
   series mixes two processes' values and each rank's curve stays whole;
 - summary: a history key's entry follows its name; a key only ever set in the summary is the
-  primary's, else the first secondary's (label order here, indexing order in the store);
+  primary's, else the first secondary's in label order (the others' values ``<key>/l:<label>``);
 - system metrics: a secondary's metric ``m`` is ``m/l:<label>`` (``gpu.0.gpu/l:rank_1``, W&B's
   per-label form), so each node's GPUs show beside the primary's;
 - console: a secondary's lines read ``[<label>] text``, in time order with the primary's;
-- config: a secondary's keys are added where the primary's config has no such key (the
-  primary's value wins);
+- config: the primary's, then each key the primary's config has not (now: a key it removed
+  included) from the first secondary in label order whose config has it (``merged_config``);
 - media and tables: under their keys (items of several writers under one key list together, by
   step); artifacts a secondary logged or used, and its traces (``@tracklet.op`` spans), are the run's;
-- identity, state and exit code: the primary's only (W&B's ``x_update_finish_state=False``);
-  each part's own state is listed in ``RecordedRun.parts``.
+- identity, state and exit code: the primary's (W&B's ``x_update_finish_state=False``, a
+  secondary's default); each part's own state is listed in ``RecordedRun.parts``. A secondary
+  started with ``update_finish_state`` (W&B's ``x_update_finish_state=True``) sets the run's
+  state too, and a run whose primary never started takes its state from its parts
+  (``run_state``): running while any of those writers runs, then crashed if one crashed, failed
+  if one failed, else finished (a failure is never hidden by another writer's later exit). Such a
+  run's name, tags, ... are its first part's (label order) until its primary starts.
 """
 
 from __future__ import annotations
 
 from typing import Any, Collection, Mapping
 
-from tracklet.core.layout import RunPaths
+from tracklet.core.layout import SETS_STATE_KEY, RunPaths
 from tracklet.proto import records_pb2 as pb
 
 SYSTEM_LABEL_SEPARATOR = "/l:"
 PRIMARY = ""  # the owner of a key the primary logs
+
+
+def merged_config(primary: Mapping[str, Any], parts: Mapping[str, Mapping[str, Any]]
+                  ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The run's config: the primary's ``primary``, then each key it has not from the first label
+    (in order) whose part's config (``parts[label]``) has it; and the keys each label gave."""
+    config = dict(primary)
+    given: dict[str, list[str]] = {}
+    for label in sorted(parts):
+        for key, value in parts[label].items():
+            if key not in config:
+                config[key] = value
+                given.setdefault(label, []).append(key)
+    return config, given
+
+
+def sets_state(info: Mapping[str, Any]) -> bool:
+    return bool(info.get("sets_state"))
+
+
+def run_state(primary: tuple[str, int | None] | None, parts: Mapping[str, Mapping[str, Any]]
+              ) -> tuple[str, int | None]:
+    """A shared run's state and exit code from its state writers: the primary (``(state,
+    exit_code)``, None when it never started) and the parts that set the run's state
+    (``sets_state``), or every part when the primary never started and none does: running while
+    any of them runs, then crashed if one crashed, failed if one failed (the primary's exit code,
+    else the first such label's), else finished."""
+    writers = [primary] if primary is not None else []
+    chosen = [label for label in sorted(parts) if sets_state(parts[label])]
+    if primary is None and not chosen:
+        chosen = sorted(parts)
+    writers += [(str(parts[label].get("state") or ""), parts[label].get("exit_code")) for label in chosen]
+    states = [state for state, _ in writers if state in ("running", "finished", "failed", "crashed")]
+    if not states or ("crashed" in states and "running" not in states):
+        return "crashed", None
+    if "running" in states:
+        return "running", None
+    failed = [code for state, code in writers if state == "failed"]
+    if failed:
+        return "failed", failed[0]
+    return "finished", 0
 
 
 def labelled(label: str, name: str) -> str:
@@ -97,6 +143,13 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
         damage = damage_summary(part, live=state.parts[label]["state"] == "running")
         if damage is not None:  # what of the part could not be read (the rest is merged)
             state.parts[label]["damage"] = damage
+    for label, part in read.items():
+        if part.config.pop(SETS_STATE_KEY, None):
+            state.parts[label]["sets_state"] = True
+    if state.start is None:  # the primary never started: the run is its first part's, by label
+        first = next((part for part in read.values() if part.start is not None), None)
+        if first is not None:
+            state.start, state.identity = first.start, dict(first.identity)
     primary_keys = set(state.key_names.values())
     part_keys = {label: set(part.key_names.values()) for label, part in read.items()}
     primary_summary = set(state.summary)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from tracklet.core import hostinfo, identity, lifecycle
 from tracklet.core.console import ConsoleCapture
-from tracklet.core.layout import RunPaths
+from tracklet.core.layout import SETS_STATE_KEY, RunPaths
 from tracklet.core.logged import LoggedObject, logged_items, start_worker
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.core.sender import ROW_ENTRIES, BatchSender, ConsoleChunk, DefineMetric, RowKeys, SummarySet
@@ -889,6 +889,7 @@ class Run:
             self.resumed = True
             self._step = resume_state.next_step
             self.config._data.update(resume_state.config)
+            self.config._data.pop(SETS_STATE_KEY, None)  # a restarted secondary's mark: never in its config
             key_ids, summary = resume_state.key_ids, resume_state.summary
         self._sender = BatchSender(
             [writer],
@@ -939,6 +940,8 @@ class Run:
         assert paths is not None and self._sender is not None
         if config is not None:
             self.config.update(config)
+        if not self.settings.primary and self.settings.update_finish_state:  # its end sets the run's state too
+            self._record_config({SETS_STATE_KEY: True}, [])  # the readers' mark, never in the run's config
         if self.settings.console == "wrap":
             self._console = ConsoleCapture(self._sender.put, ConsoleChunk)
             self._console.start()

@@ -91,6 +91,10 @@ class Settings:
             run id): its part's file name, the tag of its console lines, system metrics and
             values of keys another writer owns (``loss/l:rank_1``). Default: ``rank_<RANK>`` when the ``RANK`` environment variable is a
             number, else ``<host>-<pid>``. ``TRACKLET_LABEL``.
+        update_finish_state: a secondary writer whose end sets the run's state too (W&B's
+            ``x_update_finish_state=True``): the run reads running until it ends as well, and
+            failed or crashed if it did (docs/shared-runs.md). Default False: the run's state is
+            its primary's. ``TRACKLET_UPDATE_FINISH_STATE``.
     """
 
     mode: str = "offline"
@@ -122,6 +126,7 @@ class Settings:
     tracing_budget: float = 0.01
     primary: bool = True
     label: str | None = None
+    update_finish_state: bool = False
 
     def __post_init__(self) -> None:
         # Which fields were given (to the constructor, or set afterwards): those win over the

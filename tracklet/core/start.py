@@ -238,6 +238,7 @@ def _secondary(resolved: Settings, run: RunPaths, run_id: str | None,
     (an online run started with ``resume``): a part this machine lacks is downloaded from the
     server first when it has one (the writer was restarted on another machine), so it goes on."""
     assert resolved.label is not None and run_id is not None
+    _refuse_a_case_twin(run, resolved.label)
     paths = run.part_paths(resolved.label)
     paths.parts_dir.mkdir(parents=True, exist_ok=True)
     if not paths.log_file.exists() and (resolved.mode != "online" or fetcher is None or not fetcher(paths, resolved)):
@@ -245,6 +246,22 @@ def _secondary(resolved: Settings, run: RunPaths, run_id: str | None,
     from tracklet.core.reader import replay
 
     return paths, replay(paths.log_file)
+
+
+def _refuse_a_case_twin(run: RunPaths, label: str) -> None:
+    """A label that differs from one of the run's parts only in case (``Rank_1``, ``rank_1``) is
+    refused (``InvalidName``): on a case-insensitive file system (macOS's and Windows' default)
+    both name one file, so two writers would share one part, or a restarted writer append to
+    another's. Refused on every system, so a script behaves the same wherever it runs; the part
+    listing shows each file under the name it was created with."""
+    from tracklet.errors import InvalidName
+
+    folded = label.casefold()
+    for other in run.parts():
+        if other != label and other.casefold() == folded:
+            raise InvalidName(f"label {label!r} differs only in case from {other!r}, a part of run "
+                              f"{run.project}/{run.run_id}: on a case-insensitive file system (macOS's default) "
+                              "they are one file; give each writer a label that differs in more than case")
 
 
 def _refuse_a_live_run(paths: RunPaths, ending: Run | None) -> None:

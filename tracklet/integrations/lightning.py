@@ -197,10 +197,18 @@ class TrackletLogger(Logger):
         return self.log_dir
 
     @property
-    @rank_zero_experiment
     def experiment(self) -> "tracklet.Run":
         """The run (started or attached on first use). After a Trainer call ended, it is the
-        finished run, readable as it is, until the next Trainer call resumes it."""
+        finished run, readable as it is, until the next Trainer call resumes it. With
+        ``all_ranks``, on any other rank: this rank's secondary writer of the run (from the start of
+        its first Trainer call; a no-op object before, as on other ranks without ``all_ranks``)."""
+        if self._part is not None and rank_zero_only.rank != 0:  # type: ignore[attr-defined]
+            return self._part
+        return self._rank_zero_experiment
+
+    @property
+    @rank_zero_experiment
+    def _rank_zero_experiment(self) -> "tracklet.Run":
         run = self._run
         if run is None:
             return self._attach()
@@ -295,7 +303,7 @@ class TrackletLogger(Logger):
         error = sys.exc_info()[1] if status not in ("success", "finished") else None
         interrupted = isinstance(error, KeyboardInterrupt)
         if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
-            part, self._part = self._part, None
+            part = self._part  # kept: the finished part is this rank's experiment until the next Trainer call
             if part is not None and not part.finished:
                 try:
                     _finish(part, status, error)

@@ -58,6 +58,10 @@ class Plan:
     # "seeds"}), and those that recorded none (their seeds are not known).
     rank_seeds: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     ranks_unrecorded: list[str] = dataclasses.field(default_factory=list)
+    # A shared run's secondary writers (docs/shared-runs.md): {"label", "rank", "state", "host",
+    # "seeds"}, by label. The run's environment is its primary's, which the plan reproduces.
+    secondaries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    no_primary: bool = False  # a shared run whose primary never started: only secondaries' parts
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
@@ -91,6 +95,29 @@ class Plan:
         if self.ranks_unrecorded:
             lines.append(f"  seeds       rank(s) {', '.join(self.ranks_unrecorded)}: not known (they recorded no run of "
                          "their own; the program sets their seeds again as it runs)")
+        return lines
+
+    def _render_secondaries(self) -> list[str]:
+        """A shared run: written by several processes, reproduced from its primary's environment."""
+        named = ", ".join(writer["label"] + (f" (rank {writer['rank']})" if writer["rank"] else "")
+                          for writer in self.secondaries)
+        if self.no_primary:
+            lines = [f"  writers     the run was written by {len(self.secondaries)} secondary writer(s) only, {named}: its "
+                     "primary never started, and secondaries record no environment to reproduce"]
+            return lines + self._render_secondary_seeds()
+        lines = [f"  writers     the run was written by {len(self.secondaries) + 1} processes: its primary"
+                 + (f" (rank {self.rank})" if self.rank else "")
+                 + f", whose environment and command this reproduces, and secondary writer(s) {named}, whose "
+                 "parts of the run record no environment of their own (the program starts them again as it runs)"]
+        return lines + self._render_secondary_seeds()
+
+    def _render_secondary_seeds(self) -> list[str]:
+        lines = []
+        for writer in self.secondaries:
+            if writer["seeds"]:
+                shown = ", ".join(f"{seed['api']}({seed['value']})" for seed in writer["seeds"][:8])
+                more = f", ... ({len(writer['seeds'])} in all)" if len(writer["seeds"]) > 8 else ""
+                lines.append(f"  seeds       secondary writer {writer['label']}: {shown}{more} (its part of this run)")
         return lines
 
     def render(self) -> str:
@@ -130,6 +157,8 @@ class Plan:
             lines.append(f"  seeds       {shown_seeds}{more} (set by the program: set again as it runs)")
         if self.rank:
             lines.extend(self._render_rank_seeds())
+        if self.secondaries:
+            lines.extend(self._render_secondaries())
         if self.seeds_dropped:
             lines.append(f"  seeds       {self.seeds_dropped} more seeding call(s) past the recorder's cap: not recorded")
         if self.seeds_unknown:
@@ -190,10 +219,18 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     plan.seeds = [dict(seed) for seed in run.metadata.get("seeds") or []]
     plan.seeds_dropped = int(run.metadata.get("seeds_dropped") or 0)
     plan.seeds_unknown = _seeds_unknown(run.metadata.get("seeds_unknown") or [], plan.seeds)
+    if run.parts:  # a shared run: the primary's environment is the run's; the others are its secondaries
+        from tracklet.reproduce.ranks import secondary_writers
+
+        plan.secondaries = secondary_writers(run, plan.root)
+        plan.no_primary = bool(run.metadata.get("no_primary"))
+        if plan.no_primary:
+            plan.problems.append(f"run {run.path}'s primary never started: only its secondary writers' parts were "
+                                 "recorded, and they record no environment (docs/shared-runs.md)")
     if plan.rank:
         from tracklet.reproduce.ranks import other_ranks
 
-        others = other_ranks(run, plan.root, plan.rank, plan.world)
+        others = other_ranks(run, plan.root, plan.rank, plan.world, plan.secondaries)
         plan.rank_seeds, plan.ranks_unrecorded = others.recorded, others.unrecorded
     unknown = [key for key in plan.overrides if key.split(".")[0] not in plan.config]
     if unknown:

@@ -5,6 +5,11 @@ A process records the seeds it sets in its own run: when every rank of a torchru
 others'. A rank that calls no ``init()`` (often all but rank 0) records no run, so its seeds are
 not known: the plan names those ranks.
 
+A shared run (docs/shared-runs.md) was written by several processes into one run: its secondary
+writers' parts record no environment (the primary's is the run's, and the plan reproduces it),
+so the plan names them as the run's secondary writers, with the seeds their parts recorded; a
+part labelled ``rank_<n>`` (the integrations' and launchers' default) is rank ``n``'s.
+
 The runs of one launch are found in the run's project by what torchrun gave each process:
 ``MASTER_ADDR``, ``MASTER_PORT`` and ``WORLD_SIZE`` equal, another ``RANK``, started within
 ``WINDOW`` seconds of the run. Only runs whose record log was written since ``WINDOW`` before the
@@ -14,6 +19,7 @@ run started are read (one ``stat`` for the others), and only their first frame u
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +36,30 @@ class OtherRanks:
     unrecorded: list[str]  # the other ranks that recorded no run: their seeds are not known
 
 
-def other_ranks(run: Any, root: Path, rank: str, world: int) -> OtherRanks:
+def secondary_writers(run: Any, root: Path) -> list[dict[str, Any]]:
+    """The secondary writers of shared run ``run`` (a ``RecordedRun`` of data root ``root``), by
+    label: ``{"label", "rank" ("" unless labelled rank_<n>), "state", "host", "seeds"}``."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    writers = []
+    for label, info in sorted(run.parts.items()):
+        numbered = re.fullmatch(r"rank_(\d+)", label)
+        try:
+            seeds = [dict(seed) for seed in RecordedRun(RunPaths(root, run.project, run.id, label)).metadata.get("seeds")
+                     or []]
+        except Exception:  # an unreadable part: its seeds are not known (RecordedRun.parts says why)
+            seeds = []
+        writers.append({"label": label, "rank": str(int(numbered.group(1))) if numbered else "",
+                        "state": info.get("state", ""), "host": info.get("host", ""), "seeds": seeds})
+    return writers
+
+
+def other_ranks(run: Any, root: Path, rank: str, world: int, secondaries: list[dict[str, Any]] | None = None
+                ) -> OtherRanks:
     """The other ranks of the launch of ``run`` (a ``RecordedRun`` of data root ``root``, recorded
-    by ``rank`` of ``world`` processes)."""
+    by ``rank`` of ``world`` processes); ranks among the run's ``secondaries``
+    (``secondary_writers``) recorded into the run itself, so are neither other runs nor unrecorded."""
     from tracklet.core.api import RecordedRun
 
     start, environment = run.start_record, run.environment_record
@@ -63,5 +90,6 @@ def other_ranks(run: Any, root: Path, rank: str, world: int) -> OtherRanks:
                 found[other_rank] = {"rank": other_rank, "run": other.path,
                                      "seeds": [dict(seed) for seed in other.metadata.get("seeds") or []]}
     ranks = [str(number) for number in range(world)]
-    return OtherRanks(recorded=[found[key] for key in ranks if key in found],
-                      unrecorded=[key for key in ranks if key != rank and key not in found])
+    in_run = {writer["rank"] for writer in secondaries or [] if writer["rank"]}
+    return OtherRanks(recorded=[found[key] for key in ranks if key in found and key not in in_run],
+                      unrecorded=[key for key in ranks if key != rank and key not in found and key not in in_run])

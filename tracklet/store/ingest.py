@@ -452,7 +452,9 @@ class Indexer:
     def _index_parts(self, group: list[RunPaths], report: IndexReport, labels: list[str] | None = None) -> None:
         """Ingest the new records of each shared run's parts (its secondary writers' logs,
         ``parts/<label>.tlog``) into the run, by ``core/parts.py``'s rules, after the run's own
-        log: its row must exist (a part whose primary hasn't started waits on disk). Each part's
+        log: its row must exist (a part whose primary hasn't started waits on disk, unless the
+        source lists such runs, ``LocalLogs.part_only_runs``: then the first part makes the row,
+        ``metadata["no_primary"]``, until the primary's log is indexed into it). Each part's
         offset, keys and state are kept in the run's ``metadata["parts"]``. Only logs on disk have
         parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
         if not isinstance(self.source, LocalLogs):
@@ -533,7 +535,7 @@ class Indexer:
         """The run's summary with part ``label``'s keys as the whole part implies them (its
         writer died: its last written summary may be older than its history)."""
         summary = dict(row.summary or {})
-        summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part)))
+        summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part), summary))
         return summary
 
     def _fold_part(self, connection: sa.Connection, paths: RunPaths, label: str) -> tuple[int, int, bool]:
@@ -541,13 +543,19 @@ class Indexer:
         added, bytes read, whether more chunks follow)."""
         from types import SimpleNamespace
 
-        from tracklet.core.parts import PRIMARY, console_text, labelled, owner, part_key, part_state_label, system_key
+        from tracklet.core.parts import (
+            PRIMARY, SETS_STATE_KEY, console_text, labelled, owner, part_key, part_state_label, system_key,
+        )
 
         project_id = self._project_id(connection, paths.project)
         self._lock_run(connection, paths)
         row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
-        if row is None:  # the run's own log isn't indexed yet: the part waits for it
-            return 0, 0, False
+        if row is None:  # the run's own log isn't indexed yet: the part waits for it, unless the
+            if not self._part_only(paths):  # primary never started where runs are listed from parts
+                return 0, 0, False
+            self._write_run(connection, project_id, paths, None, store_json({
+                "log_offset": 0, "heartbeat_at": time.time(), "metadata": {"no_primary": True}}))
+            row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).one()
         metadata = dict(row.metadata or {})
         known_parts = dict(metadata.get("parts") or {})
         shown = dict(known_parts.get(label) or {})  # what readers show of the part (metadata["parts"])
@@ -576,12 +584,16 @@ class Indexer:
                 known_parts[label] = info
                 metadata["parts"] = known_parts
                 changes["metadata"] = metadata
+                changes.update(_shared_state(metadata, row))  # where parts set the run's state (core/parts.py)
             if changes:
                 connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(changes)})
+                if changes.get("state", "running") != "running" and row.state == "running":
+                    join_open_blocks(connection, row.id)
             return 0, 0, False
         result = self.source.read_from(part, offset, self.chunk_bytes)
-        fold = _RunFold(SimpleNamespace(config={}, summary={}, keys=list(info.get("keys") or []), last_step=None,
-                                        metadata=None))
+        part_config = _part_config(row.config or {}, info)
+        fold = _RunFold(SimpleNamespace(config=dict(part_config), summary={}, keys=list(info.get("keys") or []),
+                                        last_step=None, metadata=None))
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
         self._note_damage(paths, result, decoder)
@@ -608,19 +620,19 @@ class Indexer:
             None, joined)
         info["keys"] = fold.keys
         if state == "crashed":  # its summary as its tracker had it at the kill (as a crashed run's)
-            summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part)))
+            summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part), summary))
         elif fold.summary_changed:
-            summary.update(_part_summary_names(row, known_parts, label, info, fold.summary))
+            summary.update(_part_summary_names(row, known_parts, label, info, fold.summary, summary))
         if summary != (row.summary or {}):
             values["summary"] = summary
-        if fold.config_changed:
-            config, owned = dict(row.config or {}), set(info.get("config_keys") or [])
-            for key, value in fold.config.items():
-                if key not in config or key in owned:  # the primary's keys are the primary's
-                    config[key] = value
-                    owned.add(key)
-            values["config"] = config
-            info["config_keys"] = sorted(owned)
+        if fold.config_changed:  # the run's config by the rule of core/parts.py (merged_config)
+            own = dict(fold.config)
+            if own.pop(SETS_STATE_KEY, None):  # update_finish_state: this part sets the run's state too
+                info["sets_state"] = True
+            info["config"] = own
+            known_parts[label] = info
+            values["config"] = _config_with_parts(dict(row.config or {}), known_parts)
+            info = known_parts[label]
         if fold.data.console:
             write_console(connection, row.id, [(when, stream, console_text(label, text))
                                                for when, stream, text in fold.data.console])
@@ -640,6 +652,9 @@ class Indexer:
                 self._write_series(connection, row.id, kind, renamed, None, joined)
                 system_ms = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
                                 + ([int(last_ms)] if last_ms is not None else []))
+        if metadata.get("no_primary") and row.created_at is None and fold.fields:
+            # a run whose primary never started is named, tagged, ... as its first part started
+            values.update({key: value for key, value in fold.fields.items() if key != "host"})
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
         if fold.data.metadata.get("pid"):
@@ -653,9 +668,12 @@ class Indexer:
         if info != shown:
             known_parts[label] = info
             metadata["parts"] = known_parts
+            values.update(_shared_state(metadata, row))  # where parts set the run's state (core/parts.py)
             values["metadata"] = metadata
         if values:
             connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(values)})
+            if values.get("state", "running") != "running" and row.state == "running":
+                join_open_blocks(connection, row.id)
         self._tails.take(row.id, None)  # the run's series changed behind what the indexer kept of them
         return points, result.end_offset - offset, more
 
@@ -670,6 +688,11 @@ class Indexer:
                                .values(**fields))
         else:
             connection.execute(run_parts.insert().values(run_pk=run_pk, label=label, **fields))
+
+    def _part_only(self, paths: RunPaths) -> bool:
+        """Whether run ``paths`` is listed from its parts alone: no ``run.tlog`` (its primary never
+        started) where the source lists such runs (``LocalLogs.part_only_runs``)."""
+        return bool(getattr(self.source, "part_only_runs", False)) and not paths.log_file.exists()
 
     def _take_keys_from_parts(self, connection: sa.Connection, row: Any, fold: _RunFold) -> None:
         """The primary logs keys a shared run's part owned until now (core/parts.py): that part's
@@ -956,6 +979,8 @@ class Indexer:
             row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
         offset = row.log_offset if row is not None else 0
         size = self.source.size(paths)
+        if size == 0 and (row is None or (row.metadata or {}).get("no_primary")) and self._part_only(paths):
+            return 0, 0, False  # a shared run whose primary never started: its parts are indexed (_fold_part)
         if row is not None and (size < offset or self._replaced(paths, row)):  # start over
             forget_run(connection, row.id)
             self._tails.take(row.id, None)  # what it kept of the run is gone with it
@@ -972,10 +997,23 @@ class Indexer:
             self._take_keys_from_parts(connection, row, fold)
         if row is not None and (fold.config_set or fold.summary_set) and (row.metadata or {}).get("parts"):
             _take_from_parts(fold, row)
+        if row is not None and fold.config_changed and fold.data.metadata.get("parts"):
+            parts_now = dict(fold.data.metadata["parts"])  # a key the primary removed may be a part's again
+            fold.config = _config_with_parts(fold.config, parts_now)
+            fold.data.metadata["parts"] = parts_now
+            fold.data.metadata_changed = True
         # More chunks follow this pass: the last one (even one that reads nothing) settles
         # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
         values = self._run_values(paths, row, fold, result.end_offset, final=not more)
+        if row is not None and _shares_state(row.metadata):  # its parts set its state too (core/parts.py)
+            metadata = dict(fold.data.metadata)
+            metadata.pop("no_primary", None)  # its primary started
+            previous = metadata.get("primary") or {"state": "running" if (row.metadata or {}).get("no_primary")
+                                                   else row.state, "exit_code": row.exit_code}
+            metadata["primary"] = {"state": values.get("state", previous["state"]),
+                                   "exit_code": values.get("exit_code", previous["exit_code"])}
+            values.update(store_json({**_shared_state(metadata, None), "metadata": metadata}))
         if row is None and self._pending is not None:  # a group's new run: written at the group's end
             values.update(project_id=project_id, run_id=paths.run_id, log_path=self.source.location(paths))
             new = _NewRun({**_NEW_RUN_DEFAULTS, "name": paths.run_id, **values}, fold)
@@ -1038,7 +1076,7 @@ class Indexer:
     def _state(self, fold: _RunFold, row: Any, paths: RunPaths, final: bool = True) -> dict[str, Any]:
         if fold.exit is not None:
             return {"state": "finished" if fold.exit.exit_code == 0 else "failed", "exit_code": fold.exit.exit_code}
-        if row is not None and not fold.reopened and row.state in ("finished", "failed"):
+        if row is not None and not fold.reopened and _primary_state(row) in ("finished", "failed"):
             return {}
         if not final:  # a chunk with more to come: the run reads as being recorded
             return {"state": "running", "exit_code": None} if row is None or fold.reopened else {}
@@ -1047,11 +1085,18 @@ class Indexer:
 
     def _refresh_liveness(self, connection: sa.Connection, row: Any, paths: RunPaths) -> None:
         """A run whose writer died without an exit record is crashed, though its log didn't grow."""
-        if row.state == "running" and self.source.alive(paths) is False:
+        if (row.metadata or {}).get("no_primary"):
+            return  # no primary (yet): the parts' liveness is _fold_part's
+        if _primary_state(row) == "running" and self.source.alive(paths) is False:
+            changed: dict[str, Any] = {"state": "crashed"}
+            if _shares_state(row.metadata):  # its parts set its state too (core/parts.py)
+                metadata = {**row.metadata, "primary": {"state": "crashed", "exit_code": None}}
+                changed = store_json({**_shared_state(metadata, None), "metadata": metadata})
             connection.execute(runs.update().where(runs.c.id == row.id).values(
-                state="crashed", summary=_with_part_summary(self._summary_from_log(paths), row.summary or {}, row.keys,
-                                                            row.metadata)))
-            join_open_blocks(connection, row.id)
+                summary=_with_part_summary(self._summary_from_log(paths), row.summary or {}, row.keys,
+                                           row.metadata), **changed))
+            if changed.get("state", "crashed") != "running":
+                join_open_blocks(connection, row.id)
 
     def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
         """A crashed run's summary as its live tracker had it at the kill: its last written
@@ -1161,29 +1206,99 @@ class Indexer:
 
 
 def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info: dict[str, Any],
-                        found: Mapping[str, Any]) -> dict[str, Any]:
+                        found: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Part ``label``'s summary entries ``found`` under the run's names: a history key's by the
-    ownership rule (core/parts.py); a key only set in the summary keeps its name unless another
-    writer set it first (then ``<key>/l:<label>``). ``info["summary_keys"]`` keeps those it took."""
+    ownership rule (core/parts.py); a key only set in the summary keeps its name unless the
+    primary or a part before ``label`` in label order set it (then ``<key>/l:<label>``); where a
+    later part held it, that part's value (in ``summary``, the run's) moves to its labelled name.
+    ``info["summary_keys"]`` keeps those it took (and ``known_parts`` those the others lost)."""
     from tracklet.core.parts import labelled, part_key
 
     primary = {key for key in (row.keys or []) if key}
     parts = {name: {key for key in (part.get("keys") or []) if key} for name, part in known_parts.items()}
     parts[label] = {key for key in (info.get("keys") or []) if key}
     taken = set(info.get("summary_keys") or [])
-    summary = row.summary or {}
+    current = summary if summary is not None else (row.summary or {})
+    holders = {key: other for other, part in known_parts.items() if other != label
+               for key in (part.get("summary_keys") or [])}
     named: dict[str, Any] = {}
     for key, value in found.items():
         key = stored_key(key)
         if key in parts[label]:
             named[part_key(label, key, primary, parts)] = value
-        elif key in taken or key not in summary:
+        elif key in taken or key not in current:
+            taken.add(key)
+            named[key] = value
+        elif holders.get(key, label) > label:  # a part after this one in label order held it
+            other = holders.pop(key)
+            named[labelled(other, key)] = current[key]
+            known_parts[other] = {**known_parts[other], "summary_keys": sorted(
+                set(known_parts[other].get("summary_keys") or []) - {key})}
             taken.add(key)
             named[key] = value
         else:
             named[labelled(label, key)] = value
     info["summary_keys"] = sorted(taken)
     return named
+
+
+def _part_config(config: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
+    """A part's own config as indexed so far (``info["config"]``; a run indexed before it was kept:
+    the keys it gave the run's config ``config``, as the row has them)."""
+    if "config" in info:
+        return dict(info["config"])
+    return {key: config[key] for key in (info.get("config_keys") or []) if key in config}
+
+
+def _config_with_parts(config: Mapping[str, Any], parts: dict[str, Any]) -> dict[str, Any]:
+    """The run's config from ``config`` (the primary's keys, and those ``parts`` gave it until now)
+    by ``core/parts.merged_config``: each part's ``config_keys`` in ``parts`` are updated."""
+    from tracklet.core.parts import merged_config
+
+    own_configs = {}
+    for label, info in parts.items():
+        own_configs[label] = _part_config(config, info)
+    given_before = {key for info in parts.values() for key in (info.get("config_keys") or [])}
+    primary = {key: value for key, value in config.items() if key not in given_before}
+    merged, given = merged_config(primary, own_configs)
+    for label, info in parts.items():
+        parts[label] = {**info, "config": own_configs[label], "config_keys": sorted(given.get(label, []))}
+    return merged
+
+
+def _primary_state(row: Any) -> str:
+    """A run's primary's own state: the row's, unless its parts set the run's state too (then the
+    primary's is kept in ``metadata["primary"]``)."""
+    own = (row.metadata or {}).get("primary")
+    return str(own["state"]) if isinstance(own, dict) and own.get("state") else row.state
+
+
+def _shares_state(metadata: Any) -> bool:
+    """Whether a run's state is not its primary's alone: its primary never started, or a part sets
+    the run's state (``update_finish_state``; core/parts.py)."""
+    from tracklet.core.parts import sets_state
+
+    metadata = metadata or {}
+    return bool(metadata.get("no_primary") or metadata.get("primary")
+                or any(sets_state(info) for info in (metadata.get("parts") or {}).values()))
+
+
+def _shared_state(metadata: dict[str, Any], row: Any) -> dict[str, Any]:
+    """The ``state`` and ``exit_code`` of a run whose parts set its state too (``run_state``), {}
+    for one whose state is its primary's alone. The primary's own state is kept (or first
+    recorded, from ``row``) in ``metadata["primary"]``."""
+    from tracklet.core.parts import run_state
+
+    if not _shares_state(metadata):
+        return {}
+    own = None
+    if not metadata.get("no_primary"):
+        if not metadata.get("primary"):
+            assert row is not None
+            metadata["primary"] = {"state": row.state, "exit_code": row.exit_code}
+        own = (metadata["primary"]["state"], metadata["primary"].get("exit_code"))
+    state, exit_code = run_state(own, metadata.get("parts") or {})
+    return {"state": state, "exit_code": exit_code}
 
 
 def _take_from_parts(fold: _RunFold, row: Any) -> None:

@@ -79,14 +79,21 @@ def read_window(read: Callable[[int, int], bytes], start: int, end: int, size: i
 class LocalLogs:
     """Record logs under a data root on disk (``<root>/projects/<project>/runs/<id>/run.tlog``).
     ``liveness(log_file)`` says whether a writer is alive: by default, whether a process holds
-    the log's writer lock; a server's copies, which no local process writes, use heartbeats."""
+    the log's writer lock; a server's copies, which no local process writes, use heartbeats.
 
-    def __init__(self, root: str | Path, liveness: Callable[[Path], bool | None] = writer_alive) -> None:
+    ``part_only_runs``: a shared run whose primary never started (its parts but no ``run.tlog``;
+    docs/shared-runs.md) is a run of its own, listed from its parts. Where the writers' locks say
+    who is alive (the recording machine's data root: the default liveness); a server's copies
+    keep a part waiting for its run's log, as its uploads decide."""
+
+    def __init__(self, root: str | Path, liveness: Callable[[Path], bool | None] = writer_alive,
+                 part_only_runs: bool | None = None) -> None:
         self.root = Path(root)
         self._liveness = liveness
+        self.part_only_runs = liveness is writer_alive if part_only_runs is None else part_only_runs
 
     def runs(self) -> Iterator[RunPaths]:
-        return iter_runs(self.root)
+        return iter_runs(self.root, parts=self.part_only_runs)
 
     def size(self, paths: RunPaths) -> int:
         try:

@@ -26,7 +26,7 @@ from tracklet.compat.wandb._config import config_defaults, parse_config
 from tracklet.compat.wandb._messages import not_supported, termlog, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
-from tracklet.errors import RecordLogError, ResumeError
+from tracklet.errors import InvalidName, RecordLogError, ResumeError
 
 _MODES = {
     "online": None, "run": None, "shared": None, "offline": "offline", "dryrun": "offline", "disabled": "disabled",
@@ -260,6 +260,8 @@ def init(
         tracklet_settings["primary"] = False
         if given.get("x_label") is not None:
             tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
+        # W&B's default (True): its end sets the run's state too, unless x_update_finish_state=False
+        tracklet_settings["update_finish_state"] = given.get("x_update_finish_state") is not False
 
     tag_list = pick(tags, "run_tags", "WANDB_TAGS")
     if isinstance(tag_list, str):
@@ -304,19 +306,21 @@ def init(
             arguments["id"] = _autoresume_id(resume_file, data_root, arguments["project"])
     shared_writer = (wandb_mode == "shared" and tracklet_settings.get("primary", True) and arguments["id"] is not None
                      and arguments["mode"] != "disabled")
-    if shared_writer and _written_elsewhere(arguments):
+    if shared_writer and _started_elsewhere(arguments):
         _join_as_secondary(arguments, tracklet_settings, given)
     try:
         try:
             started = tracklet_init(config=config_items, **arguments)
-        except RecordLogError as error:  # two processes started run id= at once in shared mode
+        except (RecordLogError, InvalidName) as error:  # two processes started run id= at once in shared mode
+            if isinstance(error, InvalidName) and "only in case" not in str(error):
+                raise
             if not (shared_writer and "being written" in str(error)) and not _label_taken(tracklet_settings, error):
                 raise
             if tracklet_settings.get("primary", True):
                 _join_as_secondary(arguments, tracklet_settings, given)
             try:
                 started = tracklet_init(config=config_items, **arguments)
-            except RecordLogError as again:  # its x_label is another live process's
+            except (RecordLogError, InvalidName) as again:  # its x_label is another live process's
                 if not _label_taken(tracklet_settings, again):
                     raise
                 started = tracklet_init(config=config_items, **arguments)
@@ -419,9 +423,11 @@ def _save_program(run: Any) -> None:
         warn_once("save-code", f"wandb.init(save_code=True): saving {program} failed: {error!r}")
 
 
-def _written_elsewhere(arguments: dict[str, Any]) -> bool:
-    """Whether run ``arguments["id"]``'s log is being written by a live process (W&B's shared
-    mode: another process started the run)."""
+def _started_elsewhere(arguments: dict[str, Any]) -> bool:
+    """Whether another process started run ``arguments["id"]`` (W&B's shared mode without
+    ``x_primary``): its log is being written by a live process, or it exists and this process
+    doesn't resume it (``resume=`` unset or ``"never"``: W&B lets a process write a shared run
+    whose primary finished; a process passing ``resume="allow"`` continues the run as its primary)."""
     from tracklet.core.layout import RunPaths
     from tracklet.core.recordlog import writer_alive
     from tracklet.core.settings import data_root, resolve_settings
@@ -429,24 +435,32 @@ def _written_elsewhere(arguments: dict[str, Any]) -> bool:
     try:
         root = data_root(resolve_settings(None, dir=arguments["dir"], project=arguments["project"]))
         project = arguments["project"] or os.environ.get("TRACKLET_PROJECT") or "default"
-        return writer_alive(RunPaths(root, project, arguments["id"]).log_file) is True
+        log_file = RunPaths(root, project, arguments["id"]).log_file
+        if writer_alive(log_file) is True:
+            return True
+        return arguments["resume"] in (None, False, "never") and log_file.is_file()
     except Exception:  # can't tell: start as asked
         return False
 
 
 def _label_taken(tracklet_settings: dict[str, Any], error: Exception) -> bool:
     """Whether a secondary writer failed to start because another live process writes the part
-    of its label (W&B lets processes share an ``x_label``; a part has one writer): then it takes
-    ``<label>-<pid>``, with one warning, and True (the caller starts it again)."""
+    of its label (W&B lets processes share an ``x_label``; a part has one writer), or the run has
+    a part whose label differs from its only in case (one file on a case-insensitive file
+    system): then it takes ``<label>-<pid>``, with one warning, and True (the caller starts it
+    again)."""
     label = tracklet_settings.get("label")
-    if tracklet_settings.get("primary", True) or label is None or "being written" not in str(error):
+    if tracklet_settings.get("primary", True) or label is None or not (
+            "being written" in str(error) or "only in case" in str(error)):
         return False
     unique = f"{label[: 128 - 12]}-{os.getpid()}"
     if unique == label:
         return False
     tracklet_settings["label"] = unique
-    warn_once(f"shared-label-{label}", f"wandb.init(x_label={label!r}): another process is writing that label's part "
-              f"of the run; this one is recorded as {unique!r} (give each process its own x_label)")
+    why = ("another process is writing that label's part of the run" if "being written" in str(error)
+           else "the run has a part whose label differs from it only in case (one file on macOS)")
+    warn_once(f"shared-label-{label}", f"wandb.init(x_label={label!r}): {why}; this one is recorded as {unique!r} "
+              "(give each process its own x_label)")
     return True
 
 
@@ -456,9 +470,10 @@ def _join_as_secondary(arguments: dict[str, Any], tracklet_settings: dict[str, A
     tracklet_settings["primary"] = False
     if given.get("x_label") is not None:
         tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
+    tracklet_settings["update_finish_state"] = given.get("x_update_finish_state") is not False  # W&B's default
     arguments["settings"] = tracklet_settings
     warn_once("shared-secondary", f"wandb.init(mode='shared') joins run {arguments['id']}, which another process "
-              "is writing: recorded as a secondary writer of it (W&B's x_primary=False; set it on every process "
+              "started: recorded as a secondary writer of it (W&B's x_primary=False; set it on every process "
               "but the primary's)")
 
 

@@ -31,7 +31,8 @@ MAPPED = {
     "code_dir": "with save_code: run.log_code(code_dir) too, as W&B's run start does",
     "x_primary": "False (with mode='shared') makes this process a secondary writer of run id=: settings primary=False",
     "x_label": "a secondary writer's label: settings label= (its part, its console and system metric tag)",
-    "x_update_finish_state": "accepted: a shared run's state always comes from its primary (docs/shared-runs.md)",
+    "x_update_finish_state": "a secondary writer's end sets the shared run's state too unless False (W&B's "
+                             "default True; settings update_finish_state; docs/shared-runs.md)",
 }
 # Settings about W&B's own service, login, network and terminal output: nothing to do here.
 IGNORED = frozenset({

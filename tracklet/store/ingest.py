@@ -480,7 +480,8 @@ class Indexer:
         ``run_parts`` (offset, state) are read for all of them in a few read-only queries, and a
         part is left out when its log is as big as what was indexed of it and it isn't a
         ``running`` part whose writer died meanwhile (``source.alive``). A run the store doesn't
-        have yet is left out too: its own first indexing ingests its parts. So a pass over
+        have yet is left out too: its own first indexing ingests its parts (unless its primary never
+        started, ``_part_only``: then its parts make it). So a pass over
         unchanged shared runs costs a ``stat`` per part, not a transaction per part."""
         shared = [(paths, labels) for paths in group if (labels := paths.parts())]
         if not shared or not isinstance(self.source, LocalLogs):
@@ -490,6 +491,8 @@ class Indexer:
         for paths, labels in shared:
             known = recorded.get((paths.project, paths.run_id))
             if known is None:
+                if self._part_only(paths):  # its primary never started: the first part makes its row
+                    todo.append((paths, labels))
                 continue
             changed = [label for label in labels if self._part_changed(paths.part_paths(label), known.get(label))]
             if changed:

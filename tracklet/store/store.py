@@ -106,6 +106,14 @@ class Store(RunDataQueries):
         self._span_writer: Any = None
         self._span_writer_lock = threading.Lock()
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this user can't write the store (a SQLite file of a read-only data root:
+        ``core/readonly.py``); it is then read as it was last indexed, and ``index`` refuses."""
+        from tracklet.store.engine import is_read_only
+
+        return is_read_only(self.engine)
+
     def indexer(self, *, liveness: Callable[[Path], bool | None] | None = None,
                 source: LogSource | None = None) -> Indexer:
         """The store's writer over the data root's record logs (``source``: another ``LogSource``,

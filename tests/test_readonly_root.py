@@ -82,6 +82,10 @@ class Unprivileged:
             self.how = "uid 0 without capabilities (the root owned by nobody)"
             self.options = {"preexec_fn": _drop_capabilities}
             self.give_root_to = (uid, gid)
+            try:
+                subprocess.run([sys.executable, "-c", ""], check=True, **self.options)
+            except (OSError, subprocess.SubprocessError) as error:  # no CAP_SETPCAP (a restricted container)
+                pytest.skip(f"root, but nobody can't run {sys.executable} and capabilities can't be dropped: {error}")
 
     @staticmethod
     def env(home: Path) -> dict[str, str]:
@@ -171,8 +175,11 @@ def setup() -> Iterator[Setup]:
         home.chmod(0o777)  # the child's HOME, TMPDIR and downloads
         for top in (root, bare):
             if who.give_root_to is not None:
-                for path in [top, *top.rglob("*")]:
-                    os.lchown(path, *who.give_root_to)
+                try:
+                    for path in [top, *top.rglob("*")]:
+                        os.lchown(path, *who.give_root_to)
+                except OSError as error:  # a user namespace that maps no nobody
+                    pytest.skip(f"can't give the prepared root to nobody: {error}")
             _set_writable(top, False)
         probe = who.run([sys.executable, "-c", f"open({str(root / 'probe')!r}, 'w')"], home)
         if probe.returncode == 0:

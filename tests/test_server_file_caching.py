@@ -41,6 +41,7 @@ from tracklet.core.layout import RunPaths
 NOTES = b"lr = 0.01\n" * 100
 SCENE = b'{"asset": {"version": "2.0"}}' + b" " * 5000
 IMMUTABLE = "private, max-age=31536000, immutable"
+WEIGHTS = np.random.default_rng(2).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()  # a version's file a GET reads whole
 STEP = 2**53 + 1  # no float: the media list carries it as a string of its digits
 
 
@@ -60,8 +61,10 @@ def _record(root: Path) -> None:
 def _commit(root: Path, sources: Path) -> ArtifactStore:
     sources.mkdir(parents=True, exist_ok=True)
     (sources / "scene.gltf").write_bytes(SCENE)
+    (sources / "weights.bin").write_bytes(WEIGHTS)
     store = ArtifactStore(root)
-    store.commit("scene", "model", {"models/scene.gltf": LocalFile(str(sources / "scene.gltf"))}, project="p", aliases=[])
+    store.commit("scene", "model", {"models/scene.gltf": LocalFile(str(sources / "scene.gltf")),
+                                    "weights.bin": LocalFile(str(sources / "weights.bin"))}, project="p", aliases=[])
     return store
 
 
@@ -240,10 +243,10 @@ def _bytes_read(pid: int) -> int:
 
 
 def test_a_head_answers_from_metadata_without_reading_the_bytes(served):
-    """A ``HEAD`` of a media blob (a few MiB: one a GET reads into memory to check it) and of a run
-    file reads neither: the blob is named by its digest, the file's ETag is given where its digest
+    """A ``HEAD`` of a media blob and of an artifact version's file (a few MiB: ones a GET reads into
+    memory to check them) and of a run file reads none of them: the blob is named by its digest, the file's ETag is given where its digest
     is known and left out where it isn't (a fresh file under ``tracklet ui``), never hashed for a
-    HEAD. Measured as the bytes the serving process read, against a GET of the same two."""
+    HEAD. Measured as the bytes the serving process read, against a GET of the same three."""
     if served.kind == "s3":
         pytest.skip("the bytes are in s3rver's process: the server reads none of them for a HEAD or a GET")
     if not Path(f"/proc/{served.pid}/io").exists():
@@ -263,18 +266,22 @@ def test_a_head_answers_from_metadata_without_reading_the_bytes(served):
     else:  # uploaded: the server kept the digest of what it wrote
         assert client.put(url, content=data).status_code == 200
     etag = '"' + hashlib.sha256(data).hexdigest() + '"'
+    version_file = "/api/v1/projects/p/artifacts/scene/versions/v0/files/weights.bin"
     before = _bytes_read(served.pid)
     for _ in range(3):
+        head = client.head(version_file)
+        assert (head.status_code, head.headers["content-length"]) == (200, str(len(WEIGHTS)))
         head = client.head(media)
         assert (head.status_code, head.headers["content-length"], head.headers["etag"]) == (200, str(size), f'"{item["digest"]}"')
         head = client.head(url)
         assert (head.status_code, head.headers["content-length"]) == (200, str(len(data)))
         assert head.headers.get("etag") == (None if served.root is not None else etag), dict(head.headers)
-    read = _bytes_read(served.pid) - before
-    assert read < (size + len(data)) // 4, f"6 HEADs read {read:,} bytes; the two files hold {size + len(data):,}"
+    read, whole = _bytes_read(served.pid) - before, size + len(data) + len(WEIGHTS)
+    assert read < whole // 4, f"9 HEADs read {read:,} bytes; the three files hold {whole:,}"
     before = _bytes_read(served.pid)  # the measure sees reads: a GET of each reads its bytes
     assert client.get(media).status_code == 200 and client.get(url).headers["etag"] == etag
-    assert _bytes_read(served.pid) - before >= size + len(data)
+    assert client.get(version_file).content == WEIGHTS
+    assert _bytes_read(served.pid) - before >= whole
     before = _bytes_read(served.pid)  # its digest known now: named by a HEAD, still unread, and a 304 to match
     assert client.head(url).headers["etag"] == etag
     assert client.head(url, headers={"If-None-Match": etag}).status_code == 304

@@ -562,7 +562,7 @@ export interface paths {
          *     is kept (`Cache-Control: private, max-age=31536000, immutable`), under `latest` or an alias,
          *     which may name another version later, it is read again (`private, no-cache`). `If-None-Match`
          *     naming the ETag is a 304 (before the bytes are opened), and `HEAD` answers the same headers
-         *     without the bytes.
+         *     from the store's metadata, without opening the bytes (a damaged file is found by the GET).
          */
         get: operations["get_file_api_v1_projects__project__artifacts__name__versions__selector__files__path__get"];
         put?: never;

@@ -106,6 +106,7 @@ def _prepare(root: Path, sources: Path) -> int:
     run = tracklet.init(project="p", id="r1", dir=str(root), settings=QUIET, config={"lr": 0.1})
     for step in range(4):
         run.log({"loss": 1.0 / (step + 1), "picture": tracklet.Image(np.full((8, 8, 3), step * 60, np.uint8))})
+    run.log({"samples": tracklet.Table(columns=["a", "b"], data=[[1, "x"], [2, "y"]])})
     sources.mkdir(parents=True)
     (sources / "big.bin").write_bytes(BIG)
     (sources / "notes.txt").write_text("small\n")
@@ -262,8 +263,14 @@ def test_the_ui_serves_every_read_of_a_root_it_cannot_write(setup, ui):
     assert get(f"/api/v1/projects/p/reports/{setup.report}/data").content
     assert get("/api/v1/projects/p/sweeps").json()["sweeps"] == []
     assert get("/api/v1/registries").status_code == 200
-    # The ui's one write (saving a report) is refused, naming the root: 403, not a 500.
+    assert get("/api/v1/runs/p/r1/tables/samples").json()["rows"] == [[1, "x"], [2, "y"]]  # DuckDB over the blob
+    # The ui's writes (saving a report, OTLP spans) are refused, naming the root: 403, not a 500.
     refused = client.post("/api/v1/projects/p/reports", json={"title": "new", "markdown": "# new"})
+    assert refused.status_code == 403 and str(setup.root) in refused.json()["detail"], refused.text
+    span = {"traceId": "0" * 31 + "1", "spanId": "0" * 15 + "1", "name": "x", "startTimeUnixNano": "1000",
+            "endTimeUnixNano": "2000"}
+    refused = client.post("/v1/traces", json={"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]},
+                          headers={"x-tracklet-project": "p"})
     assert refused.status_code == 403 and str(setup.root) in refused.json()["detail"], refused.text
     assert _tree(setup.root) == setup.before
 

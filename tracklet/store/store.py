@@ -592,7 +592,13 @@ class Store(RunDataQueries):
         return int(self.span_writer().write(project, rows, in_transaction=in_transaction, arrival=arrival))
 
     def span_writer(self) -> Any:
-        """The store's ``tracklet.store.spans_writer.SpanWriter`` (made on first use)."""
+        """The store's ``tracklet.store.spans_writer.SpanWriter`` (made on first use);
+        ``ReadOnlyDataRoot`` for a store this user can't write (nothing would be kept)."""
+        if self.read_only:
+            from tracklet.core.readonly import read_only_error
+
+            raise read_only_error(self.root, "storing spans writes the store", "its traces can be read; send spans "
+                                  "to a tracklet ui or server over a data root you can write")
         with self._span_writer_lock:
             if self._span_writer is None:
                 from tracklet.store.spans_writer import SpanWriter

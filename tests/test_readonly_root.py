@@ -295,6 +295,7 @@ def test_cli_and_api_reads_of_a_root_they_cannot_write(setup):
         out["verify"] = cli("artifact", "verify", "p/model:v0", "--root", {str(download)!r})
         out["reports"] = cli("report", "ls", "p")
         out["index"] = cli("index")
+        out["gc"] = cli("gc")
         result = CliRunner().invoke(main, ["--dir", {str(setup.bare)!r}, "ui", "--no-open", "--port", "0"])
         out["bare ui"] = [result.exit_code, result.output]
         api = tracklet.Api(root)
@@ -322,6 +323,8 @@ def test_cli_and_api_reads_of_a_root_they_cannot_write(setup):
     # What needs writing is one line naming the root and what to do, exit status 2 (no traceback).
     code, text = out["index"]
     assert code == 2 and str(setup.root) in text and "tracklet index" in text and "Traceback" not in text, text
+    code, text = out["gc"]
+    assert code == 2 and str(setup.root) in text and "tracklet gc" in text and "Traceback" not in text, text
     assert out["runs"] == ["r1"] and out["download"] == ["big.bin", "notes.txt"] and out["big"]
     assert out["report"] == "Loss"
     # `tracklet ui` over a root nobody indexed: nothing to show until its owner does, and it says so.

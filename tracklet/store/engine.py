@@ -119,8 +119,9 @@ def create_engine(url: str, *, what: str = "the store") -> sa.Engine:
                 if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                     raise
             if not path.exists() and not can_write(path.parent):
-                raise read_only_error(path.parent, f"{what} ({path.name}) isn't there and can't be made",
-                                      f"run `tracklet index --dir {path.parent}` as a user who can write it")
+                do = (f"run `tracklet index --dir {path.parent}` as a user who can write it" if what == "the store"
+                      else "it can be made only where this user can write (--dir)")
+                raise read_only_error(path.parent, f"{what} ({path.name}) isn't there and can't be made", do)
         engine = _store_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

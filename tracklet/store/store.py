@@ -624,7 +624,12 @@ class Store(RunDataQueries):
 
     def gc(self) -> int:
         """Remove runs whose record logs are gone from the data root (and their series and
-        blocks). Returns how many were removed."""
+        blocks). Returns how many were removed. ``ReadOnlyDataRoot`` for a store this user can't write."""
+        if self.read_only:
+            from tracklet.core.readonly import read_only_error
+
+            raise read_only_error(self.root, "removing deleted runs writes the store",
+                                  "run `tracklet gc` as a user who can write it")
         from tracklet.store.ingest import forget_run
         from tracklet.store.schema import runs as runs_table
 

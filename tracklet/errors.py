@@ -63,6 +63,7 @@ __all__ = [
     "RegistryUnavailable",
     "RemoteError",
     "ReproduceError",
+    "ReadOnlyDataRoot",
     "RunNotFound",
     "RunNotIndexed",
     "SourceError",
@@ -147,6 +148,12 @@ class MissingDriver(TrackletError, ImportError):
 class StoreUnavailable(TrackletError, RuntimeError):
     """The store's database can't be opened: nothing listens at its URL, the database doesn't
     exist, the login is refused, or a SQLite file can't be opened."""
+
+
+class ReadOnlyDataRoot(TrackletError, PermissionError):
+    """A command needs to write a data root (or a file in it) that this user can't write (a
+    read-only mount, another user's directory): ``str()`` names the directory and what to do.
+    Reading such a root needs no writing (docs/store.md, "A read-only data root")."""
 
 
 class IndexerBusy(TrackletError, RuntimeError):

@@ -56,7 +56,8 @@ class LocalApi(Api):
             from tracklet.store import Store
 
             self._store = Store(self._store_url, root=self.root)
-            _warn_failed(self._store.index(wait=READER_INDEX_WAIT))
+            if not self._store.read_only:  # a root this user can't write is read as it was last indexed
+                _warn_failed(self._store.index(wait=READER_INDEX_WAIT))
         return self._store
 
     def index(self, *, wait: float = READER_INDEX_WAIT) -> Any:

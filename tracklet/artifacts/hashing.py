@@ -86,7 +86,14 @@ class StatCache:
             return self._db
         import sqlite3
 
+        from tracklet.core.readonly import can_write, connect_read_only, sqlite_is_read_only
+
         try:
+            if path.exists() and sqlite_is_read_only(path):  # another user's root, a read-only mount:
+                self._db = connect_read_only(path, timeout=10, check_same_thread=False, isolation_level=None)
+                return self._db  # its digests are read; what this process learns isn't kept (a put fails: ignored)
+            if not path.exists() and path.parent.exists() and not can_write(path.parent):
+                return None  # nothing to read, nowhere to keep it: every lookup is a miss
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(str(path), timeout=10, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")

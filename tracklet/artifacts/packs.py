@@ -355,8 +355,26 @@ class ChunkIndex:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        from tracklet.core.readonly import connect_read_only, read_only_error, sqlite_is_read_only
+
+        #: Opened read-only: a store this user can't write (a read-only mount, another user's root).
+        self.read_only = os.path.exists(self.path) and sqlite_is_read_only(self.path)
+        self._opened_as = ""  # the read-only URI it was opened with
+        if self.read_only:  # its tables are there (whoever wrote the store made them)
+            from tracklet.core.readonly import sqlite_read_uri
+
+            self._opened_as = sqlite_read_uri(self.path)
+            self._db = connect_read_only(self.path, uri=self._opened_as, timeout=30, check_same_thread=False)
+            return
+        directory = Path(self.path).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        except (OSError, sqlite3.OperationalError):
+            if os.access(directory, os.W_OK):
+                raise
+            raise read_only_error(directory, "the artifact store has no chunk index (nothing was stored as chunks "
+                                  "in it) and one can't be made") from None
         _set_wal(self._db, deadline=time.monotonic() + 30)
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._db:
@@ -387,8 +405,14 @@ class ChunkIndex:
 
     def locate(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
         """``chunk id -> (pack id, offset, length)`` for those of ``chunk_ids`` that are stored."""
-        found: dict[bytes, tuple[str, int, int]] = {}
         ids = list(dict.fromkeys(chunk_ids))
+        found = self._locate(ids)
+        if len(found) < len(ids) and self._reopen():  # a writer may have added them since it was opened
+            found = self._locate(ids)
+        return found
+
+    def _locate(self, ids: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        found: dict[bytes, tuple[str, int, int]] = {}
         for i in range(0, len(ids), self.BATCH):
             part = ids[i : i + self.BATCH]
             marks = ",".join("?" * len(part))
@@ -398,6 +422,18 @@ class ChunkIndex:
             for cid, pack_id, offset, length in rows:
                 found[bytes(cid)] = (pack_id, offset, length)
         return found
+
+    def _reopen(self) -> bool:
+        """An index read ``immutable`` (``core/readonly.py``: no writer had it open) is opened again,
+        so that what a writer added since is seen; False for any other (it sees every commit)."""
+        if "immutable=1" not in self._opened_as:
+            return False
+        from tracklet.core.readonly import connect_read_only, sqlite_read_uri
+
+        self._db.close()
+        self._opened_as = sqlite_read_uri(self.path)
+        self._db = connect_read_only(self.path, uri=self._opened_as, timeout=30, check_same_thread=False)
+        return True
 
     def present(self, chunk_ids: Iterable[bytes]) -> set[bytes]:
         """The subset of ``chunk_ids`` that some pack holds (one query per 500 ids, reading the

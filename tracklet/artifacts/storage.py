@@ -106,27 +106,36 @@ def chunk_threshold(configured: int | None = None) -> int:
 @contextlib.contextmanager
 def store_lock(directory: Path, *, exclusive: bool) -> Iterator[None]:
     """``flock`` on the artifact directory's ``gc.lock``: shared while committing or downloading,
-    exclusive while collecting garbage. Without ``fcntl`` (Windows) the grace period alone protects;
-    a store that can't be written (a read-only mount) is read without the shared lock."""
-    try:
+    exclusive while collecting garbage. Without ``fcntl`` (Windows) the grace period alone protects.
+    A store this user can't write (a read-only mount, another user's root) is read holding the
+    lock shared through a read-only descriptor (``core/readonly.py``: the owner's collection still
+    waits for it), or without it where there is no lock file (nothing was ever collected there)."""
+    from tracklet.core.readonly import open_lock
+
+    descriptor: int | None
+    if exclusive:  # collecting deletes: it needs a store it can write, so the lock is opened for writing
         directory.mkdir(parents=True, exist_ok=True)
-        handle = open(directory / GC_LOCK_FILE, "a+b")  # noqa: SIM115 - closed below
-    except OSError:
-        if exclusive:
-            raise
-        yield  # nothing can collect garbage in a store nobody can write
+        descriptor = os.open(directory / GC_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    else:
+        with contextlib.suppress(OSError):  # a read-only store's directory is there or nothing is stored
+            directory.mkdir(parents=True, exist_ok=True)
+        descriptor = open_lock(directory / GC_LOCK_FILE)
+    if descriptor is None:
+        yield
         return
-    with handle:
+    try:
         try:
             import fcntl
         except ImportError:
             yield
             return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 def recipe_of(entry: ManifestEntry) -> str | None:

@@ -77,7 +77,8 @@ def serve(root: Path, *, host: str = "127.0.0.1", port: int = 8765, open_browser
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}/"
     if token is not None:
         url += "?token=" + quote(token, safe="")
-    announce(f"tracklet ui: {url} (data root {Path(root).expanduser().resolve()}; Ctrl-C to stop)")
+    read_only = " (read-only here: shown as last indexed)" if app.state.tracklet.indexer.read_only else ""
+    announce(f"tracklet ui: {url} (data root {Path(root).expanduser().resolve()}{read_only}; Ctrl-C to stop)")
     from tracklet.server.connections import ConnectionLimits, fit_descriptor_limit, uvicorn_options
 
     # The team server's guards against connections that stall (header and idle timeouts, a cap

@@ -40,7 +40,7 @@ def registry_file(root: str | os.PathLike) -> Path:
 def open_local(root: str | os.PathLike, *, create: bool = True) -> ModelRegistry | None:
     """The registry of data root ``root`` (one per process and file); None if it has none and
     not ``create``."""
-    from tracklet.store.engine import create_engine
+    from tracklet.store.engine import create_engine, is_read_only
 
     path = registry_file(root)
     key = str(path)
@@ -50,8 +50,9 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ModelRegistry
             return registry
         if not create and not path.is_file():
             return None
-        engine = create_engine(f"sqlite:///{path}")  # the store's SQLite settings (WAL, busy timeout)
-        _create_tables(engine)
+        engine = create_engine(f"sqlite:///{path}", what="the model registry")  # the store's SQLite settings (WAL, busy timeout)
+        if not is_read_only(engine):  # one this user can't write is read as its writer left it
+            _create_tables(engine)
         registry = _opened[key] = ModelRegistry(engine, holding=_local_holding(Path(root)))
         return registry
 

@@ -23,7 +23,7 @@ def reports_file(root: str | os.PathLike) -> Path:
 
 def open_local(root: str | os.PathLike, *, create: bool = True) -> ReportStore | None:
     """The reports of data root ``root``; None if it has none and not ``create``."""
-    from tracklet.store.engine import create_engine
+    from tracklet.store.engine import create_engine, is_read_only
 
     path = reports_file(root)
     key = str(path.resolve() if path.exists() else path)
@@ -33,8 +33,9 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ReportStore |
             return found
         if not create and not path.is_file():
             return None
-        engine = create_engine(f"sqlite:///{path}")  # the store's SQLite settings (WAL, busy timeout)
-        _create_tables(engine)
+        engine = create_engine(f"sqlite:///{path}", what="the reports")  # the store's SQLite settings (WAL, busy timeout)
+        if not is_read_only(engine):  # one this user can't write is read as its writer left it
+            _create_tables(engine)
         found = _opened[key] = ReportStore(engine)
         return found
 

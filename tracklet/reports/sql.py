@@ -93,6 +93,16 @@ class ReportStore:
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
+        from tracklet.store.engine import is_read_only
+
+        if is_read_only(self.engine):  # a data root this user can't write (core/readonly.py)
+            from pathlib import Path
+
+            from tracklet.core.readonly import read_only_error
+
+            directory = Path(self.engine.url.database or "").parent
+            raise read_only_error(directory, "saving a report writes its reports.sqlite",
+                                  "its reports can be read; save where you can write (--dir)")
         if self._lock is None:
             with self.engine.begin() as connection:
                 yield connection

@@ -184,6 +184,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
 
         def sweep() -> None:
             while not stop.wait(sweep_interval):
+                if state.indexer.read_only:  # a data root this user can't write: nothing to index or clean
+                    continue
                 state.indexer.index_all()
                 try:
                     if not shared_root:

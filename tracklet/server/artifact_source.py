@@ -99,6 +99,12 @@ class ArtifactSource(Protocol):
         ``ArtifactError`` if they are damaged (a small file's, found before this returns)."""
         ...
 
+    def entry_size(self, info: VersionInfo, entry: ManifestEntry) -> int:
+        """What a ``HEAD`` of one of the version's stored files answers from: its size, found from
+        the store's metadata without reading its bytes (the blob's or the recipe's presence);
+        ``EntryMissing`` if the store lacks it. Damage is found by the GET that reads it."""
+        ...
+
 
 class LocalArtifactSource:
     """The registry and blobs of a local artifact directory, read-only."""
@@ -163,6 +169,18 @@ class LocalArtifactSource:
 
         return _first_checked(ChunkedFile(parsed, reader=LocalChunks(store, what, self.MISSING)), what), parsed.size
 
+    def entry_size(self, info: VersionInfo, entry: ManifestEntry) -> int:
+        what = f"file {entry.path!r} of {info.qualified_name}"
+        recipe = recipe_of(entry)
+        try:
+            if recipe is None:
+                return int(self.blobs.size(entry.digest))
+            if self.blobs.has(recipe):
+                return entry.size
+        except (FileNotFoundError, ArtifactError):
+            pass
+        raise EntryMissing(f"{what}: {recipe or entry.digest} is missing from the artifact store {self.directory}")
+
     def _local_store(self) -> ArtifactStore:
         """The directory's ``ArtifactStore``, for its chunk index and packs (read only here)."""
         with self._lock:
@@ -202,6 +220,19 @@ class ServerArtifactSource(LocalArtifactSource):
             return _first_checked(handle, what), size
         handle.close()  # a file stored whole after all (sent whole by an older client): its blob, checked
         return _open_whole(self.blobs, entry.digest, what, self.verified, missing)
+
+    def entry_size(self, info: VersionInfo, entry: ManifestEntry) -> int:
+        what = f"file {entry.path!r} of {info.qualified_name}"
+        if not self.artifacts.holds(info.project, entry.digest):  # a chunked file is held as one too
+            raise EntryMissing(f"{what}: {entry.digest} is missing from the server's artifact store "
+                               f"({self.artifacts.blobs.url})")
+        if recipe_of(entry) is not None:
+            return entry.size
+        try:
+            return int(self.blobs.size(entry.digest))
+        except (FileNotFoundError, ArtifactError):
+            raise EntryMissing(f"{what}: {entry.digest} is missing from the server's artifact store "
+                               f"({self.artifacts.blobs.url})") from None
 
 
 class LocalChunks:

@@ -17,6 +17,7 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tracklet.errors import ReadOnlyDataRoot
 from tracklet.store import UNAVAILABLE_ERRORS, driver_reason, is_unavailable
 
 RETRY_AFTER_S = 5
@@ -46,11 +47,22 @@ class _Reporter:
         self._last[reason] = (now, 0)
 
 
+def read_only_write(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite refusing a write to a file opened read-only (``core/readonly.py``)."""
+    return "readonly database" in driver_reason(error)
+
+
 def install(app: FastAPI) -> None:
     """Answer the database's unavailability with 503 + ``Retry-After`` on every route of ``app``."""
     reporter = _Reporter()
 
     async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        if read_only_write(error):  # a SQLite file of a data root this user can't write: not transient
+            state = getattr(request.app.state, "tracklet", None)
+            where = f"the data root {state.root}" if state is not None else "the database"
+            return JSONResponse(status_code=403, content={
+                "detail": f"{where} can't be written by the user this server runs as (a read-only data root): "
+                          "it can be read, not changed"})
         if not is_unavailable(error):
             raise error  # a defect: Starlette's error middleware answers 500 and logs the traceback
         reason = driver_reason(error)
@@ -61,3 +73,8 @@ def install(app: FastAPI) -> None:
 
     for kind in UNAVAILABLE_ERRORS:
         app.add_exception_handler(kind, unavailable)
+
+    async def read_only(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(status_code=403, content={"detail": str(error)})
+
+    app.add_exception_handler(ReadOnlyDataRoot, read_only)  # a write asked of a data root this user can't write

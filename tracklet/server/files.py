@@ -262,6 +262,18 @@ class RunFiles:
             raise FileNotFoundError(f"{name} keeps changing")
         return described
 
+    def head(self, project: str, run_id: str, name: str) -> tuple[int, str | None]:
+        """The file's size and its sha256 where already known for this version of it (the digest
+        cache: a GET, the listing or an upload hashed it), else None: from its metadata alone (a
+        ``stat``, an object's HEAD), never reading it. ``FileNotFoundError`` when there is none,
+        ``IsADirectoryError`` for a directory."""
+        key = self._key(project, run_id, name)
+        self.fs.invalidate_cache(key)
+        info = self.fs.info(key)
+        if info.get("type", "file") != "file":
+            raise IsADirectoryError(name)
+        return int(info["size"]), self._digests.get((key, _version(info)))
+
     def open(self, project: str, run_id: str, name: str) -> tuple[IO[bytes], int]:
         """The file opened for reading and its size; ``FileNotFoundError`` when there is none."""
         key = self._key(project, run_id, name)

@@ -53,6 +53,11 @@ class StoreIndexer:
         self.on_crashed: Callable[[str, str], None] | None = None
 
     @property
+    def read_only(self) -> bool:
+        """Whether the store can't be written here (``store.engine.is_read_only``): nothing is indexed."""
+        return self.store.read_only
+
+    @property
     def source(self) -> LogSource:
         """Where the record logs are read from (files under the root, or ``--logs`` segments)."""
         return self._indexer.source
@@ -60,6 +65,8 @@ class StoreIndexer:
     def index_all(self) -> None:
         """Ingest everything new under the data root, and mark runs whose clients went quiet
         crashed (at startup, then periodically), telling ``on_crashed`` of each."""
+        if self.read_only:
+            return  # a data root this user can't write: shown as it was last indexed
         with self._lock, self._root_locked() as held:
             if not held:
                 return  # another process is indexing this root right now; the next pass catches up

@@ -152,6 +152,17 @@ class MediaBlobs:
             return None  # damaged in the store: not served
         return CheckedFile(path, lambda: self.verified.reader(path, digest, pieces))
 
+    def stored_size(self, project: str, digest: str) -> int | None:
+        """The blob's size from the store's metadata (a ``stat``, an object's or a pack row's length),
+        without reading it: what a ``HEAD`` answers from, the blob being named by its digest; ``None``
+        when the project holds no such blob or it is missing. (Damage is found by the GET that reads it.)"""
+        if digest not in self.held(project, [digest]):
+            return None
+        try:
+            return self.blobs.size(digest)
+        except (FileNotFoundError, ArtifactError, OSError):
+            return None
+
     def local_file(self, project: str, digest: str) -> Path | None:
         """A local file holding the blob (for DuckDB), or ``None`` when the project holds no such
         blob or it is missing; an object store's blob is copied into the cache first, verified."""
@@ -206,12 +217,46 @@ def set_media_blobs(app: FastAPI, root: Path, artifacts: ServerArtifacts | None)
     app.state.media_blobs = MediaBlobs(blobs, artifacts, root / "cache" / FRAGMENT_CACHE)
 
 
+def head_response(request: Request, project: str, digest: str, mime: str | None, what: str,
+                  missing: str) -> Response | None:
+    """A ``HEAD``'s answer for blob ``digest`` with the headers its GET sends, from metadata alone:
+    one held in memory by a GET (``IN_MEMORY_BYTES`` or less) by its stored size, a larger one of a
+    local store as the GET's ``FileResponse`` of the same file describes it (a ``stat``). None for a
+    larger one of an object store (its GET serves a checked copy in the cache: that path answers)."""
+    blobs = media_blobs(request)
+    size = blobs.stored_size(project, digest)
+    if size is None:
+        raise HTTPException(status_code=404, detail=f"{what} {digest} is missing or damaged in the blob store{missing}")
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+               "Cache-Control": IMMUTABLE, "ETag": f'"{digest}"'}
+    cached = unchanged(request, headers)
+    if cached is not None:
+        return cached
+    path = blobs.blobs.local_path(digest) if size > IN_MEMORY_BYTES else None
+    if size > IN_MEMORY_BYTES and path is None:
+        return None
+    if mime is None:  # a blob logged without a type (a trace's, a table's): its first bytes say (a GET sniffs too)
+        from tracklet.tracing.media import sniff_mime
+
+        with blobs.blobs.open(digest) as handle:
+            mime = sniff_mime(handle.read(4096))
+    if path is not None:
+        return FileResponse(path, media_type=mime, headers=headers)  # a HEAD: its stat headers, no body
+    return headers_alone(200, {**headers, "Content-Length": str(size)}, mime)
+
+
 def blob_response(request: Request, project: str, digest: str, mime: str | None, what: str,
                   missing: str = " (on a server: not uploaded yet; `tracklet sync` sends it)") -> Response:
     """The bytes of blob ``digest`` of ``project`` (``what`` names it in a 404, ``missing`` says
     why it may be), served immutable and sandboxed (a blob is user content: never sniffed as a
     page of this origin); a large one streamed from a checked file (``MediaBlobs.served``). An
-    ``If-None-Match`` naming the digest is a 304, a ``HEAD`` the headers alone."""
+    ``If-None-Match`` naming the digest is a 304, a ``HEAD`` the headers alone, from the store's
+    metadata: the blob is named by its digest, so its ETag is known and only its size is looked up
+    (``head_response``), never its bytes read."""
+    if request.method == "HEAD":
+        answered = head_response(request, project, digest, mime, what, missing)
+        if answered is not None:
+            return answered
     found = media_blobs(request).served(project, digest)
     if found is None:
         raise HTTPException(status_code=404, detail=f"{what} {digest} is missing or damaged in the blob store{missing}")

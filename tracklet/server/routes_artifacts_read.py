@@ -267,7 +267,7 @@ def get_file(
     is kept (`Cache-Control: private, max-age=31536000, immutable`), under `latest` or an alias,
     which may name another version later, it is read again (`private, no-cache`). `If-None-Match`
     naming the ETag is a 304 (before the bytes are opened), and `HEAD` answers the same headers
-    without the bytes."""
+    from the store's metadata, without opening the bytes (a damaged file is found by the GET)."""
     _check_project(request, project)
     source, info, manifest = _version_manifest(request, project, name, selector)
     if path not in manifest:
@@ -281,6 +281,14 @@ def get_file(
     cached = unchanged(request, {"ETag": f'"{entry.digest}"', "Cache-Control": cache_control})
     if cached is not None:
         return cached  # type: ignore[return-value]
+    if request.method == "HEAD":  # from the store's metadata: the file is named by its digest, never read here
+        try:
+            size = source.entry_size(info, entry)
+        except EntryMissing as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+        _, _, status, headers = range_answer(range, size, _NOTHING_OPENED, entry.digest)
+        headers["Cache-Control"] = cache_control
+        return headers_alone(status, headers, content_type(path))  # type: ignore[return-value]
     try:
         reader, size = source.open_entry(info, entry)
     except EntryMissing as error:
@@ -289,12 +297,18 @@ def get_file(
         raise HTTPException(status_code=500, detail=str(error)) from None
     start, end, status, headers = range_answer(range, size, reader, entry.digest)
     headers["Cache-Control"] = cache_control
-    if request.method == "HEAD":
-        reader.close()
-        return headers_alone(status, headers, content_type(path))  # type: ignore[return-value]
     return _CheckedStream(_pieces(reader, start, end, f"file {path!r} of {info.qualified_name}"),
                           status_code=status, media_type=content_type(path), headers=headers)
 
+
+class _NothingOpened:
+    """``range_answer``'s reader for a HEAD, which opens none."""
+
+    def close(self) -> None:
+        pass
+
+
+_NOTHING_OPENED = _NothingOpened()
 
 # HEAD: the same function (it answers the headers alone); not a second operation in the OpenAPI document
 router.add_api_route("/projects/{project}/artifacts/{name}/versions/{selector}/files/{path:path}", get_file,

@@ -104,30 +104,47 @@ def get_file(request: Request, project: str, run_id: str, name: str = _NAME) -> 
     """The file's bytes as stored, streamed, with a content type from its extension. The ETag is
     the file's sha256 (as the listing gives it); a live run may rewrite its files, so the answer
     is kept but asked about again each time (`Cache-Control: private, no-cache`): `If-None-Match`
-    naming the ETag is a 304 while the file is unchanged. `HEAD` answers the headers alone."""
+    naming the ETag is a 304 while the file is unchanged. `HEAD` answers the headers alone, from
+    the file's metadata without reading it: its ETag where this version's sha256 is known (a GET,
+    the listing or its upload hashed it), none where it isn't yet (RFC 9110 lets a HEAD leave out
+    what only the content gives)."""
     check_file_name(name)
     _known_run(request, project, run_id)
+    files = request.app.state.tracklet.files
+    if request.method == "HEAD":
+        try:
+            size, known = files.head(project, run_id, name)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise _no_file(project, run_id, name) from None
+        headers = _file_headers(size)
+        if known is not None:
+            headers["ETag"] = f'"{known}"'
+            cached = unchanged(request, headers)
+            if cached is not None:
+                return cached  # type: ignore[return-value]
+        return headers_alone(200, headers, content_type(name))  # type: ignore[return-value]
     try:
-        handle, size, sha256 = request.app.state.tracklet.files.open_with_digest(project, run_id, name)
+        handle, size, sha256 = files.open_with_digest(project, run_id, name)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise _no_file(project, run_id, name) from None
-    headers = {
-        "Content-Length": str(size),
-        # Served bytes are whatever a client uploaded: never sniffed, never run as a page.
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox",
-        "Cache-Control": REVALIDATE,
-    }
+    headers = _file_headers(size)
     if sha256 is not None:  # None: rewritten as it was opened (no ETag claimed for these bytes)
         headers["ETag"] = f'"{sha256}"'
         cached = unchanged(request, headers)
         if cached is not None:
             handle.close()
             return cached  # type: ignore[return-value]
-    if request.method == "HEAD":
-        handle.close()
-        return headers_alone(200, headers, content_type(name))  # type: ignore[return-value]
     return StreamingResponse(iter_chunks(handle), media_type=content_type(name), headers=headers)
+
+
+def _file_headers(size: int) -> dict[str, str]:
+    return {
+        "Content-Length": str(size),
+        # Served bytes are whatever a client uploaded: never sniffed, never run as a page.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": REVALIDATE,
+    }
 
 
 # HEAD: the same function (it answers the headers alone); not a second operation in the OpenAPI document

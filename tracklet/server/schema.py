@@ -20,6 +20,9 @@ import threading
 import weakref
 from pathlib import Path
 
+from functools import cache
+from typing import Any
+
 import sqlalchemy as sa
 
 from tracklet.registry.tables import REGISTRY_TABLES
@@ -415,6 +418,15 @@ def migrate(engine: sa.Engine) -> None:
     with _migrating:
         if engine in _migrated:
             return
+        from tracklet.store import check_read_only_schema, is_read_only
+
+        if is_read_only(engine):  # a data root this user can't write: read what is there (tracklet ui)
+            if not check_read_only_schema(engine, MIGRATIONS, "the server's tables", "tracklet_server_version"):
+                # Never served (only `tracklet index` wrote it): no sweeps, reports or grants there,
+                # and queries of the tables find them empty rather than missing.
+                sa.event.listen(engine, "connect", _empty_server_tables)
+            _migrated.add(engine)
+            return
         from alembic import command
         from alembic.config import Config
 
@@ -429,6 +441,28 @@ def migrate(engine: sa.Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         _migrated.add(engine)
+
+
+def _empty_server_tables(connection: Any, record: object) -> None:
+    """On each connection of a read-only store without the server's tables: each made empty as a
+    TEMP table (in memory; nothing is written beside the database), which unqualified names find."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.execute("PRAGMA query_only=OFF")  # the file itself stays opened read-only (mode=ro)
+    for statement in _temp_table_statements():
+        cursor.execute(statement)
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+@cache
+def _temp_table_statements() -> list[str]:
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateTable
+
+    return [str(CreateTable(table, include_foreign_key_constraints=[]).compile(dialect=sqlite.dialect()))
+            .replace("CREATE TABLE", "CREATE TEMP TABLE", 1)
+            for table in SERVER_TABLES]
 
 
 def holds_rows(engine: sa.Engine, table: sa.Table) -> bool:

@@ -6,10 +6,10 @@ processes never write it. SQLite (the embedded default, in the data root) and Po
 one schema through SQLAlchemy Core.
 """
 
-from tracklet.store.engine import driver_reason, sqlite_migration_lock
+from tracklet.store.engine import check_read_only_schema, driver_reason, is_read_only, sqlite_migration_lock
 from tracklet.store.outage import UNAVAILABLE_ERRORS, is_unavailable
 from tracklet.store.query import SeriesHistory, logged_json
 from tracklet.store.store import LIST_FIELDS, LOCK_FILE, RUN_FIELDS, JoinedFields, JoinedSort, Store
 
-__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "UNAVAILABLE_ERRORS", "JoinedFields", "JoinedSort", "SeriesHistory", "Store", "driver_reason",
-           "is_unavailable", "logged_json", "sqlite_migration_lock"]
+__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "UNAVAILABLE_ERRORS", "JoinedFields", "JoinedSort", "SeriesHistory", "Store", "check_read_only_schema",
+           "driver_reason", "is_read_only", "is_unavailable", "logged_json", "sqlite_migration_lock"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,11 +92,36 @@ def _store_engine(url: str, **options: Any) -> sa.Engine:
     return engine
 
 
-def create_engine(url: str) -> sa.Engine:
+#: Engines over a SQLite file this user can't write (``read_only_engine``): ``migrate`` only checks them.
+_READ_ONLY: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def is_read_only(engine: sa.Engine) -> bool:
+    """Whether ``engine`` reads a SQLite file this process can't write (``create_engine``)."""
+    return engine in _READ_ONLY
+
+
+def create_engine(url: str, *, what: str = "the store") -> sa.Engine:
+    """A store's engine for ``url``. A SQLite file that exists but can't be written by this user
+    (a read-only mount, another user's data root) is opened read-only (``read_only_engine``); one
+    that doesn't exist where nothing can be created is ``ReadOnlyDataRoot`` naming ``what``."""
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
-        if database:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            from tracklet.core.readonly import can_write, read_only_error, sqlite_is_read_only
+
+            path = Path(database)
+            if path.exists() and sqlite_is_read_only(path):
+                return read_only_engine(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+            if not path.exists() and not can_write(path.parent):
+                do = (f"run `tracklet index --dir {path.parent}` as a user who can write it" if what == "the store"
+                      else "it can be made only where this user can write (--dir)")
+                raise read_only_error(path.parent, f"{what} ({path.name}) isn't there and can't be made", do)
         engine = _store_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -110,12 +137,73 @@ def create_engine(url: str) -> sa.Engine:
         ) from None
 
 
+def read_only_engine(path: Path) -> sa.Engine:
+    """An engine reading SQLite file ``path`` without writing anything beside it
+    (``core/readonly.py``: ``mode=ro`` where a writer's ``-shm`` is there, else ``immutable``). A
+    connection is opened per use (no pool): each looks again whether a writer has the file open,
+    so a reader of another user's live data root sees each index pass that user's process commits."""
+    from sqlalchemy.pool import NullPool
+
+    from tracklet.core.readonly import connect_read_only
+
+    def connect() -> Any:
+        connection = connect_read_only(path, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout=10000")
+        register_sqlite_functions(connection)
+        return connection
+
+    engine = _store_engine(f"sqlite:///{path}", creator=connect, poolclass=NullPool)
+    _READ_ONLY.add(engine)
+    return engine
+
+
+def at_head(engine: sa.Engine, migrations: Path, version_table: str = "alembic_version") -> bool | None:
+    """Whether the database's schema is at the newest revision of ``migrations`` (None: it has no
+    version table at all), read without writing."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table(version_table):
+            return None
+        context = MigrationContext.configure(connection, opts={"version_table": version_table})
+        return set(context.get_current_heads()) == heads
+
+
+def check_read_only_schema(engine: sa.Engine, migrations: Path, what: str, version_table: str = "alembic_version") -> bool:
+    """For an engine that can't write (``is_read_only``): True if the schema is at head, False if
+    it has none; ``ReadOnlyDataRoot`` if it is older than this tracklet reads (it can't be migrated here)."""
+    state = at_head(engine, migrations, version_table)
+    if state is False:
+        from tracklet.core.readonly import read_only_error
+
+        path = Path(engine.url.database or "")
+        raise read_only_error(path.parent, f"{what} ({path.name}) was written by another version of tracklet and "
+                              "must be migrated first", f"run `tracklet index --dir {path.parent}` with this version "
+                              "as a user who can write it")
+    return bool(state)
+
+
 def migrate(engine: sa.Engine, revision: str = "head") -> None:
     """Bring the schema to the newest revision (creating it in an empty database); ``revision``: up
-    to that one only (what an older tracklet left: the migrations' tests)."""
+    to that one only (what an older tracklet left: the migrations' tests). A read-only engine's
+    schema is only checked (``check_read_only_schema``)."""
     from alembic import command
     from alembic.config import Config
 
+    if is_read_only(engine):
+        if not check_read_only_schema(engine, MIGRATIONS, "the store"):
+            from tracklet.core.readonly import read_only_error
+
+            path = Path(engine.url.database or "")
+            raise read_only_error(path.parent, f"the store ({path.name}) has no tables yet",
+                                  f"run `tracklet index --dir {path.parent}` as a user who can write it")
+        return
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with sqlite_migration_lock(engine), _opened(engine) as connection:

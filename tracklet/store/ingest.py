@@ -382,6 +382,14 @@ class Indexer:
         """The data root's indexing lock (an open file holding ``flock``), waiting up to ``wait``
         seconds for another process to release it (``on_wait`` is called once if it must wait);
         ``IndexerBusy`` if it is still held then."""
+        from tracklet.store.engine import is_read_only
+
+        if is_read_only(self.engine):
+            from tracklet.core.readonly import read_only_error
+
+            raise read_only_error(self.root, "indexing writes the store", "what is indexed there can be read as "
+                                  "it is; to index what was logged since, run `tracklet index` as a user who can "
+                                  "write it")
         if fcntl is None:
             return None
         self.root.mkdir(parents=True, exist_ok=True)

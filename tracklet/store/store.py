@@ -114,6 +114,14 @@ class Store(RunDataQueries):
         self._span_writer: Any = None
         self._span_writer_lock = threading.Lock()
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this user can't write the store (a SQLite file of a read-only data root:
+        ``core/readonly.py``); it is then read as it was last indexed, and ``index`` refuses."""
+        from tracklet.store.engine import is_read_only
+
+        return is_read_only(self.engine)
+
     def indexer(self, *, liveness: Callable[[Path], bool | None] | None = None,
                 source: LogSource | None = None) -> Indexer:
         """The store's writer over the data root's record logs (``source``: another ``LogSource``,
@@ -640,7 +648,13 @@ class Store(RunDataQueries):
         return int(self.span_writer().write(project, rows, in_transaction=in_transaction, arrival=arrival))
 
     def span_writer(self) -> Any:
-        """The store's ``tracklet.store.spans_writer.SpanWriter`` (made on first use)."""
+        """The store's ``tracklet.store.spans_writer.SpanWriter`` (made on first use);
+        ``ReadOnlyDataRoot`` for a store this user can't write (nothing would be kept)."""
+        if self.read_only:
+            from tracklet.core.readonly import read_only_error
+
+            raise read_only_error(self.root, "storing spans writes the store", "its traces can be read; send spans "
+                                  "to a tracklet ui or server over a data root you can write")
         with self._span_writer_lock:
             if self._span_writer is None:
                 from tracklet.store.spans_writer import SpanWriter
@@ -666,7 +680,12 @@ class Store(RunDataQueries):
 
     def gc(self) -> int:
         """Remove runs whose record logs are gone from the data root (and their series and
-        blocks). Returns how many were removed."""
+        blocks). Returns how many were removed. ``ReadOnlyDataRoot`` for a store this user can't write."""
+        if self.read_only:
+            from tracklet.core.readonly import read_only_error
+
+            raise read_only_error(self.root, "removing deleted runs writes the store",
+                                  "run `tracklet gc` as a user who can write it")
         from tracklet.store.ingest import forget_run
         from tracklet.store.schema import runs as runs_table
 

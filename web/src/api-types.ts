@@ -406,7 +406,10 @@ export interface paths {
          * @description The file's bytes as stored, streamed, with a content type from its extension. The ETag is
          *     the file's sha256 (as the listing gives it); a live run may rewrite its files, so the answer
          *     is kept but asked about again each time (`Cache-Control: private, no-cache`): `If-None-Match`
-         *     naming the ETag is a 304 while the file is unchanged. `HEAD` answers the headers alone.
+         *     naming the ETag is a 304 while the file is unchanged. `HEAD` answers the headers alone, from
+         *     the file's metadata without reading it: its ETag where this version's sha256 is known (a GET,
+         *     the listing or its upload hashed it), none where it isn't yet (RFC 9110 lets a HEAD leave out
+         *     what only the content gives).
          */
         get: operations["get_file_api_v1_runs__project___run_id__files__name__get"];
         /**
@@ -560,7 +563,7 @@ export interface paths {
          *     is kept (`Cache-Control: private, max-age=31536000, immutable`), under `latest` or an alias,
          *     which may name another version later, it is read again (`private, no-cache`). `If-None-Match`
          *     naming the ETag is a 304 (before the bytes are opened), and `HEAD` answers the same headers
-         *     without the bytes.
+         *     from the store's metadata, without opening the bytes (a damaged file is found by the GET).
          */
         get: operations["get_file_api_v1_projects__project__artifacts__name__versions__selector__files__path__get"];
         put?: never;

@@ -369,3 +369,38 @@ def test_a_read_only_store_sees_a_live_writers_commits_and_creates_nothing_besid
     assert count() == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["live.sqlite"]
     engine.dispose()
+
+
+def test_commits_a_stopped_writer_left_in_the_wal_are_read_without_writing_the_root(setup):
+    """A ``-wal`` holding commits and no ``-shm`` beside it (a root copied, synced or mounted
+    without the ``-shm`` its writer left): ``immutable=1`` reads the main file alone, so
+    the run in those commits was missing. The unprivileged reader sees it (from a private copy of
+    the two files: ``mode=ro`` can't make the ``-shm`` in a directory it can't write), says so once,
+    and writes nothing under the root."""
+    from tracklet.store import Store
+
+    live, root = setup.base / "wal-live", setup.base / "wal-root"
+    for run_id in ("a", "b"):
+        tracklet.init(project="w", id=run_id, dir=str(live), settings=QUIET, config={"n": run_id}).finish()
+        store = Store(root=live)
+        store.index()
+        if run_id == "a":
+            store.engine.dispose()  # the last connection: checkpointed, no -wal
+    assert Path(f"{live}/store.sqlite-wal").stat().st_size > 32  # b's commits, not checkpointed yet
+    shutil.copytree(live, root, symlinks=True, ignore=shutil.ignore_patterns("store.sqlite-shm"))  # as if stopped
+    store.engine.dispose()
+    if setup.who.give_root_to is not None:
+        for path in [root, *root.rglob("*")]:
+            os.lchown(path, *setup.who.give_root_to)
+    _set_writable(root, False)
+    before = _tree(root)
+    script = textwrap.dedent(f"""
+        import json, tracklet
+        api = tracklet.Api({str(root)!r})
+        print(json.dumps([[run.id, run.config.get("n")] for run in api.runs("w", order_by="+created_at")]))
+    """)
+    done = setup.who.run([sys.executable, "-c", script], setup.home)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [["a", "a"], ["b", "b"]], done.stderr
+    assert "store.sqlite-wal holds commits" in done.stderr and "private copy" in done.stderr, done.stderr
+    assert _tree(root) == before

@@ -424,14 +424,18 @@ class ChunkIndex:
         return found
 
     def _reopen(self) -> bool:
-        """An index read ``immutable`` (``core/readonly.py``: no writer had it open) is opened again,
-        so that what a writer added since is seen; False for any other (it sees every commit)."""
-        if "immutable=1" not in self._opened_as:
+        """An index read ``immutable`` (``core/readonly.py``: no writer had it open) or from a private
+        copy of it and its ``-wal`` is opened again where that has changed, so that what a writer
+        added since is seen; False for one read through its writer's ``-shm`` (it sees every commit)."""
+        if not self._opened_as:
             return False
         from tracklet.core.readonly import connect_read_only, sqlite_read_uri
 
+        now = sqlite_read_uri(self.path)
+        if now == self._opened_as and "immutable=1" not in now:
+            return False
         self._db.close()
-        self._opened_as = sqlite_read_uri(self.path)
+        self._opened_as = now
         self._db = connect_read_only(self.path, uri=self._opened_as, timeout=30, check_same_thread=False)
         return True
 

@@ -12,6 +12,8 @@ directory and what to do.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -42,12 +44,108 @@ def sqlite_read_uri(path: str | os.PathLike[str]) -> str:
     the file is opened ``immutable=1``: no locks and no change detection, which is right for a file
     nothing writes, and the reason it is chosen only then; a connection opened so doesn't see what
     a writer that starts later commits (the store's read-only engine opens one per use, so the
-    next use looks again)."""
+    next use looks again).
+
+    ``immutable=1`` reads the main file alone: commits still in a ``-wal`` with no ``-shm`` beside
+    it (a root copied, synced or mounted without the ``-shm`` its writer left) would be missed,
+    silently. Those are read through ``mode=ro`` where the directory can be
+    written (SQLite makes the ``-shm`` there, as the owner's next writer would), else from a private
+    copy of the database and its ``-wal`` (:func:`_wal_snapshot`)."""
     absolute = os.path.abspath(os.fspath(path))
     uri = "file:" + quote(absolute, safe="/")
     if os.path.exists(absolute + "-shm"):
         return uri + "?mode=ro"
+    if _has_frames(absolute + "-wal"):
+        if can_write(os.path.dirname(absolute)):
+            return uri + "?mode=ro"
+        snapshot = _wal_snapshot(absolute)
+        if snapshot is not None:
+            return "file:" + quote(snapshot, safe="/") + "?mode=ro"
     return uri + "?mode=ro&immutable=1"
+
+
+#: A WAL file's header; frames (each a page and its commit marker) follow it.
+_WAL_HEADER = 32
+
+_snapshots: dict[str, tuple[tuple[int, ...], str]] = {}
+_snapshots_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+def _has_frames(wal: str) -> bool:
+    try:
+        return os.stat(wal).st_size > _WAL_HEADER
+    except OSError:
+        return False
+
+
+def _stamp(absolute: str) -> tuple[int, ...]:
+    """What changes when the database or its ``-wal`` is written (inode, size, mtime of each)."""
+    stamp: list[int] = []
+    for name in (absolute, absolute + "-wal"):
+        info = os.stat(name)
+        stamp += [info.st_ino, info.st_size, info.st_mtime_ns]
+    return tuple(stamp)
+
+
+def _wal_snapshot(absolute: str) -> str | None:
+    """A private copy (under this user's temporary directory, removed at exit) of database
+    ``absolute`` and its ``-wal``, which no writer has open and this user can't give a ``-shm``: the
+    copy's own ``-shm`` is made beside it, so every commit the ``-wal`` holds is read. One copy per
+    state of the two files (a new one once either changes); None where it can't be made (the
+    database is then read ``immutable``, without those commits, and a warning says so)."""
+    import shutil
+    import tempfile
+
+    with _snapshots_lock:
+        try:
+            stamp = _stamp(absolute)
+        except OSError:
+            return None
+        known = _snapshots.get(absolute)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        directory = None
+        try:
+            directory = tempfile.mkdtemp(prefix="tracklet-readonly-")
+            copy = os.path.join(directory, os.path.basename(absolute))
+            shutil.copyfile(absolute, copy)
+            shutil.copyfile(absolute + "-wal", copy + "-wal")
+            if _stamp(absolute) != stamp:  # a writer started while it was copied: read the file as it is now
+                raise OSError(f"{absolute} changed while it was copied")
+        except OSError as error:
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+            _warn_once(absolute, f"tracklet: {absolute}-wal holds commits that aren't in {absolute} yet (its "
+                       f"writer's -shm isn't there) and a private copy to read them from couldn't be "
+                       f"made ({error}); they are left out until its owner opens the database")
+            return None
+        if known is not None:
+            shutil.rmtree(os.path.dirname(known[1]), ignore_errors=True)  # open connections keep their files
+        elif not _snapshots:
+            import atexit
+
+            atexit.register(_remove_snapshots)
+        _snapshots[absolute] = (stamp, copy)
+        _warn_once(absolute, f"tracklet: {absolute}-wal holds commits that aren't in {absolute} yet (its writer's "
+                   f"-shm isn't there), and {os.path.dirname(absolute)} can't be written here: they "
+                   f"are read from a private copy in {directory} (removed at exit)")
+        return copy
+
+
+def _warn_once(absolute: str, text: str) -> None:
+    if absolute not in _warned:
+        _warned.add(absolute)
+        print(text, file=sys.stderr)
+
+
+def _remove_snapshots() -> None:
+    import shutil
+
+    with _snapshots_lock:
+        for _, copy in _snapshots.values():
+            shutil.rmtree(os.path.dirname(copy), ignore_errors=True)
+        _snapshots.clear()
 
 
 def connect_read_only(path: str | os.PathLike[str], *, uri: str | None = None,

@@ -487,3 +487,31 @@ def test_an_incremental_artifact_is_logged_as_the_latest_version_plus_its_files(
     folder = Path(grown.download(str(tmp_path / "got")))
     assert (folder / "a.txt").read_text() == "a changed" and (folder / "b.txt").read_text() == "b"
     assert [entry.path for entry in api.artifact("grow/ds:v2").files()] == ["b.txt"]  # not incremental: its own
+
+
+def test_incremental_artifacts_logged_one_after_another_each_build_on_the_one_before(root, tmp_path, monkeypatch):
+    """A dataset grown a shard at a time with no ``wait()`` between the logs: each incremental draft
+    is merged onto the version before it when it is stored (the run's artifact worker stores them in
+    order), as W&B's server merges each on commit. The base was read when the draft was logged,
+    before the previous one was stored, so every version held its own shard alone. A deleted latest
+    version isn't a base: the next one builds on the newest version there is."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / f"{name}.txt").write_text(name)
+    with wandb.init(project="shards", settings={"console": "off", "x_disable_stats": True}) as run:
+        for name in ("a", "b", "c"):
+            shard = wandb.Artifact("ds", type="dataset", incremental=True)
+            shard.add_file(f"{name}.txt")
+            run.log_artifact(shard)
+    api = wandb.Api()
+    assert [sorted(entry.path for entry in api.artifact(f"shards/ds:v{number}").files()) for number in range(3)] \
+        == [["a.txt"], ["a.txt", "b.txt"], ["a.txt", "b.txt", "c.txt"]]
+    api.artifact("shards/ds:v2").delete(delete_aliases=True)
+    with wandb.init(project="shards", settings={"console": "off", "x_disable_stats": True}) as run:
+        shard = wandb.Artifact("ds", type="dataset", incremental=True)
+        shard.add_file("d.txt")
+        run.log_artifact(shard).wait()
+        assert shard.version == "v3"
+    assert sorted(entry.path for entry in wandb.Api().artifact("shards/ds:v3").files()) == ["a.txt", "b.txt", "d.txt"]

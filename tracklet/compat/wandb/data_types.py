@@ -556,20 +556,27 @@ class Artifact(_TrackletArtifact, WBValue):
 
     @property
     def incremental(self) -> bool:
-        """W&B's ``incremental``: a draft made with ``incremental=True`` is logged as the collection's
+        """W&B's ``incremental``: a draft made with ``incremental=True`` is stored as the collection's
         latest version's files plus (and over) its own, as W&B's server merges its "incremental"
-        manifest onto the latest version (``_take_base``)."""
+        manifest onto the latest version when it commits it (``_commit_with``)."""
         return self._incremental
 
-    def _take_base(self, base: Any) -> None:
-        """An incremental draft, as it is logged: ``base`` (the collection's latest version, or None)
-        gives every file the draft doesn't add (stored already: not read again)."""
-        if base is None:
-            return
-        merged: dict[str, Any] = {entry.path: entry for entry in base.manifest}
-        merged.update(self._pending)
-        self._pending = merged
-        self._dirs = None
+    def _commit_with(self, store: Any, pending: Any, *args: Any, **kwargs: Any) -> Any:
+        """Store the version; an incremental one over the collection's latest version as it is at
+        this moment, on the run's artifact worker, which stores a run's versions in the order they
+        were logged: incremental drafts logged one after another without ``wait()`` each build on
+        the one before (read when logged, the base was the version stored before them, and every
+        shard but the last was lost). The base's files are stored already: not read again."""
+        if self._incremental:
+            from tracklet.errors import ArtifactNotFound
+
+            try:
+                base = store.registry.version(self.project, self._name)
+            except ArtifactNotFound:
+                base = None
+            if base is not None:
+                pending = {**{entry.path: entry for entry in store.manifest(base)}, **pending}
+        return super()._commit_with(store, pending, *args, **kwargs)
 
     @property
     def use_as(self) -> None:

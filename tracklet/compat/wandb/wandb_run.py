@@ -554,21 +554,7 @@ class Run:
             artifact = artifact_or_path
         if tags is not None and getattr(artifact, "_state", None) == "draft":  # tracklet's own state (W&B's is PENDING)
             artifact.tags = [*artifact.tags, *([tags] if isinstance(tags, str) else tags)]
-        if getattr(artifact, "_incremental", False) and artifact._state == "draft":
-            artifact._take_base(self._latest_version(artifact._name))
         return self._run.log_artifact(artifact, type=type, aliases=_alias_list(aliases))
-
-    def _latest_version(self, name: str) -> Any:
-        """The latest version of collection ``name`` in this run's project (an incremental
-        artifact's base), or None when it has none."""
-        import tracklet
-        from tracklet.core.settings import data_root as data_root_of
-        from tracklet.errors import ArtifactNotFound
-
-        try:
-            return tracklet.Api(data_root_of(self._run.settings)).artifact(f"{self._run.project}/{name}:latest")
-        except ArtifactNotFound:
-            return None
 
     def upsert_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
                         aliases: Any = None, distributed_id: str | None = None) -> Any:

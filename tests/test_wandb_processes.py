@@ -30,3 +30,21 @@ def test_a_run_sent_to_another_process_is_refused_naming_the_call_to_make_there(
     wandb.finish()
     assert wandb.Api().run("mp/parent1").summary["s1"] == 12
     assert tracklet.Api(root).run("mp/parent1").state == "finished"
+
+
+def test_a_copied_run_is_the_run_itself(root, tmp_path, monkeypatch):
+    """``copy.copy``/``copy.deepcopy`` of an object holding a run (a callback, a trainer's arguments)
+    copy through ``__reduce_ex__`` unless told otherwise: refusing pickling made ``copy.copy(run)``
+    (which worked) a TypeError saying the run can't be sent to another process. The copy holds the
+    same run, as W&B's copy of a run attaches to it, so what it logs is the run's."""
+    import copy
+
+    monkeypatch.chdir(tmp_path)
+    run = wandb.init(project="mp", id="copied1", settings=wandb.Settings(console="off", x_disable_stats=True))
+    holder = {"run": run, "tracklet_run": run.tracklet_run, "lr": [0.1]}
+    for copied in (copy.copy(holder), copy.deepcopy(holder)):
+        assert copied["run"] is run and copied["tracklet_run"] is run.tracklet_run
+    copy.deepcopy(holder)["run"].log({"s": 1})
+    copy.copy(run).log({"s": 2})
+    wandb.finish()
+    assert [row["s"] for row in wandb.Api().run("mp/copied1").history(keys=["s"], pandas=False)] == [1, 2]

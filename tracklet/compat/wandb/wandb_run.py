@@ -366,6 +366,17 @@ class Run:
     def __repr__(self) -> str:
         return f"<wandb compat Run {self.path} (tracklet)>"
 
+    def __copy__(self) -> Run:
+        """The run itself: a run is a handle on what this process records (its step, its writer),
+        so an object holding one that is copied (``copy.copy``, ``copy.deepcopy``: a config, a
+        callback, a trainer's arguments) holds the same run, as W&B's copy of a run attaches to it.
+        (``__reduce_ex__`` refuses pickling, which ``copy`` would otherwise use.)"""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Run:
+        """The run itself (``__copy__``)."""
+        return self
+
     def __reduce_ex__(self, protocol: Any) -> Any:
         """W&B lets a child process log to a run passed to it (its service process takes every
         process's records); tracklet's run records through this process's writer, so a run sent to a

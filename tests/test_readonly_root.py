@@ -404,3 +404,49 @@ def test_commits_a_stopped_writer_left_in_the_wal_are_read_without_writing_the_r
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [["a", "a"], ["b", "b"]], done.stderr
     assert "store.sqlite-wal holds commits" in done.stderr and "private copy" in done.stderr, done.stderr
     assert _tree(root) == before
+
+
+def test_a_kept_chunk_index_follows_what_its_owner_writes_after_it_was_opened(setup):
+    """The chunk index an artifact store keeps open (``tracklet ui`` reads every chunked file
+    through one) over a root nobody had open is read ``immutable``, and such a connection keeps
+    what it read: after the owner moved a chunk to another pack (a repack) and closed the index,
+    the reader went on placing it in the old pack, which a collection then removes. The index is
+    opened again once the file has changed."""
+    from tracklet.artifacts.packs import ChunkIndex, PackInfo
+
+    directory = setup.base / "chunks"
+    directory.mkdir()
+    path = directory / "chunk-index.sqlite"
+    chunk = bytes(range(32))
+    with ChunkIndex(path) as index:
+        index.add_pack(PackInfo("pack-1", 100, ((chunk, 0, 10),)))
+    if setup.who.give_root_to is not None:
+        for item in (directory, path):
+            os.lchown(item, *setup.who.give_root_to)
+    _set_writable(directory, False)
+    script = textwrap.dedent(f"""
+        import json, sys
+        from tracklet.artifacts.packs import ChunkIndex
+        index = ChunkIndex({str(path)!r})
+        print(json.dumps([index.read_only, index.locate([{chunk!r}]).get({chunk!r})]), flush=True)
+        sys.stdin.readline()
+        print(json.dumps(index.locate([{chunk!r}]).get({chunk!r})), flush=True)
+    """)
+    child = setup.who.popen([sys.executable, "-c", script], setup.home, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert json.loads(child.stdout.readline() or "null") == [True, ["pack-1", 0, 10]], child.stderr
+        _set_writable(directory, True)  # the owner repacks: the chunk moves, the old pack is forgotten
+        with ChunkIndex(path) as index:
+            index.move_chunks(PackInfo("pack-2", 50, ((chunk, 7, 10),)))
+            index.remove_packs(["pack-1"])
+        _set_writable(directory, False)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert json.loads(child.stdout.readline() or "null") == ["pack-2", 7, 10]
+        assert child.wait(60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

@@ -355,21 +355,19 @@ class ChunkIndex:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        from tracklet.core.readonly import connect_read_only, read_only_error, sqlite_is_read_only
+        from tracklet.core.readonly import read_only_error, sqlite_is_read_only
 
         #: Opened read-only: a store this user can't write (a read-only mount, another user's root).
         self.read_only = os.path.exists(self.path) and sqlite_is_read_only(self.path)
         self._opened_as = ""  # the read-only URI it was opened with
+        self._read_state: tuple[Any, ...] | None = None  # what it read (core/readonly.read_state), if it sees no commits
         if self.read_only:  # its tables are there (whoever wrote the store made them)
-            from tracklet.core.readonly import sqlite_read_uri
-
-            self._opened_as = sqlite_read_uri(self.path)
-            self._db = connect_read_only(self.path, uri=self._opened_as, timeout=30, check_same_thread=False)
+            self._open_read_only()
             return
         directory = Path(self.path).parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self._connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         except (OSError, sqlite3.OperationalError):
             if os.access(directory, os.W_OK):
                 raise
@@ -381,8 +379,28 @@ class ChunkIndex:
             for statement in self.SCHEMA:
                 self._db.execute(statement)
 
+    def _open_read_only(self) -> None:
+        from tracklet.core.readonly import connect_read_only, read_state, sees_every_commit
+
+        state = read_state(self.path)
+        self._opened_as = state[0]
+        self._connection = connect_read_only(self.path, uri=self._opened_as, timeout=30, check_same_thread=False)
+        self._read_state = None if sees_every_commit(self.path, self._opened_as) else state
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection; one read ``immutable`` or from a private copy (``core/readonly.py``) is
+        opened again first where the file has changed since (its owner wrote it: a repack moved
+        chunks to another pack, a collection removed packs), as such a connection keeps what it read."""
+        if self._read_state is not None:
+            from tracklet.core.readonly import read_state
+
+            if read_state(self.path) != self._read_state:  # the old connection closes once no thread uses it
+                self._open_read_only()
+        return self._connection
+
     def close(self) -> None:
-        self._db.close()
+        self._connection.close()
 
     def __enter__(self) -> ChunkIndex:  # noqa: PYI034 - final class
         return self
@@ -429,14 +447,12 @@ class ChunkIndex:
         added since is seen; False for one read through its writer's ``-shm`` (it sees every commit)."""
         if not self._opened_as:
             return False
-        from tracklet.core.readonly import connect_read_only, sqlite_read_uri
+        from tracklet.core.readonly import sees_every_commit, sqlite_read_uri
 
         now = sqlite_read_uri(self.path)
-        if now == self._opened_as and "immutable=1" not in now:
+        if now == self._opened_as and sees_every_commit(self.path, now):
             return False
-        self._db.close()
-        self._opened_as = now
-        self._db = connect_read_only(self.path, uri=self._opened_as, timeout=30, check_same_thread=False)
+        self._open_read_only()  # the old connection closes once no thread uses it
         return True
 
     def present(self, chunk_ids: Iterable[bytes]) -> set[bytes]:

@@ -148,6 +148,28 @@ def _remove_snapshots() -> None:
         _snapshots.clear()
 
 
+def read_state(path: str | os.PathLike[str]) -> tuple[Any, ...]:
+    """What tells whether a connection of :func:`sqlite_read_uri`'s that doesn't see each commit
+    (``immutable``, or a private copy) still reads SQLite file ``path`` as it is: the URI it would
+    be given now (a writer's ``-shm`` appeared, its ``-wal`` got commits) and the file's identity,
+    size and modification time (a writer changed it and closed). An ``immutable`` connection keeps
+    what it read (SQLite treats the file as one nothing changes): kept open, it went on serving
+    what the file held when it was opened, after its owner changed it, and forever."""
+    absolute = os.path.abspath(os.fspath(path))
+    try:
+        info = os.stat(absolute)
+        stamp: tuple[int, ...] = (info.st_ino, info.st_size, info.st_mtime_ns)
+    except OSError:
+        stamp = ()
+    return (sqlite_read_uri(absolute), *stamp)
+
+
+def sees_every_commit(path: str | os.PathLike[str], uri: str) -> bool:
+    """Whether a connection opened with ``uri`` (:func:`sqlite_read_uri`'s for ``path``) reads
+    ``path`` through its writer's ``-shm`` (``mode=ro``), seeing each commit as SQLite does."""
+    return uri == "file:" + quote(os.path.abspath(os.fspath(path)), safe="/") + "?mode=ro"
+
+
 def connect_read_only(path: str | os.PathLike[str], *, uri: str | None = None,
                       **options: Any) -> sqlite3.Connection:
     """``sqlite3.connect`` of ``path`` read-only (``uri``, default :func:`sqlite_read_uri`'s);

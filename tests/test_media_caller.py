@@ -560,3 +560,31 @@ def test_tracklet_image_is_looked_up_once():
 
     assert tracklet.Image is media.Image
     assert vars(tracklet)["Image"] is media.Image
+
+
+def test_an_image_of_a_file_object_logged_twice_or_read_first_records_its_pixels_each_time(start, tmp_path):
+    """An image made of a file object holds a copy of its bytes (media/snapshot.py), which each
+    reader read to its end: logged at a second step, or read on the caller's thread first (W&B's
+    ``Image.image``, which the worker may be storing at the same time), the next reader found
+    nothing and the image was dropped ("not an image Pillow can read")."""
+    import io
+
+    from PIL import Image as PILImage
+
+    import tracklet.compat.wandb as wandb
+
+    pixels = _pictures(1)[0][:8, :8]
+    path = tmp_path / "picture.png"
+    PILImage.fromarray(pixels).save(path)
+    run = start()
+    with path.open("rb") as handle:
+        twice = tracklet.Image(handle)
+    run.log({"twice": twice})
+    run.log({"twice": twice})
+    first = wandb.Image(io.BytesIO(path.read_bytes()))
+    assert first.image.size == (8, 8)
+    run.log({"read_first": first})
+    run.finish()
+    recorded = read(run)
+    for key, count in (("twice", 2), ("read_first", 1)):
+        assert [np.array_equal(image.to_numpy(), pixels) for image in recorded.images(key)] == [True] * count, key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
@@ -88,6 +89,12 @@ def read_source(source: Any, what: str) -> tuple[bytes, str]:
                 return handle.read(), os.path.basename(os.fspath(source))
         except OSError as error:
             raise MediaError(f"can't read {what} file {os.fspath(source)!r}: {error.strerror or error}") from None
+    if isinstance(source, io.BytesIO):
+        # The media's own copy of a file object (media/snapshot.py), read without moving it: an
+        # object logged twice, or read on the caller's thread (W&B's Image.image) while the worker
+        # stores it, gives every reader the same bytes (a read() left the next one nothing).
+        data: Any = source.getvalue()[source.tell():]
+        return data, os.path.basename(str(getattr(source, "name", "") or ""))
     read = getattr(source, "read", None)
     if read is None:
         raise MediaError(f"{what} takes a path or a file object; got {type(source).__name__}")

@@ -98,3 +98,27 @@ def test_save_code_with_code_dir_logs_that_directory_too(root, tmp_path, monkeyp
     api = wandb.Api()
     assert [entry.path for entry in api.artifact("code/source-code-train.py:v0").files()] == ["train.py"]
     assert [entry.path for entry in api.artifact("code/source-code-train.py:v1").files()] == ["model.py"]
+
+
+def test_log_code_names_a_long_or_dotted_program_path_with_a_name_tracklet_takes(root, tmp_path, monkeypatch):
+    """W&B shortens a name past 128 characters to its first and last 63 joined by "..", and keeps
+    a program's ".." ("a..py"); tracklet's names never hold "..", so ``log_code`` raised
+    ``ArtifactError`` there (and ``save_code`` logged nothing): one "." stands for them."""
+    import sys
+
+    import tracklet.compat.wandb as wandb
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    for program, expected in ((deep / "train..py", None), (tmp_path / "v..2.py", "source-code-v.2.py")):
+        program.write_text("print('train')\n")
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", [str(program)])
+        run = wandb.init(project="code", settings=wandb.Settings(console="off", x_disable_stats=True))
+        logged = run.log_code(str(program.parent))
+        assert ".." not in logged.name and len(logged.name) <= 128, logged.name
+        assert expected is None or logged.name == expected
+        if expected is None:  # W&B's shape: the first and last 63 characters
+            assert logged.name.startswith("source-code-" + "d" * 51) and logged.name.endswith("e" * 53 + "_train.py")
+        logged.wait()
+        run.finish()

@@ -706,6 +706,10 @@ class Run:
             name = "source-" + re.sub(r"[^a-zA-Z0-9_\-.]", "_", f"{self._run.project}-{tail}")
             if len(name) > 128:
                 name = name[:63] + ".." + name[-63:]
+            # W&B's server takes "..", which tracklet's names never hold (a name is a directory of
+            # the store): one "." instead, as before session 29 (with "..", a program's path past
+            # 121 characters or a file named "a..py" failed log_code and save_code)
+            name = re.sub(r"\.{2,}", ".", name)
         artifact = data_types.Artifact(name, "code")
         for path in found:
             artifact.add_file(path, name=os.path.relpath(path, base))

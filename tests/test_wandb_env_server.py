@@ -223,8 +223,12 @@ def test_wandb_stats_sampling_interval_sets_how_often_system_metrics_are_recorde
     run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True))
     assert run.tracklet_run.settings.system_window == 5.0
     wandb.finish()
-    with pytest.warns(TrackletWarning, match=r"x_stats_sampling_interval=-1 is not a positive number of seconds"):
-        run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True,
-                                                                  x_stats_sampling_interval=-1))
-    assert run.tracklet_run.settings.system_window == 10.0
-    wandb.finish()
+    for refused in (-1, 0.001):  # W&B refuses under 0.1 s; sampling every millisecond would cost a core
+        monkeypatch.setattr(_messages, "_warned", set())
+        with pytest.warns(TrackletWarning, match=rf"x_stats_sampling_interval={refused} is not a number of seconds "
+                          r"of at least 0.1"):
+            run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True,
+                                                                      x_stats_sampling_interval=refused))
+        settings = run.tracklet_run.settings
+        assert (settings.system_window, settings.system_interval) == (10.0, 2.0)
+        wandb.finish()

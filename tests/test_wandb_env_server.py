@@ -223,7 +223,7 @@ def test_wandb_stats_sampling_interval_sets_how_often_system_metrics_are_recorde
     run = wandb.init(project="stats", settings=wandb.Settings(console="off", disable_git=True))
     assert run.tracklet_run.settings.system_window == 5.0
     wandb.finish()
-    for refused in (-1, 0.001):  # W&B refuses under 0.1 s; sampling every millisecond would cost a core
+    for refused in (-1, 0.001):  # W&B refuses under 0.1 s (UsageError)
         monkeypatch.setattr(_messages, "_warned", set())
         with pytest.warns(TrackletWarning, match=rf"x_stats_sampling_interval={refused} is not a number of seconds "
                           r"of at least 0.1"):

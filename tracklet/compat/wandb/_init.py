@@ -121,7 +121,7 @@ def _stats_interval(given: dict[str, Any], env: Any) -> dict[str, float]:
     tracklet a point is the mean and max of a window's samples: the window is that many seconds,
     sampled every ``system_interval`` (2 s, or the window if shorter). Until session 29 it was
     accepted and ignored silently (a point every 10 s whatever was asked). Not a number of seconds
-    of at least 0.1 (W&B's ``UsageError``; tracklet sampled every millisecond if told): one warning,
+    of at least 0.1 (W&B's ``UsageError``; tracklet sampled at any interval given): one warning,
     the defaults."""
     value = given.get("x_stats_sampling_interval", given.get("_stats_sample_rate_seconds"))
     if value is None:
@@ -132,7 +132,7 @@ def _stats_interval(given: dict[str, Any], env: Any) -> dict[str, float]:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = float("nan")
-    if not 0.1 <= seconds < float("inf"):  # W&B refuses under 0.1 s (UsageError): sampling that often costs a core
+    if not 0.1 <= seconds < float("inf"):  # W&B refuses under 0.1 s (UsageError)
         warn_once("stats-interval", f"x_stats_sampling_interval={value!r} is not a number of seconds of at least "
                   "0.1 (W&B's least); system metrics are recorded every 10 s (tracklet's system_window)")
         return {}

@@ -450,3 +450,31 @@ def test_a_kept_chunk_index_follows_what_its_owner_writes_after_it_was_opened(se
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_wal_without_its_shm_is_read_without_making_anything_beside_it_where_the_directory_is_writable(tmp_path):
+    """The same ``-wal`` with no ``-shm``, in a directory this user may write (a root writable but
+    its store not, or a group's): its commits are read, and still nothing is made beside the
+    database (``mode=ro`` would leave a ``-shm`` of this user's there, which the owner's next writer
+    may not be able to write)."""
+    import sqlite3
+
+    from tracklet.core.readonly import connect_read_only
+
+    live, copied = tmp_path / "live", tmp_path / "copied"
+    live.mkdir()
+    writer = sqlite3.connect(live / "db.sqlite", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    shutil.copytree(live, copied, ignore=shutil.ignore_patterns("*-shm"))  # the writer still open: no checkpoint
+    writer.close()
+    before = sorted(path.name for path in copied.iterdir())
+    assert before == ["db.sqlite", "db.sqlite-wal"]
+    reader = connect_read_only(copied / "db.sqlite")
+    try:
+        assert reader.execute("SELECT x FROM t").fetchall() == [(1,)]
+    finally:
+        reader.close()
+    assert sorted(path.name for path in copied.iterdir()) == before

@@ -48,16 +48,15 @@ def sqlite_read_uri(path: str | os.PathLike[str]) -> str:
 
     ``immutable=1`` reads the main file alone: commits still in a ``-wal`` with no ``-shm`` beside
     it (a root copied, synced or mounted without the ``-shm`` its writer left) would be missed,
-    silently. Those are read through ``mode=ro`` where the directory can be
-    written (SQLite makes the ``-shm`` there, as the owner's next writer would), else from a private
-    copy of the database and its ``-wal`` (:func:`_wal_snapshot`)."""
+    silently. Those are read from a private copy of the database and its ``-wal``
+    (:func:`_wal_snapshot`), even where the directory can be written: ``mode=ro`` would make a
+    ``-shm`` there, this user's, with the database's mode bits, which the owner's next writer may
+    not be able to write."""
     absolute = os.path.abspath(os.fspath(path))
     uri = "file:" + quote(absolute, safe="/")
     if os.path.exists(absolute + "-shm"):
         return uri + "?mode=ro"
     if _has_frames(absolute + "-wal"):
-        if can_write(os.path.dirname(absolute)):
-            return uri + "?mode=ro"
         snapshot = _wal_snapshot(absolute)
         if snapshot is not None:
             return "file:" + quote(snapshot, safe="/") + "?mode=ro"
@@ -128,8 +127,8 @@ def _wal_snapshot(absolute: str) -> str | None:
             atexit.register(_remove_snapshots)
         _snapshots[absolute] = (stamp, copy)
         _warn_once(absolute, f"tracklet: {absolute}-wal holds commits that aren't in {absolute} yet (its writer's "
-                   f"-shm isn't there), and {os.path.dirname(absolute)} can't be written here: they "
-                   f"are read from a private copy in {directory} (removed at exit)")
+                   f"-shm isn't there): they are read from a private copy in {directory} (removed at exit), "
+                   f"nothing being made beside it")
         return copy
 
 

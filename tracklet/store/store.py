@@ -369,20 +369,10 @@ class Store(RunDataQueries):
         with_value = source.join(values, values.c.run_pk == runs.c.id)
         at = [values.c.project_id == project_id_of(project), values.c.source == code, values.c.path == path]
         order = [direction(values.c.num), direction(values.c.text), *rest, *tie(values.c.run_id)]
+        # The source and rank are plain values in every part: PostgreSQL's extended statistics on
+        # (source, path, rank) (store migration 0017) tell its planner how many entries a key's
+        # numbers and strings are, which it applies to constants only (docs/store.md).
         at_strings = [*at, values.c.rank == STRING]
-        if connection.dialect.name == "postgresql":
-            # The source and the rank of a key's strings as values the planner doesn't see (an
-            # InitPlan's, as the project's id is): it multiplied the shares of config (or summary)
-            # values and of strings among every key's values into the key's entries, as if
-            # independent of the path (a path is of one source, its values mostly of one kind),
-            # and read a first page as the whole part joined to every run of the project, sorted,
-            # where the index gives the order. Unseen, each selects a share of its distinct values
-            # (docs/store.md: what extended statistics would tell it instead).
-            def unseen(value: int) -> Any:
-                return sa.select(sa.literal(value, sa.SmallInteger)).scalar_subquery()
-
-            at_strings = [values.c.project_id == project_id_of(project), values.c.source == unseen(code),
-                          values.c.path == path, values.c.rank == unseen(STRING)]
         parts = [(with_value, order, [*at, values.c.rank == NUMBER]),
                  (with_value, order, at_strings),
                  (source, [*rest, *tie(runs.c.run_id)], [missing(code, path)])]

@@ -139,6 +139,33 @@ class IndexReport:
     busy: bool = False
 
 
+#: A pass that indexed at least this many runs (a first index of a data root, an import) ends with
+#: ``analyze_after_import`` on PostgreSQL.
+ANALYZE_AFTER_RUNS = 1000
+# The tables whose planner statistics a listing's plans rest on (``run_sort_values``' extended
+# statistics, store migration 0017, are filled by its ANALYZE only).
+_ANALYZED = ("runs", "run_sort_values")
+
+
+def analyze_after_import(engine: sa.Engine) -> bool:
+    """PostgreSQL: gather the planner statistics of the tables a listing reads, after a pass that
+    indexed many runs. Autovacuum analyzes a table once 10% of it changed, but only at its next
+    round (a minute by default, never where it is off), and until then a freshly indexed project's
+    pages are planned from no statistics or stale ones: a key's part misestimated, a page read as
+    the whole part joined to every run (docs/store.md). ANALYZE reads a sample (bounded time) under
+    a lock that blocks neither reads nor writes; SKIP_LOCKED gives up at once where another ANALYZE
+    or VACUUM (autovacuum's) holds the table. False (nothing done) on SQLite, whose planner doesn't
+    need it here, or where it failed: the next autovacuum round does it."""
+    if engine.dialect.name != "postgresql":
+        return False
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {', '.join(_ANALYZED)}")
+        return True
+    except sa.exc.DBAPIError:  # a statistics pass is never worth failing the index pass for
+        return False
+
+
 def failure_reason(error: BaseException) -> str:
     """One line saying why indexing a run failed: the database's own message for a database
     error (SQLAlchemy's adds the whole statement and its parameters), else the exception."""
@@ -447,6 +474,8 @@ class Indexer:
         if group:
             self._index_group(group, report)
             self._index_parts(group, report)
+        if report.runs_updated >= ANALYZE_AFTER_RUNS:
+            analyze_after_import(self.engine)
         return report
 
     def index_parts(self, paths: RunPaths, labels: list[str] | None = None) -> IndexReport:

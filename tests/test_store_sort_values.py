@@ -625,7 +625,8 @@ def test_the_key_statistics_are_there_and_a_page_into_a_part_reads_up_to_it(plan
 def test_a_large_index_pass_gathers_the_planner_statistics(pg_url, root, monkeypatch):
     """An index pass that indexed many runs (``ingest.ANALYZE_AFTER_RUNS``, here lowered to 2)
     ends with an ANALYZE of the tables a listing reads on PostgreSQL, so a freshly indexed project's
-    key statistics exist before autovacuum's next round (or where it is off)."""
+    key statistics exist before autovacuum's next round (or where it is off); at most once per
+    ``ingest.ANALYZE_EVERY`` seconds per engine (a server whose passes each update that many runs)."""
     import tracklet
     from conftest import QUIET
     from tracklet.store import ingest
@@ -652,6 +653,24 @@ def test_a_large_index_pass_gathers_the_planner_statistics(pg_url, root, monkeyp
                 "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
                 "AND relname IN ('runs', 'run_sort_values') ORDER BY relname").scalars().all()
         assert analyzed == ["run_sort_values", "runs"]
+
+        def last_analyze() -> Any:
+            with store.engine.connect() as connection:
+                return connection.exec_driver_sql("SELECT last_analyze FROM pg_stat_user_tables "
+                                                  "WHERE relname = 'run_sort_values'").scalar()
+
+        def pass_over_new_runs(count: int) -> None:
+            for n in range(count):
+                run = tracklet.init(project="p", dir=str(root), config={"lr": 1.0 + n}, settings=QUIET)
+                run.finish()
+            assert store.index().runs_updated == count
+
+        first = last_analyze()
+        pass_over_new_runs(2)  # as many runs again, within ANALYZE_EVERY: a live server's pass (each a new Indexer)
+        assert last_analyze() == first
+        monkeypatch.setattr(ingest, "ANALYZE_EVERY", 0.0)
+        pass_over_new_runs(2)
+        assert last_analyze() > first
     finally:
         store.close()
 

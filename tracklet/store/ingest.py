@@ -19,6 +19,7 @@ import itertools
 import logging
 import math
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -140,11 +141,13 @@ class IndexReport:
 
 
 #: A pass that indexed at least this many runs (a first index of a data root, an import) ends with
-#: ``analyze_after_import`` on PostgreSQL.
+#: ``analyze_after_import`` on PostgreSQL, at most once per ``ANALYZE_EVERY`` seconds per engine.
 ANALYZE_AFTER_RUNS = 1000
+ANALYZE_EVERY = 600.0
 # The tables whose planner statistics a listing's plans rest on (``run_sort_values``' extended
 # statistics, store migration 0017, are filled by its ANALYZE only).
 _ANALYZED = ("runs", "run_sort_values")
+_analyzed_at: weakref.WeakKeyDictionary[sa.Engine, float] = weakref.WeakKeyDictionary()
 
 
 def analyze_after_import(engine: sa.Engine) -> bool:
@@ -154,16 +157,22 @@ def analyze_after_import(engine: sa.Engine) -> bool:
     pages are planned from no statistics or stale ones: a key's part misestimated, a page read as
     the whole part joined to every run (docs/store.md). ANALYZE reads a sample (bounded time) under
     a lock that blocks neither reads nor writes; SKIP_LOCKED gives up at once where another ANALYZE
-    or VACUUM (autovacuum's) holds the table. False (nothing done) on SQLite, whose planner doesn't
-    need it here, or where it failed: the next autovacuum round does it."""
+    or VACUUM (autovacuum's) holds the table. At most once per ``ANALYZE_EVERY`` seconds per engine
+    (a server's indexer passes, or the dashboard's, each a new ``Indexer``). False (nothing done) on
+    SQLite, whose planner doesn't need it here, within that time, or where it failed: the next
+    autovacuum round does it."""
     if engine.dialect.name != "postgresql":
         return False
+    last = _analyzed_at.get(engine)
+    if last is not None and time.monotonic() - last < ANALYZE_EVERY:  # a server whose passes each
+        return False  # update that many live runs: autovacuum's rounds follow those changes
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {', '.join(_ANALYZED)}")
-        return True
     except sa.exc.DBAPIError:  # a statistics pass is never worth failing the index pass for
         return False
+    _analyzed_at[engine] = time.monotonic()
+    return True
 
 
 def failure_reason(error: BaseException) -> str:

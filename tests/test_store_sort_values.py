@@ -551,7 +551,31 @@ def test_far_pages_by_a_json_key_cost_no_more_than_the_json_sort(store_url, tmp_
         store.close()
 
 
-def test_a_page_of_a_keys_strings_reads_the_page_not_the_part(pg_url, tmp_path):
+@pytest.fixture(scope="module")
+def planned(postgres_url, tmp_path_factory):
+    """A PostgreSQL store of 2,000 runs where most ``run_sort_values`` entries are the summary's
+    numbers (5 a run) and config has a key of strings (``opt``, every run's distinct) and one of
+    numbers (``lr``), and a second project of 20 runs holds the same config keys, with planner statistics (VACUUM ANALYZE; module-scoped: read-only tests)."""
+    from pgcluster import create_database
+
+    root = tmp_path_factory.mktemp("planned")
+    store = Store(create_database(postgres_url, f"planned{id(root) % 10**9}"), root=root)
+    _project_of_runs(store, *({"run_id": f"r{i:04d}", "config": {"opt": f"o{(i * 7) % 2000:04d}",
+                                                                 "lr": (i * 7919) % 2000 / 2000},
+                               "summary": {f"m{k}": float(i % 7) for k in range(5)}} for i in range(2000)))
+    with store.engine.begin() as connection:  # another project holding the keys: the runs' share of p is < 1
+        project_id = connection.execute(projects.insert().values(name="q").returning(projects.c.id)).scalar_one()
+        connection.execute(runs.insert(), [
+            {"project_id": project_id, "run_id": f"q{i}", "name": "", "state": "finished", "tags": [],
+             "config": {"opt": "x", "lr": 0.5}, "summary": {}, "keys": [], "log_path": f"q/{i}.log", "metadata": {}}
+            for i in range(20)])
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE")
+    yield store
+    store.close()
+
+
+def test_a_page_of_a_keys_strings_reads_the_page_not_the_part(planned):
     """With planner statistics, the first page of a key whose values are strings (every run's
     ``config.opt``, in a store where most values are numbers of the summary) reads the page's
     index entries and runs: PostgreSQL's estimate of the key's strings multiplied in the shares of
@@ -560,19 +584,147 @@ def test_a_page_of_a_keys_strings_reads_the_page_not_the_part(pg_url, tmp_path):
     cheaper plan, by any estimate). SQLite's planner has no such estimate to take."""
     from test_store_plans import listing_cost
 
-    store = Store(pg_url, root=tmp_path)
+    for order_by in ("config.opt", "-config.opt"):
+        cost, rows = listing_cost(planned, project="p", order_by=order_by, limit=50)
+        with as_before():
+            expected = planned.runs("p", order_by=order_by, limit=50)
+        assert rows == expected and len(rows) == 50
+        # the page's 50 entries and runs, and the probes of the key's index (its numbers: none)
+        assert cost <= 2 * 50 + 5, (order_by, cost)
+
+
+def test_the_key_statistics_are_there_and_a_page_into_a_part_reads_up_to_it(planned):
+    """The extended statistics of store migration 0017 (source, path and rank: a path is of one
+    source, its values mostly of one kind) tell PostgreSQL how many entries a key's part holds, so
+    a page at an offset under a third of the runs is read up to its end through the key's index
+    (each entry's run by id), besides the count of the project's runs that chose the reading (three
+    times the page's end in index entries): without them the planner took a key's part for a few
+    dozen entries and, at an offset, read the whole part hash-joined to every run of the project
+    and sorted (strings at a tenth: 2.4 times the JSON sort's rows; numbers at a fifth: 2.9), and
+    counted a strings key's (empty) numbers part as a hash join of every run. With more than one
+    project the runs' condition on the project is left out of a part's join (each entry is of the
+    project already): the planner multiplied the project's share of the runs in twice."""
+    from test_store_plans import listing_cost
+
+    with planned.engine.connect() as connection:
+        kinds = connection.exec_driver_sql(
+            "SELECT stxkind, dependencies IS NOT NULL FROM pg_statistic_ext JOIN pg_stats_ext "
+            "ON statistics_name = stxname WHERE stxname = 'st_run_sort_values_kind'").all()
+    assert kinds == [(["f", "m"], True)], kinds  # dependencies and MCV list, gathered by the ANALYZE
+    for order_by, offset in (("config.opt", 200), ("-config.opt", 200), ("-config.lr", 400), ("config.lr", 400)):
+        cost, rows = listing_cost(planned, project="p", order_by=order_by, limit=50, offset=offset)
+        with as_before():
+            json_cost, expected = listing_cost(planned, project="p", order_by=order_by, limit=50, offset=offset)
+        assert rows == expected and len(rows) == 50
+        end = offset + 50
+        # the page's end in entries and runs, the count's entries, and the probes of the key's
+        # entries (without the statistics: 2.4-2.9 times the JSON sort's 2,000 rows)
+        assert cost <= 6 * end + 100 and cost < 1.7 * json_cost, (order_by, offset, cost, json_cost)
+
+
+def test_a_large_index_pass_gathers_the_planner_statistics(pg_url, root, monkeypatch):
+    """An index pass that indexed many runs (``ingest.ANALYZE_AFTER_RUNS``, here lowered to 2)
+    ends with an ANALYZE of the tables a listing reads on PostgreSQL, so a freshly indexed project's
+    key statistics exist before autovacuum's next round (or where it is off); at most once per
+    ``ingest.ANALYZE_EVERY`` seconds per engine (a server whose passes each update that many runs)."""
+    import tracklet
+    from conftest import QUIET
+    from tracklet.store import ingest
+
+    monkeypatch.setattr(ingest, "ANALYZE_AFTER_RUNS", 2)
+    store = Store(pg_url, root=root)
     try:
-        _project_of_runs(store, *({"run_id": f"r{i:04d}", "config": {"opt": f"o{(i * 7) % 2000:04d}"},
-                                   "summary": {f"m{k}": float(i % 7) for k in range(5)}} for i in range(2000)))
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE")
-        for order_by in ("config.opt", "-config.opt"):
-            cost, rows = listing_cost(store, project="p", order_by=order_by, limit=50)
+        for n in range(3):
+            run = tracklet.init(project="p", dir=str(root), config={"lr": 0.1 * n, "opt": f"o{n}"}, settings=QUIET)
+            run.log({"loss": 1.0 / (n + 1)})
+            run.finish()
+
+        def gathered() -> list[Any]:
+            with store.engine.connect() as connection:
+                return connection.exec_driver_sql(
+                    "SELECT dependencies IS NOT NULL FROM pg_stats_ext WHERE statistics_name = "
+                    "'st_run_sort_values_kind'").scalars().all()
+
+        assert gathered() in ([], [False])  # analyzed at the migration, empty then
+        assert store.index().runs_updated == 3
+        assert gathered() == [True]
+        with store.engine.connect() as connection:
+            analyzed = connection.exec_driver_sql(
+                "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+                "AND relname IN ('runs', 'run_sort_values') ORDER BY relname").scalars().all()
+        assert analyzed == ["run_sort_values", "runs"]
+
+        def last_analyze() -> Any:
+            with store.engine.connect() as connection:
+                return connection.exec_driver_sql("SELECT last_analyze FROM pg_stat_user_tables "
+                                                  "WHERE relname = 'run_sort_values'").scalar()
+
+        def pass_over_new_runs(count: int) -> None:
+            for n in range(count):
+                run = tracklet.init(project="p", dir=str(root), config={"lr": 1.0 + n}, settings=QUIET)
+                run.finish()
+            assert store.index().runs_updated == count
+
+        first = last_analyze()
+        pass_over_new_runs(2)  # as many runs again, within ANALYZE_EVERY: a live server's pass (each a new Indexer)
+        assert last_analyze() == first
+        monkeypatch.setattr(ingest, "ANALYZE_EVERY", 0.0)
+        pass_over_new_runs(2)
+        assert last_analyze() > first
+    finally:
+        store.close()
+
+
+def test_a_store_at_0016_gains_the_key_statistics_and_loses_them_migrated_down(store_url, tmp_path):
+    """Migration 0017 creates ``run_sort_values``' extended statistics on PostgreSQL and gathers
+    them for the runs a store holds already (a store not written again has them too); migrated
+    back to 0016 they go. On SQLite both are no-ops. Listings list the same throughout."""
+    from alembic import command
+    from alembic.config import Config
+
+    from conftest import store_at_revision
+    from tracklet.store.engine import MIGRATIONS
+
+    engine = store_at_revision(store_url, "0016")
+    with engine.begin() as connection:
+        project_id = connection.execute(projects.insert().values(name="p").returning(projects.c.id)).scalar_one()
+        connection.execute(runs.insert(), [
+            {"project_id": project_id, "run_id": f"r{i:03d}", "name": "", "state": "finished", "tags": [],
+             "config": {"opt": f"o{i % 13}", "lr": i / 40}, "summary": {"loss": i % 7}, "keys": [],
+             "log_path": f"p/{i}.log", "metadata": {}} for i in range(40)])
+    engine.dispose()
+    postgresql = store_url.startswith("postgresql")
+
+    def statistics(store: Store) -> list[Any]:
+        if not postgresql:
+            return []
+        with store.engine.connect() as connection:
+            return connection.exec_driver_sql(
+                "SELECT statistics_name, dependencies IS NOT NULL FROM pg_stats_ext "
+                "WHERE tablename = 'run_sort_values'").all()
+
+    store = Store(store_url, root=tmp_path)  # migrates to the head
+    try:
+        assert statistics(store) == ([("st_run_sort_values_kind", True)] if postgresql else [])
+        pages = {order_by: _ids(store.runs("p", order_by=order_by, limit=10, offset=5))
+                 for order_by in ("config.opt", "-config.lr", "summary.loss")}
+        for order_by, page in pages.items():
             with as_before():
-                expected = store.runs("p", order_by=order_by, limit=50)
-            assert rows == expected and len(rows) == 50
-            # the page's 50 entries and runs, and the probes of the key's index (its numbers: none)
-            assert cost <= 2 * 50 + 5, (order_by, cost)
+                assert page == _ids(store.runs("p", order_by=order_by, limit=10, offset=5)), order_by
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0016")
+        assert statistics(store) == []
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0016"
+        for order_by, page in pages.items():
+            assert page == _ids(store.runs("p", order_by=order_by, limit=10, offset=5)), order_by
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        assert statistics(store) == ([("st_run_sort_values_kind", True)] if postgresql else [])
     finally:
         store.close()
 

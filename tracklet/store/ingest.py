@@ -19,6 +19,7 @@ import itertools
 import logging
 import math
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -137,6 +138,41 @@ class IndexReport:
     # "project/run_id: error" for each run that could not be indexed (the others were)
     failed: list[str] = dataclasses.field(default_factory=list)
     busy: bool = False
+
+
+#: A pass that indexed at least this many runs (a first index of a data root, an import) ends with
+#: ``analyze_after_import`` on PostgreSQL, at most once per ``ANALYZE_EVERY`` seconds per engine.
+ANALYZE_AFTER_RUNS = 1000
+ANALYZE_EVERY = 600.0
+# The tables whose planner statistics a listing's plans rest on (``run_sort_values``' extended
+# statistics, store migration 0017, are filled by its ANALYZE only).
+_ANALYZED = ("runs", "run_sort_values")
+_analyzed_at: weakref.WeakKeyDictionary[sa.Engine, float] = weakref.WeakKeyDictionary()
+
+
+def analyze_after_import(engine: sa.Engine) -> bool:
+    """PostgreSQL: gather the planner statistics of the tables a listing reads, after a pass that
+    indexed many runs. Autovacuum analyzes a table once 10% of it changed, but only at its next
+    round (a minute by default, never where it is off), and until then a freshly indexed project's
+    pages are planned from no statistics or stale ones: a key's part misestimated, a page read as
+    the whole part joined to every run (docs/store.md). ANALYZE reads a sample (bounded time) under
+    a lock that blocks neither reads nor writes; SKIP_LOCKED gives up at once where another ANALYZE
+    or VACUUM (autovacuum's) holds the table. At most once per ``ANALYZE_EVERY`` seconds per engine
+    (a server's indexer passes, or the dashboard's, each a new ``Indexer``). False (nothing done) on
+    SQLite, whose planner doesn't need it here, within that time, or where it failed: the next
+    autovacuum round does it."""
+    if engine.dialect.name != "postgresql":
+        return False
+    last = _analyzed_at.get(engine)
+    if last is not None and time.monotonic() - last < ANALYZE_EVERY:  # a server whose passes each
+        return False  # update that many live runs: autovacuum's rounds follow those changes
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {', '.join(_ANALYZED)}")
+    except sa.exc.DBAPIError:  # a statistics pass is never worth failing the index pass for
+        return False
+    _analyzed_at[engine] = time.monotonic()
+    return True
 
 
 def failure_reason(error: BaseException) -> str:
@@ -447,6 +483,8 @@ class Indexer:
         if group:
             self._index_group(group, report)
             self._index_parts(group, report)
+        if report.runs_updated >= ANALYZE_AFTER_RUNS:
+            analyze_after_import(self.engine)
         return report
 
     def index_parts(self, paths: RunPaths, labels: list[str] | None = None) -> IndexReport:

@@ -73,7 +73,7 @@ def path_text(keys: tuple[str, ...]) -> str:
 def sort_path(connection: sa.Connection, project_id: Any, field: Any) -> str | None:
     """The path of ``run_sort_values`` that orders ``project_id``'s runs by ``field`` (a
     ``filters.Field`` of config or summary) exactly as ``filters.compile_sort`` does, or None when
-    the table can't (see the module's docstring): two index seeks per candidate path."""
+    the table can't (see the module's docstring): two index seeks per candidate path (each the first entry in the index's order)."""
     keys = field.path
     if not keys or len(keys) > MAX_DEPTH:
         return None
@@ -82,10 +82,17 @@ def sort_path(connection: sa.Connection, project_id: Any, field: Any) -> str | N
     if any(len(path) > MAX_CHARS for path in candidates):
         return None
 
-    def exists(path: str, *, long: bool) -> sa.Exists:
+    def exists(path: str, *, long: bool) -> sa.ColumnElement[bool]:
+        # The first entry in the index's order, not EXISTS: with the key statistics (store
+        # migration 0017) PostgreSQL expects a common path's rows all over the table and took a
+        # sequential scan for EXISTS, reading rows of every key (and project) before the first of
+        # this one's, as many as the table holds where they were written last; ordered, the index
+        # gives the first entry.
         found = sa.select(sa.literal(1)).where(
             sort_values.c.project_id == project_id, sort_values.c.source == source, sort_values.c.path == path)
-        return (found.where(sort_values.c.rank == LONG_STRING) if long else found).exists()
+        if long:
+            found = found.where(sort_values.c.rank == LONG_STRING)
+        return found.order_by(sort_values.c.rank).limit(1).scalar_subquery().is_not(None)
 
     probes = [exists(path, long=long) for path in candidates for long in (False, True)]
     found = connection.execute(sa.select(*(sa.case((probe, 1), else_=0) for probe in probes))).one()

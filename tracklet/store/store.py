@@ -173,6 +173,7 @@ class Store(RunDataQueries):
         named: set[str] = set()  # the columns the filter and sort name
         where = sort = parsed = None
         in_project: sa.ColumnElement[bool] = runs.c.project_id == project_id_of(project)
+        project_only = in_project
         if filter:
             from tracklet.store.filters import compile_filter, indexed_alternatives, named_columns, parse_filter
 
@@ -205,7 +206,11 @@ class Store(RunDataQueries):
         join_first = joined is not None and bool(named & set(joined_columns))
 
         def select(source: sa.FromClause, order: list[Any], conditions: list[Any], offset: int,
-                   limit: int | None) -> sa.Select[Any]:
+                   limit: int | None, *, in_project_by: bool = False) -> sa.Select[Any]:
+            # ``in_project_by``: ``conditions`` hold the runs to the project already (a key's
+            # entries of it, each its run's project: run_sort_values' copy), so the runs' own
+            # condition on it is left out where it says no more: PostgreSQL multiplied its share
+            # of the runs into the join's estimate a second time (1/projects squared).
             listed = [*columns]
             keyed = joined is not None and bool(listed_joined) and not join_first
             if joined is not None and join_first:
@@ -216,8 +221,9 @@ class Store(RunDataQueries):
                 # made both databases sort every run the filter selects, where the page's own
                 # ORDER BY ... LIMIT keeps only its rows: PostgreSQL's top-N heapsort.)
                 listed += [_sort_key(clause)[0].label(f"_key{i}") for i, clause in enumerate(order)]
+            held = [] if in_project_by and in_project is project_only else [in_project]
             stmt = (sa.select(*listed).select_from(source)
-                    .where(in_project, runs.c.deleted.is_(False), *conditions))
+                    .where(*held, runs.c.deleted.is_(False), *conditions))
             if run_ids is not None:
                 stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
             if where is not None:
@@ -369,20 +375,10 @@ class Store(RunDataQueries):
         with_value = source.join(values, values.c.run_pk == runs.c.id)
         at = [values.c.project_id == project_id_of(project), values.c.source == code, values.c.path == path]
         order = [direction(values.c.num), direction(values.c.text), *rest, *tie(values.c.run_id)]
+        # The source and rank are plain values in every part: PostgreSQL's extended statistics on
+        # (source, path, rank) (store migration 0017) tell its planner how many entries a key's
+        # numbers and strings are, which it applies to constants only (docs/store.md).
         at_strings = [*at, values.c.rank == STRING]
-        if connection.dialect.name == "postgresql":
-            # The source and the rank of a key's strings as values the planner doesn't see (an
-            # InitPlan's, as the project's id is): it multiplied the shares of config (or summary)
-            # values and of strings among every key's values into the key's entries, as if
-            # independent of the path (a path is of one source, its values mostly of one kind),
-            # and read a first page as the whole part joined to every run of the project, sorted,
-            # where the index gives the order. Unseen, each selects a share of its distinct values
-            # (docs/store.md: what extended statistics would tell it instead).
-            def unseen(value: int) -> Any:
-                return sa.select(sa.literal(value, sa.SmallInteger)).scalar_subquery()
-
-            at_strings = [values.c.project_id == project_id_of(project), values.c.source == unseen(code),
-                          values.c.path == path, values.c.rank == unseen(STRING)]
         parts = [(with_value, order, [*at, values.c.rank == NUMBER]),
                  (with_value, order, at_strings),
                  (source, [*rest, *tie(runs.c.run_id)], [missing(code, path)])]
@@ -432,7 +428,8 @@ class Store(RunDataQueries):
             last = at_part == len(parts) - 1
 
             def count(part_from: sa.FromClause = part_from, conditions: list[Any] = conditions) -> int:
-                counted = select(part_from, [], conditions, 0, None).with_only_columns(sa.func.count()).order_by(None)
+                counted = select(part_from, [], conditions, 0, None, in_project_by=part_from is not source
+                                 ).with_only_columns(sa.func.count()).order_by(None)
                 return int(connection.execute(counted).scalar_one())
 
             if at_part == 0 and skip and not last and at_most(skip, *conditions):
@@ -456,7 +453,7 @@ class Store(RunDataQueries):
                 # read by id until the page fills): none lacks it, and none is read to find out.
                 break
             found = [dict(row) for row in connection.execute(
-                select(part_from, part_order, conditions, skip, more)).mappings()]
+                select(part_from, part_order, conditions, skip, more, in_project_by=part_from is not source)).mappings()]
             if skip and not found and not last:  # the page starts past this part: how many runs it holds
                 skip = max(0, skip - count())
             else:

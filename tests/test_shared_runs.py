@@ -776,6 +776,8 @@ def _both(api, root, run_id):
     stored = api.store.run("p", run_id)
     assert (stored["state"], stored["exit_code"]) == (read.state, read.exit_code)
     assert stored["config"] == read.config and stored["summary"] == read.summary
+    assert (stored["name"], stored["tags"], stored["group_name"], stored["job_type"], stored["notes"],
+            stored["created_at"]) == (read.name, read.tags, read.group, read.job_type, read.notes, read.created_at)
     return read, stored
 
 
@@ -827,6 +829,34 @@ def test_a_run_whose_primary_never_started_is_listed_from_its_parts(tmp_path, st
     assert read.history()["loss"] == [0.5] and read.history()["loss/l:w1"] == [1.0]
     api.store.index(rebuild=True)
     assert api.store.run("p", "orphan")["summary"] == read.summary
+    api.close()
+
+
+def test_a_run_whose_primary_never_started_is_its_first_labels_however_indexed(tmp_path, store_url):
+    """The parts of a run whose primary never started are indexed as they come (w2 before w1
+    here): the run's name, tags, group, notes and start are still its first part's in label order,
+    with that part's later renames and not a restart's, in the store as in the log reader."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    late = tracklet.init(project="p", id="late", name="by-w2", tags=["w2"], group="g2", notes="n2", reinit="create_new",
+                         settings={**quiet, "primary": False, "label": "w2"})
+    late.finish()
+    read, stored = _both(api, tmp_path, "late")
+    assert stored["name"] == "by-w2" and stored["metadata"]["no_primary"]
+    first = tracklet.init(project="p", id="late", name="by-w1", tags=["w1"], reinit="create_new",
+                          settings={**quiet, "primary": False, "label": "w1"})
+    assert first.flush()
+    read, stored = _both(api, tmp_path, "late")
+    assert (stored["name"], stored["tags"], stored["group_name"], stored["notes"]) == ("by-w1", ["w1"], "", "")
+    first.name = "renamed"
+    first.finish()
+    assert _both(api, tmp_path, "late")[1]["name"] == "renamed"
+    again = tracklet.init(project="p", id="late", group="g-again", resume="allow", reinit="create_new",
+                          settings={**quiet, "primary": False, "label": "w1"})
+    again.finish()
+    assert _both(api, tmp_path, "late")[1]["name"] == "renamed"
+    api.store.index(rebuild=True)
+    assert api.store.run("p", "late")["name"] == "renamed"
     api.close()
 
 

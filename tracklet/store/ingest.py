@@ -663,9 +663,9 @@ class Indexer:
                 self._write_series(connection, row.id, kind, renamed, None, joined)
                 system_ms = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
                                 + ([int(last_ms)] if last_ms is not None else []))
-        if metadata.get("no_primary") and row.created_at is None and fold.fields:
-            # a run whose primary never started is named, tagged, ... as its first part started
-            values.update({key: value for key, value in fold.fields.items() if key != "host"})
+        if metadata.get("no_primary") and fold.fields:
+            # a run whose primary never started is named, tagged, ... as its first part (by label) is
+            values.update(_first_part_identity(paths, label, bool(shown), known_parts, fold.fields))
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
         if fold.data.metadata.get("pid"):
@@ -1251,6 +1251,21 @@ def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info:
             named[labelled(label, key)] = value
     info["summary_keys"] = sorted(taken)
     return named
+
+
+def _first_part_identity(paths: RunPaths, label: str, indexed_before: bool, known_parts: Mapping[str, Any],
+                         fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns of a run whose primary never started that part ``label``'s new records set
+    (``fields``: its start, its renames): the run is its first part's in label order, as the log
+    reader has it, however the parts were indexed. A part indexed after one that comes later in
+    label order replaces that part's identity whole (what it leaves unset goes back to a new
+    run's); a part after another one sets nothing."""
+    if any(other < label for other in known_parts if other != label):
+        return {}
+    if indexed_before or not any(other != label for other in known_parts):
+        return dict(fields)
+    return {**{key: _NEW_RUN_DEFAULTS[key] for key in ("tags", "group_name", "job_type", "notes", "host")},
+            "name": paths.run_id, "created_at": None, **fields}
 
 
 def _part_config(config: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:

@@ -860,6 +860,25 @@ def test_a_run_whose_primary_never_started_is_its_first_labels_however_indexed(t
     api.close()
 
 
+def test_a_damaged_part_is_named_as_the_part(tmp_path):
+    """Bytes past a part's last intact frame (a disk's torn write, a copy cut short, garbage): the
+    index reports the damage naming the part's label, not as if it were in the run's own log,
+    and still indexes every record before it."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    for label in (None, "w2"):
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="torn", settings={**quiet, **extra}, reinit="create_new")
+        run.log({"acc" if label else "loss": 1.0})
+        run.finish()
+    with open(tmp_path / "projects/p/runs/torn/parts/w2.tlog", "ab") as handle:
+        handle.write(b"\x00\x01garbage")
+    api = tracklet.Api(tmp_path, store_url=f"sqlite:///{tmp_path / 'store.sqlite'}")
+    damaged = api.store.index(rebuild=True).damaged
+    assert len(damaged) == 1 and damaged[0].startswith("p/torn part w2: damaged at byte"), damaged
+    assert [list(h.values) for h in api.history(["p/torn"], keys=["acc"], buckets=None)] == [[1.0]]
+    api.close()
+
+
 def test_secondaries_settle_a_config_or_summary_key_by_label_order(tmp_path, store_url):
     """Two secondaries set one config key and one summary-only key: the first label's values
     are the run's whichever was indexed first (the other's summary value reads <key>/l:<label>);

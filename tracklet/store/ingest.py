@@ -607,7 +607,7 @@ class Indexer:
                                         last_step=None, metadata=None))
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
-        self._note_damage(paths, result, decoder)
+        self._note_damage(part, result, decoder)
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
         exit = fold.exit
         state = part_state_label(exit, None if exit is not None or more else self.source.alive(part))
@@ -1081,8 +1081,9 @@ class Indexer:
             parts.append(f"{decoder.partial_count} record(s) indexed without some history columns")
         if decoder.invalid:
             parts.append("first: " + decoder.invalid[0].describe())
-        if parts:
-            self.damaged.append(f"{paths.project}/{paths.run_id}: " + "; ".join(parts))
+        if parts:  # a part's damage names the part (its own log, parts/<label>.tlog), not the run's log
+            where = f"{paths.project}/{paths.run_id}" + (f" part {paths.part}" if paths.part is not None else "")
+            self.damaged.append(f"{where}: " + "; ".join(parts))
 
     def _state(self, fold: _RunFold, row: Any, paths: RunPaths, final: bool = True) -> dict[str, Any]:
         if fold.exit is not None:

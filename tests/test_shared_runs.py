@@ -879,6 +879,38 @@ def test_a_damaged_part_is_named_as_the_part(tmp_path):
     api.close()
 
 
+def test_a_node_holding_only_a_part_indexes_it_into_the_runs_store(tmp_path, store_url):
+    """A multi-node job whose nodes keep their own data roots and share one store (a team's
+    PostgreSQL): node 0 holds the primary's log, node 1 only its secondary's part. Indexing on node
+    1 adds its part to the run node 0 indexed, with no failure or warning about the primary's log
+    it doesn't have, and keeps the run as node 0 indexed it."""
+    import warnings
+
+    def record(root: Path, label: str | None, key: str) -> None:
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="nodes", reinit="create_new", settings={
+            "dir": str(root), "console": "off", "system_metrics": False, "capture_environment": False, **extra})
+        run.log({key: 1.0})
+        run.finish()
+
+    node_0, node_1 = tmp_path / "node0", tmp_path / "node1"
+    record(node_0, None, "loss")
+    record(node_1, "rank_1", "grad")
+    api_0 = tracklet.Api(node_0, store_url=store_url)
+    assert not api_0.index().failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        api_1 = tracklet.Api(node_1, store_url=store_url)
+        report = api_1.index()
+    assert not report.failed, report.failed
+    stored = api_1.store.run("p", "nodes")
+    assert (stored["state"], stored["summary"]) == ("finished", {"loss": 1.0, "grad": 1.0})
+    assert "no_primary" not in stored["metadata"] and stored["metadata"]["parts"]["rank_1"]["state"] == "finished"
+    assert [list(h.values) for h in api_1.history(["p/nodes"], keys=["loss"], buckets=None)] == [[1.0]]
+    api_0.close()
+    api_1.close()
+
+
 def test_secondaries_settle_a_config_or_summary_key_by_label_order(tmp_path, store_url):
     """Two secondaries set one config key and one summary-only key: the first label's values
     are the run's whichever was indexed first (the other's summary value reads <key>/l:<label>);

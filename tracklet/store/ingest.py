@@ -990,8 +990,12 @@ class Indexer:
             row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
         offset = row.log_offset if row is not None else 0
         size = self.source.size(paths)
-        if size == 0 and (row is None or (row.metadata or {}).get("no_primary")) and self._part_only(paths):
-            return 0, 0, False  # a shared run whose primary never started: its parts are indexed (_fold_part)
+        if size == 0 and self._part_only(paths):
+            # No run.tlog here: a shared run whose primary never started, or whose primary's log is on
+            # another node sharing this store. Its parts here are indexed (_fold_part); the row, if
+            # another node's indexing made it, is that node's to update (never forgotten for a log
+            # this root lacks).
+            return 0, 0, False
         if row is not None and (size < offset or self._replaced(paths, row)):  # start over
             forget_run(connection, row.id)
             self._tails.take(row.id, None)  # what it kept of the run is gone with it

@@ -778,6 +778,7 @@ def _both(api, root, run_id):
     assert stored["config"] == read.config and stored["summary"] == read.summary
     assert (stored["name"], stored["tags"], stored["group_name"], stored["job_type"], stored["notes"],
             stored["created_at"]) == (read.name, read.tags, read.group, read.job_type, read.notes, read.created_at)
+    assert stored["updated_at"] == read.updated_at  # the latest any writer recorded
     return read, stored
 
 

@@ -663,6 +663,8 @@ class Indexer:
                 self._write_series(connection, row.id, kind, renamed, None, joined)
                 system_ms = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
                                 + ([int(last_ms)] if last_ms is not None else []))
+        if fold.last_time is not None and (row.updated_at is None or fold.last_time > row.updated_at):
+            values["updated_at"] = fold.last_time  # the latest any writer recorded (as the log reader's)
         if metadata.get("no_primary") and fold.fields:
             # a run whose primary never started is named, tagged, ... as its first part (by label) is
             values.update(_first_part_identity(paths, label, bool(shown), known_parts, fold.fields))
@@ -1142,6 +1144,8 @@ class Indexer:
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
             values["updated_at"] = fold.last_time
+            if row is not None and (row.metadata or {}).get("parts") and (row.updated_at or 0) > fold.last_time:
+                values["updated_at"] = row.updated_at  # a shared run's: the latest any writer recorded
         if fold.config_changed or row is None:
             values["config"] = fold.config
         if fold.summary_changed or row is None:

@@ -912,6 +912,31 @@ def test_a_node_holding_only_a_part_indexes_it_into_the_runs_store(tmp_path, sto
     api_1.close()
 
 
+def test_an_empty_part_is_crashed_once_not_indexed_every_pass(tmp_path, store_url):
+    """A part's log left empty (its writer killed as it created it; a server's copy whose first
+    write failed): the store shows it crashed, as the log reader does, and an index pass (the
+    dashboard's periodic one) then skips it, instead of a transaction for it every pass."""
+    import sqlalchemy as sa
+
+    from tracklet.core.recordlog import writer_alive
+    from tracklet.server.indexing import StoreIndexer
+
+    run = tracklet.init(project="p", id="empty", reinit="create_new", settings={
+        "dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False})
+    run.log({"loss": 1.0})
+    run.finish()
+    (tmp_path / "projects/p/runs/empty/parts").mkdir()
+    (tmp_path / "projects/p/runs/empty/parts/w9.tlog").touch()
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    read, stored = _both(api, tmp_path, "empty")
+    assert read.parts["w9"]["state"] == "crashed" == stored["metadata"]["parts"]["w9"]["state"]
+    commits: list[int] = []
+    sa.event.listen(api.store.engine, "commit", lambda connection: commits.append(1))
+    StoreIndexer(api.store, tmp_path, liveness=writer_alive).index_all()
+    assert commits == []
+    api.close()
+
+
 def test_secondaries_settle_a_config_or_summary_key_by_label_order(tmp_path, store_url):
     """Two secondaries set one config key and one summary-only key: the first label's values
     are the run's whichever was indexed first (the other's summary value reads <key>/l:<label>);

@@ -585,10 +585,12 @@ class Indexer:
             return 0, 0, False
         if size == offset:
             changes: dict[str, Any] = {}
-            if info.get("state") == "running" and self.source.alive(part) is False:
+            # (no state yet: an empty log, its writer killed as it created it, or a server's copy
+            # whose first write failed: running until its writer is found dead, as the reader has it)
+            if info.get("state", "running") == "running" and self.source.alive(part) is False:
                 info["state"] = "crashed"
                 changes["summary"] = self._crashed_part_summary(row, part, label, info, known_parts)
-            if tracked is None or tracked.state != info.get("state"):  # (a row for a part indexed before 0016)
+            if tracked is None or tracked.state != (info.get("state") or "running"):  # (or indexed before 0016)
                 self._save_part(connection, row.id, label, tracked is not None, offset,
                                 info.get("state") or "running", last_step, system_ms)
             if info != shown:

@@ -835,10 +835,12 @@ def test_a_run_whose_primary_never_started_is_listed_from_its_parts(tmp_path, st
 
 def test_a_run_whose_primary_never_started_is_its_first_labels_however_indexed(tmp_path, store_url):
     """The parts of a run whose primary never started are indexed as they come (w2 before w1
-    here): the run's name, tags, group, notes and start are still its first part's in label order,
-    with that part's later renames and not a restart's, in the store as in the log reader."""
+    here): the run's name, tags, group, notes and start are still its first started part's in label
+    order, with that part's later renames and not a restart's, in the store as in the log reader."""
     quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False}
     api = tracklet.Api(tmp_path, store_url=store_url)
+    (tmp_path / "projects/p/runs/late/parts").mkdir(parents=True)
+    (tmp_path / "projects/p/runs/late/parts/a0.tlog").touch()  # first by label, but never started: not the run's
     late = tracklet.init(project="p", id="late", name="by-w2", tags=["w2"], group="g2", notes="n2", reinit="create_new",
                          settings={**quiet, "primary": False, "label": "w2"})
     late.finish()

@@ -1270,10 +1270,12 @@ def _first_part_identity(paths: RunPaths, label: str, indexed_before: bool, know
     (``fields``: its start, its renames): the run is its first part's in label order, as the log
     reader has it, however the parts were indexed. A part indexed after one that comes later in
     label order replaces that part's identity whole (what it leaves unset goes back to a new
-    run's); a part after another one sets nothing."""
-    if any(other < label for other in known_parts if other != label):
+    run's); a part after another one sets nothing. Parts whose start wasn't indexed (an empty log)
+    don't count, as the reader's first part is its first with a start."""
+    started = [other for other, info in known_parts.items() if other != label and (info.get("host") or info.get("pid"))]
+    if any(other < label for other in started):
         return {}
-    if indexed_before or not any(other != label for other in known_parts):
+    if indexed_before or not started:
         return dict(fields)
     return {**{key: _NEW_RUN_DEFAULTS[key] for key in ("tags", "group_name", "job_type", "notes", "host")},
             "name": paths.run_id, "created_at": None, **fields}

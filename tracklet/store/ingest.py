@@ -463,7 +463,8 @@ class Indexer:
         log: its row must exist (a part whose primary hasn't started waits on disk, unless the
         source lists such runs, ``LocalLogs.part_only_runs``: then the first part makes the row,
         ``metadata["no_primary"]``, until the primary's log is indexed into it). Each part's
-        offset, keys and state are kept in the run's ``metadata["parts"]``. Only logs on disk have
+        offset, last step and system time are its ``run_parts`` row; what readers show of it (state,
+        keys, host, config) the run's ``metadata["parts"]``. Only logs on disk have
         parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
         if not isinstance(self.source, LocalLogs):
             return

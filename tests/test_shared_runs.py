@@ -863,6 +863,55 @@ def test_a_run_whose_primary_never_started_is_its_first_labels_however_indexed(t
     api.close()
 
 
+def test_a_primary_killed_as_it_created_its_log_leaves_the_run_its_parts(tmp_path, store_url):
+    """The primary's ``run.tlog`` is empty (killed as it created it): it recorded no start, so the
+    run is named as its first part by label (indexed out of order here), in the store as in the log
+    reader; the run's state is the primary's (crashed), as ever."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    (tmp_path / "projects/p/runs/cut").mkdir(parents=True)
+    (tmp_path / "projects/p/runs/cut/run.tlog").touch()
+    for label in ("w2", "w1"):
+        run = tracklet.init(project="p", id="cut", name=f"by-{label}", reinit="create_new",
+                            settings={**quiet, "primary": False, "label": label})
+        run.log({"acc": 1.0})
+        run.finish()
+        read, stored = _both(api, tmp_path, "cut")
+        assert (stored["name"], stored["state"]) == (f"by-{label}", "crashed")
+    api.close()
+
+
+def test_a_primary_log_arriving_after_its_header_keeps_the_parts(tmp_path, store_url):
+    """A server got the primary's log header alone first (its parts named the run meanwhile), then
+    the rest: indexing the primary's log (as the server does after each upload) keeps what its
+    parts recorded; the run is the primary's, not taken for a log recorded again from scratch."""
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import MAGIC
+    from tracklet.server.indexing import StoreIndexer
+
+    quiet = {"console": "off", "system_metrics": False}
+    source = tmp_path / "primary-node"
+    run = tracklet.init(project="p", id="hdr", name="the-run", reinit="create_new", settings={**quiet, "dir": str(source)})
+    run.log({"loss": 1.0})
+    run.finish()
+    root = tmp_path / "server"
+    part = tracklet.init(project="p", id="hdr", name="by-w1", reinit="create_new",
+                         settings={**quiet, "dir": str(root), "primary": False, "label": "w1"})
+    part.log({"acc": 1.0})
+    part.finish()
+    log = root / "projects/p/runs/hdr/run.tlog"
+    log.write_bytes(MAGIC)
+    api = tracklet.Api(root, store_url=store_url)
+    assert _both(api, root, "hdr")[1]["name"] == "by-w1"
+    log.write_bytes((source / "projects/p/runs/hdr/run.tlog").read_bytes())
+    StoreIndexer(api.store, root).index_run(RunPaths(root, "p", "hdr"))
+    stored = api.store.run("p", "hdr")
+    assert (stored["name"], stored["summary"]) == ("the-run", {"loss": 1.0, "acc": 1.0})
+    assert stored["metadata"]["parts"]["w1"]["state"] == "finished"
+    _both(api, root, "hdr")
+    api.close()
+
+
 def test_a_damaged_part_is_named_as_the_part(tmp_path):
     """Bytes past a part's last intact frame (a disk's torn write, a copy cut short, garbage): the
     index reports the damage naming the part's label, not as if it were in the run's own log,

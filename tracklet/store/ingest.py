@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from tracklet.core import identity
 from tracklet.core.decode import RecordDecoder
 from tracklet.core.layout import RunPaths
-from tracklet.core.recordlog import writer_alive
+from tracklet.core.recordlog import MAGIC, writer_alive
 from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
@@ -668,8 +668,9 @@ class Indexer:
                                 + ([int(last_ms)] if last_ms is not None else []))
         if fold.last_time is not None and (row.updated_at is None or fold.last_time > row.updated_at):
             values["updated_at"] = fold.last_time  # the latest any writer recorded (as the log reader's)
-        if metadata.get("no_primary") and fold.fields:
-            # a run whose primary never started is named, tagged, ... as its first part (by label) is
+        if fold.fields and (metadata.get("no_primary") or int(row.log_offset or 0) <= len(MAGIC)):
+            # a run whose primary never started, or recorded nothing (killed as it created its log:
+            # no start indexed of it), is named, tagged, ... as its first part (by label) is
             values.update(_first_part_identity(paths, label, bool(shown), known_parts, fold.fields))
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
@@ -973,7 +974,9 @@ class Indexer:
         id started anew) can be as long as the old one or longer: its first record's start time
         tells it apart. Sources that can't read a log's head cheaply (segments) skip the check."""
         started_at = getattr(self.source, "started_at", None)
-        if started_at is None or row.created_at is None or not row.log_offset:
+        # (nothing of the log indexed yet, its header at most: no start of it to differ from; a
+        # shared run's row may have its first part's start time meanwhile)
+        if started_at is None or row.created_at is None or int(row.log_offset or 0) <= len(MAGIC):
             return False
         started = started_at(paths)
         return started is not None and started != row.created_at

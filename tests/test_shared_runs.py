@@ -776,6 +776,9 @@ def _both(api, root, run_id):
     stored = api.store.run("p", run_id)
     assert (stored["state"], stored["exit_code"]) == (read.state, read.exit_code)
     assert stored["config"] == read.config and stored["summary"] == read.summary
+    assert (stored["name"], stored["tags"], stored["group_name"], stored["job_type"], stored["notes"],
+            stored["created_at"]) == (read.name, read.tags, read.group, read.job_type, read.notes, read.created_at)
+    assert stored["updated_at"] == read.updated_at  # the latest any writer recorded
     return read, stored
 
 
@@ -827,6 +830,161 @@ def test_a_run_whose_primary_never_started_is_listed_from_its_parts(tmp_path, st
     assert read.history()["loss"] == [0.5] and read.history()["loss/l:w1"] == [1.0]
     api.store.index(rebuild=True)
     assert api.store.run("p", "orphan")["summary"] == read.summary
+    api.close()
+
+
+def test_a_run_whose_primary_never_started_is_its_first_labels_however_indexed(tmp_path, store_url):
+    """The parts of a run whose primary never started are indexed as they come (w2 before w1
+    here): the run's name, tags, group, notes and start are still its first started part's in label
+    order, with that part's later renames and not a restart's, in the store as in the log reader."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    (tmp_path / "projects/p/runs/late/parts").mkdir(parents=True)
+    (tmp_path / "projects/p/runs/late/parts/a0.tlog").touch()  # first by label, but never started: not the run's
+    late = tracklet.init(project="p", id="late", name="by-w2", tags=["w2"], group="g2", notes="n2", reinit="create_new",
+                         settings={**quiet, "primary": False, "label": "w2"})
+    late.finish()
+    read, stored = _both(api, tmp_path, "late")
+    assert stored["name"] == "by-w2" and stored["metadata"]["no_primary"]
+    first = tracklet.init(project="p", id="late", name="by-w1", tags=["w1"], reinit="create_new",
+                          settings={**quiet, "primary": False, "label": "w1"})
+    assert first.flush()
+    read, stored = _both(api, tmp_path, "late")
+    assert (stored["name"], stored["tags"], stored["group_name"], stored["notes"]) == ("by-w1", ["w1"], "", "")
+    first.name = "renamed"
+    first.finish()
+    assert _both(api, tmp_path, "late")[1]["name"] == "renamed"
+    again = tracklet.init(project="p", id="late", group="g-again", resume="allow", reinit="create_new",
+                          settings={**quiet, "primary": False, "label": "w1"})
+    again.finish()
+    assert _both(api, tmp_path, "late")[1]["name"] == "renamed"
+    api.store.index(rebuild=True)
+    assert api.store.run("p", "late")["name"] == "renamed"
+    api.close()
+
+
+def test_a_primary_killed_as_it_created_its_log_leaves_the_run_its_parts(tmp_path, store_url):
+    """The primary's ``run.tlog`` is empty (killed as it created it): it recorded no start, so the
+    run is named as its first part by label (indexed out of order here), in the store as in the log
+    reader; the run's state is the primary's (crashed), as ever."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    (tmp_path / "projects/p/runs/cut").mkdir(parents=True)
+    (tmp_path / "projects/p/runs/cut/run.tlog").touch()
+    for label in ("w2", "w1"):
+        run = tracklet.init(project="p", id="cut", name=f"by-{label}", reinit="create_new",
+                            settings={**quiet, "primary": False, "label": label})
+        run.log({"acc": 1.0})
+        run.finish()
+        read, stored = _both(api, tmp_path, "cut")
+        assert (stored["name"], stored["state"]) == (f"by-{label}", "crashed")
+    api.close()
+
+
+def test_a_primary_log_arriving_after_its_header_keeps_the_parts(tmp_path, store_url):
+    """A server got the primary's log header alone first (its parts named the run meanwhile), then
+    the rest: indexing the primary's log (as the server does after each upload) keeps what its
+    parts recorded; the run is the primary's, not taken for a log recorded again from scratch."""
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import MAGIC
+    from tracklet.server.indexing import StoreIndexer
+
+    quiet = {"console": "off", "system_metrics": False}
+    source = tmp_path / "primary-node"
+    run = tracklet.init(project="p", id="hdr", name="the-run", reinit="create_new", settings={**quiet, "dir": str(source)})
+    run.log({"loss": 1.0})
+    run.finish()
+    root = tmp_path / "server"
+    part = tracklet.init(project="p", id="hdr", name="by-w1", reinit="create_new",
+                         settings={**quiet, "dir": str(root), "primary": False, "label": "w1"})
+    part.log({"acc": 1.0})
+    part.finish()
+    log = root / "projects/p/runs/hdr/run.tlog"
+    log.write_bytes(MAGIC)
+    api = tracklet.Api(root, store_url=store_url)
+    assert _both(api, root, "hdr")[1]["name"] == "by-w1"
+    log.write_bytes((source / "projects/p/runs/hdr/run.tlog").read_bytes())
+    StoreIndexer(api.store, root).index_run(RunPaths(root, "p", "hdr"))
+    stored = api.store.run("p", "hdr")
+    assert (stored["name"], stored["summary"]) == ("the-run", {"loss": 1.0, "acc": 1.0})
+    assert stored["metadata"]["parts"]["w1"]["state"] == "finished"
+    _both(api, root, "hdr")
+    api.close()
+
+
+def test_a_damaged_part_is_named_as_the_part(tmp_path):
+    """Bytes past a part's last intact frame (a disk's torn write, a copy cut short, garbage): the
+    index reports the damage naming the part's label, not as if it were in the run's own log,
+    and still indexes every record before it."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    for label in (None, "w2"):
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="torn", settings={**quiet, **extra}, reinit="create_new")
+        run.log({"acc" if label else "loss": 1.0})
+        run.finish()
+    with open(tmp_path / "projects/p/runs/torn/parts/w2.tlog", "ab") as handle:
+        handle.write(b"\x00\x01garbage")
+    api = tracklet.Api(tmp_path, store_url=f"sqlite:///{tmp_path / 'store.sqlite'}")
+    damaged = api.store.index(rebuild=True).damaged
+    assert len(damaged) == 1 and damaged[0].startswith("p/torn part w2: damaged at byte"), damaged
+    assert [list(h.values) for h in api.history(["p/torn"], keys=["acc"], buckets=None)] == [[1.0]]
+    api.close()
+
+
+def test_a_node_holding_only_a_part_indexes_it_into_the_runs_store(tmp_path, store_url):
+    """A multi-node job whose nodes keep their own data roots and share one store (a team's
+    PostgreSQL): node 0 holds the primary's log, node 1 only its secondary's part. Indexing on node
+    1 adds its part to the run node 0 indexed, with no failure or warning about the primary's log
+    it doesn't have, and keeps the run as node 0 indexed it."""
+    import warnings
+
+    def record(root: Path, label: str | None, key: str) -> None:
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="nodes", reinit="create_new", settings={
+            "dir": str(root), "console": "off", "system_metrics": False, "capture_environment": False, **extra})
+        run.log({key: 1.0})
+        run.finish()
+
+    node_0, node_1 = tmp_path / "node0", tmp_path / "node1"
+    record(node_0, None, "loss")
+    record(node_1, "rank_1", "grad")
+    api_0 = tracklet.Api(node_0, store_url=store_url)
+    assert not api_0.index().failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        api_1 = tracklet.Api(node_1, store_url=store_url)
+        report = api_1.index()
+    assert not report.failed, report.failed
+    stored = api_1.store.run("p", "nodes")
+    assert (stored["state"], stored["summary"]) == ("finished", {"loss": 1.0, "grad": 1.0})
+    assert "no_primary" not in stored["metadata"] and stored["metadata"]["parts"]["rank_1"]["state"] == "finished"
+    assert [list(h.values) for h in api_1.history(["p/nodes"], keys=["loss"], buckets=None)] == [[1.0]]
+    api_0.close()
+    api_1.close()
+
+
+def test_an_empty_part_is_crashed_once_not_indexed_every_pass(tmp_path, store_url):
+    """A part's log left empty (its writer killed as it created it; a server's copy whose first
+    write failed): the store shows it crashed, as the log reader does, and an index pass (the
+    dashboard's periodic one) then skips it, instead of a transaction for it every pass."""
+    import sqlalchemy as sa
+
+    from tracklet.core.recordlog import writer_alive
+    from tracklet.server.indexing import StoreIndexer
+
+    run = tracklet.init(project="p", id="empty", reinit="create_new", settings={
+        "dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False})
+    run.log({"loss": 1.0})
+    run.finish()
+    (tmp_path / "projects/p/runs/empty/parts").mkdir()
+    (tmp_path / "projects/p/runs/empty/parts/w9.tlog").touch()
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    read, stored = _both(api, tmp_path, "empty")
+    assert read.parts["w9"]["state"] == "crashed" == stored["metadata"]["parts"]["w9"]["state"]
+    commits: list[int] = []
+    sa.event.listen(api.store.engine, "commit", lambda connection: commits.append(1))
+    StoreIndexer(api.store, tmp_path, liveness=writer_alive).index_all()
+    assert commits == []
     api.close()
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 from tracklet.core import identity
 from tracklet.core.layout import RunPaths
 from tracklet.core.parsecost import parse_record
-from tracklet.core.parts import merge_parts, run_state, sets_state
+from tracklet.core.parts import last_record_time, merge_parts, run_state, sets_state
 from tracklet.core.reader import (
     Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, damage_summary, replay, run_state_label,
     warn_damage,
@@ -189,15 +189,11 @@ class RecordedRun:
     def updated_at(self) -> float | None:
         """When the run last wrote a record that carries a time: its last session's start, its
         last history row or its exit (seconds since the epoch), the store's ``updated_at``; None
-        for a log without a start."""
+        for a log without a start. A shared run's: the latest of any of its writers'."""
         state = self._read
-        times = [session.start_time for session in state.sessions[-1:]]
-        last_rows = next((batch.times for batch in reversed(state.batches) if batch.times), None)
-        if last_rows:
-            times.append(last_rows[-1])
-        if state.exit is not None:
-            times.append(state.exit.end_time)
-        return max(times, default=None)
+        if state.parts:
+            return state.merged_updated_at
+        return last_record_time(state)
 
     @property
     def exit_code(self) -> int | None:

@@ -114,6 +114,18 @@ def part_state_label(exit: Any, alive: bool | None) -> str:
     return "running" if alive in (True, None) else "crashed"
 
 
+def last_record_time(state: Any) -> float | None:
+    """The last time one writer's log (a ``RunState``) recorded: its last session's start, its last
+    history row or its exit, whichever is latest; None for a log without any."""
+    times = [session.start_time for session in state.sessions[-1:]]
+    last_rows = next((batch.times for batch in reversed(state.batches) if batch.times), None)
+    if last_rows:
+        times.append(last_rows[-1])
+    if state.exit is not None:
+        times.append(state.exit.end_time)
+    return max(times, default=None)
+
+
 def merge_parts(state: Any, paths: RunPaths) -> None:
     """Fold the parts of run ``paths`` into ``state`` (the primary's ``RunState``), by the rules
     above. A part that can't be read is named in ``state.parts`` and skipped."""
@@ -143,6 +155,8 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
         damage = damage_summary(part, live=state.parts[label]["state"] == "running")
         if damage is not None:  # what of the part could not be read (the rest is merged)
             state.parts[label]["damage"] = damage
+    state.merged_updated_at = max((found for found in [last_record_time(state), *map(last_record_time, read.values())]
+                                   if found is not None), default=None)
     for label, part in read.items():
         if part.config.pop(SETS_STATE_KEY, None):
             state.parts[label]["sets_state"] = True

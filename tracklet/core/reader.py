@@ -111,6 +111,8 @@ class RunState:
         # A shared run's secondary writers (core/parts.py): label -> its state, host, pid, ...;
         # their summary keys (``<label>/<key>``), merged into ``summary``.
         self.parts: dict[str, dict[str, Any]] = {}
+        # A shared run's: the latest time any of its writers recorded (core/parts.merge_parts).
+        self.merged_updated_at: float | None = None
         self.part_summary: dict[str, Any] = {}
 
     @property

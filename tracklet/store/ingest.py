@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from tracklet.core import identity
 from tracklet.core.decode import RecordDecoder
 from tracklet.core.layout import RunPaths
-from tracklet.core.recordlog import writer_alive
+from tracklet.core.recordlog import MAGIC, writer_alive
 from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
@@ -501,7 +501,8 @@ class Indexer:
         log: its row must exist (a part whose primary hasn't started waits on disk, unless the
         source lists such runs, ``LocalLogs.part_only_runs``: then the first part makes the row,
         ``metadata["no_primary"]``, until the primary's log is indexed into it). Each part's
-        offset, keys and state are kept in the run's ``metadata["parts"]``. Only logs on disk have
+        offset, last step and system time are its ``run_parts`` row; what readers show of it (state,
+        keys, host, config) the run's ``metadata["parts"]``. Only logs on disk have
         parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
         if not isinstance(self.source, LocalLogs):
             return
@@ -623,10 +624,12 @@ class Indexer:
             return 0, 0, False
         if size == offset:
             changes: dict[str, Any] = {}
-            if info.get("state") == "running" and self.source.alive(part) is False:
+            # (no state yet: an empty log, its writer killed as it created it, or a server's copy
+            # whose first write failed: running until its writer is found dead, as the reader has it)
+            if info.get("state", "running") == "running" and self.source.alive(part) is False:
                 info["state"] = "crashed"
                 changes["summary"] = self._crashed_part_summary(row, part, label, info, known_parts)
-            if tracked is None or tracked.state != info.get("state"):  # (a row for a part indexed before 0016)
+            if tracked is None or tracked.state != (info.get("state") or "running"):  # (or indexed before 0016)
                 self._save_part(connection, row.id, label, tracked is not None, offset,
                                 info.get("state") or "running", last_step, system_ms)
             if info != shown:
@@ -645,7 +648,7 @@ class Indexer:
                                         last_step=None, metadata=None))
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
-        self._note_damage(paths, result, decoder)
+        self._note_damage(part, result, decoder)
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
         exit = fold.exit
         state = part_state_label(exit, None if exit is not None or more else self.source.alive(part))
@@ -701,9 +704,12 @@ class Indexer:
                 self._write_series(connection, row.id, kind, renamed, None, joined)
                 system_ms = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
                                 + ([int(last_ms)] if last_ms is not None else []))
-        if metadata.get("no_primary") and row.created_at is None and fold.fields:
-            # a run whose primary never started is named, tagged, ... as its first part started
-            values.update({key: value for key, value in fold.fields.items() if key != "host"})
+        if fold.last_time is not None and (row.updated_at is None or fold.last_time > row.updated_at):
+            values["updated_at"] = fold.last_time  # the latest any writer recorded (as the log reader's)
+        if fold.fields and (metadata.get("no_primary") or int(row.log_offset or 0) <= len(MAGIC)):
+            # a run whose primary never started, or recorded nothing (killed as it created its log:
+            # no start indexed of it), is named, tagged, ... as its first part (by label) is
+            values.update(_first_part_identity(paths, label, bool(shown), known_parts, fold.fields))
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
         if fold.data.metadata.get("pid"):
@@ -1006,7 +1012,9 @@ class Indexer:
         id started anew) can be as long as the old one or longer: its first record's start time
         tells it apart. Sources that can't read a log's head cheaply (segments) skip the check."""
         started_at = getattr(self.source, "started_at", None)
-        if started_at is None or row.created_at is None or not row.log_offset:
+        # (nothing of the log indexed yet, its header at most: no start of it to differ from; a
+        # shared run's row may have its first part's start time meanwhile)
+        if started_at is None or row.created_at is None or int(row.log_offset or 0) <= len(MAGIC):
             return False
         started = started_at(paths)
         return started is not None and started != row.created_at
@@ -1028,8 +1036,12 @@ class Indexer:
             row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
         offset = row.log_offset if row is not None else 0
         size = self.source.size(paths)
-        if size == 0 and (row is None or (row.metadata or {}).get("no_primary")) and self._part_only(paths):
-            return 0, 0, False  # a shared run whose primary never started: its parts are indexed (_fold_part)
+        if size == 0 and self._part_only(paths):
+            # No run.tlog here: a shared run whose primary never started, or whose primary's log is on
+            # another node sharing this store. Its parts here are indexed (_fold_part); the row, if
+            # another node's indexing made it, is that node's to update (never forgotten for a log
+            # this root lacks).
+            return 0, 0, False
         if row is not None and (size < offset or self._replaced(paths, row)):  # start over
             forget_run(connection, row.id)
             self._tails.take(row.id, None)  # what it kept of the run is gone with it
@@ -1119,8 +1131,9 @@ class Indexer:
             parts.append(f"{decoder.partial_count} record(s) indexed without some history columns")
         if decoder.invalid:
             parts.append("first: " + decoder.invalid[0].describe())
-        if parts:
-            self.damaged.append(f"{paths.project}/{paths.run_id}: " + "; ".join(parts))
+        if parts:  # a part's damage names the part (its own log, parts/<label>.tlog), not the run's log
+            where = f"{paths.project}/{paths.run_id}" + (f" part {paths.part}" if paths.part is not None else "")
+            self.damaged.append(f"{where}: " + "; ".join(parts))
 
     def _state(self, fold: _RunFold, row: Any, paths: RunPaths, final: bool = True) -> dict[str, Any]:
         if fold.exit is not None:
@@ -1175,6 +1188,8 @@ class Indexer:
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
             values["updated_at"] = fold.last_time
+            if row is not None and (row.metadata or {}).get("parts") and (row.updated_at or 0) > fold.last_time:
+                values["updated_at"] = row.updated_at  # a shared run's: the latest any writer recorded
         if fold.config_changed or row is None:
             values["config"] = fold.config
         if fold.summary_changed or row is None:
@@ -1289,6 +1304,23 @@ def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info:
             named[labelled(label, key)] = value
     info["summary_keys"] = sorted(taken)
     return named
+
+
+def _first_part_identity(paths: RunPaths, label: str, indexed_before: bool, known_parts: Mapping[str, Any],
+                         fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns of a run whose primary never started that part ``label``'s new records set
+    (``fields``: its start, its renames): the run is its first part's in label order, as the log
+    reader has it, however the parts were indexed. A part indexed after one that comes later in
+    label order replaces that part's identity whole (what it leaves unset goes back to a new
+    run's); a part after another one sets nothing. Parts whose start wasn't indexed (an empty log)
+    don't count, as the reader's first part is its first with a start."""
+    started = [other for other, info in known_parts.items() if other != label and (info.get("host") or info.get("pid"))]
+    if any(other < label for other in started):
+        return {}
+    if indexed_before or not started:
+        return dict(fields)
+    return {**{key: _NEW_RUN_DEFAULTS[key] for key in ("tags", "group_name", "job_type", "notes", "host")},
+            "name": paths.run_id, "created_at": None, **fields}
 
 
 def _part_config(config: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,9 @@ only, so a DDP job records one run. With ``all_ranks=True`` every other rank joi
 secondary writer (docs/shared-runs.md) labelled ``rank_<global rank>``, recording its own system
 metrics and console (Lightning logs metrics on rank zero only, so no series is duplicated); the
 run id is rank zero's, broadcast by the strategy when Lightning calls ``log_graph`` at the start
-of every Trainer call, and the part is finished by ``finalize``. ``finalize(status)`` finishes a run the logger started:
+of every Trainer call (under Fabric, which never calls it: published by rank zero in the job's
+``torch.distributed`` store at its first logging call, found there by the others at theirs), and
+the part is finished by ``finalize``. ``finalize(status)`` finishes a run the logger started:
 exit code 0 for ``"success"`` (and the SLURM requeue's ``"finished"``); for ``"failed"``, with the
 exception Lightning is handling (it calls ``finalize`` inside its ``except`` block): exit code 130
 and the ``KeyboardInterrupt`` for Ctrl+C, else exit code 1 and the exception. The next Trainer call
@@ -112,7 +114,8 @@ class TrackletLogger(Logger):
             ends) or ``"all"`` (every checkpoint as ``ModelCheckpoint`` saves it).
         all_ranks: ``False`` (default): only global rank zero records. ``True``: every other rank
             records its system metrics and console into the same run, as the secondary writer
-            ``rank_<global rank>`` (docs/shared-runs.md); rank zero records as before.
+            ``rank_<global rank>`` (docs/shared-runs.md); rank zero records as before. Under
+            Fabric the other ranks join at their ``log_dict``/``log`` calls (see ``log_metrics``).
 
     ``experiment`` is the :class:`tracklet.Run` on global rank zero (a no-op object elsewhere);
     ``version`` is its id, ``save_dir`` and ``log_dir`` its directory.
@@ -212,7 +215,8 @@ class TrackletLogger(Logger):
         """The run (started or attached on first use). After a Trainer call ended, it is the
         finished run, readable as it is, until the next Trainer call resumes it. With
         ``all_ranks``, on any other rank: this rank's secondary writer of the run (from the start of
-        its first Trainer call; a no-op object before, as on other ranks without ``all_ranks``)."""
+        its first Trainer call, or under Fabric from the logging call where it joined; a no-op object
+        before, as on other ranks without ``all_ranks``)."""
         if self._part is not None and rank_zero_only.rank != 0:  # type: ignore[attr-defined]
             return self._part
         return self._rank_zero_experiment

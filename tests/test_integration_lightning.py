@@ -699,6 +699,10 @@ for step in range(4):
 experiment = logger.experiment
 print(f"RANK {{fabric.global_rank}} EXPERIMENT {{experiment.id}} {{type(experiment).__name__}}", flush=True)
 logger.finalize("success")
+# logging after finalize: every rank continues its writer of the run (rank 0 the run, rank 1 its part)
+fabric.log_dict({{"loss": 0.0}}, step=4)
+print(f"hello again from rank {{fabric.global_rank}}", flush=True)
+logger.finalize("success")
 """
 
 
@@ -718,9 +722,10 @@ def test_fabric_ddp_records_every_rank_into_one_run_with_all_ranks(root, tmp_pat
     # every rank's experiment is its writer of the run (rank 1's: its part)
     assert f"RANK 0 EXPERIMENT {run.id} Run" in result.stdout and f"RANK 1 EXPERIMENT {run.id} Run" in result.stdout
     history = run.history()  # rank 0's metrics only
-    assert history["_step"] == [0, 1, 2, 3] and not [key for key in history if "/l:" in key]
+    assert history["_step"] == [0, 1, 2, 3, 4] and not [key for key in history if "/l:" in key]
     texts = [line.text for line in run.console]
     assert "[rank_1] hello from rank 1 at step 3" in texts and "hello from rank 0 at step 3" in texts
+    assert "[rank_1] hello again from rank 1" in texts and "hello again from rank 0" in texts
     assert not [text for text in texts if text.startswith("[rank_1] hello from rank 0")]
 
 

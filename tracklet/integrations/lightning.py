@@ -147,6 +147,7 @@ class TrackletLogger(Logger):
         self._store_key = _STORE_KEY.format(next(_all_ranks_loggers)) if all_ranks else ""
         self._published = not all_ranks
         self._store_calls, self._store_next = 0, 1
+        self._rejoin_failed = False
         self._project = init_kwargs.pop("project")
         id = init_kwargs.pop("id", None)
         resume = init_kwargs.pop("resume", None)
@@ -252,8 +253,13 @@ class TrackletLogger(Logger):
         job's ``torch.distributed`` store; every other rank looks there (at its 1st, 2nd, 4th, 8th
         ... call until found: never a wait) and joins the run as ``rank_<global rank>``."""
         if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
-            if not self._published and self._part is None and self._module is None:
-                self._join_from_store()
+            if self._all_ranks and self._module is None:
+                part = self._part
+                if part is None:
+                    if not self._published:
+                        self._join_from_store()
+                elif part.finished and not self._rejoin_failed:
+                    self._rejoin(part)  # after finalize: continues, as rank zero's run does
             return
         try:
             run = self._writable()
@@ -487,6 +493,16 @@ class TrackletLogger(Logger):
             rank = rank_zero_only.rank  # type: ignore[attr-defined]
             self._part = join_run_part(self._part, project, run_id, f"rank_{rank}", self._init_args)
         except Exception as error:
+            self._failed("this rank's part of the run", error)
+
+    def _rejoin(self, part: Any) -> None:
+        """``all_ranks`` without a Trainer, another rank, a logging call after ``finalize``: its part
+        continues (a new session), as rank zero's run is resumed by its next logging call."""
+        try:
+            rank = rank_zero_only.rank  # type: ignore[attr-defined]
+            self._part = join_run_part(part, part.project, part.id, f"rank_{rank}", self._init_args)
+        except Exception as error:
+            self._rejoin_failed = True  # not tried again at every call
             self._failed("this rank's part of the run", error)
 
     def _use(self, run: Any, *, owned: bool) -> None:

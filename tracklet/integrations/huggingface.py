@@ -24,7 +24,11 @@ and finishes it again. Only the world's process zero records anything, unless
 (docs/shared-runs.md) labelled ``rank_<process index>``, recording its own system metrics and
 console (no metrics: the callback logs on process zero only); the run id is process zero's,
 broadcast through ``torch.distributed`` at ``on_train_begin``, and the part is finished at
-``on_train_end``.
+``on_train_end``; there ``callback.run`` is the part. Every ``train()`` call's run, and an
+``evaluate()``/``predict()`` after training, take every process along. During a ``train()`` call
+of a job of several processes, a SIGTERM (``torchrun`` stopping the job because a process failed)
+ends the process as ``sys.exit(143)`` would, so its run or part ends ``failed`` with its rows
+written (``_ranks.end_cleanly_on_sigterm``).
 
 An exception escaping ``trainer.train()`` never reaches a callback. Uncaught, it reaches
 tracklet's ``sys.excepthook`` and the run is finished at interpreter exit as ``failed`` with that

@@ -424,52 +424,110 @@ def test_only_world_process_zero_records(root, tmp_path):
 
 
 DDP_SCRIPT = """
+import os
 import sys
 import time
 sys.path.insert(0, {tests!r})
 import transformers
+import tracklet
 from test_integration_huggingface import make_trainer
 from tracklet.integrations.huggingface import TrackletCallback
 
+RANK = int(os.environ["RANK"])
+
 
 class Hello(transformers.TrainerCallback):
+    call = "first"
+
     def on_step_end(self, args, state, control, **kwargs):
         print(f"hello from rank {{args.process_index}} at step {{state.global_step}}", flush=True)
-        if state.global_step == state.max_steps:
+        if state.global_step == 1:
+            # every process's callback.run is its writer of the run (process 1's: its part), tracklet.run too
+            run = callback.run
+            print(f"RANK {{RANK}} {{self.call}} RUN {{run.id}} {{type(run).__name__}} {{tracklet.run is run}}", flush=True)
+        if state.global_step == state.max_steps and self.call == "first":
             # A run ended before its first system sample records none (by design): 4 tiny steps take
             # well under a second on an idle machine, so each process lives on past its first samples
             # (here: before TrackletCallback's on_train_end finishes its part).
             time.sleep(1.5)
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        print(f"rank {{args.process_index}} evaluates", flush=True)
+
+    def on_log(self, args, state, control, **kwargs):
+        if self.call == "failing":  # process 1 raises mid-training; process 0 is busy elsewhere
+            if RANK == 1:
+                raise RuntimeError("rank 1 fails")
+            time.sleep(120)  # until torchrun's agent, seeing process 1 fail, stops this one (SIGTERM)
 
 
 # every process: console and system metrics (each process's own, by label)
 settings = {{"console": "wrap", "capture_environment": False, "system_interval": 0.1, "system_window": 0.2}}
 callback = TrackletCallback(project="hf", dir={root!r}, settings=settings, all_ranks=True)
 trainer = make_trainer({out!r}, callback, max_steps=4, save_strategy="no", eval_strategy="no")
-trainer.add_callback(Hello())
+hello = Hello()
+trainer.add_callback(hello)
+trainer.train()
+print(f"RANK {{RANK}} after first RUN {{callback.run.id}} finished={{callback.run.finished}}", flush=True)
+hello.call = "second"
+trainer.train()  # a new run (each train() call is one), every process in it
+trainer.evaluate()  # resumes it on every process, and finishes it again
+print(f"RANK {{RANK}} after evaluate RUN {{callback.run.id}} finished={{callback.run.finished}}", flush=True)
+hello.call = "failing"
 trainer.train()
 """
 
 
 def test_a_distributed_job_records_every_rank_into_one_run_with_all_ranks(root, tmp_path):
-    # torchrun, 2 CPU processes (gloo): process 1 joins process 0's run as the secondary writer rank_1
+    """torchrun, 2 CPU processes (gloo): process 1 joins process 0's run as the secondary writer
+    rank_1, in every train() call and an evaluate() after one; its callback.run (and tracklet.run)
+    is its part. Then process 1 fails mid-training: its part reads failed with its error, and
+    process 0, stopped by torchrun's SIGTERM, ends the run failed with what it recorded kept."""
     script = tmp_path / "train_ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=str(REPO / "tests"), root=str(root), out=str(tmp_path / "out")))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("TRACKLET_DIR", None)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    run = only_run(root)
-    assert run.state == "finished" and run.exit_code == 0  # process zero's
-    assert {label: part["state"] for label, part in run.parts.items()} == {"rank_1": "finished"}
-    history = run.history()  # metrics from process zero only: each series once
+    output = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode != 0 and "RuntimeError: rank 1 fails" in result.stderr, output
+    api = tracklet.Api(root)
+    calls = {}
+    for call in ("first", "second", "failing"):
+        (run_id,) = {line.split()[4] for line in result.stdout.splitlines() if line.startswith(f"RANK 0 {call} RUN")}
+        calls[call] = api.run(f"hf/{run_id}")
+        # process 1's callback.run is its part of process 0's run, and tracklet.run in that process
+        assert f"RANK 1 {call} RUN {run_id} Run True" in result.stdout, output
+    assert len(api.runs("hf")) == 3
+    first, second, failing = calls["first"], calls["second"], calls["failing"]
+
+    for run in (first, second):
+        assert run.state == "finished" and run.exit_code == 0  # process zero's
+        assert {label: part["state"] for label, part in run.parts.items()} == {"rank_1": "finished"}
+        texts = [line.text for line in run.console]
+        assert "[rank_1] hello from rank 1 at step 1" in texts and "hello from rank 0 at step 1" in texts
+    assert f"RANK 1 after first RUN {first.id} finished=True" in result.stdout  # kept until the next call
+    history = first.history()  # metrics from process zero only: each series once
     assert history["train/global_step"] == [2, 4] and None not in history["train/loss"]  # logging_steps=2
     assert not [key for key in history if "/l:" in key]
-    texts = [line.text for line in run.console]
-    assert "[rank_1] hello from rank 1 at step 1" in texts and "hello from rank 0 at step 1" in texts
-    system = run.system_metrics()
-    assert [name for name in system if name.endswith("/l:rank_1")]
+    assert [name for name in first.system_metrics() if name.endswith("/l:rank_1")]
+    # evaluate() after train(): process 1's part resumed (its console) and finished again
+    assert "[rank_1] rank 1 evaluates" in [line.text for line in second.console]
+    assert "eval/loss" in second.history()
+    assert f"RANK 1 after evaluate RUN {second.id} finished=True" in result.stdout
+
+    # process 1 raised at step 2: its part failed with its error
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    assert (failing.parts["rank_1"]["state"], failing.parts["rank_1"]["exit_code"]) == ("failed", 1)
+    part = RecordedRun(RunPaths(root, "hf", failing.id, "rank_1"))
+    assert part.error == "RuntimeError: rank 1 fails"
+    # process 0 was busy past its step-2 log when torchrun stopped it (SIGTERM): the run ended
+    # failed (143: 128 + SIGTERM), not killed and left crashed, with its step-2 row written
+    assert (failing.state, failing.exit_code) == ("failed", 143)
+    assert failing.history()["train/global_step"] == [2]
+    assert "[rank_1] hello from rank 1 at step 1" in [line.text for line in failing.console]
 
 
 def test_rewrite_logs_and_the_monitored_key():

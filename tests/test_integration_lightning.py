@@ -675,6 +675,60 @@ def test_a_rank_failing_mid_training_fails_its_part_and_the_run_stays_readable(r
     assert "rank 1 fails" in RecordedRun(RunPaths(root, "ddp", run.id, "rank_1")).error  # its part's exit says why
 
 
+FABRIC_DDP = """
+import torch
+import lightning as L
+from tracklet.integrations.lightning import TrackletFabricLogger
+
+settings = {{"console": "wrap", "capture_environment": False, "system_metrics": False}}
+logger = TrackletFabricLogger(project="fab", dir={root!r}, settings=settings, all_ranks=True)
+fabric = L.Fabric(accelerator="cpu", devices=2, strategy="ddp", loggers=[logger])
+fabric.launch()  # re-executes this script for rank 1: its own logger
+torch.manual_seed(0)
+net = fabric.setup(torch.nn.Linear(4, 1))
+optimizer = fabric.setup_optimizers(torch.optim.SGD(net.parameters(), lr=0.1))
+for step in range(4):
+    loss = net(torch.randn(8, 4)).pow(2).mean()
+    fabric.backward(loss)
+    optimizer.step()
+    optimizer.zero_grad()
+    fabric.log_dict({{"loss": loss}}, step=step)  # every rank: rank 0 records, the others join its run
+    if step == 0:
+        fabric.barrier()  # rank 0 has published its run: rank 1 finds it at its next call
+    print(f"hello from rank {{fabric.global_rank}} at step {{step}}", flush=True)
+experiment = logger.experiment
+print(f"RANK {{fabric.global_rank}} EXPERIMENT {{experiment.id}} {{type(experiment).__name__}}", flush=True)
+logger.finalize("success")
+# logging after finalize: every rank continues its writer of the run (rank 0 the run, rank 1 its part)
+fabric.log_dict({{"loss": 0.0}}, step=4)
+print(f"hello again from rank {{fabric.global_rank}}", flush=True)
+logger.finalize("success")
+"""
+
+
+def test_fabric_ddp_records_every_rank_into_one_run_with_all_ranks(root, tmp_path):
+    # Fabric never calls log_graph: rank 0 publishes its run in the job's torch.distributed store
+    # at its first log_dict, and rank 1 joins it as rank_1 at a later log_dict of its own.
+    script = tmp_path / "fabric_ddp.py"
+    script.write_text(FABRIC_DDP.format(root=str(root)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("TRACKLET_DIR", None)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run,) = tracklet.Api(root).runs("fab")
+    assert run.state == "finished" and run.exit_code == 0
+    assert {label: part["state"] for label, part in run.parts.items()} == {"rank_1": "finished"}
+    # every rank's experiment is its writer of the run (rank 1's: its part)
+    assert f"RANK 0 EXPERIMENT {run.id} Run" in result.stdout and f"RANK 1 EXPERIMENT {run.id} Run" in result.stdout
+    history = run.history()  # rank 0's metrics only
+    assert history["_step"] == [0, 1, 2, 3, 4] and not [key for key in history if "/l:" in key]
+    texts = [line.text for line in run.console]
+    assert "[rank_1] hello from rank 1 at step 3" in texts and "hello from rank 0 at step 3" in texts
+    assert "[rank_1] hello again from rank 1" in texts and "hello again from rank 0" in texts
+    assert not [text for text in texts if text.startswith("[rank_1] hello from rank 0")]
+
+
 # ---------------------------------------------------------------- tracklet.init arguments
 
 

@@ -4,6 +4,10 @@ started (``join_run_part``: a secondary writer, docs/shared-runs.md)."""
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import tracklet
@@ -40,3 +44,36 @@ def join_run_part(part: Any, project: str, run_id: str, label: str, init_args: d
     settings = {**(settings or {}), "primary": False, "label": label}
     return start_quietly(project=project, id=run_id, dir=init_args.get("dir"), mode=init_args.get("mode"),
                          settings=settings, resume=init_args.get("resume"))
+
+
+def end_cleanly_on_sigterm() -> Callable[[], None] | None:
+    """While a distributed job trains: a SIGTERM ends this process as ``sys.exit(143)`` would,
+    instead of killing it. ``torchrun``'s agent sends SIGTERM to every other process of the job
+    when one of them fails; killed, a process's run (or part) would lose the rows not yet written
+    and read ``crashed``; ended this way, tracklet's exit hook writes them and finishes it
+    ``failed`` with exit code 143 (``finish()`` holds a SIGTERM that lands in it). A second SIGTERM
+    kills at once. Only from the main thread, and only when SIGTERM still has its default action
+    (a program's or framework's own handler is left alone). Returns the undo (None if nothing was
+    installed): it restores the default unless something replaced the handler since."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return None
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            sys.exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no SIGTERM here (Windows has one), or not allowed
+        return None
+
+    def undo() -> None:
+        try:
+            if signal.getsignal(signal.SIGTERM) is on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+
+    return undo

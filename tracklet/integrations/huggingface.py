@@ -24,7 +24,11 @@ and finishes it again. Only the world's process zero records anything, unless
 (docs/shared-runs.md) labelled ``rank_<process index>``, recording its own system metrics and
 console (no metrics: the callback logs on process zero only); the run id is process zero's,
 broadcast through ``torch.distributed`` at ``on_train_begin``, and the part is finished at
-``on_train_end``.
+``on_train_end``; there ``callback.run`` is the part. Every ``train()`` call's run, and an
+``evaluate()``/``predict()`` after training, take every process along. During a ``train()`` call
+of a job of several processes, a SIGTERM (``torchrun`` stopping the job because a process failed)
+ends the process as ``sys.exit(143)`` would, so its run or part ends ``failed`` with its rows
+written (``_ranks.end_cleanly_on_sigterm``).
 
 An exception escaping ``trainer.train()`` never reaches a callback. Uncaught, it reaches
 tracklet's ``sys.excepthook`` and the run is finished at interpreter exit as ``failed`` with that
@@ -54,7 +58,7 @@ from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.start import init_arguments
 from tracklet.core.values import to_plain
-from tracklet.integrations._ranks import join_run_part
+from tracklet.integrations._ranks import end_cleanly_on_sigterm, join_run_part
 from tracklet.errors import TrainingIncomplete  # noqa: F401  (defined there; imported from here too)
 
 GLOBAL_STEP = "train/global_step"
@@ -207,6 +211,8 @@ class TrackletCallback(TrainerCallback):
             raise TypeError(f"all_ranks must be True or False; got {all_ranks!r}")
         self._all_ranks = all_ranks
         self._part: Any = None  # all_ranks, on a process other than zero: its secondary writer
+        self._undo_sigterm: Any = None  # a distributed train() call: see _ranks.end_cleanly_on_sigterm
+        self._resume_failed = False  # the part could not be resumed for this evaluate()/predict() call
         name = init_kwargs.pop("name", None)
         config = init_kwargs.pop("config", None)
         self._init_args: dict[str, Any] = init_kwargs  # the rest of tracklet.init's arguments
@@ -227,26 +233,27 @@ class TrackletCallback(TrainerCallback):
 
     @property
     def run(self) -> tracklet.Run | None:
-        """The run this callback records to (None before the first event)."""
-        return self._run
+        """The run this callback records to (None before the first event). With ``all_ranks``, on
+        a process other than zero: this process's secondary writer of the run (from the start of
+        its first ``train()`` call; after a call, its finished part until the next one)."""
+        return self._part if self._part is not None else self._run
 
     # ---------------------------------------------------------------- Trainer events
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self._finish_abandoned("a new trainer.train() call began")
         if not state.is_world_process_zero:
             if self._all_ranks:
                 self._join_all_ranks(args, None)
+                self._begin_call(args, recording=self._part is not None)
             return
-        self._finish_abandoned("a new trainer.train() call began")
         run = None
         try:
             run = self._attach(args, state, model, fresh=True)
         finally:
             if self._all_ranks:  # the other processes wait for the run id, even if it failed to start
                 self._join_all_ranks(args, run)
-        self._in_train = True
-        if self._owned:
-            _training.add(self)
+        self._begin_call(args, recording=self._owned)
         with self._recording("on_train_begin"):
             self._record_config(run, args, model)
 
@@ -268,6 +275,7 @@ class TrackletCallback(TrainerCallback):
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
                     model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
+            self._part_call(args)
             return
         self._last_eval = (state.global_step, dict(metrics or {}))
         if metrics:
@@ -283,9 +291,18 @@ class TrackletCallback(TrainerCallback):
         if not self._in_train:
             self._end_call()
 
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """``all_ranks``, on a process other than zero, in an ``evaluate()``/``predict()`` call
+        after training: its part is resumed at the call's first batch (its console from there on)."""
+        part = self._part
+        if part is not None and part.finished and not self._in_train and not self._resume_failed \
+                and not state.is_world_process_zero:
+            self._resume_part(args)
+
     def on_predict(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
                    model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
+            self._part_call(args)
             return
         if metrics:
             run = self._attach(args, state, model, fresh=False)
@@ -322,14 +339,13 @@ class TrackletCallback(TrainerCallback):
             )
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._end_train_call()
         if not state.is_world_process_zero:
-            part, self._part = self._part, None
+            part = self._part  # kept: the finished part is callback.run until the next call
             if part is not None and not part.finished:
                 with self._recording("the end of this process's part"):
                     part.finish(0)
             return
-        self._in_train = False
-        _training.discard(self)
         run = self._run
         if run is None or run.finished:
             return
@@ -367,10 +383,8 @@ class TrackletCallback(TrainerCallback):
         """Finish the run this callback started: ``failed`` with ``error`` if one is escaping
         (exit code 130 for ``KeyboardInterrupt``), else finished. A run it did not start is
         left as it is."""
-        self._in_train = False
-        _training.discard(self)
-        part, self._part = self._part, None
-        for run in (self._run if self._owned else None, part):
+        self._end_train_call()
+        for run in (self._run if self._owned else None, self._part):
             if run is None or run.finished:
                 continue
             if error is None:
@@ -438,6 +452,49 @@ class TrackletCallback(TrainerCallback):
         with self._recording("this process's part of the run"):
             self._part = join_run_part(self._part, project, run_id, f"rank_{index}", self._init_args)
 
+    def _begin_call(self, args: Any, *, recording: bool) -> None:
+        """A ``train()`` call begins: ``recording`` (a run or part this callback finishes) is
+        finished as failed if the call never ends (``_finish_abandoned``); in a distributed job, a
+        SIGTERM (``torchrun`` stopping the job when a peer failed) ends the process cleanly."""
+        self._in_train = True
+        if recording:
+            _training.add(self)
+            if getattr(args, "world_size", 1) > 1 and self._undo_sigterm is None:
+                self._undo_sigterm = end_cleanly_on_sigterm()
+
+    def _end_train_call(self) -> None:
+        self._in_train = False
+        _training.discard(self)
+        undo, self._undo_sigterm = self._undo_sigterm, None
+        if undo is not None:
+            undo()
+
+    def _resume_part(self, args: Any) -> None:
+        """``all_ranks``, a process other than zero, outside ``train()``: its finished part
+        continues (a new session of it) for an ``evaluate()``/``predict()`` call."""
+        part = self._part
+        try:
+            self._part = join_run_part(part, part.project, part.id, f"rank_{getattr(args, 'process_index', 0)}",
+                                       self._init_args)
+        except Exception as error:
+            self._resume_failed = True  # not tried again at every batch of this call
+            self._failed("this process's part of the run", error)
+
+    def _part_call(self, args: Any) -> None:
+        """``on_evaluate``/``on_predict`` on a process other than zero: outside ``train()``, the
+        part (resumed if no batch did) is finished again at the end of the call, as process zero's
+        run is."""
+        part = self._part
+        if part is None or self._in_train:
+            return
+        if part.finished and not self._resume_failed:
+            self._resume_part(args)
+        self._resume_failed = False
+        part = self._part
+        if not part.finished:
+            with self._recording("the end of this process's part"):
+                part.finish(0)
+
     def _use(self, run: Any, *, owned: bool, define: bool = True) -> None:
         if run is self._run:
             return
@@ -496,16 +553,16 @@ class TrackletCallback(TrainerCallback):
         """A ``train()`` call that never reached ``on_train_end``: its exception was caught."""
         if not self._in_train:
             return
-        self._in_train = False
-        _training.discard(self)
-        run = self._run
-        if run is None or not self._owned or run.finished:
-            return
-        error = TrainingIncomplete(
-            f"trainer.train() stopped before on_train_end (an exception was raised in it and caught by the caller); "
-            f"{why}"
-        )
-        run.finish(1, error=error)
+        self._end_train_call()
+        for run in (self._run if self._owned else None, self._part):
+            if run is None or run.finished:
+                continue
+            error = TrainingIncomplete(
+                f"trainer.train() stopped before on_train_end (an exception was raised in it and caught by the "
+                f"caller); {why}"
+            )
+            with self._recording("the end of an abandoned train() call"):
+                run.finish(1, error=error)
 
     @contextlib.contextmanager
     def _recording(self, where: str) -> Iterator[None]:

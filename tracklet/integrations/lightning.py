@@ -24,7 +24,9 @@ only, so a DDP job records one run. With ``all_ranks=True`` every other rank joi
 secondary writer (docs/shared-runs.md) labelled ``rank_<global rank>``, recording its own system
 metrics and console (Lightning logs metrics on rank zero only, so no series is duplicated); the
 run id is rank zero's, broadcast by the strategy when Lightning calls ``log_graph`` at the start
-of every Trainer call, and the part is finished by ``finalize``. ``finalize(status)`` finishes a run the logger started:
+of every Trainer call (under Fabric, which never calls it: published by rank zero in the job's
+``torch.distributed`` store at its first logging call, found there by the others at theirs), and
+the part is finished by ``finalize``. ``finalize(status)`` finishes a run the logger started:
 exit code 0 for ``"success"`` (and the SLURM requeue's ``"finished"``); for ``"failed"``, with the
 exception Lightning is handling (it calls ``finalize`` inside its ``except`` block): exit code 130
 and the ``KeyboardInterrupt`` for Ctrl+C, else exit code 1 and the exception. The next Trainer call
@@ -35,6 +37,8 @@ again, so a run always reads ``finished`` or ``failed`` between calls.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import json
 import math
 import os
 import sys
@@ -70,6 +74,10 @@ from tracklet.integrations._ranks import join_run_part, start_quietly
 
 GLOBAL_STEP = "trainer/global_step"
 _LOG_MODEL_VALUES = (False, True, "all")
+# all_ranks without a Trainer (Fabric): the n-th such logger made in a process is the n-th in every
+# process of the job, and finds rank zero's run under this key of the job's store
+_STORE_KEY = "tracklet/all_ranks/{}"
+_all_ranks_loggers = itertools.count()
 _MISSING = object()
 
 
@@ -106,7 +114,8 @@ class TrackletLogger(Logger):
             ends) or ``"all"`` (every checkpoint as ``ModelCheckpoint`` saves it).
         all_ranks: ``False`` (default): only global rank zero records. ``True``: every other rank
             records its system metrics and console into the same run, as the secondary writer
-            ``rank_<global rank>`` (docs/shared-runs.md); rank zero records as before.
+            ``rank_<global rank>`` (docs/shared-runs.md); rank zero records as before. Under
+            Fabric the other ranks join at their ``log_dict``/``log`` calls (see ``log_metrics``).
 
     ``experiment`` is the :class:`tracklet.Run` on global rank zero (a no-op object elsewhere);
     ``version`` is its id, ``save_dir`` and ``log_dir`` its directory.
@@ -133,6 +142,12 @@ class TrackletLogger(Logger):
             raise TypeError(f"all_ranks must be True or False; got {all_ranks!r}")
         self._all_ranks = all_ranks
         self._part: Any = None  # all_ranks on a rank other than zero: this rank's secondary writer
+        # all_ranks without a Trainer (Fabric): this logger's key in the job's store; rank zero
+        # published its run there (True once done); other ranks: log calls until the next look
+        self._store_key = _STORE_KEY.format(next(_all_ranks_loggers)) if all_ranks else ""
+        self._published = not all_ranks
+        self._store_calls, self._store_next = 0, 1
+        self._rejoin_failed = False
         self._project = init_kwargs.pop("project")
         id = init_kwargs.pop("id", None)
         resume = init_kwargs.pop("resume", None)
@@ -201,7 +216,8 @@ class TrackletLogger(Logger):
         """The run (started or attached on first use). After a Trainer call ended, it is the
         finished run, readable as it is, until the next Trainer call resumes it. With
         ``all_ranks``, on any other rank: this rank's secondary writer of the run (from the start of
-        its first Trainer call; a no-op object before, as on other ranks without ``all_ranks``)."""
+        its first Trainer call, or under Fabric from the logging call where it joined; a no-op object
+        before, as on other ranks without ``all_ranks``)."""
         if self._part is not None and rank_zero_only.rank != 0:  # type: ignore[attr-defined]
             return self._part
         return self._rank_zero_experiment
@@ -231,10 +247,24 @@ class TrackletLogger(Logger):
         except Exception as error:
             self._failed("hyperparameters", error)
 
-    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Metrics, on global rank zero. With ``all_ranks`` and no Trainer (Fabric calls this on
+        every rank from ``log_dict``/``log``): rank zero publishes its run's project and id in the
+        job's ``torch.distributed`` store; every other rank looks there (at its 1st, 2nd, 4th, 8th
+        ... call until found: never a wait) and joins the run as ``rank_<global rank>``."""
+        if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
+            if self._all_ranks and self._module is None:
+                part = self._part
+                if part is None:
+                    if not self._published:
+                        self._join_from_store()
+                elif part.finished and not self._rejoin_failed:
+                    self._rejoin(part)  # after finalize: continues, as rank zero's run does
+            return
         try:
             run = self._writable()
+            if not self._published and self._module is None:
+                self._publish(run)
             epoch = metrics.get("epoch")
             if type(epoch) is int:
                 self._last_epoch = epoch
@@ -429,6 +459,52 @@ class TrackletLogger(Logger):
         except Exception as error:
             self._failed("this rank's part of the run", error)
 
+    def _publish(self, run: Any) -> None:
+        """``all_ranks`` without a Trainer, rank zero: put the run's project and id in the job's
+        store (once the process group exists; a job of one process has nothing to publish)."""
+        store = _job_store()
+        if store is None:
+            return
+        self._published = True
+        try:
+            store.set(self._store_key, json.dumps([run.project, run.id]))
+        except Exception as error:
+            self._failed("the run id for the other ranks", error)
+
+    def _join_from_store(self) -> None:
+        """``all_ranks`` without a Trainer, another rank: join rank zero's run once it is published."""
+        self._store_calls += 1
+        if self._store_calls < self._store_next:
+            return
+        self._store_next *= 2
+        store = _job_store()
+        if store is None:
+            return
+        try:
+            if not store.check([self._store_key]):
+                return
+            self._published = True  # found: never looked up again
+            project, run_id = json.loads(store.get(self._store_key))
+        except Exception as error:
+            self._failed("the run id from rank zero", error)
+            return
+        self._project, self._id = project, run_id
+        try:
+            rank = rank_zero_only.rank  # type: ignore[attr-defined]
+            self._part = join_run_part(self._part, project, run_id, f"rank_{rank}", self._init_args)
+        except Exception as error:
+            self._failed("this rank's part of the run", error)
+
+    def _rejoin(self, part: Any) -> None:
+        """``all_ranks`` without a Trainer, another rank, a logging call after ``finalize``: its part
+        continues (a new session), as rank zero's run is resumed by its next logging call."""
+        try:
+            rank = rank_zero_only.rank  # type: ignore[attr-defined]
+            self._part = join_run_part(part, part.project, part.id, f"rank_{rank}", self._init_args)
+        except Exception as error:
+            self._rejoin_failed = True  # not tried again at every call
+            self._failed("this rank's part of the run", error)
+
     def _use(self, run: Any, *, owned: bool) -> None:
         self._run, self._owned = run, owned
         self._offset, self._last_run_step = 0, None
@@ -522,6 +598,17 @@ class TrackletFabricLogger(TrackletLogger):
     exit (failed if an exception escaped), or call ``logger.finalize("success")``."""
 
     _step_key = None
+
+
+def _job_store() -> Any:
+    """The store of the job's default ``torch.distributed`` process group (every rank reaches it;
+    ``set`` and ``check`` never wait for another rank), None outside a job of several processes."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
+        return None
+    from torch.distributed.distributed_c10d import _get_default_store
+
+    return _get_default_store()
 
 
 def _finish(run: Any, status: str, error: BaseException | None) -> None:

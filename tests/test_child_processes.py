@@ -158,3 +158,37 @@ def test_a_child_that_cannot_join_the_run_warns_once_and_goes_on(root):
     run.finish()
     recorded = tracklet.Api(root).run("p/nojoin")
     assert recorded.state == "finished" and recorded.parts == {} and "child" not in recorded.history()
+
+
+def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, tmp_path):
+    # A child forked amid another thread's import inherits the module half-imported, its import lock
+    # held by a thread the child doesn't have: its first import of it waited for ever (a Pool forked
+    # right after init() hung 2 times in 12, on datetime). While runs are live, a fork first waits
+    # for imports under way (at most lifecycle.FORK_IMPORT_WAIT).
+    (tmp_path / "slowmod.py").write_text("import time\ntime.sleep(0.5)\nVALUE = 7\n")
+    done = run_script(f"""
+        import multiprocessing as mp, sys, threading, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        import tracklet
+
+        def child(run):
+            import slowmod
+            run.log({{"child/value": slowmod.VALUE}})
+
+        if __name__ == "__main__":
+            run = tracklet.init(project="p", id="imp", settings={{"system_metrics": False, "capture_environment": False}})
+            importer = threading.Thread(target=lambda: __import__("slowmod"))
+            importer.start()
+            time.sleep(0.1)  # the import is under way
+            process = mp.get_context("fork").Process(target=child, args=(run,))
+            process.start(); process.join(20)
+            print("child exit", process.exitcode)
+            if process.exitcode is None:
+                process.kill()  # hung: leave no process behind
+            importer.join()
+            run.finish()
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout, done.stdout + done.stderr
+    recorded = tracklet.Api(root).run("p/imp")
+    assert recorded.summary["child/value"] == 7 and len(recorded.parts) == 1

@@ -192,3 +192,30 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     assert "child exit 0" in done.stdout, done.stdout + done.stderr
     recorded = tracklet.Api(root).run("p/imp")
     assert recorded.summary["child/value"] == 7 and len(recorded.parts) == 1
+
+
+def test_online_a_forked_childs_part_goes_to_the_parents_server(tmp_path, servers):
+    from pathlib import Path
+
+    server = servers(tmp_path / "server")
+    local = tmp_path / "local"
+    run = tracklet.init(project="p", id="onl", settings={
+        "dir": str(local), "console": "off", "system_metrics": False, "capture_environment": False,
+        "mode": "online", "base_url": server.url, "upload_interval": 0.1})
+    run.log({"loss": 1})
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            run.log({"child/acc": 0.5})
+            run.finish()  # its uploader sends the part before finish() returns
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.finish()
+    label = child_label().rsplit("-", 1)[0] + f"-{pid}"
+    run_dir = Path("projects/p/runs/onl")
+    for name in ("run.tlog", f"parts/{label}.tlog"):
+        assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()

@@ -48,6 +48,15 @@ _JOIN_LOCK = threading.RLock()
 _unpickled: dict[tuple[str, str, str], "ChildRun"] = {}
 
 
+def _after_fork_in_child() -> None:
+    global _JOIN_LOCK
+    _JOIN_LOCK = threading.RLock()  # another thread of the parent may have held it while forking
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def child_label() -> str:
     """A child writer's label: ``<host>-<pid>`` (a valid name), unique among live processes of a
     host. Not ``rank_<RANK>``: a rank's DataLoader workers inherit ``RANK``."""

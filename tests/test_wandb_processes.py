@@ -1,35 +1,58 @@
-"""W&B scripts that use several processes: a run sent to a child process (multiprocessing's
-``spawn`` start method, a ``Pool``'s arguments) is refused by name, saying what to call in the
-child instead; the run itself goes on recording."""
+"""W&B scripts that use several processes: a run passed to a child process (pickled, as
+multiprocessing's ``spawn`` start method and a ``Pool``'s arguments do, or inherited by ``fork``)
+logs there, as in W&B, into the same run (a secondary writer ``<host>-<pid>``,
+docs/shared-runs.md); the parent's run goes on recording."""
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
 
 import tracklet
 import tracklet.compat.wandb as wandb
+from tracklet.core.childrun import child_label
 
 
-def test_a_run_sent_to_another_process_is_refused_naming_the_call_to_make_there(root, tmp_path, monkeypatch):
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_run_passed_to_or_inherited_by_a_child_process_logs_there(root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run = wandb.init(project="mp", id="parent1", settings=wandb.Settings(console="off", x_disable_stats=True))
+    run = wandb.init(project="mp", id="parent1", config={"lr": 0.1},
+                     settings=wandb.Settings(console="off", x_disable_stats=True))
     run.log({"s1": 11})
     # W&B's own example passes the run to the child: Process(target=child, kwargs={"run": run}).
-    # Until session 29 this failed as "cannot pickle '_thread.lock' object".
-    with pytest.raises(TypeError) as refused:
-        pickle.dumps(run)
-    message = str(refused.value)
-    assert "mp/parent1" in message and "can't be sent to another process" in message
-    assert ("wandb.init(project='mp', id='parent1', settings=wandb.Settings(mode=\"shared\", x_primary=False, "
-            "x_label=\"worker-1\"))") in message
-    with pytest.raises(TypeError, match=r"tracklet.init\(project='mp', id='parent1', settings=\{\"primary\": False"):
-        pickle.dumps(run.tracklet_run)
+    # Until session 29 this was refused ("can't be sent to another process").
+    sent = pickle.dumps(run)
+    children = []
+    for how in ("pickled", "forked"):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                child = pickle.loads(sent) if how == "pickled" else wandb.run
+                assert isinstance(child, wandb.Run) and child.id == "parent1" and child.config["lr"] == 0.1
+                child.log({f"{how}/acc": 0.5, "s1": 99})
+                if how == "forked":
+                    wandb.log({"forked/loss": 2.0})  # wandb.run is the inherited run
+                child.finish()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        children.append(pid)
     run.log({"s1": 12})  # the run goes on
     wandb.finish()
-    assert wandb.Api().run("mp/parent1").summary["s1"] == 12
-    assert tracklet.Api(root).run("mp/parent1").state == "finished"
+    host = child_label().rsplit("-", 1)[0]
+    pickled, forked = (f"{host}-{pid}" for pid in children)
+    recorded = tracklet.Api(root).run("mp/parent1")
+    assert recorded.state == "finished" and set(recorded.parts) == {pickled, forked}
+    assert all(part["state"] == "finished" for part in recorded.parts.values())
+    summary = wandb.Api().run("mp/parent1").summary
+    assert summary["s1"] == 12 and summary["pickled/acc"] == 0.5 and summary["forked/acc"] == 0.5
+    assert summary["forked/loss"] == 2.0
+    assert summary[f"s1/l:{pickled}"] == 99 and summary[f"s1/l:{forked}"] == 99  # the parent's key stays its own
 
 
 def test_a_copied_run_is_the_run_itself(root, tmp_path, monkeypatch):

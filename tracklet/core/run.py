@@ -434,7 +434,7 @@ class Run:
         """The run itself: a run is a handle on what this process records (its step, its writer),
         so an object holding one that is copied (``copy.copy``, ``copy.deepcopy``: a config, a
         callback, a trainer's arguments) holds the same run, as W&B's copy of a run attaches to it.
-        (``__reduce_ex__`` refuses pickling, which ``copy`` would otherwise use.)"""
+        (``copy`` would otherwise go through ``__reduce_ex__``, which is for another process.)"""
         return self
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Run:
@@ -442,13 +442,12 @@ class Run:
         return self
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        """A run is not sent to another process (multiprocessing's ``spawn`` start method and a
-        ``Pool``'s arguments pickle it): its records go through this process's sender. Said by
-        name, not as pickle's "cannot pickle '_thread.lock' object"."""
-        raise TypeError(_unpicklable_message("tracklet.Run", self.project, self.id,
-                                             'tracklet.init(project={project!r}, id={id!r}, '
-                                             'settings={{"primary": False, "label": "worker-1"}})',
-                                             "tracklet.init(group=...)"))
+        """A run sent to another process (multiprocessing's ``spawn`` and ``forkserver`` start
+        methods and a ``Pool``'s arguments pickle it) records there as a secondary writer of this
+        run, joined on its first use (``tracklet.core.childrun``; docs/shared-runs.md)."""
+        from tracklet.core import childrun
+
+        return (childrun.unpickle, (childrun.spec_of(self),))
 
     # ------------------------------------------------------------ recording
 
@@ -1154,8 +1153,18 @@ class Run:
             self.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
 
     def _after_fork_in_child(self) -> None:
+        """In a child made by fork: the parent's writer (its threads, lock and buffers) is not the
+        child's, so it is dropped, and the object becomes a ``ChildRun`` that records into the run
+        as a secondary writer on first use (``tracklet.core.childrun``): ``log()`` itself pays
+        nothing for it."""
         self._queue = _NoQueue(_FORKED)
         self._finished = True
+        self._after_fork_abandon()
+        from tracklet.core import childrun
+
+        childrun.become_child(self)
+
+    def _after_fork_abandon(self) -> None:
         if self._console is not None:
             self._console.disable()
         if self._sender is not None:
@@ -1164,17 +1173,6 @@ class Run:
                 abandon = getattr(sink, "abandon_after_fork", None)
                 if abandon is not None:
                     abandon()
-
-
-def _unpicklable_message(kind: str, project: str, run_id: str, secondary: str, own: str) -> str:
-    """Why a run can't be sent to another process, and what the child can do instead."""
-    return (
-        f"a {kind} ({project}/{run_id}) can't be sent to another process (pickled, as multiprocessing's "
-        "spawn start method and Pool arguments do): it records through this process's background writer. "
-        "In the child process, record into this run as a secondary writer: "
-        f"{secondary.format(project=project, id=run_id)} (docs/shared-runs.md); or start a run of its own "
-        f"({own}); or return the values to this process and log them here"
-    )
 
 
 class _FinishBudget:

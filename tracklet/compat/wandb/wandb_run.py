@@ -370,7 +370,7 @@ class Run:
         """The run itself: a run is a handle on what this process records (its step, its writer),
         so an object holding one that is copied (``copy.copy``, ``copy.deepcopy``: a config, a
         callback, a trainer's arguments) holds the same run, as W&B's copy of a run attaches to it.
-        (``__reduce_ex__`` refuses pickling, which ``copy`` would otherwise use.)"""
+        (``copy`` would otherwise go through ``__reduce_ex__``, which is for another process.)"""
         return self
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Run:
@@ -379,15 +379,10 @@ class Run:
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """W&B lets a child process log to a run passed to it (its service process takes every
-        process's records); tracklet's run records through this process's writer, so a run sent to a
-        child (``spawn``, ``Pool`` arguments) is refused by name with the shared-run call to use
-        instead, not with pickle's "cannot pickle '_thread.lock' object"."""
-        from tracklet.core.run import _unpicklable_message
-
-        raise TypeError(_unpicklable_message(
-            "wandb run", self._run.project, self._run.id,
-            'wandb.init(project={project!r}, id={id!r}, settings=wandb.Settings(mode="shared", '
-            'x_primary=False, x_label="worker-1"))', "wandb.init(group=...)"))
+        process's records): here a run sent to a child (``spawn``, ``Pool`` arguments,
+        ``torch.multiprocessing.spawn``) records there as a secondary writer of the same run,
+        joined on its first use (``tracklet.core.childrun``; docs/shared-runs.md)."""
+        return (_child_run, (self._run, self._entity))
 
     # ---------------------------------------------------------------- recording
 
@@ -798,3 +793,8 @@ def _no_distributed_artifacts(call: str) -> None:
     raise ArtifactError(f"run.{call}(): W&B's distributed artifacts (a version built by several runs, "
                         "distributed_id) are not supported by tracklet; log the version from one process with "
                         "run.log_artifact() (a draft can gather every file first)")
+
+
+def _child_run(run: Any, entity: str | None) -> "Run":
+    """A W&B run unpickled in a child process: the same run, around the child's tracklet run."""
+    return Run(run, entity=entity)

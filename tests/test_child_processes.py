@@ -1,0 +1,221 @@
+"""A run passed to a child process (pickled: ``spawn``, ``Pool`` arguments) or inherited by one
+(``fork``) records there as a secondary writer of the same run, labelled ``<host>-<pid>``
+(docs/shared-runs.md, "Runs passed to child processes"). Real processes; one script runs every
+case, so the spawned interpreters are paid once."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import run_script
+
+import tracklet
+from tracklet.core.childrun import child_label
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the fork cases need fork")
+
+SCRIPT = r'''
+import functools, json, multiprocessing as mp, os, sys
+import tracklet
+
+def spawned(run, out):
+    out.put((os.getpid(), run.id, run.name, run.config["lr"]))
+    run.log({"child/x": 3, "loss": 30})
+    print("spawned child line")
+    # no finish(): the part ends as the child does
+
+def evaluate(i, run):
+    run.log({"eval/acc": i / 10})
+    return os.getpid()
+
+def forked_finishes(run):
+    run.log({"forked/y": 1})
+    run.summary["forked/best"] = 9
+    run.finish()
+
+def forked_crashes(run):
+    run.log({"crash/z": 1})
+    raise ValueError("child broke")
+
+def forked_idle(run):
+    run.id, run.config["lr"]  # reads the run's identity: records nothing
+
+if __name__ == "__main__":
+    run = tracklet.init(project="p", id="mp1", name="parent-run", config={"lr": 0.1},
+                        settings={"system_metrics": False, "capture_environment": False})
+    run.log({"loss": 1.0})
+    run.flush()
+    spawn, fork = mp.get_context("spawn"), mp.get_context("fork")
+    out = spawn.Queue()
+    child = spawn.Process(target=spawned, args=(run, out))
+    child.start(); seen = out.get(timeout=60); child.join()
+    with spawn.Pool(2) as pool:  # the with block ends the workers with terminate() (SIGTERM)
+        pool_pids = sorted(set(pool.map(functools.partial(evaluate, run=run), range(8), chunksize=1)))
+    pids = {"spawned": seen[0], "pool": pool_pids}
+    for name, target in (("finishes", forked_finishes), ("crashes", forked_crashes), ("idle", forked_idle)):
+        process = fork.Process(target=target, args=(run,))
+        process.start(); process.join()
+        pids[name] = process.pid
+    run.log({"loss": 0.5})
+    run.finish()
+    print(json.dumps({"pids": pids, "seen": seen[1:]}))
+'''
+
+
+def test_runs_passed_to_or_forked_into_child_processes_record_there_as_secondary_writers(root, tmp_path):
+    script = tmp_path / "children.py"
+    script.write_text(SCRIPT)
+    done = run_script(f"import runpy, sys; sys.argv = [{str(script)!r}]; runpy.run_path({str(script)!r}, "
+                      "run_name='__main__')", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ValueError: child broke" in done.stderr and "interrupted" not in done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    pids = told["pids"]
+    assert told["seen"] == ["mp1", "parent-run", 0.1]  # the child reads the run's id, name and config
+    label = lambda pid: child_label().rsplit("-", 1)[0] + f"-{pid}"  # noqa: E731
+    (recorded,) = tracklet.Api(root).runs("p")  # one run, whatever wrote it
+    assert recorded.id == "mp1" and recorded.state == "finished" and not recorded.damaged
+    spawned, finishes, crashes = label(pids["spawned"]), label(pids["finishes"]), label(pids["crashes"])
+    pool = [label(pid) for pid in pids["pool"]]
+    assert set(recorded.parts) == {spawned, finishes, crashes, *pool}  # the idle child wrote nothing
+    states = {name: part["state"] for name, part in recorded.parts.items()}
+    assert states[spawned] == "finished" and states[finishes] == "finished"  # no finish(): ended as it exited
+    assert all(states[name] == "finished" for name in pool)  # terminate()d pool workers end their part first
+    assert states[crashes] == "failed" and recorded.parts[crashes]["exit_code"] == 1
+    history = recorded.history()
+    assert [v for v in history["child/x"] if v is not None] == [3]
+    assert [v for v in history[f"loss/l:{spawned}"] if v is not None] == [30]  # the parent logs loss too
+    assert [v for v in history["loss"] if v is not None] == [1.0, 0.5]
+    accuracies = [v for key in ("eval/acc", *(f"eval/acc/l:{name}" for name in pool))
+                  for v in history.get(key, []) if v is not None]
+    assert sorted(accuracies) == [i / 10 for i in range(8)]
+    summary = recorded.summary
+    assert summary["forked/y"] == 1 and summary["forked/best"] == 9 and summary["crash/z"] == 1
+    assert f"[{spawned}] spawned child line" in [line.text for line in recorded.console]
+    assert recorded.config["lr"] == 0.1 and recorded.name == "parent-run"
+    # the store shows the same run
+    api = tracklet.Api(root)
+    assert not api.index().failed
+    row = api.store.run("p", "mp1")
+    assert row["state"] == "finished" and set(row["metadata"]["parts"]) == set(recorded.parts)
+    assert {"child/x", f"loss/l:{spawned}", "forked/y", "crash/z"} <= set(api.store.metric_keys("p"))
+
+
+def test_a_pickled_run_is_the_same_object_in_its_own_process_and_once_per_child(root):
+    import pickle
+
+    run = tracklet.init(project="p", id="same", settings={"system_metrics": False, "capture_environment": False})
+    data = pickle.dumps(run)
+    assert pickle.loads(data) is run  # in the process that pickled it: the run itself
+    pid = os.fork()
+    if pid == 0:  # a Pool worker unpickles the run with every task: one object, one part
+        code = 1
+        try:
+            first, second = pickle.loads(data), pickle.loads(data)
+            first.log({"x": 1})
+            second.log({"x": 2})
+            first.finish()
+            code = 0 if first is second and isinstance(first, tracklet.Run) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.finish()
+    recorded = tracklet.Api(root).run("p/same")
+    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{pid}"]
+    assert [v for v in recorded.history()["x"] if v is not None] == [1, 2]
+
+
+def test_a_child_that_cannot_join_the_run_warns_once_and_goes_on(root):
+    from pathlib import Path
+
+    run = tracklet.init(project="p", id="nojoin", settings={"system_metrics": False, "capture_environment": False})
+    run.log({"loss": 1.0})
+    parts = Path(run.dir) / "parts"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            import warnings
+
+            parts.write_text("not a folder")  # the child's part can't be made
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run.log({"child": 1})  # neither raises nor stalls
+                run.log({"child": 2})
+                run.summary["x"] = 3
+            said = [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)]
+            code = 0 if len(said) == 1 and "could not record into run p/nojoin" in said[0] and run.id == "nojoin" else 2
+            run.finish()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parts.unlink()
+    run.log({"loss": 0.5})
+    run.finish()
+    recorded = tracklet.Api(root).run("p/nojoin")
+    assert recorded.state == "finished" and recorded.parts == {} and "child" not in recorded.history()
+
+
+def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, tmp_path):
+    # A child forked amid another thread's import inherits the module half-imported, its import lock
+    # held by a thread the child doesn't have: its first import of it waited for ever (a Pool forked
+    # right after init() hung 2 times in 12, on datetime). While runs are live, a fork first waits
+    # for imports under way (at most lifecycle.FORK_IMPORT_WAIT).
+    (tmp_path / "slowmod.py").write_text("import time\ntime.sleep(0.5)\nVALUE = 7\n")
+    done = run_script(f"""
+        import multiprocessing as mp, sys, threading, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        import tracklet
+
+        def child(run):
+            import slowmod
+            run.log({{"child/value": slowmod.VALUE}})
+
+        if __name__ == "__main__":
+            run = tracklet.init(project="p", id="imp", settings={{"system_metrics": False, "capture_environment": False}})
+            importer = threading.Thread(target=lambda: __import__("slowmod"))
+            importer.start()
+            time.sleep(0.1)  # the import is under way
+            process = mp.get_context("fork").Process(target=child, args=(run,))
+            process.start(); process.join(20)
+            print("child exit", process.exitcode)
+            if process.exitcode is None:
+                process.kill()  # hung: leave no process behind
+            importer.join()
+            run.finish()
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout, done.stdout + done.stderr
+    recorded = tracklet.Api(root).run("p/imp")
+    assert recorded.summary["child/value"] == 7 and len(recorded.parts) == 1
+
+
+def test_online_a_forked_childs_part_goes_to_the_parents_server(tmp_path, servers):
+    from pathlib import Path
+
+    server = servers(tmp_path / "server")
+    local = tmp_path / "local"
+    run = tracklet.init(project="p", id="onl", settings={
+        "dir": str(local), "console": "off", "system_metrics": False, "capture_environment": False,
+        "mode": "online", "base_url": server.url, "upload_interval": 0.1})
+    run.log({"loss": 1})
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            run.log({"child/acc": 0.5})
+            run.finish()  # its uploader sends the part before finish() returns
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.finish()
+    label = child_label().rsplit("-", 1)[0] + f"-{pid}"
+    run_dir = Path("projects/p/runs/onl")
+    for name in ("run.tlog", f"parts/{label}.tlog"):
+        assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()

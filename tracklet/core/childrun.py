@@ -1,0 +1,296 @@
+"""A run in a child process: the run object a child got by pickling (multiprocessing's ``spawn``
+and ``forkserver`` start methods, ``Pool`` arguments, ``torch.multiprocessing.spawn``) or
+inherited by ``fork`` records there as a secondary writer of the same run (docs/shared-runs.md,
+"Runs passed to child processes").
+
+The child's object is a :class:`ChildRun`: it answers the run's identity (``id``, ``project``,
+``name``, ``path``, ``config``) from what the parent had, and on its first other use (``log()``,
+``summary``, ``define_metric``, ...) it joins the run: ``tracklet.init(id=..., settings={"primary":
+False, "label": "<host>-<pid>"}, reinit="create_new")`` in the child, with the parent's project,
+data root and mode (online: the same server), and from then on hands every call to that writer.
+Unpickling costs a dict copy; a child that never uses the run writes nothing. A join that fails
+is reported once (a ``TrackletWarning``) and the child's calls are dropped, as a disabled run's.
+
+Its part ends with ``finish()``, else when the child ends: at interpreter exit (``atexit``, as any
+run), and in a multiprocessing child, which leaves with ``os._exit`` after its finalizers, by a
+``multiprocessing.util.Finalize`` (an exception escaping the child's target ends the part
+failed, with it). A daemonic multiprocessing child (a ``Pool`` worker, a ``DataLoader`` worker)
+that its parent ends with SIGTERM (``Pool.terminate``, ``with Pool() as pool``) ends its part
+first, as ``sys.exit(0)`` would: only from the main thread, only while SIGTERM has its default
+action.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import threading
+import warnings
+from typing import Any
+
+from tracklet.core.run import Config, DisabledRun, Run, Summary
+from tracklet.core.settings import Settings, data_root
+from tracklet.core.stack import user_stacklevel
+from tracklet.core.warn import TrackletWarning
+
+_IDENTITY = ("name", "tags", "group", "job_type", "notes")
+# Read from the child's object itself (no join): its identity, config and state, and what pickle,
+# repr and ``with`` look up.
+_LOCAL = frozenset({
+    "__class__", "__dict__", "__reduce_ex__", "__reduce__", "__repr__", "__enter__", "__exit__",
+    "id", "project", "path", "config", "summary", "settings", "finished", "finish", *_IDENTITY,
+    "_child_spec", "_child_target", "_child_finished", "_child_join", "_record_config_local",
+})
+_JOIN_LOCK = threading.RLock()
+# The child runs unpickled in this process, by (data root, project, run id): a Pool worker gets
+# the run again with every task, and every task records into one part.
+_unpickled: dict[tuple[str, str, str], "ChildRun"] = {}
+
+
+def _after_fork_in_child() -> None:
+    global _JOIN_LOCK
+    _JOIN_LOCK = threading.RLock()  # another thread of the parent may have held it while forking
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def child_label() -> str:
+    """A child writer's label: ``<host>-<pid>`` (a valid name), unique among live processes of a
+    host. Not ``rank_<RANK>``: a rank's DataLoader workers inherit ``RANK``."""
+    import re
+
+    from tracklet.core import hostinfo
+    from tracklet.core.layout import MAX_NAME_CHARS
+
+    host = re.sub(r"[^A-Za-z0-9._-]+", "-", hostinfo.hostname() or "host").strip("-._") or "host"
+    return f"{host[: MAX_NAME_CHARS - 12]}-{os.getpid()}"
+
+
+def spec_of(run: Run) -> dict[str, Any]:
+    """What a child needs to join ``run``: plain data (pickled with it, or kept at fork)."""
+    if isinstance(run, ChildRun):
+        spec = dict(object.__getattribute__(run, "_child_spec"))
+        target = object.__getattribute__(run, "_child_target")
+        spec["config"] = dict(object.__getattribute__(run, "config")._data)
+        spec["identity"] = {field: getattr(run, field) for field in _IDENTITY}
+        if target is not None and not isinstance(target, DisabledRun):
+            spec["step"] = max(spec["step"], target.step)
+        return spec
+    settings = {field.name: getattr(run.settings, field.name) for field in dataclasses.fields(Settings)}
+    settings["dir"] = str(data_root(run.settings).resolve()) if settings["mode"] != "disabled" else settings["dir"]
+    return {
+        "project": run.project,
+        "id": run.id,
+        "settings": settings,
+        "identity": {field: getattr(run, field) for field in _IDENTITY},
+        "config": dict(run.config._data),
+        "step": run._step,
+        "pid": os.getpid(),
+        # online: how tracklet.init made the run's uploader (tracklet._online_uploader, pickled by name)
+        "uploader": run._uploader_factory if settings["mode"] == "online" else None,
+    }
+
+
+def unpickle(spec: dict[str, Any]) -> Run:
+    """The run a child gets for a pickled run (the ``__reduce_ex__`` of :class:`Run`): the same
+    object for every unpickling in one process while it records; in the process that pickled it,
+    the run itself while it is live there."""
+    from tracklet.core import lifecycle
+
+    if spec["settings"]["mode"] == "disabled":
+        disabled = DisabledRun(Settings(**{**spec["settings"], "primary": True, "label": None}), project=spec["project"],
+                          run_id=spec["id"], **spec["identity"])
+        disabled.config._data.update(spec["config"])
+        return disabled
+    if spec["pid"] == os.getpid():
+        for live in lifecycle.live_runs():
+            if live.project == spec["project"] and live.id == spec["id"] and live.settings.primary == \
+                    spec["settings"]["primary"] and str(data_root(live.settings).resolve()) == spec["settings"]["dir"]:
+                return live
+    key = (spec["settings"]["dir"], spec["project"], spec["id"])
+    with _JOIN_LOCK:
+        known = _unpickled.get(key)
+        if known is not None and not known.finished:
+            return known
+        run = ChildRun.__new__(ChildRun)
+        _setup(run, spec)
+        object.__setattr__(run, "config", Config(run))
+        object.__getattribute__(run, "config")._data.update(spec["config"])
+        object.__setattr__(run, "summary", Summary(run))
+        _unpickled[key] = run
+        return run
+
+
+def become_child(run: Run) -> None:
+    """In a child made by fork, after the parent's writer was dropped: ``run`` (the inherited
+    object, which the child's code holds) becomes a :class:`ChildRun` that joins on first use.
+    Its config stays (the parent's, at the fork)."""
+    spec = spec_of(run)
+    run.__class__ = ChildRun
+    _setup(run, spec)
+
+
+def _setup(run: Run, spec: dict[str, Any]) -> None:
+    setattr_ = object.__setattr__
+    setattr_(run, "_child_spec", spec)
+    setattr_(run, "_child_target", None)
+    setattr_(run, "_child_finished", False)
+    setattr_(run, "id", spec["id"])
+    setattr_(run, "project", spec["project"])
+    if "settings" not in object.__getattribute__(run, "__dict__"):
+        setattr_(run, "settings", Settings(**{**spec["settings"], "label": None, "primary": True}))
+
+
+def _identity_property(field: str) -> property:
+    def get(self: "ChildRun") -> Any:
+        value = object.__getattribute__(self, "_child_spec")["identity"][field]
+        return list(value) if field == "tags" else value
+
+    def set_(self: "ChildRun", value: Any) -> None:
+        target = object.__getattribute__(self, "_child_join")()
+        setattr(target, field, value)
+        object.__getattribute__(self, "_child_spec")["identity"][field] = getattr(target, field)
+
+    return property(get, set_, doc=f"The run's {field} (the parent's; assigning it records the change).")
+
+
+class ChildRun(Run):
+    """A run passed to (or inherited by) a child process: see the module docstring. Every
+    attribute but its identity and config is the child's secondary writer's, joined on first use."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _LOCAL:
+            return object.__getattribute__(self, name)
+        target = object.__getattribute__(self, "_child_target")
+        if target is None:
+            target = object.__getattribute__(self, "_child_join")()
+        return getattr(target, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_child") or name in ("config", "summary"):
+            object.__setattr__(self, name, value)
+        elif name in _IDENTITY:
+            object.__getattribute__(ChildRun, name).__set__(self, value)
+        else:
+            setattr(object.__getattribute__(self, "_child_join")(), name, value)
+
+    name = _identity_property("name")
+    tags = _identity_property("tags")
+    group = _identity_property("group")
+    job_type = _identity_property("job_type")
+    notes = _identity_property("notes")
+
+    @property
+    def path(self) -> str:
+        return f"{self.project}/{self.id}"
+
+    @property
+    def finished(self) -> bool:
+        if object.__getattribute__(self, "_child_finished"):
+            return True
+        target = object.__getattribute__(self, "_child_target")
+        return target is not None and target.finished
+
+    def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
+        """End this process's part of the run (nothing, if it recorded nothing)."""
+        object.__setattr__(self, "_child_finished", True)
+        target = object.__getattribute__(self, "_child_target")
+        if target is not None:
+            target.finish(exit_code, error=error)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (unpickle, (spec_of(self),))
+
+    def _child_join(self) -> Run:
+        """This process's writer of the run, started on first use (see the module docstring)."""
+        with _JOIN_LOCK:
+            target = object.__getattribute__(self, "_child_target")
+            if target is not None:
+                return target
+            spec = object.__getattribute__(self, "_child_spec")
+            if object.__getattribute__(self, "_child_finished"):
+                target = _dropping(spec)  # finish() came before any use: nothing to record
+            else:
+                target = _join(spec)
+            object.__setattr__(self, "_child_target", target)
+            return target
+
+
+def _dropping(spec: dict[str, Any]) -> Run:
+    return DisabledRun(Settings(mode="disabled"), project=spec["project"], run_id=spec["id"], **spec["identity"])
+
+
+def _join(spec: dict[str, Any]) -> Run:
+    """``tracklet.init`` of this process's part of the run; on failure a warning (once: this is
+    called once per child object) and a run that drops what it is given."""
+    from tracklet.core import lifecycle
+    from tracklet.core.start import init
+
+    settings = dict(spec["settings"])
+    for live in lifecycle.live_runs():  # another object of this run joined already in this process
+        if (live.project, live.id, live.settings.label, live.settings.primary) == \
+                (spec["project"], spec["id"], child_label(), False) and str(data_root(live.settings)) == settings["dir"]:
+            live.set_step(spec["step"])
+            return live
+    settings.update(primary=False, label=child_label(), update_finish_state=False, capture_environment=False,
+                    system_metrics=False, sweep_id=None, sweep_trial=None, reproduce=None)
+    try:
+        target = init(project=spec["project"], id=spec["id"], settings=settings, reinit="create_new",
+                      uploader=spec["uploader"], **{field: spec["identity"][field] for field in _IDENTITY})
+        target.set_step(spec["step"])
+    except Exception as error:
+        warnings.warn(f"tracklet: this process (pid {os.getpid()}) could not record into run "
+                      f"{spec['project']}/{spec['id']} as its secondary writer {settings['label']!r} ({error}); "
+                      "what it logs to the run is dropped", TrackletWarning, stacklevel=user_stacklevel())
+        return _dropping(spec)
+    _end_with_the_process(target)
+    return target
+
+
+def _end_with_the_process(run: Run) -> None:
+    """A multiprocessing child leaves by ``os._exit`` after its finalizers (no ``atexit``): end
+    the part in one. A daemonic one (a pool's worker) ends the part at its pool's SIGTERM too."""
+    if "multiprocessing" not in sys.modules:
+        return
+    import multiprocessing
+    from multiprocessing import util
+
+    if multiprocessing.parent_process() is None:
+        return  # not started by multiprocessing (an os.fork() child, or the main process): atexit ends it
+    process = multiprocessing.current_process()
+    util.Finalize(None, _finish_at_exit, args=(run,), exitpriority=100)
+    if process.daemon and threading.current_thread() is threading.main_thread():
+        import signal
+
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _finish_at_exit(run: Run) -> None:
+    """The part's end when the child's target returned or raised (the exception in flight is the
+    one ``Process._bootstrap``'s ``finally`` runs the finalizers in)."""
+    if run.finished:
+        return
+    error = sys.exc_info()[1]
+    if error is None or (isinstance(error, SystemExit) and error.code in (0, None)):
+        run.finish()
+    elif isinstance(error, SystemExit):
+        run.finish(error.code if isinstance(error.code, int) else 1)
+    else:
+        run.finish(1, error=error)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """A daemonic child's SIGTERM (its pool ends): unwind and leave as ``sys.exit(0)`` (its
+    finalizers end the part); a second SIGTERM kills at once. A child already leaving (its
+    finalizers run: a pool worker that took its last task) goes on leaving: an exception raised
+    into its finalizers would cut the part's end short."""
+    import signal
+    from multiprocessing import util
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not getattr(util, "_exiting", False):
+        sys.exit(0)

@@ -217,6 +217,13 @@ def set_media_blobs(app: FastAPI, root: Path, artifacts: ServerArtifacts | None)
     app.state.media_blobs = MediaBlobs(blobs, artifacts, root / "cache" / FRAGMENT_CACHE)
 
 
+def _blob_headers(digest: str) -> dict[str, str]:
+    """What every answer about blob ``digest`` carries (a GET's, a HEAD's, a 304's): user content
+    never sniffed as a page of this origin, immutable under its content's name."""
+    return {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+            "Cache-Control": IMMUTABLE, "ETag": f'"{digest}"'}
+
+
 def head_response(request: Request, project: str, digest: str, mime: str | None, what: str,
                   missing: str) -> Response | None:
     """A ``HEAD``'s answer for blob ``digest`` with the headers its GET sends, from metadata alone:
@@ -227,8 +234,7 @@ def head_response(request: Request, project: str, digest: str, mime: str | None,
     size = blobs.stored_size(project, digest)
     if size is None:
         raise HTTPException(status_code=404, detail=f"{what} {digest} is missing or damaged in the blob store{missing}")
-    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-               "Cache-Control": IMMUTABLE, "ETag": f'"{digest}"'}
+    headers = _blob_headers(digest)
     cached = unchanged(request, headers)
     if cached is not None:
         return cached
@@ -260,8 +266,7 @@ def blob_response(request: Request, project: str, digest: str, mime: str | None,
     found = media_blobs(request).served(project, digest)
     if found is None:
         raise HTTPException(status_code=404, detail=f"{what} {digest} is missing or damaged in the blob store{missing}")
-    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-               "Cache-Control": IMMUTABLE, "ETag": f'"{digest}"'}
+    headers = _blob_headers(digest)
     cached = unchanged(request, headers)
     if cached is not None:
         return cached

@@ -743,6 +743,32 @@ def test_wandb_shared_mode_without_x_primary_joins_a_finished_run(tmp_path):
     assert run.history()["eval/acc"] == [0.5] and run.summary["loss"] == 1.0
 
 
+def test_wandb_shared_mode_x_primary_true_continues_its_run_or_joins_a_live_one(tmp_path):
+    """``x_primary=True`` says this process is the primary: restarted (no ``resume=``) on the run
+    it started, it continues it as its primary (its steps go on, no part), not as a secondary; a
+    second process saying so while the primary is live joins as a secondary, warned that two
+    processes took the primary's part."""
+    import tracklet.compat.wandb as wandb
+
+    quiet = {"x_disable_meta": True, "x_disable_stats": True, "console": "off"}
+    first = wandb.init(project="p", id="again", dir=str(tmp_path), settings=wandb.Settings(
+        mode="shared", x_primary=True, **quiet))
+    first.log({"loss": 1.0})
+    first.finish()
+    restarted = wandb.init(project="p", id="again", dir=str(tmp_path), settings=wandb.Settings(
+        mode="shared", x_primary=True, **quiet))
+    restarted.log({"loss": 0.5})
+    with pytest.warns(Warning, match="another live process is writing run again as its primary"):
+        second = wandb.init(project="p", id="again", dir=str(tmp_path), reinit="create_new",
+                            settings=wandb.Settings(mode="shared", x_primary=True, x_label="two", **quiet))
+    second.log({"acc": 0.9})
+    second.finish()
+    restarted.finish()
+    run = tracklet.Api(tmp_path).run("p/again")
+    assert run.history()["loss"] == [1.0, 0.5] and set(run.parts) == {"two"}
+    assert [acc for acc in run.history()["acc"] if acc is not None] == [0.9] and run.state == "finished"
+
+
 def test_labels_that_differ_only_in_case_never_share_a_part_file(tmp_path):
     """``Rank_1`` and ``rank_1`` are one file on a case-insensitive file system (macOS): a
     secondary whose label differs from an existing part's only in case is refused, whatever the

@@ -307,7 +307,13 @@ def init(
             arguments["id"] = _autoresume_id(resume_file, data_root, arguments["project"])
     shared_writer = (wandb_mode == "shared" and tracklet_settings.get("primary", True) and arguments["id"] is not None
                      and arguments["mode"] != "disabled")
-    if shared_writer and _started_elsewhere(arguments):
+    if shared_writer and given.get("x_primary") is True:  # this process says it is the primary
+        state = _log_state(arguments)
+        if state == "exists" and arguments["resume"] is None:
+            arguments["resume"] = "allow"  # a primary restarted: it continues the run it started
+        elif state == "live":
+            _join_as_secondary(arguments, tracklet_settings, given, primary_asked=True)
+    elif shared_writer and _started_elsewhere(arguments):
         _join_as_secondary(arguments, tracklet_settings, given)
     try:
         try:
@@ -429,6 +435,14 @@ def _started_elsewhere(arguments: dict[str, Any]) -> bool:
     ``x_primary``): its log is being written by a live process, or it exists and this process
     doesn't resume it (``resume=`` unset or ``"never"``: W&B lets a process write a shared run
     whose primary finished; a process passing ``resume="allow"`` continues the run as its primary)."""
+    state = _log_state(arguments)
+    return state == "live" or (state == "exists" and arguments["resume"] in (None, False, "never"))
+
+
+def _log_state(arguments: dict[str, Any]) -> str | None:
+    """Run ``arguments["id"]``'s own log here: ``"live"`` while a live process writes it,
+    ``"exists"`` when it is on disk and no live process writes it, None when it isn't (or can't
+    be told: then the run starts as asked)."""
     from tracklet.core.layout import RunPaths
     from tracklet.core.recordlog import writer_alive
     from tracklet.core.settings import data_root, resolve_settings
@@ -438,10 +452,10 @@ def _started_elsewhere(arguments: dict[str, Any]) -> bool:
         project = arguments["project"] or os.environ.get("TRACKLET_PROJECT") or "default"
         log_file = RunPaths(root, project, arguments["id"]).log_file
         if writer_alive(log_file) is True:
-            return True
-        return arguments["resume"] in (None, False, "never") and log_file.is_file()
-    except Exception:  # can't tell: start as asked
-        return False
+            return "live"
+        return "exists" if log_file.is_file() else None
+    except Exception:
+        return None
 
 
 def _label_taken(tracklet_settings: dict[str, Any], error: Exception) -> bool:
@@ -465,14 +479,22 @@ def _label_taken(tracklet_settings: dict[str, Any], error: Exception) -> bool:
     return True
 
 
-def _join_as_secondary(arguments: dict[str, Any], tracklet_settings: dict[str, Any], given: dict[str, Any]) -> None:
+def _join_as_secondary(arguments: dict[str, Any], tracklet_settings: dict[str, Any], given: dict[str, Any],
+                       primary_asked: bool = False) -> None:
     """W&B's shared mode without ``x_primary=False`` on a run another process writes: W&B lets
-    every process write it, so this one becomes a secondary writer (docs/shared-runs.md)."""
+    every process write it, so this one becomes a secondary writer (docs/shared-runs.md). With
+    ``x_primary=True`` (``primary_asked``) while another live process writes the run's own log,
+    the warning says so: two processes took the primary's part."""
     tracklet_settings["primary"] = False
     if given.get("x_label") is not None:
         tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
     tracklet_settings["update_finish_state"] = given.get("x_update_finish_state") is not False  # W&B's default
     arguments["settings"] = tracklet_settings
+    if primary_asked:
+        warn_once("shared-secondary", f"wandb.init(mode='shared', x_primary=True): another live process is writing "
+                  f"run {arguments['id']} as its primary; this one is recorded as a secondary writer of it (give "
+                  "x_primary=True to one process only)")
+        return
     warn_once("shared-secondary", f"wandb.init(mode='shared') joins run {arguments['id']}, which another process "
               "started: recorded as a secondary writer of it (W&B's x_primary=False; set it on every process "
               "but the primary's)")

@@ -1113,3 +1113,90 @@ def test_tracklet_ui_lists_a_run_whose_primary_never_started(tmp_path):
         ui.terminate()
         ui.wait(timeout=10)
         ui.close()
+
+
+def _wandb_online(monkeypatch, url: str, root: Path) -> None:
+    for name, value in {"MODE": "online", "BASE_URL": url, "CONSOLE": "off", "SYSTEM_METRICS": "false",
+                        "CAPTURE_ENVIRONMENT": "false", "UPLOAD_INTERVAL": "0.1", "DIR": str(root)}.items():
+        monkeypatch.setenv(f"TRACKLET_{name}", value)
+
+
+def test_wandb_shared_mode_on_another_node_asks_the_server(tmp_path, parts_server, monkeypatch):
+    """Online, a shared-mode process on a node without the run's log asks the server whether the
+    run exists (``GET .../log/offset``): without ``x_primary`` it joins as a secondary (its records
+    go to its part; the primary's log on the server is the primary's bytes), and ``x_primary=True``
+    continues the run from the server's log (its steps go on) instead of starting a second one."""
+    import httpx
+
+    import tracklet.compat.wandb as wandb
+
+    node_a, node_b, node_c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _wandb_online(monkeypatch, parts_server.url, node_a)
+    primary = wandb.init(project="p", id="nodes", reinit="create_new",
+                         settings=wandb.Settings(mode="shared", x_primary=True))
+    primary.log({"loss": 1.0})
+    primary.log({"loss": 0.5})
+    with httpx.Client(base_url=parts_server.url) as client:  # the primary's log reached the server
+        deadline = time.monotonic() + 60
+        while client.get("/api/v1/runs/p/nodes/log/offset").json()["offset"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    _wandb_online(monkeypatch, parts_server.url, node_b)
+    with pytest.warns(Warning, match="joins run nodes, which another process started"):
+        evaluator = wandb.init(project="p", id="nodes", reinit="create_new",
+                               settings=wandb.Settings(mode="shared", x_label="eval"))
+    evaluator.log({"eval/acc": 0.5})
+    evaluator.finish()
+    primary.finish()
+    log = Path("projects/p/runs/nodes/run.tlog")
+    assert not (node_b / log).exists() and (node_b / "projects/p/runs/nodes/parts/eval.tlog").is_file()
+    assert (parts_server.root / log).read_bytes() == (node_a / log).read_bytes()
+    _wandb_online(monkeypatch, parts_server.url, node_c)
+    restarted = wandb.init(project="p", id="nodes", reinit="create_new",
+                           settings=wandb.Settings(mode="shared", x_primary=True))
+    assert restarted.step == 2  # continued from the server's log, as its primary
+    restarted.log({"loss": 0.25})
+    restarted.finish()
+    assert (parts_server.root / log).read_bytes() == (node_c / log).read_bytes()
+    with httpx.Client(base_url=parts_server.url) as client:
+        run = client.get("/api/v1/runs/p/nodes").json()["run"]
+        assert run["state"] == "finished" and run["metadata"]["parts"]["eval"]["state"] == "finished"
+        history = client.get("/api/v1/runs/p/nodes/history", params={"keys": "loss", "buckets": 0}).json()
+        assert history["series"][0]["values"] == [1.0, 0.5, 0.25]
+
+
+def test_wandb_shared_mode_with_an_unreachable_server_decides_locally(tmp_path, monkeypatch):
+    """When the server can't be reached, the shared-mode check falls back to the local log: no
+    run here, so this process starts the run as its primary (and records)."""
+    import tracklet.compat.wandb as wandb
+
+    _wandb_online(monkeypatch, "http://127.0.0.1:9", tmp_path)
+    monkeypatch.setenv("TRACKLET_UPLOAD_TIMEOUT", "0")
+    run = wandb.init(project="p", id="alone", reinit="create_new", settings=wandb.Settings(mode="shared"))
+    run.log({"loss": 1.0})
+    run.finish()
+    assert tracklet.Api(tmp_path).run("p/alone").parts == {}
+    assert tracklet.Api(tmp_path).run("p/alone").history()["loss"] == [1.0]
+
+
+def test_wandb_online_secondary_with_a_label_differing_in_case_from_the_servers(tmp_path, parts_server, monkeypatch):
+    """An online secondary resumed on a node without its part, whose ``x_label`` differs only in
+    case from a part the server holds, is recorded as ``<label>-<pid>`` (one warning), as W&B's
+    ``x_label`` path does locally, instead of failing ``init()``."""
+    import httpx
+
+    import tracklet.compat.wandb as wandb
+
+    first = tracklet.init(project="p", id="cased", reinit="create_new",
+                          settings=_online(tmp_path / "a", parts_server, primary=False, label="w1"))
+    first.log({"a": 1})
+    first.finish()
+    _wandb_online(monkeypatch, parts_server.url, tmp_path / "b")
+    with pytest.warns(Warning, match="differs from it only in case"):
+        run = wandb.init(project="p", id="cased", resume="allow", reinit="create_new",
+                         settings=wandb.Settings(mode="shared", x_primary=False, x_label="W1"))
+    run.log({"a": 2})
+    run.finish()
+    label = f"W1-{os.getpid()}"
+    assert (tmp_path / f"b/projects/p/runs/cased/parts/{label}.tlog").is_file()
+    with httpx.Client(base_url=parts_server.url) as client:
+        assert client.get("/api/v1/runs/p/cased/log", params={"part": label}).status_code == 200

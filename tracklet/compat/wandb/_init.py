@@ -309,8 +309,8 @@ def init(
                      and arguments["mode"] != "disabled")
     if shared_writer and given.get("x_primary") is True:  # this process says it is the primary
         state = _log_state(arguments)
-        if state == "exists" and arguments["resume"] is None:
-            arguments["resume"] = "allow"  # a primary restarted: it continues the run it started
+        if state in ("exists", "remote") and arguments["resume"] is None:
+            arguments["resume"] = "allow"  # a primary restarted (here or on another node): it continues its run
         elif state == "live":
             _join_as_secondary(arguments, tracklet_settings, given, primary_asked=True)
     elif shared_writer and _started_elsewhere(arguments):
@@ -318,8 +318,9 @@ def init(
     try:
         try:
             started = tracklet_init(config=config_items, **arguments)
-        except (RecordLogError, InvalidName) as error:  # two processes started run id= at once in shared mode
-            if isinstance(error, InvalidName) and "only in case" not in str(error):
+        except (RecordLogError, InvalidName, ResumeError) as error:  # two processes started run id= at once
+            # in shared mode, or a label differing only in case from a part here or on the server (ResumeError)
+            if isinstance(error, (InvalidName, ResumeError)) and "only in case" not in str(error):
                 raise
             if not (shared_writer and "being written" in str(error)) and not _label_taken(tracklet_settings, error):
                 raise
@@ -327,7 +328,7 @@ def init(
                 _join_as_secondary(arguments, tracklet_settings, given)
             try:
                 started = tracklet_init(config=config_items, **arguments)
-            except (RecordLogError, InvalidName) as again:  # its x_label is another live process's
+            except (RecordLogError, InvalidName, ResumeError) as again:  # its x_label is another live process's
                 if not _label_taken(tracklet_settings, again):
                     raise
                 started = tracklet_init(config=config_items, **arguments)
@@ -436,26 +437,53 @@ def _started_elsewhere(arguments: dict[str, Any]) -> bool:
     doesn't resume it (``resume=`` unset or ``"never"``: W&B lets a process write a shared run
     whose primary finished; a process passing ``resume="allow"`` continues the run as its primary)."""
     state = _log_state(arguments)
-    return state == "live" or (state == "exists" and arguments["resume"] in (None, False, "never"))
+    return state == "live" or (state in ("exists", "remote") and arguments["resume"] in (None, False, "never"))
 
 
 def _log_state(arguments: dict[str, Any]) -> str | None:
-    """Run ``arguments["id"]``'s own log here: ``"live"`` while a live process writes it,
-    ``"exists"`` when it is on disk and no live process writes it, None when it isn't (or can't
-    be told: then the run starts as asked)."""
+    """Run ``arguments["id"]``'s own log: ``"live"`` while a live process writes it here,
+    ``"exists"`` when it is on disk here and no live process writes it, ``"remote"`` when it isn't
+    here but an online run's server holds it (another node started the run), None when it is in
+    neither (or can't be told: then the run starts as asked)."""
     from tracklet.core.layout import RunPaths
     from tracklet.core.recordlog import writer_alive
     from tracklet.core.settings import data_root, resolve_settings
 
     try:
-        root = data_root(resolve_settings(None, dir=arguments["dir"], project=arguments["project"]))
+        explicit = {key: value for key in ("dir", "project", "mode") if (value := arguments[key]) is not None}
+        resolved = resolve_settings(arguments["settings"], **explicit)
         project = arguments["project"] or os.environ.get("TRACKLET_PROJECT") or "default"
-        log_file = RunPaths(root, project, arguments["id"]).log_file
+        log_file = RunPaths(data_root(resolved), project, arguments["id"]).log_file
         if writer_alive(log_file) is True:
             return "live"
-        return "exists" if log_file.is_file() else None
+        if log_file.is_file():
+            return "exists"
     except Exception:
         return None
+    if resolved.mode == "online" and resolved.base_url and _server_has_log(resolved, project, arguments["id"]):
+        return "remote"
+    return None
+
+
+SERVER_CHECK_TIMEOUT = 5.0  # seconds init() waits for the server's answer to whether it holds a shared run
+
+
+def _server_has_log(resolved: Any, project: str, run_id: str) -> bool:
+    """Whether the tracking server holds run ``project/run_id``'s own log (``GET .../log/offset``
+    answers more than 0 bytes): one request, bounded by ``SERVER_CHECK_TIMEOUT`` and not retried.
+    False when the server can't be reached or refuses (the local rule decides then)."""
+    try:
+        from tracklet.client.http import HttpClient, RetryPolicy
+
+        with HttpClient(resolved.base_url, api_key=resolved.api_key, timeout=SERVER_CHECK_TIMEOUT,
+                        retry=RetryPolicy(give_up_after=SERVER_CHECK_TIMEOUT, attempts=1)) as http:
+            response = http.request("GET", f"/api/v1/runs/{project}/{run_id}/log/offset")
+            if response.status_code != 200:
+                return False
+            offset = response.json().get("offset")
+            return isinstance(offset, int) and offset > 0
+    except Exception:  # httpx missing, unreachable, a bad answer: never keep init() from starting
+        return False
 
 
 def _label_taken(tracklet_settings: dict[str, Any], error: Exception) -> bool:

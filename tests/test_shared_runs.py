@@ -1200,3 +1200,44 @@ def test_wandb_online_secondary_with_a_label_differing_in_case_from_the_servers(
     assert (tmp_path / f"b/projects/p/runs/cased/parts/{label}.tlog").is_file()
     with httpx.Client(base_url=parts_server.url) as client:
         assert client.get("/api/v1/runs/p/cased/log", params={"part": label}).status_code == 200
+
+
+def test_a_secondarys_files_are_listed_locally_as_the_server_names_them(tmp_path, monkeypatch):
+    """A secondary writer's files (its ``parts/<label>.files/``: ``run.dir``, ``wandb.save``) are the
+    run's files ``parts/<label>/<name>`` locally too, as a server lists them: in ``tracklet.Api()``'s
+    and ``wandb.Api()``'s run files (read back by that name) and in ``tracklet ui`` over the data
+    root (listed, ``?under=parts/<label>``, downloaded)."""
+    from fastapi.testclient import TestClient
+
+    import tracklet.compat.wandb as wandb
+    from tracklet.server.app import create_app
+
+    quiet = {"x_disable_meta": True, "x_disable_stats": True, "console": "off"}
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path))
+    primary = wandb.init(project="p", id="lfiles", settings=wandb.Settings(mode="shared", x_primary=True, **quiet))
+    Path(primary.dir, "output.log").write_text("hello from the primary")
+    for label in ("rank_1", "rank_2"):
+        run = wandb.init(project="p", id="lfiles", reinit="create_new",
+                         settings=wandb.Settings(mode="shared", x_primary=False, x_label=label, **quiet))
+        Path(run.dir, "output.log").write_text(f"hello from {label}")
+        Path(run.dir, "sub").mkdir()
+        Path(run.dir, "sub", "last.txt").write_text(label)
+        run.finish()
+    primary.finish()
+    parts = ["parts/rank_1/output.log", "parts/rank_1/sub/last.txt", "parts/rank_2/output.log",
+             "parts/rank_2/sub/last.txt"]
+    recorded = tracklet.Api(tmp_path).run("p/lfiles")
+    assert recorded.files() == ["output.log", *parts]
+    assert recorded.file_path("parts/rank_2/output.log").read_text() == "hello from rank_2"
+    listed = wandb.Api().run("p/lfiles")
+    assert [file.name for file in listed.files() if file.name.startswith("parts/")] == parts
+    with listed.file("parts/rank_1/sub/last.txt").download(root=str(tmp_path / "got")) as handle:
+        assert handle.read() == "rank_1"
+    with TestClient(create_app(tmp_path, shared_root=True, auth=False, index_on_start=False)) as client:
+        names = [entry["name"] for entry in client.get("/api/v1/runs/p/lfiles/files").json()["files"]]
+        assert names == ["output.log", *parts]
+        one = client.get("/api/v1/runs/p/lfiles/files", params={"under": "parts/rank_2"}).json()["files"]
+        assert [entry["name"] for entry in one] == parts[2:]
+        assert client.get("/api/v1/runs/p/lfiles/files/parts/rank_1/output.log").text == "hello from rank_1"
+        assert client.get("/api/v1/runs/p/lfiles/files/output.log").text == "hello from the primary"
+        assert client.get("/api/v1/runs/p/lfiles/files", params={"under": "parts/rank_9"}).json()["files"] == []

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from tracklet.core import identity
-from tracklet.core.layout import RunPaths
+from tracklet.core.layout import PARTS_DIR, RunPaths
 from tracklet.core.parsecost import parse_record
 from tracklet.core.parts import last_record_time, merge_parts, run_state, sets_state
 from tracklet.core.reader import (
@@ -443,14 +443,30 @@ class RecordedRun:
         }
 
     def files(self) -> list[str]:
-        """Captured files, relative to the run's ``files/`` directory."""
-        base = self._paths.files_dir
-        if not base.is_dir():
-            return []
-        return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+        """Captured files, relative to the run's ``files/`` directory; a shared run's secondary
+        writers' files (each in its ``parts/<label>.files/``) as ``parts/<label>/<name>``, the
+        names a server lists them by (``file_path`` finds each on disk)."""
+        found = set(_files_under(self._paths.files_dir))
+        if self._paths.part is None:
+            for label in self._paths.parts():
+                found.update(f"{PARTS_DIR}/{label}/{name}"
+                             for name in _files_under(self._paths.part_paths(label).files_dir, posix=True))
+        return sorted(found)
+
+    def file_path(self, name: str) -> Path:
+        """Where the run's file ``name`` (as ``files()`` lists it) is on disk."""
+        return self._paths.file_path(name)
 
     def __repr__(self) -> str:
         return f"<tracklet RecordedRun {self.path}>"
+
+
+def _files_under(base: Path, posix: bool = False) -> list[str]:
+    """The files below ``base``, relative to it; [] when it isn't a directory."""
+    if not base.is_dir():
+        return []
+    return [p.relative_to(base).as_posix() if posix else str(p.relative_to(base)) for p in base.rglob("*")
+            if p.is_file()]
 
 
 def _monitored_gpu_names(state: RunState) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from tracklet.core.recordlog import LOG_FILE_NAME
 from tracklet.errors import InvalidName
 
-__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_logs", "iter_run_logs", "iter_runs", "name_problem",
+__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_logs", "part_file_name", "iter_run_logs", "iter_runs", "name_problem",
            "project_dir", "projects_dir"]
 
 MAX_NAME_CHARS = 128
@@ -32,6 +32,15 @@ PART_SUFFIX = ".tlog"
 _NAME_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
 _ALLOWED = re.compile(r"[A-Za-z0-9._-]*")
 _RULE = f"use 1-{MAX_NAME_CHARS} letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def part_file_name(name: str) -> tuple[str, str] | None:
+    """``(label, rest)`` of a run file named ``parts/<label>/<rest>``: a shared run's secondary
+    writer's file (kept in its ``parts/<label>.files/``, uploaded under that name); else None."""
+    pieces = name.split("/", 2)
+    if len(pieces) == 3 and pieces[0] == PARTS_DIR and is_valid_name(pieces[1]) and pieces[2]:
+        return pieces[1], pieces[2]
+    return None
 
 
 def is_valid_name(value: Any) -> bool:
@@ -110,6 +119,15 @@ class RunPaths:
     def parts_dir(self) -> Path:
         """Where the run's secondary writers' logs are (``parts/<label>.tlog``)."""
         return self.run_dir / PARTS_DIR
+
+    def file_path(self, name: str) -> Path:
+        """Where the run's file ``name`` is on disk: ``parts/<label>/<rest>`` (a shared run's
+        secondary writer's file, as a server names it) in that writer's ``parts/<label>.files/``,
+        any other name in the run's ``files/``."""
+        part = part_file_name(name)
+        if part is not None and self.part is None:
+            return self.part_paths(part[0]).files_dir / part[1]
+        return self.files_dir / name
 
     def part_paths(self, label: str) -> "RunPaths":
         """The paths of this run's part written by ``label``."""

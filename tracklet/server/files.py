@@ -32,6 +32,7 @@ from typing import IO, Any
 import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
+from tracklet.core.layout import PARTS_DIR, is_valid_name, part_file_name
 from tracklet.server.logs import BadRequest, run_paths
 from tracklet.errors import DigestMismatch
 from tracklet.errors import NameConflict  # noqa: F401  (defined there; imported from here too)
@@ -131,6 +132,7 @@ def _racy(info: Mapping[str, Any], started: float) -> bool:
 
 SERVER_LAYOUT = "{project}/{run_id}"  # a server's files location
 DATA_ROOT_LAYOUT = "projects/{project}/runs/{run_id}/files"  # a client's data root (``tracklet ui``)
+PARTS_LAYOUT = "projects/{project}/runs/{run_id}/parts"  # a data root's run's secondary writers' (their <label>.files/)
 
 
 class RunFiles:
@@ -181,7 +183,46 @@ class RunFiles:
         return f"{self.base}/{self.layout.format(project=project, run_id=run_id)}"
 
     def _key(self, project: str, run_id: str, name: str) -> str:
-        return f"{self._run_prefix(project, run_id)}/{check_file_name(name)}"
+        checked = check_file_name(name)
+        part = part_file_name(checked) if self.layout == DATA_ROOT_LAYOUT else None
+        if part is not None:  # a data root keeps a secondary writer's files in its parts/<label>.files/
+            return f"{self._parts_prefix(project, run_id)}/{part[0]}.files/{part[1]}"
+        return f"{self._run_prefix(project, run_id)}/{checked}"
+
+    def _parts_prefix(self, project: str, run_id: str) -> str:
+        """A data root's run's ``parts/`` folder (its secondary writers' logs and files)."""
+        run_paths(Path(), project, run_id)
+        return f"{self.base}/{PARTS_LAYOUT.format(project=project, run_id=run_id)}"
+
+    def _sources(self, project: str, run_id: str, under: str | None) -> list[tuple[str, str, str]]:
+        """Where ``list`` looks: ``(name prefix, folder, where)`` for the run's files, and in a
+        data root each secondary writer's ``parts/<label>.files/`` listed as ``parts/<label>/``
+        (the names a server keeps them by); ``where`` is the folder, or its part under ``under``."""
+        prefix = self._run_prefix(project, run_id)
+        if self.layout != DATA_ROOT_LAYOUT:
+            return [("", prefix, prefix if under is None else f"{prefix}/{check_file_name(under)}")]
+        if under is not None and check_file_name(under) == PARTS_DIR:  # every writer's files but the primary's
+            return self._sources(project, run_id, None)[1:]
+        if under is not None:
+            checked = check_file_name(under)
+            pieces = checked.split("/", 2)
+            if pieces[0] == PARTS_DIR and len(pieces) >= 2 and is_valid_name(pieces[1]):
+                folder = f"{self._parts_prefix(project, run_id)}/{pieces[1]}.files"
+                return [(f"{PARTS_DIR}/{pieces[1]}/", folder, folder if len(pieces) == 2 else f"{folder}/{pieces[2]}")]
+            return [("", prefix, f"{prefix}/{checked}")]
+        sources = [("", prefix, prefix)]
+        parts = self._parts_prefix(project, run_id)
+        self.fs.invalidate_cache(parts)
+        try:
+            entries = self.fs.ls(parts, detail=False) if self.fs.isdir(parts) else []
+        except FileNotFoundError:
+            entries = []
+        for entry in sorted(entries):
+            label = posixpath.basename(str(entry).rstrip("/"))[: -len(".files")]
+            if str(entry).endswith(".files") and is_valid_name(label):
+                folder = f"{parts}/{label}.files"
+                sources.append((f"{PARTS_DIR}/{label}/", folder, folder))
+        return sources
 
     def _lock(self, project: str, run_id: str) -> threading.Lock:
         with self._guard:
@@ -226,29 +267,31 @@ class RunFiles:
         """The run's files (those under folder ``under`` only, when given: a shared run's part's
         ``parts/<label>``), sorted by name (empty when it has none). Anything under the run's
         prefix that isn't a valid name (a temporary file of a write in progress) is left out."""
-        prefix = self._run_prefix(project, run_id)
-        where = prefix if under is None else f"{prefix}/{check_file_name(under)}"
-        self.fs.invalidate_cache(where)
-        found: list[FileInfo] = []
-        try:
-            listed = self.fs.find(where, detail=True) if under is None or self.fs.isdir(where) else {}
-        except FileNotFoundError:
-            listed = {}
-        for path, info in sorted(listed.items()):
-            name = path[len(prefix) + 1:] if path.startswith(prefix + "/") else None
-            if not name or info.get("type", "file") != "file":
-                continue
+        found: dict[str, FileInfo] = {}
+        for name_prefix, folder, where in self._sources(project, run_id, under):
+            self.fs.invalidate_cache(where)
             try:
-                check_file_name(name)
-            except BadRequest:
-                continue
-            try:
-                described = self._file_info(name, path, info)
-            except FileNotFoundError:  # deleted since the listing
-                continue
-            if described is not None:
-                found.append(described)
-        return found
+                listed = self.fs.find(where, detail=True) if (under is None and not name_prefix) \
+                    or self.fs.isdir(where) else {}
+            except FileNotFoundError:
+                listed = {}
+            for path, info in sorted(listed.items()):
+                name = name_prefix + path[len(folder) + 1:] if path.startswith(folder + "/") else None
+                if not name or info.get("type", "file") != "file":
+                    continue
+                try:
+                    check_file_name(name)
+                except BadRequest:
+                    continue
+                if self._key(project, run_id, name) != path:  # a name another writer's file takes
+                    continue
+                try:
+                    described = self._file_info(name, path, info)
+                except FileNotFoundError:  # deleted since the listing
+                    continue
+                if described is not None:
+                    found[name] = described
+        return [found[name] for name in sorted(found)]
 
     def info(self, project: str, run_id: str, name: str) -> FileInfo:
         """One file's description; ``FileNotFoundError`` when there is none."""

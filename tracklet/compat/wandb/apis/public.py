@@ -800,6 +800,8 @@ class File:
 
         if self._remote:
             return f"{self._recorded.path}/files/{self.name}"
+        if hasattr(self._recorded, "file_path"):  # a secondary writer's parts/<label>/... is in its part's folder
+            return str(self._recorded.file_path(self.name))
         return os.path.join(self._recorded.dir, "files", self.name)
 
     @property

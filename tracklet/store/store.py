@@ -248,15 +248,27 @@ class Store(RunDataQueries):
                 _one_snapshot(connection)
             with self._time_limit(connection, project, filter, order_by):
                 path = None
+                project_ref: Any = project_id_of(project)
                 if keys and keys[0][0].kind == "json":
                     from tracklet.store.sort_values import sort_path
 
-                    path = sort_path(connection, project_id_of(project), keys[0][0])
+                    if connection.dialect.name == "postgresql":
+                        # The project's id as a constant PostgreSQL's planner sees (an integer read
+                        # here, in the page's snapshot, never user text): compared with the subquery,
+                        # it took a key's entries (and the project's runs) for 1/projects of them
+                        # and read a whole part again for a page past half of that (docs/store.md).
+                        found_id = connection.execute(
+                            sa.select(projects.c.id).where(projects.c.name == project)).scalar()
+                        if found_id is not None:
+                            project_ref = sa.literal_column(str(int(found_id)), sa.Integer)
+                            if in_project is project_only:
+                                in_project = project_only = runs.c.project_id == project_ref
+                    path = sort_path(connection, project_ref, keys[0][0])
                 if joined is not None and joined_sort is not None:
                     listed = self._by_joined_sort(connection, select, joined, joined_sort, keys, offset, limit)
                 else:
                     by_values = None if path is None else self._by_sort_values(
-                        connection, select, source, project, path, keys, parsed, joined_columns, offset, limit)
+                        connection, select, source, project_ref, path, keys, parsed, joined_columns, offset, limit)
                     listed = by_values if by_values is not None else [
                         dict(row) for row in connection.execute(select(source, order, [], offset, limit)).mappings()]
         prefix = project + "/"
@@ -344,7 +356,7 @@ class Store(RunDataQueries):
 
     @staticmethod
     def _by_sort_values(connection: sa.Connection, select: Callable[..., sa.Select[Any]], source: sa.FromClause,
-                        project: str, path: str, keys: list[Any], parsed: Any, joined_columns: Mapping[str, Any],
+                        project_id: Any, path: str, keys: list[Any], parsed: Any, joined_columns: Mapping[str, Any],
                         offset: int, limit: int | None) -> list[dict[str, Any]] | None:
         """A page sorted first by a config or summary key, read in the order of
         ``ix_run_sort_values_order`` (``store/sort_values.py``): the runs whose value at ``path`` is a
@@ -373,7 +385,7 @@ class Store(RunDataQueries):
             return column.desc() if descending else column.asc()
 
         with_value = source.join(values, values.c.run_pk == runs.c.id)
-        at = [values.c.project_id == project_id_of(project), values.c.source == code, values.c.path == path]
+        at = [values.c.project_id == project_id, values.c.source == code, values.c.path == path]
         order = [direction(values.c.num), direction(values.c.text), *rest, *tie(values.c.run_id)]
         # The source and rank are plain values in every part: PostgreSQL's extended statistics on
         # (source, path, rank) (store migration 0017) tell its planner how many entries a key's
@@ -381,7 +393,7 @@ class Store(RunDataQueries):
         at_strings = [*at, values.c.rank == STRING]
         parts = [(with_value, order, [*at, values.c.rank == NUMBER]),
                  (with_value, order, at_strings),
-                 (source, [*rest, *tie(runs.c.run_id)], [missing(code, path)])]
+                 (source, [*rest, *tie(runs.c.run_id)], [missing(code, path, per_run=connection.dialect.name == "postgresql")])]
         ranges = key_ranges(parsed, field) if parsed is not None else None
         if ranges is not None:  # only runs whose value is of one kind can match the filter
             rank, conditions = ranges
@@ -395,7 +407,7 @@ class Store(RunDataQueries):
             past = sa.select(sa.literal(1)).where(*conditions).limit(1).offset(bound)
             return connection.execute(past).first() is None
 
-        in_project = runs.c.project_id == project_id_of(project)
+        in_project = runs.c.project_id == project_id
         runs_counted: tuple[int, int] | None = None  # (the project's runs, up to a bound; the bound)
 
         def runs_at_most(bound: int) -> bool:  # the project's runs, whatever the filter selects

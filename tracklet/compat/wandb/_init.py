@@ -27,6 +27,7 @@ from tracklet.compat.wandb._messages import not_supported, termlog, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
 from tracklet.errors import InvalidName, RecordLogError, ResumeError
+from tracklet.core.modules import loaded
 
 _MODES = {
     "online": None, "run": None, "shared": None, "offline": "offline", "dryrun": "offline", "disabled": "disabled",
@@ -515,7 +516,7 @@ def in_notebook() -> bool:
     """Whether this process runs under IPython (a Jupyter kernel, or an IPython shell), as W&B's
     ``wandb.sdk.lib.ipython.in_notebook`` decides: IPython is already imported and
     ``get_ipython()`` returns a shell. IPython is never imported here (a script doesn't pay for it)."""
-    ipython = sys.modules.get("IPython")
+    ipython = loaded("IPython")
     if ipython is None:
         return False
     try:

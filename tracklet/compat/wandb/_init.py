@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.compat.wandb import wandb_settings
-from tracklet.compat.wandb._config import config_defaults, parse_config
+from tracklet.compat.wandb._config import config_defaults, config_paths, parse_config
 from tracklet.compat.wandb._messages import not_supported, termlog, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
@@ -282,6 +282,9 @@ def init(
     if config is not None:
         config_items = {**(config_items or {}),
                         **parse_config(config, exclude=config_exclude_keys, include=config_include_keys)}
+    from_paths = config_paths()  # WANDB_CONFIG_PATHS' files: over both, as W&B's config_paths
+    if from_paths:
+        config_items = {**(config_items or {}), **from_paths}
 
     from tracklet import init as tracklet_init
 

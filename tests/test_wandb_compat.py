@@ -511,6 +511,11 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     # a summary op W&B doesn't have (W&B raises) is named as such, not as "not yet supported"
     with pytest.warns(tracklet.TrackletWarning, match="'avg' is not a W&B summary op"):
         wandb.define_metric("loss", summary="avg")
+    # W&B 0.31 dropped goal= (and summary="best" with it): a TypeError there, the same one here
+    for define in (wandb.define_metric, run.define_metric):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'goal'"):
+            define("loss", summary="best", goal="minimize")
+    assert run.define_metric("loss", None, None, None, "min", None).summary == ["min"]  # W&B's positional order
     run.finish()
     assert wandb.run is None
 
@@ -1038,6 +1043,30 @@ def test_config_defaults_yaml_in_the_working_directory_is_each_runs_config_as_in
     with pytest.warns(tracklet.TrackletWarning, match="config-defaults.yaml could not be read"):
         with wandb.init(project="defaults", config={"lr": 0.2}, settings=quiet):
             assert dict(wandb.config) == {"lr": 0.2}
+
+
+def test_wandb_config_paths_files_are_read_into_the_config_at_init(root, tmp_path, monkeypatch):
+    """``WANDB_CONFIG_PATHS``: comma-separated YAML files (``config-defaults.yaml``'s shape), a later
+    file's keys over an earlier one's, over ``config-defaults.yaml`` and ``init(config=)`` (what W&B
+    0.31 gives for its ``config_paths`` setting); a missing file is skipped, a broken one warned
+    about and left out."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text("wandb_version: 1\nlr:\n  desc: x\n  value: 0.1\nbatch:\n  value: 8\n")
+    (tmp_path / "b.yaml").write_text("lr:\n  value: 0.2\nwd:\n  value: 0.01\n")
+    (tmp_path / "broken.yaml").write_text("epochs: [1,\n")
+    (tmp_path / "config-defaults.yaml").write_text("lr:\n  value: 0.5\ndrop:\n  value: 0.3\n")
+    monkeypatch.setenv("WANDB_CONFIG_PATHS", "a.yaml, b.yaml,missing.yaml")
+    quiet = {"console": "off", "x_disable_stats": True, "x_disable_meta": True}
+    with wandb.init(project="paths", config={"batch": 16}, settings=quiet) as run:
+        assert dict(wandb.config) == {"lr": 0.2, "drop": 0.3, "batch": 8, "wd": 0.01}
+    (recorded,) = tracklet.Api(root).runs("paths")
+    assert recorded.id == run.id and recorded.config == {"lr": 0.2, "drop": 0.3, "batch": 8, "wd": 0.01}
+    monkeypatch.setenv("WANDB_CONFIG_PATHS", "broken.yaml,b.yaml")
+    with pytest.warns(tracklet.TrackletWarning, match="WANDB_CONFIG_PATHS: .*broken.yaml could not be read"):
+        with wandb.init(project="paths", settings=quiet):
+            assert dict(wandb.config) == {"lr": 0.2, "drop": 0.3, "wd": 0.01}
 
 
 def test_a_wandb_setting_left_unset_or_turned_off_is_not_warned_about(root):

@@ -16,7 +16,6 @@ leaves the version committed locally, with a warning; ``tracklet artifact push``
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import weakref
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.entries import Pending
 from tracklet.core import lifecycle, threads
+from tracklet.core.modules import loaded
 
 if TYPE_CHECKING:
     from tracklet.artifacts.storage import ArtifactStore
@@ -190,7 +190,7 @@ class ArtifactWorker:
         """Have interpreter exit wait for this run's versions to be stored and uploaded while
         thread pools still work (``_drain_workers``). Only once ``concurrent.futures.thread`` is
         imported (its exit hook is then registered before ours, so ours runs before it)."""
-        if self not in _workers and "concurrent.futures.thread" in sys.modules:
+        if self not in _workers and loaded("concurrent.futures.thread") is not None:
             _workers.add(self)
             _drain_at_thread_shutdown()
 

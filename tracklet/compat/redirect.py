@@ -161,7 +161,7 @@ def install(*, propagate: bool = True) -> None:
     if not installed():
         _redirect = WandbRedirect()
         sys.meta_path.insert(0, _redirect)
-    existing = sys.modules.get("wandb")
+    existing = sys.modules.get("wandb")  # any state: the real wandb mid-import is still the real one
     if existing is not None and not getattr(existing, "_tracklet_compat", False):
         from tracklet.core.encoder import TrackletWarning
 

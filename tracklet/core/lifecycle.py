@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
+from tracklet.core.modules import loaded
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -206,7 +207,7 @@ def _before_fork() -> None:
 
 def _imports_elsewhere() -> bool:
     """Whether another thread holds a module's import lock (is executing a module's code)."""
-    bootstrap = sys.modules.get("_frozen_importlib")
+    bootstrap = sys.modules.get("_frozen_importlib")  # any state: the import system
     me = threading.get_ident()
     try:
         for ref in list(getattr(bootstrap, "_module_locks", {}).values()):
@@ -254,7 +255,7 @@ def _hook_quitters() -> None:
     """``exit(n)`` and ``quit(n)`` (the ``site`` module's builtins) raise ``SystemExit`` themselves,
     without ``sys.exit``: wrapped the same way (a subclass of site's ``Quitter``: same repr, same
     ``isinstance``). Nothing without ``site`` (``python -S``) or where something else replaced them."""
-    sitebuiltins = sys.modules.get("_sitebuiltins")
+    sitebuiltins = sys.modules.get("_sitebuiltins")  # any state: site's own
     quitter = getattr(sitebuiltins, "Quitter", None)
     if quitter is None:
         return
@@ -294,7 +295,7 @@ def _watch_main_module() -> None:
         return
     if threading.current_thread() is not threading.main_thread():
         return
-    main = sys.modules.get("__main__")
+    main = sys.modules.get("__main__")  # any state: the running program
     frame: Any = sys._getframe(1)
     while frame is not None and not (frame.f_code.co_name == "<module>" and main is not None
                                      and frame.f_globals is getattr(main, "__dict__", None)):
@@ -365,7 +366,7 @@ def _finish_at_exit() -> None:
 
 def _finish_live_runs() -> None:
     # Only a trial process has imported sweeptrial; importing it here would run dataclass code.
-    sweeptrial = sys.modules.get("tracklet.core.sweeptrial")
+    sweeptrial = loaded("tracklet.core.sweeptrial")
     tag = getattr(sweeptrial, "exit_tag", None)  # a sweep trial stopped by its agent (pruned)
     owner = os.getpid()
     # Under `tracklet run`: the launcher corrects an exit code not seen here (core/launchexit.py).

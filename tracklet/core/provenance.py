@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracklet.core import hostinfo
+from tracklet.core.modules import loaded
 
 if TYPE_CHECKING:
     from tracklet.core.filehash import HashedBytes
@@ -81,13 +82,13 @@ def variables(environ: Any) -> dict[str, str]:
 
 def cuda_versions() -> tuple[str, str]:
     """``(torch.version.cuda, cudnn version)`` when the program imported torch, else empty."""
-    torch = sys.modules.get("torch")
+    torch = loaded("torch")
     if torch is None:
         return "", ""
     cuda = cudnn = ""
     try:
         cuda = str(getattr(torch.version, "cuda", None) or "")
-        backends = sys.modules.get("torch.backends.cudnn")
+        backends = loaded("torch.backends.cudnn")
         if backends is not None and cuda:
             version = backends.version()
             cudnn = str(version) if version else ""

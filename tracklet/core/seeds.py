@@ -32,6 +32,7 @@ from __future__ import annotations
 import sys
 import threading
 from typing import Any, Callable, Sequence
+from tracklet.core.modules import loaded
 
 MAX_CALLS = 256  # calls kept between two runs' finish (a program that seeds in a loop)
 
@@ -135,7 +136,7 @@ def _patch_numpy_random(module: Any) -> None:
 
 def _patch_torch(module: Any) -> None:
     _patch(module, "manual_seed", "torch.manual_seed")
-    cuda = sys.modules.get("torch.cuda")
+    cuda = loaded("torch.cuda")
     if cuda is not None:
         _patch(cuda, "manual_seed_all", "torch.cuda.manual_seed_all")
 
@@ -217,7 +218,7 @@ def install() -> None:
     _finder = _Finder()
     sys.meta_path.insert(0, _finder)
     for name in PATCHERS:
-        module = sys.modules.get(name)
+        module = sys.modules.get(name)  # any state: a module mid-import is patched now (no later hook sees it)
         if module is not None:
             _imported_before.append(name)
             _patch_safely(name, module)
@@ -274,7 +275,7 @@ def summarize(calls: list[tuple[str, Any, str, str]],
 
 def _torch_initial_seed() -> str | None:
     """The seed torch's default generator started from, when torch is imported (never imports it)."""
-    torch = sys.modules.get("torch")
+    torch = loaded("torch")
     initial_seed = getattr(torch, "initial_seed", None)
     if not callable(initial_seed):
         return None

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import sys
 from pathlib import PurePath
 from typing import Any, Callable, Iterable, Mapping
 
 from tracklet.core import valueread
 from tracklet.core.logged import logged_items
 from tracklet.errors import Unrecordable, Unsupported  # noqa: F401  (defined there; imported from here too)
+from tracklet.core.modules import loaded
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -363,7 +363,7 @@ def _complex_text(value: complex) -> str:
 
 
 def _is_timedelta(value: Any) -> bool:
-    module = sys.modules.get("datetime")
+    module = loaded("datetime")
     return module is not None and isinstance(value, module.timedelta)
 
 
@@ -394,13 +394,13 @@ def _text_or_number(value: Any) -> str | float | None:
 def _is_timestamp(value: Any) -> bool:
     """A ``datetime``, ``date`` or ``time``, subclasses included (pandas' ``Timestamp``). Looked up
     where loaded: a value of those classes means their module is."""
-    module = sys.modules.get("datetime")
+    module = loaded("datetime")
     return module is not None and isinstance(value, (module.date, module.time))
 
 
 def _is_exact_number(value: Any) -> bool:
     """A ``decimal.Decimal`` or ``fractions.Fraction`` (subclasses included)."""
-    decimal, fractions = sys.modules.get("decimal"), sys.modules.get("fractions")
+    decimal, fractions = loaded("decimal"), loaded("fractions")
     return ((decimal is not None and isinstance(value, decimal.Decimal))
             or (fractions is not None and isinstance(value, fractions.Fraction)))
 

@@ -33,6 +33,7 @@ import sys
 from array import array
 from operator import index
 from typing import Any, Iterable, cast
+from tracklet.core.modules import loaded
 
 INT32 = (-(2**31), 2**31 - 1)
 UINT32 = (0, 2**32 - 1)
@@ -312,7 +313,7 @@ def packed_varints(values: Any, zigzag: bool = False, consecutive: bool = False)
         expected = range(first, first + count)
         if consecutive or (list(expected) if isinstance(values, list) else tuple(expected)) == values:
             return _consecutive_varints(first, count)
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")  # not one the training thread is still importing (core/modules.py)
     if np is not None and count > 16:
         return _varints_numpy(np, values, zigzag)
     if not zigzag and max(values) < 128 and min(values) >= 0:

@@ -24,6 +24,7 @@ import warnings
 from typing import Any, Callable, Iterable
 
 from tracklet.core.encoder import TrackletWarning
+from tracklet.core.modules import loaded
 
 FRAMEWORKS = ("lightning", "huggingface", "keras", "jax", "openai", "anthropic")
 
@@ -48,7 +49,7 @@ _WANDB_INTEGRATIONS = frozenset({"WandbLogger", "WandbCallback"})
 def _is_tracklet(obj: Any) -> bool:
     if getattr(type(obj), "_tracklet_integration", False):
         return True
-    return type(obj).__name__ in _WANDB_INTEGRATIONS and getattr(sys.modules.get("wandb"), "_tracklet_compat", False)
+    return type(obj).__name__ in _WANDB_INTEGRATIONS and getattr(loaded("wandb"), "_tracklet_compat", False)
 
 
 # ---------------------------------------------------------------- safe patching
@@ -201,7 +202,7 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
 
 def _when_imported(name: str, patcher: Callable[[Any], None]) -> None:
     global _finder
-    module = sys.modules.get(name)
+    module = sys.modules.get(name)  # any state: a module mid-import is patched now (no later hook sees it)
     if module is not None:
         _run_patcher(name, patcher, module)
         return
@@ -227,8 +228,9 @@ def autolog(frameworks: Iterable[str] | str | None = None, *, disable: bool = Fa
                 setattr(owner, name, original)
             _patches.clear()
             _pending.clear()
-            if "tracklet.tracing.llm" in sys.modules:
-                sys.modules["tracklet.tracing.llm"].unpatch()
+            llm = loaded("tracklet.tracing.llm")
+            if llm is not None:
+                llm.unpatch()
             if _finder is not None and _finder in sys.meta_path:
                 sys.meta_path.remove(_finder)
             _finder = None

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
+from tracklet.core.modules import loaded
 
 __all__ = ["CompilationWatcher", "TrackedStep", "track_step", "watch_compilation"]
 
@@ -329,9 +330,8 @@ class TrackedStep:
 
 def _holds_tracers(out: Any) -> bool:
     """Whether a step's output holds jax tracers (checked on the first call only)."""
-    import sys
 
-    jax_core = sys.modules.get("jax.core")
+    jax_core = loaded("jax.core")
     tracer = getattr(jax_core, "Tracer", None)
     if tracer is None:
         return False
@@ -524,6 +524,7 @@ def _caller_level() -> int:
     import sys
     from types import FrameType
 
+    # any state: a module's file is known from the start of its import
     files = (getattr(sys.modules.get(name), "__file__", None) for name in ("jax", "jaxlib", "flax", "tracklet"))
     prefixes = tuple(os.path.dirname(file) + os.sep for file in files if file)
     frame: FrameType | None = sys._getframe(1)

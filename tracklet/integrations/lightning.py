@@ -46,6 +46,7 @@ import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
+from tracklet.core.modules import loaded
 
 try:
     from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -603,7 +604,7 @@ class TrackletFabricLogger(TrackletLogger):
 def _job_store() -> Any:
     """The store of the job's default ``torch.distributed`` process group (every rank reaches it;
     ``set`` and ``check`` never wait for another rank), None outside a job of several processes."""
-    dist = sys.modules.get("torch.distributed")
+    dist = loaded("torch.distributed")
     if dist is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
         return None
     from torch.distributed.distributed_c10d import _get_default_store

@@ -25,7 +25,7 @@ def is_matplotlib(value: Any) -> bool:
     """``value`` is a matplotlib ``Figure`` or the ``matplotlib.pyplot`` module."""
     if "matplotlib" not in sys.modules:
         return False
-    if value is sys.modules.get("matplotlib.pyplot"):
+    if value is loaded("matplotlib.pyplot"):
         return True
     figure = loaded("matplotlib.figure")  # not one another thread is still importing (core/modules.py)
     return figure is not None and isinstance(value, figure.Figure)
@@ -46,7 +46,7 @@ def matplotlib_pixels(value: Any) -> Any:
     does (``savefig`` itself would apply the user's ``savefig.*`` settings, e.g. a tight bbox)."""
     import numpy as np
 
-    pyplot = sys.modules.get("matplotlib.pyplot")
+    pyplot = loaded("matplotlib.pyplot")
     figure = pyplot.gcf() if pyplot is not None and value is pyplot else value
     canvas = figure.canvas
     if hasattr(canvas, "buffer_rgba") and hasattr(canvas, "draw"):

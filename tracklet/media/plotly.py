@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from tracklet.core.logged import Placement
 from tracklet.media import figures
 from tracklet.media.base import Media, MediaError
+from tracklet.core.modules import loaded
 
 FORMAT = "plotly.json"
 
@@ -57,9 +58,8 @@ class Plotly(Media):
 def to_json(figure: Mapping[str, Any]) -> bytes:
     """A figure dict as compact JSON: numpy arrays, dates and the like as plotly writes them
     (its encoder, when plotly is imported), else as lists and strings."""
-    import sys
 
-    utils = sys.modules.get("plotly.utils")
+    utils = loaded("plotly.utils")
     if utils is not None:
         return json.dumps(figure, cls=utils.PlotlyJSONEncoder, separators=(",", ":")).encode()
     return json.dumps(figure, default=_plain, separators=(",", ":")).encode()

@@ -18,10 +18,10 @@ the ``sweeps`` extra) only PyTorch is set.
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
+from tracklet.core.modules import loaded
 
 _lock = threading.Lock()
 _depth = 0  # asks inside one_thread now (a server's sweeps ask from several threads)
@@ -49,7 +49,7 @@ def one_thread() -> Iterator[None]:
             limiter = _limit_blas()
             if limiter is not None:
                 _restore.append(limiter.restore_original_limits)
-            torch = sys.modules.get("torch")
+            torch = loaded("torch")
             if torch is not None and hasattr(torch, "set_num_threads"):
                 threads = torch.get_num_threads()
                 torch.set_num_threads(1)

@@ -53,6 +53,25 @@ def config_defaults() -> dict[str, Any]:
         return {}
 
 
+def config_paths(value: str | None = None) -> dict[str, Any]:
+    """The YAML files ``WANDB_CONFIG_PATHS`` names (comma-separated; W&B's ``config_paths``
+    setting), read as ``config-defaults.yaml`` is and merged in order, a later file's keys over an
+    earlier one's. As W&B does with its ``config_paths``, they go over ``config-defaults.yaml`` and
+    over ``init(config=)`` too. A file that doesn't exist is skipped, as in W&B; one that can't be
+    read or parsed is reported once and left out (W&B raises ``ConfigError``): the run still starts."""
+    paths = value if value is not None else os.environ.get("WANDB_CONFIG_PATHS", "")
+    merged: dict[str, Any] = {}
+    for path in (part.strip() for part in paths.split(",")):
+        if not path or not os.path.isfile(path):
+            continue
+        try:
+            merged.update(_from_yaml(path))
+        except Exception as error:
+            warn_once(f"config-paths-{path}", f"WANDB_CONFIG_PATHS: {os.path.abspath(path)} could not be read and "
+                                              f"is left out of the config: {error}")
+    return merged
+
+
 def parse_config(params: Any, exclude: Iterable[str] | None = None,
                  include: Iterable[str] | None = None) -> dict[str, Any]:
     """Turn what W&B accepts as a config into a dict: a mapping, a YAML file path, absl FLAGS (or

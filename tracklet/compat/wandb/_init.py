@@ -22,11 +22,12 @@ from typing import Any, Sequence
 
 from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.compat.wandb import wandb_settings
-from tracklet.compat.wandb._config import config_defaults, parse_config
+from tracklet.compat.wandb._config import config_defaults, config_paths, parse_config
 from tracklet.compat.wandb._messages import not_supported, termlog, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
 from tracklet.errors import InvalidName, RecordLogError, ResumeError
+from tracklet.core.modules import loaded
 
 _MODES = {
     "online": None, "run": None, "shared": None, "offline": "offline", "dryrun": "offline", "disabled": "disabled",
@@ -281,6 +282,9 @@ def init(
     if config is not None:
         config_items = {**(config_items or {}),
                         **parse_config(config, exclude=config_exclude_keys, include=config_include_keys)}
+    from_paths = config_paths()  # WANDB_CONFIG_PATHS' files: over both, as W&B's config_paths
+    if from_paths:
+        config_items = {**(config_items or {}), **from_paths}
 
     from tracklet import init as tracklet_init
 
@@ -543,7 +547,7 @@ def in_notebook() -> bool:
     """Whether this process runs under IPython (a Jupyter kernel, or an IPython shell), as W&B's
     ``wandb.sdk.lib.ipython.in_notebook`` decides: IPython is already imported and
     ``get_ipython()`` returns a shell. IPython is never imported here (a script doesn't pay for it)."""
-    ipython = sys.modules.get("IPython")
+    ipython = loaded("IPython")
     if ipython is None:
         return False
     try:

@@ -10,11 +10,11 @@ warning).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.core.torch_watch import LOG_VALUES, ModelWatch
+from tracklet.core.modules import loaded
 
 
 class Watcher:
@@ -44,7 +44,7 @@ def watch_models(run: Any, models: Any, *, log: str | None, log_freq: int, idx: 
         return watcher
     if log_graph:
         not_supported("wandb.watch(log_graph=True)", "the model graph is not recorded (gradients and parameters are)")
-    torch = sys.modules.get("torch")
+    torch = loaded("torch")
     items = list(models) if isinstance(models, (list, tuple)) else [models]
     if torch is None or not all(isinstance(m, torch.nn.Module) for m in items):
         not_supported("wandb.watch() on anything but torch.nn.Module", "nothing is watched")

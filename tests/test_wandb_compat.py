@@ -511,11 +511,6 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     # a summary op W&B doesn't have (W&B raises) is named as such, not as "not yet supported"
     with pytest.warns(tracklet.TrackletWarning, match="'avg' is not a W&B summary op"):
         wandb.define_metric("loss", summary="avg")
-    # W&B 0.31 dropped goal= (and summary="best" with it): a TypeError there, the same one here
-    for define in (wandb.define_metric, run.define_metric):
-        with pytest.raises(TypeError, match="unexpected keyword argument 'goal'"):
-            define("loss", summary="best", goal="minimize")
-    assert run.define_metric("loss", None, None, None, "min", None).summary == ["min"]  # W&B's positional order
     run.finish()
     assert wandb.run is None
 

@@ -66,9 +66,8 @@ def log(data: dict[str, Any], step: int | None = None, commit: bool | None = Non
 
 
 def define_metric(name: str, step_metric: Any = None, step_sync: bool | None = None, hidden: bool | None = None,
-                  summary: str | None = None, overwrite: bool | None = None) -> Any:
-    """``wandb.run.define_metric`` (W&B 0.31's arguments: no ``goal=``, which is a ``TypeError`` there too)."""
-    return _run_for("wandb.define_metric").define_metric(name, step_metric, step_sync, hidden, summary, overwrite)
+                  summary: str | None = None, goal: str | None = None, overwrite: bool | None = None) -> Any:
+    return _run_for("wandb.define_metric").define_metric(name, step_metric, step_sync, hidden, summary, goal, overwrite)
 
 
 def watch(models: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,

@@ -410,12 +410,9 @@ class Run:
                       f"wandb.log() failed and this call was not recorded: {error!r} (training goes on)")
 
     def define_metric(self, name: str, step_metric: Any = None, step_sync: bool | None = None,
-                      hidden: bool | None = None, summary: str | None = None,
+                      hidden: bool | None = None, summary: str | None = None, goal: str | None = None,
                       overwrite: bool | None = None, **kwargs: Any) -> Metric | None:
-        """Record how ``name`` (or a glob like ``"val/*"``) is summarised and plotted. W&B 0.31's
-        arguments: ``goal=`` (with ``summary="best"``) is gone there, and a ``TypeError`` here too."""
-        if "goal" in kwargs:  # as Python says it for W&B's signature
-            raise TypeError("Run.define_metric() got an unexpected keyword argument 'goal'")
+        """Record how ``name`` (or a glob like ``"val/*"``) is summarised and plotted."""
         try:
             if isinstance(step_metric, Metric):
                 step_metric = step_metric.name
@@ -424,16 +421,19 @@ class Run:
                 return None
             modes: list[str] = []
             for op in (s.strip().lower() for s in (summary or "").split(",") if s.strip()):
+                if op == "best" and goal in ("minimize", "min", "maximize", "max"):
+                    op = "min" if goal.startswith("min") else "max"
                 if op in _SUMMARY_OPS:
                     modes.append(op)
-                elif op in ("best", "copy"):  # W&B's (best: before 0.31), kept as the last value here
+                elif op in ("best", "copy"):  # W&B's, kept as the last value here ("best" needs a goal)
                     not_supported(f"define_metric(summary={op!r})", "the summary keeps the last value instead")
                 else:  # W&B raises wandb.Error ("Unhandled define_metric() arg: summary op")
                     warn_once(f"define-op-{op}", f"define_metric({name!r}, summary={op!r}): {op!r} is not a W&B summary "
-                              "op (min, max, mean, first, last, none, copy), which W&B refuses; the "
+                              "op (min, max, mean, first, last, none; best with goal=, copy), which W&B refuses; the "
                               "summary keeps the last value")
-            if overwrite is not None:
-                not_supported("define_metric(overwrite=...)", "it is ignored")
+            for arg, value in (("overwrite", overwrite), ("goal", goal if "best" not in (summary or "") else None)):
+                if value is not None:
+                    not_supported(f"define_metric({arg}=...)", "it is ignored")
             if step_sync is None:
                 step_sync = step_metric is not None
             # W&B's summary shape: {"min": 0.02} for summary="min", as wandb.Api() reads it back

@@ -463,6 +463,9 @@ class Run:
             media = {step: {k: v for k, v in values.items() if keys is None or k in keys}
                      for step, values in logged.by_step.items()}
         rows = []
+        # The system stream's rows are by time, not step: W&B's default x axis (_step) isn't one
+        # they must hold (a row lacking an x axis given explicitly is left out as in the history).
+        axis = () if stream in ("system", "events") and x_axis == "_step" else (x_axis,)
 
         def keep(row: dict[str, Any]) -> None:
             step = row.get("_step")
@@ -473,7 +476,7 @@ class Run:
                 # W&B asks its server for the keys [x_axis, *keys] (runs.py _sampled_history): only
                 # rows holding every one of them, and only those columns (x_axis="epoch": no _step;
                 # until session 29 _step came too, and rows without the x axis)
-                if any(row.get(k) is None for k in (x_axis, *keys)):
+                if any(row.get(k) is None for k in (*axis, *keys)):
                     return
                 row = {k: row[k] for k in dict.fromkeys([x_axis, *keys]) if k in row}
             else:

@@ -272,9 +272,11 @@ def test_a_runs_location_resolved_through_another_run_or_model_is_confined_too(
 
 
 def data_root_files(root: Path) -> dict[str, bytes]:
-    """Every file of the data root but the store's index (reading runs may build it)."""
+    """Every file of the data root but the store's index (reading runs may build it) and the caches
+    (the digest cache remembers files an import hashed; its SQLite WAL is checkpointed, and its
+    -wal/-shm removed, whenever its last connection closes, which no import's outcome decides)."""
     return {path.relative_to(root).as_posix(): path.read_bytes() for path in sorted(root.rglob("*"))
-            if path.is_file() and path.relative_to(root).parts[0] != "store"}
+            if path.is_file() and path.relative_to(root).parts[0] not in ("store", "cache")}
 
 
 @pytest.mark.parametrize("kind", ["file", "sqlite"])

@@ -524,6 +524,20 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     assert [r.name for r in tracklet.Api(root).runs("rules")] == [run.name]
 
 
+def test_a_disabled_runs_directory_is_removed_at_exit(tmp_path):
+    """``mode="disabled"``'s ``run.dir`` is scratch space: what a script saves there (a checkpoint can be
+    large) is gone when the process ends, not left in the temp directory run after run."""
+    script = ("import sys, os; from tracklet.compat import wandb\n"
+              "run = wandb.init(project='x', mode='disabled')\n"
+              "open(os.path.join(run.dir, 'model.ckpt'), 'wb').write(bytes(1 << 20)); run.finish()\n"
+              "print(run.dir)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "TRACKLET_DIR": str(tmp_path / "root")})
+    assert done.returncode == 0, done.stderr
+    scratch = done.stdout.strip().splitlines()[-1]
+    assert "tracklet-wandb-disabled-" in scratch and not os.path.exists(scratch)
+
+
 # The same script under the real wandb (offline, then imported) and under tracklet's compat layer:
 # a script's runs must look the same whichever way they were recorded.
 SIDE_BY_SIDE = """

@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from types import ModuleType
@@ -272,9 +273,10 @@ class Run:
         A shared run's secondary writer's is its own, ``<run>/parts/<label>.files`` (uploaded as the
         run's files ``parts/<label>/...``: docs/shared-runs.md), so two writers' files never clash."""
         paths = self._run._paths
-        if paths is None:  # disabled mode: somewhere writable that is thrown away
+        if paths is None:  # disabled mode: somewhere writable, removed with the run object or at exit
             if self._scratch_dir is None:
                 self._scratch_dir = tempfile.mkdtemp(prefix="tracklet-wandb-disabled-")
+                weakref.finalize(self, shutil.rmtree, self._scratch_dir, ignore_errors=True)
             return self._scratch_dir
         return str(paths.files_dir)
 

@@ -159,6 +159,7 @@ def test_every_refusal_names_the_role_its_route_needs(keyed_server, root):
         needs_write = [
             ("GET", "/api/v1/runs/vision/r1/log/offset", None),
             ("PUT", "/api/v1/runs/vision/r1/log?offset=0", {"content": log[:64]}),
+            ("POST", "/api/v1/runs/vision/r1/primary", {"json": {"token": "t" * 20}}),
             ("PUT", "/api/v1/runs/vision/r1/files/notes.txt", {"content": b"hi"}),
             ("POST", "/api/v1/projects/vision/artifacts/_blobs/missing", {"json": {"digests": []}}),
             ("PUT", f"/api/v1/projects/vision/artifacts/_blobs/{'0' * 64}", {"content": b"x"}),
@@ -199,6 +200,7 @@ def test_every_refusal_names_the_role_its_route_needs(keyed_server, root):
 _CREATING_ROUTES = {
     ("PUT", "/api/v1/runs/{project}/{run_id}/log"),
     ("PUT", "/api/v1/runs/{project}/{run_id}/files/{name:path}"),
+    ("POST", "/api/v1/runs/{project}/{run_id}/primary"),  # a shared run's primary claim: the run's first request
     ("POST", "/api/v1/projects/{project}/artifacts/_blobs/missing"),
     ("PUT", "/api/v1/projects/{project}/artifacts/_blobs/{digest}"),
     ("POST", "/api/v1/projects/{project}/artifacts/_blobs/batch"),

@@ -86,6 +86,8 @@ DATABASE_ONLY = frozenset({
     "link", "set_alias", "remove_alias", "save_aliases", "protect", "save_card", "set_registry_member",
     "remove_registry_member",
     "review",
+    # A shared run's primary claim (primaries.py) is one row.
+    "claim_primary",
     # OTLP spans are rows only (no blob, no file); the span writer's transaction carries the event.
     "receive_traces",
 })

@@ -45,6 +45,7 @@ class StoreIndexer:
         other processes index this root too (``tracklet index``, ``tracklet.Api``), so each
         ``index_all`` pass takes the root's ``store.lock`` and is skipped while another holds it."""
         self.store = store
+        self.heartbeat_lapse = heartbeat_lapse  # also the rule by which a shared run's primary is live (primaries.py)
         self._root_lock = Path(root) / LOCK_FILE if shared_root else None
         self._indexer = store.indexer(liveness=liveness or heartbeat_liveness(heartbeat_lapse),
                                       source=source)  # source: segments in shared storage (segments.py)

@@ -122,6 +122,49 @@ class AppendResponse(OffsetResponse):
     appended: int = Field(description="Bytes newly stored by this request (0 for a pure resend)")
 
 
+class PrimaryClaimRequest(BaseModel):
+    """A shared run's writer asking to be its primary (docs/shared-runs.md, "Claiming the primary")."""
+
+    token: str = Field(pattern=r"^[A-Za-z0-9_-]{16,64}$",
+                       description="The writer's random identity (16-64 letters, digits, `_`, `-`): the same "
+                       "token claiming again is granted again; never shown to anyone")
+    host: str = Field("", max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$",
+                      description="The writer's host name (no control characters), shown to a writer that is refused")
+    pid: int = Field(0, ge=0, le=2**31 - 1, description="The writer's process id, shown likewise")
+    resume: bool = Field(False, description="The writer continues the run (W&B's `resume=`): it may take the "
+                         "primary of a run the server holds once its holder is no longer live")
+
+
+class PrimaryHolder(BaseModel):
+    host: str
+    pid: int
+    claimed_at: float = Field(description="When it claimed the primary (epoch seconds)")
+
+
+class PrimaryClaimResponse(BaseModel):
+    """A granted claim (200): the claimant holds the run's primary and starts as it."""
+
+    primary: bool = Field(description="True: the claimant holds the run's primary")
+    holder: PrimaryHolder = Field(description="The claimant, as the server recorded it")
+    state: str | None = Field(description="The run's state on the server (`running`, `finished`, `failed`, "
+                              "`crashed`); null while the server holds none of its log (a new run)")
+    offset: int = Field(description="The size of the server's copy of the run's own log (0: none yet; more: the "
+                        "claimant resumes the run from it)")
+
+
+class PrimaryHeldResponse(ErrorResponse):
+    """A refused claim (409): another writer holds the run's primary, or the run exists and the
+    claim doesn't resume it. The claimant starts as a secondary writer."""
+
+    primary: bool = Field(description="False: the claimant doesn't hold the run's primary")
+    holder: PrimaryHolder | None = Field(description="Who holds it; null: a run whose primary never claimed it "
+                                         "(started by an older client, or an offline run synced)")
+    live: bool = Field(description="Whether the holder counts as writing the run: its claim is younger than the "
+                       "server's heartbeat lapse, or the run's log is running and grew within it")
+    state: str | None = Field(description="The run's state on the server; null while it holds none of its log")
+    offset: int = Field(description="The size of the server's copy of the run's own log")
+
+
 # ---------------------------------------------------------------------------------- read
 
 

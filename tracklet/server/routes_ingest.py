@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -9,12 +10,13 @@ from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from tracklet.server import run_creators
-from tracklet.server.audit import armed, arms_itself
+from tracklet.server import primaries, run_creators
+from tracklet.server.audit import armed, arms_itself, note
 from tracklet.server.auth import requires
 from tracklet.server.body import bounded_router, read_body
 from tracklet.server.logs import PART_DESCRIPTION, OffsetConflict, check_part, run_paths
-from tracklet.server.models import AppendResponse, OffsetConflictResponse, OffsetResponse, errors
+from tracklet.server.models import (AppendResponse, OffsetConflictResponse, OffsetResponse, PrimaryClaimRequest,
+                                    PrimaryClaimResponse, PrimaryHeldResponse, PrimaryHolder, errors)
 
 router = bounded_router(prefix="/api/v1/runs", tags=["ingest"])
 
@@ -124,3 +126,52 @@ def get_offset(request: Request, project: str, run_id: str,
         return OffsetResponse(offset=app.copies.offset(project, run_id), part=None)
     return OffsetResponse(offset=app.copies.offset(project, run_id, part=part), part=part)
 
+
+@router.post(
+    "/{project}/{run_id}/primary",
+    response_model=PrimaryClaimResponse,
+    responses={**errors(400), 409: {"model": PrimaryHeldResponse,
+                                    "description": "Another writer holds the run's primary, or the run exists "
+                                    "and the claim doesn't resume it: start as a secondary writer"}},
+    summary="Claim a shared run's primary",
+)
+@requires("write", creates=True)
+def claim_primary(request: Request, project: str, run_id: str, body: PrimaryClaimRequest
+                  ) -> PrimaryClaimResponse | JSONResponse:
+    """A shared run's writer (W&B's shared mode without `x_primary`) asks to be the run's primary
+    before it starts: the first claim wins, across every server process and node sharing this
+    database; the same `token` claiming again is granted again. A claim held by a live writer is
+    refused (409, naming its host and pid), and so is one for a run the server holds whose
+    claimant doesn't `resume` it: the claimant then starts as a secondary writer. A holder whose
+    run finished, failed, crashed or went silent (the server's heartbeat lapse) gives way to a
+    claim that resumes the run (docs/shared-runs.md, "Claiming the primary"). Needs `write`, as the
+    upload that follows; like it, creates the project."""
+    app = request.app.state.tracklet
+    run_paths(app.root, project, run_id)  # 400 naming a bad name
+
+    def run_log() -> primaries.RunLog:
+        offset = app.copies.offset(project, run_id)
+        row = app.store.run(project, run_id, fields=("state", "heartbeat_at")) if offset else None
+        return primaries.RunLog(offset, None if row is None else row.get("state"),
+                                None if row is None else row.get("heartbeat_at"))
+
+    def taking(previous: primaries.Holder | None) -> None:  # the audit event of a takeover names who held it
+        note(request, replaces=None if previous is None else {"host": previous.host, "pid": previous.pid})
+
+    result = primaries.claim(app.store.engine, project, run_id, token=body.token, host=body.host, pid=body.pid,
+                             resume=body.resume, run_log=run_log, lapse=app.indexer.heartbeat_lapse, taking=taking)
+    holder = None if result.holder is None else PrimaryHolder(**dataclasses.asdict(result.holder))
+    state = result.log.state if result.log.offset else None
+    if result.granted:
+        assert holder is not None
+        return PrimaryClaimResponse(primary=True, holder=holder, state=state, offset=result.log.offset)
+    who = ("a writer that didn't claim it" if holder is None
+           else f"{holder.host or 'an unnamed host'} (pid {holder.pid})")
+    if result.live:
+        detail = f"run {project}/{run_id}'s primary is held by {who}, a live writer: start as a secondary writer"
+    else:
+        detail = (f"run {project}/{run_id} exists on this server ({state or 'not indexed yet'}; its primary was "
+                  f"{who}): pass resume to continue it as its primary, or start as a secondary writer")
+    refused = PrimaryHeldResponse(detail=detail, primary=False, holder=holder, live=result.live, state=state,
+                                  offset=result.log.offset)
+    return JSONResponse(status_code=409, content=refused.model_dump())

@@ -116,6 +116,20 @@ run_creators = sa.Table(
     sa.Index("ix_run_creators_project_user_run", "project", "user_name", "run_id"),
 )
 
+# Who holds each shared run's primary (primaries.py, migration s0021): the writer that claimed it
+# (its random token, host and pid; the token is never shown). The primary key makes the first claim
+# win across server processes and nodes; a takeover is a compare-and-set on the token.
+run_primaries = sa.Table(
+    "run_primaries",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+)
+
 # Which artifact blobs each project holds (artifact_blobs.py): a project sees only blobs someone with
 # write access to it sent, whatever the shared blob store holds.
 artifact_blobs = sa.Table(
@@ -401,7 +415,7 @@ sweep_leases = sa.Table(
     sa.Column("record", sa.Text, nullable=False),  # JSON: ttl, the ask's request id, pruned, reported step
 )
 
-SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, run_creators, artifact_blobs, artifact_versions,
+SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, run_creators, run_primaries, artifact_blobs, artifact_versions,
                  artifact_aliases, artifact_deleted_versions, artifact_collections, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
                  registry_checks, audit_events, audit_intents, event_outbox, automations, automation_deliveries,
                  automation_attempts, sweep_studies, sweep_journal, sweep_leases, *report_tables)

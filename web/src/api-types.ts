@@ -60,6 +60,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{project}/{run_id}/primary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Claim a shared run's primary
+         * @description A shared run's writer (W&B's shared mode without `x_primary`) asks to be the run's primary
+         *     before it starts: the first claim wins, across every server process and node sharing this
+         *     database; the same `token` claiming again is granted again. A claim held by a live writer is
+         *     refused (409, naming its host and pid), and so is one for a run the server holds whose
+         *     claimant doesn't `resume` it: the claimant then starts as a secondary writer. A holder whose
+         *     run finished, failed, crashed or went silent (the server's heartbeat lapse) gives way to a
+         *     claim that resumes the run (docs/shared-runs.md, "Claiming the primary"). Needs `write`, as the
+         *     upload that follows; like it, creates the project.
+         */
+        post: operations["claim_primary_api_v1_runs__project___run_id__primary_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects": {
         parameters: {
             query?: never;
@@ -3810,6 +3837,101 @@ export interface components {
             /** Blocks */
             blocks: (components["schemas"]["TextBlockModel"] | components["schemas"]["PanelBlockModel"])[];
         };
+        /**
+         * PrimaryClaimRequest
+         * @description A shared run's writer asking to be its primary (docs/shared-runs.md, "Claiming the primary").
+         */
+        PrimaryClaimRequest: {
+            /**
+             * Token
+             * @description The writer's random identity (16-64 letters, digits, `_`, `-`): the same token claiming again is granted again; never shown to anyone
+             */
+            token: string;
+            /**
+             * Host
+             * @description The writer's host name (no control characters), shown to a writer that is refused
+             * @default
+             */
+            host: string;
+            /**
+             * Pid
+             * @description The writer's process id, shown likewise
+             * @default 0
+             */
+            pid: number;
+            /**
+             * Resume
+             * @description The writer continues the run (W&B's `resume=`): it may take the primary of a run the server holds once its holder is no longer live
+             * @default false
+             */
+            resume: boolean;
+        };
+        /**
+         * PrimaryClaimResponse
+         * @description A granted claim (200): the claimant holds the run's primary and starts as it.
+         */
+        PrimaryClaimResponse: {
+            /**
+             * Primary
+             * @description True: the claimant holds the run's primary
+             */
+            primary: boolean;
+            /** @description The claimant, as the server recorded it */
+            holder: components["schemas"]["PrimaryHolder"];
+            /**
+             * State
+             * @description The run's state on the server (`running`, `finished`, `failed`, `crashed`); null while the server holds none of its log (a new run)
+             */
+            state: string | null;
+            /**
+             * Offset
+             * @description The size of the server's copy of the run's own log (0: none yet; more: the claimant resumes the run from it)
+             */
+            offset: number;
+        };
+        /**
+         * PrimaryHeldResponse
+         * @description A refused claim (409): another writer holds the run's primary, or the run exists and the
+         *     claim doesn't resume it. The claimant starts as a secondary writer.
+         */
+        PrimaryHeldResponse: {
+            /** Detail */
+            detail: string;
+            /**
+             * Primary
+             * @description False: the claimant doesn't hold the run's primary
+             */
+            primary: boolean;
+            /** @description Who holds it; null: a run whose primary never claimed it (started by an older client, or an offline run synced) */
+            holder: components["schemas"]["PrimaryHolder"] | null;
+            /**
+             * Live
+             * @description Whether the holder counts as writing the run: its claim is younger than the server's heartbeat lapse, or the run's log is running and grew within it
+             */
+            live: boolean;
+            /**
+             * State
+             * @description The run's state on the server; null while it holds none of its log
+             */
+            state: string | null;
+            /**
+             * Offset
+             * @description The size of the server's copy of the run's own log
+             */
+            offset: number;
+        };
+        /** PrimaryHolder */
+        PrimaryHolder: {
+            /** Host */
+            host: string;
+            /** Pid */
+            pid: number;
+            /**
+             * Claimed At
+             * @description When it claimed the primary (epoch seconds)
+             */
+            claimed_at: number;
+        };
         /** Project */
         Project: {
             /** Name */
@@ -5655,6 +5777,78 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    claim_primary_api_v1_runs__project___run_id__primary_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PrimaryClaimRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PrimaryClaimResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Another writer holds the run's primary, or the run exists and the claim doesn't resume it: start as a secondary writer */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PrimaryHeldResponse"];
                 };
             };
             /** @description Validation Error */

@@ -312,7 +312,7 @@ def init(
     shared_writer = (wandb_mode == "shared" and tracklet_settings.get("primary", True) and arguments["id"] is not None
                      and arguments["mode"] != "disabled")
     if shared_writer and given.get("x_primary") is True:  # this process says it is the primary
-        state = _log_state(arguments)
+        state = _log_state(arguments, primary_asked=True)
         if state in ("exists", "remote") and arguments["resume"] is None:
             arguments["resume"] = "allow"  # a primary restarted (here or on another node): it continues its run
         elif state == "live":
@@ -439,16 +439,20 @@ def _started_elsewhere(arguments: dict[str, Any]) -> bool:
     """Whether another process started run ``arguments["id"]`` (W&B's shared mode without
     ``x_primary``): its log is being written by a live process, or it exists and this process
     doesn't resume it (``resume=`` unset or ``"never"``: W&B lets a process write a shared run
-    whose primary finished; a process passing ``resume="allow"`` continues the run as its primary)."""
+    whose primary finished; a process passing ``resume="allow"`` continues the run as its primary),
+    or, online, the server says another writer holds the run's primary (two nodes starting at once)."""
     state = _log_state(arguments)
     return state == "live" or (state in ("exists", "remote") and arguments["resume"] in (None, False, "never"))
 
 
-def _log_state(arguments: dict[str, Any]) -> str | None:
-    """Run ``arguments["id"]``'s own log: ``"live"`` while a live process writes it here,
-    ``"exists"`` when it is on disk here and no live process writes it, ``"remote"`` when it isn't
-    here but an online run's server holds it (another node started the run), None when it is in
-    neither (or can't be told: then the run starts as asked)."""
+def _log_state(arguments: dict[str, Any], primary_asked: bool = False) -> str | None:
+    """Run ``arguments["id"]``'s own log: ``"live"`` while a live process writes it here (online:
+    or while the server says another writer holds the run's primary), ``"exists"`` when it is on
+    disk here and no live process writes it, ``"remote"`` when it isn't here but an online run's
+    server holds it and this process may continue it as its primary (another node started the
+    run), None when it is in neither, this process holding the primary where the server was asked
+    (or when it can't be told: then the run starts as asked). ``primary_asked``: W&B's
+    ``x_primary=True``, which continues the run it started (a claim that resumes)."""
     from tracklet.core.layout import RunPaths
     from tracklet.core.recordlog import writer_alive
     from tracklet.core.settings import data_root, resolve_settings
@@ -464,29 +468,66 @@ def _log_state(arguments: dict[str, Any]) -> str | None:
             return "exists"
     except Exception:
         return None
-    if resolved.mode == "online" and resolved.base_url and _server_has_log(resolved, project, arguments["id"]):
-        return "remote"
+    if resolved.mode == "online" and resolved.base_url:
+        resume = primary_asked or arguments["resume"] in (True, "allow", "must")
+        return _claim_primary(resolved, project, arguments["id"], resume=resume)
     return None
 
 
 SERVER_CHECK_TIMEOUT = 5.0  # seconds init() waits for the server's answer to whether it holds a shared run
 
 
-def _server_has_log(resolved: Any, project: str, run_id: str) -> bool:
-    """Whether the tracking server holds run ``project/run_id``'s own log (``GET .../log/offset``
-    answers more than 0 bytes): one request, bounded by ``SERVER_CHECK_TIMEOUT`` and not retried.
-    False when the server can't be reached or refuses (the local rule decides then)."""
+def _claim_primary(resolved: Any, project: str, run_id: str, resume: bool) -> str | None:
+    """Ask the tracking server for run ``project/run_id``'s primary (``POST .../primary``, one
+    request bounded by ``SERVER_CHECK_TIMEOUT`` and not retried; docs/shared-runs.md, "Claiming
+    the primary"): ``"live"`` when it is refused (another writer holds it, or the run exists and
+    this process doesn't ``resume`` it: a secondary then), ``"remote"`` when granted for a run the
+    server holds (this process continues it), None when granted for a new run. A server from
+    before the route (404, 405) is asked as before whether it holds the run's log (``GET
+    .../log/offset``: ``"remote"`` or None); one that can't be reached or refuses otherwise leaves
+    the decision to the local log (None), as offline."""
+    import secrets
+
+    from tracklet.core import hostinfo
+
+    path = f"/api/v1/runs/{project}/{run_id}"
+    host = "".join(character for character in hostinfo.hostname() or "" if character.isprintable())[:255]
+    claim = {"token": secrets.token_urlsafe(24), "host": host, "pid": os.getpid(), "resume": resume}
     try:
         from tracklet.client.http import HttpClient, RetryPolicy
 
         with HttpClient(resolved.base_url, api_key=resolved.api_key, timeout=SERVER_CHECK_TIMEOUT,
                         retry=RetryPolicy(give_up_after=SERVER_CHECK_TIMEOUT, attempts=1)) as http:
-            response = http.request("GET", f"/api/v1/runs/{project}/{run_id}/log/offset")
-            if response.status_code != 200:
-                return False
-            offset = response.json().get("offset")
-            return isinstance(offset, int) and offset > 0
+            response = http.request("POST", f"{path}/primary", json=claim, idempotent=True)
+            if response.status_code in (404, 405):  # an older server: does it hold the run's log?
+                return "remote" if _server_has_log(http, path) else None
+            answer = response.json() if response.status_code in (200, 409) else None
     except Exception:  # httpx missing, unreachable, a bad answer: never keep init() from starting
+        return None
+    if not isinstance(answer, dict) or not isinstance(answer.get("primary"), bool):
+        return None
+    if not answer["primary"]:
+        holder = answer.get("holder")
+        if isinstance(holder, dict):
+            _refusals[(project, run_id)] = f"{holder.get('host') or 'another host'}, pid {holder.get('pid')}"
+        return "live"
+    offset = answer.get("offset")
+    return "remote" if isinstance(offset, int) and offset > 0 else None
+
+
+_refusals: dict[tuple[str, str], str] = {}  # who holds a run's primary, as a refused claim's answer named it
+
+
+def _server_has_log(http: Any, path: str) -> bool:
+    """Whether the tracking server holds the run's own log (``GET .../log/offset`` answers more
+    than 0 bytes): asked of a server without the primary claim's route."""
+    try:
+        response = http.request("GET", f"{path}/log/offset")
+        if response.status_code != 200:
+            return False
+        offset = response.json().get("offset")
+        return isinstance(offset, int) and offset > 0
+    except Exception:  # unreachable, a bad answer: the local rule decides
         return False
 
 
@@ -522,14 +563,17 @@ def _join_as_secondary(arguments: dict[str, Any], tracklet_settings: dict[str, A
         tracklet_settings["label"] = _safe_name("label", str(given["x_label"]))
     tracklet_settings["update_finish_state"] = given.get("x_update_finish_state") is not False  # W&B's default
     arguments["settings"] = tracklet_settings
+    project = arguments["project"] or os.environ.get("TRACKLET_PROJECT") or "default"
+    holder = _refusals.pop((project, arguments["id"]), None)
+    holder = f" (the server names its primary: {holder})" if holder else ""
     if primary_asked:
         warn_once("shared-secondary", f"wandb.init(mode='shared', x_primary=True): another live process is writing "
-                  f"run {arguments['id']} as its primary; this one is recorded as a secondary writer of it (give "
-                  "x_primary=True to one process only)")
+                  f"run {arguments['id']} as its primary{holder}; this one is recorded as a secondary writer of it "
+                  "(give x_primary=True to one process only)")
         return
     warn_once("shared-secondary", f"wandb.init(mode='shared') joins run {arguments['id']}, which another process "
-              "started: recorded as a secondary writer of it (W&B's x_primary=False; set it on every process "
-              "but the primary's)")
+              f"started{holder}: recorded as a secondary writer of it (W&B's x_primary=False; set it on every "
+              "process but the primary's)")
 
 
 def _fall_back(arguments: dict[str, Any], config: Any, error: Exception) -> Any:

@@ -101,6 +101,11 @@ def test_a_finished_runs_primary_passes_only_to_a_writer_that_resumes(nodes, tmp
     assert took.json()["holder"]["host"] == "node-c" and took.json()["offset"] == body["offset"]
     again = _claim(server, "done", "late-evaluator-token", host="eval", pid=7, resume=True)
     assert again.status_code == 409 and again.json()["live"] is True  # the new holder's claim is fresh
+    events = httpx.get(server.url + "/api/v1/audit", params={"action": "claim_primary", "project": "p"},
+                       timeout=60).json()["events"]
+    took_over = [event for event in events if event["target"] == "runs/p/done/primary" and event["status"] == 200]
+    assert [event["detail"] for event in took_over][-1:] == [{"replaces": {"host": body["holder"]["host"],
+                                                                          "pid": os.getpid()}}]
 
 
 @pytest.fixture(scope="module")

@@ -156,7 +156,8 @@ def claim_primary(request: Request, project: str, run_id: str, body: PrimaryClai
                                 None if row is None else row.get("heartbeat_at"))
 
     def taking(previous: primaries.Holder | None) -> None:  # the audit event of a takeover names who held it
-        note(request, replaces=None if previous is None else {"host": previous.host, "pid": previous.pid})
+        if previous is not None:
+            note(request, replaces={"host": previous.host, "pid": previous.pid})
 
     result = primaries.claim(app.store.engine, project, run_id, token=body.token, host=body.host, pid=body.pid,
                              resume=body.resume, run_log=run_log, lapse=app.indexer.heartbeat_lapse, taking=taking)

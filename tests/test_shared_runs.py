@@ -1122,10 +1122,11 @@ def _wandb_online(monkeypatch, url: str, root: Path) -> None:
 
 
 def test_wandb_shared_mode_on_another_node_asks_the_server(tmp_path, parts_server, monkeypatch):
-    """Online, a shared-mode process on a node without the run's log asks the server whether the
-    run exists (``GET .../log/offset``): without ``x_primary`` it joins as a secondary (its records
-    go to its part; the primary's log on the server is the primary's bytes), and ``x_primary=True``
-    continues the run from the server's log (its steps go on) instead of starting a second one."""
+    """Online, a shared-mode process on a node without the run's log claims the run's primary from
+    the server (``POST .../primary``; tests/test_shared_primary.py): refused, without ``x_primary``
+    it joins as a secondary (its records go to its part; the primary's log on the server is the
+    primary's bytes), and ``x_primary=True``, granted once the primary finished, continues the run
+    from the server's log (its steps go on) instead of starting a second one."""
     import httpx
 
     import tracklet.compat.wandb as wandb

@@ -1241,3 +1241,34 @@ def test_a_secondarys_files_are_listed_locally_as_the_server_names_them(tmp_path
         assert client.get("/api/v1/runs/p/lfiles/files/parts/rank_1/output.log").text == "hello from rank_1"
         assert client.get("/api/v1/runs/p/lfiles/files/output.log").text == "hello from the primary"
         assert client.get("/api/v1/runs/p/lfiles/files", params={"under": "parts/rank_9"}).json()["files"] == []
+
+
+def test_a_primary_arriving_after_its_parts_were_indexed_takes_its_own_state(tmp_path, store_url):
+    """A run first indexed from its parts alone (its primary hadn't started: the parts finished),
+    then its primary's log arrives: empty (killed as it created it), or recorded without an exit
+    and no writer holds it (killed mid-run). The run's state is the primary's (crashed), in the
+    store from the first pass after it arrives, as in the log reader; the parts' state was never
+    the primary's."""
+    quiet = {"console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path / "root", store_url=store_url)
+    for run_id in ("empty", "killed"):
+        part = tracklet.init(project="p", id=run_id, name="by-w1", reinit="create_new",
+                             settings={**quiet, "dir": str(tmp_path / "root"), "primary": False, "label": "w1"})
+        part.log({"acc": 1.0})
+        part.finish()
+        read, stored = _both(api, tmp_path / "root", run_id)
+        assert stored["state"] == "finished" and stored["metadata"]["no_primary"]
+    (tmp_path / "root/projects/p/runs/empty/run.tlog").touch()
+    primary = tracklet.init(project="p", id="killed", name="the-run", reinit="create_new",
+                            settings={**quiet, "dir": str(tmp_path / "source")})
+    primary.log({"loss": 1.0})
+    assert primary.flush()
+    (tmp_path / "root/projects/p/runs/killed/run.tlog").write_bytes(
+        (tmp_path / "source/projects/p/runs/killed/run.tlog").read_bytes())  # no exit, no writer: crashed
+    primary.finish()
+    read, stored = _both(api, tmp_path / "root", "empty")
+    assert (read.state, stored["state"]) == ("crashed", "crashed") and "no_primary" not in stored["metadata"]
+    read, stored = _both(api, tmp_path / "root", "killed")
+    assert (read.state, stored["state"], stored["name"]) == ("crashed", "crashed", "the-run")
+    assert stored["summary"] == read.summary == {"loss": 1.0, "acc": 1.0}
+    api.close()

@@ -749,6 +749,10 @@ class Indexer:
         started) where the source lists such runs (``LocalLogs.part_only_runs``)."""
         return bool(getattr(self.source, "part_only_runs", False)) and not paths.log_file.exists()
 
+    def _own_log_here(self, paths: RunPaths) -> bool:
+        """Whether run ``paths``' own log (``run.tlog``, maybe empty) is in this data root."""
+        return isinstance(self.source, LocalLogs) and paths.log_file.exists()
+
     def _take_keys_from_parts(self, connection: sa.Connection, row: Any, fold: _RunFold) -> None:
         """The primary logs keys a shared run's part owned until now (core/parts.py): that part's
         series and summary entry move to ``<key>/l:<label>``, the key is the primary's."""
@@ -1046,7 +1050,10 @@ class Indexer:
             forget_run(connection, row.id)
             self._tails.take(row.id, None)  # what it kept of the run is gone with it
             row, offset = None, 0
-        if row is not None and size == offset:
+        # (a row its parts made, its primary's log here now: even an empty one is the primary's
+        # start, killed as it created it, whose state is the run's from now on: folded below)
+        arrived = row is not None and bool((row.metadata or {}).get("no_primary")) and self._own_log_here(paths)
+        if row is not None and size == offset and not arrived:
             self._refresh_liveness(connection, row, paths)
             return 0, 0, False
         result = self.source.read_from(paths, offset, self.chunk_bytes)
@@ -1349,8 +1356,13 @@ def _config_with_parts(config: Mapping[str, Any], parts: dict[str, Any]) -> dict
 
 def _primary_state(row: Any) -> str:
     """A run's primary's own state: the row's, unless its parts set the run's state too (then the
-    primary's is kept in ``metadata["primary"]``)."""
-    own = (row.metadata or {}).get("primary")
+    primary's is kept in ``metadata["primary"]``); "" where its primary never started (the row's
+    state is its parts', never the primary's: a primary's log arriving without an exit record is
+    running or crashed by its own writer, whatever the parts did)."""
+    metadata = row.metadata or {}
+    if metadata.get("no_primary"):
+        return ""
+    own = metadata.get("primary")
     return str(own["state"]) if isinstance(own, dict) and own.get("state") else row.state
 
 

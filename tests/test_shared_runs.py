@@ -805,6 +805,9 @@ def _both(api, root, run_id):
     assert (stored["name"], stored["tags"], stored["group_name"], stored["job_type"], stored["notes"],
             stored["created_at"]) == (read.name, read.tags, read.group, read.job_type, read.notes, read.created_at)
     assert stored["updated_at"] == read.updated_at  # the latest any writer recorded
+    listed = {run.id: run for run in tracklet.Api(root).runs("p")}[run_id]  # a listing: not read whole
+    assert (listed.name, listed.tags, listed.group, listed.created_at) == (read.name, read.tags, read.group,
+                                                                           read.created_at)
     return read, stored
 
 
@@ -886,6 +889,12 @@ def test_a_run_whose_primary_never_started_is_its_first_labels_however_indexed(t
     assert _both(api, tmp_path, "late")[1]["name"] == "renamed"
     api.store.index(rebuild=True)
     assert api.store.run("p", "late")["name"] == "renamed"
+    # the empty part's writer starts after all (the same label, resumed): first by label, it's the run's
+    a0 = tracklet.init(project="p", id="late", name="by-a0", resume="allow", reinit="create_new",
+                       settings={**quiet, "primary": False, "label": "a0"})
+    a0.finish()
+    read, stored = _both(api, tmp_path, "late")
+    assert (stored["name"], stored["tags"], stored["group_name"]) == ("by-a0", [], "")
     api.close()
 
 

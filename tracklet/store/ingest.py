@@ -277,8 +277,9 @@ class _RunFold:
                     name=start.name, tags=list(start.tags), group_name=start.group, job_type=start.job_type,
                     notes=start.notes, host=start.host,
                 )
-                if not start.resumed:
-                    self.fields["created_at"] = start.start_time
+                # (the first start indexed, resumed or not, is the run's start, as the log reader's:
+                # a writer resumed onto a log its first process left empty writes a resumed start)
+                self.fields["created_at"] = start.start_time
             self.identified = True
             self.exit = None
             self.reopened = True
@@ -646,6 +647,7 @@ class Indexer:
         part_config = _part_config(row.config or {}, info)
         fold = _RunFold(SimpleNamespace(config=dict(part_config), summary={}, keys=list(info.get("keys") or []),
                                         last_step=None, metadata=None))
+        fold.identified = _part_started(shown)  # a later session's resumed start changes none of it
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
         self._note_damage(part, result, decoder)
@@ -709,7 +711,7 @@ class Indexer:
         if fold.fields and (metadata.get("no_primary") or int(row.log_offset or 0) <= len(MAGIC)):
             # a run whose primary never started, or recorded nothing (killed as it created its log:
             # no start indexed of it), is named, tagged, ... as its first part (by label) is
-            values.update(_first_part_identity(paths, label, bool(shown), known_parts, fold.fields))
+            values.update(_first_part_identity(paths, label, _part_started(shown), known_parts, fold.fields))
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
         if fold.data.metadata.get("pid"):
@@ -1313,6 +1315,12 @@ def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info:
     return named
 
 
+def _part_started(info: Mapping[str, Any]) -> bool:
+    """Whether a part's start was indexed (its ``metadata["parts"]`` entry ``info`` has its host or
+    pid): an entry alone may be an empty log's, found crashed before its writer ever started."""
+    return bool(info.get("host") or info.get("pid"))
+
+
 def _first_part_identity(paths: RunPaths, label: str, indexed_before: bool, known_parts: Mapping[str, Any],
                          fields: Mapping[str, Any]) -> dict[str, Any]:
     """The columns of a run whose primary never started that part ``label``'s new records set
@@ -1321,7 +1329,7 @@ def _first_part_identity(paths: RunPaths, label: str, indexed_before: bool, know
     label order replaces that part's identity whole (what it leaves unset goes back to a new
     run's); a part after another one sets nothing. Parts whose start wasn't indexed (an empty log)
     don't count, as the reader's first part is its first with a start."""
-    started = [other for other, info in known_parts.items() if other != label and (info.get("host") or info.get("pid"))]
+    started = [other for other, info in known_parts.items() if other != label and _part_started(info)]
     if any(other < label for other in started):
         return {}
     if indexed_before or not started:

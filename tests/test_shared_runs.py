@@ -1281,3 +1281,37 @@ def test_a_primary_arriving_after_its_parts_were_indexed_takes_its_own_state(tmp
     assert (read.state, stored["state"], stored["name"]) == ("crashed", "crashed", "the-run")
     assert stored["summary"] == read.summary == {"loss": 1.0, "acc": 1.0}
     api.close()
+
+
+def test_a_part_recorded_again_from_scratch_is_indexed_again(tmp_path, store_url):
+    """A part's log replaced by another under the same label (its file deleted and the label
+    started again: a longer log, or a shorter one) is not continued from the old log's offset,
+    which read the new log from the middle (its start, config and first rows lost, reported as
+    damage every pass): the run is indexed again, as the primary's log recorded again is, and the
+    store shows what the log reader shows."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+
+    def record(run_id, label, config, values):
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id=run_id, config=config, reinit="create_new", settings={**quiet, **extra})
+        for value in values:
+            run.log({"acc" if label else "loss": value})
+        run.finish()
+
+    for run_id, first, again in (("longer", [1.0], [float(v) for v in range(10, 60)]),
+                                 ("shorter", [float(v) for v in range(10, 60)], [1.0])):
+        record(run_id, None, {}, [0.5])
+        record(run_id, "w1", {"c": 1}, first)
+        record(run_id, "w2", {"d": 1}, [2.0])
+        _both(api, tmp_path, run_id)
+        (tmp_path / f"projects/p/runs/{run_id}/parts/w1.tlog").unlink()
+        record(run_id, "w1", {"c": 2}, again)
+        report = api.index()
+        assert not report.damaged and not report.failed, report
+        read, stored = _both(api, tmp_path, run_id)
+        assert stored["config"] == {"c": 2, "d": 1}
+        assert [list(h.values) for h in api.history([f"p/{run_id}"], keys=["loss", "acc", "acc/l:w2"],
+                                                     buckets=None)] == [[0.5], again, [2.0]]
+        assert read.history()["acc"] == again
+    api.close()

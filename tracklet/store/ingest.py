@@ -414,6 +414,7 @@ class Indexer:
         self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
         self._prefetched: dict[tuple[str, str], Any] = {}  # the group's rows (None: new), read locked
         self._tails = TailCache()  # series tails of the runs indexed one by one (a server's appends)
+        self._forgotten = False  # _fold_part forgot its run (a part recorded again): _index_parts indexes it anew
 
     def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
         """The data root's indexing lock (an open file holding ``flock``), waiting up to ``wait``
@@ -522,6 +523,11 @@ class Indexer:
                     reason = failure_reason(error)
                     log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
                     report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
+                if self._forgotten:  # the part was recorded again from scratch: the run is indexed anew
+                    self._forgotten = False
+                    self._index_one(paths, report)  # its own log (none: its parts make its row)
+                    self._index_parts([paths], report, paths.parts())
+                    break
 
     def parts_to_index(self, group: Iterable[RunPaths]) -> list[tuple[RunPaths, list[str]]]:
         """Of the parts on disk of these runs, those an index pass has work for: their rows of
@@ -619,9 +625,19 @@ class Indexer:
         info = {name: value for name, value in shown.items() if name not in _PART_ROW_FIELDS}
         part = paths.part_paths(label)
         size = self.source.size(part)
-        if size < offset:  # replaced by a shorter log: what was indexed of it stays; say so
-            self.damaged.append(f"{paths.project}/{paths.run_id}: part {label} is shorter than indexed "
-                                f"({size} < {offset} bytes); `tracklet index --rebuild` indexes it again")
+        if size < offset or self._part_replaced(part, offset, info):
+            # Recorded again from scratch (its log deleted and the label started again): read from the
+            # old offset, the new log's start, config and first rows were lost. As a primary's log
+            # recorded again, the run is indexed anew (_index_parts), its parts from their first byte,
+            # where this data root holds what its row was made of (its own log, or its parts alone).
+            if self._own_log_here(paths) or metadata.get("no_primary"):
+                forget_run(connection, row.id)
+                self._tails.take(row.id, None)
+                self._forgotten = True
+                return 0, 0, False
+            self.damaged.append(f"{paths.project}/{paths.run_id}: part {label} was recorded again from scratch "
+                                f"({size} bytes; {offset} indexed of the log it replaced); `tracklet index "
+                                "--rebuild` where the run's own log is indexes it again")
             return 0, 0, False
         if size == offset:
             changes: dict[str, Any] = {}
@@ -712,6 +728,8 @@ class Indexer:
             # a run whose primary never started, or recorded nothing (killed as it created its log:
             # no start indexed of it), is named, tagged, ... as its first part (by label) is
             values.update(_first_part_identity(paths, label, _part_started(shown), known_parts, fold.fields))
+        if fold.fields.get("created_at") is not None and "start_time" not in info:
+            info["start_time"] = fold.fields["created_at"]  # its first start: tells a log recorded again apart
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
         if fold.data.metadata.get("pid"):
@@ -750,6 +768,17 @@ class Indexer:
         """Whether run ``paths`` is listed from its parts alone: no ``run.tlog`` (its primary never
         started) where the source lists such runs (``LocalLogs.part_only_runs``)."""
         return bool(getattr(self.source, "part_only_runs", False)) and not paths.log_file.exists()
+
+    def _part_replaced(self, part: RunPaths, offset: int, info: Mapping[str, Any]) -> bool:
+        """Whether ``part``'s log is another than the one indexed up to ``offset``: its first start
+        (one frame read) isn't the one indexed (``info["start_time"]``; a part indexed before it was
+        kept is taken for the same log)."""
+        started_at = getattr(self.source, "started_at", None)
+        recorded = info.get("start_time")
+        if started_at is None or recorded is None or offset <= len(MAGIC):
+            return False
+        started = started_at(part)
+        return started is not None and started != recorded
 
     def _own_log_here(self, paths: RunPaths) -> bool:
         """Whether run ``paths``' own log (``run.tlog``, maybe empty) is in this data root."""

@@ -662,6 +662,12 @@ def test_part_labels_and_count_are_checked_by_the_server(tmp_path, parts_server)
         client.sync_run(RunPaths(tmp_path, "p", "many", "w3"))
         with pytest.raises(TrackletError, match=r"p/many has 3 parts.*--max-parts-per-run 3"):
             client.sync_run(RunPaths(tmp_path, "p", "many", "w4"))
+        # a part the server holds, left empty (its first write failed, the server killed inside it),
+        # is one of the 3: uploaded again, it is not a part past the limit
+        (parts_server.root / "projects/p/runs/many/parts/w3.tlog").write_bytes(b"")
+        client.sync_run(RunPaths(tmp_path, "p", "many", "w3"))
+        assert (parts_server.root / "projects/p/runs/many/parts/w3.tlog").read_bytes() == (
+            tmp_path / "projects/p/runs/many/parts/w3.tlog").read_bytes()
     with httpx.Client(base_url=parts_server.url) as http:
         read = http.get("/api/v1/runs/p/many/log", params={"part": "W1"})
         assert read.status_code == 400 and "differs only in case" in read.text

@@ -662,6 +662,12 @@ def test_part_labels_and_count_are_checked_by_the_server(tmp_path, parts_server)
         client.sync_run(RunPaths(tmp_path, "p", "many", "w3"))
         with pytest.raises(TrackletError, match=r"p/many has 3 parts.*--max-parts-per-run 3"):
             client.sync_run(RunPaths(tmp_path, "p", "many", "w4"))
+        # a part the server holds, left empty (its first write failed, the server killed inside it),
+        # is one of the 3: uploaded again, it is not a part past the limit
+        (parts_server.root / "projects/p/runs/many/parts/w3.tlog").write_bytes(b"")
+        client.sync_run(RunPaths(tmp_path, "p", "many", "w3"))
+        assert (parts_server.root / "projects/p/runs/many/parts/w3.tlog").read_bytes() == (
+            tmp_path / "projects/p/runs/many/parts/w3.tlog").read_bytes()
     with httpx.Client(base_url=parts_server.url) as http:
         read = http.get("/api/v1/runs/p/many/log", params={"part": "W1"})
         assert read.status_code == 400 and "differs only in case" in read.text
@@ -805,6 +811,9 @@ def _both(api, root, run_id):
     assert (stored["name"], stored["tags"], stored["group_name"], stored["job_type"], stored["notes"],
             stored["created_at"]) == (read.name, read.tags, read.group, read.job_type, read.notes, read.created_at)
     assert stored["updated_at"] == read.updated_at  # the latest any writer recorded
+    listed = {run.id: run for run in tracklet.Api(root).runs("p")}[run_id]  # a listing: not read whole
+    assert (listed.name, listed.tags, listed.group, listed.created_at) == (read.name, read.tags, read.group,
+                                                                           read.created_at)
     return read, stored
 
 
@@ -886,6 +895,12 @@ def test_a_run_whose_primary_never_started_is_its_first_labels_however_indexed(t
     assert _both(api, tmp_path, "late")[1]["name"] == "renamed"
     api.store.index(rebuild=True)
     assert api.store.run("p", "late")["name"] == "renamed"
+    # the empty part's writer starts after all (the same label, resumed): first by label, it's the run's
+    a0 = tracklet.init(project="p", id="late", name="by-a0", resume="allow", reinit="create_new",
+                       settings={**quiet, "primary": False, "label": "a0"})
+    a0.finish()
+    read, stored = _both(api, tmp_path, "late")
+    assert (stored["name"], stored["tags"], stored["group_name"]) == ("by-a0", [], "")
     api.close()
 
 
@@ -1242,3 +1257,74 @@ def test_a_secondarys_files_are_listed_locally_as_the_server_names_them(tmp_path
         assert client.get("/api/v1/runs/p/lfiles/files/parts/rank_1/output.log").text == "hello from rank_1"
         assert client.get("/api/v1/runs/p/lfiles/files/output.log").text == "hello from the primary"
         assert client.get("/api/v1/runs/p/lfiles/files", params={"under": "parts/rank_9"}).json()["files"] == []
+
+
+def test_a_primary_arriving_after_its_parts_were_indexed_takes_its_own_state(tmp_path, store_url):
+    """A run first indexed from its parts alone (its primary hadn't started: the parts finished),
+    then its primary's log arrives: empty (killed as it created it), or recorded without an exit
+    and no writer holds it (killed mid-run). The run's state is the primary's (crashed), in the
+    store from the first pass after it arrives, as in the log reader; the parts' state was never
+    the primary's."""
+    from tracklet.core.recordlog import writer_alive
+    from tracklet.server.indexing import StoreIndexer
+
+    quiet = {"console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path / "root", store_url=store_url)
+    for run_id in ("empty", "killed"):
+        part = tracklet.init(project="p", id=run_id, name="by-w1", reinit="create_new",
+                             settings={**quiet, "dir": str(tmp_path / "root"), "primary": False, "label": "w1"})
+        part.log({"acc": 1.0})
+        part.finish()
+        read, stored = _both(api, tmp_path / "root", run_id)
+        assert stored["state"] == "finished" and stored["metadata"]["no_primary"]
+    (tmp_path / "root/projects/p/runs/empty/run.tlog").touch()
+    primary = tracklet.init(project="p", id="killed", name="the-run", reinit="create_new",
+                            settings={**quiet, "dir": str(tmp_path / "source")})
+    primary.log({"loss": 1.0})
+    assert primary.flush()
+    (tmp_path / "root/projects/p/runs/killed/run.tlog").write_bytes(
+        (tmp_path / "source/projects/p/runs/killed/run.tlog").read_bytes())  # no exit, no writer: crashed
+    primary.finish()
+    # tracklet ui's periodic pass (which skips a run whose own log is as big as indexed) folds it too
+    StoreIndexer(api.store, tmp_path / "root", liveness=writer_alive).index_all()
+    assert api.store.run("p", "empty")["state"] == "crashed"
+    read, stored = _both(api, tmp_path / "root", "empty")
+    assert (read.state, stored["state"]) == ("crashed", "crashed") and "no_primary" not in stored["metadata"]
+    read, stored = _both(api, tmp_path / "root", "killed")
+    assert (read.state, stored["state"], stored["name"]) == ("crashed", "crashed", "the-run")
+    assert stored["summary"] == read.summary == {"loss": 1.0, "acc": 1.0}
+    api.close()
+
+
+def test_a_part_recorded_again_from_scratch_is_indexed_again(tmp_path, store_url):
+    """A part's log replaced by another under the same label (its file deleted and the label
+    started again: a longer log, or a shorter one) is not continued from the old log's offset,
+    which read the new log from the middle (its start, config and first rows lost, reported as
+    damage every pass): the run is indexed again, as the primary's log recorded again is, and the
+    store shows what the log reader shows."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+
+    def record(run_id, label, config, values):
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id=run_id, config=config, reinit="create_new", settings={**quiet, **extra})
+        for value in values:
+            run.log({"acc" if label else "loss": value})
+        run.finish()
+
+    for run_id, first, again in (("longer", [1.0], [float(v) for v in range(10, 60)]),
+                                 ("shorter", [float(v) for v in range(10, 60)], [1.0])):
+        record(run_id, None, {}, [0.5])
+        record(run_id, "w1", {"c": 1}, first)
+        record(run_id, "w2", {"d": 1}, [2.0])
+        _both(api, tmp_path, run_id)
+        (tmp_path / f"projects/p/runs/{run_id}/parts/w1.tlog").unlink()
+        record(run_id, "w1", {"c": 2}, again)
+        report = api.index()
+        assert not report.damaged and not report.failed, report
+        read, stored = _both(api, tmp_path, run_id)
+        assert stored["config"] == {"c": 2, "d": 1}
+        assert [list(h.values) for h in api.history([f"p/{run_id}"], keys=["loss", "acc", "acc/l:w2"],
+                                                     buckets=None)] == [[0.5], again, [2.0]]
+        assert read.history()["acc"] == again
+    api.close()

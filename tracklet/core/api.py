@@ -24,6 +24,20 @@ from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
 from tracklet.errors import RunNotFound  # noqa: F401  (defined there; imported from here too)
 
+
+def _first_start(log_file: Path) -> pb.RunStart | None:
+    """The ``RunStart`` that is log ``log_file``'s first frame, reading that frame alone; None
+    where there is none (no log, an empty one, a damaged or unreadable head)."""
+    try:
+        payload = read_first_payload(log_file)
+        record = parse_record(payload) if payload is not None else None  # bounded memory (core/parsecost.py)
+    except Exception:  # a damaged or unreadable log lists under its id; reading it says what is wrong
+        return None
+    if record is None or record.WhichOneof("kind") != "run_start" or not record.run_start.run_id:
+        return None
+    return record.run_start
+
+
 class RecordedRun:
     """A run as its record log tells it. Read lazily on first use; :meth:`refresh` reads again."""
 
@@ -33,34 +47,37 @@ class RecordedRun:
         self._state: RunState | None = None
         self._label: str | None = None
         self._first: pb.RunStart | None = None
+        self._first_path = paths.log_file  # the log _first is from (_first_log)
         self._known: dict[str, Any] | None = None  # name, tags...: see _identity
         self._exit_code: int | None = None  # a shared run's, where its parts set its state (core/parts.py)
         self._shared_exit = False
 
     def _start_record(self) -> pb.RunStart | None:
-        """The run's first ``RunStart``: from the full read if done, else from the log's first frame
-        alone (cheap, for listing and sorting many runs)."""
+        """The run's first ``RunStart``: from the full read if done, else from the first frame of
+        its log alone (cheap, for listing and sorting many runs; ``_first_log``)."""
         if self._state is not None:
             return self._state.start
         if self._first is None:
-            record = pb.Record()
-            try:  # a damaged or unreadable log lists under its id; reading it says what is wrong
-                payload = read_first_payload(self._first_log())
-                if payload is not None:
-                    record = parse_record(payload)  # within bounded memory (core/parsecost.py)
-            except Exception:
-                record = pb.Record()
-            self._first = record.run_start if record.WhichOneof("kind") == "run_start" else pb.RunStart()
+            self._first_path, self._first = self._paths.log_file, pb.RunStart()
+            start = _first_start(self._paths.log_file)
+            if start is not None:
+                self._first = start
+            elif self._paths.part is None:  # a shared run's first part by label that recorded a start
+                for label in self._paths.parts():
+                    log_file = self._paths.part_paths(label).log_file
+                    start = _first_start(log_file)
+                    if start is not None:
+                        self._first_path, self._first = log_file, start
+                        break
         return self._first if self._first.run_id else None
 
     def _first_log(self) -> Path:
-        """The log whose start is the run's: its own, else (a shared run whose primary never
-        started) its first part's, by label."""
-        if self._paths.part is None and not self._paths.log_file.exists():
-            labels = self._paths.parts()
-            if labels:
-                return self._paths.part_paths(labels[0]).log_file
-        return self._paths.log_file
+        """The log whose start is the run's (as a full read's ``merge_parts`` has it): its own,
+        else (a shared run whose primary never started, or left its log without a start: killed
+        as it created it) its first part by label that recorded one."""
+        if self._state is None:
+            self._start_record()
+        return self._first_path
 
     # identity known without reading the log
     @property

@@ -115,9 +115,19 @@ class StoreIndexer:
         if entry is None or entry[1] == "running":
             return False
         try:  # (a shared run's parts are not looked at here: ``index_all`` asks ``parts_to_index``)
-            return self._indexer.source.size(paths) == entry[0]
+            if self._indexer.source.size(paths) != entry[0]:
+                return False
+            # A row its parts made (its primary never started: nothing of a log indexed) whose
+            # primary's log is here now, empty (killed as it created it): index_run makes the run
+            # the primary's (its state). One query, for such runs only.
+            return not (entry[0] == 0 and paths.log_file.exists() and self._made_by_parts(paths))
         except Exception:
             return False
+
+    def _made_by_parts(self, paths: RunPaths) -> bool:
+        """Whether the store's row of run ``paths`` was made by its parts (``metadata.no_primary``)."""
+        found = self.store.run(paths.project, paths.run_id, fields=("metadata",))
+        return bool(found is not None and (found.get("metadata") or {}).get("no_primary"))
 
     @contextlib.contextmanager
     def _root_locked(self) -> Iterator[bool]:

@@ -232,8 +232,10 @@ class LogCopies:
 
     def _check_new_part(self, paths: RunPaths) -> None:
         """Refuse a part that would take the run past ``max_parts`` (one ``scandir``, on a
-        part's first upload only)."""
-        count = len(paths.parts())
+        part's first upload only). The run's other parts are counted: this one's own file may be
+        there already, empty (its first write failed, or the server was killed inside it), and is
+        no part past the limit when uploaded again."""
+        count = len([label for label in paths.parts() if label != paths.part])
         if count >= self.max_parts:
             raise BadRequest(f"run {paths.project}/{paths.run_id} has {count} parts (secondary writers' logs), the "
                              f"most this server keeps for one run (--max-parts-per-run {self.max_parts}): part "

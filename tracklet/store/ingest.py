@@ -277,8 +277,9 @@ class _RunFold:
                     name=start.name, tags=list(start.tags), group_name=start.group, job_type=start.job_type,
                     notes=start.notes, host=start.host,
                 )
-                if not start.resumed:
-                    self.fields["created_at"] = start.start_time
+                # (the first start indexed, resumed or not, is the run's start, as the log reader's:
+                # a writer resumed onto a log its first process left empty writes a resumed start)
+                self.fields["created_at"] = start.start_time
             self.identified = True
             self.exit = None
             self.reopened = True
@@ -413,6 +414,7 @@ class Indexer:
         self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
         self._prefetched: dict[tuple[str, str], Any] = {}  # the group's rows (None: new), read locked
         self._tails = TailCache()  # series tails of the runs indexed one by one (a server's appends)
+        self._forgotten = False  # _fold_part forgot its run (a part recorded again): _index_parts indexes it anew
 
     def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
         """The data root's indexing lock (an open file holding ``flock``), waiting up to ``wait``
@@ -521,6 +523,11 @@ class Indexer:
                     reason = failure_reason(error)
                     log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
                     report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
+                if self._forgotten:  # the part was recorded again from scratch: the run is indexed anew
+                    self._forgotten = False
+                    self._index_one(paths, report)  # its own log (none: its parts make its row)
+                    self._index_parts([paths], report, paths.parts())
+                    break
 
     def parts_to_index(self, group: Iterable[RunPaths]) -> list[tuple[RunPaths, list[str]]]:
         """Of the parts on disk of these runs, those an index pass has work for: their rows of
@@ -618,9 +625,19 @@ class Indexer:
         info = {name: value for name, value in shown.items() if name not in _PART_ROW_FIELDS}
         part = paths.part_paths(label)
         size = self.source.size(part)
-        if size < offset:  # replaced by a shorter log: what was indexed of it stays; say so
-            self.damaged.append(f"{paths.project}/{paths.run_id}: part {label} is shorter than indexed "
-                                f"({size} < {offset} bytes); `tracklet index --rebuild` indexes it again")
+        if size < offset or self._part_replaced(part, offset, info):
+            # Recorded again from scratch (its log deleted and the label started again): read from the
+            # old offset, the new log's start, config and first rows were lost. As a primary's log
+            # recorded again, the run is indexed anew (_index_parts), its parts from their first byte,
+            # where this data root holds what its row was made of (its own log, or its parts alone).
+            if self._own_log_here(paths) or metadata.get("no_primary"):
+                forget_run(connection, row.id)
+                self._tails.take(row.id, None)
+                self._forgotten = True
+                return 0, 0, False
+            self.damaged.append(f"{paths.project}/{paths.run_id}: part {label} was recorded again from scratch "
+                                f"({size} bytes; {offset} indexed of the log it replaced); `tracklet index "
+                                "--rebuild` where the run's own log is indexes it again")
             return 0, 0, False
         if size == offset:
             changes: dict[str, Any] = {}
@@ -646,6 +663,7 @@ class Indexer:
         part_config = _part_config(row.config or {}, info)
         fold = _RunFold(SimpleNamespace(config=dict(part_config), summary={}, keys=list(info.get("keys") or []),
                                         last_step=None, metadata=None))
+        fold.identified = _part_started(shown)  # a later session's resumed start changes none of it
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
         self._note_damage(part, result, decoder)
@@ -709,7 +727,9 @@ class Indexer:
         if fold.fields and (metadata.get("no_primary") or int(row.log_offset or 0) <= len(MAGIC)):
             # a run whose primary never started, or recorded nothing (killed as it created its log:
             # no start indexed of it), is named, tagged, ... as its first part (by label) is
-            values.update(_first_part_identity(paths, label, bool(shown), known_parts, fold.fields))
+            values.update(_first_part_identity(paths, label, _part_started(shown), known_parts, fold.fields))
+        if fold.fields.get("created_at") is not None and "start_time" not in info:
+            info["start_time"] = fold.fields["created_at"]  # its first start: tells a log recorded again apart
         if fold.fields.get("host"):
             info["host"] = fold.fields["host"]
         if fold.data.metadata.get("pid"):
@@ -748,6 +768,21 @@ class Indexer:
         """Whether run ``paths`` is listed from its parts alone: no ``run.tlog`` (its primary never
         started) where the source lists such runs (``LocalLogs.part_only_runs``)."""
         return bool(getattr(self.source, "part_only_runs", False)) and not paths.log_file.exists()
+
+    def _part_replaced(self, part: RunPaths, offset: int, info: Mapping[str, Any]) -> bool:
+        """Whether ``part``'s log is another than the one indexed up to ``offset``: its first start
+        (one frame read) isn't the one indexed (``info["start_time"]``; a part indexed before it was
+        kept is taken for the same log)."""
+        started_at = getattr(self.source, "started_at", None)
+        recorded = info.get("start_time")
+        if started_at is None or recorded is None or offset <= len(MAGIC):
+            return False
+        started = started_at(part)
+        return started is not None and started != recorded
+
+    def _own_log_here(self, paths: RunPaths) -> bool:
+        """Whether run ``paths``' own log (``run.tlog``, maybe empty) is in this data root."""
+        return isinstance(self.source, LocalLogs) and paths.log_file.exists()
 
     def _take_keys_from_parts(self, connection: sa.Connection, row: Any, fold: _RunFold) -> None:
         """The primary logs keys a shared run's part owned until now (core/parts.py): that part's
@@ -1046,7 +1081,10 @@ class Indexer:
             forget_run(connection, row.id)
             self._tails.take(row.id, None)  # what it kept of the run is gone with it
             row, offset = None, 0
-        if row is not None and size == offset:
+        # (a row its parts made, its primary's log here now: even an empty one is the primary's
+        # start, killed as it created it, whose state is the run's from now on: folded below)
+        arrived = row is not None and bool((row.metadata or {}).get("no_primary")) and self._own_log_here(paths)
+        if row is not None and size == offset and not arrived:
             self._refresh_liveness(connection, row, paths)
             return 0, 0, False
         result = self.source.read_from(paths, offset, self.chunk_bytes)
@@ -1306,6 +1344,12 @@ def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info:
     return named
 
 
+def _part_started(info: Mapping[str, Any]) -> bool:
+    """Whether a part's start was indexed (its ``metadata["parts"]`` entry ``info`` has its host or
+    pid): an entry alone may be an empty log's, found crashed before its writer ever started."""
+    return bool(info.get("host") or info.get("pid"))
+
+
 def _first_part_identity(paths: RunPaths, label: str, indexed_before: bool, known_parts: Mapping[str, Any],
                          fields: Mapping[str, Any]) -> dict[str, Any]:
     """The columns of a run whose primary never started that part ``label``'s new records set
@@ -1314,7 +1358,7 @@ def _first_part_identity(paths: RunPaths, label: str, indexed_before: bool, know
     label order replaces that part's identity whole (what it leaves unset goes back to a new
     run's); a part after another one sets nothing. Parts whose start wasn't indexed (an empty log)
     don't count, as the reader's first part is its first with a start."""
-    started = [other for other, info in known_parts.items() if other != label and (info.get("host") or info.get("pid"))]
+    started = [other for other, info in known_parts.items() if other != label and _part_started(info)]
     if any(other < label for other in started):
         return {}
     if indexed_before or not started:
@@ -1349,8 +1393,13 @@ def _config_with_parts(config: Mapping[str, Any], parts: dict[str, Any]) -> dict
 
 def _primary_state(row: Any) -> str:
     """A run's primary's own state: the row's, unless its parts set the run's state too (then the
-    primary's is kept in ``metadata["primary"]``)."""
-    own = (row.metadata or {}).get("primary")
+    primary's is kept in ``metadata["primary"]``); "" where its primary never started (the row's
+    state is its parts', never the primary's: a primary's log arriving without an exit record is
+    running or crashed by its own writer, whatever the parts did)."""
+    metadata = row.metadata or {}
+    if metadata.get("no_primary"):
+        return ""
+    own = metadata.get("primary")
     return str(own["state"]) if isinstance(own, dict) and own.get("state") else row.state
 
 

@@ -32,7 +32,7 @@ from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_bl
                                     artifact_versions, audit_events, audit_intents, automation_attempts,
                                     automation_deliveries,
                                     automations, event_outbox, log_heads, log_segments, registry_checks,
-                                    registry_members, run_creators, sweep_journal, sweep_leases, sweep_studies)
+                                    registry_members, run_creators, run_primaries, sweep_journal, sweep_leases, sweep_studies)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -238,6 +238,9 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
                                                            automation_id=1))
         # An audit intent in flight (server migration s0012).
         connection.execute(audit_intents.insert().values(time=1.0, owner="host:1:1", event="{}"))
+        # A shared run's primary claim (server migration s0021).
+        connection.execute(run_primaries.insert().values(project="p", run_id="r", token="t" * 32, host="node-1",
+                                                         pid=7, claimed_at=1.0))
     # Reports, their versions and view tokens (server migration s0008).
     reports = ReportStore(store.engine)
     report = reports.create("p", "Findings", "# loss\n", author="alice")

@@ -119,13 +119,17 @@ def column(history, key: str) -> dict[int, object]:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def test_a_training_run_records_config_history_summary_checkpoints(root, tmp_path):
+def test_a_training_run_records_config_history_summary_checkpoints(root, tmp_path, monkeypatch):
     callback = quiet_callback(config={"dataset": "random-tokens"})
     trainer = make_trainer(tmp_path / "out", callback, load_best_model_at_end=True, metric_for_best_model="loss")
     trainer.train()
     run = callback.run
     assert not run.finished and tracklet.run is run  # goes on after train(), as W&B's run: finished at exit
-    tracklet.finish()
+    # what atexit runs, in its order, in a process that ends normally (other tests may have set these)
+    monkeypatch.setattr(lifecycle, "_escaped", None)
+    monkeypatch.setattr(lifecycle, "_exit_status", None, raising=False)
+    hf._finish_abandoned_at_exit()
+    lifecycle._finish_live_runs()
     assert run.finished and lifecycle.current() is None
 
     recorded = only_run(root)

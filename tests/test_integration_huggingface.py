@@ -119,11 +119,17 @@ def column(history, key: str) -> dict[int, object]:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def test_a_training_run_records_config_history_summary_checkpoints_and_finishes(root, tmp_path):
+def test_a_training_run_records_config_history_summary_checkpoints(root, tmp_path, monkeypatch):
     callback = quiet_callback(config={"dataset": "random-tokens"})
     trainer = make_trainer(tmp_path / "out", callback, load_best_model_at_end=True, metric_for_best_model="loss")
     trainer.train()
     run = callback.run
+    assert not run.finished and tracklet.run is run  # goes on after train(), as W&B's run: finished at exit
+    # what atexit runs, in its order, in a process that ends normally (other tests may have set these)
+    monkeypatch.setattr(lifecycle, "_escaped", None)
+    monkeypatch.setattr(lifecycle, "_exit_status", None, raising=False)
+    hf._finish_abandoned_at_exit()
+    lifecycle._finish_live_runs()
     assert run.finished and lifecycle.current() is None
 
     recorded = only_run(root)
@@ -264,30 +270,126 @@ def test_autolog_attaches_the_callback_to_a_trainer(start, root, tmp_path):
     assert recorded.history()["train/global_step"] == [2, 4] and recorded.config["model_type"] == "bert"
 
 
-def test_evaluate_and_predict_after_training_resume_the_run_and_finish_it(root, tmp_path):
+def test_train_calls_evaluate_and_predict_record_one_run_on_one_step_axis(root, tmp_path):
+    """W&B's contract: every train()/evaluate()/predict() call of the process records into the one
+    run, finished at exit or explicitly. Each call's steps go on after the last row: nothing an
+    earlier call logged is merged into, overwritten or refused as out of order."""
     callback = quiet_callback()
-    trainer = make_trainer(tmp_path / "out", callback, save_strategy="no")
+    trainer = make_trainer(tmp_path / "out", callback)
     trainer.train()
-    assert callback.run.finished
+    run = callback.run
+    first = logged(trainer, "eval_loss")
+    trainer.train()  # curriculum stage 2: global_step starts again at 0
+    second = logged(trainer, "eval_loss")
+    # resumed from stage 2's checkpoint-4 (global_step 4), evaluating first (eval_on_start, at step 4 too)
+    trainer.args.eval_on_start = True
+    trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    third = logged(trainer, "eval_loss")
     metrics = trainer.evaluate()
+    trainer.predict(RandomTokens(size=8, seed=2))
+    assert callback.run is run and tracklet.run is run and not run.finished
+    # fine-tuning with a new Trainer and callback: the open run is the active one (as W&B's callback
+    # finds wandb.run); its rows go after the run's last one, which they must not merge into
+    finetuning = quiet_callback()
+    make_trainer(tmp_path / "tune", finetuning, model=trainer.model, max_steps=2, eval_strategy="no",
+                 save_strategy="no").train()
+    assert finetuning.run is run and not run.finished
+    tracklet.finish()
+
+    recorded = only_run(root)
+    assert (recorded.state, recorded.exit_code, recorded.metadata["sessions"]) == ("finished", 0, 1)
+    history = recorded.history()
+    # call 2 goes on from call 1's last step (8 + global_step); call 3's evaluation at its first step
+    # (4) would land on call 2's last row, so the call goes one step further
+    assert history["_step"] == [2, 4, 6, 8, 10, 12, 14, 16, 17, 19, 21, 22]
+    assert history["train/global_step"] == [2, 4, 6, 8, 2, 4, 6, 8, 4, 6, 8, 2]
+    run_step = dict(zip(range(len(history["_step"])), history["_step"]))
+    eval_loss = {run_step[i]: v for i, v in enumerate(history["eval/loss"]) if v is not None}
+    assert eval_loss == pytest.approx({4: first[4], 8: first[8], 12: second[4], 16: second[8],
+                                       17: third[4], 21: metrics["eval_loss"]})
+    assert third[8] == pytest.approx(metrics["eval_loss"])  # the same model, the same data
+    rows = list(history.rows())
+    assert "test/loss" in rows[-2] and rows[-2]["train/global_step"] == MAX_STEPS  # predict() joined it
+    assert "train/loss" in rows[-1] and "test/loss" not in rows[-1]
+    assert len(recorded.metric_definitions) == 3  # defined once
+    # checkpoints at the run step of their global step: stage 1's 4 and 8, stage 2's, stage 3's 8
+    assert [(c.step, c.metadata["global_step"]) for c in recorded.checkpoints] == [
+        (4, 4), (8, 8), (12, 4), (16, 8), (21, 8)]
+    assert recorded.summary["train/global_step"] == 2 and "train_runtime" in recorded.summary  # the last call's
+
+
+def test_finish_on_train_end_records_a_run_per_train_call(root, tmp_path):
+    callback = quiet_callback(finish_on_train_end=True)
+    trainer = make_trainer(tmp_path / "out", callback, save_strategy="no", max_steps=4)
+    trainer.train()
+    first = callback.run
+    assert first.finished and lifecycle.current() is None
+    metrics = trainer.evaluate()  # resumes the run for the call and finishes it again
     assert callback.run.finished
     trainer.predict(RandomTokens(size=8, seed=2))
     assert callback.run.finished and lifecycle.current() is None
-
-    recorded = only_run(root)  # one run, three sessions
+    recorded = tracklet.Api(root).run(first.path)  # one run, three sessions
     assert recorded.state == "finished" and recorded.metadata["sessions"] == 3
     assert len(recorded.metric_definitions) == 3  # defined once, not again in each session
     history = recorded.history()
     rows = list(history.rows())
-    assert rows[-2]["eval/loss"] == pytest.approx(metrics["eval_loss"]) and rows[-2]["train/global_step"] == MAX_STEPS
-    assert "test/loss" in rows[-1] and rows[-1]["train/global_step"] == MAX_STEPS
+    assert rows[-2]["eval/loss"] == pytest.approx(metrics["eval_loss"]) and rows[-2]["train/global_step"] == 4
+    assert "test/loss" in rows[-1] and rows[-1]["train/global_step"] == 4
     assert history["_step"] == sorted(set(history["_step"]))
+
+    trainer.train()  # a new call, a new run
+    second = callback.run
+    assert second is not first and second.finished
+    assert tracklet.Api(root).run(second.path).history()["_step"] == [2, 4]
+
+
+def test_each_hyperparameter_search_trial_is_its_own_run(root, tmp_path):
+    """As with W&B's callback: a trial's train() finishes the open run and starts the trial's; the
+    evaluate() the search runs for a trial's objective joins that trial's run; a train() after the
+    search starts a run of its own (trials without hp_name have no name of their own)."""
+    pytest.importorskip("optuna")
+    callback = quiet_callback()
+    trainer = make_trainer(tmp_path / "out", callback, max_steps=2, eval_strategy="no", save_strategy="no")
+    trainer.model_init = lambda trial=None: tiny_model()
+    trainer.train()
+    before = callback.run
+    trials = []
+
+    class Watch(transformers.TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_hyper_param_search:
+                trials.append(callback.run)
+
+    trainer.add_callback(Watch())
+    best = trainer.hyperparameter_search(
+        direction="minimize", backend="optuna", n_trials=2,
+        hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)},
+    )
+    assert before.finished and trials[0].finished and not trials[1].finished  # the last goes on, as W&B's
+    trainer.train()
+    after = callback.run
+    assert trials[1].finished and after not in (before, *trials)
+    after.finish()
+
+    api = tracklet.Api(root)
+    assert len(api.runs("hf")) == 4 and len({run.id for run in (before, *trials, after)}) == 4
+    for run in trials:
+        recorded = api.run(run.path)
+        assert (recorded.state, recorded.metadata["sessions"]) == ("finished", 1)
+        (row,) = recorded.history().rows()  # the objective's evaluate() joins training's last row
+        assert row["train/global_step"] == 2 and "train/loss" in row and "eval/loss" in row
+        assert recorded.config["training_args"]["learning_rate"] != 5e-5
+    assert api.run(trials[int(best.run_id)].path).summary["eval/loss"] == pytest.approx(best.objective)
+    for run in (before, after):
+        assert api.run(run.path).history()["train/global_step"] == [2]
 
 
 def test_evaluate_without_training_records_a_run(root, tmp_path):
     callback = quiet_callback()
     trainer = make_trainer(tmp_path / "out", callback)
     metrics = trainer.evaluate()
+    assert not callback.run.finished  # a later train() records into it
+    callback.run.finish()
     recorded = only_run(root)
     assert recorded.state == "finished"
     assert recorded.config["model_type"] == "bert" and "training_args" in recorded.config
@@ -388,7 +490,8 @@ def test_a_caught_failure_is_finished_as_failed_when_train_is_called_again(root,
     assert not first.finished  # nothing told the callback: still running
     trainer.train()  # the model fails only once
     second = callback.run
-    assert first.finished and second.finished and second is not first
+    assert first.finished and not second.finished and second is not first
+    second.finish()
     api = tracklet.Api(root)
     failed, finished = api.run(first.path), api.run(second.path)
     assert (failed.state, failed.exit_code) == ("failed", 1)
@@ -470,9 +573,21 @@ trainer.add_callback(hello)
 trainer.train()
 print(f"RANK {{RANK}} after first RUN {{callback.run.id}} finished={{callback.run.finished}}", flush=True)
 hello.call = "second"
-trainer.train()  # a new run (each train() call is one), every process in it
-trainer.evaluate()  # resumes it on every process, and finishes it again
+trainer.train()  # the same run (one per process, as W&B's callback records), every process in it
+trainer.evaluate()  # into it, on every process
 print(f"RANK {{RANK}} after evaluate RUN {{callback.run.id}} finished={{callback.run.finished}}", flush=True)
+callback.run.finish()  # on each process: the run (process zero) or its part
+# finish_on_train_end=True: a run per train() call
+trainer.remove_callback(callback)
+trainer.remove_callback(hello)
+callback = TrackletCallback(project="hf", dir={root!r}, settings=settings, all_ranks=True, finish_on_train_end=True)
+trainer.add_callback(callback)
+trainer.add_callback(hello)  # after it, as before: its on_prediction_step sees the part resumed
+hello.call = "third"
+trainer.train()
+print(f"RANK {{RANK}} after third RUN {{callback.run.id}} finished={{callback.run.finished}}", flush=True)
+trainer.evaluate()  # resumes it on every process, and finishes it again
+print(f"RANK {{RANK}} after evaluating the third RUN {{callback.run.id}} finished={{callback.run.finished}}", flush=True)
 hello.call = "failing"
 trainer.train()
 """
@@ -480,9 +595,11 @@ trainer.train()
 
 def test_a_distributed_job_records_every_rank_into_one_run_with_all_ranks(root, tmp_path):
     """torchrun, 2 CPU processes (gloo): process 1 joins process 0's run as the secondary writer
-    rank_1, in every train() call and an evaluate() after one; its callback.run (and tracklet.run)
-    is its part. Then process 1 fails mid-training: its part reads failed with its error, and
-    process 0, stopped by torchrun's SIGTERM, ends the run failed with what it recorded kept."""
+    rank_1, across train() calls and an evaluate() after them (one run, W&B's contract), its
+    callback.run (and tracklet.run) its part; then, with finish_on_train_end, in a run per call and
+    an evaluate() after one. Then process 1 fails mid-training: its part reads failed with its
+    error, and process 0, stopped by torchrun's SIGTERM, ends the run failed with what it recorded
+    kept."""
     script = tmp_path / "train_ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=str(REPO / "tests"), root=str(root), out=str(tmp_path / "out")))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -493,28 +610,35 @@ def test_a_distributed_job_records_every_rank_into_one_run_with_all_ranks(root, 
     assert result.returncode != 0 and "RuntimeError: rank 1 fails" in result.stderr, output
     api = tracklet.Api(root)
     calls = {}
-    for call in ("first", "second", "failing"):
+    for call in ("first", "second", "third", "failing"):
         (run_id,) = {line.split()[4] for line in result.stdout.splitlines() if line.startswith(f"RANK 0 {call} RUN")}
         calls[call] = api.run(f"hf/{run_id}")
         # process 1's callback.run is its part of process 0's run, and tracklet.run in that process
         assert f"RANK 1 {call} RUN {run_id} Run True" in result.stdout, output
     assert len(api.runs("hf")) == 3
-    first, second, failing = calls["first"], calls["second"], calls["failing"]
+    first, third, failing = calls["first"], calls["third"], calls["failing"]
+    assert calls["second"].id == first.id  # one run across train() calls
 
-    for run in (first, second):
+    for run in (first, third):
         assert run.state == "finished" and run.exit_code == 0  # process zero's
         assert {label: part["state"] for label, part in run.parts.items()} == {"rank_1": "finished"}
         texts = [line.text for line in run.console]
         assert "[rank_1] hello from rank 1 at step 1" in texts and "hello from rank 0 at step 1" in texts
-    assert f"RANK 1 after first RUN {first.id} finished=True" in result.stdout  # kept until the next call
+        # evaluate() after train(): process 1's part records it (its console)
+        assert "[rank_1] rank 1 evaluates" in texts and "eval/loss" in run.history()
+    # the part goes on across calls and the evaluate(), until finished
+    assert f"RANK 1 after first RUN {first.id} finished=False" in result.stdout
+    assert f"RANK 1 after evaluate RUN {first.id} finished=False" in result.stdout
     history = first.history()  # metrics from process zero only: each series once
-    assert history["train/global_step"] == [2, 4] and None not in history["train/loss"]  # logging_steps=2
+    assert history["train/global_step"] == [2, 4, 2, 4] and history["_step"] == [2, 4, 6, 8]  # logging_steps=2
+    assert None not in history["train/loss"]
     assert not [key for key in history if "/l:" in key]
     assert [name for name in first.system_metrics() if name.endswith("/l:rank_1")]
-    # evaluate() after train(): process 1's part resumed (its console) and finished again
-    assert "[rank_1] rank 1 evaluates" in [line.text for line in second.console]
-    assert "eval/loss" in second.history()
-    assert f"RANK 1 after evaluate RUN {second.id} finished=True" in result.stdout
+    # finish_on_train_end: the part is finished with the call (kept as callback.run until the next
+    # one), resumed for the evaluate() after it and finished again
+    assert f"RANK 1 after third RUN {third.id} finished=True" in result.stdout
+    assert f"RANK 1 after evaluating the third RUN {third.id} finished=True" in result.stdout
+    assert third.history()["train/global_step"][:2] == [2, 4]
 
     # process 1 raised at step 2: its part failed with its error
     from tracklet.core.api import RecordedRun
@@ -555,6 +679,7 @@ def test_a_recording_failure_warns_once_and_training_goes_on(root, tmp_path, mon
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.train()
+    callback.run.finish()
     messages = [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)]
     assert len(messages) == 1 and "could not record on_train_begin" in messages[0] and "config exploded" in messages[0]
     recorded = only_run(root)
@@ -568,6 +693,8 @@ def test_bad_arguments_fail_when_the_callback_is_made():
         TrackletCallback(project="no spaces/allowed")
     with pytest.raises(TypeError, match="all_ranks"):
         TrackletCallback(all_ranks="yes")
+    with pytest.raises(TypeError, match="finish_on_train_end"):
+        TrackletCallback(finish_on_train_end=1)
 
 
 def test_training_incomplete_is_a_runtime_error():
@@ -579,7 +706,8 @@ def test_disabled_mode_trains_and_writes_nothing(root, tmp_path):
     trainer = make_trainer(tmp_path / "out", callback, max_steps=4)
     trainer.train()
     trainer.evaluate()
-    assert callback.run.finished and isinstance(callback.run, tracklet.Run)
+    assert isinstance(callback.run, tracklet.Run) and not callback.run.finished
+    callback.run.finish()
     assert not root.exists() and (tmp_path / "out" / "checkpoint-4").is_dir()
 
 
@@ -588,6 +716,7 @@ def test_init_arguments_reach_the_run_and_an_unknown_one_fails_at_once(root, tmp
     callback = TrackletCallback(project="hf", dir=elsewhere, settings=QUIET, name="named", tags=["a", "b"],
                                 notes="a note", group="sweep-1", job_type="train", id="hf-run")
     make_trainer(tmp_path / "out", callback).train()
+    callback.run.finish()
     run = tracklet.Api(elsewhere).run("hf/hf-run")  # dir= (a PathLike) is the data root
     assert (run.name, run.tags, run.notes, run.group, run.job_type) == ("named", ["a", "b"], "a note", "sweep-1",
                                                                        "train")

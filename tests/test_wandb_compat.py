@@ -363,6 +363,60 @@ def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
     assert {d.name: d.step_metric for d in recorded.metric_definitions}["*"] == "train/global_step"
 
 
+@pytest.mark.skipif(not (_have("transformers") and _have("torch") and _have("optuna")),
+                    reason="transformers or optuna is not installed")
+def test_hugging_face_report_to_wandb_one_run_across_train_calls_and_a_run_per_trial(root, tmp_path):
+    """As with W&B: transformers' WandbCallback keeps recording to the open run across train() calls
+    and the evaluate() after them (its step goes on); each hyperparameter-search trial finishes the
+    open run and starts its own; the last one is finished at exit."""
+    tracklet_run(tmp_path, """
+        import json
+        import torch
+        import transformers
+
+        class RandomTokens(torch.utils.data.Dataset):
+            def __len__(self):
+                return 16
+            def __getitem__(self, i):
+                ids = torch.arange(1, 9) + i
+                return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor(i % 2)}
+
+        def model():
+            torch.manual_seed(0)
+            return transformers.BertForSequenceClassification(transformers.BertConfig(
+                vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+
+        args = transformers.TrainingArguments(
+            output_dir="out", max_steps=4, logging_steps=2, per_device_train_batch_size=4, report_to="wandb",
+            run_name="stages", save_strategy="no", use_cpu=True, disable_tqdm=True)
+        trainer = transformers.Trainer(model_init=model, args=args, train_dataset=RandomTokens(),
+                                       eval_dataset=RandomTokens())
+        trainer.train()
+        trainer.train()
+        trainer.evaluate()
+        trainer.hyperparameter_search(
+            direction="minimize", backend="optuna", n_trials=2, hp_name=lambda trial: f"trial-{trial.number}",
+            hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)})
+        print(json.dumps({"ok": True}))
+    """, env={"WANDB_PROJECT": "hfcalls"}, timeout=300)
+    runs = {run.name: run for run in tracklet.Api(root).runs("hfcalls")}
+    assert sorted(runs) == ["stages", "trial-0", "trial-1"]
+    stages = runs["stages"]
+    assert (stages.state, stages.exit_code, stages.metadata["sessions"]) == ("finished", 0, 1)
+    history = stages.history(["train/loss", "train/global_step", "eval/loss"])
+    trained = [(step, gs) for step, gs, loss in zip(history["_step"], history["train/global_step"],
+                                                    history["train/loss"]) if loss is not None]
+    assert [gs for _, gs in trained] == [2, 4, 2, 4]  # the Trainer's step starts again; the run's goes on
+    assert [step for step, _ in trained] == sorted(set(step for step, _ in trained))
+    assert [v for v in history["eval/loss"] if v is not None]  # evaluate() after train(): the same run
+    for name in ("trial-0", "trial-1"):
+        trial = runs[name]
+        assert trial.state == "finished" and trial.config["learning_rate"] != 5e-5
+        history = trial.history(["train/loss", "train/global_step", "eval/loss"])
+        assert [gs for gs, loss in zip(history["train/global_step"], history["train/loss"]) if loss is not None] == [2, 4]
+        assert [v for v in history["eval/loss"] if v is not None]  # the objective's evaluate()
+
+
 @pytest.mark.skipif(not (_have("transformers") and _have("torch")), reason="transformers is not installed")
 def test_hugging_face_wandb_log_model_checkpoint_logs_each_saved_checkpoint(root, tmp_path):
     out = tracklet_run(tmp_path, """

@@ -17,15 +17,24 @@ What the callback records (docs/integrations/huggingface.md has the whole contra
   score; at ``on_train_end`` the Trainer's best checkpoint once more, with ``metadata["best"]``.
 
 Which run: ``TrackletCallback(run=...)``, else the active one (``tracklet.run``) if there is one,
-and then the callback never finishes it; otherwise the callback starts its own at ``on_train_begin`` and finishes it (exit 0)
-at ``on_train_end``. An ``evaluate()``/``predict()`` after training resumes that run for the call
-and finishes it again. Only the world's process zero records anything, unless
+and then the callback never finishes it; otherwise the callback starts its own at its first event
+(``on_train_begin``) and, as W&B's callback does, records every later ``train()``,
+``evaluate()`` and ``predict()`` call of the process into it; the run is finished at process exit
+(or by ``tracklet.finish()``, ``callback.run.finish()``, the context manager). A
+hyperparameter-search trial (``state.is_hyper_param_search``) is its own run: its
+``on_train_begin`` finishes the open one and starts the trial's. A call that continues the run
+continues its step axis (``_continue_steps``). ``finish_on_train_end=True`` is the other contract: the
+run is finished at ``on_train_end`` and each ``train()`` call starts a new one; an
+``evaluate()``/``predict()`` after training resumes it for the call and finishes it again.
+
+Only the world's process zero records anything, unless
 ``all_ranks=True``: then every other process joins that run as a secondary writer
 (docs/shared-runs.md) labelled ``rank_<process index>``, recording its own system metrics and
 console (no metrics: the callback logs on process zero only); the run id is process zero's,
-broadcast through ``torch.distributed`` at ``on_train_begin``, and the part is finished at
-``on_train_end``; there ``callback.run`` is the part. Every ``train()`` call's run, and an
-``evaluate()``/``predict()`` after training, take every process along. During a ``train()`` call
+broadcast through ``torch.distributed`` at ``on_train_begin``; the part goes on while process zero's
+run does (a trial's new run: a new part), finished at that process's exit or explicitly, or at
+``on_train_end`` with ``finish_on_train_end``; there
+``callback.run`` is the part. Every process follows process zero's run. During a ``train()`` call
 of a job of several processes, a SIGTERM (``torchrun`` stopping the job because a process failed)
 ends the process as ``sys.exit(143)`` would, so its run or part ends ``failed`` with its rows
 written (``_ranks.end_cleanly_on_sigterm``).
@@ -190,7 +199,9 @@ class TrackletCallback(TrainerCallback):
     hyperparameter-search trial's name). ``config`` is added to the run's config last.
     ``log_checkpoints=False`` records no checkpoints. ``all_ranks=True``: every other process of
     a distributed job records its console and system metrics into the run, as the secondary
-    writer ``rank_<process index>``.
+    writer ``rank_<process index>``. ``finish_on_train_end=True``: the run the callback started
+    is finished at the end of each ``train()`` call, so each call records a run of its own
+    (by default the run goes on across the process's calls, as with W&B's callback).
     """
 
     _tracklet_integration = True
@@ -202,17 +213,24 @@ class TrackletCallback(TrainerCallback):
         run: Any = None,
         log_checkpoints: bool = True,
         all_ranks: bool = False,
+        finish_on_train_end: bool = False,
         **init_kwargs: Any,
     ) -> None:
         # checked here, not after the model has loaded
         init_kwargs = init_arguments("TrackletCallback", {"project": project, **init_kwargs},
-                                     own=("run", "log_checkpoints", "all_ranks"))
+                                     own=("run", "log_checkpoints", "all_ranks", "finish_on_train_end"))
         if not isinstance(all_ranks, bool):
             raise TypeError(f"all_ranks must be True or False; got {all_ranks!r}")
+        if not isinstance(finish_on_train_end, bool):
+            raise TypeError(f"finish_on_train_end must be True or False; got {finish_on_train_end!r}")
         self._all_ranks = all_ranks
+        self._per_call = finish_on_train_end  # each train() call a run of its own (finished at on_train_end)
+        self._trial = False  # the run (or part) was started for a hyperparameter-search trial
+        self._close_call = False  # the run was resumed for this evaluate()/predict() call: finished after it
         self._part: Any = None  # all_ranks, on a process other than zero: its secondary writer
         self._undo_sigterm: Any = None  # a distributed train() call: see _ranks.end_cleanly_on_sigterm
         self._resume_failed = False  # the part could not be resumed for this evaluate()/predict() call
+        self._part_resumed = False  # the part was resumed for this evaluate()/predict() call
         name = init_kwargs.pop("name", None)
         config = init_kwargs.pop("config", None)
         self._init_args: dict[str, Any] = init_kwargs  # the rest of tracklet.init's arguments
@@ -226,8 +244,10 @@ class TrackletCallback(TrainerCallback):
         self._owned = False  # True for a run this callback started (or resumed): it finishes it
         self._configured: Any = None  # the run the config was recorded to
         self._offset = 0  # run step = global_step + offset (0 for a run the callback started)
+        self._floor = -1  # a train() call continuing a run: its rows go after this run step
         self._in_train = False
         self._last_row: tuple[Any, int, dict[str, Any]] = (None, -1, {})
+        self._last_step = -1  # the run step of _last_row
         self._last_eval: tuple[int, dict[str, Any]] = (-1, {})
         self._warned: set[str] = set()
 
@@ -235,7 +255,7 @@ class TrackletCallback(TrainerCallback):
     def run(self) -> tracklet.Run | None:
         """The run this callback records to (None before the first event). With ``all_ranks``, on
         a process other than zero: this process's secondary writer of the run (from the start of
-        its first ``train()`` call; after a call, its finished part until the next one)."""
+        its first ``train()`` call; once finished, still the part until the next call)."""
         return self._part if self._part is not None else self._run
 
     # ---------------------------------------------------------------- Trainer events
@@ -254,6 +274,7 @@ class TrackletCallback(TrainerCallback):
             if self._all_ranks:  # the other processes wait for the run id, even if it failed to start
                 self._join_all_ranks(args, run)
         self._begin_call(args, recording=self._owned)
+        self._continue_steps(run, state.global_step)
         with self._recording("on_train_begin"):
             self._record_config(run, args, model)
 
@@ -342,7 +363,7 @@ class TrackletCallback(TrainerCallback):
         self._end_train_call()
         if not state.is_world_process_zero:
             part = self._part  # kept: the finished part is callback.run until the next call
-            if part is not None and not part.finished:
+            if part is not None and not part.finished and self._per_call:
                 with self._recording("the end of this process's part"):
                     part.finish(0)
             return
@@ -371,7 +392,7 @@ class TrackletCallback(TrainerCallback):
                             "greater_is_better": args.greater_is_better,
                         },
                     )
-        if self._owned:
+        if self._owned and self._per_call:
             run.finish(0)
 
     # ---------------------------------------------------------------- context manager
@@ -395,13 +416,17 @@ class TrackletCallback(TrainerCallback):
     # ---------------------------------------------------------------- internals
 
     def _attach(self, args: Any, state: Any, model: Any, *, fresh: bool) -> Any:
-        """The run to record to: the one in use, else the active run, else (outside a ``train()``
-        call, ``fresh=False``) this callback's last run resumed, else a new run."""
+        """The run to record to: the one in use (at the start of a ``train()`` call, ``fresh``,
+        one the callback started only if the call continues it: not a hyperparameter-search trial,
+        not after a trial's run, not with ``finish_on_train_end``), else the active run, else
+        (outside a ``train()`` call, ``fresh=False``) this callback's last run resumed for the
+        call, else a new run."""
         run = self._run
+        in_trial = fresh and bool(getattr(state, "is_hyper_param_search", False))
         if run is not None and not run.finished:
-            if not (fresh and self._owned):
+            if not (fresh and self._owned) or not (in_trial or self._trial or self._per_call):
                 return run
-            run.finish(0)  # left open by an event after the last train() call: a new call, a new run
+            run.finish(0)  # the last trial's run (W&B's callback finishes it here too), or a call's run
         given = self._given
         current = given if given is not None and not given.finished else lifecycle.current()
         if current is not None:
@@ -418,11 +443,13 @@ class TrackletCallback(TrainerCallback):
             else:
                 self._use(resumed, owned=True, define=False)  # the log has the definitions
                 self._configured = resumed
+                self._close_call = True  # it was finished: finished again after this call
                 return resumed
         trial = getattr(state, "trial_name", None)
         name = self._name or (str(trial) if trial else None) or _run_name(args)
         run = tracklet.init(name=name, **self._init_args)
         self._use(run, owned=True)
+        self._trial = in_trial
         if not fresh:
             with self._recording("config"):
                 self._record_config(run, args, model)
@@ -476,22 +503,24 @@ class TrackletCallback(TrainerCallback):
         try:
             self._part = join_run_part(part, part.project, part.id, f"rank_{getattr(args, 'process_index', 0)}",
                                        self._init_args)
+            self._part_resumed = True  # finished again at the end of the call
         except Exception as error:
             self._resume_failed = True  # not tried again at every batch of this call
             self._failed("this process's part of the run", error)
 
     def _part_call(self, args: Any) -> None:
-        """``on_evaluate``/``on_predict`` on a process other than zero: outside ``train()``, the
-        part (resumed if no batch did) is finished again at the end of the call, as process zero's
-        run is."""
+        """``on_evaluate``/``on_predict`` on a process other than zero: outside ``train()``, a
+        finished part (``finish_on_train_end``, or finished by you) is resumed for the call (if
+        no batch did) and finished again at its end, as process zero's run is; a live part goes on."""
         part = self._part
         if part is None or self._in_train:
             return
         if part.finished and not self._resume_failed:
             self._resume_part(args)
         self._resume_failed = False
+        resumed, self._part_resumed = self._part_resumed, False
         part = self._part
-        if not part.finished:
+        if resumed and not part.finished:
             with self._recording("the end of this process's part"):
                 part.finish(0)
 
@@ -499,7 +528,8 @@ class TrackletCallback(TrainerCallback):
         if run is self._run:
             return
         self._run, self._owned, self._offset = run, owned, 0
-        self._last_row = (None, -1, {})
+        self._trial = self._close_call = False
+        self._last_row, self._last_step, self._floor = (None, -1, {}), -1, -1
         if owned:
             _install_exit_guard()
         if owned and define:
@@ -526,27 +556,51 @@ class TrackletCallback(TrainerCallback):
             config.update(self._config)
         run.config.update(config)
 
+    def _continue_steps(self, run: Any, global_step: int) -> None:
+        """A ``train()`` call begins at ``global_step`` (0, or a checkpoint's step). On a run this
+        callback has already logged to (an earlier call's run, continued), the call's steps go on
+        from the last row's: run step = that step + (Trainer step - ``global_step``), so a second
+        call from step 0 continues the axis and a call resumed from that run's last checkpoint
+        keeps run step = ``global_step``. No row of the call goes to that last row's step or
+        before (``_run_step``); on a run with rows this callback did not log (the user's, one
+        resumed from another process, another callback's), none goes to the run's current step or
+        before (it may hold a row logged with ``step=``): nothing logged before the call is merged
+        into or refused."""
+        if run is None:
+            self._floor = -1
+        elif self._last_row[0] is run:
+            self._floor = self._last_step
+            self._offset = max(0, self._last_step - global_step)
+        else:
+            self._floor = run.step if run.step > 0 else -1
+
     def _run_step(self, run: Any, global_step: int) -> int:
-        """The run step for a Trainer step. A run the callback started uses ``global_step``
-        itself; on a run that is already further along (the user's own run, a resumed one, a
-        second ``train()`` call) rows go to the run's current step and on from there, since steps
-        never go back; ``train/global_step`` always holds the Trainer's step."""
+        """The run step for a Trainer step: ``global_step + offset``. A run the callback started
+        uses ``global_step`` itself; on a run that is already further along (the user's own run, a
+        resumed one, a continued one) rows go to the run's current step and on from there, since
+        steps never go back, and a continued call's rows go after the rows of the calls before
+        it (``_continue_steps``); ``train/global_step`` always holds the Trainer's step."""
         step = global_step + self._offset
-        if step < run.step:
-            self._offset = run.step - global_step
-            step = run.step
+        low = run.step if run.step > self._floor else self._floor + 1
+        if step < low:
+            self._offset = low - global_step
+            step = low
         return step
 
     def _log_row(self, run: Any, row: dict[str, Any], global_step: int) -> None:
         row[GLOBAL_STEP] = global_step
-        run.log(row, step=self._run_step(run, global_step))
+        step = self._run_step(run, global_step)
+        run.log(row, step=step)
         self._last_row = (run, global_step, row)
+        self._last_step = step
 
     def _end_call(self) -> None:
         """After an ``evaluate()``/``predict()`` call outside training: finish the run again if it
-        is this callback's."""
+        is this callback's and was finished before the call (resumed for it) or
+        ``finish_on_train_end`` is set."""
         run = self._run
-        if run is not None and self._owned and not run.finished:
+        close, self._close_call = self._close_call, False
+        if run is not None and self._owned and not run.finished and (close or self._per_call):
             run.finish(0)
 
     def _finish_abandoned(self, why: str) -> None:

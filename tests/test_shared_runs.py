@@ -1328,3 +1328,132 @@ def test_a_part_recorded_again_from_scratch_is_indexed_again(tmp_path, store_url
                                                      buckets=None)] == [[0.5], again, [2.0]]
         assert read.history()["acc"] == again
     api.close()
+
+
+def test_a_pass_over_many_grown_writers_reads_and_writes_the_run_once(tmp_path, store_url, fresh_url):
+    """Every writer of a run of many grew (each a few rows; one of them now logs
+    a key, sets a summary-only key and a config key a later label had): an index pass reads the
+    run's row once and writes it once, however many parts grew (a run of 1,000 writers isn't
+    quadratic to index); the store agrees with the log reader, and with a store whose indexer
+    read the parts in chunks much smaller than a part (several transactions per pass)."""
+    import sqlalchemy as sa
+
+    from tracklet.store import Store
+    from tracklet.store.ingest import Indexer
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    labels = [f"w{index:02d}" for index in range(8)]
+
+    def record(label, steps, row, *, best=None, config=None):
+        extra = {"primary": False, "label": label} if label else {}
+        run = tracklet.init(project="p", id="many", settings={**quiet, **extra}, resume="allow", reinit="create_new")
+        run.config.update(config or {})
+        for step in steps:
+            run.log(dict(row, step_value=step), step=step)
+        if best is not None:
+            run.summary["best"] = best
+        run.finish()
+
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    chunked = Store(fresh_url(tmp_path / "chunked"), root=tmp_path)
+    small = Indexer(chunked.engine, tmp_path)
+    small.chunk_bytes = 256  # smaller than any part: each part over several transactions
+    statements: list[str] = []
+    sa.event.listen(api.store.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *args: statements.append(" ".join(statement.split()).upper()))
+
+    def run_row_statements() -> tuple[int, int]:
+        reads = sum(1 for s in statements if s.startswith("SELECT") and " FROM RUNS " in s + " " and "JOIN" not in s)
+        writes = sum(1 for s in statements if s.startswith("UPDATE RUNS "))
+        statements.clear()
+        return reads, writes
+
+    def agree() -> None:
+        read, stored = _both(api, tmp_path, "many")
+        assert not small.index().failed
+        again = chunked.run("p", "many")
+        history = read.history()
+        for key in sorted(history.keys() - {"_step", "_timestamp", "_runtime"}):
+            expected = [value for value in history[key] if value is not None]
+            for store in (api.store, chunked):
+                assert [list(h.values) for h in store.history("p/many", key, buckets=None)] == [expected], key
+        for field in ("summary", "config", "keys", "state", "updated_at", "name"):
+            assert again[field] == stored[field], field
+
+        def shown(parts):  # what readers show of each part (the rest is the indexer's bookkeeping)
+            return {label: {name: info.get(name) for name in ("state", "exit_code", "host", "keys")}
+                    for label, info in parts.items()}
+
+        assert shown(again["metadata"]["parts"]) == shown(stored["metadata"]["parts"])
+        assert shown(stored["metadata"]["parts"]) == {label: {**shown(read.metadata["parts"])[label],
+                                                              "keys": stored["metadata"]["parts"][label]["keys"]}
+                                                      for label in labels}
+
+    record(None, range(3), {"loss": 1.0})
+    for at, label in enumerate(labels):
+        record(label, range(3), {"loss": 2.0, f"own/{label}": at}, best=100 + at if label == "w07" else None,
+               config={"k": 7} if label == "w07" else None)
+        if label == "w07":
+            record(label, [3], {"x": 7.0})  # w07's "x" until w01 logs it
+    agree()
+    read = tracklet.Api(tmp_path).run("p/many")
+    assert read.summary["best"] == 107 and read.config["k"] == 7 and read.history(["x"])["x"][-1] == 7.0
+    run_row_statements()
+
+    for at, label in enumerate(labels):  # every writer grows, w01 takes "x", "best" and "k" from w07
+        taking = label == "w01"
+        record(label, range(4, 6), {"loss": 3.0, f"own/{label}": at, **({"x": 1.0} if taking else {})},
+               best=1 if taking else 207 if label == "w07" else None, config={"k": 1} if taking else None)
+    assert not api.index().failed
+    reads, writes = run_row_statements()
+    assert writes == 1 and reads <= 2, (reads, writes)  # not one per part that grew
+    agree()
+    read = tracklet.Api(tmp_path).run("p/many")
+    assert (read.summary["best"], read.summary["best/l:w07"], read.config["k"]) == (1, 207, 1)
+    assert read.history(["x/l:w07"])["x/l:w07"][3] == 7.0
+    chunked.engine.dispose()
+    api.close()
+
+
+def test_a_part_that_fails_to_index_fails_alone(tmp_path, store_url):
+    """Parts that grew are folded together, but a part the store refuses (a real trigger here, as
+    bad data would) fails alone: the pass reports it by its label, the run's other parts are
+    indexed, and once the store accepts it the next pass indexes it, the store agreeing with the
+    log reader."""
+    import sqlalchemy as sa
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    primary = tracklet.init(project="p", id="bad", settings=quiet, reinit="create_new")
+    primary.log({"loss": 1.0})
+    primary.finish()
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    assert not api.index().failed
+    for at, label in enumerate(("w1", "w2", "w3")):
+        run = tracklet.init(project="p", id="bad", settings={**quiet, "primary": False, "label": label},
+                            reinit="create_new")
+        run.log({"loss": 10.0 + at, f"own/{label}": float(at)})
+        run.summary["best"] = at
+        run.finish()
+    with api.store.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("CREATE FUNCTION reject_part() RETURNS trigger AS $$ BEGIN "
+                                       "RAISE EXCEPTION 'rejected by the test trigger'; END $$ LANGUAGE plpgsql"))
+            connection.execute(sa.text("CREATE TRIGGER reject_part BEFORE INSERT ON run_parts FOR EACH ROW "
+                                       "WHEN (NEW.label = 'w2') EXECUTE FUNCTION reject_part()"))
+        else:
+            connection.execute(sa.text("CREATE TRIGGER reject_part BEFORE INSERT ON run_parts WHEN NEW.label = 'w2' "
+                                       "BEGIN SELECT RAISE(ABORT, 'rejected by the test trigger'); END"))
+    report = api.index()
+    assert [line.split(": ")[0] for line in report.failed] == ["p/bad part w2"]
+    stored = api.store.run("p", "bad")
+    assert sorted(stored["metadata"]["parts"]) == ["w1", "w3"]
+    assert (stored["summary"]["best"], stored["summary"]["best/l:w3"]) == (0, 2)
+    assert {h.key: list(h.values) for h in api.history(["p/bad"], keys=["own/w1", "own/w3"], buckets=None)} == {
+        "own/w1": [0.0], "own/w3": [2.0]}
+    with api.store.engine.begin() as connection:
+        connection.execute(sa.text("DROP TRIGGER reject_part" + (" ON run_parts" if connection.dialect.name ==
+                                                                  "postgresql" else "")))
+    read, stored = _both(api, tmp_path, "bad")
+    assert (read.summary["best"], read.summary["best/l:w2"], read.summary["best/l:w3"]) == (0, 1, 2)
+    assert read.history(["loss/l:w2"])["loss/l:w2"][-1] == 11.0
+    api.close()

@@ -11,6 +11,7 @@ indexes a data root at a time (an exclusive lock file).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import functools
@@ -510,24 +511,35 @@ class Indexer:
             return
         todo = self.parts_to_index(group) if labels is None else [(paths, labels) for paths in group]
         for paths, run_labels in todo:
-            for label in run_labels:
-                try:
-                    while True:
-                        with self._transaction() as connection:
-                            points, read, more = self._fold_part(connection, paths, label)
-                        report.points += points
-                        report.bytes_read += read
-                        if not more:
-                            break
-                except Exception as error:  # this part's transaction rolled back; the others go on
-                    reason = failure_reason(error)
-                    log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
-                    report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
-                if self._forgotten:  # the part was recorded again from scratch: the run is indexed anew
-                    self._forgotten = False
-                    self._index_one(paths, report)  # its own log (none: its parts make its row)
-                    self._index_parts([paths], report, paths.parts())
-                    break
+            pending = list(run_labels)
+            damaged_before = len(self.damaged)
+            try:  # the parts that grew, in as few transactions as their bytes allow: the run's row read and written once each
+                while pending:
+                    damaged_before = len(self.damaged)
+                    with self._transaction() as connection:
+                        points, read, pending = self._fold_parts(connection, paths, pending)
+                    report.points += points
+                    report.bytes_read += read
+            except Exception:  # that transaction rolled back: the rest one part at a time, so a failure stays with its part
+                del self.damaged[damaged_before:]  # (found again as they are)
+                for label in pending:
+                    try:
+                        left = [label]
+                        while left:
+                            with self._transaction() as connection:
+                                points, read, left = self._fold_parts(connection, paths, left)
+                            report.points += points
+                            report.bytes_read += read
+                    except Exception as error:  # this part's transaction rolled back; the others go on
+                        reason = failure_reason(error)
+                        log.warning("indexing %s/%s part %s failed: %s", paths.project, paths.run_id, label, reason)
+                        report.failed.append(f"{paths.project}/{paths.run_id} part {label}: {reason}")
+                    if self._forgotten:
+                        break
+            if self._forgotten:  # a part was recorded again from scratch: the run is indexed anew
+                self._forgotten = False
+                self._index_one(paths, report)  # its own log (none: its parts make its row)
+                self._index_parts([paths], report, paths.parts())
 
     def parts_to_index(self, group: Iterable[RunPaths]) -> list[tuple[RunPaths, list[str]]]:
         """Of the parts on disk of these runs, those an index pass has work for: their rows of
@@ -587,34 +599,73 @@ class Indexer:
             return True
         return recorded[1] == "running" and self.source.alive(part) is False
 
-    def _crashed_part_summary(self, row: Any, part: RunPaths, label: str, info: dict[str, Any],
-                              known_parts: dict[str, Any]) -> dict[str, Any]:
-        """The run's summary with part ``label``'s keys as the whole part implies them (its
-        writer died: its last written summary may be older than its history)."""
-        summary = dict(row.summary or {})
-        summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part), summary))
-        return summary
-
-    def _fold_part(self, connection: sa.Connection, paths: RunPaths, label: str) -> tuple[int, int, bool]:
-        """Ingest up to ``chunk_bytes`` of part ``label`` of run ``paths``; returns (points
-        added, bytes read, whether more chunks follow)."""
-        from types import SimpleNamespace
-
-        from tracklet.core.parts import (
-            PRIMARY, SETS_STATE_KEY, console_text, labelled, owner, part_key, part_state_label, system_key,
-        )
-
+    def _fold_parts(self, connection: sa.Connection, paths: RunPaths, labels: list[str]
+                    ) -> tuple[int, int, list[str]]:
+        """Ingest the new records of parts ``labels`` of run ``paths`` in this transaction, in order,
+        until ``chunk_bytes`` of log were read (each chunk of a part: up to ``chunk_bytes``); returns
+        (points added, bytes read, the labels left for the next transaction: the one it stopped in
+        first). The run's row is read once and written once (``_SharedRun``): a pass over a run whose
+        W writers grew costs what they wrote plus O(W) once, not O(W) per part."""
         project_id = self._project_id(connection, paths.project)
         self._lock_run(connection, paths)
         row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
-        if row is None:  # the run's own log isn't indexed yet: the part waits for it, unless the
+        if row is None:  # the run's own log isn't indexed yet: the parts wait for it, unless the
             if not self._part_only(paths):  # primary never started where runs are listed from parts
-                return 0, 0, False
+                return 0, 0, []
             self._write_run(connection, project_id, paths, None, store_json({
                 "log_offset": 0, "heartbeat_at": time.time(), "metadata": {"no_primary": True}}))
             row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).one()
-        metadata = dict(row.metadata or {})
-        known_parts = dict(metadata.get("parts") or {})
+        run = _SharedRun(row, project_id)
+        points = read = 0
+        left: list[str] = []
+        for at, label in enumerate(labels):
+            while True:
+                added, bytes_read, more = self._fold_part(connection, paths, label, run)
+                if self._forgotten:  # the run's row is gone (a part recorded again): _index_parts indexes it anew
+                    return points, read, []
+                points += added
+                read += bytes_read
+                if not more or read >= self.chunk_bytes:
+                    break
+            if read >= self.chunk_bytes:
+                left = labels[at + (1 if not more else 0):]
+                break
+        self._write_shared(connection, run)
+        self._tails.take(row.id, None)  # the run's series changed behind what the indexer kept of them
+        return points, read, left
+
+    @staticmethod
+    def _write_shared(connection: sa.Connection, run: _SharedRun) -> None:
+        """Write what folding parts changed of the run's row (``_SharedRun``), in one statement: its
+        summary, its config (``core/parts.merged_config``, once), its metadata (what readers show of
+        each part) and the state parts set (``_shared_state``), its identity and ``updated_at``."""
+        row = run.row
+        values = dict(run.values)
+        if run.summary_changed:
+            values["summary"] = run.summary
+        if run.config_changed:  # the run's config by the rule of core/parts.py (merged_config)
+            values["config"] = _config_with_parts(dict(row.config or {}), run.parts)
+            run.metadata_changed = True
+        if run.metadata_changed:
+            run.metadata["parts"] = run.parts
+            values.update(_shared_state(run.metadata, row))  # where parts set the run's state (core/parts.py)
+            values["metadata"] = run.metadata
+        if values:
+            connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(values)})
+            if values.get("state", "running") != "running" and row.state == "running":
+                join_open_blocks(connection, row.id)
+
+    def _fold_part(self, connection: sa.Connection, paths: RunPaths, label: str,
+                   run: _SharedRun) -> tuple[int, int, bool]:
+        """Ingest up to ``chunk_bytes`` of part ``label`` of run ``paths`` into ``run`` (the run's row
+        as this transaction has it: ``_write_shared`` writes it); returns (points added, bytes read,
+        whether more chunks follow)."""
+        from types import SimpleNamespace
+
+        from tracklet.core.parts import PRIMARY, SETS_STATE_KEY, console_text, labelled, part_state_label, system_key
+
+        row = run.row
+        known_parts = run.parts
         shown = dict(known_parts.get(label) or {})  # what readers show of the part (metadata["parts"])
         tracked = connection.execute(_PART_ROW, {"run_pk": row.id, "label": label}).first()
         if tracked is None:  # new, or indexed before store migration 0016: these were in its entry then
@@ -630,7 +681,7 @@ class Indexer:
             # old offset, the new log's start, config and first rows were lost. As a primary's log
             # recorded again, the run is indexed anew (_index_parts), its parts from their first byte,
             # where this data root holds what its row was made of (its own log, or its parts alone).
-            if self._own_log_here(paths) or metadata.get("no_primary"):
+            if self._own_log_here(paths) or run.metadata.get("no_primary"):
                 forget_run(connection, row.id)
                 self._tails.take(row.id, None)
                 self._forgotten = True
@@ -640,24 +691,17 @@ class Indexer:
                                 "--rebuild` where the run's own log is indexes it again")
             return 0, 0, False
         if size == offset:
-            changes: dict[str, Any] = {}
             # (no state yet: an empty log, its writer killed as it created it, or a server's copy
             # whose first write failed: running until its writer is found dead, as the reader has it)
             if info.get("state", "running") == "running" and self.source.alive(part) is False:
-                info["state"] = "crashed"
-                changes["summary"] = self._crashed_part_summary(row, part, label, info, known_parts)
+                info["state"] = "crashed"  # its summary as the whole part implies it (its writer died:
+                # its last written summary may be older than its history)
+                run.add_summary(run.part_summary_names(label, info, self._summary_from_log(part)))
             if tracked is None or tracked.state != (info.get("state") or "running"):  # (or indexed before 0016)
                 self._save_part(connection, row.id, label, tracked is not None, offset,
                                 info.get("state") or "running", last_step, system_ms)
             if info != shown:
-                known_parts[label] = info
-                metadata["parts"] = known_parts
-                changes["metadata"] = metadata
-                changes.update(_shared_state(metadata, row))  # where parts set the run's state (core/parts.py)
-            if changes:
-                connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(changes)})
-                if changes.get("state", "running") != "running" and row.state == "running":
-                    join_open_blocks(connection, row.id)
+                run.set_part(label, info)
             return 0, 0, False
         result = self.source.read_from(part, offset, self.chunk_bytes)
         part_config = _part_config(row.config or {}, info)
@@ -673,36 +717,28 @@ class Indexer:
         if exit is None and not fold.reopened and info.get("state") in ("finished", "failed"):
             state = info["state"]
         joined = state != "running"
-        values: dict[str, Any] = {}
         # Names by the ownership rule (core/parts.py): a key this part now owns that another part's
         # series held until now moves to that part's labelled name first.
-        primary = {key for key in (row.keys or []) if key}
-        before = {label_: {key for key in (found.get("keys") or []) if key} for label_, found in known_parts.items()}
-        before.setdefault(label, set())
-        after = {**before, label: {key for key in fold.keys if key}}
-        summary = dict(row.summary or {})
-        for key in sorted(after[label] - before[label]):
-            held = owner(key, primary, before)
-            if held not in (None, PRIMARY, label) and owner(key, primary, after) == label:
-                self._rename_key(connection, row.id, summary, key, labelled(held, key))
+        for key in sorted(run.new_keys(label, fold.keys)):
+            held = run.owner(key)
+            if held is not None and held != PRIMARY and label < held:
+                run.summary_changed |= key in run.summary
+                self._rename_key(connection, row.id, run.summary, key, labelled(held, key))
+            run.add_keys(label, [key])
         points = self._write_series(connection, row.id, "number", {
-            part_key(label, key, primary, after): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
+            run.part_key(label, key): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
             None, joined)
         info["keys"] = fold.keys
         if state == "crashed":  # its summary as its tracker had it at the kill (as a crashed run's)
-            summary.update(_part_summary_names(row, known_parts, label, info, self._summary_from_log(part), summary))
+            run.add_summary(run.part_summary_names(label, info, self._summary_from_log(part)))
         elif fold.summary_changed:
-            summary.update(_part_summary_names(row, known_parts, label, info, fold.summary, summary))
-        if summary != (row.summary or {}):
-            values["summary"] = summary
-        if fold.config_changed:  # the run's config by the rule of core/parts.py (merged_config)
+            run.add_summary(run.part_summary_names(label, info, fold.summary))
+        if fold.config_changed:  # the run's config: merged once, as the transaction ends (_write_shared)
             own = dict(fold.config)
             if own.pop(SETS_STATE_KEY, None):  # update_finish_state: this part sets the run's state too
                 info["sets_state"] = True
             info["config"] = own
-            known_parts[label] = info
-            values["config"] = _config_with_parts(dict(row.config or {}), known_parts)
-            info = known_parts[label]
+            run.config_changed = True
         if fold.data.console:
             write_console(connection, row.id, [(when, stream, console_text(label, text))
                                                for when, stream, text in fold.data.console])
@@ -714,7 +750,7 @@ class Indexer:
         if fold.artifact_edges:
             write_edges(connection, row.id, fold.artifact_edges)
         if fold.spans:  # its traces are the run's (trace and span ids are random: no two writers share one)
-            write_spans(connection, log_span_rows(project_id, row.id, paths.run_id, fold.spans))
+            write_spans(connection, log_span_rows(run.project_id, row.id, paths.run_id, fold.spans))
         if fold.data.window_times:
             last_ms = system_ms
             for kind, by_name in fold.data.system_series(int(last_ms) if last_ms is not None else None).items():
@@ -722,12 +758,12 @@ class Indexer:
                 self._write_series(connection, row.id, kind, renamed, None, joined)
                 system_ms = max([int(found.steps[-1]) for found in renamed.values() if len(found.steps)]
                                 + ([int(last_ms)] if last_ms is not None else []))
-        if fold.last_time is not None and (row.updated_at is None or fold.last_time > row.updated_at):
-            values["updated_at"] = fold.last_time  # the latest any writer recorded (as the log reader's)
-        if fold.fields and (metadata.get("no_primary") or int(row.log_offset or 0) <= len(MAGIC)):
+        if fold.last_time is not None and (run.updated_at is None or fold.last_time > run.updated_at):
+            run.updated_at = run.values["updated_at"] = fold.last_time  # the latest any writer recorded
+        if fold.fields and (run.metadata.get("no_primary") or int(row.log_offset or 0) <= len(MAGIC)):
             # a run whose primary never started, or recorded nothing (killed as it created its log:
             # no start indexed of it), is named, tagged, ... as its first part (by label) is
-            values.update(_first_part_identity(paths, label, _part_started(shown), known_parts, fold.fields))
+            run.values.update(run.first_part_identity(paths, label, _part_started(shown), fold.fields))
         if fold.fields.get("created_at") is not None and "start_time" not in info:
             info["start_time"] = fold.fields["created_at"]  # its first start: tells a log recorded again apart
         if fold.fields.get("host"):
@@ -741,15 +777,7 @@ class Indexer:
         self._save_part(connection, row.id, label, tracked is not None, result.end_offset, state,
                         fold.last_step if fold.last_step is not None else last_step, system_ms)
         if info != shown:
-            known_parts[label] = info
-            metadata["parts"] = known_parts
-            values.update(_shared_state(metadata, row))  # where parts set the run's state (core/parts.py)
-            values["metadata"] = metadata
-        if values:
-            connection.execute(_UPDATE_RUN, {"run_pk": row.id, **store_json(values)})
-            if values.get("state", "running") != "running" and row.state == "running":
-                join_open_blocks(connection, row.id)
-        self._tails.take(row.id, None)  # the run's series changed behind what the indexer kept of them
+            run.set_part(label, info)
         return points, result.end_offset - offset, more
 
     @staticmethod
@@ -1307,64 +1335,136 @@ class Indexer:
         return total
 
 
-def _part_summary_names(row: Any, known_parts: dict[str, Any], label: str, info: dict[str, Any],
-                        found: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Part ``label``'s summary entries ``found`` under the run's names: a history key's by the
-    ownership rule (core/parts.py); a key only set in the summary keeps its name unless the
-    primary or a part before ``label`` in label order set it (then ``<key>/l:<label>``); where a
-    later part held it, that part's value (in ``summary``, the run's) moves to its labelled name.
-    ``info["summary_keys"]`` keeps those it took (and ``known_parts`` those the others lost)."""
-    from tracklet.core.parts import labelled, part_key
+class _SharedRun:
+    """A shared run's row as one transaction that folds its parts has it (``Indexer._fold_parts``):
+    read once, changed in memory by each part's chunks, written once (``Indexer._write_shared``).
+    Who owns each history key (the primary, else the first label whose part logs it), which part
+    holds each summary-only key and which parts recorded a start are kept as indexes, so a chunk
+    costs what it holds, not the number of the run's parts (a run of 1,000 writers)."""
 
-    primary = {key for key in (row.keys or []) if key}
-    parts = {name: {key for key in (part.get("keys") or []) if key} for name, part in known_parts.items()}
-    parts[label] = {key for key in (info.get("keys") or []) if key}
-    taken = set(info.get("summary_keys") or [])
-    current = summary if summary is not None else (row.summary or {})
-    holders = {key: other for other, part in known_parts.items() if other != label
-               for key in (part.get("summary_keys") or [])}
-    named: dict[str, Any] = {}
-    for key, value in found.items():
-        key = stored_key(key)
-        if key in parts[label]:
-            named[part_key(label, key, primary, parts)] = value
-        elif key in taken or key not in current:
-            taken.add(key)
-            named[key] = value
-        elif holders.get(key, label) > label:  # a part after this one in label order held it
-            other = holders.pop(key)
-            named[labelled(other, key)] = current[key]
-            known_parts[other] = {**known_parts[other], "summary_keys": sorted(
-                set(known_parts[other].get("summary_keys") or []) - {key})}
-            taken.add(key)
-            named[key] = value
-        else:
-            named[labelled(label, key)] = value
-    info["summary_keys"] = sorted(taken)
-    return named
+    def __init__(self, row: Any, project_id: int) -> None:
+        self.row = row
+        self.project_id = project_id
+        self.metadata: dict[str, Any] = dict(row.metadata or {})
+        self.parts: dict[str, Any] = dict(self.metadata.get("parts") or {})  # metadata["parts"], by label
+        self.summary: dict[str, Any] = dict(row.summary or {})
+        self.updated_at = row.updated_at
+        self.values: dict[str, Any] = {}  # other columns the parts set (updated_at, a part-only run's identity)
+        self.summary_changed = self.metadata_changed = self.config_changed = False
+        self.primary = {key for key in (row.keys or []) if key}
+        self.first_label: dict[str, str] = {}  # history key: the first label (in order) whose part logs it
+        self.part_keys: dict[str, set[str]] = {}  # each part's history keys, made when a part is folded
+        self.summary_holder: dict[str, str] = {}  # a summary-only key: the part whose it is (summary_keys)
+        started = []  # labels of the parts whose start was indexed, in order
+        for label, info in self.parts.items():
+            for key in info.get("keys") or []:
+                if key and (key not in self.first_label or label < self.first_label[key]):
+                    self.first_label[key] = label
+            for key in info.get("summary_keys") or []:
+                self.summary_holder[key] = label
+            if _part_started(info):
+                started.append(label)
+        self.started = sorted(started)
+
+    def owner(self, key: str) -> str | None:
+        """``core/parts.owner`` of history key ``key`` among the primary and every part."""
+        from tracklet.core.parts import PRIMARY
+
+        return PRIMARY if key in self.primary else self.first_label.get(key)
+
+    def part_key(self, label: str, key: str) -> str:
+        """``core/parts.part_key``: the run's name for part ``label``'s history key ``key``."""
+        from tracklet.core.parts import labelled
+
+        return key if self.owner(key) in (label, None) else labelled(label, key)
+
+    def _keys_of(self, label: str) -> set[str]:
+        found = self.part_keys.get(label)
+        if found is None:
+            found = self.part_keys[label] = {key for key in (self.parts.get(label) or {}).get("keys") or [] if key}
+        return found
+
+    def new_keys(self, label: str, keys: Iterable[str]) -> set[str]:
+        """Of ``keys`` (part ``label``'s, as its chunk has them), those its part didn't log until now."""
+        return {key for key in keys if key} - self._keys_of(label)
+
+    def add_keys(self, label: str, keys: Iterable[str]) -> None:
+        """Part ``label`` logs ``keys`` from now on."""
+        own = self._keys_of(label)
+        for key in keys:
+            if key:
+                own.add(key)
+                held = self.first_label.get(key)
+                if held is None or label < held:
+                    self.first_label[key] = label
+
+    def set_part(self, label: str, info: dict[str, Any]) -> None:
+        """What readers show of part ``label`` changed to ``info``."""
+        self.parts[label] = info
+        self.metadata_changed = True
+        at = bisect.bisect_left(self.started, label)
+        if _part_started(info) and self.started[at : at + 1] != [label]:
+            self.started.insert(at, label)
+
+    def add_summary(self, named: Mapping[str, Any]) -> None:
+        """Summary entries under the run's names (``part_summary_names``)."""
+        for key, value in named.items():
+            if key not in self.summary or self.summary[key] != value:
+                self.summary[key] = value
+                self.summary_changed = True
+
+    def part_summary_names(self, label: str, info: dict[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
+        """Part ``label``'s summary entries ``found`` under the run's names: a history key's by the
+        ownership rule (core/parts.py); a key only set in the summary keeps its name unless the
+        primary or a part before ``label`` in label order set it (then ``<key>/l:<label>``); where a
+        later part held it, that part's value (in the run's summary) moves to its labelled name.
+        ``info["summary_keys"]`` keeps those it took (and ``parts`` those the others lost)."""
+        from tracklet.core.parts import labelled
+
+        own = {key for key in (info.get("keys") or []) if key}
+        taken = set(info.get("summary_keys") or [])
+        named: dict[str, Any] = {}
+        for key, value in found.items():
+            key = stored_key(key)
+            if key in own:
+                named[self.part_key(label, key)] = value
+            elif key in taken or key not in self.summary:
+                taken.add(key)
+                named[key] = value
+            elif (other := self.summary_holder.get(key, label)) > label:  # a part after this one in label order held it
+                named[labelled(other, key)] = self.summary[key]
+                self.parts[other] = {**self.parts[other], "summary_keys": sorted(
+                    set(self.parts[other].get("summary_keys") or []) - {key})}
+                self.metadata_changed = True
+                taken.add(key)
+                named[key] = value
+            else:
+                named[labelled(label, key)] = value
+        info["summary_keys"] = sorted(taken)
+        for key in taken:
+            self.summary_holder[key] = label
+        return named
+
+    def first_part_identity(self, paths: RunPaths, label: str, indexed_before: bool,
+                            fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The columns of a run whose primary never started that part ``label``'s new records set
+        (``fields``: its start, its renames): the run is its first part's in label order, as the log
+        reader has it, however the parts were indexed. A part indexed after one that comes later in
+        label order replaces that part's identity whole (what it leaves unset goes back to a new
+        run's); a part after another one sets nothing. Parts whose start wasn't indexed (an empty log)
+        don't count, as the reader's first part is its first with a start."""
+        if self.started and self.started[0] < label:
+            return {}
+        if indexed_before or not [other for other in self.started[:2] if other != label]:
+            return dict(fields)
+        return {**{key: _NEW_RUN_DEFAULTS[key] for key in ("tags", "group_name", "job_type", "notes", "host")},
+                "name": paths.run_id, "created_at": None, **fields}
 
 
 def _part_started(info: Mapping[str, Any]) -> bool:
     """Whether a part's start was indexed (its ``metadata["parts"]`` entry ``info`` has its host or
     pid): an entry alone may be an empty log's, found crashed before its writer ever started."""
     return bool(info.get("host") or info.get("pid"))
-
-
-def _first_part_identity(paths: RunPaths, label: str, indexed_before: bool, known_parts: Mapping[str, Any],
-                         fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The columns of a run whose primary never started that part ``label``'s new records set
-    (``fields``: its start, its renames): the run is its first part's in label order, as the log
-    reader has it, however the parts were indexed. A part indexed after one that comes later in
-    label order replaces that part's identity whole (what it leaves unset goes back to a new
-    run's); a part after another one sets nothing. Parts whose start wasn't indexed (an empty log)
-    don't count, as the reader's first part is its first with a start."""
-    started = [other for other, info in known_parts.items() if other != label and _part_started(info)]
-    if any(other < label for other in started):
-        return {}
-    if indexed_before or not started:
-        return dict(fields)
-    return {**{key: _NEW_RUN_DEFAULTS[key] for key in ("tags", "group_name", "job_type", "notes", "host")},
-            "name": paths.run_id, "created_at": None, **fields}
 
 
 def _part_config(config: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:

@@ -146,7 +146,7 @@ def show(ctx: click.Context, ref: str, as_json: bool, url: str | None) -> None:
     """One version: identity, aliases, tags, metadata, and every file with its size and digest. A
     registry version whose artifact version was deleted shows the link, "files: deleted", and the
     runs that logged and used that version."""
-    from tracklet.errors import ArtifactDeleted
+    from tracklet.errors import ArtifactDeleted, ArtifactNotFound
 
     with _reader(ctx, url) as api:
         try:
@@ -155,7 +155,37 @@ def show(ctx: click.Context, ref: str, as_json: bool, url: str | None) -> None:
             if url is not None or not _show_deleted_link(api.root, ref, as_json):
                 raise
             return
+        except ArtifactNotFound:  # a run's logged table, as W&B names it (run-<id>-<key>:v<n>)?
+            if url is not None or not _show_run_table(api, ref, as_json):
+                raise
+            return
         _show(artifact, as_json)
+
+
+def _show_run_table(api: Any, ref: str, as_json: bool) -> bool:
+    """``show`` of a run table named as W&B names it (``project/run-<id>-<key>:v<n>``, type
+    ``run_table``; docs/tables.md#lineage): its key, step, the run that logged it and the runs
+    that used it (the store's lineage). False if ``ref`` names none."""
+    from tracklet.artifacts.lineage import run_paths
+    from tracklet.artifacts.names import parse_ref
+    from tracklet.artifacts.run_tables import resolve_run_table
+
+    parsed = parse_ref(ref)
+    table = resolve_run_table(Path(api.root), ref, parsed.project or "") if parsed.project else None
+    if table is None:
+        return False
+    api.store.index(wait=2.0)  # the runs that used it: what their logs say now
+    row = {"name": table.qualified_name, "type": table.type, "key": table.key, "step": table.step,
+           "aliases": list(table.aliases), "created": _iso(table.time), "logged_by": table.run_path,
+           "used_by": run_paths(Path(api.root), table.project, table.name, table.version, "used")}
+    if as_json:
+        click.echo(json.dumps(row))
+        return True
+    for key, value in row.items():
+        click.echo(f"{key + ':':<12} {(', '.join(value) or '-') if isinstance(value, list) else value}")
+    click.echo(f"a table run {table.run_path} logged under {table.key!r} (its log {table.version + 1} of that key); "
+               f"read it with tracklet.Api().run({table.run_path!r}).table({table.key!r}, step={table.step})")
+    return True
 
 
 def _show(artifact: Any, as_json: bool) -> None:

@@ -65,6 +65,8 @@ def _record_local(root: Path, monkeypatch) -> None:
     with pytest.raises(ArtifactNotFound):
         final.use_artifact("run-nobody-preds:latest")
     final.finish()
+    with wandb.init(project="tl", mode="disabled") as off:  # a disabled run reads it, records nothing
+        assert off.use_artifact("run-prod-preds:v0").get("preds").data == [[0, 0]]
 
 
 def test_a_local_run_tables_use_is_lineage_through_the_apis_the_cli_and_the_lineage_route(tmp_path, monkeypatch):

@@ -1357,10 +1357,20 @@ class DisabledRun(Run):
 
         if not isinstance(artifact_or_name, str):
             return artifact_or_name
+        from tracklet.errors import ArtifactNotFound
+
         found = _registry().resolve(data_root(self.settings), artifact_or_name, type=type)
         if found is not None:
             return found
-        return _artifacts().resolve(data_root(self.settings), artifact_or_name, default_project=self.project, type=type)
+        try:
+            return _artifacts().resolve(data_root(self.settings), artifact_or_name, default_project=self.project,
+                                        type=type)
+        except ArtifactNotFound:  # a run's logged table (run-<id>-<key>:v<n>): read, not recorded
+            table = (_artifacts().resolve_run_table(data_root(self.settings), artifact_or_name, self.project)
+                     if type in (None, "run_table") else None)
+            if table is None:
+                raise
+            return table
 
     def link_artifact(self, artifact: Any, target_path: str, aliases: list[str] | None = None) -> Any:
         return artifact  # not linked: the run is disabled

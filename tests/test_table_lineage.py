@@ -199,6 +199,8 @@ def test_online_runs_tables_lineage_on_a_server_and_in_the_dashboard_graph(serve
     assert lefts == sorted(lefts) and len(set(lefts)) == 4  # data flows left to right
     table.locator("rect").click()  # a run table links to the run that logged it
     page.wait_for_url(server.url + "/projects/tl/runs/prod")
-    page.goto(server.url + "/projects/tl/artifacts/run-prod-preds/v0/lineage")  # its own graph
+    page.goto(server.url + "/projects/tl/runs/cons")  # the consumer's Artifacts card: the table it used
+    page.click(".run-artifacts-card tr[data-artifact='tl/run-prod-preds:v0'] a")  # -> the table's own graph
     page.wait_for_selector("g.lineage-node.root[data-id='artifact:tl/run-prod-preds:v0']")
+    assert page.url == server.url + "/projects/tl/artifacts/run-prod-preds/v0/lineage"
     assert page.text_content(".lineage-page .pane-head a") == "← run prod"

@@ -184,6 +184,11 @@ def test_online_runs_tables_lineage_on_a_server_and_in_the_dashboard_graph(serve
     nodes, edges = _wait_lineage(server.url, {"run": "prod", "hops": 4}, CHAIN)
     assert CHAIN <= edges
     assert nodes["artifact:tl/run-prod-preds:v1"]["aliases"] == ["latest"]
+    shown = CliRunner().invoke(cli_main, ["artifact", "show", "tl/run-prod-preds:v0", "--json", "--url", server.url])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output) | {"created": None} == {
+        "name": "tl/run-prod-preds:v0", "type": "run_table", "key": "preds", "step": 0, "aliases": [],
+        "created": None, "logged_by": "tl/prod", "used_by": ["tl/cons"]}
 
     page.goto(server.url + "/projects/tl/runs/cons/lineage")
     page.wait_for_selector("svg.lineage-graph g.lineage-node[data-id='run:tl/final']")

@@ -209,3 +209,28 @@ def test_online_runs_tables_lineage_on_a_server_and_in_the_dashboard_graph(serve
     page.wait_for_selector("g.lineage-node.root[data-id='artifact:tl/run-prod-preds:v0']")
     assert page.url == server.url + "/projects/tl/artifacts/run-prod-preds/v0/lineage"
     assert page.text_content(".lineage-page .pane-head a") == "← run prod"
+
+
+def test_a_run_indexed_while_it_logs_a_table_numbers_the_versions_on(tmp_path):
+    """Each indexing pass numbers a run's new table logs after those it stored (one pass over the
+    whole log, a rebuild, numbers them the same)."""
+    from tracklet.store import Store
+
+    root = tmp_path / "data"
+    run = tracklet.init(project="tl", id="live", dir=str(root), settings=QUIET)
+    store = Store(None, root=root)
+    try:
+        for step in range(3):
+            run.log({"t": tracklet.Table(columns=["x"], data=[[step]])}, step=step)
+            assert run.flush(timeout=30)
+            store.index()
+            assert store.run_table_last("tl", "run-live-t") == step
+        run.finish()
+        store.index()
+        edges, _ = store.artifact_edges(versions=[("tl", "run-live-t", v) for v in range(3)])
+        assert sorted((e["direction"], e["version"], e["run_id"]) for e in edges) == [
+            ("logged", 0, "live"), ("logged", 1, "live"), ("logged", 2, "live")]
+        store.index(rebuild=True)
+        assert store.run_table_last("tl", "run-live-t") == 2
+    finally:
+        store.close()

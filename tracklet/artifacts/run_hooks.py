@@ -1,7 +1,7 @@
 """What ``tracklet.core.run.Run``'s artifact methods call (through ``core/extensions.py``: the
 core never imports this package itself). ``log_artifact`` needs only ``prepare`` and
-``ArtifactWorker`` on the caller's thread; ``resolve`` (``use_artifact``) is imported when first
-used."""
+``ArtifactWorker`` on the caller's thread; ``resolve`` and ``resolve_run_table`` (``use_artifact``)
+are imported when first used."""
 
 from typing import Any
 
@@ -17,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from tracklet.artifacts.lookup import resolve
 
         return resolve
+    if name == "resolve_run_table":
+        from tracklet.artifacts.run_tables import resolve_run_table
+
+        return resolve_run_table
     raise AttributeError(name)

@@ -146,7 +146,7 @@ def show(ctx: click.Context, ref: str, as_json: bool, url: str | None) -> None:
     """One version: identity, aliases, tags, metadata, and every file with its size and digest. A
     registry version whose artifact version was deleted shows the link, "files: deleted", and the
     runs that logged and used that version."""
-    from tracklet.errors import ArtifactDeleted
+    from tracklet.errors import ArtifactDeleted, ArtifactNotFound
 
     with _reader(ctx, url) as api:
         try:
@@ -155,7 +155,82 @@ def show(ctx: click.Context, ref: str, as_json: bool, url: str | None) -> None:
             if url is not None or not _show_deleted_link(api.root, ref, as_json):
                 raise
             return
+        except ArtifactNotFound:  # a run's logged table, as W&B names it (run-<id>-<key>:v<n>)?
+            shown = (_show_remote_run_table(api, ref, as_json) if url is not None
+                     else _show_run_table(api, ref, as_json))
+            if not shown:
+                raise
+            return
         _show(artifact, as_json)
+
+
+def _show_run_table(api: Any, ref: str, as_json: bool) -> bool:
+    """``show`` of a run table named as W&B names it (``project/run-<id>-<key>:v<n>``, type
+    ``run_table``; docs/tables.md#lineage): its key, step, the run that logged it and the runs
+    that used it (the store's lineage). False if ``ref`` names none."""
+    from tracklet.artifacts.lineage import run_paths
+    from tracklet.artifacts.names import parse_ref
+    from tracklet.artifacts.run_tables import resolve_run_table
+
+    parsed = parse_ref(ref)
+    table = resolve_run_table(Path(api.root), ref, parsed.project or "") if parsed.project else None
+    if table is None:
+        return False
+    api.store.index(wait=2.0)  # the runs that used it: what their logs say now
+    row = {"name": table.qualified_name, "type": table.type, "key": table.key, "step": table.step,
+           "aliases": list(table.aliases), "created": _iso(table.time), "logged_by": table.run_path,
+           "used_by": run_paths(Path(api.root), table.project, table.name, table.version, "used")}
+    if as_json:
+        click.echo(json.dumps(row))
+        return True
+    _echo_run_table(row, table.version)
+    return True
+
+
+def _echo_run_table(row: dict[str, Any], version: int) -> None:
+    for key, value in row.items():
+        click.echo(f"{key + ':':<12} {(', '.join(value) or '-') if isinstance(value, list) else value}")
+    click.echo(f"a table run {row['logged_by']} logged under {row['key']!r} (its log {version + 1} of that key); "
+               f"read it with tracklet.Api().run({row['logged_by']!r}).table({row['key']!r}, step={row['step']})")
+
+
+def _show_remote_run_table(api: Any, ref: str, as_json: bool) -> bool:
+    """``_show_run_table`` from a tracking server: the table's node and its runs from the
+    server's lineage route, its key and step from the logging run's table routes."""
+    from tracklet.artifacts.names import parse_ref
+    from tracklet.core.run_tables import table_artifact_name
+    from tracklet.errors import ArtifactNotFound
+
+    parsed = parse_ref(ref)
+    if not parsed.project or not parsed.name.startswith("run-"):
+        return False
+    try:
+        graph = api._http.get_json(f"/api/v1/projects/{parsed.project}/lineage", missing=ArtifactNotFound,
+                                   artifact=f"{parsed.name}:{parsed.selector}", hops=1)
+    except ArtifactNotFound:
+        return False
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    root = nodes.get(graph["root"], {})
+    logged = [nodes[e["source"]] for e in graph["edges"] if e["target"] == graph["root"] and e["kind"] == "logged"]
+    users = [nodes[e["target"]] for e in graph["edges"] if e["source"] == graph["root"] and e["kind"] == "used"]
+    if root.get("type") != "run_table" or not logged:
+        return False
+    run = api.run(f"{logged[0]['project']}/{logged[0]['run_id']}")
+    number = int(str(root["version"])[1:])
+    key = next((k for k in run.table_keys() if table_artifact_name(run.id, k) == parsed.name), None)
+    versions = run.table_versions(key) if key is not None else []
+    found = [v for v in versions if v["index"] == number]
+    if not found:
+        return False
+    row = {"name": f"{parsed.project}/{parsed.name}:{root['version']}", "type": "run_table", "key": key,
+           "step": found[0]["step"], "aliases": list(root.get("aliases") or []), "created": _iso(found[0]["time"]),
+           "logged_by": f"{logged[0]['project']}/{logged[0]['run_id']}",
+           "used_by": [f"{user['project']}/{user['run_id']}" for user in users]}
+    if as_json:
+        click.echo(json.dumps(row))
+    else:
+        _echo_run_table(row, number)
+    return True
 
 
 def _show(artifact: Any, as_json: bool) -> None:

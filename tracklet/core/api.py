@@ -338,7 +338,8 @@ class RecordedRun:
     @property
     def used_artifacts(self) -> list[dict[str, Any]]:
         """The artifact versions this run used (``use_artifact``), in order, each once:
-        ``{"project", "name", "type", "version", "digest"}`` (``version`` is N of vN)."""
+        ``{"project", "name", "type", "version", "digest"}`` (``version`` is N of vN); a run's logged
+        table it read is type ``run_table``, ``run-<id>-<key>`` (docs/tables.md#lineage)."""
         return _distinct_versions(self._read.artifacts_used)
 
     @property

@@ -754,7 +754,12 @@ class Run:
     def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None) -> Any:
         """Record that this run uses an artifact version: ``"name"`` (latest), ``"name:v3"``,
         ``"name:alias"``, ``"project/name:alias"``, or an Artifact. Returns the committed version
-        (``download()`` it); ``ArtifactNotFound`` if there is none."""
+        (``download()`` it); ``ArtifactNotFound`` if there is none. A name no artifact has but a
+        run's logged table does, as W&B names it (``run-<run id>-<key>:v<n>`` or ``:latest``,
+        type ``run_table``), is that table: the use is recorded the same way (lineage shows
+        producer run -> table -> this run) and a ``RunTableVersion`` returned (``.table()``)."""
+        from tracklet.errors import ArtifactNotFound
+
         if self._finished:
             raise RuntimeError(_FINISHED)
         artifacts = _artifacts()
@@ -777,8 +782,16 @@ class Run:
                 if self._artifacts is not None:  # this run's own versions of that name first
                     ref = artifacts.parse_ref(artifact_or_name)
                     self._artifacts.settle(ref.project or self.project, ref.name)
-                artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project,
-                                             type=type, remote=self._artifact_remote())
+                try:
+                    artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project,
+                                                 type=type, remote=self._artifact_remote())
+                except ArtifactNotFound:  # a run's logged table, as W&B names it: run-<id>-<key>:v<n>
+                    table = (artifacts.resolve_run_table(self._paths.root, artifact_or_name, self.project,
+                                                         self._artifact_remote())
+                             if type in (None, "run_table") else None)
+                    if table is None:
+                        raise
+                    artifact = table
         self._enqueue(_deferred(_artifact_used_record, {"info": artifact._info, "time": _time()}))
         return artifact
 
@@ -1344,10 +1357,20 @@ class DisabledRun(Run):
 
         if not isinstance(artifact_or_name, str):
             return artifact_or_name
+        from tracklet.errors import ArtifactNotFound
+
         found = _registry().resolve(data_root(self.settings), artifact_or_name, type=type)
         if found is not None:
             return found
-        return _artifacts().resolve(data_root(self.settings), artifact_or_name, default_project=self.project, type=type)
+        try:
+            return _artifacts().resolve(data_root(self.settings), artifact_or_name, default_project=self.project,
+                                        type=type)
+        except ArtifactNotFound:  # a run's logged table (run-<id>-<key>:v<n>): read, not recorded
+            table = (_artifacts().resolve_run_table(data_root(self.settings), artifact_or_name, self.project)
+                     if type in (None, "run_table") else None)
+            if table is None:
+                raise
+            return table
 
     def link_artifact(self, artifact: Any, target_path: str, aliases: list[str] | None = None) -> Any:
         return artifact  # not linked: the run is disabled

@@ -643,6 +643,14 @@ def _plan_inputs(plan: Plan, run: Any) -> None:
     for used in run.used_artifacts:
         key = f"{used['project']}/{used['name']}"
         reference = f"{key}:v{used['version']}"
+        if used["type"] == "run_table":  # a run's logged table (run-<id>-<key>:vN): its run's log has it
+            from tracklet.artifacts.run_tables import resolve_run_table
+
+            if resolve_run_table(plan.root, reference, used["project"]) is None:
+                plan.problems.append(f"input run table {reference} is gone: its run's log has no such table version")
+            else:
+                plan.artifacts[key] = used["version"]
+            continue
         try:
             artifact = resolve(plan.root, reference)
         except ArtifactError as error:

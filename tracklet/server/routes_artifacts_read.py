@@ -24,6 +24,7 @@ from tracklet.artifacts.registry import VersionInfo
 from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, ChunkStoreError, TrackletError
 from tracklet.server.artifact_source import ArtifactSource, EntryMissing, artifact_source
 from tracklet.server.jsonable import json_value
+from tracklet.core.run_tables import RUN_TABLE_TYPE
 from tracklet.server.lineage_graph import DELETED_VERSION_FIELDS, Graph, build_graph
 from tracklet.server.logs import run_paths
 from tracklet.server.body import bounded_router
@@ -369,6 +370,8 @@ def run_artifacts(request: Request, project: str, run_id: str) -> RunArtifactsRe
     for edge in edges:
         if readable is not None and edge["project"] not in readable:
             continue
+        if edge["type"] == RUN_TABLE_TYPE and edge["direction"] == "logged":
+            continue  # its tables (those a run used): in its tables and its lineage, not among its artifacts
         aliases = list(edge["aliases"] or [])
         try:
             aliases = source.version(edge["project"], edge["name"], f"v{edge['version']}").aliases
@@ -412,7 +415,7 @@ def lineage(
         except ArtifactDeleted:
             return DELETED_VERSION_FIELDS
         except (ArtifactError, ValueError):
-            return None
+            return _run_table_info(app.store, version_project, name, number)
         return {"kind": "artifact", "project": info.project, "name": info.name, "version": info.version,
                 "type": info.type, "digest": info.digest, "aliases": info.aliases}
 
@@ -426,10 +429,28 @@ def lineage(
         ref = parse_ref(artifact or "")
         if ref.project not in (None, project):
             raise HTTPException(status_code=400, detail=f"artifact {artifact!r} is not in project {project!r}")
-        info = _version(source, project, ref.name, ref.selector)
-        graph = build_graph(app.store, version=(project, info.name, info.version), hops=hops, max_nodes=max_nodes,
+        try:
+            start = (project, _version(source, project, ref.name, ref.selector).version)
+        except HTTPException as error:  # a run table (run-<id>-<key>:vN), named as W&B names it?
+            last = app.store.run_table_last(project, ref.name) if error.status_code == 404 else None
+            number = last if ref.selector == "latest" else version_number(ref.selector)
+            if last is None or number is None or not 0 <= number <= last:
+                raise
+            start = (project, number)
+        graph = build_graph(app.store, version=(project, ref.name, start[1]), hops=hops, max_nodes=max_nodes,
                             readable=_readable(request), run_info=run_info, version_info=version_info)
     return graph_response(graph, hops)
+
+
+def _run_table_info(store: Any, project: str, name: str, number: int) -> dict[str, Any] | None:
+    """A lineage node's fields for version ``number`` of run table ``name`` (W&B's ``run_table``
+    artifact ``run-<id>-<key>``: docs/tables.md#lineage), ``latest`` on its last; None if no
+    run logged it."""
+    last = store.run_table_last(project, name)
+    if last is None or not 0 <= number <= last:
+        return None
+    return {"kind": "artifact", "project": project, "name": name, "version": number, "type": RUN_TABLE_TYPE,
+            "digest": "", "aliases": ["latest"] if number == last else []}
 
 
 def graph_response(graph: Graph, hops: int) -> LineageResponse:

@@ -35,7 +35,7 @@ from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
-from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, edge_rows, write_edges
+from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, edge_rows, table_edge, write_edges
 from tracklet.store.media import MEDIA_KINDS, media, media_rows, write_media
 from tracklet.store.spans import SPAN_KINDS, log_span_rows, spans, write_spans
 from tracklet.store.sort_values import sort_values
@@ -229,7 +229,8 @@ class _Points:
 class _RunFold:
     """What the new records of one run change."""
 
-    def __init__(self, row: Any) -> None:
+    def __init__(self, row: Any, run: tuple[str, str] = ("", "")) -> None:
+        self.run = run  # (project, run_id): names the run tables it logs (``lineage.table_edge``)
         self.fields: dict[str, Any] = {}
         self.config: dict[str, Any] = dict(row.config) if row is not None else {}
         self.summary: dict[str, Any] = dict(row.summary) if row is not None else {}
@@ -301,6 +302,8 @@ class _RunFold:
             self.data.apply(kind, record)
         elif kind in EDGE_KINDS:
             self.artifact_edges.append(edge_of(kind, record))
+        elif kind == "table_logged" and self.run[1]:  # a run table's version (W&B's run_table artifact)
+            self.artifact_edges.append(table_edge(self.run, record.table_logged))
         elif kind in MEDIA_KINDS:
             self.media.append(record.media)
         elif kind in SPAN_KINDS:
@@ -706,7 +709,7 @@ class Indexer:
         result = self.source.read_from(part, offset, self.chunk_bytes)
         part_config = _part_config(row.config or {}, info)
         fold = _RunFold(SimpleNamespace(config=dict(part_config), summary={}, keys=list(info.get("keys") or []),
-                                        last_step=None, metadata=None))
+                                        last_step=None, metadata=None), (paths.project, paths.run_id))
         fold.identified = _part_started(shown)  # a later session's resumed start changes none of it
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
@@ -1116,7 +1119,7 @@ class Indexer:
             self._refresh_liveness(connection, row, paths)
             return 0, 0, False
         result = self.source.read_from(paths, offset, self.chunk_bytes)
-        fold = _RunFold(row)
+        fold = _RunFold(row, (paths.project, paths.run_id))
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
         decoder.fold(result.payloads, fold.apply)
         self._note_damage(paths, result, decoder)

@@ -1,15 +1,21 @@
 """Artifact lineage in the store: ``artifact_edges``, one row per ``ArtifactLogged`` (``logged``:
 run -> version) or ``ArtifactUsed`` (``used``: version -> run) record of a run's log, numbered in
-log order like alerts. Derived from the record logs (``tracklet index --rebuild`` rebuilds it);
-the versions themselves live in the artifact registry (docs/artifacts.md)."""
+log order like alerts, and one ``logged`` edge per ``TableLogged`` record: a run table, which
+W&B users know as artifact ``run-<id>-<key>`` of type ``run_table`` (``core/run_tables.py``),
+numbered ``v0``, ``v1``... per name and run as the run logged the key. A run that used one has an
+``ArtifactUsed`` record naming it (``used``). Derived from the record logs (``tracklet index
+--rebuild`` rebuilds it); artifact versions themselves live in the artifact registry
+(docs/artifacts.md), run tables in their run's log (docs/tables.md#lineage)."""
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 
+from tracklet.core.run_tables import RUN_TABLE_TYPE, table_artifact_name
 from tracklet.store.schema import Json, metadata, projects, runs
 from tracklet.store.text import fit, store_text
 
@@ -43,14 +49,32 @@ def edge_of(kind: str, record: Any) -> Edge:
     return ("logged" if kind == "artifact_logged" else "used", message)
 
 
-def edge_rows(run_pk: int, edges: list[Edge], after: int = 0) -> list[dict[str, Any]]:
-    """``artifact_edges`` rows for a run's edges, numbered on from its edge ``after``."""
+TABLE_VERSION = -1  # a table edge's version until ``edge_rows`` numbers it
+
+
+def table_edge(run: tuple[str, str], table: Any) -> Edge:
+    """The ``logged`` edge of a ``TableLogged`` record of run ``run`` ((project, run_id)): the run
+    table ``run-<id>-<key>`` (``core/run_tables.py``), its version numbered by ``edge_rows``."""
+    ref = SimpleNamespace(project=run[0], name=table_artifact_name(run[1], table.key), type=RUN_TABLE_TYPE,
+                          version=TABLE_VERSION, digest="")
+    return ("logged", SimpleNamespace(artifact=ref, time=table.time, aliases=[]))
+
+
+def edge_rows(run_pk: int, edges: list[Edge], after: int = 0,
+              tables: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """``artifact_edges`` rows for a run's edges, numbered on from its edge ``after``; a run
+    table's log numbered on from the versions ``tables`` (name -> count) says the run has."""
     rows = []
+    tables = dict(tables or {})
     for offset, (direction, message) in enumerate(edges, start=1):
         ref = message.artifact
+        version = ref.version
+        if version == TABLE_VERSION and ref.type == RUN_TABLE_TYPE:
+            name = clean_text(ref.name, 128)
+            version = tables[name] = tables.get(name, -1) + 1
         rows.append({
             "run_pk": run_pk, "seq": after + offset, "direction": direction,
-            "project": clean_text(ref.project, 128), "name": clean_text(ref.name, 128), "version": ref.version,
+            "project": clean_text(ref.project, 128), "name": clean_text(ref.name, 128), "version": version,
             "type": clean_text(ref.type, 128), "digest": clean_text(ref.digest, 64),
             "time": message.time if math.isfinite(message.time) else 0.0,
             "aliases": [clean_text(a, 128) for a in getattr(message, "aliases", [])][:100],
@@ -62,7 +86,25 @@ def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge]) -> No
     """Append a run's new edges after its last stored one."""
     last = connection.execute(sa.select(sa.func.max(artifact_edges.c.seq))
                               .where(artifact_edges.c.run_pk == run_pk)).scalar() or 0
-    connection.execute(artifact_edges.insert(), edge_rows(run_pk, edges, last))
+    tables: dict[str, int] = {}
+    if any(message.artifact.version == TABLE_VERSION for _, message in edges):  # its run tables' last versions
+        tables = dict(connection.execute(
+            sa.select(artifact_edges.c.name, sa.func.max(artifact_edges.c.version))
+            .where(artifact_edges.c.run_pk == run_pk, artifact_edges.c.direction == "logged",
+                   artifact_edges.c.type == RUN_TABLE_TYPE)
+            .group_by(artifact_edges.c.name)).all())
+    connection.execute(artifact_edges.insert(), edge_rows(run_pk, edges, last, tables))
+
+
+def run_table_last(engine: sa.Engine, project: str, name: str) -> int | None:
+    """The last version of run table ``name`` of ``project`` the store has a ``logged`` edge of
+    (None: none), from the runs' ``TableLogged`` records."""
+    stmt = (sa.select(sa.func.max(artifact_edges.c.version))
+            .where(artifact_edges.c.project == project, artifact_edges.c.name == name,
+                   artifact_edges.c.direction == "logged", artifact_edges.c.type == RUN_TABLE_TYPE))
+    with engine.connect() as connection:
+        last = connection.execute(stmt).scalar()
+    return None if last is None else int(last)
 
 
 def runs_with_edge(engine: sa.Engine, project: str, name: str, version: int, direction: str) -> list[tuple[str, str]]:
@@ -114,18 +156,25 @@ def edges_touching(engine: sa.Engine, run_keys: list[tuple[str, str]], versions:
     ((project, name, version)), deleted runs left out, in time order: ``{"run_project", "run_id",
     "run_name", "run_state", "direction", "project", "name", "version", "type", "digest", "time",
     "aliases"}`` each, a run's repeated use of one version once. At most ``limit`` edges; the bool
-    says whether more were left out. A lineage graph asks this once per hop with its frontier."""
+    says whether more were left out. A lineage graph asks this once per hop with its frontier.
+    A run's logs of run tables (``type`` ``run_table``) are among a run's edges only where some
+    run used that version: a run that logs a table every epoch has as many versions, and those no
+    run read are its tables, not lineage (they would crowd out its artifacts' edges)."""
     columns = (projects.c.name.label("run_project"), runs.c.run_id, runs.c.name.label("run_name"),
                runs.c.state.label("run_state"), artifact_edges.c.direction, artifact_edges.c.project,
                artifact_edges.c.name, artifact_edges.c.version, artifact_edges.c.type, artifact_edges.c.digest,
                artifact_edges.c.time, artifact_edges.c.aliases)
     joined = (artifact_edges.join(runs, runs.c.id == artifact_edges.c.run_pk)
               .join(projects, projects.c.id == runs.c.project_id))
+    users = artifact_edges.alias("users")
+    read = sa.exists().where(users.c.project == artifact_edges.c.project, users.c.name == artifact_edges.c.name,
+                             users.c.version == artifact_edges.c.version, users.c.direction == "used")
+    lineage_edge = sa.or_(artifact_edges.c.type != RUN_TABLE_TYPE, artifact_edges.c.direction == "used", read)
     found: dict[tuple[Any, ...], dict[str, Any]] = {}
     more = False
     with engine.connect() as connection:
         conditions = [
-            *(sa.tuple_(projects.c.name, runs.c.run_id).in_(run_keys[start:start + EDGE_CHUNK])
+            *(sa.and_(sa.tuple_(projects.c.name, runs.c.run_id).in_(run_keys[start:start + EDGE_CHUNK]), lineage_edge)
               for start in range(0, len(run_keys), EDGE_CHUNK)),
             *(sa.tuple_(artifact_edges.c.project, artifact_edges.c.name, artifact_edges.c.version)
               .in_(versions[start:start + EDGE_CHUNK]) for start in range(0, len(versions), EDGE_CHUNK)),

@@ -575,6 +575,13 @@ class Store(RunDataQueries):
 
         return edges_touching(self.engine, list(runs), list(versions), limit)
 
+    def run_table_last(self, project: str, name: str) -> int | None:
+        """The last logged version of run table ``name`` (``run-<id>-<key>``, W&B's ``run_table``
+        artifact) of ``project``, from the lineage edges; None if no run logged it."""
+        from tracklet.store.lineage import run_table_last
+
+        return run_table_last(self.engine, project, name)
+
     def media(self, project: str, run_id: str, key: str | None = None) -> list[dict[str, Any]]:
         """A run's logged media (every key, or ``key``'s) as indexed: key, step, idx, kind, digest,
         format, mime, size_bytes, width, height, duration, caption, thumbnail, time, extra; by step

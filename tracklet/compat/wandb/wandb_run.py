@@ -605,32 +605,31 @@ class Run:
         from tracklet.errors import ArtifactNotFound, ArtifactTypeMismatch
 
         try:
-            return data_types.Artifact._wrap(self._run.use_artifact(artifact_or_name, type=type))
+            used = self._run.use_artifact(artifact_or_name, type=type)
         except ArtifactTypeMismatch as error:
             raise type_mismatch(error) from None
         except ArtifactNotFound as error:
-            table = self._logged_table(artifact_or_name, type)
-            if table is not None:
-                return table
             raise ArtifactNotFoundCommError(str(error)) from None
+        if getattr(used, "type", None) == "run_table" and hasattr(used, "run_id"):  # a RunTableVersion
+            table = self._logged_table(used)
+            return table if table is not None else used
+        return data_types.Artifact._wrap(used)
 
-    def _logged_table(self, name: Any, type: str | None) -> Any:
-        """``run-<run id>-<key>:latest`` (or ``:v<n>``, ``project/...``): a table a run of this data
-        root logged under ``key``, as ``wandb.Api().artifact`` reads it (W&B's documented
-        ``run.use_artifact("run-<run-id>-<table-name>:<tag>").get("<table-name>")``, and its
-        "adding data to resumed runs"). Not recorded as used: it is no artifact version of
-        tracklet's. None if ``name`` names no such table."""
-        if not isinstance(name, str) or type not in (None, "run_table"):
-            return None
+    def _logged_table(self, used: Any) -> Any:
+        """The run table ``used`` (``run-<run id>-<key>:v<n>``, which tracklet's ``use_artifact``
+        resolved and recorded as used, so lineage shows it) as ``wandb.Api().artifact`` reads it:
+        W&B's documented ``run.use_artifact("run-<run-id>-<table-name>:<tag>").get("<table-name>")``
+        (and its "adding data to resumed runs"). None if it can't be read."""
         import tracklet
         from tracklet.compat.wandb.apis._run_tables import run_table_artifact
         from tracklet.core.settings import data_root as data_root_of
 
-        parts = name.split("/")
-        project = parts[-2] if len(parts) > 1 else self._run.project
+        remote = self._run._artifact_remote()
         try:
-            return run_table_artifact(tracklet.Api(data_root_of(self._run.settings)), project, parts[-1])
-        except Exception:  # an unreadable root or log: the name's own error says it
+            api = (tracklet.Api(base_url=remote[0], api_key=remote[1]) if remote is not None
+                   else tracklet.Api(data_root_of(self._run.settings)))
+            return run_table_artifact(api, used.project, f"{used.name}:v{used.version}")
+        except Exception:  # an unreadable root, log or server: the recorded version stands for it
             return None
 
     def log_model(self, path: Any, name: str | None = None, aliases: Any = None) -> Any:

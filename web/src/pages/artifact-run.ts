@@ -1,8 +1,9 @@
-// A run page's "Artifacts" card: the versions the run logged and used (links to their pages) and
-// a link to its lineage graph. Shown only when the run logged or used any.
+// A run page's "Artifacts" card: the versions the run logged and used (links to their pages; a
+// run table it used, W&B's `run_table` artifact, to its lineage graph, which leads to the run that
+// logged it) and a link to its lineage graph. Shown only when the run logged or used any.
 
 import { h } from "../dom";
-import { runLineageHref, versionHref } from "../router";
+import { runLineageHref, versionHref, versionLineageHref } from "../router";
 import { artifactApi, type RunArtifact } from "./artifact-api";
 import { aliasChips, shortDigest } from "./artifacts";
 
@@ -15,7 +16,7 @@ function list(project: string, items: RunArtifact[], which: string): HTMLElement
       h(
         "tr",
         { "data-artifact": `${a.project}/${a.name}:${a.version}` },
-        h("td", {}, h("a", { href: versionHref(a.project, a.name, a.version), "data-link": true, text: `${a.project === project ? "" : a.project + "/"}${a.name}:${a.version}` })),
+        h("td", {}, h("a", { href: (a.type === "run_table" ? versionLineageHref : versionHref)(a.project, a.name, a.version), "data-link": true, text: `${a.project === project ? "" : a.project + "/"}${a.name}:${a.version}` })),
         h("td.muted", { text: a.type }),
         h("td", {}, aliasChips(a.aliases.filter((alias) => alias !== a.version))),
         h("td", {}, shortDigest(a.digest)),

@@ -14,24 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tracklet.core.run_tables import table_artifact_name
+
 _NAME = re.compile(r"run-(?P<rest>.+?)(?::(?P<alias>[^:/]+))?$")
-
-
-def table_artifact_name(run_id: str, key: str) -> str:
-    """The name W&B gives the artifact of a table logged under ``key``: ``run-<run id>-<key>``,
-    or, when that has characters an artifact name can't (``/`` in ``val/preds``, a space), those
-    left out and a 6-character suffix (the CRC-32 of the full name, url-safe base64) added, as
-    W&B's ``sanitize_artifact_name`` (``wandb/sdk/artifacts/_internal_artifact.py``) does:
-    ``run-<id>-valpreds-<crc>``."""
-    import base64
-    import zlib
-
-    name = f"run-{run_id}-{key}"
-    sanitized = re.sub(r"[^a-zA-Z0-9_\-.]+", "", name)
-    if sanitized == name:
-        return name
-    crc = zlib.crc32(name.encode("utf-8")) & 0xFFFFFFFF
-    return f"{sanitized}-{base64.urlsafe_b64encode(crc.to_bytes(4, 'big')).rstrip(b'=').decode('ascii')}"
 
 
 class RunTableArtifact:

@@ -651,10 +651,21 @@ class Run:
             def look_up(reference: str) -> Any:
                 return resolve(root, reference)
         for edge in edges:
+            if edge["type"] == "run_table" and direction == "logged":
+                continue  # its logged tables: all of them, below
             if any(a.qualified_name == edge["reference"] for _, a in found):
                 continue
             try:
-                found.append((edge["time"], Artifact._wrap(look_up(edge["reference"]))))
+                if edge["type"] == "run_table":  # a run's logged table it used (run-<id>-<key>:v<n>)
+                    from tracklet.compat.wandb.apis._run_tables import run_table_artifact
+
+                    tables = self._api if self._api is not None else TrackletApi(recorded._paths.root)
+                    table = run_table_artifact(tables, edge["project"], f"{edge['name']}:v{edge['version']}")
+                    if table is None:
+                        raise ArtifactNotFound(edge["reference"])
+                    found.append((edge["time"], table))
+                else:
+                    found.append((edge["time"], Artifact._wrap(look_up(edge["reference"]))))
             except ArtifactNotFound:  # deleted since (artifact.delete()): the others are still listed
                 gone.append(edge["reference"])
         if gone:

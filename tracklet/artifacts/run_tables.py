@@ -1,0 +1,141 @@
+"""A run table named as W&B names it (``run-<id>-<key>:v<n>``, type ``run_table``;
+``core/run_tables.py``), resolved for ``Run.use_artifact``: a run that reads another run's
+logged table records an ``ArtifactUsed`` naming that version, so lineage shows producer run ->
+run table -> consumer run (docs/tables.md#lineage). The table itself stays in its run's log."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+from tracklet.core.run_tables import RUN_TABLE_TYPE, table_artifact_name
+
+_VERSION = re.compile(r"v(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunTableVersion:
+    """Version ``v<version>`` of run table ``name``: the ``version``-th log (from 0) of ``key`` by
+    run ``project/run_id``, at ``step``. ``table()`` reads it (a data root's run)."""
+
+    project: str
+    name: str
+    version: int
+    key: str
+    run_id: str
+    step: int
+    time: float
+    aliases: tuple[str, ...] = ()
+    root: Path | None = None  # the data root holding the run's log (None: the run is on a server)
+    type: str = RUN_TABLE_TYPE
+    digest: str = ""
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.project}/{self.name}:v{self.version}"
+
+    @property
+    def run_path(self) -> str:
+        return f"{self.project}/{self.run_id}"
+
+    @property
+    def _info(self) -> Any:  # what ``worker.used_record`` reads of a version
+        return self
+
+    def table(self) -> Any:
+        """The table as logged (a lazy query, as ``tracklet.Api().run(...).table(key, step)``). A
+        run on a tracking server: read it with ``tracklet.Api(server).run(run_path).table(key, step)``."""
+        if self.root is None:
+            raise NotImplementedError(f"{self.qualified_name} is on a tracking server: read it with "
+                                      f"tracklet.Api(<server>).run({self.run_path!r}).table({self.key!r}, "
+                                      f"step={self.step})")
+        from tracklet.core.api import RecordedRun
+        from tracklet.core.layout import RunPaths
+
+        return RecordedRun(RunPaths(self.root, self.project, self.run_id)).table(self.key, step=self.step)
+
+    def get(self, name: str) -> Any:
+        """The table when ``name`` is its key, else None (W&B's ``artifact.get(key)``)."""
+        return self.table() if name == self.key else None
+
+    def __repr__(self) -> str:
+        return f"<RunTableVersion {self.qualified_name} (table {self.key!r} of run {self.run_path}, step {self.step})>"
+
+
+def resolve_run_table(root: Path, reference: Any, default_project: str,
+                      remote: tuple[str, str | None] | None = None) -> RunTableVersion | None:
+    """The run table ``reference`` (``[project/]run-<id>-<key>[:latest|:v<n>]``) names, from the
+    runs of data root ``root`` (or of the server ``remote``: (URL, API key)); None when it names
+    none (no such run, key or version, or not such a name)."""
+    from tracklet.artifacts.names import parse_ref
+    from tracklet.core.layout import is_valid_name
+
+    try:
+        ref = parse_ref(reference)
+    except Exception:  # not an artifact reference at all: the caller's own error says so
+        return None
+    if not ref.name.startswith("run-"):
+        return None
+    project = ref.project or default_project
+    selector = _VERSION.fullmatch(ref.selector)
+    if ref.selector != "latest" and selector is None:
+        return None
+    rest = ref.name[len("run-"):]
+    for place in [index for index, char in enumerate(rest) if char == "-"]:
+        run_id = rest[:place]
+        if not is_valid_name(run_id):
+            continue
+        versions = (_remote_versions(remote, project, run_id, ref.name) if remote is not None
+                    else _local_versions(root, project, run_id, ref.name))
+        if not versions:
+            continue
+        index = len(versions) - 1 if selector is None else int(selector[1])
+        if not 0 <= index < len(versions):
+            return None
+        key, step, time = versions[index]
+        return RunTableVersion(project, ref.name, index, key, run_id, step, time,
+                               ("latest",) if index == len(versions) - 1 else (), None if remote else root)
+    return None
+
+
+def _local_versions(root: Path, project: str, run_id: str, name: str) -> list[tuple[str, int, float]]:
+    """(key, step, time) of each log of the table ``name`` names, by run ``project/run_id`` of ``root``."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    paths = RunPaths(root, project, run_id)
+    if not paths.log_file.is_file():
+        return []
+    return [(record.key, record.step, record.time) for record in RecordedRun(paths)._read.tables
+            if table_artifact_name(run_id, record.key) == name]
+
+
+def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
+                     name: str) -> list[tuple[str, int, float]]:
+    """As ``_local_versions``, from the server's table routes (its last 10,000 logs of a key)."""
+    from urllib.parse import quote
+
+    from tracklet.client.http import HttpClient
+    from tracklet.errors import RemoteError, RunNotFound, TableNotFound
+
+    http = HttpClient(remote[0], api_key=remote[1], error=RemoteError)
+    try:
+        keys = http.get_json(f"/api/v1/runs/{project}/{run_id}/tables", missing=RunNotFound)["keys"]
+        for key in keys:
+            if table_artifact_name(run_id, key) != name:
+                continue
+            data = http.get_json(f"/api/v1/runs/{project}/{run_id}/table-versions/{quote(key, safe='/')}",
+                                 missing=TableNotFound)
+            if int(data["total"]) != len(data["versions"]):  # its first versions not listed: unnumbered
+                return []
+            return [(key, int(item["step"]), float(item.get("time", 0.0))) for item in data["versions"]]
+    except (RunNotFound, TableNotFound):
+        return []
+    finally:
+        http.close()
+    return []
+
+
+__all__ = ["RunTableVersion", "resolve_run_table"]

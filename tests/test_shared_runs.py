@@ -676,6 +676,26 @@ def test_part_labels_and_count_are_checked_by_the_server(tmp_path, parts_server)
         "w1.tlog", "w2.tlog", "w3.tlog"]
 
 
+def test_offsets_asked_of_any_number_of_labels_keep_no_state(tmp_path):
+    """A client may ask the offset of any run or label (a new part's first question): the server
+    keeps a lock per log copy only while a request uses it, so 5,000 labels that never upload leave
+    nothing behind (an authenticated client can't grow the server's memory by asking), and a
+    lock in use is the one every request for that copy gets."""
+    import gc
+
+    from tracklet.core.layout import RunPaths
+    from tracklet.server.logs import LogCopies
+
+    copies = LogCopies(tmp_path)
+    assert all(copies.offset("p", "r", f"w{index}") == 0 for index in range(5000))
+    assert copies.offset("p", "r") == 0
+    gc.collect()
+    assert len(copies._locks) == 0
+    held = copies._lock(RunPaths(tmp_path, "p", "r", "w1"))
+    with held:
+        assert copies._lock(RunPaths(tmp_path, "p", "r", "w1")) is held
+
+
 def test_a_part_is_never_read_back_from_a_server_that_ignores_part(tmp_path):
     """A server from before shared runs answers ``GET .../log?part=`` with the primary's log: the
     secondary refuses it (no part is made of another writer's records)."""

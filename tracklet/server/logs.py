@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,7 +206,9 @@ class LogCopies:
         self.key_counts = key_counts if key_counts is not None else KeyCounts()
         self.max_parts = max_parts
         self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        # A lock per copy while someone uses it: a client asking offsets of runs or labels that don't
+        # exist (any number of them) leaves nothing behind.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], threading.Lock] = weakref.WeakValueDictionary()
         self._verified: set[tuple[str, str]] = set()
 
     def _lock(self, paths: RunPaths) -> threading.Lock:

@@ -478,3 +478,54 @@ def test_a_wal_without_its_shm_is_read_without_making_anything_beside_it_where_t
     finally:
         reader.close()
     assert sorted(path.name for path in copied.iterdir()) == before
+
+
+_KILLED_READER = """
+import os, signal, sys
+from tracklet.core.readonly import connect_read_only
+reader = connect_read_only(sys.argv[1])
+assert reader.execute("SELECT x FROM t").fetchall() == [(1,)]
+os.kill(os.getpid(), signal.SIGKILL)  # no exit handler runs: its private copy stays behind
+"""
+
+
+def test_a_private_copy_a_killed_reader_left_is_removed_by_the_next_one(tmp_path):
+    """A reader killed with its private copy of a ``-wal`` without ``-shm`` open (``kill -9``: no
+    exit handler) leaves the copy (the whole database) in the temp dir; the next reader that makes
+    one removes it, and never a live process's copy."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tracklet.core import readonly
+
+    live, copied, temp = tmp_path / "live", tmp_path / "copied", tmp_path / "tmp"
+    live.mkdir()
+    temp.mkdir()
+    writer = sqlite3.connect(live / "db.sqlite", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    shutil.copytree(live, copied, ignore=shutil.ignore_patterns("*-shm"))
+    writer.close()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    left = []
+    for _ in range(2):
+        killed = subprocess.run([sys.executable, "-c", _KILLED_READER, str(copied / "db.sqlite")], env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        left.append(sorted(path.name for path in temp.iterdir()))
+    # each killed reader left its copy; the second removed the first's as it made its own
+    assert [len(names) for names in left] == [1, 1] and left[0] != left[1]
+    assert left[1][0].startswith("tracklet-readonly-copy-")
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        theirs = temp / f"tracklet-readonly-copy-{alive.pid}-live"  # a live process's copy: kept
+        theirs.mkdir()
+        readonly._remove_stale_snapshots(str(temp))
+        assert sorted(path.name for path in temp.iterdir()) == [theirs.name]
+    finally:
+        alive.kill()
+        alive.wait()

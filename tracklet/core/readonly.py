@@ -88,7 +88,8 @@ def _stamp(absolute: str) -> tuple[int, ...]:
 
 
 def _wal_snapshot(absolute: str) -> str | None:
-    """A private copy (under this user's temporary directory, removed at exit) of database
+    """A private copy (under this user's temporary directory, removed at exit, or by the next
+    process making one where this one was killed: ``_remove_stale_snapshots``) of database
     ``absolute`` and its ``-wal``, which no writer has open and this user can't give a ``-shm``: the
     copy's own ``-shm`` is made beside it, so every commit the ``-wal`` holds is read. One copy per
     state of the two files (a new one once either changes); None where it can't be made (the
@@ -106,7 +107,8 @@ def _wal_snapshot(absolute: str) -> str | None:
             return known[1]
         directory = None
         try:
-            directory = tempfile.mkdtemp(prefix="tracklet-readonly-")
+            _remove_stale_snapshots(tempfile.gettempdir())
+            directory = tempfile.mkdtemp(prefix=f"{_SNAPSHOT_PREFIX}{os.getpid()}-")
             copy = os.path.join(directory, os.path.basename(absolute))
             shutil.copyfile(absolute, copy)
             shutil.copyfile(absolute + "-wal", copy + "-wal")
@@ -130,6 +132,32 @@ def _wal_snapshot(absolute: str) -> str | None:
                    f"-shm isn't there): they are read from a private copy in {directory} (removed at exit), "
                    f"nothing being made beside it")
         return copy
+
+
+_SNAPSHOT_PREFIX = "tracklet-readonly-copy-"
+
+
+def _remove_stale_snapshots(temp_dir: str) -> None:
+    """Remove the private copies (``_wal_snapshot``) that processes of this user left in ``temp_dir``
+    when they were killed before their exit handler ran: named ``<prefix><pid>-...``, owned by this
+    user, their process gone. A copy is the whole database: without this, every ``kill -9`` of a
+    reader left one behind."""
+    import shutil
+
+    try:
+        names = [entry for entry in os.scandir(temp_dir) if entry.name.startswith(_SNAPSHOT_PREFIX)]
+    except OSError:
+        return
+    for entry in names:
+        pid = entry.name[len(_SNAPSHOT_PREFIX):].partition("-")[0]
+        try:
+            if not pid.isdigit() or int(pid) == os.getpid() or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (OSError, OverflowError):  # alive (another user's process with that pid: EPERM), or gone meanwhile
+            continue
 
 
 def _warn_once(absolute: str, text: str) -> None:

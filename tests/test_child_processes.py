@@ -219,3 +219,73 @@ def test_online_a_forked_childs_part_goes_to_the_parents_server(tmp_path, server
     run_dir = Path("projects/p/runs/onl")
     for name in ("run.tlog", f"parts/{label}.tlog"):
         assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()
+
+
+def test_a_child_forked_while_tracklets_threads_hold_its_locks_still_records(root, tmp_path):
+    # fork copies a lock as it is: one that tracklet's sender, environment or uploader thread held at
+    # that moment (making a run's media or artifact worker, building the TLS context) stayed held in
+    # the child for ever, and the child's first logged image, artifact or upload client waited on it
+    # with the child's training. Here another thread holds those very locks while the process forks.
+    import signal
+    import threading
+
+    import numpy as np
+
+    from tracklet.client import http
+    from tracklet.core import run as run_module
+
+    run = tracklet.init(project="p", id="locks", settings={"system_metrics": False, "capture_environment": False})
+    run.log({"loss": 1.0})
+    (tmp_path / "weights.bin").write_bytes(b"w" * 64)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with run_module._LOGGED_LOCK, run_module._WORKER_LOCK, http._ssl_lock:
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(60)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.alarm(60)  # a child stuck on a lock ends by SIGALRM, not by hanging the test
+            run.log({"child/image": tracklet.Image(np.zeros((4, 4, 3), dtype="uint8"))})
+            run.log_artifact(str(tmp_path / "weights.bin"), name="weights", type="model").wait()
+            http.HttpClient("http://127.0.0.1:9").close()  # what an online child's uploader makes first
+            run.finish()
+            code = 0
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.finish()
+    recorded = tracklet.Api(root).run("p/locks")
+    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{pid}"]
+    assert recorded.media_keys() == ["child/image"]
+    assert tracklet.Api(root).artifact("p/weights:v0").files()
+
+
+def test_every_module_level_lock_outside_the_server_is_released_in_a_forked_child():
+    # The class of the test above: a module-level lock is made by tracklet.core.forksafe (unlocked in
+    # a forked child), or its module resets it in an os.register_at_fork hook of its own.
+    import ast
+    from pathlib import Path
+
+    package = Path(tracklet.__file__).parent
+    unsafe = []
+    for path in sorted(package.rglob("*.py")):
+        if "server" in path.relative_to(package).parts:
+            continue  # the server's processes don't record runs: no child joins one
+        source = path.read_text()
+        tree = ast.parse(source)
+        for node in tree.body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+                    and value.func.attr in ("Lock", "RLock") and "register_at_fork" not in source:
+                unsafe.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert unsafe == [], "module-level locks a forked child may find held for ever (use core.forksafe.lock())"

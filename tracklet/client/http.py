@@ -23,12 +23,12 @@ import dataclasses
 import email.utils
 import math
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import httpx
+from tracklet.core import forksafe
 
 from tracklet.client.buffers import BufferSender
 from tracklet.core.credentials import resolve_key, unauthorized_hint
@@ -125,7 +125,7 @@ class _Views:
                 yield view[start:start + PIECE_BYTES]
 
 
-_ssl_lock = threading.Lock()
+_ssl_lock = forksafe.lock()
 _ssl_context: Any = None
 
 

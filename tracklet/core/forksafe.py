@@ -1,0 +1,48 @@
+"""Module-level locks that a forked child gets released.
+
+``fork`` copies a lock as it is: one that another thread held at that moment stays held in the
+child for ever, since the thread that would release it is not there. tracklet's own threads (the
+sender, the uploader, the environment capture, the system monitor, media and artifact workers)
+take module-level locks at any moment, and a child forked then (a ``Pool``, a ``DataLoader``'s
+workers, ``os.fork``) records into the run as a secondary writer (``core/childrun.py``): its first
+logged image, artifact or upload waited on such a lock for ever, and the child's training with it.
+
+So every module-level lock outside the server is made here (or reset by its module's own
+``os.register_at_fork`` hook): :func:`lock` and :func:`rlock` return a plain ``threading`` lock
+(no cost on use) that is put back to unlocked in a forked child. What the lock guarded is as the
+holder left it; the modules using these keep nothing there that a half-done update breaks (a
+cache filled once, a dict updated in one step). tests/test_child_processes.py holds tracklet to
+this rule."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+_locks: list[Any] = []
+
+
+def lock() -> threading.Lock:
+    """A ``threading.Lock`` that is unlocked in a child made by ``fork``."""
+    made = threading.Lock()
+    _locks.append(made)
+    return made
+
+
+def rlock() -> threading.RLock:
+    """A ``threading.RLock`` that is unlocked (no owner) in a child made by ``fork``."""
+    made = threading.RLock()
+    _locks.append(made)
+    return made
+
+
+def _after_fork_in_child() -> None:
+    for made in _locks:
+        reinit = getattr(made, "_at_fork_reinit", None)  # CPython 3.9+ (what threading's own locks use)
+        if reinit is not None:
+            reinit()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

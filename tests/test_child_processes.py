@@ -17,7 +17,7 @@ from tracklet.core.childrun import child_label
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the fork cases need fork")
 
 SCRIPT = r'''
-import functools, json, multiprocessing as mp, os, sys
+import copy, functools, json, multiprocessing as mp, os, sys
 import tracklet
 
 def spawned(run, out):
@@ -41,6 +41,8 @@ def forked_crashes(run):
 
 def forked_idle(run):
     run.id, run.config["lr"]  # reads the run's identity: records nothing
+    # a deepcopy (a trainer's arguments, a config holding the run) is the run itself, and records nothing
+    assert copy.deepcopy({"run": run})["run"] is run and copy.copy(run) is run
 
 if __name__ == "__main__":
     run = tracklet.init(project="p", id="mp1", name="parent-run", config={"lr": 0.1},

@@ -162,7 +162,10 @@ class ChildRun(Run):
     attribute but its identity and config is the child's secondary writer's, joined on first use."""
 
     def __getattribute__(self, name: str) -> Any:
-        if name in _LOCAL:
+        # dunders are the object's own: looked up on it by the copy module (``__deepcopy__``),
+        # frameworks' introspection, ...: joining for them recorded a part for a child that logged
+        # nothing, and a deepcopy was the child's writer instead of the run the child holds
+        if name in _LOCAL or (name[:2] == "__" and name[-2:] == "__"):
             return object.__getattribute__(self, name)
         target = object.__getattribute__(self, "_child_target")
         if target is None:

@@ -1,4 +1,5 @@
-"""Module-level locks that a forked child gets released.
+"""What a forked child must not inherit as it is: module-level locks (released in the child), and
+scratch directories removed at collection or exit (removed by the process that made them only).
 
 ``fork`` copies a lock as it is: one that another thread held at that moment stays held in the
 child for ever, since the thread that would release it is not there. tracklet's own threads (the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import Any
 
 _locks: list[Any] = []
@@ -35,6 +37,22 @@ def rlock() -> threading.RLock:
     made = threading.RLock()
     _locks.append(made)
     return made
+
+
+def remove_with(owner: object, path: str) -> None:
+    """Remove directory ``path`` (scratch space: a disabled W&B run's ``run.dir``, an artifact
+    draft's staged files) when ``owner`` is collected or at exit, in this process only. A child
+    forked meanwhile holds a copy of ``owner``, and ``weakref.finalize`` runs there too (at the
+    child's normal exit, or when its copy goes away): it removed the parent's directory while the
+    parent still used it (a checkpoint saved in ``run.dir``, a draft's files not yet logged)."""
+    weakref.finalize(owner, _remove_in, path, os.getpid())
+
+
+def _remove_in(path: str, pid: int) -> None:
+    if os.getpid() == pid:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _after_fork_in_child() -> None:

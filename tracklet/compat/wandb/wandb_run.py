@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from types import ModuleType
@@ -30,6 +29,7 @@ from tracklet.compat.wandb._config import Config
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb._summary import Summary
 from tracklet.compat.wandb.plot import CustomChart
+from tracklet.core import forksafe
 from tracklet.media import figures
 
 
@@ -276,7 +276,7 @@ class Run:
         if paths is None:  # disabled mode: somewhere writable, removed with the run object or at exit
             if self._scratch_dir is None:
                 self._scratch_dir = tempfile.mkdtemp(prefix="tracklet-wandb-disabled-")
-                weakref.finalize(self, _remove_scratch, self._scratch_dir, os.getpid())
+                forksafe.remove_with(self, self._scratch_dir)  # by this process only, not a forked child
             return self._scratch_dir
         return str(paths.files_dir)
 
@@ -801,10 +801,3 @@ def _child_run(run: Any, entity: str | None) -> "Run":
     """A W&B run unpickled in a child process: the same run, around the child's tracklet run."""
     return Run(run, entity=entity)
 
-
-def _remove_scratch(path: str, owner: int) -> None:
-    """A disabled run's scratch ``run.dir``, removed with its run object or at exit, by the process
-    that made it only: a child forked meanwhile (a worker) holds a copy of the run object, and its
-    exit (or the copy's collection) removed the parent's directory, checkpoints and all."""
-    if os.getpid() == owner:
-        shutil.rmtree(path, ignore_errors=True)

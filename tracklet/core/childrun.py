@@ -29,6 +29,7 @@ import threading
 import warnings
 from typing import Any
 
+from tracklet.core import forksafe
 from tracklet.core.run import Config, DisabledRun, Run, Summary
 from tracklet.core.settings import Settings, data_root
 from tracklet.core.stack import user_stacklevel
@@ -269,7 +270,7 @@ def _end_with_the_process(run: Run) -> None:
         import signal
 
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _on_sigterm)
+            signal.signal(signal.SIGTERM, forksafe.sigterm_handler(_on_sigterm))
 
 
 def _finish_at_exit(run: Run) -> None:

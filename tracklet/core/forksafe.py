@@ -1,5 +1,6 @@
-"""What a forked child must not inherit as it is: module-level locks (released in the child), and
-scratch directories removed at collection or exit (removed by the process that made them only).
+"""What a forked child must not inherit as it is: module-level locks (released in the child),
+scratch directories removed at collection or exit (removed by the process that made them only),
+and tracklet's own SIGTERM handlers (the child gets the default action back).
 
 ``fork`` copies a lock as it is: one that another thread held at that moment stays held in the
 child for ever, since the thread that would release it is not there. tracklet's own threads (the
@@ -55,7 +56,31 @@ def _remove_in(path: str, pid: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# tracklet's own SIGTERM handlers (sys.exit(143) instead of being killed: ``tracklet run``'s, a
+# distributed train() call's, a pool worker's part): each is for the process that set it.
+_sigterm_handlers: list[Any] = []
+
+
+def sigterm_handler(handler: Any) -> Any:
+    """Mark ``handler`` as one of tracklet's SIGTERM handlers (returns it): a child forked while it
+    is set gets SIGTERM's default action back. Inherited, it turned a ``Pool`` worker's or a
+    ``DataLoader`` worker's SIGTERM (``Pool.terminate()``, ``with Pool() as pool``, a loader shut
+    down) into ``sys.exit(143)``: the worker's part of the run ended failed with exit code 143
+    instead of finished, and a worker stuck in native code no longer died of it."""
+    if handler not in _sigterm_handlers:
+        _sigterm_handlers.append(handler)
+    return handler
+
+
 def _after_fork_in_child() -> None:
+    if _sigterm_handlers:
+        import _signal  # type: ignore[import-not-found]  # the builtin: ``signal`` would build its enums
+
+        try:
+            if _signal.getsignal(_signal.SIGTERM) in _sigterm_handlers:
+                _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+        except (ValueError, OSError, AttributeError):  # no SIGTERM here
+            pass
     for made in _locks:
         reinit = getattr(made, "_at_fork_reinit", None)  # CPython 3.9+ (what threading's own locks use)
         if reinit is not None:

@@ -330,3 +330,23 @@ def test_scratch_directories_are_removed_by_the_process_that_made_them_only():
     found = [str(path.relative_to(package)) for path in package.rglob("*.py")
              if re.search(r"weakref\.finalize\([^\n]*rmtree", path.read_text())]
     assert found == [], "use tracklet.core.forksafe.remove_with (a forked child runs finalizers too)"
+
+
+def test_a_pickled_run_holds_no_api_key_a_child_finds_by_itself(root, monkeypatch):
+    # A run is pickled for a child process, but also wherever an object holding it is pickled (a
+    # model or a config written to disk, shared): the key from TRACKLET_API_KEY (or tracklet login)
+    # was written there in plain text. The child finds it where the parent did; a key given in code
+    # alone still travels with the run (the child needs it to upload).
+    import pickle
+
+    from tracklet.core.childrun import spec_of
+
+    monkeypatch.setenv("TRACKLET_API_KEY", "tk-from-the-environment")
+    quiet = {"system_metrics": False, "capture_environment": False}
+    run = tracklet.init(project="p", id="key", settings=quiet)
+    assert run.settings.api_key == "tk-from-the-environment"
+    assert b"tk-from-the-environment" not in pickle.dumps(run)
+    run.finish()
+    coded = tracklet.init(project="p", id="key2", settings={**quiet, "api_key": "tk-given-in-code"})
+    assert spec_of(coded)["settings"]["api_key"] == "tk-given-in-code"
+    coded.finish()

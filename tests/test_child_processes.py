@@ -223,26 +223,32 @@ def test_online_a_forked_childs_part_goes_to_the_parents_server(tmp_path, server
         assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()
 
 
-def test_a_child_forked_while_tracklets_threads_hold_its_locks_still_records(root, tmp_path):
-    # fork copies a lock as it is: one that tracklet's sender, environment or uploader thread held at
-    # that moment (making a run's media or artifact worker, building the TLS context) stayed held in
-    # the child for ever, and the child's first logged image, artifact or upload client waited on it
-    # with the child's training. Here another thread holds those very locks while the process forks.
+def test_a_child_forked_while_tracklets_threads_hold_its_locks_still_records(root, tmp_path, monkeypatch):
+    # fork copies a lock as it is: one that tracklet's sender, environment, uploader, media or artifact
+    # thread held at that moment (making a run's media or artifact worker, building the TLS context,
+    # taking a buffer from the media pool, writing the artifact store's chunk index) stayed held in the
+    # child for ever, and the child's first logged image, artifact or upload client (or its finish())
+    # waited on it with the child's training. Here another thread holds those very locks as it forks.
     import signal
     import threading
 
     import numpy as np
 
+    from tracklet.artifacts.storage import open_store
     from tracklet.client import http
     from tracklet.core import run as run_module
+    from tracklet.media import buffers
 
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "4096")  # the child's artifact is chunked
     run = tracklet.init(project="p", id="locks", settings={"system_metrics": False, "capture_environment": False})
     run.log({"loss": 1.0})
-    (tmp_path / "weights.bin").write_bytes(b"w" * 64)
+    (tmp_path / "weights.bin").write_bytes(os.urandom(64 * 1024))
+    store = open_store(root)  # the process's artifact store, as the parent's artifact worker holds it
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with run_module._LOGGED_LOCK, run_module._WORKER_LOCK, http._ssl_lock:
+        with run_module._LOGGED_LOCK, run_module._WORKER_LOCK, http._ssl_lock, buffers.POOL._lock, \
+                store._chunk_lock:
             held.set()
             release.wait(60)
 

@@ -261,7 +261,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-_s3_clients: dict[tuple, Any] = {}
+_s3_clients: dict[tuple, Any] = forksafe.cache()
 _clients_lock = forksafe.lock()
 
 

@@ -839,7 +839,7 @@ def cache_download_root(data_root: str | os.PathLike, info: VersionInfo) -> Path
     return Path(data_root) / "cache" / "artifact-files" / info.project / info.name / f"v{info.version}"
 
 
-_stores: dict[tuple[str, str], ArtifactStore] = {}
+_stores: dict[tuple[str, str], ArtifactStore] = forksafe.cache()
 _stores_lock = forksafe.lock()
 
 

@@ -1,5 +1,6 @@
-"""What a forked child must not inherit as it is: module-level locks (released in the child),
-scratch directories removed at collection or exit (removed by the process that made them only),
+"""What a forked child must not inherit as it is: module-level locks and the locks of process-wide
+objects (released in the child), process-wide caches of objects holding locks or connections
+(empty in the child), scratch directories removed at collection or exit (removed by the process that made them only),
 and tracklet's own SIGTERM handlers (the child gets the default action back).
 
 ``fork`` copies a lock as it is: one that another thread held at that moment stays held in the
@@ -37,6 +38,22 @@ def rlock() -> threading.RLock:
     """A ``threading.RLock`` that is unlocked (no owner) in a child made by ``fork``."""
     made = threading.RLock()
     _locks.append(made)
+    return made
+
+
+_caches: list[dict[Any, Any]] = []
+_kept: list[Any] = []  # what the parent's caches held, in a forked child: never used, never closed there
+
+
+def cache() -> dict[Any, Any]:
+    """A process-wide cache (a dict) of objects that hold locks, connections or clients (an
+    artifact store, a registry, an S3 client): empty again in a forked child, which makes its own.
+    The parent's objects came with the fork as they were: a lock one of the parent's threads held
+    (an artifact worker writing a chunk index) stayed held, and an SQLite connection or an HTTP
+    client must not be used by two processes. They are kept referenced in the child, never closed
+    there (closing an inherited SQLite connection could act on the parent's files)."""
+    made: dict[Any, Any] = {}
+    _caches.append(made)
     return made
 
 
@@ -85,6 +102,9 @@ def _after_fork_in_child() -> None:
         reinit = getattr(made, "_at_fork_reinit", None)  # CPython 3.9+ (what threading's own locks use)
         if reinit is not None:
             reinit()
+    for held in _caches:
+        _kept.extend(held.values())
+        held.clear()
 
 
 if hasattr(os, "register_at_fork"):

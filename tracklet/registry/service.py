@@ -27,7 +27,7 @@ from tracklet.registry.sql import Link, ModelRegistry
 
 REGISTRY_FILE = "registry.sqlite"
 
-_opened: dict[str, ModelRegistry] = {}
+_opened: dict[str, ModelRegistry] = forksafe.cache()
 _opened_lock = forksafe.lock()
 
 

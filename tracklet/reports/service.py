@@ -13,7 +13,7 @@ from tracklet.reports.sql import ReportStore
 
 REPORTS_FILE = "reports.sqlite"
 
-_opened: dict[str, ReportStore] = {}
+_opened: dict[str, ReportStore] = forksafe.cache()
 _opened_lock = forksafe.lock()
 
 

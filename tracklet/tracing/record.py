@@ -38,7 +38,7 @@ _ARRAY_ITEMS = 1_000  # arrays and tensors up to this many elements are recorded
 
 RedactionHook = Callable[[Any, str, str], Any]
 _hook: RedactionHook | None = None
-_blob_stores: dict[Path, Any] = {}
+_blob_stores: dict[Path, Any] = forksafe.cache()
 _blob_lock = forksafe.lock()
 
 

@@ -358,3 +358,46 @@ def test_a_pickled_run_holds_no_api_key_a_child_finds_by_itself(root, monkeypatc
     coded = tracklet.init(project="p", id="key2", settings={**quiet, "api_key": "tk-given-in-code"})
     assert spec_of(coded)["settings"]["api_key"] == "tk-given-in-code"
     coded.finish()
+
+
+def test_a_child_forked_after_the_parent_hashed_a_chunked_file_stores_one_too(root, tmp_path, monkeypatch):
+    # A chunked file is hashed with BLAKE3 on Rayon's thread pool, made once per process. A forked
+    # child has none of its threads, but Rayon's pool is there as the parent left it: the child's first
+    # threaded hash waited for ever (a Pool or DataLoader worker storing or checking an artifact after
+    # the parent logged a large one). A forked child hashes on its own thread once the parent may have
+    # made the pool.
+    import signal
+    from pathlib import Path
+
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "4096")
+    run = tracklet.init(project="p", id="rayon", settings={"system_metrics": False, "capture_environment": False})
+    for name in ("parent", "child"):
+        (tmp_path / f"{name}.bin").write_bytes(os.urandom(3 << 20))  # hashed in pieces over 1 MiB: threaded
+    run.log_artifact(str(tmp_path / "parent.bin"), name="parent", type="model").wait()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.alarm(60)  # a child stuck in the hash ends by SIGALRM, not by hanging the test
+            run.log_artifact(str(tmp_path / "child.bin"), name="child", type="model").wait()
+            run.finish()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.finish()
+    api = tracklet.Api(root)
+    downloaded = api.artifact("p/child:v0").download(str(tmp_path / "got"))
+    assert (Path(downloaded) / "child.bin").read_bytes() == (tmp_path / "child.bin").read_bytes()
+
+
+def test_every_threaded_blake3_hasher_takes_its_thread_count_from_digests():
+    # the class of the test above: blake3's AUTO (Rayon's pool) is asked for in core/digests.py only
+    import re
+    from pathlib import Path
+
+    package = Path(tracklet.__file__).parent
+    found = [str(path.relative_to(package)) for path in package.rglob("*.py")
+             if path.name != "digests.py" and re.search(r"max_threads\s*=\s*blake3\.blake3\.AUTO", path.read_text())]
+    assert found == [], "use tracklet.core.digests.blake3_threads (a forked child has no Rayon threads)"

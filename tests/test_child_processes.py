@@ -401,3 +401,36 @@ def test_every_threaded_blake3_hasher_takes_its_thread_count_from_digests():
     found = [str(path.relative_to(package)) for path in package.rglob("*.py")
              if path.name != "digests.py" and re.search(r"max_threads\s*=\s*blake3\.blake3\.AUTO", path.read_text())]
     assert found == [], "use tracklet.core.digests.blake3_threads (a forked child has no Rayon threads)"
+
+
+def test_a_child_forked_while_another_thread_builds_the_tls_context_gets_it_whole(monkeypatch):
+    # An online run's uploader builds the process's TLS context right after init(); a Pool forked
+    # then left the child with OpenSSL's state half-made by a thread it doesn't have, and the child's
+    # own build waited for ever inside OpenSSL: its part was never uploaded ("did not finish within
+    # 30s"). A fork waits for a build under way, so the child gets the context whole.
+    import threading
+    import time
+
+    import httpx
+
+    from tracklet.client import http
+
+    monkeypatch.setattr(http, "_ssl_context", None)
+    building = threading.Event()
+    real = httpx.create_ssl_context
+
+    def build_slowly(*args, **kwargs):
+        building.set()
+        time.sleep(0.3)  # the CA bundle's load, stretched so that the fork lands inside it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", build_slowly)
+    builder = threading.Thread(target=http.ssl_context)
+    builder.start()
+    assert building.wait(60)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if http._ssl_context is not None else 1)
+    builder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

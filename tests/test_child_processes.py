@@ -434,3 +434,48 @@ def test_a_child_forked_while_another_thread_builds_the_tls_context_gets_it_whol
     builder.join()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_fork_that_waited_for_the_tls_context_also_waits_for_the_import_after_it(root, tmp_path):
+    # The uploader's thread builds the TLS context, then imports at once (httpx's transport imports
+    # httpcore). A fork that waited for the build let that import begin after the wait for imports
+    # under way had run: the child got the module half-imported, and its uploader waited for ever on
+    # its import lock (its part never uploaded, under xdist's load 2 runs in 4).
+    (tmp_path / "slowmod_after_tls.py").write_text("import time\ntime.sleep(0.5)\nVALUE = 7\n")
+    done = run_script(f"""
+        import os, sys, threading, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        import httpx
+        from tracklet.client import http  # its fork hook first, lifecycle's (at init) after it
+        import tracklet
+
+        run = tracklet.init(project="p", id="tls", settings={{"system_metrics": False, "capture_environment": False}})
+        building = threading.Event()
+        real = httpx.create_ssl_context
+
+        def build_slowly(*args, **kwargs):
+            building.set()
+            time.sleep(0.3)  # stretched: the fork lands in the build
+            return real(*args, **kwargs)
+
+        httpx.create_ssl_context = build_slowly
+
+        def uploader_like():
+            http.ssl_context()
+            import slowmod_after_tls  # at once, as HTTPTransport imports httpcore
+
+        worker = threading.Thread(target=uploader_like)
+        worker.start()
+        building.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            module = sys.modules.get("slowmod_after_tls")
+            whole = module is None or not getattr(module.__spec__, "_initializing", False)
+            os._exit(0 if whole else 1)
+        worker.join()
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+        run.finish()
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout, done.stdout + done.stderr

@@ -155,6 +155,12 @@ def _before_fork() -> None:
 
     if _ssl_lock.acquire(timeout=FORK_WAIT):
         _held_for_fork.add(threading.get_ident())
+        # The thread that built it goes on at once, importing (httpx's transport imports httpcore):
+        # the wait for imports under way (core/lifecycle.py) may have run before this one, so it
+        # runs again now, or the child inherited that module half-imported and its import lock held.
+        from tracklet.core import lifecycle
+
+        lifecycle.wait_for_imports_before_fork()
 
 
 def _after_fork_in_parent() -> None:

@@ -82,6 +82,55 @@ def test_sigterm_ends_the_script_with_a_recorded_run(root, tmp_path):
     assert (recorded.state, recorded.exit_code) == ("failed", 143)
 
 
+POOL_SCRIPT = """
+import multiprocessing as mp, os
+import tracklet
+
+def work(i):
+    tracklet.run.log({"work/i": i})
+    return os.getpid()
+
+if __name__ == "__main__":
+    with mp.get_context("fork").Pool(2) as pool:  # the with block ends the workers with SIGTERM
+        print("workers", len(set(pool.map(work, range(4), chunksize=1))))
+"""
+
+
+def test_a_forked_pool_workers_part_ends_finished_when_the_pool_ends_it(root, tmp_path):
+    # tracklet run's SIGTERM handler (sys.exit(143), for the script) was inherited by the workers a
+    # fork Pool made: ending the pool (terminate(), SIGTERM) ended a worker's part failed, exit 143.
+    # A forked child gets SIGTERM's default action back (core/forksafe.sigterm_handler).
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    done = _tracklet("run", "-p", "pool", "--", sys.executable, str(script),
+                     env={"TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"})
+    assert done.returncode == 0, done.stderr
+    (recorded,) = tracklet.Api(root).runs("pool")
+    assert recorded.state == "finished" and recorded.parts
+    assert {(part["state"], part.get("exit_code")) for part in recorded.parts.values()} == {("finished", 0)}
+    assert "interrupted" not in done.stderr
+
+
+def test_a_child_forked_during_a_distributed_train_call_gets_sigterms_default_back():
+    # The Hugging Face callback's SIGTERM -> sys.exit(143) during a distributed train() call is the
+    # rank's: a DataLoader worker forked then is killed by SIGTERM as before, not left to exit(143).
+    from tracklet.integrations._ranks import end_cleanly_on_sigterm
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("this test process has a SIGTERM handler of its own")
+    undo = end_cleanly_on_sigterm()
+    assert undo is not None and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        undo()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_an_existing_sitecustomize_still_runs(root, tmp_path):
     theirs = tmp_path / "theirs"
     theirs.mkdir()

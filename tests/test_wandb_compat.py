@@ -581,15 +581,20 @@ def test_run_objects_config_rules_and_disabled_mode(root):
 def test_a_disabled_runs_directory_is_removed_at_exit(tmp_path):
     """``mode="disabled"``'s ``run.dir`` is scratch space: what a script saves there (a checkpoint can be
     large) is gone when the process ends, not left in the temp directory run after run."""
+    # A child forked meanwhile (a worker) that ends normally leaves it alone: the directory is the parent's.
     script = ("import sys, os; from tracklet.compat import wandb\n"
               "run = wandb.init(project='x', mode='disabled')\n"
-              "open(os.path.join(run.dir, 'model.ckpt'), 'wb').write(bytes(1 << 20)); run.finish()\n"
-              "print(run.dir)\n")
+              "open(os.path.join(run.dir, 'model.ckpt'), 'wb').write(bytes(1 << 20))\n"
+              "pid = os.fork()\n"
+              "if pid == 0: sys.exit(0)\n"
+              "os.waitpid(pid, 0); print('kept by the child:', os.path.exists(os.path.join(run.dir, 'model.ckpt')))\n"
+              "run.finish(); print(run.dir)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path, env={**os.environ, "TRACKLET_DIR": str(tmp_path / "root")})
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(tmp_path / "root")})
     assert done.returncode == 0, done.stderr
     scratch = done.stdout.strip().splitlines()[-1]
     assert "tracklet-wandb-disabled-" in scratch and not os.path.exists(scratch)
+    assert "kept by the child: True" in done.stdout
 
 
 # The same script under the real wandb (offline, then imported) and under tracklet's compat layer:

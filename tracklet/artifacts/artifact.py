@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import os
 import threading
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +21,7 @@ from tracklet.artifacts.entries import InMemoryFile, LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import (check_alias, check_artifact_name, check_artifact_type, check_entry_path,
                                       check_new_entry_path)
+from tracklet.core import forksafe
 from tracklet.core.filehash import HashedBytes
 from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactFinalized
 
@@ -373,13 +373,13 @@ class Artifact:
     def _staging_dir(self) -> str:
         # tempfile and shutil are imported by the first draft that stages a file, not by
         # ``import tracklet.artifacts``: a run's code snapshot (``_add_bytes``) needs neither.
-        import shutil
         import tempfile
 
         if self._staging is None:
             self._staging = tempfile.mkdtemp(prefix="tracklet-artifact-")
             # A draft dropped without being logged doesn't leave its staged files behind.
-            weakref.finalize(self, shutil.rmtree, self._staging, True)
+            # (by this process only: a child forked meanwhile holds a copy of the draft)
+            forksafe.remove_with(self, self._staging)
         return self._staging
 
     def _snapshot(self, path: str, entry_name: str) -> str:

@@ -355,7 +355,9 @@ class _BlockPipeline:
         self._headroom = params.max_size
         import blake3
 
-        self._file_hash = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        from tracklet.core.digests import blake3_threads
+
+        self._file_hash = blake3.blake3(max_threads=blake3_threads(blake3))  # 1 in a forked child (Rayon's pool)
         self.size = 0
         self._stop = threading.Event()
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracklet.core import forksafe
 from tracklet.core.digests import hash_file, is_blake3
 from tracklet.core.filehash import sha256_handle
 from tracklet.core.pools import parallel_map
@@ -38,7 +39,7 @@ STAT_CACHE_FILE = "artifact-digests.sqlite"
 RACY_NS = 2_000_000_000
 StatKey = tuple[str, int, int, int]
 
-_counter_lock = threading.Lock()
+_counter_lock = forksafe.lock()
 _files_hashed = 0
 
 

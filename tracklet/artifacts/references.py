@@ -34,12 +34,12 @@ import contextlib
 import importlib
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
+from tracklet.core import forksafe
 from tracklet.artifacts.entries import FileReference, Pending, uri_path
 from tracklet.artifacts.manifest import ManifestEntry
 from tracklet.artifacts.names import partial_path
@@ -261,8 +261,8 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-_s3_clients: dict[tuple, Any] = {}
-_clients_lock = threading.Lock()
+_s3_clients: dict[tuple, Any] = forksafe.cache()
+_clients_lock = forksafe.lock()
 
 
 def _strip_etag(etag: Any) -> str:

@@ -38,6 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from tracklet.core import forksafe
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
 from tracklet.artifacts.disk_errors import download_error, store_error
 from tracklet.core.digests import algorithm, file_hasher, hash_file, is_blake3, is_sha256
@@ -838,8 +839,8 @@ def cache_download_root(data_root: str | os.PathLike, info: VersionInfo) -> Path
     return Path(data_root) / "cache" / "artifact-files" / info.project / info.name / f"v{info.version}"
 
 
-_stores: dict[tuple[str, str], ArtifactStore] = {}
-_stores_lock = threading.Lock()
+_stores: dict[tuple[str, str], ArtifactStore] = forksafe.cache()
+_stores_lock = forksafe.lock()
 
 
 def open_store(data_root: str | os.PathLike) -> ArtifactStore:

@@ -29,6 +29,7 @@ import threading
 import warnings
 from typing import Any
 
+from tracklet.core import forksafe
 from tracklet.core.run import Config, DisabledRun, Run, Summary
 from tracklet.core.settings import Settings, data_root
 from tracklet.core.stack import user_stacklevel
@@ -81,6 +82,8 @@ def spec_of(run: Run) -> dict[str, Any]:
         return spec
     settings = {field.name: getattr(run.settings, field.name) for field in dataclasses.fields(Settings)}
     settings["dir"] = str(data_root(run.settings).resolve()) if settings["mode"] != "disabled" else settings["dir"]
+    if settings["api_key"] is not None and _found_by_a_child(settings["api_key"], settings["base_url"]):
+        settings["api_key"] = None  # not in the pickle: the child finds the same key where the parent did
     return {
         "project": run.project,
         "id": run.id,
@@ -92,6 +95,22 @@ def spec_of(run: Run) -> dict[str, Any]:
         # online: how tracklet.init made the run's uploader (tracklet._online_uploader, pickled by name)
         "uploader": run._uploader_factory if settings["mode"] == "online" else None,
     }
+
+
+def _found_by_a_child(key: str, base_url: str | None) -> bool:
+    """Whether a child process finds API key ``key`` by itself (``TRACKLET_API_KEY``, which it
+    inherits, or the key ``tracklet login`` saved for ``base_url``). Then a pickled run leaves it
+    out: a run is pickled for a child, but also wherever an object holding it is pickled (a model,
+    a config or a trainer written to disk), and the key was written there in plain text. A key
+    given to ``init`` in code alone travels with the run (the child needs it to upload)."""
+    from tracklet.core.credentials import API_KEY_ENV, saved_key
+
+    if os.environ.get(API_KEY_ENV) == key:
+        return True
+    try:
+        return base_url is not None and saved_key(base_url) == key
+    except Exception:  # an unreadable credentials file: keep the key (the child may not read it either)
+        return False
 
 
 def unpickle(spec: dict[str, Any]) -> Run:
@@ -162,7 +181,10 @@ class ChildRun(Run):
     attribute but its identity and config is the child's secondary writer's, joined on first use."""
 
     def __getattribute__(self, name: str) -> Any:
-        if name in _LOCAL:
+        # dunders are the object's own: looked up on it by the copy module (``__deepcopy__``),
+        # frameworks' introspection, ...: joining for them recorded a part for a child that logged
+        # nothing, and a deepcopy was the child's writer instead of the run the child holds
+        if name in _LOCAL or (name[:2] == "__" and name[-2:] == "__"):
             return object.__getattribute__(self, name)
         target = object.__getattribute__(self, "_child_target")
         if target is None:
@@ -266,7 +288,7 @@ def _end_with_the_process(run: Run) -> None:
         import signal
 
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _on_sigterm)
+            signal.signal(signal.SIGTERM, forksafe.sigterm_handler(_on_sigterm))
 
 
 def _finish_at_exit(run: Run) -> None:

@@ -33,6 +33,33 @@ MAX_FILE_DIGEST_LENGTH = len(BLAKE3_PREFIX) + 64
 # Whether BLAKE3's thread pool (Rayon's, made once per process by the first threaded update, from
 # that thread, whose signal mask its threads keep for good) was made with the signals blocked.
 _pool_made = False
+# Whether a threaded update ran in this process (Rayon's pool may exist from then on, whatever size
+# it was given), and whether this process is a forked child of one where it ran: Rayon's pool came
+# with the fork, but not its threads, so a threaded hash waited for ever (a Pool or DataLoader
+# worker storing or checking an artifact after its parent stored a large one). Such a child hashes
+# on its own thread.
+_pool_maybe = False
+_pool_forked_away = False
+
+
+def _after_fork_in_child() -> None:
+    global _pool_forked_away
+    _pool_forked_away = _pool_forked_away or _pool_maybe or _pool_made
+
+
+def blake3_threads(blake3: Any, threaded: bool = True) -> int:
+    """``max_threads`` for a ``blake3.blake3`` hasher: ``AUTO`` (Rayon's pool) when ``threaded``,
+    except in a forked child of a process that may have made the pool (its threads aren't there),
+    else 1. Every threaded BLAKE3 hasher of tracklet's takes its count from here."""
+    global _pool_maybe
+    if not threaded or _pool_forked_away:
+        return 1
+    _pool_maybe = True
+    return int(blake3.blake3.AUTO)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def is_sha256(text: object) -> bool:
@@ -80,8 +107,9 @@ class FileHasher:
         if self._blake3:
             import blake3
 
-            self._hash: Any = blake3.blake3(max_threads=blake3.blake3.AUTO if threaded else 1)
-            self.update = self._update_first if threaded and not _pool_made else self._hash.update  # type: ignore[method-assign,assignment]
+            threads = blake3_threads(blake3, threaded)
+            self._hash: Any = blake3.blake3(max_threads=threads)
+            self.update = self._update_first if threads != 1 and not _pool_made else self._hash.update  # type: ignore[method-assign,assignment]
         else:
             import hashlib  # here: a run that hashes only small bytes never loads OpenSSL (core/filehash.py)
 

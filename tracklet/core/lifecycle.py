@@ -198,6 +198,12 @@ def _before_fork() -> None:
     thread the child doesn't have, and the child's first import of it waits for ever. The child's
     run joins the run as a secondary writer on first use (``core/childrun.py``), which imports:
     measured, a ``Pool`` forked right after ``init()`` hung 2 times in 12 on ``datetime``."""
+    wait_for_imports_before_fork()
+
+
+def wait_for_imports_before_fork() -> None:
+    """``_before_fork``'s wait (nothing while no run is live); another fork hook that waited for a
+    thread of tracklet's calls it again after its own wait, as that thread may import next."""
     if not _active:
         return
     deadline = time.monotonic() + FORK_IMPORT_WAIT

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+from tracklet.core import forksafe
 
 if TYPE_CHECKING:
     import sqlite3
@@ -67,7 +67,7 @@ def sqlite_read_uri(path: str | os.PathLike[str]) -> str:
 _WAL_HEADER = 32
 
 _snapshots: dict[str, tuple[tuple[int, ...], str]] = {}
-_snapshots_lock = threading.Lock()
+_snapshots_lock = forksafe.lock()
 _warned: set[str] = set()
 
 

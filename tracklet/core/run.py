@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
+from tracklet.core import forksafe
 from tracklet.core import hostinfo, identity, lifecycle
 from tracklet.core.console import ConsoleCapture
 from tracklet.core.layout import SETS_STATE_KEY, RunPaths
@@ -41,8 +42,8 @@ INT64_MAX = 2**63 - 1  # the largest step a record can hold (tracklet.core.value
 _PLAIN_TYPES = frozenset({float, int, bool, str})
 # Key sets remembered as plain or not; a run logging ever-new key sets just starts over.
 _MAX_KEYSETS = 4096
-_LOGGED_LOCK = threading.Lock()
-_WORKER_LOCK = threading.Lock()  # one artifact worker per run: the environment thread may make it too
+_LOGGED_LOCK = forksafe.lock()
+_WORKER_LOCK = forksafe.lock()  # one artifact worker per run: the environment thread may make it too
 _time = time.time
 
 _ADJECTIVES = (

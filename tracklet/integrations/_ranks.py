@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import tracklet
+from tracklet.core import forksafe
 from tracklet.core import lifecycle
 from tracklet.core.settings import Settings
 
@@ -60,20 +61,22 @@ def end_cleanly_on_sigterm() -> Callable[[], None] | None:
     try:
         if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
             return None
-
-        def on_sigterm(signum: int, frame: Any) -> None:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            sys.exit(128 + signum)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGTERM, forksafe.sigterm_handler(_on_sigterm))  # not a forked worker's
     except (ValueError, OSError, AttributeError):  # no SIGTERM here (Windows has one), or not allowed
         return None
 
     def undo() -> None:
         try:
-            if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
         except (ValueError, OSError):
             pass
 
     return undo
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """:func:`end_cleanly_on_sigterm`'s handler (one function: a forked child gets the default back,
+    ``core/forksafe.sigterm_handler``)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.exit(128 + signum)

@@ -19,16 +19,16 @@ import functools
 import importlib.abc
 import importlib.machinery
 import sys
-import threading
 import warnings
 from typing import Any, Callable, Iterable
 
+from tracklet.core import forksafe
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.modules import loaded
 
 FRAMEWORKS = ("lightning", "huggingface", "keras", "jax", "openai", "anthropic")
 
-_lock = threading.RLock()
+_lock = forksafe.rlock()
 _patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original)
 _pending: dict[str, Callable[[Any], None]] = {}  # module name -> patcher run after it is imported
 _finder: "_PostImportFinder | None" = None

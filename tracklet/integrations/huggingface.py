@@ -55,12 +55,12 @@ import dataclasses
 import glob
 import math
 import os
-import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from transformers import TrainerCallback
+from tracklet.core import forksafe
 
 import tracklet
 from tracklet.core import lifecycle
@@ -169,7 +169,7 @@ def _same(a: Any, b: Any) -> bool:
 # Callbacks inside a train() call whose run they started; see _finish_abandoned_at_exit. Strong
 # references: a callback whose Trainer was dropped after a caught exception must still be found.
 _training: set[TrackletCallback] = set()
-_exit_guard_lock = threading.Lock()
+_exit_guard_lock = forksafe.lock()
 _exit_guard_installed = False
 
 

@@ -23,11 +23,11 @@ Importing this module does not import jax; :func:`watch_compilation` does.
 from __future__ import annotations
 
 import functools
-import threading
 import warnings
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from tracklet.core import forksafe
 from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.modules import loaded
@@ -401,7 +401,7 @@ TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"  # tracing a Python funct
 LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"  # lowering the jaxpr to MLIR
 _EVENTS = frozenset({BACKEND_COMPILE_EVENT, TRACE_EVENT, LOWER_EVENT})
 
-_lock = threading.RLock()
+_lock = forksafe.rlock()
 _watchers: tuple["CompilationWatcher", ...] = ()
 _listening = False
 _primitive_names: frozenset[str] | None = None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import operator
 import sys
-import threading
+from tracklet.core import forksafe
 from typing import Any
 
 MAX_FREE_BYTES = 64 << 20
@@ -41,7 +41,7 @@ class BufferPool:
         self._mapped = 0  # bytes of the buffers this pool made that are free or lent out
         self._max_free = max_free_bytes
         self._max_buffer = max_buffer_bytes
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()  # POOL is process-wide: a forked child gets it unlocked
 
     @property
     def free_bytes(self) -> int:

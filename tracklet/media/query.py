@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from typing import Any, Callable, Sequence
 
+from tracklet.core import forksafe
 from tracklet.errors import FilterSyntaxError, TableError
 from tracklet.media.query_filter import check_sort_column, compile_filter, quote_identifier
 from tracklet.media.table_arrow import ROW_COLUMN
@@ -256,7 +256,7 @@ class TableQuery:
 
 
 _DATABASE: tuple[int, Any] | None = None
-_DATABASE_LOCK = threading.Lock()
+_DATABASE_LOCK = forksafe.lock()
 
 
 def _cursor() -> Any:

@@ -14,11 +14,11 @@ import contextlib
 import dataclasses
 import getpass
 import os
-import threading
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from tracklet.core import forksafe
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.names import LATEST
 from tracklet.errors import ArtifactDeleted, ArtifactNotFound, ArtifactTypeMismatch, RegistryError
@@ -27,8 +27,8 @@ from tracklet.registry.sql import Link, ModelRegistry
 
 REGISTRY_FILE = "registry.sqlite"
 
-_opened: dict[str, ModelRegistry] = {}
-_opened_lock = threading.Lock()
+_opened: dict[str, ModelRegistry] = forksafe.cache()
+_opened_lock = forksafe.lock()
 
 
 def registry_file(root: str | os.PathLike) -> Path:

@@ -5,16 +5,16 @@ database (``server/routes_reports.py``)."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
+from tracklet.core import forksafe
 from tracklet.reports.sql import ReportStore
 
 REPORTS_FILE = "reports.sqlite"
 
-_opened: dict[str, ReportStore] = {}
-_opened_lock = threading.Lock()
+_opened: dict[str, ReportStore] = forksafe.cache()
+_opened_lock = forksafe.lock()
 
 
 def reports_file(root: str | os.PathLike) -> Path:

@@ -14,7 +14,6 @@ needs for every series (the windows themselves, then the edges' refinements), in
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections import OrderedDict, defaultdict
 from typing import Any, Iterable, Sequence
 
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 from tracklet.store import blocks as B
 from tracklet.store.schema import blocks
 from tracklet.store.tail_cache import decoded_nbytes
+from tracklet.core import forksafe
 
 CHUNK = 400  # series per statement: well under SQLite's and PostgreSQL's parameter limits
 CACHE_BYTES = 128 << 20  # decoded blocks kept per process (their stored bytes included)
@@ -130,7 +130,7 @@ class DecodedBlocks:
         # (level, stored bytes) -> (decoded, whether a level-0 block's Logged was decoded)
         self._entries: OrderedDict[tuple[int, bytes], tuple[Any, bool]] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()  # DECODED is process-wide: a forked child gets it unlocked
 
     def decode(self, level: int, data: bytes, *, logged: bool = True) -> Any:
         """The decoded block; ``logged=False``: a level-0 block's ``Logged`` may be None."""

@@ -18,12 +18,12 @@ the ``sweeps`` extra) only PyTorch is set.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 from tracklet.core.modules import loaded
+from tracklet.core import forksafe
 
-_lock = threading.Lock()
+_lock = forksafe.lock()
 _depth = 0  # asks inside one_thread now (a server's sweeps ask from several threads)
 _restore: list[Any] = []  # what puts the threads back when the last ask leaves
 

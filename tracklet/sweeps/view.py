@@ -27,6 +27,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from tracklet.core import forksafe
 from tracklet.errors import SweepError, SweepNotFound
 from tracklet.sweeps.controller import LocalController, list_sweeps, parse_sweep_id, summarize, sweeps_dir
 
@@ -242,7 +243,7 @@ def _parameter(param: Any) -> dict[str, Any]:
 
 
 _readers: collections.OrderedDict[tuple[str, str], SweepReader] = collections.OrderedDict()
-_readers_lock = threading.Lock()
+_readers_lock = forksafe.lock()
 
 
 def reader(root: Path | str, sweep_id: str) -> SweepReader:

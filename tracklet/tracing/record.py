@@ -15,12 +15,12 @@ import dataclasses
 import json
 import math
 import struct
-import threading
 import traceback
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Callable
 
+from tracklet.core import forksafe
 from tracklet.core.redact import (REDACTED, looks_random, may_hold_secrets, may_name_secrets, redact_text,
                                    secret_name)
 from tracklet.core.values import fill_entries
@@ -38,8 +38,8 @@ _ARRAY_ITEMS = 1_000  # arrays and tensors up to this many elements are recorded
 
 RedactionHook = Callable[[Any, str, str], Any]
 _hook: RedactionHook | None = None
-_blob_stores: dict[Path, Any] = {}
-_blob_lock = threading.Lock()
+_blob_stores: dict[Path, Any] = forksafe.cache()
+_blob_lock = forksafe.lock()
 
 
 def set_redaction_hook(hook: RedactionHook | None) -> None:

@@ -7,14 +7,14 @@ Every W&B call tracklet cannot honour yet is accepted and reported once per proc
 from __future__ import annotations
 
 import sys
-import threading
 import warnings
 
+from tracklet.core import forksafe
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.stack import user_stacklevel
 
 PREFIX = "wandb: "
-_lock = threading.Lock()
+_lock = forksafe.lock()
 _said: set[str] = set()
 _warned: set[str] = set()
 

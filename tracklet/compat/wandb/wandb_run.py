@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from types import ModuleType
@@ -30,6 +29,7 @@ from tracklet.compat.wandb._config import Config
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb._summary import Summary
 from tracklet.compat.wandb.plot import CustomChart
+from tracklet.core import forksafe
 from tracklet.media import figures
 
 
@@ -276,7 +276,7 @@ class Run:
         if paths is None:  # disabled mode: somewhere writable, removed with the run object or at exit
             if self._scratch_dir is None:
                 self._scratch_dir = tempfile.mkdtemp(prefix="tracklet-wandb-disabled-")
-                weakref.finalize(self, shutil.rmtree, self._scratch_dir, ignore_errors=True)
+                forksafe.remove_with(self, self._scratch_dir)  # by this process only, not a forked child
             return self._scratch_dir
         return str(paths.files_dir)
 
@@ -799,3 +799,4 @@ def _no_distributed_artifacts(call: str) -> None:
 def _child_run(run: Any, entity: str | None) -> "Run":
     """A W&B run unpickled in a child process: the same run, around the child's tracklet run."""
     return Run(run, entity=entity)
+

@@ -10,10 +10,10 @@ processes a listing took 62-68 ms.
 from __future__ import annotations
 
 import os
-import threading
 import time
+from tracklet.core import forksafe
 
-_lock = threading.Lock()
+_lock = forksafe.lock()
 _cached: tuple[float, frozenset[int]] | None = None
 
 

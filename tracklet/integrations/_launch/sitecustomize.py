@@ -52,8 +52,10 @@ def _exit_on_sigterm() -> None:
     hasn't set a SIGTERM handler of its own (it can still set one later)."""
     import signal
 
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    from tracklet.core.forksafe import sigterm_handler
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not a forked worker's (forksafe.sigterm_handler)
+        signal.signal(signal.SIGTERM, sigterm_handler(lambda signum, frame: sys.exit(128 + signum)))
 
 
 def _chain() -> None:

@@ -529,3 +529,42 @@ def test_a_private_copy_a_killed_reader_left_is_removed_by_the_next_one(tmp_path
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_a_forked_child_exiting_leaves_its_parents_private_copy(tmp_path, monkeypatch):
+    """A child forked by a reader holding a private copy (a ``Pool``, a ``DataLoader`` worker) runs
+    exit handlers as it ends: the parent's copy, still in use, stays."""
+    import sqlite3
+    import tempfile
+
+    from tracklet.core.readonly import connect_read_only
+
+    live, copied, temp = tmp_path / "live", tmp_path / "copied", tmp_path / "tmp"
+    live.mkdir()
+    temp.mkdir()
+    writer = sqlite3.connect(live / "db.sqlite", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    shutil.copytree(live, copied, ignore=shutil.ignore_patterns("*-shm"))
+    writer.close()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    reader = connect_read_only(copied / "db.sqlite")
+    try:
+        made = sorted(temp.iterdir())
+        assert len(made) == 1
+        pid = os.fork()
+        if pid == 0:  # the child: a normal exit runs the exit handlers
+            code = 0
+            try:
+                import atexit
+
+                atexit._run_exitfuncs()
+            except BaseException:
+                code = 1
+            os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert sorted(temp.iterdir()) == made and reader.execute("SELECT x FROM t").fetchall() == [(1,)]
+    finally:
+        reader.close()

@@ -66,7 +66,8 @@ def sqlite_read_uri(path: str | os.PathLike[str]) -> str:
 #: A WAL file's header; frames (each a page and its commit marker) follow it.
 _WAL_HEADER = 32
 
-_snapshots: dict[str, tuple[tuple[int, ...], str]] = {}
+# (empty in a forked child: its exit handler removed the parent's copies, still in use, when it was inherited)
+_snapshots: dict[str, tuple[tuple[int, ...], str]] = forksafe.cache()
 _snapshots_lock = forksafe.lock()
 _warned: set[str] = set()
 

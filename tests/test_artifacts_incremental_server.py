@@ -181,3 +181,51 @@ def test_two_increments_committed_onto_one_base_keep_both(servers, tmp_path, req
     assert [answer["version"]["index"] for answer in answers] == [1, 2]
     assert sorted(_server_files(srv.url, project, "v1")) == ["a.txt", "drop.txt", "x.txt"]
     assert sorted(_server_files(srv.url, project, "v2")) == ["a.txt", "x.txt", "y.txt"]
+
+
+def test_a_server_refusing_at_log_time_leaves_the_local_base_and_a_later_push_merges(servers, tmp_path,
+                                                                                     monkeypatch):
+    """An online run whose server refuses it (a wrong key) when the version is stored: the version
+    builds on the data root's latest, logging never waits on the server, the upload fails with a
+    warning; pushed later (the `tracklet sync` path), each version's increment lands on the server's
+    latest then, beside what another machine logged meanwhile."""
+    from serverproc import keyed_deployment
+
+    server, admin, keys = keyed_deployment(servers, tmp_path / "server", None, ["alice"])
+    admin.close()
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.txt", "b.txt", "s.txt"):
+        Path(name).write_text(name)
+    root = tmp_path / "machine"
+    run = tracklet.init(project="keyed", dir=str(root), mode="offline", settings=QUIET)
+    first = tracklet.Artifact("ds", type="dataset", incremental=True)
+    first.add_file("a.txt")
+    run.log_artifact(first).wait()
+    run.finish()
+    run = tracklet.init(project="keyed", dir=str(root), mode="online",
+                        settings={**QUIET, "base_url": server.url, "api_key": "not-a-key"})
+    second = tracklet.Artifact("ds", type="dataset", incremental=True)
+    second.add_file("b.txt")
+    with pytest.warns(tracklet.errors.TrackletWarning, match="uploading it to"):
+        run.log_artifact(second)
+        second.wait()
+        run.finish()
+    assert second.upload_error is not None
+    assert sorted(entry.path for entry in second.files()) == ["a.txt", "b.txt"]  # the data root's latest
+    assert second._info.incremental_base == first._info.manifest
+
+    other = tmp_path / "other"  # meanwhile another machine logs to the server
+    run = tracklet.init(project="keyed", dir=str(other), mode="online",
+                        settings={**QUIET, "base_url": server.url, "api_key": keys["alice"]})
+    shard = tracklet.Artifact("ds", type="dataset", incremental=True)
+    shard.add_file("s.txt")
+    assert run.log_artifact(shard).wait().upload_error is None
+    run.finish()
+
+    client = ArtifactClient(HttpClient(server.url, api_key=keys["alice"]))
+    store = open_store(root)
+    for artifact in (first, second):
+        upload_version(client, store, artifact._info, [])
+    with tracklet.Api(base_url=server.url, api_key=keys["alice"]) as api:
+        assert [sorted(entry.path for entry in version.files()) for version in api.artifact_versions("keyed/ds")] \
+            == [["s.txt"], ["a.txt", "s.txt"], ["a.txt", "b.txt", "s.txt"]]

@@ -480,7 +480,12 @@ def test_an_incremental_artifact_is_logged_as_the_latest_version_plus_its_files(
         plain = wandb.Artifact("ds", type="dataset")
         plain.add_file("b.txt")
         run.log_artifact(plain).wait()
+        pruned = wandb.Artifact("ds", type="dataset", incremental=True)
+        pruned.add_file("a.txt")
+        pruned.remove("b.txt")  # the base's file: taken away (no error that the draft lacks it)
+        run.log_artifact(pruned).wait()
     api = wandb.Api()
+    assert [entry.path for entry in api.artifact("grow/ds:v3").files()] == ["a.txt"]
     assert [entry.path for entry in api.artifact("grow/ds:v0").files()] == ["a.txt"]
     grown = api.artifact("grow/ds:v1")
     assert sorted(entry.path for entry in grown.files()) == ["a.txt", "b.txt"]

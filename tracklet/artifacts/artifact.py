@@ -54,8 +54,12 @@ class Artifact:
     """
 
     def __init__(self, name: str, type: str, description: str | None = None,
-                 metadata: dict[str, Any] | None = None, **_ignored: Any) -> None:
+                 metadata: dict[str, Any] | None = None, *, incremental: bool = False, **_ignored: Any) -> None:
         self._name = check_artifact_name(name)
+        # W&B's incremental=True: stored as the collection's latest version with this draft's files
+        # added and the paths remove() named taken away (``artifacts/incremental.py``).
+        self._incremental = bool(incremental)
+        self._removed: list[str] = []  # an incremental draft's remove()d paths, taken from its base
         self.type = check_artifact_type(type)
         self.description = description or ""
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -454,12 +458,23 @@ class Artifact:
             raise
         return added
 
+    @property
+    def incremental(self) -> bool:
+        """W&B's ``incremental``: a draft made with ``incremental=True`` holds only what changes; it
+        is stored as the collection's latest version (an online run's: its server's) with the
+        draft's files added (over the base's of the same name) and the paths ``remove`` named
+        taken away. docs/artifacts.md, "Incremental versions"."""
+        return self._incremental
+
     def remove(self, item: str) -> None:
-        """Remove a file, or every file under a directory name."""
+        """Remove a file, or every file under a directory name. In an incremental draft, also
+        from the version it is stored onto (no error if the draft lacks it)."""
         self._check_draft()
         path = check_entry_path(item)
         removed = [name for name in self._pending if name == path or name.startswith(path + "/")]
-        if not removed:
+        if self._incremental:
+            self._removed.append(path)
+        elif not removed:
             raise ArtifactError(f"artifact {self._name!r} has no file or directory {path!r} to remove")
         for name in removed:
             del self._pending[name]
@@ -491,22 +506,30 @@ class Artifact:
 
     def _commit_with(self, store: ArtifactStore, pending: dict[str, Pending], logged_by: str | None,
                      progress: Any = None, report: Any = None, after: Any = None,
-                     chunk_target: Any = None) -> CommitResult:
+                     chunk_target: Any = None, server: Any = None) -> CommitResult:
         """Store and register (on the worker, or the caller for ``save()``); sets the outcome.
         ``report(error)`` is called on failure before ``wait()`` is released, so a caller that
         saw ``wait()`` raise has also had the warning. ``after(result)`` (an online run's upload
         to its server) runs once the version is committed and before ``wait()`` returns; what it
         raises is kept in ``upload_error`` (``after`` reports it), and the local version stands.
         ``chunk_target`` (an online run's ``remote.ServerChunks``) takes the chunks of large files
-        instead of local packs (``ArtifactStore.commit``)."""
+        instead of local packs (``ArtifactStore.commit``). An incremental draft is merged onto the
+        collection's latest version first: ``server``'s (an online run's ``ArtifactClient``), else
+        the store's (``artifacts/incremental.py``)."""
         try:
             assert self.project is not None
+            base = None
+            if self._incremental:
+                from tracklet.artifacts import incremental
+
+                manifest, base = incremental.resolve_base(store, self.project, self._name, server)
+                pending = incremental.onto(manifest, pending, self._removed)
             result = store.commit(self._name, self.type, pending, project=self.project,
                                   aliases=self._requested_aliases, description=self.description,
                                   metadata=self.metadata, logged_by=logged_by, progress=progress,
                                   # an upload reads any local packs at once: through the page cache
                                   read_back=after is not None, chunk_target=chunk_target,
-                                  history_step=self._history_step, tags=self._tags)
+                                  history_step=self._history_step, tags=self._tags, incremental_base=base)
         except BaseException as error:
             self._error = error
             self._state = FAILED

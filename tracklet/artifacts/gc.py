@@ -129,6 +129,8 @@ def reference_counts(store: ArtifactStore, unreadable: Unreadable | None = None
             for info in registry.versions(project, name):
                 versions += 1
                 counts[info.manifest] += 1
+                if info.incremental_base:  # an incremental version's base manifest: what a later send diffs
+                    counts[info.incremental_base] += 1
                 try:
                     manifest = store.manifest(info)
                     entries = [(recipe_of(entry), entry) for entry in manifest]

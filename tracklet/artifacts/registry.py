@@ -62,6 +62,11 @@ class VersionInfo:
     aliases: list[str] = dataclasses.field(default_factory=list)  # filled when read
     history_step: int | None = None  # the logging run's last history step when it logged it (W&B's name)
     tags: list[str] = dataclasses.field(default_factory=list)  # W&B's per-version tags (editable)
+    # An incremental version (W&B's ``incremental=True``): the sha256 of the manifest blob of the
+    # version it was merged onto ("" for none: the collection had no version), from which its
+    # increment (files added or changed, paths removed) is known again when it is sent to a server,
+    # which merges that onto its own latest version (docs/artifacts.md, "Incremental versions").
+    incremental_base: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -74,12 +79,23 @@ class VersionInfo:
             document.pop("history_step")
         if not document["tags"]:  # no tags: the version file as before (older readers ignore the key anyway)
             document.pop("tags")
+        if document["incremental_base"] is None:  # not incremental: the version file as before
+            document.pop("incremental_base")
         return document
 
     @classmethod
     def from_json(cls, document: dict[str, Any], aliases: list[str]) -> VersionInfo:
         fields = {field.name for field in dataclasses.fields(cls)} - {"aliases"}
         return cls(**{key: value for key, value in document.items() if key in fields}, aliases=aliases)
+
+
+class BaseMoved(ArtifactError):
+    """An incremental version's commit found the collection's latest version other than the one it
+    was merged onto (``commit(base=)``): ``latest`` is that version (None: there is none)."""
+
+    def __init__(self, latest: VersionInfo | None) -> None:
+        super().__init__("the collection's latest version moved")
+        self.latest = latest
 
 
 def not_found(project: str, name: str, number: int | None, *, deleted: bool, any_deleted: bool) -> ArtifactNotFound:
@@ -233,18 +249,23 @@ class LocalRegistry:
 
     # ------------------------------------------------------------ writing
 
-    def commit(self, info: VersionInfo, aliases: list[str]) -> tuple[VersionInfo, bool]:
+    def commit(self, info: VersionInfo, aliases: list[str], *, base: str | None = None) -> tuple[VersionInfo, bool]:
         """Add ``info`` as the collection's next version, unless its latest version has the same
         digest (then that version is returned, and ``reused`` is True); then give it ``aliases``.
-        Returns (the version as stored, with its aliases; reused)."""
+        ``base`` (an incremental version's): the manifest blob of the latest version it was merged
+        onto ("" for none); if the latest is another now, ``BaseMoved`` is raised, holding it, and
+        nothing changes. Returns (the version as stored, with its aliases; reused)."""
         custom = custom_aliases(aliases)
         directory = self.collection_dir(info.project, info.name)
         with self._locked(directory):
             numbers = self._version_numbers(directory)
             current = self._aliases(directory)
             reused = False
-            if numbers:
-                latest = self._read(directory, info.project, info.name, numbers[-1], current, numbers[-1])
+            latest = self._read(directory, info.project, info.name, numbers[-1], current, numbers[-1]) if numbers \
+                else None
+            if base is not None and (latest.manifest if latest is not None else "") != base:
+                raise BaseMoved(latest)
+            if latest is not None:
                 if latest.type != info.type:
                     raise ArtifactError(f"artifact {info.project}/{info.name} has type {latest.type!r}; it can't take "
                                         f"a version of type {info.type!r} (use another name)")

@@ -70,13 +70,19 @@ def upload_version(client: ArtifactClient, store: ArtifactStore, info: VersionIn
     """Send a locally committed version to the server: the blobs the project lacks, the chunks it
     lacks of files stored as chunks (``upload_chunked``; with ``chunks=False``, or to a server
     without chunk routes, such files go whole), the manifest, then the commit. Returns the
-    server's answer (``version``: its ``ArtifactVersion``; ``reused``; ``bytes_sent``)."""
+    server's answer (``version``: its ``ArtifactVersion``; ``reused``; ``bytes_sent``). An
+    incremental version names its base (``incremental_base``, sent if the server lacks it): a server
+    whose latest version is another by now merges the version's increment onto that one, so the
+    answer's version may hold more files than the local one."""
     manifest = manifest if manifest is not None else store.manifest(info)
     whole_manifest = server_manifest(manifest)  # names no recipe: for files sent whole
     entries = {entry.digest: entry for entry in manifest if entry.ref is None}
     variants = {manifest.to_bytes(), whole_manifest.to_bytes()}
     digests = {hashlib.sha256(data).hexdigest(): data for data in variants}
-    lacking = client.missing(info.project, [*entries, *digests])
+    base = info.incremental_base  # an incremental version: its base's manifest, which the server diffs it with
+    lacking = client.missing(info.project, [*entries, *digests, *([base] if base else [])])
+    if base and base in lacking:
+        client.upload_bytes(info.project, store.blobs.read_bytes(base))
     chunked = [entry for digest, entry in entries.items() if digest in lacking and recipe_of(entry) is not None]
     sent = 0
     sent_whole: set[str] = set()
@@ -114,7 +120,8 @@ def upload_version(client: ArtifactClient, store: ArtifactStore, info: VersionIn
     answer = client.commit(info.project, info.name, {
         "type": info.type, "manifest": manifest_digest, "description": info.description,
         "metadata": info.metadata, "aliases": [alias for alias in aliases if alias != "latest"],
-        "logged_by": info.logged_by, "history_step": info.history_step, "tags": list(info.tags)})
+        "logged_by": info.logged_by, "history_step": info.history_step, "tags": list(info.tags),
+        **({} if base is None else {"incremental_base": base})})
     answer["bytes_sent"] = sent
     return answer
 

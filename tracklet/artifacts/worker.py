@@ -162,6 +162,17 @@ class ArtifactWorker:
         base_url, api_key = self._remote
         return ServerChunks(connect(base_url, self._root, api_key=api_key, attempts=2), artifact.project)
 
+    def _base_client(self, artifact: Artifact) -> Any:
+        """For an incremental draft of an online run: a client of its server (two tries, as the
+        chunk streamer's), whose latest version of the collection the draft is merged onto
+        (``artifacts/incremental.py``); None otherwise."""
+        if self._remote is None or not artifact._incremental:
+            return None
+        from tracklet.artifacts.remote import connect
+
+        base_url, api_key = self._remote
+        return connect(base_url, self._root, api_key=api_key, attempts=2)
+
     def _upload(self, artifact: Artifact, streamer: Any, result: Any) -> None:
         """Send a committed version to the online run's server (``Artifact._commit_with``'s
         ``after``): the blobs and chunks the server lacks (none of the chunks ``streamer`` got
@@ -243,14 +254,17 @@ class ArtifactWorker:
                 if kind == "log":
                     streamer = self._streamer(artifact)
                     after = partial(self._upload, artifact, streamer) if self._remote is not None else None
+                    server = self._base_client(artifact)
                     try:
                         result = artifact._commit_with(
                             self._store(), pending, self._run_path, after=after, chunk_target=streamer,
-                            report=lambda error, artifact=artifact: self._warn_failed(artifact, error))
+                            report=lambda error, artifact=artifact: self._warn_failed(artifact, error), server=server)
                     finally:
                         if streamer is not None:
                             streamer.streamer.close()
                             streamer.client.http.close()
+                        if server is not None:
+                            server.http.close()
                     aliases = ["latest", *[a for a in artifact._requested_aliases if a != "latest"]]
                     record: Any = partial(logged_record, result.info, aliases, result.reused, result.bytes_written,
                                           when)

@@ -942,30 +942,23 @@ class ServerArtifacts:
 
     def commit(self, project: str, name: str, *, type: str, manifest_digest: str, description: str,
                metadata: dict[str, Any], aliases: list[str], logged_by: str | None,
-               history_step: int | None = None, tags: list[str] | None = None) -> tuple[VersionInfo, bool]:
+               history_step: int | None = None, tags: list[str] | None = None,
+               incremental_base: str | None = None) -> tuple[VersionInfo, bool]:
         """Add a version whose manifest is the project's blob ``manifest_digest``: the manifest must
         parse, and the project must hold every blob it names (``BadRequest`` listing the first
         missing ones). ``history_step`` and ``tags``: the version's (``VersionInfo``'s); a version
-        returned as reused keeps its own. Returns (the version with its aliases, reused)."""
+        returned as reused keeps its own. ``incremental_base``: an incremental version's base
+        (the manifest blob it was merged onto, "" for none); see ``_commit_incremental``. Returns
+        (the version with its aliases, reused)."""
         check_digest(manifest_digest)
+        if incremental_base:
+            check_digest(incremental_base)
         try:
             check_artifact_type(type)
             tags = check_tags(tags or [], f"artifact {project}/{name}")
         except ArtifactNameError as error:
             raise BadRequest(str(error)) from None
-        try:
-            handle, size = self.open_blob(project, manifest_digest)
-        except NotHeld:
-            raise BadRequest(f"the manifest blob {manifest_digest} was not uploaded to project {project}") from None
-        with handle:
-            if size > MAX_SERVER_MANIFEST_BYTES:
-                raise BadRequest(f"the manifest is {size:,} bytes; this server takes at most "
-                                 f"{MAX_SERVER_MANIFEST_BYTES:,}")
-            data = handle.read(MAX_SERVER_MANIFEST_BYTES + 1)
-        try:
-            manifest = Manifest.from_bytes(data, what=f"the manifest of {project}/{name}")
-        except ArtifactError as error:
-            raise BadRequest(str(error)) from None
+        manifest = self._read_manifest(project, manifest_digest, f"the manifest of {project}/{name}")
         named = [manifest_digest, *(entry.digest for entry in manifest if entry.ref is None)]
         self.touch(project, named)  # referenced now: a garbage collection in flight keeps them
         held = self.holding(project, named[1:])
@@ -988,9 +981,65 @@ class ServerArtifacts:
                     if aliases:
                         self.registry.set_aliases(project, name, earlier.version, aliases, [])
                     return self.registry.version(project, name, f"v{earlier.version}"), True
+            if incremental_base is not None:
+                return self._commit_incremental(info, manifest, aliases, incremental_base)
             return self.registry.commit(info, aliases)
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
+
+    def _read_manifest(self, project: str, digest: str, what: str) -> Manifest:
+        """The project's manifest blob ``digest``, parsed and checked (``BadRequest`` naming why not)."""
+        try:
+            handle, size = self.open_blob(project, digest)
+        except NotHeld:
+            raise BadRequest(f"the manifest blob {digest} was not uploaded to project {project}") from None
+        with handle:
+            if size > MAX_SERVER_MANIFEST_BYTES:
+                raise BadRequest(f"the manifest is {size:,} bytes; this server takes at most "
+                                 f"{MAX_SERVER_MANIFEST_BYTES:,}")
+            data = handle.read(MAX_SERVER_MANIFEST_BYTES + 1)
+        try:
+            return Manifest.from_bytes(data, what=what)
+        except ArtifactError as error:
+            raise BadRequest(str(error)) from None
+
+    def _commit_incremental(self, info: VersionInfo, manifest: Manifest, aliases: list[str],
+                            base: str) -> tuple[VersionInfo, bool]:
+        """Commit an incremental version (W&B's ``incremental=True``) whose ``manifest`` is the
+        merge of its increment onto the version whose manifest blob is ``base`` ("" for none): as it
+        is while that is still the collection's latest (checked under the collection's lock:
+        ``registry.commit(base=)``); else its increment (``incremental.increment``: entries new or
+        changed against the base, paths it dropped) merged onto the latest there is, written as a
+        manifest blob of the project, and committed the same way, until it lands. The merge names
+        only blobs the project holds (the latest version's and the checked manifest's)."""
+        from tracklet.artifacts import incremental
+        from tracklet.artifacts.registry import BaseMoved
+
+        what = f"the base manifest of {info.project}/{info.name}"
+        base_manifest = self._read_manifest(info.project, base, what) if base else Manifest({})
+        changed, gone = incremental.increment(base_manifest, manifest)
+        for _ in range(100):  # each try loses only to a commit that landed meanwhile
+            try:
+                return self.registry.commit(info, aliases, base=base)
+            except BaseMoved as moved:
+                latest = moved.latest
+            if latest is None:  # every version was deleted meanwhile: the increment alone
+                merged, base = incremental.merged(None, changed, gone), ""
+            else:
+                merged = incremental.merged(self._read_manifest(info.project, latest.manifest,
+                                                                f"the manifest of {latest.qualified_name}"),
+                                            changed, gone)
+                base = latest.manifest
+            data = merged.to_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            self.touch(info.project, [entry.digest for entry in merged if entry.ref is None])
+            rejected = self.store_small(info.project, [(digest, data)])
+            if rejected:
+                raise ArtifactError(f"the merged manifest of {info.project}/{info.name}: {rejected[0][1]}")
+            info = dataclasses.replace(info, digest=merged.digest(), manifest=digest, size=merged.size,
+                                       file_count=len(merged))
+        raise BadRequest(f"artifact {info.project}/{info.name}: other versions kept landing while an incremental "
+                         "version was merged onto the latest; send it again")
 
     def save_aliases(self, project: str, name: str, version: int, add: list[str],
                      remove: list[str]) -> VersionInfo:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from tracklet.artifacts.fields import MAX_TAGS, CollectionEdit, CollectionFields, VersionEdit
 from tracklet.artifacts.names import LATEST, check_artifact_name, custom_aliases, version_number
-from tracklet.artifacts.registry import VersionInfo, not_found
+from tracklet.artifacts.registry import BaseMoved, VersionInfo, not_found
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.schema import (
@@ -133,9 +133,10 @@ class SqlRegistry:
             raise self._not_found(connection, project, name, version)
         return row
 
-    def commit(self, info: VersionInfo, aliases: list[str]) -> tuple[VersionInfo, bool]:
+    def commit(self, info: VersionInfo, aliases: list[str], *, base: str | None = None) -> tuple[VersionInfo, bool]:
         """``LocalRegistry.commit``: the next version, unless the latest has the same digest;
-        then ``aliases``. Returns (the version as stored, with its aliases; reused)."""
+        then ``aliases``; ``base`` as there (``BaseMoved`` if the latest is not that manifest's).
+        Returns (the version as stored, with its aliases; reused)."""
         custom = custom_aliases(aliases)
         with self._lock, self.engine.begin() as connection:
             self._begin(connection, info.project, info.name)
@@ -143,6 +144,9 @@ class SqlRegistry:
                 artifact_versions.c.project == info.project, artifact_versions.c.name == info.name
             ).order_by(artifact_versions.c.version.desc()).limit(1)).first()
             reused = False
+            if base is not None and (latest.manifest if latest is not None else "") != base:
+                raise BaseMoved(None if latest is None else self._version(
+                    connection, info.project, info.name, f"v{latest.version}"))
             if latest is not None:
                 if latest.type != info.type:
                     raise ArtifactError(f"artifact {info.project}/{info.name} has type {latest.type!r}; it can't take "

@@ -716,6 +716,12 @@ class CommitRequest(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=256, description=(
         "The version's tags: letters, digits, `_`, `-`, words separated by spaces (W&B's); kept only for a new "
         "version"))
+    incremental_base: str | None = Field(default=None, max_length=64, description=(
+        "An incremental version (W&B's `incremental=True`): the sha256 of the manifest blob of the version "
+        "`manifest` was merged onto (a blob of the project), or \"\" if the collection had none. If the "
+        "collection's latest version is another when the commit lands, the version's increment (files new or "
+        "changed against that base, paths it dropped) is merged onto the latest instead, under the collection's "
+        "lock"))
 
 
 class CommitResponse(BaseModel):

@@ -355,13 +355,15 @@ def commit_version(request: Request, project: str, name: str, body: CommitReques
     """Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
     parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move
     to it; identical content to the latest version returns that one (`reused`, with its own
-    `history_step` and `tags`). A tag that isn't valid answers 400 naming it."""
+    `history_step` and `tags`). A tag that isn't valid answers 400 naming it. With
+    `incremental_base`, the version's increment is merged onto the collection's latest version as
+    it is when the commit lands (so two clients logging incremental versions at once keep both's files)."""
     artifacts = _artifacts(request)
     previous = alias_versions(artifacts, project, name, body.aliases)
     info, reused = artifacts.commit(
         project, _name(name), type=body.type, manifest_digest=body.manifest, description=body.description,
         metadata=body.metadata, aliases=body.aliases, logged_by=body.logged_by, history_step=body.history_step,
-        tags=body.tags)
+        tags=body.tags, incremental_base=body.incremental_base)
     version_events(request, info, reused, previous)
     return CommitResponse(version=_version_model(info), reused=reused)
 

@@ -517,7 +517,9 @@ export interface paths {
          * @description Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
          *     parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move
          *     to it; identical content to the latest version returns that one (`reused`, with its own
-         *     `history_step` and `tags`). A tag that isn't valid answers 400 naming it.
+         *     `history_step` and `tags`). A tag that isn't valid answers 400 naming it. With
+         *     `incremental_base`, the version's increment is merged onto the collection's latest version as
+         *     it is when the commit lands (so two clients logging incremental versions at once keep both's files).
          */
         post: operations["commit_version_api_v1_projects__project__artifacts__name__versions_post"];
         delete?: never;
@@ -2985,6 +2987,11 @@ export interface components {
              * @description The version's tags: letters, digits, `_`, `-`, words separated by spaces (W&B's); kept only for a new version
              */
             tags?: string[];
+            /**
+             * Incremental Base
+             * @description An incremental version (W&B's `incremental=True`): the sha256 of the manifest blob of the version `manifest` was merged onto (a blob of the project), or "" if the collection had none. If the collection's latest version is another when the commit lands, the version's increment (files new or changed against that base, paths it dropped) is merged onto the latest instead, under the collection's lock
+             */
+            incremental_base?: string | null;
         };
         /** CommitResponse */
         CommitResponse: {

@@ -403,10 +403,9 @@ class Artifact(_TrackletArtifact, WBValue):
 
     def __init__(self, name: str, type: str, description: str | None = None, metadata: dict | None = None,
                  incremental: bool = False, use_as: str | None = None, **kwargs: Any) -> None:
-        super().__init__(name, type, description=description, metadata=metadata)
+        super().__init__(name, type, description=description, metadata=metadata, incremental=incremental)
         self._name_versioned = False  # W&B names a logged artifact ``name:vN`` once wait() returns
         self._distributed_id: str | None = None
-        self._incremental = bool(incremental)
 
     def wait(self, timeout: float | None = None) -> "Artifact":
         """Block until the version is stored (``tracklet.Artifact.wait``); from then on ``name``
@@ -553,30 +552,6 @@ class Artifact(_TrackletArtifact, WBValue):
         if value is not None and str(value) != "INHERIT":
             warn_once("artifact-ttl", "artifact.ttl is not supported: tracklet keeps a version until it is deleted "
                                       "(artifact.delete(), `tracklet artifact rm`)")
-
-    @property
-    def incremental(self) -> bool:
-        """W&B's ``incremental``: a draft made with ``incremental=True`` is stored as the collection's
-        latest version's files plus (and over) its own, as W&B's server merges its "incremental"
-        manifest onto the latest version when it commits it (``_commit_with``)."""
-        return self._incremental
-
-    def _commit_with(self, store: Any, pending: Any, *args: Any, **kwargs: Any) -> Any:
-        """Store the version; an incremental one over the collection's latest version as it is at
-        this moment, on the run's artifact worker, which stores a run's versions in the order they
-        were logged: incremental drafts logged one after another without ``wait()`` each build on
-        the one before (read when logged, the base was the version stored before them, and every
-        shard but the last was lost). The base's files are stored already: not read again."""
-        if self._incremental:
-            from tracklet.errors import ArtifactNotFound
-
-            try:
-                base = store.registry.version(self.project, self._name)
-            except ArtifactNotFound:
-                base = None
-            if base is not None:
-                pending = {**{entry.path: entry for entry in store.manifest(base)}, **pending}
-        return super()._commit_with(store, pending, *args, **kwargs)
 
     @property
     def use_as(self) -> None:

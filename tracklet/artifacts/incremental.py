@@ -1,0 +1,89 @@
+"""Incremental versions (W&B's ``wandb.Artifact(..., incremental=True)``): a draft holding only the
+files to add or change (and the paths ``remove`` named) is stored as the collection's latest
+version with those applied.
+
+Which latest (docs/artifacts.md, "Incremental versions"):
+
+- an online run's (its artifact worker has a server): **the server's**, read when the version is
+  stored on the worker (its manifest only: no file bytes are fetched, and the files it names are not
+  sent again, as the server holds them). A server that can't be read (unreachable, refusing) leaves
+  the local store's latest as the base, as offline;
+- offline (and ``Artifact.save()`` outside a run): the data root's latest.
+
+Either way the version records the manifest blob of its base (``VersionInfo.incremental_base``,
+the blob kept in the local store), so its increment is known again whenever it is sent to a server
+(the online run's upload, ``tracklet sync``, ``tracklet artifact push``): the commit names that base,
+and a server whose latest version is another by then (a second process logged an incremental
+version meanwhile, an offline version synced later) merges the increment onto its latest under
+the collection's lock (``merged``), so no process's files are lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestEntry
+
+NO_BASE = ""  # an incremental version of a collection that had no version
+
+
+def removed(path: str, removals: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``removals`` or under one of them (a directory removed)."""
+    return any(path == gone or path.startswith(gone + "/") for gone in removals)
+
+
+def onto(base: Manifest | None, pending: Mapping[str, Any], removals: Iterable[str]) -> dict[str, Any]:
+    """What an incremental draft stores: the base's files less those ``removals`` name, with the
+    draft's own (``pending``) over them."""
+    gone = list(removals)
+    kept = {} if base is None else {entry.path: entry for entry in base if not removed(entry.path, gone)}
+    return {**kept, **pending}
+
+
+def _same(left: ManifestEntry, right: ManifestEntry) -> bool:
+    return (left.digest, left.size, left.ref) == (right.digest, right.size, right.ref)
+
+
+def increment(base: Manifest, version: Manifest) -> tuple[dict[str, ManifestEntry], list[str]]:
+    """What ``version`` changed of ``base``: its entries that are new or differ, and the base's
+    paths it no longer has."""
+    changed = {entry.path: entry for entry in version if entry.path not in base or not _same(base[entry.path], entry)}
+    gone = [entry.path for entry in base if entry.path not in version]
+    return changed, gone
+
+
+def merged(latest: Manifest | None, changed: Mapping[str, ManifestEntry], gone: Iterable[str]) -> Manifest:
+    """``latest`` with an increment (``increment``'s result) applied: what a server commits when its
+    latest version moved since the increment's base was read."""
+    gone = set(gone)
+    entries = {} if latest is None else {entry.path: entry for entry in latest if entry.path not in gone}
+    entries.update(changed)
+    return Manifest(entries)
+
+
+def resolve_base(store: Any, project: str, name: str, server: Any = None) -> tuple[Manifest | None, str]:
+    """The base of an incremental version of ``project/name``: (its manifest, None if the collection
+    has no version; the sha256 of its manifest blob, ``NO_BASE`` then). ``server`` (an online run's
+    ``ArtifactClient``): the server's latest, its manifest read (bytes checked) and kept as a blob
+    of ``store`` (what ``tracklet sync`` diffs against later); a server that can't be read leaves the
+    local latest (the version records it, so a later send merges onto the server's latest then)."""
+    from tracklet.errors import ArtifactNotFound, RemoteError
+
+    if server is not None:
+        try:
+            try:
+                document = server.version(project, name, "latest")
+            except ArtifactNotFound:
+                return None, NO_BASE
+            data = server.read(project, document["manifest"], limit=MAX_MANIFEST_BYTES)
+            manifest = Manifest.from_bytes(data, what=f"the manifest of {project}/{name}:v{document['index']}")
+            digest, _ = store.blobs.put_bytes(data)
+            return manifest, digest
+        except (RemoteError, OSError):
+            pass  # unreachable or refusing: the local latest, as offline
+    try:
+        info = store.registry.version(project, name)
+    except ArtifactNotFound:
+        return None, NO_BASE
+    return store.manifest(info), info.manifest

@@ -451,6 +451,23 @@ def test_only_global_rank_zero_records(root, tmp_path, monkeypatch):
     assert not (root / "projects").exists()
 
 
+def test_a_failing_job_store_lookup_stays_out_of_the_training_loop(root, monkeypatch):
+    """``all_ranks`` under Fabric, another rank: looking up rank zero's run goes through torch's
+    private store accessor; if that fails (a torch that renamed it), ``fabric.log()`` goes on, with
+    a warning naming what failed."""
+    import tracklet.integrations.lightning as integration
+
+    def renamed() -> None:
+        raise ImportError("cannot import name '_get_default_store'")
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    monkeypatch.setattr(integration, "_job_store", renamed)
+    logger = make_logger(root, all_ranks=True)
+    with pytest.warns(tracklet.TrackletWarning, match="rank zero"):
+        logger.log_metrics({"loss": 1.0}, step=0)
+    logger.log_metrics({"loss": 0.5}, step=1)
+
+
 # ---------------------------------------------------------------- the logger API directly
 
 

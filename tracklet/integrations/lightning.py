@@ -478,10 +478,10 @@ class TrackletLogger(Logger):
         if self._store_calls < self._store_next:
             return
         self._store_next *= 2
-        store = _job_store()
-        if store is None:
-            return
         try:
+            store = _job_store()  # (torch's private accessor: its failure is this rank's, never the loop's)
+            if store is None:
+                return
             if not store.check([self._store_key]):
                 return
             self._published = True  # found: never looked up again

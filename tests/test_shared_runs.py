@@ -1318,7 +1318,7 @@ def test_a_primary_arriving_after_its_parts_were_indexed_takes_its_own_state(tmp
 
 def test_a_part_recorded_again_from_scratch_is_indexed_again(tmp_path, store_url):
     """A part's log replaced by another under the same label (its file deleted and the label
-    started again: a longer log, or a shorter one) is not continued from the old log's offset,
+    started again: a longer log, a shorter one, or one as long: a job run again) is not continued from the old log's offset,
     which read the new log from the middle (its start, config and first rows lost, reported as
     damage every pass): the run is indexed again, as the primary's log recorded again is, and the
     store shows what the log reader shows."""
@@ -1333,13 +1333,17 @@ def test_a_part_recorded_again_from_scratch_is_indexed_again(tmp_path, store_url
         run.finish()
 
     for run_id, first, again in (("longer", [1.0], [float(v) for v in range(10, 60)]),
-                                 ("shorter", [float(v) for v in range(10, 60)], [1.0])):
+                                 ("shorter", [float(v) for v in range(10, 60)], [1.0]),
+                                 ("same-size", [1.0, 2.0], [3.0, 4.0])):  # (a job run again: as long)
         record(run_id, None, {}, [0.5])
         record(run_id, "w1", {"c": 1}, first)
         record(run_id, "w2", {"d": 1}, [2.0])
         _both(api, tmp_path, run_id)
+        size = (tmp_path / f"projects/p/runs/{run_id}/parts/w1.tlog").stat().st_size
         (tmp_path / f"projects/p/runs/{run_id}/parts/w1.tlog").unlink()
         record(run_id, "w1", {"c": 2}, again)
+        if run_id == "same-size":
+            assert (tmp_path / f"projects/p/runs/{run_id}/parts/w1.tlog").stat().st_size == size
         report = api.index()
         assert not report.damaged and not report.failed, report
         read, stored = _both(api, tmp_path, run_id)
@@ -1477,3 +1481,4 @@ def test_a_part_that_fails_to_index_fails_alone(tmp_path, store_url):
     assert (read.summary["best"], read.summary["best/l:w2"], read.summary["best/l:w3"]) == (0, 1, 2)
     assert read.history(["loss/l:w2"])["loss/l:w2"][-1] == 11.0
     api.close()
+

@@ -1482,3 +1482,33 @@ def test_a_part_that_fails_to_index_fails_alone(tmp_path, store_url):
     assert read.history(["loss/l:w2"])["loss/l:w2"][-1] == 11.0
     api.close()
 
+
+def test_a_run_made_by_a_part_longer_than_a_chunk_is_indexed(tmp_path, store_url):
+    """A run whose primary never started, made by its parts, one of them longer than a chunk of
+    the index (here 2 KiB; 8 MiB by default: a long secondary writer): the parts' chunks folded in
+    one transaction with the run's new row write each series once, not again as if the run had
+    none; the store agrees with the log reader (it failed with a UNIQUE violation, every pass)."""
+    from tracklet.store import Store
+    from tracklet.store.ingest import Indexer
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    for label, rows in (("w1", 400), ("w2", 3)):
+        run = tracklet.init(project="p", id="long", reinit="create_new", settings={**quiet, "primary": False,
+                                                                                   "label": label})
+        for step in range(rows):
+            run.log({"loss": float(step)})
+            if step % 20 == 19:
+                run.flush()  # a frame of rows: several frames to a chunk
+        run.finish()
+    store = Store(store_url, root=tmp_path)
+    indexer = Indexer(store.engine, tmp_path)
+    indexer.chunk_bytes = 2048
+    assert (tmp_path / "projects/p/runs/long/parts/w1.tlog").stat().st_size > 3 * indexer.chunk_bytes
+    report = indexer.index()
+    assert not report.failed and not report.damaged, report
+    read = tracklet.Api(tmp_path).run("p/long")
+    stored = store.run("p", "long")
+    assert (stored["state"], stored["summary"], stored["name"]) == (read.state, read.summary, read.name)
+    assert [list(h.values) for h in store.history("p/long", "loss", buckets=None)] == [read.history()["loss"]]
+    assert [list(h.values) for h in store.history("p/long", "loss/l:w2", buckets=None)] == [[0.0, 1.0, 2.0]]
+    store.engine.dispose()

@@ -637,6 +637,9 @@ class Indexer:
             self._write_run(connection, project_id, paths, None, store_json({
                 "log_offset": 0, "heartbeat_at": time.time(), "metadata": {"no_primary": True}}))
             row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).one()
+            # (not a run without series for _write_series: this transaction folds several chunks and
+            # parts into it, each after the series the ones before it wrote)
+            self._new_runs.discard(row.id)
         run = _SharedRun(row, project_id)
         points = read = 0
         left: list[str] = []

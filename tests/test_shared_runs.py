@@ -1512,3 +1512,68 @@ def test_a_run_made_by_a_part_longer_than_a_chunk_is_indexed(tmp_path, store_url
     assert [list(h.values) for h in store.history("p/long", "loss", buckets=None)] == [read.history()["loss"]]
     assert [list(h.values) for h in store.history("p/long", "loss/l:w2", buckets=None)] == [[0.0, 1.0, 2.0]]
     store.engine.dispose()
+
+
+@pytest.mark.parametrize("seed", [11, 27])  # (two that caught a part-only run failing to index)
+def test_random_sequences_of_writers_keep_the_store_and_the_reader_agreeing(tmp_path, store_url, seed):
+    """A shared run written by a random sequence of sessions (its primary present or never started;
+    parts in any order, resumed, renamed, left empty, recorded again from scratch under their label;
+    history keys several writers log; summary-only keys and config keys), indexed after every
+    session into the test's store and into a store whose index reads a few dozen bytes to a chunk:
+    both show what the log reader shows (state, identity, start, config, summary, every series)."""
+    import random
+
+    from tracklet.store import Store
+    from tracklet.store.ingest import Indexer
+
+    rng = random.Random(seed)
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    chunked = Store(f"sqlite:///{tmp_path / 'chunked.sqlite'}", root=tmp_path)
+    small = Indexer(chunked.engine, tmp_path)
+    small.chunk_bytes = rng.choice([40, 100, 256, 1000])
+    writers = ["a", "b", "c"] + ([None] if rng.random() < 0.5 else [])
+    started: set[str | None] = set()
+    run_dir = tmp_path / "projects/p/runs/r"
+    for step in range(12):
+        who = rng.choice(writers)
+        log = run_dir / ("run.tlog" if who is None else f"parts/{who}.tlog")
+        if who is not None and not log.exists() and rng.random() < 0.15:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.touch()  # its writer killed as it created it
+            if rng.random() < 0.5:
+                continue
+        elif who is not None and log.exists() and log.stat().st_size and rng.random() < 0.15:
+            log.unlink()  # recorded again from scratch under its label
+            started.discard(who)
+        given = {"name": f"{who}-{step}"} if rng.random() < 0.5 else {}
+        if rng.random() < 0.3:
+            given["tags"] = [f"t{step}"]
+        if rng.random() < 0.3:
+            given["config"] = {rng.choice("kmn"): step}
+        extra = {"primary": False, "label": who} if who else {}
+        run = tracklet.init(project="p", id="r", reinit="create_new", settings={**quiet, **extra},
+                            resume="allow" if who in started or rng.random() < 0.3 else None, **given)
+        started.add(who)
+        for _ in range(rng.randint(0, 4)):
+            run.log({rng.choice(["loss", "acc", "x", f"own/{who}"]): rng.random()})
+        if rng.random() < 0.4:
+            run.summary[rng.choice(["best", "worst"])] = step
+        if rng.random() < 0.2:
+            run.name = f"renamed-{who}-{step}"
+        run.finish(exit_code=rng.choice([0, 0, 0, 1]))
+        for report in (api.index(), small.index()):
+            assert not report.failed and not report.damaged, (step, report)
+        read = tracklet.Api(tmp_path).run("p/r")
+        history = read.history()
+        for store in (api.store, chunked):
+            stored = store.run("p", "r")
+            assert (stored["state"], stored["exit_code"], stored["name"], stored["tags"], stored["created_at"],
+                    stored["updated_at"]) == (read.state, read.exit_code, read.name, read.tags, read.created_at,
+                                              read.updated_at), step
+            assert (stored["config"], stored["summary"]) == (read.config, read.summary), step
+            for key in sorted(history.keys() - {"_step", "_timestamp", "_runtime"}):
+                expected = [value for value in history[key] if value is not None]
+                assert [list(h.values) for h in store.history("p/r", key, buckets=None)] == [expected], (step, key)
+    chunked.engine.dispose()
+    api.close()

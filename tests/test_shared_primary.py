@@ -317,3 +317,35 @@ def test_a_claim_lapses_only_as_its_holder_goes_silent(tmp_path):
     clock[0] += 1  # it may not have uploaded yet: its claim, made after the log last grew, holds
     assert not claim("fourth-writer-token", resume=True).granted
     store.close()
+
+
+def test_a_takeover_that_loses_the_race_takes_back_its_note(tmp_path):
+    """Two writers resume a run whose holder went silent, at once (two server processes): one
+    compare-and-set wins; the other, refused as the winner is live now, tells ``taking`` it replaces
+    nobody after all, so its refusal's audit event (the route notes ``replaces`` from ``taking``)
+    doesn't name a holder it never replaced."""
+    from tracklet.server import primaries, schema
+    from tracklet.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}", root=tmp_path)
+    schema.migrate(store.engine)
+    clock = [1000.0]
+    log = primaries.RunLog(500, "crashed", 900.0)
+
+    def claim(token: str, taking=None) -> primaries.Claim:
+        return primaries.claim(store.engine, "p", "r", token=token, host=token, pid=1, resume=True,
+                               run_log=lambda: log, lapse=120.0, now=lambda: clock[0], taking=taking)
+
+    assert claim("first-writer-token").granted
+    clock[0] += 200  # its claim lapsed, the run crashed: open to a writer that resumes it
+    told: list[object] = []
+
+    def taking(previous):  # the other server process's takeover commits first
+        told.append(previous)
+        if len(told) == 1:
+            assert claim("racing-writer-token").granted
+
+    lost = claim("losing-writer-token", taking)
+    assert not lost.granted and lost.live and lost.holder is not None and lost.holder.host == "racing-writer-token"
+    assert [getattr(previous, "host", None) for previous in told] == ["first-writer-token", None]
+    store.close()

@@ -1318,7 +1318,7 @@ def test_a_primary_arriving_after_its_parts_were_indexed_takes_its_own_state(tmp
 
 def test_a_part_recorded_again_from_scratch_is_indexed_again(tmp_path, store_url):
     """A part's log replaced by another under the same label (its file deleted and the label
-    started again: a longer log, or a shorter one) is not continued from the old log's offset,
+    started again: a longer log, a shorter one, or one as long: a job run again) is not continued from the old log's offset,
     which read the new log from the middle (its start, config and first rows lost, reported as
     damage every pass): the run is indexed again, as the primary's log recorded again is, and the
     store shows what the log reader shows."""
@@ -1333,13 +1333,17 @@ def test_a_part_recorded_again_from_scratch_is_indexed_again(tmp_path, store_url
         run.finish()
 
     for run_id, first, again in (("longer", [1.0], [float(v) for v in range(10, 60)]),
-                                 ("shorter", [float(v) for v in range(10, 60)], [1.0])):
+                                 ("shorter", [float(v) for v in range(10, 60)], [1.0]),
+                                 ("same-size", [1.0, 2.0], [3.0, 4.0])):  # (a job run again: as long)
         record(run_id, None, {}, [0.5])
         record(run_id, "w1", {"c": 1}, first)
         record(run_id, "w2", {"d": 1}, [2.0])
         _both(api, tmp_path, run_id)
+        size = (tmp_path / f"projects/p/runs/{run_id}/parts/w1.tlog").stat().st_size
         (tmp_path / f"projects/p/runs/{run_id}/parts/w1.tlog").unlink()
         record(run_id, "w1", {"c": 2}, again)
+        if run_id == "same-size":
+            assert (tmp_path / f"projects/p/runs/{run_id}/parts/w1.tlog").stat().st_size == size
         report = api.index()
         assert not report.damaged and not report.failed, report
         read, stored = _both(api, tmp_path, run_id)
@@ -1476,4 +1480,100 @@ def test_a_part_that_fails_to_index_fails_alone(tmp_path, store_url):
     read, stored = _both(api, tmp_path, "bad")
     assert (read.summary["best"], read.summary["best/l:w2"], read.summary["best/l:w3"]) == (0, 1, 2)
     assert read.history(["loss/l:w2"])["loss/l:w2"][-1] == 11.0
+    api.close()
+
+
+def test_a_run_made_by_a_part_longer_than_a_chunk_is_indexed(tmp_path, store_url):
+    """A run whose primary never started, made by its parts, one of them longer than a chunk of
+    the index (here 2 KiB; 8 MiB by default: a long secondary writer): the parts' chunks folded in
+    one transaction with the run's new row write each series once, not again as if the run had
+    none; the store agrees with the log reader (it failed with a UNIQUE violation, every pass)."""
+    from tracklet.store import Store
+    from tracklet.store.ingest import Indexer
+
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    for label, rows in (("w1", 400), ("w2", 3)):
+        run = tracklet.init(project="p", id="long", reinit="create_new", settings={**quiet, "primary": False,
+                                                                                   "label": label})
+        for step in range(rows):
+            run.log({"loss": float(step)})
+            if step % 20 == 19:
+                run.flush()  # a frame of rows: several frames to a chunk
+        run.finish()
+    store = Store(store_url, root=tmp_path)
+    indexer = Indexer(store.engine, tmp_path)
+    indexer.chunk_bytes = 2048
+    assert (tmp_path / "projects/p/runs/long/parts/w1.tlog").stat().st_size > 3 * indexer.chunk_bytes
+    report = indexer.index()
+    assert not report.failed and not report.damaged, report
+    read = tracklet.Api(tmp_path).run("p/long")
+    stored = store.run("p", "long")
+    assert (stored["state"], stored["summary"], stored["name"]) == (read.state, read.summary, read.name)
+    assert [list(h.values) for h in store.history("p/long", "loss", buckets=None)] == [read.history()["loss"]]
+    assert [list(h.values) for h in store.history("p/long", "loss/l:w2", buckets=None)] == [[0.0, 1.0, 2.0]]
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("seed", [11, 27])  # (two that caught a part-only run failing to index)
+def test_random_sequences_of_writers_keep_the_store_and_the_reader_agreeing(tmp_path, store_url, seed):
+    """A shared run written by a random sequence of sessions (its primary present or never started;
+    parts in any order, resumed, renamed, left empty, recorded again from scratch under their label;
+    history keys several writers log; summary-only keys and config keys), indexed after every
+    session into the test's store and into a store whose index reads a few dozen bytes to a chunk:
+    both show what the log reader shows (state, identity, start, config, summary, every series)."""
+    import random
+
+    from tracklet.store import Store
+    from tracklet.store.ingest import Indexer
+
+    rng = random.Random(seed)
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    chunked = Store(f"sqlite:///{tmp_path / 'chunked.sqlite'}", root=tmp_path)
+    small = Indexer(chunked.engine, tmp_path)
+    small.chunk_bytes = rng.choice([40, 100, 256, 1000])
+    writers = ["a", "b", "c"] + ([None] if rng.random() < 0.5 else [])
+    started: set[str | None] = set()
+    run_dir = tmp_path / "projects/p/runs/r"
+    for step in range(12):
+        who = rng.choice(writers)
+        log = run_dir / ("run.tlog" if who is None else f"parts/{who}.tlog")
+        if who is not None and not log.exists() and rng.random() < 0.15:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.touch()  # its writer killed as it created it
+            if rng.random() < 0.5:
+                continue
+        elif who is not None and log.exists() and log.stat().st_size and rng.random() < 0.15:
+            log.unlink()  # recorded again from scratch under its label
+            started.discard(who)
+        given = {"name": f"{who}-{step}"} if rng.random() < 0.5 else {}
+        if rng.random() < 0.3:
+            given["tags"] = [f"t{step}"]
+        if rng.random() < 0.3:
+            given["config"] = {rng.choice("kmn"): step}
+        extra = {"primary": False, "label": who} if who else {}
+        run = tracklet.init(project="p", id="r", reinit="create_new", settings={**quiet, **extra},
+                            resume="allow" if who in started or rng.random() < 0.3 else None, **given)
+        started.add(who)
+        for _ in range(rng.randint(0, 4)):
+            run.log({rng.choice(["loss", "acc", "x", f"own/{who}"]): rng.random()})
+        if rng.random() < 0.4:
+            run.summary[rng.choice(["best", "worst"])] = step
+        if rng.random() < 0.2:
+            run.name = f"renamed-{who}-{step}"
+        run.finish(exit_code=rng.choice([0, 0, 0, 1]))
+        for report in (api.index(), small.index()):
+            assert not report.failed and not report.damaged, (step, report)
+        read = tracklet.Api(tmp_path).run("p/r")
+        history = read.history()
+        for store in (api.store, chunked):
+            stored = store.run("p", "r")
+            assert (stored["state"], stored["exit_code"], stored["name"], stored["tags"], stored["created_at"],
+                    stored["updated_at"]) == (read.state, read.exit_code, read.name, read.tags, read.created_at,
+                                              read.updated_at), step
+            assert (stored["config"], stored["summary"]) == (read.config, read.summary), step
+            for key in sorted(history.keys() - {"_step", "_timestamp", "_runtime"}):
+                expected = [value for value in history[key] if value is not None]
+                assert [list(h.values) for h in store.history("p/r", key, buckets=None)] == [expected], (step, key)
+    chunked.engine.dispose()
     api.close()

@@ -78,7 +78,7 @@ def claim(engine: sa.Engine, project: str, run_id: str, *, token: str, host: str
     ``lapse`` is the server's heartbeat lapse in seconds. Atomic across processes sharing
     ``engine``'s database: of concurrent claims exactly one is granted. ``taking(holder)`` is
     called before the transaction that would claim it (the holder it replaces, or None), so that
-    transaction's audit event can say so."""
+    transaction's audit event can say so, and with None after a takeover that lost the race."""
     key = sa.and_(run_primaries.c.project == project, run_primaries.c.run_id == run_id)
     for _ in range(4):  # a claim that loses a race sees the winner's row the next time round
         with engine.connect() as connection:
@@ -106,9 +106,11 @@ def claim(engine: sa.Engine, project: str, run_id: str, *, token: str, host: str
                     won = connection.execute(run_primaries.update().where(key, run_primaries.c.token == row.token)
                                              .values(token=token, host=host, pid=pid, claimed_at=at)).rowcount == 1
         except IntegrityError:  # another writer's first claim committed first
-            continue
+            won = False
         if won:
             return Claim(True, mine, True, log, previous=held)
+        if taking is not None and held is not None:
+            taking(None)  # it replaced nobody after all: its refusal's event names no one it replaced
     raise RuntimeError(f"the primary of run {project}/{run_id} changed hands during every try of this claim")
 
 

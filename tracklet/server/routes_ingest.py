@@ -158,6 +158,10 @@ def claim_primary(request: Request, project: str, run_id: str, body: PrimaryClai
     def taking(previous: primaries.Holder | None) -> None:  # the audit event of a takeover names who held it
         if previous is not None:
             note(request, replaces={"host": previous.host, "pid": previous.pid})
+        else:  # (a takeover that lost the race to another: refused, it replaced nobody)
+            detail = getattr(request.state, "audit_detail", None)
+            if detail:
+                detail.pop("replaces", None)
 
     result = primaries.claim(app.store.engine, project, run_id, token=body.token, host=body.host, pid=body.pid,
                              resume=body.resume, run_log=run_log, lapse=app.indexer.heartbeat_lapse, taking=taking)

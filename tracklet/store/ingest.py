@@ -512,7 +512,7 @@ class Indexer:
         parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
         if not isinstance(self.source, LocalLogs):
             return
-        todo = self.parts_to_index(group) if labels is None else [(paths, labels) for paths in group]
+        todo = self.parts_to_index(group, heads=True) if labels is None else [(paths, labels) for paths in group]
         for paths, run_labels in todo:
             pending = list(run_labels)
             damaged_before = len(self.damaged)
@@ -544,14 +544,17 @@ class Indexer:
                 self._index_one(paths, report)  # its own log (none: its parts make its row)
                 self._index_parts([paths], report, paths.parts())
 
-    def parts_to_index(self, group: Iterable[RunPaths]) -> list[tuple[RunPaths, list[str]]]:
+    def parts_to_index(self, group: Iterable[RunPaths], *, heads: bool = False) -> list[tuple[RunPaths, list[str]]]:
         """Of the parts on disk of these runs, those an index pass has work for: their rows of
         ``run_parts`` (offset, state) are read for all of them in a few read-only queries, and a
         part is left out when its log is as big as what was indexed of it and it isn't a
         ``running`` part whose writer died meanwhile (``source.alive``). A run the store doesn't
         have yet is left out too: its own first indexing ingests its parts (unless its primary never
         started, ``_part_only``: then its parts make it). So a pass over
-        unchanged shared runs costs a ``stat`` per part, not a transaction per part."""
+        unchanged shared runs costs a ``stat`` per part, not a transaction per part. With ``heads``
+        (a full pass, ``index_runs``, which reads each run's own log's head as well: ``_replaced``),
+        a part as big as indexed is also one whose log was recorded again from scratch as long as
+        the old one (a job run again): its first start (one frame) isn't the one indexed."""
         shared = [(paths, labels) for paths in group if (labels := paths.parts())]
         if not shared or not isinstance(self.source, LocalLogs):
             return []
@@ -564,9 +567,25 @@ class Indexer:
                     todo.append((paths, labels))
                 continue
             changed = [label for label in labels if self._part_changed(paths.part_paths(label), known.get(label))]
+            if heads and (same := [label for label in labels if label not in changed]):
+                changed += self._parts_recorded_again(paths, same, known)
             if changed:
-                todo.append((paths, changed))
+                todo.append((paths, sorted(changed)))
         return todo
+
+    def _parts_recorded_again(self, paths: RunPaths, labels: list[str],
+                              known: Mapping[str, tuple[int, str]]) -> list[str]:
+        """Of run ``paths``' parts ``labels`` (each as big as indexed), those recorded again from
+        scratch (``_part_replaced``): the run's parts' entries read once, a frame per part."""
+        if getattr(self.source, "started_at", None) is None:
+            return []
+        with self.engine.connect() as connection:
+            metadata = connection.execute(
+                sa.select(runs.c.metadata).select_from(runs.join(projects, projects.c.id == runs.c.project_id))
+                .where(projects.c.name == paths.project, runs.c.run_id == paths.run_id)).scalar()
+        entries = (metadata or {}).get("parts") or {}
+        return [label for label in labels if self._part_replaced(
+            paths.part_paths(label), known[label][0], entries.get(label) or {})]
 
     def _recorded_parts(self, runs_with_parts: list[RunPaths]) -> dict[tuple[str, str], dict[str, tuple[int, str]]]:
         """(offset, state) of each part of these runs that has a ``run_parts`` row, by (project,
@@ -618,6 +637,9 @@ class Indexer:
             self._write_run(connection, project_id, paths, None, store_json({
                 "log_offset": 0, "heartbeat_at": time.time(), "metadata": {"no_primary": True}}))
             row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).one()
+            # (not a run without series for _write_series: this transaction folds several chunks and
+            # parts into it, each after the series the ones before it wrote)
+            self._new_runs.discard(row.id)
         run = _SharedRun(row, project_id)
         points = read = 0
         left: list[str] = []

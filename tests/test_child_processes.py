@@ -344,7 +344,7 @@ def test_a_pickled_run_holds_no_api_key_a_child_finds_by_itself(root, monkeypatc
     # A run is pickled for a child process, but also wherever an object holding it is pickled (a
     # model or a config written to disk, shared): the key from TRACKLET_API_KEY (or tracklet login)
     # was written there in plain text. The child finds it where the parent did; a key given in code
-    # alone still travels with the run (the child needs it to upload).
+    # alone travels with the run in multiprocessing's pickles only (the child needs it to upload).
     import pickle
 
     from tracklet.core.childrun import spec_of
@@ -357,6 +357,13 @@ def test_a_pickled_run_holds_no_api_key_a_child_finds_by_itself(root, monkeypatc
     run.finish()
     coded = tracklet.init(project="p", id="key2", settings={**quiet, "api_key": "tk-given-in-code"})
     assert spec_of(coded)["settings"]["api_key"] == "tk-given-in-code"
+    # a key given in code goes to a child (multiprocessing's pickler: spawn arguments, Pool tasks,
+    # queues), never into a pickle written elsewhere (a model or a config holding the run, on disk)
+    from multiprocessing.reduction import ForkingPickler
+
+    assert b"tk-given-in-code" in bytes(ForkingPickler.dumps(coded))
+    assert b"tk-given-in-code" not in pickle.dumps({"model": [coded]})
+    assert pickle.loads(pickle.dumps(coded)) is coded  # (in this process: the run itself)
     coded.finish()
 
 

@@ -70,8 +70,10 @@ def child_label() -> str:
     return f"{host[: MAX_NAME_CHARS - 12]}-{os.getpid()}"
 
 
-def spec_of(run: Run) -> dict[str, Any]:
-    """What a child needs to join ``run``: plain data (pickled with it, or kept at fork)."""
+def spec_of(run: Run, *, for_a_child: bool = True) -> dict[str, Any]:
+    """What a child needs to join ``run``: plain data (pickled with it, or kept at fork).
+    ``for_a_child=False`` (a pickle that isn't multiprocessing's: ``pickling_for_a_child``) leaves
+    the API key out whatever its source."""
     if isinstance(run, ChildRun):
         spec = dict(object.__getattribute__(run, "_child_spec"))
         target = object.__getattribute__(run, "_child_target")
@@ -82,7 +84,8 @@ def spec_of(run: Run) -> dict[str, Any]:
         return spec
     settings = {field.name: getattr(run.settings, field.name) for field in dataclasses.fields(Settings)}
     settings["dir"] = str(data_root(run.settings).resolve()) if settings["mode"] != "disabled" else settings["dir"]
-    if settings["api_key"] is not None and _found_by_a_child(settings["api_key"], settings["base_url"]):
+    if settings["api_key"] is not None and (not for_a_child
+                                            or _found_by_a_child(settings["api_key"], settings["base_url"])):
         settings["api_key"] = None  # not in the pickle: the child finds the same key where the parent did
     return {
         "project": run.project,
@@ -97,12 +100,30 @@ def spec_of(run: Run) -> dict[str, Any]:
     }
 
 
+def pickling_for_a_child() -> bool:
+    """Whether the run being pickled now goes to another process of this job: the pickle is
+    multiprocessing's (``ForkingPickler``: a ``spawn``/``forkserver`` process's arguments, a
+    ``Pool``'s or a ``ProcessPoolExecutor``'s tasks, a ``multiprocessing.Queue``; torch's
+    multiprocessing uses it too), whose caller is in ``multiprocessing.reduction`` (pickle's C
+    code adds no frame between). Any other pickle (``pickle.dump``, ``torch.save`` of a model or
+    a config holding the run: a file that may be shared) is not, and gets no API key given in code."""
+    frame = sys._getframe(2)  # the frame that called pickle's dump (this one's caller is __reduce_ex__)
+    return str(frame.f_globals.get("__name__")) in _CHILD_PICKLERS
+
+
+# The modules whose pickler sends objects to another process of the job: multiprocessing's, the
+# `multiprocess` fork's (dill), joblib's loky workers'.
+_CHILD_PICKLERS = frozenset({"multiprocessing.reduction", "multiprocess.reduction",
+                             "joblib.externals.loky.backend.reduction", "loky.backend.reduction"})
+
+
 def _found_by_a_child(key: str, base_url: str | None) -> bool:
     """Whether a child process finds API key ``key`` by itself (``TRACKLET_API_KEY``, which it
     inherits, or the key ``tracklet login`` saved for ``base_url``). Then a pickled run leaves it
     out: a run is pickled for a child, but also wherever an object holding it is pickled (a model,
     a config or a trainer written to disk), and the key was written there in plain text. A key
-    given to ``init`` in code alone travels with the run (the child needs it to upload)."""
+    given to ``init`` in code alone travels with the run in multiprocessing's pickles only (the
+    child needs it to upload; ``pickling_for_a_child``)."""
     from tracklet.core.credentials import API_KEY_ENV, saved_key
 
     if os.environ.get(API_KEY_ENV) == key:
@@ -224,7 +245,7 @@ class ChildRun(Run):
             target.finish(exit_code, error=error)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return (unpickle, (spec_of(self),))
+        return (unpickle, (spec_of(self, for_a_child=pickling_for_a_child()),))
 
     def _child_join(self) -> Run:
         """This process's writer of the run, started on first use (see the module docstring)."""

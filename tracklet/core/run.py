@@ -448,7 +448,7 @@ class Run:
         run, joined on its first use (``tracklet.core.childrun``; docs/shared-runs.md)."""
         from tracklet.core import childrun
 
-        return (childrun.unpickle, (childrun.spec_of(self),))
+        return (childrun.unpickle, (childrun.spec_of(self, for_a_child=childrun.pickling_for_a_child()),))
 
     # ------------------------------------------------------------ recording
 

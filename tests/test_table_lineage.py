@@ -363,3 +363,24 @@ def test_a_damaged_producer_log_is_read_past_its_damage(tmp_path):
     with pytest.warns(Warning, match="damaged"):
         assert cons.use_artifact("run-prod-preds:latest").table().to_pandas()["x"].tolist() == [2]
     cons.finish()
+
+
+def test_a_shared_runs_tables_are_read_from_its_parts_in_the_readers_order(tmp_path):
+    """A shared run's writers each log a table key: the bounded read lists the primary's table
+    records, then each part's by label, as the log reader does, so ``:vN`` names the same table."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.run_tables import run_logged_tables
+
+    root = tmp_path / "data"
+    settings = {**QUIET, "dir": str(root)}
+    for label, value in (("w2", 2), (None, 0), ("w1", 1)):
+        writer = tracklet.init(project="tl", id="shared", reinit="create_new",
+                               settings=settings if label is None else {**settings, "primary": False, "label": label})
+        writer.log({"preds": tracklet.Table(columns=["x"], data=[[value]])}, step=value)
+        writer.finish()
+    paths = RunPaths(root, "tl", "shared")
+    assert [t.step for t in run_logged_tables(paths)] == [t.step for t in RecordedRun(paths)._read.tables] == [0, 1, 2]
+    cons = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
+    assert cons.use_artifact("run-shared-preds:v1").table().to_pandas()["x"].tolist() == [1]
+    cons.finish()

@@ -22,7 +22,7 @@ import tracklet
 import tracklet.compat.wandb as wandb
 from tracklet.cli.main import main as cli_main
 from tracklet.core.run_tables import table_artifact_name
-from tracklet.errors import ArtifactNotFound
+from tracklet.errors import ArtifactNameError, ArtifactNotFound
 from tracklet.server.app import create_app
 
 
@@ -234,3 +234,153 @@ def test_a_run_indexed_while_it_logs_a_table_numbers_the_versions_on(tmp_path):
         assert store.run_table_last("tl", "run-live-t") == 2
     finally:
         store.close()
+
+
+def test_long_table_keys_get_one_name_each_within_128_characters_everywhere(tmp_path, monkeypatch):
+    """A key making ``run-<id>-<key>`` longer than W&B's 128 characters (W&B's ``log`` refuses
+    such a table; tracklet records it) is named by its first 116 characters, ``-`` and a hash of
+    the whole: two keys sharing a 150-character prefix are two tables, each numbered on its own,
+    found under that one name by tracklet's ``use_artifact``, W&B's (run and ``Api``), the
+    store's edges and the lineage route (which saw them cut to one name before)."""
+    root = tmp_path / "data"
+    key_a, key_b = "k" * 150 + "/a", "k" * 150 + "/b"
+    name_a, name_b = table_artifact_name("prod", key_a), table_artifact_name("prod", key_b)
+    assert len(name_a) == len(name_b) == 128 and name_a != name_b and name_a.startswith("run-prod-kkk")
+    assert table_artifact_name("prod", "k" * 150) not in (name_a, name_b)
+    prod = tracklet.init(project="tl", id="prod", dir=str(root), settings=QUIET)
+    prod.log({key_a: tracklet.Table(columns=["x"], data=[[0]])}, step=0)
+    prod.log({key_b: tracklet.Table(columns=["x"], data=[[10]])}, step=1)
+    prod.log({key_a: tracklet.Table(columns=["x"], data=[[1]])}, step=2)
+    prod.finish()
+
+    cons = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
+    a1 = cons.use_artifact(f"{name_a}:v1")
+    b0 = cons.use_artifact(f"tl/{name_b}:latest")
+    assert (a1.key, a1.version, a1.step, b0.key, b0.version, b0.step) == (key_a, 1, 2, key_b, 0, 1)
+    assert a1.table().to_pandas()["x"].tolist() == [1] and b0.table().to_pandas()["x"].tolist() == [10]
+    with pytest.raises(ArtifactNotFound):  # b has one version
+        cons.use_artifact(f"{name_b}:v1")
+    with pytest.raises(ArtifactNameError, match="1-128"):  # the uncut name is no artifact name
+        cons.use_artifact(f"run-prod-{key_a.replace('/', '')}:v0")
+    cons.finish()
+
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    with wandb.init(project="tl", id="wbcons", settings={"console": "off"}) as run:
+        assert run.use_artifact(f"{name_b}:v0").get(key_b).data == [[10]]
+    api = wandb.Api(overrides={"root": str(root)})
+    assert [a.name for a in api.run("tl/prod").logged_artifacts() if a.type == "run_table"] == [
+        f"{name_a}:v0", f"{name_b}:v0", f"{name_a}:v1"]
+    assert api.artifact(f"tl/{name_a}:latest").get(key_a).data == [[1]]
+    assert api.artifact(f"tl/{name_b}:latest").get(key_b).data == [[10]]
+    assert [a.name for a in api.run("tl/wbcons").used_artifacts()] == [f"{name_b}:v0"]
+
+    with TestClient(create_app(root, auth=False, shared_root=True)) as http:
+        for name, version, users in ((name_a, "v1", {"run:tl/cons"}), (name_b, "v0", {"run:tl/cons", "run:tl/wbcons"})):
+            answer = http.get("/api/v1/projects/tl/lineage", params={"artifact": f"{name}:latest", "hops": 1})
+            assert answer.status_code == 200, answer.text
+            nodes, edges = _lineage_graph(answer.json())
+            node = f"artifact:tl/{name}:{version}"
+            assert answer.json()["root"] == node and nodes[node]["aliases"] == ["latest"]
+            assert edges == {("run:tl/prod", node, "logged")} | {(node, user, "used") for user in users}
+        assert http.get("/api/v1/projects/tl/lineage", params={"artifact": f"{name_b}:v1"}).status_code == 404
+
+
+def test_use_artifact_of_a_run_table_reads_the_logs_table_records_not_the_whole_log(tmp_path, monkeypatch):
+    """``use_artifact("run-<id>-<key>:vN")`` runs on the caller's training thread: it reads each
+    frame's header and kind and the producer's table records, never the rest of its log (a log of
+    millions of rows would stall training), nor replays it; ``table()`` likewise. A shared run's
+    parts are read too, in the reader's order. W&B's ``use_artifact(...).get(key)`` likewise."""
+    import tracklet.core.run_tables as run_tables
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import FRAME_HEADER, MAGIC, read_log
+
+    root = tmp_path / "data"
+    prod = tracklet.init(project="tl", id="prod", dir=str(root), settings=QUIET)
+    for step in range(3000):
+        prod.log({"loss": 1.0 / (step + 1), "acc": step * 1e-3}, step=step)
+        if step % 1000 == 999:
+            prod.log({"preds": tracklet.Table(columns=["x"], data=[[step]])}, step=step)
+    prod.finish()
+    log = RunPaths(root, "tl", "prod").log_file
+    frames = read_log(log).payloads
+    table_bytes = sum(len(payload) for _, payload in frames if payload[0] == (14 << 3) | 2)
+    assert sum(1 for _, payload in frames if payload[0] == (14 << 3) | 2) == 3
+    # what reading only headers, kinds and table records costs, against the log's size
+    bounded = len(MAGIC) + len(frames) * (FRAME_HEADER.size + 1) + table_bytes
+    assert bounded < log.stat().st_size / 3
+
+    read: list[int] = []
+    real_pread = run_tables._pread
+
+    def counting_pread(fd, length, offset):
+        data = real_pread(fd, length, offset)
+        read.append(len(data))
+        return data
+
+    def no_replay(self):
+        raise AssertionError("the producer's log was replayed whole")
+
+    consumer = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
+    monkeypatch.setattr(run_tables, "_pread", counting_pread)
+    monkeypatch.setattr(RecordedRun, "refresh", no_replay)
+    used = consumer.use_artifact("run-prod-preds:v1")
+    assert (used.key, used.version, used.step) == ("preds", 1, 1999)
+    assert sum(read) == bounded
+    assert used.table().to_pandas()["x"].tolist() == [1999]
+    consumer.finish()
+    monkeypatch.setenv("TRACKLET_DIR", str(root))  # W&B's API: the same reads
+    with wandb.init(project="tl", id="wbcons", settings={"console": "off"}) as run:
+        assert run.use_artifact("run-prod-preds:v2").get("preds").data == [[2999]]
+    monkeypatch.undo()
+    assert [(a["name"], a["version"]) for a in tracklet.Api(root).run("tl/cons").used_artifacts] == [
+        ("run-prod-preds", 1)]
+
+
+def test_a_damaged_producer_log_is_read_past_its_damage(tmp_path):
+    """A producer log with a damaged frame: the table records after it are found (the lookup
+    falls back to the reader, which resyncs), a torn tail ends the log."""
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.run_tables import run_logged_tables
+
+    root = tmp_path / "data"
+    prod = tracklet.init(project="tl", id="prod", dir=str(root), settings=QUIET)
+    prod.log({"preds": tracklet.Table(columns=["x"], data=[[0]])}, step=0)
+    assert prod.flush(timeout=30)
+    log = RunPaths(root, "tl", "prod").log_file
+    middle = log.stat().st_size
+    for step in range(1, 3):
+        prod.log({"loss": 1.0, "preds": tracklet.Table(columns=["x"], data=[[step]])}, step=step)
+    prod.finish()
+    with log.open("ab") as handle:  # a torn last frame, as a live writer's: the log ends before it
+        handle.write(b"\x10\0\0")
+    assert [t.step for t in run_logged_tables(RunPaths(root, "tl", "prod"))] == [0, 1, 2]
+    data = bytearray(log.read_bytes())
+    data[middle:middle + 4] = b"\0\0\0\0"  # a zeroed frame length
+    log.write_bytes(bytes(data))
+    assert run_logged_tables(RunPaths(root, "tl", "prod")) is None
+    cons = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
+    with pytest.warns(Warning, match="damaged"):
+        assert cons.use_artifact("run-prod-preds:latest").table().to_pandas()["x"].tolist() == [2]
+    cons.finish()
+
+
+def test_a_shared_runs_tables_are_read_from_its_parts_in_the_readers_order(tmp_path):
+    """A shared run's writers each log a table key: the bounded read lists the primary's table
+    records, then each part's by label, as the log reader does, so ``:vN`` names the same table."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.run_tables import run_logged_tables
+
+    root = tmp_path / "data"
+    settings = {**QUIET, "dir": str(root)}
+    for label, value in (("w2", 2), (None, 0), ("w1", 1)):
+        writer = tracklet.init(project="tl", id="shared", reinit="create_new",
+                               settings=settings if label is None else {**settings, "primary": False, "label": label})
+        writer.log({"preds": tracklet.Table(columns=["x"], data=[[value]])}, step=value)
+        writer.finish()
+    paths = RunPaths(root, "tl", "shared")
+    assert [t.step for t in run_logged_tables(paths)] == [t.step for t in RecordedRun(paths)._read.tables] == [0, 1, 2]
+    cons = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
+    assert cons.use_artifact("run-shared-preds:v1").table().to_pandas()["x"].tolist() == [1]
+    cons.finish()

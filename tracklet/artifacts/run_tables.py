@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tracklet.core.run_tables import RUN_TABLE_TYPE, table_artifact_name
+from tracklet.core.run_tables import RUN_TABLE_TYPE, names_table, table_name_run_ids
 
 _VERSION = re.compile(r"v(\d+)")
 
@@ -52,9 +52,15 @@ class RunTableVersion:
                                       f"tracklet.Api(<server>).run({self.run_path!r}).table({self.key!r}, "
                                       f"step={self.step})")
         from tracklet.core.api import RecordedRun
+        from tracklet.core.extensions import load
         from tracklet.core.layout import RunPaths
+        from tracklet.core.run_tables import run_logged_tables
 
-        return RecordedRun(RunPaths(self.root, self.project, self.run_id)).table(self.key, step=self.step)
+        paths = RunPaths(self.root, self.project, self.run_id)
+        tables = run_logged_tables(paths)  # its tables only, not the run's whole log
+        if tables is None:  # damaged: the reader reads past damage
+            return RecordedRun(paths).table(self.key, step=self.step)
+        return load("tables").open_table(self.root, tables, self.key, self.step)
 
     def get(self, name: str) -> Any:
         """The table when ``name`` is its key, else None (W&B's ``artifact.get(key)``)."""
@@ -70,7 +76,6 @@ def resolve_run_table(root: Path, reference: Any, default_project: str,
     runs of data root ``root`` (or of the server ``remote``: (URL, API key)); None when it names
     none (no such run, key or version, or not such a name)."""
     from tracklet.artifacts.names import parse_ref
-    from tracklet.core.layout import is_valid_name
 
     try:
         ref = parse_ref(reference)
@@ -82,11 +87,7 @@ def resolve_run_table(root: Path, reference: Any, default_project: str,
     selector = _VERSION.fullmatch(ref.selector)
     if ref.selector != "latest" and selector is None:
         return None
-    rest = ref.name[len("run-"):]
-    for place in [index for index, char in enumerate(rest) if char == "-"]:
-        run_id = rest[:place]
-        if not is_valid_name(run_id):
-            continue
+    for run_id in table_name_run_ids(ref.name):
         versions = (_remote_versions(remote, project, run_id, ref.name) if remote is not None
                     else _local_versions(root, project, run_id, ref.name))
         if not versions:
@@ -104,12 +105,13 @@ def _local_versions(root: Path, project: str, run_id: str, name: str) -> list[tu
     """(key, step, time) of each log of the table ``name`` names, by run ``project/run_id`` of ``root``."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import RunPaths
+    from tracklet.core.run_tables import run_logged_tables
 
     paths = RunPaths(root, project, run_id)
-    if not paths.log_file.is_file():
-        return []
-    return [(record.key, record.step, record.time) for record in RecordedRun(paths)._read.tables
-            if table_artifact_name(run_id, record.key) == name]
+    tables = run_logged_tables(paths)
+    if tables is None:  # a damaged log: the reader, which reads past damage, reads it whole
+        tables = RecordedRun(paths)._read.tables
+    return [(record.key, record.step, record.time) for record in tables if names_table(name, run_id, record.key)]
 
 
 def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
@@ -124,7 +126,7 @@ def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
     try:
         keys = http.get_json(f"/api/v1/runs/{project}/{run_id}/tables", missing=RunNotFound)["keys"]
         for key in keys:
-            if table_artifact_name(run_id, key) != name:
+            if not names_table(name, run_id, key):
                 continue
             data = http.get_json(f"/api/v1/runs/{project}/{run_id}/table-versions/{quote(key, safe='/')}",
                                  missing=TableNotFound)

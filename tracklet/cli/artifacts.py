@@ -198,7 +198,7 @@ def _show_remote_run_table(api: Any, ref: str, as_json: bool) -> bool:
     """``_show_run_table`` from a tracking server: the table's node and its runs from the
     server's lineage route, its key and step from the logging run's table routes."""
     from tracklet.artifacts.names import parse_ref
-    from tracklet.core.run_tables import table_artifact_name
+    from tracklet.core.run_tables import names_table
     from tracklet.errors import ArtifactNotFound
 
     parsed = parse_ref(ref)
@@ -217,7 +217,7 @@ def _show_remote_run_table(api: Any, ref: str, as_json: bool) -> bool:
         return False
     run = api.run(f"{logged[0]['project']}/{logged[0]['run_id']}")
     number = int(str(root["version"])[1:])
-    key = next((k for k in run.table_keys() if table_artifact_name(run.id, k) == parsed.name), None)
+    key = next((k for k in run.table_keys() if names_table(parsed.name, run.id, k)), None)
     versions = run.table_versions(key) if key is not None else []
     found = [v for v in versions if v["index"] == number]
     if not found:

@@ -2,30 +2,137 @@
 under ``key`` by run ``<id>`` is version ``v<n>`` (the n-th log of that key by the run, from 0)
 of artifact ``run-<id>-<key>``, type ``run_table`` (docs/tables.md#lineage). tracklet keeps the
 tables in the run's record log; the store indexes each log as a ``logged`` lineage edge under
-that name (``store/lineage.py``), and a run that uses one records an ``ArtifactUsed`` naming it."""
+that name (``store/lineage.py``), and a run that uses one records an ``ArtifactUsed`` naming it.
+
+Every place that makes such a name calls :func:`table_artifact_name`, and every place that reads
+one (``use_artifact``, ``wandb.Api().artifact``, ``tracklet artifact show``) asks
+:func:`table_name_run_ids` which runs it may name and compares :func:`table_artifact_name` of
+their keys (:func:`names_table`): one rule, so the store's edges, the lineage route and the
+resolvers agree. :func:`run_logged_tables` reads a run's ``TableLogged`` records without reading
+the rest of its log (``use_artifact`` of a run table runs on the caller's training thread)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import re
+import zlib
+from typing import Any
 
 RUN_TABLE_TYPE = "run_table"
+MAX_NAME_CHARS = 128  # W&B's artifact name limit (NAME_MAXLEN), and the store's name column
+_HASH_CHARS = 11  # 64 bits, url-safe base64
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_\-.]+")
 
 
 def table_artifact_name(run_id: str, key: str) -> str:
-    """The name W&B gives the artifact of a table logged under ``key``: ``run-<run id>-<key>``,
-    or, when that has characters an artifact name can't (``/`` in ``val/preds``, a space), those
-    left out and a 6-character suffix (the CRC-32 of the full name, url-safe base64) added, as
-    W&B's ``sanitize_artifact_name`` (``wandb/sdk/artifacts/_internal_artifact.py``) does:
-    ``run-<id>-valpreds-<crc>``."""
-    import base64
-    import zlib
+    """The name of the artifact of a table logged under ``key`` by run ``run_id``.
 
+    ``run-<run id>-<key>`` as W&B names it; when that has characters an artifact name can't
+    (``/`` in ``val/preds``, a space), those left out and a 6-character suffix (the CRC-32 of the
+    full name, url-safe base64) added, as W&B's ``sanitize_artifact_name``
+    (``wandb/sdk/artifacts/_internal_artifact.py``) does: ``run-<id>-valpreds-<crc>``.
+
+    A name longer than 128 characters (W&B's ``NAME_MAXLEN``; W&B's ``log`` raises ``ValueError``
+    for such a table, tracklet records it) is cut to 116 and given ``-`` and an 11-character hash
+    of the full name (64 bits of BLAKE2b, url-safe base64), 128 in all: two keys sharing a long
+    prefix get two names, and a name is never cut again (the store, the lineage route and the
+    resolvers all see these 128 characters)."""
     name = f"run-{run_id}-{key}"
-    sanitized = re.sub(r"[^a-zA-Z0-9_\-.]+", "", name)
-    if sanitized == name:
-        return name
-    crc = zlib.crc32(name.encode("utf-8")) & 0xFFFFFFFF
-    return f"{sanitized}-{base64.urlsafe_b64encode(crc.to_bytes(4, 'big')).rstrip(b'=').decode('ascii')}"
+    sanitized = _UNSAFE.sub("", name)
+    if sanitized != name:
+        crc = zlib.crc32(name.encode("utf-8")) & 0xFFFFFFFF
+        sanitized = f"{sanitized}-{base64.urlsafe_b64encode(crc.to_bytes(4, 'big')).rstrip(b'=').decode('ascii')}"
+    if len(sanitized) <= MAX_NAME_CHARS:
+        return sanitized
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    suffix = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return f"{sanitized[:MAX_NAME_CHARS - _HASH_CHARS - 1]}-{suffix}"
 
 
-__all__ = ["RUN_TABLE_TYPE", "table_artifact_name"]
+def table_name_run_ids(name: str) -> list[str]:
+    """The run ids a run table name ``name`` (no project, no version) may hold, shortest first:
+    each prefix of what follows ``run-`` up to a ``-`` that is a valid run id. (A name cut to 128
+    characters keeps a run id of up to 111; a longer one is cut and not found from the name.)"""
+    from tracklet.core.layout import is_valid_name
+
+    if not name.startswith("run-") or len(name) > MAX_NAME_CHARS:
+        return []
+    rest = name[len("run-"):]
+    return [rest[:place] for place, char in enumerate(rest) if char == "-" and is_valid_name(rest[:place])]
+
+
+def names_table(name: str, run_id: str, key: str) -> bool:
+    """Whether ``name`` is the artifact name of run ``run_id``'s table ``key``."""
+    return table_artifact_name(run_id, key) == name
+
+
+_TABLE_TAG = (14 << 3) | 2  # a Record whose kind is table_logged (field 14, length-delimited) starts so
+_pread = os.pread  # what reads the log (a test counts the bytes through it)
+
+
+def logged_tables(path: Any) -> list[Any] | None:
+    """The ``TableLogged`` records of the record log at ``path``, in log order, reading only the
+    frames' 9 first bytes (header and the record's kind) and the table records themselves: a log
+    of millions of rows is a few bytes a frame, not its size. None when the log is damaged (a bad
+    header, a frame whose length is implausible, a table record whose checksum fails): read it
+    whole then (the reader resyncs past damage). A torn last frame (a live writer's) ends it."""
+    from tracklet.core.recordlog import FRAME_HEADER, MAGIC, MAX_RECORD_BYTES
+    from tracklet.proto import records_pb2 as pb
+
+    header = FRAME_HEADER.size
+    found = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if _pread(fd, len(MAGIC), 0) != MAGIC:
+            return None
+        offset = len(MAGIC)
+        while offset < size:
+            head = _pread(fd, header + 1, offset)
+            if len(head) < header + 1:
+                break  # a torn last frame
+            length, checksum = FRAME_HEADER.unpack_from(head)
+            end = offset + header + length
+            if not 0 < length <= MAX_RECORD_BYTES:
+                return None
+            if end > size:
+                break  # a torn last frame
+            if head[header] == _TABLE_TAG:
+                payload = _pread(fd, length, offset + header)
+                if len(payload) != length or zlib.crc32(payload) != checksum:
+                    return None
+                record = pb.Record()
+                record.ParseFromString(payload)
+                if record.WhichOneof("kind") != "table_logged":
+                    return None
+                found.append(record.table_logged)
+            offset = end
+    finally:
+        os.close(fd)
+    return found
+
+
+def run_logged_tables(paths: Any) -> list[Any] | None:
+    """The ``TableLogged`` records of run ``paths`` (a ``RunPaths``) in the order the log reader
+    lists them (``RecordedRun(paths)._read.tables``): its own log's, then each shared-run part's
+    by label (``core/parts.merge_parts``). None when a log is damaged or unreadable (read the run
+    whole then)."""
+    found: list[Any] = []
+    logs = [paths.log_file] if paths.log_file.is_file() else []
+    if paths.part is None:
+        logs += [paths.part_paths(label).log_file for label in paths.parts()]
+    for log in logs:
+        try:
+            tables = logged_tables(log)
+        except OSError:
+            return None
+        if tables is None:
+            return None
+        found.extend(tables)
+    return found
+
+
+__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "logged_tables", "names_table", "run_logged_tables",
+           "table_artifact_name", "table_name_run_ids"]

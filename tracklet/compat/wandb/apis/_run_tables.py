@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tracklet.core.run_tables import table_artifact_name
+from tracklet.core.run_tables import names_table, run_logged_tables, table_artifact_name, table_name_run_ids
 
 _NAME = re.compile(r"run-(?P<rest>.+?)(?::(?P<alias>[^:/]+))?$")
 
@@ -52,12 +52,19 @@ class RunTableArtifact:
 
         if name != self._key:
             return None
-        frame = self._recorded.table(self._key, step=self._step).to_pandas()
+        if _local(self._recorded):  # from the log's table records, not the whole log
+            from tracklet.core.extensions import load
+
+            query = load("tables").open_table(self._recorded.data_root, _local_tables(self._recorded), self._key,
+                                              self._step)
+        else:
+            query = self._recorded.table(self._key, step=self._step)
+        frame = query.to_pandas()
         return Table(dataframe=media_objects(frame, self._blobs(), table=self._key))
 
     def _blobs(self) -> Any:
         """Where the table's media cells' files are: the data root's blob store, or the server."""
-        if not hasattr(self._recorded, "_read"):  # a run on a tracking server
+        if not _local(self._recorded):  # a run on a tracking server
             return self._recorded._table_blobs(self._key)
         from tracklet.artifacts.blobs import FsspecBlobStore
         from tracklet.artifacts.storage import artifact_dir
@@ -159,12 +166,15 @@ def _listed(values: Any) -> list[Any]:
     return [] if values is None else list(values)
 
 
-def run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
-    """Every logged version of every table of ``recorded``, in log order: a local ``RecordedRun``
-    from its record log, a ``RemoteRun`` through the server's table keys and versions routes."""
-    if not hasattr(recorded, "_read"):  # a run on a tracking server
-        return _remote_run_table_artifacts(recorded, project)
-    records = list(recorded._read.tables)
+def run_table_artifacts(recorded: Any, project: str, name: str | None = None) -> list[RunTableArtifact]:
+    """Every logged version of every table of ``recorded`` (with ``name``: of the table that name
+    names), in log order: a local ``RecordedRun`` from its record log's table records (not its
+    whole log), a ``RemoteRun`` through the server's table keys and versions routes."""
+    if not _local(recorded):  # a run on a tracking server
+        return _remote_run_table_artifacts(recorded, project, name)
+    records = _local_tables(recorded)
+    if name is not None:
+        records = [record for record in records if names_table(name, recorded.id, record.key)]
     counts: dict[str, int] = {}
     for record in records:
         counts[record.key] = counts.get(record.key, 0) + 1
@@ -177,9 +187,27 @@ def run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
     return found
 
 
-def _remote_run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
+def _local(recorded: Any) -> bool:
+    """Whether ``recorded`` is a run of a data root (a ``RecordedRun``; asked of its class: asking
+    the run would read its log)."""
+    return hasattr(type(recorded), "_read")
+
+
+def _local_tables(recorded: Any) -> list[Any]:
+    """A local run's ``TableLogged`` records, as its reader lists them: read from the log's table
+    records alone unless the run was read already (or its log is damaged)."""
+    if getattr(recorded, "_state", None) is None:
+        tables = run_logged_tables(recorded._paths)
+        if tables is not None:
+            return tables
+    return list(recorded._read.tables)
+
+
+def _remote_run_table_artifacts(recorded: Any, project: str, name: str | None = None) -> list[RunTableArtifact]:
     found: list[RunTableArtifact] = []
     for key in recorded.table_keys():
+        if name is not None and not names_table(name, recorded.id, key):
+            continue
         versions = recorded.table_versions(key)
         count = versions[-1]["index"] + 1 if versions else 0
         found.extend(RunTableArtifact(recorded, project, key, version["index"], version["step"], count,
@@ -194,13 +222,11 @@ def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | 
     match = _NAME.fullmatch(name)
     if match is None:
         return None
-    rest, alias = match["rest"], match["alias"] or "latest"
-    for place in [index for index, char in enumerate(rest) if char == "-"]:
-        run_id, key = rest[:place], rest[place + 1:]
+    base, alias = f"run-{match['rest']}", match["alias"] or "latest"
+    for run_id in table_name_run_ids(base):
         try:
             recorded = api.run(f"{project}/{run_id}")
-            versions = [table for table in run_table_artifacts(recorded, project)
-                        if table.source_name == f"run-{rest}" or table._key == key]
+            versions = run_table_artifacts(recorded, project, base)
         except Exception:  # no such run: try a longer id
             continue
         if not versions:

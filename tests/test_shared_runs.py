@@ -566,6 +566,56 @@ def test_a_config_or_summary_key_the_primary_sets_stays_the_primarys(tmp_path, s
     api.close()
 
 
+# Each writer: (label, None for the primary; history value of "loss" or None; summary["loss"] or None).
+_SUMMARY_CASES = {
+    # c sets "loss" in its summary only, b logs it as a history key: b's is the key, c's labelled
+    "summary_only_after_history": ([("c", None, 1), ("b", 0.5, 2)], {"loss": 2, "loss/l:c": 1}),
+    # c logs "loss" as a history key, b (before c in label order) only sets it in its summary
+    "history_after_summary_only": ([("c", 0.5, 1), ("b", None, 2)], {"loss": 1, "loss/l:b": 2}),
+    # the primary only sets it in its summary, b logs it: the entry stays the primary's, b's series "loss"
+    "primary_summary_only": ([(None, None, 0), ("b", 0.5, 2)], {"loss": 0, "loss/l:b": 2}),
+    # the primary logs it, c only sets it in its summary
+    "primary_history": ([(None, 0.5, 0), ("c", None, 3)], {"loss": 0, "loss/l:c": 3}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_SUMMARY_CASES))
+def test_a_summary_key_one_writer_logs_and_another_only_sets_keeps_both_values(tmp_path, store_url, case):
+    """One writer of a shared run sets a summary key only in its summary, another logs it as a
+    history key (docs/shared-runs.md, core/parts.summary_owner): neither value is lost, the key is
+    its owner's (the primary, else the history key's owner) and the other value ``loss/l:<label>``,
+    whichever writer records first and whether the store indexes between them or after both (the
+    store once kept one of the two values, or showed another than the log reader)."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    writers, expected = _SUMMARY_CASES[case]
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    for order, between in ((writers, True), (writers[::-1], True), (writers, False)):
+        run_id = f"{order[0][0] or 'primary'}-{between}"
+        for label, logged, best in order:
+            extra = {"primary": False, "label": label} if label else {}
+            run = tracklet.init(project="p", id=run_id, settings={**quiet, **extra}, reinit="create_new")
+            if logged is not None:
+                run.log({"loss": logged})
+            run.log({"x": 1.0})
+            run.summary["loss"] = best
+            run.finish()
+            if between:
+                assert not api.index().failed
+        assert not api.index().failed
+        read = tracklet.Api(tmp_path).run(f"p/{run_id}")
+        found = {key: value for key, value in read.summary.items() if key.startswith("loss")}
+        assert found == expected, (run_id, read.summary)
+        assert api.store.run("p", run_id)["summary"] == read.summary, run_id
+        history = read.history()
+        assert [list(h.values) for h in api.store.history(f"p/{run_id}", "loss", buckets=None)] == [
+            [value for value in history["loss"] if value is not None]], run_id
+    api.store.index(rebuild=True)
+    for run_id in ("b-True", "c-True", "primary-True", "b-False", "c-False", "primary-False"):
+        if api.store.run("p", run_id) is not None:
+            assert api.store.run("p", run_id)["summary"] == tracklet.Api(tmp_path).run(f"p/{run_id}").summary
+    api.close()
+
+
 def test_a_part_is_never_uploaded_to_a_server_that_ignores_part(tmp_path):
     """A server from before shared runs ignores ``part=`` and answers of the run's own log: the
     part is refused before any byte is sent (it would become, or be appended to, the primary's log)."""
@@ -1557,8 +1607,8 @@ def test_random_sequences_of_writers_keep_the_store_and_the_reader_agreeing(tmp_
         started.add(who)
         for _ in range(rng.randint(0, 4)):
             run.log({rng.choice(["loss", "acc", "x", f"own/{who}"]): rng.random()})
-        if rng.random() < 0.4:
-            run.summary[rng.choice(["best", "worst"])] = step
+        if rng.random() < 0.6:  # summary-only keys, and keys other writers (or this one) log as history keys
+            run.summary[rng.choice(["best", "worst", "loss", "acc", "x"])] = step
         if rng.random() < 0.2:
             run.name = f"renamed-{who}-{step}"
         run.finish(exit_code=rng.choice([0, 0, 0, 1]))

@@ -10,8 +10,14 @@ own writer lock), so no two processes ever write one file. Readers (``core/api.p
   its **owner**: the primary if it logs the key, else the secondary first in label order; every
   other writer's values of that key are the run's ``<key>/l:<label>`` (``loss/l:rank_1``), so no
   series mixes two processes' values and each rank's curve stays whole;
-- summary: a history key's entry follows its name; a key only ever set in the summary is the
-  primary's, else the first secondary's in label order (the others' values ``<key>/l:<label>``);
+- summary: every writer's value of a summary key is kept, one under the key, the others under
+  ``<key>/l:<label>``. The key's value is its **summary owner**'s (``summary_owner``): the primary
+  if it logs the key or its summary has it; else the key's history owner (a secondary that logs
+  it, the first in label order); else the first secondary in label order whose summary has it.
+  History first: a secondary's summary-only value of a key another secondary logs is labelled, and
+  a secondary's last value of a history key whose summary entry the primary set is
+  ``<key>/l:<label>`` (its series keeps the key's name). The same whatever order the writers are
+  read or indexed in;
 - system metrics: a secondary's metric ``m`` is ``m/l:<label>`` (``gpu.0.gpu/l:rank_1``, W&B's
   per-label form), so each node's GPUs show beside the primary's;
 - console: a secondary's lines read ``[<label>] text``, in time order with the primary's;
@@ -102,6 +108,21 @@ def part_key(label: str, key: str, primary: Collection[str], parts: Mapping[str,
     return key if owner(key, primary, parts) in (label, None) else labelled(label, key)
 
 
+def summary_owner(key: str, primary: Collection[str], primary_summary: Collection[str],
+                  parts: Mapping[str, Collection[str]], part_summaries: Mapping[str, Collection[str]]) -> str | None:
+    """Whose value summary key ``key`` is in the run (the others' are ``<key>/l:<label>``):
+    ``PRIMARY`` if the primary logs it or its summary has it; else the owner of history key ``key``
+    (the first label whose part logs it); else the first label whose part's summary has it; None
+    when no writer has it. Writers: the primary's history keys ``primary`` and summary keys
+    ``primary_summary``, each part's history keys ``parts`` and summary keys ``part_summaries``."""
+    if key in primary or key in primary_summary:
+        return PRIMARY
+    logged = owner(key, (), parts)
+    if logged is not None:
+        return logged
+    return min((label for label, keys in part_summaries.items() if key in keys), default=None)
+
+
 def console_text(label: str, text: str) -> str:
     """A console line of secondary writer ``label`` as the run shows it."""
     return f"[{label}] {text}"
@@ -167,6 +188,7 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
     primary_keys = set(state.key_names.values())
     part_keys = {label: set(part.key_names.values()) for label, part in read.items()}
     primary_summary = set(state.summary)
+    part_summaries = {label: set(part.summary) for label, part in read.items()}
     next_id = max(state.key_names, default=-1) + 1
     ids_by_name = {name: key_id for key_id, name in state.key_names.items()}
     console_before = len(state.console)
@@ -188,13 +210,11 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
             for column in copy.columns:
                 column.key = remap[column.key]
             state.batches.append(copy)
-        for key, value in part.summary.items():
-            if key in part_keys[label]:
-                state.part_summary[part_key(label, key, primary_keys, part_keys)] = value
-            elif key in primary_summary or key in state.part_summary:  # summary-only, set by another first
-                state.part_summary[labelled(label, key)] = value
-            else:
+        for key, value in part.summary.items():  # (summary_owner: the same whatever order parts are read in)
+            if summary_owner(key, primary_keys, primary_summary, part_keys, part_summaries) == label:
                 state.part_summary[key] = value
+            else:
+                state.part_summary[labelled(label, key)] = value
         for key, value in part.config.items():
             state.config.setdefault(key, value)
         for line in part.console:

@@ -744,12 +744,24 @@ class Indexer:
         joined = state != "running"
         # Names by the ownership rule (core/parts.py): a key this part now owns that another part's
         # series held until now moves to that part's labelled name first.
+        # Its summary entry by core/parts.summary_owner: a history key outranks a summary-only one.
         for key in sorted(run.new_keys(label, fold.keys)):
             held = run.owner(key)
+            holder = run.summary_holder_of(key)
+            if holder == PRIMARY and key not in run.primary:
+                run.hold_for_primary(key)  # the primary set it in its summary: its entry stays the primary's
             if held is not None and held != PRIMARY and label < held:
-                run.summary_changed |= key in run.summary
-                self._rename_key(connection, row.id, run.summary, key, labelled(held, key))
+                primary_entry = key in run.primary_held
+                run.summary_changed |= key in run.summary and not primary_entry
+                self._rename_key(connection, row.id, None if primary_entry else run.summary, key,
+                                 labelled(held, key))
+            if holder is not None and holder not in (PRIMARY, label) and key not in run.first_label:
+                run.release_summary(holder, key)  # a part that only set it in its summary
+            elif holder == label:
+                run.release_summary_only(label, key, info)
             run.add_keys(label, [key])
+            if run.summary_holder_of(key) == label and holder != label:
+                run.take_summary(label, key)
         points = self._write_series(connection, row.id, "number", {
             run.part_key(label, key): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
             None, joined)
@@ -844,9 +856,13 @@ class Indexer:
 
         parts = {label: {key for key in (info.get("keys") or []) if key}
                  for label, info in (row.metadata or {}).get("parts", {}).items()}
+        primary_held = set((row.metadata or {}).get("primary_summary_keys") or [])
         for key in sorted({key for key in fold.keys if key} - set(row.keys or [])):
             held = owner(key, (), parts)
             if held is None:
+                continue
+            if key in primary_held:  # the key's summary entry is the primary's already: its series alone moves
+                self._rename_key(connection, row.id, None, key, labelled(held, key))
                 continue
             primary_value = fold.summary.get(key)
             name = labelled(held, key)
@@ -859,12 +875,14 @@ class Indexer:
             fold.summary_changed = True
 
     @staticmethod
-    def _rename_key(connection: sa.Connection, run_pk: int, summary: dict[str, Any], key: str, name: str) -> None:
-        """Move the run's history key ``key`` (its series, its summary entry) to ``name``: a writer
-        that owns the key now takes its place (the ownership rule, core/parts.py)."""
+    def _rename_key(connection: sa.Connection, run_pk: int, summary: dict[str, Any] | None, key: str,
+                    name: str) -> None:
+        """Move the run's history key ``key`` (its series, its summary entry unless ``summary`` is
+        None: the entry is the primary's) to ``name``: a writer that owns the key now takes its
+        place (the ownership rule, core/parts.py)."""
         connection.execute(series.update().where(series.c.run_pk == run_pk, series.c.kind == "number",
                                                  series.c.key == key).values(key=stored_key(name)))
-        if key in summary:
+        if summary is not None and key in summary:
             summary[stored_key(name)] = summary.pop(key)
 
     def drop_derived(self) -> None:
@@ -1147,7 +1165,8 @@ class Indexer:
         self._note_damage(paths, result, decoder)
         if row is not None and fold.keys_changed and (row.metadata or {}).get("parts"):
             self._take_keys_from_parts(connection, row, fold)
-        if row is not None and (fold.config_set or fold.summary_set) and (row.metadata or {}).get("parts"):
+        if row is not None and (fold.config_set or fold.summary_set or fold.keys_changed) and (
+                row.metadata or {}).get("parts"):
             _take_from_parts(fold, row)
         if row is not None and fold.config_changed and fold.data.metadata.get("parts"):
             parts_now = dict(fold.data.metadata["parts"])  # a key the primary removed may be a part's again
@@ -1364,7 +1383,9 @@ class _SharedRun:
     """A shared run's row as one transaction that folds its parts has it (``Indexer._fold_parts``):
     read once, changed in memory by each part's chunks, written once (``Indexer._write_shared``).
     Who owns each history key (the primary, else the first label whose part logs it), which part
-    holds each summary-only key and which parts recorded a start are kept as indexes, so a chunk
+    holds each summary-only key, the summary keys the primary holds though a part logs them
+    (``metadata["primary_summary_keys"]``: ``core/parts.summary_owner``) and which parts recorded
+    a start are kept as indexes, so a chunk
     costs what it holds, not the number of the run's parts (a run of 1,000 writers)."""
 
     def __init__(self, row: Any, project_id: int) -> None:
@@ -1380,6 +1401,8 @@ class _SharedRun:
         self.first_label: dict[str, str] = {}  # history key: the first label (in order) whose part logs it
         self.part_keys: dict[str, set[str]] = {}  # each part's history keys, made when a part is folded
         self.summary_holder: dict[str, str] = {}  # a summary-only key: the part whose it is (summary_keys)
+        # summary keys the primary set that a part logs as a history key: the key's entry is the primary's
+        self.primary_held: set[str] = set(self.metadata.get("primary_summary_keys") or [])
         started = []  # labels of the parts whose start was indexed, in order
         for label, info in self.parts.items():
             for key in info.get("keys") or []:
@@ -1396,6 +1419,68 @@ class _SharedRun:
         from tracklet.core.parts import PRIMARY
 
         return PRIMARY if key in self.primary else self.first_label.get(key)
+
+    def summary_holder_of(self, key: str) -> str | None:
+        """``core/parts.summary_owner`` of summary key ``key`` as indexed so far: whose value the
+        run's entry ``key`` is (``PRIMARY``, a label), None when no writer has it yet."""
+        from tracklet.core.parts import PRIMARY
+
+        if key in self.primary or key in self.primary_held:
+            return PRIMARY
+        held = self.summary_holder.get(key) or self.first_label.get(key)
+        if held is not None:
+            return held
+        return PRIMARY if key in self.summary else None  # (every part's plain entry is held above)
+
+    def summary_rank(self, writer: str | None, key: str) -> tuple[int, str]:
+        """How writer ``writer`` ranks for summary key ``key`` (lowest owns it): the primary, then
+        the parts that log it as a history key, then those that only set it, each in label order."""
+        from tracklet.core.parts import PRIMARY
+
+        if writer is None or writer == PRIMARY:
+            return (0, "")
+        return (1 if key in self._keys_of(writer) else 2, writer)
+
+    def release_summary(self, holder: str, key: str, info: dict[str, Any] | None = None) -> None:
+        """Part ``holder`` no longer holds summary key ``key``: its value (in the run's summary)
+        moves to ``<key>/l:<holder>``; ``info`` is the part's entry where its caller keeps it."""
+        from tracklet.core.parts import labelled
+
+        if key in self.summary:
+            self.summary[stored_key(labelled(holder, key))] = self.summary.pop(key)
+            self.summary_changed = True
+        self.summary_holder.pop(key, None)
+        entry = info if info is not None else self.parts.get(holder)
+        if entry is not None and key in (entry.get("summary_keys") or []):
+            kept = sorted(set(entry["summary_keys"]) - {key})
+            if info is not None:
+                info["summary_keys"] = kept
+            else:
+                self.parts[holder] = {**entry, "summary_keys": kept}
+                self.metadata_changed = True
+
+    def release_summary_only(self, label: str, key: str, info: dict[str, Any]) -> None:
+        """Part ``label`` (its entry ``info``), which held summary-only key ``key``, logs it as a
+        history key now: it holds the key as the key's history owner (its value stays)."""
+        self.summary_holder.pop(key, None)
+        info["summary_keys"] = sorted(set(info.get("summary_keys") or []) - {key})
+
+    def take_summary(self, label: str, key: str) -> None:
+        """Part ``label`` owns summary key ``key`` now: its value set until now under
+        ``<key>/l:<label>`` is the key's."""
+        from tracklet.core.parts import labelled
+
+        name = stored_key(labelled(label, key))
+        if name in self.summary:
+            self.summary[key] = self.summary.pop(name)
+            self.summary_changed = True
+
+    def hold_for_primary(self, key: str) -> None:
+        """The run's entry ``key`` is the primary's, though a part logs ``key`` as a history key."""
+        if key not in self.primary_held:
+            self.primary_held.add(key)
+            self.metadata["primary_summary_keys"] = sorted(self.primary_held)
+            self.metadata_changed = True
 
     def part_key(self, label: str, key: str) -> str:
         """``core/parts.part_key``: the run's name for part ``label``'s history key ``key``."""
@@ -1439,35 +1524,31 @@ class _SharedRun:
                 self.summary_changed = True
 
     def part_summary_names(self, label: str, info: dict[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
-        """Part ``label``'s summary entries ``found`` under the run's names: a history key's by the
-        ownership rule (core/parts.py); a key only set in the summary keeps its name unless the
-        primary or a part before ``label`` in label order set it (then ``<key>/l:<label>``); where a
-        later part held it, that part's value (in the run's summary) moves to its labelled name.
-        ``info["summary_keys"]`` keeps those it took (and ``parts`` those the others lost)."""
-        from tracklet.core.parts import labelled
+        """Part ``label``'s summary entries ``found`` under the run's names, by
+        ``core/parts.summary_owner``: the key's where this part owns it (the primary neither logs
+        nor set it, no other part logs it as a history key before this one in label order, ...),
+        else ``<key>/l:<label>``; where a part that ranks after this one held the key, that part's
+        value (in the run's summary) moves to its labelled name. ``info["summary_keys"]`` keeps
+        the summary-only keys the part holds (and ``parts`` those the others lost)."""
+        from tracklet.core.parts import PRIMARY, labelled
 
         own = {key for key in (info.get("keys") or []) if key}
-        taken = set(info.get("summary_keys") or [])
+        taken = set(info.get("summary_keys") or []) - own
         named: dict[str, Any] = {}
         for key, value in found.items():
             key = stored_key(key)
-            if key in own:
-                named[self.part_key(label, key)] = value
-            elif key in taken or key not in self.summary:
+            held = self.summary_holder_of(key)
+            if held is not None and held != label:
+                if held == PRIMARY or self.summary_rank(held, key) < self.summary_rank(label, key):
+                    named[labelled(label, key)] = value
+                    continue
+                self.release_summary(held, key)  # a part ranked after this one held it
+                self.summary.pop(stored_key(labelled(label, key)), None)  # (this part's value is the key's now)
+            if key not in own:
                 taken.add(key)
-                named[key] = value
-            elif (other := self.summary_holder.get(key, label)) > label:  # a part after this one in label order held it
-                named[labelled(other, key)] = self.summary[key]
-                self.parts[other] = {**self.parts[other], "summary_keys": sorted(
-                    set(self.parts[other].get("summary_keys") or []) - {key})}
-                self.metadata_changed = True
-                taken.add(key)
-                named[key] = value
-            else:
-                named[labelled(label, key)] = value
+                self.summary_holder[key] = label
+            named[key] = value
         info["summary_keys"] = sorted(taken)
-        for key in taken:
-            self.summary_holder[key] = label
         return named
 
     def first_part_identity(self, paths: RunPaths, label: str, indexed_before: bool,
@@ -1557,24 +1638,43 @@ def _shared_state(metadata: dict[str, Any], row: Any) -> dict[str, Any]:
 
 
 def _take_from_parts(fold: _RunFold, row: Any) -> None:
-    """The primary sets config keys, or summary-only keys, a shared run's parts held until now
-    (core/parts.py: the primary's wins): they are no longer those parts', so the parts' later
-    values don't replace the primary's; a part's summary value moves to ``<key>/l:<label>``."""
-    from tracklet.core.parts import labelled
+    """The primary sets config keys, or summary keys, a shared run's parts held until now
+    (core/parts.py: the primary's wins), or logs as a history key a summary-only key a part held:
+    they are no longer those parts', so the parts' later values don't replace the primary's; a
+    part's summary value moves to ``<key>/l:<label>``. A summary key the primary sets that a part
+    logs as a history key is kept in ``metadata["primary_summary_keys"]``."""
+    from tracklet.core.parts import labelled, owner
 
     parts = dict(fold.data.metadata.get("parts") or {})
+    logged = {key for key in fold.keys if key} - set(row.keys or [])  # its new history keys
+    taking = fold.summary_set | logged
     changed = False
     for label, info in parts.items():
         config_keys, summary_keys = set(info.get("config_keys") or []), set(info.get("summary_keys") or [])
-        moved = summary_keys & fold.summary_set
+        moved = summary_keys & taking
         if not (config_keys & fold.config_set or moved):
             continue
         parts[label] = {**info, "config_keys": sorted(config_keys - fold.config_set),
-                        "summary_keys": sorted(summary_keys - fold.summary_set)}
+                        "summary_keys": sorted(summary_keys - taking)}
         for key in moved:
             if key in (row.summary or {}):  # the part's value, as the row had it
                 fold.summary[stored_key(labelled(label, key))] = row.summary[key]
                 fold.summary_changed = True
+            if key not in fold.summary_set:  # (logged, not set: the primary's entry has no value yet)
+                fold.summary.pop(key, None)
+                fold.summary_changed = True
+        changed = True
+    primary_held = set(fold.data.metadata.get("primary_summary_keys") or [])
+    part_keys = {label: {key for key in (info.get("keys") or []) if key} for label, info in parts.items()}
+    for key in sorted(fold.summary_set - set(fold.keys) - primary_held):
+        held = owner(key, (), part_keys)  # a part's history key: its summary entry was that part's
+        if held is None:
+            continue
+        if key in (row.summary or {}):
+            fold.summary[stored_key(labelled(held, key))] = row.summary[key]
+            fold.summary_changed = True
+        primary_held.add(key)
+        fold.data.metadata["primary_summary_keys"] = sorted(primary_held)
         changed = True
     if changed:
         fold.data.metadata["parts"] = parts
@@ -1595,10 +1695,11 @@ def _with_part_summary(own: dict[str, Any], summary: Mapping[str, Any], keys: An
     primary = {key for key in (keys or []) if key}
     logged = {key for part in parts.values() for key in (part.get("keys") or []) if key}
     taken = {key for part in parts.values() for key in (part.get("summary_keys") or [])}
+    held = set((metadata or {}).get("primary_summary_keys") or [])  # the primary's, though a part logs them
     merged = dict(own)
     for key, value in summary.items():
         _, separator, label = key.rpartition(SYSTEM_LABEL_SEPARATOR)
-        if (separator and label in parts) or (key in logged and key not in primary):
+        if (separator and label in parts) or (key in logged and key not in primary and key not in held):
             merged[key] = value
         elif key in taken and key not in primary:
             merged.setdefault(key, value)

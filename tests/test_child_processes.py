@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import pytest
 from conftest import run_script
@@ -526,8 +527,11 @@ def test_online_a_torn_down_pools_workers_end_their_parts_without_waiting_for_th
     server = servers(tmp_path / "server")
     script = tmp_path / "teardown.py"
     script.write_text(POOL_TEARDOWN)
-    done = run_script(f"import runpy, sys; sys.argv = [{str(script)!r}, {server.url!r}, '{server.proc.pid}']; "
-                      f"runpy.run_path({str(script)!r}, run_name='__main__')", timeout=120)
+    try:
+        done = run_script(f"import runpy, sys; sys.argv = [{str(script)!r}, {server.url!r}, '{server.proc.pid}']; "
+                          f"runpy.run_path({str(script)!r}, run_name='__main__')", timeout=90)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)  # the script's own may not have run (it was killed)
     assert done.returncode == 0, done.stderr
     told = json.loads(done.stdout.strip().splitlines()[-1])
     labels = []

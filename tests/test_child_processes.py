@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import pytest
 from conftest import run_script
@@ -486,3 +487,75 @@ def test_a_fork_that_waited_for_the_tls_context_also_waits_for_the_import_after_
     """, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "child exit 0" in done.stdout, done.stdout + done.stderr
+
+
+POOL_TEARDOWN = r'''
+import functools, json, multiprocessing as mp, os, signal, sys, time
+import tracklet
+
+def work(i, run):
+    run.log({"w/x": i})
+    return os.getpid()
+
+if __name__ == "__main__":
+    url, server_pid = sys.argv[1], int(sys.argv[2])
+    run = tracklet.init(project="p", id="teardown", settings={
+        "console": "off", "system_metrics": False, "capture_environment": False, "mode": "online",
+        "base_url": url, "upload_interval": 0.1, "finish_timeout": 60, "upload_timeout": 60})
+    told = {}
+    os.kill(server_pid, signal.SIGSTOP)  # a server that answers nothing: every upload hangs
+    try:
+        for method in ("fork", "spawn"):
+            with mp.get_context(method).Pool(2) as pool:
+                pids = sorted(set(pool.map(functools.partial(work, run=run), range(6), chunksize=1)))
+                workers = list(pool._pool)
+                started = time.monotonic()
+            # the with block's terminate() joined the workers: each ended its part and exited
+            told[method] = {"pids": pids, "seconds": time.monotonic() - started,
+                            "exitcodes": [worker.exitcode for worker in workers]}
+    finally:
+        os.kill(server_pid, signal.SIGCONT)
+    run.finish()
+    print(json.dumps(told))
+'''
+
+
+def test_online_a_torn_down_pools_workers_end_their_parts_without_waiting_for_the_upload(root, tmp_path, servers):
+    # Pool.terminate() (what `with Pool()` calls) joins each worker without a timeout: a worker
+    # whose part waited for its upload up to finish_timeout (60 s here) stalled the training process
+    # that long behind a slow or unreachable server (a stopped one here). The parts end with their
+    # records on disk, and `tracklet sync` uploads what the workers left.
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main as cli
+
+    server = servers(tmp_path / "server")
+    script = tmp_path / "teardown.py"
+    script.write_text(POOL_TEARDOWN)
+    try:
+        done = run_script(f"import runpy, sys; sys.argv = [{str(script)!r}, {server.url!r}, '{server.proc.pid}']; "
+                          f"runpy.run_path({str(script)!r}, run_name='__main__')", timeout=90)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)  # the script's own may not have run (it was killed)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    labels = []
+    for method, pool in told.items():
+        assert pool["exitcodes"] == [0, 0], method  # each worker left by its SIGTERM's sys.exit(0)
+        # far below the 60 s every worker had waited (generous: the workers wait 2 s each, at once)
+        assert pool["seconds"] < 30, (method, pool["seconds"])
+        labels += [child_label().rsplit("-", 1)[0] + f"-{pid}" for pid in pool["pids"]]
+    assert "finishes the upload" in done.stderr  # each worker said where the rest of its upload goes
+    recorded = tracklet.Api(root).run("p/teardown")
+    assert sorted(recorded.parts) == sorted(labels)
+    assert all(part["state"] == "finished" for part in recorded.parts.values())
+    logged = [value for key, column in recorded.history().items() if key.split("/l:")[0] == "w/x"
+              for value in column if value is not None]  # w/x, and w/x/l:<label> for the parts not owning it
+    assert sorted(logged) == sorted([0, 1, 2, 3, 4, 5] * 2)
+    synced = CliRunner().invoke(cli, ["sync", "p/teardown", "--url", server.url, "--quiet"])
+    assert synced.exit_code == 0, synced.output
+    run_dir = Path("projects/p/runs/teardown")
+    for name in ("run.tlog", *(f"parts/{label}.tlog" for label in labels)):
+        assert (tmp_path / "server" / run_dir / name).read_bytes() == (root / run_dir / name).read_bytes(), name

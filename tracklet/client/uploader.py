@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +48,7 @@ class Uploader:
         self._report = report
         self._stop = threading.Event()
         self._done = threading.Event()
+        self._cut_at: float | None = None  # cut_wait(): finish() waits no later than this (monotonic)
         self.offset = 0
         self._thread = threading.Thread(target=self._run, name="tracklet-uploader", daemon=True)
 
@@ -108,15 +110,31 @@ class Uploader:
                 if stopping:
                     break
 
+    def cut_wait(self, seconds: float) -> None:
+        """Make ``finish()`` (a call under way, or a later one) wait at most ``seconds`` from now
+        for the upload: a pool worker's part whose pool is torn down (``core/childrun.py``). Safe in
+        a signal handler: it sets one attribute."""
+        at = time.monotonic() + seconds
+        self._cut_at = at if self._cut_at is None else min(self._cut_at, at)
+
     def finish(self, timeout: float) -> bool:
-        """Send what the closed log holds, waiting at most ``timeout``; False if not all of it."""
+        """Send what the closed log holds, waiting at most ``timeout`` (and no later than
+        ``cut_wait`` says); False if not all of it."""
         self._stop.set()
-        if self._done.wait(timeout):
-            return True
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            end = deadline if self._cut_at is None else min(deadline, self._cut_at)
+            left = end - time.monotonic()
+            # in slices: a cut_wait() may come meanwhile (a signal handler on this very thread)
+            if self._done.wait(max(0.0, min(left, 0.1))):
+                return True
+            if left <= 0.1:
+                break
         print(
-            f"tracklet: the upload to {self._base_url} did not finish within {timeout:.0f}s; the run is complete "
-            f"locally, and `tracklet sync {self._paths.project}/{self._paths.run_id} --url {self._base_url}` "
-            "finishes the upload",
+            f"tracklet: the upload to {self._base_url} did not finish within {time.monotonic() - started:.0f}s; "
+            f"the run is complete locally, and `tracklet sync {self._paths.project}/{self._paths.run_id} "
+            f"--url {self._base_url}` finishes the upload",
             file=sys.stderr,
         )
         return False

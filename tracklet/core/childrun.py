@@ -17,7 +17,11 @@ run), and in a multiprocessing child, which leaves with ``os._exit`` after its f
 failed, with it). A daemonic multiprocessing child (a ``Pool`` worker, a ``DataLoader`` worker)
 that its parent ends with SIGTERM (``Pool.terminate``, ``with Pool() as pool``) ends its part
 first, as ``sys.exit(0)`` would: only from the main thread, only while SIGTERM has its default
-action.
+action. Such a part ends promptly online: its records are durable in its log as they are written,
+so its ``finish()`` waits at most :data:`TEARDOWN_UPLOAD_WAIT` seconds for their upload (not
+``upload_timeout``/``finish_timeout``: ``Pool.terminate()`` joins each worker without a timeout,
+and the training process stalled that long behind a slow or unreachable server); ``tracklet sync``
+uploads the rest (docs/shared-runs.md).
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ _LOCAL = frozenset({
     "_child_spec", "_child_target", "_child_finished", "_child_join", "_record_config_local",
 })
 _JOIN_LOCK = threading.RLock()
+# Seconds a part ended by its pool's SIGTERM waits for its upload (the pool's parent joins the
+# worker without a timeout; the rest stays in the part's log for `tracklet sync`).
+TEARDOWN_UPLOAD_WAIT = 2.0
+# The parts this process's multiprocessing child joined (ended by its finalizers or its SIGTERM).
+_parts: list[Run] = []
 # The child runs unpickled in this process, by (data root, project, run id): a Pool worker gets
 # the run again with every task, and every task records into one part.
 _unpickled: dict[tuple[str, str, str], "ChildRun"] = {}
@@ -304,6 +313,7 @@ def _end_with_the_process(run: Run) -> None:
     if multiprocessing.parent_process() is None:
         return  # not started by multiprocessing (an os.fork() child, or the main process): atexit ends it
     process = multiprocessing.current_process()
+    _parts.append(run)
     util.Finalize(None, _finish_at_exit, args=(run,), exitpriority=100)
     if process.daemon and threading.current_thread() is threading.main_thread():
         import signal
@@ -330,10 +340,14 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     """A daemonic child's SIGTERM (its pool ends): unwind and leave as ``sys.exit(0)`` (its
     finalizers end the part); a second SIGTERM kills at once. A child already leaving (its
     finalizers run: a pool worker that took its last task) goes on leaving: an exception raised
-    into its finalizers would cut the part's end short."""
+    into its finalizers would cut the part's end short. Either way the parent waits for this
+    process (``Pool.terminate()`` joins it without a timeout): each part's ``finish()``, under way
+    or to come, waits at most ``TEARDOWN_UPLOAD_WAIT`` more seconds for its upload."""
     import signal
     from multiprocessing import util
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for run in _parts:
+        run._cut_upload_wait(TEARDOWN_UPLOAD_WAIT)
     if not getattr(util, "_exiting", False):
         sys.exit(0)

@@ -1089,6 +1089,14 @@ class Run:
         if budget.caught is not None:  # the run is ended; the caller's Ctrl-C (or SIGTERM's exit) goes on
             raise budget.caught
 
+    def _cut_upload_wait(self, seconds: float) -> None:
+        """Make ``finish()`` (under way or later) wait at most ``seconds`` from now for the online
+        upload; what is left stays in the record log for ``tracklet sync`` (core/childrun.py: a
+        pool worker whose pool is torn down). Safe in a signal handler."""
+        cut = getattr(self._uploader, "cut_wait", None)
+        if cut is not None:
+            cut(seconds)
+
     def _begin_finish(self) -> None:
         self._finished = True
         lifecycle.unregister(self)

@@ -197,6 +197,42 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     assert recorded.summary["child/value"] == 7 and len(recorded.parts) == 1
 
 
+def test_a_pool_worker_whose_sigterm_handler_cant_run_still_ends(root):
+    # Pool.terminate() sends SIGTERM and joins each worker without a timeout. A SIGTERM arriving as a
+    # worker's main thread goes back to block on its pool's task lock (which terminate() holds from then
+    # on) never runs its Python handler: the worker hung the training process for ever. Stood in for by
+    # a worker whose main thread can't take SIGTERM and is blocked in a read: the watcher on the signal
+    # wakeup fd ends it (SIGKILL after childrun.LOST_SIGTERM_GRACE), its part's records kept.
+    done = run_script("""
+        import multiprocessing as mp, os, signal, tracklet
+
+        def work(run, ready, read_fd):
+            run.log({"worker/x": 1})  # joins the run: its pool-end SIGTERM handler and watcher are set
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+            ready.set()
+            os.read(read_fd, 1)  # blocked for ever: nobody writes
+
+        if __name__ == "__main__":
+            run = tracklet.init(project="p", id="stuck", settings={"system_metrics": False,
+                                                                   "capture_environment": False})
+            context = mp.get_context("fork")
+            ready, (read_fd, _) = context.Event(), os.pipe()
+            worker = context.Process(target=work, args=(run, ready, read_fd), daemon=True)
+            worker.start()
+            assert ready.wait(60)
+            worker.terminate()
+            worker.join(30)
+            print("worker exit", worker.exitcode)
+            if worker.exitcode is None:
+                worker.kill()  # hung: leave no process behind
+            run.finish()
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"worker exit {-signal.SIGKILL}" in done.stdout, done.stdout + done.stderr
+    recorded = tracklet.Api(root).run("p/stuck")
+    assert recorded.summary["worker/x"] == 1 and [part["state"] for part in recorded.parts.values()] == ["crashed"]
+
+
 def test_online_a_forked_childs_part_goes_to_the_parents_server(tmp_path, servers):
     from pathlib import Path
 

@@ -21,7 +21,13 @@ action. Such a part ends promptly online: its records are durable in its log as 
 so its ``finish()`` waits at most :data:`TEARDOWN_UPLOAD_WAIT` seconds for their upload (not
 ``upload_timeout``/``finish_timeout``: ``Pool.terminate()`` joins each worker without a timeout,
 and the training process stalled that long behind a slow or unreachable server); ``tracklet sync``
-uploads the rest (docs/shared-runs.md).
+uploads the rest (docs/shared-runs.md). A SIGTERM whose handler can't run (it arrived as the
+worker's main thread went back to block on its pool's task lock, which ``terminate()`` holds from
+then on: the handler waits for the thread's next bytecode, which never comes) is seen by a watcher
+thread on a signal wakeup fd: it sends SIGTERM to the main thread again (a blocked wait returns
+with EINTR and the handler runs), and after :data:`LOST_SIGTERM_GRACE` seconds without the handler
+ends the process with SIGKILL: the worker never hangs its pool's ``terminate()`` (the part then
+reads crashed, its records kept).
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ _JOIN_LOCK = threading.RLock()
 # Seconds a part ended by its pool's SIGTERM waits for its upload (the pool's parent joins the
 # worker without a timeout; the rest stays in the part's log for `tracklet sync`).
 TEARDOWN_UPLOAD_WAIT = 2.0
+LOST_SIGTERM_GRACE = 5.0  # seconds a pool worker's SIGTERM handler may take to start before SIGKILL
+_sigterm_handled = threading.Event()
 # The parts this process's multiprocessing child joined (ended by its finalizers or its SIGTERM).
 _parts: list[Run] = []
 # The child runs unpickled in this process, by (data root, project, run id): a Pool worker gets
@@ -320,6 +328,51 @@ def _end_with_the_process(run: Run) -> None:
 
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, forksafe.sigterm_handler(_on_sigterm))
+            _watch_for_a_stuck_sigterm()
+
+
+def _watch_for_a_stuck_sigterm() -> None:
+    """Start the watcher of the module docstring: a signal wakeup fd (only where the program has
+    none of its own, such as asyncio's) read by a daemon thread."""
+    import signal
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        previous = None
+    if previous != -1:  # not possible here, or the program's own: left as it is, no watcher
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    threading.Thread(target=_rescue_a_stuck_sigterm, args=(read_fd,), name="tracklet-pool-sigterm",
+                     daemon=True).start()
+
+
+def _rescue_a_stuck_sigterm(read_fd: int) -> None:
+    import signal
+    import time
+
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        if signal.SIGTERM in data:
+            break
+    deadline = time.monotonic() + LOST_SIGTERM_GRACE
+    while not _sigterm_handled.wait(0.5):
+        if time.monotonic() >= deadline:
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
 
 
 def _finish_at_exit(run: Run) -> None:
@@ -346,6 +399,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     import signal
     from multiprocessing import util
 
+    _sigterm_handled.set()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for run in _parts:
         run._cut_upload_wait(TEARDOWN_UPLOAD_WAIT)

@@ -457,19 +457,9 @@ def test_a_wal_without_its_shm_is_read_without_making_anything_beside_it_where_t
     its store not, or a group's): its commits are read, and still nothing is made beside the
     database (``mode=ro`` would leave a ``-shm`` of this user's there, which the owner's next writer
     may not be able to write)."""
-    import sqlite3
-
     from tracklet.core.readonly import connect_read_only
 
-    live, copied = tmp_path / "live", tmp_path / "copied"
-    live.mkdir()
-    writer = sqlite3.connect(live / "db.sqlite", isolation_level=None)
-    writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("PRAGMA wal_autocheckpoint=0")
-    writer.execute("CREATE TABLE t (x INTEGER)")
-    writer.execute("INSERT INTO t VALUES (1)")
-    shutil.copytree(live, copied, ignore=shutil.ignore_patterns("*-shm"))  # the writer still open: no checkpoint
-    writer.close()
+    copied = _a_wal_without_its_shm(tmp_path)
     before = sorted(path.name for path in copied.iterdir())
     assert before == ["db.sqlite", "db.sqlite-wal"]
     reader = connect_read_only(copied / "db.sqlite")
@@ -478,6 +468,23 @@ def test_a_wal_without_its_shm_is_read_without_making_anything_beside_it_where_t
     finally:
         reader.close()
     assert sorted(path.name for path in copied.iterdir()) == before
+
+
+def _a_wal_without_its_shm(tmp_path: Path) -> Path:
+    """A database holding one row only in its ``-wal``, copied without its ``-shm`` (a synced
+    root): the case read from a private copy. Returns the copy's directory."""
+    import sqlite3
+
+    live, copied = tmp_path / "live", tmp_path / "copied"
+    live.mkdir()
+    writer = sqlite3.connect(live / "db.sqlite", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    shutil.copytree(live, copied, ignore=shutil.ignore_patterns("*-shm"))
+    writer.close()
+    return copied
 
 
 _KILLED_READER = """
@@ -494,22 +501,13 @@ def test_a_private_copy_a_killed_reader_left_is_removed_by_the_next_one(tmp_path
     exit handler) leaves the copy (the whole database) in the temp dir; the next reader that makes
     one removes it, and never a live process's copy."""
     import signal
-    import sqlite3
     import subprocess
     import sys
 
     from tracklet.core import readonly
 
-    live, copied, temp = tmp_path / "live", tmp_path / "copied", tmp_path / "tmp"
-    live.mkdir()
+    copied, temp = _a_wal_without_its_shm(tmp_path), tmp_path / "tmp"
     temp.mkdir()
-    writer = sqlite3.connect(live / "db.sqlite", isolation_level=None)
-    writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("PRAGMA wal_autocheckpoint=0")
-    writer.execute("CREATE TABLE t (x INTEGER)")
-    writer.execute("INSERT INTO t VALUES (1)")
-    shutil.copytree(live, copied, ignore=shutil.ignore_patterns("*-shm"))
-    writer.close()
     env = {**os.environ, "TMPDIR": str(temp)}
     left = []
     for _ in range(2):
@@ -534,21 +532,12 @@ def test_a_private_copy_a_killed_reader_left_is_removed_by_the_next_one(tmp_path
 def test_a_forked_child_exiting_leaves_its_parents_private_copy(tmp_path, monkeypatch):
     """A child forked by a reader holding a private copy (a ``Pool``, a ``DataLoader`` worker) runs
     exit handlers as it ends: the parent's copy, still in use, stays."""
-    import sqlite3
     import tempfile
 
     from tracklet.core.readonly import connect_read_only
 
-    live, copied, temp = tmp_path / "live", tmp_path / "copied", tmp_path / "tmp"
-    live.mkdir()
+    copied, temp = _a_wal_without_its_shm(tmp_path), tmp_path / "tmp"
     temp.mkdir()
-    writer = sqlite3.connect(live / "db.sqlite", isolation_level=None)
-    writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("PRAGMA wal_autocheckpoint=0")
-    writer.execute("CREATE TABLE t (x INTEGER)")
-    writer.execute("INSERT INTO t VALUES (1)")
-    shutil.copytree(live, copied, ignore=shutil.ignore_patterns("*-shm"))
-    writer.close()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     reader = connect_read_only(copied / "db.sqlite")
     try:

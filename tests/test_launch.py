@@ -12,7 +12,7 @@ import pytest
 
 import tracklet
 
-from conftest import REPO
+from conftest import REPO, run_script
 
 SCRIPT = """
 import subprocess, sys
@@ -114,21 +114,26 @@ def test_a_forked_pool_workers_part_ends_finished_when_the_pool_ends_it(root, tm
 def test_a_child_forked_during_a_distributed_train_call_gets_sigterms_default_back():
     # The Hugging Face callback's SIGTERM -> sys.exit(143) during a distributed train() call is the
     # rank's: a DataLoader worker forked then is killed by SIGTERM as before, not left to exit(143).
-    from tracklet.integrations._ranks import end_cleanly_on_sigterm
+    # (In a fresh interpreter: a pytest-xdist worker has a SIGTERM handler of its own.)
+    done = run_script("""
+        import os, signal
+        from tracklet.integrations._ranks import end_cleanly_on_sigterm
 
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        pytest.skip("this test process has a SIGTERM handler of its own")
-    undo = end_cleanly_on_sigterm()
-    assert undo is not None and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    try:
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        undo()
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        undo = end_cleanly_on_sigterm()
+        assert undo is not None and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            undo()
+        assert os.waitstatus_to_exitcode(status) == 0, "the forked child kept the rank's SIGTERM handler"
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        print("ok")
+    """)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_an_existing_sitecustomize_still_runs(root, tmp_path):

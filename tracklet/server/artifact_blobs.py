@@ -669,15 +669,7 @@ class ServerArtifacts:
         from tracklet.errors import RecipeError
         from tracklet.server.artifact_chunks import MAX_RECIPE_BYTES
 
-        try:
-            handle, size = self.open_blob(project, recipe_digest)
-        except NotHeld:
-            raise BadRequest(f"the recipe blob {recipe_digest} was not uploaded to project {project}") from None
-        with handle:
-            if size > MAX_RECIPE_BYTES:
-                raise BadRequest(f"the recipe {recipe_digest} is {size:,} bytes; this server takes at most "
-                                 f"{MAX_RECIPE_BYTES:,}")
-            data = handle.read(MAX_RECIPE_BYTES + 1)
+        data = self._read_small_blob(project, recipe_digest, "recipe", MAX_RECIPE_BYTES)
         try:
             return FileRecipe.from_json(data)
         except RecipeError as error:
@@ -987,17 +979,22 @@ class ServerArtifacts:
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
 
-    def _read_manifest(self, project: str, digest: str, what: str) -> Manifest:
-        """The project's manifest blob ``digest``, parsed and checked (``BadRequest`` naming why not)."""
+    def _read_small_blob(self, project: str, digest: str, kind: str, limit: int) -> bytes:
+        """The bytes of the project's ``kind`` blob ``digest`` (a manifest, a recipe), at most
+        ``limit`` of them (``BadRequest`` naming the blob if the project doesn't hold it or it is
+        larger: what a client names is read with bounded memory)."""
         try:
             handle, size = self.open_blob(project, digest)
         except NotHeld:
-            raise BadRequest(f"the manifest blob {digest} was not uploaded to project {project}") from None
+            raise BadRequest(f"the {kind} blob {digest} was not uploaded to project {project}") from None
         with handle:
-            if size > MAX_SERVER_MANIFEST_BYTES:
-                raise BadRequest(f"the manifest is {size:,} bytes; this server takes at most "
-                                 f"{MAX_SERVER_MANIFEST_BYTES:,}")
-            data = handle.read(MAX_SERVER_MANIFEST_BYTES + 1)
+            if size > limit:
+                raise BadRequest(f"the {kind} {digest} is {size:,} bytes; this server takes at most {limit:,}")
+            return handle.read(limit + 1)
+
+    def _read_manifest(self, project: str, digest: str, what: str) -> Manifest:
+        """The project's manifest blob ``digest``, parsed and checked (``BadRequest`` naming why not)."""
+        data = self._read_small_blob(project, digest, "manifest", MAX_SERVER_MANIFEST_BYTES)
         try:
             return Manifest.from_bytes(data, what=what)
         except ArtifactError as error:

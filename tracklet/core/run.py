@@ -272,6 +272,8 @@ class RunUploader(Protocol):
 
     def finish(self, timeout: float) -> bool: ...
 
+    def cut_wait(self, seconds: float) -> None: ...
+
 
 # Makes an online run's uploader from its paths, settings and warning reporter. The layer above
 # the core injects it (``tracklet.init`` passes ``tracklet.client.uploader.online_uploader``), so
@@ -1093,9 +1095,8 @@ class Run:
         """Make ``finish()`` (under way or later) wait at most ``seconds`` from now for the online
         upload; what is left stays in the record log for ``tracklet sync`` (core/childrun.py: a
         pool worker whose pool is torn down). Safe in a signal handler."""
-        cut = getattr(self._uploader, "cut_wait", None)
-        if cut is not None:
-            cut(seconds)
+        if self._uploader is not None:
+            self._uploader.cut_wait(seconds)
 
     def _begin_finish(self) -> None:
         self._finished = True

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from conftest import run_script
@@ -167,8 +170,11 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     # A child forked amid another thread's import inherits the module half-imported, its import lock
     # held by a thread the child doesn't have: its first import of it waited for ever (a Pool forked
     # right after init() hung 2 times in 12, on datetime). While runs are live, a fork first waits
-    # for imports under way (at most lifecycle.FORK_IMPORT_WAIT).
-    (tmp_path / "slowmod.py").write_text("import time\ntime.sleep(0.5)\nVALUE = 7\n")
+    # for imports under way (at most forksafe.FORK_WAIT). The module asks logging for a logger as it
+    # imports (httpx does): logging's own fork hook holds its lock through the fork, so a wait that
+    # ran after that hook waited for an import that couldn't end, and forked it half-done.
+    (tmp_path / "slowmod.py").write_text("import logging, time\ntime.sleep(0.5)\nlogging.getLogger('slowmod')\n"
+                                         "VALUE = 7\n")
     done = run_script(f"""
         import multiprocessing as mp, sys, threading, time
         sys.path.insert(0, {str(tmp_path)!r})
@@ -195,6 +201,34 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     assert "child exit 0" in done.stdout, done.stdout + done.stderr
     recorded = tracklet.Api(root).run("p/imp")
     assert recorded.summary["child/value"] == 7 and len(recorded.parts) == 1
+
+
+def test_a_child_forked_while_another_thread_builds_the_tls_context_can_build_its_own():
+    # A process's first TLS context build sets OpenSSL up, under OpenSSL's own read/write locks: a
+    # child forked in those first milliseconds inherited one held by a thread it doesn't have, and its
+    # own build (its upload client's) waited in pthread_rwlock_wrlock for ever. An online run's Pool
+    # forked right after init(), as the uploader built its context, hung in ~5 of 8 tries. A fork now
+    # waits for the build (forksafe.section). Fresh processes, each forking 0.5-4 ms into its first
+    # build (measured without the wait: ~1 in 3 children hung); each child builds under an alarm.
+    attempt = textwrap.dedent("""
+        import os, signal, ssl, sys, threading, time
+        from tracklet.client import http
+
+        builder = threading.Thread(target=http.ssl_context)
+        builder.start()
+        time.sleep(float(sys.argv[1]))
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(5)  # hung: its default action ends the child
+            ssl.create_default_context()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        builder.join()
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    codes = [subprocess.run([sys.executable, "-c", attempt, str(delay / 2000)], capture_output=True, text=True,
+                            timeout=60).stdout.strip() for delay in range(1, 9) for _ in range(2)]
+    assert codes == ["0"] * len(codes)
 
 
 def test_a_pool_worker_whose_sigterm_handler_cant_run_still_ends(root):

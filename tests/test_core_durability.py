@@ -320,23 +320,25 @@ def test_a_child_forked_while_the_sender_imports_its_encoder_records_its_own_run
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_forks_from_two_threads_leave_the_encoder_import_free(root):
-    # os.fork waits for the encoder's import (at most FORK_WAIT). Thread A forks (holding the wait's
-    # lock through its fork) while thread B's fork gives up waiting: B's "not held" overwrote A's
-    # "held", A's fork never let the lock go, and every later sender's encoder import (and every
-    # later fork, 5 s each) waited on it for ever: the next run recorded nothing and finish() hung.
+def test_forks_from_two_threads_hold_sections_only_while_each_forks(root):
+    # A fork waits for the sections other threads are in (core/forksafe.py: the sender's encoder
+    # import, a TLS context being built) and no section begins while it is under way. Two threads
+    # forking at once: one fork's end must not open the gate the other still holds, and once both
+    # are done the gate is open (a fork that left it shut made every later encoder import, and so
+    # every later run's sender, wait for ever: the next run recorded nothing and finish() hung).
     done = run_script("""
-        import os, threading
+        import concurrent.futures.thread, logging, os, threading, time  # their fork hooks take locks: first
         a_forking, b_done = threading.Event(), threading.Event()
 
-        def slow_for_a():  # registered before tracklet's: runs after it, with the lock held for A
+        def slow_for_a():  # registered before tracklet's wait: runs after it, A's fork under way
             if threading.current_thread().name == "A":
                 a_forking.set()
                 b_done.wait(30)
 
         os.register_at_fork(before=slow_for_a)
-        from tracklet.core import sender
-        sender.FORK_WAIT = 0.2
+        from tracklet.core import forksafe
+        with forksafe.section():  # the first section registers the fork's wait
+            pass
 
         def fork():
             pid = os.fork()
@@ -344,18 +346,28 @@ def test_forks_from_two_threads_leave_the_encoder_import_free(root):
                 os._exit(0)
             os.waitpid(pid, 0)
 
+        entered = threading.Event()
+
+        def enter():
+            with forksafe.section():
+                entered.set()
+
         a = threading.Thread(target=fork, name="A")
         a.start()
         a_forking.wait(30)
         b = threading.Thread(target=fork, name="B")
         b.start()
         b.join(30)
+        c = threading.Thread(target=enter)
+        c.start()
+        print("entered while A forks" if entered.wait(0.3) else "waited for A")
         b_done.set()
         a.join(30)
-        print("free" if sender._import_lock.acquire(timeout=5) else "held for ever")
+        print("entered after" if entered.wait(10) else "shut for ever")
+        c.join(10)
         """)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "free"
+    assert done.stdout.split("\n")[:2] == ["waited for A", "entered after"], done.stdout
 
 
 def test_a_signal_handler_that_logs_while_the_queue_is_sealed_does_not_hang(root):

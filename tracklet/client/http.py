@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -133,52 +132,15 @@ _ssl_context: Any = None
 def ssl_context() -> Any:
     """httpx's default TLS context (certifi's CAs, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``), built
     once per process: building it loads the CA bundle, ~0.1 CPU s each time, which every new
-    ``httpx.Client`` paid (an online run's artifact thread made two per run). A fork waits for
-    one being built (``_before_fork``), so a forked child gets it whole."""
+    ``httpx.Client`` paid (an online run's artifact thread made two per run). Built in a
+    ``forksafe.section``: a fork meanwhile waits for it, so a forked child never inherits OpenSSL's
+    locks held by a build it doesn't have."""
     global _ssl_context
     with _ssl_lock:
         if _ssl_context is None:
-            _ssl_context = httpx.create_ssl_context()
+            with forksafe.section():
+                _ssl_context = httpx.create_ssl_context()
         return _ssl_context
-
-
-# A fork while another thread builds the TLS context (an online run's uploader does, right after
-# init(): a Pool forked then) left the child with OpenSSL's state half-made by a thread it doesn't
-# have: the child's own build waited for ever inside OpenSSL, and its part was never uploaded. So a
-# fork first waits for a build under way (at most FORK_WAIT seconds; ~0.1 CPU s each).
-FORK_WAIT = 5.0
-_held_for_fork: set[int] = set()  # the threads whose fork holds _ssl_lock (each releases its own)
-
-
-def _before_fork() -> None:
-    import threading
-
-    if _ssl_lock.acquire(timeout=FORK_WAIT):
-        _held_for_fork.add(threading.get_ident())
-        # The thread that built it goes on at once, importing (httpx's transport imports httpcore):
-        # the wait for imports under way (core/lifecycle.py) may have run before this one, so it
-        # runs again now, or the child inherited that module half-imported and its import lock held.
-        from tracklet.core import lifecycle
-
-        lifecycle.wait_for_imports_before_fork()
-
-
-def _after_fork_in_parent() -> None:
-    import threading
-
-    me = threading.get_ident()
-    if me in _held_for_fork:
-        _held_for_fork.discard(me)
-        _ssl_lock.release()
-
-
-def _after_fork_in_child() -> None:
-    _held_for_fork.clear()  # (the lock itself is unlocked by core/forksafe)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
 
 
 class HttpClient:

@@ -1,7 +1,10 @@
 """What a forked child must not inherit as it is: module-level locks and the locks of process-wide
 objects (released in the child), process-wide caches of objects holding locks or connections
 (empty in the child), scratch directories removed at collection or exit (removed by the process that made them only),
-and tracklet's own SIGTERM handlers (the child gets the default action back).
+and tracklet's own SIGTERM handlers (the child gets the default action back). And what a fork
+waits for: a :func:`section` another thread is in (state no lock reset can repair, such as
+OpenSSL's internal locks while a TLS context is built) and, while runs are live, the imports other
+threads have under way.
 
 ``fork`` copies a lock as it is: one that another thread held at that moment stays held in the
 child for ever, since the thread that would release it is not there. tracklet's own threads (the
@@ -20,8 +23,12 @@ this rule."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _locks: list[Any] = []
@@ -90,6 +97,7 @@ def sigterm_handler(handler: Any) -> Any:
 
 
 def _after_fork_in_child() -> None:
+    _reset_fork_gate_in_child()
     if _sigterm_handlers:
         import _signal  # type: ignore[import-not-found]  # the builtin: ``signal`` would build its enums
 
@@ -105,6 +113,115 @@ def _after_fork_in_child() -> None:
     for held in _caches:
         _kept.extend(held.values())
         held.clear()
+
+
+# A fork waits at most this long, in all, for the sections and imports under way on other threads.
+FORK_WAIT = 5.0
+_fork_gate = threading.Condition(threading.Lock())
+_in_sections: dict[int, int] = {}  # thread -> how many sections it is in
+_forking: set[int] = set()  # the threads inside os.fork (between its before and after hooks)
+_import_wait_wanted: list[Callable[[], bool]] = []
+_arm_lock = lock()
+
+
+@contextmanager
+def section() -> Iterator[None]:
+    """Code a fork on another thread waits for (at most ``FORK_WAIT`` seconds in all), and that
+    doesn't begin while such a fork is under way: code that leaves state a forked child can't use
+    when copied halfway, and no lock of ours guards. Building a TLS context is one: OpenSSL takes
+    its own read/write locks throughout (~0.1 CPU s), and a child forked then (a ``Pool`` right
+    after an online ``init()``, whose uploader builds one) inherited one held: the child's own
+    upload client waited in ``pthread_rwlock_wrlock`` for ever, and so did its ``finish()``.
+    Importing a module whose half-import would break the child is another (the sender's encoder).
+    A fork from inside a section, on that same thread, doesn't wait for it."""
+    _arm_fork_wait()
+    me = threading.get_ident()
+    with _fork_gate:
+        while any(thread != me for thread in _forking):
+            _fork_gate.wait()
+        _in_sections[me] = _in_sections.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        with _fork_gate:
+            left = _in_sections.pop(me) - 1
+            if left:
+                _in_sections[me] = left
+            _fork_gate.notify_all()
+
+
+def wait_for_imports_while(wanted: Callable[[], bool]) -> None:
+    """Make a fork also wait for other threads' imports under way whenever ``wanted()`` (while
+    runs are live, ``core/lifecycle.py``): a child forked amid an import inherits that module
+    half-imported, its import lock held by a thread the child doesn't have, and the child's first
+    import of it waits for ever (measured: a ``Pool`` forked right after ``init()`` hung 2 times in
+    12 on ``datetime``)."""
+    if wanted not in _import_wait_wanted:
+        _import_wait_wanted.append(wanted)
+    _arm_fork_wait()
+
+
+_armed = False
+
+
+def _arm_fork_wait() -> None:
+    """Register the fork's wait, once per process, as late as can be: ``os.fork`` runs the
+    ``before`` hooks last registered first, and a hook registered before ours that takes a lock
+    (``logging``'s, ``concurrent.futures``' shutdown lock) runs after our wait, with that lock still
+    free for the threads we wait for. Registered earlier, it ran after them: the uploader, importing
+    httpx (which asks ``logging`` for a logger at import), waited on ``logging``'s lock held by the
+    forking thread, our wait ran out, and the child inherited httpx half-imported. So the modules
+    with such hooks that tracklet's threads import are imported first (by then already loaded in
+    any run: the uploader's start imports both)."""
+    global _armed
+    if _armed or not hasattr(os, "register_at_fork"):
+        return
+    with _arm_lock:
+        if _armed:
+            return
+        import concurrent.futures.thread  # noqa: F401
+        import logging  # noqa: F401
+
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+        _armed = True
+
+
+def _imports_elsewhere(me: int) -> bool:
+    """Whether another thread holds a module's import lock (is executing a module's code)."""
+    bootstrap = sys.modules.get("_frozen_importlib")
+    try:
+        for ref in list(getattr(bootstrap, "_module_locks", {}).values()):
+            lock = ref() if callable(ref) else ref
+            owner = getattr(lock, "owner", None)
+            if owner not in (None, 0, me):
+                return True
+    except Exception:  # another Python's import machinery: no wait
+        return False
+    return False
+
+
+def _before_fork() -> None:
+    me = threading.get_ident()
+    deadline = time.monotonic() + FORK_WAIT
+    with _fork_gate:
+        _forking.add(me)  # from here no other thread begins a section until this fork is done
+        while any(thread != me for thread in _in_sections) and _fork_gate.wait(deadline - time.monotonic()):
+            pass
+    # Sections are closed, so a thread leaving one may only import now: wait for that too.
+    if any(wanted() for wanted in _import_wait_wanted):
+        while _imports_elsewhere(me) and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+
+def _after_fork_in_parent() -> None:
+    with _fork_gate:
+        _forking.discard(threading.get_ident())
+        _fork_gate.notify_all()
+
+
+def _reset_fork_gate_in_child() -> None:
+    global _fork_gate, _in_sections, _forking
+    _fork_gate, _in_sections, _forking = threading.Condition(threading.Lock()), {}, set()
 
 
 if hasattr(os, "register_at_fork"):

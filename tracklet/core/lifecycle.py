@@ -8,8 +8,8 @@ import atexit
 import os
 import sys
 import threading
-import time
 from typing import TYPE_CHECKING, Any, NoReturn
+from tracklet.core import forksafe
 from tracklet.core.modules import loaded
 
 if TYPE_CHECKING:
@@ -183,47 +183,11 @@ def _install() -> None:
     sys.exit = _exit
     _hook_quitters()
     atexit.register(_finish_at_exit)
+    # While runs are live, a fork waits for other threads' imports under way (core/forksafe.py): the
+    # child's run joins as a secondary writer on first use (core/childrun.py), which imports.
+    forksafe.wait_for_imports_while(lambda: bool(_active))
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-
-
-# How long a fork waits for imports under way on other threads (sender.FORK_WAIT's bound).
-FORK_IMPORT_WAIT = 5.0
-
-
-def _before_fork() -> None:
-    """While runs are live, a fork first waits (at most ``FORK_IMPORT_WAIT`` seconds) for the
-    imports other threads have under way (an environment capture, a sender, the user's threads):
-    a child forked amid one inherits that module half-imported with its import lock held by a
-    thread the child doesn't have, and the child's first import of it waits for ever. The child's
-    run joins the run as a secondary writer on first use (``core/childrun.py``), which imports:
-    measured, a ``Pool`` forked right after ``init()`` hung 2 times in 12 on ``datetime``."""
-    wait_for_imports_before_fork()
-
-
-def wait_for_imports_before_fork() -> None:
-    """``_before_fork``'s wait (nothing while no run is live); another fork hook that waited for a
-    thread of tracklet's calls it again after its own wait, as that thread may import next."""
-    if not _active:
-        return
-    deadline = time.monotonic() + FORK_IMPORT_WAIT
-    while _imports_elsewhere() and time.monotonic() < deadline:
-        time.sleep(0.001)
-
-
-def _imports_elsewhere() -> bool:
-    """Whether another thread holds a module's import lock (is executing a module's code)."""
-    bootstrap = sys.modules.get("_frozen_importlib")  # any state: the import system
-    me = threading.get_ident()
-    try:
-        for ref in list(getattr(bootstrap, "_module_locks", {}).values()):
-            lock = ref() if callable(ref) else ref
-            owner = getattr(lock, "owner", None)
-            if owner not in (None, 0, me):
-                return True
-    except Exception:  # another Python's import machinery: no wait
-        return False
-    return False
+        os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _excepthook(kind: Any, error: BaseException, tb: Any) -> None:

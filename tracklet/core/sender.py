@@ -43,15 +43,13 @@ built by whoever queues them.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from tracklet.core import threads
+from tracklet.core import forksafe, threads
 from tracklet.core.warn import WarnOnce
 from tracklet.errors import RecordOverBudget
 
@@ -559,7 +557,9 @@ class BatchSender:
         with self._build_lock:
             if self._encoder is not None:
                 return
-            with _importing():
+            # A child forked amid this import had no sender: the encoder and protobuf half-imported,
+            # their import locks held by a thread it doesn't have (a pool forked right after init()).
+            with forksafe.section():
                 from tracklet.core.encoder import HistoryEncoder, SummaryTracker
 
             if self._summary is None:
@@ -956,49 +956,3 @@ class BatchSender:
         self._chunks.clear()
         self._stopped = True
 
-
-# A fork while a worker imports the encoder (and protobuf with it) left the child with those modules
-# half-imported, their import locks held by a thread it doesn't have: every run the child started
-# then had no sender ("cannot import name 'HistoryEncoder' from partially initialized module") and
-# recorded nothing (a pool's worker forked moments after ``init()``). So ``os.fork`` first waits for
-# an import under way, at most FORK_WAIT seconds (core/warmup.py's rule for its imports).
-FORK_WAIT = 5.0
-_import_lock = threading.Lock()
-_import_owner: int | None = None  # the thread importing, so a fork from that very thread doesn't wait
-# The threads whose fork holds the lock: each fork releases only its own hold (one flag for all let a
-# fork that gave up waiting, on another thread, clear a hold, and the lock was never released).
-_held_for_fork: set[int] = set()
-
-
-@contextmanager
-def _importing() -> Iterator[None]:
-    global _import_owner
-    with _import_lock:
-        _import_owner = threading.get_ident()
-        try:
-            yield
-        finally:
-            _import_owner = None
-
-
-def _before_fork() -> None:
-    me = threading.get_ident()
-    if _import_owner != me and _import_lock.acquire(timeout=FORK_WAIT):
-        _held_for_fork.add(me)
-
-
-def _after_fork_in_parent() -> None:
-    me = threading.get_ident()
-    if me in _held_for_fork:
-        _held_for_fork.discard(me)
-        _import_lock.release()
-
-
-def _after_fork_in_child() -> None:
-    global _import_lock, _import_owner, _held_for_fork
-    _import_lock, _import_owner, _held_for_fork = threading.Lock(), None, set()  # (an import past FORK_WAIT held it)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)

@@ -172,13 +172,16 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     # right after init() hung 2 times in 12, on datetime). While runs are live, a fork first waits
     # for imports under way (at most forksafe.FORK_WAIT). The module asks logging for a logger as it
     # imports (httpx does): logging's own fork hook holds its lock through the fork, so a wait that
-    # ran after that hook waited for an import that couldn't end, and forked it half-done.
+    # ran after that hook (registered before logging was imported) waited for an import that couldn't
+    # end, and forked it half-done. logging is imported here after tracklet, as a training script's
+    # libraries import it after `import tracklet`; init() registers the wait after it.
     (tmp_path / "slowmod.py").write_text("import logging, time\ntime.sleep(0.5)\nlogging.getLogger('slowmod')\n"
                                          "VALUE = 7\n")
     done = run_script(f"""
         import multiprocessing as mp, sys, threading, time
         sys.path.insert(0, {str(tmp_path)!r})
         import tracklet
+        import logging
 
         def child(run):
             import slowmod

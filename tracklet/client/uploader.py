@@ -60,6 +60,9 @@ class Uploader:
         # (~11 ms CPU, mostly ``logging``, which the thread's import loads anyway).
         import concurrent.futures.thread  # noqa: F401
 
+        from tracklet.core import forksafe
+
+        forksafe.arm_fork_wait()  # after that import's own fork hook, so a fork's wait runs before it
         threads.start(self._thread)
 
     def _run(self) -> None:

@@ -134,7 +134,7 @@ def section() -> Iterator[None]:
     upload client waited in ``pthread_rwlock_wrlock`` for ever, and so did its ``finish()``.
     Importing a module whose half-import would break the child is another (the sender's encoder).
     A fork from inside a section, on that same thread, doesn't wait for it."""
-    _arm_fork_wait()
+    arm_fork_wait()
     me = threading.get_ident()
     with _fork_gate:
         while any(thread != me for thread in _forking):
@@ -158,32 +158,32 @@ def wait_for_imports_while(wanted: Callable[[], bool]) -> None:
     12 on ``datetime``)."""
     if wanted not in _import_wait_wanted:
         _import_wait_wanted.append(wanted)
-    _arm_fork_wait()
+    arm_fork_wait()
 
 
-_armed = False
+# Modules whose own fork hooks hold a lock through the fork, that tracklet's threads may need.
+_LOCKING_HOOKS = ("logging", "concurrent.futures.thread")
+_armed_with: frozenset[str] | None = None  # which of them were loaded when the wait was last registered
 
 
-def _arm_fork_wait() -> None:
-    """Register the fork's wait, once per process, as late as can be: ``os.fork`` runs the
-    ``before`` hooks last registered first, and a hook registered before ours that takes a lock
-    (``logging``'s, ``concurrent.futures``' shutdown lock) runs after our wait, with that lock still
-    free for the threads we wait for. Registered earlier, it ran after them: the uploader, importing
-    httpx (which asks ``logging`` for a logger at import), waited on ``logging``'s lock held by the
-    forking thread, our wait ran out, and the child inherited httpx half-imported. So the modules
-    with such hooks that tracklet's threads import are imported first (by then already loaded in
-    any run: the uploader's start imports both)."""
-    global _armed
-    if _armed or not hasattr(os, "register_at_fork"):
+def arm_fork_wait() -> None:
+    """Register the fork's wait (once, and again whenever one of ``_LOCKING_HOOKS`` was imported
+    since): ``os.fork`` runs the ``before`` hooks last registered first, and one registered after
+    ours that takes a lock (``logging``'s, ``concurrent.futures``' shutdown lock) ran before our
+    wait, holding that lock through it: the uploader, importing httpx (which asks ``logging`` for a
+    logger at import), waited on it, our wait ran out, and the child inherited httpx half-imported.
+    A copy registered later runs first and does the wait; an earlier copy then finds it done (each
+    fork waits once). Cheap: called by every ``init()``, an online run's uploader start and every
+    section. Not seen: ``logging`` first imported after the last of those, on another thread, amid a
+    fork (that import's wait may still run out, as before)."""
+    global _armed_with
+    loaded = frozenset(name for name in _LOCKING_HOOKS if name in sys.modules)
+    if (_armed_with is not None and loaded <= _armed_with) or not hasattr(os, "register_at_fork"):
         return
     with _arm_lock:
-        if _armed:
-            return
-        import concurrent.futures.thread  # noqa: F401
-        import logging  # noqa: F401
-
-        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
-        _armed = True
+        if _armed_with is None or not loaded <= _armed_with:
+            os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+            _armed_with = loaded
 
 
 def _imports_elsewhere(me: int) -> bool:
@@ -204,6 +204,8 @@ def _before_fork() -> None:
     me = threading.get_ident()
     deadline = time.monotonic() + FORK_WAIT
     with _fork_gate:
+        if me in _forking:  # a later-registered copy of this hook has waited for this fork
+            return
         _forking.add(me)  # from here no other thread begins a section until this fork is done
         while any(thread != me for thread in _in_sections) and _fork_gate.wait(deadline - time.monotonic()):
             pass

@@ -35,6 +35,7 @@ _monitoring: Any = None  # sys.monitoring, once _watch_main_module uses it
 
 def register(run: "Run") -> None:
     _install()
+    forksafe.arm_fork_wait()  # again if logging & co. were imported since (see there)
     if not _main_watched:
         _watch_main_module()
     with _lock:

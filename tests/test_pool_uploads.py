@@ -61,6 +61,19 @@ if __name__ == "__main__":
             time.sleep(0.1)
         told["before_finish"] = delivered(url, run_id, labels, os.environ["TRACKLET_DIR"])
     run.finish()
+    if interval < 1:  # a worker torn down after the run that passed it was finished: nobody delivers its part
+        orphan = tracklet.init(project="p", id=run_id + "-orphan", settings={
+            "console": "off", "system_metrics": False, "capture_environment": False, "mode": "online",
+            "base_url": url, "upload_interval": interval, "upload_timeout": 0})
+        os.kill(server_pid, signal.SIGSTOP)
+        try:
+            pool = mp.get_context("fork").Pool(2)
+            told["orphan"] = sorted(set(pool.map(functools.partial(work, run=orphan), range(6), chunksize=1)))
+            print("parent finishes", file=sys.stderr, flush=True)
+            orphan.finish()
+            pool.terminate()
+        finally:
+            os.kill(server_pid, signal.SIGCONT)
     print(json.dumps(told))
 '''
 
@@ -110,9 +123,14 @@ def test_the_parents_finish_delivers_what_torn_down_pool_workers_left_unsent(roo
 
 
 def test_the_parents_periodic_passes_deliver_the_parts_of_workers_that_are_gone(root, tmp_path, server):
-    told, _ = _run_pool(tmp_path, server, "periodic", 0.2, "fork")
+    told, stderr = _run_pool(tmp_path, server, "periodic", 0.2, "fork")
     assert told["before_finish"] is True, told
     _assert_server_holds(root, server.root, "periodic", _labels(told["fork"]))
+    # A worker torn down once the run that passed it was finished can't count on that process: its
+    # message names `tracklet sync` (as the parent's own, whose upload was cut at 0 s, does).
+    after = stderr.split("parent finishes", 1)[1]
+    assert after.count("`tracklet sync p/periodic-orphan --url") == len(told["orphan"]) + 1, after
+    assert "in process" not in after, after
 
 
 def _part(root: Path, run_id: str, label: str, rows: int) -> RunPaths:

@@ -308,19 +308,30 @@ def _join(spec: dict[str, Any]) -> Run:
         target = init(project=spec["project"], id=spec["id"], settings=settings, reinit="create_new",
                       uploader=spec["uploader"], **{field: spec["identity"][field] for field in _IDENTITY})
         target.set_step(spec["step"])
-        if spec["settings"]["mode"] == "online":
-            from tracklet.core.layout import RunPaths
-
-            parent = RunPaths(Path(settings["dir"]), spec["project"], spec["id"],
-                              None if spec["settings"]["primary"] else spec["settings"]["label"])
-            _passed_by[(settings["dir"], spec["project"], spec["id"])] = (str(parent.log_file), spec["pid"])
     except Exception as error:
         warnings.warn(f"tracklet: this process (pid {os.getpid()}) could not record into run "
                       f"{spec['project']}/{spec['id']} as its secondary writer {settings['label']!r} ({error}); "
                       "what it logs to the run is dropped", TrackletWarning, stacklevel=user_stacklevel())
         return _dropping(spec)
     _end_with_the_process(target)
+    if spec["settings"]["mode"] == "online":
+        _note_who_passed(spec)
     return target
+
+
+def _note_who_passed(spec: dict[str, Any]) -> None:
+    """Keep the log and pid of the writer that passed the run on (``passed_by``)."""
+    from tracklet.core.layout import RunPaths
+
+    parent = spec["settings"]
+    if not parent["primary"] and parent["label"] is None:
+        return  # can't be known: messages name `tracklet sync`
+    try:
+        log_file = RunPaths(Path(parent["dir"]), spec["project"], spec["id"],
+                            None if parent["primary"] else parent["label"]).log_file
+    except ValueError:  # no valid label (can't be known): messages name `tracklet sync`
+        return
+    _passed_by[(parent["dir"], spec["project"], spec["id"])] = (str(log_file), spec["pid"])
 
 
 def passed_by(root: Path, project: str, run_id: str) -> tuple[str, int] | None:

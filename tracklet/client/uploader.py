@@ -5,7 +5,18 @@ thread tails the log every ``upload_interval`` seconds and sends the server the 
 it doesn't have yet, each after the media and table blobs its records name, with ``SyncClient`` (the same code as ``tracklet sync``: by byte offset,
 resumable, jittered bounded backoff while the server is unreachable). Training never waits for
 it: ``finish()`` gives it at most ``upload_timeout`` seconds after the log is closed, then leaves
-the rest to ``tracklet sync``. ``tracklet.init`` hands the run ``online_uploader`` as its uploader
+the rest to ``tracklet sync``.
+
+It also sends the run's other parts (``parts/<label>.tlog`` in the run's local directory: its
+child processes' parts, docs/shared-runs.md) whose writers are gone and whose logs are behind the
+server's copy, after the run's own log in each pass: what a pool worker ended by its pool's SIGTERM
+left unsent reaches the server by the time the parent's ``finish()`` returns, without ``tracklet
+sync``. A part whose writer lives is its own writer's to upload (only where liveness can't be known,
+no ``flock``, does the last pass send it too). A process that joined the run as a child (a pool
+worker) leaves the other parts to the writer that passed the run on. Two uploaders of one part are safe: the server
+appends under the copy's lock and takes a resend whose overlap equals its bytes (``new_tail``), so
+each byte is stored once. A part is looked at again only when its size changes; a part that fails
+(refused, damaged) is reported once and left as it is locally. ``tracklet.init`` hands the run ``online_uploader`` as its uploader
 factory, so the recording core never imports this layer.
 """
 
@@ -50,6 +61,7 @@ class Uploader:
         self._done = threading.Event()
         self._cut_at: float | None = None  # cut_wait(): finish() waits no later than this (monotonic)
         self.offset = 0
+        self._parts: dict[str, int] = {}  # other parts' labels -> their local size when last synced (or failed)
         self._thread = threading.Thread(target=self._run, name="tracklet-uploader", daemon=True)
 
     def start(self) -> None:
@@ -110,8 +122,55 @@ class Uploader:
                                  f"refused: {error}; the run is recorded locally")
                 except Exception as error:  # contained: uploading must never take the run down
                     self._report(("uploader", type(error)), f"tracklet: uploading failed: {error!r}")
+                try:
+                    self._sync_parts(client, final=stopping)
+                except Exception as error:  # contained, as above
+                    self._report(("uploader-parts", type(error)), f"tracklet: uploading the run's parts failed: {error!r}")
                 if stopping:
                     break
+
+    def _sync_parts(self, client: Any, *, final: bool) -> None:
+        """Send the run's other parts whose writers are gone (see the module): each part's log is
+        looked at (``writer_alive``, then ``sync_run``: the server's offset, the bytes after it)
+        only when its size differs from what the last look saw; ``final``: the pass at
+        ``finish()``, which also sends a part whose writer's liveness can't be known."""
+        from tracklet.client.sync import SyncError, local_damage
+        from tracklet.core.childrun import passed_by
+        from tracklet.core.recordlog import writer_alive
+
+        if passed_by(self._paths.root, self._paths.project, self._paths.run_id) is not None:
+            return  # a child's part: the writer that passed the run on sends its parts (a pool worker's
+            # uploader sending its siblings' would hold up its own exit, which its pool waits for)
+        for label in self._paths.parts():
+            if label == self._paths.part:
+                continue
+            part = self._paths.part_paths(label)
+            try:
+                size = part.log_file.stat().st_size
+            except OSError:
+                continue
+            if self._parts.get(label) == size:
+                continue  # unchanged since it was sent (or failed)
+            alive = writer_alive(part.log_file)
+            if alive or (alive is None and not final):
+                continue  # its writer's own uploader sends it
+            name = f"{self._paths.project}/{self._paths.run_id} part {label}"
+            try:
+                result = client.sync_run(part)
+            except SyncError as error:  # refused or unreadable: said once, the local part kept as it is
+                self._parts[label] = size
+                self._report(("uploader-part-refused", str(error).replace(label, "")[:80]),
+                             f"tracklet: uploading {name} to {self._base_url} failed: {error}; the part is recorded "
+                             f"locally, and `tracklet sync {self._paths.project}/{self._paths.run_id} --url "
+                             f"{self._base_url}` sends it once the cause is fixed")
+                continue
+            self._parts[label] = size
+            for line in result.describe_gaps():
+                self._report(("uploader-gap", line[:80]), f"tracklet: online upload to {self._base_url}: {line}")
+            damage = local_damage(part, result.offset)
+            if damage is not None and not damage.torn_tail:
+                self._report(("uploader-part-damage", label), f"tracklet: online upload to {self._base_url} stopped "
+                             f"at local damage: {damage.describe()}; the part is recorded locally")
 
     def cut_wait(self, seconds: float) -> None:
         """Make ``finish()`` (a call under way, or a later one) wait at most ``seconds`` from now
@@ -134,10 +193,25 @@ class Uploader:
                 return True
             if left <= 0.1:
                 break
-        print(
-            f"tracklet: the upload to {self._base_url} did not finish within {time.monotonic() - started:.0f}s; "
-            f"the run is complete locally, and `tracklet sync {self._paths.project}/{self._paths.run_id} "
-            f"--url {self._base_url}` finishes the upload",
-            file=sys.stderr,
-        )
+        sync = f"`tracklet sync {self._paths.project}/{self._paths.run_id} --url {self._base_url}`"
+        within = f"tracklet: the upload to {self._base_url} did not finish within {time.monotonic() - started:.0f}s"
+        parent = self._delivering_writer()
+        if parent is not None:
+            print(f"{within}; this part ({self._paths.part}) is complete locally, and the run's online writer in "
+                  f"process {parent}, which passed the run to this one, uploads the rest of it (at the latest when "
+                  f"its run finishes; should that process not get to it, {sync} finishes the upload)", file=sys.stderr)
+        else:
+            print(f"{within}; the run is complete locally, and {sync} finishes the upload", file=sys.stderr)
         return False
+
+    def _delivering_writer(self) -> int | None:
+        """The pid of the live online writer that passed this part's run to this process (its
+        uploader sends the part once this process is gone: ``_sync_parts``), or ``None``."""
+        if self._paths.part is None:
+            return None
+        try:
+            from tracklet.core.childrun import delivering_writer
+
+            return delivering_writer(self._paths.root, self._paths.project, self._paths.run_id)
+        except Exception:  # never in the way of the message
+            return None

@@ -20,8 +20,10 @@ first, as ``sys.exit(0)`` would: only from the main thread, only while SIGTERM h
 action. Such a part ends promptly online: its records are durable in its log as they are written,
 so its ``finish()`` waits at most :data:`TEARDOWN_UPLOAD_WAIT` seconds for their upload (not
 ``upload_timeout``/``finish_timeout``: ``Pool.terminate()`` joins each worker without a timeout,
-and the training process stalled that long behind a slow or unreachable server); ``tracklet sync``
-uploads the rest (docs/shared-runs.md). A SIGTERM whose handler can't run (it arrived as the
+and the training process stalled that long behind a slow or unreachable server); the online
+uploader of the writer that passed the run on uploads the rest once the worker is gone
+(client/uploader.py; the worker's message says so while that writer records, else names
+``tracklet sync``; docs/shared-runs.md). A SIGTERM whose handler can't run (it arrived as the
 worker's main thread went back to block on its pool's task lock, which ``terminate()`` holds from
 then on: the handler waits for the thread's next bytecode, which never comes) is seen by a watcher
 thread on a signal wakeup fd: it sends SIGTERM to the main thread again (a blocked wait returns
@@ -37,6 +39,7 @@ import os
 import sys
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 from tracklet.core import forksafe
@@ -55,7 +58,8 @@ _LOCAL = frozenset({
 })
 _JOIN_LOCK = threading.RLock()
 # Seconds a part ended by its pool's SIGTERM waits for its upload (the pool's parent joins the
-# worker without a timeout; the rest stays in the part's log for `tracklet sync`).
+# worker without a timeout; the rest stays in the part's log, which the parent's online uploader
+# sends: client/uploader.py).
 TEARDOWN_UPLOAD_WAIT = 2.0
 LOST_SIGTERM_GRACE = 5.0  # seconds a pool worker's SIGTERM handler may take to start before SIGKILL
 _sigterm_handled = threading.Event()
@@ -64,6 +68,9 @@ _parts: list[Run] = []
 # The child runs unpickled in this process, by (data root, project, run id): a Pool worker gets
 # the run again with every task, and every task records into one part.
 _unpickled: dict[tuple[str, str, str], "ChildRun"] = {}
+# The online runs this process joined as a child, by (data root, project, run id): the record log
+# and pid of the writer that passed the run on (``delivering_writer``).
+_passed_by: dict[tuple[str, str, str], tuple[str, int]] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -307,7 +314,48 @@ def _join(spec: dict[str, Any]) -> Run:
                       "what it logs to the run is dropped", TrackletWarning, stacklevel=user_stacklevel())
         return _dropping(spec)
     _end_with_the_process(target)
+    if spec["settings"]["mode"] == "online":
+        _note_who_passed(spec)
     return target
+
+
+def _note_who_passed(spec: dict[str, Any]) -> None:
+    """Keep the log and pid of the writer that passed the run on (``passed_by``)."""
+    from tracklet.core.layout import RunPaths
+
+    parent = spec["settings"]
+    if not parent["primary"] and parent["label"] is None:
+        return  # can't be known: messages name `tracklet sync`
+    try:
+        log_file = RunPaths(Path(parent["dir"]), spec["project"], spec["id"],
+                            None if parent["primary"] else parent["label"]).log_file
+    except ValueError:  # no valid label (can't be known): messages name `tracklet sync`
+        return
+    _passed_by[(parent["dir"], spec["project"], spec["id"])] = (str(log_file), spec["pid"])
+
+
+def passed_by(root: Path, project: str, run_id: str) -> tuple[str, int] | None:
+    """Where this process joined online run ``project/run_id`` (data root ``root``) as a child:
+    the record log and pid of the writer that passed the run on; ``None`` if it didn't."""
+    if not _passed_by:
+        return None
+    return _passed_by.get((str(Path(root).resolve()), project, run_id))
+
+
+def delivering_writer(root: Path, project: str, run_id: str) -> int | None:
+    """The pid of the online writer that passed run ``project/run_id`` (data root ``root``) to
+    this process, while that writer records (its log's lock is held): its uploader sends the run's
+    parts whose writers are gone (this process's, once it has exited), at the latest when it
+    finishes (client/uploader.py). ``None`` when this process joined no such run or can't know."""
+    from tracklet.core.recordlog import writer_alive
+
+    known = passed_by(root, project, run_id)
+    if known is None:
+        return None
+    try:
+        return known[1] if writer_alive(known[0]) is True else None
+    except OSError:
+        return None
 
 
 def _end_with_the_process(run: Run) -> None:

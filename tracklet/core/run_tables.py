@@ -70,18 +70,30 @@ def names_table(name: str, run_id: str, key: str) -> bool:
 
 _TABLE_TAG = (14 << 3) | 2  # a Record whose kind is table_logged (field 14, length-delimited) starts so
 _pread = os.pread  # what reads the log (a test counts the bytes through it)
+# Frame headers are read a chunk at a time (many per read) once this many frames in a row were each
+# under _SMALL_FRAME bytes: a log of millions of tiny frames (one read of 9 bytes a frame cost ~1 s a
+# million); one of large frames (history records) is still read 9 bytes a frame, not its size.
+_SCAN_CHUNK = 1 << 20
+_SMALL_FRAME = 512
+_SMALL_RUN = 16
 
 
 def logged_tables(path: Any) -> list[Any] | None:
     """The ``TableLogged`` records of the record log at ``path``, in log order, reading only the
     frames' 9 first bytes (header and the record's kind) and the table records themselves: a log
-    of millions of rows is a few bytes a frame, not its size. None when the log is damaged (a bad
-    header, a frame whose length is implausible, a table record whose checksum fails): read it
-    whole then (the reader resyncs past damage). A torn last frame (a live writer's) ends it."""
+    of millions of rows is a few bytes a frame, not its size. Where frames are tiny (``_SMALL_RUN``
+    frames in a row under ``_SMALL_FRAME`` bytes, or a chunk's frames under that on average), the
+    headers are read ``_SCAN_CHUNK`` bytes at a time instead, many per read: memory stays one
+    chunk, and as a chunk is read only from the first frame past the last one, the bytes read stay
+    under the log's size plus the 9 of each frame and the table records. None when the log is
+    damaged (a bad header, a frame whose length is implausible, a table record whose checksum
+    fails): read it whole then (the reader resyncs past damage). A torn last frame (a live
+    writer's) ends it."""
     from tracklet.core.recordlog import FRAME_HEADER, MAGIC, MAX_RECORD_BYTES
     from tracklet.proto import records_pb2 as pb
 
     header = FRAME_HEADER.size
+    unpack = FRAME_HEADER.unpack_from
     found = []
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -89,26 +101,39 @@ def logged_tables(path: Any) -> list[Any] | None:
         if _pread(fd, len(MAGIC), 0) != MAGIC:
             return None
         offset = len(MAGIC)
+        small = 0  # frames in a row under _SMALL_FRAME bytes, up to _SMALL_RUN
         while offset < size:
-            head = _pread(fd, header + 1, offset)
-            if len(head) < header + 1:
+            chunk = _pread(fd, min(_SCAN_CHUNK, size - offset) if small >= _SMALL_RUN else header + 1, offset)
+            if len(chunk) < header + 1:
                 break  # a torn last frame
-            length, checksum = FRAME_HEADER.unpack_from(head)
-            end = offset + header + length
-            if not 0 < length <= MAX_RECORD_BYTES:
-                return None
-            if end > size:
-                break  # a torn last frame
-            if head[header] == _TABLE_TAG:
-                payload = _pread(fd, length, offset + header)
-                if len(payload) != length or zlib.crc32(payload) != checksum:
+            # Every frame whose head (header and kind) is in the chunk: ``at`` is relative to ``offset``.
+            at, last, frames = 0, len(chunk) - header - 1, 0
+            while at <= last:
+                length, checksum = unpack(chunk, at)
+                if not 0 < length <= MAX_RECORD_BYTES:
                     return None
-                record = pb.Record()
-                record.ParseFromString(payload)
-                if record.WhichOneof("kind") != "table_logged":
-                    return None
-                found.append(record.table_logged)
-            offset = end
+                if chunk[at + header] == _TABLE_TAG:
+                    start, end = at + header, at + header + length
+                    if offset + end > size:
+                        break  # a torn last frame
+                    payload = chunk[start:end] if end <= len(chunk) else _pread(fd, length, offset + start)
+                    if len(payload) != length or zlib.crc32(payload) != checksum:
+                        return None
+                    record = pb.Record()
+                    record.ParseFromString(payload)
+                    if record.WhichOneof("kind") != "table_logged":
+                        return None
+                    found.append(record.table_logged)
+                at += header + length
+                frames += 1
+            else:
+                if frames == 1:
+                    small = min(small + 1, _SMALL_RUN) if at < header + _SMALL_FRAME else 0
+                else:  # a chunk: on in chunks while its frames were tiny on average
+                    small = _SMALL_RUN if at < frames * (header + _SMALL_FRAME) else 0
+                offset += at
+                continue
+            break  # a torn table record ends the log
     finally:
         os.close(fd)
     return found

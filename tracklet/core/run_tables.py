@@ -18,7 +18,7 @@ import hashlib
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 RUN_TABLE_TYPE = "run_table"
@@ -53,26 +53,27 @@ def table_artifact_name(run_id: str, key: str) -> str:
     return f"{sanitized[:MAX_NAME_CHARS - _HASH_CHARS - 1]}-{suffix}"
 
 
-def table_name_run_ids(name: str, run_ids: Callable[[str], Iterable[str]] | None = None) -> list[str]:
+def table_name_run_ids(name: str, run_ids: Callable[[str], Iterable[str]] | None = None) -> Iterator[str]:
     """The run ids a run table name ``name`` (no project, no version) may hold, shortest first:
     each prefix of what follows ``run-`` up to a ``-`` that is a valid run id. A name cut to 128
     characters keeps a run id of up to 112 whole; a longer id is cut too, to its first 112
     characters (:func:`cut_run_id_prefix`), and only a listing of the runs finds it: ``run_ids``
     (a data root's: :func:`local_run_ids`; a server's) gives the ids starting with that prefix,
-    which follow, in name order. Every caller still checks each candidate's keys
-    (:func:`names_table`), so a candidate that holds no such table costs a lookup, never a wrong
-    answer."""
+    which follow, in name order. Lazy: the listing is asked for only once the ids the name holds
+    whole are used up (a long key's table, the usual cut name, is found without it). Every caller
+    still checks each candidate's keys (:func:`names_table`), so a candidate that holds no such
+    table costs a lookup, never a wrong answer."""
     from tracklet.core.layout import is_valid_name
 
     if not name.startswith("run-") or len(name) > MAX_NAME_CHARS:
-        return []
+        return
     rest = name[len("run-"):]
-    found = [rest[:place] for place, char in enumerate(rest) if char == "-" and is_valid_name(rest[:place])]
+    whole = [rest[:place] for place, char in enumerate(rest) if char == "-" and is_valid_name(rest[:place])]
+    yield from whole
     prefix = cut_run_id_prefix(name)
     if prefix is not None and run_ids is not None:
-        found += sorted({run_id for run_id in run_ids(prefix)
-                         if run_id.startswith(prefix) and len(run_id) > len(prefix) and is_valid_name(run_id)})
-    return found
+        yield from sorted({run_id for run_id in run_ids(prefix) if run_id.startswith(prefix)
+                           and len(run_id) > len(prefix) and is_valid_name(run_id)} - set(whole))
 
 
 def cut_run_id_prefix(name: str) -> str | None:

@@ -384,6 +384,47 @@ def test_each_hyperparameter_search_trial_is_its_own_run(root, tmp_path):
         assert api.run(run.path).history()["train/global_step"] == [2]
 
 
+def test_hyperparameter_search_trials_are_runs_of_their_own_beside_the_users_active_run(start, root, tmp_path):
+    """W&B's callback starts a run per trial (it finishes ``wandb.run`` first, the user's own run
+    included). With the user's run active, each trial is a run of its own here too, and the
+    user's run is left as the user left it: live, current (``tracklet.run``), none of the trials'
+    rows or config in it; the next plain ``train()`` records into it again."""
+    pytest.importorskip("optuna")
+    mine = start(project="hf")
+    mine.log({"user/prepare": 1})
+    callback = TrackletCallback(project="hf", settings=QUIET)
+    trainer = make_trainer(tmp_path / "out", callback, max_steps=2, eval_strategy="no", save_strategy="no")
+    trainer.model_init = lambda trial=None: tiny_model()
+    trials = []
+
+    class Watch(transformers.TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            trials.append((callback.run, tracklet.run))
+
+    trainer.add_callback(Watch())
+    trainer.hyperparameter_search(
+        direction="minimize", backend="optuna", n_trials=2,
+        hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)},
+    )
+    assert [current for _, current in trials] == [mine, mine]  # the user's run stayed current throughout
+    runs = [run for run, _ in trials]
+    assert len({run.id for run in (mine, *runs)}) == 3 and runs[0].finished and not runs[1].finished
+    assert not mine.finished and tracklet.run is mine
+    trainer.train()  # after the search: the active run again
+    assert callback.run is mine and runs[1].finished
+    mine.finish()
+
+    api = tracklet.Api(root)
+    assert len(api.runs("hf")) == 3
+    for run in runs:
+        recorded = api.run(run.path)
+        assert recorded.state == "finished" and recorded.history()["train/global_step"] == [2]
+        assert recorded.config["training_args"]["learning_rate"] != 5e-5
+    recorded = api.run(mine.path)
+    # the user's row and the plain train() call's: no trial's rows
+    assert recorded.history()["user/prepare"][0] == 1 and recorded.history()["train/global_step"] == [None, 2]
+
+
 def test_evaluate_without_training_records_a_run(root, tmp_path):
     callback = quiet_callback()
     trainer = make_trainer(tmp_path / "out", callback)
@@ -528,6 +569,7 @@ def test_only_world_process_zero_records(root, tmp_path):
 
 DDP_SCRIPT = """
 import os
+import signal
 import sys
 import time
 sys.path.insert(0, {tests!r})
@@ -558,6 +600,8 @@ class Hello(transformers.TrainerCallback):
         print(f"rank {{args.process_index}} evaluates", flush=True)
 
     def on_log(self, args, state, control, **kwargs):
+        if self.call == "caught":
+            raise RuntimeError("every rank fails")
         if self.call == "failing":  # process 1 raises mid-training; process 0 is busy elsewhere
             if RANK == 1:
                 raise RuntimeError("rank 1 fails")
@@ -588,6 +632,12 @@ trainer.train()
 print(f"RANK {{RANK}} after third RUN {{callback.run.id}} finished={{callback.run.finished}}", flush=True)
 trainer.evaluate()  # resumes it on every process, and finishes it again
 print(f"RANK {{RANK}} after evaluating the third RUN {{callback.run.id}} finished={{callback.run.finished}}", flush=True)
+hello.call = "caught"  # every process raises at its first log; the caller catches it
+try:
+    trainer.train()
+except RuntimeError as error:
+    print(f"RANK {{RANK}} caught {{error}}; SIGTERM default={{signal.getsignal(signal.SIGTERM) is signal.SIG_DFL}}",
+          flush=True)
 hello.call = "failing"
 trainer.train()
 """
@@ -610,13 +660,18 @@ def test_a_distributed_job_records_every_rank_into_one_run_with_all_ranks(root, 
     assert result.returncode != 0 and "RuntimeError: rank 1 fails" in result.stderr, output
     api = tracklet.Api(root)
     calls = {}
-    for call in ("first", "second", "third", "failing"):
+    for call in ("first", "second", "third", "caught", "failing"):
         (run_id,) = {line.split()[4] for line in result.stdout.splitlines() if line.startswith(f"RANK 0 {call} RUN")}
         calls[call] = api.run(f"hf/{run_id}")
         # process 1's callback.run is its part of process 0's run, and tracklet.run in that process
         assert f"RANK 1 {call} RUN {run_id} Run True" in result.stdout, output
-    assert len(api.runs("hf")) == 3
+    assert len(api.runs("hf")) == 4
     first, third, failing = calls["first"], calls["third"], calls["failing"]
+    # a train() whose exception the caller caught: SIGTERM's default is back on every process (the
+    # handler stayed installed until the next train() or exit); the run ends failed at that next call
+    for rank in (0, 1):
+        assert f"RANK {rank} caught every rank fails; SIGTERM default=True" in result.stdout, output
+    assert (calls["caught"].state, calls["caught"].exit_code) == ("failed", 1)
     assert calls["second"].id == first.id  # one run across train() calls
 
     for run in (first, third):

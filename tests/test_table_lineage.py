@@ -384,3 +384,53 @@ def test_a_shared_runs_tables_are_read_from_its_parts_in_the_readers_order(tmp_p
     cons = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
     assert cons.use_artifact("run-shared-preds:v1").table().to_pandas()["x"].tolist() == [1]
     cons.finish()
+
+
+def test_a_table_of_a_run_id_over_111_characters_is_found_from_its_cut_name(module_servers, tmp_path,
+                                                                              monkeypatch):
+    """A run id of 120 characters with a key that cuts ``run-<id>-<key>`` to 128: the name keeps
+    only the id's first 112 characters, so the id is found from the project's runs (a data root's
+    directory, a server's listing) and checked against the name. tracklet's ``use_artifact``,
+    W&B's (run and ``Api``) and ``tracklet artifact show`` find it, offline and online; another
+    run whose id shares those 112 characters is not mistaken for it."""
+    run_id, twin = "r" * 115 + "-long", "r" * 115 + "-twin"
+    key = "predictions/" + "k" * 20
+    name = table_artifact_name(run_id, key)
+    assert len(name) == 128 and run_id not in name and name != table_artifact_name(twin, key)
+    root = tmp_path / "data"
+    for writer in (twin, run_id):  # the twin logs the key too: its name differs in the hash only
+        run = tracklet.init(project="tl", id=writer, dir=str(root), settings=QUIET)
+        run.log({key: tracklet.Table(columns=["x"], data=[[len(writer) if writer == twin else 0]])}, step=0)
+        run.log({key: tracklet.Table(columns=["x"], data=[[1]])}, step=1) if writer == run_id else None
+        run.finish()
+
+    cons = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
+    found = cons.use_artifact(f"{name}:v0")
+    assert (found.run_id, found.key, found.version, found.step) == (run_id, key, 0, 0)
+    assert found.table().to_pandas()["x"].tolist() == [0]
+    with pytest.raises(ArtifactNotFound):
+        cons.use_artifact(f"{name}:v2")
+    cons.finish()
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    shown = CliRunner().invoke(cli_main, ["artifact", "show", f"tl/{name}:latest", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["logged_by"] == f"tl/{run_id}"
+    with wandb.init(project="tl", id="wbcons", settings={"console": "off"}) as wb_run:
+        assert wb_run.use_artifact(f"{name}:latest").get(key).data == [[1]]
+    assert wandb.Api(overrides={"root": str(root)}).artifact(f"tl/{name}:v0").get(key).data == [[0]]
+
+    server = module_servers(tmp_path / "server")
+    online = {**QUIET, "base_url": server.url}
+    for writer in (twin, run_id):
+        run = tracklet.init(project="tl", id=writer, dir=str(tmp_path / "a"), mode="online", settings=online)
+        run.log({key: tracklet.Table(columns=["x"], data=[[7 if writer == run_id else 8]])}, step=0)
+        run.finish()
+    reader = tracklet.init(project="tl", id="oncons", dir=str(tmp_path / "b"), mode="online", settings=online)
+    assert reader.use_artifact(f"{name}:latest").run_id == run_id
+    reader.finish()
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("TRACKLET_BASE_URL", server.url)
+    monkeypatch.setenv("TRACKLET_MODE", "online")
+    with wandb.init(project="tl", id="wboncons", settings={"console": "off"}) as wb_run:
+        assert wb_run.use_artifact(f"{name}:v0").get(key).data == [[7]]
+    assert wandb.Api(overrides={"base_url": server.url}).artifact(f"tl/{name}:latest").get(key).data == [[7]]

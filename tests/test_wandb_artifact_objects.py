@@ -387,3 +387,66 @@ def test_a_run_uses_a_logged_table_by_its_w_and_b_artifact_name_to_add_to_it_whe
     assert final.data[1][1].image.mode == "L" and np.array_equal(np.asarray(final.data[1][1].image), np.full((4, 4), 40))
     pixels = final.get_column("image", convert_to="numpy")
     assert pixels.shape == (4, 4, 4) and [int(p[0, 0]) for p in pixels] == [0, 40, 80, 0]
+
+
+def _join_sides_artifact(wandb_run, preds, labels) -> None:
+    """An artifact joining on each kind of side W&B takes: a Table, a PartitionedTable, an
+    entry's path and the entry ``add`` returned."""
+    artifact = wandb.Artifact("sides", type="analysis")
+    entry = artifact.add(preds, "preds")
+    artifact.add(wandb.Table(columns=["id", "label"], data=[[1, "cat"]]), "parts/a")
+    artifact.add(wandb.Table(columns=["id", "label"], data=[[2, "dog"]]), "parts/b")
+    artifact.add(wandb.JoinedTable(entry, wandb.PartitionedTable("parts"), "id"), "by_entry")
+    artifact.add(wandb.JoinedTable("preds.table.json", labels, ["id", "id"]), "by_path")
+    artifact.add(wandb.PartitionedTable("parts"), "all_parts")
+    image = artifact.add(wandb.Image(np.zeros((2, 2), dtype=np.uint8)), "picture")
+    with artifact.new_file("notes.table.json") as handle:
+        handle.write('{"_type": "image-file", "path": "x"}')
+    with pytest.raises(ValueError, match="table:missing.table.json not found in artifact"):
+        artifact.add(wandb.JoinedTable("missing.table.json", labels, "id"), "bad")
+    with pytest.raises(ValueError, match=r"table1: 'notes.table.json' in the artifact is not a table \(_type 'image-file'\)"):
+        artifact.add(wandb.JoinedTable("notes.table.json", labels, "id"), "bad")
+    with pytest.raises(ValueError, match=r"got ArtifactManifestEntry 'picture.image.json', which is not a table's path"):
+        wandb.JoinedTable(preds, image, "id")
+    with pytest.raises(ValueError, match=r"table2 should be an artifact path to a table .*got list"):
+        wandb.JoinedTable(preds, [[1, 2]], "id")
+    wandb_run.log_artifact(artifact).wait()
+
+
+def _check_join_sides(version) -> None:
+    files = {entry.path for entry in version.files()}
+    assert {"by_entry.joined-table.json", "by_path.joined-table.json", "all_parts.partitioned-table.json"} <= files
+    assert not any(path.startswith("bad") for path in files)
+    by_entry = version.get("by_entry")
+    assert by_entry._table1.data == [[1, "cat"], [2, "dog"]]
+    assert isinstance(by_entry._table2, wandb.PartitionedTable) and by_entry._table2.parts_path == "parts"
+    assert [row for _, row in by_entry._table2.iterrows()] == [[1, "cat"], [2, "dog"]]
+    assert version.get("by_path")._table1.columns == ["id", "pred"] and version.get("by_path")._join_key == ["id", "id"]
+    assert [index for index, _ in version.get("all_parts").iterrows()] == [0, 1]
+    with open(version.get_entry("by_entry.joined-table.json").download(), encoding="utf-8") as handle:
+        stored = json.load(handle)
+    assert stored["table1"] == "preds.table.json" and stored["table2"].endswith(".partitioned-table.json")
+
+
+def test_a_joined_table_takes_a_partitioned_table_and_an_entry_offline_and_online(root, monkeypatch, tmp_path,
+                                                                                   module_servers):
+    """W&B's JoinedTable takes a Table, a PartitionedTable or a table entry of the artifact (its
+    path, or the entry ``add`` returned) on either side; tracklet refused the last two. Each
+    round-trips through ``log_artifact`` and ``use_artifact(...).get(name)``, in a data root and
+    on a server; a missing entry, one that is no table and a non-table entry are each named."""
+    preds = wandb.Table(columns=["id", "pred"], data=[[1, "cat"], [2, "dog"]])
+    labels = wandb.Table(columns=["id", "label"], data=[[1, "cat"], [2, "cat"]])
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    with wandb.init(project="sides", settings={"console": "off"}) as run:
+        _join_sides_artifact(run, preds, labels)
+    with wandb.init(project="sides", settings={"console": "off"}) as run:
+        _check_join_sides(run.use_artifact("sides:latest"))
+
+    server = module_servers(tmp_path / "server")
+    monkeypatch.setenv("TRACKLET_BASE_URL", server.url)
+    monkeypatch.setenv("TRACKLET_MODE", "online")
+    with wandb.init(project="sides", settings={"console": "off"}) as run:
+        _join_sides_artifact(run, preds, labels)
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))  # read from the server alone
+    with wandb.init(project="sides", settings={"console": "off"}) as run:
+        _check_join_sides(run.use_artifact("sides:latest"))

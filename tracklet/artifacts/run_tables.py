@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tracklet.core.run_tables import RUN_TABLE_TYPE, names_table, table_name_run_ids
+from tracklet.core.run_tables import RUN_TABLE_TYPE, local_run_ids, names_table, table_name_run_ids
 
 _VERSION = re.compile(r"v(\d+)")
 
@@ -87,7 +87,8 @@ def resolve_run_table(root: Path, reference: Any, default_project: str,
     selector = _VERSION.fullmatch(ref.selector)
     if ref.selector != "latest" and selector is None:
         return None
-    for run_id in table_name_run_ids(ref.name):
+    listing = _remote_run_ids(remote, project) if remote is not None else local_run_ids(root, project)
+    for run_id in table_name_run_ids(ref.name, listing):  # a run id over 112 characters: from the listing
         versions = (_remote_versions(remote, project, run_id, ref.name) if remote is not None
                     else _local_versions(root, project, run_id, ref.name))
         if not versions:
@@ -112,6 +113,26 @@ def _local_versions(root: Path, project: str, run_id: str, name: str) -> list[tu
     if tables is None:  # a damaged log: the reader, which reads past damage, reads it whole
         tables = RecordedRun(paths)._read.tables
     return [(record.key, record.step, record.time) for record in tables if names_table(name, run_id, record.key)]
+
+
+def _remote_run_ids(remote: tuple[str, str | None], project: str) -> Any:
+    """The ids of the server's runs of ``project`` starting with a prefix (its runs listing,
+    filtered by ``run_id``), for ``table_name_run_ids``."""
+    def listing(prefix: str) -> list[str]:
+        from tracklet.client.http import HttpClient
+        from tracklet.errors import RemoteError, RunNotFound
+
+        http = HttpClient(remote[0], api_key=remote[1], error=RemoteError)
+        try:
+            rows = http.get_json(f"/api/v1/projects/{project}/runs", missing=RunNotFound,
+                                 filter=f'run_id ~ "{prefix}"', limit=1000)["runs"]
+        except RunNotFound:
+            return []
+        finally:
+            http.close()
+        return [str(row["run_id"]) for row in rows]
+
+    return listing
 
 
 def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,

@@ -18,12 +18,14 @@ import hashlib
 import os
 import re
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 RUN_TABLE_TYPE = "run_table"
 MAX_NAME_CHARS = 128  # W&B's artifact name limit (NAME_MAXLEN), and the store's name column
 _HASH_CHARS = 11  # 64 bits, url-safe base64
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_\-.]+")
+_RUN_ID_CHARS = re.compile(r"[A-Za-z0-9._-]+")  # what a run id holds (core/layout.py)
 
 
 def table_artifact_name(run_id: str, key: str) -> str:
@@ -51,16 +53,54 @@ def table_artifact_name(run_id: str, key: str) -> str:
     return f"{sanitized[:MAX_NAME_CHARS - _HASH_CHARS - 1]}-{suffix}"
 
 
-def table_name_run_ids(name: str) -> list[str]:
+def table_name_run_ids(name: str, run_ids: Callable[[str], Iterable[str]] | None = None) -> Iterator[str]:
     """The run ids a run table name ``name`` (no project, no version) may hold, shortest first:
-    each prefix of what follows ``run-`` up to a ``-`` that is a valid run id. (A name cut to 128
-    characters keeps a run id of up to 111; a longer one is cut and not found from the name.)"""
+    each prefix of what follows ``run-`` up to a ``-`` that is a valid run id. A name cut to 128
+    characters keeps a run id of up to 112 whole; a longer id is cut too, to its first 112
+    characters (:func:`cut_run_id_prefix`), and only a listing of the runs finds it: ``run_ids``
+    (a data root's: :func:`local_run_ids`; a server's) gives the ids starting with that prefix,
+    which follow, in name order. Lazy: the listing is asked for only once the ids the name holds
+    whole are used up (a long key's table, the usual cut name, is found without it). Every caller
+    still checks each candidate's keys (:func:`names_table`), so a candidate that holds no such
+    table costs a lookup, never a wrong answer."""
     from tracklet.core.layout import is_valid_name
 
     if not name.startswith("run-") or len(name) > MAX_NAME_CHARS:
-        return []
+        return
     rest = name[len("run-"):]
-    return [rest[:place] for place, char in enumerate(rest) if char == "-" and is_valid_name(rest[:place])]
+    whole = [rest[:place] for place, char in enumerate(rest) if char == "-" and is_valid_name(rest[:place])]
+    yield from whole
+    prefix = cut_run_id_prefix(name)
+    if prefix is not None and run_ids is not None:
+        yield from sorted({run_id for run_id in run_ids(prefix) if run_id.startswith(prefix)
+                           and len(run_id) > len(prefix) and is_valid_name(run_id)} - set(whole))
+
+
+def cut_run_id_prefix(name: str) -> str | None:
+    """The first 112 characters of the run id of a cut run table name (``run-`` + 112 characters
+    of a longer run id, ``-`` and the 11-character hash: :func:`table_artifact_name`), or None when
+    ``name`` can't be one."""
+    keep = MAX_NAME_CHARS - _HASH_CHARS - 1
+    if len(name) != MAX_NAME_CHARS or not name.startswith("run-") or name[keep] != "-":
+        return None
+    prefix = name[len("run-"):keep]
+    return prefix if _RUN_ID_CHARS.fullmatch(prefix) and prefix[0].isalnum() else None
+
+
+def local_run_ids(root: Any, project: str) -> Callable[[str], list[str]]:
+    """The ids of data root ``root``'s runs of ``project`` starting with a prefix (one directory
+    listing), for :func:`table_name_run_ids`."""
+    from tracklet.core.layout import RunPaths, is_valid_name
+
+    def listing(prefix: str) -> list[str]:
+        runs = RunPaths(root, project, prefix).run_dir.parent
+        try:
+            with os.scandir(runs) as entries:
+                return [entry.name for entry in entries if entry.name.startswith(prefix) and is_valid_name(entry.name)]
+        except (OSError, ValueError):
+            return []
+
+    return listing
 
 
 def names_table(name: str, run_id: str, key: str) -> bool:
@@ -159,5 +199,5 @@ def run_logged_tables(paths: Any) -> list[Any] | None:
     return found
 
 
-__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "logged_tables", "names_table", "run_logged_tables",
+__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "cut_run_id_prefix", "local_run_ids", "logged_tables", "names_table", "run_logged_tables",
            "table_artifact_name", "table_name_run_ids"]

@@ -22,7 +22,9 @@ and then the callback never finishes it; otherwise the callback starts its own a
 ``evaluate()`` and ``predict()`` call of the process into it; the run is finished at process exit
 (or by ``tracklet.finish()``, ``callback.run.finish()``, the context manager). A
 hyperparameter-search trial (``state.is_hyper_param_search``) is its own run: its
-``on_train_begin`` finishes the open one and starts the trial's. A call that continues the run
+``on_train_begin`` finishes the open one the callback started and starts the trial's; beside an
+active run of the user's (or a given ``run=``) the trial's run is started with
+``reinit="create_new"``, so the user's run stays current and untouched (W&B's callback finishes it). A call that continues the run
 continues its step axis (``_continue_steps``). ``finish_on_train_end=True`` is the other contract: the
 run is finished at ``on_train_end`` and each ``train()`` call starts a new one; an
 ``evaluate()``/``predict()`` after training resumes it for the call and finishes it again.
@@ -37,7 +39,8 @@ run does (a trial's new run: a new part), finished at that process's exit or exp
 ``callback.run`` is the part. Every process follows process zero's run. During a ``train()`` call
 of a job of several processes, a SIGTERM (``torchrun`` stopping the job because a process failed)
 ends the process as ``sys.exit(143)`` would, so its run or part ends ``failed`` with its rows
-written (``_ranks.end_cleanly_on_sigterm``).
+written (``_ranks.end_cleanly_on_sigterm``); the default is restored when the call ends, by any
+path: ``Trainer.train`` is wrapped once (``_hook_train_returns``) to tell the callbacks.
 
 An exception escaping ``trainer.train()`` never reaches a callback. Uncaught, it reaches
 tracklet's ``sys.excepthook`` and the run is finished at interpreter exit as ``failed`` with that
@@ -52,6 +55,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import glob
 import math
 import os
@@ -190,6 +194,42 @@ def _finish_abandoned_at_exit() -> None:
         callback._finish_abandoned("the process exited")
 
 
+_train_hook_lock = forksafe.lock()
+
+
+def _hook_train_returns() -> None:
+    """Wrap ``transformers.Trainer.train`` (once; the original always runs) so that each
+    ``TrackletCallback`` of the trainer hears when a ``train()`` call returns or raises: no
+    callback event follows an exception escaping ``train()``, and the SIGTERM handler of a
+    distributed call (``_ranks.end_cleanly_on_sigterm``) must not outlive the call that needed it."""
+    import transformers
+
+    with _train_hook_lock:
+        original = transformers.Trainer.__dict__.get("train")
+        if not callable(original) or getattr(original, "__tracklet_original__", None) is not None:
+            return
+
+        @functools.wraps(original)
+        def train(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                _train_returned(self)
+
+        train.__tracklet_original__ = original  # type: ignore[attr-defined]
+        transformers.Trainer.train = train  # type: ignore[method-assign]
+
+
+def _train_returned(trainer: Any) -> None:
+    try:
+        callbacks = list(trainer.callback_handler.callbacks)
+    except Exception:  # a trainer without the usual handler: nothing of ours to tell
+        return
+    for callback in callbacks:
+        if isinstance(callback, TrackletCallback):
+            callback._train_returned()
+
+
 class TrackletCallback(TrainerCallback):
     """Records a ``transformers.Trainer``'s training to tracklet; see the module docstring.
 
@@ -250,6 +290,7 @@ class TrackletCallback(TrainerCallback):
         self._last_step = -1  # the run step of _last_row
         self._last_eval: tuple[int, dict[str, Any]] = (-1, {})
         self._warned: set[str] = set()
+        _hook_train_returns()  # before the train() call this callback records
 
     @property
     def run(self) -> tracklet.Run | None:
@@ -424,12 +465,13 @@ class TrackletCallback(TrainerCallback):
         run = self._run
         in_trial = fresh and bool(getattr(state, "is_hyper_param_search", False))
         if run is not None and not run.finished:
-            if not (fresh and self._owned) or not (in_trial or self._trial or self._per_call):
+            if not fresh or not (in_trial or (self._owned and (self._trial or self._per_call))):
                 return run
-            run.finish(0)  # the last trial's run (W&B's callback finishes it here too), or a call's run
+            if self._owned:
+                run.finish(0)  # the last trial's run (W&B's callback finishes it here too), or a call's run
         given = self._given
         current = given if given is not None and not given.finished else lifecycle.current()
-        if current is not None:
+        if current is not None and not in_trial:
             self._use(current, owned=False)
             if self._configured is not current and not fresh:
                 with self._recording("config"):
@@ -447,7 +489,10 @@ class TrackletCallback(TrainerCallback):
                 return resumed
         trial = getattr(state, "trial_name", None)
         name = self._name or (str(trial) if trial else None) or _run_name(args)
-        run = tracklet.init(name=name, **self._init_args)
+        init_args = dict(self._init_args)
+        if current is not None:  # a trial beside the user's run: that one stays current, untouched
+            init_args["reinit"] = "create_new"
+        run = tracklet.init(name=name, **init_args)
         self._use(run, owned=True)
         self._trial = in_trial
         if not fresh:
@@ -488,6 +533,15 @@ class TrackletCallback(TrainerCallback):
             _training.add(self)
             if getattr(args, "world_size", 1) > 1 and self._undo_sigterm is None:
                 self._undo_sigterm = end_cleanly_on_sigterm()
+
+    def _train_returned(self) -> None:
+        """A ``train()`` call of the trainer returned or raised (``_hook_train_returns``): the
+        SIGTERM handler of a distributed call is restored whatever the path. A call that raised
+        keeps its run for ``_finish_abandoned`` (the next call, or exit)."""
+        undo, self._undo_sigterm = self._undo_sigterm, None
+        if undo is not None:
+            with self._recording("SIGTERM's handler"):
+                undo()
 
     def _end_train_call(self) -> None:
         self._in_train = False

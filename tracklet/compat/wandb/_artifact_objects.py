@@ -5,6 +5,9 @@ in an artifact version as W&B stores it, and read back as the same kind of objec
   "data"}``); a media cell becomes its file under ``media/<kind>/`` and, in the row, W&B's
   reference to it (``{"_type": "image-file", "path", "sha256", "size", "format", "width",
   "height", "caption"}``).
+- A ``JoinedTable`` becomes ``<name>.joined-table.json`` naming its two tables' files (a
+  ``Table`` or ``PartitionedTable`` not in the artifact yet added as ``t<n>_<id>``); a
+  ``PartitionedTable``, ``<name>.partitioned-table.json`` naming its directory of table parts.
 - An ``Image``, ``Audio``, ``Video``, ``Html``, ``Object3D`` or ``Molecule`` becomes its file and
   ``<name>.<kind>.json`` holding that reference.
 
@@ -38,7 +41,9 @@ from tracklet.compat.wandb._messages import warn_once
 _FILE_TYPES = {"image": "image-file", "audio": "audio-file", "video": "video-file", "html": "html-file",
                "object3d": "object3D-file", "molecule": "molecule-file", "plotly": "plotly-file"}
 _KINDS = {file_type: kind for kind, file_type in _FILE_TYPES.items()}
-_JSON_SUFFIXES = ("table", "joined-table", *_FILE_TYPES)
+_JSON_SUFFIXES = ("table", "joined-table", "partitioned-table", *_FILE_TYPES)
+_TABLE_TYPES = ("table", "partitioned-table")  # what a JoinedTable's side may be
+MAX_CHECKED_TABLE_BYTES = 64 << 20  # a JoinedTable's table entry larger than this is not parsed to check it
 
 
 class _Collect:
@@ -148,7 +153,7 @@ def add_object(artifact: Any, obj: Any, name: str) -> str:
     """Store ``obj`` (a ``Table``, a ``JoinedTable`` or a media object) in ``artifact`` under
     ``name``; the JSON file's path in the artifact. An object added before is not stored again:
     its path is returned (W&B's ``add`` keeps its added objects by identity too)."""
-    from tracklet.compat.wandb.data_types import JoinedTable
+    from tracklet.compat.wandb.data_types import JoinedTable, PartitionedTable
     from tracklet.errors import ArtifactError
     from tracklet.media.table import Table
 
@@ -162,6 +167,9 @@ def add_object(artifact: Any, obj: Any, name: str) -> str:
         document = {"_type": "joined-table", "table1": _joined_part(artifact, obj, obj._table1, 1, written),
                     "table2": _joined_part(artifact, obj, obj._table2, 2, written), "join_key": obj._join_key}
         path = f"{name}.joined-table.json"
+    elif isinstance(obj, PartitionedTable):
+        document = {"_type": "partitioned-table", "parts_path": obj.parts_path}
+        path = f"{name}.partitioned-table.json"
     elif isinstance(obj, Table):
         columns = obj.columns
         rows = [[_cell(value, artifact, written) for value in row] for row in _rows(obj)]
@@ -173,7 +181,7 @@ def add_object(artifact: Any, obj: Any, name: str) -> str:
         path = f"{name}.{obj._kind}.json"
     else:
         raise ArtifactError(f"artifact.add() takes a Table, a JoinedTable or a media object (Image, Audio, Video, "
-                            f"Html, Object3D, Molecule, Plotly); got {type(obj).__name__}")
+                            f"Html, Object3D, Molecule, Plotly), or a PartitionedTable; got {type(obj).__name__}")
     with artifact.new_file(path, mode="x") as handle:
         json.dump(document, handle, allow_nan=False, default=str)
     added[id(obj)] = (obj, path)
@@ -181,15 +189,50 @@ def add_object(artifact: Any, obj: Any, name: str) -> str:
 
 
 def _joined_part(artifact: Any, joined: Any, table: Any, index: int, written: set[str]) -> str:
-    """The path of one of a ``JoinedTable``'s tables in ``artifact``: a ``Table`` is added (as
-    ``t<index>_<id>``, W&B's name, unless it was added already); a path must name a table the
-    artifact holds (W&B's ``ValueError`` otherwise)."""
-    if not isinstance(table, str):
+    """The path of one of a ``JoinedTable``'s tables in ``artifact``: a ``Table`` or
+    ``PartitionedTable`` is added (as ``t<index>_<id>``, W&B's name, unless it was added already);
+    a path, or an entry of this artifact, must name a table the artifact holds (W&B's
+    ``ValueError`` otherwise; one naming what it holds instead when that is no table)."""
+    if not isinstance(table, str) and not hasattr(table, "path"):
         return add_object(artifact, table, f"t{index}_{id(joined)}")
-    if table not in written:
-        raise ValueError(f"JoinedTable table:{table} not found in artifact. Add a table to the artifact using "
-                         f"Artifact#add(<table>, {table!r}) before adding this JoinedTable")
-    return table
+    path = table if isinstance(table, str) else table.path
+    owner = getattr(table, "artifact", None)
+    if owner is not None and owner is not artifact:
+        raise ValueError(f"JoinedTable table{index} is entry {path!r} of artifact {getattr(owner, 'name', owner)!r}, "
+                         f"not of the artifact it is added to: add that table to this artifact "
+                         f"(artifact.add(table, name)) and join on its entry")
+    if path not in written:
+        raise ValueError(f"JoinedTable table:{path} not found in artifact. Add a table to the artifact using "
+                         f"Artifact#add(<table>, {path!r}) before adding this JoinedTable")
+    kind = _draft_json_type(artifact, path)
+    if kind is not None and kind not in _TABLE_TYPES:
+        raise ValueError(f"JoinedTable table{index}: {path!r} in the artifact is not a table ({kind}); "
+                         f"add the table with artifact.add(<table>, name) and join on its entry")
+    return path
+
+
+def _draft_json_type(artifact: Any, path: str) -> str | None:
+    """What the draft's file ``path`` holds: its JSON ``_type`` (``"no JSON document"`` when it
+    isn't one); None when it can't be read or is larger than ``MAX_CHECKED_TABLE_BYTES`` (taken to
+    be the table its name says)."""
+    item = getattr(artifact, "_pending", {}).get(path)
+    data = getattr(item, "data", None)
+    try:
+        if data is None:
+            local = getattr(item, "path", None)
+            if local is None or os.stat(local).st_size > MAX_CHECKED_TABLE_BYTES:
+                return None
+            with open(local, "rb") as handle:
+                data = handle.read(MAX_CHECKED_TABLE_BYTES + 1)
+        if len(data) > MAX_CHECKED_TABLE_BYTES:
+            return None
+        document = json.loads(bytes(data))
+    except OSError:
+        return None
+    except ValueError:
+        return "no JSON document"
+    kind = document.get("_type") if isinstance(document, dict) else None
+    return f"_type {kind!r}" if kind not in _TABLE_TYPES else str(kind)
 
 
 def _rows(table: Any) -> list[list[Any]]:
@@ -206,9 +249,11 @@ def _rows(table: Any) -> list[list[Any]]:
     return rows
 
 
-def get_object(artifact: Any, name: str) -> Any:
+def get_object(artifact: Any, name: str, *, tables_only: bool = False) -> Any:
     """What ``add_object`` stored under ``name`` (a ``Table``, or the media object); None if the
-    artifact has no such object, as W&B returns."""
+    artifact has no such object, as W&B returns. ``tables_only``: None for anything but a
+    ``Table`` or ``PartitionedTable`` (a ``JoinedTable``'s sides: never another join, so a
+    document naming itself through another is not followed round)."""
     from tracklet.compat.wandb import data_types
 
     paths = {entry.path for entry in artifact.files()}
@@ -223,11 +268,21 @@ def get_object(artifact: Any, name: str) -> Any:
     root = artifact.download(cache_download_root(artifact._store.data_root, artifact._info))
     with open(os.path.join(root, path), encoding="utf-8") as handle:
         document = json.load(handle)
+    if not isinstance(document, dict) or (tables_only and document.get("_type") not in _TABLE_TYPES):
+        return None
     if document.get("_type") == "table":
         data = [[_object_of(cell, root) for cell in row] for row in document.get("data", [])]
         return data_types.Table(columns=document.get("columns"), data=data)
+    if document.get("_type") == "partitioned-table":  # W&B's from_json: its parts, the tables under parts_path
+        parts_path = str(document.get("parts_path") or "")
+        partitioned = data_types.PartitionedTable(parts_path)
+        prefix = parts_path.rstrip("/") + "/" if parts_path else ""
+        partitioned._parts = sorted(entry for entry in paths if entry.startswith(prefix)
+                                    and entry.endswith(".table.json") and entry != path)
+        partitioned._artifact = artifact
+        return partitioned
     if document.get("_type") == "joined-table":  # W&B's from_json: each table, else its path
-        parts = [get_object(artifact, part) if isinstance(part, str) and part != path else None
+        parts = [get_object(artifact, part, tables_only=True) if isinstance(part, str) else None
                  for part in (document.get("table1"), document.get("table2"))]
         return data_types.JoinedTable(parts[0] if parts[0] is not None else document.get("table1"),
                                       parts[1] if parts[1] is not None else document.get("table2"),

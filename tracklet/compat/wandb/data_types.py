@@ -201,19 +201,23 @@ class Graph(_Media):
 
 class JoinedTable(_Media):
     """``wandb.JoinedTable(table1, table2, join_key)``: two tables and the key (a column name, or
-    ``[left, right]``) to join them on, as W&B's. Stored in an artifact as W&B stores it
-    (``artifact.add(joined, name)``: ``<name>.joined-table.json`` naming the two tables' files, each
-    table added to the artifact if it isn't there yet) and read back by ``artifact.get(name)``, its
-    tables in ``_table1``/``_table2``. Logged to a run it is left out of the row with one warning
-    (W&B logs only a reference to an artifact's copy); join logged tables in the dashboard or with
+    ``[left, right]``) to join them on, as W&B's. Each side is a ``Table``, a ``PartitionedTable``,
+    or a table entry of the artifact it is added to: its path (``"preds.table.json"``) or its entry
+    (what ``artifact.add(table, "preds")`` returns). Stored in an artifact as W&B stores it
+    (``artifact.add(joined, name)``: ``<name>.joined-table.json`` naming the two tables' files, a
+    ``Table`` or ``PartitionedTable`` added to the artifact if it isn't there yet, an entry checked
+    to be a table the artifact holds) and read back by ``artifact.get(name)``, its tables in
+    ``_table1``/``_table2``. Logged to a run it is left out of the row with one warning (W&B logs
+    only a reference to an artifact's copy); join logged tables in the dashboard or with
     ``tracklet.media.table_views`` (docs/tables.md)."""
 
     def __init__(self, table1: Any, table2: Any, join_key: Any) -> None:
         super().__init__()
         for which, table in (("table1", table1), ("table2", table2)):
-            if not (isinstance(table, _TrackletTable) or (isinstance(table, str) and table.endswith(".table.json"))):
+            problem = _joined_side_problem(table)
+            if problem is not None:
                 raise ValueError(f"JoinedTable {which} should be an artifact path to a table or wandb.Table "
-                                 f"object; got {type(table).__name__}")
+                                 f"object; got {problem}")
         keys = [join_key] if isinstance(join_key, str) else join_key
         if (not isinstance(keys, (list, tuple)) or len(keys) not in (1, 2)
                 or not all(isinstance(key, str) for key in keys)):
@@ -221,12 +225,55 @@ class JoinedTable(_Media):
         self._table1, self._table2, self._join_key = table1, table2, join_key
 
 
+def _joined_side_problem(table: Any) -> str | None:
+    """What keeps ``table`` from being a side of a ``JoinedTable`` (W&B takes a ``Table``, a
+    ``PartitionedTable``, a path ending ``.table.json`` or an entry whose path does), in words;
+    None when it may be one."""
+    if isinstance(table, (_TrackletTable, PartitionedTable)):
+        return None
+    path = table if isinstance(table, str) else getattr(table, "path", None)
+    if not isinstance(path, str):
+        return type(table).__name__
+    if path.endswith(".table.json"):
+        return None
+    what = repr(path[:200]) if isinstance(table, str) else f"{type(table).__name__} {path[:200]!r}"
+    return f"{what}, which is not a table's path (a table entry's ends with '.table.json')"
+
+
 class PartitionedTable(_Media):
-    """``wandb.PartitionedTable(parts_path)``: not recorded (one warning when logged)."""
+    """``wandb.PartitionedTable(parts_path)``: a table made of the tables (``.table.json``) under
+    the directory ``parts_path`` of an artifact, as W&B's. ``artifact.add(partitioned, name)``
+    stores W&B's ``<name>.partitioned-table.json`` (``{"_type": "partitioned-table",
+    "parts_path"}``); ``artifact.get(name)`` gives one whose ``iterrows()`` reads the parts one at a
+    time. Logged to a run: not recorded (one warning)."""
 
     def __init__(self, parts_path: str = "") -> None:
         super().__init__()
         self.parts_path = parts_path
+        self._parts: list[str] = []  # the part tables' paths, once read back from an artifact
+        self._artifact: Any = None
+
+    def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
+        """``(index, row)`` of every part's rows in turn (a part read when reached); the parts must
+        have the same columns (W&B's ``ValueError`` otherwise)."""
+        columns = None
+        index = 0
+        for path in self._parts:
+            part = self._artifact.get(path)
+            if part is None:
+                continue
+            if columns is None:
+                columns = part.columns
+            elif part.columns != columns:
+                raise ValueError(f"Table parts have non-matching columns. {columns} != {part.columns}")
+            for _, row in part.iterrows():
+                yield index, row
+                index += 1
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PartitionedTable) and other.parts_path == self.parts_path
+
+    __hash__ = _Media.__hash__
 
 
 class Classes(WBValue):

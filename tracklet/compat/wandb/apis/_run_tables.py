@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tracklet.core.run_tables import names_table, run_logged_tables, table_artifact_name, table_name_run_ids
+from tracklet.core.run_tables import (local_run_ids, names_table, run_logged_tables, table_artifact_name,
+                                      table_name_run_ids)
 
 _NAME = re.compile(r"run-(?P<rest>.+?)(?::(?P<alias>[^:/]+))?$")
 
@@ -223,7 +224,7 @@ def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | 
     if match is None:
         return None
     base, alias = f"run-{match['rest']}", match["alias"] or "latest"
-    for run_id in table_name_run_ids(base):
+    for run_id in table_name_run_ids(base, _run_ids(api, project)):  # an id over 112 characters: listed
         try:
             recorded = api.run(f"{project}/{run_id}")
             versions = run_table_artifacts(recorded, project, base)
@@ -236,6 +237,19 @@ def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | 
             return None
         return versions[index]
     return None
+
+
+def _run_ids(api: Any, project: str) -> Any:
+    """The ids of ``api``'s runs of ``project`` starting with a prefix: a data root's from its runs
+    directory (the store may lag the logs), a server's from its runs listing."""
+    root = getattr(api, "root", None)
+    if root is not None:
+        return local_run_ids(root, project)
+
+    def listing(prefix: str) -> list[str]:
+        return [run.id for run in api.runs(project, filter=f'run_id ~ "{prefix}"', limit=1000)]
+
+    return listing
 
 
 def _version(alias: str) -> int | None:

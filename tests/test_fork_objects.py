@@ -1,0 +1,66 @@
+"""Objects a forked child got from its parent (a ``Pool`` worker's ``tracklet.Api``, an ``Artifact``
+the parent fetched, a run an earlier task finished) work there as the child's own: they open their
+own stores, connections and clients (``core/forksafe.own``), never using or closing the parent's.
+Fresh interpreters (``run_script``): a forked pytest worker would run the suite's exit handlers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import run_script
+
+import tracklet
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the cases fork")
+
+
+def test_an_api_and_an_artifact_made_in_the_parent_open_their_own_store_in_a_forked_child(root, tmp_path):
+    # The parent's artifact store came with the fork as it was: a lock one of the parent's threads
+    # held (here: reading the chunks of a large file) stayed held in the child for ever, and its SQLite
+    # connections (the chunk index, the stat cache, the Api's store) were used by two processes. The
+    # child's download waited for ever; now the child opens the store again, the parent's left alone.
+    done = run_script(f"""
+        import json, os, signal, sys, threading
+        import tracklet
+        from tracklet.client.http import HttpClient
+
+        run = tracklet.init(project="p", id="src", settings={{"system_metrics": False, "capture_environment": False}})
+        run.log({{"loss": 1.0}})
+        big = {str(tmp_path / "model.bin")!r}
+        open(big, "wb").write(os.urandom(1 << 20))
+        run.log_artifact(big, name="model", type="model").wait()
+        run.finish()
+        api = tracklet.Api({str(root)!r})
+        artifact = api.artifact("p/model:v0")
+        artifact.download({str(tmp_path / "parent")!r})  # the parent's store opened its chunk index
+        parents_store = id(api.store)
+        assert [r.id for r in api.runs("p", filter='state = "finished"')] == ["src"]
+        http = HttpClient("http://127.0.0.1:9")
+        parents_http = id(http._client)
+        held = artifact._store._chunk_lock
+        held.acquire()  # one of the parent's threads is reading chunks as the parent forks
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.alarm(30)  # a child stuck on the parent's lock ends by SIGALRM
+                got = artifact.download({str(tmp_path / "child")!r})
+                same = open(os.path.join(got, "model.bin"), "rb").read() == open(big, "rb").read()
+                finished = [r.id for r in api.runs("p", filter='state = "finished"')]
+                own = id(api.store) != parents_store and id(http._client) != parents_http
+                code = 0 if same and finished == ["src"] and own else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        held.release()
+        # the parent's store and client are as they were: used here again, never closed by the child
+        parent_ok = id(api.store) == parents_store and id(http._client) == parents_http and \\
+            [r.id for r in api.runs("p", filter='state = "finished"')] == ["src"]
+        artifact.download({str(tmp_path / "parent2")!r})
+        print(json.dumps({{"child": os.waitstatus_to_exitcode(status), "parent": parent_ok}}))
+    """, env={"TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "4096"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"child": 0, "parent": True}, done.stderr
+

@@ -64,3 +64,52 @@ def test_an_api_and_an_artifact_made_in_the_parent_open_their_own_store_in_a_for
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"child": 0, "parent": True}, done.stderr
 
+
+def test_a_forked_pool_workers_next_task_records_into_the_run_an_earlier_task_finished(root):
+    # A Pool worker (fork) keeps the run it inherited for all its tasks: after one task's finish()
+    # (which ends the worker's part), the next task's log() raised "this run has finished" into the
+    # user's code. It joins the run again as the worker's part, as a pickled run does (each task
+    # unpickles it afresh); finish() first, before any use, is the same.
+    done = run_script("""
+        import json, multiprocessing as mp, os, warnings
+        import tracklet
+
+        RUN = tracklet.init(project="p", id="pool", settings={"system_metrics": False, "capture_environment": False})
+
+        def logs_and_finishes(value):
+            RUN.log({"first": value})
+            RUN.finish()
+
+        def only_finishes():
+            RUN.finish()
+
+        def logs(key, value):
+            RUN.log({key: value})
+            RUN.summary[key + "/best"] = value
+            return os.getpid()
+
+        if __name__ == "__main__":
+            warnings.simplefilter("error")  # and no warning either: the run records
+            RUN.log({"loss": 1.0})
+            pids = []
+            for first, args in ((logs_and_finishes, (1,)), (only_finishes, ())):
+                with mp.get_context("fork").Pool(1) as pool:
+                    pool.apply(first, args)
+                    pids.append(pool.apply(logs, ("later/" + first.__name__, 2)))
+                    pool.apply(logs, ("then/" + first.__name__, 3))
+            RUN.finish()
+            print(json.dumps(pids))
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    pids = json.loads(done.stdout.strip().splitlines()[-1])
+    recorded = tracklet.Api(root).run("p/pool")
+    assert len(recorded.parts) == 2 and all(part["state"] == "finished" for part in recorded.parts.values())
+    history = recorded.history()
+    assert [v for v in history["first"] if v is not None] == [1]
+    for name in ("logs_and_finishes", "only_finishes"):
+        assert [v for v in history[f"later/{name}"] if v is not None] == [2]
+        assert [v for v in history[f"then/{name}"] if v is not None] == [3]
+        assert recorded.summary[f"later/{name}/best"] == 2
+    assert len(set(pids)) == 2
+

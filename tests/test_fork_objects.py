@@ -113,3 +113,39 @@ def test_a_forked_pool_workers_next_task_records_into_the_run_an_earlier_task_fi
         assert recorded.summary[f"later/{name}/best"] == 2
     assert len(set(pids)) == 2
 
+
+def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_own():
+    # Making the process's first S3 client (an s3:// reference's, an artifact directory on S3)
+    # imports s3fs (aiohttp builds TLS contexts as it is imported) and sets up aiobotocore's session
+    # on fsspec's IO thread: a child forked meanwhile inherited a module half-imported, its import
+    # lock held by a thread it doesn't have, and its own first S3 client waited for ever (measured
+    # without the wait: every child forked 5-700 ms into the build hung). A fork now waits for the
+    # build (forksafe.section, artifacts/fsbuild.py). Fresh processes, forking 2-300 ms into the
+    # real client's build (no server needed); each child builds its own under an alarm.
+    import subprocess
+    import sys
+    import textwrap
+
+    attempt = textwrap.dedent("""
+        import os, signal, ssl, sys, threading, time
+        os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                          AWS_S3_ENDPOINT_URL="http://127.0.0.1:9")
+        from tracklet.artifacts import references
+
+        builder = threading.Thread(target=references._S3("probe").fs)
+        builder.start()
+        time.sleep(float(sys.argv[1]))
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(10)  # hung: its default action ends the child
+            references._S3("probe").fs()
+            ssl.create_default_context()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        builder.join()
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(tracklet.__file__))}
+    codes = [subprocess.run([sys.executable, "-c", attempt, str(delay)], capture_output=True, text=True, env=env,
+                            timeout=60).stdout.strip() for delay in (0.002, 0.05, 0.3)]
+    assert codes == ["0"] * len(codes)

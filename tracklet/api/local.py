@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.api import Api
+from tracklet.core import forksafe
 from tracklet.core.api import RecordedRun
 from tracklet.core.layout import RunPaths, check_name, has_log, is_valid_name, iter_runs, projects_dir
 from tracklet.core.settings import default_data_root
@@ -36,6 +37,10 @@ class LocalApi(Api):
     """Read access to the runs under a data root (default: ``TRACKLET_DIR`` or the per-user one);
     the store at ``store_url`` (default: SQLite in the data root) answers cross-run queries."""
 
+    # A forked child (a Pool worker holding this Api) opens the store again: the parent's engine
+    # holds the parent's SQLite connections (core/forksafe.own).
+    _store = forksafe.own(lambda api, parents: None)
+
     def __init__(self, root: str | Path | None = None, *, store_url: str | None = None, base_url: str | None = None,
                  api_key: str | None = None) -> None:
         if base_url is not None:
@@ -44,7 +49,7 @@ class LocalApi(Api):
             root = os.environ.get("TRACKLET_DIR") or default_data_root()
         self.root = Path(root).expanduser()
         self._store_url = store_url
-        self._store: Any = None
+        self._store = None
 
     @property
     def store(self) -> Any:

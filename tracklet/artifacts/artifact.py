@@ -45,6 +45,8 @@ class VersionStore(Protocol):
     def download(self, info: Any, manifest: Manifest, root: Path, *, link: bool = True, progress: Any = None,
                  allow_missing_references: bool = False) -> Path: ...
 
+    def reopened(self) -> VersionStore: ...  # the same store opened by this process (a forked child)
+
 
 class Artifact:
     """A dataset, model or any set of files, stored content-addressed and versioned.
@@ -52,6 +54,12 @@ class Artifact:
     ``Artifact("mnist", type="dataset", description=..., metadata={...})``; then ``add_file``,
     ``add_dir``, ``new_file``, ``add_reference``; then ``run.log_artifact(artifact)``.
     """
+
+    # What a version read here is read through: its own in a forked child (a Pool worker given the
+    # artifact the parent fetched), opened again there; the parent's holds its SQLite connections,
+    # locks and HTTP connections (core/forksafe.own). (The registry a link came from opens its own
+    # connections there by itself: registry/sql.py.)
+    _store: Any = forksafe.own(lambda artifact, parents: parents.reopened())
 
     def __init__(self, name: str, type: str, description: str | None = None,
                  metadata: dict[str, Any] | None = None, *, incremental: bool = False, **_ignored: Any) -> None:
@@ -70,7 +78,7 @@ class Artifact:
         self._state = DRAFT
         self._done = threading.Event()
         self._error: BaseException | None = None
-        self._store: VersionStore | None = None
+        self._store = None
         self._info: Any = None  # a VersionInfo once committed
         self._manifest: Manifest | None = None
         self._requested_aliases: list[str] = []
@@ -1003,3 +1011,4 @@ def _warn_links_broken(qualified_name: str, links: list[str]) -> None:
 
     warnings.warn(f"tracklet: deleted {qualified_name}, which {', '.join(dict.fromkeys(links))} linked: those "
                   "registry versions have no files now", TrackletWarning, stacklevel=user_stacklevel())
+

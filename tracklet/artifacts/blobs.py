@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from tracklet.artifacts.durable import DirectorySyncs, sync_file
+from tracklet.artifacts.fsbuild import made
 from tracklet.core.digests import FileHasher
 from tracklet.core.filehash import HashedBytes, sha256_hex
 from tracklet.errors import ArtifactError
@@ -91,12 +92,12 @@ class FsspecBlobStore:
         if self.local:
             base = self.url[len("file://"):] if self.url.startswith("file://") else self.url
         else:
-            import fsspec
+            def make() -> Any:  # an async store's IO loop starts children (core/threads.py); TLS (fsbuild.py)
+                import fsspec
 
-            from tracklet.core import threads
+                return fsspec.core.url_to_fs(self.url, **dict(options or {}))
 
-            with threads.unblocked():  # an async store's IO loop starts children (core/threads.py)
-                self.fs, base = fsspec.core.url_to_fs(self.url, **dict(options or {}))
+            self.fs, base = made(make)
         self.base = base.rstrip("/") + "/blobs"
         self._tmp_dir = self.base + "/tmp"
         self._made_dirs: set[str] = set()

@@ -40,10 +40,10 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from tracklet.core import forksafe
+from tracklet.artifacts.fsbuild import made
 from tracklet.artifacts.entries import FileReference, Pending, uri_path
 from tracklet.artifacts.manifest import ManifestEntry
 from tracklet.artifacts.names import partial_path
-from tracklet.core import threads
 from tracklet.core.filehash import sha256_hex
 from tracklet.errors import ArtifactError, UnsupportedReference
 
@@ -273,11 +273,6 @@ class _S3(_ObjectStore):
     scheme = "s3"
 
     def fs(self, version_aware: bool = False) -> Any:
-        try:
-            import s3fs
-        except ImportError:
-            raise ArtifactError(f"artifact {self.artifact!r}: s3:// references need s3fs: pip install "
-                                "'tracklet[s3]'") from None
         # One client per configuration (making one costs ~0.1 s); a changed AWS_* variable makes a new one.
         key = (version_aware, *sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
         with _clients_lock:
@@ -286,9 +281,19 @@ class _S3(_ObjectStore):
                 options: dict[str, Any] = {}
                 if os.environ.get("AWS_S3_ENDPOINT_URL"):  # W&B's variable (botocore reads AWS_ENDPOINT_URL)
                     options["endpoint_url"] = os.environ["AWS_S3_ENDPOINT_URL"]
-                with threads.unblocked():  # its IO loop starts credential_process helpers (core/threads.py)
-                    client = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False,
-                                               version_aware=version_aware, **options)
+
+                # imported in the section too (artifacts/fsbuild.py); its IO loop starts
+                # credential_process helpers (core/threads.py)
+                def make() -> Any:
+                    try:
+                        import s3fs
+                    except ImportError:
+                        raise ArtifactError(f"artifact {self.artifact!r}: s3:// references need s3fs: pip install "
+                                            "'tracklet[s3]'") from None
+                    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False,
+                                             version_aware=version_aware, **options)
+
+                client = made(make)
                 if len(_s3_clients) >= 8:
                     _s3_clients.clear()
                 _s3_clients[key] = client
@@ -350,13 +355,15 @@ class _GCS(_ObjectStore):
     scheme = "gs"
 
     def fs(self, version_aware: bool = False) -> Any:
-        try:
-            gcsfs = importlib.import_module("gcsfs")  # optional, and untyped
-        except ImportError:
-            raise ArtifactError(f"artifact {self.artifact!r}: gs:// references need gcsfs, which is not installed "
-                                "(pip install gcsfs)") from None
-        with threads.unblocked():  # google-auth may run gcloud here; its IO loop (core/threads.py)
+        def make() -> Any:  # google-auth may run gcloud here; its IO loop (core/threads.py); TLS (fsbuild.py)
+            try:
+                gcsfs = importlib.import_module("gcsfs")  # optional, and untyped
+            except ImportError:
+                raise ArtifactError(f"artifact {self.artifact!r}: gs:// references need gcsfs, which is not "
+                                    "installed (pip install gcsfs)") from None
             return gcsfs.GCSFileSystem(skip_instance_cache=True, version_aware=version_aware)
+
+        return made(make)
 
     @staticmethod
     def _found(info: dict[str, Any]) -> dict[str, Any]:

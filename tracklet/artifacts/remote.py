@@ -35,6 +35,7 @@ from tracklet.artifacts.fields import VersionEdit
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.cache import BlobCache, CacheFull
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
+from tracklet.core import forksafe
 from tracklet.core.digests import is_blake3
 from tracklet.core.pools import Pool
 from tracklet.artifacts.storage import ArtifactStore, recipe_of
@@ -666,6 +667,12 @@ class ServerVersionStore:
             self._local = ArtifactStore(self.data_root)
         return self._local
 
+    def reopened(self) -> ServerVersionStore:
+        """This store as this process opens it (a forked child holding the parent's): its own
+        blob cache's connection and local store; the client opens its own connections as it is used."""
+        cache = None if self._cache is None else BlobCache(self._cache.root, self._cache.cap)
+        return ServerVersionStore(self.client, self.data_root, cache)
+
     @property
     def cache(self) -> BlobCache:
         if self._cache is None:
@@ -799,6 +806,8 @@ def lineage_runs(http: Any, rows: list[Any], what: str) -> list[Any]:
 
 class RemoteArtifacts:
     """Artifact versions on a tracking server, downloaded through the local store of ``data_root``."""
+
+    store: Any = forksafe.own(lambda artifacts, parents: parents.reopened())  # a forked child's own
 
     def __init__(self, client: ArtifactClient, data_root: str | os.PathLike, cache: BlobCache | None = None) -> None:
         self.client = client

@@ -173,6 +173,13 @@ class ArtifactStore:
     def chunk_threshold(self) -> int:
         return chunk_threshold(self.configured_threshold)
 
+    def reopened(self) -> ArtifactStore:
+        """This store as this process opens it (a forked child holding the parent's: its SQLite
+        connections and locks are the parent's, left alone)."""
+        if self.directory == artifact_dir(self.data_root) and self.configured_threshold is None:
+            return open_store(self.data_root)
+        return ArtifactStore(self.data_root, self.directory, chunk_threshold=self.configured_threshold)
+
     def chunks(self) -> tuple[Any, Any]:
         """The pack store and chunk index (opened on first use; hold ``_chunk_lock`` to use them)."""
         if self._chunk_store is None:

@@ -155,13 +155,22 @@ class HttpClient:
         self.error = error
         self._advice = advice
         self._sleep = sleep
-        key = resolve_key(self.base_url, api_key)
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
-                                    verify=ssl_context() if transport is None else True,
-                                    headers={"Authorization": f"Bearer {key}"} if key else None)
+        self._made_with = (timeout, transport, resolve_key(self.base_url, api_key))
+        self._client = self._open()
         # Bodies held in memory go out without h11's copy (client/buffers.py); a transport given
         # (a test's, a mounted one) keeps every request on httpx.
         self._buffers = BufferSender(self._client, ssl_context()) if transport is None else None
+
+    def _open(self) -> httpx.Client:
+        timeout, transport, key = self._made_with
+        return httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                            verify=ssl_context() if transport is None else True,
+                            headers={"Authorization": f"Bearer {key}"} if key else None)
+
+    # A forked child (a Pool worker holding a tracklet.Api, an artifact read from a server) opens
+    # its own connections: the parent's kept-alive ones carry the parent's TLS sessions and requests.
+    _client = forksafe.own(lambda http, parents: http._open())
+    _buffers = forksafe.own(lambda http, parents: BufferSender(http._client, ssl_context()))
 
     def close(self) -> None:
         if self._buffers is not None:

@@ -11,10 +11,10 @@ data root and mode (online: the same server), and from then on hands every call 
 Unpickling costs a dict copy; a child that never uses the run writes nothing. A join that fails
 is reported once (a ``TrackletWarning``) and the child's calls are dropped, as a disabled run's.
 
-Its part ends with ``finish()``, else when the child ends: at interpreter exit (``atexit``, as any
-run), and in a multiprocessing child, which leaves with ``os._exit`` after its finalizers, by a
-``multiprocessing.util.Finalize`` (an exception escaping the child's target ends the part
-failed, with it). A daemonic multiprocessing child (a ``Pool`` worker, a ``DataLoader`` worker)
+Its part ends with ``finish()`` (a use after it joins again: a ``Pool`` worker's next task), else
+when the child ends: at interpreter exit (``atexit``, as any run), and in a multiprocessing child,
+which leaves with ``os._exit`` after its finalizers, by a ``multiprocessing.util.Finalize`` (an
+exception escaping the child's target ends the part failed, with it). A daemonic multiprocessing child (a ``Pool`` worker, a ``DataLoader`` worker)
 that its parent ends with SIGTERM (``Pool.terminate``, ``with Pool() as pool``) ends its part
 first, as ``sys.exit(0)`` would: only from the main thread, only while SIGTERM has its default
 action. Such a part ends promptly online: its records are durable in its log as they are written,
@@ -232,7 +232,7 @@ class ChildRun(Run):
         if name in _LOCAL or (name[:2] == "__" and name[-2:] == "__"):
             return object.__getattribute__(self, name)
         target = object.__getattribute__(self, "_child_target")
-        if target is None:
+        if target is None or object.__getattribute__(self, "_child_finished"):
             target = object.__getattribute__(self, "_child_join")()
         return getattr(target, name)
 
@@ -272,21 +272,28 @@ class ChildRun(Run):
         return (unpickle, (spec_of(self, for_a_child=pickling_for_a_child()),))
 
     def _child_join(self) -> Run:
-        """This process's writer of the run, started on first use (see the module docstring)."""
+        """This process's writer of the run, started on first use (see the module docstring), and
+        again on the first use after this process's ``finish()``: a ``Pool`` worker made by fork
+        keeps the object it inherited for all its tasks, and a task's ``finish()`` (which ends the
+        worker's part) made the next task's ``log()`` raise into the user's code. It joins as a
+        pickled run does, whose every task unpickles it afresh (``unpickle``)."""
         with _JOIN_LOCK:
             target = object.__getattribute__(self, "_child_target")
-            if target is not None:
-                return target
             spec = object.__getattribute__(self, "_child_spec")
             if object.__getattribute__(self, "_child_finished"):
-                target = _dropping(spec)  # finish() came before any use: nothing to record
-            else:
-                target = _join(spec)
+                if target is not None and not isinstance(target, DisabledRun):
+                    spec["step"] = max(spec["step"], target.step)
+                object.__setattr__(self, "_child_finished", False)
+                target = None
+            if target is not None:
+                return target
+            target = _join(spec)
             object.__setattr__(self, "_child_target", target)
             return target
 
 
 def _dropping(spec: dict[str, Any]) -> Run:
+    """A run that drops what it is given (a join that failed)."""
     return DisabledRun(Settings(mode="disabled"), project=spec["project"], run_id=spec["id"], **spec["identity"])
 
 

@@ -64,6 +64,37 @@ def cache() -> dict[Any, Any]:
     return made
 
 
+class own:
+    """A descriptor for an attribute holding a store, a connection or a client (an artifact
+    store, the store's SQLite engine, an HTTP client): read in another process than the one that
+    set it (a child made by ``fork`` that got the object with everything else: a ``Pool`` worker's
+    ``tracklet.Api``, an ``Artifact`` the parent fetched), it is first replaced by
+    ``reopen(holder, parents)`` (None: opened again on first use, as if never opened), and the
+    parent's is kept referenced, never used or closed there (closing an inherited SQLite connection
+    could act on the parent's files; a lock one of the parent's threads held stayed held; an HTTP
+    connection must not be shared by two processes). Costs an ``os.getpid()`` per read."""
+
+    def __init__(self, reopen: Callable[[Any, Any], Any]) -> None:
+        self._reopen = reopen
+        self._slot = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_own_{name}"
+
+    def __get__(self, holder: Any, owner: type | None = None) -> Any:
+        if holder is None:
+            return self
+        value, pid = holder.__dict__.get(self._slot, (None, None))
+        if value is not None and pid != os.getpid():
+            _kept.append(value)
+            value = self._reopen(holder, value)
+            holder.__dict__[self._slot] = (value, os.getpid())
+        return value
+
+    def __set__(self, holder: Any, value: Any) -> None:
+        holder.__dict__[self._slot] = (value, os.getpid())
+
+
 def remove_with(owner: object, path: str) -> None:
     """Remove directory ``path`` (scratch space: a disabled W&B run's ``run.dir``, an artifact
     draft's staged files) when ``owner`` is collected or at exit, in this process only. A child

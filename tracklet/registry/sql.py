@@ -42,6 +42,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from tracklet.core import forksafe
+
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, custom_aliases, version_number
 from tracklet.errors import (AliasMoved, ArtifactNotFound, LinkedVersionDeleted, PromotionCheckRequired, PromotionRequired,
                              PromotionReviewRefused, RegistryError, RegistryUnavailable)
@@ -253,9 +255,21 @@ def _actor(actor: str | None) -> str:
 REQUEST_PENDING = "promotion.pending"
 
 
+def _engine_in_this_process(registry: Any, parents: sa.Engine) -> sa.Engine:
+    """The engine, with a pool of this process's own (a forked child's: the parent's connections
+    are left alone, never closed here, as SQLAlchemy advises)."""
+    parents.dispose(close=False)
+    return parents
+
+
 class ModelRegistry:
     """The registry in the database at ``engine`` (its tables must exist: ``local.open_registry``
     creates them for a data root, the server's migration for a server)."""
+
+    # A forked child holding the registry (an artifact read through a link, a Pool worker's Api)
+    # opens its own connections, and its lock is free there (core/forksafe.own).
+    engine = forksafe.own(_engine_in_this_process)
+    _lock = forksafe.own(lambda registry, parents: threading.Lock())
 
     def __init__(self, engine: sa.Engine, on_event: Callable[[sa.Connection, str, dict[str, Any]], None] | None = None,
                  on_write: Callable[[sa.Connection, list[str]], None] | None = None,

@@ -32,6 +32,7 @@ from typing import IO, Any
 import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
+from tracklet.artifacts.fsbuild import made
 from tracklet.core.layout import PARTS_DIR, is_valid_name, part_file_name
 from tracklet.server.logs import BadRequest, run_paths
 from tracklet.errors import DigestMismatch
@@ -143,7 +144,8 @@ class RunFiles:
                  layout: str = SERVER_LAYOUT) -> None:
         self.url = str(url)
         self.layout = layout
-        self.fs, base = fsspec.core.url_to_fs(self.url, **dict(options or {}))
+        # a fork-safe section (artifacts/fsbuild.py): `tracklet index --logs s3://...` makes one client-side
+        self.fs, base = made(lambda: fsspec.core.url_to_fs(self.url, **dict(options or {})))
         self.local = isinstance(self.fs, LocalFileSystem)
         if self.local:  # created by the first upload, not before
             base = str(Path(base).expanduser().resolve())

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
+from tracklet.core import forksafe
 from tracklet.errors import QueryTimeout
 from tracklet.store.engine import create_engine, migrate, store_url
 from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
@@ -89,6 +90,13 @@ class JoinedSort:
     rows: sa.ColumnElement[bool] | None = None
 
 
+def _engine_in_this_process(parents: Any) -> Any:
+    """The engine, with a pool of this process's own (SQLAlchemy's advice for a forked child: the
+    parent's connections are left alone, never closed here)."""
+    parents.dispose(close=False)
+    return parents
+
+
 class Store(RunDataQueries):
     """The runs of one data root, indexed. ``url`` picks the database (default ``$TRACKLET_STORE``,
     else SQLite at ``<root>/store.sqlite``); ``root`` is the data root whose record logs feed it."""
@@ -99,6 +107,12 @@ class Store(RunDataQueries):
     #: query of runs (the runs list, reports' run sets and freezes) filters and sorts ``user`` by the
     #: creator a key verified, never by the client-recorded ``metadata.username``.
     project_joined_fields: Callable[[str], JoinedFields] | None = None
+
+    # A forked child holding the store (a Pool worker's Api, a report backend) opens its own
+    # connections: the parent's pool is left alone, never closed there (core/forksafe.own).
+    engine = forksafe.own(lambda store, parents: _engine_in_this_process(parents))
+    _span_writer = forksafe.own(lambda store, parents: None)
+    _span_writer_lock = forksafe.own(lambda store, parents: threading.Lock())
 
     def __init__(self, url: str | None = None, *, root: str | Path | None = None) -> None:
         if root is None:
@@ -111,7 +125,7 @@ class Store(RunDataQueries):
         self.filter_timeout: float | None = _filter_timeout(os.environ.get(FILTER_TIMEOUT_ENV))
         self.engine = create_engine(self.url)
         migrate(self.engine)
-        self._span_writer: Any = None
+        self._span_writer = None
         self._span_writer_lock = threading.Lock()
 
     @property

@@ -1,0 +1,152 @@
+"""Objects a forked child got from its parent (a ``Pool`` worker's ``tracklet.Api``, an ``Artifact``
+the parent fetched, a run an earlier task finished) work there as the child's own: they open their
+own stores, connections and clients (``core/forksafe.own``), never using or closing the parent's.
+Fresh interpreters (``run_script``): a forked pytest worker would run the suite's exit handlers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import run_script
+
+import tracklet
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the cases fork")
+
+
+def test_an_api_and_an_artifact_made_in_the_parent_open_their_own_store_in_a_forked_child(root, tmp_path):
+    # The parent's artifact store came with the fork as it was: a lock one of the parent's threads
+    # held (here: reading the chunks of a large file) stayed held in the child for ever, and its SQLite
+    # connections (the chunk index, the stat cache, the Api's store) were used by two processes. The
+    # child's download waited for ever; now the child opens the store again, the parent's left alone.
+    done = run_script(f"""
+        import json, os, signal, sys, threading
+        import tracklet
+        from tracklet.client.http import HttpClient
+
+        run = tracklet.init(project="p", id="src", settings={{"system_metrics": False, "capture_environment": False}})
+        run.log({{"loss": 1.0}})
+        big = {str(tmp_path / "model.bin")!r}
+        open(big, "wb").write(os.urandom(1 << 20))
+        run.log_artifact(big, name="model", type="model").wait()
+        run.finish()
+        api = tracklet.Api({str(root)!r})
+        artifact = api.artifact("p/model:v0")
+        artifact.download({str(tmp_path / "parent")!r})  # the parent's store opened its chunk index
+        parents_store = id(api.store)
+        assert [r.id for r in api.runs("p", filter='state = "finished"')] == ["src"]
+        http = HttpClient("http://127.0.0.1:9")
+        parents_http = id(http._client)
+        held = artifact._store._chunk_lock
+        held.acquire()  # one of the parent's threads is reading chunks as the parent forks
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.alarm(30)  # a child stuck on the parent's lock ends by SIGALRM
+                got = artifact.download({str(tmp_path / "child")!r})
+                same = open(os.path.join(got, "model.bin"), "rb").read() == open(big, "rb").read()
+                finished = [r.id for r in api.runs("p", filter='state = "finished"')]
+                own = id(api.store) != parents_store and id(http._client) != parents_http
+                code = 0 if same and finished == ["src"] and own else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        held.release()
+        # the parent's store and client are as they were: used here again, never closed by the child
+        parent_ok = id(api.store) == parents_store and id(http._client) == parents_http and \\
+            [r.id for r in api.runs("p", filter='state = "finished"')] == ["src"]
+        artifact.download({str(tmp_path / "parent2")!r})
+        print(json.dumps({{"child": os.waitstatus_to_exitcode(status), "parent": parent_ok}}))
+    """, env={"TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "4096"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"child": 0, "parent": True}, done.stderr
+
+
+def test_a_forked_pool_workers_next_task_records_into_the_run_an_earlier_task_finished(root):
+    # A Pool worker (fork) keeps the run it inherited for all its tasks: after one task's finish()
+    # (which ends the worker's part), the next task's log() raised "this run has finished" into the
+    # user's code. It joins the run again as the worker's part, as a pickled run does (each task
+    # unpickles it afresh); finish() first, before any use, is the same.
+    done = run_script("""
+        import json, multiprocessing as mp, os, warnings
+        import tracklet
+
+        RUN = tracklet.init(project="p", id="pool", settings={"system_metrics": False, "capture_environment": False})
+
+        def logs_and_finishes(value):
+            RUN.log({"first": value})
+            RUN.finish()
+
+        def only_finishes():
+            RUN.finish()
+
+        def logs(key, value):
+            RUN.log({key: value})
+            RUN.summary[key + "/best"] = value
+            return os.getpid()
+
+        if __name__ == "__main__":
+            warnings.simplefilter("error")  # and no warning either: the run records
+            RUN.log({"loss": 1.0})
+            pids = []
+            for first, args in ((logs_and_finishes, (1,)), (only_finishes, ())):
+                with mp.get_context("fork").Pool(1) as pool:
+                    pool.apply(first, args)
+                    pids.append(pool.apply(logs, ("later/" + first.__name__, 2)))
+                    pool.apply(logs, ("then/" + first.__name__, 3))
+            RUN.finish()
+            print(json.dumps(pids))
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    pids = json.loads(done.stdout.strip().splitlines()[-1])
+    recorded = tracklet.Api(root).run("p/pool")
+    assert len(recorded.parts) == 2 and all(part["state"] == "finished" for part in recorded.parts.values())
+    history = recorded.history()
+    assert [v for v in history["first"] if v is not None] == [1]
+    for name in ("logs_and_finishes", "only_finishes"):
+        assert [v for v in history[f"later/{name}"] if v is not None] == [2]
+        assert [v for v in history[f"then/{name}"] if v is not None] == [3]
+        assert recorded.summary[f"later/{name}/best"] == 2
+    assert len(set(pids)) == 2
+
+
+def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_own():
+    # Making the process's first S3 client (an s3:// reference's, an artifact directory on S3)
+    # imports s3fs (aiohttp builds TLS contexts as it is imported) and sets up aiobotocore's session
+    # on fsspec's IO thread: a child forked meanwhile inherited a module half-imported, its import
+    # lock held by a thread it doesn't have, and its own first S3 client waited for ever (measured
+    # without the wait: every child forked 5-700 ms into the build hung). A fork now waits for the
+    # build (forksafe.section, artifacts/fsbuild.py). Fresh processes, forking 2 ms (in the import)
+    # and 300 ms into the real client's build (no server needed); each child builds its own under an
+    # alarm.
+    import subprocess
+    import sys
+    import textwrap
+
+    attempt = textwrap.dedent("""
+        import os, signal, ssl, sys, threading, time
+        os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                          AWS_S3_ENDPOINT_URL="http://127.0.0.1:9")
+        from tracklet.artifacts import references
+
+        builder = threading.Thread(target=references._S3("probe").fs)
+        builder.start()
+        time.sleep(float(sys.argv[1]))
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(10)  # hung: its default action ends the child
+            references._S3("probe").fs()
+            ssl.create_default_context()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        builder.join()
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(tracklet.__file__))}
+    codes = [subprocess.run([sys.executable, "-c", attempt, str(delay)], capture_output=True, text=True, env=env,
+                            timeout=60).stdout.strip() for delay in (0.002, 0.3)]
+    assert codes == ["0"] * len(codes)

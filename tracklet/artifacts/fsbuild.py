@@ -1,0 +1,36 @@
+"""Making an object store's fsspec filesystem (s3fs, gcsfs) on the client side: in a
+``forksafe.section()``, so that a fork on another thread waits for it (at most
+``forksafe.FORK_WAIT`` seconds) and none begins while a fork is under way.
+
+A filesystem's first making imports its library (s3fs imports aiohttp, which builds two TLS
+contexts as it is imported) and sets up its client on fsspec's IO thread (aiobotocore's session,
+whose credential resolver builds another): OpenSSL's first work in the process, under its own
+locks, and modules half-imported. A child forked meanwhile (a ``Pool`` or ``DataLoader`` worker
+started while an artifact worker resolved an ``s3://`` reference) inherited the module's import
+lock held by a thread it doesn't have: its own first S3 client waited for ever (measured: every
+child forked 5-700 ms into the build hung). So the making includes the import and, for s3fs,
+the client's session (``connect``), which it would otherwise set up on first use, outside any
+section."""
+
+from __future__ import annotations
+
+import concurrent.futures.thread  # noqa: F401  (what forksafe's first section imports: here, not amid a build)
+from collections.abc import Callable
+from typing import Any
+
+from tracklet.core import forksafe, threads
+
+
+def made(make: Callable[[], Any]) -> Any:
+    """``make()`` (which imports the filesystem's library and makes it; or ``url_to_fs``'s pair), in a
+    fork-safe section, with the mask of the user's thread (``core/threads.py``: its IO loop may
+    start processes); an s3fs filesystem's client is set up at once."""
+    with forksafe.section(), threads.unblocked():
+        made = make()
+        fs = made[0] if isinstance(made, tuple) else made  # (fsspec.core.url_to_fs: the filesystem and a path)
+        if type(fs).__module__.split(".")[0] == "s3fs" and not getattr(fs, "asynchronous", False):
+            try:
+                fs.connect()
+            except Exception:  # noqa: BLE001 - a bad configuration: the first use raises it, where it did
+                pass
+    return made

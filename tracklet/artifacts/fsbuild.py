@@ -14,7 +14,9 @@ section."""
 
 from __future__ import annotations
 
-import concurrent.futures.thread  # noqa: F401  (what forksafe's first section imports: here, not amid a build)
+# Imported before any section, so the section registers the fork's wait after these modules' own
+# lock-holding fork hooks (forksafe.arm_fork_wait), not amid a build that imports them.
+import concurrent.futures.thread  # noqa: F401
 from collections.abc import Callable
 from typing import Any
 

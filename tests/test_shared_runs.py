@@ -1204,6 +1204,61 @@ def test_a_removed_summary_key_shows_the_next_writers_value_in_the_store_too(tmp
     api.close()
 
 
+_REMOVER = """
+import os, sys, time
+import tracklet
+root, run_id, label = sys.argv[1:4]
+extra = {"primary": False, "label": label} if label else {}
+run = tracklet.init(project="p", id=run_id, resume="allow", settings={"dir": root, "console": "off",
+                    "system_metrics": False, "capture_environment": False, **extra})
+run.log({"x": 1.0})
+del run.summary["best"]
+run.flush()
+open(os.path.join(root, run_id + ".removed"), "w").close()
+time.sleep(120)
+"""
+
+
+def test_a_removal_by_a_writer_still_running_or_killed_is_applied(tmp_path, store_url):
+    """A writer removes the summary key whose value shows, flushes, and is killed: indexed while
+    it runs, then found crashed (run ``live``, a secondary), or first indexed once it was killed
+    (its summary folded again from its log: run ``killed``, a secondary, and ``primary``), the
+    store shows the next writer's value as the log reader does (the fold of a crashed part once
+    ignored the removals in its last records; a crashed primary's dropped the value it handed on)."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    runs = {"killed": "w1", "live": "w1", "primary": ""}  # the run: who removes "best"
+    for run_id, remover in runs.items():
+        for label, best in ((remover, 1), ("w2", 2)):
+            extra = {"primary": False, "label": label} if label else {}
+            run = tracklet.init(project="p", id=run_id, reinit="create_new", settings={**quiet, **extra})
+            run.summary["best"] = best
+            run.finish()
+        assert _both(api, tmp_path, run_id)[0].summary["best/l:w2"] == 2
+    removers = {run_id: subprocess.Popen([sys.executable, "-c", _REMOVER, str(tmp_path), run_id, label], env=_env(),
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for run_id, label in runs.items()}
+    try:
+        for run_id, remover in removers.items():
+            _wait_for(tmp_path / f"{run_id}.removed", remover)
+        for run_id in ("killed", "primary"):
+            removers[run_id].kill()
+            removers[run_id].communicate()
+        for run_id, state in (("killed", "crashed"), ("live", "running"), ("primary", "crashed")):
+            read, _ = _both(api, tmp_path, run_id)
+            assert (read.parts["w1"]["state"] if run_id != "primary" else read.state) == state, run_id
+            assert read.summary["best"] == 2 and "best/l:w2" not in read.summary, run_id
+    finally:
+        for remover in removers.values():
+            remover.kill()
+            remover.communicate()
+    read, _ = _both(api, tmp_path, "live")
+    assert read.parts["w1"]["state"] == "crashed" and read.summary["best"] == 2 and "best/l:w2" not in read.summary
+    api.store.index(rebuild=True)
+    for run_id in runs:
+        assert api.store.run("p", run_id)["summary"] == tracklet.Api(tmp_path).run(f"p/{run_id}").summary
+    api.close()
+
 def test_a_secondary_with_update_finish_state_sets_the_runs_state(tmp_path, store_url):
     """W&B's ``x_update_finish_state=True`` (its default): the secondary's end sets the run's
     state too: the run reads running while it records after the primary finished, and failed

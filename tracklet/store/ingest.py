@@ -770,16 +770,11 @@ class Indexer:
             run.part_key(label, key): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
             None, joined)
         info["keys"] = fold.keys
-        removed = {stored_key(key) for key in fold.summary_removed}
+        for key in sorted({stored_key(key) for key in fold.summary_removed}):  # (by core/parts.summary_claim)
+            run.remove_summary(label, key, info)
         if state == "crashed":  # its summary as its tracker had it at the kill (as a crashed run's)
-            found = self._summary_from_log(part)
-            removed |= run.summary_keys_of(label) - {stored_key(key) for key in found}  # (those it no longer has)
-            for key in sorted(removed):
-                run.remove_summary(label, key, info)
-            run.add_summary(run.part_summary_names(label, info, found))
+            run.add_summary(run.part_summary_names(label, info, self._summary_from_log(part)))
         elif fold.summary_changed:
-            for key in sorted(removed):
-                run.remove_summary(label, key, info)
             run.add_summary(run.part_summary_names(label, info, fold.summary))
         if fold.config_changed:  # the run's config: merged once, as the transaction ends (_write_shared)
             own = dict(fold.config)
@@ -1305,8 +1300,9 @@ class Indexer:
         values: dict[str, Any] = dict(fold.fields)
         values.update(self._state(fold, row, paths, final))
         if values.get("state") == "crashed":
+            # (the parts' entries as these records left them: a key the primary handed on is a part's)
             fold.summary = _with_part_summary(self._summary_from_log(paths), fold.summary, fold.keys,
-                                              row.metadata if row is not None else None)
+                                              fold.data.metadata)
             fold.summary_changed = True
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
@@ -1564,15 +1560,6 @@ class _SharedRun:
             named[key] = value
         info["summary_keys"] = sorted(taken)
         return named
-
-    def summary_keys_of(self, label: str) -> set[str]:
-        """The summary keys part ``label`` has a value of in the run's summary (a pass over it:
-        for a part found crashed, whose summary is folded again from its log)."""
-        from tracklet.core.parts import SYSTEM_LABEL_SEPARATOR
-
-        suffix = SYSTEM_LABEL_SEPARATOR + label
-        return {name[: -len(suffix)] if name.endswith(suffix) else name for name in self.summary
-                if name.endswith(suffix) or self.summary_holder_of(name) == label}
 
     def remove_summary(self, label: str, key: str, info: dict[str, Any]) -> None:
         """Part ``label`` (its entry ``info``) removed summary key ``key``, by

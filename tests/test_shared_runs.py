@@ -1204,6 +1204,21 @@ def test_a_removed_summary_key_shows_the_next_writers_value_in_the_store_too(tmp
     api.close()
 
 
+def test_summary_owner_is_the_first_claim_of_every_writer():
+    """core/parts.summary_owner (the log reader's) and summary_claim/first_claim (the store's
+    removals) are one rule: for every combination of three writers logging and having a key."""
+    import itertools
+
+    from tracklet.core.parts import PRIMARY, first_claim, summary_claim, summary_owner
+
+    writers = [PRIMARY, "a", "b"]
+    for logs, has in itertools.product(itertools.product([False, True], repeat=3), repeat=2):
+        parts = {label: {"k"} if logs[at] else set() for at, label in enumerate(writers) if label}
+        summaries = {label: {"k"} if has[at] else set() for at, label in enumerate(writers) if label}
+        expected = first_claim(summary_claim(writer, logs[at], has[at]) for at, writer in enumerate(writers))
+        assert summary_owner("k", {"k"} if logs[0] else set(), {"k"} if has[0] else set(), parts,
+                             summaries) == expected, (logs, has)
+
 _REMOVER = """
 import os, sys, time
 import tracklet

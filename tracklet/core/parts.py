@@ -139,10 +139,14 @@ def summary_owner(key: str, primary: Collection[str], primary_summary: Collectio
     label whose part's summary has it; None when no writer has it. Writers: the primary's history
     keys ``primary`` and summary keys ``primary_summary`` (removed keys absent), each part's history
     keys ``parts`` and summary keys ``part_summaries``."""
-    claims = [summary_claim(PRIMARY, key in primary, key in primary_summary)]
-    claims += [summary_claim(label, key in parts.get(label, ()), key in part_summaries.get(label, ()))
-               for label in {*parts, *part_summaries}]
-    return first_claim(claims)
+    # (first_claim of every writer's summary_claim, without a claim made per writer: the reader asks
+    # this of every part's every summary key)
+    if key in primary or key in primary_summary:
+        return PRIMARY
+    logged = owner(key, (), parts)
+    if logged is not None:
+        return logged
+    return min((label for label, keys in part_summaries.items() if key in keys), default=None)
 
 
 def console_text(label: str, text: str) -> str:

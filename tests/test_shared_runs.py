@@ -1135,6 +1135,145 @@ def test_secondaries_settle_a_config_or_summary_key_by_label_order(tmp_path, sto
     api.close()
 
 
+# Sessions of one shared run, in order: (label or None for the primary, summary keys set (a dict),
+# summary keys removed, history keys logged). What the run's summary shows after each session.
+_REMOVALS = {
+    # a secondary's own summary-only key, removed in a later session (indexed in another pass)
+    "secondary_removes_its_own": [("w1", {"best": 1}, (), ()), ("w1", {}, ("best",), ())],
+    # a secondary whose value is labelled removes it: the owner's stays
+    "non_owner_removes": [("w1", {"best": 1}, (), ()), ("w2", {"best": 2}, (), ()), ("w2", {}, ("best",), ())],
+    # the secondary whose summary-only value shows removes it: the next label's value shows
+    "owner_hands_to_next_label": [("w2", {"best": 2}, (), ()), ("w1", {"best": 1}, (), ()),
+                                  ("w3", {"best": 3}, (), ()), ("w1", {}, ("best",), ())],
+    # the primary's summary-only value removed: the first secondary's shows
+    "primary_hands_to_a_secondary": [(None, {"best": 0}, (), ()), ("w2", {"best": 2}, (), ()),
+                                     ("w1", {"best": 1}, (), ()), (None, {}, ("best",), ())],
+    # the primary set a key a secondary logs; removed, the secondary's last value shows
+    "primary_hands_to_the_history_owner": [(None, {"loss": 0}, (), ()), ("w2", {}, (), ("loss",)),
+                                           (None, {}, ("loss",), ())],
+    # the primary logs the key: removing its summary value leaves the key without one
+    "primary_logs_and_removes": [(None, {}, (), ("loss",)), ("w1", {}, (), ("loss",)), (None, {}, ("loss",), ())],
+    # the secondary that logs the key removes it: the key goes, the summary-only writer's stays labelled
+    "history_owner_removes": [("w2", {}, (), ("loss",)), ("w1", {"loss": 1}, (), ()), ("w2", {}, ("loss",), ())],
+    # set again after a removal
+    "set_again": [("w1", {"best": 1}, (), ()), ("w2", {"best": 2}, (), ()), ("w1", {}, ("best",), ()),
+                  ("w1", {"best": 11}, (), ())],
+}
+
+
+def test_a_removed_summary_key_shows_the_next_writers_value_in_the_store_too(tmp_path, store_url):
+    """``del run.summary[key]`` in a shared run (docs/shared-runs.md): a writer's removal takes its
+    own value away; a key it held as the writer that logs it goes without a value, one it only set
+    falls to the next writer's (the primary's, then the secondary that logs it, then the first
+    label's). The store agrees with the log reader after every session (each indexed in a pass of
+    its own, and all at once by a rebuild); the store once kept removed values, and kept the
+    next writer's labelled."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    shown = {}
+    for case, sessions in _REMOVALS.items():
+        run_id = case.replace("_", "")
+        seen = set()
+        for label, set_, removed, logged in sessions:
+            extra = {"primary": False, "label": label} if label else {}
+            run = tracklet.init(project="p", id=run_id, settings={**quiet, **extra}, reinit="create_new",
+                                resume="allow" if label in seen else None)
+            seen.add(label)
+            for key in logged:
+                run.log({key: 0.5})
+            run.summary.update(set_)
+            for key in removed:
+                del run.summary[key]
+            run.finish()
+            read, stored = _both(api, tmp_path, run_id)
+        shown[case] = {key: value for key, value in read.summary.items() if key.split("/")[0] in ("best", "loss")}
+    assert shown == {
+        "secondary_removes_its_own": {},
+        "non_owner_removes": {"best": 1},
+        "owner_hands_to_next_label": {"best": 2, "best/l:w3": 3},
+        "primary_hands_to_a_secondary": {"best": 1, "best/l:w2": 2},
+        "primary_hands_to_the_history_owner": {"loss": 0.5},
+        "primary_logs_and_removes": {"loss/l:w1": 0.5},
+        "history_owner_removes": {"loss/l:w1": 1},
+        "set_again": {"best": 11, "best/l:w2": 2},
+    }
+    api.store.index(rebuild=True)
+    for case in _REMOVALS:
+        run_id = case.replace("_", "")
+        assert api.store.run("p", run_id)["summary"] == tracklet.Api(tmp_path).run(f"p/{run_id}").summary, case
+    api.close()
+
+
+def test_summary_owner_is_the_first_claim_of_every_writer():
+    """core/parts.summary_owner (the log reader's) and summary_claim/first_claim (the store's
+    removals) are one rule: for every combination of three writers logging and having a key."""
+    import itertools
+
+    from tracklet.core.parts import PRIMARY, first_claim, summary_claim, summary_owner
+
+    writers = [PRIMARY, "a", "b"]
+    for logs, has in itertools.product(itertools.product([False, True], repeat=3), repeat=2):
+        parts = {label: {"k"} if logs[at] else set() for at, label in enumerate(writers) if label}
+        summaries = {label: {"k"} if has[at] else set() for at, label in enumerate(writers) if label}
+        expected = first_claim(summary_claim(writer, logs[at], has[at]) for at, writer in enumerate(writers))
+        assert summary_owner("k", {"k"} if logs[0] else set(), {"k"} if has[0] else set(), parts,
+                             summaries) == expected, (logs, has)
+
+_REMOVER = """
+import os, sys, time
+import tracklet
+root, run_id, label = sys.argv[1:4]
+extra = {"primary": False, "label": label} if label else {}
+run = tracklet.init(project="p", id=run_id, resume="allow", settings={"dir": root, "console": "off",
+                    "system_metrics": False, "capture_environment": False, **extra})
+run.log({"x": 1.0})
+del run.summary["best"]
+run.flush()
+open(os.path.join(root, run_id + ".removed"), "w").close()
+time.sleep(120)
+"""
+
+
+def test_a_removal_by_a_writer_still_running_or_killed_is_applied(tmp_path, store_url):
+    """A writer removes the summary key whose value shows, flushes, and is killed: indexed while
+    it runs, then found crashed (run ``live``, a secondary), or first indexed once it was killed
+    (its summary folded again from its log: run ``killed``, a secondary, and ``primary``), the
+    store shows the next writer's value as the log reader does (the fold of a crashed part once
+    ignored the removals in its last records; a crashed primary's dropped the value it handed on)."""
+    quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
+    api = tracklet.Api(tmp_path, store_url=store_url)
+    runs = {"killed": "w1", "live": "w1", "primary": ""}  # the run: who removes "best"
+    for run_id, remover in runs.items():
+        for label, best in ((remover, 1), ("w2", 2)):
+            extra = {"primary": False, "label": label} if label else {}
+            run = tracklet.init(project="p", id=run_id, reinit="create_new", settings={**quiet, **extra})
+            run.summary["best"] = best
+            run.finish()
+        assert _both(api, tmp_path, run_id)[0].summary["best/l:w2"] == 2
+    removers = {run_id: subprocess.Popen([sys.executable, "-c", _REMOVER, str(tmp_path), run_id, label], env=_env(),
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for run_id, label in runs.items()}
+    try:
+        for run_id, remover in removers.items():
+            _wait_for(tmp_path / f"{run_id}.removed", remover)
+        for run_id in ("killed", "primary"):
+            removers[run_id].kill()
+            removers[run_id].communicate()
+        for run_id, state in (("killed", "crashed"), ("live", "running"), ("primary", "crashed")):
+            read, _ = _both(api, tmp_path, run_id)
+            assert (read.parts["w1"]["state"] if run_id != "primary" else read.state) == state, run_id
+            assert read.summary["best"] == 2 and "best/l:w2" not in read.summary, run_id
+    finally:
+        for remover in removers.values():
+            remover.kill()
+            remover.communicate()
+    read, _ = _both(api, tmp_path, "live")
+    assert read.parts["w1"]["state"] == "crashed" and read.summary["best"] == 2 and "best/l:w2" not in read.summary
+    api.store.index(rebuild=True)
+    for run_id in runs:
+        assert api.store.run("p", run_id)["summary"] == tracklet.Api(tmp_path).run(f"p/{run_id}").summary
+    api.close()
+
 def test_a_secondary_with_update_finish_state_sets_the_runs_state(tmp_path, store_url):
     """W&B's ``x_update_finish_state=True`` (its default): the secondary's end sets the run's
     state too: the run reads running while it records after the primary finished, and failed
@@ -1568,7 +1707,8 @@ def test_a_run_made_by_a_part_longer_than_a_chunk_is_indexed(tmp_path, store_url
 def test_random_sequences_of_writers_keep_the_store_and_the_reader_agreeing(tmp_path, store_url, seed):
     """A shared run written by a random sequence of sessions (its primary present or never started;
     parts in any order, resumed, renamed, left empty, recorded again from scratch under their label;
-    history keys several writers log; summary-only keys and config keys), indexed after every
+    history keys several writers log; summary-only keys and config keys; summary keys removed by the
+    primary and by secondaries, before and after other writers set them), indexed after every
     session into the test's store and into a store whose index reads a few dozen bytes to a chunk:
     both show what the log reader shows (state, identity, start, config, summary, every series)."""
     import random
@@ -1577,6 +1717,7 @@ def test_random_sequences_of_writers_keep_the_store_and_the_reader_agreeing(tmp_
     from tracklet.store.ingest import Indexer
 
     rng = random.Random(seed)
+    drop = random.Random(-seed)  # summary removals, drawn apart: each seed's sessions stay the ones it had
     quiet = {"dir": str(tmp_path), "console": "off", "system_metrics": False, "capture_environment": False}
     api = tracklet.Api(tmp_path, store_url=store_url)
     chunked = Store(f"sqlite:///{tmp_path / 'chunked.sqlite'}", root=tmp_path)
@@ -1607,8 +1748,14 @@ def test_random_sequences_of_writers_keep_the_store_and_the_reader_agreeing(tmp_
         started.add(who)
         for _ in range(rng.randint(0, 4)):
             run.log({rng.choice(["loss", "acc", "x", f"own/{who}"]): rng.random()})
+        if drop.random() < 0.35 and len(run.summary):  # a removal: of a key set or logged now or in a session before
+            del run.summary[drop.choice(sorted(run.summary))]
         if rng.random() < 0.6:  # summary-only keys, and keys other writers (or this one) log as history keys
             run.summary[rng.choice(["best", "worst", "loss", "acc", "x"])] = step
+        if drop.random() < 0.25 and len(run.summary):  # (after it set one: a removal in the same chunk or the next)
+            del run.summary[drop.choice(sorted(run.summary))]
+            if drop.random() < 0.3:
+                run.log({drop.choice(["loss", "acc"]): drop.random()})  # logged again after its removal
         if rng.random() < 0.2:
             run.name = f"renamed-{who}-{step}"
         run.finish(exit_code=rng.choice([0, 0, 0, 1]))

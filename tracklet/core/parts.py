@@ -16,8 +16,10 @@ own writer lock), so no two processes ever write one file. Readers (``core/api.p
   it, the first in label order); else the first secondary in label order whose summary has it.
   History first: a secondary's summary-only value of a key another secondary logs is labelled, and
   a secondary's last value of a history key whose summary entry the primary set is
-  ``<key>/l:<label>`` (its series keeps the key's name). The same whatever order the writers are
-  read or indexed in;
+  ``<key>/l:<label>`` (its series keeps the key's name). A writer's ``del run.summary[key]`` takes
+  its own value away (``summary_claim``): the key's owner that logs it keeps it (no value shows),
+  one that only set it hands it on to the next writer's value. The same whatever order the
+  writers are read or indexed in;
 - system metrics: a secondary's metric ``m`` is ``m/l:<label>`` (``gpu.0.gpu/l:rank_1``, W&B's
   per-label form), so each node's GPUs show beside the primary's;
 - console: a secondary's lines read ``[<label>] text``, in time order with the primary's;
@@ -36,7 +38,7 @@ own writer lock), so no two processes ever write one file. Readers (``core/api.p
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from tracklet.core.layout import SETS_STATE_KEY, RunPaths
 from tracklet.proto import records_pb2 as pb
@@ -108,13 +110,37 @@ def part_key(label: str, key: str, primary: Collection[str], parts: Mapping[str,
     return key if owner(key, primary, parts) in (label, None) else labelled(label, key)
 
 
+def summary_claim(writer: str, logs: bool, has_value: bool) -> tuple[int, str] | None:
+    """How writer ``writer`` (``PRIMARY`` or a label) claims a summary key, the lowest claim owning
+    it (``summary_owner``): the primary (``(0, "")``) if it logs the key or its summary has it; a
+    secondary that logs it as a history key (``(1, label)``); a secondary whose summary has it
+    (``(2, label)``); None: no claim. The one rule the log reader and the store apply, also to
+    a removal (``del run.summary[key]``): it takes the writer's own value away, so a writer that
+    logs the key keeps its claim (the key then shows no value; the others' stay labelled), one
+    that only had it in its summary gives it up (the next claim's value shows as the key)."""
+    if writer == PRIMARY:
+        return (0, PRIMARY) if logs or has_value else None
+    if logs:
+        return (1, writer)
+    return (2, writer) if has_value else None
+
+
+def first_claim(claims: Iterable[tuple[int, str] | None]) -> str | None:
+    """The writer whose claim (``summary_claim``) ranks first, None when there is none."""
+    best = min((claim for claim in claims if claim is not None), default=None)
+    return None if best is None else best[1]
+
+
 def summary_owner(key: str, primary: Collection[str], primary_summary: Collection[str],
                   parts: Mapping[str, Collection[str]], part_summaries: Mapping[str, Collection[str]]) -> str | None:
-    """Whose value summary key ``key`` is in the run (the others' are ``<key>/l:<label>``):
-    ``PRIMARY`` if the primary logs it or its summary has it; else the owner of history key ``key``
-    (the first label whose part logs it); else the first label whose part's summary has it; None
-    when no writer has it. Writers: the primary's history keys ``primary`` and summary keys
-    ``primary_summary``, each part's history keys ``parts`` and summary keys ``part_summaries``."""
+    """Whose value summary key ``key`` is in the run (the others' are ``<key>/l:<label>``), by
+    ``summary_claim``: ``PRIMARY`` if the primary logs it or its summary has it; else the owner of
+    history key ``key`` (the first label whose part logs it, with a value or not); else the first
+    label whose part's summary has it; None when no writer has it. Writers: the primary's history
+    keys ``primary`` and summary keys ``primary_summary`` (removed keys absent), each part's history
+    keys ``parts`` and summary keys ``part_summaries``."""
+    # (first_claim of every writer's summary_claim, without a claim made per writer: the reader asks
+    # this of every part's every summary key)
     if key in primary or key in primary_summary:
         return PRIMARY
     logged = owner(key, (), parts)

@@ -242,6 +242,7 @@ class _RunFold:
         self.last_step: int | None = row.last_step if row is not None else None
         self.config_changed = self.summary_changed = self.keys_changed = False
         self.summary_set: set[str] = set()  # keys the new summary records set
+        self.summary_removed: set[str] = set()  # keys they removed (and didn't set again after)
         self.config_set: set[str] = set()  # keys the new config records set
         self.batches = 0
         self.data = RunDataFold(row.metadata if row is not None else None)
@@ -269,8 +270,11 @@ class _RunFold:
             for entry in record.summary.items:
                 self.summary[entry.key] = json_safe(from_value_message(entry.value))
                 self.summary_set.add(entry.key)
+                self.summary_removed.discard(entry.key)
             for key in record.summary.removed:
                 self.summary.pop(key, None)
+                self.summary_removed.add(key)  # (a shared run's other writers may hold it: _hand_on_removed)
+                self.summary_set.discard(key)
             self.summary_changed = True
         elif kind == "run_start":
             start = record.run_start
@@ -766,6 +770,8 @@ class Indexer:
             run.part_key(label, key): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
             None, joined)
         info["keys"] = fold.keys
+        for key in sorted({stored_key(key) for key in fold.summary_removed}):  # (by core/parts.summary_claim)
+            run.remove_summary(label, key, info)
         if state == "crashed":  # its summary as its tracker had it at the kill (as a crashed run's)
             run.add_summary(run.part_summary_names(label, info, self._summary_from_log(part)))
         elif fold.summary_changed:
@@ -1168,6 +1174,8 @@ class Indexer:
         if row is not None and (fold.config_set or fold.summary_set or fold.keys_changed) and (
                 row.metadata or {}).get("parts"):
             _take_from_parts(fold, row)
+        if row is not None and fold.summary_removed and (row.metadata or {}).get("parts"):
+            _hand_on_removed(fold, row)
         if row is not None and fold.config_changed and fold.data.metadata.get("parts"):
             parts_now = dict(fold.data.metadata["parts"])  # a key the primary removed may be a part's again
             fold.config = _config_with_parts(fold.config, parts_now)
@@ -1292,8 +1300,9 @@ class Indexer:
         values: dict[str, Any] = dict(fold.fields)
         values.update(self._state(fold, row, paths, final))
         if values.get("state") == "crashed":
+            # (the parts' entries as these records left them: a key the primary handed on is a part's)
             fold.summary = _with_part_summary(self._summary_from_log(paths), fold.summary, fold.keys,
-                                              row.metadata if row is not None else None)
+                                              fold.data.metadata)
             fold.summary_changed = True
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
@@ -1434,12 +1443,13 @@ class _SharedRun:
 
     def summary_rank(self, writer: str | None, key: str) -> tuple[int, str]:
         """How writer ``writer`` ranks for summary key ``key`` (lowest owns it): the primary, then
-        the parts that log it as a history key, then those that only set it, each in label order."""
-        from tracklet.core.parts import PRIMARY
+        the parts that log it as a history key, then those that only set it, each in label order
+        (``core/parts.summary_claim`` of a writer with a value)."""
+        from tracklet.core.parts import PRIMARY, summary_claim
 
         if writer is None or writer == PRIMARY:
-            return (0, "")
-        return (1 if key in self._keys_of(writer) else 2, writer)
+            return (0, PRIMARY)
+        return summary_claim(writer, key in self._keys_of(writer), True) or (2, writer)
 
     def release_summary(self, holder: str, key: str, info: dict[str, Any] | None = None) -> None:
         """Part ``holder`` no longer holds summary key ``key``: its value (in the run's summary)
@@ -1550,6 +1560,37 @@ class _SharedRun:
             named[key] = value
         info["summary_keys"] = sorted(taken)
         return named
+
+    def remove_summary(self, label: str, key: str, info: dict[str, Any]) -> None:
+        """Part ``label`` (its entry ``info``) removed summary key ``key``, by
+        ``core/parts.summary_claim``: its value goes (the key's, or ``<key>/l:<label>``); where it
+        held the key without logging it, the next claim's value (a part's ``<key>/l:<other>``: the
+        primary's and a logging part's claims rank before its) is the key's now."""
+        from tracklet.core.parts import first_claim, labelled, summary_claim
+
+        if self.summary_holder_of(key) != label:
+            name = stored_key(labelled(label, key))
+            if name in self.summary:
+                del self.summary[name]
+                self.summary_changed = True
+            return
+        if key in self.summary:
+            del self.summary[key]
+            self.summary_changed = True
+        if key in self._keys_of(label):
+            return  # it logs the key: the key stays its, without a value
+        self.summary_holder.pop(key, None)
+        info["summary_keys"] = sorted(set(info.get("summary_keys") or []) - {key})
+        heir = first_claim(summary_claim(other, key in self._keys_of(other), True) for other in self.parts
+                           if other != label and stored_key(labelled(other, key)) in self.summary)
+        if heir is None:
+            return
+        self.summary[key] = self.summary.pop(stored_key(labelled(heir, key)))
+        if key not in self._keys_of(heir):
+            self.summary_holder[key] = heir
+            entry = self.parts[heir]
+            self.parts[heir] = {**entry, "summary_keys": sorted({*(entry.get("summary_keys") or []), key})}
+            self.metadata_changed = True
 
     def first_part_identity(self, paths: RunPaths, label: str, indexed_before: bool,
                             fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -1678,6 +1719,47 @@ def _take_from_parts(fold: _RunFold, row: Any) -> None:
         changed = True
     if changed:
         fold.data.metadata["parts"] = parts
+        fold.data.metadata_changed = True
+
+
+def _hand_on_removed(fold: _RunFold, row: Any) -> None:
+    """The primary removed summary keys (``fold.summary_removed``) of a shared run, by
+    ``core/parts.summary_claim``: a key it logs stays its (without a value); a key it only set is
+    the next claim's, whose value moves from ``<key>/l:<label>`` to the key (a part that only set
+    it holds it in its ``summary_keys``); a key a part held, not the primary, keeps that part's
+    value (the primary had none to remove)."""
+    from tracklet.core.parts import first_claim, labelled, summary_claim
+
+    metadata = fold.data.metadata
+    parts = dict(metadata.get("parts") or {})
+    part_keys = {label: {key for key in (info.get("keys") or []) if key} for label, info in parts.items()}
+    primary_held = set(metadata.get("primary_summary_keys") or [])
+    logged = {key for key in fold.keys if key}
+    changed = False
+    for key in sorted(fold.summary_removed - logged):
+        holders = [label for label, info in parts.items() if key in (info.get("summary_keys") or [])]
+        history_owner = min((label for label, keys in part_keys.items() if key in keys), default=None)
+        if key not in primary_held and (holders or history_owner is not None):
+            if key in (row.summary or {}):  # a part's value: the primary had none of it
+                fold.summary[key] = row.summary[key]
+            continue
+        if key in primary_held:
+            primary_held.discard(key)
+            metadata["primary_summary_keys"] = sorted(primary_held)
+            changed = True
+        heir = first_claim(summary_claim(label, key in part_keys[label], stored_key(labelled(label, key)) in fold.summary)
+                           for label in parts)
+        if heir is None:
+            continue
+        name = stored_key(labelled(heir, key))
+        if name in fold.summary:
+            fold.summary[key] = fold.summary.pop(name)
+            fold.summary_changed = True
+        if key not in part_keys[heir]:  # a part that only set it holds it now
+            parts[heir] = {**parts[heir], "summary_keys": sorted({*(parts[heir].get("summary_keys") or []), key})}
+            changed = True
+    if changed:
+        metadata["parts"] = parts
         fold.data.metadata_changed = True
 
 

@@ -42,17 +42,21 @@ def _quiet(root: Path) -> dict[str, Any]:
     return {"dir": str(root), "console": "off", "system_metrics": False, "capture_environment": False}
 
 
-def record(root: Path, writers: int, keys: int, steps: int, first_step: int, summary_value: int) -> None:
-    """The primary (once) and every secondary writer, each logging ``steps`` steps from ``first_step``."""
+def record(root: Path, writers: int, keys: int, steps: int, first_step: int, summary_value: int,
+           config: bool = False) -> None:
+    """The primary (once) and every secondary writer, each logging ``steps`` steps from ``first_step``;
+    with ``config``, each writer also sets config ``lr`` (the primary's in the run) and a key of its own."""
     quiet = _quiet(root)
     if first_step == 0:
-        primary = tracklet.init(project=PROJECT, id=RUN_ID, settings=quiet, reinit="create_new")
+        primary = tracklet.init(project=PROJECT, id=RUN_ID, settings=quiet, reinit="create_new",
+                                config={"lr": 0.1} if config else None)
         for step in range(steps):
             primary.log({"loss": 1.0 / (step + 1)}, step=step)
         primary.finish()
     for index in range(writers):
         run = tracklet.init(project=PROJECT, id=RUN_ID, reinit="create_new",
-                            settings={**quiet, "primary": False, "label": f"w{index:05d}"})
+                            settings={**quiet, "primary": False, "label": f"w{index:05d}"},
+                            config={"lr": 0.2, f"seed_w{index:05d}": index} if config else None)
         for step in range(first_step, first_step + steps):
             run.log({"loss": 2.0 / (step + 1), **{f"m{k}/w": index + step * 0.5 + k for k in range(1, keys)}},
                     step=step)

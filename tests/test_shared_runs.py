@@ -1219,6 +1219,85 @@ def test_summary_owner_is_the_first_claim_of_every_writer():
         assert summary_owner("k", {"k"} if logs[0] else set(), {"k"} if has[0] else set(), parts,
                              summaries) == expected, (logs, has)
 
+
+def test_ownership_indexes_give_what_the_per_key_rules_give():
+    """core/parts.Ownership (the indexes a merge builds once) names every key as owner, part_key
+    and summary_owner do, for random writers: which log a key, which have it in their summary."""
+    import random
+
+    from tracklet.core.parts import Ownership, owner, part_key, summary_owner
+
+    rng = random.Random(5)
+    keys = ["k", "loss", "best", "x"]
+    for _ in range(300):
+        labels = rng.sample(["a", "b", "c", "d", "e"], rng.randint(0, 5))
+
+        def some() -> set[str]:
+            return {key for key in keys if rng.random() < 0.3}
+
+        primary, primary_summary = some(), some()
+        parts = {label: some() for label in labels}
+        summaries = {label: some() for label in labels}
+        owners = Ownership(primary, primary_summary, parts, summaries)
+        for key in keys:
+            assert owners.owner(key) == owner(key, primary, parts)
+            assert owners.summary_owner(key) == summary_owner(key, primary, primary_summary, parts, summaries)
+            for label in labels:
+                assert owners.part_key(label, key) == part_key(label, key, primary, parts)
+
+
+def test_reading_a_run_of_many_writers_costs_the_same_per_writer(tmp_path):
+    """The log reader's merge of a shared run's parts does the same work per part however many
+    parts there are (a run of 1,000 writers is read in linear time, benchmarks/shared_parts_read.py):
+    counted as bytecode instructions run reading the run of 4, 8 and 16 writers,
+    each logging the primary's key and 8 of its own and setting a summary-only key."""
+    import shutil
+
+    quiet = {"dir": str(tmp_path / "16"), "console": "off", "system_metrics": False, "capture_environment": False}
+    primary = tracklet.init(project="p", id="many", settings=quiet, reinit="create_new", config={"lr": 1})
+    primary.log({"loss": 1.0})
+    primary.finish()
+    for index in range(16):
+        label = f"w{index:02d}"
+        run = tracklet.init(project="p", id="many", reinit="create_new", config={"lr": 2, label: index},
+                            settings={**quiet, "primary": False, "label": label})
+        run.log({"loss": 2.0, **{f"own{key}/{label}": index for key in range(8)}})
+        run.summary["best"] = index
+        run.finish()
+    for writers in (4, 8):  # the same run with its first 4, 8 parts
+        shutil.copytree(tmp_path / "16", tmp_path / str(writers))
+        for part in (tmp_path / str(writers) / "projects/p/runs/many/parts").iterdir():
+            if int(part.name[1:3]) >= writers:
+                shutil.rmtree(part) if part.is_dir() else part.unlink()
+
+    def instructions(writers: int) -> int:
+        run = tracklet.Api(tmp_path / str(writers)).run("p/many")
+        count = 0
+
+        def seen(frame, event, arg):  # every bytecode instruction run in a Python function
+            nonlocal count
+            if event == "call":
+                frame.f_trace_opcodes = True
+            elif event == "opcode":
+                count += 1
+            return seen
+
+        assert tracklet.Api(tmp_path / str(writers)).run("p/many").summary  # (first uses: imports, caches)
+        sys.settrace(seen)
+        try:
+            summary = run.summary
+        finally:
+            sys.settrace(None)
+        assert summary["best"] == 0 and summary[f"best/l:w{writers - 1:02d}"] == writers - 1
+        assert len(run.config) == writers + 1 and run.config["lr"] == 1
+        return count
+
+    small, medium, large = instructions(4), instructions(8), instructions(16)
+    # linear: the 8 parts added from 8 to 16 cost twice the 4 added from 4 to 8 (2.00x; a merge that
+    # scans every part for each part's each key, parts² x keys, costs 2.3x here)
+    assert large - medium <= 2.1 * (medium - small), (small, medium, large)
+
+
 _REMOVER = """
 import os, sys, time
 import tracklet

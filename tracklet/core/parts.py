@@ -149,6 +149,43 @@ def summary_owner(key: str, primary: Collection[str], primary_summary: Collectio
     return min((label for label, keys in part_summaries.items() if key in keys), default=None)
 
 
+class Ownership:
+    """Who owns each key of a shared run, by ``owner``, ``part_key`` and ``summary_owner``'s rule,
+    from indexes built once (one pass over every writer's keys): a merge asks for every part's
+    every key, where those functions, each a scan of every part, would cost parts² x keys.
+    Writers as ``summary_owner`` takes them."""
+
+    def __init__(self, primary: Collection[str], primary_summary: Collection[str],
+                 parts: Mapping[str, Collection[str]], part_summaries: Mapping[str, Collection[str]]) -> None:
+        self.primary = primary
+        self.primary_summary = primary_summary
+        self.first_logger = self._first_label(parts)  # key -> the first label whose part logs it
+        self.first_setter = self._first_label(part_summaries)  # key -> the first whose summary has it
+
+    @staticmethod
+    def _first_label(keys_of: Mapping[str, Collection[str]]) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for label in sorted(keys_of):
+            for key in keys_of[label]:
+                first.setdefault(key, label)
+        return first
+
+    def owner(self, key: str) -> str | None:
+        """``owner`` of history key ``key``."""
+        return PRIMARY if key in self.primary else self.first_logger.get(key)
+
+    def part_key(self, label: str, key: str) -> str:
+        """``part_key``: the run's name for history key ``key`` logged by secondary writer ``label``."""
+        return key if self.owner(key) in (label, None) else labelled(label, key)
+
+    def summary_owner(self, key: str) -> str | None:
+        """``summary_owner`` of summary key ``key``."""
+        if key in self.primary or key in self.primary_summary:
+            return PRIMARY
+        logged = self.first_logger.get(key)
+        return logged if logged is not None else self.first_setter.get(key)
+
+
 def console_text(label: str, text: str) -> str:
     """A console line of secondary writer ``label`` as the run shows it."""
     return f"[{label}] {text}"
@@ -213,8 +250,9 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
             state.start, state.identity = first.start, dict(first.identity)
     primary_keys = set(state.key_names.values())
     part_keys = {label: set(part.key_names.values()) for label, part in read.items()}
-    primary_summary = set(state.summary)
-    part_summaries = {label: set(part.summary) for label, part in read.items()}
+    # who owns each key, indexed once: asking owner/summary_owner per key would scan every part each time
+    owners = Ownership(primary_keys, set(state.summary), part_keys,
+                       {label: set(part.summary) for label, part in read.items()})
     next_id = max(state.key_names, default=-1) + 1
     ids_by_name = {name: key_id for key_id, name in state.key_names.items()}
     console_before = len(state.console)
@@ -223,7 +261,7 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
         # history: the part's key ids become the run's, under the names the ownership rule gives
         remap: dict[int, int] = {}
         for key_id, name in part.key_names.items():
-            merged = part_key(label, name, primary_keys, part_keys)
+            merged = owners.part_key(label, name)
             if merged not in ids_by_name:
                 ids_by_name[merged] = next_id
                 state.key_names[next_id] = merged
@@ -237,7 +275,7 @@ def merge_parts(state: Any, paths: RunPaths) -> None:
                 column.key = remap[column.key]
             state.batches.append(copy)
         for key, value in part.summary.items():  # (summary_owner: the same whatever order parts are read in)
-            if summary_owner(key, primary_keys, primary_summary, part_keys, part_summaries) == label:
+            if owners.summary_owner(key) == label:
                 state.part_summary[key] = value
             else:
                 state.part_summary[labelled(label, key)] = value

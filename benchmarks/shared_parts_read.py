@@ -10,8 +10,9 @@ W secondary writers, each logging ``--keys`` metrics over ``--steps`` steps, ``l
 primary's too, a summary-only ``best``, and
 config ``lr`` and a key of its own), then times the reader (``tracklet.Api(root).run(...)``,
 as the CLI and the dashboard's local mode read a run) reading the whole run: its summary, its full
-history and its config, in a fresh ``Api`` each time (best of ``--repeat``). Merging the parts
-(``core/parts.merge_parts``) is most of it.
+history and its config, in a fresh ``Api`` each time (best of ``--repeat``, more at small W),
+and counts the Python function calls of one more read (cProfile): a count, steady where times on
+a shared machine are not. Merging the parts (``core/parts.merge_parts``) is most of it.
 
 The table reports wall and CPU ms per writer and the scaling ratio: time per writer at W over time
 per writer at the smallest W (1.0: linear in what was written; ~W/W0: quadratic). Absolute times
@@ -21,6 +22,8 @@ drift a lot on shared machines; compare ratios from one invocation (../shared/NO
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import sys
 import tempfile
 import time
@@ -55,7 +58,8 @@ def measure(root: Path, writers: int, keys: int, steps: int, repeat: int, profil
         built = time.perf_counter() - built
     best_wall = best_cpu = float("inf")
     sizes = (0, 0, 0)
-    for attempt in range(repeat):
+    read_all(root)  # (first uses: imports, caches)
+    for attempt in range(max(repeat, repeat * 100 // writers)):  # small W: more reads, each short
         if profiler is not None and attempt == 0:
             profiler.start()
         started, cpu = time.perf_counter(), time.process_time()
@@ -64,12 +68,17 @@ def measure(root: Path, writers: int, keys: int, steps: int, repeat: int, profil
         if profiler is not None and attempt == 0:
             profiler.stop()
         best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    counting = cProfile.Profile()  # one more read, untimed: its Python calls (a count, unlike times here)
+    counting.enable()
+    read_all(root)
+    counting.disable()
+    calls = pstats.Stats(counting).total_calls  # type: ignore[attr-defined]
     summary_entries, rows, config_entries = sizes
     assert summary_entries >= writers, (summary_entries, writers)  # every writer's `best` (one labelled each)
     assert config_entries == writers + 1, (config_entries, writers)  # `lr` and each writer's own key
     return {"writers": writers, "record_seconds": built, "seconds": best_wall,
             "ms_per_writer": 1000 * best_wall / writers, "cpu_ms_per_writer": 1000 * best_cpu / writers,
-            "summary_entries": summary_entries, "history_rows": rows, "config_entries": config_entries}
+            "calls_per_writer": calls / writers, "summary_entries": summary_entries, "history_rows": rows, "config_entries": config_entries}
 
 
 def main() -> None:
@@ -106,11 +115,14 @@ def main() -> None:
         for measure_ in ("ms_per_writer", "cpu_ms_per_writer"):
             ratio = found[measure_] / base[measure_] if base[measure_] else 0.0
             row += [f"{found[measure_]:.2f}", f"{ratio:.2f}x"]
+        ratio = found["calls_per_writer"] / base["calls_per_writer"]
+        row += [f"{found['calls_per_writer']:.0f}", f"{ratio:.2f}x"]
         row.append(f"{found['summary_entries']}/{found['history_rows']}/{found['config_entries']}")
         rows.append(row)
     print(f"keys {args.keys}, steps {args.steps}, best of {args.repeat}: reading the run's summary + history + "
-          f"config; wall and CPU ms per writer, each with its ratio to W={base['writers']}'s")
-    print_table(rows, ["W", "read ms", "ms/W", "ratio", "cpu ms/W", "ratio", "summary/rows/config"])
+          f"config; wall and CPU ms per writer and Python calls per writer (one more read, profiled), each with its "
+          f"ratio to W={base['writers']}'s")
+    print_table(rows, ["W", "read ms", "ms/W", "ratio", "cpu ms/W", "ratio", "calls/W", "ratio", "summary/rows/config"])
     write_json(args.json, all_results)
 
 

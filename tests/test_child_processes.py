@@ -234,6 +234,91 @@ def test_a_child_forked_while_another_thread_builds_the_tls_context_can_build_it
     assert codes == ["0"] * len(codes)
 
 
+def test_a_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path):
+    # A process's first TLS handshake fetches OpenSSL's algorithms (key exchange, signatures, ciphers)
+    # under OpenSSL's global locks: a child forked then (a Pool forked right after an online init(),
+    # as the uploader made its first https connection) could inherit one held, and its own handshake
+    # (its uploader's, the user's https download) waited for ever (measured: 1 child in ~50, forked
+    # 0.3-7 ms into the parent's first handshake), and every handshake verifies certificates under the
+    # lock of the context the child inherits. So each step of a handshake on tracklet's context is a
+    # forksafe.section, and the waits for the server between steps are not (a fork waiting for a
+    # stalled server would hold every fork of a Pool 5 s).
+    # Here the client's thread has sent its ClientHello and waits for the server; the main thread
+    # forks at once, and a fork hook that runs after tracklet's lets the server answer, then takes
+    # 1 s: the client's next step waits for the fork, so the child is made with the handshake not
+    # done (the context's own counter), and the parent's completes after it.
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    (tmp_path / "server.py").write_text(textwrap.dedent("""
+        import socket, ssl, sys
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
+        listener = socket.create_server(("127.0.0.1", 0))
+        print(listener.getsockname()[1], flush=True)
+        connection = listener.accept()[0]
+        connection.recv(5, socket.MSG_PEEK)  # the ClientHello is in: the client waits for the answer
+        print("hello", flush=True)
+        sys.stdin.readline()  # until told to answer
+        with context.wrap_socket(connection, server_side=True) as tls:
+            tls.recv(1)
+    """))
+    done = run_script(f"""
+        import os, subprocess, sys, threading, time
+
+        server = subprocess.Popen([sys.executable, {str(tmp_path / "server.py")!r}, {str(tmp_path)!r}],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        forking = []
+
+        def answer_during_the_fork():  # registered before tracklet's fork hook: runs after it
+            if forking:
+                server.stdin.write("go\\n")
+                server.stdin.flush()
+                time.sleep(1)
+
+        os.register_at_fork(before=answer_during_the_fork)
+        from tracklet.client import http
+
+        context = http.ssl_context()
+        context.load_verify_locations({str(tmp_path / "cert.pem")!r})
+        port = int(server.stdout.readline())
+
+        def shake_hands():
+            import socket
+            context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost").close()
+
+        first = threading.Thread(target=shake_hands)
+        first.start()
+        assert server.stdout.readline() == "hello\\n"
+        forking.append(True)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(10 + context.session_stats()["connect_good"])
+        _, status = os.waitpid(pid, 0)
+        first.join()
+        server.wait(30)
+        print(os.waitstatus_to_exitcode(status), context.session_stats()["connect_good"])
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["10", "1"]  # forked before the handshake completed; it completed after
+
+
 def test_a_pool_worker_whose_sigterm_handler_cant_run_still_ends(root):
     # Pool.terminate() sends SIGTERM and joins each worker without a timeout. A SIGTERM arriving as a
     # worker's main thread goes back to block on its pool's task lock (which terminate() holds from then

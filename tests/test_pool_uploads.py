@@ -185,3 +185,26 @@ def test_a_part_that_cannot_be_uploaded_is_reported_once_and_kept(root, server):
     assert len(about_bad) == 1 and "tracklet sync p/damaged" in about_bad[0], [str(w.message) for w in caught]
     assert bad.read_bytes() == b"not a record log\n" * 10
     _assert_server_holds(root, server.root, "damaged", ["good-1"])
+
+
+def test_a_part_that_is_no_regular_file_does_not_stall_the_upload(root, server, capfd):
+    # The part names come from the run's directory on disk: a FIFO there (or a device, a socket)
+    # named like a part was opened by the uploader's liveness probe, which waited for a writer for
+    # ever: the uploader's later passes never came and finish() waited out upload_timeout, then
+    # named `tracklet sync`. Such an entry is no part: it is passed over.
+    run = tracklet.init(project="p", id="fifo", dir=str(root), settings={
+        "mode": "online", "base_url": server.url, "upload_interval": 3600, "console": "off",
+        "system_metrics": False, "capture_environment": False, "finish_timeout": 60, "upload_timeout": 5})
+    fifo = RunPaths(root, "p", "fifo", "fifo-1").log_file
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    try:
+        run.log({"x": 1})
+        run.finish()
+    finally:
+        try:  # a probe stuck on the FIFO (the defect) is let go: a writer opens it
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader waits: nothing is stuck
+            pass
+    assert "did not finish" not in capfd.readouterr().err
+    _assert_server_holds(root, server.root, "fifo", [])

@@ -450,3 +450,23 @@ def test_a_joined_table_takes_a_partitioned_table_and_an_entry_offline_and_onlin
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))  # read from the server alone
     with wandb.init(project="sides", settings={"console": "off"}) as run:
         _check_join_sides(run.use_artifact("sides:latest"))
+
+
+def test_a_partitioned_tables_part_that_is_no_table_is_named_when_read(root, monkeypatch):
+    """A partitioned table's parts are the ``.table.json`` files under its directory as the
+    artifact holds them: one that is no table (another partitioned table naming that directory, a
+    media reference) made ``iterrows()`` fail with an AttributeError from inside tracklet after the
+    rows before it; it is named instead, as a part of a join's side is."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    with wandb.init(project="parts", settings={"console": "off"}) as run:
+        artifact = wandb.Artifact("parted", type="analysis")
+        artifact.add(wandb.Table(columns=["id"], data=[[1]]), "parts/a")
+        with artifact.new_file("parts/b.table.json") as handle:
+            handle.write('{"_type": "partitioned-table", "parts_path": "parts"}')
+        artifact.add(wandb.PartitionedTable("parts"), "all")
+        run.log_artifact(artifact).wait()
+    with wandb.init(project="parts", settings={"console": "off"}) as run:
+        rows = run.use_artifact("parted:latest").get("all").iterrows()
+        assert next(rows) == (0, [1])
+        with pytest.raises(ValueError, match=r"part 'parts/b.table.json' of the artifact is not a table \(a partitioned table\)"):
+            next(rows)

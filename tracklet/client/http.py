@@ -23,6 +23,7 @@ import dataclasses
 import email.utils
 import math
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
@@ -139,8 +140,48 @@ def ssl_context() -> Any:
     with _ssl_lock:
         if _ssl_context is None:
             with forksafe.section():
-                _ssl_context = httpx.create_ssl_context()
+                context = httpx.create_ssl_context()
+            context.sslsocket_class = _HandshakeInSections  # httpx's and BufferSender's sockets
+            _ssl_context = context
         return _ssl_context
+
+
+class _HandshakeInSections(ssl.SSLSocket):
+    """The sockets of ``ssl_context()`` (httpx's transport and BufferSender's ``HTTPSConnection``
+    both make them with its ``wrap_socket``). A process's first handshake fetches OpenSSL's
+    algorithms (key exchange, signatures, ciphers) under OpenSSL's global locks, and every one
+    verifies the server's certificates under the context's store lock (the context a forked child
+    inherits and uses): a child forked meanwhile (a ``Pool`` right after an online ``init()``, as
+    the uploader connected) could inherit one held, and its own handshake, its uploader's or the
+    user's https download, waited for ever. So each step of a handshake (OpenSSL's work between two
+    waits for the server, milliseconds) runs in a ``forksafe.section``, and the waits for the server
+    outside any: a fork waits for a step, never for the server (a stalled one would have held every
+    fork of a ``Pool`` ``FORK_WAIT`` seconds)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        timeout = self.gettimeout()
+        if timeout == 0.0 and not block:  # the caller's own non-blocking steps
+            with forksafe.section():
+                return super().do_handshake()
+        import selectors
+
+        wait = None if block else timeout  # each wait for the server, as ``ssl``'s own (per operation)
+        self.settimeout(0.0)
+        try:
+            with selectors.DefaultSelector() as waiting:
+                waiting.register(self, selectors.EVENT_READ)
+                while True:
+                    try:
+                        with forksafe.section():
+                            return super().do_handshake()
+                    except ssl.SSLWantReadError:
+                        waiting.modify(self, selectors.EVENT_READ)
+                    except ssl.SSLWantWriteError:
+                        waiting.modify(self, selectors.EVENT_WRITE)
+                    if not waiting.select(wait):
+                        raise TimeoutError("The handshake operation timed out")
+        finally:
+            self.settimeout(timeout)
 
 
 class HttpClient:

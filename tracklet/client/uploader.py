@@ -22,6 +22,8 @@ factory, so the recording core never imports this layer.
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import threading
 import time
@@ -146,9 +148,12 @@ class Uploader:
                 continue
             part = self._paths.part_paths(label)
             try:
-                size = part.log_file.stat().st_size
+                found = os.stat(part.log_file)
             except OSError:
                 continue
+            if not stat.S_ISREG(found.st_mode):
+                continue  # no part (a name on disk): opening a FIFO waited for a writer for ever
+            size = found.st_size
             if self._parts.get(label) == size:
                 continue  # unchanged since it was sent (or failed)
             alive = writer_alive(part.log_file)

@@ -256,12 +256,16 @@ class PartitionedTable(_Media):
     def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
         """``(index, row)`` of every part's rows in turn (a part read when reached); the parts must
         have the same columns (W&B's ``ValueError`` otherwise)."""
+        from tracklet.compat.wandb._artifact_objects import get_object
+
         columns = None
         index = 0
         for path in self._parts:
-            part = self._artifact.get(path)
-            if part is None:
-                continue
+            part = get_object(self._artifact, path, tables_only=True)  # never a join's sides, nor media
+            if not isinstance(part, Table):  # a document of the artifact's: in words, not AttributeError
+                what = "a partitioned table" if isinstance(part, PartitionedTable) else "no table document"
+                raise ValueError(f"PartitionedTable {self.parts_path!r}: part {path!r} of the artifact is not a "
+                                 f"table ({what})")
             if columns is None:
                 columns = part.columns
             elif part.columns != columns:

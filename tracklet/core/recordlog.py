@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ FRAME_HEADER = struct.Struct("<II")
 # A length beyond this is damage, not data: no single record is allowed to be this big.
 MAX_RECORD_BYTES = 1 << 30
 LOG_FILE_NAME = "run.tlog"
+PROBE_WAIT = 1.0  # how long a new writer waits out readers' shared-lock probes (RecordLogWriter._lock)
 # Buffers per writev call (the OS's limit; POSIX guarantees at least 16).
 _writev = getattr(os, "writev", None)
 try:
@@ -521,12 +523,29 @@ class RecordLogWriter:
             raise OSError(error.errno, f"cannot start the record log: {error.strerror}", str(self.path)) from error
 
     def _lock(self) -> None:
+        """Take the writer's exclusive lock, or raise if another process writes the log. A reader's
+        probe (``writer_alive``: a shared lock held for microseconds, by ``tracklet sync``, a
+        parent's uploader passing over its run's parts, an index pass) is waited out, at most
+        ``PROBE_WAIT`` seconds: a part started as a probe looked at it was refused as "being
+        written"."""
         if fcntl is None:
             return
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RecordLogError(f"{self.path} is being written by another process") from None
+        deadline = time.monotonic() + PROBE_WAIT
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            try:  # only shared holders (readers' probes), or a writer's exclusive lock?
+                fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RecordLogError(f"{self.path} is being written by another process") from None
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if time.monotonic() >= deadline:
+                raise RecordLogError(f"{self.path} is held by readers for over {PROBE_WAIT:.0f} s "
+                                     "(a shared lock); it can't be written now") from None
+            time.sleep(0.001)
 
     def _recover_tail(self) -> int:
         """Prepare an existing log for appending without destroying any byte of it.

@@ -218,6 +218,43 @@ def test_a_second_writer_is_refused(start):
     run.finish()
 
 
+def test_a_readers_probe_of_a_new_log_does_not_refuse_its_writer(tmp_path):
+    # writer_alive() takes a shared lock for microseconds (tracklet sync, an index pass, a parent's
+    # uploader passing over its run's parts every upload_interval): a part whose writer opened its
+    # log in that moment was refused as "being written by another process" and recorded nothing.
+    # A probe is waited out; a writer's lock is still refused at once, and a reader holding its
+    # shared lock past PROBE_WAIT gets an error naming that.
+    import fcntl
+    import threading
+    import time
+
+    from tracklet.core import recordlog
+    from tracklet.core.recordlog import RecordLogError
+
+    path = tmp_path / "part.tlog"
+    path.write_bytes(b"")
+    probe = os.open(path, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    released = threading.Timer(0.05, os.close, (probe,))  # the probe ends: its lock goes with it
+    released.start()
+    writer = RecordLogWriter(path)  # waits out the probe
+    released.join()
+    assert recordlog.writer_alive(path) is True
+    with pytest.raises(RecordLogError, match="being written by another process"):
+        RecordLogWriter(path, resume=True)
+    writer.close()
+
+    held = os.open(path, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RecordLogError, match="held by readers"):
+            RecordLogWriter(path, resume=True)
+        assert time.monotonic() - started >= recordlog.PROBE_WAIT
+    finally:
+        os.close(held)
+
+
 WORKER_SCRIPT = """
 import sys, tracklet
 index = int(sys.argv[1])
@@ -368,6 +405,61 @@ def test_forks_from_two_threads_hold_sections_only_while_each_forks(root):
         """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["waited for A", "entered after"], done.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_nested_in_a_fork_or_in_the_gates_own_lock_neither_hangs_nor_opens_the_gate_early(root):
+    # A signal handler runs on the main thread between any two bytecodes, also inside the fork
+    # gate's own locked blocks (a section's entry or exit, a fork hook): one that forked there
+    # hung for ever on the gate's lock (it wasn't re-entrant). And a fork nested in another fork's
+    # hooks closed the gate's count for the outer fork as it ended: sections began while the outer
+    # fork was still under way. Stood in for by forking inside the gate's lock, and by forking from
+    # a fork hook that runs after tracklet's wait (between the outer fork's hooks).
+    done = run_script("""
+        import concurrent.futures.thread, logging, os, signal, threading  # their fork hooks: first
+        from tracklet.core import forksafe
+
+        def fork_and_reap():
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+
+        signal.alarm(20)  # a hang ends the script (SIGALRM's default action)
+        with forksafe.section():  # registers the fork's wait
+            pass
+        with forksafe._fork_gate:  # a handler forking inside the gate's own block
+            fork_and_reap()
+        print("no hang")
+
+        seen = []
+
+        def nested():  # registered before tracklet's wait: runs after it, inside the outer fork
+            if threading.current_thread().name == "outer" and not seen:
+                seen.append(True)
+                fork_and_reap()
+                entered = threading.Event()
+
+                def enter():
+                    with forksafe.section():
+                        entered.set()
+
+                threading.Thread(target=enter, daemon=True).start()
+                seen.append("entered" if entered.wait(0.3) else "kept out")
+
+        os.register_at_fork(before=nested)
+        with forksafe.section():  # the wait registered again, after `nested`
+            pass
+        forksafe._armed_with = None
+        forksafe.arm_fork_wait()
+        outer = threading.Thread(target=fork_and_reap, name="outer")
+        outer.start()
+        outer.join(20)
+        print(seen[1])
+        print("gate open" if not forksafe._forking else f"gate still shut: {forksafe._forking}")
+        """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["no hang", "kept out", "gate open"], done.stdout
 
 
 def test_a_signal_handler_that_logs_while_the_queue_is_sealed_does_not_hang(root):

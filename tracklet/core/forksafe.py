@@ -148,9 +148,12 @@ def _after_fork_in_child() -> None:
 
 # A fork waits at most this long, in all, for the sections and imports under way on other threads.
 FORK_WAIT = 5.0
-_fork_gate = threading.Condition(threading.Lock())
+# Re-entrant: a signal handler that forks runs on a thread that may be inside the gate's own blocks.
+_fork_gate = threading.Condition(threading.RLock())
 _in_sections: dict[int, int] = {}  # thread -> how many sections it is in
-_forking: set[int] = set()  # the threads inside os.fork (between its before and after hooks)
+# thread -> how many of our before hooks it is inside (the hook may be registered twice; a fork from a
+# signal handler amid a fork nests): only the outermost waits, and the last after-hook opens the gate.
+_forking: dict[int, int] = {}
 _import_wait_wanted: list[Callable[[], bool]] = []
 _arm_lock = lock()
 
@@ -235,9 +238,10 @@ def _before_fork() -> None:
     me = threading.get_ident()
     deadline = time.monotonic() + FORK_WAIT
     with _fork_gate:
-        if me in _forking:  # a later-registered copy of this hook has waited for this fork
+        depth = _forking.get(me, 0)
+        _forking[me] = depth + 1  # from here no other thread begins a section until this fork is done
+        if depth:  # a later-registered copy of this hook (or an outer fork) has waited
             return
-        _forking.add(me)  # from here no other thread begins a section until this fork is done
         while any(thread != me for thread in _in_sections) and _fork_gate.wait(deadline - time.monotonic()):
             pass
     # Sections are closed, so a thread leaving one may only import now: wait for that too.
@@ -247,14 +251,17 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
+    me = threading.get_ident()
     with _fork_gate:
-        _forking.discard(threading.get_ident())
+        left = _forking.pop(me, 0) - 1
+        if left > 0:
+            _forking[me] = left
         _fork_gate.notify_all()
 
 
 def _reset_fork_gate_in_child() -> None:
     global _fork_gate, _in_sections, _forking
-    _fork_gate, _in_sections, _forking = threading.Condition(threading.Lock()), {}, set()
+    _fork_gate, _in_sections, _forking = threading.Condition(threading.RLock()), {}, {}
 
 
 if hasattr(os, "register_at_fork"):

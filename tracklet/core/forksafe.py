@@ -222,7 +222,7 @@ def arm_fork_wait() -> None:
 
 def _imports_elsewhere(me: int) -> bool:
     """Whether another thread holds a module's import lock (is executing a module's code)."""
-    bootstrap = sys.modules.get("_frozen_importlib")
+    bootstrap = sys.modules.get("_frozen_importlib")  # any state: the import system
     try:
         for ref in list(getattr(bootstrap, "_module_locks", {}).values()):
             lock = ref() if callable(ref) else ref

@@ -188,8 +188,10 @@ def test_a_server_not_answering_at_log_time_keeps_the_version_and_sync_merges_it
     assert proc.returncode == 0, err
     told = json.loads(out.strip().splitlines()[-1])
     assert told["state"] == "committed"
-    local = open_store(machine).registry.version(PROJECT, name)
-    assert local.incremental_base == ""  # the data root's latest: none
+    store = open_store(machine)
+    local = store.registry.version(PROJECT, name)
+    assert local.incremental_base == ""  # the data root's latest (none), recorded
+    assert [entry.path for entry in store.manifest(local)] == ["shards/late.bin"]
     # another job lands a version meanwhile
     (tmp_path / "other").mkdir()
     _seed(tmp_path / "other", server.url, name, {"shards/other.bin": b"other"})

@@ -24,7 +24,10 @@ import pytest
 from serverproc import REPO
 
 import tracklet
+from tracklet.artifacts.remote import upload_version
 from tracklet.artifacts.storage import open_store
+from tracklet.client.artifacts import ArtifactClient
+from tracklet.client.http import HttpClient
 
 PROJECT = "inc"
 
@@ -202,3 +205,47 @@ def test_a_server_not_answering_at_log_time_keeps_the_version_and_sync_merges_it
     versions = _versions(server.url, name)
     assert set(versions[-1]) == {"shards/first.bin", "shards/other.bin", "shards/late.bin"}
     assert len(versions) == 3
+
+
+def test_a_merged_version_sent_again_makes_no_second_version(server, tmp_path, monkeypatch):
+    """An incremental version the server merged (its base was no longer the latest) sent again, as
+    a retried commit whose answer was lost or a repeated `tracklet sync` does: no second version,
+    whether nothing or another job's version landed meanwhile -- one that removed the version's file
+    too: the retry doesn't bring it back (it used to, as a new version)."""
+    name = "retry"
+    _seed(tmp_path, server.url, name, {"shards/first.bin": b"first"})
+    monkeypatch.chdir(tmp_path)
+    Path("late.bin").write_bytes(b"late")
+    offline = tmp_path / "offline"
+    run = tracklet.init(project=PROJECT, dir=str(offline), mode="offline",
+                        settings={"console": "off", "capture_environment": False, "system_metrics": False})
+    late = tracklet.Artifact(name, type="dataset", incremental=True)
+    late.add_file("late.bin", name="shards/late.bin")
+    run.log_artifact(late).wait()
+    run.finish()
+    store = open_store(offline)
+    client = ArtifactClient(HttpClient(server.url))
+    try:
+        first = upload_version(client, store, late._info, [])
+        assert (first["version"]["index"], first["reused"]) == (1, False)  # merged onto v0
+        again = upload_version(client, store, late._info, [])  # the first answer lost: sent again
+        assert (again["version"]["index"], again["reused"]) == (1, True)
+        (tmp_path / "other").mkdir()
+        _seed(tmp_path / "other", server.url, name, {"shards/other.bin": b"other"})  # v2, holding late's file
+        again = upload_version(client, store, late._info, [])
+        assert (again["version"]["index"], again["reused"]) == (1, True)
+        run = tracklet.init(project=PROJECT, dir=str(tmp_path / "remover"), mode="online",
+                            settings={"console": "off", "capture_environment": False, "system_metrics": False,
+                                      "base_url": server.url})
+        drop = tracklet.Artifact(name, type="dataset", incremental=True)
+        drop.remove("shards/late.bin")
+        assert run.log_artifact(drop).wait().upload_error is None  # v3
+        run.finish()
+        again = upload_version(client, store, late._info, [])
+        assert (again["version"]["index"], again["reused"]) == (1, True)
+    finally:
+        client.http.close()
+    versions = _versions(server.url, name)
+    assert len(versions) == 4
+    assert set(versions[2]) == {"shards/first.bin", "shards/late.bin", "shards/other.bin"}
+    assert set(versions[-1]) == {"shards/first.bin", "shards/other.bin"}

@@ -32,15 +32,16 @@ from tracklet.client.http import HttpClient
 PROJECT = "inc"
 
 # One job: an online run that logs `rounds` incremental versions of PROJECT/<name>, each adding the
-# job's own shard (and, the first time, removing the paths in `remove`), once `go` exists. Prints,
+# job's own shard (and removing the paths `remove` names for that round, once the files `after` names
+# for it exist), once `go` exists; `<ready>-r<round>` marks each round's version on the server. Prints,
 # per version, the server's number, the upload's error, the local version's base.
 JOB = """
     import json, os, sys, time
     from pathlib import Path
     import tracklet.compat.wandb as wandb
 
-    name, job, rounds, remove, ready, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), \\
-        Path(sys.argv[5]), Path(sys.argv[6])
+    name, job, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    remove, after, ready, go = json.loads(sys.argv[4]), json.loads(sys.argv[5]), Path(sys.argv[6]), Path(sys.argv[7])
     out = []
     with wandb.init(project="inc", job_type="shard") as run:
         ready.touch()
@@ -50,10 +51,13 @@ JOB = """
             Path(f"p{job}-r{r}.bin").write_bytes(os.urandom(1000) + bytes([job, r]))
             shard = wandb.Artifact(name, type="dataset", incremental=True)
             shard.add_file(f"p{job}-r{r}.bin", name=f"shards/p{job}-r{r}.bin")
-            for path in (remove if r == 0 else []):
+            for path in remove.get(str(r), []):
                 shard.remove(path)
+            while not all(Path(done).exists() for done in after.get(str(r), [])):
+                time.sleep(0.005)
             run.log_artifact(shard)
             shard.wait()
+            Path(f"{ready}-r{r}").touch()  # this round's version is on the server
             out.append({"server": shard._server_version, "error": str(shard.upload_error or ""),
                         "base": shard._info.incremental_base})
     print(json.dumps(out))
@@ -95,9 +99,10 @@ def _seed(tmp_path: Path, url: str, name: str, files: dict[str, bytes]) -> None:
 def test_jobs_released_together_lose_no_increment(server, tmp_path):
     """Four processes (each its own data root: four machines), released by one barrier, each log
     three incremental versions of one collection; job 0 removes, in its first, a shard the seeding
-    job added. Every version the server numbers holds its predecessor's files (less the removed
+    job added, and in its last, job 1's first shard (logged once that is on the server, while the
+    other jobs' versions still land on bases holding it). Every version the server numbers holds its predecessor's files (less the removed
     one): no job's shard is lost, and the removed one doesn't come back through a job whose base
-    still held it."""
+    still held them."""
     name, jobs, rounds = "shards", 4, 3
     _seed(tmp_path, server.url, name, {"seed/keep.bin": b"keep", "seed/drop.bin": b"drop"})
     go = tmp_path / "go"
@@ -105,16 +110,19 @@ def test_jobs_released_together_lose_no_increment(server, tmp_path):
     for job in range(jobs):
         work = tmp_path / f"work-{job}"
         work.mkdir()
-        remove = ["seed/drop.bin"] if job == 0 else []
+        # job 0 removes a seeded shard first, and last job 1's first shard (once it is on the server)
+        remove = {"0": ["seed/drop.bin"], str(rounds - 1): ["shards/p1-r0.bin"]} if job == 0 else {}
+        after = {str(rounds - 1): [str(tmp_path / "ready-1-r0")]} if job == 0 else {}
         procs.append(subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(JOB), name, str(job), str(rounds), json.dumps(remove),
-             str(tmp_path / f"ready-{job}"), str(go)],
+             json.dumps(after), str(tmp_path / f"ready-{job}"), str(go)],
             cwd=work, env=_env(tmp_path / f"machine-{job}", server.url), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
     try:
         deadline = time.monotonic() + 120  # a bound for a stuck test, not a timing check
         while not all((tmp_path / f"ready-{job}").exists() for job in range(jobs)):
-            assert all(proc.poll() is None for proc in procs), [proc.communicate() for proc in procs]
+            assert all(proc.poll() is None for proc in procs), [proc.communicate() for proc in procs
+                                                                 if proc.poll() is not None]
             assert time.monotonic() < deadline
             time.sleep(0.01)
         go.touch()
@@ -133,10 +141,12 @@ def test_jobs_released_together_lose_no_increment(server, tmp_path):
     assert sorted(numbers) == list(range(1, 1 + jobs * rounds))  # one server version per log, none shared
     versions = _versions(server.url, name)
     assert len(versions) == 1 + jobs * rounds
-    for before, after in zip(versions, versions[1:]):
-        assert {path: digest for path, digest in before.items() if path != "seed/drop.bin"}.items() <= after.items()
+    removed = {"seed/drop.bin", "shards/p1-r0.bin"}
+    for before, later in zip(versions, versions[1:]):
+        assert {path: digest for path, digest in before.items() if path not in removed}.items() <= later.items()
+    assert any("shards/p1-r0.bin" in version for version in versions)
     shards = {f"shards/p{job}-r{r}.bin" for job in range(jobs) for r in range(rounds)}
-    assert set(versions[-1]) == shards | {"seed/keep.bin"}
+    assert set(versions[-1]) == shards - removed | {"seed/keep.bin"}
     # each job's versions name the base their local copy was merged onto (what a later send diffs)
     assert all(len(version["base"]) == 64 for job in told for version in job)
 

@@ -514,7 +514,7 @@ class Artifact:
 
     def _commit_with(self, store: ArtifactStore, pending: dict[str, Pending], logged_by: str | None,
                      progress: Any = None, report: Any = None, after: Any = None,
-                     chunk_target: Any = None, server: Any = None) -> CommitResult:
+                     chunk_target: Any = None, server: Any = None, base_deadline: Any = None) -> CommitResult:
         """Store and register (on the worker, or the caller for ``save()``); sets the outcome.
         ``report(error)`` is called on failure before ``wait()`` is released, so a caller that
         saw ``wait()`` raise has also had the warning. ``after(result)`` (an online run's upload
@@ -522,15 +522,17 @@ class Artifact:
         raises is kept in ``upload_error`` (``after`` reports it), and the local version stands.
         ``chunk_target`` (an online run's ``remote.ServerChunks``) takes the chunks of large files
         instead of local packs (``ArtifactStore.commit``). An incremental draft is merged onto the
-        collection's latest version first: ``server``'s (an online run's ``ArtifactClient``), else
-        the store's (``artifacts/incremental.py``)."""
+        collection's latest version first: ``server``'s (an online run's ``ArtifactClient``; waited
+        for until ``base_deadline()``, the worker's ``finish()`` deadline, at most), else the store's
+        (``artifacts/incremental.py``)."""
         try:
             assert self.project is not None
             base = None
             if self._incremental:
                 from tracklet.artifacts import incremental
 
-                manifest, base = incremental.resolve_base(store, self.project, self._name, server)
+                manifest, base = incremental.resolve_base(store, self.project, self._name, server,
+                                                          deadline=base_deadline)
                 pending = incremental.onto(manifest, pending, self._removed)
             result = store.commit(self._name, self.type, pending, project=self.project,
                                   aliases=self._requested_aliases, description=self.description,

@@ -6,8 +6,9 @@ Which latest (docs/artifacts.md, "Incremental versions"):
 
 - an online run's (its artifact worker has a server): **the server's**, read when the version is
   stored on the worker (its manifest only: no file bytes are fetched, and the files it names are not
-  sent again, as the server holds them). A server that can't be read (unreachable, refusing) leaves
-  the local store's latest as the base, as offline;
+  sent again, as the server holds them). A server that can't be read (unreachable, refusing, or not
+  answering within ``BASE_WAIT_S``, nor before ``finish()`` stops waiting) leaves the local store's
+  latest as the base, as offline;
 - offline (and ``Artifact.save()`` outside a run): the data root's latest.
 
 Either way the version records the manifest blob of its base (``VersionInfo.incremental_base``,
@@ -20,7 +21,9 @@ the collection's lock (``merged``), so no process's files are lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestEntry
@@ -62,26 +65,79 @@ def merged(latest: Manifest | None, changed: Mapping[str, ManifestEntry], gone: 
     return Manifest(entries)
 
 
-def resolve_base(store: Any, project: str, name: str, server: Any = None) -> tuple[Manifest | None, str]:
+#: How long an online run's artifact worker waits for the server's latest version (the base) before
+#: it stores the version on the data root's latest instead (docs/artifacts.md, "Incremental versions").
+#: Bounded so that a server that accepts connections and never answers (stopped, overloaded, a proxy
+#: holding the request) can't keep the version unstored until ``finish()`` gives up and the process
+#: ends without it: the version recording its base, a later send merges it onto the server's latest.
+BASE_WAIT_S = 5.0
+#: The wait also ends this long before ``finish()`` (or interpreter exit) stops waiting for the
+#: worker (``deadline``), leaving the local commit time to land first.
+BASE_WAIT_MARGIN_S = 1.0
+
+
+def _server_base(server: Any, project: str, name: str) -> tuple[dict[str, Any], bytes] | None:
+    """The server's latest version of ``project/name`` and its manifest's bytes; None if it has none."""
+    from tracklet.errors import ArtifactNotFound
+
+    try:
+        document = server.version(project, name, "latest")
+    except ArtifactNotFound:
+        return None
+    return document, server.read(project, document["manifest"], limit=MAX_MANIFEST_BYTES)
+
+
+def _bounded(read: Callable[[], Any], wait: float, deadline: Callable[[], float] | None) -> tuple[bool, Any]:
+    """``read()`` on a thread of its own, waited for at most ``wait`` seconds and never past
+    ``deadline()`` (a ``time.monotonic`` reading, asked again as the wait goes on, less
+    ``BASE_WAIT_MARGIN_S``): (True, its result), or (False, what it raised or None if it didn't
+    end in time: the thread is left to end on its own, its result dropped)."""
+    from tracklet.core import threads
+
+    done = threading.Event()
+    outcome: list[Any] = [False, None]
+
+    def run() -> None:
+        try:
+            outcome[:] = [True, read()]
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            outcome[:] = [False, error]
+        finally:
+            done.set()
+
+    threads.start_new(run)
+    end = time.monotonic() + wait
+    while not done.is_set():
+        until = end if deadline is None else min(end, deadline() - BASE_WAIT_MARGIN_S)
+        left = until - time.monotonic()
+        if left <= 0 or done.wait(min(left, 0.1)):
+            break
+    return (outcome[0], outcome[1]) if done.is_set() else (False, None)
+
+
+def resolve_base(store: Any, project: str, name: str, server: Any = None, *, wait: float = BASE_WAIT_S,
+                 deadline: Callable[[], float] | None = None) -> tuple[Manifest | None, str]:
     """The base of an incremental version of ``project/name``: (its manifest, None if the collection
     has no version; the sha256 of its manifest blob, ``NO_BASE`` then). ``server`` (an online run's
     ``ArtifactClient``): the server's latest, its manifest read (bytes checked) and kept as a blob
-    of ``store`` (what ``tracklet sync`` diffs against later); a server that can't be read leaves the
-    local latest (the version records it, so a later send merges onto the server's latest then)."""
+    of ``store`` (what ``tracklet sync`` diffs against later); a server that can't be read (refusing,
+    unreachable, or not answering within ``wait`` seconds, nor before ``deadline()`` less
+    ``BASE_WAIT_MARGIN_S``: ``finish()``'s) leaves the local latest (the version records it, so a
+    later send merges onto the server's latest then)."""
     from tracklet.errors import ArtifactNotFound, RemoteError
 
     if server is not None:
-        try:
-            try:
-                document = server.version(project, name, "latest")
-            except ArtifactNotFound:
-                return None, NO_BASE
-            data = server.read(project, document["manifest"], limit=MAX_MANIFEST_BYTES)
+        ended, answer = _bounded(lambda: _server_base(server, project, name), wait, deadline)
+        if ended and answer is None:
+            return None, NO_BASE
+        if ended:
+            document, data = answer
             manifest = Manifest.from_bytes(data, what=f"the manifest of {project}/{name}:v{document['index']}")
             digest, _ = store.blobs.put_bytes(data)
             return manifest, digest
-        except (RemoteError, OSError):
-            pass  # unreachable or refusing: the local latest, as offline
+        if answer is not None and not isinstance(answer, (RemoteError, OSError)):
+            raise answer  # not the server's absence: a damaged answer, as before
+        # unreachable, refusing or not answering in time: the local latest, as offline
     try:
         info = store.registry.version(project, name)
     except ArtifactNotFound:

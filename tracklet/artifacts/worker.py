@@ -79,6 +79,7 @@ def _drain_workers() -> None:
             return
         deadline = time.monotonic() + max((worker.exit_timeout for worker in list(_workers)), default=0.0)
         for worker in list(_workers):
+            worker._close_by = min(worker._close_by, deadline)
             for artifact in list(worker._logged):
                 if artifact._state == "pending":
                     try:
@@ -127,6 +128,9 @@ class ArtifactWorker:
         self._started = False
         self._done = threading.Event()  # set when the thread has ended
         self._logged: list[Artifact] = []  # still being stored; pruned as they settle
+        # When finish() (close) or interpreter exit (_drain_workers) stops waiting for this thread (a
+        # time.monotonic reading): an incremental version stops waiting for its server's base before it.
+        self._close_by = float("inf")
 
     def _warn_failed(self, artifact: Any, error: Exception) -> None:
         """One warning per failed artifact (a repeat of the same one is dropped by the run's warner)."""
@@ -258,7 +262,8 @@ class ArtifactWorker:
                     try:
                         result = artifact._commit_with(
                             self._store(), pending, self._run_path, after=after, chunk_target=streamer,
-                            report=lambda error, artifact=artifact: self._warn_failed(artifact, error), server=server)
+                            report=lambda error, artifact=artifact: self._warn_failed(artifact, error), server=server,
+                            base_deadline=lambda: self._close_by)
                     finally:
                         if streamer is not None:
                             streamer.streamer.close()
@@ -301,6 +306,7 @@ class ArtifactWorker:
         """Store what is pending (within ``timeout``) and stop the thread. False on timeout."""
         if not self._started:
             return True
+        self._close_by = min(self._close_by, time.monotonic() + timeout)
         self._submit(None)
         if not self._done.wait(timeout):
             return False

@@ -969,6 +969,8 @@ class ServerArtifacts:
         try:
             if logged_by is not None:  # the same run sending the same content again: that version
                 earlier = self._logged_before(info)
+                if earlier is None and incremental_base is not None:
+                    earlier = self._applied_before(info, manifest, incremental_base)
                 if earlier is not None:
                     if aliases:
                         self.registry.set_aliases(project, name, earlier.version, aliases, [])
@@ -1152,6 +1154,36 @@ class ServerArtifacts:
         recipes = [entry.extra["recipe"] for entry in manifest
                    if entry.ref is None and isinstance(entry.extra.get("recipe"), str)]
         return [info.manifest, *(entry.digest for entry in manifest if entry.ref is None), *recipes]
+
+    def _applied_before(self, info: VersionInfo, manifest: Manifest, base: str) -> VersionInfo | None:
+        """An incremental version sent again (a retried commit whose answer was lost, a repeated
+        ``tracklet sync``) that the server merged the first time, so ``_logged_before`` can't find
+        its content: the newest version the same run logged, of the type, numbered after its base
+        (after the last version with that manifest; any, if none has it: a client's own merge),
+        that holds the increment (every file new or changed against the base, as sent, and none of
+        the paths it dropped). Without this, the increment was merged again onto the latest: no
+        new version while the latest still held it, but one that brought back a file another job
+        removed meanwhile."""
+        from tracklet.artifacts import incremental
+
+        versions = self.registry.versions(info.project, info.name)
+        after = max((version.version for version in versions if base and version.manifest == base), default=-1)
+        candidates = [version for version in versions
+                      if version.version > after and version.logged_by == info.logged_by and version.type == info.type]
+        if not candidates:
+            return None
+        what = f"the base manifest of {info.project}/{info.name}"
+        changed, gone = incremental.increment(self._read_manifest(info.project, base, what) if base else Manifest({}),
+                                              manifest)
+        if not changed and not gone:
+            return None
+        for version in sorted(candidates, key=lambda version: version.version, reverse=True):
+            held = self._read_manifest(info.project, version.manifest, f"the manifest of {version.qualified_name}")
+            if (all(path in held and (held[path].digest, held[path].size, held[path].ref)
+                    == (entry.digest, entry.size, entry.ref) for path, entry in changed.items())
+                    and not any(path in held for path in gone)):
+                return version
+        return None
 
     def _logged_before(self, info: VersionInfo) -> VersionInfo | None:
         """A version of the collection with ``info``'s content that the same run logged: what

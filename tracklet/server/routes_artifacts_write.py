@@ -357,7 +357,9 @@ def commit_version(request: Request, project: str, name: str, body: CommitReques
     to it; identical content to the latest version returns that one (`reused`, with its own
     `history_step` and `tags`). A tag that isn't valid answers 400 naming it. With
     `incremental_base`, the version's increment is merged onto the collection's latest version as
-    it is when the commit lands (so two clients logging incremental versions at once keep both's files)."""
+    it is when the commit lands (so two clients logging incremental versions at once keep both's files);
+    sent again by the run that logged it (a retried commit, a repeated sync), it returns the version
+    that first send made (`reused`), even after later versions changed its files."""
     artifacts = _artifacts(request)
     previous = alias_versions(artifacts, project, name, body.aliases)
     info, reused = artifacts.commit(

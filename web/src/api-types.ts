@@ -519,7 +519,9 @@ export interface paths {
          *     to it; identical content to the latest version returns that one (`reused`, with its own
          *     `history_step` and `tags`). A tag that isn't valid answers 400 naming it. With
          *     `incremental_base`, the version's increment is merged onto the collection's latest version as
-         *     it is when the commit lands (so two clients logging incremental versions at once keep both's files).
+         *     it is when the commit lands (so two clients logging incremental versions at once keep both's files);
+         *     sent again by the run that logged it (a retried commit, a repeated sync), it returns the version
+         *     that first send made (`reused`), even after later versions changed its files.
          */
         post: operations["commit_version_api_v1_projects__project__artifacts__name__versions_post"];
         delete?: never;

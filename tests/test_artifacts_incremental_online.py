@@ -1,0 +1,261 @@
+"""Incremental versions (W&B's ``wandb.Artifact(name, type, incremental=True)``) logged by online runs
+in real processes against one real server: several processes released together, each appending its
+own shards to one collection (one also removing a shard another job added), lose no increment; and a
+server that doesn't answer when a version is logged leaves that version committed locally with its
+base recorded, within ``finish_timeout``, so ``tracklet sync`` later merges it onto what landed on the
+server meanwhile. (Before, the worker waited up to two HTTP timeouts, ~2 minutes, for the server's
+base: ``finish()`` gave up after ``finish_timeout``, and the process ended with the version not
+stored at all.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from serverproc import REPO
+
+import tracklet
+from tracklet.artifacts.remote import upload_version
+from tracklet.artifacts.storage import open_store
+from tracklet.client.artifacts import ArtifactClient
+from tracklet.client.http import HttpClient
+
+PROJECT = "inc"
+
+# One job: an online run that logs `rounds` incremental versions of PROJECT/<name>, each adding the
+# job's own shard (and removing the paths `remove` names for that round, once the files `after` names
+# for it exist), once `go` exists; `<ready>-r<round>` marks each round's version on the server. Prints,
+# per version, the server's number, the upload's error, the local version's base.
+JOB = """
+    import json, os, sys, time
+    from pathlib import Path
+    import tracklet.compat.wandb as wandb
+
+    name, job, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    remove, after, ready, go = json.loads(sys.argv[4]), json.loads(sys.argv[5]), Path(sys.argv[6]), Path(sys.argv[7])
+    out = []
+    with wandb.init(project="inc", job_type="shard") as run:
+        ready.touch()
+        while not go.exists():
+            time.sleep(0.005)
+        for r in range(rounds):
+            Path(f"p{job}-r{r}.bin").write_bytes(os.urandom(1000) + bytes([job, r]))
+            shard = wandb.Artifact(name, type="dataset", incremental=True)
+            shard.add_file(f"p{job}-r{r}.bin", name=f"shards/p{job}-r{r}.bin")
+            for path in remove.get(str(r), []):
+                shard.remove(path)
+            while not all(Path(done).exists() for done in after.get(str(r), [])):
+                time.sleep(0.005)
+            run.log_artifact(shard)
+            shard.wait()
+            Path(f"{ready}-r{r}").touch()  # this round's version is on the server
+            out.append({"server": shard._server_version, "error": str(shard.upload_error or ""),
+                        "base": shard._info.incremental_base})
+    print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def server(module_servers, tmp_path_factory) -> Iterator:
+    yield module_servers(tmp_path_factory.mktemp("incremental-online"))
+
+
+def _env(machine: Path, url: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "TRACKLET_DIR": str(machine), "TRACKLET_MODE": "online", "TRACKLET_BASE_URL": url,
+            "TRACKLET_CONSOLE": "off", "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false",
+            "PYTHONPATH": str(REPO), **extra}
+
+
+def _versions(url: str, name: str) -> list[dict[str, str]]:
+    """Each version's files (path: digest), in the server's order."""
+    with tracklet.Api(base_url=url) as api:
+        versions = sorted(api.artifact_versions(f"{PROJECT}/{name}"), key=lambda version: int(version.version[1:]))
+        assert [version.version for version in versions] == [f"v{n}" for n in range(len(versions))]  # unique
+        return [{entry.path: entry.digest for entry in version.files()} for version in versions]
+
+
+def _seed(tmp_path: Path, url: str, name: str, files: dict[str, bytes]) -> None:
+    """The collection's first version, logged by a run on a machine of its own."""
+    run = tracklet.init(project=PROJECT, dir=str(tmp_path / "seed"), mode="online",
+                        settings={"console": "off", "capture_environment": False, "system_metrics": False,
+                                  "base_url": url})
+    first = tracklet.Artifact(name, type="dataset", incremental=True)
+    for path, data in files.items():
+        (tmp_path / Path(path).name).write_bytes(data)
+        first.add_file(str(tmp_path / Path(path).name), name=path)
+    assert run.log_artifact(first).wait().upload_error is None
+    run.finish()
+
+
+def test_jobs_released_together_lose_no_increment(server, tmp_path):
+    """Four processes (each its own data root: four machines), released by one barrier, each log
+    three incremental versions of one collection; job 0 removes, in its first, a shard the seeding
+    job added, and in its last, job 1's first shard (logged once that is on the server, while the
+    other jobs' versions still land on bases holding it). Every version the server numbers holds its predecessor's files (less the removed
+    one): no job's shard is lost, and the removed one doesn't come back through a job whose base
+    still held them."""
+    name, jobs, rounds = "shards", 4, 3
+    _seed(tmp_path, server.url, name, {"seed/keep.bin": b"keep", "seed/drop.bin": b"drop"})
+    go = tmp_path / "go"
+    procs = []
+    for job in range(jobs):
+        work = tmp_path / f"work-{job}"
+        work.mkdir()
+        # job 0 removes a seeded shard first, and last job 1's first shard (once it is on the server)
+        remove = {"0": ["seed/drop.bin"], str(rounds - 1): ["shards/p1-r0.bin"]} if job == 0 else {}
+        after = {str(rounds - 1): [str(tmp_path / "ready-1-r0")]} if job == 0 else {}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(JOB), name, str(job), str(rounds), json.dumps(remove),
+             json.dumps(after), str(tmp_path / f"ready-{job}"), str(go)],
+            cwd=work, env=_env(tmp_path / f"machine-{job}", server.url), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.monotonic() + 120  # a bound for a stuck test, not a timing check
+        while not all((tmp_path / f"ready-{job}").exists() for job in range(jobs)):
+            assert all(proc.poll() is None for proc in procs), [proc.communicate() for proc in procs
+                                                                 if proc.poll() is not None]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        go.touch()
+        told = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err
+            told.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert all(version["error"] == "" for job in told for version in job)
+    numbers = [version["server"] for job in told for version in job]
+    assert sorted(numbers) == list(range(1, 1 + jobs * rounds))  # one server version per log, none shared
+    versions = _versions(server.url, name)
+    assert len(versions) == 1 + jobs * rounds
+    removed = {"seed/drop.bin", "shards/p1-r0.bin"}
+    for before, later in zip(versions, versions[1:]):
+        assert {path: digest for path, digest in before.items() if path not in removed}.items() <= later.items()
+    assert any("shards/p1-r0.bin" in version for version in versions)
+    shards = {f"shards/p{job}-r{r}.bin" for job in range(jobs) for r in range(rounds)}
+    assert set(versions[-1]) == shards - removed | {"seed/keep.bin"}
+    # each job's versions name the base their local copy was merged onto (what a later send diffs)
+    assert all(len(version["base"]) == 64 for job in told for version in job)
+
+
+STUCK_JOB = """
+    import json, sys, time
+    from pathlib import Path
+    import tracklet
+
+    Path("late.bin").write_bytes(b"late shard")
+    run = tracklet.init(project="inc", settings={"finish_timeout": 3})
+    print(json.dumps({"run": run.id}), flush=True)
+    sys.stdin.readline()  # the test stops the server now
+    late = tracklet.Artifact(sys.argv[1], type="dataset", incremental=True)
+    late.add_file("late.bin", name="shards/late.bin")
+    started = time.monotonic()
+    run.log_artifact(late)
+    logged = time.monotonic() - started
+    run.finish()
+    print(json.dumps({"log_s": logged, "finish_s": time.monotonic() - started - logged, "state": late.state}),
+          flush=True)
+"""
+
+
+def test_a_server_not_answering_at_log_time_keeps_the_version_and_sync_merges_it(server, tmp_path):
+    """The server stops answering (SIGSTOP: connections are accepted, nothing replies) between a
+    run's start and its ``log_artifact`` of an incremental version. ``log_artifact`` returns at
+    once, ``finish()`` within ``finish_timeout``, and the version is committed locally on the
+    data root's latest (none), its base recorded, so that -- the server answering again and
+    another job's version landed meanwhile -- ``tracklet sync`` delivers a version holding both."""
+    name = "stuck"
+    _seed(tmp_path, server.url, name, {"shards/first.bin": b"first"})
+    machine, work = tmp_path / "machine", tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(STUCK_JOB), name], cwd=work,
+                            env=_env(machine, server.url), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        run_id = json.loads(proc.stdout.readline())["run"]
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            out, err = proc.communicate(timeout=120)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    told = json.loads(out.strip().splitlines()[-1])
+    assert told["state"] == "committed"
+    store = open_store(machine)
+    local = store.registry.version(PROJECT, name)
+    assert local.incremental_base == ""  # the data root's latest (none), recorded
+    assert [entry.path for entry in store.manifest(local)] == ["shards/late.bin"]
+    # another job lands a version meanwhile
+    (tmp_path / "other").mkdir()
+    _seed(tmp_path / "other", server.url, name, {"shards/other.bin": b"other"})
+    assert set(_versions(server.url, name)[-1]) == {"shards/first.bin", "shards/other.bin"}
+    synced = subprocess.run([sys.executable, "-c", "from tracklet.cli.main import main; main()", "sync", f"{PROJECT}/{run_id}", "--url", server.url,
+                             "-q"], env=_env(machine, server.url), capture_output=True, text=True, timeout=120)
+    assert synced.returncode == 0, synced.stderr + synced.stdout
+    versions = _versions(server.url, name)
+    assert set(versions[-1]) == {"shards/first.bin", "shards/other.bin", "shards/late.bin"}
+    assert len(versions) == 3
+
+
+def test_a_merged_version_sent_again_makes_no_second_version(server, tmp_path, monkeypatch):
+    """An incremental version the server merged (its base was no longer the latest) sent again, as
+    a retried commit whose answer was lost or a repeated `tracklet sync` does: no second version,
+    whether nothing or another job's version landed meanwhile -- one that removed the version's file
+    too: the retry doesn't bring it back (it used to, as a new version)."""
+    name = "retry"
+    _seed(tmp_path, server.url, name, {"shards/first.bin": b"first"})
+    monkeypatch.chdir(tmp_path)
+    Path("late.bin").write_bytes(b"late")
+    offline = tmp_path / "offline"
+    run = tracklet.init(project=PROJECT, dir=str(offline), mode="offline",
+                        settings={"console": "off", "capture_environment": False, "system_metrics": False})
+    late = tracklet.Artifact(name, type="dataset", incremental=True)
+    late.add_file("late.bin", name="shards/late.bin")
+    run.log_artifact(late).wait()
+    run.finish()
+    store = open_store(offline)
+    client = ArtifactClient(HttpClient(server.url))
+    try:
+        first = upload_version(client, store, late._info, [])
+        assert (first["version"]["index"], first["reused"]) == (1, False)  # merged onto v0
+        again = upload_version(client, store, late._info, [])  # the first answer lost: sent again
+        assert (again["version"]["index"], again["reused"]) == (1, True)
+        (tmp_path / "other").mkdir()
+        _seed(tmp_path / "other", server.url, name, {"shards/other.bin": b"other"})  # v2, holding late's file
+        again = upload_version(client, store, late._info, [])
+        assert (again["version"]["index"], again["reused"]) == (1, True)
+        run = tracklet.init(project=PROJECT, dir=str(tmp_path / "remover"), mode="online",
+                            settings={"console": "off", "capture_environment": False, "system_metrics": False,
+                                      "base_url": server.url})
+        drop = tracklet.Artifact(name, type="dataset", incremental=True)
+        drop.remove("shards/late.bin")
+        assert run.log_artifact(drop).wait().upload_error is None  # v3
+        run.finish()
+        again = upload_version(client, store, late._info, [])
+        assert (again["version"]["index"], again["reused"]) == (1, True)
+    finally:
+        client.http.close()
+    versions = _versions(server.url, name)
+    assert len(versions) == 4
+    assert set(versions[2]) == {"shards/first.bin", "shards/late.bin", "shards/other.bin"}
+    assert set(versions[-1]) == {"shards/first.bin", "shards/other.bin"}

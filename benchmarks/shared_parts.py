@@ -119,11 +119,26 @@ def measure(writers: int, keys: int, steps: int, grow: int, url: str | None, pro
         return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def writer_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options both shared-run benchmarks take: ``--writers``, ``--keys``, ``--steps``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--writers", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--keys", type=int, default=3, help="metrics per writer (the first is `loss`)")
-    parser.add_argument("--steps", type=int, default=200, help="steps each writer logs at first")
+    parser.add_argument("--steps", type=int, default=200, help="steps each writer logs (at first)")
+    return parser
+
+
+def profiler_for(args: argparse.Namespace, writers: int) -> Any:
+    """A pyinstrument profiler for the largest W when ``--profile`` was given, else None."""
+    if args.profile is None or writers != max(args.writers):
+        return None
+    from pyinstrument import Profiler
+
+    return Profiler()
+
+
+def main() -> None:
+    parser = writer_arguments(__doc__)
     parser.add_argument("--grow", type=int, default=5, help="steps each writer adds before the incremental pass")
     parser.add_argument("--url", help="a store URL (default: a SQLite file per W)")
     parser.add_argument("--profile", type=Path, help="write a pyinstrument HTML profile of the largest W's passes")
@@ -131,11 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     all_results = []
     for writers in sorted(args.writers):
-        profiler = None
-        if args.profile is not None and writers == max(args.writers):
-            from pyinstrument import Profiler
-
-            profiler = Profiler()
+        profiler = profiler_for(args, writers)
         all_results.append(measure(writers, args.keys, args.steps, args.grow, args.url, profiler))
         if profiler is not None:
             args.profile.write_text(profiler.output_html())

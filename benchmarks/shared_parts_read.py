@@ -21,7 +21,6 @@ drift a lot on shared machines; compare ratios from one invocation (../shared/NO
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
 import sys
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import print_table, write_json  # noqa: E402
-from benchmarks.shared_parts import PROJECT, RUN_ID, record  # noqa: E402
+from benchmarks.shared_parts import PROJECT, RUN_ID, profiler_for, record, writer_arguments  # noqa: E402
 
 import tracklet  # noqa: E402
 
@@ -82,10 +81,7 @@ def measure(root: Path, writers: int, keys: int, steps: int, repeat: int, profil
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--writers", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--keys", type=int, default=3, help="metrics per writer (the first is `loss`)")
-    parser.add_argument("--steps", type=int, default=200, help="steps each writer logs")
+    parser = writer_arguments(__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="reads per W (the best is reported)")
     parser.add_argument("--data", type=Path, help="record the runs under DIR/w<W> and reuse them there "
                         "(default: a temporary directory per W, removed after)")
@@ -94,11 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     all_results = []
     for writers in sorted(args.writers):
-        profiler = None
-        if args.profile is not None and writers == max(args.writers):
-            from pyinstrument import Profiler
-
-            profiler = Profiler()
+        profiler = profiler_for(args, writers)
         if args.data is not None:
             root = args.data / f"w{writers}-k{args.keys}-s{args.steps}"
             root.mkdir(parents=True, exist_ok=True)

@@ -376,6 +376,7 @@ def test_each_hyperparameter_search_trial_is_its_own_run(root, tmp_path):
     for run in trials:
         recorded = api.run(run.path)
         assert (recorded.state, recorded.metadata["sessions"]) == ("finished", 1)
+        assert recorded.group == str(tmp_path / "out")  # W&B's callback groups trials by run_name or output_dir
         (row,) = recorded.history().rows()  # the objective's evaluate() joins training's last row
         assert row["train/global_step"] == 2 and "train/loss" in row and "eval/loss" in row
         assert recorded.config["training_args"]["learning_rate"] != 5e-5

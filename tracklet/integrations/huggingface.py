@@ -492,6 +492,10 @@ class TrackletCallback(TrainerCallback):
         init_args = dict(self._init_args)
         if current is not None:  # a trial beside the user's run: that one stays current, untouched
             init_args["reinit"] = "create_new"
+        if in_trial and init_args.get("group") is None:  # a search's trials grouped as W&B's callback does
+            group = getattr(args, "run_name", None) or getattr(args, "output_dir", None)
+            if group:
+                init_args["group"] = str(group)
         run = tracklet.init(name=name, **init_args)
         self._use(run, owned=True)
         self._trial = in_trial

@@ -218,8 +218,9 @@ def test_an_exit_while_the_libraries_warm_stops_the_child_and_imports_nothing(tm
         from tracklet.sweeps import gp_imports
         gp_imports.SHARED_LIBRARIES = (("tracklet_test_libpkg", ("libslow.so",), ()),)
         gp_imports._first_page_cached = lambda path: False  # a cold cache, whatever this disk holds
-        gp_imports._WARM_CHILD = ("import os, pathlib, time; pathlib.Path({str(started)!r}).write_text(str(os.getpid()));"
-                                  " time.sleep(300)")
+        gp_imports._WARM_CHILD = ("import os, pathlib, time; pathlib.Path({str(started) + '.tmp'!r}).write_text("
+                                  "str(os.getpid())); os.rename({str(started) + '.tmp'!r}, {str(started)!r});"
+                                  " time.sleep(300)")  # whole or not there: the exit may stop it at any point
         gp_imports.GP_MODULES = ("tracklet_test_never_imported",)
         assert gp_imports.start() is not None
         while not pathlib.Path({str(started)!r}).exists():

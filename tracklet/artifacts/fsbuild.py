@@ -14,9 +14,6 @@ section."""
 
 from __future__ import annotations
 
-# Imported before any section, so the section registers the fork's wait after these modules' own
-# lock-holding fork hooks (forksafe.arm_fork_wait), not amid a build that imports them.
-import concurrent.futures.thread  # noqa: F401
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +24,10 @@ def made(make: Callable[[], Any]) -> Any:
     """``make()`` (which imports the filesystem's library and makes it; or ``url_to_fs``'s pair), in a
     fork-safe section, with the mask of the user's thread (``core/threads.py``: its IO loop may
     start processes); an s3fs filesystem's client is set up at once."""
+    try:  # before the section, so it registers the fork's wait after this module's lock-holding fork
+        import concurrent.futures.thread  # noqa: F401  # hook (forksafe.arm_fork_wait), not amid the build
+    except RuntimeError:  # interpreter exit (an artifact stored at exit): it can't register its own atexit
+        pass  # hook then; nothing needs it (a local store's filesystem starts no pool)
     with forksafe.section(), threads.unblocked():
         made = make()
         fs = made[0] if isinstance(made, tuple) else made  # (fsspec.core.url_to_fs: the filesystem and a path)

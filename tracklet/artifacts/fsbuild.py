@@ -24,10 +24,15 @@ def made(make: Callable[[], Any]) -> Any:
     """``make()`` (which imports the filesystem's library and makes it; or ``url_to_fs``'s pair), in a
     fork-safe section, with the mask of the user's thread (``core/threads.py``: its IO loop may
     start processes); an s3fs filesystem's client is set up at once."""
-    try:  # before the section, so it registers the fork's wait after this module's lock-holding fork
-        import concurrent.futures.thread  # noqa: F401  # hook (forksafe.arm_fork_wait), not amid the build
-    except RuntimeError:  # interpreter exit (an artifact stored at exit): it can't register its own atexit
-        pass  # hook then; nothing needs it (a local store's filesystem starts no pool)
+    # concurrent.futures first, in a section of its own (a fork waits for the import): the build's
+    # section then registers the fork's wait after that module's lock-holding fork hook
+    # (forksafe.arm_fork_wait), not amid the build. At interpreter exit (an artifact stored by exit's
+    # wait) its import can't register its atexit hook and raises: nothing here needs it then.
+    try:
+        with forksafe.section():
+            import concurrent.futures.thread  # noqa: F401
+    except RuntimeError:
+        pass
     with forksafe.section(), threads.unblocked():
         made = make()
         fs = made[0] if isinstance(made, tuple) else made  # (fsspec.core.url_to_fs: the filesystem and a path)

@@ -30,6 +30,7 @@ import os
 import select
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,11 +137,7 @@ class _Template:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        try:
-            os.unlink(self.path)
-            self.dir.rmdir()
-        except OSError:
-            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _running_template(env: dict[str, str]) -> _Template:
@@ -234,7 +231,6 @@ def _warm_up() -> None:
     scripts), about 0.5-1 s of CPU per forked server. Its stores are closed and its root removed before
     any fork; ``gc.freeze()`` then keeps the children's collections off the template's objects."""
     import gc
-    import shutil
 
     from tracklet.server.app import create_app
 

@@ -653,7 +653,8 @@ def test_a_distributed_job_records_every_rank_into_one_run_with_all_ranks(root, 
     kept."""
     script = tmp_path / "train_ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=str(REPO / "tests"), root=str(root), out=str(tmp_path / "out")))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # TMPDIR: torchrun's agent leaves a torchelastic_* directory in the temp directory
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     env.pop("TRACKLET_DIR", None)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
@@ -662,7 +663,9 @@ def test_a_distributed_job_records_every_rank_into_one_run_with_all_ranks(root, 
     api = tracklet.Api(root)
     calls = {}
     for call in ("first", "second", "third", "caught", "failing"):
-        (run_id,) = {line.split()[4] for line in result.stdout.splitlines() if line.startswith(f"RANK 0 {call} RUN")}
+        run_ids = {line.split()[4] for line in result.stdout.splitlines() if line.startswith(f"RANK 0 {call} RUN")}
+        assert len(run_ids) == 1, f"{call}: {run_ids}\n{result.stdout}\n{result.stderr[-6000:]}"
+        (run_id,) = run_ids
         calls[call] = api.run(f"hf/{run_id}")
         # process 1's callback.run is its part of process 0's run, and tracklet.run in that process
         assert f"RANK 1 {call} RUN {run_id} Run True" in result.stdout, output

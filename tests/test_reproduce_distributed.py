@@ -52,7 +52,8 @@ def test_a_torchrun_run_is_reproduced_by_torchrun_with_as_many_processes(root, t
     repo = _repo(tmp_path, TRAIN)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                            "train.py"], cwd=repo, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)})
+                          env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root),
+                               "TMPDIR": str(tmp_path)})  # torchrun's agent leaves a torchelastic_* there
     assert done.returncode == 0, done.stderr
     (original,) = tracklet.Api(root).runs("repro")
     assert original.summary["total"] == 3.0  # both processes took part
@@ -69,7 +70,7 @@ def test_a_torchrun_run_is_reproduced_by_torchrun_with_as_many_processes(root, t
     assert (plan["rank_seeds"], plan["ranks_unrecorded"], plan["world"]) == ([], ["1"], 2)
 
     reproduced = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "again"), "--env", "current",
-                     cwd=tmp_path)
+                     cwd=tmp_path, env={"TMPDIR": str(tmp_path)})
     assert reproduced.returncode == 0, reproduced.stderr
     runs = {run.id: run for run in tracklet.Api(root).runs("repro")}
     (new,) = [run for run in runs.values() if run.id != original.id]  # one new run: rank 0's

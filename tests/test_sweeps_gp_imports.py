@@ -139,15 +139,24 @@ CACHED_AT_IMPORT = [first_page_resident(path) for path in sys.modules["tracklet_
 """
 
 
-def _drop_from_page_cache(path):
+def _drop_from_page_cache(path) -> bool:
+    """Drop ``path``'s pages from the page cache; whether its first page is out. The kernel skips a
+    page it holds elsewhere for a moment (taken off its list by reclaim under memory pressure, in
+    another CPU's batch): ci39 saw one drop not take under the full suite's load, so it is retried."""
     import os
+    import time
 
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # dirty pages can't be dropped
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+    for _ in range(50):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # dirty pages can't be dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        if not first_page_resident(str(path)):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def _package_of_shared_libraries(tmp_path, monkeypatch):
@@ -164,8 +173,7 @@ def _package_of_shared_libraries(tmp_path, monkeypatch):
     paths = [package / "lib" / "libtest_global_deps.so", package / "_C.test.so", package / "lib" / "libtest_big.so"]
     for path in paths:
         shutil.copyfile(_ctypes.__file__, path)
-        _drop_from_page_cache(path)
-    if any(first_page_resident(str(path)) for path in paths):
+    if not all([_drop_from_page_cache(path) for path in paths]):
         pytest.skip("this file system keeps the files in the page cache (tmpfs?): nothing to warm")
     monkeypatch.syspath_prepend(str(tmp_path / "libpkg"))
     monkeypatch.setattr(gp_imports, "SHARED_LIBRARIES", (
@@ -196,7 +204,8 @@ def test_the_gp_imports_read_their_shared_libraries_into_the_page_cache_in_a_chi
         assert not any(str(path) in line for line in maps for path in paths)
     behind.read_bytes()  # as loading the two would have, where it is their dependency
     assert gp_imports.warm_shared_libraries() == []  # all cached: no second child
-    _drop_from_page_cache(behind)
+    if not _drop_from_page_cache(behind):
+        pytest.skip("the kernel kept the library's first page in the page cache through 50 drops")
     assert gp_imports.warm_shared_libraries() == [str(path) for path in loaded]  # one cold: the child again
 
 

@@ -139,6 +139,13 @@ def test_every_ranks_part_goes_online_to_either_process(tmp_path, two, s3rver):
             part = client.get(f"/api/v1/runs/{PROJECT}/job/log", params={"part": "rank_2"})
             assert part.headers["X-Tracklet-Log-Part"] == "rank_2"
             assert part.content == run_paths.part_paths("rank_2").log_file.read_bytes()
+    # a run's files on a --logs server: the run is known from its segments (a part's files too)
+    for run_id in ("job", "early"):
+        if run_id == "early":  # a run that has a part only so far
+            assert _put(one, "early", "r1", 0, run_paths.part_paths("rank_1").log_file.read_bytes()).status_code == 200
+        put = httpx.put(f"{one.url}/api/v1/runs/{PROJECT}/{run_id}/files/parts/r1/notes.txt", content=b"n", timeout=30)
+        assert put.status_code == 200, put.text
+        assert httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/{run_id}/files/parts/r1/notes.txt").content == b"n"
     remote = tracklet.Api(base_url=other.url).run(f"{PROJECT}/job")
     assert remote.config["rank_2_cfg"] == 1 and remote.summary["loss/l:rank_1"] == 299
     for server in (one, other):

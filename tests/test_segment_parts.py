@@ -37,12 +37,14 @@ def two(module_servers, postgres_url, s3rver, tmp_path_factory):
     name = f"segparts{os.getpid()}"
     url = create_database(postgres_url, name)
     prefix = f"{BUCKET}/{uuid.uuid4().hex}"
-    shared = ("--logs", f"s3://{prefix}/logs", "--files", f"s3://{prefix}/files",
-              "--files-option", f"endpoint_url={s3rver}", "--files-option", f"key={S3_KEY}",
-              "--files-option", f"secret={S3_SECRET}", "--heartbeat-lapse", "600", "--max-parts-per-run", "3")
+    options = ("--files-option", f"endpoint_url={s3rver}", "--files-option", f"key={S3_KEY}",
+               "--files-option", f"secret={S3_SECRET}")
+    shared = ("--logs", f"s3://{prefix}/logs", "--files", f"s3://{prefix}/files", *options,
+              "--heartbeat-lapse", "600", "--max-parts-per-run", "3")
     base = tmp_path_factory.mktemp("segparts")
-    started = [module_servers(base / f"api{index}", store=url, extra=shared) for index in range(2)]
-    yield started, prefix
+    started = [module_servers(base / f"api{index}", store=url,
+                              extra=(*shared, "--artifacts", f"s3://{prefix}/artifacts")) for index in range(2)]
+    yield started, prefix, url, options
     module_servers.stop_using(url)
     drop_database(postgres_url, name)
 
@@ -85,7 +87,7 @@ def test_every_ranks_part_goes_online_to_either_process(tmp_path, two, s3rver):
     through either process (one before the primary exists anywhere, one half through each
     process), each part's segments are its log byte for byte, and both processes' API, the
     `tracklet.Api` against the server and the log route show every writer's data."""
-    (one, other), prefix = two
+    (one, other), prefix, *_ = two
     root = tmp_path / "node"
     early = _writer(root, "job", "rank_1", one.url, 100)  # before the primary: kept until its log arrives
     assert early.returncode == 0 and "refused" not in early.stderr, early.stderr
@@ -173,7 +175,7 @@ def test_offsets_resends_labels_and_the_limit_hold_across_both_processes(tmp_pat
     stored size, a body that isn't whole frames is 400; labels that differ only in case and the
     part past --max-parts-per-run are refused even when uploaded at the same moment to the two
     processes (exactly one wins), and the refused parts leave nothing behind."""
-    (one, other), _ = two
+    (one, other), *_ = two
     log = _part_log(tmp_path, "rules", "w1")
     frames = scan(log).payloads
     middle = frames[len(frames) // 2][0]  # a frame boundary
@@ -254,7 +256,7 @@ PARENT = textwrap.dedent("""
 def test_a_part_whose_writer_is_gone_is_sent_by_the_parent(tmp_path, two):
     """The parent's online uploader sends the run's parts whose writers are gone (a worker that
     wrote its part without uploading it), to a segment server too: the other process reads it."""
-    (one, other), _ = two
+    (one, other), *_ = two
     done = subprocess.run([sys.executable, "-c", PARENT, str(tmp_path), one.url, WORKER], env=_env(), capture_output=True,
                           text=True, timeout=180)
     assert done.returncode == 0 and "failed" not in done.stderr, done.stderr
@@ -264,3 +266,43 @@ def test_a_part_whose_writer_is_gone_is_sent_by_the_parent(tmp_path, two):
     history = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/pool/history",
                         params={"keys": "eval/acc", "buckets": 0}, timeout=30).json()
     assert history["series"][0]["steps"] == list(range(50))
+
+
+def test_artifact_gc_keeps_what_every_writers_segments_name(tmp_path, two):
+    """`tracklet admin artifact-gc` of a --logs server reads every run's logs from the segments
+    (with --logs): the media a part names, also a part whose primary never arrived, and the media a
+    run's own log names are kept; without --logs it refuses rather than take them for unreferenced."""
+    import numpy as np
+
+    (one, other), prefix, url, options = two
+    root = tmp_path / "node"
+    digests = {}
+    for run_id, extra in (("media", {}), ("media", {"primary": False, "label": "r1"}),
+                          ("lonely", {"primary": False, "label": "r1"})):
+        run = tracklet.init(project=PROJECT, id=run_id, reinit="create_new", settings={**QUIET, "dir": str(root), **extra})
+        seed = len(digests)
+        run.log({"img": tracklet.Image(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8))})
+        run.finish()
+        recorded = tracklet.Api(root).run(f"{PROJECT}/{run_id}").media("img")
+        digests[(run_id, extra.get("label"))] = {item.digest for item in recorded} - set().union(*digests.values())
+    for run_id in ("media", "lonely"):
+        done = serverproc.cli("sync", "--url", one.url, "-q", f"{PROJECT}/{run_id}", env={"TRACKLET_DIR": str(root)},
+                              timeout=180)
+        assert done.returncode == 0, done.stderr
+    gc = ("admin", "--store", url, "--dir", str(tmp_path / "admin"), "artifact-gc", "--grace", "0",
+          "--artifacts", f"s3://{prefix}/artifacts", *options)
+    refused = serverproc.cli(*gc, timeout=180)
+    assert refused.returncode != 0 and "pass its --logs" in refused.stderr, refused.stderr
+    collected = serverproc.cli(*gc, "--logs", f"s3://{prefix}/logs", timeout=180)
+    assert collected.returncode == 0, collected.stderr
+    late = tmp_path / "late"  # the lonely part's primary arrives after the collection: its run can be read
+    tracklet.init(project=PROJECT, id="lonely", reinit="create_new", settings={**QUIET, "dir": str(late)}).finish()
+    done = serverproc.cli("sync", "--url", other.url, "-q", f"{PROJECT}/lonely", env={"TRACKLET_DIR": str(late)},
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    for (run_id, label), named in digests.items():
+        assert named, (run_id, label)
+        for digest in named:
+            answer = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/{run_id}/media/{digest}", timeout=30)
+            assert answer.status_code == 200, (run_id, label, answer.text)
+    assert not list((tmp_path / "admin").glob(".gc-logs-*"))  # each run's scratch copy removed

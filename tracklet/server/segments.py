@@ -237,6 +237,28 @@ class SegmentCopies:
         with self.engine.connect() as connection:
             return self._labels(connection, paths.project, paths.run_id)
 
+    def run_logs(self) -> Iterator[tuple[RunPaths, list[RunPaths]]]:
+        """Every run with a log that holds bytes, its own or a part's (``core/layout.iter_run_logs``
+        of these copies: the readers of every log, a part whose primary hasn't arrived included),
+        with those logs' paths: its own first, then its parts' in label order."""
+        with self.engine.connect() as connection:
+            keys = connection.execute(sa.select(log_heads.c.project, log_heads.c.run_id).where(log_heads.c.size > 0)
+                                      .order_by(log_heads.c.project, log_heads.c.run_id)).all()
+        runs: dict[tuple[str, str], list[RunPaths]] = {}
+        for project, key in keys:
+            run_id, _, label = key.partition("/")
+            runs.setdefault((project, run_id), []).append(RunPaths(self.root, project, run_id, label or None))
+        for (project, run_id), logs in runs.items():
+            yield RunPaths(self.root, project, run_id), sorted(logs, key=lambda log: (log.part is not None, log.part or ""))
+
+    def iter_bytes(self, paths: RunPaths, chunk_bytes: int = 16 << 20) -> Iterator[bytes]:
+        """A copy's bytes (a run's, or its part's), ``chunk_bytes`` at a time."""
+        copy = self._copy(paths)
+        with self.engine.connect() as connection:
+            size = connection.execute(sa.select(log_heads.c.size).where(self._head(paths.project, copy))).scalar() or 0
+            for start in range(0, size, chunk_bytes):
+                yield self._read(connection, paths.project, copy, start, min(size, start + chunk_bytes))
+
     def size(self, paths: RunPaths) -> int:
         with self.engine.connect() as connection:
             size = connection.execute(sa.select(log_heads.c.size).where(self._head(paths.project, self._copy(paths)))).scalar()

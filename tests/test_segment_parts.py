@@ -87,7 +87,7 @@ def test_every_ranks_part_goes_online_to_either_process(tmp_path, two, s3rver):
     through either process (one before the primary exists anywhere, one half through each
     process), each part's segments are its log byte for byte, and both processes' API, the
     `tracklet.Api` against the server and the log route show every writer's data."""
-    (one, other), prefix, *_ = two
+    (one, other), prefix, url, options = two
     root = tmp_path / "node"
     early = _writer(root, "job", "rank_1", one.url, 100)  # before the primary: kept until its log arrives
     assert early.returncode == 0 and "refused" not in early.stderr, early.stderr
@@ -152,6 +152,13 @@ def test_every_ranks_part_goes_online_to_either_process(tmp_path, two, s3rver):
     assert remote.config["rank_2_cfg"] == 1 and remote.summary["loss/l:rank_1"] == 299
     for server in (one, other):
         assert not (server.root / "projects").exists()  # nothing in a process's own directory
+    # the store rebuilt from the segments (`tracklet index --rebuild --logs`) has every writer's again
+    rebuilt = serverproc.cli("--dir", str(tmp_path / "index"), "index", "--rebuild", "--store", url,
+                             "--logs", f"s3://{prefix}/logs", *options, timeout=180)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    again = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/job", timeout=30).json()["run"]
+    assert (again["summary"]["loss/l:rank_2"], again["summary"]["rank_3/acc"]) == (399, 599)
+    assert sorted(again["metadata"]["parts"]) == ["rank_1", "rank_2", "rank_3"]
 
 
 def _part_log(tmp_path: Path, run_id: str, label: str, rows: int = 3) -> bytes:

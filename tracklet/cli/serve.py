@@ -270,7 +270,10 @@ def _show_new_key(new: Any) -> None:
 @click.option("--artifacts", "artifacts_url", default=None, metavar="DIR|URL",
               help="Where the server keeps artifact blobs (its --artifacts; default: 'artifacts' in its data root).")
 @click.option("--files-option", "files_options", multiple=True, metavar="KEY=VALUE",
-              help="An fsspec option for --artifacts, as for `tracklet server` (repeatable).")
+              help="An fsspec option for --artifacts and --logs, as for `tracklet server` (repeatable).")
+@click.option("--logs", "logs_url", default=None, metavar="DIR|URL",
+              help="Where the server keeps record logs as segments (its --logs): the runs' media, tables and spans "
+                   "named there, every writer's of a shared run, are live too. Needed for such a server's store.")
 @click.option("--grace", default="1d", show_default=True,
               help="Keep what was sent or used more recently than this (an upload may be in flight): 0, 30m, 12h, 1d.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
@@ -279,8 +282,8 @@ def _show_new_key(new: Any) -> None:
                    "its live chunks; the old packs go with the next collection.")
 @click.pass_context
 @_handle_errors
-def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_options: tuple[str, ...], grace: str,
-                      dry_run: bool, repack: float | None) -> None:
+def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_options: tuple[str, ...],
+                      logs_url: str | None, grace: str, dry_run: bool, repack: float | None) -> None:
     """Remove artifact blobs, packs and upload sessions that uploads left without committing a
     version (older than --grace); never what a committed version references. Reports the bytes
     that packs kept for their live chunks hold for nothing (what --repack reclaims)."""
@@ -298,13 +301,46 @@ def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_optio
         artifacts = ServerArtifacts.connect(Path(root), artifacts_url, _files_options(files_options), store.engine)
     except ValueError as error:
         raise CliError(str(error)) from None
+    run_logs = _segment_logs(store, root, logs_url, files_options)
     verb = "would remove" if dry_run else "removed"
     report = collect(artifacts, grace=grace_seconds, dry_run=dry_run, repack=None if dry_run else repack,
                      runs_root=Path(root),  # runs' media, tables and spans are live too
+                     run_logs=run_logs,  # (read from the segments of a --logs server)
                      on_removed=lambda path: click.echo(f"{verb} {path}"))  # as they go: memory stays bounded
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)
     click.echo(("dry run: " if dry_run else "") + report.summary())
+
+
+def _segment_logs(store: Any, root: str, logs_url: str | None, files_options: tuple[str, ...]) -> Any:
+    """The server's log copies in shared storage (``--logs``) for a command that reads every run's
+    logs, or None (its data root's files). A store whose server keeps its logs as segments
+    (``log_heads`` has rows) needs ``--logs``: its runs' logs are not under the data root, and what
+    they name would be taken for unreferenced."""
+    import sqlalchemy as sa
+
+    from tracklet.server.schema import log_heads
+
+    if logs_url is None:
+        try:
+            with store.engine.connect() as connection:
+                segmented = connection.execute(sa.select(log_heads.c.run_id).limit(1)).first() is not None
+        except sa.exc.DBAPIError:  # no server tables yet: nothing was uploaded
+            segmented = False
+        if segmented:
+            raise CliError("this store's server keeps record logs as segments (tracklet server --logs): pass its "
+                           "--logs (and --files-option) so the runs' logs are read; without them what the runs name "
+                           "would be collected")
+        return None
+    from tracklet.server.files import RunFiles
+    from tracklet.server.indexing import HEARTBEAT_LAPSE
+    from tracklet.server.segments import SegmentCopies
+
+    try:
+        location = RunFiles.connect(logs_url, _files_options(files_options))
+        return SegmentCopies(store.engine, location.fs, location.base, Path(root), heartbeat_lapse=HEARTBEAT_LAPSE)
+    except ValueError as error:
+        raise CliError(str(error)) from None
 
 
 @admin.command("create-user")

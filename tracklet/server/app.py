@@ -143,7 +143,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     if logs_url is not None:
         location = RunFiles.connect(logs_url, files_options)
         copies = SegmentCopies(store.engine, location.fs, location.base, root, heartbeat_lapse=heartbeat_lapse,
-                               key_counts=KeyCounts(store))
+                               key_counts=KeyCounts(store), max_parts=max_parts_per_run)
     state = ServerState(root=root, store=store, copies=copies,
                         indexer=StoreIndexer(store, root, heartbeat_lapse=heartbeat_lapse, liveness=liveness,
                                              shared_root=shared_root,

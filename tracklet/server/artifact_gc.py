@@ -187,13 +187,15 @@ class _Pass:
 
 def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run: bool = False,
             now: float | None = None, repack: float | None = None, runs_root: Path | None = None,
-            on_removed: Callable[[str], None] | None = None) -> ServerGcReport:
+            on_removed: Callable[[str], None] | None = None, run_logs: Any = None) -> ServerGcReport:
     """Remove what no committed version references and nothing used within ``grace`` seconds
     (see the module); with ``dry_run`` only say what would go (``removed``). ``repack`` (a share,
     0-1): then rewrite each pack whose reclaimable bytes are at least that share of it
     (``repack_packs``). ``runs_root``: the server's data root, whose runs' media, tables and spans
     name blobs too (granted like artifact files): those are live as well
-    (``media_retention.media_references``; ``tracklet media prune`` retires them).
+    (``media_retention.media_references``; ``tracklet media prune`` retires them). ``run_logs``:
+    the server's log copies when they are segments in shared storage (``segments.SegmentCopies``):
+    the runs' logs, parts included, are read from there instead of from ``runs_root``.
     ``on_removed``: each object removed (or, dry, to remove) is passed to it as it goes rather
     than kept in ``removed`` (memory: one prefix's worth).
 
@@ -217,7 +219,7 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
         if runs_root is not None:
             from tracklet.server.media_retention import media_references
 
-            media_references(runs_root, artifacts, problems, sink=live.add)
+            media_references(runs_root, artifacts, problems, sink=live.add, logs=run_logs)
         dead_files, chunk_rows = _files_and_chunks(artifacts, live, problems, cutoff)
         held = set(problems)  # what their live sets miss is unknown: none of their rows go
         report.held_projects = sorted(held)

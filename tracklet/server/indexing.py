@@ -148,8 +148,8 @@ class StoreIndexer:
 
     def index_parts(self, paths: RunPaths, label: str | None = None) -> None:
         """Ingest what a shared run's part ``label`` gained, or every part's (docs/shared-runs.md;
-        none: a ``scandir``)."""
-        labels = [label] if label is not None else paths.parts()
+        none: those its log source has, a ``scandir`` or a query)."""
+        labels = [label] if label is not None else self._indexer.source.parts(paths)
         if not labels:
             return
         with self._lock:

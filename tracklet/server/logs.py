@@ -257,6 +257,10 @@ class LogCopies:
                 handle.truncate(end)
                 os.fsync(handle.fileno())
 
+    def check_label(self, project: str, run_id: str, part: str) -> None:
+        """400 when another part of the run has a label that differs from ``part`` in case only."""
+        check_label(run_paths(self.root, project, run_id, part))
+
     def offset(self, project: str, run_id: str, part: str | None = None) -> int:
         """Where the client resumes: the size of the stored copy (of the run's part ``part``),
         0 when the run is unknown."""
@@ -344,9 +348,6 @@ PART_DESCRIPTION = ("A shared run's secondary writer's label: the bytes are that
 
 
 def check_part(app: Any, part: str | None) -> str | None:
-    """``part`` when this server keeps logs where parts can go (its data root); else 400 naming
-    the limitation (segments in object storage hold a run's own log only)."""
-    if part is not None and not isinstance(app.copies, LogCopies):
-        raise BadRequest("this server keeps record logs as segments (--logs): a shared run's parts (part=) are "
-                         "not accepted there yet; the secondary writer's log stays on its machine (docs/shared-runs.md)")
+    """``part``, where the server keeps it: files under its data root (``LogCopies``) or segments
+    in shared storage (``segments.SegmentCopies``, keyed by run and label)."""
     return part

@@ -36,7 +36,7 @@ import collections
 import io
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -132,35 +132,28 @@ def prune(root: Path, artifacts: ServerArtifacts, store: Store, project: str, *,
 
 
 def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None,
-                     sink: Callable[[str, set[str]], None] | None = None) -> dict[str, set[str]]:
+                     sink: Callable[[str, set[str]], None] | None = None, logs: Any = None) -> dict[str, set[str]]:
     """Per project, every blob digest the server's runs of it name: any digest in their record
     logs (media, thumbnails, masks, table fragments, span payloads: a raw search, so nothing a
     record kind adds is missed) and every blob their tables' media cells name. A log or fragment
     that can't be read: with ``problems``, its project maps there to what went wrong (what its
     runs name is then incomplete: a collection keeps all of that project's rows) and the other
     runs are read on; without, ``RuntimeError``. ``sink``: each run's are handed to it instead
-    (``sink(project, digests)``; nothing is returned), so only one run's are held at a time."""
-    from tracklet.core.api import RecordedRun
+    (``sink(project, digests)``; nothing is returned), so only one run's are held at a time.
+    ``logs``: the server's log copies when they are segments in shared storage
+    (``segments.SegmentCopies``, ``--logs``): each run's logs (its own and its parts', its
+    primary's uploaded or not) are read from there, one run at a time, copied into a scratch
+    folder under ``root`` that is removed after each run; else the logs under ``root``."""
     from tracklet.core.layout import iter_run_logs
-    from tracklet.media.retention import _DIGEST, cell_digests
 
     found: dict[str, set[str]] = collections.defaultdict(set)
     reader = ServerMediaBlobs(artifacts, None, "")  # type: ignore[arg-type]  # reads fragments only
-    for paths, logs in iter_run_logs(Path(root)):  # a shared run's parts too, its primary uploaded or not
+    runs = (((paths, lambda logs=logs: logs) for paths, logs in iter_run_logs(Path(root))) if logs is None
+            else _segment_run_logs(logs, Path(root)))
+    for paths, fetch in runs:  # a shared run's parts too, its primary uploaded or not
         names: set[str] = set() if sink is not None else found[paths.project]
         try:
-            for log in logs:
-                with open(log.log_file, "rb") as handle:
-                    tail = b""
-                    while block := handle.read(16 << 20):
-                        data = tail + block
-                        names.update(match.decode() for match in _DIGEST.findall(data))
-                        tail = data[-63:]
-            # the run's tables read merged with its parts (RecordedRun); a part's alone before its primary's log
-            fragments = {fragment.digest for read in ([paths] if logs[0].part is None else logs)
-                         for record in RecordedRun(read)._read.tables for fragment in record.fragments}
-            if fragments:
-                names |= cell_digests(fragments, reader)
+            _run_references(paths, fetch(), reader, names)
         except (OSError, RuntimeError) as error:
             message = f"what run {paths.project}/{paths.run_id} names can't be read: {error}"
             if problems is None:
@@ -170,3 +163,53 @@ def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str,
         if sink is not None:
             sink(paths.project, names)
     return dict(found)
+
+
+def _run_references(paths: Any, logs: list[Any], reader: ServerMediaBlobs, names: set[str]) -> None:
+    """Add to ``names`` the digests run ``paths``' logs (``logs``: its own, then its parts') name."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.media.retention import _DIGEST, cell_digests
+
+    for log in logs:
+        with open(log.log_file, "rb") as handle:
+            tail = b""
+            while block := handle.read(16 << 20):
+                data = tail + block
+                names.update(match.decode() for match in _DIGEST.findall(data))
+                tail = data[-63:]
+    # the run's tables read merged with its parts (RecordedRun); a part's alone before its primary's log
+    fragments = {fragment.digest for read in ([paths] if logs[0].part is None else logs)
+                 for record in RecordedRun(read)._read.tables for fragment in record.fragments}
+    if fragments:
+        names |= cell_digests(fragments, reader)
+
+
+def _segment_run_logs(logs: Any, root: Path) -> Iterator[tuple[Any, Callable[[], list[Any]]]]:
+    """``iter_run_logs`` of a server's segment copies: each run's paths, and what copies its logs
+    into a scratch data root under ``root`` (one run's at a time, removed before the next run's)
+    and returns their paths there."""
+    import shutil
+    import tempfile
+
+    from tracklet.core.layout import RunPaths
+
+    root.mkdir(parents=True, exist_ok=True)
+    for run, copies in logs.run_logs():
+        scratch = Path(tempfile.mkdtemp(prefix=".gc-logs-", dir=root))
+        local = RunPaths(scratch, run.project, run.run_id)
+
+        def fetch(local: Any = local, copies: list[Any] = copies) -> list[Any]:
+            here = []
+            for copy in copies:
+                target = local if copy.part is None else local.part_paths(copy.part)
+                target.log_file.parent.mkdir(parents=True, exist_ok=True)
+                with open(target.log_file, "wb") as handle:
+                    for block in logs.iter_bytes(copy):
+                        handle.write(block)
+                here.append(target)
+            return here
+
+        try:
+            yield local, fetch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)

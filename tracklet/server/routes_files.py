@@ -40,8 +40,10 @@ _RAW_BODY = {
 def _known_run(request: Request, project: str, run_id: str) -> None:
     """400 for unsafe names, 404 unless the server has the run's record log, or a part of it (a
     shared run's secondary writer may upload before the primary: docs/shared-runs.md)."""
-    paths = run_paths(request.app.state.tracklet.root, project, run_id)
-    if not paths.log_file.is_file() and not paths.parts():
+    app = request.app.state.tracklet
+    paths = run_paths(app.root, project, run_id)
+    source = app.indexer.source  # files under the root, or segments in shared storage (--logs)
+    if not paths.log_file.is_file() and not source.size(paths) and not source.parts(paths):
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server: upload its record "
                             "log first (tracklet sync)")
 

@@ -16,7 +16,7 @@ from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
 
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, frame
-from tracklet.server.logs import PART_DESCRIPTION as _PART, check_label, check_part, run_paths
+from tracklet.server.logs import PART_DESCRIPTION as _PART, check_part, run_paths
 from tracklet.server.models import errors
 from tracklet.server.body import bounded_router
 
@@ -50,7 +50,7 @@ def get_log(
     app = request.app.state.tracklet
     paths = run_paths(app.root, project, run_id, check_part(app, part))
     if part is not None:
-        check_label(paths)  # never another label's log on a case-insensitive file system
+        app.copies.check_label(project, run_id, part)  # never another label's log on a case-insensitive file system
     source = app.indexer.source
     size = source.size(paths)
     what = f"{project}/{run_id}" if part is None else f"{project}/{run_id} part {part}"

@@ -12,13 +12,21 @@ a process that dies between the object write and the commit leaves an unreferenc
 the next append at that offset overwrites. There are no torn tails: only whole, checked frames
 are ever written, and an object store's PUT is all or nothing.
 
+A shared run's part (a secondary writer's log, docs/shared-runs.md) is a copy of its own: its
+head and segments are keyed ``<run_id>/<label>`` (no run id holds a ``/``, so the key is never
+a run's), its objects are ``<location>/<project>/<run_id>/parts/<label>/<offset>.seg``, and its
+appends lock its own head row. Creating a part (its first bytes) also locks the run's head row
+(the lock order: a part's, then its run's, as ``LogCopies``), so two labels that differ only in
+case, or the parts past ``max_parts``, can't race in through two processes.
+
 The class is also the ``LogSource`` the indexer reads (``tracklet/store/logsource.py``): the
-runs are the heads, a run's bytes are its segments, and a run is alive while its head moved
-within the heartbeat lapse.
+runs are the heads, a run's bytes are its segments, its parts the heads keyed under it, and a
+copy is alive while its head moved within the heartbeat lapse.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +37,9 @@ from sqlalchemy.dialects import postgresql
 
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import ScanResult, scan, scan_frames
-from tracklet.server.logs import AppendResult, BadRequest, KeyCounts, check_frames, check_records, new_tail, run_paths
+from tracklet.core.layout import MAX_NAME_CHARS
+from tracklet.server.logs import (MAX_PARTS_PER_RUN, AppendResult, BadRequest, KeyCounts, check_frames, check_records,
+                                  new_tail, run_paths)
 from tracklet.server.schema import log_heads, log_segments, migrate
 from tracklet.store.logsource import read_window
 
@@ -39,7 +49,8 @@ class SegmentCopies:
     indexed in the PostgreSQL database behind ``engine``."""
 
     def __init__(self, engine: sa.Engine, fs: Any, base: str, root: Path, *, heartbeat_lapse: float,
-                 key_counts: KeyCounts | None = None) -> None:
+                 key_counts: KeyCounts | None = None, max_parts: int = MAX_PARTS_PER_RUN) -> None:
+        """``max_parts``: how many parts a shared run may have here (``--max-parts-per-run``)."""
         if engine.dialect.name != "postgresql":
             raise ValueError("log copies in shared storage (--logs) need a PostgreSQL store (--store postgresql://...): "
                              "its row locks are what serializes appends across server processes")
@@ -52,57 +63,130 @@ class SegmentCopies:
         self.root = Path(root)
         self.heartbeat_lapse = heartbeat_lapse
         self.key_counts = key_counts if key_counts is not None else KeyCounts()
+        self.max_parts = max_parts
+        self._listed: dict[tuple[str, str], list[str]] = {}  # runs()'s parts of each run, taken once by parts()
 
-    def _key(self, project: str, run_id: str, offset: int) -> str:
-        return f"{self.base}/{project}/{run_id}/{offset:016d}.seg"
+    def _key(self, project: str, copy: str, offset: int) -> str:
+        """The object of a copy's segment at ``offset`` (``copy``: a run id, or ``<run_id>/<label>``)."""
+        return f"{self._dir(project, copy)}/{offset:016d}.seg"
+
+    def _dir(self, project: str, copy: str) -> str:
+        run_id, _, label = copy.partition("/")
+        return f"{self.base}/{project}/{run_id}" + (f"/parts/{label}" if label else "")
 
     @staticmethod
     def _head(project: str, run_id: str) -> Any:
         return sa.and_(log_heads.c.project == project, log_heads.c.run_id == run_id)
 
+    @staticmethod
+    def copy_key(project: str, run_id: str, part: str | None) -> str:
+        """A copy's ``run_id`` in ``log_heads`` and ``log_segments``: the run's, or
+        ``<run_id>/<label>`` for its part ``part``; 400 when the two together don't fit the
+        column (``MAX_NAME_CHARS``: a run id and a label of 63 characters each always do)."""
+        if part is None:
+            return run_id
+        key = f"{run_id}/{part}"
+        if len(key) > MAX_NAME_CHARS:
+            raise BadRequest(f"part {part!r} of run {project}/{run_id}: on a server that keeps record logs as segments "
+                             f"(--logs), a run id and a part label are at most {MAX_NAME_CHARS - 1} characters "
+                             f"together; these are {len(key) - 1}: use a shorter label")
+        return key
+
+    @staticmethod
+    def _parts_of(run_id: str) -> Any:
+        """The heads of run ``run_id``'s parts (within a project)."""
+        return log_heads.c.run_id.startswith(f"{run_id}/", autoescape=True)
+
+    def _labels(self, connection: sa.Connection, project: str, run_id: str, *, grown: bool = True) -> list[str]:
+        """The labels of the run's parts (``grown``: those that hold bytes), in name order."""
+        query = sa.select(log_heads.c.run_id).where(log_heads.c.project == project, self._parts_of(run_id))
+        if grown:
+            query = query.where(log_heads.c.size > 0)
+        return sorted(key.partition("/")[2] for key in connection.execute(query).scalars())
+
+    def check_label(self, project: str, run_id: str, part: str, connection: sa.Connection | None = None) -> None:
+        """400 when another part of the run has a label that differs from ``part`` in case only
+        (``logs.check_label``'s rule, which a server applies on every file system alike)."""
+        folded = part.casefold()
+        with self.engine.connect() if connection is None else contextlib.nullcontext(connection) as use:
+            labels = self._labels(use, project, run_id, grown=False)
+        for label in labels:
+            if label != part and label.casefold() == folded:
+                raise BadRequest(f"part {part!r} of run {project}/{run_id} differs only in case from its part {label!r}: "
+                                 "labels of one run must differ in more than case (a case-insensitive file system "
+                                 "holds one file for both); pick another label")
+
     # ------------------------------------------------------------------ the ingest side
 
-    def offset(self, project: str, run_id: str) -> int:
-        """Where the client resumes: the stored size (0 when the run is unknown)."""
-        run_paths(self.root, project, run_id)
+    def offset(self, project: str, run_id: str, part: str | None = None) -> int:
+        """Where the client resumes: the stored size of the run's copy (of its part ``part``),
+        0 when there is none."""
+        run_paths(self.root, project, run_id, part)
+        key = self.copy_key(project, run_id, part)
+        if part is not None:
+            self.check_label(project, run_id, part)
         with self.engine.connect() as connection:
-            size = connection.execute(sa.select(log_heads.c.size).where(self._head(project, run_id))).scalar()
+            size = connection.execute(sa.select(log_heads.c.size).where(self._head(project, key))).scalar()
         return size or 0
 
-    def append(self, project: str, run_id: str, offset: int, body: bytes) -> AppendResult:
-        """Apply ``body`` (the client's log bytes from ``offset``): append, accept a resend, or
-        raise ``OffsetConflict``; the same rules as ``LogCopies.append``."""
-        run_paths(self.root, project, run_id)
+    def append(self, project: str, run_id: str, offset: int, body: bytes, part: str | None = None) -> AppendResult:
+        """Apply ``body`` (the client's log bytes from ``offset``; ``part``: of the run's part
+        written by that label): append, accept a resend, or raise ``OffsetConflict``; the same
+        rules as ``LogCopies.append``."""
+        run_paths(self.root, project, run_id, part)
+        key = self.copy_key(project, run_id, part)
         if offset < 0:
             raise BadRequest(f"offset must be 0 or more; got {offset}")
-        if body:
-            check_frames(body, offset)
+        if not body:  # nothing to store: the offset rules alone, and no head row made for it
+            size = self.offset(project, run_id, part)
+            new_tail(body, offset, size, lambda start, end: b"")
+            return AppendResult(offset=size, appended=0)
+        check_frames(body, offset)
         # The store's count (needed when this process hasn't counted the run yet), asked before the
         # transaction: asking inside it would hold one pooled connection while waiting for a second.
-        indexed = self.key_counts.indexed(project, run_id) if body and not self.key_counts.known(project, run_id) else None
+        # (A part's keys are its own: the store counts the run's own log's only.)
+        indexed = (self.key_counts.indexed(project, run_id)
+                   if part is None and not self.key_counts.known(project, key) else None)
         with self.engine.begin() as connection:
             connection.execute(postgresql.insert(log_heads).values(
-                project=project, run_id=run_id, size=0, updated_at=time.time()).on_conflict_do_nothing())
+                project=project, run_id=key, size=0, updated_at=time.time()).on_conflict_do_nothing())
             size = connection.execute(
-                sa.select(log_heads.c.size).where(self._head(project, run_id)).with_for_update()).scalar_one()
+                sa.select(log_heads.c.size).where(self._head(project, key)).with_for_update()).scalar_one()
 
             def stored(start: int, end: int) -> bytes:
-                return self._read(connection, project, run_id, start, end)
+                return self._read(connection, project, key, start, end)
 
             tail = new_tail(body, offset, size, stored)
+            if tail and size == 0 and part is not None:
+                self._check_new_part(connection, project, run_id, part)
             if tail:
-                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored, lambda: indexed),
-                                     f"{project}/{run_id}")
-                if self._local:  # a mounted directory: a new run's directory must exist (object stores have none)
-                    self.fs.makedirs(f"{self.base}/{project}/{run_id}", exist_ok=True)
-                self.fs.pipe_file(self._key(project, run_id, size), tail)  # durable before the commit
+                keys = check_records(tail, size, self.key_counts.at(project, key, size, stored, lambda: indexed),
+                                     f"{project}/{key}")
+                if self._local:  # a mounted directory: a new copy's directory must exist (object stores have none)
+                    self.fs.makedirs(self._dir(project, key), exist_ok=True)
+                self.fs.pipe_file(self._key(project, key, size), tail)  # durable before the commit
                 connection.execute(log_segments.insert().values(
-                    project=project, run_id=run_id, offset=size, length=len(tail)))
-                connection.execute(log_heads.update().where(self._head(project, run_id)).values(
+                    project=project, run_id=key, offset=size, length=len(tail)))
+                connection.execute(log_heads.update().where(self._head(project, key)).values(
                     size=size + len(tail), updated_at=time.time()))
         if tail:  # committed
-            self.key_counts.set(project, run_id, size + len(tail), keys)
+            self.key_counts.set(project, key, size + len(tail), keys)
         return AppendResult(offset=size + len(tail), appended=len(tail))
+
+    def _check_new_part(self, connection: sa.Connection, project: str, run_id: str, part: str) -> None:
+        """A part's first bytes: under the run's head row's lock (made if the run has no log yet:
+        a part may arrive before its primary's log), refuse a label that differs from another
+        part's in case only, and the part past ``max_parts``; the part's own head row is held."""
+        connection.execute(postgresql.insert(log_heads).values(
+            project=project, run_id=run_id, size=0, updated_at=time.time()).on_conflict_do_nothing())
+        connection.execute(sa.select(log_heads.c.size).where(self._head(project, run_id)).with_for_update())
+        self.check_label(project, run_id, part, connection)
+        count = len([label for label in self._labels(connection, project, run_id) if label != part])
+        if count >= self.max_parts:
+            raise BadRequest(f"run {project}/{run_id} has {count} parts (secondary writers' logs), the "
+                             f"most this server keeps for one run (--max-parts-per-run {self.max_parts}): part "
+                             f"{part!r} was not stored; use fewer labels (one per node, not per process) or "
+                             "ask the server's operator to raise the limit")
 
     def _read(self, connection: sa.Connection, project: str, run_id: str, start: int, end: int) -> bytes:
         """The stored bytes [start, end) of a run's copy."""
@@ -126,31 +210,82 @@ class SegmentCopies:
     # ------------------------------------------------------------------ the indexer's LogSource
 
     def runs(self) -> Iterator[RunPaths]:
+        """Every run whose own log holds bytes (a part waits for its run's log, as on a server
+        that keeps files). One query, which also lists the runs' parts: ``parts()`` takes each
+        run's from it once (an index pass asks for every listed run's parts right after)."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(log_heads.c.project, log_heads.c.run_id)
                                       .where(log_heads.c.size > 0).order_by(log_heads.c.project, log_heads.c.run_id)).all()
-        return iter([RunPaths(self.root, row.project, row.run_id) for row in rows])
+        found: list[RunPaths] = []
+        labels: dict[tuple[str, str], list[str]] = {}
+        for row in rows:
+            run_id, _, label = row.run_id.partition("/")
+            if label:
+                labels.setdefault((row.project, run_id), []).append(label)
+            else:
+                found.append(RunPaths(self.root, row.project, row.run_id))
+        self._listed = {(paths.project, paths.run_id): sorted(labels.get((paths.project, paths.run_id), []))
+                        for paths in found}
+        return iter(found)
+
+    def parts(self, paths: RunPaths) -> list[str]:
+        """The labels of the run's parts that hold bytes, in name order (from the last ``runs()``
+        listing, once; else one query)."""
+        listed = self._listed.pop((paths.project, paths.run_id), None)
+        if listed is not None:
+            return listed
+        with self.engine.connect() as connection:
+            return self._labels(connection, paths.project, paths.run_id)
+
+    def run_logs(self) -> Iterator[tuple[RunPaths, list[RunPaths]]]:
+        """Every run with a log that holds bytes, its own or a part's (``core/layout.iter_run_logs``
+        of these copies: the readers of every log, a part whose primary hasn't arrived included),
+        with those logs' paths: its own first, then its parts' in label order."""
+        with self.engine.connect() as connection:
+            keys = connection.execute(sa.select(log_heads.c.project, log_heads.c.run_id).where(log_heads.c.size > 0)
+                                      .order_by(log_heads.c.project, log_heads.c.run_id)).all()
+        runs: dict[tuple[str, str], list[RunPaths]] = {}
+        for project, key in keys:
+            run_id, _, label = key.partition("/")
+            runs.setdefault((project, run_id), []).append(RunPaths(self.root, project, run_id, label or None))
+        for (project, run_id), logs in runs.items():
+            yield RunPaths(self.root, project, run_id), sorted(logs, key=lambda log: (log.part is not None, log.part or ""))
+
+    def iter_bytes(self, paths: RunPaths, chunk_bytes: int = 16 << 20) -> Iterator[bytes]:
+        """A copy's bytes (a run's, or its part's), ``chunk_bytes`` at a time."""
+        copy = self._copy(paths)
+        with self.engine.connect() as connection:
+            size = connection.execute(sa.select(log_heads.c.size).where(self._head(paths.project, copy))).scalar() or 0
+            for start in range(0, size, chunk_bytes):
+                yield self._read(connection, paths.project, copy, start, min(size, start + chunk_bytes))
 
     def size(self, paths: RunPaths) -> int:
-        return self.offset(paths.project, paths.run_id)
+        with self.engine.connect() as connection:
+            size = connection.execute(sa.select(log_heads.c.size).where(self._head(paths.project, self._copy(paths)))).scalar()
+        return size or 0
+
+    @staticmethod
+    def _copy(paths: RunPaths) -> str:
+        return paths.run_id if paths.part is None else f"{paths.run_id}/{paths.part}"
 
     def read_from(self, paths: RunPaths, offset: int, limit: int | None = None, *,
                   bound: int | None = None) -> ScanResult:
+        copy = self._copy(paths)
         with self.engine.connect() as connection:
             size = connection.execute(
-                sa.select(log_heads.c.size).where(self._head(paths.project, paths.run_id))).scalar() or 0
+                sa.select(log_heads.c.size).where(self._head(paths.project, copy))).scalar() or 0
             if limit is not None:
-                return read_window(lambda start, end: self._read(connection, paths.project, paths.run_id,
+                return read_window(lambda start, end: self._read(connection, paths.project, copy,
                                                                  start, min(end, size)), offset, offset + limit, size,
                                    bound=bound)
-            data = self._read(connection, paths.project, paths.run_id, offset, size)
+            data = self._read(connection, paths.project, copy, offset, size)
         return scan(data) if offset <= 0 else scan_frames(data, 0, base=offset)
 
     def alive(self, paths: RunPaths) -> bool:
         with self.engine.connect() as connection:
             moved = connection.execute(
-                sa.select(log_heads.c.updated_at).where(self._head(paths.project, paths.run_id))).scalar()
+                sa.select(log_heads.c.updated_at).where(self._head(paths.project, self._copy(paths)))).scalar()
         return moved is not None and time.time() - moved < self.heartbeat_lapse
 
     def location(self, paths: RunPaths) -> str:
-        return f"{self.base}/{paths.project}/{paths.run_id}/"
+        return self._dir(paths.project, self._copy(paths)) + "/"

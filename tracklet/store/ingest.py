@@ -512,10 +512,9 @@ class Indexer:
         source lists such runs, ``LocalLogs.part_only_runs``: then the first part makes the row,
         ``metadata["no_primary"]``, until the primary's log is indexed into it). Each part's
         offset, last step and system time are its ``run_parts`` row; what readers show of it (state,
-        keys, host, config) the run's ``metadata["parts"]``. Only logs on disk have
-        parts (``LocalLogs``); a failure is reported like a run's and doesn't stop the others."""
-        if not isinstance(self.source, LocalLogs):
-            return
+        keys, host, config) the run's ``metadata["parts"]``. The source lists a run's parts
+        (``LogSource.parts``: files on disk, or a server's segments); a failure is reported like a
+        run's and doesn't stop the others."""
         todo = self.parts_to_index(group, heads=True) if labels is None else [(paths, labels) for paths in group]
         for paths, run_labels in todo:
             pending = list(run_labels)
@@ -546,7 +545,7 @@ class Indexer:
             if self._forgotten:  # a part was recorded again from scratch: the run is indexed anew
                 self._forgotten = False
                 self._index_one(paths, report)  # its own log (none: its parts make its row)
-                self._index_parts([paths], report, paths.parts())
+                self._index_parts([paths], report, self.source.parts(paths))
 
     def parts_to_index(self, group: Iterable[RunPaths], *, heads: bool = False) -> list[tuple[RunPaths, list[str]]]:
         """Of the parts on disk of these runs, those an index pass has work for: their rows of
@@ -559,8 +558,8 @@ class Indexer:
         (a full pass, ``index_runs``, which reads each run's own log's head as well: ``_replaced``),
         a part as big as indexed is also one whose log was recorded again from scratch as long as
         the old one (a job run again): its first start (one frame) isn't the one indexed."""
-        shared = [(paths, labels) for paths in group if (labels := paths.parts())]
-        if not shared or not isinstance(self.source, LocalLogs):
+        shared = [(paths, labels) for paths in group if (labels := self.source.parts(paths))]
+        if not shared:
             return []
         recorded = self._recorded_parts([paths for paths, _ in shared])
         todo: list[tuple[RunPaths, list[str]]] = []

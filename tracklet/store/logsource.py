@@ -23,6 +23,11 @@ class LogSource(Protocol):
     def runs(self) -> Iterator[RunPaths]:
         """Every run that has a log."""
 
+    def parts(self, paths: RunPaths) -> list[str]:
+        """The labels of the run's parts (a shared run's secondary writers' logs,
+        docs/shared-runs.md), in name order: ``RunPaths.part_paths(label)`` is each one's paths,
+        which every other method takes as it takes a run's."""
+
     def size(self, paths: RunPaths) -> int:
         """The log's size in bytes (0 when it has none)."""
 
@@ -94,6 +99,9 @@ class LocalLogs:
 
     def runs(self) -> Iterator[RunPaths]:
         return iter_runs(self.root, parts=self.part_only_runs)
+
+    def parts(self, paths: RunPaths) -> list[str]:
+        return paths.parts()
 
     def size(self, paths: RunPaths) -> int:
         try:

@@ -1,0 +1,315 @@
+"""Shared runs' parts on a scaled-out server: two `tracklet server` processes with `--logs` in one
+S3 bucket (a real s3rver) and one PostgreSQL store, a run's parts (secondary writers' logs)
+uploaded through both. Each part is segments of its own, keyed by run and label, with the rules
+a part has on a server that keeps files: resends, offsets, labels and the per-run limit, checked
+across the two processes at once; the store shows every writer's data whichever process is asked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import serverproc
+from conftest import QUIET, REPO
+from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
+
+import tracklet
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import scan
+
+PROJECT = "ddp"
+
+
+@pytest.fixture(scope="module")
+def two(module_servers, postgres_url, s3rver, tmp_path_factory):
+    """Two server processes, each with its own empty --dir, on one PostgreSQL database and one
+    bucket prefix, keeping at most 3 parts per run; yields (servers, prefix)."""
+    from pgcluster import create_database, drop_database
+
+    name = f"segparts{os.getpid()}"
+    url = create_database(postgres_url, name)
+    prefix = f"{BUCKET}/{uuid.uuid4().hex}"
+    options = ("--files-option", f"endpoint_url={s3rver}", "--files-option", f"key={S3_KEY}",
+               "--files-option", f"secret={S3_SECRET}")
+    shared = ("--logs", f"s3://{prefix}/logs", "--files", f"s3://{prefix}/files", *options,
+              "--heartbeat-lapse", "600", "--max-parts-per-run", "3")
+    base = tmp_path_factory.mktemp("segparts")
+    started = [module_servers(base / f"api{index}", store=url,
+                              extra=(*shared, "--artifacts", f"s3://{prefix}/artifacts")) for index in range(2)]
+    yield started, prefix, url, options
+    module_servers.stop_using(url)
+    drop_database(postgres_url, name)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
+def _joined(prefix: str, endpoint: str, run_id: str, label: str) -> bytes:
+    """A part's segments in the bucket, concatenated in offset order."""
+    fs = s3_filesystem(endpoint)
+    keys = sorted(fs.find(f"{prefix}/logs/{PROJECT}/{run_id}/parts/{label}/"))
+    return b"".join(fs.cat_file(key) for key in keys)
+
+
+WRITER = textwrap.dedent("""
+    import sys, tracklet
+    root, run_id, label, url, base = sys.argv[1:6]
+    settings = {"dir": root, "mode": "online", "base_url": url, "upload_interval": 0.05, "console": "wrap",
+                "system_metrics": False, "capture_environment": False}
+    if label != "primary":
+        settings.update(primary=False, label=label)
+    run = tracklet.init(project="ddp", id=run_id, config={label + "_cfg": 1}, settings=settings)
+    for step in range(200):
+        run.log({"loss": int(base) + step, label + "/grad": step})
+        if step % 50 == 49:
+            run.flush()
+    print("hello from", label, flush=True)
+    run.finish()
+""")
+
+
+def _writer(root: Path, run_id: str, label: str, url: str, base: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WRITER, str(root), run_id, label, url, str(base)], env=_env(),
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_every_ranks_part_goes_online_to_either_process(tmp_path, two, s3rver):
+    """A DDP job online with every rank recording into one run: the secondaries' parts upload
+    through either process (one before the primary exists anywhere, one half through each
+    process), each part's segments are its log byte for byte, and both processes' API, the
+    `tracklet.Api` against the server and the log route show every writer's data."""
+    (one, other), prefix, url, options = two
+    root = tmp_path / "node"
+    early = _writer(root, "job", "rank_1", one.url, 100)  # before the primary: kept until its log arrives
+    assert early.returncode == 0 and "refused" not in early.stderr, early.stderr
+    results: list[subprocess.CompletedProcess] = []
+    threads = [threading.Thread(target=lambda label=label, url=url, base=base: results.append(
+        _writer(root, "job", label, url, base))) for label, url, base in (("primary", one.url, 0),
+                                                                          ("rank_2", other.url, 200))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    assert not any("refused" in result.stderr or "failed" in result.stderr for result in results), results
+
+    # rank_3 recorded offline, sent half through each process (and once more: a resend of equal bytes)
+    quiet = {**QUIET, "dir": str(root)}
+    for steps in (range(0, 300), range(300, 600)):
+        rank = tracklet.init(project=PROJECT, id="job", resume="allow", reinit="create_new",
+                             settings={**quiet, "primary": False, "label": "rank_3"})
+        for step in steps:
+            rank.log({"rank_3/acc": step}, step=step)
+        rank.finish()
+        server = one if steps.start == 0 else other
+        done = serverproc.cli("sync", "--url", server.url, "-q", "--chunk-mb", "0.01", f"{PROJECT}/job",
+                              env={"TRACKLET_DIR": str(root)}, timeout=180)
+        assert done.returncode == 0, done.stderr
+    again = serverproc.cli("sync", "--url", one.url, "-q", f"{PROJECT}/job", env={"TRACKLET_DIR": str(root)},
+                           timeout=180)
+    assert again.returncode == 0, again.stderr
+
+    run_paths = RunPaths(root, PROJECT, "job")
+    for label in ("rank_1", "rank_2", "rank_3"):
+        assert _joined(prefix, s3rver, "job", label) == run_paths.part_paths(label).log_file.read_bytes(), label
+    for server in (one, other):
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            run = client.get(f"/api/v1/runs/{PROJECT}/job").json()["run"]
+            assert run["state"] == "finished"
+            parts = run["metadata"]["parts"]
+            assert {label: parts[label]["state"] for label in parts} == dict.fromkeys(
+                ("rank_1", "rank_2", "rank_3"), "finished")
+            summary = run["summary"]
+            assert (summary["loss"], summary["loss/l:rank_1"], summary["loss/l:rank_2"]) == (199, 299, 399)
+            assert summary["rank_3/acc"] == 599
+            history = client.get(f"/api/v1/runs/{PROJECT}/job/history",
+                                 params={"keys": "rank_3/acc,loss/l:rank_2", "buckets": 0}).json()
+            series = {entry["key"]: entry for entry in history["series"]}
+            assert series["rank_3/acc"]["steps"] == list(range(600))  # every step once, across both processes
+            assert series["loss/l:rank_2"]["values"] == [float(200 + step) for step in range(200)]
+            console = client.get(f"/api/v1/runs/{PROJECT}/job/console").text
+            assert "[rank_2] hello from rank_2" in console and "hello from primary" in console
+            part = client.get(f"/api/v1/runs/{PROJECT}/job/log", params={"part": "rank_2"})
+            assert part.headers["X-Tracklet-Log-Part"] == "rank_2"
+            assert part.content == run_paths.part_paths("rank_2").log_file.read_bytes()
+    # a run's files on a --logs server: the run is known from its segments (a part's files too)
+    for run_id in ("job", "early"):
+        if run_id == "early":  # a run that has a part only so far
+            assert _put(one, "early", "r1", 0, run_paths.part_paths("rank_1").log_file.read_bytes()).status_code == 200
+        put = httpx.put(f"{one.url}/api/v1/runs/{PROJECT}/{run_id}/files/parts/r1/notes.txt", content=b"n", timeout=30)
+        assert put.status_code == 200, put.text
+        assert httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/{run_id}/files/parts/r1/notes.txt").content == b"n"
+    remote = tracklet.Api(base_url=other.url).run(f"{PROJECT}/job")
+    assert remote.config["rank_2_cfg"] == 1 and remote.summary["loss/l:rank_1"] == 299
+    for server in (one, other):
+        assert not (server.root / "projects").exists()  # nothing in a process's own directory
+    # the store rebuilt from the segments (`tracklet index --rebuild --logs`) has every writer's again
+    rebuilt = serverproc.cli("--dir", str(tmp_path / "index"), "index", "--rebuild", "--store", url,
+                             "--logs", f"s3://{prefix}/logs", *options, timeout=180)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    again = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/job", timeout=30).json()["run"]
+    assert (again["summary"]["loss/l:rank_2"], again["summary"]["rank_3/acc"]) == (399, 599)
+    assert sorted(again["metadata"]["parts"]) == ["rank_1", "rank_2", "rank_3"]
+
+
+def _part_log(tmp_path: Path, run_id: str, label: str, rows: int = 3) -> bytes:
+    root = tmp_path / f"rec-{run_id}-{label}-{rows}"
+    run = tracklet.init(project=PROJECT, id=run_id, reinit="create_new",
+                        settings={**QUIET, "dir": str(root), "primary": False, "label": label})
+    for step in range(rows):
+        run.log({"x": step})
+    run.finish()
+    return RunPaths(root, PROJECT, run_id, label).log_file.read_bytes()
+
+
+def _put(server, run_id: str, label: str, offset: int, body: bytes) -> httpx.Response:
+    return httpx.put(f"{server.url}/api/v1/runs/{PROJECT}/{run_id}/log", params={"offset": offset, "part": label},
+                     content=body, timeout=60)
+
+
+def test_offsets_resends_labels_and_the_limit_hold_across_both_processes(tmp_path, two):
+    """The rules of a part's upload, through two processes at once: a resend whose overlap equals
+    the stored bytes is taken (nothing stored twice), a gap or other bytes are 409 with the
+    stored size, a body that isn't whole frames is 400; labels that differ only in case and the
+    part past --max-parts-per-run are refused even when uploaded at the same moment to the two
+    processes (exactly one wins), and the refused parts leave nothing behind."""
+    (one, other), *_ = two
+    log = _part_log(tmp_path, "rules", "w1")
+    frames = scan(log).payloads
+    middle = frames[len(frames) // 2][0]  # a frame boundary
+    assert _put(one, "rules", "w1", 0, log[:middle]).json() == {"offset": middle, "appended": middle, "part": "w1"}
+    resend = _put(other, "rules", "w1", 0, log)  # the overlap equals the stored bytes: only the rest is stored
+    assert resend.json() == {"offset": len(log), "appended": len(log) - middle, "part": "w1"}
+    assert _put(one, "rules", "w1", 0, log).json()["appended"] == 0
+    gap = _put(other, "rules", "w1", len(log) + 10, log[middle:])
+    assert gap.status_code == 409 and gap.json()["offset"] == len(log)
+    other_bytes = _part_log(tmp_path, "rules", "w1", rows=5)
+    mismatch = _put(one, "rules", "w1", 0, other_bytes)
+    assert mismatch.status_code == 409 and mismatch.json()["offset"] == len(log)
+    torn = _put(other, "rules", "w1", len(log), log[middle:-3])
+    assert torn.status_code == 400 and "nothing was stored" in torn.text
+    for server in (one, other):
+        offset = httpx.get(f"{server.url}/api/v1/runs/{PROJECT}/rules/log/offset", params={"part": "w1"}).json()
+        assert offset == {"offset": len(log), "part": "w1"}
+        assert httpx.get(f"{server.url}/api/v1/runs/{PROJECT}/rules/log", params={"part": "w1"}).content == log
+
+    def race(uploads: list[tuple[object, str, bytes]]) -> list[int]:
+        answers: list[int] = [0] * len(uploads)
+
+        def send(index: int, server, label: str, body: bytes) -> None:
+            answers[index] = _put(server, "rules", label, 0, body).status_code
+
+        threads = [threading.Thread(target=send, args=(index, *upload)) for index, upload in enumerate(uploads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return answers
+
+    # Two labels differing only in case, each to another process at once: one is stored.
+    twins = race([(one, "Rank_9", _part_log(tmp_path, "rules", "Rank_9")),
+                  (other, "rank_9", _part_log(tmp_path, "rules", "rank_9"))])
+    assert sorted(twins) == [200, 400], twins
+    loser = "Rank_9" if twins[0] == 400 else "rank_9"
+    for server in (one, other):
+        for route in ("log", "log/offset"):
+            refused = httpx.get(f"{server.url}/api/v1/runs/{PROJECT}/rules/{route}", params={"part": loser})
+            assert refused.status_code == 400 and "differs only in case" in refused.text, refused.text
+    # The run has 2 parts of 3: of three new labels sent at once through both processes, one is stored.
+    labels = ["n1", "n2", "n3"]
+    answers = race([(server, label, _part_log(tmp_path, "rules", label))
+                    for server, label in zip((one, other, one), labels)])
+    assert sorted(answers) == [200, 400, 400], answers
+    refused = _put(other, "rules", "n4", 0, _part_log(tmp_path, "rules", "n4"))
+    assert refused.status_code == 400 and "rules has 3 parts" in refused.text and "--max-parts-per-run 3" in refused.text
+    stored = [label for label in labels if answers[labels.index(label)] == 200]
+    for label in {*labels, "n4"} - set(stored):
+        assert httpx.get(f"{one.url}/api/v1/runs/{PROJECT}/rules/log/offset", params={"part": label}).json()[
+            "offset"] == 0
+    long = _put(one, "rules", "x" * 125, 0, log)  # "rules/" + 125 characters: past the key's 128
+    assert long.status_code == 400 and "at most 127 characters" in long.text
+
+
+WORKER = textwrap.dedent("""
+    import sys, tracklet
+    run = tracklet.init(project="ddp", id="pool", settings={"dir": sys.argv[1], "primary": False, "label": "w0",
+        "console": "off", "system_metrics": False, "capture_environment": False})
+    for step in range(50):
+        run.log({"eval/acc": step})
+    run.finish()
+""")
+
+PARENT = textwrap.dedent("""
+    import subprocess, sys, tracklet
+    root, url, worker = sys.argv[1:4]
+    run = tracklet.init(project="ddp", id="pool", settings={
+        "dir": root, "mode": "online", "base_url": url, "upload_interval": 0.05, "console": "off",
+        "system_metrics": False, "capture_environment": False})
+    run.log({"loss": 1.0})
+    subprocess.run([sys.executable, "-c", worker, root], check=True)  # a worker that records its part offline
+    run.finish()  # the parent's uploader sends the part, whose writer is gone
+""")
+
+
+def test_a_part_whose_writer_is_gone_is_sent_by_the_parent(tmp_path, two):
+    """The parent's online uploader sends the run's parts whose writers are gone (a worker that
+    wrote its part without uploading it), to a segment server too: the other process reads it."""
+    (one, other), *_ = two
+    done = subprocess.run([sys.executable, "-c", PARENT, str(tmp_path), one.url, WORKER], env=_env(), capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0 and "failed" not in done.stderr, done.stderr
+    local = RunPaths(tmp_path, PROJECT, "pool", "w0").log_file.read_bytes()
+    answer = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/pool/log", params={"part": "w0"}, timeout=30)
+    assert answer.content == local
+    history = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/pool/history",
+                        params={"keys": "eval/acc", "buckets": 0}, timeout=30).json()
+    assert history["series"][0]["steps"] == list(range(50))
+
+
+def test_artifact_gc_keeps_what_every_writers_segments_name(tmp_path, two):
+    """`tracklet admin artifact-gc` of a --logs server reads every run's logs from the segments
+    (with --logs): the media a part names, also a part whose primary never arrived, and the media a
+    run's own log names are kept; without --logs it refuses rather than take them for unreferenced."""
+    import numpy as np
+
+    (one, other), prefix, url, options = two
+    root = tmp_path / "node"
+    digests = {}
+    for run_id, extra in (("media", {}), ("media", {"primary": False, "label": "r1"}),
+                          ("lonely", {"primary": False, "label": "r1"})):
+        run = tracklet.init(project=PROJECT, id=run_id, reinit="create_new", settings={**QUIET, "dir": str(root), **extra})
+        seed = len(digests)
+        run.log({"img": tracklet.Image(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8))})
+        run.finish()
+        recorded = tracklet.Api(root).run(f"{PROJECT}/{run_id}").media("img")
+        digests[(run_id, extra.get("label"))] = {item.digest for item in recorded} - set().union(*digests.values())
+    for run_id in ("media", "lonely"):
+        done = serverproc.cli("sync", "--url", one.url, "-q", f"{PROJECT}/{run_id}", env={"TRACKLET_DIR": str(root)},
+                              timeout=180)
+        assert done.returncode == 0, done.stderr
+    gc = ("admin", "--store", url, "--dir", str(tmp_path / "admin"), "artifact-gc", "--grace", "0",
+          "--artifacts", f"s3://{prefix}/artifacts", *options)
+    refused = serverproc.cli(*gc, timeout=180)
+    assert refused.returncode != 0 and "pass its --logs" in refused.stderr, refused.stderr
+    collected = serverproc.cli(*gc, "--logs", f"s3://{prefix}/logs", timeout=180)
+    assert collected.returncode == 0, collected.stderr
+    late = tmp_path / "late"  # the lonely part's primary arrives after the collection: its run can be read
+    tracklet.init(project=PROJECT, id="lonely", reinit="create_new", settings={**QUIET, "dir": str(late)}).finish()
+    done = serverproc.cli("sync", "--url", other.url, "-q", f"{PROJECT}/lonely", env={"TRACKLET_DIR": str(late)},
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    for (run_id, label), named in digests.items():
+        assert named, (run_id, label)
+        for digest in named:
+            answer = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/{run_id}/media/{digest}", timeout=30)
+            assert answer.status_code == 200, (run_id, label, answer.text)
+    assert not list((tmp_path / "admin").glob(".gc-logs-*"))  # each run's scratch copy removed

@@ -65,8 +65,38 @@ JOB = """
 
 
 @pytest.fixture(scope="module")
-def server(module_servers, tmp_path_factory) -> Iterator:
+def sqlite_server(module_servers, tmp_path_factory) -> Iterator:
     yield module_servers(tmp_path_factory.mktemp("incremental-online"))
+
+
+@pytest.fixture(scope="module")
+def pg_servers(module_servers, tmp_path_factory, postgres_url) -> Iterator:
+    """Two server processes of one deployment on a PostgreSQL store (a database of its own in the
+    session's cluster) and one data root: versions in ``artifact_versions``, numbered under an
+    advisory lock per collection whichever process commits."""
+    from pgcluster import create_database, drop_database
+
+    name = f"incr{os.getpid()}"
+    url = create_database(postgres_url, name)
+    root = tmp_path_factory.mktemp("incremental-online-pg")
+    yield module_servers(root, store=url), module_servers(root, store=url)
+    module_servers.stop_using(url)
+    drop_database(postgres_url, name)
+
+
+@pytest.fixture(scope="module")
+def pg_server(pg_servers) -> Iterator:
+    yield pg_servers[0]
+
+
+@pytest.fixture
+def server(request) -> Iterator:
+    """The module's server: on SQLite, or on PostgreSQL for a test parametrized over ``backend``."""
+    backend = request.node.callspec.params.get("backend", "sqlite") if hasattr(request.node, "callspec") else "sqlite"
+    yield request.getfixturevalue("pg_server" if backend == "postgresql" else "sqlite_server")
+
+
+BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 
 
 def _env(machine: Path, url: str, **extra: str) -> dict[str, str]:
@@ -96,13 +126,16 @@ def _seed(tmp_path: Path, url: str, name: str, files: dict[str, bytes]) -> None:
     run.finish()
 
 
-def test_jobs_released_together_lose_no_increment(server, tmp_path):
+@BACKENDS
+def test_jobs_released_together_lose_no_increment(server, tmp_path, backend, request):
     """Four processes (each its own data root: four machines), released by one barrier, each log
     three incremental versions of one collection; job 0 removes, in its first, a shard the seeding
     job added, and in its last, job 1's first shard (logged once that is on the server, while the
     other jobs' versions still land on bases holding it). Every version the server numbers holds its predecessor's files (less the removed
     one): no job's shard is lost, and the removed one doesn't come back through a job whose base
-    still held them."""
+    still held them. On PostgreSQL the jobs alternate between two server processes of one
+    deployment: numbers stay unique and gapless across them."""
+    urls = [server.url] if backend == "sqlite" else [peer.url for peer in request.getfixturevalue("pg_servers")]
     name, jobs, rounds = "shards", 4, 3
     _seed(tmp_path, server.url, name, {"seed/keep.bin": b"keep", "seed/drop.bin": b"drop"})
     go = tmp_path / "go"
@@ -116,7 +149,7 @@ def test_jobs_released_together_lose_no_increment(server, tmp_path):
         procs.append(subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(JOB), name, str(job), str(rounds), json.dumps(remove),
              json.dumps(after), str(tmp_path / f"ready-{job}"), str(go)],
-            cwd=work, env=_env(tmp_path / f"machine-{job}", server.url), stdout=subprocess.PIPE,
+            cwd=work, env=_env(tmp_path / f"machine-{job}", urls[job % len(urls)]), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
     try:
         deadline = time.monotonic() + 120  # a bound for a stuck test, not a timing check
@@ -217,7 +250,8 @@ def test_a_server_not_answering_at_log_time_keeps_the_version_and_sync_merges_it
     assert len(versions) == 3
 
 
-def test_a_merged_version_sent_again_makes_no_second_version(server, tmp_path, monkeypatch):
+@BACKENDS
+def test_a_merged_version_sent_again_makes_no_second_version(server, tmp_path, monkeypatch, backend):
     """An incremental version the server merged (its base was no longer the latest) sent again, as
     a retried commit whose answer was lost or a repeated `tracklet sync` does: no second version,
     whether nothing or another job's version landed meanwhile -- one that removed the version's file

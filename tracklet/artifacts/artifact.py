@@ -68,6 +68,9 @@ class Artifact:
         # added and the paths remove() named taken away (``artifacts/incremental.py``).
         self._incremental = bool(incremental)
         self._removed: list[str] = []  # an incremental draft's remove()d paths, taken from its base
+        # An incremental draft's commit id (VersionInfo.commit_id), drawn when it is stored: what its
+        # server commit is known by when sent again.
+        self._commit_id: str | None = None
         self.type = check_artifact_type(type)
         self.description = description or ""
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -534,12 +537,14 @@ class Artifact:
                 manifest, base = incremental.resolve_base(store, self.project, self._name, server,
                                                           deadline=base_deadline)
                 pending = incremental.onto(manifest, pending, self._removed)
+                self._commit_id = self._commit_id or incremental.new_commit_id()
             result = store.commit(self._name, self.type, pending, project=self.project,
                                   aliases=self._requested_aliases, description=self.description,
                                   metadata=self.metadata, logged_by=logged_by, progress=progress,
                                   # an upload reads any local packs at once: through the page cache
                                   read_back=after is not None, chunk_target=chunk_target,
-                                  history_step=self._history_step, tags=self._tags, incremental_base=base)
+                                  history_step=self._history_step, tags=self._tags, incremental_base=base,
+                                  commit_id=self._commit_id)
         except BaseException as error:
             self._error = error
             self._state = FAILED

@@ -189,8 +189,10 @@ class ArtifactWorker:
         try:
             if self._client is None:
                 self._client = connect(base_url, self._root, api_key=api_key)
+            # An incremental draft's own commit id: the version stored may be an earlier one (the same
+            # files as the local latest), but this log is a commit of its own on the server.
             answer = upload_version(self._client, self._store(), result.info, artifact._requested_aliases,
-                                    result.manifest)
+                                    result.manifest, commit_id=artifact._commit_id)
             # The server numbers its own versions: what a registry link on that server names.
             artifact._server_version = int(answer["version"]["index"])
             artifact._server_remote = (base_url, api_key, str(self._root))  # its aliases move there too (save())

@@ -241,6 +241,7 @@ def test_a_server_not_answering_at_log_time_keeps_the_version_and_sync_merges_it
     store = open_store(machine)
     local = store.registry.version(PROJECT, name)
     assert local.incremental_base == ""  # the data root's latest (none), recorded
+    assert local.base_unread == server.url  # and marked: the server's files are not in this copy
     assert [entry.path for entry in store.manifest(local)] == ["shards/late.bin"]
     # another job lands a version meanwhile
     (tmp_path / "other").mkdir()
@@ -377,13 +378,16 @@ class DroppingProxy:
     """A TCP proxy in front of a server that forwards everything, except that it drops the answer
     to the first artifact commit (``POST .../versions``) it forwards: the server has committed it
     (its answer began), the client's connection is closed with no answer -- a lost answer, as a
-    network cut or a restarting load balancer leaves it."""
+    network cut or a restarting load balancer leaves it. With ``hold``: requests matching it are
+    never forwarded nor answered (a server that doesn't answer them), and nothing is dropped."""
 
     COMMIT = re.compile(rb"POST [^ ]*/artifacts/[^ /]+/versions HTTP/1\.1")
     HOST = re.compile(rb"(?i)^host: 127\.0\.0\.1:\d+", re.MULTILINE)
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, hold: re.Pattern[bytes] | None = None) -> None:
         self.upstream = port
+        self.hold = hold
+        self.held = 0  # requests held
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.commits = 0  # commit requests forwarded
@@ -405,7 +409,11 @@ class DroppingProxy:
     def _requests(self, client: socket.socket, upstream: socket.socket, committing: threading.Event) -> None:
         try:
             while data := client.recv(1 << 16):
-                if self.COMMIT.search(data):
+                if self.hold is not None and self.hold.search(data):
+                    with self.lock:
+                        self.held += 1
+                    continue  # never forwarded: the client waits for an answer that doesn't come
+                if self.hold is None and self.COMMIT.search(data):
                     with self.lock:
                         self.commits += 1
                         if not self.dropped:
@@ -471,3 +479,55 @@ def test_a_commit_whose_answer_is_lost_is_sent_again_and_lands_once(server, tmp_
     assert (proxy.commits, proxy.dropped) == (2, 1)  # sent, its answer lost, sent again
     versions = _versions(server.url, name)
     assert [sorted(version) for version in versions] == [["shards/first.bin"], ["shards/first.bin", "shards/y.bin"]]
+
+
+SLOW_BASE_JOB = """
+    import json, sys, warnings
+    import tracklet
+    from tracklet.artifacts import incremental
+
+    incremental.BASE_WAIT_S = 0.2  # the wait for the server's base, shortened: the proxy never answers it
+    run = tracklet.init(project="inc")
+    shard = tracklet.Artifact(sys.argv[1], type="dataset", incremental=True)
+    shard.add_file("slow.bin", name="shards/slow.bin")
+    run.log_artifact(shard).wait()
+    run.finish()
+    print(json.dumps({"files": sorted(f.path for f in shard.files()), "base_unread": shard.base_unread,
+                      "server": shard._server_version, "error": str(shard.upload_error or "")}))
+"""
+
+
+def test_a_version_built_without_the_servers_slow_base_is_marked_incomplete_locally(server, tmp_path):
+    """The server doesn't answer the read of its latest version (a proxy holds it) within the
+    artifact thread's wait: the version is built on the data root's latest (none here) and
+    uploaded, and the server merges it onto its latest. Its local copy lacks the server's files,
+    and says so: a warning when it is stored naming the server and `tracklet sync`, the version
+    marked (``base_unread``: the server's URL), `tracklet artifact show` printing it, ``download()``
+    warning; the server's version holds both."""
+    name = "slow"
+    _seed(tmp_path, server.url, name, {"shards/first.bin": b"first"})
+    machine, work = tmp_path / "machine", tmp_path / "work"
+    work.mkdir()
+    (work / "slow.bin").write_bytes(b"slow")
+    proxy = DroppingProxy(server.port, hold=re.compile(rb"GET [^ ]*/artifacts/slow/versions/latest HTTP"))
+    try:
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(SLOW_BASE_JOB), name], cwd=work,
+                              env=_env(machine, proxy.url), capture_output=True, text=True, timeout=120)
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    assert proxy.held == 1
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told == {"files": ["shards/slow.bin"], "base_unread": proxy.url, "server": 1, "error": ""}
+    assert "could not be read" in done.stderr and "tracklet sync" in done.stderr
+    assert [sorted(version) for version in _versions(server.url, name)] == [
+        ["shards/first.bin"], ["shards/first.bin", "shards/slow.bin"]]
+    shown = subprocess.run([sys.executable, "-m", "tracklet", "artifact", "show", f"{PROJECT}/{name}:latest"],
+                           env=_env(machine, server.url), capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert f"incomplete:  built on this data root's latest: {proxy.url}'s latest could not be read" in shown.stdout
+    local = tracklet.Api(machine).artifact(f"{PROJECT}/{name}:latest")
+    assert local.base_unread == proxy.url
+    with pytest.warns(tracklet.errors.TrackletWarning, match="may lack files only the server's version holds"):
+        local.download(tmp_path / "copy")
+    assert sorted(path.name for path in (tmp_path / "copy" / "shards").iterdir()) == ["slow.bin"]

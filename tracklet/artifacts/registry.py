@@ -72,6 +72,11 @@ class VersionInfo:
     # a commit sent again (an answer lost, a repeated sync) is known as that commit by its id alone,
     # and a new log of the same files (byte-identical) is not (docs/artifacts.md, "Incremental versions").
     commit_id: str | None = None
+    # An online run's incremental version whose server's latest couldn't be read when it was stored
+    # (refusing, unreachable, not answering within ``incremental.BASE_WAIT_S``): the server's URL. It
+    # was built on the data root's latest instead, so this copy may lack files only the server's
+    # latest holds; the server merges its increment onto that when it is sent (``tracklet sync``).
+    base_unread: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -88,6 +93,8 @@ class VersionInfo:
             document.pop("incremental_base")
         if document["commit_id"] is None:  # no commit id (not incremental, or stored before 0.14)
             document.pop("commit_id")
+        if document["base_unread"] is None:  # its base read from its server, or no server
+            document.pop("base_unread")
         return document
 
     @classmethod

@@ -265,7 +265,9 @@ class ArtifactWorker:
                         result = artifact._commit_with(
                             self._store(), pending, self._run_path, after=after, chunk_target=streamer,
                             report=lambda error, artifact=artifact: self._warn_failed(artifact, error), server=server,
-                            base_deadline=lambda: self._close_by)
+                            base_deadline=lambda: self._close_by,
+                            warn=lambda text, artifact=artifact: self._warn(("artifact-base", artifact.name,
+                                                                             id(artifact)), text))
                     finally:
                         if streamer is not None:
                             streamer.streamer.close()

@@ -206,13 +206,15 @@ def test_a_server_refusing_at_log_time_leaves_the_local_base_and_a_later_push_me
                         settings={**QUIET, "base_url": server.url, "api_key": "not-a-key"})
     second = tracklet.Artifact("ds", type="dataset", incremental=True)
     second.add_file("b.txt")
-    with pytest.warns(tracklet.errors.TrackletWarning, match="uploading it to"):
+    with (pytest.warns(tracklet.errors.TrackletWarning, match="latest version on .* could not be read .*HTTP 401"),
+          pytest.warns(tracklet.errors.TrackletWarning, match="uploading it to")):
         run.log_artifact(second)
         second.wait()
         run.finish()
     assert second.upload_error is not None
     assert sorted(entry.path for entry in second.files()) == ["a.txt", "b.txt"]  # the data root's latest
     assert second._info.incremental_base == first._info.manifest
+    assert second.base_unread == server.url  # marked: the server's files may be missing from this copy
 
     other = tmp_path / "other"  # meanwhile another machine logs to the server
     run = tracklet.init(project="keyed", dir=str(other), mode="online",

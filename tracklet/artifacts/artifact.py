@@ -68,6 +68,9 @@ class Artifact:
         # added and the paths remove() named taken away (``artifacts/incremental.py``).
         self._incremental = bool(incremental)
         self._removed: list[str] = []  # an incremental draft's remove()d paths, taken from its base
+        # An incremental draft's commit id (VersionInfo.commit_id), drawn when it is stored: what its
+        # server commit is known by when sent again.
+        self._commit_id: str | None = None
         self.type = check_artifact_type(type)
         self.description = description or ""
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -474,6 +477,16 @@ class Artifact:
         taken away. docs/artifacts.md, "Incremental versions"."""
         return self._incremental
 
+    @property
+    def base_unread(self) -> str | None:
+        """The server (its URL) whose latest version this incremental version could not be built
+        on when it was stored (an online run's server refusing, unreachable or not answering in
+        time); None otherwise. Such a version was built on the data root's latest instead: its
+        local copy (``files()``, ``manifest``, ``download()``) may lack files only the server's
+        latest holds; the server merges its increment onto that when it is sent (the run's upload,
+        ``tracklet sync``). docs/artifacts.md, "Incremental versions"."""
+        return self._info.base_unread if self._info is not None else None
+
     def remove(self, item: str) -> None:
         """Remove a file, or every file under a directory name. In an incremental draft, also
         from the version it is stored onto (no error if the draft lacks it)."""
@@ -514,7 +527,8 @@ class Artifact:
 
     def _commit_with(self, store: ArtifactStore, pending: dict[str, Pending], logged_by: str | None,
                      progress: Any = None, report: Any = None, after: Any = None,
-                     chunk_target: Any = None, server: Any = None, base_deadline: Any = None) -> CommitResult:
+                     chunk_target: Any = None, server: Any = None, base_deadline: Any = None,
+                     warn: Any = None) -> CommitResult:
         """Store and register (on the worker, or the caller for ``save()``); sets the outcome.
         ``report(error)`` is called on failure before ``wait()`` is released, so a caller that
         saw ``wait()`` raise has also had the warning. ``after(result)`` (an online run's upload
@@ -524,22 +538,34 @@ class Artifact:
         instead of local packs (``ArtifactStore.commit``). An incremental draft is merged onto the
         collection's latest version first: ``server``'s (an online run's ``ArtifactClient``; waited
         for until ``base_deadline()``, the worker's ``finish()`` deadline, at most), else the store's
-        (``artifacts/incremental.py``)."""
+        (``artifacts/incremental.py``); if ``server``'s couldn't be read, the version is marked
+        (``base_unread``) and ``warn(message)`` says so."""
         try:
             assert self.project is not None
-            base = None
+            base = unread_from = None
             if self._incremental:
                 from tracklet.artifacts import incremental
 
-                manifest, base = incremental.resolve_base(store, self.project, self._name, server,
-                                                          deadline=base_deadline)
+                manifest, base, unread = incremental.resolve_base(store, self.project, self._name, server,
+                                                                  deadline=base_deadline)
                 pending = incremental.onto(manifest, pending, self._removed)
+                if unread is not None and server is not None:
+                    unread_from = str(server.http.base_url)
+                    if warn is not None:
+                        warn(f"tracklet: artifact {self.project}/{self._name}: the latest version on {unread_from} "
+                             f"could not be read ({unread}), so this incremental version is built on this data "
+                             "root's latest instead: its local copy (files(), download(), `tracklet artifact "
+                             "show`) may lack files only the server's version holds. The server merges it onto "
+                             "its latest when it is uploaded (now, or by `tracklet sync` if that fails); read "
+                             "the server's version for the whole collection")
+                self._commit_id = self._commit_id or incremental.new_commit_id()
             result = store.commit(self._name, self.type, pending, project=self.project,
                                   aliases=self._requested_aliases, description=self.description,
                                   metadata=self.metadata, logged_by=logged_by, progress=progress,
                                   # an upload reads any local packs at once: through the page cache
                                   read_back=after is not None, chunk_target=chunk_target,
-                                  history_step=self._history_step, tags=self._tags, incremental_base=base)
+                                  history_step=self._history_step, tags=self._tags, incremental_base=base,
+                                  commit_id=self._commit_id, base_unread=unread_from)
         except BaseException as error:
             self._error = error
             self._state = FAILED
@@ -704,9 +730,21 @@ class Artifact:
         blobs, else copied (``link=False``: always copied); each is checked against its digest.
         References are fetched and checked against what was recorded; one whose object is gone
         is an error, or skipped with ``allow_missing_references``. ``path_prefix``: only the
-        files whose path starts with it (W&B's option; ``"images/"`` is a directory's files)."""
+        files whose path starts with it (W&B's option; ``"images/"`` is a directory's files). A
+        local copy of an incremental version built without its server's latest (``base_unread``)
+        is downloaded as it is, with a ``TrackletWarning`` saying it may lack the server's files."""
         self.wait()
         assert self._store is not None
+        if self._info.base_unread:
+            import warnings
+
+            from tracklet.errors import TrackletWarning
+
+            warnings.warn(TrackletWarning(
+                f"tracklet: {self._info.qualified_name} is an incremental version built on this data root's latest, "
+                f"as the latest on {self._info.base_unread} could not be read when it was stored: it may lack files "
+                "only the server's version holds (the server merges it onto its latest once it is uploaded: "
+                f"`tracklet sync`); download the server's version for the whole collection"), stacklevel=2)
         manifest = self.manifest
         if path_prefix is not None:
             manifest = Manifest({entry.path: entry for entry in manifest if entry.path.startswith(str(path_prefix))})

@@ -31,6 +31,13 @@ from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestEn
 NO_BASE = ""  # an incremental version of a collection that had no version
 
 
+def new_commit_id() -> str:
+    """A logged incremental draft's commit id (``VersionInfo.commit_id``): 32 random hex digits."""
+    import os
+
+    return os.urandom(16).hex()
+
+
 def removed(path: str, removals: Iterable[str]) -> bool:
     """Whether ``path`` is one of ``removals`` or under one of them (a directory removed)."""
     return any(path == gone or path.startswith(gone + "/") for gone in removals)
@@ -115,31 +122,37 @@ def _bounded(read: Callable[[], Any], wait: float, deadline: Callable[[], float]
     return (outcome[0], outcome[1]) if done.is_set() else (False, None)
 
 
-def resolve_base(store: Any, project: str, name: str, server: Any = None, *, wait: float = BASE_WAIT_S,
-                 deadline: Callable[[], float] | None = None) -> tuple[Manifest | None, str]:
+def resolve_base(store: Any, project: str, name: str, server: Any = None, *, wait: float | None = None,
+                 deadline: Callable[[], float] | None = None) -> tuple[Manifest | None, str, str | None]:
     """The base of an incremental version of ``project/name``: (its manifest, None if the collection
-    has no version; the sha256 of its manifest blob, ``NO_BASE`` then). ``server`` (an online run's
+    has no version; the sha256 of its manifest blob, ``NO_BASE`` then; why the server's latest
+    wasn't read, None if it was or there is no server). ``server`` (an online run's
     ``ArtifactClient``): the server's latest, its manifest read (bytes checked) and kept as a blob
     of ``store`` (what ``tracklet sync`` diffs against later); a server that can't be read (refusing,
-    unreachable, or not answering within ``wait`` seconds, nor before ``deadline()`` less
-    ``BASE_WAIT_MARGIN_S``: ``finish()``'s) leaves the local latest (the version records it, so a
-    later send merges onto the server's latest then)."""
+    unreachable, or not answering within ``wait`` seconds (``BASE_WAIT_S``), nor before ``deadline()``
+    less ``BASE_WAIT_MARGIN_S``: ``finish()``'s) leaves the local latest (the version records it, so a
+    later send merges onto the server's latest then), and says why: the version is then marked
+    (``VersionInfo.base_unread``), its local copy lacking what only the server's latest holds."""
     from tracklet.errors import ArtifactNotFound, RemoteError
 
+    unread = None
     if server is not None:
-        ended, answer = _bounded(lambda: _server_base(server, project, name), wait, deadline)
+        ended, answer = _bounded(lambda: _server_base(server, project, name),
+                                 BASE_WAIT_S if wait is None else wait, deadline)
         if ended and answer is None:
-            return None, NO_BASE
+            return None, NO_BASE, None
         if ended:
             document, data = answer
             manifest = Manifest.from_bytes(data, what=f"the manifest of {project}/{name}:v{document['index']}")
             digest, _ = store.blobs.put_bytes(data)
-            return manifest, digest
+            return manifest, digest, None
         if answer is not None and not isinstance(answer, (RemoteError, OSError)):
             raise answer  # not the server's absence: a damaged answer, as before
         # unreachable, refusing or not answering in time: the local latest, as offline
+        unread = (f"it did not answer in time ({BASE_WAIT_S if wait is None else wait:g} s at most, less near "
+                  "finish())" if answer is None else f"{type(answer).__name__}: {answer}")
     try:
         info = store.registry.version(project, name)
     except ArtifactNotFound:
-        return None, NO_BASE
-    return store.manifest(info), info.manifest
+        return None, NO_BASE, unread
+    return store.manifest(info), info.manifest, unread

@@ -67,6 +67,16 @@ class VersionInfo:
     # increment (files added or changed, paths removed) is known again when it is sent to a server,
     # which merges that onto its own latest version (docs/artifacts.md, "Incremental versions").
     incremental_base: str | None = None
+    # An incremental version's commit id: 32 random hex digits its client drew when the draft was
+    # logged, sent with its commit, kept with the version the server made of it (merged or not), so
+    # a commit sent again (an answer lost, a repeated sync) is known as that commit by its id alone,
+    # and a new log of the same files (byte-identical) is not (docs/artifacts.md, "Incremental versions").
+    commit_id: str | None = None
+    # An online run's incremental version whose server's latest couldn't be read when it was stored
+    # (refusing, unreachable, not answering within ``incremental.BASE_WAIT_S``): the server's URL. It
+    # was built on the data root's latest instead, so this copy may lack files only the server's
+    # latest holds; the server merges its increment onto that when it is sent (``tracklet sync``).
+    base_unread: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -81,6 +91,10 @@ class VersionInfo:
             document.pop("tags")
         if document["incremental_base"] is None:  # not incremental: the version file as before
             document.pop("incremental_base")
+        if document["commit_id"] is None:  # no commit id (not incremental, or stored before 0.14)
+            document.pop("commit_id")
+        if document["base_unread"] is None:  # its base read from its server, or no server
+            document.pop("base_unread")
         return document
 
     @classmethod
@@ -249,23 +263,33 @@ class LocalRegistry:
 
     # ------------------------------------------------------------ writing
 
-    def commit(self, info: VersionInfo, aliases: list[str], *, base: str | None = None) -> tuple[VersionInfo, bool]:
+    def commit(self, info: VersionInfo, aliases: list[str], *, base: str | None = None,
+               by_commit_id: bool = False) -> tuple[VersionInfo, bool]:
         """Add ``info`` as the collection's next version, unless its latest version has the same
         digest (then that version is returned, and ``reused`` is True); then give it ``aliases``.
         ``base`` (an incremental version's): the manifest blob of the latest version it was merged
         onto ("" for none); if the latest is another now, ``BaseMoved`` is raised, holding it, and
-        nothing changes. Returns (the version as stored, with its aliases; reused)."""
+        nothing changes. ``by_commit_id`` (a server's commit): a version of the collection with
+        ``info``'s ``commit_id`` from the same run is that commit, landed already: it is returned
+        (reused), whatever the latest is now. Returns (the version as stored, with its aliases; reused)."""
         custom = custom_aliases(aliases)
         directory = self.collection_dir(info.project, info.name)
         with self._locked(directory):
             numbers = self._version_numbers(directory)
             current = self._aliases(directory)
             reused = False
+            landed = None
+            if by_commit_id and info.commit_id is not None:
+                landed = next((version for version in (self._read(directory, info.project, info.name, number, current,
+                                                                  numbers[-1]) for number in reversed(numbers))
+                               if version.commit_id == info.commit_id and version.logged_by == info.logged_by), None)
             latest = self._read(directory, info.project, info.name, numbers[-1], current, numbers[-1]) if numbers \
                 else None
-            if base is not None and (latest.manifest if latest is not None else "") != base:
+            if landed is not None:
+                info, reused = landed, True
+            elif base is not None and (latest.manifest if latest is not None else "") != base:
                 raise BaseMoved(latest)
-            if latest is not None:
+            elif latest is not None:
                 if latest.type != info.type:
                     raise ArtifactError(f"artifact {info.project}/{info.name} has type {latest.type!r}; it can't take "
                                         f"a version of type {info.type!r} (use another name)")

@@ -67,14 +67,17 @@ def connect(base_url: str, data_root: str | os.PathLike, *, api_key: str | None 
 
 
 def upload_version(client: ArtifactClient, store: ArtifactStore, info: VersionInfo, aliases: list[str],
-                   manifest: Manifest | None = None, *, chunks: bool = True) -> dict[str, Any]:
+                   manifest: Manifest | None = None, *, chunks: bool = True,
+                   commit_id: str | None = None) -> dict[str, Any]:
     """Send a locally committed version to the server: the blobs the project lacks, the chunks it
     lacks of files stored as chunks (``upload_chunked``; with ``chunks=False``, or to a server
     without chunk routes, such files go whole), the manifest, then the commit. Returns the
     server's answer (``version``: its ``ArtifactVersion``; ``reused``; ``bytes_sent``). An
     incremental version names its base (``incremental_base``, sent if the server lacks it): a server
     whose latest version is another by now merges the version's increment onto that one, so the
-    answer's version may hold more files than the local one."""
+    answer's version may hold more files than the local one. Its commit id (``commit_id``, else
+    ``info.commit_id``) goes with the commit, which is then sent again if its answer is lost: the
+    server answers the version the first one made."""
     manifest = manifest if manifest is not None else store.manifest(info)
     whole_manifest = server_manifest(manifest)  # names no recipe: for files sent whole
     entries = {entry.digest: entry for entry in manifest if entry.ref is None}
@@ -118,11 +121,13 @@ def upload_version(client: ArtifactClient, store: ArtifactStore, info: VersionIn
     if manifest_digest in lacking:
         client.upload_bytes(info.project, manifest_bytes)
         sent += len(manifest_bytes)
+    commit_id = commit_id or info.commit_id
     answer = client.commit(info.project, info.name, {
         "type": info.type, "manifest": manifest_digest, "description": info.description,
         "metadata": info.metadata, "aliases": [alias for alias in aliases if alias != "latest"],
         "logged_by": info.logged_by, "history_step": info.history_step, "tags": list(info.tags),
-        **({} if base is None else {"incremental_base": base})})
+        **({} if base is None else {"incremental_base": base}),
+        **({} if commit_id is None else {"commit_id": commit_id})}, idempotent=commit_id is not None)
     answer["bytes_sent"] = sent
     return answer
 

@@ -203,7 +203,8 @@ class ArtifactStore:
                description: str = "", metadata: dict[str, Any] | None = None, logged_by: str | None = None,
                progress: Progress | None = None, read_back: bool = False,
                chunk_target: Any = None, history_step: int | None = None,
-               tags: list[str] | None = None, incremental_base: str | None = None) -> CommitResult:
+               tags: list[str] | None = None, incremental_base: str | None = None,
+               commit_id: str | None = None, base_unread: str | None = None) -> CommitResult:
         """Hash and store a draft's files and add it as a version of ``project/name`` (or return
         the latest version if it has the same content). ``read_back``: the version is read again
         at once (an online run uploads it), so its packs are written through the page cache rather
@@ -213,7 +214,9 @@ class ArtifactStore:
         if that fails, they are stored locally after all (``_store_large``). ``history_step``: the
         logging run's last history step at ``log_artifact`` (``VersionInfo.history_step``); ``tags``:
         the version's (checked when the draft was given them); ``incremental_base``: an incremental
-        version's base manifest blob (``VersionInfo.incremental_base``)."""
+        version's base manifest blob (``VersionInfo.incremental_base``), and its ``commit_id``
+        (``VersionInfo.commit_id``, kept for a new version; a reused one keeps its own), and
+        ``base_unread`` (``VersionInfo.base_unread``: the server whose latest it couldn't be built on)."""
         try:
             unhashed, large = self._unhashed(pending)
             to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
@@ -247,7 +250,8 @@ class ArtifactStore:
                                    manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
                                    description=description or "", metadata=dict(metadata or {}),
                                    logged_by=logged_by, history_step=history_step, tags=list(tags or []),
-                                   incremental_base=incremental_base)
+                                   incremental_base=incremental_base, commit_id=commit_id,
+                                   base_unread=base_unread)
                 self.blobs.sync()  # every blob the version names is on the disk before the version file
                 stored, reused = self.registry.commit(info, aliases)
             except OSError as error:  # the manifest, or the version file

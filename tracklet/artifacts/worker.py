@@ -189,8 +189,10 @@ class ArtifactWorker:
         try:
             if self._client is None:
                 self._client = connect(base_url, self._root, api_key=api_key)
+            # An incremental draft's own commit id: the version stored may be an earlier one (the same
+            # files as the local latest), but this log is a commit of its own on the server.
             answer = upload_version(self._client, self._store(), result.info, artifact._requested_aliases,
-                                    result.manifest)
+                                    result.manifest, commit_id=artifact._commit_id)
             # The server numbers its own versions: what a registry link on that server names.
             artifact._server_version = int(answer["version"]["index"])
             artifact._server_remote = (base_url, api_key, str(self._root))  # its aliases move there too (save())
@@ -263,7 +265,9 @@ class ArtifactWorker:
                         result = artifact._commit_with(
                             self._store(), pending, self._run_path, after=after, chunk_target=streamer,
                             report=lambda error, artifact=artifact: self._warn_failed(artifact, error), server=server,
-                            base_deadline=lambda: self._close_by)
+                            base_deadline=lambda: self._close_by,
+                            warn=lambda text, artifact=artifact: self._warn(("artifact-base", artifact.name,
+                                                                             id(artifact)), text))
                     finally:
                         if streamer is not None:
                             streamer.streamer.close()

@@ -133,7 +133,8 @@ def _version_row(artifact: Any) -> dict[str, Any]:
             "aliases": artifact.aliases, "created": _iso(artifact.created_at),
             "description": artifact.description, "metadata": artifact.metadata,
             "logged_by": artifact._info.logged_by, "tags": list(artifact._info.tags),
-            "history_step": artifact._info.history_step}
+            "history_step": artifact._info.history_step,
+            **({"base_unread": artifact._info.base_unread} if artifact._info.base_unread else {})}
 
 
 @artifact_group.command("show")
@@ -254,6 +255,10 @@ def _show(artifact: Any, as_json: bool) -> None:
         click.echo(f"{key + ':':<12} {', '.join(value) if isinstance(value, list) else value}")
     if row["metadata"]:
         click.echo(f"{'metadata:':<13}{json.dumps(row['metadata'])}")
+    if row.get("base_unread"):  # an incremental version built without its server's latest
+        click.echo(f"{'incomplete:':<12} built on this data root's latest: {row['base_unread']}'s latest could not be "
+                   "read when it was stored, so this copy may lack files only the server's version holds (the "
+                   "server merges it there once uploaded: `tracklet sync`; `--url` shows the server's)")
     for item in files:
         where = f"  -> {item['ref']}" if "ref" in item else ""
         click.echo(f"  {item['size']:>14,}  {item['digest'][:12]}  {item['path']}{where}")

@@ -372,10 +372,13 @@ class ArtifactClient:
 
     # ------------------------------------------------------------ versions
 
-    def commit(self, project: str, name: str, document: dict[str, Any]) -> dict[str, Any]:
+    def commit(self, project: str, name: str, document: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]:
         """Commit a version (``CommitRequest``: type, manifest, description, metadata, aliases,
-        logged_by); the server's ``CommitResponse``."""
-        response = self.http.request("POST", f"{self._base(project)}/{name}/versions", json=document)
+        logged_by); the server's ``CommitResponse``. ``idempotent``: the commit may be sent again
+        when its answer is lost (one with a ``commit_id``: the server answers the version the first
+        send made)."""
+        response = self.http.request("POST", f"{self._base(project)}/{name}/versions", json=document,
+                                     idempotent=idempotent)
         if response.status_code != 200:
             raise self.http.refusal(response, what=f"committing artifact {project}/{name}")
         return response.json()

@@ -935,14 +935,21 @@ class ServerArtifacts:
     def commit(self, project: str, name: str, *, type: str, manifest_digest: str, description: str,
                metadata: dict[str, Any], aliases: list[str], logged_by: str | None,
                history_step: int | None = None, tags: list[str] | None = None,
-               incremental_base: str | None = None) -> tuple[VersionInfo, bool]:
+               incremental_base: str | None = None, commit_id: str | None = None) -> tuple[VersionInfo, bool]:
         """Add a version whose manifest is the project's blob ``manifest_digest``: the manifest must
         parse, and the project must hold every blob it names (``BadRequest`` listing the first
         missing ones). ``history_step`` and ``tags``: the version's (``VersionInfo``'s); a version
         returned as reused keeps its own. ``incremental_base``: an incremental version's base
-        (the manifest blob it was merged onto, "" for none); see ``_commit_incremental``. Returns
-        (the version with its aliases, reused)."""
+        (the manifest blob it was merged onto, "" for none); see ``_commit_incremental``.
+        ``commit_id`` (32 lowercase hex digits the client drew once per logged draft): kept with
+        the version this commit makes; the same commit sent again (its answer lost, a repeated sync)
+        answers that version (reused), found by the id alone under the collection's lock, whatever
+        landed since. Versions stored without one (before migration s0022, an older client) keep
+        the rules before (``_logged_before``, ``_applied_before``). Returns (the version with its
+        aliases, reused)."""
         check_digest(manifest_digest)
+        if commit_id is not None and not (len(commit_id) == 32 and all(c in "0123456789abcdef" for c in commit_id)):
+            raise BadRequest(f"{commit_id[:80]!r} is not a commit id (32 lowercase hex digits)")
         if incremental_base:
             check_digest(incremental_base)
         try:
@@ -965,7 +972,7 @@ class ServerArtifacts:
         info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
                            manifest=manifest_digest, size=manifest.size, file_count=len(manifest),
                            description=description, metadata=metadata, logged_by=logged_by,
-                           history_step=history_step, tags=tags)
+                           history_step=history_step, tags=tags, commit_id=commit_id)
         try:
             if logged_by is not None:  # the same run sending the same content again: that version
                 earlier = self._logged_before(info)
@@ -977,7 +984,7 @@ class ServerArtifacts:
                     return self.registry.version(project, name, f"v{earlier.version}"), True
             if incremental_base is not None:
                 return self._commit_incremental(info, manifest, aliases, incremental_base)
-            return self.registry.commit(info, aliases)
+            return self.registry.commit(info, aliases, by_commit_id=True)
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
 
@@ -1019,7 +1026,7 @@ class ServerArtifacts:
         changed, gone = incremental.increment(base_manifest, manifest)
         for _ in range(100):  # each try loses only to a commit that landed meanwhile
             try:
-                return self.registry.commit(info, aliases, base=base)
+                return self.registry.commit(info, aliases, base=base, by_commit_id=True)
             except BaseMoved as moved:
                 latest = moved.latest
             if latest is None:  # every version was deleted meanwhile: the increment alone
@@ -1163,13 +1170,16 @@ class ServerArtifacts:
         that holds the increment (every file new or changed against the base, as sent, and none of
         the paths it dropped). Without this, the increment was merged again onto the latest: no
         new version while the latest still held it, but one that brought back a file another job
-        removed meanwhile."""
+        removed meanwhile. For a commit that has a commit id, only versions stored without one are
+        candidates (one with an id is found by it: ``commit``): this rule can't tell a retry from
+        the same run re-adding, byte-identical, a file another job removed since; an id can."""
         from tracklet.artifacts import incremental
 
         versions = self.registry.versions(info.project, info.name)
         after = max((version.version for version in versions if base and version.manifest == base), default=-1)
         candidates = [version for version in versions
-                      if version.version > after and version.logged_by == info.logged_by and version.type == info.type]
+                      if version.version > after and version.logged_by == info.logged_by and version.type == info.type
+                      and (info.commit_id is None or version.commit_id is None)]
         if not candidates:
             return None
         what = f"the base manifest of {info.project}/{info.name}"
@@ -1187,9 +1197,11 @@ class ServerArtifacts:
 
     def _logged_before(self, info: VersionInfo) -> VersionInfo | None:
         """A version of the collection with ``info``'s content that the same run logged: what
-        makes sending a run's versions again (``tracklet sync``, a retried commit) idempotent."""
+        makes sending a run's versions again (``tracklet sync``, a retried commit) idempotent. A
+        commit with a commit id matches only versions without one (``_applied_before``)."""
         for version in self.registry.versions(info.project, info.name):
-            if version.digest == info.digest and version.logged_by == info.logged_by and version.type == info.type:
+            if (version.digest == info.digest and version.logged_by == info.logged_by and version.type == info.type
+                    and (info.commit_id is None or version.commit_id is None)):
                 return version
         return None
 

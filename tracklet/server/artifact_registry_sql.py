@@ -34,7 +34,8 @@ from tracklet.server.schema import (
     hold_xact_lock,
 )
 
-_FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by", "history_step")
+_FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by", "history_step",
+           "commit_id")
 
 
 class SqlRegistry:
@@ -133,13 +134,24 @@ class SqlRegistry:
             raise self._not_found(connection, project, name, version)
         return row
 
-    def commit(self, info: VersionInfo, aliases: list[str], *, base: str | None = None) -> tuple[VersionInfo, bool]:
+    def commit(self, info: VersionInfo, aliases: list[str], *, base: str | None = None,
+               by_commit_id: bool = False) -> tuple[VersionInfo, bool]:
         """``LocalRegistry.commit``: the next version, unless the latest has the same digest;
-        then ``aliases``; ``base`` as there (``BaseMoved`` if the latest is not that manifest's).
-        Returns (the version as stored, with its aliases; reused)."""
+        then ``aliases``; ``base`` and ``by_commit_id`` as there (``BaseMoved`` if the latest is not
+        ``base``'s; the version with ``info.commit_id`` from the same run, if one landed: migration
+        s0022's column). Returns (the version as stored, with its aliases; reused)."""
         custom = custom_aliases(aliases)
         with self._lock, self.engine.begin() as connection:
             self._begin(connection, info.project, info.name)
+            if by_commit_id and info.commit_id is not None:
+                landed = connection.execute(sa.select(artifact_versions.c.version).where(
+                    artifact_versions.c.project == info.project, artifact_versions.c.name == info.name,
+                    artifact_versions.c.commit_id == info.commit_id,
+                    artifact_versions.c.logged_by.is_(None) if info.logged_by is None
+                    else artifact_versions.c.logged_by == info.logged_by)).scalar()
+                if landed is not None:  # the same commit, sent again: the version it made
+                    self._move_aliases(connection, info.project, info.name, landed, custom)
+                    return self._version(connection, info.project, info.name, f"v{landed}"), True
             latest = connection.execute(sa.select(artifact_versions).where(
                 artifact_versions.c.project == info.project, artifact_versions.c.name == info.name
             ).order_by(artifact_versions.c.version.desc()).limit(1)).first()

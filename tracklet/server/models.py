@@ -722,6 +722,11 @@ class CommitRequest(BaseModel):
         "collection's latest version is another when the commit lands, the version's increment (files new or "
         "changed against that base, paths it dropped) is merged onto the latest instead, under the collection's "
         "lock"))
+    commit_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$", description=(
+        "32 lowercase hex digits the client drew once for the logged draft (incremental versions): kept with the "
+        "version this commit makes, so the same commit sent again (its answer lost, a repeated sync) answers that "
+        "version (`reused`), whatever landed since, while a new log of the same files, with a new id, is a new "
+        "commit. A commit with an id may be retried safely"))
 
 
 class CommitResponse(BaseModel):

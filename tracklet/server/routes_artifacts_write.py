@@ -359,13 +359,14 @@ def commit_version(request: Request, project: str, name: str, body: CommitReques
     `incremental_base`, the version's increment is merged onto the collection's latest version as
     it is when the commit lands (so two clients logging incremental versions at once keep both's files);
     sent again by the run that logged it (a retried commit, a repeated sync), it returns the version
-    that first send made (`reused`), even after later versions changed its files."""
+    that first send made (`reused`), even after later versions changed its files: by its
+    `commit_id` where it has one (a new log of byte-identical files has another id: a new commit)."""
     artifacts = _artifacts(request)
     previous = alias_versions(artifacts, project, name, body.aliases)
     info, reused = artifacts.commit(
         project, _name(name), type=body.type, manifest_digest=body.manifest, description=body.description,
         metadata=body.metadata, aliases=body.aliases, logged_by=body.logged_by, history_step=body.history_step,
-        tags=body.tags, incremental_base=body.incremental_base)
+        tags=body.tags, incremental_base=body.incremental_base, commit_id=body.commit_id)
     version_events(request, info, reused, previous)
     return CommitResponse(version=_version_model(info), reused=reused)
 

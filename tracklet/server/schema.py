@@ -207,6 +207,10 @@ artifact_versions = sa.Table(
     # a run, or committed before s0017) and the version's tags (a JSON list; NULL: none).
     sa.Column("history_step", sa.BigInteger, nullable=True),
     sa.Column("tags", sa.Text, nullable=True),
+    # Migration s0022: an incremental version's commit id (32 hex digits its client drew once per
+    # logged draft; NULL: not incremental, or committed before s0022 or by an older client), what
+    # makes its commit sent again answer the version it made (artifact_blobs.py, ``commit``).
+    sa.Column("commit_id", sa.String(32), nullable=True),
 )
 
 artifact_aliases = sa.Table(

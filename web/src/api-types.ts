@@ -521,7 +521,8 @@ export interface paths {
          *     `incremental_base`, the version's increment is merged onto the collection's latest version as
          *     it is when the commit lands (so two clients logging incremental versions at once keep both's files);
          *     sent again by the run that logged it (a retried commit, a repeated sync), it returns the version
-         *     that first send made (`reused`), even after later versions changed its files.
+         *     that first send made (`reused`), even after later versions changed its files: by its
+         *     `commit_id` where it has one (a new log of byte-identical files has another id: a new commit).
          */
         post: operations["commit_version_api_v1_projects__project__artifacts__name__versions_post"];
         delete?: never;
@@ -2994,6 +2995,11 @@ export interface components {
              * @description An incremental version (W&B's `incremental=True`): the sha256 of the manifest blob of the version `manifest` was merged onto (a blob of the project), or "" if the collection had none. If the collection's latest version is another when the commit lands, the version's increment (files new or changed against that base, paths it dropped) is merged onto the latest instead, under the collection's lock
              */
             incremental_base?: string | null;
+            /**
+             * Commit Id
+             * @description 32 lowercase hex digits the client drew once for the logged draft (incremental versions): kept with the version this commit makes, so the same commit sent again (its answer lost, a repeated sync) answers that version (`reused`), whatever landed since, while a new log of the same files, with a new id, is a new commit. A commit with an id may be retried safely
+             */
+            commit_id?: string | null;
         };
         /** CommitResponse */
         CommitResponse: {

@@ -329,8 +329,9 @@ class RemoteRun:
     def table_versions(self, key: str) -> list[dict[str, Any]]:
         """Each time ``key`` was logged, oldest first: ``step`` (``table(key, step)`` reads that
         version), ``time`` (seconds since the epoch), ``log_mode`` and ``rows``; ``index`` is the
-        version's place among all of them (the server lists the last 10,000). ``TableNotFound``
-        for a key the run never logged."""
+        version's place among all of them (the server lists the last 10,000), ``version`` the ``n``
+        of its run-table name ``run-<id>-<key>:v<n>`` (docs/tables.md#lineage; a server before
+        session 32: ``index``). ``TableNotFound`` for a key the run never logged."""
         from urllib.parse import quote
 
         from tracklet.errors import TableNotFound
@@ -339,7 +340,8 @@ class RemoteRun:
                                    missing=TableNotFound)
         first = int(data["total"]) - len(data["versions"])
         return [{"index": first + place, "step": item["step"], "time": item.get("time", 0.0),
-                 "log_mode": item["log_mode"], "rows": item["rows"]} for place, item in enumerate(data["versions"])]
+                 "log_mode": item["log_mode"], "rows": item["rows"], "version": int(item.get("version", first + place))}
+                for place, item in enumerate(data["versions"])]
 
     def table(self, key: str, step: int | None = None) -> RemoteTable:
         """The table logged under ``key`` (its version at ``step``; default the latest), queried

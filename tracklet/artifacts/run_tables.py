@@ -17,8 +17,8 @@ _VERSION = re.compile(r"v(\d+)")
 
 @dataclasses.dataclass(frozen=True)
 class RunTableVersion:
-    """Version ``v<version>`` of run table ``name``: the ``version``-th log (from 0) of ``key`` by
-    run ``project/run_id``, at ``step``. ``table()`` reads it (a data root's run)."""
+    """Version ``v<version>`` of run table ``name``: a log of ``key`` by run ``project/run_id``,
+    at ``step`` (numbered by ``core/run_tables.version_numbers``). ``table()`` reads it (a data root's run)."""
 
     project: str
     name: str
@@ -93,26 +93,29 @@ def resolve_run_table(root: Path, reference: Any, default_project: str,
                     else _local_versions(root, project, run_id, ref.name))
         if not versions:
             continue
-        index = len(versions) - 1 if selector is None else int(selector[1])
-        if not 0 <= index < len(versions):
+        latest = max(versions)
+        number = latest if selector is None else int(selector[1])
+        if number not in versions:
             return None
-        key, step, time = versions[index]
-        return RunTableVersion(project, ref.name, index, key, run_id, step, time,
-                               ("latest",) if index == len(versions) - 1 else (), None if remote else root)
+        key, step, time = versions[number]
+        return RunTableVersion(project, ref.name, number, key, run_id, step, time,
+                               ("latest",) if number == latest else (), None if remote else root)
     return None
 
 
-def _local_versions(root: Path, project: str, run_id: str, name: str) -> list[tuple[str, int, float]]:
-    """(key, step, time) of each log of the table ``name`` names, by run ``project/run_id`` of ``root``."""
+def _local_versions(root: Path, project: str, run_id: str, name: str) -> dict[int, tuple[str, int, float]]:
+    """n -> (key, step, time) of each log ``v<n>`` of the table ``name`` names, by run
+    ``project/run_id`` of ``root`` (numbered by ``core/run_tables.version_numbers``)."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import RunPaths
-    from tracklet.core.run_tables import run_logged_tables
+    from tracklet.core.run_tables import numbered_versions, run_logged_tables
 
     paths = RunPaths(root, project, run_id)
     tables = run_logged_tables(paths)
     if tables is None:  # a damaged log: the reader, which reads past damage, reads it whole
         tables = RecordedRun(paths)._read.tables
-    return [(record.key, record.step, record.time) for record in tables if names_table(name, run_id, record.key)]
+    return {number: (record.key, record.step, record.time)
+            for number, record in numbered_versions(tables, lambda record: names_table(name, run_id, record.key))}
 
 
 def _remote_run_ids(remote: tuple[str, str | None], project: str) -> Any:
@@ -136,7 +139,7 @@ def _remote_run_ids(remote: tuple[str, str | None], project: str) -> Any:
 
 
 def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
-                     name: str) -> list[tuple[str, int, float]]:
+                     name: str) -> dict[int, tuple[str, int, float]]:
     """As ``_local_versions``, from the server's table routes (its last 10,000 logs of a key)."""
     from urllib.parse import quote
 
@@ -151,14 +154,16 @@ def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
                 continue
             data = http.get_json(f"/api/v1/runs/{project}/{run_id}/table-versions/{quote(key, safe='/')}",
                                  missing=TableNotFound)
-            if int(data["total"]) != len(data["versions"]):  # its first versions not listed: unnumbered
-                return []
-            return [(key, int(item["step"]), float(item.get("time", 0.0))) for item in data["versions"]]
+            first = int(data["total"]) - len(data["versions"])
+            if first and any("version" not in item for item in data["versions"]):  # an older server: unnumbered
+                return {}
+            return {int(item.get("version", first + place)): (key, int(item["step"]), float(item.get("time", 0.0)))
+                    for place, item in enumerate(data["versions"])}
     except (RunNotFound, TableNotFound):
-        return []
+        return {}
     finally:
         http.close()
-    return []
+    return {}
 
 
 __all__ = ["RunTableVersion", "resolve_run_table"]

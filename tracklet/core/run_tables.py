@@ -1,5 +1,6 @@
 """How a run's logged tables are named as artifact versions, as W&B names them: a table logged
-under ``key`` by run ``<id>`` is version ``v<n>`` (the n-th log of that key by the run, from 0)
+under ``key`` by run ``<id>`` is version ``v<n>`` (the writer's number, else the n-th log of that
+key by the run, from 0: :func:`version_numbers`)
 of artifact ``run-<id>-<key>``, type ``run_table`` (docs/tables.md#lineage). tracklet keeps the
 tables in the run's record log; the store indexes each log as a ``logged`` lineage edge under
 that name (``store/lineage.py``), and a run that uses one records an ``ArtifactUsed`` naming it.
@@ -108,6 +109,49 @@ def names_table(name: str, run_id: str, key: str) -> bool:
     return table_artifact_name(run_id, key) == name
 
 
+def version_numbers(records: Iterable[Any], taken: dict[str, set[int]] | None = None,
+                    top: dict[str, int] | None = None) -> list[int]:
+    """The ``n`` of ``run-<id>-<key>:v<n>`` of each ``TableLogged`` record of one run, given in
+    the readers' order (:func:`run_logged_tables`: the run's own log, then each part's by label).
+
+    A record whose writer gave it a number (``version_plus_one``, from the run directory's counter
+    that every writer of the run on one machine shares: ``media/table_versions.py``) keeps it, so
+    the numbers don't depend on the order the writers' logs are read or indexed in. A record
+    without one (a log written before the field, a counter that could not be taken) or whose number
+    an earlier record of its key has already (writers on two machines, each with a counter of its
+    own) gets one past the highest number of its key so far: for logs without the field this is
+    the rule readers always had (the n-th log of the key, in the readers' order). ``taken`` (key ->
+    numbers) and ``top`` (key -> highest) are what came before (the store's indexed edges), updated
+    in place; every number given is unique per key."""
+    taken = {} if taken is None else taken
+    top = {} if top is None else top
+    numbers = []
+    for record in records:
+        key = record.key
+        used = taken.setdefault(key, set())
+        number = int(getattr(record, "version_plus_one", 0)) - 1
+        if number < 0 or number in used or number >= 1 << 62:
+            number = top.get(key, -1) + 1
+            while number in used:  # pragma: no cover - top is the highest taken
+                number += 1
+        used.add(number)
+        if number > top.get(key, -1):
+            top[key] = number
+        numbers.append(number)
+    return numbers
+
+
+def numbered_versions(records: Iterable[Any], match: Callable[[Any], bool] | None = None) -> list[tuple[int, Any]]:
+    """(n, record) of each record ``match`` takes (all by default), numbered by
+    :func:`version_numbers` over all of ``records`` (a key's numbers don't depend on which records
+    are asked for), in version order."""
+    records = list(records)
+    pairs = [(number, record) for number, record in zip(version_numbers(records), records)
+             if match is None or match(record)]
+    pairs.sort(key=lambda pair: pair[0])
+    return pairs
+
+
 _TABLE_TAG = (14 << 3) | 2  # a Record whose kind is table_logged (field 14, length-delimited) starts so
 _pread = os.pread  # what reads the log (a test counts the bytes through it)
 # Frame headers are read a chunk at a time (many per read) once this many frames in a row were each
@@ -199,5 +243,5 @@ def run_logged_tables(paths: Any) -> list[Any] | None:
     return found
 
 
-__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "cut_run_id_prefix", "local_run_ids", "logged_tables", "names_table", "run_logged_tables",
-           "table_artifact_name", "table_name_run_ids"]
+__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "cut_run_id_prefix", "local_run_ids", "logged_tables", "names_table", "numbered_versions", "run_logged_tables",
+           "table_artifact_name", "table_name_run_ids", "version_numbers"]

@@ -39,9 +39,14 @@ _FOLDS: LogFolds[list[Any]] = LogFolds(list, _fold_tables, size=64)
 
 
 def _records(request: Request, project: str, run_id: str) -> list[Any]:
-    """The run's table records; 404 unless the server knows the run (its store has it: a file
-    under the root alone is not enough, so access follows the project's members)."""
-    return _FOLDS.get(*run_log(request, project, run_id), list)  # a copy: the fold goes on as the log grows
+    """The run's table records, as the log reader lists them: its own log's, then each shared-run
+    part's by label (docs/shared-runs.md); 404 unless the server knows the run (its store has it:
+    a file under the root alone is not enough, so access follows the project's members)."""
+    source, paths = run_log(request, project, run_id)
+    records = _FOLDS.get(source, paths, list)  # a copy: the fold goes on as the log grows
+    for label in paths.parts():
+        records.extend(_FOLDS.get(source, paths.part_paths(label), list))
+    return records
 
 
 def fragment_source(request: Request, project: str) -> dict[str, Any]:

@@ -5230,10 +5230,16 @@ export interface components {
              * @default 0
              */
             time: number;
+            /**
+             * Version
+             * @default 0
+             */
+            version: number;
         };
         /**
          * TableVersionsResponse
-         * @description The versions of a table key, oldest first: `GET .../tables/{key}?step=` reads each.
+         * @description The versions of a table key, as the run's logs list them (its own, then each part's):
+         *     `GET .../tables/{key}?step=` reads each; `version` is its run-table number.
          */
         TableVersionsResponse: {
             /** Key */

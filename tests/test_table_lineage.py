@@ -367,7 +367,8 @@ def test_a_damaged_producer_log_is_read_past_its_damage(tmp_path):
 
 def test_a_shared_runs_tables_are_read_from_its_parts_in_the_readers_order(tmp_path):
     """A shared run's writers each log a table key: the bounded read lists the primary's table
-    records, then each part's by label, as the log reader does, so ``:vN`` names the same table."""
+    records, then each part's by label, as the log reader does; ``:vN`` is the number the writers
+    took from the run's counter, in the order they logged (w2 first), not the order read."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import RunPaths
     from tracklet.core.run_tables import run_logged_tables
@@ -382,7 +383,9 @@ def test_a_shared_runs_tables_are_read_from_its_parts_in_the_readers_order(tmp_p
     paths = RunPaths(root, "tl", "shared")
     assert [t.step for t in run_logged_tables(paths)] == [t.step for t in RecordedRun(paths)._read.tables] == [0, 1, 2]
     cons = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
-    assert cons.use_artifact("run-shared-preds:v1").table().to_pandas()["x"].tolist() == [1]
+    assert [cons.use_artifact(f"run-shared-preds:v{n}").table().to_pandas()["x"].tolist() for n in range(3)] == [
+        [2], [0], [1]]
+    assert cons.use_artifact("run-shared-preds:latest").version == 2
     cons.finish()
 
 

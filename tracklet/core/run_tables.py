@@ -109,35 +109,47 @@ def names_table(name: str, run_id: str, key: str) -> bool:
     return table_artifact_name(run_id, key) == name
 
 
-def version_numbers(records: Iterable[Any], taken: dict[str, set[int]] | None = None,
-                    top: dict[str, int] | None = None) -> list[int]:
+def version_numbers(records: Iterable[Any], taken: dict[str, Any] | None = None,
+                    start: dict[str, int] | None = None) -> list[int]:
     """The ``n`` of ``run-<id>-<key>:v<n>`` of each ``TableLogged`` record of one run, given in
     the readers' order (:func:`run_logged_tables`: the run's own log, then each part's by label).
 
     A record whose writer gave it a number (``version_plus_one``, from the run directory's counter
     that every writer of the run on one machine shares: ``media/table_versions.py``) keeps it, so
-    the numbers don't depend on the order the writers' logs are read or indexed in. A record
-    without one (a log written before the field, a counter that could not be taken) or whose number
-    an earlier record of its key has already (writers on two machines, each with a counter of its
-    own) gets one past the highest number of its key so far: for logs without the field this is
-    the rule readers always had (the n-th log of the key, in the readers' order). ``taken`` (key ->
-    numbers) and ``top`` (key -> highest) are what came before (the store's indexed edges), updated
-    in place; every number given is unique per key."""
+    the numbers don't depend on the order the writers' logs are read or indexed in. The records
+    without one (logs written before the field, a counter that could not be taken), and any whose
+    number an earlier record of its key gave already (writers on two machines, each with a counter
+    of its own), get the lowest numbers no record of the key has, in order: for logs without the
+    field this is the rule readers always had (the n-th log of the key, in the readers' order).
+
+    ``taken`` (key -> the numbers had already: a set, or anything with ``in`` and ``add``) and
+    ``start`` (key -> a number below which all are had) say what came before (the store's indexed
+    edges), and are updated. Every number given is unique per key."""
+    records = list(records)
     taken = {} if taken is None else taken
-    top = {} if top is None else top
-    numbers = []
-    for record in records:
-        key = record.key
-        used = taken.setdefault(key, set())
+    start = {} if start is None else start
+    numbers = [-1] * len(records)
+    for place, record in enumerate(records):  # the writers' numbers first: they never move
         number = int(getattr(record, "version_plus_one", 0)) - 1
-        if number < 0 or number in used or number >= 1 << 62:
-            number = top.get(key, -1) + 1
-            while number in used:  # pragma: no cover - top is the highest taken
+        if 0 <= number < 1 << 62:
+            used = taken.get(record.key)
+            if used is None:
+                used = taken[record.key] = set()
+            if number >= start.get(record.key, 0) and number not in used:
+                used.add(number)
+                numbers[place] = number
+    for place, record in enumerate(records):  # then the rest, in order, the lowest free numbers
+        if numbers[place] < 0:
+            key = record.key
+            used = taken.get(key)
+            if used is None:
+                used = taken[key] = set()
+            number = start.get(key, 0)
+            while number in used:
                 number += 1
-        used.add(number)
-        if number > top.get(key, -1):
-            top[key] = number
-        numbers.append(number)
+            used.add(number)
+            start[key] = number + 1
+            numbers[place] = number
     return numbers
 
 
@@ -150,6 +162,23 @@ def numbered_versions(records: Iterable[Any], match: Callable[[Any], bool] | Non
              if match is None or match(record)]
     pairs.sort(key=lambda pair: pair[0])
     return pairs
+
+
+def records_of_version(records: Iterable[Any], key: str, number: int) -> list[Any] | None:
+    """The records that make version ``v<number>`` of ``key`` (numbered by :func:`version_numbers`),
+    as ``media/table_read.open_table`` takes them (that record last): the record itself, and for
+    an INCREMENTAL table the increments of its table before it. None when there is no such
+    version. Several writers may log one key at one step: a version is read by its record, never
+    by its step."""
+    records = [record for record in records if record.key == key]
+    found = dict(numbered_versions(records)).get(number)
+    if found is None:
+        return None
+    if found.log_mode != 3:  # LOG_MODE_INCREMENTAL
+        return [found]
+    earlier = [record for record in records if record.log_mode == 3 and record.table_id == found.table_id
+               and record.increment < found.increment]
+    return [*earlier, found]
 
 
 _TABLE_TAG = (14 << 3) | 2  # a Record whose kind is table_logged (field 14, length-delimited) starts so
@@ -243,5 +272,5 @@ def run_logged_tables(paths: Any) -> list[Any] | None:
     return found
 
 
-__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "cut_run_id_prefix", "local_run_ids", "logged_tables", "names_table", "numbered_versions", "run_logged_tables",
+__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "cut_run_id_prefix", "local_run_ids", "logged_tables", "names_table", "numbered_versions", "records_of_version", "run_logged_tables",
            "table_artifact_name", "table_name_run_ids", "version_numbers"]

@@ -64,9 +64,9 @@ def table_edge(run: tuple[str, str], table: Any) -> Edge:
 def edge_rows(run_pk: int, edges: list[Edge], after: int = 0, tables: dict[str, int] | None = None,
               taken: dict[str, set[int]] | None = None) -> list[dict[str, Any]]:
     """``artifact_edges`` rows for a run's edges, numbered on from its edge ``after``; a run
-    table's log numbered by ``core/run_tables.version_numbers``: its writer's number where it has
-    one the run's table has not (``taken``: name -> numbers stored), else on from the highest
-    version ``tables`` (name -> highest) says the run has."""
+    table's log numbered by ``core/run_tables.version_numbers``: its writer's number where the
+    run's table doesn't have it yet, else the lowest number it doesn't have. What the run has:
+    ``tables`` (name -> a number below which it has all) and ``taken`` (name -> other numbers)."""
     table_refs = [message.artifact for _, message in edges
                   if message.artifact.version == TABLE_VERSION and message.artifact.type == RUN_TABLE_TYPE]
     numbers = iter(version_numbers(
@@ -94,22 +94,26 @@ def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge]) -> No
                               .where(artifact_edges.c.run_pk == run_pk)).scalar() or 0
     tables: dict[str, int] = {}
     taken: dict[str, set[int]] = {}
-    if any(message.artifact.version == TABLE_VERSION for _, message in edges):  # its run tables' last versions
+    if any(message.artifact.version == TABLE_VERSION for _, message in edges):  # its run tables' versions
         logged_tables = (artifact_edges.c.run_pk == run_pk, artifact_edges.c.direction == "logged",
                          artifact_edges.c.type == RUN_TABLE_TYPE)
-        tables = dict(connection.execute(
-            sa.select(artifact_edges.c.name, sa.func.max(artifact_edges.c.version))
-            .where(*logged_tables).group_by(artifact_edges.c.name)).all())
-        # The writers' numbers stored already (another writer's log indexed before this one):
-        # only those this batch asks for, so a run with many versions isn't read whole.
-        wanted = sorted({(clean_text(message.artifact.name, 128), int(message.artifact.version_plus_one) - 1)
-                         for _, message in edges if getattr(message.artifact, "version_plus_one", 0)})
-        wanted = [(name, number) for name, number in wanted if number <= tables.get(name, -1)]
-        for start in range(0, len(wanted), EDGE_CHUNK):
+        names = sorted({clean_text(message.artifact.name, 128) for _, message in edges
+                        if message.artifact.version == TABLE_VERSION})
+        gapped = []
+        for start in range(0, len(names), EDGE_CHUNK):
+            for name, top, count in connection.execute(
+                    sa.select(artifact_edges.c.name, sa.func.max(artifact_edges.c.version),
+                              sa.func.count(sa.distinct(artifact_edges.c.version)))
+                    .where(*logged_tables, artifact_edges.c.name.in_(names[start:start + EDGE_CHUNK]))
+                    .group_by(artifact_edges.c.name)):
+                if int(count) == int(top) + 1:  # v0..v<top>, every one: the usual run
+                    tables[name] = int(top) + 1
+                else:  # a gap (a writer's number ahead of the others, a writer killed after taking one)
+                    gapped.append(name)
+        for start in range(0, len(gapped), EDGE_CHUNK):  # only these names' numbers are read
             for name, number in connection.execute(
                     sa.select(artifact_edges.c.name, artifact_edges.c.version)
-                    .where(*logged_tables, sa.tuple_(artifact_edges.c.name, artifact_edges.c.version)
-                           .in_(wanted[start:start + EDGE_CHUNK]))):
+                    .where(*logged_tables, artifact_edges.c.name.in_(gapped[start:start + EDGE_CHUNK]))):
                 taken.setdefault(name, set()).add(int(number))
     connection.execute(artifact_edges.insert(), edge_rows(run_pk, edges, last, tables, taken))
 

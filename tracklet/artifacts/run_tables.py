@@ -54,13 +54,17 @@ class RunTableVersion:
         from tracklet.core.api import RecordedRun
         from tracklet.core.extensions import load
         from tracklet.core.layout import RunPaths
-        from tracklet.core.run_tables import run_logged_tables
+        from tracklet.core.run_tables import records_of_version, run_logged_tables
 
         paths = RunPaths(self.root, self.project, self.run_id)
         tables = run_logged_tables(paths)  # its tables only, not the run's whole log
         if tables is None:  # damaged: the reader reads past damage
+            tables = RecordedRun(paths)._read.tables
+        # By its record, not its step: a shared run's writers may log the key at one step.
+        chosen = records_of_version(tables, self.key, self.version)
+        if chosen is None:  # pragma: no cover - resolved from these logs
             return RecordedRun(paths).table(self.key, step=self.step)
-        return load("tables").open_table(self.root, tables, self.key, self.step)
+        return load("tables").open_table(self.root, chosen, self.key)
 
     def get(self, name: str) -> Any:
         """The table when ``name`` is its key, else None (W&B's ``artifact.get(key)``)."""

@@ -56,9 +56,13 @@ class RunTableArtifact:
             return None
         if _local(self._recorded):  # from the log's table records, not the whole log
             from tracklet.core.extensions import load
+            from tracklet.core.run_tables import records_of_version
 
-            query = load("tables").open_table(self._recorded.data_root, _local_tables(self._recorded), self._key,
-                                              self._step)
+            tables = _local_tables(self._recorded)
+            # By its record, not its step: a shared run's writers may log the key at one step.
+            chosen = records_of_version(tables, self._key, self.index)
+            query = (load("tables").open_table(self._recorded.data_root, chosen, self._key) if chosen is not None
+                     else load("tables").open_table(self._recorded.data_root, tables, self._key, self._step))
         else:
             query = self._recorded.table(self._key, step=self._step)
         frame = query.to_pandas()

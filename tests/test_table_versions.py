@@ -33,6 +33,8 @@ import tracklet
 settings = {"dir": root, "console": "off", "capture_environment": False, "system_metrics": False}
 if label != "primary":
     settings.update(primary=False, label=label)
+if os.environ.get("SERVER_URL"):  # online: the server gets the log and each part
+    settings.update(base_url=os.environ["SERVER_URL"], mode="online")
 run = tracklet.init(project="p", id=run_id, settings=settings, resume="allow" if label == "primary" else None)
 go = os.path.join(root, "go")
 open(os.path.join(root, label + ".ready"), "w").close()
@@ -47,14 +49,18 @@ run.finish()
 """
 
 
-def _writers(root: Path, run_id: str, labels: list[str], count: int, old: bool = False, first: int = 0) -> None:
+def _writers(root: Path, run_id: str, labels: list[str], count: int, old: bool = False, first: int = 0,
+             server: str | None = None) -> None:
     """Run one fresh interpreter per label, released together, and wait for them."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "go").unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("OLD_WRITER", None)
+    for name in ("OLD_WRITER", "SERVER_URL", "TRACKLET_BASE_URL", "TRACKLET_MODE"):
+        env.pop(name, None)
     if old:
         env["OLD_WRITER"] = "1"
+    if server:
+        env["SERVER_URL"] = server
     processes = [subprocess.Popen([sys.executable, "-c", WRITER, str(root), run_id, label, str(count), str(first)], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for label in labels]
     try:

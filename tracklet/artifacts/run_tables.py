@@ -46,11 +46,11 @@ class RunTableVersion:
 
     def table(self) -> Any:
         """The table as logged (a lazy query, as ``tracklet.Api().run(...).table(key, step)``). A
-        run on a tracking server: read it with ``tracklet.Api(server).run(run_path).table(key, step)``."""
+        run on a tracking server: read it with ``tracklet.Api(server).run(run_path).table(key, version=n)``."""
         if self.root is None:
             raise NotImplementedError(f"{self.qualified_name} is on a tracking server: read it with "
                                       f"tracklet.Api(<server>).run({self.run_path!r}).table({self.key!r}, "
-                                      f"step={self.step})")
+                                      f"version={self.version})")
         from tracklet.core.api import RecordedRun
         from tracklet.core.extensions import load
         from tracklet.core.layout import RunPaths

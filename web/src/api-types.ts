@@ -1233,9 +1233,9 @@ export interface paths {
         };
         /**
          * A page of a logged table, filtered and sorted
-         * @description Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`;
-         *     for an INCREMENTAL table every increment up to it), after `filter` and `sort` (ties and no
-         *     sort: the order rows were added; nulls last).
+         * @description Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`,
+         *     or run-table version `version`; for an INCREMENTAL table every increment up to it), after
+         *     `filter` and `sort` (ties and no sort: the order rows were added; nulls last).
          */
         get: operations["get_table_api_v1_runs__project___run_id__tables__key__get"];
         put?: never;
@@ -10216,6 +10216,8 @@ export interface operations {
                 offset?: number;
                 /** @description Rows at most */
                 limit?: number;
+                /** @description The version v<n> of run table run-<id>-<key> (docs/tables.md#lineage), instead of `step` */
+                version?: number | null;
             };
             header?: never;
             path: {

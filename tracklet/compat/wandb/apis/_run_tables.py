@@ -63,8 +63,8 @@ class RunTableArtifact:
             chosen = records_of_version(tables, self._key, self.index)
             query = (load("tables").open_table(self._recorded.data_root, chosen, self._key) if chosen is not None
                      else load("tables").open_table(self._recorded.data_root, tables, self._key, self._step))
-        else:
-            query = self._recorded.table(self._key, step=self._step)
+        else:  # by its version (a server before session 32 answers by the step)
+            query = self._recorded.table(self._key, step=self._step, version=self.index)
         frame = query.to_pandas()
         return Table(dataframe=media_objects(frame, self._blobs(), table=self._key))
 

@@ -232,7 +232,7 @@ def test_writers_on_two_machines_get_unique_numbers_by_the_log_rule(tmp_path, st
 
 HOLDER = """
 import fcntl, os, sys, time
-fd = os.open(os.path.join(sys.argv[1], "table-versions.lock"), os.O_RDWR | os.O_CREAT)
+fd = os.open(os.path.join(sys.argv[1], "table-versions.json"), os.O_RDWR | os.O_CREAT)
 fcntl.flock(fd, fcntl.LOCK_EX)
 print("held", flush=True)
 time.sleep(120)

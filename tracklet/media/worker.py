@@ -319,6 +319,8 @@ class LoggedWorker:
                 lane.thread.join(max(0.0, deadline - time.monotonic()))
                 done = done and not lane.thread.is_alive()
         buffers.POOL.clear()  # the reserve served this run's bursts; a later run grows its own
+        if self.context.versions is not None:
+            self.context.versions.close()
         if self.dropped:
             late = (f"; {self.late_recorded} table(s) whose last log was dropped were logged at finish with the rows "
                     "they held" if self.late_recorded else "")

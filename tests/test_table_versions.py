@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import tracklet
@@ -100,6 +101,25 @@ def _read(root: Path, run_id: str) -> list[tuple[str, str, int, int]]:
             for record, (label, _), number in zip(records, writers, version_numbers(records))]
 
 
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """The runs the tests read, each recorded once per module (writers are processes: each backend's
+    test copies them): ``sh``, three concurrent writers; ``old``, two writers before the field;
+    ``mn``, a primary and a part written on two machines."""
+    base = tmp_path_factory.mktemp("recorded")
+    _writers(base / "sh", "sh", ["primary", "rank_1", "rank_2"], 6)
+    _writers(base / "old", "old", ["primary", "rank_1"], 2, old=True)
+    _writers(base / "mn-a", "mn", ["primary"], 3)
+    _writers(base / "mn-b", "mn", ["rank_1"], 2)
+    return base
+
+
+def _copy(recorded: Path, name: str, tmp_path: Path) -> Path:
+    root = tmp_path / name
+    shutil.copytree(recorded / name, root)
+    return root
+
+
 def _store_versions(api, run_id: str) -> dict[str, list[int]]:
     """The store's ``logged`` edge versions of the run's tables, by name."""
     from tracklet.store.lineage import edges_of_run
@@ -110,7 +130,7 @@ def _store_versions(api, run_id: str) -> dict[str, list[int]]:
     return {name: sorted(numbers) for name, numbers in found.items()}
 
 
-def test_concurrent_writers_of_a_shared_run_number_a_key_uniquely_and_gaplessly(tmp_path, store_url):
+def test_concurrent_writers_of_a_shared_run_number_a_key_uniquely_and_gaplessly(recorded, tmp_path, store_url):
     """Three processes of one run log ``preds`` (IMMUTABLE) and ``inc`` (INCREMENTAL: each
     increment is a version) 6 times each at the same moment: each key's numbers are 0..17, each
     writer's ascending in its log order, the writer's own (recorded in the log), and the same in
@@ -119,8 +139,7 @@ def test_concurrent_writers_of_a_shared_run_number_a_key_uniquely_and_gaplessly(
     from tracklet.core.layout import RunPaths
     from tracklet.core.run_tables import run_logged_tables
 
-    root = tmp_path / "data"
-    _writers(root, "sh", ["primary", "rank_1", "rank_2"], 6)
+    root = _copy(recorded, "sh", tmp_path)
     read = _read(root, "sh")
     for key in ("preds", "inc"):
         assert sorted(n for k, _, _, n in read if k == key) == list(range(18))
@@ -176,13 +195,12 @@ def _cli():
     return main
 
 
-def test_logs_without_the_field_read_as_before_and_a_resumed_run_numbers_on(tmp_path, store_url):
+def test_logs_without_the_field_read_as_before_and_a_resumed_run_numbers_on(recorded, tmp_path, store_url):
     """Writers before the field (their records carry no number): the readers number each key's
     logs in their order (the primary's log, then each part's by label), the store in its indexing
     order, as before. The primary resumed by this version takes its numbers from a counter made
     from those logs, so its new versions follow them."""
-    root = tmp_path / "data"
-    _writers(root, "old", ["primary", "rank_1"], 2, old=True)
+    root = _copy(recorded, "old", tmp_path)
     read = _read(root, "old")
     assert [(k, lab, n) for k, lab, _, n in read if k == "preds"] == [
         ("preds", "primary", 0), ("preds", "primary", 1), ("preds", "rank_1", 2), ("preds", "rank_1", 3)]
@@ -202,16 +220,14 @@ def test_logs_without_the_field_read_as_before_and_a_resumed_run_numbers_on(tmp_
         store.close()
 
 
-def test_writers_on_two_machines_get_unique_numbers_by_the_log_rule(tmp_path, store_url):
+def test_writers_on_two_machines_get_unique_numbers_by_the_log_rule(recorded, tmp_path, store_url):
     """A part written on another machine (its own data root, so its own counter) synced into the
     run later: the numbers it took clash with the primary's, so readers give its logs the lowest
     numbers the key doesn't have (the log rule); each number is still unique, and the store
     (indexing the part after the primary) and a rebuilt store agree."""
     from tracklet.core.layout import RunPaths
 
-    machine_a, machine_b = tmp_path / "a", tmp_path / "b"
-    _writers(machine_a, "mn", ["primary"], 3)
-    _writers(machine_b, "mn", ["rank_1"], 2)
+    machine_a, machine_b = _copy(recorded, "mn-a", tmp_path), recorded / "mn-b"
     part = RunPaths(machine_b, "p", "mn", "rank_1").log_file
     target = RunPaths(machine_a, "p", "mn", "rank_1").log_file
     target.parent.mkdir(parents=True, exist_ok=True)

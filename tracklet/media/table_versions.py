@@ -7,8 +7,8 @@ or the store gets the same numbers whichever writer's log it reads or indexes fi
 Taken on the logged-object worker (``table_store.store_snapshot``, once the fragments are
 stored), never on the training thread. The counter is ``table-versions.json`` (key -> versions
 taken) beside the run's log, kept open by each writer and rewritten in place by one ``write``
-under an exclusive ``flock`` on it (~10-30 us a take; a temporary file renamed over it cost
-~350 us here):
+under an exclusive ``flock`` on it (17-25 us a take here; a temporary file renamed over it cost
+~350 us):
 
 - a writer killed while holding the lock releases it (the kernel drops a dead process's
   ``flock``); one killed in its ``write`` dies before or after it, never within (the text only

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 import tracklet
+from tracklet.errors import TableNotFound
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
@@ -160,6 +161,11 @@ def test_concurrent_writers_of_a_shared_run_number_a_key_uniquely_and_gaplessly(
         assert found.table().to_pandas()["label"].tolist() == [preds[n][0]]
     assert consumer.use_artifact("run-sh-preds:latest").version == 17
     consumer.finish()
+    reader = tracklet.Api(root).run("p/sh")
+    assert [reader.table("preds", version=n).to_pandas()["label"].tolist() for n in (0, 7, 17)] == [
+        [preds[n][0]] for n in (0, 7, 17)]
+    with pytest.raises(TableNotFound):
+        reader.table("preds", version=18)
     import tracklet.compat.wandb as wandb
 
     assert wandb.Api(overrides={"root": str(root)}).artifact("p/run-sh-preds:v7").get("preds").data == [

@@ -367,7 +367,8 @@ def test_a_damaged_producer_log_is_read_past_its_damage(tmp_path):
 
 def test_a_shared_runs_tables_are_read_from_its_parts_in_the_readers_order(tmp_path):
     """A shared run's writers each log a table key: the bounded read lists the primary's table
-    records, then each part's by label, as the log reader does, so ``:vN`` names the same table."""
+    records, then each part's by label, as the log reader does; ``:vN`` is the number the writers
+    took from the run's counter, in the order they logged (w2 first), not the order read."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import RunPaths
     from tracklet.core.run_tables import run_logged_tables
@@ -382,7 +383,9 @@ def test_a_shared_runs_tables_are_read_from_its_parts_in_the_readers_order(tmp_p
     paths = RunPaths(root, "tl", "shared")
     assert [t.step for t in run_logged_tables(paths)] == [t.step for t in RecordedRun(paths)._read.tables] == [0, 1, 2]
     cons = tracklet.init(project="tl", id="cons", dir=str(root), settings=QUIET)
-    assert cons.use_artifact("run-shared-preds:v1").table().to_pandas()["x"].tolist() == [1]
+    assert [cons.use_artifact(f"run-shared-preds:v{n}").table().to_pandas()["x"].tolist() for n in range(3)] == [
+        [2], [0], [1]]
+    assert cons.use_artifact("run-shared-preds:latest").version == 2
     cons.finish()
 
 
@@ -434,3 +437,47 @@ def test_a_table_of_a_run_id_over_111_characters_is_found_from_its_cut_name(modu
     with wandb.init(project="tl", id="wboncons", settings={"console": "off"}) as wb_run:
         assert wb_run.use_artifact(f"{name}:v0").get(key).data == [[7]]
     assert wandb.Api(overrides={"base_url": server.url}).artifact(f"tl/{name}:latest").get(key).data == [[7]]
+
+
+def test_a_shared_runs_table_versions_on_a_server_are_its_writers(module_servers, tmp_path):
+    """Two writers of one run online (real processes, logging one key at the same steps): the
+    server's table-versions route numbers each version as the writers did (and as the local
+    reader does), ``tracklet.Api``, W&B's ``Api().artifact`` and the lineage route name the same
+    version by ``:vN``, and its rows are that writer's, not another's logged at that step."""
+    from test_table_versions import _read, _writers
+
+    server = module_servers(tmp_path / "server")
+    root = tmp_path / "data"
+    _writers(root, "shsrv", ["primary", "rank_1"], 3, server=server.url)
+    local = [(label, step, n) for key, label, step, n in _read(root, "shsrv") if key == "preds"]
+    assert sorted(n for *_, n in local) == list(range(6))
+    url = f"{server.url}/api/v1/runs/p/shsrv/table-versions/preds"
+    deadline = time.monotonic() + 60
+    while True:  # the server indexes the run and receives its part as they are uploaded
+        response = httpx.get(url, timeout=30)
+        if response.status_code == 200 and response.json()["total"] == 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    listed = response.json()["versions"]
+    assert [(item["step"], item["version"]) for item in listed] == [(step, n) for _, step, n in local]
+    with tracklet.Api(base_url=server.url) as api:
+        run = api.run("p/shsrv")
+        assert [(v["step"], v["version"]) for v in run.table_versions("preds")] == [(s, n) for _, s, n in local]
+        for label, _, n in local:
+            assert run.table("preds", version=n).to_pandas()["label"].tolist() == [label]
+    label, step, n = local[-2]  # rank_1's, at a step the primary logged the key too
+    found = wandb.Api(overrides={"base_url": server.url}).artifact(f"p/run-shsrv-preds:v{n}")
+    assert found.version == f"v{n}" and found.get("preds").data == [[label, step]]
+    nodes, _ = _wait_lineage_of(server.url, "p", {"artifact": "run-shsrv-preds:latest", "hops": 1})
+    assert "artifact:p/run-shsrv-preds:v5" in nodes
+    assert httpx.get(f"{server.url}/api/v1/runs/p/shsrv/tables/preds", params={"version": 9}).status_code == 404
+
+
+def _wait_lineage_of(url: str, project: str, params: dict) -> tuple[dict[str, dict], set]:
+    """The server's lineage of ``params`` once it answers (its indexing follows the uploads)."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = httpx.get(f"{url}/api/v1/projects/{project}/lineage", params=params, timeout=30)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return _lineage_graph(response.json())
+        time.sleep(0.2)

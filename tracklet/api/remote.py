@@ -329,8 +329,9 @@ class RemoteRun:
     def table_versions(self, key: str) -> list[dict[str, Any]]:
         """Each time ``key`` was logged, oldest first: ``step`` (``table(key, step)`` reads that
         version), ``time`` (seconds since the epoch), ``log_mode`` and ``rows``; ``index`` is the
-        version's place among all of them (the server lists the last 10,000). ``TableNotFound``
-        for a key the run never logged."""
+        version's place among all of them (the server lists the last 10,000), ``version`` the ``n``
+        of its run-table name ``run-<id>-<key>:v<n>`` (docs/tables.md#lineage; a server before
+        session 32: ``index``). ``TableNotFound`` for a key the run never logged."""
         from urllib.parse import quote
 
         from tracklet.errors import TableNotFound
@@ -339,13 +340,15 @@ class RemoteRun:
                                    missing=TableNotFound)
         first = int(data["total"]) - len(data["versions"])
         return [{"index": first + place, "step": item["step"], "time": item.get("time", 0.0),
-                 "log_mode": item["log_mode"], "rows": item["rows"]} for place, item in enumerate(data["versions"])]
+                 "log_mode": item["log_mode"], "rows": item["rows"], "version": int(item.get("version", first + place))}
+                for place, item in enumerate(data["versions"])]
 
-    def table(self, key: str, step: int | None = None) -> RemoteTable:
-        """The table logged under ``key`` (its version at ``step``; default the latest), queried
-        lazily on the server like the local ``RecordedRun.table``: ``filter``, ``sort``, ``page``,
-        ``count``, ``len()``, ``to_arrow``, ``to_pandas``."""
-        return RemoteTable(self._http, self.path, key, step)
+    def table(self, key: str, step: int | None = None, *, version: int | None = None) -> RemoteTable:
+        """The table logged under ``key`` (its version at ``step``; default the latest; or its
+        run-table version ``v<version>``, ``table_versions``' ``version``), queried lazily on the
+        server like the local ``RecordedRun.table``: ``filter``, ``sort``, ``page``, ``count``,
+        ``len()``, ``to_arrow``, ``to_pandas``."""
+        return RemoteTable(self._http, self.path, key, step, version=version)
 
     def _table_blobs(self, key: str) -> Any:
         """The files of table ``key``'s media cells (``local_path``, ``read_bytes``), from the server."""
@@ -518,12 +521,14 @@ class RemoteTable:
 
     def __init__(self, http: HttpClient, path: str, key: str, step: int | None = None, *,
                  filters: tuple[str, ...] = (), order: tuple[str, bool] | None = None, offset: int = 0,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, version: int | None = None) -> None:
         self._http, self._path, self.key, self._step = http, path, key, step
         self._filters, self._order, self._offset, self._limit = filters, order, offset, limit
+        self._version = version  # run-table version v<n> (wins over step)
 
     def _with(self, **changes: Any) -> RemoteTable:
-        fields: dict[str, Any] = dict(filters=self._filters, order=self._order, offset=self._offset, limit=self._limit)
+        fields: dict[str, Any] = dict(filters=self._filters, order=self._order, offset=self._offset, limit=self._limit,
+                                      version=self._version)
         fields.update(changes)
         return RemoteTable(self._http, self._path, self.key, self._step, **fields)
 
@@ -545,7 +550,7 @@ class RemoteTable:
         sort, descending = self._order if self._order is not None else (None, False)
         return self._http.get_json(f"/api/v1/runs/{self._path}/tables/{quote(self.key, safe='/')}",
                                    missing=TableNotFound, step=self._step, filter=text, sort=sort,
-                                   descending=descending, offset=offset, limit=limit)
+                                   descending=descending, offset=offset, limit=limit, version=self._version)
 
     def count(self) -> int:
         """Rows matching the filters (before paging)."""

@@ -17,8 +17,8 @@ _VERSION = re.compile(r"v(\d+)")
 
 @dataclasses.dataclass(frozen=True)
 class RunTableVersion:
-    """Version ``v<version>`` of run table ``name``: the ``version``-th log (from 0) of ``key`` by
-    run ``project/run_id``, at ``step``. ``table()`` reads it (a data root's run)."""
+    """Version ``v<version>`` of run table ``name``: a log of ``key`` by run ``project/run_id``,
+    at ``step`` (numbered by ``core/run_tables.version_numbers``). ``table()`` reads it (a data root's run)."""
 
     project: str
     name: str
@@ -46,21 +46,25 @@ class RunTableVersion:
 
     def table(self) -> Any:
         """The table as logged (a lazy query, as ``tracklet.Api().run(...).table(key, step)``). A
-        run on a tracking server: read it with ``tracklet.Api(server).run(run_path).table(key, step)``."""
+        run on a tracking server: read it with ``tracklet.Api(server).run(run_path).table(key, version=n)``."""
         if self.root is None:
             raise NotImplementedError(f"{self.qualified_name} is on a tracking server: read it with "
                                       f"tracklet.Api(<server>).run({self.run_path!r}).table({self.key!r}, "
-                                      f"step={self.step})")
+                                      f"version={self.version})")
         from tracklet.core.api import RecordedRun
         from tracklet.core.extensions import load
         from tracklet.core.layout import RunPaths
-        from tracklet.core.run_tables import run_logged_tables
+        from tracklet.core.run_tables import records_of_version, run_logged_tables
 
         paths = RunPaths(self.root, self.project, self.run_id)
         tables = run_logged_tables(paths)  # its tables only, not the run's whole log
         if tables is None:  # damaged: the reader reads past damage
+            tables = RecordedRun(paths)._read.tables
+        # By its record, not its step: a shared run's writers may log the key at one step.
+        chosen = records_of_version(tables, self.key, self.version)
+        if chosen is None:  # pragma: no cover - resolved from these logs
             return RecordedRun(paths).table(self.key, step=self.step)
-        return load("tables").open_table(self.root, tables, self.key, self.step)
+        return load("tables").open_table(self.root, chosen, self.key)
 
     def get(self, name: str) -> Any:
         """The table when ``name`` is its key, else None (W&B's ``artifact.get(key)``)."""
@@ -93,26 +97,29 @@ def resolve_run_table(root: Path, reference: Any, default_project: str,
                     else _local_versions(root, project, run_id, ref.name))
         if not versions:
             continue
-        index = len(versions) - 1 if selector is None else int(selector[1])
-        if not 0 <= index < len(versions):
+        latest = max(versions)
+        number = latest if selector is None else int(selector[1])
+        if number not in versions:
             return None
-        key, step, time = versions[index]
-        return RunTableVersion(project, ref.name, index, key, run_id, step, time,
-                               ("latest",) if index == len(versions) - 1 else (), None if remote else root)
+        key, step, time = versions[number]
+        return RunTableVersion(project, ref.name, number, key, run_id, step, time,
+                               ("latest",) if number == latest else (), None if remote else root)
     return None
 
 
-def _local_versions(root: Path, project: str, run_id: str, name: str) -> list[tuple[str, int, float]]:
-    """(key, step, time) of each log of the table ``name`` names, by run ``project/run_id`` of ``root``."""
+def _local_versions(root: Path, project: str, run_id: str, name: str) -> dict[int, tuple[str, int, float]]:
+    """n -> (key, step, time) of each log ``v<n>`` of the table ``name`` names, by run
+    ``project/run_id`` of ``root`` (numbered by ``core/run_tables.version_numbers``)."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import RunPaths
-    from tracklet.core.run_tables import run_logged_tables
+    from tracklet.core.run_tables import numbered_versions, run_logged_tables
 
     paths = RunPaths(root, project, run_id)
     tables = run_logged_tables(paths)
     if tables is None:  # a damaged log: the reader, which reads past damage, reads it whole
         tables = RecordedRun(paths)._read.tables
-    return [(record.key, record.step, record.time) for record in tables if names_table(name, run_id, record.key)]
+    return {number: (record.key, record.step, record.time)
+            for number, record in numbered_versions(tables, lambda record: names_table(name, run_id, record.key))}
 
 
 def _remote_run_ids(remote: tuple[str, str | None], project: str) -> Any:
@@ -136,7 +143,7 @@ def _remote_run_ids(remote: tuple[str, str | None], project: str) -> Any:
 
 
 def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
-                     name: str) -> list[tuple[str, int, float]]:
+                     name: str) -> dict[int, tuple[str, int, float]]:
     """As ``_local_versions``, from the server's table routes (its last 10,000 logs of a key)."""
     from urllib.parse import quote
 
@@ -151,14 +158,16 @@ def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
                 continue
             data = http.get_json(f"/api/v1/runs/{project}/{run_id}/table-versions/{quote(key, safe='/')}",
                                  missing=TableNotFound)
-            if int(data["total"]) != len(data["versions"]):  # its first versions not listed: unnumbered
-                return []
-            return [(key, int(item["step"]), float(item.get("time", 0.0))) for item in data["versions"]]
+            first = int(data["total"]) - len(data["versions"])
+            if first and any("version" not in item for item in data["versions"]):  # an older server: unnumbered
+                return {}
+            return {int(item.get("version", first + place)): (key, int(item["step"]), float(item.get("time", 0.0)))
+                    for place, item in enumerate(data["versions"])}
     except (RunNotFound, TableNotFound):
-        return []
+        return {}
     finally:
         http.close()
-    return []
+    return {}
 
 
 __all__ = ["RunTableVersion", "resolve_run_table"]

@@ -220,7 +220,7 @@ def _show_remote_run_table(api: Any, ref: str, as_json: bool) -> bool:
     number = int(str(root["version"])[1:])
     key = next((k for k in run.table_keys() if names_table(parsed.name, run.id, k)), None)
     versions = run.table_versions(key) if key is not None else []
-    found = [v for v in versions if v["index"] == number]
+    found = [v for v in versions if v.get("version", v["index"]) == number]
     if not found:
         return False
     row = {"name": f"{parsed.project}/{parsed.name}:{root['version']}", "type": "run_table", "key": key,

@@ -384,14 +384,25 @@ class RecordedRun:
         frame is not damage."""
         return damage_summary(self._read, live=self.state == "running")
 
-    def table(self, key: str, step: int | None = None) -> Any:
+    def table(self, key: str, step: int | None = None, *, version: int | None = None) -> Any:
         """The table logged under ``key`` as a lazy query (``tracklet.media.query.TableQuery``:
         ``.filter("score > 0.9")``, ``.sort(col, descending=True)``, ``.page(0, 100)``, ``len()``,
         ``.to_pandas()``, ``.to_arrow()``): the version at ``step`` (default: the latest; for an
-        INCREMENTAL table every increment up to it). ``TableNotFound`` if there is none."""
+        INCREMENTAL table every increment up to it), or run-table version ``v<version>``
+        (docs/tables.md#version-numbers: by its record; a shared run's writers may log a key at
+        one step). ``TableNotFound`` if there is none."""
         from tracklet.core.extensions import load
 
-        return load("tables").open_table(self._paths.root, self._read.tables, key, step)
+        tables = self._read.tables
+        if version is not None:
+            from tracklet.core.run_tables import records_of_version
+            from tracklet.errors import TableNotFound
+
+            chosen = records_of_version(tables, key, version)
+            if chosen is None:
+                raise TableNotFound(f"no version v{version} of table {key!r} in this run")
+            return load("tables").open_table(self._paths.root, chosen, key)
+        return load("tables").open_table(self._paths.root, tables, key, step)
 
     def table_keys(self) -> list[str]:
         """The keys this run logged tables under (``tracklet.Table``), in the order first logged."""

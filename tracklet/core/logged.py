@@ -107,8 +107,9 @@ def logged_items(value: Any) -> list[LoggedObject] | None:
 
 
 def start_worker(root: Path, put: Callable[[Any], None], warn: Callable[..., None], *, workers: int,
-                 max_pending: int) -> LoggedObjectWorker:
-    """The run's logged-object worker, from the part provided as ``"logged"``."""
+                 max_pending: int, paths: Any = None) -> LoggedObjectWorker:
+    """The run's logged-object worker, from the part provided as ``"logged"`` (``paths``: the
+    writer's ``RunPaths``, whose run directory holds the run's table version counter)."""
     from tracklet.core.extensions import load
 
-    return load("logged").LoggedWorker(root, put, warn, workers=workers, max_pending=max_pending)
+    return load("logged").LoggedWorker(root, put, warn, workers=workers, max_pending=max_pending, paths=paths)

@@ -610,7 +610,7 @@ class Run:
                     assert self._paths is not None
                     self._logged = start_worker(self._paths.root, self._enqueue, self._warn_logged,
                                                 workers=self.settings.media_workers,
-                                                max_pending=self.settings.media_queue)
+                                                max_pending=self.settings.media_queue, paths=self._paths)
         return self._logged
 
     def _logged_in_history(self, step: int, key: str, value: Any) -> Callable[[], None] | None:

@@ -1,5 +1,6 @@
 """How a run's logged tables are named as artifact versions, as W&B names them: a table logged
-under ``key`` by run ``<id>`` is version ``v<n>`` (the n-th log of that key by the run, from 0)
+under ``key`` by run ``<id>`` is version ``v<n>`` (the writer's number, else the n-th log of that
+key by the run, from 0: :func:`version_numbers`)
 of artifact ``run-<id>-<key>``, type ``run_table`` (docs/tables.md#lineage). tracklet keeps the
 tables in the run's record log; the store indexes each log as a ``logged`` lineage edge under
 that name (``store/lineage.py``), and a run that uses one records an ``ArtifactUsed`` naming it.
@@ -108,6 +109,78 @@ def names_table(name: str, run_id: str, key: str) -> bool:
     return table_artifact_name(run_id, key) == name
 
 
+def version_numbers(records: Iterable[Any], taken: dict[str, Any] | None = None,
+                    start: dict[str, int] | None = None) -> list[int]:
+    """The ``n`` of ``run-<id>-<key>:v<n>`` of each ``TableLogged`` record of one run, given in
+    the readers' order (:func:`run_logged_tables`: the run's own log, then each part's by label).
+
+    A record whose writer gave it a number (``version_plus_one``, from the run directory's counter
+    that every writer of the run on one machine shares: ``media/table_versions.py``) keeps it, so
+    the numbers don't depend on the order the writers' logs are read or indexed in. The records
+    without one (logs written before the field, a counter that could not be taken), and any whose
+    number an earlier record of its key gave already (writers on two machines, each with a counter
+    of its own), get the lowest numbers no record of the key has, in order: for logs without the
+    field this is the rule readers always had (the n-th log of the key, in the readers' order).
+
+    ``taken`` (key -> the numbers had already: a set, or anything with ``in`` and ``add``) and
+    ``start`` (key -> a number below which all are had) say what came before (the store's indexed
+    edges), and are updated. Every number given is unique per key."""
+    records = list(records)
+    taken = {} if taken is None else taken
+    start = {} if start is None else start
+    numbers = [-1] * len(records)
+    for place, record in enumerate(records):  # the writers' numbers first: they never move
+        number = int(getattr(record, "version_plus_one", 0)) - 1
+        if 0 <= number < 1 << 62:
+            used = taken.get(record.key)
+            if used is None:
+                used = taken[record.key] = set()
+            if number >= start.get(record.key, 0) and number not in used:
+                used.add(number)
+                numbers[place] = number
+    for place, record in enumerate(records):  # then the rest, in order, the lowest free numbers
+        if numbers[place] < 0:
+            key = record.key
+            used = taken.get(key)
+            if used is None:
+                used = taken[key] = set()
+            number = start.get(key, 0)
+            while number in used:
+                number += 1
+            used.add(number)
+            start[key] = number + 1
+            numbers[place] = number
+    return numbers
+
+
+def numbered_versions(records: Iterable[Any], match: Callable[[Any], bool] | None = None) -> list[tuple[int, Any]]:
+    """(n, record) of each record ``match`` takes (all by default), numbered by
+    :func:`version_numbers` over all of ``records`` (a key's numbers don't depend on which records
+    are asked for), in version order."""
+    records = list(records)
+    pairs = [(number, record) for number, record in zip(version_numbers(records), records)
+             if match is None or match(record)]
+    pairs.sort(key=lambda pair: pair[0])
+    return pairs
+
+
+def records_of_version(records: Iterable[Any], key: str, number: int) -> list[Any] | None:
+    """The records that make version ``v<number>`` of ``key`` (numbered by :func:`version_numbers`),
+    as ``media/table_read.open_table`` takes them (that record last): the record itself, and for
+    an INCREMENTAL table the increments of its table before it. None when there is no such
+    version. Several writers may log one key at one step: a version is read by its record, never
+    by its step."""
+    records = [record for record in records if record.key == key]
+    found = dict(numbered_versions(records)).get(number)
+    if found is None:
+        return None
+    if found.log_mode != 3:  # LOG_MODE_INCREMENTAL
+        return [found]
+    earlier = [record for record in records if record.log_mode == 3 and record.table_id == found.table_id
+               and record.increment < found.increment]
+    return [*earlier, found]
+
+
 _TABLE_TAG = (14 << 3) | 2  # a Record whose kind is table_logged (field 14, length-delimited) starts so
 _pread = os.pread  # what reads the log (a test counts the bytes through it)
 # Frame headers are read a chunk at a time (many per read) once this many frames in a row were each
@@ -199,5 +272,5 @@ def run_logged_tables(paths: Any) -> list[Any] | None:
     return found
 
 
-__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "cut_run_id_prefix", "local_run_ids", "logged_tables", "names_table", "run_logged_tables",
-           "table_artifact_name", "table_name_run_ids"]
+__all__ = ["MAX_NAME_CHARS", "RUN_TABLE_TYPE", "cut_run_id_prefix", "local_run_ids", "logged_tables", "names_table", "numbered_versions", "records_of_version", "run_logged_tables",
+           "table_artifact_name", "table_name_run_ids", "version_numbers"]

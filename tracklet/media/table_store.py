@@ -53,9 +53,13 @@ def store_snapshot(snapshot: TableSnapshot, context: Any, key: str, step: int, w
         fragments, columns = list(state.fragments), list(state.columns)
         if incremental:
             state.fragments = []  # an increment is new rows: nothing to reuse
+    # Its run-table version, from the run's counter, once everything it names is stored (a log
+    # that failed takes none); one key's logs come here in the order logged (one lane per key).
+    versions = getattr(context, "versions", None)
+    version_plus_one = versions.take(key) if versions is not None else 0
     return table_record(key=key, step=step, time=when, log_mode=snapshot.log_mode, table_id=snapshot.table_id,
                         increment=snapshot.increment if incremental else 0, fragments=fragments, columns=columns,
-                        chart=snapshot.chart)
+                        chart=snapshot.chart, version_plus_one=version_plus_one)
 
 
 def write_fragments(blobs: Any, table: Any) -> list[tuple[str, int, int]]:
@@ -144,8 +148,9 @@ def write_parquet(table: Any, where: Any) -> None:
 
 def table_record(*, key: str, step: int, time: float, log_mode: str, table_id: str, increment: int,
                  fragments: list[tuple[str, int, int]], columns: list[tuple[str, str]],
-                 chart: Any = None) -> pb.Record:
-    """The ``TableLogged`` record (``chart``: a ``table_chart.TableChart`` to record with it)."""
+                 chart: Any = None, version_plus_one: int = 0) -> pb.Record:
+    """The ``TableLogged`` record (``chart``: a ``table_chart.TableChart`` to record with it;
+    ``version_plus_one``: its writer's run-table version number + 1, 0 for none)."""
     from tracklet.proto import records_pb2 as pb
 
     record = pb.Record()
@@ -156,6 +161,7 @@ def table_record(*, key: str, step: int, time: float, log_mode: str, table_id: s
     logged.log_mode = pb.TableLogged.LogMode.Value(f"LOG_MODE_{log_mode}")  # type: ignore[assignment]
     logged.table_id = table_id
     logged.increment = increment
+    logged.version_plus_one = version_plus_one
     total = 0
     for digest, rows, size in fragments:
         fragment = logged.fragments.add()

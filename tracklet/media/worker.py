@@ -59,11 +59,16 @@ class Context:
     """What a logged object's ``_record`` gets on the worker: the data root's blob store
     (opened on first use, on a worker thread) and the run's warning reporter."""
 
-    def __init__(self, root: Path, warn: Callable[[Any, str], None]) -> None:
+    def __init__(self, root: Path, warn: Callable[[Any, str], None], paths: Any = None) -> None:
         self.root = root
         self.warn = warn
         self._blobs: Any = None
         self._lock = threading.Lock()
+        self.versions: Any = None  # the run's table version counter (``table_versions``); None: no run directory
+        if paths is not None:
+            from tracklet.media.table_versions import VersionCounter
+
+            self.versions = VersionCounter(paths, warn)
 
     @property
     def blobs(self) -> Any:
@@ -103,10 +108,10 @@ class LoggedWorker:
 
     def __init__(self, root: Path, put: Callable[[Any], None], warn: Callable[[Any, str], None], *,
                  workers: int = 2, max_pending: int = 256, max_pending_bytes: int = MAX_PENDING_BYTES,
-                 wake_interval: float = WAKE_INTERVAL) -> None:
+                 wake_interval: float = WAKE_INTERVAL, paths: Any = None) -> None:
         self._put = put
         self._warn = warn
-        self.context = Context(root, warn)
+        self.context = Context(root, warn, paths)
         self._lanes = [_Lane() for _ in range(max(1, workers))]
         self._max_pending = max_pending
         self._max_bytes = max_pending_bytes
@@ -314,6 +319,8 @@ class LoggedWorker:
                 lane.thread.join(max(0.0, deadline - time.monotonic()))
                 done = done and not lane.thread.is_alive()
         buffers.POOL.clear()  # the reserve served this run's bursts; a later run grows its own
+        if self.context.versions is not None:
+            self.context.versions.close()
         if self.dropped:
             late = (f"; {self.late_recorded} table(s) whose last log was dropped were logged at finish with the rows "
                     "they held" if self.late_recorded else "")

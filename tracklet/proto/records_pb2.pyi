@@ -516,7 +516,7 @@ class MediaBox(_message.Message):
     def __init__(self, min_x: _Optional[float] = ..., max_x: _Optional[float] = ..., min_y: _Optional[float] = ..., max_y: _Optional[float] = ..., pixel: _Optional[bool] = ..., class_id: _Optional[int] = ..., caption: _Optional[str] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class TableLogged(_message.Message):
-    __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "fragments", "rows", "columns", "chart")
+    __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "fragments", "rows", "columns", "chart", "version_plus_one")
     class LogMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         LOG_MODE_UNSPECIFIED: _ClassVar[TableLogged.LogMode]
@@ -537,6 +537,7 @@ class TableLogged(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     CHART_FIELD_NUMBER: _ClassVar[int]
+    VERSION_PLUS_ONE_FIELD_NUMBER: _ClassVar[int]
     key: str
     step: int
     time: float
@@ -547,7 +548,8 @@ class TableLogged(_message.Message):
     rows: int
     columns: _containers.RepeatedCompositeFieldContainer[TableColumn]
     chart: TableChart
-    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., time: _Optional[float] = ..., log_mode: _Optional[_Union[TableLogged.LogMode, str]] = ..., table_id: _Optional[str] = ..., increment: _Optional[int] = ..., fragments: _Optional[_Iterable[_Union[TableFragment, _Mapping]]] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[TableColumn, _Mapping]]] = ..., chart: _Optional[_Union[TableChart, _Mapping]] = ...) -> None: ...
+    version_plus_one: int
+    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., time: _Optional[float] = ..., log_mode: _Optional[_Union[TableLogged.LogMode, str]] = ..., table_id: _Optional[str] = ..., increment: _Optional[int] = ..., fragments: _Optional[_Iterable[_Union[TableFragment, _Mapping]]] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[TableColumn, _Mapping]]] = ..., chart: _Optional[_Union[TableChart, _Mapping]] = ..., version_plus_one: _Optional[int] = ...) -> None: ...
 
 class TableChart(_message.Message):
     __slots__ = ("kind", "title", "x", "y", "series", "value", "x_title", "y_title", "spec", "fields", "chart_key")

@@ -40,10 +40,12 @@ class TableVersion(BaseModel):
     log_mode: str
     rows: int  # rows of the version read at this step (INCREMENTAL: every increment up to it)
     time: float = 0.0  # when it was logged (seconds since the epoch): W&B's run_table artifacts are listed by it
+    version: int = 0  # n of run-<id>-<key>:v<n> (docs/tables.md#lineage; core/run_tables.version_numbers)
 
 
 class TableVersionsResponse(BaseModel):
-    """The versions of a table key, oldest first: `GET .../tables/{key}?step=` reads each."""
+    """The versions of a table key, as the run's logs list them (its own, then each part's):
+    `GET .../tables/{key}?step=` reads each; `version` is its run-table number."""
 
     key: str
     versions: list[TableVersion]
@@ -92,15 +94,17 @@ def get_table_versions(request: Request, project: str, run_id: str, key: str) ->
     records = [record for record in _records(request, project, run_id) if record.key == key]
     if not records:
         raise HTTPException(status_code=404, detail=f"no table {key!r} in this run")
+    from tracklet.core.run_tables import version_numbers
+
     versions: list[TableVersion] = []
     added: dict[str, int] = {}  # INCREMENTAL table id -> rows so far
-    for record in records:
+    for record, number in zip(records, version_numbers(records)):
         rows = sum(int(fragment.rows) for fragment in record.fragments)
         mode = _MODES.get(record.log_mode, "IMMUTABLE")
         if mode == "INCREMENTAL":
             rows = added[record.table_id] = added.get(record.table_id, 0) + rows
         versions.append(TableVersion(step=record.step, log_mode=mode, rows=rows,
-                                     time=record.time if math.isfinite(record.time) else 0.0))
+                                     time=record.time if math.isfinite(record.time) else 0.0, version=number))
     return TableVersionsResponse(key=key, versions=versions[-MAX_VERSIONS:], total=len(versions))
 
 

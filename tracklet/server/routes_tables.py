@@ -39,9 +39,14 @@ _FOLDS: LogFolds[list[Any]] = LogFolds(list, _fold_tables, size=64)
 
 
 def _records(request: Request, project: str, run_id: str) -> list[Any]:
-    """The run's table records; 404 unless the server knows the run (its store has it: a file
-    under the root alone is not enough, so access follows the project's members)."""
-    return _FOLDS.get(*run_log(request, project, run_id), list)  # a copy: the fold goes on as the log grows
+    """The run's table records, as the log reader lists them: its own log's, then each shared-run
+    part's by label (docs/shared-runs.md); 404 unless the server knows the run (its store has it:
+    a file under the root alone is not enough, so access follows the project's members)."""
+    source, paths = run_log(request, project, run_id)
+    records = _FOLDS.get(source, paths, list)  # a copy: the fold goes on as the log grows
+    for label in paths.parts():
+        records.extend(_FOLDS.get(source, paths.part_paths(label), list))
+    return records
 
 
 def fragment_source(request: Request, project: str) -> dict[str, Any]:
@@ -74,13 +79,21 @@ def get_table(
     descending: bool = Query(False, description="Sort descending"),
     offset: int = Query(0, ge=0, le=2**62, description="Rows to skip"),
     limit: int = Query(100, ge=1, le=MAX_PAGE, description="Rows at most"),
+    version: int | None = Query(None, ge=0, le=2**62, description="The version v<n> of run table run-<id>-<key> "
+                                "(docs/tables.md#lineage), instead of `step`"),
 ) -> TableRowsResponse:
-    """Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`;
-    for an INCREMENTAL table every increment up to it), after `filter` and `sort` (ties and no
-    sort: the order rows were added; nulls last)."""
+    """Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`,
+    or run-table version `version`; for an INCREMENTAL table every increment up to it), after
+    `filter` and `sort` (ties and no sort: the order rows were added; nulls last)."""
+    from tracklet.core.run_tables import records_of_version
     from tracklet.media.table_read import open_table
 
     records = _records(request, project, run_id)
+    if version is not None:  # by its record: a shared run's writers may log the key at one step
+        chosen = records_of_version(records, key, version)
+        if chosen is None:
+            raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in this run")
+        records, step = chosen, None
     try:
         query = open_table(request.app.state.tracklet.root, records, key, step, **fragment_source(request, project))
     except TableNotFound as error:

@@ -2,7 +2,8 @@
 run -> version) or ``ArtifactUsed`` (``used``: version -> run) record of a run's log, numbered in
 log order like alerts, and one ``logged`` edge per ``TableLogged`` record: a run table, which
 W&B users know as artifact ``run-<id>-<key>`` of type ``run_table`` (``core/run_tables.py``),
-numbered ``v0``, ``v1``... per name and run as the run logged the key. A run that used one has an
+numbered ``v0``, ``v1``... per name and run by its writer's number or as the run logged the key
+(``core/run_tables.version_numbers``: the log reader's rule). A run that used one has an
 ``ArtifactUsed`` record naming it (``used``). Derived from the record logs (``tracklet index
 --rebuild`` rebuilds it); artifact versions themselves live in the artifact registry
 (docs/artifacts.md), run tables in their run's log (docs/tables.md#lineage)."""
@@ -15,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracklet.core.run_tables import RUN_TABLE_TYPE, table_artifact_name
+from tracklet.core.run_tables import RUN_TABLE_TYPE, table_artifact_name, version_numbers
 from tracklet.store.schema import Json, metadata, projects, runs
 from tracklet.store.text import fit, store_text
 
@@ -56,22 +57,27 @@ def table_edge(run: tuple[str, str], table: Any) -> Edge:
     """The ``logged`` edge of a ``TableLogged`` record of run ``run`` ((project, run_id)): the run
     table ``run-<id>-<key>`` (``core/run_tables.py``), its version numbered by ``edge_rows``."""
     ref = SimpleNamespace(project=run[0], name=table_artifact_name(run[1], table.key), type=RUN_TABLE_TYPE,
-                          version=TABLE_VERSION, digest="")
+                          version=TABLE_VERSION, digest="", version_plus_one=table.version_plus_one)
     return ("logged", SimpleNamespace(artifact=ref, time=table.time, aliases=[]))
 
 
-def edge_rows(run_pk: int, edges: list[Edge], after: int = 0,
-              tables: dict[str, int] | None = None) -> list[dict[str, Any]]:
+def edge_rows(run_pk: int, edges: list[Edge], after: int = 0, tables: dict[str, int] | None = None,
+              taken: dict[str, set[int]] | None = None) -> list[dict[str, Any]]:
     """``artifact_edges`` rows for a run's edges, numbered on from its edge ``after``; a run
-    table's log numbered on from the versions ``tables`` (name -> count) says the run has."""
+    table's log numbered by ``core/run_tables.version_numbers``: its writer's number where the
+    run's table doesn't have it yet, else the lowest number it doesn't have. What the run has:
+    ``tables`` (name -> a number below which it has all) and ``taken`` (name -> other numbers)."""
+    table_refs = [message.artifact for _, message in edges
+                  if message.artifact.version == TABLE_VERSION and message.artifact.type == RUN_TABLE_TYPE]
+    numbers = iter(version_numbers(
+        [SimpleNamespace(key=clean_text(ref.name, 128), version_plus_one=getattr(ref, "version_plus_one", 0))
+         for ref in table_refs], {name: set(numbers) for name, numbers in (taken or {}).items()}, dict(tables or {})))
     rows = []
-    tables = dict(tables or {})
     for offset, (direction, message) in enumerate(edges, start=1):
         ref = message.artifact
         version = ref.version
         if version == TABLE_VERSION and ref.type == RUN_TABLE_TYPE:
-            name = clean_text(ref.name, 128)
-            version = tables[name] = tables.get(name, -1) + 1
+            version = next(numbers)
         rows.append({
             "run_pk": run_pk, "seq": after + offset, "direction": direction,
             "project": clean_text(ref.project, 128), "name": clean_text(ref.name, 128), "version": version,
@@ -87,13 +93,29 @@ def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge]) -> No
     last = connection.execute(sa.select(sa.func.max(artifact_edges.c.seq))
                               .where(artifact_edges.c.run_pk == run_pk)).scalar() or 0
     tables: dict[str, int] = {}
-    if any(message.artifact.version == TABLE_VERSION for _, message in edges):  # its run tables' last versions
-        tables = dict(connection.execute(
-            sa.select(artifact_edges.c.name, sa.func.max(artifact_edges.c.version))
-            .where(artifact_edges.c.run_pk == run_pk, artifact_edges.c.direction == "logged",
-                   artifact_edges.c.type == RUN_TABLE_TYPE)
-            .group_by(artifact_edges.c.name)).all())
-    connection.execute(artifact_edges.insert(), edge_rows(run_pk, edges, last, tables))
+    taken: dict[str, set[int]] = {}
+    if any(message.artifact.version == TABLE_VERSION for _, message in edges):  # its run tables' versions
+        logged_tables = (artifact_edges.c.run_pk == run_pk, artifact_edges.c.direction == "logged",
+                         artifact_edges.c.type == RUN_TABLE_TYPE)
+        names = sorted({clean_text(message.artifact.name, 128) for _, message in edges
+                        if message.artifact.version == TABLE_VERSION})
+        gapped = []
+        for start in range(0, len(names), EDGE_CHUNK):
+            for name, top, count in connection.execute(
+                    sa.select(artifact_edges.c.name, sa.func.max(artifact_edges.c.version),
+                              sa.func.count(sa.distinct(artifact_edges.c.version)))
+                    .where(*logged_tables, artifact_edges.c.name.in_(names[start:start + EDGE_CHUNK]))
+                    .group_by(artifact_edges.c.name)):
+                if int(count) == int(top) + 1:  # v0..v<top>, every one: the usual run
+                    tables[name] = int(top) + 1
+                else:  # a gap (a writer's number ahead of the others, a writer killed after taking one)
+                    gapped.append(name)
+        for start in range(0, len(gapped), EDGE_CHUNK):  # only these names' numbers are read
+            for name, number in connection.execute(
+                    sa.select(artifact_edges.c.name, artifact_edges.c.version)
+                    .where(*logged_tables, artifact_edges.c.name.in_(gapped[start:start + EDGE_CHUNK]))):
+                taken.setdefault(name, set()).add(int(number))
+    connection.execute(artifact_edges.insert(), edge_rows(run_pk, edges, last, tables, taken))
 
 
 def run_table_last(engine: sa.Engine, project: str, name: str) -> int | None:

@@ -1234,9 +1234,9 @@ export interface paths {
         };
         /**
          * A page of a logged table, filtered and sorted
-         * @description Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`;
-         *     for an INCREMENTAL table every increment up to it), after `filter` and `sort` (ties and no
-         *     sort: the order rows were added; nulls last).
+         * @description Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`,
+         *     or run-table version `version`; for an INCREMENTAL table every increment up to it), after
+         *     `filter` and `sort` (ties and no sort: the order rows were added; nulls last).
          */
         get: operations["get_table_api_v1_runs__project___run_id__tables__key__get"];
         put?: never;
@@ -5236,10 +5236,16 @@ export interface components {
              * @default 0
              */
             time: number;
+            /**
+             * Version
+             * @default 0
+             */
+            version: number;
         };
         /**
          * TableVersionsResponse
-         * @description The versions of a table key, oldest first: `GET .../tables/{key}?step=` reads each.
+         * @description The versions of a table key, as the run's logs list them (its own, then each part's):
+         *     `GET .../tables/{key}?step=` reads each; `version` is its run-table number.
          */
         TableVersionsResponse: {
             /** Key */
@@ -10216,6 +10222,8 @@ export interface operations {
                 offset?: number;
                 /** @description Rows at most */
                 limit?: number;
+                /** @description The version v<n> of run table run-<id>-<key> (docs/tables.md#lineage), instead of `step` */
+                version?: number | null;
             };
             header?: never;
             path: {

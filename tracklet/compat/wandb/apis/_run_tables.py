@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tracklet.core.run_tables import (local_run_ids, names_table, run_logged_tables, table_artifact_name,
+from tracklet.core.run_tables import (local_run_ids, names_table, run_logged_tables, table_artifact_name, version_numbers,
                                       table_name_run_ids)
 
 _NAME = re.compile(r"run-(?P<rest>.+?)(?::(?P<alias>[^:/]+))?$")
@@ -30,6 +30,7 @@ class RunTableArtifact:
                  time: float = 0.0) -> None:
         self._recorded, self._key, self._step = recorded, key, step
         self.project = project
+        self.index = index  # the n of v<n>
         self.version = f"v{index}"
         self.aliases = ["latest"] if index == count - 1 else []
         self.source_name = table_artifact_name(recorded.id, key)
@@ -55,11 +56,15 @@ class RunTableArtifact:
             return None
         if _local(self._recorded):  # from the log's table records, not the whole log
             from tracklet.core.extensions import load
+            from tracklet.core.run_tables import records_of_version
 
-            query = load("tables").open_table(self._recorded.data_root, _local_tables(self._recorded), self._key,
-                                              self._step)
-        else:
-            query = self._recorded.table(self._key, step=self._step)
+            tables = _local_tables(self._recorded)
+            # By its record, not its step: a shared run's writers may log the key at one step.
+            chosen = records_of_version(tables, self._key, self.index)
+            query = (load("tables").open_table(self._recorded.data_root, chosen, self._key) if chosen is not None
+                     else load("tables").open_table(self._recorded.data_root, tables, self._key, self._step))
+        else:  # by its version (a server before session 32 answers by the step)
+            query = self._recorded.table(self._key, step=self._step, version=self.index)
         frame = query.to_pandas()
         return Table(dataframe=media_objects(frame, self._blobs(), table=self._key))
 
@@ -176,15 +181,12 @@ def run_table_artifacts(recorded: Any, project: str, name: str | None = None) ->
     records = _local_tables(recorded)
     if name is not None:
         records = [record for record in records if names_table(name, recorded.id, record.key)]
-    counts: dict[str, int] = {}
-    for record in records:
-        counts[record.key] = counts.get(record.key, 0) + 1
-    seen: dict[str, int] = {}
-    found = []
-    for record in records:
-        index = seen[record.key] = seen.get(record.key, -1) + 1
-        found.append(RunTableArtifact(recorded, project, record.key, index, record.step, counts[record.key],
-                                      record.time))
+    numbers = version_numbers(records)
+    latest: dict[str, int] = {}
+    for record, number in zip(records, numbers):
+        latest[record.key] = max(latest.get(record.key, -1), number)
+    found = [RunTableArtifact(recorded, project, record.key, number, record.step, latest[record.key] + 1, record.time)
+             for record, number in zip(records, numbers)]
     return found
 
 
@@ -210,9 +212,9 @@ def _remote_run_table_artifacts(recorded: Any, project: str, name: str | None = 
         if name is not None and not names_table(name, recorded.id, key):
             continue
         versions = recorded.table_versions(key)
-        count = versions[-1]["index"] + 1 if versions else 0
-        found.extend(RunTableArtifact(recorded, project, key, version["index"], version["step"], count,
-                                      version["time"]) for version in versions)
+        count = max(version.get("version", version["index"]) for version in versions) + 1 if versions else 0
+        found.extend(RunTableArtifact(recorded, project, key, version.get("version", version["index"]),
+                                      version["step"], count, version["time"]) for version in versions)
     found.sort(key=lambda table: table.time)  # stable: a key's versions keep their order
     return found
 
@@ -232,10 +234,9 @@ def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | 
             continue
         if not versions:
             continue
-        index = len(versions) - 1 if alias == "latest" else _version(alias)
-        if index is None or not 0 <= index < len(versions):
-            return None
-        return versions[index]
+        numbered = {version.index: version for version in versions}
+        index = max(numbered) if alias == "latest" else _version(alias)
+        return numbered.get(index) if index is not None else None
     return None
 
 

@@ -227,3 +227,22 @@ def test_the_rule_catches_a_holder_without_own_and_passes_one_with_it():
                     return connection.execute("select 1").fetchall()
     """)
     assert unowned(good) == []
+
+
+def test_every_https_client_verifies_with_the_process_tls_context():
+    """Outside the server, an ``httpx.Client`` verifies with ``client.http.ssl_context()`` (built
+    once in a fork section, its handshake steps sections) and mounts ``proxy_mounts()`` (an HTTPS
+    proxy's TLS likewise): httpx's own context is built per client outside any section, and its
+    handshakes too, on tracklet's threads while the program may fork."""
+    offenders = []
+    for path in sorted((CHECKOUT / "tracklet").rglob("*.py")):
+        where = path.relative_to(CHECKOUT).as_posix()
+        source = path.read_text(encoding="utf-8")
+        if where.startswith(SKIPPED) or "httpx.Client(" not in source:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call) and _dotted(node.func) == "httpx.Client":
+                given = {keyword.arg: ast.unparse(keyword.value) for keyword in node.keywords}
+                if "ssl_context()" not in given.get("verify", "") or "proxy_mounts()" not in given.get("mounts", ""):
+                    offenders.append(f"{where}:{node.lineno}: {ast.unparse(node)[:120]}")
+    assert not offenders, "\n".join(offenders)

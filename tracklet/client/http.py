@@ -142,7 +142,7 @@ def ssl_context() -> Any:
             with forksafe.section():
                 context = httpx.create_ssl_context()
             context.sslsocket_class = _HandshakeInSections  # httpx's and BufferSender's sockets
-            context.sslobject_class = _HandshakeStepsInSections  # httpcore's TLS in TLS (an HTTPS proxy)
+            context.sslobject_class = forksafe.tls_object_class()  # httpcore's TLS in TLS (an HTTPS proxy)
             _ssl_context = context
         return _ssl_context
 
@@ -205,19 +205,7 @@ class _HandshakeInSections(ssl.SSLSocket):
             self.settimeout(timeout)
 
 
-class _HandshakeStepsInSections(ssl.SSLObject):
-    """The TLS objects of ``ssl_context()``'s ``wrap_bio``: httpcore's TLS to the server through
-    an HTTPS proxy (TLS in TLS: ``TLSinTLSStream``), whose handshake runs on memory buffers, not
-    on a socket of ``_HandshakeInSections``. Each ``do_handshake`` call is one step (OpenSSL's
-    work until it wants the server's bytes: httpcore moves them between the buffers and the
-    proxy's socket between two calls), run in a ``forksafe.section`` for the same reason."""
-
-    def do_handshake(self) -> None:
-        with forksafe.section():
-            super().do_handshake()
-
-
-def _proxy_mounts() -> dict[str, httpx.BaseTransport]:
+def proxy_mounts() -> dict[str, httpx.BaseTransport]:
     """Transports for the HTTPS proxies the environment names (as httpx's ``trust_env`` reads
     them: ``urllib.request.getproxies``, ``NO_PROXY`` applied by httpx's own mounts), whose TLS to
     the proxy uses ``proxy_ssl_context()``: httpx's own made httpcore build a new default context
@@ -257,7 +245,7 @@ class HttpClient:
         timeout, transport, key = self._made_with
         return httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                             verify=ssl_context() if transport is None else True,
-                            mounts=_proxy_mounts() if transport is None else None,
+                            mounts=proxy_mounts() if transport is None else None,
                             headers={"Authorization": f"Bearer {key}"} if key else None)
 
     # A forked child (a Pool worker holding a tracklet.Api, an artifact read from a server) opens

@@ -65,6 +65,71 @@ def test_an_api_and_an_artifact_made_in_the_parent_open_their_own_store_in_a_for
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"child": 0, "parent": True}, done.stderr
 
 
+def test_the_artifact_caches_and_chunk_index_used_directly_open_their_own_in_a_forked_child(tmp_path):
+    # Outside an Artifact (which opens its store again), a BlobCache, a StatCache, a ChunkIndex or
+    # an ArtifactStore held by the program came with the fork as they were: their SQLite
+    # connections the parent's, their locks held where one of the parent's threads held them (here:
+    # every one, as a download, a commit and a chunk lookup would). The child waited for ever; now
+    # each opens its own connection at its first use there, reads what the parent wrote and writes
+    # what the parent then reads, and the parent's connections work on, never closed by the child.
+    done = run_script(f"""
+        import hashlib, json, os, signal
+        from pathlib import Path
+        from tracklet.artifacts.cache import BlobCache
+        from tracklet.artifacts.hashing import StatCache
+        from tracklet.artifacts.packs import ChunkIndex, PackInfo
+        from tracklet.artifacts.storage import ArtifactStore
+
+        here = Path({str(tmp_path)!r})
+        def blob(text):
+            (here / text).write_text(text)
+            return here / text, hashlib.sha256(text.encode()).hexdigest()
+
+        cache = BlobCache(here / "cache", cap_bytes=1 << 20)
+        cache.put_file(*blob("parent's"))
+        stats = StatCache(here / "stats.sqlite")
+        stats.put_many({{("a", 1, 1, 1): "d" * 64}})
+        index = ChunkIndex(here / "chunks.sqlite")
+        index.add_pack(PackInfo("p" * 64, 10, ((b"1" * 32, 0, 10),)))
+        store = ArtifactStore(here / "root")
+        parents = [id(cache._db), id(stats._db), id(index._connection), id(store._chunk_lock)]
+        for lock in (cache._thread_lock, stats._lock, store._chunk_lock):
+            lock.acquire()  # held by one of the parent's threads as it forks
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.alarm(30)  # a child stuck on the parent's lock ends by SIGALRM
+                path, digest = blob("child's")
+                cache.put_file(path, digest)
+                with cache.get(blob("parent's")[1]) as got:
+                    read = got.read_text() if got else None
+                known = stats.get_many([("a", 1, 1, 1)])
+                stats.put_many({{("b", 2, 2, 2): "e" * 64}})
+                located = index.locate([b"1" * 32])
+                index.add_pack(PackInfo("q" * 64, 10, ((b"2" * 32, 0, 10),)))
+                with store._chunk_lock:
+                    store.chunks()[1].locate([b"3" * 32])
+                own = [id(cache._db), id(stats._db), id(index._connection), id(store._chunk_lock)]
+                ok = read == "parent's" and known == {{("a", 1, 1, 1): "d" * 64}} and \
+                    located == {{b"1" * 32: ("p" * 64, 0, 10)}} and not set(own) & set(parents)
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        for lock in (cache._thread_lock, stats._lock, store._chunk_lock):
+            lock.release()
+        mine = [id(cache._db), id(stats._db), id(index._connection), id(store._chunk_lock)] == parents
+        with cache.get(blob("child's")[1]) as got:
+            cached = got is not None
+        learned = stats.get_many([("b", 2, 2, 2)]) == {{("b", 2, 2, 2): "e" * 64}}
+        located = index.locate([b"2" * 32]) == {{b"2" * 32: ("q" * 64, 0, 10)}}
+        print(json.dumps({{"child": os.waitstatus_to_exitcode(status), "parent": [mine, cached, learned, located]}}))
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"child": 0, "parent": [True] * 4}, done.stderr
+
+
 def test_a_forked_pool_workers_next_task_records_into_the_run_an_earlier_task_finished(root):
     # A Pool worker (fork) keeps the run it inherited for all its tasks: after one task's finish()
     # (which ends the worker's part), the next task's log() raised "this run has finished" into the

@@ -49,6 +49,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tracklet.core import forksafe
 from tracklet.core.digests import BLAKE3_PREFIX, file_hasher, is_blake3, is_sha256
 from tracklet.artifacts.durable import sync_file
 from tracklet.core.processes import pid_alive
@@ -100,7 +101,15 @@ def _flock(handle: IO[Any], mode: int) -> bool:
 
 
 class BlobCache:
-    """A size-capped LRU cache of sha256-addressed blobs (see the module's docstring)."""
+    """A size-capped LRU cache of sha256-addressed blobs (see the module's docstring).
+
+    A forked child holding one (a ``Pool`` worker's ``Api`` fetching artifacts) opens its own
+    SQLite connection and gets a free thread lock at its first use (``core/forksafe.own``): the
+    parent's connection is left alone, never used or closed there, and a lock one of the parent's
+    threads held as it forked (a download publishing a blob) doesn't stall the child."""
+
+    _db = forksafe.own(lambda cache, parents: cache._connect())
+    _thread_lock = forksafe.own(lambda cache, parents: threading.Lock())
 
     def __init__(self, root: str | os.PathLike | None = None, cap_bytes: int | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
@@ -111,10 +120,8 @@ class BlobCache:
         if self.cap < 0:
             raise ArtifactError(f"a cache cap can't be negative: {self.cap}")
         self._thread_lock = threading.Lock()
-        self._db = sqlite3.connect(self.root / "cache.sqlite", timeout=60, check_same_thread=False,
-                                   isolation_level=None)
+        self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         with self._locked():
             self._db.execute("CREATE TABLE IF NOT EXISTS entries (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, "
                              "last_used REAL NOT NULL)")
@@ -125,6 +132,11 @@ class BlobCache:
                              "offset INTEGER NOT NULL, length INTEGER NOT NULL)")
             self._db.execute("CREATE INDEX IF NOT EXISTS chunks_by_id ON chunks (chunk_id)")
             self._db.execute("CREATE INDEX IF NOT EXISTS chunks_by_blob ON chunks (digest)")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / "cache.sqlite", timeout=60, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA synchronous=NORMAL")  # a connection's own setting (WAL is the file's)
+        return db
 
     def close(self) -> None:
         with self._thread_lock:

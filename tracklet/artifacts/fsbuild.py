@@ -10,7 +10,8 @@ started while an artifact worker resolved an ``s3://`` reference) inherited the 
 lock held by a thread it doesn't have: its own first S3 client waited for ever (measured: every
 child forked 5-700 ms into the build hung). So the making includes the import and, for s3fs,
 the client's session (``connect``), which it would otherwise set up on first use, outside any
-section."""
+section. The s3fs client's TLS work after that (the context its first request builds, each
+handshake step) runs in sections too: ``_session_in_sections``."""
 
 from __future__ import annotations
 
@@ -37,8 +38,45 @@ def made(make: Callable[[], Any]) -> Any:
         made = make()
         fs = made[0] if isinstance(made, tuple) else made  # (fsspec.core.url_to_fs: the filesystem and a path)
         if type(fs).__module__.split(".")[0] == "s3fs" and not getattr(fs, "asynchronous", False):
+            config = getattr(fs, "config_kwargs", None)
+            session = _session_in_sections()
+            if isinstance(config, dict) and session is not None:
+                config.setdefault("http_session_cls", session)  # (one the user chose stays)
             try:
                 fs.connect()
             except Exception:  # noqa: BLE001 - a bad configuration: the first use raises it, where it did
                 pass
     return made
+
+
+_session_class: list[Any] = []  # made once: aiobotocore's session class with its TLS work in sections
+
+
+def _session_in_sections() -> Any:
+    """aiobotocore's aiohttp session (``AioConfig(http_session_cls=)``) whose TLS work is code a
+    fork waits for: its connector's TLS context, built at the filesystem's first request on an
+    executor thread (the CA bundle loaded: certifi's, ~0.1 CPU s, under OpenSSL's global locks),
+    in a section; and each step of every handshake on fsspec's IO thread (asyncio's TLS on
+    ``wrap_bio``) in one (``forksafe.tls_object_class``). A child forked amid the build could
+    inherit one of OpenSSL's locks held: its own first TLS context (a ``Pool`` worker's S3
+    client, its upload client) waited in ``CRYPTO_THREAD_write_lock`` for ever. None where this
+    aiobotocore builds its contexts otherwise (then as before)."""
+    if not _session_class:
+        try:
+            from aiobotocore.httpsession import AIOHTTPSession
+        except ImportError:
+            AIOHTTPSession = None  # noqa: N806
+        if AIOHTTPSession is None or not callable(getattr(AIOHTTPSession, "_build_ssl_contexts", None)):
+            _session_class.append(None)
+        else:
+            class SessionInSections(AIOHTTPSession):
+                def _build_ssl_contexts(self, proxy_url: Any) -> Any:
+                    with forksafe.section():
+                        contexts = super()._build_ssl_contexts(proxy_url)
+                    for context in contexts:
+                        if context is not None:
+                            context.sslobject_class = forksafe.tls_object_class()
+                    return contexts
+
+            _session_class.append(SessionInSections)
+    return _session_class[0]

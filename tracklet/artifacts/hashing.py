@@ -73,18 +73,29 @@ class StatCache:
 
     The database is opened (and ``sqlite3`` imported: ~2-3 ms of CPU in a fresh process, with
     ``datetime``) at the first lookup or store that has something to look up or store: a commit of
-    in-memory files only (a run's code snapshot, in ``finish()``) never opens it."""
+    in-memory files only (a run's code snapshot, in ``finish()``) never opens it. A forked child
+    holding one opens it again at its first use, with a free lock (``core/forksafe.own``: the
+    parent's connection is left alone, never used or closed there)."""
+
+    _db = forksafe.own(lambda cache, parents: cache._reopened())
+    _lock = forksafe.own(lambda cache, parents: threading.Lock())
 
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._db = None
+        self._origin = path
         self._path = path  # None once opened (or never to be)
+
+    def _reopened(self) -> None:
+        """In a forked child: not opened yet (at its first use)."""
+        self._path = self._origin
 
     def _open(self) -> sqlite3.Connection | None:
         """The connection, opened on first use (call with the lock held); None if it can't be."""
+        db = self._db  # first: a forked child's is None again, its path back
         path, self._path = self._path, None
         if path is None:
-            return self._db
+            return db
         import sqlite3
 
         from tracklet.core.readonly import can_write, connect_read_only, sqlite_is_read_only
@@ -150,9 +161,10 @@ class StatCache:
 
     def close(self) -> None:
         with self._lock:
+            db = self._db  # (a forked child's is None: the parent's isn't closed here)
             self._path = None
-            if self._db is not None:
-                self._db.close()
+            if db is not None:
+                db.close()
                 self._db = None
 
 

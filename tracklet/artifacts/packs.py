@@ -42,6 +42,7 @@ from tracklet.artifacts.chunking import (
     FileChunker,
     FileRecipe,
 )
+from tracklet.core import forksafe
 from tracklet.core.digests import file_hasher
 from tracklet.core.pools import Pool
 from tracklet.artifacts.durable import sync_directory
@@ -331,8 +332,11 @@ def _set_wal(db: sqlite3.Connection, deadline: float) -> None:
 class ChunkIndex:
     """Which pack holds which chunk: a SQLite database of two tables (schema in ``SCHEMA``).
 
-    Safe to share between processes (SQLite locking, WAL); one connection per instance, used from
-    one thread at a time."""
+    Safe to share between processes (SQLite locking, WAL); one connection per instance and
+    process, used from one thread at a time: a forked child holding one opens its own at its first
+    use (``core/forksafe.own``; the parent's is left alone, never used or closed there)."""
+
+    _connection = forksafe.own(lambda index, parents: index._connect())
 
     SCHEMA = (
         (
@@ -380,12 +384,24 @@ class ChunkIndex:
                 self._db.execute(statement)
 
     def _open_read_only(self) -> None:
+        self._connection = self._connect_read_only()
+
+    def _connect_read_only(self) -> sqlite3.Connection:
         from tracklet.core.readonly import connect_read_only, read_state, sees_every_commit
 
         state = read_state(self.path)
         self._opened_as = state[0]
-        self._connection = connect_read_only(self.path, uri=self._opened_as, timeout=30, check_same_thread=False)
+        connection = connect_read_only(self.path, uri=self._opened_as, timeout=30, check_same_thread=False)
         self._read_state = None if sees_every_commit(self.path, self._opened_as) else state
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection of this process's own (a forked child's; its tables are there)."""
+        if self.read_only:
+            return self._connect_read_only()
+        connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
 
     @property
     def _db(self) -> sqlite3.Connection:

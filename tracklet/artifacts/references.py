@@ -146,7 +146,12 @@ def _http_client() -> Any:
         import httpx
     except ImportError:
         raise ArtifactError("http(s):// references need httpx: pip install httpx") from None
-    return httpx.Client(follow_redirects=True, timeout=_HTTP_TIMEOUT)
+    from tracklet.client.http import proxy_mounts, ssl_context
+
+    # The process's TLS context, built once in a fork section, whose handshake steps are sections
+    # too (client/http.py): httpx's own, built for each client (~0.1 CPU s), and its handshakes ran
+    # outside any, on the artifact worker's thread while the program may fork.
+    return httpx.Client(follow_redirects=True, timeout=_HTTP_TIMEOUT, verify=ssl_context(), mounts=proxy_mounts())
 
 
 def _http_validators(headers: Any) -> dict[str, Any]:

@@ -157,6 +157,11 @@ def recipe_of(entry: ManifestEntry) -> str | None:
 class ArtifactStore:
     """The artifacts of one data root."""
 
+    # A forked child holding the store directly (not through an Artifact, which opens its own):
+    # the chunk index's lock is free there, whichever of the parent's threads held it at the fork
+    # (the index, the stat cache and the blob cache open their own connections: core/forksafe.own).
+    _chunk_lock = forksafe.own(lambda store, parents: threading.Lock())
+
     def __init__(self, data_root: str | os.PathLike, directory: str | os.PathLike | None = None, *,
                  chunk_threshold: int | None = None) -> None:
         self.data_root = Path(data_root).expanduser()

@@ -142,8 +142,29 @@ def ssl_context() -> Any:
             with forksafe.section():
                 context = httpx.create_ssl_context()
             context.sslsocket_class = _HandshakeInSections  # httpx's and BufferSender's sockets
+            context.sslobject_class = forksafe.tls_object_class()  # httpcore's TLS in TLS (an HTTPS proxy)
             _ssl_context = context
         return _ssl_context
+
+
+_proxy_context: Any = None
+
+
+def proxy_ssl_context() -> Any:
+    """The TLS context for connections to an HTTPS proxy: the one httpcore would build for each
+    (``httpcore.default_ssl_context``: the system's CAs and certifi's), built once per process in
+    a ``forksafe.section``, its handshakes in sections (``_HandshakeInSections``)."""
+    global _proxy_context
+    with _ssl_lock:
+        if _proxy_context is None:
+            import certifi
+
+            with forksafe.section():
+                context = ssl.create_default_context()
+                context.load_verify_locations(certifi.where())
+            context.sslsocket_class = _HandshakeInSections
+            _proxy_context = context
+        return _proxy_context
 
 
 class _HandshakeInSections(ssl.SSLSocket):
@@ -184,6 +205,24 @@ class _HandshakeInSections(ssl.SSLSocket):
             self.settimeout(timeout)
 
 
+def proxy_mounts() -> dict[str, httpx.BaseTransport]:
+    """Transports for the HTTPS proxies the environment names (as httpx's ``trust_env`` reads
+    them: ``urllib.request.getproxies``, ``NO_PROXY`` applied by httpx's own mounts), whose TLS to
+    the proxy uses ``proxy_ssl_context()``: httpx's own made httpcore build a new default context
+    (the CA bundles loaded again, ~0.1 CPU s, outside any ``forksafe.section``) for each connection
+    to the proxy, and handshake with a plain ``ssl.SSLSocket``, outside any section too."""
+    import urllib.request
+
+    mounts: dict[str, httpx.BaseTransport] = {}
+    for scheme, url in urllib.request.getproxies().items():
+        if scheme in ("http", "https", "all") and url:
+            url = url if "://" in url else f"http://{url}"  # httpx's reading of a bare host
+            if httpx.URL(url).scheme == "https":
+                mounts[f"{scheme}://"] = httpx.HTTPTransport(
+                    verify=ssl_context(), proxy=httpx.Proxy(url, ssl_context=proxy_ssl_context()))
+    return mounts
+
+
 class HttpClient:
     """An ``httpx.Client`` for the server at ``base_url`` with the API key, ``retry`` and
     ``error`` (the class refusals and give-ups raise); ``advice`` ends a give-up's message."""
@@ -206,6 +245,7 @@ class HttpClient:
         timeout, transport, key = self._made_with
         return httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                             verify=ssl_context() if transport is None else True,
+                            mounts=proxy_mounts() if transport is None else None,
                             headers={"Authorization": f"Bearer {key}"} if key else None)
 
     # A forked child (a Pool worker holding a tracklet.Api, an artifact read from a server) opens

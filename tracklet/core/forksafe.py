@@ -184,6 +184,30 @@ def section() -> Iterator[None]:
             _fork_gate.notify_all()
 
 
+_tls_object_class: Any = None
+
+
+def tls_object_class() -> type:
+    """An ``ssl.SSLObject`` class (for a context's ``sslobject_class``: the objects its
+    ``wrap_bio`` makes) whose every handshake step runs in a :func:`section`. A TLS connection on
+    memory buffers (asyncio's and so aiohttp's, httpcore's TLS through an HTTPS proxy) hands the
+    socket's bytes to OpenSSL between two calls of ``do_handshake``: each call is OpenSSL's work
+    alone (the first handshake of a process fetches its algorithms under OpenSSL's global locks),
+    never a wait for the server, which a fork would otherwise wait for too. ``ssl`` is imported
+    at the first call."""
+    global _tls_object_class
+    if _tls_object_class is None:
+        import ssl
+
+        class HandshakeStepsInSections(ssl.SSLObject):
+            def do_handshake(self) -> None:
+                with section():
+                    super().do_handshake()
+
+        _tls_object_class = HandshakeStepsInSections
+    return _tls_object_class
+
+
 def wait_for_imports_while(wanted: Callable[[], bool]) -> None:
     """Make a fork also wait for other threads' imports under way whenever ``wanted()`` (while
     runs are live, ``core/lifecycle.py``): a child forked amid an import inherits that module

@@ -36,6 +36,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tracklet.core import forksafe
 from tracklet.errors import ReportConflict, ReportError, ReportNotFound
 from tracklet.reports.document import MAX_MARKDOWN_CHARS, check_markdown, parse, serialize
 from tracklet.reports.tables import report_tokens, report_versions, reports
@@ -83,9 +84,21 @@ def split_token(token: str) -> tuple[str, str] | None:
     return token_id, secret
 
 
+def _engine_in_this_process(parents: sa.Engine) -> sa.Engine:
+    """The engine, with a pool of this process's own (a forked child's: the parent's connections
+    are left alone, never closed here, as SQLAlchemy advises)."""
+    parents.dispose(close=False)
+    return parents
+
+
 class ReportStore:
     """Reports in the database at ``engine`` (its tables must exist: ``service.open_local``
     creates them for a data root, the server's migration for a server)."""
+
+    # A forked child holding the store (a report built in a Pool worker) opens its own
+    # connections, and its lock is free there (core/forksafe.own).
+    engine = forksafe.own(lambda reports, parents: _engine_in_this_process(parents))
+    _lock = forksafe.own(lambda reports, parents: threading.Lock())
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine

@@ -206,6 +206,90 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     assert recorded.summary["child/value"] == 7 and len(recorded.parts) == 1
 
 
+def test_a_fork_amid_loggings_first_import_in_a_section_waits_for_it_and_the_child_has_logging_whole():
+    # logging imported for the first time inside a section on another thread (s3fs's build imports
+    # it): logging registers its fork hook halfway through its import, so that hook runs before the
+    # fork's wait and holds logging's lock, which the rest of logging's import takes (its last-resort
+    # handler). The wait held the lock the section needed, ran out after FORK_WAIT, and the child got
+    # logging half-imported: its own `import logging` waited for ever (tests/test_fork_objects.py's
+    # s3 test hung 2 in 12 so). Now the wait releases that hook's lock while it waits. The importer
+    # stops right after logging's hook registration until the fork's wait has begun: every run
+    # forks at that point, no timing involved.
+    done = run_script("""
+        import os, signal, sys, threading, time
+        import tracklet
+        from tracklet.core import forksafe
+        assert "logging" not in sys.modules
+        forksafe.arm_fork_wait()
+        registered = threading.Event()
+
+        def pause_after_loggings_hook(frame, event, arg):
+            if (event == "c_return" and arg is os.register_at_fork
+                    and frame.f_globals.get("__name__") == "logging"):
+                registered.set()
+                while not forksafe._forking:  # the fork's wait has begun (logging's hook ran first)
+                    time.sleep(0.001)
+
+        def importer():
+            sys.setprofile(pause_after_loggings_hook)
+            with forksafe.section():
+                import logging
+            sys.setprofile(None)
+
+        thread = threading.Thread(target=importer)
+        thread.start()
+        registered.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(10)  # hung: its default action ends the child
+            import logging
+            logging.getLogger("child").addHandler(logging.NullHandler())
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        thread.join()
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_fork_amid_a_section_that_imported_concurrent_futures_lets_its_executor_start_first():
+    # The same for concurrent.futures' fork hook, which holds its shutdown lock through the fork:
+    # a section that imported concurrent.futures.thread and then starts an executor's work (s3fs's
+    # build does) waited on that lock while the fork waited on the section, until FORK_WAIT ran
+    # out. Now the section ends before the fork: the child's copy has the work submitted.
+    done = run_script("""
+        import os, sys, threading, time
+        import tracklet
+        from tracklet.core import forksafe
+        assert "concurrent.futures.thread" not in sys.modules
+        forksafe.arm_fork_wait()
+        imported, submitted = threading.Event(), []
+
+        def builder():
+            with forksafe.section():
+                import concurrent.futures.thread
+                imported.set()
+                while not forksafe._forking:  # the fork's wait has begun (the module's hook ran first)
+                    time.sleep(0.001)
+                executor = concurrent.futures.thread.ThreadPoolExecutor(1)
+                submitted.append(executor.submit(int))
+            executor.shutdown()
+
+        thread = threading.Thread(target=builder)
+        thread.start()
+        imported.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if submitted else 3)
+        _, status = os.waitpid(pid, 0)
+        thread.join()
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout, done.stdout + done.stderr
+
+
 def test_a_child_forked_while_another_thread_builds_the_tls_context_can_build_its_own():
     # A process's first TLS context build sets OpenSSL up, under OpenSSL's own read/write locks: a
     # child forked in those first milliseconds inherited one held by a thread it doesn't have, and its

@@ -232,16 +232,41 @@ def arm_fork_wait() -> None:
     logger at import), waited on it, our wait ran out, and the child inherited httpx half-imported.
     A copy registered later runs first and does the wait; an earlier copy then finds it done (each
     fork waits once). Cheap: called by every ``init()``, an online run's uploader start and every
-    section. Not seen: ``logging`` first imported after the last of those, on another thread, amid a
-    fork (that import's wait may still run out, as before)."""
+    section. One of them imported after the last of those (on another thread, amid a fork) has its
+    hook run before ours: ours releases that hook's lock while it waits (``_release_newer_hooks_locks``)."""
     global _armed_with
     loaded = frozenset(name for name in _LOCKING_HOOKS if name in sys.modules)
     if (_armed_with is not None and loaded <= _armed_with) or not hasattr(os, "register_at_fork"):
         return
     with _arm_lock:
         if _armed_with is None or not loaded <= _armed_with:
-            os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+            os.register_at_fork(before=lambda: _before_fork(loaded), after_in_parent=_after_fork_in_parent)
             _armed_with = loaded
+
+
+def _release_newer_hooks_locks(armed_with: frozenset[str]) -> list[Any]:
+    """Release, for the fork's wait, the locks that fork hooks registered after this copy of ours
+    took on this thread (they ran first): ``logging``'s module lock and ``concurrent.futures``'
+    shutdown lock, where the module was imported since this copy was registered (``armed_with``:
+    what was loaded then). A thread in a section may need one to go on: ``logging`` first imported
+    inside a section (s3fs's build imports it) registers its hook halfway through its own import,
+    which then takes that lock to make its last-resort handler; the fork's wait held it, the import
+    couldn't end, the wait ran out after ``FORK_WAIT`` and the child got ``logging`` half-imported
+    (measured: 2 hangs in 12). Returns the locks released, which the caller takes again."""
+    released: list[Any] = []
+    module = sys.modules.get("logging")  # any state: partly imported is the case here
+    lock = getattr(module, "_lock", None) if "logging" not in armed_with else None
+    if lock is not None and getattr(lock, "_is_owned", None) and lock._is_owned() and lock._recursion_count() == 1:
+        lock.release()  # taken once, by logging's hook: not a section of this thread's own
+        released.append(lock)
+    module = sys.modules.get("concurrent.futures.thread")  # any state: only a whole import's hook took it
+    spec = getattr(module, "__spec__", None)
+    if module is not None and "concurrent.futures.thread" not in armed_with and not getattr(spec, "_initializing", True):
+        lock = getattr(module, "_global_shutdown_lock", None)
+        if lock is not None and lock.locked():  # its hook's acquire, on this thread
+            lock.release()
+            released.append(lock)
+    return released
 
 
 def _imports_elsewhere(me: int) -> bool:
@@ -258,7 +283,7 @@ def _imports_elsewhere(me: int) -> bool:
     return False
 
 
-def _before_fork() -> None:
+def _before_fork(armed_with: frozenset[str]) -> None:
     me = threading.get_ident()
     deadline = time.monotonic() + FORK_WAIT
     with _fork_gate:
@@ -266,12 +291,18 @@ def _before_fork() -> None:
         _forking[me] = depth + 1  # from here no other thread begins a section until this fork is done
         if depth:  # a later-registered copy of this hook (or an outer fork) has waited
             return
-        while any(thread != me for thread in _in_sections) and _fork_gate.wait(deadline - time.monotonic()):
-            pass
-    # Sections are closed, so a thread leaving one may only import now: wait for that too.
-    if any(wanted() for wanted in _import_wait_wanted):
-        while _imports_elsewhere(me) and time.monotonic() < deadline:
-            time.sleep(0.001)
+    released = _release_newer_hooks_locks(armed_with)
+    try:
+        with _fork_gate:
+            while any(thread != me for thread in _in_sections) and _fork_gate.wait(deadline - time.monotonic()):
+                pass
+        # Sections are closed, so a thread leaving one may only import now: wait for that too.
+        if any(wanted() for wanted in _import_wait_wanted):
+            while _imports_elsewhere(me) and time.monotonic() < deadline:
+                time.sleep(0.001)
+    finally:
+        for lock in reversed(released):  # held through the fork again, as their hooks meant
+            lock.acquire()
 
 
 def _after_fork_in_parent() -> None:

@@ -119,12 +119,14 @@ def _versions(url: str, name: str) -> list[dict[str, str]]:
         return [{entry.path: entry.digest for entry in version.files()} for version in versions]
 
 
-def _seed(tmp_path: Path, url: str, name: str, files: dict[str, bytes]) -> None:
-    """The collection's first version, logged by a run on a machine of its own."""
+def _seed(tmp_path: Path, url: str, name: str, files: dict[str, bytes], incremental: bool = True) -> None:
+    """The collection's first version (or, ``incremental``, a version onto its latest), logged by a
+    run on a machine of its own (``tmp_path``)."""
     run = tracklet.init(project=PROJECT, dir=str(tmp_path / "seed"), mode="online",
                         settings={"console": "off", "capture_environment": False, "system_metrics": False,
                                   "base_url": url})
-    first = tracklet.Artifact(name, type="dataset", incremental=True)
+    first = tracklet.Artifact(name, type="dataset", incremental=incremental)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for path, data in files.items():
         (tmp_path / Path(path).name).write_bytes(data)
         first.add_file(str(tmp_path / Path(path).name), name=path)
@@ -324,7 +326,7 @@ READD_JOB = """
         shard.add_file("x.bin", name="shards/x.bin")
         run.log_artifact(shard).wait()
         numbers.append({"server": shard._server_version, "error": str(shard.upload_error or ""),
-                        "reused": shard.reused})
+                        "reused": shard.reused, "commit_id": shard._commit_id})
         print(json.dumps(numbers[-1]), flush=True)
     run.finish()
 """
@@ -358,7 +360,9 @@ def test_a_run_adding_again_a_file_another_job_removed_makes_a_new_version(serve
     try:
         assert proc.stdout is not None and proc.stdin is not None
         first = json.loads(proc.stdout.readline() or "null")
-        assert first == {"server": 1, "error": "", "reused": False}, proc.stderr.read() if first is None else first
+        assert first is not None, proc.stderr.read()
+        first.pop("commit_id")
+        assert first == {"server": 1, "error": "", "reused": False}
         _remove(tmp_path, server.url, name, "shards/x.bin")  # v2: v0's files again
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -369,6 +373,7 @@ def test_a_run_adding_again_a_file_another_job_removed_makes_a_new_version(serve
             proc.wait()
     assert proc.returncode == 0, err
     second = json.loads(out.strip().splitlines()[-1])
+    second.pop("commit_id")
     assert second == {"server": 3, "error": "", "reused": True}  # locally the same version as the first
     versions = _versions(server.url, name)
     assert [sorted(version) for version in versions] == [
@@ -380,20 +385,32 @@ class DroppingProxy:
     """A TCP proxy in front of a server that forwards everything, except that it drops the answer
     to the first artifact commit (``POST .../versions``) it forwards: the server has committed it
     (its answer began), the client's connection is closed with no answer -- a lost answer, as a
-    network cut or a restarting load balancer leaves it. With ``hold``: requests matching it are
-    never forwarded nor answered (a server that doesn't answer them), and nothing is dropped."""
+    network cut or a restarting load balancer leaves it. ``actions``: what becomes of each commit
+    in turn (later ones are forwarded): ``drop`` (its answer, as above), ``refuse`` (not forwarded:
+    answered 400, as a gateway refusing it: an upload that doesn't land), ``forward``. With
+    ``rename_commit_id``: the commits' ``commit_id`` field is renamed on the way (``commit_xx``,
+    the same length), so the server ignores it, as one from before session 32 does. With ``hold``:
+    requests matching it are never forwarded nor answered (a server that doesn't answer them), and
+    nothing is dropped."""
 
     COMMIT = re.compile(rb"POST [^ ]*/artifacts/[^ /]+/versions HTTP/1\.1")
     HOST = re.compile(rb"(?i)^host: 127\.0\.0\.1:\d+", re.MULTILINE)
+    REFUSAL = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 34\r\n"
+               b"connection: close\r\n\r\n{\"detail\": \"refused by the proxy\"}")
 
-    def __init__(self, port: int, hold: re.Pattern[bytes] | None = None) -> None:
+    def __init__(self, port: int, hold: re.Pattern[bytes] | None = None, actions: tuple[str, ...] = ("drop",),
+                 rename_commit_id: bool = False) -> None:
         self.upstream = port
         self.hold = hold
+        self.actions = actions
+        self.rename_commit_id = rename_commit_id
         self.held = 0  # requests held
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.commits = 0  # commit requests forwarded
+        self.commits = 0  # commit requests seen
         self.dropped = 0  # answers dropped
+        self.refused = 0  # commits refused
+        self.renamed = 0  # commit ids renamed
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -417,9 +434,19 @@ class DroppingProxy:
                     continue  # never forwarded: the client waits for an answer that doesn't come
                 if self.hold is None and self.COMMIT.search(data):
                     with self.lock:
+                        action = self.actions[self.commits] if self.commits < len(self.actions) else "forward"
                         self.commits += 1
-                        if not self.dropped:
-                            committing.set()
+                        self.refused += action == "refuse"
+                    if action == "refuse":
+                        client.sendall(self.REFUSAL)
+                        client.shutdown(socket.SHUT_RDWR)
+                        break
+                    if action == "drop":
+                        committing.set()
+                if self.rename_commit_id and b'"commit_id"' in data:
+                    with self.lock:
+                        self.renamed += 1
+                    data = data.replace(b'"commit_id"', b'"commit_xx"')
                 # the server answers only requests naming its own address (DNS rebinding protection)
                 upstream.sendall(self.HOST.sub(b"Host: 127.0.0.1:%d" % self.upstream, data))
         except OSError:
@@ -532,3 +559,137 @@ def test_a_version_built_without_the_servers_slow_base_is_marked_incomplete_loca
     with pytest.warns(tracklet.errors.TrackletWarning, match="may lack files only the server's version holds"):
         local.download(tmp_path / "copy")
     assert sorted(path.name for path in (tmp_path / "copy" / "shards").iterdir()) == ["slow.bin"]
+
+
+# ---------------------------------------------------------------- every commit's id (session 32)
+# Every logged version (not only incremental ones) carries a commit id, so every commit is retried by
+# the client and resent by `tracklet sync` under the id it was first sent with.
+
+
+def _online(machine: Path, url: str) -> tracklet.Run:
+    return tracklet.init(project=PROJECT, dir=str(machine), mode="online",
+                         settings={"console": "off", "capture_environment": False, "system_metrics": False,
+                                   "base_url": url})
+
+
+@pytest.mark.parametrize("server_ids", ["kept", "ignored"])
+def test_a_plain_log_artifact_whose_answer_is_lost_is_sent_again_and_lands_once(sqlite_server, tmp_path, server_ids):
+    """A plain (not incremental) ``log_artifact`` of an online run goes through a proxy that drops
+    its commit's answer. The run's own client sends the commit again (every commit carries a commit
+    id now) and the server answers the version the first send made: the upload succeeds and the
+    server holds one version. Before, the upload failed ("not sent again") and waited for
+    ``tracklet sync``. ``ignored``: the proxy renames the id on the way, as a server from before
+    session 32 ignores it: the retry is still answered once (the same run's same content, the rule
+    before ids), one retry, no loop."""
+    name = f"plain-lost-{server_ids}"
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    proxy = DroppingProxy(sqlite_server.port, rename_commit_id=server_ids == "ignored")
+    try:
+        run = _online(tmp_path / "machine", proxy.url)
+        model = tracklet.Artifact(name, type="dataset")
+        model.add_file(str(tmp_path / "model.bin"))
+        run.log_artifact(model).wait()
+        run.finish()
+    finally:
+        proxy.close()
+    assert model.upload_error is None
+    assert (model._server_version, model.reused) == (0, False)
+    assert (proxy.commits, proxy.dropped) == (2, 1)  # sent, its answer lost, sent again
+    assert proxy.renamed == (2 if server_ids == "ignored" else 0)
+    assert _versions(sqlite_server.url, name) == [{"model.bin": model.manifest["model.bin"].digest}]
+
+
+def test_sync_after_a_lost_upload_sends_the_id_that_was_sent(sqlite_server, tmp_path):
+    """The re-add of a file another job removed, whose upload doesn't land (a proxy refuses the
+    commit), is delivered by ``tracklet sync``: the local store reuses the run's first version for
+    it (the same files), and that version now keeps the id the failed upload sent, so sync sends
+    the new commit -- a new version holding the file again -- not the first one's id (which the
+    server answered with the first version: the re-add was lost). Synced again: no second copy."""
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main as cli
+
+    name = "readd-sync"
+    _seed(tmp_path, sqlite_server.url, name, {"shards/first.bin": b"first"})
+    work, machine = tmp_path / "work", tmp_path / "machine"
+    work.mkdir()
+    (work / "x.bin").write_bytes(b"the same bytes both times")
+    proxy = DroppingProxy(sqlite_server.port, actions=("forward", "refuse"))
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(READD_JOB), name], cwd=work,
+                            env=_env(machine, proxy.url), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        first = json.loads(proc.stdout.readline() or "null")
+        assert first is not None, proc.stderr.read()
+        assert (first["server"], first["error"]) == (1, "")
+        _remove(tmp_path, sqlite_server.url, name, "shards/x.bin")  # v2: v0's files again
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proxy.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    second = json.loads(out.strip().splitlines()[-1])
+    assert second["reused"] and second["server"] is None and "refused by the proxy" in second["error"]
+    assert proxy.refused == 1
+    local = open_store(machine).registry.version(PROJECT, name)
+    assert local.version == 0 and local.commit_id == second["commit_id"] != first["commit_id"]  # the id sent
+    for _ in range(2):  # synced, then synced again
+        synced = CliRunner().invoke(cli, ["--dir", str(machine), "sync", "--all", "--url", sqlite_server.url, "-q"])
+        assert synced.exit_code == 0, synced.output
+        versions = _versions(sqlite_server.url, name)
+        assert [sorted(version) for version in versions] == [
+            ["shards/first.bin"], ["shards/first.bin", "shards/x.bin"], ["shards/first.bin"],
+            ["shards/first.bin", "shards/x.bin"]]
+
+
+@BACKENDS
+def test_a_no_op_commit_sent_again_is_answered_as_it_was(server, tmp_path, monkeypatch, backend):
+    """A commit that made no version (the server's latest already had its content: answered with
+    that version) is sent again after another job's version landed, as a retry whose answer was
+    lost or a repeated ``tracklet sync`` does: it is answered with the version the first send
+    answered, for a plain version (it used to add its content again as a new version) and an
+    incremental one (its increment was merged again onto the latest, bringing back a file the other
+    job had removed). Its id is recorded with the version it answered (PostgreSQL: a row no alias
+    listing shows, which goes with the version: deleting the version needs no ``delete_aliases``)."""
+    monkeypatch.chdir(tmp_path)
+    Path("model.bin").write_bytes(b"the same content")
+    offline = tmp_path / "offline"
+    run = tracklet.init(project=PROJECT, dir=str(offline), mode="offline",
+                        settings={"console": "off", "capture_environment": False, "system_metrics": False})
+    drafts = {}
+    for kind in ("plain", "incremental"):
+        drafts[kind] = tracklet.Artifact(f"noop-{kind}-{backend}", type="dataset", incremental=kind == "incremental")
+        drafts[kind].add_file("model.bin", name="shards/model.bin")
+        run.log_artifact(drafts[kind]).wait()
+    run.finish()
+    store = open_store(offline)
+    client = ArtifactClient(HttpClient(server.url))
+    try:
+        for kind, draft in drafts.items():
+            name = f"noop-{kind}-{backend}"
+            # another job logged the same content first (with another file, for the incremental
+            # version merged onto it): the server's v0
+            _seed(tmp_path / f"same-{kind}", server.url, name, {"shards/model.bin": b"the same content",
+                                                                **({"shards/keep.bin": b"keep"} if draft.incremental
+                                                                   else {})})
+            first = upload_version(client, store, draft._info, [])
+            assert (first["version"]["index"], first["reused"]) == (0, True)  # no version made
+            if kind == "plain":  # a job changes the collection meanwhile
+                _seed(tmp_path / f"other-{kind}", server.url, name, {"shards/model.bin": b"other"}, incremental=False)
+            else:
+                _remove(tmp_path / f"other-{kind}", server.url, name, "shards/model.bin")
+            again = upload_version(client, store, draft._info, [])  # the first answer lost: sent again
+            assert (again["version"]["index"], again["reused"]) == (0, True)
+            assert not any(alias.startswith("#") for alias in again["version"]["aliases"])
+            assert len(_versions(server.url, name)) == 2
+    finally:
+        client.http.close()
+    with tracklet.Api(base_url=server.url) as api:
+        api.artifact(f"{PROJECT}/noop-plain-{backend}:v0").delete()  # its recorded commit id is no alias
+    with tracklet.Api(base_url=server.url) as api:
+        assert [version.version for version in api.artifact_versions(f"{PROJECT}/noop-plain-{backend}")] == ["v1"]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tracklet.artifacts.entries import InMemoryFile, LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
+from tracklet.artifacts.registry import new_commit_id
 from tracklet.artifacts.names import (check_alias, check_artifact_name, check_artifact_type, check_entry_path,
                                       check_new_entry_path)
 from tracklet.core import forksafe
@@ -68,8 +69,8 @@ class Artifact:
         # added and the paths remove() named taken away (``artifacts/incremental.py``).
         self._incremental = bool(incremental)
         self._removed: list[str] = []  # an incremental draft's remove()d paths, taken from its base
-        # An incremental draft's commit id (VersionInfo.commit_id), drawn when it is stored: what its
-        # server commit is known by when sent again.
+        # The draft's commit id (VersionInfo.commit_id), drawn when it is stored: what its server
+        # commit is known by when sent again (the client's retry, ``tracklet sync``).
         self._commit_id: str | None = None
         self.type = check_artifact_type(type)
         self.description = description or ""
@@ -558,7 +559,7 @@ class Artifact:
                              "show`) may lack files only the server's version holds. The server merges it onto "
                              "its latest when it is uploaded (now, or by `tracklet sync` if that fails); read "
                              "the server's version for the whole collection")
-                self._commit_id = self._commit_id or incremental.new_commit_id()
+            self._commit_id = self._commit_id or new_commit_id()
             result = store.commit(self._name, self.type, pending, project=self.project,
                                   aliases=self._requested_aliases, description=self.description,
                                   metadata=self.metadata, logged_by=logged_by, progress=progress,

@@ -31,13 +31,6 @@ from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestEn
 NO_BASE = ""  # an incremental version of a collection that had no version
 
 
-def new_commit_id() -> str:
-    """A logged incremental draft's commit id (``VersionInfo.commit_id``): 32 random hex digits."""
-    import os
-
-    return os.urandom(16).hex()
-
-
 def removed(path: str, removals: Iterable[str]) -> bool:
     """Whether ``path`` is one of ``removals`` or under one of them (a directory removed)."""
     return any(path == gone or path.startswith(gone + "/") for gone in removals)

@@ -9,6 +9,8 @@ says otherwise)::
     projects/<project>/<name>/collection.json    the collection's own description and tags (W&B's
                                                  ``ArtifactCollection``), replaced atomically; none until edited
     projects/<project>/<name>/.lock              flock'd while a version is assigned
+    projects/<project>/<name>/commits/<id>.json  a server's commit ids: {"version", "digest", "logged_by"}
+                                                 of the version each commit answered (made or reused)
 
 Assigning a version holds an exclusive ``flock`` on the collection's lock file, so two processes
 logging one collection at once get distinct numbers; the version file is also created with
@@ -67,10 +69,12 @@ class VersionInfo:
     # increment (files added or changed, paths removed) is known again when it is sent to a server,
     # which merges that onto its own latest version (docs/artifacts.md, "Incremental versions").
     incremental_base: str | None = None
-    # An incremental version's commit id: 32 random hex digits its client drew when the draft was
-    # logged, sent with its commit, kept with the version the server made of it (merged or not), so
-    # a commit sent again (an answer lost, a repeated sync) is known as that commit by its id alone,
-    # and a new log of the same files (byte-identical) is not (docs/artifacts.md, "Incremental versions").
+    # A version's commit id: 32 random hex digits drawn when it was logged (``new_commit_id``), sent
+    # with its commit, kept with the version the server made of it (merged or not), so a commit sent
+    # again (an answer lost, a repeated sync) is known as that commit by its id alone, and a new log
+    # of the same files (byte-identical) is not (docs/artifacts.md, "Sent again: the commit id"). A
+    # local version reused by a later log of the same files takes that log's id (the one its upload
+    # sent, what ``tracklet sync`` sends again). None: stored before session 32.
     commit_id: str | None = None
     # An online run's incremental version whose server's latest couldn't be read when it was stored
     # (refusing, unreachable, not answering within ``incremental.BASE_WAIT_S``): the server's URL. It
@@ -91,7 +95,7 @@ class VersionInfo:
             document.pop("tags")
         if document["incremental_base"] is None:  # not incremental: the version file as before
             document.pop("incremental_base")
-        if document["commit_id"] is None:  # no commit id (not incremental, or stored before 0.14)
+        if document["commit_id"] is None:  # no commit id (stored before session 32)
             document.pop("commit_id")
         if document["base_unread"] is None:  # its base read from its server, or no server
             document.pop("base_unread")
@@ -124,6 +128,16 @@ def not_found(project: str, name: str, number: int | None, *, deleted: bool, any
     if any_deleted:
         return ArtifactNotFound(f"artifact {project}/{name} has no version left: every version of it was deleted")
     return ArtifactNotFound(f"no artifact {project}/{name} (no version of it has been logged)")
+
+
+def new_commit_id() -> str:
+    """A logged version's commit id (``VersionInfo.commit_id``): 32 random hex digits."""
+    return os.urandom(16).hex()
+
+
+def is_commit_id(value: object) -> bool:
+    """Whether ``value`` is a commit id: 32 lowercase hex digits."""
+    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -264,14 +278,18 @@ class LocalRegistry:
     # ------------------------------------------------------------ writing
 
     def commit(self, info: VersionInfo, aliases: list[str], *, base: str | None = None,
-               by_commit_id: bool = False) -> tuple[VersionInfo, bool]:
+               by_commit_id: bool = False, adopt_commit_id: bool = False) -> tuple[VersionInfo, bool]:
         """Add ``info`` as the collection's next version, unless its latest version has the same
         digest (then that version is returned, and ``reused`` is True); then give it ``aliases``.
         ``base`` (an incremental version's): the manifest blob of the latest version it was merged
         onto ("" for none); if the latest is another now, ``BaseMoved`` is raised, holding it, and
-        nothing changes. ``by_commit_id`` (a server's commit): a version of the collection with
-        ``info``'s ``commit_id`` from the same run is that commit, landed already: it is returned
-        (reused), whatever the latest is now. Returns (the version as stored, with its aliases; reused)."""
+        nothing changes. ``by_commit_id`` (a server's commit): the version a commit with
+        ``info``'s ``commit_id`` from the same run answered already (made, or reused: the latest had
+        its content) is that commit, landed already: it is returned (reused), whatever the latest is
+        now; every answer is recorded (``commits/<id>.json``). ``adopt_commit_id`` (the local
+        store's commit): a reused version takes ``info``'s ``commit_id``, the one the new log's
+        upload sends, so ``tracklet sync`` sends that one again. Returns (the version as stored,
+        with its aliases; reused)."""
         custom = custom_aliases(aliases)
         directory = self.collection_dir(info.project, info.name)
         with self._locked(directory):
@@ -280,9 +298,7 @@ class LocalRegistry:
             reused = False
             landed = None
             if by_commit_id and info.commit_id is not None:
-                landed = next((version for version in (self._read(directory, info.project, info.name, number, current,
-                                                                  numbers[-1]) for number in reversed(numbers))
-                               if version.commit_id == info.commit_id and version.logged_by == info.logged_by), None)
+                landed = self._answered(directory, info, numbers, current)
             latest = self._read(directory, info.project, info.name, numbers[-1], current, numbers[-1]) if numbers \
                 else None
             if landed is not None:
@@ -294,10 +310,17 @@ class LocalRegistry:
                     raise ArtifactError(f"artifact {info.project}/{info.name} has type {latest.type!r}; it can't take "
                                         f"a version of type {info.type!r} (use another name)")
                 if latest.digest == info.digest:
+                    if info.commit_id is not None and latest.commit_id != info.commit_id:
+                        if by_commit_id:  # a no-op commit: sent again, it is answered with this version
+                            self._record_commit(directory, info.commit_id, latest, info.logged_by)
+                        elif adopt_commit_id:
+                            self._adopt_commit_id(directory, latest.version, info.commit_id)
                     info, reused = latest, True
             if not reused:
                 info.version = self._next_number(directory, numbers)
                 info.created_at = info.created_at or time.time()
+                if by_commit_id and info.commit_id is not None:  # first: never a version without its record
+                    self._record_commit(directory, info.commit_id, info, info.logged_by)
                 self._create_version(directory, info)
             if custom and any(current.get(alias) != info.version for alias in custom):
                 current.update({alias: info.version for alias in custom})
@@ -305,6 +328,45 @@ class LocalRegistry:
         numbers = self._version_numbers(directory)
         stored = self._read(directory, info.project, info.name, info.version, self._aliases(directory), numbers[-1])
         return stored, reused
+
+    @staticmethod
+    def _commit_record(directory: Path, commit_id: str) -> Path:
+        if not is_commit_id(commit_id):
+            raise ArtifactError(f"{commit_id[:80]!r} is not a commit id (32 lowercase hex digits)")
+        return directory / "commits" / f"{commit_id}.json"
+
+    def _record_commit(self, directory: Path, commit_id: str, answer: VersionInfo, logged_by: str | None) -> None:
+        """Record (under the collection's lock) that the commit ``commit_id`` of ``logged_by``
+        answered ``answer``: written before a new version's file, so none lacks its record; the
+        record names the version's digest, so a number a failed creation left to another version
+        is not taken for it."""
+        path = self._commit_record(directory, commit_id)
+        path.parent.mkdir(exist_ok=True)
+        _write_atomic(path, json.dumps({"version": answer.version, "digest": answer.digest,
+                                        "logged_by": logged_by}, sort_keys=True).encode())
+
+    def _answered(self, directory: Path, info: VersionInfo, numbers: list[int],
+                  aliases: dict[str, int]) -> VersionInfo | None:
+        """The version the commit ``info.commit_id`` of ``info.logged_by`` answered, if it is still
+        there (``_record_commit``); None for a commit not seen before."""
+        try:
+            record = json.loads(self._commit_record(directory, str(info.commit_id)).read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValueError:  # a record a power cut damaged: not seen, as before it was written
+            return None
+        if not isinstance(record, dict) or record.get("logged_by") != info.logged_by \
+                or record.get("version") not in numbers:
+            return None
+        version = self._read(directory, info.project, info.name, record["version"], aliases, numbers[-1])
+        return version if version.digest == record.get("digest") else None
+
+    def _adopt_commit_id(self, directory: Path, number: int, commit_id: str) -> None:
+        """Give version ``number`` (under the collection's lock) the commit id ``commit_id``."""
+        path = directory / "versions" / f"v{number}.json"
+        document = json.loads(path.read_bytes())
+        document["commit_id"] = commit_id
+        _write_atomic(path, json.dumps(document, sort_keys=True, indent=1, default=str).encode())
 
     def _next_number(self, directory: Path, numbers: list[int]) -> int:
         """One more than any version ever created, deleted ones included (a number is never reused)."""

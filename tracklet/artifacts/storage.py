@@ -49,7 +49,7 @@ from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCa
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import partial_path
 from tracklet.artifacts.references import check_file_reference, content_digest, is_remote, known_size
-from tracklet.artifacts.registry import LocalRegistry, VersionInfo
+from tracklet.artifacts.registry import LocalRegistry, VersionInfo, new_commit_id
 from tracklet.errors import ArtifactError, ArtifactVerifyError, ChunkMissing, ChunkStoreError, RecipeError
 
 ARTIFACT_DIR_ENV = "TRACKLET_ARTIFACT_DIR"
@@ -219,8 +219,9 @@ class ArtifactStore:
         if that fails, they are stored locally after all (``_store_large``). ``history_step``: the
         logging run's last history step at ``log_artifact`` (``VersionInfo.history_step``); ``tags``:
         the version's (checked when the draft was given them); ``incremental_base``: an incremental
-        version's base manifest blob (``VersionInfo.incremental_base``), and its ``commit_id``
-        (``VersionInfo.commit_id``, kept for a new version; a reused one keeps its own), and
+        version's base manifest blob (``VersionInfo.incremental_base``); ``commit_id``: the log's
+        (``VersionInfo.commit_id``; drawn here if not given), kept with a new version and given to a
+        reused one (the id its upload sends is the one ``tracklet sync`` sends again); and
         ``base_unread`` (``VersionInfo.base_unread``: the server whose latest it couldn't be built on)."""
         try:
             unhashed, large = self._unhashed(pending)
@@ -255,10 +256,10 @@ class ArtifactStore:
                                    manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
                                    description=description or "", metadata=dict(metadata or {}),
                                    logged_by=logged_by, history_step=history_step, tags=list(tags or []),
-                                   incremental_base=incremental_base, commit_id=commit_id,
+                                   incremental_base=incremental_base, commit_id=commit_id or new_commit_id(),
                                    base_unread=base_unread)
                 self.blobs.sync()  # every blob the version names is on the disk before the version file
-                stored, reused = self.registry.commit(info, aliases)
+                stored, reused = self.registry.commit(info, aliases, adopt_commit_id=True)
             except OSError as error:  # the manifest, or the version file
                 raise store_error(name, error, None, self.directory) from None
         return CommitResult(stored, manifest, reused, sum(written) + overhead + manifest_written,

@@ -189,8 +189,9 @@ class ArtifactWorker:
         try:
             if self._client is None:
                 self._client = connect(base_url, self._root, api_key=api_key)
-            # An incremental draft's own commit id: the version stored may be an earlier one (the same
-            # files as the local latest), but this log is a commit of its own on the server.
+            # The draft's own commit id: the version stored may be an earlier one (the same files as
+            # the local latest), but this log is a commit of its own on the server (that version took
+            # this id: ``tracklet sync`` sends it again under the id sent here).
             answer = upload_version(self._client, self._store(), result.info, artifact._requested_aliases,
                                     result.manifest, commit_id=artifact._commit_id)
             # The server numbers its own versions: what a registry link on that server names.

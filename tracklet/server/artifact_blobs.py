@@ -941,12 +941,13 @@ class ServerArtifacts:
         missing ones). ``history_step`` and ``tags``: the version's (``VersionInfo``'s); a version
         returned as reused keeps its own. ``incremental_base``: an incremental version's base
         (the manifest blob it was merged onto, "" for none); see ``_commit_incremental``.
-        ``commit_id`` (32 lowercase hex digits the client drew once per logged draft): kept with
-        the version this commit makes; the same commit sent again (its answer lost, a repeated sync)
+        ``commit_id`` (32 lowercase hex digits the client drew once per logged version): kept with
+        the version this commit makes, or, where it makes none (the latest had its content), with
+        the version it answers; the same commit sent again (its answer lost, a repeated sync)
         answers that version (reused), found by the id alone under the collection's lock, whatever
-        landed since. Versions stored without one (before migration s0022, an older client) keep
-        the rules before (``_logged_before``, ``_applied_before``). Returns (the version with its
-        aliases, reused)."""
+        landed since (``registry.commit(by_commit_id=True)``). Versions stored without one (before
+        session 32, an older client) keep the rules before (``_logged_before``, ``_applied_before``).
+        Returns (the version with its aliases, reused)."""
         check_digest(manifest_digest)
         if commit_id is not None and not (len(commit_id) == 32 and all(c in "0123456789abcdef" for c in commit_id)):
             raise BadRequest(f"{commit_id[:80]!r} is not a commit id (32 lowercase hex digits)")

@@ -6,7 +6,9 @@ The rules are ``LocalRegistry``'s (``artifacts/registry.py``): versions' files a
 description, metadata and tags may be edited: ``edit_version``), versions are numbered
 from 0 in each collection, ``latest`` is the highest, a custom alias names one version of its
 collection at a time, a version whose content equals the latest's is not added again, a collection
-keeps one type. Assigning a number takes a transaction-scoped advisory lock on the collection
+keeps one type. A commit id that answered a version without making it (the latest had its content:
+``commit``) is kept as a row of ``artifact_aliases`` named ``#commit:<id>`` (no alias can start
+with ``#``), which no reader of aliases sees and which goes with its version. Assigning a number takes a transaction-scoped advisory lock on the collection
 (PostgreSQL; a process-wide lock on SQLite), and the primary key refuses a number twice anyway.
 """
 
@@ -34,6 +36,9 @@ from tracklet.server.schema import (
     hold_xact_lock,
 )
 
+# A no-op commit's id (``commit``): an artifact_aliases row of this name, never a valid alias.
+COMMIT_ROW = "#commit:"
+
 _FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by", "history_step",
            "commit_id")
 
@@ -50,7 +55,7 @@ class SqlRegistry:
     def _aliases(self, connection: sa.Connection, project: str, name: str) -> dict[str, int]:
         rows = connection.execute(sa.select(artifact_aliases.c.alias, artifact_aliases.c.version).where(
             artifact_aliases.c.project == project, artifact_aliases.c.name == name))
-        return {row.alias: row.version for row in rows}
+        return {row.alias: row.version for row in rows if not row.alias.startswith(COMMIT_ROW)}
 
     def _info(self, row: Any, aliases: dict[str, int], latest: int) -> VersionInfo:
         names = [alias for alias, target in sorted(aliases.items()) if target == row.version]
@@ -138,18 +143,15 @@ class SqlRegistry:
                by_commit_id: bool = False) -> tuple[VersionInfo, bool]:
         """``LocalRegistry.commit``: the next version, unless the latest has the same digest;
         then ``aliases``; ``base`` and ``by_commit_id`` as there (``BaseMoved`` if the latest is not
-        ``base``'s; the version with ``info.commit_id`` from the same run, if one landed: migration
-        s0022's column). Returns (the version as stored, with its aliases; reused)."""
+        ``base``'s; the version a commit with ``info.commit_id`` answered already, if one did: the
+        row it made (migration s0022's column), or the one it reused (a ``#commit:<id>`` row of
+        ``artifact_aliases``, written then)). Returns (the version as stored, with its aliases; reused)."""
         custom = custom_aliases(aliases)
         with self._lock, self.engine.begin() as connection:
             self._begin(connection, info.project, info.name)
             if by_commit_id and info.commit_id is not None:
-                landed = connection.execute(sa.select(artifact_versions.c.version).where(
-                    artifact_versions.c.project == info.project, artifact_versions.c.name == info.name,
-                    artifact_versions.c.commit_id == info.commit_id,
-                    artifact_versions.c.logged_by.is_(None) if info.logged_by is None
-                    else artifact_versions.c.logged_by == info.logged_by)).scalar()
-                if landed is not None:  # the same commit, sent again: the version it made
+                landed = self._answered(connection, info)
+                if landed is not None:  # the same commit, sent again: the version it answered
                     self._move_aliases(connection, info.project, info.name, landed, custom)
                     return self._version(connection, info.project, info.name, f"v{landed}"), True
             latest = connection.execute(sa.select(artifact_versions).where(
@@ -173,8 +175,28 @@ class SqlRegistry:
                     metadata=json.dumps(info.metadata, sort_keys=True, default=str),
                     tags=json.dumps(info.tags) if info.tags else None,
                     **{**{field: getattr(info, field) for field in _FIELDS}, "created_at": info.created_at or time.time()}))
+            elif by_commit_id and info.commit_id is not None and latest is not None \
+                    and latest.commit_id != info.commit_id:
+                # a no-op commit: sent again, it is answered with this version (the row goes with it)
+                connection.execute(artifact_aliases.insert().values(
+                    project=info.project, name=info.name, alias=COMMIT_ROW + info.commit_id, version=number))
             self._move_aliases(connection, info.project, info.name, number, custom)
             return self._version(connection, info.project, info.name, f"v{number}"), reused
+
+    @staticmethod
+    def _answered(connection: sa.Connection, info: VersionInfo) -> int | None:
+        """The number of the version the commit ``info.commit_id`` of ``info.logged_by`` answered
+        (made, or reused: ``commit``), if it is still there; None for a commit not seen before."""
+        landed = connection.execute(sa.select(artifact_versions.c.version).where(
+            artifact_versions.c.project == info.project, artifact_versions.c.name == info.name,
+            artifact_versions.c.commit_id == info.commit_id,
+            artifact_versions.c.logged_by.is_(None) if info.logged_by is None
+            else artifact_versions.c.logged_by == info.logged_by)).scalar()
+        if landed is None:
+            landed = connection.execute(sa.select(artifact_aliases.c.version).where(
+                artifact_aliases.c.project == info.project, artifact_aliases.c.name == info.name,
+                artifact_aliases.c.alias == COMMIT_ROW + str(info.commit_id))).scalar()
+        return landed
 
     def was_deleted(self, project: str, name: str, version: int) -> bool:
         """Whether ``project/name:v<version>`` existed and was deleted (``artifact_deleted_versions``)."""

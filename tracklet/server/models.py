@@ -723,10 +723,11 @@ class CommitRequest(BaseModel):
         "changed against that base, paths it dropped) is merged onto the latest instead, under the collection's "
         "lock"))
     commit_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$", description=(
-        "32 lowercase hex digits the client drew once for the logged draft (incremental versions): kept with the "
-        "version this commit makes, so the same commit sent again (its answer lost, a repeated sync) answers that "
-        "version (`reused`), whatever landed since, while a new log of the same files, with a new id, is a new "
-        "commit. A commit with an id may be retried safely"))
+        "32 lowercase hex digits the client drew once for the logged version: kept with the version this commit "
+        "makes (or, making none as the latest had its content, with the version it answers), so the same commit "
+        "sent again (its answer lost, a repeated sync) answers that version (`reused`), whatever landed since, "
+        "while a new log of the same files, with a new id, is a new commit. A commit with an id may be retried "
+        "safely"))
 
 
 class CommitResponse(BaseModel):

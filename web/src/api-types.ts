@@ -2997,7 +2997,7 @@ export interface components {
             incremental_base?: string | null;
             /**
              * Commit Id
-             * @description 32 lowercase hex digits the client drew once for the logged draft (incremental versions): kept with the version this commit makes, so the same commit sent again (its answer lost, a repeated sync) answers that version (`reused`), whatever landed since, while a new log of the same files, with a new id, is a new commit. A commit with an id may be retried safely
+             * @description 32 lowercase hex digits the client drew once for the logged version: kept with the version this commit makes (or, making none as the latest had its content, with the version it answers), so the same commit sent again (its answer lost, a repeated sync) answers that version (`reused`), whatever landed since, while a new log of the same files, with a new id, is a new commit. A commit with an id may be retried safely
              */
             commit_id?: string | null;
         };

@@ -313,3 +313,17 @@ def test_artifact_gc_keeps_what_every_writers_segments_name(tmp_path, two):
             answer = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/{run_id}/media/{digest}", timeout=30)
             assert answer.status_code == 200, (run_id, label, answer.text)
     assert not list((tmp_path / "admin").glob(".gc-logs-*"))  # each run's scratch copy removed
+
+
+def test_histograms_and_values_read_every_writers_segments(tmp_path, two):
+    """A shared run's histograms, strings and structured values sent to one --logs process are
+    read from the segments by the other: its routes and `tracklet.Api` against it show every
+    writer's under the names the local reader gives them (the run's copies listed in one query)."""
+    import sharedvalues
+
+    (one, other), *_ = two
+    sharedvalues.record(tmp_path, PROJECT, "vals")
+    done = serverproc.cli("sync", "--url", one.url, "-q", f"{PROJECT}/vals", env={"TRACKLET_DIR": str(tmp_path)},
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    sharedvalues.check(other.url, tmp_path, PROJECT, "vals")

@@ -299,6 +299,48 @@ def test_a_log_fold_reads_a_log_a_window_at_a_time_and_folds_every_record_once(s
     assert len(reads) > 3 and set(reads) == {4096}
 
 
+def test_a_shared_runs_fold_reads_each_writers_log_on_and_keeps_within_one_budget(tmp_path, monkeypatch):
+    """A shared run's folds (``LogFolds.get_run``): each writer's log is read once, a request after
+    a part grew reads only that part from where it stopped, and what the run keeps, every
+    writer's together, stays within one budget (a run may have thousands of parts)."""
+    import sharedvalues
+
+    from tracklet.server import routes_values
+
+    sharedvalues.record(tmp_path, "proj", "shared")
+    source = LocalLogs(tmp_path)
+    reads: list[tuple[str | None, int]] = []
+    real_read = source.read_from
+
+    def read_from(paths, offset, limit=None):
+        reads.append((paths.part, offset))
+        return real_read(paths, offset, limit)
+
+    source.read_from = read_from  # type: ignore[method-assign]
+    monkeypatch.setattr(routes_values, "KEPT_BYTES", 8 * (routes_values.ENTRY_BYTES + 6))  # 8 short strings a run
+    folds = routes_values.LogFolds(routes_values._Texts, routes_values._Texts.apply, shared=routes_values._budgets)
+    paths = RunPaths(tmp_path, "proj", "shared")
+
+    def kept(run):
+        return {name: list(zip(found.steps, found.values)) for name in ("text", "text/l:rank_1", "shared")
+                for found in [routes_values._merged(run, name)] if found is not None}
+
+    first = folds.get_run(source, paths, kept)
+    assert sorted(part or "" for part, offset in reads if offset == 0) == ["", "rank_1", "rank_2"]  # each once
+    assert sum(len(values) for values in first.values()) == 8  # every writer's, within the run's one budget
+    assert first["text"] == [(step, f"p{step}") for step in range(6)] and len(first["text/l:rank_1"]) == 2
+    reads.clear()
+    assert folds.get_run(source, paths, kept) == first and reads == []  # nothing grew: nothing read
+    size = paths.part_paths("rank_2").log_file.stat().st_size
+    grown = tracklet.init(project="proj", id="shared", resume="allow", reinit="create_new",
+                          settings={"dir": str(tmp_path), "primary": False, "label": "rank_2", "console": "off",
+                                    "system_metrics": False, "capture_environment": False})
+    grown.log({"shared": "late"}, step=9)
+    grown.finish()
+    folds.get_run(source, paths, kept)
+    assert reads and {part for part, _ in reads} == {"rank_2"} and min(offset for _, offset in reads) == size
+
+
 def test_an_unsorted_page_reads_rows_by_place_and_matches_the_whole_table(start):
     """Pages of an unfiltered, unsorted table are read by row place (only the fragments and row
     groups holding them): every window, across increment boundaries and past the end, is the

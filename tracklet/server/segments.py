@@ -264,6 +264,15 @@ class SegmentCopies:
             size = connection.execute(sa.select(log_heads.c.size).where(self._head(paths.project, self._copy(paths)))).scalar()
         return size or 0
 
+    def copy_sizes(self, paths: RunPaths) -> dict[str, int]:
+        """The run's copies that hold bytes and their sizes in one query: ``""`` for its own log
+        (the read routes' ``log_fold.copy_sizes``), each part's by its label."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(log_heads.c.run_id, log_heads.c.size).where(
+                log_heads.c.project == paths.project, log_heads.c.size > 0,
+                sa.or_(log_heads.c.run_id == paths.run_id, self._parts_of(paths.run_id)))).all()
+        return {key.partition("/")[2]: size for key, size in rows}
+
     @staticmethod
     def _copy(paths: RunPaths) -> str:
         return paths.run_id if paths.part is None else f"{paths.run_id}/{paths.part}"

@@ -234,6 +234,24 @@ def test_a_long_histogram_series_is_thinned_evenly_and_counted_whole():
     assert gaps.max() <= 2 * gaps.min()  # spread over the run, not bunched at its start or end
 
 
+def test_a_runs_histogram_series_share_one_budget_and_keep_their_first_and_newest():
+    """Every writer's histogram series of a run count against one budget: past it a series thins
+    as it is added to, so what is kept stays within the budget (plus a histogram per series)."""
+    from tracklet.server.routes_histograms import _Budget, _Series, _size
+
+    one = (np.zeros(65), np.zeros(64), 0, 0)
+    budget = _Budget(limit=40 * _size(one))
+    series = [_Series(budget) for _ in range(4)]  # four writers' keys of one run
+    for step in range(500):
+        for each in series:
+            each.add(step, (np.zeros(65), np.full(64, float(step)), 0, 0))
+        assert budget.used <= budget.limit + len(series) * _size(one)
+    assert budget.used == sum(len(each._histograms) for each in series) * _size(one)
+    for each in series:
+        assert each.total == 500 and each.steps[0] == 0 and each.steps[-1] == 499
+        assert each.histograms[-1][1][0] == 499.0
+
+
 def test_a_log_fold_starts_again_when_the_log_shrinks_or_is_replaced(start, tmp_path):
     import shutil
 

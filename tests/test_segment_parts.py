@@ -334,7 +334,8 @@ def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp
     can't serve from the key's index under a non-C collation) is asked once per process for a
     part that holds bytes: its offsets and reads after that ask nothing more; a label that differs
     from it only in case is refused by every process each time, and its first upload still checks
-    under the run's head row lock (two SegmentCopies on one database: two server processes)."""
+    under the run's head row lock (two SegmentCopies on one database: two server processes). The
+    read routes list a run's copies by key too."""
     import fsspec
     import sqlalchemy as sa
 
@@ -365,4 +366,8 @@ def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp
                 copies.offset(PROJECT, "cache", "W1")
         with pytest.raises(BadRequest, match="differs only in case"):
             copies.append(PROJECT, "cache", 0, _part_log(tmp_path, "cache", "W1"), part="W1")
+    # the read routes find a run's copies by key, given the parts the store indexed: no LIKE either
+    likes.clear()
+    assert second.copy_sizes(RunPaths(tmp_path, PROJECT, "cache"), ["w1", "W1"]) == {"w1": len(log)}
+    assert likes == []
     engine.dispose()

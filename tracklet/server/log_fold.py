@@ -10,7 +10,8 @@ A shared run (docs/shared-runs.md) is folded whole (``LogFolds.get_run``): its o
 part's, each copy's fold kept with its own offset in one entry per run, so a request reads only
 what each writer's log gained (a run may have thousands of parts: none is read again from its
 start while the run stays kept). The run's copies and their sizes are listed in one go
-(``LogSource.copy_sizes`` where the source has it: one query on a ``--logs`` server). The folds of
+(``LogSource.copy_sizes`` where the source has it: one query on a ``--logs`` server, finding the
+parts the store indexed by their keys: ``run_fold``). The folds of
 one run share what ``shared()`` makes, so a fold can bound its memory per run, not per copy; a
 copy that shrank, was replaced or went away starts the run's fold over. ``run_keys`` names each
 writer's keys as every reader of a shared run names them (``core/parts.Ownership``).
@@ -132,9 +133,11 @@ class LogFolds(Generic[State]):
                 break  # nothing intact further on yet (a frame still being written)
             entry.offset = result.end_offset
 
-    def get_run(self, source: LogSource, paths: RunPaths, view: Callable[[RunFold[State]], View]) -> View:
+    def get_run(self, source: LogSource, paths: RunPaths, view: Callable[[RunFold[State]], View], *,
+                labels: Callable[[], list[str]] | None = None) -> View:
         """``view(run)`` of the folds of run ``paths``'s own log and each of its parts' (see the
-        module's docstring): each copy read on from where the last request stopped."""
+        module's docstring): each copy read on from where the last request stopped. ``labels()``:
+        the run's parts, for a source that finds copies by key (``copy_sizes``)."""
         key = str(paths.run_dir)
         with self._lock:
             run = self._runs.get(key)
@@ -144,7 +147,7 @@ class LogFolds(Generic[State]):
                     self._runs.popitem(last=False)
             self._runs.move_to_end(key)
         with run.lock:
-            copies = copy_sizes(source, paths)
+            copies = copy_sizes(source, paths, labels)
             identities = {label: _file_identity(copy.log_file) for label, (copy, _) in copies.items()}
             if any(label not in copies or size < entry.offset or identities[label] != entry.identity
                    for label, entry in run.entries.items()
@@ -161,18 +164,20 @@ class LogFolds(Generic[State]):
             return view(run)
 
 
-def copy_sizes(source: LogSource, paths: RunPaths) -> dict[str, tuple[RunPaths, int]]:
+def copy_sizes(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None = None
+               ) -> dict[str, tuple[RunPaths, int]]:
     """Run ``paths``'s copies that hold bytes: ``parts.PRIMARY`` (its own log, always listed) and
     each part's label, in that order, with its paths and size: from ``source.copy_sizes`` in one
-    go where the source has it, else its parts' listing and each copy's size."""
+    go where the source has it (the parts ``labels()`` names, each found by its key; without it,
+    by the run's prefix), else its parts' listing and each copy's size."""
     from tracklet.core.parts import PRIMARY
 
     listed = getattr(source, "copy_sizes", None)
     if listed is not None:
-        sizes: Mapping[str, int] = listed(paths)
-        labels = sorted(label for label in sizes if label != PRIMARY)
+        sizes: Mapping[str, int] = listed(paths, labels() if labels is not None else None)
+        held = sorted(label for label in sizes if label != PRIMARY)
         return {PRIMARY: (paths, sizes.get(PRIMARY, 0)),
-                **{label: (paths.part_paths(label), sizes[label]) for label in labels}}
+                **{label: (paths.part_paths(label), sizes[label]) for label in held}}
     found = {PRIMARY: (paths, source.size(paths))}
     for label in sorted(source.parts(paths)):
         part = paths.part_paths(label)
@@ -226,3 +231,13 @@ def run_log(request: Any, project: str, run_id: str) -> tuple[LogSource, RunPath
     if app.store.run(project, run_id, fields=("run_id",)) is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
     return app.indexer.source, paths
+
+
+def run_fold(folds: LogFolds[State], request: Any, project: str, run_id: str,
+             view: Callable[[RunFold[State]], View]) -> View:
+    """``folds.get_run`` of the run (``run_log``): a source that finds copies by key (``--logs``
+    segments) is given the parts the store indexed, each found by its key (a run's parts are
+    indexed right after each upload), rather than by a prefix scan of the project's heads."""
+    source, paths = run_log(request, project, run_id)
+    store = request.app.state.tracklet.store
+    return folds.get_run(source, paths, view, labels=lambda: store.part_labels(project, run_id))

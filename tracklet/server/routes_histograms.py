@@ -25,7 +25,7 @@ from typing import Any, Callable
 from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel
 
-from tracklet.server.log_fold import LogFolds, RunFold, run_keys, run_log
+from tracklet.server.log_fold import LogFolds, RunFold, run_fold, run_keys
 from tracklet.server.models import errors
 from tracklet.server.body import bounded_router
 
@@ -156,7 +156,7 @@ _FOLDS: LogFolds[_Histograms] = LogFolds(_Histograms, _Histograms.apply, size=8,
 
 
 def _view(request: Request, project: str, run_id: str, view: Callable[[RunFold[_Histograms]], Any]) -> Any:
-    return _FOLDS.get_run(*run_log(request, project, run_id), view)
+    return run_fold(_FOLDS, request, project, run_id, view)
 
 
 def _keys(run: RunFold[_Histograms]) -> list[str]:

@@ -19,7 +19,7 @@ from fastapi import HTTPException, Query, Request
 
 from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
-from tracklet.server.log_fold import LogFolds, run_log
+from tracklet.server.log_fold import LogFolds, run_fold
 from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import TableChart, TableColumn, TableKeysResponse, TableRowsResponse, errors
 from tracklet.server.body import bounded_router
@@ -43,8 +43,8 @@ def _records(request: Request, project: str, run_id: str) -> list[Any]:
     part's by label (docs/shared-runs.md); 404 unless the server knows the run (its store has it:
     a file under the root alone is not enough, so access follows the project's members)."""
     # (a copy: the folds go on as the logs grow; every writer's log read on from where it stopped)
-    return _FOLDS.get_run(*run_log(request, project, run_id),
-                          lambda run: [record for records in run.writers.values() for record in records])
+    return run_fold(_FOLDS, request, project, run_id,
+                    lambda run: [record for records in run.writers.values() for record in records])
 
 
 def fragment_source(request: Request, project: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel
 
-from tracklet.server.log_fold import LogFolds, RunFold, run_keys, run_log
+from tracklet.server.log_fold import LogFolds, RunFold, run_fold, run_keys
 from tracklet.server.models import errors
 from tracklet.server.body import bounded_router
 
@@ -248,4 +248,4 @@ def get_values(
     names = {key for key in (part.strip() for part in keys.split(",")) if key}
     if not names or len(names) > MAX_KEYS:
         raise HTTPException(status_code=400, detail=f"keys must name 1 to {MAX_KEYS} history keys, e.g. keys=generated")
-    return _FOLDS.get_run(*run_log(request, project, run_id), lambda run: _answer(run, names, limit))
+    return run_fold(_FOLDS, request, project, run_id, lambda run: _answer(run, names, limit))

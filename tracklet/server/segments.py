@@ -296,13 +296,21 @@ class SegmentCopies:
             size = connection.execute(sa.select(log_heads.c.size).where(self._head(paths.project, self._copy(paths)))).scalar()
         return size or 0
 
-    def copy_sizes(self, paths: RunPaths) -> dict[str, int]:
+    def copy_sizes(self, paths: RunPaths, labels: list[str] | None = None) -> dict[str, int]:
         """The run's copies that hold bytes and their sizes in one query: ``""`` for its own log
-        (the read routes' ``log_fold.copy_sizes``), each part's by its label."""
+        (the read routes' ``log_fold.copy_sizes``), each part's by its label. ``labels``: those
+        parts only (the store's indexed parts), each head found by its key; without them every
+        part's head is found by the run's prefix (a ``LIKE``, which PostgreSQL can't serve from the
+        key's index under a non-C collation: a scan of the project's heads)."""
+        where: sa.ColumnElement[bool]
+        if labels is not None:
+            keys = [paths.run_id, *(f"{paths.run_id}/{label}" for label in labels)]
+            where = log_heads.c.run_id.in_(keys)
+        else:
+            where = sa.or_(log_heads.c.run_id == paths.run_id, self._parts_of(paths.run_id))
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(log_heads.c.run_id, log_heads.c.size).where(
-                log_heads.c.project == paths.project, log_heads.c.size > 0,
-                sa.or_(log_heads.c.run_id == paths.run_id, self._parts_of(paths.run_id)))).all()
+                log_heads.c.project == paths.project, log_heads.c.size > 0, where)).all()
         return {key.partition("/")[2]: size for key, size in rows}
 
     @staticmethod

@@ -129,6 +129,7 @@ def test_store_and_api_index_every_part(shared_root):
     assert {"loss", "loss/l:rank_1", "loss/l:rank_2", "loss/l:rank_3", "late"} <= set(keys)
     row = store.run("p", RUN)
     assert row["state"] == "finished"
+    assert store.part_labels("p", RUN) == ["rank_1", "rank_2", "rank_3"]  # (a --logs server's read routes' list)
     assert row["summary"] == tracklet.Api(shared_root).run(f"p/{RUN}").summary  # as the log reader has it
     assert row["summary"]["late"] == 7 and row["summary"]["loss"] == 4
     assert row["summary"]["loss/l:rank_2"] == 204  # killed: what its history implies

@@ -46,7 +46,8 @@ def _big_columns() -> dict[str, np.ndarray]:
 def tables_root(tmp_path_factory):
     """Run `a`: a 1M-row table `big`, a small table of images `cells`, a MUTABLE table `grow` logged
     three times; run `b`: a `cells`-like table with other values, to compare with `a`, and `preds`
-    (other columns, sharing `id`) and `misc` (sharing none)."""
+    (other columns, sharing `id`) and `misc` (sharing none); run `s`, shared: its primary (1 row)
+    and its part `rank_1` (2 rows) log table `shared` at one step."""
     import pyarrow as pa
 
     root = tmp_path_factory.mktemp("tables") / "data"
@@ -79,6 +80,12 @@ def tables_root(tmp_path_factory):
     other.log({"preds": tracklet.Table(columns=["key", "id", "pred"], data=[[f"k{i}", i, f"p{i}"] for i in range(4, 10)]),
                "misc": tracklet.Table(columns=["x"], data=[[1]])})
     other.finish()
+    for label in ("primary", "rank_1"):  # run `s`, shared: two writers log `shared` at step 0
+        settings = {**QUIET} if label == "primary" else {**QUIET, "primary": False, "label": label}
+        writer = tracklet.init(project="tbl", id="s", dir=str(root), reinit="create_new", settings=settings)
+        rows = 1 if label == "primary" else 2
+        writer.log({"shared": tracklet.Table(columns=["who", "i"], data=[[label, i] for i in range(rows)])}, step=0)
+        writer.finish()
     return root, columns
 
 
@@ -246,15 +253,41 @@ def test_media_cells_versions_and_a_join_of_two_runs(servers, tables_root, page)
     assert page.input_value(f"{_panel('cells')} input.tp-filter") == "a.guess = 'g1' and b.guess is not null"
     assert [row["cells"][0] for row in _wait_rows(page, "cells", "p.rows.length === 2")["rows"]] == ["3", "5"]
 
-    # A MUTABLE table's versions: the selector reads each step's version
+    # A MUTABLE table's versions: the selector reads each version by its number
     page.goto(server.url + "/projects/tbl/runs/a/tables/grow")
     page.wait_for_selector(f"{_panel('grow')}[data-total='3']")
     options = page.eval_on_selector_all(f"{_panel('grow')} select.tp-version option", "o => o.map(x => x.value)")
-    assert options[1:] == ["4", "3", "2"]  # the three logs' steps (big was logged at 0, cells at 1), newest first
-    page.select_option(f"{_panel('grow')} select.tp-version", "3")
+    assert options[1:] == ["2", "1", "0"]  # the three logs' versions, newest first
+    assert page.text_content(f"{_panel('grow')} select.tp-version option[value='1']") == "v1 · step 3 · 2 rows"
+    page.select_option(f"{_panel('grow')} select.tp-version", "1")
     page.wait_for_selector(f"{_panel('grow')}[data-total='2']")
     version = _wait_rows(page, "grow", "p.rows.length === 2")
     assert [row["cells"] for row in version["rows"]] == [["0", "0"], ["1", "1"]]
+    assert "version=1" in page.url
+
+    # A shared run whose two writers logged `shared` at one step: two choices, each its writer's rows
+    page.goto(server.url + "/projects/tbl/runs/s/tables/shared")
+    _wait_rows(page, "shared", "p.rows.length > 0")
+    texts = page.eval_on_selector_all(f"{_panel('shared')} select.tp-version option", "o => o.map(x => x.textContent)")
+    assert texts[1:] == ["v1 · step 0 · 2 rows", "v0 · step 0 · 1 rows"]
+    for chosen, rows in (("0", [["primary", "0"]]), ("1", [["rank_1", "0"], ["rank_1", "1"]])):
+        page.select_option(f"{_panel('shared')} select.tp-version", chosen)
+        shown = _wait_rows(page, "shared", f"p.rows.length === {len(rows)} && p.rows[0].cells[0] === '{rows[0][0]}'")
+        assert [row["cells"] for row in shown["rows"]] == rows
+        assert page.text_content(f"{_panel('shared')} .tp-count") == f"{len(rows)} rows"
+    page.goto(server.url + "/projects/tbl/runs/s/tables/shared?version=0")  # a link to a version
+    assert [row["cells"] for row in _wait_rows(page, "shared", "p.rows.length === 1")["rows"]] == [["primary", "0"]]
+    assert page.input_value(f"{_panel('shared')} select.tp-version") == "0"
+    # grouped and joined views read a version by its number too
+    import httpx
+
+    base = f"{server.url}/api/v1"
+    groups = httpx.get(f"{base}/runs/tbl/s/table-groups/shared", params={"by": "who", "version": 1}).json()
+    assert [(group["value"], group["count"]) for group in groups["groups"]] == [("rank_1", 2)]
+    joined = httpx.get(f"{base}/projects/tbl/table-join", params={
+        "a_run": "s", "a_key": "shared", "a_version": 0, "b_run": "s", "b_key": "shared", "b_version": 1, "on": "i"}).json()
+    assert joined["total"] == 2 and joined["rows"][0][1:] == ["primary", "rank_1"]
+    assert httpx.get(f"{base}/runs/tbl/s/table-groups/shared", params={"by": "who", "version": 2}).status_code == 404
 
     # Audio, video and Html cells open a player, the GIF, a sandboxed frame (no allow-same-origin)
     page.goto(server.url + "/projects/tbl/runs/a/tables/av")

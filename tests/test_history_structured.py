@@ -433,6 +433,8 @@ def test_the_values_routes_kept_and_answered_values_are_bounded_by_count_and_byt
     import tracklet.server.routes_values as values
 
     monkeypatch.setattr(values, "KEPT_BYTES", 1000 * values.ENTRY_BYTES + 10)
+    from tracklet.server.log_fold import RunFold
+
     texts = values._Texts()
     record = pb.Record()
     record.history.new_keys.add(id=0, name="empty")
@@ -442,7 +444,7 @@ def test_the_values_routes_kept_and_answered_values_are_bounded_by_count_and_byt
     kept = texts.kept["empty"]
     assert len(kept.steps) == 1000 and kept.truncated and kept.steps == list(range(1000))
     monkeypatch.setattr(values, "MAX_BYTES", 10 * values.ENTRY_BYTES)
-    answer = values._answer(texts, {"empty", "absent"}, limit=100)
+    answer = values._answer(RunFold.single(texts), {"empty", "absent"}, limit=100)
     assert list(answer.keys) == ["empty"]
     assert answer.keys["empty"].steps == list(range(10)) and answer.keys["empty"].truncated
     again = pb.Record()  # a row at a step already kept replaces its value, at no extra cost
@@ -459,6 +461,8 @@ def test_the_values_route_keeps_histograms_and_huge_ints_and_a_number_logged_aft
     number is the one read; a big-int entry that is no int (a damaged log) is left out."""
     import tracklet.server.routes_values as values
 
+    from tracklet.server.log_fold import RunFold
+
     texts = values._Texts()
     record = pb.Record()
     for key, name in enumerate(("h", "big", "phase")):
@@ -472,7 +476,7 @@ def test_the_values_route_keeps_histograms_and_huge_ints_and_a_number_logged_aft
     record.history.columns.add(key=2, rows=[1]).strings.append("train")
     record.history.columns.add(key=2, rows=[2]).ints.append(7)  # a number at another step: nothing to replace
     texts.apply(record)
-    answer = values._answer(texts, {"h", "big", "phase"}, limit=100).model_dump()["keys"]
+    answer = values._answer(RunFold.single(texts), {"h", "big", "phase"}, limit=100).model_dump()["keys"]
     assert answer["h"] == {"steps": [0], "values": [{"edges": [0.0, 0.5, 1.0], "counts": [1, 2], "nan_count": 0,
                                                      "inf_count": 0}], "truncated": False, "histograms": [0]}
     assert answer["big"] == {"steps": [0, 2], "values": [2**70, -2**63 - 1], "truncated": False, "histograms": []}
@@ -481,7 +485,7 @@ def test_the_values_route_keeps_histograms_and_huge_ints_and_a_number_logged_aft
     later.history.steps.append(2)
     later.history.columns.add(key=1).ints.append(5)
     texts.apply(later)
-    assert values._answer(texts, {"big"}, limit=100).keys["big"].steps == [0]
+    assert values._answer(RunFold.single(texts), {"big"}, limit=100).keys["big"].steps == [0]
 
 
 def test_histograms_kept_by_the_values_route_have_a_budget_of_their_own(monkeypatch):
@@ -491,6 +495,8 @@ def test_histograms_kept_by_the_values_route_have_a_budget_of_their_own(monkeypa
 
     monkeypatch.setattr(values, "HISTOGRAM_KEPT_BYTES", 10 * (values._histogram_size(pb.Histogram(
         edges=[0.0, 1.0], counts=[1])) + values.ENTRY_BYTES))
+    from tracklet.server.log_fold import RunFold
+
     texts = values._Texts()
     record = pb.Record()
     record.history.new_keys.add(id=0, name="grad")
@@ -501,7 +507,7 @@ def test_histograms_kept_by_the_values_route_have_a_budget_of_their_own(monkeypa
         column.histograms.add(edges=[0.0, 1.0], counts=[step])
     record.history.columns.add(key=1).strings.extend([f"p{step}" for step in range(50)])
     texts.apply(record)
-    answer = values._answer(texts, {"grad", "phase"}, limit=100).keys
+    answer = values._answer(RunFold.single(texts), {"grad", "phase"}, limit=100).keys
     assert answer["grad"].steps == list(range(10)) and answer["grad"].truncated
     assert [value["counts"] for value in answer["grad"].values] == [[step] for step in range(10)]
     assert answer["phase"].values == [f"p{step}" for step in range(50)] and not answer["phase"].truncated

@@ -313,3 +313,61 @@ def test_artifact_gc_keeps_what_every_writers_segments_name(tmp_path, two):
             answer = httpx.get(f"{other.url}/api/v1/runs/{PROJECT}/{run_id}/media/{digest}", timeout=30)
             assert answer.status_code == 200, (run_id, label, answer.text)
     assert not list((tmp_path / "admin").glob(".gc-logs-*"))  # each run's scratch copy removed
+
+
+def test_histograms_and_values_read_every_writers_segments(tmp_path, two):
+    """A shared run's histograms, strings and structured values sent to one --logs process are
+    read from the segments by the other: its routes and `tracklet.Api` against it show every
+    writer's under the names the local reader gives them (the run's copies listed in one query)."""
+    import sharedvalues
+
+    (one, other), *_ = two
+    sharedvalues.record(tmp_path, PROJECT, "vals")
+    done = serverproc.cli("sync", "--url", one.url, "-q", f"{PROJECT}/vals", env={"TRACKLET_DIR": str(tmp_path)},
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    sharedvalues.check(other.url, tmp_path, PROJECT, "vals")
+
+
+def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp_path, two):
+    """On a --logs server a part's label check (every run's part heads, a LIKE query PostgreSQL
+    can't serve from the key's index under a non-C collation) is asked once per process for a
+    part that holds bytes: its offsets and reads after that ask nothing more; a label that differs
+    from it only in case is refused by every process each time, and its first upload still checks
+    under the run's head row lock (two SegmentCopies on one database: two server processes). The
+    read routes list a run's copies by key too."""
+    import fsspec
+    import sqlalchemy as sa
+
+    from tracklet.server.logs import BadRequest
+    from tracklet.server.segments import SegmentCopies
+
+    _, _, url, _ = two
+    engine = sa.create_engine(url)
+    likes: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *rest: likes.append(statement) if " LIKE " in statement else None)
+    base = str(tmp_path / "segments")
+    first, second = (SegmentCopies(engine, fsspec.filesystem("file"), base, tmp_path / name, heartbeat_lapse=600)
+                     for name in ("a", "b"))
+    log = _part_log(tmp_path, "cache", "w1")
+    assert first.append(PROJECT, "cache", 0, log, part="w1").offset == len(log)  # checked under the run's lock
+    likes.clear()
+    for _ in range(3):
+        assert first.offset(PROJECT, "cache", "w1") == len(log)  # stored by this process: kept
+    assert likes == []
+    for _ in range(3):
+        assert second.offset(PROJECT, "cache", "w1") == len(log)
+        second.check_label(PROJECT, "cache", "w1")  # (the log route's check)
+    assert len(likes) == 1  # the other process asks once
+    for copies in (first, second):
+        for _ in range(2):
+            with pytest.raises(BadRequest, match="differs only in case"):
+                copies.offset(PROJECT, "cache", "W1")
+        with pytest.raises(BadRequest, match="differs only in case"):
+            copies.append(PROJECT, "cache", 0, _part_log(tmp_path, "cache", "W1"), part="W1")
+    # the read routes find a run's copies by key, given the parts the store indexed: no LIKE either
+    likes.clear()
+    assert second.copy_sizes(RunPaths(tmp_path, PROJECT, "cache"), ["w1", "W1"]) == {"w1": len(log)}
+    assert likes == []
+    engine.dispose()

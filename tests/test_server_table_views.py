@@ -234,6 +234,24 @@ def test_a_long_histogram_series_is_thinned_evenly_and_counted_whole():
     assert gaps.max() <= 2 * gaps.min()  # spread over the run, not bunched at its start or end
 
 
+def test_a_runs_histogram_series_share_one_budget_and_keep_their_first_and_newest():
+    """Every writer's histogram series of a run count against one budget: past it a series thins
+    as it is added to, so what is kept stays within the budget (plus a histogram per series)."""
+    from tracklet.server.routes_histograms import _Budget, _Series, _size
+
+    one = (np.zeros(65), np.zeros(64), 0, 0)
+    budget = _Budget(limit=40 * _size(one))
+    series = [_Series(budget) for _ in range(4)]  # four writers' keys of one run
+    for step in range(500):
+        for each in series:
+            each.add(step, (np.zeros(65), np.full(64, float(step)), 0, 0))
+        assert budget.used <= budget.limit + len(series) * _size(one)
+    assert budget.used == sum(len(each._histograms) for each in series) * _size(one)
+    for each in series:
+        assert each.total == 500 and each.steps[0] == 0 and each.steps[-1] == 499
+        assert each.histograms[-1][1][0] == 499.0
+
+
 def test_a_log_fold_starts_again_when_the_log_shrinks_or_is_replaced(start, tmp_path):
     import shutil
 
@@ -297,6 +315,48 @@ def test_a_log_fold_reads_a_log_a_window_at_a_time_and_folds_every_record_once(s
     steps = folds.get(source, paths, list)
     assert steps[:len(first)] == first and steps == list(range(320))
     assert len(reads) > 3 and set(reads) == {4096}
+
+
+def test_a_shared_runs_fold_reads_each_writers_log_on_and_keeps_within_one_budget(tmp_path, monkeypatch):
+    """A shared run's folds (``LogFolds.get_run``): each writer's log is read once, a request after
+    a part grew reads only that part from where it stopped, and what the run keeps, every
+    writer's together, stays within one budget (a run may have thousands of parts)."""
+    import sharedvalues
+
+    from tracklet.server import routes_values
+
+    sharedvalues.record(tmp_path, "proj", "shared")
+    source = LocalLogs(tmp_path)
+    reads: list[tuple[str | None, int]] = []
+    real_read = source.read_from
+
+    def read_from(paths, offset, limit=None):
+        reads.append((paths.part, offset))
+        return real_read(paths, offset, limit)
+
+    source.read_from = read_from  # type: ignore[method-assign]
+    monkeypatch.setattr(routes_values, "KEPT_BYTES", 8 * (routes_values.ENTRY_BYTES + 6))  # 8 short strings a run
+    folds = routes_values.LogFolds(routes_values._Texts, routes_values._Texts.apply, shared=routes_values._budgets)
+    paths = RunPaths(tmp_path, "proj", "shared")
+
+    def kept(run):
+        return {name: list(zip(found.steps, found.values)) for name in ("text", "text/l:rank_1", "shared")
+                for found in [routes_values._merged(run, name)] if found is not None}
+
+    first = folds.get_run(source, paths, kept)
+    assert sorted(part or "" for part, offset in reads if offset == 0) == ["", "rank_1", "rank_2"]  # each once
+    assert sum(len(values) for values in first.values()) == 8  # every writer's, within the run's one budget
+    assert first["text"] == [(step, f"p{step}") for step in range(6)] and len(first["text/l:rank_1"]) == 2
+    reads.clear()
+    assert folds.get_run(source, paths, kept) == first and reads == []  # nothing grew: nothing read
+    size = paths.part_paths("rank_2").log_file.stat().st_size
+    grown = tracklet.init(project="proj", id="shared", resume="allow", reinit="create_new",
+                          settings={"dir": str(tmp_path), "primary": False, "label": "rank_2", "console": "off",
+                                    "system_metrics": False, "capture_environment": False})
+    grown.log({"shared": "late"}, step=9)
+    grown.finish()
+    folds.get_run(source, paths, kept)
+    assert reads and {part for part, _ in reads} == {"rank_2"} and min(offset for _, offset in reads) == size
 
 
 def test_an_unsorted_page_reads_rows_by_place_and_matches_the_whole_table(start):

@@ -129,6 +129,7 @@ def test_store_and_api_index_every_part(shared_root):
     assert {"loss", "loss/l:rank_1", "loss/l:rank_2", "loss/l:rank_3", "late"} <= set(keys)
     row = store.run("p", RUN)
     assert row["state"] == "finished"
+    assert store.part_labels("p", RUN) == ["rank_1", "rank_2", "rank_3"]  # (a --logs server's read routes' list)
     assert row["summary"] == tracklet.Api(shared_root).run(f"p/{RUN}").summary  # as the log reader has it
     assert row["summary"]["late"] == 7 and row["summary"]["loss"] == 4
     assert row["summary"]["loss/l:rank_2"] == 204  # killed: what its history implies
@@ -1853,3 +1854,15 @@ def test_random_sequences_of_writers_keep_the_store_and_the_reader_agreeing(tmp_
                 assert [list(h.values) for h in store.history("p/r", key, buckets=None)] == [expected], (step, key)
     chunked.engine.dispose()
     api.close()
+
+
+def test_a_servers_histograms_and_values_read_every_writer(tmp_path, parts_server):
+    """A shared run's histograms, strings and structured values through a server that keeps
+    files (`tracklet sync`): its histogram and values routes, and `tracklet.Api` against it in a
+    fresh interpreter, show every writer's under the names the local reader gives them."""
+    import sharedvalues
+
+    sharedvalues.record(tmp_path, "p", "vals")
+    done = serverfork.run(["sync", "p/vals", "--url", parts_server.url], env={**_env(), "TRACKLET_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    sharedvalues.check(parts_server.url, tmp_path, "p", "vals")

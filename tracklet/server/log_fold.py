@@ -5,6 +5,16 @@ histograms, history strings and structured values), folded record by record and 
 A log that shrank or was replaced (``resume`` moves an unreadable tail aside) is read again from
 the start. Records pass the same ``RecordDecoder`` checks as every reader's; a record a fold fails
 on is skipped alone. The folds of the ``size`` logs asked for last are kept.
+
+A shared run (docs/shared-runs.md) is folded whole (``LogFolds.get_run``): its own log and every
+part's, each copy's fold kept with its own offset in one entry per run, so a request reads only
+what each writer's log gained (a run may have thousands of parts: none is read again from its
+start while the run stays kept). The run's copies and their sizes are listed in one go
+(``LogSource.copy_sizes`` where the source has it: one query on a ``--logs`` server, finding the
+parts the store indexed by their keys: ``run_fold``). The folds of
+one run share what ``shared()`` makes, so a fold can bound its memory per run, not per copy; a
+copy that shrank, was replaced or went away starts the run's fold over. ``run_keys`` names each
+writer's keys as every reader of a shared run names them (``core/parts.Ownership``).
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Collection, Generic, Mapping, TypeVar
 
 if TYPE_CHECKING:
     from tracklet.core.layout import RunPaths
@@ -34,18 +44,60 @@ class _Entry(Generic[State]):
 WINDOW_BYTES = 8 << 20  # read a log this much at a time: a request holds one window, not the whole log
 
 
+class RunFold(Generic[State]):
+    """One run's folds: ``writers`` maps ``parts.PRIMARY`` (its own log) and each part's label to
+    that copy's fold, the run's own first, then the parts in label order."""
+
+    def __init__(self, shared: Any) -> None:
+        self.lock = threading.Lock()
+        self.shared = shared
+        self.entries: dict[str, _Entry[State]] = {}
+        self.memo: dict[str, tuple[Any, Any]] = {}  # a view's cache: name -> (signature, value)
+
+    @classmethod
+    def single(cls, state: State) -> "RunFold[State]":
+        """The folds of a run that is one log, folded already into ``state``."""
+        from tracklet.core.parts import PRIMARY
+
+        run: RunFold[State] = cls(None)
+        run.entries[PRIMARY] = _Entry(state)
+        return run
+
+    @property
+    def writers(self) -> dict[str, State]:
+        return {label: entry.state for label, entry in self.entries.items()}
+
+    def remember(self, name: str, signature: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept under ``name`` while ``signature`` stays what it was."""
+        kept = self.memo.get(name)
+        if kept is not None and kept[0] == signature:
+            return kept[1]
+        value = compute()
+        self.memo[name] = (signature, value)
+        return value
+
+
 class LogFolds(Generic[State]):
     """``get(source, paths, view)``: ``view(state)`` of the fold of every record of the run's log,
     where ``make()`` starts a state and ``apply(state, record)`` folds one record into it. The log
     is read through the server's ``LogSource`` (its files, or segments in shared storage with
     ``--logs``) ``WINDOW_BYTES`` at a time."""
 
-    def __init__(self, make: Callable[[], State], apply: Callable[[State, Any], None], size: int = 32) -> None:
+    def __init__(self, make: Callable[..., State], apply: Callable[[State, Any], None], size: int = 32,
+                 shared: Callable[[], Any] | None = None) -> None:
+        """``shared``: made once per run by ``get_run`` and given to ``make`` (``make(shared)``)
+        for each of the run's copies; without it ``make()``. ``size``: logs (``get``) or runs
+        (``get_run``) kept."""
         self._make = make
         self._apply = apply
         self._size = size
+        self._shared = shared
         self._entries: OrderedDict[str, _Entry[State]] = OrderedDict()
+        self._runs: OrderedDict[str, RunFold[State]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _new(self, shared: Any) -> State:
+        return self._make() if self._shared is None else self._make(shared)
 
     def get(self, source: LogSource, paths: RunPaths, view: Callable[[State], View]) -> View:
         from tracklet.core.decode import RecordDecoder
@@ -54,7 +106,7 @@ class LogFolds(Generic[State]):
         with self._lock:
             entry = self._entries.get(path)
             if entry is None:
-                entry = self._entries[path] = _Entry(self._make())
+                entry = self._entries[path] = _Entry(self._new(self._shared() if self._shared is not None else None))
                 while len(self._entries) > self._size:
                     self._entries.popitem(last=False)
             self._entries.move_to_end(path)
@@ -62,15 +114,99 @@ class LogFolds(Generic[State]):
             size = source.size(paths)
             identity = _file_identity(paths.log_file)
             if entry.decoder is None or entry.identity != identity or size < entry.offset:
-                entry.state, entry.offset, entry.identity, entry.decoder = self._make(), 0, identity, RecordDecoder()
-            state = entry.state
-            while entry.offset < size:
-                result = source.read_from(paths, entry.offset, limit=WINDOW_BYTES)
-                entry.decoder.fold(result.payloads, lambda record: self._apply(state, record))
-                if result.end_offset <= entry.offset:
-                    break  # nothing intact further on yet (a frame still being written)
-                entry.offset = result.end_offset
-            return view(state)
+                entry.state, entry.offset, entry.identity, entry.decoder = (
+                    self._new(self._shared() if self._shared is not None else None), 0, identity, RecordDecoder())
+            self._read_on(source, paths, entry, size)
+            return view(entry.state)
+
+    def _read_on(self, source: LogSource, paths: RunPaths, entry: _Entry[State], size: int) -> None:
+        """Fold what the copy holds past ``entry.offset`` (up to ``size``), a window at a time."""
+        from tracklet.core.decode import RecordDecoder
+
+        if entry.decoder is None:
+            entry.decoder = RecordDecoder()
+        state = entry.state
+        while entry.offset < size:
+            result = source.read_from(paths, entry.offset, limit=WINDOW_BYTES)
+            entry.decoder.fold(result.payloads, lambda record: self._apply(state, record))
+            if result.end_offset <= entry.offset:
+                break  # nothing intact further on yet (a frame still being written)
+            entry.offset = result.end_offset
+
+    def get_run(self, source: LogSource, paths: RunPaths, view: Callable[[RunFold[State]], View], *,
+                labels: Callable[[], list[str]] | None = None) -> View:
+        """``view(run)`` of the folds of run ``paths``'s own log and each of its parts' (see the
+        module's docstring): each copy read on from where the last request stopped. ``labels()``:
+        the run's parts, for a source that finds copies by key (``copy_sizes``)."""
+        key = str(paths.run_dir)
+        with self._lock:
+            run = self._runs.get(key)
+            if run is None:
+                run = self._runs[key] = RunFold(self._shared() if self._shared is not None else None)
+                while len(self._runs) > self._size:
+                    self._runs.popitem(last=False)
+            self._runs.move_to_end(key)
+        with run.lock:
+            copies = copy_sizes(source, paths, labels)
+            identities = {label: _file_identity(copy.log_file) for label, (copy, _) in copies.items()}
+            if any(label not in copies or size < entry.offset or identities[label] != entry.identity
+                   for label, entry in run.entries.items()
+                   for size in [copies[label][1] if label in copies else 0]):
+                # a copy shrank, was replaced or went: the run's folds start over (they share budgets)
+                run.shared = self._shared() if self._shared is not None else None
+                run.entries, run.memo = {}, {}
+            for label, (copy, size) in copies.items():
+                entry = run.entries.get(label)
+                if entry is None:
+                    entry = run.entries[label] = _Entry(self._new(run.shared))
+                    entry.identity = identities[label]
+                self._read_on(source, copy, entry, size)
+            return view(run)
+
+
+def copy_sizes(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None = None
+               ) -> dict[str, tuple[RunPaths, int]]:
+    """Run ``paths``'s copies that hold bytes: ``parts.PRIMARY`` (its own log, always listed) and
+    each part's label, in that order, with its paths and size: from ``source.copy_sizes`` in one
+    go where the source has it (the parts ``labels()`` names, each found by its key; without it,
+    by the run's prefix), else its parts' listing and each copy's size."""
+    from tracklet.core.parts import PRIMARY
+
+    listed = getattr(source, "copy_sizes", None)
+    if listed is not None:
+        sizes: Mapping[str, int] = listed(paths, labels() if labels is not None else None)
+        held = sorted(label for label in sizes if label != PRIMARY)
+        return {PRIMARY: (paths, sizes.get(PRIMARY, 0)),
+                **{label: (paths.part_paths(label), sizes[label]) for label in held}}
+    found = {PRIMARY: (paths, source.size(paths))}
+    for label in sorted(source.parts(paths)):
+        part = paths.part_paths(label)
+        found[label] = (part, source.size(part))
+    return found
+
+
+def run_keys(run: RunFold[Any], names: Callable[[Any], Collection[str]]) -> dict[str, list[tuple[str, str]]]:
+    """Each key of the run as its readers name it, with the writers' keys it holds (``(label,
+    key)``, ``parts.PRIMARY`` for the run's own log): a part's key another writer owns is
+    ``<key>/l:<label>`` (``core/parts.Ownership``, the rule the local reader and the store
+    apply). ``names(fold)``: every key a writer's log defined (numbers' too: they decide the
+    owner). Kept with the run while no writer defined a new key."""
+    from tracklet.core.parts import PRIMARY, Ownership
+
+    writers = run.writers
+    defined = {label: names(fold) for label, fold in writers.items()}
+
+    def compute() -> dict[str, list[tuple[str, str]]]:
+        primary = defined.get(PRIMARY, ())
+        parts = {label: keys for label, keys in defined.items() if label != PRIMARY}
+        owners = Ownership(primary, (), parts, {})
+        merged: dict[str, list[tuple[str, str]]] = {name: [(PRIMARY, name)] for name in primary}
+        for label, keys in parts.items():
+            for name in keys:
+                merged.setdefault(owners.part_key(label, name), []).append((label, name))
+        return merged
+
+    return run.remember("keys", tuple((label, len(keys)) for label, keys in defined.items()), compute)
 
 
 def _file_identity(log_file: Path) -> tuple[int, int] | None:
@@ -95,3 +231,13 @@ def run_log(request: Any, project: str, run_id: str) -> tuple[LogSource, RunPath
     if app.store.run(project, run_id, fields=("run_id",)) is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
     return app.indexer.source, paths
+
+
+def run_fold(folds: LogFolds[State], request: Any, project: str, run_id: str,
+             view: Callable[[RunFold[State]], View]) -> View:
+    """``folds.get_run`` of the run (``run_log``): a source that finds copies by key (``--logs``
+    segments) is given the parts the store indexed, each found by its key (a run's parts are
+    indexed right after each upload), rather than by a prefix scan of the project's heads."""
+    source, paths = run_log(request, project, run_id)
+    store = request.app.state.tracklet.store
+    return folds.get_run(source, paths, view, labels=lambda: store.part_labels(project, run_id))

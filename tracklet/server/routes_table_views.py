@@ -45,7 +45,8 @@ class TableVersion(BaseModel):
 
 class TableVersionsResponse(BaseModel):
     """The versions of a table key, as the run's logs list them (its own, then each part's):
-    `GET .../tables/{key}?step=` reads each; `version` is its run-table number."""
+    `version` is its run-table number, which `GET .../tables/{key}?version=` reads (`?step=`
+    reads the last one logged at a step: a shared run's writers may log a key at one step)."""
 
     key: str
     versions: list[TableVersion]
@@ -70,10 +71,18 @@ class TableGroupsResponse(BaseModel):
     rows: int
 
 
-def _open(request: Request, project: str, run_id: str, key: str, step: int | None) -> Any:
+def _open(request: Request, project: str, run_id: str, key: str, step: int | None, version: int | None = None) -> Any:
+    """Table ``key``'s version at ``step`` (default: the latest), or run-table version
+    ``version`` by its record (a shared run's writers may log the key at one step)."""
+    from tracklet.core.run_tables import records_of_version
     from tracklet.media.table_read import open_table
 
     records = _records(request, project, run_id)
+    if version is not None:
+        chosen = records_of_version(records, key, version)
+        if chosen is None:
+            raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in run {project}/{run_id}")
+        records, step = chosen, None
     try:
         return open_table(request.app.state.tracklet.root, records, key, step, **fragment_source(request, project))
     except (TableNotFound, TableError) as error:
@@ -119,10 +128,12 @@ def get_table_groups(
     step: int | None = Query(None, ge=0, le=2**63 - 1, description="The version at this step (default: the latest)"),
     filter: str | None = Query(None, max_length=4096, description="Only rows matching (the table filter language)"),
     limit: int = Query(100, ge=1, le=1000, description="Groups at most (the largest first)"),
+    version: int | None = Query(None, ge=0, le=2**62, description="The version v<n> (`table-versions`' `version`), "
+                                "instead of `step`"),
 ) -> TableGroupsResponse:
     from tracklet.media.table_views import group_by
 
-    query = _open(request, project, run_id, key, step)
+    query = _open(request, project, run_id, key, step, version)
     if filter:
         query = query.filter(filter)
     grouped = group_by(query, by, limit)
@@ -150,14 +161,16 @@ def get_table_join(
     descending: bool = Query(False, description="Sort descending"),
     offset: int = Query(0, ge=0, le=2**62, description="Rows to skip"),
     limit: int = Query(100, ge=1, le=MAX_PAGE, description="Rows at most"),
+    a_version: int | None = Query(None, ge=0, le=2**62, description="The left table's version v<n>, instead of a_step"),
+    b_version: int | None = Query(None, ge=0, le=2**62, description="The right table's version v<n>, instead of b_step"),
 ) -> TableRowsResponse:
     """A full outer join of table `a_key` of run `a_run` and `b_key` of `b_run` on column `on`:
     the key, then `a.<column>` and `b.<column>` for the others; rows in the left table's order,
     then the right's rows it lacks. `on` must be unique in at least one of the tables."""
     from tracklet.media.table_views import TableJoin
 
-    left = _open(request, project, a_run, a_key, a_step)
-    right = _open(request, project, b_run, b_key, b_step)
+    left = _open(request, project, a_run, a_key, a_step, a_version)
+    right = _open(request, project, b_run, b_key, b_step, b_version)
     joined = TableJoin(left, right, on)
     if filter:
         joined.filter(filter)

@@ -7,8 +7,8 @@ problem. Tables are read from the server's data root: its record log copies and,
 its artifacts' blob store (``media_blobs.py``: on a tracking server only fragments the run's project
 holds, which ``tracklet sync`` and online mode send; ``tracklet ui`` serves the local data root,
 where both are). A run's
-table records are folded out of its log and kept, and a log that grew is read on from where the
-last request stopped (``log_fold.LogFolds``), so a live run's table panel polls cheaply.
+table records are folded out of its logs (a shared run's every writer's) and kept, and a log that
+grew is read on from where the last request stopped (``log_fold.LogFolds``), so a live run's table panel polls cheaply.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi import HTTPException, Query, Request
 
 from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
-from tracklet.server.log_fold import LogFolds, run_log
+from tracklet.server.log_fold import LogFolds, run_fold
 from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import TableChart, TableColumn, TableKeysResponse, TableRowsResponse, errors
 from tracklet.server.body import bounded_router
@@ -35,18 +35,16 @@ def _fold_tables(records: list[Any], record: Any) -> None:
         records.append(record.table_logged)
 
 
-_FOLDS: LogFolds[list[Any]] = LogFolds(list, _fold_tables, size=64)
+_FOLDS: LogFolds[list[Any]] = LogFolds(list, _fold_tables, size=64)  # runs kept
 
 
 def _records(request: Request, project: str, run_id: str) -> list[Any]:
     """The run's table records, as the log reader lists them: its own log's, then each shared-run
     part's by label (docs/shared-runs.md); 404 unless the server knows the run (its store has it:
     a file under the root alone is not enough, so access follows the project's members)."""
-    source, paths = run_log(request, project, run_id)
-    records = _FOLDS.get(source, paths, list)  # a copy: the fold goes on as the log grows
-    for label in paths.parts():
-        records.extend(_FOLDS.get(source, paths.part_paths(label), list))
-    return records
+    # (a copy: the folds go on as the logs grow; every writer's log read on from where it stopped)
+    return run_fold(_FOLDS, request, project, run_id,
+                    lambda run: [record for records in run.writers.values() for record in records])
 
 
 def fragment_source(request: Request, project: str) -> dict[str, Any]:

@@ -5,11 +5,14 @@ steps. ``tracklet.Api(base_url=...).run(path).history()`` (and W&B's ``run.histo
 server) joins them to the numbers the store answers, so a run reads back from a server as it does
 from its record log.
 
-Read out of the run's record log through ``log_fold.LogFolds`` (the log source's windows, the
+Read out of the run's record logs through ``log_fold.LogFolds`` (the log source's windows, the
 limits every reader applies: a structured value is at most ``MAX_STRUCTURED_BYTES``), kept per log
-with the offset reached, so a request reads only what the log gained since the last one. What is
-kept of a log is bounded (``KEPT_BYTES``, and ``HISTOGRAM_KEPT_BYTES`` for histograms apart: the
-first values in log order; a key past it is ``truncated``), and so is each answer: at most ``limit`` values per key and ``MAX_BYTES`` in all.
+with the offset reached, so a request reads only what each log gained since the last one. A shared
+run's parts (docs/shared-runs.md) are read too, each writer's keys named as every reader names
+them (a part's key another writer owns is ``<key>/l:<label>``: ``core/parts.Ownership``). What is
+kept of a run, every writer's logs together, is bounded (``KEPT_BYTES``, and
+``HISTOGRAM_KEPT_BYTES`` for histograms apart: the first values read; a key past it is
+``truncated``), and so is each answer: at most ``limit`` values per key and ``MAX_BYTES`` in all.
 Rows logged at one step are merged as every reader merges them (the last value wins; a number
 logged after one of these at the same step takes its place, so that step is left to the store's).
 """
@@ -22,7 +25,7 @@ from typing import Any
 from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel
 
-from tracklet.server.log_fold import LogFolds, run_log
+from tracklet.server.log_fold import LogFolds, RunFold, run_fold, run_keys
 from tracklet.server.models import errors
 from tracklet.server.body import bounded_router
 
@@ -30,8 +33,8 @@ router = bounded_router(prefix="/api/v1/runs", tags=["read"])
 
 MAX_KEYS = 100
 MAX_BYTES = 16 << 20  # per answer: values' characters or encoded bytes, plus ENTRY_BYTES each
-KEPT_BYTES = 32 << 20  # per log kept (LogFolds keeps 8): the same measure
-HISTOGRAM_KEPT_BYTES = 16 << 20  # histograms per log kept, apart (a histogram's measure: about its JSON's length)
+KEPT_BYTES = 32 << 20  # per run kept, all its writers' logs (LogFolds keeps 8 runs): the same measure
+HISTOGRAM_KEPT_BYTES = 16 << 20  # histograms per run kept, apart (a histogram's measure: about its JSON's length)
 ENTRY_BYTES = 64  # what one kept (step, value) costs beside its text: an int, a str, list slots
 
 
@@ -80,15 +83,22 @@ def _histogram_size(message: Any) -> int:
     return 24 * len(message.edges) + 12 * len(message.counts)
 
 
-class _Texts:
-    """The fold of a log: key names by id, and every key's strings, structured values and ints
-    outside int64 (at most ``KEPT_BYTES`` of them) and histograms (``HISTOGRAM_KEPT_BYTES``: a
-    run's many histograms never crowd its strings out)."""
+def _budgets() -> dict[bool, int]:
+    """What a run's folds may still keep, by "is a histogram": shared by its writers' logs."""
+    return {False: KEPT_BYTES, True: HISTOGRAM_KEPT_BYTES}
 
-    def __init__(self) -> None:
+
+class _Texts:
+    """The fold of a log: key names by id (``defined``: every name), and every key's strings,
+    structured values and ints outside int64 (at most ``KEPT_BYTES`` of them per run) and
+    histograms (``HISTOGRAM_KEPT_BYTES``: a run's many histograms never crowd its strings out),
+    counted against ``budgets``, which the run's every log shares."""
+
+    def __init__(self, budgets: dict[bool, int] | None = None) -> None:
         self.ids: dict[int, str] = {}
+        self.defined: set[str] = set()
         self.kept: dict[str, _Kept] = {}
-        self.budgets = {False: KEPT_BYTES, True: HISTOGRAM_KEPT_BYTES}  # by "is a histogram"
+        self.budgets = budgets if budgets is not None else _budgets()
 
     def apply(self, record: Any) -> None:
         if record.WhichOneof("kind") != "history":
@@ -96,6 +106,7 @@ class _Texts:
         batch = record.history
         for definition in batch.new_keys:
             self.ids[definition.id] = definition.name
+            self.defined.add(definition.name)
         steps = batch.steps
         pairs: dict[str, list[tuple[int, Any, int, int]]] = {}  # name -> (row, item, size, kind)
         numbers: list[tuple[str, Any]] = []
@@ -169,12 +180,34 @@ class _Texts:
             kept.histograms.append(histogram)
 
 
-_FOLDS: LogFolds[_Texts] = LogFolds(_Texts, _Texts.apply, size=8)
+_FOLDS: LogFolds[_Texts] = LogFolds(_Texts, _Texts.apply, size=8, shared=_budgets)  # runs kept
 
 
-def _answer(texts: _Texts, names: set[str], limit: int) -> ValuesResponse:
+def _merged(run: RunFold[_Texts], name: str) -> _Kept | None:
+    """Key ``name`` of the run as its readers name it: its writer's kept values (a key several
+    writers' keys are named, which only a writer's key literally named ``<key>/l:<label>`` makes:
+    theirs by step, the one read last winning a step, as the reader's rows merge)."""
+    sources = [kept for label, key in run_keys(run, lambda texts: texts.defined).get(name, ())
+               for kept in [run.writers[label].kept.get(key)] if kept is not None and kept.steps]
+    if len(sources) <= 1:
+        return sources[0] if sources else None
+    merged = _Kept()
+    by_step: dict[int, tuple[Any, int, bool]] = {}
+    for kept in sources:
+        by_step.update(zip(kept.steps, zip(kept.values, kept.sizes, kept.histograms)))
+        merged.truncated = merged.truncated or kept.truncated
+    for step in sorted(by_step):
+        value, size, histogram = by_step[step]
+        merged.steps.append(step)
+        merged.values.append(value)
+        merged.sizes.append(size)
+        merged.histograms.append(histogram)
+    return merged
+
+
+def _answer(run: RunFold[_Texts], names: set[str], limit: int) -> ValuesResponse:
     """The asked keys' first values, at most ``limit`` each and ``MAX_BYTES`` in all (copies: the
-    fold goes on as the log grows)."""
+    folds go on as the logs grow)."""
     from tracklet.core.jsonsafe import json_safe
     from tracklet.core.values import histogram_from_message
     from tracklet.proto import records_pb2 as pb
@@ -182,7 +215,7 @@ def _answer(texts: _Texts, names: set[str], limit: int) -> ValuesResponse:
     budget = MAX_BYTES
     found: dict[str, KeyValues] = {}
     for name in sorted(names):
-        kept = texts.kept.get(name)
+        kept = _merged(run, name)
         if kept is None or not kept.steps:
             continue
         count = 0
@@ -215,4 +248,4 @@ def get_values(
     names = {key for key in (part.strip() for part in keys.split(",")) if key}
     if not names or len(names) > MAX_KEYS:
         raise HTTPException(status_code=400, detail=f"keys must name 1 to {MAX_KEYS} history keys, e.g. keys=generated")
-    return _FOLDS.get(*run_log(request, project, run_id), lambda texts: _answer(texts, names, limit))
+    return run_fold(_FOLDS, request, project, run_id, lambda run: _answer(run, names, limit))

@@ -27,7 +27,9 @@ copy is alive while its head moved within the heartbeat lapse.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,9 @@ from tracklet.server.logs import (MAX_PARTS_PER_RUN, AppendResult, BadRequest, K
                                   new_tail, run_paths)
 from tracklet.server.schema import log_heads, log_segments, migrate
 from tracklet.store.logsource import read_window
+
+
+VERIFIED_KEPT = 1 << 16  # parts whose label check a process keeps (about 100 bytes each)
 
 
 class SegmentCopies:
@@ -64,7 +69,13 @@ class SegmentCopies:
         self.heartbeat_lapse = heartbeat_lapse
         self.key_counts = key_counts if key_counts is not None else KeyCounts()
         self.max_parts = max_parts
+        self._guard = threading.Lock()
         self._listed: dict[tuple[str, str], list[str]] = {}  # runs()'s parts of each run, taken once by parts()
+        # Parts seen holding bytes (project, <run_id>/<label>), whose label ``check_label`` passes
+        # without a query (as ``LogCopies._verified``): a part's first bytes were stored under its
+        # run's head row lock after the label was checked, so while it holds them (heads are never
+        # removed) no label that differs from it only in case is ever stored. Bounded: the oldest go.
+        self._verified: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def _key(self, project: str, copy: str, offset: int) -> str:
         """The object of a copy's segment at ``offset`` (``copy``: a run id, or ``<run_id>/<label>``)."""
@@ -104,17 +115,36 @@ class SegmentCopies:
             query = query.where(log_heads.c.size > 0)
         return sorted(key.partition("/")[2] for key in connection.execute(query).scalars())
 
+    def _verify(self, project: str, key: str) -> None:
+        """Part ``key`` (``<run_id>/<label>``) holds bytes: its label's check is kept."""
+        with self._guard:
+            self._verified[(project, key)] = None
+            self._verified.move_to_end((project, key))
+            while len(self._verified) > VERIFIED_KEPT:
+                self._verified.popitem(last=False)
+
     def check_label(self, project: str, run_id: str, part: str, connection: sa.Connection | None = None) -> None:
         """400 when another part of the run has a label that differs from ``part`` in case only
-        (``logs.check_label``'s rule, which a server applies on every file system alike)."""
+        (``logs.check_label``'s rule, which a server applies on every file system alike). A part
+        this process saw holding bytes passes without a query (``_verified``), except under the
+        run's head row lock (``connection``: a part's first upload), which always asks."""
+        key = f"{run_id}/{part}"
+        if connection is None:
+            with self._guard:
+                if (project, key) in self._verified:
+                    return
         folded = part.casefold()
         with self.engine.connect() if connection is None else contextlib.nullcontext(connection) as use:
-            labels = self._labels(use, project, run_id, grown=False)
+            rows = use.execute(sa.select(log_heads.c.run_id, log_heads.c.size).where(
+                log_heads.c.project == project, self._parts_of(run_id))).all()
+        labels = sorted(found.partition("/")[2] for found, _ in rows)
         for label in labels:
             if label != part and label.casefold() == folded:
                 raise BadRequest(f"part {part!r} of run {project}/{run_id} differs only in case from its part {label!r}: "
                                  "labels of one run must differ in more than case (a case-insensitive file system "
                                  "holds one file for both); pick another label")
+        if connection is None and any(found == key and size > 0 for found, size in rows):
+            self._verify(project, key)
 
     # ------------------------------------------------------------------ the ingest side
 
@@ -171,6 +201,8 @@ class SegmentCopies:
                     size=size + len(tail), updated_at=time.time()))
         if tail:  # committed
             self.key_counts.set(project, key, size + len(tail), keys)
+            if part is not None:
+                self._verify(project, key)
         return AppendResult(offset=size + len(tail), appended=len(tail))
 
     def _check_new_part(self, connection: sa.Connection, project: str, run_id: str, part: str) -> None:
@@ -263,6 +295,23 @@ class SegmentCopies:
         with self.engine.connect() as connection:
             size = connection.execute(sa.select(log_heads.c.size).where(self._head(paths.project, self._copy(paths)))).scalar()
         return size or 0
+
+    def copy_sizes(self, paths: RunPaths, labels: list[str] | None = None) -> dict[str, int]:
+        """The run's copies that hold bytes and their sizes in one query: ``""`` for its own log
+        (the read routes' ``log_fold.copy_sizes``), each part's by its label. ``labels``: those
+        parts only (the store's indexed parts), each head found by its key; without them every
+        part's head is found by the run's prefix (a ``LIKE``, which PostgreSQL can't serve from the
+        key's index under a non-C collation: a scan of the project's heads)."""
+        where: sa.ColumnElement[bool]
+        if labels is not None:
+            keys = [paths.run_id, *(f"{paths.run_id}/{label}" for label in labels)]
+            where = log_heads.c.run_id.in_(keys)
+        else:
+            where = sa.or_(log_heads.c.run_id == paths.run_id, self._parts_of(paths.run_id))
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(log_heads.c.run_id, log_heads.c.size).where(
+                log_heads.c.project == paths.project, log_heads.c.size > 0, where)).all()
+        return {key.partition("/")[2]: size for key, size in rows}
 
     @staticmethod
     def _copy(paths: RunPaths) -> str:

@@ -699,6 +699,17 @@ class Store(RunDataQueries):
         with self.engine.connect() as connection:
             return {(row.name, row.run_id): (row.log_offset, row.state) for row in connection.execute(stmt)}
 
+    def part_labels(self, project: str, run_id: str) -> list[str]:
+        """The labels of the run's parts (a shared run's secondary writers' logs) indexed here, in
+        name order (one query by the run's key and ``run_parts``' key: no scan of other runs)."""
+        from tracklet.store.schema import run_parts
+
+        stmt = (sa.select(run_parts.c.label).join(runs, runs.c.id == run_parts.c.run_pk)
+                .join(projects, projects.c.id == runs.c.project_id)
+                .where(projects.c.name == project, runs.c.run_id == run_id))
+        with self.engine.connect() as connection:
+            return sorted(connection.execute(stmt).scalars())
+
     def indexed_keys(self, project: str, run_id: str) -> tuple[int, int] | None:
         """(bytes of the run's log ingested, how many metric keys they define), or None if the
         store has no such run."""

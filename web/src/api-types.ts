@@ -5245,7 +5245,8 @@ export interface components {
         /**
          * TableVersionsResponse
          * @description The versions of a table key, as the run's logs list them (its own, then each part's):
-         *     `GET .../tables/{key}?step=` reads each; `version` is its run-table number.
+         *     `version` is its run-table number, which `GET .../tables/{key}?version=` reads (`?step=`
+         *     reads the last one logged at a step: a shared run's writers may log a key at one step).
          */
         TableVersionsResponse: {
             /** Key */
@@ -10371,6 +10372,8 @@ export interface operations {
                 filter?: string | null;
                 /** @description Groups at most (the largest first) */
                 limit?: number;
+                /** @description The version v<n> (`table-versions`' `version`), instead of `step` */
+                version?: number | null;
             };
             header?: never;
             path: {
@@ -10465,6 +10468,10 @@ export interface operations {
                 offset?: number;
                 /** @description Rows at most */
                 limit?: number;
+                /** @description The left table's version v<n>, instead of a_step */
+                a_version?: number | null;
+                /** @description The right table's version v<n>, instead of b_step */
+                b_version?: number | null;
             };
             header?: never;
             path: {

@@ -29,6 +29,10 @@ export type TableGroups = Schemas["TableGroupsResponse"];
 export type HistogramSeries = Schemas["HistogramSeriesResponse"];
 /** A page request of a table (or of two joined): filter, sort, a window of rows. */
 export type TablePageQuery = { filter?: string; sort?: string; descending?: boolean; offset: number; limit: number };
+/** Which version of a table: run-table version `version` (`table-versions`' `version`: one per
+ * log, also where a shared run's writers logged the key at one step), else the last at `step`,
+ * else the latest. */
+export type TableVersionQuery = { version?: number | null; step?: number | null };
 
 /** The JSON body a GET of `P` answers with, per the server's schema. */
 type Body<P extends keyof paths> = paths[P] extends {
@@ -190,15 +194,25 @@ export const api = {
     get<Body<"/api/v1/runs/{project}/{run_id}/media">>(`/runs/${enc(project)}/${enc(runId)}/media`),
   tableKeys: (project: string, runId: string) =>
     get<Body<"/api/v1/runs/{project}/{run_id}/tables">>(`/runs/${enc(project)}/${enc(runId)}/tables`),
-  table: (project: string, runId: string, key: string, query: TablePageQuery & { step?: number | null }, signal?: AbortSignal) =>
+  table: (project: string, runId: string, key: string, query: TablePageQuery & TableVersionQuery, signal?: AbortSignal) =>
     get<TableRows>(`/runs/${enc(project)}/${enc(runId)}/tables/${keyPath(key)}`, query, signal),
   tableVersions: (project: string, runId: string, key: string) =>
     get<Schemas["TableVersionsResponse"]>(`/runs/${enc(project)}/${enc(runId)}/table-versions/${keyPath(key)}`),
-  tableGroups: (project: string, runId: string, key: string, query: { by: string; step?: number | null; filter?: string; limit?: number }, signal?: AbortSignal) =>
+  tableGroups: (project: string, runId: string, key: string, query: TableVersionQuery & { by: string; filter?: string; limit?: number }, signal?: AbortSignal) =>
     get<TableGroups>(`/runs/${enc(project)}/${enc(runId)}/table-groups/${keyPath(key)}`, query, signal),
   tableJoin: (
     project: string,
-    query: TablePageQuery & { a_run: string; a_key: string; a_step?: number | null; b_run: string; b_key: string; b_step?: number | null; on: string },
+    query: TablePageQuery & {
+      a_run: string;
+      a_key: string;
+      a_step?: number | null;
+      a_version?: number | null;
+      b_run: string;
+      b_key: string;
+      b_step?: number | null;
+      b_version?: number | null;
+      on: string;
+    },
     signal?: AbortSignal,
   ) => get<Body<"/api/v1/projects/{project}/table-join">>(`/projects/${enc(project)}/table-join`, query, signal),
   histogramKeys: (project: string, runId: string) =>

@@ -4,7 +4,7 @@
 // (scatter), bars (bar; histogram, binned here) and a confusion matrix (counts as shades).
 // Every mark carries its data in data-* attributes, so what is drawn can be checked in the DOM.
 
-import { api, type TableRows } from "../api";
+import { api, type TableRows, type TableVersionQuery } from "../api";
 import { paletteColor } from "../colors";
 import { h } from "../dom";
 
@@ -33,10 +33,10 @@ function scale(lo: number, hi: number, from: number, to: number): (v: number) =>
   return (v) => from + ((v - lo) / (hi - lo)) * (to - from);
 }
 
-/** The chart element for `chart` over `project/runId`'s table `key` (at `step`), or null when
+/** The chart element for `chart` over `project/runId`'s table `key` (its `version`), or null when
  * the chart's kind is not one drawn here (a custom Vega spec: the grid shows its table). */
-export async function tableChart(project: string, runId: string, key: string, step: number | null, chart: Chart): Promise<HTMLElement | null> {
-  const page = await api.table(project, runId, key, { offset: 0, limit: MAX_ROWS, step });
+export async function tableChart(project: string, runId: string, key: string, version: TableVersionQuery, chart: Chart): Promise<HTMLElement | null> {
+  const page = await api.table(project, runId, key, { offset: 0, limit: MAX_ROWS, ...version });
   const column = (name: string) => page.columns.findIndex((c) => c.name === name);
   const rows = page.rows;
   const root = svg("svg", { class: "tc-chart", viewBox: `0 0 ${WIDTH} ${HEIGHT}`, "data-kind": chart.kind, role: "img" });

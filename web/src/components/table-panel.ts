@@ -1,7 +1,8 @@
 // The table panel (docs/tables.md, "In the dashboard"): one logged table of a run, paged by the
 // server through DuckDB into a virtualised grid (table-grid.ts). Sort by a header, filter with the
 // table filter language (a bad filter shows the server's message and keeps the rows shown), group
-// by a column (counts and means; a click on a group filters to it), pick the version (step) of a
+// by a column (counts and means; a click on a group filters to it), pick the version (v<n>: one per
+// log, so two writers of a shared run logging the key at one step are two choices) of a
 // MUTABLE or INCREMENTAL table, and compare with a table of this or another run (the same key or
 // another, with columns of its own) joined on a key column the two tables share.
 // Media cells show their thumbnails, fetched only for the rows in view, with an image's masks and
@@ -97,13 +98,14 @@ export interface PanelState {
   filter: string;
   sort: SortState;
   group: string;
-  step: number | null;
+  version: number | null; // run-table version v<n> (table-versions' `version`); null: the latest
+  step: number | null; // a link from before versions were numbered: the last version at this step
   compare: Compare | null;
 }
 
 export class TablePanel {
   readonly el: HTMLElement;
-  private readonly versionSelect = h("select.tp-version", { title: "The version (step) to show" });
+  private readonly versionSelect = h("select.tp-version", { title: "The version to show" });
   private readonly filterInput = h("input.tp-filter", { type: "search", placeholder: "Filter: score > 0.9 and label = 'cat'" });
   private readonly groupSelect = h("select.tp-group", { title: "Group rows by a column" });
   private readonly compareSelect = h("select.tp-compare", { title: "Compare with a run's table" });
@@ -113,12 +115,13 @@ export class TablePanel {
   private readonly count = h("span.tp-count.muted");
   private readonly groups = h("div.tp-groups", { hidden: true });
   private readonly chart = h("div.tp-chart", { hidden: true }); // the chart it was logged with (wandb.plot.*)
-  private chartFor = ""; // the version (step) the chart shown was drawn from
+  private chartFor = ""; // the version the chart shown was drawn from
   private readonly grid: TableGrid;
   private columns: Column[] = [];
   private versions: TableVersion[] = [];
   private rowsBehind = false; // a live refresh's rows request failed: ask again at the next poll
-  private step: number | null = null;
+  private version: number | null = null;
+  private step: number | null = null; // only from a link that names a step (no version)
   private filter = "";
   private sort: SortState = null;
   private groupBy = "";
@@ -137,7 +140,8 @@ export class TablePanel {
     this.filterInput.value = this.filter;
     this.sort = initial.sort ?? null;
     this.groupBy = initial.group ?? "";
-    this.step = initial.step ?? null;
+    this.version = initial.version ?? null;
+    this.step = this.version === null ? (initial.step ?? null) : null;
     this.compare = initial.compare ?? null;
     this.grid = new TableGrid(key, this.fetcher(), (column, value) => this.cell(column, value), (column) => void this.toggleSort(column), (error) => this.showError(error));
     this.filterInput.addEventListener("keydown", (event) => {
@@ -147,7 +151,8 @@ export class TablePanel {
       if (!this.filterInput.value) void this.setFilter("");
     });
     this.versionSelect.addEventListener("change", () => {
-      this.step = this.versionSelect.value === "" ? null : Number(this.versionSelect.value);
+      this.version = this.versionSelect.value === "" ? null : Number(this.versionSelect.value);
+      this.step = null;
       void this.reload();
     });
     this.groupSelect.addEventListener("change", () => {
@@ -177,6 +182,7 @@ export class TablePanel {
       loaded: this.loaded,
       filter: this.filter,
       sort: this.sort,
+      version: this.version,
       step: this.step,
       groupBy: this.groupBy,
       compare: this.compare,
@@ -196,21 +202,19 @@ export class TablePanel {
       api.runs(this.project, { limit: 1000 }),
     ]);
     this.versions = versions;
-    this.versionSelect.replaceChildren(
-      h("option", { value: "", text: `latest (step ${versions[versions.length - 1]?.step ?? "?"})` }),
-      ...versions
-        .slice()
-        .reverse()
-        .map((v) => h("option", { value: v.step, text: `step ${v.step} · ${v.rows} rows` })),
-    );
-    const mutable = versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1;
-    this.versionSelect.hidden = !mutable;
+    if (this.step !== null) {
+      // a link naming a step: the version the server reads there (the last one listed at or before it)
+      const step = this.step;
+      const found = versions.filter((v) => v.step <= step).pop();
+      if (found) [this.version, this.step] = [found.version, null];
+    }
+    this.listVersions(versions);
     this.compareSelect.replaceChildren(
       h("option", { value: "", text: "Compare with…" }),
       h("option", { value: this.runId, text: "this run" }),
       ...runs.filter((run) => run.run_id !== this.runId).map((run) => h("option", { value: run.run_id, text: run.name || run.run_id })),
     );
-    this.versionSelect.value = this.step === null ? "" : String(this.step);
+    this.versionSelect.value = this.version === null ? "" : String(this.version);
     if (this.compare) {
       const compare = this.compare;
       this.compareSelect.value = compare.runId;
@@ -228,7 +232,7 @@ export class TablePanel {
 
   /** What the first page depends on, to tell whether one asked for earlier is still this query's. */
   private queryState(): string {
-    return JSON.stringify([this.filter, this.sort, this.step, this.groupBy, this.compare]);
+    return JSON.stringify([this.filter, this.sort, this.version, this.step, this.groupBy, this.compare]);
   }
 
   /** A live run: new versions are listed, and the rows are asked again when the latest is shown.
@@ -241,14 +245,10 @@ export class TablePanel {
     if (!last || (unchanged && !this.rowsBehind)) return;
     this.versions = versions;
     const chosen = this.versionSelect.value;
-    this.versionSelect.replaceChildren(
-      h("option", { value: "", text: `latest (step ${last.step})` }),
-      ...versions.slice().reverse().map((v) => h("option", { value: v.step, text: `step ${v.step} · ${v.rows} rows` })),
-    );
+    this.listVersions(versions);
     this.versionSelect.value = chosen;
-    this.versionSelect.hidden = !(versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1);
     this.rowsBehind = false;
-    if (this.step !== null || this.groupBy) return;
+    if (this.version !== null || this.step !== null || this.groupBy) return;
     const fetcher = this.fetcher();
     try {
       const first = await fetcher(0, 200, new AbortController().signal);
@@ -264,13 +264,38 @@ export class TablePanel {
     this.unregister();
   }
 
+  /** The version choices: the latest, then each version (v<n>, its step and rows), newest first;
+   * hidden for a table logged once, immutable. */
+  private listVersions(versions: TableVersion[]): void {
+    const last = versions[versions.length - 1];
+    this.versionSelect.replaceChildren(
+      h("option", { value: "", text: last ? `latest (v${last.version}, step ${last.step})` : "latest" }),
+      ...versions
+        .slice()
+        .reverse()
+        .map((v) => h("option", { value: v.version, text: `v${v.version} · step ${v.step} · ${v.rows} rows` })),
+    );
+    this.versionSelect.hidden = !(versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1);
+  }
+
+  /** Which version the panel shows, as the table routes take it. */
+  private chosen(): { version?: number; step?: number } {
+    if (this.version !== null) return { version: this.version };
+    return this.step !== null ? { step: this.step } : {};
+  }
+
   private fetcher(): PageFetcher {
-    const { filter, sort, step, compare } = this;
+    const { filter, sort, compare } = this;
+    const chosen = this.chosen();
     const query = { filter: filter || undefined, sort: sort?.column, descending: sort?.descending };
     if (compare)
       return (offset, limit, signal) =>
-        api.tableJoin(this.project, { ...query, offset, limit, a_run: this.runId, a_key: this.key, a_step: step, b_run: compare.runId, b_key: compare.key, on: compare.on }, signal);
-    return (offset, limit, signal) => api.table(this.project, this.runId, this.key, { ...query, offset, limit, step }, signal);
+        api.tableJoin(
+          this.project,
+          { ...query, offset, limit, a_run: this.runId, a_key: this.key, a_step: chosen.step, a_version: chosen.version, b_run: compare.runId, b_key: compare.key, on: compare.on },
+          signal,
+        );
+    return (offset, limit, signal) => api.table(this.project, this.runId, this.key, { ...query, offset, limit, ...chosen }, signal);
   }
 
   /** The first page of the current query (and its groups, when grouped). */
@@ -278,7 +303,7 @@ export class TablePanel {
     return Promise.all([
       this.fetcher()(0, 200, new AbortController().signal),
       this.groupBy && !this.compare
-        ? api.tableGroups(this.project, this.runId, this.key, { by: this.groupBy, step: this.step, filter: this.filter || undefined, limit: 1000 })
+        ? api.tableGroups(this.project, this.runId, this.key, { by: this.groupBy, ...this.chosen(), filter: this.filter || undefined, limit: 1000 })
         : Promise.resolve(null),
     ]);
   }
@@ -303,24 +328,25 @@ export class TablePanel {
     this.showCount(first);
     await this.showChart(first);
     this.loaded++;
-    this.options.onState?.({ filter: this.filter, sort: this.sort, group: this.groupBy, step: this.step, compare: this.compare });
+    this.options.onState?.({ filter: this.filter, sort: this.sort, group: this.groupBy, version: this.version, step: this.step, compare: this.compare });
   }
 
   /** The chart the version shown was logged with, drawn from its rows (table-chart.ts); none
    * while comparing (the rows are a join) or when the table has none. */
   private async showChart(first: TableRows): Promise<void> {
-    const version = this.compare || !first.chart ? "" : `${first.step}`;
+    const version = this.compare || !first.chart ? "" : `${this.version ?? ""}:${first.step}`;
     if (version === this.chartFor) return;
     this.chartFor = version;
     const drawn = version && first.chart
-      ? await tableChart(this.project, this.runId, this.key, this.step, first.chart).catch(() => null)
+      ? await tableChart(this.project, this.runId, this.key, this.chosen(), first.chart).catch(() => null)
       : null;
     this.chart.replaceChildren(...(drawn ? [drawn] : []));
     this.chart.hidden = !drawn;
   }
 
   private showCount(first: TableRows): void {
-    const rows = this.versions.find((v) => v.step === first.step)?.rows;
+    const version = this.version;
+    const rows = (version !== null ? this.versions.find((v) => v.version === version) : this.versions.filter((v) => v.step === first.step).pop())?.rows;
     this.count.textContent = `${first.total.toLocaleString("en")} ${this.filter && rows !== undefined && !this.compare ? `of ${rows.toLocaleString("en")} ` : ""}rows` + (this.compare ? " joined" : "");
     this.el.dataset.total = String(first.total);
   }

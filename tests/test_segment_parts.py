@@ -3,6 +3,7 @@ S3 bucket (a real s3rver) and one PostgreSQL store, a run's parts (secondary wri
 uploaded through both. Each part is segments of its own, keyed by run and label, with the rules
 a part has on a server that keeps files: resends, offsets, labels and the per-run limit, checked
 across the two processes at once; the store shows every writer's data whichever process is asked.
+Media retention pruned through one process holds in the other (its retention beside the segments).
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def two(module_servers, postgres_url, s3rver, tmp_path_factory):
     shared = ("--logs", f"s3://{prefix}/logs", "--files", f"s3://{prefix}/files", *options,
               "--heartbeat-lapse", "600", "--max-parts-per-run", "3")
     base = tmp_path_factory.mktemp("segparts")
-    started = [module_servers(base / f"api{index}", store=url,
-                              extra=(*shared, "--artifacts", f"s3://{prefix}/artifacts")) for index in range(2)]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TRACKLET_ARTIFACT_PACK_SMALL", "0")  # each blob an S3 object of its own (a prune removes them)
+        started = [module_servers(base / f"api{index}", store=url,
+                                  extra=(*shared, "--artifacts", f"s3://{prefix}/artifacts")) for index in range(2)]
     yield started, prefix, url, options
     module_servers.stop_using(url)
     drop_database(postgres_url, name)
@@ -371,3 +374,107 @@ def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp
     assert second.copy_sizes(RunPaths(tmp_path, PROJECT, "cache"), ["w1", "W1"]) == {"w1": len(log)}
     assert likes == []
     engine.dispose()
+
+
+def test_media_retention_pruned_through_one_process_holds_in_the_other(tmp_path, two, s3rver):
+    """`tracklet media prune --url` on a --logs server: planned from every writer's segments (a
+    part's media too), each run's retention written beside its segments, so the other process's
+    media routes leave the retired items out as well (after at most segments.RETENTION_TTL); the
+    blobs only retired items name are removed from the bucket, not one another run or a table cell
+    names; retention only moves forward, also when both processes change it at once; and `admin
+    artifact-gc --logs` keeps every blob retention kept."""
+    import time
+
+    import numpy as np
+
+    from tracklet.artifacts.remote import UPLOAD_STATE_DIR
+    from tracklet.artifacts.storage import artifact_dir
+    from tracklet.client.sync import SyncClient
+
+    (one, other), prefix, url, options = two
+    root = tmp_path / "node"
+
+    def image(seed: int) -> tracklet.Image:
+        return tracklet.Image(np.random.default_rng(seed).integers(0, 256, (12, 10, 3), dtype=np.uint8))
+
+    # Run ra: its primary and its part r1 log "img" at steps 0-3. Run rb names ra's step 0 image
+    # (a media item) and the part's step 1 image (a table cell).
+    by_seed: dict[int, str] = {}  # ra's images' digests
+    for run_id, extra, seeds in (("ra", {}, [300, 301, 302, 303]), ("ra", {"primary": False, "label": "r1"},
+                                                                    [310, 311, 312, 313]), ("rb", {}, [300])):
+        run = tracklet.init(project="vis", id=run_id, reinit="create_new", settings={**QUIET, "dir": str(root), **extra})
+        for step, seed in enumerate(seeds):
+            run.log({"img": image(seed)}, step=step)
+        if run_id == "rb":
+            run.log({"cells": tracklet.Table(columns=["im"], data=[[image(311)]])}, step=1)
+        run.finish()
+        if run_id == "ra":
+            new = {item.step: item.digest for item in tracklet.Api(root).run("vis/ra").media("img")
+                   if item.digest not in by_seed.values()}
+            by_seed.update({seeds[step]: value for step, value in new.items()})
+    assert len(set(by_seed.values())) == 8
+    with SyncClient(one.url, blob_dir=artifact_dir(root), upload_state_dir=root / "cache" / UPLOAD_STATE_DIR) as client:
+        client.sync_run(RunPaths(root, "vis", "ra"))
+        client.sync_run(RunPaths(root, "vis", "ra", "r1"))
+    with SyncClient(other.url, blob_dir=artifact_dir(root), upload_state_dir=root / "cache" / UPLOAD_STATE_DIR) as client:
+        client.sync_run(RunPaths(root, "vis", "rb"))
+    s3 = s3_filesystem(s3rver)
+
+    def on_s3(seed: int) -> bool:
+        value = by_seed[seed]
+        return s3.exists(f"{prefix}/artifacts/blobs/sha256/{value[:2]}/{value}")
+
+    def steps(server, run_id: str) -> list[int]:
+        answer = httpx.get(f"{server.url}/api/v1/runs/vis/{run_id}/media", params={"key": "img"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return [entry["step"] for entry in answer.json()["media"]]
+
+    assert all(on_s3(seed) for seed in by_seed)
+    assert steps(other, "ra") == [0, 0, 1, 1, 2, 2, 3, 3]  # read (and held) by the other process before the prune
+
+    pruned = serverproc.cli("media", "prune", "vis", "--keep-last", "1", "--url", one.url, "--grace", "0",
+                            timeout=180)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "retired 6 media item(s)" in pruned.stdout and "removed 4 stored blob(s)" in pruned.stdout, pruned.stdout
+    assert steps(one, "ra") == [3, 3] and steps(one, "rb") == [0]
+    deadline = time.monotonic() + 60  # the other process reads the retention again within RETENTION_TTL
+    while steps(other, "ra") != [3, 3]:
+        assert time.monotonic() < deadline, steps(other, "ra")
+        time.sleep(0.2)
+    assert steps(other, "rb") == [0]
+    assert {seed: on_s3(seed) for seed in by_seed} == {300: True, 301: False, 302: False, 303: True,
+                                                        310: False, 311: True, 312: False, 313: True}
+    for seed, status in ((301, 404), (300, 404), (303, 200), (313, 200)):  # retired items aren't served
+        answer = httpx.get(f"{other.url}/api/v1/runs/vis/ra/media/{by_seed[seed]}", timeout=30)
+        assert answer.status_code == status, (seed, answer.text)
+    keys = httpx.get(f"{other.url}/api/v1/projects/vis/media/keys", params={"runs": "ra"}, timeout=30).json()
+    assert [(run["first_step"], run["items"]) for run in keys["keys"][0]["runs"]] == [(3, 2)]
+    assert s3.exists(f"{prefix}/logs/vis/ra/media-retention.json")  # beside the run's segments
+    assert not any((server.root / "projects").exists() for server in (one, other))
+
+    # Forward only, through either process, also when both change one run at once (none is lost).
+    moved = httpx.put(f"{other.url}/api/v1/runs/vis/ra/media/retention", json={"keys": {"img": 0}}, timeout=30)
+    assert moved.status_code == 200 and moved.json()["keys"] == {"img": 3}, moved.text
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda server=server, key=key: answers.append(httpx.put(
+        f"{server.url}/api/v1/runs/vis/ra/media/retention", json={"keys": {key: 1}}, timeout=30)))
+        for index in range(4) for server, key in ((one, f"a{index}"), (other, f"b{index}"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [answer.status_code for answer in answers] == [200] * 8
+    final = httpx.put(f"{one.url}/api/v1/runs/vis/ra/media/retention", json={"keys": {}}, timeout=30).json()
+    assert final["keys"] == {"img": 3, **{f"{side}{index}": 1 for side in "ab" for index in range(4)}}
+
+    again = httpx.post(f"{other.url}/api/v1/projects/vis/media/prune", json={"keep_last": 1, "grace_seconds": 0},
+                       timeout=180)
+    assert again.status_code == 200 and (again.json()["runs"], again.json()["blobs_removed"]) == ([], 0), again.text
+    collected = serverproc.cli("admin", "--store", url, "--dir", str(tmp_path / "admin"), "artifact-gc", "--grace",
+                               "0", "--artifacts", f"s3://{prefix}/artifacts", "--logs", f"s3://{prefix}/logs",
+                               *options, timeout=180)
+    assert collected.returncode == 0, collected.stderr
+    assert {seed: on_s3(seed) for seed in by_seed} == {300: True, 301: False, 302: False, 303: True,
+                                                        310: False, 311: True, 312: False, 313: True}
+    for run_id, seed in (("ra", 303), ("ra", 313), ("rb", 300)):
+        assert httpx.get(f"{other.url}/api/v1/runs/vis/{run_id}/media/{by_seed[seed]}", timeout=30).status_code == 200

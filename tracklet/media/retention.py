@@ -53,15 +53,37 @@ def read_cutoffs(run_dir: Path) -> dict[str, int]:
     file is an error: guessing would show retired items or hide kept ones."""
     path = Path(run_dir) / RETENTION_FILE
     try:
-        data = json.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ValueError(f"{path} can't be read ({error}): fix or remove it") from None
-    keys = data.get("keys") if isinstance(data, dict) else None
+    return parse_cutoffs(data, str(path))
+
+
+def parse_cutoffs(data: bytes, where: str) -> dict[str, int]:
+    """A retention file's cutoffs (``read_cutoffs``; ``where``: the file, for the error)."""
+    try:
+        parsed = json.loads(data)
+    except ValueError as error:
+        raise ValueError(f"{where} can't be read ({error}): fix or remove it") from None
+    keys = parsed.get("keys") if isinstance(parsed, dict) else None
     if not isinstance(keys, dict) or not all(isinstance(step, int) for step in keys.values()):
-        raise ValueError(f"{path} is not a media retention file")
+        raise ValueError(f"{where} is not a media retention file")
     return {str(key): int(step) for key, step in keys.items()}
+
+
+def cutoffs_bytes(cutoffs: dict[str, int], policy: dict[str, Any]) -> bytes:
+    """A retention file's contents."""
+    return json.dumps({"keys": cutoffs, "policy": policy, "time": time.time()}, indent=1).encode()
+
+
+def forward(before: dict[str, int], cutoffs: dict[str, int]) -> dict[str, int]:
+    """``before`` moved forward to ``cutoffs``: each key's first kept step the later of the two."""
+    merged = dict(before)
+    for key, step in cutoffs.items():
+        merged[key] = max(int(step), before.get(key, int(step)))
+    return merged
 
 
 def retained(messages: Iterable[Any], cutoffs: dict[str, int]) -> list[Any]:
@@ -96,12 +118,14 @@ class PruneReport:
 
 
 def plan(root: Path, project: str, keep_last: int | None = None, keys: Sequence[str] | None = None, *,
-         max_bytes: int | None = None) -> list[RunPrune]:
+         max_bytes: int | None = None, runs: Iterable[tuple[Any, dict[str, int]]] | None = None) -> list[RunPrune]:
     """For each run of ``project`` under data root ``root`` with media retired: what keeping the
     media of the last ``keep_last`` steps of each key (of ``keys``, or all) retires, and then, with
     ``max_bytes``, the oldest steps of those keys until the files they keep are at most that many
     bytes (``size_bytes`` as recorded: thumbnails and masks not counted); with what earlier prunes
-    retired (``newly_retired`` counts this one's)."""
+    retired (``newly_retired`` counts this one's). ``runs``: the project's runs as (paths whose
+    logs can be read, each key's first kept step so far) instead of those under ``root`` (a
+    server's segments, ``tracklet.server.media_retention``); each is read before the next is taken."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
 
@@ -110,28 +134,36 @@ def plan(root: Path, project: str, keep_last: int | None = None, keys: Sequence[
     if (keep_last is not None and keep_last < 0) or (max_bytes is not None and max_bytes < 0):
         raise ValueError(f"keep_last and max_bytes must be 0 or more; got {keep_last}, {max_bytes}")
     plans = []
-    for paths in iter_runs(Path(root), project):
-        messages = list(RecordedRun(paths)._read.media)
-        before = read_cutoffs(paths.run_dir)
-        cutoffs = dict(before)
-        steps: dict[str, set[int]] = collections.defaultdict(set)
-        for message in messages:
-            if keys is None or message.key in keys:
-                steps[message.key].add(message.step)
-        for key, logged in steps.items():
-            if keep_last is None:
-                continue
-            kept = sorted(logged)[-keep_last:] if keep_last else []
-            first_kept = kept[0] if kept else max(logged) + 1
-            cutoffs[key] = max(first_kept, before.get(key, first_kept))
-        if max_bytes is not None and steps:
-            _within_bytes(messages, steps, cutoffs, max_bytes)
-        retired = [m for m in messages if m.step < cutoffs.get(m.key, m.step)]
-        new = [m for m in retired if m.step >= before.get(m.key, m.step)]
-        if retired:  # (retired earlier only: its blobs may not have been removable then)
-            plans.append(RunPrune(project, paths.run_id, paths.run_dir, cutoffs, retired, len(new),
-                                  sum(m.size_bytes for m in new)))
+    for paths, before in (((paths, read_cutoffs(paths.run_dir)) for paths in iter_runs(Path(root), project))
+                          if runs is None else runs):
+        run = _plan_run(paths, before, keep_last, keys, max_bytes, RecordedRun)
+        if run is not None:
+            plans.append(run)
     return plans
+
+
+def _plan_run(paths: Any, before: dict[str, int], keep_last: int | None, keys: Sequence[str] | None,
+              max_bytes: int | None, recorded: Any) -> RunPrune | None:
+    messages = list(recorded(paths)._read.media)
+    cutoffs = dict(before)
+    steps: dict[str, set[int]] = collections.defaultdict(set)
+    for message in messages:
+        if keys is None or message.key in keys:
+            steps[message.key].add(message.step)
+    for key, logged in steps.items():
+        if keep_last is None:
+            continue
+        kept = sorted(logged)[-keep_last:] if keep_last else []
+        first_kept = kept[0] if kept else max(logged) + 1
+        cutoffs[key] = max(first_kept, before.get(key, first_kept))
+    if max_bytes is not None and steps:
+        _within_bytes(messages, steps, cutoffs, max_bytes)
+    retired = [m for m in messages if m.step < cutoffs.get(m.key, m.step)]
+    new = [m for m in retired if m.step >= before.get(m.key, m.step)]
+    if not retired:  # (retired earlier only: its blobs may not have been removable then)
+        return None
+    return RunPrune(paths.project, paths.run_id, paths.run_dir, cutoffs, retired, len(new),
+                    sum(m.size_bytes for m in new))
 
 
 def _within_bytes(messages: list[Any], steps: dict[str, set[int]], cutoffs: dict[str, int], max_bytes: int) -> None:
@@ -155,16 +187,23 @@ def _within_bytes(messages: list[Any], steps: dict[str, set[int]], cutoffs: dict
 
 
 def apply(root: Path, plans: list[RunPrune], *, keep_last: int | None = None, max_bytes: int | None = None,
-          remove_blobs: bool = True, store: Any = None) -> PruneReport:
+          remove_blobs: bool = True, store: Any = None, logs: Any = None) -> PruneReport:
     """Write each run's retention file, then remove the blobs only retired items name (see the
     module docstring for when that is safe) from ``store`` (the data root's own by default; a
-    server passes ``ServerMediaBlobs``)."""
+    server passes ``ServerMediaBlobs``). ``logs``: where the runs' logs and retention are when
+    not under ``root`` (a server's segments: ``tracklet.server.media_retention.SegmentRunLogs``,
+    which has ``write(run, policy)``, moving the run's retention forward, and ``seen(digests)``,
+    one pass over every run's logs: a ``LogsSeen``)."""
+    policy = {"keep_last": keep_last, "max_bytes": max_bytes}
     for run in plans:
         if run.newly_retired:
-            _write_cutoffs(run.run_dir, run.cutoffs, {"keep_last": keep_last, "max_bytes": max_bytes})
+            if logs is not None:
+                logs.write(run, policy)
+            else:
+                _write_cutoffs(run.run_dir, run.cutoffs, policy)
     report = PruneReport(plans)
     if remove_blobs and plans:
-        _remove_blobs(Path(root), report, store)
+        _remove_blobs(Path(root), report, store, logs)
     return report
 
 
@@ -173,9 +212,7 @@ def merge_cutoffs(run_dir: Path, cutoffs: dict[str, int], policy: dict[str, Any]
     sends a run's), never back: each key's first kept step becomes the later of the two. Returns
     the cutoffs now in force; writes the file only when one moved."""
     before = read_cutoffs(run_dir)
-    merged = dict(before)
-    for key, step in cutoffs.items():
-        merged[key] = max(int(step), before.get(key, int(step)))
+    merged = forward(before, cutoffs)
     if merged != before:
         _write_cutoffs(Path(run_dir), merged, policy)
     return merged
@@ -184,7 +221,7 @@ def merge_cutoffs(run_dir: Path, cutoffs: dict[str, int], policy: dict[str, Any]
 def _write_cutoffs(run_dir: Path, cutoffs: dict[str, int], policy: dict[str, Any]) -> None:
     path = run_dir / RETENTION_FILE
     temporary = path.with_name(f".{RETENTION_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"keys": cutoffs, "policy": policy, "time": time.time()}, indent=1))
+    temporary.write_bytes(cutoffs_bytes(cutoffs, policy))
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
@@ -261,22 +298,30 @@ class LocalBlobs:
         restore_blobs_set_aside(self.blobs)
 
 
-def _remove_blobs(root: Path, report: PruneReport, store: Any = None) -> None:
+def _remove_blobs(root: Path, report: PruneReport, store: Any = None, logs: Any = None) -> None:
     """Remove the blobs only ``report``'s retired items name (the module docstring's rules) from
-    ``store`` (``LocalBlobs`` of ``root`` by default; a server passes its own)."""
+    ``store`` (``LocalBlobs`` of ``root`` by default; a server passes its own), the runs' logs
+    read under ``root`` or through ``logs`` (``apply``)."""
     store = LocalBlobs(root) if store is None else store
     report.blobs_note = store.refusal()
     if report.blobs_note:
         return
     if not isinstance(store, LocalBlobs):
-        running = _running_runs(root)
+        seen = None
+        if logs is not None:  # one pass over every run's logs: running runs, digests named, tables
+            try:
+                seen = logs.seen(set(_wanted(report)))
+            except (OSError, ValueError, RuntimeError) as error:
+                report.blobs_note = f"blobs kept: {error}"
+                return
+        running = seen.running if seen is not None else _running_runs(root)
         if running and hasattr(store, "while_running"):  # a server's: it re-checks uploads (server/media_retention.py)
             store.while_running(running[0])
         elif running:
             report.blobs_note = (f"blobs kept: run {running[0]} is still running (it may be storing the same "
                                  "bytes); prune again when no run is")
             return
-        _remove_named_only_by_retired(root, report, store)
+        _remove_named_only_by_retired(root, report, store, seen)
         return
     from tracklet.artifacts.gc import CLOCK_SLACK_SECONDS, _running_since
     from tracklet.artifacts.storage import store_lock
@@ -292,17 +337,32 @@ def _remove_blobs(root: Path, report: PruneReport, store: Any = None) -> None:
         report.blobs_kept_running = store.kept_since
 
 
-def _remove_named_only_by_retired(root: Path, report: PruneReport, store: Any) -> None:
+def _wanted(report: PruneReport) -> collections.Counter[str]:
+    """How many times the retired items name each blob."""
     wanted: collections.Counter[str] = collections.Counter()
     for run in report.runs:
         for message in run.retired:
             wanted.update(_digests_of(message))
+    return wanted
+
+
+@dataclasses.dataclass
+class LogsSeen:
+    """What one pass over every run's logs found (``runs_seen``)."""
+
+    running: list[str]  # the runs running (``_running_runs``)
+    named: collections.Counter[str]  # how many times the logs name each digest asked
+    fragments: set[str]  # every table fragment of every run
+
+
+def _remove_named_only_by_retired(root: Path, report: PruneReport, store: Any, seen: LogsSeen | None = None) -> None:
+    wanted = _wanted(report)
     try:
-        named = _times_named_in_logs(root, set(wanted))
+        named = _times_named_in_logs(root, set(wanted)) if seen is None else seen.named
         shared = {digest for digest, count in wanted.items() if named.get(digest, 0) != count}
         candidates = set(wanted) - shared
         candidates -= store.artifact_references(candidates)
-        candidates -= _table_cell_digests(root, store)
+        candidates -= (_table_cell_digests(root, store) if seen is None else cell_digests(seen.fragments, store))
     except (OSError, ValueError, RuntimeError) as error:
         report.blobs_note = f"blobs kept: {error}"
         return
@@ -316,20 +376,42 @@ def _remove_named_only_by_retired(root: Path, report: PruneReport, store: Any) -
 
 
 def _running_runs(root: Path) -> list[str]:
-    from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_run_logs
+
+    return [f"{paths.project}/{paths.run_id}" for paths, logs in iter_run_logs(root) if _is_running(paths, logs)]
+
+
+def _is_running(paths: Any, logs: list[Any]) -> bool:
+    """Whether the run of ``paths`` (its logs: ``logs``) is running."""
+    from tracklet.core.api import RecordedRun
     from tracklet.core.recordlog import writer_alive
 
-    running = []
-    for paths, logs in iter_run_logs(root):
-        if logs[0].part is not None:  # a shared run whose primary hasn't started: running while a part's writer is
-            if any(writer_alive(part.log_file) is not False for part in logs):
-                running.append(f"{paths.project}/{paths.run_id}")
+    if logs[0].part is not None:  # a shared run whose primary hasn't started: running while a part's writer is
+        return any(writer_alive(part.log_file) is not False for part in logs)
+    run = RecordedRun(paths)  # a shared run runs while any of its writers does
+    return run.state == "running" or any(part.get("state") == "running" for part in run.parts.values())
+
+
+def runs_seen(runs: Iterable[tuple[Any, Any]], digests: set[str]) -> LogsSeen:
+    """One pass over ``runs`` (each run's paths and what returns its logs' paths, read before the
+    next run is taken: ``tracklet.server.media_retention._segment_run_logs``): the runs running,
+    how many times their logs name each of ``digests``, and their tables' fragments."""
+    from tracklet.core.api import RecordedRun
+
+    seen = LogsSeen([], collections.Counter(), set())
+    wanted = {digest.encode() for digest in digests}
+    for paths, fetch in runs:
+        logs = fetch()
+        if not logs:
             continue
-        run = RecordedRun(paths)  # a shared run runs while any of its writers does
-        if run.state == "running" or any(part.get("state") == "running" for part in run.parts.values()):
-            running.append(f"{paths.project}/{paths.run_id}")
-    return running
+        if _is_running(paths, logs):
+            seen.running.append(f"{paths.project}/{paths.run_id}")
+        for log in logs:
+            _count_named(log.log_file, wanted, seen.named)
+        for read in [paths] if logs[0].part is None else logs:  # as ``run_tables``
+            seen.fragments.update(fragment.digest for record in RecordedRun(read)._read.tables
+                                  for fragment in record.fragments)
+    return seen
 
 
 def _times_named_in_logs(root: Path, digests: set[str]) -> dict[str, int]:
@@ -342,20 +424,27 @@ def _times_named_in_logs(root: Path, digests: set[str]) -> dict[str, int]:
     if not digests:
         return counts
     wanted = {digest.encode() for digest in digests}
+    for paths in iter_logs(root):  # a shared run's parts name blobs too (docs/shared-runs.md)
+        _count_named(paths.log_file, wanted, counts)
+    return counts
+
+
+def _count_named(log_file: Path, wanted: set[bytes], counts: collections.Counter[str]) -> None:
+    """Add to ``counts`` how many times the log names each of ``wanted`` (``_times_named_in_logs``)."""
+    if not wanted:
+        return
 
     def named(data: bytes) -> collections.Counter[bytes]:
         return collections.Counter(match for match in _DIGEST.findall(data) if match in wanted)
 
-    for paths in iter_logs(root):  # a shared run's parts name blobs too (docs/shared-runs.md)
-        with open(paths.log_file, "rb") as handle:  # OSError: nothing is removed
-            tail = b""
-            while block := handle.read(16 << 20):
-                data = tail + block
-                found = named(data)
-                found.subtract(named(tail))
-                counts.update({digest.decode(): count for digest, count in found.items() if count > 0})
-                tail = data[-63:]
-    return counts
+    with open(log_file, "rb") as handle:  # OSError: nothing is removed
+        tail = b""
+        while block := handle.read(16 << 20):
+            data = tail + block
+            found = named(data)
+            found.subtract(named(tail))
+            counts.update({digest.decode(): count for digest, count in found.items() if count > 0})
+            tail = data[-63:]
 
 
 def _artifact_references(root: Path, digests: set[str]) -> set[str]:

@@ -261,6 +261,26 @@ class LogCopies:
         """400 when another part of the run has a label that differs from ``part`` in case only."""
         check_label(run_paths(self.root, project, run_id, part))
 
+    # A run's media retention (docs/media.md, "Retention"): its media-retention.json beside its log.
+    # SegmentCopies has the same three methods, for its copies in shared storage.
+
+    def has_log(self, project: str, run_id: str) -> bool:
+        """Whether the run's own log is here."""
+        return run_paths(self.root, project, run_id).log_file.is_file()
+
+    def media_cutoffs(self, project: str, run_id: str) -> dict[str, int]:
+        """Each media key's first kept step (``retention.read_cutoffs``: ValueError for a damaged file)."""
+        from tracklet.media.retention import read_cutoffs
+
+        return read_cutoffs(run_paths(self.root, project, run_id).run_dir)
+
+    def merge_media_cutoffs(self, project: str, run_id: str, cutoffs: dict[str, int],
+                            policy: dict[str, Any]) -> dict[str, int]:
+        """Move the run's retention forward to ``cutoffs`` (``retention.merge_cutoffs``); the cutoffs now in force."""
+        from tracklet.media.retention import merge_cutoffs
+
+        return merge_cutoffs(run_paths(self.root, project, run_id).run_dir, cutoffs, policy)
+
     def offset(self, project: str, run_id: str, part: str | None = None) -> int:
         """Where the client resumes: the size of the stored copy (of the run's part ``part``),
         0 when the run is unknown."""

@@ -25,6 +25,14 @@ s3://...``), where a blob belongs to the projects holding a grant of it (``artif
 - a blob no project ever held (written into the server's data root by a run recorded there, not
   uploaded: nothing to re-check) is kept while any run of the server is running (``running``).
 
+On a server whose logs are segments in shared storage (``--logs``, ``segments.SegmentCopies``:
+several processes, each with its own ``--dir``), ``SegmentRunLogs`` stands for the data root's
+logs and retention files: the plan reads each of the project's runs (its own log and its parts')
+from the segments, one run at a time in a scratch copy under the process's ``--dir``; each run's
+retention is moved forward in the object beside its segments (``SegmentCopies.merge_media_cutoffs``),
+which every process's media routes read; and the blob rules above take the running runs, the
+digests named and the tables from one pass over every run's segments.
+
 ``media_references`` is what ``tracklet admin artifact-gc`` keeps for runs: the blobs the runs of
 each project name (media, tables and their cells, spans), which are granted like artifact files
 but referenced by no artifact version.
@@ -118,17 +126,49 @@ class ServerMediaBlobs:
 
 def prune(root: Path, artifacts: ServerArtifacts, store: Store, project: str, *, keep_last: int | None,
           max_bytes: int | None, keys: list[str] | None, dry_run: bool, keep_blobs: bool,
-          grace: float = DEFAULT_GRACE) -> tuple[Any, ServerMediaBlobs]:
+          grace: float = DEFAULT_GRACE, logs: Any = None) -> tuple[Any, ServerMediaBlobs]:
     """``tracklet media prune`` on the server's data root ``root`` for ``project`` (see the module):
-    the plans (``retention.RunPrune``) and, unless ``dry_run``, the ``PruneReport``."""
+    the plans (``retention.RunPrune``) and, unless ``dry_run``, the ``PruneReport``. ``logs``: the
+    server's ``SegmentCopies`` when its logs are segments (``--logs``)."""
     from tracklet.media import retention
 
-    plans = retention.plan(root, project, keep_last, keys, max_bytes=max_bytes)
+    source = None if logs is None else SegmentRunLogs(logs, Path(root))
+    plans = retention.plan(root, project, keep_last, keys, max_bytes=max_bytes,
+                           runs=None if source is None else source.runs(project))
     blobs = ServerMediaBlobs(artifacts, store, project, grace)
     if dry_run:
         return retention.PruneReport(plans), blobs
     return retention.apply(root, plans, keep_last=keep_last, max_bytes=max_bytes, remove_blobs=not keep_blobs,
-                           store=blobs), blobs
+                           store=blobs, logs=source), blobs
+
+
+class SegmentRunLogs:
+    """A ``--logs`` server's runs for ``retention`` (see the module): their logs read from the
+    segments (``copies``, a ``SegmentCopies``) into scratch copies under ``root``, their retention
+    the objects beside the segments."""
+
+    def __init__(self, copies: Any, root: Path) -> None:
+        self.copies = copies
+        self.root = root
+
+    def runs(self, project: str) -> Iterator[tuple[Any, dict[str, int]]]:
+        """``retention.plan``'s runs: each of ``project``'s runs with a log of its own (a part's
+        whose primary hasn't arrived waits for it, as under a data root), its parts beside it, and
+        its retention now. A damaged retention object stops the prune (ValueError), as a file does."""
+        for paths, fetch in _segment_run_logs(self.copies, self.root, project):
+            logs = fetch()
+            if logs and logs[0].part is None:
+                yield paths, self.copies.media_cutoffs(project, paths.run_id, fresh=True)
+
+    def write(self, run: Any, policy: dict[str, Any]) -> None:
+        """Move ``run``'s (a ``retention.RunPrune``) retention forward to its cutoffs."""
+        self.copies.merge_media_cutoffs(run.project, run.run_id, run.cutoffs, policy)
+
+    def seen(self, digests: set[str]) -> Any:
+        """``retention.runs_seen`` over every run's segments (every project's, every writer's)."""
+        from tracklet.media.retention import runs_seen
+
+        return runs_seen(_segment_run_logs(self.copies, self.root), digests)
 
 
 def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None,
@@ -184,10 +224,11 @@ def _run_references(paths: Any, logs: list[Any], reader: ServerMediaBlobs, names
         names |= cell_digests(fragments, reader)
 
 
-def _segment_run_logs(logs: Any, root: Path) -> Iterator[tuple[Any, Callable[[], list[Any]]]]:
-    """``iter_run_logs`` of a server's segment copies: each run's paths, and what copies its logs
-    into a scratch data root under ``root`` (one run's at a time, removed before the next run's)
-    and returns their paths there."""
+def _segment_run_logs(logs: Any, root: Path, project: str | None = None
+                      ) -> Iterator[tuple[Any, Callable[[], list[Any]]]]:
+    """``iter_run_logs`` of a server's segment copies (of ``project``'s runs, or all): each run's
+    paths, and what copies its logs into a scratch data root under ``root`` (one run's at a time,
+    removed before the next run's) and returns their paths there."""
     import shutil
     import tempfile
 
@@ -195,6 +236,8 @@ def _segment_run_logs(logs: Any, root: Path) -> Iterator[tuple[Any, Callable[[],
 
     root.mkdir(parents=True, exist_ok=True)
     for run, copies in logs.run_logs():
+        if project is not None and run.project != project:
+            continue
         scratch = Path(tempfile.mkdtemp(prefix=".gc-logs-", dir=root))
         local = RunPaths(scratch, run.project, run.run_id)
 

@@ -19,7 +19,6 @@ from fastapi import HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from tracklet.media.retention import merge_cutoffs, read_cutoffs
 from tracklet.server.auth import requires
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
@@ -89,12 +88,13 @@ def _rows(request: Request, project: str, run_id: str, key: str | None, digest: 
     """The run's media rows (``key``'s; with ``digest``, only those that may name it), less those
     a retention policy retired."""
     app = request.app.state.tracklet
-    paths = run_paths(app.root, project, run_id)  # 400 for a bad name
+    run_paths(app.root, project, run_id)  # 400 for a bad name
     if app.store.run(project, run_id, fields=("run_id",)) is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
     rows = list(app.store.media(project, run_id, key) if digest is None else app.store.media_naming(project, run_id, digest))
     try:  # a retention policy applied to the run (`tracklet media prune`): its retired items are left out
-        cutoffs = read_cutoffs(paths.run_dir)
+        # (beside its log; on a --logs server beside its segments, read again after segments.RETENTION_TTL)
+        cutoffs = app.copies.media_cutoffs(project, run_id)
     except ValueError:  # a damaged policy file: everything, as logged (the read API names the file)
         cutoffs = {}
     cutoffs = {app.store.media_key(key): step for key, step in cutoffs.items()}  # as logged; rows: as stored
@@ -173,14 +173,14 @@ def put_media_retention(request: Request, project: str, run_id: str, body: Media
     retired items leave the media list; their blobs go with the next `POST
     /api/v1/projects/{project}/media/prune` on the server."""
     app = request.app.state.tracklet
-    paths = run_paths(app.root, project, run_id)
-    if app.store.run(project, run_id, fields=("run_id",)) is None or not paths.log_file.is_file():
+    run_paths(app.root, project, run_id)  # 400 for a bad name
+    if app.store.run(project, run_id, fields=("run_id",)) is None or not app.copies.has_log(project, run_id):
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server: sync its log first")
     if any(step < 0 or step > INT64_MAX + 1 or len(key) > 1024 for key, step in body.keys.items()):
         raise HTTPException(status_code=400, detail="retention keys are media keys (at most 1,024 characters) "
                             "mapped to a first kept step from 0 to 2**63 (past every step: the key retired whole)")
     try:
-        merged = merge_cutoffs(paths.run_dir, body.keys, body.policy)
+        merged = app.copies.merge_media_cutoffs(project, run_id, body.keys, body.policy)
     except ValueError as error:  # the server's own file is damaged
         raise HTTPException(status_code=400, detail=str(error)) from None
     return MediaRetention(keys=merged, policy=body.policy)
@@ -224,13 +224,15 @@ def prune_media(request: Request, project: str, body: MediaPruneRequest) -> Medi
     nothing else names: no kept item, run, table cell or artifact version, and no other
     project's grant (docs/media.md, "Retention"). Needs `admin` on the project."""
     from tracklet.server.media_retention import prune
+    from tracklet.server.segments import SegmentCopies
 
     app = request.app.state.tracklet  # the guard checked `admin` (requires)
     if body.keep_last is None and body.max_bytes is None:
         raise HTTPException(status_code=400, detail="say what to keep: keep_last, max_bytes, or both")
     report, blobs = prune(app.root, app.artifacts, app.store, project, keep_last=body.keep_last,
                           max_bytes=body.max_bytes, keys=body.keys, dry_run=body.dry_run, keep_blobs=body.keep_blobs,
-                          grace=body.grace_seconds)
+                          grace=body.grace_seconds,
+                          logs=app.copies if isinstance(app.copies, SegmentCopies) else None)
     runs = [MediaPruneRun(run_id=run.run_id, retired=run.newly_retired, retired_bytes=run.newly_retired_bytes,
                           kept_from=run.cutoffs) for run in report.runs if run.newly_retired]
     return MediaPruneResponse(runs=runs, blobs_removed=report.blobs_removed, bytes_freed=report.bytes_freed,

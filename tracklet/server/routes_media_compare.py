@@ -16,7 +16,6 @@ from __future__ import annotations
 from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel
 
-from tracklet.media.retention import read_cutoffs
 from tracklet.server.body import bounded_router
 from tracklet.server.logs import run_paths
 from tracklet.server.models import INT64_MAX, JsonStep, errors
@@ -83,9 +82,9 @@ def _run_ids(request: Request, project: str, runs: str) -> tuple[list[str], dict
     run_ids = _names(runs, "runs", MAX_RUNS, "3k2j9x,8fh2k1")
     retired = {}
     for run_id in run_ids:
-        paths = run_paths(app.root, project, run_id)  # 400 for a bad name
+        run_paths(app.root, project, run_id)  # 400 for a bad name
         try:
-            cutoffs = read_cutoffs(paths.run_dir)
+            cutoffs = app.copies.media_cutoffs(project, run_id)
         except ValueError:  # a damaged policy file: everything, as the per-run route answers
             cutoffs = {}
         if cutoffs:

@@ -19,6 +19,13 @@ appends lock its own head row. Creating a part (its first bytes) also locks the 
 (the lock order: a part's, then its run's, as ``LogCopies``), so two labels that differ only in
 case, or the parts past ``max_parts``, can't race in through two processes.
 
+A run's media retention (``tracklet media prune``, docs/media.md) is an object beside its
+segments, ``<location>/<project>/<run_id>/media-retention.json`` (the file a data root keeps in
+the run's directory), so every process reads the same: each process re-reads it when its copy is
+older than ``RETENTION_TTL`` seconds (the media routes ask on every request), and a change moves
+it forward only, under a PostgreSQL advisory lock of the run (two prunes through two processes
+can't take a key's first kept step back).
+
 The class is also the ``LogSource`` the indexer reads (``tracklet/store/logsource.py``): the
 runs are the heads, a run's bytes are its segments, its parts the heads keyed under it, and a
 copy is alive while its head moved within the heartbeat lapse.
@@ -27,6 +34,7 @@ copy is alive while its head moved within the heartbeat lapse.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -44,6 +52,9 @@ from tracklet.server.logs import (MAX_PARTS_PER_RUN, AppendResult, BadRequest, K
                                   new_tail, run_paths)
 from tracklet.server.schema import log_heads, log_segments, migrate
 from tracklet.store.logsource import read_window
+
+RETENTION_TTL = 2.0  # seconds a process answers from its copy of a run's media retention
+_RETENTION_CACHED = 4096  # runs whose retention a process holds at most
 
 
 VERIFIED_KEPT = 1 << 16  # parts whose label check a process keeps (about 100 bytes each)
@@ -76,6 +87,9 @@ class SegmentCopies:
         # run's head row lock after the label was checked, so while it holds them (heads are never
         # removed) no label that differs from it only in case is ever stored. Bounded: the oldest go.
         self._verified: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # (project, run_id) -> (when read, the retention object's bytes or None): RETENTION_TTL
+        self._retention: OrderedDict[tuple[str, str], tuple[float, bytes | None]] = OrderedDict()
+        self._retention_guard = threading.Lock()
 
     def _key(self, project: str, copy: str, offset: int) -> str:
         """The object of a copy's segment at ``offset`` (``copy``: a run id, or ``<run_id>/<label>``)."""
@@ -238,6 +252,79 @@ class SegmentCopies:
             raise RuntimeError(f"{project}/{run_id}: the segments of bytes [{start}, {end}) hold {len(data)} bytes; "
                                f"an object under {self.base} is missing or truncated")
         return data
+
+    # ------------------------------------------------------------------ media retention
+
+    def has_log(self, project: str, run_id: str) -> bool:
+        """Whether the run's own log holds bytes."""
+        return self.offset(project, run_id) > 0
+
+    def retention_key(self, project: str, run_id: str) -> str:
+        """The object holding the run's media retention (beside its segments)."""
+        from tracklet.media.retention import RETENTION_FILE
+
+        run_paths(self.root, project, run_id)  # 400 for a bad name
+        return f"{self._dir(project, run_id)}/{RETENTION_FILE}"
+
+    def _retention_bytes(self, project: str, run_id: str, *, fresh: bool = False) -> bytes | None:
+        """The retention object's bytes (None: none), from this process's copy when it is younger
+        than ``RETENTION_TTL`` seconds (``fresh``: read now)."""
+        key = (project, run_id)
+        now = time.monotonic()
+        with self._retention_guard:
+            cached = self._retention.get(key)
+        if cached is not None and not fresh and now - cached[0] < RETENTION_TTL:
+            return cached[1]
+        try:
+            data: bytes | None = bytes(self.fs.cat_file(self.retention_key(project, run_id)))
+        except FileNotFoundError:
+            data = None
+        self._remember(key, now, data)
+        return data
+
+    def _remember(self, key: tuple[str, str], when: float, data: bytes | None) -> None:
+        with self._retention_guard:
+            self._retention[key] = (when, data)
+            self._retention.move_to_end(key)
+            while len(self._retention) > _RETENTION_CACHED:
+                self._retention.popitem(last=False)
+
+    def media_cutoffs(self, project: str, run_id: str, *, fresh: bool = False) -> dict[str, int]:
+        """Each media key's first kept step in the run (empty without a policy applied), at most
+        ``RETENTION_TTL`` seconds old (``fresh``: read now). ValueError for a damaged object;
+        OSError when the storage can't be read."""
+        from tracklet.media.retention import parse_cutoffs
+
+        data = self._retention_bytes(project, run_id, fresh=fresh)
+        return {} if data is None else parse_cutoffs(data, self.retention_key(project, run_id))
+
+    def merge_media_cutoffs(self, project: str, run_id: str, cutoffs: dict[str, int],
+                            policy: dict[str, Any]) -> dict[str, int]:
+        """Move the run's retention forward to ``cutoffs`` (each key's first kept step the later
+        of the stored and the given), holding the run's advisory lock so that no other process's
+        change is lost; the cutoffs now in force. Written only when one moved: one PUT (an object
+        store's is all or nothing; a mounted directory's is a rename)."""
+        from tracklet.media.retention import cutoffs_bytes, forward, parse_cutoffs
+
+        name = f"tracklet media retention\0{project}\0{run_id}".encode()
+        lock = int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
+        key = self.retention_key(project, run_id)
+        with self.engine.begin() as connection:
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+            data = self._retention_bytes(project, run_id, fresh=True)
+            before = {} if data is None else parse_cutoffs(data, key)
+            merged = forward(before, cutoffs)
+            if merged != before:
+                written = cutoffs_bytes(merged, policy)
+                if self._local:
+                    self.fs.makedirs(self._dir(project, run_id), exist_ok=True)
+                    temporary = f"{key}.{time.time_ns()}.tmp"
+                    self.fs.pipe_file(temporary, written)
+                    self.fs.mv(temporary, key)
+                else:
+                    self.fs.pipe_file(key, written)
+                self._remember((project, run_id), time.monotonic(), written)
+        return merged
 
     # ------------------------------------------------------------------ the indexer's LogSource
 

@@ -450,7 +450,7 @@ import sys, time
 import tracklet
 from tracklet.artifacts.registry import LocalRegistry
 
-def killed_before_the_version_is_written(self, info, aliases):
+def killed_before_the_version_is_written(self, info, aliases, **options):
     print("committing", flush=True)  # every blob, chunk and pack is written; the version file is not
     time.sleep(600)
 

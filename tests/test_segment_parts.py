@@ -332,7 +332,7 @@ def test_histograms_and_values_read_every_writers_segments(tmp_path, two):
     sharedvalues.check(other.url, tmp_path, PROJECT, "vals")
 
 
-def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp_path, two):
+def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp_path, postgres_url):
     """On a --logs server a part's label check (every run's part heads, a LIKE query PostgreSQL
     can't serve from the key's index under a non-C collation) is asked once per process for a
     part that holds bytes: its offsets and reads after that ask nothing more; a label that differs
@@ -345,8 +345,15 @@ def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp
     from tracklet.server.logs import BadRequest
     from tracklet.server.segments import SegmentCopies
 
-    _, _, url, _ = two
-    engine = sa.create_engine(url)
+    from pgcluster import create_database, drop_database
+
+    # A database of its own: these copies' segments are local files, which the module's servers
+    # (a prune, a collection: every run's segments) would look for in their bucket.
+    from tracklet.store import Store
+
+    name = f"seglabels{os.getpid()}"
+    store = Store(create_database(postgres_url, name), root=tmp_path / "store")  # the tables the server's build on
+    engine = store.engine
     likes: list[str] = []
     sa.event.listen(engine, "before_cursor_execute",
                     lambda conn, cursor, statement, *rest: likes.append(statement) if " LIKE " in statement else None)
@@ -373,7 +380,8 @@ def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp
     likes.clear()
     assert second.copy_sizes(RunPaths(tmp_path, PROJECT, "cache"), ["w1", "W1"]) == {"w1": len(log)}
     assert likes == []
-    engine.dispose()
+    store.close()
+    drop_database(postgres_url, name)
 
 
 def test_media_retention_pruned_through_one_process_holds_in_the_other(tmp_path, two, s3rver):

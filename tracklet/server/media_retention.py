@@ -246,9 +246,14 @@ def _segment_run_logs(logs: Any, root: Path, project: str | None = None
             for copy in copies:
                 target = local if copy.part is None else local.part_paths(copy.part)
                 target.log_file.parent.mkdir(parents=True, exist_ok=True)
-                with open(target.log_file, "wb") as handle:
-                    for block in logs.iter_bytes(copy):
-                        handle.write(block)
+                try:
+                    with open(target.log_file, "wb") as handle:
+                        for block in logs.iter_bytes(copy):
+                            handle.write(block)
+                except OSError as error:  # named: one run's missing segment keeps every blob
+                    label = f" (part {copy.part})" if copy.part is not None else ""
+                    raise OSError(f"the log segments of run {copy.project}/{copy.run_id}{label} can't be read "
+                                  f"from {logs.location(copy)}: {error}") from error
                 here.append(target)
             return here
 

@@ -99,6 +99,26 @@ def test_a_commit_is_answered_as_it_was_until_its_version_is_deleted(registry):
         assert _commits(registry.engine) == {} and _alias_rows(registry.engine) == []
 
 
+def test_a_commit_sent_again_is_found_by_its_primary_key(store):
+    """The lookup of a commit sent again reads ``artifact_commits``' primary key (PostgreSQL's plan,
+    with statistics of a collection's 300 commits; scans discouraged, as the table is small), not
+    every commit of the collection."""
+    from tracklet.server.artifact_registry_sql import SqlRegistry, recorded_commit
+
+    server_schema.migrate(store.engine)
+    SqlRegistry(store.engine).commit(_info(b"one", A, "p/a"), [], by_commit_id=True)
+    with store.engine.begin() as connection:
+        connection.execute(artifact_commits.insert(), [
+            {"project": "p", "name": "ds", "commit_id": f"{n:032x}", "version": 0, "logged_by": "p/a",
+             "created_at": 1.0} for n in range(300)])
+        connection.exec_driver_sql("ANALYZE artifact_commits")
+    query = recorded_commit("p", "ds", A).compile(store.engine, compile_kwargs={"literal_binds": True})
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(connection.exec_driver_sql(f"EXPLAIN {query}").scalars())
+    assert "artifact_commits_pkey" in plan and "Seq Scan" not in plan, plan
+
+
 def test_a_database_at_s0022_has_its_commit_rows_moved_and_back(store):
     """Server migration s0023 on a PostgreSQL database written by s0022's server: its versions' ids
     and its ``#commit:<id>`` alias rows become ``artifact_commits`` rows, answered as before (a no-op

@@ -41,6 +41,14 @@ _FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "c
            "commit_id")
 
 
+def recorded_commit(project: str, name: str, commit_id: str) -> sa.Select:
+    """The ``artifact_commits`` row of the commit ``commit_id`` to ``project/name`` (version,
+    logged_by), by its primary key."""
+    table = artifact_commits
+    return sa.select(table.c.version, table.c.logged_by).where(
+        table.c.project == project, table.c.name == name, table.c.commit_id == commit_id)
+
+
 class SqlRegistry:
     """Versions and aliases of artifact collections in the server's database (see the module)."""
 
@@ -149,9 +157,7 @@ class SqlRegistry:
             self._begin(connection, info.project, info.name)
             recorded = None
             if by_commit_id and info.commit_id is not None:
-                recorded = connection.execute(sa.select(artifact_commits.c.version, artifact_commits.c.logged_by).where(
-                    artifact_commits.c.project == info.project, artifact_commits.c.name == info.name,
-                    artifact_commits.c.commit_id == info.commit_id)).first()
+                recorded = connection.execute(recorded_commit(info.project, info.name, info.commit_id)).first()
                 if recorded is not None and recorded.logged_by in (None, info.logged_by):
                     # the same commit, sent again: the version it answered (its row goes with it)
                     self._move_aliases(connection, info.project, info.name, recorded.version, custom)

@@ -12,6 +12,10 @@ sender of the id, as the row was) into the table, and deletes those rows from ar
 looked up. The downgrade writes the ids that made no version (no version of the collection has
 them) back as ``#commit:<id>`` rows and drops the table; the versions' ids are in their column.
 
+The rows go with their version by a foreign key (ON DELETE CASCADE). On SQLite (whose server keeps
+its commit ids in files, leaving this table empty) a later batch migration that copies
+``artifact_versions`` anew drops the old table, which deletes these rows too while foreign keys are on.
+
 Revision ID: s0023
 Revises: s0022
 """

@@ -12,6 +12,7 @@ End to end through real servers: tests/test_artifacts_incremental_online.py.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,16 +26,17 @@ from tracklet.server.schema import artifact_aliases, artifact_commits
 A, B, C, D, E, F = (letter * 32 for letter in "abcdef")
 
 
-def _info(content: bytes, commit_id: str, run: str | None) -> VersionInfo:
+def _info(content: bytes, commit_id: str, run: str | None, name: str = "ds") -> VersionInfo:
     digest = hashlib.sha256(content).hexdigest()
-    return VersionInfo(project="p", name="ds", version=-1, type="dataset", digest=digest, manifest=digest,
+    return VersionInfo(project="p", name=name, version=-1, type="dataset", digest=digest, manifest=digest,
                        size=len(content), file_count=1, logged_by=run, commit_id=commit_id)
 
 
 def _commits(engine: sa.Engine) -> dict[str, tuple]:
+    """Collection p/ds's commit ids: (version, logged_by, whether created_at is known)."""
     with engine.connect() as connection:
         return {row.commit_id: (row.version, row.logged_by, row.created_at is not None)
-                for row in connection.execute(sa.select(artifact_commits))}
+                for row in connection.execute(sa.select(artifact_commits).where(artifact_commits.c.name == "ds"))}
 
 
 def _alias_rows(engine: sa.Engine) -> list[tuple[str, int]]:
@@ -44,10 +46,27 @@ def _alias_rows(engine: sa.Engine) -> list[tuple[str, int]]:
 
 @pytest.fixture
 def store(pg_url: str, tmp_path: Path) -> Iterator:
+    """A new database, the store's tables only (its server tables migrated by the test)."""
     from tracklet.store import Store
 
     with Store(pg_url, root=tmp_path) as opened:
         yield opened
+
+
+@pytest.fixture(scope="module")
+def head_store(postgres_url: str, tmp_path_factory) -> Iterator:
+    """A database of the session's cluster at the server's head, shared by the module's tests
+    (each its own collection, or one it deletes at its end)."""
+    from pgcluster import create_database, drop_database
+
+    from tracklet.store import Store
+
+    name = f"commits{os.getpid()}"
+    url = create_database(postgres_url, name)
+    with Store(url, root=tmp_path_factory.mktemp("commit-ids")) as opened:
+        server_schema.migrate(opened.engine)
+        yield opened
+    drop_database(postgres_url, name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -57,9 +76,7 @@ def registry(request, tmp_path: Path):
         return LocalRegistry(tmp_path / "artifacts")
     from tracklet.server.artifact_registry_sql import SqlRegistry
 
-    store = request.getfixturevalue("store")
-    server_schema.migrate(store.engine)
-    return SqlRegistry(store.engine)
+    return SqlRegistry(request.getfixturevalue("head_store").engine)
 
 
 def test_a_commit_is_answered_as_it_was_until_its_version_is_deleted(registry):
@@ -99,20 +116,20 @@ def test_a_commit_is_answered_as_it_was_until_its_version_is_deleted(registry):
         assert _commits(registry.engine) == {} and _alias_rows(registry.engine) == []
 
 
-def test_a_commit_sent_again_is_found_by_its_primary_key(store):
+def test_a_commit_sent_again_is_found_by_its_primary_key(head_store):
     """The lookup of a commit sent again reads ``artifact_commits``' primary key (PostgreSQL's plan,
     with statistics of a collection's 300 commits; scans discouraged, as the table is small), not
     every commit of the collection."""
     from tracklet.server.artifact_registry_sql import SqlRegistry, recorded_commit
 
-    server_schema.migrate(store.engine)
-    SqlRegistry(store.engine).commit(_info(b"one", A, "p/a"), [], by_commit_id=True)
+    store = head_store
+    SqlRegistry(store.engine).commit(_info(b"one", A, "p/a", "many"), [], by_commit_id=True)
     with store.engine.begin() as connection:
         connection.execute(artifact_commits.insert(), [
-            {"project": "p", "name": "ds", "commit_id": f"{n:032x}", "version": 0, "logged_by": "p/a",
+            {"project": "p", "name": "many", "commit_id": f"{n:032x}", "version": 0, "logged_by": "p/a",
              "created_at": 1.0} for n in range(300)])
         connection.exec_driver_sql("ANALYZE artifact_commits")
-    query = recorded_commit("p", "ds", A).compile(store.engine, compile_kwargs={"literal_binds": True})
+    query = recorded_commit("p", "many", A).compile(store.engine, compile_kwargs={"literal_binds": True})
     with store.engine.begin() as connection:
         connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
         plan = "\n".join(connection.exec_driver_sql(f"EXPLAIN {query}").scalars())

@@ -26,7 +26,7 @@ from tracklet.errors import PromotionRequired
 from tracklet.registry.sql import ModelRegistry
 from tracklet.reports.sql import ReportStore
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks,
-                                    artifact_collections,
+                                    artifact_collections, artifact_commits,
                                     artifact_deleted_versions, artifact_files,
                                     artifact_packed_blobs,
                                     artifact_versions, audit_events, audit_intents, automation_attempts,
@@ -189,6 +189,9 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
             project="p", name="mnist", version=0, type="dataset", digest="b" * 64, manifest="a" * 64, size=3,
             file_count=1, description="", metadata="{}", created_at=1.0, logged_by="p/r"))
         connection.execute(artifact_aliases.insert().values(project="p", name="mnist", alias="latest", version=0))
+        # The commit id that answered it (server migration s0023).
+        connection.execute(artifact_commits.insert().values(project="p", name="mnist", commit_id="c" * 32, version=0,
+                                                            logged_by="p/r", created_at=1.0))
         # A collection's own description and tags (server migration s0018).
         connection.execute(artifact_collections.insert().values(project="p", name="mnist", description="digits",
                                                                 tags='["vision"]', updated_at=1.0))

@@ -6,9 +6,9 @@ The rules are ``LocalRegistry``'s (``artifacts/registry.py``): versions' files a
 description, metadata and tags may be edited: ``edit_version``), versions are numbered
 from 0 in each collection, ``latest`` is the highest, a custom alias names one version of its
 collection at a time, a version whose content equals the latest's is not added again, a collection
-keeps one type. A commit id that answered a version without making it (the latest had its content:
-``commit``) is kept as a row of ``artifact_aliases`` named ``#commit:<id>`` (no alias can start
-with ``#``), which no reader of aliases sees and which goes with its version. Assigning a number takes a transaction-scoped advisory lock on the collection
+keeps one type. Every server commit's id is kept with the version it answered, made or reused (the
+latest had its content), in ``artifact_commits`` (migration s0023), whose rows go with their
+version. Assigning a number takes a transaction-scoped advisory lock on the collection
 (PostgreSQL; a process-wide lock on SQLite), and the primary key refuses a number twice anyway.
 """
 
@@ -31,16 +31,22 @@ from tracklet.errors import ArtifactError, ArtifactNotFound
 from tracklet.server.schema import (
     artifact_aliases,
     artifact_collections,
+    artifact_commits,
     artifact_deleted_versions,
     artifact_versions,
     hold_xact_lock,
 )
 
-# A no-op commit's id (``commit``): an artifact_aliases row of this name, never a valid alias.
-COMMIT_ROW = "#commit:"
-
 _FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by", "history_step",
            "commit_id")
+
+
+def recorded_commit(project: str, name: str, commit_id: str) -> sa.Select:
+    """The ``artifact_commits`` row of the commit ``commit_id`` to ``project/name`` (version,
+    logged_by), by its primary key."""
+    table = artifact_commits
+    return sa.select(table.c.version, table.c.logged_by).where(
+        table.c.project == project, table.c.name == name, table.c.commit_id == commit_id)
 
 
 class SqlRegistry:
@@ -55,7 +61,7 @@ class SqlRegistry:
     def _aliases(self, connection: sa.Connection, project: str, name: str) -> dict[str, int]:
         rows = connection.execute(sa.select(artifact_aliases.c.alias, artifact_aliases.c.version).where(
             artifact_aliases.c.project == project, artifact_aliases.c.name == name))
-        return {row.alias: row.version for row in rows if not row.alias.startswith(COMMIT_ROW)}
+        return {row.alias: row.version for row in rows}
 
     def _info(self, row: Any, aliases: dict[str, int], latest: int) -> VersionInfo:
         names = [alias for alias, target in sorted(aliases.items()) if target == row.version]
@@ -143,17 +149,19 @@ class SqlRegistry:
                by_commit_id: bool = False) -> tuple[VersionInfo, bool]:
         """``LocalRegistry.commit``: the next version, unless the latest has the same digest;
         then ``aliases``; ``base`` and ``by_commit_id`` as there (``BaseMoved`` if the latest is not
-        ``base``'s; the version a commit with ``info.commit_id`` answered already, if one did: the
-        row it made (migration s0022's column), or the one it reused (a ``#commit:<id>`` row of
-        ``artifact_aliases``, written then)). Returns (the version as stored, with its aliases; reused)."""
+        ``base``'s; the version a commit with ``info.commit_id`` answered already, made or reused,
+        if it is still there: its ``artifact_commits`` row, written then). Returns (the version as
+        stored, with its aliases; reused)."""
         custom = custom_aliases(aliases)
         with self._lock, self.engine.begin() as connection:
             self._begin(connection, info.project, info.name)
+            recorded = None
             if by_commit_id and info.commit_id is not None:
-                landed = self._answered(connection, info)
-                if landed is not None:  # the same commit, sent again: the version it answered
-                    self._move_aliases(connection, info.project, info.name, landed, custom)
-                    return self._version(connection, info.project, info.name, f"v{landed}"), True
+                recorded = connection.execute(recorded_commit(info.project, info.name, info.commit_id)).first()
+                if recorded is not None and recorded.logged_by in (None, info.logged_by):
+                    # the same commit, sent again: the version it answered (its row goes with it)
+                    self._move_aliases(connection, info.project, info.name, recorded.version, custom)
+                    return self._version(connection, info.project, info.name, f"v{recorded.version}"), True
             latest = connection.execute(sa.select(artifact_versions).where(
                 artifact_versions.c.project == info.project, artifact_versions.c.name == info.name
             ).order_by(artifact_versions.c.version.desc()).limit(1)).first()
@@ -175,28 +183,18 @@ class SqlRegistry:
                     metadata=json.dumps(info.metadata, sort_keys=True, default=str),
                     tags=json.dumps(info.tags) if info.tags else None,
                     **{**{field: getattr(info, field) for field in _FIELDS}, "created_at": info.created_at or time.time()}))
-            elif by_commit_id and info.commit_id is not None and latest is not None \
-                    and latest.commit_id != info.commit_id:
-                # a no-op commit: sent again, it is answered with this version (the row goes with it)
-                connection.execute(artifact_aliases.insert().values(
-                    project=info.project, name=info.name, alias=COMMIT_ROW + info.commit_id, version=number))
+            if by_commit_id and info.commit_id is not None:
+                # sent again, it is answered with this version, made or reused (an id another run sent
+                # before, which random ids never are, is this run's from now on, as LocalRegistry's)
+                if recorded is not None:
+                    connection.execute(artifact_commits.delete().where(
+                        artifact_commits.c.project == info.project, artifact_commits.c.name == info.name,
+                        artifact_commits.c.commit_id == info.commit_id))
+                connection.execute(artifact_commits.insert().values(
+                    project=info.project, name=info.name, commit_id=info.commit_id, version=number,
+                    logged_by=info.logged_by, created_at=time.time()))
             self._move_aliases(connection, info.project, info.name, number, custom)
             return self._version(connection, info.project, info.name, f"v{number}"), reused
-
-    @staticmethod
-    def _answered(connection: sa.Connection, info: VersionInfo) -> int | None:
-        """The number of the version the commit ``info.commit_id`` of ``info.logged_by`` answered
-        (made, or reused: ``commit``), if it is still there; None for a commit not seen before."""
-        landed = connection.execute(sa.select(artifact_versions.c.version).where(
-            artifact_versions.c.project == info.project, artifact_versions.c.name == info.name,
-            artifact_versions.c.commit_id == info.commit_id,
-            artifact_versions.c.logged_by.is_(None) if info.logged_by is None
-            else artifact_versions.c.logged_by == info.logged_by)).scalar()
-        if landed is None:
-            landed = connection.execute(sa.select(artifact_aliases.c.version).where(
-                artifact_aliases.c.project == info.project, artifact_aliases.c.name == info.name,
-                artifact_aliases.c.alias == COMMIT_ROW + str(info.commit_id))).scalar()
-        return landed
 
     def was_deleted(self, project: str, name: str, version: int) -> bool:
         """Whether ``project/name:v<version>`` existed and was deleted (``artifact_deleted_versions``)."""
@@ -240,7 +238,8 @@ class SqlRegistry:
         """``LocalRegistry.delete_version``: the version's row goes (kept in
         ``artifact_deleted_versions``, so its number is never given again) and ``latest`` falls
         back to the highest version left; one with custom aliases only with ``drop_aliases``
-        (they go with it). ``check(connection)`` runs in the deletion's transaction, holding the
+        (they go with it; its commit ids' ``artifact_commits`` rows go by their foreign key, so
+        its commits sent again are new commits). ``check(connection)`` runs in the deletion's transaction, holding the
         collection's lock, before anything changes (raising refuses the deletion; ``holding``).
         Returns the aliases dropped. Its blobs stay until a collection."""
         with self._lock, self.engine.begin() as connection:
@@ -326,8 +325,8 @@ class SqlRegistry:
                           check: Callable[[sa.Connection | None, list[int]], None] | None = None
                           ) -> tuple[list[VersionInfo], dict[str, int]]:
         """``LocalRegistry.delete_collection``: every version's row goes (kept in
-        ``artifact_deleted_versions``) with the collection's aliases, in one transaction holding
-        the collection's lock; ``check(connection, numbers)`` first."""
+        ``artifact_deleted_versions``) with the collection's aliases (and commit ids: the foreign
+        key), in one transaction holding the collection's lock; ``check(connection, numbers)`` first."""
         with self._lock, self.engine.begin() as connection:
             numbers = self._held_numbers(connection, project, name)
             if check is not None:

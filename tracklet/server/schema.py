@@ -207,10 +207,37 @@ artifact_versions = sa.Table(
     # a run, or committed before s0017) and the version's tags (a JSON list; NULL: none).
     sa.Column("history_step", sa.BigInteger, nullable=True),
     sa.Column("tags", sa.Text, nullable=True),
-    # Migration s0022: an incremental version's commit id (32 hex digits its client drew once per
-    # logged draft; NULL: not incremental, or committed before s0022 or by an older client), what
-    # makes its commit sent again answer the version it made (artifact_blobs.py, ``commit``).
+    # Migration s0022: the id of the commit that made the version (32 hex digits its client drew
+    # once per logged version; NULL: committed before s0022 or by an older client), a field of the
+    # version (``VersionInfo.commit_id``). A commit sent again is looked up in ``artifact_commits``
+    # (s0023, which copied these ids there), not by this column.
     sa.Column("commit_id", sa.String(32), nullable=True),
+)
+
+# Every commit id a server's commit carried (PostgreSQL; migration s0023): the version the commit
+# answered, the one it made or the latest it reused (the latest had its content), so the same commit
+# sent again (its answer lost, a repeated ``tracklet sync``) is answered the same, whatever landed
+# since (``SqlRegistry.commit``). An id is its collection's: the primary key is the lookup, and a
+# commit to another collection or project never meets it. ``logged_by``: the run that sent it
+# (NULL: sent outside a run, or recorded before s0023 without its run: any sender of the id is
+# answered). ``created_at``: when it was recorded (NULL: before s0023, for an id that made no
+# version). A row goes with its version (the foreign key's ON DELETE CASCADE), so the id of a
+# deleted version's commit, sent again, is a new commit. On SQLite the server keeps them in each
+# collection's ``commits/<id>.json`` (artifacts/registry.py).
+artifact_commits = sa.Table(
+    "artifact_commits",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("commit_id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("logged_by", sa.String(300), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=True),
+    sa.ForeignKeyConstraint(["project", "name", "version"],
+                            ["artifact_versions.project", "artifact_versions.name", "artifact_versions.version"],
+                            name="fk_artifact_commits_version", ondelete="CASCADE"),
+    # The deletion of a version finds its rows by it (PostgreSQL indexes no referencing columns).
+    sa.Index("ix_artifact_commits_version", "project", "name", "version"),
 )
 
 artifact_aliases = sa.Table(
@@ -420,7 +447,7 @@ sweep_leases = sa.Table(
 )
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, run_creators, run_primaries, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_deleted_versions, artifact_collections, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
+                 artifact_commits, artifact_aliases, artifact_deleted_versions, artifact_collections, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
                  registry_checks, audit_events, audit_intents, event_outbox, automations, automation_deliveries,
                  automation_attempts, sweep_studies, sweep_journal, sweep_leases, *report_tables)
 

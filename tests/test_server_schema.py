@@ -212,3 +212,70 @@ def test_a_server_database_made_before_the_move_upgrades_in_place_and_keeps_work
     assert [row[:6] + row[7:] for row in after["api_keys"]] == [row[:6] + row[7:] for row in before["api_keys"]]  # but last_used_at
     assert set(before["log_segments"]) <= set(after["log_segments"])
     engine.dispose()
+
+
+def test_log_copy_keys_widen_to_a_part_of_the_longest_names_and_narrow_back_only_when_every_key_fits(store_url,
+                                                                                                        tmp_path):
+    """Server migration s0024 widens ``log_heads.run_id`` and ``log_segments.run_id`` to 257
+    characters (a 128-character run id, ``/``, a 128-character label: a shared run's part on a
+    --logs server) keeping every row; the downgrade refuses, naming the table, the row and what to
+    do, while a part's key is longer than s0023's 128 (nothing changed: still at s0024, every row
+    kept), and narrows the columns back once none is."""
+    store = Store(store_url, root=tmp_path)
+    engine = store.engine
+    config = Config()
+    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
+
+    def to(revision: str, how=command.upgrade) -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            how(config, revision)
+
+    def widths() -> list[int]:
+        inspector = sa.inspect(engine)
+        return [next(column["type"].length for column in inspector.get_columns(table) if column["name"] == "run_id")
+                for table in ("log_heads", "log_segments")]
+
+    def insert(key: str, size: int) -> None:
+        with engine.begin() as connection:
+            connection.execute(server_schema.log_heads.insert().values(project="p", run_id=key, size=size,
+                                                                       updated_at=1.0))
+            connection.execute(server_schema.log_segments.insert().values(project="p", run_id=key, offset=0,
+                                                                          length=size))
+
+    def rows() -> list[tuple]:
+        with engine.connect() as connection:
+            return [*sorted(map(tuple, connection.execute(sa.select(server_schema.log_heads)))),
+                    *sorted(map(tuple, connection.execute(sa.select(server_schema.log_segments))))]
+
+    def version() -> str:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(f"SELECT version_num FROM {server_schema.VERSION_TABLE}")).scalar()
+
+    to("s0023")
+    assert widths() == [128, 128]
+    insert("r", 10)
+    insert("r/w1", 5)
+    before = rows()
+    to("s0024")
+    assert widths() == [257, 257] and rows() == before
+    longest = "r" * 128 + "/" + "w" * 128
+    insert(longest, 7)
+    with_longest = rows()
+    try:
+        to("s0023", command.downgrade)
+    except RuntimeError as error:
+        message = str(error)
+    else:
+        raise AssertionError("the downgrade narrowed a column that holds a longer key")
+    assert "log_heads has 1 row(s)" in message and longest in message and "longer than 128" in message, message
+    assert "Delete those parts' rows" in message, message
+    assert version() == "s0024" and widths() == [257, 257] and rows() == with_longest
+    with engine.begin() as connection:
+        for table in (server_schema.log_heads, server_schema.log_segments):
+            connection.execute(table.delete().where(table.c.run_id == longest))
+    to("s0023", command.downgrade)
+    assert version() == "s0023" and widths() == [128, 128] and rows() == before
+    server_schema.migrate(engine)  # to the head again
+    assert widths() == [257, 257] and rows() == before
+    store.close()

@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tracklet.core.layout import MAX_NAME_CHARS
 from tracklet.registry.tables import REGISTRY_TABLES
 from tracklet.reports.tables import REPORT_TABLES
 
@@ -80,12 +81,17 @@ project_members = sa.Table(
 )
 
 # A scaled-out server's record log copies (segments.py): each run's size, moved under a row lock,
-# and its segments, each one immutable object in shared storage.
+# and its segments, each one immutable object in shared storage. A copy is a run's log, keyed by its
+# id, or a shared run's part, keyed ``<run_id>/<label>``: a run id and a label are each at most
+# MAX_NAME_CHARS (128, core/layout.py) characters, so a key is at most 257 (migration s0024: a
+# longer name needs a migration too, which tests/test_server_schema.py's comparison asks for).
+COPY_KEY_CHARS = 2 * MAX_NAME_CHARS + 1
+
 log_heads = sa.Table(
     "log_heads",
     metadata,
     sa.Column("project", sa.String(128), primary_key=True),
-    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(COPY_KEY_CHARS), primary_key=True),  # a run id, or <run_id>/<label> (s0024)
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),  # when the copy last grew: the run's heartbeat
 )
@@ -94,7 +100,7 @@ log_segments = sa.Table(
     "log_segments",
     metadata,
     sa.Column("project", sa.String(128), primary_key=True),
-    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(COPY_KEY_CHARS), primary_key=True),
     sa.Column("offset", sa.BigInteger, primary_key=True),  # the segment's first byte in the log
     sa.Column("length", sa.BigInteger, nullable=False),
 )

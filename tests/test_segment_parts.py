@@ -238,8 +238,45 @@ def test_offsets_resends_labels_and_the_limit_hold_across_both_processes(tmp_pat
     for label in {*labels, "n4"} - set(stored):
         assert httpx.get(f"{one.url}/api/v1/runs/{PROJECT}/rules/log/offset", params={"part": label}).json()[
             "offset"] == 0
-    long = _put(one, "rules", "x" * 125, 0, log)  # "rules/" + 125 characters: past the key's 128
-    assert long.status_code == 400 and "at most 127 characters" in long.text
+
+
+def test_a_part_with_the_longest_run_id_and_label_is_kept_and_read_through_either_process(tmp_path, two):
+    """A run id and a part label of 128 characters each (the most a name has): a --logs server keys
+    the part's segments by both (257 characters, server migration s0024) and takes it as a server
+    that keeps files does, its bytes sent half through each process; the other process reads the
+    part's log back byte for byte and shows the run as the local reader does. A label over 128
+    characters is still refused (422, naming the limit)."""
+    (one, other), *_ = two
+    run_id, label = "r" + "1" * 127, "rank_" + "9" * 123
+    assert len(run_id) == len(label) == 128
+    root = tmp_path / "long"
+    for writer in ("primary", label):
+        settings = {**QUIET, "dir": str(root)} | ({} if writer == "primary" else {"primary": False, "label": label})
+        run = tracklet.init(project=PROJECT, id=run_id, reinit="create_new", settings=settings)
+        for step in range(4):
+            run.log({"loss": float(step)} if writer == "primary" else {"grad": 10.0 + step}, step=step)
+        run.finish()
+    paths = RunPaths(root, PROJECT, run_id)
+    log, part = paths.log_file.read_bytes(), paths.part_paths(label).log_file.read_bytes()
+    middle = scan(part).payloads[len(scan(part).payloads) // 2][0]  # a frame boundary
+    assert httpx.put(f"{one.url}/api/v1/runs/{PROJECT}/{run_id}/log", params={"offset": 0}, content=log,
+                     timeout=60).status_code == 200
+    first = _put(one, run_id, label, 0, part[:middle])
+    assert first.json() == {"offset": middle, "appended": middle, "part": label}, first.text
+    assert _put(other, run_id, label, middle, part[middle:]).json()["offset"] == len(part)
+    with httpx.Client(base_url=other.url, timeout=60) as client:
+        base = f"/api/v1/runs/{PROJECT}/{run_id}"
+        assert client.get(f"{base}/log/offset", params={"part": label}).json() == {"offset": len(part), "part": label}
+        read = client.get(f"{base}/log", params={"part": label})
+        assert read.headers["X-Tracklet-Log-Part"] == label and read.content == part
+        assert sorted(client.get(base).json()["run"]["metadata"]["parts"]) == [label]
+    keys = ["_step", "loss", "grad"]  # (a shared run's _timestamp/_runtime: not compared, as sharedvalues.check)
+    local = tracklet.Api(root).run(f"{PROJECT}/{run_id}").history(keys=keys[1:])
+    assert local["grad"] == [10.0, 11.0, 12.0, 13.0]  # the part's key, as the local reader names it
+    remote = tracklet.Api(base_url=other.url).run(f"{PROJECT}/{run_id}").history(keys=keys[1:])
+    assert {key: remote[key] for key in keys} == {key: local[key] for key in keys}
+    too_long = _put(one, run_id, label + "0", 0, part)
+    assert too_long.status_code == 422 and "at most 128 characters" in too_long.text, too_long.text  # the route's check
 
 
 WORKER = textwrap.dedent("""

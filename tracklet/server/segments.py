@@ -47,7 +47,6 @@ from sqlalchemy.dialects import postgresql
 
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import ScanResult, scan, scan_frames
-from tracklet.core.layout import MAX_NAME_CHARS
 from tracklet.server.logs import (MAX_PARTS_PER_RUN, AppendResult, BadRequest, KeyCounts, check_frames, check_records,
                                   new_tail, run_paths)
 from tracklet.server.schema import log_heads, log_segments, migrate
@@ -106,16 +105,8 @@ class SegmentCopies:
     @staticmethod
     def copy_key(project: str, run_id: str, part: str | None) -> str:
         """A copy's ``run_id`` in ``log_heads`` and ``log_segments``: the run's, or
-        ``<run_id>/<label>`` for its part ``part``; 400 when the two together don't fit the
-        column (``MAX_NAME_CHARS``: a run id and a label of 63 characters each always do)."""
-        if part is None:
-            return run_id
-        key = f"{run_id}/{part}"
-        if len(key) > MAX_NAME_CHARS:
-            raise BadRequest(f"part {part!r} of run {project}/{run_id}: on a server that keeps record logs as segments "
-                             f"(--logs), a run id and a part label are at most {MAX_NAME_CHARS - 1} characters "
-                             f"together; these are {len(key) - 1}: use a shorter label")
-        return key
+        ``<run_id>/<label>`` for its part ``part`` (the column holds any valid pair: s0024)."""
+        return run_id if part is None else f"{run_id}/{part}"
 
     @staticmethod
     def _parts_of(run_id: str) -> Any:

@@ -53,12 +53,12 @@ def record(root: Path, project: str, run_id: str) -> None:
 PROBE = """
 import json, sys, tracklet
 url, path, keys = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-history = tracklet.Api(base_url=url).run(path).history(keys=keys)
+history = tracklet.Api(base_url=url).run(path).history()  # every key: the parts' too
 def plain(value):
     if isinstance(value, tracklet.Histogram):
         return {"edges": list(value.edges), "counts": list(value.counts)}
     return value
-print(json.dumps({key: [plain(value) for value in history[key]] for key in ["_step", *keys]}))
+print(json.dumps({"keys": sorted(history), **{key: [plain(value) for value in history[key]] for key in ["_step", *keys]}}))
 """
 
 
@@ -92,6 +92,7 @@ def check(url: str, root: Path, project: str, run_id: str) -> None:
                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     remote = json.loads(probe.stdout)
+    assert remote.pop("keys") == sorted(local)  # history() with no keys: every writer's, named as the reader does
     for key in KEYS:
         remote[key] = [{"edges": [float(e) for e in value["edges"]], "counts": [float(c) for c in value["counts"]]}
                        if isinstance(value, dict) else value for value in remote[key]]

@@ -172,8 +172,22 @@ class RemoteRun:
         return RunUser.from_json(self._row.get("user"))
 
     def keys(self) -> list[str]:
-        """The numeric metric keys the server indexed."""
-        return [key for key in self._field("keys") or [] if key and not key.startswith("_")]
+        """The run's history keys the server indexed, named as ``RecordedRun.history`` names them:
+        its own log's and, of a shared run, every part's (a part's key another writer owns is
+        ``<key>/l:<label>``: ``core/parts.Ownership``, docs/shared-runs.md)."""
+        own = [key for key in self._field("keys") or [] if isinstance(key, str) and key]
+        parts = self.metadata.get("parts")
+        if isinstance(parts, dict) and parts:
+            from tracklet.core.parts import Ownership
+
+            logged = {label: [key for key in part.get("keys") or [] if isinstance(key, str) and key]
+                      for label, part in parts.items() if isinstance(label, str) and isinstance(part, dict)}
+            owners = Ownership(own, (), logged, {})
+            names = dict.fromkeys(own)
+            for label in sorted(logged):
+                names.update(dict.fromkeys(owners.part_key(label, key) for key in logged[label]))
+            own = list(names)
+        return [key for key in own if not key.startswith("_")]
 
     def history(self, keys: Sequence[str] | None = None) -> History:
         """Every value of ``keys`` (default: all), as columns aligned on ``_step`` like the local

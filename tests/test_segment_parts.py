@@ -15,6 +15,7 @@ import textwrap
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -380,6 +381,55 @@ def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp
     likes.clear()
     assert second.copy_sizes(RunPaths(tmp_path, PROJECT, "cache"), ["w1", "W1"]) == {"w1": len(log)}
     assert likes == []
+    store.close()
+    drop_database(postgres_url, name)
+
+
+class _HeldReads:
+    """A file system whose ``cat_file`` on thread ``held`` waits, once it has read, for ``go``."""
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+        self.held: threading.Thread | None = None
+        self.read, self.go = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fs, name)
+
+    def cat_file(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        data = self.fs.cat_file(path, *args, **kwargs)
+        if threading.current_thread() is self.held:
+            self.read.set()
+            assert self.go.wait(60)
+        return data
+
+
+def test_a_read_of_the_retention_from_before_a_put_doesnt_replace_it(tmp_path, postgres_url, monkeypatch):
+    """A process that moved a run's retention forward (PUT .../media/retention) answers the new
+    retention from then on, even when a read of the object that began before its write (another
+    request's, a prune's plan) ends after it: that read's earlier bytes are not kept over the
+    write's (before: the process showed the items its own PUT retired for RETENTION_TTL)."""
+    import fsspec
+
+    from pgcluster import create_database, drop_database
+    from tracklet.server import segments
+    from tracklet.store import Store
+
+    monkeypatch.setattr(segments, "RETENTION_TTL", 3600.0)  # what is kept is what is answered
+    name = f"segretain{os.getpid()}"
+    store = Store(create_database(postgres_url, name), root=tmp_path / "store")
+    fs = _HeldReads(fsspec.filesystem("file"))
+    copies = segments.SegmentCopies(store.engine, fs, str(tmp_path / "segments"), tmp_path / "root",
+                                    heartbeat_lapse=600)
+    assert copies.merge_media_cutoffs(PROJECT, "kept", {"img": 3}, {}) == {"img": 3}
+    reader = threading.Thread(target=lambda: copies.media_cutoffs(PROJECT, "kept", fresh=True))
+    fs.held = reader
+    reader.start()
+    assert fs.read.wait(60)  # it has read {"img": 3}
+    assert copies.merge_media_cutoffs(PROJECT, "kept", {"img": 5}, {}) == {"img": 5}
+    fs.go.set()
+    reader.join(60)
+    assert copies.media_cutoffs(PROJECT, "kept") == {"img": 5}
     store.close()
     drop_database(postgres_url, name)
 

@@ -283,7 +283,14 @@ class SegmentCopies:
         return data
 
     def _remember(self, key: tuple[str, str], when: float, data: bytes | None) -> None:
+        """Keep ``data``, read (or written) at ``when``, unless a later read or write is kept: a
+        read that began before this process's ``merge_media_cutoffs`` wrote and ends after it
+        would otherwise put the object's earlier bytes back, and the process would answer the
+        retention from before its own PUT for ``RETENTION_TTL``."""
         with self._retention_guard:
+            kept = self._retention.get(key)
+            if kept is not None and kept[0] > when:
+                return
             self._retention[key] = (when, data)
             self._retention.move_to_end(key)
             while len(self._retention) > _RETENTION_CACHED:

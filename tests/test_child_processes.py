@@ -253,6 +253,56 @@ def test_a_fork_amid_loggings_first_import_in_a_section_waits_for_it_and_the_chi
     assert "child exit 0" in done.stdout, done.stdout + done.stderr
 
 
+def test_a_fork_wait_armed_amid_loggings_first_import_still_releases_its_hooks_lock():
+    # As above, with the fork's wait armed again (another thread's section or init()) while
+    # logging's first import is under way but before it registers its hook: logging is in
+    # sys.modules by then, and that copy of the wait counted logging's hook as older than itself,
+    # kept its lock through the wait, and the child got logging half-imported. A module counts for
+    # arming once its import has ended. The importer pauses at both points; no timing involved.
+    done = run_script("""
+        import os, signal, sys, threading, time
+        import tracklet
+        from tracklet.core import forksafe
+        assert "logging" not in sys.modules
+        forksafe.arm_fork_wait()
+        about_to_register, armed, registered = threading.Event(), threading.Event(), threading.Event()
+
+        def pause_around_loggings_hook(frame, event, arg):
+            if arg is os.register_at_fork and frame.f_globals.get("__name__") == "logging":
+                if event == "c_call":  # logging is in sys.modules, its hook not registered yet
+                    about_to_register.set()
+                    armed.wait(30)
+                elif event == "c_return":
+                    registered.set()
+                    while not forksafe._forking:  # the fork's wait has begun (logging's hook ran first)
+                        time.sleep(0.001)
+
+        def importer():
+            sys.setprofile(pause_around_loggings_hook)
+            with forksafe.section():
+                import logging
+            sys.setprofile(None)
+
+        thread = threading.Thread(target=importer)
+        thread.start()
+        about_to_register.wait(30)
+        forksafe.arm_fork_wait()  # as another thread's section would, amid that import
+        armed.set()
+        registered.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(10)  # hung: its default action ends the child
+            import logging
+            logging.getLogger("child").addHandler(logging.NullHandler())
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        thread.join()
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout, done.stdout + done.stderr
+
+
 def test_a_fork_amid_a_section_that_imported_concurrent_futures_lets_its_executor_start_first():
     # The same for concurrent.futures' fork hook, which holds its shutdown lock through the fork:
     # a section that imported concurrent.futures.thread and then starts an executor's work (s3fs's

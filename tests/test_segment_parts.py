@@ -8,6 +8,7 @@ Media retention pruned through one process holds in the other (its retention bes
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import textwrap
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -419,6 +421,98 @@ def test_a_parts_label_check_is_kept_per_process_and_a_twin_is_still_refused(tmp
     assert likes == []
     store.close()
     drop_database(postgres_url, name)
+
+
+class _HeldReads:
+    """A file system whose ``cat_file`` on thread ``held`` waits, once it has read, for ``go``."""
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+        self.held: threading.Thread | None = None
+        self.read, self.go = threading.Event(), threading.Event()
+        self.lengths: list[int] = []  # of what each cat_file read
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fs, name)
+
+    def cat_file(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        data = self.fs.cat_file(path, *args, **kwargs)
+        self.lengths.append(len(data))
+        if threading.current_thread() is self.held:
+            self.read.set()
+            assert self.go.wait(60)
+        return data
+
+
+@pytest.fixture(scope="module")
+def local_engine(postgres_url, tmp_path_factory):
+    """A PostgreSQL database of this module's own for SegmentCopies on local files (the module's
+    servers look for every run's segments in their bucket)."""
+    from pgcluster import create_database, drop_database
+    from tracklet.store import Store
+
+    name = f"segretain{os.getpid()}"
+    store = Store(create_database(postgres_url, name), root=tmp_path_factory.mktemp("segretain"))
+    yield store.engine
+    store.close()
+    drop_database(postgres_url, name)
+
+
+def _local_copies(engine: Any, tmp_path: Path) -> tuple[Any, _HeldReads]:
+    import fsspec
+
+    from tracklet.server.segments import SegmentCopies
+
+    fs = _HeldReads(fsspec.filesystem("file"))
+    return SegmentCopies(engine, fs, str(tmp_path / "segments"), tmp_path / "root", heartbeat_lapse=600), fs
+
+
+def test_a_read_of_the_retention_from_before_a_put_doesnt_replace_it(tmp_path, local_engine, monkeypatch):
+    """A process that moved a run's retention forward (PUT .../media/retention) answers the new
+    retention from then on, even when a read of the object that began before its write (another
+    request's, a prune's plan) ends after it: that read's earlier bytes are not kept over the
+    write's (before: the process showed the items its own PUT retired for RETENTION_TTL)."""
+    from tracklet.server import segments
+
+    monkeypatch.setattr(segments, "RETENTION_TTL", 3600.0)  # what is kept is what is answered
+    copies, fs = _local_copies(local_engine, tmp_path)
+    assert copies.merge_media_cutoffs(PROJECT, "kept", {"img": 3}, {}) == {"img": 3}
+    reader = threading.Thread(target=lambda: copies.media_cutoffs(PROJECT, "kept", fresh=True))
+    fs.held = reader
+    reader.start()
+    assert fs.read.wait(60)  # it has read {"img": 3}
+    assert copies.merge_media_cutoffs(PROJECT, "kept", {"img": 5}, {}) == {"img": 5}
+    fs.go.set()
+    reader.join(60)
+    assert copies.media_cutoffs(PROJECT, "kept") == {"img": 5}
+
+
+def test_a_retention_object_over_the_limit_is_read_no_further_and_none_is_written(tmp_path, local_engine, monkeypatch):
+    """A run's retention object in the bucket is input a process reads on every media request:
+    one over MAX_RETENTION_BYTES is read only up to it, refused as damaged (the media routes then
+    show every item, the PUT answers 400) and left as it is; a PUT whose merged retention would
+    pass it is refused, the stored retention unchanged (every process would refuse to read it)."""
+    from tracklet.server import segments
+
+    monkeypatch.setattr(segments, "MAX_RETENTION_BYTES", 4096)
+    copies, fs = _local_copies(local_engine, tmp_path)
+    big = json.dumps({"keys": {f"k{index}": 1 for index in range(2000)}}).encode()
+    key = copies.retention_key(PROJECT, "big")
+    fs.makedirs(key.rpartition("/")[0], exist_ok=True)
+    fs.pipe_file(key, big)
+    for _ in range(2):  # read again each time (fresh), and from what is kept
+        with pytest.raises(ValueError, match="over 4,096 bytes"):
+            copies.media_cutoffs(PROJECT, "big", fresh=True)
+        with pytest.raises(ValueError, match="over 4,096 bytes"):
+            copies.media_cutoffs(PROJECT, "big")
+    assert max(fs.lengths) <= 4097
+    with pytest.raises(ValueError, match="over 4,096 bytes"):
+        copies.merge_media_cutoffs(PROJECT, "big", {"img": 1}, {})
+    assert fs.cat_file(key) == big  # left as it was
+    assert copies.merge_media_cutoffs(PROJECT, "grows", {"a": 1}, {}) == {"a": 1}
+    with pytest.raises(ValueError, match="would be over 4,096 bytes"):
+        copies.merge_media_cutoffs(PROJECT, "grows", {f"k{index}": 1 for index in range(2000)}, {})
+    assert copies.media_cutoffs(PROJECT, "grows", fresh=True) == {"a": 1}
 
 
 def test_media_retention_pruned_through_one_process_holds_in_the_other(tmp_path, two, s3rver):

@@ -235,7 +235,12 @@ def arm_fork_wait() -> None:
     section. One of them imported after the last of those (on another thread, amid a fork) has its
     hook run before ours: ours releases that hook's lock while it waits (``_release_newer_hooks_locks``)."""
     global _armed_with
-    loaded = frozenset(name for name in _LOCKING_HOOKS if name in sys.modules)
+    # A module counts once its import has ended: ``logging`` is in ``sys.modules`` from its
+    # import's first line but registers its hook halfway through, so a copy armed in between would
+    # run after that hook yet count it as older, and keep its lock through the wait.
+    loaded = frozenset(name for name in _LOCKING_HOOKS
+                       if name in sys.modules and not getattr(getattr(sys.modules[name], "__spec__", None),
+                                                              "_initializing", False))
     if (_armed_with is not None and loaded <= _armed_with) or not hasattr(os, "register_at_fork"):
         return
     with _arm_lock:

@@ -24,7 +24,8 @@ segments, ``<location>/<project>/<run_id>/media-retention.json`` (the file a dat
 the run's directory), so every process reads the same: each process re-reads it when its copy is
 older than ``RETENTION_TTL`` seconds (the media routes ask on every request), and a change moves
 it forward only, under a PostgreSQL advisory lock of the run (two prunes through two processes
-can't take a key's first kept step back).
+can't take a key's first kept step back). An object over ``MAX_RETENTION_BYTES`` (more than a
+PUT's keys, and more than any process writes) is read no further and refused as damaged.
 
 The class is also the ``LogSource`` the indexer reads (``tracklet/store/logsource.py``): the
 runs are the heads, a run's bytes are its segments, its parts the heads keyed under it, and a
@@ -53,6 +54,10 @@ from tracklet.server.schema import log_heads, log_segments, migrate
 from tracklet.store.logsource import read_window
 
 RETENTION_TTL = 2.0  # seconds a process answers from its copy of a run's media retention
+# Bytes of a run's retention object read at most (a PUT's 10,000 keys of 1,024 characters fit):
+# one bigger, which no process writes, is refused as damaged, read no further and not kept.
+MAX_RETENTION_BYTES = 16 << 20
+_OVERSIZED = b"\0oversized"  # kept in place of such an object's bytes (by identity)
 _RETENTION_CACHED = 4096  # runs whose retention a process holds at most
 
 
@@ -267,14 +272,24 @@ class SegmentCopies:
         if cached is not None and not fresh and now - cached[0] < RETENTION_TTL:
             return cached[1]
         try:
-            data: bytes | None = bytes(self.fs.cat_file(self.retention_key(project, run_id)))
+            data: bytes | None = bytes(self.fs.cat_file(self.retention_key(project, run_id), start=0,
+                                                        end=MAX_RETENTION_BYTES + 1))
         except FileNotFoundError:
             data = None
+        if data is not None and len(data) > MAX_RETENTION_BYTES:
+            data = _OVERSIZED
         self._remember(key, now, data)
         return data
 
     def _remember(self, key: tuple[str, str], when: float, data: bytes | None) -> None:
+        """Keep ``data``, read (or written) at ``when``, unless a later read or write is kept: a
+        read that began before this process's ``merge_media_cutoffs`` wrote and ends after it
+        would otherwise put the object's earlier bytes back, and the process would answer the
+        retention from before its own PUT for ``RETENTION_TTL``."""
         with self._retention_guard:
+            kept = self._retention.get(key)
+            if kept is not None and kept[0] > when:
+                return
             self._retention[key] = (when, data)
             self._retention.move_to_end(key)
             while len(self._retention) > _RETENTION_CACHED:
@@ -282,12 +297,20 @@ class SegmentCopies:
 
     def media_cutoffs(self, project: str, run_id: str, *, fresh: bool = False) -> dict[str, int]:
         """Each media key's first kept step in the run (empty without a policy applied), at most
-        ``RETENTION_TTL`` seconds old (``fresh``: read now). ValueError for a damaged object;
+        ``RETENTION_TTL`` seconds old (``fresh``: read now). ValueError for a damaged object (or one
+        over ``MAX_RETENTION_BYTES``);
         OSError when the storage can't be read."""
+        data = self._retention_bytes(project, run_id, fresh=fresh)
+        return {} if data is None else self._parse(data, self.retention_key(project, run_id))
+
+    @staticmethod
+    def _parse(data: bytes, key: str) -> dict[str, int]:
         from tracklet.media.retention import parse_cutoffs
 
-        data = self._retention_bytes(project, run_id, fresh=fresh)
-        return {} if data is None else parse_cutoffs(data, self.retention_key(project, run_id))
+        if data is _OVERSIZED:
+            raise ValueError(f"{key} is over {MAX_RETENTION_BYTES:,} bytes, more than a media retention object "
+                             "tracklet writes: fix or remove it")
+        return parse_cutoffs(data, key)
 
     def merge_media_cutoffs(self, project: str, run_id: str, cutoffs: dict[str, int],
                             policy: dict[str, Any]) -> dict[str, int]:
@@ -295,7 +318,7 @@ class SegmentCopies:
         of the stored and the given), holding the run's advisory lock so that no other process's
         change is lost; the cutoffs now in force. Written only when one moved: one PUT (an object
         store's is all or nothing; a mounted directory's is a rename)."""
-        from tracklet.media.retention import cutoffs_bytes, forward, parse_cutoffs
+        from tracklet.media.retention import cutoffs_bytes, forward
 
         name = f"tracklet media retention\0{project}\0{run_id}".encode()
         lock = int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
@@ -303,10 +326,13 @@ class SegmentCopies:
         with self.engine.begin() as connection:
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
             data = self._retention_bytes(project, run_id, fresh=True)
-            before = {} if data is None else parse_cutoffs(data, key)
+            before = {} if data is None else self._parse(data, key)
             merged = forward(before, cutoffs)
             if merged != before:
                 written = cutoffs_bytes(merged, policy)
+                if len(written) > MAX_RETENTION_BYTES:  # every process would refuse it
+                    raise ValueError(f"run {project}/{run_id}'s media retention would be over {MAX_RETENTION_BYTES:,} "
+                                     f"bytes ({len(merged):,} keys); it is left as it was")
                 if self._local:
                     self.fs.makedirs(self._dir(project, run_id), exist_ok=True)
                     temporary = f"{key}.{time.time_ns()}.tmp"

@@ -249,6 +249,13 @@ def arm_fork_wait() -> None:
             _armed_with = loaded
 
 
+def _held_once(lock: Any) -> bool:
+    """Whether the current thread, which owns re-entrant ``lock``, took it once (Python 3.10's
+    RLock has no ``_recursion_count``: its repr says the count)."""
+    count = getattr(lock, "_recursion_count", None)
+    return bool(count() == 1) if count is not None else " count=1 " in repr(lock)
+
+
 def _release_newer_hooks_locks(armed_with: frozenset[str]) -> list[Any]:
     """Release, for the fork's wait, the locks that fork hooks registered after this copy of ours
     took on this thread (they ran first): ``logging``'s module lock and ``concurrent.futures``'
@@ -261,7 +268,7 @@ def _release_newer_hooks_locks(armed_with: frozenset[str]) -> list[Any]:
     released: list[Any] = []
     module = sys.modules.get("logging")  # any state: partly imported is the case here
     lock = getattr(module, "_lock", None) if "logging" not in armed_with else None
-    if lock is not None and getattr(lock, "_is_owned", None) and lock._is_owned() and lock._recursion_count() == 1:
+    if lock is not None and getattr(lock, "_is_owned", None) and lock._is_owned() and _held_once(lock):
         lock.release()  # taken once, by logging's hook: not a section of this thread's own
         released.append(lock)
     module = sys.modules.get("concurrent.futures.thread")  # any state: only a whole import's hook took it

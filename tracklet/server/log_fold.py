@@ -53,6 +53,7 @@ class RunFold(Generic[State]):
         self.shared = shared
         self.entries: dict[str, _Entry[State]] = {}
         self.memo: dict[str, tuple[Any, Any]] = {}  # a view's cache: name -> (signature, value)
+        self.kept = 0  # bytes its folds keep, as LogFolds' measure accounts them
 
     @classmethod
     def single(cls, state: State) -> "RunFold[State]":
@@ -83,15 +84,27 @@ class LogFolds(Generic[State]):
     is read through the server's ``LogSource`` (its files, or segments in shared storage with
     ``--logs``) ``WINDOW_BYTES`` at a time."""
 
-    def __init__(self, make: Callable[..., State], apply: Callable[[State, Any], None], size: int = 32,
-                 shared: Callable[[], Any] | None = None) -> None:
+    def __init__(self, make: Callable[..., State], apply: Callable[..., None], size: int = 32,
+                 shared: Callable[[], Any] | None = None, *, located: bool = False,
+                 measure: Callable[[State], int] | None = None, run_bytes: int | None = None,
+                 total_bytes: int | None = None) -> None:
         """``shared``: made once per run by ``get_run`` and given to ``make`` (``make(shared)``)
         for each of the run's copies; without it ``make()``. ``size``: logs (``get``) or runs
-        (``get_run``) kept."""
+        (``get_run``) kept. ``located``: ``apply(state, record, where)`` with ``where`` the
+        record's frame ``(offset, length)`` in the copy's log, so a fold may keep where a record
+        is rather than the record. ``measure(state)``: the bytes a copy's fold keeps; with it,
+        ``get_run`` keeps a run only while its copies' folds keep at most ``run_bytes`` (a run
+        past it is answered, then not kept: its next request reads its logs again), and drops
+        the runs asked for least recently while all kept runs together keep over
+        ``total_bytes`` (``kept_bytes()``)."""
         self._make = make
         self._apply = apply
         self._size = size
         self._shared = shared
+        self._located = located
+        self._measure = measure
+        self._run_bytes = run_bytes
+        self._total_bytes = total_bytes
         self._entries: OrderedDict[str, _Entry[State]] = OrderedDict()
         self._runs: OrderedDict[str, RunFold[State]] = OrderedDict()
         self._lock = threading.Lock()
@@ -128,10 +141,52 @@ class LogFolds(Generic[State]):
         state = entry.state
         while entry.offset < size:
             result = source.read_from(paths, entry.offset, limit=WINDOW_BYTES)
-            entry.decoder.fold(result.payloads, lambda record: self._apply(state, record))
+            if self._located:
+                self._fold_located(entry.decoder, result.payloads, state)
+            else:
+                entry.decoder.fold(result.payloads, lambda record: self._apply(state, record))
             if result.end_offset <= entry.offset:
                 break  # nothing intact further on yet (a frame still being written)
             entry.offset = result.end_offset
+
+    def _fold_located(self, decoder: Any, payloads: Any, state: State) -> None:
+        from tracklet.core.recordlog import FRAME_HEADER
+
+        for offset, payload in payloads:
+            record = decoder.decode(offset, payload)
+            if record is None:
+                continue
+            try:
+                self._apply(state, record, (offset, FRAME_HEADER.size + len(payload)))
+            except Exception as error:
+                decoder.skipped(offset, error)
+
+    def forget(self, key: str) -> None:
+        """Drop run ``key``'s folds (``str(paths.run_dir)``): its next request reads it again."""
+        with self._lock:
+            self._runs.pop(key, None)
+
+    def kept_bytes(self) -> int:
+        """What the kept runs' folds keep, as ``measure`` accounts it (0 without one)."""
+        with self._lock:
+            return sum(run.kept for run in self._runs.values())
+
+    def _account(self, key: str, run: RunFold[State]) -> None:
+        """After a request: ``run``'s bytes measured again; a run over ``run_bytes`` is not kept,
+        and the least recently asked for go while all together keep over ``total_bytes``."""
+        if self._measure is None:
+            return
+        measure = self._measure
+        run.kept = sum(measure(entry.state) for entry in run.entries.values())
+        with self._lock:
+            if self._run_bytes is not None and run.kept > self._run_bytes:
+                if self._runs.get(key) is run:
+                    del self._runs[key]
+            if self._total_bytes is not None:
+                total = sum(kept.kept for kept in self._runs.values())
+                while total > self._total_bytes and self._runs:
+                    _, dropped = self._runs.popitem(last=False)
+                    total -= dropped.kept
 
     def get_run(self, source: LogSource, paths: RunPaths, view: Callable[[RunFold[State]], View], *,
                 labels: Callable[[], list[str]] | None = None) -> View:
@@ -161,7 +216,10 @@ class LogFolds(Generic[State]):
                     entry = run.entries[label] = _Entry(self._new(run.shared))
                     entry.identity = identities[label]
                 self._read_on(source, copy, entry, size)
-            return view(run)
+            try:
+                return view(run)
+            finally:
+                self._account(key, run)
 
 
 def copy_sizes(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None = None

@@ -20,6 +20,7 @@ writer's keys as every reader of a shared run names them (``core/parts.Ownership
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Generic, Mapping, TypeVar
@@ -91,7 +92,7 @@ class LogFolds(Generic[State]):
         """``shared``: made once per run by ``get_run`` and given to ``make`` (``make(shared)``)
         for each of the run's copies; without it ``make()``. ``size``: logs (``get``) or runs
         (``get_run``) kept. ``located``: ``apply(state, record, where)`` with ``where`` the
-        record's frame ``(offset, length)`` in the copy's log, so a fold may keep where a record
+        record's frame ``(offset, length, crc32 of its payload)`` in the copy's log, so a fold may keep where a record
         is rather than the record. ``measure(state)``: the bytes a copy's fold keeps; with it,
         ``get_run`` keeps a run only while its copies' folds keep at most ``run_bytes`` (a run
         past it is answered, then not kept: its next request reads its logs again), and drops
@@ -157,7 +158,7 @@ class LogFolds(Generic[State]):
             if record is None:
                 continue
             try:
-                self._apply(state, record, (offset, FRAME_HEADER.size + len(payload)))
+                self._apply(state, record, (offset, FRAME_HEADER.size + len(payload), zlib.crc32(payload)))
             except Exception as error:
                 decoder.skipped(offset, error)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import zlib
 from collections import OrderedDict
 from typing import Any
 
@@ -53,9 +54,9 @@ class TableRef:
     (``tables``, whose ``copy`` names the log) and its frame's offset and length there."""
 
     __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "version_plus_one",
-                 "fragment_rows", "tables", "offset", "length")
+                 "fragment_rows", "tables", "offset", "length", "crc")
 
-    def __init__(self, record: Any, tables: "_Tables", offset: int, length: int) -> None:
+    def __init__(self, record: Any, tables: "_Tables", offset: int, length: int, crc: int) -> None:
         self.key = tables.name(record.key)
         self.step = int(record.step)
         self.time = float(record.time)
@@ -67,6 +68,7 @@ class TableRef:
         self.tables = tables
         self.offset = offset
         self.length = length
+        self.crc = crc  # of the frame's payload: a record read back by offset is the same bytes
 
     def matches(self, record: Any) -> bool:
         """Whether ``record`` is the one this entry was made of (read back by offset)."""
@@ -76,7 +78,7 @@ class TableRef:
                 and sum(int(fragment.rows) for fragment in record.fragments) == self.fragment_rows)
 
 
-_REF_BYTES = sys.getsizeof(object()) + 11 * 8 + 16 + 5 * 32 + 24  # the slots, gc header, ints, float
+_REF_BYTES = sys.getsizeof(object()) + 12 * 8 + 16 + 6 * 32 + 24  # the slots, gc header, ints, float
 
 
 class _Tables:
@@ -96,7 +98,7 @@ class _Tables:
             self.bytes += sys.getsizeof(text) + 2 * 8 + 50  # the string and its place in ``names``
         return kept
 
-    def apply(self, record: Any, where: tuple[int, int]) -> None:
+    def apply(self, record: Any, where: tuple[int, int, int]) -> None:
         if record.WhichOneof("kind") == "table_logged":
             self.refs.append(TableRef(record.table_logged, self, *where))
             self.bytes += _REF_BYTES + 8
@@ -149,7 +151,7 @@ def _read_back(source: Any, ref: TableRef) -> Any:
 
     result = source.read_from(ref.tables.copy, ref.offset, limit=ref.length, bound=ref.length)
     for offset, payload in result.payloads:
-        if offset == ref.offset and FRAME_HEADER.size + len(payload) == ref.length:
+        if offset == ref.offset and FRAME_HEADER.size + len(payload) == ref.length and zlib.crc32(payload) == ref.crc:
             record = RecordDecoder().decode(offset, payload)
             if record is not None and record.WhichOneof("kind") == "table_logged" and ref.matches(record.table_logged):
                 table = record.table_logged

@@ -20,7 +20,6 @@ writer's keys as every reader of a shared run names them (``core/parts.Ownership
 from __future__ import annotations
 
 import threading
-import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Generic, Mapping, TypeVar
@@ -151,14 +150,12 @@ class LogFolds(Generic[State]):
             entry.offset = result.end_offset
 
     def _fold_located(self, decoder: Any, payloads: Any, state: State) -> None:
-        from tracklet.core.recordlog import FRAME_HEADER
-
         for offset, payload in payloads:
             record = decoder.decode(offset, payload)
             if record is None:
                 continue
             try:
-                self._apply(state, record, (offset, FRAME_HEADER.size + len(payload), zlib.crc32(payload)))
+                self._apply(state, record, (offset, payload))
             except Exception as error:
                 decoder.skipped(offset, error)
 

@@ -98,9 +98,13 @@ class _Tables:
             self.bytes += sys.getsizeof(text) + 2 * 8 + 50  # the string and its place in ``names``
         return kept
 
-    def apply(self, record: Any, where: tuple[int, int, int]) -> None:
+    def apply(self, record: Any, where: tuple[int, bytes]) -> None:
         if record.WhichOneof("kind") == "table_logged":
-            self.refs.append(TableRef(record.table_logged, self, *where))
+            from tracklet.core.recordlog import FRAME_HEADER
+
+            offset, payload = where
+            self.refs.append(TableRef(record.table_logged, self, offset, FRAME_HEADER.size + len(payload),
+                                      zlib.crc32(payload)))
             self.bytes += _REF_BYTES + 8
 
 

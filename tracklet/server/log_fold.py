@@ -24,6 +24,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Generic, Mapping, TypeVar
 
+from tracklet.core.parts import PRIMARY
+
 if TYPE_CHECKING:
     from tracklet.core.layout import RunPaths
     from tracklet.store.logsource import LogSource
@@ -39,6 +41,7 @@ class _Entry(Generic[State]):
         self.offset = 0
         self.identity: tuple[int, int] | None = None  # (device, inode)
         self.decoder: Any = None
+        self.paths: Any = None  # the copy's RunPaths (get_run's)
 
 
 WINDOW_BYTES = 8 << 20  # read a log this much at a time: a request holds one window, not the whole log
@@ -200,24 +203,47 @@ class LogFolds(Generic[State]):
                     self._runs.popitem(last=False)
             self._runs.move_to_end(key)
         with run.lock:
-            copies = copy_sizes(source, paths, labels)
-            identities = {label: _file_identity(copy.log_file) for label, (copy, _) in copies.items()}
-            if any(label not in copies or size < entry.offset or identities[label] != entry.identity
-                   for label, entry in run.entries.items()
-                   for size in [copies[label][1] if label in copies else 0]):
+            copies = _copies(source, paths, labels, run.entries)
+            if any(label not in copies or copies[label][0] < entry.offset or copies[label][1] != entry.identity
+                   for label, entry in run.entries.items()):
                 # a copy shrank, was replaced or went: the run's folds start over (they share budgets)
                 run.shared = self._shared() if self._shared is not None else None
                 run.entries, run.memo = {}, {}
-            for label, (copy, size) in copies.items():
+            added = False
+            for label, (size, identity) in copies.items():
                 entry = run.entries.get(label)
                 if entry is None:
                     entry = run.entries[label] = _Entry(self._new(run.shared))
-                    entry.identity = identities[label]
-                self._read_on(source, copy, entry, size)
+                    entry.identity = identity
+                    entry.paths = paths if label == PRIMARY else paths.part_paths(label)
+                    added = True
+                if entry.decoder is None or entry.offset < size:
+                    self._read_on(source, entry.paths, entry, size)
+            if added and list(run.entries) != list(copies):  # a part that came between others: in label order
+                run.entries = {label: run.entries[label] for label in copies}
             try:
                 return view(run)
             finally:
                 self._account(key, run)
+
+
+def _copies(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None,
+            known: Collection[str] = ()) -> dict[str, tuple[int, tuple[int, int] | None]]:
+    """Run ``paths``'s copies as ``copy_sizes`` lists them (its own log, then each part's label
+    in order), each with its size and identity (``_file_identity``): from ``source.copy_stats``
+    where it has it (a data root's files: one listing and one ``stat`` per copy; ``known``:
+    labels already checked), else one ``stat`` per copy for its identity (none for a source that
+    finds copies by key: segments only grow)."""
+    stats = getattr(source, "copy_stats", None)
+    if stats is not None:
+        found = stats(paths, known)
+        return {label: found[label] for label in [PRIMARY, *sorted(label for label in found if label != PRIMARY)]}
+    listed = getattr(source, "copy_sizes", None)
+    if listed is not None:
+        sizes: Mapping[str, int] = listed(paths, labels() if labels is not None else None)
+        held = sorted(label for label in sizes if label != PRIMARY)
+        return {PRIMARY: (sizes.get(PRIMARY, 0), None), **{label: (sizes[label], None) for label in held}}
+    return {label: (size, _file_identity(copy.log_file)) for label, (copy, size) in copy_sizes(source, paths).items()}
 
 
 def copy_sizes(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None = None

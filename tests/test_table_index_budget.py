@@ -164,3 +164,37 @@ def test_a_log_replaced_under_a_kept_index_is_never_read_at_stale_offsets(record
         from tracklet.server import routes_tables
 
         routes_tables._FOLDS.forget(str(recorded / "projects/p/runs/big"))
+
+
+def test_parts_that_grow_or_appear_between_others_read_as_the_local_reader(tmp_path, monkeypatch):
+    """Between two requests a part's log grows and a new part appears between two others (by
+    label): the kept index reads on from each copy's offset, and keeps the writers in the readers'
+    order, which numbers the versions of logs written without a number (as before session 32)."""
+    from tracklet.media import table_versions
+    from tracklet.server.app import create_app
+
+    monkeypatch.setattr(table_versions.VersionCounter, "take", lambda self, key: 0)  # numbered by order
+
+    def write(label: str | None, steps: range) -> None:
+        settings = {**QUIET, "dir": str(tmp_path)}
+        if label is not None:
+            settings.update(primary=False, label=label)
+        run = tracklet.init(project="p", id="big", settings=settings, resume="allow" if label is None else None)
+        for step in steps:
+            run.log({"shared": tracklet.Table(columns=["writer", "i"], data=[[label or "primary", step]])}, step=step)
+        run.finish()
+
+    for label in (None, "rank_00", "rank_02"):
+        write(label, range(2))
+    app = create_app(tmp_path, auth=False, store_url=f"sqlite:///{tmp_path / 'server.sqlite'}")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _answers(client, _local(tmp_path))
+        write(None, range(2, 4))  # the primary's log grows
+        write("rank_01", range(2))  # a part between the others
+        run = _local(tmp_path)
+        assert len(run._read.tables) == 10
+        _answers(client, run)
+        served = [v["version"] for v in client.get("/api/v1/runs/p/big/table-versions/shared").json()["versions"]]
+        assert len(served) == 10
+        for number in served:
+            assert _served(client, "shared", version=number) == _expected(run, "shared", version=number)

@@ -144,12 +144,9 @@ class _Kept:
 _KEPT = _Kept()
 
 
-class _Changed(Exception):
-    pass
-
-
 def _read_back(source: Any, ref: TableRef) -> Any:
-    """The ``TableLogged`` record ``ref`` was made of, read from its log by offset."""
+    """The ``TableLogged`` record ``ref`` was made of, read from its log by offset; None when the
+    log holds another there (or none)."""
     from tracklet.core.decode import RecordDecoder
     from tracklet.core.recordlog import FRAME_HEADER
 
@@ -162,7 +159,7 @@ def _read_back(source: Any, ref: TableRef) -> Any:
                 _KEPT.put(ref, table, len(payload))
                 return table
         break
-    raise _Changed
+    return None
 
 
 def load(request: Request, project: str, run_id: str, refs: list[TableRef]) -> list[Any]:
@@ -178,7 +175,9 @@ def load(request: Request, project: str, run_id: str, refs: list[TableRef]) -> l
         if record is None:
             try:
                 record = _read_back(source, ref)
-            except (_Changed, OSError):
+            except OSError:
+                record = None
+            if record is None:
                 _FOLDS.forget(str(run_paths(request.app.state.tracklet.root, project, run_id).run_dir))
                 raise HTTPException(status_code=503, detail=f"run {project}/{run_id}'s logs changed while they were "
                                     "read; ask again") from None

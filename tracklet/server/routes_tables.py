@@ -115,26 +115,33 @@ _FOLDS: LogFolds[_Tables] = LogFolds(_Tables, _Tables.apply, size=64, located=Tr
 
 class _Kept:
     """The whole records last read back (``load``), up to ``RECORDS_KEPT_BYTES`` of their
-    serialized size, by their entry (an entry of a dropped index only ages out)."""
+    serialized size, by where they are (the log, the frame's offset, length and payload's crc32:
+    not by entry, so a kept record never keeps a dropped index alive)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.records: OrderedDict[TableRef, tuple[Any, int]] = OrderedDict()
+        self.records: OrderedDict[tuple[str, int, int, int], tuple[Any, int]] = OrderedDict()
         self.bytes = 0
 
+    @staticmethod
+    def _key(ref: TableRef) -> tuple[str, int, int, int]:
+        return str(ref.tables.copy.log_file), ref.offset, ref.length, ref.crc
+
     def get(self, ref: TableRef) -> Any:
+        key = self._key(ref)
         with self.lock:
-            kept = self.records.get(ref)
-            if kept is not None:
-                self.records.move_to_end(ref)
-                return kept[0]
-            return None
+            kept = self.records.get(key)
+            if kept is None or not ref.matches(kept[0]):
+                return None
+            self.records.move_to_end(key)
+            return kept[0]
 
     def put(self, ref: TableRef, record: Any, size: int) -> None:
+        key = self._key(ref)
         with self.lock:
-            if ref in self.records or size > RECORDS_KEPT_BYTES:
+            if key in self.records or size > RECORDS_KEPT_BYTES:
                 return
-            self.records[ref] = (record, size)
+            self.records[key] = (record, size)
             self.bytes += size
             while self.bytes > RECORDS_KEPT_BYTES:
                 _, (_, dropped) = self.records.popitem(last=False)

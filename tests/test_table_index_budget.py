@@ -36,6 +36,9 @@ def recorded(tmp_path_factory) -> Path:
                      f"own/{name}": tracklet.Table(columns=["i"], data=[[step]] * (step + 1)),
                      "inc": growing}, step=step)
         run.finish()
+    run = tracklet.init(project="p", id="small", settings={**QUIET, "dir": str(root)})
+    run.log({"shared": tracklet.Table(columns=["writer", "i"], data=[["small", 0]])}, step=0)
+    run.finish()
     return root
 
 
@@ -129,6 +132,22 @@ def test_the_index_and_the_records_kept_stay_under_their_bounds_and_answers_stay
         else:
             assert folds.kept_bytes() >= whole  # within the bounds, kept as before
         checked.clear()
+
+    # The process's bound: room for the big run, not for both: reading the small one drops the big
+    # one (asked for least recently), reading the big one drops the small one; answers stay right.
+    monkeypatch.setattr(folds, "_run_bytes", None)
+    monkeypatch.setattr(folds, "_total_bytes", folds.kept_bytes() + 100)
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    small = RecordedRun(RunPaths(recorded, "p", "small"))
+    for _ in range(2):
+        served = client.get("/api/v1/runs/p/small/tables/shared").json()["rows"]
+        assert served == _expected(small, "shared")
+        assert 0 < folds.kept_bytes() <= folds._total_bytes and len(folds._runs) == 1
+        _answers(client, run)
+        assert checked and all(kept <= folds._total_bytes for kept, _ in checked), checked
+        assert folds.kept_bytes() >= whole and len(folds._runs) == 1
 
 
 def test_a_log_replaced_under_a_kept_index_is_never_read_at_stale_offsets(recorded, client, tmp_path):

@@ -203,11 +203,13 @@ def _cell_format(request: Request, project: str, run_id: str, key: str, digest: 
     from tracklet.media.table_read import open_every_version, version_records
 
     try:
-        every = _records(request, project, run_id)
-        refs = [ref for ref in every if ref.key == key]
-        if not refs:
-            version_records(every, key)  # TableNotFound naming the keys there are
-        query = open_every_version(request.app.state.tracklet.root, load(request, project, run_id, refs), key,
+        def of_key(every: list[Any]) -> list[Any]:
+            refs = [ref for ref in every if ref.key == key]
+            if not refs:
+                version_records(every, key)  # TableNotFound naming the keys there are
+            return refs
+
+        query = open_every_version(request.app.state.tracklet.root, load(request, project, run_id, of_key), key,
                                    **fragment_source(request, project))
     except (TableNotFound, TableError) as error:
         raise HTTPException(status_code=404, detail=str(error)) from None

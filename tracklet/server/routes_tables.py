@@ -17,7 +17,7 @@ and not kept, past the second the runs asked for least recently are dropped; eit
 on its next request). The records a request needs (a version's, whole) are read back from their
 logs by offset (``load``) and the last ones read are kept up to ``RECORDS_KEPT_BYTES`` (their
 serialized size); a record that is no longer what its entry says (a log replaced meanwhile) is
-never used: the run's index is dropped and the request answered 503.
+never used: the run is indexed again and the request answered from that (503 if it happens twice).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 import threading
 import zlib
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import HTTPException, Query, Request
 
@@ -169,27 +169,32 @@ def _read_back(source: Any, ref: TableRef) -> Any:
     return None
 
 
-def load(request: Request, project: str, run_id: str, refs: list[TableRef]) -> list[Any]:
-    """The whole ``TableLogged`` records of ``refs`` (kept ones, or read back from their logs),
-    in order. A log that no longer holds an entry's record there (replaced since it was indexed):
-    the run's index is dropped and the request answered 503 (the next one indexes it again)."""
+def load(request: Request, project: str, run_id: str, pick: Callable[[list[TableRef]], list[TableRef]]) -> list[Any]:
+    """The whole ``TableLogged`` records of the entries ``pick(entries)`` chooses of the run's
+    (``_records``; it raises what a request answers for none), in order: kept ones, or read back
+    from their logs. A log that no longer holds an entry's record there (rewritten in place since
+    it was indexed): the run's index is dropped and the run indexed again, once; 503 if that
+    happens again."""
     from tracklet.server.logs import run_paths
 
     source = request.app.state.tracklet.indexer.source
-    records = []
-    for ref in refs:
-        record = _KEPT.get(ref)
-        if record is None:
-            try:
-                record = _read_back(source, ref)
-            except OSError:
-                record = None
+    for _ in range(2):
+        records = []
+        for ref in pick(_records(request, project, run_id)):
+            record = _KEPT.get(ref)
             if record is None:
-                _FOLDS.forget(str(run_paths(request.app.state.tracklet.root, project, run_id).run_dir))
-                raise HTTPException(status_code=503, detail=f"run {project}/{run_id}'s logs changed while they were "
-                                    "read; ask again") from None
-        records.append(record)
-    return records
+                try:
+                    record = _read_back(source, ref)
+                except OSError:
+                    record = None
+                if record is None:
+                    break
+            records.append(record)
+        else:
+            return records
+        _FOLDS.forget(str(run_paths(request.app.state.tracklet.root, project, run_id).run_dir))
+    raise HTTPException(status_code=503, detail=f"run {project}/{run_id}'s logs changed while they were read; "
+                        "ask again")
 
 
 def _records(request: Request, project: str, run_id: str) -> list[TableRef]:
@@ -222,18 +227,23 @@ def chosen_records(request: Request, project: str, run_id: str, key: str, step: 
     from tracklet.core.run_tables import records_of_version
     from tracklet.media.table_read import version_records
 
-    refs = _records(request, project, run_id)
     if version is not None:
-        chosen = records_of_version(refs, key, version)
-        if chosen is None:
-            raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in run "
-                                f"{project}/{run_id}")
-        return load(request, project, run_id, chosen), None
-    try:
-        chosen = version_records(refs, key, step)
-    except TableNotFound as error:
-        raise HTTPException(status_code=404, detail=str(error)) from None
-    return load(request, project, run_id, chosen), step
+        def by_version(refs: list[TableRef]) -> list[TableRef]:
+            chosen = records_of_version(refs, key, version)
+            if chosen is None:
+                raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in run "
+                                    f"{project}/{run_id}")
+            return chosen
+
+        return load(request, project, run_id, by_version), None
+
+    def by_step(refs: list[TableRef]) -> list[TableRef]:
+        try:
+            return version_records(refs, key, step)
+        except TableNotFound as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+
+    return load(request, project, run_id, by_step), step
 
 
 def fragment_source(request: Request, project: str) -> dict[str, Any]:

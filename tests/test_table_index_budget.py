@@ -8,6 +8,7 @@ the real app (``create_app``) in process, so the bounds can be set small."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,7 @@ def test_the_index_and_the_records_kept_stay_under_their_bounds_and_answers_stay
     from tracklet.server import routes_tables
 
     folds = routes_tables._FOLDS
+    monkeypatch.setattr(folds, "_runs", OrderedDict())  # (runs other tests in this process read)
     run = _local(recorded)
     whole = len(run._read.tables) * routes_tables._REF_BYTES
     checked = []

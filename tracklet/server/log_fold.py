@@ -24,6 +24,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Generic, Mapping, TypeVar
 
+from tracklet.core.parts import PRIMARY
+
 if TYPE_CHECKING:
     from tracklet.core.layout import RunPaths
     from tracklet.store.logsource import LogSource
@@ -39,6 +41,7 @@ class _Entry(Generic[State]):
         self.offset = 0
         self.identity: tuple[int, int] | None = None  # (device, inode)
         self.decoder: Any = None
+        self.paths: Any = None  # the copy's RunPaths (get_run's)
 
 
 WINDOW_BYTES = 8 << 20  # read a log this much at a time: a request holds one window, not the whole log
@@ -53,6 +56,7 @@ class RunFold(Generic[State]):
         self.shared = shared
         self.entries: dict[str, _Entry[State]] = {}
         self.memo: dict[str, tuple[Any, Any]] = {}  # a view's cache: name -> (signature, value)
+        self.kept = 0  # bytes its folds keep, as LogFolds' measure accounts them
 
     @classmethod
     def single(cls, state: State) -> "RunFold[State]":
@@ -83,15 +87,27 @@ class LogFolds(Generic[State]):
     is read through the server's ``LogSource`` (its files, or segments in shared storage with
     ``--logs``) ``WINDOW_BYTES`` at a time."""
 
-    def __init__(self, make: Callable[..., State], apply: Callable[[State, Any], None], size: int = 32,
-                 shared: Callable[[], Any] | None = None) -> None:
+    def __init__(self, make: Callable[..., State], apply: Callable[..., None], size: int = 32,
+                 shared: Callable[[], Any] | None = None, *, located: bool = False,
+                 measure: Callable[[State], int] | None = None, run_bytes: int | None = None,
+                 total_bytes: int | None = None) -> None:
         """``shared``: made once per run by ``get_run`` and given to ``make`` (``make(shared)``)
         for each of the run's copies; without it ``make()``. ``size``: logs (``get``) or runs
-        (``get_run``) kept."""
+        (``get_run``) kept. ``located``: ``apply(state, record, where)`` with ``where`` the
+        record's frame ``(offset, length, crc32 of its payload)`` in the copy's log, so a fold may keep where a record
+        is rather than the record. ``measure(state)``: the bytes a copy's fold keeps; with it,
+        ``get_run`` keeps a run only while its copies' folds keep at most ``run_bytes`` (a run
+        past it is answered, then not kept: its next request reads its logs again), and drops
+        the runs asked for least recently while all kept runs together keep over
+        ``total_bytes`` (``kept_bytes()``)."""
         self._make = make
         self._apply = apply
         self._size = size
         self._shared = shared
+        self._located = located
+        self._measure = measure
+        self._run_bytes = run_bytes
+        self._total_bytes = total_bytes
         self._entries: OrderedDict[str, _Entry[State]] = OrderedDict()
         self._runs: OrderedDict[str, RunFold[State]] = OrderedDict()
         self._lock = threading.Lock()
@@ -128,10 +144,50 @@ class LogFolds(Generic[State]):
         state = entry.state
         while entry.offset < size:
             result = source.read_from(paths, entry.offset, limit=WINDOW_BYTES)
-            entry.decoder.fold(result.payloads, lambda record: self._apply(state, record))
+            if self._located:
+                self._fold_located(entry.decoder, result.payloads, state)
+            else:
+                entry.decoder.fold(result.payloads, lambda record: self._apply(state, record))
             if result.end_offset <= entry.offset:
                 break  # nothing intact further on yet (a frame still being written)
             entry.offset = result.end_offset
+
+    def _fold_located(self, decoder: Any, payloads: Any, state: State) -> None:
+        for offset, payload in payloads:
+            record = decoder.decode(offset, payload)
+            if record is None:
+                continue
+            try:
+                self._apply(state, record, (offset, payload))
+            except Exception as error:
+                decoder.skipped(offset, error)
+
+    def forget(self, key: str) -> None:
+        """Drop run ``key``'s folds (``str(paths.run_dir)``): its next request reads it again."""
+        with self._lock:
+            self._runs.pop(key, None)
+
+    def kept_bytes(self) -> int:
+        """What the kept runs' folds keep, as ``measure`` accounts it (0 without one)."""
+        with self._lock:
+            return sum(run.kept for run in self._runs.values())
+
+    def _account(self, key: str, run: RunFold[State]) -> None:
+        """After a request: ``run``'s bytes measured again; a run over ``run_bytes`` is not kept,
+        and the least recently asked for go while all together keep over ``total_bytes``."""
+        if self._measure is None:
+            return
+        measure = self._measure
+        run.kept = sum(measure(entry.state) for entry in run.entries.values())
+        with self._lock:
+            if self._run_bytes is not None and run.kept > self._run_bytes:
+                if self._runs.get(key) is run:
+                    del self._runs[key]
+            if self._total_bytes is not None:
+                total = sum(kept.kept for kept in self._runs.values())
+                while total > self._total_bytes and self._runs:
+                    _, dropped = self._runs.popitem(last=False)
+                    total -= dropped.kept
 
     def get_run(self, source: LogSource, paths: RunPaths, view: Callable[[RunFold[State]], View], *,
                 labels: Callable[[], list[str]] | None = None) -> View:
@@ -147,21 +203,47 @@ class LogFolds(Generic[State]):
                     self._runs.popitem(last=False)
             self._runs.move_to_end(key)
         with run.lock:
-            copies = copy_sizes(source, paths, labels)
-            identities = {label: _file_identity(copy.log_file) for label, (copy, _) in copies.items()}
-            if any(label not in copies or size < entry.offset or identities[label] != entry.identity
-                   for label, entry in run.entries.items()
-                   for size in [copies[label][1] if label in copies else 0]):
+            copies = _copies(source, paths, labels, run.entries)
+            if any(label not in copies or copies[label][0] < entry.offset or copies[label][1] != entry.identity
+                   for label, entry in run.entries.items()):
                 # a copy shrank, was replaced or went: the run's folds start over (they share budgets)
                 run.shared = self._shared() if self._shared is not None else None
                 run.entries, run.memo = {}, {}
-            for label, (copy, size) in copies.items():
+            added = False
+            for label, (size, identity) in copies.items():
                 entry = run.entries.get(label)
                 if entry is None:
                     entry = run.entries[label] = _Entry(self._new(run.shared))
-                    entry.identity = identities[label]
-                self._read_on(source, copy, entry, size)
-            return view(run)
+                    entry.identity = identity
+                    entry.paths = paths if label == PRIMARY else paths.part_paths(label)
+                    added = True
+                if entry.decoder is None or entry.offset < size:
+                    self._read_on(source, entry.paths, entry, size)
+            if added and list(run.entries) != list(copies):  # a part that came between others: in label order
+                run.entries = {label: run.entries[label] for label in copies}
+            try:
+                return view(run)
+            finally:
+                self._account(key, run)
+
+
+def _copies(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None,
+            known: Collection[str] = ()) -> dict[str, tuple[int, tuple[int, int] | None]]:
+    """Run ``paths``'s copies as ``copy_sizes`` lists them (its own log, then each part's label
+    in order), each with its size and identity (``_file_identity``): from ``source.copy_stats``
+    where it has it (a data root's files: one listing and one ``stat`` per copy; ``known``:
+    labels already checked), else one ``stat`` per copy for its identity (none for a source that
+    finds copies by key: segments only grow)."""
+    stats = getattr(source, "copy_stats", None)
+    if stats is not None:
+        found = stats(paths, known)
+        return {label: found[label] for label in [PRIMARY, *sorted(label for label in found if label != PRIMARY)]}
+    listed = getattr(source, "copy_sizes", None)
+    if listed is not None:
+        sizes: Mapping[str, int] = listed(paths, labels() if labels is not None else None)
+        held = sorted(label for label in sizes if label != PRIMARY)
+        return {PRIMARY: (sizes.get(PRIMARY, 0), None), **{label: (sizes[label], None) for label in held}}
+    return {label: (size, _file_identity(copy.log_file)) for label, (copy, size) in copy_sizes(source, paths).items()}
 
 
 def copy_sizes(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None = None

@@ -21,7 +21,7 @@ from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import TableColumn, TableRowsResponse, errors
-from tracklet.server.routes_tables import MAX_PAGE, _records, fragment_source
+from tracklet.server.routes_tables import MAX_PAGE, _records, chosen_records, fragment_source, load
 from tracklet.server.body import bounded_router
 
 router = bounded_router(prefix="/api/v1", tags=["read"])
@@ -74,15 +74,9 @@ class TableGroupsResponse(BaseModel):
 def _open(request: Request, project: str, run_id: str, key: str, step: int | None, version: int | None = None) -> Any:
     """Table ``key``'s version at ``step`` (default: the latest), or run-table version
     ``version`` by its record (a shared run's writers may log the key at one step)."""
-    from tracklet.core.run_tables import records_of_version
     from tracklet.media.table_read import open_table
 
-    records = _records(request, project, run_id)
-    if version is not None:
-        chosen = records_of_version(records, key, version)
-        if chosen is None:
-            raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in run {project}/{run_id}")
-        records, step = chosen, None
+    records, step = chosen_records(request, project, run_id, key, step, version)
     try:
         return open_table(request.app.state.tracklet.root, records, key, step, **fragment_source(request, project))
     except (TableNotFound, TableError) as error:
@@ -108,7 +102,7 @@ def get_table_versions(request: Request, project: str, run_id: str, key: str) ->
     versions: list[TableVersion] = []
     added: dict[str, int] = {}  # INCREMENTAL table id -> rows so far
     for record, number in zip(records, version_numbers(records)):
-        rows = sum(int(fragment.rows) for fragment in record.fragments)
+        rows = record.fragment_rows
         mode = _MODES.get(record.log_mode, "IMMUTABLE")
         if mode == "INCREMENTAL":
             rows = added[record.table_id] = added.get(record.table_id, 0) + rows
@@ -206,10 +200,16 @@ def _cell_format(request: Request, project: str, run_id: str, key: str, digest: 
     (``png`` for a thumbnail or a mask), or None: one statement per media column over every
     fragment of the key."""
     from tracklet.media.query_filter import quote_identifier
-    from tracklet.media.table_read import open_every_version
+    from tracklet.media.table_read import open_every_version, version_records
 
     try:
-        query = open_every_version(request.app.state.tracklet.root, _records(request, project, run_id), key,
+        def of_key(every: list[Any]) -> list[Any]:
+            refs = [ref for ref in every if ref.key == key]
+            if not refs:
+                version_records(every, key)  # TableNotFound naming the keys there are
+            return refs
+
+        query = open_every_version(request.app.state.tracklet.root, load(request, project, run_id, of_key), key,
                                    **fragment_source(request, project))
     except (TableNotFound, TableError) as error:
         raise HTTPException(status_code=404, detail=str(error)) from None

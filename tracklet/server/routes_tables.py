@@ -7,13 +7,26 @@ problem. Tables are read from the server's data root: its record log copies and,
 its artifacts' blob store (``media_blobs.py``: on a tracking server only fragments the run's project
 holds, which ``tracklet sync`` and online mode send; ``tracklet ui`` serves the local data root,
 where both are). A run's
-table records are folded out of its logs (a shared run's every writer's) and kept, and a log that
-grew is read on from where the last request stopped (``log_fold.LogFolds``), so a live run's table panel polls cheaply.
+table records are folded out of its logs (a shared run's every writer's), and a log that grew is
+read on from where the last request stopped (``log_fold.LogFolds``), so a live run's table panel
+polls cheaply. What is kept of each record is an index entry (``TableRef``: its key, step, time,
+mode, table id, increment, version number, rows and where its frame is in its writer's log), not
+the record: a shared run may have thousands of writers' logs. The index is bounded
+(``INDEX_RUN_BYTES`` per run, ``INDEX_BYTES`` for every run kept: past the first a run is answered
+and not kept, past the second the runs asked for least recently are dropped; either is read again
+on its next request). The records a request needs (a version's, whole) are read back from their
+logs by offset (``load``) and the last ones read are kept up to ``RECORDS_KEPT_BYTES`` (their
+serialized size); a record that is no longer what its entry says (a log replaced meanwhile) is
+never used: the run is indexed again and the request answered from that (503 if it happens twice).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+import threading
+import zlib
+from collections import OrderedDict
+from typing import Any, Callable
 
 from fastapi import HTTPException, Query, Request
 
@@ -30,21 +43,207 @@ _ERRORS = errors(400, 404)
 MAX_PAGE = 1000
 
 
-def _fold_tables(records: list[Any], record: Any) -> None:
-    if record.WhichOneof("kind") == "table_logged":
-        records.append(record.table_logged)
+INDEX_RUN_BYTES = 16 << 20  # a run's table index kept, every writer's log together
+INDEX_BYTES = 64 << 20  # the table indexes of every run kept (at most 64 runs)
+RECORDS_KEPT_BYTES = 16 << 20  # whole table records read back and kept (their serialized size)
 
 
-_FOLDS: LogFolds[list[Any]] = LogFolds(list, _fold_tables, size=64)  # runs kept
+class TableRef:
+    """What the routes need of a ``TableLogged`` record to choose a version (the fields they
+    read, ``fragment_rows`` the sum of its fragments' rows) and where it is: its writer's fold
+    (``tables``, whose ``copy`` names the log) and its frame's offset and length there."""
+
+    __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "version_plus_one",
+                 "fragment_rows", "tables", "offset", "length", "crc")
+
+    def __init__(self, record: Any, tables: "_Tables", offset: int, length: int, crc: int) -> None:
+        self.key = tables.name(record.key)
+        self.step = int(record.step)
+        self.time = float(record.time)
+        self.log_mode = int(record.log_mode)
+        self.table_id = tables.name(record.table_id)
+        self.increment = int(record.increment)
+        self.version_plus_one = int(record.version_plus_one)
+        self.fragment_rows = sum(int(fragment.rows) for fragment in record.fragments)
+        self.tables = tables
+        self.offset = offset
+        self.length = length
+        self.crc = crc  # of the frame's payload: a record read back by offset is the same bytes
+
+    def matches(self, record: Any) -> bool:
+        """Whether ``record`` is the one this entry was made of (read back by offset)."""
+        return (record.key == self.key and int(record.step) == self.step and int(record.log_mode) == self.log_mode
+                and record.table_id == self.table_id and int(record.increment) == self.increment
+                and int(record.version_plus_one) == self.version_plus_one
+                and sum(int(fragment.rows) for fragment in record.fragments) == self.fragment_rows)
 
 
-def _records(request: Request, project: str, run_id: str) -> list[Any]:
-    """The run's table records, as the log reader lists them: its own log's, then each shared-run
-    part's by label (docs/shared-runs.md); 404 unless the server knows the run (its store has it:
-    a file under the root alone is not enough, so access follows the project's members)."""
+_REF_BYTES = sys.getsizeof(object()) + 12 * 8 + 16 + 6 * 32 + 24  # the slots, gc header, ints, float
+
+
+class _Tables:
+    """One writer's log's table index: ``refs`` in log order, ``bytes`` they keep (each entry's
+    object and numbers, and each distinct key and table id once)."""
+
+    def __init__(self) -> None:
+        self.refs: list[TableRef] = []
+        self.names: dict[str, str] = {}
+        self.bytes = 0
+        self.copy: Any = None  # the log's RunPaths, set by the view (a fold doesn't know its label)
+
+    def name(self, text: str) -> str:
+        kept = self.names.get(text)
+        if kept is None:
+            kept = self.names[text] = text
+            self.bytes += sys.getsizeof(text) + 2 * 8 + 50  # the string and its place in ``names``
+        return kept
+
+    def apply(self, record: Any, where: tuple[int, bytes]) -> None:
+        if record.WhichOneof("kind") == "table_logged":
+            from tracklet.core.recordlog import FRAME_HEADER
+
+            offset, payload = where
+            self.refs.append(TableRef(record.table_logged, self, offset, FRAME_HEADER.size + len(payload),
+                                      zlib.crc32(payload)))
+            self.bytes += _REF_BYTES + 8
+
+
+_FOLDS: LogFolds[_Tables] = LogFolds(_Tables, _Tables.apply, size=64, located=True,  # runs kept
+                                     measure=lambda tables: tables.bytes, run_bytes=INDEX_RUN_BYTES,
+                                     total_bytes=INDEX_BYTES)
+
+
+class _Kept:
+    """The whole records last read back (``load``), up to ``RECORDS_KEPT_BYTES`` of their
+    serialized size, by where they are (the log, the frame's offset, length and payload's crc32:
+    not by entry, so a kept record never keeps a dropped index alive)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.records: OrderedDict[tuple[str, int, int, int], tuple[Any, int]] = OrderedDict()
+        self.bytes = 0
+
+    @staticmethod
+    def _key(ref: TableRef) -> tuple[str, int, int, int]:
+        return str(ref.tables.copy.log_file), ref.offset, ref.length, ref.crc
+
+    def get(self, ref: TableRef) -> Any:
+        key = self._key(ref)
+        with self.lock:
+            kept = self.records.get(key)
+            if kept is None or not ref.matches(kept[0]):
+                return None
+            self.records.move_to_end(key)
+            return kept[0]
+
+    def put(self, ref: TableRef, record: Any, size: int) -> None:
+        key = self._key(ref)
+        with self.lock:
+            if key in self.records or size > RECORDS_KEPT_BYTES:
+                return
+            self.records[key] = (record, size)
+            self.bytes += size
+            while self.bytes > RECORDS_KEPT_BYTES:
+                _, (_, dropped) = self.records.popitem(last=False)
+                self.bytes -= dropped
+
+
+_KEPT = _Kept()
+
+
+def _read_back(source: Any, ref: TableRef) -> Any:
+    """The ``TableLogged`` record ``ref`` was made of, read from its log by offset; None when the
+    log holds another there (or none)."""
+    from tracklet.core.decode import RecordDecoder
+    from tracklet.core.recordlog import FRAME_HEADER
+
+    result = source.read_from(ref.tables.copy, ref.offset, limit=ref.length, bound=ref.length)
+    for offset, payload in result.payloads:
+        if offset == ref.offset and FRAME_HEADER.size + len(payload) == ref.length and zlib.crc32(payload) == ref.crc:
+            record = RecordDecoder().decode(offset, payload)
+            if record is not None and record.WhichOneof("kind") == "table_logged" and ref.matches(record.table_logged):
+                table = record.table_logged
+                _KEPT.put(ref, table, len(payload))
+                return table
+        break
+    return None
+
+
+def load(request: Request, project: str, run_id: str, pick: Callable[[list[TableRef]], list[TableRef]]) -> list[Any]:
+    """The whole ``TableLogged`` records of the entries ``pick(entries)`` chooses of the run's
+    (``_records``; it raises what a request answers for none), in order: kept ones, or read back
+    from their logs. A log that no longer holds an entry's record there (rewritten in place since
+    it was indexed): the run's index is dropped and the run indexed again, once; 503 if that
+    happens again."""
+    from tracklet.server.logs import run_paths
+
+    source = request.app.state.tracklet.indexer.source
+    for _ in range(2):
+        records = []
+        for ref in pick(_records(request, project, run_id)):
+            record = _KEPT.get(ref)
+            if record is None:
+                try:
+                    record = _read_back(source, ref)
+                except OSError:
+                    record = None
+                if record is None:
+                    break
+            records.append(record)
+        else:
+            return records
+        _FOLDS.forget(str(run_paths(request.app.state.tracklet.root, project, run_id).run_dir))
+    raise HTTPException(status_code=503, detail=f"run {project}/{run_id}'s logs changed while they were read; "
+                        "ask again")
+
+
+def _records(request: Request, project: str, run_id: str) -> list[TableRef]:
+    """The run's table index entries (``TableRef``), as the log reader lists the records: its
+    own log's, then each shared-run part's by label (docs/shared-runs.md); 404 unless the server
+    knows the run (its store has it: a file under the root alone is not enough, so access follows
+    the project's members). ``load`` reads the records themselves."""
+    from tracklet.core.parts import PRIMARY
+    from tracklet.server.logs import run_paths
+
+    paths = run_paths(request.app.state.tracklet.root, project, run_id)
+
+    def view(run: Any) -> list[TableRef]:
+        refs: list[TableRef] = []
+        for label, tables in run.writers.items():
+            if tables.copy is None:
+                tables.copy = paths if label == PRIMARY else paths.part_paths(label)
+            refs += tables.refs
+        return refs
+
     # (a copy: the folds go on as the logs grow; every writer's log read on from where it stopped)
-    return run_fold(_FOLDS, request, project, run_id,
-                    lambda run: [record for records in run.writers.values() for record in records])
+    return run_fold(_FOLDS, request, project, run_id, view)
+
+
+def chosen_records(request: Request, project: str, run_id: str, key: str, step: int | None,
+                   version: int | None) -> tuple[list[Any], int | None]:
+    """The whole records of table ``key``'s version at ``step`` (default: the latest), or of
+    run-table version ``version`` by its record (a shared run's writers may log the key at one
+    step), as ``open_table`` takes them, with the step to give it; 404 naming what's missing."""
+    from tracklet.core.run_tables import records_of_version
+    from tracklet.media.table_read import version_records
+
+    if version is not None:
+        def by_version(refs: list[TableRef]) -> list[TableRef]:
+            chosen = records_of_version(refs, key, version)
+            if chosen is None:
+                raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in run "
+                                    f"{project}/{run_id}")
+            return chosen
+
+        return load(request, project, run_id, by_version), None
+
+    def by_step(refs: list[TableRef]) -> list[TableRef]:
+        try:
+            return version_records(refs, key, step)
+        except TableNotFound as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+
+    return load(request, project, run_id, by_step), step
 
 
 def fragment_source(request: Request, project: str) -> dict[str, Any]:
@@ -83,15 +282,9 @@ def get_table(
     """Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`,
     or run-table version `version`; for an INCREMENTAL table every increment up to it), after
     `filter` and `sort` (ties and no sort: the order rows were added; nulls last)."""
-    from tracklet.core.run_tables import records_of_version
     from tracklet.media.table_read import open_table
 
-    records = _records(request, project, run_id)
-    if version is not None:  # by its record: a shared run's writers may log the key at one step
-        chosen = records_of_version(records, key, version)
-        if chosen is None:
-            raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in this run")
-        records, step = chosen, None
+    records, step = chosen_records(request, project, run_id, key, step, version)
     try:
         query = open_table(request.app.state.tracklet.root, records, key, step, **fragment_source(request, project))
     except TableNotFound as error:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -108,6 +108,38 @@ class LocalLogs:
             return paths.log_file.stat().st_size
         except FileNotFoundError:
             return 0
+
+    def copy_stats(self, paths: RunPaths, known: Collection[str] = ()) -> dict[str, tuple[int, tuple[int, int] | None]]:
+        """The run's copies: ``parts.PRIMARY`` (its own log, always listed: size 0 and no
+        identity when it has none) and each part's label, with its log's size and (device,
+        inode): one listing of the parts and one ``stat`` per copy (the size and identity from
+        the same call). A part gone between the listing and its ``stat`` is not listed.
+        ``known``: labels the caller checked already (the others are checked here)."""
+        from tracklet.core.layout import PART_SUFFIX, is_valid_name
+        from tracklet.core.parts import PRIMARY
+
+        found: dict[str, tuple[int, tuple[int, int] | None]] = {PRIMARY: (0, None)}
+        try:
+            stat = os.stat(paths.log_file)
+            found[PRIMARY] = (stat.st_size, (stat.st_dev, stat.st_ino))
+        except OSError:
+            pass
+        try:
+            entries = os.scandir(paths.parts_dir)
+        except OSError:  # none (the usual case), or unreadable
+            return found
+        with entries:
+            for entry in entries:
+                name = entry.name
+                label = name[: -len(PART_SUFFIX)]
+                if not name.endswith(PART_SUFFIX) or (label not in known and not is_valid_name(label)):
+                    continue
+                try:
+                    stat = os.stat(entry.path)
+                except OSError:
+                    continue
+                found[label] = (stat.st_size, (stat.st_dev, stat.st_ino))
+        return found
 
     def read_from(self, paths: RunPaths, offset: int, limit: int | None = None, *,
                   bound: int | None = None) -> ScanResult:

@@ -58,7 +58,7 @@ def plain(value):
     if isinstance(value, tracklet.Histogram):
         return {"edges": list(value.edges), "counts": list(value.counts)}
     return value
-print(json.dumps({"keys": sorted(history), **{key: [plain(value) for value in history[key]] for key in ["_step", *keys]}}))
+print(json.dumps({"keys": sorted(history), **{key: [plain(value) for value in history[key]] for key in ["_step", "_timestamp", "_runtime", *keys]}}))
 """
 
 
@@ -72,7 +72,8 @@ def check(url: str, root: Path, project: str, run_id: str) -> None:
     """The server at ``url`` shows the run's histograms and values as the local reader does."""
     local = tracklet.Api(root).run(f"{project}/{run_id}").history()
     assert set(KEYS) <= set(local), sorted(local)  # the naming this test relies on
-    expected = {key: [_plain(value) for value in local[key]] for key in ["_step", *KEYS]}
+    # every column the reader gives, _timestamp and _runtime (seconds since the primary's start) too
+    expected = {key: [_plain(value) for value in local[key]] for key in ["_step", "_timestamp", "_runtime", *KEYS]}
     with httpx.Client(base_url=url, timeout=60) as client:
         base = f"/api/v1/runs/{project}/{run_id}"
         values = client.get(f"{base}/values", params={"keys": ",".join(KEYS)}).json()["keys"]
@@ -96,4 +97,47 @@ def check(url: str, root: Path, project: str, run_id: str) -> None:
     for key in KEYS:
         remote[key] = [{"edges": [float(e) for e in value["edges"]], "counts": [float(c) for c in value["counts"]]}
                        if isinstance(value, dict) else value for value in remote[key]]
-    assert remote == expected
+    assert sorted(remote) == sorted(expected)
+    for key, column in expected.items():
+        assert remote[key] == column, (key, remote[key], column)
+
+
+def part_first(root: Path, project: str, run_id: str, urls: list[str]) -> None:
+    """Part ``rank_1`` records, then the primary (a later start), each step twice: ``rank_1``'s row
+    after the primary's at the even steps, before it at the odd ones, and a step only ``rank_1``
+    logs; the part's log is uploaded first, then the primary's (through each of ``urls`` in turn)."""
+    import time
+
+    from tracklet.core.layout import RunPaths
+
+    settings = {**QUIET, "dir": str(root)}
+    runs = {}
+    for label in ("rank_1", "primary"):
+        more = {} if label == "primary" else {"primary": False, "label": label}
+        runs[label] = tracklet.init(project=project, id=run_id, reinit="create_new", settings={**settings, **more})
+        time.sleep(0.05)  # (the primary's start: later than the part's)
+    for step in range(4):
+        for label in ("primary", "rank_1") if step % 2 == 0 else ("rank_1", "primary"):
+            runs[label].log({"grad" if label == "rank_1" else "loss": float(step)}, step=step)
+            runs[label].flush()
+    runs["rank_1"].log({"grad": 9.0}, step=9)
+    for run in runs.values():
+        run.finish()
+    paths = RunPaths(root, project, run_id)
+    for index, (label, log) in enumerate([("rank_1", paths.part_paths("rank_1").log_file), (None, paths.log_file)]):
+        params: dict[str, Any] = {"offset": 0} | ({"part": label} if label else {})
+        answer = httpx.put(f"{urls[index % len(urls)]}/api/v1/runs/{project}/{run_id}/log", params=params,
+                           content=log.read_bytes(), timeout=60)
+        assert answer.status_code == 200, answer.text
+
+
+def check_times(url: str, root: Path, project: str, run_id: str) -> None:
+    """``tracklet.Api`` against the server at ``url`` gives the run's start and every step's
+    ``_timestamp`` and ``_runtime`` as the local reader does."""
+    local = tracklet.Api(root).run(f"{project}/{run_id}")
+    remote = tracklet.Api(base_url=url).run(f"{project}/{run_id}")
+    assert remote.created_at == local.created_at
+    keys = ["_step", "_timestamp", "_runtime", "loss", "grad"]
+    got, want = remote.history(), local.history()
+    for key in keys:
+        assert got[key] == want[key], (key, got[key], want[key])

@@ -272,13 +272,24 @@ def test_a_part_with_the_longest_run_id_and_label_is_kept_and_read_through_eithe
         read = client.get(f"{base}/log", params={"part": label})
         assert read.headers["X-Tracklet-Log-Part"] == label and read.content == part
         assert sorted(client.get(base).json()["run"]["metadata"]["parts"]) == [label]
-    keys = ["_step", "loss", "grad"]  # (a shared run's _timestamp/_runtime: not compared, as sharedvalues.check)
+    keys = ["_step", "_timestamp", "_runtime", "loss", "grad"]
     local = tracklet.Api(root).run(f"{PROJECT}/{run_id}").history(keys=keys[1:])
     assert local["grad"] == [10.0, 11.0, 12.0, 13.0]  # the part's key, as the local reader names it
     remote = tracklet.Api(base_url=other.url).run(f"{PROJECT}/{run_id}").history(keys=keys[1:])
     assert {key: remote[key] for key in keys} == {key: local[key] for key in keys}
     too_long = _put(one, run_id, label + "0", 0, part)
     assert too_long.status_code == 422 and "at most 128 characters" in too_long.text, too_long.text  # the route's check
+
+
+def test_a_part_that_started_and_arrived_before_the_primary_keeps_the_primarys_start_and_times(tmp_path, two):
+    """A part recorded and uploaded before its primary: the run's start (``created_at``) and each
+    step's ``_timestamp`` and ``_runtime`` through the other --logs process are the local
+    reader's (the primary's start; a step's time the latest of its writers')."""
+    import sharedvalues
+
+    (one, other), *_ = two
+    sharedvalues.part_first(tmp_path, PROJECT, "part-first", [one.url, other.url])
+    sharedvalues.check_times(other.url, tmp_path, PROJECT, "part-first")
 
 
 WORKER = textwrap.dedent("""

@@ -1866,3 +1866,14 @@ def test_a_servers_histograms_and_values_read_every_writer(tmp_path, parts_serve
     done = serverfork.run(["sync", "p/vals", "--url", parts_server.url], env={**_env(), "TRACKLET_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     sharedvalues.check(parts_server.url, tmp_path, "p", "vals")
+
+
+def test_a_part_that_started_and_arrived_before_the_primary_keeps_the_primarys_start_and_times(
+        tmp_path, parts_server):
+    """A part recorded and uploaded before its primary, to a server that keeps files: the run's
+    start and each step's ``_timestamp`` and ``_runtime`` through `tracklet.Api` against it are the
+    local reader's (the primary's start; a step's time the latest of its writers')."""
+    import sharedvalues
+
+    sharedvalues.part_first(tmp_path, "p", "part-first", [parts_server.url])
+    sharedvalues.check_times(parts_server.url, tmp_path, "p", "part-first")

@@ -171,6 +171,11 @@ class RemoteRun:
             self.refresh()  # a listing row; a full row without `user` is an older server's: no user
         return RunUser.from_json(self._row.get("user"))
 
+    def _part_labels(self) -> list[str]:
+        """A shared run's parts' labels, sorted (none for a run with one writer)."""
+        parts = self.metadata.get("parts")
+        return sorted(label for label in parts if isinstance(label, str)) if isinstance(parts, dict) else []
+
     def keys(self) -> list[str]:
         """The run's history keys the server indexed, named as ``RecordedRun.history`` names them:
         its own log's and, of a shared run, every part's (a part's key another writer owns is
@@ -199,8 +204,12 @@ class RemoteRun:
         key; NaN inside a list reads as ``"NaN"``: the JSON policy)."""
         names = list(keys) if keys is not None else self.keys()
         wanted = ["_timestamp", *names]
-        data = self._http.get_json(f"/api/v1/runs/{self.path}/history", keys=",".join(wanted), buckets=0)
-        series = {item["key"]: item for item in data["series"]}
+        # a shared run's parts' rows' times (the store's "_timestamp/l:<label>"), a hundred a request
+        times = [f"_timestamp/l:{label}" for label in self._part_labels()]
+        series: dict[str, Any] = {}
+        for asked in [wanted, *(times[at : at + 100] for at in range(0, len(times), 100))]:
+            data = self._http.get_json(f"/api/v1/runs/{self.path}/history", keys=",".join(asked), buckets=0)
+            series.update((item["key"], item) for item in data["series"])
         texts = self._texts(names)
         steps = sorted({step for item in (*series.values(), *texts.values()) for step in item["steps"]})
         history = History()
@@ -213,6 +222,11 @@ class RemoteRun:
                        if name in series else {})
             if name in texts:
                 by_step.update(zip(texts[name]["steps"], _with_histograms(texts[name])))
+            if name == TIMESTAMP:  # a shared run's row at a step: the latest time of any writer's there
+                for part in times:
+                    for step, value in zip(series[part]["steps"], series[part]["values"]) if part in series else ():
+                        if isinstance(value, (int, float)) and (by_step.get(step) is None or value > by_step[step]):
+                            by_step[step] = value
             history[name] = [by_step.get(step) for step in steps]
             if name == TIMESTAMP:
                 history[RUNTIME] = _runtimes(history[TIMESTAMP], self.created_at)

@@ -53,6 +53,13 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 TIMESTAMP_KEY = "_timestamp"
+
+
+def is_timestamp_key(key: str) -> bool:
+    """``_timestamp`` or a shared run's part's ``_timestamp/l:<label>`` (its rows' times)."""
+    return key == TIMESTAMP_KEY or key.startswith(TIMESTAMP_KEY + "/l:")
+
+
 LOCK_FILE = "store.lock"
 LOCK_POLL = 0.05  # seconds between tries while waiting for another process's indexing lock
 
@@ -765,9 +772,13 @@ class Indexer:
             run.add_keys(label, [key])
             if run.summary_holder_of(key) == label and holder != label:
                 run.take_summary(label, key)
-        points = self._write_series(connection, row.id, "number", {
-            run.part_key(label, key): found for key, found in fold.points.items() if key != TIMESTAMP_KEY},
-            None, joined)
+        # Its rows' times: series "_timestamp/l:<label>" beside the primary's "_timestamp" (a row of
+        # the run at a step is every writer's row there, its time the latest of theirs, as
+        # core/parts.MergedStepIndex has it: api/remote.RemoteRun.history merges them).
+        own_points = {run.part_key(label, key): found for key, found in fold.points.items() if key != TIMESTAMP_KEY}
+        if TIMESTAMP_KEY in fold.points:
+            own_points[labelled(label, TIMESTAMP_KEY)] = fold.points[TIMESTAMP_KEY]
+        points = self._write_series(connection, row.id, "number", own_points, None, joined)
         info["keys"] = fold.keys
         for key in sorted({stored_key(key) for key in fold.summary_removed}):  # (by core/parts.summary_claim)
             run.remove_summary(label, key, info)
@@ -1381,7 +1392,7 @@ class Indexer:
             old_count = current.count or 0
             first_step = current.first_step if old_count else int(steps[0])
             writer.append(current.id, old_count, steps, values, first_step, joined=joined, logged=logged)
-            total += len(steps) if key != TIMESTAMP_KEY else 0
+            total += len(steps) if not is_timestamp_key(key) else 0
         if shared is None:
             writer.flush()
         return total

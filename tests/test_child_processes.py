@@ -206,70 +206,30 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     assert recorded.summary["child/value"] == 7 and len(recorded.parts) == 1
 
 
-def test_a_fork_amid_loggings_first_import_in_a_section_waits_for_it_and_the_child_has_logging_whole():
+@pytest.mark.parametrize("rearmed", [False, True], ids=["armed-before", "rearmed-amid-the-import"])
+def test_a_fork_amid_loggings_first_import_in_a_section_waits_for_it_and_the_child_has_logging_whole(rearmed):
     # logging imported for the first time inside a section on another thread (s3fs's build imports
     # it): logging registers its fork hook halfway through its import, so that hook runs before the
     # fork's wait and holds logging's lock, which the rest of logging's import takes (its last-resort
     # handler). The wait held the lock the section needed, ran out after FORK_WAIT, and the child got
     # logging half-imported: its own `import logging` waited for ever (tests/test_fork_objects.py's
-    # s3 test hung 2 in 12 so). Now the wait releases that hook's lock while it waits. The importer
-    # stops right after logging's hook registration until the fork's wait has begun: every run
-    # forks at that point, no timing involved.
-    done = run_script("""
+    # s3 test hung 2 in 12 so). Now the wait releases that hook's lock while it waits.
+    # `rearmed`: the wait is armed again (another thread's section or init()) while logging's import
+    # is under way, before it registers its hook: logging is in sys.modules by then, and that copy
+    # counted logging's hook as older than itself (review41). A module counts once its import ended.
+    # The importer pauses at those points until the fork's wait has begun: no timing involved.
+    done = run_script(f"""
         import os, signal, sys, threading, time
         import tracklet
         from tracklet.core import forksafe
         assert "logging" not in sys.modules
         forksafe.arm_fork_wait()
-        registered = threading.Event()
-
-        def pause_after_loggings_hook(frame, event, arg):
-            if (event == "c_return" and arg is os.register_at_fork
-                    and frame.f_globals.get("__name__") == "logging"):
-                registered.set()
-                while not forksafe._forking:  # the fork's wait has begun (logging's hook ran first)
-                    time.sleep(0.001)
-
-        def importer():
-            sys.setprofile(pause_after_loggings_hook)
-            with forksafe.section():
-                import logging
-            sys.setprofile(None)
-
-        thread = threading.Thread(target=importer)
-        thread.start()
-        registered.wait(30)
-        pid = os.fork()
-        if pid == 0:
-            signal.alarm(10)  # hung: its default action ends the child
-            import logging
-            logging.getLogger("child").addHandler(logging.NullHandler())
-            os._exit(0)
-        _, status = os.waitpid(pid, 0)
-        thread.join()
-        print("child exit", os.waitstatus_to_exitcode(status))
-    """, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "child exit 0" in done.stdout, done.stdout + done.stderr
-
-
-def test_a_fork_wait_armed_amid_loggings_first_import_still_releases_its_hooks_lock():
-    # As above, with the fork's wait armed again (another thread's section or init()) while
-    # logging's first import is under way but before it registers its hook: logging is in
-    # sys.modules by then, and that copy of the wait counted logging's hook as older than itself,
-    # kept its lock through the wait, and the child got logging half-imported. A module counts for
-    # arming once its import has ended. The importer pauses at both points; no timing involved.
-    done = run_script("""
-        import os, signal, sys, threading, time
-        import tracklet
-        from tracklet.core import forksafe
-        assert "logging" not in sys.modules
-        forksafe.arm_fork_wait()
+        REARMED = {rearmed}
         about_to_register, armed, registered = threading.Event(), threading.Event(), threading.Event()
 
         def pause_around_loggings_hook(frame, event, arg):
             if arg is os.register_at_fork and frame.f_globals.get("__name__") == "logging":
-                if event == "c_call":  # logging is in sys.modules, its hook not registered yet
+                if event == "c_call" and REARMED:  # logging is in sys.modules, its hook not registered yet
                     about_to_register.set()
                     armed.wait(30)
                 elif event == "c_return":
@@ -285,9 +245,10 @@ def test_a_fork_wait_armed_amid_loggings_first_import_still_releases_its_hooks_l
 
         thread = threading.Thread(target=importer)
         thread.start()
-        about_to_register.wait(30)
-        forksafe.arm_fork_wait()  # as another thread's section would, amid that import
-        armed.set()
+        if REARMED:
+            about_to_register.wait(30)
+            forksafe.arm_fork_wait()  # as another thread's section would, amid that import
+            armed.set()
         registered.wait(30)
         pid = os.fork()
         if pid == 0:

@@ -1877,3 +1877,30 @@ def test_a_part_that_started_and_arrived_before_the_primary_keeps_the_primarys_s
 
     sharedvalues.part_first(tmp_path, "p", "part-first", [parts_server.url])
     sharedvalues.check_times(parts_server.url, tmp_path, "p", "part-first")
+
+
+def test_the_stores_time_axis_of_a_shared_run_is_each_steps_latest_writers_time(tmp_path):
+    """A chart over time (``x="time"``/``"relative_time"``) maps each step to its time as the local
+    reader's ``_timestamp`` has it: the latest of every writer's row at that step. The store's axis
+    was the primary's times alone: a step a part logged later showed at the primary's time, and
+    a step only a part logged at the primary's last time."""
+    for label, steps in (("primary", range(0, 4)), ("rank_1", range(2, 8))):
+        settings = {"system_metrics": False, "console": "off", "capture_environment": False, "dir": str(tmp_path)}
+        if label != "primary":
+            settings.update(primary=False, label=label)
+        run = tracklet.init(project="p", id="axis", reinit="create_new", settings=settings)
+        for step in steps:
+            time.sleep(0.01)  # every row a time of its own
+            run.log({"loss" if label == "primary" else "grad": float(step)}, step=step)
+        run.finish()
+    local = tracklet.Api(tmp_path).run("p/axis").history()
+    times = dict(zip(local["_step"], local["_timestamp"]))
+    api = tracklet.Api(tmp_path)
+    assert not api.index().failed
+    start = api.store.run("p", "axis")["created_at"]
+    for x, offset in (("time", 0.0), ("relative_time", start)):
+        for key in ("loss", "grad"):
+            (series,) = api.store.history("p/axis", key, x=x, buckets=None)
+            assert [value + offset for value in series.x] == pytest.approx([times[step] for step in series.steps],
+                                                                           abs=1e-3), (x, key)
+    api.close()

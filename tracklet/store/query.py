@@ -126,6 +126,7 @@ class HistoryReader:
 
 
 STEP_LIMIT = 2**62  # beyond any step; keeps window bounds inside the databases' 64-bit integers
+MERGED_TIME_POINTS = 65536  # a shared run's time axis: the points read of all its writers' times together
 
 
 def _clamp_step(value: float) -> int:
@@ -203,6 +204,8 @@ class StoreQueries:
             rows = {(r.run_pk, r.key): r for r in reader.series_rows([pk for pk, _ in pks.values()], wanted)}
             axes = {pk: rows.get((pk, axis_key)) for pk, _ in pks.values()} if axis_key else {}
             curves = self._curves(reader, {pk: row for pk, row in axes.items() if row is not None})
+            if axis_key == TIMESTAMP_KEY:  # a shared run's row at a step: the latest time of any writer's there
+                curves.update(self._writers_times(reader, [pk for pk, _ in pks.values()], curves))
             requests: list[WindowRequest] = []
             owners: list[tuple[str, str, tuple[np.ndarray, np.ndarray] | None, float]] = []
             for path, (pk, created) in pks.items():
@@ -234,6 +237,41 @@ class StoreQueries:
             keep = np.isfinite(values)
             curves[pk] = (steps[keep].astype(np.float64), values[keep]) if keep.any() else None
         return curves
+
+    def _writers_times(self, reader: HistoryReader, run_pks: list[int],
+                       curves: dict[int, tuple[np.ndarray, np.ndarray] | None]
+                       ) -> dict[int, tuple[np.ndarray, np.ndarray] | None]:
+        """The time curves of the shared runs among ``run_pks``: each step's latest time of any
+        writer's row there (``core/parts.MergedStepIndex``'s rule; the parts' row times are the
+        series ``_timestamp/l:<label>``), merged with the primary's (``curves``). At most
+        ``MERGED_TIME_POINTS`` points read per run, however many parts it has."""
+        parts = list(reader.connection.execute(sa.select(series).where(
+            series.c.run_pk.in_(run_pks), series.c.kind == "number",
+            series.c.key.startswith(TIMESTAMP_KEY + "/l:", autoescape=True))))
+        by_run: dict[int, list[Any]] = {}
+        for row in parts:
+            by_run.setdefault(row.run_pk, []).append(row)
+        merged: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        for pk, rows in by_run.items():
+            per_series = max(16, MERGED_TIME_POINTS // (len(rows) + 1))
+            answers = reader.read_many([WindowRequest(row, None, None) for row in rows], per_series)
+            primary = curves.get(pk)
+            pieces: list[tuple[np.ndarray, np.ndarray]] = [primary] if primary is not None else []
+            for exact, data in answers:
+                steps, values = data if exact else (data["last_step"], data["last"])
+                keep = np.isfinite(values)
+                pieces.append((steps[keep].astype(np.float64), values[keep]))
+            steps = np.concatenate([piece[0] for piece in pieces]) if pieces else np.empty(0)
+            if not len(steps):
+                merged[pk] = curves.get(pk)
+                continue
+            values = np.concatenate([piece[1] for piece in pieces]).astype(np.float64)
+            order = np.lexsort((-values, steps))  # by step, the latest time first
+            steps, values = steps[order], values[order]
+            first = np.ones(len(steps), dtype=bool)
+            first[1:] = steps[1:] != steps[:-1]
+            merged[pk] = (steps[first], values[first])
+        return merged
 
     @staticmethod
     def _step_window(curve: tuple[np.ndarray, np.ndarray] | None, offset: float, start: float | None,

@@ -238,15 +238,19 @@ def arm_fork_wait() -> None:
     # A module counts once its import has ended: ``logging`` is in ``sys.modules`` from its
     # import's first line but registers its hook halfway through, so a copy armed in between would
     # run after that hook yet count it as older, and keep its lock through the wait.
-    loaded = frozenset(name for name in _LOCKING_HOOKS
-                       if name in sys.modules and not getattr(getattr(sys.modules[name], "__spec__", None),
-                                                              "_initializing", False))
+    loaded = frozenset(name for name in _LOCKING_HOOKS if _imported(name))
     if (_armed_with is not None and loaded <= _armed_with) or not hasattr(os, "register_at_fork"):
         return
     with _arm_lock:
         if _armed_with is None or not loaded <= _armed_with:
             os.register_at_fork(before=lambda: _before_fork(loaded), after_in_parent=_after_fork_in_parent)
             _armed_with = loaded
+
+
+def _imported(name: str) -> bool:
+    """Whether module ``name``'s import has ended (not only begun)."""
+    module = sys.modules.get(name)  # any state: half-imported is what is asked about
+    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
 
 
 def _held_once(lock: Any) -> bool:

@@ -42,9 +42,18 @@ _SCRIPT = textwrap.dedent(
     run.log_artifact(path, name="weights", type="model")
     print("logged", flush=True)
     if sys.argv[3] == "wait-for-ctrl-c":
-        time.sleep(300)
+        while True:  # short sleeps: see the comment after _SCRIPT
+            time.sleep(0.05)
     """
 )
+
+# A script waiting for the test's Ctrl-C waits in short sleeps, as a training loop runs steps, never
+# in one long ``time.sleep``: CPython misses a SIGINT that arrives after its last check for signals
+# and before the sleep's system call (the handler's flag is set; the call, not interrupted, runs to
+# its end). Measured on this 2-core machine under load: a bare script (3 busy threads, all blocking
+# signals, no tracklet) sent SIGINT as soon as it printed slept on through 1 Ctrl-C in 250, which is
+# how the online Ctrl-C test here timed out at 300 s in CI. A short sleep sees the flag at the next
+# one.
 
 
 def _end(tmp_path: Path, env: dict[str, str], *, settings: dict | None = None, ctrl_c: bool = False,
@@ -57,13 +66,18 @@ def _end(tmp_path: Path, env: dict[str, str], *, settings: dict | None = None, c
             handle.write(os.urandom(MiB))
     args = [sys.executable, "-c", _SCRIPT, str(path), repr({**QUIET, **(settings or {})}),
             "wait-for-ctrl-c" if ctrl_c else "end"]
-    child = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(REPO), **env}, cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1", **env}
+    child = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout is not None
     if ctrl_c:
         assert child.stdout.readline() == "logged\n"
         child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=300)
+    try:
+        out, err = child.communicate(timeout=300)
+    except subprocess.TimeoutExpired:  # what each of its threads was doing (faulthandler's dump on SIGABRT)
+        child.send_signal(signal.SIGABRT)
+        out, err = child.communicate(timeout=60)
+        pytest.fail(f"the script did not end within 300 s; its threads, then stderr:\n{err}\nstdout:\n{out}")
     return subprocess.CompletedProcess(args, child.returncode, out, err), path
 
 
@@ -219,7 +233,8 @@ _SILENT_SERVER_SCRIPT = textwrap.dedent(
         run.log({"loss": 1.0 / (step + 1)})
     run.log_artifact(sys.argv[1], name="weights", type="model")
     print("logged", flush=True)
-    time.sleep(300)
+    while True:  # short sleeps: see the comment after _SCRIPT
+        time.sleep(0.05)
     """
 )
 

@@ -7,6 +7,11 @@ in CI (1 in ~300 tries on this machine, also with bare threads and no tracklet).
 tracklet starts in a run's process now blocks those signals (``tracklet/core/threads.py``).
 These tests look at each thread's mask in ``/proc`` (Linux), which is deterministic, where a
 Ctrl-C loop would catch the old behaviour only now and then.
+
+One race is CPython's own, whatever the masks: a SIGINT that reaches the main thread after its
+last check for signals and before a blocking call's system call begins is seen only once that
+call returns (1 in 250 under load with every other thread blocking signals, no tracklet), so the
+scripts that wait for a test's Ctrl-C wait in short sleeps (``test_artifacts_exit.py``).
 """
 
 from __future__ import annotations

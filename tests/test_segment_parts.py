@@ -628,3 +628,70 @@ def test_media_retention_pruned_through_one_process_holds_in_the_other(tmp_path,
                                                         310: False, 311: True, 312: False, 313: True}
     for run_id, seed in (("ra", 303), ("ra", 313), ("rb", 300)):
         assert httpx.get(f"{other.url}/api/v1/runs/vis/{run_id}/media/{by_seed[seed]}", timeout=30).status_code == 200
+
+
+def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every parse of a retention object's bytes, by where it was read (``parse_cutoffs``)."""
+    from tracklet.media import retention
+
+    parses: list[str] = []
+    parse = retention.parse_cutoffs
+
+    def counted(data: bytes, where: str) -> dict[str, int]:
+        parses.append(where)
+        return parse(data, where)
+
+    monkeypatch.setattr(retention, "parse_cutoffs", counted)
+    return parses
+
+
+def test_a_fresh_copy_of_a_runs_retention_is_parsed_once_however_many_requests_ask(tmp_path, local_engine,
+                                                                                      monkeypatch):
+    """The media routes ask for a run's retention on every request: within RETENTION_TTL the
+    process answers the cutoffs it parsed when it read (or wrote) the object, not the bytes parsed
+    again (up to MAX_RETENTION_BYTES each time); a fresh read parses the new bytes once."""
+    from tracklet.server import segments
+
+    monkeypatch.setattr(segments, "RETENTION_TTL", 3600.0)
+    parses = _counting_parses(monkeypatch)
+    copies, fs = _local_copies(local_engine, tmp_path)
+    run_id = f"parsed-{uuid.uuid4().hex[:8]}"
+    assert copies.merge_media_cutoffs(PROJECT, run_id, {"img": 3}, {}) == {"img": 3}
+    for _ in range(5):
+        assert copies.media_cutoffs(PROJECT, run_id) == {"img": 3}
+    assert parses == []  # what this process wrote is kept parsed
+    fs.pipe_file(copies.retention_key(PROJECT, run_id), json.dumps({"keys": {"img": 4, "aud": 1}}).encode())
+    assert copies.media_cutoffs(PROJECT, run_id, fresh=True) == {"img": 4, "aud": 1}
+    for _ in range(5):
+        assert copies.media_cutoffs(PROJECT, run_id) == {"img": 4, "aud": 1}
+    assert len(parses) == 1
+    monkeypatch.setattr(segments, "RETENTION_TTL", 0.0)  # stale: read and parsed again
+    assert copies.media_cutoffs(PROJECT, run_id) == {"img": 4, "aud": 1}
+    assert len(parses) == 2
+
+
+def test_a_damaged_retention_object_is_an_error_naming_the_run_parsed_once_and_left_as_it_is(tmp_path, local_engine,
+                                                                                              monkeypatch):
+    """A retention object that is not JSON (or not a retention) gives a ValueError naming the run
+    and the object, every time it is asked, from one parse per copy read; a change to the run's
+    retention is refused with it and the object is left as it is (nothing guessed: no item of the
+    run is hidden or shown by a guess)."""
+    from tracklet.server import segments
+
+    monkeypatch.setattr(segments, "RETENTION_TTL", 3600.0)
+    parses = _counting_parses(monkeypatch)
+    copies, fs = _local_copies(local_engine, tmp_path)
+    for damage, reason in ((b'{"keys": {"img": 3', "can't be read"), (b'{"keys": ["img"]}', "is not a media retention")):
+        run_id = f"damaged-{uuid.uuid4().hex[:8]}"
+        key = copies.retention_key(PROJECT, run_id)
+        fs.makedirs(key.rpartition("/")[0], exist_ok=True)
+        fs.pipe_file(key, damage)
+        parses.clear()
+        for fresh in (True, False, False, False):
+            with pytest.raises(ValueError, match=f"run {PROJECT}/{run_id} .*{reason}") as raised:
+                copies.media_cutoffs(PROJECT, run_id, fresh=fresh)
+            assert key in str(raised.value)
+        assert len(parses) == 1
+        with pytest.raises(ValueError, match=f"run {PROJECT}/{run_id} .*{reason}"):
+            copies.merge_media_cutoffs(PROJECT, run_id, {"img": 5}, {})
+        assert fs.cat_file(key) == damage

@@ -22,7 +22,8 @@ case, or the parts past ``max_parts``, can't race in through two processes.
 A run's media retention (``tracklet media prune``, docs/media.md) is an object beside its
 segments, ``<location>/<project>/<run_id>/media-retention.json`` (the file a data root keeps in
 the run's directory), so every process reads the same: each process re-reads it when its copy is
-older than ``RETENTION_TTL`` seconds (the media routes ask on every request), and a change moves
+older than ``RETENTION_TTL`` seconds (the media routes ask on every request; the parsed cutoffs, or
+the error a damaged object gives, are kept with the bytes, so a fresh copy costs no parse), and a change moves
 it forward only, under a PostgreSQL advisory lock of the run (two prunes through two processes
 can't take a key's first kept step back). An object over ``MAX_RETENTION_BYTES`` (more than a
 PUT's keys, and more than any process writes) is read no further and refused as damaged.
@@ -35,6 +36,7 @@ copy is alive while its head moved within the heartbeat lapse.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import threading
 import time
@@ -59,6 +61,17 @@ RETENTION_TTL = 2.0  # seconds a process answers from its copy of a run's media 
 MAX_RETENTION_BYTES = 16 << 20
 _OVERSIZED = b"\0oversized"  # kept in place of such an object's bytes (by identity)
 _RETENTION_CACHED = 4096  # runs whose retention a process holds at most
+
+
+@dataclasses.dataclass
+class _Retention:
+    """A process's copy of a run's retention object: when it was read (or written), its bytes
+    (None: there is none; ``_OVERSIZED``: too big), and what they parse to once asked (the
+    cutoffs, or a damaged object's ValueError)."""
+
+    when: float
+    data: bytes | None
+    parsed: dict[str, int] | ValueError | None = None
 
 
 VERIFIED_KEPT = 1 << 16  # parts whose label check a process keeps (about 100 bytes each)
@@ -91,8 +104,9 @@ class SegmentCopies:
         # run's head row lock after the label was checked, so while it holds them (heads are never
         # removed) no label that differs from it only in case is ever stored. Bounded: the oldest go.
         self._verified: OrderedDict[tuple[str, str], None] = OrderedDict()
-        # (project, run_id) -> (when read, the retention object's bytes or None): RETENTION_TTL
-        self._retention: OrderedDict[tuple[str, str], tuple[float, bytes | None]] = OrderedDict()
+        # (project, run_id) -> when read, the retention object's bytes or None, and what they parse
+        # to (the cutoffs, or a damaged object's ValueError; None until asked): RETENTION_TTL
+        self._retention: OrderedDict[tuple[str, str], _Retention] = OrderedDict()
         self._retention_guard = threading.Lock()
 
     def _key(self, project: str, copy: str, offset: int) -> str:
@@ -262,15 +276,15 @@ class SegmentCopies:
         run_paths(self.root, project, run_id)  # 400 for a bad name
         return f"{self._dir(project, run_id)}/{RETENTION_FILE}"
 
-    def _retention_bytes(self, project: str, run_id: str, *, fresh: bool = False) -> bytes | None:
-        """The retention object's bytes (None: none), from this process's copy when it is younger
-        than ``RETENTION_TTL`` seconds (``fresh``: read now)."""
+    def _retention_copy(self, project: str, run_id: str, *, fresh: bool = False) -> _Retention:
+        """This process's copy of the retention object (its bytes: None when there is none), the
+        one kept when it is younger than ``RETENTION_TTL`` seconds (``fresh``: read now)."""
         key = (project, run_id)
         now = time.monotonic()
         with self._retention_guard:
             cached = self._retention.get(key)
-        if cached is not None and not fresh and now - cached[0] < RETENTION_TTL:
-            return cached[1]
+        if cached is not None and not fresh and now - cached.when < RETENTION_TTL:
+            return cached
         try:
             data: bytes | None = bytes(self.fs.cat_file(self.retention_key(project, run_id), start=0,
                                                         end=MAX_RETENTION_BYTES + 1))
@@ -278,39 +292,55 @@ class SegmentCopies:
             data = None
         if data is not None and len(data) > MAX_RETENTION_BYTES:
             data = _OVERSIZED
-        self._remember(key, now, data)
-        return data
+        return self._remember(key, now, data)
 
-    def _remember(self, key: tuple[str, str], when: float, data: bytes | None) -> None:
+    def _remember(self, key: tuple[str, str], when: float, data: bytes | None,
+                  parsed: dict[str, int] | None = None) -> _Retention:
         """Keep ``data``, read (or written) at ``when``, unless a later read or write is kept: a
         read that began before this process's ``merge_media_cutoffs`` wrote and ends after it
         would otherwise put the object's earlier bytes back, and the process would answer the
         retention from before its own PUT for ``RETENTION_TTL``."""
+        copy = _Retention(when, data, parsed)
         with self._retention_guard:
             kept = self._retention.get(key)
-            if kept is not None and kept[0] > when:
-                return
-            self._retention[key] = (when, data)
+            if kept is not None and kept.when > when:
+                return copy  # this read's own answer; the later one stays kept
+            self._retention[key] = copy
             self._retention.move_to_end(key)
             while len(self._retention) > _RETENTION_CACHED:
                 self._retention.popitem(last=False)
+        return copy
 
     def media_cutoffs(self, project: str, run_id: str, *, fresh: bool = False) -> dict[str, int]:
         """Each media key's first kept step in the run (empty without a policy applied), at most
         ``RETENTION_TTL`` seconds old (``fresh``: read now). ValueError for a damaged object (or one
         over ``MAX_RETENTION_BYTES``);
-        OSError when the storage can't be read."""
-        data = self._retention_bytes(project, run_id, fresh=fresh)
-        return {} if data is None else self._parse(data, self.retention_key(project, run_id))
+        OSError when the storage can't be read. What the bytes parse to is kept with them: a copy
+        is parsed once however many requests it answers (a damaged one's error too); callers
+        must not change the dict answered."""
+        copy = self._retention_copy(project, run_id, fresh=fresh)
+        if copy.data is None:
+            return {}
+        parsed = copy.parsed
+        if parsed is None:  # (two requests at once may both parse it: the same answer)
+            try:
+                parsed = self._parse(copy.data, project, run_id)
+            except ValueError as error:
+                parsed = error
+            copy.parsed = parsed
+        if isinstance(parsed, ValueError):
+            raise ValueError(str(parsed))
+        return parsed
 
-    @staticmethod
-    def _parse(data: bytes, key: str) -> dict[str, int]:
+    def _parse(self, data: bytes, project: str, run_id: str) -> dict[str, int]:
         from tracklet.media.retention import parse_cutoffs
 
+        key = self.retention_key(project, run_id)
         if data is _OVERSIZED:
-            raise ValueError(f"{key} is over {MAX_RETENTION_BYTES:,} bytes, more than a media retention object "
-                             "tracklet writes: fix or remove it")
-        return parse_cutoffs(data, key)
+            raise ValueError(f"the media retention of run {project}/{run_id} ({key}) is over "
+                             f"{MAX_RETENTION_BYTES:,} bytes, more than a media retention object tracklet writes: "
+                             "fix or remove it")
+        return parse_cutoffs(data, f"the media retention of run {project}/{run_id} ({key})")
 
     def merge_media_cutoffs(self, project: str, run_id: str, cutoffs: dict[str, int],
                             policy: dict[str, Any]) -> dict[str, int]:
@@ -325,8 +355,7 @@ class SegmentCopies:
         key = self.retention_key(project, run_id)
         with self.engine.begin() as connection:
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-            data = self._retention_bytes(project, run_id, fresh=True)
-            before = {} if data is None else self._parse(data, key)
+            before = dict(self.media_cutoffs(project, run_id, fresh=True))
             merged = forward(before, cutoffs)
             if merged != before:
                 written = cutoffs_bytes(merged, policy)
@@ -340,7 +369,7 @@ class SegmentCopies:
                     self.fs.mv(temporary, key)
                 else:
                     self.fs.pipe_file(key, written)
-                self._remember((project, run_id), time.monotonic(), written)
+                self._remember((project, run_id), time.monotonic(), written, dict(merged))
         return merged
 
     # ------------------------------------------------------------------ the indexer's LogSource

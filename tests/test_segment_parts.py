@@ -695,3 +695,70 @@ def test_a_damaged_retention_object_is_an_error_naming_the_run_parsed_once_and_l
         with pytest.raises(ValueError, match=f"run {PROJECT}/{run_id} .*{reason}"):
             copies.merge_media_cutoffs(PROJECT, run_id, {"img": 5}, {})
         assert fs.cat_file(key) == damage
+
+
+def test_a_refused_label_and_a_part_without_bytes_cost_no_scan_per_request(tmp_path, local_engine, monkeypatch):
+    """A part's label check outside the run's lock (its offset, its reads) lists the run's part
+    heads with a LIKE (a scan of the project's heads under a non-C collation): a process asks it
+    once for a label that differs only in case from a stored part's (refused for good: heads are
+    never removed), once for a part past --max-parts-per-run (a run's parts only grow), and once
+    for a part that holds no bytes yet, until this process creates a part (or segments.LABEL_TTL
+    passes: another process may create a twin); each first upload is still checked under the
+    run's head row lock, and a twin created meanwhile is refused."""
+    import sqlalchemy as sa
+
+    from tracklet.server import segments
+    from tracklet.server.logs import BadRequest
+
+    monkeypatch.setattr(segments, "LABEL_TTL", 3600.0, raising=False)  # (raising: fails on the counts without it)
+    likes: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if " LIKE " in statement:
+            likes.append(statement)
+
+    sa.event.listen(local_engine, "before_cursor_execute", listen)
+    try:
+        copies, _ = _local_copies(local_engine, tmp_path)
+        copies.max_parts = 2
+        other, _ = _local_copies(local_engine, tmp_path)  # a second process on the same database
+        run_id = f"scan-{uuid.uuid4().hex[:8]}"
+        log = _part_log(tmp_path, run_id, "w1")
+        assert copies.append(PROJECT, run_id, 0, log, part="w1").offset == len(log)
+        likes.clear()
+        for _ in range(4):  # no bytes yet: asked once
+            assert copies.offset(PROJECT, run_id, "e1") == 0
+        assert len(likes) == 1
+        likes.clear()
+        for _ in range(4):  # a twin: refused, asked once
+            with pytest.raises(BadRequest, match="differs only in case"):
+                copies.offset(PROJECT, run_id, "W1")
+            with pytest.raises(BadRequest, match="differs only in case"):
+                copies.append(PROJECT, run_id, 0, _part_log(tmp_path, run_id, "W1"), part="W1")
+        assert len(likes) == 1
+        # the other process creates e1's twin E1; this one still passes e1 (for LABEL_TTL), but its
+        # first upload is checked under the run's lock, and refused
+        assert other.append(PROJECT, run_id, 0, _part_log(tmp_path, run_id, "E1"), part="E1").offset > 0
+        assert copies.offset(PROJECT, run_id, "e1") == 0
+        with pytest.raises(BadRequest, match="differs only in case"):
+            copies.append(PROJECT, run_id, 0, _part_log(tmp_path, run_id, "e1"), part="e1")
+        with pytest.raises(BadRequest, match="differs only in case"):
+            copies.offset(PROJECT, run_id, "e1")  # and kept
+        # past the limit (w1 and E1 are 2): refused, and asked no more
+        third = _part_log(tmp_path, run_id, "w3")
+        likes.clear()
+        for _ in range(3):
+            with pytest.raises(BadRequest, match="max-parts-per-run 2"):
+                copies.append(PROJECT, run_id, 0, third, part="w3")
+        assert len(likes) == 2  # the first refusal's: the label check and the parts counted
+        # a pass without bytes holds until this process creates a part: then asked again
+        fresh = f"scan-{uuid.uuid4().hex[:8]}"
+        assert copies.offset(PROJECT, fresh, "x1") == 0
+        likes.clear()
+        assert copies.offset(PROJECT, fresh, "x1") == 0
+        assert likes == []
+        assert copies.append(PROJECT, fresh, 0, _part_log(tmp_path, fresh, "X1"), part="X1").offset > 0
+        with pytest.raises(BadRequest, match="differs only in case"):
+            copies.offset(PROJECT, fresh, "x1")
+    finally:
+        sa.event.remove(local_engine, "before_cursor_execute", listen)

@@ -75,6 +75,7 @@ class _Retention:
 
 
 VERIFIED_KEPT = 1 << 16  # parts whose label check a process keeps (about 100 bytes each)
+LABEL_TTL = 2.0  # seconds a process passes a label without bytes without asking again (``_checked``)
 
 
 class SegmentCopies:
@@ -104,6 +105,14 @@ class SegmentCopies:
         # run's head row lock after the label was checked, so while it holds them (heads are never
         # removed) no label that differs from it only in case is ever stored. Bounded: the oldest go.
         self._verified: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # The other answers of the label check, so that a client asking again costs no query:
+        # (project, <run_id>/<label>) -> (``_created`` then, the refusal: None for a pass). A
+        # refusal is for good: heads are never removed, so a twin stays and a run's part count
+        # only grows. A pass of a part that holds no bytes yet holds until this process creates a
+        # part (of any run: ``_created`` moves) or ``LABEL_TTL`` seconds pass (another process
+        # may have created a twin: its first upload is still checked under the run's lock).
+        self._checked: OrderedDict[tuple[str, str], tuple[int, float, str | None]] = OrderedDict()
+        self._created = 0  # parts this process created
         # (project, run_id) -> when read, the retention object's bytes or None, and what they parse
         # to (the cutoffs, or a damaged object's ValueError; None until asked): RETENTION_TTL
         self._retention: OrderedDict[tuple[str, str], _Retention] = OrderedDict()
@@ -151,12 +160,21 @@ class SegmentCopies:
         """400 when another part of the run has a label that differs from ``part`` in case only
         (``logs.check_label``'s rule, which a server applies on every file system alike). A part
         this process saw holding bytes passes without a query (``_verified``), except under the
-        run's head row lock (``connection``: a part's first upload), which always asks."""
+        run's head row lock (``connection``: a part's first upload), which always asks; a refusal
+        is kept (``_checked``: asked again, it costs no query), and so is a pass of a part with no
+        bytes yet, for a while (outside the lock only)."""
         key = f"{run_id}/{part}"
-        if connection is None:
-            with self._guard:
-                if (project, key) in self._verified:
-                    return
+        with self._guard:
+            if connection is None and (project, key) in self._verified:
+                return
+            checked = self._checked.get((project, key))
+        if checked is not None:
+            created, when, refusal = checked
+            if refusal is not None:
+                raise BadRequest(refusal)
+            if connection is None and created == self._created and time.monotonic() - when < LABEL_TTL:
+                return
+        asked = (self._created, time.monotonic())
         folded = part.casefold()
         with self.engine.connect() if connection is None else contextlib.nullcontext(connection) as use:
             rows = use.execute(sa.select(log_heads.c.run_id, log_heads.c.size).where(
@@ -164,11 +182,24 @@ class SegmentCopies:
         labels = sorted(found.partition("/")[2] for found, _ in rows)
         for label in labels:
             if label != part and label.casefold() == folded:
-                raise BadRequest(f"part {part!r} of run {project}/{run_id} differs only in case from its part {label!r}: "
-                                 "labels of one run must differ in more than case (a case-insensitive file system "
-                                 "holds one file for both); pick another label")
+                refusal = (f"part {part!r} of run {project}/{run_id} differs only in case from its part {label!r}: "
+                           "labels of one run must differ in more than case (a case-insensitive file system "
+                           "holds one file for both); pick another label")
+                self._check(project, key, asked, refusal)
+                raise BadRequest(refusal)
         if connection is None and any(found == key and size > 0 for found, size in rows):
             self._verify(project, key)
+        elif connection is None:
+            self._check(project, key, asked, None)
+
+    def _check(self, project: str, key: str, asked: tuple[int, float], refusal: str | None) -> None:
+        """Keep the label check's answer for part ``key`` (``_checked``), asked at ``asked``
+        (``_created`` and the time then)."""
+        with self._guard:
+            self._checked[(project, key)] = (*asked, refusal)
+            self._checked.move_to_end((project, key))
+            while len(self._checked) > VERIFIED_KEPT:
+                self._checked.popitem(last=False)
 
     # ------------------------------------------------------------------ the ingest side
 
@@ -226,6 +257,9 @@ class SegmentCopies:
         if tail:  # committed
             self.key_counts.set(project, key, size + len(tail), keys)
             if part is not None:
+                if size == 0:  # a part created: a pass kept for a label without bytes may be a twin's now
+                    with self._guard:
+                        self._created += 1
                 self._verify(project, key)
         return AppendResult(offset=size + len(tail), appended=len(tail))
 
@@ -236,13 +270,16 @@ class SegmentCopies:
         connection.execute(postgresql.insert(log_heads).values(
             project=project, run_id=run_id, size=0, updated_at=time.time()).on_conflict_do_nothing())
         connection.execute(sa.select(log_heads.c.size).where(self._head(project, run_id)).with_for_update())
+        asked = (self._created, time.monotonic())
         self.check_label(project, run_id, part, connection)
         count = len([label for label in self._labels(connection, project, run_id) if label != part])
-        if count >= self.max_parts:
-            raise BadRequest(f"run {project}/{run_id} has {count} parts (secondary writers' logs), the "
-                             f"most this server keeps for one run (--max-parts-per-run {self.max_parts}): part "
-                             f"{part!r} was not stored; use fewer labels (one per node, not per process) or "
-                             "ask the server's operator to raise the limit")
+        if count >= self.max_parts:  # for good: a run's parts only grow (kept, as a twin's refusal)
+            refusal = (f"run {project}/{run_id} has {count} parts (secondary writers' logs), the "
+                       f"most this server keeps for one run (--max-parts-per-run {self.max_parts}): part "
+                       f"{part!r} was not stored; use fewer labels (one per node, not per process) or "
+                       "ask the server's operator to raise the limit")
+            self._check(project, f"{run_id}/{part}", asked, refusal)
+            raise BadRequest(refusal)
 
     def _read(self, connection: sa.Connection, project: str, run_id: str, start: int, end: int) -> bytes:
         """The stored bytes [start, end) of a run's copy."""

@@ -751,6 +751,9 @@ def test_a_refused_label_and_a_part_without_bytes_cost_no_scan_per_request(tmp_p
             with pytest.raises(BadRequest, match="max-parts-per-run 2"):
                 copies.append(PROJECT, run_id, 0, third, part="w3")
         assert len(likes) == 2  # the first refusal's: the label check and the parts counted
+        for _ in range(3):  # its offset: a part without bytes (asked once)
+            assert copies.offset(PROJECT, run_id, "w3") == 0
+        assert len(likes) == 3
         # a pass without bytes holds until this process creates a part: then asked again
         fresh = f"scan-{uuid.uuid4().hex[:8]}"
         assert copies.offset(PROJECT, fresh, "x1") == 0

@@ -75,6 +75,7 @@ class _Retention:
 
 
 VERIFIED_KEPT = 1 << 16  # parts whose label check a process keeps (about 100 bytes each)
+RUN_LOGS_BATCH = 1000  # heads ``run_logs`` reads per query (a keyset page)
 LABEL_TTL = 2.0  # seconds a process passes a label without bytes without asking again (``_checked``)
 
 
@@ -106,12 +107,16 @@ class SegmentCopies:
         # removed) no label that differs from it only in case is ever stored. Bounded: the oldest go.
         self._verified: OrderedDict[tuple[str, str], None] = OrderedDict()
         # The other answers of the label check, so that a client asking again costs no query:
-        # (project, <run_id>/<label>) -> (``_created`` then, the refusal: None for a pass). A
-        # refusal is for good: heads are never removed, so a twin stays and a run's part count
-        # only grows. A pass of a part that holds no bytes yet holds until this process creates a
-        # part (of any run: ``_created`` moves) or ``LABEL_TTL`` seconds pass (another process
-        # may have created a twin: its first upload is still checked under the run's lock).
+        # (project, <run_id>/<label>) -> (``_created`` and the time then, the refusal: None for a
+        # pass). A refusal is for good: heads are never removed, so a twin stays. A pass of a part
+        # that holds no bytes yet holds until this process creates a part (of any run: ``_created``
+        # moves) or ``LABEL_TTL`` seconds pass (another process may have created a twin: a part's
+        # first upload is still checked under its run's lock). ``_over_limit``: the parts whose
+        # first upload was refused past ``max_parts`` (for good too: a run's parts only grow), by
+        # the refusal: their next upload is refused without counting again (their offsets, reads
+        # and labels are a part's without bytes).
         self._checked: OrderedDict[tuple[str, str], tuple[int, float, str | None]] = OrderedDict()
+        self._over_limit: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._created = 0  # parts this process created
         # (project, run_id) -> when read, the retention object's bytes or None, and what they parse
         # to (the cutoffs, or a damaged object's ValueError; None until asked): RETENTION_TTL
@@ -195,11 +200,14 @@ class SegmentCopies:
     def _check(self, project: str, key: str, asked: tuple[int, float], refusal: str | None) -> None:
         """Keep the label check's answer for part ``key`` (``_checked``), asked at ``asked``
         (``_created`` and the time then)."""
+        self._keep(self._checked, (project, key), (*asked, refusal))
+
+    def _keep(self, kept: OrderedDict[tuple[str, str], Any], key: tuple[str, str], value: Any) -> None:
         with self._guard:
-            self._checked[(project, key)] = (*asked, refusal)
-            self._checked.move_to_end((project, key))
-            while len(self._checked) > VERIFIED_KEPT:
-                self._checked.popitem(last=False)
+            kept[key] = value
+            kept.move_to_end(key)
+            while len(kept) > VERIFIED_KEPT:
+                kept.popitem(last=False)
 
     # ------------------------------------------------------------------ the ingest side
 
@@ -270,15 +278,18 @@ class SegmentCopies:
         connection.execute(postgresql.insert(log_heads).values(
             project=project, run_id=run_id, size=0, updated_at=time.time()).on_conflict_do_nothing())
         connection.execute(sa.select(log_heads.c.size).where(self._head(project, run_id)).with_for_update())
-        asked = (self._created, time.monotonic())
+        with self._guard:
+            refusal = self._over_limit.get((project, f"{run_id}/{part}"))
+        if refusal is not None:
+            raise BadRequest(refusal)
         self.check_label(project, run_id, part, connection)
         count = len([label for label in self._labels(connection, project, run_id) if label != part])
-        if count >= self.max_parts:  # for good: a run's parts only grow (kept, as a twin's refusal)
+        if count >= self.max_parts:  # for good: a run's parts only grow (``_over_limit``)
             refusal = (f"run {project}/{run_id} has {count} parts (secondary writers' logs), the "
                        f"most this server keeps for one run (--max-parts-per-run {self.max_parts}): part "
                        f"{part!r} was not stored; use fewer labels (one per node, not per process) or "
                        "ask the server's operator to raise the limit")
-            self._check(project, f"{run_id}/{part}", asked, refusal)
+            self._keep(self._over_limit, (project, f"{run_id}/{part}"), refusal)
             raise BadRequest(refusal)
 
     def _read(self, connection: sa.Connection, project: str, run_id: str, start: int, end: int) -> bytes:
@@ -439,19 +450,48 @@ class SegmentCopies:
         with self.engine.connect() as connection:
             return self._labels(connection, paths.project, paths.run_id)
 
-    def run_logs(self) -> Iterator[tuple[RunPaths, list[RunPaths]]]:
+    def run_logs(self, project: str | None = None, after: tuple[str, str] | None = None
+                 ) -> Iterator[tuple[RunPaths, list[RunPaths]]]:
         """Every run with a log that holds bytes, its own or a part's (``core/layout.iter_run_logs``
         of these copies: the readers of every log, a part whose primary hasn't arrived included),
-        with those logs' paths: its own first, then its parts' in label order."""
-        with self.engine.connect() as connection:
-            keys = connection.execute(sa.select(log_heads.c.project, log_heads.c.run_id).where(log_heads.c.size > 0)
-                                      .order_by(log_heads.c.project, log_heads.c.run_id)).all()
-        runs: dict[tuple[str, str], list[RunPaths]] = {}
-        for project, key in keys:
-            run_id, _, label = key.partition("/")
-            runs.setdefault((project, run_id), []).append(RunPaths(self.root, project, run_id, label or None))
-        for (project, run_id), logs in runs.items():
-            yield RunPaths(self.root, project, run_id), sorted(logs, key=lambda log: (log.part is not None, log.part or ""))
+        with those logs' paths: its own first, then its parts' in label order; of ``project``
+        only, and after run ``after`` (project, run id) in this order (a caller's cursor).
+
+        By project, then run id (the key before any ``/``), read ``RUN_LOGS_BATCH`` heads per
+        query (a keyset page): what is held at a time is one page and one run's logs, however many
+        runs there are (``tracklet admin artifact-gc --logs``, ``tracklet media prune --url``)."""
+        run = sa.func.split_part(log_heads.c.run_id, "/", 1)
+        order = (log_heads.c.project, run, log_heads.c.run_id)
+        where: list[Any] = [log_heads.c.size > 0]
+        if project is not None:
+            where.append(log_heads.c.project == project)
+        if after is not None:
+            where.append(sa.tuple_(log_heads.c.project, run) > sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))
+        position: tuple[str, str, str] | None = None
+        pending: tuple[str, str] | None = None  # the run the last page ended in: its logs may go on
+        logs: list[RunPaths] = []
+        while True:
+            query = sa.select(log_heads.c.project, log_heads.c.run_id).where(*where)
+            if position is not None:
+                query = query.where(sa.tuple_(*order) > sa.tuple_(*(sa.literal(value) for value in position)))
+            with self.engine.connect() as connection:
+                keys = connection.execute(query.order_by(*order).limit(RUN_LOGS_BATCH)).all()
+            for found_project, key in keys:
+                run_id, _, label = key.partition("/")
+                if pending is not None and pending != (found_project, run_id):
+                    yield self._run_logs(pending, logs)
+                    logs = []
+                pending = (found_project, run_id)
+                logs.append(RunPaths(self.root, found_project, run_id, label or None))
+            if len(keys) < RUN_LOGS_BATCH:
+                break
+            last_project, last_key = keys[-1]
+            position = (last_project, last_key.partition("/")[0], last_key)
+        if pending is not None:
+            yield self._run_logs(pending, logs)
+
+    def _run_logs(self, run: tuple[str, str], logs: list[RunPaths]) -> tuple[RunPaths, list[RunPaths]]:
+        return RunPaths(self.root, *run), sorted(logs, key=lambda log: (log.part is not None, log.part or ""))
 
     def iter_bytes(self, paths: RunPaths, chunk_bytes: int = 16 << 20) -> Iterator[bytes]:
         """A copy's bytes (a run's, or its part's), ``chunk_bytes`` at a time."""

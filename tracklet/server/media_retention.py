@@ -391,13 +391,18 @@ def _remove_page(artifacts: ServerArtifacts, store: Store, state: _PruneState, b
     blobs = ServerMediaBlobs(artifacts, store, state.project, state.policy["grace"])
     if state.running:
         blobs.while_running(state.running)
-    while state.candidates and not budget.spent():
+    taken = 0
+    for digest in state.candidates:
+        if budget.spent():
+            break
         budget.runs -= 1
-        state.done += 1
-        size = blobs.remove(state.candidates.pop(0))
+        taken += 1
+        size = blobs.remove(digest)
         if size is not None:
             state.removed += 1
             state.freed += size
+    state.done += taken
+    del state.candidates[:taken]
     state.kept_shared += blobs.kept_granted
     state.grants += blobs.grants_dropped
     state.kept_running += blobs.kept_running

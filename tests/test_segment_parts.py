@@ -586,6 +586,8 @@ def test_media_retention_pruned_through_one_process_holds_in_the_other(tmp_path,
                             timeout=180)
     assert pruned.returncode == 0, pruned.stderr
     assert "retired 6 media item(s)" in pruned.stdout and "removed 4 stored blob(s)" in pruned.stdout, pruned.stdout
+    # asked for page by page (each reads a bounded number of runs), its progress on stderr
+    assert "... 2 runs of the project read" in pruned.stderr and "logs searched" in pruned.stderr, pruned.stderr
     assert steps(one, "ra") == [3, 3] and steps(one, "rb") == [0]
     deadline = time.monotonic() + 60  # the other process reads the retention again within RETENTION_TTL
     while steps(other, "ra") != [3, 3]:
@@ -628,3 +630,274 @@ def test_media_retention_pruned_through_one_process_holds_in_the_other(tmp_path,
                                                         310: False, 311: True, 312: False, 313: True}
     for run_id, seed in (("ra", 303), ("ra", 313), ("rb", 300)):
         assert httpx.get(f"{other.url}/api/v1/runs/vis/{run_id}/media/{by_seed[seed]}", timeout=30).status_code == 200
+
+
+def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every parse of a retention object's bytes, by where it was read (``parse_cutoffs``)."""
+    from tracklet.media import retention
+
+    parses: list[str] = []
+    parse = retention.parse_cutoffs
+
+    def counted(data: bytes, where: str) -> dict[str, int]:
+        parses.append(where)
+        return parse(data, where)
+
+    monkeypatch.setattr(retention, "parse_cutoffs", counted)
+    return parses
+
+
+def test_a_fresh_copy_of_a_runs_retention_is_parsed_once_however_many_requests_ask(tmp_path, local_engine,
+                                                                                      monkeypatch):
+    """The media routes ask for a run's retention on every request: within RETENTION_TTL the
+    process answers the cutoffs it parsed when it read (or wrote) the object, not the bytes parsed
+    again (up to MAX_RETENTION_BYTES each time); a fresh read parses the new bytes once."""
+    from tracklet.server import segments
+
+    monkeypatch.setattr(segments, "RETENTION_TTL", 3600.0)
+    parses = _counting_parses(monkeypatch)
+    copies, fs = _local_copies(local_engine, tmp_path)
+    run_id = f"parsed-{uuid.uuid4().hex[:8]}"
+    assert copies.merge_media_cutoffs(PROJECT, run_id, {"img": 3}, {}) == {"img": 3}
+    for _ in range(5):
+        assert copies.media_cutoffs(PROJECT, run_id) == {"img": 3}
+    assert parses == []  # what this process wrote is kept parsed
+    fs.pipe_file(copies.retention_key(PROJECT, run_id), json.dumps({"keys": {"img": 4, "aud": 1}}).encode())
+    assert copies.media_cutoffs(PROJECT, run_id, fresh=True) == {"img": 4, "aud": 1}
+    for _ in range(5):
+        assert copies.media_cutoffs(PROJECT, run_id) == {"img": 4, "aud": 1}
+    assert len(parses) == 1
+    monkeypatch.setattr(segments, "RETENTION_TTL", 0.0)  # stale: read and parsed again
+    assert copies.media_cutoffs(PROJECT, run_id) == {"img": 4, "aud": 1}
+    assert len(parses) == 2
+
+
+def test_a_damaged_retention_object_is_an_error_naming_the_run_parsed_once_and_left_as_it_is(tmp_path, local_engine,
+                                                                                              monkeypatch):
+    """A retention object that is not JSON (or not a retention) gives a ValueError naming the run
+    and the object, every time it is asked, from one parse per copy read; a change to the run's
+    retention is refused with it and the object is left as it is (nothing guessed: no item of the
+    run is hidden or shown by a guess)."""
+    from tracklet.server import segments
+
+    monkeypatch.setattr(segments, "RETENTION_TTL", 3600.0)
+    parses = _counting_parses(monkeypatch)
+    copies, fs = _local_copies(local_engine, tmp_path)
+    for damage, reason in ((b'{"keys": {"img": 3', "can't be read"), (b'{"keys": ["img"]}', "is not a media retention")):
+        run_id = f"damaged-{uuid.uuid4().hex[:8]}"
+        key = copies.retention_key(PROJECT, run_id)
+        fs.makedirs(key.rpartition("/")[0], exist_ok=True)
+        fs.pipe_file(key, damage)
+        parses.clear()
+        for fresh in (True, False, False, False):
+            with pytest.raises(ValueError, match=f"run {PROJECT}/{run_id} .*{reason}") as raised:
+                copies.media_cutoffs(PROJECT, run_id, fresh=fresh)
+            assert key in str(raised.value)
+        assert len(parses) == 1
+        with pytest.raises(ValueError, match=f"run {PROJECT}/{run_id} .*{reason}"):
+            copies.merge_media_cutoffs(PROJECT, run_id, {"img": 5}, {})
+        assert fs.cat_file(key) == damage
+
+
+def test_a_refused_label_and_a_part_without_bytes_cost_no_scan_per_request(tmp_path, local_engine, monkeypatch):
+    """A part's label check outside the run's lock (its offset, its reads) lists the run's part
+    heads with a LIKE (a scan of the project's heads under a non-C collation): a process asks it
+    once for a label that differs only in case from a stored part's (refused for good: heads are
+    never removed), once for a part past --max-parts-per-run (a run's parts only grow), and once
+    for a part that holds no bytes yet, until this process creates a part (or segments.LABEL_TTL
+    passes: another process may create a twin); each first upload is still checked under the
+    run's head row lock, and a twin created meanwhile is refused."""
+    import sqlalchemy as sa
+
+    from tracklet.server import segments
+    from tracklet.server.logs import BadRequest
+
+    monkeypatch.setattr(segments, "LABEL_TTL", 3600.0, raising=False)  # (raising: fails on the counts without it)
+    likes: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if " LIKE " in statement:
+            likes.append(statement)
+
+    sa.event.listen(local_engine, "before_cursor_execute", listen)
+    try:
+        copies, _ = _local_copies(local_engine, tmp_path)
+        copies.max_parts = 2
+        other, _ = _local_copies(local_engine, tmp_path)  # a second process on the same database
+        run_id = f"scan-{uuid.uuid4().hex[:8]}"
+        log = _part_log(tmp_path, run_id, "w1")
+        assert copies.append(PROJECT, run_id, 0, log, part="w1").offset == len(log)
+        likes.clear()
+        for _ in range(4):  # no bytes yet: asked once
+            assert copies.offset(PROJECT, run_id, "e1") == 0
+        assert len(likes) == 1
+        likes.clear()
+        for _ in range(4):  # a twin: refused, asked once
+            with pytest.raises(BadRequest, match="differs only in case"):
+                copies.offset(PROJECT, run_id, "W1")
+            with pytest.raises(BadRequest, match="differs only in case"):
+                copies.append(PROJECT, run_id, 0, _part_log(tmp_path, run_id, "W1"), part="W1")
+        assert len(likes) == 1
+        # the other process creates e1's twin E1; this one still passes e1 (for LABEL_TTL), but its
+        # first upload is checked under the run's lock, and refused
+        assert other.append(PROJECT, run_id, 0, _part_log(tmp_path, run_id, "E1"), part="E1").offset > 0
+        assert copies.offset(PROJECT, run_id, "e1") == 0
+        with pytest.raises(BadRequest, match="differs only in case"):
+            copies.append(PROJECT, run_id, 0, _part_log(tmp_path, run_id, "e1"), part="e1")
+        with pytest.raises(BadRequest, match="differs only in case"):
+            copies.offset(PROJECT, run_id, "e1")  # and kept
+        # past the limit (w1 and E1 are 2): refused, and asked no more
+        third = _part_log(tmp_path, run_id, "w3")
+        likes.clear()
+        for _ in range(3):
+            with pytest.raises(BadRequest, match="max-parts-per-run 2"):
+                copies.append(PROJECT, run_id, 0, third, part="w3")
+        assert len(likes) == 2  # the first refusal's: the label check and the parts counted
+        for _ in range(3):  # its offset: a part without bytes (asked once)
+            assert copies.offset(PROJECT, run_id, "w3") == 0
+        assert len(likes) == 3
+        # a pass without bytes holds until this process creates a part: then asked again
+        fresh = f"scan-{uuid.uuid4().hex[:8]}"
+        assert copies.offset(PROJECT, fresh, "x1") == 0
+        likes.clear()
+        assert copies.offset(PROJECT, fresh, "x1") == 0
+        assert likes == []
+        assert copies.append(PROJECT, fresh, 0, _part_log(tmp_path, fresh, "X1"), part="X1").offset > 0
+        with pytest.raises(BadRequest, match="differs only in case"):
+            copies.offset(PROJECT, fresh, "x1")
+    finally:
+        sa.event.remove(local_engine, "before_cursor_execute", listen)
+
+
+def _primary_log(tmp_path: Path, project: str, run_id: str) -> bytes:
+    root = tmp_path / f"rec-{project}-{run_id}"
+    run = tracklet.init(project=project, id=run_id, reinit="create_new", settings={**QUIET, "dir": str(root)})
+    run.log({"x": 1})
+    run.finish()
+    return RunPaths(root, project, run_id).log_file.read_bytes()
+
+
+def test_every_runs_logs_are_read_a_bounded_page_of_heads_at_a_time(tmp_path, local_engine, monkeypatch):
+    """`admin artifact-gc --logs` and a paged `media prune --url` walk the runs' logs through
+    SegmentCopies.run_logs: the heads are read RUN_LOGS_BATCH per query (a keyset page), so what is
+    held is one page and one run's logs whatever the number of runs; each run comes once, with its
+    own log first and then its parts' in label order, also when its heads fall in several pages
+    (a run whose primary hasn't arrived included), of one project and after a cursor run if asked."""
+    import sqlalchemy as sa
+
+    from tracklet.server import segments
+
+    copies, _ = _local_copies(local_engine, tmp_path)
+    project = f"pg{uuid.uuid4().hex[:8]}"
+    runs = {"a": ["p1", "p2", "p3"], "b": [], "c": ["q1", "q2"], "d": ["z"]}  # c: parts only
+    for run_id, labels in runs.items():
+        if run_id != "c":
+            log = _primary_log(tmp_path, project, run_id)
+            copies.append(project, run_id, 0, log)
+        for label in labels:
+            root = tmp_path / f"rec-{project}-{run_id}-{label}"
+            run = tracklet.init(project=project, id=run_id, reinit="create_new",
+                                settings={**QUIET, "dir": str(root), "primary": False, "label": label})
+            run.log({"x": 1})
+            run.finish()
+            copies.append(project, run_id, 0, RunPaths(root, project, run_id, label).log_file.read_bytes(), part=label)
+    expected = [(run_id, ([] if run_id == "c" else [None]) + labels) for run_id, labels in runs.items()]
+    monkeypatch.setattr(segments, "RUN_LOGS_BATCH", 2, raising=False)  # (raising: fails on what is read without it)
+    pages: list[tuple[str, int]] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if "FROM log_heads" in statement and "split_part" in statement:
+            pages.append((statement, len(pages)))
+
+    sa.event.listen(local_engine, "before_cursor_execute", listen)
+    try:
+        found = [(run.run_id, [log.part for log in logs]) for run, logs in copies.run_logs(project)]
+        after = [run.run_id for run, _ in copies.run_logs(project, (project, "b"))]
+    finally:
+        sa.event.remove(local_engine, "before_cursor_execute", listen)
+    assert found == expected
+    assert after == ["c", "d"]
+    assert pages and all("LIMIT" in statement for statement, _ in pages)
+    assert len(pages) >= 5  # 10 heads, 2 a page: each query reads a page
+
+
+def test_a_prune_on_a_logs_server_is_answered_in_pages_of_a_bounded_number_of_runs(tmp_path, two, s3rver):
+    """`POST .../media/prune` on a --logs server reads at most `max_runs` runs' logs per request:
+    its answer is a page (retire: the project's runs; seen: every run's logs searched; remove: the
+    candidates removed) with the cursor of the next, until it is null; the prune it adds up to is
+    an unpaged one's (what is retired, which blobs go). A cursor sent with other options is
+    refused. A damaged retention object of a run is then an error naming the run for a prune and a
+    PUT, while the media routes keep every item and the server goes on answering."""
+    import numpy as np
+
+    from tracklet.artifacts.remote import UPLOAD_STATE_DIR
+    from tracklet.artifacts.storage import artifact_dir
+    from tracklet.client.sync import SyncClient
+
+    (one, other), prefix, url, options = two
+    project = f"pages{uuid.uuid4().hex[:6]}"
+    root = tmp_path / "node"
+    digests: dict[str, list[str]] = {}
+    for index, run_id in enumerate(("r1", "r2", "r3")):
+        run = tracklet.init(project=project, id=run_id, reinit="create_new", settings={**QUIET, "dir": str(root)})
+        for step in range(3):
+            pixels = np.random.default_rng(1000 + 10 * index + step).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            run.log({"img": tracklet.Image(pixels)}, step=step)
+        run.finish()
+        digests[run_id] = [item.digest for item in tracklet.Api(root).run(f"{project}/{run_id}").media("img")]
+    with SyncClient(one.url, blob_dir=artifact_dir(root), upload_state_dir=root / "cache" / UPLOAD_STATE_DIR) as client:
+        for run_id in digests:
+            client.sync_run(RunPaths(root, project, run_id))
+    s3 = s3_filesystem(s3rver)
+
+    def stored(digest: str) -> bool:
+        return s3.exists(f"{prefix}/artifacts/blobs/sha256/{digest[:2]}/{digest}")
+
+    assert all(stored(digest) for values in digests.values() for digest in values)
+    body: dict[str, Any] = {"keep_last": 1, "grace_seconds": 0, "max_runs": 1}
+    answers = []
+    while len(answers) < 1000:
+        answer = httpx.post(f"{other.url if len(answers) % 2 else one.url}/api/v1/projects/{project}/media/prune",
+                            json=body, timeout=120)  # either process takes any page
+        assert answer.status_code == 200, answer.text
+        answers.append(answer.json())
+        if answers[-1]["next_cursor"] is None:
+            break
+        if len(answers) == 1:  # the same cursor with other options: refused
+            refused = httpx.post(f"{one.url}/api/v1/projects/{project}/media/prune",
+                                 json={**body, "keep_last": 0, "cursor": answers[0]["next_cursor"]}, timeout=60)
+            assert refused.status_code == 400 and "same project and options" in refused.text, refused.text
+        body["cursor"] = answers[-1]["next_cursor"]
+    phases = [page["phase"] for page in answers]
+    assert phases[:3] == ["retire"] * 3 and "seen" in phases and phases[-1] == "remove", phases
+    assert phases == sorted(phases, key=["retire", "seen", "remove"].index)
+    assert all(len(page["runs"]) <= 1 for page in answers)
+    assert [run["run_id"] for page in answers for run in page["runs"]] == ["r1", "r2", "r3"]
+    assert all(run["retired"] == 2 and run["kept_from"] == {"img": 2} for page in answers for run in page["runs"])
+    assert answers[-1]["blobs_removed"] == 6 and answers[-1]["note"] == "", answers[-1]
+    assert {run_id: [stored(digest) for digest in values] for run_id, values in digests.items()} == {
+        run_id: [False, False, True] for run_id in digests}
+    import base64
+
+    tokens = {json.loads(base64.urlsafe_b64decode(page["next_cursor"]))["token"] for page in answers[:-1]}
+    assert len(tokens) == 1  # one prune's state, removed by its last page
+    assert not s3.exists(f"{prefix}/logs/.media-prune/{tokens.pop()}.json")
+
+    # A damaged retention object: named, nothing lost, the server goes on.
+    key = f"{prefix}/logs/{project}/r2/media-retention.json"
+    s3.pipe_file(key, b'{"keys": {"img": ')
+    try:
+        for server in (one, other):
+            pruned = httpx.post(f"{server.url}/api/v1/projects/{project}/media/prune",
+                                json={"keep_last": 0, "grace_seconds": 0}, timeout=120)
+            assert pruned.status_code == 400 and f"run {project}/r2" in pruned.json()["detail"], pruned.text
+            moved = httpx.put(f"{server.url}/api/v1/runs/{project}/r2/media/retention", json={"keys": {"img": 3}},
+                              timeout=30)
+            assert moved.status_code == 400 and f"run {project}/r2" in moved.json()["detail"], moved.text
+            for _ in range(2):  # every item, as logged (no retention guessed)
+                listed = httpx.get(f"{server.url}/api/v1/runs/{project}/r2/media", params={"key": "img"}, timeout=30)
+                assert listed.status_code == 200 and len(listed.json()["media"]) == 3, listed.text
+            assert httpx.get(f"{server.url}/api/v1/health", timeout=30).status_code == 200
+        assert s3.cat_file(key) == b'{"keys": {"img": '  # left as it was
+    finally:
+        s3.rm(key)

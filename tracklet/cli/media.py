@@ -79,7 +79,9 @@ def prune(ctx: click.Context, project: str, keep_last: int | None, max_bytes: st
 
 def _prune_on_server(url: str, project: str, keep_last: int | None, limit: int | None, keys: list[str] | None,
                      dry_run: bool, keep_blobs: bool, grace: str) -> None:
-    """``prune --url``: the server applies the policy to its copies of the runs and its blob store."""
+    """``prune --url``: the server applies the policy to its copies of the runs and its blob store;
+    one whose logs are segments (``--logs``) answers in pages, asked for until the last, the
+    progress on stderr."""
     from tracklet.artifacts.sizes import parse_duration
     from tracklet.client.http import HttpClient
 
@@ -88,22 +90,32 @@ def _prune_on_server(url: str, project: str, keep_last: int | None, limit: int |
     except ValueError as error:
         raise CliError(f"--grace: {error}") from None
     http = HttpClient(url)
+    request = {"keep_last": keep_last, "max_bytes": limit, "keys": keys, "dry_run": dry_run, "keep_blobs": keep_blobs,
+               "grace_seconds": grace_seconds}
+    retired = 0  # runs with media retired, over every page
+    steps = {"retire": "runs of the project read", "seen": "runs' logs searched for the retired blobs",
+             "remove": "retired blobs decided"}
     try:
-        response = http.request("POST", f"/api/v1/projects/{project}/media/prune", json={
-            "keep_last": keep_last, "max_bytes": limit, "keys": keys, "dry_run": dry_run, "keep_blobs": keep_blobs,
-            "grace_seconds": grace_seconds})
-        if response.status_code != 200:
-            raise http.refusal(response, what="the prune")
-        report = response.json()
+        while True:  # a server whose logs are segments (--logs) answers in pages: each reads a bounded number of runs
+            response = http.request("POST", f"/api/v1/projects/{project}/media/prune", json=request)
+            if response.status_code != 200:
+                raise http.refusal(response, what="the prune")
+            report = response.json()
+            for run in report["runs"]:
+                kept = ", ".join(f"{key} from step {step}" for key, step in sorted(run["kept_from"].items()))
+                click.echo(f"{'would retire' if dry_run else 'retired'} {run['retired']} media item(s) "
+                           f"({run['retired_bytes']:,} bytes) of {project}/{run['run_id']} on {url}: kept {kept}")
+            retired += len(report["runs"])
+            if not report.get("next_cursor"):
+                break
+            if report.get("phase") in steps:
+                click.echo(f"... {report['done']:,} {steps[report['phase']]}", err=True)
+            request["cursor"] = report["next_cursor"]
     finally:
         http.close()
-    for run in report["runs"]:
-        kept = ", ".join(f"{key} from step {step}" for key, step in sorted(run["kept_from"].items()))
-        click.echo(f"{'would retire' if dry_run else 'retired'} {run['retired']} media item(s) "
-                   f"({run['retired_bytes']:,} bytes) of {project}/{run['run_id']} on {url}: kept {kept}")
-    if not report["runs"]:
+    if not retired:
         click.echo(f"nothing to retire in {project} on {url} (the policy keeps everything there is)")
-    if dry_run or not report["runs"]:
+    if dry_run or not retired:
         return
     if report["note"]:
         click.echo(report["note"], err=True)

@@ -118,14 +118,13 @@ class PruneReport:
 
 
 def plan(root: Path, project: str, keep_last: int | None = None, keys: Sequence[str] | None = None, *,
-         max_bytes: int | None = None, runs: Iterable[tuple[Any, dict[str, int]]] | None = None) -> list[RunPrune]:
+         max_bytes: int | None = None) -> list[RunPrune]:
     """For each run of ``project`` under data root ``root`` with media retired: what keeping the
     media of the last ``keep_last`` steps of each key (of ``keys``, or all) retires, and then, with
     ``max_bytes``, the oldest steps of those keys until the files they keep are at most that many
     bytes (``size_bytes`` as recorded: thumbnails and masks not counted); with what earlier prunes
-    retired (``newly_retired`` counts this one's). ``runs``: the project's runs as (paths whose
-    logs can be read, each key's first kept step so far) instead of those under ``root`` (a
-    server's segments, ``tracklet.server.media_retention``); each is read before the next is taken."""
+    retired (``newly_retired`` counts this one's). (A server whose logs are segments plans run by
+    run, ``_plan_run``: ``tracklet.server.media_retention.prune_page``.)"""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
 
@@ -134,9 +133,8 @@ def plan(root: Path, project: str, keep_last: int | None = None, keys: Sequence[
     if (keep_last is not None and keep_last < 0) or (max_bytes is not None and max_bytes < 0):
         raise ValueError(f"keep_last and max_bytes must be 0 or more; got {keep_last}, {max_bytes}")
     plans = []
-    for paths, before in (((paths, read_cutoffs(paths.run_dir)) for paths in iter_runs(Path(root), project))
-                          if runs is None else runs):
-        run = _plan_run(paths, before, keep_last, keys, max_bytes, RecordedRun)
+    for paths in iter_runs(Path(root), project):
+        run = _plan_run(paths, read_cutoffs(paths.run_dir), keep_last, keys, max_bytes, RecordedRun)
         if run is not None:
             plans.append(run)
     return plans
@@ -187,23 +185,17 @@ def _within_bytes(messages: list[Any], steps: dict[str, set[int]], cutoffs: dict
 
 
 def apply(root: Path, plans: list[RunPrune], *, keep_last: int | None = None, max_bytes: int | None = None,
-          remove_blobs: bool = True, store: Any = None, logs: Any = None) -> PruneReport:
+          remove_blobs: bool = True, store: Any = None) -> PruneReport:
     """Write each run's retention file, then remove the blobs only retired items name (see the
     module docstring for when that is safe) from ``store`` (the data root's own by default; a
-    server passes ``ServerMediaBlobs``). ``logs``: where the runs' logs and retention are when
-    not under ``root`` (a server's segments: ``tracklet.server.media_retention.SegmentRunLogs``,
-    which has ``write(run, policy)``, moving the run's retention forward, and ``seen(digests)``,
-    one pass over every run's logs: a ``LogsSeen``)."""
+    server passes ``ServerMediaBlobs``)."""
     policy = {"keep_last": keep_last, "max_bytes": max_bytes}
     for run in plans:
         if run.newly_retired:
-            if logs is not None:
-                logs.write(run, policy)
-            else:
-                _write_cutoffs(run.run_dir, run.cutoffs, policy)
+            _write_cutoffs(run.run_dir, run.cutoffs, policy)
     report = PruneReport(plans)
     if remove_blobs and plans:
-        _remove_blobs(Path(root), report, store, logs)
+        _remove_blobs(Path(root), report, store)
     return report
 
 
@@ -298,30 +290,23 @@ class LocalBlobs:
         restore_blobs_set_aside(self.blobs)
 
 
-def _remove_blobs(root: Path, report: PruneReport, store: Any = None, logs: Any = None) -> None:
+def _remove_blobs(root: Path, report: PruneReport, store: Any = None) -> None:
     """Remove the blobs only ``report``'s retired items name (the module docstring's rules) from
     ``store`` (``LocalBlobs`` of ``root`` by default; a server passes its own), the runs' logs
-    read under ``root`` or through ``logs`` (``apply``)."""
+    read under ``root``."""
     store = LocalBlobs(root) if store is None else store
     report.blobs_note = store.refusal()
     if report.blobs_note:
         return
     if not isinstance(store, LocalBlobs):
-        seen = None
-        if logs is not None:  # one pass over every run's logs: running runs, digests named, tables
-            try:
-                seen = logs.seen(set(_wanted(report)))
-            except (OSError, ValueError, RuntimeError) as error:
-                report.blobs_note = f"blobs kept: {error}"
-                return
-        running = seen.running if seen is not None else _running_runs(root)
+        running = _running_runs(root)
         if running and hasattr(store, "while_running"):  # a server's: it re-checks uploads (server/media_retention.py)
             store.while_running(running[0])
         elif running:
             report.blobs_note = (f"blobs kept: run {running[0]} is still running (it may be storing the same "
                                  "bytes); prune again when no run is")
             return
-        _remove_named_only_by_retired(root, report, store, seen)
+        _remove_named_only_by_retired(root, report, store)
         return
     from tracklet.artifacts.gc import CLOCK_SLACK_SECONDS, _running_since
     from tracklet.artifacts.storage import store_lock
@@ -346,23 +331,14 @@ def _wanted(report: PruneReport) -> collections.Counter[str]:
     return wanted
 
 
-@dataclasses.dataclass
-class LogsSeen:
-    """What one pass over every run's logs found (``runs_seen``)."""
-
-    running: list[str]  # the runs running (``_running_runs``)
-    named: collections.Counter[str]  # how many times the logs name each digest asked
-    fragments: set[str]  # every table fragment of every run
-
-
-def _remove_named_only_by_retired(root: Path, report: PruneReport, store: Any, seen: LogsSeen | None = None) -> None:
+def _remove_named_only_by_retired(root: Path, report: PruneReport, store: Any) -> None:
     wanted = _wanted(report)
     try:
-        named = _times_named_in_logs(root, set(wanted)) if seen is None else seen.named
+        named = _times_named_in_logs(root, set(wanted))
         shared = {digest for digest, count in wanted.items() if named.get(digest, 0) != count}
         candidates = set(wanted) - shared
         candidates -= store.artifact_references(candidates)
-        candidates -= (_table_cell_digests(root, store) if seen is None else cell_digests(seen.fragments, store))
+        candidates -= _table_cell_digests(root, store)
     except (OSError, ValueError, RuntimeError) as error:
         report.blobs_note = f"blobs kept: {error}"
         return
@@ -390,28 +366,6 @@ def _is_running(paths: Any, logs: list[Any]) -> bool:
         return any(writer_alive(part.log_file) is not False for part in logs)
     run = RecordedRun(paths)  # a shared run runs while any of its writers does
     return run.state == "running" or any(part.get("state") == "running" for part in run.parts.values())
-
-
-def runs_seen(runs: Iterable[tuple[Any, Any]], digests: set[str]) -> LogsSeen:
-    """One pass over ``runs`` (each run's paths and what returns its logs' paths, read before the
-    next run is taken: ``tracklet.server.media_retention._segment_run_logs``): the runs running,
-    how many times their logs name each of ``digests``, and their tables' fragments."""
-    from tracklet.core.api import RecordedRun
-
-    seen = LogsSeen([], collections.Counter(), set())
-    wanted = {digest.encode() for digest in digests}
-    for paths, fetch in runs:
-        logs = fetch()
-        if not logs:
-            continue
-        if _is_running(paths, logs):
-            seen.running.append(f"{paths.project}/{paths.run_id}")
-        for log in logs:
-            _count_named(log.log_file, wanted, seen.named)
-        for read in [paths] if logs[0].part is None else logs:  # as ``run_tables``
-            seen.fragments.update(fragment.digest for record in RecordedRun(read)._read.tables
-                                  for fragment in record.fragments)
-    return seen
 
 
 def _times_named_in_logs(root: Path, digests: set[str]) -> dict[str, int]:

@@ -26,12 +26,17 @@ s3://...``), where a blob belongs to the projects holding a grant of it (``artif
   uploaded: nothing to re-check) is kept while any run of the server is running (``running``).
 
 On a server whose logs are segments in shared storage (``--logs``, ``segments.SegmentCopies``:
-several processes, each with its own ``--dir``), ``SegmentRunLogs`` stands for the data root's
-logs and retention files: the plan reads each of the project's runs (its own log and its parts')
-from the segments, one run at a time in a scratch copy under the process's ``--dir``; each run's
-retention is moved forward in the object beside its segments (``SegmentCopies.merge_media_cutoffs``),
-which every process's media routes read; and the blob rules above take the running runs, the
-digests named and the tables from one pass over every run's segments.
+several processes, each with its own ``--dir``), a prune is answered in pages (``prune_page``),
+each of which reads at most a bounded number of runs (``PRUNE_PAGE_RUNS``, ``PRUNE_PAGE_BYTES``),
+one at a time in a scratch copy under the process's ``--dir``: first the project's runs, each
+planned and its retention moved forward in the object beside its segments
+(``SegmentCopies.merge_media_cutoffs``, which every process's media routes read); then every run's
+segments searched for the retired items' digests (the running runs, the digests named and the
+tables' cells, as ``retention._remove_blobs``); then the blobs removed by the rules above. What a
+later page needs is kept in an object under the logs' base that the cursor names (any process
+takes any page). A run's retention is moved forward as its page goes: a damaged retention object
+stops the prune at that run (400, naming it), after the runs before it were retired; run the
+prune again once it is fixed (retention only moves forward: nothing is retired twice).
 
 ``media_references`` is what ``tracklet admin artifact-gc`` keeps for runs: the blobs the runs of
 each project name (media, tables and their cells, spans), which are granted like artifact files
@@ -41,6 +46,8 @@ but referenced by no artifact version.
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import io
 import time
 from pathlib import Path
@@ -126,49 +133,18 @@ class ServerMediaBlobs:
 
 def prune(root: Path, artifacts: ServerArtifacts, store: Store, project: str, *, keep_last: int | None,
           max_bytes: int | None, keys: list[str] | None, dry_run: bool, keep_blobs: bool,
-          grace: float = DEFAULT_GRACE, logs: Any = None) -> tuple[Any, ServerMediaBlobs]:
-    """``tracklet media prune`` on the server's data root ``root`` for ``project`` (see the module):
-    the plans (``retention.RunPrune``) and, unless ``dry_run``, the ``PruneReport``. ``logs``: the
-    server's ``SegmentCopies`` when its logs are segments (``--logs``)."""
+          grace: float = DEFAULT_GRACE) -> tuple[Any, ServerMediaBlobs]:
+    """``tracklet media prune`` on the server's data root ``root`` for ``project`` (see the module),
+    in one request: the plans (``retention.RunPrune``) and, unless ``dry_run``, the
+    ``PruneReport``. A server whose logs are segments (``--logs``) prunes in pages: ``prune_page``."""
     from tracklet.media import retention
 
-    source = None if logs is None else SegmentRunLogs(logs, Path(root))
-    plans = retention.plan(root, project, keep_last, keys, max_bytes=max_bytes,
-                           runs=None if source is None else source.runs(project))
+    plans = retention.plan(root, project, keep_last, keys, max_bytes=max_bytes)
     blobs = ServerMediaBlobs(artifacts, store, project, grace)
     if dry_run:
         return retention.PruneReport(plans), blobs
     return retention.apply(root, plans, keep_last=keep_last, max_bytes=max_bytes, remove_blobs=not keep_blobs,
-                           store=blobs, logs=source), blobs
-
-
-class SegmentRunLogs:
-    """A ``--logs`` server's runs for ``retention`` (see the module): their logs read from the
-    segments (``copies``, a ``SegmentCopies``) into scratch copies under ``root``, their retention
-    the objects beside the segments."""
-
-    def __init__(self, copies: Any, root: Path) -> None:
-        self.copies = copies
-        self.root = root
-
-    def runs(self, project: str) -> Iterator[tuple[Any, dict[str, int]]]:
-        """``retention.plan``'s runs: each of ``project``'s runs with a log of its own (a part's
-        whose primary hasn't arrived waits for it, as under a data root), its parts beside it, and
-        its retention now. A damaged retention object stops the prune (ValueError), as a file does."""
-        for paths, fetch in _segment_run_logs(self.copies, self.root, project):
-            logs = fetch()
-            if logs and logs[0].part is None:
-                yield paths, self.copies.media_cutoffs(project, paths.run_id, fresh=True)
-
-    def write(self, run: Any, policy: dict[str, Any]) -> None:
-        """Move ``run``'s (a ``retention.RunPrune``) retention forward to its cutoffs."""
-        self.copies.merge_media_cutoffs(run.project, run.run_id, run.cutoffs, policy)
-
-    def seen(self, digests: set[str]) -> Any:
-        """``retention.runs_seen`` over every run's segments (every project's, every writer's)."""
-        from tracklet.media.retention import runs_seen
-
-        return runs_seen(_segment_run_logs(self.copies, self.root), digests)
+                           store=blobs), blobs
 
 
 def media_references(root: Path, artifacts: ServerArtifacts, problems: dict[str, list[str]] | None = None,
@@ -224,9 +200,10 @@ def _run_references(paths: Any, logs: list[Any], reader: ServerMediaBlobs, names
         names |= cell_digests(fragments, reader)
 
 
-def _segment_run_logs(logs: Any, root: Path, project: str | None = None
+def _segment_run_logs(logs: Any, root: Path, project: str | None = None, after: tuple[str, str] | None = None
                       ) -> Iterator[tuple[Any, Callable[[], list[Any]]]]:
-    """``iter_run_logs`` of a server's segment copies (of ``project``'s runs, or all): each run's
+    """``iter_run_logs`` of a server's segment copies (of ``project``'s runs, or all; after run
+    ``after``, (project, run id), in their order: ``SegmentCopies.run_logs``): each run's
     paths, and what copies its logs into a scratch data root under ``root`` (one run's at a time,
     removed before the next run's) and returns their paths there."""
     import shutil
@@ -235,9 +212,7 @@ def _segment_run_logs(logs: Any, root: Path, project: str | None = None
     from tracklet.core.layout import RunPaths
 
     root.mkdir(parents=True, exist_ok=True)
-    for run, copies in logs.run_logs():
-        if project is not None and run.project != project:
-            continue
+    for run, copies in logs.run_logs(project, after):  # (a page of heads at a time: segments.RUN_LOGS_BATCH)
         scratch = Path(tempfile.mkdtemp(prefix=".gc-logs-", dir=root))
         local = RunPaths(scratch, run.project, run.run_id)
 
@@ -261,3 +236,263 @@ def _segment_run_logs(logs: Any, root: Path, project: str | None = None
             yield local, fetch
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- a --logs server's prune, in pages
+
+PRUNE_PAGE_RUNS = 100  # runs one request reads at most (a request may ask for fewer: ``max_runs``)
+PRUNE_PAGE_BYTES = 256 << 20  # log bytes one request reads at most (past them, the page ends after that run)
+_STATE_DIR = ".media-prune"  # under the logs' base: no project's name starts with a dot
+
+
+@dataclasses.dataclass
+class PrunePage:
+    """What one request of a paged prune did (``prune_page``): the runs it planned (those with
+    media retired), the prune's totals so far, and the cursor of the next request (None: done)."""
+
+    runs: list[Any]
+    phase: str  # "retire" (the project's runs planned and retired), "seen" (every run's logs searched), "remove"
+    done: int  # what the phase has gone through so far: runs read (retire, seen), blobs decided (remove)
+    next: str | None
+    blobs_removed: int = 0
+    bytes_freed: int = 0
+    blobs_kept_shared: int = 0
+    grants_dropped: int = 0
+    note: str = ""
+
+
+def prune_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store, project: str, *,
+               keep_last: int | None, max_bytes: int | None, keys: list[str] | None, dry_run: bool,
+               keep_blobs: bool, grace: float = DEFAULT_GRACE, cursor: str | None = None,
+               max_runs: int = PRUNE_PAGE_RUNS) -> PrunePage:
+    """One request of ``tracklet media prune --url`` on a ``--logs`` server (``copies``: its
+    ``SegmentCopies``), resumed at ``cursor`` (None: the first): the same prune as ``prune``, in
+    pages that each read at most ``max_runs`` runs' logs (and about ``PRUNE_PAGE_BYTES``), so that
+    no request holds or reads every run:
+
+    1. ``retire``: the project's runs, in order, each planned and its retention moved forward;
+       the digests its retired items name are counted;
+    2. ``seen`` (unless ``dry_run`` or ``keep_blobs``, and only when something is retired):
+       every run's logs (every project's, every writer's) searched for those digests, its tables'
+       cells read, and whether it is running; then the candidates are those the retired items
+       alone name and no artifact version references (``_remove_named_only_by_retired``);
+    3. ``remove``: the candidates removed (``ServerMediaBlobs.remove``), a page at a time.
+
+    What the later pages need (the digests counted, the candidates) is kept in an object under the
+    logs' base, ``.media-prune/<token>.json`` (every process reads the same; removed by the last
+    page), which the cursor names; a request whose policy differs from its cursor's is refused."""
+    from tracklet.media.retention import _digests_of, _plan_run
+    from tracklet.core.api import RecordedRun
+
+    policy = {"keep_last": keep_last, "max_bytes": max_bytes, "keys": keys, "dry_run": dry_run,
+              "keep_blobs": keep_blobs, "grace": grace}
+    state = _PruneState.start(copies, project, policy) if cursor is None else _PruneState.load(copies, cursor, project,
+                                                                                                 policy)
+    page = PrunePage([], state.phase, 0, None)
+    budget = _Budget(max(1, min(max_runs, PRUNE_PAGE_RUNS)))
+    if state.phase == "retire":
+        written = {"keep_last": keep_last, "max_bytes": max_bytes}
+        after = (project, state.after) if state.after else None
+        for paths, fetch in _segment_run_logs(copies, root, project, after=after):
+            if budget.spent():
+                break
+            logs = fetch()
+            budget.take(logs)
+            state.after = paths.run_id
+            state.done += 1
+            if not logs or logs[0].part is not None:  # a part's whose primary hasn't arrived waits for it
+                continue
+            run = _plan_run(paths, copies.media_cutoffs(project, paths.run_id, fresh=True), keep_last, keys,
+                            max_bytes, RecordedRun)
+            if run is None:
+                continue
+            if run.newly_retired and not dry_run:
+                copies.merge_media_cutoffs(project, run.run_id, run.cutoffs, written)
+            for message in run.retired if not (dry_run or keep_blobs) else ():  # (no blob goes: not counted)
+                for digest in _digests_of(message):
+                    state.wanted[digest] = state.wanted.get(digest, 0) + 1
+            run.retired = []  # (counted: not answered)
+            page.runs.append(run)
+        else:
+            state.next_phase("seen" if state.wanted else "")
+    elif state.phase == "seen":
+        _seen_page(copies, root, artifacts, store, state, budget)
+    elif state.phase == "remove":
+        _remove_page(artifacts, store, state, budget)
+    page.done = state.done if page.phase == state.phase else state.phase_done
+    return state.answer(page)
+
+
+class _Budget:
+    """What one page may read: runs, and log bytes."""
+
+    def __init__(self, runs: int) -> None:
+        self.runs = runs
+        self.bytes = 0
+
+    def spent(self) -> bool:
+        return self.runs <= 0 or self.bytes >= PRUNE_PAGE_BYTES
+
+    def take(self, logs: list[Any]) -> None:
+        self.runs -= 1
+        self.bytes += sum(log.log_file.stat().st_size for log in logs)
+
+
+def _seen_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store, state: _PruneState,
+               budget: _Budget) -> None:
+    """Search a page of every run's logs (as ``retention._remove_blobs`` searches a data root's) for the
+    digests counted; after the last, decide the candidates. Anything that can't be read ends the
+    prune's blob part with a note naming it (no blob removed), as an unpaged prune."""
+    from tracklet.media.retention import _count_named, _is_running, cell_digests
+    from tracklet.core.api import RecordedRun
+
+    wanted = {digest.encode() for digest in state.wanted}
+    named: collections.Counter[str] = collections.Counter(state.named)
+    fragments: set[str] = set()
+    blobs = ServerMediaBlobs(artifacts, store, state.project, state.policy["grace"])
+    after = tuple(state.after.split("/", 1)) if state.after else None
+    try:
+        for paths, fetch in _segment_run_logs(copies, root, after=after):  # type: ignore[arg-type]
+            if budget.spent():
+                break
+            logs = fetch()
+            budget.take(logs)
+            state.after = f"{paths.project}/{paths.run_id}"
+            state.done += 1
+            if not logs:
+                continue
+            if not state.running and _is_running(paths, logs):
+                state.running = f"{paths.project}/{paths.run_id}"
+            for log in logs:
+                _count_named(log.log_file, wanted, named)
+            for read in [paths] if logs[0].part is None else logs:
+                fragments.update(fragment.digest for record in RecordedRun(read)._read.tables
+                                 for fragment in record.fragments)
+        else:
+            budget.runs = -1  # every run read: the candidates next
+        state.named = dict(named)
+        state.shared.update(cell_digests(fragments, blobs) & set(state.wanted))
+        if budget.runs != -1:
+            return
+        candidates = {digest for digest, count in state.wanted.items()
+                      if state.named.get(digest, 0) == count and digest not in state.shared}
+        candidates -= blobs.artifact_references(candidates)
+    except (OSError, ValueError, RuntimeError) as error:
+        state.note = f"blobs kept: {error}"
+        state.next_phase("")
+        return
+    state.kept_shared = len(state.wanted) - len(candidates)
+    state.candidates = sorted(candidates)
+    state.next_phase("remove")
+
+
+def _remove_page(artifacts: ServerArtifacts, store: Store, state: _PruneState, budget: _Budget) -> None:
+    """Remove a page of the candidates (as many as a page reads runs)."""
+    blobs = ServerMediaBlobs(artifacts, store, state.project, state.policy["grace"])
+    if state.running:
+        blobs.while_running(state.running)
+    taken = 0
+    for digest in state.candidates:
+        if budget.spent():
+            break
+        budget.runs -= 1
+        taken += 1
+        size = blobs.remove(digest)
+        if size is not None:
+            state.removed += 1
+            state.freed += size
+    state.done += taken
+    del state.candidates[:taken]
+    state.kept_shared += blobs.kept_granted
+    state.grants += blobs.grants_dropped
+    state.kept_running += blobs.kept_running
+    if not state.candidates:
+        state.next_phase("")
+
+
+@dataclasses.dataclass
+class _PruneState:
+    """A paged prune's state between its requests (``prune_page``)."""
+
+    copies: Any
+    token: str
+    project: str
+    policy: dict[str, Any]
+    phase: str = "retire"
+    after: str = ""  # the last run read in this phase (retire: its id; seen: project/run id)
+    done: int = 0  # runs read in this phase (remove: blobs decided)
+    wanted: dict[str, int] = dataclasses.field(default_factory=dict)  # how many times the retired items name each
+    named: dict[str, int] = dataclasses.field(default_factory=dict)  # how many times every run's logs do
+    shared: set[str] = dataclasses.field(default_factory=set)  # named by a table cell
+    candidates: list[str] = dataclasses.field(default_factory=list)
+    running: str = ""
+    note: str = ""
+    removed: int = 0
+    freed: int = 0
+    kept_shared: int = 0
+    grants: int = 0
+    kept_running: int = 0
+    phase_done: int = 0  # (not kept: what the phase this request ended went through)
+
+    @classmethod
+    def start(cls, copies: Any, project: str, policy: dict[str, Any]) -> _PruneState:
+        import uuid
+
+        return cls(copies, uuid.uuid4().hex, project, policy)
+
+    @classmethod
+    def load(cls, copies: Any, cursor: str, project: str, policy: dict[str, Any]) -> _PruneState:
+        import base64
+        import json
+
+        from tracklet.errors import BadRequest
+
+        try:
+            token = json.loads(base64.urlsafe_b64decode(cursor.encode()))["token"]
+            if not (isinstance(token, str) and len(token) == 32 and all(c in "0123456789abcdef" for c in token)):
+                raise ValueError(token)
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest("cursor: not one a prune of this server answered; start the prune again without it") from None
+        try:
+            data = json.loads(copies.fs.cat_file(cls.key(copies, token)))
+        except FileNotFoundError:
+            raise BadRequest(f"cursor: prune {token} is over or unknown here; start the prune again") from None
+        if data["project"] != project or data["policy"] != policy:
+            raise BadRequest(f"cursor: prune {token} is of project {data['project']} with policy {data['policy']}; "
+                             "send the same project and options with its cursor")
+        data["shared"] = set(data["shared"])
+        return cls(copies, token, **data)
+
+    @staticmethod
+    def key(copies: Any, token: str) -> str:
+        return f"{copies.base}/{_STATE_DIR}/{token}.json"
+
+    def next_phase(self, phase: str) -> None:
+        """Go on to ``phase`` ("": the prune is over)."""
+        self.phase_done = self.done  # (what the phase that ended went through, for its page)
+        self.phase, self.after, self.done = phase, "", 0
+
+    def answer(self, page: PrunePage) -> PrunePage:
+        """``page`` with the totals and the next cursor; the state saved for it (or removed: over)."""
+        import base64
+        import json
+
+        page.blobs_removed, page.bytes_freed, page.grants_dropped = self.removed, self.freed, self.grants
+        page.blobs_kept_shared, page.note = self.kept_shared, self.note
+        if not page.note and self.kept_running:
+            page.note = (f"{self.kept_running} blob(s) no project holds kept: run {self.running} is still running "
+                         "(it may be storing the same bytes); prune again when no run is")
+        key = self.key(self.copies, self.token)
+        fs = self.copies.fs
+        if not self.phase:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(key)
+            return page
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                  if field.name not in ("copies", "token", "phase_done")}
+        fields["shared"] = sorted(self.shared)
+        if self.copies._local:
+            fs.makedirs(key.rpartition("/")[0], exist_ok=True)
+        fs.pipe_file(key, json.dumps(fields).encode())
+        page.next = base64.urlsafe_b64encode(json.dumps({"token": self.token, "phase": self.phase}).encode()).decode()
+        return page

@@ -195,6 +195,10 @@ class MediaPruneRequest(BaseModel):
     dry_run: bool = False
     keep_blobs: bool = Field(False, description="Retire the items but remove no stored blob")
     grace_seconds: float = Field(3600.0, ge=0, description="Keep blobs an upload used more recently than this")
+    cursor: str | None = Field(None, max_length=200, description="The `next_cursor` of the prune's previous answer "
+                               "(send the same options with it); none: a prune starts")
+    max_runs: int = Field(100, ge=1, le=100, description="Runs (their logs) this request reads at most: a server "
+                          "whose logs are segments (`--logs`) answers the prune in pages")
 
 
 class MediaPruneRun(BaseModel):
@@ -205,7 +209,11 @@ class MediaPruneRun(BaseModel):
 
 
 class MediaPruneResponse(BaseModel):
-    """What a prune retired and removed (`note`: why no blob was removed, when none could be)."""
+    """What a prune retired and removed (`note`: why no blob was removed, when none could be). On
+    a server whose logs are segments (`--logs`) one answer is one page of the prune: `runs` are the
+    runs this page retired in; the blob counts and `note` are the prune's so far (final on the
+    answer whose `next_cursor` is null); send the same request with `cursor` set to `next_cursor`
+    until it is null."""
 
     runs: list[MediaPruneRun]
     blobs_removed: int
@@ -213,6 +221,11 @@ class MediaPruneResponse(BaseModel):
     blobs_kept_shared: int  # named by something besides the retired items, or held by another project
     grants_dropped: int  # the project's claims on blobs released (a packed blob's bytes: artifact-gc --repack)
     note: str
+    next_cursor: str | None = Field(None, description="Send it back (`cursor`) for the prune's next page; "
+                                    "null: the prune is over")
+    phase: str = Field("", description="What this page did: retire (the project's runs planned and retired), seen "
+                       "(every run's logs searched for the retired blobs), remove (blobs removed)")
+    done: int = Field(0, description="What the phase has gone through so far: runs read, or blobs decided")
 
 
 @projects_router.post("/{project}/media/prune", response_model=MediaPruneResponse, responses=errors(400, 403),
@@ -222,22 +235,37 @@ def prune_media(request: Request, project: str, body: MediaPruneRequest) -> Medi
     """Retire the media before each key's last `keep_last` steps (then the oldest past `max_bytes`)
     in every run of the project; remove the blobs from the server's store (local or S3) that
     nothing else names: no kept item, run, table cell or artifact version, and no other
-    project's grant (docs/media.md, "Retention"). Needs `admin` on the project."""
-    from tracklet.server.media_retention import prune
+    project's grant (docs/media.md, "Retention"). Needs `admin` on the project. On a server
+    whose logs are segments (`--logs`) the prune is answered in pages of at most `max_runs` runs
+    read (`next_cursor`)."""
+    from tracklet.server.media_retention import prune, prune_page
     from tracklet.server.segments import SegmentCopies
 
     app = request.app.state.tracklet  # the guard checked `admin` (requires)
     if body.keep_last is None and body.max_bytes is None:
         raise HTTPException(status_code=400, detail="say what to keep: keep_last, max_bytes, or both")
+    if isinstance(app.copies, SegmentCopies):
+        page = prune_page(app.copies, app.root, app.artifacts, app.store, project, keep_last=body.keep_last,
+                          max_bytes=body.max_bytes, keys=body.keys, dry_run=body.dry_run, keep_blobs=body.keep_blobs,
+                          grace=body.grace_seconds, cursor=body.cursor, max_runs=body.max_runs)
+        return MediaPruneResponse(
+            runs=[MediaPruneRun(run_id=run.run_id, retired=run.newly_retired, retired_bytes=run.newly_retired_bytes,
+                                kept_from=run.cutoffs) for run in page.runs if run.newly_retired],
+            blobs_removed=page.blobs_removed, bytes_freed=page.bytes_freed, blobs_kept_shared=page.blobs_kept_shared,
+            grants_dropped=page.grants_dropped, note=page.note, next_cursor=page.next, phase=page.phase,
+            done=page.done)
+    if body.cursor is not None:
+        raise HTTPException(status_code=400, detail="cursor: this server answers a prune in one page; "
+                            "start the prune again without it")
     report, blobs = prune(app.root, app.artifacts, app.store, project, keep_last=body.keep_last,
                           max_bytes=body.max_bytes, keys=body.keys, dry_run=body.dry_run, keep_blobs=body.keep_blobs,
-                          grace=body.grace_seconds,
-                          logs=app.copies if isinstance(app.copies, SegmentCopies) else None)
+                          grace=body.grace_seconds)
     runs = [MediaPruneRun(run_id=run.run_id, retired=run.newly_retired, retired_bytes=run.newly_retired_bytes,
                           kept_from=run.cutoffs) for run in report.runs if run.newly_retired]
     return MediaPruneResponse(runs=runs, blobs_removed=report.blobs_removed, bytes_freed=report.bytes_freed,
                               blobs_kept_shared=report.blobs_kept_shared + blobs.kept_granted,
-                              grants_dropped=blobs.grants_dropped, note=report.blobs_note or _running_note(blobs))
+                              grants_dropped=blobs.grants_dropped, note=report.blobs_note or _running_note(blobs),
+                              next_cursor=None, phase="", done=len(report.runs))
 
 
 def _running_note(blobs: Any) -> str:

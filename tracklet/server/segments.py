@@ -22,7 +22,8 @@ case, or the parts past ``max_parts``, can't race in through two processes.
 A run's media retention (``tracklet media prune``, docs/media.md) is an object beside its
 segments, ``<location>/<project>/<run_id>/media-retention.json`` (the file a data root keeps in
 the run's directory), so every process reads the same: each process re-reads it when its copy is
-older than ``RETENTION_TTL`` seconds (the media routes ask on every request), and a change moves
+older than ``RETENTION_TTL`` seconds (the media routes ask on every request; the parsed cutoffs, or
+the error a damaged object gives, are kept with the bytes, so a fresh copy costs no parse), and a change moves
 it forward only, under a PostgreSQL advisory lock of the run (two prunes through two processes
 can't take a key's first kept step back). An object over ``MAX_RETENTION_BYTES`` (more than a
 PUT's keys, and more than any process writes) is read no further and refused as damaged.
@@ -35,6 +36,7 @@ copy is alive while its head moved within the heartbeat lapse.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import threading
 import time
@@ -61,7 +63,20 @@ _OVERSIZED = b"\0oversized"  # kept in place of such an object's bytes (by ident
 _RETENTION_CACHED = 4096  # runs whose retention a process holds at most
 
 
+@dataclasses.dataclass
+class _Retention:
+    """A process's copy of a run's retention object: when it was read (or written), its bytes
+    (None: there is none; ``_OVERSIZED``: too big), and what they parse to once asked (the
+    cutoffs, or a damaged object's ValueError)."""
+
+    when: float
+    data: bytes | None
+    parsed: dict[str, int] | ValueError | None = None
+
+
 VERIFIED_KEPT = 1 << 16  # parts whose label check a process keeps (about 100 bytes each)
+RUN_LOGS_BATCH = 1000  # heads ``run_logs`` reads per query (a keyset page)
+LABEL_TTL = 2.0  # seconds a process passes a label without bytes without asking again (``_checked``)
 
 
 class SegmentCopies:
@@ -91,8 +106,21 @@ class SegmentCopies:
         # run's head row lock after the label was checked, so while it holds them (heads are never
         # removed) no label that differs from it only in case is ever stored. Bounded: the oldest go.
         self._verified: OrderedDict[tuple[str, str], None] = OrderedDict()
-        # (project, run_id) -> (when read, the retention object's bytes or None): RETENTION_TTL
-        self._retention: OrderedDict[tuple[str, str], tuple[float, bytes | None]] = OrderedDict()
+        # The other answers of the label check, so that a client asking again costs no query:
+        # (project, <run_id>/<label>) -> (``_created`` and the time then, the refusal: None for a
+        # pass). A refusal is for good: heads are never removed, so a twin stays. A pass of a part
+        # that holds no bytes yet holds until this process creates a part (of any run: ``_created``
+        # moves) or ``LABEL_TTL`` seconds pass (another process may have created a twin: a part's
+        # first upload is still checked under its run's lock). ``_over_limit``: the parts whose
+        # first upload was refused past ``max_parts`` (for good too: a run's parts only grow), by
+        # the refusal: their next upload is refused without counting again (their offsets, reads
+        # and labels are a part's without bytes).
+        self._checked: OrderedDict[tuple[str, str], tuple[int, float, str | None]] = OrderedDict()
+        self._over_limit: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._created = 0  # parts this process created
+        # (project, run_id) -> when read, the retention object's bytes or None, and what they parse
+        # to (the cutoffs, or a damaged object's ValueError; None until asked): RETENTION_TTL
+        self._retention: OrderedDict[tuple[str, str], _Retention] = OrderedDict()
         self._retention_guard = threading.Lock()
 
     def _key(self, project: str, copy: str, offset: int) -> str:
@@ -137,12 +165,21 @@ class SegmentCopies:
         """400 when another part of the run has a label that differs from ``part`` in case only
         (``logs.check_label``'s rule, which a server applies on every file system alike). A part
         this process saw holding bytes passes without a query (``_verified``), except under the
-        run's head row lock (``connection``: a part's first upload), which always asks."""
+        run's head row lock (``connection``: a part's first upload), which always asks; a refusal
+        is kept (``_checked``: asked again, it costs no query), and so is a pass of a part with no
+        bytes yet, for a while (outside the lock only)."""
         key = f"{run_id}/{part}"
-        if connection is None:
-            with self._guard:
-                if (project, key) in self._verified:
-                    return
+        with self._guard:
+            if connection is None and (project, key) in self._verified:
+                return
+            checked = self._checked.get((project, key))
+        if checked is not None:
+            created, when, refusal = checked
+            if refusal is not None:
+                raise BadRequest(refusal)
+            if connection is None and created == self._created and time.monotonic() - when < LABEL_TTL:
+                return
+        asked = (self._created, time.monotonic())
         folded = part.casefold()
         with self.engine.connect() if connection is None else contextlib.nullcontext(connection) as use:
             rows = use.execute(sa.select(log_heads.c.run_id, log_heads.c.size).where(
@@ -150,11 +187,27 @@ class SegmentCopies:
         labels = sorted(found.partition("/")[2] for found, _ in rows)
         for label in labels:
             if label != part and label.casefold() == folded:
-                raise BadRequest(f"part {part!r} of run {project}/{run_id} differs only in case from its part {label!r}: "
-                                 "labels of one run must differ in more than case (a case-insensitive file system "
-                                 "holds one file for both); pick another label")
+                refusal = (f"part {part!r} of run {project}/{run_id} differs only in case from its part {label!r}: "
+                           "labels of one run must differ in more than case (a case-insensitive file system "
+                           "holds one file for both); pick another label")
+                self._check(project, key, asked, refusal)
+                raise BadRequest(refusal)
         if connection is None and any(found == key and size > 0 for found, size in rows):
             self._verify(project, key)
+        elif connection is None:
+            self._check(project, key, asked, None)
+
+    def _check(self, project: str, key: str, asked: tuple[int, float], refusal: str | None) -> None:
+        """Keep the label check's answer for part ``key`` (``_checked``), asked at ``asked``
+        (``_created`` and the time then)."""
+        self._keep(self._checked, (project, key), (*asked, refusal))
+
+    def _keep(self, kept: OrderedDict[tuple[str, str], Any], key: tuple[str, str], value: Any) -> None:
+        with self._guard:
+            kept[key] = value
+            kept.move_to_end(key)
+            while len(kept) > VERIFIED_KEPT:
+                kept.popitem(last=False)
 
     # ------------------------------------------------------------------ the ingest side
 
@@ -212,6 +265,9 @@ class SegmentCopies:
         if tail:  # committed
             self.key_counts.set(project, key, size + len(tail), keys)
             if part is not None:
+                if size == 0:  # a part created: a pass kept for a label without bytes may be a twin's now
+                    with self._guard:
+                        self._created += 1
                 self._verify(project, key)
         return AppendResult(offset=size + len(tail), appended=len(tail))
 
@@ -222,13 +278,19 @@ class SegmentCopies:
         connection.execute(postgresql.insert(log_heads).values(
             project=project, run_id=run_id, size=0, updated_at=time.time()).on_conflict_do_nothing())
         connection.execute(sa.select(log_heads.c.size).where(self._head(project, run_id)).with_for_update())
+        with self._guard:
+            refusal = self._over_limit.get((project, f"{run_id}/{part}"))
+        if refusal is not None:
+            raise BadRequest(refusal)
         self.check_label(project, run_id, part, connection)
         count = len([label for label in self._labels(connection, project, run_id) if label != part])
-        if count >= self.max_parts:
-            raise BadRequest(f"run {project}/{run_id} has {count} parts (secondary writers' logs), the "
-                             f"most this server keeps for one run (--max-parts-per-run {self.max_parts}): part "
-                             f"{part!r} was not stored; use fewer labels (one per node, not per process) or "
-                             "ask the server's operator to raise the limit")
+        if count >= self.max_parts:  # for good: a run's parts only grow (``_over_limit``)
+            refusal = (f"run {project}/{run_id} has {count} parts (secondary writers' logs), the "
+                       f"most this server keeps for one run (--max-parts-per-run {self.max_parts}): part "
+                       f"{part!r} was not stored; use fewer labels (one per node, not per process) or "
+                       "ask the server's operator to raise the limit")
+            self._keep(self._over_limit, (project, f"{run_id}/{part}"), refusal)
+            raise BadRequest(refusal)
 
     def _read(self, connection: sa.Connection, project: str, run_id: str, start: int, end: int) -> bytes:
         """The stored bytes [start, end) of a run's copy."""
@@ -262,15 +324,15 @@ class SegmentCopies:
         run_paths(self.root, project, run_id)  # 400 for a bad name
         return f"{self._dir(project, run_id)}/{RETENTION_FILE}"
 
-    def _retention_bytes(self, project: str, run_id: str, *, fresh: bool = False) -> bytes | None:
-        """The retention object's bytes (None: none), from this process's copy when it is younger
-        than ``RETENTION_TTL`` seconds (``fresh``: read now)."""
+    def _retention_copy(self, project: str, run_id: str, *, fresh: bool = False) -> _Retention:
+        """This process's copy of the retention object (its bytes: None when there is none), the
+        one kept when it is younger than ``RETENTION_TTL`` seconds (``fresh``: read now)."""
         key = (project, run_id)
         now = time.monotonic()
         with self._retention_guard:
             cached = self._retention.get(key)
-        if cached is not None and not fresh and now - cached[0] < RETENTION_TTL:
-            return cached[1]
+        if cached is not None and not fresh and now - cached.when < RETENTION_TTL:
+            return cached
         try:
             data: bytes | None = bytes(self.fs.cat_file(self.retention_key(project, run_id), start=0,
                                                         end=MAX_RETENTION_BYTES + 1))
@@ -278,39 +340,55 @@ class SegmentCopies:
             data = None
         if data is not None and len(data) > MAX_RETENTION_BYTES:
             data = _OVERSIZED
-        self._remember(key, now, data)
-        return data
+        return self._remember(key, now, data)
 
-    def _remember(self, key: tuple[str, str], when: float, data: bytes | None) -> None:
+    def _remember(self, key: tuple[str, str], when: float, data: bytes | None,
+                  parsed: dict[str, int] | None = None) -> _Retention:
         """Keep ``data``, read (or written) at ``when``, unless a later read or write is kept: a
         read that began before this process's ``merge_media_cutoffs`` wrote and ends after it
         would otherwise put the object's earlier bytes back, and the process would answer the
         retention from before its own PUT for ``RETENTION_TTL``."""
+        copy = _Retention(when, data, parsed)
         with self._retention_guard:
             kept = self._retention.get(key)
-            if kept is not None and kept[0] > when:
-                return
-            self._retention[key] = (when, data)
+            if kept is not None and kept.when > when:
+                return copy  # this read's own answer; the later one stays kept
+            self._retention[key] = copy
             self._retention.move_to_end(key)
             while len(self._retention) > _RETENTION_CACHED:
                 self._retention.popitem(last=False)
+        return copy
 
     def media_cutoffs(self, project: str, run_id: str, *, fresh: bool = False) -> dict[str, int]:
         """Each media key's first kept step in the run (empty without a policy applied), at most
         ``RETENTION_TTL`` seconds old (``fresh``: read now). ValueError for a damaged object (or one
         over ``MAX_RETENTION_BYTES``);
-        OSError when the storage can't be read."""
-        data = self._retention_bytes(project, run_id, fresh=fresh)
-        return {} if data is None else self._parse(data, self.retention_key(project, run_id))
+        OSError when the storage can't be read. What the bytes parse to is kept with them: a copy
+        is parsed once however many requests it answers (a damaged one's error too); callers
+        must not change the dict answered."""
+        copy = self._retention_copy(project, run_id, fresh=fresh)
+        if copy.data is None:
+            return {}
+        parsed = copy.parsed
+        if parsed is None:  # (two requests at once may both parse it: the same answer)
+            try:
+                parsed = self._parse(copy.data, project, run_id)
+            except ValueError as error:
+                parsed = error
+            copy.parsed = parsed
+        if isinstance(parsed, ValueError):
+            raise ValueError(str(parsed))
+        return parsed
 
-    @staticmethod
-    def _parse(data: bytes, key: str) -> dict[str, int]:
+    def _parse(self, data: bytes, project: str, run_id: str) -> dict[str, int]:
         from tracklet.media.retention import parse_cutoffs
 
+        key = self.retention_key(project, run_id)
         if data is _OVERSIZED:
-            raise ValueError(f"{key} is over {MAX_RETENTION_BYTES:,} bytes, more than a media retention object "
-                             "tracklet writes: fix or remove it")
-        return parse_cutoffs(data, key)
+            raise ValueError(f"the media retention of run {project}/{run_id} ({key}) is over "
+                             f"{MAX_RETENTION_BYTES:,} bytes, more than a media retention object tracklet writes: "
+                             "fix or remove it")
+        return parse_cutoffs(data, f"the media retention of run {project}/{run_id} ({key})")
 
     def merge_media_cutoffs(self, project: str, run_id: str, cutoffs: dict[str, int],
                             policy: dict[str, Any]) -> dict[str, int]:
@@ -325,8 +403,7 @@ class SegmentCopies:
         key = self.retention_key(project, run_id)
         with self.engine.begin() as connection:
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-            data = self._retention_bytes(project, run_id, fresh=True)
-            before = {} if data is None else self._parse(data, key)
+            before = dict(self.media_cutoffs(project, run_id, fresh=True))
             merged = forward(before, cutoffs)
             if merged != before:
                 written = cutoffs_bytes(merged, policy)
@@ -340,7 +417,7 @@ class SegmentCopies:
                     self.fs.mv(temporary, key)
                 else:
                     self.fs.pipe_file(key, written)
-                self._remember((project, run_id), time.monotonic(), written)
+                self._remember((project, run_id), time.monotonic(), written, dict(merged))
         return merged
 
     # ------------------------------------------------------------------ the indexer's LogSource
@@ -373,19 +450,48 @@ class SegmentCopies:
         with self.engine.connect() as connection:
             return self._labels(connection, paths.project, paths.run_id)
 
-    def run_logs(self) -> Iterator[tuple[RunPaths, list[RunPaths]]]:
+    def run_logs(self, project: str | None = None, after: tuple[str, str] | None = None
+                 ) -> Iterator[tuple[RunPaths, list[RunPaths]]]:
         """Every run with a log that holds bytes, its own or a part's (``core/layout.iter_run_logs``
         of these copies: the readers of every log, a part whose primary hasn't arrived included),
-        with those logs' paths: its own first, then its parts' in label order."""
-        with self.engine.connect() as connection:
-            keys = connection.execute(sa.select(log_heads.c.project, log_heads.c.run_id).where(log_heads.c.size > 0)
-                                      .order_by(log_heads.c.project, log_heads.c.run_id)).all()
-        runs: dict[tuple[str, str], list[RunPaths]] = {}
-        for project, key in keys:
-            run_id, _, label = key.partition("/")
-            runs.setdefault((project, run_id), []).append(RunPaths(self.root, project, run_id, label or None))
-        for (project, run_id), logs in runs.items():
-            yield RunPaths(self.root, project, run_id), sorted(logs, key=lambda log: (log.part is not None, log.part or ""))
+        with those logs' paths: its own first, then its parts' in label order; of ``project``
+        only, and after run ``after`` (project, run id) in this order (a caller's cursor).
+
+        By project, then run id (the key before any ``/``), read ``RUN_LOGS_BATCH`` heads per
+        query (a keyset page): what is held at a time is one page and one run's logs, however many
+        runs there are (``tracklet admin artifact-gc --logs``, ``tracklet media prune --url``)."""
+        run = sa.func.split_part(log_heads.c.run_id, "/", 1)
+        order = (log_heads.c.project, run, log_heads.c.run_id)
+        where: list[Any] = [log_heads.c.size > 0]
+        if project is not None:
+            where.append(log_heads.c.project == project)
+        if after is not None:
+            where.append(sa.tuple_(log_heads.c.project, run) > sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))
+        position: tuple[str, str, str] | None = None
+        pending: tuple[str, str] | None = None  # the run the last page ended in: its logs may go on
+        logs: list[RunPaths] = []
+        while True:
+            query = sa.select(log_heads.c.project, log_heads.c.run_id).where(*where)
+            if position is not None:
+                query = query.where(sa.tuple_(*order) > sa.tuple_(*(sa.literal(value) for value in position)))
+            with self.engine.connect() as connection:
+                keys = connection.execute(query.order_by(*order).limit(RUN_LOGS_BATCH)).all()
+            for found_project, key in keys:
+                run_id, _, label = key.partition("/")
+                if pending is not None and pending != (found_project, run_id):
+                    yield self._run_logs(pending, logs)
+                    logs = []
+                pending = (found_project, run_id)
+                logs.append(RunPaths(self.root, found_project, run_id, label or None))
+            if len(keys) < RUN_LOGS_BATCH:
+                break
+            last_project, last_key = keys[-1]
+            position = (last_project, last_key.partition("/")[0], last_key)
+        if pending is not None:
+            yield self._run_logs(pending, logs)
+
+    def _run_logs(self, run: tuple[str, str], logs: list[RunPaths]) -> tuple[RunPaths, list[RunPaths]]:
+        return RunPaths(self.root, *run), sorted(logs, key=lambda log: (log.part is not None, log.part or ""))
 
     def iter_bytes(self, paths: RunPaths, chunk_bytes: int = 16 << 20) -> Iterator[bytes]:
         """A copy's bytes (a run's, or its part's), ``chunk_bytes`` at a time."""

@@ -2053,7 +2053,9 @@ export interface paths {
          * @description Retire the media before each key's last `keep_last` steps (then the oldest past `max_bytes`)
          *     in every run of the project; remove the blobs from the server's store (local or S3) that
          *     nothing else names: no kept item, run, table cell or artifact version, and no other
-         *     project's grant (docs/media.md, "Retention"). Needs `admin` on the project.
+         *     project's grant (docs/media.md, "Retention"). Needs `admin` on the project. On a server
+         *     whose logs are segments (`--logs`) the prune is answered in pages of at most `max_runs` runs
+         *     read (`next_cursor`).
          */
         post: operations["prune_media_api_v1_projects__project__media_prune_post"];
         delete?: never;
@@ -3613,10 +3615,25 @@ export interface components {
              * @default 3600
              */
             grace_seconds: number;
+            /**
+             * Cursor
+             * @description The `next_cursor` of the prune's previous answer (send the same options with it); none: a prune starts
+             */
+            cursor?: string | null;
+            /**
+             * Max Runs
+             * @description Runs (their logs) this request reads at most: a server whose logs are segments (`--logs`) answers the prune in pages
+             * @default 100
+             */
+            max_runs: number;
         };
         /**
          * MediaPruneResponse
-         * @description What a prune retired and removed (`note`: why no blob was removed, when none could be).
+         * @description What a prune retired and removed (`note`: why no blob was removed, when none could be). On
+         *     a server whose logs are segments (`--logs`) one answer is one page of the prune: `runs` are the
+         *     runs this page retired in; the blob counts and `note` are the prune's so far (final on the
+         *     answer whose `next_cursor` is null); send the same request with `cursor` set to `next_cursor`
+         *     until it is null.
          */
         MediaPruneResponse: {
             /** Runs */
@@ -3631,6 +3648,23 @@ export interface components {
             grants_dropped: number;
             /** Note */
             note: string;
+            /**
+             * Next Cursor
+             * @description Send it back (`cursor`) for the prune's next page; null: the prune is over
+             */
+            next_cursor?: string | null;
+            /**
+             * Phase
+             * @description What this page did: retire (the project's runs planned and retired), seen (every run's logs searched for the retired blobs), remove (blobs removed)
+             * @default
+             */
+            phase: string;
+            /**
+             * Done
+             * @description What the phase has gone through so far: runs read, or blobs decided
+             * @default 0
+             */
+            done: number;
         };
         /** MediaPruneRun */
         MediaPruneRun: {

@@ -18,6 +18,7 @@ import tracklet
 from tracklet.core import lifecycle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gcsserver import gcs_emulator  # noqa: E402,F401  (the session fixture)
 from s3server import s3rver  # noqa: E402,F401  (the session fixture)
 from serverproc import Server  # noqa: E402
 import cpureport  # noqa: E402

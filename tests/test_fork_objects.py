@@ -179,32 +179,47 @@ def test_a_forked_pool_workers_next_task_records_into_the_run_an_earlier_task_fi
     assert len(set(pids)) == 2
 
 
-def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_own():
+# What a client's build needs, with no server: an endpoint that refuses (s3fs connects at once; gcsfs
+# makes no request), no credentials from this machine, gcsfs's plain JSON-API filesystem (its default
+# asks each bucket over gRPC whether it is a zonal one).
+_CLIENTS = {
+    "s3": ("_S3", {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                   "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:9"}),
+    "gs": ("_GCS", {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:9", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+                    "NO_GCE_CHECK": "true", "CLOUDSDK_CONFIG": os.devnull}),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(_CLIENTS))
+def test_a_child_forked_while_another_thread_builds_an_object_store_client_can_build_its_own(scheme):
     # Making the process's first S3 client (an s3:// reference's, an artifact directory on S3)
     # imports s3fs (aiohttp builds TLS contexts as it is imported) and sets up aiobotocore's session
     # on fsspec's IO thread: a child forked meanwhile inherited a module half-imported, its import
     # lock held by a thread it doesn't have, and its own first S3 client waited for ever (measured
     # without the wait: every child forked 5-700 ms into the build hung). A fork now waits for the
-    # build (forksafe.section, artifacts/fsbuild.py). Fresh processes, forking 2 ms (in the import)
+    # build (forksafe.section, artifacts/fsbuild.py). A gs:// client's build likewise imports gcsfs
+    # (and aiohttp, google-auth) and makes its session's TLS context and connector (fsbuild.py's
+    # _gcs_session_in_sections, on fsspec's IO thread). Fresh processes, forking 2 ms (in the import)
     # and 300 ms into the real client's build (no server needed); each child builds its own under an
     # alarm.
     import subprocess
     import sys
     import textwrap
 
-    attempt = textwrap.dedent("""
+    pytest.importorskip({"s3": "s3fs", "gs": "gcsfs"}[scheme])  # both in the test extra
+    store, variables = _CLIENTS[scheme]
+    attempt = textwrap.dedent(f"""
         import os, signal, ssl, sys, threading, time
-        os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
-                          AWS_S3_ENDPOINT_URL="http://127.0.0.1:9")
+        os.environ.update({variables!r})
         from tracklet.artifacts import references
 
-        builder = threading.Thread(target=references._S3("probe").fs)
+        builder = threading.Thread(target=references.{store}("probe").fs)
         builder.start()
         time.sleep(float(sys.argv[1]))
         pid = os.fork()
         if pid == 0:
             signal.alarm(10)  # hung: its default action ends the child
-            references._S3("probe").fs()
+            references.{store}("probe").fs()
             ssl.create_default_context()
             os._exit(0)
         _, status = os.waitpid(pid, 0)
@@ -212,6 +227,6 @@ def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_o
         print(os.waitstatus_to_exitcode(status))
     """)
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(tracklet.__file__))}
-    codes = [subprocess.run([sys.executable, "-c", attempt, str(delay)], capture_output=True, text=True, env=env,
-                            timeout=60).stdout.strip() for delay in (0.002, 0.3)]
-    assert codes == ["0"] * len(codes)
+    runs = [subprocess.run([sys.executable, "-c", attempt, str(delay)], capture_output=True, text=True, env=env,
+                           timeout=60) for delay in (0.002, 0.3)]
+    assert [done.stdout.strip() for done in runs] == ["0"] * len(runs), [done.stderr for done in runs]

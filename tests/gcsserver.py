@@ -22,9 +22,10 @@ import httpx
 import pytest
 from serverproc import _free_port
 
-# Read as gcsfs is imported (the first import in the process: set before it, below): where it is
-# "true" (gcsfs's default) gcsfs's filesystem asks each bucket over gRPC whether it is a zonal or
-# hierarchical one, which the emulator doesn't speak (a 60 s timeout per bucket here).
+# Read as gcsfs is imported (the first import in the process: conftest.py sets it for the tests'
+# processes, and so their children): where it is "true" (gcsfs's default) gcsfs's filesystem asks
+# each bucket over gRPC whether it is a zonal or hierarchical one, which the emulator doesn't speak
+# (a 60 s timeout per request here: a test of a few objects took 10 minutes).
 ZB_HNS = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
 
 
@@ -42,10 +43,13 @@ def gcs_emulator() -> Iterator[str]:
     """A real gcp-storage-emulator process on a free loopback port, in memory; yields its endpoint
     URL. gcsfs and the emulator are in the test extra (pinned in constraints.txt): a test
     environment without them fails here, naming the package, rather than skipping gs://."""
-    os.environ[ZB_HNS] = "false"  # before gcsfs's first import, below
     package = _missing()
     if package is not None:
         pytest.fail(f"gs:// tests need {package}: pip install -c constraints.txt -e '.[test]'")
+    import gcsfs
+
+    if gcsfs.GCSFileSystem is not gcsfs.core.GCSFileSystem:
+        pytest.fail(f"gcsfs was imported with {ZB_HNS}={os.environ.get(ZB_HNS)!r}: its requests would time out")
     port = _free_port()
     log = Path(tempfile.mkstemp(prefix="tracklet-gcs-emulator-", suffix=".log")[1])
     with log.open("wb") as output:  # a file, not a pipe nobody reads (a full one blocks the server)

@@ -431,7 +431,6 @@ def test_a_gcs_clients_tls_handshake_does_no_openssl_work_while_a_fork_is_under_
     # tracklet's lets the server answer, waits 1 s and looks whether the server completed its side
     # (which needs the client's next step): it must not have. The request then completes after the
     # fork, verifying the server's certificate (SSL_CERT_FILE: the context loads the default CAs).
-    pytest.importorskip("gcsfs")  # in the test extra
     _self_signed_certificate(tmp_path)
     (tmp_path / "server.py").write_text(textwrap.dedent("""
         import json, socket, ssl, sys

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 
 import pytest
 from conftest import run_script
@@ -206,7 +207,8 @@ def test_a_child_forked_while_another_thread_builds_an_object_store_client_can_b
     import sys
     import textwrap
 
-    pytest.importorskip({"s3": "s3fs", "gs": "gcsfs"}[scheme])  # both in the test extra
+    if scheme == "s3":
+        pytest.importorskip("s3fs")  # (gcsfs is in the test extra; not imported here: tests/gcsserver.py)
     store, variables = _CLIENTS[scheme]
     attempt = textwrap.dedent(f"""
         import os, signal, ssl, sys, threading, time
@@ -230,3 +232,28 @@ def test_a_child_forked_while_another_thread_builds_an_object_store_client_can_b
     runs = [subprocess.run([sys.executable, "-c", attempt, str(delay)], capture_output=True, text=True, env=env,
                            timeout=60) for delay in (0.002, 0.3)]
     assert [done.stdout.strip() for done in runs] == ["0"] * len(runs), [done.stderr for done in runs]
+
+
+def test_a_gs_client_gets_a_connector_in_sections_unless_gcsfs_presents_a_client_certificate(tmp_path, monkeypatch):
+    # The connector whose TLS context was made in the build's section (the test in
+    # test_child_processes.py shows its handshake steps waiting for a fork) replaces aiohttp's default
+    # context only: where google-auth has gcsfs present a client certificate (mutual TLS), gcsfs's own
+    # context stays (fsbuild.py reads gcsfs's _use_client_cert). No request is made.
+    from tracklet.artifacts import references
+    from tracklet.core import forksafe
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "https://127.0.0.1:9")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    config = tmp_path / "certificate_config.json"
+    config.write_text(json.dumps({"cert_configs": {"workload": {"cert_path": str(tmp_path / "cert.pem"),
+                                                                "key_path": str(tmp_path / "key.pem")}}}))
+    monkeypatch.setenv("GOOGLE_API_CERTIFICATE_CONFIG", str(config))
+    monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "true")
+    fs = references._GCS("probe").fs()
+    assert fs._use_client_cert and "connector" not in fs.session_kwargs
+    monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "false")
+    first, second = references._GCS("probe").fs(), references._GCS("probe").fs()
+    contexts = [fs.session_kwargs["connector"]._ssl for fs in (first, second)]  # (aiohttp's private name)
+    assert contexts[0] is contexts[1]  # one per process
+    assert contexts[0].sslobject_class is forksafe.tls_object_class()
+    assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname

@@ -18,11 +18,17 @@ import tracklet
 from tracklet.core import lifecycle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gcsserver import ZB_HNS, gcs_emulator  # noqa: E402,F401  (the session fixture)
 from s3server import s3rver  # noqa: E402,F401  (the session fixture)
 from serverproc import Server  # noqa: E402
 import cpureport  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# gcsfs's plain JSON-API filesystem wherever it is imported in the tests' processes (tests/gcsserver.py):
+# the emulator doesn't speak the gRPC gcsfs's default asks each bucket with (60 s timeouts); and no
+# probe of a GCE metadata server for credentials (google-auth reads it as it is imported).
+os.environ[ZB_HNS] = "false"
+os.environ["NO_GCE_CHECK"] = "true"
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
 
 

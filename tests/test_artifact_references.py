@@ -1,5 +1,6 @@
 """Artifact references (tracklet/artifacts/references.py): s3:// against a real S3-speaking server
-(s3rver, tests/s3server.py), http(s):// against a real HTTP server on loopback (http.server in a
+(s3rver, tests/s3server.py), gs:// against a real GCS-speaking one (gcp-storage-emulator,
+tests/gcsserver.py), http(s):// against a real HTTP server on loopback (http.server in a
 thread, with ETag and Last-Modified written here), file:// on disk. Bytes are never copied into the
 store; ``download()`` fetches them and refuses, naming the URI, a reference that changed or is gone.
 """
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from gcsserver import gcs_filesystem
 from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
 
 import tracklet
@@ -296,63 +298,96 @@ def test_gs_references_need_gcsfs_and_say_so(monkeypatch):
 
 
 @pytest.fixture
-def gcs_emulator(monkeypatch) -> Iterator[object]:
-    """gcp-storage-emulator (pure Python, in memory) in a process of its own, and a gcsfs file
-    system on it. Neither is a tracklet dependency: without them this is skipped."""
-    # Read when gcsfs is imported: without it gcsfs probes each bucket over gRPC (60 s timeouts here).
-    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-    pytest.importorskip("gcsfs", reason="gs:// references need gcsfs")
-    pytest.importorskip("gcp_storage_emulator", reason="pip install gcp-storage-emulator to test gs:// references")
-    import subprocess
-
-    import httpx
-    from serverproc import _free_port
-
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port",
-                             str(port), "--in-memory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/storage/v1/b", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("gcp-storage-emulator did not start")
-                time.sleep(0.1)
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-        import gcsfs
-
-        fs = gcsfs.GCSFileSystem(token="anon", skip_instance_cache=True)
-        fs.mkdir("refs")
-        yield fs
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def gcs(gcs_emulator, monkeypatch, tmp_path) -> Iterator[tuple[object, str]]:
+    """The session's gcp-storage-emulator (tests/gcsserver.py) through ``STORAGE_EMULATOR_HOST``,
+    as gcsfs finds it, and a bucket of this test's own. No Google credentials are looked for: not a
+    developer's gcloud ones (``CLOUDSDK_CONFIG``), nor the metadata server's (``NO_GCE_CHECK``);
+    gcsfs goes on anonymously."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    fs = gcs_filesystem(gcs_emulator)
+    bucket = f"refs-{uuid.uuid4().hex[:8]}"
+    fs.mkdir(bucket)
+    yield fs, bucket
 
 
-def test_gs_references_record_etag_and_generation_and_download_checks_them(start, root, gcs_emulator, tmp_path):
-    fs = gcs_emulator
-    fs.pipe("refs/data/a.bin", b"a" * 300)
-    fs.pipe("refs/data/sub/b.bin", b"bee")
-    fs.pipe("refs/single.txt", b"single")
+def test_gs_references_record_etag_and_generation_never_copy_and_download_byte_exact(start, root, gcs, tmp_path):
+    fs, bucket = gcs
+    objects = {"data/a.bin": os.urandom(300_000), "data/sub/b.bin": b"bee", "data/empty": b"",
+               "database.csv": b"not under data/\n", "single.txt": b"single"}
+    for key, payload in objects.items():
+        fs.pipe(f"{bucket}/{key}", payload)
     run = start()
     artifact = tracklet.Artifact("gcsrefs", "dataset")
-    assert artifact.add_reference("gs://refs/data", name="d") == ["d/a.bin", "d/sub/b.bin"]
-    assert artifact.add_reference("gs://refs/single.txt") == ["single.txt"]
+    # the directory, not a string prefix
+    assert artifact.add_reference(f"gs://{bucket}/data", name="d") == ["d/a.bin", "d/empty", "d/sub/b.bin"]
+    assert artifact.add_reference(f"gs://{bucket}/single.txt") == ["single.txt"]
     run.log_artifact(artifact).wait()
     run.finish()
-    entry = artifact.manifest["single.txt"]
-    assert entry.extra["etag"] == fs.info("refs/single.txt")["etag"]
-    assert entry.extra["versionID"] == str(fs.info("refs/single.txt")["generation"])
-    assert _blob_count(root) == 1
+    for name, key in (("d/a.bin", "data/a.bin"), ("single.txt", "single.txt"), ("d/empty", "data/empty")):
+        entry, info = artifact.manifest[name], fs.info(f"{bucket}/{key}")
+        assert entry.ref == f"gs://{bucket}/{key}" and entry.size == len(objects[key])
+        assert entry.extra == {"etag": info["etag"].strip('"'), "versionID": str(info["generation"])}
+        assert entry.extra["etag"] and entry.extra["versionID"]
+    assert _blob_count(root) == 1  # the manifest only: no referenced bytes were copied
     out = Path(artifact.download(tmp_path / "out"))
-    assert _tree(out) == {"d/a.bin": b"a" * 300, "d/sub/b.bin": b"bee", "single.txt": b"single"}
-    fs.pipe("refs/single.txt", b"changed")
-    with pytest.raises(ArtifactVerifyError, match="gs://refs/single.txt changed: its ETag is now"):
-        artifact.download(tmp_path / "out2")
+    assert _tree(out) == {"d/a.bin": objects["data/a.bin"], "d/sub/b.bin": b"bee", "d/empty": b"",
+                          "single.txt": b"single"}
+    artifact.verify(out)
+    assert artifact.download(tmp_path / "out") == str(out)  # again: fetched and checked again, same bytes
+    with open(out / "single.txt", "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(ArtifactVerifyError, match="single.txt: size mismatch"):
+        artifact.verify(out)
+
+    # Gone since it was recorded: skipped where missing references are allowed (W&B's
+    # allow_missing_references); changed too: refused, naming the URIs; nothing half-written is left.
+    fs.rm(f"{bucket}/single.txt")
+    out2 = Path(artifact.download(tmp_path / "out2", allow_missing_references=True))
+    assert _tree(out2) == {"d/a.bin": objects["data/a.bin"], "d/sub/b.bin": b"bee", "d/empty": b""}
+    fs.pipe(f"{bucket}/data/sub/b.bin", b"changed")
+    with pytest.raises(ArtifactVerifyError) as raised:
+        artifact.download(tmp_path / "out3")
+    problems = raised.value.problems
+    assert set(problems) == {"d/sub/b.bin", "single.txt"}
+    assert f"gs://{bucket}/data/sub/b.bin changed: its ETag is now" in problems["d/sub/b.bin"]
+    recorded = artifact.manifest["single.txt"].extra["versionID"]
+    assert f"gs://{bucket}/single.txt (version {recorded}) can't be reached: no such object" in problems["single.txt"]
+    assert [p.name for p in (tmp_path / "out3").rglob("*") if p.name.endswith(".partial")] == []
+
+
+def test_gs_missing_objects_and_buckets_and_too_many_objects_are_clear_errors(gcs):
+    fs, bucket = gcs
+    for index in range(3):
+        fs.pipe(f"{bucket}/many/{index}.txt", b"%d" % index)
+    artifact = tracklet.Artifact("bounded", "dataset")
+    with pytest.raises(ArtifactError, match=rf"gs://{bucket}/many has more than max_objects=2 objects"):
+        artifact.add_reference(f"gs://{bucket}/many", max_objects=2)
+    assert artifact.files() == []  # nothing half-added
+    assert len(artifact.add_reference(f"gs://{bucket}/many", max_objects=3)) == 3
+    with pytest.raises(ArtifactError, match=rf"reference gs://{bucket}/nothing-here can't be reached: no object "
+                                            r"'nothing-here' and nothing under 'nothing-here/'"):
+        artifact.add_reference(f"gs://{bucket}/nothing-here")
+    with pytest.raises(ArtifactError, match="reference gs://no-such-bucket-xyz/key can't be reached"):
+        artifact.add_reference("gs://no-such-bucket-xyz/key")
+    assert len(artifact.files()) == 3
+
+
+def test_gs_reference_without_checksum_records_the_uri_alone(start, root, gcs, tmp_path):
+    fs, bucket = gcs
+    fs.pipe(f"{bucket}/loose.bin", b"first")
+    run = start()
+    artifact = tracklet.Artifact("loose", "dataset")
+    assert artifact.add_reference(f"gs://{bucket}/loose.bin", checksum=False) == ["loose.bin"]
+    run.log_artifact(artifact).wait()
+    run.finish()
+    assert artifact.manifest["loose.bin"].extra == {"checksum": False}
+    fs.pipe(f"{bucket}/loose.bin", b"second, longer")  # nothing was recorded to check against
+    out = Path(artifact.download(tmp_path / "out"))
+    assert (out / "loose.bin").read_bytes() == b"second, longer"
+    artifact.verify(out)
 
 
 def test_unchecksummed_file_references_are_checked_by_size_and_mtime(start, root, tmp_path):

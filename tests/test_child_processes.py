@@ -329,6 +329,31 @@ def test_a_child_forked_while_another_thread_builds_the_tls_context_can_build_it
     assert codes == ["0"] * len(codes)
 
 
+def _self_signed_certificate(directory) -> None:
+    """cert.pem and key.pem in ``directory``: a self-signed CA certificate for localhost and 127.0.0.1."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+
 def test_a_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path):
     # A process's first TLS handshake fetches OpenSSL's algorithms (key exchange, signatures, ciphers)
     # under OpenSSL's global locks: a child forked then (a Pool forked right after an online init(),
@@ -342,25 +367,7 @@ def test_a_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path
     # forks at once, and a fork hook that runs after tracklet's lets the server answer, then takes
     # 1 s: the client's next step waits for the fork, so the child is made with the handshake not
     # done (the context's own counter), and the parent's completes after it.
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    _self_signed_certificate(tmp_path)
     (tmp_path / "server.py").write_text(textwrap.dedent("""
         import socket, ssl, sys
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -412,6 +419,80 @@ def test_a_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["10", "1"]  # forked before the handshake completed; it completed after
+
+
+def test_a_gcs_clients_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path):
+    # gcsfs's aiohttp session shakes hands on fsspec's IO thread; on aiohttp's default context (built
+    # as aiohttp is imported) its steps were OpenSSL work a fork didn't wait for, as in the test above.
+    # A gs:// client tracklet makes (artifacts/fsbuild.py) has a connector whose context, made in the
+    # build's section, runs each handshake step in a section. Here a gs:// reference's info request goes
+    # to a TLS server on loopback standing in for GCS (the emulator speaks plain HTTP): it has the
+    # client's ClientHello and waits; the main thread forks, and a fork hook that runs after
+    # tracklet's lets the server answer, waits 1 s and looks whether the server completed its side
+    # (which needs the client's next step): it must not have. The request then completes after the
+    # fork, verifying the server's certificate (SSL_CERT_FILE: the context loads the default CAs).
+    _self_signed_certificate(tmp_path)
+    (tmp_path / "server.py").write_text(textwrap.dedent("""
+        import json, socket, ssl, sys
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
+        listener = socket.create_server(("127.0.0.1", 0))
+        print(listener.getsockname()[1], flush=True)
+        body = json.dumps({"kind": "storage#object", "bucket": "bucket", "name": "key", "size": "3",
+                           "etag": "CAE=", "generation": "1", "metageneration": "1",
+                           "updated": "2026-01-01T00:00:00.000Z"}).encode()
+        first = True
+        while True:
+            connection = listener.accept()[0]
+            if first:
+                connection.recv(5, socket.MSG_PEEK)  # the ClientHello is in: the client waits for the answer
+                print("hello", flush=True)
+                sys.stdin.readline()  # until told to answer
+                first = False
+            with context.wrap_socket(connection, server_side=True) as tls:
+                print("shaken", flush=True)
+                request = b""
+                while b"\\r\\n\\r\\n" not in request:
+                    request += tls.recv(65536)
+                tls.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nConnection: close\\r\\n"
+                            b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
+    """))
+    done = run_script(f"""
+        import os, select, subprocess, sys, threading, time
+
+        os.environ.update(GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", NO_GCE_CHECK="true", CLOUDSDK_CONFIG=os.devnull,
+                          SSL_CERT_FILE={str(tmp_path / "cert.pem")!r})
+        server = subprocess.Popen([sys.executable, {str(tmp_path / "server.py")!r}, {str(tmp_path)!r}],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        forking, shaken_amid_the_fork = [], []
+
+        def answer_during_the_fork():  # registered before tracklet's fork hook: runs after it
+            if forking:
+                server.stdin.write("go\\n")
+                server.stdin.flush()
+                time.sleep(1)
+                shaken_amid_the_fork.append(bool(select.select([server.stdout], [], [], 0)[0]))
+
+        os.register_at_fork(before=answer_during_the_fork)
+        os.environ["STORAGE_EMULATOR_HOST"] = "https://127.0.0.1:" + server.stdout.readline().strip()
+        from tracklet.artifacts import references
+
+        store = references._GCS("probe")
+        found = []
+        first = threading.Thread(target=lambda: found.append(store.head("bucket", "key", None)))
+        first.start()
+        assert server.stdout.readline() == "hello\\n"
+        forking.append(True)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        first.join()
+        server.kill()
+        print(os.waitstatus_to_exitcode(status), shaken_amid_the_fork, server.stdout.readline().strip(), found)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0 [False] shaken [{'size': 3, 'etag': 'CAE=', 'version': '1'}]", done.stderr
 
 
 def test_a_pool_worker_whose_sigterm_handler_cant_run_still_ends(root):

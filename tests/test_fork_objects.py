@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 
 import pytest
 from conftest import run_script
@@ -179,32 +180,48 @@ def test_a_forked_pool_workers_next_task_records_into_the_run_an_earlier_task_fi
     assert len(set(pids)) == 2
 
 
-def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_own():
+# What a client's build needs, with no server: an endpoint that refuses (s3fs connects at once; gcsfs
+# makes no request), no credentials from this machine, gcsfs's plain JSON-API filesystem (its default
+# asks each bucket over gRPC whether it is a zonal one).
+_CLIENTS = {
+    "s3": ("_S3", {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                   "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:9"}),
+    "gs": ("_GCS", {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:9", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+                    "NO_GCE_CHECK": "true", "CLOUDSDK_CONFIG": os.devnull}),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(_CLIENTS))
+def test_a_child_forked_while_another_thread_builds_an_object_store_client_can_build_its_own(scheme):
     # Making the process's first S3 client (an s3:// reference's, an artifact directory on S3)
     # imports s3fs (aiohttp builds TLS contexts as it is imported) and sets up aiobotocore's session
     # on fsspec's IO thread: a child forked meanwhile inherited a module half-imported, its import
     # lock held by a thread it doesn't have, and its own first S3 client waited for ever (measured
     # without the wait: every child forked 5-700 ms into the build hung). A fork now waits for the
-    # build (forksafe.section, artifacts/fsbuild.py). Fresh processes, forking 2 ms (in the import)
+    # build (forksafe.section, artifacts/fsbuild.py). A gs:// client's build likewise imports gcsfs
+    # (and aiohttp, google-auth) and makes its session's TLS context and connector (fsbuild.py's
+    # _gcs_session_in_sections, on fsspec's IO thread). Fresh processes, forking 2 ms (in the import)
     # and 300 ms into the real client's build (no server needed); each child builds its own under an
     # alarm.
     import subprocess
     import sys
     import textwrap
 
-    attempt = textwrap.dedent("""
+    if scheme == "s3":
+        pytest.importorskip("s3fs")  # (gcsfs is in the test extra; not imported here: tests/gcsserver.py)
+    store, variables = _CLIENTS[scheme]
+    attempt = textwrap.dedent(f"""
         import os, signal, ssl, sys, threading, time
-        os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
-                          AWS_S3_ENDPOINT_URL="http://127.0.0.1:9")
+        os.environ.update({variables!r})
         from tracklet.artifacts import references
 
-        builder = threading.Thread(target=references._S3("probe").fs)
+        builder = threading.Thread(target=references.{store}("probe").fs)
         builder.start()
         time.sleep(float(sys.argv[1]))
         pid = os.fork()
         if pid == 0:
             signal.alarm(10)  # hung: its default action ends the child
-            references._S3("probe").fs()
+            references.{store}("probe").fs()
             ssl.create_default_context()
             os._exit(0)
         _, status = os.waitpid(pid, 0)
@@ -212,6 +229,31 @@ def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_o
         print(os.waitstatus_to_exitcode(status))
     """)
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(tracklet.__file__))}
-    codes = [subprocess.run([sys.executable, "-c", attempt, str(delay)], capture_output=True, text=True, env=env,
-                            timeout=60).stdout.strip() for delay in (0.002, 0.3)]
-    assert codes == ["0"] * len(codes)
+    runs = [subprocess.run([sys.executable, "-c", attempt, str(delay)], capture_output=True, text=True, env=env,
+                           timeout=60) for delay in (0.002, 0.3)]
+    assert [done.stdout.strip() for done in runs] == ["0"] * len(runs), [done.stderr for done in runs]
+
+
+def test_a_gs_client_gets_a_connector_in_sections_unless_gcsfs_presents_a_client_certificate(tmp_path, monkeypatch):
+    # The connector whose TLS context was made in the build's section (the test in
+    # test_child_processes.py shows its handshake steps waiting for a fork) replaces aiohttp's default
+    # context only: where google-auth has gcsfs present a client certificate (mutual TLS), gcsfs's own
+    # context stays (fsbuild.py reads gcsfs's _use_client_cert). No request is made.
+    from tracklet.artifacts import references
+    from tracklet.core import forksafe
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "https://127.0.0.1:9")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    config = tmp_path / "certificate_config.json"
+    config.write_text(json.dumps({"cert_configs": {"workload": {"cert_path": str(tmp_path / "cert.pem"),
+                                                                "key_path": str(tmp_path / "key.pem")}}}))
+    monkeypatch.setenv("GOOGLE_API_CERTIFICATE_CONFIG", str(config))
+    monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "true")
+    fs = references._GCS("probe").fs()
+    assert fs._use_client_cert and "connector" not in fs.session_kwargs
+    monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "false")
+    first, second = references._GCS("probe").fs(), references._GCS("probe").fs()
+    contexts = [fs.session_kwargs["connector"]._ssl for fs in (first, second)]  # (aiohttp's private name)
+    assert contexts[0] is contexts[1]  # one per process
+    assert contexts[0].sslobject_class is forksafe.tls_object_class()
+    assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname

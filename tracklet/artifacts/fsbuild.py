@@ -11,7 +11,8 @@ lock held by a thread it doesn't have: its own first S3 client waited for ever (
 child forked 5-700 ms into the build hung). So the making includes the import and, for s3fs,
 the client's session (``connect``), which it would otherwise set up on first use, outside any
 section. The s3fs client's TLS work after that (the context its first request builds, each
-handshake step) runs in sections too: ``_session_in_sections``."""
+handshake step) runs in sections too: ``_session_in_sections``; the gcsfs client's likewise
+(``_gcs_session_in_sections``: its aiohttp session's connector, with a TLS context made here)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def made(make: Callable[[], Any]) -> Any:
     with forksafe.section(), threads.unblocked():
         made = make()
         fs = made[0] if isinstance(made, tuple) else made  # (fsspec.core.url_to_fs: the filesystem and a path)
-        if type(fs).__module__.split(".")[0] == "s3fs" and not getattr(fs, "asynchronous", False):
+        library = type(fs).__module__.split(".")[0]
+        if library == "gcsfs" and not getattr(fs, "asynchronous", False):
+            _gcs_session_in_sections(fs)
+        if library == "s3fs" and not getattr(fs, "asynchronous", False):
             config = getattr(fs, "config_kwargs", None)
             session = _session_in_sections()
             if isinstance(config, dict) and session is not None:
@@ -80,3 +84,45 @@ def _session_in_sections() -> Any:
 
             _session_class.append(SessionInSections)
     return _session_class[0]
+
+
+_gcs_context: list[Any] = []  # made once: the TLS context of gcsfs's sessions, its handshake steps in sections
+
+
+def _gcs_session_in_sections(fs: Any) -> None:
+    """Give a gcsfs filesystem's aiohttp session (made at its first request, on fsspec's IO thread)
+    a connector whose TLS is code a fork waits for: its context made here, in the build's section
+    (``ssl.create_default_context()`` with ALPN ``http/1.1``, as aiohttp makes its default verified
+    one: the system's CA certificates loaded under OpenSSL's global locks), once per process; and
+    each step of every handshake in a section (``forksafe.tls_object_class``). Without it, gcsfs's
+    session used aiohttp's default context, whose handshakes on the IO thread a fork didn't wait
+    for: a child forked amid the process's first one could inherit one of OpenSSL's locks held.
+
+    Through gcsfs's documented ``session_kwargs`` (passed to ``aiohttp.ClientSession``; gcsfs uses
+    a ``connector`` given there as it is), the filesystem's ``loop`` and ``fsspec.asyn.sync`` (an
+    aiohttp connector is made on its loop). A ``connector`` the user gave stays. gcsfs's own
+    client-certificate (mutual TLS) context stays its own: that is read from ``fs._use_client_cert``
+    (private, gcsfs >= 2026.x); where it is missing or true, or anything here fails, the session is
+    gcsfs's, as before."""
+    kwargs = getattr(fs, "session_kwargs", None)
+    if not isinstance(kwargs, dict) or "connector" in kwargs or getattr(fs, "_use_client_cert", None) is not False:
+        return
+    loop = getattr(fs, "loop", None)
+    try:
+        import ssl
+
+        import aiohttp
+        from fsspec.asyn import sync
+
+        if not _gcs_context:
+            context = ssl.create_default_context()
+            context.set_alpn_protocols(("http/1.1",))
+            context.sslobject_class = forksafe.tls_object_class()
+            _gcs_context.append(context)
+
+        async def connector() -> Any:  # on the filesystem's loop: aiohttp's connector needs a running one
+            return aiohttp.TCPConnector(ssl=_gcs_context[0])
+
+        fs.session_kwargs = {**kwargs, "connector": sync(loop, connector)}
+    except Exception:  # noqa: BLE001 - aiohttp or fsspec not as expected: gcsfs's own session, as before
+        pass

@@ -171,3 +171,48 @@ def test_the_ask_again_503_is_declared_on_every_route_that_answers_it(tmp_path):
         declared = schema[path]["get"]["responses"]
         assert "503" in declared and "ask again" in declared["503"]["description"], path
         assert declared["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse"), path
+
+
+def test_an_index_chooses_the_versions_records_as_the_readers_rule_does():
+    """``_Index.version``/``at_step`` (made only for the entries they choose) agree with
+    ``records_of_version``/``version_records`` over every entry: writers' numbers, duplicates of a
+    number (two machines), entries without one (old logs), INCREMENTAL tables' increments."""
+    import random
+
+    from tracklet.core.run_tables import records_of_version
+    from tracklet.media.table_read import version_records
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.server import routes_tables
+
+    rng = random.Random(7)
+    writers = []
+    for _ in range(3):
+        tables = routes_tables._Tables()
+        for n in range(60):
+            record = pb.Record()
+            table = record.table_logged
+            table.key = rng.choice(["a", "b"])
+            table.step = rng.randrange(20)
+            table.log_mode = rng.choice([1, 2, 3, 3])
+            table.table_id = rng.choice(["t1", "t2"])
+            table.increment = rng.randrange(10)
+            table.version_plus_one = rng.choice([0, 0, rng.randrange(1, 40)])
+            table.fragments.add(digest="0" * 64, rows=1)
+            tables.apply(record, (n * 100, record.SerializeToString()))
+        writers.append(tables)
+    index = routes_tables._Index(writers)
+    every = list(index)
+
+    def where(refs):
+        return None if refs is None else [(id(ref.tables), ref.offset) for ref in refs]
+
+    for key in ("a", "b"):
+        for number in range(-1, 130):
+            if number >= 0:
+                assert where(index.version(key, number)) == where(records_of_version(every, key, number)), number
+        for step in [None, *range(-1, 21)]:
+            try:
+                expected = where(version_records(every, key, step))
+            except Exception:
+                expected = []
+            assert where(index.at_step(key, step)) == expected, (key, step)

@@ -226,10 +226,10 @@ def _cell_format(request: Request, project: str, run_id: str, key: str, digest: 
 
     if step is None and version is None:
         def pick(index: Any) -> list[Any]:
-            refs = index.of_key(key)
+            refs = index.last_of_key(key, MAX_BLOB_RECORDS)  # (only those made: newest first)
             if not refs:
                 version_refs(index, key)  # TableNotFound naming the keys there are
-            return refs[: -MAX_BLOB_RECORDS - 1: -1]
+            return refs
     else:
         chosen = version_choice(project, run_id, key, step, version)
 

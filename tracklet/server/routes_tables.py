@@ -189,21 +189,97 @@ class _Index:
         """Each writer's first entry of each key (what names the keys in the order first logged)."""
         return [ref for tables in self.writers for ref in tables.firsts()]
 
+    def _places(self, key: str) -> list[tuple[_Tables, array]]:
+        found = []
+        for tables in self.writers:
+            number = tables.ids.get(key)
+            places = tables.by_key.get(number) if number is not None else None
+            if places:
+                found.append((tables, places))
+        return found
+
+    def last_of_key(self, key: str, count: int) -> list[TableRef]:
+        """``key``'s last ``count`` entries, newest first (only those made)."""
+        refs: list[TableRef] = []
+        for tables, places in reversed(self._places(key)):
+            for place in reversed(places):
+                if len(refs) >= count:
+                    return refs
+                refs.append(TableRef(tables, place))
+        return refs
+
+    def at_step(self, key: str, step: int | None) -> list[TableRef]:
+        """``version_records`` of ``key``'s entries (the version at ``step``, default the latest),
+        made only for the entries it chooses: empty for none."""
+        last: tuple[_Tables, int] | None = None
+        places = self._places(key)
+        for tables, kept in places:
+            steps = tables.steps
+            for place in kept:
+                if step is None or steps[place] <= step:
+                    last = tables, place
+        if last is None:
+            return []
+        chosen = TableRef(*last)
+        if chosen.log_mode != 3:  # LOG_MODE_INCREMENTAL
+            return [chosen]
+        refs = _increments(places, chosen.table_id, lambda tables, place: step is None or tables.steps[place] <= step)
+        return sorted(refs, key=lambda ref: ref.increment)  # in the order added, however written
+
+    def version(self, key: str, number: int) -> list[TableRef] | None:
+        """``records_of_version(entries, key, number)`` (``core/run_tables``), made only for the
+        entries it chooses where it can be: version ``number`` is the first entry of ``key`` (in
+        the readers' order) its writer numbered so (``version_plus_one``), when there is one;
+        else (logs without numbers, writers on two machines) every entry of the key is numbered."""
+        from tracklet.core.run_tables import records_of_version
+
+        places = self._places(key)
+        found: TableRef | None = None
+        for tables, kept in places:
+            versions = tables.versions
+            for place in kept:
+                if versions[place] == number + 1:
+                    found = TableRef(tables, place)
+                    break
+            if found is not None:
+                break
+        if found is None:
+            return records_of_version(self.of_key(key), key, number)
+        if found.log_mode != 3:
+            return [found]
+        earlier = _increments(places, found.table_id,
+                              lambda tables, place: tables.increments[place] < found.increment)
+        return [*earlier, found]
+
     def __iter__(self) -> Iterator[TableRef]:
         for tables in self.writers:
             for place in range(len(tables)):
                 yield TableRef(tables, place)
 
 
+def _increments(places: list[tuple[_Tables, array]], table_id: str,
+                keep: Callable[[_Tables, int], bool]) -> list[TableRef]:
+    """The INCREMENTAL entries of table ``table_id`` among ``places`` that ``keep`` takes, in order."""
+    refs: list[TableRef] = []
+    for tables, kept in places:
+        number = tables.ids.get(table_id)
+        if number is None:
+            continue
+        modes, ids = tables.modes, tables.table_ids
+        refs += [TableRef(tables, place) for place in kept if modes[place] == 3 and ids[place] == number
+                 and keep(tables, place)]
+    return refs
+
+
 def version_refs(index: _Index, key: str, step: int | None = None) -> list[TableRef]:
-    """``version_records`` of ``key``'s entries; ``TableNotFound`` naming the keys the run logged."""
+    """``version_records`` of ``key``'s entries (``_Index.at_step``); ``TableNotFound`` naming
+    the keys the run logged."""
     from tracklet.media.table_read import version_records
 
-    refs = index.of_key(key)
-    try:
-        return version_records(refs, key, step)
-    except TableNotFound:
-        return version_records([*index.firsts(), *refs], key, step)  # (raises, naming every key)
+    chosen = index.at_step(key, step)
+    if chosen:
+        return chosen
+    return version_records([*index.firsts(), *index.of_key(key)], key, step)  # (raises, naming every key)
 
 
 _FOLDS: LogFolds[_Tables] = LogFolds(_Tables, _Tables.apply, size=64, located=True,  # runs kept
@@ -348,11 +424,9 @@ def version_choice(project: str, run_id: str, key: str, step: int | None,
     """What chooses the entries of table ``key``'s version at ``step`` (default: the latest), or
     of run-table version ``version`` by its record (a shared run's writers may log the key at one
     step), as ``open_table`` takes them; it raises 404 naming what's missing."""
-    from tracklet.core.run_tables import records_of_version
-
     if version is not None:
         def by_version(index: _Index) -> list[TableRef]:
-            chosen = records_of_version(index.of_key(key), key, version)
+            chosen = index.version(key, version)
             if chosen is None:
                 raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in run "
                                     f"{project}/{run_id}")

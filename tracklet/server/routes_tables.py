@@ -9,15 +9,19 @@ holds, which ``tracklet sync`` and online mode send; ``tracklet ui`` serves the 
 where both are). A run's
 table records are folded out of its logs (a shared run's every writer's), and a log that grew is
 read on from where the last request stopped (``log_fold.LogFolds``), so a live run's table panel
-polls cheaply. What is kept of each record is an index entry (``TableRef``: its key, step, time,
-mode, table id, increment, version number, rows and where its frame is in its writer's log), not
-the record: a shared run may have thousands of writers' logs. The index is bounded
+polls cheaply. What is kept of each record is an index entry (its key, step, time, mode, table id,
+increment, version number, rows and where its frame is in its writer's log), not the record: a
+shared run may have thousands of writers' logs. A writer's entries are packed in columns
+(``_Tables``: ~77 bytes an entry, each key and table id kept once), and a request makes a
+``TableRef`` only of those it needs (``_Index``: a key's, a version's). The index is bounded
 (``INDEX_RUN_BYTES`` per run, ``INDEX_BYTES`` for every run kept: past the first a run is answered
 and not kept, past the second the runs asked for least recently are dropped; either is read again
 on its next request). The records a request needs (a version's, whole) are read back from their
 logs by offset (``load``) and the last ones read are kept up to ``RECORDS_KEPT_BYTES`` (their
 serialized size); a record that is no longer what its entry says (a log replaced meanwhile) is
-never used: the run is indexed again and the request answered from that (503 if it happens twice).
+never used: the run is indexed again and the request answered from that (503 if it happens twice:
+``ASK_AGAIN``, declared on every route that reads records back). A route that searches several
+versions' records (``table-blobs``) reads them a batch at a time (``scan``).
 """
 
 from __future__ import annotations

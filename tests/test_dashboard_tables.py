@@ -514,3 +514,17 @@ def test_a_table_opened_at_its_url_asks_for_its_rows_without_waiting_for_its_ver
     cells = _wait_rows(page, "cells", "p.rows.length === 4")
     assert [row["cells"][0] for row in cells["rows"]] == ["5", "4", "3", "2"]
     assert page.text_content(f"{_panel('cells')} .tp-count") == "4 of 6 rows"
+
+
+def test_a_versions_media_cells_are_asked_for_by_that_version(servers, tables_root, page):  # noqa: F811
+    """A media cell's file is asked for with the version the panel shows (`table-blobs?version=`):
+    the server looks in that version's records alone, not in the key's last logs (an old version's
+    cell past them would not be found)."""
+    root, _ = tables_root
+    server = servers(root, dev=True)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/table-blobs/" in request.url else None)
+    page.goto(server.url + "/projects/tbl/runs/a/tables/cells?version=0")
+    page.wait_for_function("() => Array.from(document.querySelectorAll('img.tp-thumb'))"
+                           ".filter(i => i.naturalWidth === 16).length === 6")
+    assert len(asked) == 6 and all("key=cells" in url and "version=0" in url for url in asked), asked

@@ -378,9 +378,10 @@ class RemoteRun:
         ``len()``, ``to_arrow``, ``to_pandas``."""
         return RemoteTable(self._http, self.path, key, step, version=version)
 
-    def _table_blobs(self, key: str) -> Any:
-        """The files of table ``key``'s media cells (``local_path``, ``read_bytes``), from the server."""
-        return _RemoteBlobs(self._http, self.path, table_key=key)
+    def _table_blobs(self, key: str, version: int | None = None) -> Any:
+        """The files of table ``key``'s media cells (``local_path``, ``read_bytes``), from the server:
+        those version ``v<version>`` names (without it, those of the key's last logs)."""
+        return _RemoteBlobs(self._http, self.path, table_key=key, table_version=version)
 
     def media(self, key: str | None = None, kind: str | None = None) -> list[Any]:
         """The run's logged media under ``key`` (all keys when None) of ``kind`` (``"image"``,
@@ -426,11 +427,15 @@ class _RemoteBlobs:
     fetched from ``GET .../media/{digest}`` and checked against its digest; ``local_path`` puts it
     in the machine's size-capped blob cache (``artifacts/cache.py``) first."""
 
-    def __init__(self, http: HttpClient, path: str, table_key: str | None = None) -> None:
+    def __init__(self, http: HttpClient, path: str, table_key: str | None = None,
+                 table_version: int | None = None) -> None:
         self._http, self._path = http, path
-        # A logged table's media cells are served by their own route, for the table key naming them.
+        # A logged table's media cells are served by their own route, for the table key naming them
+        # (and the version: the server looks in that version's records, not in the key's last logs).
         self._route = "media" if table_key is None else "table-blobs"
-        self._params = {} if table_key is None else {"key": table_key}
+        self._params: dict[str, Any] = {} if table_key is None else {"key": table_key}
+        if table_key is not None and table_version is not None:
+            self._params["version"] = int(table_version)
         self.url = f"{http.base_url}/api/v1/runs/{path}/{self._route}"
         self._cache: Any = None
 

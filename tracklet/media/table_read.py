@@ -56,24 +56,30 @@ def open_table(data_root: Path, records: Sequence[Any], key: str, step: int | No
 
 
 def open_every_version(data_root: Path, records: Sequence[Any], key: str, *,
-                       locate: Callable[[str], Path | None] | None = None, where: str | None = None) -> TableQuery:
-    """A lazy query over the rows of every fragment ``key`` was ever logged with (each distinct
-    fragment once; columns by name across versions): which values any version of it holds, e.g.
-    whether a media cell names a blob."""
+                       locate: Callable[[str], Path | None] | None = None, where: str | None = None,
+                       seen: set[str] | None = None) -> TableQuery | None:
+    """A lazy query over the rows of every fragment of ``records`` of ``key`` (each distinct
+    fragment once; columns by name across versions): which values any of those versions holds,
+    e.g. whether a media cell names a blob. ``seen``: digests of fragments queried already (left
+    out, and those of these records added); None when every fragment was."""
     chosen = [record for record in records if record.key == key]
     if not chosen:
         version_records(records, key)  # TableNotFound naming the keys there are
     distinct: list[Any] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
+    fresh = False
     for record in chosen:
         fragments = [fragment for fragment in record.fragments if fragment.digest not in seen]
         seen.update(fragment.digest for fragment in fragments)
         if fragments:
+            fresh = True
             copy = type(record)()
             copy.CopyFrom(record)
             del copy.fragments[:]
             copy.fragments.extend(fragments)
             distinct.append(copy)
+    if not fresh and any(record.fragments for record in chosen):
+        return None
     return _query(data_root, distinct or chosen[-1:], key, locate=locate, where=where)
 
 

@@ -57,6 +57,10 @@ class RunFold(Generic[State]):
         self.entries: dict[str, _Entry[State]] = {}
         self.memo: dict[str, tuple[Any, Any]] = {}  # a view's cache: name -> (signature, value)
         self.kept = 0  # bytes its folds keep, as LogFolds' measure accounts them
+        # One signature of every writer's fold together: moved on whenever any fold may have
+        # changed (a copy read on, added, or the run's folds started over), so a view kept with it
+        # (``run_keys``) knows its run unchanged in O(1), not by a pass over the writers.
+        self.generation = 0
 
     @classmethod
     def single(cls, state: State) -> "RunFold[State]":
@@ -71,13 +75,18 @@ class RunFold(Generic[State]):
     def writers(self) -> dict[str, State]:
         return {label: entry.state for label, entry in self.entries.items()}
 
-    def remember(self, name: str, signature: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()``, kept under ``name`` while ``signature`` stays what it was."""
+    def remember_while_unchanged(self, name: str, signature: Callable[[], Any], compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept under ``name`` while ``signature()`` stays what it was: asked only
+        once the run's folds moved on (``generation``), so an unchanged run costs O(1)."""
         kept = self.memo.get(name)
-        if kept is not None and kept[0] == signature:
+        if kept is not None and kept[0][0] == self.generation:
+            return kept[1]
+        now = signature()
+        if kept is not None and kept[0][1] == now:
+            self.memo[name] = ((self.generation, now), kept[1])
             return kept[1]
         value = compute()
-        self.memo[name] = (signature, value)
+        self.memo[name] = ((self.generation, now), value)
         return value
 
 
@@ -209,6 +218,7 @@ class LogFolds(Generic[State]):
                 # a copy shrank, was replaced or went: the run's folds start over (they share budgets)
                 run.shared = self._shared() if self._shared is not None else None
                 run.entries, run.memo = {}, {}
+                run.generation += 1
             added = False
             for label, (size, identity) in copies.items():
                 entry = run.entries.get(label)
@@ -219,8 +229,11 @@ class LogFolds(Generic[State]):
                     added = True
                 if entry.decoder is None or entry.offset < size:
                     self._read_on(source, entry.paths, entry, size)
-            if added and list(run.entries) != list(copies):  # a part that came between others: in label order
-                run.entries = {label: run.entries[label] for label in copies}
+                    run.generation += 1  # (even where nothing intact was added: a fold may keep a partial state)
+            if added:
+                run.generation += 1
+                if list(run.entries) != list(copies):  # a part that came between others: in label order
+                    run.entries = {label: run.entries[label] for label in copies}
             try:
                 return view(run)
             finally:
@@ -272,13 +285,15 @@ def run_keys(run: RunFold[Any], names: Callable[[Any], Collection[str]]) -> dict
     key)``, ``parts.PRIMARY`` for the run's own log): a part's key another writer owns is
     ``<key>/l:<label>`` (``core/parts.Ownership``, the rule the local reader and the store
     apply). ``names(fold)``: every key a writer's log defined (numbers' too: they decide the
-    owner). Kept with the run while no writer defined a new key."""
+    owner). Kept with the run while no writer defined a new key: checked (each writer's key count)
+    only once a writer's log was read on (``RunFold.remember_while_unchanged``); a request on an
+    unchanged run costs O(1) here, however many parts it has."""
     from tracklet.core.parts import PRIMARY, Ownership
 
-    writers = run.writers
-    defined = {label: names(fold) for label, fold in writers.items()}
+    entries = run.entries
 
     def compute() -> dict[str, list[tuple[str, str]]]:
+        defined = {label: names(entry.state) for label, entry in entries.items()}
         primary = defined.get(PRIMARY, ())
         parts = {label: keys for label, keys in defined.items() if label != PRIMARY}
         owners = Ownership(primary, (), parts, {})
@@ -288,7 +303,11 @@ def run_keys(run: RunFold[Any], names: Callable[[Any], Collection[str]]) -> dict
                 merged.setdefault(owners.part_key(label, name), []).append((label, name))
         return merged
 
-    return run.remember("keys", tuple((label, len(keys)) for label, keys in defined.items()), compute)
+    def signature() -> tuple[tuple[str, int], ...]:  # (each writer's key count: keys are only ever added)
+        return tuple((label, len(names(entry.state))) for label, entry in entries.items())
+
+    # An unchanged run (no writer's log read on since): O(1), no pass over its writers.
+    return run.remember_while_unchanged("keys", signature, compute)
 
 
 def _file_identity(log_file: Path) -> tuple[int, int] | None:

@@ -172,7 +172,7 @@ def _series(run: RunFold[_Histograms], name: str) -> tuple[list[int], list[tuple
     """Key ``name``'s kept (steps, histograms, steps logged), its writers' merged by step (the
     one read last winning a step) where several writers' keys are named ``name``."""
     found = [series for label, key in run_keys(run, lambda fold: fold.defined).get(name, ())
-             for series in [run.writers[label].series.get(key)] if series is not None]
+             for series in [run.entries[label].state.series.get(key)] if series is not None]
     if len(found) <= 1:
         return (found[0].steps, found[0].histograms, found[0].total) if found else None
     by_step: dict[int, tuple[Any, Any, int, int]] = {}

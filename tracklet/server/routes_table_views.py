@@ -21,7 +21,8 @@ from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import TableColumn, TableRowsResponse, errors
-from tracklet.server.routes_tables import MAX_PAGE, _records, chosen_records, fragment_source, load
+from tracklet.server.routes_tables import (ASK_AGAIN, MAX_PAGE, _records, chosen_records, fragment_source, scan,
+                                            version_choice)
 from tracklet.server.body import bounded_router
 
 router = bounded_router(prefix="/api/v1", tags=["read"])
@@ -94,7 +95,7 @@ def _rows(page: Any) -> tuple[list[TableColumn], list[list[Any]]]:
             responses=_ERRORS, summary="The versions (steps) a table key was logged at")
 def get_table_versions(request: Request, project: str, run_id: str, key: str) -> TableVersionsResponse:
     """One entry per log of `key`: its step, log mode and the rows the version at that step has."""
-    records = [record for record in _records(request, project, run_id) if record.key == key]
+    records = _records(request, project, run_id).of_key(key)
     if not records:
         raise HTTPException(status_code=404, detail=f"no table {key!r} in this run")
     from tracklet.core.run_tables import version_numbers
@@ -112,7 +113,7 @@ def get_table_versions(request: Request, project: str, run_id: str, key: str) ->
 
 
 @router.get("/runs/{project}/{run_id}/table-groups/{key:path}", response_model=TableGroupsResponse,
-            responses=_ERRORS, summary="A logged table's rows grouped by a column: counts and means")
+            responses={**_ERRORS, **ASK_AGAIN}, summary="A logged table's rows grouped by a column: counts and means")
 def get_table_groups(
     request: Request,
     project: str,
@@ -138,7 +139,7 @@ def get_table_groups(
         total_groups=grouped.total_groups, rows=grouped.rows)
 
 
-@router.get("/projects/{project}/table-join", response_model=TableRowsResponse, responses=_ERRORS,
+@router.get("/projects/{project}/table-join", response_model=TableRowsResponse, responses={**_ERRORS, **ASK_AGAIN},
             summary="Two logged tables joined on a key column, a page at a time")
 def get_table_join(
     request: Request,
@@ -178,41 +179,79 @@ def get_table_join(
                              total=total, offset=offset, rows=rows)
 
 
-@router.get("/runs/{project}/{run_id}/table-blobs/{digest}", responses={**_ERRORS, 200: {"content": {
+@router.get("/runs/{project}/{run_id}/table-blobs/{digest}", responses={**_ERRORS, **ASK_AGAIN, 200: {"content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
     response_class=Response, summary="The file of a media cell of a logged table (by sha256)")
 def get_table_blob(request: Request, project: str, run_id: str,
                    digest: str = Path(..., description="The sha256 of a media cell's file, thumbnail or mask"),
-                   key: str = Query(..., max_length=1024, description="The table key whose cells name it")) -> Response:
-    """A media cell's file, thumbnail or mask, only if a version of table `key` names it."""
+                   key: str = Query(..., max_length=1024, description="The table key whose cells name it"),
+                   version: int | None = Query(None, ge=0, le=2**62, description="Only if version v<n> of the table "
+                                               "(`table-versions`' `version`) names it"),
+                   step: int | None = Query(None, ge=0, le=2**63 - 1, description="Only if the version at this step "
+                                            "names it (`version` wins)")) -> Response:
+    """A media cell's file, thumbnail or mask, only if table `key` names it: version `version`
+    (or the version at `step`; for an INCREMENTAL table every increment up to it), else one of the
+    key's last 1,024 logs (newest first; an older version's cell needs `version`)."""
 
     if not _DIGEST.fullmatch(digest):
         raise HTTPException(status_code=400, detail="a media file is named by its sha256 (64 lowercase hex digits)")
-    fmt = _cell_format(request, project, run_id, key, digest)
+    fmt = _cell_format(request, project, run_id, key, digest, step, version)
     if fmt is None:
-        raise HTTPException(status_code=404, detail=f"table {key!r} of run {project}/{run_id} names no file {digest}")
+        which = (f"its last {MAX_BLOB_RECORDS:,} logs (pass `version` for an older one)"
+                 if step is None and version is None else "that version")
+        raise HTTPException(status_code=404, detail=f"table {key!r} of run {project}/{run_id} names no file {digest} "
+                            f"in {which}")
     return blob_response(request, project, digest, _MIME.get(fmt, "application/octet-stream"), "media file",
                          missing="")
 
 
-def _cell_format(request: Request, project: str, run_id: str, key: str, digest: str) -> str | None:
-    """The format of ``digest`` as a media cell of any version of table ``key`` names it
-    (``png`` for a thumbnail or a mask), or None: one statement per media column over every
-    fragment of the key."""
-    from tracklet.media.query_filter import quote_identifier
-    from tracklet.media.table_read import open_every_version, version_records
+MAX_BLOB_RECORDS = 1024  # a media cell is looked for in the key's last logs this many (without a version)
+BLOB_BATCH = 32  # records read and queried at a time, newest first
+
+
+def _cell_format(request: Request, project: str, run_id: str, key: str, digest: str, step: int | None = None,
+                 version: int | None = None) -> str | None:
+    """The format of ``digest`` as a media cell of table ``key`` names it (``png`` for a thumbnail
+    or a mask), or None: in the records of version ``version`` (or the version at ``step``), else
+    of the key's last ``MAX_BLOB_RECORDS`` logs, newest first, read and queried ``BLOB_BATCH`` at a
+    time (one statement per media column over a batch's fragments not queried yet), stopping at the
+    first that names it: a request holds one batch of records and reads at most what it searches,
+    however many versions the key has."""
+    from tracklet.media.table_read import open_every_version
+    from tracklet.server.routes_tables import version_refs
+
+    root = request.app.state.tracklet.root
+    where = fragment_source(request, project)
+    seen: set[str] = set()
+
+    if step is None and version is None:
+        def pick(index: Any) -> list[Any]:
+            refs = index.last_of_key(key, MAX_BLOB_RECORDS)  # (only those made: newest first)
+            if not refs:
+                version_refs(index, key)  # TableNotFound naming the keys there are
+            return refs
+    else:
+        chosen = version_choice(project, run_id, key, step, version)
+
+        def pick(index: Any) -> list[Any]:
+            return chosen(index)[::-1]
+
+    def consume(records: list[Any]) -> str | None:
+        query = open_every_version(root, records, key, seen=seen, **where)
+        return None if query is None else _named(query, digest)
 
     try:
-        def of_key(every: list[Any]) -> list[Any]:
-            refs = [ref for ref in every if ref.key == key]
-            if not refs:
-                version_records(every, key)  # TableNotFound naming the keys there are
-            return refs
-
-        query = open_every_version(request.app.state.tracklet.root, load(request, project, run_id, of_key), key,
-                                   **fragment_source(request, project))
+        found: str | None = scan(request, project, run_id, pick, consume, batch=BLOB_BATCH)
+        return found
     except (TableNotFound, TableError) as error:
         raise HTTPException(status_code=404, detail=str(error)) from None
+
+
+def _named(query: Any, digest: str) -> str | None:
+    """The format of ``digest`` as a media cell of ``query``'s rows names it, or None: one
+    statement per media column."""
+    from tracklet.media.query_filter import quote_identifier
+
     media = [name for name, kind in query.schema.items()
              if kind.startswith("struct<") and "digest:" in kind and "thumbnail:" in kind]
     for name in media:

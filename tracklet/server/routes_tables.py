@@ -9,15 +9,19 @@ holds, which ``tracklet sync`` and online mode send; ``tracklet ui`` serves the 
 where both are). A run's
 table records are folded out of its logs (a shared run's every writer's), and a log that grew is
 read on from where the last request stopped (``log_fold.LogFolds``), so a live run's table panel
-polls cheaply. What is kept of each record is an index entry (``TableRef``: its key, step, time,
-mode, table id, increment, version number, rows and where its frame is in its writer's log), not
-the record: a shared run may have thousands of writers' logs. The index is bounded
+polls cheaply. What is kept of each record is an index entry (its key, step, time, mode, table id,
+increment, version number, rows and where its frame is in its writer's log), not the record: a
+shared run may have thousands of writers' logs. A writer's entries are packed in columns
+(``_Tables``: ~77 bytes an entry, each key and table id kept once), and a request makes a
+``TableRef`` only of those it needs (``_Index``: a key's, a version's). The index is bounded
 (``INDEX_RUN_BYTES`` per run, ``INDEX_BYTES`` for every run kept: past the first a run is answered
 and not kept, past the second the runs asked for least recently are dropped; either is read again
 on its next request). The records a request needs (a version's, whole) are read back from their
 logs by offset (``load``) and the last ones read are kept up to ``RECORDS_KEPT_BYTES`` (their
 serialized size); a record that is no longer what its entry says (a log replaced meanwhile) is
-never used: the run is indexed again and the request answered from that (503 if it happens twice).
+never used: the run is indexed again and the request answered from that (503 if it happens twice:
+``ASK_AGAIN``, declared on every route that reads records back). A route that searches several
+versions' records (``table-blobs``) reads them a batch at a time (``scan``).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from __future__ import annotations
 import sys
 import threading
 import zlib
+from array import array
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from fastapi import HTTPException, Query, Request
 
@@ -34,7 +39,8 @@ from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
 from tracklet.server.log_fold import LogFolds, run_fold
 from tracklet.server.media_blobs import media_blobs
-from tracklet.server.models import TableChart, TableColumn, TableKeysResponse, TableRowsResponse, errors
+from tracklet.server.models import (ErrorResponse, TableChart, TableColumn, TableKeysResponse, TableRowsResponse,
+                                   errors)
 from tracklet.server.body import bounded_router
 
 router = bounded_router(prefix="/api/v1/runs", tags=["read"])
@@ -51,61 +57,233 @@ RECORDS_KEPT_BYTES = 16 << 20  # whole table records read back and kept (their s
 class TableRef:
     """What the routes need of a ``TableLogged`` record to choose a version (the fields they
     read, ``fragment_rows`` the sum of its fragments' rows) and where it is: its writer's fold
-    (``tables``, whose ``copy`` names the log) and its frame's offset and length there."""
+    (``tables``, whose ``copy`` names the log) and its frame's offset and length there. Made for a
+    request out of the writer's packed index (``_Tables.ref``) and dropped with it: the index
+    keeps columns of numbers, not these."""
 
     __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "version_plus_one",
                  "fragment_rows", "tables", "offset", "length", "crc")
 
-    def __init__(self, record: Any, tables: "_Tables", offset: int, length: int, crc: int) -> None:
-        self.key = tables.name(record.key)
-        self.step = int(record.step)
-        self.time = float(record.time)
-        self.log_mode = int(record.log_mode)
-        self.table_id = tables.name(record.table_id)
-        self.increment = int(record.increment)
-        self.version_plus_one = int(record.version_plus_one)
-        self.fragment_rows = sum(int(fragment.rows) for fragment in record.fragments)
+    def __init__(self, tables: "_Tables", place: int) -> None:
+        strings = tables.strings
+        self.key = strings[tables.keys[place]]
+        self.step = tables.steps[place]
+        self.time = tables.times[place]
+        self.log_mode = tables.modes[place]
+        self.table_id = strings[tables.table_ids[place]]
+        self.increment = tables.increments[place]
+        self.version_plus_one = tables.versions[place]
+        self.fragment_rows = tables.rows[place]
         self.tables = tables
-        self.offset = offset
-        self.length = length
-        self.crc = crc  # of the frame's payload: a record read back by offset is the same bytes
+        self.offset = tables.offsets[place]
+        self.length = tables.lengths[place]
+        self.crc = tables.crcs[place]
 
     def matches(self, record: Any) -> bool:
         """Whether ``record`` is the one this entry was made of (read back by offset)."""
         return (record.key == self.key and int(record.step) == self.step and int(record.log_mode) == self.log_mode
                 and record.table_id == self.table_id and int(record.increment) == self.increment
                 and int(record.version_plus_one) == self.version_plus_one
-                and sum(int(fragment.rows) for fragment in record.fragments) == self.fragment_rows)
+                and _fragment_rows(record) == self.fragment_rows)
 
 
-_REF_BYTES = sys.getsizeof(object()) + 12 * 8 + 16 + 6 * 32 + 24  # the slots, gc header, ints, float
+def _fragment_rows(record: Any) -> int:
+    """The rows of a record's fragments, as its entry keeps them (at most 2**64 - 1)."""
+    return min(sum(int(fragment.rows) for fragment in record.fragments), (1 << 64) - 1)
+
+
+# A writer's index is columns, one item per entry (``array``: a fixed size each, no object per
+# entry), its keys and table ids interned once: step, time, log mode, key, table id, increment,
+# version, rows, offset, length, crc32 (68 bytes), and the entry's place under its key (4).
+_CODES = {"steps": "q", "times": "d", "modes": "i", "keys": "I", "table_ids": "I", "increments": "Q",
+          "versions": "Q", "rows": "Q", "offsets": "Q", "lengths": "I", "crcs": "I"}
+_REF_BYTES = (sum(array(code).itemsize for code in _CODES.values()) + 4) * 17 // 16  # (arrays grow ~1/16 ahead)
+_NAME_BYTES = 2 * 8 + 50 + sys.getsizeof(array("I"))  # a string's place in ``strings`` and ``ids``, its key's list
 
 
 class _Tables:
-    """One writer's log's table index: ``refs`` in log order, ``bytes`` they keep (each entry's
-    object and numbers, and each distinct key and table id once)."""
+    """One writer's log's table index, packed: a column (``array``) per field in log order, keys
+    and table ids as numbers into ``strings`` (each distinct one kept once), ``by_key`` each key's
+    entries' places; ``bytes`` what they keep. ``ref(place)`` is an entry as a ``TableRef``."""
 
     def __init__(self) -> None:
-        self.refs: list[TableRef] = []
-        self.names: dict[str, str] = {}
+        for name, code in _CODES.items():
+            setattr(self, name, array(code))
+        self.strings: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.by_key: dict[int, array] = {}
         self.bytes = 0
         self.copy: Any = None  # the log's RunPaths, set by the view (a fold doesn't know its label)
 
-    def name(self, text: str) -> str:
-        kept = self.names.get(text)
+    steps: array
+    times: array
+    modes: array
+    keys: array
+    table_ids: array
+    increments: array
+    versions: array
+    rows: array
+    offsets: array
+    lengths: array
+    crcs: array
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def name(self, text: str) -> int:
+        kept = self.ids.get(text)
         if kept is None:
-            kept = self.names[text] = text
-            self.bytes += sys.getsizeof(text) + 2 * 8 + 50  # the string and its place in ``names``
+            kept = self.ids[text] = len(self.strings)
+            self.strings.append(text)
+            self.bytes += sys.getsizeof(text) + _NAME_BYTES
         return kept
 
-    def apply(self, record: Any, where: tuple[int, bytes]) -> None:
-        if record.WhichOneof("kind") == "table_logged":
-            from tracklet.core.recordlog import FRAME_HEADER
+    def ref(self, place: int) -> TableRef:
+        return TableRef(self, place)
 
-            offset, payload = where
-            self.refs.append(TableRef(record.table_logged, self, offset, FRAME_HEADER.size + len(payload),
-                                      zlib.crc32(payload)))
-            self.bytes += _REF_BYTES + 8
+    def of_key(self, key: str) -> list[TableRef]:
+        """The entries of ``key``, in log order."""
+        number = self.ids.get(key)
+        places = self.by_key.get(number) if number is not None else None
+        return [TableRef(self, place) for place in places] if places else []
+
+    def firsts(self) -> list[TableRef]:
+        """Each key's first entry, in the order of the keys' first entries."""
+        return [TableRef(self, places[0]) for places in self.by_key.values()]
+
+    def apply(self, record: Any, where: tuple[int, bytes]) -> None:
+        if record.WhichOneof("kind") != "table_logged":
+            return
+        from tracklet.core.recordlog import FRAME_HEADER
+
+        table = record.table_logged
+        offset, payload = where
+        fields = (int(table.step), float(table.time), int(table.log_mode), self.name(table.key),
+                  self.name(table.table_id), int(table.increment), int(table.version_plus_one),
+                  _fragment_rows(table), offset, FRAME_HEADER.size + len(payload), zlib.crc32(payload))
+        columns = (self.steps, self.times, self.modes, self.keys, self.table_ids, self.increments, self.versions,
+                   self.rows, self.offsets, self.lengths, self.crcs)
+        for place, (column, value) in enumerate(zip(columns, fields)):
+            try:
+                column.append(value)
+            except OverflowError:  # a number no column holds (a damaged log): the record is skipped alone
+                for added in columns[:place]:
+                    added.pop()
+                raise
+        key = fields[3]
+        places = self.by_key.get(key)
+        if places is None:
+            places = self.by_key[key] = array("I")
+        places.append(len(self.offsets) - 1)
+        self.bytes += _REF_BYTES
+
+
+class _Index:
+    """A run's table index for one request: its writers' ``_Tables`` in the readers' order (its
+    own log's, then each part's by label); entries made as asked for."""
+
+    def __init__(self, writers: list[_Tables]) -> None:
+        self.writers = writers
+
+    def of_key(self, key: str) -> list[TableRef]:
+        """``key``'s entries in the readers' order."""
+        return [ref for tables in self.writers for ref in tables.of_key(key)]
+
+    def firsts(self) -> list[TableRef]:
+        """Each writer's first entry of each key (what names the keys in the order first logged)."""
+        return [ref for tables in self.writers for ref in tables.firsts()]
+
+    def _places(self, key: str) -> list[tuple[_Tables, array]]:
+        found = []
+        for tables in self.writers:
+            number = tables.ids.get(key)
+            places = tables.by_key.get(number) if number is not None else None
+            if places:
+                found.append((tables, places))
+        return found
+
+    def last_of_key(self, key: str, count: int) -> list[TableRef]:
+        """``key``'s last ``count`` entries, newest first (only those made)."""
+        refs: list[TableRef] = []
+        for tables, places in reversed(self._places(key)):
+            for place in reversed(places):
+                if len(refs) >= count:
+                    return refs
+                refs.append(TableRef(tables, place))
+        return refs
+
+    def at_step(self, key: str, step: int | None) -> list[TableRef]:
+        """``version_records`` of ``key``'s entries (the version at ``step``, default the latest),
+        made only for the entries it chooses: empty for none."""
+        last: tuple[_Tables, int] | None = None
+        places = self._places(key)
+        for tables, kept in places:
+            steps = tables.steps
+            for place in kept:
+                if step is None or steps[place] <= step:
+                    last = tables, place
+        if last is None:
+            return []
+        chosen = TableRef(*last)
+        if chosen.log_mode != 3:  # LOG_MODE_INCREMENTAL
+            return [chosen]
+        refs = _increments(places, chosen.table_id, lambda tables, place: step is None or tables.steps[place] <= step)
+        return sorted(refs, key=lambda ref: ref.increment)  # in the order added, however written
+
+    def version(self, key: str, number: int) -> list[TableRef] | None:
+        """``records_of_version(entries, key, number)`` (``core/run_tables``), made only for the
+        entries it chooses where it can be: version ``number`` is the first entry of ``key`` (in
+        the readers' order) its writer numbered so (``version_plus_one``), when there is one;
+        else (logs without numbers, writers on two machines) every entry of the key is numbered."""
+        from tracklet.core.run_tables import records_of_version
+
+        places = self._places(key)
+        found: TableRef | None = None
+        for tables, kept in places:
+            versions = tables.versions
+            for place in kept:
+                if versions[place] == number + 1:
+                    found = TableRef(tables, place)
+                    break
+            if found is not None:
+                break
+        if found is None:
+            return records_of_version(self.of_key(key), key, number)
+        if found.log_mode != 3:
+            return [found]
+        earlier = _increments(places, found.table_id,
+                              lambda tables, place: tables.increments[place] < found.increment)
+        return [*earlier, found]
+
+    def __iter__(self) -> Iterator[TableRef]:
+        for tables in self.writers:
+            for place in range(len(tables)):
+                yield TableRef(tables, place)
+
+
+def _increments(places: list[tuple[_Tables, array]], table_id: str,
+                keep: Callable[[_Tables, int], bool]) -> list[TableRef]:
+    """The INCREMENTAL entries of table ``table_id`` among ``places`` that ``keep`` takes, in order."""
+    refs: list[TableRef] = []
+    for tables, kept in places:
+        number = tables.ids.get(table_id)
+        if number is None:
+            continue
+        modes, ids = tables.modes, tables.table_ids
+        refs += [TableRef(tables, place) for place in kept if modes[place] == 3 and ids[place] == number
+                 and keep(tables, place)]
+    return refs
+
+
+def version_refs(index: _Index, key: str, step: int | None = None) -> list[TableRef]:
+    """``version_records`` of ``key``'s entries (``_Index.at_step``); ``TableNotFound`` naming
+    the keys the run logged."""
+    from tracklet.media.table_read import version_records
+
+    chosen = index.at_step(key, step)
+    if chosen:
+        return chosen
+    return version_records([*index.firsts(), *index.of_key(key)], key, step)  # (raises, naming every key)
 
 
 _FOLDS: LogFolds[_Tables] = LogFolds(_Tables, _Tables.apply, size=64, located=True,  # runs kept
@@ -169,81 +347,113 @@ def _read_back(source: Any, ref: TableRef) -> Any:
     return None
 
 
-def load(request: Request, project: str, run_id: str, pick: Callable[[list[TableRef]], list[TableRef]]) -> list[Any]:
-    """The whole ``TableLogged`` records of the entries ``pick(entries)`` chooses of the run's
-    (``_records``; it raises what a request answers for none), in order: kept ones, or read back
-    from their logs. A log that no longer holds an entry's record there (rewritten in place since
-    it was indexed): the run's index is dropped and the run indexed again, once; 503 if that
-    happens again."""
+ASK_AGAIN: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": (
+    "The run's logs were rewritten in place twice while they were read (a stale index entry found, the run "
+    "indexed again, and again): nothing was answered from them; ask again")}}
+
+
+def scan(request: Request, project: str, run_id: str, pick: Callable[[_Index], list[TableRef]],
+         consume: Callable[[list[Any]], Any], batch: int | None = None) -> Any:
+    """``consume(records)`` of the whole ``TableLogged`` records of the entries ``pick(index)``
+    chooses of the run's (``_records``; it raises what a request answers for none), in order,
+    ``batch`` at a time (all at once without it), until one returns other than None, which is
+    returned (None if none does): kept ones, or read back from their logs by offset, so a request
+    holds one batch of records, not all its entries'. A log that no longer holds an entry's record
+    there (rewritten in place since it was indexed): the run's index is dropped and the run indexed
+    again, and read from its first batch, once; 503 if that happens again (``ASK_AGAIN``)."""
     from tracklet.server.logs import run_paths
 
     source = request.app.state.tracklet.indexer.source
     for _ in range(2):
-        records = []
-        for ref in pick(_records(request, project, run_id)):
-            record = _KEPT.get(ref)
-            if record is None:
-                try:
-                    record = _read_back(source, ref)
-                except OSError:
-                    record = None
+        refs = pick(_records(request, project, run_id))
+        step = batch or max(1, len(refs))
+        stale = False
+        for start in range(0, len(refs), step):
+            records = []
+            for ref in refs[start:start + step]:
+                record = _KEPT.get(ref)
                 if record is None:
-                    break
-            records.append(record)
-        else:
-            return records
+                    try:
+                        record = _read_back(source, ref)
+                    except OSError:
+                        record = None
+                    if record is None:
+                        stale = True
+                        break
+                records.append(record)
+            if stale:
+                break
+            answer = consume(records)
+            if answer is not None:
+                return answer
+        if not stale:
+            return None
         _FOLDS.forget(str(run_paths(request.app.state.tracklet.root, project, run_id).run_dir))
     raise HTTPException(status_code=503, detail=f"run {project}/{run_id}'s logs changed while they were read; "
                         "ask again")
 
 
-def _records(request: Request, project: str, run_id: str) -> list[TableRef]:
-    """The run's table index entries (``TableRef``), as the log reader lists the records: its
-    own log's, then each shared-run part's by label (docs/shared-runs.md); 404 unless the server
-    knows the run (its store has it: a file under the root alone is not enough, so access follows
-    the project's members). ``load`` reads the records themselves."""
+def load(request: Request, project: str, run_id: str, pick: Callable[[_Index], list[TableRef]]) -> list[Any]:
+    """The whole ``TableLogged`` records of the entries ``pick(index)`` chooses, in order
+    (``scan`` in one batch): kept ones, or read back from their logs; 503 as ``scan`` says."""
+    records: list[Any] = scan(request, project, run_id, pick, lambda records: records)
+    return records if records is not None else []
+
+
+def _records(request: Request, project: str, run_id: str) -> _Index:
+    """The run's table index (``_Index``: entries as ``TableRef``s), as the log reader lists the
+    records: its own log's, then each shared-run part's by label (docs/shared-runs.md); 404 unless
+    the server knows the run (its store has it: a file under the root alone is not enough, so
+    access follows the project's members). ``load`` reads the records themselves."""
     from tracklet.core.parts import PRIMARY
     from tracklet.server.logs import run_paths
 
     paths = run_paths(request.app.state.tracklet.root, project, run_id)
 
-    def view(run: Any) -> list[TableRef]:
-        refs: list[TableRef] = []
-        for label, tables in run.writers.items():
+    def view(run: Any) -> _Index:
+        writers: list[_Tables] = []
+        for label, entry in run.entries.items():
+            tables = entry.state
             if tables.copy is None:
                 tables.copy = paths if label == PRIMARY else paths.part_paths(label)
-            refs += tables.refs
-        return refs
+            writers.append(tables)
+        return _Index(writers)
 
-    # (a copy: the folds go on as the logs grow; every writer's log read on from where it stopped)
+    # (the folds go on as the logs grow; every writer's log read on from where it stopped)
     return run_fold(_FOLDS, request, project, run_id, view)
 
 
-def chosen_records(request: Request, project: str, run_id: str, key: str, step: int | None,
-                   version: int | None) -> tuple[list[Any], int | None]:
-    """The whole records of table ``key``'s version at ``step`` (default: the latest), or of
-    run-table version ``version`` by its record (a shared run's writers may log the key at one
-    step), as ``open_table`` takes them, with the step to give it; 404 naming what's missing."""
-    from tracklet.core.run_tables import records_of_version
-    from tracklet.media.table_read import version_records
-
+def version_choice(project: str, run_id: str, key: str, step: int | None,
+                   version: int | None) -> Callable[[_Index], list[TableRef]]:
+    """What chooses the entries of table ``key``'s version at ``step`` (default: the latest), or
+    of run-table version ``version`` by its record (a shared run's writers may log the key at one
+    step), as ``open_table`` takes them; it raises 404 naming what's missing."""
     if version is not None:
-        def by_version(refs: list[TableRef]) -> list[TableRef]:
-            chosen = records_of_version(refs, key, version)
+        def by_version(index: _Index) -> list[TableRef]:
+            chosen = index.version(key, version)
             if chosen is None:
                 raise HTTPException(status_code=404, detail=f"no version v{version} of table {key!r} in run "
                                     f"{project}/{run_id}")
             return chosen
 
-        return load(request, project, run_id, by_version), None
+        return by_version
 
-    def by_step(refs: list[TableRef]) -> list[TableRef]:
+    def by_step(index: _Index) -> list[TableRef]:
         try:
-            return version_records(refs, key, step)
+            return version_refs(index, key, step)
         except TableNotFound as error:
             raise HTTPException(status_code=404, detail=str(error)) from None
 
-    return load(request, project, run_id, by_step), step
+    return by_step
+
+
+def chosen_records(request: Request, project: str, run_id: str, key: str, step: int | None,
+                   version: int | None) -> tuple[list[Any], int | None]:
+    """The whole records of table ``key``'s version at ``step`` (default: the latest), or of
+    run-table version ``version`` by its record (``version_choice``), as ``open_table`` takes
+    them, with the step to give it; 404 naming what's missing."""
+    records = load(request, project, run_id, version_choice(project, run_id, key, step, version))
+    return records, (None if version is not None else step)
 
 
 def fragment_source(request: Request, project: str) -> dict[str, Any]:
@@ -259,10 +469,11 @@ def fragment_source(request: Request, project: str) -> dict[str, Any]:
 def get_table_keys(request: Request, project: str, run_id: str) -> TableKeysResponse:
     from tracklet.media.table_read import table_keys
 
-    return TableKeysResponse(keys=table_keys(_records(request, project, run_id)))
+    return TableKeysResponse(keys=table_keys(_records(request, project, run_id).firsts()))
 
 
-@router.get("/{project}/{run_id}/tables/{key:path}", response_model=TableRowsResponse, responses=_ERRORS,
+@router.get("/{project}/{run_id}/tables/{key:path}", response_model=TableRowsResponse,
+            responses={**_ERRORS, **ASK_AGAIN},
             summary="A page of a logged table, filtered and sorted")
 def get_table(
     request: Request,

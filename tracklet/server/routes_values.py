@@ -188,7 +188,7 @@ def _merged(run: RunFold[_Texts], name: str) -> _Kept | None:
     writers' keys are named, which only a writer's key literally named ``<key>/l:<label>`` makes:
     theirs by step, the one read last winning a step, as the reader's rows merge)."""
     sources = [kept for label, key in run_keys(run, lambda texts: texts.defined).get(name, ())
-               for kept in [run.writers[label].kept.get(key)] if kept is not None and kept.steps]
+               for kept in [run.entries[label].state.kept.get(key)] if kept is not None and kept.steps]
     if len(sources) <= 1:
         return sources[0] if sources else None
     merged = _Kept()

@@ -1315,7 +1315,9 @@ export interface paths {
         };
         /**
          * The file of a media cell of a logged table (by sha256)
-         * @description A media cell's file, thumbnail or mask, only if a version of table `key` names it.
+         * @description A media cell's file, thumbnail or mask, only if table `key` names it: version `version`
+         *     (or the version at `step`; for an INCREMENTAL table every increment up to it), else one of the
+         *     key's last 1,024 logs (newest first; an older version's cell needs `version`).
          */
         get: operations["get_table_blob_api_v1_runs__project___run_id__table_blobs__digest__get"];
         put?: never;
@@ -10324,6 +10326,15 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The run's logs were rewritten in place twice while they were read (a stale index entry found, the run indexed again, and again): nothing was answered from them; ask again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     get_table_versions_api_v1_runs__project___run_id__table_versions__key__get: {
@@ -10473,6 +10484,15 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The run's logs were rewritten in place twice while they were read (a stale index entry found, the run indexed again, and again): nothing was answered from them; ask again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     get_table_join_api_v1_projects__project__table_join_get: {
@@ -10569,6 +10589,15 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The run's logs were rewritten in place twice while they were read (a stale index entry found, the run indexed again, and again): nothing was answered from them; ask again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     get_table_blob_api_v1_runs__project___run_id__table_blobs__digest__get: {
@@ -10576,6 +10605,10 @@ export interface operations {
             query: {
                 /** @description The table key whose cells name it */
                 key: string;
+                /** @description Only if version v<n> of the table (`table-versions`' `version`) names it */
+                version?: number | null;
+                /** @description Only if the version at this step names it (`version` wins) */
+                step?: number | null;
             };
             header?: never;
             path: {
@@ -10640,6 +10673,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The run's logs were rewritten in place twice while they were read (a stale index entry found, the run indexed again, and again): nothing was answered from them; ask again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

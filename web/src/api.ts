@@ -132,10 +132,12 @@ export async function fileBlob(project: string, runId: string, name: string): Pr
   return response.blob();
 }
 
-/** A media cell's file (by sha256) of the table under `key`. */
-export async function tableBlob(project: string, runId: string, key: string, digest: string): Promise<Blob> {
+/** A media cell's file (by sha256) of the table under `key`: of the version shown (`at`; the server
+ * looks in that version's records; without it, in the key's last logs). */
+export async function tableBlob(project: string, runId: string, key: string, digest: string,
+  at: { version?: number; step?: number } = {}): Promise<Blob> {
   const storedKeyValue = storedKey();
-  const response = await fetch(url(`/runs/${enc(project)}/${enc(runId)}/table-blobs/${enc(digest)}`, { key }), {
+  const response = await fetch(url(`/runs/${enc(project)}/${enc(runId)}/table-blobs/${enc(digest)}`, { key, ...at }), {
     headers: storedKeyValue ? { Authorization: `Bearer ${storedKeyValue}` } : {},
   });
   if (!response.ok) throw new ApiError(response.status, response.statusText);

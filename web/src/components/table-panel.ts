@@ -21,11 +21,12 @@ import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } fro
 
 const blobs = new Map<string, Promise<string>>(); // run/key/digest -> object URL (content-addressed)
 
-function blobUrl(project: string, runId: string, key: string, digest: string): Promise<string> {
+function blobUrl(project: string, runId: string, key: string, digest: string,
+  at: { version?: number; step?: number } = {}): Promise<string> {
   const id = `${project}/${runId}/${key}/${digest}`;
   let url = blobs.get(id);
   if (!url) {
-    url = tableBlob(project, runId, key, digest).then((blob) => URL.createObjectURL(blob));
+    url = tableBlob(project, runId, key, digest, at).then((blob) => URL.createObjectURL(blob));
     blobs.set(id, url);
   }
   return url;
@@ -470,18 +471,19 @@ export class TablePanel {
     const other = this.compare && column.name.startsWith("b.") ? this.compare : null;
     const runId = other ? other.runId : this.runId;
     const key = other ? other.key : this.key;
+    const at = other ? {} : this.chosen(); // the compared table is its latest version
     const digest = String(cell.digest ?? "");
     const caption = String(cell.caption ?? "");
-    const open = () => void this.openMedia(runId, key, kind, digest, caption, String(cell.format ?? ""));
+    const open = () => void this.openMedia(runId, key, kind, digest, caption, String(cell.format ?? ""), undefined, at);
     if (kind !== "image") {
       const button = h("button.tp-media", { type: "button", title: caption, text: `▶ ${kind} (${String(cell.format ?? "")})` });
       button.addEventListener("click", open);
       return button;
     }
     const image = h("img.tp-thumb", { alt: caption || column.name, title: caption, "data-digest": digest });
-    const shown = overlaid(image, cell, (d) => blobUrl(this.project, runId, key, d));
-    shown.addEventListener("click", () => void this.openMedia(runId, key, kind, digest, caption, String(cell.format ?? ""), cell));
-    void blobUrl(this.project, runId, key, String(cell.thumbnail || digest))
+    const shown = overlaid(image, cell, (d) => blobUrl(this.project, runId, key, d, at));
+    shown.addEventListener("click", () => void this.openMedia(runId, key, kind, digest, caption, String(cell.format ?? ""), cell, at));
+    void blobUrl(this.project, runId, key, String(cell.thumbnail || digest), at)
       .then((url) => (image.src = url))
       .catch(() => shown.replaceWith(h("span.muted", { text: "image unavailable" })));
     return shown;
@@ -490,14 +492,14 @@ export class TablePanel {
   /** A media cell at full size in a dialog: an image at its pixels, audio and video players, HTML
    * and plotly figures in a sandboxed frame (no allow-same-origin, as on the media card). */
   private async openMedia(runId: string, key: string, kind: string, digest: string, caption: string, format: string,
-    cell?: Record<string, unknown>): Promise<void> {
+    cell?: Record<string, unknown>, at: { version?: number; step?: number } = {}): Promise<void> {
     let body: HTMLElement;
     const toggles = h("div.media-toggles");
     try {
-      const url = await blobUrl(this.project, runId, key, digest);
+      const url = await blobUrl(this.project, runId, key, digest, at);
       if (kind === "image" && cell) {
         const full = h("img.tp-full", { src: url, alt: caption });
-        body = h("div", {}, overlaid(full, cell, (d) => blobUrl(this.project, runId, key, d), toggles), toggles);
+        body = h("div", {}, overlaid(full, cell, (d) => blobUrl(this.project, runId, key, d, at), toggles), toggles);
       } else if (kind === "image" || (kind === "video" && format === "gif")) body = h("img.tp-full", { src: url, alt: caption });
       else if (kind === "audio") body = h("audio", { controls: true, src: url });
       else if (kind === "video") body = h("video", { controls: true, src: url });

@@ -71,7 +71,7 @@ class RunTableArtifact:
     def _blobs(self) -> Any:
         """Where the table's media cells' files are: the data root's blob store, or the server."""
         if not _local(self._recorded):  # a run on a tracking server
-            return self._recorded._table_blobs(self._key)
+            return self._recorded._table_blobs(self._key, self.index)
         from tracklet.artifacts.blobs import FsspecBlobStore
         from tracklet.artifacts.storage import artifact_dir
 

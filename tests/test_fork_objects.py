@@ -22,7 +22,8 @@ def test_an_api_and_an_artifact_made_in_the_parent_open_their_own_store_in_a_for
     # connections (the chunk index, the stat cache, the Api's store) were used by two processes. The
     # child's download waited for ever; now the child opens the store again, the parent's left alone.
     done = run_script(f"""
-        import json, os, signal, sys, threading
+        import json, os, sys, threading
+        import forkprobe
         import tracklet
         from tracklet.client.http import HttpClient
 
@@ -45,7 +46,6 @@ def test_an_api_and_an_artifact_made_in_the_parent_open_their_own_store_in_a_for
         if pid == 0:
             code = 1
             try:
-                signal.alarm(30)  # a child stuck on the parent's lock ends by SIGALRM
                 got = artifact.download({str(tmp_path / "child")!r})
                 same = open(os.path.join(got, "model.bin"), "rb").read() == open(big, "rb").read()
                 finished = [r.id for r in api.runs("p", filter='state = "finished"')]
@@ -53,13 +53,13 @@ def test_an_api_and_an_artifact_made_in_the_parent_open_their_own_store_in_a_for
                 code = 0 if same and finished == ["src"] and own else 2
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        child = forkprobe.reap(pid)  # a child stuck on the parent's lock: explained, ended
         held.release()
         # the parent's store and client are as they were: used here again, never closed by the child
         parent_ok = id(api.store) == parents_store and id(http._client) == parents_http and \\
             [r.id for r in api.runs("p", filter='state = "finished"')] == ["src"]
         artifact.download({str(tmp_path / "parent2")!r})
-        print(json.dumps({{"child": os.waitstatus_to_exitcode(status), "parent": parent_ok}}))
+        print(json.dumps({{"child": child, "parent": parent_ok}}))
     """, env={"TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "4096"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"child": 0, "parent": True}, done.stderr
@@ -73,8 +73,9 @@ def test_the_artifact_caches_and_chunk_index_used_directly_open_their_own_in_a_f
     # each opens its own connection at its first use there, reads what the parent wrote and writes
     # what the parent then reads, and the parent's connections work on, never closed by the child.
     done = run_script(f"""
-        import hashlib, json, os, signal
+        import hashlib, json, os
         from pathlib import Path
+        import forkprobe
         from tracklet.artifacts.cache import BlobCache
         from tracklet.artifacts.hashing import StatCache
         from tracklet.artifacts.packs import ChunkIndex, PackInfo
@@ -99,7 +100,6 @@ def test_the_artifact_caches_and_chunk_index_used_directly_open_their_own_in_a_f
         if pid == 0:
             code = 1
             try:
-                signal.alarm(30)  # a child stuck on the parent's lock ends by SIGALRM
                 path, digest = blob("child's")
                 cache.put_file(path, digest)
                 with cache.get(blob("parent's")[1]) as got:
@@ -116,7 +116,7 @@ def test_the_artifact_caches_and_chunk_index_used_directly_open_their_own_in_a_f
                 code = 0 if ok else 2
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        child = forkprobe.reap(pid)  # a child stuck on the parent's lock: explained, ended
         for lock in (cache._thread_lock, stats._lock, store._chunk_lock):
             lock.release()
         mine = [id(cache._db), id(stats._db), id(index._connection), id(store._chunk_lock)] == parents
@@ -124,7 +124,7 @@ def test_the_artifact_caches_and_chunk_index_used_directly_open_their_own_in_a_f
             cached = got is not None
         learned = stats.get_many([("b", 2, 2, 2)]) == {{("b", 2, 2, 2): "e" * 64}}
         located = index.locate([b"2" * 32]) == {{b"2" * 32: ("q" * 64, 0, 10)}}
-        print(json.dumps({{"child": os.waitstatus_to_exitcode(status), "parent": [mine, cached, learned, located]}}))
+        print(json.dumps({{"child": child, "parent": [mine, cached, learned, located]}}))
     """, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"child": 0, "parent": [True] * 4}, done.stderr
@@ -187,31 +187,20 @@ def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_o
     # without the wait: every child forked 5-700 ms into the build hung). A fork now waits for the
     # build (forksafe.section, artifacts/fsbuild.py). Fresh processes, forking 2 ms (in the import)
     # and 300 ms into the real client's build (no server needed); each child builds its own under an
-    # alarm.
-    import subprocess
-    import sys
-    import textwrap
-
-    attempt = textwrap.dedent("""
-        import os, signal, ssl, sys, threading, time
+    # bound (forkprobe: one still running is explained, then ended).
+    attempt = """
+        import os, ssl, sys
         os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
                           AWS_S3_ENDPOINT_URL="http://127.0.0.1:9")
+        import forkprobe
         from tracklet.artifacts import references
 
-        builder = threading.Thread(target=references._S3("probe").fs)
-        builder.start()
-        time.sleep(float(sys.argv[1]))
-        pid = os.fork()
-        if pid == 0:
-            signal.alarm(10)  # hung: its default action ends the child
+        def in_child():
             references._S3("probe").fs()
             ssl.create_default_context()
-            os._exit(0)
-        _, status = os.waitpid(pid, 0)
-        builder.join()
-        print(os.waitstatus_to_exitcode(status))
-    """)
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(tracklet.__file__))}
-    codes = [subprocess.run([sys.executable, "-c", attempt, str(delay)], capture_output=True, text=True, env=env,
-                            timeout=60).stdout.strip() for delay in (0.002, 0.3)]
-    assert codes == ["0"] * len(codes)
+
+        print(forkprobe.fork_amid(references._S3("probe").fs, float(sys.argv[1]), in_child))
+    """
+    for delay in ("0.002", "0.3"):
+        done = run_script(attempt, args=(delay,), timeout=120)
+        assert (done.returncode, done.stdout.strip()) == (0, "0"), f"forked {delay} s into the build: {done.stderr}"

@@ -290,6 +290,48 @@ def test_a_fork_amid_a_section_that_imported_concurrent_futures_lets_its_executo
     assert "child exit 0" in done.stdout, done.stdout + done.stderr
 
 
+def test_a_fork_waits_for_a_section_while_it_works_and_gives_up_on_one_that_is_stuck():
+    # A fork's wait for other threads' sections ended after FORK_WAIT (5 s) of wall-clock time: on a
+    # loaded machine s3fs's build (0.4 CPU s) took 5-8 s, the wait ran out, and the child, forked amid
+    # s3fs's import, waited for ever on its import lock (tests/test_fork_objects.py's s3 test, 1 run in
+    # 6). A fork now waits while a section's thread works (uses CPU time, or is running), and gives up
+    # on one that hasn't for FORK_WAIT (waiting on something the forking thread holds). FORK_WAIT is
+    # 0.5 s here: a section that works 5 times as long is waited for, one blocked on an event isn't
+    # (its child is made with the section unfinished); the child says which.
+    done = run_script("""
+        import os, threading, time
+        import forkprobe
+        from tracklet.core import forksafe
+
+        forksafe.FORK_WAIT = 0.5
+
+        def works():
+            began = time.monotonic()
+            while time.monotonic() - began < 5 * forksafe.FORK_WAIT:
+                pass
+
+        def a_section_that(does):
+            entered, ended = threading.Event(), []
+
+            def in_section():
+                with forksafe.section():
+                    entered.set()
+                    while not forksafe._forking:  # the fork's wait has begun
+                        time.sleep(0.001)
+                    does()
+                    ended.append(True)
+
+            return forkprobe.fork_amid(in_section, lambda: entered.wait(30), lambda: 0 if ended else 3)
+
+        working = a_section_that(works)
+        over = threading.Event()
+        os.register_at_fork(after_in_parent=over.set)
+        print(working, a_section_that(lambda: over.wait(60)))  # stuck until the fork is over
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "3"], done.stdout + done.stderr  # waited for the first only
+
+
 def test_a_child_forked_while_another_thread_builds_the_tls_context_can_build_its_own():
     # A process's first TLS context build sets OpenSSL up, under OpenSSL's own read/write locks: a
     # child forked in those first milliseconds inherited one held by a thread it doesn't have, and its

@@ -185,7 +185,10 @@ def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_o
     # on fsspec's IO thread: a child forked meanwhile inherited a module half-imported, its import
     # lock held by a thread it doesn't have, and its own first S3 client waited for ever (measured
     # without the wait: every child forked 5-700 ms into the build hung). A fork now waits for the
-    # build (forksafe.section, artifacts/fsbuild.py). Fresh processes, forking 2 ms (in the import)
+    # build (forksafe.section, artifacts/fsbuild.py), as long as the build works: on a loaded machine
+    # it took 5-8 s (0.4 CPU s), a wait bounded by 5 s of wall-clock time ran out and the child forked
+    # amid s3fs's import hung on its import lock (1 run in 6 of these files; a bound on the time the
+    # build didn't work now, forksafe._Patience). Fresh processes, forking 2 ms (in the import)
     # and 300 ms into the real client's build (no server needed); each child builds its own under an
     # bound (forkprobe: one still running is explained, then ended).
     attempt = """

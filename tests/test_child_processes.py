@@ -814,10 +814,14 @@ def test_online_a_torn_down_pools_workers_end_their_parts_without_waiting_for_th
     told = json.loads(done.stdout.strip().splitlines()[-1])
     labels = []
     for method, pool in told.items():
-        # each worker that joined the run left by its SIGTERM's sys.exit(0); one that got no task (a
-        # loaded machine: the other took all six) never joined, and SIGTERM's default action ended it
-        assert {int(pid): code for pid, code in pool["exits"].items()} == {
-            worker: 0 if worker in pool["pids"] else -signal.SIGTERM for worker in map(int, pool["exits"])}, method
+        # each worker that joined the run left by its SIGTERM's sys.exit(0) (or by the pool's stop
+        # sentinel); one that got no task (a loaded machine: the other took all six) never joined, and
+        # SIGTERM's default action ended it, unless it read the sentinel first: terminate() has the
+        # task handler send one to each worker before it signals those still running (a race: the idle
+        # worker exited 0 once in 6 runs of these files), and never tracklet's SIGTERM exit (143)
+        exits = {int(pid): code for pid, code in pool["exits"].items()}
+        assert all(code in ((0,) if pid in pool["pids"] else (0, -signal.SIGTERM)) for pid, code in exits.items()), \
+            (method, exits, pool["pids"])
         # far below the 60 s every worker had waited (generous: the workers wait 2 s each, at once)
         assert pool["seconds"] < 30, (method, pool["seconds"])
         labels += [child_label().rsplit("-", 1)[0] + f"-{pid}" for pid in pool["pids"]]

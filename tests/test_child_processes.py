@@ -294,7 +294,7 @@ def test_a_fork_waits_for_a_section_while_it_works_and_gives_up_on_one_that_is_s
     # A fork's wait for other threads' sections ended after FORK_WAIT (5 s) of wall-clock time: on a
     # loaded machine s3fs's build (0.4 CPU s) took 5-8 s, the wait ran out, and the child, forked amid
     # s3fs's import, waited for ever on its import lock (tests/test_fork_objects.py's s3 test, 1 run in
-    # 6). A fork now waits while a section's thread works (uses CPU time, or is running), and gives up
+    # 3). A fork now waits while a section's thread works (uses CPU time, or is running), and gives up
     # on one that hasn't for FORK_WAIT (waiting on something the forking thread holds). FORK_WAIT is
     # 0.5 s here: a section that works 5 times as long is waited for, one blocked on an event isn't
     # (its child is made with the section unfinished); the child says which.

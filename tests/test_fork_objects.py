@@ -187,8 +187,8 @@ def test_a_child_forked_while_another_thread_builds_an_s3_client_can_build_its_o
     # without the wait: every child forked 5-700 ms into the build hung). A fork now waits for the
     # build (forksafe.section, artifacts/fsbuild.py), as long as the build works: on a loaded machine
     # it took 5-8 s (0.4 CPU s), a wait bounded by 5 s of wall-clock time ran out and the child forked
-    # amid s3fs's import hung on its import lock (1 run in 6 of these files; a bound on the time the
-    # build didn't work now, forksafe._Patience). Fresh processes, forking 2 ms (in the import)
+    # amid s3fs's import hung on its import lock (1 run in 3 of the fork test files; a bound on the
+    # time the build didn't work now, forksafe._Patience). Fresh processes, forking 2 ms (in the import)
     # and 300 ms into the real client's build (no server needed); each child builds its own under an
     # bound (forkprobe: one still running is explained, then ended).
     attempt = """

@@ -151,7 +151,8 @@ def _after_fork_in_child() -> None:
 # FORK_WAIT seconds (one waiting on something the forking thread holds), or after FORK_WAIT_MAX in all.
 # A bound on the wall-clock time alone ran out under load: s3fs's build (~0.3 CPU s) took 5-8 s on a
 # busy 2-core machine, the fork went ahead amid its import and the child waited for ever on s3fs's
-# import lock (tests/test_fork_objects.py's s3 test failed 1 run in 6 so).
+# import lock (tests/test_fork_objects.py's s3 test failed 1 run in 3 of the fork test files so, and
+# 4 tries in 5 on one loaded CPU).
 FORK_WAIT = 5.0
 FORK_WAIT_MAX = 60.0
 # Re-entrant: a signal handler that forks runs on a thread that may be inside the gate's own blocks.

@@ -22,6 +22,7 @@ from gcsserver import ZB_HNS, gcs_emulator  # noqa: E402,F401  (the session fixt
 from s3server import s3rver  # noqa: E402,F401  (the session fixture)
 from serverproc import Server  # noqa: E402
 import cpureport  # noqa: E402
+import forkprobe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # gcsfs's plain JSON-API filesystem wherever it is imported in the tests' processes (tests/gcsserver.py):
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 # probe of a GCE metadata server for credentials (google-auth reads it as it is imported).
 os.environ[ZB_HNS] = "false"
 os.environ["NO_GCE_CHECK"] = "true"
+TESTS = Path(__file__).resolve().parent
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
 
 
@@ -93,18 +95,41 @@ def read(run: tracklet.Run) -> tracklet.RecordedRun:
 
 
 def run_script(code: str, *, env: dict | None = None, cwd: Path | None = None, check: bool = False,
-               timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run Python code in a fresh interpreter that imports this checkout's tracklet."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        check=check,
-        timeout=timeout,
-    )
+               timeout: float = 60, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh interpreter that imports this checkout's tracklet (and, from this
+    folder, ``forkprobe``), with ``args`` as its ``sys.argv[1:]``. One still running after
+    ``timeout`` seconds fails the test with what it and the processes it started were doing (py-spy's
+    dumps, faulthandler's stacks on SIGABRT) and what it had written."""
+    full_env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}", "PYTHONFAULTHANDLER": "1", **(env or {})}
+    command = [sys.executable, "-c", textwrap.dedent(code), *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                          cwd=cwd) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            hung = [process.pid, *forkprobe.descendants(process.pid)]
+            explained = "".join(forkprobe.explain(pid) for pid in hung)
+            for pid in hung:
+                _signal_quietly(pid, signal.SIGABRT)  # faulthandler: each thread's Python stack on stderr
+            try:
+                stdout, stderr = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                for pid in hung:
+                    _signal_quietly(pid, signal.SIGKILL)
+                stdout, stderr = process.communicate()
+            raise AssertionError(f"the script ran past {timeout} s:\n{explained}--- its stdout:\n{stdout}\n"
+                                 f"--- its stderr:\n{stderr}") from None
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    if check:
+        done.check_returncode()
+    return done
+
+
+def _signal_quietly(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except OSError:  # ended meanwhile
+        pass
 
 
 def killed_once_written(args: list[str], *, cwd: Path, ready: str,

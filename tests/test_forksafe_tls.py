@@ -110,7 +110,7 @@ def test_both_handshakes_through_an_https_proxy_run_in_sections_a_fork_waits_for
     # a child forked after the request makes its own through the proxy, under an alarm. An https://
     # artifact reference's client (artifacts/references.py) goes the same way.
     done = run_script(f"TESTS = {str(TESTS)!r}\n" + SERVERS + f"""
-import json, signal, sys
+import json, sys
 folder = {str(tmp_path)!r}
 server_context = certificates(folder)
 origin_port, proxy_port = origin(server_context), proxy(server_context)
@@ -119,6 +119,7 @@ os.environ.update(SSL_CERT_FILE=os.path.join(folder, "ca.pem"), HTTPS_PROXY=f"ht
 for name in ("https_proxy", "no_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(name, None)
 
+import forkprobe
 from tracklet.core import forksafe
 from tracklet.client.http import HttpClient
 
@@ -133,19 +134,7 @@ def watched(real):
                       inside))
         if isinstance(self, ssl.SSLObject) and not tried:
             tried.append(True)
-            began, ended = threading.Event(), []
-            def fork():
-                began.set()
-                pid = os.fork()
-                if pid == 0:
-                    os._exit(3 if ended else 4)  # 3: forked after the step; 4: amid it
-                forked.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-            forker = threading.Thread(target=fork)
-            forker.start()
-            began.wait(30)
-            import time
-            time.sleep(0.2)  # the step goes on: a fork that doesn't wait for it goes ahead meanwhile
-            ended.append(True)
+            forkprobe.fork_during_this_step(forked)  # 3: forked after the step; 4: amid it
         return real(self, *args)
     return do_handshake
 
@@ -159,15 +148,7 @@ with _http_client() as references:
     referenced = references.get(f"https://127.0.0.1:{{origin_port}}/reference").text
 while not forked:
     threading.Event().wait(0.01)
-pid = os.fork()
-if pid == 0:
-    code = 1
-    try:
-        signal.alarm(30)
-        code = 0 if client.request("GET", "/child").text == "through /child" else 2
-    finally:
-        os._exit(code)
-child = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+child = forkprobe.forked(lambda: 0 if client.request("GET", "/child").text == "through /child" else 2)
 print(json.dumps({{"answer": answer.text, "referenced": referenced, "connects": len(CONNECTS), "steps": sorted(set(steps)),
                   "fork_amid_step": forked, "child": child}}))
 """, timeout=120)
@@ -211,7 +192,8 @@ def test_an_s3_filesystems_first_request_builds_its_tls_context_and_handshakes_i
                 assert server.poll() is None and time.monotonic() < deadline, "s3rver did not answer"
                 time.sleep(0.05)
         done = run_script(f"""
-            import json, os, signal, ssl, threading, time
+            import json, os, ssl, threading
+            import forkprobe
             os.environ.update(AWS_ACCESS_KEY_ID={S3_KEY!r}, AWS_SECRET_ACCESS_KEY={S3_SECRET!r},
                               AWS_DEFAULT_REGION="us-east-1", AWS_S3_ENDPOINT_URL={endpoint!r},
                               AWS_CA_BUNDLE={str(tmp_path / "ca.pem")!r},
@@ -231,19 +213,7 @@ def test_an_s3_filesystems_first_request_builds_its_tls_context_and_handshakes_i
                     steps.append((what, threading.get_ident() in forksafe._in_sections))
                     if what == "load" and not tried and threading.current_thread() is not threading.main_thread():
                         tried.append(True)
-                        began, ended = threading.Event(), []
-
-                        def fork():
-                            began.set()
-                            pid = os.fork()
-                            if pid == 0:
-                                os._exit(3 if ended else 4)  # 3: forked after the load; 4: amid it
-                            forked.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-
-                        threading.Thread(target=fork).start()
-                        began.wait(30)
-                        time.sleep(0.2)  # the load goes on: a fork that doesn't wait for it goes ahead meanwhile
-                        ended.append(True)
+                        forkprobe.fork_during_this_step(forked)  # 3: forked after the load; 4: amid it
                     return real(self, *args, **kwargs)
                 return call
 
@@ -252,17 +222,13 @@ def test_an_s3_filesystems_first_request_builds_its_tls_context_and_handshakes_i
             fs.pipe({BUCKET!r} + "/parent", b"1")
             while not forked:
                 threading.Event().wait(0.01)
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    signal.alarm(30)
-                    own = references._S3({BUCKET!r}).fs()
-                    own.pipe({BUCKET!r} + "/child", b"2")
-                    code = 0 if own.cat({BUCKET!r} + "/parent") == b"1" else 2
-                finally:
-                    os._exit(code)
-            child = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+            def in_child():
+                own = references._S3({BUCKET!r}).fs()
+                own.pipe({BUCKET!r} + "/child", b"2")
+                return 0 if own.cat({BUCKET!r} + "/parent") == b"1" else 2
+
+            child = forkprobe.forked(in_child)
             print(json.dumps({{"steps": sorted(set(steps)), "fork_amid_load": forked, "child": child,
                               "child_wrote": fs.cat({BUCKET!r} + "/child").decode()}}))
         """, timeout=120)

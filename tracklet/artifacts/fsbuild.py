@@ -1,6 +1,6 @@
 """Making an object store's fsspec filesystem (s3fs, gcsfs) on the client side: in a
-``forksafe.section()``, so that a fork on another thread waits for it (at most
-``forksafe.FORK_WAIT`` seconds) and none begins while a fork is under way.
+``forksafe.section()``, so that a fork on another thread waits for it (while it works:
+``forksafe.FORK_WAIT``) and none begins while a fork is under way.
 
 A filesystem's first making imports its library (s3fs imports aiohttp, which builds two TLS
 contexts as it is imported) and sets up its client on fsspec's IO thread (aiobotocore's session,

@@ -146,8 +146,15 @@ def _after_fork_in_child() -> None:
         held.clear()
 
 
-# A fork waits at most this long, in all, for the sections and imports under way on other threads.
+# A fork waits for the sections and imports under way on other threads while their threads work (use
+# CPU time, or are running or reading the disk): it gives up on them once none has worked for
+# FORK_WAIT seconds (one waiting on something the forking thread holds), or after FORK_WAIT_MAX in all.
+# A bound on the wall-clock time alone ran out under load: s3fs's build (~0.3 CPU s) took 5-8 s on a
+# busy 2-core machine, the fork went ahead amid its import and the child waited for ever on s3fs's
+# import lock (tests/test_fork_objects.py's s3 test failed 1 run in 3 of the fork test files so, and
+# 4 tries in 5 on one loaded CPU).
 FORK_WAIT = 5.0
+FORK_WAIT_MAX = 60.0
 # Re-entrant: a signal handler that forks runs on a thread that may be inside the gate's own blocks.
 _fork_gate = threading.Condition(threading.RLock())
 _in_sections: dict[int, int] = {}  # thread -> how many sections it is in
@@ -160,7 +167,7 @@ _arm_lock = lock()
 
 @contextmanager
 def section() -> Iterator[None]:
-    """Code a fork on another thread waits for (at most ``FORK_WAIT`` seconds in all), and that
+    """Code a fork on another thread waits for (while it works: ``FORK_WAIT``), and that
     doesn't begin while such a fork is under way: code that leaves state a forked child can't use
     when copied halfway, and no lock of ours guards. Building a TLS context is one: OpenSSL takes
     its own read/write locks throughout (~0.1 CPU s), and a child forked then (a ``Pool`` right
@@ -285,23 +292,74 @@ def _release_newer_hooks_locks(armed_with: frozenset[str]) -> list[Any]:
     return released
 
 
-def _imports_elsewhere(me: int) -> bool:
-    """Whether another thread holds a module's import lock (is executing a module's code)."""
+def _importers_elsewhere(me: int) -> list[int]:
+    """The other threads that hold a module's import lock (are executing a module's code)."""
     bootstrap = sys.modules.get("_frozen_importlib")  # any state: the import system
+    owners: list[int] = []
     try:
         for ref in list(getattr(bootstrap, "_module_locks", {}).values()):
             lock = ref() if callable(ref) else ref
             owner = getattr(lock, "owner", None)
             if owner not in (None, 0, me):
-                return True
+                owners.append(owner)
     except Exception:  # another Python's import machinery: no wait
-        return False
-    return False
+        return []
+    return owners
+
+
+def _work_of(thread: int) -> tuple[str, int] | None:
+    """Thread ``thread``'s (a ``threading.get_ident()``) scheduler state and the CPU time it has used
+    (clock ticks), from ``/proc`` (Linux); None where unknown (another system, a thread ``threading``
+    doesn't know, one that has ended)."""
+    known = getattr(threading, "_active", {}).get(thread)
+    native = getattr(known, "native_id", None)
+    if native is None:
+        return None
+    try:
+        with open(f"/proc/self/task/{native}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # after the thread's name, which may hold anything
+        return fields[0].decode(), int(fields[11]) + int(fields[12])  # state; utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class _Patience:
+    """How long one fork waits for other threads' sections and imports: while one of those threads
+    works (its CPU time grew, or it is running or waiting for the disk: state R or D), and until
+    none has for ``FORK_WAIT`` seconds, at most ``FORK_WAIT_MAX`` in all. Where a thread's work
+    can't be known, ``FORK_WAIT`` in all (as before)."""
+
+    def __init__(self) -> None:
+        self._began = self._worked = time.monotonic()
+        self._looked = -1.0
+        self._used: dict[int, int] = {}
+
+    def waits_for(self, threads: list[int]) -> bool:
+        """Whether the fork goes on waiting for ``threads`` (none: no)."""
+        now = time.monotonic()
+        if not threads or now - self._began >= FORK_WAIT_MAX:
+            return False
+        if now - self._looked < 0.05:  # (the imports' wait asks every millisecond)
+            return now - self._worked < FORK_WAIT
+        self._looked = now
+        for thread in threads:
+            work = self._used.get(thread), _work_of(thread)
+            if work[1] is None:
+                continue
+            state, used = work[1]
+            if state in ("R", "D") or (work[0] is not None and used != work[0]):
+                self._worked = now
+            self._used[thread] = used
+        return now - self._worked < FORK_WAIT
+
+    def left(self) -> float:
+        """How long to wait before looking again."""
+        now = time.monotonic()
+        return max(0.0, min(0.1, self._worked + FORK_WAIT - now, self._began + FORK_WAIT_MAX - now))
 
 
 def _before_fork(armed_with: frozenset[str]) -> None:
     me = threading.get_ident()
-    deadline = time.monotonic() + FORK_WAIT
     with _fork_gate:
         depth = _forking.get(me, 0)
         _forking[me] = depth + 1  # from here no other thread begins a section until this fork is done
@@ -309,12 +367,13 @@ def _before_fork(armed_with: frozenset[str]) -> None:
             return
     released = _release_newer_hooks_locks(armed_with)
     try:
-        with _fork_gate:
-            while any(thread != me for thread in _in_sections) and _fork_gate.wait(deadline - time.monotonic()):
-                pass
+        patience = _Patience()
+        with _fork_gate:  # (a thread in a section is alive: it leaves it under the gate)
+            while patience.waits_for([thread for thread in _in_sections if thread != me]):
+                _fork_gate.wait(patience.left())
         # Sections are closed, so a thread leaving one may only import now: wait for that too.
         if any(wanted() for wanted in _import_wait_wanted):
-            while _imports_elsewhere(me) and time.monotonic() < deadline:
+            while patience.waits_for(_importers_elsewhere(me)):
                 time.sleep(0.001)
     finally:
         for lock in reversed(released):  # held through the fork again, as their hooks meant

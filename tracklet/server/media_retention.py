@@ -33,8 +33,9 @@ planned and its retention moved forward in the object beside its segments
 (``SegmentCopies.merge_media_cutoffs``, which every process's media routes read); then every run's
 segments searched for the retired items' digests (the running runs, the digests named and the
 tables' cells, as ``retention._remove_blobs``); then the blobs removed by the rules above. What a
-later page needs is kept in an object under the logs' base that the cursor names (any process
-takes any page). A run's retention is moved forward as its page goes: a damaged retention object
+later page needs is kept in the database (``media_prune_states``, ``media_prune_digests``: server
+migration s0025), each page adding its own counts, under a token the cursor names (any process
+takes any page; a prune left for ``PRUNE_STATE_TTL`` is removed by the next). A run's retention is moved forward as its page goes: a damaged retention object
 stops the prune at that run (400, naming it), after the runs before it were retired; run the
 prune again once it is fixed (retention only moves forward: nothing is retired twice).
 
@@ -84,15 +85,7 @@ class ServerMediaBlobs:
         self.running = run
 
     def artifact_references(self, digests: set[str]) -> set[str]:
-        if not digests:
-            return set()
-        from tracklet.server.artifact_gc import live_set
-
-        problems: dict[str, list[str]] = {}
-        live = live_set(self.artifacts, problems)
-        if self.project in problems:  # what this project's versions reference is incomplete: nothing removed
-            raise RuntimeError(problems[self.project][0])
-        return digests & set().union(*live.values()) if live else set()
+        return digests & self.artifact_referenced() if digests else set()
 
     def artifact_referenced(self) -> set[str]:
         """Every digest an artifact version references (``artifact_references``, read once for a

@@ -880,8 +880,21 @@ def test_a_prune_on_a_logs_server_is_answered_in_pages_of_a_bounded_number_of_ru
     import base64
 
     tokens = {json.loads(base64.urlsafe_b64decode(page["next_cursor"]))["token"] for page in answers[:-1]}
-    assert len(tokens) == 1  # one prune's state, removed by its last page
-    assert not s3.exists(f"{prefix}/logs/.media-prune/{tokens.pop()}.json")
+    assert len(tokens) == 1  # one prune's state, in the database, removed by its last page
+    import sqlalchemy as sa
+
+    from tracklet.server.schema import media_prune_digests, media_prune_states
+
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        for table in (media_prune_states, media_prune_digests):
+            assert connection.execute(sa.select(sa.func.count()).select_from(table)
+                                      .where(table.c.token == next(iter(tokens)))).scalar_one() == 0
+    engine.dispose()
+    assert not s3.exists(f"{prefix}/logs/.media-prune")  # (nothing in the bucket)
+    replayed = httpx.post(f"{one.url}/api/v1/projects/{project}/media/prune",
+                          json={**body, "cursor": answers[-2]["next_cursor"]}, timeout=60)
+    assert replayed.status_code == 400 and "over" in replayed.text, replayed.text
 
     # A damaged retention object: named, nothing lost, the server goes on.
     key = f"{prefix}/logs/{project}/r2/media-retention.json"
@@ -901,3 +914,125 @@ def test_a_prune_on_a_logs_server_is_answered_in_pages_of_a_bounded_number_of_ru
         assert s3.cat_file(key) == b'{"keys": {"img": '  # left as it was
     finally:
         s3.rm(key)
+
+
+def test_every_page_of_the_runs_logs_is_read_from_an_index_in_its_order(tmp_path, local_engine, postgres_url):
+    """Each keyset page of SegmentCopies.run_logs (every run, one project's, after a cursor run)
+    is read from ix_log_heads_run_order (server migration s0025: project, the run id before any
+    `/`, key), its keyset condition an index condition: no query sorts the heads (before, every
+    page's sorted all of them: a walk of 100,000 runs grew with heads x pages). In a database of
+    the C collation and in one of a linguistic (ICU) collation, as a deployment's may be: the
+    index takes the columns' collation, as the query's order and comparison do. Seq scans and
+    sorts priced out, as a planner does at many heads: without the index the plan still sorts."""
+    import sqlalchemy as sa
+    from pgcluster import drop_database
+
+    from tracklet.server import segments
+    from tracklet.store import Store
+
+    name = f"segicu{os.getpid()}"
+    admin = sa.create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        connection.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
+                                   "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"))
+    admin.dispose()
+    icu = Store(f"{postgres_url}/{name}", root=tmp_path / "icu")
+    try:
+        with icu.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT datlocprovider FROM pg_database WHERE datname = :name"),
+                                      {"name": name}).scalar_one() == "i"
+        for engine in (local_engine, icu.engine):
+            _check_run_logs_plans(tmp_path / engine.url.database, engine, segments)
+    finally:
+        icu.close()
+        drop_database(postgres_url, name)
+
+
+def _check_run_logs_plans(tmp_path: Path, engine: Any, segments: Any) -> None:
+    import sqlalchemy as sa
+
+    copies, _ = _local_copies(engine, tmp_path)
+    project = f"ix{uuid.uuid4().hex[:8]}"
+    for run_id in ("a", "B", "c"):
+        copies.append(project, run_id, 0, _primary_log(tmp_path, project, run_id))
+        copies.append(project, run_id, 0, _part_log(tmp_path, run_id, "w1"), part="w1")
+    statements: list[tuple[str, Any]] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if "FROM log_heads" in statement and "split_part" in statement:
+            statements.append((statement, parameters))
+
+    original = segments.RUN_LOGS_BATCH
+    segments.RUN_LOGS_BATCH = 1
+    sa.event.listen(engine, "before_cursor_execute", listen)
+    try:
+        found = [(run.run_id, [log.part for log in logs]) for run, logs in copies.run_logs(project)]
+        after = [run.run_id for run, _ in copies.run_logs(project, (project, found[0][0]))]
+        list(copies.run_logs())
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listen)
+        segments.RUN_LOGS_BATCH = original
+    assert sorted(found) == [(run_id, [None, "w1"]) for run_id in ("B", "a", "c")]
+    assert after == [run_id for run_id, _ in found[1:]]
+    assert any(") > (" in statement and project in str(parameters) for statement, parameters in statements)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        connection.exec_driver_sql("SET enable_sort = off")
+        connection.exec_driver_sql("SET enable_bitmapscan = off")
+        for statement, parameters in statements:
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
+            assert "ix_log_heads_run_order" in plan and "Sort" not in plan, (engine.url.database, statement, plan)
+            if ") > (" in statement:  # the keyset condition reads from where the page starts
+                assert "Index Cond: ((ROW(" in plan or "Index Cond: (ROW(" in plan, plan
+
+
+def test_an_abandoned_paged_prune_expires_and_its_cursor_is_refused(tmp_path, local_engine):
+    """A paged prune's state is rows in the database (media_prune_states, one per digest in
+    media_prune_digests), not an object rewritten whole each page; one no page touched for
+    PRUNE_STATE_TTL (a client that stopped midway) is removed by the next prune, its cursor then
+    refused as expired, while a prune under way is kept. A page answered already (a retry with an
+    older cursor) is refused: its counts are never added twice."""
+    import sqlalchemy as sa
+
+    from tracklet.errors import BadRequest
+    from tracklet.server import media_retention
+    from tracklet.server.schema import media_prune_states
+
+    copies, _ = _local_copies(local_engine, tmp_path)
+    projects = [f"ab{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for project in projects:
+        for run_id in ("r1", "r2", "r3"):
+            copies.append(project, run_id, 0, _primary_log(tmp_path, project, run_id))
+    options: dict[str, Any] = {"keep_last": 1, "max_bytes": None, "keys": None, "dry_run": True, "keep_blobs": False,
+                               "max_runs": 1}
+
+    def page(project: str, cursor: str | None = None) -> Any:
+        return media_retention.prune_page(copies, tmp_path / "scratch", None, None, project, cursor=cursor,  # type: ignore[arg-type]
+                                          **options)
+
+    def tokens() -> set[str]:
+        with local_engine.connect() as connection:
+            return set(connection.execute(sa.select(media_prune_states.c.token)).scalars())
+
+    before = tokens()
+    left = page(projects[0])  # stopped after its first page
+    assert left.next is not None and left.phase == "retire"
+    abandoned = tokens() - before
+    assert len(abandoned) == 1
+    second = page(projects[0], left.next)
+    with pytest.raises(BadRequest, match="answered already"):
+        page(projects[0], left.next)  # (a retry of the first page's cursor)
+    with local_engine.begin() as connection:
+        connection.execute(media_prune_states.update().where(media_prune_states.c.token.in_(abandoned))
+                           .values(updated_at=media_prune_states.c.updated_at - media_retention.PRUNE_STATE_TTL - 1))
+    under_way = page(projects[1])
+    assert under_way.next is not None
+    assert not abandoned & tokens()  # removed by the next prune
+    with pytest.raises(BadRequest, match="expired"):
+        page(projects[0], second.next)
+    answers = [under_way]
+    while answers[-1].next is not None:  # the prune under way goes on to its end
+        answers.append(page(projects[1], answers[-1].next))
+    assert [answer.done for answer in answers] == [1, 2, 3]  # (dry run: nothing searched or removed)
+    assert tokens() == before - abandoned

@@ -23,7 +23,8 @@ STORE_ALLOWED = {"tracklet.store", "tracklet.store.logsource"}
 # The server modules that own the server's tables (tracklet/server/schema.py) and query them.
 SQL_OWNERS = {"schema.py", "auth.py", "registry_roles.py", "registry_checks.py", "segments.py", "sweeps_db.py", "audit.py", "events.py", "automations.py", "automations_worker.py",
               "artifact_blobs.py", "artifact_packed.py", "artifact_registry_sql.py", "artifact_gc.py",
-              "wal_checkpoint.py", "write_gate.py", "run_creators.py", "primaries.py"}  # artifact_blobs; artifact_versions/_aliases
+              "wal_checkpoint.py", "write_gate.py", "run_creators.py", "primaries.py",
+              "media_retention.py"}  # media_retention: a paged prune's state (media_prune_states/_digests)  # artifact_blobs; artifact_versions/_aliases
 
 
 def _is_module(name: str) -> bool:

@@ -32,7 +32,8 @@ from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_bl
                                     artifact_versions, audit_events, audit_intents, automation_attempts,
                                     automation_deliveries,
                                     automations, event_outbox, log_heads, log_segments, registry_checks,
-                                    registry_members, run_creators, run_primaries, sweep_journal, sweep_leases, sweep_studies)
+                                    registry_members, run_creators, run_primaries, sweep_journal, sweep_leases, sweep_studies,
+                                    media_prune_digests, media_prune_states)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -244,6 +245,12 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
         # A shared run's primary claim (server migration s0021).
         connection.execute(run_primaries.insert().values(project="p", run_id="r", token="t" * 32, host="node-1",
                                                          pid=7, claimed_at=1.0))
+        # A paged media prune under way (server migration s0025).
+        connection.execute(media_prune_states.insert().values(
+            token="a" * 32, project="p", policy="{}", phase="seen", step=2, after="p/r", done=1, running="", note="",
+            removed=0, freed=0, kept_shared=0, grants=0, kept_running=0, updated_at=1.0))
+        connection.execute(media_prune_digests.insert().values(token="a" * 32, digest="b" * 64, wanted=1, named=0,
+                                                               shared=False))
     # Reports, their versions and view tokens (server migration s0008).
     reports = ReportStore(store.engine)
     report = reports.create("p", "Findings", "# loss\n", author="alice")

@@ -33,8 +33,9 @@ planned and its retention moved forward in the object beside its segments
 (``SegmentCopies.merge_media_cutoffs``, which every process's media routes read); then every run's
 segments searched for the retired items' digests (the running runs, the digests named and the
 tables' cells, as ``retention._remove_blobs``); then the blobs removed by the rules above. What a
-later page needs is kept in an object under the logs' base that the cursor names (any process
-takes any page). A run's retention is moved forward as its page goes: a damaged retention object
+later page needs is kept in the database (``media_prune_states``, ``media_prune_digests``: server
+migration s0025), each page adding its own counts, under a token the cursor names (any process
+takes any page; a prune left for ``PRUNE_STATE_TTL`` is removed by the next). A run's retention is moved forward as its page goes: a damaged retention object
 stops the prune at that run (400, naming it), after the runs before it were retired; run the
 prune again once it is fixed (retention only moves forward: nothing is retired twice).
 
@@ -46,13 +47,14 @@ but referenced by no artifact version.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import io
 import time
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 if TYPE_CHECKING:
     from tracklet.server.artifact_blobs import ServerArtifacts
@@ -83,15 +85,18 @@ class ServerMediaBlobs:
         self.running = run
 
     def artifact_references(self, digests: set[str]) -> set[str]:
-        if not digests:
-            return set()
+        return digests & self.artifact_referenced() if digests else set()
+
+    def artifact_referenced(self) -> set[str]:
+        """Every digest an artifact version references (``artifact_references``, read once for a
+        paged prune's candidates, which are then checked a chunk at a time)."""
         from tracklet.server.artifact_gc import live_set
 
         problems: dict[str, list[str]] = {}
         live = live_set(self.artifacts, problems)
         if self.project in problems:  # what this project's versions reference is incomplete: nothing removed
             raise RuntimeError(problems[self.project][0])
-        return digests & set().union(*live.values()) if live else set()
+        return set().union(*live.values()) if live else set()
 
     def read_fragment_columns(self, digest: str, columns: list[str] | None) -> Any:
         import pyarrow as pa
@@ -242,7 +247,6 @@ def _segment_run_logs(logs: Any, root: Path, project: str | None = None, after: 
 
 PRUNE_PAGE_RUNS = 100  # runs one request reads at most (a request may ask for fewer: ``max_runs``)
 PRUNE_PAGE_BYTES = 256 << 20  # log bytes one request reads at most (past them, the page ends after that run)
-_STATE_DIR = ".media-prune"  # under the logs' base: no project's name starts with a dot
 
 
 @dataclasses.dataclass
@@ -278,16 +282,17 @@ def prune_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store
        alone name and no artifact version references (``_remove_named_only_by_retired``);
     3. ``remove``: the candidates removed (``ServerMediaBlobs.remove``), a page at a time.
 
-    What the later pages need (the digests counted, the candidates) is kept in an object under the
-    logs' base, ``.media-prune/<token>.json`` (every process reads the same; removed by the last
-    page), which the cursor names; a request whose policy differs from its cursor's is refused."""
+    What the later pages need is kept in the database (``_PruneState``: the digests counted and the
+    candidates, each page adding its own; every process reads the same; removed by the last page,
+    or by the next prune once no page came for ``PRUNE_STATE_TTL``), which the cursor names; a
+    request whose policy differs from its cursor's, or a cursor answered already, is refused."""
     from tracklet.media.retention import _digests_of, _plan_run
     from tracklet.core.api import RecordedRun
 
     policy = {"keep_last": keep_last, "max_bytes": max_bytes, "keys": keys, "dry_run": dry_run,
               "keep_blobs": keep_blobs, "grace": grace}
-    state = _PruneState.start(copies, project, policy) if cursor is None else _PruneState.load(copies, cursor, project,
-                                                                                                 policy)
+    state = (_PruneState.start(copies.engine, project, policy) if cursor is None
+             else _PruneState.load(copies.engine, cursor, project, policy))
     page = PrunePage([], state.phase, 0, None)
     budget = _Budget(max(1, min(max_runs, PRUNE_PAGE_RUNS)))
     if state.phase == "retire":
@@ -310,11 +315,11 @@ def prune_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store
                 copies.merge_media_cutoffs(project, run.run_id, run.cutoffs, written)
             for message in run.retired if not (dry_run or keep_blobs) else ():  # (no blob goes: not counted)
                 for digest in _digests_of(message):
-                    state.wanted[digest] = state.wanted.get(digest, 0) + 1
+                    state.wanted[digest] += 1
             run.retired = []  # (counted: not answered)
             page.runs.append(run)
         else:
-            state.next_phase("seen" if state.wanted else "")
+            state.next_phase("seen" if state.has_wanted() else "")
     elif state.phase == "seen":
         _seen_page(copies, root, artifacts, store, state, budget)
     elif state.phase == "remove":
@@ -341,13 +346,12 @@ class _Budget:
 def _seen_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store, state: _PruneState,
                budget: _Budget) -> None:
     """Search a page of every run's logs (as ``retention._remove_blobs`` searches a data root's) for the
-    digests counted; after the last, decide the candidates. Anything that can't be read ends the
-    prune's blob part with a note naming it (no blob removed), as an unpaged prune."""
-    from tracklet.media.retention import _count_named, _is_running, cell_digests
+    digests counted (each block's digests looked up in the prune's rows); after the last, decide the
+    candidates (``_PruneState.answer``). Anything that can't be read ends the prune's blob part with a
+    note naming it (no blob removed), as an unpaged prune."""
+    from tracklet.media.retention import _is_running, cell_digests
     from tracklet.core.api import RecordedRun
 
-    wanted = {digest.encode() for digest in state.wanted}
-    named: collections.Counter[str] = collections.Counter(state.named)
     fragments: set[str] = set()
     blobs = ServerMediaBlobs(artifacts, store, state.project, state.policy["grace"])
     after = tuple(state.after.split("/", 1)) if state.after else None
@@ -364,67 +368,81 @@ def _seen_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store
             if not state.running and _is_running(paths, logs):
                 state.running = f"{paths.project}/{paths.run_id}"
             for log in logs:
-                _count_named(log.log_file, wanted, named)
+                _count_wanted(log.log_file, state.members, state.named)
             for read in [paths] if logs[0].part is None else logs:
                 fragments.update(fragment.digest for record in RecordedRun(read)._read.tables
                                  for fragment in record.fragments)
         else:
             budget.runs = -1  # every run read: the candidates next
-        state.named = dict(named)
-        state.shared.update(cell_digests(fragments, blobs) & set(state.wanted))
-        if budget.runs != -1:
-            return
-        candidates = {digest for digest, count in state.wanted.items()
-                      if state.named.get(digest, 0) == count and digest not in state.shared}
-        candidates -= blobs.artifact_references(candidates)
+        state.shared.update(cell_digests(fragments, blobs))
     except (OSError, ValueError, RuntimeError) as error:
         state.note = f"blobs kept: {error}"
         state.next_phase("")
         return
-    state.kept_shared = len(state.wanted) - len(candidates)
-    state.candidates = sorted(candidates)
-    state.next_phase("remove")
+    if budget.runs == -1:
+        state.decide = blobs
+        state.next_phase("remove")
+
+
+def _count_wanted(log_file: Path, members: Callable[[set[str]], set[str]], counts: collections.Counter[str]) -> None:
+    """Add to ``counts`` how many times the log names each digest the retired items name
+    (``retention._count_named``), a block at a time: ``members`` says which of a block's digests
+    those are (the prune's rows), so nothing but a block's digests is held."""
+    from tracklet.media.retention import _DIGEST
+
+    with open(log_file, "rb") as handle:  # OSError: nothing is removed
+        tail = b""
+        while block := handle.read(16 << 20):
+            data = tail + block
+            found = collections.Counter(_DIGEST.findall(data))
+            found.subtract(collections.Counter(_DIGEST.findall(tail)))
+            named = {digest.decode(): count for digest, count in found.items() if count > 0}
+            wanted = members(set(named))
+            counts.update({digest: count for digest, count in named.items() if digest in wanted})
+            tail = data[-63:]
 
 
 def _remove_page(artifacts: ServerArtifacts, store: Store, state: _PruneState, budget: _Budget) -> None:
-    """Remove a page of the candidates (as many as a page reads runs)."""
+    """Remove a page of the candidates (as many as a page reads runs), in digest order."""
     blobs = ServerMediaBlobs(artifacts, store, state.project, state.policy["grace"])
     if state.running:
         blobs.while_running(state.running)
-    taken = 0
-    for digest in state.candidates:
-        if budget.spent():
-            break
-        budget.runs -= 1
-        taken += 1
+    page = max(0, budget.runs)
+    candidates = state.candidates(page + 1)
+    for digest in candidates[:page]:
         size = blobs.remove(digest)
+        state.decided.append(digest)
         if size is not None:
             state.removed += 1
             state.freed += size
-    state.done += taken
-    del state.candidates[:taken]
+    state.done += len(state.decided)
     state.kept_shared += blobs.kept_granted
     state.grants += blobs.grants_dropped
     state.kept_running += blobs.kept_running
-    if not state.candidates:
+    if len(candidates) <= page:
         state.next_phase("")
+
+
+PRUNE_STATE_TTL = 86400.0  # seconds: a paged prune's state no page touched for longer is removed by the next prune
+_IN_CHUNK = 1000  # digests per IN (...) of the prune's rows
 
 
 @dataclasses.dataclass
 class _PruneState:
-    """A paged prune's state between its requests (``prune_page``)."""
+    """A paged prune's state between its requests (``prune_page``): a row of ``media_prune_states``
+    (the totals, the phase and where it is), and one of ``media_prune_digests`` per digest the
+    retired items name (how many times they and every run's logs name it, whether a table cell
+    does); a page reads the rows it needs and adds its own changes (``answer``), so its work is
+    bounded by the page, not by the number of retired blobs."""
 
-    copies: Any
+    engine: Any
     token: str
     project: str
     policy: dict[str, Any]
     phase: str = "retire"
+    step: int = 0  # pages answered (0: none; the row is written by the first page that isn't the last)
     after: str = ""  # the last run read in this phase (retire: its id; seen: project/run id)
     done: int = 0  # runs read in this phase (remove: blobs decided)
-    wanted: dict[str, int] = dataclasses.field(default_factory=dict)  # how many times the retired items name each
-    named: dict[str, int] = dataclasses.field(default_factory=dict)  # how many times every run's logs do
-    shared: set[str] = dataclasses.field(default_factory=set)  # named by a table cell
-    candidates: list[str] = dataclasses.field(default_factory=list)
     running: str = ""
     note: str = ""
     removed: int = 0
@@ -432,40 +450,95 @@ class _PruneState:
     kept_shared: int = 0
     grants: int = 0
     kept_running: int = 0
-    phase_done: int = 0  # (not kept: what the phase this request ended went through)
+    # this page's changes (not kept as such: ``answer`` adds them to the rows)
+    phase_done: int = 0  # what the phase this request ended went through
+    wanted: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    named: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    shared: set[str] = dataclasses.field(default_factory=set)
+    decided: list[str] = dataclasses.field(default_factory=list)  # candidates this page removed or kept
+    decide: Any = None  # the last "seen" page: the candidates to decide (a ServerMediaBlobs, for artifacts)
+
+    _COLUMNS = ("phase", "step", "after", "done", "running", "note", "removed", "freed", "kept_shared", "grants",
+                "kept_running")
 
     @classmethod
-    def start(cls, copies: Any, project: str, policy: dict[str, Any]) -> _PruneState:
+    def start(cls, engine: Any, project: str, policy: dict[str, Any]) -> _PruneState:
         import uuid
 
-        return cls(copies, uuid.uuid4().hex, project, policy)
+        cls.expire(engine)
+        return cls(engine, uuid.uuid4().hex, project, policy)
+
+    @staticmethod
+    def expire(engine: Any, now: float | None = None) -> int:
+        """Remove the states no page touched for ``PRUNE_STATE_TTL`` (a client that stopped
+        midway, or never sent the last cursor back); how many."""
+        from tracklet.server.schema import media_prune_digests as digests, media_prune_states as states
+
+        cutoff = (time.time() if now is None else now) - PRUNE_STATE_TTL
+        old = sa.select(states.c.token).where(states.c.updated_at < cutoff)
+        with engine.begin() as connection:
+            connection.execute(digests.delete().where(digests.c.token.in_(old)))
+            return connection.execute(states.delete().where(states.c.updated_at < cutoff)).rowcount
 
     @classmethod
-    def load(cls, copies: Any, cursor: str, project: str, policy: dict[str, Any]) -> _PruneState:
+    def load(cls, engine: Any, cursor: str, project: str, policy: dict[str, Any]) -> _PruneState:
         import base64
         import json
 
         from tracklet.errors import BadRequest
+        from tracklet.server.schema import media_prune_states as states
 
         try:
-            token = json.loads(base64.urlsafe_b64decode(cursor.encode()))["token"]
-            if not (isinstance(token, str) and len(token) == 32 and all(c in "0123456789abcdef" for c in token)):
+            sent = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            token, step = sent["token"], sent["step"]
+            if not (isinstance(token, str) and len(token) == 32 and all(c in "0123456789abcdef" for c in token)
+                    and isinstance(step, int)):
                 raise ValueError(token)
         except (ValueError, KeyError, TypeError):
             raise BadRequest("cursor: not one a prune of this server answered; start the prune again without it") from None
-        try:
-            data = json.loads(copies.fs.cat_file(cls.key(copies, token)))
-        except FileNotFoundError:
-            raise BadRequest(f"cursor: prune {token} is over or unknown here; start the prune again") from None
-        if data["project"] != project or data["policy"] != policy:
-            raise BadRequest(f"cursor: prune {token} is of project {data['project']} with policy {data['policy']}; "
+        with engine.connect() as connection:
+            row = connection.execute(sa.select(states).where(states.c.token == token)).first()
+        if row is None or row.updated_at < time.time() - PRUNE_STATE_TTL:
+            raise BadRequest(f"cursor: prune {token} is over, unknown here, or was left for more than "
+                             f"{PRUNE_STATE_TTL:.0f} s (expired); start the prune again") from None
+        stored = json.loads(row.policy)
+        if row.project != project or stored != policy:
+            raise BadRequest(f"cursor: prune {token} is of project {row.project} with policy {stored}; "
                              "send the same project and options with its cursor")
-        data["shared"] = set(data["shared"])
-        return cls(copies, token, **data)
+        if row.step != step:
+            raise BadRequest(f"cursor: page {step} of prune {token} was answered already (it is at page {row.step}); "
+                             "send the newest cursor, or start the prune again")
+        return cls(engine, token, project, policy, **{name: getattr(row, name) for name in cls._COLUMNS})
 
-    @staticmethod
-    def key(copies: Any, token: str) -> str:
-        return f"{copies.base}/{_STATE_DIR}/{token}.json"
+    def members(self, found: set[str]) -> set[str]:
+        """Those of ``found`` the retired items name (the prune's rows)."""
+        from tracklet.server.schema import media_prune_digests as digests
+
+        members: set[str] = set()
+        ordered = sorted(found)
+        with self.engine.connect() as connection:
+            for start in range(0, len(ordered), _IN_CHUNK):
+                members.update(connection.execute(sa.select(digests.c.digest).where(
+                    digests.c.token == self.token, digests.c.digest.in_(ordered[start:start + _IN_CHUNK]))).scalars())
+        return members
+
+    def has_wanted(self) -> bool:
+        """Whether the retired items name any blob (this page's, or an earlier page's)."""
+        from tracklet.server.schema import media_prune_digests as digests
+
+        if self.wanted:
+            return True
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(digests.c.digest).where(digests.c.token == self.token).limit(1)
+                                      ).first() is not None
+
+    def candidates(self, limit: int) -> list[str]:
+        """The next ``limit`` candidates to remove, in digest order."""
+        from tracklet.server.schema import media_prune_digests as digests
+
+        with self.engine.connect() as connection:
+            return list(connection.execute(sa.select(digests.c.digest).where(digests.c.token == self.token)
+                                           .order_by(digests.c.digest).limit(limit)).scalars())
 
     def next_phase(self, phase: str) -> None:
         """Go on to ``phase`` ("": the prune is over)."""
@@ -473,26 +546,93 @@ class _PruneState:
         self.phase, self.after, self.done = phase, "", 0
 
     def answer(self, page: PrunePage) -> PrunePage:
-        """``page`` with the totals and the next cursor; the state saved for it (or removed: over)."""
+        """``page`` with the totals and the next cursor; this page's changes written (or the
+        prune's rows removed: over), in one transaction. A page answered meanwhile from the same
+        cursor (a client's retry) makes this one a 400: its counts are not added twice."""
         import base64
         import json
 
+        from tracklet.errors import BadRequest
+        from tracklet.server.schema import media_prune_digests as digests, media_prune_states as states
+
+        with self.engine.begin() as connection:
+            if self.step:
+                moved = connection.execute(states.update().where(states.c.token == self.token,
+                                                                 states.c.step == self.step)
+                                           .values(step=self.step + 1, updated_at=time.time()))
+                if moved.rowcount != 1:
+                    raise BadRequest(f"cursor: page {self.step} of prune {self.token} was answered meanwhile (or the "
+                                     "prune expired); send the newest cursor, or start the prune again")
+            elif self.phase:
+                connection.execute(states.insert().values(
+                    token=self.token, project=self.project, policy=json.dumps(self.policy), updated_at=time.time(),
+                    **{name: getattr(self, name) for name in self._COLUMNS if name != "step"}, step=1))
+            if self.step or self.phase:
+                self._write(connection)
+            if not self.phase:
+                connection.execute(digests.delete().where(digests.c.token == self.token))
+                connection.execute(states.delete().where(states.c.token == self.token))
+            else:
+                connection.execute(states.update().where(states.c.token == self.token).values(
+                    **{name: getattr(self, name) for name in self._COLUMNS if name != "step"}))
         page.blobs_removed, page.bytes_freed, page.grants_dropped = self.removed, self.freed, self.grants
         page.blobs_kept_shared, page.note = self.kept_shared, self.note
         if not page.note and self.kept_running:
             page.note = (f"{self.kept_running} blob(s) no project holds kept: run {self.running} is still running "
                          "(it may be storing the same bytes); prune again when no run is")
-        key = self.key(self.copies, self.token)
-        fs = self.copies.fs
-        if not self.phase:
-            with contextlib.suppress(FileNotFoundError):
-                fs.rm(key)
-            return page
-        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                  if field.name not in ("copies", "token", "phase_done")}
-        fields["shared"] = sorted(self.shared)
-        if self.copies._local:
-            fs.makedirs(key.rpartition("/")[0], exist_ok=True)
-        fs.pipe_file(key, json.dumps(fields).encode())
-        page.next = base64.urlsafe_b64encode(json.dumps({"token": self.token, "phase": self.phase}).encode()).decode()
+        if self.phase:
+            page.next = base64.urlsafe_b64encode(json.dumps(
+                {"token": self.token, "phase": self.phase, "step": self.step + 1}).encode()).decode()
         return page
+
+    def _write(self, connection: Any) -> None:
+        """Add this page's changes to the prune's digest rows (and decide the candidates after the
+        last "seen" page)."""
+        from sqlalchemy.dialects.postgresql import insert
+
+        from tracklet.server.schema import media_prune_digests as digests
+
+        token = digests.c.token == self.token
+        wanted = sorted(self.wanted.items())
+        for start in range(0, len(wanted), _IN_CHUNK):
+            rows = [{"token": self.token, "digest": digest, "wanted": count, "named": 0, "shared": False}
+                    for digest, count in wanted[start:start + _IN_CHUNK]]
+            upsert = insert(digests).values(rows)
+            connection.execute(upsert.on_conflict_do_update(index_elements=[digests.c.token, digests.c.digest],
+                                                            set_={"wanted": digests.c.wanted + upsert.excluded.wanted}))
+        if self.named:
+            connection.execute(digests.update().where(token, digests.c.digest == sa.bindparam("found"))
+                               .values(named=digests.c.named + sa.bindparam("count")),
+                               [{"found": digest, "count": count} for digest, count in sorted(self.named.items())])
+        shared = sorted(self.shared)
+        for start in range(0, len(shared), _IN_CHUNK):
+            connection.execute(digests.update().where(token, digests.c.digest.in_(shared[start:start + _IN_CHUNK]))
+                               .values(shared=True))
+        for start in range(0, len(self.decided), _IN_CHUNK):
+            connection.execute(digests.delete().where(token, digests.c.digest.in_(self.decided[start:start + _IN_CHUNK])))
+        if self.decide is not None:
+            self._decide(connection, self.decide)
+
+    def _decide(self, connection: Any, blobs: ServerMediaBlobs) -> None:
+        """The candidates: the digests the retired items alone name (every run's logs name them as
+        many times) and no table cell or artifact version does; the others' rows removed."""
+        from tracklet.server.schema import media_prune_digests as digests
+
+        token = digests.c.token == self.token
+        count = sa.select(sa.func.count()).select_from(digests).where(token)
+        wanted = connection.execute(count).scalar_one()
+        connection.execute(digests.delete().where(token, sa.or_(digests.c.named != digests.c.wanted, digests.c.shared)))
+        if connection.execute(count).scalar_one():
+            try:
+                referenced = blobs.artifact_referenced()
+            except RuntimeError as error:
+                self.note = f"blobs kept: {error}"
+                self.next_phase("")
+                return
+            position = ""
+            while chunk := list(connection.execute(sa.select(digests.c.digest).where(token, digests.c.digest > position)
+                                                   .order_by(digests.c.digest).limit(_IN_CHUNK)).scalars()):
+                position = chunk[-1]
+                if kept := [digest for digest in chunk if digest in referenced]:
+                    connection.execute(digests.delete().where(token, digests.c.digest.in_(kept)))
+        self.kept_shared = wanted - connection.execute(count).scalar_one()

@@ -96,6 +96,13 @@ log_heads = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),  # when the copy last grew: the run's heartbeat
 )
 
+# A run's heads in the order ``SegmentCopies.run_logs`` pages them, (project, run id, key), where a
+# part's key is <run_id>/<label> (migration s0025): each keyset page reads its rows from here instead
+# of sorting every head. PostgreSQL only (split_part; --logs needs PostgreSQL). Its columns never
+# change once a head exists, so an append's update of size/updated_at stays a HOT update.
+sa.Index("ix_log_heads_run_order", log_heads.c.project, sa.func.split_part(log_heads.c.run_id, "/", 1),
+         log_heads.c.run_id).ddl_if(dialect="postgresql")
+
 log_segments = sa.Table(
     "log_segments",
     metadata,
@@ -452,10 +459,47 @@ sweep_leases = sa.Table(
     sa.Column("record", sa.Text, nullable=False),  # JSON: ttl, the ask's request id, pruned, reported step
 )
 
+# A paged ``media prune --url`` on a --logs server between its requests (media_retention.prune_page,
+# migration s0025): one row per prune (its cursor's token), and one per digest its retired items name,
+# each page adding its own counts (an upsert), so a page's work is bounded by the page. A state not
+# touched for PRUNE_STATE_TTL is removed by the next prune (a client that stopped midway).
+media_prune_states = sa.Table(
+    "media_prune_states",
+    metadata,
+    sa.Column("token", sa.String(32), primary_key=True),
+    sa.Column("project", sa.String(128), nullable=False),
+    sa.Column("policy", sa.Text, nullable=False),  # JSON: the options every page must repeat
+    sa.Column("phase", sa.String(16), nullable=False),  # retire, seen, remove
+    sa.Column("step", sa.Integer, nullable=False),  # pages answered: the cursor names the next
+    sa.Column("after", sa.Text, nullable=False),  # the last run read in this phase
+    sa.Column("done", sa.BigInteger, nullable=False),
+    sa.Column("running", sa.Text, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("removed", sa.BigInteger, nullable=False),
+    sa.Column("freed", sa.BigInteger, nullable=False),
+    sa.Column("kept_shared", sa.BigInteger, nullable=False),
+    sa.Column("grants", sa.BigInteger, nullable=False),
+    sa.Column("kept_running", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),  # the last page's time: a state left longer expires
+    sa.Index("ix_media_prune_states_updated", "updated_at"),
+)
+
+media_prune_digests = sa.Table(
+    "media_prune_digests",
+    metadata,
+    sa.Column("token", sa.String(32), sa.ForeignKey("media_prune_states.token", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("wanted", sa.BigInteger, nullable=False),  # times the retired items name it
+    sa.Column("named", sa.BigInteger, nullable=False),  # times every run's logs do (seen)
+    sa.Column("shared", sa.Boolean, nullable=False),  # a table cell names it
+)
+
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, run_creators, run_primaries, artifact_blobs, artifact_versions,
                  artifact_commits, artifact_aliases, artifact_deleted_versions, artifact_collections, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
                  registry_checks, audit_events, audit_intents, event_outbox, automations, automation_deliveries,
-                 automation_attempts, sweep_studies, sweep_journal, sweep_leases, *report_tables)
+                 automation_attempts, sweep_studies, sweep_journal, sweep_leases, media_prune_states, media_prune_digests,
+                 *report_tables)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

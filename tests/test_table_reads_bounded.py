@@ -103,6 +103,12 @@ def test_a_media_cell_is_looked_for_in_the_version_asked_for_or_the_keys_last_lo
         old = get(digests[0])
         assert old.status_code == 404 and "pass `version`" in old.json()["detail"] and len(reads) == 40
         assert get(digests[0], version=0).status_code == 200
+        # the latest version (what the dashboard shows, asking without a version) is searched whole
+        # first: an INCREMENTAL table's first increment is a cell of it however many logs came since
+        monkeypatch.setattr(routes_table_views, "MAX_BLOB_RECORDS", 3)
+        assert get(inc[0], key="inc").status_code == 200 and len(reads) == 10
+        assert get(digests[-3]).status_code == 200 and len(reads) == 3  # (an IMMUTABLE one's latest: its newest log)
+        assert get(digests[-4]).status_code == 404 and len(reads) == 3
         missing = http.get(f"/api/v1/runs/proj/blobs/table-blobs/{digests[0]}", params={"key": "nope"})
         assert missing.status_code == 404 and "'cells'" in missing.json()["detail"]  # names the keys there are
 

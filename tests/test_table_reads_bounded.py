@@ -103,6 +103,12 @@ def test_a_media_cell_is_looked_for_in_the_version_asked_for_or_the_keys_last_lo
         old = get(digests[0])
         assert old.status_code == 404 and "pass `version`" in old.json()["detail"] and len(reads) == 40
         assert get(digests[0], version=0).status_code == 200
+        # the latest version (what the dashboard shows, asking without a version) is searched whole
+        # first: an INCREMENTAL table's first increment is a cell of it however many logs came since
+        monkeypatch.setattr(routes_table_views, "MAX_BLOB_RECORDS", 3)
+        assert get(inc[0], key="inc").status_code == 200 and len(reads) == 10
+        assert get(digests[-3]).status_code == 200 and len(reads) == 3  # (an IMMUTABLE one's latest: its newest log)
+        assert get(digests[-4]).status_code == 404 and len(reads) == 3
         missing = http.get(f"/api/v1/runs/proj/blobs/table-blobs/{digests[0]}", params={"key": "nope"})
         assert missing.status_code == 404 and "'cells'" in missing.json()["detail"]  # names the keys there are
 
@@ -216,3 +222,27 @@ def test_an_index_chooses_the_versions_records_as_the_readers_rule_does():
             except Exception:
                 expected = []
             assert where(index.at_step(key, step)) == expected, (key, step)
+
+
+def test_an_index_a_request_took_is_the_folds_then_while_another_request_folds_on():
+    """A request's ``_Index`` is made under the run's lock and read after it is released, while
+    another request's fold appends to the same writers' columns and adds keys: it answers what was
+    folded when it was taken (before: the live columns and ``by_key``, so a key added meanwhile
+    showed up, and iterating ``by_key`` as another thread added a key raised "dictionary changed
+    size during iteration": a 500 of ``GET .../tables``)."""
+    from tracklet.server.routes_tables import _Index, _Tables
+
+    tables = _Tables()
+    for n in range(3):
+        tables.apply(_table_record(n, "a"), (100 * n, b"x"))
+    index = _Index([tables])
+    for n, key in ((3, "b"), (4, "a")):  # another request's fold, after this one's index was taken
+        tables.apply(_table_record(n, key), (100 * n, b"x"))
+    assert [ref.key for ref in index.firsts()] == ["a"]
+    assert [ref.step for ref in index] == [0, 1, 2]
+    assert [ref.step for ref in index.of_key("a")] == [0, 1, 2] and index.of_key("b") == []
+    assert [ref.step for ref in index.last_of_key("a", 10)] == [2, 1, 0]
+    assert [ref.step for ref in index.at_step("a", None)] == [2]
+    assert index.version("a", 4) is None and [ref.step for ref in index.version("a", 2)] == [2]
+    firsts = [ref.key for ref in _Index([tables]).firsts()]  # a new request's sees them
+    assert firsts == ["a", "b"]

@@ -190,14 +190,15 @@ def get_table_blob(request: Request, project: str, run_id: str,
                    step: int | None = Query(None, ge=0, le=2**63 - 1, description="Only if the version at this step "
                                             "names it (`version` wins)")) -> Response:
     """A media cell's file, thumbnail or mask, only if table `key` names it: version `version`
-    (or the version at `step`; for an INCREMENTAL table every increment up to it), else one of the
-    key's last 1,024 logs (newest first; an older version's cell needs `version`)."""
+    (or the version at `step`; for an INCREMENTAL table every increment up to it), else the key's
+    latest version (every increment of an INCREMENTAL one) or one of its last 1,024 logs (newest
+    first; an older version's cell needs `version`)."""
 
     if not _DIGEST.fullmatch(digest):
         raise HTTPException(status_code=400, detail="a media file is named by its sha256 (64 lowercase hex digits)")
     fmt = _cell_format(request, project, run_id, key, digest, step, version)
     if fmt is None:
-        which = (f"its last {MAX_BLOB_RECORDS:,} logs (pass `version` for an older one)"
+        which = (f"its latest version and its last {MAX_BLOB_RECORDS:,} logs (pass `version` for an older one)"
                  if step is None and version is None else "that version")
         raise HTTPException(status_code=404, detail=f"table {key!r} of run {project}/{run_id} names no file {digest} "
                             f"in {which}")
@@ -213,7 +214,8 @@ def _cell_format(request: Request, project: str, run_id: str, key: str, digest: 
                  version: int | None = None) -> str | None:
     """The format of ``digest`` as a media cell of table ``key`` names it (``png`` for a thumbnail
     or a mask), or None: in the records of version ``version`` (or the version at ``step``), else
-    of the key's last ``MAX_BLOB_RECORDS`` logs, newest first, read and queried ``BLOB_BATCH`` at a
+    of the key's latest version (whole: an INCREMENTAL table's increments, as the dashboard shows it
+    without a version) and then its last ``MAX_BLOB_RECORDS`` logs, newest first, read and queried ``BLOB_BATCH`` at a
     time (one statement per media column over a batch's fragments not queried yet), stopping at the
     first that names it: a request holds one batch of records and reads at most what it searches,
     however many versions the key has."""
@@ -229,7 +231,11 @@ def _cell_format(request: Request, project: str, run_id: str, key: str, digest: 
             refs = index.last_of_key(key, MAX_BLOB_RECORDS)  # (only those made: newest first)
             if not refs:
                 version_refs(index, key)  # TableNotFound naming the keys there are
-            return refs
+            # The latest version first, whole: what the dashboard shows without a version (an
+            # INCREMENTAL table's every increment, however many logs came since its first).
+            latest = index.at_step(key, None)[::-1]
+            taken = {(id(ref.tables), ref.offset) for ref in latest}
+            return [*latest, *(ref for ref in refs if (id(ref.tables), ref.offset) not in taken)]
     else:
         chosen = version_choice(project, run_id, key, step, version)
 

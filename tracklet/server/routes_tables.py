@@ -26,6 +26,7 @@ versions' records (``table-blobs``) reads them a batch at a time (``scan``).
 
 from __future__ import annotations
 
+import bisect
 import sys
 import threading
 import zlib
@@ -180,24 +181,33 @@ class _Tables:
 
 class _Index:
     """A run's table index for one request: its writers' ``_Tables`` in the readers' order (its
-    own log's, then each part's by label); entries made as asked for."""
+    own log's, then each part's by label); entries made as asked for. Made under the run's lock
+    (the view) and read after it, while another request's fold may append to the same columns and
+    add keys: it holds each writer's entry count and keys then (``by_key`` copied: O(keys), not
+    entries) and answers only those, never a key or entry folded since (nor a dict changing size
+    as it is iterated)."""
 
     def __init__(self, writers: list[_Tables]) -> None:
         self.writers = writers
+        self._counts = [len(tables) for tables in writers]
+        self._keys = [dict(tables.by_key) for tables in writers]
 
     def of_key(self, key: str) -> list[TableRef]:
         """``key``'s entries in the readers' order."""
-        return [ref for tables in self.writers for ref in tables.of_key(key)]
+        return [TableRef(tables, place) for tables, places in self._places(key) for place in places]
 
     def firsts(self) -> list[TableRef]:
         """Each writer's first entry of each key (what names the keys in the order first logged)."""
-        return [ref for tables in self.writers for ref in tables.firsts()]
+        return [TableRef(tables, places[0]) for tables, keys in zip(self.writers, self._keys)
+                for places in keys.values()]
 
     def _places(self, key: str) -> list[tuple[_Tables, array]]:
         found = []
-        for tables in self.writers:
+        for tables, count, keys in zip(self.writers, self._counts, self._keys):
             number = tables.ids.get(key)
-            places = tables.by_key.get(number) if number is not None else None
+            places = keys.get(number) if number is not None else None
+            if places and places[-1] >= count:  # (entries folded since: in order, so the last ones)
+                places = places[:bisect.bisect_left(places, count)]
             if places:
                 found.append((tables, places))
         return found
@@ -256,8 +266,8 @@ class _Index:
         return [*earlier, found]
 
     def __iter__(self) -> Iterator[TableRef]:
-        for tables in self.writers:
-            for place in range(len(tables)):
+        for tables, count in zip(self.writers, self._counts):
+            for place in range(count):
                 yield TableRef(tables, place)
 
 

@@ -1316,8 +1316,9 @@ export interface paths {
         /**
          * The file of a media cell of a logged table (by sha256)
          * @description A media cell's file, thumbnail or mask, only if table `key` names it: version `version`
-         *     (or the version at `step`; for an INCREMENTAL table every increment up to it), else one of the
-         *     key's last 1,024 logs (newest first; an older version's cell needs `version`).
+         *     (or the version at `step`; for an INCREMENTAL table every increment up to it), else the key's
+         *     latest version (every increment of an INCREMENTAL one) or one of its last 1,024 logs (newest
+         *     first; an older version's cell needs `version`).
          */
         get: operations["get_table_blob_api_v1_runs__project___run_id__table_blobs__digest__get"];
         put?: never;

@@ -19,16 +19,21 @@ import { runHref } from "../router";
 import { tableChart } from "./table-chart";
 import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } from "./table-grid";
 
-const blobs = new Map<string, Promise<string>>(); // run/key/digest -> object URL (content-addressed)
+// run/key/digest -> object URL (content-addressed: the same bytes under any version). Only files
+// fetched are kept: a failed fetch (a 404 under one version, a dropped connection) is asked again by
+// the next cell that shows the digest, which may name another version.
+const blobs = new Map<string, Promise<string>>();
 
 function blobUrl(project: string, runId: string, key: string, digest: string,
   at: { version?: number; step?: number } = {}): Promise<string> {
   const id = `${project}/${runId}/${key}/${digest}`;
-  let url = blobs.get(id);
-  if (!url) {
-    url = tableBlob(project, runId, key, digest, at).then((blob) => URL.createObjectURL(blob));
-    blobs.set(id, url);
-  }
+  const kept = blobs.get(id);
+  if (kept) return kept;
+  const url = tableBlob(project, runId, key, digest, at).then((blob) => URL.createObjectURL(blob));
+  blobs.set(id, url);
+  url.catch(() => {
+    if (blobs.get(id) === url) blobs.delete(id);
+  });
   return url;
 }
 

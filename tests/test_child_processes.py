@@ -109,27 +109,36 @@ def test_runs_passed_to_or_forked_into_child_processes_record_there_as_secondary
 
 
 def test_a_pickled_run_is_the_same_object_in_its_own_process_and_once_per_child(root):
-    import pickle
+    # The process that forks is a fresh interpreter (tests never fork pytest's own process).
+    done = run_script("""
+        import json, os, pickle
+        import forkprobe
+        import tracklet
 
-    run = tracklet.init(project="p", id="same", settings={"system_metrics": False, "capture_environment": False})
-    data = pickle.dumps(run)
-    assert pickle.loads(data) is run  # in the process that pickled it: the run itself
-    pid = os.fork()
-    if pid == 0:  # a Pool worker unpickles the run with every task: one object, one part
-        code = 1
-        try:
-            first, second = pickle.loads(data), pickle.loads(data)
-            first.log({"x": 1})
-            second.log({"x": 2})
-            first.finish()
-            code = 0 if first is second and isinstance(first, tracklet.Run) else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    run.finish()
+        run = tracklet.init(project="p", id="same", settings={"system_metrics": False, "capture_environment": False})
+        data = pickle.dumps(run)
+        in_its_own = pickle.loads(data) is run  # in the process that pickled it: the run itself
+        pid = os.fork()
+        if pid == 0:  # a Pool worker unpickles the run with every task: one object, one part
+            code = 1
+            try:
+                first, second = pickle.loads(data), pickle.loads(data)
+                first.log({"x": 1})
+                second.log({"x": 2})
+                first.finish()
+                code = 0 if first is second and isinstance(first, tracklet.Run) else 2
+            finally:
+                os._exit(code)
+        code = forkprobe.reap(pid)
+        run.finish()
+        print(json.dumps({"itself": in_its_own, "pid": pid, "code": code}))
+    """, env={"TRACKLET_DIR": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["itself"] is True
+    assert told["code"] == 0, done.stderr
     recorded = tracklet.Api(root).run("p/same")
-    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{pid}"]
+    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{told['pid']}"]
     assert [v for v in recorded.history()["x"] if v is not None] == [1, 2]
 
 

@@ -143,33 +143,42 @@ def test_a_pickled_run_is_the_same_object_in_its_own_process_and_once_per_child(
 
 
 def test_a_child_that_cannot_join_the_run_warns_once_and_goes_on(root):
-    from pathlib import Path
+    # The process that forks is a fresh interpreter (tests never fork pytest's own process).
+    done = run_script("""
+        import json, os, sys
+        from pathlib import Path
+        import forkprobe
+        import tracklet
 
-    run = tracklet.init(project="p", id="nojoin", settings={"system_metrics": False, "capture_environment": False})
-    run.log({"loss": 1.0})
-    parts = Path(run.dir) / "parts"
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            import warnings
+        run = tracklet.init(project="p", id="nojoin", settings={"system_metrics": False, "capture_environment": False})
+        run.log({"loss": 1.0})
+        parts = Path(run.dir) / "parts"
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                import warnings
 
-            parts.write_text("not a folder")  # the child's part can't be made
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                run.log({"child": 1})  # neither raises nor stalls
-                run.log({"child": 2})
-                run.summary["x"] = 3
-            said = [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)]
-            code = 0 if len(said) == 1 and "could not record into run p/nojoin" in said[0] and run.id == "nojoin" else 2
-            run.finish()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    parts.unlink()
-    run.log({"loss": 0.5})
-    run.finish()
+                parts.write_text("not a folder")  # the child's part can't be made
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    run.log({"child": 1})  # neither raises nor stalls
+                    run.log({"child": 2})
+                    run.summary["x"] = 3
+                said = [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)]
+                sys.stderr.write(f"the child was warned: {said}\\n")
+                code = 0 if len(said) == 1 and "could not record into run p/nojoin" in said[0] and run.id == "nojoin" else 2
+                run.finish()
+            finally:
+                os._exit(code)
+        code = forkprobe.reap(pid)
+        parts.unlink()
+        run.log({"loss": 0.5})
+        run.finish()
+        print(json.dumps({"code": code}))
+    """, env={"TRACKLET_DIR": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["code"] == 0, done.stderr
     recorded = tracklet.Api(root).run("p/nojoin")
     assert recorded.state == "finished" and recorded.parts == {} and "child" not in recorded.history()
 

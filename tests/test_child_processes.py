@@ -574,27 +574,38 @@ def test_a_pool_worker_whose_sigterm_handler_cant_run_still_ends(root):
 
 
 def test_online_a_forked_childs_part_goes_to_the_parents_server(tmp_path, servers):
+    # The process that forks is a fresh interpreter (tests never fork pytest's own process).
     from pathlib import Path
 
     server = servers(tmp_path / "server")
     local = tmp_path / "local"
-    run = tracklet.init(project="p", id="onl", settings={
-        "dir": str(local), "console": "off", "system_metrics": False, "capture_environment": False,
-        "mode": "online", "base_url": server.url, "upload_interval": 0.1})
-    run.log({"loss": 1})
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            run.log({"child/acc": 0.5})
-            run.finish()  # its uploader sends the part before finish() returns
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    run.finish()
-    label = child_label().rsplit("-", 1)[0] + f"-{pid}"
+    done = run_script("""
+        import json, os, sys
+        import forkprobe
+        import tracklet
+
+        local, url = sys.argv[1:3]
+        run = tracklet.init(project="p", id="onl", settings={
+            "dir": local, "console": "off", "system_metrics": False, "capture_environment": False,
+            "mode": "online", "base_url": url, "upload_interval": 0.1})
+        run.log({"loss": 1})
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                run.log({"child/acc": 0.5})
+                run.finish()  # its uploader sends the part before finish() returns
+                code = 0
+            finally:
+                os._exit(code)
+        code = forkprobe.reap(pid)
+        run.finish()
+        print(json.dumps({"pid": pid, "code": code}))
+    """, args=(str(local), server.url), timeout=120)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["code"] == 0, done.stderr
+    label = child_label().rsplit("-", 1)[0] + f"-{told['pid']}"
     run_dir = Path("projects/p/runs/onl")
     for name in ("run.tlog", f"parts/{label}.tlog"):
         assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()

@@ -611,54 +611,65 @@ def test_online_a_forked_childs_part_goes_to_the_parents_server(tmp_path, server
         assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()
 
 
-def test_a_child_forked_while_tracklets_threads_hold_its_locks_still_records(root, tmp_path, monkeypatch):
+def test_a_child_forked_while_tracklets_threads_hold_its_locks_still_records(root, tmp_path):
     # fork copies a lock as it is: one that tracklet's sender, environment, uploader, media or artifact
     # thread held at that moment (making a run's media or artifact worker, building the TLS context,
     # taking a buffer from the media pool, writing the artifact store's chunk index) stayed held in the
     # child for ever, and the child's first logged image, artifact or upload client (or its finish())
-    # waited on it with the child's training. Here another thread holds those very locks as it forks.
-    import threading
+    # waited on it with the child's training. Here another thread holds those very locks as it forks
+    # (in a fresh interpreter: tests never fork pytest's own process).
+    done = run_script("""
+        import json, os, sys, threading
+        from pathlib import Path
 
-    import numpy as np
+        import numpy as np
 
-    from tracklet.artifacts.storage import open_store
-    from tracklet.client import http
-    from tracklet.core import run as run_module
-    from tracklet.media import buffers
+        import forkprobe
+        import tracklet
+        from tracklet.artifacts.storage import open_store
+        from tracklet.client import http
+        from tracklet.core import run as run_module
+        from tracklet.media import buffers
 
-    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "4096")  # the child's artifact is chunked
-    run = tracklet.init(project="p", id="locks", settings={"system_metrics": False, "capture_environment": False})
-    run.log({"loss": 1.0})
-    (tmp_path / "weights.bin").write_bytes(os.urandom(64 * 1024))
-    store = open_store(root)  # the process's artifact store, as the parent's artifact worker holds it
-    held, release = threading.Event(), threading.Event()
+        root, folder = Path(sys.argv[1]), Path(sys.argv[2])
+        run = tracklet.init(project="p", id="locks", settings={"system_metrics": False, "capture_environment": False})
+        run.log({"loss": 1.0})
+        (folder / "weights.bin").write_bytes(os.urandom(64 * 1024))
+        store = open_store(root)  # the process's artifact store, as the parent's artifact worker holds it
+        held, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with run_module._LOGGED_LOCK, run_module._WORKER_LOCK, http._ssl_lock, buffers.POOL._lock, \
-                store._chunk_lock:
-            held.set()
-            release.wait(60)
+        def hold():
+            with run_module._LOGGED_LOCK, run_module._WORKER_LOCK, http._ssl_lock, buffers.POOL._lock, \\
+                    store._chunk_lock:
+                held.set()
+                release.wait(60)
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(60)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            run.log({"child/image": tracklet.Image(np.zeros((4, 4, 3), dtype="uint8"))})
-            run.log_artifact(str(tmp_path / "weights.bin"), name="weights", type="model").wait()
-            http.HttpClient("http://127.0.0.1:9").close()  # what an online child's uploader makes first
-            run.finish()
-            code = 0
-        finally:
-            os._exit(code)
-    release.set()
-    holder.join()
-    assert forkprobe.reap(pid) == 0  # a child stuck on a lock: explained and ended, not hanging the test
-    run.finish()
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                run.log({"child/image": tracklet.Image(np.zeros((4, 4, 3), dtype="uint8"))})
+                run.log_artifact(str(folder / "weights.bin"), name="weights", type="model").wait()
+                http.HttpClient("http://127.0.0.1:9").close()  # what an online child's uploader makes first
+                run.finish()
+                code = 0
+            finally:
+                os._exit(code)
+        release.set()
+        holder.join()
+        code = forkprobe.reap(pid)  # a child stuck on a lock: explained and ended, not hanging the test
+        run.finish()
+        print(json.dumps({"pid": pid, "code": code}))
+    """, args=(str(root), str(tmp_path)), timeout=180,
+        env={"TRACKLET_DIR": str(root), "TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "4096"})  # the child's artifact is chunked
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["code"] == 0, done.stderr
     recorded = tracklet.Api(root).run("p/locks")
-    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{pid}"]
+    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{told['pid']}"]
     assert recorded.media_keys() == ["child/image"]
     assert tracklet.Api(root).artifact("p/weights:v0").files()
 

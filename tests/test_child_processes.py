@@ -763,30 +763,40 @@ def test_a_pickled_run_holds_no_api_key_a_child_finds_by_itself(root, monkeypatc
     coded.finish()
 
 
-def test_a_child_forked_after_the_parent_hashed_a_chunked_file_stores_one_too(root, tmp_path, monkeypatch):
+def test_a_child_forked_after_the_parent_hashed_a_chunked_file_stores_one_too(root, tmp_path):
     # A chunked file is hashed with BLAKE3 on Rayon's thread pool, made once per process. A forked
     # child has none of its threads, but Rayon's pool is there as the parent left it: the child's first
     # threaded hash waited for ever (a Pool or DataLoader worker storing or checking an artifact after
     # the parent logged a large one). A forked child hashes on its own thread once the parent may have
-    # made the pool.
+    # made the pool. (The parent is a fresh interpreter: tests never fork pytest's own process.)
     from pathlib import Path
 
-    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "4096")
-    run = tracklet.init(project="p", id="rayon", settings={"system_metrics": False, "capture_environment": False})
     for name in ("parent", "child"):
         (tmp_path / f"{name}.bin").write_bytes(os.urandom(3 << 20))  # hashed in pieces over 1 MiB: threaded
-    run.log_artifact(str(tmp_path / "parent.bin"), name="parent", type="model").wait()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            run.log_artifact(str(tmp_path / "child.bin"), name="child", type="model").wait()
-            run.finish()
-            code = 0
-        finally:
-            os._exit(code)
-    assert forkprobe.reap(pid) == 0  # a child stuck in the hash: explained and ended, not hanging the test
-    run.finish()
+    done = run_script("""
+        import json, os, sys
+        import forkprobe
+        import tracklet
+
+        parent, child = sys.argv[1:3]
+        run = tracklet.init(project="p", id="rayon", settings={"system_metrics": False, "capture_environment": False})
+        run.log_artifact(parent, name="parent", type="model").wait()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                run.log_artifact(child, name="child", type="model").wait()
+                run.finish()
+                code = 0
+            finally:
+                os._exit(code)
+        code = forkprobe.reap(pid)  # a child stuck in the hash: explained and ended, not hanging the test
+        run.finish()
+        print(json.dumps({"code": code}))
+    """, args=(str(tmp_path / "parent.bin"), str(tmp_path / "child.bin")), timeout=180,
+        env={"TRACKLET_DIR": str(root), "TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "4096"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["code"] == 0, done.stderr
     api = tracklet.Api(root)
     downloaded = api.artifact("p/child:v0").download(str(tmp_path / "got"))
     assert (Path(downloaded) / "child.bin").read_bytes() == (tmp_path / "child.bin").read_bytes()

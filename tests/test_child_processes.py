@@ -11,7 +11,6 @@ import signal
 import textwrap
 
 import pytest
-import forkprobe
 from conftest import run_script
 
 import tracklet
@@ -813,37 +812,41 @@ def test_every_threaded_blake3_hasher_takes_its_thread_count_from_digests():
     assert found == [], "use tracklet.core.digests.blake3_threads (a forked child has no Rayon threads)"
 
 
-def test_a_child_forked_while_another_thread_builds_the_tls_context_gets_it_whole(monkeypatch):
+def test_a_child_forked_while_another_thread_builds_the_tls_context_gets_it_whole():
     # An online run's uploader builds the process's TLS context right after init(); a Pool forked
     # then left the child with OpenSSL's state half-made by a thread it doesn't have, and the child's
     # own build waited for ever inside OpenSSL: its part was never uploaded ("did not finish within
-    # 30s"). A fork waits for a build under way, so the child gets the context whole.
-    import threading
-    import time
+    # 30s"). A fork waits for a build under way, so the child gets the context whole. (The process that
+    # forks is a fresh interpreter: tests never fork pytest's own process.)
+    done = run_script("""
+        import json, os, threading, time
 
-    import httpx
+        import httpx
 
-    from tracklet.client import http
+        import forkprobe
+        from tracklet.client import http
 
-    monkeypatch.setattr(http, "_ssl_context", None)
-    building = threading.Event()
-    real = httpx.create_ssl_context
+        http._ssl_context = None
+        building = threading.Event()
+        real = httpx.create_ssl_context
 
-    def build_slowly(*args, **kwargs):
-        building.set()
-        time.sleep(0.3)  # the CA bundle's load, stretched so that the fork lands inside it
-        return real(*args, **kwargs)
+        def build_slowly(*args, **kwargs):
+            building.set()
+            time.sleep(0.3)  # the CA bundle's load, stretched so that the fork lands inside it
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(httpx, "create_ssl_context", build_slowly)
-    builder = threading.Thread(target=http.ssl_context)
-    builder.start()
-    assert building.wait(60)
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0 if http._ssl_context is not None else 1)
-    builder.join()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+        httpx.create_ssl_context = build_slowly
+        builder = threading.Thread(target=http.ssl_context)
+        builder.start()
+        assert building.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if http._ssl_context is not None else 1)
+        builder.join()
+        print(json.dumps({"code": forkprobe.reap(pid)}))
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["code"] == 0, done.stderr
 
 
 def test_a_fork_that_waited_for_the_tls_context_also_waits_for_the_import_after_it(root, tmp_path):

@@ -11,7 +11,6 @@ import signal
 import textwrap
 
 import pytest
-import forkprobe
 from conftest import run_script
 
 import tracklet
@@ -109,58 +108,76 @@ def test_runs_passed_to_or_forked_into_child_processes_record_there_as_secondary
 
 
 def test_a_pickled_run_is_the_same_object_in_its_own_process_and_once_per_child(root):
-    import pickle
+    # The process that forks is a fresh interpreter (tests never fork pytest's own process).
+    done = run_script("""
+        import json, os, pickle
+        import forkprobe
+        import tracklet
 
-    run = tracklet.init(project="p", id="same", settings={"system_metrics": False, "capture_environment": False})
-    data = pickle.dumps(run)
-    assert pickle.loads(data) is run  # in the process that pickled it: the run itself
-    pid = os.fork()
-    if pid == 0:  # a Pool worker unpickles the run with every task: one object, one part
-        code = 1
-        try:
-            first, second = pickle.loads(data), pickle.loads(data)
-            first.log({"x": 1})
-            second.log({"x": 2})
-            first.finish()
-            code = 0 if first is second and isinstance(first, tracklet.Run) else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    run.finish()
+        run = tracklet.init(project="p", id="same", settings={"system_metrics": False, "capture_environment": False})
+        data = pickle.dumps(run)
+        in_its_own = pickle.loads(data) is run  # in the process that pickled it: the run itself
+        pid = os.fork()
+        if pid == 0:  # a Pool worker unpickles the run with every task: one object, one part
+            code = 1
+            try:
+                first, second = pickle.loads(data), pickle.loads(data)
+                first.log({"x": 1})
+                second.log({"x": 2})
+                first.finish()
+                code = 0 if first is second and isinstance(first, tracklet.Run) else 2
+            finally:
+                os._exit(code)
+        code = forkprobe.reap(pid)
+        run.finish()
+        print(json.dumps({"itself": in_its_own, "pid": pid, "code": code}))
+    """, env={"TRACKLET_DIR": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["itself"] is True
+    assert told["code"] == 0, done.stderr
     recorded = tracklet.Api(root).run("p/same")
-    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{pid}"]
+    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{told['pid']}"]
     assert [v for v in recorded.history()["x"] if v is not None] == [1, 2]
 
 
 def test_a_child_that_cannot_join_the_run_warns_once_and_goes_on(root):
-    from pathlib import Path
+    # The process that forks is a fresh interpreter (tests never fork pytest's own process).
+    done = run_script("""
+        import json, os, sys
+        from pathlib import Path
+        import forkprobe
+        import tracklet
 
-    run = tracklet.init(project="p", id="nojoin", settings={"system_metrics": False, "capture_environment": False})
-    run.log({"loss": 1.0})
-    parts = Path(run.dir) / "parts"
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            import warnings
+        run = tracklet.init(project="p", id="nojoin", settings={"system_metrics": False, "capture_environment": False})
+        run.log({"loss": 1.0})
+        parts = Path(run.dir) / "parts"
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                import warnings
 
-            parts.write_text("not a folder")  # the child's part can't be made
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                run.log({"child": 1})  # neither raises nor stalls
-                run.log({"child": 2})
-                run.summary["x"] = 3
-            said = [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)]
-            code = 0 if len(said) == 1 and "could not record into run p/nojoin" in said[0] and run.id == "nojoin" else 2
-            run.finish()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    parts.unlink()
-    run.log({"loss": 0.5})
-    run.finish()
+                parts.write_text("not a folder")  # the child's part can't be made
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    run.log({"child": 1})  # neither raises nor stalls
+                    run.log({"child": 2})
+                    run.summary["x"] = 3
+                said = [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)]
+                sys.stderr.write(f"the child was warned: {said}\\n")
+                code = 0 if len(said) == 1 and "could not record into run p/nojoin" in said[0] and run.id == "nojoin" else 2
+                run.finish()
+            finally:
+                os._exit(code)
+        code = forkprobe.reap(pid)
+        parts.unlink()
+        run.log({"loss": 0.5})
+        run.finish()
+        print(json.dumps({"code": code}))
+    """, env={"TRACKLET_DIR": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["code"] == 0, done.stderr
     recorded = tracklet.Api(root).run("p/nojoin")
     assert recorded.state == "finished" and recorded.parts == {} and "child" not in recorded.history()
 
@@ -556,80 +573,102 @@ def test_a_pool_worker_whose_sigterm_handler_cant_run_still_ends(root):
 
 
 def test_online_a_forked_childs_part_goes_to_the_parents_server(tmp_path, servers):
+    # The process that forks is a fresh interpreter (tests never fork pytest's own process).
     from pathlib import Path
 
     server = servers(tmp_path / "server")
     local = tmp_path / "local"
-    run = tracklet.init(project="p", id="onl", settings={
-        "dir": str(local), "console": "off", "system_metrics": False, "capture_environment": False,
-        "mode": "online", "base_url": server.url, "upload_interval": 0.1})
-    run.log({"loss": 1})
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            run.log({"child/acc": 0.5})
-            run.finish()  # its uploader sends the part before finish() returns
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    run.finish()
-    label = child_label().rsplit("-", 1)[0] + f"-{pid}"
+    done = run_script("""
+        import json, os, sys
+        import forkprobe
+        import tracklet
+
+        local, url = sys.argv[1:3]
+        run = tracklet.init(project="p", id="onl", settings={
+            "dir": local, "console": "off", "system_metrics": False, "capture_environment": False,
+            "mode": "online", "base_url": url, "upload_interval": 0.1})
+        run.log({"loss": 1})
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                run.log({"child/acc": 0.5})
+                run.finish()  # its uploader sends the part before finish() returns
+                code = 0
+            finally:
+                os._exit(code)
+        code = forkprobe.reap(pid)
+        run.finish()
+        print(json.dumps({"pid": pid, "code": code}))
+    """, args=(str(local), server.url), timeout=120)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["code"] == 0, done.stderr
+    label = child_label().rsplit("-", 1)[0] + f"-{told['pid']}"
     run_dir = Path("projects/p/runs/onl")
     for name in ("run.tlog", f"parts/{label}.tlog"):
         assert (tmp_path / "server" / run_dir / name).read_bytes() == (local / run_dir / name).read_bytes()
 
 
-def test_a_child_forked_while_tracklets_threads_hold_its_locks_still_records(root, tmp_path, monkeypatch):
+def test_a_child_forked_while_tracklets_threads_hold_its_locks_still_records(root, tmp_path):
     # fork copies a lock as it is: one that tracklet's sender, environment, uploader, media or artifact
     # thread held at that moment (making a run's media or artifact worker, building the TLS context,
     # taking a buffer from the media pool, writing the artifact store's chunk index) stayed held in the
     # child for ever, and the child's first logged image, artifact or upload client (or its finish())
-    # waited on it with the child's training. Here another thread holds those very locks as it forks.
-    import threading
+    # waited on it with the child's training. Here another thread holds those very locks as it forks
+    # (in a fresh interpreter: tests never fork pytest's own process).
+    done = run_script("""
+        import json, os, sys, threading
+        from pathlib import Path
 
-    import numpy as np
+        import numpy as np
 
-    from tracklet.artifacts.storage import open_store
-    from tracklet.client import http
-    from tracklet.core import run as run_module
-    from tracklet.media import buffers
+        import forkprobe
+        import tracklet
+        from tracklet.artifacts.storage import open_store
+        from tracklet.client import http
+        from tracklet.core import run as run_module
+        from tracklet.media import buffers
 
-    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "4096")  # the child's artifact is chunked
-    run = tracklet.init(project="p", id="locks", settings={"system_metrics": False, "capture_environment": False})
-    run.log({"loss": 1.0})
-    (tmp_path / "weights.bin").write_bytes(os.urandom(64 * 1024))
-    store = open_store(root)  # the process's artifact store, as the parent's artifact worker holds it
-    held, release = threading.Event(), threading.Event()
+        root, folder = Path(sys.argv[1]), Path(sys.argv[2])
+        run = tracklet.init(project="p", id="locks", settings={"system_metrics": False, "capture_environment": False})
+        run.log({"loss": 1.0})
+        (folder / "weights.bin").write_bytes(os.urandom(64 * 1024))
+        store = open_store(root)  # the process's artifact store, as the parent's artifact worker holds it
+        held, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with run_module._LOGGED_LOCK, run_module._WORKER_LOCK, http._ssl_lock, buffers.POOL._lock, \
-                store._chunk_lock:
-            held.set()
-            release.wait(60)
+        def hold():
+            with run_module._LOGGED_LOCK, run_module._WORKER_LOCK, http._ssl_lock, buffers.POOL._lock, \\
+                    store._chunk_lock:
+                held.set()
+                release.wait(60)
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(60)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            run.log({"child/image": tracklet.Image(np.zeros((4, 4, 3), dtype="uint8"))})
-            run.log_artifact(str(tmp_path / "weights.bin"), name="weights", type="model").wait()
-            http.HttpClient("http://127.0.0.1:9").close()  # what an online child's uploader makes first
-            run.finish()
-            code = 0
-        finally:
-            os._exit(code)
-    release.set()
-    holder.join()
-    assert forkprobe.reap(pid) == 0  # a child stuck on a lock: explained and ended, not hanging the test
-    run.finish()
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                run.log({"child/image": tracklet.Image(np.zeros((4, 4, 3), dtype="uint8"))})
+                run.log_artifact(str(folder / "weights.bin"), name="weights", type="model").wait()
+                http.HttpClient("http://127.0.0.1:9").close()  # what an online child's uploader makes first
+                run.finish()
+                code = 0
+            finally:
+                os._exit(code)
+        release.set()
+        holder.join()
+        code = forkprobe.reap(pid)  # a child stuck on a lock: explained and ended, not hanging the test
+        run.finish()
+        print(json.dumps({"pid": pid, "code": code}))
+    """, args=(str(root), str(tmp_path)), timeout=180,
+        env={"TRACKLET_DIR": str(root), "TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "4096"})  # the child's artifact is chunked
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["code"] == 0, done.stderr
     recorded = tracklet.Api(root).run("p/locks")
-    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{pid}"]
+    assert list(recorded.parts) == [child_label().rsplit("-", 1)[0] + f"-{told['pid']}"]
     assert recorded.media_keys() == ["child/image"]
     assert tracklet.Api(root).artifact("p/weights:v0").files()
 
@@ -723,30 +762,40 @@ def test_a_pickled_run_holds_no_api_key_a_child_finds_by_itself(root, monkeypatc
     coded.finish()
 
 
-def test_a_child_forked_after_the_parent_hashed_a_chunked_file_stores_one_too(root, tmp_path, monkeypatch):
+def test_a_child_forked_after_the_parent_hashed_a_chunked_file_stores_one_too(root, tmp_path):
     # A chunked file is hashed with BLAKE3 on Rayon's thread pool, made once per process. A forked
     # child has none of its threads, but Rayon's pool is there as the parent left it: the child's first
     # threaded hash waited for ever (a Pool or DataLoader worker storing or checking an artifact after
     # the parent logged a large one). A forked child hashes on its own thread once the parent may have
-    # made the pool.
+    # made the pool. (The parent is a fresh interpreter: tests never fork pytest's own process.)
     from pathlib import Path
 
-    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "4096")
-    run = tracklet.init(project="p", id="rayon", settings={"system_metrics": False, "capture_environment": False})
     for name in ("parent", "child"):
         (tmp_path / f"{name}.bin").write_bytes(os.urandom(3 << 20))  # hashed in pieces over 1 MiB: threaded
-    run.log_artifact(str(tmp_path / "parent.bin"), name="parent", type="model").wait()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            run.log_artifact(str(tmp_path / "child.bin"), name="child", type="model").wait()
-            run.finish()
-            code = 0
-        finally:
-            os._exit(code)
-    assert forkprobe.reap(pid) == 0  # a child stuck in the hash: explained and ended, not hanging the test
-    run.finish()
+    done = run_script("""
+        import json, os, sys
+        import forkprobe
+        import tracklet
+
+        parent, child = sys.argv[1:3]
+        run = tracklet.init(project="p", id="rayon", settings={"system_metrics": False, "capture_environment": False})
+        run.log_artifact(parent, name="parent", type="model").wait()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                run.log_artifact(child, name="child", type="model").wait()
+                run.finish()
+                code = 0
+            finally:
+                os._exit(code)
+        code = forkprobe.reap(pid)  # a child stuck in the hash: explained and ended, not hanging the test
+        run.finish()
+        print(json.dumps({"code": code}))
+    """, args=(str(tmp_path / "parent.bin"), str(tmp_path / "child.bin")), timeout=180,
+        env={"TRACKLET_DIR": str(root), "TRACKLET_ARTIFACT_CHUNK_THRESHOLD": "4096"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["code"] == 0, done.stderr
     api = tracklet.Api(root)
     downloaded = api.artifact("p/child:v0").download(str(tmp_path / "got"))
     assert (Path(downloaded) / "child.bin").read_bytes() == (tmp_path / "child.bin").read_bytes()
@@ -763,37 +812,41 @@ def test_every_threaded_blake3_hasher_takes_its_thread_count_from_digests():
     assert found == [], "use tracklet.core.digests.blake3_threads (a forked child has no Rayon threads)"
 
 
-def test_a_child_forked_while_another_thread_builds_the_tls_context_gets_it_whole(monkeypatch):
+def test_a_child_forked_while_another_thread_builds_the_tls_context_gets_it_whole():
     # An online run's uploader builds the process's TLS context right after init(); a Pool forked
     # then left the child with OpenSSL's state half-made by a thread it doesn't have, and the child's
     # own build waited for ever inside OpenSSL: its part was never uploaded ("did not finish within
-    # 30s"). A fork waits for a build under way, so the child gets the context whole.
-    import threading
-    import time
+    # 30s"). A fork waits for a build under way, so the child gets the context whole. (The process that
+    # forks is a fresh interpreter: tests never fork pytest's own process.)
+    done = run_script("""
+        import json, os, threading, time
 
-    import httpx
+        import httpx
 
-    from tracklet.client import http
+        import forkprobe
+        from tracklet.client import http
 
-    monkeypatch.setattr(http, "_ssl_context", None)
-    building = threading.Event()
-    real = httpx.create_ssl_context
+        http._ssl_context = None
+        building = threading.Event()
+        real = httpx.create_ssl_context
 
-    def build_slowly(*args, **kwargs):
-        building.set()
-        time.sleep(0.3)  # the CA bundle's load, stretched so that the fork lands inside it
-        return real(*args, **kwargs)
+        def build_slowly(*args, **kwargs):
+            building.set()
+            time.sleep(0.3)  # the CA bundle's load, stretched so that the fork lands inside it
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(httpx, "create_ssl_context", build_slowly)
-    builder = threading.Thread(target=http.ssl_context)
-    builder.start()
-    assert building.wait(60)
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0 if http._ssl_context is not None else 1)
-    builder.join()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+        httpx.create_ssl_context = build_slowly
+        builder = threading.Thread(target=http.ssl_context)
+        builder.start()
+        assert building.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if http._ssl_context is not None else 1)
+        builder.join()
+        print(json.dumps({"code": forkprobe.reap(pid)}))
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["code"] == 0, done.stderr
 
 
 def test_a_fork_that_waited_for_the_tls_context_also_waits_for_the_import_after_it(root, tmp_path):

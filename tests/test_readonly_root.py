@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import QUIET, REPO
+from conftest import QUIET, REPO, run_script
 
 import tracklet
 
@@ -529,31 +529,39 @@ def test_a_private_copy_a_killed_reader_left_is_removed_by_the_next_one(tmp_path
         alive.wait()
 
 
-def test_a_forked_child_exiting_leaves_its_parents_private_copy(tmp_path, monkeypatch):
+def test_a_forked_child_exiting_leaves_its_parents_private_copy(tmp_path):
     """A child forked by a reader holding a private copy (a ``Pool``, a ``DataLoader`` worker) runs
-    exit handlers as it ends: the parent's copy, still in use, stays."""
-    import tempfile
-
-    from tracklet.core.readonly import connect_read_only
-
+    exit handlers as it ends: the parent's copy, still in use, stays. (The reader that forks is a
+    fresh interpreter: tests never fork pytest's own process.)"""
     copied, temp = _a_wal_without_its_shm(tmp_path), tmp_path / "tmp"
     temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    reader = connect_read_only(copied / "db.sqlite")
-    try:
-        made = sorted(temp.iterdir())
-        assert len(made) == 1
-        pid = os.fork()
-        if pid == 0:  # the child: its normal exit would run readonly's exit handler (only that one here:
-            code = 0  # pytest's own, run in a fork of it, would stop this worker's servers and clusters)
-            try:
-                from tracklet.core import readonly
+    done = run_script("""
+        import json, os, sys, tempfile
+        import forkprobe
+        from tracklet.core.readonly import connect_read_only
 
-                readonly._remove_snapshots()
-            except BaseException:
-                code = 1
-            os._exit(code)
-        assert os.waitpid(pid, 0)[1] == 0
-        assert sorted(temp.iterdir()) == made and reader.execute("SELECT x FROM t").fetchall() == [(1,)]
-    finally:
-        reader.close()
+        database, tempfile.tempdir = sys.argv[1:3]
+        reader = connect_read_only(database)
+        try:
+            made = sorted(os.listdir(tempfile.tempdir))
+            pid = os.fork()
+            if pid == 0:  # the child: its normal exit would run readonly's exit handler (only that one here)
+                code = 0
+                try:
+                    from tracklet.core import readonly
+
+                    readonly._remove_snapshots()
+                except BaseException:
+                    code = 1
+                os._exit(code)
+            code = forkprobe.reap(pid)
+            print(json.dumps({"made": made, "code": code, "after": sorted(os.listdir(tempfile.tempdir)),
+                              "rows": reader.execute("SELECT x FROM t").fetchall()}))
+        finally:
+            reader.close()
+    """, args=(str(copied / "db.sqlite"), str(temp)), timeout=120)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(told["made"]) == 1
+    assert told["code"] == 0, done.stderr
+    assert told["after"] == told["made"] and told["rows"] == [[1]]

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tracklet
+from conftest import QUIET, run_script
 from tracklet.core.reader import replay
 from tracklet.core import lifecycle
 from tracklet.tracing import set_redaction_hook
@@ -322,27 +323,45 @@ def test_finished_run_stops_tracing(start):
     assert add(1) == 2
 
 
-def test_a_forked_child_calls_ops_plainly(start):
-    import os
+def test_a_forked_child_calls_ops_plainly(root):
+    # The process that forks is a fresh interpreter (tests never fork pytest's own process).
+    done = run_script("""
+        import json, os, sys, warnings
+        import forkprobe
+        import tracklet
+        from tracklet.core import lifecycle
+        from tracklet.core.reader import replay
 
-    run = start()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no warning, no error, the plain call
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            try:
-                ok = add(1) == 2 and lifecycle.trace_target is None
-            except BaseException:
-                ok = False
-        os.write(write_end, b"1" if ok else b"0")
-        os._exit(0)
-    os.close(write_end)
-    assert os.read(read_end, 1) == b"1"
-    os.waitpid(pid, 0)
-    os.close(read_end)
-    assert add(2) == 3
-    assert len(_spans(run)) == 1  # the parent's call only
+        @tracklet.op
+        def add(a, b=1):
+            return a + b
+
+        run = tracklet.init(project="test", dir=sys.argv[1], settings=json.loads(sys.argv[2]))
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no warning, no error, the plain call
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                try:
+                    ok = add(1) == 2 and lifecycle.trace_target is None
+                except BaseException:
+                    ok = False
+            os.write(write_end, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(write_end)
+        said = os.read(read_end, 1).decode()
+        code = forkprobe.reap(pid)
+        os.close(read_end)
+        parent_adds = add(2) == 3
+        run.finish()
+        print(json.dumps({"child": said, "code": code, "parent_adds": parent_adds,
+                          "spans": len(replay(run._paths.log_file).spans)}))
+    """, args=(str(root), json.dumps(QUIET)), env={"TRACKLET_DIR": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["child"] == "1" and told["code"] == 0, done.stderr
+    assert told["parent_adds"] is True
+    assert told["spans"] == 1  # the parent's call only
 
 
 # ------------------------------------------------------------------ the worker's payload fast path

@@ -5,10 +5,11 @@ docs/shared-runs.md); the parent's run goes on recording."""
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 
 import pytest
+from conftest import run_script
 
 import tracklet
 import tracklet.compat.wandb as wandb
@@ -18,32 +19,43 @@ from tracklet.core.childrun import child_label
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_run_passed_to_or_inherited_by_a_child_process_logs_there(root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run = wandb.init(project="mp", id="parent1", config={"lr": 0.1},
-                     settings=wandb.Settings(console="off", x_disable_stats=True))
-    run.log({"s1": 11})
-    # W&B's own example passes the run to the child: Process(target=child, kwargs={"run": run}).
-    # Until session 29 this was refused ("can't be sent to another process").
-    sent = pickle.dumps(run)
-    children = []
-    for how in ("pickled", "forked"):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                child = pickle.loads(sent) if how == "pickled" else wandb.run
-                assert isinstance(child, wandb.Run) and child.id == "parent1" and child.config["lr"] == 0.1
-                child.log({f"{how}/acc": 0.5, "s1": 99})
-                if how == "forked":
-                    wandb.log({"forked/loss": 2.0})  # wandb.run is the inherited run
-                child.finish()
-                code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        children.append(pid)
-    run.log({"s1": 12})  # the run goes on
-    wandb.finish()
+    # The process that forks is a fresh interpreter (tests never fork pytest's own process).
+    done = run_script("""
+        import json, os, pickle
+        import forkprobe
+        import tracklet.compat.wandb as wandb
+
+        run = wandb.init(project="mp", id="parent1", config={"lr": 0.1},
+                         settings=wandb.Settings(console="off", x_disable_stats=True))
+        run.log({"s1": 11})
+        # W&B's own example passes the run to the child: Process(target=child, kwargs={"run": run}).
+        # Until session 29 this was refused ("can't be sent to another process").
+        sent = pickle.dumps(run)
+        children, codes = [], []
+        for how in ("pickled", "forked"):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    child = pickle.loads(sent) if how == "pickled" else wandb.run
+                    assert isinstance(child, wandb.Run) and child.id == "parent1" and child.config["lr"] == 0.1
+                    child.log({f"{how}/acc": 0.5, "s1": 99})
+                    if how == "forked":
+                        wandb.log({"forked/loss": 2.0})  # wandb.run is the inherited run
+                    child.finish()
+                    code = 0
+                finally:
+                    os._exit(code)
+            codes.append(forkprobe.reap(pid))
+            children.append(pid)
+        run.log({"s1": 12})  # the run goes on
+        wandb.finish()
+        print(json.dumps({"children": children, "codes": codes}))
+    """, env={"TRACKLET_DIR": str(root)}, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["codes"] == [0, 0], done.stderr
+    children = told["children"]
     host = child_label().rsplit("-", 1)[0]
     pickled, forked = (f"{host}-{pid}" for pid in children)
     recorded = tracklet.Api(root).run("mp/parent1")

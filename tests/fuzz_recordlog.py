@@ -25,7 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 with atheris.instrument_imports(include=["tracklet.core.recordlog", "tracklet.core.decode", "tracklet.core.reader"]):
     from hardening_logs import fuzz_check
 
-_PATH = os.path.join(tempfile.mkdtemp(prefix="tracklet-fuzz-"), "run.tlog")
+# The scratch log's folder: the caller's (TRACKLET_FUZZ_DIR: a test's tmp_path, removed with it; the
+# fuzzer ends the process without running exit hooks), else a new one.
+_PATH = os.path.join(os.environ.get("TRACKLET_FUZZ_DIR") or tempfile.mkdtemp(prefix="tracklet-fuzz-"), "run.tlog")
 
 
 def check(data: bytes) -> None:

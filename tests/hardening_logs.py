@@ -456,7 +456,7 @@ def atheris_fuzz(runs: int, tmp: Path, max_len: int = 16384) -> Outcome:
     done = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("fuzz_recordlog.py")), f"-runs={runs}", "-seed=1",
          f"-max_len={max_len}", "-timeout=20", "-rss_limit_mb=0", str(corpus)],
-        env=_child_env(), capture_output=True, text=True, timeout=3600,
+        env={**_child_env(), "TRACKLET_FUZZ_DIR": str(tmp)}, capture_output=True, text=True, timeout=3600,
     )
     outcome.tried = runs
     if done.returncode != 0 or f"Done {runs} runs" not in done.stderr:

@@ -298,7 +298,8 @@ def test_the_frame_scanner_and_replay_survive_a_bounded_fuzz_run(pristine, tmp_p
          # atheris' instrumentation alone brings the process to ~2 GiB (libFuzzer's default limit):
          # the bound that still catches an input that makes a reader blow up memory is set above it
          "-max_len=16384", "-timeout=20", "-rss_limit_mb=4096", str(corpus)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_FUZZ_DIR": str(tmp_path)}, capture_output=True,
+        text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "Done 2000 runs" in done.stderr, done.stderr[-2000:]

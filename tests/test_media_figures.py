@@ -135,16 +135,16 @@ def test_a_figure_that_fails_to_draw_is_left_out_alone_and_the_row_is_kept(root)
     assert recorded.history()["loss"] == [1.0] and len(recorded.media("ok")) == 1 and recorded.media("broken") == []
 
 
-def test_logging_without_matplotlib_or_plotly_imports_neither():
+def test_logging_without_matplotlib_or_plotly_imports_neither(tmp_path):
     done = run_script("""
-        import sys, tempfile
+        import sys
         import numpy as np
         import tracklet.compat.wandb as wandb
-        run = wandb.init(project="x", dir=tempfile.mkdtemp(), settings={"console": "off", "x_disable_stats": True})
+        run = wandb.init(project="x", dir=sys.argv[1], settings={"console": "off", "x_disable_stats": True})
         wandb.log({"name": "a", "img": wandb.Image(np.zeros((4, 4), dtype=np.uint8)), "arr": np.ones(3), "x": 1.0})
         wandb.finish()
         print(sorted(m for m in sys.modules if m.partition(".")[0] in ("matplotlib", "plotly")))
-    """, check=True)
+    """, check=True, args=(str(tmp_path),))
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
@@ -206,15 +206,15 @@ def test_a_bare_figure_that_fails_to_draw_is_left_out_of_tracklet_log_alone(root
     assert recorded.history()["loss"] == [1.0] and recorded.media("broken") == []
 
 
-def test_tracklet_log_without_matplotlib_or_plotly_imports_neither():
+def test_tracklet_log_without_matplotlib_or_plotly_imports_neither(tmp_path):
     done = run_script("""
-        import sys, tempfile
+        import sys
         import numpy as np
         import tracklet
-        run = tracklet.init(project="x", dir=tempfile.mkdtemp(), settings={"console": "off", "system_metrics": False})
+        run = tracklet.init(project="x", dir=sys.argv[1], settings={"console": "off", "system_metrics": False})
         run.log({"name": "a", "img": tracklet.Image(np.zeros((4, 4), dtype=np.uint8)), "arr": np.ones(3),
                  "nested": {"x": np.float32(1.0)}, "xs": [1, 2], "x": 1.0})
         run.finish()
         print(sorted(m for m in sys.modules if m.partition(".")[0] in ("matplotlib", "plotly")))
-    """, check=True)
+    """, check=True, args=(str(tmp_path),))
     assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -89,15 +89,23 @@ def test_s3_references_record_etag_and_size_never_copy_and_download_byte_exact(s
     assert leftovers == []
 
 
+def _three_objects_past_max_objects_then_within(fs, base: str) -> tracklet.Artifact:
+    """Three objects under ``base``/many (``base``: ``scheme://bucket[/prefix]``, ``fs`` its
+    filesystem): a reference to the prefix with ``max_objects=2`` is refused naming it, adding
+    nothing; with 3 all are added. The artifact holding them."""
+    for index in range(3):
+        fs.pipe(f"{base.partition('://')[2]}/many/{index}.txt", b"%d" % index)
+    artifact = tracklet.Artifact("bounded", "dataset")
+    with pytest.raises(ArtifactError, match=rf"{base}/many has more than max_objects=2 objects"):
+        artifact.add_reference(f"{base}/many", max_objects=2)
+    assert artifact.files() == []  # nothing half-added
+    assert len(artifact.add_reference(f"{base}/many", max_objects=3)) == 3
+    return artifact
+
+
 def test_s3_prefix_bounded_by_max_objects_and_unreachable_references_are_clear_errors(start, s3, monkeypatch):
     fs, prefix = s3
-    for index in range(3):
-        fs.pipe(f"{prefix}/many/{index}.txt", b"%d" % index)
-    artifact = tracklet.Artifact("bounded", "dataset")
-    with pytest.raises(ArtifactError, match=rf"s3://{prefix}/many has more than max_objects=2 objects"):
-        artifact.add_reference(f"s3://{prefix}/many", max_objects=2)
-    assert artifact.files() == []  # nothing half-added
-    assert len(artifact.add_reference(f"s3://{prefix}/many", max_objects=3)) == 3
+    artifact = _three_objects_past_max_objects_then_within(fs, f"s3://{prefix}")
     with pytest.raises(ArtifactError, match=rf"s3://{prefix}/nothing-here can't be reached"):
         artifact.add_reference(f"s3://{prefix}/nothing-here")
     with pytest.raises(ArtifactError, match="s3://no-such-bucket-xyz/key can't be reached"):
@@ -360,13 +368,7 @@ def test_gs_references_record_etag_and_generation_never_copy_and_download_byte_e
 
 def test_gs_missing_objects_and_buckets_and_too_many_objects_are_clear_errors(gcs):
     fs, bucket = gcs
-    for index in range(3):
-        fs.pipe(f"{bucket}/many/{index}.txt", b"%d" % index)
-    artifact = tracklet.Artifact("bounded", "dataset")
-    with pytest.raises(ArtifactError, match=rf"gs://{bucket}/many has more than max_objects=2 objects"):
-        artifact.add_reference(f"gs://{bucket}/many", max_objects=2)
-    assert artifact.files() == []  # nothing half-added
-    assert len(artifact.add_reference(f"gs://{bucket}/many", max_objects=3)) == 3
+    artifact = _three_objects_past_max_objects_then_within(fs, f"gs://{bucket}")
     with pytest.raises(ArtifactError, match=rf"reference gs://{bucket}/nothing-here can't be reached: no object "
                                             r"'nothing-here' and nothing under 'nothing-here/'"):
         artifact.add_reference(f"gs://{bucket}/nothing-here")

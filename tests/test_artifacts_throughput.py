@@ -240,6 +240,36 @@ def test_a_write_that_fails_is_raised_and_leaves_no_pack(tmp_path: Path):
     assert recipe.digest == chunk_file(source).digest and len(store.list_packs()) == 1
 
 
+# A file written past the limit where the last write is the one that fails: the unaligned rest,
+# written by ``flush`` as the file is closed (its traceback holds the piece it was writing).
+_LIMITED_FLUSH = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from tracklet.artifacts.packs import DIRECT_PIECE, DirectFile
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    handle = DirectFile(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (DIRECT_PIECE * 3 // 2, DIRECT_PIECE * 3 // 2))
+    handle.write(b"x" * (DIRECT_PIECE * 7 // 4))
+    try:
+        handle.close()
+    except BaseException as error:
+        print(type(error).__name__, getattr(error, "errno", None), handle.closed)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and EFBIG as on Linux")
+def test_a_write_that_fails_as_the_file_is_closed_raises_its_own_error(tmp_path: Path):
+    import errno
+
+    done = subprocess.run([sys.executable, "-c", _LIMITED_FLUSH, str(tmp_path / "pack")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    # Not "BufferError: cannot close exported pointers exist" from freeing the buffers it wrote from.
+    assert done.stdout.split() == ["OSError", str(errno.EFBIG), "True"]
+
+
 def _bytes_read() -> int:
     for line in Path("/proc/self/io").read_text().splitlines():
         if line.startswith("rchar:"):

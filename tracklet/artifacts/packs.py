@@ -683,10 +683,15 @@ class DirectFile:
                 self._writer.shutdown(wait=True)  # a write that failed has been raised, or is dropped
             os.close(self._fd)
             self._view = memoryview(b"")
+            # A slice of a buffer may outlive this: a failed write's traceback holds the piece it
+            # was writing (and a profiler may hold any frame). Closing would then raise BufferError
+            # in place of the write's own error (a full disk); the memory goes with the last view.
             for view in self._views:
-                view.release()
+                with contextlib.suppress(BufferError):
+                    view.release()
             for buffer in self._buffers:
-                buffer.close()
+                with contextlib.suppress(BufferError):
+                    buffer.close()
 
     def _write(self, piece: memoryview) -> None:
         """Write ``piece`` at the file's position: directly, unless the file system refuses it."""

@@ -54,28 +54,31 @@ _SCRIPT = textwrap.dedent(
 
     seen = {}
 
-    def look():
+    def look(when):
+        names = {thread.native_id: thread.name for thread in threading.enumerate()}
         for tid in os.listdir("/proc/self/task"):
             if tid in before:
                 continue
             try:
                 with open(f"/proc/self/task/{tid}/status") as handle:
-                    seen[tid] = handle.read()
+                    status = handle.read()
             except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
-                pass
+                continue
+            # Which thread it is (Python's name; none for a library's native thread), and when.
+            seen[tid] = f"{status}Python: {names.get(int(tid))}\\nSeen: {when}\\n"
 
     path, settings = sys.argv[1], eval(sys.argv[2])
     before = set(os.listdir("/proc/self/task"))  # numpy's (OpenBLAS) threads, started by the main thread
     run = tracklet.init(project="signals", settings=settings)
-    look()
+    look("after init")
     for step in range(50):
         run.log({"loss": 1.0 / (step + 1), "image": tracklet.Image(np.zeros((8, 8, 3), np.uint8))})
     artifact = run.log_artifact(path, name="weights", type="model")
     for _ in range(40):
-        look()
+        look("while the artifact is stored")
         time.sleep(0.02)
     artifact.wait()
-    look()
+    look("after the artifact's wait")
     print(json.dumps(seen))
     run.finish()
     """
@@ -95,12 +98,16 @@ def _thread_masks(tmp_path, env: dict[str, str]) -> dict[str, str]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _names(masks: dict[str, str]) -> list[str]:
+    return [next((line for line in status.splitlines() if line.startswith("Python:")), tid) for tid, status in masks.items()]
+
+
 def _assert_all_block(masks: dict[str, str]) -> None:
     assert len(masks) >= 5, masks.keys()  # the run's threads were there to be looked at
     for tid, status in masks.items():
-        name = next(line for line in status.splitlines() if line.startswith("Name:"))
+        about = ", ".join(line for line in status.splitlines() if line.startswith(("Python:", "Seen:")))
         missing = [signal.Signals(number).name for number in ASYNC if number not in _blocked(status)]
-        assert not missing, f"thread {tid} ({name}) would take {missing}"
+        assert not missing, f"thread {tid} ({about}) would take {missing}; all: {_names(masks)}"
 
 
 def test_every_thread_an_offline_run_starts_leaves_signals_to_the_main_thread(tmp_path):

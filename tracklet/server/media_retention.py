@@ -35,7 +35,9 @@ segments searched for the retired items' digests (the running runs, the digests 
 tables' cells, as ``retention._remove_blobs``); then the blobs removed by the rules above. What a
 later page needs is kept in the database (``media_prune_states``, ``media_prune_digests``: server
 migration s0025), each page adding its own counts, under a token the cursor names (any process
-takes any page; a prune left for ``PRUNE_STATE_TTL`` is removed by the next). A run's retention is moved forward as its page goes: a damaged retention object
+takes any page; a prune left, or finished, for ``PRUNE_STATE_TTL`` is removed by the next), with
+the page's answer (s0026), which the same cursor sent again is answered (a client that lost it
+retries; nothing is done twice), and the prune's start, after which no grant used is dropped. A run's retention is moved forward as its page goes: a damaged retention object
 stops the prune at that run (400, naming it), after the runs before it were retired; run the
 prune again once it is fixed (retention only moves forward: nothing is retired twice).
 

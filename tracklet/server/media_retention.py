@@ -474,10 +474,6 @@ def _page_of(answer: str) -> PrunePage:
     return PrunePage(**{**fields, "runs": [_AnsweredRun(**run) for run in fields["runs"]]})
 
 
-class _AnsweredMeanwhile(Exception):
-    """Another request from the same cursor answered the page first (``_PruneState.answer``)."""
-
-
 def _check_token(token: Any) -> bool:
     return isinstance(token, str) and len(token) == 32 and all(c in "0123456789abcdef" for c in token)
 
@@ -650,12 +646,14 @@ class _PruneState:
             page.next = base64.urlsafe_b64encode(json.dumps(
                 {"token": self.token, "phase": self.phase, "step": self.step + 1}).encode()).decode()
         try:
-            self._answer(_page_json(page))
-        except (_AnsweredMeanwhile, sa.exc.IntegrityError):  # (IntegrityError: a first page, named by the client)
-            return self._answered_meanwhile()
-        return page
+            written = self._answer(_page_json(page))
+        except sa.exc.IntegrityError:  # a first page named by the client (prune_id), answered meanwhile
+            written = False
+        return page if written else self._answered_meanwhile()
 
-    def _answer(self, answer: str) -> None:
+    def _answer(self, answer: str) -> bool:
+        """Write this page's changes and ``answer``; False (nothing written) if another request
+        from the same cursor answered the page first."""
         import json
 
         from tracklet.server.schema import media_prune_digests as digests, media_prune_states as states
@@ -666,7 +664,7 @@ class _PruneState:
                                                                  states.c.step == self.step)
                                            .values(step=self.step + 1, updated_at=time.time()))
                 if moved.rowcount != 1:
-                    raise _AnsweredMeanwhile
+                    return False  # (the transaction wrote nothing)
             elif self.phase or self.kept:
                 connection.execute(states.insert().values(
                     token=self.token, project=self.project, policy=json.dumps(self.policy), updated_at=time.time(),
@@ -678,6 +676,7 @@ class _PruneState:
                 connection.execute(digests.delete().where(digests.c.token == self.token))
             connection.execute(states.update().where(states.c.token == self.token).values(
                 **{name: getattr(self, name) for name in self._COLUMNS if name != "step"}, answer=answer))
+        return True
 
     def _answered_meanwhile(self) -> PrunePage:
         """The answer of this page given meanwhile by another request from the same cursor."""

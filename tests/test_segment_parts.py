@@ -826,8 +826,12 @@ def test_a_prune_on_a_logs_server_is_answered_in_pages_of_a_bounded_number_of_ru
     its answer is a page (retire: the project's runs; seen: every run's logs searched; remove: the
     candidates removed) with the cursor of the next, until it is null; the prune it adds up to is
     an unpaged one's (what is retired, which blobs go). A cursor sent with other options is
-    refused. A damaged retention object of a run is then an error naming the run for a prune and a
-    PUT, while the media routes keep every item and the server goes on answering."""
+    refused. Every page sent again (its answer lost: the same cursor, the first's the same
+    `prune_id`), through the other process, is answered as it was, nothing counted or removed
+    twice; so is the last, whose state is kept (its digests removed) until it expires, while an
+    older cursor is refused. A damaged retention object of a run is then an error naming the run
+    for a prune and a PUT, while the media routes keep every item and the server goes on
+    answering."""
     import numpy as np
 
     from tracklet.artifacts.remote import UPLOAD_STATE_DIR
@@ -854,13 +858,16 @@ def test_a_prune_on_a_logs_server_is_answered_in_pages_of_a_bounded_number_of_ru
         return s3.exists(f"{prefix}/artifacts/blobs/sha256/{digest[:2]}/{digest}")
 
     assert all(stored(digest) for values in digests.values() for digest in values)
-    body: dict[str, Any] = {"keep_last": 1, "grace_seconds": 0, "max_runs": 1}
+    body: dict[str, Any] = {"keep_last": 1, "grace_seconds": 0, "max_runs": 1, "prune_id": uuid.uuid4().hex}
     answers = []
     while len(answers) < 1000:
         answer = httpx.post(f"{other.url if len(answers) % 2 else one.url}/api/v1/projects/{project}/media/prune",
                             json=body, timeout=120)  # either process takes any page
         assert answer.status_code == 200, answer.text
         answers.append(answer.json())
+        again = httpx.post(f"{one.url if len(answers) % 2 else other.url}/api/v1/projects/{project}/media/prune",
+                           json=body, timeout=120)  # its answer lost: the same page asked for again
+        assert again.status_code == 200 and again.json() == answers[-1], (again.text, answers[-1])
         if answers[-1]["next_cursor"] is None:
             break
         if len(answers) == 1:  # the same cursor with other options: refused
@@ -880,21 +887,27 @@ def test_a_prune_on_a_logs_server_is_answered_in_pages_of_a_bounded_number_of_ru
     import base64
 
     tokens = {json.loads(base64.urlsafe_b64decode(page["next_cursor"]))["token"] for page in answers[:-1]}
-    assert len(tokens) == 1  # one prune's state, in the database, removed by its last page
+    assert tokens == {body["prune_id"]}  # one prune's state, in the database, named by the client
     import sqlalchemy as sa
 
     from tracklet.server.schema import media_prune_digests, media_prune_states
 
     engine = sa.create_engine(url)
-    with engine.connect() as connection:
-        for table in (media_prune_states, media_prune_digests):
-            assert connection.execute(sa.select(sa.func.count()).select_from(table)
-                                      .where(table.c.token == next(iter(tokens)))).scalar_one() == 0
+    with engine.connect() as connection:  # over: its digests removed, its state kept (with its last answer)
+        assert connection.execute(sa.select(sa.func.count()).select_from(media_prune_digests)
+                                  .where(media_prune_digests.c.token == body["prune_id"])).scalar_one() == 0
+        assert connection.execute(sa.select(media_prune_states.c.phase)
+                                  .where(media_prune_states.c.token == body["prune_id"])).scalars().all() == [""]
     engine.dispose()
     assert not s3.exists(f"{prefix}/logs/.media-prune")  # (nothing in the bucket)
     replayed = httpx.post(f"{one.url}/api/v1/projects/{project}/media/prune",
                           json={**body, "cursor": answers[-2]["next_cursor"]}, timeout=60)
-    assert replayed.status_code == 400 and "over" in replayed.text, replayed.text
+    assert replayed.status_code == 200 and replayed.json() == answers[-1], replayed.text
+    older = httpx.post(f"{one.url}/api/v1/projects/{project}/media/prune",
+                       json={**body, "cursor": answers[-3]["next_cursor"]}, timeout=60)
+    assert older.status_code == 400 and "over" in older.text, older.text
+    first = httpx.post(f"{other.url}/api/v1/projects/{project}/media/prune", json={**body, "cursor": None}, timeout=60)
+    assert first.status_code == 400 and "over" in first.text, first.text  # (its prune_id's first page is not the last)
 
     # A damaged retention object: named, nothing lost, the server goes on.
     key = f"{prefix}/logs/{project}/r2/media-retention.json"
@@ -914,6 +927,149 @@ def test_a_prune_on_a_logs_server_is_answered_in_pages_of_a_bounded_number_of_ru
         assert s3.cat_file(key) == b'{"keys": {"img": '  # left as it was
     finally:
         s3.rm(key)
+
+
+def _synced_images(root: Path, url: str, project: str, runs: dict[str, list[int]]) -> dict[str, list[str]]:
+    """Runs of ``project`` each logging "img" at steps 0, 1, ... (an image per seed), synced to the
+    server at ``url``; each run's digests in step order."""
+    import numpy as np
+
+    from tracklet.artifacts.remote import UPLOAD_STATE_DIR
+    from tracklet.artifacts.storage import artifact_dir
+    from tracklet.client.sync import SyncClient
+
+    digests: dict[str, list[str]] = {}
+    for run_id, seeds in runs.items():
+        run = tracklet.init(project=project, id=run_id, reinit="create_new", settings={**QUIET, "dir": str(root)})
+        for step, seed in enumerate(seeds):
+            pixels = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            run.log({"img": tracklet.Image(pixels)}, step=step)
+        run.finish()
+        digests[run_id] = [item.digest for item in tracklet.Api(root).run(f"{project}/{run_id}").media("img")]
+    with SyncClient(url, blob_dir=artifact_dir(root), upload_state_dir=root / "cache" / UPLOAD_STATE_DIR) as client:
+        for run_id in runs:
+            client.sync_run(RunPaths(root, project, run_id))
+    return digests
+
+
+def _lossy_proxy(upstream: str, lose: Any) -> tuple[Any, list[Any]]:
+    """A real HTTP proxy in front of the server at ``upstream`` that forwards every request and then
+    loses the answers ``lose(number, sent body, server's answer)`` names: "drop" (the connection
+    closed with no answer) or "502" (a gateway error instead of it); the server did the work
+    either way. Returns the proxy (``server_address``; ``shutdown()``) and the bodies sent."""
+    import http.server
+
+    sent: list[Any] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {name: value for name, value in self.headers.items()
+                       if name.lower() not in ("host", "content-length", "connection", "accept-encoding")}
+            answer = httpx.request(self.command, upstream + self.path, content=body, headers=headers, timeout=180)
+            sent.append(json.loads(body) if body else None)
+            how = lose(len(sent), sent[-1], answer)
+            if how == "drop":
+                self.close_connection = True
+                return
+            status, content = (502, b"bad gateway") if how == "502" else (answer.status_code, answer.content)
+            self.send_response(status)
+            self.send_header("Content-Type", answer.headers.get("content-type", "text/plain"))
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    return proxy, sent
+
+
+def test_the_cli_asks_for_a_page_whose_answer_was_lost_again_and_the_prune_goes_on(tmp_path, two, s3rver):
+    """`tracklet media prune --url` through a proxy that loses answers after the server did the
+    work (the first page's connection closed unanswered, a "seen" page's answer replaced by a
+    502, the last page's closed unanswered): the command asks for each again with the same cursor
+    (the first with the same prune_id), the server answers each as it did, and the prune ends as
+    one that lost nothing: each run's retired items reported once, the blobs only they named
+    removed, the kept ones stored."""
+    (one, _), prefix, _, _ = two
+    project = f"lossy{uuid.uuid4().hex[:6]}"
+    digests = _synced_images(tmp_path / "node", one.url, project, {"r1": [2000, 2001, 2002], "r2": [2010, 2011, 2012]})
+    lost: list[tuple[int, str]] = []
+
+    def lose(number: int, body: Any, answer: httpx.Response) -> str | None:
+        page = answer.json() if answer.status_code == 200 else {}
+        how = None
+        if number == 1:
+            how = "drop"
+        elif page.get("phase") == "seen" and not any(kind == "502" for _, kind in lost):
+            how = "502"
+        elif page.get("next_cursor", "") is None and not any(kind == "drop" and n > 1 for n, kind in lost):
+            how = "drop"
+        if how:
+            lost.append((number, how))
+        return how
+
+    proxy, sent = _lossy_proxy(one.url, lose)
+    try:
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        pruned = serverproc.cli("media", "prune", project, "--keep-last", "1", "--url", url, "--grace", "0",
+                                timeout=300)
+    finally:
+        proxy.shutdown()
+    assert pruned.returncode == 0, pruned.stderr
+    assert [kind for _, kind in lost] == ["drop", "502", "drop"], (lost, sent)
+    for number, _ in lost:  # each lost page asked for again as it was
+        assert sent[number] == sent[number - 1], (number, sent)
+    assert sent[0]["prune_id"] and "cursor" not in sent[0]
+    retired = [line for line in pruned.stdout.splitlines() if line.startswith("retired")]
+    assert [line.split(" of ")[1].split(" ")[0] for line in retired] == [f"{project}/r1", f"{project}/r2"], pruned.stdout
+    assert all(line.startswith("retired 2 media item(s)") for line in retired), pruned.stdout
+    assert "removed 4 stored blob(s)" in pruned.stdout, pruned.stdout
+    s3 = s3_filesystem(s3rver)
+    assert {run_id: [s3.exists(f"{prefix}/artifacts/blobs/sha256/{digest[:2]}/{digest}") for digest in values]
+            for run_id, values in digests.items()} == {"r1": [False, False, True], "r2": [False, False, True]}
+
+
+def test_a_blob_a_run_created_during_a_paged_prune_names_is_kept_whatever_the_grace(tmp_path, two, s3rver):
+    """A run created while a paged prune goes on, after its "seen" phase read every run's logs
+    (so behind its cursor: the prune never reads it), naming a blob only retired items named
+    before: its upload asked about the blob (or sent it) after the prune began, and a grant used
+    after the prune's start is never dropped by it (the state records the start), so the blob
+    stays with a grace period of 0; the other retired blobs go."""
+    import base64
+
+    (one, other), prefix, _, _ = two
+    project = f"late{uuid.uuid4().hex[:6]}"
+    root = tmp_path / "node"
+    digests = _synced_images(root, one.url, project, {"r1": [3000, 3001, 3002], "r2": [3010, 3011, 3012]})
+    s3 = s3_filesystem(s3rver)
+
+    def stored(digest: str) -> bool:
+        return s3.exists(f"{prefix}/artifacts/blobs/sha256/{digest[:2]}/{digest}")
+
+    body: dict[str, Any] = {"keep_last": 1, "grace_seconds": 0, "max_runs": 1}
+    answers: list[dict[str, Any]] = []
+    late: dict[str, list[str]] = {}
+    while len(answers) < 1000:
+        answer = httpx.post(f"{one.url}/api/v1/projects/{project}/media/prune", json=body, timeout=120)
+        assert answer.status_code == 200, answer.text
+        answers.append(answer.json())
+        if answers[-1]["next_cursor"] is None:
+            break
+        body["cursor"] = answers[-1]["next_cursor"]
+        if not late and json.loads(base64.urlsafe_b64decode(body["cursor"]))["phase"] == "remove":
+            late = _synced_images(root, other.url, project, {"r0": [3000]})  # r1's step 0 image again
+    assert late["r0"] == digests["r1"][:1]
+    assert answers[-1]["blobs_removed"] == 3 and answers[-1]["note"] == "", answers[-1]
+    assert stored(late["r0"][0]) and [stored(digest) for digest in digests["r1"][1:] + digests["r2"]] == [
+        False, True, False, False, True]
+    served = httpx.get(f"{other.url}/api/v1/runs/{project}/r0/media/{late['r0'][0]}", timeout=30)
+    assert served.status_code == 200, served.text
 
 
 def test_every_page_of_the_runs_logs_is_read_from_an_index_in_its_order(tmp_path, local_engine, postgres_url):
@@ -991,8 +1147,9 @@ def test_an_abandoned_paged_prune_expires_and_its_cursor_is_refused(tmp_path, lo
     """A paged prune's state is rows in the database (media_prune_states, one per digest in
     media_prune_digests), not an object rewritten whole each page; one no page touched for
     PRUNE_STATE_TTL (a client that stopped midway) is removed by the next prune, its cursor then
-    refused as expired, while a prune under way is kept. A page answered already (a retry with an
-    older cursor) is refused: its counts are never added twice."""
+    refused as expired, while a prune under way is kept. A page asked for again with its cursor (a
+    retry: its answer lost) is answered as it was, its counts never added twice, also when the
+    retry runs while the first request does (one answer for both); a finished prune's state is kept (so its last page's retry is answered too) until it expires."""
     import sqlalchemy as sa
 
     from tracklet.errors import BadRequest
@@ -1021,8 +1178,8 @@ def test_an_abandoned_paged_prune_expires_and_its_cursor_is_refused(tmp_path, lo
     abandoned = tokens() - before
     assert len(abandoned) == 1
     second = page(projects[0], left.next)
-    with pytest.raises(BadRequest, match="answered already"):
-        page(projects[0], left.next)  # (a retry of the first page's cursor)
+    replayed = page(projects[0], left.next)  # (a retry of the second page's cursor)
+    assert (replayed.next, replayed.phase, replayed.done, replayed.runs) == (second.next, "retire", 2, [])
     with local_engine.begin() as connection:
         connection.execute(media_prune_states.update().where(media_prune_states.c.token.in_(abandoned))
                            .values(updated_at=media_prune_states.c.updated_at - media_retention.PRUNE_STATE_TTL - 1))
@@ -1031,8 +1188,27 @@ def test_an_abandoned_paged_prune_expires_and_its_cursor_is_refused(tmp_path, lo
     assert not abandoned & tokens()  # removed by the next prune
     with pytest.raises(BadRequest, match="expired"):
         page(projects[0], second.next)
-    answers = [under_way]
+    barrier = threading.Barrier(2)
+    both: list[Any] = []
+
+    def retried() -> None:  # a retry sent while the first request is still running: one answer for both
+        barrier.wait()
+        both.append(page(projects[1], under_way.next))
+
+    threads = [threading.Thread(target=retried) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(both) == 2 and len({(answer.next, answer.done) for answer in both}) == 1, both
+    answers = [under_way, both[0]]
     while answers[-1].next is not None:  # the prune under way goes on to its end
         answers.append(page(projects[1], answers[-1].next))
     assert [answer.done for answer in answers] == [1, 2, 3]  # (dry run: nothing searched or removed)
-    assert tokens() == before - abandoned
+    finished = tokens() - (before - abandoned)  # over: kept (with its last answer) until it expires
+    assert len(finished) == 1
+    with local_engine.connect() as connection:
+        assert connection.execute(sa.select(media_prune_states.c.phase)
+                                  .where(media_prune_states.c.token.in_(finished))).scalars().all() == [""]
+    last = page(projects[1], answers[-2].next)  # (a retry of the last page: answered as it was)
+    assert (last.next, last.phase, last.done) == (None, "retire", 3)

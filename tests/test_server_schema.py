@@ -325,3 +325,44 @@ def test_run_order_index_and_prune_states_come_and_go_with_s0025_keeping_every_h
     server_schema.migrate(engine)  # to the head again
     assert found() == (postgresql, True) and heads() == before
     store.close()
+
+
+def test_prune_answers_and_starts_come_and_go_with_s0026_keeping_every_prune_state(store_url, tmp_path):
+    """Server migration s0026 adds ``media_prune_states.answer`` (a page's answer, replayed to a
+    retry of its cursor) and ``.started`` (the prune's start: a grant used since is kept), both
+    null for a state written before it (answered as before); its downgrade drops them, keeping
+    the states, and upgrading again brings them back."""
+    store = Store(store_url, root=tmp_path)
+    engine = store.engine
+    config = Config()
+    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
+
+    def to(revision: str, how=command.upgrade) -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            how(config, revision)
+
+    def columns() -> list[str]:
+        return [column["name"] for column in sa.inspect(engine).get_columns("media_prune_states")]
+
+    def states() -> list[tuple]:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(sa.text("SELECT token, phase, step FROM media_prune_states"))]
+
+    to("s0025")
+    row = {"token": "a" * 32, "project": "p", "policy": "{}", "phase": "seen", "step": 3, "after": "p/r", "done": 2,
+           "running": "", "note": "", "removed": 0, "freed": 0, "kept_shared": 0, "grants": 0, "kept_running": 0,
+           "updated_at": 1.0}
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"INSERT INTO media_prune_states ({', '.join(row)}) "
+                                   f"VALUES ({', '.join(':' + name for name in row)})"), row)
+    assert not {"answer", "started"} & set(columns())
+    to("s0026")
+    assert {"answer", "started"} <= set(columns()) and states() == [("a" * 32, "seen", 3)]
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT answer, started FROM media_prune_states")).one() == (None, None)
+    to("s0025", command.downgrade)
+    assert not {"answer", "started"} & set(columns()) and states() == [("a" * 32, "seen", 3)]
+    server_schema.migrate(engine)  # to the head again
+    assert {"answer", "started"} <= set(columns()) and states() == [("a" * 32, "seen", 3)]
+    store.close()

@@ -77,27 +77,35 @@ def prune(ctx: click.Context, project: str, keep_last: int | None, max_bytes: st
                       "started: prune again once it has finished to remove those" if report.blobs_kept_running else ""))
 
 
+PRUNE_PAGE_ATTEMPTS = 5  # tries of one page (its answer lost: a transport error, a 5xx) before the prune stops
+
+
 def _prune_on_server(url: str, project: str, keep_last: int | None, limit: int | None, keys: list[str] | None,
                      dry_run: bool, keep_blobs: bool, grace: str) -> None:
     """``prune --url``: the server applies the policy to its copies of the runs and its blob store;
     one whose logs are segments (``--logs``) answers in pages, asked for until the last, the
-    progress on stderr."""
+    progress on stderr; a page whose answer is lost is asked for again (``PRUNE_PAGE_ATTEMPTS``
+    tries, backing off), with the same cursor: the server answers it as it did."""
+    import uuid
+
     from tracklet.artifacts.sizes import parse_duration
-    from tracklet.client.http import HttpClient
+    from tracklet.client.http import HttpClient, RetryPolicy
 
     try:
         grace_seconds = parse_duration(grace)
     except ValueError as error:
         raise CliError(f"--grace: {error}") from None
-    http = HttpClient(url)
+    # A page whose answer is lost (a transport error, a 5xx of a proxy) is asked for again with the same
+    # cursor (the first with the same prune_id): the server answers it as it did, doing nothing twice.
+    http = HttpClient(url, retry=RetryPolicy(attempts=PRUNE_PAGE_ATTEMPTS))
     request = {"keep_last": keep_last, "max_bytes": limit, "keys": keys, "dry_run": dry_run, "keep_blobs": keep_blobs,
-               "grace_seconds": grace_seconds}
+               "grace_seconds": grace_seconds, "prune_id": uuid.uuid4().hex}
     retired = 0  # runs with media retired, over every page
     steps = {"retire": "runs of the project read", "seen": "runs' logs searched for the retired blobs",
              "remove": "retired blobs decided"}
     try:
         while True:  # a server whose logs are segments (--logs) answers in pages: each reads a bounded number of runs
-            response = http.request("POST", f"/api/v1/projects/{project}/media/prune", json=request)
+            response = http.request("POST", f"/api/v1/projects/{project}/media/prune", json=request, idempotent=True)
             if response.status_code != 200:
                 raise http.refusal(response, what="the prune")
             report = response.json()

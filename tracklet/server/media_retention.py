@@ -35,7 +35,9 @@ segments searched for the retired items' digests (the running runs, the digests 
 tables' cells, as ``retention._remove_blobs``); then the blobs removed by the rules above. What a
 later page needs is kept in the database (``media_prune_states``, ``media_prune_digests``: server
 migration s0025), each page adding its own counts, under a token the cursor names (any process
-takes any page; a prune left for ``PRUNE_STATE_TTL`` is removed by the next). A run's retention is moved forward as its page goes: a damaged retention object
+takes any page; a prune left, or finished, for ``PRUNE_STATE_TTL`` is removed by the next), with
+the page's answer (s0026), which the same cursor sent again is answered (a client that lost it
+retries; nothing is done twice), and the prune's start, after which no grant used is dropped. A run's retention is moved forward as its page goes: a damaged retention object
 stops the prune at that run (400, naming it), after the runs before it were retired; run the
 prune again once it is fixed (retention only moves forward: nothing is retired twice).
 
@@ -76,6 +78,7 @@ class ServerMediaBlobs:
         self.grants_dropped = 0
         self.running = ""  # a run of the server running now (``retention`` says): ungranted blobs stay
         self.kept_running = 0
+        self.since: float | None = None  # a paged prune's start: a grant used after it is kept, whatever ``grace``
 
     def refusal(self) -> str:
         return ""  # runs may run: uploads are re-checked under the grants lock (``remove``)
@@ -113,7 +116,10 @@ class ServerMediaBlobs:
     def remove(self, digest: str) -> int | None:
         from tracklet.server.artifact_gc import _lock_grants, _still_granted
 
-        dropped, held = self.artifacts.release(self.project, digest, time.time() - self.grace)
+        cutoff = time.time() - self.grace
+        if self.since is not None:
+            cutoff = min(cutoff, self.since)
+        dropped, held = self.artifacts.release(self.project, digest, cutoff)
         self.grants_dropped += dropped
         if held:
             self.kept_granted += 1
@@ -268,7 +274,7 @@ class PrunePage:
 def prune_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store, project: str, *,
                keep_last: int | None, max_bytes: int | None, keys: list[str] | None, dry_run: bool,
                keep_blobs: bool, grace: float = DEFAULT_GRACE, cursor: str | None = None,
-               max_runs: int = PRUNE_PAGE_RUNS) -> PrunePage:
+               max_runs: int = PRUNE_PAGE_RUNS, prune_id: str | None = None) -> PrunePage:
     """One request of ``tracklet media prune --url`` on a ``--logs`` server (``copies``: its
     ``SegmentCopies``), resumed at ``cursor`` (None: the first): the same prune as ``prune``, in
     pages that each read at most ``max_runs`` runs' logs (and about ``PRUNE_PAGE_BYTES``), so that
@@ -283,16 +289,29 @@ def prune_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store
     3. ``remove``: the candidates removed (``ServerMediaBlobs.remove``), a page at a time.
 
     What the later pages need is kept in the database (``_PruneState``: the digests counted and the
-    candidates, each page adding its own; every process reads the same; removed by the last page,
-    or by the next prune once no page came for ``PRUNE_STATE_TTL``), which the cursor names; a
-    request whose policy differs from its cursor's, or a cursor answered already, is refused."""
+    candidates, each page adding its own; every process reads the same; the digests removed by the
+    last page, the rest by the next prune once no page came for ``PRUNE_STATE_TTL``), which the
+    cursor names; a request whose policy differs from its cursor's is refused.
+
+    A page sent again (its answer lost on the way: the client retries with the same cursor, or
+    for the first page the same ``prune_id``, a token the client chose) is answered with the
+    answer it had, stored with the state (server migration s0026), doing nothing again: nothing
+    is counted, retired or removed twice; also when the two requests run at once (the one whose
+    changes are written second answers the first's answer). The last page's answer is kept too,
+    until the state expires. Only the page answered last can be asked again: an older cursor is
+    refused (its client had the next answer). A grant used after the prune began is never dropped
+    (``ServerMediaBlobs.since``): a run created behind the ``seen`` phase's cursor, whose logs that
+    phase never reads, asks about (or sends) its blobs after the start, so they stay whatever the
+    grace period."""
     from tracklet.media.retention import _digests_of, _plan_run
     from tracklet.core.api import RecordedRun
 
     policy = {"keep_last": keep_last, "max_bytes": max_bytes, "keys": keys, "dry_run": dry_run,
               "keep_blobs": keep_blobs, "grace": grace}
-    state = (_PruneState.start(copies.engine, project, policy) if cursor is None
+    state = (_PruneState.start(copies.engine, project, policy, prune_id) if cursor is None
              else _PruneState.load(copies.engine, cursor, project, policy))
+    if isinstance(state, PrunePage):  # a page answered already: its answer again
+        return state
     page = PrunePage([], state.phase, 0, None)
     budget = _Budget(max(1, min(max_runs, PRUNE_PAGE_RUNS)))
     if state.phase == "retire":
@@ -405,6 +424,7 @@ def _count_wanted(log_file: Path, members: Callable[[set[str]], set[str]], count
 def _remove_page(artifacts: ServerArtifacts, store: Store, state: _PruneState, budget: _Budget) -> None:
     """Remove a page of the candidates (as many as a page reads runs), in digest order."""
     blobs = ServerMediaBlobs(artifacts, store, state.project, state.policy["grace"])
+    blobs.since = state.started
     if state.running:
         blobs.while_running(state.running)
     page = max(0, budget.runs)
@@ -425,6 +445,37 @@ def _remove_page(artifacts: ServerArtifacts, store: Store, state: _PruneState, b
 
 PRUNE_STATE_TTL = 86400.0  # seconds: a paged prune's state no page touched for longer is removed by the next prune
 _IN_CHUNK = 1000  # digests per IN (...) of the prune's rows
+
+
+@dataclasses.dataclass
+class _AnsweredRun:
+    """A run of a page answered already (``PrunePage.runs`` replayed): what the answer said of it."""
+
+    run_id: str
+    newly_retired: int
+    newly_retired_bytes: int
+    cutoffs: dict[str, int]
+
+
+def _page_json(page: PrunePage) -> str:
+    """``page`` as stored with the prune's state (``media_prune_states.answer``): the runs it
+    answered (those with media retired), the totals, the next cursor."""
+    import json
+
+    runs = [{"run_id": run.run_id, "newly_retired": run.newly_retired, "newly_retired_bytes": run.newly_retired_bytes,
+             "cutoffs": run.cutoffs} for run in page.runs if run.newly_retired]
+    return json.dumps({**{field.name: getattr(page, field.name) for field in dataclasses.fields(page)}, "runs": runs})
+
+
+def _page_of(answer: str) -> PrunePage:
+    import json
+
+    fields = json.loads(answer)
+    return PrunePage(**{**fields, "runs": [_AnsweredRun(**run) for run in fields["runs"]]})
+
+
+def _check_token(token: Any) -> bool:
+    return isinstance(token, str) and len(token) == 32 and all(c in "0123456789abcdef" for c in token)
 
 
 @dataclasses.dataclass
@@ -450,6 +501,8 @@ class _PruneState:
     kept_shared: int = 0
     grants: int = 0
     kept_running: int = 0
+    started: float | None = None  # when the prune began (a grant used since is kept; None: a state before s0026)
+    kept: bool = False  # the client named the prune (``prune_id``): its first page is kept even if it is the last
     # this page's changes (not kept as such: ``answer`` adds them to the rows)
     phase_done: int = 0  # what the phase this request ended went through
     wanted: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
@@ -462,11 +515,25 @@ class _PruneState:
                 "kept_running")
 
     @classmethod
-    def start(cls, engine: Any, project: str, policy: dict[str, Any]) -> _PruneState:
+    def start(cls, engine: Any, project: str, policy: dict[str, Any], prune_id: str | None = None
+              ) -> _PruneState | PrunePage:
+        """A new prune (``prune_id``: the token the client chose, else a new one), or, if the
+        client's token is a prune's whose first page was answered, that answer."""
         import uuid
 
+        from tracklet.errors import BadRequest
+        from tracklet.server.schema import media_prune_states as states
+
         cls.expire(engine)
-        return cls(engine, uuid.uuid4().hex, project, policy)
+        if prune_id is None:
+            return cls(engine, uuid.uuid4().hex, project, policy, started=time.time())
+        if not _check_token(prune_id):
+            raise BadRequest("prune_id: 32 lowercase hex digits (a new prune's id, chosen by the client)")
+        with engine.connect() as connection:
+            row = connection.execute(sa.select(states).where(states.c.token == prune_id)).first()
+        if row is None:
+            return cls(engine, prune_id, project, policy, started=time.time(), kept=True)
+        return cls._resumed(engine, row, 0, project, policy)
 
     @staticmethod
     def expire(engine: Any, now: float | None = None) -> int:
@@ -481,7 +548,7 @@ class _PruneState:
             return connection.execute(states.delete().where(states.c.updated_at < cutoff)).rowcount
 
     @classmethod
-    def load(cls, engine: Any, cursor: str, project: str, policy: dict[str, Any]) -> _PruneState:
+    def load(cls, engine: Any, cursor: str, project: str, policy: dict[str, Any]) -> _PruneState | PrunePage:
         import base64
         import json
 
@@ -491,24 +558,40 @@ class _PruneState:
         try:
             sent = json.loads(base64.urlsafe_b64decode(cursor.encode()))
             token, step = sent["token"], sent["step"]
-            if not (isinstance(token, str) and len(token) == 32 and all(c in "0123456789abcdef" for c in token)
-                    and isinstance(step, int)):
+            if not (_check_token(token) and isinstance(step, int)):
                 raise ValueError(token)
         except (ValueError, KeyError, TypeError):
             raise BadRequest("cursor: not one a prune of this server answered; start the prune again without it") from None
         with engine.connect() as connection:
             row = connection.execute(sa.select(states).where(states.c.token == token)).first()
         if row is None or row.updated_at < time.time() - PRUNE_STATE_TTL:
-            raise BadRequest(f"cursor: prune {token} is over, unknown here, or was left for more than "
+            raise BadRequest(f"cursor: prune {token} is unknown here, or was left for more than "
                              f"{PRUNE_STATE_TTL:.0f} s (expired); start the prune again") from None
+        return cls._resumed(engine, row, step, project, policy)
+
+    @classmethod
+    def _resumed(cls, engine: Any, row: Any, step: int, project: str, policy: dict[str, Any]
+                 ) -> _PruneState | PrunePage:
+        """The prune of state ``row`` at page ``step`` (what the cursor sent names), or the
+        answer that page had, if it is the one answered last (a retry)."""
+        import json
+
+        from tracklet.errors import BadRequest
+
         stored = json.loads(row.policy)
         if row.project != project or stored != policy:
-            raise BadRequest(f"cursor: prune {token} is of project {row.project} with policy {stored}; "
+            raise BadRequest(f"cursor: prune {row.token} is of project {row.project} with policy {stored}; "
                              "send the same project and options with its cursor")
+        if row.step == step + 1 and row.answer is not None:
+            return _page_of(row.answer)
+        if not row.phase:
+            raise BadRequest(f"cursor: prune {row.token} is over (its last answer had no cursor); page {step} of it "
+                             f"is not the one answered last (page {row.step - 1}): start a new prune if need be")
         if row.step != step:
-            raise BadRequest(f"cursor: page {step} of prune {token} was answered already (it is at page {row.step}); "
+            raise BadRequest(f"cursor: page {step} of prune {row.token} was answered already (it is at page {row.step}); "
                              "send the newest cursor, or start the prune again")
-        return cls(engine, token, project, policy, **{name: getattr(row, name) for name in cls._COLUMNS})
+        return cls(engine, row.token, project, policy, **{name: getattr(row, name) for name in cls._COLUMNS},
+                   started=row.started)
 
     def members(self, found: set[str]) -> set[str]:
         """Those of ``found`` the retired items name (the prune's rows)."""
@@ -546,35 +629,14 @@ class _PruneState:
         self.phase, self.after, self.done = phase, "", 0
 
     def answer(self, page: PrunePage) -> PrunePage:
-        """``page`` with the totals and the next cursor; this page's changes written (or the
-        prune's rows removed: over), in one transaction. A page answered meanwhile from the same
-        cursor (a client's retry) makes this one a 400: its counts are not added twice."""
+        """``page`` with the totals and the next cursor; this page's changes written with it (the
+        answer kept for a retry; over: the prune's digest rows removed, its state kept with its
+        last answer until it expires), in one transaction. A page answered meanwhile from the same
+        cursor (a client's retry while this one ran) wins: its answer is this one's too, and this
+        one's counts are not added."""
         import base64
         import json
 
-        from tracklet.errors import BadRequest
-        from tracklet.server.schema import media_prune_digests as digests, media_prune_states as states
-
-        with self.engine.begin() as connection:
-            if self.step:
-                moved = connection.execute(states.update().where(states.c.token == self.token,
-                                                                 states.c.step == self.step)
-                                           .values(step=self.step + 1, updated_at=time.time()))
-                if moved.rowcount != 1:
-                    raise BadRequest(f"cursor: page {self.step} of prune {self.token} was answered meanwhile (or the "
-                                     "prune expired); send the newest cursor, or start the prune again")
-            elif self.phase:
-                connection.execute(states.insert().values(
-                    token=self.token, project=self.project, policy=json.dumps(self.policy), updated_at=time.time(),
-                    **{name: getattr(self, name) for name in self._COLUMNS if name != "step"}, step=1))
-            if self.step or self.phase:
-                self._write(connection)
-            if not self.phase:
-                connection.execute(digests.delete().where(digests.c.token == self.token))
-                connection.execute(states.delete().where(states.c.token == self.token))
-            else:
-                connection.execute(states.update().where(states.c.token == self.token).values(
-                    **{name: getattr(self, name) for name in self._COLUMNS if name != "step"}))
         page.blobs_removed, page.bytes_freed, page.grants_dropped = self.removed, self.freed, self.grants
         page.blobs_kept_shared, page.note = self.kept_shared, self.note
         if not page.note and self.kept_running:
@@ -583,7 +645,51 @@ class _PruneState:
         if self.phase:
             page.next = base64.urlsafe_b64encode(json.dumps(
                 {"token": self.token, "phase": self.phase, "step": self.step + 1}).encode()).decode()
-        return page
+        try:
+            written = self._answer(_page_json(page))
+        except sa.exc.IntegrityError:  # a first page named by the client (prune_id), answered meanwhile
+            written = False
+        return page if written else self._answered_meanwhile()
+
+    def _answer(self, answer: str) -> bool:
+        """Write this page's changes and ``answer``; False (nothing written) if another request
+        from the same cursor answered the page first."""
+        import json
+
+        from tracklet.server.schema import media_prune_digests as digests, media_prune_states as states
+
+        with self.engine.begin() as connection:
+            if self.step:
+                moved = connection.execute(states.update().where(states.c.token == self.token,
+                                                                 states.c.step == self.step)
+                                           .values(step=self.step + 1, updated_at=time.time()))
+                if moved.rowcount != 1:
+                    return False  # (the transaction wrote nothing)
+            elif self.phase or self.kept:
+                connection.execute(states.insert().values(
+                    token=self.token, project=self.project, policy=json.dumps(self.policy), updated_at=time.time(),
+                    **{name: getattr(self, name) for name in self._COLUMNS if name != "step"}, step=1,
+                    started=self.started))
+            if self.step or self.phase:
+                self._write(connection)
+            if not self.phase:
+                connection.execute(digests.delete().where(digests.c.token == self.token))
+            connection.execute(states.update().where(states.c.token == self.token).values(
+                **{name: getattr(self, name) for name in self._COLUMNS if name != "step"}, answer=answer))
+        return True
+
+    def _answered_meanwhile(self) -> PrunePage:
+        """The answer of this page given meanwhile by another request from the same cursor."""
+        from tracklet.errors import BadRequest
+        from tracklet.server.schema import media_prune_states as states
+
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(states.c.step, states.c.answer).where(states.c.token == self.token)
+                                     ).first()
+        if row is None or row.step != self.step + 1 or row.answer is None:
+            raise BadRequest(f"cursor: page {self.step} of prune {self.token} was answered meanwhile and the prune "
+                             "went on (or it expired); send the newest cursor, or start the prune again")
+        return _page_of(row.answer)
 
     def _write(self, connection: Any) -> None:
         """Add this page's changes to the prune's digest rows (and decide the candidates after the

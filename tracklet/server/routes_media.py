@@ -196,7 +196,12 @@ class MediaPruneRequest(BaseModel):
     keep_blobs: bool = Field(False, description="Retire the items but remove no stored blob")
     grace_seconds: float = Field(3600.0, ge=0, description="Keep blobs an upload used more recently than this")
     cursor: str | None = Field(None, max_length=200, description="The `next_cursor` of the prune's previous answer "
-                               "(send the same options with it); none: a prune starts")
+                               "(send the same options with it); none: a prune starts. Sent again (the answer was "
+                               "lost), the page is answered as it was, nothing done twice")
+    prune_id: str | None = Field(None, pattern="^[0-9a-f]{32}$", description="With no `cursor`: the new prune's id, "
+                                 "chosen by the client (32 lowercase hex digits), so that a first page sent again "
+                                 "(its answer lost) is answered as it was, nothing done twice. A server whose logs "
+                                 "are segments (`--logs`) only")
     max_runs: int = Field(100, ge=1, le=100, description="Runs (their logs) this request reads at most: a server "
                           "whose logs are segments (`--logs`) answers the prune in pages")
 
@@ -237,7 +242,8 @@ def prune_media(request: Request, project: str, body: MediaPruneRequest) -> Medi
     nothing else names: no kept item, run, table cell or artifact version, and no other
     project's grant (docs/media.md, "Retention"). Needs `admin` on the project. On a server
     whose logs are segments (`--logs`) the prune is answered in pages of at most `max_runs` runs
-    read (`next_cursor`)."""
+    read (`next_cursor`); a page asked for again with the same `cursor` (or, the first, the same
+    `prune_id`) is answered as it was, so a client may retry one whose answer it lost."""
     from tracklet.server.media_retention import prune, prune_page
     from tracklet.server.segments import SegmentCopies
 
@@ -247,7 +253,8 @@ def prune_media(request: Request, project: str, body: MediaPruneRequest) -> Medi
     if isinstance(app.copies, SegmentCopies):
         page = prune_page(app.copies, app.root, app.artifacts, app.store, project, keep_last=body.keep_last,
                           max_bytes=body.max_bytes, keys=body.keys, dry_run=body.dry_run, keep_blobs=body.keep_blobs,
-                          grace=body.grace_seconds, cursor=body.cursor, max_runs=body.max_runs)
+                          grace=body.grace_seconds, cursor=body.cursor, max_runs=body.max_runs,
+                          prune_id=None if body.cursor is not None else body.prune_id)
         return MediaPruneResponse(
             runs=[MediaPruneRun(run_id=run.run_id, retired=run.newly_retired, retired_bytes=run.newly_retired_bytes,
                                 kept_from=run.cutoffs) for run in page.runs if run.newly_retired],

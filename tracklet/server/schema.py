@@ -462,7 +462,8 @@ sweep_leases = sa.Table(
 # A paged ``media prune --url`` on a --logs server between its requests (media_retention.prune_page,
 # migration s0025): one row per prune (its cursor's token), and one per digest its retired items name,
 # each page adding its own counts (an upsert), so a page's work is bounded by the page. A state not
-# touched for PRUNE_STATE_TTL is removed by the next prune (a client that stopped midway).
+# touched for PRUNE_STATE_TTL is removed by the next prune (a client that stopped midway); a finished
+# prune's row stays until then with its last answer (s0026), replayed to a retry of its last page.
 media_prune_states = sa.Table(
     "media_prune_states",
     metadata,
@@ -481,6 +482,8 @@ media_prune_states = sa.Table(
     sa.Column("grants", sa.BigInteger, nullable=False),
     sa.Column("kept_running", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),  # the last page's time: a state left longer expires
+    sa.Column("answer", sa.Text, nullable=True),  # s0026: JSON of the page last answered (replayed to a retry)
+    sa.Column("started", sa.Float, nullable=True),  # s0026: the prune's start (a grant used since is kept)
     sa.Index("ix_media_prune_states_updated", "updated_at"),
 )
 

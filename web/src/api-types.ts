@@ -2058,7 +2058,8 @@ export interface paths {
          *     nothing else names: no kept item, run, table cell or artifact version, and no other
          *     project's grant (docs/media.md, "Retention"). Needs `admin` on the project. On a server
          *     whose logs are segments (`--logs`) the prune is answered in pages of at most `max_runs` runs
-         *     read (`next_cursor`).
+         *     read (`next_cursor`); a page asked for again with the same `cursor` (or, the first, the same
+         *     `prune_id`) is answered as it was, so a client may retry one whose answer it lost.
          */
         post: operations["prune_media_api_v1_projects__project__media_prune_post"];
         delete?: never;
@@ -3620,9 +3621,14 @@ export interface components {
             grace_seconds: number;
             /**
              * Cursor
-             * @description The `next_cursor` of the prune's previous answer (send the same options with it); none: a prune starts
+             * @description The `next_cursor` of the prune's previous answer (send the same options with it); none: a prune starts. Sent again (the answer was lost), the page is answered as it was, nothing done twice
              */
             cursor?: string | null;
+            /**
+             * Prune Id
+             * @description With no `cursor`: the new prune's id, chosen by the client (32 lowercase hex digits), so that a first page sent again (its answer lost) is answered as it was, nothing done twice. A server whose logs are segments (`--logs`) only
+             */
+            prune_id?: string | null;
             /**
              * Max Runs
              * @description Runs (their logs) this request reads at most: a server whose logs are segments (`--logs`) answers the prune in pages

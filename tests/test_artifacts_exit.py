@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import QUIET, REPO
+from conftest import QUIET, REPO, run_script
 from serverproc import cli
 
 import tracklet
@@ -397,3 +397,97 @@ def test_a_ctrl_c_between_finishs_waits_still_ends_the_run_then_goes_on(tmp_path
     assert recorded.state == "finished" and recorded.exit_code == 0, done.stderr
     assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]
 
+
+
+# An online run whose last version a hung server never takes, with Ctrl-Cs that don't interrupt the
+# main thread's wait: the main thread blocks SIGINT, so the kernel hands the process's SIGINT to the
+# user's other thread (tracklet's own block it) and CPython only sets the handler's flag, as for a
+# SIGINT landing between the main thread's last check for signals and its blocking call's system
+# call. That thread sends one SIGINT per stage of argv[2] ("a,b;c": once the main thread waits in a
+# call made inside functions a and b, then once it waits inside c), each once the main thread sits
+# in the wait's blocking call (its stack shows the same place in threading.py twice, 50 ms apart:
+# past its last check for signals). argv[3]: "artifact.wait" waits for the version before finish(),
+# "exit" leaves the run to interpreter exit.
+# Prints what each raised; os._exit: interpreter exit would wait for the version again.
+_MISSED_CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    import tracklet
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a pytest worker's child may inherit it ignored
+    main = threading.main_thread().ident
+    stages = [set(stage.split(",")) for stage in sys.argv[2].split(";")]
+
+    def blocked_in(frame, inside):
+        # the main thread's place when it sits in a blocking call in threading.py made inside `inside`
+        if frame is None or not frame.f_code.co_filename.endswith("threading.py"):
+            return None
+        place, names = (frame.f_code, frame.f_lasti), set()
+        while frame is not None:
+            names.add(frame.f_code.co_name)
+            frame = frame.f_back
+        return place if inside <= names else None
+
+    def ctrl_c_once_waiting():
+        for inside in stages:
+            seen = None
+            while True:
+                place = blocked_in(sys._current_frames().get(main), inside)
+                if place is not None and place == seen:
+                    break
+                seen = place
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_once_waiting, daemon=True).start()  # before the mask: it takes SIGINT
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    run = tracklet.init(project="exit", settings=eval(sys.argv[4]))
+    for step in range(100):
+        run.log({"loss": float(step)})
+    artifact = run.log_artifact(sys.argv[1], name="weights", type="model")
+
+    def waiting_for_artifact():
+        artifact.wait()
+
+    if sys.argv[3] == "artifact.wait":
+        try:
+            waiting_for_artifact()
+        except BaseException as error:
+            print(type(error).__name__, "from artifact.wait()", flush=True)
+    if sys.argv[3] == "exit":
+        sys.exit()  # interpreter exit waits for the version, then finishes the run
+    try:
+        run.finish()
+    except BaseException as error:
+        print(type(error).__name__, "from finish()", flush=True)
+    sys.stderr.flush()
+    os._exit(0)
+    """
+)
+
+
+@pytest.mark.parametrize("first", ["finish", "artifact.wait", "exit"])
+def test_a_ctrl_c_that_does_not_interrupt_the_wait_still_ends_it(tmp_path, first):
+    """A Ctrl-C whose signal interrupts no system call of the main thread (it landed just before
+    the wait's, or another thread took it) while ``finish()`` (or first ``artifact.wait()``) waits
+    for a version a hung server never takes, or interpreter exit does: the wait, in short slices,
+    sees it at the end of the one it landed in; the run is ended with its rows and exit and the
+    KeyboardInterrupt goes on (at exit: the waits stop, the run is finished). Before, the one long
+    wait ran on to the 300 s ``finish_timeout`` (``artifact.wait()``: for ever)."""
+    path = tmp_path / "weights.bin"
+    path.write_bytes(os.urandom(MiB))
+    settings = {**QUIET, "finish_timeout": 300.0}
+    with _hung_server() as url:
+        env = {"TRACKLET_DIR": str(tmp_path / "writer"), "TRACKLET_MODE": "online", "TRACKLET_BASE_URL": url}
+        stages = {"finish": "_finish_waits,close", "artifact.wait": "waiting_for_artifact;_finish_waits,close",
+                  "exit": "_drain_workers"}[first]  # exit: threading's exit hook waiting for the version
+        done = run_script(_MISSED_CTRL_C_SCRIPT, env=env, cwd=tmp_path, timeout=120,  # not the 300 s finish_timeout
+                          args=(str(path), stages, first, repr(settings)))
+    assert done.returncode == 0, done.stderr
+    raised = {"finish": ["KeyboardInterrupt from finish()"], "exit": [],  # exit: it stopped the wait, no more
+              "artifact.wait": ["KeyboardInterrupt from artifact.wait()", "KeyboardInterrupt from finish()"]}[first]
+    assert done.stdout.splitlines() == raised, done.stderr
+    assert "artifacts still being stored at finish (interrupted (Ctrl-C))" in done.stderr, done.stderr
+    recorded = tracklet.Api(tmp_path / "writer").runs("exit")[0]
+    assert recorded.state == "finished" and recorded.exit_code == 0, done.stderr
+    assert list(recorded.history(["loss"])["loss"]) == [float(step) for step in range(100)]

@@ -25,7 +25,7 @@ import textwrap
 import threading
 
 import pytest
-from conftest import QUIET, REPO
+from conftest import QUIET, REPO, run_script
 
 from tracklet.core import threads
 from tracklet.core.environment import _Command
@@ -311,3 +311,60 @@ def test_unblocked_gives_a_tracklet_thread_its_starters_mask_and_leaves_other_th
     assert set(ASYNC) <= tracklets and after == tracklets
     assert signal.SIGUSR2 in during and not {signal.SIGTERM, signal.SIGINT, signal.SIGHUP} & during
     assert signal.SIGUSR2 in users and signal.SIGTERM not in users
+
+
+# The main thread blocks SIGINT; the user's other thread, which does not, sends it once the main
+# thread sits in the blocking call of the wait argv[1] names (the same place in threading.py twice,
+# 50 ms apart: past its last check for signals). The kernel hands SIGINT to that thread, and CPython
+# only sets the handler's flag: what happens to a Ctrl-C landing just before a blocking call's
+# system call. The wait never ends by itself. Prints what it raised.
+_MISSED_CTRL_C_WAIT = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    from concurrent.futures import Future
+    from tracklet.core import threads
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a pytest worker's child may inherit it ignored
+    main = threading.main_thread().ident
+
+    def blocked_place():
+        frame = sys._current_frames().get(main)
+        if frame is None or not frame.f_code.co_filename.endswith("threading.py"):
+            return None
+        return frame.f_code, frame.f_lasti
+
+    def ctrl_c_once_blocked():
+        seen = None
+        while True:
+            place = blocked_place()
+            if place is not None and place == seen:
+                break
+            seen = place
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    never = threading.Event()
+    stuck = threading.Thread(target=never.wait, daemon=True)
+    stuck.start()
+    waits = {"wait": lambda: threads.wait(never), "wait-timeout": lambda: threads.wait(never, 3600.0),
+             "join": lambda: threads.join(stuck), "join-timeout": lambda: threads.join(stuck, 3600.0),
+             "result": lambda: threads.result(Future()), "acquire": lambda: threads.acquire(threading.Semaphore(0))}
+    threading.Thread(target=ctrl_c_once_blocked, daemon=True).start()  # before the mask: it takes SIGINT
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        waits[sys.argv[1]]()
+    except BaseException as error:
+        print(type(error).__name__, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("wait", ["wait", "wait-timeout", "join", "join-timeout", "result", "acquire"])
+def test_a_main_thread_wait_sees_a_ctrl_c_that_did_not_interrupt_it(wait):
+    """``threads.wait``/``join``/``result``/``acquire`` (``finish()``'s waits, ``artifact.wait()``,
+    an artifact's uploads and downloads) wait on the main thread in short slices: a Ctrl-C whose
+    signal interrupted no system call there (it landed just before the call's, or another thread
+    took it) is raised at the end of the slice it landed in. A plain ``Event.wait()`` and the others
+    saw it only when the wait ended: here, never."""
+    done = run_script(_MISSED_CTRL_C_WAIT, args=(wait,), timeout=60)
+    assert done.stdout.strip() == "KeyboardInterrupt", done.stderr

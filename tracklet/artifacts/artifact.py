@@ -22,7 +22,7 @@ from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.registry import new_commit_id
 from tracklet.artifacts.names import (check_alias, check_artifact_name, check_artifact_type, check_entry_path,
                                       check_new_entry_path)
-from tracklet.core import forksafe
+from tracklet.core import forksafe, threads
 from tracklet.core.filehash import HashedBytes
 from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactFinalized
 
@@ -616,7 +616,7 @@ class Artifact:
             raise ArtifactError(f"artifact {self._name!r} is still being stored: call wait() first, then edit its "
                                 "aliases and save()")
         if self._state == COMMITTED:
-            self._done.wait()  # an online run's upload first: whether the server has a copy is known then
+            threads.wait(self._done)  # an online run's upload first: whether the server has a copy is known then
             if aliases:
                 self.aliases.extend(alias for alias in aliases if alias not in self.aliases)
             self._save_edits()
@@ -700,7 +700,7 @@ class Artifact:
         failed, ``ArtifactError`` if ``timeout`` seconds pass first."""
         if self._state == DRAFT:
             raise ArtifactError(f"artifact {self._name!r} was not logged: nothing to wait for")
-        if not self._done.wait(timeout):
+        if not threads.wait(self._done, timeout):  # in slices: a Ctrl-C is seen (core/threads.py)
             raise ArtifactError(f"artifact {self._name!r} is still being stored after {timeout:g}s")
         if self._state == FAILED:
             assert self._error is not None

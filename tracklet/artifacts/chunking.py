@@ -503,7 +503,7 @@ class _BlockPipeline:
     def close(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join()
+            threads.join(thread)  # in slices on the main thread (core/threads.py)
         self._file.close()
 
 

@@ -35,7 +35,7 @@ from tracklet.artifacts.fields import VersionEdit
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.cache import BlobCache, CacheFull
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
-from tracklet.core import forksafe
+from tracklet.core import forksafe, threads
 from tracklet.core.digests import is_blake3
 from tracklet.core.pools import Pool
 from tracklet.artifacts.storage import ArtifactStore, recipe_of
@@ -182,26 +182,26 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
                 # collection's repack waits for a read, not for the whole upload.
                 for cid, piece in store.read_chunks(todo, name=entries[0].path):
                     if batch and not upload_pack_room(size, len(batch), len(piece)):
-                        slots.acquire()  # the pack is closed before this chunk takes it past the server's limits
+                        threads.acquire(slots)  # the pack is closed before this chunk takes it past the server's limits
                         futures.append(pool.submit(send, *build_pack(batch)))
                         batch, size = [], 0
                     batch.append((cid, piece))  # a view of one read of the local pack, sent as it is
                     size += len(piece)
                     if size >= pack_bytes:
-                        slots.acquire()
+                        threads.acquire(slots)
                         futures.append(pool.submit(send, *build_pack(batch)))
                         batch, size = [], 0
                         if any(future.done() and future.exception() for future in futures):
                             break
                 if batch and not any(future.done() and future.exception() for future in futures):
-                    slots.acquire()
+                    threads.acquire(slots)
                     futures.append(pool.submit(send, *build_pack(batch)))
             except ChunkStoreError as error:
                 raise ArtifactError(f"the chunks of {', '.join(e.path for e in entries[:3])} can't be read: "
                                     f"{error}") from None
             finally:
-                for future in futures:
-                    future.result()
+                for future in futures:  # in slices on the main thread: a Ctrl-C is seen (core/threads.py)
+                    threads.result(future)
     recipe_digests = list(dict.fromkeys(recipe_blob for _, recipe_blob, _ in recipes))
     for recipe_blob in client.missing(project, recipe_digests):
         data = store.blobs.read_bytes(recipe_blob)
@@ -359,7 +359,7 @@ class ChunkStreamer:
             segment = (self._stream, self._segment, self._sequence)
             self._segment += 1
         self._sequence = []
-        self._slots.acquire()
+        threads.acquire(self._slots)  # in slices on the main thread (core/threads.py)
         try:
             self._futures.append(self._pool.submit(self._send, data, used, entries, segment))
         except RuntimeError:  # the pool is shut down
@@ -430,7 +430,7 @@ class ChunkStreamer:
             self._flush()
         self._closed = True
         for future in self._futures:
-            future.result()
+            threads.result(future)  # in slices on the main thread (core/threads.py)
         self._pool.shutdown(wait=True)
         self._free.clear()
         self._data = None

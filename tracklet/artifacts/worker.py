@@ -313,7 +313,7 @@ class ArtifactWorker:
             return True
         self._close_by = min(self._close_by, time.monotonic() + timeout)
         self._submit(None)
-        if not self._done.wait(timeout):
+        if not threads.wait(self._done, timeout):  # in slices: a Ctrl-C is seen (core/threads.py)
             return False
         if self._client is not None:
             self._client.http.close()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.client.http import HttpClient, response_detail
+from tracklet.core import threads
 from tracklet.core.pools import Pool
 from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactNotFound, RemoteError
 
@@ -233,7 +234,7 @@ class ArtifactClient:
         with Pool(min(self.workers, len(jobs)), "tracklet-upload") as pool:
             results = [pool.submit(one, job) for job in jobs]
             for result in results:
-                result.result()
+                threads.result(result)  # in slices on the main thread: a Ctrl-C is seen (core/threads.py)
         return sent
 
     def upload_batch(self, project: str, files: list[tuple[str, str, int]]) -> int:
@@ -356,7 +357,7 @@ class ArtifactClient:
         elif todo:
             with Pool(min(self.workers, len(todo)), "tracklet-part") as pool:
                 for result in [pool.submit(send, number) for number in todo]:
-                    result.result()
+                    threads.result(result)  # in slices on the main thread (core/threads.py)
         response = self.http.request("POST", f"{base}/{session['id']}/complete", idempotent=True)
         if response.status_code == 404 and not self.missing(project, [digest]):
             pass  # completed by an earlier attempt whose answer was lost

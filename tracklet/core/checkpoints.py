@@ -110,5 +110,5 @@ class CheckpointRecorder:
         if self._thread is None:
             return True
         self._requests.put(None)
-        self._thread.join(timeout)
+        threads.join(self._thread, timeout)  # in slices: a Ctrl-C is seen (core/threads.py)
         return not self._thread.is_alive()

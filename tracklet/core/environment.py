@@ -838,7 +838,7 @@ class EnvironmentCapture:
         """Make sure the record is queued: complete if the capture ends within ``timeout``;
         otherwise with what is ready, the rest named with the reason."""
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            threads.join(self._thread, timeout)  # in slices: a Ctrl-C is seen (core/threads.py)
         if self._thread.is_alive() and self._cache_dir is not None and self._inventory is None:
             # No inventory cache (the first run after an install): let the scan end and write it
             # before the process exits, or every later short run would miss it too.

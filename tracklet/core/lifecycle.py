@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, NoReturn
-from tracklet.core import forksafe
+from tracklet.core import forksafe, threads
 from tracklet.core.modules import loaded
 
 if TYPE_CHECKING:
@@ -323,7 +323,7 @@ def _finish_at_exit() -> None:
                 try:
                     if open_wait():
                         raise KeyboardInterrupt
-                    done.wait(timeout)
+                    threads.wait(done, timeout)  # in slices: a Ctrl-C is seen (core/threads.py)
                 finally:
                     close_wait()
         except KeyboardInterrupt:  # Ctrl-C: stop waiting (what is left was optional: caches for the next run)

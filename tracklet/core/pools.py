@@ -104,6 +104,6 @@ def parallel_map(function: Callable[[Any], T], items: list[Any], workers: int, n
     pool = Pool(min(workers, len(items)), name)
     try:
         futures = [pool.submit(function, item) for item in items]
-        return [future.result() for future in futures]
+        return [threads.result(future) for future in futures]  # in slices on the main thread
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

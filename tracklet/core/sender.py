@@ -487,7 +487,7 @@ class BatchSender:
         request = _Flush(fsync)
         self.queue.append(request)
         self._wake.set()
-        return request.done.wait(timeout)
+        return threads.wait(request.done, timeout)  # in slices: a Ctrl-C is seen (core/threads.py)
 
     def shutdown(self, timeout: float | None = None, budget: str | None = None) -> bool:
         """Write everything queued, close the sinks (durably), stop the worker.
@@ -506,7 +506,7 @@ class BatchSender:
             stop = _Stop()  # made before the open chunk is loaded (see put)
             self.queue.append(stop)
             self._wake.set()
-        self._worker.join(timeout)
+        threads.join(self._worker, timeout)  # in slices: a Ctrl-C is seen (core/threads.py)
         if self._worker.is_alive():
             queued = [item for chunk in [*self._pending, *self._chunks, self.queue] for item in chunk]
             pending = _row_count(queued)

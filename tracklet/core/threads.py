@@ -35,8 +35,14 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # the builtin, loaded at start; ``signal`` builds enums (~2 ms)
 import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+T = TypeVar("T")
 
 # Left unblocked: faults and SIGPIPE (sent to the thread at fault), SIGKILL/SIGSTOP (can't be), and
 # profiling timers (SIGPROF, SIGVTALRM: a sampling profiler's handler samples the thread it lands on,
@@ -116,3 +122,72 @@ def blocks_async_signals() -> bool:
     """Whether this thread blocks every one of :data:`ASYNC_SIGNALS` (what :func:`start` gives)."""
     mask = _sigmask
     return mask is None or ASYNC_SIGNALS <= set(mask(_signal.SIG_BLOCK, ()))
+
+
+# Waits on the main thread, in slices. CPython runs a signal's Python handler on the main thread
+# between two bytecodes; a blocking call (a lock's acquire with or without a timeout, which
+# ``Event.wait`` and ``Thread.join`` are) is woken early only when the signal interrupts its system
+# call. One that lands after the main thread's last check for signals and before the call's system
+# call begins, or that another thread takes (one of the user's not blocking it, or a main thread
+# blocking it), sets the handler's flag and interrupts nothing: the Ctrl-C was seen only when the
+# wait ended (``finish()``: up to ``finish_timeout`` later; ``artifact.wait()``: once the version
+# was stored). Waited for in slices of at most SLICE seconds, the main thread runs the pending
+# handler (raising KeyboardInterrupt) at the end of the slice it landed in: the caller's code runs
+# between slices, where the interpreter checks for signals. Other threads run no handlers: they
+# wait in one call, as before. A wait that is already over costs what it did (no slicing).
+SLICE = 0.1
+
+
+def wait(event: threading.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)``, in slices of at most :data:`SLICE` seconds on the main thread, so a
+    Ctrl-C whose signal did not interrupt the wait is raised within one slice."""
+    if threading.get_ident() != threading.main_thread().ident or event.is_set():
+        return event.wait(timeout)
+    if timeout is None:
+        while not event.wait(SLICE):
+            pass
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= SLICE:
+            return event.wait(max(0.0, left))
+        if event.wait(SLICE):
+            return True
+
+
+def join(thread: threading.Thread, timeout: float | None = None) -> None:
+    """``thread.join(timeout)``, in slices on the main thread, as :func:`wait`."""
+    if threading.get_ident() != threading.main_thread().ident:
+        thread.join(timeout)
+        return
+    if timeout is None:
+        while thread.is_alive():
+            thread.join(SLICE)
+        return
+    deadline = time.monotonic() + timeout
+    while thread.is_alive():
+        left = deadline - time.monotonic()
+        if left <= SLICE:
+            thread.join(max(0.0, left))
+            return
+        thread.join(SLICE)
+
+
+def result(future: Future[T]) -> T:
+    """``future.result()``, waited for in slices on the main thread, as :func:`wait`."""
+    if threading.get_ident() == threading.main_thread().ident and not future.done():
+        from concurrent.futures import wait as wait_for  # concurrent.futures._base: no exit hook
+
+        while not future.done():
+            wait_for((future,), SLICE)
+    return future.result()
+
+
+def acquire(lock: threading.Semaphore | threading.Lock) -> None:
+    """``lock.acquire()``, in slices on the main thread, as :func:`wait`."""
+    if threading.get_ident() != threading.main_thread().ident:
+        lock.acquire()
+        return
+    while not lock.acquire(timeout=SLICE):
+        pass

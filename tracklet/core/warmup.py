@@ -94,6 +94,6 @@ class WarmUp:
         thread = self._thread
         if thread is not None and thread.is_alive():
             try:
-                thread.join(self.exit_wait)
+                threads.join(thread, self.exit_wait)  # in slices: a Ctrl-C is seen (core/threads.py)
             except KeyboardInterrupt:  # Ctrl-C at exit: stop waiting for the warm-up
                 pass

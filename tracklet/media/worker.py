@@ -316,7 +316,7 @@ class LoggedWorker:
         done = True
         for lane in self._lanes:
             if lane.thread is not None:
-                lane.thread.join(max(0.0, deadline - time.monotonic()))
+                threads.join(lane.thread, max(0.0, deadline - time.monotonic()))  # in slices (core/threads.py)
                 done = done and not lane.thread.is_alive()
         buffers.POOL.clear()  # the reserve served this run's bursts; a later run grows its own
         if self.context.versions is not None:

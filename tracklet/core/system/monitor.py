@@ -151,7 +151,7 @@ class SystemMonitor:
             if not self._sampled:
                 self._abandoned = True
                 return
-        self._last_queued.wait(timeout)
+        threads.wait(self._last_queued, timeout)  # in slices: a Ctrl-C is seen (core/threads.py)
 
     def _run(self) -> None:
         if self._gate is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import textwrap
 
@@ -895,7 +896,7 @@ def test_a_fork_that_waited_for_the_tls_context_also_waits_for_the_import_after_
 
 
 POOL_TEARDOWN = r'''
-import functools, json, multiprocessing as mp, os, signal, sys, time
+import functools, json, multiprocessing as mp, os, signal, sys
 import tracklet
 
 def work(i, run):
@@ -906,7 +907,7 @@ if __name__ == "__main__":
     url, server_pid = sys.argv[1], int(sys.argv[2])
     run = tracklet.init(project="p", id="teardown", settings={
         "console": "off", "system_metrics": False, "capture_environment": False, "mode": "online",
-        "base_url": url, "upload_interval": 0.1, "finish_timeout": 60, "upload_timeout": 60})
+        "base_url": url, "upload_interval": 0.1, "finish_timeout": 3600, "upload_timeout": 3600})
     told = {}
     os.kill(server_pid, signal.SIGSTOP)  # a server that answers nothing: every upload hangs
     try:
@@ -914,10 +915,8 @@ if __name__ == "__main__":
             with mp.get_context(method).Pool(2) as pool:
                 pids = sorted(set(pool.map(functools.partial(work, run=run), range(6), chunksize=1)))
                 workers = list(pool._pool)
-                started = time.monotonic()
             # the with block's terminate() joined the workers: each ended its part and exited
-            told[method] = {"pids": pids, "seconds": time.monotonic() - started,
-                            "exits": {worker.pid: worker.exitcode for worker in workers}}
+            told[method] = {"pids": pids, "exits": {worker.pid: worker.exitcode for worker in workers}}
     finally:
         os.kill(server_pid, signal.SIGCONT)
     run.finish()
@@ -927,9 +926,10 @@ if __name__ == "__main__":
 
 def test_online_a_torn_down_pools_workers_end_their_parts_without_waiting_for_the_upload(root, tmp_path, servers):
     # Pool.terminate() (what `with Pool()` calls) joins each worker without a timeout: a worker
-    # whose part waited for its upload up to finish_timeout (60 s here) stalled the training process
-    # that long behind a slow or unreachable server (a stopped one here). The parts end with their
-    # records on disk; the parent's finish() (or `tracklet sync`) uploads what the workers left.
+    # whose part waited for its upload up to finish_timeout (an hour here) stalled the training
+    # process that long behind a slow or unreachable server (a stopped one here): the script would
+    # not end. The parts end with their records on disk; the parent's finish() (or `tracklet sync`)
+    # uploads what the workers left.
     from pathlib import Path
 
     from click.testing import CliRunner
@@ -956,10 +956,11 @@ def test_online_a_torn_down_pools_workers_end_their_parts_without_waiting_for_th
         exits = {int(pid): code for pid, code in pool["exits"].items()}
         assert all(code in ((0,) if pid in pool["pids"] else (0, -signal.SIGTERM)) for pid, code in exits.items()), \
             (method, exits, pool["pids"])
-        # far below the 60 s every worker had waited (generous: the workers wait 2 s each, at once)
-        assert pool["seconds"] < 30, (method, pool["seconds"])
         labels += [child_label().rsplit("-", 1)[0] + f"-{pid}" for pid in pool["pids"]]
-    assert "finishes the upload" in done.stderr  # each worker said where the rest of its upload goes
+    # Each worker's part gave up its upload (the server was stopped all along, and its timeouts are
+    # an hour: only the teardown's cut ends that wait) and said where the rest of it goes.
+    gave_up = re.findall(r"this part \((\S+)\) is complete locally, and the run's online writer", done.stderr)
+    assert sorted(gave_up) == sorted(labels), done.stderr
     recorded = tracklet.Api(root).run("p/teardown")
     assert sorted(recorded.parts) == sorted(labels)
     assert all(part["state"] == "finished" for part in recorded.parts.values())

@@ -396,6 +396,27 @@ def _self_signed_certificate(directory) -> None:
                                                           serialization.NoEncryption()))
 
 
+def _tls_server(directory, serve: str) -> None:
+    """server.py in ``directory`` (with a certificate from ``_self_signed_certificate``), for the
+    fork-amid-a-handshake tests below: a TLS server on loopback that prints its port, then runs
+    ``serve``, which has ``context`` (the server's), ``listener`` and ``hold_the_hello(connection)``:
+    once the client's ClientHello is in, it prints "hello" and waits for a line on stdin (the
+    client waits for the server's answer meanwhile)."""
+    _self_signed_certificate(directory)
+    (directory / "server.py").write_text(textwrap.dedent("""
+        import json, socket, ssl, sys
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
+        listener = socket.create_server(("127.0.0.1", 0))
+        print(listener.getsockname()[1], flush=True)
+
+        def hold_the_hello(connection):
+            connection.recv(5, socket.MSG_PEEK)  # the ClientHello is in: the client waits for the answer
+            print("hello", flush=True)
+            sys.stdin.readline()  # until told to answer
+    """) + textwrap.dedent(serve))
+
+
 def test_a_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path):
     # A process's first TLS handshake fetches OpenSSL's algorithms (key exchange, signatures, ciphers)
     # under OpenSSL's global locks: a child forked then (a Pool forked right after an online init(),
@@ -409,20 +430,12 @@ def test_a_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path
     # forks at once, and a fork hook that runs after tracklet's lets the server answer, then takes
     # 1 s: the client's next step waits for the fork, so the child is made with the handshake not
     # done (the context's own counter), and the parent's completes after it.
-    _self_signed_certificate(tmp_path)
-    (tmp_path / "server.py").write_text(textwrap.dedent("""
-        import socket, ssl, sys
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
-        listener = socket.create_server(("127.0.0.1", 0))
-        print(listener.getsockname()[1], flush=True)
+    _tls_server(tmp_path, """
         connection = listener.accept()[0]
-        connection.recv(5, socket.MSG_PEEK)  # the ClientHello is in: the client waits for the answer
-        print("hello", flush=True)
-        sys.stdin.readline()  # until told to answer
+        hold_the_hello(connection)
         with context.wrap_socket(connection, server_side=True) as tls:
             tls.recv(1)
-    """))
+    """)
     done = run_script(f"""
         import os, subprocess, sys, threading, time
 
@@ -473,13 +486,7 @@ def test_a_gcs_clients_tls_handshake_does_no_openssl_work_while_a_fork_is_under_
     # tracklet's lets the server answer, waits 1 s and looks whether the server completed its side
     # (which needs the client's next step): it must not have. The request then completes after the
     # fork, verifying the server's certificate (SSL_CERT_FILE: the context loads the default CAs).
-    _self_signed_certificate(tmp_path)
-    (tmp_path / "server.py").write_text(textwrap.dedent("""
-        import json, socket, ssl, sys
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
-        listener = socket.create_server(("127.0.0.1", 0))
-        print(listener.getsockname()[1], flush=True)
+    _tls_server(tmp_path, """
         body = json.dumps({"kind": "storage#object", "bucket": "bucket", "name": "key", "size": "3",
                            "etag": "CAE=", "generation": "1", "metageneration": "1",
                            "updated": "2026-01-01T00:00:00.000Z"}).encode()
@@ -487,9 +494,7 @@ def test_a_gcs_clients_tls_handshake_does_no_openssl_work_while_a_fork_is_under_
         while True:
             connection = listener.accept()[0]
             if first:
-                connection.recv(5, socket.MSG_PEEK)  # the ClientHello is in: the client waits for the answer
-                print("hello", flush=True)
-                sys.stdin.readline()  # until told to answer
+                hold_the_hello(connection)
                 first = False
             with context.wrap_socket(connection, server_side=True) as tls:
                 print("shaken", flush=True)
@@ -498,7 +503,7 @@ def test_a_gcs_clients_tls_handshake_does_no_openssl_work_while_a_fork_is_under_
                     request += tls.recv(65536)
                 tls.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nConnection: close\\r\\n"
                             b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
-    """))
+    """)
     done = run_script(f"""
         import os, select, subprocess, sys, threading, time
 

@@ -161,8 +161,12 @@ def test_process_tree_includes_children(tmp_path):
     sampler = HostSampler(tmp_path)
     sampler.start()
     alone = sampler.sample()["process.rss_bytes"]
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
+        # its interpreter has started (several MB): sampled as it was exec'd, on a loaded machine, it
+        # held under 1 MB
+        assert child.stdout.readline() == b"up\n"
         assert sampler.sample()["process.rss_bytes"] < alone + 1_000_000  # the tree is listed every 10 s...
         forget_process_tree()  # ...or now
         with_child = sampler.sample()["process.rss_bytes"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import textwrap
 
@@ -395,6 +396,27 @@ def _self_signed_certificate(directory) -> None:
                                                           serialization.NoEncryption()))
 
 
+def _tls_server(directory, serve: str) -> None:
+    """server.py in ``directory`` (with a certificate from ``_self_signed_certificate``), for the
+    fork-amid-a-handshake tests below: a TLS server on loopback that prints its port, then runs
+    ``serve``, which has ``context`` (the server's), ``listener`` and ``hold_the_hello(connection)``:
+    once the client's ClientHello is in, it prints "hello" and waits for a line on stdin (the
+    client waits for the server's answer meanwhile)."""
+    _self_signed_certificate(directory)
+    (directory / "server.py").write_text(textwrap.dedent("""
+        import json, socket, ssl, sys
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
+        listener = socket.create_server(("127.0.0.1", 0))
+        print(listener.getsockname()[1], flush=True)
+
+        def hold_the_hello(connection):
+            connection.recv(5, socket.MSG_PEEK)  # the ClientHello is in: the client waits for the answer
+            print("hello", flush=True)
+            sys.stdin.readline()  # until told to answer
+    """) + textwrap.dedent(serve))
+
+
 def test_a_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path):
     # A process's first TLS handshake fetches OpenSSL's algorithms (key exchange, signatures, ciphers)
     # under OpenSSL's global locks: a child forked then (a Pool forked right after an online init(),
@@ -408,20 +430,12 @@ def test_a_tls_handshake_does_no_openssl_work_while_a_fork_is_under_way(tmp_path
     # forks at once, and a fork hook that runs after tracklet's lets the server answer, then takes
     # 1 s: the client's next step waits for the fork, so the child is made with the handshake not
     # done (the context's own counter), and the parent's completes after it.
-    _self_signed_certificate(tmp_path)
-    (tmp_path / "server.py").write_text(textwrap.dedent("""
-        import socket, ssl, sys
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
-        listener = socket.create_server(("127.0.0.1", 0))
-        print(listener.getsockname()[1], flush=True)
+    _tls_server(tmp_path, """
         connection = listener.accept()[0]
-        connection.recv(5, socket.MSG_PEEK)  # the ClientHello is in: the client waits for the answer
-        print("hello", flush=True)
-        sys.stdin.readline()  # until told to answer
+        hold_the_hello(connection)
         with context.wrap_socket(connection, server_side=True) as tls:
             tls.recv(1)
-    """))
+    """)
     done = run_script(f"""
         import os, subprocess, sys, threading, time
 
@@ -472,13 +486,7 @@ def test_a_gcs_clients_tls_handshake_does_no_openssl_work_while_a_fork_is_under_
     # tracklet's lets the server answer, waits 1 s and looks whether the server completed its side
     # (which needs the client's next step): it must not have. The request then completes after the
     # fork, verifying the server's certificate (SSL_CERT_FILE: the context loads the default CAs).
-    _self_signed_certificate(tmp_path)
-    (tmp_path / "server.py").write_text(textwrap.dedent("""
-        import json, socket, ssl, sys
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
-        listener = socket.create_server(("127.0.0.1", 0))
-        print(listener.getsockname()[1], flush=True)
+    _tls_server(tmp_path, """
         body = json.dumps({"kind": "storage#object", "bucket": "bucket", "name": "key", "size": "3",
                            "etag": "CAE=", "generation": "1", "metageneration": "1",
                            "updated": "2026-01-01T00:00:00.000Z"}).encode()
@@ -486,9 +494,7 @@ def test_a_gcs_clients_tls_handshake_does_no_openssl_work_while_a_fork_is_under_
         while True:
             connection = listener.accept()[0]
             if first:
-                connection.recv(5, socket.MSG_PEEK)  # the ClientHello is in: the client waits for the answer
-                print("hello", flush=True)
-                sys.stdin.readline()  # until told to answer
+                hold_the_hello(connection)
                 first = False
             with context.wrap_socket(connection, server_side=True) as tls:
                 print("shaken", flush=True)
@@ -497,7 +503,7 @@ def test_a_gcs_clients_tls_handshake_does_no_openssl_work_while_a_fork_is_under_
                     request += tls.recv(65536)
                 tls.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nConnection: close\\r\\n"
                             b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
-    """))
+    """)
     done = run_script(f"""
         import os, select, subprocess, sys, threading, time
 
@@ -895,7 +901,7 @@ def test_a_fork_that_waited_for_the_tls_context_also_waits_for_the_import_after_
 
 
 POOL_TEARDOWN = r'''
-import functools, json, multiprocessing as mp, os, signal, sys, time
+import functools, json, multiprocessing as mp, os, signal, sys
 import tracklet
 
 def work(i, run):
@@ -906,7 +912,7 @@ if __name__ == "__main__":
     url, server_pid = sys.argv[1], int(sys.argv[2])
     run = tracklet.init(project="p", id="teardown", settings={
         "console": "off", "system_metrics": False, "capture_environment": False, "mode": "online",
-        "base_url": url, "upload_interval": 0.1, "finish_timeout": 60, "upload_timeout": 60})
+        "base_url": url, "upload_interval": 0.1, "finish_timeout": 3600, "upload_timeout": 3600})
     told = {}
     os.kill(server_pid, signal.SIGSTOP)  # a server that answers nothing: every upload hangs
     try:
@@ -914,10 +920,8 @@ if __name__ == "__main__":
             with mp.get_context(method).Pool(2) as pool:
                 pids = sorted(set(pool.map(functools.partial(work, run=run), range(6), chunksize=1)))
                 workers = list(pool._pool)
-                started = time.monotonic()
             # the with block's terminate() joined the workers: each ended its part and exited
-            told[method] = {"pids": pids, "seconds": time.monotonic() - started,
-                            "exits": {worker.pid: worker.exitcode for worker in workers}}
+            told[method] = {"pids": pids, "exits": {worker.pid: worker.exitcode for worker in workers}}
     finally:
         os.kill(server_pid, signal.SIGCONT)
     run.finish()
@@ -927,9 +931,10 @@ if __name__ == "__main__":
 
 def test_online_a_torn_down_pools_workers_end_their_parts_without_waiting_for_the_upload(root, tmp_path, servers):
     # Pool.terminate() (what `with Pool()` calls) joins each worker without a timeout: a worker
-    # whose part waited for its upload up to finish_timeout (60 s here) stalled the training process
-    # that long behind a slow or unreachable server (a stopped one here). The parts end with their
-    # records on disk; the parent's finish() (or `tracklet sync`) uploads what the workers left.
+    # whose part waited for its upload up to finish_timeout (an hour here) stalled the training
+    # process that long behind a slow or unreachable server (a stopped one here): the script would
+    # not end. The parts end with their records on disk; the parent's finish() (or `tracklet sync`)
+    # uploads what the workers left.
     from pathlib import Path
 
     from click.testing import CliRunner
@@ -956,10 +961,11 @@ def test_online_a_torn_down_pools_workers_end_their_parts_without_waiting_for_th
         exits = {int(pid): code for pid, code in pool["exits"].items()}
         assert all(code in ((0,) if pid in pool["pids"] else (0, -signal.SIGTERM)) for pid, code in exits.items()), \
             (method, exits, pool["pids"])
-        # far below the 60 s every worker had waited (generous: the workers wait 2 s each, at once)
-        assert pool["seconds"] < 30, (method, pool["seconds"])
         labels += [child_label().rsplit("-", 1)[0] + f"-{pid}" for pid in pool["pids"]]
-    assert "finishes the upload" in done.stderr  # each worker said where the rest of its upload goes
+    # Each worker's part gave up its upload (the server was stopped all along, and its timeouts are
+    # an hour: only the teardown's cut ends that wait) and said where the rest of it goes.
+    gave_up = re.findall(r"this part \((\S+)\) is complete locally, and the run's online writer", done.stderr)
+    assert sorted(gave_up) == sorted(labels), done.stderr
     recorded = tracklet.Api(root).run("p/teardown")
     assert sorted(recorded.parts) == sorted(labels)
     assert all(part["state"] == "finished" for part in recorded.parts.values())

@@ -197,12 +197,10 @@ def test_the_wrapper_does_not_wait_for_the_device(start):
     make_slow = _slow_input(0.5)
 
     slow = make_slow()
-    begin = time.perf_counter()
     out = tracked(slow)
-    returned_after = time.perf_counter() - begin
+    # (not a time bound on the call: what waiting for the device would have made ready is not)
     ready_on_return = out["loss"].is_ready()
     assert not ready_on_return and not slow.is_ready(), "the wrapper waited for the device"
-    assert returned_after < 0.25
     data, logged_step, ready_when_logged = enqueued[-1]
     assert logged_step == 1 and ready_when_logged == [False, False]
     assert data["train/loss"] is out["loss"] and data["train/max"] is out["max"]  # unconverted jax arrays

@@ -144,36 +144,38 @@ print(run.path, flush=True)
 step = 0
 while True:
     run.log({"loss": 1.0 / (step + 1), "acc": (step * 7919 % 1000) / 1000, "val": float(step % 13)})
-    print("line", step, time.time(), flush=True)
     step += 1
     time.sleep(0.002)
 """
 
 
-def _start_and_kill(code: str, seconds: float) -> tuple[str, list[str], float]:
+def _kill_once_written(code: str, root: Path, written) -> str:
+    """Start ``code`` (it prints its run's path first), wait until ``written(recorded run)`` holds
+    for what its log has on disk, SIGKILL it and return the run's path. Waits for the sender's
+    writes instead of assuming they happen within some time: a loaded machine keeps no schedule."""
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
+        assert child.stdout is not None
         path = child.stdout.readline().strip()
-        seen: list[str] = []
-        began = time.time()
-        for line in child.stdout:
-            seen.append(line.rstrip("\n"))
-            if time.time() - began >= seconds:
-                break
-        killed_at = time.time()
+        deadline = time.monotonic() + 60  # a bound for a stuck test (the tick is 0.1 s away), not a timing check
+        while not written(tracklet.Api(root).run(path)):
+            assert time.monotonic() < deadline and child.poll() is None, "what was awaited never reached the log"
+            time.sleep(0.02)
         child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        child.wait(60)
     finally:
         if child.poll() is None:
             child.kill()
-    return path, seen, killed_at
+            child.wait(60)
+    assert child.returncode == -signal.SIGKILL
+    return path
 
 
 def test_sigkilled_run_summary_is_that_of_its_recorded_history(root):
-    """The last SummaryUpdate is written at most every 5 s; killed 1.5 s in, the run's summary
-    still covers every row its log holds."""
-    path, _, _ = _start_and_kill(KILLED_SCRIPT, 1.5)
+    """The last SummaryUpdate is written at most every 5 s; killed once rows are on disk (most
+    likely before one), the run's summary still covers every row its log holds."""
+    path = _kill_once_written(KILLED_SCRIPT, root, lambda recorded: (recorded.last_step or 0) > 20)
     recorded = tracklet.Api(root).run(path)
     assert recorded.state == "crashed"
     history = recorded.history()
@@ -192,25 +194,22 @@ import sys, time, tracklet
 run = tracklet.init(project="killed", settings={"flush_interval": 0.2, "capture_environment": False,
                                                 "system_metrics": False})
 sys.stdout.write(run.path + "\\n"); sys.stdout.flush()
-step = 0
-while True:
-    run.log({"t": time.time()})
-    print("line", step, time.time(), flush=True)
+for step in range(30):
+    run.log({"step": step})
+    print("line", step, flush=True)
     if step % 10 == 0:
-        print("err", step, time.time(), file=sys.stderr, flush=True)
-    step += 1
-    time.sleep(0.01)
+        print("err", step, file=sys.stderr, flush=True)
+time.sleep(600)  # until killed: no exit, no finish() or flush() writes these lines
 """
+PRINTED = {f"line {step}" for step in range(30)} | {f"err {step}" for step in range(0, 30, 10)}
 
 
-def test_console_lines_printed_a_flush_interval_before_a_kill_are_recorded(root):
-    path, seen, killed_at = _start_and_kill(CONSOLE_SCRIPT, 1.5)
+def test_console_lines_printed_before_a_kill_are_recorded_unasked(root):
+    path = _kill_once_written(CONSOLE_SCRIPT, root, lambda recorded: PRINTED <= {line.text for line in recorded.console})
     recorded = tracklet.Api(root).run(path)
-    logged = {line.text for line in recorded.console}
-    old_enough = [line for line in seen if float(line.split()[2]) < killed_at - 0.2]
-    assert len(old_enough) > 20
-    assert [line for line in old_enough if line not in logged] == []
-    assert any(text.startswith("err ") for text in logged)
+    assert recorded.state == "crashed"
+    assert PRINTED <= {line.text for line in recorded.console}
+    assert {line.text for line in recorded.console if line.stream == "stderr"} == {"err 0", "err 10", "err 20"}
 
 
 PARTIAL_SCRIPT = """
@@ -222,47 +221,50 @@ sys.stderr.write("epoch 1: ")  # a line not ended yet
 for percent in range(0, 101, 10):
     sys.stderr.write(f"\\rprogress {percent}%")  # a progress bar's redraws
     time.sleep(0.02)
-print("ready", flush=True)
-time.sleep(60)
+time.sleep(600)  # until killed: the bar's last redraw is never ended by a newline
 """
 
 
-def test_a_line_still_being_written_reaches_the_log_within_the_flush_interval(root):
+def _stderr_texts(recorded: tracklet.RecordedRun) -> list[str]:
+    return [line.text for line in recorded.console if line.stream == "stderr"]
+
+
+def test_a_line_still_being_written_reaches_the_log_without_its_newline(root):
     """Text without its newline yet (a progress bar, print(end="")) is recorded as it stands
     once it has waited a flush interval, instead of being lost with the process."""
-    child = subprocess.Popen([sys.executable, "-c", PARTIAL_SCRIPT], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        path = child.stdout.readline().strip()
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(0.6)  # three flush intervals after the bar's last redraw
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    recorded = tracklet.Api(root).run(path)
-    texts = [line.text for line in recorded.console if line.stream == "stderr"]
+    path = _kill_once_written(PARTIAL_SCRIPT, root, lambda recorded: _stderr_texts(recorded)[-1:] == ["progress 100%"])
+    texts = _stderr_texts(tracklet.Api(root).run(path))
     assert texts and texts[-1] == "progress 100%"
+
+
+def _partial_lines(run: tracklet.Run) -> list[str]:
+    """The texts recorded as partial console lines so far, in the run's log on disk."""
+    records = [pb.Record.FromString(payload) for _, payload in read_log(Path(run.dir) / "run.tlog").payloads]
+    return [line.text for r in records if r.WhichOneof("kind") == "console" for line in r.console.lines
+            if line.partial]
+
+
+def _until_partial(run: tracklet.Run, text: str) -> None:
+    deadline = time.monotonic() + 60  # a bound for a stuck test (the tick is 0.05 s away), not a timing check
+    while text not in _partial_lines(run):
+        assert time.monotonic() < deadline, f"{text!r} was never recorded as a partial line"
+        time.sleep(0.01)
 
 
 def test_a_partial_line_is_replaced_by_the_rest_of_it(start, root):
     run = start(settings={"console": "wrap", "flush_interval": 0.1})
     sys.stdout.write("epoch 1: ")
-    time.sleep(0.4)  # long enough for the worker to record "epoch 1: " as a partial line
+    _until_partial(run, "epoch 1: ")
     sys.stdout.write("loss 0.5")
-    time.sleep(0.4)
+    _until_partial(run, "epoch 1: loss 0.5")
     print(" done")
     for percent in (10, 50):
         sys.stdout.write(f"\r{percent}%")
-        time.sleep(0.4)
+        _until_partial(run, f"{percent}%")
     print()
     print("next")
     run.finish()
-    records = [pb.Record.FromString(payload) for _, payload in read_log(Path(run.dir) / "run.tlog").payloads]
-    recorded = [line.text for r in records if r.WhichOneof("kind") == "console" for line in r.console.lines
-                if line.partial]
-    assert recorded and set(recorded) <= {"epoch 1: ", "epoch 1: loss 0.5", "10%", "50%"}
+    assert set(_partial_lines(run)) == {"epoch 1: ", "epoch 1: loss 0.5", "10%", "50%"}
     texts = [(line.text, line.partial) for line in read(run).console if line.stream == "stdout"]
     assert texts == [("epoch 1: loss 0.5 done", False), ("50%", False), ("next", False)]
     page = tracklet.Api(root).store.console(run.path, stream="stdout")  # indexed in one pass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import QUIET, REPO
+from conftest import QUIET, REPO, run_script
 import serverproc
 from serverproc import Server, _free_port
 
@@ -475,12 +475,20 @@ def test_sync_while_the_online_uploader_sends_the_same_run(root, servers):
 
 def test_an_unreachable_server_never_blocks_training(root, servers, tmp_path):
     dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
-    run = _online(root, dead, "outage", upload_timeout=0.5)
-    started = time.monotonic()
-    for step in range(3000):
-        run.log({"loss": float(step)})
-    run.finish()
-    assert time.monotonic() - started < 20  # bounded by upload_timeout, not by retries
+    # finish() waits upload_timeout (0.5 s) for the upload, not finish_timeout (an hour) of retries:
+    # a script whose log() or finish() waited for the server would not end (run_script's bound
+    # guards a stuck test; it is not a timing check).
+    done = run_script(f"""
+        import tracklet
+        run = tracklet.init(project="live", id="outage", mode="online", settings={{
+            **{QUIET!r}, "base_url": {dead!r}, "upload_interval": 0.05, "upload_timeout": 0.5,
+            "finish_timeout": 3600}})
+        for step in range(3000):
+            run.log({{"loss": float(step)}})
+        run.finish()
+    """, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "did not finish within" in done.stderr, done.stderr
     assert tracklet.Api(root).run("live/outage").history()["loss"] == [float(s) for s in range(3000)]
     server = servers()
     done = _sync(server.url, root, "live/outage")

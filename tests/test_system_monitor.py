@@ -96,13 +96,13 @@ def test_windows_hold_mean_and_max_and_stop_emits_the_partial_window():
 def test_stop_is_prompt_even_with_a_long_interval():
     source = ScriptedSampler([{"a": 1.0}, {"a": 3.0}])
     out = Collector()
-    monitor = SystemMonitor([source], out.put, interval=60.0, window=600.0, first_sample_after=0)
+    monitor = SystemMonitor([source], out.put, interval=3600.0, window=7200.0, first_sample_after=0)
     monitor.start()
-    started = time.monotonic()
-    while source.calls < 1:
+    while not monitor.sampled:  # (not source.calls: a stop() between the first sample and this abandons the monitor)
         time.sleep(0.001)
-    monitor.stop(timeout=10)
-    assert time.monotonic() - started < 5  # a generous bound: the point is not waiting out 60 s
+    # A bound for a stuck test, not a timing check: a stop() that waited out the hour-long interval
+    # returns after it with nothing queued, and the window below is missing.
+    monitor.stop(timeout=60)
     (window,) = out.stats()
     (value,) = window.values
     assert (value.value, value.max, value.samples) == (2.0, 3.0, 2)  # the first sample and the last one
@@ -161,8 +161,12 @@ def test_process_tree_includes_children(tmp_path):
     sampler = HostSampler(tmp_path)
     sampler.start()
     alone = sampler.sample()["process.rss_bytes"]
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
+        # its interpreter has started (several MB): sampled as it was exec'd, on a loaded machine, it
+        # held under 1 MB
+        assert child.stdout.readline() == b"up\n"
         assert sampler.sample()["process.rss_bytes"] < alone + 1_000_000  # the tree is listed every 10 s...
         forget_process_tree()  # ...or now
         with_child = sampler.sample()["process.rss_bytes"]
@@ -255,12 +259,16 @@ def test_system_metrics_off_records_none(start):
 
 
 def test_finish_does_not_wait_out_the_interval(start):
-    run = start(settings={"system_metrics": True, "system_interval": 30, "system_window": 60})
+    run = start(settings={"system_metrics": True, "system_interval": 3600, "system_window": 7200})
     run.log({"x": 1})
-    wait_for_system_sample(run)  # taken FIRST_SAMPLE_AFTER (1 s) after init, not 30 s
-    started = time.monotonic()
-    run.finish()
-    assert time.monotonic() - started < 10
+    wait_for_system_sample(run)  # taken FIRST_SAMPLE_AFTER (1 s) after init, not an hour
+    finishing = threading.Thread(target=run.finish)
+    finishing.start()
+    # A bound for a stuck test, not a timing check: a finish() that waited out the hour-long
+    # interval is still running, and one that gave up on the monitor (it waits at most 5 s) left
+    # the partial window unrecorded.
+    finishing.join(120)
+    assert not finishing.is_alive() and run.finished
     windows = read(run).system_metrics()
     assert windows.num_rows == 1  # the partial window, recorded at finish
 

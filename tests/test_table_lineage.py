@@ -509,11 +509,11 @@ def test_table_versions_on_a_server_come_in_pages_each_version_once_in_order(mod
         assert [(v["step"], v["version"]) for v in whole["versions"]] == local
         listed, cursor, pages = [], None, 0
         while True:
-            page = httpx.get(url, params={"limit": 4, **({"cursor": cursor} if cursor else {})}, timeout=30).json()
-            assert page["total"] == len(local)
-            listed += page["versions"]
-            cursor, pages = page["next_cursor"], pages + 1
-            if len(page["versions"]) < 4:
+            answer = httpx.get(url, params={"limit": 4, **({"cursor": cursor} if cursor else {})}, timeout=30).json()
+            assert answer["total"] == len(local)
+            listed += answer["versions"]
+            cursor, pages = answer["next_cursor"], pages + 1
+            if len(answer["versions"]) < 4:
                 break
         assert listed == whole["versions"] and pages == len(local) // 4 + 1
         assert httpx.get(url, params={"cursor": cursor}, timeout=30).json()["versions"] == []

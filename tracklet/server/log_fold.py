@@ -61,6 +61,9 @@ class RunFold(Generic[State]):
         # changed (a copy read on, added, or the run's folds started over), so a view kept with it
         # (``run_keys``) knows its run unchanged in O(1), not by a pass over the writers.
         self.generation = 0
+        # The last listing of the run's copies on local disk and the ``copy_watch`` token it was
+        # made after: reused while no event for the run came since (``_listing``).
+        self.listing: tuple[Any, dict[str, tuple[int, tuple[int, int] | None]]] | None = None
 
     @classmethod
     def single(cls, state: State) -> "RunFold[State]":
@@ -212,7 +215,7 @@ class LogFolds(Generic[State]):
                     self._runs.popitem(last=False)
             self._runs.move_to_end(key)
         with run.lock:
-            copies = _copies(source, paths, labels, run.entries)
+            copies = _listing(source, paths, labels, run)
             if any(label not in copies or copies[label][0] < entry.offset or copies[label][1] != entry.identity
                    for label, entry in run.entries.items()):
                 # a copy shrank, was replaced or went: the run's folds start over (they share budgets)
@@ -238,6 +241,26 @@ class LogFolds(Generic[State]):
                 return view(run)
             finally:
                 self._account(key, run)
+
+
+def _listing(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None,
+             run: RunFold[Any]) -> dict[str, tuple[int, tuple[int, int] | None]]:
+    """``_copies`` of the run; for copies on local disk (``copy_stats``) the last listing again
+    while the kernel reported no change in the run's directory or its ``parts/`` since it was
+    made (``copy_watch``): an unchanged run's request then ``stat``s nothing, however many parts
+    it has. The token is taken (the events so far read) before the listing is made."""
+    if getattr(source, "copy_stats", None) is None:
+        return _copies(source, paths, labels, run.entries)
+    from tracklet.server.copy_watch import copy_watch
+
+    watch = copy_watch()
+    kept = run.listing
+    if kept is not None and watch.unchanged(paths.run_dir, kept[0]):
+        return kept[1]
+    token = watch.since(paths.run_dir)
+    copies = _copies(source, paths, labels, run.entries)
+    run.listing = (token, copies) if token is not None else None
+    return copies
 
 
 def _copies(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None,

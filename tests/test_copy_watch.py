@@ -104,3 +104,40 @@ def test_a_filesystem_the_kernel_cant_see_every_write_to_is_never_watched(watch,
     run_dir = _run(tmp_path)
     monkeypatch.setattr(module, "_filesystem", lambda path: "nfs4")
     assert watch.since(run_dir) is None and not watch.unchanged(run_dir, None)
+
+
+def test_a_forked_child_makes_a_watch_of_its_own(tmp_path):
+    """Two processes reading one inotify queue would each miss what the other read: a child forked
+    after the process's watch was made (in a fresh interpreter, never pytest's) gets a new one,
+    and the parent's still reports a change the child made."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, sys
+from pathlib import Path
+from tracklet.server import copy_watch
+run_dir = Path({str(tmp_path)!r}) / "projects" / "p" / "runs" / "r"
+(run_dir / "parts").mkdir(parents=True)
+(run_dir / "run.tlog").write_bytes(b"TLOG")
+watch = copy_watch.copy_watch()
+if watch._fd < 0 or not watch._local(run_dir):
+    print("skip"); sys.exit(0)
+token = watch.since(run_dir)
+pid = os.fork()
+if pid == 0:
+    child = copy_watch.copy_watch()
+    ok = child is not watch and child.since(run_dir) is not None
+    open(run_dir / "run.tlog", "ab").write(b"x")
+    child.unchanged(run_dir, None)  # (reads its own queue, not the parent's)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert status == 0, status
+assert not watch.unchanged(run_dir, token)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    if done.stdout.strip() == "skip":
+        pytest.skip("no inotify here")
+    assert done.stdout.strip() == "ok"

@@ -222,3 +222,19 @@ def copy_watch() -> CopyWatch:
         if _WATCH is None:
             _WATCH = CopyWatch()
         return _WATCH
+
+
+def _after_fork_in_child() -> None:
+    """A forked child makes a watch of its own: two processes reading one inotify queue would each
+    miss the events the other read."""
+    global _WATCH, _WATCH_LOCK
+    watch, _WATCH, _WATCH_LOCK = _WATCH, None, threading.Lock()
+    if watch is not None and watch._fd >= 0:
+        try:
+            os.close(watch._fd)  # (the child's descriptor: the parent's queue is untouched)
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

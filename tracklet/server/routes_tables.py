@@ -688,13 +688,19 @@ def _records(request: Request, project: str, run_id: str) -> _Index:
     paths = run_paths(request.app.state.tracklet.root, project, run_id)
 
     def view(run: Any) -> _Index:
+        kept = run.memo.get("index")
+        if kept is not None and kept[0] == run.generation:  # nothing folded since: that snapshot holds (O(1))
+            index: _Index = kept[1]
+            return index
         writers: list[_Tables] = []
         for label, entry in run.entries.items():
             tables = entry.state
             if tables.copy is None:
                 tables.copy = paths if label == PRIMARY else paths.part_paths(label)
             writers.append(tables)
-        return _Index(writers, list(run.entries))
+        index = _Index(writers, list(run.entries))
+        run.memo["index"] = (run.generation, index)
+        return index
 
     # (the folds go on as the logs grow; every writer's log read on from where it stopped)
     return run_fold(_FOLDS, request, project, run_id, view)

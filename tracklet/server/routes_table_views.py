@@ -116,11 +116,15 @@ def get_table_versions(
     if page is None:
         raise HTTPException(status_code=404, detail=f"no table {key!r} in this run")
     entries, total, following = page
-    versions = [TableVersion(step=ref.step, log_mode=_MODES.get(ref.log_mode, "IMMUTABLE"), rows=rows,
-                             time=ref.time if math.isfinite(ref.time) else 0.0, version=number)
-                for ref, number, rows in entries]
+    versions = [_version(tables, place, number, rows) for tables, place, number, rows in entries]
     return TableVersionsResponse(key=key, versions=versions, total=total,
                                  next_cursor=None if following is None else f"{following[1]}:{following[0]}")
+
+
+def _version(tables: Any, place: int, number: int, rows: int) -> TableVersion:
+    when = tables.times[place]
+    return TableVersion(step=tables.steps[place], log_mode=_MODES.get(tables.modes[place], "IMMUTABLE"), rows=rows,
+                        time=when if math.isfinite(when) else 0.0, version=number)
 
 
 def _cursor(text: str) -> tuple[str, int]:

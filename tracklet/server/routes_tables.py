@@ -463,9 +463,10 @@ class _Index:
         return [*earlier, found]
 
     def versions_page(self, key: str, cursor: tuple[str, int] | None, limit: int | None
-                      ) -> tuple[list[tuple[TableRef, int, int]], int, tuple[str, int] | None] | None:
-        """A page of ``key``'s versions in the readers' order: (entry, its run-table number, the
-        rows its version has: an INCREMENTAL one's every increment up to it), the key's entries in
+                      ) -> tuple[list[tuple[_Tables, int, int, int]], int, tuple[str, int] | None] | None:
+        """A page of ``key``'s versions in the readers' order: (writer, the entry's place there, its
+        run-table number, the rows its version has: an INCREMENTAL one's every increment up to it;
+        no ``TableRef`` made: a page of 10,000 is that many tuples), the key's entries in
         all, and the cursor of the next page (past the last entry: where entries logged later will
         be; None without a ``limit``); None when the key has none.
         ``cursor`` (label, n): from the n-th entry of the writer ``label`` (entries of writers
@@ -504,20 +505,20 @@ class _Index:
             from tracklet.core.run_tables import version_numbers
 
             every = version_numbers(self.of_key(key))
-        page: list[tuple[TableRef, int, int]] = []
+        page: list[tuple[_Tables, int, int, int]] = []
         so_far: dict[str, tuple[int, int]] = {}  # INCREMENTAL table id -> (writer, its rows before it)
         place, at = start, first_at
         while place < len(helds) and len(page) < wanted:
             held = helds[place]
-            versions, modes = held.tables.versions, held.tables.modes
+            versions, modes, fragment_rows = held.tables.versions, held.tables.modes, held.tables.rows
             while at < held.count and len(page) < wanted:
-                ref = held.ref(at)
-                rows = ref.fragment_rows
-                if modes[held.places[at]] == 3:
-                    rows = self._rows_so_far(helds, place, ref, so_far)
-                number = (versions[held.places[at]] - 1 if numbering == "writers"
+                entry = held.places[at]
+                rows = fragment_rows[entry]
+                if modes[entry] == 3:
+                    rows = self._rows_so_far(helds, place, entry, so_far)
+                number = (versions[entry] - 1 if numbering == "writers"
                           else position if every is None else every[position])
-                page.append((ref, number, rows))
+                page.append((held.tables, entry, number, rows))
                 at += 1
                 position += 1
             if at >= held.count:
@@ -528,23 +529,26 @@ class _Index:
         return page, total, following
 
     @staticmethod
-    def _rows_so_far(helds: list[_Held], place: int, ref: TableRef, kept: dict[str, tuple[int, int]]) -> int:
-        """The rows of INCREMENTAL ``ref``'s table up to it, in the readers' order: every earlier
+    def _rows_so_far(helds: list[_Held], place: int, entry: int, kept: dict[str, tuple[int, int]]) -> int:
+        """The rows of the table of INCREMENTAL entry ``entry`` (of writer ``helds[place]``) up to
+        it, in the readers' order: every earlier
         writer's increments of it (the last of their ``_Increments.rows``; kept per table id
         while the page stays in one writer) and this writer's up to it (bisected)."""
-        before = kept.get(ref.table_id)
+        tables = helds[place].tables
+        table_id = tables.strings[tables.table_ids[entry]]
+        before = kept.get(table_id)
         if before is None or before[0] != place:
             rows = 0
             for earlier in helds[:place]:
-                found = earlier.increments(ref.table_id)
+                found = earlier.increments(table_id)
                 if found is not None:
                     rows = min(_MOST, rows + found[0].rows[found[1] - 1])
-            kept[ref.table_id] = before = (place, rows)
-        found = helds[place].increments(ref.table_id)
+            kept[table_id] = before = (place, rows)
+        found = helds[place].increments(table_id)
         if found is None:  # (not in a snapshot that holds the entry: never)
-            return ref.fragment_rows
+            return int(tables.rows[entry])
         group, size = found
-        return min(_MOST, before[1] + group.rows[bisect.bisect_left(group.places, ref.place, 0, size)])
+        return min(_MOST, before[1] + group.rows[bisect.bisect_left(group.places, entry, 0, size)])
 
     def __iter__(self) -> Iterator[TableRef]:
         for tables, count in zip(self.writers, self._counts):

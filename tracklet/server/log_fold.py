@@ -13,7 +13,10 @@ start while the run stays kept). The run's copies and their sizes are listed in 
 (``LogSource.copy_sizes`` where the source has it: one query on a ``--logs`` server, finding the
 parts the store indexed by their keys: ``run_fold``). The folds of
 one run share what ``shared()`` makes, so a fold can bound its memory per run, not per copy; a
-copy that shrank, was replaced or went away starts the run's fold over. ``run_keys`` names each
+copy that shrank, was replaced or went away starts the run's fold over. On local disk a run's
+listing is made again only once the kernel reported a change in its directory or ``parts/``
+(``copy_watch.py``): a request on an unchanged run whose copies were read to their sizes lists
+nothing and passes over no writer (``_listing``, ``RunFold.caught_up``). ``run_keys`` names each
 writer's keys as every reader of a shared run names them (``core/parts.Ownership``).
 """
 

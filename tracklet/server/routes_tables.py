@@ -13,7 +13,10 @@ polls cheaply. What is kept of each record is an index entry (its key, step, tim
 increment, version number, rows and where its frame is in its writer's log), not the record: a
 shared run may have thousands of writers' logs. A writer's entries are packed in columns
 (``_Tables``: ~77 bytes an entry, each key and table id kept once), and a request makes a
-``TableRef`` only of those it needs (``_Index``: a key's, a version's). The index is bounded
+``TableRef`` only of those it needs (``_Index``: a key's, a version's), found by bisection where
+the writers' entries allow it (``_KeyFacts``: a version by step or number costs
+O(writers x log(versions))), and ``table-versions`` lists a page at a time (``versions_page``:
+its cost is its entries). The index is bounded
 (``INDEX_RUN_BYTES`` per run, ``INDEX_BYTES`` for every run kept: past the first a run is answered
 and not kept, past the second the runs asked for least recently are dropped; either is read again
 on its next request). The records a request needs (a version's, whole) are read back from their

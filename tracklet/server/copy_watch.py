@@ -32,7 +32,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-MAX_RUNS = 4096  # runs watched at once (two watches each)
+MAX_RUNS = 256  # runs watched at once, two watches each (of the user's fs.inotify.max_user_watches: 8,192 on older kernels)
 LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlay", "jfs",
                                "reiserfs", "bcachefs", "ramfs"})
 

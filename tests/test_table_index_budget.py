@@ -232,3 +232,107 @@ def test_parts_that_grow_or_appear_between_others_read_as_the_local_reader(tmp_p
         assert len(served) == 10
         for number in served:
             assert _served(client, "shared", version=number) == _expected(run, "shared", version=number)
+
+
+def _versions(url: str, run_id: str, total: int) -> list[tuple[int, int]]:
+    """(step, version) of each version of ``preds``, once the server lists ``total`` of them."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:  # (the server indexes a run recorded into its root at its next sweep)
+        response = httpx.get(f"{url}/api/v1/runs/p/{run_id}/table-versions/preds", timeout=30)
+        if response.status_code == 200 and response.json()["total"] == total:
+            return [(item["step"], item["version"]) for item in response.json()["versions"]]
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.1)
+
+
+def test_a_part_that_grows_on_disk_after_its_listing_was_kept_is_read_by_a_server_process(module_servers, tmp_path):
+    """A real ``tracklet server`` process over a shared run recorded into its own data root by
+    real writers (fresh interpreters): its table routes keep the listing of the run's copies while
+    the kernel reports no change there (``copy_watch``); a part that grows on disk, and one that
+    appears between two others, after requests that reused the listing, are read (every version
+    listed, numbered as the local reader numbers them)."""
+    from test_table_versions import _read, _writers
+
+    server = module_servers(tmp_path / "server")
+    root = server.root
+    _writers(root, "grow", ["primary", "rank_1", "rank_2"], 2)
+    local = [(step, n) for key, _, step, n in _read(root, "grow") if key == "preds"]
+    assert _versions(server.url, "grow", 6) == local
+    assert _versions(server.url, "grow", 6) == local  # (again: the listing kept)
+    _writers(root, "grow", ["rank_1"], 2, first=2)  # the part grows on disk
+    local = [(step, n) for key, _, step, n in _read(root, "grow") if key == "preds"]
+    assert len(local) == 8 and _versions(server.url, "grow", 8) == local
+    _writers(root, "grow", ["rank_0"], 1)  # a part between the others
+    local = [(step, n) for key, _, step, n in _read(root, "grow") if key == "preds"]
+    assert len(local) == 9 and _versions(server.url, "grow", 9) == local
+
+
+def test_an_unchanged_runs_request_stats_none_of_its_parts_and_a_changed_one_is_listed_again(tmp_path):
+    """A shared run of 64 parts on local disk, served in process: once read, a request on the
+    unchanged run lists none of its copies (no ``os.stat``/``scandir`` of them: the kernel reported
+    no change, ``copy_watch``; before, one ``stat`` per copy per request); a part's log appended to
+    in place, and replaced by a rename, are each seen by the next request (its rows answered)."""
+    import os
+    import shutil
+
+    from tracklet.core.layout import RunPaths
+    from tracklet.server.app import create_app
+    from tracklet.server.copy_watch import copy_watch
+
+    if copy_watch()._fd < 0 or not copy_watch()._local(tmp_path / "projects/p/runs/x"):
+        pytest.skip("no inotify on this machine or filesystem: every request lists the copies")
+    for label in (None, "rank_00"):
+        settings = {**QUIET, "dir": str(tmp_path)}
+        if label is not None:
+            settings.update(primary=False, label=label)
+        run = tracklet.init(project="p", id="many", settings=settings)
+        run.log({"shared": tracklet.Table(columns=["writer"], data=[[label or "primary"]])}, step=0)
+        run.finish()
+    paths = RunPaths(tmp_path, "p", "many")
+    source = paths.part_paths("rank_00").log_file
+    for n in range(1, 64):
+        shutil.copyfile(source, paths.part_paths(f"rank_{n:02d}").log_file)
+    app = create_app(tmp_path, auth=False, store_url=f"sqlite:///{tmp_path / 'server.sqlite'}")
+    counted: list[str] = []
+    stat, scandir = os.stat, os.scandir
+
+    def counting_stat(path, *args, **kwargs):
+        counted.append(str(path))
+        return stat(path, *args, **kwargs)
+
+    def counting_scandir(path=".", *args, **kwargs):
+        counted.append(str(path))
+        return scandir(path, *args, **kwargs)
+
+    def versions() -> int:
+        response = client.get("/api/v1/runs/p/many/table-versions/shared")
+        assert response.status_code == 200, response.text
+        return response.json()["total"]
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert versions() == 65
+        os.stat, os.scandir = counting_stat, counting_scandir
+        try:
+            counted.clear()
+            assert versions() == 65
+            touched = [path for path in counted if str(paths.run_dir) in path]
+        finally:
+            os.stat, os.scandir = stat, scandir
+        assert touched == [], touched  # before: the parts' directory and each of the 65 logs
+        from tracklet.core.recordlog import MAGIC
+
+        grown = paths.part_paths("rank_07").log_file
+        with open(grown, "ab") as handle:  # appended in place (the same inode): another writer's records after its own
+            handle.write(source.read_bytes()[len(MAGIC):])
+        assert versions() > 65
+        replaced = paths.part_paths("rank_10").log_file
+        shutil.copyfile(paths.log_file, tmp_path / "new.tlog")
+        os.replace(tmp_path / "new.tlog", replaced)  # renamed over: another inode
+        total = versions()
+        from tracklet.core.api import RecordedRun
+
+        assert total == len([r for r in RecordedRun(paths)._read.tables if r.key == "shared"])

@@ -473,6 +473,72 @@ def test_a_shared_runs_table_versions_on_a_server_are_its_writers(module_servers
     assert httpx.get(f"{server.url}/api/v1/runs/p/shsrv/tables/preds", params={"version": 9}).status_code == 404
 
 
+def _versions_when_indexed(url: str, run_id: str, key: str, total: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:  # the server indexes the run and receives its parts as they are uploaded
+        response = httpx.get(f"{url}/api/v1/runs/p/{run_id}/table-versions/{key}", timeout=30)
+        if response.status_code == 200 and response.json()["total"] == total:
+            return
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["numbered", "before-numbers"])
+def test_table_versions_on_a_server_come_in_pages_each_version_once_in_order(module_servers, tmp_path, monkeypatch,
+                                                                           old):
+    """A shared run of three writers online (real processes; numbered by their counter, or as
+    writers before session 32 without numbers): ``table-versions`` with a ``limit``, followed by
+    each page's ``next_cursor``, lists every version exactly once in the readers' order, numbered as
+    the local reader numbers them, with an INCREMENTAL version's rows so far; the last page's cursor
+    lists nothing until more is logged; without a limit the answer is what it always was (no
+    cursor); ``tracklet.Api`` follows the pages; a version read by step or number is the local
+    reader's; a cursor that isn't one is 400."""
+    import tracklet.client.table_versions as pager
+    from test_table_versions import _read, _writers
+
+    server = module_servers(tmp_path / "server")
+    root = tmp_path / "data"
+    run_id = "pages-old" if old else "pages"
+    _writers(root, run_id, ["primary", "rank_1", "rank_2"], 5, old=old, server=server.url)
+    for key in ("preds", "inc"):
+        local = [(step, n) for k, _, step, n in _read(root, run_id) if k == key]
+        _versions_when_indexed(server.url, run_id, key, len(local))
+        url = f"{server.url}/api/v1/runs/p/{run_id}/table-versions/{key}"
+        whole = httpx.get(url, timeout=30).json()
+        assert whole.get("next_cursor") is None and whole["total"] == len(local)
+        assert [(v["step"], v["version"]) for v in whole["versions"]] == local
+        listed, cursor, pages = [], None, 0
+        while True:
+            answer = httpx.get(url, params={"limit": 4, **({"cursor": cursor} if cursor else {})}, timeout=30).json()
+            assert answer["total"] == len(local)
+            listed += answer["versions"]
+            cursor, pages = answer["next_cursor"], pages + 1
+            if len(answer["versions"]) < 4:
+                break
+        assert listed == whole["versions"] and pages == len(local) // 4 + 1
+        assert httpx.get(url, params={"cursor": cursor}, timeout=30).json()["versions"] == []
+        if key == "inc":  # an INCREMENTAL version's rows: every increment of its table up to it
+            assert [v["rows"] for v in listed] == [n + 1 for n in range(5)] * 3
+        monkeypatch.setattr(pager, "PAGE", 3)
+        with tracklet.Api(base_url=server.url) as api:
+            run = api.run(f"p/{run_id}")
+            versions = run.table_versions(key)
+            assert [(v["step"], v["version"]) for v in versions] == local
+            assert [v["index"] for v in versions] == list(range(len(local)))
+            from tracklet.core.api import RecordedRun
+            from tracklet.core.layout import RunPaths
+
+            recorded = RecordedRun(RunPaths(root, "p", run_id))
+            for step, n in local[::4]:
+                expected = recorded.table(key, version=n).to_arrow().to_pylist()
+                assert run.table(key, version=n).to_arrow().to_pylist() == expected
+                by_step = recorded.table(key, step=step).to_arrow().to_pylist()
+                assert run.table(key, step).to_arrow().to_pylist() == by_step
+        monkeypatch.undo()
+    bad = httpx.get(f"{server.url}/api/v1/runs/p/{run_id}/table-versions/preds", params={"cursor": "x"}, timeout=30)
+    assert bad.status_code == 400, bad.text
+
+
 def _wait_lineage_of(url: str, project: str, params: dict) -> tuple[dict[str, dict], set]:
     """The server's lineage of ``params`` once it answers (its indexing follows the uploads)."""
     deadline = time.monotonic() + 60

@@ -224,6 +224,179 @@ def test_an_index_chooses_the_versions_records_as_the_readers_rule_does():
             assert where(index.at_step(key, step)) == expected, (key, step)
 
 
+def _random_writers(rng, kind: str, writers: int = 3, entries: int = 60):
+    """Writers' ``_Tables`` of random entries of keys ``a`` and ``b``. ``kind``: ``"any"`` (steps
+    in any order, numbers of any writer or none: the general way), ``"one machine"`` (steps never
+    going down in a log, every entry numbered by one counter the writers share: the bisections),
+    ``"old"`` (steps in order, no numbers: logs before session 32), ``"mixed"`` (steps in order,
+    some numbered, numbers two machines' counters may repeat)."""
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.server import routes_tables
+
+    made, counter = [], 0
+    for _ in range(writers):
+        tables = routes_tables._Tables()
+        step = 0
+        for n in range(entries):
+            record = pb.Record()
+            table = record.table_logged
+            table.key = rng.choice(["a", "b"])
+            step = rng.randrange(20) if kind == "any" else step + rng.choice([0, 0, 1, 3])
+            table.step = step
+            table.log_mode = rng.choice([1, 2, 3, 3])
+            table.table_id = rng.choice(["t1", "t2"])
+            table.increment = rng.randrange(10) if kind == "any" else n
+            if kind == "one machine":
+                counter += rng.choice([1, 1, 2])
+                table.version_plus_one = counter
+            elif kind == "old":
+                table.version_plus_one = 0
+            else:
+                table.version_plus_one = rng.choice([0, 0, rng.randrange(1, 40)])
+            table.time = 1.7e9 + n
+            table.fragments.add(digest="0" * 64, rows=rng.randrange(1, 4))
+            tables.apply(record, (n * 100, record.SerializeToString()))
+        made.append(tables)
+    return made
+
+
+def _listed(every, key: str) -> list[tuple[int, int, int, int]]:
+    """(offset, step, number, rows) of each version of ``key`` as the route always listed them:
+    every entry numbered by the readers' rule, an INCREMENTAL one's rows its table's so far."""
+    from tracklet.core.run_tables import version_numbers
+
+    records = [ref for ref in every if ref.key == key]
+    added: dict[str, int] = {}
+    listed = []
+    for ref, number in zip(records, version_numbers(records)):
+        rows = ref.fragment_rows
+        if ref.log_mode == 3:
+            rows = added[ref.table_id] = added.get(ref.table_id, 0) + rows
+        listed.append((id(ref.tables), ref.offset, number, rows))
+    return listed
+
+
+@pytest.mark.parametrize("kind", ["any", "one machine", "old", "mixed"])
+def test_an_index_chooses_and_pages_versions_as_the_readers_rule_does_however_the_writers_numbered(kind, monkeypatch):
+    """Every way writers' entries come (steps in order or not; numbered by one machine's counter,
+    by two, or not at all): ``_Index.version``/``at_step`` choose what ``records_of_version``/
+    ``version_records`` choose over every entry (the bisections where the facts allow them, the
+    general way otherwise), on the whole index and on a snapshot taken part way; and the pages of
+    ``versions_page``, followed by their cursors at any page size, list every version exactly
+    once, in the readers' order, numbered and counted as the route always did; without a limit,
+    the last ``MAX_VERSIONS``."""
+    import random
+
+    from tracklet.core.run_tables import records_of_version
+    from tracklet.media.table_read import version_records
+    from tracklet.server import routes_tables
+
+    rng = random.Random(f"pages {kind}")
+
+    def where(refs):
+        return None if refs is None else [(id(ref.tables), ref.offset) for ref in refs]
+
+    for trial in range(4):
+        writers = _random_writers(rng, kind)
+        snapshot = routes_tables._Index(writers) if trial % 2 else None
+        extra = _random_writers(rng, kind, writers=1, entries=10)[0]
+        if snapshot is not None:  # folded on after the snapshot was taken: it answers what it held
+            for place in range(len(extra)):
+                ref = extra.ref(place)
+                writers[-1].apply(_record_of(ref), (10_000 + ref.offset, b"x"))
+        for index in [routes_tables._Index(writers), *([snapshot] if snapshot is not None else [])]:
+            every = list(index)
+            for key in ("a", "b"):
+                for number in range(0, 200):
+                    assert where(index.version(key, number)) == where(records_of_version(every, key, number)), \
+                        (kind, key, number)
+                for step in [None, *range(-1, 80)]:
+                    try:
+                        expected = where(version_records(every, key, step))
+                    except Exception:
+                        expected = []
+                    assert where(index.at_step(key, step)) == expected, (kind, key, step)
+                listed = _listed(every, key)
+                for limit in (1, 7, 1000):
+                    pages, cursor = [], None
+                    while True:
+                        page, total, following = index.versions_page(key, cursor, limit)
+                        assert total == len(listed) and len(page) <= limit
+                        pages += [(id(tables), tables.offsets[place], number, rows) for tables, place, number, rows in page]
+                        assert following is not None
+                        cursor = following
+                        if len(page) < limit:
+                            break
+                    assert index.versions_page(key, cursor, limit)[0] == []  # the end: nothing after it
+                    assert pages == listed, (kind, key, limit)
+                monkeypatch.setattr(routes_tables, "MAX_VERSIONS", 5)
+                page, total, following = index.versions_page(key, None, None)
+                assert [(id(tables), tables.offsets[place], number, rows) for tables, place, number, rows in page] == listed[-5:]
+                assert following is None
+                monkeypatch.undo()
+
+
+def _record_of(ref):
+    from tracklet.proto import records_pb2 as pb
+
+    record = pb.Record()
+    table = record.table_logged
+    table.key, table.step, table.time, table.log_mode = ref.key, ref.step, ref.time, ref.log_mode
+    table.table_id, table.increment, table.version_plus_one = ref.table_id, ref.increment, ref.version_plus_one
+    table.fragments.add(digest="0" * 64, rows=ref.fragment_rows)
+    return record
+
+
+class _Counted:
+    """Reads of a column (``array.__getitem__``) counted."""
+
+    def __init__(self, column) -> None:
+        self.column, self.reads = column, 0
+
+    def __getitem__(self, place):
+        self.reads += 1
+        return self.column[place]
+
+    def __len__(self):
+        return len(self.column)
+
+
+def test_a_version_or_step_lookup_and_a_page_of_versions_read_a_few_entries_of_thousands():
+    """10,000 versions of one key (one writer's counter numbering them, steps never going down):
+    choosing the version at a step, or run-table version n, reads O(log) of the key's entries'
+    steps/numbers (a bisection), and a page of versions reads its own entries, not every one (before:
+    each lookup read the steps or numbers of every entry up to the one chosen, and table-versions
+    numbered every entry per request). The answers are the readers' rule's."""
+    from tracklet.core.run_tables import records_of_version
+    from tracklet.media.table_read import version_records
+    from tracklet.server import routes_tables
+
+    count = 10_000
+    tables = routes_tables._Tables()
+    for n in range(count):
+        tables.apply(_table_record(n, "k"), (n * 100, b"x"))
+    index = routes_tables._Index([tables])
+    every = list(index)
+    steps, versions = _Counted(tables.steps), _Counted(tables.versions)
+    tables.steps, tables.versions = steps, versions  # type: ignore[assignment]
+    try:
+        for step in (0, 17, 5_000, count - 2):
+            chosen = index.at_step("k", step)
+            assert [ref.offset for ref in chosen] == [ref.offset for ref in version_records(every, "k", step)]
+        for number in (0, 4_321, count - 1):
+            chosen = index.version("k", number)
+            assert [ref.offset for ref in chosen] == [ref.offset for ref in records_of_version(every, "k", number)]
+        assert index.version("k", count) is None
+        assert steps.reads + versions.reads <= 8 * 40, (steps.reads, versions.reads)  # ~log2(10,000) = 14 each
+        steps.reads = versions.reads = 0
+        page, total, following = index.versions_page("k", ("", 9_000), 100)
+        assert total == count and following == ("", 9_100)
+        assert [number for _, _, number, _ in page] == list(range(9_000, 9_100))
+        assert versions.reads <= 100 + 40, versions.reads  # (each entry's number)
+    finally:
+        tables.steps, tables.versions = steps.column, versions.column
+
+
 def test_an_index_a_request_took_is_the_folds_then_while_another_request_folds_on():
     """A request's ``_Index`` is made under the run's lock and read after it is released, while
     another request's fold appends to the same writers' columns and adds keys: it answers what was

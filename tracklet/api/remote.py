@@ -357,19 +357,17 @@ class RemoteRun:
     def table_versions(self, key: str) -> list[dict[str, Any]]:
         """Each time ``key`` was logged, oldest first: ``step`` (``table(key, step)`` reads that
         version), ``time`` (seconds since the epoch), ``log_mode`` and ``rows``; ``index`` is the
-        version's place among all of them (the server lists the last 10,000), ``version`` the ``n``
-        of its run-table name ``run-<id>-<key>:v<n>`` (docs/tables.md#lineage; a server before
-        session 32: ``index``). ``TableNotFound`` for a key the run never logged."""
-        from urllib.parse import quote
-
+        version's place among all of them (read a page at a time: every version; a server before
+        session 34 lists the last 10,000), ``version`` the ``n`` of its run-table name
+        ``run-<id>-<key>:v<n>`` (docs/tables.md#lineage; a server before session 32: ``index``).
+        ``TableNotFound`` for a key the run never logged."""
+        from tracklet.client.table_versions import table_version_pages
         from tracklet.errors import TableNotFound
 
-        data = self._http.get_json(f"/api/v1/runs/{self.path}/table-versions/{quote(key, safe='/')}",
-                                   missing=TableNotFound)
-        first = int(data["total"]) - len(data["versions"])
+        listed, first = table_version_pages(self._http, self.path, key, missing=TableNotFound)
         return [{"index": first + place, "step": item["step"], "time": item.get("time", 0.0),
                  "log_mode": item["log_mode"], "rows": item["rows"], "version": int(item.get("version", first + place))}
-                for place, item in enumerate(data["versions"])]
+                for place, item in enumerate(listed)]
 
     def table(self, key: str, step: int | None = None, *, version: int | None = None) -> RemoteTable:
         """The table logged under ``key`` (its version at ``step``; default the latest; or its

@@ -144,10 +144,10 @@ def _remote_run_ids(remote: tuple[str, str | None], project: str) -> Any:
 
 def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
                      name: str) -> dict[int, tuple[str, int, float]]:
-    """As ``_local_versions``, from the server's table routes (its last 10,000 logs of a key)."""
-    from urllib.parse import quote
-
+    """As ``_local_versions``, from the server's table routes (every log of the key, a page at a
+    time; a server before session 34: its last 10,000)."""
     from tracklet.client.http import HttpClient
+    from tracklet.client.table_versions import table_version_pages
     from tracklet.errors import RemoteError, RunNotFound, TableNotFound
 
     http = HttpClient(remote[0], api_key=remote[1], error=RemoteError)
@@ -156,13 +156,11 @@ def _remote_versions(remote: tuple[str, str | None], project: str, run_id: str,
         for key in keys:
             if not names_table(name, run_id, key):
                 continue
-            data = http.get_json(f"/api/v1/runs/{project}/{run_id}/table-versions/{quote(key, safe='/')}",
-                                 missing=TableNotFound)
-            first = int(data["total"]) - len(data["versions"])
-            if first and any("version" not in item for item in data["versions"]):  # an older server: unnumbered
+            listed, first = table_version_pages(http, f"{project}/{run_id}", key, missing=TableNotFound)
+            if first and any("version" not in item for item in listed):  # an older server: unnumbered
                 return {}
             return {int(item.get("version", first + place)): (key, int(item["step"]), float(item.get("time", 0.0)))
-                    for place, item in enumerate(data["versions"])}
+                    for place, item in enumerate(listed)}
     except (RunNotFound, TableNotFound):
         return {}
     finally:

@@ -13,7 +13,10 @@ start while the run stays kept). The run's copies and their sizes are listed in 
 (``LogSource.copy_sizes`` where the source has it: one query on a ``--logs`` server, finding the
 parts the store indexed by their keys: ``run_fold``). The folds of
 one run share what ``shared()`` makes, so a fold can bound its memory per run, not per copy; a
-copy that shrank, was replaced or went away starts the run's fold over. ``run_keys`` names each
+copy that shrank, was replaced or went away starts the run's fold over. On local disk a run's
+listing is made again only once the kernel reported a change in its directory or ``parts/``
+(``copy_watch.py``): a request on an unchanged run whose copies were read to their sizes lists
+nothing and passes over no writer (``_listing``, ``RunFold.caught_up``). ``run_keys`` names each
 writer's keys as every reader of a shared run names them (``core/parts.Ownership``).
 """
 
@@ -61,6 +64,11 @@ class RunFold(Generic[State]):
         # changed (a copy read on, added, or the run's folds started over), so a view kept with it
         # (``run_keys``) knows its run unchanged in O(1), not by a pass over the writers.
         self.generation = 0
+        # The last listing of the run's copies on local disk and the ``copy_watch`` token it was
+        # made after: reused while no event for the run came since (``_listing``).
+        self.listing: tuple[Any, dict[str, tuple[int, tuple[int, int] | None]]] | None = None
+        self.caught_up = False  # every copy read to the size its listing says (nothing to check again)
+        self.measured = -1  # the generation ``kept`` was measured at
 
     @classmethod
     def single(cls, state: State) -> "RunFold[State]":
@@ -187,7 +195,9 @@ class LogFolds(Generic[State]):
         if self._measure is None:
             return
         measure = self._measure
-        run.kept = sum(measure(entry.state) for entry in run.entries.values())
+        if run.measured != run.generation:  # (an unchanged run's folds keep what they kept: O(1))
+            run.kept = sum(measure(entry.state) for entry in run.entries.values())
+            run.measured = run.generation
         with self._lock:
             if self._run_bytes is not None and run.kept > self._run_bytes:
                 if self._runs.get(key) is run:
@@ -197,6 +207,35 @@ class LogFolds(Generic[State]):
                 while total > self._total_bytes and self._runs:
                     _, dropped = self._runs.popitem(last=False)
                     total -= dropped.kept
+
+    def _follow(self, source: LogSource, paths: RunPaths, run: RunFold[State],
+                copies: dict[str, tuple[int, tuple[int, int] | None]]) -> None:
+        """Bring the run's folds to ``copies`` (its listing): start over where a copy shrank, was
+        replaced or went; read each copy on to its size; add the new ones in label order."""
+        if any(label not in copies or copies[label][0] < entry.offset or copies[label][1] != entry.identity
+               for label, entry in run.entries.items()):
+            # a copy shrank, was replaced or went: the run's folds start over (they share budgets)
+            run.shared = self._shared() if self._shared is not None else None
+            run.entries, run.memo = {}, {}
+            run.generation += 1
+        added = False
+        caught_up = True
+        for label, (size, identity) in copies.items():
+            entry = run.entries.get(label)
+            if entry is None:
+                entry = run.entries[label] = _Entry(self._new(run.shared))
+                entry.identity = identity
+                entry.paths = paths if label == PRIMARY else paths.part_paths(label)
+                added = True
+            if entry.decoder is None or entry.offset < size:
+                self._read_on(source, entry.paths, entry, size)
+                run.generation += 1  # (even where nothing intact was added: a fold may keep a partial state)
+                caught_up = caught_up and entry.offset >= size
+        if added:
+            run.generation += 1
+            if list(run.entries) != list(copies):  # a part that came between others: in label order
+                run.entries = {label: run.entries[label] for label in copies}
+        run.caught_up = caught_up
 
     def get_run(self, source: LogSource, paths: RunPaths, view: Callable[[RunFold[State]], View], *,
                 labels: Callable[[], list[str]] | None = None) -> View:
@@ -212,32 +251,34 @@ class LogFolds(Generic[State]):
                     self._runs.popitem(last=False)
             self._runs.move_to_end(key)
         with run.lock:
-            copies = _copies(source, paths, labels, run.entries)
-            if any(label not in copies or copies[label][0] < entry.offset or copies[label][1] != entry.identity
-                   for label, entry in run.entries.items()):
-                # a copy shrank, was replaced or went: the run's folds start over (they share budgets)
-                run.shared = self._shared() if self._shared is not None else None
-                run.entries, run.memo = {}, {}
-                run.generation += 1
-            added = False
-            for label, (size, identity) in copies.items():
-                entry = run.entries.get(label)
-                if entry is None:
-                    entry = run.entries[label] = _Entry(self._new(run.shared))
-                    entry.identity = identity
-                    entry.paths = paths if label == PRIMARY else paths.part_paths(label)
-                    added = True
-                if entry.decoder is None or entry.offset < size:
-                    self._read_on(source, entry.paths, entry, size)
-                    run.generation += 1  # (even where nothing intact was added: a fold may keep a partial state)
-            if added:
-                run.generation += 1
-                if list(run.entries) != list(copies):  # a part that came between others: in label order
-                    run.entries = {label: run.entries[label] for label in copies}
+            copies, reused = _listing(source, paths, labels, run)
+            if not (reused and run.caught_up):  # (an unchanged listing of copies read to its sizes: O(1))
+                self._follow(source, paths, run, copies)
             try:
                 return view(run)
             finally:
                 self._account(key, run)
+
+
+def _listing(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None,
+             run: RunFold[Any]) -> tuple[dict[str, tuple[int, tuple[int, int] | None]], bool]:
+    """``_copies`` of the run, and whether it is the last one again: for copies on local disk
+    (``copy_stats``) that one while the kernel reported no change in the run's directory or its
+    ``parts/`` since it was made (``copy_watch``): an unchanged run's request then ``stat``s
+    nothing, however many parts it has. The token is taken (the events so far read) before the
+    listing is made."""
+    if getattr(source, "copy_stats", None) is None:
+        return _copies(source, paths, labels, run.entries), False
+    from tracklet.server.copy_watch import copy_watch
+
+    watch = copy_watch()
+    kept = run.listing
+    if kept is not None and watch.unchanged(paths.run_dir, kept[0]):
+        return kept[1], True
+    token = watch.since(paths.run_dir)
+    copies = _copies(source, paths, labels, run.entries)
+    run.listing = (token, copies) if token is not None else None
+    return copies, False
 
 
 def _copies(source: LogSource, paths: RunPaths, labels: Callable[[], list[str]] | None,

@@ -21,16 +21,16 @@ from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import TableColumn, TableRowsResponse, errors
-from tracklet.server.routes_tables import (ASK_AGAIN, MAX_PAGE, _records, chosen_records, fragment_source, scan,
-                                            version_choice)
+from tracklet.server.routes_tables import (ASK_AGAIN, MAX_PAGE, MAX_VERSIONS, PAGE_VERSIONS, _records, chosen_records,
+                                            fragment_source, scan, version_choice)
 from tracklet.server.body import bounded_router
 
 router = bounded_router(prefix="/api/v1", tags=["read"])
 
 _ERRORS = errors(400, 404)
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_LABEL = re.compile(r"[A-Za-z0-9._-]{1,256}")
 _MODES = {1: "IMMUTABLE", 2: "MUTABLE", 3: "INCREMENTAL"}
-MAX_VERSIONS = 10_000  # the last versions listed (a key logged more often lists its latest)
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
          "wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "mp4": "video/mp4",
          "webm": "video/webm", "html": "text/html; charset=utf-8"}
@@ -47,11 +47,15 @@ class TableVersion(BaseModel):
 class TableVersionsResponse(BaseModel):
     """The versions of a table key, as the run's logs list them (its own, then each part's):
     `version` is its run-table number, which `GET .../tables/{key}?version=` reads (`?step=`
-    reads the last one logged at a step: a shared run's writers may log a key at one step)."""
+    reads the last one logged at a step: a shared run's writers may log a key at one step).
+    Without `limit` or `cursor`: the last 10,000. With either: a page from the first version (or
+    from `cursor`), in that order, and `next_cursor`, where the next page starts: a page shorter
+    than `limit` is the last for now, and its `next_cursor` where versions logged later start."""
 
     key: str
     versions: list[TableVersion]
-    total: int  # versions logged (only the last 10,000 are listed)
+    total: int  # versions logged (without `limit` or `cursor`, only the last 10,000 are listed)
+    next_cursor: str | None = None  # pass as `cursor` for the next page (null without `limit` or `cursor`)
 
 
 class TableGroup(BaseModel):
@@ -93,23 +97,42 @@ def _rows(page: Any) -> tuple[list[TableColumn], list[list[Any]]]:
 
 @router.get("/runs/{project}/{run_id}/table-versions/{key:path}", response_model=TableVersionsResponse,
             responses=_ERRORS, summary="The versions (steps) a table key was logged at")
-def get_table_versions(request: Request, project: str, run_id: str, key: str) -> TableVersionsResponse:
-    """One entry per log of `key`: its step, log mode and the rows the version at that step has."""
-    records = _records(request, project, run_id).of_key(key)
-    if not records:
+def get_table_versions(
+    request: Request,
+    project: str,
+    run_id: str,
+    key: str,
+    limit: int | None = Query(None, ge=1, le=MAX_VERSIONS, description="Versions at most in a page (with a cursor, "
+                              f"default {PAGE_VERSIONS:,}); without it or a cursor: the last 10,000"),
+    cursor: str | None = Query(None, max_length=400, description="Where the page starts: the last page's "
+                               "`next_cursor` (default: the first version)"),
+) -> TableVersionsResponse:
+    """One entry per log of `key`: its step, log mode and the rows the version at that step has.
+    A page costs what it lists (and a bisection per writer), not every version of the key: the
+    numbers come from the writers' (docs/tables.md#version-numbers)."""
+    start = _cursor(cursor) if cursor is not None else None
+    page = _records(request, project, run_id).versions_page(
+        key, start, limit if limit is not None or cursor is None else PAGE_VERSIONS)
+    if page is None:
         raise HTTPException(status_code=404, detail=f"no table {key!r} in this run")
-    from tracklet.core.run_tables import version_numbers
+    entries, total, following = page
+    versions = [_version(tables, place, number, rows) for tables, place, number, rows in entries]
+    return TableVersionsResponse(key=key, versions=versions, total=total,
+                                 next_cursor=None if following is None else f"{following[1]}:{following[0]}")
 
-    versions: list[TableVersion] = []
-    added: dict[str, int] = {}  # INCREMENTAL table id -> rows so far
-    for record, number in zip(records, version_numbers(records)):
-        rows = record.fragment_rows
-        mode = _MODES.get(record.log_mode, "IMMUTABLE")
-        if mode == "INCREMENTAL":
-            rows = added[record.table_id] = added.get(record.table_id, 0) + rows
-        versions.append(TableVersion(step=record.step, log_mode=mode, rows=rows,
-                                     time=record.time if math.isfinite(record.time) else 0.0, version=number))
-    return TableVersionsResponse(key=key, versions=versions[-MAX_VERSIONS:], total=len(versions))
+
+def _version(tables: Any, place: int, number: int, rows: int) -> TableVersion:
+    when = tables.times[place]
+    return TableVersion(step=tables.steps[place], log_mode=_MODES.get(tables.modes[place], "IMMUTABLE"), rows=rows,
+                        time=when if math.isfinite(when) else 0.0, version=number)
+
+
+def _cursor(text: str) -> tuple[str, int]:
+    """A ``next_cursor``: ``<n>:<label>``, the n-th entry of writer ``label`` (the run's own log: empty)."""
+    at, colon, label = text.partition(":")
+    if not colon or not at.isdigit() or len(at) > 18 or (label and not _LABEL.fullmatch(label)):
+        raise HTTPException(status_code=400, detail=f"cursor {text!r} is not a table-versions next_cursor")
+    return label, int(at)
 
 
 @router.get("/runs/{project}/{run_id}/table-groups/{key:path}", response_model=TableGroupsResponse,

@@ -13,7 +13,10 @@ polls cheaply. What is kept of each record is an index entry (its key, step, tim
 increment, version number, rows and where its frame is in its writer's log), not the record: a
 shared run may have thousands of writers' logs. A writer's entries are packed in columns
 (``_Tables``: ~77 bytes an entry, each key and table id kept once), and a request makes a
-``TableRef`` only of those it needs (``_Index``: a key's, a version's). The index is bounded
+``TableRef`` only of those it needs (``_Index``: a key's, a version's), found by bisection where
+the writers' entries allow it (``_KeyFacts``: a version by step or number costs
+O(writers x log(versions))), and ``table-versions`` lists a page at a time (``versions_page``:
+its cost is its entries). The index is bounded
 (``INDEX_RUN_BYTES`` per run, ``INDEX_BYTES`` for every run kept: past the first a run is answered
 and not kept, past the second the runs asked for least recently are dropped; either is read again
 on its next request). The records a request needs (a version's, whole) are read back from their
@@ -63,7 +66,7 @@ class TableRef:
     keeps columns of numbers, not these."""
 
     __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "version_plus_one",
-                 "fragment_rows", "tables", "offset", "length", "crc")
+                 "fragment_rows", "tables", "place", "offset", "length", "crc")
 
     def __init__(self, tables: "_Tables", place: int) -> None:
         strings = tables.strings
@@ -76,6 +79,7 @@ class TableRef:
         self.version_plus_one = tables.versions[place]
         self.fragment_rows = tables.rows[place]
         self.tables = tables
+        self.place = place
         self.offset = tables.offsets[place]
         self.length = tables.lengths[place]
         self.crc = tables.crcs[place]
@@ -100,12 +104,82 @@ _CODES = {"steps": "q", "times": "d", "modes": "i", "keys": "I", "table_ids": "I
           "versions": "Q", "rows": "Q", "offsets": "Q", "lengths": "I", "crcs": "I"}
 _REF_BYTES = (sum(array(code).itemsize for code in _CODES.values()) + 4) * 17 // 16  # (arrays grow ~1/16 ahead)
 _NAME_BYTES = 2 * 8 + 50 + sys.getsizeof(array("I"))  # a string's place in ``strings`` and ``ids``, its key's list
+_INCREMENT_BYTES = (4 + 8) * 17 // 16  # an INCREMENTAL entry's place under its table and its rows so far
+_MOST = (1 << 64) - 1
+_NUMBERS = 1 << 62  # a writer's number below this is kept (core/run_tables.version_numbers)
+
+
+class _KeyFacts:
+    """What a writer's entries of one key are, kept as they are folded so a request chooses a
+    version by bisecting (``_Index``) instead of passing over every entry: whether the steps never
+    go down, how many entries carry a writer's number (``version_plus_one``) and how many don't,
+    and whether the numbers rise strictly. Facts about every entry folded: a request's snapshot
+    holds a prefix of them, of which they hold too (a fact false of the whole may be true of the
+    prefix: the request then takes the general way, which is right for any entries)."""
+
+    __slots__ = ("steps_sorted", "numbered", "unnumbered", "rising", "last_step", "last_number")
+
+    def __init__(self) -> None:
+        self.steps_sorted = True
+        self.numbered = 0
+        self.unnumbered = 0
+        self.rising = True
+        self.last_step = -(1 << 63)
+        self.last_number = -1
+
+    def add(self, step: int, version_plus_one: int) -> None:
+        if step < self.last_step:
+            self.steps_sorted = False
+        self.last_step = step
+        number = version_plus_one - 1
+        if 0 <= number < _NUMBERS:
+            self.numbered += 1
+            if number <= self.last_number:
+                self.rising = False
+            self.last_number = number
+        else:
+            self.unnumbered += 1
+
+
+class _Increments:
+    """A writer's INCREMENTAL entries of one table under one key: their places, the rows of its
+    increments so far at each (saturating at 2**64 - 1), and whether their steps and increment
+    numbers never go down (so a request bisects them)."""
+
+    __slots__ = ("places", "rows", "steps_sorted", "increments_sorted", "last_step", "last_increment")
+
+    def __init__(self) -> None:
+        self.places = array("I")
+        self.rows = array("Q")
+        self.steps_sorted = self.increments_sorted = True
+        self.last_step = -(1 << 63)
+        self.last_increment = 0
+
+    def add(self, place: int, step: int, increment: int, rows: int) -> None:
+        if step < self.last_step:
+            self.steps_sorted = False
+        if increment < self.last_increment:
+            self.increments_sorted = False
+        self.last_step, self.last_increment = step, increment
+        self.rows.append(min(_MOST, (self.rows[-1] if self.rows else 0) + rows))
+        self.places.append(place)
+
+    def upto(self, count: int) -> int:
+        """How many of them a snapshot of ``count`` entries of the writer holds."""
+        places = self.places
+        size = len(places)
+        return size if not size or places[size - 1] < count else bisect.bisect_left(places, count)
+
+
+_FACTS_BYTES = 200  # a key's _KeyFacts; an INCREMENTAL table's _Increments (its arrays' headers, its dict slot)
 
 
 class _Tables:
     """One writer's log's table index, packed: a column (``array``) per field in log order, keys
     and table ids as numbers into ``strings`` (each distinct one kept once), ``by_key`` each key's
-    entries' places; ``bytes`` what they keep. ``ref(place)`` is an entry as a ``TableRef``."""
+    entries' places, ``facts`` what they are (``_KeyFacts``), ``increments`` each (key, table id)'s
+    INCREMENTAL entries (``_Increments``); ``bytes`` what they keep. ``ref(place)`` is an entry as
+    a ``TableRef``."""
 
     def __init__(self) -> None:
         for name, code in _CODES.items():
@@ -113,6 +187,8 @@ class _Tables:
         self.strings: list[str] = []
         self.ids: dict[str, int] = {}
         self.by_key: dict[int, array] = {}
+        self.facts: dict[int, _KeyFacts] = {}
+        self.increments_of: dict[tuple[int, int], _Increments] = {}
         self.bytes = 0
         self.copy: Any = None  # the log's RunPaths, set by the view (a fold doesn't know its label)
 
@@ -172,117 +248,315 @@ class _Tables:
                     added.pop()
                 raise
         key = fields[3]
+        at = len(self.offsets) - 1
+        facts = self.facts.get(key)
+        if facts is None:
+            facts = self.facts[key] = _KeyFacts()
+            self.bytes += _FACTS_BYTES
+        facts.add(fields[0], fields[6])
+        if fields[2] == 3:  # LOG_MODE_INCREMENTAL
+            group = self.increments_of.get((key, fields[4]))
+            if group is None:
+                group = self.increments_of[key, fields[4]] = _Increments()
+                self.bytes += _FACTS_BYTES
+            group.add(at, fields[0], fields[5], fields[7])
+            self.bytes += _INCREMENT_BYTES
         places = self.by_key.get(key)
         if places is None:
             places = self.by_key[key] = array("I")
-        places.append(len(self.offsets) - 1)
+        places.append(at)  # (last: a snapshot's by_key holds only keys whose facts are made)
         self.bytes += _REF_BYTES
+
+
+class _Held:
+    """A writer's entries of one key in a request's snapshot: the first ``count`` of ``places``."""
+
+    __slots__ = ("tables", "places", "count", "label", "facts", "key", "snapshot")
+
+    def __init__(self, tables: _Tables, places: array, count: int, label: str, key: int, snapshot: int) -> None:
+        self.tables, self.places, self.count, self.label, self.key = tables, places, count, label, key
+        self.facts = tables.facts[key]
+        self.snapshot = snapshot  # the writer's entries in the request's snapshot
+
+    def ref(self, at: int) -> TableRef:
+        return TableRef(self.tables, self.places[at])
+
+    def last_at_or_before(self, step: int) -> int:
+        """The index (into ``places``) of the last entry at or before ``step``; -1 for none:
+        a bisection where the steps never go down, else a pass from the end."""
+        steps, places = self.tables.steps, self.places
+        if self.facts.steps_sorted:
+            return bisect.bisect_right(places, step, 0, self.count, key=steps.__getitem__) - 1
+        for at in range(self.count - 1, -1, -1):
+            if steps[places[at]] <= step:
+                return at
+        return -1
+
+    def increments(self, table_id: str) -> tuple[_Increments, int] | None:
+        """This writer's INCREMENTAL entries of ``table_id`` under the key and how many of them
+        the request's snapshot holds; None for none."""
+        number = self.tables.ids.get(table_id)
+        group = self.tables.increments_of.get((self.key, number)) if number is not None else None
+        if group is None:
+            return None
+        held = group.upto(self.snapshot)
+        return (group, held) if held else None
+
+
+MAX_VERSIONS = 10_000  # table-versions without a limit lists the key's last this many (as it always did)
+PAGE_VERSIONS = 1000  # table-versions' page with a cursor and no limit
 
 
 class _Index:
     """A run's table index for one request: its writers' ``_Tables`` in the readers' order (its
-    own log's, then each part's by label); entries made as asked for. Made under the run's lock
-    (the view) and read after it, while another request's fold may append to the same columns and
-    add keys: it holds each writer's entry count and keys then (``by_key`` copied: O(keys), not
-    entries) and answers only those, never a key or entry folded since (nor a dict changing size
-    as it is iterated)."""
+    own log's, then each part's by label: ``labels``); entries made as asked for. Made under the
+    run's lock (the view) and read after it, while another request's fold may append to the same
+    columns and add keys: it holds each writer's entry count and keys then (``by_key`` copied:
+    O(keys), not entries) and answers only those, never a key or entry folded since (nor a dict
+    changing size as it is iterated).
 
-    def __init__(self, writers: list[_Tables]) -> None:
+    A version is chosen by bisection where the writers' entries allow it (``_KeyFacts``): the
+    entry at a step by the writer's steps, never going down in a log; a run-table version by the
+    writers' numbers, rising in each log and in ranges apart between logs (one machine's counter),
+    or by its place where no entry has a number (logs before session 32). O(writers x log(entries))
+    a request, however many versions the key has; otherwise (steps logged out of order, numbers of
+    two machines' counters, logs with and without numbers) every entry of the key is passed over,
+    as the readers' rule does (``core/run_tables``)."""
+
+    def __init__(self, writers: list[_Tables], labels: list[str] | None = None) -> None:
         self.writers = writers
+        self.labels = labels if labels is not None else ["", *(f"{n:012d}" for n in range(1, len(writers)))]
         self._counts = [len(tables) for tables in writers]
         self._keys = [dict(tables.by_key) for tables in writers]
 
     def of_key(self, key: str) -> list[TableRef]:
         """``key``'s entries in the readers' order."""
-        return [TableRef(tables, place) for tables, places in self._places(key) for place in places]
+        return [held.ref(at) for held in self._held(key) for at in range(held.count)]
 
     def firsts(self) -> list[TableRef]:
         """Each writer's first entry of each key (what names the keys in the order first logged)."""
         return [TableRef(tables, places[0]) for tables, keys in zip(self.writers, self._keys)
                 for places in keys.values()]
 
-    def _places(self, key: str) -> list[tuple[_Tables, array]]:
+    def _held(self, key: str) -> list[_Held]:
+        """The writers holding ``key`` in the snapshot, in the readers' order (no entry copied)."""
         found = []
-        for tables, count, keys in zip(self.writers, self._counts, self._keys):
+        for tables, count, keys, label in zip(self.writers, self._counts, self._keys, self.labels):
             number = tables.ids.get(key)
             places = keys.get(number) if number is not None else None
-            if places and places[-1] >= count:  # (entries folded since: in order, so the last ones)
-                places = places[:bisect.bisect_left(places, count)]
-            if places:
-                found.append((tables, places))
+            if not places:
+                continue
+            size = len(places)
+            if places[size - 1] >= count:  # (entries folded since: in order, so the last ones)
+                size = bisect.bisect_left(places, count)
+            if size:
+                found.append(_Held(tables, places, size, label, number, count))  # type: ignore[arg-type]
         return found
 
     def last_of_key(self, key: str, count: int) -> list[TableRef]:
         """``key``'s last ``count`` entries, newest first (only those made)."""
         refs: list[TableRef] = []
-        for tables, places in reversed(self._places(key)):
-            for place in reversed(places):
+        for held in reversed(self._held(key)):
+            for at in range(held.count - 1, -1, -1):
                 if len(refs) >= count:
                     return refs
-                refs.append(TableRef(tables, place))
+                refs.append(held.ref(at))
         return refs
 
     def at_step(self, key: str, step: int | None) -> list[TableRef]:
         """``version_records`` of ``key``'s entries (the version at ``step``, default the latest),
-        made only for the entries it chooses: empty for none."""
-        last: tuple[_Tables, int] | None = None
-        places = self._places(key)
-        for tables, kept in places:
-            steps = tables.steps
-            for place in kept:
-                if step is None or steps[place] <= step:
-                    last = tables, place
-        if last is None:
+        made only for the entries it chooses: empty for none. The last entry at or before
+        ``step`` is bisected out of the last writer holding one."""
+        helds = self._held(key)
+        chosen: TableRef | None = None
+        for held in reversed(helds):
+            at = held.count - 1 if step is None else held.last_at_or_before(step)
+            if at >= 0:
+                chosen = held.ref(at)
+                break
+        if chosen is None:
             return []
-        chosen = TableRef(*last)
         if chosen.log_mode != 3:  # LOG_MODE_INCREMENTAL
             return [chosen]
-        refs = _increments(places, chosen.table_id, lambda tables, place: step is None or tables.steps[place] <= step)
+        refs: list[TableRef] = []
+        for held in helds:
+            found = held.increments(chosen.table_id)
+            if found is None:
+                continue
+            group, size = found
+            if step is not None:
+                steps = held.tables.steps
+                if group.steps_sorted:
+                    size = bisect.bisect_right(group.places, step, 0, size, key=steps.__getitem__)
+                else:
+                    refs += [TableRef(held.tables, place) for place in group.places[:size] if steps[place] <= step]
+                    continue
+            refs += [TableRef(held.tables, group.places[at]) for at in range(size)]
         return sorted(refs, key=lambda ref: ref.increment)  # in the order added, however written
+
+    def _numbering(self, helds: list[_Held]) -> str:
+        """How ``key``'s entries are numbered (``version_numbers``) without numbering each:
+        ``"writers"`` (every entry has its writer's number, rising in each log, the logs' ranges
+        apart: each keeps its own), ``"places"`` (none has one: the n-th entry is v<n>), else
+        ``"every"`` (number them all)."""
+        if all(held.facts.unnumbered == 0 and held.facts.rising for held in helds):
+            spans = sorted((held.tables.versions[held.places[0]], held.tables.versions[held.places[held.count - 1]])
+                           for held in helds)
+            if all(spans[n][0] > spans[n - 1][1] for n in range(1, len(spans))):
+                return "writers"
+        if all(held.facts.numbered == 0 for held in helds):
+            return "places"
+        return "every"
 
     def version(self, key: str, number: int) -> list[TableRef] | None:
         """``records_of_version(entries, key, number)`` (``core/run_tables``), made only for the
-        entries it chooses where it can be: version ``number`` is the first entry of ``key`` (in
-        the readers' order) its writer numbered so (``version_plus_one``), when there is one;
-        else (logs without numbers, writers on two machines) every entry of the key is numbered."""
+        entries it chooses where it can be: by bisection of the writers' numbers, or by place
+        (``_numbering``); else version ``number`` is the first entry of ``key`` (in the readers'
+        order) its writer numbered so, when there is one, and otherwise every entry is numbered."""
         from tracklet.core.run_tables import records_of_version
 
-        places = self._places(key)
+        helds = self._held(key)
         found: TableRef | None = None
-        for tables, kept in places:
-            versions = tables.versions
-            for place in kept:
-                if versions[place] == number + 1:
-                    found = TableRef(tables, place)
+        numbering = self._numbering(helds)
+        if numbering == "writers":
+            for held in helds:
+                versions = held.tables.versions
+                if versions[held.places[0]] <= number + 1 <= versions[held.places[held.count - 1]]:
+                    at = bisect.bisect_left(held.places, number + 1, 0, held.count, key=versions.__getitem__)
+                    if versions[held.places[at]] == number + 1:
+                        found = held.ref(at)
                     break
-            if found is not None:
-                break
-        if found is None:
-            return records_of_version(self.of_key(key), key, number)
+            if found is None:
+                return None
+        elif numbering == "places":
+            rest = number
+            for held in helds:
+                if rest < held.count:
+                    found = held.ref(rest)
+                    break
+                rest -= held.count
+            if found is None:
+                return None
+        else:
+            for held in helds:
+                versions = held.tables.versions
+                for at in range(held.count):
+                    if versions[held.places[at]] == number + 1:
+                        found = held.ref(at)
+                        break
+                if found is not None:
+                    break
+            if found is None:
+                return records_of_version(self.of_key(key), key, number)
         if found.log_mode != 3:
             return [found]
-        earlier = _increments(places, found.table_id,
-                              lambda tables, place: tables.increments[place] < found.increment)
+        earlier: list[TableRef] = []
+        for held in helds:
+            group_held = held.increments(found.table_id)
+            if group_held is None:
+                continue
+            group, size = group_held
+            increments = held.tables.increments
+            if group.increments_sorted:
+                size = bisect.bisect_left(group.places, found.increment, 0, size, key=increments.__getitem__)
+                earlier += [TableRef(held.tables, group.places[at]) for at in range(size)]
+            else:
+                earlier += [TableRef(held.tables, place) for place in group.places[:size]
+                            if increments[place] < found.increment]
         return [*earlier, found]
+
+    def versions_page(self, key: str, cursor: tuple[str, int] | None, limit: int | None
+                      ) -> tuple[list[tuple[_Tables, int, int, int]], int, tuple[str, int] | None] | None:
+        """A page of ``key``'s versions in the readers' order: (writer, the entry's place there, its
+        run-table number, the rows its version has: an INCREMENTAL one's every increment up to it;
+        no ``TableRef`` made: a page of 10,000 is that many tuples), the key's entries in
+        all, and the cursor of the next page (past the last entry: where entries logged later will
+        be; None without a ``limit``); None when the key has none.
+        ``cursor`` (label, n): from the n-th entry of the writer ``label`` (entries of writers
+        before it are left out: a writer that came between pages is not listed, one listed is
+        never listed again); ``limit`` None: the last ``MAX_VERSIONS``, as the route always
+        answered. Numbers, and an INCREMENTAL entry's rows so far, come from the writers' facts
+        (``_numbering``, ``_Increments.rows``): O(writers x log(entries) + the page), not
+        O(entries), unless every entry must be numbered."""
+        helds = self._held(key)
+        if not helds:
+            return None
+        total = sum(held.count for held in helds)
+        position = 0  # the page's first entry's place among the key's entries
+        start = 0  # and the first writer's index (into helds) and entry there
+        first_at = 0
+        if cursor is not None:
+            label, at = cursor
+            start = len(helds)
+            for place, held in enumerate(helds):
+                if held.label > label or (held.label == label and at < held.count):
+                    start, first_at = place, (at if held.label == label else 0)
+                    break
+                position += held.count
+            position += first_at
+        elif limit is None:
+            rest = max(0, total - MAX_VERSIONS)
+            position = rest
+            while start < len(helds) and rest >= helds[start].count:
+                rest -= helds[start].count
+                start += 1
+            first_at = rest
+        wanted = MAX_VERSIONS if limit is None else limit
+        numbering = self._numbering(helds)
+        every: list[int] | None = None
+        if numbering == "every":
+            from tracklet.core.run_tables import version_numbers
+
+            every = version_numbers(self.of_key(key))
+        page: list[tuple[_Tables, int, int, int]] = []
+        so_far: dict[str, tuple[int, int]] = {}  # INCREMENTAL table id -> (writer, its rows before it)
+        place, at = start, first_at
+        while place < len(helds) and len(page) < wanted:
+            held = helds[place]
+            versions, modes, fragment_rows = held.tables.versions, held.tables.modes, held.tables.rows
+            while at < held.count and len(page) < wanted:
+                entry = held.places[at]
+                rows = fragment_rows[entry]
+                if modes[entry] == 3:
+                    rows = self._rows_so_far(helds, place, entry, so_far)
+                number = (versions[entry] - 1 if numbering == "writers"
+                          else position if every is None else every[position])
+                page.append((held.tables, entry, number, rows))
+                at += 1
+                position += 1
+            if at >= held.count:
+                place, at = place + 1, 0
+        if limit is None:
+            return page, total, None
+        following = (helds[place].label, at) if place < len(helds) else (helds[-1].label, helds[-1].count)
+        return page, total, following
+
+    @staticmethod
+    def _rows_so_far(helds: list[_Held], place: int, entry: int, kept: dict[str, tuple[int, int]]) -> int:
+        """The rows of the table of INCREMENTAL entry ``entry`` (of writer ``helds[place]``) up to
+        it, in the readers' order: every earlier
+        writer's increments of it (the last of their ``_Increments.rows``; kept per table id
+        while the page stays in one writer) and this writer's up to it (bisected)."""
+        tables = helds[place].tables
+        table_id = tables.strings[tables.table_ids[entry]]
+        before = kept.get(table_id)
+        if before is None or before[0] != place:
+            rows = 0
+            for earlier in helds[:place]:
+                found = earlier.increments(table_id)
+                if found is not None:
+                    rows = min(_MOST, rows + found[0].rows[found[1] - 1])
+            kept[table_id] = before = (place, rows)
+        found = helds[place].increments(table_id)
+        if found is None:  # (not in a snapshot that holds the entry: never)
+            return int(tables.rows[entry])
+        group, size = found
+        return min(_MOST, before[1] + group.rows[bisect.bisect_left(group.places, entry, 0, size)])
 
     def __iter__(self) -> Iterator[TableRef]:
         for tables, count in zip(self.writers, self._counts):
             for place in range(count):
                 yield TableRef(tables, place)
-
-
-def _increments(places: list[tuple[_Tables, array]], table_id: str,
-                keep: Callable[[_Tables, int], bool]) -> list[TableRef]:
-    """The INCREMENTAL entries of table ``table_id`` among ``places`` that ``keep`` takes, in order."""
-    refs: list[TableRef] = []
-    for tables, kept in places:
-        number = tables.ids.get(table_id)
-        if number is None:
-            continue
-        modes, ids = tables.modes, tables.table_ids
-        refs += [TableRef(tables, place) for place in kept if modes[place] == 3 and ids[place] == number
-                 and keep(tables, place)]
-    return refs
 
 
 def version_refs(index: _Index, key: str, step: int | None = None) -> list[TableRef]:
@@ -421,13 +695,19 @@ def _records(request: Request, project: str, run_id: str) -> _Index:
     paths = run_paths(request.app.state.tracklet.root, project, run_id)
 
     def view(run: Any) -> _Index:
+        kept = run.memo.get("index")
+        if kept is not None and kept[0] == run.generation:  # nothing folded since: that snapshot holds (O(1))
+            index: _Index = kept[1]
+            return index
         writers: list[_Tables] = []
         for label, entry in run.entries.items():
             tables = entry.state
             if tables.copy is None:
                 tables.copy = paths if label == PRIMARY else paths.part_paths(label)
             writers.append(tables)
-        return _Index(writers)
+        index = _Index(writers, list(run.entries))
+        run.memo["index"] = (run.generation, index)
+        return index
 
     # (the folds go on as the logs grow; every writer's log read on from where it stopped)
     return run_fold(_FOLDS, request, project, run_id, view)

@@ -1257,6 +1257,8 @@ export interface paths {
         /**
          * The versions (steps) a table key was logged at
          * @description One entry per log of `key`: its step, log mode and the rows the version at that step has.
+         *     A page costs what it lists (and a bisection per writer), not every version of the key: the
+         *     numbers come from the writers' (docs/tables.md#version-numbers).
          */
         get: operations["get_table_versions_api_v1_runs__project___run_id__table_versions__key__get"];
         put?: never;
@@ -5290,6 +5292,9 @@ export interface components {
          * @description The versions of a table key, as the run's logs list them (its own, then each part's):
          *     `version` is its run-table number, which `GET .../tables/{key}?version=` reads (`?step=`
          *     reads the last one logged at a step: a shared run's writers may log a key at one step).
+         *     Without `limit` or `cursor`: the last 10,000. With either: a page from the first version (or
+         *     from `cursor`), in that order, and `next_cursor`, where the next page starts: a page shorter
+         *     than `limit` is the last for now, and its `next_cursor` where versions logged later start.
          */
         TableVersionsResponse: {
             /** Key */
@@ -5298,6 +5303,8 @@ export interface components {
             versions: components["schemas"]["TableVersion"][];
             /** Total */
             total: number;
+            /** Next Cursor */
+            next_cursor?: string | null;
         };
         /** TextBlockModel */
         TextBlockModel: {
@@ -10346,7 +10353,12 @@ export interface operations {
     };
     get_table_versions_api_v1_runs__project___run_id__table_versions__key__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Versions at most in a page (with a cursor, default 1,000); without it or a cursor: the last 10,000 */
+                limit?: number | null;
+                /** @description Where the page starts: the last page's `next_cursor` (default: the first version) */
+                cursor?: string | null;
+            };
             header?: never;
             path: {
                 project: string;

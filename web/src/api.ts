@@ -167,6 +167,9 @@ export async function traceBlob(project: string, traceId: string, digest: string
   return response.blob();
 }
 
+/** Versions asked for a page of `table-versions` (the server's most). */
+export const TABLE_VERSIONS_PAGE = 10000;
+
 export const api = {
   projects: () => get<Body<"/api/v1/projects">>("/projects"),
   runs: (project: string, query: { filter?: string; order_by?: string; limit?: number }, signal?: AbortSignal) =>
@@ -198,8 +201,12 @@ export const api = {
     get<Body<"/api/v1/runs/{project}/{run_id}/tables">>(`/runs/${enc(project)}/${enc(runId)}/tables`),
   table: (project: string, runId: string, key: string, query: TablePageQuery & TableVersionQuery, signal?: AbortSignal) =>
     get<TableRows>(`/runs/${enc(project)}/${enc(runId)}/tables/${keyPath(key)}`, query, signal),
-  tableVersions: (project: string, runId: string, key: string) =>
-    get<Schemas["TableVersionsResponse"]>(`/runs/${enc(project)}/${enc(runId)}/table-versions/${keyPath(key)}`),
+  /** A page of a table key's versions, from `cursor` (a page's `next_cursor`; none: the first). */
+  tableVersions: (project: string, runId: string, key: string, cursor: string | null = null) =>
+    get<Schemas["TableVersionsResponse"]>(`/runs/${enc(project)}/${enc(runId)}/table-versions/${keyPath(key)}`, {
+      limit: TABLE_VERSIONS_PAGE,
+      cursor,
+    }),
   tableGroups: (project: string, runId: string, key: string, query: TableVersionQuery & { by: string; filter?: string; limit?: number }, signal?: AbortSignal) =>
     get<TableGroups>(`/runs/${enc(project)}/${enc(runId)}/table-groups/${keyPath(key)}`, query, signal),
   tableJoin: (
@@ -231,3 +238,21 @@ export const api = {
   console: (project: string, runId: string, query: { after?: number; limit?: number; q?: string; tail?: boolean }) =>
     get<Body<"/api/v1/runs/{project}/{run_id}/console">>(`/runs/${enc(project)}/${enc(runId)}/console`, query),
 };
+
+/** A table key's versions from `cursor` on (none: from the first), the server's pages followed
+ * (each costs it the page, not every version); `cursor`: where versions logged later will start
+ * (ask from it to list only those), `total`: the key's versions in all. */
+export async function tableVersionsFrom(
+  project: string,
+  runId: string,
+  key: string,
+  cursor: string | null = null,
+): Promise<{ versions: TableVersion[]; cursor: string | null; total: number }> {
+  const versions: TableVersion[] = [];
+  for (;;) {
+    const page = await api.tableVersions(project, runId, key, cursor);
+    versions.push(...page.versions);
+    cursor = page.next_cursor ?? null;
+    if (page.versions.length < TABLE_VERSIONS_PAGE || cursor === null) return { versions, cursor, total: page.total };
+  }
+}

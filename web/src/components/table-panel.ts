@@ -10,7 +10,7 @@
 
 import "./table.css";
 
-import { api, ApiError, tableBlob, type TableGroups, type TableRows, type TableVersion } from "../api";
+import { api, ApiError, tableBlob, tableVersionsFrom, type TableGroups, type TableRows, type TableVersion } from "../api";
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtValue } from "../format";
@@ -23,6 +23,7 @@ import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } fro
 // fetched are kept: a failed fetch (a 404 under one version, a dropped connection) is asked again by
 // the next cell that shows the digest, which may name another version.
 const blobs = new Map<string, Promise<string>>();
+const LISTED_VERSIONS = 10000; // the versions a panel lists (a key's latest)
 
 function blobUrl(project: string, runId: string, key: string, digest: string,
   at: { version?: number; step?: number } = {}): Promise<string> {
@@ -124,7 +125,9 @@ export class TablePanel {
   private chartFor = ""; // the version the chart shown was drawn from
   private readonly grid: TableGrid;
   private columns: Column[] = [];
-  private versions: TableVersion[] = [];
+  private versions: TableVersion[] = []; // the last LISTED_VERSIONS
+  private versionsCursor: string | null = null; // where versions logged since the last ask start
+  private versionsTotal = 0; // the key's versions in all, as last asked
   private rowsBehind = false; // a live refresh's rows request failed: ask again at the next poll
   private version: number | null = null;
   private step: number | null = null; // only from a link that names a step (no version)
@@ -203,11 +206,11 @@ export class TablePanel {
     const asked = this.queryState();
     const first = this.compare ? undefined : this.firstPage();
     first?.catch(() => undefined); // handled where reload() awaits it: no unhandled rejection meanwhile
-    const [{ versions }, { runs }] = await Promise.all([
-      api.tableVersions(this.project, this.runId, this.key),
+    const [listed, { runs }] = await Promise.all([
+      tableVersionsFrom(this.project, this.runId, this.key),
       api.runs(this.project, { limit: 1000 }),
     ]);
-    this.versions = versions;
+    const versions = this.keepVersions(listed.versions, listed);
     if (this.step !== null) {
       // a link naming a step: the version the server reads there (the last one listed at or before it)
       const step = this.step;
@@ -245,11 +248,18 @@ export class TablePanel {
    * A failed ask leaves `rowsBehind` set, so the next poll asks again even though the versions
    * it lists are then unchanged (without it the panel kept the old rows for good). */
   async refresh(): Promise<void> {
-    const { versions } = await api.tableVersions(this.project, this.runId, this.key);
-    const last = versions[versions.length - 1];
-    const unchanged = this.versions.length === versions.length && this.versions[this.versions.length - 1]?.rows === last?.rows;
-    if (!last || (unchanged && !this.rowsBehind)) return;
-    this.versions = versions;
+    // Only the versions logged since the last ask (from its cursor); all again where one came
+    // before it (a shared run's writer whose label sorts before another's: the total says so).
+    let since = await tableVersionsFrom(this.project, this.runId, this.key, this.versionsCursor);
+    let versions = [...this.versions, ...since.versions];
+    if (since.total !== this.versionsTotal + since.versions.length) {
+      since = await tableVersionsFrom(this.project, this.runId, this.key);
+      versions = since.versions;
+    } else if (since.versions.length === 0 && !this.rowsBehind) {
+      return;
+    }
+    versions = this.keepVersions(versions, since);
+    if (!versions.length) return;
     const chosen = this.versionSelect.value;
     this.listVersions(versions);
     this.versionSelect.value = chosen;
@@ -268,6 +278,14 @@ export class TablePanel {
   destroy(): void {
     this.grid.destroy();
     this.unregister();
+  }
+
+  /** Keep the last LISTED_VERSIONS of `versions` and where the next ask starts. */
+  private keepVersions(versions: TableVersion[], asked: { cursor: string | null; total: number }): TableVersion[] {
+    this.versions = versions.slice(-LISTED_VERSIONS);
+    this.versionsCursor = asked.cursor;
+    this.versionsTotal = asked.total;
+    return this.versions;
   }
 
   /** The version choices: the latest, then each version (v<n>, its step and rows), newest first;

@@ -1,0 +1,143 @@
+"""``server/copy_watch.py``: whether a run's copies on local disk changed since a listing, told by
+the kernel (inotify) rather than a ``stat`` per copy per request. Every kind of change a log copy
+sees (a write, a truncation, a rename over it, a new part, the parts' directory made later, the
+run's directory replaced) is reported by the next ``unchanged``; an overflowed queue reports every
+run; a filesystem the kernel can't see every write to (NFS, FUSE) is never watched."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tracklet.server import copy_watch as module
+
+
+@pytest.fixture
+def watch():
+    made = module.CopyWatch()
+    if made._fd < 0:
+        pytest.skip("no inotify here")
+    yield made
+    made.close()
+
+
+def _run(tmp_path, parts: bool = True):
+    run_dir = tmp_path / "projects" / "p" / "runs" / "r"
+    (run_dir / "parts" if parts else run_dir).mkdir(parents=True)
+    (run_dir / "run.tlog").write_bytes(b"TLOG")
+    if parts:
+        (run_dir / "parts" / "a.tlog").write_bytes(b"TLOG")
+    return run_dir
+
+
+def test_every_change_to_a_runs_copies_is_reported_once_after_the_listing(watch, tmp_path):
+    run_dir = _run(tmp_path)
+    if not watch._local(run_dir):
+        pytest.skip("this filesystem isn't one the kernel sees every write to")
+    changes = [
+        lambda: open(run_dir / "parts" / "a.tlog", "ab").write(b"x"),  # a part grows
+        lambda: open(run_dir / "run.tlog", "ab").write(b"x"),  # the run's own log grows
+        lambda: os.truncate(run_dir / "parts" / "a.tlog", 4),  # one shrinks
+        lambda: (run_dir / "parts" / "b.tlog").write_bytes(b"TLOG"),  # a new part
+        lambda: ((run_dir / "new").write_bytes(b"TLOG"), os.replace(run_dir / "new", run_dir / "parts" / "a.tlog")),
+        lambda: (run_dir / "parts" / "b.tlog").unlink(),  # a part goes
+    ]
+    for change in changes:
+        token = watch.since(run_dir)
+        assert token is not None and watch.unchanged(run_dir, token) and watch.unchanged(run_dir, token)
+        change()
+        assert not watch.unchanged(run_dir, token)
+
+
+def test_a_parts_directory_made_later_is_watched_once_the_run_changed(watch, tmp_path):
+    run_dir = _run(tmp_path, parts=False)
+    if not watch._local(run_dir):
+        pytest.skip("this filesystem isn't one the kernel sees every write to")
+    token = watch.since(run_dir)
+    (run_dir / "parts").mkdir()
+    assert not watch.unchanged(run_dir, token)
+    token = watch.since(run_dir)  # (the listing made again: now its parts/ is watched too)
+    (run_dir / "parts" / "a.tlog").write_bytes(b"TLOG")
+    assert not watch.unchanged(run_dir, token)
+    token = watch.since(run_dir)
+    with open(run_dir / "parts" / "a.tlog", "ab") as handle:
+        handle.write(b"x")
+    assert not watch.unchanged(run_dir, token)
+
+
+def test_a_replaced_run_directory_an_overflow_and_a_dropped_watch_each_report_a_change(watch, tmp_path, monkeypatch):
+    run_dir = _run(tmp_path)
+    if not watch._local(run_dir):
+        pytest.skip("this filesystem isn't one the kernel sees every write to")
+    token = watch.since(run_dir)
+    os.rename(run_dir, tmp_path / "moved")
+    _run(tmp_path)
+    assert not watch.unchanged(run_dir, token)
+    token = watch.since(run_dir)
+    assert watch.unchanged(run_dir, token)
+    overflow = module._EVENT.pack(-1, module._IN_Q_OVERFLOW, 0, 0)
+    reads = iter([overflow])
+    real_read = os.read
+
+    def read(fd, size):
+        if fd == watch._fd:
+            try:
+                return next(reads)
+            except StopIteration:
+                pass
+        return real_read(fd, size)
+
+    monkeypatch.setattr(module.os, "read", read)
+    assert not watch.unchanged(run_dir, token)  # an overflow: every run changed
+    monkeypatch.undo()
+    token = watch.since(run_dir)
+    monkeypatch.setattr(module, "MAX_RUNS", 1)
+    other = tmp_path / "projects" / "p" / "runs" / "other"
+    other.mkdir()
+    watch.since(other)  # past MAX_RUNS: the least recently asked for is no longer watched
+    assert not watch.unchanged(run_dir, token)
+
+
+def test_a_filesystem_the_kernel_cant_see_every_write_to_is_never_watched(watch, tmp_path, monkeypatch):
+    assert module._filesystem("/proc") in ("proc", "")  # (read from /proc/self/mountinfo)
+    run_dir = _run(tmp_path)
+    monkeypatch.setattr(module, "_filesystem", lambda path: "nfs4")
+    assert watch.since(run_dir) is None and not watch.unchanged(run_dir, None)
+
+
+def test_a_forked_child_makes_a_watch_of_its_own(tmp_path):
+    """Two processes reading one inotify queue would each miss what the other read: a child forked
+    after the process's watch was made (in a fresh interpreter, never pytest's) gets a new one,
+    and the parent's still reports a change the child made."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, sys
+from pathlib import Path
+from tracklet.server import copy_watch
+run_dir = Path({str(tmp_path)!r}) / "projects" / "p" / "runs" / "r"
+(run_dir / "parts").mkdir(parents=True)
+(run_dir / "run.tlog").write_bytes(b"TLOG")
+watch = copy_watch.copy_watch()
+if watch._fd < 0 or not watch._local(run_dir):
+    print("skip"); sys.exit(0)
+token = watch.since(run_dir)
+pid = os.fork()
+if pid == 0:
+    child = copy_watch.copy_watch()
+    ok = child is not watch and child.since(run_dir) is not None
+    open(run_dir / "run.tlog", "ab").write(b"x")
+    child.unchanged(run_dir, None)  # (reads its own queue, not the parent's)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert status == 0, status
+assert not watch.unchanged(run_dir, token)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    if done.stdout.strip() == "skip":
+        pytest.skip("no inotify here")
+    assert done.stdout.strip() == "ok"

@@ -1,0 +1,240 @@
+"""Whether a run's log copies on local disk may have changed since a request last ``stat``ed them,
+told by the kernel (Linux ``inotify``) instead of a ``stat`` per copy per request.
+
+The server's log-reading routes (tables, histograms, values: ``log_fold.LogFolds.get_run``) list
+a run's copies, its own log and each part's (up to 2,048), with each one's size and identity, on
+every request: a part's log can grow between two requests and, on a plain server, only its
+``stat`` said so (a directory's mtime doesn't move when a file in it grows). Here a watch on the
+run's directory and its ``parts/`` sees every write, truncation, rename, creation and removal
+there, by any process on this machine, as the kernel makes it (the event is queued before the
+``write`` returns): while none came since a request's listing, the next request reuses it. The
+order makes it sound: the events so far are read, the run marked unchanged, then the copies
+listed, so a change the listing missed is an event the next request reads.
+
+Only where the kernel sees every write: Linux, on a data root whose filesystem is local
+(``LOCAL_FILESYSTEMS``: ext4, xfs, btrfs, tmpfs, overlay, ...); on NFS, SMB or FUSE another
+machine's writes raise no event, so those roots are ``stat``ed per request as before, as is a run
+whose directory can't be watched (none yet, no watches left: ``fs.inotify.max_user_watches``).
+A queue that overflowed (``IN_Q_OVERFLOW``) marks every run changed. At most ``MAX_RUNS`` runs
+are watched (the least recently asked for lose theirs first: their next request lists them again).
+``TRACKLET_SERVER_COPY_WATCH=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import struct
+import sys
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+MAX_RUNS = 256  # runs watched at once, two watches each (of the user's fs.inotify.max_user_watches: 8,192 on older kernels)
+LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlay", "jfs",
+                               "reiserfs", "bcachefs", "ramfs"})
+
+_IN_MODIFY, _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+_IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x800
+_IN_Q_OVERFLOW, _IN_IGNORED, _IN_ONLYDIR = 0x4000, 0x8000, 0x1000000
+_MASK = (_IN_MODIFY | _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF
+         | _IN_MOVE_SELF | _IN_ONLYDIR)
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+
+
+class _Run:
+    """A watched run: its watch descriptors and a count moved on by each event for it."""
+
+    __slots__ = ("descriptors", "changes")
+
+    def __init__(self) -> None:
+        self.descriptors: list[int] = []
+        self.changes = 0
+
+
+class CopyWatch:
+    """One inotify instance for the process: ``since(run_dir)`` is a token to keep with a listing
+    of the run's copies made after it, ``unchanged(run_dir, token)`` whether no event for the run
+    came since (so the listing still holds)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[str, _Run] = OrderedDict()
+        self._by_descriptor: dict[int, tuple[_Run, str]] = {}  # wd -> (run, what it watches: "run"/"parts")
+        self._roots: dict[str, bool] = {}  # a data root's directory -> whether its filesystem is local
+        self._libc: Any = None
+        self._fd = -1
+        if sys.platform.startswith("linux") and os.environ.get("TRACKLET_SERVER_COPY_WATCH", "1") != "0":
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+                fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            except (OSError, AttributeError):
+                fd = -1
+            if fd >= 0:
+                self._libc, self._fd = libc, fd
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self._runs.clear()
+            self._by_descriptor.clear()
+
+    def _local(self, run_dir: Path) -> bool:
+        """Whether ``run_dir``'s filesystem is one the kernel sees every write to (its mount's
+        type in ``/proc/self/mountinfo``; the answer kept per project's runs directory)."""
+        parent = str(run_dir.parent)
+        known = self._roots.get(parent)
+        if known is None:
+            known = self._roots[parent] = _filesystem(parent) in LOCAL_FILESYSTEMS
+        return known
+
+    def since(self, run_dir: Path) -> Any:
+        """A token for a listing of ``run_dir``'s copies made after this call (None: the run
+        can't be watched: list it on every request). Reads the events so far first."""
+        key = str(run_dir)
+        with self._lock:
+            if self._fd < 0 or not self._local(run_dir):
+                return None
+            self._drain()
+            run = self._runs.get(key)
+            if run is None:
+                run = self._watch(run_dir)
+                if run is None:
+                    return None
+            elif len(run.descriptors) < 2 and not self._add(run, run_dir / "parts", "parts"):
+                self._drop(key)  # (asked only once the run changed: its parts/ may have come)
+                return None
+            self._runs.move_to_end(key)
+            return run, run.changes
+
+    def unchanged(self, run_dir: Path, token: Any) -> bool:
+        """Whether no event for the run came since ``token`` (``since``) was taken."""
+        if token is None:
+            return False
+        with self._lock:
+            if self._fd < 0:
+                return False
+            self._drain()
+            run, changes = token
+            kept: _Run | None = self._runs.get(str(run_dir))
+            return kept is run and kept is not None and kept.changes == changes
+
+    def _watch(self, run_dir: Path) -> _Run | None:
+        run = _Run()
+        if not self._add(run, run_dir, "run") or not self._add(run, run_dir / "parts", "parts"):
+            for added in run.descriptors:
+                self._forget_descriptor(added)
+            return None
+        self._runs[str(run_dir)] = run
+        while len(self._runs) > MAX_RUNS:
+            self._drop(next(iter(self._runs)))
+        return run
+
+    def _add(self, run: _Run, path: Path, what: str) -> bool:
+        """Watch ``path`` for ``run``; False where it can't be (a run's ``parts/`` that isn't there
+        yet is True: the run's own watch sees it come)."""
+        descriptor = self._libc.inotify_add_watch(self._fd, os.fsencode(path), _MASK)
+        if descriptor < 0:
+            return what == "parts" and ctypes.get_errno() == 2  # ENOENT
+        kept = self._by_descriptor.get(descriptor)
+        if kept is not None and kept[0] is not run:  # (one directory under two names: the other's listing redone)
+            kept[0].changes += 1
+        if descriptor not in run.descriptors:
+            run.descriptors.append(descriptor)
+        self._by_descriptor[descriptor] = (run, what)
+        return True
+
+    def _forget_descriptor(self, descriptor: int) -> None:
+        self._by_descriptor.pop(descriptor, None)
+        self._libc.inotify_rm_watch(self._fd, descriptor)
+
+    def _drop(self, key: str) -> None:
+        run = self._runs.pop(key)
+        run.changes += 1
+        for descriptor in run.descriptors:
+            if self._by_descriptor.get(descriptor, (None,))[0] is run:
+                self._forget_descriptor(descriptor)
+
+    def _drain(self) -> None:
+        """Read every queued event: each moves its run's count on (an overflow: every run's)."""
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+            except InterruptedError:
+                continue
+            at = 0
+            while at + _EVENT.size <= len(data):
+                descriptor, mask, _, length = _EVENT.unpack_from(data, at)
+                at += _EVENT.size + length
+                if mask & _IN_Q_OVERFLOW:
+                    for run in self._runs.values():
+                        run.changes += 1
+                    continue
+                found = self._by_descriptor.get(descriptor)
+                if found is None:
+                    continue
+                run = found[0]
+                run.changes += 1
+                if mask & _IN_IGNORED:  # the directory went (or was unwatched): watched again when asked
+                    self._by_descriptor.pop(descriptor, None)
+                    for key, kept in list(self._runs.items()):
+                        if kept is run:
+                            self._drop(key)
+
+
+def _filesystem(path: str) -> str:
+    """The type of the filesystem ``path`` is on (its longest mount point prefix in
+    ``/proc/self/mountinfo``); "" when unknown."""
+    try:
+        real = os.path.realpath(path)
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return ""
+    best, kind = -1, ""
+    for line in lines:
+        fields = line.split(" ")
+        try:
+            point = fields[4].replace("\\040", " ")
+            kind_here = fields[fields.index("-") + 1]
+        except (IndexError, ValueError):
+            continue
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, kind = len(point), kind_here
+    return kind
+
+
+_WATCH: CopyWatch | None = None
+_WATCH_LOCK = threading.Lock()
+
+
+def copy_watch() -> CopyWatch:
+    """The process's ``CopyWatch`` (made on first use)."""
+    global _WATCH
+    with _WATCH_LOCK:
+        if _WATCH is None:
+            _WATCH = CopyWatch()
+        return _WATCH
+
+
+def _after_fork_in_child() -> None:
+    """A forked child makes a watch of its own: two processes reading one inotify queue would each
+    miss the events the other read."""
+    global _WATCH, _WATCH_LOCK
+    watch, _WATCH, _WATCH_LOCK = _WATCH, None, threading.Lock()
+    if watch is not None and watch._fd >= 0:
+        try:
+            os.close(watch._fd)  # (the child's descriptor: the parent's queue is untouched)
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

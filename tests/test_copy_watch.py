@@ -141,3 +141,87 @@ print("ok")
     if done.stdout.strip() == "skip":
         pytest.skip("no inotify here")
     assert done.stdout.strip() == "ok"
+
+
+def test_a_run_directory_or_parts_replaced_by_a_rename_is_watched_afresh(watch, tmp_path):
+    """A rename puts another directory at the run's path (or its ``parts/``'s): the watch on the
+    directory moved away says nothing of the new one, so the next listing watches the new one and
+    a write there is reported (it was not: the moved directory stayed watched)."""
+    run_dir = _run(tmp_path)
+    if not watch._local(run_dir):
+        pytest.skip("this filesystem isn't one the kernel sees every write to")
+    token = watch.since(run_dir)
+    os.rename(run_dir, tmp_path / "moved")
+    _run(tmp_path)
+    assert not watch.unchanged(run_dir, token)
+    token = watch.since(run_dir)
+    assert watch.unchanged(run_dir, token)
+    with open(run_dir / "run.tlog", "ab") as handle:
+        handle.write(b"x")
+    assert not watch.unchanged(run_dir, token)
+    token = watch.since(run_dir)
+    os.rename(run_dir / "parts", run_dir / "parts.old")
+    (run_dir / "parts").mkdir()
+    (run_dir / "parts" / "a.tlog").write_bytes(b"TLOG")
+    assert not watch.unchanged(run_dir, token)
+    token = watch.since(run_dir)
+    assert watch.unchanged(run_dir, token)
+    with open(run_dir / "parts" / "a.tlog", "ab") as handle:
+        handle.write(b"x")
+    assert not watch.unchanged(run_dir, token)
+
+
+def test_one_run_directory_reached_by_two_names_reports_a_change_under_each(watch, tmp_path):
+    """Both names get the kernel's one watch (one wd): an event moves on the runs under both
+    names, and neither name's run dropped (here: past MAX_RUNS) unwatches the other's."""
+    run_dir = _run(tmp_path)
+    if not watch._local(run_dir):
+        pytest.skip("this filesystem isn't one the kernel sees every write to")
+    alias = tmp_path / "projects" / "p" / "runs" / "alias"
+    alias.symlink_to(run_dir)
+    first = watch.since(run_dir)
+    second = watch.since(alias)
+    first = watch.since(run_dir)  # (a listing under the first name made again)
+    assert watch.unchanged(run_dir, first) and watch.unchanged(alias, second)
+    with open(run_dir / "parts" / "a.tlog", "ab") as handle:
+        handle.write(b"x")
+    assert not watch.unchanged(run_dir, first) and not watch.unchanged(alias, second)
+    first, second = watch.since(run_dir), watch.since(alias)
+    watch._drop(str(alias))  # (as MAX_RUNS drops the least recently asked for)
+    with open(run_dir / "run.tlog", "ab") as handle:
+        handle.write(b"x")
+    assert not watch.unchanged(run_dir, first)
+
+
+def test_a_watch_lost_in_an_overflowed_queue_is_made_again(watch, tmp_path, monkeypatch):
+    """The queue overflowed while the run's ``parts/`` was replaced (its IN_IGNORED lost with the
+    rest): the next listing watches the new ``parts/``, so a write there is reported."""
+    run_dir = _run(tmp_path)
+    if not watch._local(run_dir):
+        pytest.skip("this filesystem isn't one the kernel sees every write to")
+    token = watch.since(run_dir)
+    (run_dir / "parts" / "a.tlog").unlink()
+    (run_dir / "parts").rmdir()
+    (run_dir / "parts").mkdir()
+    (run_dir / "parts" / "a.tlog").write_bytes(b"TLOG")
+    real_read = os.read
+    overflowed = []
+
+    def read(fd, size):
+        if fd == watch._fd and not overflowed:
+            while True:  # (what the kernel queued is lost: an overflow instead)
+                try:
+                    real_read(fd, size)
+                except BlockingIOError:
+                    break
+            overflowed.append(True)
+            return module._EVENT.pack(-1, module._IN_Q_OVERFLOW, 0, 0)
+        return real_read(fd, size)
+
+    monkeypatch.setattr(module.os, "read", read)
+    assert not watch.unchanged(run_dir, token)
+    monkeypatch.undo()
+    token = watch.since(run_dir)
+    with open(run_dir / "parts" / "a.tlog", "ab") as handle:
+        handle.write(b"x")
+    assert not watch.unchanged(run_dir, token)

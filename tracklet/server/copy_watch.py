@@ -47,9 +47,10 @@ _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (t
 class _Run:
     """A watched run: its watch descriptors and a count moved on by each event for it."""
 
-    __slots__ = ("descriptors", "changes")
+    __slots__ = ("key", "descriptors", "changes")
 
-    def __init__(self) -> None:
+    def __init__(self, key: str) -> None:
+        self.key = key
         self.descriptors: list[int] = []
         self.changes = 0
 
@@ -62,7 +63,9 @@ class CopyWatch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, _Run] = OrderedDict()
-        self._by_descriptor: dict[int, tuple[_Run, str]] = {}  # wd -> (run, what it watches: "run"/"parts")
+        # wd -> the runs watching it (one directory reached by two names: both runs' watch; the
+        # kernel gives the same wd for the same directory, so an event moves on every such run)
+        self._by_descriptor: dict[int, list[_Run]] = {}
         self._roots: dict[str, bool] = {}  # a data root's directory -> whether its filesystem is local
         self._libc: Any = None
         self._fd = -1
@@ -94,20 +97,27 @@ class CopyWatch:
 
     def since(self, run_dir: Path) -> Any:
         """A token for a listing of ``run_dir``'s copies made after this call (None: the run
-        can't be watched: list it on every request). Reads the events so far first."""
+        can't be watched: list it on every request). Reads the events so far first, then watches
+        the run's directory and ``parts/`` by their names again: where either is no longer the
+        directory watched (replaced by a rename, made since, or its watch lost in an overflowed
+        queue) the run is watched afresh, else the run (and the tokens other listings keep) stays."""
         key = str(run_dir)
         with self._lock:
             if self._fd < 0 or not self._local(run_dir):
                 return None
             self._drain()
+            fresh = self._watch(key, run_dir)
             run = self._runs.get(key)
-            if run is None:
-                run = self._watch(run_dir)
-                if run is None:
+            if run is not None and fresh is not None and run.descriptors == fresh.descriptors:
+                self._release(fresh)  # (the same directories: the kernel gave the same wds)
+            else:
+                if run is not None:
+                    self._drop(key)
+                if fresh is None:
                     return None
-            elif len(run.descriptors) < 2 and not self._add(run, run_dir / "parts", "parts"):
-                self._drop(key)  # (asked only once the run changed: its parts/ may have come)
-                return None
+                run = self._runs[key] = fresh
+                while len(self._runs) > MAX_RUNS:
+                    self._drop(next(iter(self._runs)))
             self._runs.move_to_end(key)
             return run, run.changes
 
@@ -123,15 +133,11 @@ class CopyWatch:
             kept: _Run | None = self._runs.get(str(run_dir))
             return kept is run and kept is not None and kept.changes == changes
 
-    def _watch(self, run_dir: Path) -> _Run | None:
-        run = _Run()
+    def _watch(self, key: str, run_dir: Path) -> _Run | None:
+        run = _Run(key)
         if not self._add(run, run_dir, "run") or not self._add(run, run_dir / "parts", "parts"):
-            for added in run.descriptors:
-                self._forget_descriptor(added)
+            self._release(run)
             return None
-        self._runs[str(run_dir)] = run
-        while len(self._runs) > MAX_RUNS:
-            self._drop(next(iter(self._runs)))
         return run
 
     def _add(self, run: _Run, path: Path, what: str) -> bool:
@@ -140,27 +146,31 @@ class CopyWatch:
         descriptor = self._libc.inotify_add_watch(self._fd, os.fsencode(path), _MASK)
         if descriptor < 0:
             return what == "parts" and ctypes.get_errno() == 2  # ENOENT
-        kept = self._by_descriptor.get(descriptor)
-        if kept is not None and kept[0] is not run:  # (one directory under two names: the other's listing redone)
-            kept[0].changes += 1
+        watching = self._by_descriptor.setdefault(descriptor, [])
+        if run not in watching:
+            watching.append(run)
         if descriptor not in run.descriptors:
             run.descriptors.append(descriptor)
-        self._by_descriptor[descriptor] = (run, what)
         return True
 
-    def _forget_descriptor(self, descriptor: int) -> None:
-        self._by_descriptor.pop(descriptor, None)
-        self._libc.inotify_rm_watch(self._fd, descriptor)
+    def _release(self, run: _Run) -> None:
+        """``run`` no longer watches its descriptors (a wd no run watches is removed)."""
+        for descriptor in run.descriptors:
+            watching = self._by_descriptor.get(descriptor)
+            if watching is None or run not in watching:
+                continue
+            watching.remove(run)
+            if not watching:
+                del self._by_descriptor[descriptor]
+                self._libc.inotify_rm_watch(self._fd, descriptor)
 
     def _drop(self, key: str) -> None:
         run = self._runs.pop(key)
         run.changes += 1
-        for descriptor in run.descriptors:
-            if self._by_descriptor.get(descriptor, (None,))[0] is run:
-                self._forget_descriptor(descriptor)
+        self._release(run)
 
     def _drain(self) -> None:
-        """Read every queued event: each moves its run's count on (an overflow: every run's)."""
+        """Read every queued event: each moves its runs' counts on (an overflow: every run's)."""
         while True:
             try:
                 data = os.read(self._fd, 65536)
@@ -176,16 +186,16 @@ class CopyWatch:
                     for run in self._runs.values():
                         run.changes += 1
                     continue
-                found = self._by_descriptor.get(descriptor)
-                if found is None:
+                watching = self._by_descriptor.get(descriptor)
+                if watching is None:
                     continue
-                run = found[0]
-                run.changes += 1
+                for run in watching:
+                    run.changes += 1
                 if mask & _IN_IGNORED:  # the directory went (or was unwatched): watched again when asked
-                    self._by_descriptor.pop(descriptor, None)
-                    for key, kept in list(self._runs.items()):
-                        if kept is run:
-                            self._drop(key)
+                    del self._by_descriptor[descriptor]
+                    for run in watching:
+                        if self._runs.get(run.key) is run:
+                            self._drop(run.key)
 
 
 def _filesystem(path: str) -> str:

@@ -368,3 +368,30 @@ def test_a_main_thread_wait_sees_a_ctrl_c_that_did_not_interrupt_it(wait):
     saw it only when the wait ended: here, never."""
     done = run_script(_MISSED_CTRL_C_WAIT, args=(wait,), timeout=60)
     assert done.stdout.strip() == "KeyboardInterrupt", done.stderr
+
+
+def test_main_thread_waits_answer_as_the_plain_calls_do():
+    """``threads.join``/``acquire``/``wait``/``result`` on the main thread (pytest's) give what the
+    plain call gives: a thread never started can't be joined (RuntimeError, as ``join()`` says;
+    the sliced join returned as if it had ended), nor the current thread; ``acquire`` is True;
+    a wait that timed out is False; a future's exception is raised."""
+    from concurrent.futures import Future
+
+    assert threading.current_thread() is threading.main_thread()
+    never = threading.Thread(target=lambda: None)
+    for timeout in (None, 0.0, 0.05):
+        with pytest.raises(RuntimeError) as plain:
+            never.join(timeout)
+        with pytest.raises(RuntimeError) as sliced:
+            threads.join(never, timeout)
+        assert str(sliced.value) == str(plain.value)
+    with pytest.raises(RuntimeError, match="current thread"):
+        threads.join(threading.current_thread(), 0.05)
+    lock = threading.Lock()
+    assert threads.acquire(lock) is True and lock.locked()
+    lock.release()
+    assert threads.wait(threading.Event(), 0.05) is False and threads.wait(threading.Event(), -1) is False
+    failed: Future[int] = Future()
+    failed.set_exception(ValueError("x"))
+    with pytest.raises(ValueError):
+        threads.result(failed)

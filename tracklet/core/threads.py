@@ -161,6 +161,7 @@ def join(thread: threading.Thread, timeout: float | None = None) -> None:
     if threading.get_ident() != threading.main_thread().ident:
         thread.join(timeout)
         return
+    thread.join(0)  # raises as ``join`` does for a thread never started, or the current one
     if timeout is None:
         while thread.is_alive():
             thread.join(SLICE)
@@ -184,10 +185,10 @@ def result(future: Future[T]) -> T:
     return future.result()
 
 
-def acquire(lock: threading.Semaphore | threading.Lock) -> None:
-    """``lock.acquire()``, in slices on the main thread, as :func:`wait`."""
+def acquire(lock: threading.Semaphore | threading.Lock) -> bool:
+    """``lock.acquire()`` (True), in slices on the main thread, as :func:`wait`."""
     if threading.get_ident() != threading.main_thread().ident:
-        lock.acquire()
-        return
+        return lock.acquire()
     while not lock.acquire(timeout=SLICE):
         pass
+    return True

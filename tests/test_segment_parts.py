@@ -1212,3 +1212,84 @@ def test_an_abandoned_paged_prune_expires_and_its_cursor_is_refused(tmp_path, lo
                                   .where(media_prune_states.c.token.in_(finished))).scalars().all() == [""]
     last = page(projects[1], answers[-2].next)  # (a retry of the last page: answered as it was)
     assert (last.next, last.phase, last.done) == (None, "retire", 3)
+
+
+def test_a_retry_of_a_prune_page_while_the_first_runs_waits_and_loses_no_retired_blob(tmp_path, local_engine,
+                                                                                       monkeypatch):
+    """Two requests of one page at once (the client's retry of a page whose answer was slow to come,
+    the same `prune_id`): a page moves a run's retention forward as it goes, before its answer's
+    transaction, so the second doing the page at once found the run retired already, counted none
+    of its blobs, and, its answer written first, was the answer of both: the run's retired blobs
+    were never candidates (and no later prune retires them again). The second now waits for the
+    first and is answered its answer: the run retired, its blobs counted, once."""
+    import time
+
+    import numpy as np
+    import sqlalchemy as sa
+
+    from tracklet.server import media_retention
+    from tracklet.server.schema import media_prune_digests
+
+    copies, _ = _local_copies(local_engine, tmp_path)
+    project = f"rt{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "rec"
+    run = tracklet.init(project=project, id="r1", reinit="create_new", settings={**QUIET, "dir": str(root)})
+    for step in range(3):
+        run.log({"img": tracklet.Image(np.random.default_rng(step).integers(0, 256, (8, 8, 3), dtype=np.uint8))},
+                step=step)
+    run.finish()
+    copies.append(project, "r1", 0, RunPaths(root, project, "r1").log_file.read_bytes())
+    prune_id = uuid.uuid4().hex
+    merged = threading.Event()
+    merge = copies.merge_media_cutoffs
+
+    def merging(*args: Any, **kwargs: Any) -> Any:
+        done = merge(*args, **kwargs)
+        merged.set()
+        return done
+
+    monkeypatch.setattr(copies, "merge_media_cutoffs", merging)
+    answered: list[str] = []
+    answer = media_retention._PruneState._answer
+
+    def answering(self: Any, text: str) -> bool:
+        if threading.current_thread().name == "first":  # the second answers first, if it can go on meanwhile
+            deadline = time.monotonic() + 120
+            while not answered and time.monotonic() < deadline and not _waiting_on_a_lock(local_engine):
+                time.sleep(0.02)
+        written = answer(self, text)
+        answered.append(threading.current_thread().name)
+        return written
+
+    monkeypatch.setattr(media_retention._PruneState, "_answer", answering)
+    answers: dict[str, Any] = {}
+
+    def page(name: str) -> None:
+        if name == "second":
+            assert merged.wait(120)
+        answers[name] = media_retention.prune_page(
+            copies, tmp_path / "scratch", None, None, project, keep_last=1, max_bytes=None, keys=None,  # type: ignore[arg-type]
+            dry_run=False, keep_blobs=False, grace=0, max_runs=1, prune_id=prune_id)
+
+    workers = [threading.Thread(target=page, args=(name,), name=name) for name in ("first", "second")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(180)
+    assert set(answers) == {"first", "second"}
+    for name, got in answers.items():
+        assert [(item.run_id, item.newly_retired) for item in got.runs] == [("r1", 2)], (name, got.runs)
+    with local_engine.connect() as connection:
+        counted = connection.execute(sa.select(sa.func.count()).select_from(media_prune_digests)
+                                     .where(media_prune_digests.c.token == prune_id)).scalar_one()
+    assert counted == 2  # the two retired images' blobs, each once
+
+
+def _waiting_on_a_lock(engine: Any) -> bool:
+    """Whether a session of ``engine``'s database waits for a lock (another request's)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as connection:
+        return bool(connection.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )).scalar_one())

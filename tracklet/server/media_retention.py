@@ -49,8 +49,10 @@ but referenced by no artifact version.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import io
+import threading
 import time
 from pathlib import Path
 from collections.abc import Callable, Iterator
@@ -296,13 +298,76 @@ def prune_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store
     A page sent again (its answer lost on the way: the client retries with the same cursor, or
     for the first page the same ``prune_id``, a token the client chose) is answered with the
     answer it had, stored with the state (server migration s0026), doing nothing again: nothing
-    is counted, retired or removed twice; also when the two requests run at once (the one whose
-    changes are written second answers the first's answer). The last page's answer is kept too,
+    is counted, retired or removed twice; also when the two requests come at once (the second
+    waits for the first: ``_page_lock``, then is answered its answer). The last page's answer is kept too,
     until the state expires. Only the page answered last can be asked again: an older cursor is
     refused (its client had the next answer). A grant used after the prune began is never dropped
     (``ServerMediaBlobs.since``): a run created behind the ``seen`` phase's cursor, whose logs that
     phase never reads, asks about (or sends) its blobs after the start, so they stay whatever the
     grace period."""
+    # One request at a time per prune (a retry sent while the first still runs waits for it, then
+    # is answered its answer): a page's work is not all in its answer's transaction (a run's
+    # retention is moved forward as the page goes), so a second request doing the page at once
+    # found those runs retired already and, its answer written first, lost their blobs' counts.
+    with _page_lock(copies.engine, prune_id if cursor is None else _cursor_token(cursor)):
+        return _prune_page(copies, root, artifacts, store, project, keep_last=keep_last, max_bytes=max_bytes,
+                           keys=keys, dry_run=dry_run, keep_blobs=keep_blobs, grace=grace, cursor=cursor,
+                           max_runs=max_runs, prune_id=prune_id)
+
+
+_PAGE_LOCKS: dict[str, Any] = {}  # token -> [its lock, the requests holding or waiting for it] (SQLite: this process)
+_PAGE_LOCKS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _page_lock(engine: Any, token: str | None) -> Iterator[None]:
+    """Hold prune ``token``'s page lock (none for a prune the server named: no request can share
+    it): on PostgreSQL a session advisory lock, on a connection of its own held until the page is
+    answered (requests through any process wait for it); else this process's lock of it."""
+    import hashlib
+
+    if token is None:
+        yield
+        return
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"media-prune\0{token}".encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+        return
+    with _PAGE_LOCKS_LOCK:
+        held = _PAGE_LOCKS.setdefault(token, [threading.Lock(), 0])
+        held[1] += 1
+    try:
+        with held[0]:
+            yield
+    finally:
+        with _PAGE_LOCKS_LOCK:
+            held[1] -= 1
+            if not held[1]:
+                _PAGE_LOCKS.pop(token, None)
+
+
+def _cursor_token(cursor: str) -> str | None:
+    """The prune token ``cursor`` names (None where it is no cursor: ``_PruneState.load`` refuses it)."""
+    import base64
+    import json
+
+    try:
+        token = json.loads(base64.urlsafe_b64decode(cursor.encode()))["token"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return token if _check_token(token) else None
+
+
+def _prune_page(copies: Any, root: Path, artifacts: ServerArtifacts, store: Store, project: str, *,
+                keep_last: int | None, max_bytes: int | None, keys: list[str] | None, dry_run: bool,
+                keep_blobs: bool, grace: float, cursor: str | None, max_runs: int, prune_id: str | None) -> PrunePage:
     from tracklet.media.retention import _digests_of, _plan_run
     from tracklet.core.api import RecordedRun
 

@@ -547,3 +547,40 @@ def _wait_lineage_of(url: str, project: str, params: dict) -> tuple[dict[str, di
         if response.status_code == 200 or time.monotonic() > deadline:
             return _lineage_graph(response.json())
         time.sleep(0.2)
+
+
+def test_table_versions_logged_behind_the_cursor_between_pages_are_listed(module_servers, tmp_path, monkeypatch):
+    """Pages follow the readers' order (the primary's log, then each part's): a version the primary
+    logs after the cursor moved on to a part's entries is in no later page, so a listing that
+    followed the pages missed it (``tracklet.Api``'s ``table_versions``, a run table's ``:vN``
+    resolved on a server); the last page's total says more were logged than listed, and the
+    listing is made again: every version, once, in order."""
+    import tracklet.client.table_versions as pager
+    from test_table_versions import _read, _writers
+
+    from tracklet.client.http import HttpClient
+
+    server = module_servers(tmp_path / "server")
+    root = tmp_path / "data"
+    _writers(root, "behind", ["primary", "rank_1"], 3, server=server.url)
+    _versions_when_indexed(server.url, "behind", "preds", 6)
+    monkeypatch.setattr(pager, "PAGE", 4)
+    http = HttpClient(server.url)
+    asked: list[object] = []
+    get_json = http.get_json
+
+    def paged(url: str, **params: object) -> object:
+        asked.append(params.get("cursor"))
+        if len(asked) == 2:  # between the first page (the primary's 3, rank_1's first) and the next
+            _writers(root, "behind", ["primary"], 2, first=3, server=server.url)
+            _versions_when_indexed(server.url, "behind", "preds", 8)
+        return get_json(url, **params)
+
+    monkeypatch.setattr(http, "get_json", paged)
+    try:
+        listed, first = pager.table_version_pages(http, "p/behind", "preds")
+    finally:
+        http.close()
+    local = [(step, n) for key, _, step, n in _read(root, "behind") if key == "preds"]
+    assert len(local) == 8 and first == 0
+    assert [(item["step"], item["version"]) for item in listed] == local

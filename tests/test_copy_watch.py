@@ -225,3 +225,36 @@ def test_a_watch_lost_in_an_overflowed_queue_is_made_again(watch, tmp_path, monk
     with open(run_dir / "parts" / "a.tlog", "ab") as handle:
         handle.write(b"x")
     assert not watch.unchanged(run_dir, token)
+
+
+def test_a_mount_point_the_kernel_escapes_is_found_in_mountinfo(tmp_path):
+    """``/proc/self/mountinfo`` writes a space, tab, newline or backslash in a mount point as an
+    octal escape (``\\134`` for a backslash): a filesystem mounted at such a path is found as the
+    one its runs are on (before only ``\\040`` was read, so the mount above it was taken: an NFS
+    mount there would have been watched as the local disk above it). In a mount namespace of its
+    own (``unshare``, a fresh interpreter), a ramfs mounted at a path with a backslash and a space."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare here")
+    where = tmp_path / "odd\\name here"
+    (where / "projects" / "p" / "runs").mkdir(parents=True)
+    script = f"""
+import subprocess, sys
+from tracklet.server.copy_watch import _filesystem
+where = {str(where)!r}
+subprocess.run(["mount", "-t", "ramfs", "none", where], check=True)
+subprocess.run(["mkdir", "-p", where + "/projects/p/runs"], check=True)
+print(_filesystem(where + "/projects/p/runs"), _filesystem({str(tmp_path)!r}))
+"""
+    done = subprocess.run(["unshare", "-rm", sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    if done.returncode != 0 and ("Operation not permitted" in done.stderr or "unshare failed" in done.stderr):
+        pytest.skip(f"no mount namespace here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    inner, outer = done.stdout.split()
+    if outer == "ramfs":
+        pytest.skip("the temporary directory is a ramfs already")
+    assert inner == "ramfs"

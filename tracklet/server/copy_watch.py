@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import struct
 import sys
 import threading
@@ -41,6 +42,7 @@ _IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x
 _IN_Q_OVERFLOW, _IN_IGNORED, _IN_ONLYDIR = 0x4000, 0x8000, 0x1000000
 _MASK = (_IN_MODIFY | _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF
          | _IN_MOVE_SELF | _IN_ONLYDIR)
+_ESCAPED = re.compile(rb"\\([0-7]{3})")  # an octal escape in /proc/self/mountinfo
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 
 
@@ -203,16 +205,18 @@ def _filesystem(path: str) -> str:
     ``/proc/self/mountinfo``); "" when unknown."""
     try:
         real = os.path.realpath(path)
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
+        with open("/proc/self/mountinfo", "rb") as handle:
             lines = handle.read().splitlines()
     except OSError:
         return ""
     best, kind = -1, ""
     for line in lines:
-        fields = line.split(" ")
+        fields = line.split(b" ")
         try:
-            point = fields[4].replace("\\040", " ")
-            kind_here = fields[fields.index("-") + 1]
+            # (the kernel writes a space, tab, newline or backslash in a mount point as \ooo, octal;
+            # other bytes as they are: the path's bytes, as os.fsdecode gives ``real``'s)
+            point = os.fsdecode(_ESCAPED.sub(lambda found: bytes([int(found.group(1), 8)]), fields[4]))
+            kind_here = fields[fields.index(b"-") + 1].decode("utf-8", "replace")
         except (IndexError, ValueError):
             continue
         inside = real == point or real.startswith(point.rstrip("/") + "/")

@@ -258,3 +258,48 @@ print(_filesystem(where + "/projects/p/runs"), _filesystem({str(tmp_path)!r}))
     if outer == "ramfs":
         pytest.skip("the temporary directory is a ramfs already")
     assert inner == "ramfs"
+
+
+def test_a_run_directory_linked_to_another_filesystem_is_watched_as_that_one(tmp_path):
+    """A run's directory (or its ``parts/``) may be a link to, or a mount of, another filesystem
+    than its project's runs directory (a big run moved to other storage): it is watched only if
+    that filesystem is one the kernel sees every write to (before, only the runs directory's was
+    asked: an NFS run directory linked from local disk was watched, and a write from another
+    machine never reported). In a mount namespace of its own (``unshare``, a fresh interpreter):
+    a ramfs, taken out of ``LOCAL_FILESYSTEMS`` to stand for NFS, under a run linked there."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare here")
+    script = f"""
+import os, subprocess
+from pathlib import Path
+from tracklet.server import copy_watch
+tmp = Path({str(tmp_path)!r})
+runs = tmp / "projects" / "p" / "runs"
+(runs / "here" / "parts").mkdir(parents=True)
+(tmp / "remote").mkdir()
+subprocess.run(["mount", "-t", "ramfs", "none", str(tmp / "remote")], check=True)
+(tmp / "remote" / "away" / "parts").mkdir(parents=True)
+(runs / "away").symlink_to(tmp / "remote" / "away")
+(runs / "here" / "parts").rmdir()
+(tmp / "remote" / "parts").mkdir()
+(runs / "here" / "parts").symlink_to(tmp / "remote" / "parts")
+(runs / "plain" / "parts").mkdir(parents=True)
+copy_watch.LOCAL_FILESYSTEMS = copy_watch.LOCAL_FILESYSTEMS - {{"ramfs"}}
+watch = copy_watch.CopyWatch()
+if watch._fd < 0 or copy_watch._filesystem(str(runs)) not in copy_watch.LOCAL_FILESYSTEMS:
+    print("skip")
+else:
+    print(watch.since(runs / "plain") is not None, watch.since(runs / "away") is None, watch.since(runs / "here") is None)
+"""
+    done = subprocess.run(["unshare", "-rm", sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    if done.returncode != 0 and ("Operation not permitted" in done.stderr or "unshare failed" in done.stderr):
+        pytest.skip(f"no mount namespace here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    if done.stdout.strip() == "skip":
+        pytest.skip("no inotify here, or the temporary directory's filesystem isn't local")
+    assert done.stdout.split() == ["True", "True", "True"]

@@ -14,6 +14,7 @@ listed, so a change the listing missed is an event the next request reads.
 Only where the kernel sees every write: Linux, on a data root whose filesystem is local
 (``LOCAL_FILESYSTEMS``: ext4, xfs, btrfs, tmpfs, overlay, ...); on NFS, SMB or FUSE another
 machine's writes raise no event, so those roots are ``stat``ed per request as before, as is a run
+whose directory or ``parts/`` is on such a filesystem (a link to, or a mount of, other storage), or
 whose directory can't be watched (none yet, no watches left: ``fs.inotify.max_user_watches``).
 A queue that overflowed (``IN_Q_OVERFLOW``) marks every run changed. At most ``MAX_RUNS`` runs
 are watched (the least recently asked for lose theirs first: their next request lists them again).
@@ -69,6 +70,7 @@ class CopyWatch:
         # kernel gives the same wd for the same directory, so an event moves on every such run)
         self._by_descriptor: dict[int, list[_Run]] = {}
         self._roots: dict[str, bool] = {}  # a data root's directory -> whether its filesystem is local
+        self._devices: dict[int, bool] = {}  # a run directory's device (st_dev) -> whether its filesystem is local
         self._libc: Any = None
         self._fd = -1
         if sys.platform.startswith("linux") and os.environ.get("TRACKLET_SERVER_COPY_WATCH", "1") != "0":
@@ -90,12 +92,26 @@ class CopyWatch:
 
     def _local(self, run_dir: Path) -> bool:
         """Whether ``run_dir``'s filesystem is one the kernel sees every write to (its mount's
-        type in ``/proc/self/mountinfo``; the answer kept per project's runs directory)."""
+        type in ``/proc/self/mountinfo``; the answer kept per project's runs directory), and so
+        are those the run's directory and its ``parts/`` are on (a link to, or a mount of, another
+        filesystem: the answer kept per device; one ``stat`` each)."""
         parent = str(run_dir.parent)
         known = self._roots.get(parent)
         if known is None:
             known = self._roots[parent] = _filesystem(parent) in LOCAL_FILESYSTEMS
-        return known
+        if not known:
+            return False
+        for path in (run_dir, run_dir / "parts"):
+            try:
+                device = os.stat(path).st_dev
+            except OSError:  # (none yet: its watch, or the run's, sees it come)
+                continue
+            here = self._devices.get(device)
+            if here is None:
+                here = self._devices[device] = _filesystem(str(path)) in LOCAL_FILESYSTEMS
+            if not here:
+                return False
+        return True
 
     def since(self, run_dir: Path) -> Any:
         """A token for a listing of ``run_dir``'s copies made after this call (None: the run

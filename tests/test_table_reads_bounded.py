@@ -419,3 +419,26 @@ def test_an_index_a_request_took_is_the_folds_then_while_another_request_folds_o
     assert index.version("a", 4) is None and [ref.step for ref in index.version("a", 2)] == [2]
     firsts = [ref.key for ref in _Index([tables]).firsts()]  # a new request's sees them
     assert firsts == ["a", "b"]
+
+
+def test_a_version_past_the_writers_numbers_is_never_a_records_number_it_isnt():
+    """A record whose ``version_plus_one`` is past what a writer's number may be (2**62 and over:
+    no number, by the readers' rule) is numbered as one without, so ``v<2**62>`` (the most
+    ``?version=`` takes) names no record: the index, as ``records_of_version``, finds none (before,
+    where the entries must all be numbered, it answered that record)."""
+    from tracklet.core.run_tables import records_of_version
+    from tracklet.server import routes_tables
+
+    tables = routes_tables._Tables()
+    numbered, odd = _table_record(0, "k"), _table_record(1, "k")
+    odd.table_logged.version_plus_one = (1 << 62) + 1
+    for n, record in enumerate((numbered, odd)):
+        tables.apply(record, (n * 100, b"x"))
+    index = routes_tables._Index([tables])
+    every = list(index)
+    for number in (0, 1, 1 << 62):
+        expected = records_of_version(every, "k", number)
+        got = index.version("k", number)
+        assert (None if got is None else [ref.offset for ref in got]) == \
+            (None if expected is None else [ref.offset for ref in expected]), number
+    assert index.version("k", 1 << 62) is None

@@ -438,7 +438,7 @@ class _Index:
             if found is None:
                 return None
         else:
-            for held in helds:
+            for held in helds if 0 <= number < _NUMBERS else ():  # (a writer's number is below _NUMBERS)
                 versions = held.tables.versions
                 for at in range(held.count):
                     if versions[held.places[at]] == number + 1:

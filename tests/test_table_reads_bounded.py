@@ -442,3 +442,40 @@ def test_a_version_past_the_writers_numbers_is_never_a_records_number_it_isnt():
         assert (None if got is None else [ref.offset for ref in got]) == \
             (None if expected is None else [ref.offset for ref in expected]), number
     assert index.version("k", 1 << 62) is None
+
+
+def test_pages_of_versions_numbered_one_by_one_number_the_key_once_per_index(monkeypatch):
+    """Writers of one machine log at once, so their counter's numbers interleave between logs: no
+    bisection holds and every entry of the key is numbered (``version_numbers``). Paging through
+    them numbers the key once for the index, not once per page (a listing at a small page size
+    was quadratic in the key's versions); the pages still list every version once, in order."""
+    from tracklet.core import run_tables
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.server import routes_tables
+
+    writers = [routes_tables._Tables() for _ in range(3)]
+    for n in range(90):  # the shared counter: 1, 2, 3, ... handed round the writers
+        record = pb.Record()
+        table = record.table_logged
+        table.key, table.step, table.log_mode, table.table_id = "k", n, 1, "t"
+        table.version_plus_one, table.time = n + 1, 1.7e9 + n
+        table.fragments.add(digest="0" * 64, rows=1)
+        writers[n % 3].apply(record, (n * 100, record.SerializeToString()))
+    index = routes_tables._Index(writers)
+    numbered: list[int] = []
+    original = run_tables.version_numbers
+
+    def counting(records, *args, **kwargs):
+        numbered.append(1)
+        return original(records, *args, **kwargs)
+
+    monkeypatch.setattr(run_tables, "version_numbers", counting)
+    listed, cursor = [], None
+    while True:
+        page, total, cursor = index.versions_page("k", cursor, 4)
+        listed += [number for _, _, number, _ in page]
+        if len(page) < 4:
+            break
+    assert total == 90 and sorted(listed) == list(range(90)) and len(set(listed)) == 90
+    assert listed == original(index.of_key("k"))  # the readers' order, the readers' numbers
+    assert len(numbered) == 1

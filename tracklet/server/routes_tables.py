@@ -328,6 +328,9 @@ class _Index:
         self.labels = labels if labels is not None else ["", *(f"{n:012d}" for n in range(1, len(writers)))]
         self._counts = [len(tables) for tables in writers]
         self._keys = [dict(tables.by_key) for tables in writers]
+        # A key's version numbers where every entry is numbered (``_numbering``: "every"), made once
+        # for the index (it answers one snapshot), not once for each page of ``versions_page``.
+        self._numbers: dict[str, array] = {}
 
     def of_key(self, key: str) -> list[TableRef]:
         """``key``'s entries in the readers' order."""
@@ -503,11 +506,13 @@ class _Index:
             first_at = rest
         wanted = MAX_VERSIONS if limit is None else limit
         numbering = self._numbering(helds)
-        every: list[int] | None = None
+        every: array | None = None
         if numbering == "every":
-            from tracklet.core.run_tables import version_numbers
+            every = self._numbers.get(key)
+            if every is None:
+                from tracklet.core.run_tables import version_numbers
 
-            every = version_numbers(self.of_key(key))
+                every = self._numbers[key] = array("q", version_numbers(self.of_key(key)))
         page: list[tuple[_Tables, int, int, int]] = []
         so_far: dict[str, tuple[int, int]] = {}  # INCREMENTAL table id -> (writer, its rows before it)
         place, at = start, first_at

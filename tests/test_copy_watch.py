@@ -303,3 +303,20 @@ else:
     if done.stdout.strip() == "skip":
         pytest.skip("no inotify here, or the temporary directory's filesystem isn't local")
     assert done.stdout.split() == ["True", "True", "True"]
+
+
+def test_a_run_asked_for_while_unchanged_keeps_its_watch_over_runs_asked_for_before(watch, tmp_path, monkeypatch):
+    """Past ``MAX_RUNS`` the run asked for least recently loses its watch (its next request lists
+    it again): a run whose requests find it unchanged is asked for too, so it is not the one to go
+    (the most-read runs were listed again on every request once more runs than that were read)."""
+    monkeypatch.setattr(module, "MAX_RUNS", 2)
+    runs = tmp_path / "projects" / "p" / "runs"
+    busy, idle, newest = (runs / name for name in ("busy", "idle", "newest"))
+    for run_dir in (busy, idle, newest):
+        (run_dir / "parts").mkdir(parents=True)
+    token = watch.since(busy)
+    idle_token = watch.since(idle)
+    assert watch.unchanged(busy, token)  # busy is asked for again (unchanged) after idle was watched
+    watch.since(newest)  # a third run: the least recently asked for (idle) loses its watch
+    assert watch.unchanged(busy, token)
+    assert not watch.unchanged(idle, idle_token)

@@ -148,8 +148,12 @@ class CopyWatch:
                 return False
             self._drain()
             run, changes = token
-            kept: _Run | None = self._runs.get(str(run_dir))
-            return kept is run and kept is not None and kept.changes == changes
+            key = str(run_dir)
+            kept: _Run | None = self._runs.get(key)
+            if kept is not run or kept is None or kept.changes != changes:
+                return False
+            self._runs.move_to_end(key)  # asked for: the last to lose its watch (MAX_RUNS)
+            return True
 
     def _watch(self, key: str, run_dir: Path) -> _Run | None:
         run = _Run(key)

@@ -315,7 +315,9 @@ def test_a_fork_waits_for_a_section_while_it_works_and_gives_up_on_one_that_is_s
     # 3). A fork now waits while a section's thread works (uses CPU time, or is running), and gives up
     # on one that hasn't for FORK_WAIT (waiting on something the forking thread holds). FORK_WAIT is
     # 0.5 s here: a section that works 5 times as long is waited for, one blocked on an event isn't
-    # (its child is made with the section unfinished); the child says which.
+    # (its child is made with the section unfinished); the child says which. A section whose thread
+    # waits on another that works (an s3fs build on fsspec's IO thread, which builds TLS contexts:
+    # ci48's child hung in SSLContext) is waited for where it names that thread (helpers).
     done = run_script("""
         import os, threading, time
         import forkprobe
@@ -328,11 +330,11 @@ def test_a_fork_waits_for_a_section_while_it_works_and_gives_up_on_one_that_is_s
             while time.monotonic() - began < 5 * forksafe.FORK_WAIT:
                 pass
 
-        def a_section_that(does):
+        def a_section_that(does, helpers=None):
             entered, ended = threading.Event(), []
 
             def in_section():
-                with forksafe.section():
+                with forksafe.section(helpers):
                     entered.set()
                     while not forksafe._forking:  # the fork's wait has begun
                         time.sleep(0.001)
@@ -342,12 +344,24 @@ def test_a_fork_waits_for_a_section_while_it_works_and_gives_up_on_one_that_is_s
             return forkprobe.fork_amid(in_section, lambda: entered.wait(30), lambda: 0 if ended else 3)
 
         working = a_section_that(works)
+        helping = []
+
+        def waits_on_a_thread_that_works():  # as an s3fs build waits on fsspec's IO thread
+            helper = threading.Thread(target=works)
+            helper.start()
+            helping.append(helper.ident)
+            helper.join()
+
+        helped = a_section_that(waits_on_a_thread_that_works, lambda: helping)
+        helping = []
+        unnamed = a_section_that(waits_on_a_thread_that_works)  # (its helper not named: its thread idles)
         over = threading.Event()
         os.register_at_fork(after_in_parent=over.set)
-        print(working, a_section_that(lambda: over.wait(60)))  # stuck until the fork is over
+        print(working, helped, unnamed, a_section_that(lambda: over.wait(60)))  # stuck until the fork is over
     """, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0", "3"], done.stdout + done.stderr  # waited for the first only
+    # Waited for the section that works, and the one whose named helper works; not the others.
+    assert done.stdout.split() == ["0", "0", "3", "3"], done.stdout + done.stderr
 
 
 def test_a_child_forked_while_another_thread_builds_the_tls_context_can_build_its_own():

@@ -16,6 +16,7 @@ handshake step) runs in sections too: ``_session_in_sections``; the gcsfs client
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ def made(make: Callable[[], Any]) -> Any:
             import concurrent.futures.thread  # noqa: F401
     except RuntimeError:
         pass
-    with forksafe.section(), threads.unblocked():
+    with forksafe.section(helpers=_fsspec_io_thread), threads.unblocked():
         made = make()
         fs = made[0] if isinstance(made, tuple) else made  # (fsspec.core.url_to_fs: the filesystem and a path)
         library = type(fs).__module__.split(".")[0]
@@ -51,6 +52,18 @@ def made(make: Callable[[], Any]) -> Any:
             except Exception:  # noqa: BLE001 - a bad configuration: the first use raises it, where it did
                 pass
     return made
+
+
+def _fsspec_io_thread() -> list[int]:
+    """fsspec's IO thread, where an async filesystem's client is set up (aiobotocore's session and
+    credential resolver, their TLS contexts) while the build's thread waits on it: its work is the
+    build's (``forksafe.section``'s helpers), so a fork on a loaded machine doesn't give up on the
+    build while that thread builds a TLS context (a child forked then hung in ``SSLContext``)."""
+    asyn = sys.modules.get("fsspec.asyn")  # any state: made by the build; read, never imported, under the fork's lock
+    running = getattr(asyn, "iothread", None)
+    thread = running[0] if isinstance(running, list) and running else None
+    ident = getattr(thread, "ident", None)
+    return [ident] if isinstance(ident, int) else []
 
 
 _session_class: list[Any] = []  # made once: aiobotocore's session class with its TLS work in sections

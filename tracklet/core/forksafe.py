@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -158,6 +158,8 @@ FORK_WAIT_MAX = 60.0
 # Re-entrant: a signal handler that forks runs on a thread that may be inside the gate's own blocks.
 _fork_gate = threading.Condition(threading.RLock())
 _in_sections: dict[int, int] = {}  # thread -> how many sections it is in
+# thread in a section -> what names the threads doing its work while it waits on them (``section``'s helpers)
+_section_helpers: dict[int, list[Callable[[], Iterable[int]]]] = {}
 # thread -> how many of our before hooks it is inside (the hook may be registered twice; a fork from a
 # signal handler amid a fork nests): only the outermost waits, and the last after-hook opens the gate.
 _forking: dict[int, int] = {}
@@ -166,7 +168,7 @@ _arm_lock = lock()
 
 
 @contextmanager
-def section() -> Iterator[None]:
+def section(helpers: Callable[[], Iterable[int]] | None = None) -> Iterator[None]:
     """Code a fork on another thread waits for (while it works: ``FORK_WAIT``), and that
     doesn't begin while such a fork is under way: code that leaves state a forked child can't use
     when copied halfway, and no lock of ours guards. Building a TLS context is one: OpenSSL takes
@@ -174,13 +176,19 @@ def section() -> Iterator[None]:
     after an online ``init()``, whose uploader builds one) inherited one held: the child's own
     upload client waited in ``pthread_rwlock_wrlock`` for ever, and so did its ``finish()``.
     Importing a module whose half-import would break the child is another (the sender's encoder).
-    A fork from inside a section, on that same thread, doesn't wait for it."""
+    A fork from inside a section, on that same thread, doesn't wait for it. ``helpers`` names
+    (``threading.get_ident()``) the threads that do the section's work while its own thread waits
+    on them (fsspec's IO thread sets an s3fs client up): their work counts as the section's, so
+    the fork doesn't give up on a section whose thread only waits (asked under the fork's lock:
+    it must not block or import)."""
     arm_fork_wait()
     me = threading.get_ident()
     with _fork_gate:
         while any(thread != me for thread in _forking):
             _fork_gate.wait()
         _in_sections[me] = _in_sections.get(me, 0) + 1
+        if helpers is not None:
+            _section_helpers.setdefault(me, []).append(helpers)
     try:
         yield
     finally:
@@ -188,7 +196,28 @@ def section() -> Iterator[None]:
             left = _in_sections.pop(me) - 1
             if left:
                 _in_sections[me] = left
+            if helpers is not None:
+                kept = _section_helpers.get(me, [])
+                if helpers in kept:
+                    kept.remove(helpers)
+                if not kept:
+                    _section_helpers.pop(me, None)
             _fork_gate.notify_all()
+
+
+def _sections_elsewhere(me: int) -> list[int]:
+    """The other threads in sections, and the threads their helpers name (under the fork gate)."""
+    holders = [thread for thread in _in_sections if thread != me]
+    if not holders:
+        return []
+    found = list(holders)
+    for thread in holders:
+        for helpers in _section_helpers.get(thread, ()):
+            try:
+                found += [helper for helper in helpers() if helper != me and helper not in found]
+            except Exception:  # noqa: BLE001 - a helper that can't say: the section's own thread only
+                continue
+    return found
 
 
 _tls_object_class: Any = None
@@ -369,7 +398,7 @@ def _before_fork(armed_with: frozenset[str]) -> None:
     try:
         patience = _Patience()
         with _fork_gate:  # (a thread in a section is alive: it leaves it under the gate)
-            while patience.waits_for([thread for thread in _in_sections if thread != me]):
+            while patience.waits_for(_sections_elsewhere(me)):
                 _fork_gate.wait(patience.left())
         # Sections are closed, so a thread leaving one may only import now: wait for that too.
         if any(wanted() for wanted in _import_wait_wanted):
@@ -390,8 +419,8 @@ def _after_fork_in_parent() -> None:
 
 
 def _reset_fork_gate_in_child() -> None:
-    global _fork_gate, _in_sections, _forking
-    _fork_gate, _in_sections, _forking = threading.Condition(threading.RLock()), {}, {}
+    global _fork_gate, _in_sections, _section_helpers, _forking
+    _fork_gate, _in_sections, _section_helpers, _forking = threading.Condition(threading.RLock()), {}, {}, {}
 
 
 if hasattr(os, "register_at_fork"):

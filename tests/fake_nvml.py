@@ -272,7 +272,9 @@ class FakeNvml:
     ``device_calls`` counts device queries by ``(name, index)``; ``unfaked``
     lists real wrappers that were reached (strict mode). ``latency`` maps a
     function name to seconds slept per call (the real nvmlDeviceGetPcieThroughput
-    takes about 20 ms, for instance); off by default.
+    takes about 20 ms, for instance); off by default. ``blocks`` maps a function
+    name to an Event each call waits for once counted (a driver call that hangs
+    until the test sets it: ``calls`` says when a call is inside it).
     """
 
     def __init__(
@@ -283,6 +285,7 @@ class FakeNvml:
         cuda: int = 12040,
         mode: str = "ok",
         latency: dict[str, float] | None = None,
+        blocks: dict[str, threading.Event] | None = None,
         strict: bool = True,
     ) -> None:
         if mode not in MODES:
@@ -292,6 +295,7 @@ class FakeNvml:
         self.cuda = cuda
         self.mode = mode
         self.latency: dict[str, float] = dict(latency or {})
+        self.blocks: dict[str, threading.Event] = dict(blocks or {})
         self.strict = strict
         self.calls: collections.Counter[str] = collections.Counter()
         self.device_calls: collections.Counter[tuple[str, int]] = collections.Counter()
@@ -337,6 +341,9 @@ class FakeNvml:
         delay = self.latency.get(name)
         if delay:
             time.sleep(delay)
+        gate = self.blocks.get(name)
+        if gate is not None:
+            gate.wait()
 
     def _require_init(self) -> None:
         if self._refcount == 0:
@@ -539,7 +546,7 @@ def fake_nvml(monkeypatch: Any, gpus: list[FakeGpu] | None = None, **kwargs: Any
     """Install a FakeNvml for the current test (plain function; call it from a test or fixture).
 
     ``gpus=None`` gives one idle ``h100_sxm(0)``; pass ``[]`` for a driver with no GPUs.
-    ``kwargs`` go to ``FakeNvml`` (driver, cuda, mode, latency, strict).
+    ``kwargs`` go to ``FakeNvml`` (driver, cuda, mode, latency, blocks, strict).
     """
     return FakeNvml([h100_sxm(0)] if gpus is None else gpus, **kwargs).install(monkeypatch)
 

@@ -303,28 +303,71 @@ def test_the_server_prunes_from_the_metric_it_ingested_and_the_trial_is_recorded
                                                                                           monkeypatch):
     """Hyperband (successive halving) in the server: the first trial's curve is low, the second's
     high; the server reads the second run's points as its upload is ingested, the pruner stops it,
-    the agent learns it on a heartbeat and stops the function; the trial is pruned, not failed."""
+    the agent learns it on a heartbeat and stops the function; the trial is pruned, not failed.
+
+    Passing rests on no clock: the second trial logs its 5 points, then waits until a heartbeat
+    says pruned, or until a heartbeat begun after the server had indexed all 5 said otherwise (a
+    thread here polls the server's history; it gives up after 120 s, only so a failure can't
+    hang); then until the heartbeat thread ends (it raised TrialPruned in the function's thread
+    before it did), and what was raised lands at the next bytecode. A function that got past all
+    that was not stopped (it once logged for up to 15 s and had to be stopped before step 299)."""
     config = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
               "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
               "parameters": {"x": {"values": [0, 1]}}}
     made = create_remote_sweep(server.url, config, project="pruning", api_key=server.admin_key)
     monkeypatch.setenv("TRACKLET_API_KEY", server.admin_key)
     monkeypatch.setenv("TRACKLET_UPLOAD_INTERVAL", "0.2")
-    calls: list[int] = []
+    answers: list[object] = []  # each heartbeat's answer, as it came back
+    told, indexed = threading.Event(), threading.Event()
+    beats_before_indexed: list[int] = []
+    ran_on: list[int] = []
+
+    class Controller(RemoteController):
+        def heartbeat(self, lease):  # the agent's heartbeat thread stops the trial right after a "pruned"
+            answer = super().heartbeat(lease)
+            answers.append(answer)
+            if answer == "pruned":
+                told.set()
+            return answer
+
+    def watch_index(run_id: str) -> None:  # until the server's store holds the run's 5 points
+        give_up = time.monotonic() + 120  # a guard against hanging only: it takes ~1 s
+        while time.monotonic() < give_up:
+            got = httpx.get(f"{server.url}/api/v1/runs/pruning/{run_id}/history",
+                            params={"keys": "loss", "buckets": 0}, headers=_bearer(server.admin_key))
+            if got.status_code == 200 and any(s["x"] and max(s["x"]) >= 4 for s in got.json()["series"]):
+                beats_before_indexed.append(len(answers))
+                indexed.set()
+                return
+            time.sleep(0.05)
 
     def train() -> None:
         run = tracklet.init(settings=QUIET)
-        first = not calls
-        calls.append(0)
-        for step in range(5 if first else 300):
+        first = not ran_on
+        ran_on.append(0)
+        for step in range(5):
             run.log({"loss": 0.1 if first else 10.0}, step=step)
-            calls[-1] = step
-            time.sleep(0.05)
+        if first:
+            return
+        watcher = threading.Thread(target=watch_index, args=(run.id,), daemon=True)
+        watcher.start()
+        while not told.is_set():
+            if indexed.is_set() and len(answers) >= beats_before_indexed[0] + 2:
+                break  # a heartbeat that began once the points were indexed did not prune
+            if not indexed.is_set() and not watcher.is_alive():
+                break  # the points were never indexed
+            time.sleep(0.01)
+        if told.is_set():  # the heartbeat thread ends once it has raised TrialPruned here
+            for heart in [t for t in threading.enumerate() if t.name.startswith("tracklet-heartbeat-")]:
+                heart.join()
+        for _ in range(1000):  # a pending TrialPruned lands at the loop's first jump back
+            pass
+        ran_on[-1] = 1
 
-    controller = RemoteController(server.url, made["id"], root=tmp_path / "machine")
+    controller = Controller(server.url, made["id"], root=tmp_path / "machine")
     report = Agent(controller, log=lambda line: None, prune_interval=0.2).run_function(train)
-    assert [r.state for r in report.results] == ["complete", "pruned"]
-    assert calls[1] < 299  # stopped early
+    assert [r.state for r in report.results] == ["complete", "pruned"], answers
+    assert ran_on == [0, 0] and answers[-1] == "pruned", (ran_on, answers)  # stopped while it waited
     trials = _trials(server, "pruning", made["id"])
     assert [t["state"] for t in trials] == ["complete", "pruned"]
     run = httpx.get(f"{server.url}/api/v1/runs/pruning/{trials[1]['run_id']}", headers=_bearer(server.admin_key))

@@ -364,27 +364,57 @@ def test_a_run_finished_before_the_first_sample_records_no_system_metrics_and_ne
 
 def test_finish_does_not_wait_for_a_monitor_still_starting(root):
     """A driver whose nvmlInit hangs (a GPU in a bad state) must not hold up finish(): a monitor
-    that has not taken its first sample is not waited for; the run is finished and its history whole."""
+    that has not taken its first sample is not waited for; the run is finished and its history whole.
+
+    The fake driver's init blocks until the script lets it go, which it never does (the monitor's
+    thread is a daemon): finish() is called once the monitor is inside nvmlInit (its call counted)
+    and returns while it is still there (the fake's init count never went up). A finish() that waits
+    for the monitor (it did once) would sit in ``SystemMonitor.stop``'s wait for its 5 s cap and
+    then return all the same: a thread of the script's watches the main thread's stack for that
+    wait while finish() runs, and says so."""
     from conftest import REPO, run_script
 
     done = run_script(f"""
-        import sys, time
+        import os, sys, threading, time
         sys.path.insert(0, {str(REPO / "tests")!r})
         import pytest, tracklet
         from fake_nvml import fake_nvml, h100_sxm
-        fake_nvml(pytest.MonkeyPatch(), [h100_sxm(0)], latency={{"nvmlInit": 3, "nvmlInitWithFlags": 3}})
+        never = threading.Event()  # the driver's init never answers
+        nvml = fake_nvml(pytest.MonkeyPatch(), [h100_sxm(0)], blocks={{"nvmlInit": never, "nvmlInitWithFlags": never}})
         run = tracklet.init(project="hung", settings={{"console": "off", "capture_environment": False,
                                                        "system_interval": 0.01}})
         for step in range(100):
             run.log({{"loss": 1.0 / (step + 1)}})
-        time.sleep(0.5)  # the monitor is inside nvmlInit by now (on a machine that is not overloaded)
+        while nvml.calls["nvmlInit"] + nvml.calls["nvmlInitWithFlags"] == 0:
+            time.sleep(0.01)  # until the monitor is inside the driver's init
+
+        main, finished, waited = threading.main_thread().ident, threading.Event(), []
+        stop = os.path.join("system", "monitor.py")
+
+        def watch():  # is finish() waiting in the monitor's stop()?
+            while not finished.wait(0.005):
+                frame = sys._current_frames().get(main)
+                stack = []
+                while frame is not None:
+                    stack.append(frame.f_code)
+                    frame = frame.f_back
+                if stack and stack[0].co_filename.endswith("threading.py") and any(
+                        code.co_name == "stop" and code.co_filename.endswith(stop) for code in stack):
+                    waited.append(True)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
         run.finish()
+        finished.set()
+        watcher.join()
+        print(nvml.calls["nvmlInit"] + nvml.calls["nvmlInitWithFlags"], nvml.refcount, bool(waited))
     """, timeout=60)
     assert done.returncode == 0, done.stderr
+    # One init entered, none returned (the reference count is still 0) when finish() had returned,
+    # and finish() never sat waiting for the monitor.
+    assert done.stdout.split() == ["1", "0", "False"], (done.stdout, done.stderr)
     (recorded,) = tracklet.Api(root).runs("hung")
     assert recorded.state == "finished" and len(recorded.history()["loss"]) == 100
-    # finish() returned before the driver answered (3 s): no SystemInfo. Waiting for the monitor,
-    # as finish() once did, records the GPU after those 3 s.
     assert recorded.system_info == {}
 
 

@@ -323,6 +323,7 @@ _MISSED_CTRL_C_WAIT = textwrap.dedent(
     import os, signal, sys, threading, time
     from concurrent.futures import Future
     from tracklet.core import threads
+    from tracklet.core.pools import Pool
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a pytest worker's child may inherit it ignored
     main = threading.main_thread().ident
@@ -346,23 +347,32 @@ _MISSED_CTRL_C_WAIT = textwrap.dedent(
     never = threading.Event()
     stuck = threading.Thread(target=never.wait, daemon=True)
     stuck.start()
+
+    def pool_shutdown():
+        pool = Pool(1, "stuck-pool")
+        pool.submit(never.wait)
+        pool.shutdown(wait=True)
+
     waits = {"wait": lambda: threads.wait(never), "wait-timeout": lambda: threads.wait(never, 3600.0),
              "join": lambda: threads.join(stuck), "join-timeout": lambda: threads.join(stuck, 3600.0),
-             "result": lambda: threads.result(Future()), "acquire": lambda: threads.acquire(threading.Semaphore(0))}
+             "result": lambda: threads.result(Future()), "acquire": lambda: threads.acquire(threading.Semaphore(0)),
+             "pool-shutdown": pool_shutdown}
     threading.Thread(target=ctrl_c_once_blocked, daemon=True).start()  # before the mask: it takes SIGINT
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         waits[sys.argv[1]]()
     except BaseException as error:
         print(type(error).__name__, flush=True)
+    never.set()  # the pool's thread (not a daemon) ends, so the interpreter can exit
     """
 )
 
 
-@pytest.mark.parametrize("wait", ["wait", "wait-timeout", "join", "join-timeout", "result", "acquire"])
+@pytest.mark.parametrize("wait", ["wait", "wait-timeout", "join", "join-timeout", "result", "acquire", "pool-shutdown"])
 def test_a_main_thread_wait_sees_a_ctrl_c_that_did_not_interrupt_it(wait):
     """``threads.wait``/``join``/``result``/``acquire`` (``finish()``'s waits, ``artifact.wait()``,
-    an artifact's uploads and downloads) wait on the main thread in short slices: a Ctrl-C whose
+    an artifact's uploads and downloads), and ``Pool.shutdown(wait=True)`` (``parallel_map``'s
+    ``finally``), wait on the main thread in short slices: a Ctrl-C whose
     signal interrupted no system call there (it landed just before the call's, or another thread
     took it) is raised at the end of the slice it landed in. A plain ``Event.wait()`` and the others
     saw it only when the wait ended: here, never."""

@@ -12,6 +12,7 @@ uploads) is one of these. Its threads block the process's signals (``core/thread
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,10 +70,23 @@ class Pool:
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Take no more jobs; with ``wait``, return once the pool's threads have done theirs
-        (``cancel_futures``: those not begun are dropped)."""
+        (``cancel_futures``: those not begun are dropped).
+
+        On the main thread the wait is :func:`threads.join`'s, in slices: ``ThreadPoolExecutor``
+        joins each thread in one untimed call, so a Ctrl-C whose signal did not interrupt that
+        call (``core/threads.py``) was seen only once the pool's jobs were done. Interrupted, the
+        pool is shut down all the same (its threads end after the jobs already taken)."""
         self._closed = True
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        pool = self._pool
+        if pool is None:
+            return
+        workers = getattr(pool, "_threads", None)  # the executor's threads (CPython 3.10 to 3.14)
+        if not wait or workers is None or threading.get_ident() != threading.main_thread().ident:
+            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+            return
+        pool.shutdown(wait=False, cancel_futures=cancel_futures)  # as wait=True does, less its joins
+        for thread in list(workers):
+            threads.join(thread)
 
     def __enter__(self) -> Pool:
         return self

@@ -218,6 +218,19 @@ def test_a_server_database_made_before_the_move_upgrades_in_place_and_keeps_work
     engine.dispose()
 
 
+def _migrate(engine: sa.Engine):
+    """``to(revision, how=command.upgrade)``: the server's migrations run to ``revision`` on ``engine``."""
+    config = Config()
+    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
+
+    def to(revision: str, how=command.upgrade) -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            how(config, revision)
+
+    return to
+
+
 def test_log_copy_keys_widen_to_a_part_of_the_longest_names_and_narrow_back_only_when_every_key_fits(store_url,
                                                                                                         tmp_path):
     """Server migration s0024 widens ``log_heads.run_id`` and ``log_segments.run_id`` to 257
@@ -227,13 +240,7 @@ def test_log_copy_keys_widen_to_a_part_of_the_longest_names_and_narrow_back_only
     kept), and narrows the columns back once none is."""
     store = Store(store_url, root=tmp_path)
     engine = store.engine
-    config = Config()
-    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
-
-    def to(revision: str, how=command.upgrade) -> None:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            how(config, revision)
+    to = _migrate(engine)
 
     def widths() -> list[int]:
         inspector = sa.inspect(engine)
@@ -291,14 +298,8 @@ def test_run_order_index_and_prune_states_come_and_go_with_s0025_keeping_every_h
     head; its downgrade drops them (heads kept), and upgrading again brings them back."""
     store = Store(store_url, root=tmp_path)
     engine = store.engine
-    config = Config()
-    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
     postgresql = engine.dialect.name == "postgresql"
-
-    def to(revision: str, how=command.upgrade) -> None:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            how(config, revision)
+    to = _migrate(engine)
 
     def found() -> tuple[bool, bool]:
         inspector = sa.inspect(engine)
@@ -334,13 +335,7 @@ def test_prune_answers_and_starts_come_and_go_with_s0026_keeping_every_prune_sta
     the states, and upgrading again brings them back."""
     store = Store(store_url, root=tmp_path)
     engine = store.engine
-    config = Config()
-    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
-
-    def to(revision: str, how=command.upgrade) -> None:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            how(config, revision)
+    to = _migrate(engine)
 
     def columns() -> list[str]:
         return [column["name"] for column in sa.inspect(engine).get_columns("media_prune_states")]

@@ -408,14 +408,16 @@ def test_a_log_whose_seeds_are_in_its_run_exit_still_reads(root, store_url):
 
 def test_random_generators_made_by_the_program_are_recorded_and_the_standard_librarys_are_not(root, tmp_path):
     run_program(tmp_path, """
-        import pickle, random, sys, tempfile
+        import os, pickle, random, sys, tempfile
         import tracklet
         run = tracklet.init(project="seeds")
         rng = random.Random(15)
         rng.seed(16)
         random.Random()
         random.SystemRandom().random()  # the OS's: no seed
-        tempfile.mkstemp()  # the standard library makes a Random of its own
+        descriptor, made = tempfile.mkstemp()  # the standard library makes a Random of its own
+        os.close(descriptor)
+        os.remove(made)  # (not left in the machine's temporary directory by every run)
         class Dice(random.Random):
             pass
         dice = Dice(17)

@@ -48,14 +48,15 @@ class TableVersionsResponse(BaseModel):
     """The versions of a table key, as the run's logs list them (its own, then each part's):
     `version` is its run-table number, which `GET .../tables/{key}?version=` reads (`?step=`
     reads the last one logged at a step: a shared run's writers may log a key at one step).
-    Without `limit` or `cursor`: the last 10,000. With either: a page from the first version (or
-    from `cursor`), in that order, and `next_cursor`, where the next page starts: a page shorter
-    than `limit` is the last for now, and its `next_cursor` where versions logged later start."""
+    Without `limit` or `cursor`: the last 10,000, and `next_cursor` where versions logged later
+    start (a live view asks from it). With either: a page from the first version (or from
+    `cursor`), in that order, and `next_cursor`, where the next page starts: a page shorter than
+    `limit` is the last for now, and its `next_cursor` where versions logged later start."""
 
     key: str
     versions: list[TableVersion]
     total: int  # versions logged (without `limit` or `cursor`, only the last 10,000 are listed)
-    next_cursor: str | None = None  # pass as `cursor` for the next page (null without `limit` or `cursor`)
+    next_cursor: str | None = None  # pass as `cursor` for the next page (after the last 10,000: where later ones start)
 
 
 class TableGroup(BaseModel):
@@ -117,8 +118,7 @@ def get_table_versions(
         raise HTTPException(status_code=404, detail=f"no table {key!r} in this run")
     entries, total, following = page
     versions = [_version(tables, place, number, rows) for tables, place, number, rows in entries]
-    return TableVersionsResponse(key=key, versions=versions, total=total,
-                                 next_cursor=None if following is None else f"{following[1]}:{following[0]}")
+    return TableVersionsResponse(key=key, versions=versions, total=total, next_cursor=f"{following[1]}:{following[0]}")
 
 
 def _version(tables: Any, place: int, number: int, rows: int) -> TableVersion:

@@ -469,12 +469,12 @@ class _Index:
         return [*earlier, found]
 
     def versions_page(self, key: str, cursor: tuple[str, int] | None, limit: int | None
-                      ) -> tuple[list[tuple[_Tables, int, int, int]], int, tuple[str, int] | None] | None:
+                      ) -> tuple[list[tuple[_Tables, int, int, int]], int, tuple[str, int]] | None:
         """A page of ``key``'s versions in the readers' order: (writer, the entry's place there, its
         run-table number, the rows its version has: an INCREMENTAL one's every increment up to it;
         no ``TableRef`` made: a page of 10,000 is that many tuples), the key's entries in
         all, and the cursor of the next page (past the last entry: where entries logged later will
-        be; None without a ``limit``); None when the key has none.
+        be); None when the key has none.
         ``cursor`` (label, n): from the n-th entry of the writer ``label`` (entries of writers
         before it are left out: a writer that came between pages is not listed, one listed is
         never listed again); ``limit`` None: the last ``MAX_VERSIONS``, as the route always
@@ -531,8 +531,6 @@ class _Index:
                 position += 1
             if at >= held.count:
                 place, at = place + 1, 0
-        if limit is None:
-            return page, total, None
         following = (helds[place].label, at) if place < len(helds) else (helds[-1].label, helds[-1].count)
         return page, total, following
 

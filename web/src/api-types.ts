@@ -5292,9 +5292,10 @@ export interface components {
          * @description The versions of a table key, as the run's logs list them (its own, then each part's):
          *     `version` is its run-table number, which `GET .../tables/{key}?version=` reads (`?step=`
          *     reads the last one logged at a step: a shared run's writers may log a key at one step).
-         *     Without `limit` or `cursor`: the last 10,000. With either: a page from the first version (or
-         *     from `cursor`), in that order, and `next_cursor`, where the next page starts: a page shorter
-         *     than `limit` is the last for now, and its `next_cursor` where versions logged later start.
+         *     Without `limit` or `cursor`: the last 10,000, and `next_cursor` where versions logged later
+         *     start (a live view asks from it). With either: a page from the first version (or from
+         *     `cursor`), in that order, and `next_cursor`, where the next page starts: a page shorter than
+         *     `limit` is the last for now, and its `next_cursor` where versions logged later start.
          */
         TableVersionsResponse: {
             /** Key */

@@ -239,6 +239,16 @@ export const api = {
     get<Body<"/api/v1/runs/{project}/{run_id}/console">>(`/runs/${enc(project)}/${enc(runId)}/console`, query),
 };
 
+/** A table key's last 10,000 versions in one request, and where those logged later start. */
+export async function latestTableVersions(
+  project: string,
+  runId: string,
+  key: string,
+): Promise<{ versions: TableVersion[]; cursor: string | null; total: number }> {
+  const page = await get<Schemas["TableVersionsResponse"]>(`/runs/${enc(project)}/${enc(runId)}/table-versions/${keyPath(key)}`);
+  return { versions: page.versions, cursor: page.next_cursor ?? null, total: page.total };
+}
+
 /** A table key's versions from `cursor` on (none: from the first), the server's pages followed
  * (each costs it the page, not every version); `cursor`: where versions logged later will start
  * (ask from it to list only those), `total`: the key's versions in all. */

@@ -10,7 +10,7 @@
 
 import "./table.css";
 
-import { api, ApiError, tableBlob, tableVersionsFrom, type TableGroups, type TableRows, type TableVersion } from "../api";
+import { api, ApiError, latestTableVersions, tableBlob, tableVersionsFrom, type TableGroups, type TableRows, type TableVersion } from "../api";
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtValue } from "../format";
@@ -207,7 +207,7 @@ export class TablePanel {
     const first = this.compare ? undefined : this.firstPage();
     first?.catch(() => undefined); // handled where reload() awaits it: no unhandled rejection meanwhile
     const [listed, { runs }] = await Promise.all([
-      tableVersionsFrom(this.project, this.runId, this.key),
+      latestTableVersions(this.project, this.runId, this.key),
       api.runs(this.project, { limit: 1000 }),
     ]);
     const versions = this.keepVersions(listed.versions, listed);
@@ -253,7 +253,7 @@ export class TablePanel {
     let since = await tableVersionsFrom(this.project, this.runId, this.key, this.versionsCursor);
     let versions = [...this.versions, ...since.versions];
     if (since.total !== this.versionsTotal + since.versions.length) {
-      since = await tableVersionsFrom(this.project, this.runId, this.key);
+      since = await latestTableVersions(this.project, this.runId, this.key);
       versions = since.versions;
     } else if (since.versions.length === 0 && !this.rowsBehind) {
       return;

@@ -109,6 +109,10 @@ def names_table(name: str, run_id: str, key: str) -> bool:
     return table_artifact_name(run_id, key) == name
 
 
+#: A writer's number (``version_plus_one - 1``) is kept below this; at or above, the record has none.
+WRITER_NUMBERS = 1 << 62
+
+
 def version_numbers(records: Iterable[Any], taken: dict[str, Any] | None = None,
                     start: dict[str, int] | None = None) -> list[int]:
     """The ``n`` of ``run-<id>-<key>:v<n>`` of each ``TableLogged`` record of one run, given in
@@ -131,7 +135,7 @@ def version_numbers(records: Iterable[Any], taken: dict[str, Any] | None = None,
     numbers = [-1] * len(records)
     for place, record in enumerate(records):  # the writers' numbers first: they never move
         number = int(getattr(record, "version_plus_one", 0)) - 1
-        if 0 <= number < 1 << 62:
+        if 0 <= number < WRITER_NUMBERS:
             used = taken.get(record.key)
             if used is None:
                 used = taken[record.key] = set()

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 from fastapi import HTTPException, Query, Request
 
 from tracklet.core.jsonsafe import json_safe
+from tracklet.core.run_tables import WRITER_NUMBERS
 from tracklet.errors import TableError, TableNotFound
 from tracklet.server.log_fold import LogFolds, run_fold
 from tracklet.server.media_blobs import media_blobs
@@ -106,7 +107,6 @@ _REF_BYTES = (sum(array(code).itemsize for code in _CODES.values()) + 4) * 17 //
 _NAME_BYTES = 2 * 8 + 50 + sys.getsizeof(array("I"))  # a string's place in ``strings`` and ``ids``, its key's list
 _INCREMENT_BYTES = (4 + 8) * 17 // 16  # an INCREMENTAL entry's place under its table and its rows so far
 _MOST = (1 << 64) - 1
-_NUMBERS = 1 << 62  # a writer's number below this is kept (core/run_tables.version_numbers)
 
 
 class _KeyFacts:
@@ -132,7 +132,7 @@ class _KeyFacts:
             self.steps_sorted = False
         self.last_step = step
         number = version_plus_one - 1
-        if 0 <= number < _NUMBERS:
+        if 0 <= number < WRITER_NUMBERS:
             self.numbered += 1
             if number <= self.last_number:
                 self.rising = False
@@ -328,9 +328,8 @@ class _Index:
         self.labels = labels if labels is not None else ["", *(f"{n:012d}" for n in range(1, len(writers)))]
         self._counts = [len(tables) for tables in writers]
         self._keys = [dict(tables.by_key) for tables in writers]
-        # A key's version numbers where every entry is numbered (``_numbering``: "every"), made once
-        # for the index (it answers one snapshot), not once for each page of ``versions_page``.
-        self._numbers: dict[str, array] = {}
+        self._numbers: dict[str, array] = {}  # ``_numbers_of``: kept for every request and page
+
 
     def of_key(self, key: str) -> list[TableRef]:
         """``key``'s entries in the readers' order."""
@@ -413,11 +412,8 @@ class _Index:
 
     def version(self, key: str, number: int) -> list[TableRef] | None:
         """``records_of_version(entries, key, number)`` (``core/run_tables``), made only for the
-        entries it chooses where it can be: by bisection of the writers' numbers, or by place
-        (``_numbering``); else version ``number`` is the first entry of ``key`` (in the readers'
-        order) its writer numbered so, when there is one, and otherwise every entry is numbered."""
-        from tracklet.core.run_tables import records_of_version
-
+        entries it chooses: by bisection of the writers' numbers, or by place (``_numbering``);
+        else by its place in the key's numbering (``_numbers_of``, made once for the index)."""
         helds = self._held(key)
         found: TableRef | None = None
         numbering = self._numbering(helds)
@@ -431,26 +427,18 @@ class _Index:
                     break
             if found is None:
                 return None
-        elif numbering == "places":
-            rest = number
-            for held in helds:
+        else:  # the entry at its place: the n-th ("places"), or where the key's numbering has it
+            try:
+                rest = number if numbering == "places" else self._numbers_of(key).index(number)
+            except (ValueError, OverflowError):  # a number none has
+                return None
+            for held in helds if rest >= 0 else ():
                 if rest < held.count:
                     found = held.ref(rest)
                     break
                 rest -= held.count
             if found is None:
                 return None
-        else:
-            for held in helds if 0 <= number < _NUMBERS else ():  # (a writer's number is below _NUMBERS)
-                versions = held.tables.versions
-                for at in range(held.count):
-                    if versions[held.places[at]] == number + 1:
-                        found = held.ref(at)
-                        break
-                if found is not None:
-                    break
-            if found is None:
-                return records_of_version(self.of_key(key), key, number)
         if found.log_mode != 3:
             return [found]
         earlier: list[TableRef] = []
@@ -506,13 +494,7 @@ class _Index:
             first_at = rest
         wanted = MAX_VERSIONS if limit is None else limit
         numbering = self._numbering(helds)
-        every: array | None = None
-        if numbering == "every":
-            every = self._numbers.get(key)
-            if every is None:
-                from tracklet.core.run_tables import version_numbers
-
-                every = self._numbers[key] = array("q", version_numbers(self.of_key(key)))
+        every = self._numbers_of(key) if numbering == "every" else None
         page: list[tuple[_Tables, int, int, int]] = []
         so_far: dict[str, tuple[int, int]] = {}  # INCREMENTAL table id -> (writer, its rows before it)
         place, at = start, first_at
@@ -533,6 +515,16 @@ class _Index:
                 place, at = place + 1, 0
         following = (helds[place].label, at) if place < len(helds) else (helds[-1].label, helds[-1].count)
         return page, total, following
+
+    def _numbers_of(self, key: str) -> array:
+        """``version_numbers`` of ``key``'s entries in the readers' order, made once for the index
+        (it answers one snapshot): where they must all be numbered (``_numbering``: "every")."""
+        numbers = self._numbers.get(key)
+        if numbers is None:
+            from tracklet.core.run_tables import version_numbers
+
+            numbers = self._numbers[key] = array("q", version_numbers(self.of_key(key)))
+        return numbers
 
     @staticmethod
     def _rows_so_far(helds: list[_Held], place: int, entry: int, kept: dict[str, tuple[int, int]]) -> int:

@@ -322,23 +322,17 @@ _PAGE_LOCKS_LOCK = threading.Lock()
 @contextlib.contextmanager
 def _page_lock(engine: Any, token: str | None) -> Iterator[None]:
     """Hold prune ``token``'s page lock (none for a prune the server named: no request can share
-    it): on PostgreSQL a session advisory lock, on a connection of its own held until the page is
+    it): on PostgreSQL an advisory lock in a transaction of its own, open until the page is
     answered (requests through any process wait for it); else this process's lock of it."""
-    import hashlib
-
     if token is None:
         yield
         return
     if engine.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(f"media-prune\0{token}".encode()).digest()[:8], "big", signed=True)
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            connection.commit()
-            try:
-                yield
-            finally:
-                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
+        from tracklet.server.schema import hold_xact_lock
+
+        with engine.begin() as connection:  # (open for the page: the lock goes with its transaction)
+            hold_xact_lock(connection, "media-prune", token)
+            yield
         return
     with _PAGE_LOCKS_LOCK:
         held = _PAGE_LOCKS.setdefault(token, [threading.Lock(), 0])

@@ -138,57 +138,57 @@ def blocks_async_signals() -> bool:
 SLICE = 0.1
 
 
+def _on_main_thread() -> bool:
+    return threading.get_ident() == threading.main_thread().ident
+
+
+def _in_slices(attempt: Callable[[float], bool], timeout: float | None) -> bool:
+    """``attempt(seconds)`` (a wait of at most that long: whether what it waits for came) until it
+    says so, each at most :data:`SLICE` seconds, for at most ``timeout`` (None: until it says so);
+    its last answer."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = SLICE if deadline is None else deadline - time.monotonic()
+        if deadline is not None and left <= SLICE:
+            return attempt(max(0.0, left))
+        if attempt(SLICE):
+            return True
+
+
 def wait(event: threading.Event, timeout: float | None = None) -> bool:
     """``event.wait(timeout)``, in slices of at most :data:`SLICE` seconds on the main thread, so a
     Ctrl-C whose signal did not interrupt the wait is raised within one slice."""
-    if threading.get_ident() != threading.main_thread().ident or event.is_set():
+    if not _on_main_thread() or event.is_set():
         return event.wait(timeout)
-    if timeout is None:
-        while not event.wait(SLICE):
-            pass
-        return True
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= SLICE:
-            return event.wait(max(0.0, left))
-        if event.wait(SLICE):
-            return True
+    return _in_slices(event.wait, timeout)
 
 
 def join(thread: threading.Thread, timeout: float | None = None) -> None:
     """``thread.join(timeout)``, in slices on the main thread, as :func:`wait`."""
-    if threading.get_ident() != threading.main_thread().ident:
+    if not _on_main_thread():
         thread.join(timeout)
         return
     thread.join(0)  # raises as ``join`` does for a thread never started, or the current one
-    if timeout is None:
-        while thread.is_alive():
-            thread.join(SLICE)
-        return
-    deadline = time.monotonic() + timeout
-    while thread.is_alive():
-        left = deadline - time.monotonic()
-        if left <= SLICE:
-            thread.join(max(0.0, left))
-            return
-        thread.join(SLICE)
+
+    def joined(seconds: float) -> bool:
+        thread.join(seconds)
+        return not thread.is_alive()
+
+    if thread.is_alive():
+        _in_slices(joined, timeout)
 
 
 def result(future: Future[T]) -> T:
     """``future.result()``, waited for in slices on the main thread, as :func:`wait`."""
-    if threading.get_ident() == threading.main_thread().ident and not future.done():
+    if _on_main_thread() and not future.done():
         from concurrent.futures import wait as wait_for  # concurrent.futures._base: no exit hook
 
-        while not future.done():
-            wait_for((future,), SLICE)
+        _in_slices(lambda seconds: bool(wait_for((future,), seconds).done), None)
     return future.result()
 
 
 def acquire(lock: threading.Semaphore | threading.Lock) -> bool:
     """``lock.acquire()`` (True), in slices on the main thread, as :func:`wait`."""
-    if threading.get_ident() != threading.main_thread().ident:
+    if not _on_main_thread():
         return lock.acquire()
-    while not lock.acquire(timeout=SLICE):
-        pass
-    return True
+    return _in_slices(lambda seconds: lock.acquire(timeout=seconds), None)

@@ -479,3 +479,111 @@ def test_pages_of_versions_numbered_one_by_one_number_the_key_once_per_index(mon
     assert total == 90 and sorted(listed) == list(range(90)) and len(set(listed)) == 90
     assert listed == original(index.of_key("k"))  # the readers' order, the readers' numbers
     assert len(numbered) == 1
+
+
+def _entries_strategy():
+    from hypothesis import strategies as st
+
+    entry = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 12), st.sampled_from([1, 2, 3]),
+                      st.sampled_from(["t1", "t2"]), st.integers(0, 5))
+    return st.lists(st.lists(entry, max_size=25), min_size=1, max_size=5)
+
+
+def _tables_of(writers):
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.server import routes_tables
+
+    made = []
+    for entries in writers:
+        tables = routes_tables._Tables()
+        for n, (key, step, mode, table_id, increment) in enumerate(entries):
+            record = pb.Record()
+            table = record.table_logged
+            table.key, table.step, table.log_mode, table.table_id, table.increment = key, step, mode, table_id, increment
+            table.time = 1.7e9 + n
+            table.fragments.add(digest="0" * 64, rows=1)
+            tables.apply(record, (n * 100, record.SerializeToString()))
+        made.append(tables)
+    return made
+
+
+def test_a_lookup_by_step_chooses_the_readers_rules_entry_however_steps_and_writers_come():
+    """Property (Hypothesis): writers' entries at random steps, in any order, with repeated steps
+    (in one log and across logs) and INCREMENTAL tables: ``_Index.at_step`` (a bisection of the
+    key's step-sorted view where the steps go down in a log or several writers hold the key, a
+    bisection of the one writer's steps otherwise) chooses exactly the records ``version_records``
+    (the readers' rule: of those at or before the step, the last in the readers' order) chooses,
+    for every step asked, asked again (the view kept), on the whole index and on a snapshot taken
+    before more entries were folded."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tracklet.media.table_read import version_records
+    from tracklet.server import routes_tables
+
+    def where(refs):
+        return [(id(ref.tables), ref.offset) for ref in refs]
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_entries_strategy(), st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["a", "b"]),
+                                                   st.integers(0, 12)), max_size=6))
+    def check(writers, later):
+        tables = _tables_of(writers)
+        snapshot = routes_tables._Index(tables)
+        held = list(snapshot)
+        for writer, key, step in later:  # folded after the snapshot was taken
+            extra = _tables_of([[(key, step, 1, "t1", 0)]])[0]
+            target = tables[writer % len(tables)]
+            target.apply(_record_of(extra.ref(0)), (50_000 + len(target) * 100, b"x"))
+        for index, every in ((routes_tables._Index(tables), None), (snapshot, held)):
+            every = list(index) if every is None else every
+            for _ in range(2):  # the second time from the views the first made
+                for key in ("a", "b", "c"):
+                    for step in [None, -1, *range(0, 14)]:
+                        try:
+                            expected = where(version_records(every, key, step))
+                        except Exception:
+                            expected = []
+                        assert where(index.at_step(key, step)) == expected, (key, step)
+
+    check()
+
+
+def test_a_lookup_by_step_of_steps_logged_out_of_order_is_a_bisection_of_a_view_made_once():
+    """10,000 versions of one key whose steps went down in the log (one step logged late), and the
+    same spread over 8 interleaved writers: after the first lookup (which sorts the key's steps
+    once for the index) a lookup by step reads no entry's step and O(log) of the view's (before:
+    each lookup passed over the entries from the last one back, ~10,000 steps read for an early
+    step). The answers are the readers' rule's."""
+    from tracklet.media.table_read import version_records
+    from tracklet.server import routes_tables
+
+    count = 10_000
+    for writers in (1, 8):
+        made = [routes_tables._Tables() for _ in range(writers)]
+        for n in range(count):
+            record = _table_record(n, "k")
+            record.table_logged.step = {0: 1, 1: 0}.get(n, n)  # steps 1, 0, 2, 3, ...
+            made[n % writers].apply(record, (n * 100, b"x"))
+        index = routes_tables._Index(made)
+        every = list(index)
+        counted = [_Counted(tables.steps) for tables in made]
+        for tables, column in zip(made, counted):
+            tables.steps = column  # type: ignore[assignment]
+        try:
+            index.at_step("k", count - 1)  # (the view made)
+            views = getattr(index, "_steps", {}).get("k")
+            sorted_steps = _Counted(views.steps if views is not None else [])
+            if views is not None:
+                views.steps = sorted_steps  # type: ignore[assignment]
+            for column in counted:
+                column.reads = 0
+            for step in (0, 1, 2, 17, 5_000, count - 2):
+                chosen = index.at_step("k", step)
+                assert [(id(ref.tables), ref.offset) for ref in chosen] == \
+                    [(id(ref.tables), ref.offset) for ref in version_records(every, "k", step)], (writers, step)
+            assert sum(column.reads for column in counted) <= 6 * 2, [column.reads for column in counted]
+            assert sorted_steps.reads <= 6 * 20, sorted_steps.reads  # ~log2(10,000) = 14 each
+        finally:
+            for tables, column in zip(made, counted):
+                tables.steps = column.column

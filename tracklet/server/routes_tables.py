@@ -15,7 +15,8 @@ shared run may have thousands of writers' logs. A writer's entries are packed in
 (``_Tables``: ~77 bytes an entry, each key and table id kept once), and a request makes a
 ``TableRef`` only of those it needs (``_Index``: a key's, a version's), found by bisection where
 the writers' entries allow it (``_KeyFacts``: a version by step or number costs
-O(writers x log(versions))), and ``table-versions`` lists a page at a time (``versions_page``:
+O(writers x log(versions))), or else in views of a key's entries made once per index (by step:
+``_StepView``; by number: ``_numbers_of``), and ``table-versions`` lists a page at a time (``versions_page``:
 its cost is its entries). The index is bounded
 (``INDEX_RUN_BYTES`` per run, ``INDEX_BYTES`` for every run kept: past the first a run is answered
 and not kept, past the second the runs asked for least recently are dropped; either is read again
@@ -303,6 +304,49 @@ class _Held:
         return (group, held) if held else None
 
 
+class _StepView:
+    """A key's entries in a request's snapshot sorted by step, so the entry at a step is a
+    bisection however the steps were logged (going down in a log, writers interleaved):
+    ``steps`` every entry's step, ascending, and ``last[i]`` the greatest place in the readers'
+    order (the writers' entries one after another: ``writers`` their places in the index,
+    ``starts`` where each one's entries start) of the entries ``steps[:i + 1]`` are of. The entry
+    at step ``s`` by the readers' rule (``version_records``: of the entries at or before ``s``,
+    the last in the readers' order, whichever its step) is ``last[i]`` for ``i`` the last place
+    in ``steps`` at or before ``s``: equal steps included, so the same entry wins. 16 bytes an
+    entry and 12 a writer holding the key."""
+
+    __slots__ = ("writers", "starts", "steps", "last", "bytes")
+
+    def __init__(self, helds: list[_Held], writers: list[int]) -> None:
+        from itertools import accumulate
+
+        self.writers = array("I", writers)
+        self.starts = array("q", [0])
+        every: list[int] = []
+        for held in helds:
+            steps, places = held.tables.steps, held.places
+            every += [steps[places[at]] for at in range(held.count)]
+            self.starts.append(len(every))
+        order = sorted(range(len(every)), key=every.__getitem__)
+        self.steps = array("q", [every[place] for place in order])
+        self.last = array("q", accumulate(order, max))
+        self.bytes = sum(sys.getsizeof(column) for column in (self.writers, self.starts, self.steps, self.last))
+
+    def last_at_or_before(self, step: int) -> tuple[int, int] | None:
+        """(the writer's place in the index, the entry's among the writer's entries of the key)
+        of the entry at ``step``; None for none."""
+        found = bisect.bisect_right(self.steps, step)
+        if not found:
+            return None
+        place = self.last[found - 1]
+        writer = bisect.bisect_right(self.starts, place) - 1
+        return self.writers[writer], place - self.starts[writer]
+
+
+_STEP_VIEW_BYTES = 100  # a view's object and its slot in the index's dict (its key shared with the folds)
+_INDEX_BYTES = 400  # an index's object and its dicts of views while empty
+
+
 MAX_VERSIONS = 10_000  # table-versions without a limit lists the key's last this many (as it always did)
 PAGE_VERSIONS = 1000  # table-versions' page with a cursor and no limit
 
@@ -319,9 +363,13 @@ class _Index:
     entry at a step by the writer's steps, never going down in a log; a run-table version by the
     writers' numbers, rising in each log and in ranges apart between logs (one machine's counter),
     or by its place where no entry has a number (logs before session 32). O(writers x log(entries))
-    a request, however many versions the key has; otherwise (steps logged out of order, numbers of
-    two machines' counters, logs with and without numbers) every entry of the key is passed over,
-    as the readers' rule does (``core/run_tables``)."""
+    a request, however many versions the key has. Where the steps go down in a log or several
+    writers hold the key, the entry at a step is bisected out of the key's step-sorted view
+    (``_StepView``, made once for the index at its first lookup by step: O(entries x log) then,
+    O(log(entries)) each lookup after). A version by number where no bisection holds (numbers of
+    two machines' counters, logs with and without numbers) is found in the key's numbering
+    (``_numbers_of``, likewise made once). The views are charged to the run's budget with the key
+    maps the index copies (``bytes``)."""
 
     def __init__(self, writers: list[_Tables], labels: list[str] | None = None) -> None:
         self.writers = writers
@@ -329,7 +377,13 @@ class _Index:
         self._counts = [len(tables) for tables in writers]
         self._keys = [dict(tables.by_key) for tables in writers]
         self._numbers: dict[str, array] = {}  # ``_numbers_of``: kept for every request and page
-
+        self._steps: dict[str, _StepView] = {}  # ``_step_view``: likewise
+        # What the index keeps beyond its writers' folds (each writer's key map copied, the views
+        # made since), charged to the run's budget with them (``log_fold.LogFolds``' ``memo_measure``);
+        # ``grown()`` (set by the view that keeps the index) charges a view as it is made.
+        self.bytes = (sum(sys.getsizeof(keys) for keys in self._keys) + sys.getsizeof(self._keys)
+                      + sys.getsizeof(self._counts) + sys.getsizeof(self.labels) + _INDEX_BYTES)
+        self.grown: Callable[[], None] | None = None
 
     def of_key(self, key: str) -> list[TableRef]:
         """``key``'s entries in the readers' order."""
@@ -368,18 +422,32 @@ class _Index:
     def at_step(self, key: str, step: int | None) -> list[TableRef]:
         """``version_records`` of ``key``'s entries (the version at ``step``, default the latest),
         made only for the entries it chooses: empty for none. The last entry at or before
-        ``step`` is bisected out of the last writer holding one."""
-        helds = self._held(key)
+        ``step`` is bisected out of the one writer holding the key where its steps never go down,
+        else out of the key's step-sorted view (``_step_view``)."""
         chosen: TableRef | None = None
-        for held in reversed(helds):
-            at = held.count - 1 if step is None else held.last_at_or_before(step)
-            if at >= 0:
-                chosen = held.ref(at)
-                break
+        view = self._steps.get(key) if step is not None else None
+        if view is None:
+            helds = self._held(key)
+            if step is not None and (len(helds) > 1 or (helds and not helds[0].facts.steps_sorted)):
+                view = self._step_view(key, helds)
+            else:  # the latest, or one writer whose steps never go down: its last entry, or a bisection
+                for held in reversed(helds):
+                    at = held.count - 1 if step is None else held.last_at_or_before(step)
+                    if at >= 0:
+                        chosen = held.ref(at)
+                        break
+        if view is not None:
+            assert step is not None
+            place = view.last_at_or_before(step)
+            if place is not None:
+                tables = self.writers[place[0]]
+                chosen = TableRef(tables, self._keys[place[0]][tables.ids[key]][place[1]])
         if chosen is None:
             return []
         if chosen.log_mode != 3:  # LOG_MODE_INCREMENTAL
             return [chosen]
+        if view is not None:
+            helds = self._held(key)
         refs: list[TableRef] = []
         for held in helds:
             found = held.increments(chosen.table_id)
@@ -524,7 +592,22 @@ class _Index:
             from tracklet.core.run_tables import version_numbers
 
             numbers = self._numbers[key] = array("q", version_numbers(self.of_key(key)))
+            self.bytes += sys.getsizeof(numbers) + _STEP_VIEW_BYTES
+            if self.grown is not None:
+                self.grown()
         return numbers
+
+    def _step_view(self, key: str, helds: list[_Held]) -> _StepView:
+        """``key``'s entries sorted by step (``_StepView``), made once for the index, as
+        ``_numbers_of`` is, and charged to it (``bytes``, ``grown``)."""
+        view = self._steps.get(key)
+        if view is None:
+            places = {id(tables): place for place, tables in enumerate(self.writers)}
+            view = self._steps[key] = _StepView(helds, [places[id(held.tables)] for held in helds])
+            self.bytes += view.bytes + _STEP_VIEW_BYTES
+            if self.grown is not None:
+                self.grown()
+        return view
 
     @staticmethod
     def _rows_so_far(helds: list[_Held], place: int, entry: int, kept: dict[str, tuple[int, int]]) -> int:

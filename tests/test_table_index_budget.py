@@ -336,3 +336,42 @@ def test_an_unchanged_runs_request_stats_none_of_its_parts_and_a_changed_one_is_
         from tracklet.core.api import RecordedRun
 
         assert total == len([r for r in RecordedRun(paths)._read.tables if r.key == "shared"])
+
+
+def test_a_runs_index_is_charged_for_the_key_maps_and_views_it_keeps_and_dropped_past_the_bound(
+        recorded, client, monkeypatch):
+    """A run's index keeps, beyond its writers' folds, a copy of each writer's key map and the
+    views made of it (a key's step-sorted view, its numbering): they count in the run's bytes with
+    the folds, charged as they are made (a view made while the request reads the index, after the
+    request's accounting), so a run whose views take it past the per-run bound is dropped (before:
+    only the folds were counted, and the run was kept holding more than its bound)."""
+    import sys
+
+    from tracklet.server import routes_tables
+
+    folds = routes_tables._FOLDS
+    monkeypatch.setattr(folds, "_runs", OrderedDict())  # (runs other tests in this process read)
+    monkeypatch.setattr(folds, "_run_bytes", None)
+    monkeypatch.setattr(folds, "_total_bytes", None)
+    key = str(recorded / "projects/p/runs/big")
+    assert client.get("/api/v1/runs/p/big/tables/shared").status_code == 200  # the latest: no view made
+    run = folds._runs[key]
+    index = run.memo["index"][1]
+    folded = sum(entry.state.bytes for entry in run.entries.values())
+    copies = sum(sys.getsizeof(keys) for keys in index._keys)
+    assert len(index._keys) == PARTS + 1 and index.bytes >= copies > 0
+    assert run.kept == folded + index.bytes == folds.kept_bytes()
+    before = run.kept
+
+    # every writer logs "shared": a lookup by step makes its step view, charged as it is made
+    monkeypatch.setattr(folds, "_run_bytes", before)  # room for the folds and key maps, no more
+    response = client.get("/api/v1/runs/p/big/tables/shared", params={"step": 1})
+    assert response.status_code == 200 and response.json()["rows"] == _expected(_local(recorded), "shared", step=1)
+    assert "shared" in index._steps and index.bytes >= copies + index._steps["shared"].bytes
+    assert run.kept == folded + index.bytes > before
+    assert key not in folds._runs and folds.kept_bytes() == 0  # past the bound: dropped
+
+    # within the bound, kept with what it holds; and answers stay right when read again
+    monkeypatch.setattr(folds, "_run_bytes", None)
+    _answers(client, _local(recorded))
+    assert folds.kept_bytes() == folds._runs[key].kept >= folded + copies

@@ -59,7 +59,8 @@ class RunFold(Generic[State]):
         self.shared = shared
         self.entries: dict[str, _Entry[State]] = {}
         self.memo: dict[str, tuple[Any, Any]] = {}  # a view's cache: name -> (signature, value)
-        self.kept = 0  # bytes its folds keep, as LogFolds' measure accounts them
+        self.kept = 0  # bytes its folds and views keep, as LogFolds' measure and memo_measure account them
+        self.folds_kept = 0  # of which its folds'
         # One signature of every writer's fold together: moved on whenever any fold may have
         # changed (a copy read on, added, or the run's folds started over), so a view kept with it
         # (``run_keys``) knows its run unchanged in O(1), not by a pass over the writers.
@@ -107,7 +108,7 @@ class LogFolds(Generic[State]):
     def __init__(self, make: Callable[..., State], apply: Callable[..., None], size: int = 32,
                  shared: Callable[[], Any] | None = None, *, located: bool = False,
                  measure: Callable[[State], int] | None = None, run_bytes: int | None = None,
-                 total_bytes: int | None = None) -> None:
+                 total_bytes: int | None = None, memo_measure: Callable[[RunFold[State]], int] | None = None) -> None:
         """``shared``: made once per run by ``get_run`` and given to ``make`` (``make(shared)``)
         for each of the run's copies; without it ``make()``. ``size``: logs (``get``) or runs
         (``get_run``) kept. ``located``: ``apply(state, record, where)`` with ``where`` the
@@ -116,7 +117,10 @@ class LogFolds(Generic[State]):
         ``get_run`` keeps a run only while its copies' folds keep at most ``run_bytes`` (a run
         past it is answered, then not kept: its next request reads its logs again), and drops
         the runs asked for least recently while all kept runs together keep over
-        ``total_bytes`` (``kept_bytes()``)."""
+        ``total_bytes`` (``kept_bytes()``). ``memo_measure(run)``: the bytes a run's views keep
+        beyond its folds (``RunFold.memo``: an index's copies of the folds' maps, views made of
+        them), counted with them; O(1), as it is asked after every request and by ``charge``."""
+        self._memo_measure = memo_measure
         self._make = make
         self._apply = apply
         self._size = size
@@ -196,8 +200,19 @@ class LogFolds(Generic[State]):
             return
         measure = self._measure
         if run.measured != run.generation:  # (an unchanged run's folds keep what they kept: O(1))
-            run.kept = sum(measure(entry.state) for entry in run.entries.values())
+            run.folds_kept = sum(measure(entry.state) for entry in run.entries.values())
             run.measured = run.generation
+        self._bound(key, run)
+
+    def charge(self, key: str, run: RunFold[State]) -> None:
+        """``run``'s views grew after its request's view was made (an index's view made as a
+        request reads it, outside the run's lock): measured again with its folds as last measured,
+        and the bounds kept as after a request (``_account``)."""
+        if self._measure is not None:
+            self._bound(key, run)
+
+    def _bound(self, key: str, run: RunFold[State]) -> None:
+        run.kept = run.folds_kept + (self._memo_measure(run) if self._memo_measure is not None else 0)
         with self._lock:
             if self._run_bytes is not None and run.kept > self._run_bytes:
                 if self._runs.get(key) is run:

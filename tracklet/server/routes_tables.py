@@ -648,9 +648,15 @@ def version_refs(index: _Index, key: str, step: int | None = None) -> list[Table
     return version_records([*index.firsts(), *index.of_key(key)], key, step)  # (raises, naming every key)
 
 
+def _index_bytes(run: Any) -> int:
+    """What a run's kept index (``_records``' view) keeps beyond the folds (``_Index.bytes``)."""
+    kept = run.memo.get("index")
+    return kept[1].bytes if kept is not None else 0
+
+
 _FOLDS: LogFolds[_Tables] = LogFolds(_Tables, _Tables.apply, size=64, located=True,  # runs kept
                                      measure=lambda tables: tables.bytes, run_bytes=INDEX_RUN_BYTES,
-                                     total_bytes=INDEX_BYTES)
+                                     total_bytes=INDEX_BYTES, memo_measure=_index_bytes)
 
 
 class _Kept:
@@ -771,6 +777,7 @@ def _records(request: Request, project: str, run_id: str) -> _Index:
     from tracklet.server.logs import run_paths
 
     paths = run_paths(request.app.state.tracklet.root, project, run_id)
+    key = str(paths.run_dir)  # (the run's key in ``_FOLDS``: ``get_run``'s)
 
     def view(run: Any) -> _Index:
         kept = run.memo.get("index")
@@ -784,6 +791,7 @@ def _records(request: Request, project: str, run_id: str) -> _Index:
                 tables.copy = paths if label == PRIMARY else paths.part_paths(label)
             writers.append(tables)
         index = _Index(writers, list(run.entries))
+        index.grown = lambda: _FOLDS.charge(key, run)  # (a view made as a request reads it: charged then)
         run.memo["index"] = (run.generation, index)
         return index
 

@@ -324,11 +324,10 @@ class _StepView:
         self.starts = array("q", [0])
         every: list[int] = []
         for held in helds:
-            steps, places = held.tables.steps, held.places
-            every += [steps[places[at]] for at in range(held.count)]
+            every += map(held.tables.steps.__getitem__, held.places[:held.count])
             self.starts.append(len(every))
         order = sorted(range(len(every)), key=every.__getitem__)
-        self.steps = array("q", [every[place] for place in order])
+        self.steps = array("q", map(every.__getitem__, order))
         self.last = array("q", accumulate(order, max))
         self.bytes = sum(sys.getsizeof(column) for column in (self.writers, self.starts, self.steps, self.last))
 
@@ -365,8 +364,8 @@ class _Index:
     or by its place where no entry has a number (logs before session 32). O(writers x log(entries))
     a request, however many versions the key has. Where the steps go down in a log or several
     writers hold the key, the entry at a step is bisected out of the key's step-sorted view
-    (``_StepView``, made once for the index at its first lookup by step: O(entries x log) then,
-    O(log(entries)) each lookup after). A version by number where no bisection holds (numbers of
+    (``_StepView``, made once for the index at the key's second lookup by step: O(entries x log)
+    then, O(log(entries)) each lookup after; the first is a pass, O(entries) at most). A version by number where no bisection holds (numbers of
     two machines' counters, logs with and without numbers) is found in the key's numbering
     (``_numbers_of``, likewise made once). The views are charged to the run's budget with the key
     maps the index copies (``bytes``)."""
@@ -378,6 +377,7 @@ class _Index:
         self._keys = [dict(tables.by_key) for tables in writers]
         self._numbers: dict[str, array] = {}  # ``_numbers_of``: kept for every request and page
         self._steps: dict[str, _StepView] = {}  # ``_step_view``: likewise
+        self._passed: set[str] = set()  # keys looked up by step once (a pass: the view is made the next time)
         # What the index keeps beyond its writers' folds (each writer's key map copied, the views
         # made since), charged to the run's budget with them (``log_fold.LogFolds``' ``memo_measure``);
         # ``grown()`` (set by the view that keeps the index) charges a view as it is made.
@@ -423,14 +423,20 @@ class _Index:
         """``version_records`` of ``key``'s entries (the version at ``step``, default the latest),
         made only for the entries it chooses: empty for none. The last entry at or before
         ``step`` is bisected out of the one writer holding the key where its steps never go down,
-        else out of the key's step-sorted view (``_step_view``)."""
+        else out of the key's step-sorted view (``_step_view``), made at the key's second lookup
+        by step in the index: the first passes over the writers' entries from the last back, as a
+        live run's index (made again each time its logs grew) often answers one lookup, where
+        sorting costs ~10x a pass."""
         chosen: TableRef | None = None
         view = self._steps.get(key) if step is not None else None
         if view is None:
             helds = self._held(key)
-            if step is not None and (len(helds) > 1 or (helds and not helds[0].facts.steps_sorted)):
+            if (step is not None and (len(helds) > 1 or (helds and not helds[0].facts.steps_sorted))
+                    and key in self._passed):
                 view = self._step_view(key, helds)
-            else:  # the latest, or one writer whose steps never go down: its last entry, or a bisection
+            else:  # the latest, one writer whose steps never go down (a bisection), or a first pass
+                if step is not None:
+                    self._passed.add(key)
                 for held in reversed(helds):
                     at = held.count - 1 if step is None else held.last_at_or_before(step)
                     if at >= 0:

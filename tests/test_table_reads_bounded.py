@@ -513,7 +513,7 @@ def test_a_lookup_by_step_chooses_the_readers_rules_entry_however_steps_and_writ
     key's step-sorted view where the steps go down in a log or several writers hold the key, a
     bisection of the one writer's steps otherwise) chooses exactly the records ``version_records``
     (the readers' rule: of those at or before the step, the last in the readers' order) chooses,
-    for every step asked, asked again (the first time a pass, then from the view), on the whole index and on a snapshot taken
+    for every step asked, asked again (views made at once, as by default, or never), on the whole index and on a snapshot taken
     before more entries were folded."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -526,8 +526,9 @@ def test_a_lookup_by_step_chooses_the_readers_rules_entry_however_steps_and_writ
 
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(_entries_strategy(), st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["a", "b"]),
-                                                   st.integers(0, 12)), max_size=6))
-    def check(writers, later):
+                                                   st.integers(0, 12)), max_size=6), st.sampled_from([0, 2, 10**9]))
+    def check(writers, later, view_after):
+        routes_tables._VIEW_AFTER = view_after  # (the view from the first lookup, as by default, never)
         tables = _tables_of(writers)
         snapshot = routes_tables._Index(tables)
         held = list(snapshot)
@@ -545,14 +546,20 @@ def test_a_lookup_by_step_chooses_the_readers_rules_entry_however_steps_and_writ
                         except Exception:
                             expected = []
                         assert where(index.at_step(key, step)) == expected, (key, step)
+            if view_after == 0:
+                assert all(key in index._steps for key in ("a", "b") if len({id(ref.tables) for ref in every
+                                                                            if ref.key == key}) > 1)
 
-    check()
+    try:
+        check()
+    finally:
+        routes_tables._VIEW_AFTER = 2
 
 
 def test_a_lookup_by_step_of_steps_logged_out_of_order_is_a_bisection_of_a_view_made_once():
-    """10,000 versions of one key whose steps went down in the log (one step logged late), and the
-    same spread over 8 interleaved writers: after the second lookup (which sorts the key's steps
-    once for the index; the first passes) a lookup by step reads no entry's step and O(log) of the view's (before:
+    """10,000 versions of one key whose steps went down in the log (one step logged late), and
+    8 interleaved writers whose steps go down in each log: once lookups passed over twice the key's entries (the
+    index then sorts the key's steps once) a lookup by step reads no entry's step and O(log) of the view's (before:
     each lookup passed over the entries from the last one back, ~10,000 steps read for an early
     step). The answers are the readers' rule's."""
     from tracklet.media.table_read import version_records
@@ -563,16 +570,19 @@ def test_a_lookup_by_step_of_steps_logged_out_of_order_is_a_bisection_of_a_view_
         made = [routes_tables._Tables() for _ in range(writers)]
         for n in range(count):
             record = _table_record(n, "k")
-            record.table_logged.step = {0: 1, 1: 0}.get(n, n)  # steps 1, 0, 2, 3, ...
-            made[n % writers].apply(record, (n * 100, b"x"))
+            if writers == 1:
+                record.table_logged.step = {0: 1, 1: 0}.get(n, n)  # steps 1, 0, 2, 3, ...
+            else:  # each writer's steps go down: 1, 0, 3, 2, ... handed round two at a time
+                record.table_logged.step = n ^ 1
+            made[(n // 2) % writers].apply(record, (n * 100, b"x"))
         index = routes_tables._Index(made)
         every = list(index)
         counted = [_Counted(tables.steps) for tables in made]
         for tables, column in zip(made, counted):
             tables.steps = column  # type: ignore[assignment]
         try:
-            for _ in range(2):
-                index.at_step("k", count - 1)  # (a pass, then the view made)
+            for _ in range(3):  # passes over every entry: twice the key's entries read, the view made
+                index.at_step("k", 0)
             views = getattr(index, "_steps", {}).get("k")
             sorted_steps = _Counted(views.steps if views is not None else [])
             if views is not None:

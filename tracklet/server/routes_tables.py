@@ -342,6 +342,11 @@ class _StepView:
         return self.writers[writer], place - self.starts[writer]
 
 
+# A key's step view is made once the index's lookups of it by step read this many times its entries
+# (a bisection reads log2 of a writer's; a pass, those from its last back to the one chosen), each
+# writer held counting as _WRITER_COST entries more: sorting the key costs ~10-30 passes over it.
+_VIEW_AFTER = 2
+_WRITER_COST = 16
 _STEP_VIEW_BYTES = 100  # a view's object and its slot in the index's dict (its key shared with the folds)
 _INDEX_BYTES = 400  # an index's object and its dicts of views while empty
 
@@ -364,8 +369,8 @@ class _Index:
     or by its place where no entry has a number (logs before session 32). O(writers x log(entries))
     a request, however many versions the key has. Where the steps go down in a log or several
     writers hold the key, the entry at a step is bisected out of the key's step-sorted view
-    (``_StepView``, made once for the index at the key's second lookup by step: O(entries x log)
-    then, O(log(entries)) each lookup after; the first is a pass, O(entries) at most). A version by number where no bisection holds (numbers of
+    (``_StepView``, made once for the index when the key's lookups by step have read twice its
+    entries: O(entries x log) then, O(log(entries)) each lookup after; before, a pass each). A version by number where no bisection holds (numbers of
     two machines' counters, logs with and without numbers) is found in the key's numbering
     (``_numbers_of``, likewise made once). The views are charged to the run's budget with the key
     maps the index copies (``bytes``)."""
@@ -377,7 +382,7 @@ class _Index:
         self._keys = [dict(tables.by_key) for tables in writers]
         self._numbers: dict[str, array] = {}  # ``_numbers_of``: kept for every request and page
         self._steps: dict[str, _StepView] = {}  # ``_step_view``: likewise
-        self._passed: set[str] = set()  # keys looked up by step once (a pass: the view is made the next time)
+        self._passed: dict[str, int] = {}  # entries (and writers) the lookups of a key by step read so far
         # What the index keeps beyond its writers' folds (each writer's key map copied, the views
         # made since), charged to the run's budget with them (``log_fold.LogFolds``' ``memo_measure``);
         # ``grown()`` (set by the view that keeps the index) charges a view as it is made.
@@ -422,26 +427,31 @@ class _Index:
     def at_step(self, key: str, step: int | None) -> list[TableRef]:
         """``version_records`` of ``key``'s entries (the version at ``step``, default the latest),
         made only for the entries it chooses: empty for none. The last entry at or before
-        ``step`` is bisected out of the one writer holding the key where its steps never go down,
-        else out of the key's step-sorted view (``_step_view``), made at the key's second lookup
-        by step in the index: the first passes over the writers' entries from the last back, as a
-        live run's index (made again each time its logs grew) often answers one lookup, where
-        sorting costs ~10x a pass."""
+        ``step`` is bisected out of each writer holding the key, from the last, where its steps
+        never go down, else passed over from its last entry back; once those lookups of the key in
+        the index read ``_VIEW_AFTER`` times its entries (a writer passed by counting as
+        ``_WRITER_COST`` entries), out of the key's step-sorted view (``_step_view``). Not at once:
+        a live run's index (made again each time its logs grew) often answers one lookup, where
+        sorting the key costs ~10-30 passes over it."""
         chosen: TableRef | None = None
         view = self._steps.get(key) if step is not None else None
         if view is None:
             helds = self._held(key)
-            if (step is not None and (len(helds) > 1 or (helds and not helds[0].facts.steps_sorted))
-                    and key in self._passed):
+            cost = self._passed.get(key, 0) if step is not None else -1
+            if cost >= _VIEW_AFTER * sum(held.count for held in helds) and (
+                    len(helds) > 1 or (helds and not helds[0].facts.steps_sorted)):
                 view = self._step_view(key, helds)
-            else:  # the latest, one writer whose steps never go down (a bisection), or a first pass
-                if step is not None:
-                    self._passed.add(key)
+            else:  # the latest, or the writers' entries bisected or passed over from the last one back
+                cost += _WRITER_COST * len(helds)
                 for held in reversed(helds):
                     at = held.count - 1 if step is None else held.last_at_or_before(step)
+                    if step is not None:
+                        cost += held.count.bit_length() if held.facts.steps_sorted else held.count - at
                     if at >= 0:
                         chosen = held.ref(at)
                         break
+                if step is not None:
+                    self._passed[key] = cost
         if view is not None:
             assert step is not None
             place = view.last_at_or_before(step)

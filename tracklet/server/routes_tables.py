@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 import sys
 import threading
+import weakref
 import zlib
 from array import array
 from collections import OrderedDict
@@ -349,6 +350,7 @@ _VIEW_AFTER = 2
 _WRITER_COST = 16
 _STEP_VIEW_BYTES = 100  # a view's object and its slot in the index's dict (its key shared with the folds)
 _INDEX_BYTES = 400  # an index's object and its dicts of views while empty
+_PASSED_BYTES = 100  # a key's count in ``_Index._passed`` (its slot and int)
 
 
 MAX_VERSIONS = 10_000  # table-versions without a limit lists the key's last this many (as it always did)
@@ -370,9 +372,9 @@ class _Index:
     a request, however many versions the key has. Where the steps go down in a log or several
     writers hold the key, the entry at a step is bisected out of the key's step-sorted view
     (``_StepView``, made once for the index when the key's lookups by step have read twice its
-    entries: O(entries x log) then, O(log(entries)) each lookup after; before, a pass each). A version by number where no bisection holds (numbers of
-    two machines' counters, logs with and without numbers) is found in the key's numbering
-    (``_numbers_of``, likewise made once). The views are charged to the run's budget with the key
+    entries: O(entries x log) then, O(log(entries)) each lookup after; before, a pass each). A
+    version by number where no bisection holds (numbers of two machines' counters, logs with and
+    without numbers) is found in the key's numbering (``_numbers_of``, likewise made once). The views are charged to the run's budget with the key
     maps the index copies (``bytes``)."""
 
     def __init__(self, writers: list[_Tables], labels: list[str] | None = None) -> None:
@@ -451,6 +453,8 @@ class _Index:
                         chosen = held.ref(at)
                         break
                 if step is not None:
+                    if key not in self._passed:
+                        self.bytes += _PASSED_BYTES
                     self._passed[key] = cost
         if view is not None:
             assert step is not None
@@ -784,6 +788,12 @@ def load(request: Request, project: str, run_id: str, pick: Callable[[_Index], l
     return records if records is not None else []
 
 
+def _charge(key: str, run: Any) -> None:
+    """``_FOLDS.charge`` of run ``key`` while it is (its index's ``grown``)."""
+    if run is not None:
+        _FOLDS.charge(key, run)
+
+
 def _records(request: Request, project: str, run_id: str) -> _Index:
     """The run's table index (``_Index``: entries as ``TableRef``s), as the log reader lists the
     records: its own log's, then each shared-run part's by label (docs/shared-runs.md); 404 unless
@@ -807,7 +817,8 @@ def _records(request: Request, project: str, run_id: str) -> _Index:
                 tables.copy = paths if label == PRIMARY else paths.part_paths(label)
             writers.append(tables)
         index = _Index(writers, list(run.entries))
-        index.grown = lambda: _FOLDS.charge(key, run)  # (a view made as a request reads it: charged then)
+        held = weakref.ref(run)  # (not the run itself: the index is in its memo)
+        index.grown = lambda: _charge(key, held())  # (a view made as a request reads it: charged then)
         run.memo["index"] = (run.generation, index)
         return index
 

@@ -561,12 +561,15 @@ def test_a_pool_worker_whose_sigterm_handler_cant_run_still_ends(root):
     # worker's main thread goes back to block on its pool's task lock (which terminate() holds from then
     # on) never runs its Python handler: the worker hung the training process for ever. Stood in for by
     # a worker whose main thread can't take SIGTERM and is blocked in a read: the watcher on the signal
-    # wakeup fd ends it (SIGKILL after childrun.LOST_SIGTERM_GRACE), its part's records kept.
+    # wakeup fd ends it (SIGKILL after childrun.LOST_SIGTERM_GRACE), its part's records kept. The
+    # SIGTERM is taken by a thread of the worker's own that doesn't block it (the watcher, as every
+    # tracklet thread, blocks it): CPython's C handler writes the wakeup fd on whichever thread.
     done = run_script("""
-        import multiprocessing as mp, os, signal, tracklet
+        import multiprocessing as mp, os, signal, threading, tracklet
 
         def work(run, ready, read_fd):
             run.log({"worker/x": 1})  # joins the run: its pool-end SIGTERM handler and watcher are set
+            threading.Thread(target=threading.Event().wait, daemon=True).start()  # takes the SIGTERM
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
             ready.set()
             os.read(read_fd, 1)  # blocked for ever: nobody writes

@@ -405,3 +405,39 @@ def test_main_thread_waits_answer_as_the_plain_calls_do():
     failed.set_exception(ValueError("x"))
     with pytest.raises(ValueError):
         threads.result(failed)
+
+
+def test_a_pool_childs_threads_block_the_signals(root):
+    """A pool worker (a daemonic multiprocessing child) that joins the run starts the run's threads
+    and the watcher of a SIGTERM its handler can't run (``tracklet-pool-sigterm``,
+    core/childrun.py): none of them, the watcher included, takes the worker's SIGINT or SIGTERM."""
+    done = run_script("""
+        import json, multiprocessing as mp, os, sys, threading
+
+        def masks(run):
+            run.log({"x": 1})  # joins the run: its threads, the SIGTERM handler and its watcher
+            main = threading.main_thread().native_id
+            names = {thread.native_id: thread.name for thread in threading.enumerate()}
+            seen = {}
+            for tid in os.listdir("/proc/self/task"):
+                if int(tid) == main:
+                    continue
+                with open(f"/proc/self/task/{tid}/status") as handle:
+                    line = next(line for line in handle if line.startswith("SigBlk:"))
+                seen[names.get(int(tid), tid)] = int(line.split()[1], 16)
+            return seen
+
+        if __name__ == "__main__":
+            import tracklet
+
+            run = tracklet.init(project="p", id="pool", settings=eval(sys.argv[1]))
+            with mp.get_context("fork").Pool(1) as pool:
+                print(json.dumps(pool.apply(masks, (run,))))
+            run.finish()
+    """, args=(repr(QUIET),), timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "tracklet-pool-sigterm" in seen, seen
+    for name, mask in seen.items():
+        missing = [signal.Signals(number).name for number in (signal.SIGINT, signal.SIGTERM) if not mask >> (number - 1) & 1]
+        assert not missing, f"the pool child's thread {name} would take {missing}; all: {sorted(seen)}"

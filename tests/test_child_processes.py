@@ -192,10 +192,11 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     # ran after that hook (registered before logging was imported) waited for an import that couldn't
     # end, and forked it half-done. logging is imported here after tracklet, as a training script's
     # libraries import it after `import tracklet`; init() registers the wait after it.
-    (tmp_path / "slowmod.py").write_text("import logging, time\ntime.sleep(0.5)\nlogging.getLogger('slowmod')\n"
-                                         "VALUE = 7\n")
+    started = tmp_path / "slowmod.started"
+    (tmp_path / "slowmod.py").write_text(f"import logging, time\nopen({str(started)!r}, 'w').close()\n"
+                                         "time.sleep(0.5)\nlogging.getLogger('slowmod')\nVALUE = 7\n")
     done = run_script(f"""
-        import multiprocessing as mp, sys, threading, time
+        import multiprocessing as mp, os, sys, threading, time
         sys.path.insert(0, {str(tmp_path)!r})
         import tracklet
         import logging
@@ -208,7 +209,8 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
             run = tracklet.init(project="p", id="imp", settings={{"system_metrics": False, "capture_environment": False}})
             importer = threading.Thread(target=lambda: __import__("slowmod"))
             importer.start()
-            time.sleep(0.1)  # the import is under way
+            while not os.path.exists({str(started)!r}):  # the import is under way
+                time.sleep(0.005)
             process = mp.get_context("fork").Process(target=child, args=(run,))
             process.start(); process.join(20)
             print("child exit", process.exitcode)

@@ -192,10 +192,11 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
     # ran after that hook (registered before logging was imported) waited for an import that couldn't
     # end, and forked it half-done. logging is imported here after tracklet, as a training script's
     # libraries import it after `import tracklet`; init() registers the wait after it.
-    (tmp_path / "slowmod.py").write_text("import logging, time\ntime.sleep(0.5)\nlogging.getLogger('slowmod')\n"
-                                         "VALUE = 7\n")
+    started = tmp_path / "slowmod.started"
+    (tmp_path / "slowmod.py").write_text(f"import logging, time\nopen({str(started)!r}, 'w').close()\n"
+                                         "time.sleep(0.5)\nlogging.getLogger('slowmod')\nVALUE = 7\n")
     done = run_script(f"""
-        import multiprocessing as mp, sys, threading, time
+        import multiprocessing as mp, os, sys, threading, time
         sys.path.insert(0, {str(tmp_path)!r})
         import tracklet
         import logging
@@ -208,7 +209,8 @@ def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, t
             run = tracklet.init(project="p", id="imp", settings={{"system_metrics": False, "capture_environment": False}})
             importer = threading.Thread(target=lambda: __import__("slowmod"))
             importer.start()
-            time.sleep(0.1)  # the import is under way
+            while not os.path.exists({str(started)!r}):  # the import is under way
+                time.sleep(0.005)
             process = mp.get_context("fork").Process(target=child, args=(run,))
             process.start(); process.join(20)
             print("child exit", process.exitcode)
@@ -561,12 +563,15 @@ def test_a_pool_worker_whose_sigterm_handler_cant_run_still_ends(root):
     # worker's main thread goes back to block on its pool's task lock (which terminate() holds from then
     # on) never runs its Python handler: the worker hung the training process for ever. Stood in for by
     # a worker whose main thread can't take SIGTERM and is blocked in a read: the watcher on the signal
-    # wakeup fd ends it (SIGKILL after childrun.LOST_SIGTERM_GRACE), its part's records kept.
+    # wakeup fd ends it (SIGKILL after childrun.LOST_SIGTERM_GRACE), its part's records kept. The
+    # SIGTERM is taken by a thread of the worker's own that doesn't block it (the watcher, as every
+    # tracklet thread, blocks it): CPython's C handler writes the wakeup fd on whichever thread.
     done = run_script("""
-        import multiprocessing as mp, os, signal, tracklet
+        import multiprocessing as mp, os, signal, threading, tracklet
 
         def work(run, ready, read_fd):
             run.log({"worker/x": 1})  # joins the run: its pool-end SIGTERM handler and watcher are set
+            threading.Thread(target=threading.Event().wait, daemon=True).start()  # takes the SIGTERM
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
             ready.set()
             os.read(read_fd, 1)  # blocked for ever: nobody writes

@@ -593,9 +593,13 @@ class Hello(transformers.TrainerCallback):
             print(f"RANK {{RANK}} {{self.call}} RUN {{run.id}} {{type(run).__name__}} {{tracklet.run is run}}", flush=True)
         if state.global_step == state.max_steps and self.call == "first":
             # A run ended before its first system sample records none (by design): 4 tiny steps take
-            # well under a second on an idle machine, so each process lives on past its first samples
-            # (here: before TrackletCallback's on_train_end finishes its part).
-            time.sleep(1.5)
+            # well under a second on an idle machine, so each process lives on until its first sample
+            # (here: before TrackletCallback's on_train_end finishes its part; conftest's
+            # wait_for_system_sample, where a fixed sleep could end first on a loaded machine).
+            deadline = time.monotonic() + 60
+            while not callback.run._monitor.sampled:
+                assert time.monotonic() < deadline, "the system monitor never took its first sample"
+                time.sleep(0.005)
 
     def on_prediction_step(self, args, state, control, **kwargs):
         print(f"rank {{args.process_index}} evaluates", flush=True)

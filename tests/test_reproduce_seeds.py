@@ -287,7 +287,14 @@ run.log({"loss": 1.0})
 if sys.argv[1] == "flush":
     run.flush()
 else:  # the sender's worker records the seeds at its next tick (flush_interval / 2), unasked
-    time.sleep(3)
+    deadline = time.monotonic() + 120  # a bound for a stuck test (the tick is seconds away), not a timing check
+    while time.monotonic() < deadline:  # until they are in the run's log (a sleep: too short under load)
+        try:
+            if len(tracklet.Api(os.environ["TRACKLET_DIR"]).run("seeds/killed").metadata.get("seeds") or ()) == 3:
+                break
+        except Exception:  # the log's first records not there yet
+            pass
+        time.sleep(0.05)
 os.kill(os.getpid(), signal.SIGKILL)  # killed before finish(): no RunExit
 """
 

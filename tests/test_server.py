@@ -525,7 +525,12 @@ import time
 deadline = time.time() + 30
 while not os.path.exists("{server.root}/projects/live/runs/dies/run.tlog") and time.time() < deadline:
     time.sleep(0.05)
-time.sleep(0.5)  # let the uploader send what was flushed
+import httpx
+while time.time() < deadline:  # the uploader sent what was flushed: the server's copy ends at step 499
+    answer = httpx.get("{server.url}/api/v1/runs/live/dies", timeout=5)
+    if answer.status_code == 200 and answer.json()["run"]["last_step"] == 499:
+        break
+    time.sleep(0.05)
 os._exit(9)  # killed: no exit record, no more uploads
 """
     from conftest import run_script

@@ -40,7 +40,7 @@ for step in range(5):
     run.log({"loss": base + step})
 print("hello from", label, flush=True)
 if mode == "hang":  # killed mid-run: what it flushed stays
-    time.sleep(0.5)
+    run.flush()  # (not a sleep for flush_interval's tick: on a loaded machine it can come later)
     open(os.path.join(root, label + ".ready"), "w").close()
     time.sleep(120)
 if mode == "after":  # goes on after the primary finished
@@ -445,7 +445,7 @@ run = tracklet.init(project="p", id="crash", resume="allow", settings={
     "flush_interval": 0.1})
 run.summary["best"] = 2
 run.log({"loss": 1})
-time.sleep(0.6)
+run.flush()  # in the log, as flush_interval's tick would have it (a sleep for it: later under load)
 os._exit(0)  # killed: no exit record
 """
 

@@ -330,9 +330,14 @@ _MISSED_CTRL_C_WAIT = textwrap.dedent(
 
     def blocked_place():
         frame = sys._current_frames().get(main)
-        if frame is None or not frame.f_code.co_filename.endswith("threading.py"):
+        if frame is None:
             return None
-        return frame.f_code, frame.f_lasti
+        code = frame.f_code
+        # threading.py's waits; the sleep between an HTTP request's tries (time.sleep: no frame of its own)
+        retry_sleep = code.co_filename.endswith(os.path.join("client", "http.py")) and code.co_name == "_retrying"
+        if not (code.co_filename.endswith("threading.py") or retry_sleep):
+            return None
+        return code, frame.f_lasti
 
     def ctrl_c_once_blocked():
         seen = None
@@ -353,7 +358,34 @@ _MISSED_CTRL_C_WAIT = textwrap.dedent(
         pool.submit(never.wait)
         pool.shutdown(wait=True)
 
+    def http_retry():  # a server asking to be asked again in an hour: the sleep between tries
+        import http.server
+        from tracklet.client.http import HttpClient
+
+        class Busy(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(429)
+                self.send_header("Retry-After", "3600")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        HttpClient(f"http://127.0.0.1:{server.server_address[1]}").request("GET", "/")
+
+    def pack_pending_write():  # a pack file's direct write the writer thread has not finished
+        import tempfile
+        from tracklet.artifacts.packs import DirectFile
+
+        pack = DirectFile(os.path.join(tempfile.mkdtemp(), "pack"))
+        pack._pending = Future()
+        pack.flush()
+
     waits = {"wait": lambda: threads.wait(never), "wait-timeout": lambda: threads.wait(never, 3600.0),
+             "sleep": lambda: threads.sleep(3600.0), "http-retry": http_retry, "pack-write": pack_pending_write,
              "join": lambda: threads.join(stuck), "join-timeout": lambda: threads.join(stuck, 3600.0),
              "result": lambda: threads.result(Future()), "acquire": lambda: threads.acquire(threading.Semaphore(0)),
              "pool-shutdown": pool_shutdown}
@@ -368,14 +400,17 @@ _MISSED_CTRL_C_WAIT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("wait", ["wait", "wait-timeout", "join", "join-timeout", "result", "acquire", "pool-shutdown"])
+@pytest.mark.parametrize("wait", ["wait", "wait-timeout", "join", "join-timeout", "result", "acquire", "pool-shutdown",
+                                  "sleep", "http-retry", "pack-write"])
 def test_a_main_thread_wait_sees_a_ctrl_c_that_did_not_interrupt_it(wait):
     """``threads.wait``/``join``/``result``/``acquire`` (``finish()``'s waits, ``artifact.wait()``,
     an artifact's uploads and downloads), and ``Pool.shutdown(wait=True)`` (``parallel_map``'s
     ``finally``), wait on the main thread in short slices: a Ctrl-C whose
     signal interrupted no system call there (it landed just before the call's, or another thread
     took it) is raised at the end of the slice it landed in. A plain ``Event.wait()`` and the others
-    saw it only when the wait ended: here, never."""
+    saw it only when the wait ended: here, never. So do the sleeps between an HTTP request's tries
+    (``threads.sleep``: a server's ``Retry-After`` can ask for minutes; ``sync``, ``finish()``'s
+    upload, an artifact's download) and a pack file's wait for its pending direct write."""
     done = run_script(_MISSED_CTRL_C_WAIT, args=(wait,), timeout=60)
     assert done.stdout.strip() == "KeyboardInterrupt", done.stderr
 
@@ -405,3 +440,39 @@ def test_main_thread_waits_answer_as_the_plain_calls_do():
     failed.set_exception(ValueError("x"))
     with pytest.raises(ValueError):
         threads.result(failed)
+
+
+def test_a_pool_childs_threads_block_the_signals(root):
+    """A pool worker (a daemonic multiprocessing child) that joins the run starts the run's threads
+    and the watcher of a SIGTERM its handler can't run (``tracklet-pool-sigterm``,
+    core/childrun.py): none of them, the watcher included, takes the worker's SIGINT or SIGTERM."""
+    done = run_script("""
+        import json, multiprocessing as mp, os, sys, threading
+
+        def masks(run):
+            run.log({"x": 1})  # joins the run: its threads, the SIGTERM handler and its watcher
+            main = threading.main_thread().native_id
+            names = {thread.native_id: thread.name for thread in threading.enumerate()}
+            seen = {}
+            for tid in os.listdir("/proc/self/task"):
+                if int(tid) == main:
+                    continue
+                with open(f"/proc/self/task/{tid}/status") as handle:
+                    line = next(line for line in handle if line.startswith("SigBlk:"))
+                seen[names.get(int(tid), tid)] = int(line.split()[1], 16)
+            return seen
+
+        if __name__ == "__main__":
+            import tracklet
+
+            run = tracklet.init(project="p", id="pool", settings=eval(sys.argv[1]))
+            with mp.get_context("fork").Pool(1) as pool:
+                print(json.dumps(pool.apply(masks, (run,))))
+            run.finish()
+    """, args=(repr(QUIET),), timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "tracklet-pool-sigterm" in seen, seen
+    for name, mask in seen.items():
+        missing = [signal.Signals(number).name for number in (signal.SIGINT, signal.SIGTERM) if not mask >> (number - 1) & 1]
+        assert not missing, f"the pool child's thread {name} would take {missing}; all: {sorted(seen)}"

@@ -42,7 +42,7 @@ from tracklet.artifacts.chunking import (
     FileChunker,
     FileRecipe,
 )
-from tracklet.core import forksafe
+from tracklet.core import forksafe, threads
 from tracklet.core.digests import file_hasher
 from tracklet.core.pools import Pool
 from tracklet.artifacts.durable import sync_directory
@@ -658,7 +658,7 @@ class DirectFile:
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.result()
+            threads.result(pending)  # in slices on the main thread: a Ctrl-C is seen (core/threads.py)
 
     def flush(self) -> None:
         """Write everything written so far: the aligned part directly, the rest through the page

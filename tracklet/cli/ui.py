@@ -94,6 +94,7 @@ def serve(root: Path, *, host: str = "127.0.0.1", port: int = 8765, open_browser
             if server.started:
                 webbrowser.open(opener.as_uri() if opener is not None else url)
 
+        # A plain start (not core/threads.py's): it starts the browser, which must not inherit blocked signals.
         threading.Thread(target=open_when_started, name="tracklet-ui-open", daemon=True).start()
     try:
         server.run(sockets=[sock])

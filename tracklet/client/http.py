@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import httpx
-from tracklet.core import forksafe
+from tracklet.core import forksafe, threads
 
 from tracklet.client.buffers import BufferSender
 from tracklet.core.credentials import resolve_key, unauthorized_hint
@@ -229,7 +229,7 @@ class HttpClient:
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 60.0,
                  retry: RetryPolicy = RetryPolicy(), error: type[TrackletError] = RemoteError, advice: str = "",
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = threads.sleep) -> None:
         self.base_url = base_url.strip().rstrip("/")
         self.retry = retry
         self.error = error

@@ -21,6 +21,7 @@ from typing import BinaryIO
 import httpx
 
 from tracklet.client.http import HttpClient, RetryPolicy, response_detail
+from tracklet.core import threads
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, MAX_RECORD_BYTES, _fsync_dir
 from tracklet.core.settings import Settings
@@ -124,7 +125,7 @@ def _piece(http: HttpClient, paths: RunPaths, checker: FrameChecker, piece_bytes
         if http.retry.exhausted(attempts, elapsed):
             raise ResumeError(f"cannot download {_named(paths)}'s log from {http.base_url}: gave up "
                               f"after {elapsed:.1f}s and {attempts} attempt(s): {problem}")
-        time.sleep(min(http.retry.backoff(attempts - 1), max(0.0, http.retry.give_up_after - elapsed)))
+        threads.sleep(min(http.retry.backoff(attempts - 1), max(0.0, http.retry.give_up_after - elapsed)))  # sliced on the main thread
 
 
 def _take(response: httpx.Response, checker: FrameChecker) -> int:

@@ -42,7 +42,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tracklet.core import forksafe
+from tracklet.core import forksafe, threads
 from tracklet.core.run import Config, DisabledRun, Run, Summary
 from tracklet.core.settings import Settings, data_root
 from tracklet.core.stack import user_stacklevel
@@ -403,8 +403,11 @@ def _watch_for_a_stuck_sigterm() -> None:
         os.close(read_fd)
         os.close(write_fd)
         return
-    threading.Thread(target=_rescue_a_stuck_sigterm, args=(read_fd,), name="tracklet-pool-sigterm",
-                     daemon=True).start()
+    # Blocking the asynchronous signals, as every thread of tracklet's (core/threads.py): one that
+    # didn't could take the worker's SIGINT/SIGTERM itself, leaving a blocked main thread unwoken. A
+    # signal any thread takes still writes the wakeup fd (CPython's C handler does, on whichever).
+    threads.start(threading.Thread(target=_rescue_a_stuck_sigterm, args=(read_fd,), name="tracklet-pool-sigterm",
+                                   daemon=True))
 
 
 def _rescue_a_stuck_sigterm(read_fd: int) -> None:

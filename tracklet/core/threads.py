@@ -192,3 +192,15 @@ def acquire(lock: threading.Semaphore | threading.Lock) -> bool:
     if not _on_main_thread():
         return lock.acquire()
     return _in_slices(lambda seconds: lock.acquire(timeout=seconds), None)
+
+
+_NEVER = threading.Event()  # never set: what :func:`sleep` waits on
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep(seconds)``, in slices on the main thread, as :func:`wait` (a retry's backoff,
+    which a server's ``Retry-After`` can make minutes long)."""
+    if not _on_main_thread() or seconds <= 0:
+        time.sleep(max(0.0, seconds))
+        return
+    _in_slices(_NEVER.wait, seconds)

@@ -218,6 +218,10 @@ class Agent:
                                         name=f"tracklet-agent-{i}", daemon=True)
                        for i, devices in enumerate(self.slices)]
             for thread in threads:
+                # Plain starts, not core/threads.py's: a worker starts its command trials'
+                # processes (``subprocess.Popen``), which would inherit a blocked SIGTERM/SIGINT.
+                # The main thread waits on the events in slices, so a Ctrl-C a worker takes is
+                # seen within one.
                 thread.start()
             try:
                 for event in done:
@@ -569,7 +573,7 @@ def _stop_process(process: subprocess.Popen) -> None:
             except OSError:
                 pass
 
-    threading.Thread(target=kill_later, daemon=True).start()
+    signal_threads.start(threading.Thread(target=kill_later, name="tracklet-agent-kill-later", daemon=True))
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -55,6 +55,8 @@ import sys
 import threading
 from pathlib import Path
 
+from tracklet.core import threads
+
 # What the background thread imports: the GP's modules and what they pull in (torch, SciPy).
 GP_MODULES = ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "optuna._gp.prior",
               "optuna._gp.search_space", "scipy.optimize", "scipy.stats")
@@ -116,7 +118,7 @@ def start() -> threading.Thread | None:
         if _failed or all(name in _imported for name in modules):
             return None
         _thread = threading.Thread(target=_load, args=(modules,), name="tracklet-sweep-gp-import", daemon=True)
-        _thread.start()
+        threads.start(_thread)  # in an agent's process a function trial trains beside it: its Ctrl-C isn't ours
         return _thread
 
 
@@ -142,8 +144,9 @@ def warm_shared_libraries() -> list[str]:
     if not paths or _exiting.is_set() or all(_first_page_cached(path) for path in [*paths, *probes]):
         return []
     try:
-        child = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WARM_CHILD, *paths], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with threads.unblocked():  # from the import thread: the child gets the user's mask, not the blocked one
+            child = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WARM_CHILD, *paths], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return []
     _warm_child = child

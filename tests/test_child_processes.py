@@ -183,6 +183,44 @@ def test_a_child_that_cannot_join_the_run_warns_once_and_goes_on(root):
     assert recorded.state == "finished" and recorded.parts == {} and "child" not in recorded.history()
 
 
+def test_ops_in_a_child_that_joined_the_run_record_spans_into_its_part(root, tmp_path):
+    """``@tracklet.op`` calls in a child holding the parent's run (spawned with it, or forked)
+    record spans once the child has joined the run (its first use), as the parent's ops do; a
+    ``create_new`` part never becomes current, so until session 35 they recorded nothing."""
+    script = tmp_path / "childops.py"  # a file: spawn's child imports the parent's main module
+    script.write_text(textwrap.dedent("""
+        import json, multiprocessing as mp, os
+        import tracklet
+
+        @tracklet.op
+        def work(x):
+            return x * 2
+
+        def child(run, tag):
+            run.log({"child_loss": 0.5})
+            work(tag)
+
+        if __name__ == "__main__":
+            run = tracklet.init(project="p", id="childops",
+                                settings={"system_metrics": False, "capture_environment": False})
+            work(0)
+            for number, method in enumerate(("fork", "spawn"), 1):
+                process = mp.get_context(method).Process(target=child, kwargs={"run": run, "tag": number})
+                process.start()
+                process.join(60)
+                assert process.exitcode == 0, (method, process.exitcode)
+            run.finish()
+            print(json.dumps({"ok": True}))
+    """))
+    done = run_script("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')", args=(str(script),),
+                      env={"TRACKLET_DIR": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    traces = tracklet.Api(root).traces(project="p", run="childops")
+    inputs = sorted(span.input_json for trace in traces for span in trace.spans)
+    assert inputs == ['{"x":0}', '{"x":1}', '{"x":2}'], inputs
+    assert {trace.run_id for trace in traces} == {"childops"}
+
+
 def test_a_child_forked_while_another_thread_imports_still_joins_the_run(root, tmp_path):
     # A child forked amid another thread's import inherits the module half-imported, its import lock
     # held by a thread the child doesn't have: its first import of it waited for ever (a Pool forked

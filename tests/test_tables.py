@@ -65,6 +65,52 @@ def test_rows_round_trip_through_the_read_api_and_get_dataframe(start):
                                               "tags": "list<item: string>"}
 
 
+def test_a_table_made_without_columns_takes_them_from_its_first_row(start):
+    """``Table()`` then ``add_data``: the first row names the columns (col0, col1, ...), as
+    ``Table(data=rows)`` does; until session 35 the table had no columns and left out every row."""
+    run = start()
+    table = tracklet.Table()
+    table.add_data(1, "a")
+    table.add_data(2, "b")
+    assert table.columns == ["col0", "col1"]
+    with pytest.warns(TrackletWarning, match="got 1 values for 2 columns"):
+        table.add_data(3)  # later rows are held to that width
+    run.log({"t": table})
+    run.finish()
+    assert read(run).table("t").to_pandas().to_dict("list") == {"col0": [1, 2], "col1": ["a", "b"]}
+
+
+def test_a_frame_given_as_data_is_the_tables_dataframe(start):
+    """``Table(data=df)`` (W&B documents ``data`` as rows, a numpy array or a pandas DataFrame) takes
+    the frame as ``dataframe=``; until session 35 its column names were taken as its rows."""
+    run = start()
+    frame = pd.DataFrame({"k": [1, 2], "v": ["p", "q"]})
+    table = tracklet.Table(data=frame)
+    assert table.columns == ["k", "v"] and table.data == [[1, "p"], [2, "q"]]
+    assert tracklet.Table(rows=pa.table({"q": [1.5]})).data == [[1.5]]
+    with pytest.raises(TableError, match="not both"):
+        tracklet.Table(data=frame, dataframe=frame)
+    run.log({"t": table})
+    run.finish()
+    assert read(run).table("t").to_pandas().to_dict("list") == {"k": [1, 2], "v": ["p", "q"]}
+
+
+def test_a_table_of_no_columns_reads_back_with_its_rows(start):
+    """A table logged with no columns (``Table(columns=[])``, an empty ``add_data()`` row) reads back
+    as a table of no columns and its rows, as does ``select()`` of none; until session 35 every read
+    of it was DuckDB's "SELECT clause without selection list" parser error."""
+    run = start()
+    empty = tracklet.Table(columns=[])
+    empty.add_data()
+    empty.add_data()
+    run.log({"nocols": empty, "t": tracklet.Table(columns=["a"], data=[[1], [2], [3]])})
+    run.finish()
+    recorded = read(run)
+    got = recorded.table("nocols").to_arrow()
+    assert got.num_columns == 0 and got.num_rows == 2 and len(recorded.table("nocols")) == 2
+    assert recorded.table("t").select().to_arrow().num_rows == 3
+
+
 def test_a_dataframe_converts_through_arrow_and_keeps_its_dtypes(start):
     run = start()
     rng = np.random.default_rng(1)

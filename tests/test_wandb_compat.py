@@ -970,6 +970,32 @@ def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
     assert isinstance(frame, tracklet.Table)
 
 
+def test_a_wandb_table_made_without_columns_or_from_a_dataframe_as_data_keeps_its_rows(root):
+    """W&B's ``wandb.Table()`` has the columns Input, Output, Expected, and ``wandb.Table(data=df)``
+    takes a pandas frame as its dataframe. Until session 35 the first had no columns (every
+    ``add_data`` row was left out as too wide) and the second recorded the frame's column names as
+    its rows (``list(df)``)."""
+    import pandas as pd
+
+    import tracklet.compat.wandb as wandb
+
+    run = wandb.init(project="tables", settings={"console": "off", "x_disable_stats": True})
+    samples = wandb.Table()
+    assert samples.columns == ["Input", "Output", "Expected"]
+    samples.add_data("2+2", "4", "4")
+    assert samples.get_column("Input") == ["2+2"]
+    assert wandb.Table(data=[[1, 2, 3]]).columns == ["Input", "Output", "Expected"]  # as W&B
+    assert wandb.Table(data=[[1, 2]]).columns == ["col0", "col1"]  # W&B refuses this width
+    frame = wandb.Table(data=pd.DataFrame({"k": [1, 2], "v": ["p", "q"]}))
+    assert frame.columns == ["k", "v"] and frame.data == [[1, "p"], [2, "q"]]
+    run.log({"samples": samples, "frame": frame})
+    wandb.finish()
+    recorded = tracklet.Api(root).run(f"tables/{run.id}")
+    assert recorded.table("samples").to_pandas().to_dict("list") == {"Input": ["2+2"], "Output": ["4"],
+                                                                     "Expected": ["4"]}
+    assert recorded.table("frame").to_pandas().to_dict("list") == {"k": [1, 2], "v": ["p", "q"]}
+
+
 def test_a_wandb_table_allowing_mixed_types_keeps_every_value(root):
     """``wandb.Table(allow_mixed_types=True)`` (W&B's Keras WandbEvalCallback makes its tables so):
     a column mixing types keeps each value, as its text. Values of another type than the column's

@@ -119,9 +119,20 @@ def spec_of(run: Run, *, for_a_child: bool = True) -> dict[str, Any]:
         "config": dict(run.config._data),
         "step": run._step,
         "pid": os.getpid(),
+        # the parent's ``@tracklet.op`` spans went to this run (its current run, tracing on): the
+        # child's part takes them once it has joined (``_join``)
+        "traced": _lifecycle_current_is(run),
         # online: how tracklet.init made the run's uploader (tracklet._online_uploader, pickled by name)
         "uploader": run._uploader_factory if settings["mode"] == "online" else None,
     }
+
+
+def _lifecycle_current_is(run: Run) -> bool:
+    """Whether ``run`` is the process's current run (set at ``init``; a forked child's inherited
+    object still is, though it reads finished)."""
+    from tracklet.core import lifecycle
+
+    return lifecycle._current is run
 
 
 def pickling_for_a_child() -> bool:
@@ -321,6 +332,10 @@ def _join(spec: dict[str, Any]) -> Run:
                       "what it logs to the run is dropped", TrackletWarning, stacklevel=user_stacklevel())
         return _dropping(spec)
     _end_with_the_process(target)
+    if spec.get("traced") and lifecycle.trace_target is None and target.settings.tracing:
+        # The child's ``@tracklet.op`` calls record into its part, as the parent's did into the run
+        # (a ``create_new`` part never becomes current, so until session 35 they recorded nothing).
+        lifecycle.trace_target = target
     if spec["settings"]["mode"] == "online":
         _note_who_passed(spec)
     return target

@@ -149,8 +149,12 @@ class TableQuery:
 
     def to_arrow(self) -> Any:
         """The result as a ``pyarrow.Table``."""
-        sql, params = self._statement([quote_identifier(name) for name in self.columns], ordered=True, paged=True)
-        return self._logged_types(self._run(sql, params, lambda relation: relation.to_arrow_table()))
+        columns = [quote_identifier(name) for name in self.columns]
+        # A table logged with no columns (``Table(columns=[])``, ``select()`` of none) still has
+        # its rows: select the row column, then drop it (a SELECT of nothing is DuckDB's parser error).
+        sql, params = self._statement(columns or [f"t.{ROW_COLUMN}"], ordered=True, paged=True)
+        result = self._run(sql, params, lambda relation: relation.to_arrow_table())
+        return self._logged_types(result if columns else result.select([]))
 
     def _logged_types(self, result: Any) -> Any:
         """``result`` with the logged Arrow types DuckDB doesn't give back (dictionary columns,

@@ -126,6 +126,13 @@ class TableSnapshot(LoggedObject):
         return self.source
 
 
+def is_frame(value: Any) -> bool:
+    """Whether ``value`` is a data frame (pandas, a ``pyarrow.Table``, polars) rather than rows."""
+    module = type(value).__module__.partition(".")[0]
+    return (module == "pandas" and hasattr(value, "columns")) or (
+        module in ("pyarrow", "polars") and hasattr(value, "column_names" if module == "pyarrow" else "columns"))
+
+
 def _warn(what: str, message: str) -> None:
     """A Table's own warnings (on the caller's thread): ``table_arrow.Report``."""
     warnings.warn(message, TrackletWarning, stacklevel=user_stacklevel())
@@ -150,6 +157,7 @@ class Table(LoggedObject):
     _kind = "table"
     _snapshot_at_log = True  # a table changes after it is logged
     _mixed_as_text = False  # W&B's allow_mixed_types (the compat layer's Table sets it)
+    _columns_from_first_row = False  # made with neither columns nor rows (see add_data)
 
     def __init__(self, columns: Sequence[str] | None = None, data: Any = None, rows: Any = None,
                  dataframe: Any = None, *, log_mode: str = "IMMUTABLE") -> None:
@@ -168,6 +176,12 @@ class Table(LoggedObject):
         self._rows: list[list[Any]] = []
         if data is None:
             data = rows
+        if is_frame(data):
+            # W&B's ``Table(data=df)``: a frame given as data is the dataframe, not rows (a list of
+            # it would be its column names).
+            if dataframe is not None:
+                raise TableError("tracklet.Table: pass data= or dataframe=, not both")
+            data, dataframe = None, data
         if dataframe is not None and data is not None:
             raise TableError("tracklet.Table: pass data= or dataframe=, not both")
         converted = None if dataframe is None else table_arrow.arrow_of_dataframe(dataframe)
@@ -189,6 +203,9 @@ class Table(LoggedObject):
         if data is not None and type(data).__module__.partition(".")[0] == "numpy":
             data = data.tolist()  # one C call; rows of Python scalars
         data = list(data) if data is not None else []
+        # Made with neither columns nor rows: the first add_data() names them (col0, col1, ...),
+        # rather than every row being left out as too wide for a table of no columns.
+        self._columns_from_first_row = columns is None and not data
         if columns is None:
             width = len(data[0]) if data else 0
             columns = [f"col{index}" for index in range(width)]
@@ -282,7 +299,12 @@ class Table(LoggedObject):
 
     def add_data(self, *values: Any) -> None:
         """Append one row (a value per column). A row of the wrong width is left out with a
-        warning naming the table and the row; the table is unchanged then."""
+        warning naming the table and the row; the table is unchanged then. A table made with no
+        columns and no rows takes its columns from its first row: ``col0``, ``col1``, ..."""
+        if self._columns_from_first_row:
+            self._columns_from_first_row = False
+            if not self._columns and not len(self) and not self._released:
+                self._columns = [f"col{index}" for index in range(len(values))]
         if len(values) != len(self._columns):
             _warn("width", f"tracklet: {self._where()}: add_data() got {len(values)} values for {len(self._columns)} "
                   f"columns ({', '.join(self._columns)}); row {self._released + len(self)} left out, the other "

@@ -263,6 +263,8 @@ def rows_to_arrow(rows: Sequence[Sequence[Any]], columns: Sequence[str], where: 
     ``mixed_as_text``: a column of mixed types as text (:func:`column_array`)."""
     pa = pa_module()
     rows = check_widths(rows, len(columns), where, report, row_offset)
+    if not columns:  # no columns, still its rows (from_arrays of none would have none)
+        return pa.table({"rows": pa.nulls(len(rows))}).select([])
     values = list(zip(*rows)) if rows else [()] * len(columns)
     arrays = []
     for name, column_values in zip(columns, values):

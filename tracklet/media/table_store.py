@@ -66,7 +66,9 @@ def write_fragments(blobs: Any, table: Any) -> list[tuple[str, int, int]]:
     """``table`` as Parquet blobs of at most ``FRAGMENT_ROWS`` rows: (digest, rows, bytes) each."""
     fragments = []
     for start in range(0, max(table.num_rows, 1), FRAGMENT_ROWS):
-        part = table.slice(start, FRAGMENT_ROWS)
+        # Bounded by the rows left: Arrow's slice of a table of no columns doesn't clamp its length
+        # (a 2-row ``Table(columns=[])`` was stored as 1,048,576 rows).
+        part = table.slice(start, min(FRAGMENT_ROWS, max(table.num_rows - start, 0)))
         digest, size = _store_parquet(blobs, part)
         fragments.append((digest, part.num_rows, size))
     return fragments

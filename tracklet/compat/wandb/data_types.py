@@ -32,6 +32,7 @@ from tracklet.media import figures as _figures
 from tracklet.media.base import Media as _MediaBase
 from tracklet.media import Video as _Video
 from tracklet.media.table import Table as _TrackletTable
+from tracklet.media.table import is_frame
 
 
 class WBValue:
@@ -291,6 +292,21 @@ class Classes(WBValue):
         return f"<wandb.Classes {self._class_set!r}>"
 
 
+_WANDB_DEFAULT_COLUMNS = ("Input", "Output", "Expected")
+
+
+def _first_row(data: Any) -> Any:
+    """The first row of ``data`` (rows, or a 2-D numpy array), or None when it has none."""
+    if data is None:
+        return None
+    if type(data).__module__.partition(".")[0] == "numpy":
+        return data[0] if getattr(data, "ndim", 0) == 2 and len(data) else None
+    try:
+        return data[0] if len(data) else None
+    except (TypeError, KeyError, IndexError):
+        return None
+
+
 class Table(_TrackletTable, WBValue):
     """``wandb.Table(columns=..., data=..., dataframe=..., log_mode=...)``: a
     :class:`tracklet.Table` (``add_data``, ``add_column``, ``get_column``, ``get_dataframe``,
@@ -306,6 +322,14 @@ class Table(_TrackletTable, WBValue):
                  dataframe: Any = None, dtype: Any = None, optional: Any = True, allow_mixed_types: bool = False,
                  log_mode: str = "IMMUTABLE") -> None:
         self._mixed_as_text = bool(allow_mixed_types)
+        if columns is None and dataframe is None and not is_frame(data):
+            given = data if data is not None else rows
+            first = _first_row(given)
+            if first is None or len(first) == len(_WANDB_DEFAULT_COLUMNS):
+                # W&B's default columns (its Table(), and rows of three values without names), so
+                # add_data(x, y, z) and get_column("Input") work as they do there; rows of another
+                # width, which W&B refuses, keep tracklet's col0, col1, ...
+                columns = list(_WANDB_DEFAULT_COLUMNS)
         super().__init__(columns=columns, data=data, rows=rows, dataframe=dataframe, log_mode=log_mode)
 
     def iterrows(self) -> Iterator[tuple[int, list[Any]]]:

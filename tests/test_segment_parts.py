@@ -929,6 +929,20 @@ def test_a_prune_on_a_logs_server_is_answered_in_pages_of_a_bounded_number_of_ru
         s3.rm(key)
 
 
+def _paged_prune(url: str, project: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every page's answer of a prune through the server at ``url`` (each page asserted 200)."""
+    answers: list[dict[str, Any]] = []
+    body = dict(body)
+    while len(answers) < 1000:
+        answer = httpx.post(f"{url}/api/v1/projects/{project}/media/prune", json=body, timeout=120)
+        assert answer.status_code == 200, answer.text
+        answers.append(answer.json())
+        if answers[-1]["next_cursor"] is None:
+            return answers
+        body["cursor"] = answers[-1]["next_cursor"]
+    raise AssertionError("a prune of more than 1,000 pages")
+
+
 def _synced_images(root: Path, url: str, project: str, runs: dict[str, list[int]]) -> dict[str, list[str]]:
     """Runs of ``project`` each logging "img" at steps 0, 1, ... (an image per seed), synced to the
     server at ``url``; each run's digests in step order."""
@@ -1293,3 +1307,69 @@ def _waiting_on_a_lock(engine: Any) -> bool:
         return bool(connection.execute(sa.text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )).scalar_one())
+
+
+def test_a_paged_prune_leaves_nothing_behind_a_later_prune_does_not_remove(tmp_path, two, s3rver):
+    """Every prune counts every retired item again (those of earlier prunes too), so what a paged
+    prune left is removed by the next once the reason is gone: the blobs of the runs retired
+    before a damaged retention object stopped it (400 naming the run), by the next prune once the
+    object is fixed; those kept because the sync used their grants within --grace, by a later
+    prune with grace 0, a blob an earlier prune's retired item shares with a then kept item
+    included. (A prune that counted only what it retires itself would leak each of them.)"""
+    (one, other), prefix, url, options = two
+    project = f"again{uuid.uuid4().hex[:6]}"
+    same = 5000  # r1's steps 0 and 2: one blob
+    digests = _synced_images(tmp_path / "node", one.url, project, {"r1": [same, 5001, same, 5003],
+                                                                   "r2": [5010, 5011, 5012, 5013],
+                                                                   "r3": [5020, 5021, 5022, 5023]})
+    s3 = s3_filesystem(s3rver)
+
+    def stored(run_id: str) -> list[bool]:
+        return [s3.exists(f"{prefix}/artifacts/blobs/sha256/{digest[:2]}/{digest}") for digest in digests[run_id]]
+
+    def retention(run_id: str) -> dict[str, Any]:
+        return json.loads(s3.cat_file(f"{prefix}/logs/{project}/{run_id}/media-retention.json"))
+
+    # Stopped part way: r1 and r2 retired (their pages answered), then r3's damaged retention object: 400.
+    damaged = f"{prefix}/logs/{project}/r3/media-retention.json"
+    s3.pipe_file(damaged, b'{"keys": ')
+    body: dict[str, Any] = {"keep_last": 2, "grace_seconds": 0, "max_runs": 1}
+    answers = []
+    while len(answers) < 100:
+        answer = httpx.post(f"{one.url}/api/v1/projects/{project}/media/prune", json=body, timeout=120)
+        if answer.status_code != 200:
+            break
+        answers.append(answer.json())
+        body["cursor"] = answers[-1]["next_cursor"]
+    assert answer.status_code == 400 and f"run {project}/r3" in answer.text, answer.text
+    assert [run["run_id"] for page in answers for run in page["runs"]] == ["r1", "r2"]
+    assert retention("r1")["keys"] == retention("r2")["keys"] == {"img": 2}
+    assert all(stored(run_id) == [True] * 4 for run_id in digests)  # r1's and r2's retired, their blobs left
+    s3.rm(damaged)  # fixed
+
+    # The next prune retires r3 only, and removes r1's and r2's retired blobs with r3's.
+    fixed = _paged_prune(other.url, project, {"keep_last": 2, "grace_seconds": 0, "max_runs": 1})
+    assert [run["run_id"] for page in fixed for run in page["runs"]] == ["r3"]
+    assert fixed[-1]["blobs_removed"] == 5, fixed[-1]
+    assert stored("r1") == [True, False, True, True]  # step 0's blob is step 2's (kept)
+    assert stored("r2") == stored("r3") == [False, False, True, True]
+
+    # Kept within --grace (the sync just used every grant): step 2 retired, no blob removed.
+    recent = _paged_prune(one.url, project, {"keep_last": 1, "grace_seconds": 3600})
+    assert [run["run_id"] for page in recent for run in page["runs"]] == ["r1", "r2", "r3"]
+    assert recent[-1]["blobs_removed"] == 0, recent[-1]
+    assert stored("r1") == [True, False, True, True] and stored("r2") == stored("r3") == [False, False, True, True]
+    assert all(retention(run_id)["keys"] == {"img": 3} for run_id in digests)
+
+    # A later prune with grace 0, nothing new to retire, removes them: r1's step 2 blob, which the
+    # first prune's step 0 names too, with them.
+    later = _paged_prune(other.url, project, {"keep_last": 1, "grace_seconds": 0})
+    assert all(page["runs"] == [] for page in later), later
+    assert later[-1]["blobs_removed"] == 3, later[-1]
+    assert all(stored(run_id) == [False, False, False, True] for run_id in digests)
+    nothing = _paged_prune(one.url, project, {"keep_last": 1, "grace_seconds": 0})
+    assert nothing[-1]["blobs_removed"] == 0 and all(page["runs"] == [] for page in nothing), nothing
+    for run_id in digests:  # the kept items read back, their blobs kept
+        listed = httpx.get(f"{one.url}/api/v1/runs/{project}/{run_id}/media", params={"key": "img"}, timeout=30)
+        assert listed.status_code == 200 and [item["step"] for item in listed.json()["media"]] == [3], listed.text
+        assert stored(run_id)[3]

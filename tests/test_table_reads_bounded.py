@@ -598,3 +598,18 @@ def test_a_lookup_by_step_of_steps_logged_out_of_order_is_a_bisection_of_a_view_
         finally:
             for tables, column in zip(made, counted):
                 tables.steps = column.column
+
+
+def test_lookups_by_step_of_keys_no_writer_holds_keep_nothing_in_the_index():
+    """``_Index.at_step`` counts what a key's lookups by step read (``_passed``, charged to the run's
+    bytes) only for a key some writer holds: a request naming any other key (a 404, each name a
+    client's) kept one count per name for the index's life, charged 100 bytes whatever the name's
+    length."""
+    from tracklet.server import routes_tables
+
+    index = routes_tables._Index(_tables_of([[("a", 1, 1, "t1", 0), ("a", 0, 1, "t1", 0)]]))
+    before = index.bytes
+    for n in range(50):
+        assert index.at_step(f"missing-{n}" * 20, 3) == []
+    assert index._passed == {} and index.bytes == before
+    assert index.at_step("a", 0) and "a" in index._passed and index.bytes > before

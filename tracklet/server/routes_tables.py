@@ -452,7 +452,7 @@ class _Index:
                     if at >= 0:
                         chosen = held.ref(at)
                         break
-                if step is not None:
+                if step is not None and helds:  # (a key none holds: nothing to view, nothing kept of it)
                     if key not in self._passed:
                         self.bytes += _PASSED_BYTES
                     self._passed[key] = cost

@@ -598,3 +598,48 @@ def test_a_lookup_by_step_of_steps_logged_out_of_order_is_a_bisection_of_a_view_
         finally:
             for tables, column in zip(made, counted):
                 tables.steps = column.column
+
+
+def test_lookups_by_step_of_keys_no_writer_holds_keep_nothing_in_the_index():
+    """``_Index.at_step`` counts what a key's lookups by step read (``_passed``, charged to the run's
+    bytes) only for a key some writer holds: a request naming any other key (a 404, each name a
+    client's) kept one count per name for the index's life, charged 100 bytes whatever the name's
+    length."""
+    from tracklet.server import routes_tables
+
+    index = routes_tables._Index(_tables_of([[("a", 1, 1, "t1", 0), ("a", 0, 1, "t1", 0)]]))
+    before = index.bytes
+    for n in range(50):
+        assert index.at_step(f"missing-{n}" * 20, 3) == []
+    assert index._passed == {} and index.bytes == before
+    assert index.at_step("a", 0) and "a" in index._passed and index.bytes > before
+
+
+def test_views_two_requests_make_at_once_are_charged_once(monkeypatch):
+    """Requests of one run share its index and read it outside the run's lock: two that make a
+    key's step view (or numbering) at once keep one, and the index's bytes count it once (each
+    added its own: charged twice, for a view dropped)."""
+    import threading
+
+    from tracklet.server import routes_tables
+
+    index = routes_tables._Index(_tables_of([[("a", 3, 1, "t1", 0), ("a", 1, 1, "t1", 0)],
+                                             [("a", 2, 1, "t1", 0)]]))
+    monkeypatch.setattr(routes_tables, "_VIEW_AFTER", 0)
+    both = threading.Barrier(2, timeout=30)
+    made = routes_tables._StepView.__init__
+
+    def together(self, *args):  # the two requests' views made at the same time
+        made(self, *args)
+        both.wait()
+
+    monkeypatch.setattr(routes_tables._StepView, "__init__", together)
+    before = index.bytes
+    answers = []
+    lookups = [threading.Thread(target=lambda: answers.append(index.at_step("a", 2))) for _ in range(2)]
+    for lookup in lookups:
+        lookup.start()
+    for lookup in lookups:
+        lookup.join(60)
+    view = index._steps["a"]
+    assert len(answers) == 2 and index.bytes == before + view.bytes + routes_tables._STEP_VIEW_BYTES

@@ -476,3 +476,27 @@ def test_a_pool_childs_threads_block_the_signals(root):
     for name, mask in seen.items():
         missing = [signal.Signals(number).name for number in (signal.SIGINT, signal.SIGTERM) if not mask >> (number - 1) & 1]
         assert not missing, f"the pool child's thread {name} would take {missing}; all: {sorted(seen)}"
+
+
+def test_a_pack_files_pending_write_a_ctrl_c_cut_short_is_still_waited_for():
+    """A Ctrl-C raised while a pack file waits for its pending direct write (``threads.result``, in
+    slices) leaves the write pending: ``close()`` (the pack's discard as the interrupt unwinds)
+    waits for it before writing the rest and closing the descriptor. The wait forgot it first, so
+    the rest was written beside it (two writes at once on one descriptor)."""
+    done = run_script("""
+        import _thread, os, tempfile, threading
+        from concurrent.futures import Future
+        from tracklet.artifacts.packs import DirectFile
+
+        pack = DirectFile(os.path.join(tempfile.mkdtemp(), "pack"))
+        pending = pack._pending = Future()
+        threading.Timer(0.3, _thread.interrupt_main).start()
+        try:
+            pack.flush()
+        except KeyboardInterrupt:
+            print("interrupted", pack._pending is pending)
+        threading.Timer(0.3, pending.set_result, (None,)).start()
+        pack.close()
+        print("closed after the write", pending.done())
+    """, timeout=60)
+    assert done.stdout.split("\n")[:2] == ["interrupted True", "closed after the write True"], (done.stdout, done.stderr)

@@ -996,6 +996,20 @@ def test_a_wandb_table_made_without_columns_or_from_a_dataframe_as_data_keeps_it
     assert recorded.table("frame").to_pandas().to_dict("list") == {"k": [1, 2], "v": ["p", "q"]}
 
 
+def test_a_wandb_table_of_a_frame_has_the_frames_columns_whatever_columns_says(root):
+    """W&B's table of a pandas frame (``data=df`` or ``dataframe=df``) takes the frame's columns and
+    ignores ``columns=``; given both, ``dataframe=`` is read. tracklet raised ``KeyError`` for
+    ``columns`` not in the frame and ``TableError`` for a frame passed both ways."""
+    import pandas as pd
+
+    import tracklet.compat.wandb as wandb
+
+    frame = pd.DataFrame({"a": [1, 2], "b": [3, 4]})
+    for made in (wandb.Table(columns=["x", "y"], data=frame), wandb.Table(columns=["b"], data=frame),
+                 wandb.Table(columns=["b"], dataframe=frame), wandb.Table(data=frame, dataframe=frame)):
+        assert made.columns == ["a", "b"] and made.data == [[1, 3], [2, 4]]
+
+
 def test_a_wandb_table_allowing_mixed_types_keeps_every_value(root):
     """``wandb.Table(allow_mixed_types=True)`` (W&B's Keras WandbEvalCallback makes its tables so):
     a column mixing types keeps each value, as its text. Values of another type than the column's

@@ -656,9 +656,15 @@ class DirectFile:
         self._view = self._views[1] if full is self._views[0] else self._views[0]
 
     def _wait(self) -> None:
-        pending, self._pending = self._pending, None
+        pending = self._pending
         if pending is not None:
-            threads.result(pending)  # in slices on the main thread: a Ctrl-C is seen (core/threads.py)
+            try:
+                threads.result(pending)  # in slices on the main thread: a Ctrl-C is seen (core/threads.py)
+            finally:
+                # Forgotten once it ended (its own error raised here once); a wait a Ctrl-C cut
+                # short keeps it, so what comes next (``close``) waits for it before writing more.
+                if pending.done():
+                    self._pending = None
 
     def flush(self) -> None:
         """Write everything written so far: the aligned part directly, the rest through the page

@@ -391,6 +391,7 @@ class _Index:
         self.bytes = (sum(sys.getsizeof(keys) for keys in self._keys) + sys.getsizeof(self._keys)
                       + sys.getsizeof(self._counts) + sys.getsizeof(self.labels) + _INDEX_BYTES)
         self.grown: Callable[[], None] | None = None
+        self._grow_lock = threading.Lock()
 
     def of_key(self, key: str) -> list[TableRef]:
         """``key``'s entries in the readers' order."""
@@ -452,9 +453,12 @@ class _Index:
                     if at >= 0:
                         chosen = held.ref(at)
                         break
-                if step is not None:
+                if step is not None and helds:  # (a key none holds: nothing to view, nothing kept of it)
                     if key not in self._passed:
-                        self.bytes += _PASSED_BYTES
+                        with self._grow_lock:  # (charged once however many requests add it at once)
+                            if key not in self._passed:
+                                self.bytes += _PASSED_BYTES
+                                self._passed[key] = cost
                     self._passed[key] = cost
         if view is not None:
             assert step is not None
@@ -611,10 +615,10 @@ class _Index:
         if numbers is None:
             from tracklet.core.run_tables import version_numbers
 
-            numbers = self._numbers[key] = array("q", version_numbers(self.of_key(key)))
-            self.bytes += sys.getsizeof(numbers) + _STEP_VIEW_BYTES
-            if self.grown is not None:
-                self.grown()
+            made = array("q", version_numbers(self.of_key(key)))
+            numbers = self._numbers.setdefault(key, made)  # (two requests made it at once: one is kept, charged once)
+            if numbers is made:
+                self._grow(sys.getsizeof(numbers) + _STEP_VIEW_BYTES)
         return numbers
 
     def _step_view(self, key: str, helds: list[_Held]) -> _StepView:
@@ -623,11 +627,19 @@ class _Index:
         view = self._steps.get(key)
         if view is None:
             places = {id(tables): place for place, tables in enumerate(self.writers)}
-            view = self._steps[key] = _StepView(helds, [places[id(held.tables)] for held in helds])
-            self.bytes += view.bytes + _STEP_VIEW_BYTES
-            if self.grown is not None:
-                self.grown()
+            made = _StepView(helds, [places[id(held.tables)] for held in helds])
+            view = self._steps.setdefault(key, made)  # (as ``_numbers_of``)
+            if view is made:
+                self._grow(view.bytes + _STEP_VIEW_BYTES)
         return view
+
+    def _grow(self, size: int) -> None:
+        """``bytes`` grown by ``size`` (under the index's lock: requests of one run share its
+        index, and read it outside the run's lock), then charged (``grown``)."""
+        with self._grow_lock:
+            self.bytes += size
+        if self.grown is not None:
+            self.grown()
 
     @staticmethod
     def _rows_so_far(helds: list[_Held], place: int, entry: int, kept: dict[str, tuple[int, int]]) -> int:

@@ -322,7 +322,12 @@ class Table(_TrackletTable, WBValue):
                  dataframe: Any = None, dtype: Any = None, optional: Any = True, allow_mixed_types: bool = False,
                  log_mode: str = "IMMUTABLE") -> None:
         self._mixed_as_text = bool(allow_mixed_types)
-        if columns is None and dataframe is None and not is_frame(data):
+        if is_frame(data) and (dataframe is None or is_frame(dataframe)):
+            # W&B's ``Table(data=df)``: the frame is the dataframe (``dataframe=`` first, as W&B reads them)
+            dataframe, data = (data if dataframe is None else dataframe), None
+        if dataframe is not None:
+            columns = None  # W&B's table of a frame has the frame's columns, whatever ``columns=`` says
+        if columns is None and dataframe is None:
             given = data if data is not None else rows
             first = _first_row(given)
             if first is None or len(first) == len(_WANDB_DEFAULT_COLUMNS):

@@ -146,3 +146,34 @@ os._exit(9)
     (row,) = store.runs("p", fields=("state", "summary"))
     assert row["state"] == "crashed"
     assert row["summary"] == {"loss": 59_999.0, "acc": 59_999 % 7, "best": 3.5}
+
+
+def test_a_querys_lasting_implicit_indexing_says_what_it_does(root, monkeypatch):
+    """A first query that indexes for a while (a long crashed run's log) says so on stderr
+    instead of reading as a hang; here the indexing waits until the notice is out."""
+    import io
+    import threading
+
+    from tracklet.api import local
+
+    run = tracklet.init(project="p", id="r", dir=str(root), settings=QUIET)
+    run.log({"loss": 1.0})
+    run.finish()
+    said = threading.Event()
+
+    class Stderr(io.StringIO):
+        def write(self, text):
+            if "tracklet: indexing what the record logs" in text:
+                said.set()
+            return super().write(text)
+
+    stderr = Stderr()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.setattr(local, "INDEX_NOTICE_AFTER", 0.01, raising=False)
+    index_runs = ingest.Indexer.index_runs
+    monkeypatch.setattr(ingest.Indexer, "index_runs",
+                        lambda self, runs: said.wait(20) and index_runs(self, runs))
+    assert tracklet.Api(root=str(root)).run("p/r").state == "finished"
+    assert len(tracklet.Api(root=str(root)).traces(project="p")) == 0
+    assert said.is_set(), stderr.getvalue()
+    assert f"indexing what the record logs under {root} gained since the last index" in stderr.getvalue()

@@ -110,3 +110,70 @@ os._exit(9)
     (row,) = store.runs("p", fields=("state", "last_step", "summary"))
     assert (row["state"], row["last_step"]) == ("crashed", 199_999)
     assert row["summary"] == {"loss": 199_999.0, "acc": 199_999 % 7, "flag": False}
+
+
+def test_a_crashed_runs_first_indexing_reads_its_log_once(root, monkeypatch):
+    """A long crashed run's first query indexed its log twice: the ingest pass, then a second
+    read of the whole log for the crashed run's summary. The ingest pass folds that summary as it
+    reads, so the first indexing reads each byte once (and the summary is the same)."""
+    from conftest import run_script
+
+    done = run_script(f"""
+import os, tracklet
+run = tracklet.init(project="p", id="dies", dir={str(root)!r}, settings={QUIET!r})
+for step in range(60_000):
+    run.log({{"loss": float(step), "acc": step % 7}})
+run.summary["best"] = 3.5
+run.flush()
+os._exit(9)
+""")
+    assert done.returncode == 9, done.stderr
+    monkeypatch.setattr(ingest, "INDEX_CHUNK_BYTES", 64 << 10)
+    read: list[int] = []
+    read_from = ingest.LocalLogs.read_from
+
+    def counted(self, paths, offset, limit):
+        result = read_from(self, paths, offset, limit)
+        read.append(result.end_offset - offset)
+        return result
+
+    monkeypatch.setattr(ingest.LocalLogs, "read_from", counted)
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    report = store.index()
+    size = RunPaths(root, "p", "dies").log_file.stat().st_size
+    assert report.bytes_read > 4 * (64 << 10)  # several chunks
+    assert sum(read) == report.bytes_read, (sum(read), report.bytes_read, size)  # once, not twice
+    (row,) = store.runs("p", fields=("state", "summary"))
+    assert row["state"] == "crashed"
+    assert row["summary"] == {"loss": 59_999.0, "acc": 59_999 % 7, "best": 3.5}
+
+
+def test_a_querys_lasting_implicit_indexing_says_what_it_does(root, monkeypatch):
+    """A first query that indexes for a while (a long crashed run's log) says so on stderr
+    instead of reading as a hang; here the indexing waits until the notice is out."""
+    import io
+    import threading
+
+    from tracklet.api import local
+
+    run = tracklet.init(project="p", id="r", dir=str(root), settings=QUIET)
+    run.log({"loss": 1.0})
+    run.finish()
+    said = threading.Event()
+
+    class Stderr(io.StringIO):
+        def write(self, text):
+            if "tracklet: indexing what the record logs" in text:
+                said.set()
+            return super().write(text)
+
+    stderr = Stderr()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.setattr(local, "INDEX_NOTICE_AFTER", 0.01, raising=False)
+    index_runs = ingest.Indexer.index_runs
+    monkeypatch.setattr(ingest.Indexer, "index_runs",
+                        lambda self, runs: said.wait(20) and index_runs(self, runs))
+    assert tracklet.Api(root=str(root)).run("p/r").state == "finished"
+    assert len(tracklet.Api(root=str(root)).traces(project="p")) == 0
+    assert said.is_set(), stderr.getvalue()
+    assert f"indexing what the record logs under {root} gained since the last index" in stderr.getvalue()

@@ -24,6 +24,20 @@ from tracklet.errors import RunNotFound, TrackletWarning
 READER_INDEX_WAIT = 2.0
 
 
+INDEX_NOTICE_AFTER = 2.0  # seconds a query's implicit indexing goes on before it says so
+
+
+def _notice_later(seconds: float, message: str) -> Any:
+    """A daemon timer printing ``message`` on stderr after ``seconds`` (``cancel()`` it when done)."""
+    import sys
+    import threading
+
+    timer = threading.Timer(seconds, lambda: print(message, file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def _warn_failed(report: Any) -> None:
     """One warning per run the store could not index (queries leave it out until it can be)."""
     import warnings
@@ -62,7 +76,15 @@ class LocalApi(Api):
 
             self._store = Store(self._store_url, root=self.root)
             if not self._store.read_only:  # a root this user can't write is read as it was last indexed
-                _warn_failed(self._store.index(wait=READER_INDEX_WAIT))
+                # A first query after long runs (a crashed one's whole log) indexes for a while: said
+                # once it lasts, so it doesn't read as a hang.
+                notice = _notice_later(INDEX_NOTICE_AFTER, f"tracklet: indexing what the record logs under {self.root} "
+                                       "gained since the last index, for this query (once; `tracklet index` does it "
+                                       "ahead of time)...")
+                try:
+                    _warn_failed(self._store.index(wait=READER_INDEX_WAIT))
+                finally:
+                    notice.cancel()
         return self._store
 
     def index(self, *, wait: float = READER_INDEX_WAIT) -> Any:

@@ -93,6 +93,10 @@ class LoggedObjectWorker(Protocol):
     def close(self, timeout: float) -> bool:
         """Record what is pending within ``timeout``, then stop. False on timeout."""
 
+    @property
+    def pending(self) -> int:
+        """Logged objects queued and not recorded yet (what ``finish()`` says it waits for)."""
+
 
 def logged_items(value: Any) -> list[LoggedObject] | None:
     """``value`` as a list of logged objects if it is one or a list/tuple of them, else None.

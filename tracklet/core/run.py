@@ -1129,16 +1129,26 @@ class Run:
             budget.wait(self._monitor.stop, cap=5.0)
         # Rows still queued may hold media the sender hands to the logged-object worker: first them.
         budget.wait(self._sender.force_flush, essential=True)
-        if self._logged is not None and not budget.wait(self._logged.close):
+        if self._logged is not None and not budget.wait(self._logged.close, notice=self._logged_notice):
             print("tracklet: media or tables still being stored at finish were not recorded (each is recorded "
                   "whole or not at all)", file=sys.stderr)
-        if self._artifacts is not None and not budget.wait(self._artifacts.close):
+        if self._artifacts is not None and not budget.wait(self._artifacts.close, notice=self._artifacts_notice):
             why = ("interrupted (Ctrl-C)" if budget.interrupted
                    else f"after finish_timeout, {self.settings.finish_timeout:g} s")
             print(f"tracklet: artifacts still being stored at finish ({why}) are not recorded in the run's log (a "
                   "version is committed whole or not at all)" + (
                       "; `tracklet sync` uploads the versions it committed to the server" if self._artifact_remote()
                       else "") + "".join(f"\n  {line}" for line in self._artifacts.unfinished()), file=sys.stderr)
+
+    def _logged_notice(self) -> str | None:
+        """What ``finish()`` says once its wait for media and tables lasts (``_FinishBudget.wait``)."""
+        pending = self._logged.pending if self._logged is not None else 0
+        return f"{pending} media item(s) or table log(s) still being stored" if pending else None
+
+    def _artifacts_notice(self) -> str | None:
+        """What ``finish()`` says once its wait for artifacts lasts (``_FinishBudget.wait``)."""
+        lines = self._artifacts.unfinished() if self._artifacts is not None else []
+        return "artifacts still being stored" + "".join(f"\n  {line}" for line in lines) if lines else None
 
     def _queue_exit(self, exit_code: int | None, error: BaseException | None) -> None:
         """Queue the exit record (the run's last) and close the queue to ``log()``; done already
@@ -1218,22 +1228,30 @@ class _FinishBudget:
         """Whether a Ctrl-C ended a wait of this finish(), or interpreter exit's wait before it."""
         return self.caught is not None or lifecycle.waiting_stopped_at_exit()
 
-    def wait(self, wait: Callable[[float], Any], *, cap: float = float("inf"), essential: bool = False) -> Any:
+    def wait(self, wait: Callable[[float], Any], *, cap: float = float("inf"), essential: bool = False,
+             notice: Callable[[], str | None] | None = None) -> Any:
         """``wait(seconds left)``'s result, or None if a Ctrl-C ended it. After a Ctrl-C, a wait
         that isn't ``essential`` gets 0 seconds. An ``essential`` one (the rows, the exit) that the
         first Ctrl-C lands in is waited for again (``wait`` is called again: it must take that),
         and a further one ends it: a single Ctrl-C in the sender's shutdown ended it, and a script
-        ending then lost the exit and the rows not yet written."""
+        ending then lost the exit and the rows not yet written. ``notice()``: what is waited for
+        (None: nothing), said on stderr with how to stop waiting once the wait lasts
+        ``WAIT_NOTICE_AFTER`` seconds: a silent wait after a Ctrl-C read as a hang."""
         left = max(0.0, min(cap, self._deadline - time.monotonic()))
         if self.interrupted and not essential:
             left = 0.0
+        timer = None
         try:
             try:
                 if lifecycle.open_wait():  # a Ctrl-C that arrived since the last wait
                     self._interrupted_by(KeyboardInterrupt())
                     left = left if essential else 0.0
+                if notice is not None and left > WAIT_NOTICE_AFTER:
+                    timer = _notice_later(notice, left)
                 return wait(left)
             finally:
+                if timer is not None:
+                    timer.cancel()
                 lifecycle.close_wait()
         except (KeyboardInterrupt, SystemExit) as error:
             first = not self.interrupted
@@ -1253,6 +1271,30 @@ class _FinishBudget:
         if not self.interrupted:
             lifecycle.say_interrupted()
         self.caught = self.caught or error
+
+
+WAIT_NOTICE_AFTER = 1.5  # seconds a wait of finish() for what a run is still storing goes on before it says so
+
+
+def _notice_later(notice: Callable[[], str | None], left: float) -> threading.Timer:
+    """A timer saying, after ``WAIT_NOTICE_AFTER`` seconds, what ``finish()`` still waits for
+    (``notice()``; None: nothing any more) and that Ctrl-C stops waiting (a second one, when the
+    script was ended by one)."""
+    def say() -> None:
+        try:
+            what = notice()
+        except Exception:  # noqa: BLE001 - a notice never breaks finish()
+            return
+        if what:
+            escaped, _ = lifecycle.exit_reason()
+            again = " again" if isinstance(escaped, KeyboardInterrupt) else ""
+            print(f"tracklet: finishing the run: waiting up to {left:.0f} s for {what}; press Ctrl-C{again} to stop "
+                  "waiting (what is not stored by then is not recorded)", file=sys.stderr, flush=True)
+
+    timer = threading.Timer(WAIT_NOTICE_AFTER, say)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _holds_logged(value: Any) -> bool:

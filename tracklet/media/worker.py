@@ -314,19 +314,31 @@ class LoggedWorker:
                 lane.jobs.append(None)
                 lane.event.set()
         done = True
-        for lane in self._lanes:
-            if lane.thread is not None:
-                threads.join(lane.thread, max(0.0, deadline - time.monotonic()))  # in slices (core/threads.py)
-                done = done and not lane.thread.is_alive()
+        try:
+            for lane in self._lanes:
+                if lane.thread is not None:
+                    threads.join(lane.thread, max(0.0, deadline - time.monotonic()))  # in slices (core/threads.py)
+                    done = done and not lane.thread.is_alive()
+        except BaseException:  # a Ctrl-C that ended the wait: the drops are still reported
+            self._report_dropped()
+            raise
         buffers.POOL.clear()  # the reserve served this run's bursts; a later run grows its own
         if self.context.versions is not None:
             self.context.versions.close()
+        self._report_dropped()
+        return done
+
+    def _report_dropped(self) -> None:
         if self.dropped:
-            late = (f"; {self.late_recorded} table(s) whose last log was dropped were logged at finish with the rows "
-                    "they held" if self.late_recorded else "")
+            late = (f"; {self.late_recorded} table(s) whose last log was dropped were logged at finish with the "
+                    "rows they held" if self.late_recorded else "")
             self._warn("media-dropped", f"tracklet: {self.dropped} media item(s) were dropped because the media "
                                         f"queue was full{late}")
-        return done
+
+    @property
+    def pending(self) -> int:
+        """Media items and table logs queued and not recorded yet."""
+        return self._pending
 
     def _log_late(self) -> None:
         """``close``'s first step, on the caller's thread: each table whose last log under a key was

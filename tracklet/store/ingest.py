@@ -429,6 +429,10 @@ class Indexer:
         self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
         self._prefetched: dict[tuple[str, str], Any] = {}  # the group's rows (None: new), read locked
         self._tails = TailCache()  # series tails of the runs indexed one by one (a server's appends)
+        # A run's summary folded alongside the ingest pass that read its log from the first byte,
+        # with the offset it reached: a run that pass finds crashed takes it, not a second read of
+        # the whole log (_summary_from_log). Kept from one chunk to the next of that pass only.
+        self._summaries: dict[tuple[str, str], tuple[SummaryFold, int]] = {}
         self._forgotten = False  # _fold_part forgot its run (a part recorded again): _index_parts indexes it anew
 
     def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
@@ -1177,7 +1181,10 @@ class Indexer:
         result = self.source.read_from(paths, offset, self.chunk_bytes)
         fold = _RunFold(row, (paths.project, paths.run_id))
         decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
-        decoder.fold(result.payloads, fold.apply)
+        summary = self._summary_pass(paths, offset)
+        decoder.fold(result.payloads, fold.apply if summary is None else _both(summary, fold.apply))
+        if summary is not None:
+            self._summaries[(paths.project, paths.run_id)] = (summary, result.end_offset)
         self._note_damage(paths, result, decoder)
         if row is not None and fold.keys_changed and (row.metadata or {}).get("parts"):
             self._take_keys_from_parts(connection, row, fold)
@@ -1195,6 +1202,8 @@ class Indexer:
         # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
         values = self._run_values(paths, row, fold, result.end_offset, final=not more)
+        if not more:  # the pass over this run's log ends here
+            self._summaries.pop((paths.project, paths.run_id), None)
         if row is not None and _shares_state(row.metadata):  # its parts set its state too (core/parts.py)
             metadata = dict(fold.data.metadata)
             metadata.pop("no_primary", None)  # its primary started
@@ -1292,10 +1301,14 @@ class Indexer:
         """A crashed run's summary as its live tracker had it at the kill: its last written
         summary can be seconds older than its history (``core/summary_fold.py``). Reads the
         whole log once, when the run is found crashed, a window of ``chunk_bytes`` at a time, so
-        memory follows the window, not the log."""
+        memory follows the window, not the log; found crashed by a pass that read the log from its
+        first byte (its first indexing), that pass's own fold (``_summary_pass``), not a second read."""
+        offset, size = 0, self.source.size(paths)
+        kept = self._summaries.pop((paths.project, paths.run_id), None)
+        if kept is not None:  # this ingest pass read the log from its first byte, folding it too
+            return {key: json_safe(value) for key, value in kept[0].values.items()}
         fold = SummaryFold()
         decoder = RecordDecoder()  # what the ingest pass reads, and it reports what it can't
-        offset, size = 0, self.source.size(paths)
         while offset < size:
             result = self.source.read_from(paths, offset, self.chunk_bytes)
             decoder.fold(result.payloads, fold.apply)
@@ -1303,6 +1316,15 @@ class Indexer:
                 break
             offset = result.end_offset
         return {key: json_safe(value) for key, value in fold.values.items()}
+
+    def _summary_pass(self, paths: RunPaths, offset: int) -> SummaryFold | None:
+        """The summary fold this chunk feeds: a new one for a pass from the log's first byte,
+        the one the previous chunk of the pass left if this chunk goes on where it ended, else
+        None (an append to a run indexed before: its summary, if it crashed, is read whole)."""
+        kept = self._summaries.pop((paths.project, paths.run_id), None)
+        if offset == 0:
+            return SummaryFold()
+        return kept[0] if kept is not None and kept[1] == offset else None
 
     def _run_values(self, paths: RunPaths, row: Any, fold: _RunFold, end_offset: int,
                     final: bool = True) -> dict[str, Any]:
@@ -1658,6 +1680,19 @@ def _primary_state(row: Any) -> str:
         return ""
     own = metadata.get("primary")
     return str(own["state"]) if isinstance(own, dict) and own.get("state") else row.state
+
+
+def _both(summary: SummaryFold, apply: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Hand each record to the summary fold (a record it fails on is left out of the summary
+    only, as ``_summary_from_log``'s own pass did) and to ``apply``."""
+    def both(record: Any) -> Any:
+        try:
+            summary.apply(record)
+        except Exception:  # noqa: BLE001 - left out of the crashed run's summary, as a second pass would
+            pass
+        return apply(record)
+
+    return both
 
 
 def _shares_state(metadata: Any) -> bool:

@@ -30,12 +30,10 @@ INDEX_NOTICE_AFTER = 2.0  # seconds a query's implicit indexing goes on before i
 def _notice_later(seconds: float, message: str) -> Any:
     """A daemon timer printing ``message`` on stderr after ``seconds`` (``cancel()`` it when done)."""
     import sys
-    import threading
 
-    timer = threading.Timer(seconds, lambda: print(message, file=sys.stderr, flush=True))
-    timer.daemon = True
-    timer.start()
-    return timer
+    from tracklet.core import threads
+
+    return threads.later(seconds, lambda: print(message, file=sys.stderr, flush=True))
 
 
 def _warn_failed(report: Any) -> None:

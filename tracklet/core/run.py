@@ -23,7 +23,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from tracklet.core import forksafe
-from tracklet.core import hostinfo, identity, lifecycle
+from tracklet.core import hostinfo, identity, lifecycle, threads
 from tracklet.core.console import ConsoleCapture
 from tracklet.core.layout import SETS_STATE_KEY, RunPaths
 from tracklet.core.logged import LoggedObject, logged_items, start_worker
@@ -1246,7 +1246,7 @@ class _FinishBudget:
                 if lifecycle.open_wait():  # a Ctrl-C that arrived since the last wait
                     self._interrupted_by(KeyboardInterrupt())
                     left = left if essential else 0.0
-                if notice is not None and left > WAIT_NOTICE_AFTER:
+                if notice is not None and left > WAIT_NOTICE_AFTER and notice():  # (nothing pending: no thread)
                     timer = _notice_later(notice, left)
                 return wait(left)
             finally:
@@ -1291,10 +1291,7 @@ def _notice_later(notice: Callable[[], str | None], left: float) -> threading.Ti
             print(f"tracklet: finishing the run: waiting up to {left:.0f} s for {what}; press Ctrl-C{again} to stop "
                   "waiting (what is not stored by then is not recorded)", file=sys.stderr, flush=True)
 
-    timer = threading.Timer(WAIT_NOTICE_AFTER, say)
-    timer.daemon = True
-    timer.start()
-    return timer
+    return threads.later(WAIT_NOTICE_AFTER, say)
 
 
 def _holds_logged(value: Any) -> bool:

@@ -109,6 +109,14 @@ def start(thread: threading.Thread) -> threading.Thread:
     return thread
 
 
+def later(seconds: float, function: Callable[[], Any]) -> threading.Timer:
+    """A started daemon ``threading.Timer`` calling ``function`` after ``seconds`` (``cancel()`` it
+    when no longer wanted), its thread blocking :data:`ASYNC_SIGNALS` as every tracklet thread does."""
+    timer = threading.Timer(seconds, function)
+    timer.daemon = True
+    return start(timer)  # type: ignore[return-value]
+
+
 def start_new(function: Callable[..., Any], args: tuple = ()) -> int:
     """``_thread.start_new_thread(function, args)`` (no ``threading.Thread`` bookkeeping, no wait
     for the thread to run), the new thread blocking :data:`ASYNC_SIGNALS`."""

@@ -149,3 +149,47 @@ def test_a_recorded_value_read_back_alike_is_rewritten():
                 overrides={"lr": 0.01, "name": "new", "steps": 3})
     plan_overridden_arguments(plan, rewrite=True)
     assert plan.arguments == ["--lr", "0.01", "--name=new", "--steps", "3"] and plan.argument_warnings == []
+
+
+NESTED = '''\
+import argparse
+import tracklet
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--name", default="")
+args = parser.parse_args()
+run = tracklet.init(project="repro", config={"lr": 0.1, "model": {"depth": 2, "width": 8}, "name": args.name})
+run.summary["depth_used"] = run.config["model"]["depth"]
+run.finish()
+'''
+
+
+def test_the_plan_shows_the_config_the_run_gets_and_the_command_quoted_as_a_shell_needs(root, tmp_path):
+    """``--set model.depth=4`` is shown applied into the nested ``model`` (marked as set), not
+    beside the recorded ``model={'depth': 2}``; an argument with a space is quoted in the printed
+    command, in the plan and in the real run's ``run:`` line alike, so it can be pasted."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(NESTED)
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "train")
+    done = subprocess.run([sys.executable, "train.py", "--name", "hé llo"], cwd=repo, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                            "TRACKLET_DIR": str(root), "TRACKLET_CAPTURE_WAIT": "60"})
+    assert done.returncode == 0, done.stderr
+    (original,) = tracklet.Api(root).runs("repro")
+    dry = cli(root, "reproduce", original.path, "--dry-run", "--set", "model.depth=4", "--set", "lr=0.5",
+              cwd=tmp_path)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    (config_line,) = [line for line in dry.stdout.splitlines() if line.startswith("  config ")]
+    assert config_line.split(None, 1)[1] == ("lr=0.5 (--set), model={'depth': 4, 'width': 8} (--set model.depth), "
+                                             "name='hé llo'")
+    assert "python train.py --name 'hé llo'  (in .)" in dry.stdout
+    real = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "a"), "--set", "model.depth=4",
+               cwd=tmp_path)
+    assert real.returncode == 0, real.stderr
+    (run_line,) = [line for line in real.stderr.splitlines() if line.startswith("tracklet: run: ")]
+    assert run_line.split(" (in ")[0].endswith("train.py --name 'hé llo'")
+    copy = tracklet.Api(root).run(real.stdout.strip().split(" as ")[1].split(" ")[0])
+    assert copy.config["model"] == {"depth": 4, "width": 8} and copy.summary["depth_used"] == 4

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -142,11 +143,10 @@ def reproduce(plan: Plan, *, force: bool = False, progress: Progress | None = No
 
     from tracklet.core.reproduction import Reproduction
     from tracklet.core.run import new_run_id
-    from tracklet.core.sweeptrial import merge_config
 
     project = plan.run.partition("/")[0]
     new_id = run_id or new_run_id()
-    spec = Reproduction(project, new_id, plan.run, merge_config(plan.config, nested(plan.overrides)),
+    spec = Reproduction(project, new_id, plan.run, plan.config_to_run(),
                         dict(plan.artifacts), rank=plan.rank)
     spec_dir = plan.root / "reproductions"
     spec_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def reproduce(plan: Plan, *, force: bool = False, progress: Progress | None = No
         except OSError as error:
             raise ReproduceError(f"can't run {command[0]}: {error.strerror or error}") from None
 
-    code = _step(say, seconds, "run", f"{' '.join(command)} (in {workdir}) as run {project}/{new_id}", run_program)
+    code = _step(say, seconds, "run", f"{shlex.join(command)} (in {workdir}) as run {project}/{new_id}", run_program)
     return Outcome(f"{project}/{new_id}", code, target, seconds)
 
 

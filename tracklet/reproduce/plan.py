@@ -76,6 +76,22 @@ class Plan:
     def ok(self) -> bool:
         return not self.problems
 
+    def config_to_run(self) -> dict[str, Any]:
+        """The config the new run gets: the recorded one with the ``--set`` overrides applied
+        (``model.depth=4`` into the nested ``model``), as ``execute.reproduce`` hands it over."""
+        from tracklet.core.sweeptrial import merge_config
+        from tracklet.reproduce.execute import nested
+
+        return merge_config(self.config, nested(self.overrides))
+
+    def _overridden_mark(self, key: str) -> str:
+        """`` (--set)`` after a top-level config key an override set, `` (--set a.b)`` after one an
+        override set a nested key of; "" for a key as recorded."""
+        paths = [path for path in self.overrides if path.split(".")[0] == key]
+        if not paths:
+            return ""
+        return " (--set)" if paths == [key] else f" (--set {', '.join(paths)})"
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(dataclasses.replace(self, snapshot=None))
         data.pop("snapshot")
@@ -146,9 +162,10 @@ class Plan:
             lines.append(f"  variable    {name}={value}")
         command = shlex.join(["python", *self.launcher, self.program or "?", *self.arguments])
         lines.append(f"  run         {command}  (in {self.workdir}), as a new run linked to {self.run}")
-        config = {**self.config, **self.overrides}
+        config = self.config_to_run()
         if config:
-            shown_config = ", ".join(f"{key}={value!r}" for key, value in list(config.items())[:8])
+            shown_config = ", ".join(f"{key}={value!r}{self._overridden_mark(key)}"
+                                     for key, value in list(config.items())[:8])
             more = f", ... ({len(config)} keys)" if len(config) > 8 else ""
             lines.append(f"  config      {shown_config}{more}")
         if self.seeds:

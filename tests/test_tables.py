@@ -1012,6 +1012,31 @@ def test_a_remote_api_reads_tables_through_the_server(start, root, servers):
         remote.table("eval/preds").filter("nope > 1").count()
 
 
+def test_a_table_of_no_columns_reads_through_the_server_as_its_rows(start, root, servers):
+    """A table logged with no columns and 3 ``add_data()`` rows: the server's rows route pages 3
+    empty rows beside ``total`` 3, and a remote ``Api``'s ``to_arrow``/``to_pandas`` give 3 rows of
+    no columns, as the local read does; until session 35 the remote read was 0 rows beside
+    ``len()`` 3 (``from_arrays`` of no columns has no rows)."""
+    import json
+    import urllib.request
+
+    run = start(project="proj")
+    empty = tracklet.Table(columns=[])
+    for _ in range(3):
+        empty.add_data()
+    run.log({"nocols": empty})
+    run.finish()
+    server = servers(root)
+    with urllib.request.urlopen(f"{server.url}/api/v1/runs/{run.path}/tables/nocols?offset=1") as response:
+        page = json.loads(response.read())
+    assert (page["columns"], page["total"], page["rows"]) == ([], 3, [[], []])
+    remote = tracklet.Api(base_url=server.url).run(run.path).table("nocols")
+    got = remote.to_arrow()
+    assert (got.num_columns, got.num_rows, len(remote)) == (0, 3, 3)
+    assert remote.to_pandas().shape == read(run).table("nocols").to_pandas().shape == (3, 0)
+    assert remote.page(1, 5).to_arrow().num_rows == 2
+
+
 def _scans(query, tmp_path) -> list[dict]:
     """What DuckDB's Parquet scans did for ``query``'s rows (``to_arrow``'s statement, run with
     DuckDB's JSON profiling): per scan its projected columns, pushed filters and row groups read."""

@@ -613,6 +613,8 @@ class RemoteTable:
             offset += len(page["rows"])
             if len(page["rows"]) < size:
                 break
+        if not columns:  # a table logged with no columns still has its rows (from_arrays of none has none)
+            return pa.table({"rows": pa.nulls(len(rows))}).select([])
         arrays = []
         for index, column in enumerate(columns):
             values = [row[index] for row in rows]

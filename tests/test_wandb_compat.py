@@ -937,6 +937,43 @@ def test_wandb_table_add_computed_columns_and_cast_as_w_and_b(root):
     got = tracklet.Api(root).run(f"tables/{run.id}").table("preds").to_pandas()
     assert got["correct"].tolist() == [False, True, True] and got["image"][0]["kind"] == "image"
 
+def test_a_frames_nan_reads_back_from_the_wandb_table_as_nan_as_wandbs_and_is_recorded_as_null(root):
+    """W&B's ``Table(dataframe=df).get_column("x")`` (and ``data``, ``iterrows``) give a NaN of the
+    frame as nan, as they do for rows given with ``float("nan")``; tracklet's gave None (Arrow
+    stores a frame's NaN as null). A None added later stays None; what is recorded is unchanged
+    (null), and an INCREMENTAL table's frame rows, once logged, no longer count."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    import tracklet
+    import tracklet.compat.wandb as wandb
+
+    frame = pd.DataFrame({"x": [1.0, np.nan, np.inf], "f": np.array([np.nan, 1, 2], dtype=np.float32),
+                          "s": ["a", None, "u"]})
+    table = wandb.Table(dataframe=frame)
+    x = table.get_column("x")
+    assert x[0] == 1.0 and math.isnan(x[1]) and x[2] == math.inf and math.isnan(table.get_column("f")[0])
+    assert table.get_column("s") == ["a", None, "u"]
+    table.add_data(None, 3.0, None)
+    assert table.get_column("x")[3] is None and math.isnan(table.data[1][0]) and table.data[3][0] is None
+    assert math.isnan(list(table.iterrows())[1][1][0])
+    assert np.isnan(table.get_column("x", convert_to="numpy")[1])
+    rows = wandb.Table(columns=["x"], data=[[float("nan")], [None]]).get_column("x")
+    assert math.isnan(rows[0]) and rows[1] is None  # rows given: as they were (as W&B's)
+    run = wandb.init(project="nans", settings={"console": "off", "x_disable_stats": True})
+    run.log({"t": table})
+    growing = wandb.Table(dataframe=pd.DataFrame({"x": [np.nan]}), log_mode="INCREMENTAL")
+    run.log({"g": growing})
+    growing.add_data(None)
+    assert growing.get_column("x") == [None]  # the frame's row was logged and let go of
+    path = run.path
+    run.finish()
+    recorded = tracklet.Api(root).run(path).table("t").to_arrow()
+    assert recorded.column("x").to_pylist() == [1.0, None, math.inf, None]  # stored as before: null
+
+
 def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
     import warnings
 

@@ -317,6 +317,8 @@ class Table(_TrackletTable, WBValue):
     the default stores the values of another type than the column's first as nulls."""
 
     _recorded = True
+    _nan_columns: frozenset[str] = frozenset()  # a pandas frame's float columns (their nulls were NaN)
+    _frame_rows = 0  # the frame's rows (the first held)
 
     def __init__(self, columns: Sequence[str] | None = None, data: Any = None, rows: Any = None,
                  dataframe: Any = None, dtype: Any = None, optional: Any = True, allow_mixed_types: bool = False,
@@ -336,6 +338,34 @@ class Table(_TrackletTable, WBValue):
                 # width, which W&B refuses, keep tracklet's col0, col1, ...
                 columns = list(_WANDB_DEFAULT_COLUMNS)
         super().__init__(columns=columns, data=data, rows=rows, dataframe=dataframe, log_mode=log_mode)
+        # A pandas frame's NaN cells are stored as nulls (Arrow's from_pandas; what is recorded stays
+        # so), but W&B's get_column and data give them back as nan: the frame's float columns, and
+        # its row count (its rows come first), say which nulls were NaN.
+        if (dataframe is not None and type(dataframe).__module__.partition(".")[0] == "pandas"
+                and self._arrow is not None):
+            import numpy as np
+
+            self._nan_columns = frozenset(str(name) for name, kind in dataframe.dtypes.items()
+                                          if isinstance(kind, np.dtype) and kind.kind == "f")
+            self._frame_rows = self._arrow.num_rows
+
+    def _frame_rows_held(self) -> int:
+        """How many of the rows held are the frame's (an INCREMENTAL log lets go of rows from the front)."""
+        return max(0, self._frame_rows - self._released)
+
+    @property
+    def data(self) -> list[list[Any]]:
+        """W&B's ``data``: the rows held, as lists; a NaN of the frame the table was made of is nan."""
+        rows = super().data
+        indices = [index for index, name in enumerate(self._columns) if name in self._nan_columns]
+        if indices:
+            import math
+
+            for row in rows[:self._frame_rows_held()]:
+                for index in indices:
+                    if row[index] is None:
+                        row[index] = math.nan
+        return rows
 
     def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
         """``(index, row)`` for each row held, as W&B's."""
@@ -345,8 +375,14 @@ class Table(_TrackletTable, WBValue):
         """W&B's ``get_column``: the column's values; with ``convert_to="numpy"`` an array of them,
         an image cell as its pixels (``Image.to_data_array()``, as W&B converts every cell that has
         one), so a column of same-sized images is one N×H×W(×C) array. Other media cells stay
-        objects."""
+        objects. A NaN of the pandas frame the table was made of is nan (as W&B's), though stored
+        as null."""
         values = super().get_column(name, convert_to)
+        if convert_to is None and name in self._nan_columns:  # the frame's NaN: nan, as W&B's
+            import math
+
+            held = self._frame_rows_held()
+            return [math.nan if value is None and index < held else value for index, value in enumerate(values)]
         if convert_to != "numpy" or getattr(values, "dtype", None) is None or values.dtype != object:
             return values
         import numpy as np

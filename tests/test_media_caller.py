@@ -179,14 +179,15 @@ def _constructions_that_let_another_thread_run(make, count: int = 20) -> int:
     A second thread spins, counting, and never gives up the GIL on its own; the caller's thread
     gets it back after the switch interval. It counts on only when the caller's thread gives the
     GIL up (a C call releasing it), or when the interpreter takes it away after the interval
-    (raised to 0.1 s here, so that a loaded machine's slow calls are not counted as hand-offs)."""
+    (raised to 1 s here, so that a loaded machine's slow calls are not counted as hand-offs: a CI run
+    under load saw a 0.1 s interval pass in 4 of 20 torch conversions)."""
     import sys
-    import time
 
     spins = [0]
-    stop = threading.Event()
+    go, stop = threading.Event(), threading.Event()
 
     def spin() -> None:
+        go.wait()  # (GIL released) woken below: it asks for the GIL at the raised interval while we hold it
         while not stop.is_set():
             spins[0] += 1
 
@@ -195,9 +196,9 @@ def _constructions_that_let_another_thread_run(make, count: int = 20) -> int:
     made = []
     interval = sys.getswitchinterval()
     try:
-        sys.setswitchinterval(0.1)
         spinner.start()
-        time.sleep(0.01)  # the spinner is running: from now on it waits for the GIL
+        sys.setswitchinterval(1.0)
+        go.set()  # from now on the spinner waits for the GIL (we never wait a whole interval for it back)
         for i in range(count):
             before = spins[0]
             made.append(make(i))

@@ -36,21 +36,25 @@ run.finish()
 '''
 
 
-@pytest.fixture
-def original(root, tmp_path) -> tracklet.Run:
+def _recorded(root, tmp_path, program: str, *arguments: str) -> tracklet.Run:
+    """The run of ``program`` (committed as ``train.py`` in a new git repo) run with ``arguments``."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
-    (repo / "train.py").write_text(ARGPARSE)
+    (repo / "train.py").write_text(program)
     git(repo, "add", "train.py")
     git(repo, "commit", "-qm", "train")
-    done = subprocess.run([sys.executable, "train.py", "--lr", "0.5", "--epochs=2", "--batch-size", "16"], cwd=repo,
-                          capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root),
-                               "TRACKLET_CAPTURE_WAIT": "60"})
+    done = subprocess.run([sys.executable, "train.py", *arguments], cwd=repo, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                            "TRACKLET_DIR": str(root), "TRACKLET_CAPTURE_WAIT": "60"})
     assert done.returncode == 0, done.stderr
     (run,) = tracklet.Api(root).runs("repro")
     return run
+
+
+@pytest.fixture
+def original(root, tmp_path) -> tracklet.Run:
+    return _recorded(root, tmp_path, ARGPARSE, "--lr", "0.5", "--epochs=2", "--batch-size", "16")
 
 
 def test_the_plan_warns_when_a_set_key_is_also_a_recorded_argument(root, tmp_path, original):
@@ -168,17 +172,7 @@ def test_the_plan_shows_the_config_the_run_gets_and_the_command_quoted_as_a_shel
     """``--set model.depth=4`` is shown applied into the nested ``model`` (marked as set), not
     beside the recorded ``model={'depth': 2}``; an argument with a space is quoted in the printed
     command, in the plan and in the real run's ``run:`` line alike, so it can be pasted."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "train.py").write_text(NESTED)
-    git(repo, "add", "train.py")
-    git(repo, "commit", "-qm", "train")
-    done = subprocess.run([sys.executable, "train.py", "--name", "hé llo"], cwd=repo, capture_output=True, text=True,
-                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
-                                            "TRACKLET_DIR": str(root), "TRACKLET_CAPTURE_WAIT": "60"})
-    assert done.returncode == 0, done.stderr
-    (original,) = tracklet.Api(root).runs("repro")
+    original = _recorded(root, tmp_path, NESTED, "--name", "hé llo")
     dry = cli(root, "reproduce", original.path, "--dry-run", "--set", "model.depth=4", "--set", "lr=0.5",
               cwd=tmp_path)
     assert dry.returncode == 0, dry.stdout + dry.stderr

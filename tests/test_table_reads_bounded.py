@@ -642,4 +642,4 @@ def test_views_two_requests_make_at_once_are_charged_once(monkeypatch):
     for lookup in lookups:
         lookup.join(60)
     view = index._steps["a"]
-    assert len(answers) == 2 and index.bytes == before + view.bytes + routes_tables._STEP_VIEW_BYTES
+    assert len(answers) == 2 and index.bytes == before + view.bytes + routes_tables._VIEW_BYTES

@@ -613,8 +613,10 @@ class RemoteTable:
             offset += len(page["rows"])
             if len(page["rows"]) < size:
                 break
-        if not columns:  # a table logged with no columns still has its rows (from_arrays of none has none)
-            return pa.table({"rows": pa.nulls(len(rows))}).select([])
+        if not columns:
+            from tracklet.media.table_arrow import rows_only
+
+            return rows_only(len(rows))
         arrays = []
         for index, column in enumerate(columns):
             values = [row[index] for row in rows]

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
 T = TypeVar("T")
+ThreadT = TypeVar("ThreadT", bound=threading.Thread)
 
 # Left unblocked: faults and SIGPIPE (sent to the thread at fault), SIGKILL/SIGSTOP (can't be), and
 # profiling timers (SIGPROF, SIGVTALRM: a sampling profiler's handler samples the thread it lands on,
@@ -102,7 +103,7 @@ class unblocked:  # noqa: N801 - a context manager, as ``blocked``
             mask(_signal.SIG_SETMASK, self._previous)
 
 
-def start(thread: threading.Thread) -> threading.Thread:
+def start(thread: ThreadT) -> ThreadT:
     """``thread.start()``, the new thread blocking :data:`ASYNC_SIGNALS` from its first instruction."""
     with blocked():
         thread.start()
@@ -114,7 +115,7 @@ def later(seconds: float, function: Callable[[], Any]) -> threading.Timer:
     when no longer wanted), its thread blocking :data:`ASYNC_SIGNALS` as every tracklet thread does."""
     timer = threading.Timer(seconds, function)
     timer.daemon = True
-    return start(timer)  # type: ignore[return-value]
+    return start(timer)
 
 
 def start_new(function: Callable[..., Any], args: tuple = ()) -> int:

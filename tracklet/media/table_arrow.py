@@ -255,6 +255,13 @@ def check_widths(rows: Sequence[Sequence[Any]], width: int, where: str, report: 
     return [row for row in rows if len(row) == width]
 
 
+def rows_only(count: int) -> Any:
+    """A ``pyarrow.Table`` of no columns and ``count`` rows (a table logged with ``columns=[]``:
+    ``from_arrays`` of no arrays has no rows)."""
+    pa = pa_module()
+    return pa.table({"rows": pa.nulls(count)}).select([])
+
+
 def rows_to_arrow(rows: Sequence[Sequence[Any]], columns: Sequence[str], where: str, report: Report,
                   row_offset: int = 0, cells: Callable[[Sequence[Any], str, int], Any] | None = None,
                   mixed_as_text: bool = False) -> Any:
@@ -263,8 +270,8 @@ def rows_to_arrow(rows: Sequence[Sequence[Any]], columns: Sequence[str], where: 
     ``mixed_as_text``: a column of mixed types as text (:func:`column_array`)."""
     pa = pa_module()
     rows = check_widths(rows, len(columns), where, report, row_offset)
-    if not columns:  # no columns, still its rows (from_arrays of none would have none)
-        return pa.table({"rows": pa.nulls(len(rows))}).select([])
+    if not columns:
+        return rows_only(len(rows))
     values = list(zip(*rows)) if rows else [()] * len(columns)
     arrays = []
     for name, column_values in zip(columns, values):

@@ -348,7 +348,7 @@ class _StepView:
 # writer held counting as _WRITER_COST entries more: sorting the key costs ~10-30 passes over it.
 _VIEW_AFTER = 2
 _WRITER_COST = 16
-_STEP_VIEW_BYTES = 100  # a view's object and its slot in the index's dict (its key shared with the folds)
+_VIEW_BYTES = 100  # a view's (step view's, numbering's) object and its slot in the index's dict (its key shared with the folds)
 _INDEX_BYTES = 400  # an index's object and its dicts of views while empty
 _PASSED_BYTES = 100  # a key's count in ``_Index._passed`` (its slot and int)
 
@@ -454,12 +454,9 @@ class _Index:
                         chosen = held.ref(at)
                         break
                 if step is not None and helds:  # (a key none holds: nothing to view, nothing kept of it)
-                    if key not in self._passed:
-                        with self._grow_lock:  # (charged once however many requests add it at once)
-                            if key not in self._passed:
-                                self.bytes += _PASSED_BYTES
-                                self._passed[key] = cost
-                    self._passed[key] = cost
+                    with self._grow_lock:  # (charged once however many requests add it at once)
+                        self.bytes += 0 if key in self._passed else _PASSED_BYTES
+                        self._passed[key] = cost
         if view is not None:
             assert step is not None
             place = view.last_at_or_before(step)
@@ -618,7 +615,7 @@ class _Index:
             made = array("q", version_numbers(self.of_key(key)))
             numbers = self._numbers.setdefault(key, made)  # (two requests made it at once: one is kept, charged once)
             if numbers is made:
-                self._grow(sys.getsizeof(numbers) + _STEP_VIEW_BYTES)
+                self._grow(sys.getsizeof(numbers) + _VIEW_BYTES)
         return numbers
 
     def _step_view(self, key: str, helds: list[_Held]) -> _StepView:
@@ -630,7 +627,7 @@ class _Index:
             made = _StepView(helds, [places[id(held.tables)] for held in helds])
             view = self._steps.setdefault(key, made)  # (as ``_numbers_of``)
             if view is made:
-                self._grow(view.bytes + _STEP_VIEW_BYTES)
+                self._grow(view.bytes + _VIEW_BYTES)
         return view
 
     def _grow(self, size: int) -> None:

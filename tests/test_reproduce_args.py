@@ -155,6 +155,17 @@ def test_a_recorded_value_read_back_alike_is_rewritten():
     assert plan.arguments == ["--lr", "0.01", "--name=new", "--steps", "3"] and plan.argument_warnings == []
 
 
+def test_arguments_shown_in_the_plan_are_quoted_as_a_shell_reads_them():
+    # "--name hé llo -> --name new run" reads as four words: pasted into a shell, it isn't the command run.
+    plan = Plan(run="p/r", root=Path("."), env="current", directory=Path("."),
+                arguments=["--name", "hé llo", "--tag=a b", "--tag", "c"], config={"name": "hé llo"},
+                overrides={"name": "new run", "tag": "d"})
+    plan_overridden_arguments(plan, rewrite=True)
+    assert plan.rewritten == ["--name 'hé llo' -> --name 'new run' (--set name)"]
+    (warning,) = plan.argument_warnings
+    assert "also passes '--tag=a b', --tag c:" in warning, warning
+
+
 NESTED = '''\
 import argparse
 import tracklet
@@ -183,7 +194,8 @@ def test_the_plan_shows_the_config_the_run_gets_and_the_command_quoted_as_a_shel
     real = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "a"), "--set", "model.depth=4",
                cwd=tmp_path)
     assert real.returncode == 0, real.stderr
-    (run_line,) = [line for line in real.stderr.splitlines() if line.startswith("tracklet: run: ")]
+    # (a step lasting a second also prints "tracklet: run: done in N s")
+    (run_line,) = [line for line in real.stderr.splitlines() if line.startswith("tracklet: run: ") and " (in " in line]
     assert run_line.split(" (in ")[0].endswith("train.py --name 'hé llo'")
     copy = tracklet.Api(root).run(real.stdout.strip().split(" as ")[1].split(" ")[0])
     assert copy.config["model"] == {"depth": 4, "width": 8} and copy.summary["depth_used"] == 4

@@ -309,7 +309,7 @@ def plan_overridden_arguments(plan: Plan, *, rewrite: bool = False) -> None:
         found = _occurrences(plan.arguments, key)
         if not found:
             continue
-        shown = ", ".join(plan.arguments[i] if v is None or plan.arguments[i] != f else f"{f} {v}"
+        shown = ", ".join(shlex.join([plan.arguments[i]] if v is None or plan.arguments[i] != f else [f, v])
                           for i, f, v in found)
         scalar = isinstance(value, (int, float, str)) and not isinstance(value, bool)
         recorded = plan.config.get(key, _UNRECORDED) if isinstance(plan.config, dict) else _UNRECORDED
@@ -325,7 +325,7 @@ def plan_overridden_arguments(plan: Plan, *, rewrite: bool = False) -> None:
                 plan.arguments[index + 1] = text
             else:  # --name=-x: argparse reads "-x" after "--name" as an option ("expected one argument")
                 plan.arguments[index:index + (1 if plan.arguments[index] != flag else 2)] = [f"{flag}={text}"]
-            plan.rewritten.append(f"{flag} {old} -> {flag} {text} (--set {key})")
+            plan.rewritten.append(f"{shlex.join([flag, old])} -> {shlex.join([flag, text])} (--set {key})")
             continue
         advice = ("pass --rewrite-args to run it with the new value" if not why_not else
                   f"--rewrite-args can't change it ({why_not}): edit the command by hand")

@@ -534,7 +534,10 @@ class Indexer:
         report = IndexReport()
         self.damaged = report.damaged
         self._table_numbers.clear()
-        self._index_parts([paths], report, labels)
+        try:
+            self._index_parts([paths], report, labels)
+        finally:
+            self._table_numbers.clear()  # kept for this pass only
         return report
 
     def _index_parts(self, group: list[RunPaths], report: IndexReport, labels: list[str] | None = None) -> None:

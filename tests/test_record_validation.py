@@ -104,3 +104,31 @@ def test_the_indexer_skips_a_hostile_record_in_a_log_on_disk(root, store_url):
     assert row["keys"] == ["k0", "k1"] and row["last_step"] == 1
     (k1,) = store.history("p/hostile", "k1", buckets=None)
     assert k1.steps.tolist() == [1] and k1.values.tolist() == [2.0]
+
+
+def test_a_history_column_is_checked_by_the_fields_it_fills_whatever_their_number():
+    """``RecordDecoder`` reads a column's filled value fields in one call (``decode._column_problem``):
+    a column with one field filled is kept; one with several is dropped, named in field order; a
+    column whose values don't match its rows is dropped; an empty column is kept."""
+    from tracklet.core.decode import RecordDecoder
+
+    record = pb.Record()
+    batch = record.history
+    batch.new_keys.add(id=0, name="a")
+    batch.new_keys.add(id=1, name="b")
+    batch.new_keys.add(id=2, name="c")
+    batch.new_keys.add(id=3, name="d")
+    batch.steps.extend([0, 1])
+    batch.times.extend([1.0, 2.0])
+    batch.columns.add(key=0, floats=[0.5, 1.5])
+    batch.columns.add(key=1, big_ints=["1", "2"], bools=[True, False])
+    batch.columns.add(key=2, rows=[1], strings=["x", "y"])
+    batch.columns.add(key=3)
+    decoder = RecordDecoder()
+    decoded = decoder.decode(0, record.SerializeToString())
+    assert decoded is not None
+    assert [column.key for column in decoded.history.columns] == [0, 3]
+    assert decoder.partial_count == 1
+    reason = decoder.invalid[0].reason
+    assert "key id 1 has values of several types (bools, big_ints)" in reason
+    assert "key id 2 has 2 value(s) for 1 row(s)" in reason

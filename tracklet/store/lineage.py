@@ -10,7 +10,9 @@ numbered ``v0``, ``v1``... per name and run by its writer's number or as the run
 
 from __future__ import annotations
 
+import json
 import math
+import operator
 from types import SimpleNamespace
 from typing import Any
 
@@ -53,10 +55,16 @@ def edge_of(kind: str, record: Any) -> Edge:
 TABLE_VERSION = -1  # a table edge's version until ``edge_rows`` numbers it
 
 
-def table_edge(run: tuple[str, str], table: Any) -> Edge:
+def table_edge(run: tuple[str, str], table: Any, names: dict[str, str] | None = None) -> Edge:
     """The ``logged`` edge of a ``TableLogged`` record of run ``run`` ((project, run_id)): the run
-    table ``run-<id>-<key>`` (``core/run_tables.py``), its version numbered by ``edge_rows``."""
-    ref = SimpleNamespace(project=run[0], name=table_artifact_name(run[1], table.key), type=RUN_TABLE_TYPE,
+    table ``run-<id>-<key>`` (``core/run_tables.py``), its version numbered by ``edge_rows``.
+    ``names``: key -> name, the names a fold made already (a table logged every step has one)."""
+    if names is None:
+        name = table_artifact_name(run[1], table.key)
+    else:
+        found = names.get(table.key)
+        name = names[table.key] = table_artifact_name(run[1], table.key) if found is None else found
+    ref = SimpleNamespace(project=run[0], name=name, type=RUN_TABLE_TYPE,
                           version=TABLE_VERSION, digest="", version_plus_one=table.version_plus_one)
     return ("logged", SimpleNamespace(artifact=ref, time=table.time, aliases=[]))
 
@@ -66,39 +74,99 @@ def edge_rows(run_pk: int, edges: list[Edge], after: int = 0, tables: dict[str, 
     """``artifact_edges`` rows for a run's edges, numbered on from its edge ``after``; a run
     table's log numbered by ``core/run_tables.version_numbers``: its writer's number where the
     run's table doesn't have it yet, else the lowest number it doesn't have. What the run has:
-    ``tables`` (name -> a number below which it has all) and ``taken`` (name -> other numbers)."""
+    ``tables`` (name -> a number below which it has all) and ``taken`` (name -> other numbers),
+    both updated with the numbers given (``version_numbers``), so a caller can keep them for the
+    run's next edges (``TableNumbers``)."""
+    texts: dict[tuple[str, int], str] = {}  # one clean_text per distinct string (a table's name, logged 1,000s of times)
+
+    def clean(text: str, length: int) -> str:
+        found = texts.get((text, length))
+        if found is None:
+            found = texts[(text, length)] = clean_text(text, length)
+        return found
+
     table_refs = [message.artifact for _, message in edges
                   if message.artifact.version == TABLE_VERSION and message.artifact.type == RUN_TABLE_TYPE]
     numbers = iter(version_numbers(
-        [SimpleNamespace(key=clean_text(ref.name, 128), version_plus_one=getattr(ref, "version_plus_one", 0))
-         for ref in table_refs], {name: set(numbers) for name, numbers in (taken or {}).items()}, dict(tables or {})))
+        [SimpleNamespace(key=clean(ref.name, 128), version_plus_one=getattr(ref, "version_plus_one", 0))
+         for ref in table_refs], {} if taken is None else taken, {} if tables is None else tables))
     rows = []
     for offset, (direction, message) in enumerate(edges, start=1):
         ref = message.artifact
         version = ref.version
         if version == TABLE_VERSION and ref.type == RUN_TABLE_TYPE:
             version = next(numbers)
+        aliases = getattr(message, "aliases", [])
         rows.append({
             "run_pk": run_pk, "seq": after + offset, "direction": direction,
-            "project": clean_text(ref.project, 128), "name": clean_text(ref.name, 128), "version": version,
-            "type": clean_text(ref.type, 128), "digest": clean_text(ref.digest, 64),
+            "project": clean(ref.project, 128), "name": clean(ref.name, 128), "version": version,
+            "type": clean(ref.type, 128), "digest": clean(ref.digest, 64),
             "time": message.time if math.isfinite(message.time) else 0.0,
-            "aliases": [clean_text(a, 128) for a in getattr(message, "aliases", [])][:100],
+            "aliases": [clean_text(a, 128) for a in aliases][:100] if aliases else [],
         })
     return rows
 
 
-def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge]) -> None:
-    """Append a run's new edges after its last stored one."""
+class TableNumbers:
+    """What one run has of its run tables' version numbers (``edge_rows``' ``tables`` and ``taken``),
+    for the names in ``loaded`` (the others: not read yet), as of the run's edge ``last``: kept by an
+    indexing pass from one chunk of a run's log to the next, so each chunk reads from the store
+    only the names it hasn't seen (a run logging a table every step read all its earlier versions
+    again each chunk, a cost growing with what was indexed). ``write_edges`` trusts it only while
+    the run's last edge is still ``last`` (a chunk rolled back, a run forgotten: read again)."""
+
+    __slots__ = ("last", "tables", "taken", "loaded")
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.tables: dict[str, int] = {}
+        self.taken: dict[str, set[int]] = {}
+        self.loaded: set[str] = set()
+
+    def note(self, rows: list[dict[str, Any]]) -> None:
+        """Take in the rows written (their numbers, a logged ``run_table`` edge's explicit version too)."""
+        for row in rows:
+            if row["direction"] == "logged" and row["type"] == RUN_TABLE_TYPE and row["name"] in self.loaded:
+                self.taken.setdefault(row["name"], set()).add(int(row["version"]))
+        for name, numbers in self.taken.items():  # v0..v<n-1> all had: kept as n, not n numbers
+            start = self.tables.get(name, 0)
+            while start in numbers:
+                numbers.discard(start)
+                start += 1
+            if start:
+                self.tables[name] = start
+        if rows:
+            self.last = rows[-1]["seq"]
+
+
+def new_run_numbers(rows: list[dict[str, Any]]) -> TableNumbers:
+    """A new run's ``TableNumbers`` after its first edges ``rows`` (``edge_rows`` with no earlier edges):
+    every name is known, the run had no other edges."""
+    known = TableNumbers()
+    known.loaded.update(row["name"] for row in rows if row["type"] == RUN_TABLE_TYPE)
+    known.note(rows)
+    return known
+
+
+def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge],
+                numbers: dict[int, TableNumbers] | None = None) -> None:
+    """Append a run's new edges after its last stored one. ``numbers``: what an indexing pass keeps
+    of its runs' run table numbers (``TableNumbers``), read and updated here."""
     last = connection.execute(sa.select(sa.func.max(artifact_edges.c.seq))
                               .where(artifact_edges.c.run_pk == run_pk)).scalar() or 0
-    tables: dict[str, int] = {}
-    taken: dict[str, set[int]] = {}
+    known = numbers.pop(run_pk, None) if numbers is not None else None
+    if known is None or known.last != last:
+        known = TableNumbers()
+        known.last = last
+    tables, taken = known.tables, known.taken
     if any(message.artifact.version == TABLE_VERSION for _, message in edges):  # its run tables' versions
         logged_tables = (artifact_edges.c.run_pk == run_pk, artifact_edges.c.direction == "logged",
                          artifact_edges.c.type == RUN_TABLE_TYPE)
         names = sorted({clean_text(message.artifact.name, 128) for _, message in edges
-                        if message.artifact.version == TABLE_VERSION})
+                        if message.artifact.version == TABLE_VERSION} - known.loaded)
+        for name in names:  # read whole below (what note() kept of an unread name was partial)
+            tables.pop(name, None)
+            taken.pop(name, None)
         gapped = []
         for start in range(0, len(names), EDGE_CHUNK):
             for name, top, count in connection.execute(
@@ -115,7 +183,33 @@ def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge]) -> No
                     sa.select(artifact_edges.c.name, artifact_edges.c.version)
                     .where(*logged_tables, artifact_edges.c.name.in_(gapped[start:start + EDGE_CHUNK]))):
                 taken.setdefault(name, set()).add(int(number))
-    connection.execute(artifact_edges.insert(), edge_rows(run_pk, edges, last, tables, taken))
+        known.loaded.update(names)
+    rows = edge_rows(run_pk, edges, last, tables, taken)
+    insert_edges(connection, rows)
+    if numbers is not None:
+        known.note(rows)
+        numbers[run_pk] = known
+
+
+_EDGE_COLUMNS = tuple(column.name for column in artifact_edges.columns)
+_PLAIN_EDGE = operator.itemgetter(*(name for name in _EDGE_COLUMNS if name != "aliases"))
+_SQLITE_INSERT = (f"INSERT INTO artifact_edges ({', '.join(name for name in _EDGE_COLUMNS if name != 'aliases')}, "
+                  f"aliases) VALUES ({', '.join('?' for _ in _EDGE_COLUMNS)})")
+
+
+def insert_edges(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert ``edge_rows``' rows. On SQLite as the driver takes them (a tuple a row, the aliases
+    serialized as the engine's JSON type does): SQLAlchemy processing each row's parameters was
+    most of a first indexing's edge cost for a run logging a table every step (a row a log)."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        connection.execute(artifact_edges.insert(), rows)
+        return
+    dumps = connection.dialect._json_serializer or json.dumps
+    empty = dumps([])
+    connection.exec_driver_sql(_SQLITE_INSERT, [
+        (*_PLAIN_EDGE(row), dumps(row["aliases"]) if row["aliases"] else empty) for row in rows])
 
 
 def run_table_last(engine: sa.Engine, project: str, name: str) -> int | None:

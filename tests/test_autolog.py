@@ -112,8 +112,8 @@ def _plain(code, tmp_path, *args, env=None):
 
 def _plain_here(code, tmp_path, *args):
     """What ``_plain`` prints, the script run in this process instead of a fresh one: for a framework this
-    module imports anyway (Lightning, in test_a_failing_patch_warns_and_training_goes_on), so the
-    comparison costs no second import of it (~4 s of CPU, more on a loaded machine)."""
+    module imports here anyway (Lightning: each Lightning test's importorskip), so the comparison costs
+    no second import of it (~4 s of CPU, more on a loaded machine)."""
     import contextlib
     import io
     import runpy

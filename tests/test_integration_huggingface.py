@@ -29,6 +29,17 @@ pytestmark = pytest.mark.filterwarnings("error::tracklet.core.encoder.TrackletWa
 MAX_STEPS = 8
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Train on one intra-op thread: the tiny BERT's ops are too small to split, and with a thread
+    per core each op woke and spun them all (2.5-4x the CPU of one thread on CI's 2 cores, where
+    another test runs beside). The worker's own count is back for the next module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class RandomTokens(torch.utils.data.Dataset):
     def __init__(self, size: int = 32, length: int = 8, seed: int = 0) -> None:
         generator = torch.Generator().manual_seed(seed)
@@ -457,7 +468,8 @@ print("after train()")
 
 def _failing(tmp_path, error: str, call: str = "trainer.train()"):
     code = FAILING_SCRIPT.format(tests=str(REPO / "tests"), out=str(tmp_path / "out"), error=error, call=call)
-    env = {"TRACKLET_CONSOLE": "off", "TRACKLET_SYSTEM_METRICS": "false", "TRACKLET_CAPTURE_ENVIRONMENT": "false"}
+    env = {"TRACKLET_CONSOLE": "off", "TRACKLET_SYSTEM_METRICS": "false", "TRACKLET_CAPTURE_ENVIRONMENT": "false",
+           "OMP_NUM_THREADS": "1"}  # as _one_torch_thread, in the script's process
     return run_script(code, env=env, timeout=120)
 
 

@@ -69,8 +69,10 @@ STEPS_PER_EPOCH = 6
 PARAMS = {"total_params": 225, "trainable_params": 193, "non_trainable_params": 32}
 
 
-def _run_keras(code: str, backend: str, cwd: Path, *, expect_rc: int = 0, timeout: float = 120) -> dict:
-    result = run_script(PRELUDE + code, env={**QUIET_ENV, "KERAS_BACKEND": backend}, cwd=cwd, timeout=timeout)
+def _run_keras(code: str, backend: str, cwd: Path, *, expect_rc: int = 0, timeout: float = 120,
+               env: dict | None = None) -> dict:
+    result = run_script(PRELUDE + code, env={**QUIET_ENV, "KERAS_BACKEND": backend, **(env or {})}, cwd=cwd,
+                        timeout=timeout)
     assert result.returncode == expect_rc, result.stdout[-3000:] + result.stderr[-5000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert lines, result.stdout[-2000:] + result.stderr[-3000:]
@@ -169,9 +171,19 @@ print(json.dumps(out))
 """
 
 
+@pytest.fixture(scope="module")
+def jax_main(tmp_path_factory):
+    """One jax-backend interpreter runs JAX_MAIN, then INIT_ARGUMENTS (a fresh interpreter each cost a
+    second Keras and JAX import, ~3-5 s of CPU): its data root, its working directory, what it printed."""
+    cwd = tmp_path_factory.mktemp("keras-jax")
+    root = cwd / "root"
+    out = _run_keras(JAX_MAIN + INIT_ARGUMENTS, "jax", cwd, env={"TRACKLET_DIR": str(root)})
+    return root, cwd, out
+
+
 @needs_jax
-def test_jax_fit_records_metrics_config_lr_and_checkpoints(root, tmp_path):
-    out = _run_keras(JAX_MAIN, "jax", tmp_path)
+def test_jax_fit_records_metrics_config_lr_and_checkpoints(jax_main):
+    root, tmp_path, out = jax_main
     api = tracklet.Api(root)
     runs = {r.name: r for r in api.runs("keras")}
 
@@ -435,7 +447,7 @@ except ImportError as error:
 
 
 INIT_ARGUMENTS = """
-out = {}
+# after JAX_MAIN, in its process (jax_main)
 try:
     TrackletCallback(project="kp", tgas=["a"])
 except TypeError as error:
@@ -450,10 +462,11 @@ print(json.dumps(out))
 
 
 @needs_jax
-def test_init_arguments_reach_the_run_and_an_unknown_one_fails_at_once(root, tmp_path):
-    out = _run_keras(INIT_ARGUMENTS, "jax", tmp_path)
+def test_init_arguments_reach_the_run_and_an_unknown_one_fails_at_once(jax_main):
+    root, tmp_path, out = jax_main  # root: the process's TRACKLET_DIR
     assert out["unknown"].startswith("TrackletCallback() got an unexpected keyword argument 'tgas'")
     run = tracklet.Api(tmp_path / "elsewhere").run("kp/keras-run")  # dir= (a PathLike) is the data root
     assert (run.name, run.tags, run.notes, run.group, run.job_type) == ("named", ["a", "b"], "a note", "sweep-1",
                                                                        "train")
-    assert run.state == "finished" and not (root / "projects").exists()
+    assert run.state == "finished" and "kp" not in tracklet.Api(root).projects()
+    assert tracklet.Api(tmp_path / "elsewhere").projects() == ["kp"]

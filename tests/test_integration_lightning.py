@@ -586,8 +586,12 @@ class Hello(Callback):
         # two ranks' writes to the one pipe interleave
         print(f"RANK {{trainer.global_rank}} EXPERIMENT {{experiment.id}} {{type(experiment).__name__}}", flush=True)
         # A run ended before its first system sample records none (by design): the tiny fit takes
-        # ~0.1 s on an idle machine, so each rank lives on past its first samples (interval 0.1 s).
-        time.sleep(1.5)
+        # ~0.1 s on an idle machine, so each rank lives on until its first sample (interval 0.1 s;
+        # conftest's wait_for_system_sample, where a fixed sleep waited 1.5 s a fit and rank).
+        deadline = time.monotonic() + 60
+        while not experiment._monitor.sampled:
+            assert time.monotonic() < deadline, "the system monitor never took its first sample"
+            time.sleep(0.005)
 
 
 # every rank: console and system metrics (each rank's own, by label)

@@ -325,7 +325,7 @@ def plan_overridden_arguments(plan: Plan, *, rewrite: bool = False) -> None:
                 plan.arguments[index + 1] = text
             else:  # --name=-x: argparse reads "-x" after "--name" as an option ("expected one argument")
                 plan.arguments[index:index + (1 if plan.arguments[index] != flag else 2)] = [f"{flag}={text}"]
-            plan.rewritten.append(f"{shlex.join([flag, old])} -> {shlex.join([flag, text])} (--set {key})")
+            plan.rewritten.append(f"{shlex.join([flag] if old is None else [flag, old])} -> {shlex.join([flag, text])} (--set {key})")
             continue
         advice = ("pass --rewrite-args to run it with the new value" if not why_not else
                   f"--rewrite-args can't change it ({why_not}): edit the command by hand")

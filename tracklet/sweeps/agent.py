@@ -8,7 +8,7 @@ Either way, while a trial runs a heartbeat thread renews its lease every ``ttl/3
 lease found lost (the trial was declared lapsed) stops the trial's process. The trial's process
 gets ``TRACKLET_SWEEP_ID``, ``TRACKLET_SWEEP_TRIAL`` and ``TRACKLET_DIR``, so ``tracklet.init()``
 (or ``wandb.init()``) in it records the trial's run with the trial's config; on Linux it is also
-tied to the agent (``PR_SET_PDEATHSIG``): an agent killed with ``kill -9`` takes its trials with
+tied to the agent (``PR_SET_PDEATHSIG``, ``sweeps/launcher.py``): an agent killed with ``kill -9`` takes its trials with
 it, so a trial whose lease lapsed is not still running when its point is retried elsewhere.
 
 ``--gpus 0-3 --gpus-per-trial 2`` runs one worker thread per GPU slice (here two), each pinning
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from tracklet import errors
 from tracklet.core import threads as signal_threads
 from tracklet.errors import SweepError
+from tracklet.sweeps import launcher
 from tracklet.sweeps.command import build_command, check_command
 from tracklet.sweeps.controller import DEFAULT_LEASE_TTL, Finished, Lease, LocalController, TrialResult, Wait
 
@@ -94,31 +95,6 @@ def gpu_slices(gpus: list[str] | None, per_trial: int) -> list[str | None]:
     return [",".join(gpus[i:i + per_trial]) for i in range(0, len(gpus) - per_trial + 1, per_trial)]
 
 
-def _prctl() -> Any:
-    """libc's ``prctl``, looked up in the agent (the child, between fork and exec, only calls it)."""
-    if sys.platform != "linux":
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def _die_with_parent(prctl: Any) -> Any:
-    """A ``preexec_fn``: the trial gets SIGTERM when the agent thread that started it dies (even by
-    kill -9), so no orphaned trial keeps running after its lease lapsed."""
-    parent = os.getpid()
-
-    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the agent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
 @dataclasses.dataclass
 class AgentReport:
     results: list[TrialResult] = dataclasses.field(default_factory=list)
@@ -174,7 +150,6 @@ class Agent:
         self._processes: dict[int, subprocess.Popen] = {}
         self._stop_sent: dict[int, bool] = {}  # trials the pruner's stop was sent to (a signal, TrialPruned)
         self._function_pruned: dict[int, bool] = {}  # function trials stopped: whether TrialPruned landed
-        self._prctl = _prctl()
 
     # ------------------------------------------------------------ entry points
 
@@ -462,10 +437,8 @@ class Agent:
         with self._lock:  # an interrupt either sees this process or stops it starting
             if self._interrupted:
                 return 130, "the agent was interrupted"
-            try:
-                # The child only calls prctl (resolved here) before exec: safe with the agent's threads.
-                preexec = _die_with_parent(self._prctl) if self._prctl is not None else None
-                process = subprocess.Popen(line, env=env, preexec_fn=preexec)  # noqa: PLW1509
+            try:  # dying with this thread (launcher.py: no Python runs in the forked child)
+                process = launcher.start(line, env)
             except OSError as error:
                 return 127, f"the command could not start: {error.strerror or error}: {line[0]}"
             self._processes[lease.trial] = process

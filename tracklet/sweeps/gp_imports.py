@@ -19,7 +19,7 @@ it starts (``LocalController.prepare``), a server as a GP sweep is created or it
 answered at random instead and its trial marked (``controller.GP_LOADING``); no ask waits for it.
 
 A forked child gets a fresh import lock and no thread (``_after_fork_in_child``); a fork does not
-wait for the thread: under ``subprocess.Popen`` with a ``preexec_fn`` (how the agent starts every
+wait for the thread: under ``subprocess.Popen`` with a ``preexec_fn`` (how the agent started every
 command trial) a before-fork hook joining the thread waited its whole timeout while the imports
 stood still (measured on CPython 3.11; under ``os.fork`` they went on), so every trial start
 waited 10 s while they ran. A child forked while the thread was inside an import (``os.fork`` in a function trial, not

@@ -56,6 +56,15 @@ def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
                           timeout=timeout, check=False, input=input, cwd=cwd)
 
 
+def with_file_limit(nofile: int | None, command: list[str]) -> list[str]:
+    """``command`` run with ``nofile`` as its open-file limit (soft and hard: ``ulimit -n``), by the shell
+    it is exec'd from: a ``preexec_fn`` would run Python in the forked child of this threaded process,
+    where a finalizer or at-fork hook can wait for ever on a lock another thread held (docs/sweeps.md)."""
+    if not nofile:
+        return command
+    return ["/bin/sh", "-c", 'ulimit -n "$0" && exec "$@"', str(nofile), *command]
+
+
 class CliProcess:
     """``python -m tracklet ARGS`` left running (``cli_process``): ``subprocess.Popen``'s interface as far as
     the tests use it, its output in files (``communicate`` reads them back as text). A context manager:
@@ -153,15 +162,9 @@ def cli_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
         proc = serverfork.spawn(list(args), env=full_env, stdout=str(out), stderr=str(err), nofile=nofile,
                                 cwd=None if cwd is None else str(cwd))
     else:
-        def limit_files() -> None:
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
         with out.open("wb") as stdout, err.open("wb") as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "tracklet", *args], env=full_env, stdout=stdout,
-                                    stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd,
-                                    preexec_fn=limit_files if nofile else None)
+            proc = subprocess.Popen(with_file_limit(nofile, [sys.executable, "-m", "tracklet", *args]), env=full_env,
+                                    stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd)
     return CliProcess(proc, scratch)
 
 
@@ -200,17 +203,12 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         limit = self.nofile
 
-        def limit_files() -> None:
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
         if _forkable(env):
             self.proc = serverfork.spawn(self.args[3:], env=env, stderr=str(self.log), nofile=limit)
             return
         with self.log.open("ab") as stderr:
-            self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-                                         preexec_fn=limit_files if limit else None)
+            self.proc = subprocess.Popen(with_file_limit(limit, self.args), env=env, stdout=subprocess.DEVNULL,
+                                         stderr=stderr)
 
     # A server that exits fails at once; one that is only slow to start (imports under a load of
     # 15+ on 2 cores took over 30 s) is waited for: a readiness limit, not a performance check.

@@ -15,6 +15,9 @@ from pathlib import Path
 from conftest import QUIET, REPO, TESTS
 
 SCRIPT = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C's default (a background process of a
+                                                          # non-interactive shell inherits SIGINT ignored)
 import threading, time, tracklet
 from tracklet.core.logged import LoggedObject
 
@@ -43,9 +46,7 @@ def test_ctrl_c_while_media_is_stored_says_what_finish_waits_for_and_a_second_st
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"}
     process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT.format(root=str(root), quiet=QUIET)], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        # a background process of a non-interactive shell inherits SIGINT ignored: Ctrl-C's default here
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     killer = threading.Timer(120, process.kill)  # a cap on a hang, not a timing assertion
     killer.start()
     try:

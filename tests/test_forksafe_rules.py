@@ -246,3 +246,24 @@ def test_every_https_client_verifies_with_the_process_tls_context():
                 if "ssl_context()" not in given.get("verify", "") or "proxy_mounts()" not in given.get("mounts", ""):
                     offenders.append(f"{where}:{node.lineno}: {ast.unparse(node)[:120]}")
     assert not offenders, "\n".join(offenders)
+
+
+def _preexec_calls(source: str) -> list[int]:
+    """Lines of calls passing ``preexec_fn`` anything but None (a ``**options`` dict is not seen)."""
+    return [node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)
+            for keyword in node.keywords
+            if keyword.arg == "preexec_fn" and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is None)]
+
+
+def test_no_process_is_started_with_a_preexec_fn():
+    """``Popen(preexec_fn=...)`` makes CPython run every module's at-fork hooks, and clear the other threads'
+    states, in the forked child of a process with threads: a finalizer or hook there that waits on a lock
+    another thread held hangs the child before its exec, for ever (a sweep trial's start did, stalling CI).
+    tracklet's processes and the tests' are started without one (sweeps/launcher.py, serverproc.with_file_limit)."""
+    found = [f"{path.relative_to(CHECKOUT)}:{line}" for folder in ("tracklet", "tests", "benchmarks")
+             for path in sorted((CHECKOUT / folder).rglob("*.py"))
+             if "node_modules" not in path.parts and "preexec_fn" in path.read_text()
+             for line in _preexec_calls(path.read_text())]
+    assert found == [], found
+    assert _preexec_calls("subprocess.Popen(['x'], preexec_fn=lambda: None)") == [1]
+    assert _preexec_calls("subprocess.Popen(['x'], preexec_fn=None)") == []

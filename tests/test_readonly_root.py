@@ -14,7 +14,6 @@ directory. Either way a probe first checks that the child really cannot create a
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import pwd
@@ -39,7 +38,6 @@ import tracklet
 MiB = 1 << 20
 BIG = np.random.default_rng(3).integers(0, 256, 3 * MiB + 4321, dtype=np.uint8).tobytes()  # >= the lowered threshold
 TOKEN = "read-only-root-token"
-PR_CAPBSET_DROP = 24
 
 
 def _nobody() -> tuple[int, int]:
@@ -50,13 +48,10 @@ def _nobody() -> tuple[int, int]:
         return 65534, 65534
 
 
-def _drop_capabilities() -> None:
-    """In the child, before exec: an empty capability bounding set, so uid 0's exec gains none."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    for capability in range(last + 1):
-        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {capability})")
+# Runs a command with an empty capability bounding set, so uid 0's exec gains none (util-linux's setpriv:
+# a ``preexec_fn`` dropping them would run Python in the forked child of this threaded process, where a
+# finalizer or at-fork hook can wait for ever on a lock another thread held).
+DROP_CAPABILITIES = ["setpriv", "--bounding-set=-all", "--"]
 
 
 class Unprivileged:
@@ -64,6 +59,7 @@ class Unprivileged:
 
     def __init__(self) -> None:
         self.options: dict[str, Any] = {}
+        self.prefix: list[str] = []  # what each command is exec'd through
         self.give_root_to: tuple[int, int] | None = None
         if os.geteuid() != 0:
             self.how = "the test's own non-root user"
@@ -80,11 +76,11 @@ class Unprivileged:
             self.options = {"user": uid, "group": gid, "extra_groups": []}
         else:  # this interpreter or checkout is out of nobody's reach: uid 0 without any capability
             self.how = "uid 0 without capabilities (the root owned by nobody)"
-            self.options = {"preexec_fn": _drop_capabilities}
+            self.prefix = DROP_CAPABILITIES
             self.give_root_to = (uid, gid)
             try:
-                subprocess.run([sys.executable, "-c", ""], check=True, **self.options)
-            except (OSError, subprocess.SubprocessError) as error:  # no CAP_SETPCAP (a restricted container)
+                subprocess.run([*self.prefix, sys.executable, "-c", ""], check=True, capture_output=True)
+            except (OSError, subprocess.SubprocessError) as error:  # no setpriv, or no CAP_SETPCAP (a restricted container)
                 pytest.skip(f"root, but nobody can't run {sys.executable} and capabilities can't be dropped: {error}")
 
     @staticmethod
@@ -94,11 +90,11 @@ class Unprivileged:
                 "XDG_CACHE_HOME": str(home / ".cache"), "TRACKLET_UI_TOKEN": TOKEN, "PYTHONDONTWRITEBYTECODE": "1"}
 
     def popen(self, args: list[str], home: Path, **kwargs: Any) -> subprocess.Popen:
-        return subprocess.Popen(args, cwd=home, env=self.env(home), **self.options, **kwargs)
+        return subprocess.Popen([*self.prefix, *args], cwd=home, env=self.env(home), **self.options, **kwargs)
 
     def run(self, args: list[str], home: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run(args, cwd=home, env=self.env(home), capture_output=True, text=True, timeout=timeout,
-                              check=False, **self.options)
+        return subprocess.run([*self.prefix, *args], cwd=home, env=self.env(home), capture_output=True, text=True,
+                              timeout=timeout, check=False, **self.options)
 
 
 def _prepare(root: Path, sources: Path) -> int:

@@ -343,8 +343,9 @@ class Run:
         return self._run.job_type
 
     @property
-    def sweep_id(self) -> None:
-        return None
+    def sweep_id(self) -> str | None:
+        """The sweep whose trial this run is (``wandb.agent``, ``tracklet agent``), else None."""
+        return getattr(self._run, "_sweep_id", None)
 
     @property
     def offline(self) -> bool:

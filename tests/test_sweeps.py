@@ -1188,6 +1188,34 @@ def test_a_prune_that_comes_after_a_function_trials_run_ended_leaves_the_trial_c
     assert run.state == "finished" and "pruned" not in run.tags
 
 
+@pytest.mark.parametrize("layer", ["tracklet", "wandb"])
+def test_a_pruned_function_trial_in_a_with_block_ends_its_run_finished_and_tagged(root, layer):
+    """A pruned command trial's run is ``finished`` and tagged ``pruned`` (docs/sweeps.md); a
+    function trial whose run is a ``with`` block (``with wandb.init():``, W&B's documented form)
+    was ``failed`` (exit code 1): the block's exit took the agent's ``TrialPruned`` for a crash."""
+    from tracklet.compat import wandb
+
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 0.5}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweep_id = create_sweep(root, config, project="p")
+
+    def train():
+        started = tracklet.init(settings=QUIET) if layer == "tracklet" else wandb.init()
+        with started as run:
+            run.log({"loss": 1.0}, step=0) if layer == "tracklet" else run.log({"loss": 1.0})
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the pruner's stop lands here
+                time.sleep(0.01)
+
+    report = Agent(LocalController(root, sweep_id), count=1, log=lambda line: None,
+                   prune_interval=0.02).run_function(train)
+    (result,) = report.results
+    assert result.state == "pruned", result.message
+    (row,) = LocalController(root, sweep_id).status()["trials"]
+    run = tracklet.Api(root).run(row["run"])
+    assert run.state == "finished" and "pruned" in run.tags
+
+
 def test_a_trial_pruned_landing_inside_finish_leaves_the_run_finished(root):
     """The agent raises ``TrialPruned`` into a function trial's thread at any bytecode; one
     landing inside ``finish()`` once the run is ending (between the check that the run is live and

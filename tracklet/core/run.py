@@ -1188,7 +1188,7 @@ class Run:
         return self
 
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
-        if error is None:
+        if error is None or _is_trial_pruned(error):  # pruned: stopped by its sweep, not failed (tagged pruned)
             self.finish()
         else:
             self.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)

@@ -544,7 +544,9 @@ class Run:
         return self
 
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> Literal[False]:
-        if error is None:
+        from tracklet.core.run import _is_trial_pruned
+
+        if error is None or _is_trial_pruned(error):  # pruned: stopped by its sweep, not failed (tagged pruned)
             self.finish()
         else:
             self._run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)

@@ -1147,6 +1147,104 @@ def test_a_prune_that_comes_after_the_trials_run_ended_leaves_the_trial_complete
     assert run.state == "finished" and "pruned" not in run.tags
 
 
+def test_a_prune_that_comes_after_a_function_trials_run_ended_leaves_the_trial_complete(root):
+    """The function-trial twin of the test above: a ``wandb.agent``/``run_function`` trial whose
+    run has finished (``finish()``, ``with wandb.init():`` left) while the function goes on (an
+    evaluation, a checkpoint upload) must not get ``TrialPruned`` raised into it, nor be told
+    pruned with a full run. It was: the stop landed wherever the function was, and one landing
+    inside ``finish()`` left the run ``crashed``. The function below waits until the agent's
+    stop has been decided (the real ``_stop_trial``, watched)."""
+    import threading
+
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 0.5}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweep_id = create_sweep(root, config, project="p")
+    agent = Agent(LocalController(root, sweep_id), count=1, log=lambda line: None, prune_interval=0.02)
+    decided = threading.Event()
+    stop_trial = agent._stop_trial
+
+    def watched_stop(lease, worker):
+        try:
+            stop_trial(lease, worker)
+        finally:
+            decided.set()
+
+    agent._stop_trial = watched_stop
+
+    def train():
+        run = tracklet.init(settings={**QUIET, "flush_interval": 3600})
+        run.log({"loss": 1.0}, step=0)
+        run.finish()  # the point reaches the log only now: the pruner sees it once the run has ended
+        assert decided.wait(120)
+        for _ in range(1000):  # a pending TrialPruned lands at the loop's first jump back
+            pass
+
+    report = agent.run_function(train)
+    (result,) = report.results
+    assert (result.state, result.value) == ("complete", 1.0), result.message
+    (row,) = LocalController(root, sweep_id).status()["trials"]
+    assert row["state"] == "complete" and row["last_step"] == 0  # the pruner did see the point
+    run = tracklet.Api(root).run(row["run"])
+    assert run.state == "finished" and "pruned" not in run.tags
+
+
+@pytest.mark.parametrize("layer", ["tracklet", "wandb"])
+def test_a_pruned_function_trial_in_a_with_block_ends_its_run_finished_and_tagged(root, layer):
+    """A pruned command trial's run is ``finished`` and tagged ``pruned`` (docs/sweeps.md); a
+    function trial whose run is a ``with`` block (``with wandb.init():``, W&B's documented form)
+    was ``failed`` (exit code 1): the block's exit took the agent's ``TrialPruned`` for a crash."""
+    from tracklet.compat import wandb
+
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 0.5}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweep_id = create_sweep(root, config, project="p")
+
+    def train():
+        started = tracklet.init(settings=QUIET) if layer == "tracklet" else wandb.init()
+        with started as run:
+            run.log({"loss": 1.0}, step=0) if layer == "tracklet" else run.log({"loss": 1.0})
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the pruner's stop lands here
+                time.sleep(0.01)
+
+    report = Agent(LocalController(root, sweep_id), count=1, log=lambda line: None,
+                   prune_interval=0.02).run_function(train)
+    (result,) = report.results
+    assert result.state == "pruned", result.message
+    (row,) = LocalController(root, sweep_id).status()["trials"]
+    run = tracklet.Api(root).run(row["run"])
+    assert run.state == "finished" and "pruned" in run.tags
+
+
+def test_a_trial_pruned_landing_inside_finish_leaves_the_run_finished(root):
+    """The agent raises ``TrialPruned`` into a function trial's thread at any bytecode; one
+    landing inside ``finish()`` once the run is ending (between the check that the run is live and
+    the raise landing) is too late and must not cut the ending short: it left the exit unwritten
+    and the run ``crashed``. Here it is raised, as the agent raises it, while ``finish()`` shuts
+    the sender down."""
+    import threading
+
+    from tracklet.sweeps.agent import TrialPruned, _raise_in_thread
+
+    run = tracklet.init(project="late", settings=QUIET)
+    run.log({"loss": 1.0})
+    shut_down = run._shut_down_sender
+    raised = []
+
+    def pruned_meanwhile(left):
+        if not raised:  # once, as the agent raises it once
+            raised.append(True)
+            _raise_in_thread(threading.get_ident(), TrialPruned)
+            for _ in range(1000):  # it lands at the loop's first jump back
+                pass
+        return shut_down(left)
+
+    run._shut_down_sender = pruned_meanwhile
+    run.finish()
+    recorded = tracklet.Api(root).run(f"late/{run.id}")
+    assert recorded.state == "finished" and recorded.summary["loss"] == 1.0
+
+
 def test_the_metric_tail_reads_only_new_points_with_their_steps(root):
     from tracklet.sweeps.tail import MetricTail
 
@@ -1163,6 +1261,24 @@ def test_the_metric_tail_reads_only_new_points_with_their_steps(root):
 
 
 # ---------------------------------------------------------------- W&B's API
+
+
+def test_a_wandb_trials_run_knows_its_sweep_id(root):
+    """W&B's ``run.sweep_id`` is the sweep a trial's run belongs to (scripts name checkpoint
+    folders and groups by it); it was always None. A run outside a sweep still has none."""
+    from tracklet.compat import wandb
+
+    sweep_id = create_sweep(root, {"method": "grid", "parameters": {"lr": {"values": [0.1]}}}, project="sid")
+    seen = []
+
+    def train():
+        with wandb.init() as run:
+            seen.append((run.sweep_id, wandb.run.sweep_id))
+
+    wandb.agent(sweep_id, function=train, count=1)
+    assert seen == [(sweep_id, sweep_id)]
+    with wandb.init(project="sid", settings=wandb.Settings(mode="offline")) as run:
+        assert run.sweep_id is None
 
 
 @pytest.mark.slow  # real agent processes

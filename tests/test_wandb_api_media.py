@@ -63,6 +63,45 @@ def test_summary_shows_media_tables_and_histograms_as_wandbs_json(api, logged, t
     assert json.loads(json.dumps(run.summary_metrics))["img"]["path"] == image["path"]
 
 
+@pytest.mark.parametrize("where", ["local", "server"])
+def test_an_images_masks_and_boxes_are_in_its_json_and_download(root, monkeypatch, servers, tmp_path, where):
+    """W&B's image JSON names its masks and boxes (``masks``/``boxes``: ``{name: {"_type":
+    "mask"|"boxes2D", "path", "sha256", "size"}}``), and a segmentation notebook downloads the
+    mask PNGs and box files from there; they were left out, so ``summary["pred"]["masks"]``
+    raised ``KeyError``."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    mask = np.zeros((4, 6), dtype=np.uint8)
+    mask[1:3, 2:5] = 1
+    position = {"minX": 0.1, "maxX": 0.4, "minY": 0.2, "maxY": 0.6}
+    run = wandb.init(project="seg", settings=wandb.Settings(silent=True))
+    run.log({"pred": wandb.Image(np.zeros((4, 6, 3), dtype=np.uint8),
+                                 masks={"truth": {"mask_data": mask, "class_labels": {0: "bg", 1: "cat"}}},
+                                 boxes={"det": {"box_data": [{"position": position, "class_id": 1,
+                                                              "box_caption": "cat", "scores": {"conf": 0.5}}],
+                                                "class_labels": {1: "cat"}}})})
+    run.finish()
+    api = wandb.Api(overrides={"base_url": servers(root).url}) if where == "server" else wandb.Api()
+    recorded = api.run(f"seg/{run.id}")
+    image = recorded.summary["pred"]
+    truth = image["masks"]["truth"]
+    assert truth["_type"] == "mask" and truth["path"].startswith("media/images/mask/pred_0_")
+    recorded.file(truth["path"]).download(root=str(tmp_path))
+    data = (tmp_path / truth["path"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == truth["sha256"] and truth.get("size", len(data)) == len(data)
+    from PIL import Image as PILImage
+
+    assert (np.asarray(PILImage.open(tmp_path / truth["path"])) == mask).all()
+    det = image["boxes"]["det"]
+    assert det["_type"] == "boxes2D" and det["path"].startswith("media/metadata/boxes2D/pred_0_")
+    with recorded.file(det["path"]).download(root=str(tmp_path)) as handle:
+        boxes = json.load(handle)
+    assert boxes["box_data"] == [{"position": position, "class_id": 1, "box_caption": "cat", "scores": {"conf": 0.5}}]
+    assert boxes["class_labels"] == {"1": "cat"} and det["size"] == len(json.dumps(boxes, sort_keys=True))
+    names = [item.name for item in recorded.files()]
+    assert truth["path"] in names and det["path"] in names
+    assert recorded.history(keys=["pred"], pandas=False)[0]["pred"]["masks"]["truth"]["path"] == truth["path"]
+
+
 def test_history_rows_hold_each_steps_media(api, logged, tmp_path):
     run = api.run(logged)
     rows = list(run.scan_history())

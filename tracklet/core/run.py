@@ -287,6 +287,7 @@ class Run:
     _exit_item: Any = None  # the exit record's queue item once finish() built it (``_queue_exit``)
     _exit_fields: dict[str, Any] | None = None  # the exit record's fields (``_queue_exit``; core/launchexit.py)
     _sweep_trial = False  # the run of this process's sweep trial (``init()`` sets it): an agent's prune tags it
+    _sweep_id: str | None = None  # that trial's sweep (``init()`` sets it): W&B's ``run.sweep_id``
 
     def __init__(
         self,
@@ -1088,6 +1089,13 @@ class Run:
                 budget._interrupted_by(caught)
                 if step == 1:
                     step = 2
+            except Exception as caught:
+                # A sweep agent's prune (``TrialPruned``, raised into a function trial's thread:
+                # sweeps/agent.py) landing once the run is ending is too late: the run ends as it
+                # was ending (the step it cut is done again), the prune ignored, as a command
+                # trial's late SIGTERM is (core/sweeptrial.py). Raised on, it left the run crashed.
+                if not self._finished or not _is_trial_pruned(caught):
+                    raise
         if budget.caught is not None:  # the run is ended; the caller's Ctrl-C (or SIGTERM's exit) goes on
             raise budget.caught
 
@@ -1180,7 +1188,7 @@ class Run:
         return self
 
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
-        if error is None:
+        if error is None or _is_trial_pruned(error):  # pruned: stopped by its sweep, not failed (tagged pruned)
             self.finish()
         else:
             self.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
@@ -1206,6 +1214,12 @@ class Run:
                 abandon = getattr(sink, "abandon_after_fork", None)
                 if abandon is not None:
                     abandon()
+
+
+def _is_trial_pruned(caught: BaseException) -> bool:
+    from tracklet.errors import TrialPruned
+
+    return isinstance(caught, TrialPruned)
 
 
 class _FinishBudget:

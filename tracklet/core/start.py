@@ -177,6 +177,7 @@ def init(
         run.config.update({key: merge_config({key: run.config.get(key)}, {key: value})[key]
                            for key, value in sweep.config.items()})
         run._sweep_trial = True
+        run._sweep_id = sweep.sweep_id
         end_cleanly_on_sigterm(sweep, data_root(resolved))
     if becomes_current:
         lifecycle.set_current(run)

@@ -375,7 +375,11 @@ class Agent:
                 return
         if process is None:
             with self._prune_lock:
-                if self._function_running.is_set():
+                # Only while the trial's run is live: once it is finishing or finished (finish(),
+                # ``with wandb.init():`` left) the prune is too late, as for a command trial
+                # (core/sweeptrial.py): raised into finish() it left the run crashed, and raised
+                # into the function's work after it, it told a full run pruned.
+                if self._function_running.is_set() and _trial_run_live():
                     _tag_pruned()  # before the raise: the function may end its run itself (with wandb.init())
                     self._stop_sent[lease.trial] = True
                     _raise_in_thread(worker, TrialPruned)
@@ -518,6 +522,14 @@ def _tag_pruned(runs: list[Any] | None = None) -> None:
     for run in runs:
         if PRUNED_TAG not in run.tags:
             run.tags = [*run.tags, PRUNED_TAG]
+
+
+def _trial_run_live() -> bool:
+    """Whether this process has a sweep trial's run not yet finishing (``finish()`` unregisters
+    a run first)."""
+    from tracklet.core import lifecycle
+
+    return any(run._sweep_trial for run in lifecycle.live_runs())
 
 
 def _raise_in_thread(thread_id: int, exception: type[BaseException]) -> None:

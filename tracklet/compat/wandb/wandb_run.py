@@ -343,8 +343,9 @@ class Run:
         return self._run.job_type
 
     @property
-    def sweep_id(self) -> None:
-        return None
+    def sweep_id(self) -> str | None:
+        """The sweep whose trial this run is (``wandb.agent``, ``tracklet agent``), else None."""
+        return getattr(self._run, "_sweep_id", None)
 
     @property
     def offline(self) -> bool:
@@ -543,7 +544,9 @@ class Run:
         return self
 
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> Literal[False]:
-        if error is None:
+        from tracklet.core.run import _is_trial_pruned
+
+        if error is None or _is_trial_pruned(error):  # pruned: stopped by its sweep, not failed (tagged pruned)
             self.finish()
         else:
             self._run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)

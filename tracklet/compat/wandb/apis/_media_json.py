@@ -57,8 +57,63 @@ def media_path(item: Any) -> str:
     return f"{folder}/{_safe(item.key)}_{item.step}_{item.digest[:20]}.{extension}"
 
 
+def mask_path(item: Any, mask: Any) -> str:
+    """Where W&B keeps an image's mask: ``media/images/mask/<key>_<step>_<id>.mask.png``."""
+    return f"media/images/mask/{_safe(item.key)}_{item.step}_{mask.digest[:20]}.mask.png"
+
+
+def boxes_bytes(boxes: Any) -> bytes:
+    """An image's box group as W&B's ``.boxes2D.json`` file holds it (what was logged:
+    ``box_data`` with each box's ``position``, ``class_id``, ``box_caption``, ``scores``,
+    ``domain: pixel`` for pixel corners; ``class_labels``)."""
+    data = []
+    for box in boxes.boxes:
+        entry: dict[str, Any] = {"position": {"minX": box.min_x, "maxX": box.max_x, "minY": box.min_y,
+                                              "maxY": box.max_y}, "class_id": box.class_id}
+        if box.caption:
+            entry["box_caption"] = box.caption
+        if box.scores:
+            entry["scores"] = dict(box.scores)
+        if box.pixel:
+            entry["domain"] = "pixel"
+        data.append(entry)
+    labels = {str(key): value for key, value in boxes.class_labels.items()}
+    return json.dumps({"box_data": data, "class_labels": labels}, sort_keys=True).encode()
+
+
+def boxes_path(item: Any, name: str, payload: bytes) -> str:
+    """Where W&B keeps an image's box group: ``media/metadata/boxes2D/<key>_<step>_<id>.boxes2D.json``."""
+    ident = hashlib.sha256(payload).hexdigest()[:20]
+    return f"media/metadata/boxes2D/{_safe(item.key)}_{item.step}_{_safe(name)}_{ident}.boxes2D.json"
+
+
+def _mask_size(mask: Any) -> int | None:
+    """The mask file's size from a data root; None from a server (finding it would download the
+    mask at every read of the summary)."""
+    if getattr(getattr(mask, "_blobs", None), "url", None) is not None:
+        return None
+    try:
+        path = mask.path
+        return int(path.stat().st_size) if path is not None else None
+    except (OSError, AttributeError):
+        return None
+
+
+def image_parts(item: Any) -> dict[str, tuple[str, Any]]:
+    """The files an image's masks and boxes are, by the path W&B's JSON names:
+    ``("mask", Mask)`` or ``("bytes", payload)``."""
+    parts: dict[str, tuple[str, Any]] = {}
+    for mask in (getattr(item, "masks", None) or {}).values():
+        parts[mask_path(item, mask)] = ("mask", mask)
+    for name, boxes in (getattr(item, "boxes", None) or {}).items():
+        payload = boxes_bytes(boxes)
+        parts[boxes_path(item, name, payload)] = ("bytes", payload)
+    return parts
+
+
 def media_json(item: Any) -> dict[str, Any]:
-    """One media item as W&B's JSON of it."""
+    """One media item as W&B's JSON of it (an image's masks and boxes as W&B's ``masks`` and
+    ``boxes``: ``{name: {"_type": "mask"|"boxes2D", "path", "sha256", "size"}}``)."""
     _, kind = _KINDS.get(item.kind, ("", f"{item.kind}-file"))
     found: dict[str, Any] = {"_type": kind, "path": media_path(item), "sha256": item.digest, "size": item.size_bytes}
     if item.format:
@@ -69,6 +124,22 @@ def media_json(item: Any) -> dict[str, Any]:
         found["sample_rate"] = item.sample_rate
     if item.caption:
         found["caption"] = item.caption
+    masks = getattr(item, "masks", None) or {}
+    if masks:
+        found["masks"] = {}
+        for name, mask in masks.items():
+            entry: dict[str, Any] = {"_type": "mask", "path": mask_path(item, mask), "sha256": mask.digest}
+            size = _mask_size(mask)
+            if size is not None:
+                entry["size"] = size
+            found["masks"][name] = entry
+    boxes = getattr(item, "boxes", None) or {}
+    if boxes:
+        found["boxes"] = {}
+        for name, group in boxes.items():
+            payload = boxes_bytes(group)
+            found["boxes"][name] = {"_type": "boxes2D", "path": boxes_path(item, name, payload),
+                                    "sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
     return found
 
 
@@ -139,6 +210,7 @@ class Logged:
             self._add(key, step, _step_value(items))
             for item in items:
                 self.files[media_path(item)] = ("media", item)
+                self.files.update(image_parts(item))
         for key in recorded.table_keys():
             for version in _table_versions(recorded, key):
                 value = table_json(recorded.path, key, version)
@@ -210,6 +282,10 @@ class MediaFile(BytesFile):
         kind, what = self._source
         if kind == "media":
             return bytes(what.read_bytes())
+        if kind == "mask":  # an image's mask (image_parts)
+            return bytes(what._blobs.read_bytes(what.digest))
+        if kind == "bytes":  # an image's boxes as W&B's file (image_parts)
+            return bytes(what)
         key, step = what
         frame = self._recorded.table(key, step).to_pandas()
         data = json.loads(frame.to_json(orient="split", index=False, default_handler=str))

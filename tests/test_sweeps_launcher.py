@@ -45,6 +45,7 @@ def test_a_trials_start_runs_no_python_in_the_forked_child(tmp_path):
 
 
 def test_a_trial_dies_with_the_thread_that_started_it_and_a_missing_command_is_named(tmp_path):
+    """And the launcher imports the standard library's modules, not a trial's own os.py or signal.py."""
     up = tmp_path / "trial-up"
     done = run_script(f"""
         import os, subprocess, sys, threading, time
@@ -63,6 +64,14 @@ def test_a_trial_dies_with_the_thread_that_started_it_and_a_missing_command_is_n
             while not os.path.exists({str(up)!r}):  # the trial runs its own code (exec'd)
                 time.sleep(0.01)
 
+        # a trial's working directory or PYTHONPATH with modules named as the standard library's
+        shadow = {str(tmp_path / "shadow")!r}
+        os.makedirs(shadow)
+        for name in ("os", "signal", "ctypes"):
+            open(os.path.join(shadow, name + ".py"), "w").write("raise SystemExit('shadowed')")
+        os.chdir(shadow)
+        launcher.start([sys.executable, "-c", "print('ran', flush=True)"], {{**os.environ, "PYTHONPATH": shadow}}).wait()
+
         thread = threading.Thread(target=start)
         thread.start()
         thread.join()
@@ -75,3 +84,4 @@ def test_a_trial_dies_with_the_thread_that_started_it_and_a_missing_command_is_n
     assert done.returncode == 0, done.stderr
     assert "missing: 2 No such file or directory no-such-command-here" in done.stdout, done.stdout
     assert f"trial: {-signal.SIGTERM}" in done.stdout, done.stdout + done.stderr
+    assert "ran" in done.stdout.split() and "shadowed" not in done.stderr, done.stdout + done.stderr

@@ -27,9 +27,13 @@ from collections.abc import Mapping, Sequence
 
 # argv: the agent's pid, the report pipe's fd, then the command. -S: no site import (a trial's
 # start pays ~15 ms, not a site's .pth files); the environment is the trial's, read as its own
-# interpreter will read it.
+# interpreter will read it (not -I/-E: they coerce a C locale even where PYTHONCOERCECLOCALE=0 says
+# not to, adding LC_CTYPE to the trial's environment), so the standard library is imported from
+# the standard library only, not from the trial's working directory or PYTHONPATH.
 _LAUNCHER = """\
-import os, signal, sys
+import sys
+sys.path[:] = [p for p in sys.path if p and p.startswith(sys.base_prefix)]  # not the cwd's or PYTHONPATH's os.py
+import os, signal
 parent, report, line = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 try:
     import ctypes

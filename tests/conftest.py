@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ[ZB_HNS] = "false"
 os.environ["NO_GCE_CHECK"] = "true"
 TESTS = Path(__file__).resolve().parent
-pytest_plugins = ["exitguard"]
+pytest_plugins = ["exitguard", "fdreport"]
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
 
 

@@ -81,7 +81,9 @@ class ForkedProcess:
         except ProcessLookupError:  # gone already
             return
         try:
-            select.select([pidfd], [], [], timeout)
+            poller = select.poll()  # (select.select takes no descriptor past 1,023)
+            poller.register(pidfd, select.POLLIN)
+            poller.poll(None if timeout is None else timeout * 1000)
         finally:
             os.close(pidfd)
 

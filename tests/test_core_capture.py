@@ -67,6 +67,35 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def test_git_state_is_recorded_in_a_process_holding_over_a_thousand_files(root, tmp_path):
+    """A training process with many open files (data shards, DataLoader workers' pipes, sockets) has
+    descriptors past 1,023, where ``select.select`` raises: the git capture read its pipe so and
+    recorded no git state ("capturing the environment (git) failed: ValueError('filedescriptor out
+    of range in select()')")."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "train.py").write_text("print('v1')\n")
+    _git(repo, "add", "train.py")
+    _git(repo, "commit", "-q", "-m", "first")
+    commit = _git(repo, "rev-parse", "HEAD")
+    done = run_script(
+        """
+        import os, resource, tracklet
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 1300:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(1300, hard), hard))
+        held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the pipe to git gets a number past 1,023
+        run = tracklet.init(project="fds", settings={"capture_wait": 60})
+        run.finish()
+        """,
+        cwd=repo,
+    )
+    assert done.returncode == 0 and "capturing the environment" not in done.stderr, done.stderr
+    (recorded,) = tracklet.Api(root).runs("fds")
+    assert recorded.metadata["git"]["commit"] == commit
+
+
 def test_environment_records_git_state_packages_and_host(root, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()

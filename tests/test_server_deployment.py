@@ -237,8 +237,9 @@ def _serves_where_it_announces(arguments: list[str], host: str) -> None:
     process = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dev", "--port", "0", *arguments],
                                env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
     try:
-        ready, _, _ = select.select([process.stderr], [], [], 60)
-        assert ready, "the server announced nothing within 60 s"
+        announced = select.poll()  # (select.select takes no descriptor past 1,023)
+        announced.register(process.stderr, select.POLLIN)
+        assert announced.poll(60_000), "the server announced nothing within 60 s"
         line = process.stderr.readline()
         match = re.search(rf"http://{re.escape(host)}:(\d+) ", line)
         assert match and int(match[1]) != 0, line

@@ -87,10 +87,11 @@ class _Command:
 
         chunks = []
         deadline = time.monotonic() + timeout
+        poller = select.poll()  # (not select.select: a training process holding over 1,024 files can't use it)
+        poller.register(self.fd, select.POLLIN)
         try:
             while True:
-                ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
+                if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
                     self.stop()
                     return None
                 chunk = os.read(self.fd, 1 << 16)

@@ -67,17 +67,23 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def test_git_state_is_recorded_in_a_process_holding_over_a_thousand_files(root, tmp_path):
-    """A training process with many open files (data shards, DataLoader workers' pipes, sockets) has
-    descriptors past 1,023, where ``select.select`` raises: the git capture read its pipe so and
-    recorded no git state ("capturing the environment (git) failed: ValueError('filedescriptor out
-    of range in select()')")."""
+def _repo_with_one_commit(tmp_path: Path) -> Path:
+    """A git repository with one commit of ``train.py``."""
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "-q")
     (repo / "train.py").write_text("print('v1')\n")
     _git(repo, "add", "train.py")
     _git(repo, "commit", "-q", "-m", "first")
+    return repo
+
+
+def test_git_state_is_recorded_in_a_process_holding_over_a_thousand_files(root, tmp_path):
+    """A training process with many open files (data shards, DataLoader workers' pipes, sockets) has
+    descriptors past 1,023, where ``select.select`` raises: the git capture read its pipe so and
+    recorded no git state ("capturing the environment (git) failed: ValueError('filedescriptor out
+    of range in select()')")."""
+    repo = _repo_with_one_commit(tmp_path)
     commit = _git(repo, "rev-parse", "HEAD")
     done = run_script(
         """
@@ -97,12 +103,7 @@ def test_git_state_is_recorded_in_a_process_holding_over_a_thousand_files(root, 
 
 
 def test_environment_records_git_state_packages_and_host(root, tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _git(repo, "init", "-q")
-    (repo / "train.py").write_text("print('v1')\n")
-    _git(repo, "add", "train.py")
-    _git(repo, "commit", "-q", "-m", "first")
+    repo = _repo_with_one_commit(tmp_path)
     (repo / "train.py").write_text("print('v2')\n")
     commit = _git(repo, "rev-parse", "HEAD")
     run_script(

@@ -1139,6 +1139,12 @@ def test_a_prune_that_comes_after_the_trials_run_ended_leaves_the_trial_complete
         monkeypatch.setenv(key, value)
     report = Agent(LocalController(root, sweep_id), count=1, log=lambda line: None,
                    prune_interval=0.02).run_commands()
+    _complete_after_a_late_prune(root, sweep_id, report)
+
+
+def _complete_after_a_late_prune(root, sweep_id: str, report) -> None:
+    """The one trial of ``report`` completed (its value 1.0), though the pruner saw its point, and its run
+    finished untagged."""
     (result,) = report.results
     assert (result.state, result.value) == ("complete", 1.0), result.message
     (row,) = LocalController(root, sweep_id).status()["trials"]
@@ -1180,12 +1186,7 @@ def test_a_prune_that_comes_after_a_function_trials_run_ended_leaves_the_trial_c
             pass
 
     report = agent.run_function(train)
-    (result,) = report.results
-    assert (result.state, result.value) == ("complete", 1.0), result.message
-    (row,) = LocalController(root, sweep_id).status()["trials"]
-    assert row["state"] == "complete" and row["last_step"] == 0  # the pruner did see the point
-    run = tracklet.Api(root).run(row["run"])
-    assert run.state == "finished" and "pruned" not in run.tags
+    _complete_after_a_late_prune(root, sweep_id, report)
 
 
 @pytest.mark.parametrize("layer", ["tracklet", "wandb"])

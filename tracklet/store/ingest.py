@@ -445,7 +445,6 @@ class Indexer:
         # Run pk -> its run tables' version numbers as its last chunk left them (lineage.TableNumbers),
         # kept from one chunk of a pass to the next: a chunk reads only the table names it hasn't seen.
         self._table_numbers: dict[int, TableNumbers] = {}
-        self._in_groups = False  # index_runs' pass over its groups is on
         self._forgotten = False  # _fold_part forgot its run (a part recorded again): _index_parts indexes it anew
 
     def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
@@ -508,7 +507,6 @@ class Indexer:
         self.damaged = report.damaged
         group: list[RunPaths] = []
         self._table_numbers.clear()
-        self._in_groups = True  # index_run keeps the group's table numbers (its runs' later chunks)
         try:
             for paths in runs_to_index:
                 report.runs_seen += 1
@@ -522,7 +520,6 @@ class Indexer:
                 self._index_group(group, report)
                 self._index_parts(group, report)
         finally:
-            self._in_groups = False
             self._table_numbers.clear()
         if report.runs_updated >= ANALYZE_AFTER_RUNS:
             analyze_after_import(self.engine)
@@ -998,7 +995,7 @@ class Indexer:
         """Index one run to the end of its log, chunk by chunk; a failure is reported in
         ``report.failed`` (that chunk's transaction rolled back) and doesn't stop the others."""
         try:
-            added, more_read = self.index_run(paths)
+            added, more_read = self._index_chunks(paths)
         except Exception as error:  # this run's transaction rolled back; index the others
             reason = failure_reason(error)
             log.warning("indexing %s/%s failed: %s", paths.project, paths.run_id, reason)
@@ -1155,16 +1152,19 @@ class Indexer:
         """Ingest one run's new records, ``chunk_bytes`` of log per transaction (so memory stays
         bounded however much is new: a long log's first indexing, a server's backlog); returns
         (points added, bytes read)."""
-        points = read = 0
         try:
-            while True:
-                added, chunk, more = self._index_chunk(paths)
-                points, read = points + added, read + chunk
-                if not more:
-                    return points, read
+            return self._index_chunks(paths)
         finally:
-            if not self._in_groups:
-                self._table_numbers.clear()  # kept for one pass over a run's log only
+            self._table_numbers.clear()  # kept for one pass over a run's log only
+
+    def _index_chunks(self, paths: RunPaths) -> tuple[int, int]:
+        """``index_run``'s chunks, the table numbers kept after them (a group's pass: ``index_runs``)."""
+        points = read = 0
+        while True:
+            added, chunk, more = self._index_chunk(paths)
+            points, read = points + added, read + chunk
+            if not more:
+                return points, read
 
     def _replaced(self, paths: RunPaths, row: Any) -> bool:
         """A log recorded again from scratch under the same id (the run directory deleted, the same

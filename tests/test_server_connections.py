@@ -316,7 +316,8 @@ def body_server(request, monkeypatch):
 
     monkeypatch.setattr(connections._DirectBody, "start", classmethod(start))
     app = _BodyIntoApp()
-    with _serve(app, http, loop, idle_timeout=1.0) as port:
+    marker = request.node.get_closest_marker("idle_timeout")
+    with _serve(app, http, loop, idle_timeout=marker.args[0] if marker else 1.0) as port:
         yield _BodyServer(port, app, path, starts)
 
 
@@ -379,24 +380,27 @@ def test_a_body_read_into_a_buffer_arrives_byte_exact_however_it_is_sent(body_se
     assert server.took_its_path()
 
 
+@pytest.mark.idle_timeout(1.5)
 def test_a_slow_sender_and_a_slow_route_are_not_cut_off_by_the_idle_timeout(body_server):
-    """The idle timeout (1 s here) counts from the last bytes received, at every read, and stops
-    once the body is whole: a body sent in pieces 0.6 s apart (2.4 s in all) arrives whole, and a
-    route that answers 1.5 s after its body gets its answer out."""
+    """The idle timeout (1.5 s here) counts from the last bytes received, at every read, and stops
+    once the body is whole: a body sent in pieces 0.5 s apart (3 s in all, twice the timeout)
+    arrives whole, and a route that answers 2 s after its body gets its answer out. (The gaps leave
+    1 s of margin: with 0.6 s gaps under a 1 s timeout, a CI machine under load once woke the
+    sender late enough for the server to close the connection.)"""
     import json
     import random
 
     server = body_server
-    blob = random.Random(3).randbytes(400_000)
+    blob = random.Random(3).randbytes(600_000)
     sock = server.connect()
     answers = _Answers(sock)
     try:
         sock.sendall(server.head(len(blob)))
-        for piece in range(4):
-            time.sleep(0.6)
+        for piece in range(6):
+            time.sleep(0.5)
             sock.sendall(blob[piece * 100_000:(piece + 1) * 100_000])
         assert json.loads(answers.body()) == _exact(blob)
-        sock.sendall(server.request(blob, "X-Think: 1.5\r\n"))
+        sock.sendall(server.request(blob, "X-Think: 2\r\n"))
         assert json.loads(answers.body()) == _exact(blob)
     finally:
         sock.close()

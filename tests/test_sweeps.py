@@ -1064,8 +1064,9 @@ def test_pruning_reports_the_real_step_and_tells_the_trial_pruned(root):
     controller = LocalController(root, create_sweep(root, config, project="p"))
     lease = controller.next_trial("me")
     assert controller.prunes
-    assert controller.report(lease, [(10, 0.5), (20, 0.8)]) is False
-    assert controller.report(lease, [(20, 0.8), (30, float("nan")), (40, 1.5)]) is True  # above the threshold
+    assert controller.report(lease, [(10, 0.5), (20, 0.8)]) is None
+    assert controller.report(lease, [(20, 0.8), (30, float("nan")), (40, 1.5)]) == 40  # above the threshold
+    assert controller.report(lease, [(50, 0.5)]) == 40  # pruned before: the prune's step again
     assert controller.heartbeat(lease)  # the lease stays the agent's until the trial's process ends
     result = controller.finish(lease, -15, "the command was killed by signal 15")
     assert result.state == "pruned" and "pruned at step 40" in result.message
@@ -1076,6 +1077,32 @@ def test_pruning_reports_the_real_step_and_tells_the_trial_pruned(root):
     with pytest.raises(SweepSpecError, match="early_terminate: pruning needs metric"):
         parse({"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1},
                "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+
+
+def test_the_agent_names_the_step_a_trial_was_pruned_at_not_the_looks_last(root):
+    """The agent's "pruned at step N ...; stopping it" line named the last step its look read, not
+    the step the pruner stopped the trial at (``report`` said only whether it was pruned). Here
+    one look reads four points and the threshold stops the trial at the second."""
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 1.0}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweep_id = create_sweep(root, config, project="p")
+    lines: list[str] = []
+
+    def train():
+        with tracklet.init(settings={**QUIET, "flush_interval": 3600}) as run:
+            for step, loss in enumerate([0.5, 2.0, 0.25, 0.125]):
+                run.log({"loss": loss}, step=step)
+            run.flush(10)  # the four points reach the log together: the agent's look reads them all
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the pruner's stop lands here
+                time.sleep(0.01)
+
+    report = Agent(LocalController(root, sweep_id), count=1, log=lines.append, prune_interval=0.02).run_function(train)
+    assert [result.state for result in report.results] == ["pruned"]
+    stopping = [line for line in lines if line.endswith("stopping it")]
+    assert stopping == ["trial 0: pruned at step 1 (loss = 2); stopping it"], lines
+    (row,) = LocalController(root, sweep_id).status()["trials"]
+    assert row["last_step"] == 1
 
 
 def test_a_rung_is_judged_by_the_value_at_its_step_however_many_points_a_look_read(root):
@@ -1091,13 +1118,13 @@ def test_a_rung_is_judged_by_the_value_at_its_step_however_many_points_a_look_re
         return [(step, offset + 1.0 / (step + 1)) for step in steps]
 
     first = controller.next_trial("me")
-    assert controller.report(first, curve(0.2, range(11))) is False  # one look read steps 0..10
+    assert controller.report(first, curve(0.2, range(11))) is None  # one look read steps 0..10
     assert controller.tell(first, 0.2 + 1.0 / 11).state == "complete"
     second = controller.next_trial("me")
-    assert controller.report(second, curve(0.1, range(4))) is False  # better than the first at every step
-    assert controller.report(second, curve(0.1, range(4, 11))) is False
+    assert controller.report(second, curve(0.1, range(4))) is None  # better than the first at every step
+    assert controller.report(second, curve(0.1, range(4, 11))) is None
     third = controller.next_trial("me")
-    assert controller.report(third, curve(0.5, range(11))) is True  # worse at every step: pruned at step 1
+    assert controller.report(third, curve(0.5, range(11))) == 1  # worse at every step: pruned at step 1
     assert controller.finish(third, -15).state == "pruned"
     rows = {row["trial"]: row for row in controller.status()["trials"]}
     assert rows[third.trial]["last_step"] == 1  # stopped at the first rung, not at the look's last step

@@ -346,14 +346,18 @@ class Agent:
         while not done.wait(self.prune_interval):
             try:
                 points = tail.new_points()
-                if not points or not self.controller.report(lease, points):
+                if not points:
+                    continue
+                step = self.controller.report(lease, points)  # the step the pruner stopped it at
+                if step is None:
                     continue
             except Exception as error:  # noqa: BLE001 - a failed look must not end the trial; the next one retries
                 self.log(f"trial {lease.trial}: reading its metric for pruning failed ({error!r}); retrying")
                 continue
             pruned.set()
-            self.log(f"trial {lease.trial}: pruned at step {points[-1][0]} ({metric.name} = {points[-1][1]:g}); "
-                     "stopping it")
+            value = next((v for s, v in reversed(points) if s == step), None)  # not this look's: pruned before
+            shown = f" ({metric.name} = {value:g})" if value is not None else ""
+            self.log(f"trial {lease.trial}: pruned at step {step}{shown}; stopping it")
             self._stop_trial(lease, worker)
             return
 

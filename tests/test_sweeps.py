@@ -1244,6 +1244,118 @@ def test_a_pruned_function_trial_in_a_with_block_ends_its_run_finished_and_tagge
     assert run.state == "finished" and "pruned" in run.tags
 
 
+def _pruned_function_trial(root, agent, report, seen):
+    (result,) = report.results
+    assert result.state == "pruned", (result.message, seen)
+    (row,) = LocalController(root, agent.controller.sweep_id).status()["trials"]
+    run = tracklet.Api(root).run(row["run"])
+    assert run.state == "finished" and "pruned" in run.tags
+    return run
+
+
+def _threshold_agent(root):
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 0.5}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    return Agent(LocalController(root, create_sweep(root, config, project="p")), count=1, log=lambda line: None,
+                 prune_interval=0.02)
+
+
+def _wait_for_the_prune(agent, wandb) -> None:
+    """In a trial's thread: wait until the agent has decided to stop the trial and made its stop
+    (it tags the run, then stops it, under ``_prune_lock``)."""
+    deadline = time.monotonic() + 60
+    while "pruned" not in wandb.run.tags and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with agent._prune_lock:
+        pass
+
+
+def test_a_prune_reaching_a_function_trial_inside_wandb_log_stops_it(root, monkeypatch):
+    """The agent stopped a function trial by raising ``TrialPruned`` in its thread at whatever
+    bytecode it ran next; in a loop calling ``wandb.log()`` that is often inside ``log()``, whose
+    guard (the tracker never stops training) caught it: a warning, and the trial trained on to its
+    end, told complete. Here the row's reading, inside ``wandb.log()``, waits until the prune was
+    made, so the old stop landed inside the guard for sure; now that ``log()`` call raises it."""
+    from collections.abc import Mapping
+
+    from tracklet.compat import wandb
+
+    monkeypatch.setenv("TRACKLET_FLUSH_INTERVAL", "0.02")
+    agent = _threshold_agent(root)
+    seen: dict[str, int] = {}
+
+    class Row(Mapping):
+        def __init__(self, step: int) -> None:
+            self._data = {"loss": 1.0, "n": step}
+            self._read = False
+
+        def __getitem__(self, key: str) -> float:
+            return self._data[key]
+
+        def __len__(self) -> int:
+            return len(self._data)
+
+        def __iter__(self):
+            first, self._read = not self._read, True  # the first read is wandb.log()'s own, in its guard
+            if first and "hook" not in seen and "pruned" in wandb.run.tags:
+                seen["hook"] = self._data["n"]
+                _wait_for_the_prune(agent, wandb)
+                for _ in range(1000):  # the old stop, raised into the thread, lands here
+                    pass
+            return iter(self._data)
+
+    def train():
+        with wandb.init():
+            step = 0
+            deadline = time.monotonic() + 60
+            while ("hook" not in seen or step < seen["hook"] + 2000) and time.monotonic() < deadline:
+                wandb.log(Row(step))  # a tight loop: most of its time is in log()
+                step += 1
+            seen["end"] = step
+
+    report = agent.run_function(train)
+    assert "hook" in seen and "end" not in seen  # stopped by the prune, not run to its end
+    run = _pruned_function_trial(root, agent, report, seen)
+    assert len(run.history(["n"])["n"]) == seen["hook"]  # the call that met the prune recorded nothing
+
+
+def test_a_prune_is_not_raised_into_a_function_trial_while_it_is_inside_tracklet(root, monkeypatch):
+    """A trial that doesn't log gets ``TrialPruned`` raised into its thread, but only once the
+    thread is out of tracklet's code: one landing inside it was caught by its guards (the prune
+    lost) or cut its work half-way. Here the prune is made while the trial is inside
+    ``wandb.alert()``'s guard (its title's hash waits for it); it lands after the call returned."""
+    from tracklet.compat import wandb
+
+    monkeypatch.setenv("TRACKLET_FLUSH_INTERVAL", "0.02")
+    agent = _threshold_agent(root)
+    seen: list[str] = []
+
+    class Title(str):
+        def __hash__(self) -> int:
+            if not seen:
+                seen.append("hook")
+                _wait_for_the_prune(agent, wandb)
+                for _ in range(1000):  # the old stop, raised into the thread, lands here
+                    pass
+                seen.append("hook done")
+            return str.__hash__(self)
+
+    def train():
+        with wandb.init():
+            wandb.log({"loss": 1.0})
+            wandb.alert(Title("a title"), "some text")  # in it, the pruner sees the point and stops the trial
+            seen.append("alerted")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until the prune lands here
+                for _ in range(1000):
+                    pass
+            seen.append("end")
+
+    report = agent.run_function(train)
+    assert seen == ["hook", "hook done", "alerted"]
+    _pruned_function_trial(root, agent, report, seen)
+
+
 def test_a_trial_pruned_landing_inside_finish_leaves_the_run_finished(root):
     """The agent raises ``TrialPruned`` into a function trial's thread at any bytecode; one
     landing inside ``finish()`` once the run is ending (between the check that the run is live and

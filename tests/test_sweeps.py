@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -1260,9 +1261,26 @@ def _threshold_agent(root):
                  prune_interval=0.02)
 
 
-def _wait_for_the_prune(agent, wandb) -> None:
-    """In a trial's thread: wait until the agent has decided to stop the trial and made its stop
-    (it tags the run, then stops it, under ``_prune_lock``)."""
+def _stop_while_inside(agent):
+    """The event a trial sets inside tracklet's code: the agent's stop (the real ``_stop_trial``)
+    waits for it, so the prune is made while the trial is there, for sure."""
+    import threading
+
+    inside = threading.Event()
+    stop_trial = agent._stop_trial
+
+    def stop_when_inside(lease, worker):
+        assert inside.wait(60)
+        stop_trial(lease, worker)
+
+    agent._stop_trial = stop_when_inside
+    return inside
+
+
+def _wait_for_the_prune(agent, wandb, inside) -> None:
+    """In a trial's thread, inside tracklet's code: let the agent stop the trial, and wait until
+    it has made its stop (it tags the run, then stops it, under ``_prune_lock``)."""
+    inside.set()
     deadline = time.monotonic() + 60
     while "pruned" not in wandb.run.tags and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -1274,15 +1292,19 @@ def test_a_prune_reaching_a_function_trial_inside_wandb_log_stops_it(root, monke
     """The agent stopped a function trial by raising ``TrialPruned`` in its thread at whatever
     bytecode it ran next; in a loop calling ``wandb.log()`` that is often inside ``log()``, whose
     guard (the tracker never stops training) caught it: a warning, and the trial trained on to its
-    end, told complete. Here the row's reading, inside ``wandb.log()``, waits until the prune was
-    made, so the old stop landed inside the guard for sure; now that ``log()`` call raises it."""
+    end, told complete. Here the agent's stop waits until the trial's thread is inside
+    ``wandb.log()``'s guard (the 51st row's reading there), which waits until the stop was made, so
+    the old stop landed inside the guard for sure; now that ``log()`` call raises it."""
+    import traceback
     from collections.abc import Mapping
 
     from tracklet.compat import wandb
+    from tracklet.errors import TrialPruned
 
     monkeypatch.setenv("TRACKLET_FLUSH_INTERVAL", "0.02")
     agent = _threshold_agent(root)
-    seen: dict[str, int] = {}
+    inside = _stop_while_inside(agent)
+    seen: dict[str, Any] = {}
 
     class Row(Mapping):
         def __init__(self, step: int) -> None:
@@ -1297,9 +1319,9 @@ def test_a_prune_reaching_a_function_trial_inside_wandb_log_stops_it(root, monke
 
         def __iter__(self):
             first, self._read = not self._read, True  # the first read is wandb.log()'s own, in its guard
-            if first and "hook" not in seen and "pruned" in wandb.run.tags:
-                seen["hook"] = self._data["n"]
-                _wait_for_the_prune(agent, wandb)
+            if first and "hook" not in seen and self._data["n"] == 50:
+                seen["hook"] = 50
+                _wait_for_the_prune(agent, wandb, inside)
                 for _ in range(1000):  # the old stop, raised into the thread, lands here
                     pass
             return iter(self._data)
@@ -1308,33 +1330,41 @@ def test_a_prune_reaching_a_function_trial_inside_wandb_log_stops_it(root, monke
         with wandb.init():
             step = 0
             deadline = time.monotonic() + 60
-            while ("hook" not in seen or step < seen["hook"] + 2000) and time.monotonic() < deadline:
-                wandb.log(Row(step))  # a tight loop: most of its time is in log()
-                step += 1
+            try:
+                while ("hook" not in seen or step < seen["hook"] + 2000) and time.monotonic() < deadline:
+                    wandb.log(Row(step))  # a tight loop: most of its time is in log()
+                    step += 1
+            except TrialPruned as error:
+                seen["raised by"] = traceback.extract_tb(error.__traceback__)[-1].filename
+                raise
             seen["end"] = step
 
     report = agent.run_function(train)
     assert "hook" in seen and "end" not in seen  # stopped by the prune, not run to its end
+    # raised by the run's log(), at its entry (not landing in the hook, inside the guard)
+    assert Path(seen["raised by"]).parts[-2:] == ("sweeps", "agent.py")
     run = _pruned_function_trial(root, agent, report, seen)
-    assert len(run.history(["n"])["n"]) == seen["hook"]  # the call that met the prune recorded nothing
+    assert len(run.history(["n"])["n"]) == 50  # the call that met the prune recorded nothing
 
 
 def test_a_prune_is_not_raised_into_a_function_trial_while_it_is_inside_tracklet(root, monkeypatch):
     """A trial that doesn't log gets ``TrialPruned`` raised into its thread, but only once the
     thread is out of tracklet's code: one landing inside it was caught by its guards (the prune
-    lost) or cut its work half-way. Here the prune is made while the trial is inside
-    ``wandb.alert()``'s guard (its title's hash waits for it); it lands after the call returned."""
+    lost) or cut its work half-way. Here the agent's stop waits until the trial is inside
+    ``wandb.alert()``'s guard (its title's hash, which waits for the stop); it lands after the call
+    returned."""
     from tracklet.compat import wandb
 
     monkeypatch.setenv("TRACKLET_FLUSH_INTERVAL", "0.02")
     agent = _threshold_agent(root)
+    inside = _stop_while_inside(agent)
     seen: list[str] = []
 
     class Title(str):
         def __hash__(self) -> int:
             if not seen:
                 seen.append("hook")
-                _wait_for_the_prune(agent, wandb)
+                _wait_for_the_prune(agent, wandb, inside)
                 for _ in range(1000):  # the old stop, raised into the thread, lands here
                     pass
                 seen.append("hook done")

@@ -585,6 +585,8 @@ def _outside_tracklet(thread_id: int) -> bool:
         if code is top:
             return not innermost  # innermost: the agent's own frame, before or after the function
         name = code.co_filename
+        if not os.path.isabs(name):  # imported through a relative sys.path entry
+            name = os.path.abspath(name)
         if name.startswith(_PACKAGE) and (name[len(_PACKAGE):], code.co_name) not in _PASS_THROUGH:
             return False
         innermost = False

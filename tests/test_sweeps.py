@@ -1386,6 +1386,55 @@ def test_a_prune_is_not_raised_into_a_function_trial_while_it_is_inside_tracklet
     _pruned_function_trial(root, agent, report, seen)
 
 
+def test_where_a_prune_may_be_raised_into_a_function_trial(root):
+    """The agent's raise into a trial's thread waits while tracklet's code runs on it
+    (``_outside_tracklet``), except inside tracklet's frames that run the training and pass its
+    exceptions through: autolog's patched Keras ``Model.fit`` (training inside it would never be
+    reached otherwise, only after ``KILL_DELAY``). Looked at from another thread, as the agent does."""
+    import threading
+    import types
+
+    from tracklet.integrations import autolog
+    from tracklet.sweeps import agent as agent_module
+
+    sweep_id = create_sweep(root, {"method": "grid", "parameters": {"x": {"values": [1]}}}, project="p")
+    seen: dict[str, bool] = {}
+
+    def look(name: str) -> None:
+        trial = threading.get_ident()
+        looker = threading.Thread(target=lambda: seen.__setitem__(name, agent_module._outside_tracklet(trial)))
+        looker.start()
+        looker.join()
+
+    class Model:
+        def fit(self, *args, **kwargs):
+            look("inside fit")
+
+    class Attached:
+        _tracklet_integration = True
+
+    class Row(dict):
+        def values(self):
+            look("inside log")
+            return super().values()
+
+    def train():
+        from tracklet.compat import wandb
+
+        with wandb.init():
+            look("training")
+            Model().fit(callbacks=[Attached()])  # one of tracklet's already: the wrapper imports no keras
+            wandb.log(Row(loss=1.0))
+
+    autolog._patch_keras(types.SimpleNamespace(Model=Model))  # as autolog patches keras's Model
+    try:
+        assert Model.fit.__tracklet_original__ is not None
+        Agent(LocalController(root, sweep_id), count=1, log=lambda line: None).run_function(train)
+    finally:
+        autolog._patches[:] = [patch for patch in autolog._patches if patch[0] is not Model]
+    assert seen == {"training": True, "inside fit": True, "inside log": False}
+
+
 def test_a_trial_pruned_landing_inside_finish_leaves_the_run_finished(root):
     """The agent raises ``TrialPruned`` into a function trial's thread at any bytecode; one
     landing inside ``finish()`` once the run is ending (between the check that the run is live and

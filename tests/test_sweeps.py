@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -1064,8 +1065,9 @@ def test_pruning_reports_the_real_step_and_tells_the_trial_pruned(root):
     controller = LocalController(root, create_sweep(root, config, project="p"))
     lease = controller.next_trial("me")
     assert controller.prunes
-    assert controller.report(lease, [(10, 0.5), (20, 0.8)]) is False
-    assert controller.report(lease, [(20, 0.8), (30, float("nan")), (40, 1.5)]) is True  # above the threshold
+    assert controller.report(lease, [(10, 0.5), (20, 0.8)]) is None
+    assert controller.report(lease, [(20, 0.8), (30, float("nan")), (40, 1.5)]) == 40  # above the threshold
+    assert controller.report(lease, [(50, 0.5)]) == 40  # pruned before: the prune's step again
     assert controller.heartbeat(lease)  # the lease stays the agent's until the trial's process ends
     result = controller.finish(lease, -15, "the command was killed by signal 15")
     assert result.state == "pruned" and "pruned at step 40" in result.message
@@ -1076,6 +1078,32 @@ def test_pruning_reports_the_real_step_and_tells_the_trial_pruned(root):
     with pytest.raises(SweepSpecError, match="early_terminate: pruning needs metric"):
         parse({"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1},
                "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+
+
+def test_the_agent_names_the_step_a_trial_was_pruned_at_not_the_looks_last(root):
+    """The agent's "pruned at step N ...; stopping it" line named the last step its look read, not
+    the step the pruner stopped the trial at (``report`` said only whether it was pruned). Here
+    one look reads four points and the threshold stops the trial at the second."""
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 1.0}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweep_id = create_sweep(root, config, project="p")
+    lines: list[str] = []
+
+    def train():
+        with tracklet.init(settings={**QUIET, "flush_interval": 3600}) as run:
+            for step, loss in enumerate([0.5, 2.0, 0.25, 0.125]):
+                run.log({"loss": loss}, step=step)
+            run.flush(10)  # the four points reach the log together: the agent's look reads them all
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the pruner's stop lands here
+                time.sleep(0.01)
+
+    report = Agent(LocalController(root, sweep_id), count=1, log=lines.append, prune_interval=0.02).run_function(train)
+    assert [result.state for result in report.results] == ["pruned"]
+    stopping = [line for line in lines if line.endswith("stopping it")]
+    assert stopping == ["trial 0: pruned at step 1 (loss = 2); stopping it"], lines
+    (row,) = LocalController(root, sweep_id).status()["trials"]
+    assert row["last_step"] == 1
 
 
 def test_a_rung_is_judged_by_the_value_at_its_step_however_many_points_a_look_read(root):
@@ -1091,13 +1119,13 @@ def test_a_rung_is_judged_by_the_value_at_its_step_however_many_points_a_look_re
         return [(step, offset + 1.0 / (step + 1)) for step in steps]
 
     first = controller.next_trial("me")
-    assert controller.report(first, curve(0.2, range(11))) is False  # one look read steps 0..10
+    assert controller.report(first, curve(0.2, range(11))) is None  # one look read steps 0..10
     assert controller.tell(first, 0.2 + 1.0 / 11).state == "complete"
     second = controller.next_trial("me")
-    assert controller.report(second, curve(0.1, range(4))) is False  # better than the first at every step
-    assert controller.report(second, curve(0.1, range(4, 11))) is False
+    assert controller.report(second, curve(0.1, range(4))) is None  # better than the first at every step
+    assert controller.report(second, curve(0.1, range(4, 11))) is None
     third = controller.next_trial("me")
-    assert controller.report(third, curve(0.5, range(11))) is True  # worse at every step: pruned at step 1
+    assert controller.report(third, curve(0.5, range(11))) == 1  # worse at every step: pruned at step 1
     assert controller.finish(third, -15).state == "pruned"
     rows = {row["trial"]: row for row in controller.status()["trials"]}
     assert rows[third.trial]["last_step"] == 1  # stopped at the first rung, not at the look's last step
@@ -1215,6 +1243,196 @@ def test_a_pruned_function_trial_in_a_with_block_ends_its_run_finished_and_tagge
     (row,) = LocalController(root, sweep_id).status()["trials"]
     run = tracklet.Api(root).run(row["run"])
     assert run.state == "finished" and "pruned" in run.tags
+
+
+def _pruned_function_trial(root, agent, report, seen):
+    (result,) = report.results
+    assert result.state == "pruned", (result.message, seen)
+    (row,) = LocalController(root, agent.controller.sweep_id).status()["trials"]
+    run = tracklet.Api(root).run(row["run"])
+    assert run.state == "finished" and "pruned" in run.tags
+    return run
+
+
+def _threshold_agent(root):
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 0.5}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    return Agent(LocalController(root, create_sweep(root, config, project="p")), count=1, log=lambda line: None,
+                 prune_interval=0.02)
+
+
+def _stop_while_inside(agent):
+    """The event a trial sets inside tracklet's code: the agent's stop (the real ``_stop_trial``)
+    waits for it, so the prune is made while the trial is there, for sure."""
+    import threading
+
+    inside = threading.Event()
+    stop_trial = agent._stop_trial
+
+    def stop_when_inside(lease, worker):
+        assert inside.wait(60)
+        stop_trial(lease, worker)
+
+    agent._stop_trial = stop_when_inside
+    return inside
+
+
+def _wait_for_the_prune(agent, wandb, inside) -> None:
+    """In a trial's thread, inside tracklet's code: let the agent stop the trial, and wait until
+    it has made its stop (it tags the run, then stops it, under ``_prune_lock``)."""
+    inside.set()
+    deadline = time.monotonic() + 60
+    while "pruned" not in wandb.run.tags and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with agent._prune_lock:
+        pass
+
+
+def test_a_prune_reaching_a_function_trial_inside_wandb_log_stops_it(root, monkeypatch):
+    """The agent stopped a function trial by raising ``TrialPruned`` in its thread at whatever
+    bytecode it ran next; in a loop calling ``wandb.log()`` that is often inside ``log()``, whose
+    guard (the tracker never stops training) caught it: a warning, and the trial trained on to its
+    end, told complete. Here the agent's stop waits until the trial's thread is inside
+    ``wandb.log()``'s guard (the 51st row's reading there), which waits until the stop was made, so
+    the old stop landed inside the guard for sure; now that ``log()`` call raises it."""
+    import traceback
+    from collections.abc import Mapping
+
+    from tracklet.compat import wandb
+    from tracklet.errors import TrialPruned
+
+    monkeypatch.setenv("TRACKLET_FLUSH_INTERVAL", "0.02")
+    agent = _threshold_agent(root)
+    inside = _stop_while_inside(agent)
+    seen: dict[str, Any] = {}
+
+    class Row(Mapping):
+        def __init__(self, step: int) -> None:
+            self._data = {"loss": 1.0, "n": step}
+            self._read = False
+
+        def __getitem__(self, key: str) -> float:
+            return self._data[key]
+
+        def __len__(self) -> int:
+            return len(self._data)
+
+        def __iter__(self):
+            first, self._read = not self._read, True  # the first read is wandb.log()'s own, in its guard
+            if first and "hook" not in seen and self._data["n"] == 50:
+                seen["hook"] = 50
+                _wait_for_the_prune(agent, wandb, inside)
+                for _ in range(1000):  # the old stop, raised into the thread, lands here
+                    pass
+            return iter(self._data)
+
+    def train():
+        with wandb.init():
+            step = 0
+            deadline = time.monotonic() + 60
+            try:
+                while ("hook" not in seen or step < seen["hook"] + 2000) and time.monotonic() < deadline:
+                    wandb.log(Row(step))  # a tight loop: most of its time is in log()
+                    step += 1
+            except TrialPruned as error:
+                seen["raised by"] = traceback.extract_tb(error.__traceback__)[-1].filename
+                raise
+            seen["end"] = step
+
+    report = agent.run_function(train)
+    assert "hook" in seen and "end" not in seen  # stopped by the prune, not run to its end
+    # raised by the run's log(), at its entry (not landing in the hook, inside the guard)
+    assert Path(seen["raised by"]).parts[-2:] == ("sweeps", "agent.py")
+    run = _pruned_function_trial(root, agent, report, seen)
+    assert len(run.history(["n"])["n"]) == 50  # the call that met the prune recorded nothing
+
+
+def test_a_prune_is_not_raised_into_a_function_trial_while_it_is_inside_tracklet(root, monkeypatch):
+    """A trial that doesn't log gets ``TrialPruned`` raised into its thread, but only once the
+    thread is out of tracklet's code: one landing inside it was caught by its guards (the prune
+    lost) or cut its work half-way. Here the agent's stop waits until the trial is inside
+    ``wandb.alert()``'s guard (its title's hash, which waits for the stop); it lands after the call
+    returned."""
+    from tracklet.compat import wandb
+
+    monkeypatch.setenv("TRACKLET_FLUSH_INTERVAL", "0.02")
+    agent = _threshold_agent(root)
+    inside = _stop_while_inside(agent)
+    seen: list[str] = []
+
+    class Title(str):
+        def __hash__(self) -> int:
+            if not seen:
+                seen.append("hook")
+                _wait_for_the_prune(agent, wandb, inside)
+                for _ in range(1000):  # the old stop, raised into the thread, lands here
+                    pass
+                seen.append("hook done")
+            return str.__hash__(self)
+
+    def train():
+        with wandb.init():
+            wandb.log({"loss": 1.0})
+            wandb.alert(Title("a title"), "some text")  # in it, the pruner sees the point and stops the trial
+            seen.append("alerted")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until the prune lands here
+                for _ in range(1000):
+                    pass
+            seen.append("end")
+
+    report = agent.run_function(train)
+    assert seen == ["hook", "hook done", "alerted"]
+    _pruned_function_trial(root, agent, report, seen)
+
+
+def test_where_a_prune_may_be_raised_into_a_function_trial(root):
+    """The agent's raise into a trial's thread waits while tracklet's code runs on it
+    (``_outside_tracklet``), except inside tracklet's frames that run the training and pass its
+    exceptions through: autolog's patched Keras ``Model.fit`` (training inside it would never be
+    reached otherwise, only after ``KILL_DELAY``). Looked at from another thread, as the agent does."""
+    import threading
+    import types
+
+    from tracklet.integrations import autolog
+    from tracklet.sweeps import agent as agent_module
+
+    sweep_id = create_sweep(root, {"method": "grid", "parameters": {"x": {"values": [1]}}}, project="p")
+    seen: dict[str, bool] = {}
+
+    def look(name: str) -> None:
+        trial = threading.get_ident()
+        looker = threading.Thread(target=lambda: seen.__setitem__(name, agent_module._outside_tracklet(trial)))
+        looker.start()
+        looker.join()
+
+    class Model:
+        def fit(self, *args, **kwargs):
+            look("inside fit")
+
+    class Attached:
+        _tracklet_integration = True
+
+    class Row(dict):
+        def values(self):
+            look("inside log")
+            return super().values()
+
+    def train():
+        from tracklet.compat import wandb
+
+        with wandb.init():
+            look("training")
+            Model().fit(callbacks=[Attached()])  # one of tracklet's already: the wrapper imports no keras
+            wandb.log(Row(loss=1.0))
+
+    autolog._patch_keras(types.SimpleNamespace(Model=Model))  # as autolog patches keras's Model
+    try:
+        assert Model.fit.__tracklet_original__ is not None
+        Agent(LocalController(root, sweep_id), count=1, log=lambda line: None).run_function(train)
+    finally:
+        autolog._patches[:] = [patch for patch in autolog._patches if patch[0] is not Model]
+    assert seen == {"training": True, "inside fit": True, "inside log": False}
 
 
 def test_a_trial_pruned_landing_inside_finish_leaves_the_run_finished(root):

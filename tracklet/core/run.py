@@ -1099,6 +1099,13 @@ class Run:
         if budget.caught is not None:  # the run is ended; the caller's Ctrl-C (or SIGTERM's exit) goes on
             raise budget.caught
 
+    def _stop_logging(self, stop: Callable[..., None]) -> None:
+        """A sweep agent's prune of a function trial (``sweeps/agent.py``): until the run
+        finishes, ``log()`` is ``stop``, which raises ``TrialPruned`` at the call's entry, before
+        anything is recorded: a clean point the prune reaches in any loop that logs. An instance
+        attribute in front of the method, so ``log()``'s own path has no check for it."""
+        self.__dict__["log"] = stop
+
     def _cut_upload_wait(self, seconds: float) -> None:
         """Make ``finish()`` (under way or later) wait at most ``seconds`` from now for the online
         upload; what is left stays in the record log for ``tracklet sync`` (core/childrun.py: a
@@ -1108,6 +1115,7 @@ class Run:
 
     def _begin_finish(self) -> None:
         self._finished = True
+        self.__dict__.pop("log", None)  # a pruned trial's stop (_stop_logging): a finished run's log() again
         lifecycle.unregister(self)
 
     def _shut_down_sender(self, left: float) -> bool:
@@ -1200,6 +1208,7 @@ class Run:
         nothing for it."""
         self._queue = _NoQueue(_FORKED)
         self._finished = True
+        self.__dict__.pop("log", None)  # the parent's prune (_stop_logging) is not the child's
         self._after_fork_abandon()
         from tracklet.core import childrun
 
@@ -1452,5 +1461,6 @@ class DisabledRun(Run):
 
     def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
         self._finished = True
+        self.__dict__.pop("log", None)  # see Run._begin_finish
         lifecycle.unregister(self)
 

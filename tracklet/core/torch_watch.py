@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
+from tracklet.errors import TrialPruned
+
 LOG_VALUES = ("gradients", "parameters", "all", None)
 
 #: ``record(row, step)``: ``step`` is the caller's step (None: the run's current step).
@@ -105,6 +107,8 @@ class ModelWatch:
                 row[f"{self._prefix}parameters/{name}"] = snapshot(param)
             if row:
                 self._record(row, step)
+        except TrialPruned:  # a sweep pruned the trial (Run._stop_logging): training stops
+            raise
         except Exception as error:  # never break the backward pass
             self._warn(f"watch() could not record {name}: {error!r}; training goes on")
 

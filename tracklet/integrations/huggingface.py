@@ -73,6 +73,7 @@ from tracklet.core.start import init_arguments
 from tracklet.core.values import to_plain
 from tracklet.integrations._ranks import end_cleanly_on_sigterm, join_run_part
 from tracklet.errors import TrainingIncomplete  # noqa: F401  (defined there; imported from here too)
+from tracklet.errors import TrialPruned
 
 GLOBAL_STEP = "train/global_step"
 TRAINING_ARGS_KEY = "training_args"
@@ -331,6 +332,8 @@ class TrackletCallback(TrainerCallback):
             else:
                 row = rewrite_logs(logs)
             self._log_row(run, row, state.global_step)
+        except TrialPruned:  # a sweep pruned the trial (Run._stop_logging): training stops
+            raise
         except Exception as error:
             self._failed("on_log", error)
 
@@ -681,6 +684,8 @@ class TrackletCallback(TrainerCallback):
         """Recording failures warn (once per event) and never stop training."""
         try:
             yield
+        except TrialPruned:  # a sweep pruned the trial (Run._stop_logging): training stops
+            raise
         except Exception as error:
             self._failed(where, error)
 

@@ -31,6 +31,7 @@ from tracklet.core import forksafe
 from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.modules import loaded
+from tracklet.errors import TrialPruned
 
 __all__ = ["CompilationWatcher", "TrackedStep", "track_step", "watch_compilation"]
 
@@ -583,6 +584,8 @@ def _on_duration_event(event: str, duration_secs: float, **kwargs: Any) -> None:
             watcher._record(run, event, float(duration_secs), fun_name)
         if dead:
             _prune()
+    except TrialPruned:  # a sweep pruned the trial (Run._stop_logging): training stops
+        raise
     except Exception as error:  # noqa: BLE001  (never break a jax compilation)
         _report_listener_error(error)
 

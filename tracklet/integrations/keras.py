@@ -65,6 +65,7 @@ import tracklet
 from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.start import init_arguments
+from tracklet.errors import TrialPruned
 
 __all__ = ["TrackletCallback"]
 
@@ -284,6 +285,8 @@ class TrackletCallback(keras.callbacks.Callback):
             return
         try:
             run.log(row, step=step)
+        except TrialPruned:  # a sweep pruned the trial (Run._stop_logging): training stops
+            raise
         except Exception as error:  # a tracker must not stop training
             self._warn_once("log", f"tracklet: the Keras callback could not log ({type(error).__name__}: {error}); "
                                    "training continues")

@@ -72,6 +72,7 @@ from tracklet.core.settings import Settings, data_root, resolve_settings
 from tracklet.core.start import init_arguments
 from tracklet.core.values import to_plain
 from tracklet.integrations._ranks import join_run_part, start_quietly
+from tracklet.errors import TrialPruned
 
 GLOBAL_STEP = "trainer/global_step"
 _LOG_MODEL_VALUES = (False, True, "all")
@@ -276,6 +277,8 @@ class TrackletLogger(Logger):
             if self._step_key is not None:
                 row[self._step_key] = int(step)
             self._log_at(run, int(step), row)
+        except TrialPruned:  # a sweep pruned the trial (Run._stop_logging): training stops
+            raise
         except Exception as error:
             self._failed("metrics", error)
 

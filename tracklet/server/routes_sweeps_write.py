@@ -234,10 +234,10 @@ def heartbeat(request: Request, project: str, sweep_id: str, body: SweepTrialRef
                          int(record.get("reported", -1)))
     if not points:
         return SweepHeartbeatResponse(alive=True, stop=None)
-    pruned = ctl.report(lease, points)
-    if not pruned:
+    pruned_at = ctl.report(lease, points)
+    if pruned_at is None:
         ctl.mark_reported(lease, points[-1][0])
-    return SweepHeartbeatResponse(alive=True, stop="pruned" if pruned else None)
+    return SweepHeartbeatResponse(alive=True, stop=None if pruned_at is None else "pruned")
 
 
 @router.post("/projects/{project}/sweeps/{sweep_id}/tell", response_model=SweepTrialResult, responses=_ERRORS,

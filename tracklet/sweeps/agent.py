@@ -346,21 +346,28 @@ class Agent:
         while not done.wait(self.prune_interval):
             try:
                 points = tail.new_points()
-                if not points or not self.controller.report(lease, points):
+                if not points:
+                    continue
+                step = self.controller.report(lease, points)  # the step the pruner stopped it at
+                if step is None:
                     continue
             except Exception as error:  # noqa: BLE001 - a failed look must not end the trial; the next one retries
                 self.log(f"trial {lease.trial}: reading its metric for pruning failed ({error!r}); retrying")
                 continue
             pruned.set()
-            self.log(f"trial {lease.trial}: pruned at step {points[-1][0]} ({metric.name} = {points[-1][1]:g}); "
-                     "stopping it")
+            value = next((v for s, v in reversed(points) if s == step), None)  # not this look's: pruned before
+            shown = f" ({metric.name} = {value:g})" if value is not None else ""
+            self.log(f"trial {lease.trial}: pruned at step {step}{shown}; stopping it")
             self._stop_trial(lease, worker)
             return
 
     def _stop_trial(self, lease: Lease, worker: int) -> None:
-        """Stop a pruned trial: its process gets SIGTERM; a function gets :class:`TrialPruned`.
-        Nothing happens when the trial already ended (its process exited, its function
-        returned): the prune came too late, and :meth:`_stop_landed` says so."""
+        """Stop a pruned trial: its process gets SIGTERM; a function gets :class:`TrialPruned`,
+        from its run's next ``log()`` (``Run._stop_logging``: at the call's entry, before anything
+        is recorded) or raised into its thread once that is outside tracklet's code
+        (:meth:`_raise_outside_tracklet`), whichever comes first. Nothing happens when the trial
+        already ended (its process exited, its function returned): the prune came too late, and
+        :meth:`_stop_landed` says so."""
         with self._lock:  # the worker forgets the process under it once the process has exited
             process = self._processes.get(lease.trial)
             if process is not None and process.poll() is None:
@@ -379,10 +386,38 @@ class Agent:
                 # ``with wandb.init():`` left) the prune is too late, as for a command trial
                 # (core/sweeptrial.py): raised into finish() it left the run crashed, and raised
                 # into the function's work after it, it told a full run pruned.
-                if self._function_running.is_set() and _trial_run_live():
-                    _tag_pruned()  # before the raise: the function may end its run itself (with wandb.init())
-                    self._stop_sent[lease.trial] = True
+                if not (self._function_running.is_set() and _trial_run_live()):
+                    return
+                runs = _trial_runs()
+                _tag_pruned(runs)  # before the raise: the function may end its run itself (with wandb.init())
+                stop = _LogStop()
+                for run in runs:  # the next log() raises TrialPruned at its entry
+                    run._stop_logging(stop)
+                self._stop_sent[lease.trial] = True
+            self._raise_outside_tracklet(worker, stop)
+
+    def _raise_outside_tracklet(self, worker: int, stop: "_LogStop") -> None:
+        """Raise :class:`TrialPruned` in the function trial's thread ``worker`` (a loop that
+        doesn't log, or not soon) at a point where no tracklet code is running on it: one landing
+        inside tracklet's code was caught by its guards that keep the tracker from stopping
+        training (``wandb.log()``'s: the prune lost, the trial trained to the end) or cut its
+        state changes half-way. The thread is looked at every millisecond until it is outside,
+        the trial ended, or its ``log()`` raised the prune first (``stop.fired``: the function is
+        ending; its cleanup isn't cut by a second one). The look and the raise are consecutive
+        calls made holding the GIL, so the thread can't move between them unless the GIL changes
+        hands right there. After ``KILL_DELAY`` seconds inside tracklet (one long call), it is
+        raised where the thread is. Either way the guards on the caller's thread around
+        ``log()`` let ``TrialPruned`` through (tests/test_trial_stop_rules.py), and one landing
+        in ``finish()`` is ignored (``Run._finish``)."""
+        deadline = time.monotonic() + KILL_DELAY
+        while True:
+            with self._prune_lock:
+                if stop.fired or not self._function_running.is_set() or not _trial_run_live():
+                    return
+                if _outside_tracklet(worker) or time.monotonic() >= deadline:
                     _raise_in_thread(worker, TrialPruned)
+                    return
+            time.sleep(0.001)
 
     def _stop_landed(self, lease: Lease) -> bool:
         """Whether the pruner's stop reached the trial's run before it ended: only then is the
@@ -510,15 +545,60 @@ class Agent:
 TrialPruned = errors.TrialPruned  # raised inside a trial's function when the pruner stops the trial
 
 
+class _LogStop:
+    """A pruned function trial's runs' ``log`` (``Run._stop_logging``): raises
+    :class:`TrialPruned` at the call's entry, before anything is recorded, until the run ends.
+    ``fired``: it did once (the agent raises no more into the thread)."""
+
+    fired = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.fired = True
+        raise TrialPruned("the sweep's pruner stopped this trial")
+
+
+def _trial_runs() -> list[Any]:
+    """The live run of the function trial (``Run._sweep_trial``; not a create_new run beside
+    it), else the current run."""
+    from tracklet.core import lifecycle
+
+    current = lifecycle.current()
+    return [run for run in lifecycle.live_runs() if run._sweep_trial] or ([current] if current else [])
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # tracklet/
+# tracklet's frames that run a user's training inside them and pass its exceptions through (no
+# handler around the call): a prune may land below them. (file below tracklet/, function)
+_PASS_THROUGH = {(os.path.join("integrations", "autolog.py"), "fit"),  # keras Model.fit, patched
+                 (os.path.join("integrations", "autolog.py"), "__init__")}  # a Trainer's, patched
+
+
+def _outside_tracklet(thread_id: int) -> bool:
+    """Whether the thread ``thread_id`` runs a trial's function with no tracklet frame (but
+    :data:`_PASS_THROUGH`'s) between the function and where it is now: an exception raised
+    there now lands in the user's code (or a library's it called), not inside tracklet's."""
+    frame = sys._current_frames().get(thread_id)
+    top = Agent._execute_function.__code__
+    innermost = True
+    while frame is not None:
+        code = frame.f_code
+        if code is top:
+            return not innermost  # innermost: the agent's own frame, before or after the function
+        name = code.co_filename
+        if not os.path.isabs(name):  # imported through a relative sys.path entry
+            name = os.path.abspath(name)
+        if name.startswith(_PACKAGE) and (name[len(_PACKAGE):], code.co_name) not in _PASS_THROUGH:
+            return False
+        innermost = False
+        frame = frame.f_back
+    return False  # not in a trial's function
+
+
 def _tag_pruned(runs: list[Any] | None = None) -> None:
     """Tag the function trial's run ``pruned`` (recorded as a run update): ``runs``, by default
-    the live run of the trial (``Run._sweep_trial``; not a create_new run beside it), else the
-    current run."""
+    :func:`_trial_runs`."""
     if runs is None:
-        from tracklet.core import lifecycle
-
-        current = lifecycle.current()
-        runs = [run for run in lifecycle.live_runs() if run._sweep_trial] or ([current] if current else [])
+        runs = _trial_runs()
     for run in runs:
         if PRUNED_TAG not in run.tags:
             run.tags = [*run.tags, PRUNED_TAG]
@@ -534,7 +614,8 @@ def _trial_run_live() -> bool:
 
 def _raise_in_thread(thread_id: int, exception: type[BaseException]) -> None:
     """Raise ``exception`` in the thread ``thread_id`` at its next Python bytecode (CPython's
-    ``PyThreadState_SetAsyncExc``): how a function trial is stopped without a check in ``log()``."""
+    ``PyThreadState_SetAsyncExc``): how a function trial that doesn't log is stopped
+    (:meth:`Agent._raise_outside_tracklet` says where)."""
     import ctypes
 
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exception))

@@ -532,14 +532,17 @@ class LocalController:
             self._save_leases(leases)
             return True
 
-    def report(self, lease: Lease, points: Sequence[tuple[int, float]], *, ended: bool = False) -> bool:
+    def report(self, lease: Lease, points: Sequence[tuple[int, float]], *, ended: bool = False) -> int | None:
         """Report the trial's metric at the run's steps (``(step, value)``, as logged) and ask the
         pruner after each step, in step order, as a training loop calling ``trial.report`` and
         ``should_prune`` every step would: so a decision never depends on how many points one look
         happened to read (successive halving judges a rung by the value at the last step reported:
         a trial read late in its curve would look better at every rung it passed in that look).
-        Reporting stops at the step the pruner stops the trial: True, and it is told ``PRUNED``
-        when it ends (unless the agent says its stop came too late: :meth:`tell`). ``ended``: the
+        Reporting stops at the step the pruner stops the trial: that step is returned (None while
+        the trial goes on; a trial pruned before returns its prune's step again), and the trial is
+        told ``PRUNED`` when it ends (unless the agent says its stop came too late: :meth:`tell`).
+        Not the last step of ``points``: a look reading steps past the prune's would name the wrong
+        one (the agent's "pruned at step" line). ``ended``: the
         trial's run already ended; all its points are reported (later trials are compared with
         them) and it is not marked pruned. Steps reported before are skipped; non-finite values
         are not reported."""
@@ -548,15 +551,17 @@ class LocalController:
             leases = self._leases()
             record = leases.get(str(lease.trial))
             if record is None or record["agent"] != lease.agent:
-                return False  # lapsed: the heartbeat stops the trial
-            if record.get("pruned"):
-                return True
+                return None  # lapsed: the heartbeat stops the trial
+            if record.get("pruned") and "pruned_step" in record:
+                return int(record["pruned_step"])
             study = self._study()
             trial = optuna.trial.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(
                 study._study_id, lease.trial))
             frozen = study._storage.get_trial(trial._trial_id)
+            if record.get("pruned"):  # pruned by an agent of an earlier version: its last step reported
+                return max(frozen.intermediate_values, default=-1)
             if frozen.state != optuna.trial.TrialState.RUNNING:
-                return False
+                return None
             known = set(frozen.intermediate_values)
             asking = True
             for step, value in sorted(points):
@@ -567,11 +572,12 @@ class LocalController:
                 if asking and trial.should_prune():
                     if not ended:
                         record["pruned"] = True
+                        record["pruned_step"] = int(step)
                         self._changed("trial pruned", trial=lease.trial)
                         self._save_leases(leases)
-                        return True
+                        return int(step)
                     asking = False  # past a rung it didn't pass: record no later rung for it
-            return False
+            return None
 
     def finish(self, lease: Lease, exit_code: int, error: str | None = None, *,
                stopped: bool | None = None) -> TrialResult:

@@ -172,8 +172,8 @@ class RemoteController:
             return False
         return PRUNED if answer.get("stop") == PRUNED else True
 
-    def report(self, lease: Lease, points: Sequence[tuple[int, float]]) -> bool:
-        return False  # the server reads the run's points from what it ingested
+    def report(self, lease: Lease, points: Sequence[tuple[int, float]]) -> int | None:
+        return None  # the server reads the run's points from what it ingested
 
     def finish(self, lease: Lease, exit_code: int, error: str | None = None, *,
                stopped: bool | None = None) -> TrialResult:

@@ -31,6 +31,7 @@ from tracklet.compat.wandb._summary import Summary
 from tracklet.compat.wandb.plot import CustomChart
 from tracklet.core import forksafe
 from tracklet.media import figures
+from tracklet.errors import TrialPruned
 
 
 _SUMMARY_OPS = {"min", "max", "mean", "last", "first", "none"}
@@ -408,6 +409,8 @@ class Run:
             if self._step_sync.definitions:
                 data = self._step_sync.apply(data, logged_keys)
             self._run.log(data, step=step, commit=commit)
+        except TrialPruned:  # a sweep pruned the trial (Run._stop_logging): training stops
+            raise
         except Exception as error:  # the tracker never stops training
             warn_once(f"log-failed-{type(error).__name__}",
                       f"wandb.log() failed and this call was not recorded: {error!r} (training goes on)")

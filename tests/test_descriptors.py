@@ -81,11 +81,12 @@ def test_a_process_going_through_many_data_roots_keeps_only_the_last_few_open(tm
 def test_a_store_no_longer_kept_closes_its_databases_as_it_goes_without_waiting_for_a_collection(tmp_path):
     """An SQLite connection is in a reference cycle (with its statement cache): a store that went
     held its databases open until the cyclic collector next ran, in a process with it disabled
-    (or between collections) for ever. The stat cache and chunk index close theirs when they go."""
+    (or between collections) for ever. The stat cache, chunk index and blob cache close theirs when they go."""
     code = """
     import gc, json, os, sys
     from pathlib import Path
 
+    from tracklet.artifacts.cache import BlobCache
     from tracklet.artifacts.storage import open_store
 
     gc.disable()
@@ -96,7 +97,8 @@ def test_a_store_no_longer_kept_closes_its_databases_as_it_goes_without_waiting_
         store = open_store(base / f"root{i}")
         store.hasher.digest_files([str(base / "file")])
         store.chunks()
-        del store
+        cache = BlobCache(base / f"cache{i}")  # a remote Api's or artifact's, kept by nothing here
+        del store, cache
     held = []
     for name in os.listdir("/proc/self/fd"):
         try:

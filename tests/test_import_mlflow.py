@@ -823,3 +823,51 @@ def test_a_file_stores_metrics_folder_linked_out_is_refused(tmp_path: Path) -> N
     assert "metrics is a symbolic link" in by_id[ids[0]].warnings[0]
     assert "metrics/train is a symbolic link" in by_id[ids[1]].warnings[0]
     assert tracklet.Api(tmp_path / "root").run(f"e/{ids[2]}").summary == {"loss": 0.5, "train/loss": 0.25}
+
+
+def test_an_imported_database_is_left_with_no_connection_open(tmp_path: Path) -> None:
+    """MLflow keeps an engine (a pool of connections) per database URI and store kind for the
+    process's life: a process importing many databases (a notebook) held each one's descriptors
+    for ever. The import empties those pools as it ends. (The database is written in another
+    process, so the importing one holds only what the import opened.)"""
+    from conftest import run_script
+
+    template = tmp_path / "template" / "mlflow.db"
+    template.parent.mkdir()
+    made = run_script("""
+    import sys
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{sys.argv[1]}")
+    run = client.create_run(client.create_experiment("e"), run_name="r")
+    client.log_metric(run.info.run_id, "loss", 0.5, step=0)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    client.create_registered_model("m")  # the registry's store (an engine of its own) is read too
+    client.create_model_version("m", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    """, args=(str(template),), timeout=120)
+    assert made.returncode == 0, made.stderr
+    done = run_script("""
+    import os, shutil, sys, warnings
+    from pathlib import Path
+
+    from tracklet.importers import import_mlflow
+
+    base = Path(sys.argv[1])
+    for i in range(3):
+        source = base / f"source{i}"
+        source.mkdir()
+        shutil.copy(base / "template" / "mlflow.db", source / "mlflow.db")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = import_mlflow(source / "mlflow.db", root=base / "root")
+        held = []
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                held.append(os.readlink(f"/proc/self/fd/{name}"))
+            except OSError:  # closed meanwhile (listdir's own)
+                pass
+        print([run.status for run in result], len(result.models),
+              sorted(target for target in held if target.startswith(str(base / "source"))), flush=True)
+    """, args=(str(tmp_path),), timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["['imported'] 1 []", "['unchanged'] 1 []", "['unchanged'] 1 []"]

@@ -142,6 +142,15 @@ class BlobCache:
         with self._thread_lock:
             self._db.close()
 
+    def __del__(self) -> None:
+        # Closed as it goes (an Api's, an artifact's): the connection itself would wait for a full
+        # collection (it is in a cycle with its statement cache). Not a forked child's copy: the
+        # parent's is left alone.
+        try:
+            forksafe.close_in_opener(*self.__dict__.get("_own__db", (None, None)))
+        except Exception:  # noqa: BLE001 - at interpreter exit (its module's globals gone)
+            pass
+
     # ------------------------------------------------------------ reading
 
     def path(self, digest: str) -> Path:

@@ -159,6 +159,15 @@ class StatCache:
                 except sqlite3.Error:
                     pass
 
+    def __del__(self) -> None:
+        # Closed as it goes (its store left ``open_store``'s cache, unused): the connection itself
+        # would wait for a full collection (it is in a cycle with its statement cache), its three
+        # descriptors held till then. Not a forked child's copy: the parent's is left alone.
+        try:
+            forksafe.close_in_opener(*self.__dict__.get("_own__db", (None, None)))
+        except Exception:  # noqa: BLE001 - at interpreter exit (its module's globals gone)
+            pass
+
     def close(self) -> None:
         with self._lock:
             db = self._db  # (a forked child's is None: the parent's isn't closed here)

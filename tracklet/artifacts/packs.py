@@ -418,6 +418,13 @@ class ChunkIndex:
     def close(self) -> None:
         self._connection.close()
 
+    def __del__(self) -> None:
+        # Closed as it goes (as StatCache's): not a forked child's copy, whose parent's is left alone.
+        try:
+            forksafe.close_in_opener(*self.__dict__.get("_own__connection", (None, None)))
+        except Exception:  # noqa: BLE001 - at interpreter exit (its module's globals gone)
+            pass
+
     def __enter__(self) -> ChunkIndex:  # noqa: PYI034 - final class
         return self
 

@@ -858,7 +858,10 @@ def cache_download_root(data_root: str | os.PathLike, info: VersionInfo) -> Path
     return Path(data_root) / "cache" / "artifact-files" / info.project / info.name / f"v{info.version}"
 
 
-_stores: dict[tuple[str, str], ArtifactStore] = forksafe.cache()
+# The last few roots' stores stay open (a process uses one root, mostly); an older one stays while
+# something holds it and is closed once nothing does (forksafe.Recent: a process going through
+# hundreds of roots held ~6 descriptors for each for ever).
+_stores = forksafe.recent()
 _stores_lock = forksafe.lock()
 
 

@@ -48,7 +48,7 @@ def rlock() -> threading.RLock:
     return made
 
 
-_caches: list[dict[Any, Any]] = []
+_caches: list[Any] = []  # dicts (cache) and Recent caches (recent)
 _kept: list[Any] = []  # what the parent's caches held, in a forked child: never used, never closed there
 
 
@@ -62,6 +62,84 @@ def cache() -> dict[Any, Any]:
     made: dict[Any, Any] = {}
     _caches.append(made)
     return made
+
+
+class Recent:
+    """A process-wide cache of objects holding connections per data root or file (an artifact store,
+    a model registry, a report store) that keeps only the ``keep`` last used alive by itself; an
+    older one stays found while anything else holds it (a run, an ``Artifact``, an ``Api``), so there
+    is one per key at a time, and goes once nothing does (its connections closed by its own
+    finalizer or ``__del__``). An unbounded dict (``cache``) kept every root's store open for the
+    process's life: ~6 descriptors per root (two SQLite databases with their ``-wal`` and ``-shm``)
+    in a notebook, a sweep agent or a test process going through hundreds of roots (ci54's workers
+    ended holding 750-820). Empty again in a forked child, like ``cache``. Use under the caller's lock."""
+
+    def __init__(self, keep: int) -> None:
+        import collections
+
+        self.keep = keep
+        self._held: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+        self._alive: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
+
+    def get(self, key: Any) -> Any:
+        found = self._held.get(key)
+        if found is not None:
+            self._held.move_to_end(key)
+            return found
+        found = self._alive.get(key)
+        if found is not None:
+            self._hold(key, found)
+        return found
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._alive[key] = value
+        self._hold(key, value)
+
+    def _hold(self, key: Any, value: Any) -> None:
+        self._held[key] = value
+        self._held.move_to_end(key)
+        while len(self._held) > self.keep:
+            self._held.popitem(last=False)
+
+    def values(self) -> list[Any]:
+        return list({id(value): value for value in [*self._held.values(), *self._alive.values()]}.values())
+
+    def clear(self) -> None:
+        self._held.clear()
+        self._alive.clear()
+
+
+# How many data roots' stores a process keeps open by itself (a process uses one root, mostly).
+ROOTS_KEPT = 4
+
+
+def recent(keep: int = ROOTS_KEPT) -> Recent:
+    """A :class:`Recent` cache keeping the ``keep`` last used objects alive, emptied in a forked child."""
+    made = Recent(keep)
+    _caches.append(made)  # values() and clear() are all the fork hook uses
+    return made
+
+
+def release_with(owner: object, release: Callable[[], Any]) -> None:
+    """Call ``release`` (an engine's ``dispose``) when ``owner`` is collected, in this process only
+    (a forked child's copy going away leaves its parent's connections alone); not at exit, which
+    closes them anyway."""
+    weakref.finalize(owner, _release_in, release, os.getpid()).atexit = False
+
+
+def _release_in(release: Callable[[], Any], pid: int) -> None:
+    if os.getpid() == pid:
+        release()
+
+
+def close_in_opener(connection: Any, pid: int | None) -> None:
+    """Close ``connection`` (an SQLite connection) if this process opened it (``pid``): a forked
+    child's copy of an object going away must leave its parent's connection alone."""
+    if connection is not None and pid == os.getpid():
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - closing at collection: another thread's use, interpreter shutdown
+            pass
 
 
 class own:

@@ -138,6 +138,23 @@ class MlflowSource:
             except Exception as error:
                 raise SourceError(f"{self.location}: MLflow can't open it as a tracking store: {_short(error)}") from None
 
+    def close(self) -> None:
+        """Close the connections MLflow opened on a database: it keeps an engine (a pool of
+        connections) per database URI and store kind (tracking, model registry) for the process's
+        life, so a process importing many databases (a notebook, a test run) held the descriptors of
+        each for ever. Their pools are emptied (``dispose``); the engines stay usable, by MLflow
+        clients the caller has on the same database too."""
+        if self.database is None:
+            return
+        import sys
+
+        for name in ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store"):
+            module = sys.modules.get(name)  # any state: read, never imported (not loaded: it opened nothing)
+            engines = getattr(getattr(module, "SqlAlchemyStore", None), "_engine_map", None)
+            engine = engines.get(self.uri) if isinstance(engines, dict) else None
+            if engine is not None:
+                engine.dispose()
+
     def experiments(self, only: Iterable[str] = ()) -> list[Any]:
         """Active experiments, oldest first; ``only``: names or ids to keep (each must exist)."""
         from mlflow.entities import ViewType
@@ -958,12 +975,21 @@ def import_mlflow(location: str | os.PathLike, root: str | os.PathLike | None = 
     Importing again is a no-op for an unchanged run, whichever of these options either import had,
     except that a run imported without its files gets them once they can be read (``completed``)."""
     from tracklet.importers import data_root
-    from tracklet.importers.mlflow_registry import RunInImport, import_registry
 
     if project is not None:
         check_name("project", project)  # before reading anything
     target = data_root(root)
     source = MlflowSource(location, artifact_roots, fetch_remote_artifacts)
+    try:
+        return _import_from(source, target, project, experiments, progress, models)
+    finally:
+        source.close()
+
+
+def _import_from(source: MlflowSource, target: Path, project: str | None, experiments: Iterable[str],
+                 progress: Progress | None, models: bool) -> MlflowImport:
+    from tracklet.importers.mlflow_registry import RunInImport, import_registry
+
     results = MlflowImport()
     in_import: dict[str, RunInImport] = {}
     for experiment in source.experiments(experiments):

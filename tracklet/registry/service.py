@@ -27,7 +27,9 @@ from tracklet.registry.sql import Link, ModelRegistry
 
 REGISTRY_FILE = "registry.sqlite"
 
-_opened: dict[str, ModelRegistry] = forksafe.cache()
+# The last few roots' registries stay open; an older one goes once nothing holds it, its engine disposed
+# (forksafe.Recent: a dict kept every root's connections for the process's life).
+_opened = forksafe.recent()
 _opened_lock = forksafe.lock()
 
 
@@ -54,6 +56,7 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ModelRegistry
         if not is_read_only(engine):  # one this user can't write is read as its writer left it
             _create_tables(engine)
         registry = _opened[key] = ModelRegistry(engine, holding=_local_holding(Path(root)))
+        forksafe.release_with(registry, engine.dispose)
         return registry
 
 

@@ -13,7 +13,9 @@ from tracklet.reports.sql import ReportStore
 
 REPORTS_FILE = "reports.sqlite"
 
-_opened: dict[str, ReportStore] = forksafe.cache()
+# The last few roots' stores stay open; an older one goes once nothing holds it, its engine disposed
+# (forksafe.Recent: a dict kept every root's connections for the process's life).
+_opened = forksafe.recent()
 _opened_lock = forksafe.lock()
 
 
@@ -37,6 +39,7 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ReportStore |
         if not is_read_only(engine):  # one this user can't write is read as its writer left it
             _create_tables(engine)
         found = _opened[key] = ReportStore(engine)
+        forksafe.release_with(found, engine.dispose)
         return found
 
 

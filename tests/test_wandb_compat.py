@@ -247,11 +247,17 @@ def test_lightning_wandb_logger(root, tmp_path):
     assert "gradients/net.0.weight" in keys and "parameters/net.2.bias" in keys  # watch(log="all", log_freq=2)
 
 
-def test_lightning_wandb_logger_log_model_stores_checkpoints_as_artifacts(root, tmp_path):
+def test_lightning_wandb_logger_log_model_stores_the_best_checkpoint_or_all_as_they_are_saved(root, tmp_path):
+    # One script, two loggers (each W&B run finished before the next starts): log_model=True stores the
+    # best checkpoint as an artifact; log_model="all" logs every checkpoint as it is saved. (Two tests
+    # before, each paying a fresh interpreter's torch and Lightning imports for a one-epoch fit.)
+    # Lightning's default ModelCheckpoint keeps one file and deletes the previous epoch's when it
+    # saves the next: each was snapshot when logged (Lightning passes policy="mutable").
     out = tracklet_run(tmp_path, """
         import json
         import torch
         import lightning as L
+        import wandb
         from lightning.pytorch.loggers import WandbLogger
 
         class Model(L.LightningModule):
@@ -269,41 +275,20 @@ def test_lightning_wandb_logger_log_model_stores_checkpoints_as_artifacts(root, 
         logger = WandbLogger(project="litmodel", log_model=True)
         trainer = L.Trainer(max_epochs=1, logger=logger, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(Model(), torch.utils.data.DataLoader(data, batch_size=8))
-        print(json.dumps({"id": logger.version}))
-    """, timeout=300)
-    version = tracklet.Api(root).artifact(f"litmodel/model-{out['id']}:best")
-    assert version.type == "model" and [e.path for e in version.files()] == ["model.ckpt"]
-    assert version.metadata["original_filename"].endswith(".ckpt")
-    assert version.logged_by().id == out["id"]
+        best = logger.version
+        wandb.finish()
 
-
-def test_lightning_wandb_logger_log_model_all_logs_every_checkpoint_as_it_is_saved(root, tmp_path):
-    # Lightning's default ModelCheckpoint keeps one file and deletes the previous epoch's when it
-    # saves the next: each was snapshot when logged (Lightning passes policy="mutable").
-    out = tracklet_run(tmp_path, """
-        import json
-        import torch
-        import lightning as L
-        from lightning.pytorch.loggers import WandbLogger
-
-        class Model(L.LightningModule):
-            def __init__(self):
-                super().__init__()
-                self.net = torch.nn.Linear(4, 1)
-            def training_step(self, batch, batch_idx):
-                loss = torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
-                self.log("train_loss", loss)
-                return loss
-            def configure_optimizers(self):
-                return torch.optim.SGD(self.parameters(), lr=0.1)
-
-        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
         logger = WandbLogger(project="litall", log_model="all")
         trainer = L.Trainer(max_epochs=3, logger=logger, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(Model(), torch.utils.data.DataLoader(data, batch_size=8))
         path = logger.download_artifact(f"model-{logger.version}:v0", save_dir="first")  # through use_artifact
-        print(json.dumps({"id": logger.version, "first_epoch": torch.load(path + "/model.ckpt")["epoch"]}))
+        print(json.dumps({"best": best, "id": logger.version, "first_epoch": torch.load(path + "/model.ckpt")["epoch"]}))
     """, timeout=300)
+    version = tracklet.Api(root).artifact(f"litmodel/model-{out['best']}:best")
+    assert version.type == "model" and [e.path for e in version.files()] == ["model.ckpt"]
+    assert version.metadata["original_filename"].endswith(".ckpt")
+    assert version.logged_by().id == out["best"]
+
     assert out["first_epoch"] == 0
     api = tracklet.Api(root)
     versions = api.artifact_versions(f"litall/model-{out['id']}")

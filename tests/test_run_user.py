@@ -131,21 +131,28 @@ def test_each_run_reads_back_the_user_whose_key_created_it_whatever_the_client_c
     assert [run.id for run in public.runs("team", filters={"username": "bob"})] == ["by-bob"]  # W&B's filter field
 
 
-@pytest.mark.parametrize("order_by", [None, "name", "-name", "user,run_id", "-user,run_id", "-host,user,run_id"])
-@pytest.mark.parametrize("filter", [None, 'user = "u1"', "not user exists", 'user ~ "U" and host = h1', 'host = h0'])
-def test_every_page_of_runs_reads_each_runs_own_creator_whatever_the_filter_sort_and_page(store_url, tmp_path,
-                                                                                           order_by, filter):
-    """The store joins a server's creators once per query (run_creators.joined_fields): listing
-    ``user`` with a page changes neither the page nor its order, each row has its own run's creator
-    ("" for none), and ``user`` filters and sorts as a text field of the run (runs without one last,
-    both ways: session 26)."""
+_CREATOR = {f"r{i:02d}": ("", "u0", "u1", "u2")[i % 4] for i in range(30)}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def creators_store(request, tmp_path_factory):
+    """A server's store of 30 runs in each of two projects and their creators (none for every fourth),
+    on each backend: made once for the module's tests of it, which only read it (made for each of its
+    60 tests, its database and migrations were most of each one's CPU)."""
     from tracklet.server import run_creators
     from tracklet.store import Store
     from tracklet.store.schema import projects, runs
 
-    store = Store(store_url, root=tmp_path / "root")
+    root = tmp_path_factory.mktemp("creators")
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / 'store.sqlite'}"
+    else:
+        from pgcluster import create_database
+
+        url = create_database(request.getfixturevalue("postgres_url"), "run_user_creators")
+    store = Store(url, root=root / "root")
     server_schema.migrate(store.engine)
-    creator = {f"r{i:02d}": ("", "u0", "u1", "u2")[i % 4] for i in range(30)}
+    creator = _CREATOR
     with store.engine.begin() as connection:
         project_id = connection.execute(projects.insert().values(name="p")).inserted_primary_key[0]
         other = connection.execute(projects.insert().values(name="other")).inserted_primary_key[0]
@@ -160,7 +167,23 @@ def test_every_page_of_runs_reads_each_runs_own_creator_whatever_the_filter_sort
                  user_name=name if project == "p" else "u2", created_at=0.0)
             for project in ("p", "other") for run_id, name in creator.items() if name])
     store.project_joined_fields = run_creators.joined_fields
+    yield store
+    store.close()
+    if request.param == "postgresql":
+        from pgcluster import drop_database
 
+        drop_database(request.getfixturevalue("postgres_url"), "run_user_creators")
+
+
+@pytest.mark.parametrize("order_by", [None, "name", "-name", "user,run_id", "-user,run_id", "-host,user,run_id"])
+@pytest.mark.parametrize("filter", [None, 'user = "u1"', "not user exists", 'user ~ "U" and host = h1', 'host = h0'])
+def test_every_page_of_runs_reads_each_runs_own_creator_whatever_the_filter_sort_and_page(creators_store, order_by,
+                                                                                           filter):
+    """The store joins a server's creators once per query (run_creators.joined_fields): listing
+    ``user`` with a page changes neither the page nor its order, each row has its own run's creator
+    ("" for none), and ``user`` filters and sorts as a text field of the run (runs without one last,
+    both ways: session 26)."""
+    store, creator = creators_store, _CREATOR
     everything = store.runs("p", filter=filter, order_by=order_by, fields=("name", "host", "user"))
     assert all(row["user"] == creator[row["run_id"]] for row in everything)
     if order_by == "user,run_id":

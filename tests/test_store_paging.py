@@ -85,16 +85,33 @@ SORTS = [None, "name", "-name", "state", "-state", "created", "-created", "confi
          "summary.loss", "-summary.loss", "state,-name", "-state,config.x"]
 
 
-@pytest.fixture(params=[False, True], ids=["store", "server"])
-def store(request, store_url, tmp_path):
-    made = Store(store_url, root=tmp_path)
-    if request.param:
+@pytest.fixture(scope="module", params=[(server, backend) for backend in ("sqlite", "postgresql")
+                                        for server in (False, True)],
+                ids=lambda param: f"{'server' if param[0] else 'store'}-{param[1]}")
+def store(request, tmp_path_factory):
+    """A data root's store or a server's, on each backend, filled once for the module's tests: they
+    only read it (built for each of them, its migrations and rows were most of each test's CPU)."""
+    server, backend = request.param
+    root = tmp_path_factory.mktemp("paging")
+    name = f"paging_{'server' if server else 'store'}"
+    if backend == "sqlite":
+        url = f"sqlite:///{root / 'store.sqlite'}"
+    else:
+        from pgcluster import create_database
+
+        url = create_database(request.getfixturevalue("postgres_url"), name)
+    made = Store(url, root=root)
+    if server:
         server_schema.migrate(made.engine)
         made.project_joined_fields = creators.joined_fields
-    _fill(made, server=request.param)
-    made.server = request.param  # type: ignore[attr-defined]
+    _fill(made, server=server)
+    made.server = server  # type: ignore[attr-defined]
     yield made
     made.close()
+    if backend == "postgresql":
+        from pgcluster import drop_database
+
+        drop_database(request.getfixturevalue("postgres_url"), name)
 
 
 def _pages(store: Store, order_by: str | None, size: int, **kwargs: Any) -> list[str]:

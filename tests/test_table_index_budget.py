@@ -257,9 +257,11 @@ def test_a_part_that_grows_on_disk_after_its_listing_was_kept_is_read_by_a_serve
     listed, numbered as the local reader numbers them)."""
     from test_table_versions import _read, _writers
 
-    server = module_servers(tmp_path / "server")
-    root = server.root
+    root = tmp_path / "server"
     _writers(root, "grow", ["primary", "rank_1", "rank_2"], 2)
+    # The server starts on the recorded run and indexes it as it starts (started first, it found the run
+    # only at its next sweep, 30 s later: 24 s of polls that were each a request on both sides).
+    server = module_servers(root)
     local = [(step, n) for key, _, step, n in _read(root, "grow") if key == "preds"]
     assert _versions(server.url, "grow", 6) == local
     assert _versions(server.url, "grow", 6) == local  # (again: the listing kept)

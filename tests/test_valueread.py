@@ -73,13 +73,6 @@ def _check(message: pb.Value) -> None:
 
 
 @_SETTINGS
-@given(_PLAIN)
-def test_what_is_read_is_what_the_item_by_item_decode_gives(value):
-    data, _ = valuewire.encode(value)
-    _check(pb.Value.FromString(data))
-
-
-@_SETTINGS
 @given(st.lists(st.one_of(*_KINDS), min_size=8, max_size=30), st.integers(0, 29), st.binary(min_size=1, max_size=3))
 def test_bytes_a_writer_never_lays_out_are_read_item_by_item(items, where, unknown):
     data, _ = valuewire.encode(items)
@@ -109,9 +102,14 @@ def _reference_problem(value: pb.Value) -> str | None:
     return None
 
 
+# One test for the two properties of a plain value (they were two tests, each drawing its 300 values: the
+# drawing, not the checks, took ~10 s of CPU a test).
 @_SETTINGS
 @given(_PLAIN, st.integers(MAX_NESTING - 3, MAX_NESTING + 1))
-def test_the_depth_check_counts_a_uniform_list_as_one_level(value, depth):
+def test_what_is_read_is_what_the_item_by_item_decode_gives_and_the_depth_check_counts_a_uniform_list_as_one_level(
+        value, depth):
+    data, _ = valuewire.encode(value)
+    _check(pb.Value.FromString(data))
     for nested in (value, [[] for _ in range(10)], [None] * 9):
         for _ in range(depth):
             nested = [nested]

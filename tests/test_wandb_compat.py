@@ -247,11 +247,17 @@ def test_lightning_wandb_logger(root, tmp_path):
     assert "gradients/net.0.weight" in keys and "parameters/net.2.bias" in keys  # watch(log="all", log_freq=2)
 
 
-def test_lightning_wandb_logger_log_model_stores_checkpoints_as_artifacts(root, tmp_path):
+def test_lightning_wandb_logger_log_model_stores_the_best_checkpoint_or_all_as_they_are_saved(root, tmp_path):
+    # One script, two loggers (each W&B run finished before the next starts): log_model=True stores the
+    # best checkpoint as an artifact; log_model="all" logs every checkpoint as it is saved. (Two tests
+    # before, each paying a fresh interpreter's torch and Lightning imports for a one-epoch fit.)
+    # Lightning's default ModelCheckpoint keeps one file and deletes the previous epoch's when it
+    # saves the next: each was snapshot when logged (Lightning passes policy="mutable").
     out = tracklet_run(tmp_path, """
         import json
         import torch
         import lightning as L
+        import wandb
         from lightning.pytorch.loggers import WandbLogger
 
         class Model(L.LightningModule):
@@ -269,41 +275,20 @@ def test_lightning_wandb_logger_log_model_stores_checkpoints_as_artifacts(root, 
         logger = WandbLogger(project="litmodel", log_model=True)
         trainer = L.Trainer(max_epochs=1, logger=logger, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(Model(), torch.utils.data.DataLoader(data, batch_size=8))
-        print(json.dumps({"id": logger.version}))
-    """, timeout=300)
-    version = tracklet.Api(root).artifact(f"litmodel/model-{out['id']}:best")
-    assert version.type == "model" and [e.path for e in version.files()] == ["model.ckpt"]
-    assert version.metadata["original_filename"].endswith(".ckpt")
-    assert version.logged_by().id == out["id"]
+        best = logger.version
+        wandb.finish()
 
-
-def test_lightning_wandb_logger_log_model_all_logs_every_checkpoint_as_it_is_saved(root, tmp_path):
-    # Lightning's default ModelCheckpoint keeps one file and deletes the previous epoch's when it
-    # saves the next: each was snapshot when logged (Lightning passes policy="mutable").
-    out = tracklet_run(tmp_path, """
-        import json
-        import torch
-        import lightning as L
-        from lightning.pytorch.loggers import WandbLogger
-
-        class Model(L.LightningModule):
-            def __init__(self):
-                super().__init__()
-                self.net = torch.nn.Linear(4, 1)
-            def training_step(self, batch, batch_idx):
-                loss = torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
-                self.log("train_loss", loss)
-                return loss
-            def configure_optimizers(self):
-                return torch.optim.SGD(self.parameters(), lr=0.1)
-
-        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
         logger = WandbLogger(project="litall", log_model="all")
         trainer = L.Trainer(max_epochs=3, logger=logger, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(Model(), torch.utils.data.DataLoader(data, batch_size=8))
         path = logger.download_artifact(f"model-{logger.version}:v0", save_dir="first")  # through use_artifact
-        print(json.dumps({"id": logger.version, "first_epoch": torch.load(path + "/model.ckpt")["epoch"]}))
+        print(json.dumps({"best": best, "id": logger.version, "first_epoch": torch.load(path + "/model.ckpt")["epoch"]}))
     """, timeout=300)
+    version = tracklet.Api(root).artifact(f"litmodel/model-{out['best']}:best")
+    assert version.type == "model" and [e.path for e in version.files()] == ["model.ckpt"]
+    assert version.metadata["original_filename"].endswith(".ckpt")
+    assert version.logged_by().id == out["best"]
+
     assert out["first_epoch"] == 0
     api = tracklet.Api(root)
     versions = api.artifact_versions(f"litall/model-{out['id']}")
@@ -315,11 +300,17 @@ def test_lightning_wandb_logger_log_model_all_logs_every_checkpoint_as_it_is_sav
 
 
 @pytest.mark.skipif(not (_have("transformers") and _have("torch")), reason="transformers is not installed")
-def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
+def test_hugging_face_trainer_report_to_wandb_and_wandb_log_model_checkpoint_logs_each_saved_checkpoint(root, tmp_path):
+    # One script, two trainers (the first's W&B run finished before the second's starts), each with the
+    # WANDB_PROJECT and WANDB_LOG_MODEL its WandbCallback reads as the trainer is made: "end" logs the
+    # final model, "checkpoint" each saved checkpoint. (Two tests before, each paying a fresh
+    # interpreter's torch and transformers imports.)
     out = tracklet_run(tmp_path, """
         import json
+        import os
         import torch
         import transformers
+        import wandb
 
         class RandomTokens(torch.utils.data.Dataset):
             def __init__(self):
@@ -337,11 +328,30 @@ def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
                                          intermediate_size=64)
         model = transformers.BertForSequenceClassification(config)
         args = transformers.TrainingArguments(
-            output_dir="out", max_steps=6, logging_steps=2, per_device_train_batch_size=4, report_to="wandb",
+            output_dir="out-end", max_steps=6, logging_steps=2, per_device_train_batch_size=4, report_to="wandb",
             run_name="hf-run", save_strategy="no", use_cpu=True, disable_tqdm=True, learning_rate=1e-3)
         trainer = transformers.Trainer(model=model, args=args, train_dataset=RandomTokens())
         trainer.train()
         names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
+        wandb.finish()
+
+        class Tokens(torch.utils.data.Dataset):
+            def __len__(self):
+                return 24
+            def __getitem__(self, i):
+                ids = torch.arange(1, 9) + i
+                return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor(i % 2)}
+
+        os.environ.update(WANDB_PROJECT="hfckpt", WANDB_LOG_MODEL="checkpoint")
+        torch.manual_seed(0)
+        config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=64)
+        args = transformers.TrainingArguments(
+            output_dir="out", max_steps=6, per_device_train_batch_size=4, report_to="wandb", run_name="ckpt-run",
+            save_strategy="steps", save_steps=3, use_cpu=True, disable_tqdm=True, logging_steps=3)
+        trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
+                                       train_dataset=Tokens())
+        trainer.train()
         print(json.dumps({"callbacks": names}))
     """, env={"WANDB_PROJECT": "hf", "WANDB_LOG_MODEL": "end"}, timeout=300)
     assert "WandbCallback" in out["callbacks"] and "TrackletCallback" not in out["callbacks"]
@@ -361,6 +371,20 @@ def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
     assert logged == [2, 4, 6]
     assert recorded.summary["train_runtime"] > 0 and "train_loss" in recorded.summary
     assert {d.name: d.step_metric for d in recorded.metric_definitions}["*"] == "train/global_step"
+
+    api = tracklet.Api(root)
+    versions = api.artifact_versions("hfckpt/model-ckpt-run")
+    assert [sorted(a for a in v.aliases if not a.startswith("epoch_")) for v in versions] == [
+        ["base_model"], ["checkpoint_global_step_3"], ["checkpoint_global_step_6"], ["final_model", "latest"]]
+    for step, version in ((3, versions[1]), (6, versions[2])):
+        files = {entry.path: entry.digest for entry in version.files()}
+        on_disk = tmp_path / "out" / f"checkpoint-{step}"
+        assert files == {p.relative_to(on_disk).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                         for p in on_disk.rglob("*") if p.is_file()}
+    final = {entry.path: entry.digest for entry in versions[3].files()}
+    assert final["model.safetensors"] == {e.path: e.digest for e in versions[2].files()}["model.safetensors"]
+    (recorded,) = api.runs("hfckpt")
+    assert all(v.logged_by().id == recorded.id for v in versions)
 
 
 @pytest.mark.skipif(not (_have("transformers") and _have("torch") and _have("optuna")),
@@ -415,47 +439,6 @@ def test_hugging_face_report_to_wandb_one_run_across_train_calls_and_a_run_per_t
         history = trial.history(["train/loss", "train/global_step", "eval/loss"])
         assert [gs for gs, loss in zip(history["train/global_step"], history["train/loss"]) if loss is not None] == [2, 4]
         assert [v for v in history["eval/loss"] if v is not None]  # the objective's evaluate()
-
-
-@pytest.mark.skipif(not (_have("transformers") and _have("torch")), reason="transformers is not installed")
-def test_hugging_face_wandb_log_model_checkpoint_logs_each_saved_checkpoint(root, tmp_path):
-    out = tracklet_run(tmp_path, """
-        import json
-        import torch
-        import transformers
-
-        class RandomTokens(torch.utils.data.Dataset):
-            def __len__(self):
-                return 24
-            def __getitem__(self, i):
-                ids = torch.arange(1, 9) + i
-                return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor(i % 2)}
-
-        torch.manual_seed(0)
-        config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                         intermediate_size=64)
-        args = transformers.TrainingArguments(
-            output_dir="out", max_steps=6, per_device_train_batch_size=4, report_to="wandb", run_name="ckpt-run",
-            save_strategy="steps", save_steps=3, use_cpu=True, disable_tqdm=True, logging_steps=3)
-        trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
-                                       train_dataset=RandomTokens())
-        trainer.train()
-        print(json.dumps({"ok": True}))
-    """, env={"WANDB_PROJECT": "hfckpt", "WANDB_LOG_MODEL": "checkpoint"}, timeout=300)
-    assert out == {"ok": True}
-    api = tracklet.Api(root)
-    versions = api.artifact_versions("hfckpt/model-ckpt-run")
-    assert [sorted(a for a in v.aliases if not a.startswith("epoch_")) for v in versions] == [
-        ["base_model"], ["checkpoint_global_step_3"], ["checkpoint_global_step_6"], ["final_model", "latest"]]
-    for step, version in ((3, versions[1]), (6, versions[2])):
-        files = {entry.path: entry.digest for entry in version.files()}
-        on_disk = tmp_path / "out" / f"checkpoint-{step}"
-        assert files == {p.relative_to(on_disk).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                         for p in on_disk.rglob("*") if p.is_file()}
-    final = {entry.path: entry.digest for entry in versions[3].files()}
-    assert final["model.safetensors"] == {e.path: e.digest for e in versions[2].files()}["model.safetensors"]
-    (recorded,) = api.runs("hfckpt")
-    assert all(v.logged_by().id == recorded.id for v in versions)
 
 
 @pytest.mark.skipif(not (_have("keras") and _have("torch")), reason="keras 3 (torch backend) is not installed")

@@ -26,6 +26,20 @@ def _kind(target: str) -> str:
 _grown: collections.Counter[str] = collections.Counter()
 
 
+def open_targets(under: str = "") -> list[str]:
+    """What this process's descriptors point at (``/proc/self/fd`` links), those starting with
+    ``under``; also imported by the scripts tests/test_descriptors.py and test_import_mlflow.py run."""
+    held = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # closed meanwhile (listdir's own)
+            continue
+        if target.startswith(under):
+            held.append(target)
+    return held
+
+
 def _count() -> int:
     try:
         return len(os.listdir("/proc/self/fd"))
@@ -42,18 +56,13 @@ def pytest_runtest_protocol(item, nextitem):
 
 def pytest_sessionfinish(session, exitstatus) -> None:
     try:
-        names = os.listdir("/proc/self/fd")
+        held = open_targets()
     except OSError:  # no /proc (not Linux)
         return
-    if len(names) <= int(os.environ.get("TRACKLET_TEST_FD_REPORT", "300")):
+    if len(held) <= int(os.environ.get("TRACKLET_TEST_FD_REPORT", "300")):
         return
-    kinds: collections.Counter[str] = collections.Counter()
-    for name in names:
-        try:
-            kinds[_kind(os.readlink(f"/proc/self/fd/{name}"))] += 1
-        except OSError:
-            pass
+    kinds = collections.Counter(_kind(target) for target in held)
     commonest = "; ".join(f"{count} {kind}" for kind, count in kinds.most_common(10))
     grown = "; ".join(f"{path} +{count}" for path, count in _grown.most_common(5) if count > 0)
-    os.write(2, f"\nfdreport: pid {os.getpid()} holds {len(names)} descriptors at the session's end: {commonest}\n"
+    os.write(2, f"\nfdreport: pid {os.getpid()} holds {len(held)} descriptors at the session's end: {commonest}\n"
                 f"fdreport: its count grew most during the tests of: {grown or 'none'}\n".encode())

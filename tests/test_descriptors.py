@@ -20,6 +20,7 @@ import gc, json, os, sys
 from pathlib import Path
 
 import tracklet
+from fdreport import open_targets
 
 base, count = Path(sys.argv[1]), int(sys.argv[2])
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
@@ -28,13 +29,8 @@ QUIET = {"console": "off", "capture_environment": False, "system_metrics": False
 def holding():
     \"\"\"The roots this process holds a descriptor under: root -> the files' names.\"\"\"
     found = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = Path(os.readlink(f"/proc/self/fd/{name}"))
-        except OSError:  # closed meanwhile (listdir's own)
-            continue
-        if target.is_relative_to(base):
-            found.setdefault(target.relative_to(base).parts[0], []).append(target.name)
+    for target in map(Path, open_targets(str(base) + os.sep)):
+        found.setdefault(target.relative_to(base).parts[0], []).append(target.name)
     return {root: sorted(names) for root, names in found.items()}
 
 
@@ -86,6 +82,7 @@ def test_a_store_no_longer_kept_closes_its_databases_as_it_goes_without_waiting_
     import gc, json, os, sys
     from pathlib import Path
 
+    from fdreport import open_targets
     from tracklet.artifacts.cache import BlobCache
     from tracklet.artifacts.storage import open_store
 
@@ -99,14 +96,7 @@ def test_a_store_no_longer_kept_closes_its_databases_as_it_goes_without_waiting_
         store.chunks()
         cache = BlobCache(base / f"cache{i}")  # a remote Api's or artifact's, kept by nothing here
         del store, cache
-    held = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            held.append(os.readlink(f"/proc/self/fd/{name}"))
-        except OSError:  # closed meanwhile (listdir's own)
-            pass
-    print(json.dumps(sorted({Path(target).relative_to(base).parts[0] for target in held
-                             if target.startswith(str(base))})))
+    print(json.dumps(sorted({Path(target).relative_to(base).parts[0] for target in open_targets(str(base))})))
     """
     done = run_script(code, args=(str(tmp_path), str(ROOTS)), timeout=120)
     assert done.returncode == 0, done.stderr

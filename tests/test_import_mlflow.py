@@ -847,9 +847,10 @@ def test_an_imported_database_is_left_with_no_connection_open(tmp_path: Path) ->
     """, args=(str(template),), timeout=120)
     assert made.returncode == 0, made.stderr
     done = run_script("""
-    import os, shutil, sys, warnings
+    import shutil, sys, warnings
     from pathlib import Path
 
+    from fdreport import open_targets
     from tracklet.importers import import_mlflow
 
     base = Path(sys.argv[1])
@@ -860,14 +861,8 @@ def test_an_imported_database_is_left_with_no_connection_open(tmp_path: Path) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = import_mlflow(source / "mlflow.db", root=base / "root")
-        held = []
-        for name in os.listdir("/proc/self/fd"):
-            try:
-                held.append(os.readlink(f"/proc/self/fd/{name}"))
-            except OSError:  # closed meanwhile (listdir's own)
-                pass
-        print([run.status for run in result], len(result.models),
-              sorted(target for target in held if target.startswith(str(base / "source"))), flush=True)
+        print([run.status for run in result], len(result.models), sorted(open_targets(str(base / "source"))),
+              flush=True)
     """, args=(str(tmp_path),), timeout=180)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["['imported'] 1 []", "['unchanged'] 1 []", "['unchanged'] 1 []"]

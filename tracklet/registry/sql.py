@@ -44,7 +44,8 @@ import sqlalchemy as sa
 
 from tracklet.core import forksafe
 
-from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, custom_aliases, version_number
+from tracklet.artifacts.names import (LATEST, check_alias, check_artifact_name, check_movable_alias, custom_aliases,
+                                     version_number)
 from tracklet.errors import (AliasMoved, ArtifactNotFound, LinkedVersionDeleted, PromotionCheckRequired, PromotionRequired,
                              PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name
@@ -627,7 +628,7 @@ class ModelRegistry:
         """Point ``alias`` at the version ``selector`` names (moving it from another version);
         the event appended, or None if it named that version already. A protected alias raises
         ``PromotionRequired`` naming the promotion request it opened."""
-        alias = check_alias(alias)
+        alias = check_movable_alias(alias)
         actor, why = _actor(actor), _reason(reason)
         request_id = None
         with self._write() as connection:
@@ -829,7 +830,7 @@ class ModelRegistry:
         hold ``approver_role`` (``viewer``, ``member`` or ``admin``) or a higher registry role;
         0 lifts the protection. Returns the policy it replaced (None: the alias was not protected).
         Pending requests follow the new policy from their next review on."""
-        alias = check_alias(alias)
+        alias = check_movable_alias(alias)
         if isinstance(approvals, bool) or not isinstance(approvals, int) or not 0 <= approvals <= 100:
             raise RegistryError(f"approvals must be a whole number from 0 to 100; got {approvals!r}")
         check_approver_role(approver_role)

@@ -188,6 +188,36 @@ def test_the_environment_switch_with_autolog_and_in_script_install(root, tmp_pat
     assert light.stdout.strip() == "[]", light.stderr
 
 
+def test_subpackages_named_in_the_docs_work_after_a_plain_import_tracklet(root, tmp_path):
+    # docs/wandb-compat.md: `tracklet.compat.install_wandb()` at the top of a script;
+    # docs/tracing.md: `tracklet.tracing.autopatch()`. Both raised AttributeError after `import tracklet`.
+    script = tmp_path / "plain.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import tracklet
+        assert "tracklet.compat" not in sys.modules and "tracklet.tracing" not in sys.modules
+        tracklet.compat.install_wandb()
+        tracklet.tracing.autopatch()
+        import wandb
+        run = wandb.init(project="plain")
+        wandb.log({"x": 2.0})
+        wandb.finish()
+        print(wandb.__file__, tracklet.registry.__name__)
+        try:
+            tracklet.no_such_thing
+        except AttributeError as error:
+            print("missing:", error)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(REPO), **QUIET_ENV}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()[-2:]
+    assert first.startswith(COMPAT_DIR) and first.endswith(" tracklet.registry")
+    assert second == "missing: module 'tracklet' has no attribute 'no_such_thing'"
+    (recorded,) = tracklet.Api(root).runs("plain")
+    assert recorded.history(["x"])["x"] == [2.0]
+
+
 @pytest.mark.skipif(not (_have("lightning") and _have("torch")), reason="lightning is not installed")
 def test_lightning_wandb_logger(root, tmp_path):
     out = tracklet_run(tmp_path, """

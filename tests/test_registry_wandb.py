@@ -125,3 +125,24 @@ def test_api_registries_and_registry_list_collections_and_versions(root, tmp_pat
         api.registry("nope")
     with pytest.raises(UsageError, match="can't filter on 'stage'"):
         registries.versions(filter={"stage": "prod"})
+
+
+def test_link_artifact_of_a_draft_logs_it_first_as_wandb_does(root, tmp_path, monkeypatch):
+    """W&B's ``run.link_artifact(artifact, target)`` logs a draft not logged yet; tracklet's
+    raised ``artifact 'det' was not logged: nothing to wait for``."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    with wandb.init(project="reg", settings=wandb.Settings(x_disable_stats=True)) as run:
+        draft = wandb.Artifact("detector", type="model")
+        draft.add_file("w.bin")
+        linked = run.link_artifact(draft, "wandb-registry-model/detector", aliases=["candidate"])
+        assert (linked.version, linked.source_qualified_name) == ("v0", "reg/detector:v0")
+        assert not draft.is_draft() and draft.version == "v0"
+        plain = tracklet.Artifact("plain", type="model")  # tracklet's own run takes a draft the same way
+        plain.add_file(str(tmp_path / "w.bin"))
+        assert run.tracklet_run.link_artifact(plain, "model/plain").source_qualified_name == "reg/plain:v0"
+    api = wandb.Api()
+    assert api.artifact("wandb-registry-model/detector:candidate").source_qualified_name == "reg/detector:v0"
+    assert [r.id for r in [api.artifact("reg/detector:v0").logged_by()]] == [run.id]

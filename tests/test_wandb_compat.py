@@ -1004,6 +1004,28 @@ def test_a_frames_nan_reads_back_from_the_wandb_table_as_nan_as_wandbs_and_is_re
     assert recorded.column("x").to_pylist() == [1.0, None, math.inf, None]  # stored as before: null
 
 
+def test_get_column_as_numpy_stacks_a_list_column_into_one_array_as_wandbs(root):
+    # W&B's get_column(convert_to="numpy") is np.array(values): an embeddings column of N rows of D
+    # values is one N×D array; tracklet gave Arrow's object array of N arrays (shape (N,)).
+    import numpy as np
+
+    import tracklet.compat.wandb as wandb
+
+    table = wandb.Table(columns=["id", "emb", "ragged"])
+    table.add_data(1, np.array([0.1, 0.2, 0.3]), [1])
+    table.add_data(2, [0.4, 0.5, 0.6], [2, 3])
+    emb = table.get_column("emb", convert_to="numpy")
+    assert emb.shape == (2, 3) and emb.dtype == np.float64 and emb[1].tolist() == [0.4, 0.5, 0.6]
+    ragged = table.get_column("ragged", convert_to="numpy")  # rows of different lengths: one array each
+    assert ragged.shape == (2,) and [list(row) for row in ragged] == [[1], [2, 3]]
+    assert table.get_column("id", convert_to="numpy").tolist() == [1, 2]
+    run = wandb.init(project="emb", settings={"console": "off", "x_disable_stats": True})
+    run.log({"t": table})
+    run.finish()
+    back = wandb.Api().artifact(f"emb/run-{run.id}-t:latest").get("t")
+    assert back.get_column("emb", convert_to="numpy").shape == (2, 3)
+
+
 def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
     import warnings
 

@@ -659,10 +659,13 @@ class ModelRegistry:
             if expected is not None:
                 current = connection.execute(_CURRENT, {"b_registry": registry, "b_collection": collection,
                                                         "b_alias": alias}).one()[0]
+                if current is None:
+                    raise AliasMoved(f"alias {alias!r} of {registry}/{collection} names no version, not "
+                                     f"v{int(expected)}: it was never set or someone removed it; nothing was removed")
                 if current != int(expected):
-                    now = f"names v{current} now" if current is not None else "names no version now"
-                    raise AliasMoved(f"alias {alias!r} of {registry}/{collection} {now}, not v{int(expected)} as "
-                                     "read: someone moved it meanwhile; nothing was removed (read it again)")
+                    raise AliasMoved(f"alias {alias!r} of {registry}/{collection} names v{current} now, not "
+                                     f"v{int(expected)} as read: someone moved it meanwhile; nothing was removed "
+                                     "(read it again)")
             outcome = self._move(connection, registry, collection, alias, None, actor, why)
         return outcome if isinstance(outcome, AliasEvent) else None
 
@@ -851,8 +854,12 @@ class ModelRegistry:
         return None if before is None else Protection(alias, before.approvals, before.approver_role)
 
     def protections(self, registry: str, collection: str) -> dict[str, Protection]:
-        """The collection's protected aliases, each with its approval policy."""
+        """The collection's protected aliases, each with its approval policy; ``ArtifactNotFound``
+        for a collection nothing was linked to (as ``protect`` and ``history``)."""
         with self.engine.connect() as connection:
+            if not connection.execute(sa.select(registry_collections.c.collection).where(
+                    self._key(registry_collections, registry, collection))).first():
+                raise ArtifactNotFound(f"no registry collection {registry}/{collection} (nothing was linked to it)")
             return {row.alias: Protection(row.alias, row.approvals, row.approver_role)
                     for row in connection.execute(sa.select(registry_protections).where(
                         self._key(registry_protections, registry, collection)))}

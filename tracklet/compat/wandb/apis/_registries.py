@@ -117,7 +117,7 @@ class Registry:
         return f"<Registry {self.name}>"
 
 
-class Registries(list):  # type: ignore[type-arg]
+class Registries(list):
     """``wandb.Api().registries()``: the registries, by name, and their collections and versions."""
 
     def __init__(self, api: Any, registries: list[Registry]) -> None:

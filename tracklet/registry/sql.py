@@ -857,12 +857,13 @@ class ModelRegistry:
         """The collection's protected aliases, each with its approval policy; ``ArtifactNotFound``
         for a collection nothing was linked to (as ``protect`` and ``history``)."""
         with self.engine.connect() as connection:
-            if not connection.execute(sa.select(registry_collections.c.collection).where(
+            found = {row.alias: Protection(row.alias, row.approvals, row.approver_role)
+                     for row in connection.execute(sa.select(registry_protections).where(
+                         self._key(registry_protections, registry, collection)))}
+            if not found and not connection.execute(sa.select(registry_collections.c.collection).where(
                     self._key(registry_collections, registry, collection))).first():
                 raise ArtifactNotFound(f"no registry collection {registry}/{collection} (nothing was linked to it)")
-            return {row.alias: Protection(row.alias, row.approvals, row.approver_role)
-                    for row in connection.execute(sa.select(registry_protections).where(
-                        self._key(registry_protections, registry, collection)))}
+            return found
 
     def _request(self, connection: sa.Connection, request_id: int) -> PromotionRequest:
         row = connection.execute(sa.select(registry_requests).where(registry_requests.c.id == request_id)).first()

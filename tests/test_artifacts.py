@@ -1005,6 +1005,35 @@ def test_a_mutable_file_is_snapshot_when_added_so_overwriting_it_after_logging_i
         tracklet.Artifact("x", "model").add_file(checkpoint, policy="copy")
 
 
+def test_an_immutable_file_changed_after_it_was_added_fails_the_version_rather_than_storing_the_later_bytes(
+        start, root, tmp_path):
+    # W&B's checkpoint loop (one file name, rewritten every epoch, each epoch's artifact logged
+    # without wait()): an earlier version got a later epoch's bytes under its alias, silently.
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"epoch 0")
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"dir 0")
+    run = start()
+    first = tracklet.Artifact("ckpt", "model")
+    first.add_file(checkpoint)
+    in_dir = tracklet.Artifact("ckpt-dir", "model")
+    in_dir.add_dir(folder)
+    checkpoint.write_bytes(b"epoch 1, longer")  # before either is logged: their files are read when stored
+    (folder / "w.bin").write_bytes(b"dir 1, longer")
+    with pytest.raises(ArtifactError, match=r"model.pt changed after it was added to artifact 'ckpt' .*"
+                                            r"policy='mutable'"):
+        run.log_artifact(first).wait()
+    with pytest.raises(ArtifactError, match=r"w.bin changed after it was added to artifact 'ckpt-dir'"):
+        run.log_artifact(in_dir).wait()
+    second = tracklet.Artifact("ckpt", "model")
+    second.add_file(checkpoint)  # unchanged since added: stored as ever
+    run.log_artifact(second, aliases=["e1"]).wait()
+    run.finish()
+    assert second.version == "v0"
+    assert _tree(Path(second.download(tmp_path / "out"))) == {"model.pt": b"epoch 1, longer"}
+
+
 @pytest.mark.parametrize("odd", ["new\nline", "tab\there", "esc\x1b[31m", "del\x7f", "sep\u2028x"])
 def test_a_type_with_a_control_character_is_refused_for_new_versions_and_a_stored_one_still_lists_on_one_line(
         root, dataset, odd):

@@ -118,3 +118,56 @@ def test_weave_class_scorers_publish_and_attributes_run_as_weave_scripts_write_t
     assert names.count("ExactMatch.score") == 2 and names.count("Length") == 2 and "ExactMatch" not in names
     assert names.count("Echo.predict") == 2 and "predict" not in names  # the op model: one span a row
     api.close()
+
+
+LLM_SCRIPT = r"""
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from fake_llm import FakeLlmServer
+from tracklet.compat import install_wandb
+install_wandb(propagate=False)
+import weave, openai, anthropic
+
+settings = {"print_call_link": False, "console": "off", "capture_environment": False, "system_metrics": False}
+with FakeLlmServer() as server:
+    weave.init("team/wllm", dir=sys.argv[1], settings=settings, global_attributes={"env": "dev"})
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-test", max_retries=0)
+
+    @weave.op
+    def answer(question: str) -> str:
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
+        return reply.choices[0].message.content
+
+    answer("what is two plus two")
+    anthropic.Anthropic(base_url=server.url, api_key="sk-test", max_retries=0).messages.create(
+        model="claude-3-5-haiku", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    weave.finish()
+    # Weave's autopatch_settings turn a provider off, as in Weave
+    from tracklet.tracing import llm
+    llm.unpatch()
+    weave.init("team/wllm-off", dir=sys.argv[1], settings=settings,
+               autopatch_settings={"openai": {"enabled": False}})
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "untraced"}])
+    anthropic.Anthropic(base_url=server.url, api_key="sk-test", max_retries=0).messages.create(
+        model="claude-3-5-haiku", max_tokens=20, messages=[{"role": "user", "content": "traced"}])
+    weave.finish()
+print(json.dumps("ok"))
+"""
+
+
+def test_weave_init_traces_openai_and_anthropic_calls_and_takes_weaves_keywords(root):
+    # Weave's init patches the LLM clients: a Weave script's calls were not traced, and Weave's
+    # own init keywords (its settings, autopatch_settings, global_attributes) raised.
+    done = subprocess.run([sys.executable, "-c", LLM_SCRIPT, str(root), str(REPO / "tests")], capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert "weave.init(global_attributes=...) is not applied" in done.stderr
+    import tracklet
+
+    api = tracklet.Api(root)
+    spans = sorted((s.name, not s.parent_span_id, s.provider or None) for t in api.traces("wllm", limit=100)
+                   for s in t.spans)
+    assert [(name.split("-")[0], top, provider) for name, top, provider in spans] == [
+        ("answer", True, None), ("chat claude", True, "anthropic"), ("chat gpt", False, "openai")]
+    assert [s.provider for t in api.traces("wllm-off", limit=100) for s in t.spans] == ["anthropic"]
+    api.close()

@@ -118,6 +118,25 @@ def test_bad_registry_names_and_types_are_refused_naming_the_problem(start, root
         api.artifact("model/net:latest", type="dataset")
 
 
+def test_latest_is_not_an_alias_anyone_points_or_protects(start, root, tmp_path):
+    # 'latest' always names the highest version: set by hand it became a second 'latest' row that
+    # stayed on v0 once v1 was linked (v0 then read ['latest', ...] and `registry ls` showed both).
+    run = start(project="p")
+    run.link_model(_model(tmp_path, b"w0"), registered_model_name="net")
+    registry = tracklet.Api().registry
+    with pytest.raises(ArtifactNameError, match="'latest' is not allowed: it always names the newest version"):
+        registry.set_alias("model", "net", "latest", "v0")
+    with pytest.raises(ArtifactNameError, match="'latest' is not allowed"):
+        registry.protect("model", "net", "latest", 1)
+    cli = subprocess.run([sys.executable, "-m", "tracklet", "registry", "alias", "model/net", "latest", "v0"],
+                         capture_output=True, text=True, env={**os.environ, "TRACKLET_DIR": str(root)})
+    assert cli.returncode != 0 and "Traceback" not in cli.stderr and "'latest' is not allowed" in cli.stderr
+    run.link_model(_model(tmp_path, b"w1"), registered_model_name="net")
+    run.finish()
+    assert "latest" not in tracklet.Api().artifact("model/net:v0").aliases
+    assert tracklet.Api().artifact("model/net:latest").version == "v1"
+
+
 def test_every_alias_move_is_kept_with_who_when_and_why(start, root, tmp_path):
     run = start(project="p")
     for n in range(3):

@@ -61,6 +61,11 @@ def test_link_alias_history_and_ls_from_the_command_line(root, tmp_path):
     assert_clean_error(invoke(root, "registry", "alias", "model/mnist", "production", "v7"),
                        "has no version v7")
     assert_clean_error(invoke(root, "registry", "history", "model/nothing"), "no registry collection model/nothing")
+    # a registry, collection or alias that doesn't exist is named, not an empty listing or a race
+    assert_clean_error(invoke(root, "registry", "ls", "modle"), "no registry 'modle'", "(registries: model)")
+    assert_clean_error(invoke(root, "registry", "protections", "model/nothing"), "no registry collection model/nothing")
+    assert_clean_error(invoke(root, "registry", "alias", "model/mnist", "canary", "v1", "--remove"),
+                       "alias 'canary' of model/mnist names no version, not v1: it was never set")
 
 
 def test_a_generated_model_card_holds_the_lineage_and_edits_are_revisions(root, tmp_path):

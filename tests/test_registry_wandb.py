@@ -89,3 +89,60 @@ def test_aliases_of_a_registry_version_move_with_append_and_save(root, tmp_path,
     with pytest.raises(PromotionRequired, match="is protected: promotion request #1"):
         latest.save()
     assert api.artifact("wandb-registry-model/classifier:production").version == "v0"  # until approved
+
+
+def test_api_registries_and_registry_list_collections_and_versions(root, tmp_path, monkeypatch):
+    """W&B 0.19+'s registry API: ``wandb.Api().registries()`` / ``.registry(name)``, their
+    ``collections()`` and ``versions()`` with filters (an AttributeError before)."""
+    import pytest
+
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb.errors import CommError, UsageError
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="mnist", settings=wandb.Settings(x_disable_stats=True)) as run:
+        for number in range(2):
+            (tmp_path / "model.pt").write_bytes(f"weights v{number}".encode())
+            run.link_model("model.pt", registered_model_name="classifier", aliases=["production"] if number else [])
+        (tmp_path / "rows.csv").write_text("a,b\n")
+        data = run.log_artifact("rows.csv", name="rows", type="dataset")
+        data.wait()
+        run.link_artifact(data, "wandb-registry-datasets/rows", aliases=["golden"])
+    api = wandb.Api()
+    registries = api.registries()
+    assert [(r.name, r.full_name) for r in registries] == [("datasets", "wandb-registry-datasets"),
+                                                           ("model", "wandb-registry-model")]
+    assert [c.name for c in registries.collections()] == ["rows", "classifier"]
+    assert [(v.version, v.type) for v in registries.versions()] == [("v0", "dataset"), ("v1", "model"), ("v0", "model")]
+    assert [v.version for v in registries.versions(filter={"alias": "production"})] == ["v1"]
+    assert [r.name for r in api.registries(filter={"name": {"$regex": "^mod"}})] == ["model"]
+    model = api.registry("wandb-registry-model")
+    assert model.name == "model" and model.artifact_types == ["model"]
+    assert [c.name for c in model.collections(filter={"name": {"$in": ["classifier"]}})] == ["classifier"]
+    assert [c.name for c in model.collections(filter={"name": "other"})] == []
+    assert [v.version for v in api.registry("datasets").versions()] == ["v0"]
+    with pytest.raises(CommError, match="no registry 'nope' .*registries: datasets, model"):
+        api.registry("nope")
+    with pytest.raises(UsageError, match="can't filter on 'stage'"):
+        registries.versions(filter={"stage": "prod"})
+
+
+def test_link_artifact_of_a_draft_logs_it_first_as_wandb_does(root, tmp_path, monkeypatch):
+    """W&B's ``run.link_artifact(artifact, target)`` logs a draft not logged yet; tracklet's
+    raised ``artifact 'det' was not logged: nothing to wait for``."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    with wandb.init(project="reg", settings=wandb.Settings(x_disable_stats=True)) as run:
+        draft = wandb.Artifact("detector", type="model")
+        draft.add_file("w.bin")
+        linked = run.link_artifact(draft, "wandb-registry-model/detector", aliases=["candidate"])
+        assert (linked.version, linked.source_qualified_name) == ("v0", "reg/detector:v0")
+        assert not draft.is_draft() and draft.version == "v0"
+        plain = tracklet.Artifact("plain", type="model")  # tracklet's own run takes a draft the same way
+        plain.add_file(str(tmp_path / "w.bin"))
+        assert run.tracklet_run.link_artifact(plain, "model/plain").source_qualified_name == "reg/plain:v0"
+    api = wandb.Api()
+    assert api.artifact("wandb-registry-model/detector:candidate").source_qualified_name == "reg/detector:v0"
+    assert [r.id for r in [api.artifact("reg/detector:v0").logged_by()]] == [run.id]

@@ -188,6 +188,36 @@ def test_the_environment_switch_with_autolog_and_in_script_install(root, tmp_pat
     assert light.stdout.strip() == "[]", light.stderr
 
 
+def test_subpackages_named_in_the_docs_work_after_a_plain_import_tracklet(root, tmp_path):
+    # docs/wandb-compat.md: `tracklet.compat.install_wandb()` at the top of a script;
+    # docs/tracing.md: `tracklet.tracing.autopatch()`. Both raised AttributeError after `import tracklet`.
+    script = tmp_path / "plain.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import tracklet
+        assert "tracklet.compat" not in sys.modules and "tracklet.tracing" not in sys.modules
+        tracklet.compat.install_wandb()
+        tracklet.tracing.autopatch()
+        import wandb
+        run = wandb.init(project="plain")
+        wandb.log({"x": 2.0})
+        wandb.finish()
+        print(wandb.__file__, tracklet.registry.__name__)
+        try:
+            tracklet.no_such_thing
+        except AttributeError as error:
+            print("missing:", error)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(REPO), **QUIET_ENV}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()[-2:]
+    assert first.startswith(COMPAT_DIR) and first.endswith(" tracklet.registry")
+    assert second == "missing: module 'tracklet' has no attribute 'no_such_thing'"
+    (recorded,) = tracklet.Api(root).runs("plain")
+    assert recorded.history(["x"])["x"] == [2.0]
+
+
 @pytest.mark.skipif(not (_have("lightning") and _have("torch")), reason="lightning is not installed")
 def test_lightning_wandb_logger(root, tmp_path):
     out = tracklet_run(tmp_path, """
@@ -955,6 +985,28 @@ def test_a_frames_nan_reads_back_from_the_wandb_table_as_nan_as_wandbs_and_is_re
     run.finish()
     recorded = tracklet.Api(root).run(path).table("t").to_arrow()
     assert recorded.column("x").to_pylist() == [1.0, None, math.inf, None]  # stored as before: null
+
+
+def test_get_column_as_numpy_stacks_a_list_column_into_one_array_as_wandbs(root):
+    # W&B's get_column(convert_to="numpy") is np.array(values): an embeddings column of N rows of D
+    # values is one N×D array; tracklet gave Arrow's object array of N arrays (shape (N,)).
+    import numpy as np
+
+    import tracklet.compat.wandb as wandb
+
+    table = wandb.Table(columns=["id", "emb", "ragged"])
+    table.add_data(1, np.array([0.1, 0.2, 0.3]), [1])
+    table.add_data(2, [0.4, 0.5, 0.6], [2, 3])
+    emb = table.get_column("emb", convert_to="numpy")
+    assert emb.shape == (2, 3) and emb.dtype == np.float64 and emb[1].tolist() == [0.4, 0.5, 0.6]
+    ragged = table.get_column("ragged", convert_to="numpy")  # rows of different lengths: one array each
+    assert ragged.shape == (2,) and [list(row) for row in ragged] == [[1], [2, 3]]
+    assert table.get_column("id", convert_to="numpy").tolist() == [1, 2]
+    run = wandb.init(project="emb", settings={"console": "off", "x_disable_stats": True})
+    run.log({"t": table})
+    run.finish()
+    back = wandb.Api().artifact(f"emb/run-{run.id}-t:latest").get("t")
+    assert back.get_column("emb", convert_to="numpy").shape == (2, 3)
 
 
 def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):

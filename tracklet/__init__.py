@@ -260,6 +260,16 @@ def __getattr__(name: str) -> Any:
         # training loop looked it up per step, ~50 µs right after a step (cold caches) each time.
         globals()[name] = value
         return value
+    if name.isidentifier() and not name.startswith("_"):
+        # ``tracklet.compat.install_wandb()``, ``tracklet.tracing.autopatch()``,
+        # ``tracklet.registry.cards.front_matter(...)`` after a plain ``import tracklet``, as the
+        # docs write them: a subpackage is imported when first named (``import tracklet`` itself
+        # imports none of them).
+        import importlib
+        import importlib.util
+
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'tracklet' has no attribute {name!r}")
 
 

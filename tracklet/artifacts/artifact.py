@@ -49,6 +49,19 @@ class VersionStore(Protocol):
     def reopened(self) -> VersionStore: ...  # the same store opened by this process (a forked child)
 
 
+
+def _regular_file(path: str) -> tuple[int, int, int] | None:
+    """(size, mtime_ns, inode) of ``path`` if it is a regular file (links followed), else None:
+    what ``LocalFile.added`` keeps, from the one ``stat`` that checks it is a file."""
+    import stat
+
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (found.st_size, found.st_mtime_ns, found.st_ino) if stat.S_ISREG(found.st_mode) else None
+
+
 class Artifact:
     """A dataset, model or any set of files, stored content-addressed and versioned.
 
@@ -360,11 +373,12 @@ class Artifact:
         self._check_draft()
         mutable = _check_policy(self._name, policy)
         path = os.path.abspath(os.fspath(local_path))
-        if not os.path.isfile(path):
+        found = _regular_file(path)
+        if found is None:
             what = "is a directory (use add_dir)" if os.path.isdir(path) else "does not exist"
             raise ArtifactError(f"artifact {self._name!r}: can't add {path}: it {what}")
         entry_name = check_new_entry_path(name if name is not None else os.path.basename(path))
-        self._add(entry_name, LocalFile(self._snapshot(path, entry_name) if mutable else path))
+        self._add(entry_name, LocalFile(self._snapshot(path, entry_name)) if mutable else LocalFile(path, found))
         return entry_name
 
     def add_dir(self, local_path: str | os.PathLike, name: str | None = None, *, policy: str = "immutable",
@@ -382,9 +396,11 @@ class Artifact:
             directories.sort()
             for file_name in sorted(file_names):
                 path = os.path.join(base, file_name)
-                if os.path.isfile(path):
+                found = _regular_file(path)
+                if found is not None:
                     entry_name = prefix + Path(path).relative_to(root).as_posix()
-                    self._add(entry_name, LocalFile(self._snapshot(path, entry_name) if mutable else path))
+                    self._add(entry_name, LocalFile(self._snapshot(path, entry_name)) if mutable else
+                              LocalFile(path, found))
 
     def _staging_dir(self) -> str:
         # tempfile and shutil are imported by the first draft that stages a file, not by

@@ -121,7 +121,8 @@ def check_deletable(root: str | os.PathLike, info: Any, *, drop_aliases: bool = 
     custom = sorted(alias for alias in current.aliases if alias not in (LATEST, f"v{info.version}"))
     if custom and not drop_aliases:
         raise ArtifactError(f"artifact {info.qualified_name} has alias(es) {', '.join(custom)}: move them to another "
-                            "version first, or delete it with its aliases (--force)")
+                            "version first, or delete it with its aliases (delete(delete_aliases=True); "
+                            "tracklet artifact rm --force)")
     return links
 
 

@@ -82,6 +82,15 @@ def check_alias(alias: object) -> str:
     return alias
 
 
+def check_movable_alias(alias: object) -> str:
+    """An alias someone may point, remove or protect by name (``check_alias``), and not ``latest``:
+    that one always names the newest version, so nobody moves it."""
+    alias = check_alias(alias)
+    if alias == LATEST:
+        raise ArtifactNameError("alias 'latest' is not allowed: it always names the newest version and moves by itself")
+    return alias
+
+
 def custom_aliases(aliases: Iterable[object]) -> list[str]:
     """The aliases to give a version out of ``aliases``: each checked (``check_alias``: a bad name
     or a ``vN`` raises ``ArtifactNameError``), ``latest`` left out (it always names the newest

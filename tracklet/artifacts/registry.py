@@ -415,7 +415,8 @@ class LocalRegistry:
             dropped = sorted(alias for alias, target in current.items() if target == version)
             if dropped and not drop_aliases:
                 raise ArtifactError(f"artifact {project}/{name}:v{version} has alias(es) {', '.join(dropped)}: move "
-                                    "them to another version first, or delete it with its aliases (--force)")
+                                    "them to another version first, or delete it with its aliases (delete(delete_aliases=True); "
+                                    "tracklet artifact rm --force)")
             if dropped:
                 remaining = {alias: target for alias, target in current.items() if target != version}
                 _write_atomic(directory / "aliases.json", json.dumps(remaining, sort_keys=True).encode())

@@ -154,6 +154,25 @@ def recipe_of(entry: ManifestEntry) -> str | None:
 
 
 
+def _check_unchanged_since_added(name: str, pending: dict[str, Pending]) -> None:
+    """``ArtifactError`` naming the first file of ``pending`` added with ``policy="immutable"``
+    whose size, mtime or inode moved since ``add_file``/``add_dir`` took it: its content now is not
+    what was added (a checkpoint saved under one name every epoch, the next epoch's written before
+    this version was stored), and storing it would give this version another version's bytes."""
+    for item in pending.values():
+        if isinstance(item, LocalFile) and item.added is not None:
+            try:
+                found = os.stat(item.path)
+            except OSError:
+                continue  # missing now: the read names it as before
+            if (found.st_size, found.st_mtime_ns, found.st_ino) != item.added:
+                raise ArtifactError(
+                    f"{item.path} changed after it was added to artifact {name!r} and before it was stored "
+                    "(add_file/add_dir read a file when the artifact is stored): nothing was stored, so this "
+                    "version doesn't get the later content; add it with policy='mutable' to keep the content "
+                    "it had when added, or don't change it before artifact.wait()")
+
+
 class ArtifactStore:
     """The artifacts of one data root."""
 
@@ -224,6 +243,7 @@ class ArtifactStore:
         reused one (the id its upload sends is the one ``tracklet sync`` sends again); and
         ``base_unread`` (``VersionInfo.base_unread``: the server whose latest it couldn't be built on)."""
         try:
+            _check_unchanged_since_added(name, pending)
             unhashed, large = self._unhashed(pending)
             to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
                        unhashed or isinstance(item, FileReference) and item.checksum]

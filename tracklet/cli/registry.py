@@ -62,7 +62,11 @@ def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
                        f"v{link.version:<5} {link.source:<40} {row['linked_at']}  {link.linked_by}  "
                        f"{','.join(alias for alias in link.aliases if alias != f'v{link.version}')}")
         return
-    for row in api.registry_collections(where):
+    rows = api.registry_collections(where)
+    if where and not rows:
+        known = sorted({row["registry"] for row in api.registry_collections()})
+        raise CliError(f"no registry {where!r}: nothing has been linked into it (registries: {', '.join(known) or 'none'})")
+    for row in rows:
         aliases = " ".join(f"{alias}={version}" for alias, version in row["aliases"].items())
         click.echo(json.dumps(row) if as_json else
                    f"{row['registry']}/{row['collection']}  type={row['type']}  versions={row['versions']}  "

@@ -803,9 +803,12 @@ class Run:
         """Link a logged artifact version into a registry collection, ``"registry/collection"``
         (or W&B's ``"wandb-registry-model/name"``), without copying it, giving it ``aliases`` in
         the collection. Waits until the version is stored (and, online, uploaded). Returns the
-        version as read through the collection. See docs/registry.md."""
+        version as read through the collection. A draft not logged yet is logged by this run
+        first, as W&B's ``run.link_artifact`` does. See docs/registry.md."""
         if self._finished:
             raise RuntimeError(_FINISHED)
+        if getattr(artifact, "_state", None) == "draft":  # tracklet.artifacts.artifact.DRAFT
+            artifact = self.log_artifact(artifact)
         linked = _registry().link_artifact(artifact, target_path, aliases=list(aliases or []),
                                            reason=f"linked by run {self.path}", remote=self._artifact_remote())
         self._enqueue(_deferred(_artifact_linked_record, {"linked": linked, "time": _time()}))

@@ -44,7 +44,8 @@ import sqlalchemy as sa
 
 from tracklet.core import forksafe
 
-from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, custom_aliases, version_number
+from tracklet.artifacts.names import (LATEST, check_alias, check_artifact_name, check_movable_alias, custom_aliases,
+                                     version_number)
 from tracklet.errors import (AliasMoved, ArtifactNotFound, LinkedVersionDeleted, PromotionCheckRequired, PromotionRequired,
                              PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name
@@ -627,7 +628,7 @@ class ModelRegistry:
         """Point ``alias`` at the version ``selector`` names (moving it from another version);
         the event appended, or None if it named that version already. A protected alias raises
         ``PromotionRequired`` naming the promotion request it opened."""
-        alias = check_alias(alias)
+        alias = check_movable_alias(alias)
         actor, why = _actor(actor), _reason(reason)
         request_id = None
         with self._write() as connection:
@@ -658,10 +659,13 @@ class ModelRegistry:
             if expected is not None:
                 current = connection.execute(_CURRENT, {"b_registry": registry, "b_collection": collection,
                                                         "b_alias": alias}).one()[0]
+                if current is None:
+                    raise AliasMoved(f"alias {alias!r} of {registry}/{collection} names no version, not "
+                                     f"v{int(expected)}: it was never set or someone removed it; nothing was removed")
                 if current != int(expected):
-                    now = f"names v{current} now" if current is not None else "names no version now"
-                    raise AliasMoved(f"alias {alias!r} of {registry}/{collection} {now}, not v{int(expected)} as "
-                                     "read: someone moved it meanwhile; nothing was removed (read it again)")
+                    raise AliasMoved(f"alias {alias!r} of {registry}/{collection} names v{current} now, not "
+                                     f"v{int(expected)} as read: someone moved it meanwhile; nothing was removed "
+                                     "(read it again)")
             outcome = self._move(connection, registry, collection, alias, None, actor, why)
         return outcome if isinstance(outcome, AliasEvent) else None
 
@@ -829,7 +833,7 @@ class ModelRegistry:
         hold ``approver_role`` (``viewer``, ``member`` or ``admin``) or a higher registry role;
         0 lifts the protection. Returns the policy it replaced (None: the alias was not protected).
         Pending requests follow the new policy from their next review on."""
-        alias = check_alias(alias)
+        alias = check_movable_alias(alias)
         if isinstance(approvals, bool) or not isinstance(approvals, int) or not 0 <= approvals <= 100:
             raise RegistryError(f"approvals must be a whole number from 0 to 100; got {approvals!r}")
         check_approver_role(approver_role)
@@ -850,11 +854,16 @@ class ModelRegistry:
         return None if before is None else Protection(alias, before.approvals, before.approver_role)
 
     def protections(self, registry: str, collection: str) -> dict[str, Protection]:
-        """The collection's protected aliases, each with its approval policy."""
+        """The collection's protected aliases, each with its approval policy; ``ArtifactNotFound``
+        for a collection nothing was linked to (as ``protect`` and ``history``)."""
         with self.engine.connect() as connection:
-            return {row.alias: Protection(row.alias, row.approvals, row.approver_role)
-                    for row in connection.execute(sa.select(registry_protections).where(
-                        self._key(registry_protections, registry, collection)))}
+            found = {row.alias: Protection(row.alias, row.approvals, row.approver_role)
+                     for row in connection.execute(sa.select(registry_protections).where(
+                         self._key(registry_protections, registry, collection)))}
+            if not found and not connection.execute(sa.select(registry_collections.c.collection).where(
+                    self._key(registry_collections, registry, collection))).first():
+                raise ArtifactNotFound(f"no registry collection {registry}/{collection} (nothing was linked to it)")
+            return found
 
     def _request(self, connection: sa.Connection, request_id: int) -> PromotionRequest:
         row = connection.execute(sa.select(registry_requests).where(registry_requests.c.id == request_id)).first()

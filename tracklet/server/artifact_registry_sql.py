@@ -250,7 +250,8 @@ class SqlRegistry:
                              if target == version)
             if dropped and not drop_aliases:
                 raise ArtifactError(f"artifact {project}/{name}:v{version} has alias(es) {', '.join(dropped)}: move "
-                                    "them to another version first, or delete it with its aliases (--force)")
+                                    "them to another version first, or delete it with its aliases (delete(delete_aliases=True); "
+                                    "tracklet artifact rm --force)")
             connection.execute(artifact_aliases.delete().where(
                 artifact_aliases.c.project == project, artifact_aliases.c.name == name,
                 artifact_aliases.c.version == version))

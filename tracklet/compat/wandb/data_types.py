@@ -389,6 +389,13 @@ class Table(_TrackletTable, WBValue):
 
         cells = [value.to_data_array() if isinstance(value, Image) else value for value in values]
         if not any(isinstance(value, Image) for value in values):
+            if len(values) and all(isinstance(value, np.ndarray) for value in values):
+                # a list column (embeddings): W&B's np.array(values) stacks same-length rows into
+                # one N×D array; Arrow's to_numpy gives an object array of N arrays
+                try:
+                    return np.array([value.tolist() for value in values])
+                except ValueError:  # rows of different lengths: one array each, as Arrow gives them
+                    return values
             return values
         try:
             return np.array(cells)

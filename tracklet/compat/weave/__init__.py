@@ -32,11 +32,49 @@ from tracklet.tracing.ops import op as _op
 _tracklet_compat = True
 
 
-def init(project_name: str, **kwargs: Any) -> Any:
+# Weave's ``UserSettings`` fields: its client, cache and display settings, nothing tracklet records.
+_WEAVE_SETTINGS = frozenset({
+    "disabled", "print_call_link", "display_viewer", "capture_code", "redact_pii", "redact_pii_fields",
+    "capture_client_info", "capture_system_info", "client_parallelism", "use_server_cache",
+    "server_cache_size_limit", "server_cache_dir", "scorers_dir", "max_calls_queue_size", "retry_max_attempts",
+    "retry_max_interval", "implicitly_patch_integrations", "enable_disk_fallback", "http_timeout", "log_level",
+    "use_parallel_table_upload", "should_redact_pii"})
+# Weave's own ``init`` keywords besides ``settings``.
+_WEAVE_KEYWORDS = ("global_postprocess_inputs", "global_postprocess_output", "global_attributes")
+
+
+def init(project_name: str, *, autopatch_settings: Any = None, **kwargs: Any) -> Any:
     """Start a run in the project (the part after a ``/``: W&B's entity is not tracklet's) that
-    ops record into, and return it."""
+    ops record into, and return it. As Weave's ``init`` does, the installed ``openai`` and
+    ``anthropic`` clients' calls are traced from here on (``tracklet.tracing.autopatch``), unless
+    ``autopatch_settings={"openai": {"enabled": False}}`` (per provider) or the setting
+    ``implicitly_patch_integrations=False`` says not. Weave's settings (a dict or an object with
+    ``model_dump()``: ``print_call_link``, ...) are accepted and ignored; tracklet's own settings
+    may be given there too. ``global_attributes`` and the ``global_postprocess_*`` hooks are one
+    warning each and not applied."""
     project = project_name.split("/")[-1]
-    return tracklet.init(project=project, job_type=kwargs.pop("job_type", "weave"), **kwargs)
+    patch = True
+    settings = kwargs.get("settings")
+    if settings is not None and not isinstance(settings, (dict, tracklet.Settings)) and hasattr(settings, "model_dump"):
+        settings = settings.model_dump(exclude_unset=True)
+    if isinstance(settings, dict):
+        if settings.get("implicitly_patch_integrations") is False:
+            patch = False
+        kwargs["settings"] = {key: value for key, value in settings.items() if key not in _WEAVE_SETTINGS} or None
+    for keyword in _WEAVE_KEYWORDS:
+        if kwargs.pop(keyword, None) is not None:
+            warn_once(f"weave-init-{keyword}", f"weave.init({keyword}=...) is not applied by tracklet; ignored")
+    run = tracklet.init(project=project, job_type=kwargs.pop("job_type", "weave"), **kwargs)
+    if patch:
+        from tracklet.tracing import llm
+
+        disabled = {provider for provider, options in (autopatch_settings or {}).items()
+                    if isinstance(options, dict) and options.get("enabled") is False
+                    or getattr(options, "enabled", True) is False}
+        wanted = [provider for provider in llm.PROVIDERS if provider not in disabled]
+        if wanted:
+            llm.autopatch(wanted)
+    return run
 
 
 def op(function: Any = None, /, *, name: str | None = None, **_: Any) -> Any:

@@ -1222,6 +1222,21 @@ class Api:
                 return found
         raise CommError(f"no artifact of type {type_name!r} in project {project or self._default_project!r}")
 
+    def registries(self, organization: str | None = None, filter: dict[str, Any] | None = None) -> Any:
+        """The model registry's registries (W&B's ``Registries``: each a ``Registry`` with
+        ``name``, ``full_name``, ``collections()``, ``versions()``; the list's own
+        ``collections()``/``versions()`` span them all). ``organization`` is W&B's and ignored."""
+        from tracklet.compat.wandb.apis import _registries
+
+        return _registries.registries(self._api, self._entity, filter)
+
+    def registry(self, name: str, organization: str | None = None) -> Any:
+        """One registry by name (``model``, or W&B's ``wandb-registry-model``); ``CommError`` if
+        nothing was linked into it."""
+        from tracklet.compat.wandb.apis import _registries
+
+        return _registries.registry(self._api, name, self._entity)
+
     def _run_table(self, name: str) -> Any:
         from tracklet.compat.wandb.apis._run_tables import run_table_artifact
 

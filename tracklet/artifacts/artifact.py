@@ -49,7 +49,6 @@ class VersionStore(Protocol):
     def reopened(self) -> VersionStore: ...  # the same store opened by this process (a forked child)
 
 
-
 def _regular_file(path: str) -> tuple[int, int, int] | None:
     """(size, mtime_ns, inode) of ``path`` if it is a regular file (links followed), else None:
     what ``LocalFile.added`` keeps, from the one ``stat`` that checks it is a file."""

@@ -152,8 +152,6 @@ def recipe_of(entry: ManifestEntry) -> str | None:
     return str(recipe)
 
 
-
-
 def _check_unchanged_since_added(name: str, pending: dict[str, Pending]) -> None:
     """``ArtifactError`` naming the first file of ``pending`` added with ``policy="immutable"``
     whose size, mtime or inode moved since ``add_file``/``add_dir`` took it: its content now is not

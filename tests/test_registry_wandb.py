@@ -125,6 +125,10 @@ def test_api_registries_and_registry_list_collections_and_versions(root, tmp_pat
         api.registry("nope")
     with pytest.raises(UsageError, match="can't filter on 'stage'"):
         registries.versions(filter={"stage": "prod"})
+    # $regex as W&B's (RE2) and the run filters read it: a flag group works, a backreference is refused
+    assert [r.name for r in api.registries(filter={"name": {"$regex": "(?i)^MOD"}})] == ["model"]
+    with pytest.raises(UsageError, match=r"\$regex '\(o\)\\\\1'"):
+        api.registries(filter={"name": {"$regex": r"(o)\1"}})
 
 
 def test_link_artifact_of_a_draft_logs_it_first_as_wandb_does(root, tmp_path, monkeypatch):

@@ -365,13 +365,6 @@ def test_hugging_face_trainer_report_to_wandb_and_wandb_log_model_checkpoint_log
         names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
         wandb.finish()
 
-        class Tokens(torch.utils.data.Dataset):
-            def __len__(self):
-                return 24
-            def __getitem__(self, i):
-                ids = torch.arange(1, 9) + i
-                return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor(i % 2)}
-
         os.environ.update(WANDB_PROJECT="hfckpt", WANDB_LOG_MODEL="checkpoint")
         torch.manual_seed(0)
         config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -380,7 +373,7 @@ def test_hugging_face_trainer_report_to_wandb_and_wandb_log_model_checkpoint_log
             output_dir="out", max_steps=6, per_device_train_batch_size=4, report_to="wandb", run_name="ckpt-run",
             save_strategy="steps", save_steps=3, use_cpu=True, disable_tqdm=True, logging_steps=3)
         trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
-                                       train_dataset=Tokens())
+                                       train_dataset=RandomTokens())
         trainer.train()
         print(json.dumps({"callbacks": names}))
     """, env={"WANDB_PROJECT": "hf", "WANDB_LOG_MODEL": "end"}, timeout=300)

@@ -6,24 +6,39 @@ tracklet's model registry (docs/registry.md), read-only: ``Registry`` (``name``,
 A registry exists once something was linked into it. ``filter`` is W&B's MongoDB-style filter on
 the few fields these listings have: ``name`` (registries, collections), ``type`` and ``tag``
 (collections), ``alias`` and ``tag`` (versions), with ``$eq``, ``$ne``, ``$in``, ``$nin``,
-``$regex`` (Python's ``re.search``) and ``$contains``, a bare value meaning ``$eq``; anything else
+``$regex`` (RE2 syntax, read as the run filters read it: tracklet/store/regex.py) and ``$contains``, a bare value meaning ``$eq``; anything else
 raises ``UsageError`` naming it rather than listing everything.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 from tracklet.compat.wandb.apis import _artifact_lists
 from tracklet.compat.wandb.errors import CommError, UsageError
+from tracklet.registry.refs import WANDB_PREFIX
+
+
+def _regex(values: list[str], pattern: Any) -> bool:
+    """Whether ``pattern`` (RE2 syntax, W&B's; bounded in size and time) matches any of ``values``,
+    as a run filter's ``$regex`` would (tracklet/store/regex.py)."""
+    from tracklet.store.regex import MAX_PATTERN_CHARS, PatternError, portable, sqlite_regexp
+
+    if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_CHARS:
+        raise UsageError(f"$regex takes a pattern of at most {MAX_PATTERN_CHARS} characters; got {pattern!r:.80}")
+    try:
+        compiled = portable(pattern)
+    except PatternError as error:
+        raise UsageError(f"$regex {pattern!r}: {error.problem} (at character {error.offset + 1})") from None
+    return any(sqlite_regexp(compiled, value) for value in values)
+
 
 _OPS: dict[str, Callable[[list[str], Any], bool]] = {
     "$eq": lambda values, operand: operand in values,
     "$ne": lambda values, operand: operand not in values,
     "$in": lambda values, operand: any(value in operand for value in values),
     "$nin": lambda values, operand: not any(value in operand for value in values),
-    "$regex": lambda values, operand: any(re.search(str(operand), value) for value in values),
+    "$regex": _regex,
     "$contains": lambda values, operand: any(str(operand) in value for value in values),
 }
 
@@ -60,8 +75,6 @@ def _matches(fields: dict[str, list[str]], filter: dict[str, Any] | None, what: 
 
 
 def _collections(api: Any, registries: list[str], entity: str | None, filter: Any) -> list[Any]:
-    from tracklet.registry.refs import WANDB_PREFIX
-
     found = []
     for name in registries:
         for collection in _artifact_lists.collections(api, WANDB_PREFIX + name, None, entity):
@@ -95,8 +108,6 @@ class Registry:
     @property
     def full_name(self) -> str:
         """W&B's name of the registry's project: ``wandb-registry-<name>``."""
-        from tracklet.registry.refs import WANDB_PREFIX
-
         return WANDB_PREFIX + self.name
 
     @property
@@ -140,8 +151,6 @@ def registries(api: Any, entity: str | None, filter: dict[str, Any] | None) -> R
 
 
 def registry(api: Any, name: str, entity: str | None) -> Registry:
-    from tracklet.registry.refs import WANDB_PREFIX
-
     short = name[len(WANDB_PREFIX):] if name.startswith(WANDB_PREFIX) else name
     if not api.registry_collections(short):
         known = sorted({row["registry"] for row in api.registry_collections()})

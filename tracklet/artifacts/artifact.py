@@ -27,6 +27,7 @@ from tracklet.core.filehash import HashedBytes
 from tracklet.errors import ArtifactDeleted, ArtifactError, ArtifactFinalized
 
 if TYPE_CHECKING:
+    from tracklet.artifacts.hashing import StatKey
     from tracklet.artifacts.storage import ArtifactStore, CommitResult
 
 DRAFT, PENDING, COMMITTED, FAILED = "draft", "pending", "committed", "failed"
@@ -49,16 +50,19 @@ class VersionStore(Protocol):
     def reopened(self) -> VersionStore: ...  # the same store opened by this process (a forked child)
 
 
-def _regular_file(path: str) -> tuple[int, int, int] | None:
-    """(size, mtime_ns, inode) of ``path`` if it is a regular file (links followed), else None:
-    what ``LocalFile.added`` keeps, from the one ``stat`` that checks it is a file."""
+def _regular_file(path: str) -> StatKey | None:
+    """``path``'s stat key (``hashing.stat_key``: path, size, mtime, inode) if it is a regular file
+    (links followed), else None: what ``LocalFile.added`` keeps, from the one ``stat`` that checks
+    it is a file."""
     import stat
+
+    from tracklet.artifacts.hashing import stat_key
 
     try:
         found = os.stat(path)
     except (OSError, ValueError):
         return None
-    return (found.st_size, found.st_mtime_ns, found.st_ino) if stat.S_ISREG(found.st_mode) else None
+    return stat_key(path, found) if stat.S_ISREG(found.st_mode) else None
 
 
 class Artifact:

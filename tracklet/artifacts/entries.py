@@ -13,12 +13,13 @@ from tracklet.errors import ArtifactError
 
 @dataclasses.dataclass(frozen=True)
 class LocalFile:
-    """A draft's file, read when the draft is committed. ``added``: its size, mtime and inode
-    when ``add_file``/``add_dir`` took it (``policy="immutable"``), so a file changed after that
-    and before it is read fails the version instead of storing the later content under it."""
+    """A draft's file, read when the draft is committed. ``added``: its stat key (path, size,
+    mtime, inode: ``hashing.stat_key``) when ``add_file``/``add_dir`` took it
+    (``policy="immutable"``), so a file changed after that and before it is read fails the version
+    instead of storing the later content under it."""
 
     path: str
-    added: tuple[int, int, int] | None = None
+    added: tuple[str, int, int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

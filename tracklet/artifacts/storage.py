@@ -152,23 +152,16 @@ def recipe_of(entry: ManifestEntry) -> str | None:
     return str(recipe)
 
 
-def _check_unchanged_since_added(name: str, pending: dict[str, Pending]) -> None:
-    """``ArtifactError`` naming the first file of ``pending`` added with ``policy="immutable"``
-    whose size, mtime or inode moved since ``add_file``/``add_dir`` took it: its content now is not
-    what was added (a checkpoint saved under one name every epoch, the next epoch's written before
-    this version was stored), and storing it would give this version another version's bytes."""
-    for item in pending.values():
-        if isinstance(item, LocalFile) and item.added is not None:
-            try:
-                found = os.stat(item.path)
-            except OSError:
-                continue  # missing now: the read names it as before
-            if (found.st_size, found.st_mtime_ns, found.st_ino) != item.added:
-                raise ArtifactError(
-                    f"{item.path} changed after it was added to artifact {name!r} and before it was stored "
-                    "(add_file/add_dir read a file when the artifact is stored): nothing was stored, so this "
-                    "version doesn't get the later content; add it with policy='mutable' to keep the content "
-                    "it had when added, or don't change it before artifact.wait()")
+def _changed_since_added(name: str, path: str) -> ArtifactError:
+    """A file added with ``policy="immutable"`` whose size, mtime or inode moved since
+    ``add_file``/``add_dir`` took it: its content now is not what was added (a checkpoint saved
+    under one name every epoch, the next epoch's written before this version was stored), and
+    storing it would give this version another version's bytes."""
+    return ArtifactError(
+        f"{path} changed after it was added to artifact {name!r} and before it was stored "
+        "(add_file/add_dir read a file when the artifact is stored): nothing was stored, so this "
+        "version doesn't get the later content; add it with policy='mutable' to keep the content "
+        "it had when added, or don't change it before artifact.wait()")
 
 
 class ArtifactStore:
@@ -241,8 +234,7 @@ class ArtifactStore:
         reused one (the id its upload sends is the one ``tracklet sync`` sends again); and
         ``base_unread`` (``VersionInfo.base_unread``: the server whose latest it couldn't be built on)."""
         try:
-            _check_unchanged_since_added(name, pending)
-            unhashed, large = self._unhashed(pending)
+            unhashed, large = self._unhashed(name, pending)
             to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
                        unhashed or isinstance(item, FileReference) and item.checksum]
             digests = self.hasher.digest_files(to_hash, blake3=large)
@@ -283,15 +275,18 @@ class ArtifactStore:
         return CommitResult(stored, manifest, reused, sum(written) + overhead + manifest_written,
                             sum(1 for n in written if n))
 
-    def _unhashed(self, pending: dict[str, Pending]) -> tuple[dict[str, StatKey], set[str]]:
+    def _unhashed(self, name: str, pending: dict[str, Pending]) -> tuple[dict[str, StatKey], set[str]]:
         """The draft's local files whose digest the stat cache doesn't know: their stat before
-        they are read (``OSError`` for one that can't be). They are hashed by the pass that stores
-        them, so each is read once. And the local files that will be chunked (their digest is a
-        BLAKE3: a cached sha256 of one, from before that rule or another threshold, is a miss)."""
+        they are read (``OSError`` for one that can't be; ``ArtifactError`` for one changed since it
+        was added: ``_changed_since_added``). They are hashed by the pass that stores them, so each
+        is read once. And the local files that will be chunked (their digest is a BLAKE3: a cached
+        sha256 of one, from before that rule or another threshold, is a miss)."""
         stats = {}
         for item in pending.values():
             if isinstance(item, LocalFile):
-                stats[item.path] = stat_key(item.path, os.stat(item.path))
+                key = stats[item.path] = stat_key(item.path, os.stat(item.path))
+                if item.added is not None and key != item.added:
+                    raise _changed_since_added(name, item.path)
         threshold = self.chunk_threshold
         large = {path for path, key in stats.items() if key[1] >= threshold}
         known = self.hasher.cache.get_many(list(stats.values())) if stats else {}
